@@ -1,0 +1,87 @@
+#pragma once
+// The seam between the HTTP API (agent/api) and the deployment engine
+// (agent/deploy, agent/store, agent/runtime). The API validates and parses
+// requests, then calls a Service; it never touches the database or processes.
+
+#include <common/config.hpp>
+#include <common/manifest.hpp>
+#include <common/result.hpp>
+#include <common/state.hpp>
+
+#include <agent/paths.hpp>
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace agent {
+
+struct ReleaseInfo {
+    std::string id;  // "v3"
+    std::string app;
+    common::State state = common::State::queued;
+    std::string created_at; // RFC 3339 UTC
+    std::string updated_at;
+    std::string commit;
+    std::string message;
+    std::string error; // empty unless FAILED (or a note, e.g. a restart)
+    int port = 0;      // the app's port on 127.0.0.1 while it runs
+};
+
+struct NewDeployment {
+    std::string app;
+    std::string config_text; // deploy.toml as sent, kept with the release
+    common::AppConfig config;
+    common::Manifest manifest; // already passed validate_manifest()
+    std::string commit;
+    std::string message;
+    bool dirty = false;
+};
+
+struct AppStatus {
+    std::string app;
+    std::optional<std::string> production; // release id
+    std::string url;                         // http://APP.localhost:PROXYPORT/
+    std::vector<std::string> domains;
+    std::vector<ReleaseInfo> releases; // newest first
+};
+
+struct ServiceOptions {
+    DataDir data_dir;
+    std::string engine = "process";
+    std::string proxy_listen = "127.0.0.1:8080"; // where deploy-proxy listens
+    std::string proxy_bin;                        // path of the deploy-proxy binary
+};
+
+class Service {
+  public:
+    virtual ~Service() = default;
+
+    // Recovers state after a restart (re-adopts running apps, fails interrupted
+    // builds), makes sure deploy-proxy runs with the current routes, starts the
+    // workers and the supervisor.
+    virtual common::Status start() = 0;
+    // Stops workers; running apps and the proxy keep running.
+    virtual void stop() = 0;
+
+    // Records a QUEUED release and schedules it; returns at once.
+    // The API has validated the manifest and checked that every blob is present.
+    virtual common::Result<ReleaseInfo> create_deployment(NewDeployment deployment) = 0;
+    virtual common::Result<ReleaseInfo> release(const std::string& app, const std::string& id) = 0;
+    virtual common::Result<AppStatus> status(const std::string& app) = 0;
+    virtual std::vector<AppStatus> apps() = 0;
+    // Promotes an INACTIVE release (default: newest INACTIVE older than PRODUCTION)
+    // after starting it and passing its health check. Blocks until done.
+    virtual common::Result<ReleaseInfo> rollback(const std::string& app,
+                                                 const std::optional<std::string>& id) = 0;
+    // ErrorKind::refused for PRODUCTION or unsettled releases.
+    virtual common::Status remove(const std::string& app, const std::string& id) = 0;
+
+    virtual std::string engine() const = 0;
+    virtual std::string proxy_listen() const = 0;
+};
+
+std::unique_ptr<Service> make_service(ServiceOptions options);
+
+} // namespace agent

@@ -1,0 +1,41 @@
+#pragma once
+// The agent's on-disk layout (DESIGN §4), in one place.
+
+#include <filesystem>
+#include <string>
+
+namespace agent {
+
+class DataDir {
+  public:
+    explicit DataDir(std::filesystem::path root) : m_root(std::move(root)) {}
+
+    const std::filesystem::path& root() const { return m_root; }
+    std::filesystem::path state_db() const { return m_root / "state.db"; }
+    std::filesystem::path blobs() const { return m_root / "blobs"; }
+    std::filesystem::path keys() const { return m_root / "keys"; }
+    std::filesystem::path app_dir(const std::string& app) const { return m_root / "apps" / app; }
+    // The release's source tree; builds and the app run here.
+    std::filesystem::path release_dir(const std::string& app, const std::string& id) const {
+        return app_dir(app) / "releases" / id;
+    }
+    // NDJSON events of one deployment (state, build log, health).
+    std::filesystem::path event_log(const std::string& app, const std::string& id) const {
+        return app_dir(app) / "logs" / (id + ".ndjson");
+    }
+    // Raw stdout+stderr of the running app (the app writes it directly, so it
+    // keeps logging while the agent is down).
+    std::filesystem::path app_log(const std::string& app, const std::string& id) const {
+        return app_dir(app) / "logs" / (id + ".app.log");
+    }
+    std::filesystem::path proxy_dir() const { return m_root / "proxy"; }
+    std::filesystem::path proxy_routes() const { return proxy_dir() / "routes.json"; }
+    std::filesystem::path proxy_applied() const { return proxy_dir() / "applied"; }
+    std::filesystem::path proxy_pid() const { return proxy_dir() / "proxy.pid"; }
+    std::filesystem::path proxy_log() const { return proxy_dir() / "proxy.log"; }
+
+  private:
+    std::filesystem::path m_root;
+};
+
+} // namespace agent

@@ -1,0 +1,80 @@
+#pragma once
+// deploy.toml: the application's deployment config (DESIGN §4).
+// Parsing lives in config.cpp so that toml++ stays out of every other file.
+
+#include <common/result.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace common {
+
+struct HealthConfig {
+    std::string path = "/";
+    std::chrono::milliseconds interval{1000};
+    std::chrono::milliseconds timeout{60000};
+};
+
+struct BuildConfig {
+    std::string command;    // shell command run in the release directory
+    std::string dockerfile; // container engines only
+    std::chrono::milliseconds timeout{5 * 60 * 1000};
+    std::uint64_t memory = 0; // bytes, 0 = unlimited
+    std::map<std::string, std::string> args;
+    std::vector<std::string> secrets; // secrets the build may see
+};
+
+struct RunConfig {
+    std::string command; // process runtime: shell command; containers: image CMD if empty
+    int port = 0;        // container port; the process runtime assigns $PORT itself
+    std::uint64_t memory = 0;
+    HealthConfig health;
+};
+
+struct StaticConfig {
+    std::string dir;
+    bool spa = false;
+};
+
+struct DeploySettings {
+    int keep = 5;
+    std::chrono::milliseconds drain{10000};
+    std::chrono::milliseconds idle_stop{0}; // 0 = never scale to zero
+};
+
+struct TargetConfig {
+    std::string name;
+    std::vector<std::string> hosts;
+    std::vector<std::string> domains;
+};
+
+struct AppConfig {
+    std::string app;
+    BuildConfig build;
+    RunConfig run;
+    std::optional<StaticConfig> static_site;
+    DeploySettings deploy;
+    std::map<std::string, std::string> env;
+    std::map<std::string, TargetConfig> targets;
+};
+
+// Parses deploy.toml text. Errors are ErrorKind::config with
+// "SOURCE:LINE:COL: message" and, for unknown keys, the closest valid key.
+Result<AppConfig> parse_config(std::string_view text, std::string_view source_name);
+Result<AppConfig> load_config(const std::filesystem::path& path);
+
+// Lower-case letters, digits and dashes, starting with a letter, 1..63 characters.
+bool is_valid_app_name(std::string_view name);
+
+// The closest of `candidates` to `word` by edit distance, if it is close enough
+// to be a plausible typo ("prot" -> "port").
+std::optional<std::string> closest_match(std::string_view word,
+                                         const std::vector<std::string>& candidates);
+
+} // namespace common

@@ -1,0 +1,70 @@
+#include <common/hash.hpp>
+
+#include <openssl/evp.h>
+
+#include <fmt/format.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+
+namespace common {
+
+struct Sha256::Impl {
+    EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+    ~Impl() { EVP_MD_CTX_free(ctx); }
+};
+
+Sha256::Sha256() : m_impl(std::make_unique<Impl>()) {
+    EVP_DigestInit_ex(m_impl->ctx, EVP_sha256(), nullptr);
+}
+
+Sha256::~Sha256() = default;
+
+void Sha256::update(std::string_view data) {
+    EVP_DigestUpdate(m_impl->ctx, data.data(), data.size());
+}
+
+std::string Sha256::final_hex() {
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned int length = 0;
+    EVP_DigestFinal_ex(m_impl->ctx, digest, &length);
+    static constexpr char k_hex[] = "0123456789abcdef";
+    std::string out;
+    out.reserve(length * 2);
+    for (unsigned int i = 0; i < length; ++i) {
+        out += k_hex[digest[i] >> 4];
+        out += k_hex[digest[i] & 0xf];
+    }
+    return out;
+}
+
+std::string sha256_hex(std::string_view data) {
+    Sha256 hash;
+    hash.update(data);
+    return hash.final_hex();
+}
+
+Result<std::string> sha256_file(const std::filesystem::path& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in)
+        return make_error(ErrorKind::io,
+                          fmt::format("cannot read {}: {}", path.string(), std::strerror(errno)));
+    Sha256 hash;
+    char buffer[64 * 1024];
+    while (in) {
+        in.read(buffer, sizeof buffer);
+        hash.update(std::string_view(buffer, static_cast<std::size_t>(in.gcount())));
+    }
+    if (in.bad()) return make_error(ErrorKind::io, fmt::format("error reading {}", path.string()));
+    return hash.final_hex();
+}
+
+bool is_sha256_hex(std::string_view text) {
+    if (text.size() != 64) return false;
+    for (char c : text)
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+    return true;
+}
+
+} // namespace common

@@ -1,0 +1,190 @@
+#include <common/manifest.hpp>
+
+#include <common/hash.hpp>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <unordered_map>
+#include <unordered_set>
+
+namespace common {
+
+namespace {
+
+Error bad(std::string message) { return make_error(ErrorKind::bad_request, std::move(message)); }
+
+// Splits "a/b/c" into components; empty components are kept so callers can reject them.
+std::vector<std::string_view> split_path(std::string_view path) {
+    std::vector<std::string_view> parts;
+    std::size_t start = 0;
+    while (true) {
+        const auto slash = path.find('/', start);
+        parts.push_back(path.substr(start, slash == std::string_view::npos ? slash : slash - start));
+        if (slash == std::string_view::npos) break;
+        start = slash + 1;
+    }
+    return parts;
+}
+
+// Whether a symlink at `link_path` with relative `target` resolves inside the tree.
+bool symlink_stays_inside(std::string_view link_path, std::string_view target) {
+    if (target.empty() || target.front() == '/') return false;
+    auto parts = split_path(link_path);
+    long depth = static_cast<long>(parts.size()) - 1; // the link's directory
+    for (auto part : split_path(target)) {
+        if (part.empty() || part == ".") continue;
+        if (part == "..") {
+            if (--depth < 0) return false;
+        } else {
+            ++depth;
+        }
+    }
+    return true;
+}
+
+Status validate_entry(const ManifestEntry& entry) {
+    if (entry.path.size() > k_max_path_length)
+        return bad(fmt::format("manifest path longer than {} bytes", k_max_path_length));
+    if (!is_safe_relative_path(entry.path))
+        return bad(fmt::format("manifest path \"{}\" is not a safe relative path (absolute paths, "
+                               "empty, \".\" and \"..\" components are refused)",
+                               entry.path));
+    if (entry.kind == EntryKind::symlink) {
+        if (entry.target.size() > k_max_path_length || entry.target.find('\0') != std::string::npos ||
+            !symlink_stays_inside(entry.path, entry.target))
+            return bad(fmt::format("symlink \"{}\" -> \"{}\" leads out of the source tree",
+                                   entry.path, entry.target));
+    } else if (!is_sha256_hex(entry.digest)) {
+        return bad(fmt::format("manifest entry \"{}\" has an invalid digest", entry.path));
+    }
+    return {};
+}
+
+} // namespace
+
+std::string_view to_string(EntryKind kind) {
+    switch (kind) {
+    case EntryKind::file: return "file";
+    case EntryKind::executable: return "exec";
+    case EntryKind::symlink: return "symlink";
+    }
+    return "file";
+}
+
+bool is_safe_relative_path(std::string_view path) {
+    if (path.empty() || path.front() == '/' || path.find('\0') != std::string_view::npos ||
+        path.find('\\') != std::string_view::npos)
+        return false;
+    for (auto part : split_path(path))
+        if (part.empty() || part == "." || part == "..") return false;
+    return true;
+}
+
+std::uint64_t Manifest::total_bytes() const {
+    std::uint64_t total = 0;
+    for (const auto& e : entries) total += e.size;
+    return total;
+}
+
+std::string Manifest::digest() const {
+    std::vector<const ManifestEntry*> sorted;
+    sorted.reserve(entries.size());
+    for (const auto& e : entries) sorted.push_back(&e);
+    std::sort(sorted.begin(), sorted.end(),
+              [](const auto* a, const auto* b) { return a->path < b->path; });
+    Sha256 hash;
+    for (const auto* e : sorted) {
+        // Fields are NUL-separated: no path, kind, digest or target can contain NUL.
+        for (std::string_view field : {std::string_view(e->path), to_string(e->kind),
+                                       std::string_view(e->kind == EntryKind::symlink ? e->target
+                                                                                     : e->digest)}) {
+            hash.update(field);
+            hash.update(std::string_view("\0", 1));
+        }
+        hash.update(std::to_string(e->size) + "\n");
+    }
+    return hash.final_hex();
+}
+
+Status validate_manifest(const Manifest& manifest) {
+    if (manifest.entries.size() > k_max_manifest_entries)
+        return bad(fmt::format("manifest has {} entries; the limit is {}", manifest.entries.size(),
+                               k_max_manifest_entries));
+    std::unordered_map<std::string_view, EntryKind> kinds;
+    for (const auto& entry : manifest.entries) {
+        if (auto ok = validate_entry(entry); !ok) return ok;
+        if (!kinds.emplace(entry.path, entry.kind).second)
+            return bad(fmt::format("manifest lists \"{}\" twice", entry.path));
+    }
+    // No entry may live below a file or a symlink ("link/x" through a symlink "link").
+    for (const auto& entry : manifest.entries) {
+        for (auto slash = entry.path.find('/'); slash != std::string::npos;
+             slash = entry.path.find('/', slash + 1)) {
+            auto it = kinds.find(std::string_view(entry.path).substr(0, slash));
+            if (it != kinds.end())
+                return bad(fmt::format("manifest path \"{}\" goes through the {} \"{}\"", entry.path,
+                                       it->second == EntryKind::symlink ? "symlink" : "file",
+                                       it->first));
+        }
+    }
+    return {};
+}
+
+nlohmann::json manifest_to_json(const Manifest& manifest) {
+    auto files = nlohmann::json::array();
+    for (const auto& e : manifest.entries) {
+        nlohmann::json j{{"path", e.path}, {"mode", to_string(e.kind)}};
+        if (e.kind == EntryKind::symlink) {
+            j["target"] = e.target;
+        } else {
+            j["digest"] = e.digest;
+            j["size"] = e.size;
+        }
+        files.push_back(std::move(j));
+    }
+    return nlohmann::json{{"files", std::move(files)}};
+}
+
+Result<Manifest> manifest_from_json(const nlohmann::json& json) {
+    if (!json.is_object() || !json.contains("files") || !json["files"].is_array())
+        return bad("manifest must be an object with a \"files\" array");
+    const auto& files = json["files"];
+    if (files.size() > k_max_manifest_entries)
+        return bad(fmt::format("manifest has {} entries; the limit is {}", files.size(),
+                               k_max_manifest_entries));
+    Manifest manifest;
+    manifest.entries.reserve(files.size());
+    for (const auto& f : files) {
+        if (!f.is_object() || !f.contains("path") || !f["path"].is_string())
+            return bad("every manifest entry needs a string \"path\"");
+        ManifestEntry e;
+        e.path = f["path"].get<std::string>();
+        const auto mode = f.value("mode", std::string("file"));
+        if (mode == "file" || mode == "exec") {
+            e.kind = mode == "file" ? EntryKind::file : EntryKind::executable;
+            if (!f.contains("digest") || !f["digest"].is_string())
+                return bad(fmt::format("manifest entry \"{}\" needs a string \"digest\"", e.path));
+            e.digest = f["digest"].get<std::string>();
+            if (f.contains("size")) {
+                if (!f["size"].is_number_unsigned())
+                    return bad(fmt::format("manifest entry \"{}\" has an invalid size", e.path));
+                e.size = f["size"].get<std::uint64_t>();
+            }
+        } else if (mode == "symlink") {
+            e.kind = EntryKind::symlink;
+            if (!f.contains("target") || !f["target"].is_string())
+                return bad(fmt::format("symlink \"{}\" needs a string \"target\"", e.path));
+            e.target = f["target"].get<std::string>();
+        } else {
+            return bad(fmt::format("manifest entry \"{}\" has unknown mode \"{}\" (expected file, "
+                                   "exec or symlink)",
+                                   e.path, mode));
+        }
+        manifest.entries.push_back(std::move(e));
+    }
+    return manifest;
+}
+
+} // namespace common

@@ -1,0 +1,79 @@
+#pragma once
+// Result<T>: the expected-style return type used across the project.
+// Errors carry a kind that users must be able to tell apart (it maps to the
+// exit codes in DESIGN §4) and a human-readable message.
+
+#include <cassert>
+#include <optional>
+#include <string>
+#include <utility>
+
+namespace common {
+
+enum class ErrorKind {
+    usage,       // bad command line
+    config,      // deploy.toml or agent config invalid (message has file:line:col)
+    connection,  // cannot reach an agent
+    auth,        // agent refused our credentials
+    timeout,     // waited too long
+    refused,     // a rule forbids it (e.g. deleting the PRODUCTION release)
+    failed,      // the deployment failed (build, health, startup timeout)
+    not_found,   // no such app / release / blob
+    bad_request, // malformed input sent to the agent
+    io,          // local file system or process error
+    internal,    // a bug or unexpected condition
+};
+
+struct Error {
+    ErrorKind kind = ErrorKind::internal;
+    std::string message;
+};
+
+// The process exit code DESIGN §4 assigns to each kind of error.
+int exit_code(ErrorKind kind);
+// Short stable name used in JSON error objects ("config", "refused", ...).
+const char* error_code(ErrorKind kind);
+
+inline Error make_error(ErrorKind kind, std::string message) {
+    return Error{kind, std::move(message)};
+}
+
+template <class T> class [[nodiscard]] Result {
+  public:
+    Result(T value) : m_value(std::move(value)) {}
+    Result(Error error) : m_error(std::move(error)) {}
+
+    bool ok() const { return m_value.has_value(); }
+    explicit operator bool() const { return ok(); }
+
+    T& value() & { assert(ok()); return *m_value; }
+    const T& value() const& { assert(ok()); return *m_value; }
+    T&& value() && { assert(ok()); return std::move(*m_value); }
+    T& operator*() & { return value(); }
+    const T& operator*() const& { return value(); }
+    T* operator->() { return &value(); }
+    const T* operator->() const { return &value(); }
+
+    const Error& error() const { assert(!ok()); return *m_error; }
+
+  private:
+    std::optional<T> m_value;
+    std::optional<Error> m_error;
+};
+
+template <> class [[nodiscard]] Result<void> {
+  public:
+    Result() = default;
+    Result(Error error) : m_error(std::move(error)) {}
+
+    bool ok() const { return !m_error.has_value(); }
+    explicit operator bool() const { return ok(); }
+    const Error& error() const { assert(!ok()); return *m_error; }
+
+  private:
+    std::optional<Error> m_error;
+};
+
+using Status = Result<void>;
+
+} // namespace common

@@ -1,0 +1,142 @@
+#include <common/config.hpp>
+
+#include "temp_dir.hpp"
+
+#include <doctest/doctest.h>
+
+#include <fstream>
+
+using namespace std::chrono_literals;
+
+namespace {
+const char* k_full = R"(app = "hello"
+[build]
+command = "make"
+timeout = "2m"
+memory = "1g"
+args = { NODE_ENV = "production" }
+[run]
+command = "./server"
+port = 3000
+memory = "512m"
+health = { path = "/healthz", interval = "250ms", timeout = "20s" }
+[deploy]
+keep = 3
+drain = "2s"
+[env]
+GREETING = "hi"
+WORKERS = 4
+DEBUG = false
+[targets.production]
+hosts = ["http://127.0.0.1:7070"]
+domains = ["hello.example.com"]
+)";
+} // namespace
+
+TEST_CASE("parse_config reads every section of deploy.toml") {
+    auto config = common::parse_config(k_full, "deploy.toml");
+    REQUIRE(config.ok());
+    CHECK(config->app == "hello");
+    CHECK(config->build.command == "make");
+    CHECK(config->build.timeout == 120s);
+    CHECK(config->build.memory == 1024ull * 1024 * 1024);
+    CHECK(config->build.args.at("NODE_ENV") == "production");
+    CHECK(config->run.command == "./server");
+    CHECK(config->run.port == 3000);
+    CHECK(config->run.memory == 512ull * 1024 * 1024);
+    CHECK(config->run.health.path == "/healthz");
+    CHECK(config->run.health.interval == 250ms);
+    CHECK(config->run.health.timeout == 20s);
+    CHECK(config->deploy.keep == 3);
+    CHECK(config->deploy.drain == 2s);
+    CHECK(config->env.at("GREETING") == "hi");
+    CHECK(config->env.at("WORKERS") == "4");
+    CHECK(config->env.at("DEBUG") == "false");
+    REQUIRE(config->targets.count("production") == 1);
+    CHECK(config->targets.at("production").hosts == std::vector<std::string>{"http://127.0.0.1:7070"});
+    CHECK(config->targets.at("production").domains == std::vector<std::string>{"hello.example.com"});
+    CHECK_FALSE(config->static_site.has_value());
+}
+
+TEST_CASE("parse_config applies defaults") {
+    auto config = common::parse_config("app = \"a1\"\n", "deploy.toml");
+    REQUIRE(config.ok());
+    CHECK(config->deploy.keep == 5);
+    CHECK(config->deploy.drain == 10s);
+    CHECK(config->build.timeout == 5min);
+    CHECK(config->run.health.path == "/");
+}
+
+TEST_CASE("parse_config errors name the file, line and column") {
+    SUBCASE("syntax error") {
+        auto config = common::parse_config("app = \"hello\n", "deploy.toml");
+        REQUIRE_FALSE(config.ok());
+        CHECK(config.error().kind == common::ErrorKind::config);
+        CHECK(config.error().message.rfind("deploy.toml:1:", 0) == 0);
+    }
+    SUBCASE("wrong type shows the line and a caret") {
+        auto config = common::parse_config("app = \"hello\"\n[run]\nport = \"x\"\n", "deploy.toml");
+        REQUIRE_FALSE(config.ok());
+        const auto& m = config.error().message;
+        CHECK(m.rfind("deploy.toml:3:8: run.port must be an integer from 1 to 65535", 0) == 0);
+        CHECK(m.find("3 | port = \"x\"") != std::string::npos);
+        CHECK(m.find("       ^") != std::string::npos);
+    }
+    SUBCASE("invalid duration") {
+        auto config = common::parse_config("app = \"hello\"\n[deploy]\ndrain = \"10 parsecs\"\n", "x.toml");
+        REQUIRE_FALSE(config.ok());
+        CHECK(config.error().message.rfind("x.toml:3:9: deploy.drain: invalid duration", 0) == 0);
+    }
+    SUBCASE("missing app") {
+        auto config = common::parse_config("[run]\nport = 1\n", "deploy.toml");
+        REQUIRE_FALSE(config.ok());
+        CHECK(config.error().message.find("missing required key 'app'") != std::string::npos);
+    }
+    SUBCASE("invalid app name") {
+        auto config = common::parse_config("app = \"Hello World\"\n", "deploy.toml");
+        REQUIRE_FALSE(config.ok());
+        CHECK(config.error().message.rfind("deploy.toml:1:7: app must be", 0) == 0);
+    }
+}
+
+TEST_CASE("parse_config names unknown keys and suggests the closest one") {
+    SUBCASE("in a section") {
+        auto config = common::parse_config("app = \"hello\"\n[run]\nprot = 1\n", "deploy.toml");
+        REQUIRE_FALSE(config.ok());
+        const auto& m = config.error().message;
+        CHECK(m.rfind("deploy.toml:3:1: unknown key 'prot' in [run]; did you mean 'port'?", 0) == 0);
+    }
+    SUBCASE("at the top level") {
+        auto config = common::parse_config("app = \"hello\"\n[biuld]\n", "deploy.toml");
+        REQUIRE_FALSE(config.ok());
+        CHECK(config.error().message.find("unknown key 'biuld' in the top level; did you mean 'build'?") !=
+              std::string::npos);
+    }
+    SUBCASE("nothing close") {
+        auto config = common::parse_config("app = \"hello\"\nzzzzzzzz = 1\n", "deploy.toml");
+        REQUIRE_FALSE(config.ok());
+        CHECK(config.error().message.find("did you mean") == std::string::npos);
+    }
+}
+
+TEST_CASE("load_config reads a file and reports a missing one") {
+    test::TempDir dir;
+    std::ofstream(dir.path() / "deploy.toml") << "app = \"hello\"\n";
+    auto config = common::load_config(dir.path() / "deploy.toml");
+    REQUIRE(config.ok());
+    CHECK(config->app == "hello");
+    auto missing = common::load_config(dir.path() / "nope.toml");
+    REQUIRE_FALSE(missing.ok());
+    CHECK(missing.error().kind == common::ErrorKind::config);
+    CHECK(missing.error().message.find("no such file") != std::string::npos);
+}
+
+TEST_CASE("is_valid_app_name") {
+    CHECK(common::is_valid_app_name("hello"));
+    CHECK(common::is_valid_app_name("my-app-2"));
+    CHECK_FALSE(common::is_valid_app_name(""));
+    CHECK_FALSE(common::is_valid_app_name("2app"));
+    CHECK_FALSE(common::is_valid_app_name("App"));
+    CHECK_FALSE(common::is_valid_app_name("a/b"));
+    CHECK_FALSE(common::is_valid_app_name(std::string(64, 'a')));
+}

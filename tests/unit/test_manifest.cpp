@@ -1,0 +1,93 @@
+#include <common/hash.hpp>
+#include <common/manifest.hpp>
+
+#include <doctest/doctest.h>
+#include <nlohmann/json.hpp>
+
+namespace {
+const std::string k_digest = common::sha256_hex("x");
+
+common::ManifestEntry file_entry(std::string path) {
+    return {std::move(path), common::EntryKind::file, k_digest, 1, {}};
+}
+common::ManifestEntry symlink_entry(std::string path, std::string target) {
+    return {std::move(path), common::EntryKind::symlink, {}, 0, std::move(target)};
+}
+common::Status validate(std::vector<common::ManifestEntry> entries) {
+    return common::validate_manifest(common::Manifest{std::move(entries)});
+}
+} // namespace
+
+TEST_CASE("is_safe_relative_path") {
+    CHECK(common::is_safe_relative_path("a"));
+    CHECK(common::is_safe_relative_path("a/b.c/d"));
+    CHECK(common::is_safe_relative_path("..hidden"));
+    CHECK_FALSE(common::is_safe_relative_path(""));
+    CHECK_FALSE(common::is_safe_relative_path("/etc/passwd"));
+    CHECK_FALSE(common::is_safe_relative_path("../evil"));
+    CHECK_FALSE(common::is_safe_relative_path("a/../../b"));
+    CHECK_FALSE(common::is_safe_relative_path("a//b"));
+    CHECK_FALSE(common::is_safe_relative_path("a/./b"));
+    CHECK_FALSE(common::is_safe_relative_path("a/"));
+    CHECK_FALSE(common::is_safe_relative_path("a\\..\\b"));
+    CHECK_FALSE(common::is_safe_relative_path(std::string("a\0b", 3)));
+}
+
+TEST_CASE("validate_manifest accepts a normal tree") {
+    CHECK(validate({file_entry("index.html"), file_entry("src/app.js"), symlink_entry("current", "src/app.js"),
+                    symlink_entry("src/up", "../index.html")})
+              .ok());
+}
+
+TEST_CASE("validate_manifest refuses hostile entries") {
+    SUBCASE("path traversal") { CHECK_FALSE(validate({file_entry("../evil")}).ok()); }
+    SUBCASE("absolute path") { CHECK_FALSE(validate({file_entry("/etc/passwd")}).ok()); }
+    SUBCASE("symlink out of the tree") {
+        auto s = validate({symlink_entry("link", "../../outside")});
+        REQUIRE_FALSE(s.ok());
+        CHECK(s.error().kind == common::ErrorKind::bad_request);
+        CHECK(s.error().message.find("leads out of the source tree") != std::string::npos);
+    }
+    SUBCASE("symlink climbing out from a subdirectory") {
+        CHECK_FALSE(validate({symlink_entry("a/b/link", "../../../x")}).ok());
+    }
+    SUBCASE("absolute symlink") { CHECK_FALSE(validate({symlink_entry("link", "/etc/passwd")}).ok()); }
+    SUBCASE("path through a symlink") {
+        auto s = validate({symlink_entry("link", "dir"), file_entry("link/x")});
+        REQUIRE_FALSE(s.ok());
+        CHECK(s.error().message.find("goes through the symlink \"link\"") != std::string::npos);
+    }
+    SUBCASE("path through a file") { CHECK_FALSE(validate({file_entry("a"), file_entry("a/b")}).ok()); }
+    SUBCASE("duplicate path") { CHECK_FALSE(validate({file_entry("a"), file_entry("a")}).ok()); }
+    SUBCASE("bad digest") {
+        auto e = file_entry("a");
+        e.digest = "../../etc/passwd";
+        CHECK_FALSE(validate({e}).ok());
+    }
+}
+
+TEST_CASE("manifest JSON round trip and digest") {
+    common::Manifest m{{file_entry("a"), {"bin/run", common::EntryKind::executable, k_digest, 1, {}},
+                        symlink_entry("l", "a")}};
+    auto back = common::manifest_from_json(common::manifest_to_json(m));
+    REQUIRE(back.ok());
+    REQUIRE(back->entries.size() == 3);
+    CHECK(back->entries[1].kind == common::EntryKind::executable);
+    CHECK(back->entries[2].target == "a");
+    CHECK(back->digest() == m.digest());
+    CHECK(m.total_bytes() == 2);
+
+    common::Manifest reordered{{m.entries[2], m.entries[0], m.entries[1]}};
+    CHECK(reordered.digest() == m.digest());
+    reordered.entries[1].digest = common::sha256_hex("y");
+    CHECK(reordered.digest() != m.digest());
+}
+
+TEST_CASE("manifest_from_json refuses malformed input") {
+    using nlohmann::json;
+    CHECK_FALSE(common::manifest_from_json(json::array()).ok());
+    CHECK_FALSE(common::manifest_from_json(json{{"files", 3}}).ok());
+    CHECK_FALSE(common::manifest_from_json(json{{"files", {{{"mode", "file"}}}}}).ok());
+    CHECK_FALSE(common::manifest_from_json(json{{"files", {{{"path", "a"}, {"mode", "device"}}}}}).ok());
+    CHECK_FALSE(common::manifest_from_json(json{{"files", {{{"path", "a"}, {"size", -1}, {"digest", k_digest}}}}}).ok());
+}
