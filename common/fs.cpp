@@ -15,7 +15,8 @@ namespace common {
 namespace {
 
 Error errno_error(std::string_view what, const std::filesystem::path& path) {
-    return make_error(ErrorKind::io, fmt::format("{} {}: {}", what, path.string(), std::strerror(errno)));
+    return make_error(ErrorKind::io,
+                      fmt::format("{} {}: {}", what, path.string(), std::strerror(errno)));
 }
 
 std::string temp_suffix() {
@@ -27,7 +28,8 @@ Status write_all(int fd, std::string_view content, const std::filesystem::path& 
     while (!content.empty()) {
         const ssize_t n = ::write(fd, content.data(), content.size());
         if (n < 0) {
-            if (errno == EINTR) continue;
+            if (errno == EINTR)
+                continue;
             return errno_error("cannot write", path);
         }
         content.remove_prefix(static_cast<std::size_t>(n));
@@ -39,21 +41,28 @@ Status write_all(int fd, std::string_view content, const std::filesystem::path& 
 
 Status fsync_dir(const std::filesystem::path& dir) {
     const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) return errno_error("cannot open directory", dir);
+    if (fd < 0)
+        return errno_error("cannot open directory", dir);
     const int rc = ::fsync(fd);
     ::close(fd);
-    if (rc != 0) return errno_error("cannot fsync directory", dir);
+    if (rc != 0)
+        return errno_error("cannot fsync directory", dir);
     return {};
 }
 
-Status atomic_write_file(const std::filesystem::path& path, std::string_view content, unsigned mode) {
+Status atomic_write_file(const std::filesystem::path& path, std::string_view content,
+                         unsigned mode) {
     const auto temp = std::filesystem::path(path.string() + temp_suffix());
     const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
-    if (fd < 0) return errno_error("cannot create", temp);
+    if (fd < 0)
+        return errno_error("cannot create", temp);
     auto written = write_all(fd, content, temp);
-    if (written && ::fsync(fd) != 0) written = errno_error("cannot fsync", temp);
-    if (::close(fd) != 0 && written) written = errno_error("cannot close", temp);
-    if (written && ::rename(temp.c_str(), path.c_str()) != 0) written = errno_error("cannot rename onto", path);
+    if (written && ::fsync(fd) != 0)
+        written = errno_error("cannot fsync", temp);
+    if (::close(fd) != 0 && written)
+        written = errno_error("cannot close", temp);
+    if (written && ::rename(temp.c_str(), path.c_str()) != 0)
+        written = errno_error("cannot rename onto", path);
     if (!written) {
         ::unlink(temp.c_str());
         return written;
@@ -64,10 +73,12 @@ Status atomic_write_file(const std::filesystem::path& path, std::string_view con
 
 Result<std::string> read_file(const std::filesystem::path& path) {
     std::ifstream in(path, std::ios::binary);
-    if (!in) return errno_error("cannot read", path);
+    if (!in)
+        return errno_error("cannot read", path);
     std::ostringstream out;
     out << in.rdbuf();
-    if (in.bad()) return errno_error("error reading", path);
+    if (in.bad())
+        return errno_error("error reading", path);
     return out.str();
 }
 

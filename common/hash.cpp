@@ -1,8 +1,7 @@
 #include <common/hash.hpp>
 
-#include <openssl/evp.h>
-
 #include <fmt/format.h>
+#include <openssl/evp.h>
 
 #include <cerrno>
 #include <cstring>
@@ -56,14 +55,17 @@ Result<std::string> sha256_file(const std::filesystem::path& path) {
         in.read(buffer, sizeof buffer);
         hash.update(std::string_view(buffer, static_cast<std::size_t>(in.gcount())));
     }
-    if (in.bad()) return make_error(ErrorKind::io, fmt::format("error reading {}", path.string()));
+    if (in.bad())
+        return make_error(ErrorKind::io, fmt::format("error reading {}", path.string()));
     return hash.final_hex();
 }
 
 bool is_sha256_hex(std::string_view text) {
-    if (text.size() != 64) return false;
+    if (text.size() != 64)
+        return false;
     for (char c : text)
-        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+            return false;
     return true;
 }
 

@@ -16,16 +16,22 @@ std::mutex g_mutex;
 
 const char* level_name(LogLevel level) {
     switch (level) {
-    case LogLevel::debug: return "debug";
-    case LogLevel::info: return "info";
-    case LogLevel::warn: return "warn";
-    case LogLevel::error: return "error";
+    case LogLevel::debug:
+        return "debug";
+    case LogLevel::info:
+        return "info";
+    case LogLevel::warn:
+        return "warn";
+    case LogLevel::error:
+        return "error";
     }
     return "info";
 }
 } // namespace
 
-void set_log_level(LogLevel level) { g_level = level; }
+void set_log_level(LogLevel level) {
+    g_level = level;
+}
 
 std::string_view now_rfc3339(char (&buffer)[32]) {
     using namespace std::chrono;
@@ -40,7 +46,8 @@ std::string_view now_rfc3339(char (&buffer)[32]) {
 }
 
 void log(LogLevel level, std::string_view message) {
-    if (level < g_level.load()) return;
+    if (level < g_level.load())
+        return;
     char ts[32];
     const auto line = fmt::format("{} {}: {}\n", now_rfc3339(ts), level_name(level), message);
     std::lock_guard lock(g_mutex);

@@ -1,6 +1,5 @@
-#include <common/manifest.hpp>
-
 #include <common/hash.hpp>
+#include <common/manifest.hpp>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -13,7 +12,9 @@ namespace common {
 
 namespace {
 
-Error bad(std::string message) { return make_error(ErrorKind::bad_request, std::move(message)); }
+Error bad(std::string message) {
+    return make_error(ErrorKind::bad_request, std::move(message));
+}
 
 // Splits "a/b/c" into components; empty components are kept so callers can reject them.
 std::vector<std::string_view> split_path(std::string_view path) {
@@ -21,8 +22,10 @@ std::vector<std::string_view> split_path(std::string_view path) {
     std::size_t start = 0;
     while (true) {
         const auto slash = path.find('/', start);
-        parts.push_back(path.substr(start, slash == std::string_view::npos ? slash : slash - start));
-        if (slash == std::string_view::npos) break;
+        parts.push_back(
+            path.substr(start, slash == std::string_view::npos ? slash : slash - start));
+        if (slash == std::string_view::npos)
+            break;
         start = slash + 1;
     }
     return parts;
@@ -30,13 +33,16 @@ std::vector<std::string_view> split_path(std::string_view path) {
 
 // Whether a symlink at `link_path` with relative `target` resolves inside the tree.
 bool symlink_stays_inside(std::string_view link_path, std::string_view target) {
-    if (target.empty() || target.front() == '/') return false;
+    if (target.empty() || target.front() == '/')
+        return false;
     auto parts = split_path(link_path);
     long depth = static_cast<long>(parts.size()) - 1; // the link's directory
     for (auto part : split_path(target)) {
-        if (part.empty() || part == ".") continue;
+        if (part.empty() || part == ".")
+            continue;
         if (part == "..") {
-            if (--depth < 0) return false;
+            if (--depth < 0)
+                return false;
         } else {
             ++depth;
         }
@@ -52,7 +58,8 @@ Status validate_entry(const ManifestEntry& entry) {
                                "empty, \".\" and \"..\" components are refused)",
                                entry.path));
     if (entry.kind == EntryKind::symlink) {
-        if (entry.target.size() > k_max_path_length || entry.target.find('\0') != std::string::npos ||
+        if (entry.target.size() > k_max_path_length ||
+            entry.target.find('\0') != std::string::npos ||
             !symlink_stays_inside(entry.path, entry.target))
             return bad(fmt::format("symlink \"{}\" -> \"{}\" leads out of the source tree",
                                    entry.path, entry.target));
@@ -66,9 +73,12 @@ Status validate_entry(const ManifestEntry& entry) {
 
 std::string_view to_string(EntryKind kind) {
     switch (kind) {
-    case EntryKind::file: return "file";
-    case EntryKind::executable: return "exec";
-    case EntryKind::symlink: return "symlink";
+    case EntryKind::file:
+        return "file";
+    case EntryKind::executable:
+        return "exec";
+    case EntryKind::symlink:
+        return "symlink";
     }
     return "file";
 }
@@ -78,28 +88,31 @@ bool is_safe_relative_path(std::string_view path) {
         path.find('\\') != std::string_view::npos)
         return false;
     for (auto part : split_path(path))
-        if (part.empty() || part == "." || part == "..") return false;
+        if (part.empty() || part == "." || part == "..")
+            return false;
     return true;
 }
 
 std::uint64_t Manifest::total_bytes() const {
     std::uint64_t total = 0;
-    for (const auto& e : entries) total += e.size;
+    for (const auto& e : entries)
+        total += e.size;
     return total;
 }
 
 std::string Manifest::digest() const {
     std::vector<const ManifestEntry*> sorted;
     sorted.reserve(entries.size());
-    for (const auto& e : entries) sorted.push_back(&e);
+    for (const auto& e : entries)
+        sorted.push_back(&e);
     std::sort(sorted.begin(), sorted.end(),
               [](const auto* a, const auto* b) { return a->path < b->path; });
     Sha256 hash;
     for (const auto* e : sorted) {
         // Fields are NUL-separated: no path, kind, digest or target can contain NUL.
-        for (std::string_view field : {std::string_view(e->path), to_string(e->kind),
-                                       std::string_view(e->kind == EntryKind::symlink ? e->target
-                                                                                     : e->digest)}) {
+        for (std::string_view field :
+             {std::string_view(e->path), to_string(e->kind),
+              std::string_view(e->kind == EntryKind::symlink ? e->target : e->digest)}) {
             hash.update(field);
             hash.update(std::string_view("\0", 1));
         }
@@ -114,7 +127,8 @@ Status validate_manifest(const Manifest& manifest) {
                                k_max_manifest_entries));
     std::unordered_map<std::string_view, EntryKind> kinds;
     for (const auto& entry : manifest.entries) {
-        if (auto ok = validate_entry(entry); !ok) return ok;
+        if (auto ok = validate_entry(entry); !ok)
+            return ok;
         if (!kinds.emplace(entry.path, entry.kind).second)
             return bad(fmt::format("manifest lists \"{}\" twice", entry.path));
     }
@@ -124,9 +138,9 @@ Status validate_manifest(const Manifest& manifest) {
              slash = entry.path.find('/', slash + 1)) {
             auto it = kinds.find(std::string_view(entry.path).substr(0, slash));
             if (it != kinds.end())
-                return bad(fmt::format("manifest path \"{}\" goes through the {} \"{}\"", entry.path,
-                                       it->second == EntryKind::symlink ? "symlink" : "file",
-                                       it->first));
+                return bad(
+                    fmt::format("manifest path \"{}\" goes through the {} \"{}\"", entry.path,
+                                it->second == EntryKind::symlink ? "symlink" : "file", it->first));
         }
     }
     return {};

@@ -17,7 +17,7 @@ namespace common {
 enum class EntryKind { file, executable, symlink };
 
 struct ManifestEntry {
-    std::string path;   // relative, '/'-separated
+    std::string path; // relative, '/'-separated
     EntryKind kind = EntryKind::file;
     std::string digest; // sha256 hex of the content (files)
     std::uint64_t size = 0;

@@ -46,15 +46,27 @@ template <class T> class [[nodiscard]] Result {
     bool ok() const { return m_value.has_value(); }
     explicit operator bool() const { return ok(); }
 
-    T& value() & { assert(ok()); return *m_value; }
-    const T& value() const& { assert(ok()); return *m_value; }
-    T&& value() && { assert(ok()); return std::move(*m_value); }
+    T& value() & {
+        assert(ok());
+        return *m_value;
+    }
+    const T& value() const& {
+        assert(ok());
+        return *m_value;
+    }
+    T&& value() && {
+        assert(ok());
+        return std::move(*m_value);
+    }
     T& operator*() & { return value(); }
     const T& operator*() const& { return value(); }
     T* operator->() { return &value(); }
     const T* operator->() const { return &value(); }
 
-    const Error& error() const { assert(!ok()); return *m_error; }
+    const Error& error() const {
+        assert(!ok());
+        return *m_error;
+    }
 
   private:
     std::optional<T> m_value;
@@ -68,7 +80,10 @@ template <> class [[nodiscard]] Result<void> {
 
     bool ok() const { return !m_error.has_value(); }
     explicit operator bool() const { return ok(); }
-    const Error& error() const { assert(!ok()); return *m_error; }
+    const Error& error() const {
+        assert(!ok());
+        return *m_error;
+    }
 
   private:
     std::optional<Error> m_error;

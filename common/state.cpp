@@ -18,24 +18,32 @@ constexpr std::array<std::pair<State, std::string_view>, 6> k_names{{
 
 std::string_view to_string(State state) {
     for (const auto& [s, name] : k_names)
-        if (s == state) return name;
+        if (s == state)
+            return name;
     return "UNKNOWN";
 }
 
 std::optional<State> parse_state(std::string_view text) {
     for (const auto& [s, name] : k_names)
-        if (name == text) return s;
+        if (name == text)
+            return s;
     return std::nullopt;
 }
 
 bool can_transition(State from, State to) {
     switch (from) {
-    case State::queued: return to == State::building || to == State::failed;
-    case State::building: return to == State::provisioning || to == State::failed;
-    case State::provisioning: return to == State::production || to == State::failed;
-    case State::production: return to == State::inactive;
-    case State::inactive: return to == State::production;
-    case State::failed: return false;
+    case State::queued:
+        return to == State::building || to == State::failed;
+    case State::building:
+        return to == State::provisioning || to == State::failed;
+    case State::provisioning:
+        return to == State::production || to == State::failed;
+    case State::production:
+        return to == State::inactive;
+    case State::inactive:
+        return to == State::production;
+    case State::failed:
+        return false;
     }
     return false;
 }
@@ -44,8 +52,12 @@ bool is_settled(State state) {
     return state == State::production || state == State::inactive || state == State::failed;
 }
 
-bool can_delete(State state) { return state == State::failed || state == State::inactive; }
+bool can_delete(State state) {
+    return state == State::failed || state == State::inactive;
+}
 
-bool can_promote(State state) { return state == State::inactive; }
+bool can_promote(State state) {
+    return state == State::inactive;
+}
 
 } // namespace common

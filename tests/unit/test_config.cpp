@@ -1,10 +1,10 @@
 #include <common/config.hpp>
 
-#include "temp_dir.hpp"
-
 #include <doctest/doctest.h>
 
 #include <fstream>
+
+#include "temp_dir.hpp"
 
 using namespace std::chrono_literals;
 
@@ -53,8 +53,10 @@ TEST_CASE("parse_config reads every section of deploy.toml") {
     CHECK(config->env.at("WORKERS") == "4");
     CHECK(config->env.at("DEBUG") == "false");
     REQUIRE(config->targets.count("production") == 1);
-    CHECK(config->targets.at("production").hosts == std::vector<std::string>{"http://127.0.0.1:7070"});
-    CHECK(config->targets.at("production").domains == std::vector<std::string>{"hello.example.com"});
+    CHECK(config->targets.at("production").hosts ==
+          std::vector<std::string>{"http://127.0.0.1:7070"});
+    CHECK(config->targets.at("production").domains ==
+          std::vector<std::string>{"hello.example.com"});
     CHECK_FALSE(config->static_site.has_value());
 }
 
@@ -83,7 +85,8 @@ TEST_CASE("parse_config errors name the file, line and column") {
         CHECK(m.find("       ^") != std::string::npos);
     }
     SUBCASE("invalid duration") {
-        auto config = common::parse_config("app = \"hello\"\n[deploy]\ndrain = \"10 parsecs\"\n", "x.toml");
+        auto config =
+            common::parse_config("app = \"hello\"\n[deploy]\ndrain = \"10 parsecs\"\n", "x.toml");
         REQUIRE_FALSE(config.ok());
         CHECK(config.error().message.rfind("x.toml:3:9: deploy.drain: invalid duration", 0) == 0);
     }
@@ -104,12 +107,14 @@ TEST_CASE("parse_config names unknown keys and suggests the closest one") {
         auto config = common::parse_config("app = \"hello\"\n[run]\nprot = 1\n", "deploy.toml");
         REQUIRE_FALSE(config.ok());
         const auto& m = config.error().message;
-        CHECK(m.rfind("deploy.toml:3:1: unknown key 'prot' in [run]; did you mean 'port'?", 0) == 0);
+        CHECK(m.rfind("deploy.toml:3:1: unknown key 'prot' in [run]; did you mean 'port'?", 0) ==
+              0);
     }
     SUBCASE("at the top level") {
         auto config = common::parse_config("app = \"hello\"\n[biuld]\n", "deploy.toml");
         REQUIRE_FALSE(config.ok());
-        CHECK(config.error().message.find("unknown key 'biuld' in the top level; did you mean 'build'?") !=
+        CHECK(config.error().message.find(
+                  "unknown key 'biuld' in the top level; did you mean 'build'?") !=
               std::string::npos);
     }
     SUBCASE("nothing close") {

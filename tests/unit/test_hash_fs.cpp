@@ -1,15 +1,17 @@
 #include <common/fs.hpp>
 #include <common/hash.hpp>
 
-#include "temp_dir.hpp"
-
 #include <doctest/doctest.h>
 
 #include <sys/stat.h>
 
+#include "temp_dir.hpp"
+
 TEST_CASE("sha256 matches known vectors") {
-    CHECK(common::sha256_hex("") == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
-    CHECK(common::sha256_hex("abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    CHECK(common::sha256_hex("") ==
+          "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    CHECK(common::sha256_hex("abc") ==
+          "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
     common::Sha256 incremental;
     incremental.update("a");
     incremental.update("bc");
@@ -29,7 +31,8 @@ TEST_CASE("atomic_write_file replaces content and leaves no temporary file") {
     REQUIRE(::stat(path.c_str(), &st) == 0);
     CHECK((st.st_mode & 0777) == 0600);
     int files = 0;
-    for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator(dir.path())) ++files;
+    for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator(dir.path()))
+        ++files;
     CHECK(files == 1);
     CHECK(*common::sha256_file(path) == common::sha256_hex("two"));
 }

@@ -34,14 +34,19 @@ TEST_CASE("is_safe_relative_path") {
 }
 
 TEST_CASE("validate_manifest accepts a normal tree") {
-    CHECK(validate({file_entry("index.html"), file_entry("src/app.js"), symlink_entry("current", "src/app.js"),
-                    symlink_entry("src/up", "../index.html")})
-              .ok());
+    CHECK(
+        validate({file_entry("index.html"), file_entry("src/app.js"),
+                  symlink_entry("current", "src/app.js"), symlink_entry("src/up", "../index.html")})
+            .ok());
 }
 
 TEST_CASE("validate_manifest refuses hostile entries") {
-    SUBCASE("path traversal") { CHECK_FALSE(validate({file_entry("../evil")}).ok()); }
-    SUBCASE("absolute path") { CHECK_FALSE(validate({file_entry("/etc/passwd")}).ok()); }
+    SUBCASE("path traversal") {
+        CHECK_FALSE(validate({file_entry("../evil")}).ok());
+    }
+    SUBCASE("absolute path") {
+        CHECK_FALSE(validate({file_entry("/etc/passwd")}).ok());
+    }
     SUBCASE("symlink out of the tree") {
         auto s = validate({symlink_entry("link", "../../outside")});
         REQUIRE_FALSE(s.ok());
@@ -51,14 +56,20 @@ TEST_CASE("validate_manifest refuses hostile entries") {
     SUBCASE("symlink climbing out from a subdirectory") {
         CHECK_FALSE(validate({symlink_entry("a/b/link", "../../../x")}).ok());
     }
-    SUBCASE("absolute symlink") { CHECK_FALSE(validate({symlink_entry("link", "/etc/passwd")}).ok()); }
+    SUBCASE("absolute symlink") {
+        CHECK_FALSE(validate({symlink_entry("link", "/etc/passwd")}).ok());
+    }
     SUBCASE("path through a symlink") {
         auto s = validate({symlink_entry("link", "dir"), file_entry("link/x")});
         REQUIRE_FALSE(s.ok());
         CHECK(s.error().message.find("goes through the symlink \"link\"") != std::string::npos);
     }
-    SUBCASE("path through a file") { CHECK_FALSE(validate({file_entry("a"), file_entry("a/b")}).ok()); }
-    SUBCASE("duplicate path") { CHECK_FALSE(validate({file_entry("a"), file_entry("a")}).ok()); }
+    SUBCASE("path through a file") {
+        CHECK_FALSE(validate({file_entry("a"), file_entry("a/b")}).ok());
+    }
+    SUBCASE("duplicate path") {
+        CHECK_FALSE(validate({file_entry("a"), file_entry("a")}).ok());
+    }
     SUBCASE("bad digest") {
         auto e = file_entry("a");
         e.digest = "../../etc/passwd";
@@ -67,7 +78,8 @@ TEST_CASE("validate_manifest refuses hostile entries") {
 }
 
 TEST_CASE("manifest JSON round trip and digest") {
-    common::Manifest m{{file_entry("a"), {"bin/run", common::EntryKind::executable, k_digest, 1, {}},
+    common::Manifest m{{file_entry("a"),
+                        {"bin/run", common::EntryKind::executable, k_digest, 1, {}},
                         symlink_entry("l", "a")}};
     auto back = common::manifest_from_json(common::manifest_to_json(m));
     REQUIRE(back.ok());
@@ -88,6 +100,9 @@ TEST_CASE("manifest_from_json refuses malformed input") {
     CHECK_FALSE(common::manifest_from_json(json::array()).ok());
     CHECK_FALSE(common::manifest_from_json(json{{"files", 3}}).ok());
     CHECK_FALSE(common::manifest_from_json(json{{"files", {{{"mode", "file"}}}}}).ok());
-    CHECK_FALSE(common::manifest_from_json(json{{"files", {{{"path", "a"}, {"mode", "device"}}}}}).ok());
-    CHECK_FALSE(common::manifest_from_json(json{{"files", {{{"path", "a"}, {"size", -1}, {"digest", k_digest}}}}}).ok());
+    CHECK_FALSE(
+        common::manifest_from_json(json{{"files", {{{"path", "a"}, {"mode", "device"}}}}}).ok());
+    CHECK_FALSE(common::manifest_from_json(
+                    json{{"files", {{{"path", "a"}, {"size", -1}, {"digest", k_digest}}}}})
+                    .ok());
 }
