@@ -3,12 +3,11 @@
 // (agent/deploy, agent/store, agent/runtime). The API validates and parses
 // requests, then calls a Service; it never touches the database or processes.
 
+#include <agent/paths.hpp>
 #include <common/config.hpp>
 #include <common/manifest.hpp>
 #include <common/result.hpp>
 #include <common/state.hpp>
-
-#include <agent/paths.hpp>
 
 #include <memory>
 #include <optional>
@@ -18,7 +17,7 @@
 namespace agent {
 
 struct ReleaseInfo {
-    std::string id;  // "v3"
+    std::string id; // "v3"
     std::string app;
     common::State state = common::State::queued;
     std::string created_at; // RFC 3339 UTC
@@ -42,7 +41,7 @@ struct NewDeployment {
 struct AppStatus {
     std::string app;
     std::optional<std::string> production; // release id
-    std::string url;                         // http://APP.localhost:PROXYPORT/
+    std::string url;                       // http://APP.localhost:PROXYPORT/
     std::vector<std::string> domains;
     std::vector<ReleaseInfo> releases; // newest first
 };
@@ -51,7 +50,7 @@ struct ServiceOptions {
     DataDir data_dir;
     std::string engine = "process";
     std::string proxy_listen = "127.0.0.1:8080"; // where deploy-proxy listens
-    std::string proxy_bin;                        // path of the deploy-proxy binary
+    std::string proxy_bin;                       // path of the deploy-proxy binary
 };
 
 class Service {

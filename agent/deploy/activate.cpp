@@ -1,0 +1,231 @@
+// The switch to PRODUCTION, routing, drain, prune, rollback and remove.
+#include <agent/deploy/engine.hpp>
+#include <agent/deploy/routes.hpp>
+#include <agent/runtime/process.hpp>
+#include <common/fs.hpp>
+#include <common/log.hpp>
+
+#include <algorithm>
+
+namespace agent {
+
+namespace fs = std::filesystem;
+using common::ErrorKind;
+using common::make_error;
+using common::State;
+
+namespace {
+constexpr std::chrono::milliseconds k_proxy_apply_timeout{3000};
+}
+
+common::Result<std::optional<std::string>> Engine::activate(const std::string& app,
+                                                            const std::string& id, State from,
+                                                            const EventLog& events) {
+    auto previous = m_store->switch_production(app, id, from);
+    if (!previous)
+        return previous.error();
+    if (*previous) {
+        EventLog(m_options.data_dir.event_log(app, **previous), **previous)
+            .state(State::inactive, "replaced by " + id);
+    }
+    publish_routes();
+    events.state(State::production);
+    return previous;
+}
+
+void Engine::publish_routes() {
+    std::vector<Route> routes;
+    for (const auto& app : m_store->apps()) {
+        auto production = m_store->production(app);
+        if (!production || production->port <= 0)
+            continue;
+        auto config = common::parse_config(production->config, "deploy.toml");
+        if (!config)
+            common::log_warn(app + " " + production->id + ": " + config.error().message);
+        auto hosts =
+            config ? route_hosts(app, *config) : std::vector<std::string>{app + ".localhost"};
+        for (const auto& host : hosts) {
+            auto taken = std::find_if(routes.begin(), routes.end(),
+                                      [&](const Route& r) { return r.host == host; });
+            if (taken != routes.end()) { // the proxy refuses a table with duplicate hosts
+                common::log_warn("domain " + host + " of " + app + " is already routed to " +
+                                 taken->app + "; ignoring it");
+                continue;
+            }
+            routes.push_back(
+                {host, app, production->id, "127.0.0.1:" + std::to_string(production->port)});
+        }
+    }
+    std::lock_guard lock(m_routes_mutex);
+    const auto file = m_options.data_dir.proxy_routes();
+    auto generation = std::max(m_generation, read_generation(file)) + 1;
+    std::error_code ec;
+    fs::create_directories(file.parent_path(), ec);
+    if (auto written = common::atomic_write_file(file, routing_table_json(generation, routes));
+        !written) {
+        common::log_error("cannot write the routing table: " + written.error().message);
+        return;
+    }
+    m_generation = generation;
+    m_proxy.reload();
+    if (!m_proxy.wait_applied(generation, k_proxy_apply_timeout))
+        common::log_warn("deploy-proxy did not confirm routing generation " +
+                         std::to_string(generation) + " within 3s");
+}
+
+void Engine::drain(const std::string& app, const Job& job) {
+    if (job.previous.empty())
+        return;
+    common::log_info("draining " + app + " " + job.previous);
+    sleep_unless_stopping(job.config.deploy.drain);
+    if (stopping())
+        return; // the next start stops it (INACTIVE with a live pid)
+    const auto& process = job.previous_process;
+    if (process.pid > 0 && runtime::process_matches(process.pid, process.start))
+        runtime::terminate_group(process.pid, k_stop_grace);
+    else
+        runtime::reap_if_exited(process.pid);
+    auto row = m_store->get(app, job.previous);
+    if (row && row->pid == process.pid)
+        if (auto cleared = m_store->clear_process(app, job.previous); !cleared)
+            common::log_error(cleared.error().message);
+}
+
+void Engine::delete_release(const ReleaseRow& row, const std::string& reason) {
+    std::lock_guard lock(m_delete_mutex);
+    if (row.pid > 0 && runtime::process_matches(row.pid, row.pid_start))
+        runtime::terminate_group(row.pid, k_stop_grace);
+    std::error_code ec;
+    const auto& data = m_options.data_dir;
+    for (const auto& path : {data.release_dir(row.app, row.id), data.event_log(row.app, row.id),
+                             data.app_log(row.app, row.id)}) {
+        fs::remove_all(path, ec);
+        if (ec)
+            common::log_warn("cannot remove " + path.string() + ": " + ec.message());
+    }
+    auto removed = m_store->remove(row.app, row.id, reason);
+    if (!removed && removed.error().kind != ErrorKind::not_found)
+        common::log_error("cannot delete " + row.app + " " + row.id + ": " +
+                          removed.error().message);
+    else
+        common::log_info("deleted " + row.app + " " + row.id + " (" + reason + ")");
+}
+
+void Engine::prune(const std::string& app, int keep) {
+    int kept = 0;
+    for (const auto& row : m_store->releases(app)) {
+        if (!common::can_delete(row.state))
+            continue;
+        {
+            std::lock_guard lock(m_mutex);
+            if (m_busy.count(app + "/" + row.id))
+                continue;
+        }
+        if (kept++ < keep || row.pid > 0)
+            continue;
+        delete_release(row, "pruned: keep = " + std::to_string(keep));
+    }
+}
+
+common::Result<ReleaseRow> Engine::rollback_target(const std::string& app,
+                                                   const std::optional<std::string>& id) {
+    auto rows = m_store->releases(app);
+    if (rows.empty())
+        return make_error(ErrorKind::not_found, "no app named " + app);
+    if (id) {
+        auto row = m_store->get(app, *id);
+        if (!row)
+            return row.error();
+        if (!common::can_promote(row->state))
+            return make_error(ErrorKind::refused,
+                              "release " + *id + " is " +
+                                  std::string(common::to_string(row->state)) +
+                                  "; only an INACTIVE release can be rolled back to");
+        return row;
+    }
+    std::int64_t below = INT64_MAX;
+    for (const auto& row : rows)
+        if (row.state == State::production)
+            below = row.seq;
+    for (const auto& row : rows) // newest first
+        if (row.state == State::inactive && row.seq < below)
+            return row;
+    return make_error(ErrorKind::refused, "no earlier release to roll back to");
+}
+
+common::Result<ReleaseInfo> Engine::rollback(const std::string& app,
+                                             const std::optional<std::string>& id) {
+    if (!m_started)
+        return make_error(ErrorKind::internal, "the deployment engine is not running");
+    std::lock_guard deploy(slot(app).deploy_lock);
+    auto target = rollback_target(app, id);
+    if (!target)
+        return target.error();
+    auto config = common::parse_config(target->config, "deploy.toml");
+    if (!config)
+        return config.error();
+    const std::string busy_key = app + "/" + target->id;
+    {
+        std::lock_guard lock(m_mutex);
+        m_busy.insert(busy_key);
+    }
+    struct Unbusy {
+        Engine& engine;
+        const std::string& key;
+        ~Unbusy() {
+            std::lock_guard lock(engine.m_mutex);
+            engine.m_busy.erase(key);
+        }
+    } unbusy{*this, busy_key};
+    EventLog events(m_options.data_dir.event_log(app, target->id), target->id);
+    events.log("system", "rolling back to " + target->id);
+    auto process = launch_and_check(app, target->id, *config, events);
+    if (!process) {
+        events.log("system", "rollback failed: " + process.error().message);
+        return make_error(ErrorKind::failed,
+                          "rollback to " + target->id + " failed: " + process.error().message);
+    }
+    auto previous = activate(app, target->id, State::inactive, events);
+    if (!previous) {
+        stop_process(app, target->id, *process);
+        return previous.error();
+    }
+    common::log_info("rolled " + app + " back to " + target->id);
+    Job job;
+    job.kind = JobKind::drain;
+    job.config = *config;
+    if (*previous) {
+        auto old = m_store->get(app, **previous);
+        job.previous = **previous;
+        if (old)
+            job.previous_process = {old->pid, old->pid_start};
+    }
+    enqueue(app, std::move(job)); // drain + prune run on the app's worker
+    return release(app, target->id);
+}
+
+common::Status Engine::remove(const std::string& app, const std::string& id) {
+    if (!m_started)
+        return make_error(ErrorKind::internal, "the deployment engine is not running");
+    auto row = m_store->get(app, id);
+    if (!row)
+        return row.error();
+    std::string state(common::to_string(row->state));
+    if (row->state == State::production)
+        return make_error(ErrorKind::refused, "release " + id +
+                                                  " is PRODUCTION and cannot be removed; roll "
+                                                  "back or deploy another release first");
+    if (!common::can_delete(row->state))
+        return make_error(ErrorKind::refused, "release " + id + " is " + state +
+                                                  " and cannot be removed until it settles");
+    {
+        std::lock_guard lock(m_mutex);
+        if (m_busy.count(app + "/" + id))
+            return make_error(ErrorKind::refused,
+                              "release " + id + " is being rolled back to and cannot be removed");
+    }
+    delete_release(*row, "removed on request");
+    return {};
+}
+
+} // namespace agent

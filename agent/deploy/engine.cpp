@@ -1,0 +1,200 @@
+#include <agent/deploy/engine.hpp>
+#include <common/config.hpp>
+#include <common/log.hpp>
+
+#include <algorithm>
+
+namespace agent {
+
+using common::ErrorKind;
+using common::make_error;
+using common::State;
+
+std::unique_ptr<Service> make_service(ServiceOptions options) {
+    return std::make_unique<Engine>(std::move(options));
+}
+
+Engine::Engine(ServiceOptions options)
+    : m_options(std::move(options)), m_blobs(m_options.data_dir.blobs()),
+      m_proxy(m_options.data_dir, m_options.proxy_bin, m_options.proxy_listen) {}
+
+Engine::~Engine() {
+    stop();
+}
+
+void Engine::stop() {
+    if (m_stopping.exchange(true))
+        return;
+    m_cv.notify_all();
+    m_build_cv.notify_all();
+    std::vector<std::thread> threads;
+    {
+        std::lock_guard lock(m_mutex);
+        for (auto& [app, slot] : m_slots)
+            if (slot->thread.joinable())
+                threads.push_back(std::move(slot->thread));
+    }
+    for (auto& thread : threads)
+        thread.join();
+    if (m_supervisor.joinable())
+        m_supervisor.join();
+    std::lock_guard lock(m_mutex);
+    for (auto& [app, slot] : m_slots)
+        for (const auto& job : slot->queue) {
+            if (job.kind != JobKind::deploy)
+                continue;
+            EventLog events(m_options.data_dir.event_log(app, job.id), job.id);
+            fail(app, job.id, State::queued, "cancelled: the agent stopped", events);
+        }
+}
+
+Engine::AppSlot& Engine::slot(const std::string& app) {
+    std::lock_guard lock(m_mutex);
+    auto& slot = m_slots[app];
+    if (!slot)
+        slot = std::make_unique<AppSlot>();
+    return *slot;
+}
+
+void Engine::enqueue(const std::string& app, Job job) {
+    std::lock_guard lock(m_mutex);
+    auto& slot = m_slots[app];
+    if (!slot)
+        slot = std::make_unique<AppSlot>();
+    slot->queue.push_back(std::move(job));
+    if (!slot->thread.joinable() && !stopping())
+        slot->thread = std::thread(&Engine::worker_loop, this, app);
+    m_cv.notify_all();
+}
+
+void Engine::worker_loop(std::string app) {
+    AppSlot& my = slot(app);
+    for (;;) {
+        Job job;
+        {
+            std::unique_lock lock(m_mutex);
+            m_cv.wait(lock, [&] { return stopping() || !my.queue.empty(); });
+            if (stopping())
+                return;
+            job = std::move(my.queue.front());
+            my.queue.pop_front();
+        }
+        std::lock_guard deploy(my.deploy_lock);
+        if (job.kind == JobKind::deploy) {
+            run_deployment(app, job);
+        } else {
+            drain(app, job);
+            prune(app, job.config.deploy.keep);
+        }
+    }
+}
+
+void Engine::acquire_build_slot() {
+    std::unique_lock lock(m_build_mutex);
+    m_build_cv.wait(lock, [&] { return m_free_builds > 0 || stopping(); });
+    --m_free_builds;
+}
+
+void Engine::release_build_slot() {
+    {
+        std::lock_guard lock(m_build_mutex);
+        ++m_free_builds;
+    }
+    m_build_cv.notify_one();
+}
+
+bool Engine::sleep_unless_stopping(std::chrono::milliseconds duration) {
+    std::unique_lock lock(m_mutex);
+    return !m_cv.wait_for(lock, duration, [&] { return stopping(); });
+}
+
+common::Result<ReleaseInfo> Engine::create_deployment(NewDeployment deployment) {
+    if (!m_started)
+        return make_error(ErrorKind::internal, "the deployment engine is not running");
+    auto row = m_store->create({deployment.app, deployment.config_text, deployment.commit,
+                                deployment.message, deployment.dirty});
+    if (!row)
+        return row.error();
+    EventLog(m_options.data_dir.event_log(row->app, row->id), row->id).state(State::queued);
+    common::log_info("deployment " + deployment.app + " " + row->id + " queued");
+    Job job;
+    job.id = row->id;
+    job.config = std::move(deployment.config);
+    job.manifest = std::move(deployment.manifest);
+    enqueue(row->app, std::move(job));
+    return to_info(*row);
+}
+
+std::string Engine::app_url(const std::string& app) const {
+    const std::string& listen = m_options.proxy_listen;
+    auto colon = listen.rfind(':');
+    std::string port = colon == std::string::npos ? "80" : listen.substr(colon + 1);
+    return "http://" + app + ".localhost:" + port + "/";
+}
+
+ReleaseInfo Engine::to_info(const ReleaseRow& row) const {
+    ReleaseInfo info;
+    info.id = row.id;
+    info.app = row.app;
+    info.state = row.state;
+    info.created_at = row.created_at;
+    info.updated_at = row.updated_at;
+    info.commit = row.commit;
+    info.message = row.message;
+    info.error = row.error;
+    info.port = row.pid > 0 ? row.port : 0;
+    return info;
+}
+
+AppStatus Engine::make_status(const std::string& app, const std::vector<ReleaseRow>& rows) const {
+    AppStatus status;
+    status.app = app;
+    status.url = app_url(app);
+    const ReleaseRow* config_source = rows.empty() ? nullptr : &rows.front();
+    for (const auto& row : rows) {
+        status.releases.push_back(to_info(row));
+        if (row.state == State::production) {
+            status.production = row.id;
+            config_source = &row;
+        }
+    }
+    if (config_source) {
+        auto config = common::parse_config(config_source->config, "deploy.toml");
+        if (config)
+            for (const auto& [name, target] : config->targets)
+                for (const auto& domain : target.domains)
+                    if (std::find(status.domains.begin(), status.domains.end(), domain) ==
+                        status.domains.end())
+                        status.domains.push_back(domain);
+    }
+    return status;
+}
+
+common::Result<ReleaseInfo> Engine::release(const std::string& app, const std::string& id) {
+    if (!m_started)
+        return make_error(ErrorKind::internal, "the deployment engine is not running");
+    auto row = m_store->get(app, id);
+    if (!row)
+        return row.error();
+    return to_info(*row);
+}
+
+common::Result<AppStatus> Engine::status(const std::string& app) {
+    if (!m_started)
+        return make_error(ErrorKind::internal, "the deployment engine is not running");
+    auto rows = m_store->releases(app);
+    if (rows.empty())
+        return make_error(ErrorKind::not_found, "no app named " + app);
+    return make_status(app, rows);
+}
+
+std::vector<AppStatus> Engine::apps() {
+    std::vector<AppStatus> out;
+    if (!m_started)
+        return out;
+    for (const auto& app : m_store->apps())
+        out.push_back(make_status(app, m_store->releases(app)));
+    return out;
+}
+
+} // namespace agent

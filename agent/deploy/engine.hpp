@@ -1,0 +1,141 @@
+#pragma once
+// The deployment engine behind agent::Service (process runtime).
+//
+// engine.cpp    queries, the per-app workers and the global build slots
+// pipeline.cpp  QUEUED -> BUILDING -> PROVISIONING (materialize, build, start, health)
+// activate.cpp  the switch to PRODUCTION, routing, drain, prune, rollback, remove
+// recover.cpp   reconcile after a restart and the supervisor thread
+
+#include <agent/deploy/events.hpp>
+#include <agent/deploy/proxy_supervisor.hpp>
+#include <agent/deploy/service.hpp>
+#include <agent/runtime/app.hpp>
+#include <agent/store/blobs.hpp>
+#include <agent/store/store.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <thread>
+
+namespace agent {
+
+class Engine final : public Service {
+  public:
+    static constexpr int k_build_slots = 2;
+    static constexpr std::chrono::milliseconds k_stop_grace{10000};
+    static constexpr std::chrono::milliseconds k_build_kill_grace{2000};
+
+    explicit Engine(ServiceOptions options);
+    ~Engine() override;
+
+    common::Status start() override;
+    void stop() override;
+    common::Result<ReleaseInfo> create_deployment(NewDeployment deployment) override;
+    common::Result<ReleaseInfo> release(const std::string& app, const std::string& id) override;
+    common::Result<AppStatus> status(const std::string& app) override;
+    std::vector<AppStatus> apps() override;
+    common::Result<ReleaseInfo> rollback(const std::string& app,
+                                         const std::optional<std::string>& id) override;
+    common::Status remove(const std::string& app, const std::string& id) override;
+    std::string engine() const override { return m_options.engine; }
+    std::string proxy_listen() const override { return m_options.proxy_listen; }
+
+  private:
+    enum class JobKind { deploy, drain };
+    struct Job {
+        JobKind kind = JobKind::deploy;
+        std::string id;
+        common::AppConfig config;
+        common::Manifest manifest;
+        // drain jobs: the replaced release and its process
+        std::string previous;
+        runtime::AppProcess previous_process;
+    };
+    struct AppSlot {
+        std::deque<Job> queue;
+        std::mutex deploy_lock; // one deployment (or rollback) at a time per app
+        std::thread thread;
+    };
+    struct Backoff {
+        std::chrono::steady_clock::time_point last{};
+        std::chrono::milliseconds delay{500};
+    };
+
+    // engine.cpp
+    AppSlot& slot(const std::string& app);
+    void enqueue(const std::string& app, Job job);
+    void worker_loop(std::string app);
+    void acquire_build_slot();
+    void release_build_slot();
+    ReleaseInfo to_info(const ReleaseRow& row) const;
+    AppStatus make_status(const std::string& app, const std::vector<ReleaseRow>& rows) const;
+    std::string app_url(const std::string& app) const;
+    bool stopping() const { return m_stopping.load(); }
+    // Sleeps up to `duration`; false if the engine is stopping.
+    bool sleep_unless_stopping(std::chrono::milliseconds duration);
+
+    // pipeline.cpp
+    void run_deployment(const std::string& app, Job& job);
+    common::Status build(const std::string& app, const Job& job, const EventLog& events);
+    common::Result<runtime::AppProcess> launch_and_check(const std::string& app,
+                                                         const std::string& id,
+                                                         const common::AppConfig& config,
+                                                         const EventLog& events);
+    common::Status wait_healthy(const runtime::AppProcess& process, int port,
+                                const common::HealthConfig& health, const EventLog& events);
+    bool advance(const std::string& app, const std::string& id, common::State from,
+                 common::State to, const EventLog& events);
+    void fail(const std::string& app, const std::string& id, common::State from,
+              const std::string& message, const EventLog& events);
+    void stop_process(const std::string& app, const std::string& id,
+                      const runtime::AppProcess& process);
+
+    // activate.cpp
+    common::Result<std::optional<std::string>> activate(const std::string& app,
+                                                        const std::string& id, common::State from,
+                                                        const EventLog& events);
+    void publish_routes();
+    void drain(const std::string& app, const Job& job);
+    void prune(const std::string& app, int keep);
+    void delete_release(const ReleaseRow& row, const std::string& reason);
+    common::Result<ReleaseRow> rollback_target(const std::string& app,
+                                               const std::optional<std::string>& id);
+
+    // recover.cpp
+    void reconcile();
+    void reconcile_release(const ReleaseRow& row);
+    void supervise_loop();
+    void supervise_app(const std::string& app);
+    common::Status restart_production(const ReleaseRow& row, const std::string& note);
+
+    ServiceOptions m_options;
+    std::unique_ptr<Store> m_store;
+    BlobStore m_blobs;
+    ProxySupervisor m_proxy;
+
+    std::mutex m_mutex; // guards m_slots, m_busy, m_backoff
+    std::condition_variable m_cv;
+    std::map<std::string, std::unique_ptr<AppSlot>> m_slots;
+    std::set<std::string> m_busy; // "app/id" of releases being rolled back to
+    std::map<std::string, Backoff> m_backoff;
+    std::atomic<bool> m_stopping{false};
+    std::atomic<bool> m_started{false};
+
+    std::mutex m_build_mutex;
+    std::condition_variable m_build_cv;
+    int m_free_builds = k_build_slots;
+
+    std::mutex m_routes_mutex;
+    std::uint64_t m_generation = 0;
+
+    std::mutex m_delete_mutex;
+    std::thread m_supervisor;
+};
+
+} // namespace agent

@@ -1,0 +1,74 @@
+#include <agent/deploy/events.hpp>
+#include <common/log.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <cerrno>
+#include <cstring>
+#include <fcntl.h>
+#include <unistd.h>
+
+namespace agent {
+
+namespace {
+std::string timestamp() {
+    char buffer[32];
+    return std::string(common::now_rfc3339(buffer));
+}
+
+std::string to_line(const nlohmann::json& event) {
+    // Invalid UTF-8 in build output must not throw: replace it.
+    return event.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+}
+} // namespace
+
+void EventLog::state(common::State state, std::string_view message) const {
+    nlohmann::json event{{"event", "state"},
+                         {"release", m_release},
+                         {"state", common::to_string(state)},
+                         {"ts", timestamp()}};
+    if (!message.empty())
+        event["message"] = message;
+    append(to_line(event));
+}
+
+void EventLog::log(std::string_view stream, std::string_view line) const {
+    append(to_line({{"event", "log"},
+                    {"release", m_release},
+                    {"stream", stream},
+                    {"line", line},
+                    {"ts", timestamp()}}));
+}
+
+void EventLog::health(bool ok, int status, std::string_view message) const {
+    append(to_line({{"event", "health"},
+                    {"release", m_release},
+                    {"ok", ok},
+                    {"status", status},
+                    {"message", message},
+                    {"ts", timestamp()}}));
+}
+
+void EventLog::append(const std::string& line) const {
+    std::error_code ec;
+    std::filesystem::create_directories(m_file.parent_path(), ec);
+    int fd = ::open(m_file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        common::log_error("cannot open " + m_file.string() + ": " + std::strerror(errno));
+        return;
+    }
+    std::size_t written = 0;
+    while (written < line.size()) {
+        ssize_t n = ::write(fd, line.data() + written, line.size() - written);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            common::log_error("cannot write " + m_file.string() + ": " + std::strerror(errno));
+            break;
+        }
+        written += static_cast<std::size_t>(n);
+    }
+    ::close(fd);
+}
+
+} // namespace agent

@@ -1,0 +1,189 @@
+// QUEUED -> BUILDING -> PROVISIONING: materialize, build, start, health check.
+#include <agent/deploy/engine.hpp>
+#include <agent/deploy/materialize.hpp>
+#include <agent/runtime/command.hpp>
+#include <agent/runtime/http_probe.hpp>
+#include <agent/runtime/process.hpp>
+#include <common/duration.hpp>
+#include <common/log.hpp>
+
+namespace agent {
+
+using common::ErrorKind;
+using common::make_error;
+using common::State;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+// "60s" for whole seconds (as deploy.toml usually writes it), else "1.5s", "2m05s".
+std::string seconds_text(std::chrono::milliseconds d) {
+    if (d.count() % 1000 == 0 && d.count() <= 600000)
+        return std::to_string(d.count() / 1000) + "s";
+    return common::format_duration(d);
+}
+} // namespace
+
+bool Engine::advance(const std::string& app, const std::string& id, State from, State to,
+                     const EventLog& events) {
+    auto moved = m_store->transition(app, id, from, to, "deployment pipeline");
+    if (!moved) {
+        common::log_error("deployment " + app + " " + id + ": " + moved.error().message);
+        return false;
+    }
+    events.state(to);
+    return true;
+}
+
+void Engine::fail(const std::string& app, const std::string& id, State from,
+                  const std::string& message, const EventLog& events) {
+    common::log_warn("deployment " + app + " " + id + " failed: " + message);
+    auto moved = m_store->transition(app, id, from, State::failed, "deployment failed", message);
+    if (!moved)
+        common::log_error("cannot mark " + app + " " + id + " FAILED: " + moved.error().message);
+    events.state(State::failed, message);
+}
+
+void Engine::stop_process(const std::string& app, const std::string& id,
+                          const runtime::AppProcess& process) {
+    if (process.pid > 0 && runtime::process_matches(process.pid, process.start))
+        runtime::terminate_group(process.pid, k_stop_grace);
+    else
+        runtime::reap_if_exited(process.pid);
+    if (auto cleared = m_store->clear_process(app, id); !cleared)
+        common::log_error(cleared.error().message);
+}
+
+void Engine::run_deployment(const std::string& app, Job& job) {
+    EventLog events(m_options.data_dir.event_log(app, job.id), job.id);
+    acquire_build_slot();
+    if (stopping()) {
+        release_build_slot();
+        return fail(app, job.id, State::queued, "cancelled: the agent stopped", events);
+    }
+    bool moved = advance(app, job.id, State::queued, State::building, events);
+    auto built = moved ? build(app, job, events) : common::Status{};
+    release_build_slot();
+    if (!moved)
+        return;
+    if (!built)
+        return fail(app, job.id, State::building, built.error().message, events);
+    if (!advance(app, job.id, State::building, State::provisioning, events))
+        return;
+    auto process = launch_and_check(app, job.id, job.config, events);
+    if (!process)
+        return fail(app, job.id, State::provisioning, process.error().message, events);
+    auto previous = activate(app, job.id, State::provisioning, events);
+    if (!previous) {
+        stop_process(app, job.id, *process);
+        return fail(app, job.id, State::provisioning, previous.error().message, events);
+    }
+    common::log_info("deployment " + app + " " + job.id + " is PRODUCTION");
+    if (!*previous)
+        return prune(app, job.config.deploy.keep);
+    auto old = m_store->get(app, **previous);
+    job.kind = JobKind::drain;
+    job.previous = **previous;
+    if (old)
+        job.previous_process = {old->pid, old->pid_start};
+    drain(app, job);
+    prune(app, job.config.deploy.keep);
+}
+
+common::Status Engine::build(const std::string& app, const Job& job, const EventLog& events) {
+    auto dir = m_options.data_dir.release_dir(app, job.id);
+    if (auto written = materialize(job.manifest, m_blobs, dir); !written)
+        return make_error(ErrorKind::failed,
+                          "cannot write the release tree: " + written.error().message);
+    const auto& build = job.config.build;
+    if (build.command.empty())
+        return {};
+    events.log("system", "running build command: " + build.command);
+    runtime::StreamingCommand command;
+    command.spawn.argv = {"/bin/sh", "-c", build.command};
+    command.spawn.env = runtime::clean_environment(dir, job.config.env);
+    command.spawn.cwd = dir;
+    command.timeout = build.timeout;
+    command.kill_grace = k_build_kill_grace;
+    command.cancel = &m_stopping;
+    command.on_line = [&](std::string_view line) { events.log("build", line); };
+    command.on_started = [&](pid_t pid) {
+        auto start = runtime::process_start_time(pid).value_or(0);
+        if (auto recorded = m_store->set_process(app, job.id, 0, pid, start); !recorded)
+            common::log_error(recorded.error().message);
+    };
+    auto result = runtime::run_streaming(command);
+    if (auto cleared = m_store->clear_process(app, job.id); !cleared)
+        common::log_error(cleared.error().message);
+    if (!result)
+        return make_error(ErrorKind::failed, "build failed: " + result.error().message);
+    switch (result->outcome) {
+    case runtime::Outcome::timed_out:
+        return make_error(ErrorKind::failed,
+                          "build timed out after " + common::format_duration(build.timeout));
+    case runtime::Outcome::cancelled:
+        return make_error(ErrorKind::failed, "interrupted: the agent stopped during the build");
+    case runtime::Outcome::signaled:
+        return make_error(ErrorKind::failed, "build failed: command killed by signal " +
+                                                 std::to_string(result->status));
+    case runtime::Outcome::exited:
+        break;
+    }
+    if (result->status != 0)
+        return make_error(ErrorKind::failed, "build failed: command exited with status " +
+                                                 std::to_string(result->status));
+    return {};
+}
+
+common::Result<runtime::AppProcess> Engine::launch_and_check(const std::string& app,
+                                                             const std::string& id,
+                                                             const common::AppConfig& config,
+                                                             const EventLog& events) {
+    auto port = runtime::pick_free_port();
+    if (!port)
+        return port.error();
+    runtime::AppLaunch launch{m_options.data_dir.release_dir(app, id),
+                              m_options.data_dir.app_log(app, id), &config, *port};
+    auto process = runtime::start_app(launch);
+    if (!process)
+        return process.error();
+    events.log("system", "started " + config.run.command + " on port " + std::to_string(*port) +
+                             " (pid " + std::to_string(process->pid) + ")");
+    auto recorded = m_store->set_process(app, id, *port, process->pid, process->start);
+    if (!recorded) {
+        stop_process(app, id, *process);
+        return recorded.error();
+    }
+    if (auto healthy = wait_healthy(*process, *port, config.run.health, events); !healthy) {
+        stop_process(app, id, *process);
+        return healthy.error();
+    }
+    return process;
+}
+
+common::Status Engine::wait_healthy(const runtime::AppProcess& process, int port,
+                                    const common::HealthConfig& health, const EventLog& events) {
+    auto deadline = Clock::now() + health.timeout;
+    auto probe_timeout = std::clamp(health.interval, std::chrono::milliseconds(500),
+                                    std::chrono::milliseconds(5000));
+    runtime::ProbeResult last{0, "no answer yet"};
+    for (bool first = true;; first = false) {
+        if (auto exited = runtime::reap_if_exited(process.pid))
+            return make_error(ErrorKind::failed, "app exited with " + *exited + " while starting");
+        auto probe = runtime::http_probe(port, health.path, probe_timeout);
+        if (first || probe.healthy() || probe.message != last.message)
+            events.health(probe.healthy(), probe.status, health.path + ": " + probe.message);
+        last = probe;
+        if (probe.healthy())
+            return {};
+        if (Clock::now() + health.interval > deadline)
+            return make_error(ErrorKind::failed, "health check failed: no healthy answer from " +
+                                                     health.path + " within " +
+                                                     seconds_text(health.timeout) +
+                                                     " (last: " + last.message + ")");
+        if (!sleep_unless_stopping(health.interval))
+            return make_error(ErrorKind::failed, "interrupted: the agent stopped while the "
+                                                 "release was starting");
+    }
+}
+
+} // namespace agent

@@ -1,0 +1,147 @@
+// Start-up reconciliation after a restart or crash, and the supervisor thread.
+#include <agent/deploy/engine.hpp>
+#include <agent/deploy/materialize.hpp>
+#include <agent/runtime/process.hpp>
+#include <common/log.hpp>
+
+namespace agent {
+
+namespace fs = std::filesystem;
+using common::State;
+
+namespace {
+constexpr std::chrono::milliseconds k_supervise_interval{500};
+constexpr std::chrono::milliseconds k_max_backoff{30000};
+} // namespace
+
+common::Status Engine::start() {
+    if (m_started)
+        return {};
+    std::error_code ec;
+    fs::create_directories(m_options.data_dir.root(), ec);
+    auto store = Store::open(m_options.data_dir.state_db());
+    if (!store)
+        return store.error();
+    m_store = std::move(*store);
+    if (m_options.engine != "process")
+        common::log_warn("engine \"" + m_options.engine +
+                         "\" is not implemented yet; running releases as plain processes");
+    reconcile();
+    if (auto proxy = m_proxy.ensure_running(); !proxy)
+        return proxy;
+    publish_routes();
+    m_started = true;
+    m_supervisor = std::thread(&Engine::supervise_loop, this);
+    return {};
+}
+
+void Engine::reconcile() {
+    for (const auto& row : m_store->all_releases())
+        reconcile_release(row);
+    fs::path apps = m_options.data_dir.root() / "apps";
+    std::error_code ec;
+    for (fs::directory_iterator it(apps, ec), end; !ec && it != end; it.increment(ec))
+        remove_materialize_leftovers(it->path() / "releases");
+}
+
+void Engine::reconcile_release(const ReleaseRow& row) {
+    EventLog events(m_options.data_dir.event_log(row.app, row.id), row.id);
+    bool alive = row.pid > 0 && runtime::process_matches(row.pid, row.pid_start);
+    const std::string name = row.app + " " + row.id;
+    switch (row.state) {
+    case State::queued:
+    case State::building:
+        if (alive)
+            runtime::terminate_group(row.pid, k_build_kill_grace);
+        if (row.pid > 0)
+            if (auto cleared = m_store->clear_process(row.app, row.id); !cleared)
+                common::log_error(cleared.error().message);
+        return fail(row.app, row.id, row.state, "interrupted: the agent restarted during the build",
+                    events);
+    case State::provisioning:
+        stop_process(row.app, row.id, {row.pid, row.pid_start});
+        return fail(row.app, row.id, row.state,
+                    "interrupted: the agent restarted while the release was starting", events);
+    case State::production:
+        if (alive) {
+            common::log_info("adopted running " + name + " (pid " + std::to_string(row.pid) + ")");
+            return;
+        }
+        if (auto restarted = restart_production(row, "app was not running after an agent "
+                                                     "restart; restarted");
+            !restarted)
+            common::log_error("cannot restart " + name + ": " + restarted.error().message);
+        return;
+    case State::inactive:
+    case State::failed:
+        if (row.pid == 0)
+            return;
+        common::log_info("stopping leftover process of " + name);
+        return stop_process(row.app, row.id, {row.pid, row.pid_start});
+    }
+}
+
+common::Status Engine::restart_production(const ReleaseRow& row, const std::string& note) {
+    auto config = common::parse_config(row.config, "deploy.toml");
+    if (!config)
+        return config.error();
+    int port = row.port;
+    if (port <= 0) {
+        auto picked = runtime::pick_free_port();
+        if (!picked)
+            return picked.error();
+        port = *picked;
+    }
+    runtime::AppLaunch launch{m_options.data_dir.release_dir(row.app, row.id),
+                              m_options.data_dir.app_log(row.app, row.id), &*config, port};
+    auto process = runtime::start_app(launch);
+    if (!process)
+        return process.error();
+    auto recorded = m_store->set_process(row.app, row.id, port, process->pid, process->start);
+    if (!recorded)
+        return recorded;
+    EventLog(m_options.data_dir.event_log(row.app, row.id), row.id).log("system", note);
+    common::log_warn(row.app + " " + row.id + ": " + note + " (pid " +
+                     std::to_string(process->pid) + ")");
+    if (port != row.port && m_started)
+        publish_routes();
+    return {};
+}
+
+void Engine::supervise_loop() {
+    while (sleep_unless_stopping(k_supervise_interval)) {
+        if (auto proxy = m_proxy.ensure_running(); !proxy)
+            common::log_error("cannot start deploy-proxy: " + proxy.error().message);
+        for (const auto& app : m_store->apps())
+            supervise_app(app);
+    }
+}
+
+void Engine::supervise_app(const std::string& app) {
+    std::unique_lock deploy(slot(app).deploy_lock, std::try_to_lock);
+    if (!deploy.owns_lock())
+        return; // a deployment or rollback is changing it
+    auto production = m_store->production(app);
+    if (!production)
+        return;
+    if (production->pid > 0)
+        runtime::reap_if_exited(production->pid);
+    if (production->pid > 0 && runtime::process_matches(production->pid, production->pid_start))
+        return;
+    auto now = std::chrono::steady_clock::now();
+    {
+        std::lock_guard lock(m_mutex);
+        auto& backoff = m_backoff[app];
+        if (now < backoff.last + backoff.delay)
+            return;
+        bool crash_loop = now - backoff.last < k_max_backoff;
+        backoff.delay = crash_loop ? std::min(backoff.delay * 2, k_max_backoff)
+                                   : std::chrono::milliseconds(500);
+        backoff.last = now;
+    }
+    if (auto restarted = restart_production(*production, "app exited; restarted"); !restarted)
+        common::log_error("cannot restart " + app + " " + production->id + ": " +
+                          restarted.error().message);
+}
+
+} // namespace agent

@@ -1,0 +1,42 @@
+#include <agent/runtime/app.hpp>
+#include <agent/runtime/process.hpp>
+
+#include <cerrno>
+#include <cstring>
+#include <fcntl.h>
+#include <unistd.h>
+
+namespace agent::runtime {
+
+using common::ErrorKind;
+using common::make_error;
+
+common::Result<AppProcess> start_app(const AppLaunch& launch) {
+    const common::AppConfig& config = *launch.config;
+    if (config.run.command.empty())
+        return make_error(ErrorKind::failed,
+                          "deploy.toml has no run.command: the process engine needs one to "
+                          "start the app (add [run] command = \"...\")");
+    std::error_code ec;
+    std::filesystem::create_directories(launch.log_file.parent_path(), ec);
+    int log = ::open(launch.log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (log < 0)
+        return make_error(ErrorKind::io,
+                          "cannot open " + launch.log_file.string() + ": " + std::strerror(errno));
+    auto env = config.env;
+    env["PORT"] = std::to_string(launch.port);
+    SpawnSpec spec;
+    spec.argv = {"/bin/sh", "-c", config.run.command};
+    spec.env = clean_environment(launch.release_dir, env);
+    spec.cwd = launch.release_dir;
+    spec.stdout_fd = log;
+    spec.session = Session::new_session;
+    auto pid = spawn(spec);
+    ::close(log);
+    if (!pid)
+        return pid.error();
+    AppProcess process{*pid, process_start_time(*pid).value_or(0)};
+    return process;
+}
+
+} // namespace agent::runtime

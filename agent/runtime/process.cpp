@@ -1,0 +1,237 @@
+#include <agent/runtime/process.hpp>
+#include <common/log.hpp>
+
+#include <cerrno>
+#include <cstring>
+#include <fcntl.h>
+#include <fstream>
+#include <netinet/in.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sstream>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <thread>
+#include <unistd.h>
+
+namespace agent::runtime {
+
+using common::ErrorKind;
+using common::make_error;
+
+namespace {
+
+std::string errno_text(int err) {
+    return std::strerror(err);
+}
+
+std::vector<char*> c_strings(const std::vector<std::string>& strings) {
+    std::vector<char*> out;
+    for (const auto& s : strings)
+        out.push_back(const_cast<char*>(s.c_str()));
+    out.push_back(nullptr);
+    return out;
+}
+
+struct SpawnAttributes {
+    posix_spawn_file_actions_t actions;
+    posix_spawnattr_t attr;
+    SpawnAttributes() {
+        posix_spawn_file_actions_init(&actions);
+        posix_spawnattr_init(&attr);
+    }
+    ~SpawnAttributes() {
+        posix_spawn_file_actions_destroy(&actions);
+        posix_spawnattr_destroy(&attr);
+    }
+    SpawnAttributes(const SpawnAttributes&) = delete;
+    SpawnAttributes& operator=(const SpawnAttributes&) = delete;
+};
+
+void setup_attributes(SpawnAttributes& sa, const SpawnSpec& spec) {
+    short flags = POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF;
+    if (spec.session == Session::new_session)
+        flags |= POSIX_SPAWN_SETSID;
+    posix_spawnattr_setflags(&sa.attr, flags);
+    sigset_t blocked, all;
+    sigemptyset(&blocked);
+    for (int signal : spec.blocked_signals)
+        sigaddset(&blocked, signal);
+    sigfillset(&all);
+    posix_spawnattr_setsigmask(&sa.attr, &blocked);
+    posix_spawnattr_setsigdefault(&sa.attr, &all);
+    posix_spawn_file_actions_addopen(&sa.actions, 0, "/dev/null", O_RDONLY, 0);
+    if (spec.stdout_fd >= 0) {
+        posix_spawn_file_actions_adddup2(&sa.actions, spec.stdout_fd, 1);
+        posix_spawn_file_actions_adddup2(&sa.actions, spec.stdout_fd, 2);
+    } else {
+        posix_spawn_file_actions_addopen(&sa.actions, 1, "/dev/null", O_WRONLY, 0);
+        posix_spawn_file_actions_adddup2(&sa.actions, 1, 2);
+    }
+    if (!spec.cwd.empty())
+        posix_spawn_file_actions_addchdir_np(&sa.actions, spec.cwd.c_str());
+    // The agent's sockets and files must not leak into apps that outlive it.
+    posix_spawn_file_actions_addclosefrom_np(&sa.actions, 3);
+}
+
+// Process group (field 5) of a live, non-zombie process.
+std::optional<pid_t> live_process_group(const std::string& pid) {
+    std::ifstream in("/proc/" + pid + "/stat");
+    std::string stat;
+    if (!in || !std::getline(in, stat))
+        return std::nullopt;
+    auto close = stat.rfind(')');
+    if (close == std::string::npos)
+        return std::nullopt;
+    std::istringstream fields(stat.substr(close + 1));
+    std::string state;
+    long ppid = 0, pgrp = 0;
+    if (!(fields >> state >> ppid >> pgrp) || state == "Z" || state == "X")
+        return std::nullopt;
+    return static_cast<pid_t>(pgrp);
+}
+
+// Whether any member of the group still runs. Zombies do not count: a leader
+// re-parented to init may stay a zombie for a while after it exited.
+bool group_exists(pid_t pgid) {
+    if (kill(-pgid, 0) != 0 && errno != EPERM)
+        return false;
+    std::error_code ec;
+    for (std::filesystem::directory_iterator it("/proc", ec), end; !ec && it != end;
+         it.increment(ec)) {
+        std::string name = it->path().filename().string();
+        if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos)
+            continue;
+        if (live_process_group(name) == pgid)
+            return true;
+    }
+    return false;
+}
+
+} // namespace
+
+common::Result<pid_t> spawn(const SpawnSpec& spec) {
+    if (spec.argv.empty())
+        return make_error(ErrorKind::internal, "spawn: empty argv");
+    SpawnAttributes sa;
+    setup_attributes(sa, spec);
+    auto argv = c_strings(spec.argv);
+    auto envp = c_strings(spec.env);
+    pid_t pid = 0;
+    int rc =
+        posix_spawn(&pid, spec.argv[0].c_str(), &sa.actions, &sa.attr, argv.data(), envp.data());
+    if (rc != 0)
+        return make_error(ErrorKind::io, "cannot start " + spec.argv[0] + ": " + errno_text(rc));
+    return pid;
+}
+
+std::vector<std::string> clean_environment(const std::filesystem::path& home,
+                                           const std::map<std::string, std::string>& extra) {
+    std::map<std::string, std::string> env{
+        {"PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
+        {"HOME", home.string()},
+        {"LANG", "C.UTF-8"},
+    };
+    for (const auto& [key, value] : extra)
+        env[key] = value;
+    std::vector<std::string> out;
+    for (const auto& [key, value] : env)
+        out.push_back(key + "=" + value);
+    return out;
+}
+
+std::optional<std::int64_t> process_start_time(pid_t pid) {
+    if (pid <= 0)
+        return std::nullopt;
+    std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+    std::string stat;
+    if (!in || !std::getline(in, stat))
+        return std::nullopt;
+    // Field 2 (comm) may contain spaces and parentheses: parse after the last ')'.
+    auto close = stat.rfind(')');
+    if (close == std::string::npos)
+        return std::nullopt;
+    std::istringstream fields(stat.substr(close + 1));
+    std::string field;
+    // Fields 3..22: state is field 3, starttime field 22.
+    std::string state;
+    fields >> state;
+    if (state == "Z" || state == "X")
+        return std::nullopt;
+    for (int i = 4; i <= 22; ++i)
+        if (!(fields >> field))
+            return std::nullopt;
+    try {
+        return std::stoll(field);
+    } catch (const std::exception& e) {
+        common::log_warn("cannot parse /proc/" + std::to_string(pid) + "/stat: " + e.what());
+        return std::nullopt;
+    }
+}
+
+bool process_matches(pid_t pid, std::int64_t start) {
+    auto actual = process_start_time(pid);
+    return actual && *actual == start;
+}
+
+std::optional<std::string> process_command(pid_t pid) {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/cmdline", std::ios::binary);
+    std::string argv0;
+    if (!in || !std::getline(in, argv0, '\0'))
+        return std::nullopt;
+    return argv0;
+}
+
+std::optional<std::string> reap_if_exited(pid_t pid) {
+    int status = 0;
+    if (pid <= 0 || waitpid(pid, &status, WNOHANG) != pid)
+        return std::nullopt;
+    if (WIFEXITED(status))
+        return "status " + std::to_string(WEXITSTATUS(status));
+    if (WIFSIGNALED(status))
+        return "signal " + std::to_string(WTERMSIG(status));
+    return "status unknown";
+}
+
+void terminate_group(pid_t pgid, std::chrono::milliseconds grace) {
+    if (pgid <= 0)
+        return;
+    if (kill(-pgid, SIGTERM) != 0 && errno == ESRCH) {
+        reap_if_exited(pgid);
+        return;
+    }
+    auto deadline = std::chrono::steady_clock::now() + grace;
+    while (std::chrono::steady_clock::now() < deadline) {
+        reap_if_exited(pgid);
+        if (!group_exists(pgid))
+            return;
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    common::log_warn("process group " + std::to_string(pgid) + " ignored SIGTERM; sending SIGKILL");
+    kill(-pgid, SIGKILL);
+    for (int i = 0; i < 40 && group_exists(pgid); ++i) {
+        reap_if_exited(pgid);
+        std::this_thread::sleep_for(std::chrono::milliseconds(25));
+    }
+}
+
+common::Result<int> pick_free_port() {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return make_error(ErrorKind::io, "socket: " + errno_text(errno));
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = 0;
+    socklen_t len = sizeof addr;
+    if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+        getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+        int err = errno;
+        close(fd);
+        return make_error(ErrorKind::io, "cannot find a free port: " + errno_text(err));
+    }
+    close(fd);
+    return static_cast<int>(ntohs(addr.sin_port));
+}
+
+} // namespace agent::runtime

@@ -1,0 +1,367 @@
+#include <agent/store/sqlite.hpp>
+#include <agent/store/store.hpp>
+#include <common/log.hpp>
+
+namespace agent {
+
+using common::ErrorKind;
+using common::make_error;
+using common::State;
+
+namespace {
+
+constexpr std::string_view k_schema = R"sql(
+CREATE TABLE IF NOT EXISTS apps (
+  name     TEXT PRIMARY KEY,
+  next_seq INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS releases (
+  app        TEXT NOT NULL REFERENCES apps(name),
+  id         TEXT NOT NULL,
+  seq        INTEGER NOT NULL,
+  state      TEXT NOT NULL CHECK (state IN ('QUEUED','BUILDING','PROVISIONING',
+                                            'PRODUCTION','INACTIVE','FAILED')),
+  created_at TEXT NOT NULL,
+  updated_at TEXT NOT NULL,
+  "commit"   TEXT NOT NULL DEFAULT '',
+  message    TEXT NOT NULL DEFAULT '',
+  error      TEXT NOT NULL DEFAULT '',
+  port       INTEGER NOT NULL DEFAULT 0,
+  pid        INTEGER NOT NULL DEFAULT 0,
+  pid_start  INTEGER NOT NULL DEFAULT 0,
+  config     TEXT NOT NULL DEFAULT '',
+  dirty      INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY (app, id),
+  UNIQUE (app, seq)
+);
+CREATE UNIQUE INDEX IF NOT EXISTS one_production ON releases(app) WHERE state = 'PRODUCTION';
+CREATE TABLE IF NOT EXISTS transitions (
+  ts         TEXT NOT NULL,
+  app        TEXT NOT NULL,
+  release    TEXT NOT NULL,
+  from_state TEXT NOT NULL DEFAULT '',
+  to_state   TEXT NOT NULL DEFAULT '',
+  detail     TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS transitions_app ON transitions(app, ts);
+)sql";
+
+constexpr std::string_view k_columns =
+    R"(app, id, seq, state, created_at, updated_at, "commit", message, error, port, pid,)"
+    R"( pid_start, config, dirty)";
+
+std::string now() {
+    char buffer[32];
+    return std::string(common::now_rfc3339(buffer));
+}
+
+ReleaseRow read_row(const sqlite::Statement& s) {
+    ReleaseRow row;
+    row.app = s.text(0);
+    row.id = s.text(1);
+    row.seq = s.integer(2);
+    row.state = common::parse_state(s.text(3)).value_or(State::failed);
+    row.created_at = s.text(4);
+    row.updated_at = s.text(5);
+    row.commit = s.text(6);
+    row.message = s.text(7);
+    row.error = s.text(8);
+    row.port = static_cast<int>(s.integer(9));
+    row.pid = static_cast<int>(s.integer(10));
+    row.pid_start = s.integer(11);
+    row.config = s.text(12);
+    row.dirty = s.integer(13) != 0;
+    return row;
+}
+
+std::string name(State state) {
+    return std::string(common::to_string(state));
+}
+
+} // namespace
+
+Store::Store(std::unique_ptr<sqlite::Database> db) : m_db(std::move(db)) {}
+Store::~Store() = default;
+
+common::Result<std::unique_ptr<Store>> Store::open(const std::filesystem::path& path) {
+    auto db = sqlite::Database::open(path);
+    if (!db)
+        return db.error();
+    std::unique_ptr<Store> store(new Store(std::move(*db)));
+    if (auto migrated = store->migrate(); !migrated)
+        return migrated.error();
+    return store;
+}
+
+common::Status Store::migrate() {
+    auto query = m_db->prepare("PRAGMA user_version");
+    if (!query)
+        return query.error();
+    auto has_row = query->step();
+    if (!has_row)
+        return has_row.error();
+    std::int64_t version = *has_row ? query->integer(0) : 0;
+    if (version > k_schema_version)
+        return make_error(ErrorKind::internal,
+                          "state.db has schema version " + std::to_string(version) +
+                              ", newer than this agent understands (" +
+                              std::to_string(k_schema_version) + "); upgrade deploy-agent");
+    if (version == k_schema_version)
+        return {};
+    sqlite::Transaction tx(*m_db);
+    if (!tx.begun())
+        return tx.begun().error();
+    if (auto created = m_db->exec(k_schema); !created)
+        return created.error();
+    auto set = m_db->exec("PRAGMA user_version = " + std::to_string(k_schema_version));
+    if (!set)
+        return set.error();
+    return tx.commit();
+}
+
+common::Status Store::write_audit(const std::string& app, const std::string& id,
+                                  std::string_view from, std::string_view to,
+                                  std::string_view detail) {
+    auto insert = m_db->prepare("INSERT INTO transitions (ts, app, release, from_state, "
+                                "to_state, detail) VALUES (?, ?, ?, ?, ?, ?)");
+    if (!insert)
+        return insert.error();
+    return insert->bind(now()).bind(app).bind(id).bind(from).bind(to).bind(detail).run();
+}
+
+common::Result<ReleaseRow> Store::create(const NewRelease& release) {
+    std::lock_guard lock(m_mutex);
+    sqlite::Transaction tx(*m_db);
+    if (!tx.begun())
+        return tx.begun().error();
+    auto upsert = m_db->prepare("INSERT INTO apps (name, next_seq) VALUES (?, 2) ON CONFLICT(name)"
+                                " DO UPDATE SET next_seq = next_seq + 1 RETURNING next_seq - 1");
+    if (!upsert)
+        return upsert.error();
+    upsert->bind(release.app);
+    auto got = upsert->step();
+    if (!got)
+        return got.error();
+    if (!*got)
+        return make_error(ErrorKind::internal, "database: no sequence number returned");
+    ReleaseRow row;
+    row.app = release.app;
+    row.seq = upsert->integer(0);
+    if (auto done = upsert->run(); !done)
+        return done.error();
+    row.id = "v" + std::to_string(row.seq);
+    row.created_at = row.updated_at = now();
+    row.commit = release.commit;
+    row.message = release.message;
+    row.config = release.config;
+    row.dirty = release.dirty;
+    auto insert = m_db->prepare(R"(INSERT INTO releases (app, id, seq, state, created_at,
+        updated_at, "commit", message, config, dirty) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?))");
+    if (!insert)
+        return insert.error();
+    insert->bind(row.app).bind(row.id).bind(row.seq).bind(name(State::queued));
+    insert->bind(row.created_at).bind(row.updated_at).bind(row.commit).bind(row.message);
+    insert->bind(row.config).bind(row.dirty ? 1 : 0);
+    if (auto inserted = insert->run(); !inserted)
+        return inserted.error();
+    if (auto audited = write_audit(row.app, row.id, "", "QUEUED", "created"); !audited)
+        return audited.error();
+    if (auto committed = tx.commit(); !committed)
+        return committed.error();
+    return row;
+}
+
+common::Status Store::cas_state(const std::string& app, const std::string& id, State from, State to,
+                                std::string_view error) {
+    if (!common::can_transition(from, to))
+        return make_error(ErrorKind::refused,
+                          "release " + id + " cannot go from " + name(from) + " to " + name(to));
+    auto update = m_db->prepare("UPDATE releases SET state = ?, updated_at = ?, error = ?"
+                                " WHERE app = ? AND id = ? AND state = ?");
+    if (!update)
+        return update.error();
+    update->bind(name(to)).bind(now()).bind(error).bind(app).bind(id).bind(name(from));
+    if (auto updated = update->run(); !updated)
+        return updated.error();
+    if (m_db->changes() != 1)
+        return make_error(ErrorKind::refused,
+                          "release " + id + " of " + app + " is no longer " + name(from));
+    return {};
+}
+
+common::Status Store::transition(const std::string& app, const std::string& id, State from,
+                                 State to, std::string_view detail, std::string_view error) {
+    std::lock_guard lock(m_mutex);
+    sqlite::Transaction tx(*m_db);
+    if (!tx.begun())
+        return tx.begun().error();
+    if (auto changed = cas_state(app, id, from, to, error); !changed)
+        return changed;
+    auto audited = write_audit(app, id, name(from), name(to), error.empty() ? detail : error);
+    if (!audited)
+        return audited;
+    return tx.commit();
+}
+
+common::Result<std::optional<std::string>>
+Store::switch_production(const std::string& app, const std::string& id, State from) {
+    std::lock_guard lock(m_mutex);
+    sqlite::Transaction tx(*m_db);
+    if (!tx.begun())
+        return tx.begun().error();
+    std::optional<std::string> previous;
+    auto current = query_releases("app = ? AND state = 'PRODUCTION'", {app});
+    if (!current.empty() && current.front().id != id) {
+        previous = current.front().id;
+        if (auto old = cas_state(app, *previous, State::production, State::inactive, {}); !old)
+            return old.error();
+        auto audited = write_audit(app, *previous, "PRODUCTION", "INACTIVE", "replaced by " + id);
+        if (!audited)
+            return audited.error();
+    }
+    if (auto promoted = cas_state(app, id, from, State::production, {}); !promoted)
+        return promoted.error();
+    std::string detail = previous ? "replaces " + *previous : "first production release";
+    if (auto audited = write_audit(app, id, name(from), "PRODUCTION", detail); !audited)
+        return audited.error();
+    if (auto committed = tx.commit(); !committed)
+        return committed.error();
+    return previous;
+}
+
+common::Status Store::set_process(const std::string& app, const std::string& id, int port, int pid,
+                                  std::int64_t pid_start) {
+    std::lock_guard lock(m_mutex);
+    auto update = m_db->prepare("UPDATE releases SET port = ?, pid = ?, pid_start = ?,"
+                                " updated_at = ? WHERE app = ? AND id = ?");
+    if (!update)
+        return update.error();
+    return update->bind(port).bind(pid).bind(pid_start).bind(now()).bind(app).bind(id).run();
+}
+
+common::Status Store::clear_process(const std::string& app, const std::string& id) {
+    std::lock_guard lock(m_mutex);
+    auto update = m_db->prepare("UPDATE releases SET pid = 0, pid_start = 0, updated_at = ?"
+                                " WHERE app = ? AND id = ?");
+    if (!update)
+        return update.error();
+    return update->bind(now()).bind(app).bind(id).run();
+}
+
+common::Status Store::remove(const std::string& app, const std::string& id,
+                             std::string_view detail) {
+    std::lock_guard lock(m_mutex);
+    sqlite::Transaction tx(*m_db);
+    if (!tx.begun())
+        return tx.begun().error();
+    auto rows = query_releases("app = ? AND id = ?", {app, id});
+    if (rows.empty())
+        return make_error(ErrorKind::not_found, "no release " + id + " of " + app);
+    auto erase = m_db->prepare("DELETE FROM releases WHERE app = ? AND id = ?");
+    if (!erase)
+        return erase.error();
+    if (auto erased = erase->bind(app).bind(id).run(); !erased)
+        return erased;
+    if (auto audited = write_audit(app, id, name(rows.front().state), "", detail); !audited)
+        return audited;
+    return tx.commit();
+}
+
+std::vector<ReleaseRow> Store::query_releases(std::string_view where,
+                                              const std::vector<std::string>& params) {
+    std::string sql = "SELECT " + std::string(k_columns) + " FROM releases";
+    if (!where.empty())
+        sql += " WHERE " + std::string(where);
+    sql += " ORDER BY app, seq DESC";
+    std::vector<ReleaseRow> rows;
+    auto query = m_db->prepare(sql);
+    if (!query) {
+        common::log_error(query.error().message);
+        return rows;
+    }
+    for (const auto& param : params)
+        query->bind(param);
+    for (;;) {
+        auto more = query->step();
+        if (!more)
+            common::log_error(more.error().message);
+        if (!more || !*more)
+            break;
+        rows.push_back(read_row(*query));
+    }
+    return rows;
+}
+
+common::Result<ReleaseRow> Store::get(const std::string& app, const std::string& id) {
+    std::lock_guard lock(m_mutex);
+    auto rows = query_releases("app = ? AND id = ?", {app, id});
+    if (!rows.empty())
+        return std::move(rows.front());
+    return make_error(ErrorKind::not_found, "no release " + id + " of app " + app);
+}
+
+std::optional<ReleaseRow> Store::production(const std::string& app) {
+    std::lock_guard lock(m_mutex);
+    auto rows = query_releases("app = ? AND state = 'PRODUCTION'", {app});
+    if (rows.empty())
+        return std::nullopt;
+    return rows.front();
+}
+
+std::vector<ReleaseRow> Store::releases(const std::string& app) {
+    std::lock_guard lock(m_mutex);
+    return query_releases("app = ?", {app});
+}
+
+std::vector<ReleaseRow> Store::all_releases() {
+    std::lock_guard lock(m_mutex);
+    return query_releases({}, {});
+}
+
+std::vector<std::string> Store::apps() {
+    std::lock_guard lock(m_mutex);
+    std::vector<std::string> names;
+    auto query = m_db->prepare("SELECT DISTINCT app FROM releases ORDER BY app");
+    if (!query) {
+        common::log_error(query.error().message);
+        return names;
+    }
+    for (;;) {
+        auto more = query->step();
+        if (!more)
+            common::log_error(more.error().message);
+        if (!more || !*more)
+            break;
+        names.push_back(query->text(0));
+    }
+    return names;
+}
+
+std::vector<AuditRow> Store::audit(const std::string& app) {
+    std::lock_guard lock(m_mutex);
+    std::vector<AuditRow> rows;
+    auto query = m_db->prepare("SELECT ts, app, release, from_state, to_state, detail"
+                               " FROM transitions WHERE app = ? ORDER BY rowid");
+    if (!query) {
+        common::log_error(query.error().message);
+        return rows;
+    }
+    query->bind(app);
+    for (;;) {
+        auto more = query->step();
+        if (!more)
+            common::log_error(more.error().message);
+        if (!more || !*more)
+            break;
+        rows.push_back({query->text(0), query->text(1), query->text(2), query->text(3),
+                        query->text(4), query->text(5)});
+    }
+    return rows;
+}
+
+common::Status Store::exec(std::string_view sql) {
+    std::lock_guard lock(m_mutex);
+    return m_db->exec(sql);
+}
+
+} // namespace agent

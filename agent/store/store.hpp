@@ -1,0 +1,113 @@
+#pragma once
+// The agent's state database (DATA_DIR/state.db, SQLite in WAL mode).
+//
+// Every state change is one transaction: a compare-and-set on the current
+// state (checked against common::can_transition) plus one audit row. The
+// schema itself enforces one PRODUCTION release per app (partial unique index).
+
+#include <common/result.hpp>
+#include <common/state.hpp>
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace agent {
+
+namespace sqlite {
+class Database;
+}
+
+struct ReleaseRow {
+    std::string app;
+    std::string id; // "v<seq>"
+    std::int64_t seq = 0;
+    common::State state = common::State::queued;
+    std::string created_at;
+    std::string updated_at;
+    std::string commit;
+    std::string message;
+    std::string error;
+    int port = 0;
+    int pid = 0;                // app (or build) process, 0 when none
+    std::int64_t pid_start = 0; // /proc/PID/stat field 22, detects pid reuse
+    std::string config;         // deploy.toml text
+    bool dirty = false;
+};
+
+struct NewRelease {
+    std::string app;
+    std::string config;
+    std::string commit;
+    std::string message;
+    bool dirty = false;
+};
+
+struct AuditRow {
+    std::string ts;
+    std::string app;
+    std::string release;
+    std::string from; // "" when the release was created or deleted
+    std::string to;
+    std::string detail;
+};
+
+class Store {
+  public:
+    static constexpr int k_schema_version = 1;
+
+    static common::Result<std::unique_ptr<Store>> open(const std::filesystem::path& path);
+    ~Store();
+    Store(const Store&) = delete;
+    Store& operator=(const Store&) = delete;
+
+    // Inserts a QUEUED release with the app's next id (v1, v2, ...).
+    common::Result<ReleaseRow> create(const NewRelease& release);
+    // Compare-and-set: moves `id` from `from` to `to` (ErrorKind::refused if the
+    // transition is forbidden or the release is no longer in `from`).
+    // `error` is stored for FAILED releases.
+    common::Status transition(const std::string& app, const std::string& id, common::State from,
+                              common::State to, std::string_view detail,
+                              std::string_view error = {});
+    // One transaction: the current PRODUCTION (if any) -> INACTIVE and `id`
+    // (in state `from`, PROVISIONING or INACTIVE) -> PRODUCTION.
+    // Returns the id of the release that was PRODUCTION before, if any.
+    common::Result<std::optional<std::string>>
+    switch_production(const std::string& app, const std::string& id, common::State from);
+    common::Status set_process(const std::string& app, const std::string& id, int port, int pid,
+                               std::int64_t pid_start);
+    common::Status clear_process(const std::string& app, const std::string& id);
+    // Deletes the row (and writes an audit row).
+    common::Status remove(const std::string& app, const std::string& id, std::string_view detail);
+
+    common::Result<ReleaseRow> get(const std::string& app, const std::string& id);
+    std::optional<ReleaseRow> production(const std::string& app);
+    // Newest first.
+    std::vector<ReleaseRow> releases(const std::string& app);
+    std::vector<ReleaseRow> all_releases();
+    std::vector<std::string> apps();
+    std::vector<AuditRow> audit(const std::string& app);
+
+    // Raw SQL, for maintenance and tests.
+    common::Status exec(std::string_view sql);
+
+  private:
+    explicit Store(std::unique_ptr<sqlite::Database> db);
+    common::Status migrate();
+    common::Status write_audit(const std::string& app, const std::string& id, std::string_view from,
+                               std::string_view to, std::string_view detail);
+    common::Status cas_state(const std::string& app, const std::string& id, common::State from,
+                             common::State to, std::string_view error);
+    std::vector<ReleaseRow> query_releases(std::string_view where,
+                                           const std::vector<std::string>& params);
+
+    std::unique_ptr<sqlite::Database> m_db;
+    std::mutex m_mutex;
+};
+
+} // namespace agent

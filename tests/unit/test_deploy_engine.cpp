@@ -1,0 +1,257 @@
+// The deployment engine (agent/deploy) with the real process runtime:
+// /bin/sh build commands and a busybox httpd app.
+#include <agent/deploy/service.hpp>
+#include <agent/runtime/process.hpp>
+#include <agent/store/blobs.hpp>
+#include <agent/store/store.hpp>
+#include <common/fs.hpp>
+#include <common/hash.hpp>
+
+#include <doctest/doctest.h>
+
+#include <chrono>
+#include <csignal>
+#include <thread>
+
+#include "temp_dir.hpp"
+
+using common::ErrorKind;
+using common::State;
+namespace fs = std::filesystem;
+
+namespace {
+
+bool have_busybox() {
+    return fs::exists("/bin/busybox");
+}
+
+class Fixture {
+  public:
+    Fixture() : m_data(m_dir.path() / "data") { restart(); }
+    ~Fixture() {
+        m_service->stop();
+        // Apps outlive the agent by design: stop them here.
+        auto store = agent::Store::open(m_data.state_db());
+        if (store)
+            for (const auto& row : (*store)->all_releases())
+                if (row.pid > 0 && agent::runtime::process_matches(row.pid, row.pid_start))
+                    ::kill(-row.pid, SIGKILL);
+    }
+    void restart() {
+        if (m_service)
+            m_service->stop();
+        m_service = agent::make_service({m_data, "process", "127.0.0.1:18080", ""});
+        auto started = m_service->start();
+        REQUIRE(started.ok());
+    }
+    agent::Service& service() { return *m_service; }
+    const agent::DataDir& data() const { return m_data; }
+
+    common::ManifestEntry blob(const std::string& path, const std::string& content,
+                               common::EntryKind kind = common::EntryKind::file) {
+        agent::BlobStore blobs(m_data.blobs());
+        auto digest = common::sha256_hex(content);
+        REQUIRE(blobs.put(digest, content).ok());
+        return {path, kind, digest, content.size(), ""};
+    }
+
+    std::string deploy(const std::string& toml) {
+        agent::NewDeployment d;
+        d.app = "web";
+        d.config_text = toml;
+        auto config = common::parse_config(toml, "deploy.toml");
+        REQUIRE(config.ok());
+        d.config = *config;
+        d.manifest.entries = {
+            blob("index.html", "hello\n"),
+            blob("healthz", "ok\n"),
+            blob("bin/tool", "#!/bin/sh\necho tool\n", common::EntryKind::executable),
+            {"current", common::EntryKind::symlink, "", 0, "bin/tool"}};
+        auto created = m_service->create_deployment(d);
+        REQUIRE(created.ok());
+        CHECK(created->state == State::queued);
+        return created->id;
+    }
+
+    agent::ReleaseInfo wait_settled(const std::string& id) {
+        auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+        for (;;) {
+            auto info = m_service->release("web", id);
+            REQUIRE(info.ok());
+            if (common::is_settled(info->state))
+                return *info;
+            REQUIRE(std::chrono::steady_clock::now() < deadline);
+            std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        }
+    }
+
+    std::string events(const std::string& id) {
+        auto text = common::read_file(m_data.event_log("web", id));
+        return text ? *text : "";
+    }
+
+  private:
+    test::TempDir m_dir;
+    agent::DataDir m_data;
+    std::unique_ptr<agent::Service> m_service;
+};
+
+const std::string k_app = R"(app = "web"
+[build]
+command = "echo building; echo built > built.txt"
+[run]
+command = "exec busybox httpd -f -p 127.0.0.1:$PORT -h ."
+health = { path = "/healthz", interval = "100ms", timeout = "5s" }
+[deploy]
+drain = "0s"
+keep = 1
+[targets.production]
+domains = ["web.example.com"]
+)";
+
+std::string with(std::string toml, const std::string& from, const std::string& to) {
+    auto at = toml.find(from);
+    REQUIRE(at != std::string::npos);
+    return toml.replace(at, from.size(), to);
+}
+
+} // namespace
+
+TEST_CASE("engine deploys a release to PRODUCTION with the process runtime") {
+    if (!have_busybox())
+        return; // needs busybox httpd as the app
+    Fixture f;
+    auto id = f.deploy(k_app);
+    auto info = f.wait_settled(id);
+    REQUIRE_MESSAGE(info.state == State::production, info.error);
+    CHECK(info.port > 0);
+    auto dir = f.data().release_dir("web", id);
+    CHECK(common::read_file(dir / "built.txt").value() == "built\n");
+    CHECK(fs::is_symlink(dir / "current"));
+    CHECK((fs::status(dir / "bin/tool").permissions() & fs::perms::owner_exec) != fs::perms::none);
+    auto events = f.events(id);
+    CHECK(events.find(R"("stream":"build")") != std::string::npos);
+    CHECK(events.find(R"("line":"building")") != std::string::npos);
+    CHECK(events.find(R"("event":"health")") != std::string::npos);
+    CHECK(events.rfind(R"("state":"PRODUCTION")") > events.rfind(R"("state":"PROVISIONING")"));
+    auto routes = common::read_file(f.data().proxy_routes()).value();
+    CHECK(routes.find("web.example.com") != std::string::npos);
+    CHECK(routes.find("127.0.0.1:" + std::to_string(info.port)) != std::string::npos);
+    auto status = f.service().status("web");
+    REQUIRE(status.ok());
+    CHECK(status->production == id);
+    CHECK(status->url == "http://web.localhost:18080/");
+    CHECK(status->domains == std::vector<std::string>{"web.example.com"});
+}
+
+TEST_CASE("engine fails a build that exits non-zero and keeps PRODUCTION serving") {
+    if (!have_busybox())
+        return;
+    Fixture f;
+    auto v1 = f.deploy(k_app);
+    REQUIRE(f.wait_settled(v1).state == State::production);
+    auto v2 = f.deploy(with(k_app, "echo built > built.txt", "echo oops >&2; exit 3"));
+    auto info = f.wait_settled(v2);
+    CHECK(info.state == State::failed);
+    CHECK(info.error == "build failed: command exited with status 3");
+    CHECK(f.events(v2).find(R"("line":"oops")") != std::string::npos);
+    CHECK(f.service().status("web")->production == v1);
+    CHECK(f.service().release("web", v1)->port > 0);
+}
+
+TEST_CASE("engine fails a build that runs past build.timeout") {
+    Fixture f;
+    auto toml = with(k_app, "[build]\n", "[build]\ntimeout = \"1s\"\n");
+    auto id = f.deploy(with(toml, "echo built > built.txt", "sleep 30"));
+    auto info = f.wait_settled(id);
+    CHECK(info.state == State::failed);
+    CHECK(info.error == "build timed out after 1s");
+}
+
+TEST_CASE("engine fails a release whose health check never passes") {
+    if (!have_busybox())
+        return;
+    Fixture f;
+    auto toml = with(k_app, R"(path = "/healthz", interval = "100ms", timeout = "5s")",
+                     R"(path = "/missing", interval = "100ms", timeout = "1s")");
+    auto info = f.wait_settled(f.deploy(toml));
+    CHECK(info.state == State::failed);
+    CHECK(info.error == "health check failed: no healthy answer from /missing within 1s "
+                        "(last: HTTP 404)");
+    CHECK(info.port == 0); // the app was stopped
+}
+
+TEST_CASE("engine fails a release whose app exits while starting") {
+    Fixture f;
+    auto info = f.wait_settled(
+        f.deploy(with(k_app, "exec busybox httpd -f -p 127.0.0.1:$PORT -h .", "exit 7")));
+    CHECK(info.state == State::failed);
+    CHECK(info.error == "app exited with status 7 while starting");
+}
+
+TEST_CASE("engine switches releases, drains the old one and prunes beyond keep") {
+    if (!have_busybox())
+        return;
+    Fixture f;
+    auto v1 = f.deploy(k_app);
+    REQUIRE(f.wait_settled(v1).state == State::production);
+    auto v2 = f.deploy(k_app);
+    REQUIRE(f.wait_settled(v2).state == State::production);
+    auto v3 = f.deploy(k_app);
+    REQUIRE(f.wait_settled(v3).state == State::production);
+    std::this_thread::sleep_for(std::chrono::milliseconds(500)); // drain runs after the switch
+    auto status = f.service().status("web");
+    REQUIRE(status->releases.size() == 2); // keep = 1 beyond PRODUCTION: v1 pruned
+    CHECK(status->releases[1].id == v2);
+    CHECK(status->releases[1].state == State::inactive);
+    CHECK(status->releases[1].port == 0); // drained
+    CHECK_FALSE(fs::exists(f.data().release_dir("web", v1)));
+    CHECK(f.service().release("web", v1).error().kind == ErrorKind::not_found);
+
+    SUBCASE("rollback promotes the INACTIVE release") {
+        auto back = f.service().rollback("web", std::nullopt);
+        REQUIRE_MESSAGE(back.ok(), back.error().message);
+        CHECK(back->id == v2);
+        CHECK(back->state == State::production);
+        CHECK(f.service().release("web", v3)->state == State::inactive);
+    }
+    SUBCASE("PRODUCTION cannot be removed, INACTIVE can") {
+        auto refused = f.service().remove("web", v3);
+        REQUIRE_FALSE(refused.ok());
+        CHECK(refused.error().kind == ErrorKind::refused);
+        CHECK(refused.error().message == "release " + v3 +
+                                             " is PRODUCTION and cannot be "
+                                             "removed; roll back or deploy another release first");
+        CHECK(f.service().remove("web", v2).ok());
+        CHECK_FALSE(fs::exists(f.data().release_dir("web", v2)));
+        auto none = f.service().rollback("web", std::nullopt);
+        CHECK(none.error().kind == ErrorKind::refused);
+        CHECK(none.error().message == "no earlier release to roll back to");
+    }
+    SUBCASE("rollback to a release that is not INACTIVE is refused") {
+        CHECK(f.service().rollback("web", v3).error().kind == ErrorKind::refused);
+        CHECK(f.service().rollback("web", "v42").error().kind == ErrorKind::not_found);
+    }
+}
+
+TEST_CASE("engine adopts a running app after a restart and restarts a dead one") {
+    if (!have_busybox())
+        return;
+    Fixture f;
+    auto id = f.deploy(k_app);
+    auto first = f.wait_settled(id);
+    REQUIRE(first.state == State::production);
+    auto store = agent::Store::open(f.data().state_db());
+    REQUIRE(store.ok());
+    auto pid = (*store)->get("web", id)->pid;
+    f.restart();
+    CHECK((*store)->get("web", id)->pid == pid); // adopted, not started twice
+    ::kill(-pid, SIGKILL);
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while ((*store)->get("web", id)->pid == pid) {
+        REQUIRE(std::chrono::steady_clock::now() < deadline);
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    CHECK(f.events(id).find("app exited; restarted") != std::string::npos);
+    CHECK(f.service().release("web", id)->port == first.port);
+}

@@ -1,0 +1,167 @@
+// agent/store/store.hpp: the SQLite state database.
+#include <agent/store/store.hpp>
+
+#include <doctest/doctest.h>
+
+#include "temp_dir.hpp"
+
+using agent::Store;
+using common::ErrorKind;
+using common::State;
+
+namespace {
+
+std::unique_ptr<Store> open_store(const test::TempDir& dir) {
+    auto store = Store::open(dir.path() / "state.db");
+    REQUIRE(store.ok());
+    return std::move(*store);
+}
+
+std::string create(Store& store, const std::string& app) {
+    auto row = store.create({app, "app = \"" + app + "\"\n", "abc123", "msg", false});
+    REQUIRE(row.ok());
+    return row->id;
+}
+
+// Walks a new release of `app` to PROVISIONING.
+std::string provisioning(Store& store, const std::string& app) {
+    auto id = create(store, app);
+    REQUIRE(store.transition(app, id, State::queued, State::building, "t").ok());
+    REQUIRE(store.transition(app, id, State::building, State::provisioning, "t").ok());
+    return id;
+}
+
+} // namespace
+
+TEST_CASE("store gives release ids v1, v2, ... per app") {
+    test::TempDir dir;
+    auto store = open_store(dir);
+    CHECK(create(*store, "web") == "v1");
+    CHECK(create(*store, "web") == "v2");
+    CHECK(create(*store, "api") == "v1");
+    CHECK(create(*store, "web") == "v3");
+    auto rows = store->releases("web");
+    REQUIRE(rows.size() == 3);
+    CHECK(rows[0].id == "v3"); // newest first
+    CHECK(rows[0].state == State::queued);
+    CHECK(rows[0].commit == "abc123");
+    CHECK(store->apps() == std::vector<std::string>{"api", "web"});
+}
+
+TEST_CASE("store does not reuse ids after a release is removed") {
+    test::TempDir dir;
+    auto store = open_store(dir);
+    auto id = create(*store, "web");
+    REQUIRE(store->transition("web", id, State::queued, State::failed, "t", "boom").ok());
+    REQUIRE(store->remove("web", id, "test").ok());
+    CHECK(create(*store, "web") == "v2");
+}
+
+TEST_CASE("store transition is a compare-and-set on the current state") {
+    test::TempDir dir;
+    auto store = open_store(dir);
+    auto id = create(*store, "web");
+    SUBCASE("wrong current state") {
+        auto moved = store->transition("web", id, State::building, State::provisioning, "t");
+        REQUIRE_FALSE(moved.ok());
+        CHECK(moved.error().kind == ErrorKind::refused);
+        CHECK(store->get("web", id)->state == State::queued);
+    }
+    SUBCASE("forbidden transition") {
+        auto moved = store->transition("web", id, State::queued, State::production, "t");
+        REQUIRE_FALSE(moved.ok());
+        CHECK(moved.error().kind == ErrorKind::refused);
+        CHECK(store->get("web", id)->state == State::queued);
+    }
+    SUBCASE("allowed transition records the error and an audit row") {
+        REQUIRE(store->transition("web", id, State::queued, State::failed, "t", "boom").ok());
+        CHECK(store->get("web", id)->state == State::failed);
+        CHECK(store->get("web", id)->error == "boom");
+        auto audit = store->audit("web");
+        REQUIRE(audit.size() == 2);
+        CHECK(audit[1].from == "QUEUED");
+        CHECK(audit[1].to == "FAILED");
+        CHECK(audit[1].detail == "boom");
+    }
+}
+
+TEST_CASE("store refuses a second PRODUCTION release even with raw SQL") {
+    test::TempDir dir;
+    auto store = open_store(dir);
+    auto v1 = provisioning(*store, "web");
+    auto v2 = provisioning(*store, "web");
+    auto other = provisioning(*store, "api");
+    REQUIRE(store->switch_production("web", v1, State::provisioning).ok());
+    auto raw =
+        store->exec("UPDATE releases SET state = 'PRODUCTION' WHERE app = 'web' AND id = 'v2'");
+    CHECK_FALSE(raw.ok());
+    CHECK(store->get("web", v2)->state == State::provisioning);
+    // Another app has its own PRODUCTION.
+    CHECK(store->switch_production("api", other, State::provisioning).ok());
+    CHECK(store->production("web")->id == v1);
+    CHECK(store->production("api")->id == other);
+}
+
+TEST_CASE("store switch moves the old PRODUCTION to INACTIVE in one transaction") {
+    test::TempDir dir;
+    auto store = open_store(dir);
+    auto v1 = provisioning(*store, "web");
+    auto first = store->switch_production("web", v1, State::provisioning);
+    REQUIRE(first.ok());
+    CHECK_FALSE(first->has_value());
+    auto v2 = provisioning(*store, "web");
+    auto second = store->switch_production("web", v2, State::provisioning);
+    REQUIRE(second.ok());
+    CHECK(**second == v1);
+    CHECK(store->get("web", v1)->state == State::inactive);
+    CHECK(store->get("web", v2)->state == State::production);
+    SUBCASE("rollback promotes the INACTIVE release back") {
+        auto back = store->switch_production("web", v1, State::inactive);
+        REQUIRE(back.ok());
+        CHECK(**back == v2);
+        CHECK(store->production("web")->id == v1);
+    }
+    SUBCASE("a failed switch changes nothing") {
+        auto v3 = create(*store, "web"); // QUEUED: cannot become PRODUCTION
+        auto bad = store->switch_production("web", v3, State::queued);
+        REQUIRE_FALSE(bad.ok());
+        CHECK(store->production("web")->id == v2);
+        CHECK(store->get("web", v3)->state == State::queued);
+        CHECK(store->get("web", v1)->state == State::inactive);
+    }
+    SUBCASE("a switch from the wrong state rolls back the demotion") {
+        auto bad = store->switch_production("web", v1, State::provisioning);
+        REQUIRE_FALSE(bad.ok());
+        CHECK(store->production("web")->id == v2);
+        CHECK(store->get("web", v1)->state == State::inactive);
+    }
+}
+
+TEST_CASE("store keeps releases and process info across reopen") {
+    test::TempDir dir;
+    {
+        auto store = open_store(dir);
+        auto id = provisioning(*store, "web");
+        REQUIRE(store->set_process("web", id, 41234, 999, 12345).ok());
+        REQUIRE(store->switch_production("web", id, State::provisioning).ok());
+    }
+    auto store = open_store(dir);
+    auto row = store->get("web", "v1");
+    REQUIRE(row.ok());
+    CHECK(row->state == State::production);
+    CHECK(row->port == 41234);
+    CHECK(row->pid == 999);
+    CHECK(row->pid_start == 12345);
+    CHECK(row->config == "app = \"web\"\n");
+    CHECK(create(*store, "web") == "v2");
+    REQUIRE(store->clear_process("web", "v1").ok());
+    CHECK(store->get("web", "v1")->pid == 0);
+}
+
+TEST_CASE("store get and remove report unknown releases as not_found") {
+    test::TempDir dir;
+    auto store = open_store(dir);
+    CHECK(store->get("web", "v9").error().kind == ErrorKind::not_found);
+    CHECK(store->remove("web", "v9", "t").error().kind == ErrorKind::not_found);
+    CHECK_FALSE(store->production("web").has_value());
+}
