@@ -1,0 +1,286 @@
+#include <agent/api/connection.hpp>
+#include <agent/api/errors.hpp>
+#include <common/log.hpp>
+#include <common/version.hpp>
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <fmt/format.h>
+
+#include <limits>
+#include <poll.h>
+#include <sys/socket.h>
+
+namespace agent::api {
+
+namespace {
+
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace net = boost::asio;
+using tcp = net::ip::tcp;
+
+tcp protocol_of(int fd) {
+    sockaddr_storage address{};
+    socklen_t length = sizeof address;
+    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) == 0 &&
+        address.ss_family == AF_INET6)
+        return tcp::v6();
+    return tcp::v4();
+}
+
+// Writes NDJSON lines as HTTP chunks.
+class ChunkSink : public StreamSink {
+  public:
+    explicit ChunkSink(tcp::socket& socket) : m_socket(socket) {}
+
+    bool write(std::string_view line) override {
+        if (m_broken)
+            return false;
+        std::string data(line);
+        data += '\n';
+        beast::error_code ec;
+        net::write(m_socket, http::make_chunk(net::buffer(data)), ec);
+        m_broken = static_cast<bool>(ec);
+        return !m_broken;
+    }
+
+    // The client is gone when the socket reports hang-up or end of input.
+    bool alive() override {
+        if (m_broken)
+            return false;
+        pollfd p{m_socket.native_handle(), POLLIN | POLLRDHUP, 0};
+        if (::poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)))
+            m_broken = true;
+        return !m_broken;
+    }
+
+    bool finish() {
+        if (m_broken)
+            return false;
+        beast::error_code ec;
+        net::write(m_socket, http::make_chunk_last(), ec);
+        return !ec;
+    }
+
+  private:
+    tcp::socket& m_socket;
+    bool m_broken = false;
+};
+
+class Connection {
+  public:
+    Connection(tcp::socket& socket, const Router& router, const ConnectionOptions& options)
+        : m_socket(socket), m_router(router), m_options(options) {}
+
+    // Serves one request; false when the connection should close.
+    bool serve_one();
+
+  private:
+    bool read_body(http::request_parser<http::empty_body>& header, const Route& route,
+                   Request& request);
+    bool read_json_body(http::request_parser<http::empty_body>& header, Request& request);
+    bool read_file_body(http::request_parser<http::empty_body>& header, Request& request);
+    Response call(const Route& route, const Request& request);
+    bool send(const Response& response, bool keep_alive);
+    bool send_stream(const Response& response, bool keep_alive);
+    void send_continue_if_expected(const http::request_parser<http::empty_body>& header);
+
+    tcp::socket& m_socket;
+    const Router& m_router;
+    const ConnectionOptions& m_options;
+    beast::flat_buffer m_buffer;
+    unsigned m_version = 11;
+    std::optional<Response> m_body_error; // set when a body could not be read
+};
+
+template <class Message> void set_common_headers(Message& message, const Response& response) {
+    message.set(http::field::server, std::string("deploy-agent/") + common::version());
+    message.set(http::field::content_type, response.content_type);
+}
+
+bool Connection::send(const Response& response, bool keep_alive) {
+    if (response.stream)
+        return send_stream(response, keep_alive);
+    http::response<http::string_body> message{static_cast<http::status>(response.status),
+                                              m_version};
+    set_common_headers(message, response);
+    message.keep_alive(keep_alive);
+    message.body() = response.body;
+    if (!message.body().empty() && message.body().back() != '\n')
+        message.body() += '\n';
+    message.prepare_payload();
+    beast::error_code ec;
+    http::write(m_socket, message, ec);
+    return !ec && keep_alive;
+}
+
+bool Connection::send_stream(const Response& response, bool keep_alive) {
+    http::response<http::empty_body> message{static_cast<http::status>(response.status), m_version};
+    set_common_headers(message, response);
+    message.set(http::field::cache_control, "no-cache");
+    message.keep_alive(keep_alive);
+    message.chunked(true);
+    http::response_serializer<http::empty_body> serializer{message};
+    beast::error_code ec;
+    http::write_header(m_socket, serializer, ec);
+    if (ec)
+        return false;
+    ChunkSink sink(m_socket);
+    try {
+        response.stream(sink);
+    } catch (const std::exception& error) {
+        common::log_error(fmt::format("stream failed: {}", error.what()));
+        return false; // the chunked body is incomplete: the client sees a broken stream
+    }
+    return sink.finish() && keep_alive;
+}
+
+void Connection::send_continue_if_expected(const http::request_parser<http::empty_body>& header) {
+    if (!beast::iequals(header.get()[http::field::expect], "100-continue"))
+        return;
+    http::response<http::empty_body> message{http::status::continue_, m_version};
+    beast::error_code ec;
+    http::write(m_socket, message, ec); // a failure shows on the next read
+}
+
+// Beast checks a Content-Length against the body limit only while parsing the
+// header, before the route (and so the limit) is known: check it here.
+std::optional<Response> check_length(const http::request_parser<http::empty_body>& header,
+                                     std::uint64_t limit) {
+    const auto length = header.content_length();
+    if (!length || *length <= limit)
+        return std::nullopt;
+    return error_response(
+        413, "too_large",
+        fmt::format("body of {} bytes is larger than the limit of {} bytes", *length, limit));
+}
+
+Response too_large(std::uint64_t limit) {
+    return error_response(413, "too_large", fmt::format("body is larger than {} bytes", limit));
+}
+
+bool Connection::read_json_body(http::request_parser<http::empty_body>& header, Request& request) {
+    http::request_parser<http::string_body> parser{std::move(header)};
+    parser.body_limit(k_max_json_body);
+    beast::error_code ec;
+    if (!parser.is_done())
+        http::read(m_socket, m_buffer, parser, ec);
+    if (ec == http::error::body_limit) {
+        m_body_error = too_large(k_max_json_body);
+        return true;
+    }
+    if (ec)
+        return false;
+    request.body = std::move(parser.get().body());
+    return true;
+}
+
+bool Connection::read_file_body(http::request_parser<http::empty_body>& header, Request& request) {
+    const auto limit = m_options.max_file_body;
+    http::request_parser<http::file_body> parser{std::move(header)};
+    parser.body_limit(limit);
+    request.body_file = m_options.temp_path();
+    beast::error_code ec;
+    parser.get().body().open(request.body_file.c_str(), beast::file_mode::write, ec);
+    if (ec) {
+        m_body_error = error_response(
+            500, "internal",
+            fmt::format("cannot create {}: {}", request.body_file.string(), ec.message()));
+        return true;
+    }
+    if (!parser.is_done())
+        http::read(m_socket, m_buffer, parser, ec);
+    parser.get().body().close();
+    if (ec == http::error::body_limit)
+        m_body_error = too_large(limit);
+    return !ec || ec == http::error::body_limit;
+}
+
+bool Connection::read_body(http::request_parser<http::empty_body>& header, const Route& route,
+                           Request& request) {
+    const auto limit = route.body == BodyKind::file ? m_options.max_file_body : k_max_json_body;
+    if ((m_body_error = check_length(header, limit)))
+        return true; // before "100 Continue"
+    send_continue_if_expected(header);
+    if (route.body == BodyKind::file)
+        return read_file_body(header, request);
+    return read_json_body(header, request);
+}
+
+Response Connection::call(const Route& route, const Request& request) {
+    try {
+        return route.handler(request);
+    } catch (const std::exception& error) {
+        common::log_error(fmt::format("{} {}: {}", request.method, request.path, error.what()));
+        return error_response(500, "internal", error.what());
+    }
+}
+
+void remove_file(const std::filesystem::path& path) {
+    if (path.empty())
+        return;
+    std::error_code ec;
+    std::filesystem::remove(path, ec); // handlers move what they keep; this is a leftover
+}
+
+Response routing_error(MatchResult result, const std::string& method, const std::string& path) {
+    if (result == MatchResult::method_not_allowed)
+        return error_response(405, "method_not_allowed",
+                              fmt::format("{} is not allowed on {}", method, path));
+    return error_response(404, "not_found", fmt::format("no such endpoint: {} {}", method, path));
+}
+
+bool Connection::serve_one() {
+    http::request_parser<http::empty_body> header;
+    // Each route sets its own limit once it is known. (Not boost::none: Boost
+    // 1.74 compares a Content-Length against an empty optional as "greater".)
+    header.body_limit(std::numeric_limits<std::uint64_t>::max());
+    beast::error_code ec;
+    http::read_header(m_socket, m_buffer, header, ec);
+    if (ec)
+        return false; // closed by the client, shut down, or garbage
+    m_version = header.get().version();
+    const bool keep_alive = header.get().keep_alive();
+    const std::string target(header.get().target());
+    const auto question = target.find('?');
+    Request request;
+    request.method = std::string(header.get().method_string());
+    request.path = target.substr(0, question);
+    if (question != std::string::npos)
+        request.query = parse_query(target.substr(question + 1));
+
+    auto match = m_router.match(request.method, request.path);
+    if (match.result != MatchResult::found)
+        return send(routing_error(match.result, request.method, request.path),
+                    keep_alive && header.is_done());
+    request.params = std::move(match.params);
+    m_body_error.reset();
+    if (!read_body(header, *match.route, request)) {
+        remove_file(request.body_file);
+        return false;
+    }
+    if (m_body_error) {
+        remove_file(request.body_file);
+        return send(*m_body_error, false);
+    }
+    auto response = call(*match.route, request);
+    remove_file(request.body_file);
+    return send(response, keep_alive);
+}
+
+} // namespace
+
+void serve_connection(int fd, const Router& router, const ConnectionOptions& options) {
+    net::io_context context;
+    tcp::socket socket(context, protocol_of(fd), fd);
+    Connection connection(socket, router, options);
+    while (connection.serve_one()) {
+    }
+    beast::error_code ec;
+    socket.release(ec); // the caller closes fd
+}
+
+} // namespace agent::api

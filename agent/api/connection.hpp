@@ -1,0 +1,23 @@
+#pragma once
+// One client connection: reads HTTP/1.1 requests (keep-alive), dispatches them
+// through the Router and writes the answers, streams included.
+
+#include <agent/api/router.hpp>
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+
+namespace agent::api {
+
+struct ConnectionOptions {
+    // Where a BodyKind::file request body is written (same file system as the blobs).
+    std::function<std::filesystem::path()> temp_path;
+    std::uint64_t max_file_body = 0;
+};
+
+// Serves requests on the connected socket `fd` until the client closes it, an
+// error occurs or the socket is shut down. The caller keeps ownership of `fd`.
+void serve_connection(int fd, const Router& router, const ConnectionOptions& options);
+
+} // namespace agent::api

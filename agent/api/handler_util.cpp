@@ -1,0 +1,53 @@
+#include <agent/api/handler_util.hpp>
+#include <common/config.hpp>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+namespace agent::api {
+
+using common::ErrorKind;
+using common::make_error;
+
+common::Result<nlohmann::json> parse_json_body(const Request& request, bool empty_is_object) {
+    if (request.body.find_first_not_of(" \t\r\n") == std::string::npos && empty_is_object)
+        return nlohmann::json::object();
+    try {
+        return nlohmann::json::parse(request.body);
+    } catch (const nlohmann::json::parse_error& error) {
+        return make_error(ErrorKind::bad_request,
+                          fmt::format("malformed JSON body: {}", error.what()));
+    }
+}
+
+common::Result<std::string> app_param(const Request& request) {
+    const auto it = request.params.find("app");
+    const std::string app = it == request.params.end() ? "" : it->second;
+    if (!common::is_valid_app_name(app))
+        return make_error(ErrorKind::bad_request,
+                          fmt::format("invalid app name '{}': use lower-case letters, digits and "
+                                      "dashes, starting with a letter (at most 63)",
+                                      app.substr(0, 80)));
+    return app;
+}
+
+bool is_release_id(const std::string& id) {
+    if (id.size() < 2 || id.size() > 12 || id[0] != 'v' || id[1] == '0')
+        return false;
+    for (std::size_t i = 1; i < id.size(); ++i)
+        if (id[i] < '0' || id[i] > '9')
+            return false;
+    return true;
+}
+
+common::Result<std::string> release_param(const Request& request) {
+    const auto it = request.params.find("id");
+    const std::string id = it == request.params.end() ? "" : it->second;
+    if (!is_release_id(id))
+        return make_error(
+            ErrorKind::not_found,
+            fmt::format("no release '{}': release ids look like v1, v2, ...", id.substr(0, 80)));
+    return id;
+}
+
+} // namespace agent::api

@@ -1,0 +1,22 @@
+#pragma once
+// Small helpers shared by the handlers_*.cpp files.
+
+#include <agent/api/http.hpp>
+#include <common/result.hpp>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include <string>
+
+namespace agent::api {
+
+// The body as JSON; an empty body reads as {} when `empty_is_object`.
+// Malformed JSON is ErrorKind::bad_request with the parser's message.
+common::Result<nlohmann::json> parse_json_body(const Request& request, bool empty_is_object);
+// Request::params["app"], checked with common::is_valid_app_name.
+common::Result<std::string> app_param(const Request& request);
+// Request::params["id"], checked to look like a release id ("v12").
+common::Result<std::string> release_param(const Request& request);
+bool is_release_id(const std::string& id);
+
+} // namespace agent::api

@@ -1,0 +1,30 @@
+#pragma once
+// The API's endpoints (docs/api.md). Each handlers_*.cpp adds one group of
+// routes; make_router() assembles them all.
+
+#include <agent/api/router.hpp>
+#include <agent/deploy/service.hpp>
+#include <agent/paths.hpp>
+#include <agent/store/blobs.hpp>
+
+#include <chrono>
+
+namespace agent::api {
+
+struct ApiContext {
+    Service& service;
+    BlobStore& blobs;
+    DataDir data_dir;
+    // How often a follower looks at its log files for new lines.
+    std::chrono::milliseconds poll_interval{100};
+};
+
+Router make_router(ApiContext& context);
+
+void add_system_routes(Router& router, ApiContext& context);     // health, info
+void add_blob_routes(Router& router, ApiContext& context);       // blobs
+void add_app_routes(Router& router, ApiContext& context);        // status, releases, rollback, rm
+void add_deployment_routes(Router& router, ApiContext& context); // create a deployment
+void add_stream_routes(Router& router, ApiContext& context);     // events, logs
+
+} // namespace agent::api

@@ -1,0 +1,130 @@
+#include <agent/api/errors.hpp>
+#include <agent/api/handler_util.hpp>
+#include <agent/api/handlers.hpp>
+#include <agent/api/json.hpp>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+namespace agent::api {
+
+namespace {
+
+using common::ErrorKind;
+using common::make_error;
+
+// Service::status() with the not-found message docs/api.md users see.
+common::Result<AppStatus> app_status(ApiContext& context, const std::string& app) {
+    auto status = context.service.status(app);
+    if (!status && status.error().kind == ErrorKind::not_found)
+        return make_error(ErrorKind::not_found,
+                          fmt::format("no app named '{}' on this agent", app));
+    return status;
+}
+
+Response list_apps(ApiContext& context) {
+    nlohmann::json apps = nlohmann::json::array();
+    for (const auto& status : context.service.apps())
+        apps.push_back(app_summary_to_json(status));
+    return json_response(200, apps);
+}
+
+Response show_app(ApiContext& context, const Request& request) {
+    auto app = app_param(request);
+    if (!app)
+        return error_response(app.error());
+    auto status = app_status(context, *app);
+    if (!status)
+        return error_response(status.error());
+    return json_response(200, status_to_json(*status));
+}
+
+Response list_releases(ApiContext& context, const Request& request) {
+    auto app = app_param(request);
+    if (!app)
+        return error_response(app.error());
+    auto status = app_status(context, *app);
+    if (!status)
+        return error_response(status.error());
+    nlohmann::json releases = nlohmann::json::array();
+    for (const auto& release : status->releases)
+        releases.push_back(release_to_json(release));
+    return json_response(200, releases);
+}
+
+Response show_release(ApiContext& context, const Request& request) {
+    auto app = app_param(request);
+    if (!app)
+        return error_response(app.error());
+    auto id = release_param(request);
+    if (!id)
+        return error_response(id.error());
+    auto release = context.service.release(*app, *id);
+    if (!release)
+        return error_response(release.error());
+    return json_response(200, release_to_json(*release));
+}
+
+common::Result<std::optional<std::string>> rollback_target(const Request& request) {
+    auto body = parse_json_body(request, true);
+    if (!body)
+        return body.error();
+    if (!body->is_object())
+        return make_error(ErrorKind::bad_request, R"(expected {} or {"release": "vN"})");
+    if (!body->contains("release") || (*body)["release"].is_null())
+        return std::optional<std::string>{};
+    const auto& release = (*body)["release"];
+    if (!release.is_string() || !is_release_id(release.get<std::string>()))
+        return make_error(ErrorKind::bad_request,
+                          fmt::format("\"release\" must be a release id like \"v2\", not {}",
+                                      release.dump().substr(0, 80)));
+    return std::optional<std::string>{release.get<std::string>()};
+}
+
+Response rollback(ApiContext& context, const Request& request) {
+    auto app = app_param(request);
+    if (!app)
+        return error_response(app.error());
+    auto target = rollback_target(request);
+    if (!target)
+        return error_response(target.error());
+    auto before = app_status(context, *app);
+    if (!before)
+        return error_response(before.error());
+    auto promoted = context.service.rollback(*app, *target);
+    if (!promoted)
+        return error_response(promoted.error());
+    const auto& previous = before->production;
+    return json_response(200, {{"app", *app},
+                               {"release", promoted->id},
+                               {"state", std::string(common::to_string(promoted->state))},
+                               {"previous", previous ? nlohmann::json(*previous) : nullptr}});
+}
+
+Response remove_release(ApiContext& context, const Request& request) {
+    auto app = app_param(request);
+    if (!app)
+        return error_response(app.error());
+    auto id = release_param(request);
+    if (!id)
+        return error_response(id.error());
+    if (auto removed = context.service.remove(*app, *id); !removed)
+        return error_response(removed.error());
+    return json_response(200, {{"deleted", *id}});
+}
+
+} // namespace
+
+void add_app_routes(Router& router, ApiContext& context) {
+    auto bind = [&context](Response (*handler)(ApiContext&, const Request&)) {
+        return [&context, handler](const Request& request) { return handler(context, request); };
+    };
+    router.add("GET", "/v1/apps", [&context](const Request&) { return list_apps(context); });
+    router.add("GET", "/v1/apps/{app}", bind(show_app));
+    router.add("GET", "/v1/apps/{app}/releases", bind(list_releases));
+    router.add("GET", "/v1/apps/{app}/releases/{id}", bind(show_release));
+    router.add("DELETE", "/v1/apps/{app}/releases/{id}", bind(remove_release));
+    router.add("POST", "/v1/apps/{app}/rollback", bind(rollback));
+}
+
+} // namespace agent::api

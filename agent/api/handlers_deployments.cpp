@@ -1,0 +1,130 @@
+#include <agent/api/errors.hpp>
+#include <agent/api/handler_util.hpp>
+#include <agent/api/handlers.hpp>
+#include <common/config.hpp>
+#include <common/manifest.hpp>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <set>
+
+namespace agent::api {
+
+namespace {
+
+using common::ErrorKind;
+using common::make_error;
+using nlohmann::json;
+
+// A string member; absent or null reads as "" unless `required`.
+common::Result<std::string> string_member(const json& body, const char* key, bool required) {
+    if (!body.contains(key) || body[key].is_null()) {
+        if (!required)
+            return std::string();
+        return make_error(ErrorKind::bad_request, fmt::format("missing \"{}\"", key));
+    }
+    if (!body[key].is_string())
+        return make_error(ErrorKind::bad_request, fmt::format("\"{}\" must be a string", key));
+    return body[key].get<std::string>();
+}
+
+common::Status read_meta(const json& body, NewDeployment& deployment) {
+    auto commit = string_member(body, "commit", false);
+    if (!commit)
+        return commit.error();
+    auto message = string_member(body, "message", false);
+    if (!message)
+        return message.error();
+    if (body.contains("dirty") && !body["dirty"].is_boolean() && !body["dirty"].is_null())
+        return make_error(ErrorKind::bad_request, "\"dirty\" must be true or false");
+    deployment.commit = std::move(*commit);
+    deployment.message = std::move(*message);
+    deployment.dirty =
+        body.contains("dirty") && body["dirty"].is_boolean() && body["dirty"].get<bool>();
+    return {};
+}
+
+common::Status read_config(const json& body, const std::string& app, NewDeployment& deployment) {
+    auto text = string_member(body, "config", true);
+    if (!text)
+        return text.error();
+    auto config = common::parse_config(*text, "deploy.toml");
+    if (!config)
+        return config.error();
+    if (config->app != app)
+        return make_error(ErrorKind::config,
+                          fmt::format("deploy.toml: app = \"{}\" but this deployment is for app "
+                                      "\"{}\"",
+                                      config->app, app));
+    deployment.config_text = std::move(*text);
+    deployment.config = std::move(*config);
+    return {};
+}
+
+common::Status read_manifest(const json& body, NewDeployment& deployment) {
+    if (!body.contains("manifest") || !body["manifest"].is_object())
+        return make_error(ErrorKind::bad_request, R"(missing "manifest": {"files": [...]})");
+    auto manifest = common::manifest_from_json(body["manifest"]);
+    if (!manifest)
+        return manifest.error();
+    if (auto valid = common::validate_manifest(*manifest); !valid)
+        return valid;
+    deployment.manifest = std::move(*manifest);
+    return {};
+}
+
+common::Result<NewDeployment> read_deployment(const Request& request, const std::string& app) {
+    auto body = parse_json_body(request, false);
+    if (!body)
+        return body.error();
+    if (!body->is_object())
+        return make_error(ErrorKind::bad_request, "expected a JSON object");
+    NewDeployment deployment;
+    deployment.app = app;
+    if (auto ok = read_config(*body, app, deployment); !ok)
+        return ok.error();
+    if (auto ok = read_manifest(*body, deployment); !ok)
+        return ok.error();
+    if (auto ok = read_meta(*body, deployment); !ok)
+        return ok.error();
+    return deployment;
+}
+
+std::vector<std::string> missing_blobs(const BlobStore& blobs, const common::Manifest& manifest) {
+    std::set<std::string> seen;
+    std::vector<std::string> missing;
+    for (const auto& entry : manifest.entries) {
+        if (entry.kind == common::EntryKind::symlink)
+            continue;
+        if (seen.insert(entry.digest).second && !blobs.has(entry.digest))
+            missing.push_back(entry.digest);
+    }
+    return missing;
+}
+
+Response create(ApiContext& context, const Request& request) {
+    auto app = app_param(request);
+    if (!app)
+        return error_response(app.error());
+    auto deployment = read_deployment(request, *app);
+    if (!deployment)
+        return error_response(deployment.error());
+    if (auto missing = missing_blobs(context.blobs, deployment->manifest); !missing.empty())
+        return missing_blobs_response(missing);
+    auto release = context.service.create_deployment(std::move(*deployment));
+    if (!release)
+        return error_response(release.error());
+    return json_response(201, {{"app", release->app},
+                               {"release", release->id},
+                               {"state", std::string(common::to_string(release->state))}});
+}
+
+} // namespace
+
+void add_deployment_routes(Router& router, ApiContext& context) {
+    router.add("POST", "/v1/apps/{app}/deployments",
+               [&context](const Request& request) { return create(context, request); });
+}
+
+} // namespace agent::api

@@ -1,0 +1,188 @@
+// NDJSON streams: a deployment's events and an app's logs, read from the files
+// the engine and the app write (agent/paths.hpp), optionally followed.
+
+#include <agent/api/errors.hpp>
+#include <agent/api/handler_util.hpp>
+#include <agent/api/handlers.hpp>
+#include <agent/api/json.hpp>
+#include <agent/logs/follow.hpp>
+#include <common/log.hpp>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <optional>
+#include <thread>
+
+namespace agent::api {
+
+namespace {
+
+using common::ErrorKind;
+using common::make_error;
+
+bool write_done(ApiContext& context, StreamSink& sink, const ReleaseInfo& release) {
+    auto status = context.service.status(release.app);
+    const std::string url = status ? status->url : std::string();
+    return sink.write(to_line(done_event(release, url)));
+}
+
+// The state a "state" event line announces, if it is one.
+std::optional<common::State> state_event(const std::string& line) {
+    const auto event = nlohmann::json::parse(line, nullptr, false);
+    if (!event.is_object() || event.value("event", "") != "state")
+        return std::nullopt;
+    return common::parse_state(event.value("state", ""));
+}
+
+// Sends new lines, remembering the last state event among them.
+bool send_events(logs::LineReader& events, StreamSink& sink, std::optional<common::State>& last) {
+    for (const auto& line : events.read_new_lines()) {
+        if (auto state = state_event(line))
+            last = state;
+        if (!sink.write(line))
+            return false;
+    }
+    return true;
+}
+
+// The engine appends the settling "state" event just after it commits the
+// state: once the release is settled, wait briefly until the log's last state
+// line is a settled one too, so that no follower misses it.
+bool send_final_events(ApiContext& context, logs::LineReader& events, StreamSink& sink,
+                       std::optional<common::State>& last) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+    while ((!last || !common::is_settled(*last)) && std::chrono::steady_clock::now() < deadline) {
+        std::this_thread::sleep_for(context.poll_interval);
+        if (!send_events(events, sink, last))
+            return false;
+    }
+    return true;
+}
+
+// Sends the event log from the start; when following, tails it until the
+// release is settled and the file has been read to its end, then says done.
+void stream_events(ApiContext& context, const std::string& app, const std::string& id, bool follow,
+                   StreamSink& sink) {
+    logs::LineReader events(context.data_dir.event_log(app, id));
+    std::optional<common::State> last;
+    while (true) {
+        auto release = context.service.release(app, id);
+        if (!release) {
+            common::log_info(fmt::format("events of {}/{}: {}", app, id, release.error().message));
+            return;
+        }
+        const bool settled = common::is_settled(release->state); // checked before reading
+        if (!send_events(events, sink, last))
+            return;
+        if (settled) {
+            if (!send_final_events(context, events, sink, last))
+                return;
+            write_done(context, sink, *release);
+            return;
+        }
+        if (!follow || !sink.alive())
+            return;
+        std::this_thread::sleep_for(context.poll_interval);
+    }
+}
+
+bool is_log_event(const std::string& line) {
+    const auto event = nlohmann::json::parse(line, nullptr, false);
+    return event.is_object() && event.value("event", "") == "log";
+}
+
+bool send_new_logs(logs::LineReader& events, logs::LineReader& app_output, const std::string& id,
+                   StreamSink& sink) {
+    for (const auto& line : events.read_new_lines())
+        if (is_log_event(line) && !sink.write(line))
+            return false;
+    for (const auto& line : app_output.read_new_lines())
+        if (!sink.write(to_line(app_log_event(id, line))))
+            return false;
+    return true;
+}
+
+// Build and system log events, then the app's own output; when following,
+// keeps tailing both until the client goes away.
+void stream_logs(ApiContext& context, const std::string& app, const std::string& id, bool follow,
+                 StreamSink& sink) {
+    logs::LineReader events(context.data_dir.event_log(app, id));
+    logs::LineReader app_output(context.data_dir.app_log(app, id));
+    while (send_new_logs(events, app_output, id, sink) && follow && sink.alive())
+        std::this_thread::sleep_for(context.poll_interval);
+}
+
+Response ndjson(std::function<void(StreamSink&)> producer) {
+    Response response;
+    response.content_type = "application/x-ndjson";
+    response.stream = std::move(producer);
+    return response;
+}
+
+Response events(ApiContext& context, const Request& request) {
+    auto app = app_param(request);
+    if (!app)
+        return error_response(app.error());
+    auto id = release_param(request);
+    if (!id)
+        return error_response(id.error());
+    if (auto release = context.service.release(*app, *id); !release)
+        return error_response(release.error());
+    const bool follow = flag_set(request.query, "follow");
+    return ndjson([&context, app = *app, id = *id, follow](StreamSink& sink) {
+        stream_events(context, app, id, follow, sink);
+    });
+}
+
+// ?release=ID, else the PRODUCTION release.
+common::Result<std::string> logs_release(ApiContext& context, const std::string& app,
+                                         const Request& request) {
+    if (auto it = request.query.find("release"); it != request.query.end()) {
+        if (!is_release_id(it->second))
+            return make_error(ErrorKind::bad_request,
+                              fmt::format("release must look like v1, v2, ..., not '{}'",
+                                          it->second.substr(0, 80)));
+        auto release = context.service.release(app, it->second);
+        if (!release)
+            return release.error();
+        return it->second;
+    }
+    auto status = context.service.status(app);
+    if (!status && status.error().kind == ErrorKind::not_found)
+        return make_error(ErrorKind::not_found,
+                          fmt::format("no app named '{}' on this agent", app));
+    if (!status)
+        return status.error();
+    if (!status->production)
+        return make_error(ErrorKind::not_found,
+                          fmt::format("app '{}' has no PRODUCTION release; name one with "
+                                      "?release=ID",
+                                      app));
+    return *status->production;
+}
+
+Response app_logs(ApiContext& context, const Request& request) {
+    auto app = app_param(request);
+    if (!app)
+        return error_response(app.error());
+    auto id = logs_release(context, *app, request);
+    if (!id)
+        return error_response(id.error());
+    const bool follow = flag_set(request.query, "follow");
+    return ndjson([&context, app = *app, id = *id, follow](StreamSink& sink) {
+        stream_logs(context, app, id, follow, sink);
+    });
+}
+
+} // namespace
+
+void add_stream_routes(Router& router, ApiContext& context) {
+    router.add("GET", "/v1/apps/{app}/releases/{id}/events",
+               [&context](const Request& request) { return events(context, request); });
+    router.add("GET", "/v1/apps/{app}/logs",
+               [&context](const Request& request) { return app_logs(context, request); });
+}
+
+} // namespace agent::api

@@ -1,0 +1,50 @@
+#pragma once
+// The HTTP request and response as the API handlers see them: plain data, no
+// Beast. agent/api/connection.cpp translates between these and the wire.
+
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <string>
+#include <string_view>
+
+namespace agent::api {
+
+using Params = std::map<std::string, std::string>;
+
+struct Request {
+    std::string method;              // "GET", "POST", ...
+    std::string path;                // raw path, without the query string
+    Params query;                    // decoded query parameters
+    Params params;                   // path parameters filled in by the router ({app}, {id}, ...)
+    std::string body;                // JSON routes
+    std::filesystem::path body_file; // upload routes: the body, streamed to disk
+};
+
+// Receives the lines of an NDJSON stream. write() sends one line (a '\n' is
+// appended) and returns false once the client has gone away; alive() checks
+// without writing, so an idle follower notices a disconnect.
+class StreamSink {
+  public:
+    virtual ~StreamSink() = default;
+    virtual bool write(std::string_view line) = 0;
+    virtual bool alive() = 0;
+};
+
+struct Response {
+    int status = 200;
+    std::string content_type = "application/json";
+    std::string body;
+    // When set, the answer is a chunked NDJSON stream produced by this function.
+    std::function<void(StreamSink&)> stream;
+};
+
+// Splits "a=1&b=x%20y" into decoded pairs. Later duplicates win.
+Params parse_query(std::string_view query);
+// Decodes %XX escapes into `out` ('+' is kept: paths are not form data).
+// Returns false for a malformed escape.
+bool percent_decode(std::string_view in, std::string& out);
+// True for "1", "true", "yes" or a bare name (query flags such as follow=1).
+bool flag_set(const Params& query, const std::string& name);
+
+} // namespace agent::api

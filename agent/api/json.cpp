@@ -1,0 +1,67 @@
+#include <agent/api/json.hpp>
+
+#include <nlohmann/json.hpp>
+
+namespace agent::api {
+
+using nlohmann::json;
+
+namespace {
+
+json string_or_null(const std::string& text) {
+    return text.empty() ? json(nullptr) : json(text);
+}
+
+json optional_or_null(const std::optional<std::string>& text) {
+    return text ? json(*text) : json(nullptr);
+}
+
+} // namespace
+
+json release_to_json(const ReleaseInfo& release) {
+    return {{"id", release.id},
+            {"app", release.app},
+            {"state", std::string(common::to_string(release.state))},
+            {"created_at", release.created_at},
+            {"updated_at", release.updated_at},
+            {"commit", release.commit},
+            {"message", release.message},
+            {"error", string_or_null(release.error)},
+            {"port", release.port == 0 ? json(nullptr) : json(release.port)}};
+}
+
+json status_to_json(const AppStatus& status) {
+    json releases = json::array();
+    for (const auto& release : status.releases)
+        releases.push_back(release_to_json(release));
+    return {{"app", status.app},
+            {"production", optional_or_null(status.production)},
+            {"url", status.url},
+            {"domains", status.domains},
+            {"releases", std::move(releases)}};
+}
+
+json app_summary_to_json(const AppStatus& status) {
+    return {{"app", status.app},
+            {"production", optional_or_null(status.production)},
+            {"url", status.url}};
+}
+
+json done_event(const ReleaseInfo& release, const std::string& url) {
+    const bool failed = release.state == common::State::failed;
+    return {{"event", "done"},
+            {"release", release.id},
+            {"state", std::string(common::to_string(release.state))},
+            {"url", failed ? json(nullptr) : string_or_null(url)},
+            {"error", failed ? json(release.error) : json(nullptr)}};
+}
+
+json app_log_event(const std::string& release, const std::string& line) {
+    return {{"event", "log"}, {"release", release}, {"stream", "app"}, {"line", line}};
+}
+
+std::string to_line(const json& value) {
+    return value.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+} // namespace agent::api

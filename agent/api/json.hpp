@@ -1,0 +1,23 @@
+#pragma once
+// JSON forms of the Service's types (docs/api.md: release object, status object).
+
+#include <agent/deploy/service.hpp>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include <string>
+
+namespace agent::api {
+
+nlohmann::json release_to_json(const ReleaseInfo& release);
+nlohmann::json status_to_json(const AppStatus& status);
+// The short form GET /v1/apps lists: {"app","production","url"}.
+nlohmann::json app_summary_to_json(const AppStatus& status);
+// The last event of a deployment stream: {"event":"done","release","state","url","error"}.
+nlohmann::json done_event(const ReleaseInfo& release, const std::string& url);
+// One line of the app's own output as a log event.
+nlohmann::json app_log_event(const std::string& release, const std::string& line);
+// dump() that never throws on invalid UTF-8 (it is replaced).
+std::string to_line(const nlohmann::json& json);
+
+} // namespace agent::api

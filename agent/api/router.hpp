@@ -1,0 +1,57 @@
+#pragma once
+// Method + path -> handler. Patterns are '/'-separated segments where
+// "{name}" captures one whole segment into Request::params.
+
+#include <agent/api/http.hpp>
+
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace agent::api {
+
+using Handler = std::function<Response(const Request&)>;
+
+// How the connection reads the request body before calling the handler.
+enum class BodyKind {
+    json, // into Request::body, up to k_max_json_body
+    file, // streamed to a temporary file (Request::body_file), up to k_max_blob_size
+};
+
+inline constexpr std::size_t k_max_json_body = 64ull * 1024 * 1024;
+
+struct Route {
+    std::string method;
+    std::string pattern;
+    BodyKind body = BodyKind::json;
+    Handler handler;
+};
+
+enum class MatchResult { found, not_found, method_not_allowed };
+
+struct Match {
+    MatchResult result = MatchResult::not_found;
+    const Route* route = nullptr;
+    Params params;
+};
+
+class Router {
+  public:
+    void add(std::string method, std::string pattern, Handler handler,
+             BodyKind body = BodyKind::json);
+    // `path` is the raw path without the query string; captured segments are
+    // percent-decoded after splitting, so "%2F" cannot forge a segment.
+    Match match(std::string_view method, std::string_view path) const;
+
+  private:
+    std::vector<Route> m_routes;
+};
+
+// Splits "/v1/apps/x" into {"v1","apps","x"}; an empty segment ("//", trailing
+// '/') is kept as "" so that such paths do not match.
+std::vector<std::string> split_path(std::string_view path);
+// Matches one pattern against a raw path, filling `params` (decoded).
+bool match_pattern(std::string_view pattern, std::string_view path, Params& params);
+
+} // namespace agent::api

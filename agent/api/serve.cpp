@@ -1,0 +1,118 @@
+#include <agent/api/handlers.hpp>
+#include <agent/api/serve.hpp>
+#include <agent/api/server.hpp>
+#include <common/log.hpp>
+
+#include <fmt/format.h>
+
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <thread>
+
+namespace agent::api {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string default_proxy_bin() {
+    std::error_code ec;
+    const auto self = fs::read_symlink("/proc/self/exe", ec);
+    if (ec)
+        return "deploy-proxy";
+    return (self.parent_path() / "deploy-proxy").string();
+}
+
+common::Status create_layout(const DataDir& dir) {
+    std::error_code ec;
+    for (const auto& path : {dir.root(), dir.blobs(), dir.root() / "apps", dir.proxy_dir()}) {
+        fs::create_directories(path, ec);
+        if (ec)
+            return common::make_error(
+                common::ErrorKind::io,
+                fmt::format("cannot create {}: {}", path.string(), ec.message()));
+    }
+    fs::create_directories(dir.keys(), ec);
+    if (!ec)
+        fs::permissions(dir.keys(), fs::perms::owner_all, ec);
+    if (ec)
+        return common::make_error(
+            common::ErrorKind::io,
+            fmt::format("cannot create {}: {}", dir.keys().string(), ec.message()));
+    return {};
+}
+
+// Blocks SIGTERM/SIGINT in this thread and every thread started after it, so
+// that only wait_for_signal() receives them.
+sigset_t block_stop_signals() {
+    sigset_t signals;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGTERM);
+    sigaddset(&signals, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+    std::signal(SIGPIPE, SIG_IGN); // a vanished client is an error code, not a death
+    return signals;
+}
+
+int wait_for_signal(const sigset_t& signals) {
+    int signal = 0;
+    while (sigwait(&signals, &signal) != 0) {
+    }
+    return signal;
+}
+
+int fail(const common::Error& error) {
+    std::fprintf(stderr, "deploy-agent: %s\n", error.message.c_str());
+    const bool usage =
+        error.kind == common::ErrorKind::usage || error.kind == common::ErrorKind::config;
+    return usage ? 2 : 1;
+}
+
+} // namespace
+
+int serve(const ServeOptions& options) {
+    const auto signals = block_stop_signals();
+    auto address = parse_listen_address(options.listen);
+    if (!address)
+        return fail(address.error());
+    if (auto proxy = parse_listen_address(options.proxy_listen); !proxy)
+        return fail(proxy.error());
+    const DataDir data_dir{fs::absolute(options.data_dir)};
+    if (auto ok = create_layout(data_dir); !ok)
+        return fail(ok.error());
+
+    BlobStore blobs(data_dir.blobs());
+    auto service = make_service(
+        ServiceOptions{data_dir, options.engine, options.proxy_listen,
+                       options.proxy_bin.empty() ? default_proxy_bin() : options.proxy_bin});
+    ApiContext context{*service, blobs, data_dir};
+    const Router router = make_router(context);
+    Server server(router,
+                  ConnectionOptions{[&blobs] { return blobs.temp_path(); }, k_max_blob_size});
+    if (auto ok = server.listen(*address); !ok)
+        return fail(ok.error());
+    if (auto ok = service->start(); !ok)
+        return fail(ok.error());
+
+    std::thread acceptor([&server] { server.run(); });
+    std::fprintf(stderr, "deploy-agent ready: api http://%s:%u, proxy http://%s, data %s\n",
+                 address->host.c_str(), server.port(), options.proxy_listen.c_str(),
+                 data_dir.root().c_str());
+    const int signal = wait_for_signal(signals);
+    common::log_info(
+        fmt::format("received {}, stopping", signal == SIGTERM ? "SIGTERM" : "SIGINT"));
+    server.stop();
+    acceptor.join();
+    service->stop();
+    if (!server.wait_idle(std::chrono::seconds(5))) {
+        // A handler still runs (e.g. a rollback waiting for a health check):
+        // leave without destroying what it uses. Apps and the proxy keep running.
+        common::log_warn("connections still busy; exiting without waiting for them");
+        std::fflush(stderr);
+        std::_Exit(0);
+    }
+    return 0;
+}
+
+} // namespace agent::api

@@ -1,0 +1,19 @@
+#pragma once
+// `deploy-agent serve`: data dir, Service, HTTP API, signals.
+
+#include <string>
+
+namespace agent::api {
+
+struct ServeOptions {
+    std::string data_dir = "/var/lib/deploy-agent";
+    std::string listen = "127.0.0.1:7070";
+    std::string proxy_listen = "127.0.0.1:8080";
+    std::string engine = "process";
+    std::string proxy_bin; // empty: deploy-proxy beside this executable
+};
+
+// Runs until SIGTERM or SIGINT; returns the process exit code.
+int serve(const ServeOptions& options);
+
+} // namespace agent::api

@@ -1,0 +1,116 @@
+#include <agent/api/server.hpp>
+#include <common/log.hpp>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <fmt/format.h>
+
+#include <atomic>
+#include <cerrno>
+#include <condition_variable>
+#include <cstring>
+#include <mutex>
+#include <set>
+#include <sys/socket.h>
+#include <thread>
+#include <unistd.h>
+
+namespace agent::api {
+
+namespace net = boost::asio;
+using tcp = net::ip::tcp;
+
+struct Server::Impl {
+    Impl(const Router& r, ConnectionOptions o)
+        : router(r), options(std::move(o)), acceptor(context) {}
+
+    void serve(int fd);
+
+    const Router& router;
+    ConnectionOptions options;
+    net::io_context context;
+    tcp::acceptor acceptor;
+    std::atomic<bool> stopping{false};
+    std::mutex mutex;
+    std::condition_variable idle;
+    std::set<int> connections; // open sockets, shut down by stop()
+};
+
+void Server::Impl::serve(int fd) {
+    serve_connection(fd, router, options);
+    std::lock_guard lock(mutex);
+    connections.erase(fd);
+    ::close(fd); // under the lock: stop() never shuts down a reused descriptor
+    idle.notify_all();
+}
+
+Server::Server(const Router& router, ConnectionOptions options)
+    : m_impl(std::make_unique<Impl>(router, std::move(options))) {}
+
+Server::~Server() = default;
+
+common::Status Server::listen(const ListenAddress& address) {
+    boost::system::error_code ec;
+    const auto ip = net::ip::make_address(address.host, ec);
+    if (ec)
+        return common::make_error(
+            common::ErrorKind::usage,
+            fmt::format("invalid address {}: {}", address.host, ec.message()));
+    const tcp::endpoint endpoint(ip, address.port);
+    auto& acceptor = m_impl->acceptor;
+    acceptor.open(endpoint.protocol(), ec);
+    if (!ec)
+        acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
+    if (!ec)
+        acceptor.bind(endpoint, ec);
+    if (!ec)
+        acceptor.listen(net::socket_base::max_listen_connections, ec);
+    if (ec)
+        return common::make_error(
+            common::ErrorKind::io,
+            fmt::format("cannot listen on {}:{}: {}", address.host, address.port, ec.message()));
+    return {};
+}
+
+unsigned short Server::port() const {
+    boost::system::error_code ec;
+    return m_impl->acceptor.local_endpoint(ec).port();
+}
+
+void Server::run() {
+    const int listen_fd = m_impl->acceptor.native_handle();
+    while (!m_impl->stopping) {
+        const int fd = ::accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            if (!m_impl->stopping)
+                common::log_error(fmt::format("accept failed: {}", std::strerror(errno)));
+            if (errno == EMFILE || errno == ENFILE) {
+                std::this_thread::sleep_for(std::chrono::milliseconds(100));
+                continue;
+            }
+            break;
+        }
+        std::lock_guard lock(m_impl->mutex);
+        m_impl->connections.insert(fd);
+        if (m_impl->stopping)
+            ::shutdown(fd, SHUT_RDWR); // raced with stop()
+        std::thread([impl = m_impl.get(), fd] { impl->serve(fd); }).detach();
+    }
+}
+
+void Server::stop() {
+    m_impl->stopping = true;
+    ::shutdown(m_impl->acceptor.native_handle(), SHUT_RDWR); // wakes accept4()
+    std::lock_guard lock(m_impl->mutex);
+    for (int fd : m_impl->connections)
+        ::shutdown(fd, SHUT_RDWR);
+}
+
+bool Server::wait_idle(std::chrono::milliseconds timeout) {
+    std::unique_lock lock(m_impl->mutex);
+    return m_impl->idle.wait_for(lock, timeout, [&] { return m_impl->connections.empty(); });
+}
+
+} // namespace agent::api

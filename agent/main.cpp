@@ -1,0 +1,48 @@
+// deploy-agent: the daemon on each server (DESIGN §3). The work lives in
+// agent_core; this file is the command line.
+
+#include <CLI/CLI.hpp>
+#include <agent/api/serve.hpp>
+#include <common/version.hpp>
+
+#include <cstdio>
+
+int main(int argc, char** argv) {
+    CLI::App app{
+        "deploy-agent: builds, runs and routes the releases deployctl sends to this server.\n"
+        "The HTTP API is described in docs/api.md."};
+    app.require_subcommand(1);
+
+    agent::api::ServeOptions options;
+    auto* serve =
+        app.add_subcommand("serve", "Run the agent: HTTP API, deployments, and deploy-proxy");
+    serve->add_option("--data-dir", options.data_dir, "State, blobs, releases and logs live here")
+        ->capture_default_str();
+    serve
+        ->add_option("--listen", options.listen,
+                     "Address of the HTTP API (HOST:PORT; keep it on 127.0.0.1 and reach it "
+                     "through SSH)")
+        ->capture_default_str();
+    serve
+        ->add_option("--proxy-listen", options.proxy_listen,
+                     "Where deploy-proxy serves the apps (HOST:PORT)")
+        ->capture_default_str();
+    serve->add_option("--engine", options.engine, "How releases are built and run")
+        ->check(CLI::IsMember({"process"}))
+        ->capture_default_str();
+    serve->add_option("--proxy-bin", options.proxy_bin,
+                      "Path of the deploy-proxy binary (default: beside deploy-agent)");
+
+    auto* version = app.add_subcommand("version", "Print the version");
+    version->callback([] { std::printf("deploy-agent %s\n", common::version()); });
+
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::ParseError& error) {
+        // --help and --version print and succeed; usage errors exit 2 (DESIGN §4).
+        return app.exit(error) == 0 ? 0 : 2;
+    }
+    if (*serve)
+        return agent::api::serve(options);
+    return 0;
+}

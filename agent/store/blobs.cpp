@@ -1,0 +1,125 @@
+#include <agent/store/blobs.hpp>
+#include <common/fs.hpp>
+#include <common/hash.hpp>
+
+#include <fmt/format.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <fcntl.h>
+#include <random>
+#include <system_error>
+#include <unistd.h>
+
+namespace agent {
+
+namespace fs = std::filesystem;
+using common::ErrorKind;
+using common::make_error;
+using common::Status;
+
+namespace {
+
+Status check_digest(const std::string& digest) {
+    if (common::is_sha256_hex(digest))
+        return {};
+    return make_error(ErrorKind::bad_request,
+                      fmt::format("'{}' is not a sha256 digest (64 lower-case hex characters)",
+                                  digest.substr(0, 80)));
+}
+
+Status create_dir(const fs::path& dir) {
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    if (ec)
+        return make_error(ErrorKind::io,
+                          fmt::format("cannot create {}: {}", dir.string(), ec.message()));
+    return {};
+}
+
+Status fsync_file(const fs::path& path) {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || ::fsync(fd) != 0) {
+        const int saved = errno;
+        if (fd >= 0)
+            ::close(fd);
+        return make_error(ErrorKind::io,
+                          fmt::format("cannot fsync {}: {}", path.string(), std::strerror(saved)));
+    }
+    ::close(fd);
+    return {};
+}
+
+void remove_quietly(const fs::path& path) {
+    std::error_code ec;
+    fs::remove(path, ec); // best effort: a leftover temp file is harmless
+}
+
+} // namespace
+
+BlobStore::BlobStore(fs::path root) : m_root(std::move(root)) {}
+
+bool BlobStore::has(const std::string& digest) const {
+    if (!common::is_sha256_hex(digest))
+        return false;
+    std::error_code ec;
+    return fs::is_regular_file(path(digest), ec);
+}
+
+fs::path BlobStore::path(const std::string& digest) const {
+    return m_root / digest.substr(0, 2) / digest;
+}
+
+Status BlobStore::put(const std::string& digest, std::string_view data) {
+    if (auto ok = check_digest(digest); !ok)
+        return ok;
+    const auto actual = common::sha256_hex(data);
+    if (actual != digest)
+        return make_error(ErrorKind::bad_request,
+                          fmt::format("content hashes to {}, not {}", actual, digest));
+    if (has(digest))
+        return {};
+    if (auto ok = create_dir(path(digest).parent_path()); !ok)
+        return ok;
+    return common::atomic_write_file(path(digest), data, 0644);
+}
+
+Status BlobStore::adopt(const std::string& digest, const fs::path& temp_file) {
+    auto fail = [&](common::Error error) -> Status {
+        remove_quietly(temp_file);
+        return error;
+    };
+    if (auto ok = check_digest(digest); !ok)
+        return fail(ok.error());
+    auto actual = common::sha256_file(temp_file);
+    if (!actual)
+        return fail(actual.error());
+    if (*actual != digest)
+        return fail(make_error(ErrorKind::bad_request,
+                               fmt::format("content hashes to {}, not {}", *actual, digest)));
+    if (has(digest)) {
+        remove_quietly(temp_file); // already stored: same content by definition
+        return {};
+    }
+    const auto target = path(digest);
+    if (auto ok = create_dir(target.parent_path()); !ok)
+        return fail(ok.error());
+    if (auto ok = fsync_file(temp_file); !ok)
+        return fail(ok.error());
+    if (::rename(temp_file.c_str(), target.c_str()) != 0)
+        return fail(make_error(ErrorKind::io, fmt::format("cannot rename onto {}: {}",
+                                                          target.string(), std::strerror(errno))));
+    return common::fsync_dir(target.parent_path());
+}
+
+fs::path BlobStore::temp_path() const {
+    static std::atomic<unsigned long> counter{0};
+    static thread_local std::mt19937_64 rng{std::random_device{}()};
+    const auto dir = m_root / "tmp";
+    std::error_code ec;
+    fs::create_directories(dir, ec); // a failure shows when the caller opens the file
+    return dir / fmt::format("upload-{}-{}-{:x}", ::getpid(), counter++, rng());
+}
+
+} // namespace agent

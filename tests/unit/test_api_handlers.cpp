@@ -1,0 +1,313 @@
+// The API's handlers against a fake Service: validation before anything is
+// written, error mapping, and the NDJSON streams read from log files.
+
+#include <agent/api/handlers.hpp>
+#include <common/hash.hpp>
+
+#include <doctest/doctest.h>
+#include <nlohmann/json.hpp>
+
+#include <fstream>
+#include <thread>
+
+#include "temp_dir.hpp"
+
+using namespace agent::api;
+using nlohmann::json;
+
+namespace {
+
+class FakeService : public agent::Service {
+  public:
+    common::Status start() override { return {}; }
+    void stop() override {}
+    common::Result<agent::ReleaseInfo> create_deployment(agent::NewDeployment d) override {
+        created.push_back(d);
+        agent::ReleaseInfo info;
+        info.id = "v1";
+        info.app = d.app;
+        return info;
+    }
+    common::Result<agent::ReleaseInfo> release(const std::string& app,
+                                               const std::string& id) override {
+        ++release_calls;
+        if (on_release)
+            on_release(release_calls);
+        for (const auto& r : releases)
+            if (r.app == app && r.id == id)
+                return r;
+        return common::make_error(common::ErrorKind::not_found, "no release " + id);
+    }
+    common::Result<agent::AppStatus> status(const std::string& app) override {
+        if (app != "hello")
+            return common::make_error(common::ErrorKind::not_found, "unknown");
+        agent::AppStatus s;
+        s.app = app;
+        s.production = production;
+        s.url = "http://hello.localhost:8080/";
+        s.releases = releases;
+        return s;
+    }
+    std::vector<agent::AppStatus> apps() override { return {*status("hello")}; }
+    common::Result<agent::ReleaseInfo> rollback(const std::string&,
+                                                const std::optional<std::string>&) override {
+        return common::make_error(common::ErrorKind::refused, "nothing to roll back to");
+    }
+    common::Status remove(const std::string&, const std::string& id) override {
+        return common::make_error(common::ErrorKind::refused, "release " + id + " is PRODUCTION");
+    }
+    std::string engine() const override { return "process"; }
+    std::string proxy_listen() const override { return "127.0.0.1:8080"; }
+
+    std::vector<agent::NewDeployment> created;
+    std::vector<agent::ReleaseInfo> releases;
+    std::optional<std::string> production;
+    int release_calls = 0;
+    std::function<void(int)> on_release;
+};
+
+class CollectSink : public StreamSink {
+  public:
+    bool write(std::string_view line) override {
+        lines.emplace_back(line);
+        return true;
+    }
+    bool alive() override { return true; }
+    std::vector<std::string> lines;
+};
+
+struct Fixture {
+    test::TempDir dir;
+    FakeService service;
+    agent::BlobStore blobs{dir.path() / "blobs"};
+    ApiContext context{service, blobs, agent::DataDir(dir.path()), std::chrono::milliseconds(1)};
+    Router router = make_router(context);
+
+    Response call(const std::string& method, const std::string& target, std::string body = "") {
+        Request request;
+        request.method = method;
+        const auto question = target.find('?');
+        request.path = target.substr(0, question);
+        if (question != std::string::npos)
+            request.query = parse_query(target.substr(question + 1));
+        request.body = std::move(body);
+        auto match = router.match(method, request.path);
+        REQUIRE(match.result == MatchResult::found);
+        request.params = match.params;
+        return match.route->handler(request);
+    }
+
+    void add_release(const std::string& id, common::State state) {
+        agent::ReleaseInfo info;
+        info.id = id;
+        info.app = "hello";
+        info.state = state;
+        service.releases.push_back(info);
+    }
+
+    void append(const std::filesystem::path& path, const std::string& text) {
+        std::filesystem::create_directories(path.parent_path());
+        std::ofstream(path, std::ios::app) << text;
+    }
+};
+
+std::string code_of(const Response& response) {
+    return json::parse(response.body)["error"]["code"].get<std::string>();
+}
+
+const std::string k_config = "app = \"hello\"\n[run]\ncommand = \"./start\"\n";
+
+std::string deployment(const std::string& path, const std::string& digest,
+                       const std::string& config = k_config) {
+    return json{
+        {"config", config},
+        {"manifest",
+         {{"files", {{{"path", path}, {"mode", "file"}, {"digest", digest}, {"size", 5}}}}}},
+        {"commit", "abc"},
+        {"message", "msg"}}
+        .dump();
+}
+
+} // namespace
+
+TEST_CASE_FIXTURE(Fixture, "POST deployments validates everything before creating") {
+    const auto digest = common::sha256_hex("hello");
+    REQUIRE(blobs.put(digest, "hello").ok());
+
+    SUBCASE("valid: 201 and the service gets the parsed deployment") {
+        const auto response =
+            call("POST", "/v1/apps/hello/deployments", deployment("index.html", digest));
+        CHECK(response.status == 201);
+        CHECK(json::parse(response.body) ==
+              json{{"app", "hello"}, {"release", "v1"}, {"state", "QUEUED"}});
+        REQUIRE(service.created.size() == 1);
+        CHECK(service.created[0].config.app == "hello");
+        CHECK(service.created[0].commit == "abc");
+        CHECK(service.created[0].manifest.entries.size() == 1);
+    }
+    SUBCASE("hostile manifest path: 400, nothing created") {
+        for (const char* path : {"../x", "/etc/passwd", "a/../../b", ""}) {
+            CAPTURE(path);
+            const auto response =
+                call("POST", "/v1/apps/hello/deployments", deployment(path, digest));
+            CHECK(response.status == 400);
+            CHECK(code_of(response) == "bad_request");
+        }
+        CHECK(service.created.empty());
+    }
+    SUBCASE("missing blob: 409 missing_blobs with the list") {
+        const auto absent = common::sha256_hex("absent");
+        const auto response = call("POST", "/v1/apps/hello/deployments", deployment("a", absent));
+        CHECK(response.status == 409);
+        CHECK(json::parse(response.body)["missing"] == json::array({absent}));
+        CHECK(service.created.empty());
+    }
+    SUBCASE("config errors are 400 config with the parser's message") {
+        const auto response = call("POST", "/v1/apps/hello/deployments",
+                                   deployment("a", digest, "app = \"hello\"\n[run]\nprot = 3\n"));
+        CHECK(response.status == 400);
+        CHECK(code_of(response) == "config");
+        CHECK(json::parse(response.body)["error"]["message"].get<std::string>().find(
+                  "deploy.toml:3") != std::string::npos);
+    }
+    SUBCASE("config app must equal the path's app") {
+        const auto response = call("POST", "/v1/apps/other/deployments", deployment("a", digest));
+        CHECK(response.status == 400);
+        CHECK(code_of(response) == "config");
+    }
+    SUBCASE("invalid app name") {
+        const auto response = call("POST", "/v1/apps/Hello_/deployments", deployment("a", digest));
+        CHECK(response.status == 400);
+    }
+    SUBCASE("malformed JSON: 400 with the parser's message") {
+        const auto response = call("POST", "/v1/apps/hello/deployments", "{\"config\": ");
+        CHECK(response.status == 400);
+        CHECK(json::parse(response.body)["error"]["message"].get<std::string>().find(
+                  "parse error") != std::string::npos);
+    }
+    SUBCASE("wrong types") {
+        CHECK(call("POST", "/v1/apps/hello/deployments", R"({"config": 1})").status == 400);
+        CHECK(call("POST", "/v1/apps/hello/deployments", "[1]").status == 400);
+    }
+    CHECK(!std::filesystem::exists(dir.path() / "apps"));
+}
+
+TEST_CASE_FIXTURE(Fixture, "blob and app endpoints map service errors") {
+    SUBCASE("missing digests") {
+        const auto have = common::sha256_hex("x");
+        REQUIRE(blobs.put(have, "x").ok());
+        const auto lack = common::sha256_hex("y");
+        auto response =
+            call("POST", "/v1/blobs/missing", json{{"digests", {have, lack, lack}}}.dump());
+        CHECK(response.status == 200);
+        CHECK(json::parse(response.body)["missing"] == json::array({lack}));
+        response = call("POST", "/v1/blobs/missing", R"({"digests": ["../etc"]})");
+        CHECK(response.status == 400);
+    }
+    SUBCASE("unknown app") {
+        const auto response = call("GET", "/v1/apps/nope");
+        CHECK(response.status == 404);
+        CHECK(json::parse(response.body)["error"]["message"] ==
+              "no app named 'nope' on this agent");
+    }
+    SUBCASE("refused is 409") {
+        CHECK(call("DELETE", "/v1/apps/hello/releases/v1").status == 409);
+        CHECK(call("POST", "/v1/apps/hello/rollback", "").status == 409);
+        CHECK(call("POST", "/v1/apps/hello/rollback", R"({"release": "x/../y"})").status == 400);
+    }
+    SUBCASE("release ids are checked") {
+        CHECK(call("GET", "/v1/apps/hello/releases/..").status == 404);
+    }
+}
+
+TEST_CASE_FIXTURE(Fixture, "events stream: the event log, then done once settled") {
+    const agent::DataDir data(dir.path());
+    append(data.event_log("hello", "v1"),
+           R"({"event":"state","release":"v1","state":"QUEUED"})"
+           "\n"
+           R"({"event":"log","release":"v1","stream":"build","line":"hi"})"
+           "\n");
+
+    SUBCASE("unknown release is 404 before any stream") {
+        CHECK(call("GET", "/v1/apps/hello/releases/v9/events").status == 404);
+    }
+    SUBCASE("settled: lines then done") {
+        add_release("v1", common::State::failed);
+        service.releases[0].error = "build failed";
+        const auto response = call("GET", "/v1/apps/hello/releases/v1/events");
+        REQUIRE(response.stream);
+        CHECK(response.content_type == "application/x-ndjson");
+        CollectSink sink;
+        response.stream(sink);
+        REQUIRE(sink.lines.size() == 3);
+        const auto done = json::parse(sink.lines[2]);
+        CHECK(done["event"] == "done");
+        CHECK(done["state"] == "FAILED");
+        CHECK(done["error"] == "build failed");
+    }
+    SUBCASE("not settled, no follow: lines only") {
+        add_release("v1", common::State::building);
+        CollectSink sink;
+        call("GET", "/v1/apps/hello/releases/v1/events").stream(sink);
+        CHECK(sink.lines.size() == 2);
+    }
+    SUBCASE("follow: tails until settled, including the settling state line") {
+        std::thread writer;
+        add_release("v1", common::State::building);
+        service.on_release = [&](int calls) {
+            if (calls == 5) {
+                append(data.event_log("hello", "v1"),
+                       R"({"event":"log","release":"v1","stream":"build","line":"more"})"
+                       "\n");
+            }
+            if (calls == 8) {
+                service.releases[0].state = common::State::production;
+                // The engine writes the state line just after committing the state.
+                writer = std::thread([&] {
+                    std::this_thread::sleep_for(std::chrono::milliseconds(30));
+                    append(data.event_log("hello", "v1"),
+                           R"({"event":"state","release":"v1","state":"PRODUCTION"})"
+                           "\n");
+                });
+            }
+        };
+        CollectSink sink;
+        call("GET", "/v1/apps/hello/releases/v1/events?follow=1").stream(sink);
+        writer.join();
+        REQUIRE(sink.lines.size() == 5);
+        CHECK(json::parse(sink.lines[2])["line"] == "more");
+        CHECK(json::parse(sink.lines[3])["state"] == "PRODUCTION");
+        CHECK(json::parse(sink.lines[4])["event"] == "done");
+        CHECK(json::parse(sink.lines[4])["url"] == "http://hello.localhost:8080/");
+    }
+}
+
+TEST_CASE_FIXTURE(Fixture, "logs stream: build log events, then the app's output") {
+    const agent::DataDir data(dir.path());
+    add_release("v2", common::State::production);
+    append(data.event_log("hello", "v2"),
+           R"({"event":"state","release":"v2","state":"BUILDING"})"
+           "\n"
+           R"({"event":"log","release":"v2","stream":"build","line":"compiling"})"
+           "\n");
+    append(data.app_log("hello", "v2"), "listening\npartial");
+
+    SUBCASE("no production release and none named") {
+        CHECK(call("GET", "/v1/apps/hello/logs").status == 404);
+    }
+    SUBCASE("default release is production") {
+        service.production = "v2";
+        CollectSink sink;
+        call("GET", "/v1/apps/hello/logs").stream(sink);
+        REQUIRE(sink.lines.size() == 2);
+        CHECK(json::parse(sink.lines[0])["line"] == "compiling");
+        CHECK(json::parse(sink.lines[1]) ==
+              json{{"event", "log"}, {"release", "v2"}, {"stream", "app"}, {"line", "listening"}});
+    }
+    SUBCASE("named release") {
+        CollectSink sink;
+        call("GET", "/v1/apps/hello/logs?release=v2").stream(sink);
+        CHECK(sink.lines.size() == 2);
+        CHECK(call("GET", "/v1/apps/hello/logs?release=v7").status == 404);
+    }
+}

@@ -1,0 +1,108 @@
+#include <agent/store/blobs.hpp>
+#include <common/hash.hpp>
+
+#include <doctest/doctest.h>
+
+#include <fstream>
+#include <vector>
+
+#include "temp_dir.hpp"
+
+namespace {
+
+void write_file(const std::filesystem::path& path, const std::string& content) {
+    std::ofstream out(path, std::ios::binary);
+    out << content;
+}
+
+std::size_t count_files(const std::filesystem::path& dir) {
+    std::size_t n = 0;
+    for (const auto& entry : std::filesystem::recursive_directory_iterator(dir))
+        if (entry.is_regular_file())
+            ++n;
+    return n;
+}
+
+} // namespace
+
+TEST_CASE("BlobStore::put stores content under its digest") {
+    test::TempDir dir;
+    agent::BlobStore blobs(dir.path() / "blobs");
+    const std::string content = "hello blob\n";
+    const auto digest = common::sha256_hex(content);
+
+    CHECK_FALSE(blobs.has(digest));
+    REQUIRE(blobs.put(digest, content).ok());
+    CHECK(blobs.has(digest));
+    CHECK(blobs.path(digest) == dir.path() / "blobs" / digest.substr(0, 2) / digest);
+    std::ifstream in(blobs.path(digest), std::ios::binary);
+    CHECK(std::string(std::istreambuf_iterator<char>(in), {}) == content);
+
+    SUBCASE("putting it again is fine") {
+        CHECK(blobs.put(digest, content).ok());
+    }
+}
+
+TEST_CASE("BlobStore::put rejects content that does not hash to the digest") {
+    test::TempDir dir;
+    agent::BlobStore blobs(dir.path() / "blobs");
+    const auto digest = common::sha256_hex("the real content");
+    auto stored = blobs.put(digest, "something else");
+    REQUIRE_FALSE(stored.ok());
+    CHECK(stored.error().kind == common::ErrorKind::bad_request);
+    CHECK_FALSE(blobs.has(digest));
+    CHECK_FALSE(std::filesystem::exists(blobs.path(digest)));
+}
+
+TEST_CASE("BlobStore rejects names that are not sha256 digests") {
+    test::TempDir dir;
+    agent::BlobStore blobs(dir.path() / "blobs");
+    for (const std::string& name :
+         std::vector<std::string>{"../../etc/passwd", "", "abc", std::string(64, 'A'),
+                                  std::string(63, 'a') + "/", std::string(64, 'g')}) {
+        CAPTURE(name);
+        CHECK_FALSE(blobs.has(name));
+        auto stored = blobs.put(name, "x");
+        REQUIRE_FALSE(stored.ok());
+        CHECK(stored.error().kind == common::ErrorKind::bad_request);
+        const auto temp = blobs.temp_path();
+        write_file(temp, "x");
+        CHECK_FALSE(blobs.adopt(name, temp).ok());
+        CHECK_FALSE(std::filesystem::exists(temp));
+    }
+    CHECK(count_files(dir.path()) == 0);
+}
+
+TEST_CASE("BlobStore::adopt moves a verified temporary file into place") {
+    test::TempDir dir;
+    agent::BlobStore blobs(dir.path() / "blobs");
+    const std::string content(100000, 'z');
+    const auto digest = common::sha256_hex(content);
+    const auto temp = blobs.temp_path();
+    CHECK(temp.parent_path().parent_path() == dir.path() / "blobs");
+    CHECK(blobs.temp_path() != temp);
+    write_file(temp, content);
+
+    SUBCASE("matching digest") {
+        REQUIRE(blobs.adopt(digest, temp).ok());
+        CHECK(blobs.has(digest));
+        CHECK_FALSE(std::filesystem::exists(temp));
+        CHECK(std::filesystem::file_size(blobs.path(digest)) == content.size());
+    }
+    SUBCASE("digest mismatch: rejected, temp removed, nothing stored") {
+        const auto other = common::sha256_hex("other");
+        auto adopted = blobs.adopt(other, temp);
+        REQUIRE_FALSE(adopted.ok());
+        CHECK(adopted.error().kind == common::ErrorKind::bad_request);
+        CHECK(adopted.error().message.find(digest) != std::string::npos);
+        CHECK_FALSE(blobs.has(other));
+        CHECK_FALSE(std::filesystem::exists(temp));
+        CHECK(count_files(dir.path()) == 0);
+    }
+    SUBCASE("already stored: the temporary file is dropped") {
+        REQUIRE(blobs.put(digest, content).ok());
+        REQUIRE(blobs.adopt(digest, temp).ok());
+        CHECK_FALSE(std::filesystem::exists(temp));
+        CHECK(count_files(dir.path()) == 1);
+    }
+}
