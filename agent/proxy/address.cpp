@@ -1,0 +1,52 @@
+#include <agent/proxy/address.hpp>
+
+#include <arpa/inet.h>
+#include <charconv>
+
+namespace agent::proxy {
+namespace {
+
+bool is_ip_literal(const std::string& host) {
+    unsigned char buffer[16];
+    return inet_pton(AF_INET, host.c_str(), buffer) == 1 ||
+           inet_pton(AF_INET6, host.c_str(), buffer) == 1;
+}
+
+common::Error bad(std::string_view text, std::string_view why) {
+    return common::make_error(common::ErrorKind::config,
+                              "invalid address \"" + std::string(text) + "\": " + std::string(why));
+}
+
+} // namespace
+
+common::Result<HostPort> parse_host_port(std::string_view text, EmptyHost empty) {
+    auto colon = text.rfind(':');
+    if (colon == std::string_view::npos) {
+        return bad(text, "expected HOST:PORT");
+    }
+    std::string_view host = text.substr(0, colon);
+    std::string_view port = text.substr(colon + 1);
+    if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+        host = host.substr(1, host.size() - 2);
+    } else if (host.find(':') != std::string_view::npos) {
+        return bad(text, "write IPv6 addresses as [ADDR]:PORT");
+    }
+    unsigned value = 0;
+    auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
+    if (port.empty() || ec != std::errc() || end != port.data() + port.size() || value > 65535) {
+        return bad(text, "port must be a number from 0 to 65535");
+    }
+    HostPort result{std::string(host), static_cast<std::uint16_t>(value)};
+    if (result.host.empty()) {
+        if (empty == EmptyHost::refused) {
+            return bad(text, "missing host");
+        }
+        return result;
+    }
+    if (!is_ip_literal(result.host)) {
+        return bad(text, "host must be an IP address (names are not resolved)");
+    }
+    return result;
+}
+
+} // namespace agent::proxy

@@ -1,0 +1,88 @@
+#include <agent/proxy/headers.hpp>
+
+#include <boost/beast/http/rfc7230.hpp>
+
+#include <array>
+
+namespace agent::proxy {
+namespace {
+
+namespace http = boost::beast::http;
+
+constexpr std::array k_hop_by_hop = {
+    http::field::connection,
+    http::field::keep_alive,
+    http::field::proxy_authenticate,
+    http::field::proxy_authorization,
+    http::field::proxy_connection,
+    http::field::te,
+    http::field::trailer,
+    http::field::upgrade,
+};
+
+constexpr std::string_view k_forwarded_for = "X-Forwarded-For";
+
+// Drops the fixed hop-by-hop fields and those the Connection header names.
+template <bool is_request> void erase_hop_by_hop(http::header<is_request>& message) {
+    auto connection = message.find(http::field::connection);
+    if (connection != message.end()) {
+        std::string names(connection->value()); // erase() below invalidates the view
+        for (auto name : http::token_list(names)) {
+            message.erase(name);
+        }
+    }
+    for (http::field field : k_hop_by_hop) {
+        message.erase(field);
+    }
+}
+
+} // namespace
+
+void prepare_upstream_request(Request& request, std::string_view client_ip, std::string& scratch) {
+    erase_hop_by_hop(request);
+    request.erase(http::field::expect); // answered by the proxy itself
+    request.erase(http::field::transfer_encoding);
+    request.erase(http::field::content_length);
+    if (!request.body().empty() || request.method() == http::verb::post ||
+        request.method() == http::verb::put || request.method() == http::verb::patch) {
+        request.content_length(request.body().size());
+    }
+
+    auto forwarded_for = request.find(k_forwarded_for);
+    if (forwarded_for == request.end()) {
+        request.set(k_forwarded_for, client_ip);
+    } else {
+        scratch.assign(forwarded_for->value());
+        scratch.append(", ");
+        scratch.append(client_ip);
+        request.set(k_forwarded_for, scratch);
+    }
+    request.set("X-Forwarded-Proto", "http");
+    request.set("X-Forwarded-Host", request[http::field::host]);
+    request.version(11);
+    request.keep_alive(true);
+}
+
+bool prepare_client_response(ResponseParser& parser, ClientFraming client) {
+    auto& response = parser.get();
+    const bool chunked = parser.chunked();
+    const bool delimited = parser.is_done() || chunked || parser.content_length().has_value();
+    erase_hop_by_hop(response);
+    if (!delimited) {
+        // The upstream ends the body by closing: chunk it for HTTP/1.1
+        // clients so their connection stays usable; close for HTTP/1.0.
+        if (client.version >= 11) {
+            response.chunked(true);
+        } else {
+            client.keep_alive = false;
+        }
+    } else if (chunked && client.version < 11) {
+        response.chunked(false);
+        client.keep_alive = false;
+    }
+    response.version(client.version);
+    response.keep_alive(client.keep_alive);
+    return client.keep_alive;
+}
+
+} // namespace agent::proxy

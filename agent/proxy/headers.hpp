@@ -1,0 +1,32 @@
+#pragma once
+// Header rewriting between client and upstream (RFC 9110 §7.6: hop-by-hop
+// fields are not forwarded; X-Forwarded-* tell the app who asked).
+
+#include <boost/beast/http/buffer_body.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/string_body.hpp>
+
+#include <string>
+#include <string_view>
+
+namespace agent::proxy {
+
+using Request = boost::beast::http::request<boost::beast::http::string_body>;
+using ResponseParser = boost::beast::http::response_parser<boost::beast::http::buffer_body>;
+
+// Turns the client's request into the one sent upstream, in place: HTTP/1.1,
+// keep-alive, no hop-by-hop fields, a Content-Length for the buffered body,
+// X-Forwarded-For/-Proto/-Host. `scratch` is reused to avoid allocations.
+void prepare_upstream_request(Request& request, std::string_view client_ip, std::string& scratch);
+
+struct ClientFraming {
+    unsigned version = 11;
+    bool keep_alive = true;
+};
+
+// Rewrites the upstream response header (just parsed by `parser`) for the
+// client: drops hop-by-hop fields and re-frames the body for the client's
+// HTTP version. Returns whether the client connection can stay open.
+bool prepare_client_response(ResponseParser& parser, ClientFraming client);
+
+} // namespace agent::proxy

@@ -1,0 +1,22 @@
+#pragma once
+// Sizes and timeouts of the proxy, in one place.
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+
+namespace agent::proxy {
+
+constexpr std::size_t k_header_limit = 64 * 1024;
+constexpr std::uint64_t k_request_body_limit = 64ull * 1024 * 1024;
+constexpr std::size_t k_relay_chunk = 32 * 1024;
+constexpr std::size_t k_max_idle_per_upstream = 64;
+
+constexpr auto k_keep_alive_timeout = std::chrono::seconds(75); // client idle between requests
+constexpr auto k_client_timeout = std::chrono::seconds(60);     // client read/write in a request
+constexpr auto k_connect_timeout = std::chrono::seconds(5);
+constexpr auto k_upstream_timeout = std::chrono::seconds(60); // 504 after this
+constexpr auto k_drain_timeout = std::chrono::seconds(10);    // graceful SIGTERM
+constexpr auto k_poll_interval = std::chrono::milliseconds(250);
+
+} // namespace agent::proxy

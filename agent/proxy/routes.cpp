@@ -1,0 +1,143 @@
+#include <agent/proxy/address.hpp>
+#include <agent/proxy/routes.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <unordered_set>
+
+namespace agent::proxy {
+namespace {
+
+using common::ErrorKind;
+using nlohmann::json;
+
+bool is_host_char(char c) {
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_';
+}
+
+char to_lower(char c) {
+    return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
+}
+
+// Strips ":port" (and the brackets of an IPv6 literal).
+std::string_view strip_port(std::string_view host) {
+    if (!host.empty() && host.front() == '[') {
+        auto close = host.find(']');
+        return close == std::string_view::npos ? std::string_view{} : host.substr(1, close - 1);
+    }
+    auto colon = host.find(':');
+    return colon == std::string_view::npos ? host : host.substr(0, colon);
+}
+
+common::Error malformed(std::string_view source, const std::string& why) {
+    return common::make_error(ErrorKind::config, std::string(source) + ": " + why);
+}
+
+const std::string* string_field(const json& object, const char* key) {
+    auto it = object.find(key);
+    return (it != object.end() && it->is_string()) ? it->get_ptr<const std::string*>() : nullptr;
+}
+
+common::Result<Route> parse_route(const json& item, std::size_t index, std::string_view source) {
+    const std::string where = "routes[" + std::to_string(index) + "]";
+    if (!item.is_object()) {
+        return malformed(source, where + " must be an object");
+    }
+    Route route;
+    for (auto [key, out] :
+         {std::pair{"host", &route.host}, std::pair{"app", &route.app},
+          std::pair{"release", &route.release}, std::pair{"upstream", &route.upstream}}) {
+        const std::string* value = string_field(item, key);
+        if (value == nullptr || value->empty()) {
+            return malformed(source, where + "." + key + " must be a non-empty string");
+        }
+        *out = *value;
+    }
+    std::string host = normalize_host(route.host);
+    if (host.empty() || host.size() != route.host.size() - (route.host.back() == '.')) {
+        return malformed(source, where + ".host \"" + route.host + "\" is not a host name");
+    }
+    route.host = std::move(host);
+    auto upstream = parse_host_port(route.upstream);
+    if (!upstream || upstream->port == 0) {
+        return malformed(source,
+                         where + ".upstream must be IP:PORT, got \"" + route.upstream + "\"");
+    }
+    route.upstream_address = std::move(upstream->host);
+    route.upstream_port = upstream->port;
+    return route;
+}
+
+} // namespace
+
+RouteTable::RouteTable(std::uint64_t generation, std::vector<Route> routes)
+    : m_generation(generation), m_routes(std::move(routes)) {
+    m_index.reserve(m_routes.size());
+    for (std::size_t i = 0; i < m_routes.size(); ++i) {
+        m_index.emplace(m_routes[i].host, i);
+    }
+}
+
+const Route* RouteTable::find(std::string_view host) const {
+    auto it = m_index.find(host);
+    return it == m_index.end() ? nullptr : &m_routes[it->second];
+}
+
+void normalize_host(std::string_view host, std::string& out) {
+    out.clear();
+    host = strip_port(host);
+    if (!host.empty() && host.back() == '.') {
+        host.remove_suffix(1);
+    }
+    if (host.empty() || host.size() > 253) {
+        return;
+    }
+    for (char c : host) {
+        c = to_lower(c);
+        if (!is_host_char(c) && c != ':') { // ':' only survives from an IPv6 literal
+            out.clear();
+            return;
+        }
+        out.push_back(c);
+    }
+}
+
+std::string normalize_host(std::string_view host) {
+    std::string out;
+    normalize_host(host, out);
+    return out;
+}
+
+common::Result<RouteTable> parse_routes(std::string_view text, std::string_view source) {
+    json doc = json::parse(text, nullptr, /*allow_exceptions=*/false);
+    if (doc.is_discarded()) {
+        return malformed(source, "not valid JSON");
+    }
+    if (!doc.is_object()) {
+        return malformed(source, "expected a JSON object");
+    }
+    auto generation = doc.find("generation");
+    if (generation == doc.end() || !generation->is_number_unsigned()) {
+        return malformed(source, "\"generation\" must be a non-negative integer");
+    }
+    auto list = doc.find("routes");
+    if (list == doc.end() || !list->is_array()) {
+        return malformed(source, "\"routes\" must be an array");
+    }
+    std::vector<Route> routes;
+    std::unordered_set<std::string> hosts;
+    routes.reserve(list->size());
+    for (std::size_t i = 0; i < list->size(); ++i) {
+        auto route = parse_route((*list)[i], i, source);
+        if (!route) {
+            return route.error();
+        }
+        if (!hosts.insert(route->host).second) {
+            return malformed(source, "host \"" + route->host + "\" appears twice");
+        }
+        routes.push_back(std::move(*route));
+    }
+    return RouteTable(generation->get<std::uint64_t>(), std::move(routes));
+}
+
+} // namespace agent::proxy

@@ -1,0 +1,221 @@
+// Upstream side of a session: send the request over a pooled (or fresh)
+// connection and stream the response back to the client.
+#include <agent/proxy/limits.hpp>
+#include <agent/proxy/session.hpp>
+#include <agent/proxy/worker.hpp>
+#include <common/log.hpp>
+
+#include <boost/asio/ip/address.hpp>
+#include <boost/beast/core/bind_handler.hpp>
+#include <boost/beast/http/error.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/write.hpp>
+#include <fmt/format.h>
+
+#include <limits>
+
+namespace agent::proxy {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+
+void Session::forward() {
+    m_retried = false;
+    m_upstream = m_worker.pool().take(m_route->upstream);
+    if (m_upstream) {
+        return write_upstream();
+    }
+    connect_upstream();
+}
+
+void Session::connect_upstream() {
+    m_upstream = std::make_unique<UpstreamConnection>(m_client.get_executor());
+    error_code ec;
+    auto address = asio::ip::make_address(m_route->upstream_address, ec); // checked at load
+    m_upstream->stream.expires_after(k_connect_timeout);
+    m_upstream->stream.async_connect(
+        asio::ip::tcp::endpoint(address, m_route->upstream_port),
+        beast::bind_front_handler(&Session::on_upstream_connected, shared_from_this()));
+}
+
+void Session::on_upstream_connected(error_code ec) {
+    if (ec && !m_retried && m_worker.table() != m_table) {
+        // The old release is going away and the table has moved on: the
+        // request has not been sent anywhere yet, so the new route takes it.
+        m_upstream.reset();
+        if (reroute()) {
+            connect_upstream();
+        }
+        return;
+    }
+    if (ec) {
+        common::log_warn(fmt::format("{} ({}): cannot connect to {}: {}", m_route->app,
+                                     m_route->release, m_route->upstream, ec.message()));
+        m_upstream.reset();
+        return respond_plain(http::status::bad_gateway,
+                             fmt::format("upstream for {} is not answering\n", m_route->app),
+                             After::keep_alive);
+    }
+    m_upstream->stream.socket().set_option(asio::ip::tcp::no_delay(true), ec);
+    write_upstream();
+}
+
+void Session::write_upstream() {
+    m_upstream->stream.expires_after(k_upstream_timeout);
+    http::async_write(m_upstream->stream, m_request->get(),
+                      beast::bind_front_handler(&Session::on_upstream_written, shared_from_this()));
+}
+
+void Session::on_upstream_written(error_code ec, std::size_t) {
+    if (ec) {
+        return upstream_failed(ec, false);
+    }
+    read_upstream_header();
+}
+
+void Session::read_upstream_header() {
+    m_response.emplace();
+    m_response->header_limit(k_header_limit);
+    m_response->body_limit(std::numeric_limits<std::uint64_t>::max());
+    if (m_request->get().method() == http::verb::head) {
+        m_response->skip(true);
+    }
+    http::async_read_header(
+        m_upstream->stream, m_upstream->buffer, *m_response,
+        beast::bind_front_handler(&Session::on_upstream_header, shared_from_this()));
+}
+
+void Session::on_upstream_header(error_code ec, std::size_t) {
+    if (ec) {
+        return upstream_failed(ec, m_response->got_some());
+    }
+    const unsigned status = m_response->get().result_int();
+    if (status >= 100 && status < 200 && status != 101) {
+        return read_upstream_header(); // interim response (103 Early Hints): skip it
+    }
+    m_framing.keep_alive = prepare_client_response(*m_response, m_framing);
+    m_serializer.emplace(m_response->get());
+    if (!m_response->is_done()) {
+        // The header goes out together with the first piece of the body:
+        // one write to the client for a small response, not two.
+        return relay_body();
+    }
+    // No body (HEAD, 204, 304, empty): the header alone, and no chunked
+    // terminator even if the upstream announced one.
+    m_client.expires_after(k_client_timeout);
+    http::async_write_header(
+        m_client, *m_serializer,
+        beast::bind_front_handler(&Session::on_client_header_written, shared_from_this()));
+}
+
+// Routes the current request again with the newest table, for its one
+// retry. Returns false when the host is no longer routed (a 404 is on its way).
+bool Session::reroute() {
+    m_retried = true;
+    m_table = m_worker.table();
+    m_route = m_table->find(m_host);
+    if (m_route == nullptr) {
+        respond_plain(http::status::not_found, fmt::format("no app is deployed at {}\n", m_host),
+                      After::keep_alive);
+        return false;
+    }
+    return true;
+}
+
+// Nothing reached the client yet, so it gets a clear answer. A pooled
+// connection that failed before any response byte was most likely closed by
+// the upstream while idle: the request is sent once more on a fresh one.
+void Session::upstream_failed(error_code ec, bool got_response_bytes) {
+    const bool reused = m_upstream && m_upstream->reused;
+    m_upstream.reset();
+    m_response.reset();
+    if (reused && !got_response_bytes && !m_retried) {
+        if (!reroute()) {
+            return;
+        }
+        common::log_debug(fmt::format("retrying on a fresh connection to {} after: {}",
+                                      m_route->upstream, ec.message()));
+        return connect_upstream();
+    }
+    common::log_warn(fmt::format("{} ({}): upstream {} failed: {}", m_route->app, m_route->release,
+                                 m_route->upstream, ec.message()));
+    if (ec == beast::error::timeout) {
+        return respond_plain(http::status::gateway_timeout,
+                             fmt::format("upstream for {} did not answer in time\n", m_route->app),
+                             After::keep_alive);
+    }
+    respond_plain(http::status::bad_gateway,
+                  fmt::format("upstream for {} is not answering\n", m_route->app),
+                  After::keep_alive);
+}
+
+void Session::on_client_header_written(error_code ec, std::size_t) {
+    if (ec) {
+        m_upstream.reset();
+        return close();
+    }
+    complete_exchange();
+}
+
+void Session::relay_body() {
+    if (m_chunk.empty()) {
+        m_chunk.resize(k_relay_chunk);
+    }
+    auto& body = m_response->get().body();
+    body.data = m_chunk.data();
+    body.size = m_chunk.size();
+    m_upstream->stream.expires_after(k_upstream_timeout);
+    http::async_read(m_upstream->stream, m_upstream->buffer, *m_response,
+                     beast::bind_front_handler(&Session::on_relay_read, shared_from_this()));
+}
+
+void Session::on_relay_read(error_code ec, std::size_t) {
+    if (ec == http::error::need_buffer) {
+        ec = {};
+    }
+    if (ec && !m_serializer->is_header_done()) {
+        m_serializer.reset();
+        return upstream_failed(ec, true);
+    }
+    if (ec) {
+        // The header is out already: all we can do is cut the client off so
+        // it sees a truncated response rather than a wrong one.
+        m_upstream.reset();
+        return close();
+    }
+    auto& body = m_response->get().body();
+    body.size = m_chunk.size() - body.size;
+    body.data = m_chunk.data();
+    body.more = !m_response->is_done();
+    m_client.expires_after(k_client_timeout);
+    http::async_write(m_client, *m_serializer,
+                      beast::bind_front_handler(&Session::on_relay_written, shared_from_this()));
+}
+
+void Session::on_relay_written(error_code ec, std::size_t) {
+    if (ec == http::error::need_buffer) {
+        ec = {};
+    }
+    if (ec) {
+        m_upstream.reset();
+        return close();
+    }
+    if (m_response->is_done() || m_serializer->is_done()) {
+        return complete_exchange();
+    }
+    relay_body();
+}
+
+void Session::complete_exchange() {
+    const bool reusable = m_response->keep_alive() && m_upstream->buffer.size() == 0;
+    if (reusable && !m_worker.stopping()) {
+        m_worker.pool().give_back(m_route->upstream, std::move(m_upstream));
+    }
+    m_upstream.reset();
+    m_serializer.reset();
+    m_response.reset();
+    end_exchange(m_framing.keep_alive);
+}
+
+} // namespace agent::proxy

@@ -1,0 +1,203 @@
+// deploy-proxy routing table: parsing, host normalization, lookups, reloads.
+#include <agent/proxy/address.hpp>
+#include <agent/proxy/route_loader.hpp>
+#include <agent/proxy/routes.hpp>
+#include <common/fs.hpp>
+
+#include <doctest/doctest.h>
+
+#include "temp_dir.hpp"
+
+using namespace agent::proxy;
+
+namespace {
+
+constexpr std::string_view k_two_routes = R"({"generation": 7, "routes": [
+    {"host": "hello.localhost", "app": "hello", "release": "v3", "upstream": "127.0.0.1:41234"},
+    {"host": "Shop.Example.COM.", "app": "shop", "release": "v1", "upstream": "[::1]:5000"}]})";
+
+std::string table_json(int generation, std::string_view upstream) {
+    return "{\"generation\": " + std::to_string(generation) +
+           ", \"routes\": [{\"host\": \"hello.localhost\", \"app\": \"hello\", \"release\": "
+           "\"v1\", \"upstream\": \"" +
+           std::string(upstream) + "\"}]}";
+}
+
+} // namespace
+
+TEST_CASE("parse_routes reads a valid table") {
+    auto table = parse_routes(k_two_routes, "routes.json");
+    REQUIRE(table.ok());
+    CHECK(table->generation() == 7);
+    CHECK(table->size() == 2);
+    const Route* hello = table->find("hello.localhost");
+    REQUIRE(hello != nullptr);
+    CHECK(hello->app == "hello");
+    CHECK(hello->release == "v3");
+    CHECK(hello->upstream == "127.0.0.1:41234");
+    CHECK(hello->upstream_address == "127.0.0.1");
+    CHECK(hello->upstream_port == 41234);
+    const Route* shop = table->find("shop.example.com");
+    REQUIRE(shop != nullptr);
+    CHECK(shop->upstream_address == "::1");
+    CHECK(shop->upstream_port == 5000);
+}
+
+TEST_CASE("parse_routes accepts an empty table") {
+    auto table = parse_routes(R"({"generation": 0, "routes": []})", "routes.json");
+    REQUIRE(table.ok());
+    CHECK(table->size() == 0);
+    CHECK(table->find("hello.localhost") == nullptr);
+}
+
+TEST_CASE("parse_routes refuses malformed tables") {
+    auto refused = [](std::string_view json) {
+        auto table = parse_routes(json, "/data/proxy/routes.json");
+        REQUIRE_FALSE(table.ok());
+        CHECK(table.error().kind == common::ErrorKind::config);
+        CHECK(table.error().message.find("/data/proxy/routes.json") != std::string::npos);
+        return table.error().message;
+    };
+    SUBCASE("not JSON") {
+        refused(R"({"generation": 1, "routes": [)");
+    }
+    SUBCASE("empty file") {
+        refused("");
+    }
+    SUBCASE("not an object") {
+        refused("[]");
+    }
+    SUBCASE("no generation") {
+        refused(R"({"routes": []})");
+    }
+    SUBCASE("negative generation") {
+        refused(R"({"generation": -1, "routes": []})");
+    }
+    SUBCASE("no routes") {
+        refused(R"({"generation": 1})");
+    }
+    SUBCASE("route not an object") {
+        refused(R"({"generation": 1, "routes": [3]})");
+    }
+    SUBCASE("missing app") {
+        auto message = refused(R"({"generation": 1, "routes": [{"host": "a.localhost",
+            "release": "v1", "upstream": "127.0.0.1:80"}]})");
+        CHECK(message.find("routes[0].app") != std::string::npos);
+    }
+    SUBCASE("host with a port") {
+        auto message = refused(R"({"generation": 1, "routes": [{"host": "a.localhost:80",
+            "app": "a", "release": "v1", "upstream": "127.0.0.1:80"}]})");
+        CHECK(message.find("not a host name") != std::string::npos);
+    }
+    SUBCASE("upstream is a name") {
+        refused(table_json(1, "localhost:8000"));
+    }
+    SUBCASE("upstream without port") {
+        refused(table_json(1, "127.0.0.1"));
+    }
+    SUBCASE("upstream port 0") {
+        refused(table_json(1, "127.0.0.1:0"));
+    }
+    SUBCASE("upstream port too big") {
+        refused(table_json(1, "127.0.0.1:70000"));
+    }
+    SUBCASE("duplicate host") {
+        auto message = refused(R"({"generation": 1, "routes": [
+            {"host": "a.localhost", "app": "a", "release": "v1", "upstream": "127.0.0.1:80"},
+            {"host": "A.localhost", "app": "b", "release": "v1", "upstream": "127.0.0.1:81"}]})");
+        CHECK(message.find("twice") != std::string::npos);
+    }
+}
+
+TEST_CASE("normalize_host") {
+    CHECK(normalize_host("hello.localhost") == "hello.localhost");
+    CHECK(normalize_host("HeLLo.LocalHost") == "hello.localhost");
+    CHECK(normalize_host("hello.localhost:8080") == "hello.localhost");
+    CHECK(normalize_host("hello.localhost.") == "hello.localhost");
+    CHECK(normalize_host("Hello.Localhost.:8080") == "hello.localhost");
+    CHECK(normalize_host("127.0.0.1:8080") == "127.0.0.1");
+    CHECK(normalize_host("[::1]:8080") == "::1");
+    SUBCASE("values that cannot be hosts normalize to empty") {
+        CHECK(normalize_host("") == "");
+        CHECK(normalize_host(":8080") == "");
+        CHECK(normalize_host("evil host") == "");
+        CHECK(normalize_host("a/b") == "");
+        CHECK(normalize_host("[::1") == "");
+    }
+    SUBCASE("the in-place form reuses its buffer") {
+        std::string out = "previous-value-that-is-long";
+        normalize_host("A.B", out);
+        CHECK(out == "a.b");
+    }
+}
+
+TEST_CASE("an unknown host has no route") {
+    auto table = parse_routes(k_two_routes, "routes.json");
+    REQUIRE(table.ok());
+    CHECK(table->find("other.localhost") == nullptr);
+    CHECK(table->find("localhost") == nullptr);
+    CHECK(table->find("hello.localhost.evil.com") == nullptr);
+    CHECK(table->find("") == nullptr);
+}
+
+TEST_CASE("parse_host_port") {
+    auto v4 = parse_host_port("127.0.0.1:8080");
+    REQUIRE(v4.ok());
+    CHECK(v4->host == "127.0.0.1");
+    CHECK(v4->port == 8080);
+    auto v6 = parse_host_port("[::1]:80");
+    REQUIRE(v6.ok());
+    CHECK(v6->host == "::1");
+    CHECK_FALSE(parse_host_port(":8080").ok());
+    auto any = parse_host_port(":8080", EmptyHost::allowed);
+    REQUIRE(any.ok());
+    CHECK(any->host.empty());
+    CHECK_FALSE(parse_host_port("::1:80").ok());
+    CHECK_FALSE(parse_host_port("example.com:80").ok());
+    CHECK_FALSE(parse_host_port("127.0.0.1:http").ok());
+    CHECK_FALSE(parse_host_port("127.0.0.1:").ok());
+}
+
+TEST_CASE("RouteLoader keeps the previous table when the file is bad") {
+    test::TempDir dir;
+    const auto routes = dir.path() / "routes.json";
+    const auto applied = dir.path() / "applied";
+    RouteLoader loader(routes, applied);
+
+    SUBCASE("a missing file at startup is an empty table") {
+        auto table = loader.reload();
+        REQUIRE(table.ok());
+        CHECK((*table)->size() == 0);
+        CHECK_FALSE(loader.changed());
+    }
+    SUBCASE("bad writes and a vanished file change nothing") {
+        REQUIRE(common::atomic_write_file(routes, table_json(3, "127.0.0.1:9001")).ok());
+        REQUIRE(loader.reload().ok());
+        CHECK(loader.table()->generation() == 3);
+
+        REQUIRE(common::atomic_write_file(routes, "{\"generation\": 4, \"routes\": [").ok());
+        CHECK(loader.changed());
+        CHECK_FALSE(loader.reload().ok());
+        CHECK_FALSE(loader.changed()); // the bad file is not re-read every tick
+        CHECK(loader.table()->generation() == 3);
+        REQUIRE(loader.table()->find("hello.localhost") != nullptr);
+        CHECK(loader.table()->find("hello.localhost")->upstream_port == 9001);
+
+        std::filesystem::remove(routes);
+        CHECK(loader.changed());
+        CHECK_FALSE(loader.reload().ok());
+        CHECK(loader.table()->generation() == 3);
+
+        REQUIRE(common::atomic_write_file(routes, table_json(5, "127.0.0.1:9002")).ok());
+        CHECK(loader.changed());
+        REQUIRE(loader.reload().ok());
+        CHECK(loader.table()->generation() == 5);
+        CHECK(loader.table()->find("hello.localhost")->upstream_port == 9002);
+    }
+    SUBCASE("write_applied records the generation") {
+        REQUIRE(loader.write_applied(12).ok());
+        auto text = common::read_file(applied);
+        REQUIRE(text.ok());
+        CHECK(*text == "12\n");
+    }
+}
