@@ -1,0 +1,192 @@
+// CLI11 wiring: options, subcommands, help texts; the one place errors become exit codes.
+
+#include <CLI/CLI.hpp>
+#include <cli/app.hpp>
+#include <cli/commands/commands.hpp>
+#include <cli/context.hpp>
+#include <cli/transport/http_client.hpp>
+#include <common/version.hpp>
+
+#include <fmt/format.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <iostream>
+#include <unistd.h>
+
+namespace cli {
+
+namespace {
+
+const char* k_exit_codes = R"(Exit codes:
+  0  success
+  1  the deployment failed (build, health check, startup timeout)
+  2  usage or config error (bad option, deploy.toml error, unknown release)
+  3  cannot reach or authenticate to an agent
+  4  waited too long
+  5  refused by a rule (e.g. removing the PRODUCTION release)
+
+Agents: --host URL, else $DEPLOYCTL_HOST, else the hosts of the target in deploy.toml
+(-t NAME, the only target, or "production"). URLs: https://HOST:PORT, or http://127.0.0.1:PORT
+for an agent on this machine. $DEPLOYCTL_TOKEN is sent as a bearer token.)";
+
+struct Commands {
+    commands::DeployOptions deploy;
+    commands::LogsOptions logs;
+    std::string release;
+};
+
+void add_global_options(CLI::App& app, GlobalOptions& g, std::string& dir) {
+    app.add_option("-C", dir, "Run as if deployctl was started in DIR")->type_name("DIR");
+    app.add_option("-t,--target", g.target, "Deploy target from deploy.toml [targets.NAME]")
+        ->type_name("NAME");
+    app.add_option("--host", g.hosts, "Agent URL (repeatable); overrides deploy.toml")
+        ->type_name("URL")
+        ->allow_extra_args(false) // one URL per --host: `--host URL DIR` keeps DIR
+        ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+    app.add_option("-a,--app", g.app, "App name (default: app in deploy.toml)")->type_name("NAME");
+    app.add_flag("--json", g.json, "Print NDJSON events, one object per line (docs/json.md)");
+    app.add_flag("-q,--quiet", g.quiet, "Print only errors and the final URL");
+    app.add_flag("--no-color", g.no_color, "No colours (also when NO_COLOR is set)");
+}
+
+void add_commands(CLI::App& app, Commands& c) {
+    auto* deploy =
+        app.add_subcommand("deploy", "Package the app's committed git tree, upload it and "
+                                     "follow the deployment");
+    deploy->add_option("DIR", c.deploy.dir, "The app's folder (default: .)");
+    deploy->add_flag("--no-follow", c.deploy.no_follow, "Return once the release is queued");
+    deploy->add_flag("--dirty", c.deploy.dirty,
+                     "Include uncommitted changes (modified and untracked, not ignored, files)");
+    deploy->footer("Examples:\n  deployctl deploy\n  deployctl deploy apps/web -t staging\n"
+                   "  deployctl deploy --host http://127.0.0.1:7070 --dirty\n"
+                   "  deployctl deploy --json --no-follow   # in CI\n");
+
+    app.add_subcommand("status", "Show the PRODUCTION release, its URL and recent releases")
+        ->footer("Examples:\n  deployctl status\n  deployctl status --json | jq -r .url\n");
+    app.add_subcommand("releases", "List the app's releases, newest first")
+        ->footer("Examples:\n  deployctl releases\n  deployctl releases -a hello --host "
+                 "http://127.0.0.1:7070\n");
+
+    auto* logs = app.add_subcommand("logs", "Show build and app output of a release");
+    logs->add_option("RELEASE", c.logs.release, "Release id (default: the PRODUCTION release)");
+    logs->add_flag("-f,--follow", c.logs.follow, "Keep streaming new lines");
+    logs->footer("Examples:\n  deployctl logs\n  deployctl logs v4\n  deployctl logs -f\n");
+
+    auto* rollback = app.add_subcommand("rollback", "Put an older release back in production");
+    rollback->add_option("RELEASE", c.release,
+                         "INACTIVE release to promote (default: the newest older one)");
+    rollback->footer("Examples:\n  deployctl rollback\n  deployctl rollback v2\n");
+
+    auto* rm = app.add_subcommand("rm", "Delete a FAILED or INACTIVE release");
+    rm->add_option("RELEASE", c.release, "Release id, e.g. v2")->required();
+    rm->footer(
+        "Examples:\n  deployctl rm v2\n\nThe PRODUCTION release cannot be deleted (exit 5).\n");
+
+    app.add_subcommand("version", "Print deployctl's version");
+}
+
+common::Status dispatch(CLI::App& app, Context& ctx, const Commands& c) {
+    if (app.got_subcommand("deploy"))
+        return commands::deploy(ctx, c.deploy);
+    if (app.got_subcommand("status"))
+        return commands::status(ctx);
+    if (app.got_subcommand("releases"))
+        return commands::releases(ctx);
+    if (app.got_subcommand("logs"))
+        return commands::logs(ctx, c.logs);
+    if (app.got_subcommand("rollback"))
+        return commands::rollback(ctx, c.release);
+    if (app.got_subcommand("rm"))
+        return commands::remove(ctx, c.release);
+    return commands::version(ctx);
+}
+
+bool wants_json(int argc, char** argv) {
+    for (int i = 1; i < argc; ++i)
+        if (std::string_view(argv[i]) == "--json")
+            return true;
+    return false;
+}
+
+std::unique_ptr<output::Printer> make_printer(const GlobalOptions& g) {
+    if (g.json)
+        return output::make_json_printer(std::cout, std::cerr);
+    const char* no_color = std::getenv("NO_COLOR");
+    output::HumanStyle style;
+    style.color =
+        !g.no_color && !(no_color && *no_color) && isatty(STDOUT_FILENO) && isatty(STDERR_FILENO);
+    style.quiet = g.quiet;
+    return output::make_human_printer(style, std::cout, std::cerr);
+}
+
+Connect http_connect() {
+    transport::HttpOptions options;
+    if (const char* token = std::getenv("DEPLOYCTL_TOKEN"))
+        options.token = token;
+    return [options](const HostUrl& url) {
+        return transport::make_http_client(url.base_url, options);
+    };
+}
+
+bool is_command(CLI::App& app, const std::string& name) {
+    auto found = app.get_subcommands([&](CLI::App* sub) { return sub->check_name(name); });
+    return !found.empty();
+}
+
+int parse_error(CLI::App& app, const CLI::ParseError& e, int argc, char** argv) {
+    bool json = wants_json(argc, argv);
+    if (e.get_exit_code() == 0)
+        return app.exit(e); // --help, --version
+    common::Error error{common::ErrorKind::usage, e.what()};
+    if (argc > 1 && argv[1][0] != '-' && !is_command(app, argv[1]))
+        error.message = fmt::format("unknown command '{}'", argv[1]);
+    auto out = json ? output::make_json_printer(std::cout, std::cerr)
+                    : output::make_human_printer({}, std::cout, std::cerr);
+    out->error(error, "");
+    if (!json)
+        std::cerr << "Run 'deployctl --help' for the commands and options.\n";
+    return 2;
+}
+
+} // namespace
+
+int run(int argc, char** argv) {
+    CLI::App app{"deployctl: deploy apps from their git tree to your own servers", "deployctl"};
+    app.footer(k_exit_codes);
+    app.fallthrough(); // global options also after the subcommand
+    app.set_version_flag("--version", std::string("deployctl ") + common::version());
+    app.require_subcommand(1);
+    Context ctx;
+    std::string dir;
+    Commands commands;
+    add_global_options(app, ctx.global, dir);
+    add_commands(app, commands);
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+        return parse_error(app, e, argc, argv);
+    }
+    auto printer = make_printer(ctx.global);
+    ctx.out = printer.get();
+    ctx.connect = http_connect();
+    common::Status result;
+    try {
+        std::error_code ec;
+        if (!dir.empty() && (std::filesystem::current_path(dir, ec), ec))
+            result = common::make_error(common::ErrorKind::usage,
+                                        fmt::format("cannot change to {}: {}", dir, ec.message()));
+        else
+            result = dispatch(app, ctx, commands);
+    } catch (const std::exception& e) {
+        result = common::make_error(common::ErrorKind::internal,
+                                    fmt::format("unexpected error (a bug): {}", e.what()));
+    }
+    if (result)
+        return 0;
+    if (!ctx.error_reported)
+        printer->error(result.error(), "");
+    return common::exit_code(result.error().kind);
+}
+
+} // namespace cli

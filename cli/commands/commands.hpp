@@ -1,0 +1,30 @@
+#pragma once
+// One function per deployctl command (one file each in cli/commands/).
+
+#include <cli/context.hpp>
+#include <common/result.hpp>
+
+#include <string>
+
+namespace cli::commands {
+
+struct DeployOptions {
+    std::string dir = ".";
+    bool no_follow = false;
+    bool dirty = false;
+};
+
+struct LogsOptions {
+    std::string release; // empty: the PRODUCTION release
+    bool follow = false;
+};
+
+common::Status deploy(Context& ctx, const DeployOptions& options);
+common::Status status(Context& ctx);
+common::Status releases(Context& ctx);
+common::Status logs(Context& ctx, const LogsOptions& options);
+common::Status rollback(Context& ctx, const std::string& release);
+common::Status remove(Context& ctx, const std::string& release);
+common::Status version(Context& ctx);
+
+} // namespace cli::commands

@@ -1,0 +1,22 @@
+#pragma once
+// The steps of a deployment against one agent (upload.cpp, follow.cpp).
+
+#include <cli/context.hpp>
+#include <cli/package/git_tree.hpp>
+
+#include <chrono>
+#include <string>
+
+namespace cli::commands {
+
+// Asks the agent which blobs it lacks and uploads only those, each once.
+common::Result<output::UploadStats> upload_blobs(transport::Client& client,
+                                                 const package::SourceTree& tree,
+                                                 output::Printer& out, const std::string& host);
+
+// Follows a deployment's events until its `done` event. FAILED → ErrorKind::failed.
+common::Status follow_release(Context& ctx, transport::Client& client, const std::string& host,
+                              const std::string& app, const std::string& release,
+                              std::chrono::steady_clock::time_point started);
+
+} // namespace cli::commands

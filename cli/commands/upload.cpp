@@ -1,0 +1,52 @@
+#include <cli/commands/steps.hpp>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <map>
+
+namespace cli::commands {
+
+common::Result<output::UploadStats> upload_blobs(transport::Client& client,
+                                                 const package::SourceTree& tree,
+                                                 output::Printer& out, const std::string& host) {
+    std::map<std::string, std::uint64_t> sizes; // distinct contents
+    output::UploadStats stats;
+    for (const auto& e : tree.manifest().entries) {
+        ++stats.files;
+        if (!e.digest.empty())
+            sizes.emplace(e.digest, e.size);
+    }
+    nlohmann::json digests = nlohmann::json::array();
+    for (const auto& [digest, size] : sizes) {
+        digests.push_back(digest);
+        stats.bytes_total += size;
+    }
+    stats.blobs_total = sizes.size();
+    auto answer = client.post_json("/v1/blobs/missing", {{"digests", std::move(digests)}});
+    if (!answer)
+        return answer.error();
+    std::map<std::string, std::uint64_t> missing;
+    if (auto it = answer->find("missing"); it != answer->end() && it->is_array())
+        for (const auto& d : *it)
+            if (d.is_string())
+                if (auto s = sizes.find(d.get<std::string>()); s != sizes.end())
+                    missing.insert(*s);
+    stats.blobs_missing = missing.size();
+    for (const auto& [digest, size] : missing)
+        stats.bytes_missing += size;
+    out.uploading(host, stats);
+    for (const auto& [digest, size] : missing) {
+        auto bytes = tree.read(digest); // read again: contents are not kept in memory
+        if (!bytes)
+            return bytes.error();
+        auto put = client.put_blob("/v1/blobs/" + digest, *bytes);
+        if (!put)
+            return put.error();
+        stats.bytes_sent += bytes->size();
+    }
+    out.uploaded(host, stats);
+    return stats;
+}
+
+} // namespace cli::commands

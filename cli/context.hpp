@@ -1,0 +1,33 @@
+#pragma once
+// What every command gets: the global options, the printer, and how to reach an agent.
+
+#include <cli/hosts.hpp>
+#include <cli/output/printer.hpp>
+#include <cli/transport/client.hpp>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace cli {
+
+struct GlobalOptions {
+    std::string target;             // -t NAME
+    std::vector<std::string> hosts; // --host URL, repeatable
+    std::string app;                // -a NAME, overrides deploy.toml
+    bool json = false;
+    bool quiet = false;
+    bool no_color = false;
+};
+
+using Connect = std::function<std::unique_ptr<transport::Client>(const HostUrl& url)>;
+
+struct Context {
+    GlobalOptions global;
+    output::Printer* out = nullptr;
+    Connect connect;             // the HTTP client by default; fakes in tests
+    bool error_reported = false; // set when per-host errors were already printed
+};
+
+} // namespace cli

@@ -1,0 +1,44 @@
+#include <cli/output/format.hpp>
+
+#include <fmt/format.h>
+
+namespace cli::output {
+
+std::string format_bytes(std::uint64_t bytes) {
+    if (bytes < 1024)
+        return fmt::format("{} B", bytes);
+    const char* units[] = {"KiB", "MiB", "GiB", "TiB"};
+    double value = static_cast<double>(bytes) / 1024.0;
+    int unit = 0;
+    while (value >= 1024.0 && unit < 3) {
+        value /= 1024.0;
+        ++unit;
+    }
+    return fmt::format("{:.1f} {}", value, units[unit]);
+}
+
+std::string short_commit(std::string_view sha) {
+    return std::string(sha.substr(0, 7));
+}
+
+std::string short_time(std::string_view rfc3339) {
+    std::string text(rfc3339.substr(0, 19));
+    if (text.size() > 10 && text[10] == 'T')
+        text[10] = ' ';
+    return text;
+}
+
+std::string format_elapsed(std::int64_t ms) {
+    if (ms < 0)
+        ms = 0;
+    if (ms < 1000)
+        return fmt::format("{}ms", ms);
+    if (ms < 60'000)
+        return fmt::format("{:.1f}s", static_cast<double>(ms) / 1000.0);
+    std::int64_t s = ms / 1000;
+    if (s < 3600)
+        return fmt::format("{}m{:02}s", s / 60, s % 60);
+    return fmt::format("{}h{:02}m", s / 3600, (s % 3600) / 60);
+}
+
+} // namespace cli::output

@@ -1,0 +1,218 @@
+// Output for people: short "==>" lines, build and app output prefixed, colour on a TTY.
+
+#include <cli/output/format.hpp>
+#include <cli/output/printer.hpp>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <map>
+#include <ostream>
+
+namespace cli::output {
+
+namespace {
+
+using nlohmann::json;
+
+enum class Color { none, bold, red, green, yellow, dim, blue };
+
+const char* code_of(Color c) {
+    switch (c) {
+    case Color::bold:
+        return "\033[1m";
+    case Color::red:
+        return "\033[1;31m";
+    case Color::green:
+        return "\033[1;32m";
+    case Color::yellow:
+        return "\033[33m";
+    case Color::dim:
+        return "\033[2m";
+    case Color::blue:
+        return "\033[1;34m";
+    case Color::none:
+        return "";
+    }
+    return "";
+}
+
+std::string str(const json& object, const char* key) {
+    auto it = object.find(key);
+    if (it == object.end() || !it->is_string())
+        return {};
+    return it->get<std::string>();
+}
+
+class HumanPrinter final : public Printer {
+  public:
+    HumanPrinter(HumanStyle style, std::ostream& out, std::ostream& err)
+        : m_style(style), m_out(out), m_err(err) {}
+
+    void set_several_hosts(bool several) override { m_style.show_host = several; }
+    void warning(std::string_view message) override {
+        if (!m_style.quiet)
+            line(m_err, "", paint(Color::yellow, "warning:") + " " + std::string(message));
+    }
+    void packaged(const PackageSummary& s) override {
+        step("", fmt::format("Packaging {} at {}{} \"{}\" ({} files, {})", s.app,
+                             short_commit(s.commit), s.dirty ? "+dirty" : "", s.message, s.files,
+                             format_bytes(s.bytes)));
+    }
+    void uploading(const std::string& host, const UploadStats& s) override {
+        if (s.blobs_missing == 0)
+            step(host,
+                 fmt::format("Nothing to upload: all {} files are already on the agent", s.files));
+        else
+            step(host, fmt::format("Uploading {} new file{} ({}) of {}", s.blobs_missing,
+                                   s.blobs_missing == 1 ? "" : "s", format_bytes(s.bytes_missing),
+                                   s.files));
+    }
+    void uploaded(const std::string&, const UploadStats&) override {}
+    void created(const std::string& host, const std::string& release,
+                 const std::string& state) override {
+        remember_state(host, release, state);
+        step(host, fmt::format("Release {}: {}", release, state));
+    }
+    void agent_event(const std::string& host, const json& event) override;
+    void done(const DoneInfo& info) override {
+        if (info.state != "PRODUCTION")
+            return; // failures are reported as errors
+        if (m_style.quiet) {
+            line(m_out, host_prefix(info.host), info.url);
+            return;
+        }
+        step(info.host,
+             paint(Color::green, fmt::format("{} is live", info.release)) +
+                 fmt::format(" at {} (took {})", info.url, format_elapsed(info.elapsed_ms)));
+    }
+    void rolled_back(const DoneInfo& info) override {
+        if (m_style.quiet) {
+            line(m_out, host_prefix(info.host), info.url);
+            return;
+        }
+        std::string was = info.previous.empty() ? "" : fmt::format(" (was {})", info.previous);
+        std::string at = info.url.empty() ? "" : " at " + info.url;
+        step(info.host,
+             paint(Color::green, fmt::format("{} is live again", info.release)) + at + was);
+    }
+    void removed(const std::string& host, const std::string& release) override {
+        step(host, fmt::format("Deleted {}", release));
+    }
+    void releases(const std::string& host, const json& list) override;
+    void status(const std::string& host, const json& status) override;
+    void version(std::string_view version) override { m_out << "deployctl " << version << '\n'; }
+    void error(const common::Error& error, const std::string& host) override {
+        line(m_err, host_prefix(host), paint(Color::red, "error:") + " " + error.message);
+    }
+
+  private:
+    std::string paint(Color c, std::string_view text) const {
+        if (!m_style.color || c == Color::none)
+            return std::string(text);
+        return fmt::format("{}{}\033[0m", code_of(c), text);
+    }
+    std::string host_prefix(const std::string& host) const {
+        return m_style.show_host && !host.empty() ? "[" + host + "] " : "";
+    }
+    void line(std::ostream& os, const std::string& prefix, const std::string& text) {
+        os << prefix << text << '\n';
+        os.flush();
+    }
+    void step(const std::string& host, const std::string& text) {
+        if (!m_style.quiet)
+            line(m_out, host_prefix(host), paint(Color::blue, "==>") + " " + text);
+    }
+    void release_line(const std::string& host, const json& r);
+    // False when this release was already reported in this state.
+    bool remember_state(const std::string& host, const std::string& release,
+                        const std::string& state) {
+        auto& last = m_last_state[host + " " + release];
+        if (last == state)
+            return false;
+        last = state;
+        return true;
+    }
+
+    HumanStyle m_style;
+    std::ostream& m_out;
+    std::ostream& m_err;
+    std::map<std::string, std::string> m_last_state;
+};
+
+void HumanPrinter::agent_event(const std::string& host, const json& event) {
+    if (m_style.quiet)
+        return;
+    std::string kind = str(event, "event");
+    if (kind == "state") {
+        std::string msg = str(event, "message");
+        std::string state = str(event, "state");
+        if (!remember_state(host, str(event, "release"), state))
+            return; // already said
+        Color c = state == "FAILED"       ? Color::red
+                  : state == "PRODUCTION" ? Color::green
+                                          : Color::none;
+        step(host, fmt::format("{}: {}{}", str(event, "release"), paint(c, state),
+                               msg.empty() ? "" : " (" + msg + ")"));
+    } else if (kind == "log") {
+        std::string stream = str(event, "stream");
+        line(m_out, host_prefix(host),
+             paint(Color::dim, fmt::format("{:>6} |", stream)) + " " + str(event, "line"));
+    } else if (kind == "health") {
+        bool ok = event.value("ok", false);
+        int status = event.value("status", 0);
+        std::string msg = str(event, "message");
+        std::string text = ok ? paint(Color::green, "ok") : paint(Color::yellow, "not ready");
+        if (status)
+            text += fmt::format(" (HTTP {})", status);
+        if (!msg.empty())
+            text += ": " + msg;
+        line(m_out, host_prefix(host), paint(Color::dim, "health |") + " " + text);
+    }
+}
+
+void HumanPrinter::release_line(const std::string& host, const json& r) {
+    std::string state = str(r, "state");
+    Color c = state == "PRODUCTION" ? Color::green : state == "FAILED" ? Color::red : Color::none;
+    std::string err = str(r, "error");
+    line(m_out, host_prefix(host),
+         fmt::format("{:<6} {} {:<19}  {:<7}  {}{}", str(r, "id"),
+                     paint(c, fmt::format("{:<12}", state)), short_time(str(r, "created_at")),
+                     short_commit(str(r, "commit")), str(r, "message"),
+                     err.empty() ? "" : "  (" + err + ")"));
+}
+
+void HumanPrinter::releases(const std::string& host, const json& list) {
+    if (!list.is_array() || list.empty()) {
+        line(m_out, host_prefix(host), "no releases yet");
+        return;
+    }
+    line(m_out, host_prefix(host),
+         paint(Color::bold, fmt::format("{:<6} {:<12} {:<19}  {:<7}  {}", "ID", "STATE", "CREATED",
+                                        "COMMIT", "MESSAGE")));
+    for (const auto& r : list)
+        release_line(host, r);
+}
+
+void HumanPrinter::status(const std::string& host, const json& status) {
+    std::string production = str(status, "production");
+    std::string head = paint(Color::bold, str(status, "app"));
+    if (production.empty())
+        head += ": nothing in production";
+    else
+        head +=
+            fmt::format(": {} is live at {}", paint(Color::green, production), str(status, "url"));
+    line(m_out, host_prefix(host), head);
+    if (auto it = status.find("releases"); it != status.end() && it->is_array())
+        for (const auto& r : *it)
+            release_line(host, r);
+}
+
+} // namespace
+
+std::unique_ptr<Printer> make_human_printer(HumanStyle style, std::ostream& out,
+                                            std::ostream& err) {
+    return std::make_unique<HumanPrinter>(style, out, err);
+}
+
+} // namespace cli::output

@@ -1,0 +1,22 @@
+#pragma once
+// The objects `--json` prints (docs/json.md), as pure functions.
+
+#include <cli/output/printer.hpp>
+
+#include <nlohmann/json.hpp>
+
+namespace cli::output {
+
+nlohmann::json upload_event(const std::string& host, const UploadStats& stats);
+nlohmann::json created_event(const std::string& host, const std::string& release,
+                             const std::string& state);
+nlohmann::json done_event(const DoneInfo& info);
+nlohmann::json error_event(const common::Error& error, const std::string& host);
+// An agent event passed through with "host" added.
+nlohmann::json passthrough_event(const nlohmann::json& event, const std::string& host);
+// {id, state, created_at, commit, message, error, host} from a release object.
+nlohmann::json release_row(const nlohmann::json& release, const std::string& host);
+// {app, production, url, releases, host} from a status object.
+nlohmann::json status_object(const nlohmann::json& status, const std::string& host);
+
+} // namespace cli::output

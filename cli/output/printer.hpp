@@ -1,0 +1,81 @@
+#pragma once
+// What deployctl tells its user: one Printer for people (human.cpp) and one
+// for scripts (json.cpp, NDJSON on stdout, documented in docs/json.md).
+// Commands report facts; the printers decide how they look.
+
+#include <common/result.hpp>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <iosfwd>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace cli::output {
+
+struct PackageSummary {
+    std::string app;
+    std::string commit;  // full sha
+    std::string message; // first line
+    std::size_t files = 0;
+    std::uint64_t bytes = 0;
+    bool dirty = false;
+};
+
+struct UploadStats {
+    std::size_t files = 0;         // manifest entries
+    std::size_t blobs_total = 0;   // distinct contents
+    std::size_t blobs_missing = 0; // the agent lacked these
+    std::uint64_t bytes_total = 0; // all distinct contents
+    std::uint64_t bytes_missing = 0;
+    std::uint64_t bytes_sent = 0;
+};
+
+struct DoneInfo {
+    std::string host;
+    std::string release;
+    std::string state;
+    std::string url;
+    std::optional<std::string> error;
+    std::int64_t elapsed_ms = 0;
+    std::string previous; // rollback only
+};
+
+class Printer {
+  public:
+    virtual ~Printer() = default;
+
+    // With several agents, human lines are prefixed with the agent.
+    virtual void set_several_hosts(bool several) { (void)several; }
+    virtual void warning(std::string_view message) = 0;
+    virtual void packaged(const PackageSummary& summary) = 0;
+    virtual void uploading(const std::string& host, const UploadStats& stats) = 0;
+    virtual void uploaded(const std::string& host, const UploadStats& stats) = 0;
+    virtual void created(const std::string& host, const std::string& release,
+                         const std::string& state) = 0;
+    // A `state`, `log` or `health` event from the agent.
+    virtual void agent_event(const std::string& host, const nlohmann::json& event) = 0;
+    virtual void done(const DoneInfo& info) = 0;
+    virtual void rolled_back(const DoneInfo& info) = 0;
+    virtual void removed(const std::string& host, const std::string& release) = 0;
+    virtual void releases(const std::string& host, const nlohmann::json& list) = 0;
+    virtual void status(const std::string& host, const nlohmann::json& status) = 0;
+    virtual void version(std::string_view version) = 0;
+    // `host` is empty when the error is not about one agent.
+    virtual void error(const common::Error& error, const std::string& host) = 0;
+};
+
+struct HumanStyle {
+    bool color = false;
+    bool quiet = false;
+    bool show_host = false; // prefix lines with the agent (several hosts)
+};
+
+std::unique_ptr<Printer> make_human_printer(HumanStyle style, std::ostream& out, std::ostream& err);
+std::unique_ptr<Printer> make_json_printer(std::ostream& out, std::ostream& err);
+
+} // namespace cli::output

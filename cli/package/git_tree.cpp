@@ -1,0 +1,191 @@
+#include <cli/package/collect.hpp>
+#include <cli/package/git_tree.hpp>
+#include <common/fs.hpp>
+
+#include <fmt/format.h>
+#include <git2.h>
+
+namespace cli::package {
+
+namespace {
+
+using common::ErrorKind;
+namespace fs = std::filesystem;
+
+struct LibGit {
+    LibGit() { git_libgit2_init(); }
+    ~LibGit() { git_libgit2_shutdown(); }
+};
+
+void init_libgit2_once() {
+    static LibGit lib;
+}
+
+std::string last_git_error() {
+    const git_error* e = git_error_last();
+    return e && e->message ? e->message : "unknown libgit2 error";
+}
+
+common::Error usage(std::string message) {
+    return common::make_error(ErrorKind::usage, std::move(message));
+}
+
+template <class T, void (*Free)(T*)> struct Owned {
+    T* ptr = nullptr;
+    ~Owned() { Free(ptr); }
+};
+
+// DIR relative to the repository's working directory, '/'-separated ("" at the root).
+std::string prefix_in_repo(const fs::path& workdir, const fs::path& dir) {
+    auto rel = fs::weakly_canonical(dir).lexically_relative(fs::weakly_canonical(workdir));
+    std::string prefix = rel.generic_string();
+    if (prefix == ".")
+        prefix.clear();
+    while (!prefix.empty() && prefix.back() == '/')
+        prefix.pop_back();
+    return prefix;
+}
+
+// The tree to deploy: HEAD's tree, or its subtree at `prefix`. Null when DIR
+// is not in the committed tree.
+common::Result<git_tree*> head_subtree(git_repository* repo, git_commit* commit,
+                                       const std::string& prefix) {
+    git_tree* root = nullptr;
+    if (git_commit_tree(&root, commit) != 0)
+        return common::make_error(ErrorKind::io, "cannot read HEAD's tree: " + last_git_error());
+    if (prefix.empty())
+        return root;
+    Owned<git_tree, git_tree_free> owned_root{root};
+    git_tree_entry* entry = nullptr;
+    if (git_tree_entry_bypath(&entry, root, prefix.c_str()) != 0)
+        return nullptr;
+    Owned<git_tree_entry, git_tree_entry_free> owned_entry{entry};
+    if (git_tree_entry_type(entry) != GIT_OBJECT_TREE)
+        return nullptr;
+    git_tree* sub = nullptr;
+    if (git_tree_lookup(&sub, repo, git_tree_entry_id(entry)) != 0)
+        return common::make_error(ErrorKind::io, "cannot read " + prefix + ": " + last_git_error());
+    return sub;
+}
+
+std::string first_line(const char* message) {
+    std::string text = message ? message : "";
+    auto nl = text.find('\n');
+    if (nl != std::string::npos)
+        text.resize(nl);
+    return text;
+}
+
+} // namespace
+
+struct SourceTree::Impl {
+    git_repository* repo = nullptr;
+    common::Manifest manifest;
+    std::map<std::string, detail::BlobSource> sources;
+    std::string commit;
+    std::string message;
+    bool dirty = false;
+    std::size_t uncommitted = 0;
+    std::vector<std::string> warnings;
+
+    ~Impl() { git_repository_free(repo); }
+};
+
+SourceTree::SourceTree(std::unique_ptr<Impl> impl) : m_impl(std::move(impl)) {}
+SourceTree::~SourceTree() = default;
+SourceTree::SourceTree(SourceTree&&) noexcept = default;
+SourceTree& SourceTree::operator=(SourceTree&&) noexcept = default;
+
+const common::Manifest& SourceTree::manifest() const {
+    return m_impl->manifest;
+}
+const std::string& SourceTree::commit() const {
+    return m_impl->commit;
+}
+const std::string& SourceTree::message() const {
+    return m_impl->message;
+}
+bool SourceTree::dirty() const {
+    return m_impl->dirty;
+}
+std::size_t SourceTree::uncommitted() const {
+    return m_impl->uncommitted;
+}
+const std::vector<std::string>& SourceTree::warnings() const {
+    return m_impl->warnings;
+}
+
+common::Result<std::string> SourceTree::read(const std::string& digest) const {
+    auto it = m_impl->sources.find(digest);
+    if (it == m_impl->sources.end())
+        return common::make_error(ErrorKind::internal, "no file with digest " + digest);
+    if (!it->second.disk_path.empty())
+        return common::read_file(it->second.disk_path);
+    git_oid oid;
+    git_blob* blob = nullptr;
+    if (git_oid_fromstr(&oid, it->second.git_oid.c_str()) != 0 ||
+        git_blob_lookup(&blob, m_impl->repo, &oid) != 0)
+        return common::make_error(ErrorKind::io, "cannot read blob " + it->second.git_oid + ": " +
+                                                     last_git_error());
+    Owned<git_blob, git_blob_free> owned{blob};
+    return std::string(static_cast<const char*>(git_blob_rawcontent(blob)),
+                       static_cast<std::size_t>(git_blob_rawsize(blob)));
+}
+
+common::Result<SourceTree> package_source(const fs::path& dir, Mode mode) {
+    init_libgit2_once();
+    std::error_code ec;
+    if (!fs::is_directory(dir, ec))
+        return usage(fmt::format("{} is not a directory", dir.string()));
+    auto impl = std::make_unique<SourceTree::Impl>();
+    if (git_repository_open_ext(&impl->repo, dir.c_str(), 0, nullptr) != 0)
+        return usage(fmt::format("{} is not in a git repository: deployctl deploys the committed "
+                                 "tree (run git init, git add and git commit first)",
+                                 fs::absolute(dir).string()));
+    const char* workdir = git_repository_workdir(impl->repo);
+    if (!workdir)
+        return usage(fmt::format("{} is a bare git repository", dir.string()));
+    if (git_repository_head_unborn(impl->repo) == 1)
+        return usage("the git repository has no commits yet: commit your app first "
+                     "(git add -A && git commit -m \"First deploy\")");
+    git_object* head = nullptr;
+    if (git_revparse_single(&head, impl->repo, "HEAD^{commit}") != 0)
+        return usage("cannot resolve HEAD: " + last_git_error());
+    Owned<git_object, git_object_free> owned_head{head};
+    auto* commit = reinterpret_cast<git_commit*>(head);
+    impl->commit = git_oid_tostr_s(git_commit_id(commit));
+    impl->message = first_line(git_commit_message(commit));
+
+    std::string prefix = prefix_in_repo(workdir, dir);
+    auto tree = head_subtree(impl->repo, commit, prefix);
+    if (!tree)
+        return tree.error();
+    Owned<git_tree, git_tree_free> owned_tree{*tree};
+    if (!*tree && mode == Mode::committed)
+        return usage(
+            fmt::format("{}/ is not in the last commit: commit it, or pass --dirty", prefix));
+
+    detail::Collected collected;
+    if (*tree)
+        if (auto st = detail::walk_tree(impl->repo, *tree, collected); !st)
+            return st.error();
+    auto changed = detail::changed_paths(impl->repo, prefix);
+    if (!changed)
+        return changed.error();
+    impl->uncommitted = changed->size();
+    if (mode == Mode::dirty) {
+        if (auto st = detail::overlay_worktree(workdir, prefix, *changed, collected); !st)
+            return st.error();
+        impl->dirty = !changed->empty();
+    }
+    for (auto& [path, entry] : collected.entries)
+        impl->manifest.entries.push_back(std::move(entry));
+    // The agent refuses such a tree too; refusing it here sends nothing at all.
+    if (auto valid = common::validate_manifest(impl->manifest); !valid)
+        return usage("cannot deploy this tree: " + valid.error().message);
+    impl->sources = std::move(collected.sources);
+    impl->warnings = std::move(collected.warnings);
+    return SourceTree(std::move(impl));
+}
+
+} // namespace cli::package

@@ -1,0 +1,52 @@
+#pragma once
+// What `deployctl deploy` sends: the manifest of an app's source, taken from
+// its git tree (libgit2 stays in the .cpp files).
+//
+// Committed mode: the tree of HEAD, restricted to DIR when DIR is a
+// subdirectory of the repository (manifest paths are relative to DIR).
+// Dirty mode: what `git add -A` would commit, i.e. HEAD + modified + untracked
+// files that .gitignore does not exclude, minus deleted ones, read from disk.
+//
+// Contents are not kept in memory: read() fetches a blob again by digest.
+
+#include <common/manifest.hpp>
+#include <common/result.hpp>
+
+#include <cstddef>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace cli::package {
+
+enum class Mode { committed, dirty };
+
+class SourceTree {
+  public:
+    struct Impl;
+    explicit SourceTree(std::unique_ptr<Impl> impl);
+    ~SourceTree();
+    SourceTree(SourceTree&&) noexcept;
+    SourceTree& operator=(SourceTree&&) noexcept;
+
+    const common::Manifest& manifest() const;
+    const std::string& commit() const;  // full sha of HEAD
+    const std::string& message() const; // first line of its message
+    bool dirty() const;                 // uncommitted changes are included
+    // Changes under DIR that git sees but the manifest does not include
+    // (committed mode) or includes (dirty mode).
+    std::size_t uncommitted() const;
+    const std::vector<std::string>& warnings() const;
+
+    // The content of a file of the manifest, by digest.
+    common::Result<std::string> read(const std::string& digest) const;
+
+  private:
+    std::unique_ptr<Impl> m_impl;
+};
+
+// Errors: not a git repository, no commits yet, DIR missing (ErrorKind::usage).
+common::Result<SourceTree> package_source(const std::filesystem::path& dir, Mode mode);
+
+} // namespace cli::package

@@ -1,0 +1,118 @@
+#include <cli/target.hpp>
+#include <common/fs.hpp>
+
+#include <fmt/format.h>
+
+#include <cstdlib>
+
+namespace cli {
+
+namespace {
+
+using common::ErrorKind;
+namespace fs = std::filesystem;
+
+std::optional<std::string> env(const char* name) {
+    const char* value = std::getenv(name);
+    if (!value || !*value)
+        return std::nullopt;
+    return std::string(value);
+}
+
+common::Status load_config(Target& target, const fs::path& dir, ConfigNeed need) {
+    fs::path file = (dir / "deploy.toml").lexically_normal();
+    std::error_code ec;
+    if (!fs::exists(file, ec)) {
+        if (need == ConfigNeed::optional)
+            return {};
+        return common::make_error(
+            ErrorKind::config,
+            fmt::format("no deploy.toml in {}: run deployctl in your app's folder, pass -C DIR "
+                        "or the app's DIR, or write a deploy.toml (app = \"NAME\" is the minimum)",
+                        fs::absolute(dir).lexically_normal().string()));
+    }
+    auto text = common::read_file(file);
+    if (!text)
+        return text.error();
+    auto config = common::parse_config(*text, file.string());
+    if (!config)
+        return config.error();
+    target.config_text = std::move(*text);
+    target.config = std::move(*config);
+    return {};
+}
+
+} // namespace
+
+common::Result<Target> resolve_target(const Context& ctx, const fs::path& dir, ConfigNeed need) {
+    Target target;
+    const auto& g = ctx.global;
+    if (auto st = load_config(target, dir, need); !st)
+        return st.error();
+    target.app = !g.app.empty() ? g.app : target.config ? target.config->app : "";
+    if (target.app.empty())
+        return common::make_error(ErrorKind::usage,
+                                  "which app? there is no deploy.toml here: pass -a NAME, or run "
+                                  "deployctl in the app's folder (or with -C DIR)");
+    if (!common::is_valid_app_name(target.app))
+        return common::make_error(
+            ErrorKind::usage,
+            fmt::format("'{}' is not a valid app name: lower-case letters, digits and dashes, "
+                        "starting with a letter",
+                        target.app));
+    HostSources sources{g.hosts, env("DEPLOYCTL_HOST"), target.config ? &*target.config : nullptr,
+                        g.target};
+    auto hosts = resolve_hosts(sources);
+    if (!hosts)
+        return hosts.error();
+    target.hosts = std::move(*hosts);
+    return target;
+}
+
+common::Status for_each_host(Context& ctx, const Target& target, OnError on_error,
+                             const HostFn& fn) {
+    std::vector<HostUrl> urls;
+    for (const auto& host : target.hosts) {
+        auto url = parse_host_url(host);
+        if (!url)
+            return url.error();
+        if (auto st = check_transport(*url); !st)
+            return st;
+        urls.push_back(std::move(*url));
+    }
+    bool several = urls.size() > 1;
+    ctx.out->set_several_hosts(several);
+    common::Status first;
+    for (const auto& url : urls) {
+        auto client = ctx.connect(url);
+        auto st = fn(*client, url.base_url);
+        if (st)
+            continue;
+        if (several) {
+            ctx.out->error(st.error(), url.base_url);
+            ctx.error_reported = true;
+        }
+        if (first)
+            first = st;
+        if (on_error == OnError::stop)
+            break;
+    }
+    return first;
+}
+
+common::Status check_release_id(const std::string& id) {
+    bool ok = id.size() >= 2 && id.size() <= 20 && id[0] == 'v' &&
+              id.find_first_not_of("0123456789", 1) == std::string::npos;
+    if (ok)
+        return {};
+    return common::make_error(ErrorKind::usage,
+                              fmt::format("'{}' is not a release id: expected v1, v2, ... "
+                                          "(see deployctl releases)",
+                                          id));
+}
+
+std::string app_path(const std::string& app) {
+    return "/v1/apps/" + app;
+}
+
+} // namespace cli

@@ -1,0 +1,43 @@
+#pragma once
+// Which app on which agents a command is about: deploy.toml, -a, -t, --host.
+
+#include <cli/context.hpp>
+#include <common/config.hpp>
+
+#include <filesystem>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace cli {
+
+enum class ConfigNeed { required, optional };
+
+struct Target {
+    std::optional<common::AppConfig> config;
+    std::string config_text; // deploy.toml as written, sent with a deployment
+    std::string app;
+    std::vector<std::string> hosts;
+};
+
+// Reads DIR/deploy.toml (required for deploy; optional for the other commands
+// when -a and --host say enough) and resolves the app and its agents.
+common::Result<Target> resolve_target(const Context& ctx, const std::filesystem::path& dir,
+                                      ConfigNeed need);
+
+enum class OnError { stop, keep_going };
+using HostFn = std::function<common::Status(transport::Client& client, const std::string& host)>;
+
+// Runs `fn` against each agent in turn. All URLs are checked before the first
+// is contacted. With several agents, errors are printed as they happen.
+common::Status for_each_host(Context& ctx, const Target& target, OnError on_error,
+                             const HostFn& fn);
+
+// Release ids are v1, v2, ...: anything else is a usage error.
+common::Status check_release_id(const std::string& id);
+
+// "/v1/apps/hello".
+std::string app_path(const std::string& app);
+
+} // namespace cli

@@ -1,0 +1,292 @@
+#include <cli/transport/http_client.hpp>
+#include <common/version.hpp>
+
+#include <curl/curl.h>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <cstring>
+#include <optional>
+
+namespace cli::transport {
+
+namespace {
+
+using common::ErrorKind;
+using nlohmann::json;
+
+void init_curl_once() {
+    struct Global {
+        Global() { curl_global_init(CURL_GLOBAL_DEFAULT); }
+        ~Global() { curl_global_cleanup(); }
+    };
+    static Global global;
+}
+
+struct Headers {
+    curl_slist* list = nullptr;
+    ~Headers() { curl_slist_free_all(list); }
+    void add(const std::string& h) { list = curl_slist_append(list, h.c_str()); }
+};
+
+struct Response {
+    long status = 0;
+    std::string body;
+};
+
+// What the write callback of a stream needs.
+struct StreamState {
+    CURL* handle = nullptr;
+    const LineHandler* handler = nullptr;
+    std::string buffer;     // an unfinished line
+    std::string error_body; // the body of an error status
+    long status = 0;
+    bool stopped = false;
+    std::optional<common::Error> bad_line;
+};
+
+size_t append_body(char* data, size_t size, size_t count, void* user) {
+    static_cast<std::string*>(user)->append(data, size * count);
+    return size * count;
+}
+
+// Hands every complete line to the handler; false when it asked to stop.
+bool deliver_lines(StreamState& s) {
+    std::size_t start = 0;
+    for (auto nl = s.buffer.find('\n'); nl != std::string::npos; nl = s.buffer.find('\n', start)) {
+        std::string_view line(s.buffer.data() + start, nl - start);
+        start = nl + 1;
+        if (!line.empty() && line.back() == '\r')
+            line.remove_suffix(1);
+        if (line.empty())
+            continue;
+        auto event = json::parse(line, nullptr, false);
+        if (event.is_discarded()) {
+            s.bad_line =
+                common::make_error(ErrorKind::internal,
+                                   fmt::format("the agent sent a malformed event: {:.200}", line));
+            return false;
+        }
+        if (!(*s.handler)(event))
+            return false;
+    }
+    s.buffer.erase(0, start);
+    return true;
+}
+
+size_t on_stream_data(char* data, size_t size, size_t count, void* user) {
+    auto& s = *static_cast<StreamState*>(user);
+    if (s.status == 0)
+        curl_easy_getinfo(s.handle, CURLINFO_RESPONSE_CODE, &s.status);
+    if (s.status >= 400) {
+        s.error_body.append(data, size * count);
+        return size * count;
+    }
+    s.buffer.append(data, size * count);
+    if (!deliver_lines(s)) {
+        s.stopped = true;
+        return 0; // makes curl stop with CURLE_WRITE_ERROR
+    }
+    return size * count;
+}
+
+common::Error curl_error(CURLcode code, const char* detail, const std::string& url, long os_errno) {
+    std::string why = detail && *detail ? detail : curl_easy_strerror(code);
+    // "Failed to connect to 127.0.0.1 port 7070 after 0 ms: Couldn't connect to server"
+    // says the address twice and hides the reason: the OS says it best.
+    if (code == CURLE_COULDNT_CONNECT && os_errno != 0)
+        why = std::strerror(static_cast<int>(os_errno));
+    if (code == CURLE_OPERATION_TIMEDOUT)
+        return common::make_error(
+            ErrorKind::timeout,
+            fmt::format("the agent at {} did not answer in time: {}", url, why));
+    return common::make_error(ErrorKind::connection,
+                              fmt::format("cannot reach the agent at {}: {}", url, why));
+}
+
+ErrorKind kind_of_code(std::string_view code, long status) {
+    if (status == 401 || status == 403)
+        return ErrorKind::auth;
+    if (code == "refused")
+        return ErrorKind::refused;
+    if (code == "config")
+        return ErrorKind::config;
+    if (code == "not_found")
+        return ErrorKind::not_found;
+    if (code == "bad_request" || code == "missing_blobs" || code == "too_large")
+        return ErrorKind::bad_request;
+    if (code == "unauthorized" || code == "forbidden" || code == "auth")
+        return ErrorKind::auth;
+    if (code == "timeout")
+        return ErrorKind::timeout;
+    if (status == 404)
+        return ErrorKind::not_found;
+    if (status == 409)
+        return ErrorKind::refused;
+    if (status >= 400 && status < 500)
+        return ErrorKind::bad_request;
+    return ErrorKind::internal;
+}
+
+class HttpClient final : public Client {
+  public:
+    HttpClient(std::string base_url, HttpOptions options)
+        : m_base_url(std::move(base_url)), m_options(std::move(options)) {
+        init_curl_once();
+        m_handle = curl_easy_init();
+    }
+    ~HttpClient() override { curl_easy_cleanup(m_handle); }
+    HttpClient(const HttpClient&) = delete;
+    HttpClient& operator=(const HttpClient&) = delete;
+
+    const std::string& url() const override { return m_base_url; }
+
+    common::Result<json> get_json(std::string_view path) override {
+        return request_json("GET", path, nullptr, "application/json");
+    }
+    common::Result<json> post_json(std::string_view path, const json& body) override {
+        std::string text = body.dump();
+        return request_json("POST", path, &text, "application/json");
+    }
+    common::Result<json> put_blob(std::string_view path, std::string_view bytes) override {
+        std::string text(bytes);
+        return request_json("PUT", path, &text, "application/octet-stream");
+    }
+    common::Result<json> remove(std::string_view path) override {
+        return request_json("DELETE", path, nullptr, "application/json");
+    }
+    common::Status stream_ndjson(std::string_view path, const LineHandler& on_event) override;
+
+  private:
+    long os_errno() {
+        long value = 0;
+        curl_easy_getinfo(m_handle, CURLINFO_OS_ERRNO, &value);
+        return value;
+    }
+    void setup(const char* method, std::string_view path, Headers& headers, const char* accept);
+    common::Result<Response> perform(const char* method, std::string_view path,
+                                     const std::string* body, const char* content_type);
+    common::Result<json> request_json(const char* method, std::string_view path,
+                                      const std::string* body, const char* content_type);
+
+    std::string m_base_url;
+    HttpOptions m_options;
+    CURL* m_handle = nullptr;
+    char m_error[CURL_ERROR_SIZE] = {};
+};
+
+void HttpClient::setup(const char* method, std::string_view path, Headers& headers,
+                       const char* accept) {
+    curl_easy_reset(m_handle); // keeps the connection cache: blobs reuse one connection
+    m_error[0] = '\0';
+    std::string url = m_base_url + std::string(path);
+    curl_easy_setopt(m_handle, CURLOPT_URL, url.c_str());
+    curl_easy_setopt(m_handle, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(m_handle, CURLOPT_ERRORBUFFER, m_error);
+    curl_easy_setopt(m_handle, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(m_handle, CURLOPT_CONNECTTIMEOUT, m_options.connect_timeout_s);
+    curl_easy_setopt(m_handle, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(m_handle, CURLOPT_PROTOCOLS_STR, "http,https");
+    std::string agent = fmt::format("deployctl/{}", common::version());
+    curl_easy_setopt(m_handle, CURLOPT_USERAGENT, agent.c_str());
+    headers.add(fmt::format("Accept: {}", accept));
+    headers.add("Expect:");
+    if (!m_options.token.empty())
+        headers.add("Authorization: Bearer " + m_options.token);
+}
+
+common::Result<Response> HttpClient::perform(const char* method, std::string_view path,
+                                             const std::string* body, const char* content_type) {
+    Headers headers;
+    setup(method, path, headers, "application/json");
+    Response response;
+    if (body) {
+        headers.add(fmt::format("Content-Type: {}", content_type));
+        curl_easy_setopt(m_handle, CURLOPT_POSTFIELDS, body->data());
+        curl_easy_setopt(m_handle, CURLOPT_POSTFIELDSIZE_LARGE,
+                         static_cast<curl_off_t>(body->size()));
+    }
+    curl_easy_setopt(m_handle, CURLOPT_HTTPHEADER, headers.list);
+    curl_easy_setopt(m_handle, CURLOPT_WRITEFUNCTION, append_body);
+    curl_easy_setopt(m_handle, CURLOPT_WRITEDATA, &response.body);
+    // Give up on a stalled transfer, not on a long one (big blobs).
+    curl_easy_setopt(m_handle, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    curl_easy_setopt(m_handle, CURLOPT_LOW_SPEED_TIME, m_options.request_timeout_s);
+    CURLcode rc = curl_easy_perform(m_handle);
+    if (rc != CURLE_OK)
+        return curl_error(rc, m_error, m_base_url, os_errno());
+    curl_easy_getinfo(m_handle, CURLINFO_RESPONSE_CODE, &response.status);
+    return response;
+}
+
+common::Result<json> HttpClient::request_json(const char* method, std::string_view path,
+                                              const std::string* body, const char* content_type) {
+    auto response = perform(method, path, body, content_type);
+    if (!response)
+        return response.error();
+    if (response->status >= 400)
+        return error_from_response(response->status, response->body, m_base_url);
+    if (response->body.empty())
+        return json::object();
+    auto parsed = json::parse(response->body, nullptr, false);
+    if (parsed.is_discarded())
+        return common::make_error(
+            ErrorKind::internal,
+            fmt::format("the agent at {} sent an answer that is not JSON: {:.200}", m_base_url,
+                        response->body));
+    return parsed;
+}
+
+common::Status HttpClient::stream_ndjson(std::string_view path, const LineHandler& on_event) {
+    Headers headers;
+    setup("GET", path, headers, "application/x-ndjson");
+    StreamState state;
+    state.handle = m_handle;
+    state.handler = &on_event;
+    curl_easy_setopt(m_handle, CURLOPT_HTTPHEADER, headers.list);
+    curl_easy_setopt(m_handle, CURLOPT_WRITEFUNCTION, on_stream_data);
+    curl_easy_setopt(m_handle, CURLOPT_WRITEDATA, &state);
+    CURLcode rc = curl_easy_perform(m_handle);
+    if (state.bad_line)
+        return *state.bad_line;
+    if (state.stopped)
+        return {};
+    if (rc != CURLE_OK)
+        return curl_error(rc, m_error, m_base_url, os_errno());
+    if (state.status == 0)
+        curl_easy_getinfo(m_handle, CURLINFO_RESPONSE_CODE, &state.status);
+    if (state.status >= 400)
+        return error_from_response(state.status, state.error_body, m_base_url);
+    state.buffer += '\n'; // a last line without a newline still counts
+    deliver_lines(state);
+    if (state.bad_line)
+        return *state.bad_line;
+    return {};
+}
+
+} // namespace
+
+common::Error error_from_response(long status, std::string_view body, std::string_view url) {
+    std::string code;
+    std::string message;
+    auto parsed = json::parse(body, nullptr, false);
+    if (!parsed.is_discarded() && parsed.is_object() && parsed.contains("error") &&
+        parsed["error"].is_object()) {
+        code = parsed["error"].value("code", "");
+        message = parsed["error"].value("message", "");
+    }
+    ErrorKind kind = kind_of_code(code, status);
+    if (message.empty())
+        message = fmt::format("the agent at {} answered HTTP {}", url, status);
+    if (kind == ErrorKind::auth)
+        message = fmt::format("the agent at {} refused our credentials (HTTP {}): {} "
+                              "(set DEPLOYCTL_TOKEN to a token with access)",
+                              url, status, message);
+    return common::make_error(kind, std::move(message));
+}
+
+std::unique_ptr<Client> make_http_client(std::string base_url, HttpOptions options) {
+    return std::make_unique<HttpClient>(std::move(base_url), std::move(options));
+}
+
+} // namespace cli::transport

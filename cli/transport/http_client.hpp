@@ -1,0 +1,23 @@
+#pragma once
+// The Client over HTTP(S), on libcurl (kept out of this header).
+
+#include <cli/transport/client.hpp>
+
+#include <memory>
+#include <string>
+
+namespace cli::transport {
+
+struct HttpOptions {
+    std::string token; // bearer token (DEPLOYCTL_TOKEN), empty for none
+    long connect_timeout_s = 10;
+    long request_timeout_s = 300; // non-streaming requests
+};
+
+// `base_url` is "http://127.0.0.1:7070" or "https://host:7443" (no trailing slash).
+std::unique_ptr<Client> make_http_client(std::string base_url, HttpOptions options = {});
+
+// Maps an agent's error answer to a typed error (exposed for tests).
+common::Error error_from_response(long status, std::string_view body, std::string_view url);
+
+} // namespace cli::transport
