@@ -1,0 +1,500 @@
+# Helpers for the end-to-end tests: real deploy-agent, deploy-proxy and
+# deployctl processes, real git repositories, a real SQLite file.
+#
+# Source it first thing from a test script:
+#     source "$(dirname "$0")/lib.sh"
+# Every check prints one line; the first failing check prints what was
+# expected and what came, and the script exits 1. The EXIT trap kills every
+# process the test started (agents, proxies, apps, builds) and removes the
+# temporary folder, whether the test passed or not.
+
+set -euo pipefail
+
+IT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO_ROOT=$(cd "$IT_DIR/../.." && pwd)
+DEPLOYCTL_BIN=${DEPLOYCTL_BIN:-$REPO_ROOT/build/cli/deployctl}
+AGENT_BIN=${AGENT_BIN:-$REPO_ROOT/build/agent/deploy-agent}
+if [[ -z ${PROXY_BIN:-} ]]; then
+    PROXY_BIN=$REPO_ROOT/build/agent/proxy/deploy-proxy
+    [[ -x $PROXY_BIN ]] || PROXY_BIN=$REPO_ROOT/build/agent/deploy-proxy
+fi
+TEST_NAME=$(basename "$0" .sh)
+
+# Everything a test creates lives here; the cleanup finds leftover processes
+# by this path (their working directory or command line).
+TEST_TMP=$(mktemp -d "${TMPDIR:-/tmp}/deployctl-it.${TEST_NAME}.XXXXXX")
+TEST_TMP=$(cd "$TEST_TMP" && pwd -P)
+CHECKS=0
+declare -a IT_AGENT_LOGS=()
+
+export NO_COLOR=1
+unset DEPLOYCTL_HOST
+# Nothing a test does may depend on the user's git config.
+export GIT_CONFIG_GLOBAL=$TEST_TMP/gitconfig GIT_CONFIG_NOSYSTEM=1
+export HOME=$TEST_TMP/home
+mkdir -p "$HOME"
+
+# ---------------------------------------------------------------- reporting
+
+log() { printf '[%s] %s\n' "$TEST_NAME" "$*"; }
+
+pass() {
+    CHECKS=$((CHECKS + 1))
+    printf '[%s] ok   %s\n' "$TEST_NAME" "$1"
+}
+
+fail() {
+    printf '[%s] FAIL %s\n' "$TEST_NAME" "$1" >&2
+    shift
+    local line
+    for line in "$@"; do printf '         %s\n' "$line" >&2; done
+    exit 1
+}
+
+# Shows at most N lines of a file, indented, for failure messages.
+excerpt() {
+    local file=$1 n=${2:-40}
+    if [[ -s $file ]]; then tail -n "$n" "$file" | sed 's/^/  | /'; else echo "  | (empty)"; fi
+}
+
+# ---------------------------------------------------------------- assertions
+
+# assert_eq EXPECTED ACTUAL DESCRIPTION
+assert_eq() {
+    local expected=$1 actual=$2 what=$3
+    if [[ $expected == "$actual" ]]; then
+        pass "$what"
+    else
+        fail "$what" "expected: $(printf '%q' "$expected")" "got:      $(printf '%q' "$actual")"
+    fi
+}
+
+# assert_ne UNEXPECTED ACTUAL DESCRIPTION
+assert_ne() {
+    local unexpected=$1 actual=$2 what=$3
+    if [[ $unexpected != "$actual" ]]; then
+        pass "$what"
+    else
+        fail "$what" "expected anything but: $(printf '%q' "$unexpected")"
+    fi
+}
+
+# assert_contains HAYSTACK NEEDLE DESCRIPTION
+assert_contains() {
+    local haystack=$1 needle=$2 what=$3
+    if [[ $haystack == *"$needle"* ]]; then
+        pass "$what"
+    else
+        fail "$what" "expected to contain: $(printf '%q' "$needle")" \
+            "got: $(printf '%s' "$haystack" | head -c 3000)"
+    fi
+}
+
+# assert_not_contains HAYSTACK NEEDLE DESCRIPTION
+assert_not_contains() {
+    local haystack=$1 needle=$2 what=$3
+    if [[ $haystack != *"$needle"* ]]; then
+        pass "$what"
+    else
+        fail "$what" "expected NOT to contain: $(printf '%q' "$needle")" \
+            "got: $(printf '%s' "$haystack" | head -c 3000)"
+    fi
+}
+
+# assert_match HAYSTACK ERE DESCRIPTION (grep -E, case-insensitive)
+assert_match() {
+    local haystack=$1 re=$2 what=$3
+    if printf '%s' "$haystack" | grep -Eqi -- "$re"; then
+        pass "$what"
+    else
+        fail "$what" "expected to match /$re/" "got: $(printf '%s' "$haystack" | head -c 3000)"
+    fi
+}
+
+# assert_true DESCRIPTION CMD... (the command must exit 0)
+assert_true() {
+    local what=$1
+    shift
+    if "$@"; then pass "$what"; else fail "$what" "command failed: $*"; fi
+}
+
+# assert_false DESCRIPTION CMD... (the command must exit non-zero)
+assert_false() {
+    local what=$1
+    shift
+    if "$@"; then fail "$what" "command succeeded but should not have: $*"; else pass "$what"; fi
+}
+
+# assert_jq JSON FILTER DESCRIPTION: jq -e FILTER must be true on JSON.
+assert_jq() {
+    local json=$1 filter=$2 what=$3
+    if jq -e "$filter" >/dev/null 2>&1 <<<"$json"; then
+        pass "$what"
+    else
+        fail "$what" "expected jq filter to hold: $filter" "on: $(printf '%s' "$json" | head -c 3000)"
+    fi
+}
+
+# assert_exit CODE CMD...
+# Runs CMD with stdout/stderr captured in $OUT / $ERR (also in files $OUT_FILE
+# / $ERR_FILE) and checks its exit status. Fails with both streams shown.
+OUT="" ERR="" RC=0
+OUT_FILE="" ERR_FILE=""
+run() {
+    OUT_FILE=$TEST_TMP/last.out ERR_FILE=$TEST_TMP/last.err
+    RC=0
+    "$@" >"$OUT_FILE" 2>"$ERR_FILE" || RC=$?
+    OUT=$(cat "$OUT_FILE")
+    ERR=$(cat "$ERR_FILE")
+}
+
+assert_exit() {
+    local code=$1
+    shift
+    run "$@"
+    if [[ $RC == "$code" ]]; then
+        pass "exit $code: $(short_cmd "$@")"
+    else
+        fail "exit status of: $(short_cmd "$@")" "expected: $code" "got:      $RC" \
+            "stdout:" "$(excerpt "$OUT_FILE" 30)" "stderr:" "$(excerpt "$ERR_FILE" 30)"
+    fi
+}
+
+short_cmd() {
+    local s=${*//$TEST_TMP/\$TMP}
+    s=${s//$DEPLOYCTL_BIN/deployctl}
+    printf '%s' "${s:0:200}"
+}
+
+# wait_until SECONDS CMD...: polls every 0.1 s until CMD succeeds; returns 1 on timeout.
+wait_until() {
+    local limit_ms=$(($1 * 1000))
+    shift
+    local start now
+    start=$(date +%s%N)
+    while :; do
+        if "$@"; then return 0; fi
+        now=$(date +%s%N)
+        if (((now - start) / 1000000 >= limit_ms)); then return 1; fi
+        sleep 0.1
+    done
+}
+
+# ---------------------------------------------------------------- prerequisites
+
+require_binaries() {
+    local b
+    for b in "$DEPLOYCTL_BIN" "$AGENT_BIN" "$PROXY_BIN"; do
+        [[ -x $b ]] || fail "binary present" "expected an executable at $b (build the project first)"
+    done
+    # Tools a user's machine may lack: skip (CTest SKIP_RETURN_CODE 77), with the reason.
+    local tool missing=()
+    for tool in git curl jq sqlite3 busybox ss setsid; do
+        command -v "$tool" >/dev/null || missing+=("$tool")
+    done
+    if ((${#missing[@]})); then
+        log "SKIP: needs ${missing[*]} on PATH (Debian: apt-get install git curl jq sqlite3 busybox-static iproute2)"
+        exit 77
+    fi
+    busybox httpd --help >/dev/null 2>&1 || busybox --list 2>/dev/null | grep -qx httpd || {
+        log "SKIP: this busybox has no httpd applet (Debian: apt-get install busybox-static)"
+        exit 77
+    }
+}
+
+# ---------------------------------------------------------------- ports
+
+port_in_use() { ss -Hltn "sport = :$1" 2>/dev/null | grep -q .; }
+
+# free_port: prints a random TCP port in 20000-60000 nobody listens on and
+# this test has not handed out before.
+free_port() {
+    local p i
+    for i in $(seq 1 200); do
+        p=$((20000 + RANDOM % 40001))
+        # Called as $(free_port): the list of ports handed out lives in a file.
+        grep -qx "$p" "$TEST_TMP/ports" 2>/dev/null && continue
+        port_in_use "$p" && continue
+        if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then continue; fi
+        echo "$p" >>"$TEST_TMP/ports"
+        echo "$p"
+        return 0
+    done
+    fail "free_port" "no free port found"
+}
+
+# ---------------------------------------------------------------- agent
+
+# start_agent [NAME]
+# Starts deploy-agent with its own data dir and random ports, waits for
+# /v1/health (≤10 s). Sets AGENT_PID AGENT_PORT AGENT_URL PROXY_PORT DATA
+# AGENT_LOG, and also NAME_PID, NAME_URL, ... when NAME is given.
+# With DATA / AGENT_PORT / PROXY_PORT already set and REUSE=1, restarts on them.
+start_agent() {
+    local name=${1:-agent}
+    if [[ ${REUSE:-0} != 1 ]]; then
+        DATA=$TEST_TMP/$name/data
+        AGENT_PORT=$(free_port)
+        PROXY_PORT=$(free_port)
+        mkdir -p "$DATA"
+    fi
+    AGENT_URL=http://127.0.0.1:$AGENT_PORT
+    AGENT_LOG=$TEST_TMP/$name/agent.$(date +%s%N).log
+    mkdir -p "$(dirname "$AGENT_LOG")"
+    IT_AGENT_LOGS+=("$AGENT_LOG")
+    # stdout and stderr go to a file: the proxy and the apps inherit them and
+    # outlive the agent, and must not hold the test's (CTest's) pipe open.
+    "$AGENT_BIN" serve --data-dir "$DATA" --listen "127.0.0.1:$AGENT_PORT" \
+        --proxy-listen "127.0.0.1:$PROXY_PORT" --engine process --proxy-bin "$PROXY_BIN" \
+        </dev/null >"$AGENT_LOG" 2>&1 &
+    AGENT_PID=$!
+    disown "$AGENT_PID" # no "Killed" job notices; bash still reaps it
+    echo "$AGENT_PID" >>"$TEST_TMP/agent.pids"
+    local ok=0 i
+    for i in $(seq 1 100); do
+        if curl -fsS -o /dev/null --max-time 1 "$AGENT_URL/v1/health" 2>/dev/null; then ok=1; break; fi
+        kill -0 "$AGENT_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    if [[ $ok != 1 ]]; then
+        fail "agent '$name' answers /v1/health within 10 s" "agent log ($AGENT_LOG):" "$(excerpt "$AGENT_LOG")"
+    fi
+    if ! grep -q 'deploy-agent ready' "$AGENT_LOG"; then
+        sleep 0.2
+        grep -q 'deploy-agent ready' "$AGENT_LOG" ||
+            fail "agent prints 'deploy-agent ready' on stderr" "agent log:" "$(excerpt "$AGENT_LOG")"
+    fi
+    pass "agent '$name' ready on $AGENT_URL (proxy :$PROXY_PORT, data $(short_cmd "$DATA"))"
+    local upper=${name^^}
+    upper=${upper//-/_}
+    printf -v "${upper}_PID" '%s' "$AGENT_PID"
+    printf -v "${upper}_URL" '%s' "$AGENT_URL"
+    printf -v "${upper}_PORT" '%s' "$AGENT_PORT"
+    printf -v "${upper}_PROXY_PORT" '%s' "$PROXY_PORT"
+    printf -v "${upper}_DATA" '%s' "$DATA"
+}
+
+# restart_agent [NAME]: same data dir and ports as the last start_agent.
+restart_agent() { REUSE=1 start_agent "$@"; }
+
+# kill_agent [-9|-TERM]: stops the current agent (by its pid only) and reaps it.
+kill_agent() {
+    local sig=${1:--9}
+    kill "$sig" "$AGENT_PID" 2>/dev/null || true
+    wait_until 10 dead "$AGENT_PID" || fail "agent (pid $AGENT_PID) stops on kill $sig" "still running after 10 s"
+}
+
+proxy_pid() { cat "${1:-$DATA}/proxy/proxy.pid" 2>/dev/null || true; }
+
+# ---------------------------------------------------------------- processes
+
+# Pids whose working directory or command line lies under PREFIX.
+pids_under() {
+    local prefix=$1 p pid cwd
+    for p in /proc/[0-9]*; do
+        pid=${p#/proc/}
+        [[ $pid == "$$" || $pid == "$BASHPID" ]] && continue
+        cwd=$(readlink "$p/cwd" 2>/dev/null) || continue
+        if [[ $cwd == "$prefix" || $cwd == "$prefix"/* ]]; then
+            echo "$pid"
+            continue
+        fi
+        if tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -qF -- "$prefix"; then echo "$pid"; fi
+    done
+}
+
+# Pids of processes whose cwd is DIR (or below) and whose command line contains WORD.
+pids_in_dir_matching() {
+    local dir=$1 word=$2 p pid cwd
+    for p in /proc/[0-9]*; do
+        pid=${p#/proc/}
+        cwd=$(readlink "$p/cwd" 2>/dev/null) || continue
+        [[ $cwd == "$dir" || $cwd == "$dir"/* ]] || continue
+        [[ $pid == "$$" || $pid == "$BASHPID" ]] && continue
+        if tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -qF -- "$word"; then echo "$pid"; fi
+    done
+}
+
+# The pid listening on 127.0.0.1:PORT (empty if none).
+listener_pid() {
+    ss -Hltnp "sport = :$1" 2>/dev/null | grep -o 'pid=[0-9]*' | head -n1 | cut -d= -f2
+}
+
+# A zombie (exited, not yet reaped by its parent) counts as dead.
+alive() {
+    kill -0 "$1" 2>/dev/null || return 1
+    local state
+    state=$(sed -n 's/^State:[[:space:]]*\([A-Z]\).*/\1/p' "/proc/$1/status" 2>/dev/null)
+    [[ $state != Z && -n $state ]]
+}
+dead() { ! alive "$1"; }
+
+stop_all() {
+    local rc=$?
+    trap - EXIT
+    set +e
+    if [[ $rc != 0 && $rc != 77 ]]; then
+        local f
+        for f in "${IT_AGENT_LOGS[@]-}"; do
+            [[ -n $f && -f $f ]] || continue
+            printf '[%s] --- %s (last lines)\n' "$TEST_NAME" "$(short_cmd "$f")" >&2
+            tail -n 40 "$f" | sed 's/^/    /' >&2
+        done
+    fi
+    # Agents first so nothing restarts the apps, then proxies, then anything
+    # else (apps, builds) running under the test's folder.
+    local pidfile pid round pids
+    for pid in $(cat "$TEST_TMP/agent.pids" 2>/dev/null) $(jobs -p); do kill -9 "$pid" 2>/dev/null; done
+    for pidfile in "$TEST_TMP"/*/data/proxy/proxy.pid; do
+        [[ -f $pidfile ]] && kill -9 "$(cat "$pidfile")" 2>/dev/null
+    done
+    for round in 1 2 3 4 5; do
+        pids=$(pids_under "$TEST_TMP")
+        [[ -z $pids ]] && break
+        kill -9 $pids 2>/dev/null
+        sleep 0.2
+    done
+    wait 2>/dev/null
+    pids=$(pids_under "$TEST_TMP")
+    if [[ -n $pids ]]; then
+        printf '[%s] WARNING: processes survived cleanup: %s\n' "$TEST_NAME" "$pids" >&2
+    fi
+    if [[ ${KEEP_TMP:-0} == 1 ]]; then
+        printf '[%s] kept %s\n' "$TEST_NAME" "$TEST_TMP" >&2
+    else
+        rm -rf "$TEST_TMP"
+    fi
+    if [[ $rc == 0 ]]; then
+        printf '[%s] PASSED (%d checks)\n' "$TEST_NAME" "$CHECKS"
+    elif [[ $rc == 77 ]]; then
+        printf '[%s] SKIPPED\n' "$TEST_NAME"
+    else
+        printf '[%s] FAILED after %d passing checks (exit %d)\n' "$TEST_NAME" "$CHECKS" "$rc" >&2
+    fi
+    exit "$rc"
+}
+trap stop_all EXIT
+
+# ---------------------------------------------------------------- apps and repos
+
+# The build writes the page from VERSION and prints a line the log tests find.
+DEFAULT_BUILD='echo "building $(cat VERSION)" && mkdir -p public && echo "hello from $(cat VERSION)" > public/index.html && echo ok > public/healthz'
+DEFAULT_RUN='exec busybox httpd -f -p 127.0.0.1:$PORT -h public'
+
+# write_toml REPO APP [key=value...]
+# keys: build, run, build_timeout, health_path, health_timeout, keep, drain, hosts
+# (hosts is a TOML array body, e.g. '"http://127.0.0.1:1"'; hosts= with an
+# empty value writes no [targets] table).
+write_toml() {
+    local repo=$1 app=$2
+    shift 2
+    local build=$DEFAULT_BUILD run=$DEFAULT_RUN build_timeout=30s health_path=/healthz
+    local health_timeout=10s keep=5 drain=200ms hosts="\"${AGENT_URL:-http://127.0.0.1:7070}\""
+    local kv
+    for kv in "$@"; do
+        local k=${kv%%=*} v=${kv#*=}
+        case $k in
+        build) build=$v ;; run) run=$v ;; build_timeout) build_timeout=$v ;;
+        health_path) health_path=$v ;; health_timeout) health_timeout=$v ;;
+        keep) keep=$v ;; drain) drain=$v ;; hosts) hosts=$v ;;
+        *) fail "write_toml" "unknown key $k" ;;
+        esac
+    done
+    {
+        printf 'app = "%s"\n\n' "$app"
+        printf '[build]\ncommand = %s\ntimeout = "%s"\n\n' "$(toml_string "$build")" "$build_timeout"
+        printf '[run]\ncommand = %s\n' "$(toml_string "$run")"
+        printf 'health = { path = "%s", interval = "100ms", timeout = "%s" }\n\n' "$health_path" "$health_timeout"
+        printf '[deploy]\nkeep = %s\ndrain = "%s"\n' "$keep" "$drain"
+        if [[ -n $hosts ]]; then printf '\n[targets.local]\nhosts = [%s]\n' "$hosts"; fi
+    } >"$repo/deploy.toml"
+}
+
+# A TOML basic string: backslashes and double quotes escaped.
+toml_string() {
+    local s=${1//\\/\\\\}
+    s=${s//\"/\\\"}
+    printf '"%s"' "$s"
+}
+
+# make_app_repo NAME [write_toml keys...]: a fresh git repo with deploy.toml,
+# VERSION=1 and a .gitignore, committed. Prints nothing; sets REPO.
+make_app_repo() {
+    local name=$1
+    shift
+    REPO=$TEST_TMP/repos/$name
+    mkdir -p "$REPO"
+    git -C "$REPO" init -q -b main
+    git -C "$REPO" config user.name "Integration Test"
+    git -C "$REPO" config user.email "it@example.invalid"
+    git -C "$REPO" config commit.gpgsign false
+    write_toml "$REPO" "$name" "$@"
+    echo 1 >"$REPO/VERSION"
+    printf 'public/\n*.tmp\n' >"$REPO/.gitignore"
+    git -C "$REPO" add -A
+    git -C "$REPO" commit -q -m "Initial commit of $name"
+}
+
+# commit_change REPO MESSAGE [FILE CONTENT]...: writes files and commits everything.
+commit_change() {
+    local repo=$1 msg=$2
+    shift 2
+    while (($# >= 2)); do
+        mkdir -p "$(dirname "$repo/$1")"
+        printf '%s\n' "$2" >"$repo/$1"
+        shift 2
+    done
+    git -C "$repo" add -A
+    git -C "$repo" commit -q --allow-empty -m "$msg"
+}
+
+# ---------------------------------------------------------------- talking to it
+
+# dctl ARGS...: deployctl against REPO and the current agent.
+dctl() { "$DEPLOYCTL_BIN" -C "$REPO" --host "$AGENT_URL" --no-color "$@"; }
+
+# fetch APP [PATH] [PROXY_PORT]: the body served through the proxy (empty on error).
+fetch() {
+    curl -s --max-time 5 -H "Host: $1.localhost" "http://127.0.0.1:${3:-$PROXY_PORT}${2:-/}" || true
+}
+# fetch_code APP [PATH] [PROXY_PORT]: the HTTP status through the proxy (000 on error).
+fetch_code() {
+    curl -s -o /dev/null -w '%{http_code}' --max-time 5 -H "Host: $1.localhost" \
+        "http://127.0.0.1:${3:-$PROXY_PORT}${2:-/}" || true
+}
+
+# api GET|POST|... PATH [curl args...]: sets API_STATUS (000 when unreachable)
+# and API_BODY. Not for $(...): the variables would be lost in the subshell.
+API_STATUS="" API_BODY=""
+api() {
+    local method=$1 path=$2
+    shift 2
+    local body=$TEST_TMP/api.body
+    : >"$body"
+    API_STATUS=$(curl -s -o "$body" -w '%{http_code}' --max-time 30 -X "$method" "$@" "$AGENT_URL$path") || API_STATUS=000
+    API_BODY=$(cat "$body")
+}
+
+# release_field APP ID FIELD: from GET /v1/apps/APP/releases/ID.
+release_field() {
+    curl -s --max-time 5 "$AGENT_URL/v1/apps/$1/releases/$2" | jq -r ".$3 // empty" 2>/dev/null || true
+}
+
+release_state() { release_field "$1" "$2" state; }
+
+# The pid of a release's app process, found by the port the agent gave it.
+app_pid() {
+    local port
+    port=$(release_field "$1" "$2" port)
+    [[ -n $port && $port != 0 ]] || return 0
+    listener_pid "$port"
+}
+
+release_dir() { echo "${3:-$DATA}/apps/$1/releases/$2"; }
+
+# expect_serving APP TEXT DESCRIPTION [PROXY_PORT]
+expect_serving() {
+    local body
+    body=$(fetch "$1" / "${4:-$PROXY_PORT}")
+    assert_eq "$2" "$body" "$3"
+}

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# `deployctl logs` shows build and app output; `logs -f` follows new lines.
+source "$(dirname "$0")/lib.sh"
+require_binaries
+
+start_agent
+make_app_repo hello \
+    build='echo "build-step-one $(cat VERSION)" && mkdir -p public && echo "hello from $(cat VERSION)" > public/index.html && echo ok > public/healthz' \
+    run='echo "started-on-$PORT"; exec busybox httpd -f -vv -p 127.0.0.1:$PORT -h public'
+APP=hello
+
+assert_exit 0 dctl deploy
+expect_serving $APP "hello from 1" "v1 served"
+port=$(release_field $APP v1 port)
+assert_ne "" "$port" "v1 has a port"
+
+assert_exit 0 dctl logs
+assert_contains "$OUT" "build-step-one 1" "logs: shows the build's output"
+assert_contains "$OUT" "started-on-$port" "logs: shows the app's startup line"
+assert_exit 0 dctl logs v1
+assert_contains "$OUT" "build-step-one 1" "logs v1: shows the build's output"
+assert_contains "$OUT" "started-on-$port" "logs v1: shows the app's output"
+
+assert_exit 0 dctl --json logs
+all_json() { jq -e -c . "$1" >/dev/null 2>&1; }
+assert_true "logs --json prints only JSON lines" all_json "$OUT_FILE"
+assert_eq build "$(jq -r --arg port "$port" 'select(.line == "build-step-one 1") | .stream' "$OUT_FILE" | head -n1)" \
+    "logs --json: the build line has stream build"
+assert_eq app "$(jq -r --arg port "$port" 'select(.line == "started-on-\($port)") | .stream' "$OUT_FILE" | head -n1)" \
+    "logs --json: the startup line has stream app"
+assert_eq v1 "$(jq -r --arg port "$port" 'select(.line == "started-on-\($port)") | .release' "$OUT_FILE" | head -n1)" \
+    "logs --json: lines name their release"
+
+# --- logs -f picks up a line produced after it started -----------------------------
+FOLLOW=$TEST_TMP/follow.out
+"$DEPLOYCTL_BIN" -C "$REPO" --host "$AGENT_URL" --no-color logs -f >"$FOLLOW" 2>"$TEST_TMP/follow.err" &
+follow_pid=$!
+has_startup() { grep -q "started-on-$port" "$FOLLOW"; }
+if wait_until 5 has_startup; then pass "logs -f: prints the existing lines first"; else
+    fail "logs -f: prints the existing lines first" "got:" "$(excerpt "$FOLLOW")" "stderr:" "$(excerpt "$TEST_TMP/follow.err")"
+fi
+assert_true "logs -f keeps running" alive "$follow_pid"
+marker=marker-$RANDOM$RANDOM
+assert_false "test setup: the marker is not in the output yet" grep -q "$marker" "$FOLLOW"
+assert_eq 404 "$(fetch_code $APP "/$marker")" "request for /$marker reaches the app (404)"
+has_marker() { grep -q "$marker" "$FOLLOW"; }
+if wait_until 3 has_marker; then pass "logs -f: the app's new line (url:/$marker) shows within 3 s"; else
+    fail "logs -f: the app's new line shows within 3 s" "app log file: $(excerpt "$DATA/apps/$APP/logs/v1.app.log" 5)" \
+        "logs -f output:" "$(excerpt "$FOLLOW")"
+fi
+kill "$follow_pid" 2>/dev/null || true
+wait "$follow_pid" 2>/dev/null || true
+pass "logs -f stopped"
+
+# The line is in the plain `logs` output as well, and in the app's log file.
+assert_exit 0 dctl logs
+assert_contains "$OUT" "$marker" "logs: the new line is kept"
+assert_contains "$(cat "$DATA/apps/$APP/logs/v1.app.log")" "$marker" "the app log file has the line"
+
+# --- logs -f on a deploy in progress, and a second release's logs ------------------
+commit_change "$REPO" "Version 2" VERSION 2
+assert_exit 0 dctl deploy
+assert_exit 0 dctl logs
+assert_contains "$OUT" "build-step-one 2" "logs (default = PRODUCTION = v2): v2's build line"
+assert_not_contains "$OUT" "build-step-one 1" "logs (default = PRODUCTION = v2): not v1's build line"
+assert_exit 0 dctl logs v1
+assert_contains "$OUT" "build-step-one 1" "logs v1 still available after v2"
+assert_exit 2 dctl logs v99
