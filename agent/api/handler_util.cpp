@@ -50,4 +50,14 @@ common::Result<std::string> release_param(const Request& request) {
     return id;
 }
 
+common::Result<ReleaseRef> release_ref(const Request& request) {
+    auto app = app_param(request);
+    if (!app)
+        return app.error();
+    auto id = release_param(request);
+    if (!id)
+        return id.error();
+    return ReleaseRef{*app, *id};
+}
+
 } // namespace agent::api

@@ -19,4 +19,11 @@ common::Result<std::string> app_param(const Request& request);
 common::Result<std::string> release_param(const Request& request);
 bool is_release_id(const std::string& id);
 
+struct ReleaseRef {
+    std::string app;
+    std::string id;
+};
+// Both path parameters of /v1/apps/{app}/releases/{id}..., each checked.
+common::Result<ReleaseRef> release_ref(const Request& request);
+
 } // namespace agent::api

@@ -53,13 +53,10 @@ Response list_releases(ApiContext& context, const Request& request) {
 }
 
 Response show_release(ApiContext& context, const Request& request) {
-    auto app = app_param(request);
-    if (!app)
-        return error_response(app.error());
-    auto id = release_param(request);
-    if (!id)
-        return error_response(id.error());
-    auto release = context.service.release(*app, *id);
+    auto ref = release_ref(request);
+    if (!ref)
+        return error_response(ref.error());
+    auto release = context.service.release(ref->app, ref->id);
     if (!release)
         return error_response(release.error());
     return json_response(200, release_to_json(*release));
@@ -102,15 +99,12 @@ Response rollback(ApiContext& context, const Request& request) {
 }
 
 Response remove_release(ApiContext& context, const Request& request) {
-    auto app = app_param(request);
-    if (!app)
-        return error_response(app.error());
-    auto id = release_param(request);
-    if (!id)
-        return error_response(id.error());
-    if (auto removed = context.service.remove(*app, *id); !removed)
+    auto ref = release_ref(request);
+    if (!ref)
+        return error_response(ref.error());
+    if (auto removed = context.service.remove(ref->app, ref->id); !removed)
         return error_response(removed.error());
-    return json_response(200, {{"deleted", *id}});
+    return json_response(200, {{"deleted", ref->id}});
 }
 
 } // namespace

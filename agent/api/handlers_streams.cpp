@@ -122,17 +122,14 @@ Response ndjson(std::function<void(StreamSink&)> producer) {
 }
 
 Response events(ApiContext& context, const Request& request) {
-    auto app = app_param(request);
-    if (!app)
-        return error_response(app.error());
-    auto id = release_param(request);
-    if (!id)
-        return error_response(id.error());
-    if (auto release = context.service.release(*app, *id); !release)
+    auto ref = release_ref(request);
+    if (!ref)
+        return error_response(ref.error());
+    if (auto release = context.service.release(ref->app, ref->id); !release)
         return error_response(release.error());
     const bool follow = flag_set(request.query, "follow");
-    return ndjson([&context, app = *app, id = *id, follow](StreamSink& sink) {
-        stream_events(context, app, id, follow, sink);
+    return ndjson([&context, ref = *ref, follow](StreamSink& sink) {
+        stream_events(context, ref.app, ref.id, follow, sink);
     });
 }
 

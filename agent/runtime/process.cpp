@@ -2,6 +2,7 @@
 #include <common/log.hpp>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <fcntl.h>
 #include <fstream>
@@ -74,8 +75,9 @@ void setup_attributes(SpawnAttributes& sa, const SpawnSpec& spec) {
     posix_spawn_file_actions_addclosefrom_np(&sa.actions, 3);
 }
 
-// Process group (field 5) of a live, non-zombie process.
-std::optional<pid_t> live_process_group(const std::string& pid) {
+// The fields of /proc/PID/stat from field 3 (state) on, for a live, non-zombie
+// process. Field 2 (comm) may contain spaces and parentheses: split after the last ')'.
+std::optional<std::vector<std::string>> live_stat_fields(const std::string& pid) {
     std::ifstream in("/proc/" + pid + "/stat");
     std::string stat;
     if (!in || !std::getline(in, stat))
@@ -83,12 +85,21 @@ std::optional<pid_t> live_process_group(const std::string& pid) {
     auto close = stat.rfind(')');
     if (close == std::string::npos)
         return std::nullopt;
-    std::istringstream fields(stat.substr(close + 1));
-    std::string state;
-    long ppid = 0, pgrp = 0;
-    if (!(fields >> state >> ppid >> pgrp) || state == "Z" || state == "X")
+    std::istringstream stream(stat.substr(close + 1));
+    std::vector<std::string> fields;
+    for (std::string field; stream >> field;)
+        fields.push_back(std::move(field));
+    if (fields.empty() || fields[0] == "Z" || fields[0] == "X")
         return std::nullopt;
-    return static_cast<pid_t>(pgrp);
+    return fields;
+}
+
+// Process group (field 5) of a live, non-zombie process.
+std::optional<pid_t> live_process_group(const std::string& pid) {
+    auto fields = live_stat_fields(pid);
+    if (!fields || fields->size() < 3)
+        return std::nullopt;
+    return static_cast<pid_t>(std::atol((*fields)[2].c_str()));
 }
 
 // Whether any member of the group still runs. Zombies do not count: a leader
@@ -143,26 +154,11 @@ std::vector<std::string> clean_environment(const std::filesystem::path& home,
 std::optional<std::int64_t> process_start_time(pid_t pid) {
     if (pid <= 0)
         return std::nullopt;
-    std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-    std::string stat;
-    if (!in || !std::getline(in, stat))
+    auto fields = live_stat_fields(std::to_string(pid));
+    if (!fields || fields->size() < 20) // starttime is field 22
         return std::nullopt;
-    // Field 2 (comm) may contain spaces and parentheses: parse after the last ')'.
-    auto close = stat.rfind(')');
-    if (close == std::string::npos)
-        return std::nullopt;
-    std::istringstream fields(stat.substr(close + 1));
-    std::string field;
-    // Fields 3..22: state is field 3, starttime field 22.
-    std::string state;
-    fields >> state;
-    if (state == "Z" || state == "X")
-        return std::nullopt;
-    for (int i = 4; i <= 22; ++i)
-        if (!(fields >> field))
-            return std::nullopt;
     try {
-        return std::stoll(field);
+        return std::stoll((*fields)[19]);
     } catch (const std::exception& e) {
         common::log_warn("cannot parse /proc/" + std::to_string(pid) + "/stat: " + e.what());
         return std::nullopt;
