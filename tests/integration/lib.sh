@@ -382,21 +382,21 @@ DEFAULT_BUILD='echo "building $(cat VERSION)" && mkdir -p public && echo "hello 
 DEFAULT_RUN='exec busybox httpd -f -p 127.0.0.1:$PORT -h public'
 
 # write_toml REPO APP [key=value...]
-# keys: build, run, build_timeout, health_path, health_timeout, keep, drain, hosts
+# keys: build, run, build_timeout, health_path, health_timeout, keep, drain, hosts, domains
 # (hosts is a TOML array body, e.g. '"http://127.0.0.1:1"'; hosts= with an
-# empty value writes no [targets] table).
+# empty value writes no [targets] table; domains likewise, e.g. '"a.test"').
 write_toml() {
     local repo=$1 app=$2
     shift 2
     local build=$DEFAULT_BUILD run=$DEFAULT_RUN build_timeout=30s health_path=/healthz
-    local health_timeout=10s keep=5 drain=200ms hosts="\"${AGENT_URL:-http://127.0.0.1:7070}\""
+    local health_timeout=10s keep=5 drain=200ms hosts="\"${AGENT_URL:-http://127.0.0.1:7070}\"" domains=""
     local kv
     for kv in "$@"; do
         local k=${kv%%=*} v=${kv#*=}
         case $k in
         build) build=$v ;; run) run=$v ;; build_timeout) build_timeout=$v ;;
         health_path) health_path=$v ;; health_timeout) health_timeout=$v ;;
-        keep) keep=$v ;; drain) drain=$v ;; hosts) hosts=$v ;;
+        keep) keep=$v ;; drain) drain=$v ;; hosts) hosts=$v ;; domains) domains=$v ;;
         *) fail "write_toml" "unknown key $k" ;;
         esac
     done
@@ -407,6 +407,7 @@ write_toml() {
         printf 'health = { path = "%s", interval = "100ms", timeout = "%s" }\n\n' "$health_path" "$health_timeout"
         printf '[deploy]\nkeep = %s\ndrain = "%s"\n' "$keep" "$drain"
         if [[ -n $hosts ]]; then printf '\n[targets.local]\nhosts = [%s]\n' "$hosts"; fi
+        if [[ -n $hosts && -n $domains ]]; then printf 'domains = [%s]\n' "$domains"; fi
     } >"$repo/deploy.toml"
 }
 
@@ -456,6 +457,10 @@ dctl() { "$DEPLOYCTL_BIN" -C "$REPO" --host "$AGENT_URL" --no-color "$@"; }
 # fetch APP [PATH] [PROXY_PORT]: the body served through the proxy (empty on error).
 fetch() {
     curl -s --max-time 5 -H "Host: $1.localhost" "http://127.0.0.1:${3:-$PROXY_PORT}${2:-/}" || true
+}
+# fetch_host HOST [PATH]: the body through the proxy for an exact Host header.
+fetch_host() {
+    curl -s --max-time 5 -H "Host: $1" "http://127.0.0.1:$PROXY_PORT${2:-/}" || true
 }
 # fetch_code APP [PATH] [PROXY_PORT]: the HTTP status through the proxy (000 on error).
 fetch_code() {

@@ -5,7 +5,7 @@ source "$(dirname "$0")/lib.sh"
 require_binaries
 
 start_agent
-make_app_repo hello
+make_app_repo hello domains='"hello.example.test"'
 APP=hello
 first_proxy=$(proxy_pid)
 assert_ne "" "$first_proxy" "the agent wrote proxy/proxy.pid"
@@ -43,6 +43,12 @@ assert_eq "http://hello.localhost:$PROXY_PORT/" "$(jq -r .url <<<"$done1")" "don
 assert_eq null "$(jq -c .error <<<"$done1")" "done.error is null"
 
 expect_serving $APP "hello from 1" "v1 page served through the proxy"
+assert_eq "hello from 1" "$(fetch_host hello.example.test)" "the target's domain routes to the app"
+assert_eq "hello from 1" "$(fetch_host HELLO.Example.TEST:$PROXY_PORT)" "Host matching ignores case and port"
+other=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 -H "Host: other.example.test" \
+    "http://127.0.0.1:$PROXY_PORT/" || true)
+assert_eq 404 "$other" "an unknown host gets 404"
+assert_not_contains "$(fetch_host other.example.test)" "hello from" "an unknown host never sees another app"
 assert_eq 200 "$(fetch_code $APP /healthz)" "health path served through the proxy"
 assert_eq 404 "$(fetch_code nosuchapp /)" "unknown Host gets 404 from the proxy"
 assert_eq PRODUCTION "$(release_state $APP v1)" "API: v1 is PRODUCTION"
