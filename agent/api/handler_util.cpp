@@ -4,14 +4,54 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+#include <string_view>
+
 namespace agent::api {
 
 using common::ErrorKind;
 using common::make_error;
 
+namespace {
+
+// The deepest nesting of arrays and objects in `text`, counted without
+// parsing (nlohmann's parser and serializer recurse once per level).
+int json_depth(std::string_view text) {
+    int depth = 0, deepest = 0;
+    bool in_string = false, escaped = false;
+    for (char c : text) {
+        if (in_string) {
+            if (escaped)
+                escaped = false;
+            else if (c == '\\')
+                escaped = true;
+            else if (c == '"')
+                in_string = false;
+        } else if (c == '"') {
+            in_string = true;
+        } else if (c == '[' || c == '{') {
+            deepest = std::max(deepest, ++depth);
+        } else if (c == ']' || c == '}') {
+            --depth;
+        }
+    }
+    return deepest;
+}
+
+} // namespace
+
+std::string describe_value(const nlohmann::json& value) {
+    if (value.is_string())
+        return "\"" + value.get_ref<const std::string&>().substr(0, 80) + "\"";
+    return std::string("a JSON ") + value.type_name();
+}
+
 common::Result<nlohmann::json> parse_json_body(const Request& request, bool empty_is_object) {
     if (request.body.find_first_not_of(" \t\r\n") == std::string::npos && empty_is_object)
         return nlohmann::json::object();
+    if (json_depth(request.body) > k_max_json_depth)
+        return make_error(ErrorKind::bad_request,
+                          fmt::format("JSON body nested deeper than {} levels", k_max_json_depth));
     try {
         return nlohmann::json::parse(request.body);
     } catch (const nlohmann::json::parse_error& error) {

@@ -11,8 +11,13 @@
 namespace agent::api {
 
 // The body as JSON; an empty body reads as {} when `empty_is_object`.
-// Malformed JSON is ErrorKind::bad_request with the parser's message.
+// Malformed JSON, or JSON nested deeper than k_max_json_depth, is
+// ErrorKind::bad_request with the reason.
+inline constexpr int k_max_json_depth = 64;
 common::Result<nlohmann::json> parse_json_body(const Request& request, bool empty_is_object);
+// A short description of a request value for an error message: strings (cut
+// to 80 bytes) as themselves, anything else by its type, never serialized.
+std::string describe_value(const nlohmann::json& value);
 // Request::params["app"], checked with common::is_valid_app_name.
 common::Result<std::string> app_param(const Request& request);
 // Request::params["id"], checked to look like a release id ("v12").

@@ -74,7 +74,7 @@ common::Result<std::optional<std::string>> rollback_target(const Request& reques
     if (!release.is_string() || !is_release_id(release.get<std::string>()))
         return make_error(ErrorKind::bad_request,
                           fmt::format("\"release\" must be a release id like \"v2\", not {}",
-                                      release.dump().substr(0, 80)));
+                                      describe_value(release)));
     return std::optional<std::string>{release.get<std::string>()};
 }
 

@@ -23,7 +23,7 @@ common::Result<std::vector<std::string>> digest_list(const nlohmann::json& body)
     for (const auto& item : body["digests"]) {
         if (!item.is_string() || !common::is_sha256_hex(item.get_ref<const std::string&>()))
             return make_error(ErrorKind::bad_request,
-                              fmt::format("not a sha256 digest: {}", item.dump().substr(0, 80)));
+                              fmt::format("not a sha256 digest: {}", describe_value(item)));
         digests.push_back(item.get<std::string>());
     }
     return digests;

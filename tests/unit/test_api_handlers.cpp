@@ -311,3 +311,28 @@ TEST_CASE_FIXTURE(Fixture, "logs stream: build log events, then the app's output
         CHECK(call("GET", "/v1/apps/hello/logs?release=v7").status == 404);
     }
 }
+
+TEST_CASE_FIXTURE(Fixture, "deeply nested JSON is refused before it is parsed or echoed") {
+    const auto nested = [](int depth, const std::string& key) {
+        return "{\"" + key + "\":" + std::string(depth, '[') + std::string(depth, ']') + "}";
+    };
+    for (const auto& [target, key] : std::vector<std::pair<std::string, std::string>>{
+             {"/v1/blobs/missing", "digests"},
+             {"/v1/apps/hello/rollback", "release"},
+             {"/v1/apps/hello/deployments", "manifest"}}) {
+        CAPTURE(target);
+        const auto response = call("POST", target, nested(100000, key));
+        CHECK(response.status == 400);
+        CHECK(code_of(response) == "bad_request");
+        CHECK(response.body.find("nested deeper than 64 levels") != std::string::npos);
+    }
+    // Brackets inside strings are text, not nesting.
+    const auto in_string =
+        call("POST", "/v1/blobs/missing", "{\"digests\": [\"" + std::string(1000, '[') + "\"]}");
+    CHECK(in_string.status == 400);
+    CHECK(in_string.body.find("nested deeper") == std::string::npos);
+    CHECK(in_string.body.find("not a sha256 digest") != std::string::npos);
+    // Non-string values are described by type, never serialized back.
+    const auto object = call("POST", "/v1/blobs/missing", R"({"digests": [{"a": [1, 2]}]})");
+    CHECK(object.body.find("not a sha256 digest: a JSON object") != std::string::npos);
+}
