@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <optional>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -32,6 +33,8 @@ std::vector<std::string_view> split_path(std::string_view path) {
 }
 
 // Whether a symlink at `link_path` with relative `target` resolves inside the tree.
+// The walk is lexical, which is exact only while no intermediate component is
+// itself a symlink: validate_manifest() refuses targets that pass through one.
 bool symlink_stays_inside(std::string_view link_path, std::string_view target) {
     if (target.empty() || target.front() == '/')
         return false;
@@ -48,6 +51,33 @@ bool symlink_stays_inside(std::string_view link_path, std::string_view target) {
         }
     }
     return true;
+}
+
+// The first symlink of `symlinks` that the target of `link_path` goes through
+// before its last component ("l1/.." through l1), if any.
+std::optional<std::string> symlink_on_the_way(const std::string& link_path, std::string_view target,
+                                              const std::unordered_set<std::string>& symlinks) {
+    auto dir = split_path(link_path);
+    dir.pop_back();
+    std::vector<std::string> current(dir.begin(), dir.end());
+    auto parts = split_path(target);
+    for (std::size_t i = 0; i + 1 < parts.size(); ++i) {
+        const auto part = parts[i];
+        if (part.empty() || part == ".")
+            continue;
+        if (part == "..") {
+            if (!current.empty())
+                current.pop_back();
+            continue;
+        }
+        current.emplace_back(part);
+        std::string joined;
+        for (const auto& c : current)
+            joined += (joined.empty() ? "" : "/") + c;
+        if (symlinks.count(joined))
+            return joined;
+    }
+    return std::nullopt;
 }
 
 Status validate_entry(const ManifestEntry& entry) {
@@ -131,6 +161,19 @@ Status validate_manifest(const Manifest& manifest) {
             return ok;
         if (!kinds.emplace(entry.path, entry.kind).second)
             return bad(fmt::format("manifest lists \"{}\" twice", entry.path));
+    }
+    // No symlink target may pass through another symlink: "l2 -> l1/.." with
+    // "l1 -> ." would climb out of the tree while looking inside it.
+    std::unordered_set<std::string> symlinks;
+    for (const auto& entry : manifest.entries)
+        if (entry.kind == EntryKind::symlink)
+            symlinks.insert(entry.path);
+    for (const auto& entry : manifest.entries) {
+        if (entry.kind != EntryKind::symlink)
+            continue;
+        if (auto through = symlink_on_the_way(entry.path, entry.target, symlinks))
+            return bad(fmt::format("symlink \"{}\" -> \"{}\" goes through the symlink \"{}\"",
+                                   entry.path, entry.target, *through));
     }
     // No entry may live below a file or a symlink ("link/x" through a symlink "link").
     for (const auto& entry : manifest.entries) {

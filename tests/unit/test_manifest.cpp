@@ -33,6 +33,10 @@ TEST_CASE("is_safe_relative_path") {
     CHECK_FALSE(common::is_safe_relative_path(std::string("a\0b", 3)));
 }
 
+TEST_CASE("validate_manifest accepts a symlink to a symlink as its last step") {
+    CHECK(validate({file_entry("a"), symlink_entry("l1", "a"), symlink_entry("l2", "l1")}).ok());
+}
+
 TEST_CASE("validate_manifest accepts a normal tree") {
     CHECK(
         validate({file_entry("index.html"), file_entry("src/app.js"),
@@ -63,6 +67,13 @@ TEST_CASE("validate_manifest refuses hostile entries") {
         auto s = validate({symlink_entry("link", "dir"), file_entry("link/x")});
         REQUIRE_FALSE(s.ok());
         CHECK(s.error().message.find("goes through the symlink \"link\"") != std::string::npos);
+    }
+    SUBCASE("symlink chain climbing through another symlink") {
+        auto s = validate(
+            {symlink_entry("l1", "."), symlink_entry("l2", "l1/.."), file_entry("VERSION")});
+        REQUIRE_FALSE(s.ok());
+        CHECK(s.error().message.find("goes through the symlink \"l1\"") != std::string::npos);
+        CHECK_FALSE(validate({symlink_entry("d/l1", ".."), symlink_entry("l2", "d/l1/x")}).ok());
     }
     SUBCASE("path through a file") {
         CHECK_FALSE(validate({file_entry("a"), file_entry("a/b")}).ok());
