@@ -31,6 +31,38 @@ tcp protocol_of(int fd) {
     return tcp::v4();
 }
 
+// The socket as Beast's SyncReadStream, with a deadline for each read: Asio's
+// blocking reads ignore SO_RCVTIMEO, so wait with poll() before reading.
+class IdleDeadlineStream {
+  public:
+    using executor_type = tcp::socket::executor_type;
+
+    IdleDeadlineStream(tcp::socket& socket, std::chrono::milliseconds idle)
+        : m_socket(socket), m_idle(idle) {}
+    executor_type get_executor() { return m_socket.get_executor(); }
+
+    template <class Buffers> std::size_t read_some(const Buffers& buffers) {
+        beast::error_code ec;
+        const auto n = read_some(buffers, ec);
+        if (ec)
+            throw beast::system_error(ec);
+        return n;
+    }
+    template <class Buffers> std::size_t read_some(const Buffers& buffers, beast::error_code& ec) {
+        pollfd p{m_socket.native_handle(), POLLIN, 0};
+        const int ready = ::poll(&p, 1, static_cast<int>(m_idle.count()));
+        if (ready == 0) {
+            ec = net::error::timed_out;
+            return 0;
+        }
+        return m_socket.read_some(buffers, ec);
+    }
+
+  private:
+    tcp::socket& m_socket;
+    std::chrono::milliseconds m_idle;
+};
+
 // Writes NDJSON lines as HTTP chunks.
 class ChunkSink : public StreamSink {
   public:
@@ -73,7 +105,8 @@ class ChunkSink : public StreamSink {
 class Connection {
   public:
     Connection(tcp::socket& socket, const Router& router, const ConnectionOptions& options)
-        : m_socket(socket), m_router(router), m_options(options) {}
+        : m_socket(socket), m_reader(socket, options.idle_timeout), m_router(router),
+          m_options(options) {}
 
     // Serves one request; false when the connection should close.
     bool serve_one();
@@ -89,6 +122,7 @@ class Connection {
     void send_continue_if_expected(const http::request_parser<http::empty_body>& header);
 
     tcp::socket& m_socket;
+    IdleDeadlineStream m_reader;
     const Router& m_router;
     const ConnectionOptions& m_options;
     beast::flat_buffer m_buffer;
@@ -167,7 +201,7 @@ bool Connection::read_json_body(http::request_parser<http::empty_body>& header, 
     parser.body_limit(k_max_json_body);
     beast::error_code ec;
     if (!parser.is_done())
-        http::read(m_socket, m_buffer, parser, ec);
+        http::read(m_reader, m_buffer, parser, ec);
     if (ec == http::error::body_limit) {
         m_body_error = too_large(k_max_json_body);
         return true;
@@ -192,7 +226,7 @@ bool Connection::read_file_body(http::request_parser<http::empty_body>& header, 
         return true;
     }
     if (!parser.is_done())
-        http::read(m_socket, m_buffer, parser, ec);
+        http::read(m_reader, m_buffer, parser, ec);
     parser.get().body().close();
     if (ec == http::error::body_limit)
         m_body_error = too_large(limit);
@@ -239,7 +273,7 @@ bool Connection::serve_one() {
     // 1.74 compares a Content-Length against an empty optional as "greater".)
     header.body_limit(std::numeric_limits<std::uint64_t>::max());
     beast::error_code ec;
-    http::read_header(m_socket, m_buffer, header, ec);
+    http::read_header(m_reader, m_buffer, header, ec);
     if (ec)
         return false; // closed by the client, shut down, or garbage
     m_version = header.get().version();

@@ -4,6 +4,7 @@
 
 #include <agent/api/router.hpp>
 
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -14,6 +15,9 @@ struct ConnectionOptions {
     // Where a BodyKind::file request body is written (same file system as the blobs).
     std::function<std::filesystem::path()> temp_path;
     std::uint64_t max_file_body = 0;
+    // A client that sends nothing for this long (mid-request or between
+    // keep-alive requests) is disconnected, freeing its thread.
+    std::chrono::milliseconds idle_timeout{60000};
 };
 
 // Serves requests on the connected socket `fd` until the client closes it, an

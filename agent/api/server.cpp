@@ -36,6 +36,20 @@ struct Server::Impl {
     std::set<int> connections; // open sockets, shut down by stop()
 };
 
+// Past k_max_connections a client gets a plain 503 instead of a thread.
+static void refuse_busy(int fd) {
+    static const std::string k_body =
+        R"({"error":{"code":"busy","message":"too many open connections to the agent"}})"
+        "\n";
+    static const std::string k_answer =
+        fmt::format("HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                    "Connection: close\r\nContent-Length: {}\r\n\r\n{}",
+                    k_body.size(), k_body);
+    [[maybe_unused]] auto sent =
+        ::send(fd, k_answer.data(), k_answer.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    ::close(fd);
+}
+
 void Server::Impl::serve(int fd) {
     serve_connection(fd, router, options);
     std::lock_guard lock(mutex);
@@ -93,6 +107,10 @@ void Server::run() {
             break;
         }
         std::lock_guard lock(m_impl->mutex);
+        if (m_impl->connections.size() >= k_max_connections) {
+            refuse_busy(fd);
+            continue;
+        }
         m_impl->connections.insert(fd);
         if (m_impl->stopping)
             ::shutdown(fd, SHUT_RDWR); // raced with stop()

@@ -8,9 +8,13 @@
 #include <common/result.hpp>
 
 #include <chrono>
+#include <cstddef>
 #include <memory>
 
 namespace agent::api {
+
+// Open connections served at once; past it a client gets 503 at once.
+inline constexpr std::size_t k_max_connections = 256;
 
 class Server {
   public:

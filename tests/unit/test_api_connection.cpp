@@ -1,0 +1,56 @@
+// agent/api/connection: a silent client is disconnected after the idle timeout.
+#include <agent/api/connection.hpp>
+#include <agent/api/router.hpp>
+
+#include <doctest/doctest.h>
+
+#include <arpa/inet.h>
+#include <chrono>
+#include <future>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+namespace {
+
+// A connected pair of TCP sockets on 127.0.0.1: {client, server}.
+std::pair<int, int> tcp_pair() {
+    const int listener = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t length = sizeof address;
+    REQUIRE(::bind(listener, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0);
+    REQUIRE(::listen(listener, 1) == 0);
+    REQUIRE(::getsockname(listener, reinterpret_cast<sockaddr*>(&address), &length) == 0);
+    const int client = ::socket(AF_INET, SOCK_STREAM, 0);
+    REQUIRE(::connect(client, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0);
+    const int server = ::accept(listener, nullptr, nullptr);
+    ::close(listener);
+    REQUIRE(server >= 0);
+    return {client, server};
+}
+
+} // namespace
+
+TEST_CASE("a client that stalls mid-request is disconnected after the idle timeout") {
+    agent::api::Router router;
+    agent::api::ConnectionOptions options;
+    options.idle_timeout = std::chrono::milliseconds(200);
+    auto [client, server] = tcp_pair();
+    const std::string partial = "PUT /v1/blobs/x HTTP/1.1\r\nHost: a\r\nContent-Length: 100000\r\n";
+    REQUIRE(::send(client, partial.data(), partial.size(), 0) == static_cast<ssize_t>(partial.size()));
+
+    const auto started = std::chrono::steady_clock::now();
+    auto served = std::async(std::launch::async, [&, fd = server] {
+        agent::api::serve_connection(fd, router, options);
+    });
+    REQUIRE(served.wait_for(std::chrono::seconds(5)) == std::future_status::ready);
+    const auto took = std::chrono::steady_clock::now() - started;
+    CHECK(took >= std::chrono::milliseconds(150));
+    CHECK(took < std::chrono::seconds(3));
+    ::close(server);
+    char byte = 0;
+    CHECK(::recv(client, &byte, 1, 0) <= 0); // the connection is gone
+    ::close(client);
+}
