@@ -83,6 +83,8 @@ int serve(const ServeOptions& options) {
         return fail(ok.error());
 
     BlobStore blobs(data_dir.blobs());
+    if (auto stale = blobs.remove_stale_uploads())
+        common::log_info(fmt::format("removed {} interrupted upload(s)", stale));
     auto service = make_service(
         ServiceOptions{data_dir, options.engine, options.proxy_listen,
                        options.proxy_bin.empty() ? default_proxy_bin() : options.proxy_bin});

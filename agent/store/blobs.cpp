@@ -122,4 +122,13 @@ fs::path BlobStore::temp_path() const {
     return dir / fmt::format("upload-{}-{}-{:x}", ::getpid(), counter++, rng());
 }
 
+std::size_t BlobStore::remove_stale_uploads() const {
+    std::error_code ec;
+    std::size_t removed = 0;
+    for (fs::directory_iterator it(m_root / "tmp", ec), end; !ec && it != end; it.increment(ec))
+        if (fs::remove(it->path(), ec))
+            ++removed;
+    return removed;
+}
+
 } // namespace agent

@@ -24,6 +24,9 @@ class BlobStore {
     common::Status adopt(const std::string& digest, const std::filesystem::path& temp_file);
     // A fresh temporary path inside the store's directory (same file system).
     std::filesystem::path temp_path() const;
+    // Removes uploads left half-written by an agent that was killed; call it at
+    // startup, before any upload can begin. Returns how many were removed.
+    std::size_t remove_stale_uploads() const;
 
   private:
     std::filesystem::path m_root;

@@ -106,3 +106,17 @@ TEST_CASE("BlobStore::adopt moves a verified temporary file into place") {
         CHECK(count_files(dir.path()) == 1);
     }
 }
+
+TEST_CASE("remove_stale_uploads clears half-written uploads and keeps blobs") {
+    test::TempDir dir;
+    agent::BlobStore store(dir.path() / "blobs");
+    const std::string data = "kept";
+    REQUIRE(store.put(common::sha256_hex(data), data).ok());
+    const auto partial = store.temp_path();
+    std::ofstream(partial) << "half an upload";
+    REQUIRE(std::filesystem::exists(partial));
+    CHECK(store.remove_stale_uploads() == 1);
+    CHECK_FALSE(std::filesystem::exists(partial));
+    CHECK(store.has(common::sha256_hex(data)));
+    CHECK(store.remove_stale_uploads() == 0);
+}
