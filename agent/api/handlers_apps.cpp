@@ -85,16 +85,13 @@ Response rollback(ApiContext& context, const Request& request) {
     auto target = rollback_target(request);
     if (!target)
         return error_response(target.error());
-    auto before = app_status(context, *app);
-    if (!before)
-        return error_response(before.error());
     auto promoted = context.service.rollback(*app, *target);
     if (!promoted)
         return error_response(promoted.error());
-    const auto& previous = before->production;
+    const auto& previous = promoted->previous;
     return json_response(200, {{"app", *app},
-                               {"release", promoted->id},
-                               {"state", std::string(common::to_string(promoted->state))},
+                               {"release", promoted->release.id},
+                               {"state", std::string(common::to_string(promoted->release.state))},
                                {"previous", previous ? nlohmann::json(*previous) : nullptr}});
 }
 

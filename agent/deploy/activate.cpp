@@ -153,8 +153,8 @@ common::Result<ReleaseRow> Engine::rollback_target(const std::string& app,
     return make_error(ErrorKind::refused, "no earlier release to roll back to");
 }
 
-common::Result<ReleaseInfo> Engine::rollback(const std::string& app,
-                                             const std::optional<std::string>& id) {
+common::Result<Promotion> Engine::rollback(const std::string& app,
+                                           const std::optional<std::string>& id) {
     if (!m_started)
         return make_error(ErrorKind::internal, "the deployment engine is not running");
     std::lock_guard deploy(slot(app).deploy_lock);
@@ -201,7 +201,10 @@ common::Result<ReleaseInfo> Engine::rollback(const std::string& app,
             job.previous_process = {old->pid, old->pid_start};
     }
     enqueue(app, std::move(job)); // drain + prune run on the app's worker
-    return release(app, target->id);
+    auto promoted = release(app, target->id);
+    if (!promoted)
+        return promoted.error();
+    return Promotion{std::move(*promoted), *previous};
 }
 
 common::Status Engine::remove(const std::string& app, const std::string& id) {

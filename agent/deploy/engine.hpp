@@ -40,8 +40,8 @@ class Engine final : public Service {
     common::Result<ReleaseInfo> release(const std::string& app, const std::string& id) override;
     common::Result<AppStatus> status(const std::string& app) override;
     std::vector<AppStatus> apps() override;
-    common::Result<ReleaseInfo> rollback(const std::string& app,
-                                         const std::optional<std::string>& id) override;
+    common::Result<Promotion> rollback(const std::string& app,
+                                       const std::optional<std::string>& id) override;
     common::Status remove(const std::string& app, const std::string& id) override;
     std::string engine() const override { return m_options.engine; }
     std::string proxy_listen() const override { return m_options.proxy_listen; }

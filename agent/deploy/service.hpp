@@ -46,6 +46,12 @@ struct AppStatus {
     std::vector<ReleaseInfo> releases; // newest first
 };
 
+// What a rollback did: the release now PRODUCTION and the one it replaced.
+struct Promotion {
+    ReleaseInfo release;
+    std::optional<std::string> previous;
+};
+
 struct ServiceOptions {
     DataDir data_dir;
     std::string engine = "process";
@@ -72,8 +78,8 @@ class Service {
     virtual std::vector<AppStatus> apps() = 0;
     // Promotes an INACTIVE release (default: newest INACTIVE older than PRODUCTION)
     // after starting it and passing its health check. Blocks until done.
-    virtual common::Result<ReleaseInfo> rollback(const std::string& app,
-                                                 const std::optional<std::string>& id) = 0;
+    virtual common::Result<Promotion> rollback(const std::string& app,
+                                               const std::optional<std::string>& id) = 0;
     // ErrorKind::refused for PRODUCTION or unsettled releases.
     virtual common::Status remove(const std::string& app, const std::string& id) = 0;
 

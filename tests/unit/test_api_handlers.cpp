@@ -49,8 +49,8 @@ class FakeService : public agent::Service {
         return s;
     }
     std::vector<agent::AppStatus> apps() override { return {*status("hello")}; }
-    common::Result<agent::ReleaseInfo> rollback(const std::string&,
-                                                const std::optional<std::string>&) override {
+    common::Result<agent::Promotion> rollback(const std::string&,
+                                              const std::optional<std::string>&) override {
         return common::make_error(common::ErrorKind::refused, "nothing to roll back to");
     }
     common::Status remove(const std::string&, const std::string& id) override {

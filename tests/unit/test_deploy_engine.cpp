@@ -211,8 +211,9 @@ TEST_CASE("engine switches releases, drains the old one and prunes beyond keep")
     SUBCASE("rollback promotes the INACTIVE release") {
         auto back = f.service().rollback("web", std::nullopt);
         REQUIRE_MESSAGE(back.ok(), back.error().message);
-        CHECK(back->id == v2);
-        CHECK(back->state == State::production);
+        CHECK(back->release.id == v2);
+        CHECK(back->release.state == State::production);
+        CHECK(back->previous == v3);
         CHECK(f.service().release("web", v3)->state == State::inactive);
     }
     SUBCASE("PRODUCTION cannot be removed, INACTIVE can") {
