@@ -1,5 +1,6 @@
 #pragma once
-// "127.0.0.1:7070", "[::1]:7070", "localhost:7070" -> an address to listen on.
+// "127.0.0.1:7070", "[::1]:7070", "localhost:7070" -> an address to listen on
+// (common::parse_host_port, with "localhost" read as 127.0.0.1).
 
 #include <common/result.hpp>
 

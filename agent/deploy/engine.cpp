@@ -1,4 +1,5 @@
 #include <agent/deploy/engine.hpp>
+#include <common/address.hpp>
 #include <common/config.hpp>
 #include <common/log.hpp>
 
@@ -126,10 +127,10 @@ common::Result<ReleaseInfo> Engine::create_deployment(NewDeployment deployment) 
 }
 
 std::string Engine::app_url(const std::string& app) const {
-    const std::string& listen = m_options.proxy_listen;
-    auto colon = listen.rfind(':');
-    std::string port = colon == std::string::npos ? "80" : listen.substr(colon + 1);
-    return "http://" + app + ".localhost:" + port + "/";
+    // serve() refused an unparsable --proxy-listen before the engine existed.
+    auto listen = common::parse_host_port(m_options.proxy_listen, common::EmptyHost::allowed);
+    const auto port = listen ? listen->port : 80;
+    return "http://" + app + ".localhost:" + std::to_string(port) + "/";
 }
 
 ReleaseInfo Engine::to_info(const ReleaseRow& row) const {

@@ -46,7 +46,7 @@ int main(int argc, char** argv) {
                           : log_level == "warn"  ? common::LogLevel::warn
                           : log_level == "error" ? common::LogLevel::error
                                                  : common::LogLevel::info);
-    auto address = agent::proxy::parse_host_port(listen, agent::proxy::EmptyHost::allowed);
+    auto address = common::parse_host_port(listen, common::EmptyHost::allowed);
     if (!address) {
         std::fprintf(stderr, "deploy-proxy: --listen: %s\n", address.error().message.c_str());
         return 2;

@@ -1,5 +1,5 @@
-#include <agent/proxy/address.hpp>
 #include <agent/proxy/routes.hpp>
+#include <common/address.hpp>
 
 #include <nlohmann/json.hpp>
 
@@ -58,7 +58,7 @@ common::Result<Route> parse_route(const json& item, std::size_t index, std::stri
         return malformed(source, where + ".host \"" + route.host + "\" is not a host name");
     }
     route.host = std::move(host);
-    auto upstream = parse_host_port(route.upstream);
+    auto upstream = common::parse_host_port(route.upstream);
     if (!upstream || upstream->port == 0) {
         return malformed(source,
                          where + ".upstream must be IP:PORT, got \"" + route.upstream + "\"");

@@ -2,14 +2,14 @@
 // The deploy-proxy process: workers, routing table reloads (SIGHUP and a
 // 250 ms file check), graceful SIGTERM. Only main.cpp includes this.
 
-#include <agent/proxy/address.hpp>
+#include <common/address.hpp>
 
 #include <filesystem>
 
 namespace agent::proxy {
 
 struct ServerOptions {
-    HostPort listen;
+    common::HostPort listen;
     std::filesystem::path routes;
     std::filesystem::path applied;
     unsigned threads = 1;

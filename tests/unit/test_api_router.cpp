@@ -124,7 +124,7 @@ TEST_CASE("parse_listen_address") {
     }
     SUBCASE("invalid") {
         for (const char* text : {"7070", "127.0.0.1", "127.0.0.1:", "127.0.0.1:x", ":7070",
-                                 "127.0.0.1:70000", "example.com:80", "127.0.0.1:80x"}) {
+                                 "127.0.0.1:70000", "example.com:80", "127.0.0.1:80x", "::1:7070"}) {
             CAPTURE(text);
             auto address = parse_listen_address(text);
             REQUIRE_FALSE(address.ok());

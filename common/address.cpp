@@ -1,9 +1,9 @@
-#include <agent/proxy/address.hpp>
+#include <common/address.hpp>
 
 #include <arpa/inet.h>
 #include <charconv>
 
-namespace agent::proxy {
+namespace common {
 namespace {
 
 bool is_ip_literal(const std::string& host) {
@@ -12,14 +12,14 @@ bool is_ip_literal(const std::string& host) {
            inet_pton(AF_INET6, host.c_str(), buffer) == 1;
 }
 
-common::Error bad(std::string_view text, std::string_view why) {
-    return common::make_error(common::ErrorKind::config,
-                              "invalid address \"" + std::string(text) + "\": " + std::string(why));
+Error bad(std::string_view text, std::string_view why) {
+    return make_error(ErrorKind::config,
+                      "invalid address \"" + std::string(text) + "\": " + std::string(why));
 }
 
 } // namespace
 
-common::Result<HostPort> parse_host_port(std::string_view text, EmptyHost empty) {
+Result<HostPort> parse_host_port(std::string_view text, EmptyHost empty) {
     auto colon = text.rfind(':');
     if (colon == std::string_view::npos) {
         return bad(text, "expected HOST:PORT");
@@ -49,4 +49,4 @@ common::Result<HostPort> parse_host_port(std::string_view text, EmptyHost empty)
     return result;
 }
 
-} // namespace agent::proxy
+} // namespace common

@@ -1,5 +1,5 @@
 #pragma once
-// "HOST:PORT" parsing for --listen and route upstreams. Pure logic.
+// "HOST:PORT" parsing: the agent's and the proxy's --listen, route upstreams.
 
 #include <common/result.hpp>
 
@@ -7,7 +7,7 @@
 #include <string>
 #include <string_view>
 
-namespace agent::proxy {
+namespace common {
 
 struct HostPort {
     std::string host; // IP literal without brackets ("127.0.0.1", "::1"); "" means any
@@ -21,4 +21,4 @@ enum class EmptyHost { allowed, refused };
 common::Result<HostPort> parse_host_port(std::string_view text,
                                          EmptyHost empty = EmptyHost::refused);
 
-} // namespace agent::proxy
+} // namespace common
