@@ -13,12 +13,16 @@ namespace {
 using common::ErrorKind;
 using common::make_error;
 
-// Service::status() with the not-found message docs/api.md users see.
-common::Result<AppStatus> app_status(ApiContext& context, const std::string& app) {
-    auto status = context.service.status(app);
+// Service::status() of the {app} in the path, with the not-found message
+// docs/api.md users see.
+common::Result<AppStatus> app_status(ApiContext& context, const Request& request) {
+    auto app = app_param(request);
+    if (!app)
+        return app.error();
+    auto status = context.service.status(*app);
     if (!status && status.error().kind == ErrorKind::not_found)
         return make_error(ErrorKind::not_found,
-                          fmt::format("no app named '{}' on this agent", app));
+                          fmt::format("no app named '{}' on this agent", *app));
     return status;
 }
 
@@ -30,20 +34,14 @@ Response list_apps(ApiContext& context) {
 }
 
 Response show_app(ApiContext& context, const Request& request) {
-    auto app = app_param(request);
-    if (!app)
-        return error_response(app.error());
-    auto status = app_status(context, *app);
+    auto status = app_status(context, request);
     if (!status)
         return error_response(status.error());
     return json_response(200, status_to_json(*status));
 }
 
 Response list_releases(ApiContext& context, const Request& request) {
-    auto app = app_param(request);
-    if (!app)
-        return error_response(app.error());
-    auto status = app_status(context, *app);
+    auto status = app_status(context, request);
     if (!status)
         return error_response(status.error());
     nlohmann::json releases = nlohmann::json::array();

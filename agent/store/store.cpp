@@ -172,7 +172,7 @@ common::Result<ReleaseRow> Store::create(const NewRelease& release) {
 }
 
 common::Status Store::cas_state(const std::string& app, const std::string& id, State from, State to,
-                                std::string_view error) {
+                                std::string_view error, std::string_view detail) {
     if (!common::can_transition(from, to))
         return make_error(ErrorKind::refused,
                           "release " + id + " cannot go from " + name(from) + " to " + name(to));
@@ -186,7 +186,7 @@ common::Status Store::cas_state(const std::string& app, const std::string& id, S
     if (m_db->changes() != 1)
         return make_error(ErrorKind::refused,
                           "release " + id + " of " + app + " is no longer " + name(from));
-    return {};
+    return write_audit(app, id, name(from), name(to), error.empty() ? detail : error);
 }
 
 common::Status Store::transition(const std::string& app, const std::string& id, State from,
@@ -195,11 +195,8 @@ common::Status Store::transition(const std::string& app, const std::string& id, 
     sqlite::Transaction tx(*m_db);
     if (!tx.begun())
         return tx.begun().error();
-    if (auto changed = cas_state(app, id, from, to, error); !changed)
+    if (auto changed = cas_state(app, id, from, to, error, detail); !changed)
         return changed;
-    auto audited = write_audit(app, id, name(from), name(to), error.empty() ? detail : error);
-    if (!audited)
-        return audited;
     return tx.commit();
 }
 
@@ -213,17 +210,14 @@ Store::switch_production(const std::string& app, const std::string& id, State fr
     auto current = query_releases("app = ? AND state = 'PRODUCTION'", {app});
     if (!current.empty() && current.front().id != id) {
         previous = current.front().id;
-        if (auto old = cas_state(app, *previous, State::production, State::inactive, {}); !old)
+        if (auto old = cas_state(app, *previous, State::production, State::inactive, {},
+                                 "replaced by " + id);
+            !old)
             return old.error();
-        auto audited = write_audit(app, *previous, "PRODUCTION", "INACTIVE", "replaced by " + id);
-        if (!audited)
-            return audited.error();
     }
-    if (auto promoted = cas_state(app, id, from, State::production, {}); !promoted)
+    const std::string detail = previous ? "replaces " + *previous : "first production release";
+    if (auto promoted = cas_state(app, id, from, State::production, {}, detail); !promoted)
         return promoted.error();
-    std::string detail = previous ? "replaces " + *previous : "first production release";
-    if (auto audited = write_audit(app, id, name(from), "PRODUCTION", detail); !audited)
-        return audited.error();
     if (auto committed = tx.commit(); !committed)
         return committed.error();
     return previous;

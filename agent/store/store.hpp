@@ -101,8 +101,10 @@ class Store {
     common::Status migrate();
     common::Status write_audit(const std::string& app, const std::string& id, std::string_view from,
                                std::string_view to, std::string_view detail);
+    // Moves the release from `from` to `to` if it is still in `from`, and writes
+    // the audit row (`error`, else `detail`); the caller holds the transaction.
     common::Status cas_state(const std::string& app, const std::string& id, common::State from,
-                             common::State to, std::string_view error);
+                             common::State to, std::string_view error, std::string_view detail);
     std::vector<ReleaseRow> query_releases(std::string_view where,
                                            const std::vector<std::string>& params);
 
