@@ -165,3 +165,21 @@ TEST_CASE("store get and remove report unknown releases as not_found") {
     CHECK(store->remove("web", "v9", "t").error().kind == ErrorKind::not_found);
     CHECK_FALSE(store->production("web").has_value());
 }
+
+TEST_CASE("store switch writes an audit row for each release it moves") {
+    test::TempDir dir;
+    auto store = open_store(dir);
+    auto v1 = provisioning(*store, "web");
+    auto v2 = provisioning(*store, "web");
+    REQUIRE(store->switch_production("web", v1, State::provisioning).ok());
+    REQUIRE(store->switch_production("web", v2, State::provisioning).ok());
+    std::vector<std::string> switches;
+    for (const auto& row : store->audit("web"))
+        if (row.to == "PRODUCTION" || row.to == "INACTIVE")
+            switches.push_back(row.release + " " + row.from + "->" + row.to + " " + row.detail);
+    CHECK(switches == std::vector<std::string>{
+                          "v1 PROVISIONING->PRODUCTION first production release",
+                          "v1 PRODUCTION->INACTIVE replaced by v2",
+                          "v2 PROVISIONING->PRODUCTION replaces v1",
+                      });
+}
