@@ -27,8 +27,21 @@ int main(int argc, char** argv) {
         ->add_option("--proxy-listen", options.proxy_listen,
                      "Where deploy-proxy serves the apps (HOST:PORT)")
         ->capture_default_str();
-    serve->add_option("--engine", options.engine, "How releases are built and run")
-        ->check(CLI::IsMember({"process"}))
+    serve
+        ->add_option("--engine", options.engine,
+                     "How releases are built and run: docker or podman (a release with a "
+                     "Dockerfile is built into an image and runs as a container; others run as "
+                     "processes), process (plain processes only), or auto (docker when a Docker "
+                     "engine answers, else process)")
+        ->check(CLI::IsMember({"auto", "docker", "podman", "process"}))
+        ->capture_default_str();
+    serve->add_option("--engine-bin", options.engine_bin,
+                      "The docker or podman CLI to drive (default: found on PATH)");
+    serve
+        ->add_option("--container-network", options.container_network,
+                     "Network of app containers (docker run --network); with host networking "
+                     "the app listens on 127.0.0.1:$PORT, with any other the agent publishes "
+                     "$PORT on 127.0.0.1")
         ->capture_default_str();
     serve->add_option("--proxy-bin", options.proxy_bin,
                       "Path of the deploy-proxy binary (default: beside deploy-agent)");

@@ -31,6 +31,7 @@ Agents: --host URL, else $DEPLOYCTL_HOST, else the hosts of the target in deploy
 for an agent on this machine. $DEPLOYCTL_TOKEN is sent as a bearer token.)";
 
 struct Commands {
+    commands::AgentQuery agent = commands::AgentQuery::ping;
     commands::DeployOptions deploy;
     commands::LogsOptions logs;
     std::string release;
@@ -83,6 +84,18 @@ void add_commands(CLI::App& app, Commands& c) {
     rm->footer(
         "Examples:\n  deployctl rm v2\n\nThe PRODUCTION release cannot be deleted (exit 5).\n");
 
+    auto* agent = app.add_subcommand("agent", "Ask the agents: ping, or info (version, engine, "
+                                              "apps)");
+    agent->require_subcommand(1);
+    agent->add_subcommand("ping", "Check that every agent answers (exit 3 if one does not)")
+        ->callback([&c] { c.agent = commands::AgentQuery::ping; });
+    agent
+        ->add_subcommand("info", "Show each agent's version, engine (docker, podman or "
+                                 "process), proxy address, data dir and apps")
+        ->callback([&c] { c.agent = commands::AgentQuery::info; });
+    agent->footer("Examples:\n  deployctl agent ping --host http://127.0.0.1:7070\n"
+                  "  deployctl agent info\n  deployctl agent info --json | jq -r .engine\n");
+
     app.add_subcommand("version", "Print deployctl's version");
 }
 
@@ -99,6 +112,8 @@ common::Status dispatch(CLI::App& app, Context& ctx, const Commands& c) {
         return commands::rollback(ctx, c.release);
     if (app.got_subcommand("rm"))
         return commands::remove(ctx, c.release);
+    if (app.got_subcommand("agent"))
+        return commands::agent(ctx, c.agent);
     return commands::version(ctx);
 }
 

@@ -23,7 +23,7 @@ common::Status load_config(Target& target, const fs::path& dir, ConfigNeed need)
     fs::path file = (dir / "deploy.toml").lexically_normal();
     std::error_code ec;
     if (!fs::exists(file, ec)) {
-        if (need == ConfigNeed::optional)
+        if (need != ConfigNeed::required)
             return {};
         return common::make_error(
             ErrorKind::config,
@@ -50,11 +50,11 @@ common::Result<Target> resolve_target(const Context& ctx, const fs::path& dir, C
     if (auto st = load_config(target, dir, need); !st)
         return st.error();
     target.app = !g.app.empty() ? g.app : target.config ? target.config->app : "";
-    if (target.app.empty())
+    if (target.app.empty() && need != ConfigNeed::hosts_only)
         return common::make_error(ErrorKind::usage,
                                   "which app? there is no deploy.toml here: pass -a NAME, or run "
                                   "deployctl in the app's folder (or with -C DIR)");
-    if (!common::is_valid_app_name(target.app))
+    if (!target.app.empty() && !common::is_valid_app_name(target.app))
         return common::make_error(
             ErrorKind::usage,
             fmt::format("'{}' is not a valid app name: lower-case letters, digits and dashes, "

@@ -12,7 +12,8 @@
 
 namespace cli {
 
-enum class ConfigNeed { required, optional };
+// hosts_only: deploy.toml is optional and no app is needed (e.g. `agent info`).
+enum class ConfigNeed { required, optional, hosts_only };
 
 struct Target {
     std::optional<common::AppConfig> config;

@@ -18,6 +18,7 @@ Response info(ApiContext& context) {
         apps.push_back(status.app);
     return json_response(200, {{"version", common::version()},
                                {"engine", context.service.engine()},
+                               {"engine_version", context.service.engine_version()},
                                {"data_dir", context.data_dir.root().string()},
                                {"proxy_listen", context.service.proxy_listen()},
                                {"apps", std::move(apps)}});

@@ -87,7 +87,8 @@ int serve(const ServeOptions& options) {
         common::log_info(fmt::format("removed {} interrupted upload(s)", stale));
     auto service = make_service(
         ServiceOptions{data_dir, options.engine, options.proxy_listen,
-                       options.proxy_bin.empty() ? default_proxy_bin() : options.proxy_bin});
+                       options.proxy_bin.empty() ? default_proxy_bin() : options.proxy_bin,
+                       options.engine_bin, options.container_network});
     ApiContext context{*service, blobs, data_dir};
     const Router router = make_router(context);
     Server server(router,
@@ -98,9 +99,10 @@ int serve(const ServeOptions& options) {
         return fail(ok.error());
 
     std::thread acceptor([&server] { server.run(); });
-    std::fprintf(stderr, "deploy-agent ready: api http://%s:%u, proxy http://%s, data %s\n",
+    std::fprintf(stderr,
+                 "deploy-agent ready: api http://%s:%u, proxy http://%s, engine %s, data %s\n",
                  address->host.c_str(), server.port(), options.proxy_listen.c_str(),
-                 data_dir.root().c_str());
+                 service->engine().c_str(), data_dir.root().c_str());
     const int signal = wait_for_signal(signals);
     common::log_info(
         fmt::format("received {}, stopping", signal == SIGTERM ? "SIGTERM" : "SIGINT"));

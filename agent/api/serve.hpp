@@ -9,7 +9,9 @@ struct ServeOptions {
     std::string data_dir = "/var/lib/deploy-agent";
     std::string listen = "127.0.0.1:7070";
     std::string proxy_listen = "127.0.0.1:8080";
-    std::string engine = "process";
+    std::string engine = "auto";
+    std::string engine_bin;                // docker/podman CLI, default: on PATH
+    std::string container_network = "host";
     std::string proxy_bin; // empty: deploy-proxy beside this executable
 };
 

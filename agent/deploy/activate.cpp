@@ -81,10 +81,10 @@ void Engine::drain(const std::string& app, const Job& job) {
     if (stopping())
         return; // the next start stops it (INACTIVE with a live pid)
     const auto& process = job.previous_process;
-    if (process.pid > 0 && runtime::process_matches(process.pid, process.start))
-        runtime::terminate_group(process.pid, k_stop_grace);
-    else
-        runtime::reap_if_exited(process.pid);
+    auto old = m_store->get(app, job.previous);
+    if (!old || old->state == State::production)
+        return; // removed, or promoted again since: nothing to stop
+    runtime_for(*old).stop({app, job.previous}, process, k_stop_grace);
     auto row = m_store->get(app, job.previous);
     if (row && row->pid == process.pid)
         if (auto cleared = m_store->clear_process(app, job.previous); !cleared)
@@ -93,8 +93,11 @@ void Engine::drain(const std::string& app, const Job& job) {
 
 void Engine::delete_release(const ReleaseRow& row, const std::string& reason) {
     std::lock_guard lock(m_delete_mutex);
-    if (row.pid > 0 && runtime::process_matches(row.pid, row.pid_start))
-        runtime::terminate_group(row.pid, k_stop_grace);
+    auto& runtime = runtime_for(row);
+    const runtime::AppProcess process{row.pid, row.pid_start};
+    if (runtime.alive(process))
+        runtime.stop({row.app, row.id}, process, k_stop_grace);
+    runtime.remove({row.app, row.id});
     std::error_code ec;
     const auto& data = m_options.data_dir;
     for (const auto& path : {data.release_dir(row.app, row.id), data.event_log(row.app, row.id),
@@ -111,8 +114,12 @@ void Engine::delete_release(const ReleaseRow& row, const std::string& reason) {
         common::log_info("deleted " + row.app + " " + row.id + " (" + reason + ")");
 }
 
+// Keeps the newest `keep` INACTIVE releases (rollback targets) and, apart
+// from them, the newest `keep` FAILED ones (for their logs): a run of failed
+// deploys never pushes out what a rollback needs.
 void Engine::prune(const std::string& app, int keep) {
-    int kept = 0;
+    int inactive = 0;
+    int failed = 0;
     for (const auto& row : m_store->releases(app)) {
         if (!common::can_delete(row.state))
             continue;
@@ -121,6 +128,7 @@ void Engine::prune(const std::string& app, int keep) {
             if (m_busy.count(app + "/" + row.id))
                 continue;
         }
+        int& kept = row.state == State::failed ? failed : inactive;
         if (kept++ < keep || row.pid > 0)
             continue;
         delete_release(row, "pruned: keep = " + std::to_string(keep));
@@ -187,9 +195,10 @@ common::Result<Promotion> Engine::rollback(const std::string& app,
     }
     auto previous = activate(app, target->id, State::inactive, events);
     if (!previous) {
-        stop_process(app, target->id, *process);
+        stop_process(app, target->id, *config, *process);
         return previous.error();
     }
+    runtime_for(app, target->id, *config).serving({app, target->id});
     common::log_info("rolled " + app + " back to " + target->id);
     Job job;
     job.kind = JobKind::drain;

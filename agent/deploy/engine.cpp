@@ -39,6 +39,8 @@ void Engine::stop() {
         thread.join();
     if (m_supervisor.joinable())
         m_supervisor.join();
+    if (m_container_runtime)
+        m_container_runtime->shutdown(); // containers keep running
     std::lock_guard lock(m_mutex);
     for (auto& [app, slot] : m_slots)
         for (const auto& job : slot->queue) {

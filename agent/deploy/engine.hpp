@@ -1,15 +1,18 @@
 #pragma once
-// The deployment engine behind agent::Service (process runtime).
+// The deployment engine behind agent::Service; builds and runs releases
+// through agent/runtime/runtime.hpp (processes, docker or podman).
 //
 // engine.cpp    queries, the per-app workers and the global build slots
 // pipeline.cpp  QUEUED -> BUILDING -> PROVISIONING (materialize, build, start, health)
 // activate.cpp  the switch to PRODUCTION, routing, drain, prune, rollback, remove
 // recover.cpp   reconcile after a restart and the supervisor thread
+// runtimes.cpp  choosing the engine and the runtime of each release
 
 #include <agent/deploy/events.hpp>
 #include <agent/deploy/proxy_supervisor.hpp>
 #include <agent/deploy/service.hpp>
 #include <agent/runtime/app.hpp>
+#include <agent/runtime/runtime.hpp>
 #include <agent/store/blobs.hpp>
 #include <agent/store/store.hpp>
 
@@ -43,7 +46,8 @@ class Engine final : public Service {
     common::Result<Promotion> rollback(const std::string& app,
                                        const std::optional<std::string>& id) override;
     common::Status remove(const std::string& app, const std::string& id) override;
-    std::string engine() const override { return m_options.engine; }
+    std::string engine() const override { return m_engine; }
+    std::string engine_version() const override;
     std::string proxy_listen() const override { return m_options.proxy_listen; }
 
   private:
@@ -79,6 +83,13 @@ class Engine final : public Service {
     bool stopping() const { return m_stopping.load(); }
     // Sleeps up to `duration`; false if the engine is stopping.
     bool sleep_unless_stopping(std::chrono::milliseconds duration);
+    // Picks the engine (--engine auto), loads the agent id, makes the runtimes.
+    common::Status open_runtimes();
+    // The runtime that builds and runs this release: a container engine for a
+    // release with a Dockerfile, else plain processes.
+    runtime::Runtime& runtime_for(const std::string& app, const std::string& id,
+                                  const common::AppConfig& config) const;
+    runtime::Runtime& runtime_for(const ReleaseRow& row) const;
 
     // pipeline.cpp
     void run_deployment(const std::string& app, Job& job);
@@ -87,14 +98,15 @@ class Engine final : public Service {
                                                          const std::string& id,
                                                          const common::AppConfig& config,
                                                          const EventLog& events);
-    common::Status wait_healthy(const runtime::AppProcess& process, int port,
+    common::Status wait_healthy(runtime::Runtime& runtime, const runtime::ReleaseRef& release,
+                                const runtime::AppProcess& process, int port,
                                 const common::HealthConfig& health, const EventLog& events);
     bool advance(const std::string& app, const std::string& id, common::State from,
                  common::State to, const EventLog& events);
     void fail(const std::string& app, const std::string& id, common::State from,
               const std::string& message, const EventLog& events);
     void stop_process(const std::string& app, const std::string& id,
-                      const runtime::AppProcess& process);
+                      const common::AppConfig& config, const runtime::AppProcess& process);
 
     // activate.cpp
     common::Result<std::optional<std::string>> activate(const std::string& app,
@@ -110,11 +122,17 @@ class Engine final : public Service {
     // recover.cpp
     void reconcile();
     void reconcile_release(const ReleaseRow& row);
+    void remove_leftover_containers();
+    bool recover_production(const ReleaseRow& row);
     void supervise_loop();
     void supervise_app(const std::string& app);
     common::Status restart_production(const ReleaseRow& row, const std::string& note);
 
     ServiceOptions m_options;
+    std::string m_engine; // resolved by open_runtimes()
+    std::string m_agent_id;
+    std::unique_ptr<runtime::Runtime> m_process_runtime;
+    std::unique_ptr<runtime::Runtime> m_container_runtime; // null on --engine process
     std::unique_ptr<Store> m_store;
     BlobStore m_blobs;
     ProxySupervisor m_proxy;

@@ -1,7 +1,6 @@
 // QUEUED -> BUILDING -> PROVISIONING: materialize, build, start, health check.
 #include <agent/deploy/engine.hpp>
 #include <agent/deploy/materialize.hpp>
-#include <agent/runtime/command.hpp>
 #include <agent/runtime/http_probe.hpp>
 #include <agent/runtime/process.hpp>
 #include <common/duration.hpp>
@@ -44,11 +43,8 @@ void Engine::fail(const std::string& app, const std::string& id, State from,
 }
 
 void Engine::stop_process(const std::string& app, const std::string& id,
-                          const runtime::AppProcess& process) {
-    if (process.pid > 0 && runtime::process_matches(process.pid, process.start))
-        runtime::terminate_group(process.pid, k_stop_grace);
-    else
-        runtime::reap_if_exited(process.pid);
+                          const common::AppConfig& config, const runtime::AppProcess& process) {
+    runtime_for(app, id, config).stop({app, id}, process, k_stop_grace);
     if (auto cleared = m_store->clear_process(app, id); !cleared)
         common::log_error(cleared.error().message);
 }
@@ -65,18 +61,25 @@ void Engine::run_deployment(const std::string& app, Job& job) {
     release_build_slot();
     if (!moved)
         return;
+    // A failed release counts against deploy.keep like any other, so failed
+    // deploys cannot pile up releases and images either.
+    auto failed = [&](State from, const std::string& message) {
+        fail(app, job.id, from, message, events);
+        prune(app, job.config.deploy.keep);
+    };
     if (!built)
-        return fail(app, job.id, State::building, built.error().message, events);
+        return failed(State::building, built.error().message);
     if (!advance(app, job.id, State::building, State::provisioning, events))
         return;
     auto process = launch_and_check(app, job.id, job.config, events);
     if (!process)
-        return fail(app, job.id, State::provisioning, process.error().message, events);
+        return failed(State::provisioning, process.error().message);
     auto previous = activate(app, job.id, State::provisioning, events);
     if (!previous) {
-        stop_process(app, job.id, *process);
-        return fail(app, job.id, State::provisioning, previous.error().message, events);
+        stop_process(app, job.id, job.config, *process);
+        return failed(State::provisioning, previous.error().message);
     }
+    runtime_for(app, job.id, job.config).serving({app, job.id});
     common::log_info("deployment " + app + " " + job.id + " is PRODUCTION");
     if (!*previous)
         return prune(app, job.config.deploy.keep);
@@ -94,44 +97,22 @@ common::Status Engine::build(const std::string& app, const Job& job, const Event
     if (auto written = materialize(job.manifest, m_blobs, dir); !written)
         return make_error(ErrorKind::failed,
                           "cannot write the release tree: " + written.error().message);
-    const auto& build = job.config.build;
-    if (build.command.empty())
-        return {};
-    events.log("system", "running build command: " + build.command);
-    runtime::StreamingCommand command;
-    command.spawn.argv = {"/bin/sh", "-c", build.command};
-    command.spawn.env = runtime::clean_environment(dir, job.config.env);
-    command.spawn.cwd = dir;
-    command.timeout = build.timeout;
-    command.kill_grace = k_build_kill_grace;
-    command.cancel = &m_stopping;
-    command.on_line = [&](std::string_view line) { events.log("build", line); };
-    command.on_started = [&](pid_t pid) {
+    runtime::BuildSpec spec;
+    spec.release = {app, job.id};
+    spec.release_dir = dir;
+    spec.config = &job.config;
+    spec.cancel = &m_stopping;
+    spec.on_line = [&](std::string_view line) { events.log("build", line); };
+    spec.on_note = [&](std::string_view note) { events.log("system", note); };
+    spec.on_started = [&](pid_t pid) {
         auto start = runtime::process_start_time(pid).value_or(0);
         if (auto recorded = m_store->set_process(app, job.id, 0, pid, start); !recorded)
             common::log_error(recorded.error().message);
     };
-    auto result = runtime::run_streaming(command);
+    auto built = runtime_for(app, job.id, job.config).build(spec);
     if (auto cleared = m_store->clear_process(app, job.id); !cleared)
         common::log_error(cleared.error().message);
-    if (!result)
-        return make_error(ErrorKind::failed, "build failed: " + result.error().message);
-    switch (result->outcome) {
-    case runtime::Outcome::timed_out:
-        return make_error(ErrorKind::failed,
-                          "build timed out after " + common::format_duration(build.timeout));
-    case runtime::Outcome::cancelled:
-        return make_error(ErrorKind::failed, "interrupted: the agent stopped during the build");
-    case runtime::Outcome::signaled:
-        return make_error(ErrorKind::failed, "build failed: command killed by signal " +
-                                                 std::to_string(result->status));
-    case runtime::Outcome::exited:
-        break;
-    }
-    if (result->status != 0)
-        return make_error(ErrorKind::failed, "build failed: command exited with status " +
-                                                 std::to_string(result->status));
-    return {};
+    return built;
 }
 
 common::Result<runtime::AppProcess> Engine::launch_and_check(const std::string& app,
@@ -141,34 +122,40 @@ common::Result<runtime::AppProcess> Engine::launch_and_check(const std::string& 
     auto port = runtime::pick_free_port();
     if (!port)
         return port.error();
-    runtime::AppLaunch launch{m_options.data_dir.release_dir(app, id),
-                              m_options.data_dir.app_log(app, id), &config, *port};
-    auto process = runtime::start_app(launch);
+    auto& runtime = runtime_for(app, id, config);
+    runtime::AppLaunch launch{
+        app,     id,   m_options.data_dir.release_dir(app, id), m_options.data_dir.app_log(app, id),
+        &config, *port};
+    auto process = runtime.start(launch);
     if (!process)
         return process.error();
-    events.log("system", "started " + config.run.command + " on port " + std::to_string(*port) +
-                             " (pid " + std::to_string(process->pid) + ")");
+    const std::string what =
+        runtime.name() == "process" ? config.run.command : runtime.name() + " container";
+    events.log("system", "started " + what + " on port " + std::to_string(*port) + " (pid " +
+                             std::to_string(process->pid) + ")");
     auto recorded = m_store->set_process(app, id, *port, process->pid, process->start);
     if (!recorded) {
-        stop_process(app, id, *process);
+        stop_process(app, id, config, *process);
         return recorded.error();
     }
-    if (auto healthy = wait_healthy(*process, *port, config.run.health, events); !healthy) {
-        stop_process(app, id, *process);
+    if (auto healthy = wait_healthy(runtime, {app, id}, *process, *port, config.run.health, events);
+        !healthy) {
+        stop_process(app, id, config, *process);
         return healthy.error();
     }
     return process;
 }
 
-common::Status Engine::wait_healthy(const runtime::AppProcess& process, int port,
+common::Status Engine::wait_healthy(runtime::Runtime& runtime, const runtime::ReleaseRef& release,
+                                    const runtime::AppProcess& process, int port,
                                     const common::HealthConfig& health, const EventLog& events) {
     auto deadline = Clock::now() + health.timeout;
     auto probe_timeout = std::clamp(health.interval, std::chrono::milliseconds(500),
                                     std::chrono::milliseconds(5000));
     runtime::ProbeResult last{0, "no answer yet"};
     for (bool first = true;; first = false) {
-        if (auto exited = runtime::reap_if_exited(process.pid))
-            return make_error(ErrorKind::failed, "app exited with " + *exited + " while starting");
+        if (auto exited = runtime.exited(release, process))
+            return make_error(ErrorKind::failed, *exited);
         auto probe = runtime::http_probe(port, health.path, probe_timeout);
         if (first || probe.healthy() || probe.message != last.message)
             events.health(probe.healthy(), probe.status, health.path + ": " + probe.message);

@@ -23,9 +23,8 @@ common::Status Engine::start() {
     if (!store)
         return store.error();
     m_store = std::move(*store);
-    if (m_options.engine != "process")
-        common::log_warn("engine \"" + m_options.engine +
-                         "\" is not implemented yet; running releases as plain processes");
+    if (auto runtimes = open_runtimes(); !runtimes)
+        return runtimes;
     reconcile();
     if (auto proxy = m_proxy.ensure_running(); !proxy)
         return proxy;
@@ -38,6 +37,7 @@ common::Status Engine::start() {
 void Engine::reconcile() {
     for (const auto& row : m_store->all_releases())
         reconcile_release(row);
+    remove_leftover_containers();
     fs::path apps = m_options.data_dir.root() / "apps";
     std::error_code ec;
     for (fs::directory_iterator it(apps, ec), end; !ec && it != end; it.increment(ec))
@@ -46,12 +46,16 @@ void Engine::reconcile() {
 
 void Engine::reconcile_release(const ReleaseRow& row) {
     EventLog events(m_options.data_dir.event_log(row.app, row.id), row.id);
-    bool alive = row.pid > 0 && runtime::process_matches(row.pid, row.pid_start);
+    auto& runtime = runtime_for(row);
+    const runtime::AppProcess process{row.pid, row.pid_start};
+    const runtime::ReleaseRef release{row.app, row.id};
+    bool alive = runtime.alive(process);
     const std::string name = row.app + " " + row.id;
     switch (row.state) {
     case State::queued:
     case State::building:
-        if (alive)
+        // row.pid is the build's process group (a build command or the engine CLI)
+        if (row.pid > 0 && runtime::process_matches(row.pid, row.pid_start))
             runtime::terminate_group(row.pid, k_build_kill_grace);
         if (row.pid > 0)
             if (auto cleared = m_store->clear_process(row.app, row.id); !cleared)
@@ -59,14 +63,19 @@ void Engine::reconcile_release(const ReleaseRow& row) {
         return fail(row.app, row.id, row.state, "interrupted: the agent restarted during the build",
                     events);
     case State::provisioning:
-        stop_process(row.app, row.id, {row.pid, row.pid_start});
+        runtime.stop(release, process, k_stop_grace);
+        if (auto cleared = m_store->clear_process(row.app, row.id); !cleared)
+            common::log_error(cleared.error().message);
         return fail(row.app, row.id, row.state,
                     "interrupted: the agent restarted while the release was starting", events);
     case State::production:
         if (alive) {
+            runtime.adopt(release, process, m_options.data_dir.app_log(row.app, row.id));
             common::log_info("adopted running " + name + " (pid " + std::to_string(row.pid) + ")");
             return;
         }
+        if (recover_production(row))
+            return;
         if (auto restarted = restart_production(row, "app was not running after an agent "
                                                      "restart; restarted");
             !restarted)
@@ -77,8 +86,45 @@ void Engine::reconcile_release(const ReleaseRow& row) {
         if (row.pid == 0)
             return;
         common::log_info("stopping leftover process of " + name);
-        return stop_process(row.app, row.id, {row.pid, row.pid_start});
+        runtime.stop(release, process, k_stop_grace);
+        if (auto cleared = m_store->clear_process(row.app, row.id); !cleared)
+            common::log_error(cleared.error().message);
+        return;
     }
+}
+
+// Containers this agent labelled whose release is gone or not serving: an
+// agent killed between `docker run` and recording the container leaves one.
+void Engine::remove_leftover_containers() {
+    if (!m_container_runtime)
+        return;
+    for (const auto& release : m_container_runtime->instances()) {
+        auto row = m_store->get(release.app, release.id);
+        if (row && row->state == State::production)
+            continue;
+        common::log_info("removing leftover container of " + release.app + " " + release.id);
+        m_container_runtime->stop(release, {}, k_stop_grace);
+        if (!row)
+            m_container_runtime->remove(release);
+    }
+}
+
+// The PRODUCTION app is not alive by pid; the engine may have restarted it.
+// True when nothing more is to be done now.
+bool Engine::recover_production(const ReleaseRow& row) {
+    auto& runtime = runtime_for(row);
+    auto recovery = runtime.recover({row.app, row.id}, m_options.data_dir.app_log(row.app, row.id));
+    if (recovery.kind == runtime::Runtime::Recovery::pending)
+        return true;
+    if (recovery.kind == runtime::Runtime::Recovery::none)
+        return false;
+    if (auto recorded = m_store->set_process(row.app, row.id, row.port, recovery.process.pid,
+                                             recovery.process.start);
+        !recorded)
+        common::log_error(recorded.error().message);
+    EventLog(m_options.data_dir.event_log(row.app, row.id), row.id).log("system", recovery.note);
+    common::log_warn(row.app + " " + row.id + ": " + recovery.note);
+    return true;
 }
 
 common::Status Engine::restart_production(const ReleaseRow& row, const std::string& note) {
@@ -92,11 +138,17 @@ common::Status Engine::restart_production(const ReleaseRow& row, const std::stri
             return picked.error();
         port = *picked;
     }
-    runtime::AppLaunch launch{m_options.data_dir.release_dir(row.app, row.id),
-                              m_options.data_dir.app_log(row.app, row.id), &*config, port};
-    auto process = runtime::start_app(launch);
+    runtime::AppLaunch launch{row.app,
+                              row.id,
+                              m_options.data_dir.release_dir(row.app, row.id),
+                              m_options.data_dir.app_log(row.app, row.id),
+                              &*config,
+                              port};
+    auto& runtime = runtime_for(row.app, row.id, *config);
+    auto process = runtime.start(launch);
     if (!process)
         return process.error();
+    runtime.serving({row.app, row.id});
     auto recorded = m_store->set_process(row.app, row.id, port, process->pid, process->start);
     if (!recorded)
         return recorded;
@@ -126,7 +178,9 @@ void Engine::supervise_app(const std::string& app) {
         return;
     if (production->pid > 0)
         runtime::reap_if_exited(production->pid);
-    if (production->pid > 0 && runtime::process_matches(production->pid, production->pid_start))
+    if (runtime_for(*production).alive({production->pid, production->pid_start}))
+        return;
+    if (recover_production(*production))
         return;
     auto now = std::chrono::steady_clock::now();
     {

@@ -54,9 +54,11 @@ struct Promotion {
 
 struct ServiceOptions {
     DataDir data_dir;
-    std::string engine = "process";
+    std::string engine = "process";              // auto | docker | podman | process
     std::string proxy_listen = "127.0.0.1:8080"; // where deploy-proxy listens
     std::string proxy_bin;                       // path of the deploy-proxy binary
+    std::string engine_bin;                      // the docker/podman CLI; default: on PATH
+    std::string container_network = "host";      // docker run --network
 };
 
 class Service {
@@ -83,7 +85,10 @@ class Service {
     // ErrorKind::refused for PRODUCTION or unsettled releases.
     virtual common::Status remove(const std::string& app, const std::string& id) = 0;
 
+    // The engine in use ("docker", "podman", "process"; "auto" is resolved by
+    // start()) and, for container engines, its version.
     virtual std::string engine() const = 0;
+    virtual std::string engine_version() const = 0;
     virtual std::string proxy_listen() const = 0;
 };
 

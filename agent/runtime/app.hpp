@@ -8,11 +8,14 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <string>
 #include <sys/types.h>
 
 namespace agent::runtime {
 
 struct AppLaunch {
+    std::string app;
+    std::string id; // the release
     std::filesystem::path release_dir;
     std::filesystem::path log_file; // stdout+stderr, O_APPEND
     const common::AppConfig* config = nullptr;

@@ -27,4 +27,7 @@ common::Status rollback(Context& ctx, const std::string& release);
 common::Status remove(Context& ctx, const std::string& release);
 common::Status version(Context& ctx);
 
+enum class AgentQuery { ping, info };
+common::Status agent(Context& ctx, AgentQuery query);
+
 } // namespace cli::commands

@@ -102,6 +102,7 @@ class HumanPrinter final : public Printer {
     void releases(const std::string& host, const json& list) override;
     void status(const std::string& host, const json& status) override;
     void version(std::string_view version) override { m_out << "deployctl " << version << '\n'; }
+    void agent(const std::string& host, bool info, const json& answer) override;
     void error(const common::Error& error, const std::string& host) override {
         line(m_err, host_prefix(host), paint(Color::red, "error:") + " " + error.message);
     }
@@ -206,6 +207,28 @@ void HumanPrinter::status(const std::string& host, const json& status) {
     if (auto it = status.find("releases"); it != status.end() && it->is_array())
         for (const auto& r : *it)
             release_line(host, r);
+}
+
+void HumanPrinter::agent(const std::string& host, bool info, const json& answer) {
+    const std::string prefix = host_prefix(host);
+    if (!info) {
+        line(m_out, prefix,
+             fmt::format("{} deploy-agent {}", paint(Color::green, "ok"), str(answer, "version")));
+        return;
+    }
+    std::string engine = str(answer, "engine");
+    if (auto version = str(answer, "engine_version"); !version.empty())
+        engine += " " + version;
+    std::string apps;
+    if (auto it = answer.find("apps"); it != answer.end() && it->is_array())
+        for (const auto& app : *it)
+            if (app.is_string())
+                apps += (apps.empty() ? "" : ", ") + app.get<std::string>();
+    line(m_out, prefix, "deploy-agent " + str(answer, "version"));
+    line(m_out, prefix, "  engine    " + engine);
+    line(m_out, prefix, "  proxy     " + str(answer, "proxy_listen"));
+    line(m_out, prefix, "  data dir  " + str(answer, "data_dir"));
+    line(m_out, prefix, "  apps      " + (apps.empty() ? std::string("(none)") : apps));
 }
 
 } // namespace

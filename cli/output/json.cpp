@@ -64,6 +64,12 @@ class JsonPrinter final : public Printer {
         emit(status_object(status, host));
     }
     void version(std::string_view version) override { emit({{"version", version}}); }
+    void agent(const std::string& host, bool info, const json& answer) override {
+        json object = answer;
+        object["event"] = info ? "agent" : "ping";
+        object["host"] = host;
+        emit(object);
+    }
     void error(const common::Error& error, const std::string& host) override {
         emit(error_event(error, host));
         m_err << "error: " << (host.empty() ? "" : host + ": ") << error.message << '\n';

@@ -65,6 +65,8 @@ class Printer {
     virtual void releases(const std::string& host, const nlohmann::json& list) = 0;
     virtual void status(const std::string& host, const nlohmann::json& status) = 0;
     virtual void version(std::string_view version) = 0;
+    // GET /v1/health (info = false) or /v1/info (info = true) of one agent.
+    virtual void agent(const std::string& host, bool info, const nlohmann::json& answer) = 0;
     // `host` is empty when the error is not about one agent.
     virtual void error(const common::Error& error, const std::string& host) = 0;
 };

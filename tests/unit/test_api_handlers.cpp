@@ -57,6 +57,7 @@ class FakeService : public agent::Service {
         return common::make_error(common::ErrorKind::refused, "release " + id + " is PRODUCTION");
     }
     std::string engine() const override { return "process"; }
+    std::string engine_version() const override { return {}; }
     std::string proxy_listen() const override { return "127.0.0.1:8080"; }
 
     std::vector<agent::NewDeployment> created;

@@ -40,7 +40,7 @@ class Fixture {
     void restart() {
         if (m_service)
             m_service->stop();
-        m_service = agent::make_service({m_data, "process", "127.0.0.1:18080", ""});
+        m_service = agent::make_service({m_data, "process", "127.0.0.1:18080", "", "", "host"});
         auto started = m_service->start();
         REQUIRE(started.ok());
     }
@@ -134,7 +134,13 @@ TEST_CASE("engine deploys a release to PRODUCTION with the process runtime") {
     CHECK(events.find(R"("line":"building")") != std::string::npos);
     CHECK(events.find(R"("event":"health")") != std::string::npos);
     CHECK(events.rfind(R"("state":"PRODUCTION")") > events.rfind(R"("state":"PROVISIONING")"));
-    auto routes = common::read_file(f.data().proxy_routes()).value();
+    // The switch is recorded first, then the routing table is written.
+    std::string routes;
+    for (int i = 0; i < 100 && routes.find("web.example.com") == std::string::npos; ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        auto text = common::read_file(f.data().proxy_routes());
+        routes = text.ok() ? *text : std::string();
+    }
     CHECK(routes.find("web.example.com") != std::string::npos);
     CHECK(routes.find("127.0.0.1:" + std::to_string(info.port)) != std::string::npos);
     auto status = f.service().status("web");

@@ -1,0 +1,90 @@
+// Choosing the engine (--engine auto|docker|podman|process) and the runtime
+// that builds and runs each release.
+#include <agent/deploy/engine.hpp>
+#include <common/fs.hpp>
+#include <common/log.hpp>
+
+#include <fmt/format.h>
+
+#include <random>
+
+namespace agent {
+
+using common::ErrorKind;
+using common::make_error;
+
+namespace {
+
+constexpr std::chrono::milliseconds k_detect_timeout{5000};
+
+// The id stays with the data directory; images and containers carry it, so a
+// restarted agent finds its own and two agents on one engine never mix theirs.
+common::Result<std::string> load_agent_id(const std::filesystem::path& file) {
+    if (auto text = common::read_file(file)) {
+        auto id = *text;
+        while (!id.empty() && (id.back() == '\n' || id.back() == ' '))
+            id.pop_back();
+        if (id.size() >= 8 && id.find_first_not_of("0123456789abcdef") == std::string::npos)
+            return id;
+        return make_error(ErrorKind::config, file.string() + " does not hold an agent id; "
+                                                             "remove it to make a new one");
+    }
+    std::random_device random;
+    std::string id;
+    for (int i = 0; i < 4; ++i)
+        id += fmt::format("{:08x}", random());
+    if (auto written = common::atomic_write_file(file, id + "\n"); !written)
+        return written.error();
+    return id;
+}
+
+} // namespace
+
+common::Status Engine::open_runtimes() {
+    auto id = load_agent_id(m_options.data_dir.agent_id());
+    if (!id)
+        return id.error();
+    m_agent_id = *id;
+    m_process_runtime = runtime::make_process_runtime();
+    std::string engine = m_options.engine;
+    if (engine == "auto") {
+        const std::string binary = m_options.engine_bin.empty() ? "docker" : m_options.engine_bin;
+        engine = runtime::engine_answers(binary, k_detect_timeout) ? "docker" : "process";
+        common::log_info("--engine auto: using " + engine +
+                         (engine == "process" ? " (no Docker engine answers)" : ""));
+    }
+    if (engine == "docker" || engine == "podman") {
+        auto container = runtime::make_container_runtime(
+            {engine, m_options.engine_bin, m_options.container_network, m_agent_id});
+        if (!container)
+            return container.error();
+        m_container_runtime = std::move(*container);
+        common::log_info("engine " + engine + " " + m_container_runtime->version());
+    } else if (engine != "process") {
+        return make_error(ErrorKind::usage, "unknown engine \"" + engine +
+                                                "\" (expected auto, docker, podman or process)");
+    }
+    m_engine = engine;
+    return {};
+}
+
+std::string Engine::engine_version() const {
+    return m_container_runtime ? m_container_runtime->version() : std::string();
+}
+
+runtime::Runtime& Engine::runtime_for(const std::string& app, const std::string& id,
+                                      const common::AppConfig& config) const {
+    if (m_container_runtime &&
+        runtime::wants_container(config, m_options.data_dir.release_dir(app, id)))
+        return *m_container_runtime;
+    return *m_process_runtime;
+}
+
+runtime::Runtime& Engine::runtime_for(const ReleaseRow& row) const {
+    auto config = common::parse_config(row.config, "deploy.toml");
+    if (!config)
+        return *m_process_runtime;
+    return runtime_for(row.app, row.id, *config);
+}
+
+} // namespace agent

@@ -1,0 +1,508 @@
+// The `docker` and `podman` runtimes: images built from the release's
+// Dockerfile, apps run as containers, all through the engine's CLI.
+#include <agent/runtime/engine_cli.hpp>
+#include <agent/runtime/process.hpp>
+#include <agent/runtime/runtime.hpp>
+#include <common/duration.hpp>
+#include <common/log.hpp>
+
+#include <cerrno>
+#include <cstring>
+#include <fcntl.h>
+#include <map>
+#include <mutex>
+#include <sstream>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <thread>
+#include <unistd.h>
+
+namespace agent::runtime {
+
+namespace fs = std::filesystem;
+using common::ErrorKind;
+using common::make_error;
+
+namespace {
+
+constexpr std::chrono::milliseconds k_quick{30000}; // inspect, rm, update, rmi
+constexpr std::chrono::milliseconds k_run{120000};  // docker run (creates the container)
+constexpr std::chrono::milliseconds k_answer{5000}; // docker version
+constexpr const char* k_label_agent = "dev.deployctl.agent";
+constexpr const char* k_label_app = "dev.deployctl.app";
+constexpr const char* k_label_release = "dev.deployctl.release";
+constexpr std::uint64_t k_podman_nproc = 4096;
+
+std::string seconds_text(std::chrono::milliseconds d) {
+    return common::format_duration(d);
+}
+
+// Output of `docker logs -f NAME`, appended line by line to the release's app
+// log while the container runs. A pump ends with its container (or with the
+// agent: its pipe breaks), and is started again on restart or re-adoption.
+class LogPumps {
+  public:
+    explicit LogPumps(std::string binary) : m_binary(std::move(binary)) {}
+    ~LogPumps() { stop_all(); }
+
+    void attach(const std::string& container, const fs::path& file, const std::string& since) {
+        stop(container);
+        auto pump = std::make_unique<Pump>();
+        CliCall call;
+        call.argv = {m_binary, "logs", "--follow"};
+        if (!since.empty())
+            call.argv.insert(call.argv.end(), {"--since", since});
+        call.argv.push_back(container);
+        call.timeout = std::chrono::milliseconds(0);
+        call.capture = false;
+        call.cancel = &pump->cancel;
+        std::error_code ec;
+        fs::create_directories(file.parent_path(), ec);
+        int fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+        if (fd < 0) {
+            common::log_error("cannot open " + file.string() + ": " + std::strerror(errno));
+            return;
+        }
+        call.on_line = [fd](std::string_view line) {
+            std::string text(line);
+            text += '\n';
+            if (::write(fd, text.data(), text.size()) < 0)
+                common::log_warn(std::string("cannot write an app log line: ") +
+                                 std::strerror(errno));
+        };
+        pump->thread = std::thread([call = std::move(call), fd] {
+            if (auto ran = run_cli(call); !ran)
+                common::log_warn("cannot follow container output: " + ran.error().message);
+            ::close(fd);
+        });
+        std::lock_guard lock(m_mutex);
+        m_pumps[container] = std::move(pump);
+    }
+
+    void stop(const std::string& container) {
+        std::unique_ptr<Pump> pump;
+        {
+            std::lock_guard lock(m_mutex);
+            auto it = m_pumps.find(container);
+            if (it == m_pumps.end())
+                return;
+            pump = std::move(it->second);
+            m_pumps.erase(it);
+        }
+        pump->cancel = true;
+        pump->thread.join();
+    }
+
+    void stop_all() {
+        std::vector<std::string> names;
+        {
+            std::lock_guard lock(m_mutex);
+            for (const auto& [name, pump] : m_pumps)
+                names.push_back(name);
+        }
+        for (const auto& name : names)
+            stop(name);
+    }
+
+  private:
+    struct Pump {
+        std::atomic<bool> cancel{false};
+        std::thread thread;
+    };
+    std::string m_binary;
+    std::mutex m_mutex;
+    std::map<std::string, std::unique_ptr<Pump>> m_pumps;
+};
+
+struct ContainerState {
+    std::string status; // created, running, restarting, exited, dead ...
+    bool running = false;
+    bool restarting = false;
+    bool oom_killed = false;
+    int exit_code = 0;
+    pid_t pid = 0;
+    int restarts = 0;
+    std::uint64_t memory = 0;
+    std::string started_at;
+};
+
+// Rejects a Dockerfile path that is absolute, climbs out, or is not a regular
+// file of the uploaded tree.
+common::Result<fs::path> dockerfile_path(const fs::path& release_dir, const std::string& name) {
+    fs::path rel = fs::path(name).lexically_normal();
+    bool escapes = rel.is_absolute() || rel.empty() || *rel.begin() == "..";
+    std::error_code ec;
+    auto status = fs::symlink_status(release_dir / rel, ec);
+    if (escapes || ec || !fs::is_regular_file(status))
+        return make_error(ErrorKind::failed, "build failed: the Dockerfile \"" + name +
+                                                 "\" is not a file of the uploaded tree");
+    return release_dir / rel;
+}
+
+class ContainerRuntime final : public Runtime {
+  public:
+    ContainerRuntime(ContainerOptions options, std::string version)
+        : m_options(std::move(options)), m_version(std::move(version)), m_pumps(m_options.binary) {}
+    ~ContainerRuntime() override { m_pumps.stop_all(); }
+
+    std::string name() const override { return m_options.engine; }
+    std::string version() const override { return m_version; }
+
+    common::Status build(const BuildSpec& spec) override {
+        const auto& config = *spec.config;
+        auto dockerfile = dockerfile_path(spec.release_dir, config.build.dockerfile.empty()
+                                                                ? "Dockerfile"
+                                                                : config.build.dockerfile);
+        if (!dockerfile)
+            return dockerfile.error();
+        if (!config.build.command.empty())
+            spec.on_note("build.command is not run for container builds: the Dockerfile's "
+                         "steps build the image");
+        const std::string image = image_name(spec.release);
+        spec.on_note("building image " + image + " with " + m_options.engine);
+        std::vector<std::string> argv = {m_options.binary,     "build", "--force-rm", "-f",
+                                         dockerfile->string(), "-t",    image};
+        add_labels(argv, spec.release);
+        if (config.build.memory)
+            argv.insert(argv.end(), {"--memory", std::to_string(config.build.memory)});
+        for (const auto& [key, value] : config.build.args)
+            argv.insert(argv.end(), {"--build-arg", key + "=" + value});
+        argv.push_back(spec.release_dir.string());
+        CliCall call;
+        call.argv = std::move(argv);
+        call.timeout = config.build.timeout;
+        call.on_line = spec.on_line;
+        call.on_started = spec.on_started;
+        call.cancel = spec.cancel;
+        auto result = run_cli(call);
+        if (!result)
+            return make_error(ErrorKind::failed, "build failed: " + result.error().message);
+        if (result->timed_out)
+            return make_error(ErrorKind::failed,
+                              "build timed out after " + seconds_text(config.build.timeout));
+        if (result->cancelled)
+            return make_error(ErrorKind::failed, "interrupted: the agent stopped during the build");
+        if (result->exit_code != 0) {
+            std::string message = "build failed: " + m_options.engine +
+                                  " build exited with status " + std::to_string(result->exit_code);
+            if (auto last = result->last_line(); !last.empty())
+                message += ": " + last;
+            return make_error(ErrorKind::failed, message);
+        }
+        return {};
+    }
+
+    common::Result<AppProcess> start(const AppLaunch& launch) override {
+        const ReleaseRef release{launch.app, launch.id};
+        const auto& config = *launch.config;
+        const std::string name = container_name(release);
+        m_pumps.stop(name);
+        best_effort({"rm", "--force", name}, k_quick); // a leftover of an earlier start
+        std::vector<std::string> argv = {m_options.binary, "run", "--detach", "--name", name};
+        add_labels(argv, release);
+        argv.insert(argv.end(), {"--network", m_options.network, "--restart", "no"});
+        if (init_available())
+            argv.push_back("--init");
+        int container_port = launch.port;
+        if (m_options.network != "host") {
+            if (config.run.port > 0)
+                container_port = config.run.port;
+            argv.insert(argv.end(), {"--publish", "127.0.0.1:" + std::to_string(launch.port) + ":" +
+                                                      std::to_string(container_port)});
+        }
+        for (const auto& [key, value] : config.env)
+            if (key != "PORT")
+                argv.insert(argv.end(), {"--env", key + "=" + value});
+        argv.insert(argv.end(), {"--env", "PORT=" + std::to_string(container_port)});
+        if (config.run.memory) {
+            auto bytes = std::to_string(config.run.memory);
+            argv.insert(argv.end(), {"--memory", bytes, "--memory-swap", bytes});
+        }
+        argv.insert(argv.end(), {"--log-opt", "max-size=10m", "--log-opt", "max-file=3"});
+        if (m_options.engine == "podman")
+            add_podman_limits(argv);
+        argv.push_back(image_name(release));
+        if (!config.run.command.empty())
+            argv.insert(argv.end(), {"/bin/sh", "-c", config.run.command});
+        CliCall run;
+        run.argv = std::move(argv);
+        run.timeout = k_run;
+        auto ran = run_cli(run);
+        if (!ran)
+            return ran.error();
+        if (!ran->ok())
+            return make_error(ErrorKind::failed,
+                              "cannot start the container: " + failure_text(*ran, "run"));
+        auto state = inspect(name);
+        if (!state)
+            return state.error();
+        AppProcess process;
+        if (state->pid > 0)
+            process = {state->pid, process_start_time(state->pid).value_or(0)};
+        m_pumps.attach(name, launch.log_file, "");
+        return process;
+    }
+
+    std::optional<std::string> exited(const ReleaseRef& release,
+                                      const AppProcess& process) override {
+        auto state = inspect(container_name(release));
+        if (!state)
+            return alive(process) ? std::nullopt
+                                  : std::optional<std::string>("container disappeared while "
+                                                               "starting: " +
+                                                               state.error().message);
+        if (state->oom_killed)
+            return "container exceeded memory limit " +
+                   (state->memory ? common::format_size(state->memory) : std::string("(none)")) +
+                   " while starting";
+        if (state->running && alive(process))
+            return std::nullopt;
+        if (state->running || state->restarting)
+            return "container restarted while starting";
+        return "container exited with status " + std::to_string(state->exit_code) +
+               " while starting";
+    }
+
+    bool alive(const AppProcess& process) const override {
+        return process.pid > 0 && process_matches(process.pid, process.start);
+    }
+
+    void stop(const ReleaseRef& release, const AppProcess&,
+              std::chrono::milliseconds grace) override {
+        const std::string name = container_name(release);
+        auto seconds = std::max<long long>(1, (grace.count() + 999) / 1000);
+        best_effort({"stop", "--time", std::to_string(seconds), name}, grace + k_quick);
+        m_pumps.stop(name);
+        best_effort({"rm", "--force", name}, k_quick);
+    }
+
+    void serving(const ReleaseRef& release) override {
+        if (m_options.engine != "docker")
+            return; // podman 4 cannot change the policy of a running container
+        best_effort({"update", "--restart", "unless-stopped", container_name(release)}, k_quick);
+    }
+
+    Recovery recover(const ReleaseRef& release, const fs::path& log_file) override {
+        const std::string name = container_name(release);
+        auto state = inspect(name);
+        if (!state)
+            return {};
+        if (state->restarting)
+            return {Recovery::pending, {}, {}};
+        if (!state->running || state->pid <= 0)
+            return {};
+        AppProcess process{state->pid, process_start_time(state->pid).value_or(0)};
+        m_pumps.attach(name, log_file, state->started_at);
+        std::string note = "container restarted by " + m_options.engine;
+        if (state->restarts > 0)
+            note += " (restart " + std::to_string(state->restarts) + ")";
+        return {Recovery::running, process, note};
+    }
+
+    void adopt(const ReleaseRef& release, const AppProcess&, const fs::path& log_file) override {
+        // Output written while no agent was pumping it: from the log file's
+        // last write on (a line of that last second may show twice).
+        std::string since;
+        struct stat st {};
+        if (::stat(log_file.c_str(), &st) == 0)
+            since = std::to_string(st.st_mtim.tv_sec);
+        m_pumps.attach(container_name(release), log_file, since);
+    }
+
+    std::vector<ReleaseRef> instances() override {
+        CliCall list;
+        list.argv = {m_options.binary,
+                     "ps",
+                     "--all",
+                     "--filter",
+                     "label=" + std::string(k_label_agent) + "=" + m_options.agent_id,
+                     "--format",
+                     std::string("{{.Label \"") + k_label_app + "\"}} {{.Label \"" +
+                         k_label_release + "\"}}"};
+        list.timeout = k_quick;
+        std::vector<ReleaseRef> refs;
+        auto listed = run_cli(list);
+        if (!listed || !listed->ok()) {
+            common::log_warn("cannot list containers: " +
+                             (listed ? failure_text(*listed, "ps") : listed.error().message));
+            return refs;
+        }
+        std::istringstream lines(listed->output);
+        std::string app, id;
+        while (lines >> app >> id)
+            refs.push_back({app, id});
+        return refs;
+    }
+
+    void remove(const ReleaseRef& release) override {
+        const std::string name = container_name(release);
+        m_pumps.stop(name);
+        best_effort({"rm", "--force", name}, k_quick);
+        auto removed = call({"rmi", image_name(release)}, k_quick);
+        if (removed && !removed->ok() &&
+            removed->output.find("No such image") == std::string::npos &&
+            removed->output.find("image not known") == std::string::npos)
+            common::log_warn("cannot remove image " + image_name(release) + ": " +
+                             removed->last_line());
+    }
+
+    void shutdown() override { m_pumps.stop_all(); }
+
+  private:
+    std::string agent8() const { return m_options.agent_id.substr(0, 8); }
+    std::string image_name(const ReleaseRef& r) const {
+        return "deployctl/" + r.app + ":" + r.id + "-" + agent8();
+    }
+    std::string container_name(const ReleaseRef& r) const {
+        return "deployctl-" + r.app + "-" + r.id + "-" + agent8();
+    }
+
+    void add_labels(std::vector<std::string>& argv, const ReleaseRef& r) const {
+        argv.insert(argv.end(), {"--label", std::string(k_label_agent) + "=" + m_options.agent_id,
+                                 "--label", std::string(k_label_app) + "=" + r.app, "--label",
+                                 std::string(k_label_release) + "=" + r.id});
+    }
+
+    // Podman sets nofile and nproc far above what an engine without
+    // CAP_SYS_RESOURCE may grant; the app gets the agent's own file limit.
+    static void add_podman_limits(std::vector<std::string>& argv) {
+        rlimit limit{};
+        std::uint64_t files = 1024;
+        if (::getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY)
+            files = limit.rlim_cur;
+        argv.insert(
+            argv.end(),
+            {"--ulimit", "nofile=" + std::to_string(files) + ":" + std::to_string(files),
+             "--ulimit",
+             "nproc=" + std::to_string(k_podman_nproc) + ":" + std::to_string(k_podman_nproc)});
+    }
+
+    bool init_available() const {
+        if (m_options.engine == "docker")
+            return true; // docker-init ships with the engine
+        std::error_code ec;
+        return fs::exists("/usr/libexec/podman/catatonit", ec) ||
+               fs::exists("/usr/bin/catatonit", ec);
+    }
+
+    std::string failure_text(const CliResult& result, const std::string& verb) const {
+        if (result.timed_out)
+            return m_options.engine + " " + verb + " did not answer in time";
+        auto last = result.last_line();
+        return m_options.engine + " " + verb + " exited with status " +
+               std::to_string(result.exit_code) + (last.empty() ? "" : ": " + last);
+    }
+
+    // An engine call whose failure is only logged (it already was, in call()).
+    void best_effort(std::vector<std::string> args, std::chrono::milliseconds timeout) {
+        auto result = call(args, timeout);
+        if (result && !result->ok() && !result->timed_out)
+            common::log_warn(describe_call(args) + ": " + result->last_line());
+    }
+
+    // A quick engine call; failures are logged and returned for the caller to judge.
+    common::Result<CliResult> call(std::vector<std::string> args,
+                                   std::chrono::milliseconds timeout) {
+        CliCall c;
+        c.argv = {m_options.binary};
+        c.argv.insert(c.argv.end(), args.begin(), args.end());
+        c.timeout = timeout;
+        auto result = run_cli(c);
+        if (!result)
+            common::log_warn(describe_call(c.argv) + ": " + result.error().message);
+        else if (result->timed_out)
+            common::log_warn(describe_call(c.argv) + ": no answer within " + seconds_text(timeout));
+        return result;
+    }
+
+    common::Result<ContainerState> inspect(const std::string& name) {
+        auto result = call({"inspect", "--type", "container", "--format",
+                            "{{.State.Status}}|{{.State.Running}}|{{.State.Restarting}}|"
+                            "{{.State.OOMKilled}}|{{.State.ExitCode}}|{{.State.Pid}}|"
+                            "{{.RestartCount}}|{{.HostConfig.Memory}}|{{.State.StartedAt}}",
+                            name},
+                           k_quick);
+        if (!result)
+            return result.error();
+        if (!result->ok())
+            return make_error(ErrorKind::not_found, failure_text(*result, "inspect"));
+        std::vector<std::string> fields;
+        std::istringstream in(result->last_line());
+        for (std::string field; std::getline(in, field, '|');)
+            fields.push_back(field);
+        if (fields.size() != 9)
+            return make_error(ErrorKind::internal,
+                              "unexpected inspect output: " + result->last_line());
+        ContainerState state;
+        try {
+            state.status = fields[0];
+            state.running = fields[1] == "true";
+            state.restarting = fields[2] == "true";
+            state.oom_killed = fields[3] == "true";
+            state.exit_code = std::stoi(fields[4]);
+            state.pid = static_cast<pid_t>(std::stol(fields[5]));
+            state.restarts = std::stoi(fields[6]);
+            state.memory = std::stoull(fields[7]);
+            state.started_at = fields[8];
+        } catch (const std::exception&) {
+            return make_error(ErrorKind::internal,
+                              "unexpected inspect output: " + result->last_line());
+        }
+        return state;
+    }
+
+    ContainerOptions m_options;
+    std::string m_version;
+    LogPumps m_pumps;
+};
+
+common::Result<std::string> engine_version(const std::string& engine, const std::string& binary,
+                                           std::chrono::milliseconds timeout) {
+    CliCall c;
+    // podman answers locally (no daemon); docker's server version proves the daemon answers.
+    c.argv = {binary, "version", "--format",
+              engine == "podman" ? "{{.Client.Version}}" : "{{.Server.Version}}"};
+    c.timeout = timeout;
+    auto result = run_cli(c);
+    if (!result)
+        return result.error();
+    if (result->timed_out)
+        return make_error(ErrorKind::io,
+                          engine + " did not answer within " + seconds_text(timeout));
+    auto version = result->last_line();
+    if (result->exit_code != 0 || version.empty() || version.find(' ') != std::string::npos)
+        return make_error(ErrorKind::io, engine + " does not answer: " +
+                                             (version.empty() ? "no output" : version));
+    return version;
+}
+
+} // namespace
+
+bool engine_answers(const std::string& binary, std::chrono::milliseconds timeout) {
+    return static_cast<bool>(engine_version("docker", binary, timeout));
+}
+
+common::Result<std::unique_ptr<Runtime>> make_container_runtime(ContainerOptions options) {
+    if (options.engine != "docker" && options.engine != "podman")
+        return make_error(ErrorKind::usage, "unknown container engine " + options.engine);
+    if (options.binary.empty())
+        options.binary = options.engine;
+    if (options.agent_id.size() < 8)
+        return make_error(ErrorKind::internal, "container runtime needs the agent id");
+    auto version = engine_version(options.engine, options.binary, k_answer);
+    if (!version)
+        return make_error(version.error().kind,
+                          "--engine " + options.engine + ": " + version.error().message);
+    std::unique_ptr<Runtime> runtime =
+        std::make_unique<ContainerRuntime>(std::move(options), std::move(*version));
+    return runtime;
+}
+
+bool wants_container(const common::AppConfig& config, const fs::path& release_dir) {
+    if (!config.build.dockerfile.empty())
+        return true;
+    std::error_code ec;
+    return fs::is_regular_file(fs::symlink_status(release_dir / "Dockerfile", ec));
+}
+
+} // namespace agent::runtime

@@ -1,0 +1,158 @@
+#include <agent/runtime/engine_cli.hpp>
+
+#include <boost/process/args.hpp>
+#include <boost/process/child.hpp>
+#include <boost/process/env.hpp>
+#include <boost/process/environment.hpp>
+#include <boost/process/extend.hpp>
+#include <boost/process/io.hpp>
+#include <boost/process/pipe.hpp>
+#include <boost/process/search_path.hpp>
+
+#include <algorithm>
+#include <csignal>
+#include <cstdlib>
+#include <fcntl.h>
+#include <istream>
+#include <linux/close_range.h>
+#include <mutex>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <thread>
+#include <unistd.h>
+
+namespace agent::runtime {
+
+namespace bp = boost::process;
+using Clock = std::chrono::steady_clock;
+using common::ErrorKind;
+using common::make_error;
+
+namespace {
+
+constexpr std::size_t k_keep_output = 64 * 1024;
+// Quick calls are noticed quickly; long ones (a build, `logs -f`) are polled
+// less and less often.
+constexpr std::chrono::milliseconds k_first_poll{5};
+constexpr std::chrono::milliseconds k_max_poll{200};
+
+// The engine CLI gets a small, fixed environment: what it needs to find its
+// daemon and its configuration, nothing of the agent's own.
+bp::environment engine_environment() {
+    bp::environment env;
+    env["PATH"] = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+    env["LANG"] = "C.UTF-8";
+    for (const char* name :
+         {"HOME", "DOCKER_HOST", "DOCKER_CONFIG", "DOCKER_CONTEXT", "DOCKER_CERT_PATH",
+          "DOCKER_TLS_VERIFY", "CONTAINER_HOST", "CONTAINERS_CONF", "XDG_RUNTIME_DIR", "TMPDIR"})
+        if (const char* value = std::getenv(name))
+            env[name] = value;
+    if (env.find("HOME") == env.end())
+        env["HOME"] = "/root";
+    return env;
+}
+
+boost::filesystem::path resolve(const std::string& binary) {
+    if (binary.find('/') != std::string::npos)
+        return binary;
+    return bp::search_path(binary);
+}
+
+} // namespace
+
+std::string CliResult::last_line() const {
+    auto end = output.find_last_not_of("\r\n ");
+    if (end == std::string::npos)
+        return {};
+    auto begin = output.rfind('\n', end);
+    begin = begin == std::string::npos ? 0 : begin + 1;
+    return output.substr(begin, end - begin + 1);
+}
+
+std::string describe_call(const std::vector<std::string>& argv) {
+    std::string text;
+    for (const auto& arg : argv) {
+        if (!text.empty())
+            text += ' ';
+        text += arg;
+    }
+    return text;
+}
+
+common::Result<CliResult> run_cli(const CliCall& call) {
+    if (call.argv.empty())
+        return make_error(ErrorKind::internal, "run_cli: empty argv");
+    auto exe = resolve(call.argv[0]);
+    if (exe.empty() || ::access(exe.c_str(), X_OK) != 0)
+        return make_error(ErrorKind::io, call.argv[0] + " was not found or is not executable");
+    std::vector<std::string> args(call.argv.begin() + 1, call.argv.end());
+
+    bp::ipstream out;
+    std::error_code ec;
+    // In the child, before exec: its own process group (a timeout or a
+    // restarted agent stops it with one kill(-pgid)); killed when the agent's
+    // calling thread dies (kill -9 of the agent); and none of the agent's
+    // descriptors (listening sockets, database) leak into it.
+    auto setup = [](auto&) {
+        ::setpgid(0, 0);
+        ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (::syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) != 0)
+            for (int fd = 3; fd < 4096; ++fd)
+                ::fcntl(fd, F_SETFD, FD_CLOEXEC);
+    };
+    bp::child child(exe, bp::args(args), engine_environment(),
+                    bp::std_in<bp::null, (bp::std_out & bp::std_err)> out, ec,
+                    bp::extend::on_exec_setup = setup);
+    if (ec)
+        return make_error(ErrorKind::io, "cannot run " + call.argv[0] + ": " + ec.message());
+    const pid_t pid = child.id();
+    if (call.on_started)
+        call.on_started(pid);
+
+    CliResult result;
+    std::mutex output_mutex;
+    std::thread reader([&] {
+        std::string line;
+        while (std::getline(out, line)) {
+            if (!line.empty() && line.back() == '\r')
+                line.pop_back();
+            if (call.on_line)
+                call.on_line(line);
+            if (!call.capture)
+                continue;
+            std::lock_guard lock(output_mutex);
+            result.output += line;
+            result.output += '\n';
+            if (result.output.size() > 2 * k_keep_output)
+                result.output.erase(0, result.output.size() - k_keep_output);
+        }
+    });
+
+    const auto deadline = Clock::now() + call.timeout;
+    auto poll = k_first_poll;
+    while (child.running(ec)) {
+        bool cancelled = call.cancel && call.cancel->load();
+        bool late = call.timeout.count() > 0 && Clock::now() >= deadline;
+        if (cancelled || late) {
+            result.cancelled = cancelled;
+            result.timed_out = !cancelled;
+            ::kill(-pid, SIGTERM);
+            auto grace = Clock::now() + std::chrono::seconds(2);
+            while (child.running(ec) && Clock::now() < grace)
+                std::this_thread::sleep_for(k_first_poll);
+            ::kill(-pid, SIGKILL);
+            break;
+        }
+        std::this_thread::sleep_for(poll);
+        poll = std::min(poll * 2, k_max_poll);
+    }
+    child.wait(ec);
+    reader.join(); // the end of the stream: the CLI has exited and closed its output
+
+    result.exit_code = child.exit_code();
+    if (result.output.size() > k_keep_output)
+        result.output.erase(0, result.output.size() - k_keep_output);
+    return result;
+}
+
+} // namespace agent::runtime

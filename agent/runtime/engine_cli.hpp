@@ -1,0 +1,44 @@
+#pragma once
+// Running a container engine's CLI (docker, podman): an argv vector (never a
+// shell string), a timeout, the combined stdout+stderr captured or streamed
+// line by line. Built on Boost.Process; kept out of widely included headers.
+
+#include <common/result.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <sys/types.h>
+#include <vector>
+
+namespace agent::runtime {
+
+struct CliCall {
+    std::vector<std::string> argv; // argv[0] is the engine binary (a path or a name on PATH)
+    std::chrono::milliseconds timeout{30000};
+    // Each output line as it arrives; without it, output is only captured.
+    std::function<void(std::string_view line)> on_line;
+    std::function<void(pid_t pid)> on_started; // the CLI leads its own process group
+    const std::atomic<bool>* cancel = nullptr;
+    bool capture = true; // keep the output in CliResult::output
+};
+
+struct CliResult {
+    int exit_code = 0;
+    bool timed_out = false;
+    bool cancelled = false;
+    std::string output; // stdout+stderr, the last 64 KiB
+    bool ok() const { return !timed_out && !cancelled && exit_code == 0; }
+    // The output's last non-empty line, for error messages.
+    std::string last_line() const;
+};
+
+// ErrorKind::io when the binary cannot be started at all.
+common::Result<CliResult> run_cli(const CliCall& call);
+
+// "docker ps -a" style text for messages: the argv joined by spaces.
+std::string describe_call(const std::vector<std::string>& argv);
+
+} // namespace agent::runtime

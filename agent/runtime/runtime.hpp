@@ -1,0 +1,109 @@
+#pragma once
+// The seam between the deployment engine (agent/deploy) and whatever builds
+// and runs a release: plain processes, Docker or Podman. The engine only speaks
+// to this interface; it never knows which one it drives.
+//
+// A running app is identified by a host pid and that process's start time
+// (for a container: the pid of its init process), so liveness is a cheap
+// /proc check whatever runs it.
+
+#include <agent/runtime/app.hpp>
+#include <common/config.hpp>
+#include <common/result.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace agent::runtime {
+
+struct ReleaseRef {
+    std::string app;
+    std::string id;
+};
+
+struct BuildSpec {
+    ReleaseRef release;
+    std::filesystem::path release_dir; // materialized source, the build's working tree
+    const common::AppConfig* config = nullptr;
+    std::function<void(std::string_view line)> on_line; // the build's own output
+    std::function<void(std::string_view note)>
+        on_note;                               // what the agent does ("building image ...")
+    std::function<void(pid_t pid)> on_started; // the build's process group, for recovery
+    const std::atomic<bool>* cancel = nullptr;
+};
+
+class Runtime {
+  public:
+    virtual ~Runtime() = default;
+
+    virtual std::string name() const = 0;
+    // Builds the release in place (process) or into an image (containers).
+    // An error is the final, user-facing reason ("build timed out after 2s").
+    virtual common::Status build(const BuildSpec& spec) = 0;
+    // Starts the app listening on launch.port and returns its identity.
+    virtual common::Result<AppProcess> start(const AppLaunch& launch) = 0;
+    // While a release starts: why it is no longer running ("container exceeded
+    // memory limit 64m while starting"), nullopt while it runs.
+    virtual std::optional<std::string> exited(const ReleaseRef& release,
+                                              const AppProcess& process) = 0;
+    virtual bool alive(const AppProcess& process) const = 0;
+    // Stops the app (graceful, then forced after `grace`) and frees what it held.
+    virtual void stop(const ReleaseRef& release, const AppProcess& process,
+                      std::chrono::milliseconds grace) = 0;
+    // The release became PRODUCTION: from now on it restarts when it crashes.
+    virtual void serving(const ReleaseRef& release) { (void)release; }
+    // A PRODUCTION app is not alive by pid. `running`: the engine restarted it
+    // on its own (new identity, a note for the release's log); `pending`: the
+    // engine is restarting it, look again later; `none`: the agent must start it.
+    struct Recovery {
+        enum Kind { none, pending, running } kind = none;
+        AppProcess process;
+        std::string note;
+    };
+    virtual Recovery recover(const ReleaseRef& release, const std::filesystem::path& log_file) {
+        (void)release, (void)log_file;
+        return {};
+    }
+    // After an agent restart: the app runs and is ours again (e.g. reattach
+    // its output to the release's log).
+    virtual void adopt(const ReleaseRef& release, const AppProcess& process,
+                       const std::filesystem::path& log_file) {
+        (void)release, (void)process, (void)log_file;
+    }
+    // Releases this runtime holds anything for (containers), to find leftovers.
+    virtual std::vector<ReleaseRef> instances() { return {}; }
+    // The release is deleted: remove its image and anything else it held.
+    virtual void remove(const ReleaseRef& release) { (void)release; }
+    // Stops background work (log pumps); running apps keep running.
+    virtual void shutdown() {}
+    // "20.10.24" for an engine, empty for plain processes.
+    virtual std::string version() const { return {}; }
+};
+
+std::unique_ptr<Runtime> make_process_runtime();
+
+struct ContainerOptions {
+    std::string engine = "docker"; // "docker" or "podman"
+    std::string binary;            // the CLI; default: `engine` on PATH
+    std::string network = "host";  // --network
+    std::string agent_id;          // labels every image and container
+};
+
+// Checks that the engine answers (`docker version`) and returns the runtime.
+common::Result<std::unique_ptr<Runtime>> make_container_runtime(ContainerOptions options);
+
+// Whether the engine answers within `timeout` (for --engine auto).
+bool engine_answers(const std::string& binary, std::chrono::milliseconds timeout);
+
+// A release runs in a container when deploy.toml names a Dockerfile or the
+// tree has one at its root.
+bool wants_container(const common::AppConfig& config, const std::filesystem::path& release_dir);
+
+} // namespace agent::runtime
