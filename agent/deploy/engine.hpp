@@ -123,7 +123,7 @@ class Engine final : public Service {
     void reconcile();
     void reconcile_release(const ReleaseRow& row);
     void remove_leftover_containers();
-    bool recover_production(const ReleaseRow& row);
+    std::optional<std::string> recover_production(const ReleaseRow& row);
     void supervise_loop();
     void supervise_app(const std::string& app);
     common::Status restart_production(const ReleaseRow& row, const std::string& note);

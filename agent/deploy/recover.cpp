@@ -68,19 +68,22 @@ void Engine::reconcile_release(const ReleaseRow& row) {
             common::log_error(cleared.error().message);
         return fail(row.app, row.id, row.state,
                     "interrupted: the agent restarted while the release was starting", events);
-    case State::production:
+    case State::production: {
         if (alive) {
             runtime.adopt(release, process, m_options.data_dir.app_log(row.app, row.id));
             common::log_info("adopted running " + name + " (pid " + std::to_string(row.pid) + ")");
             return;
         }
-        if (recover_production(row))
+        auto reason = recover_production(row);
+        if (!reason)
             return;
-        if (auto restarted = restart_production(row, "app was not running after an agent "
-                                                     "restart; restarted");
+        if (auto restarted = restart_production(
+                row, reason->empty() ? "app was not running after an agent restart; restarted"
+                                     : *reason + " after an agent restart; started again");
             !restarted)
             common::log_error("cannot restart " + name + ": " + restarted.error().message);
         return;
+    }
     case State::inactive:
     case State::failed:
         if (row.pid == 0)
@@ -110,21 +113,22 @@ void Engine::remove_leftover_containers() {
 }
 
 // The PRODUCTION app is not alive by pid; the engine may have restarted it.
-// True when nothing more is to be done now.
-bool Engine::recover_production(const ReleaseRow& row) {
+// nullopt when nothing more is to be done now, else why the agent must start
+// it again (empty when the runtime cannot tell).
+std::optional<std::string> Engine::recover_production(const ReleaseRow& row) {
     auto& runtime = runtime_for(row);
     auto recovery = runtime.recover({row.app, row.id}, m_options.data_dir.app_log(row.app, row.id));
     if (recovery.kind == runtime::Runtime::Recovery::pending)
-        return true;
+        return std::nullopt;
     if (recovery.kind == runtime::Runtime::Recovery::none)
-        return false;
+        return recovery.note;
     if (auto recorded = m_store->set_process(row.app, row.id, row.port, recovery.process.pid,
                                              recovery.process.start);
         !recorded)
         common::log_error(recorded.error().message);
     EventLog(m_options.data_dir.event_log(row.app, row.id), row.id).log("system", recovery.note);
     common::log_warn(row.app + " " + row.id + ": " + recovery.note);
-    return true;
+    return std::nullopt;
 }
 
 common::Status Engine::restart_production(const ReleaseRow& row, const std::string& note) {
@@ -180,7 +184,8 @@ void Engine::supervise_app(const std::string& app) {
         runtime::reap_if_exited(production->pid);
     if (runtime_for(*production).alive({production->pid, production->pid_start}))
         return;
-    if (recover_production(*production))
+    auto reason = recover_production(*production);
+    if (!reason)
         return;
     auto now = std::chrono::steady_clock::now();
     {
@@ -193,7 +198,9 @@ void Engine::supervise_app(const std::string& app) {
                                    : std::chrono::milliseconds(500);
         backoff.last = now;
     }
-    if (auto restarted = restart_production(*production, "app exited; restarted"); !restarted)
+    const std::string note =
+        reason->empty() ? "app exited; restarted" : *reason + "; started again";
+    if (auto restarted = restart_production(*production, note); !restarted)
         common::log_error("cannot restart " + app + " " + production->id + ": " +
                           restarted.error().message);
 }

@@ -255,9 +255,9 @@ class ContainerRuntime final : public Runtime {
             return "container exceeded memory limit " +
                    (state->memory ? common::format_size(state->memory) : std::string("(none)")) +
                    " while starting";
-        if (state->running && alive(process))
-            return std::nullopt;
-        if (state->running || state->restarting)
+        if (state->running)
+            return std::nullopt; // its init may be gone already while the engine catches up
+        if (state->restarting)
             return "container restarted while starting";
         return "container exited with status " + std::to_string(state->exit_code) +
                " while starting";
@@ -286,12 +286,17 @@ class ContainerRuntime final : public Runtime {
         const std::string name = container_name(release);
         auto state = inspect(name);
         if (!state)
-            return {};
+            return {Recovery::none, {}, "container was gone"};
         if (state->restarting)
             return {Recovery::pending, {}, {}};
         if (!state->running || state->pid <= 0)
-            return {};
-        AppProcess process{state->pid, process_start_time(state->pid).value_or(0)};
+            return {Recovery::none,
+                    {},
+                    "container exited with status " + std::to_string(state->exit_code)};
+        auto start = process_start_time(state->pid);
+        if (!start) // the engine has not noticed the exit yet
+            return {Recovery::pending, {}, {}};
+        AppProcess process{state->pid, *start};
         m_pumps.attach(name, log_file, state->started_at);
         std::string note = "container restarted by " + m_options.engine;
         if (state->restarts > 0)

@@ -61,7 +61,8 @@ class Runtime {
     virtual void serving(const ReleaseRef& release) { (void)release; }
     // A PRODUCTION app is not alive by pid. `running`: the engine restarted it
     // on its own (new identity, a note for the release's log); `pending`: the
-    // engine is restarting it, look again later; `none`: the agent must start it.
+    // engine is restarting it, look again later; `none`: the agent must start
+    // it (the note may say why, e.g. "container was gone").
     struct Recovery {
         enum Kind { none, pending, running } kind = none;
         AppProcess process;

@@ -273,7 +273,7 @@ TEST_CASE("container runtime runs the app with PORT, env, memory, labels and hos
 }
 
 TEST_CASE(
-    "container runtime publishes the port on 127.0.0.1 off host networking; podman gets ulimits") {
+    "container runtime publishes the port on 127.0.0.1 off host networking, and podman gets ulimits") {
     FakeEngine engine;
     auto runtime = make_runtime(engine, "podman", "bridge");
     test::TempDir data;
