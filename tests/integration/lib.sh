@@ -244,12 +244,23 @@ start_agent() {
     IT_AGENT_LOGS+=("$AGENT_LOG")
     # stdout and stderr go to a file: the proxy and the apps inherit them and
     # outlive the agent, and must not hold the test's (CTest's) pipe open.
+    # AGENT_ENGINE (default process) and the array AGENT_EXTRA_ARGS (extra
+    # `serve` arguments) may be set by the test, for one call or for all.
+    local engine=${AGENT_ENGINE:-process}
     "$AGENT_BIN" serve --data-dir "$DATA" --listen "127.0.0.1:$AGENT_PORT" \
-        --proxy-listen "127.0.0.1:$PROXY_PORT" --engine process --proxy-bin "$PROXY_BIN" \
+        --proxy-listen "127.0.0.1:$PROXY_PORT" --engine "$engine" --proxy-bin "$PROXY_BIN" \
+        ${AGENT_EXTRA_ARGS[@]+"${AGENT_EXTRA_ARGS[@]}"} \
         </dev/null >"$AGENT_LOG" 2>&1 &
     AGENT_PID=$!
     disown "$AGENT_PID" # no "Killed" job notices; bash still reaps it
     echo "$AGENT_PID" >>"$TEST_TMP/agent.pids"
+    # The cleanup removes the containers and images of every agent started
+    # (found by DATA/agent.id) on every container engine used.
+    grep -qxF -- "$DATA" "$TEST_TMP/agent.datadirs" 2>/dev/null || echo "$DATA" >>"$TEST_TMP/agent.datadirs"
+    case $engine in
+    docker | auto) note_engine docker ;;
+    podman) note_engine podman ;;
+    esac
     local ok=0 i
     for i in $(seq 1 100); do
         if curl -fsS -o /dev/null --max-time 1 "$AGENT_URL/v1/health" 2>/dev/null; then ok=1; break; fi
@@ -264,7 +275,7 @@ start_agent() {
         grep -q 'deploy-agent ready' "$AGENT_LOG" ||
             fail "agent prints 'deploy-agent ready' on stderr" "agent log:" "$(excerpt "$AGENT_LOG")"
     fi
-    pass "agent '$name' ready on $AGENT_URL (proxy :$PROXY_PORT, data $(short_cmd "$DATA"))"
+    pass "agent '$name' ready on $AGENT_URL (proxy :$PROXY_PORT, engine $engine, data $(short_cmd "$DATA"))"
     local upper=${name^^}
     upper=${upper//-/_}
     printf -v "${upper}_PID" '%s' "$AGENT_PID"
@@ -354,6 +365,7 @@ stop_all() {
         kill -9 $pids 2>/dev/null
         sleep 0.2
     done
+    cleanup_containers "$rc"
     wait 2>/dev/null
     pids=$(pids_under "$TEST_TMP")
     if [[ -n $pids ]]; then
@@ -502,4 +514,261 @@ expect_serving() {
     local body
     body=$(fetch "$1" / "${4:-$PROXY_PORT}")
     assert_eq "$2" "$body" "$3"
+}
+
+# ---------------------------------------------------------------- container engines
+#
+# The container tests build images FROM scratch with a static busybox (no
+# registry is reachable) and run them with host networking on 127.0.0.1.
+# Every Dockerfile they write starts with `LABEL it.deployctl.run=$IT_RUN_ID`,
+# so every image and container this test made (intermediate build layers and
+# build containers too) carries that label; the agents label theirs with
+# dev.deployctl.agent=<agent id>. The EXIT trap removes both kinds.
+
+IT_RUN_ID=$(basename "$TEST_TMP")
+ENGINE_CLI=${ENGINE_CLI:-docker}
+
+# ecli ARGS...: the engine CLI the test talks to (docker, or podman with ENGINE_CLI=podman).
+ecli() { "$ENGINE_CLI" "$@"; }
+
+# note_engine docker|podman: the cleanup will look for this test's containers there.
+note_engine() {
+    grep -qx -- "$1" "$TEST_TMP/engines" 2>/dev/null || echo "$1" >>"$TEST_TMP/engines"
+}
+
+# require_static_busybox: the images are FROM scratch, so busybox must be static.
+# Sets BUSYBOX_BIN.
+require_static_busybox() {
+    BUSYBOX_BIN=$(command -v busybox 2>/dev/null || true)
+    [[ -n $BUSYBOX_BIN ]] && BUSYBOX_BIN=$(readlink -f "$BUSYBOX_BIN")
+    if [[ -z $BUSYBOX_BIN ]] || ldd "$BUSYBOX_BIN" 2>&1 | grep -Eqv 'not a dynamic executable|statically linked'; then
+        if [[ ${DEPLOYCTL_REQUIRE_DOCKER:-0} == 1 ]]; then
+            fail "static busybox present" "CI requires a static busybox for the container images" \
+                "found: ${BUSYBOX_BIN:-none} (Debian: apt-get install busybox-static)"
+        fi
+        log "SKIP: the container images need a static busybox; found ${BUSYBOX_BIN:-none} (Debian: apt-get install busybox-static)"
+        exit 77
+    fi
+}
+
+# require_docker: returns when a Docker engine answers; otherwise fails when
+# DEPLOYCTL_REQUIRE_DOCKER=1 (CI), else skips (exit 77).
+require_docker() {
+    local version err=$TEST_TMP/docker-version.err
+    if version=$(timeout 20 docker version --format '{{.Server.Version}}' 2>"$err") && [[ -n $version ]]; then
+        DOCKER_SERVER_VERSION=$version
+        note_engine docker
+        require_static_busybox
+        log "docker engine $version"
+        return 0
+    fi
+    if [[ ${DEPLOYCTL_REQUIRE_DOCKER:-0} == 1 ]]; then
+        fail "a Docker engine answers \`docker version\`" \
+            "CI requires a Docker engine (DEPLOYCTL_REQUIRE_DOCKER=1), but it did not answer:" \
+            "$(excerpt "$err" 10)"
+    fi
+    log "SKIP: no Docker engine answers \`docker version\` ($(head -c 300 "$err" | tr '\n' ' '))"
+    exit 77
+}
+
+# agent_id [DATA]: the full agent id (DATA/agent.id); agent8 [DATA]: its first 8 hex digits.
+agent_id() { tr -d '[:space:]' <"${1:-$DATA}/agent.id" 2>/dev/null || true; }
+agent8() {
+    local id
+    id=$(agent_id "$@")
+    id=${id//-/}
+    printf '%s' "${id:0:8}"
+}
+
+# The names the agent gives a release's image and container (the contract).
+image_ref() { printf 'deployctl/%s:%s-%s' "$1" "$2" "$(agent8 "${3:-$DATA}")"; }
+container_name() { printf 'deployctl-%s-%s-%s' "$1" "$2" "$(agent8 "${3:-$DATA}")"; }
+
+# app_containers APP [-a]: ids of the app's running (with -a: all) containers of the current agent.
+app_containers() {
+    local all=()
+    [[ ${2:-} == -a ]] && all=(-a)
+    ecli ps "${all[@]}" -q --no-trunc --filter "label=dev.deployctl.agent=$(agent_id)" \
+        --filter "label=dev.deployctl.app=$1" 2>/dev/null || true
+}
+# release_containers APP ID [-a]: likewise for one release.
+release_containers() {
+    local all=()
+    [[ ${3:-} == -a ]] && all=(-a)
+    ecli ps "${all[@]}" -q --no-trunc --filter "label=dev.deployctl.agent=$(agent_id)" \
+        --filter "label=dev.deployctl.app=$1" --filter "label=dev.deployctl.release=$2" 2>/dev/null || true
+}
+count_lines() { grep -c . || true; }
+running_count() { app_containers "$1" | count_lines; }
+
+# app_images APP: repository:tag of every image of the app labelled by the current agent.
+# (One --filter only: podman ORs repeated label filters on images.)
+app_images() {
+    local ref me
+    me=$(agent_id)
+    ecli images --format '{{.Repository}}:{{.Tag}}' --filter "label=dev.deployctl.app=$1" 2>/dev/null |
+        grep -v '<none>' | sort -u | while IFS= read -r ref; do
+        [[ $(ecli image inspect -f '{{index .Config.Labels "dev.deployctl.agent"}}' "$ref" 2>/dev/null) == "$me" ]] &&
+            printf '%s\n' "$ref"
+    done || true
+}
+image_exists() { ecli image inspect "$1" >/dev/null 2>&1; }
+
+# cinspect NAME FORMAT: docker inspect -f FORMAT NAME (empty when there is no such container).
+cinspect() { ecli inspect -f "$2" "$1" 2>/dev/null || true; }
+
+# A one-line picture of the app's containers, for failure messages.
+containers_summary() {
+    ecli ps -a --filter "label=dev.deployctl.agent=$(agent_id)" ${1:+--filter "label=dev.deployctl.app=$1"} \
+        --format '{{.Names}} {{.Status}} {{.Image}}' 2>&1 | paste -sd';' || true
+}
+
+# write_dockerfile REPO [steps=LINES] [cmd=SHELL COMMAND]
+# FROM scratch + busybox; the default steps print "it-build-output-42" (a line
+# that only the step's output has, not its "Step N : RUN" echo); extra steps
+# go after them and before COPY site/. The default CMD prints
+# "it-app-start port $PORT" and runs busybox httpd -vv (request lines on stderr).
+IT_DEFAULT_CMD='echo it-app-start port $PORT; exec httpd -f -vv -p 127.0.0.1:$PORT -h /site'
+write_dockerfile() {
+    local repo=$1 steps="" cmd=$IT_DEFAULT_CMD kv
+    shift
+    for kv in "$@"; do
+        case ${kv%%=*} in
+        steps) steps=${kv#*=} ;; cmd) cmd=${kv#*=} ;;
+        *) fail "write_dockerfile" "unknown key ${kv%%=*}" ;;
+        esac
+    done
+    {
+        printf 'FROM scratch\n'
+        printf 'LABEL it.deployctl.run="%s"\n' "$IT_RUN_ID"
+        printf 'COPY busybox /bin/busybox\n'
+        printf 'RUN ["/bin/busybox","--install","-s","/bin"]\n'
+        printf 'RUN ["/bin/sh","-c","echo it-build-output-$((6*7))"]\n'
+        [[ -n $steps ]] && printf '%s\n' "$steps"
+        printf 'COPY site/ /site/\n'
+        printf 'CMD %s\n' "$(jq -cn --arg c "$cmd" '["/bin/sh","-c",$c]')"
+    } >"$repo/Dockerfile"
+}
+
+# write_container_toml REPO APP [key=value...]
+# keys: dockerfile (build.dockerfile, default "Dockerfile"; empty: not written,
+# the agent finds ./Dockerfile itself), build_timeout (60s), build_memory,
+# run (run.command), run_memory, health_path (/healthz), health_timeout (20s),
+# keep (5), drain (200ms), hosts (as write_toml), extra (raw TOML appended last).
+write_container_toml() {
+    local repo=$1 app=$2
+    shift 2
+    local dockerfile=Dockerfile build_timeout=60s build_memory="" run="" run_memory=""
+    local health_path=/healthz health_timeout=20s keep=5 drain=200ms extra=""
+    local hosts="\"${AGENT_URL:-http://127.0.0.1:7070}\"" kv
+    for kv in "$@"; do
+        local k=${kv%%=*} v=${kv#*=}
+        case $k in
+        dockerfile) dockerfile=$v ;; build_timeout) build_timeout=$v ;; build_memory) build_memory=$v ;;
+        run) run=$v ;; run_memory) run_memory=$v ;; health_path) health_path=$v ;;
+        health_timeout) health_timeout=$v ;; keep) keep=$v ;; drain) drain=$v ;;
+        hosts) hosts=$v ;; extra) extra=$v ;;
+        *) fail "write_container_toml" "unknown key $k" ;;
+        esac
+    done
+    {
+        printf 'app = "%s"\n\n[build]\n' "$app"
+        [[ -n $dockerfile ]] && printf 'dockerfile = %s\n' "$(toml_string "$dockerfile")"
+        printf 'timeout = "%s"\n' "$build_timeout"
+        [[ -n $build_memory ]] && printf 'memory = "%s"\n' "$build_memory"
+        printf '\n[run]\n'
+        [[ -n $run ]] && printf 'command = %s\n' "$(toml_string "$run")"
+        [[ -n $run_memory ]] && printf 'memory = "%s"\n' "$run_memory"
+        printf 'health = { path = "%s", interval = "200ms", timeout = "%s" }\n\n' "$health_path" "$health_timeout"
+        printf '[deploy]\nkeep = %s\ndrain = "%s"\n' "$keep" "$drain"
+        if [[ -n $hosts ]]; then printf '\n[targets.local]\nhosts = [%s]\n' "$hosts"; fi
+        if [[ -n $extra ]]; then printf '\n%s\n' "$extra"; fi
+    } >"$repo/deploy.toml"
+}
+
+# make_container_repo NAME [key=value...]: a fresh git repo holding a static
+# busybox, a Dockerfile (keys steps, cmd: write_dockerfile), site/index.html
+# ("NAME site 1", or key site=TEXT), site/healthz and deploy.toml (the other
+# keys: write_container_toml), committed. Sets REPO.
+make_container_repo() {
+    local name=$1 kv site="$1 site 1"
+    shift
+    local -a dargs=() targs=()
+    for kv in "$@"; do
+        case ${kv%%=*} in
+        steps | cmd) dargs+=("$kv") ;;
+        site) site=${kv#*=} ;;
+        *) targs+=("$kv") ;;
+        esac
+    done
+    [[ -n ${BUSYBOX_BIN:-} ]] || require_static_busybox
+    REPO=$TEST_TMP/repos/$name
+    mkdir -p "$REPO/site"
+    git -C "$REPO" init -q -b main
+    git -C "$REPO" config user.name "Integration Test"
+    git -C "$REPO" config user.email "it@example.invalid"
+    git -C "$REPO" config commit.gpgsign false
+    cp "$BUSYBOX_BIN" "$REPO/busybox"
+    chmod 755 "$REPO/busybox"
+    write_dockerfile "$REPO" ${dargs[@]+"${dargs[@]}"}
+    printf '%s\n' "$site" >"$REPO/site/index.html"
+    printf 'ok\n' >"$REPO/site/healthz"
+    write_container_toml "$REPO" "$name" ${targs[@]+"${targs[@]}"}
+    git -C "$REPO" add -A
+    git -C "$REPO" commit -q -m "Initial commit of $name (container)"
+}
+
+# cleanup_containers RC: called by the EXIT trap. Removes, on every engine the
+# test used, the containers and images labelled with this run's id or with the
+# id of any agent the test started.
+cleanup_containers() {
+    local rc=${1:-0}
+    [[ -s $TEST_TMP/engines ]] || return 0
+    local -a filters=("label=it.deployctl.run=$IT_RUN_ID")
+    local dir id eng f ids round n_c=0 n_i=0
+    while IFS= read -r dir; do
+        id=$(agent_id "$dir")
+        [[ -n $id ]] && filters+=("label=dev.deployctl.agent=$id")
+    done < <(cat "$TEST_TMP/agent.datadirs" 2>/dev/null)
+    while IFS= read -r eng; do
+        command -v "$eng" >/dev/null 2>&1 || continue
+        if [[ $rc != 0 && $rc != 77 ]]; then
+            for f in "${filters[@]}"; do
+                printf '[%s] --- %s ps -a --filter %s\n' "$TEST_NAME" "$eng" "$f" >&2
+                timeout 30 "$eng" ps -a --filter "$f" --format '{{.Names}}  {{.Status}}  {{.Image}}' 2>&1 |
+                    sed 's/^/    /' >&2
+            done
+        fi
+        ids=""
+        for f in "${filters[@]}"; do
+            ids+=" $(timeout 30 "$eng" ps -aq --filter "$f" 2>/dev/null)"
+            [[ $eng == podman ]] && ids+=" $(timeout 30 podman ps -aq --external --filter "$f" 2>/dev/null)"
+        done
+        ids=$(tr ' ' '\n' <<<"$ids" | grep . | sort -u)
+        if [[ -n $ids ]]; then
+            n_c=$((n_c + $(wc -l <<<"$ids")))
+            timeout 120 "$eng" rm -f $ids >/dev/null 2>&1
+        fi
+        # Removing an image frees its untagged parents; layers of a failed
+        # build have no tagged child, so go round until nothing is left.
+        for round in 1 2 3 4 5; do
+            ids=""
+            for f in "${filters[@]}"; do ids+=" $(timeout 30 "$eng" images -aq --filter "$f" 2>/dev/null)"; done
+            ids=$(tr ' ' '\n' <<<"$ids" | grep . | sort -u)
+            [[ -z $ids ]] && break
+            ((round == 1)) && n_i=$((n_i + $(wc -l <<<"$ids")))
+            timeout 120 "$eng" rmi -f $ids >/dev/null 2>&1
+        done
+        ids=""
+        for f in "${filters[@]}"; do
+            ids+=" $(timeout 30 "$eng" ps -aq --filter "$f" 2>/dev/null)"
+            ids+=" $(timeout 30 "$eng" images -aq --filter "$f" 2>/dev/null)"
+        done
+        ids=$(tr ' ' '\n' <<<"$ids" | grep . | sort -u)
+        [[ -n $ids ]] && printf '[%s] WARNING: %s containers/images survived cleanup: %s\n' \
+            "$TEST_NAME" "$eng" "$(paste -sd' ' <<<"$ids")" >&2
+    done <"$TEST_TMP/engines"
+    if ((n_c + n_i)); then
+        printf '[%s] cleanup: removed %d containers, %d images\n' "$TEST_NAME" "$n_c" "$n_i"
+    fi
 }
