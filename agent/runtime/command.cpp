@@ -1,4 +1,5 @@
 #include <agent/runtime/command.hpp>
+#include <agent/runtime/line_splitter.hpp>
 
 #include <cerrno>
 #include <cstring>
@@ -15,39 +16,6 @@ using common::make_error;
 using Clock = std::chrono::steady_clock;
 
 namespace {
-
-constexpr std::size_t k_max_line = 64 * 1024;
-
-class LineSplitter {
-  public:
-    explicit LineSplitter(const std::function<void(std::string_view)>& sink) : m_sink(sink) {}
-    void feed(std::string_view data) {
-        m_buffer.append(data);
-        std::size_t start = 0, end;
-        while ((end = m_buffer.find('\n', start)) != std::string::npos) {
-            emit(std::string_view(m_buffer).substr(start, end - start));
-            start = end + 1;
-        }
-        m_buffer.erase(0, start);
-        if (m_buffer.size() > k_max_line)
-            flush();
-    }
-    void flush() {
-        if (!m_buffer.empty())
-            emit(m_buffer);
-        m_buffer.clear();
-    }
-
-  private:
-    void emit(std::string_view line) {
-        if (!line.empty() && line.back() == '\r')
-            line.remove_suffix(1);
-        if (m_sink)
-            m_sink(line);
-    }
-    const std::function<void(std::string_view)>& m_sink;
-    std::string m_buffer;
-};
 
 bool interrupted(const StreamingCommand& command, Clock::time_point deadline, Outcome& why) {
     if (command.cancel && command.cancel->load()) {

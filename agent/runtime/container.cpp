@@ -127,16 +127,33 @@ struct ContainerState {
 };
 
 // Rejects a Dockerfile path that is absolute, climbs out, or is not a regular
-// file of the uploaded tree.
+// file of the uploaded tree (symlinks are followed, but must stay inside it).
 common::Result<fs::path> dockerfile_path(const fs::path& release_dir, const std::string& name) {
     fs::path rel = fs::path(name).lexically_normal();
     bool escapes = rel.is_absolute() || rel.empty() || *rel.begin() == "..";
     std::error_code ec;
-    auto status = fs::symlink_status(release_dir / rel, ec);
-    if (escapes || ec || !fs::is_regular_file(status))
+    auto root = fs::canonical(release_dir, ec);
+    auto file = escapes || ec ? fs::path() : fs::canonical(release_dir / rel, ec);
+    auto within = file.empty() || ec ? fs::path() : file.lexically_relative(root);
+    bool inside = !within.empty() && *within.begin() != "..";
+    if (escapes || !inside || !fs::is_regular_file(fs::status(file, ec)))
         return make_error(ErrorKind::failed, "build failed: the Dockerfile \"" + name +
                                                  "\" is not a file of the uploaded tree");
-    return release_dir / rel;
+    return file;
+}
+
+// The image a build step produced: docker's " ---> 3f2a1b0c9d8e" and
+// podman's "--> 3f2a1b0c9d8". Empty for any other line.
+std::string layer_id(std::string_view line) {
+    for (std::string_view arrow : {" ---> ", "--> "}) {
+        if (line.substr(0, arrow.size()) != arrow)
+            continue;
+        auto id = line.substr(arrow.size());
+        if (id.size() >= 9 && id.size() <= 64 &&
+            id.find_first_not_of("0123456789abcdef") == std::string_view::npos)
+            return std::string(id);
+    }
+    return {};
 }
 
 class ContainerRuntime final : public Runtime {
@@ -162,7 +179,7 @@ class ContainerRuntime final : public Runtime {
         spec.on_note("building image " + image + " with " + m_options.engine);
         std::vector<std::string> argv = {m_options.binary,     "build", "--force-rm", "-f",
                                          dockerfile->string(), "-t",    image};
-        add_labels(argv, spec.release);
+        add_labels(argv, spec.release, Labels::image);
         if (config.build.memory)
             argv.insert(argv.end(), {"--memory", std::to_string(config.build.memory)});
         for (const auto& [key, value] : config.build.args)
@@ -171,10 +188,17 @@ class ContainerRuntime final : public Runtime {
         CliCall call;
         call.argv = std::move(argv);
         call.timeout = config.build.timeout;
-        call.on_line = spec.on_line;
+        std::vector<std::string> layers; // images the build made, to remove if it fails
+        call.on_line = [&](std::string_view line) {
+            if (auto id = layer_id(line); !id.empty())
+                layers.push_back(std::move(id));
+            spec.on_line(line);
+        };
         call.on_started = spec.on_started;
         call.cancel = spec.cancel;
         auto result = run_cli(call);
+        if (!result || !result->ok())
+            remove_layers(layers);
         if (!result)
             return make_error(ErrorKind::failed, "build failed: " + result.error().message);
         if (result->timed_out)
@@ -197,9 +221,8 @@ class ContainerRuntime final : public Runtime {
         const auto& config = *launch.config;
         const std::string name = container_name(release);
         m_pumps.stop(name);
-        best_effort({"rm", "--force", name}, k_quick); // a leftover of an earlier start
         std::vector<std::string> argv = {m_options.binary, "run", "--detach", "--name", name};
-        add_labels(argv, release);
+        add_labels(argv, release, Labels::container);
         argv.insert(argv.end(), {"--network", m_options.network, "--restart", "no"});
         if (init_available())
             argv.push_back("--init");
@@ -228,14 +251,24 @@ class ContainerRuntime final : public Runtime {
         run.argv = std::move(argv);
         run.timeout = k_run;
         auto ran = run_cli(run);
+        if (ran && !ran->ok() && ran->output.find("already in use") != std::string::npos) {
+            // A container of an earlier start of this release (a restart, a
+            // rollback to it, an agent killed mid-start): replace it.
+            best_effort({"rm", "--force", name}, k_quick);
+            ran = run_cli(run);
+        }
         if (!ran)
             return ran.error();
-        if (!ran->ok())
+        if (!ran->ok()) {
+            best_effort({"rm", "--force", name}, k_quick); // run may have created it
             return make_error(ErrorKind::failed,
                               "cannot start the container: " + failure_text(*ran, "run"));
+        }
         auto state = inspect(name);
-        if (!state)
+        if (!state) {
+            best_effort({"rm", "--force", name}, k_quick);
             return state.error();
+        }
         AppProcess process;
         if (state->pid > 0)
             process = {state->pid, process_start_time(state->pid).value_or(0)};
@@ -245,12 +278,11 @@ class ContainerRuntime final : public Runtime {
 
     std::optional<std::string> exited(const ReleaseRef& release,
                                       const AppProcess& process) override {
+        if (alive(process))
+            return std::nullopt; // a /proc check, no engine call per health probe
         auto state = inspect(container_name(release));
         if (!state)
-            return alive(process) ? std::nullopt
-                                  : std::optional<std::string>("container disappeared while "
-                                                               "starting: " +
-                                                               state.error().message);
+            return "container disappeared while starting: " + state.error().message;
         if (state->oom_killed)
             return "container exceeded memory limit " +
                    (state->memory ? common::format_size(state->memory) : std::string("(none)")) +
@@ -285,8 +317,12 @@ class ContainerRuntime final : public Runtime {
     Recovery recover(const ReleaseRef& release, const fs::path& log_file) override {
         const std::string name = container_name(release);
         auto state = inspect(name);
-        if (!state)
+        if (!state && state.error().kind == ErrorKind::not_found)
             return {Recovery::none, {}, "container was gone"};
+        if (!state) { // the engine is slow or failing: never replace a container then
+            common::log_warn(release.app + " " + release.id + ": " + state.error().message);
+            return {Recovery::pending, {}, {}};
+        }
         if (state->restarting)
             return {Recovery::pending, {}, {}};
         if (!state->running || state->pid <= 0)
@@ -362,10 +398,28 @@ class ContainerRuntime final : public Runtime {
         return "deployctl-" + r.app + "-" + r.id + "-" + agent8();
     }
 
-    void add_labels(std::vector<std::string>& argv, const ReleaseRef& r) const {
+    // Containers carry agent, app and release. Images carry agent and app
+    // only (the tag names the release): the builder turns each label into a
+    // build step, and one that changes with every release would keep an
+    // unchanged tree from ever being built entirely from cache.
+    enum class Labels { image, container };
+    void add_labels(std::vector<std::string>& argv, const ReleaseRef& r, Labels which) const {
         argv.insert(argv.end(), {"--label", std::string(k_label_agent) + "=" + m_options.agent_id,
-                                 "--label", std::string(k_label_app) + "=" + r.app, "--label",
-                                 std::string(k_label_release) + "=" + r.id});
+                                 "--label", std::string(k_label_app) + "=" + r.app});
+        if (which == Labels::container)
+            argv.insert(argv.end(), {"--label", std::string(k_label_release) + "=" + r.id});
+    }
+
+    // A failed build leaves the layers it made as untagged images nothing
+    // refers to. Newest first; an image that is still the parent of another
+    // (a cached layer of a tagged image) is refused by the engine and stays.
+    void remove_layers(const std::vector<std::string>& layers) {
+        for (auto it = layers.rbegin(); it != layers.rend(); ++it) {
+            CliCall c;
+            c.argv = {m_options.binary, "rmi", *it};
+            c.timeout = k_quick;
+            (void)run_cli(c);
+        }
     }
 
     // Podman sets nofile and nproc far above what an engine without
@@ -429,8 +483,14 @@ class ContainerRuntime final : public Runtime {
                            k_quick);
         if (!result)
             return result.error();
-        if (!result->ok())
-            return make_error(ErrorKind::not_found, failure_text(*result, "inspect"));
+        if (!result->ok()) {
+            // docker: "No such container", podman: "no such container"
+            bool unknown =
+                !result->timed_out && (result->output.find("No such") != std::string::npos ||
+                                       result->output.find("no such") != std::string::npos);
+            return make_error(unknown ? ErrorKind::not_found : ErrorKind::io,
+                              failure_text(*result, "inspect"));
+        }
         std::vector<std::string> fields;
         std::istringstream in(result->last_line());
         for (std::string field; std::getline(in, field, '|');)
@@ -506,8 +566,7 @@ common::Result<std::unique_ptr<Runtime>> make_container_runtime(ContainerOptions
 bool wants_container(const common::AppConfig& config, const fs::path& release_dir) {
     if (!config.build.dockerfile.empty())
         return true;
-    std::error_code ec;
-    return fs::is_regular_file(fs::symlink_status(release_dir / "Dockerfile", ec));
+    return dockerfile_path(release_dir, "Dockerfile").ok();
 }
 
 } // namespace agent::runtime

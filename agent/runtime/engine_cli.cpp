@@ -1,4 +1,5 @@
 #include <agent/runtime/engine_cli.hpp>
+#include <agent/runtime/line_splitter.hpp>
 
 #include <boost/process/args.hpp>
 #include <boost/process/child.hpp>
@@ -13,7 +14,6 @@
 #include <csignal>
 #include <cstdlib>
 #include <fcntl.h>
-#include <istream>
 #include <linux/close_range.h>
 #include <mutex>
 #include <sys/prctl.h>
@@ -112,20 +112,29 @@ common::Result<CliResult> run_cli(const CliCall& call) {
     CliResult result;
     std::mutex output_mutex;
     std::thread reader([&] {
-        std::string line;
-        while (std::getline(out, line)) {
-            if (!line.empty() && line.back() == '\r')
-                line.pop_back();
+        LineSplitter lines([&](std::string_view line) {
             if (call.on_line)
                 call.on_line(line);
             if (!call.capture)
-                continue;
+                return;
             std::lock_guard lock(output_mutex);
-            result.output += line;
+            result.output.append(line);
             result.output += '\n';
             if (result.output.size() > 2 * k_keep_output)
                 result.output.erase(0, result.output.size() - k_keep_output);
+        });
+        // Raw reads, not std::getline: a line without end must not grow a buffer.
+        char buffer[16 * 1024];
+        try {
+            for (;;) {
+                int n = out.pipe().read(buffer, static_cast<int>(sizeof buffer));
+                if (n <= 0)
+                    break;
+                lines.feed(std::string_view(buffer, static_cast<std::size_t>(n)));
+            }
+        } catch (const std::exception&) { // a read error ends the stream like EOF
         }
+        lines.flush();
     });
 
     const auto deadline = Clock::now() + call.timeout;

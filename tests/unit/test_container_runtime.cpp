@@ -33,20 +33,26 @@ class FakeEngine {
   public:
     FakeEngine() {
         m_bin = m_dir.path() / "docker";
-        auto script = "#!/bin/sh\n"
-                      "dir=" +
-                      m_dir.path().string() +
-                      "\n"
-                      "line=''; for a in \"$@\"; do line=\"$line|$a\"; done\n"
-                      "echo \"$line\" >> $dir/calls.log\n"
-                      "case \"$1\" in\n"
-                      "  version) echo 20.10.99 ;;\n"
-                      "  inspect) cat $dir/state.txt ;;\n"
-                      "  build) echo 'Step 1/2 : FROM scratch'; echo ' ---> Using cache';\n"
-                      "         if [ -e $dir/fail_build ]; then echo 'boom' >&2; exit 1; fi ;;\n"
-                      "  run) echo 0123456789abcdef ;;\n"
-                      "  ps) echo 'web v1'; echo 'api v7' ;;\n"
-                      "esac\n";
+        auto script =
+            "#!/bin/sh\n"
+            "dir=" +
+            m_dir.path().string() +
+            "\n"
+            "line=''; for a in \"$@\"; do line=\"$line|$a\"; done\n"
+            "echo \"$line\" >> $dir/calls.log\n"
+            "case \"$1\" in\n"
+            "  version) echo 20.10.99 ;;\n"
+            "  inspect) if [ -e $dir/inspect_error ]; then cat $dir/inspect_error >&2;\n"
+            "           exit 1; fi; cat $dir/state.txt ;;\n"
+            "  build) echo 'Step 1/2 : FROM scratch'; echo ' ---> Using cache';\n"
+            "         echo ' ---> 0123456789ab'; echo ' ---> Running in 5555aaaa7777';\n"
+            "         echo ' ---> ba9876543210';\n"
+            "         if [ -e $dir/fail_build ]; then echo 'boom' >&2; exit 1; fi ;;\n"
+            "  run) if [ -e $dir/run_conflict ]; then rm $dir/run_conflict;\n"
+            "         echo 'Conflict. The container name is already in use' >&2; exit 125; fi;\n"
+            "       echo 0123456789abcdef ;;\n"
+            "  ps) echo 'web v1'; echo 'api v7' ;;\n"
+            "esac\n";
         REQUIRE(common::atomic_write_file(m_bin, script).ok());
         ::chmod(m_bin.c_str(), 0755);
         set_state("running|true|false|false|0|" + std::to_string(::getpid()) +
@@ -54,6 +60,9 @@ class FakeEngine {
     }
     void set_state(const std::string& line) {
         REQUIRE(common::atomic_write_file(m_dir.path() / "state.txt", line + "\n").ok());
+    }
+    void fail_inspect(const std::string& message) {
+        REQUIRE(common::atomic_write_file(m_dir.path() / "inspect_error", message + "\n").ok());
     }
     void fail_builds() { REQUIRE(common::atomic_write_file(m_dir.path() / "fail_build", "").ok()); }
     std::string calls() const {
@@ -89,6 +98,18 @@ common::AppConfig config_of(const std::string& toml) {
     auto config = common::parse_config(toml, "deploy.toml");
     REQUIRE_MESSAGE(config.ok(), (config.ok() ? std::string() : config.error().message));
     return *config;
+}
+
+// A build whose output and notes go nowhere.
+agent::runtime::BuildSpec quiet_build(agent::runtime::ReleaseRef release, const fs::path& dir,
+                                      const common::AppConfig& config) {
+    agent::runtime::BuildSpec spec;
+    spec.release = std::move(release);
+    spec.release_dir = dir;
+    spec.config = &config;
+    spec.on_line = [](std::string_view) {};
+    spec.on_note = [](std::string_view) {};
+    return spec;
 }
 
 } // namespace
@@ -207,14 +228,26 @@ TEST_CASE("container runtime builds with the release's Dockerfile, args, memory 
     CHECK(build.find("|--memory|268435456|") != std::string::npos);
     CHECK(build.find("|--build-arg|MODE=prod|") != std::string::npos);
     CHECK(build.find("|--label|dev.deployctl.agent=a1b2c3d4e5f60718|") != std::string::npos);
-    CHECK(build.find("|--label|dev.deployctl.release=v3|") != std::string::npos);
+    CHECK(build.find("|--label|dev.deployctl.app=web|") != std::string::npos);
+    CHECK(build.find("dev.deployctl.release") == std::string::npos);      // the tag names it
     CHECK(build.substr(build.rfind('|') + 1) == release.path().string()); // the context
-    CHECK(lines == std::vector<std::string>{"Step 1/2 : FROM scratch", " ---> Using cache"});
+    CHECK(lines == std::vector<std::string>{"Step 1/2 : FROM scratch", " ---> Using cache",
+                                            " ---> 0123456789ab", " ---> Running in 5555aaaa7777",
+                                            " ---> ba9876543210"});
+    CHECK(engine.call("rmi").empty()); // a good build keeps its layers
 
     engine.fail_builds();
     auto failed = runtime->build(spec);
     REQUIRE_FALSE(failed.ok());
     CHECK(failed.error().message == "build failed: docker build exited with status 1: boom");
+    // The layers the failed build made are removed, newest first; nothing else.
+    auto calls = engine.calls();
+    auto newest = calls.find("|rmi|ba9876543210\n");
+    auto oldest = calls.find("|rmi|0123456789ab\n");
+    CHECK(newest != std::string::npos);
+    CHECK(oldest != std::string::npos);
+    CHECK(newest < oldest);
+    CHECK(calls.find("|rmi|5555aaaa7777") == std::string::npos);
 }
 
 TEST_CASE(
@@ -223,22 +256,28 @@ TEST_CASE(
     auto runtime = make_runtime(engine);
     test::TempDir release;
     REQUIRE(common::atomic_write_file(release.path() / "Dockerfile", "FROM scratch\n").ok());
-    for (const char* path : {"../Dockerfile", "/etc/passwd", "missing/Dockerfile"}) {
+    fs::create_symlink("/etc/passwd", release.path() / "outside");
+    fs::create_symlink("Dockerfile", release.path() / "inside");
+    for (const char* path : {"../Dockerfile", "/etc/passwd", "missing/Dockerfile", "outside"}) {
         CAPTURE(path);
         auto config =
             config_of(std::string("app = \"web\"\n[build]\ndockerfile = \"") + path + "\"\n");
-        agent::runtime::BuildSpec spec;
-        spec.release = {"web", "v1"};
-        spec.release_dir = release.path();
-        spec.config = &config;
-        spec.on_line = [](std::string_view) {};
-        spec.on_note = [](std::string_view) {};
-        auto built = runtime->build(spec);
+        auto built = runtime->build(quiet_build({"web", "v1"}, release.path(), config));
         REQUIRE_FALSE(built.ok());
         CHECK(built.error().message.find("is not a file of the uploaded tree") !=
               std::string::npos);
     }
     CHECK(engine.call("build").empty());
+
+    // A symlink to a Dockerfile of the tree is followed, here and for the choice of runtime.
+    auto config = config_of("app = \"web\"\n[build]\ndockerfile = \"inside\"\n");
+    CHECK(runtime->build(quiet_build({"web", "v1"}, release.path(), config)).ok());
+    CHECK(engine.call("build").find("|-f|" + fs::canonical(release.path() / "Dockerfile").string() +
+                                    "|") != std::string::npos);
+    test::TempDir linked;
+    REQUIRE(common::atomic_write_file(linked.path() / "Dockerfile.real", "FROM scratch\n").ok());
+    fs::create_symlink("Dockerfile.real", linked.path() / "Dockerfile");
+    CHECK(agent::runtime::wants_container(config_of("app = \"web\"\n"), linked.path()));
 }
 
 TEST_CASE("container runtime runs the app with PORT, env, memory, labels and host networking") {
@@ -263,17 +302,23 @@ TEST_CASE("container runtime runs the app with PORT, env, memory, labels and hos
     CHECK(run.find("|--init|") != std::string::npos);
     CHECK(run.find("|--label|dev.deployctl.app=web|") != std::string::npos);
     CHECK(run.substr(run.rfind('|') + 1) == "deployctl/web:v2-a1b2c3d4"); // the image's CMD runs
-    // An earlier container of the same release is removed first.
-    CHECK(engine.calls().find("|rm|--force|deployctl-web-v2-a1b2c3d4") <
-          engine.calls().find("|run|"));
+    CHECK(engine.call("rm").empty());                                     // nothing was in the way
+
+    // A container of an earlier start of this release is in the way: replaced.
+    REQUIRE(common::atomic_write_file(engine.dir() / "run_conflict", "").ok());
+    REQUIRE(runtime->start(launch).ok());
+    auto calls = engine.calls();
+    auto rm = calls.find("|rm|--force|deployctl-web-v2-a1b2c3d4");
+    REQUIRE(rm != std::string::npos);
+    CHECK(calls.find("|run|", rm) != std::string::npos); // run again after the removal
 
     runtime->serving({"web", "v2"});
     CHECK(engine.call("update") == "|update|--restart|unless-stopped|deployctl-web-v2-a1b2c3d4");
     runtime->shutdown();
 }
 
-TEST_CASE(
-    "container runtime publishes the port on 127.0.0.1 off host networking, and podman gets ulimits") {
+TEST_CASE("container runtime publishes the port on 127.0.0.1 off host networking, and podman gets "
+          "ulimits") {
     FakeEngine engine;
     auto runtime = make_runtime(engine, "podman", "bridge");
     test::TempDir data;
@@ -308,6 +353,41 @@ TEST_CASE("container runtime explains why a container stopped while starting") {
     engine.set_state("running|true|false|false|0|" + std::to_string(::getpid()) +
                      "|0|0|2026-01-01T00:00:00Z");
     CHECK_FALSE(runtime->exited({"web", "v1"}, me).has_value());
+}
+
+TEST_CASE("container runtime removes a container it could not start and never replaces one when "
+          "the engine fails") {
+    FakeEngine engine;
+    auto runtime = make_runtime(engine);
+    test::TempDir data;
+    auto config = config_of("app = \"web\"\n");
+    engine.fail_inspect("Error response from daemon: i/o timeout");
+    agent::runtime::AppLaunch launch{"web",   "v4", data.path(), data.path() / "v4.app.log",
+                                     &config, 41500};
+    REQUIRE_FALSE(runtime->start(launch).ok());
+    auto calls = engine.calls();
+    CHECK(calls.rfind("|rm|--force|deployctl-web-v4-a1b2c3d4") > calls.find("|run|"));
+
+    // The engine fails: pending, never "gone" (which would replace a serving container).
+    CHECK(runtime->recover({"web", "v4"}, data.path() / "v4.app.log").kind ==
+          agent::runtime::Runtime::Recovery::pending);
+    engine.fail_inspect("Error: No such container: deployctl-web-v4-a1b2c3d4");
+    auto gone = runtime->recover({"web", "v4"}, data.path() / "v4.app.log");
+    CHECK(gone.kind == agent::runtime::Runtime::Recovery::none);
+    CHECK(gone.note == "container was gone");
+    runtime->shutdown();
+}
+
+TEST_CASE("run_cli cuts a line without end into pieces of 64 KiB") {
+    std::vector<std::size_t> sizes;
+    CliCall call;
+    call.argv = {"/bin/sh", "-c", "head -c 200000 /dev/zero | tr '\\0' a"};
+    call.on_line = [&](std::string_view line) { sizes.push_back(line.size()); };
+    call.capture = false;
+    auto result = run_cli(call);
+    REQUIRE(result.ok());
+    CHECK(result->output.empty());
+    CHECK(sizes == std::vector<std::size_t>{65536, 65536, 65536, 200000 - 3 * 65536});
 }
 
 TEST_CASE("container runtime reports a restart by the engine and lists its containers") {
