@@ -14,10 +14,8 @@ IT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(cd "$IT_DIR/../.." && pwd)
 DEPLOYCTL_BIN=${DEPLOYCTL_BIN:-$REPO_ROOT/build/cli/deployctl}
 AGENT_BIN=${AGENT_BIN:-$REPO_ROOT/build/agent/deploy-agent}
-if [[ -z ${PROXY_BIN:-} ]]; then
-    PROXY_BIN=$REPO_ROOT/build/agent/proxy/deploy-proxy
-    [[ -x $PROXY_BIN ]] || PROXY_BIN=$REPO_ROOT/build/agent/deploy-proxy
-fi
+# deploy-proxy is built beside deploy-agent (agent/CMakeLists.txt), where the agent looks for it.
+PROXY_BIN=${PROXY_BIN:-$REPO_ROOT/build/agent/deploy-proxy}
 TEST_NAME=$(basename "$0" .sh)
 
 # Everything a test creates lives here; the cleanup finds leftover processes
