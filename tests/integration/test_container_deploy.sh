@@ -9,7 +9,8 @@ require_docker
 
 AGENT_ENGINE=docker start_agent
 APP=cdeploy
-make_container_repo $APP
+# A build step that prints, waits, prints: its lines must reach deployctl as they happen.
+make_container_repo $APP steps='RUN ["/bin/sh","-c","echo it-stream-early; sleep 2; echo it-stream-late"]'
 AG8=$(agent8)
 assert_match "$AG8" '^[0-9a-f]{8}$' "DATA/agent.id exists and starts with 8 hex digits ($AG8)"
 
@@ -37,6 +38,13 @@ J1=$TEST_TMP/deploy1.ndjson
 cp "$OUT_FILE" "$J1"
 build1=$(jq -r 'select(.event == "log" and .stream == "build") | .line' "$J1")
 assert_contains "$build1" "it-build-output-42" "deploy --json: the Dockerfile's RUN output arrives as a build log line"
+ts_of() { jq -r --arg l "$1" 'select(.event == "log" and .line == $l) | .ts' "$J1" | head -n1; }
+early=$(ts_of it-stream-early) late=$(ts_of it-stream-late)
+assert_match "$early $late" '^[0-9T:.-]+Z [0-9T:.-]+Z$' "both lines of the slow build step arrive as events"
+gap_ms=$(( $(date -d "$late" +%s%3N) - $(date -d "$early" +%s%3N) ))
+if (( gap_ms >= 1500 )); then pass "build output streams: the two lines arrived ${gap_ms} ms apart (the step sleeps 2 s)"; else
+    fail "build output streams line by line" "the lines arrived ${gap_ms} ms apart; expected about 2000"
+fi
 assert_not_contains "$build1" "Using cache" \
     "test setup: the first build of this run has nothing cached (unique LABEL first)"
 assert_eq "QUEUED BUILDING PROVISIONING PRODUCTION" \
