@@ -28,6 +28,8 @@ namespace {
 constexpr std::chrono::milliseconds k_quick{30000}; // inspect, rm, update, rmi
 constexpr std::chrono::milliseconds k_run{120000};  // docker run (creates the container)
 constexpr std::chrono::milliseconds k_answer{5000}; // docker version
+// How long a stopped container's output may take to reach the app log.
+constexpr std::chrono::milliseconds k_pump_drain{3000};
 constexpr const char* k_label_agent = "dev.deployctl.agent";
 constexpr const char* k_label_app = "dev.deployctl.app";
 constexpr const char* k_label_release = "dev.deployctl.release";
@@ -70,16 +72,20 @@ class LogPumps {
                 common::log_warn(std::string("cannot write an app log line: ") +
                                  std::strerror(errno));
         };
-        pump->thread = std::thread([call = std::move(call), fd] {
+        pump->thread = std::thread([call = std::move(call), fd, done = &pump->done] {
             if (auto ran = run_cli(call); !ran)
                 common::log_warn("cannot follow container output: " + ran.error().message);
             ::close(fd);
+            *done = true;
         });
         std::lock_guard lock(m_mutex);
         m_pumps[container] = std::move(pump);
     }
 
-    void stop(const std::string& container) {
+    // `grace`: the container has stopped, so its pump ends by itself once it
+    // has copied the last lines; wait that long for it before cutting it off.
+    void stop(const std::string& container,
+              std::chrono::milliseconds grace = std::chrono::milliseconds(0)) {
         std::unique_ptr<Pump> pump;
         {
             std::lock_guard lock(m_mutex);
@@ -89,6 +95,9 @@ class LogPumps {
             pump = std::move(it->second);
             m_pumps.erase(it);
         }
+        auto deadline = std::chrono::steady_clock::now() + grace;
+        while (!pump->done && std::chrono::steady_clock::now() < deadline)
+            std::this_thread::sleep_for(std::chrono::milliseconds(10));
         pump->cancel = true;
         pump->thread.join();
     }
@@ -107,6 +116,7 @@ class LogPumps {
   private:
     struct Pump {
         std::atomic<bool> cancel{false};
+        std::atomic<bool> done{false};
         std::thread thread;
     };
     std::string m_binary;
@@ -304,7 +314,7 @@ class ContainerRuntime final : public Runtime {
         const std::string name = container_name(release);
         auto seconds = std::max<long long>(1, (grace.count() + 999) / 1000);
         best_effort({"stop", "--time", std::to_string(seconds), name}, grace + k_quick);
-        m_pumps.stop(name);
+        m_pumps.stop(name, k_pump_drain); // the last lines, then `rm` drops the engine's copy
         best_effort({"rm", "--force", name}, k_quick);
     }
 
