@@ -1,6 +1,7 @@
 // The switch to PRODUCTION, routing, drain, prune, rollback and remove.
 #include <agent/deploy/engine.hpp>
 #include <agent/deploy/routes.hpp>
+#include <agent/runtime/connections.hpp>
 #include <agent/runtime/process.hpp>
 #include <common/fs.hpp>
 #include <common/log.hpp>
@@ -37,11 +38,21 @@ void Engine::publish_routes() {
     std::vector<Route> routes;
     for (const auto& app : m_store->apps()) {
         auto production = m_store->production(app);
-        if (!production || production->port <= 0)
+        if (!production)
             continue;
         auto config = common::parse_config(production->config, "deploy.toml");
         if (!config)
             common::log_warn(app + " " + production->id + ": " + config.error().message);
+        const bool is_static = config && config->static_site;
+        if (!is_static && production->port <= 0)
+            continue;
+        Route route{"", app, production->id, ""};
+        if (is_static) {
+            route.static_root = static_root(app, production->id, *config).string();
+            route.spa = config->static_site->spa;
+        } else {
+            route.upstream = "127.0.0.1:" + std::to_string(production->port);
+        }
         auto hosts =
             config ? route_hosts(app, *config) : std::vector<std::string>{app + ".localhost"};
         for (const auto& host : hosts) {
@@ -52,8 +63,8 @@ void Engine::publish_routes() {
                                  taken->app + "; ignoring it");
                 continue;
             }
-            routes.push_back(
-                {host, app, production->id, "127.0.0.1:" + std::to_string(production->port)});
+            route.host = host;
+            routes.push_back(route);
         }
     }
     std::lock_guard lock(m_routes_mutex);
@@ -73,11 +84,35 @@ void Engine::publish_routes() {
                          std::to_string(generation) + " within 3s");
 }
 
+// The proxy routes no new request to the replaced release any more (the switch
+// waited for it to apply the table). Its requests in flight finish: wait until
+// nothing has talked to its port for k_drain_quiet, at most deploy.drain.
+void Engine::wait_drained(int port, std::chrono::milliseconds drain) {
+    if (port <= 0) {
+        sleep_unless_stopping(drain);
+        return;
+    }
+    const auto deadline = std::chrono::steady_clock::now() + drain;
+    auto quiet = std::chrono::milliseconds(0);
+    while (quiet < k_drain_quiet && !stopping()) {
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+            deadline - std::chrono::steady_clock::now());
+        if (left <= std::chrono::milliseconds(0))
+            return;
+        auto step = std::min(k_drain_poll, left);
+        sleep_unless_stopping(step);
+        quiet = runtime::port_activity(static_cast<std::uint16_t>(port)).idle()
+                    ? quiet + step
+                    : std::chrono::milliseconds(0);
+    }
+}
+
 void Engine::drain(const std::string& app, const Job& job) {
     if (job.previous.empty())
         return;
     common::log_info("draining " + app + " " + job.previous);
-    sleep_unless_stopping(job.config.deploy.drain);
+    auto replaced = m_store->get(app, job.previous);
+    wait_drained(replaced ? replaced->port : 0, job.config.deploy.drain);
     if (stopping())
         return; // the next start stops it (INACTIVE with a live pid)
     const auto& process = job.previous_process;
@@ -187,7 +222,7 @@ common::Result<Promotion> Engine::rollback(const std::string& app,
     } unbusy{*this, busy_key};
     EventLog events(m_options.data_dir.event_log(app, target->id), target->id);
     events.log("system", "rolling back to " + target->id);
-    auto process = launch_and_check(app, target->id, *config, events);
+    auto process = provision(app, target->id, *config, events);
     if (!process) {
         events.log("system", "rollback failed: " + process.error().message);
         return make_error(ErrorKind::failed,

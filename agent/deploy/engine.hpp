@@ -33,6 +33,9 @@ class Engine final : public Service {
     static constexpr int k_build_slots = 2;
     static constexpr std::chrono::milliseconds k_stop_grace{10000};
     static constexpr std::chrono::milliseconds k_build_kill_grace{2000};
+    // A drain ends early once the old release's port was idle this long.
+    static constexpr std::chrono::milliseconds k_drain_quiet{1500};
+    static constexpr std::chrono::milliseconds k_drain_poll{50};
 
     explicit Engine(ServiceOptions options);
     ~Engine() override;
@@ -94,6 +97,18 @@ class Engine final : public Service {
     // pipeline.cpp
     void run_deployment(const std::string& app, Job& job);
     common::Status build(const std::string& app, const Job& job, const EventLog& events);
+    // PROVISIONING: launch_and_check for an app, check_static_site for a
+    // [static] release (no process: an empty AppProcess).
+    common::Result<runtime::AppProcess> provision(const std::string& app, const std::string& id,
+                                                  const common::AppConfig& config,
+                                                  const EventLog& events);
+    common::Result<runtime::AppProcess> check_static_site(const std::string& app,
+                                                          const std::string& id,
+                                                          const common::AppConfig& config,
+                                                          const EventLog& events);
+    // RELEASE_DIR/static.dir, the directory deploy-proxy serves.
+    std::filesystem::path static_root(const std::string& app, const std::string& id,
+                                      const common::AppConfig& config) const;
     common::Result<runtime::AppProcess> launch_and_check(const std::string& app,
                                                          const std::string& id,
                                                          const common::AppConfig& config,
@@ -114,13 +129,15 @@ class Engine final : public Service {
                                                         const EventLog& events);
     void publish_routes();
     void drain(const std::string& app, const Job& job);
+    void wait_drained(int port, std::chrono::milliseconds drain);
     void prune(const std::string& app, int keep);
     void delete_release(const ReleaseRow& row, const std::string& reason);
     common::Result<ReleaseRow> rollback_target(const std::string& app,
                                                const std::optional<std::string>& id);
 
     // recover.cpp
-    void reconcile();
+    // Returns the replaced releases still running, to drain once routes are out.
+    std::vector<ReleaseRow> reconcile();
     void reconcile_release(const ReleaseRow& row);
     void remove_leftover_containers();
     std::optional<std::string> recover_production(const ReleaseRow& row);

@@ -8,6 +8,7 @@
 
 namespace agent {
 
+namespace fs = std::filesystem;
 using common::ErrorKind;
 using common::make_error;
 using common::State;
@@ -71,7 +72,7 @@ void Engine::run_deployment(const std::string& app, Job& job) {
         return failed(State::building, built.error().message);
     if (!advance(app, job.id, State::building, State::provisioning, events))
         return;
-    auto process = launch_and_check(app, job.id, job.config, events);
+    auto process = provision(app, job.id, job.config, events);
     if (!process)
         return failed(State::provisioning, process.error().message);
     auto previous = activate(app, job.id, State::provisioning, events);
@@ -109,10 +110,52 @@ common::Status Engine::build(const std::string& app, const Job& job, const Event
         if (auto recorded = m_store->set_process(app, job.id, 0, pid, start); !recorded)
             common::log_error(recorded.error().message);
     };
-    auto built = runtime_for(app, job.id, job.config).build(spec);
+    auto& runtime = runtime_for(app, job.id, job.config);
+    if (job.config.static_site && &runtime == m_container_runtime.get())
+        return make_error(ErrorKind::failed,
+                          "a [static] site is served by deploy-proxy from the release's files and "
+                          "cannot be built from a Dockerfile; remove the Dockerfile (and use "
+                          "build.command) or remove [static]");
+    auto built = runtime.build(spec);
     if (auto cleared = m_store->clear_process(app, job.id); !cleared)
         common::log_error(cleared.error().message);
     return built;
+}
+
+common::Result<runtime::AppProcess> Engine::provision(const std::string& app, const std::string& id,
+                                                      const common::AppConfig& config,
+                                                      const EventLog& events) {
+    if (config.static_site)
+        return check_static_site(app, id, config, events);
+    return launch_and_check(app, id, config, events);
+}
+
+fs::path Engine::static_root(const std::string& app, const std::string& id,
+                             const common::AppConfig& config) const {
+    auto root =
+        (m_options.data_dir.release_dir(app, id) / config.static_site->dir).lexically_normal();
+    return root.has_filename() ? root : root.parent_path(); // "dir/." → "dir"
+}
+
+common::Result<runtime::AppProcess> Engine::check_static_site(const std::string& app,
+                                                              const std::string& id,
+                                                              const common::AppConfig& config,
+                                                              const EventLog& events) {
+    const std::string& dir = config.static_site->dir;
+    std::error_code ec;
+    auto release = fs::canonical(m_options.data_dir.release_dir(app, id), ec);
+    auto root = ec ? fs::path() : fs::canonical(static_root(app, id, config), ec);
+    if (ec || !fs::is_directory(root, ec))
+        return make_error(ErrorKind::failed,
+                          "static dir \"" + dir + "\" does not exist after the build");
+    auto relative = root.lexically_relative(release);
+    if (relative.empty() || *relative.begin() == "..")
+        return make_error(ErrorKind::failed,
+                          "static dir \"" + dir + "\" points outside the release");
+    events.log("system", "static site: deploy-proxy serves " + dir +
+                             (config.static_site->spa ? " (SPA fallback on)" : "") +
+                             "; no process to start");
+    return runtime::AppProcess{};
 }
 
 common::Result<runtime::AppProcess> Engine::launch_and_check(const std::string& app,

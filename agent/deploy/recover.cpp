@@ -12,6 +12,12 @@ using common::State;
 namespace {
 constexpr std::chrono::milliseconds k_supervise_interval{500};
 constexpr std::chrono::milliseconds k_max_backoff{30000};
+
+// A [static] release has no process to adopt, supervise or restart.
+bool is_static_release(const ReleaseRow& row) {
+    auto config = common::parse_config(row.config, "deploy.toml");
+    return config && config->static_site;
+}
 } // namespace
 
 common::Status Engine::start() {
@@ -25,23 +31,43 @@ common::Status Engine::start() {
     m_store = std::move(*store);
     if (auto runtimes = open_runtimes(); !runtimes)
         return runtimes;
-    reconcile();
+    auto leftovers = reconcile();
     if (auto proxy = m_proxy.ensure_running(); !proxy)
         return proxy;
     publish_routes();
+    // Only now that the proxy routes to PRODUCTION: a release replaced just
+    // before the agent died may still have requests in flight. It is drained
+    // like any replaced release, then stopped.
+    for (auto& row : leftovers) {
+        auto config = common::parse_config(row.config, "deploy.toml");
+        Job job;
+        job.kind = JobKind::drain;
+        job.config = config ? *config : common::AppConfig{};
+        job.previous = row.id;
+        job.previous_process = {row.pid, row.pid_start};
+        common::log_info("draining leftover " + row.app + " " + row.id);
+        enqueue(row.app, std::move(job));
+    }
     m_started = true;
     m_supervisor = std::thread(&Engine::supervise_loop, this);
     return {};
 }
 
-void Engine::reconcile() {
-    for (const auto& row : m_store->all_releases())
-        reconcile_release(row);
+std::vector<ReleaseRow> Engine::reconcile() {
+    std::vector<ReleaseRow> leftovers; // replaced releases still running: drained later
+    for (const auto& row : m_store->all_releases()) {
+        bool replaced = row.state == State::inactive || row.state == State::failed;
+        if (replaced && row.pid > 0)
+            leftovers.push_back(row);
+        else if (!replaced)
+            reconcile_release(row);
+    }
     remove_leftover_containers();
     fs::path apps = m_options.data_dir.root() / "apps";
     std::error_code ec;
     for (fs::directory_iterator it(apps, ec), end; !ec && it != end; it.increment(ec))
         remove_materialize_leftovers(it->path() / "releases");
+    return leftovers;
 }
 
 void Engine::reconcile_release(const ReleaseRow& row) {
@@ -69,6 +95,8 @@ void Engine::reconcile_release(const ReleaseRow& row) {
         return fail(row.app, row.id, row.state,
                     "interrupted: the agent restarted while the release was starting", events);
     case State::production: {
+        if (is_static_release(row))
+            return; // served by deploy-proxy from its files: nothing runs
         if (alive) {
             runtime.adopt(release, process, m_options.data_dir.app_log(row.app, row.id));
             common::log_info("adopted running " + name + " (pid " + std::to_string(row.pid) + ")");
@@ -86,13 +114,7 @@ void Engine::reconcile_release(const ReleaseRow& row) {
     }
     case State::inactive:
     case State::failed:
-        if (row.pid == 0)
-            return;
-        common::log_info("stopping leftover process of " + name);
-        runtime.stop(release, process, k_stop_grace);
-        if (auto cleared = m_store->clear_process(row.app, row.id); !cleared)
-            common::log_error(cleared.error().message);
-        return;
+        return; // reconcile() drains and stops a leftover one once routes are published
     }
 }
 
@@ -103,8 +125,8 @@ void Engine::remove_leftover_containers() {
         return;
     for (const auto& release : m_container_runtime->instances()) {
         auto row = m_store->get(release.app, release.id);
-        if (row && row->state == State::production)
-            continue;
+        if (row && (row->state == State::production || row->pid > 0))
+            continue; // serving, or a replaced release drained by start()
         common::log_info("removing leftover container of " + release.app + " " + release.id);
         m_container_runtime->stop(release, {}, k_stop_grace);
         if (!row)
@@ -178,7 +200,7 @@ void Engine::supervise_app(const std::string& app) {
     if (!deploy.owns_lock())
         return; // a deployment or rollback is changing it
     auto production = m_store->production(app);
-    if (!production)
+    if (!production || is_static_release(*production))
         return;
     if (production->pid > 0)
         runtime::reap_if_exited(production->pid);

@@ -18,11 +18,14 @@ std::vector<std::string> route_hosts(const std::string& app, const common::AppCo
 
 std::string routing_table_json(std::uint64_t generation, const std::vector<Route>& routes) {
     nlohmann::json table{{"generation", generation}, {"routes", nlohmann::json::array()}};
-    for (const auto& route : routes)
-        table["routes"].push_back({{"host", route.host},
-                                   {"app", route.app},
-                                   {"release", route.release},
-                                   {"upstream", route.upstream}});
+    for (const auto& route : routes) {
+        nlohmann::json item{{"host", route.host}, {"app", route.app}, {"release", route.release}};
+        if (route.static_root.empty())
+            item["upstream"] = route.upstream;
+        else
+            item["static"] = {{"root", route.static_root}, {"spa", route.spa}};
+        table["routes"].push_back(std::move(item));
+    }
     return table.dump(2) + "\n";
 }
 

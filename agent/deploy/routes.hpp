@@ -15,7 +15,11 @@ struct Route {
     std::string host;
     std::string app;
     std::string release;
-    std::string upstream; // "127.0.0.1:PORT"
+    std::string upstream; // "127.0.0.1:PORT" for an app; empty for a static site
+    // A [static] release: the proxy serves the files under this absolute
+    // directory itself (RELEASE_DIR/static.dir), with the SPA fallback if `spa`.
+    std::string static_root{}; // (initialized: {host, app, release, upstream} stays valid)
+    bool spa = false;
 };
 
 // "APP.localhost" plus every domain of every target, without duplicates.

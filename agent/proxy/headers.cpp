@@ -36,7 +36,50 @@ template <bool is_request> void erase_hop_by_hop(http::header<is_request>& messa
     }
 }
 
+void append_version(unsigned version, std::string& out) {
+    out.append("HTTP/");
+    out.push_back(static_cast<char>('0' + version / 10));
+    out.push_back('.');
+    out.push_back(static_cast<char>('0' + version % 10));
+}
+
+void append_fields(const http::fields& fields, std::string& out) {
+    for (const auto& field : fields) {
+        out.append(field.name_string());
+        out.append(": ");
+        out.append(field.value());
+        out.append("\r\n");
+    }
+    out.append("\r\n");
+}
+
 } // namespace
+
+void serialize_header(const http::request_header<>& request, std::string& out) {
+    out.clear();
+    out.append(request.method_string());
+    out.push_back(' ');
+    out.append(request.target());
+    out.push_back(' ');
+    append_version(request.version(), out);
+    out.append("\r\n");
+    append_fields(request, out);
+}
+
+void serialize_header(const http::response_header<>& response, std::string& out) {
+    const unsigned code = response.result_int();
+    out.clear();
+    append_version(response.version(), out);
+    out.push_back(' ');
+    out.push_back(static_cast<char>('0' + code / 100 % 10));
+    out.push_back(static_cast<char>('0' + code / 10 % 10));
+    out.push_back(static_cast<char>('0' + code % 10));
+    out.push_back(' ');
+    auto reason = response.reason();
+    out.append(reason.empty() ? http::obsolete_reason(response.result()) : reason);
+    out.append("\r\n");
+    append_fields(response, out);
+}
 
 void prepare_upstream_request(Request& request, std::string_view client_ip, std::string& scratch) {
     erase_hop_by_hop(request);

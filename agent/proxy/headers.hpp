@@ -29,4 +29,11 @@ struct ClientFraming {
 // HTTP version. Returns whether the client connection can stay open.
 bool prepare_client_response(ResponseParser& parser, ClientFraming client);
 
+// The request line (or status line), the fields and the blank line, into
+// `out` (replaced; its capacity is reused): byte for byte what Beast's
+// serializer writes, as one contiguous buffer, so that a message goes out in
+// one write of one or two buffers instead of an iovec per field.
+void serialize_header(const boost::beast::http::request_header<>& request, std::string& out);
+void serialize_header(const boost::beast::http::response_header<>& response, std::string& out);
+
 } // namespace agent::proxy

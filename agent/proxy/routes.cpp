@@ -38,15 +38,51 @@ const std::string* string_field(const json& object, const char* key) {
     return (it != object.end() && it->is_string()) ? it->get_ptr<const std::string*>() : nullptr;
 }
 
+// "static": {"root": "/abs/dir", "spa": true}
+common::Status parse_static(const json& item, const std::string& where, std::string_view source,
+                            Route& route) {
+    if (!item.is_object()) {
+        return malformed(source, where + " must be an object");
+    }
+    const std::string* root = string_field(item, "root");
+    if (root == nullptr || root->empty() || root->front() != '/' ||
+        root->find('\0') != std::string::npos) {
+        return malformed(source, where + ".root must be an absolute directory path");
+    }
+    route.static_root = *root;
+    if (auto spa = item.find("spa"); spa != item.end()) {
+        if (!spa->is_boolean()) {
+            return malformed(source, where + ".spa must be true or false");
+        }
+        route.spa = spa->get<bool>();
+    }
+    return {};
+}
+
+common::Status parse_upstream(const json& item, const std::string& where, std::string_view source,
+                              Route& route) {
+    const std::string* value = item.is_string() ? item.get_ptr<const std::string*>() : nullptr;
+    if (value == nullptr || value->empty()) {
+        return malformed(source, where + " must be a non-empty string");
+    }
+    route.upstream = *value;
+    auto upstream = common::parse_host_port(route.upstream);
+    if (!upstream || upstream->port == 0) {
+        return malformed(source, where + " must be IP:PORT, got \"" + route.upstream + "\"");
+    }
+    route.upstream_address = std::move(upstream->host);
+    route.upstream_port = upstream->port;
+    return {};
+}
+
 common::Result<Route> parse_route(const json& item, std::size_t index, std::string_view source) {
     const std::string where = "routes[" + std::to_string(index) + "]";
     if (!item.is_object()) {
         return malformed(source, where + " must be an object");
     }
     Route route;
-    for (auto [key, out] :
-         {std::pair{"host", &route.host}, std::pair{"app", &route.app},
-          std::pair{"release", &route.release}, std::pair{"upstream", &route.upstream}}) {
+    for (auto [key, out] : {std::pair{"host", &route.host}, std::pair{"app", &route.app},
+                            std::pair{"release", &route.release}}) {
         const std::string* value = string_field(item, key);
         if (value == nullptr || value->empty()) {
             return malformed(source, where + "." + key + " must be a non-empty string");
@@ -58,13 +94,18 @@ common::Result<Route> parse_route(const json& item, std::size_t index, std::stri
         return malformed(source, where + ".host \"" + route.host + "\" is not a host name");
     }
     route.host = std::move(host);
-    auto upstream = common::parse_host_port(route.upstream);
-    if (!upstream || upstream->port == 0) {
-        return malformed(source,
-                         where + ".upstream must be IP:PORT, got \"" + route.upstream + "\"");
+    auto upstream = item.find("upstream");
+    auto site = item.find("static");
+    if ((upstream == item.end()) == (site == item.end())) {
+        return malformed(source, where + " must have exactly one of \"upstream\" (an app) and "
+                                         "\"static\" (a static site)");
     }
-    route.upstream_address = std::move(upstream->host);
-    route.upstream_port = upstream->port;
+    auto parsed = site != item.end()
+                      ? parse_static(*site, where + ".static", source, route)
+                      : parse_upstream(*upstream, where + ".upstream", source, route);
+    if (!parsed) {
+        return parsed.error();
+    }
     return route;
 }
 

@@ -18,9 +18,16 @@ struct Route {
     std::string host; // normalized (see normalize_host)
     std::string app;
     std::string release;
+    // An app route forwards to `upstream`; a static route (a [static]
+    // release) is served from the files under `static_root` instead. A route
+    // has exactly one of the two.
     std::string upstream;         // "127.0.0.1:41234", as written; also the pool key
     std::string upstream_address; // "127.0.0.1" (IP literal, no brackets)
     std::uint16_t upstream_port = 0;
+    std::string static_root; // absolute directory; need not exist when the table loads
+    bool spa = false;        // unknown extension-less paths answer with /index.html
+
+    bool is_static() const { return !static_root.empty(); }
 };
 
 class RouteTable {

@@ -22,6 +22,11 @@ namespace {
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 
+// One thread runs each context, and a socket is only touched by the thread of
+// its worker: no lock around each socket operation. (Handlers posted from
+// other threads, like a new routing table, still go through a locked queue.)
+constexpr int k_concurrency_hint = BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO;
+
 // Runs `context` until it runs out of work; a handler that throws is logged
 // and the loop goes on: one bad request must not take every app offline.
 void run_context(asio::io_context& context) {
@@ -58,7 +63,7 @@ class Server {
     void force_stop();
 
     ServerOptions m_options;
-    asio::io_context m_context{1};
+    asio::io_context m_context{k_concurrency_hint};
     asio::signal_set m_signals;
     asio::steady_timer m_poll_timer;
     asio::steady_timer m_drain_timer;
@@ -83,7 +88,9 @@ common::Status Server::start() {
     for (unsigned i = 0; i < m_options.threads; ++i) {
         asio::io_context* context = &m_context;
         if (i > 0) {
-            context = m_extra_contexts.emplace_back(std::make_unique<asio::io_context>(1)).get();
+            context = m_extra_contexts
+                          .emplace_back(std::make_unique<asio::io_context>(k_concurrency_hint))
+                          .get();
         }
         auto& worker = *m_workers.emplace_back(std::make_unique<Worker>(*context));
         if (auto listening = worker.listen(endpoint, reuse); !listening) {

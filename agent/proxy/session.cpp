@@ -21,7 +21,7 @@ namespace {
 constexpr std::string_view k_continue = "HTTP/1.1 100 Continue\r\n\r\n";
 } // namespace
 
-Session::Session(asio::ip::tcp::socket socket, Worker& worker)
+Session::Session(Socket socket, Worker& worker)
     : m_worker(worker), m_client(std::move(socket)) {
     error_code ec;
     m_client.socket().set_option(asio::ip::tcp::no_delay(true), ec);
@@ -128,6 +128,9 @@ void Session::dispatch() {
             fmt::format("no app is deployed at {}\n",
                         m_host.empty() ? std::string_view("this host") : std::string_view(m_host)),
             After::keep_alive);
+    }
+    if (m_route->is_static()) {
+        return serve_static();
     }
     prepare_upstream_request(request, m_client_ip, m_scratch);
     forward();

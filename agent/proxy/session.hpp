@@ -24,7 +24,7 @@ class Worker;
 
 class Session : public std::enable_shared_from_this<Session> {
   public:
-    Session(boost::asio::ip::tcp::socket socket, Worker& worker);
+    Session(Socket socket, Worker& worker);
     ~Session();
     Session(const Session&) = delete;
     Session& operator=(const Session&) = delete;
@@ -49,6 +49,9 @@ class Session : public std::enable_shared_from_this<Session> {
     void end_exchange(bool keep_alive);
     void close();
 
+    // A route to a [static] release (session_static.cpp).
+    void serve_static();
+
     // Upstream side (session_forward.cpp).
     void forward();
     void connect_upstream();
@@ -66,7 +69,7 @@ class Session : public std::enable_shared_from_this<Session> {
     void complete_exchange();
 
     Worker& m_worker;
-    boost::beast::tcp_stream m_client;
+    Stream m_client;
     boost::beast::flat_buffer m_client_buffer;
     std::string m_client_ip;
     std::optional<boost::beast::http::request_parser<boost::beast::http::string_body>> m_request;
@@ -83,6 +86,9 @@ class Session : public std::enable_shared_from_this<Session> {
     std::optional<boost::beast::http::serializer<false, boost::beast::http::buffer_body>>
         m_serializer;
     std::vector<char> m_chunk; // body relay buffer, allocated once per connection
+    // Serialized header of the message being written (see serialize_header);
+    // for a response, emptied once it is out. Unused when m_serializer is.
+    std::string m_head;
 
     std::string m_host;    // scratch: normalized Host of the current request
     std::string m_scratch; // scratch for header rewriting

@@ -6,12 +6,14 @@
 #include <common/log.hpp>
 
 #include <boost/asio/ip/address.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core/bind_handler.hpp>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
 #include <fmt/format.h>
 
+#include <array>
 #include <limits>
 
 namespace agent::proxy {
@@ -62,8 +64,14 @@ void Session::on_upstream_connected(error_code ec) {
 }
 
 void Session::write_upstream() {
+    // The body is buffered and Content-Length framed (prepare_upstream_request):
+    // header and body go out in one write.
+    const auto& request = m_request->get();
+    serialize_header(request, m_head);
+    const std::array<asio::const_buffer, 2> buffers{asio::buffer(m_head),
+                                                    asio::buffer(request.body())};
     m_upstream->stream.expires_after(k_upstream_timeout);
-    http::async_write(m_upstream->stream, m_request->get(),
+    asio::async_write(m_upstream->stream, buffers,
                       beast::bind_front_handler(&Session::on_upstream_written, shared_from_this()));
 }
 
@@ -95,7 +103,13 @@ void Session::on_upstream_header(error_code ec, std::size_t) {
         return read_upstream_header(); // interim response (103 Early Hints): skip it
     }
     m_framing.keep_alive = prepare_client_response(*m_response, m_framing);
-    m_serializer.emplace(m_response->get());
+    auto& response = m_response->get();
+    if (response.chunked()) {
+        m_serializer.emplace(response); // chunk framing: Beast writes it
+    } else {
+        m_serializer.reset();
+        serialize_header(response, m_head); // the body goes out as it comes
+    }
     if (!m_response->is_done()) {
         // The header goes out together with the first piece of the body:
         // one write to the client for a small response, not two.
@@ -104,6 +118,12 @@ void Session::on_upstream_header(error_code ec, std::size_t) {
     // No body (HEAD, 204, 304, empty): the header alone, and no chunked
     // terminator even if the upstream announced one.
     m_client.expires_after(k_client_timeout);
+    if (!m_serializer) {
+        asio::async_write(
+            m_client, asio::buffer(m_head),
+            beast::bind_front_handler(&Session::on_client_header_written, shared_from_this()));
+        return;
+    }
     http::async_write_header(
         m_client, *m_serializer,
         beast::bind_front_handler(&Session::on_client_header_written, shared_from_this()));
@@ -174,7 +194,8 @@ void Session::on_relay_read(error_code ec, std::size_t) {
     if (ec == http::error::need_buffer) {
         ec = {};
     }
-    if (ec && !m_serializer->is_header_done()) {
+    const bool header_sent = m_serializer ? m_serializer->is_header_done() : m_head.empty();
+    if (ec && !header_sent) {
         m_serializer.reset();
         return upstream_failed(ec, true);
     }
@@ -189,6 +210,15 @@ void Session::on_relay_read(error_code ec, std::size_t) {
     body.data = m_chunk.data();
     body.more = !m_response->is_done();
     m_client.expires_after(k_client_timeout);
+    if (!m_serializer) {
+        // The header (until it is out) and this piece of the body, in one write.
+        const std::array<asio::const_buffer, 2> buffers{asio::buffer(m_head),
+                                                        asio::buffer(body.data, body.size)};
+        asio::async_write(
+            m_client, buffers,
+            beast::bind_front_handler(&Session::on_relay_written, shared_from_this()));
+        return;
+    }
     http::async_write(m_client, *m_serializer,
                       beast::bind_front_handler(&Session::on_relay_written, shared_from_this()));
 }
@@ -201,7 +231,10 @@ void Session::on_relay_written(error_code ec, std::size_t) {
         m_upstream.reset();
         return close();
     }
-    if (m_response->is_done() || m_serializer->is_done()) {
+    if (!m_serializer) {
+        m_head.clear();
+    }
+    if (m_response->is_done() || (m_serializer && m_serializer->is_done())) {
         return complete_exchange();
     }
     relay_body();

@@ -4,7 +4,7 @@
 
 #include <agent/proxy/routes.hpp>
 
-#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/io_context.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 
@@ -16,10 +16,16 @@
 
 namespace agent::proxy {
 
-struct UpstreamConnection {
-    explicit UpstreamConnection(const boost::asio::any_io_executor& executor) : stream(executor) {}
+// A worker's sockets name its io_context's executor type: no type-erased
+// executor copied and destroyed around every operation.
+using Executor = boost::asio::io_context::executor_type;
+using Socket = boost::asio::basic_stream_socket<boost::asio::ip::tcp, Executor>;
+using Stream = boost::beast::basic_stream<boost::asio::ip::tcp, Executor>;
 
-    boost::beast::tcp_stream stream;
+struct UpstreamConnection {
+    explicit UpstreamConnection(const Executor& executor) : stream(executor) {}
+
+    Stream stream;
     boost::beast::flat_buffer buffer; // bytes read but not parsed yet
     bool reused = false;              // came from the pool (may have been closed meanwhile)
     std::chrono::steady_clock::time_point idle_since;

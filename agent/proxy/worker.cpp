@@ -14,7 +14,7 @@ namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 
 Worker::Worker(asio::io_context& context)
-    : m_context(context), m_acceptor(context), m_retry_timer(context),
+    : m_context(context), m_acceptor(context.get_executor()), m_retry_timer(context),
       m_table(std::make_shared<const RouteTable>()), m_pool(k_max_idle_per_upstream) {}
 
 common::Status Worker::listen(const tcp::endpoint& endpoint, ReusePort reuse) {
@@ -53,12 +53,11 @@ void Worker::set_table(std::shared_ptr<const RouteTable> table) {
 }
 
 void Worker::accept() {
-    m_acceptor.async_accept([this](boost::system::error_code ec, tcp::socket socket) {
-        on_accept(ec, std::move(socket));
-    });
+    m_acceptor.async_accept(
+        [this](boost::system::error_code ec, Socket socket) { on_accept(ec, std::move(socket)); });
 }
 
-void Worker::on_accept(boost::system::error_code ec, tcp::socket socket) {
+void Worker::on_accept(boost::system::error_code ec, Socket socket) {
     if (m_stopping) {
         return;
     }

@@ -45,10 +45,10 @@ class Worker {
 
   private:
     void accept();
-    void on_accept(boost::system::error_code ec, boost::asio::ip::tcp::socket socket);
+    void on_accept(boost::system::error_code ec, Socket socket);
 
     boost::asio::io_context& m_context;
-    boost::asio::ip::tcp::acceptor m_acceptor;
+    boost::asio::basic_socket_acceptor<boost::asio::ip::tcp, Executor> m_acceptor;
     boost::asio::steady_timer m_retry_timer;
     std::shared_ptr<const RouteTable> m_table;
     UpstreamPool m_pool;

@@ -8,6 +8,7 @@
 #include <common/hash.hpp>
 
 #include <doctest/doctest.h>
+#include <nlohmann/json.hpp>
 
 #include <chrono>
 #include <csignal>
@@ -261,4 +262,70 @@ TEST_CASE("engine adopts a running app after a restart and restarts a dead one")
     }
     CHECK(f.events(id).find("app exited; restarted") != std::string::npos);
     CHECK(f.service().release("web", id)->port == first.port);
+}
+
+TEST_CASE("engine serves a [static] release through a static route, with no process") {
+    Fixture f;
+    const std::string site = R"(app = "web"
+[build]
+command = "mkdir -p dist/docs && echo '<h1>site</h1>' > dist/index.html"
+[static]
+dir = "dist"
+spa = true
+[deploy]
+drain = "0s"
+[targets.production]
+domains = ["web.example.com"]
+)";
+    auto id = f.deploy(site);
+    auto info = f.wait_settled(id);
+    REQUIRE_MESSAGE(info.state == State::production, info.error);
+    CHECK(info.port == 0);
+    auto root = f.data().release_dir("web", id) / "dist";
+    std::string text; // the switch is recorded first, then the routing table is written
+    for (int i = 0; i < 100 && text.find(root.string()) == std::string::npos; ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        auto read = common::read_file(f.data().proxy_routes());
+        text = read ? *read : std::string();
+    }
+    auto routes = nlohmann::json::parse(text);
+    REQUIRE(routes["routes"].size() == 2);
+    for (const auto& route : routes["routes"]) {
+        CHECK(route["release"] == id);
+        CHECK_FALSE(route.contains("upstream"));
+        CHECK(route["static"]["root"] == root.string());
+        CHECK(route["static"]["spa"] == true);
+    }
+    CHECK(f.events(id).find("no process to start") != std::string::npos);
+
+    SUBCASE("a restarted agent leaves it alone and keeps routing it") {
+        f.restart();
+        auto again = f.service().release("web", id);
+        REQUIRE(again.ok());
+        CHECK(again->state == State::production);
+        auto text = common::read_file(f.data().proxy_routes()).value();
+        CHECK(text.find(root.string()) != std::string::npos);
+        CHECK(f.events(id).find("restarted") == std::string::npos);
+    }
+    SUBCASE("a build that does not produce the static dir fails and keeps the old one") {
+        auto broken = f.deploy(with(site,
+                                    "mkdir -p dist/docs && echo '<h1>site</h1>' > "
+                                    "dist/index.html",
+                                    "echo no output"));
+        auto failed = f.wait_settled(broken);
+        CHECK(failed.state == State::failed);
+        CHECK(failed.error == "static dir \"dist\" does not exist after the build");
+        auto status = f.service().status("web");
+        REQUIRE(status.ok());
+        CHECK(status->production == id);
+    }
+    SUBCASE("a static dir that is a symlink out of the release fails") {
+        auto escaping = f.deploy(with(site,
+                                      "mkdir -p dist/docs && echo '<h1>site</h1>' > "
+                                      "dist/index.html",
+                                      "ln -s /tmp dist"));
+        auto failed = f.wait_settled(escaping);
+        CHECK(failed.state == State::failed);
+        CHECK(failed.error == "static dir \"dist\" points outside the release");
+    }
 }

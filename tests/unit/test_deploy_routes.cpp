@@ -38,3 +38,16 @@ TEST_CASE("generation is read from a routes file or a bare applied number") {
     REQUIRE(common::atomic_write_file(file, "garbage").ok());
     CHECK(agent::read_generation(file) == 0);
 }
+
+TEST_CASE("a static route is written with its root and no upstream") {
+    agent::Route route{"site.localhost", "site", "v2", ""};
+    route.static_root = "/data/apps/site/releases/v2/dist";
+    route.spa = true;
+    auto json = nlohmann::json::parse(agent::routing_table_json(3, {route}));
+    REQUIRE(json["routes"].size() == 1);
+    const auto& written = json["routes"][0];
+    CHECK(written["host"] == "site.localhost");
+    CHECK_FALSE(written.contains("upstream"));
+    CHECK(written["static"]["root"] == "/data/apps/site/releases/v2/dist");
+    CHECK(written["static"]["spa"] == true);
+}

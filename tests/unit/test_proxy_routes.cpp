@@ -108,6 +108,64 @@ TEST_CASE("parse_routes refuses malformed tables") {
     }
 }
 
+TEST_CASE("parse_routes reads static routes") {
+    auto table = parse_routes(R"({"generation": 2, "routes": [
+        {"host": "site.localhost", "app": "site", "release": "v4",
+         "static": {"root": "/data/apps/site/releases/v4/dist", "spa": true}},
+        {"host": "docs.localhost", "app": "docs", "release": "v1",
+         "static": {"root": "/does/not/exist/yet"}},
+        {"host": "api.localhost", "app": "api", "release": "v1", "upstream": "127.0.0.1:8000"}]})",
+                              "routes.json");
+    REQUIRE(table.ok());
+    const Route* site = table->find("site.localhost");
+    REQUIRE(site != nullptr);
+    CHECK(site->is_static());
+    CHECK(site->static_root == "/data/apps/site/releases/v4/dist");
+    CHECK(site->spa);
+    CHECK(site->upstream.empty());
+    const Route* docs = table->find("docs.localhost");
+    REQUIRE(docs != nullptr);
+    CHECK(docs->is_static());
+    CHECK_FALSE(docs->spa);
+    const Route* api = table->find("api.localhost");
+    REQUIRE(api != nullptr);
+    CHECK_FALSE(api->is_static());
+}
+
+TEST_CASE("parse_routes refuses bad static routes") {
+    auto refused = [](std::string_view route) {
+        auto table = parse_routes("{\"generation\": 1, \"routes\": [{\"host\": \"a.localhost\", "
+                                  "\"app\": \"a\", \"release\": \"v1\", " +
+                                      std::string(route) + "}]}",
+                                  "routes.json");
+        REQUIRE_FALSE(table.ok());
+        return table.error().message;
+    };
+    SUBCASE("neither upstream nor static") {
+        auto message = refused(R"("spa": true)");
+        CHECK(message.find("exactly one of") != std::string::npos);
+    }
+    SUBCASE("both upstream and static") {
+        auto message = refused(R"("upstream": "127.0.0.1:80", "static": {"root": "/srv"})");
+        CHECK(message.find("exactly one of") != std::string::npos);
+    }
+    SUBCASE("relative root") {
+        auto message = refused(R"("static": {"root": "dist"})");
+        CHECK(message.find("routes[0].static.root must be an absolute") != std::string::npos);
+    }
+    SUBCASE("missing root") {
+        CHECK(refused(R"("static": {"spa": true})").find("static.root") != std::string::npos);
+    }
+    SUBCASE("static not an object") {
+        CHECK(refused(R"("static": "/srv")").find("routes[0].static must be an object") !=
+              std::string::npos);
+    }
+    SUBCASE("spa not a boolean") {
+        CHECK(refused(R"("static": {"root": "/srv", "spa": "yes"})").find("spa") !=
+              std::string::npos);
+    }
+}
+
 TEST_CASE("normalize_host") {
     CHECK(normalize_host("hello.localhost") == "hello.localhost");
     CHECK(normalize_host("HeLLo.LocalHost") == "hello.localhost");
