@@ -209,7 +209,7 @@ port_in_use() { ss -Hltn "sport = :$1" 2>/dev/null | grep -q .; }
 free_port() {
     local p i
     for i in $(seq 1 200); do
-        p=$((20000 + RANDOM % 40001))
+        p=$((20000 + RANDOM % 12000)) # below the ephemeral range (32768-60999): no client socket holds it
         # Called as $(free_port): the list of ports handed out lives in a file.
         grep -qx "$p" "$TEST_TMP/ports" 2>/dev/null && continue
         port_in_use "$p" && continue
