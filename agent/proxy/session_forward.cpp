@@ -130,7 +130,8 @@ void Session::on_upstream_header(error_code ec, std::size_t) {
 }
 
 // Routes the current request again with the newest table, for its one
-// retry. Returns false when the host is no longer routed (a 404 is on its way).
+// retry. Returns false when the answer is already on its way: a 404 when the
+// host is no longer routed, or the file when it now serves a static release.
 bool Session::reroute() {
     m_retried = true;
     m_table = m_worker.table();
@@ -138,6 +139,11 @@ bool Session::reroute() {
     if (m_route == nullptr) {
         respond_plain(http::status::not_found, fmt::format("no app is deployed at {}\n", m_host),
                       After::keep_alive);
+        return false;
+    }
+    if (m_route->is_static()) {
+        m_upstream.reset();
+        serve_static();
         return false;
     }
     return true;
