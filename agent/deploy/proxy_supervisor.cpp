@@ -1,13 +1,18 @@
 #include <agent/deploy/proxy_supervisor.hpp>
 #include <agent/deploy/routes.hpp>
 #include <agent/runtime/process.hpp>
+#include <common/address.hpp>
 #include <common/fs.hpp>
 #include <common/log.hpp>
 
+#include <arpa/inet.h>
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
 #include <thread>
 #include <unistd.h>
 
@@ -19,6 +24,91 @@ using common::make_error;
 
 ProxySupervisor::ProxySupervisor(DataDir data_dir, std::string proxy_bin, std::string listen)
     : m_data_dir(std::move(data_dir)), m_bin(std::move(proxy_bin)), m_listen(std::move(listen)) {}
+
+ProxySupervisor::~ProxySupervisor() {
+    if (m_listen_fd >= 0)
+        ::close(m_listen_fd);
+}
+
+namespace {
+
+// The port a listening TCP socket is bound to, 0 if `fd` is not one.
+std::uint16_t listening_port(int fd) {
+    int listening = 0;
+    socklen_t size = sizeof listening;
+    sockaddr_storage address{};
+    socklen_t length = sizeof address;
+    if (::getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &size) != 0 || !listening ||
+        ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) != 0)
+        return 0;
+    if (address.ss_family == AF_INET)
+        return ntohs(reinterpret_cast<sockaddr_in*>(&address)->sin_port);
+    if (address.ss_family == AF_INET6)
+        return ntohs(reinterpret_cast<sockaddr_in6*>(&address)->sin6_port);
+    return 0;
+}
+
+// A listening socket on `listen` (HOST:PORT), close-on-exec, or -1.
+int make_listening_socket(const std::string& listen) {
+    auto address = common::parse_host_port(listen, common::EmptyHost::allowed);
+    if (!address)
+        return -1;
+    sockaddr_storage storage{};
+    socklen_t length = 0;
+    if (address->host.find(':') != std::string::npos) {
+        auto* a6 = reinterpret_cast<sockaddr_in6*>(&storage);
+        a6->sin6_family = AF_INET6;
+        a6->sin6_port = htons(address->port);
+        if (::inet_pton(AF_INET6, address->host.c_str(), &a6->sin6_addr) != 1)
+            return -1;
+        length = sizeof *a6;
+    } else {
+        auto* a4 = reinterpret_cast<sockaddr_in*>(&storage);
+        a4->sin_family = AF_INET;
+        a4->sin_port = htons(address->port);
+        if (address->host.empty())
+            a4->sin_addr.s_addr = htonl(INADDR_ANY);
+        else if (::inet_pton(AF_INET, address->host.c_str(), &a4->sin_addr) != 1)
+            return -1;
+        length = sizeof *a4;
+    }
+    int fd = ::socket(storage.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    int on = 1;
+    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&storage), length) != 0 || ::listen(fd, 4096) != 0) {
+        common::log_warn("cannot listen on " + listen + " for deploy-proxy: " +
+                         std::strerror(errno) + "; it binds the address itself");
+        ::close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+} // namespace
+
+void ProxySupervisor::take_socket_locked(pid_t adopted) {
+    if (m_listen_fd >= 0)
+        return;
+    if (adopted <= 0) {
+        m_listen_fd = make_listening_socket(m_listen);
+        return;
+    }
+    // The adopted proxy serves on fd 3 when an agent handed it its socket.
+    int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, adopted, 0));
+    if (pidfd < 0)
+        return;
+    int fd = static_cast<int>(::syscall(SYS_pidfd_getfd, pidfd, 3, 0)); // close-on-exec
+    ::close(pidfd);
+    auto wanted = common::parse_host_port(m_listen, common::EmptyHost::allowed);
+    if (fd >= 0 && wanted && listening_port(fd) == wanted->port) {
+        m_listen_fd = fd;
+        common::log_info("holding deploy-proxy's listening socket for its restarts");
+    } else if (fd >= 0) {
+        ::close(fd);
+    }
+}
 
 bool ProxySupervisor::alive_locked() const {
     if (m_pid <= 0)
@@ -46,6 +136,7 @@ bool ProxySupervisor::adopt_locked() {
     m_pid = pid;
     m_start = *start;
     common::log_info("adopted running deploy-proxy (pid " + std::to_string(pid) + ")");
+    take_socket_locked(pid);
     return true;
 }
 
@@ -65,6 +156,11 @@ common::Status ProxySupervisor::spawn_locked() {
                  m_data_dir.proxy_routes().string(),
                  "--applied",
                  m_data_dir.proxy_applied().string()};
+    take_socket_locked(0);
+    if (m_listen_fd >= 0) {
+        spec.argv.insert(spec.argv.end(), {"--listen-fd", "3"});
+        spec.inherit_fd = m_listen_fd;
+    }
     spec.env = runtime::clean_environment(m_data_dir.proxy_dir(), {});
     spec.cwd = m_data_dir.proxy_dir();
     spec.stdout_fd = log;

@@ -16,6 +16,9 @@ namespace agent {
 class ProxySupervisor {
   public:
     ProxySupervisor(DataDir data_dir, std::string proxy_bin, std::string listen);
+    ~ProxySupervisor();
+    ProxySupervisor(const ProxySupervisor&) = delete;
+    ProxySupervisor& operator=(const ProxySupervisor&) = delete;
 
     // false when no proxy binary was configured (tests): nothing to supervise.
     bool enabled() const { return !m_bin.empty(); }
@@ -30,6 +33,10 @@ class ProxySupervisor {
     bool alive_locked() const;
     bool adopt_locked();
     common::Status spawn_locked();
+    // The proxy's listening socket, kept by the agent too: made here before the
+    // first start, or taken from an adopted proxy (pidfd_getfd). -1 if neither
+    // worked; the proxy then binds --listen itself.
+    void take_socket_locked(pid_t adopted);
 
     DataDir m_data_dir;
     std::string m_bin;
@@ -38,6 +45,7 @@ class ProxySupervisor {
     pid_t m_pid = 0;
     std::int64_t m_start = 0;
     std::chrono::steady_clock::time_point m_last_spawn{};
+    int m_listen_fd = -1;
 };
 
 } // namespace agent

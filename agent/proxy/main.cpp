@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
     std::string routes;
     std::string applied;
     unsigned threads = 1;
+    int listen_fd = -1;
     std::string log_level = "info";
     app.add_option("--listen", listen, "Address to serve on, IP:PORT ([::1]:PORT, :PORT for all)")
         ->capture_default_str();
@@ -23,6 +24,10 @@ int main(int argc, char** argv) {
                    "Routing table written by the agent (DATA_DIR/proxy/routes.json)");
     app.add_option("--applied", applied,
                    "Where to write the generation now live (default: applied beside --routes)");
+    app.add_option("--listen-fd", listen_fd,
+                   "Serve on this inherited listening socket instead of binding --listen (the "
+                   "agent passes one it keeps, so a restart refuses no connection)")
+        ->check(CLI::Range(3, 1 << 20));
     app.add_option("--threads", threads, "Worker threads, each with its own event loop")
         ->check(CLI::Range(1u, 64u))
         ->capture_default_str();
@@ -51,7 +56,7 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "deploy-proxy: --listen: %s\n", address.error().message.c_str());
         return 2;
     }
-    agent::proxy::ServerOptions options{*address, routes, applied, threads};
+    agent::proxy::ServerOptions options{*address, routes, applied, threads, listen_fd};
     if (options.applied.empty()) {
         options.applied = options.routes.parent_path() / "applied";
     }

@@ -15,6 +15,7 @@
 #include <cstdlib>
 #include <pthread.h>
 #include <thread>
+#include <unistd.h>
 
 namespace agent::proxy {
 namespace {
@@ -93,7 +94,11 @@ common::Status Server::start() {
                           .get();
         }
         auto& worker = *m_workers.emplace_back(std::make_unique<Worker>(*context));
-        if (auto listening = worker.listen(endpoint, reuse); !listening) {
+        // An inherited socket is shared by the workers (each its own copy of it).
+        auto listening = m_options.listen_fd < 0 ? worker.listen(endpoint, reuse)
+                         : i == 0                ? worker.adopt(m_options.listen_fd)
+                                                 : worker.adopt(::dup(m_options.listen_fd));
+        if (!listening) {
             return listening;
         }
         endpoint = worker.local_endpoint(); // port 0: the others join the chosen port

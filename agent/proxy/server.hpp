@@ -13,6 +13,10 @@ struct ServerOptions {
     std::filesystem::path routes;
     std::filesystem::path applied;
     unsigned threads = 1;
+    // A listening socket inherited from the agent (-1: bind `listen` here).
+    // The agent keeps its own copy, so connections wait in the backlog while
+    // a crashed proxy is restarted instead of being refused.
+    int listen_fd = -1;
 };
 
 // Serves until SIGTERM or SIGINT, then drains. Returns the exit code.

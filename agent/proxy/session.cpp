@@ -21,8 +21,7 @@ namespace {
 constexpr std::string_view k_continue = "HTTP/1.1 100 Continue\r\n\r\n";
 } // namespace
 
-Session::Session(Socket socket, Worker& worker)
-    : m_worker(worker), m_client(std::move(socket)) {
+Session::Session(Socket socket, Worker& worker) : m_worker(worker), m_client(std::move(socket)) {
     error_code ec;
     m_client.socket().set_option(asio::ip::tcp::no_delay(true), ec);
     auto peer = m_client.socket().remote_endpoint(ec);

@@ -42,6 +42,25 @@ common::Status Worker::listen(const tcp::endpoint& endpoint, ReusePort reuse) {
     return {};
 }
 
+common::Status Worker::adopt(int fd) {
+    sockaddr_storage address{};
+    socklen_t length = sizeof address;
+    int listening = 0;
+    socklen_t size = sizeof listening;
+    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) != 0 ||
+        ::getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &size) != 0 || !listening) {
+        return common::make_error(common::ErrorKind::io,
+                                  fmt::format("--listen-fd {} is not a listening socket", fd));
+    }
+    boost::system::error_code ec;
+    m_acceptor.assign(address.ss_family == AF_INET6 ? tcp::v6() : tcp::v4(), fd, ec);
+    if (ec) {
+        return common::make_error(common::ErrorKind::io,
+                                  fmt::format("cannot use --listen-fd {}: {}", fd, ec.message()));
+    }
+    return {};
+}
+
 tcp::endpoint Worker::local_endpoint() const {
     boost::system::error_code ec;
     return m_acceptor.local_endpoint(ec);

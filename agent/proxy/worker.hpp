@@ -25,6 +25,8 @@ class Worker {
 
     enum class ReusePort { no, yes };
     common::Status listen(const boost::asio::ip::tcp::endpoint& endpoint, ReusePort reuse);
+    // Accepts on an already listening socket (takes ownership of `fd`).
+    common::Status adopt(int fd);
     boost::asio::ip::tcp::endpoint local_endpoint() const;
     void start() { accept(); }
     boost::asio::io_context& context() { return m_context; }

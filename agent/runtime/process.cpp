@@ -71,8 +71,11 @@ void setup_attributes(SpawnAttributes& sa, const SpawnSpec& spec) {
     }
     if (!spec.cwd.empty())
         posix_spawn_file_actions_addchdir_np(&sa.actions, spec.cwd.c_str());
-    // The agent's sockets and files must not leak into apps that outlive it.
-    posix_spawn_file_actions_addclosefrom_np(&sa.actions, 3);
+    // The agent's sockets and files must not leak into apps that outlive it:
+    // only the one it hands over, as fd 3 (spawn() keeps it off fd 3 itself).
+    if (spec.inherit_fd >= 0)
+        posix_spawn_file_actions_adddup2(&sa.actions, spec.inherit_fd, 3);
+    posix_spawn_file_actions_addclosefrom_np(&sa.actions, spec.inherit_fd >= 0 ? 4 : 3);
 }
 
 // The fields of /proc/PID/stat from field 3 (state) on, for a live, non-zombie

@@ -26,6 +26,8 @@ struct SpawnSpec {
     // Signals blocked in the child: a blocked signal sent before the child has
     // installed its handler stays pending instead of killing it.
     std::vector<int> blocked_signals;
+    // A descriptor the child inherits as fd 3 (-1: none), e.g. a listening socket.
+    int inherit_fd = -1;
 };
 
 // Starts the process (posix_spawn). With Session::new_session the child leads a
