@@ -261,14 +261,15 @@ common::Status Store::remove(const std::string& app, const std::string& id,
     return tx.commit();
 }
 
-std::vector<ReleaseRow> Store::query_releases(std::string_view where,
-                                              const std::vector<std::string>& params) {
-    std::string sql = "SELECT " + std::string(k_columns) + " FROM releases";
-    if (!where.empty())
-        sql += " WHERE " + std::string(where);
-    sql += " ORDER BY app, seq DESC";
-    std::vector<ReleaseRow> rows;
-    auto query = m_db->prepare(sql);
+namespace {
+
+// Runs a SELECT and turns each result row into a T with `read`. A failure is
+// logged and ends the list: readers get what was read.
+template <typename T, typename Read>
+std::vector<T> select_rows(sqlite::Database& db, std::string_view sql,
+                           const std::vector<std::string>& params, Read read) {
+    std::vector<T> rows;
+    auto query = db.prepare(sql);
     if (!query) {
         common::log_error(query.error().message);
         return rows;
@@ -281,9 +282,20 @@ std::vector<ReleaseRow> Store::query_releases(std::string_view where,
             common::log_error(more.error().message);
         if (!more || !*more)
             break;
-        rows.push_back(read_row(*query));
+        rows.push_back(read(*query));
     }
     return rows;
+}
+
+} // namespace
+
+std::vector<ReleaseRow> Store::query_releases(std::string_view where,
+                                              const std::vector<std::string>& params) {
+    std::string sql = "SELECT " + std::string(k_columns) + " FROM releases";
+    if (!where.empty())
+        sql += " WHERE " + std::string(where);
+    sql += " ORDER BY app, seq DESC";
+    return select_rows<ReleaseRow>(*m_db, sql, params, read_row);
 }
 
 common::Result<ReleaseRow> Store::get(const std::string& app, const std::string& id) {
@@ -314,43 +326,19 @@ std::vector<ReleaseRow> Store::all_releases() {
 
 std::vector<std::string> Store::apps() {
     std::lock_guard lock(m_mutex);
-    std::vector<std::string> names;
-    auto query = m_db->prepare("SELECT DISTINCT app FROM releases ORDER BY app");
-    if (!query) {
-        common::log_error(query.error().message);
-        return names;
-    }
-    for (;;) {
-        auto more = query->step();
-        if (!more)
-            common::log_error(more.error().message);
-        if (!more || !*more)
-            break;
-        names.push_back(query->text(0));
-    }
-    return names;
+    return select_rows<std::string>(*m_db, "SELECT DISTINCT app FROM releases ORDER BY app", {},
+                                    [](const sqlite::Statement& row) { return row.text(0); });
 }
 
 std::vector<AuditRow> Store::audit(const std::string& app) {
     std::lock_guard lock(m_mutex);
-    std::vector<AuditRow> rows;
-    auto query = m_db->prepare("SELECT ts, app, release, from_state, to_state, detail"
-                               " FROM transitions WHERE app = ? ORDER BY rowid");
-    if (!query) {
-        common::log_error(query.error().message);
-        return rows;
-    }
-    query->bind(app);
-    for (;;) {
-        auto more = query->step();
-        if (!more)
-            common::log_error(more.error().message);
-        if (!more || !*more)
-            break;
-        rows.push_back({query->text(0), query->text(1), query->text(2), query->text(3),
-                        query->text(4), query->text(5)});
-    }
-    return rows;
+    return select_rows<AuditRow>(*m_db,
+                                 "SELECT ts, app, release, from_state, to_state, detail"
+                                 " FROM transitions WHERE app = ? ORDER BY rowid",
+                                 {app}, [](const sqlite::Statement& row) {
+                                     return AuditRow{row.text(0), row.text(1), row.text(2),
+                                                     row.text(3), row.text(4), row.text(5)};
+                                 });
 }
 
 common::Status Store::exec(std::string_view sql) {
