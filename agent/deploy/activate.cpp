@@ -116,12 +116,13 @@ void Engine::drain(const std::string& app, const Job& job) {
     if (stopping())
         return; // the next start stops it (INACTIVE with a live pid)
     const auto& process = job.previous_process;
+    // Read again after the wait (the deploy lock is held: nothing can promote
+    // it meanwhile, but `rm` can delete it).
     auto old = m_store->get(app, job.previous);
     if (!old || old->state == State::production)
         return; // removed, or promoted again since: nothing to stop
     runtime_for(*old).stop({app, job.previous}, process, k_stop_grace);
-    auto row = m_store->get(app, job.previous);
-    if (row && row->pid == process.pid)
+    if (old->pid == process.pid)
         if (auto cleared = m_store->clear_process(app, job.previous); !cleared)
             common::log_error(cleared.error().message);
 }

@@ -93,6 +93,9 @@ class Engine final : public Service {
     runtime::Runtime& runtime_for(const std::string& app, const std::string& id,
                                   const common::AppConfig& config) const;
     runtime::Runtime& runtime_for(const ReleaseRow& row) const;
+    // The same for a recorded release; nullptr for a [static] release, which
+    // no process runs (deploy-proxy serves its files). One parse of its config.
+    runtime::Runtime* running_runtime(const ReleaseRow& row) const;
 
     // pipeline.cpp
     void run_deployment(const std::string& app, Job& job);

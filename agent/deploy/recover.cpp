@@ -13,11 +13,6 @@ namespace {
 constexpr std::chrono::milliseconds k_supervise_interval{500};
 constexpr std::chrono::milliseconds k_max_backoff{30000};
 
-// A [static] release has no process to adopt, supervise or restart.
-bool is_static_release(const ReleaseRow& row) {
-    auto config = common::parse_config(row.config, "deploy.toml");
-    return config && config->static_site;
-}
 } // namespace
 
 common::Status Engine::start() {
@@ -72,7 +67,8 @@ std::vector<ReleaseRow> Engine::reconcile() {
 
 void Engine::reconcile_release(const ReleaseRow& row) {
     EventLog events(m_options.data_dir.event_log(row.app, row.id), row.id);
-    auto& runtime = runtime_for(row);
+    auto* running = running_runtime(row); // nullptr: a [static] release
+    auto& runtime = running ? *running : *m_process_runtime;
     const runtime::AppProcess process{row.pid, row.pid_start};
     const runtime::ReleaseRef release{row.app, row.id};
     bool alive = runtime.alive(process);
@@ -95,7 +91,7 @@ void Engine::reconcile_release(const ReleaseRow& row) {
         return fail(row.app, row.id, row.state,
                     "interrupted: the agent restarted while the release was starting", events);
     case State::production: {
-        if (is_static_release(row))
+        if (!running)
             return; // served by deploy-proxy from its files: nothing runs
         if (alive) {
             runtime.adopt(release, process, m_options.data_dir.app_log(row.app, row.id));
@@ -200,11 +196,12 @@ void Engine::supervise_app(const std::string& app) {
     if (!deploy.owns_lock())
         return; // a deployment or rollback is changing it
     auto production = m_store->production(app);
-    if (!production || is_static_release(*production))
-        return;
+    auto* runtime = production ? running_runtime(*production) : nullptr;
+    if (!runtime)
+        return; // nothing in production, or a [static] release: nothing runs
     if (production->pid > 0)
         runtime::reap_if_exited(production->pid);
-    if (runtime_for(*production).alive({production->pid, production->pid_start}))
+    if (runtime->alive({production->pid, production->pid_start}))
         return;
     auto reason = recover_production(*production);
     if (!reason)

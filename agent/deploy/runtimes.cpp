@@ -80,11 +80,18 @@ runtime::Runtime& Engine::runtime_for(const std::string& app, const std::string&
     return *m_process_runtime;
 }
 
-runtime::Runtime& Engine::runtime_for(const ReleaseRow& row) const {
+runtime::Runtime* Engine::running_runtime(const ReleaseRow& row) const {
     auto config = common::parse_config(row.config, "deploy.toml");
     if (!config)
-        return *m_process_runtime;
-    return runtime_for(row.app, row.id, *config);
+        return m_process_runtime.get();
+    if (config->static_site)
+        return nullptr; // served by deploy-proxy from its files: nothing runs
+    return &runtime_for(row.app, row.id, *config);
+}
+
+runtime::Runtime& Engine::runtime_for(const ReleaseRow& row) const {
+    auto* runtime = running_runtime(row);
+    return runtime ? *runtime : *m_process_runtime;
 }
 
 } // namespace agent

@@ -35,10 +35,6 @@ constexpr const char* k_label_app = "dev.deployctl.app";
 constexpr const char* k_label_release = "dev.deployctl.release";
 constexpr std::uint64_t k_podman_nproc = 4096;
 
-std::string seconds_text(std::chrono::milliseconds d) {
-    return common::format_duration(d);
-}
-
 // Output of `docker logs -f NAME`, appended line by line to the release's app
 // log while the container runs. A pump ends with its container (or with the
 // agent: its pipe breaks), and is started again on restart or re-adoption.
@@ -212,8 +208,8 @@ class ContainerRuntime final : public Runtime {
         if (!result)
             return make_error(ErrorKind::failed, "build failed: " + result.error().message);
         if (result->timed_out)
-            return make_error(ErrorKind::failed,
-                              "build timed out after " + seconds_text(config.build.timeout));
+            return make_error(ErrorKind::failed, "build timed out after " +
+                                                     common::format_duration(config.build.timeout));
         if (result->cancelled)
             return make_error(ErrorKind::failed, "interrupted: the agent stopped during the build");
         if (result->exit_code != 0) {
@@ -480,7 +476,8 @@ class ContainerRuntime final : public Runtime {
         if (!result)
             common::log_warn(describe_call(c.argv) + ": " + result.error().message);
         else if (result->timed_out)
-            common::log_warn(describe_call(c.argv) + ": no answer within " + seconds_text(timeout));
+            common::log_warn(describe_call(c.argv) + ": no answer within " +
+                             common::format_duration(timeout));
         return result;
     }
 
@@ -543,7 +540,7 @@ common::Result<std::string> engine_version(const std::string& engine, const std:
         return result.error();
     if (result->timed_out)
         return make_error(ErrorKind::io,
-                          engine + " did not answer within " + seconds_text(timeout));
+                          engine + " did not answer within " + common::format_duration(timeout));
     auto version = result->last_line();
     if (result->exit_code != 0 || version.empty() || version.find(' ') != std::string::npos)
         return make_error(ErrorKind::io, engine + " does not answer: " +
