@@ -507,6 +507,17 @@ app_pid() {
 
 release_dir() { echo "${3:-$DATA}/apps/$1/releases/$2"; }
 
+# expect_all_ok APP N WHEN: N requests 0.1 s apart through the proxy, every one 200.
+expect_all_ok() {
+    local app=$1 n=$2 when=$3 ok=0 bad="" i code
+    for i in $(seq 1 "$n"); do
+        code=$(fetch_code "$app" /)
+        if [[ $code == 200 ]]; then ok=$((ok + 1)); else bad+=" #$i:$code"; fi
+        sleep 0.1
+    done
+    assert_eq "$n" "$ok" "$n requests over ~$((n / 10)) s $when: all 200 (failures:${bad:- none})"
+}
+
 # expect_serving APP TEXT DESCRIPTION [PROXY_PORT]
 expect_serving() {
     local body

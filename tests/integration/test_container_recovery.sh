@@ -26,13 +26,7 @@ assert_ne "" "$proxy1" "proxy.pid written"
 # --- the agent dies: the container keeps serving through the proxy -------------------------
 kill_agent -9
 pass "agent killed with SIGKILL"
-ok=0 bad=""
-for i in $(seq 1 20); do
-    code=$(fetch_code $APP /)
-    if [[ $code == 200 ]]; then ok=$((ok + 1)); else bad+=" #$i:$code"; fi
-    sleep 0.1
-done
-assert_eq 20 "$ok" "20 requests over ~2 s with the agent dead: all 200 (failures:${bad:- none})"
+expect_all_ok $APP 20 "with the agent dead"
 expect_serving $APP "$APP site 1" "agent dead: still v1's site"
 assert_eq "$cid1 true" "$(cinspect "$name1" '{{.Id}} {{.State.Running}}')" "agent dead: v1's container still running"
 
