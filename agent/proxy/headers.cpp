@@ -81,7 +81,8 @@ void serialize_header(const http::response_header<>& response, std::string& out)
     append_fields(response, out);
 }
 
-void prepare_upstream_request(Request& request, std::string_view client_ip, std::string& scratch) {
+void prepare_upstream_request(Request& request, std::string_view client_ip, std::string_view proto,
+                              std::string& scratch) {
     erase_hop_by_hop(request);
     request.erase(http::field::expect); // answered by the proxy itself
     request.erase(http::field::transfer_encoding);
@@ -100,7 +101,7 @@ void prepare_upstream_request(Request& request, std::string_view client_ip, std:
         scratch.append(client_ip);
         request.set(k_forwarded_for, scratch);
     }
-    request.set("X-Forwarded-Proto", "http");
+    request.set("X-Forwarded-Proto", proto);
     request.set("X-Forwarded-Host", request[http::field::host]);
     request.version(11);
     request.keep_alive(true);

@@ -16,8 +16,10 @@ using ResponseParser = boost::beast::http::response_parser<boost::beast::http::b
 
 // Turns the client's request into the one sent upstream, in place: HTTP/1.1,
 // keep-alive, no hop-by-hop fields, a Content-Length for the buffered body,
-// X-Forwarded-For/-Proto/-Host. `scratch` is reused to avoid allocations.
-void prepare_upstream_request(Request& request, std::string_view client_ip, std::string& scratch);
+// X-Forwarded-For/-Proto/-Host (`proto`: "http" or "https", how the client
+// reached us). `scratch` is reused to avoid allocations.
+void prepare_upstream_request(Request& request, std::string_view client_ip, std::string_view proto,
+                              std::string& scratch);
 
 struct ClientFraming {
     unsigned version = 11;

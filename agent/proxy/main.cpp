@@ -5,6 +5,8 @@
 #include <common/version.hpp>
 
 #include <cstdio>
+#include <string>
+#include <vector>
 
 int main(int argc, char** argv) {
     CLI::App app{"deploy-proxy: the HTTP front door of deploy-agent.\n"
@@ -18,6 +20,11 @@ int main(int argc, char** argv) {
     unsigned threads = 1;
     int listen_fd = -1;
     std::string log_level = "info";
+    std::string tls_listen = "127.0.0.1:8443";
+    int tls_listen_fd = -1;
+    std::vector<std::string> certs;
+    std::vector<std::string> keys;
+    bool redirect_https = false;
     app.add_option("--listen", listen, "Address to serve on, IP:PORT ([::1]:PORT, :PORT for all)")
         ->capture_default_str();
     app.add_option("--routes", routes,
@@ -28,6 +35,20 @@ int main(int argc, char** argv) {
                    "Serve on this inherited listening socket instead of binding --listen (the "
                    "agent passes one it keeps, so a restart refuses no connection)")
         ->check(CLI::Range(3, 1 << 20));
+    app.add_option("--tls-cert", certs,
+                   "TLS certificate chain (PEM), repeatable; turns HTTPS on. Each client gets the "
+                   "certificate whose names cover the host it asks for (SNI), else the first")
+        ->type_name("PATH");
+    app.add_option("--tls-key", keys, "Private key (PEM) of the --tls-cert at the same position")
+        ->type_name("PATH");
+    app.add_option("--tls-listen", tls_listen, "Address to serve HTTPS on, IP:PORT")
+        ->capture_default_str();
+    app.add_option("--tls-listen-fd", tls_listen_fd,
+                   "Serve HTTPS on this inherited listening socket instead of binding --tls-listen")
+        ->check(CLI::Range(3, 1 << 20));
+    app.add_flag("--redirect-https", redirect_https,
+                 "Answer plain HTTP requests for a host a certificate covers with a 308 redirect "
+                 "to https (ACME http-01 challenges excepted)");
     app.add_option("--threads", threads, "Worker threads, each with its own event loop")
         ->check(CLI::Range(1u, 64u))
         ->capture_default_str();
@@ -35,8 +56,9 @@ int main(int argc, char** argv) {
         ->check(CLI::IsMember({"debug", "info", "warn", "error"}))
         ->capture_default_str();
     auto* version = app.add_subcommand("version", "Print the version and exit");
-    app.footer("Signals: SIGHUP reloads the routing table; SIGTERM/SIGINT stop accepting, finish\n"
-               "requests under way (up to 10s) and exit 0.");
+    app.footer("Signals: SIGHUP reloads the routing table and certificate files that changed (both\n"
+               "are also checked every 250 ms); SIGTERM/SIGINT stop accepting, finish requests\n"
+               "under way (up to 10s) and exit 0.");
     CLI11_PARSE(app, argc, argv);
 
     if (version->parsed()) {
@@ -56,7 +78,32 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "deploy-proxy: --listen: %s\n", address.error().message.c_str());
         return 2;
     }
-    agent::proxy::ServerOptions options{*address, routes, applied, threads, listen_fd};
+    if (certs.size() != keys.size()) {
+        std::fprintf(stderr, "deploy-proxy: %zu --tls-cert but %zu --tls-key: give one key per "
+                             "certificate\n",
+                     certs.size(), keys.size());
+        return 2;
+    }
+    agent::proxy::ServerOptions options;
+    options.listen = *address;
+    options.routes = routes;
+    options.applied = applied;
+    options.threads = threads;
+    options.listen_fd = listen_fd;
+    if (!certs.empty()) {
+        auto tls_address = common::parse_host_port(tls_listen, common::EmptyHost::allowed);
+        if (!tls_address) {
+            std::fprintf(stderr, "deploy-proxy: --tls-listen: %s\n",
+                         tls_address.error().message.c_str());
+            return 2;
+        }
+        options.tls_listen = *tls_address;
+        options.tls_listen_fd = tls_listen_fd;
+        for (std::size_t i = 0; i < certs.size(); ++i) {
+            options.certificates.push_back({certs[i], keys[i]});
+        }
+        options.redirect_https = redirect_https;
+    }
     if (options.applied.empty()) {
         options.applied = options.routes.parent_path() / "applied";
     }

@@ -1,6 +1,7 @@
 #include <agent/proxy/limits.hpp>
 #include <agent/proxy/route_loader.hpp>
 #include <agent/proxy/server.hpp>
+#include <agent/proxy/session.hpp>
 #include <agent/proxy/worker.hpp>
 #include <common/log.hpp>
 
@@ -14,6 +15,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <pthread.h>
+#include <sys/stat.h>
 #include <thread>
 #include <unistd.h>
 
@@ -41,6 +43,39 @@ void run_context(asio::io_context& context) {
     }
 }
 
+// What identifies a version of the certificate files: a renewal that
+// replaces them (or the symlinks to them) changes one of these.
+std::vector<std::int64_t> file_stamps(const std::vector<CertificateFiles>& files) {
+    std::vector<std::int64_t> out;
+    for (const auto& file : files) {
+        for (const auto* path : {&file.cert, &file.key}) {
+            struct stat info {};
+            if (::stat(path->c_str(), &info) != 0) {
+                out.insert(out.end(), {-1, -1, -1});
+                continue;
+            }
+            out.insert(out.end(),
+                       {static_cast<std::int64_t>(info.st_ino),
+                        static_cast<std::int64_t>(info.st_mtim.tv_sec) * 1'000'000'000 +
+                            info.st_mtim.tv_nsec,
+                        static_cast<std::int64_t>(info.st_size)});
+        }
+    }
+    return out;
+}
+
+std::string describe(const CertificateInfo& info) {
+    std::string names;
+    for (const auto& name : info.names) {
+        names += (names.empty() ? "" : ", ") + name;
+    }
+    const auto expires = std::chrono::system_clock::to_time_t(info.not_after);
+    std::tm tm{};
+    gmtime_r(&expires, &tm);
+    return fmt::format("{} for {} (valid until {:04}-{:02}-{:02})", info.cert_path, names,
+                       tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday);
+}
+
 class Server {
   public:
     explicit Server(const ServerOptions& options)
@@ -54,6 +89,8 @@ class Server {
 
   private:
     void load(std::string_view why);
+    // Loads the certificate files; false (logged) when they are not usable.
+    bool load_certificates(std::string_view why);
     void publish(std::shared_ptr<const RouteTable> table);
     void on_applied(std::uint64_t sequence, std::uint64_t generation);
     void confirm_applied(std::uint64_t generation);
@@ -72,6 +109,8 @@ class Server {
     // Worker 0 runs on m_context (the main thread); the others on their own.
     std::vector<std::unique_ptr<asio::io_context>> m_extra_contexts;
     std::vector<std::unique_ptr<Worker>> m_workers;
+    std::shared_ptr<TlsSetup> m_tls;
+    std::vector<std::int64_t> m_cert_stamps; // of the files last tried
     std::uint64_t m_published = 0;
     std::uint64_t m_applied = 0;
     bool m_stopping = false;
@@ -80,12 +119,36 @@ class Server {
 };
 
 common::Status Server::start() {
-    boost::system::error_code ec;
-    auto address = m_options.listen.host.empty()
-                       ? asio::ip::address(asio::ip::address_v4::any())
-                       : asio::ip::make_address(m_options.listen.host, ec);
-    tcp::endpoint endpoint(address, m_options.listen.port);
+    const bool tls = !m_options.certificates.empty();
+    if (tls) {
+        m_cert_stamps = file_stamps(m_options.certificates);
+        auto loaded = TlsCertificates::load(m_options.certificates);
+        if (!loaded) {
+            return loaded.error();
+        }
+        m_tls = std::make_shared<TlsSetup>(*loaded);
+    }
+    auto endpoint_of = [](const common::HostPort& where) {
+        boost::system::error_code ec;
+        auto address = where.host.empty() ? asio::ip::address(asio::ip::address_v4::any())
+                                          : asio::ip::make_address(where.host, ec);
+        return tcp::endpoint(address, where.port);
+    };
+    tcp::endpoint endpoint = endpoint_of(m_options.listen);
+    tcp::endpoint tls_endpoint =
+        m_options.tls_listen ? endpoint_of(*m_options.tls_listen) : tcp::endpoint();
     const auto reuse = m_options.threads > 1 ? Worker::ReusePort::yes : Worker::ReusePort::no;
+    // Binds `where`, or serves on the inherited `fd` (every worker its own copy).
+    auto open_listener = [&](Worker& worker, unsigned index, Worker::Listener which,
+                             tcp::endpoint& where, int fd) -> common::Status {
+        auto listening = fd < 0       ? worker.listen(which, where, reuse)
+                         : index == 0 ? worker.adopt(which, fd)
+                                      : worker.adopt(which, ::dup(fd));
+        if (listening) {
+            where = worker.local_endpoint(which); // port 0: the others join the chosen port
+        }
+        return listening;
+    };
     for (unsigned i = 0; i < m_options.threads; ++i) {
         asio::io_context* context = &m_context;
         if (i > 0) {
@@ -94,14 +157,24 @@ common::Status Server::start() {
                           .get();
         }
         auto& worker = *m_workers.emplace_back(std::make_unique<Worker>(*context));
-        // An inherited socket is shared by the workers (each its own copy of it).
-        auto listening = m_options.listen_fd < 0 ? worker.listen(endpoint, reuse)
-                         : i == 0                ? worker.adopt(m_options.listen_fd)
-                                                 : worker.adopt(::dup(m_options.listen_fd));
-        if (!listening) {
-            return listening;
+        if (auto ok = open_listener(worker, i, Worker::Listener::http, endpoint,
+                                    m_options.listen_fd);
+            !ok) {
+            return ok;
         }
-        endpoint = worker.local_endpoint(); // port 0: the others join the chosen port
+        if (tls) {
+            if (auto ok = open_listener(worker, i, Worker::Listener::https, tls_endpoint,
+                                        m_options.tls_listen_fd);
+                !ok) {
+                return ok;
+            }
+            worker.set_tls(m_tls);
+        }
+    }
+    if (tls && m_options.redirect_https) {
+        for (auto& worker : m_workers) {
+            worker->redirect_https(tls_endpoint.port());
+        }
     }
     load("startup");
     for (auto& worker : m_workers) {
@@ -110,6 +183,16 @@ common::Status Server::start() {
     common::log_info(fmt::format("deploy-proxy listening on {}:{} ({} thread{})",
                                  endpoint.address().to_string(), endpoint.port(), m_options.threads,
                                  m_options.threads == 1 ? "" : "s"));
+    if (tls) {
+        common::log_info(fmt::format("HTTPS on {}:{}{}", tls_endpoint.address().to_string(),
+                                     tls_endpoint.port(),
+                                     m_options.redirect_https
+                                         ? "; plain HTTP to these names is redirected to it"
+                                         : ""));
+        for (const auto& info : m_tls->certificates->certificates()) {
+            common::log_info("certificate " + describe(info));
+        }
+    }
     wait_signal();
     poll();
     return {};
@@ -145,6 +228,26 @@ void Server::load(std::string_view why) {
     common::log_info(fmt::format("routes generation {}: {} route{}", (*table)->generation(),
                                  (*table)->size(), (*table)->size() == 1 ? "" : "s"));
     publish(*table);
+}
+
+bool Server::load_certificates(std::string_view why) {
+    m_cert_stamps = file_stamps(m_options.certificates);
+    auto loaded = TlsCertificates::load(m_options.certificates);
+    if (!loaded) {
+        common::log_error(fmt::format("certificates not reloaded ({}): {}; still serving the "
+                                      "previous ones",
+                                      why, loaded.error().message));
+        return false;
+    }
+    auto setup = std::make_shared<TlsSetup>(*loaded);
+    for (auto& worker : m_workers) {
+        asio::post(worker->context(), [worker = worker.get(), setup] { worker->set_tls(setup); });
+    }
+    m_tls = std::move(setup);
+    for (const auto& info : m_tls->certificates->certificates()) {
+        common::log_info(fmt::format("certificate reloaded ({}): {}", why, describe(info)));
+    }
+    return true;
 }
 
 // Hands the table to every worker; once all of them use it, writes the
@@ -187,6 +290,9 @@ void Server::poll() {
         if (m_loader.changed()) {
             load("file changed");
         }
+        if (m_tls && file_stamps(m_options.certificates) != m_cert_stamps) {
+            load_certificates("file changed");
+        }
         poll();
     });
 }
@@ -197,6 +303,11 @@ void Server::wait_signal() {
             return;
         }
         if (signal == SIGHUP) {
+            // The agent signals on every route change: only changed files
+            // are loaded again (a new context also drops session tickets).
+            if (m_tls && !m_stopping && file_stamps(m_options.certificates) != m_cert_stamps) {
+                load_certificates("SIGHUP");
+            }
             if (m_stopping) {
                 // nothing: no new requests are routed any more
             } else if (m_loader.changed()) {

@@ -1,10 +1,13 @@
 #pragma once
-// The deploy-proxy process: workers, routing table reloads (SIGHUP and a
-// 250 ms file check), graceful SIGTERM. Only main.cpp includes this.
+// The deploy-proxy process: workers, routing table and certificate reloads
+// (SIGHUP and a 250 ms file check), graceful SIGTERM. Only main.cpp includes this.
 
+#include <agent/proxy/tls_certificates.hpp>
 #include <common/address.hpp>
 
 #include <filesystem>
+#include <optional>
+#include <vector>
 
 namespace agent::proxy {
 
@@ -17,6 +20,16 @@ struct ServerOptions {
     // The agent keeps its own copy, so connections wait in the backlog while
     // a crashed proxy is restarted instead of being refused.
     int listen_fd = -1;
+
+    // HTTPS, on when `certificates` is not empty: served on `tls_listen` (or
+    // the inherited `tls_listen_fd`), each client getting the certificate
+    // that covers the name it asks for. The files are read again on SIGHUP
+    // and when they change; a bad set keeps the previous one.
+    std::optional<common::HostPort> tls_listen;
+    int tls_listen_fd = -1;
+    std::vector<CertificateFiles> certificates;
+    // Plain HTTP requests for a host a certificate covers get 308 to https.
+    bool redirect_https = false;
 };
 
 // Serves until SIGTERM or SIGINT, then drains. Returns the exit code.

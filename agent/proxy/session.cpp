@@ -1,14 +1,18 @@
-// Client side of a session: read a request, route it, answer errors.
+// Client side of a session: handshake, read a request, route it, answer errors.
+// The upstream and static sides are included at the end: one translation unit
+// instantiates Session for both client streams.
 #include <agent/proxy/limits.hpp>
 #include <agent/proxy/session.hpp>
 #include <agent/proxy/worker.hpp>
 
+#include <boost/asio/ssl/error.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/bind_handler.hpp>
 #include <boost/beast/core/string.hpp>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
+#include <common/log.hpp>
 #include <fmt/format.h>
 
 namespace agent::proxy {
@@ -21,45 +25,101 @@ namespace {
 constexpr std::string_view k_continue = "HTTP/1.1 100 Continue\r\n\r\n";
 } // namespace
 
-Session::Session(Socket socket, Worker& worker) : m_worker(worker), m_client(std::move(socket)) {
+TlsSetup::TlsSetup(std::shared_ptr<const TlsCertificates> loaded)
+    : certificates(std::move(loaded)),
+      context([this] {
+          SSL_CTX* shared = certificates->default_context();
+          SSL_CTX_up_ref(shared); // the Asio context frees its own reference
+          return shared;
+      }()) {}
+
+namespace {
+
+template <class ClientStream>
+ClientStream make_client_stream(Socket socket, TlsSetup* tls) {
+    if constexpr (std::is_same_v<ClientStream, TlsStream>) {
+        return ClientStream(std::move(socket), tls->context);
+    } else {
+        return ClientStream(std::move(socket));
+    }
+}
+
+} // namespace
+
+template <class ClientStream>
+Session<ClientStream>::Session(Socket socket, Worker& worker, std::shared_ptr<TlsSetup> tls)
+    : m_worker(worker), m_tls(std::move(tls)),
+      m_client(make_client_stream<ClientStream>(std::move(socket), m_tls.get())) {
     error_code ec;
-    m_client.socket().set_option(asio::ip::tcp::no_delay(true), ec);
-    auto peer = m_client.socket().remote_endpoint(ec);
+    client_tcp().socket().set_option(asio::ip::tcp::no_delay(true), ec);
+    auto peer = client_tcp().socket().remote_endpoint(ec);
     m_client_ip = ec ? "unknown" : peer.address().to_string();
     m_worker.add(this);
 }
 
-Session::~Session() {
+template <class ClientStream>
+Session<ClientStream>::~Session() {
     m_worker.remove(this);
 }
 
-void Session::close_if_idle() {
+template <class ClientStream>
+void Session<ClientStream>::start() {
+    if constexpr (k_tls) {
+        client_tcp().expires_after(k_handshake_timeout);
+        m_client.async_handshake(
+            asio::ssl::stream_base::server,
+            beast::bind_front_handler(&Session::on_handshake, shared_from_this()));
+    } else {
+        read_request();
+    }
+}
+
+template <class ClientStream>
+void Session<ClientStream>::on_handshake(error_code ec) {
+    if (ec) {
+        // Scanners, clients that distrust the certificate, plain HTTP sent to
+        // the HTTPS port: nothing the operator has to act on.
+        common::log_debug(fmt::format("TLS handshake with {} failed: {}", m_client_ip,
+                                      ec.message()));
+        return close();
+    }
+    read_request();
+}
+
+template <class ClientStream>
+void Session<ClientStream>::close_if_idle() {
     if (m_idle) {
         close();
     }
 }
 
-void Session::close() {
+template <class ClientStream>
+void Session<ClientStream>::close() {
     error_code ignored;
-    m_client.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
-    m_client.close();
+    client_tcp().socket().shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
+    client_tcp().close();
 }
 
-void Session::read_request() {
-    if (m_worker.stopping() && m_client_buffer.size() == 0) {
+template <class ClientStream>
+void Session<ClientStream>::read_request() {
+    // Stopping: a client told keep-alive may already be sending its next
+    // request; it is still read (and answered with Connection: close) until
+    // the worker's idle grace is over.
+    if (m_worker.idle_grace_over() && m_client_buffer.size() == 0) {
         return close();
     }
     m_request.emplace();
     m_request->header_limit(k_header_limit);
     m_request->body_limit(k_request_body_limit);
     m_idle = m_client_buffer.size() == 0;
-    m_client.expires_after(m_idle ? k_keep_alive_timeout : k_client_timeout);
+    client_tcp().expires_after(m_idle ? k_keep_alive_timeout : k_client_timeout);
     http::async_read_header(
         m_client, m_client_buffer, *m_request,
         beast::bind_front_handler(&Session::on_request_header, shared_from_this()));
 }
 
-void Session::on_request_header(error_code ec, std::size_t) {
+template <class ClientStream>
+void Session<ClientStream>::on_request_header(error_code ec, std::size_t) {
     m_idle = false;
     if (ec) {
         return on_read_error(ec);
@@ -69,7 +129,7 @@ void Session::on_request_header(error_code ec, std::size_t) {
     if (m_request->is_done()) {
         return dispatch();
     }
-    m_client.expires_after(k_client_timeout);
+    client_tcp().expires_after(k_client_timeout);
     if (beast::iequals(request[http::field::expect], "100-continue")) {
         asio::async_write(
             m_client, asio::buffer(k_continue.data(), k_continue.size()),
@@ -80,7 +140,8 @@ void Session::on_request_header(error_code ec, std::size_t) {
                      beast::bind_front_handler(&Session::on_request_body, shared_from_this()));
 }
 
-void Session::on_continue_sent(error_code ec, std::size_t) {
+template <class ClientStream>
+void Session<ClientStream>::on_continue_sent(error_code ec, std::size_t) {
     if (ec) {
         return close();
     }
@@ -88,14 +149,16 @@ void Session::on_continue_sent(error_code ec, std::size_t) {
                      beast::bind_front_handler(&Session::on_request_body, shared_from_this()));
 }
 
-void Session::on_request_body(error_code ec, std::size_t) {
+template <class ClientStream>
+void Session<ClientStream>::on_request_body(error_code ec, std::size_t) {
     if (ec) {
         return on_read_error(ec);
     }
     dispatch();
 }
 
-void Session::on_read_error(error_code ec) {
+template <class ClientStream>
+void Session<ClientStream>::on_read_error(error_code ec) {
     if (ec == http::error::body_limit) {
         return respond_plain(http::status::payload_too_large, "request body too large\n",
                              After::close);
@@ -111,7 +174,8 @@ void Session::on_read_error(error_code ec) {
     close(); // the client went away, timed out or we are shutting down
 }
 
-void Session::dispatch() {
+template <class ClientStream>
+void Session<ClientStream>::dispatch() {
     auto& request = m_request->get();
     auto host = request[http::field::host];
     if (host.empty()) {
@@ -119,6 +183,12 @@ void Session::dispatch() {
     }
     normalize_host(host, m_host);
     m_table = m_worker.table();
+    if constexpr (!k_tls) {
+        if (m_worker.redirects_https() && redirect_to_https()) {
+            m_table.reset();
+            return;
+        }
+    }
     m_route = m_host.empty() ? nullptr : m_table->find(m_host);
     if (m_route == nullptr) {
         m_table.reset();
@@ -131,11 +201,12 @@ void Session::dispatch() {
     if (m_route->is_static()) {
         return serve_static();
     }
-    prepare_upstream_request(request, m_client_ip, m_scratch);
+    prepare_upstream_request(request, m_client_ip, k_tls ? "https" : "http", m_scratch);
     forward();
 }
 
-void Session::respond_plain(http::status status, std::string body, After after) {
+template <class ClientStream>
+void Session<ClientStream>::respond_plain(http::status status, std::string body, After after) {
     const bool keep_alive = after == After::keep_alive && m_framing.keep_alive;
     const bool head =
         m_request && m_request->is_header_done() && m_request->get().method() == http::verb::head;
@@ -148,23 +219,60 @@ void Session::respond_plain(http::status status, std::string body, After after) 
         m_plain.body() = std::move(body);
     }
     m_plain.keep_alive(keep_alive);
-    m_client.expires_after(k_client_timeout);
+    client_tcp().expires_after(k_client_timeout);
     http::async_write(
         m_client, m_plain,
         beast::bind_front_handler(&Session::on_plain_written, shared_from_this(), keep_alive));
 }
 
-void Session::on_plain_written(bool keep_alive, error_code ec, std::size_t) {
+template <class ClientStream>
+void Session<ClientStream>::on_plain_written(bool keep_alive, error_code ec, std::size_t) {
     end_exchange(keep_alive && !ec);
 }
 
-void Session::end_exchange(bool keep_alive) {
+template <class ClientStream>
+void Session<ClientStream>::end_exchange(bool keep_alive) {
     m_table.reset();
     m_route = nullptr;
-    if (!keep_alive || m_worker.stopping()) {
+    if (!keep_alive) {
         return close();
     }
     read_request();
 }
 
+template <class ClientStream>
+bool Session<ClientStream>::redirect_to_https() {
+    const auto& request = m_request->get();
+    const auto target = request.target();
+    // ACME http-01 challenges must be answered over plain HTTP.
+    if (target.starts_with("/.well-known/acme-challenge/") || m_host.empty() ||
+        !m_worker.tls()->certificates->covers(m_host)) {
+        return false;
+    }
+    const bool keep_alive = m_framing.keep_alive;
+    m_plain = {};
+    m_plain.result(http::status::permanent_redirect); // 308: the method and body stay
+    m_plain.version(m_framing.version);
+    const unsigned port = m_worker.https_port();
+    m_plain.set(http::field::location,
+                port == 443 ? fmt::format("https://{}{}", m_host, target)
+                            : fmt::format("https://{}:{}{}", m_host, port, target));
+    m_plain.set(http::field::content_type, "text/plain; charset=utf-8");
+    m_plain.content_length(0);
+    m_plain.keep_alive(keep_alive);
+    client_tcp().expires_after(k_client_timeout);
+    http::async_write(
+        m_client, m_plain,
+        beast::bind_front_handler(&Session::on_plain_written, shared_from_this(), keep_alive));
+    return true;
+}
+
+} // namespace agent::proxy
+
+#include <agent/proxy/session_forward.ipp>
+#include <agent/proxy/session_static.ipp>
+
+namespace agent::proxy {
+template class Session<Stream>;
+template class Session<TlsStream>;
 } // namespace agent::proxy

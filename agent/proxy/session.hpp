@@ -1,40 +1,78 @@
 #pragma once
-// One client connection: reads requests, routes each by its Host header
-// against the table current at that moment, forwards it over a pooled
-// upstream connection and streams the response back.
+// One client connection, plain or TLS: reads requests, routes each by its
+// Host header against the table current at that moment, forwards it over a
+// pooled upstream connection and streams the response back.
+//
+// Session is a template over the client stream so that the plain path pays
+// nothing for TLS. Its members live in session.cpp, session_forward.ipp and
+// session_static.ipp, one translation unit that instantiates both kinds.
 
 #include <agent/proxy/headers.hpp>
 #include <agent/proxy/routes.hpp>
+#include <agent/proxy/tls_certificates.hpp>
 #include <agent/proxy/upstream_pool.hpp>
 
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/context.hpp>
 #include <boost/beast/core/error.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/serializer.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
 
 #include <memory>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 namespace agent::proxy {
 
 class Worker;
 
-class Session : public std::enable_shared_from_this<Session> {
+using TlsStream = boost::beast::ssl_stream<Stream>;
+
+// What TLS sessions are made with: the certificates (their SNI callback must
+// outlive every connection made with them) and the Asio context around the
+// default one. Replaced as a whole when the certificates are reloaded.
+struct TlsSetup {
+    explicit TlsSetup(std::shared_ptr<const TlsCertificates> loaded);
+    std::shared_ptr<const TlsCertificates> certificates;
+    boost::asio::ssl::context context;
+};
+
+// What a Worker knows of its sessions, whichever their stream.
+class SessionBase {
   public:
-    Session(Socket socket, Worker& worker);
-    ~Session();
+    virtual ~SessionBase() = default;
+    // Graceful shutdown: closes the connection if it waits for a request.
+    virtual void close_if_idle() = 0;
+};
+
+template <class ClientStream>
+class Session final : public SessionBase,
+                      public std::enable_shared_from_this<Session<ClientStream>> {
+  public:
+    static constexpr bool k_tls = std::is_same_v<ClientStream, TlsStream>;
+
+    // `tls`: null for a plain session; a TLS one handshakes with it first.
+    Session(Socket socket, Worker& worker, std::shared_ptr<TlsSetup> tls);
+    ~Session() override;
     Session(const Session&) = delete;
     Session& operator=(const Session&) = delete;
 
-    void start() { read_request(); }
-    // Graceful shutdown: closes the connection if it waits for a request.
-    void close_if_idle();
+    void start();
+    void close_if_idle() override;
 
   private:
     using error_code = boost::beast::error_code;
+    using std::enable_shared_from_this<Session<ClientStream>>::shared_from_this;
+
+    // The TCP stream under the client stream: timeouts, socket options, close.
+    Stream& client_tcp() { return boost::beast::get_lowest_layer(m_client); }
+    void on_handshake(error_code ec);
+    // Plain HTTP to a host a certificate covers, with redirects on: 308 to https.
+    bool redirect_to_https();
 
     // Client side (session.cpp).
     void read_request();
@@ -49,10 +87,10 @@ class Session : public std::enable_shared_from_this<Session> {
     void end_exchange(bool keep_alive);
     void close();
 
-    // A route to a [static] release (session_static.cpp).
+    // A route to a [static] release (session_static.ipp).
     void serve_static();
 
-    // Upstream side (session_forward.cpp).
+    // Upstream side (session_forward.ipp).
     void forward();
     void connect_upstream();
     void on_upstream_connected(error_code ec);
@@ -69,7 +107,8 @@ class Session : public std::enable_shared_from_this<Session> {
     void complete_exchange();
 
     Worker& m_worker;
-    Stream m_client;
+    std::shared_ptr<TlsSetup> m_tls; // TLS sessions only
+    ClientStream m_client;
     boost::beast::flat_buffer m_client_buffer;
     std::string m_client_ip;
     std::optional<boost::beast::http::request_parser<boost::beast::http::string_body>> m_request;

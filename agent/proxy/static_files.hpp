@@ -1,7 +1,7 @@
 #pragma once
 // Serving a [static] release's files (docs/deploy-toml.md, [static]): the
 // proxy answers from the release's directory itself. Pure logic and plain
-// POSIX file access, no sockets: session_static.cpp turns a StaticReply into
+// POSIX file access, no sockets: session_static.ipp turns a StaticReply into
 // an HTTP response on the client connection.
 
 #include <cstdint>

@@ -14,24 +14,25 @@ namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 
 Worker::Worker(asio::io_context& context)
-    : m_context(context), m_acceptor(context.get_executor()), m_retry_timer(context),
-      m_table(std::make_shared<const RouteTable>()), m_pool(k_max_idle_per_upstream) {}
+    : m_context(context), m_http(context.get_executor()), m_https(context.get_executor()),
+      m_grace_timer(context), m_table(std::make_shared<const RouteTable>()), m_pool(k_max_idle_per_upstream) {}
 
-common::Status Worker::listen(const tcp::endpoint& endpoint, ReusePort reuse) {
+common::Status Worker::listen(Listener which, const tcp::endpoint& endpoint, ReusePort reuse) {
+    auto& listener = acceptor(which);
     boost::system::error_code ec;
-    m_acceptor.open(endpoint.protocol(), ec);
+    listener.open(endpoint.protocol(), ec);
     if (!ec) {
-        m_acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
+        listener.set_option(tcp::acceptor::reuse_address(true), ec);
     }
     if (!ec && reuse == ReusePort::yes) {
         using reuse_port = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
-        m_acceptor.set_option(reuse_port(true), ec);
+        listener.set_option(reuse_port(true), ec);
     }
     if (!ec) {
-        m_acceptor.bind(endpoint, ec);
+        listener.bind(endpoint, ec);
     }
     if (!ec) {
-        m_acceptor.listen(asio::socket_base::max_listen_connections, ec);
+        listener.listen(asio::socket_base::max_listen_connections, ec);
     }
     if (ec) {
         return common::make_error(common::ErrorKind::io,
@@ -42,7 +43,9 @@ common::Status Worker::listen(const tcp::endpoint& endpoint, ReusePort reuse) {
     return {};
 }
 
-common::Status Worker::adopt(int fd) {
+common::Status Worker::adopt(Listener which, int fd) {
+    auto& listener = acceptor(which);
+    const std::string_view flag = which == Listener::http ? "--listen-fd" : "--tls-listen-fd";
     sockaddr_storage address{};
     socklen_t length = sizeof address;
     int listening = 0;
@@ -50,20 +53,27 @@ common::Status Worker::adopt(int fd) {
     if (::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) != 0 ||
         ::getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &size) != 0 || !listening) {
         return common::make_error(common::ErrorKind::io,
-                                  fmt::format("--listen-fd {} is not a listening socket", fd));
+                                  fmt::format("{} {} is not a listening socket", flag, fd));
     }
     boost::system::error_code ec;
-    m_acceptor.assign(address.ss_family == AF_INET6 ? tcp::v6() : tcp::v4(), fd, ec);
+    listener.assign(address.ss_family == AF_INET6 ? tcp::v6() : tcp::v4(), fd, ec);
     if (ec) {
         return common::make_error(common::ErrorKind::io,
-                                  fmt::format("cannot use --listen-fd {}: {}", fd, ec.message()));
+                                  fmt::format("cannot use {} {}: {}", flag, fd, ec.message()));
     }
     return {};
 }
 
-tcp::endpoint Worker::local_endpoint() const {
+tcp::endpoint Worker::local_endpoint(Listener which) const {
     boost::system::error_code ec;
-    return m_acceptor.local_endpoint(ec);
+    return acceptor(which).local_endpoint(ec);
+}
+
+void Worker::start() {
+    accept(Listener::http);
+    if (m_https.is_open()) {
+        accept(Listener::https);
+    }
 }
 
 void Worker::set_table(std::shared_ptr<const RouteTable> table) {
@@ -71,50 +81,70 @@ void Worker::set_table(std::shared_ptr<const RouteTable> table) {
     m_pool.retain_only(*m_table);
 }
 
-void Worker::accept() {
-    m_acceptor.async_accept(
-        [this](boost::system::error_code ec, Socket socket) { on_accept(ec, std::move(socket)); });
+void Worker::accept(Listener which) {
+    acceptor(which).async_accept([this, which](boost::system::error_code ec, Socket socket) {
+        on_accept(which, ec, std::move(socket));
+    });
 }
 
-void Worker::on_accept(boost::system::error_code ec, Socket socket) {
+void Worker::on_accept(Listener which, boost::system::error_code ec, Socket socket) {
     if (m_stopping) {
         return;
     }
     if (ec) {
         // EMFILE and friends: back off instead of spinning on the error.
         common::log_error(fmt::format("accept failed: {}", ec.message()));
-        m_retry_timer.expires_after(std::chrono::milliseconds(100));
-        m_retry_timer.async_wait([this](boost::system::error_code wait_ec) {
+        // A timer per failure: a shared one would let a failure on the other
+        // listener cancel this wait, and that listener would stop accepting.
+        auto timer = std::make_shared<boost::asio::steady_timer>(m_context);
+        timer->expires_after(std::chrono::milliseconds(100));
+        timer->async_wait([this, which, timer](boost::system::error_code wait_ec) {
             if (!wait_ec && !m_stopping) {
-                accept();
+                accept(which);
             }
         });
         return;
     }
-    std::make_shared<Session>(std::move(socket), *this)->start();
-    accept();
+    if (which == Listener::https) {
+        std::make_shared<Session<TlsStream>>(std::move(socket), *this, m_tls)->start();
+    } else {
+        std::make_shared<Session<Stream>>(std::move(socket), *this, nullptr)->start();
+    }
+    accept(which);
 }
 
 void Worker::stop(std::function<void()> on_drained) {
     m_stopping = true;
     m_on_drained = std::move(on_drained);
     boost::system::error_code ignored;
-    m_acceptor.close(ignored);
-    m_retry_timer.cancel();
+    m_http.close(ignored);
+    m_https.close(ignored);
     m_pool.clear();
-    // close_if_idle() may destroy sessions, which erase themselves: copy first.
-    std::vector<Session*> sessions(m_sessions.begin(), m_sessions.end());
-    for (Session* session : sessions) {
-        session->close_if_idle();
-    }
+    // A connection waiting for its next request may have one on the way:
+    // closing it now would reset that request. For a moment its next request
+    // is still served, with Connection: close; then idle ones are closed.
+    m_grace_timer.expires_after(k_idle_grace);
+    m_grace_timer.async_wait([this](boost::system::error_code ec) {
+        if (ec) {
+            return;
+        }
+        m_grace_over = true;
+        // close_if_idle() may destroy sessions, which erase themselves: copy first.
+        std::vector<SessionBase*> sessions(m_sessions.begin(), m_sessions.end());
+        for (SessionBase* session : sessions) {
+            session->close_if_idle();
+        }
+    });
     if (m_sessions.empty() && m_on_drained) {
+        m_grace_timer.cancel();
         std::exchange(m_on_drained, nullptr)();
     }
 }
 
-void Worker::remove(Session* session) {
+void Worker::remove(SessionBase* session) {
     m_sessions.erase(session);
     if (m_stopping && m_sessions.empty() && m_on_drained) {
+        m_grace_timer.cancel();
         std::exchange(m_on_drained, nullptr)();
     }
 }

@@ -1,7 +1,8 @@
 #pragma once
-// A worker: one io_context, its listening socket, its client sessions, its
-// upstream pool and its view of the routing table. Everything a worker owns
-// is touched from its own thread only, so the hot path takes no locks.
+// A worker: one io_context, its listening sockets (HTTP, and HTTPS when TLS
+// is on), its client sessions, its upstream pool and its view of the routing
+// table and certificates. Everything a worker owns is touched from its own
+// thread only, so the hot path takes no locks.
 
 #include <agent/proxy/routes.hpp>
 #include <agent/proxy/upstream_pool.hpp>
@@ -17,19 +18,32 @@
 
 namespace agent::proxy {
 
-class Session;
+class SessionBase;
+struct TlsSetup;
 
 class Worker {
   public:
     explicit Worker(boost::asio::io_context& context);
 
+    enum class Listener { http, https };
     enum class ReusePort { no, yes };
-    common::Status listen(const boost::asio::ip::tcp::endpoint& endpoint, ReusePort reuse);
+    common::Status listen(Listener which, const boost::asio::ip::tcp::endpoint& endpoint,
+                          ReusePort reuse);
     // Accepts on an already listening socket (takes ownership of `fd`).
-    common::Status adopt(int fd);
-    boost::asio::ip::tcp::endpoint local_endpoint() const;
-    void start() { accept(); }
+    common::Status adopt(Listener which, int fd);
+    boost::asio::ip::tcp::endpoint local_endpoint(Listener which) const;
+    void start();
     boost::asio::io_context& context() { return m_context; }
+
+    // Call on the worker's thread. New TLS connections handshake with `tls`;
+    // connections under way keep the certificates they started with.
+    void set_tls(std::shared_ptr<TlsSetup> tls) { m_tls = std::move(tls); }
+    const std::shared_ptr<TlsSetup>& tls() const { return m_tls; }
+    // Plain HTTP requests for a host a certificate covers get a redirect to
+    // https on `port` (0: no redirects).
+    void redirect_https(unsigned port) { m_https_port = port; }
+    bool redirects_https() const { return m_https_port != 0 && m_tls != nullptr; }
+    unsigned https_port() const { return m_https_port; }
 
     // Call on the worker's thread. New requests use `table` from now on;
     // requests under way finish with the table that routed them.
@@ -37,25 +51,37 @@ class Worker {
     const std::shared_ptr<const RouteTable>& table() const { return m_table; }
     UpstreamPool& pool() { return m_pool; }
 
-    // Call on the worker's thread. Stops accepting, closes idle connections,
-    // lets requests under way finish, then calls `on_drained` (once).
+    // Call on the worker's thread. Stops accepting, answers requests under way
+    // and those arriving within k_idle_grace with Connection: close, closes the
+    // connections still idle after it, then calls `on_drained` (once).
     void stop(std::function<void()> on_drained);
     bool stopping() const { return m_stopping; }
+    // Stopping, and the moment for idle connections to send one more request is over.
+    bool idle_grace_over() const { return m_grace_over; }
 
-    void add(Session* session) { m_sessions.insert(session); }
-    void remove(Session* session);
+    void add(SessionBase* session) { m_sessions.insert(session); }
+    void remove(SessionBase* session);
 
   private:
-    void accept();
-    void on_accept(boost::system::error_code ec, Socket socket);
+    using Acceptor = boost::asio::basic_socket_acceptor<boost::asio::ip::tcp, Executor>;
+    Acceptor& acceptor(Listener which) { return which == Listener::http ? m_http : m_https; }
+    const Acceptor& acceptor(Listener which) const {
+        return which == Listener::http ? m_http : m_https;
+    }
+    void accept(Listener which);
+    void on_accept(Listener which, boost::system::error_code ec, Socket socket);
 
     boost::asio::io_context& m_context;
-    boost::asio::basic_socket_acceptor<boost::asio::ip::tcp, Executor> m_acceptor;
-    boost::asio::steady_timer m_retry_timer;
+    Acceptor m_http;
+    Acceptor m_https; // open only when TLS is on
+    boost::asio::steady_timer m_grace_timer; // stop(): idle connections closed after it
     std::shared_ptr<const RouteTable> m_table;
+    std::shared_ptr<TlsSetup> m_tls;
+    unsigned m_https_port = 0;
     UpstreamPool m_pool;
-    std::unordered_set<Session*> m_sessions;
+    std::unordered_set<SessionBase*> m_sessions;
     bool m_stopping = false;
+    bool m_grace_over = false;
     std::function<void()> m_on_drained;
 };
 

@@ -1,5 +1,7 @@
 // Static side of a session: a route to a [static] release is answered from
 // its files (static_files.cpp decides what; this writes it to the client).
+// Part of session.cpp, which includes it and instantiates Session.
+#pragma once
 #include <agent/proxy/limits.hpp>
 #include <agent/proxy/session.hpp>
 #include <agent/proxy/static_files.hpp>
@@ -9,9 +11,6 @@
 #include <boost/beast/http/write.hpp>
 
 namespace agent::proxy {
-
-namespace beast = boost::beast;
-namespace http = beast::http;
 
 namespace {
 
@@ -66,7 +65,8 @@ void set_header(Response& response, const StaticReply& reply, unsigned version, 
 
 } // namespace
 
-void Session::serve_static() {
+template <class ClientStream>
+void Session<ClientStream>::serve_static() {
     const auto& request = m_request->get();
     const bool head = request.method() == http::verb::head;
     StaticReply reply = agent::proxy::serve_static(
@@ -77,7 +77,7 @@ void Session::serve_static() {
     const bool keep_alive = m_framing.keep_alive;
     auto send = [this, keep_alive](auto response) {
         auto held = std::make_shared<decltype(response)>(std::move(response));
-        m_client.expires_after(k_client_timeout);
+        client_tcp().expires_after(k_client_timeout);
         http::async_write(
             m_client, *held,
             [self = shared_from_this(), held, keep_alive](error_code ec, std::size_t) {

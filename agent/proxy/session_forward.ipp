@@ -1,5 +1,7 @@
 // Upstream side of a session: send the request over a pooled (or fresh)
 // connection and stream the response back to the client.
+// Part of session.cpp, which includes it and instantiates Session.
+#pragma once
 #include <agent/proxy/limits.hpp>
 #include <agent/proxy/session.hpp>
 #include <agent/proxy/worker.hpp>
@@ -18,11 +20,8 @@
 
 namespace agent::proxy {
 
-namespace asio = boost::asio;
-namespace beast = boost::beast;
-namespace http = beast::http;
-
-void Session::forward() {
+template <class ClientStream>
+void Session<ClientStream>::forward() {
     m_retried = false;
     m_upstream = m_worker.pool().take(m_route->upstream);
     if (m_upstream) {
@@ -31,7 +30,8 @@ void Session::forward() {
     connect_upstream();
 }
 
-void Session::connect_upstream() {
+template <class ClientStream>
+void Session<ClientStream>::connect_upstream() {
     m_upstream = std::make_unique<UpstreamConnection>(m_client.get_executor());
     error_code ec;
     auto address = asio::ip::make_address(m_route->upstream_address, ec); // checked at load
@@ -41,7 +41,8 @@ void Session::connect_upstream() {
         beast::bind_front_handler(&Session::on_upstream_connected, shared_from_this()));
 }
 
-void Session::on_upstream_connected(error_code ec) {
+template <class ClientStream>
+void Session<ClientStream>::on_upstream_connected(error_code ec) {
     if (ec && !m_retried && m_worker.table() != m_table) {
         // The old release is going away and the table has moved on: the
         // request has not been sent anywhere yet, so the new route takes it.
@@ -63,7 +64,8 @@ void Session::on_upstream_connected(error_code ec) {
     write_upstream();
 }
 
-void Session::write_upstream() {
+template <class ClientStream>
+void Session<ClientStream>::write_upstream() {
     // The body is buffered and Content-Length framed (prepare_upstream_request):
     // header and body go out in one write.
     const auto& request = m_request->get();
@@ -75,14 +77,16 @@ void Session::write_upstream() {
                       beast::bind_front_handler(&Session::on_upstream_written, shared_from_this()));
 }
 
-void Session::on_upstream_written(error_code ec, std::size_t) {
+template <class ClientStream>
+void Session<ClientStream>::on_upstream_written(error_code ec, std::size_t) {
     if (ec) {
         return upstream_failed(ec, false);
     }
     read_upstream_header();
 }
 
-void Session::read_upstream_header() {
+template <class ClientStream>
+void Session<ClientStream>::read_upstream_header() {
     m_response.emplace();
     m_response->header_limit(k_header_limit);
     m_response->body_limit(std::numeric_limits<std::uint64_t>::max());
@@ -94,7 +98,8 @@ void Session::read_upstream_header() {
         beast::bind_front_handler(&Session::on_upstream_header, shared_from_this()));
 }
 
-void Session::on_upstream_header(error_code ec, std::size_t) {
+template <class ClientStream>
+void Session<ClientStream>::on_upstream_header(error_code ec, std::size_t) {
     if (ec) {
         return upstream_failed(ec, m_response->got_some());
     }
@@ -117,7 +122,7 @@ void Session::on_upstream_header(error_code ec, std::size_t) {
     }
     // No body (HEAD, 204, 304, empty): the header alone, and no chunked
     // terminator even if the upstream announced one.
-    m_client.expires_after(k_client_timeout);
+    client_tcp().expires_after(k_client_timeout);
     if (!m_serializer) {
         asio::async_write(
             m_client, asio::buffer(m_head),
@@ -132,7 +137,8 @@ void Session::on_upstream_header(error_code ec, std::size_t) {
 // Routes the current request again with the newest table, for its one
 // retry. Returns false when the answer is already on its way: a 404 when the
 // host is no longer routed, or the file when it now serves a static release.
-bool Session::reroute() {
+template <class ClientStream>
+bool Session<ClientStream>::reroute() {
     m_retried = true;
     m_table = m_worker.table();
     m_route = m_table->find(m_host);
@@ -152,7 +158,8 @@ bool Session::reroute() {
 // Nothing reached the client yet, so it gets a clear answer. A pooled
 // connection that failed before any response byte was most likely closed by
 // the upstream while idle: the request is sent once more on a fresh one.
-void Session::upstream_failed(error_code ec, bool got_response_bytes) {
+template <class ClientStream>
+void Session<ClientStream>::upstream_failed(error_code ec, bool got_response_bytes) {
     const bool reused = m_upstream && m_upstream->reused;
     m_upstream.reset();
     m_response.reset();
@@ -176,7 +183,8 @@ void Session::upstream_failed(error_code ec, bool got_response_bytes) {
                   After::keep_alive);
 }
 
-void Session::on_client_header_written(error_code ec, std::size_t) {
+template <class ClientStream>
+void Session<ClientStream>::on_client_header_written(error_code ec, std::size_t) {
     if (ec) {
         m_upstream.reset();
         return close();
@@ -184,7 +192,8 @@ void Session::on_client_header_written(error_code ec, std::size_t) {
     complete_exchange();
 }
 
-void Session::relay_body() {
+template <class ClientStream>
+void Session<ClientStream>::relay_body() {
     if (m_chunk.empty()) {
         m_chunk.resize(k_relay_chunk);
     }
@@ -196,7 +205,8 @@ void Session::relay_body() {
                      beast::bind_front_handler(&Session::on_relay_read, shared_from_this()));
 }
 
-void Session::on_relay_read(error_code ec, std::size_t) {
+template <class ClientStream>
+void Session<ClientStream>::on_relay_read(error_code ec, std::size_t) {
     if (ec == http::error::need_buffer) {
         ec = {};
     }
@@ -215,7 +225,7 @@ void Session::on_relay_read(error_code ec, std::size_t) {
     body.size = m_chunk.size() - body.size;
     body.data = m_chunk.data();
     body.more = !m_response->is_done();
-    m_client.expires_after(k_client_timeout);
+    client_tcp().expires_after(k_client_timeout);
     if (!m_serializer) {
         // The header (until it is out) and this piece of the body, in one write.
         const std::array<asio::const_buffer, 2> buffers{asio::buffer(m_head),
@@ -229,7 +239,8 @@ void Session::on_relay_read(error_code ec, std::size_t) {
                       beast::bind_front_handler(&Session::on_relay_written, shared_from_this()));
 }
 
-void Session::on_relay_written(error_code ec, std::size_t) {
+template <class ClientStream>
+void Session<ClientStream>::on_relay_written(error_code ec, std::size_t) {
     if (ec == http::error::need_buffer) {
         ec = {};
     }
@@ -246,7 +257,8 @@ void Session::on_relay_written(error_code ec, std::size_t) {
     relay_body();
 }
 
-void Session::complete_exchange() {
+template <class ClientStream>
+void Session<ClientStream>::complete_exchange() {
     const bool reusable = m_response->keep_alive() && m_upstream->buffer.size() == 0;
     if (reusable && !m_worker.stopping()) {
         m_worker.pool().give_back(m_route->upstream, std::move(m_upstream));

@@ -1,0 +1,236 @@
+#include <agent/proxy/tls_certificates.hpp>
+
+#include <fmt/format.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+#include <fstream>
+
+namespace agent::proxy {
+
+namespace {
+
+using common::ErrorKind;
+using common::make_error;
+
+std::string lower(std::string_view text) {
+    std::string out(text);
+    std::transform(out.begin(), out.end(), out.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    return out;
+}
+
+// OpenSSL's queued errors as one line (and the queue emptied).
+std::string openssl_reason() {
+    std::string out;
+    while (unsigned long code = ERR_get_error()) {
+        char text[256];
+        ERR_error_string_n(code, text, sizeof text);
+        // "error:0A080009:SSL routines::PEM lib": keep the part after the last ':'.
+        std::string_view line(text);
+        if (auto at = line.rfind(':'); at != std::string_view::npos)
+            line.remove_prefix(at + 1);
+        if (out.find(line) != std::string::npos)
+            continue; // OpenSSL repeats itself on some paths
+        if (!out.empty())
+            out += ": ";
+        out += line;
+    }
+    return out.empty() ? "unknown OpenSSL error" : out;
+}
+
+// What the text of a PEM file says about it before OpenSSL is asked to load
+// it: its own errors for these cases are cryptic ("no start line: PEM lib",
+// "unsupported", "bad decrypt").
+enum class PemKind { pem, not_pem, encrypted_key };
+
+common::Result<PemKind> inspect_pem(const std::string& path, std::string_view what) {
+    std::ifstream file(path, std::ios::binary);
+    if (!file)
+        return make_error(ErrorKind::config, fmt::format("cannot read the TLS {} {}: {}", what,
+                                                         path, std::strerror(errno)));
+    std::string text;
+    text.resize(1 << 20); // certificates and keys are a few KiB; a chain stays far below 1 MiB
+    file.read(text.data(), static_cast<std::streamsize>(text.size()));
+    text.resize(static_cast<std::size_t>(file.gcount()));
+    if (text.find("-----BEGIN ") == std::string::npos)
+        return PemKind::not_pem;
+    if (text.find("-----BEGIN ENCRYPTED PRIVATE KEY-----") != std::string::npos ||
+        text.find("Proc-Type: 4,ENCRYPTED") != std::string::npos)
+        return PemKind::encrypted_key;
+    return PemKind::pem;
+}
+
+// An encrypted key would make OpenSSL ask for a passphrase on the terminal.
+int refuse_passphrase(char*, int, int, void*) {
+    return 0;
+}
+
+int select_http11(SSL*, const unsigned char** out, unsigned char* out_length,
+                  const unsigned char* offered, unsigned int offered_length, void*) {
+    static constexpr unsigned char k_http11[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
+    unsigned char* chosen = nullptr;
+    if (SSL_select_next_proto(&chosen, out_length, k_http11, sizeof k_http11, offered,
+                              offered_length) != OPENSSL_NPN_NEGOTIATED)
+        return SSL_TLSEXT_ERR_NOACK; // the client speaks only h2 or others: no ALPN
+    *out = chosen;
+    return SSL_TLSEXT_ERR_OK;
+}
+
+int on_server_name(SSL* ssl, int*, void* arg) {
+    const char* name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+    if (name == nullptr)
+        return SSL_TLSEXT_ERR_OK; // no SNI: the default certificate
+    const auto* certificates = static_cast<const TlsCertificates*>(arg);
+    SSL_CTX* context = certificates->context_for(lower(name));
+    if (context != nullptr && context != SSL_get_SSL_CTX(ssl))
+        SSL_set_SSL_CTX(ssl, context);
+    return SSL_TLSEXT_ERR_OK;
+}
+
+std::vector<std::string> dns_names(X509* cert) {
+    std::vector<std::string> names;
+    auto* sans = static_cast<GENERAL_NAMES*>(
+        X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr));
+    if (sans != nullptr) {
+        for (int i = 0; i < sk_GENERAL_NAME_num(sans); ++i) {
+            const GENERAL_NAME* name = sk_GENERAL_NAME_value(sans, i);
+            if (name->type != GEN_DNS)
+                continue;
+            const ASN1_STRING* text = name->d.dNSName;
+            names.push_back(lower({reinterpret_cast<const char*>(ASN1_STRING_get0_data(text)),
+                                   static_cast<std::size_t>(ASN1_STRING_length(text))}));
+        }
+        GENERAL_NAMES_free(sans);
+    }
+    if (!names.empty())
+        return names;
+    // No DNS names: clients fall back to the subject's common name, and so do we.
+    X509_NAME* subject = X509_get_subject_name(cert);
+    const int at = X509_NAME_get_index_by_NID(subject, NID_commonName, -1);
+    if (at >= 0) {
+        const ASN1_STRING* text = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subject, at));
+        names.push_back(lower({reinterpret_cast<const char*>(ASN1_STRING_get0_data(text)),
+                               static_cast<std::size_t>(ASN1_STRING_length(text))}));
+    }
+    return names;
+}
+
+std::chrono::system_clock::time_point not_after(X509* cert) {
+    std::tm tm{};
+    if (ASN1_TIME_to_tm(X509_get0_notAfter(cert), &tm) != 1)
+        return {};
+    return std::chrono::system_clock::from_time_t(timegm(&tm));
+}
+
+} // namespace
+
+TlsCertificates::~TlsCertificates() {
+    for (SSL_CTX* context : m_contexts)
+        SSL_CTX_free(context);
+}
+
+common::Result<std::shared_ptr<const TlsCertificates>>
+TlsCertificates::load(const std::vector<CertificateFiles>& files) {
+    if (files.empty())
+        return make_error(ErrorKind::config, "no TLS certificate given");
+    std::shared_ptr<TlsCertificates> out(new TlsCertificates());
+    ERR_clear_error();
+    for (const auto& file : files) {
+        auto cert_kind = inspect_pem(file.cert, "certificate");
+        if (!cert_kind)
+            return cert_kind.error();
+        auto key_kind = inspect_pem(file.key, "key");
+        if (!key_kind)
+            return key_kind.error();
+        if (*cert_kind == PemKind::not_pem)
+            return make_error(ErrorKind::config,
+                              fmt::format("the TLS certificate {} is not a PEM file (no "
+                                          "-----BEGIN CERTIFICATE----- line)",
+                                          file.cert));
+        if (*key_kind == PemKind::not_pem)
+            return make_error(ErrorKind::config,
+                              fmt::format("the TLS key {} is not a PEM file (no -----BEGIN "
+                                          "PRIVATE KEY----- line)",
+                                          file.key));
+        if (*key_kind == PemKind::encrypted_key)
+            return make_error(ErrorKind::config,
+                              fmt::format("the TLS key {} is encrypted; deploy-proxy needs it "
+                                          "without a passphrase (openssl pkey -in {} -out "
+                                          "NEW.key)",
+                                          file.key, file.key));
+        SSL_CTX* context = SSL_CTX_new(TLS_server_method());
+        if (context == nullptr)
+            return make_error(ErrorKind::internal,
+                              "cannot create a TLS context: " + openssl_reason());
+        out->m_contexts.push_back(context); // freed with `out` on any error below
+        SSL_CTX_set_min_proto_version(context, TLS1_2_VERSION);
+        SSL_CTX_set_options(context, SSL_OP_NO_COMPRESSION | SSL_OP_CIPHER_SERVER_PREFERENCE |
+                                         SSL_OP_NO_RENEGOTIATION);
+        // Idle keep-alive connections give their read and write buffers back.
+        SSL_CTX_set_mode(context, SSL_MODE_RELEASE_BUFFERS);
+        SSL_CTX_set_default_passwd_cb(context, refuse_passphrase);
+        if (SSL_CTX_use_certificate_chain_file(context, file.cert.c_str()) != 1)
+            return make_error(ErrorKind::config, fmt::format("cannot load the TLS certificate {}: {}",
+                                                             file.cert, openssl_reason()));
+        if (SSL_CTX_use_PrivateKey_file(context, file.key.c_str(), SSL_FILETYPE_PEM) != 1) {
+            const unsigned long last = ERR_peek_last_error();
+            if (ERR_GET_LIB(last) == ERR_LIB_X509 &&
+                ERR_GET_REASON(last) == X509_R_KEY_VALUES_MISMATCH) {
+                ERR_clear_error();
+                return make_error(ErrorKind::config,
+                                  fmt::format("the TLS key {} does not belong to the certificate {}",
+                                              file.key, file.cert));
+            }
+            return make_error(
+                ErrorKind::config,
+                fmt::format("cannot load the TLS key {}: {} (a PEM key without a passphrase "
+                            "is expected)",
+                            file.key, openssl_reason()));
+        }
+        if (SSL_CTX_check_private_key(context) != 1)
+            return make_error(ErrorKind::config,
+                              fmt::format("the TLS key {} does not belong to the certificate {}",
+                                          file.key, file.cert));
+        SSL_CTX_set_alpn_select_cb(context, select_http11, nullptr);
+        SSL_CTX_set_tlsext_servername_callback(context, on_server_name);
+        SSL_CTX_set_tlsext_servername_arg(context, out.get());
+
+        X509* cert = SSL_CTX_get0_certificate(context);
+        CertificateInfo info{file.cert, dns_names(cert), not_after(cert)};
+        if (info.names.empty())
+            return make_error(ErrorKind::config,
+                              fmt::format("the TLS certificate {} names no host (neither a DNS "
+                                          "subject alternative name nor a common name)",
+                                          file.cert));
+        for (const auto& name : info.names) {
+            // An earlier certificate keeps a name two of them cover.
+            if (name.rfind("*.", 0) == 0)
+                out->m_wildcard.emplace(name.substr(2), context);
+            else
+                out->m_exact.emplace(name, context);
+        }
+        out->m_info.push_back(std::move(info));
+    }
+    return std::shared_ptr<const TlsCertificates>(std::move(out));
+}
+
+SSL_CTX* TlsCertificates::context_for(std::string_view host) const {
+    if (auto it = m_exact.find(host); it != m_exact.end())
+        return it->second;
+    // "*.example.com" covers "www.example.com", not "example.com" nor "a.b.example.com".
+    const auto dot = host.find('.');
+    if (dot == std::string_view::npos || dot == 0)
+        return nullptr;
+    if (auto it = m_wildcard.find(host.substr(dot + 1)); it != m_wildcard.end())
+        return it->second;
+    return nullptr;
+}
+
+} // namespace agent::proxy
