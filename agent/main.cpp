@@ -3,9 +3,52 @@
 
 #include <CLI/CLI.hpp>
 #include <agent/api/serve.hpp>
+#include <agent/config.hpp>
 #include <common/version.hpp>
 
 #include <cstdio>
+#include <filesystem>
+#include <string>
+
+namespace {
+
+constexpr const char* k_default_config = "/etc/deploy-agent/agent.toml";
+
+// Fills what the command line left unset from agent.toml: `--config PATH`, or
+// the default file when it exists. Returns an exit code, or -1 to go on.
+int apply_config_file(const CLI::App& serve, const std::string& flag_path,
+                      agent::api::ServeOptions& options) {
+    std::string path = flag_path;
+    std::error_code ec;
+    if (path.empty() && std::filesystem::exists(k_default_config, ec))
+        path = k_default_config;
+    if (path.empty())
+        return -1;
+    auto config = agent::load_agent_config(path);
+    if (!config) {
+        std::fprintf(stderr, "deploy-agent: %s\n", config.error().message.c_str());
+        return 2;
+    }
+    auto fill = [&serve](const char* flag, const std::optional<std::string>& value,
+                         std::string& target) {
+        if (value && serve.count(flag) == 0)
+            target = *value;
+    };
+    fill("--data-dir", config->data_dir, options.data_dir);
+    fill("--listen", config->listen, options.listen);
+    fill("--engine", config->engine, options.engine);
+    fill("--engine-bin", config->engine_bin, options.engine_bin);
+    fill("--container-network", config->container_network, options.container_network);
+    fill("--proxy-bin", config->proxy_bin, options.proxy_bin);
+    fill("--proxy-listen", config->proxy_listen, options.proxy.listen);
+    if (config->proxy_https_listen)
+        options.proxy.https_listen = *config->proxy_https_listen;
+    options.proxy.redirect_https = config->redirect_https.value_or(false);
+    options.proxy.certificates = config->certificates;
+    return -1;
+}
+
+} // namespace
 
 int main(int argc, char** argv) {
     CLI::App app{
@@ -14,8 +57,15 @@ int main(int argc, char** argv) {
     app.require_subcommand(1);
 
     agent::api::ServeOptions options;
+    std::string config_path;
     auto* serve =
         app.add_subcommand("serve", "Run the agent: HTTP API, deployments, and deploy-proxy");
+    serve->add_option("--config", config_path,
+                      std::string("agent.toml with these settings and the proxy's HTTPS "
+                                  "certificates (docs/agent-config.md); flags given here win. "
+                                  "Default: ") +
+                          k_default_config + " when it exists")
+        ->check(CLI::ExistingFile);
     serve->add_option("--data-dir", options.data_dir, "State, blobs, releases and logs live here")
         ->capture_default_str();
     serve
@@ -24,7 +74,7 @@ int main(int argc, char** argv) {
                      "through SSH)")
         ->capture_default_str();
     serve
-        ->add_option("--proxy-listen", options.proxy_listen,
+        ->add_option("--proxy-listen", options.proxy.listen,
                      "Where deploy-proxy serves the apps (HOST:PORT)")
         ->capture_default_str();
     serve
@@ -55,7 +105,10 @@ int main(int argc, char** argv) {
         // --help and --version print and succeed; usage errors exit 2 (DESIGN §4).
         return app.exit(error) == 0 ? 0 : 2;
     }
-    if (*serve)
+    if (*serve) {
+        if (int code = apply_config_file(*serve, config_path, options); code >= 0)
+            return code;
         return agent::api::serve(options);
+    }
     return 0;
 }

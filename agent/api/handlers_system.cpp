@@ -21,6 +21,7 @@ Response info(ApiContext& context) {
                                {"engine_version", context.service.engine_version()},
                                {"data_dir", context.data_dir.root().string()},
                                {"proxy_listen", context.service.proxy_listen()},
+                               {"proxy_https_listen", context.service.proxy_https_listen()},
                                {"apps", std::move(apps)}});
 }
 

@@ -1,10 +1,12 @@
 #include <agent/api/handlers.hpp>
 #include <agent/api/serve.hpp>
 #include <agent/api/server.hpp>
+#include <agent/proxy/tls_certificates.hpp>
 #include <common/log.hpp>
 
 #include <fmt/format.h>
 
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -76,8 +78,21 @@ int serve(const ServeOptions& options) {
     auto address = parse_listen_address(options.listen);
     if (!address)
         return fail(address.error());
-    if (auto proxy = parse_listen_address(options.proxy_listen); !proxy)
+    if (auto proxy = parse_listen_address(options.proxy.listen); !proxy)
         return fail(proxy.error());
+    if (!options.proxy.certificates.empty()) {
+        if (auto https = parse_listen_address(options.proxy.https_listen); !https)
+            return fail(https.error());
+        // A bad certificate stops the agent here, with the reason, rather than
+        // leaving a proxy that cannot start.
+        auto certificates = proxy::TlsCertificates::load(options.proxy.certificates);
+        if (!certificates)
+            return fail(certificates.error());
+        const auto now = std::chrono::system_clock::now();
+        for (const auto& info : (*certificates)->certificates())
+            if (info.not_after < now)
+                common::log_warn("the TLS certificate " + info.cert_path + " has expired");
+    }
     const DataDir data_dir{fs::absolute(options.data_dir)};
     if (auto ok = create_layout(data_dir); !ok)
         return fail(ok.error());
@@ -86,7 +101,7 @@ int serve(const ServeOptions& options) {
     if (auto stale = blobs.remove_stale_uploads())
         common::log_info(fmt::format("removed {} interrupted upload(s)", stale));
     auto service = make_service(
-        ServiceOptions{data_dir, options.engine, options.proxy_listen,
+        ServiceOptions{data_dir, options.engine, options.proxy,
                        options.proxy_bin.empty() ? default_proxy_bin() : options.proxy_bin,
                        options.engine_bin, options.container_network});
     ApiContext context{*service, blobs, data_dir};
@@ -99,10 +114,12 @@ int serve(const ServeOptions& options) {
         return fail(ok.error());
 
     std::thread acceptor([&server] { server.run(); });
+    const std::string https = service->proxy_https_listen();
     std::fprintf(stderr,
-                 "deploy-agent ready: api http://%s:%u, proxy http://%s, engine %s, data %s\n",
-                 address->host.c_str(), server.port(), options.proxy_listen.c_str(),
-                 service->engine().c_str(), data_dir.root().c_str());
+                 "deploy-agent ready: api http://%s:%u, proxy http://%s%s%s, engine %s, data %s\n",
+                 address->host.c_str(), server.port(), options.proxy.listen.c_str(),
+                 https.empty() ? "" : " https://", https.c_str(), service->engine().c_str(),
+                 data_dir.root().c_str());
     const int signal = wait_for_signal(signals);
     common::log_info(
         fmt::format("received {}, stopping", signal == SIGTERM ? "SIGTERM" : "SIGINT"));

@@ -17,7 +17,7 @@ std::unique_ptr<Service> make_service(ServiceOptions options) {
 
 Engine::Engine(ServiceOptions options)
     : m_options(std::move(options)), m_blobs(m_options.data_dir.blobs()),
-      m_proxy(m_options.data_dir, m_options.proxy_bin, m_options.proxy_listen) {}
+      m_proxy(m_options.data_dir, m_options.proxy_bin, m_options.proxy) {}
 
 Engine::~Engine() {
     stop();
@@ -130,7 +130,7 @@ common::Result<ReleaseInfo> Engine::create_deployment(NewDeployment deployment) 
 
 std::string Engine::app_url(const std::string& app) const {
     // serve() refused an unparsable --proxy-listen before the engine existed.
-    auto listen = common::parse_host_port(m_options.proxy_listen, common::EmptyHost::allowed);
+    auto listen = common::parse_host_port(m_options.proxy.listen, common::EmptyHost::allowed);
     const auto port = listen ? listen->port : 80;
     return "http://" + app + ".localhost:" + std::to_string(port) + "/";
 }

@@ -51,7 +51,10 @@ class Engine final : public Service {
     common::Status remove(const std::string& app, const std::string& id) override;
     std::string engine() const override { return m_engine; }
     std::string engine_version() const override;
-    std::string proxy_listen() const override { return m_options.proxy_listen; }
+    std::string proxy_listen() const override { return m_options.proxy.listen; }
+    std::string proxy_https_listen() const override {
+        return m_options.proxy.certificates.empty() ? std::string() : m_options.proxy.https_listen;
+    }
 
   private:
     enum class JobKind { deploy, drain };

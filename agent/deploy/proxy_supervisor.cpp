@@ -22,12 +22,15 @@ namespace fs = std::filesystem;
 using common::ErrorKind;
 using common::make_error;
 
-ProxySupervisor::ProxySupervisor(DataDir data_dir, std::string proxy_bin, std::string listen)
-    : m_data_dir(std::move(data_dir)), m_bin(std::move(proxy_bin)), m_listen(std::move(listen)) {}
+ProxySupervisor::ProxySupervisor(DataDir data_dir, std::string proxy_bin, ProxySettings settings)
+    : m_data_dir(std::move(data_dir)), m_bin(std::move(proxy_bin)),
+      m_settings(std::move(settings)), m_http{m_settings.listen, 3},
+      m_https{m_settings.certificates.empty() ? std::string() : m_settings.https_listen, 4} {}
 
 ProxySupervisor::~ProxySupervisor() {
-    if (m_listen_fd >= 0)
-        ::close(m_listen_fd);
+    for (const auto* socket : {&m_http, &m_https})
+        if (socket->fd >= 0)
+            ::close(socket->fd);
 }
 
 namespace {
@@ -88,26 +91,45 @@ int make_listening_socket(const std::string& listen) {
 
 } // namespace
 
-void ProxySupervisor::take_socket_locked(pid_t adopted) {
-    if (m_listen_fd >= 0)
+void ProxySupervisor::take_socket(HeldSocket& socket, pid_t adopted) {
+    if (socket.fd >= 0 || socket.listen.empty())
         return;
     if (adopted <= 0) {
-        m_listen_fd = make_listening_socket(m_listen);
+        socket.fd = make_listening_socket(socket.listen);
         return;
     }
-    // The adopted proxy serves on fd 3 when an agent handed it its socket.
+    // The adopted proxy serves on fd 3 (and 4) when an agent handed it its sockets.
     int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, adopted, 0));
     if (pidfd < 0)
         return;
-    int fd = static_cast<int>(::syscall(SYS_pidfd_getfd, pidfd, 3, 0)); // close-on-exec
+    int fd = static_cast<int>(::syscall(SYS_pidfd_getfd, pidfd, socket.child_fd, 0)); // cloexec
     ::close(pidfd);
-    auto wanted = common::parse_host_port(m_listen, common::EmptyHost::allowed);
+    auto wanted = common::parse_host_port(socket.listen, common::EmptyHost::allowed);
     if (fd >= 0 && wanted && listening_port(fd) == wanted->port) {
-        m_listen_fd = fd;
-        common::log_info("holding deploy-proxy's listening socket for its restarts");
+        socket.fd = fd;
+        common::log_info("holding deploy-proxy's listening socket on " + socket.listen +
+                         " for its restarts");
     } else if (fd >= 0) {
         ::close(fd);
     }
+}
+
+std::vector<std::string> ProxySupervisor::settings_argv() const {
+    std::vector<std::string> argv = {m_bin,
+                                     "--listen",
+                                     m_settings.listen,
+                                     "--routes",
+                                     m_data_dir.proxy_routes().string(),
+                                     "--applied",
+                                     m_data_dir.proxy_applied().string()};
+    if (!m_settings.certificates.empty()) {
+        argv.insert(argv.end(), {"--tls-listen", m_settings.https_listen});
+        for (const auto& files : m_settings.certificates)
+            argv.insert(argv.end(), {"--tls-cert", files.cert, "--tls-key", files.key});
+        if (m_settings.redirect_https)
+            argv.emplace_back("--redirect-https");
+    }
+    return argv;
 }
 
 bool ProxySupervisor::alive_locked() const {
@@ -116,6 +138,33 @@ bool ProxySupervisor::alive_locked() const {
     runtime::reap_if_exited(m_pid);
     return runtime::process_matches(m_pid, m_start);
 }
+
+namespace {
+
+// The whole command line of `pid`, without the inherited descriptors' flags.
+std::vector<std::string> command_line_settings(pid_t pid) {
+    std::vector<std::string> out;
+    auto text = common::read_file("/proc/" + std::to_string(pid) + "/cmdline");
+    if (!text)
+        return out;
+    std::size_t start = 0;
+    while (start < text->size()) {
+        auto end = text->find('\0', start);
+        if (end == std::string::npos)
+            end = text->size();
+        out.push_back(text->substr(start, end - start));
+        start = end + 1;
+    }
+    for (auto it = out.begin(); it != out.end();) {
+        if ((*it == "--listen-fd" || *it == "--tls-listen-fd") && it + 1 != out.end())
+            it = out.erase(it, it + 2);
+        else
+            ++it;
+    }
+    return out;
+}
+
+} // namespace
 
 bool ProxySupervisor::adopt_locked() {
     auto text = common::read_file(m_data_dir.proxy_pid());
@@ -133,10 +182,34 @@ bool ProxySupervisor::adopt_locked() {
     auto command = runtime::process_command(pid);
     if (!start || !command || fs::path(*command).filename() != "deploy-proxy")
         return false;
-    m_pid = pid;
-    m_start = *start;
-    common::log_info("adopted running deploy-proxy (pid " + std::to_string(pid) + ")");
-    take_socket_locked(pid);
+    take_socket(m_http, pid);
+    take_socket(m_https, pid);
+    auto running = command_line_settings(pid);
+    // A binary replaced on disk (an upgrade) shows as "PATH (deleted)".
+    std::error_code ec;
+    const auto exe = fs::read_symlink("/proc/" + std::to_string(pid) + "/exe", ec).string();
+    const bool upgraded = !ec && exe.ends_with(" (deleted)");
+    if (!upgraded && running.size() > 1 && running == settings_argv()) {
+        m_pid = pid;
+        m_start = *start;
+        common::log_info("adopted running deploy-proxy (pid " + std::to_string(pid) + ")");
+        return true;
+    }
+    // Started with other settings (or another binary): a new proxy takes over
+    // the same listening sockets, then the old one drains and exits. Clients
+    // wait in the shared backlog meanwhile; none is refused.
+    common::log_info("deploy-proxy (pid " + std::to_string(pid) + ") runs " +
+                     (upgraded ? "a binary since replaced on disk" : "with other settings") +
+                     "; replacing it");
+    if (auto spawned = spawn_locked(); !spawned) {
+        common::log_error("cannot replace deploy-proxy: " + spawned.error().message +
+                          "; keeping the running one");
+        m_pid = pid;
+        m_start = *start;
+        return true;
+    }
+    if (runtime::process_matches(pid, *start))
+        ::kill(pid, SIGTERM);
     return true;
 }
 
@@ -149,17 +222,16 @@ common::Status ProxySupervisor::spawn_locked() {
         return make_error(ErrorKind::io, "cannot open " + m_data_dir.proxy_log().string() + ": " +
                                              std::strerror(errno));
     runtime::SpawnSpec spec;
-    spec.argv = {m_bin,
-                 "--listen",
-                 m_listen,
-                 "--routes",
-                 m_data_dir.proxy_routes().string(),
-                 "--applied",
-                 m_data_dir.proxy_applied().string()};
-    take_socket_locked(0);
-    if (m_listen_fd >= 0) {
+    spec.argv = settings_argv();
+    take_socket(m_http, 0);
+    take_socket(m_https, 0);
+    if (m_http.fd >= 0) {
+        spec.inherit_fds.push_back(m_http.fd);
         spec.argv.insert(spec.argv.end(), {"--listen-fd", "3"});
-        spec.inherit_fd = m_listen_fd;
+        if (m_https.fd >= 0) { // fd 4 only after fd 3
+            spec.inherit_fds.push_back(m_https.fd);
+            spec.argv.insert(spec.argv.end(), {"--tls-listen-fd", "4"});
+        }
     }
     spec.env = runtime::clean_environment(m_data_dir.proxy_dir(), {});
     spec.cwd = m_data_dir.proxy_dir();
@@ -171,7 +243,9 @@ common::Status ProxySupervisor::spawn_locked() {
         return pid.error();
     m_pid = *pid;
     m_start = runtime::process_start_time(*pid).value_or(0);
-    common::log_info("started deploy-proxy on " + m_listen + " (pid " + std::to_string(*pid) + ")");
+    common::log_info("started deploy-proxy on " + m_settings.listen +
+                     (m_settings.certificates.empty() ? "" : " and " + m_settings.https_listen) +
+                     " (pid " + std::to_string(*pid) + ")");
     return common::atomic_write_file(m_data_dir.proxy_pid(), std::to_string(*pid) + "\n");
 }
 

@@ -1,7 +1,10 @@
 #pragma once
 // Keeps deploy-proxy running: adopts the proxy named in DATA_DIR/proxy/proxy.pid
 // if it is alive, else starts it in its own session (it outlives the agent).
+// An adopted proxy started with other settings (listen addresses, certificates)
+// is replaced by one with the current settings, on the same sockets.
 
+#include <agent/deploy/service.hpp>
 #include <agent/paths.hpp>
 #include <common/result.hpp>
 
@@ -10,12 +13,13 @@
 #include <mutex>
 #include <string>
 #include <sys/types.h>
+#include <vector>
 
 namespace agent {
 
 class ProxySupervisor {
   public:
-    ProxySupervisor(DataDir data_dir, std::string proxy_bin, std::string listen);
+    ProxySupervisor(DataDir data_dir, std::string proxy_bin, ProxySettings settings);
     ~ProxySupervisor();
     ProxySupervisor(const ProxySupervisor&) = delete;
     ProxySupervisor& operator=(const ProxySupervisor&) = delete;
@@ -30,22 +34,31 @@ class ProxySupervisor {
     bool wait_applied(std::uint64_t generation, std::chrono::milliseconds timeout) const;
 
   private:
+    // A listening socket the agent keeps for the proxy's restarts.
+    struct HeldSocket {
+        std::string listen; // HOST:PORT; empty: not wanted
+        int child_fd;       // the descriptor number the proxy gets it as
+        int fd = -1;        // -1: none held, the proxy binds `listen` itself
+    };
+
     bool alive_locked() const;
     bool adopt_locked();
     common::Status spawn_locked();
-    // The proxy's listening socket, kept by the agent too: made here before the
-    // first start, or taken from an adopted proxy (pidfd_getfd). -1 if neither
-    // worked; the proxy then binds --listen itself.
-    void take_socket_locked(pid_t adopted);
+    // The arguments the proxy runs with, without the inherited descriptors.
+    std::vector<std::string> settings_argv() const;
+    // Made here before the first start, or taken from an adopted proxy
+    // (pidfd_getfd of the descriptor it serves it on).
+    static void take_socket(HeldSocket& socket, pid_t adopted);
 
     DataDir m_data_dir;
     std::string m_bin;
-    std::string m_listen;
+    ProxySettings m_settings;
     mutable std::mutex m_mutex;
     pid_t m_pid = 0;
     std::int64_t m_start = 0;
     std::chrono::steady_clock::time_point m_last_spawn{};
-    int m_listen_fd = -1;
+    HeldSocket m_http;
+    HeldSocket m_https;
 };
 
 } // namespace agent

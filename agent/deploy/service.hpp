@@ -4,6 +4,7 @@
 // requests, then calls a Service; it never touches the database or processes.
 
 #include <agent/paths.hpp>
+#include <agent/proxy/tls_certificates.hpp>
 #include <common/config.hpp>
 #include <common/manifest.hpp>
 #include <common/result.hpp>
@@ -52,11 +53,21 @@ struct Promotion {
     std::optional<std::string> previous;
 };
 
+// How deploy-proxy serves the apps.
+struct ProxySettings {
+    std::string listen = "127.0.0.1:8080"; // plain HTTP
+    // HTTPS, on when `certificates` is not empty (the first is the default
+    // for clients that ask for a name none covers).
+    std::string https_listen = "127.0.0.1:8443";
+    std::vector<proxy::CertificateFiles> certificates;
+    bool redirect_https = false; // plain HTTP to a covered host: 308 to https
+};
+
 struct ServiceOptions {
     DataDir data_dir;
-    std::string engine = "process";              // auto | docker | podman | process
-    std::string proxy_listen = "127.0.0.1:8080"; // where deploy-proxy listens
-    std::string proxy_bin;                       // path of the deploy-proxy binary
+    std::string engine = "process"; // auto | docker | podman | process
+    ProxySettings proxy;
+    std::string proxy_bin;          // path of the deploy-proxy binary
     std::string engine_bin;                      // the docker/podman CLI; default: on PATH
     std::string container_network = "host";      // docker run --network
 };
@@ -90,6 +101,8 @@ class Service {
     virtual std::string engine() const = 0;
     virtual std::string engine_version() const = 0;
     virtual std::string proxy_listen() const = 0;
+    // Where deploy-proxy serves HTTPS; empty when it has no certificates.
+    virtual std::string proxy_https_listen() const = 0;
 };
 
 std::unique_ptr<Service> make_service(ServiceOptions options);

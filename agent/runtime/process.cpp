@@ -72,10 +72,14 @@ void setup_attributes(SpawnAttributes& sa, const SpawnSpec& spec) {
     if (!spec.cwd.empty())
         posix_spawn_file_actions_addchdir_np(&sa.actions, spec.cwd.c_str());
     // The agent's sockets and files must not leak into apps that outlive it:
-    // only the one it hands over, as fd 3 (spawn() keeps it off fd 3 itself).
-    if (spec.inherit_fd >= 0)
-        posix_spawn_file_actions_adddup2(&sa.actions, spec.inherit_fd, 3);
-    posix_spawn_file_actions_addclosefrom_np(&sa.actions, spec.inherit_fd >= 0 ? 4 : 3);
+    // only the ones it hands over, as fd 3, 4, ... (spawn() moves sources off
+    // those numbers first, so no dup2 overwrites a source still to be copied).
+    const int first = 3;
+    for (std::size_t i = 0; i < spec.inherit_fds.size(); ++i)
+        posix_spawn_file_actions_adddup2(&sa.actions, spec.inherit_fds[i],
+                                         first + static_cast<int>(i));
+    posix_spawn_file_actions_addclosefrom_np(&sa.actions,
+                                             first + static_cast<int>(spec.inherit_fds.size()));
 }
 
 // The fields of /proc/PID/stat from field 3 (state) on, for a live, non-zombie
@@ -124,9 +128,27 @@ bool group_exists(pid_t pgid) {
 
 } // namespace
 
-common::Result<pid_t> spawn(const SpawnSpec& spec) {
-    if (spec.argv.empty())
+common::Result<pid_t> spawn(const SpawnSpec& original) {
+    if (original.argv.empty())
         return make_error(ErrorKind::internal, "spawn: empty argv");
+    // An inherited descriptor numbered 3..3+n would be overwritten by an
+    // earlier dup2, or be its own target (and stay close-on-exec): copy it
+    // above that range for the spawn.
+    SpawnSpec spec = original;
+    std::vector<int> moved;
+    const int end = 3 + static_cast<int>(spec.inherit_fds.size());
+    for (int& fd : spec.inherit_fds) {
+        if (fd < end) {
+            fd = ::fcntl(fd, F_DUPFD_CLOEXEC, end);
+            if (fd < 0) {
+                for (int copy : moved)
+                    ::close(copy);
+                return make_error(ErrorKind::io, "cannot pass a descriptor to " + spec.argv[0] +
+                                                     ": " + errno_text(errno));
+            }
+            moved.push_back(fd);
+        }
+    }
     SpawnAttributes sa;
     setup_attributes(sa, spec);
     auto argv = c_strings(spec.argv);
@@ -134,6 +156,8 @@ common::Result<pid_t> spawn(const SpawnSpec& spec) {
     pid_t pid = 0;
     int rc =
         posix_spawn(&pid, spec.argv[0].c_str(), &sa.actions, &sa.attr, argv.data(), envp.data());
+    for (int copy : moved)
+        ::close(copy);
     if (rc != 0)
         return make_error(ErrorKind::io, "cannot start " + spec.argv[0] + ": " + errno_text(rc));
     return pid;

@@ -26,8 +26,9 @@ struct SpawnSpec {
     // Signals blocked in the child: a blocked signal sent before the child has
     // installed its handler stays pending instead of killing it.
     std::vector<int> blocked_signals;
-    // A descriptor the child inherits as fd 3 (-1: none), e.g. a listening socket.
-    int inherit_fd = -1;
+    // Descriptors the child inherits as fd 3, 4, ... in this order, e.g.
+    // listening sockets. Every other descriptor is closed in the child.
+    std::vector<int> inherit_fds;
 };
 
 // Starts the process (posix_spawn). With Session::new_session the child leads a

@@ -226,7 +226,10 @@ void HumanPrinter::agent(const std::string& host, bool info, const json& answer)
                 apps += (apps.empty() ? "" : ", ") + app.get<std::string>();
     line(m_out, prefix, "deploy-agent " + str(answer, "version"));
     line(m_out, prefix, "  engine    " + engine);
-    line(m_out, prefix, "  proxy     " + str(answer, "proxy_listen"));
+    std::string proxy = "http://" + str(answer, "proxy_listen");
+    if (auto https = str(answer, "proxy_https_listen"); !https.empty())
+        proxy += ", https://" + https;
+    line(m_out, prefix, "  proxy     " + proxy);
     line(m_out, prefix, "  data dir  " + str(answer, "data_dir"));
     line(m_out, prefix, "  apps      " + (apps.empty() ? std::string("(none)") : apps));
 }

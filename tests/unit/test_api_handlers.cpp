@@ -59,6 +59,7 @@ class FakeService : public agent::Service {
     std::string engine() const override { return "process"; }
     std::string engine_version() const override { return {}; }
     std::string proxy_listen() const override { return "127.0.0.1:8080"; }
+    std::string proxy_https_listen() const override { return ""; }
 
     std::vector<agent::NewDeployment> created;
     std::vector<agent::ReleaseInfo> releases;

@@ -41,7 +41,9 @@ class Fixture {
     void restart() {
         if (m_service)
             m_service->stop();
-        m_service = agent::make_service({m_data, "process", "127.0.0.1:18080", "", "", "host"});
+        agent::ProxySettings proxy;
+        proxy.listen = "127.0.0.1:18080";
+        m_service = agent::make_service({m_data, "process", proxy, "", "", "host"});
         auto started = m_service->start();
         REQUIRE(started.ok());
     }

@@ -1,0 +1,119 @@
+#include <agent/config.hpp>
+#include <common/fs.hpp>
+#include <common/toml_reader.hpp>
+
+#include <fmt/format.h>
+
+namespace agent {
+
+namespace {
+
+using common::Reader;
+using common::Status;
+
+Status read_string(const Reader& r, const toml::table& t, std::string_view key,
+                   std::string_view name, std::optional<std::string>& out) {
+    if (const auto* n = t.get(key))
+        TRY_ASSIGN(out, r.string_at(*n, name));
+    return {};
+}
+
+Status read_certificate(const Reader& r, const toml::node& node,
+                        const std::filesystem::path& base_dir, AgentConfig& out) {
+    const toml::table* t = nullptr;
+    TRY_ASSIGN(t, r.table_at(node, "every [[proxy.certificates]] entry"));
+    if (auto ok = r.check_keys(*t, "[[proxy.certificates]]", {"cert", "key"}); !ok)
+        return ok;
+    proxy::CertificateFiles files;
+    for (auto [key, target] : {std::pair{"cert", &files.cert}, std::pair{"key", &files.key}}) {
+        const auto* n = t->get(key);
+        if (n == nullptr)
+            return r.error_at(node.source(),
+                              fmt::format("[[proxy.certificates]] needs '{}' (a PEM file)", key));
+        std::string path;
+        TRY_ASSIGN(path, r.string_at(*n, fmt::format("proxy.certificates.{}", key)));
+        if (path.empty())
+            return r.error_at(n->source(),
+                              fmt::format("proxy.certificates.{} must name a file", key));
+        *target = (base_dir / path).lexically_normal().string(); // an absolute path stays
+    }
+    out.certificates.push_back(std::move(files));
+    return {};
+}
+
+Status read_proxy(const Reader& r, const toml::table& t, const std::filesystem::path& base_dir,
+                  AgentConfig& out) {
+    if (auto ok = r.check_keys(t, "[proxy]",
+                               {"listen", "https_listen", "redirect_https", "certificates"});
+        !ok)
+        return ok;
+    if (auto ok = read_string(r, t, "listen", "proxy.listen", out.proxy_listen); !ok)
+        return ok;
+    if (auto ok = read_string(r, t, "https_listen", "proxy.https_listen", out.proxy_https_listen);
+        !ok)
+        return ok;
+    if (const auto* n = t.get("redirect_https"))
+        TRY_ASSIGN(out.redirect_https, r.boolean_at(*n, "proxy.redirect_https"));
+    if (const auto* n = t.get("certificates")) {
+        const auto* array = n->as_array();
+        if (array == nullptr)
+            return r.error_at(n->source(),
+                              "proxy.certificates must be an array of tables: "
+                              "[[proxy.certificates]] with cert and key");
+        for (const auto& item : *array)
+            if (auto ok = read_certificate(r, item, base_dir, out); !ok)
+                return ok;
+    }
+    if (out.redirect_https.value_or(false) && out.certificates.empty())
+        return r.error_at(t.get("redirect_https")->source(),
+                          "proxy.redirect_https needs at least one [[proxy.certificates]] entry");
+    return {};
+}
+
+} // namespace
+
+common::Result<AgentConfig> parse_agent_config(std::string_view text, std::string_view source,
+                                               const std::filesystem::path& base_dir) {
+    const Reader r(text, source);
+    toml::table root;
+    try {
+        root = toml::parse(text, source);
+    } catch (const toml::parse_error& e) {
+        return r.error_at(e.source(), std::string(e.description()));
+    }
+    AgentConfig out;
+    if (auto ok = r.check_keys(root, "agent.toml",
+                               {"data_dir", "listen", "engine", "engine_bin", "container_network",
+                                "proxy_bin", "proxy"});
+        !ok)
+        return ok.error();
+    for (auto [key, target] :
+         {std::pair{"data_dir", &out.data_dir}, std::pair{"listen", &out.listen},
+          std::pair{"engine", &out.engine}, std::pair{"engine_bin", &out.engine_bin},
+          std::pair{"container_network", &out.container_network},
+          std::pair{"proxy_bin", &out.proxy_bin}}) {
+        if (auto ok = read_string(r, root, key, key, *target); !ok)
+            return ok.error();
+    }
+    if (out.engine && *out.engine != "auto" && *out.engine != "docker" &&
+        *out.engine != "podman" && *out.engine != "process")
+        return r.error_at(root.get("engine")->source(),
+                          "engine must be one of: auto, docker, podman, process");
+    if (const auto* n = root.get("proxy")) {
+        const toml::table* proxy = nullptr;
+        TRY_ASSIGN(proxy, r.table_at(*n, "[proxy]"));
+        if (auto ok = read_proxy(r, *proxy, base_dir, out); !ok)
+            return ok.error();
+    }
+    return out;
+}
+
+common::Result<AgentConfig> load_agent_config(const std::filesystem::path& path) {
+    auto text = common::read_file(path);
+    if (!text)
+        return common::make_error(common::ErrorKind::config, text.error().message);
+    return parse_agent_config(*text, path.string(),
+                              std::filesystem::absolute(path).parent_path());
+}
+
+} // namespace agent

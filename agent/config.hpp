@@ -1,0 +1,38 @@
+#pragma once
+// agent.toml: deploy-agent's own configuration (docs/agent-config.md). Every
+// key is optional; a command-line flag wins over the file. toml++ stays in
+// config.cpp.
+
+#include <agent/proxy/tls_certificates.hpp>
+#include <common/result.hpp>
+
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace agent {
+
+struct AgentConfig {
+    std::optional<std::string> data_dir;
+    std::optional<std::string> listen;
+    std::optional<std::string> engine;
+    std::optional<std::string> engine_bin;
+    std::optional<std::string> container_network;
+    std::optional<std::string> proxy_bin;
+    // [proxy]
+    std::optional<std::string> proxy_listen;
+    std::optional<std::string> proxy_https_listen;
+    std::optional<bool> redirect_https;
+    // [[proxy.certificates]], relative paths resolved against the file's directory
+    std::vector<proxy::CertificateFiles> certificates;
+};
+
+// Errors are ErrorKind::config: "SOURCE:LINE:COL: message", the line and a
+// caret, and for an unknown key the closest valid one.
+common::Result<AgentConfig> parse_agent_config(std::string_view text, std::string_view source,
+                                               const std::filesystem::path& base_dir);
+common::Result<AgentConfig> load_agent_config(const std::filesystem::path& path);
+
+} // namespace agent
