@@ -2,7 +2,9 @@
 // agent_core; this file is the command line.
 
 #include <CLI/CLI.hpp>
+#include <agent/api/dial_stdio.hpp>
 #include <agent/api/serve.hpp>
+#include <agent/api/unix_socket.hpp>
 #include <common/version.hpp>
 
 #include <cstdio>
@@ -45,6 +47,19 @@ int main(int argc, char** argv) {
         ->capture_default_str();
     serve->add_option("--proxy-bin", options.proxy_bin,
                       "Path of the deploy-proxy binary (default: beside deploy-agent)");
+    serve
+        ->add_option("--socket", options.socket,
+                     "Also serve the API on this unix socket, for local users and for deployctl "
+                     "over SSH (dial-stdio); its directory is created 0750 if missing, the "
+                     "socket is 0660. \"\" disables it")
+        ->capture_default_str();
+
+    std::string dial_socket = agent::api::k_default_socket;
+    auto* dial = app.add_subcommand(
+        "dial-stdio", "Bridge stdin and stdout to the agent's unix socket (deployctl runs this "
+                      "over SSH for ssh:// hosts)");
+    dial->add_option("--socket", dial_socket, "The socket of deploy-agent serve")
+        ->capture_default_str();
 
     auto* version = app.add_subcommand("version", "Print the version");
     version->callback([] { std::printf("deploy-agent %s\n", common::version()); });
@@ -57,5 +72,7 @@ int main(int argc, char** argv) {
     }
     if (*serve)
         return agent::api::serve(options);
+    if (*dial)
+        return agent::api::dial_stdio(dial_socket);
     return 0;
 }

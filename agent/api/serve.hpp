@@ -1,6 +1,8 @@
 #pragma once
 // `deploy-agent serve`: data dir, Service, HTTP API, signals.
 
+#include <agent/api/unix_socket.hpp>
+
 #include <string>
 
 namespace agent::api {
@@ -8,6 +10,7 @@ namespace agent::api {
 struct ServeOptions {
     std::string data_dir = "/var/lib/deploy-agent";
     std::string listen = "127.0.0.1:7070";
+    std::string socket = k_default_socket; // empty: no unix socket
     std::string proxy_listen = "127.0.0.1:8080";
     std::string engine = "auto";
     std::string engine_bin;                // docker/podman CLI, default: on PATH
