@@ -1,5 +1,5 @@
-#include <common/config.hpp>
 #include <common/command_line.hpp>
+#include <common/config.hpp>
 #include <common/duration.hpp>
 #include <common/fs.hpp>
 #include <common/manifest.hpp>
@@ -212,7 +212,6 @@ Result<AppConfig> read_config(const Reader& r, const toml::table& root) {
         return ok.error();
     return config;
 }
-
 
 std::size_t edit_distance(std::string_view a, std::string_view b) {
     std::vector<std::size_t> row(b.size() + 1);

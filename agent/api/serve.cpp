@@ -111,9 +111,9 @@ int serve(const ServeOptions& options) {
     });
     std::fprintf(stderr,
                  "deploy-agent ready: api http://%s:%u%s%s, proxy http://%s, engine %s, data %s\n",
-                 address->host.c_str(), server.port(), options.socket.empty() ? "" : " and unix:",
-                 options.socket.c_str(), options.proxy_listen.c_str(), service->engine().c_str(),
-                 data_dir.root().c_str());
+                 address->host.c_str(), server.port(),
+                 options.socket.empty() ? "" : " and unix:", options.socket.c_str(),
+                 options.proxy_listen.c_str(), service->engine().c_str(), data_dir.root().c_str());
     const int signal = wait_for_signal(signals);
     common::log_info(
         fmt::format("received {}, stopping", signal == SIGTERM ? "SIGTERM" : "SIGINT"));

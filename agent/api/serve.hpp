@@ -13,7 +13,7 @@ struct ServeOptions {
     std::string socket = k_default_socket; // empty: no unix socket
     std::string proxy_listen = "127.0.0.1:8080";
     std::string engine = "auto";
-    std::string engine_bin;                // docker/podman CLI, default: on PATH
+    std::string engine_bin; // docker/podman CLI, default: on PATH
     std::string container_network = "host";
     std::string proxy_bin; // empty: deploy-proxy beside this executable
 };

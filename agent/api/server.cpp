@@ -38,9 +38,9 @@ struct Server::Impl {
     ConnectionOptions options;
     net::io_context context;
     tcp::acceptor acceptor;
-    int unix_fd = -1;                   // listen_unix(): the listening socket
-    std::filesystem::path unix_path;    // and its file,
-    struct stat unix_file{};            // which stop() removes if it is still ours
+    int unix_fd = -1;                // listen_unix(): the listening socket
+    std::filesystem::path unix_path; // and its file,
+    struct stat unix_file {};        // which stop() removes if it is still ours
     std::atomic<bool> stopping{false};
     std::mutex mutex;
     std::condition_variable idle;

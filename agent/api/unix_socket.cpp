@@ -24,10 +24,9 @@ common::Result<sockaddr_un> address_of(const fs::path& path) {
     address.sun_family = AF_UNIX;
     const auto& text = path.native();
     if (text.empty() || text.size() >= sizeof address.sun_path)
-        return common::make_error(
-            ErrorKind::usage,
-            fmt::format("socket path '{}' must be 1 to {} bytes long", text,
-                        sizeof address.sun_path - 1));
+        return common::make_error(ErrorKind::usage,
+                                  fmt::format("socket path '{}' must be 1 to {} bytes long", text,
+                                              sizeof address.sun_path - 1));
     std::memcpy(address.sun_path, text.c_str(), text.size() + 1);
     return address;
 }
@@ -46,8 +45,8 @@ common::Status prepare_directory(const fs::path& dir) {
         fs::permissions(dir, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec,
                         ec);
     if (ec)
-        return common::make_error(
-            ErrorKind::io, fmt::format("cannot create {}: {}", dir.string(), ec.message()));
+        return common::make_error(ErrorKind::io,
+                                  fmt::format("cannot create {}: {}", dir.string(), ec.message()));
     return {};
 }
 
@@ -87,9 +86,9 @@ common::Result<int> connect_unix(const fs::path& path) {
     if (::connect(fd, reinterpret_cast<const sockaddr*>(&*address), sizeof *address) != 0) {
         const int error = errno;
         ::close(fd);
-        return common::make_error(ErrorKind::connection,
-                                  fmt::format("cannot connect to {}: {}", path.string(),
-                                              std::strerror(error)));
+        return common::make_error(
+            ErrorKind::connection,
+            fmt::format("cannot connect to {}: {}", path.string(), std::strerror(error)));
     }
     return fd;
 }
