@@ -1,4 +1,5 @@
 #include <agent/api/unix_socket.hpp>
+#include <common/fs.hpp>
 
 #include <fmt/format.h>
 
@@ -34,20 +35,6 @@ common::Result<sockaddr_un> address_of(const fs::path& path) {
 common::Error io_error(const std::string& what, const fs::path& path, int error) {
     return common::make_error(ErrorKind::io,
                               fmt::format("{} {}: {}", what, path.string(), std::strerror(error)));
-}
-
-common::Status prepare_directory(const fs::path& dir) {
-    std::error_code ec;
-    if (dir.empty() || fs::is_directory(dir, ec))
-        return {};
-    fs::create_directories(dir, ec);
-    if (!ec)
-        fs::permissions(dir, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec,
-                        ec);
-    if (ec)
-        return common::make_error(ErrorKind::io,
-                                  fmt::format("cannot create {}: {}", dir.string(), ec.message()));
-    return {};
 }
 
 // Leaves `path` free for bind(): removes a socket file nobody answers on.
@@ -97,7 +84,9 @@ common::Result<int> listen_unix(const fs::path& path) {
     auto address = address_of(path);
     if (!address)
         return address.error();
-    if (auto ok = prepare_directory(path.parent_path()); !ok)
+    constexpr auto k_dir_perms =
+        fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec; // 0750
+    if (auto ok = common::ensure_directory(path.parent_path(), k_dir_perms); !ok)
         return ok.error();
     if (auto ok = clear_stale(path); !ok)
         return ok.error();

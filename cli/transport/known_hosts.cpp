@@ -1,4 +1,5 @@
 #include <cli/transport/known_hosts.hpp>
+#include <common/fs.hpp>
 
 #include <fmt/format.h>
 #include <libssh2.h>
@@ -90,19 +91,6 @@ common::Status read_lines(const fs::path& file, LIBSSH2_KNOWNHOSTS* hosts) {
     return {};
 }
 
-common::Status ensure_folder(const fs::path& dir) {
-    std::error_code ec;
-    if (dir.empty() || fs::is_directory(dir, ec))
-        return {};
-    fs::create_directories(dir, ec);
-    if (!ec)
-        fs::permissions(dir, fs::perms::owner_all, ec);
-    if (ec)
-        return common::make_error(ErrorKind::io,
-                                  fmt::format("cannot create {}: {}", dir.string(), ec.message()));
-    return {};
-}
-
 } // namespace
 
 std::string key_type_of(std::string_view blob) {
@@ -166,7 +154,7 @@ common::Result<HostKeyCheck> check_known_host(const fs::path& file, const std::s
 
 common::Status add_known_host(const fs::path& file, const std::string& host, int port,
                               std::string_view blob) {
-    if (auto ok = ensure_folder(file.parent_path()); !ok)
+    if (auto ok = common::ensure_directory(file.parent_path(), fs::perms::owner_all); !ok)
         return ok;
     const int fd = ::open(file.c_str(), O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0)

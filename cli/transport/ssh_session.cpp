@@ -108,6 +108,17 @@ std::string key_type_name(LIBSSH2_SESSION* session) {
     return blob ? key_type_of({blob, length}) : std::string("unknown");
 }
 
+// ssh-ed25519 -> "ed25519", as in /etc/ssh/ssh_host_ed25519_key.pub.
+const char* host_key_file_kind(const std::string& type) {
+    if (type == "ssh-ed25519")
+        return "ed25519";
+    if (type == "ssh-rsa")
+        return "rsa";
+    if (type == "ssh-dss")
+        return "dsa";
+    return "ecdsa";
+}
+
 common::Error unknown_key(const SshOptions& options, const std::string& type,
                           const std::string& fingerprint, const fs::path& file) {
     return common::make_error(
@@ -118,10 +129,7 @@ common::Error unknown_key(const SshOptions& options, const std::string& type,
                     "  ssh-keyscan -p {} {} >> {}\n"
                     "or run deployctl once with --accept-new-host-key to record it.",
                     known_hosts_name(options.host, options.port), type, fingerprint,
-                    type == "ssh-ed25519" ? "ed25519"
-                    : type == "ssh-rsa"   ? "rsa"
-                                          : "ecdsa",
-                    options.port, options.host, file.string()));
+                    host_key_file_kind(type), options.port, options.host, file.string()));
 }
 
 common::Error changed_key(const SshOptions& options, const std::string& type,

@@ -129,6 +129,18 @@ assert_exit 0 sctl rollback
 expect_serving $APP "hello from 2" "rollback over SSH: v2 served again"
 assert_eq v2 "$(sctl --json status | jq -r .production)" "status --json over SSH: production is v2"
 
+# --- a large upload goes through the tunnel's flow control ------------------------------
+make_app_repo big hosts="\"$SSH_URL\""
+BIG=$REPO
+REPO=$TEST_TMP/repos/hello
+printf 'agent_command = %s\n' "$(toml_string "$AGENT_COMMAND")" >>"$BIG/deploy.toml"
+head -c $((24 * 1024 * 1024)) /dev/urandom >"$BIG/large.bin"
+git -C "$BIG" add -A && git -C "$BIG" commit -q -m "A large file"
+assert_exit 0 "$DEPLOYCTL_BIN" -C "$BIG" --no-color deploy
+assert_eq "$(sha256sum <"$BIG/large.bin")" "$(sha256sum <"$(release_dir big v1)/large.bin")" \
+    "a 24 MiB file deployed over SSH arrives intact"
+expect_serving big "hello from 1" "the large app is served"
+
 # --- logs -f over SSH shows a line written after it started ----------------------------
 FOLLOW=$TEST_TMP/follow.out
 sctl logs -f >"$FOLLOW" 2>"$TEST_TMP/follow.err" &
