@@ -69,6 +69,15 @@ int fail(const common::Error& error) {
     return usage ? 2 : 1;
 }
 
+// A socket that cannot be made (e.g. /run/deploy-agent for a user who may not
+// write /run) says how to serve it elsewhere or not at all.
+common::Error with_socket_hint(common::Error error) {
+    if (error.message.find("--socket") == std::string::npos)
+        error.message += " (serve the socket elsewhere with --socket PATH, or none with "
+                         "--socket \"\")";
+    return error;
+}
+
 } // namespace
 
 int serve(const ServeOptions& options) {
@@ -100,7 +109,7 @@ int serve(const ServeOptions& options) {
     Server local(router, connection_options);
     if (!options.socket.empty())
         if (auto ok = local.listen_unix(options.socket); !ok)
-            return fail(ok.error());
+            return fail(with_socket_hint(ok.error()));
     if (auto ok = service->start(); !ok)
         return fail(ok.error());
 
