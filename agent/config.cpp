@@ -83,12 +83,13 @@ common::Result<AgentConfig> parse_agent_config(std::string_view text, std::strin
     }
     AgentConfig out;
     if (auto ok = r.check_keys(root, "agent.toml",
-                               {"data_dir", "listen", "engine", "engine_bin", "container_network",
-                                "proxy_bin", "proxy"});
+                               {"data_dir", "listen", "socket", "engine", "engine_bin",
+                                "container_network", "proxy_bin", "proxy"});
         !ok)
         return ok.error();
     for (auto [key, target] :
          {std::pair{"data_dir", &out.data_dir}, std::pair{"listen", &out.listen},
+          std::pair{"socket", &out.socket},
           std::pair{"engine", &out.engine}, std::pair{"engine_bin", &out.engine_bin},
           std::pair{"container_network", &out.container_network},
           std::pair{"proxy_bin", &out.proxy_bin}}) {

@@ -17,6 +17,7 @@ namespace agent {
 struct AgentConfig {
     std::optional<std::string> data_dir;
     std::optional<std::string> listen;
+    std::optional<std::string> socket;
     std::optional<std::string> engine;
     std::optional<std::string> engine_bin;
     std::optional<std::string> container_network;

@@ -2,7 +2,9 @@
 // agent_core; this file is the command line.
 
 #include <CLI/CLI.hpp>
+#include <agent/api/dial_stdio.hpp>
 #include <agent/api/serve.hpp>
+#include <agent/api/unix_socket.hpp>
 #include <agent/config.hpp>
 #include <common/version.hpp>
 
@@ -36,6 +38,7 @@ int apply_config_file(const CLI::App& serve, const std::string& flag_path,
     };
     fill("--data-dir", config->data_dir, options.data_dir);
     fill("--listen", config->listen, options.listen);
+    fill("--socket", config->socket, options.socket);
     fill("--engine", config->engine, options.engine);
     fill("--engine-bin", config->engine_bin, options.engine_bin);
     fill("--container-network", config->container_network, options.container_network);
@@ -95,6 +98,19 @@ int main(int argc, char** argv) {
         ->capture_default_str();
     serve->add_option("--proxy-bin", options.proxy_bin,
                       "Path of the deploy-proxy binary (default: beside deploy-agent)");
+    serve
+        ->add_option("--socket", options.socket,
+                     "Also serve the API on this unix socket, for local users and for deployctl "
+                     "over SSH (dial-stdio); its directory is created 0750 if missing, the "
+                     "socket is 0660. \"\" disables it")
+        ->capture_default_str();
+
+    std::string dial_socket = agent::api::k_default_socket;
+    auto* dial = app.add_subcommand(
+        "dial-stdio", "Bridge stdin and stdout to the agent's unix socket (deployctl runs this "
+                      "over SSH for ssh:// hosts)");
+    dial->add_option("--socket", dial_socket, "The socket of deploy-agent serve")
+        ->capture_default_str();
 
     auto* version = app.add_subcommand("version", "Print the version");
     version->callback([] { std::printf("deploy-agent %s\n", common::version()); });
@@ -110,5 +126,7 @@ int main(int argc, char** argv) {
             return code;
         return agent::api::serve(options);
     }
+    if (*dial)
+        return agent::api::dial_stdio(dial_socket);
     return 0;
 }

@@ -5,6 +5,7 @@
 #include <cli/commands/commands.hpp>
 #include <cli/context.hpp>
 #include <cli/transport/http_client.hpp>
+#include <cli/transport/ssh_client.hpp>
 #include <common/version.hpp>
 
 #include <fmt/format.h>
@@ -28,7 +29,10 @@ const char* k_exit_codes = R"(Exit codes:
 
 Agents: --host URL, else $DEPLOYCTL_HOST, else the hosts of the target in deploy.toml
 (-t NAME, the only target, or "production"). URLs: https://HOST:PORT, or http://127.0.0.1:PORT
-for an agent on this machine. $DEPLOYCTL_TOKEN is sent as a bearer token.)";
+for an agent on this machine, or ssh://USER@HOST[:PORT]: deployctl logs in with ssh-agent or
+~/.ssh/id_* (or the target's identity_file), checks the host key against ~/.ssh/known_hosts
+and runs `deploy-agent dial-stdio` (or the target's agent_command) on the server.
+$DEPLOYCTL_TOKEN is sent as a bearer token.)";
 
 struct Commands {
     commands::AgentQuery agent = commands::AgentQuery::ping;
@@ -49,6 +53,9 @@ void add_global_options(CLI::App& app, GlobalOptions& g, std::string& dir) {
     app.add_flag("--json", g.json, "Print NDJSON events, one object per line (docs/json.md)");
     app.add_flag("-q,--quiet", g.quiet, "Print only errors and the final URL");
     app.add_flag("--no-color", g.no_color, "No colours (also when NO_COLOR is set)");
+    app.add_flag("--accept-new-host-key", g.accept_new_host_key,
+                 "ssh:// hosts: trust and record a server's host key the first time it is seen "
+                 "(a changed key is still refused)");
 }
 
 void add_commands(CLI::App& app, Commands& c) {
@@ -135,12 +142,23 @@ std::unique_ptr<output::Printer> make_printer(const GlobalOptions& g) {
     return output::make_human_printer(style, std::cout, std::cerr);
 }
 
-Connect http_connect() {
+Connect default_connect(const GlobalOptions& g) {
     transport::HttpOptions options;
     if (const char* token = std::getenv("DEPLOYCTL_TOKEN"))
         options.token = token;
-    return [options](const HostUrl& url) {
-        return transport::make_http_client(url.base_url, options);
+    return [options, accept_new = g.accept_new_host_key](
+               const HostUrl& url,
+               const SshSettings& ssh) -> common::Result<std::unique_ptr<transport::Client>> {
+        if (url.scheme != Scheme::ssh)
+            return transport::make_http_client(url.base_url, options);
+        transport::SshOptions ssh_options;
+        ssh_options.user = url.user;
+        ssh_options.host = url.host;
+        ssh_options.port = url.port ? url.port : 22;
+        ssh_options.agent_command = ssh.agent_command;
+        ssh_options.identity_file = ssh.identity_file;
+        ssh_options.accept_new_host_key = accept_new;
+        return transport::make_ssh_client(std::move(ssh_options), url.base_url, options);
     };
 }
 
@@ -184,7 +202,7 @@ int run(int argc, char** argv) {
     }
     auto printer = make_printer(ctx.global);
     ctx.out = printer.get();
-    ctx.connect = http_connect();
+    ctx.connect = default_connect(ctx.global);
     common::Status result;
     try {
         std::error_code ec;

@@ -19,9 +19,12 @@ struct GlobalOptions {
     bool json = false;
     bool quiet = false;
     bool no_color = false;
+    bool accept_new_host_key = false; // record an ssh:// server's first-seen host key
 };
 
-using Connect = std::function<std::unique_ptr<transport::Client>(const HostUrl& url)>;
+// Opens a client for one agent; ssh:// connects and logs in here (errors exit 3).
+using Connect = std::function<common::Result<std::unique_ptr<transport::Client>>(
+    const HostUrl& url, const SshSettings& ssh)>;
 
 struct Context {
     GlobalOptions global;

@@ -147,16 +147,24 @@ bool is_loopback_host(std::string_view host) {
 }
 
 common::Status check_transport(const HostUrl& url) {
-    if (url.scheme == Scheme::ssh)
-        return usage(fmt::format("cannot use {}: the SSH transport is not available in this "
-                                 "build yet (use https://HOST:PORT, or http:// on loopback)",
-                                 url.base_url));
     if (url.scheme == Scheme::http && !is_loopback_host(url.host))
         return usage(fmt::format(
             "refusing plain http:// to {}: it would send deployments and tokens unencrypted; "
             "http:// is only for loopback (127.0.0.1, ::1, localhost), use https://{} instead",
             url.host, url.port ? fmt::format("{}:{}", url.host, url.port) : url.host));
     return {};
+}
+
+const common::TargetConfig* selected_target(const HostSources& sources) {
+    const common::AppConfig* config = sources.config;
+    if (!config)
+        return nullptr;
+    auto it = config->targets.find(sources.target.empty() ? "production" : sources.target);
+    if (it != config->targets.end())
+        return &it->second;
+    if (sources.target.empty() && config->targets.size() == 1)
+        return &config->targets.begin()->second;
+    return nullptr;
 }
 
 common::Result<std::vector<std::string>> resolve_hosts(const HostSources& sources) {

@@ -28,8 +28,14 @@ common::Result<HostUrl> parse_host_url(std::string_view text);
 // 127.0.0.0/8, ::1 and "localhost".
 bool is_loopback_host(std::string_view host);
 
-// Plain http:// is only allowed to loopback; ssh:// is not in this build yet.
+// Plain http:// is only allowed to loopback.
 common::Status check_transport(const HostUrl& url);
+
+// What a deploy.toml target says about reaching its ssh:// hosts.
+struct SshSettings {
+    std::vector<std::string> agent_command; // empty: deploy-agent dial-stdio
+    std::string identity_file;              // empty: ssh-agent, then ~/.ssh/id_*
+};
 
 struct HostSources {
     std::vector<std::string> flags;            // --host, in order
@@ -41,5 +47,10 @@ struct HostSources {
 // --host, else DEPLOYCTL_HOST, else the hosts of a target in deploy.toml: the one
 // named by -t, the only one, or "production". The result is never empty.
 common::Result<std::vector<std::string>> resolve_hosts(const HostSources& sources);
+
+// The target whose settings apply (agent_command, identity_file), also when
+// --host overrides its hosts: the one named by -t, the only one, or
+// "production"; nullptr when there is none.
+const common::TargetConfig* selected_target(const HostSources& sources);
 
 } // namespace cli

@@ -66,6 +66,8 @@ common::Result<Target> resolve_target(const Context& ctx, const fs::path& dir, C
     if (!hosts)
         return hosts.error();
     target.hosts = std::move(*hosts);
+    if (const auto* selected = selected_target(sources))
+        target.ssh = SshSettings{selected->agent_command, selected->identity_file};
     return target;
 }
 
@@ -84,8 +86,8 @@ common::Status for_each_host(Context& ctx, const Target& target, OnError on_erro
     ctx.out->set_several_hosts(several);
     common::Status first;
     for (const auto& url : urls) {
-        auto client = ctx.connect(url);
-        auto st = fn(*client, url.base_url);
+        auto client = ctx.connect(url, target.ssh);
+        auto st = client ? fn(**client, url.base_url) : common::Status(client.error());
         if (st)
             continue;
         if (several) {

@@ -1,8 +1,9 @@
+#include <common/command_line.hpp>
 #include <common/config.hpp>
-#include <common/toml_reader.hpp>
 #include <common/duration.hpp>
 #include <common/fs.hpp>
 #include <common/manifest.hpp>
+#include <common/toml_reader.hpp>
 
 #include <fmt/format.h>
 #include <toml++/toml.h>
@@ -122,6 +123,41 @@ Status read_env(const Reader& r, const toml::table& t, std::map<std::string, std
     return {};
 }
 
+Status read_agent_command(const Reader& r, const toml::node& n, TargetConfig& target) {
+    std::string text;
+    TRY_ASSIGN(text, r.string_at(n, "agent_command"));
+    auto words = split_words(text);
+    if (!words)
+        return r.error_at(n.source(), "agent_command: " + words.error().message);
+    if (words->empty())
+        return r.error_at(n.source(), "agent_command is empty: leave it out for the default "
+                                      "(deploy-agent dial-stdio), or give the command to run, "
+                                      "e.g. \"/opt/deploy/bin/deploy-agent dial-stdio\"");
+    target.agent_command = std::move(*words);
+    return {};
+}
+
+Status read_target(const Reader& r, const toml::table& t, TargetConfig& target) {
+    if (auto ok = r.check_keys(t, "[targets." + target.name + "]",
+                               {"hosts", "domains", "agent_command", "identity_file"});
+        !ok)
+        return ok;
+    if (const auto* n = t.get("hosts"))
+        TRY_ASSIGN(target.hosts, r.strings_at(*n, "hosts"));
+    if (const auto* n = t.get("domains"))
+        TRY_ASSIGN(target.domains, r.strings_at(*n, "domains"));
+    if (const auto* n = t.get("agent_command"))
+        if (auto ok = read_agent_command(r, *n, target); !ok)
+            return ok;
+    if (const auto* n = t.get("identity_file")) {
+        TRY_ASSIGN(target.identity_file, r.string_at(*n, "identity_file"));
+        if (target.identity_file.empty())
+            return r.error_at(n->source(), "identity_file is empty: leave it out to use "
+                                           "ssh-agent and ~/.ssh/id_*, or give a key's path");
+    }
+    return {};
+}
+
 Status read_targets(const Reader& r, const toml::table& t,
                     std::map<std::string, TargetConfig>& out) {
     for (auto&& [k, v] : t) {
@@ -129,13 +165,8 @@ Status read_targets(const Reader& r, const toml::table& t,
         target.name = std::string(k.str());
         const toml::table* table = nullptr;
         TRY_ASSIGN(table, r.table_at(v, "targets." + target.name));
-        if (auto ok = r.check_keys(*table, "[targets." + target.name + "]", {"hosts", "domains"});
-            !ok)
+        if (auto ok = read_target(r, *table, target); !ok)
             return ok;
-        if (const auto* n = table->get("hosts"))
-            TRY_ASSIGN(target.hosts, r.strings_at(*n, "hosts"));
-        if (const auto* n = table->get("domains"))
-            TRY_ASSIGN(target.domains, r.strings_at(*n, "domains"));
         out[target.name] = std::move(target);
     }
     return {};
@@ -181,7 +212,6 @@ Result<AppConfig> read_config(const Reader& r, const toml::table& root) {
         return ok.error();
     return config;
 }
-
 
 std::size_t edit_distance(std::string_view a, std::string_view b) {
     std::vector<std::size_t> row(b.size() + 1);

@@ -52,6 +52,12 @@ struct TargetConfig {
     std::string name;
     std::vector<std::string> hosts;
     std::vector<std::string> domains;
+    // ssh:// hosts: the command run on the server (split into words; empty =
+    // `deploy-agent dial-stdio`) and the private key to log in with (empty =
+    // ssh-agent, then ~/.ssh/id_ed25519, id_ecdsa, id_rsa). As written: a
+    // leading ~/ is expanded by the CLI.
+    std::vector<std::string> agent_command;
+    std::string identity_file;
 };
 
 struct AppConfig {

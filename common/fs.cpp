@@ -82,4 +82,17 @@ Result<std::string> read_file(const std::filesystem::path& path) {
     return out.str();
 }
 
+Status ensure_directory(const std::filesystem::path& dir, std::filesystem::perms perms) {
+    std::error_code ec;
+    if (dir.empty() || std::filesystem::is_directory(dir, ec))
+        return {};
+    std::filesystem::create_directories(dir, ec);
+    if (!ec)
+        std::filesystem::permissions(dir, perms, ec);
+    if (ec)
+        return make_error(ErrorKind::io,
+                          fmt::format("cannot create {}: {}", dir.string(), ec.message()));
+    return {};
+}
+
 } // namespace common

@@ -16,5 +16,8 @@ Status atomic_write_file(const std::filesystem::path& path, std::string_view con
 Result<std::string> read_file(const std::filesystem::path& path);
 // fsync a directory so that a rename in it is durable.
 Status fsync_dir(const std::filesystem::path& dir);
+// Creates `dir` (and its parents) when it is missing and gives it `perms`; an
+// existing directory is left as it is. ErrorKind::io naming the folder.
+Status ensure_directory(const std::filesystem::path& dir, std::filesystem::perms perms);
 
 } // namespace common

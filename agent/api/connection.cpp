@@ -104,9 +104,10 @@ class ChunkSink : public StreamSink {
 
 class Connection {
   public:
-    Connection(tcp::socket& socket, const Router& router, const ConnectionOptions& options)
+    Connection(tcp::socket& socket, const Router& router, const ConnectionOptions& options,
+               const Peer& peer)
         : m_socket(socket), m_reader(socket, options.idle_timeout), m_router(router),
-          m_options(options) {}
+          m_options(options), m_peer(peer) {}
 
     // Serves one request; false when the connection should close.
     bool serve_one();
@@ -125,6 +126,7 @@ class Connection {
     IdleDeadlineStream m_reader;
     const Router& m_router;
     const ConnectionOptions& m_options;
+    const Peer& m_peer;
     beast::flat_buffer m_buffer;
     unsigned m_version = 11;
     std::optional<Response> m_body_error; // set when a body could not be read
@@ -281,6 +283,7 @@ bool Connection::serve_one() {
     const std::string target(header.get().target());
     const auto question = target.find('?');
     Request request;
+    request.peer = m_peer;
     request.method = std::string(header.get().method_string());
     request.path = target.substr(0, question);
     if (question != std::string::npos)
@@ -307,10 +310,12 @@ bool Connection::serve_one() {
 
 } // namespace
 
-void serve_connection(int fd, const Router& router, const ConnectionOptions& options) {
+void serve_connection(int fd, const Router& router, const ConnectionOptions& options,
+                      const Peer& peer) {
+    // A unix socket too: Asio's tcp::socket only reads and writes the descriptor.
     net::io_context context;
     tcp::socket socket(context, protocol_of(fd), fd);
-    Connection connection(socket, router, options);
+    Connection connection(socket, router, options, peer);
     while (connection.serve_one()) {
     }
     beast::error_code ec;

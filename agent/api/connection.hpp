@@ -20,8 +20,10 @@ struct ConnectionOptions {
     std::chrono::milliseconds idle_timeout{60000};
 };
 
-// Serves requests on the connected socket `fd` until the client closes it, an
-// error occurs or the socket is shut down. The caller keeps ownership of `fd`.
-void serve_connection(int fd, const Router& router, const ConnectionOptions& options);
+// Serves requests on the connected socket `fd` (TCP or unix) until the client
+// closes it, an error occurs or the socket is shut down; every request carries
+// `peer`. The caller keeps ownership of `fd`.
+void serve_connection(int fd, const Router& router, const ConnectionOptions& options,
+                      const Peer& peer = {});
 
 } // namespace agent::api

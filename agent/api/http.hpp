@@ -12,7 +12,17 @@ namespace agent::api {
 
 using Params = std::map<std::string, std::string>;
 
+// Who sent a request. On the unix socket the kernel names the user
+// (SO_PEERCRED): over SSH, the user who logged in and ran dial-stdio. A TCP
+// client is anonymous here (bearer tokens will name it).
+struct Peer {
+    bool unix_socket = false;
+    long uid = -1;    // unix socket only
+    std::string user; // the uid's name, or the uid as digits when it has none
+};
+
 struct Request {
+    Peer peer;
     std::string method;              // "GET", "POST", ...
     std::string path;                // raw path, without the query string
     Params query;                    // decoded query parameters

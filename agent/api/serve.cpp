@@ -71,6 +71,15 @@ int fail(const common::Error& error) {
     return usage ? 2 : 1;
 }
 
+// A socket that cannot be made (e.g. /run/deploy-agent for a user who may not
+// write /run) says how to serve it elsewhere or not at all.
+common::Error with_socket_hint(common::Error error) {
+    if (error.message.find("--socket") == std::string::npos)
+        error.message += " (serve the socket elsewhere with --socket PATH, or none with "
+                         "--socket \"\")";
+    return error;
+}
+
 } // namespace
 
 int serve(const ServeOptions& options) {
@@ -106,27 +115,46 @@ int serve(const ServeOptions& options) {
                        options.engine_bin, options.container_network});
     ApiContext context{*service, blobs, data_dir};
     const Router router = make_router(context);
-    Server server(router,
-                  ConnectionOptions{[&blobs] { return blobs.temp_path(); }, k_max_blob_size});
+    const ConnectionOptions connection_options{[&blobs] { return blobs.temp_path(); },
+                                               k_max_blob_size};
+    Server server(router, connection_options);
     if (auto ok = server.listen(*address); !ok)
         return fail(ok.error());
+    // The same API on the unix socket, for local users and for SSH (dial-stdio).
+    Server local(router, connection_options);
+    if (!options.socket.empty())
+        if (auto ok = local.listen_unix(options.socket); !ok)
+            return fail(with_socket_hint(ok.error()));
     if (auto ok = service->start(); !ok)
         return fail(ok.error());
 
     std::thread acceptor([&server] { server.run(); });
+    std::thread local_acceptor([&local, &options] {
+        if (!options.socket.empty())
+            local.run();
+    });
     const std::string https = service->proxy_https_listen();
     std::fprintf(stderr,
-                 "deploy-agent ready: api http://%s:%u, proxy http://%s%s%s, engine %s, data %s\n",
-                 address->host.c_str(), server.port(), options.proxy.listen.c_str(),
+                 "deploy-agent ready: api http://%s:%u%s%s, proxy http://%s%s%s, engine %s, "
+                 "data %s\n",
+                 address->host.c_str(), server.port(), options.socket.empty() ? "" : " and unix:",
+                 options.socket.c_str(), options.proxy.listen.c_str(),
                  https.empty() ? "" : " https://", https.c_str(), service->engine().c_str(),
                  data_dir.root().c_str());
     const int signal = wait_for_signal(signals);
     common::log_info(
         fmt::format("received {}, stopping", signal == SIGTERM ? "SIGTERM" : "SIGINT"));
     server.stop();
+    local.stop();
     acceptor.join();
+    local_acceptor.join();
     service->stop();
-    if (!server.wait_idle(std::chrono::seconds(5))) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    const auto left = [&deadline] {
+        return std::chrono::duration_cast<std::chrono::milliseconds>(
+            deadline - std::chrono::steady_clock::now());
+    };
+    if (!server.wait_idle(left()) || !local.wait_idle(left())) {
         // A handler still runs (e.g. a rollback waiting for a health check):
         // leave without destroying what it uses. Apps and the proxy keep running.
         common::log_warn("connections still busy; exiting without waiting for them");

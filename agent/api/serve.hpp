@@ -1,6 +1,7 @@
 #pragma once
 // `deploy-agent serve`: data dir, Service, HTTP API, signals.
 
+#include <agent/api/unix_socket.hpp>
 #include <agent/deploy/service.hpp>
 
 #include <string>
@@ -10,9 +11,10 @@ namespace agent::api {
 struct ServeOptions {
     std::string data_dir = "/var/lib/deploy-agent";
     std::string listen = "127.0.0.1:7070";
+    std::string socket = k_default_socket; // empty: no unix socket
     ProxySettings proxy; // where and how deploy-proxy serves the apps
     std::string engine = "auto";
-    std::string engine_bin;                // docker/podman CLI, default: on PATH
+    std::string engine_bin; // docker/podman CLI, default: on PATH
     std::string container_network = "host";
     std::string proxy_bin; // empty: deploy-proxy beside this executable
 };

@@ -1,4 +1,5 @@
 #include <agent/api/server.hpp>
+#include <agent/api/unix_socket.hpp>
 #include <common/log.hpp>
 
 #include <boost/asio/io_context.hpp>
@@ -12,6 +13,7 @@
 #include <mutex>
 #include <set>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <thread>
 #include <unistd.h>
 
@@ -23,13 +25,22 @@ using tcp = net::ip::tcp;
 struct Server::Impl {
     Impl(const Router& r, ConnectionOptions o)
         : router(r), options(std::move(o)), acceptor(context) {}
+    ~Impl() {
+        if (unix_fd >= 0)
+            ::close(unix_fd);
+    }
 
     void serve(int fd);
+    int listen_fd() { return unix_fd >= 0 ? unix_fd : acceptor.native_handle(); }
+    void remove_socket_file();
 
     const Router& router;
     ConnectionOptions options;
     net::io_context context;
     tcp::acceptor acceptor;
+    int unix_fd = -1;                // listen_unix(): the listening socket
+    std::filesystem::path unix_path; // and its file,
+    struct stat unix_file {};        // which stop() removes if it is still ours
     std::atomic<bool> stopping{false};
     std::mutex mutex;
     std::condition_variable idle;
@@ -51,7 +62,7 @@ static void refuse_busy(int fd) {
 }
 
 void Server::Impl::serve(int fd) {
-    serve_connection(fd, router, options);
+    serve_connection(fd, router, options, unix_fd >= 0 ? unix_peer(fd) : Peer{});
     std::lock_guard lock(mutex);
     connections.erase(fd);
     ::close(fd); // under the lock: stop() never shuts down a reused descriptor
@@ -86,13 +97,32 @@ common::Status Server::listen(const ListenAddress& address) {
     return {};
 }
 
+common::Status Server::listen_unix(const std::filesystem::path& path) {
+    auto fd = agent::api::listen_unix(path);
+    if (!fd)
+        return fd.error();
+    m_impl->unix_fd = *fd;
+    m_impl->unix_path = path;
+    ::stat(path.c_str(), &m_impl->unix_file);
+    return {};
+}
+
+// A newer agent may have replaced the file already: remove only our own.
+void Server::Impl::remove_socket_file() {
+    struct stat now {};
+    if (unix_path.empty() || ::stat(unix_path.c_str(), &now) != 0)
+        return;
+    if (now.st_dev == unix_file.st_dev && now.st_ino == unix_file.st_ino)
+        ::unlink(unix_path.c_str());
+}
+
 unsigned short Server::port() const {
     boost::system::error_code ec;
     return m_impl->acceptor.local_endpoint(ec).port();
 }
 
 void Server::run() {
-    const int listen_fd = m_impl->acceptor.native_handle();
+    const int listen_fd = m_impl->listen_fd();
     while (!m_impl->stopping) {
         const int fd = ::accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC);
         if (fd < 0) {
@@ -120,7 +150,8 @@ void Server::run() {
 
 void Server::stop() {
     m_impl->stopping = true;
-    ::shutdown(m_impl->acceptor.native_handle(), SHUT_RDWR); // wakes accept4()
+    ::shutdown(m_impl->listen_fd(), SHUT_RDWR); // wakes accept4()
+    m_impl->remove_socket_file();
     std::lock_guard lock(m_impl->mutex);
     for (int fd : m_impl->connections)
         ::shutdown(fd, SHUT_RDWR);

@@ -1,6 +1,7 @@
 #pragma once
-// The agent's HTTP server: a listening socket and one thread per connection
-// (few clients, long-lived streams). Beast and Asio stay in the .cpp files.
+// The agent's HTTP server: a listening socket (TCP, or unix for local users and
+// SSH) and one thread per connection (few clients, long-lived streams). Beast
+// and Asio stay in the .cpp files.
 
 #include <agent/api/connection.hpp>
 #include <agent/api/listen.hpp>
@@ -9,6 +10,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <filesystem>
 #include <memory>
 
 namespace agent::api {
@@ -26,6 +28,10 @@ class Server {
 
     // Binds and listens (ErrorKind::io when the address is in use or not ours).
     common::Status listen(const ListenAddress& address);
+    // Or listens on a unix socket (see listen_unix in unix_socket.hpp); each
+    // request then names the connecting user (Request::peer). The file is
+    // removed by stop().
+    common::Status listen_unix(const std::filesystem::path& path);
     // The bound port (useful with port 0).
     unsigned short port() const;
     // Accepts connections until stop(); each is served on its own thread.

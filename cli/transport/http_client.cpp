@@ -179,8 +179,12 @@ void HttpClient::setup(const char* method, std::string_view path, Headers& heade
                        const char* accept) {
     curl_easy_reset(m_handle); // keeps the connection cache: blobs reuse one connection
     m_error[0] = '\0';
-    std::string url = m_base_url + std::string(path);
+    // Over a unix socket the host name is a placeholder: the socket is the agent.
+    const bool local = !m_options.unix_socket.empty();
+    std::string url = (local ? std::string("http://deploy-agent") : m_base_url) + std::string(path);
     curl_easy_setopt(m_handle, CURLOPT_URL, url.c_str());
+    if (local)
+        curl_easy_setopt(m_handle, CURLOPT_UNIX_SOCKET_PATH, m_options.unix_socket.c_str());
     curl_easy_setopt(m_handle, CURLOPT_CUSTOMREQUEST, method);
     curl_easy_setopt(m_handle, CURLOPT_ERRORBUFFER, m_error);
     curl_easy_setopt(m_handle, CURLOPT_NOSIGNAL, 1L);

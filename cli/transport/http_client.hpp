@@ -12,9 +12,13 @@ struct HttpOptions {
     std::string token; // bearer token (DEPLOYCTL_TOKEN), empty for none
     long connect_timeout_s = 10;
     long request_timeout_s = 300; // non-streaming requests
+    // When set, every request goes to this unix socket (the SSH tunnel) and
+    // `base_url` only names the agent in messages.
+    std::string unix_socket;
 };
 
-// `base_url` is "http://127.0.0.1:7070" or "https://host:7443" (no trailing slash).
+// `base_url` is "http://127.0.0.1:7070" or "https://host:7443" (no trailing slash),
+// or with options.unix_socket any name for messages ("ssh://deploy@web1").
 std::unique_ptr<Client> make_http_client(std::string base_url, HttpOptions options = {});
 
 // Maps an agent's error answer to a typed error (exposed for tests).

@@ -224,9 +224,9 @@ free_port() {
 # ---------------------------------------------------------------- agent
 
 # start_agent [NAME]
-# Starts deploy-agent with its own data dir and random ports, waits for
-# /v1/health (≤10 s). Sets AGENT_PID AGENT_PORT AGENT_URL PROXY_PORT DATA
-# AGENT_LOG, and also NAME_PID, NAME_URL, ... when NAME is given.
+# Starts deploy-agent with its own data dir, unix socket and random ports, waits
+# for /v1/health (≤10 s). Sets AGENT_PID AGENT_PORT AGENT_URL AGENT_SOCKET
+# PROXY_PORT DATA AGENT_LOG, and also NAME_PID, NAME_URL, ... when NAME is given.
 # With DATA / AGENT_PORT / PROXY_PORT already set and REUSE=1, restarts on them.
 start_agent() {
     local name=${1:-agent}
@@ -237,6 +237,7 @@ start_agent() {
         mkdir -p "$DATA"
     fi
     AGENT_URL=http://127.0.0.1:$AGENT_PORT
+    AGENT_SOCKET=$TEST_TMP/$name/agent.sock
     AGENT_LOG=$TEST_TMP/$name/agent.$(date +%s%N).log
     mkdir -p "$(dirname "$AGENT_LOG")"
     IT_AGENT_LOGS+=("$AGENT_LOG")
@@ -247,7 +248,7 @@ start_agent() {
     local engine=${AGENT_ENGINE:-process}
     "$AGENT_BIN" serve --data-dir "$DATA" --listen "127.0.0.1:$AGENT_PORT" \
         --proxy-listen "127.0.0.1:$PROXY_PORT" --engine "$engine" --proxy-bin "$PROXY_BIN" \
-        ${AGENT_EXTRA_ARGS[@]+"${AGENT_EXTRA_ARGS[@]}"} \
+        --socket "$AGENT_SOCKET" ${AGENT_EXTRA_ARGS[@]+"${AGENT_EXTRA_ARGS[@]}"} \
         </dev/null >"$AGENT_LOG" 2>&1 &
     AGENT_PID=$!
     disown "$AGENT_PID" # no "Killed" job notices; bash still reaps it
@@ -281,6 +282,7 @@ start_agent() {
     printf -v "${upper}_PORT" '%s' "$AGENT_PORT"
     printf -v "${upper}_PROXY_PORT" '%s' "$PROXY_PORT"
     printf -v "${upper}_DATA" '%s' "$DATA"
+    printf -v "${upper}_SOCKET" '%s' "$AGENT_SOCKET"
 }
 
 # restart_agent [NAME]: same data dir and ports as the last start_agent.

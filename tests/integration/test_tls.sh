@@ -165,7 +165,7 @@ assert_eq "hello from 2" "$(https_get shop.tls.test)" "HTTPS still served"
 # Bad configurations stop the agent at once, with the file, and touch nothing.
 BAD_DATA=$TEST_TMP/bad-data
 bad_config() { # WHAT EXPECTED-MESSAGE: agent.toml in $TEST_TMP/bad.toml
-    assert_exit 2 timeout 20 "$AGENT_BIN" serve --config "$TEST_TMP/bad.toml" --data-dir "$BAD_DATA" \
+    assert_exit 2 timeout 20 "$AGENT_BIN" serve --config "$TEST_TMP/bad.toml" --data-dir "$BAD_DATA" --socket "" \
         --listen "127.0.0.1:$(free_port)" --proxy-listen "127.0.0.1:$(free_port)" --engine process \
         --proxy-bin "$PROXY_BIN"
     assert_contains "$ERR" "$2" "$1: says so"

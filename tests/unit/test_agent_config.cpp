@@ -164,7 +164,7 @@ TEST_CASE("agent.toml: unknown keys are named with the closest valid one") {
         INFO(m);
         CHECK(starts_with(m, "/etc/deployctl/agent.toml:2:1: unknown key 'listn' in agent.toml; "
                              "did you mean 'listen'?"));
-        CHECK(contains(m, "expected one of: data_dir, listen, engine"));
+        CHECK(contains(m, "expected one of: data_dir, listen, socket, engine"));
         // The line itself and a caret under the column.
         CHECK(contains(m, "\n  2 | listn = \"127.0.0.1:7070\"\n    | ^"));
     }

@@ -1,13 +1,17 @@
-// agent/api/connection: a silent client is disconnected after the idle timeout.
+// agent/api/connection: a silent client is disconnected after the idle timeout;
+// a unix-socket client is named.
 #include <agent/api/connection.hpp>
 #include <agent/api/router.hpp>
+#include <agent/api/unix_socket.hpp>
 
 #include <doctest/doctest.h>
+#include <fmt/format.h>
 
 #include <arpa/inet.h>
 #include <chrono>
 #include <future>
 #include <netinet/in.h>
+#include <pwd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -39,7 +43,8 @@ TEST_CASE("a client that stalls mid-request is disconnected after the idle timeo
     options.idle_timeout = std::chrono::milliseconds(200);
     auto [client, server] = tcp_pair();
     const std::string partial = "PUT /v1/blobs/x HTTP/1.1\r\nHost: a\r\nContent-Length: 100000\r\n";
-    REQUIRE(::send(client, partial.data(), partial.size(), 0) == static_cast<ssize_t>(partial.size()));
+    REQUIRE(::send(client, partial.data(), partial.size(), 0) ==
+            static_cast<ssize_t>(partial.size()));
 
     const auto started = std::chrono::steady_clock::now();
     auto served = std::async(std::launch::async, [&, fd = server] {
@@ -53,4 +58,35 @@ TEST_CASE("a client that stalls mid-request is disconnected after the idle timeo
     char byte = 0;
     CHECK(::recv(client, &byte, 1, 0) <= 0); // the connection is gone
     ::close(client);
+}
+
+TEST_CASE("a request on a unix socket names the connecting user (SO_PEERCRED)") {
+    agent::api::Router router;
+    router.add("GET", "/v1/whoami", [](const agent::api::Request& request) {
+        agent::api::Response response;
+        response.content_type = "text/plain";
+        response.body = (request.peer.unix_socket ? "unix " : "tcp ") + request.peer.user + " " +
+                        std::to_string(request.peer.uid);
+        return response;
+    });
+    agent::api::ConnectionOptions options;
+    int fds[2];
+    REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM, 0, fds) == 0);
+    const std::string request = "GET /v1/whoami HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
+    REQUIRE(::send(fds[0], request.data(), request.size(), 0) ==
+            static_cast<ssize_t>(request.size()));
+    auto served = std::async(std::launch::async, [&, fd = fds[1]] {
+        agent::api::serve_connection(fd, router, options, agent::api::unix_peer(fd));
+    });
+    REQUIRE(served.wait_for(std::chrono::seconds(5)) == std::future_status::ready);
+    ::close(fds[1]);
+    std::string answer;
+    char buffer[4096];
+    for (ssize_t n; (n = ::recv(fds[0], buffer, sizeof buffer, 0)) > 0;)
+        answer.append(buffer, static_cast<std::size_t>(n));
+    ::close(fds[0]);
+    const passwd* me = ::getpwuid(::getuid());
+    REQUIRE(me != nullptr);
+    CHECK(answer.find("200 OK") != std::string::npos);
+    CHECK(answer.find(fmt::format("unix {} {}", me->pw_name, ::getuid())) != std::string::npos);
 }

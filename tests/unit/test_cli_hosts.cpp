@@ -61,7 +61,7 @@ TEST_CASE("is_loopback_host knows 127.0.0.0/8, ::1 and localhost") {
     CHECK_FALSE(cli::is_loopback_host("::2"));
 }
 
-TEST_CASE("check_transport: plain http only to loopback, no ssh yet") {
+TEST_CASE("check_transport: plain http only to loopback; ssh and https anywhere") {
     CHECK(cli::check_transport(*parse_host_url("http://127.0.0.1:7070")));
     CHECK(cli::check_transport(*parse_host_url("http://localhost:7070")));
     CHECK(cli::check_transport(*parse_host_url("https://10.0.0.5:7443")));
@@ -69,9 +69,8 @@ TEST_CASE("check_transport: plain http only to loopback, no ssh yet") {
     REQUIRE_FALSE(remote);
     CHECK(remote.error().kind == common::ErrorKind::usage);
     CHECK(remote.error().message.find("https://10.0.0.5:7070") != std::string::npos);
-    auto ssh = cli::check_transport(*parse_host_url("ssh://deploy@web1"));
-    REQUIRE_FALSE(ssh);
-    CHECK(ssh.error().message.find("SSH transport is not available") != std::string::npos);
+    CHECK(cli::check_transport(*parse_host_url("ssh://deploy@web1")));
+    CHECK(cli::check_transport(*parse_host_url("ssh://deploy@10.0.0.5:2222")));
 }
 
 namespace {
@@ -152,5 +151,37 @@ TEST_CASE("resolve_hosts: the only target, or nothing to talk to") {
               "no agent to talk to: pass --host URL or list hosts under [targets.NAME] in "
               "deploy.toml");
         CHECK(common::exit_code(hosts.error().kind) == 2);
+    }
+}
+
+TEST_CASE("selected_target: whose agent_command and identity_file apply") {
+    cli::HostSources s;
+    CHECK(cli::selected_target(s) == nullptr); // no deploy.toml
+    auto two = config_with({{"production", "ssh://p"}, {"staging", "ssh://s"}});
+    s.config = &two;
+    SUBCASE("-t names it, also when --host overrides its hosts") {
+        s.target = "staging";
+        s.flags = {"ssh://deploy@other"};
+        REQUIRE(cli::selected_target(s) != nullptr);
+        CHECK(cli::selected_target(s)->name == "staging");
+    }
+    SUBCASE("else production") {
+        REQUIRE(cli::selected_target(s) != nullptr);
+        CHECK(cli::selected_target(s)->name == "production");
+    }
+    SUBCASE("an unknown -t selects nothing") {
+        s.target = "qa";
+        CHECK(cli::selected_target(s) == nullptr);
+    }
+    SUBCASE("the only target, whatever its name") {
+        auto one = config_with({{"web", "ssh://w"}});
+        s.config = &one;
+        REQUIRE(cli::selected_target(s) != nullptr);
+        CHECK(cli::selected_target(s)->name == "web");
+    }
+    SUBCASE("several, none called production: none") {
+        auto none = config_with({{"a", "ssh://a"}, {"b", "ssh://b"}});
+        s.config = &none;
+        CHECK(cli::selected_target(s) == nullptr);
     }
 }

@@ -145,3 +145,58 @@ TEST_CASE("is_valid_app_name") {
     CHECK_FALSE(common::is_valid_app_name("a/b"));
     CHECK_FALSE(common::is_valid_app_name(std::string(64, 'a')));
 }
+
+TEST_CASE("parse_config reads a target's agent_command and identity_file") {
+    const char* text = R"(app = "hello"
+[targets.production]
+hosts = ["ssh://deploy@web1"]
+agent_command = "/opt/deploy/bin/deploy-agent dial-stdio --socket '/srv/my deploy/agent.sock'"
+identity_file = "~/.ssh/deploy_key"
+)";
+    auto config = common::parse_config(text, "deploy.toml");
+    REQUIRE(config.ok());
+    const auto& target = config->targets.at("production");
+    CHECK(target.agent_command == std::vector<std::string>{"/opt/deploy/bin/deploy-agent",
+                                                           "dial-stdio", "--socket",
+                                                           "/srv/my deploy/agent.sock"});
+    CHECK(target.identity_file == "~/.ssh/deploy_key");
+
+    SUBCASE("both are optional") {
+        auto plain = common::parse_config("app = \"a\"\n[targets.x]\nhosts = [\"ssh://h\"]\n",
+                                          "deploy.toml");
+        REQUIRE(plain.ok());
+        CHECK(plain->targets.at("x").agent_command.empty());
+        CHECK(plain->targets.at("x").identity_file.empty());
+    }
+    SUBCASE("an unterminated quote is an error at the value") {
+        auto bad = common::parse_config(
+            "app = \"a\"\n[targets.x]\nagent_command = \"deploy-agent 'dial-stdio\"\n", "d.toml");
+        REQUIRE_FALSE(bad.ok());
+        CHECK(bad.error().kind == common::ErrorKind::config);
+        CHECK(bad.error().message.rfind("d.toml:3:17: agent_command: a single quote", 0) == 0);
+    }
+    SUBCASE("an empty agent_command or identity_file is an error") {
+        auto empty =
+            common::parse_config("app = \"a\"\n[targets.x]\nagent_command = \"  \"\n", "d.toml");
+        REQUIRE_FALSE(empty.ok());
+        CHECK(empty.error().message.find("agent_command is empty") != std::string::npos);
+        auto key =
+            common::parse_config("app = \"a\"\n[targets.x]\nidentity_file = \"\"\n", "d.toml");
+        REQUIRE_FALSE(key.ok());
+        CHECK(key.error().message.find("identity_file is empty") != std::string::npos);
+    }
+    SUBCASE("wrong types and misspellings") {
+        auto number =
+            common::parse_config("app = \"a\"\n[targets.x]\nagent_command = 3\n", "d.toml");
+        REQUIRE_FALSE(number.ok());
+        CHECK(number.error().message.rfind("d.toml:3:17: agent_command must be a string", 0) == 0);
+        auto typo =
+            common::parse_config("app = \"a\"\n[targets.x]\nagent_comand = \"x\"\n", "d.toml");
+        REQUIRE_FALSE(typo.ok());
+        CHECK(typo.error().message.find("did you mean 'agent_command'?") != std::string::npos);
+        auto typo2 =
+            common::parse_config("app = \"a\"\n[targets.x]\nidentityfile = \"x\"\n", "d.toml");
+        REQUIRE_FALSE(typo2.ok());
+        CHECK(typo2.error().message.find("did you mean 'identity_file'?") != std::string::npos);
+    }
+}

@@ -1,0 +1,83 @@
+#include <cli/transport/ssh_client.hpp>
+#include <cli/transport/ssh_tunnel.hpp>
+#include <common/command_line.hpp>
+
+#include <nlohmann/json.hpp>
+
+namespace cli::transport {
+
+namespace {
+
+using nlohmann::json;
+
+// The HTTP client over the tunnel. When a request fails because the tunnel
+// did (connection lost, agent command failed), the tunnel's reason is the
+// error: libcurl only saw a closed socket.
+class SshClient final : public Client {
+  public:
+    SshClient(std::unique_ptr<SshTunnel> tunnel, std::unique_ptr<Client> http)
+        : m_tunnel(std::move(tunnel)), m_http(std::move(http)) {}
+    ~SshClient() override {
+        m_http.reset(); // closes libcurl's connections first: their channels end cleanly
+        m_tunnel.reset();
+    }
+    SshClient(const SshClient&) = delete;
+    SshClient& operator=(const SshClient&) = delete;
+
+    const std::string& url() const override { return m_http->url(); }
+    common::Result<json> get_json(std::string_view path) override {
+        return checked(m_http->get_json(path));
+    }
+    common::Result<json> post_json(std::string_view path, const json& body) override {
+        return checked(m_http->post_json(path, body));
+    }
+    common::Result<json> put_blob(std::string_view path, std::string_view bytes) override {
+        return checked(m_http->put_blob(path, bytes));
+    }
+    common::Result<json> remove(std::string_view path) override {
+        return checked(m_http->remove(path));
+    }
+    common::Status stream_ndjson(std::string_view path, const LineHandler& on_event) override {
+        return checked(m_http->stream_ndjson(path, on_event));
+    }
+
+  private:
+    template <class T> common::Result<T> checked(common::Result<T> result) {
+        if (result)
+            return result;
+        const auto kind = result.error().kind;
+        if (kind == common::ErrorKind::connection || kind == common::ErrorKind::timeout ||
+            kind == common::ErrorKind::internal)
+            if (auto failure = m_tunnel->failure())
+                return *failure;
+        return result;
+    }
+
+    std::unique_ptr<SshTunnel> m_tunnel;
+    std::unique_ptr<Client> m_http;
+};
+
+} // namespace
+
+std::vector<std::string> default_agent_command() {
+    return {"deploy-agent", "dial-stdio"};
+}
+
+common::Result<std::unique_ptr<Client>> make_ssh_client(SshOptions options, std::string display_url,
+                                                        HttpOptions http) {
+    auto session = open_ssh_session(options);
+    if (!session)
+        return session.error();
+    const auto& words =
+        options.agent_command.empty() ? default_agent_command() : options.agent_command;
+    auto tunnel =
+        SshTunnel::start(std::move(*session), common::shell_join(words), ssh_address(options));
+    if (!tunnel)
+        return tunnel.error();
+    http.unix_socket = (*tunnel)->socket_path();
+    auto client = make_http_client(std::move(display_url), std::move(http));
+    return std::unique_ptr<Client>(
+        std::make_unique<SshClient>(std::move(*tunnel), std::move(client)));
+}
+
+} // namespace cli::transport

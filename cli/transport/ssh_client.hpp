@@ -1,0 +1,36 @@
+#pragma once
+// The Client over SSH: libssh2 logs in to the server and runs the agent
+// command (`deploy-agent dial-stdio`) in an exec channel for each HTTP
+// connection; the HTTP client (libcurl) talks to a private unix socket that a
+// tunnel thread relays to those channels. libssh2 stays in the .cpp files.
+
+#include <cli/transport/client.hpp>
+#include <cli/transport/http_client.hpp>
+
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace cli::transport {
+
+struct SshOptions {
+    std::string user; // empty: the local user's name
+    std::string host;
+    int port = 22;
+    std::vector<std::string> agent_command; // empty: deploy-agent dial-stdio
+    std::string identity_file;              // empty: ssh-agent, then ~/.ssh/id_*
+    bool accept_new_host_key = false;
+    std::filesystem::path home; // empty: $HOME
+};
+
+// The agent command when a target sets none.
+std::vector<std::string> default_agent_command();
+
+// Connects, checks the host key and logs in before returning, so that an
+// unreachable server, an unknown or changed host key and a refused login are
+// reported here (exit 3). `display_url` names the agent in messages.
+common::Result<std::unique_ptr<Client>> make_ssh_client(SshOptions options, std::string display_url,
+                                                        HttpOptions http = {});
+
+} // namespace cli::transport

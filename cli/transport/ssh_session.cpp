@@ -1,0 +1,254 @@
+#include <cli/transport/known_hosts.hpp>
+#include <cli/transport/ssh_session.hpp>
+
+#include <fmt/format.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <fcntl.h>
+#include <netdb.h>
+#include <poll.h>
+#include <pwd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+namespace cli::transport {
+
+namespace {
+
+using common::ErrorKind;
+namespace fs = std::filesystem;
+
+constexpr int k_connect_timeout_ms = 10000;
+constexpr long k_handshake_timeout_ms = 20000;
+
+void init_libssh2_once() {
+    static const int rc = libssh2_init(0);
+    (void)rc;
+}
+
+std::string local_user() {
+    if (const char* user = std::getenv("USER"); user && *user)
+        return user;
+    if (const passwd* entry = ::getpwuid(::getuid()))
+        return entry->pw_name;
+    return "root";
+}
+
+fs::path home_dir() {
+    if (const char* home = std::getenv("HOME"); home && *home)
+        return home;
+    if (const passwd* entry = ::getpwuid(::getuid()))
+        return entry->pw_dir;
+    return "/";
+}
+
+// A non-blocking connect bounded by k_connect_timeout_ms; the error says why.
+int connect_address(const addrinfo& ai, std::string& why) {
+    const int fd =
+        ::socket(ai.ai_family, ai.ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, ai.ai_protocol);
+    if (fd < 0) {
+        why = std::strerror(errno);
+        return -1;
+    }
+    int error = 0;
+    if (::connect(fd, ai.ai_addr, ai.ai_addrlen) != 0) {
+        error = errno;
+        if (error == EINPROGRESS) {
+            pollfd p{fd, POLLOUT, 0};
+            const int ready = ::poll(&p, 1, k_connect_timeout_ms);
+            socklen_t length = sizeof error;
+            if (ready == 0)
+                error = ETIMEDOUT;
+            else if (ready < 0 || ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length) != 0)
+                error = errno;
+        }
+    }
+    if (error != 0) {
+        why = error == ETIMEDOUT ? fmt::format("no answer within {} s", k_connect_timeout_ms / 1000)
+                                 : std::strerror(error);
+        ::close(fd);
+        return -1;
+    }
+    ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+    int on = 1;
+    ::setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on);
+    return fd;
+}
+
+common::Result<int> connect_tcp(const SshOptions& options) {
+    addrinfo hints{};
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    addrinfo* list = nullptr;
+    const auto port = std::to_string(options.port);
+    if (const int rc = ::getaddrinfo(options.host.c_str(), port.c_str(), &hints, &list); rc != 0)
+        return common::make_error(ErrorKind::connection,
+                                  fmt::format("cannot reach ssh://{}: cannot resolve {}: {}",
+                                              ssh_address(options), options.host,
+                                              ::gai_strerror(rc)));
+    std::string why;
+    int fd = -1;
+    for (const addrinfo* ai = list; ai && fd < 0; ai = ai->ai_next)
+        fd = connect_address(*ai, why);
+    ::freeaddrinfo(list);
+    if (fd < 0)
+        return common::make_error(ErrorKind::connection,
+                                  fmt::format("cannot reach ssh://{}: {}:{}: {}",
+                                              ssh_address(options), options.host, options.port,
+                                              why));
+    return fd;
+}
+
+std::string key_type_name(LIBSSH2_SESSION* session) {
+    std::size_t length = 0;
+    int type = 0;
+    const char* blob = libssh2_session_hostkey(session, &length, &type);
+    return blob ? key_type_of({blob, length}) : std::string("unknown");
+}
+
+// ssh-ed25519 -> "ed25519", as in /etc/ssh/ssh_host_ed25519_key.pub.
+const char* host_key_file_kind(const std::string& type) {
+    if (type == "ssh-ed25519")
+        return "ed25519";
+    if (type == "ssh-rsa")
+        return "rsa";
+    if (type == "ssh-dss")
+        return "dsa";
+    return "ecdsa";
+}
+
+common::Error unknown_key(const SshOptions& options, const std::string& type,
+                          const std::string& fingerprint, const fs::path& file) {
+    return common::make_error(
+        ErrorKind::auth,
+        fmt::format("the host key of {} is not known: {} {}\n"
+                    "Nothing was sent. Check the fingerprint with the server's administrator "
+                    "(ssh-keygen -lf /etc/ssh/ssh_host_{}_key.pub on the server), then either\n"
+                    "  ssh-keyscan -p {} {} >> {}\n"
+                    "or run deployctl once with --accept-new-host-key to record it.",
+                    known_hosts_name(options.host, options.port), type, fingerprint,
+                    host_key_file_kind(type), options.port, options.host, file.string()));
+}
+
+common::Error changed_key(const SshOptions& options, const std::string& type,
+                          const std::string& fingerprint, const HostKeyCheck& check,
+                          const fs::path& file) {
+    return common::make_error(
+        ErrorKind::auth,
+        fmt::format("WARNING: the HOST KEY CHANGED for {}: someone may be intercepting the "
+                    "connection, or the server was reinstalled.\n"
+                    "  known in {}: {} {}\n"
+                    "  offered now: {} {}\n"
+                    "Nothing was sent. If the change is expected, remove the old key with\n"
+                    "  ssh-keygen -R '{}' -f {}\n"
+                    "and connect again (--accept-new-host-key records the new one).",
+                    known_hosts_name(options.host, options.port), file.string(), type,
+                    check.known_fingerprint.empty() ? "(unreadable)" : check.known_fingerprint,
+                    type, fingerprint, known_hosts_name(options.host, options.port),
+                    file.string()));
+}
+
+common::Status verify_host_key(LIBSSH2_SESSION* session, const SshOptions& options) {
+    std::size_t length = 0;
+    int type = 0;
+    const char* key = libssh2_session_hostkey(session, &length, &type);
+    if (!key)
+        return common::make_error(ErrorKind::connection,
+                                  fmt::format("ssh://{} sent no host key", ssh_address(options)));
+    const std::string_view blob(key, length);
+    const fs::path file = options.home / ".ssh" / "known_hosts";
+    auto check = check_known_host(file, options.host, options.port, blob);
+    if (!check)
+        return check.error();
+    const auto fingerprint = fingerprint_sha256(blob);
+    const auto type_name = key_type_name(session);
+    switch (check->status) {
+    case HostKeyStatus::known:
+        return {};
+    case HostKeyStatus::changed:
+        return changed_key(options, type_name, fingerprint, *check, file);
+    case HostKeyStatus::unknown:
+        if (!options.accept_new_host_key)
+            return unknown_key(options, type_name, fingerprint, file);
+        if (auto ok = add_known_host(file, options.host, options.port, blob); !ok)
+            return ok;
+        std::fprintf(stderr, "Recorded the host key of %s in %s: %s %s\n",
+                     known_hosts_name(options.host, options.port).c_str(), file.c_str(),
+                     type_name.c_str(), fingerprint.c_str());
+        return {};
+    }
+    return {};
+}
+
+} // namespace
+
+std::string ssh_address(const SshOptions& options) {
+    const bool v6 = options.host.find(':') != std::string::npos;
+    return fmt::format("{}@{}{}{}:{}", options.user, v6 ? "[" : "", options.host, v6 ? "]" : "",
+                       options.port);
+}
+
+std::string ssh_error_message(LIBSSH2_SESSION* session) {
+    char* message = nullptr;
+    int length = 0;
+    libssh2_session_last_error(session, &message, &length, 0);
+    return message && length > 0 ? std::string(message, static_cast<std::size_t>(length))
+                                 : std::string("unknown error");
+}
+
+SshSession::~SshSession() {
+    close(false);
+}
+
+SshSession::SshSession(SshSession&& other) noexcept
+    : m_fd(std::exchange(other.m_fd, -1)), m_session(std::exchange(other.m_session, nullptr)) {}
+
+void SshSession::close(bool server_alive) {
+    if (m_session) {
+        if (server_alive) {
+            libssh2_session_set_blocking(m_session, 1);
+            libssh2_session_set_timeout(m_session, 2000);
+            libssh2_session_disconnect(m_session, "deployctl is done");
+        }
+        libssh2_session_free(m_session);
+        m_session = nullptr;
+    }
+    if (m_fd >= 0)
+        ::close(m_fd);
+    m_fd = -1;
+}
+
+common::Result<SshSession> open_ssh_session(SshOptions& options) {
+    init_libssh2_once();
+    if (options.user.empty())
+        options.user = local_user();
+    if (options.home.empty())
+        options.home = home_dir();
+    if (options.port == 0)
+        options.port = 22;
+    auto fd = connect_tcp(options);
+    if (!fd)
+        return fd.error();
+    SshSession ssh;
+    ssh.m_fd = *fd;
+    ssh.m_session = libssh2_session_init();
+    if (!ssh.m_session)
+        return common::make_error(ErrorKind::internal, "libssh2: cannot create a session");
+    libssh2_session_set_blocking(ssh.m_session, 1);
+    libssh2_session_set_timeout(ssh.m_session, k_handshake_timeout_ms);
+    if (libssh2_session_handshake(ssh.m_session, ssh.m_fd) != 0)
+        return common::make_error(ErrorKind::connection,
+                                  fmt::format("cannot reach ssh://{}: the SSH handshake failed: {}",
+                                              ssh_address(options),
+                                              ssh_error_message(ssh.m_session)));
+    if (auto ok = verify_host_key(ssh.m_session, options); !ok)
+        return ok.error();
+    if (auto ok = detail::authenticate(ssh.m_session, options); !ok)
+        return ok.error();
+    libssh2_session_set_timeout(ssh.m_session, 0);
+    return ssh;
+}
+
+} // namespace cli::transport

@@ -1,0 +1,248 @@
+#!/usr/bin/env bash
+# ssh:// hosts against a real OpenSSH sshd on 127.0.0.1 with its own host key
+# and authorized_keys: host key checks (unknown, accepted, hashed, changed),
+# key and ssh-agent logins, deploy / logs -f / rollback / --json over SSH, the
+# agent command's errors, and a connection dropped in the middle of logs -f.
+source "$(dirname "$0")/lib.sh"
+require_binaries
+
+SSHD_BIN=${SSHD_BIN:-/usr/sbin/sshd}
+for tool in "$SSHD_BIN" ssh-keygen ssh-agent ssh-add; do
+    if ! command -v "$tool" >/dev/null; then
+        # CI installs openssh-server (scripts/deps): a missing sshd there is a failure.
+        [[ ${CI:-} == true ]] && fail "$tool present" "CI must run the SSH tests (scripts/deps installs openssh-server)"
+        log "SKIP: needs $tool (Debian: apt-get install openssh-server openssh-client)"
+        exit 77
+    fi
+done
+
+SSH_USER=$(id -un)
+SSHD_DIR=$TEST_TMP/sshd
+mkdir -p "$SSHD_DIR" "$HOME/.ssh"
+chmod 700 "$HOME/.ssh"
+unset SSH_AUTH_SOCK SSH_AGENT_PID
+KNOWN=$HOME/.ssh/known_hosts
+
+ssh-keygen -q -t ed25519 -N '' -C it-host -f "$SSHD_DIR/host_key"
+ssh-keygen -q -t ed25519 -N '' -C it-other-host -f "$SSHD_DIR/other_host_key"
+ssh-keygen -q -t ed25519 -N '' -C it-user -f "$HOME/.ssh/id_ed25519"
+ssh-keygen -q -t ed25519 -N '' -C it-wrong -f "$HOME/.ssh/wrong_key"
+cp "$HOME/.ssh/id_ed25519.pub" "$SSHD_DIR/authorized_keys"
+fingerprint() { ssh-keygen -l -E sha256 -f "$1" | awk '{print $2}'; }
+HOST_FP=$(fingerprint "$SSHD_DIR/host_key.pub")
+OTHER_FP=$(fingerprint "$SSHD_DIR/other_host_key.pub")
+
+# start_sshd NAME HOST_KEY: an sshd of our own on a free port; sets SSH_PORT.
+declare -a SSHD_PIDS=()
+start_sshd() {
+    local name=$1 key=$2 config=$SSHD_DIR/$1.config
+    SSH_PORT=$(free_port)
+    cat >"$config" <<EOF
+ListenAddress 127.0.0.1
+Port $SSH_PORT
+HostKey $key
+AuthorizedKeysFile $SSHD_DIR/authorized_keys
+PidFile $SSHD_DIR/$name.pid
+UsePAM no
+StrictModes no
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PubkeyAuthentication yes
+LogLevel VERBOSE
+EOF
+    mkdir -p /run/sshd 2>/dev/null || true
+    "$SSHD_BIN" -D -e -f "$config" </dev/null >"$SSHD_DIR/$name.log" 2>&1 &
+    SSHD_PID=$!
+    disown "$SSHD_PID" # no "Killed" job notices
+    SSHD_PIDS+=("$SSHD_PID")
+    wait_until 10 port_in_use "$SSH_PORT" ||
+        fail "sshd '$name' listens on 127.0.0.1:$SSH_PORT" "sshd log:" "$(excerpt "$SSHD_DIR/$name.log")"
+    pass "sshd '$name' listening on 127.0.0.1:$SSH_PORT"
+}
+
+# kill_tree PID: the process and every descendant (sshd's per-connection children).
+kill_tree() {
+    local child
+    for child in $(pgrep -P "$1" 2>/dev/null); do kill_tree "$child"; done
+    kill -9 "$1" 2>/dev/null || true
+}
+
+ssh_cleanup() {
+    local rc=$? pid
+    for pid in "${SSHD_PIDS[@]}"; do kill_tree "$pid"; done
+    [[ -n ${IT_SSH_AGENT_PID:-} ]] && kill "$IT_SSH_AGENT_PID" 2>/dev/null
+    return "$rc"
+}
+trap 'ssh_cleanup; stop_all' EXIT
+
+start_agent
+start_sshd main "$SSHD_DIR/host_key"
+MAIN_PORT=$SSH_PORT
+SSH_URL=ssh://$SSH_USER@127.0.0.1:$MAIN_PORT
+AGENT_COMMAND="'$AGENT_BIN' dial-stdio --socket '$AGENT_SOCKET'"
+
+make_app_repo hello hosts="\"$SSH_URL\""
+printf 'agent_command = %s\n' "$(toml_string "$AGENT_COMMAND")" >>"$REPO/deploy.toml"
+git -C "$REPO" commit -q -am "Deploy over SSH"
+APP=hello
+sctl() { "$DEPLOYCTL_BIN" -C "$REPO" --no-color "$@"; }
+release_count() { sqlite3 "$DATA/state.db" "select count(*) from releases where app='hello'"; }
+
+# --- an unknown host key stops everything ----------------------------------------------
+assert_exit 3 sctl deploy
+assert_contains "$ERR" "not known" "unknown key: says the host key is not known"
+assert_contains "$ERR" "[127.0.0.1]:$MAIN_PORT" "unknown key: names the server as known_hosts does"
+assert_contains "$ERR" "ssh-ed25519 $HOST_FP" "unknown key: shows the key type and SHA256 fingerprint"
+assert_contains "$ERR" "ssh-keyscan -p $MAIN_PORT 127.0.0.1" "unknown key: says how to add it"
+assert_contains "$ERR" "--accept-new-host-key" "unknown key: mentions --accept-new-host-key"
+assert_eq 0 "$(release_count)" "unknown key: nothing deployed"
+assert_false "unknown key: known_hosts not written" test -e "$KNOWN"
+
+# --- --accept-new-host-key records it, and the deploy goes through ---------------------
+assert_exit 0 sctl deploy --accept-new-host-key
+assert_contains "$ERR$OUT" "$HOST_FP" "accept-new: says which key it recorded"
+expect_serving $APP "hello from 1" "deployed over SSH: v1 served through the proxy"
+assert_eq "[127.0.0.1]:$MAIN_PORT $(cut -d' ' -f1,2 "$SSHD_DIR/host_key.pub")" "$(cat "$KNOWN")" \
+    "known_hosts has the server's key in OpenSSH format"
+assert_eq 600 "$(stat -c %a "$KNOWN")" "known_hosts is 0600"
+assert_eq 700 "$(stat -c %a "$HOME/.ssh")" "~/.ssh is 0700"
+
+# --- deploy, status, --json over SSH (the key is known now) ----------------------------
+commit_change "$REPO" "Version 2" VERSION 2
+assert_exit 0 sctl deploy
+expect_serving $APP "hello from 2" "second deploy over SSH: v2 served"
+assert_exit 0 sctl status
+assert_contains "$OUT" "v2" "status over SSH names v2"
+
+commit_change "$REPO" "Version 3" VERSION 3
+assert_exit 0 sctl --json deploy
+all_json() { jq -e -c . "$1" >/dev/null 2>&1; }
+assert_true "deploy --json over SSH prints only JSON lines" all_json "$OUT_FILE"
+assert_jq "$(tail -n1 "$OUT_FILE")" '.event == "done" and .state == "PRODUCTION" and .release == "v3"' \
+    "deploy --json over SSH: done, v3 in PRODUCTION"
+assert_jq "$(tail -n1 "$OUT_FILE")" ".host == \"$SSH_URL\"" "deploy --json: events name the ssh:// host"
+expect_serving $APP "hello from 3" "v3 served"
+
+# --- rollback over SSH -----------------------------------------------------------------
+assert_exit 0 sctl rollback
+expect_serving $APP "hello from 2" "rollback over SSH: v2 served again"
+assert_eq v2 "$(sctl --json status | jq -r .production)" "status --json over SSH: production is v2"
+
+# --- a large upload goes through the tunnel's flow control ------------------------------
+make_app_repo big hosts="\"$SSH_URL\""
+BIG=$REPO
+REPO=$TEST_TMP/repos/hello
+printf 'agent_command = %s\n' "$(toml_string "$AGENT_COMMAND")" >>"$BIG/deploy.toml"
+head -c $((24 * 1024 * 1024)) /dev/urandom >"$BIG/large.bin"
+git -C "$BIG" add -A && git -C "$BIG" commit -q -m "A large file"
+assert_exit 0 "$DEPLOYCTL_BIN" -C "$BIG" --no-color deploy
+assert_eq "$(sha256sum <"$BIG/large.bin")" "$(sha256sum <"$(release_dir big v1)/large.bin")" \
+    "a 24 MiB file deployed over SSH arrives intact"
+expect_serving big "hello from 1" "the large app is served"
+
+# --- logs -f over SSH shows a line written after it started ----------------------------
+FOLLOW=$TEST_TMP/follow.out
+sctl logs -f >"$FOLLOW" 2>"$TEST_TMP/follow.err" &
+follow_pid=$!
+has_build_line() { grep -q "building 2" "$FOLLOW"; }
+wait_until 10 has_build_line || fail "logs -f over SSH prints the existing lines" "$(excerpt "$FOLLOW")" \
+    "stderr:" "$(excerpt "$TEST_TMP/follow.err")"
+pass "logs -f over SSH prints the existing lines"
+marker=marker-$RANDOM$RANDOM
+sleep 1
+echo "late line $marker" >>"$DATA/apps/$APP/logs/v2.app.log"
+has_marker() { grep -q "$marker" "$FOLLOW"; }
+wait_until 5 has_marker || fail "logs -f over SSH shows a new line within 5 s" "$(excerpt "$FOLLOW")"
+pass "logs -f over SSH shows a line written after it started"
+assert_true "logs -f keeps running" alive "$follow_pid"
+kill "$follow_pid" 2>/dev/null
+wait "$follow_pid" 2>/dev/null || true
+
+# --- a hashed known_hosts entry (ssh-keygen -H) is recognised --------------------------
+ssh-keygen -q -H -f "$KNOWN" >/dev/null 2>&1
+rm -f "$KNOWN.old"
+assert_not_contains "$(cat "$KNOWN")" "127.0.0.1" "known_hosts is hashed now"
+assert_match "$(cat "$KNOWN")" '^\|1\|' "known_hosts has a |1| entry"
+assert_exit 0 sctl status
+assert_contains "$OUT" "v2" "status over SSH with a hashed known_hosts entry"
+
+# --- a changed host key is refused -----------------------------------------------------
+# A second sshd with another key; known_hosts is told it should have the first one.
+start_sshd other "$SSHD_DIR/other_host_key"
+OTHER_PORT=$SSH_PORT
+echo "[127.0.0.1]:$OTHER_PORT $(cut -d' ' -f1,2 "$SSHD_DIR/host_key.pub")" >>"$KNOWN"
+cp "$KNOWN" "$TEST_TMP/known_hosts.before"
+assert_exit 3 sctl status --host "ssh://$SSH_USER@127.0.0.1:$OTHER_PORT" --accept-new-host-key
+assert_contains "$ERR" "HOST KEY CHANGED" "changed key: says so"
+assert_contains "$ERR" "$HOST_FP" "changed key: shows the known fingerprint"
+assert_contains "$ERR" "$OTHER_FP" "changed key: shows the offered fingerprint"
+assert_contains "$ERR" "ssh-keygen -R '[127.0.0.1]:$OTHER_PORT'" "changed key: says how to remove the old key"
+assert_eq "$(cat "$TEST_TMP/known_hosts.before")" "$(cat "$KNOWN")" \
+    "changed key: --accept-new-host-key did not overwrite known_hosts"
+
+# --- logins: a wrong key, ssh-agent ---------------------------------------------------
+OTHER=$TEST_TMP/other-dir
+mkdir -p "$OTHER"
+cat >"$OTHER/deploy.toml" <<EOF
+app = "hello"
+[targets.production]
+hosts = ["$SSH_URL"]
+agent_command = $(toml_string "$AGENT_COMMAND")
+identity_file = "~/.ssh/wrong_key"
+EOF
+assert_exit 3 "$DEPLOYCTL_BIN" -C "$OTHER" --no-color status
+assert_contains "$ERR" "permission denied for $SSH_USER@127.0.0.1:$MAIN_PORT" "wrong key: permission denied, names user and server"
+assert_contains "$ERR" "~/.ssh/wrong_key" "wrong key: says which key was tried"
+sed -i 's|~/.ssh/wrong_key|~/.ssh/missing_key|' "$OTHER/deploy.toml"
+assert_exit 2 "$DEPLOYCTL_BIN" -C "$OTHER" --no-color status
+assert_contains "$ERR" "missing_key does not exist" "a missing identity_file is a config error"
+
+# Only ssh-agent holds the right key: the key files are moved away.
+eval "$(ssh-agent -s -a "$TEST_TMP/ssh-agent.sock")" >/dev/null
+IT_SSH_AGENT_PID=$SSH_AGENT_PID
+ssh-add -q "$HOME/.ssh/id_ed25519" 2>/dev/null
+mv "$HOME/.ssh/id_ed25519" "$TEST_TMP/id_ed25519.away"
+assert_exit 0 sctl status
+assert_contains "$OUT" "v2" "login with ssh-agent (no key files)"
+ssh-add -q -D 2>/dev/null
+assert_exit 3 sctl status
+assert_contains "$ERR" "tried: ssh-agent with 0 keys" "an empty ssh-agent: the error says what was tried"
+kill "$SSH_AGENT_PID"
+IT_SSH_AGENT_PID=""
+unset SSH_AUTH_SOCK SSH_AGENT_PID
+mv "$TEST_TMP/id_ed25519.away" "$HOME/.ssh/id_ed25519"
+
+# --- the agent command's errors reach the user ------------------------------------------
+sed -i "s|^agent_command = .*|agent_command = $(toml_string "'$AGENT_BIN' dial-stdio --socket $TEST_TMP/nowhere.sock")|" \
+    "$OTHER/deploy.toml"
+sed -i '/^identity_file/d' "$OTHER/deploy.toml"
+assert_exit 3 "$DEPLOYCTL_BIN" -C "$OTHER" --no-color status
+assert_contains "$ERR" "cannot connect to $TEST_TMP/nowhere.sock" "no agent socket: dial-stdio's reason is shown"
+assert_contains "$ERR" "is deploy-agent serve running?" "no agent socket: with the hint"
+sed -i "s|^agent_command = .*|agent_command = \"/nonexistent/deploy-agent dial-stdio\"|" "$OTHER/deploy.toml"
+assert_exit 3 "$DEPLOYCTL_BIN" -C "$OTHER" --no-color status
+assert_contains "$ERR" "status 127" "a missing agent binary: exit status 127 is shown"
+assert_contains "$ERR" "agent_command" "a missing agent binary: points at agent_command"
+
+# --- nobody listening --------------------------------------------------------------------
+closed_port=$(free_port)
+assert_exit 3 sctl status --host "ssh://$SSH_USER@127.0.0.1:$closed_port"
+assert_contains "$ERR" "127.0.0.1:$closed_port" "connection refused: names the address"
+assert_match "$ERR" "refused" "connection refused: says so"
+
+# --- the connection drops in the middle of logs -f -------------------------------------
+sctl logs -f >"$FOLLOW" 2>"$TEST_TMP/drop.err" &
+follow_pid=$!
+wait_until 10 has_build_line || fail "logs -f over SSH before the drop" "$(excerpt "$TEST_TMP/drop.err")"
+kill_tree "${SSHD_PIDS[0]}"
+pass "sshd and its connections killed"
+wait_until 20 dead "$follow_pid" || fail "logs -f ends when the SSH connection drops" "still running after 20 s"
+rc=0
+wait "$follow_pid" || rc=$?
+assert_eq 3 "$rc" "logs -f exits 3 when the SSH connection drops"
+assert_contains "$(cat "$TEST_TMP/drop.err")" "the SSH connection to $SSH_USER@127.0.0.1:$MAIN_PORT was lost: the server closed the connection" \
+    "the error says the connection was lost"
+assert_exit 0 dctl status
+assert_contains "$OUT" "v2" "status over HTTP after the drop: the agent is consistent"
+expect_serving $APP "hello from 2" "still serving v2 after the drop"
