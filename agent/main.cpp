@@ -124,6 +124,8 @@ int main(int argc, char** argv) {
     if (*serve) {
         if (int code = apply_config_file(*serve, config_path, options); code >= 0)
             return code;
+        options.socket_is_default = options.socket == agent::api::k_default_socket &&
+                                    serve->count("--socket") == 0;
         return agent::api::serve(options);
     }
     if (*dial)

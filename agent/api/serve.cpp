@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <thread>
+#include <unistd.h>
 
 namespace agent::api {
 
@@ -122,23 +123,33 @@ int serve(const ServeOptions& options) {
         return fail(ok.error());
     // The same API on the unix socket, for local users and for SSH (dial-stdio).
     Server local(router, connection_options);
-    if (!options.socket.empty())
-        if (auto ok = local.listen_unix(options.socket); !ok)
-            return fail(with_socket_hint(ok.error()));
+    std::string socket = options.socket;
+    if (!socket.empty()) {
+        if (auto ok = local.listen_unix(socket); !ok) {
+            // A user who may not write /run still gets a working agent when
+            // nobody asked for a socket; one asked for must work.
+            if (!options.socket_is_default || ::geteuid() == 0)
+                return fail(with_socket_hint(ok.error()));
+            common::log_warn(ok.error().message +
+                             "; the API is served on TCP only (--socket PATH serves it on a "
+                             "unix socket too, for SSH)");
+            socket.clear();
+        }
+    }
     if (auto ok = service->start(); !ok)
         return fail(ok.error());
 
     std::thread acceptor([&server] { server.run(); });
-    std::thread local_acceptor([&local, &options] {
-        if (!options.socket.empty())
+    std::thread local_acceptor([&local, &socket] {
+        if (!socket.empty())
             local.run();
     });
     const std::string https = service->proxy_https_listen();
     std::fprintf(stderr,
                  "deploy-agent ready: api http://%s:%u%s%s, proxy http://%s%s%s, engine %s, "
                  "data %s\n",
-                 address->host.c_str(), server.port(), options.socket.empty() ? "" : " and unix:",
-                 options.socket.c_str(), options.proxy.listen.c_str(),
+                 address->host.c_str(), server.port(), socket.empty() ? "" : " and unix:",
+                 socket.c_str(), options.proxy.listen.c_str(),
                  https.empty() ? "" : " https://", https.c_str(), service->engine().c_str(),
                  data_dir.root().c_str());
     const int signal = wait_for_signal(signals);

@@ -12,6 +12,9 @@ struct ServeOptions {
     std::string data_dir = "/var/lib/deploy-agent";
     std::string listen = "127.0.0.1:7070";
     std::string socket = k_default_socket; // empty: no unix socket
+    // Neither --socket nor agent.toml chose it: a non-root agent that cannot
+    // create the default socket goes on without one (a warning).
+    bool socket_is_default = true;
     ProxySettings proxy; // where and how deploy-proxy serves the apps
     std::string engine = "auto";
     std::string engine_bin; // docker/podman CLI, default: on PATH

@@ -246,3 +246,26 @@ assert_contains "$(cat "$TEST_TMP/drop.err")" "the SSH connection to $SSH_USER@1
 assert_exit 0 dctl status
 assert_contains "$OUT" "v2" "status over HTTP after the drop: the agent is consistent"
 expect_serving $APP "hello from 2" "still serving v2 after the drop"
+
+# --- a non-root agent that cannot create the default socket ---------------------------
+# Nobody asked for a socket: it serves the API on TCP only, with a warning. (One asked
+# for with --socket must work, or the agent does not start.)
+chmod 711 "$TEST_TMP"
+NOBODY_DIR=$TEST_TMP/nobody
+mkdir -p "$NOBODY_DIR"
+chown 65534:65534 "$NOBODY_DIR"
+nobody_port=$(free_port)
+setpriv --reuid=65534 --regid=65534 --clear-groups "$AGENT_BIN" serve --data-dir "$NOBODY_DIR/data" \
+    --listen "127.0.0.1:$nobody_port" --proxy-listen "127.0.0.1:$(free_port)" --engine process \
+    --proxy-bin "$PROXY_BIN" </dev/null >"$NOBODY_DIR/agent.log" 2>&1 &
+nobody_pid=$!
+echo "$nobody_pid" >>"$TEST_TMP/agent.pids"
+assert_true "a non-root agent without --socket starts" \
+    wait_until 10 curl -fsS -o /dev/null "http://127.0.0.1:$nobody_port/v1/health"
+assert_contains "$(cat "$NOBODY_DIR/agent.log")" "the API is served on TCP only" "and says it has no unix socket"
+assert_exit 1 setpriv --reuid=65534 --regid=65534 --clear-groups "$AGENT_BIN" serve \
+    --data-dir "$NOBODY_DIR/data2" --listen "127.0.0.1:$(free_port)" \
+    --proxy-listen "127.0.0.1:$(free_port)" --engine process --socket /run/deploy-agent-test/agent.sock
+assert_contains "$ERR" "--socket" "a socket asked for and not possible stops the agent, saying how to fix it"
+kill "$nobody_pid" 2>/dev/null || true
+kill "$(cat "$NOBODY_DIR/data/proxy/proxy.pid" 2>/dev/null)" 2>/dev/null || true
