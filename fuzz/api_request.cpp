@@ -5,7 +5,8 @@
 // (manifest, deploy.toml text, digest lists), and an app's output line turned
 // into an NDJSON log event.
 // Properties:
-// - parse_json_body never throws: malformed bodies are bad_request (4xx);
+// - parse_json_body never throws: malformed bodies are bad_request (4xx), and
+//   an accepted body is nested at most k_max_json_depth levels;
 // - an accepted app name is [a-z0-9-] and a release id is v<N>, so neither can
 //   name another directory; a digest that passes is_sha256_hex maps to a path
 //   directly under the blob store;
@@ -22,6 +23,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
@@ -88,8 +90,17 @@ void check_params(const Request& request) {
     }
 }
 
+int depth(const nlohmann::json& value) {
+    int deepest = 0;
+    if (value.is_structured())
+        for (const auto& item : value)
+            deepest = std::max(deepest, depth(item));
+    return deepest + (value.is_structured() ? 1 : 0);
+}
+
 // What handlers_deployments.cpp and handlers_blobs.cpp read from a JSON body.
 void read_body(const nlohmann::json& body) {
+    FUZZ_CHECK(depth(body) <= k_max_json_depth); // what dump() and the handlers recurse on
     check_line(body);
     if (!body.is_object())
         return;
