@@ -218,6 +218,9 @@ Result<Manifest> manifest_from_json(const nlohmann::json& json) {
             return bad("every manifest entry needs a string \"path\"");
         ManifestEntry e;
         e.path = f["path"].get<std::string>();
+        if (f.contains("mode") && !f["mode"].is_string())
+            return bad(
+                fmt::format("manifest entry \"{}\" has a \"mode\" that is not a string", e.path));
         const auto mode = f.value("mode", std::string("file"));
         if (mode == "file" || mode == "exec") {
             e.kind = mode == "file" ? EntryKind::file : EntryKind::executable;

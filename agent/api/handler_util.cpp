@@ -54,7 +54,8 @@ common::Result<nlohmann::json> parse_json_body(const Request& request, bool empt
                           fmt::format("JSON body nested deeper than {} levels", k_max_json_depth));
     try {
         return nlohmann::json::parse(request.body);
-    } catch (const nlohmann::json::parse_error& error) {
+    } catch (const nlohmann::json::exception& error) {
+        // parse_error, and out_of_range for a number too large for a double ("1e999").
         return make_error(ErrorKind::bad_request,
                           fmt::format("malformed JSON body: {}", error.what()));
     }

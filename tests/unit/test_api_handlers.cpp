@@ -187,6 +187,23 @@ TEST_CASE_FIXTURE(Fixture, "POST deployments validates everything before creatin
         CHECK(json::parse(response.body)["error"]["message"].get<std::string>().find(
                   "parse error") != std::string::npos);
     }
+    SUBCASE("a number too large for a double: 400, not 500") { // found by fuzz/api_request
+        for (const char* body : {"{\"config\": 1e999}", "[-1e400]", "1E+99999"}) {
+            CAPTURE(body);
+            const auto response = call("POST", "/v1/apps/hello/deployments", body);
+            CHECK(response.status == 400);
+            CHECK(code_of(response) == "bad_request");
+            CHECK(json::parse(response.body)["error"]["message"].get<std::string>().find(
+                      "number overflow") != std::string::npos);
+        }
+    }
+    SUBCASE("a manifest mode that is not a string: 400, not 500") { // found by fuzz/manifest
+        auto body = json::parse(deployment("a", digest));
+        body["manifest"]["files"][0]["mode"] = 1;
+        const auto response = call("POST", "/v1/apps/hello/deployments", body.dump());
+        CHECK(response.status == 400);
+        CHECK(code_of(response) == "bad_request");
+    }
     SUBCASE("wrong types") {
         CHECK(call("POST", "/v1/apps/hello/deployments", R"({"config": 1})").status == 400);
         CHECK(call("POST", "/v1/apps/hello/deployments", "[1]").status == 400);

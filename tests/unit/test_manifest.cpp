@@ -117,3 +117,18 @@ TEST_CASE("manifest_from_json refuses malformed input") {
                     json{{"files", {{{"path", "a"}, {"size", -1}, {"digest", k_digest}}}}})
                     .ok());
 }
+
+TEST_CASE("manifest_from_json refuses a mode that is not a string instead of throwing") {
+    // Found by fuzz/manifest: {"mode": 1} threw json::type_error (a 500 from the agent).
+    using nlohmann::json;
+    for (const json& mode : {json(1), json(nullptr), json::array({"file"}), json{{"m", "exec"}}}) {
+        CAPTURE(mode.dump());
+        common::Result<common::Manifest> parsed =
+            common::make_error(common::ErrorKind::internal, "");
+        CHECK_NOTHROW(parsed = common::manifest_from_json(json{
+                          {"files", {{{"path", "a"}, {"mode", mode}, {"digest", k_digest}}}}}));
+        REQUIRE_FALSE(parsed.ok());
+        CHECK(parsed.error().kind == common::ErrorKind::bad_request);
+        CHECK(parsed.error().message.find("\"mode\"") != std::string::npos);
+    }
+}
