@@ -4,6 +4,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include <chrono>
+#include <thread>
+
 namespace cli::transport {
 
 namespace {
@@ -50,6 +53,16 @@ class SshClient final : public Client {
             kind == common::ErrorKind::internal)
             if (auto failure = m_tunnel->failure())
                 return *failure;
+        if (kind == common::ErrorKind::connection) {
+            // libcurl may see its socket close before the tunnel thread has
+            // read why (sshd killed: the channel ends, then the connection):
+            // give it a moment to say so.
+            for (int i = 0; i < 50; ++i) {
+                std::this_thread::sleep_for(std::chrono::milliseconds(20));
+                if (auto failure = m_tunnel->failure())
+                    return *failure;
+            }
+        }
         return result;
     }
 
