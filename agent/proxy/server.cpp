@@ -89,7 +89,9 @@ class Server {
 
   private:
     void load(std::string_view why);
-    // Loads the certificate files; false (logged) when they are not usable.
+    // Reads the certificate files and notes their stamps (also when they fail).
+    common::Result<std::shared_ptr<TlsSetup>> read_certificates();
+    // Reloads them for every worker; false (logged) when they are not usable.
     bool load_certificates(std::string_view why);
     void publish(std::shared_ptr<const RouteTable> table);
     void on_applied(std::uint64_t sequence, std::uint64_t generation);
@@ -121,12 +123,11 @@ class Server {
 common::Status Server::start() {
     const bool tls = !m_options.certificates.empty();
     if (tls) {
-        m_cert_stamps = file_stamps(m_options.certificates);
-        auto loaded = TlsCertificates::load(m_options.certificates);
-        if (!loaded) {
-            return loaded.error();
+        auto setup = read_certificates();
+        if (!setup) {
+            return setup.error();
         }
-        m_tls = std::make_shared<TlsSetup>(*loaded);
+        m_tls = std::move(*setup);
     }
     auto endpoint_of = [](const common::HostPort& where) {
         boost::system::error_code ec;
@@ -230,16 +231,24 @@ void Server::load(std::string_view why) {
     publish(*table);
 }
 
-bool Server::load_certificates(std::string_view why) {
-    m_cert_stamps = file_stamps(m_options.certificates);
+common::Result<std::shared_ptr<TlsSetup>> Server::read_certificates() {
+    m_cert_stamps = file_stamps(m_options.certificates); // what this attempt read
     auto loaded = TlsCertificates::load(m_options.certificates);
+    if (!loaded) {
+        return loaded.error();
+    }
+    return std::make_shared<TlsSetup>(*loaded);
+}
+
+bool Server::load_certificates(std::string_view why) {
+    auto loaded = read_certificates();
     if (!loaded) {
         common::log_error(fmt::format("certificates not reloaded ({}): {}; still serving the "
                                       "previous ones",
                                       why, loaded.error().message));
         return false;
     }
-    auto setup = std::make_shared<TlsSetup>(*loaded);
+    auto setup = std::move(*loaded);
     for (auto& worker : m_workers) {
         asio::post(worker->context(), [worker = worker.get(), setup] { worker->set_tls(setup); });
     }

@@ -206,13 +206,17 @@ void Session<ClientStream>::dispatch() {
 }
 
 template <class ClientStream>
-void Session<ClientStream>::respond_plain(http::status status, std::string body, After after) {
+void Session<ClientStream>::respond_plain(http::status status, std::string body, After after,
+                                          std::string_view location) {
     const bool keep_alive = after == After::keep_alive && m_framing.keep_alive;
     const bool head =
         m_request && m_request->is_header_done() && m_request->get().method() == http::verb::head;
     m_plain = {};
     m_plain.result(status);
     m_plain.version(m_framing.version);
+    if (!location.empty()) {
+        m_plain.set(http::field::location, location);
+    }
     m_plain.set(http::field::content_type, "text/plain; charset=utf-8");
     m_plain.content_length(body.size());
     if (!head) {
@@ -249,21 +253,11 @@ bool Session<ClientStream>::redirect_to_https() {
         !m_worker.tls()->certificates->covers(m_host)) {
         return false;
     }
-    const bool keep_alive = m_framing.keep_alive;
-    m_plain = {};
-    m_plain.result(http::status::permanent_redirect); // 308: the method and body stay
-    m_plain.version(m_framing.version);
     const unsigned port = m_worker.https_port();
-    m_plain.set(http::field::location,
-                port == 443 ? fmt::format("https://{}{}", m_host, target)
-                            : fmt::format("https://{}:{}{}", m_host, port, target));
-    m_plain.set(http::field::content_type, "text/plain; charset=utf-8");
-    m_plain.content_length(0);
-    m_plain.keep_alive(keep_alive);
-    client_tcp().expires_after(k_client_timeout);
-    http::async_write(
-        m_client, m_plain,
-        beast::bind_front_handler(&Session::on_plain_written, shared_from_this(), keep_alive));
+    // 308: the client repeats the same method and body.
+    respond_plain(http::status::permanent_redirect, {}, After::keep_alive,
+                  port == 443 ? fmt::format("https://{}{}", m_host, target)
+                              : fmt::format("https://{}:{}{}", m_host, port, target));
     return true;
 }
 

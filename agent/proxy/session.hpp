@@ -82,7 +82,9 @@ class Session final : public SessionBase,
     void on_read_error(error_code ec);
     void dispatch();
     enum class After { keep_alive, close };
-    void respond_plain(boost::beast::http::status status, std::string body, After after);
+    // A short text/plain answer (and a Location header when `location` is set).
+    void respond_plain(boost::beast::http::status status, std::string body, After after,
+                       std::string_view location = {});
     void on_plain_written(bool keep_alive, error_code ec, std::size_t bytes);
     void end_exchange(bool keep_alive);
     void close();
