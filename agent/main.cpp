@@ -6,6 +6,7 @@
 #include <agent/api/serve.hpp>
 #include <agent/api/unix_socket.hpp>
 #include <agent/config.hpp>
+#include <agent/runtime/log_redact.hpp>
 #include <common/version.hpp>
 
 #include <cstdio>
@@ -112,6 +113,12 @@ int main(int argc, char** argv) {
     dial->add_option("--socket", dial_socket, "The socket of deploy-agent serve")
         ->capture_default_str();
 
+    auto* redact = app.add_subcommand(
+        "log-redact", "(internal) Copy an app's output to its log with its secrets replaced by "
+                      "[redacted]; the agent starts it with the output on fd 3 and the secret "
+                      "values on fd 4");
+    redact->group(""); // not for users: hidden from --help
+
     auto* version = app.add_subcommand("version", "Print the version");
     version->callback([] { std::printf("deploy-agent %s\n", common::version()); });
 
@@ -130,5 +137,7 @@ int main(int argc, char** argv) {
     }
     if (*dial)
         return agent::api::dial_stdio(dial_socket);
+    if (*redact)
+        return agent::runtime::log_redact_main();
     return 0;
 }

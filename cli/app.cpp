@@ -38,6 +38,7 @@ struct Commands {
     commands::AgentQuery agent = commands::AgentQuery::ping;
     commands::DeployOptions deploy;
     commands::LogsOptions logs;
+    commands::EnvOptions env;
     std::string release;
 };
 
@@ -56,6 +57,35 @@ void add_global_options(CLI::App& app, GlobalOptions& g, std::string& dir) {
     app.add_flag("--accept-new-host-key", g.accept_new_host_key,
                  "ssh:// hosts: trust and record a server's host key the first time it is seen "
                  "(a changed key is still refused)");
+}
+
+void add_env_command(CLI::App& app, Commands& c) {
+    auto* env = app.add_subcommand("env", "List, set or unset the app's variables and secrets "
+                                          "stored on the agents");
+    env->require_subcommand(1);
+    env->add_subcommand("ls", "List the variables (secret values are never shown)")
+        ->callback([&c] { c.env.action = commands::EnvAction::ls; });
+    auto* set = env->add_subcommand("set", "Set variables: KEY=VALUE ...");
+    set->add_option("KEY=VALUE", c.env.args, "Variables to set (with --secret: or one KEY alone, "
+                                             "its value read from stdin)")
+        ->required();
+    set->add_flag("--secret", c.env.secret,
+                  "Store the values encrypted; they are never shown again and are replaced by "
+                  "[redacted] in logs (at least 8 bytes)");
+    set->callback([&c] { c.env.action = commands::EnvAction::set; });
+    auto* unset = env->add_subcommand("unset", "Remove variables: KEY ...");
+    unset->add_option("KEY", c.env.args, "Variables to remove")->required();
+    unset->callback([&c] { c.env.action = commands::EnvAction::unset; });
+    env->footer(
+        "Examples:\n  deployctl env set DATABASE_URL=postgres://db/app LOG_LEVEL=debug\n"
+        "  deployctl env set --secret API_KEY            # typed without echo, or from stdin:\n"
+        "  pass show api-key | deployctl env set --secret API_KEY\n"
+        "  deployctl env ls\n  deployctl env unset LOG_LEVEL\n\n"
+        "Variables can be set before the app's first deploy. They override deploy.toml [env]\n"
+        "values of the same name and reach the app (and build.command; secrets only when\n"
+        "listed in [build] secrets) when a release starts: a change takes effect at the next\n"
+        "deploy or rollback. `env set --secret KEY=VALUE` works too, but leaves the value in\n"
+        "your shell history and in the process list.\n");
 }
 
 void add_commands(CLI::App& app, Commands& c) {
@@ -103,6 +133,7 @@ void add_commands(CLI::App& app, Commands& c) {
     agent->footer("Examples:\n  deployctl agent ping --host http://127.0.0.1:7070\n"
                   "  deployctl agent info\n  deployctl agent info --json | jq -r .engine\n");
 
+    add_env_command(app, c);
     app.add_subcommand("version", "Print deployctl's version");
 }
 
@@ -119,6 +150,8 @@ common::Status dispatch(CLI::App& app, Context& ctx, const Commands& c) {
         return commands::rollback(ctx, c.release);
     if (app.got_subcommand("rm"))
         return commands::remove(ctx, c.release);
+    if (app.got_subcommand("env"))
+        return commands::env(ctx, c.env);
     if (app.got_subcommand("agent"))
         return commands::agent(ctx, c.agent);
     return commands::version(ctx);

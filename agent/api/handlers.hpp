@@ -26,5 +26,6 @@ void add_blob_routes(Router& router, ApiContext& context);       // blobs
 void add_app_routes(Router& router, ApiContext& context);        // status, releases, rollback, rm
 void add_deployment_routes(Router& router, ApiContext& context); // create a deployment
 void add_stream_routes(Router& router, ApiContext& context);     // events, logs
+void add_env_routes(Router& router, ApiContext& context);    // variables and secrets
 
 } // namespace agent::api

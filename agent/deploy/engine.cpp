@@ -173,6 +173,18 @@ AppStatus Engine::make_status(const std::string& app, const std::vector<ReleaseR
     return status;
 }
 
+std::vector<secrets::VarInfo> Engine::env(const std::string& app) {
+    return m_env->list(app);
+}
+
+common::Status Engine::set_env(const std::string& app, std::vector<secrets::NewVar> vars) {
+    return m_env->set(app, std::move(vars));
+}
+
+common::Status Engine::unset_env(const std::string& app, const std::vector<std::string>& names) {
+    return m_env->unset(app, names);
+}
+
 common::Result<ReleaseInfo> Engine::release(const std::string& app, const std::string& id) {
     if (!m_started)
         return make_error(ErrorKind::internal, "the deployment engine is not running");

@@ -13,6 +13,7 @@
 #include <agent/deploy/service.hpp>
 #include <agent/runtime/app.hpp>
 #include <agent/runtime/runtime.hpp>
+#include <agent/secrets/env_vars.hpp>
 #include <agent/store/blobs.hpp>
 #include <agent/store/store.hpp>
 
@@ -49,6 +50,9 @@ class Engine final : public Service {
     common::Result<Promotion> rollback(const std::string& app,
                                        const std::optional<std::string>& id) override;
     common::Status remove(const std::string& app, const std::string& id) override;
+    std::vector<secrets::VarInfo> env(const std::string& app) override;
+    common::Status set_env(const std::string& app, std::vector<secrets::NewVar> vars) override;
+    common::Status unset_env(const std::string& app, const std::vector<std::string>& names) override;
     std::string engine() const override { return m_engine; }
     std::string engine_version() const override;
     std::string proxy_listen() const override { return m_options.proxy.listen; }
@@ -102,7 +106,16 @@ class Engine final : public Service {
 
     // pipeline.cpp
     void run_deployment(const std::string& app, Job& job);
-    common::Status build(const std::string& app, const Job& job, const EventLog& events);
+    // The app's variables for this release, and its events redacted from now on.
+    common::Result<secrets::ReleaseEnv> release_env(const std::string& app,
+                                                    const common::AppConfig& config,
+                                                    EventLog& events);
+    common::Status build(const std::string& app, const Job& job, const EventLog& events,
+                         const secrets::ReleaseEnv& env);
+    // Starts the release's app on `port` with the app's variables (deployctl env).
+    common::Result<runtime::AppProcess> start_app(runtime::Runtime& runtime,
+                                                  const std::string& app, const std::string& id,
+                                                  const common::AppConfig& config, int port);
     // PROVISIONING: launch_and_check for an app, check_static_site for a
     // [static] release (no process: an empty AppProcess).
     common::Result<runtime::AppProcess> provision(const std::string& app, const std::string& id,
@@ -157,6 +170,7 @@ class Engine final : public Service {
     std::unique_ptr<runtime::Runtime> m_process_runtime;
     std::unique_ptr<runtime::Runtime> m_container_runtime; // null on --engine process
     std::unique_ptr<Store> m_store;
+    std::unique_ptr<secrets::EnvVars> m_env; // opened with m_store
     BlobStore m_blobs;
     ProxySupervisor m_proxy;
 

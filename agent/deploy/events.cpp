@@ -28,7 +28,7 @@ void EventLog::state(common::State state, std::string_view message) const {
                          {"state", common::to_string(state)},
                          {"ts", timestamp()}};
     if (!message.empty())
-        event["message"] = message;
+        event["message"] = redact(message);
     append(to_line(event));
 }
 
@@ -36,7 +36,7 @@ void EventLog::log(std::string_view stream, std::string_view line) const {
     append(to_line({{"event", "log"},
                     {"release", m_release},
                     {"stream", stream},
-                    {"line", line},
+                    {"line", redact(line)},
                     {"ts", timestamp()}}));
 }
 
@@ -45,7 +45,7 @@ void EventLog::health(bool ok, int status, std::string_view message) const {
                     {"release", m_release},
                     {"ok", ok},
                     {"status", status},
-                    {"message", message},
+                    {"message", redact(message)},
                     {"ts", timestamp()}}));
 }
 

@@ -36,8 +36,9 @@ bool Engine::advance(const std::string& app, const std::string& id, State from, 
 
 void Engine::fail(const std::string& app, const std::string& id, State from,
                   const std::string& message, const EventLog& events) {
-    common::log_warn("deployment " + app + " " + id + " failed: " + message);
-    auto moved = m_store->transition(app, id, from, State::failed, "deployment failed", message);
+    const std::string redacted = events.redact(message);
+    common::log_warn("deployment " + app + " " + id + " failed: " + redacted);
+    auto moved = m_store->transition(app, id, from, State::failed, "deployment failed", redacted);
     if (!moved)
         common::log_error("cannot mark " + app + " " + id + " FAILED: " + moved.error().message);
     events.state(State::failed, message);
@@ -58,7 +59,11 @@ void Engine::run_deployment(const std::string& app, Job& job) {
         return fail(app, job.id, State::queued, "cancelled: the agent stopped", events);
     }
     bool moved = advance(app, job.id, State::queued, State::building, events);
-    auto built = moved ? build(app, job, events) : common::Status{};
+    common::Status built;
+    if (moved) {
+        auto env = release_env(app, job.config, events);
+        built = env ? build(app, job, events, *env) : common::Status(env.error());
+    }
     release_build_slot();
     if (!moved)
         return;
@@ -93,7 +98,42 @@ void Engine::run_deployment(const std::string& app, Job& job) {
     prune(app, job.config.deploy.keep);
 }
 
-common::Status Engine::build(const std::string& app, const Job& job, const EventLog& events) {
+common::Result<secrets::ReleaseEnv> Engine::release_env(const std::string& app,
+                                                         const common::AppConfig& config,
+                                                         EventLog& events) {
+    auto env = m_env->for_release(app, config.build.secrets);
+    if (env && !env->secret_values.empty())
+        events.redact_with(env->redactor());
+    return env;
+}
+
+common::Result<runtime::AppProcess> Engine::start_app(runtime::Runtime& runtime,
+                                                      const std::string& app,
+                                                      const std::string& id,
+                                                      const common::AppConfig& config, int port) {
+    auto env = m_env->for_release(app, {});
+    if (!env)
+        return env.error();
+    runtime::AppLaunch launch;
+    launch.app = app;
+    launch.id = id;
+    launch.release_dir = m_options.data_dir.release_dir(app, id);
+    launch.log_file = m_options.data_dir.app_log(app, id);
+    launch.config = &config;
+    launch.port = port;
+    launch.env = env->run;
+    launch.secret_names = env->secret_names;
+    launch.redact = env->secret_values;
+    auto process = runtime.start(launch);
+    for (auto& [name, value] : launch.env)
+        secrets::wipe(value);
+    for (auto& value : launch.redact)
+        secrets::wipe(value);
+    return process;
+}
+
+common::Status Engine::build(const std::string& app, const Job& job, const EventLog& events,
+                             const secrets::ReleaseEnv& env) {
     auto dir = m_options.data_dir.release_dir(app, job.id);
     if (auto written = materialize(job.manifest, m_blobs, dir); !written)
         return make_error(ErrorKind::failed,
@@ -102,6 +142,8 @@ common::Status Engine::build(const std::string& app, const Job& job, const Event
     spec.release = {app, job.id};
     spec.release_dir = dir;
     spec.config = &job.config;
+    spec.env = env.build;
+    spec.secrets = env.build_secrets;
     spec.cancel = &m_stopping;
     spec.on_line = [&](std::string_view line) { events.log("build", line); };
     spec.on_note = [&](std::string_view note) { events.log("system", note); };
@@ -166,10 +208,7 @@ common::Result<runtime::AppProcess> Engine::launch_and_check(const std::string& 
     if (!port)
         return port.error();
     auto& runtime = runtime_for(app, id, config);
-    runtime::AppLaunch launch{
-        app,     id,   m_options.data_dir.release_dir(app, id), m_options.data_dir.app_log(app, id),
-        &config, *port};
-    auto process = runtime.start(launch);
+    auto process = start_app(runtime, app, id, config, *port);
     if (!process)
         return process.error();
     const std::string what =

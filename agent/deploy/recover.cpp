@@ -24,6 +24,9 @@ common::Status Engine::start() {
     if (!store)
         return store.error();
     m_store = std::move(*store);
+    m_env = std::make_unique<secrets::EnvVars>(*m_store, m_options.data_dir.keys());
+    if (auto keyed = m_env->init(); !keyed) // deploys of apps with secrets will say so too
+        common::log_error("secrets: " + keyed.error().message);
     if (auto runtimes = open_runtimes(); !runtimes)
         return runtimes;
     auto leftovers = reconcile();
@@ -160,14 +163,8 @@ common::Status Engine::restart_production(const ReleaseRow& row, const std::stri
             return picked.error();
         port = *picked;
     }
-    runtime::AppLaunch launch{row.app,
-                              row.id,
-                              m_options.data_dir.release_dir(row.app, row.id),
-                              m_options.data_dir.app_log(row.app, row.id),
-                              &*config,
-                              port};
     auto& runtime = runtime_for(row.app, row.id, *config);
-    auto process = runtime.start(launch);
+    auto process = start_app(runtime, row.app, row.id, *config, port);
     if (!process)
         return process.error();
     runtime.serving({row.app, row.id});

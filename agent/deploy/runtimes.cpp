@@ -54,8 +54,19 @@ common::Status Engine::open_runtimes() {
                          (engine == "process" ? " (no Docker engine answers)" : ""));
     }
     if (engine == "docker" || engine == "podman") {
-        auto container = runtime::make_container_runtime(
-            {engine, m_options.engine_bin, m_options.container_network, m_agent_id});
+        runtime::ContainerOptions options;
+        options.engine = engine;
+        options.binary = m_options.engine_bin;
+        options.network = m_options.container_network;
+        options.agent_id = m_agent_id;
+        options.secret_values = [this](const std::string& app) {
+            auto values = m_env->secret_values(app);
+            if (!values)
+                common::log_error("cannot redact the output of " + app + ": " +
+                                  values.error().message);
+            return values ? std::move(*values) : std::vector<std::string>();
+        };
+        auto container = runtime::make_container_runtime(std::move(options));
         if (!container)
             return container.error();
         m_container_runtime = std::move(*container);

@@ -5,6 +5,7 @@
 
 #include <agent/paths.hpp>
 #include <agent/proxy/tls_certificates.hpp>
+#include <agent/secrets/vars.hpp>
 #include <common/config.hpp>
 #include <common/manifest.hpp>
 #include <common/result.hpp>
@@ -95,6 +96,23 @@ class Service {
                                                const std::optional<std::string>& id) = 0;
     // ErrorKind::refused for PRODUCTION or unsettled releases.
     virtual common::Status remove(const std::string& app, const std::string& id) = 0;
+
+    // The app's variables (deployctl env): listed without secret values; set
+    // all or nothing (ErrorKind::usage for a bad name or value); unset
+    // (ErrorKind::not_found if one is not set). An app needs no release yet.
+    virtual std::vector<secrets::VarInfo> env(const std::string& app) {
+        (void)app;
+        return {};
+    }
+    virtual common::Status set_env(const std::string& app, std::vector<secrets::NewVar> vars) {
+        (void)app, (void)vars;
+        return common::make_error(common::ErrorKind::internal, "variables are not supported");
+    }
+    virtual common::Status unset_env(const std::string& app,
+                                     const std::vector<std::string>& names) {
+        (void)app, (void)names;
+        return common::make_error(common::ErrorKind::internal, "variables are not supported");
+    }
 
     // The engine in use ("docker", "podman", "process"; "auto" is resolved by
     // start()) and, for container engines, its version.

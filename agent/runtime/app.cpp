@@ -1,4 +1,5 @@
 #include <agent/runtime/app.hpp>
+#include <agent/runtime/log_redact.hpp>
 #include <agent/runtime/process.hpp>
 
 #include <cerrno>
@@ -24,7 +25,16 @@ common::Result<AppProcess> start_app(const AppLaunch& launch) {
         return make_error(ErrorKind::io,
                           "cannot open " + launch.log_file.string() + ": " + std::strerror(errno));
     auto env = config.env;
+    for (const auto& [key, value] : launch.env)
+        env[key] = value;
     env["PORT"] = std::to_string(launch.port);
+    if (!launch.redact.empty()) { // the app writes into a redacting writer
+        auto writer = start_log_redactor(log, launch.log_file.parent_path(), launch.redact);
+        ::close(log);
+        if (!writer)
+            return writer.error();
+        log = *writer;
+    }
     SpawnSpec spec;
     spec.argv = {"/bin/sh", "-c", config.run.command};
     spec.env = clean_environment(launch.release_dir, env);

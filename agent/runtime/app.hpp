@@ -1,14 +1,18 @@
 #pragma once
 // Starting a release's app with the process engine: `/bin/sh -c run.command`
 // in the release directory, in its own session (so it outlives the agent),
-// with a clean environment plus [env] and PORT, output appended to a log file.
+// with a clean environment plus [env], the agent's variables and PORT, output
+// appended to a log file (through a redacting writer when the app has secrets).
 
 #include <common/config.hpp>
 #include <common/result.hpp>
 
 #include <cstdint>
 #include <filesystem>
+#include <map>
+#include <set>
 #include <string>
+#include <vector>
 #include <sys/types.h>
 
 namespace agent::runtime {
@@ -20,6 +24,15 @@ struct AppLaunch {
     std::filesystem::path log_file; // stdout+stderr, O_APPEND
     const common::AppConfig* config = nullptr;
     int port = 0;
+    // Variables set on the agent (deployctl env), over config->env. Secret
+    // ones reach a container through the engine CLI's environment, never
+    // its argv.
+    std::map<std::string, std::string> env;
+    std::set<std::string> secret_names;
+    // Secret values to replace by "[redacted]" in the app's output before it
+    // reaches the log file (the process engine then writes the log through
+    // `deploy-agent log-redact`, see log_redact.hpp).
+    std::vector<std::string> redact;
 };
 
 struct AppProcess {

@@ -3,6 +3,7 @@
 #include <agent/runtime/engine_cli.hpp>
 #include <agent/runtime/process.hpp>
 #include <agent/runtime/runtime.hpp>
+#include <agent/secrets/redact.hpp>
 #include <common/duration.hpp>
 #include <common/log.hpp>
 
@@ -10,6 +11,7 @@
 #include <cstring>
 #include <fcntl.h>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <sstream>
 #include <sys/resource.h>
@@ -43,7 +45,9 @@ class LogPumps {
     explicit LogPumps(std::string binary) : m_binary(std::move(binary)) {}
     ~LogPumps() { stop_all(); }
 
-    void attach(const std::string& container, const fs::path& file, const std::string& since) {
+    // `redactor`: the app's secret values, replaced in each line (nullptr: none).
+    void attach(const std::string& container, const fs::path& file, const std::string& since,
+                std::shared_ptr<const secrets::Redactor> redactor) {
         stop(container);
         auto pump = std::make_unique<Pump>();
         CliCall call;
@@ -61,8 +65,8 @@ class LogPumps {
             common::log_error("cannot open " + file.string() + ": " + std::strerror(errno));
             return;
         }
-        call.on_line = [fd](std::string_view line) {
-            std::string text(line);
+        call.on_line = [fd, redactor = std::move(redactor)](std::string_view line) {
+            std::string text = redactor ? redactor->apply(line) : std::string(line);
             text += '\n';
             if (::write(fd, text.data(), text.size()) < 0)
                 common::log_warn(std::string("cannot write an app log line: ") +
@@ -188,6 +192,14 @@ class ContainerRuntime final : public Runtime {
         add_labels(argv, spec.release, Labels::image);
         if (config.build.memory)
             argv.insert(argv.end(), {"--memory", std::to_string(config.build.memory)});
+        if (!spec.secrets.empty())
+            return make_error(ErrorKind::failed,
+                              "deploy.toml [build] secrets lists " + spec.secrets.front() +
+                                  ", but an image build cannot be given a secret safely: " +
+                                  m_options.engine +
+                                  " build keeps --build-arg values in the image's history on "
+                                  "disk. Read the secret at run time instead, or build with "
+                                  "build.command on the process engine");
         for (const auto& [key, value] : config.build.args)
             argv.insert(argv.end(), {"--build-arg", key + "=" + value});
         argv.push_back(spec.release_dir.string());
@@ -240,8 +252,17 @@ class ContainerRuntime final : public Runtime {
                                                       std::to_string(container_port)});
         }
         for (const auto& [key, value] : config.env)
-            if (key != "PORT")
+            if (key != "PORT" && !launch.env.count(key))
                 argv.insert(argv.end(), {"--env", key + "=" + value});
+        CliCall run;
+        for (const auto& [key, value] : launch.env) {
+            if (!launch.secret_names.count(key)) {
+                argv.insert(argv.end(), {"--env", key + "=" + value});
+                continue;
+            }
+            argv.insert(argv.end(), {"--env", key}); // the value: from the CLI's environment
+            run.env[key] = value;
+        }
         argv.insert(argv.end(), {"--env", "PORT=" + std::to_string(container_port)});
         if (config.run.memory) {
             auto bytes = std::to_string(config.run.memory);
@@ -253,7 +274,6 @@ class ContainerRuntime final : public Runtime {
         argv.push_back(image_name(release));
         if (!config.run.command.empty())
             argv.insert(argv.end(), {"/bin/sh", "-c", config.run.command});
-        CliCall run;
         run.argv = std::move(argv);
         run.timeout = k_run;
         auto ran = run_cli(run);
@@ -268,7 +288,8 @@ class ContainerRuntime final : public Runtime {
         if (!ran->ok()) {
             best_effort({"rm", "--force", name}, k_quick); // run may have created it
             return make_error(ErrorKind::failed,
-                              "cannot start the container: " + failure_text(*ran, "run"));
+                              "cannot start the container: " +
+                                  secrets::Redactor(launch.redact).apply(failure_text(*ran, "run")));
         }
         auto state = inspect(name);
         if (!state) {
@@ -278,7 +299,10 @@ class ContainerRuntime final : public Runtime {
         AppProcess process;
         if (state->pid > 0)
             process = {state->pid, process_start_time(state->pid).value_or(0)};
-        m_pumps.attach(name, launch.log_file, "");
+        m_pumps.attach(name, launch.log_file, "",
+                       launch.redact.empty()
+                           ? nullptr
+                           : std::make_shared<const secrets::Redactor>(launch.redact));
         return process;
     }
 
@@ -339,7 +363,7 @@ class ContainerRuntime final : public Runtime {
         if (!start) // the engine has not noticed the exit yet
             return {Recovery::pending, {}, {}};
         AppProcess process{state->pid, *start};
-        m_pumps.attach(name, log_file, state->started_at);
+        m_pumps.attach(name, log_file, state->started_at, redactor(release.app));
         std::string note = "container restarted by " + m_options.engine;
         if (state->restarts > 0)
             note += " (restart " + std::to_string(state->restarts) + ")";
@@ -353,7 +377,7 @@ class ContainerRuntime final : public Runtime {
         struct stat st {};
         if (::stat(log_file.c_str(), &st) == 0)
             since = std::to_string(st.st_mtim.tv_sec);
-        m_pumps.attach(container_name(release), log_file, since);
+        m_pumps.attach(container_name(release), log_file, since, redactor(release.app));
     }
 
     std::vector<ReleaseRef> instances() override {
@@ -396,6 +420,13 @@ class ContainerRuntime final : public Runtime {
     void shutdown() override { m_pumps.stop_all(); }
 
   private:
+    // For output followed again after a restart: the app's current secrets.
+    std::shared_ptr<const secrets::Redactor> redactor(const std::string& app) const {
+        if (!m_options.secret_values)
+            return nullptr;
+        auto values = m_options.secret_values(app);
+        return values.empty() ? nullptr : std::make_shared<const secrets::Redactor>(values);
+    }
     std::string agent8() const { return m_options.agent_id.substr(0, 8); }
     std::string image_name(const ReleaseRef& r) const {
         return "deployctl/" + r.app + ":" + r.id + "-" + agent8();

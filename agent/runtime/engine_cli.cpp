@@ -38,7 +38,7 @@ constexpr std::chrono::milliseconds k_max_poll{200};
 
 // The engine CLI gets a small, fixed environment: what it needs to find its
 // daemon and its configuration, nothing of the agent's own.
-bp::environment engine_environment() {
+bp::environment engine_environment(const std::map<std::string, std::string>& extra) {
     bp::environment env;
     env["PATH"] = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
     env["LANG"] = "C.UTF-8";
@@ -49,6 +49,8 @@ bp::environment engine_environment() {
             env[name] = value;
     if (env.find("HOME") == env.end())
         env["HOME"] = "/root";
+    for (const auto& [key, value] : extra)
+        env[key] = value;
     return env;
 }
 
@@ -100,7 +102,7 @@ common::Result<CliResult> run_cli(const CliCall& call) {
             for (int fd = 3; fd < 4096; ++fd)
                 ::fcntl(fd, F_SETFD, FD_CLOEXEC);
     };
-    bp::child child(exe, bp::args(args), engine_environment(),
+    bp::child child(exe, bp::args(args), engine_environment(call.env),
                     bp::std_in<bp::null, (bp::std_out & bp::std_err)> out, ec,
                     bp::extend::on_exec_setup = setup);
     if (ec)

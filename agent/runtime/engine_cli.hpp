@@ -8,6 +8,7 @@
 #include <atomic>
 #include <chrono>
 #include <functional>
+#include <map>
 #include <string>
 #include <string_view>
 #include <sys/types.h>
@@ -23,6 +24,9 @@ struct CliCall {
     std::function<void(pid_t pid)> on_started; // the CLI leads its own process group
     const std::atomic<bool>* cancel = nullptr;
     bool capture = true; // keep the output in CliResult::output
+    // Added to the CLI's environment: secret values that `docker run --env
+    // NAME` (no value) takes from there, so they never show on an argv.
+    std::map<std::string, std::string> env;
 };
 
 struct CliResult {

@@ -29,7 +29,10 @@ class ProcessRuntime final : public Runtime {
         spec.on_note("running build command: " + build.command);
         StreamingCommand command;
         command.spawn.argv = {"/bin/sh", "-c", build.command};
-        command.spawn.env = clean_environment(spec.release_dir, spec.config->env);
+        auto env = spec.config->env;
+        for (const auto& [key, value] : spec.env)
+            env[key] = value;
+        command.spawn.env = clean_environment(spec.release_dir, env);
         command.spawn.cwd = spec.release_dir;
         command.timeout = build.timeout;
         command.kill_grace = k_build_kill_grace;

@@ -15,6 +15,7 @@
 #include <chrono>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -32,6 +33,10 @@ struct BuildSpec {
     ReleaseRef release;
     std::filesystem::path release_dir; // materialized source, the build's working tree
     const common::AppConfig* config = nullptr;
+    // Variables set on the agent over config->env: plain ones and the secrets
+    // deploy.toml lists in build.secrets (their names in `secrets`).
+    std::map<std::string, std::string> env;
+    std::vector<std::string> secrets;
     std::function<void(std::string_view line)> on_line; // the build's own output
     std::function<void(std::string_view note)>
         on_note;                               // what the agent does ("building image ...")
@@ -95,6 +100,9 @@ struct ContainerOptions {
     std::string binary;            // the CLI; default: `engine` on PATH
     std::string network = "host";  // --network
     std::string agent_id;          // labels every image and container
+    // The secret values of an app, to redact the output of its containers
+    // when their logs are followed again (recover, adopt).
+    std::function<std::vector<std::string>(const std::string& app)> secret_values;
 };
 
 // Checks that the engine answers (`docker version`) and returns the runtime.

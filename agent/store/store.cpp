@@ -44,6 +44,19 @@ CREATE TABLE IF NOT EXISTS transitions (
   detail     TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS transitions_app ON transitions(app, ts);
+CREATE TABLE IF NOT EXISTS app_keys (
+  app        TEXT PRIMARY KEY,
+  wrapped    TEXT NOT NULL,
+  created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS env (
+  app        TEXT NOT NULL,
+  name       TEXT NOT NULL,
+  secret     INTEGER NOT NULL,
+  value      TEXT NOT NULL,
+  updated_at TEXT NOT NULL,
+  PRIMARY KEY (app, name)
+);
 )sql";
 
 constexpr std::string_view k_columns =
@@ -87,6 +100,10 @@ common::Result<std::unique_ptr<Store>> Store::open(const std::filesystem::path& 
     auto db = sqlite::Database::open(path);
     if (!db)
         return db.error();
+    // Deleted rows (a replaced secret, a removed variable) are overwritten
+    // with zeros, not left in free pages.
+    if (auto secure = (*db)->exec("PRAGMA secure_delete = ON"); !secure)
+        return secure.error();
     std::unique_ptr<Store> store(new Store(std::move(*db)));
     if (auto migrated = store->migrate(); !migrated)
         return migrated.error();
@@ -339,6 +356,78 @@ std::vector<AuditRow> Store::audit(const std::string& app) {
                                      return AuditRow{row.text(0), row.text(1), row.text(2),
                                                      row.text(3), row.text(4), row.text(5)};
                                  });
+}
+
+std::vector<EnvRow> Store::env(const std::string& app) {
+    std::lock_guard lock(m_mutex);
+    return select_rows<EnvRow>(*m_db,
+                               "SELECT name, secret, value, updated_at FROM env WHERE app = ?"
+                               " ORDER BY name",
+                               {app}, [](const sqlite::Statement& row) {
+                                   return EnvRow{row.text(0), row.integer(1) != 0, row.text(2),
+                                                 row.text(3)};
+                               });
+}
+
+std::optional<std::string> Store::data_key(const std::string& app) {
+    std::lock_guard lock(m_mutex);
+    auto keys = select_rows<std::string>(*m_db, "SELECT wrapped FROM app_keys WHERE app = ?",
+                                         {app},
+                                         [](const sqlite::Statement& row) { return row.text(0); });
+    if (keys.empty())
+        return std::nullopt;
+    return keys.front();
+}
+
+bool Store::has_data_keys() {
+    std::lock_guard lock(m_mutex);
+    return !select_rows<std::string>(*m_db, "SELECT app FROM app_keys LIMIT 1", {},
+                                     [](const sqlite::Statement& row) { return row.text(0); })
+                .empty();
+}
+
+common::Status Store::put_env(const std::string& app, const std::vector<EnvRow>& rows,
+                              const std::optional<std::string>& wrapped_key) {
+    std::lock_guard lock(m_mutex);
+    sqlite::Transaction tx(*m_db);
+    if (!tx.begun())
+        return tx.begun().error();
+    if (wrapped_key) {
+        auto insert =
+            m_db->prepare("INSERT INTO app_keys (app, wrapped, created_at) VALUES (?, ?, ?)");
+        if (!insert)
+            return insert.error();
+        if (auto done = insert->bind(app).bind(*wrapped_key).bind(now()).run(); !done)
+            return done;
+    }
+    for (const auto& row : rows) {
+        auto upsert = m_db->prepare("INSERT OR REPLACE INTO env (app, name, secret, value,"
+                                    " updated_at) VALUES (?, ?, ?, ?, ?)");
+        if (!upsert)
+            return upsert.error();
+        upsert->bind(app).bind(row.name).bind(row.secret ? 1 : 0).bind(row.value).bind(now());
+        if (auto done = upsert->run(); !done)
+            return done;
+    }
+    return tx.commit();
+}
+
+common::Status Store::remove_env(const std::string& app, const std::vector<std::string>& names) {
+    std::lock_guard lock(m_mutex);
+    sqlite::Transaction tx(*m_db);
+    if (!tx.begun())
+        return tx.begun().error();
+    for (const auto& name : names) {
+        auto erase = m_db->prepare("DELETE FROM env WHERE app = ? AND name = ?");
+        if (!erase)
+            return erase.error();
+        if (auto done = erase->bind(app).bind(name).run(); !done)
+            return done;
+        if (m_db->changes() != 1)
+            return make_error(ErrorKind::not_found,
+                              "no variable " + name + " is set for app " + app);
+    }
+    return tx.commit();
 }
 
 common::Status Store::exec(std::string_view sql) {

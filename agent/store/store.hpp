@@ -57,9 +57,18 @@ struct AuditRow {
     std::string detail;
 };
 
+// One `deployctl env set` variable of an app. `value` is the clear text of a
+// plain variable, and the sealed (encrypted) text of a secret one.
+struct EnvRow {
+    std::string name;
+    bool secret = false;
+    std::string value;
+    std::string updated_at;
+};
+
 class Store {
   public:
-    static constexpr int k_schema_version = 1;
+    static constexpr int k_schema_version = 2;
 
     static common::Result<std::unique_ptr<Store>> open(const std::filesystem::path& path);
     ~Store();
@@ -92,6 +101,19 @@ class Store {
     std::vector<ReleaseRow> all_releases();
     std::vector<std::string> apps();
     std::vector<AuditRow> audit(const std::string& app);
+
+    // The app's variables set on the agent (deployctl env), by name.
+    std::vector<EnvRow> env(const std::string& app);
+    // The app's wrapped (encrypted) data key, if it has one.
+    std::optional<std::string> data_key(const std::string& app);
+    bool has_data_keys();
+    // One transaction: stores `wrapped_key` as the app's data key when given
+    // (the app has none yet), then inserts or replaces each row.
+    common::Status put_env(const std::string& app, const std::vector<EnvRow>& rows,
+                           const std::optional<std::string>& wrapped_key);
+    // One transaction: removes the named variables; ErrorKind::not_found (and
+    // nothing removed) if one of them is not set.
+    common::Status remove_env(const std::string& app, const std::vector<std::string>& names);
 
     // Raw SQL, for maintenance and tests.
     common::Status exec(std::string_view sql);

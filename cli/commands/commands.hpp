@@ -5,6 +5,7 @@
 #include <common/result.hpp>
 
 #include <string>
+#include <vector>
 
 namespace cli::commands {
 
@@ -19,7 +20,15 @@ struct LogsOptions {
     bool follow = false;
 };
 
+enum class EnvAction { ls, set, unset };
+struct EnvOptions {
+    EnvAction action = EnvAction::ls;
+    std::vector<std::string> args; // KEY=VALUE (set) or KEY (unset)
+    bool secret = false;
+};
+
 common::Status deploy(Context& ctx, const DeployOptions& options);
+common::Status env(Context& ctx, const EnvOptions& options);
 common::Status status(Context& ctx);
 common::Status releases(Context& ctx);
 common::Status logs(Context& ctx, const LogsOptions& options);

@@ -100,6 +100,8 @@ class HumanPrinter final : public Printer {
         step(host, fmt::format("Deleted {}", release));
     }
     void releases(const std::string& host, const json& list) override;
+    void env_list(const std::string& host, const json& answer) override;
+    void env_changed(const std::string& host, const json& answer) override;
     void status(const std::string& host, const json& status) override;
     void version(std::string_view version) override { m_out << "deployctl " << version << '\n'; }
     void agent(const std::string& host, bool info, const json& answer) override;
@@ -193,6 +195,35 @@ void HumanPrinter::releases(const std::string& host, const json& list) {
                                         "COMMIT", "MESSAGE")));
     for (const auto& r : list)
         release_line(host, r);
+}
+
+void HumanPrinter::env_list(const std::string& host, const json& answer) {
+    auto vars = answer.value("vars", json::array());
+    if (!vars.is_array() || vars.empty()) {
+        line(m_out, host_prefix(host), "no variables set on the agent for " + str(answer, "app"));
+        return;
+    }
+    std::size_t width = 4;
+    for (const auto& var : vars)
+        width = std::max(width, str(var, "name").size());
+    line(m_out, host_prefix(host),
+         paint(Color::bold, fmt::format("{:<{}}  {}", "NAME", width, "VALUE")));
+    for (const auto& var : vars) {
+        bool secret = var.value("secret", false);
+        line(m_out, host_prefix(host),
+             fmt::format("{:<{}}  {}", str(var, "name"), width,
+                         secret ? paint(Color::yellow, "(secret)") : str(var, "value")));
+    }
+}
+
+void HumanPrinter::env_changed(const std::string& host, const json& answer) {
+    bool set = answer.contains("set");
+    std::string names;
+    for (const auto& name : answer.value(set ? "set" : "unset", json::array()))
+        names += (names.empty() ? "" : ", ") + (name.is_string() ? name.get<std::string>() : "");
+    step(host, fmt::format("{} {} for {}; takes effect {}", set ? "Set" : "Unset", names,
+                           str(answer, "app"),
+                           answer.value("takes_effect", "at the next deploy or rollback")));
 }
 
 void HumanPrinter::status(const std::string& host, const json& status) {

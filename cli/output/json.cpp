@@ -63,6 +63,18 @@ class JsonPrinter final : public Printer {
     void status(const std::string& host, const json& status) override {
         emit(status_object(status, host));
     }
+    void env_list(const std::string& host, const json& answer) override {
+        emit({{"event", "env"},
+              {"app", answer.value("app", "")},
+              {"vars", answer.value("vars", json::array())},
+              {"host", host}});
+    }
+    void env_changed(const std::string& host, const json& answer) override {
+        json object = answer;
+        object["event"] = answer.contains("set") ? "env_set" : "env_unset";
+        object["host"] = host;
+        emit(object);
+    }
     void version(std::string_view version) override { emit({{"version", version}}); }
     void agent(const std::string& host, bool info, const json& answer) override {
         json object = answer;

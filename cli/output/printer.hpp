@@ -64,6 +64,10 @@ class Printer {
     virtual void removed(const std::string& host, const std::string& release) = 0;
     virtual void releases(const std::string& host, const nlohmann::json& list) = 0;
     virtual void status(const std::string& host, const nlohmann::json& status) = 0;
+    // GET /v1/apps/APP/env (secret values are never in it).
+    virtual void env_list(const std::string& host, const nlohmann::json& answer) = 0;
+    // The answer to setting (`set`) or removing (`unset`) variables.
+    virtual void env_changed(const std::string& host, const nlohmann::json& answer) = 0;
     virtual void version(std::string_view version) = 0;
     // GET /v1/health (info = false) or /v1/info (info = true) of one agent.
     virtual void agent(const std::string& host, bool info, const nlohmann::json& answer) = 0;

@@ -50,7 +50,7 @@ class FakeEngine {
             "         if [ -e $dir/fail_build ]; then echo 'boom' >&2; exit 1; fi ;;\n"
             "  run) if [ -e $dir/run_conflict ]; then rm $dir/run_conflict;\n"
             "         echo 'Conflict. The container name is already in use' >&2; exit 125; fi;\n"
-            "       echo 0123456789abcdef ;;\n"
+            "       echo \"API_KEY=${API_KEY:-}\" >> $dir/run_env.log; echo 0123456789abcdef ;;\n"
             "  ps) echo 'web v1'; echo 'api v7' ;;\n"
             "esac\n";
         REQUIRE(common::atomic_write_file(m_bin, script).ok());
@@ -89,7 +89,7 @@ std::unique_ptr<agent::runtime::Runtime> make_runtime(const FakeEngine& engine,
                                                       const std::string& kind = "docker",
                                                       const std::string& network = "host") {
     auto runtime = agent::runtime::make_container_runtime(
-        {kind, engine.bin().string(), network, "a1b2c3d4e5f60718"});
+        {kind, engine.bin().string(), network, "a1b2c3d4e5f60718", {}});
     REQUIRE_MESSAGE(runtime.ok(), (runtime.ok() ? std::string() : runtime.error().message));
     return std::move(*runtime);
 }
@@ -185,7 +185,7 @@ TEST_CASE("run_cli refuses a missing binary and leaks no descriptor into the chi
 
 TEST_CASE("container runtime: a missing or silent engine is a clear error") {
     auto missing = agent::runtime::make_container_runtime(
-        {"docker", "/nonexistent/docker", "host", "a1b2c3d4e5f60718"});
+        {"docker", "/nonexistent/docker", "host", "a1b2c3d4e5f60718", {}});
     REQUIRE_FALSE(missing.ok());
     CHECK(missing.error().message.find("--engine docker") != std::string::npos);
 
@@ -195,7 +195,7 @@ TEST_CASE("container runtime: a missing or silent engine is a clear error") {
     ::chmod(silent.c_str(), 0755);
     auto start = std::chrono::steady_clock::now();
     auto hung = agent::runtime::make_container_runtime(
-        {"docker", silent.string(), "host", "a1b2c3d4e5f60718"});
+        {"docker", silent.string(), "host", "a1b2c3d4e5f60718", {}});
     REQUIRE_FALSE(hung.ok());
     CHECK(hung.error().message.find("did not answer") != std::string::npos);
     CHECK(std::chrono::steady_clock::now() - start < 10s);
@@ -286,8 +286,11 @@ TEST_CASE("container runtime runs the app with PORT, env, memory, labels and hos
     test::TempDir data;
     auto config =
         config_of("app = \"web\"\n[run]\nmemory = \"64m\"\n[env]\nGREETING = \"hi there\"\n");
-    agent::runtime::AppLaunch launch{
-        "web", "v2", data.path() / "release", data.path() / "v2.app.log", &config, 41234};
+    agent::runtime::AppLaunch launch{"web",   "v2",  data.path() / "release",
+                                     data.path() / "v2.app.log",
+                                     &config, 41234, {{"API_KEY", "sekret-value-1234"},
+                                                      {"GREETING", "hello from the agent"}},
+                                     {"API_KEY"}, {"sekret-value-1234"}};
     auto process = runtime->start(launch);
     REQUIRE_MESSAGE(process.ok(), (process.ok() ? std::string() : process.error().message));
     CHECK(process->pid == ::getpid()); // the State.Pid the fake engine reported
@@ -296,7 +299,13 @@ TEST_CASE("container runtime runs the app with PORT, env, memory, labels and hos
     CHECK(run.find("|--network|host|") != std::string::npos);
     CHECK(run.find("|--publish|") == std::string::npos);
     CHECK(run.find("|--env|PORT=41234|") != std::string::npos);
-    CHECK(run.find("|--env|GREETING=hi there|") != std::string::npos);
+    // The agent's GREETING wins over deploy.toml's; a secret is passed by
+    // name, its value only in the engine CLI's environment.
+    CHECK(run.find("|--env|GREETING=hello from the agent|") != std::string::npos);
+    CHECK(run.find("GREETING=hi there") == std::string::npos);
+    CHECK(run.find("|--env|API_KEY|") != std::string::npos);
+    CHECK(engine.calls().find("sekret") == std::string::npos);
+    CHECK(common::read_file(engine.dir() / "run_env.log").value() == "API_KEY=sekret-value-1234\n");
     CHECK(run.find("|--memory|67108864|--memory-swap|67108864|") != std::string::npos);
     CHECK(run.find("|--restart|no|") != std::string::npos);
     CHECK(run.find("|--init|") != std::string::npos);
@@ -324,7 +333,7 @@ TEST_CASE("container runtime publishes the port on 127.0.0.1 off host networking
     test::TempDir data;
     auto config = config_of("app = \"web\"\n[run]\nport = 3000\ncommand = \"node server.js\"\n");
     agent::runtime::AppLaunch launch{"web",   "v1", data.path(), data.path() / "v1.app.log",
-                                     &config, 41000};
+                                     &config, 41000, {},   {},          {}};
     REQUIRE(runtime->start(launch).ok());
     auto run = engine.call("run");
     CHECK(run.find("|--network|bridge|--restart|no|") != std::string::npos);
@@ -363,7 +372,7 @@ TEST_CASE("container runtime removes a container it could not start and never re
     auto config = config_of("app = \"web\"\n");
     engine.fail_inspect("Error response from daemon: i/o timeout");
     agent::runtime::AppLaunch launch{"web",   "v4", data.path(), data.path() / "v4.app.log",
-                                     &config, 41500};
+                                     &config, 41500, {},   {},          {}};
     REQUIRE_FALSE(runtime->start(launch).ok());
     auto calls = engine.calls();
     CHECK(calls.rfind("|rm|--force|deployctl-web-v4-a1b2c3d4") > calls.find("|run|"));

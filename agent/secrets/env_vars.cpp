@@ -1,0 +1,177 @@
+#include <agent/secrets/env_vars.hpp>
+#include <common/env_name.hpp>
+
+#include <algorithm>
+
+namespace agent::secrets {
+
+using common::ErrorKind;
+using common::make_error;
+
+namespace {
+
+// A value must fit in an environment and say something to redact.
+constexpr std::size_t k_max_value = 64 * 1024;
+
+common::Status check_var(const NewVar& var) {
+    if (auto named = common::check_env_name(var.name); !named)
+        return named;
+    if (var.value.find('\0') != std::string::npos)
+        return make_error(ErrorKind::usage, "the value of " + var.name + " contains a NUL byte");
+    if (var.value.size() > k_max_value)
+        return make_error(ErrorKind::usage, "the value of " + var.name + " is longer than " +
+                                                std::to_string(k_max_value) + " bytes");
+    if (var.secret && var.value.size() < k_min_secret)
+        return make_error(ErrorKind::usage,
+                          "the secret value of " + var.name + " is shorter than " +
+                              std::to_string(k_min_secret) +
+                              " bytes: too short to be redacted from logs reliably (store it "
+                              "without --secret if it is not a secret)");
+    return {};
+}
+
+} // namespace
+
+ReleaseEnv::~ReleaseEnv() {
+    for (auto& [name, value] : build)
+        wipe(value);
+    for (auto& [name, value] : run)
+        wipe(value);
+    for (auto& value : secret_values)
+        wipe(value);
+}
+
+std::shared_ptr<const Redactor> ReleaseEnv::redactor() const {
+    return std::make_shared<const Redactor>(secret_values);
+}
+
+common::Status EnvVars::init() {
+    return ensure_master_key(m_keys_dir, !m_store.has_data_keys());
+}
+
+std::vector<VarInfo> EnvVars::list(const std::string& app) {
+    std::vector<VarInfo> vars;
+    for (auto& row : m_store.env(app))
+        vars.push_back(
+            {row.name, row.secret, row.secret ? std::string() : row.value, row.updated_at});
+    return vars;
+}
+
+common::Result<Key> EnvVars::data_key(const std::string& app,
+                                      std::optional<std::string>& new_wrapped) {
+    auto master = load_master_key(m_keys_dir);
+    if (!master)
+        return master.error();
+    auto wrapped = m_store.data_key(app);
+    if (!wrapped) {
+        Key key = Key::random();
+        auto sealed = seal(*master, key.bytes(), data_key_aad(app));
+        if (!sealed)
+            return sealed.error();
+        new_wrapped = *sealed;
+        return key;
+    }
+    auto bytes = open(*master, *wrapped, data_key_aad(app));
+    if (!bytes)
+        return make_error(ErrorKind::failed,
+                          "cannot decrypt the data key of app " + app + ": the master key " +
+                              (m_keys_dir / "master.key").string() +
+                              " is not the one its secrets were encrypted with (was it replaced "
+                              "or damaged? restore it from your backup)");
+    auto key = Key::from_bytes(*bytes);
+    wipe(*bytes);
+    return key;
+}
+
+common::Status EnvVars::set(const std::string& app, std::vector<NewVar> vars) {
+    std::lock_guard lock(m_mutex);
+    std::set<std::string> seen;
+    for (const auto& var : vars) {
+        if (auto checked = check_var(var); !checked)
+            return checked;
+        if (!seen.insert(var.name).second)
+            return make_error(ErrorKind::usage, var.name + " is given twice");
+    }
+    std::optional<std::string> new_wrapped;
+    std::optional<Key> key;
+    std::vector<EnvRow> rows;
+    for (auto& var : vars) {
+        EnvRow row{var.name, var.secret, {}, {}};
+        if (!var.secret) {
+            row.value = var.value;
+        } else {
+            if (!key) {
+                auto loaded = data_key(app, new_wrapped);
+                if (!loaded)
+                    return loaded.error();
+                key = std::move(*loaded);
+            }
+            auto sealed = seal(*key, var.value, secret_aad(app, var.name));
+            if (!sealed)
+                return sealed.error();
+            row.value = std::move(*sealed);
+        }
+        wipe(var.value);
+        rows.push_back(std::move(row));
+    }
+    return m_store.put_env(app, rows, new_wrapped);
+}
+
+common::Status EnvVars::unset(const std::string& app, const std::vector<std::string>& names) {
+    std::lock_guard lock(m_mutex);
+    for (const auto& name : names)
+        if (auto checked = common::check_env_name(name); !checked)
+            return checked;
+    return m_store.remove_env(app, names);
+}
+
+common::Result<ReleaseEnv> EnvVars::for_release(const std::string& app,
+                                                const std::vector<std::string>& build_secrets) {
+    auto rows = m_store.env(app);
+    ReleaseEnv env;
+    std::optional<Key> key;
+    for (auto& row : rows) {
+        if (!row.secret) {
+            env.build[row.name] = env.run[row.name] = row.value;
+            continue;
+        }
+        if (!key) {
+            std::optional<std::string> none;
+            auto loaded = data_key(app, none);
+            if (!loaded)
+                return loaded.error();
+            if (none) // secrets without a data key: the database was tampered with
+                return make_error(ErrorKind::failed, "app " + app + " has secrets but no data key");
+            key = std::move(*loaded);
+        }
+        auto value = open(*key, row.value, secret_aad(app, row.name));
+        if (!value)
+            return make_error(ErrorKind::failed, "cannot decrypt secret " + row.name + " of " +
+                                                     app + ": " + value.error().message);
+        env.secret_names.insert(row.name);
+        env.secret_values.push_back(*value);
+        env.run[row.name] = std::move(*value);
+    }
+    for (const auto& name : build_secrets) {
+        if (!env.secret_names.count(name))
+            return make_error(ErrorKind::failed, "deploy.toml [build] secrets lists " + name +
+                                                     ", which is not a "
+                                                     "secret of app " +
+                                                     app +
+                                                     " on this agent (set it with `deployctl "
+                                                     "env set --secret " +
+                                                     name + "`)");
+        env.build[name] = env.run[name];
+        env.build_secrets.push_back(name);
+    }
+    return env;
+}
+
+common::Result<std::vector<std::string>> EnvVars::secret_values(const std::string& app) {
+    auto env = for_release(app, {});
+    if (!env)
+        return env.error();
+    return std::move(env->secret_values);
+}
+
+} // namespace agent::secrets

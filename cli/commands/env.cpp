@@ -1,0 +1,160 @@
+// deployctl env ls | set KEY=VALUE... [--secret] | unset KEY...: the app's
+// variables stored on the agents (docs/security.md "Secrets").
+
+#include <cli/commands/commands.hpp>
+#include <cli/target.hpp>
+#include <common/env_name.hpp>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <iostream>
+#include <iterator>
+#include <set>
+#include <termios.h>
+#include <unistd.h>
+
+namespace cli::commands {
+
+namespace {
+
+using common::ErrorKind;
+using common::make_error;
+
+// The value of `env set --secret KEY`: typed without echo on a terminal,
+// else all of stdin (one trailing newline dropped).
+common::Result<std::string> read_secret(const std::string& name) {
+    std::string value;
+    if (isatty(STDIN_FILENO)) {
+        std::cerr << "Value of " << name << " (not shown): " << std::flush;
+        termios saved{};
+        bool hide = tcgetattr(STDIN_FILENO, &saved) == 0;
+        if (hide) {
+            termios quiet = saved;
+            quiet.c_lflag &= ~static_cast<tcflag_t>(ECHO);
+            tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet);
+        }
+        std::getline(std::cin, value);
+        if (hide)
+            tcsetattr(STDIN_FILENO, TCSAFLUSH, &saved);
+        std::cerr << '\n';
+    } else {
+        value.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
+        if (!value.empty() && value.back() == '\n')
+            value.pop_back();
+        if (!value.empty() && value.back() == '\r')
+            value.pop_back();
+    }
+    if (value.empty())
+        return make_error(ErrorKind::usage, "no value for " + name + " was read from stdin");
+    return value;
+}
+
+// KEY=VALUE arguments (or one KEY with --secret, its value from stdin) as the
+// API's {"vars": [...]}; every name checked before anything is sent.
+common::Result<nlohmann::json> vars_to_set(const EnvOptions& options) {
+    if (options.args.empty())
+        return make_error(ErrorKind::usage, "env set: expected KEY=VALUE (or --secret KEY)");
+    nlohmann::json vars = nlohmann::json::array();
+    std::set<std::string> seen;
+    for (const auto& arg : options.args) {
+        auto eq = arg.find('=');
+        std::string name = arg.substr(0, eq);
+        if (auto checked = common::check_env_name(name); !checked)
+            return checked.error();
+        if (!seen.insert(name).second)
+            return make_error(ErrorKind::usage, name + " is given twice");
+        if (eq == std::string::npos && !(options.secret && options.args.size() == 1))
+            return make_error(ErrorKind::usage,
+                              "env set: expected KEY=VALUE, not '" + name +
+                                  "' (only `env set --secret KEY` reads one value from stdin)");
+        vars.push_back({{"name", name}, {"value", ""}, {"secret", options.secret}});
+        if (eq != std::string::npos) {
+            vars.back()["value"] = arg.substr(eq + 1);
+            continue;
+        }
+        auto value = read_secret(name);
+        if (!value)
+            return value.error();
+        vars.back()["value"] = std::move(*value);
+    }
+    return nlohmann::json{{"vars", std::move(vars)}};
+}
+
+common::Status list(Context& ctx, const Target& target) {
+    return for_each_host(ctx, target, OnError::keep_going,
+                         [&](transport::Client& client, const std::string& host) -> common::Status {
+                             auto answer = client.get_json(app_path(target.app) + "/env");
+                             if (!answer)
+                                 return answer.error();
+                             ctx.out->env_list(host, *answer);
+                             return {};
+                         });
+}
+
+common::Status set(Context& ctx, const Target& target, const EnvOptions& options) {
+    auto body = vars_to_set(options);
+    if (!body)
+        return body.error();
+    return for_each_host(ctx, target, OnError::stop,
+                         [&](transport::Client& client, const std::string& host) -> common::Status {
+                             auto answer = client.post_json(app_path(target.app) + "/env", *body);
+                             if (!answer)
+                                 return answer.error();
+                             ctx.out->env_changed(host, *answer);
+                             return {};
+                         });
+}
+
+// Checks that every name is set before removing any, so a typo removes nothing.
+common::Status unset(Context& ctx, const Target& target, const EnvOptions& options) {
+    if (options.args.empty())
+        return make_error(ErrorKind::usage, "env unset: expected one or more KEYs");
+    for (const auto& name : options.args)
+        if (auto checked = common::check_env_name(name); !checked)
+            return checked;
+    return for_each_host(
+        ctx, target, OnError::stop,
+        [&](transport::Client& client, const std::string& host) -> common::Status {
+            auto listed = client.get_json(app_path(target.app) + "/env");
+            if (!listed)
+                return listed.error();
+            std::set<std::string> present;
+            for (const auto& var : listed->value("vars", nlohmann::json::array()))
+                present.insert(var.value("name", ""));
+            for (const auto& name : options.args)
+                if (!present.count(name))
+                    return make_error(
+                        ErrorKind::not_found,
+                        fmt::format("no variable {} is set for app {}", name, target.app));
+            nlohmann::json answer;
+            for (const auto& name : options.args) {
+                auto removed = client.remove(app_path(target.app) + "/env/" + name);
+                if (!removed)
+                    return removed.error();
+                answer = *removed;
+            }
+            answer["unset"] = options.args;
+            ctx.out->env_changed(host, answer);
+            return {};
+        });
+}
+
+} // namespace
+
+common::Status env(Context& ctx, const EnvOptions& options) {
+    auto target = resolve_target(ctx, ".", ConfigNeed::optional);
+    if (!target)
+        return target.error();
+    switch (options.action) {
+    case EnvAction::ls:
+        return list(ctx, *target);
+    case EnvAction::set:
+        return set(ctx, *target, options);
+    case EnvAction::unset:
+        return unset(ctx, *target, options);
+    }
+    return {};
+}
+
+} // namespace cli::commands
