@@ -42,7 +42,9 @@ no_plaintext() {
 }
 
 # --- set before the first deploy ------------------------------------------------------
-run bash -c 'printf "%s\n" "$1" | "$2" -C "$3" --host "$4" env set --secret API_TOKEN' _ "$SECRET" "$DEPLOYCTL_BIN" "$REPO" "$AGENT_URL"
+# set_secret NAME VALUE: `env set --secret NAME`, the value on stdin (never on an argv).
+set_secret() { printf '%s\n' "$2" | dctl env set --secret "$1"; }
+run set_secret API_TOKEN "$SECRET"
 assert_eq 0 "$RC" "env set --secret API_TOKEN (value on stdin) before the first deploy"
 assert_contains "$OUT" "takes effect at the next deploy" "env set says when it takes effect"
 assert_exit 0 dctl env set MODE=plain-mode-value
@@ -121,7 +123,7 @@ restart_agent
 with_build_secrets API_TOKEN
 assert_exit 1 dctl deploy
 assert_contains "$OUT$ERR" "is not the one its secrets were encrypted with" "wrong master key: the deploy fails clearly"
-run bash -c 'printf "%s" another-long-secret | "$1" -C "$2" --host "$3" env set --secret OTHER' _ "$DEPLOYCTL_BIN" "$REPO" "$AGENT_URL"
+run set_secret OTHER another-long-secret
 assert_ne 0 "$RC" "wrong master key: env set --secret fails"
 assert_contains "$ERR" "master key" "wrong master key: env set says why"
 assert_eq v2 "$(dctl --json status | jq -r .production)" "wrong master key: v2 still PRODUCTION"

@@ -19,10 +19,11 @@ chmod +x "$WRAPPER"
 AGENT_EXTRA_ARGS=(--engine-bin "$WRAPPER")
 AGENT_ENGINE=docker start_agent
 
-CMD='echo "app out: $API_TOKEN"; echo "app err: $API_TOKEN" >&2; printf %s "$API_TOKEN" | sha256sum | cut -d" " -f1 > /site/token.sha; exec httpd -f -p 127.0.0.1:$PORT -h /site'
+CMD='echo "app out: $API_TOKEN"; echo "app err: $API_TOKEN" >&2; printf %s "$API_TOKEN" | sha256sum | cut -d" " -f1 > /site/token.sha; (while :; do echo "tick $API_TOKEN"; sleep 0.3; done) & exec httpd -f -p 127.0.0.1:$PORT -h /site'
 make_container_repo $APP cmd="$CMD"
 
-run bash -c 'printf "%s" "$1" | "$2" -C "$3" --host "$4" env set --secret API_TOKEN' _ "$SECRET" "$DEPLOYCTL_BIN" "$REPO" "$AGENT_URL"
+set_secret() { printf '%s' "$2" | dctl env set --secret "$1"; }
+run set_secret API_TOKEN "$SECRET"
 assert_eq 0 "$RC" "env set --secret API_TOKEN"
 assert_exit 0 dctl env set PLAIN_VAR=plain-value
 
@@ -40,6 +41,16 @@ assert_exit 0 dctl logs v1
 assert_contains "$OUT" "app out: [redacted]" "deployctl logs shows [redacted]"
 hits=$(grep -rlaF -- "$SECRET" "$DATA" "$TEST_TMP"/agent/*.log "$TEST_TMP"/*.out "$TEST_TMP"/*.err 2>/dev/null || true)
 assert_eq "" "$hits" "the secret value is in no file of the data dir or the logs"
+
+# The agent killed and restarted: it follows the container's output again, still redacted.
+kill_agent -9
+AGENT_ENGINE=docker restart_agent
+ticks=$(grep -c 'tick \[redacted\]' "$app_log")
+wait_until 10 bash -c '(( $(grep -c "tick \[redacted\]" "$1") > $2 ))' _ "$app_log" "$ticks" ||
+    fail "after an agent restart the container's output is followed again, redacted" "$(excerpt "$app_log")"
+pass "after an agent restart the container's output is followed again, redacted"
+hits=$(grep -rlaF -- "$SECRET" "$DATA" "$TEST_TMP"/agent/*.log 2>/dev/null || true)
+assert_eq "" "$hits" "after the restart the secret value is still in no file"
 
 # An image build is never given a secret.
 write_container_toml "$REPO" $APP extra='' 

@@ -60,8 +60,24 @@ class FakeService : public agent::Service {
     std::string engine_version() const override { return {}; }
     std::string proxy_listen() const override { return "127.0.0.1:8080"; }
     std::string proxy_https_listen() const override { return ""; }
+    std::vector<agent::secrets::VarInfo> env(const std::string&) override {
+        std::vector<agent::secrets::VarInfo> vars;
+        for (const auto& var : env_set)
+            vars.push_back({var.name, var.secret, var.secret ? "" : var.value, "t"});
+        return vars;
+    }
+    common::Status set_env(const std::string&, std::vector<agent::secrets::NewVar> vars) override {
+        env_set.insert(env_set.end(), vars.begin(), vars.end());
+        return {};
+    }
+    common::Status unset_env(const std::string&, const std::vector<std::string>& names) override {
+        env_unset.insert(env_unset.end(), names.begin(), names.end());
+        return {};
+    }
 
     std::vector<agent::NewDeployment> created;
+    std::vector<agent::secrets::NewVar> env_set;
+    std::vector<std::string> env_unset;
     std::vector<agent::ReleaseInfo> releases;
     std::optional<std::string> production;
     int release_calls = 0;
@@ -354,4 +370,44 @@ TEST_CASE_FIXTURE(Fixture, "deeply nested JSON is refused before it is parsed or
     // Non-string values are described by type, never serialized back.
     const auto object = call("POST", "/v1/blobs/missing", R"({"digests": [{"a": [1, 2]}]})");
     CHECK(object.body.find("not a sha256 digest: a JSON object") != std::string::npos);
+}
+
+TEST_CASE_FIXTURE(Fixture, "env routes: set, list without secret values, unset; bad bodies 400") {
+    const std::string secret = "topsecret-value-123";
+    auto set = call("POST", "/v1/apps/hello/env",
+                    json{{"vars",
+                          {{{"name", "API_KEY"}, {"value", secret}, {"secret", true}},
+                           {{"name", "MODE"}, {"value", "fast"}}}}}
+                        .dump());
+    REQUIRE(set.status == 200);
+    CHECK(set.body.find(secret) == std::string::npos);
+    CHECK(json::parse(set.body)["set"] == json{"API_KEY", "MODE"});
+    REQUIRE(service.env_set.size() == 2);
+    CHECK(service.env_set[0].value == secret);
+    CHECK(service.env_set[0].secret);
+    CHECK_FALSE(service.env_set[1].secret);
+
+    auto listed = call("GET", "/v1/apps/hello/env");
+    REQUIRE(listed.status == 200);
+    CHECK(listed.body.find(secret) == std::string::npos);
+    auto vars = json::parse(listed.body)["vars"];
+    CHECK_FALSE(vars[0].contains("value"));
+    CHECK(vars[0]["secret"] == true);
+    CHECK(vars[1]["value"] == "fast");
+
+    auto unset = call("DELETE", "/v1/apps/hello/env/MODE");
+    CHECK(unset.status == 200);
+    CHECK(service.env_unset == std::vector<std::string>{"MODE"});
+
+    for (const std::string body :
+         {"", "{}", R"({"vars":[]})", R"({"vars":{}})", R"({"vars":[{"name":"A"}]})",
+          R"({"vars":[{"name":"A","value":5}]})",
+          R"({"vars":[{"name":"A","value":"a-long-value-here","secret":"yes"}]})"}) {
+        CAPTURE(body);
+        auto bad = call("POST", "/v1/apps/hello/env", body);
+        CHECK(bad.status == 400);
+        CHECK(bad.body.find("a-long-value-here") == std::string::npos);
+    }
+    CHECK(service.env_set.size() == 2); // nothing more reached the service
+    CHECK(call("GET", "/v1/apps/Bad_App/env").status == 400);
 }
