@@ -111,6 +111,8 @@ common::Result<runtime::AppProcess> Engine::start_app(runtime::Runtime& runtime,
                                                       const std::string& app,
                                                       const std::string& id,
                                                       const common::AppConfig& config, int port) {
+    if (auto kept = m_env->remember(app, id); !kept)
+        return kept.error();
     auto env = m_env->for_release(app, {});
     if (!env)
         return env.error();

@@ -59,11 +59,11 @@ common::Status Engine::open_runtimes() {
         options.binary = m_options.engine_bin;
         options.network = m_options.container_network;
         options.agent_id = m_agent_id;
-        options.secret_values = [this](const std::string& app) {
-            auto values = m_env->secret_values(app);
+        options.secret_values = [this](const runtime::ReleaseRef& release) {
+            auto values = m_env->secret_values(release.app, release.id);
             if (!values)
-                common::log_error("cannot redact the output of " + app + ": " +
-                                  values.error().message);
+                common::log_error("cannot redact the output of " + release.app + " " +
+                                  release.id + ": " + values.error().message);
             return values ? std::move(*values) : std::vector<std::string>();
         };
         auto container = runtime::make_container_runtime(std::move(options));

@@ -363,7 +363,7 @@ class ContainerRuntime final : public Runtime {
         if (!start) // the engine has not noticed the exit yet
             return {Recovery::pending, {}, {}};
         AppProcess process{state->pid, *start};
-        m_pumps.attach(name, log_file, state->started_at, redactor(release.app));
+        m_pumps.attach(name, log_file, state->started_at, redactor(release));
         std::string note = "container restarted by " + m_options.engine;
         if (state->restarts > 0)
             note += " (restart " + std::to_string(state->restarts) + ")";
@@ -377,7 +377,7 @@ class ContainerRuntime final : public Runtime {
         struct stat st {};
         if (::stat(log_file.c_str(), &st) == 0)
             since = std::to_string(st.st_mtim.tv_sec);
-        m_pumps.attach(container_name(release), log_file, since, redactor(release.app));
+        m_pumps.attach(container_name(release), log_file, since, redactor(release));
     }
 
     std::vector<ReleaseRef> instances() override {
@@ -420,11 +420,12 @@ class ContainerRuntime final : public Runtime {
     void shutdown() override { m_pumps.stop_all(); }
 
   private:
-    // For output followed again after a restart: the app's current secrets.
-    std::shared_ptr<const secrets::Redactor> redactor(const std::string& app) const {
+    // For output followed again after a restart: the secrets it started with
+    // and the app's current ones.
+    std::shared_ptr<const secrets::Redactor> redactor(const ReleaseRef& release) const {
         if (!m_options.secret_values)
             return nullptr;
-        auto values = m_options.secret_values(app);
+        auto values = m_options.secret_values(release);
         return values.empty() ? nullptr : std::make_shared<const secrets::Redactor>(values);
     }
     std::string agent8() const { return m_options.agent_id.substr(0, 8); }

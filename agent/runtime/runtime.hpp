@@ -100,9 +100,9 @@ struct ContainerOptions {
     std::string binary;            // the CLI; default: `engine` on PATH
     std::string network = "host";  // --network
     std::string agent_id;          // labels every image and container
-    // The secret values of an app, to redact the output of its containers
-    // when their logs are followed again (recover, adopt).
-    std::function<std::vector<std::string>(const std::string& app)> secret_values;
+    // The secret values to redact in a release's output when its container's
+    // logs are followed again (recover, adopt).
+    std::function<std::vector<std::string>(const ReleaseRef& release)> secret_values;
 };
 
 // Checks that the engine answers (`docker version`) and returns the runtime.

@@ -125,6 +125,24 @@ common::Status EnvVars::unset(const std::string& app, const std::vector<std::str
     return m_store.remove_env(app, names);
 }
 
+common::Result<std::string> EnvVars::decrypt(const std::string& app, const EnvRow& row,
+                                             std::optional<Key>& key) {
+    if (!key) {
+        std::optional<std::string> none;
+        auto loaded = data_key(app, none);
+        if (!loaded)
+            return loaded.error();
+        if (none) // secrets without a data key: the database was tampered with
+            return make_error(ErrorKind::failed, "app " + app + " has secrets but no data key");
+        key = std::move(*loaded);
+    }
+    auto value = open(*key, row.value, secret_aad(app, row.name));
+    if (!value)
+        return make_error(ErrorKind::failed, "cannot decrypt secret " + row.name + " of " + app +
+                                                 ": " + value.error().message);
+    return value;
+}
+
 common::Result<ReleaseEnv> EnvVars::for_release(const std::string& app,
                                                 const std::vector<std::string>& build_secrets) {
     auto rows = m_store.env(app);
@@ -135,43 +153,44 @@ common::Result<ReleaseEnv> EnvVars::for_release(const std::string& app,
             env.build[row.name] = env.run[row.name] = row.value;
             continue;
         }
-        if (!key) {
-            std::optional<std::string> none;
-            auto loaded = data_key(app, none);
-            if (!loaded)
-                return loaded.error();
-            if (none) // secrets without a data key: the database was tampered with
-                return make_error(ErrorKind::failed, "app " + app + " has secrets but no data key");
-            key = std::move(*loaded);
-        }
-        auto value = open(*key, row.value, secret_aad(app, row.name));
+        auto value = decrypt(app, row, key);
         if (!value)
-            return make_error(ErrorKind::failed, "cannot decrypt secret " + row.name + " of " +
-                                                     app + ": " + value.error().message);
+            return value.error();
         env.secret_names.insert(row.name);
         env.secret_values.push_back(*value);
         env.run[row.name] = std::move(*value);
     }
     for (const auto& name : build_secrets) {
         if (!env.secret_names.count(name))
-            return make_error(ErrorKind::failed, "deploy.toml [build] secrets lists " + name +
-                                                     ", which is not a "
-                                                     "secret of app " +
-                                                     app +
-                                                     " on this agent (set it with `deployctl "
-                                                     "env set --secret " +
-                                                     name + "`)");
+            return make_error(ErrorKind::failed,
+                              "deploy.toml [build] secrets lists " + name +
+                                  ", which is not a secret of app " + app +
+                                  " on this agent (set it with `deployctl env set --secret " +
+                                  name + "`)");
         env.build[name] = env.run[name];
         env.build_secrets.push_back(name);
     }
     return env;
 }
 
-common::Result<std::vector<std::string>> EnvVars::secret_values(const std::string& app) {
+common::Status EnvVars::remember(const std::string& app, const std::string& id) {
+    return m_store.snapshot_secrets(app, id);
+}
+
+common::Result<std::vector<std::string>> EnvVars::secret_values(const std::string& app,
+                                                                const std::string& id) {
     auto env = for_release(app, {});
     if (!env)
         return env.error();
-    return std::move(env->secret_values);
+    std::vector<std::string> values = std::move(env->secret_values);
+    std::optional<Key> key;
+    for (const auto& row : m_store.release_secrets(app, id)) {
+        auto value = decrypt(app, row, key);
+        if (!value)
+            return value.error();
+        values.push_back(std::move(*value));
+    }
+    return values;
 }
 
 } // namespace agent::secrets

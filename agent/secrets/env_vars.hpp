@@ -60,11 +60,19 @@ class EnvVars {
     // decrypted.
     common::Result<ReleaseEnv> for_release(const std::string& app,
                                            const std::vector<std::string>& build_secrets);
-    // Every secret value of the app, to redact its output (empty when it has none).
-    common::Result<std::vector<std::string>> secret_values(const std::string& app);
+    // Keeps a copy of the app's sealed secrets as release `id` starts with
+    // them, so its output stays redacted after they are replaced or unset.
+    common::Status remember(const std::string& app, const std::string& id);
+    // The values to redact in the output of release `id`: the app's secrets
+    // now and those the release started with (remember()).
+    common::Result<std::vector<std::string>> secret_values(const std::string& app,
+                                                           const std::string& id);
 
   private:
     common::Result<Key> data_key(const std::string& app, std::optional<std::string>& new_wrapped);
+    // A sealed row's value; loads the app's data key into `key` on first use.
+    common::Result<std::string> decrypt(const std::string& app, const EnvRow& row,
+                                        std::optional<Key>& key);
 
     Store& m_store;
     std::filesystem::path m_keys_dir;

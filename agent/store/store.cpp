@@ -49,6 +49,13 @@ CREATE TABLE IF NOT EXISTS app_keys (
   wrapped    TEXT NOT NULL,
   created_at TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS release_secrets (
+  app        TEXT NOT NULL,
+  release    TEXT NOT NULL,
+  name       TEXT NOT NULL,
+  value      TEXT NOT NULL,
+  PRIMARY KEY (app, release, name)
+);
 CREATE TABLE IF NOT EXISTS env (
   app        TEXT NOT NULL,
   name       TEXT NOT NULL,
@@ -273,6 +280,11 @@ common::Status Store::remove(const std::string& app, const std::string& id,
         return erase.error();
     if (auto erased = erase->bind(app).bind(id).run(); !erased)
         return erased;
+    auto forget = m_db->prepare("DELETE FROM release_secrets WHERE app = ? AND release = ?");
+    if (!forget)
+        return forget.error();
+    if (auto forgotten = forget->bind(app).bind(id).run(); !forgotten)
+        return forgotten;
     if (auto audited = write_audit(app, id, name(rows.front().state), "", detail); !audited)
         return audited;
     return tx.commit();
@@ -428,6 +440,32 @@ common::Status Store::remove_env(const std::string& app, const std::vector<std::
                               "no variable " + name + " is set for app " + app);
     }
     return tx.commit();
+}
+
+common::Status Store::snapshot_secrets(const std::string& app, const std::string& id) {
+    std::lock_guard lock(m_mutex);
+    sqlite::Transaction tx(*m_db);
+    if (!tx.begun())
+        return tx.begun().error();
+    auto clear = m_db->prepare("DELETE FROM release_secrets WHERE app = ? AND release = ?");
+    if (!clear)
+        return clear.error();
+    if (auto done = clear->bind(app).bind(id).run(); !done)
+        return done;
+    auto copy = m_db->prepare("INSERT INTO release_secrets (app, release, name, value)"
+                              " SELECT app, ?, name, value FROM env WHERE app = ? AND secret = 1");
+    if (!copy)
+        return copy.error();
+    if (auto done = copy->bind(id).bind(app).run(); !done)
+        return done;
+    return tx.commit();
+}
+
+std::vector<EnvRow> Store::release_secrets(const std::string& app, const std::string& id) {
+    std::lock_guard lock(m_mutex);
+    return select_rows<EnvRow>(
+        *m_db, "SELECT name, value FROM release_secrets WHERE app = ? AND release = ?", {app, id},
+        [](const sqlite::Statement& row) { return EnvRow{row.text(0), true, row.text(1), {}}; });
 }
 
 common::Status Store::exec(std::string_view sql) {

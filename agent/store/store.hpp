@@ -115,6 +115,11 @@ class Store {
     // nothing removed) if one of them is not set.
     common::Status remove_env(const std::string& app, const std::vector<std::string>& names);
 
+    // Copies the app's secret rows (still sealed) as those of release `id`,
+    // replacing an earlier copy; removed with the release.
+    common::Status snapshot_secrets(const std::string& app, const std::string& id);
+    std::vector<EnvRow> release_secrets(const std::string& app, const std::string& id);
+
     // Raw SQL, for maintenance and tests.
     common::Status exec(std::string_view sql);
 

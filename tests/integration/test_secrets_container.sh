@@ -42,7 +42,11 @@ assert_contains "$OUT" "app out: [redacted]" "deployctl logs shows [redacted]"
 hits=$(grep -rlaF -- "$SECRET" "$DATA" "$TEST_TMP"/agent/*.log "$TEST_TMP"/*.out "$TEST_TMP"/*.err 2>/dev/null || true)
 assert_eq "" "$hits" "the secret value is in no file of the data dir or the logs"
 
-# The agent killed and restarted: it follows the container's output again, still redacted.
+# The secret replaced (the running container keeps the old value), then the
+# agent killed and restarted: it follows the container's output again, and
+# still redacts the value the container started with.
+run set_secret API_TOKEN "it2-$(head -c 32 /dev/urandom | base64 | tr -d '/+=\n')"
+assert_eq 0 "$RC" "env set --secret API_TOKEN again: a new value"
 kill_agent -9
 AGENT_ENGINE=docker restart_agent
 ticks=$(grep -c 'tick \[redacted\]' "$app_log")

@@ -7,6 +7,7 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <random>
 #include <sys/stat.h>
 
@@ -179,6 +180,17 @@ TEST_CASE("env vars: secrets are stored sealed and resolved for a release") {
         CHECK(env.set("web", {{"SHORT", "1234567", true}}).error().kind == ErrorKind::usage);
         CHECK(env.unset("web", {"MODE", "ABSENT"}).error().kind == ErrorKind::not_found);
         CHECK(env.list("web").size() == 2);
+    }
+    SUBCASE("a release keeps redacting the values it started with") {
+        REQUIRE(env.remember("web", "v1").ok());
+        REQUIRE(env.set("web", {{"API_KEY", "the-replacement-value", true}}).ok());
+        auto values = env.secret_values("web", "v1");
+        REQUIRE(values.ok());
+        CHECK(std::count(values->begin(), values->end(), secret) == 1);
+        CHECK(std::count(values->begin(), values->end(), "the-replacement-value") == 1);
+        REQUIRE(env.unset("web", {"API_KEY"}).ok());
+        CHECK(*env.secret_values("web", "v1") == std::vector<std::string>{secret});
+        CHECK(env.secret_values("web", "v2")->empty());
     }
     SUBCASE("unset removes") {
         REQUIRE(env.unset("web", {"API_KEY"}).ok());
