@@ -1,4 +1,6 @@
+#include <agent/api/tls.hpp>
 #include <agent/proxy/tls_certificates.hpp>
+#include <common/fingerprint.hpp>
 
 #include <doctest/doctest.h>
 #include <openssl/bio.h>
@@ -468,4 +470,53 @@ TEST_CASE("TlsCertificates: an encrypted certificate key fails without asking fo
     CHECK(contains(message, "without a passphrase"));
     // Not mistaken for a file that is not PEM at all.
     CHECK_FALSE(contains(message, "not a PEM file"));
+}
+
+TEST_CASE("TlsCertificates: the API's certificate may name no host, and has its fingerprint") {
+    test::TempDir dir;
+    const auto ip_only = write_pair(dir.path(), "ip", "", "IP:127.0.0.1");
+    auto loaded = TlsCertificates::load({ip_only}, agent::proxy::HostNames::optional);
+    REQUIRE(loaded.ok());
+    const auto& info = (*loaded)->certificates().front();
+    CHECK(info.names.empty());
+    CHECK(info.fingerprint ==
+          common::x509_fingerprint(SSL_CTX_get0_certificate((*loaded)->default_context())));
+    CHECK(info.fingerprint.rfind("sha256:", 0) == 0);
+    CHECK(info.fingerprint.size() == 7 + 95);
+}
+
+TEST_CASE("ApiCertificate: a pair changed on disk is loaded again; a broken one is not") {
+    test::TempDir dir;
+    const auto first = write_pair(dir.path(), "first", "agent-1", "IP:127.0.0.1");
+    const auto second = write_pair(dir.path(), "second", "agent-2", "IP:127.0.0.1");
+    const CertificateFiles live{(dir.path() / "live.crt").string(),
+                                (dir.path() / "live.key").string()};
+    // Replaced as a renewal does: a new file renamed over the old one. (The
+    // old one is kept under another name, so that its inode is not reused
+    // within the file system's timestamp granularity.)
+    int version = 0;
+    auto install = [&](const std::string& from, const std::string& to) {
+        std::error_code ec;
+        std::filesystem::create_hard_link(to, to + "." + std::to_string(++version), ec);
+        std::filesystem::copy_file(from, to + ".new");
+        std::filesystem::rename(to + ".new", to);
+    };
+    install(first.cert, live.cert);
+    install(first.key, live.key);
+    auto certificate = agent::api::ApiCertificate::load(live);
+    REQUIRE(certificate.ok());
+    auto& api = **certificate;
+    CHECK(cn_of(api.current()->default_context()) == "agent-1");
+    const auto first_fingerprint = api.fingerprint();
+
+    install(second.cert, live.cert);
+    install(second.key, live.key);
+    CHECK(cn_of(api.current()->default_context()) == "agent-2");
+    CHECK(api.fingerprint() != first_fingerprint);
+
+    install(first.cert, live.cert); // with the second key: a pair that does not load
+    CHECK(cn_of(api.current()->default_context()) == "agent-2");
+    install(first.key, live.key);
+    CHECK(cn_of(api.current()->default_context()) == "agent-1");
+    CHECK(api.fingerprint() == first_fingerprint);
 }
