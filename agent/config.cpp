@@ -43,16 +43,16 @@ Status read_certificate(const Reader& r, const toml::node& node,
         if (t->get(key) == nullptr)
             return r.error_at(node.source(),
                               fmt::format("[[proxy.certificates]] needs '{}' (a PEM file)", key));
-        TRY_ASSIGN(*target, read_pem_path(r, *t, key, fmt::format("proxy.certificates.{}", key),
-                                          base_dir));
+        TRY_ASSIGN(*target,
+                   read_pem_path(r, *t, key, fmt::format("proxy.certificates.{}", key), base_dir));
     }
     out.certificates.push_back(std::move(files));
     return {};
 }
 
 // tls_cert and tls_key: the API serves HTTPS with them.
-Status read_api_tls(const Reader& r, const toml::table& root,
-                    const std::filesystem::path& base_dir, AgentConfig& out) {
+Status read_api_tls(const Reader& r, const toml::table& root, const std::filesystem::path& base_dir,
+                    AgentConfig& out) {
     proxy::CertificateFiles files;
     TRY_ASSIGN(files.cert, read_pem_path(r, root, "tls_cert", "tls_cert", base_dir));
     TRY_ASSIGN(files.key, read_pem_path(r, root, "tls_key", "tls_key", base_dir));

@@ -80,9 +80,10 @@ int main(int argc, char** argv) {
                      "through SSH, or serve HTTPS with --tls-cert/--tls-key: an address other "
                      "than loopback needs them)")
         ->capture_default_str();
-    auto* tls_cert = serve->add_option("--tls-cert", tls_files.cert,
-                                       "Serve the API over HTTPS (TLS 1.2+) with this PEM "
-                                       "certificate (chain); reloaded when the file changes");
+    auto* tls_cert =
+        serve->add_option("--tls-cert", tls_files.cert,
+                          "Serve the API over HTTPS (TLS 1.2+) with this PEM "
+                          "certificate (chain); reloaded when the file changes or on SIGHUP");
     auto* tls_key = serve->add_option("--tls-key", tls_files.key,
                                       "The certificate's private key (PEM, no passphrase)");
     tls_cert->needs(tls_key);

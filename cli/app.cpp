@@ -157,9 +157,9 @@ Connect default_connect(const GlobalOptions& g) {
     transport::HttpOptions options;
     if (const char* token = std::getenv("DEPLOYCTL_TOKEN"))
         options.token = token;
-    return [options, accept_new = g.accept_new_host_key](
-               const HostUrl& url, const SshSettings& ssh,
-               const transport::TlsOptions& tls) -> common::Result<std::unique_ptr<transport::Client>> {
+    return [options, accept_new = g.accept_new_host_key](const HostUrl& url, const SshSettings& ssh,
+                                                         const transport::TlsOptions& tls)
+               -> common::Result<std::unique_ptr<transport::Client>> {
         if (url.scheme == Scheme::https) {
             auto https = options;
             https.tls = tls;

@@ -61,9 +61,8 @@ common::Status check_readable(const std::string& path, ErrorKind kind, std::stri
 
 // How https:// agents are verified: --ca-file / --fingerprint, else the
 // selected target's ca_file / fingerprint, else the system's CA store.
-common::Result<transport::TlsOptions> tls_options(const GlobalOptions& g,
-                                                  const common::TargetConfig* selected,
-                                                  const fs::path& dir) {
+common::Result<transport::TlsOptions>
+tls_options(const GlobalOptions& g, const common::TargetConfig* selected, const fs::path& dir) {
     transport::TlsOptions tls;
     if (!g.ca_file.empty() || !g.fingerprint.empty()) {
         if (!g.ca_file.empty() && !g.fingerprint.empty())
@@ -73,7 +72,8 @@ common::Result<transport::TlsOptions> tls_options(const GlobalOptions& g,
         if (!g.fingerprint.empty()) {
             auto pin = common::parse_fingerprint(g.fingerprint);
             if (!pin)
-                return common::make_error(ErrorKind::usage, "--fingerprint: " + pin.error().message);
+                return common::make_error(ErrorKind::usage,
+                                          "--fingerprint: " + pin.error().message);
             tls.fingerprint = std::move(*pin);
         }
         tls.ca_file = g.ca_file;

@@ -162,9 +162,9 @@ Status read_tls_settings(const Reader& r, const toml::table& t, TargetConfig& ta
 }
 
 Status read_target(const Reader& r, const toml::table& t, TargetConfig& target) {
-    if (auto ok = r.check_keys(t, "[targets." + target.name + "]",
-                               {"hosts", "domains", "agent_command", "identity_file", "ca_file",
-                                "fingerprint"});
+    if (auto ok = r.check_keys(
+            t, "[targets." + target.name + "]",
+            {"hosts", "domains", "agent_command", "identity_file", "ca_file", "fingerprint"});
         !ok)
         return ok;
     if (const auto* n = t.get("hosts"))

@@ -4,10 +4,10 @@
 
 #include <common/result.hpp>
 
+#include <openssl/types.h>
+
 #include <string>
 #include <string_view>
-
-#include <openssl/types.h>
 
 namespace common {
 

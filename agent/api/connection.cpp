@@ -80,8 +80,7 @@ class DeadlineSocket {
     template <class Buffers> std::size_t write_some(const Buffers& buffers) {
         return m_socket.write_some(buffers);
     }
-    template <class Buffers>
-    std::size_t write_some(const Buffers& buffers, beast::error_code& ec) {
+    template <class Buffers> std::size_t write_some(const Buffers& buffers, beast::error_code& ec) {
         return m_socket.write_some(buffers, ec);
     }
 
@@ -184,7 +183,8 @@ template <class Stream> bool Connection<Stream>::send(const Response& response, 
     return !ec && keep_alive;
 }
 
-template <class Stream> bool Connection<Stream>::send_stream(const Response& response, bool keep_alive) {
+template <class Stream>
+bool Connection<Stream>::send_stream(const Response& response, bool keep_alive) {
     http::response<http::empty_body> message{static_cast<http::status>(response.status), m_version};
     set_common_headers(message, response);
     message.set(http::field::cache_control, "no-cache");
@@ -206,7 +206,8 @@ template <class Stream> bool Connection<Stream>::send_stream(const Response& res
 }
 
 template <class Stream>
-void Connection<Stream>::send_continue_if_expected(const http::request_parser<http::empty_body>& header) {
+void Connection<Stream>::send_continue_if_expected(
+    const http::request_parser<http::empty_body>& header) {
     if (!beast::iequals(header.get()[http::field::expect], "100-continue"))
         return;
     http::response<http::empty_body> message{http::status::continue_, m_version};
@@ -231,7 +232,8 @@ Response too_large(std::uint64_t limit) {
 }
 
 template <class Stream>
-bool Connection<Stream>::read_json_body(http::request_parser<http::empty_body>& header, Request& request) {
+bool Connection<Stream>::read_json_body(http::request_parser<http::empty_body>& header,
+                                        Request& request) {
     http::request_parser<http::string_body> parser{std::move(header)};
     parser.body_limit(k_max_json_body);
     beast::error_code ec;
@@ -248,7 +250,8 @@ bool Connection<Stream>::read_json_body(http::request_parser<http::empty_body>& 
 }
 
 template <class Stream>
-bool Connection<Stream>::read_file_body(http::request_parser<http::empty_body>& header, Request& request) {
+bool Connection<Stream>::read_file_body(http::request_parser<http::empty_body>& header,
+                                        Request& request) {
     const auto limit = m_options.max_file_body;
     http::request_parser<http::file_body> parser{std::move(header)};
     parser.body_limit(limit);
@@ -270,8 +273,8 @@ bool Connection<Stream>::read_file_body(http::request_parser<http::empty_body>& 
 }
 
 template <class Stream>
-bool Connection<Stream>::read_body(http::request_parser<http::empty_body>& header, const Route& route,
-                           Request& request) {
+bool Connection<Stream>::read_body(http::request_parser<http::empty_body>& header,
+                                   const Route& route, Request& request) {
     const auto limit = route.body == BodyKind::file ? m_options.max_file_body : k_max_json_body;
     if ((m_body_error = check_length(header, limit)))
         return true; // before "100 Continue"
@@ -371,8 +374,7 @@ void serve_tls_connection(int fd, ApiCertificate& certificate, const Router& rou
     TlsStream stream(DeadlineSocket(socket, options.idle_timeout), tls_context);
     // A client that connects and never finishes its handshake (or speaks
     // plain HTTP to this port) is let go at the deadline.
-    stream.next_layer().set_deadline(std::chrono::steady_clock::now() +
-                                     options.handshake_timeout);
+    stream.next_layer().set_deadline(std::chrono::steady_clock::now() + options.handshake_timeout);
     beast::error_code ec;
     stream.handshake(ssl::stream_base::server, ec);
     stream.next_layer().clear_deadline();

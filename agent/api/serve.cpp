@@ -48,13 +48,15 @@ common::Status create_layout(const DataDir& dir) {
     return {};
 }
 
-// Blocks SIGTERM/SIGINT in this thread and every thread started after it, so
-// that only wait_for_signal() receives them.
+// Blocks SIGTERM/SIGINT (and SIGHUP: look at the API certificate's files now)
+// in this thread and every thread started after it, so that only
+// wait_for_signal() receives them.
 sigset_t block_stop_signals() {
     sigset_t signals;
     sigemptyset(&signals);
     sigaddset(&signals, SIGTERM);
     sigaddset(&signals, SIGINT);
+    sigaddset(&signals, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &signals, nullptr);
     std::signal(SIGPIPE, SIG_IGN); // a vanished client is an error code, not a death
     return signals;
@@ -192,11 +194,14 @@ int serve(const ServeOptions& options) {
     std::fprintf(stderr,
                  "deploy-agent ready: api %s://%s:%u%s%s, proxy http://%s%s%s, engine %s, "
                  "data %s\n",
-                 api_certificate ? "https" : "http", address->host.c_str(), server.port(), socket.empty() ? "" : " and unix:",
-                 socket.c_str(), options.proxy.listen.c_str(),
+                 api_certificate ? "https" : "http", address->host.c_str(), server.port(),
+                 socket.empty() ? "" : " and unix:", socket.c_str(), options.proxy.listen.c_str(),
                  https.empty() ? "" : " https://", https.c_str(), service->engine().c_str(),
                  data_dir.root().c_str());
-    const int signal = wait_for_signal(signals);
+    int signal = 0;
+    while ((signal = wait_for_signal(signals)) == SIGHUP)
+        if (api_certificate)
+            api_certificate->current(); // loads the files if they changed, and logs it
     common::log_info(
         fmt::format("received {}, stopping", signal == SIGTERM ? "SIGTERM" : "SIGINT"));
     server.stop();

@@ -6,7 +6,8 @@
 
 namespace agent::api {
 
-common::Result<std::shared_ptr<ApiCertificate>> ApiCertificate::load(proxy::CertificateFiles files) {
+common::Result<std::shared_ptr<ApiCertificate>>
+ApiCertificate::load(proxy::CertificateFiles files) {
     std::shared_ptr<ApiCertificate> out(new ApiCertificate(std::move(files)));
     out->m_stamps = proxy::file_stamps(out->m_files);
     auto loaded = proxy::TlsCertificates::load(out->m_files, proxy::HostNames::optional);
@@ -44,7 +45,8 @@ std::string describe_api_certificate(const proxy::CertificateInfo& info) {
     std::tm tm{};
     gmtime_r(&expires, &tm);
     return fmt::format("{} (valid until {:04}-{:02}-{:02}), {}", info.cert_path, tm.tm_year + 1900,
-                       tm.tm_mon + 1, tm.tm_mday, common::openssl_fingerprint_form(info.fingerprint));
+                       tm.tm_mon + 1, tm.tm_mday,
+                       common::openssl_fingerprint_form(info.fingerprint));
 }
 
 } // namespace agent::api

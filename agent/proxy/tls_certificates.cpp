@@ -142,11 +142,10 @@ std::vector<std::int64_t> file_stamps(const std::vector<CertificateFiles>& files
                 out.insert(out.end(), {-1, -1, -1});
                 continue;
             }
-            out.insert(out.end(),
-                       {static_cast<std::int64_t>(info.st_ino),
-                        static_cast<std::int64_t>(info.st_mtim.tv_sec) * 1'000'000'000 +
-                            info.st_mtim.tv_nsec,
-                        static_cast<std::int64_t>(info.st_size)});
+            out.insert(out.end(), {static_cast<std::int64_t>(info.st_ino),
+                                   static_cast<std::int64_t>(info.st_mtim.tv_sec) * 1'000'000'000 +
+                                       info.st_mtim.tv_nsec,
+                                   static_cast<std::int64_t>(info.st_size)});
         }
     }
     return out;

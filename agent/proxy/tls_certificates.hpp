@@ -7,6 +7,8 @@
 
 #include <common/result.hpp>
 
+#include <openssl/types.h>
+
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -14,8 +16,6 @@
 #include <string_view>
 #include <unordered_map>
 #include <vector>
-
-#include <openssl/types.h>
 
 namespace agent::proxy {
 

@@ -279,8 +279,8 @@ common::Error HttpClient::failure(CURLcode rc) {
                         "nothing was sent; {}",
                         m_base_url, detail, tls.hint));
     if (rc == CURLE_SSL_CACERT_BADFILE)
-        return common::make_error(ErrorKind::config,
-                                  fmt::format("cannot use the CA file {}: {}", tls.ca_file, detail));
+        return common::make_error(
+            ErrorKind::config, fmt::format("cannot use the CA file {}: {}", tls.ca_file, detail));
     if (rc == CURLE_SSL_CONNECT_ERROR)
         return common::make_error(ErrorKind::connection,
                                   fmt::format("the TLS handshake with {} failed: {} (does the "

@@ -156,7 +156,16 @@ cp "$PKI/agent.crt" "$PKI/live.crt.new" && mv "$PKI/live.crt.new" "$PKI/live.crt
 assert_eq "serial=03EA" "$(served_serial)" "a mismatched pair on disk: the previous certificate keeps serving"
 assert_contains "$(cat "$AGENT_LOG")" "API certificate not reloaded" "the broken pair is logged"
 assert_exit 0 dctl status
+# SIGHUP looks at the files at once (and does not stop the agent).
 cp "$PKI/renewed.crt" "$PKI/live.crt.new" && mv "$PKI/live.crt.new" "$PKI/live.crt"
+reloads() { grep -c "API certificate reloaded" "$AGENT_LOG" || true; }
+before=$(reloads)
+kill -HUP "$AGENT_PID"
+reloaded_since() { (($(reloads) > before)); }
+wait_until 5 reloaded_since && pass "SIGHUP reloads the changed certificate" ||
+    fail "SIGHUP reloads the changed certificate" "$(excerpt "$AGENT_LOG" 5)"
+assert_true "the agent is still running after SIGHUP" alive "$AGENT_PID"
+assert_eq "serial=03EA" "$(served_serial)" "the good pair is served again"
 
 # ---------------------------------------------------------------- a pinned self-signed certificate
 AGENT_EXTRA_ARGS=(--tls-cert "$PKI/self.crt" --tls-key "$PKI/self.key")

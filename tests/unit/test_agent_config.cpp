@@ -371,6 +371,7 @@ TEST_CASE("agent.toml: tls_cert and tls_key, both or neither") {
                       "/etc/deployctl/agent.toml:1:12: tls_cert needs tls_key"));
     CHECK(starts_with(parse_error("engine = \"process\"\ntls_key = \"a.key\"\n"),
                       "/etc/deployctl/agent.toml:2:11: tls_key needs tls_cert"));
-    CHECK(contains(parse_error("tls_cert = \"\"\ntls_key = \"a.key\"\n"), "tls_cert must name a file"));
+    CHECK(contains(parse_error("tls_cert = \"\"\ntls_key = \"a.key\"\n"),
+                   "tls_cert must name a file"));
     CHECK(contains(parse_error("tls_certs = \"a.crt\"\n"), "did you mean 'tls_cert'?"));
 }

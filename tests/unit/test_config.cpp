@@ -206,10 +206,11 @@ TEST_CASE("parse_config reads a target's ca_file and fingerprint") {
         "AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:"
         "23:45:67:89";
     SUBCASE("a fingerprint as openssl prints it is kept in canonical form") {
-        auto config = common::parse_config("app = \"a\"\n[targets.x]\nhosts = [\"https://h:7443\"]\n"
-                                           "fingerprint = \"SHA256 Fingerprint=" +
-                                               pin + "\"\n",
-                                           "d.toml");
+        auto config =
+            common::parse_config("app = \"a\"\n[targets.x]\nhosts = [\"https://h:7443\"]\n"
+                                 "fingerprint = \"SHA256 Fingerprint=" +
+                                     pin + "\"\n",
+                                 "d.toml");
         REQUIRE(config.ok());
         CHECK(config->targets.at("x").fingerprint == "sha256:" + pin);
         CHECK(config->targets.at("x").ca_file.empty());
@@ -236,8 +237,8 @@ TEST_CASE("parse_config reads a target's ca_file and fingerprint") {
                                              pin + "\"\n",
                                          "d.toml");
         REQUIRE_FALSE(both.ok());
-        CHECK(both.error().message.find("d.toml:4:15: ca_file and fingerprint exclude each other") ==
-              0);
+        CHECK(both.error().message.find(
+                  "d.toml:4:15: ca_file and fingerprint exclude each other") == 0);
         auto empty = common::parse_config("app = \"a\"\n[targets.x]\nca_file = \"\"\n", "d.toml");
         REQUIRE_FALSE(empty.ok());
         CHECK(empty.error().message.find("ca_file is empty") != std::string::npos);

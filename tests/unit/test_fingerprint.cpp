@@ -11,7 +11,8 @@ namespace {
 const std::string k_canonical =
     "sha256:3A:5F:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:01:23:45:67:89:AB:CD:EF:"
     "FE:DC:BA:98:76:54";
-const std::string k_hex = "3a5f00112233445566778899aabbccddeeff0123456789abcdeffedcba9876" "54";
+const std::string k_hex = "3a5f00112233445566778899aabbccddeeff0123456789abcdeffedcba9876"
+                          "54";
 
 std::string parsed(const std::string& text) {
     auto result = common::parse_fingerprint(text);
@@ -38,8 +39,8 @@ TEST_CASE("parse_fingerprint accepts what openssl prints, in every spelling") {
 
 TEST_CASE("parse_fingerprint refuses what is not 32 well-placed hex pairs") {
     for (const std::string& bad :
-         {std::string(""), std::string("sha256:"), k_hex.substr(2), k_hex + "00",
-          "sha1:" + k_hex, "md5 Fingerprint=" + k_hex, k_hex.substr(0, 63) + "g",
+         {std::string(""), std::string("sha256:"), k_hex.substr(2), k_hex + "00", "sha1:" + k_hex,
+          "md5 Fingerprint=" + k_hex, k_hex.substr(0, 63) + "g",
           // colons that are not between pairs
           "3A5:F" + k_canonical.substr(12), ":" + k_canonical.substr(7),
           k_canonical.substr(7) + ":", "3A::5F" + k_canonical.substr(12)}) {
