@@ -18,6 +18,20 @@ Status read_string(const Reader& r, const toml::table& t, std::string_view key,
     return {};
 }
 
+// A PEM file's path from `key` of `t`, relative to base_dir; "" when absent.
+common::Result<std::string> read_pem_path(const Reader& r, const toml::table& t,
+                                          std::string_view key, const std::string& name,
+                                          const std::filesystem::path& base_dir) {
+    const auto* n = t.get(key);
+    if (n == nullptr)
+        return std::string();
+    std::string path;
+    TRY_ASSIGN(path, r.string_at(*n, name));
+    if (path.empty())
+        return r.error_at(n->source(), fmt::format("{} must name a file", name));
+    return (base_dir / path).lexically_normal().string(); // an absolute path stays
+}
+
 Status read_certificate(const Reader& r, const toml::node& node,
                         const std::filesystem::path& base_dir, AgentConfig& out) {
     const toml::table* t = nullptr;
@@ -26,18 +40,30 @@ Status read_certificate(const Reader& r, const toml::node& node,
         return ok;
     proxy::CertificateFiles files;
     for (auto [key, target] : {std::pair{"cert", &files.cert}, std::pair{"key", &files.key}}) {
-        const auto* n = t->get(key);
-        if (n == nullptr)
+        if (t->get(key) == nullptr)
             return r.error_at(node.source(),
                               fmt::format("[[proxy.certificates]] needs '{}' (a PEM file)", key));
-        std::string path;
-        TRY_ASSIGN(path, r.string_at(*n, fmt::format("proxy.certificates.{}", key)));
-        if (path.empty())
-            return r.error_at(n->source(),
-                              fmt::format("proxy.certificates.{} must name a file", key));
-        *target = (base_dir / path).lexically_normal().string(); // an absolute path stays
+        TRY_ASSIGN(*target,
+                   read_pem_path(r, *t, key, fmt::format("proxy.certificates.{}", key), base_dir));
     }
     out.certificates.push_back(std::move(files));
+    return {};
+}
+
+// tls_cert and tls_key: the API serves HTTPS with them.
+Status read_api_tls(const Reader& r, const toml::table& root, const std::filesystem::path& base_dir,
+                    AgentConfig& out) {
+    proxy::CertificateFiles files;
+    TRY_ASSIGN(files.cert, read_pem_path(r, root, "tls_cert", "tls_cert", base_dir));
+    TRY_ASSIGN(files.key, read_pem_path(r, root, "tls_key", "tls_key", base_dir));
+    if (files.cert.empty() != files.key.empty()) {
+        const bool has_cert = !files.cert.empty();
+        return r.error_at(root.get(has_cert ? "tls_cert" : "tls_key")->source(),
+                          has_cert ? "tls_cert needs tls_key (the certificate's private key, PEM)"
+                                   : "tls_key needs tls_cert (the certificate, PEM)");
+    }
+    if (!files.cert.empty())
+        out.tls = std::move(files);
     return {};
 }
 
@@ -84,7 +110,7 @@ common::Result<AgentConfig> parse_agent_config(std::string_view text, std::strin
     AgentConfig out;
     if (auto ok = r.check_keys(root, "agent.toml",
                                {"data_dir", "listen", "socket", "engine", "engine_bin",
-                                "container_network", "proxy_bin", "proxy"});
+                                "container_network", "proxy_bin", "tls_cert", "tls_key", "proxy"});
         !ok)
         return ok.error();
     for (auto [key, target] :
@@ -100,6 +126,8 @@ common::Result<AgentConfig> parse_agent_config(std::string_view text, std::strin
         *out.engine != "podman" && *out.engine != "process")
         return r.error_at(root.get("engine")->source(),
                           "engine must be one of: auto, docker, podman, process");
+    if (auto ok = read_api_tls(r, root, base_dir, out); !ok)
+        return ok.error();
     if (const auto* n = root.get("proxy")) {
         const toml::table* proxy = nullptr;
         TRY_ASSIGN(proxy, r.table_at(*n, "[proxy]"));

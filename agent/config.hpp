@@ -22,6 +22,9 @@ struct AgentConfig {
     std::optional<std::string> engine_bin;
     std::optional<std::string> container_network;
     std::optional<std::string> proxy_bin;
+    // The API's TLS certificate and key, both or neither (resolved like the
+    // proxy's certificates).
+    std::optional<proxy::CertificateFiles> tls;
     // [proxy]
     std::optional<std::string> proxy_listen;
     std::optional<std::string> proxy_https_listen;

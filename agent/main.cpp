@@ -45,6 +45,8 @@ int apply_config_file(const CLI::App& serve, const std::string& flag_path,
     fill("--container-network", config->container_network, options.container_network);
     fill("--proxy-bin", config->proxy_bin, options.proxy_bin);
     fill("--proxy-listen", config->proxy_listen, options.proxy.listen);
+    if (config->tls && serve.count("--tls-cert") == 0)
+        options.tls = config->tls; // the flags replace the pair as a whole
     if (config->proxy_https_listen)
         options.proxy.https_listen = *config->proxy_https_listen;
     options.proxy.redirect_https = config->redirect_https.value_or(false);
@@ -61,6 +63,7 @@ int main(int argc, char** argv) {
     app.require_subcommand(1);
 
     agent::api::ServeOptions options;
+    agent::proxy::CertificateFiles tls_files;
     std::string config_path;
     auto* serve =
         app.add_subcommand("serve", "Run the agent: HTTP API, deployments, and deploy-proxy");
@@ -75,8 +78,17 @@ int main(int argc, char** argv) {
     serve
         ->add_option("--listen", options.listen,
                      "Address of the HTTP API (HOST:PORT; keep it on 127.0.0.1 and reach it "
-                     "through SSH)")
+                     "through SSH, or serve HTTPS with --tls-cert/--tls-key: an address other "
+                     "than loopback needs them)")
         ->capture_default_str();
+    auto* tls_cert =
+        serve->add_option("--tls-cert", tls_files.cert,
+                          "Serve the API over HTTPS (TLS 1.2+) with this PEM "
+                          "certificate (chain); reloaded when the file changes or on SIGHUP");
+    auto* tls_key = serve->add_option("--tls-key", tls_files.key,
+                                      "The certificate's private key (PEM, no passphrase)");
+    tls_cert->needs(tls_key);
+    tls_key->needs(tls_cert);
     serve
         ->add_option("--proxy-listen", options.proxy.listen,
                      "Where deploy-proxy serves the apps (HOST:PORT)")
@@ -129,6 +141,8 @@ int main(int argc, char** argv) {
         return app.exit(error) == 0 ? 0 : 2;
     }
     if (*serve) {
+        if (!tls_files.cert.empty())
+            options.tls = tls_files;
         if (int code = apply_config_file(*serve, config_path, options); code >= 0)
             return code;
         options.socket_is_default = options.socket == agent::api::k_default_socket &&

@@ -28,8 +28,10 @@ const char* k_exit_codes = R"(Exit codes:
   5  refused by a rule (e.g. removing the PRODUCTION release)
 
 Agents: --host URL, else $DEPLOYCTL_HOST, else the hosts of the target in deploy.toml
-(-t NAME, the only target, or "production"). URLs: https://HOST:PORT, or http://127.0.0.1:PORT
-for an agent on this machine, or ssh://USER@HOST[:PORT]: deployctl logs in with ssh-agent or
+(-t NAME, the only target, or "production"). URLs: https://HOST:PORT (the certificate is
+checked against the system's CA store, the target's ca_file, or its pinned fingerprint;
+--ca-file / --fingerprint override them), or http://127.0.0.1:PORT for an agent on this
+machine (plain HTTP only to loopback), or ssh://USER@HOST[:PORT]: deployctl logs in with ssh-agent or
 ~/.ssh/id_* (or the target's identity_file), checks the host key against ~/.ssh/known_hosts
 and runs `deploy-agent dial-stdio` (or the target's agent_command) on the server.
 $DEPLOYCTL_TOKEN is sent as a bearer token.)";
@@ -57,6 +59,15 @@ void add_global_options(CLI::App& app, GlobalOptions& g, std::string& dir) {
     app.add_flag("--accept-new-host-key", g.accept_new_host_key,
                  "ssh:// hosts: trust and record a server's host key the first time it is seen "
                  "(a changed key is still refused)");
+    app.add_option("--ca-file", g.ca_file,
+                   "https:// hosts: verify the agent's certificate against this PEM CA bundle "
+                   "instead of the system's (replaces the target's ca_file/fingerprint)")
+        ->type_name("FILE");
+    app.add_option("--fingerprint", g.fingerprint,
+                   "https:// hosts: accept only the agent certificate with this SHA-256 "
+                   "fingerprint (sha256:AB:CD:..., as openssl prints it; no CA or host name "
+                   "check, so a self-signed certificate works)")
+        ->type_name("SHA256");
 }
 
 void add_env_command(CLI::App& app, Commands& c) {
@@ -179,9 +190,14 @@ Connect default_connect(const GlobalOptions& g) {
     transport::HttpOptions options;
     if (const char* token = std::getenv("DEPLOYCTL_TOKEN"))
         options.token = token;
-    return [options, accept_new = g.accept_new_host_key](
-               const HostUrl& url,
-               const SshSettings& ssh) -> common::Result<std::unique_ptr<transport::Client>> {
+    return [options, accept_new = g.accept_new_host_key](const HostUrl& url, const SshSettings& ssh,
+                                                         const transport::TlsOptions& tls)
+               -> common::Result<std::unique_ptr<transport::Client>> {
+        if (url.scheme == Scheme::https) {
+            auto https = options;
+            https.tls = tls;
+            return transport::make_http_client(url.base_url, std::move(https));
+        }
         if (url.scheme != Scheme::ssh)
             return transport::make_http_client(url.base_url, options);
         transport::SshOptions ssh_options;

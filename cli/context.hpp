@@ -4,6 +4,7 @@
 #include <cli/hosts.hpp>
 #include <cli/output/printer.hpp>
 #include <cli/transport/client.hpp>
+#include <cli/transport/http_client.hpp>
 
 #include <functional>
 #include <memory>
@@ -20,11 +21,14 @@ struct GlobalOptions {
     bool quiet = false;
     bool no_color = false;
     bool accept_new_host_key = false; // record an ssh:// server's first-seen host key
+    std::string ca_file;              // --ca-file: https:// hosts, replaces deploy.toml's
+    std::string fingerprint;          // --fingerprint (as typed), likewise
 };
 
 // Opens a client for one agent; ssh:// connects and logs in here (errors exit 3).
+// `tls` applies to https:// hosts.
 using Connect = std::function<common::Result<std::unique_ptr<transport::Client>>(
-    const HostUrl& url, const SshSettings& ssh)>;
+    const HostUrl& url, const SshSettings& ssh, const transport::TlsOptions& tls)>;
 
 struct Context {
     GlobalOptions global;

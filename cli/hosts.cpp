@@ -3,7 +3,6 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <arpa/inet.h>
 #include <charconv>
 
 namespace cli {
@@ -131,27 +130,14 @@ common::Result<HostUrl> parse_host_url(std::string_view text) {
     return url;
 }
 
-bool is_loopback_host(std::string_view host) {
-    if (host == "localhost" || host == "::1")
-        return true;
-    std::string h(host);
-    unsigned char v4[4];
-    if (inet_pton(AF_INET, h.c_str(), v4) == 1)
-        return v4[0] == 127;
-    unsigned char v6[16];
-    if (inet_pton(AF_INET6, h.c_str(), v6) == 1) {
-        static const unsigned char k_loop[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
-        return std::equal(v6, v6 + 16, k_loop);
-    }
-    return false;
-}
-
 common::Status check_transport(const HostUrl& url) {
     if (url.scheme == Scheme::http && !is_loopback_host(url.host))
         return usage(fmt::format(
-            "refusing plain http:// to {}: it would send deployments and tokens unencrypted; "
-            "http:// is only for loopback (127.0.0.1, ::1, localhost), use https://{} instead",
-            url.host, url.port ? fmt::format("{}:{}", url.host, url.port) : url.host));
+            "{}: plain HTTP is only allowed to loopback; use https:// or ssh:// (e.g. https://{} "
+            "or ssh://USER@{}): plain HTTP would carry deployments and tokens unencrypted "
+            "(loopback: 127.0.0.0/8, ::1, localhost)",
+            url.base_url, url.port ? fmt::format("{}:{}", url.host, url.port) : url.host,
+            url.host));
     return {};
 }
 

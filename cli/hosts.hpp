@@ -1,6 +1,7 @@
 #pragma once
 // Which agents to talk to: agent URLs and where they come from (pure functions).
 
+#include <common/address.hpp>
 #include <common/config.hpp>
 #include <common/result.hpp>
 
@@ -25,8 +26,8 @@ struct HostUrl {
 // Errors are ErrorKind::usage and say what was expected.
 common::Result<HostUrl> parse_host_url(std::string_view text);
 
-// 127.0.0.0/8, ::1 and "localhost".
-bool is_loopback_host(std::string_view host);
+// 127.0.0.0/8, ::1 and "localhost" (shared with the agent's listen check).
+using common::is_loopback_host;
 
 // Plain http:// is only allowed to loopback.
 common::Status check_transport(const HostUrl& url);

@@ -1,4 +1,5 @@
 #include <cli/target.hpp>
+#include <common/fingerprint.hpp>
 #include <common/fs.hpp>
 
 #include <fmt/format.h>
@@ -42,6 +43,70 @@ common::Status load_config(Target& target, const fs::path& dir, ConfigNeed need)
     return {};
 }
 
+// "~/x" under $HOME; a relative path against deploy.toml's folder.
+std::string resolve_ca_file(const std::string& path, const fs::path& dir) {
+    if (path.starts_with("~/"))
+        if (auto home = env("HOME"))
+            return (fs::path(*home) / path.substr(2)).string();
+    return (fs::absolute(dir) / path).lexically_normal().string();
+}
+
+common::Status check_readable(const std::string& path, ErrorKind kind, std::string_view what) {
+    std::error_code ec;
+    if (fs::is_regular_file(path, ec))
+        return {};
+    return common::make_error(kind, fmt::format("the CA file {} of {} {}", path, what,
+                                                ec ? ec.message() : "is not a readable file"));
+}
+
+// How https:// agents are verified: --ca-file / --fingerprint, else the
+// selected target's ca_file / fingerprint, else the system's CA store.
+common::Result<transport::TlsOptions>
+tls_options(const GlobalOptions& g, const common::TargetConfig* selected, const fs::path& dir) {
+    transport::TlsOptions tls;
+    if (!g.ca_file.empty() || !g.fingerprint.empty()) {
+        if (!g.ca_file.empty() && !g.fingerprint.empty())
+            return common::make_error(ErrorKind::usage,
+                                      "--ca-file and --fingerprint exclude each other: a pinned "
+                                      "fingerprint replaces the CA check; pass one");
+        if (!g.fingerprint.empty()) {
+            auto pin = common::parse_fingerprint(g.fingerprint);
+            if (!pin)
+                return common::make_error(ErrorKind::usage,
+                                          "--fingerprint: " + pin.error().message);
+            tls.fingerprint = std::move(*pin);
+        }
+        tls.ca_file = g.ca_file;
+        tls.pinned_by = "--fingerprint";
+        tls.hint = "pass --ca-file FILE (the CA that signed it) or --fingerprint SHA256 (the "
+                   "agent's certificate, pinned)";
+        if (!tls.ca_file.empty())
+            if (auto ok = check_readable(tls.ca_file, ErrorKind::usage, "--ca-file"); !ok)
+                return ok.error();
+        return tls;
+    }
+    if (!selected) {
+        tls.hint = "set ca_file or fingerprint for the target in deploy.toml (the CA that signed "
+                   "the certificate, or the certificate's SHA-256 fingerprint, pinned), or pass "
+                   "--ca-file / --fingerprint";
+        return tls;
+    }
+    tls.fingerprint = selected->fingerprint;
+    tls.pinned_by = fmt::format("deploy.toml (target {})", selected->name);
+    tls.hint = fmt::format("set ca_file or fingerprint for target {} in deploy.toml (the CA "
+                           "that signed the certificate, or the certificate's SHA-256 "
+                           "fingerprint, pinned), or pass --ca-file / --fingerprint",
+                           selected->name);
+    if (!selected->ca_file.empty()) {
+        tls.ca_file = resolve_ca_file(selected->ca_file, dir);
+        if (auto ok = check_readable(tls.ca_file, ErrorKind::config,
+                                     fmt::format("target {} in deploy.toml", selected->name));
+            !ok)
+            return ok.error();
+    }
+    return tls;
+}
+
 } // namespace
 
 common::Result<Target> resolve_target(const Context& ctx, const fs::path& dir, ConfigNeed need) {
@@ -66,8 +131,13 @@ common::Result<Target> resolve_target(const Context& ctx, const fs::path& dir, C
     if (!hosts)
         return hosts.error();
     target.hosts = std::move(*hosts);
-    if (const auto* selected = selected_target(sources))
+    const auto* selected = selected_target(sources);
+    if (selected)
         target.ssh = SshSettings{selected->agent_command, selected->identity_file};
+    auto tls = tls_options(g, selected, dir);
+    if (!tls)
+        return tls.error();
+    target.tls = std::move(*tls);
     return target;
 }
 
@@ -86,7 +156,7 @@ common::Status for_each_host(Context& ctx, const Target& target, OnError on_erro
     ctx.out->set_several_hosts(several);
     common::Status first;
     for (const auto& url : urls) {
-        auto client = ctx.connect(url, target.ssh);
+        auto client = ctx.connect(url, target.ssh, target.tls);
         auto st = client ? fn(**client, url.base_url) : common::Status(client.error());
         if (st)
             continue;

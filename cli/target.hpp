@@ -20,7 +20,8 @@ struct Target {
     std::string config_text; // deploy.toml as written, sent with a deployment
     std::string app;
     std::vector<std::string> hosts;
-    SshSettings ssh; // from the selected target (selected_target)
+    SshSettings ssh;           // from the selected target (selected_target)
+    transport::TlsOptions tls; // likewise, or --ca-file / --fingerprint
 };
 
 // Reads DIR/deploy.toml (required for deploy; optional for the other commands

@@ -1,5 +1,6 @@
 #include <common/address.hpp>
 
+#include <algorithm>
 #include <arpa/inet.h>
 #include <charconv>
 
@@ -47,6 +48,24 @@ Result<HostPort> parse_host_port(std::string_view text, EmptyHost empty) {
         return bad(text, "host must be an IP address (names are not resolved)");
     }
     return result;
+}
+
+bool is_loopback_host(std::string_view host) {
+    if (host == "localhost")
+        return true;
+    const std::string text(host);
+    unsigned char v4[4];
+    if (inet_pton(AF_INET, text.c_str(), v4) == 1)
+        return v4[0] == 127;
+    unsigned char v6[16];
+    if (inet_pton(AF_INET6, text.c_str(), v6) != 1)
+        return false;
+    static constexpr unsigned char k_loopback[16] = {0, 0, 0, 0, 0, 0, 0, 0,
+                                                     0, 0, 0, 0, 0, 0, 0, 1};
+    static constexpr unsigned char k_mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    if (std::equal(v6, v6 + 16, k_loopback))
+        return true;
+    return std::equal(v6, v6 + 12, k_mapped) && v6[12] == 127; // ::ffff:127.0.0.1
 }
 
 } // namespace common

@@ -1,5 +1,6 @@
 #pragma once
-// "HOST:PORT" parsing: the agent's and the proxy's --listen, route upstreams.
+// "HOST:PORT" parsing: the agent's and the proxy's --listen, route upstreams;
+// which hosts are loopback (where plain HTTP is allowed).
 
 #include <common/result.hpp>
 
@@ -20,5 +21,9 @@ enum class EmptyHost { allowed, refused };
 // The host must be an IP literal: the proxy never resolves names.
 common::Result<HostPort> parse_host_port(std::string_view text,
                                          EmptyHost empty = EmptyHost::refused);
+
+// 127.0.0.0/8, ::1 (also as ::ffff:127.x.y.z) and "localhost": the hosts plain
+// HTTP may be spoken to, by deployctl and by the agent's API.
+bool is_loopback_host(std::string_view host);
 
 } // namespace common

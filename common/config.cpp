@@ -1,6 +1,7 @@
 #include <common/command_line.hpp>
 #include <common/config.hpp>
 #include <common/duration.hpp>
+#include <common/fingerprint.hpp>
 #include <common/fs.hpp>
 #include <common/manifest.hpp>
 #include <common/toml_reader.hpp>
@@ -137,9 +138,33 @@ Status read_agent_command(const Reader& r, const toml::node& n, TargetConfig& ta
     return {};
 }
 
+// ca_file and fingerprint: how deployctl verifies an https:// agent.
+Status read_tls_settings(const Reader& r, const toml::table& t, TargetConfig& target) {
+    if (const auto* n = t.get("ca_file")) {
+        TRY_ASSIGN(target.ca_file, r.string_at(*n, "ca_file"));
+        if (target.ca_file.empty())
+            return r.error_at(n->source(), "ca_file is empty: leave it out to use the system's "
+                                           "CA store, or give a PEM CA bundle's path");
+    }
+    if (const auto* n = t.get("fingerprint")) {
+        std::string text;
+        TRY_ASSIGN(text, r.string_at(*n, "fingerprint"));
+        auto parsed = parse_fingerprint(text);
+        if (!parsed)
+            return r.error_at(n->source(), "fingerprint: " + parsed.error().message);
+        target.fingerprint = std::move(*parsed);
+        if (!target.ca_file.empty())
+            return r.error_at(n->source(),
+                              "ca_file and fingerprint exclude each other: a pinned fingerprint "
+                              "replaces the CA check; keep one");
+    }
+    return {};
+}
+
 Status read_target(const Reader& r, const toml::table& t, TargetConfig& target) {
-    if (auto ok = r.check_keys(t, "[targets." + target.name + "]",
-                               {"hosts", "domains", "agent_command", "identity_file"});
+    if (auto ok = r.check_keys(
+            t, "[targets." + target.name + "]",
+            {"hosts", "domains", "agent_command", "identity_file", "ca_file", "fingerprint"});
         !ok)
         return ok;
     if (const auto* n = t.get("hosts"))
@@ -155,7 +180,7 @@ Status read_target(const Reader& r, const toml::table& t, TargetConfig& target) 
             return r.error_at(n->source(), "identity_file is empty: leave it out to use "
                                            "ssh-agent and ~/.ssh/id_*, or give a key's path");
     }
-    return {};
+    return read_tls_settings(r, t, target);
 }
 
 Status read_targets(const Reader& r, const toml::table& t,

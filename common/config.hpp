@@ -58,6 +58,13 @@ struct TargetConfig {
     // leading ~/ is expanded by the CLI.
     std::vector<std::string> agent_command;
     std::string identity_file;
+    // https:// hosts: a PEM CA bundle to verify the agent's certificate with
+    // instead of the system's (as written: the CLI resolves it against
+    // deploy.toml's folder), or the pinned SHA-256 fingerprint of the agent's
+    // certificate in canonical form ("sha256:AB:CD:...", common/fingerprint.hpp).
+    // At most one of the two.
+    std::string ca_file;
+    std::string fingerprint;
 };
 
 struct AppConfig {

@@ -1,15 +1,20 @@
 #include <agent/api/connection.hpp>
 #include <agent/api/errors.hpp>
+#include <agent/api/tls.hpp>
 #include <common/log.hpp>
 #include <common/version.hpp>
 
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <limits>
+#include <optional>
 #include <poll.h>
 #include <sys/socket.h>
 
@@ -20,6 +25,7 @@ namespace {
 namespace beast = boost::beast;
 namespace http = beast::http;
 namespace net = boost::asio;
+namespace ssl = net::ssl;
 using tcp = net::ip::tcp;
 
 tcp protocol_of(int fd) {
@@ -31,15 +37,24 @@ tcp protocol_of(int fd) {
     return tcp::v4();
 }
 
-// The socket as Beast's SyncReadStream, with a deadline for each read: Asio's
-// blocking reads ignore SO_RCVTIMEO, so wait with poll() before reading.
-class IdleDeadlineStream {
+// The socket as Beast's sync stream, with a deadline for each read: Asio's
+// blocking reads ignore SO_RCVTIMEO, so wait with poll() before reading. A TLS
+// stream is layered on top of it, so that the handshake and every record read
+// have the deadline too: OpenSSL only reads from here when the bytes it holds
+// (already decrypted, SSL_pending) do not complete what was asked for.
+class DeadlineSocket {
   public:
     using executor_type = tcp::socket::executor_type;
+    using lowest_layer_type = tcp::socket::lowest_layer_type;
 
-    IdleDeadlineStream(tcp::socket& socket, std::chrono::milliseconds idle)
+    DeadlineSocket(tcp::socket& socket, std::chrono::milliseconds idle)
         : m_socket(socket), m_idle(idle) {}
     executor_type get_executor() { return m_socket.get_executor(); }
+    lowest_layer_type& lowest_layer() { return m_socket.lowest_layer(); }
+    int native_handle() { return m_socket.native_handle(); }
+    // Until clear_deadline(), reads also stop at `deadline` (the TLS handshake).
+    void set_deadline(std::chrono::steady_clock::time_point deadline) { m_deadline = deadline; }
+    void clear_deadline() { m_deadline.reset(); }
 
     template <class Buffers> std::size_t read_some(const Buffers& buffers) {
         beast::error_code ec;
@@ -49,24 +64,38 @@ class IdleDeadlineStream {
         return n;
     }
     template <class Buffers> std::size_t read_some(const Buffers& buffers, beast::error_code& ec) {
+        auto wait = m_idle;
+        if (m_deadline)
+            wait = std::max(std::chrono::milliseconds(0),
+                            std::min(wait, std::chrono::duration_cast<std::chrono::milliseconds>(
+                                               *m_deadline - std::chrono::steady_clock::now())));
         pollfd p{m_socket.native_handle(), POLLIN, 0};
-        const int ready = ::poll(&p, 1, static_cast<int>(m_idle.count()));
+        const int ready = ::poll(&p, 1, static_cast<int>(wait.count()));
         if (ready == 0) {
             ec = net::error::timed_out;
             return 0;
         }
         return m_socket.read_some(buffers, ec);
     }
+    template <class Buffers> std::size_t write_some(const Buffers& buffers) {
+        return m_socket.write_some(buffers);
+    }
+    template <class Buffers> std::size_t write_some(const Buffers& buffers, beast::error_code& ec) {
+        return m_socket.write_some(buffers, ec);
+    }
 
   private:
     tcp::socket& m_socket;
     std::chrono::milliseconds m_idle;
+    std::optional<std::chrono::steady_clock::time_point> m_deadline;
 };
 
+using TlsStream = ssl::stream<DeadlineSocket>;
+
 // Writes NDJSON lines as HTTP chunks.
-class ChunkSink : public StreamSink {
+template <class Stream> class ChunkSink : public StreamSink {
   public:
-    explicit ChunkSink(tcp::socket& socket) : m_socket(socket) {}
+    ChunkSink(Stream& stream, int fd) : m_stream(stream), m_fd(fd) {}
 
     bool write(std::string_view line) override {
         if (m_broken)
@@ -74,7 +103,7 @@ class ChunkSink : public StreamSink {
         std::string data(line);
         data += '\n';
         beast::error_code ec;
-        net::write(m_socket, http::make_chunk(net::buffer(data)), ec);
+        net::write(m_stream, http::make_chunk(net::buffer(data)), ec);
         m_broken = static_cast<bool>(ec);
         return !m_broken;
     }
@@ -83,7 +112,7 @@ class ChunkSink : public StreamSink {
     bool alive() override {
         if (m_broken)
             return false;
-        pollfd p{m_socket.native_handle(), POLLIN | POLLRDHUP, 0};
+        pollfd p{m_fd, POLLIN | POLLRDHUP, 0};
         if (::poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)))
             m_broken = true;
         return !m_broken;
@@ -93,21 +122,22 @@ class ChunkSink : public StreamSink {
         if (m_broken)
             return false;
         beast::error_code ec;
-        net::write(m_socket, http::make_chunk_last(), ec);
+        net::write(m_stream, http::make_chunk_last(), ec);
         return !ec;
     }
 
   private:
-    tcp::socket& m_socket;
+    Stream& m_stream;
+    int m_fd;
     bool m_broken = false;
 };
 
-class Connection {
+// Stream: DeadlineSocket (plain) or TlsStream over it; all I/O goes through it.
+template <class Stream> class Connection {
   public:
-    Connection(tcp::socket& socket, const Router& router, const ConnectionOptions& options,
+    Connection(Stream& stream, int fd, const Router& router, const ConnectionOptions& options,
                const Peer& peer)
-        : m_socket(socket), m_reader(socket, options.idle_timeout), m_router(router),
-          m_options(options), m_peer(peer) {}
+        : m_stream(stream), m_fd(fd), m_router(router), m_options(options), m_peer(peer) {}
 
     // Serves one request; false when the connection should close.
     bool serve_one();
@@ -122,8 +152,8 @@ class Connection {
     bool send_stream(const Response& response, bool keep_alive);
     void send_continue_if_expected(const http::request_parser<http::empty_body>& header);
 
-    tcp::socket& m_socket;
-    IdleDeadlineStream m_reader;
+    Stream& m_stream;
+    int m_fd; // for poll(): has the client gone away?
     const Router& m_router;
     const ConnectionOptions& m_options;
     const Peer& m_peer;
@@ -137,7 +167,7 @@ template <class Message> void set_common_headers(Message& message, const Respons
     message.set(http::field::content_type, response.content_type);
 }
 
-bool Connection::send(const Response& response, bool keep_alive) {
+template <class Stream> bool Connection<Stream>::send(const Response& response, bool keep_alive) {
     if (response.stream)
         return send_stream(response, keep_alive);
     http::response<http::string_body> message{static_cast<http::status>(response.status),
@@ -149,11 +179,12 @@ bool Connection::send(const Response& response, bool keep_alive) {
         message.body() += '\n';
     message.prepare_payload();
     beast::error_code ec;
-    http::write(m_socket, message, ec);
+    http::write(m_stream, message, ec);
     return !ec && keep_alive;
 }
 
-bool Connection::send_stream(const Response& response, bool keep_alive) {
+template <class Stream>
+bool Connection<Stream>::send_stream(const Response& response, bool keep_alive) {
     http::response<http::empty_body> message{static_cast<http::status>(response.status), m_version};
     set_common_headers(message, response);
     message.set(http::field::cache_control, "no-cache");
@@ -161,10 +192,10 @@ bool Connection::send_stream(const Response& response, bool keep_alive) {
     message.chunked(true);
     http::response_serializer<http::empty_body> serializer{message};
     beast::error_code ec;
-    http::write_header(m_socket, serializer, ec);
+    http::write_header(m_stream, serializer, ec);
     if (ec)
         return false;
-    ChunkSink sink(m_socket);
+    ChunkSink<Stream> sink(m_stream, m_fd);
     try {
         response.stream(sink);
     } catch (const std::exception& error) {
@@ -174,12 +205,14 @@ bool Connection::send_stream(const Response& response, bool keep_alive) {
     return sink.finish() && keep_alive;
 }
 
-void Connection::send_continue_if_expected(const http::request_parser<http::empty_body>& header) {
+template <class Stream>
+void Connection<Stream>::send_continue_if_expected(
+    const http::request_parser<http::empty_body>& header) {
     if (!beast::iequals(header.get()[http::field::expect], "100-continue"))
         return;
     http::response<http::empty_body> message{http::status::continue_, m_version};
     beast::error_code ec;
-    http::write(m_socket, message, ec); // a failure shows on the next read
+    http::write(m_stream, message, ec); // a failure shows on the next read
 }
 
 // Beast checks a Content-Length against the body limit only while parsing the
@@ -198,12 +231,14 @@ Response too_large(std::uint64_t limit) {
     return error_response(413, "too_large", fmt::format("body is larger than {} bytes", limit));
 }
 
-bool Connection::read_json_body(http::request_parser<http::empty_body>& header, Request& request) {
+template <class Stream>
+bool Connection<Stream>::read_json_body(http::request_parser<http::empty_body>& header,
+                                        Request& request) {
     http::request_parser<http::string_body> parser{std::move(header)};
     parser.body_limit(k_max_json_body);
     beast::error_code ec;
     if (!parser.is_done())
-        http::read(m_reader, m_buffer, parser, ec);
+        http::read(m_stream, m_buffer, parser, ec);
     if (ec == http::error::body_limit) {
         m_body_error = too_large(k_max_json_body);
         return true;
@@ -214,7 +249,9 @@ bool Connection::read_json_body(http::request_parser<http::empty_body>& header, 
     return true;
 }
 
-bool Connection::read_file_body(http::request_parser<http::empty_body>& header, Request& request) {
+template <class Stream>
+bool Connection<Stream>::read_file_body(http::request_parser<http::empty_body>& header,
+                                        Request& request) {
     const auto limit = m_options.max_file_body;
     http::request_parser<http::file_body> parser{std::move(header)};
     parser.body_limit(limit);
@@ -228,15 +265,16 @@ bool Connection::read_file_body(http::request_parser<http::empty_body>& header, 
         return true;
     }
     if (!parser.is_done())
-        http::read(m_reader, m_buffer, parser, ec);
+        http::read(m_stream, m_buffer, parser, ec);
     parser.get().body().close();
     if (ec == http::error::body_limit)
         m_body_error = too_large(limit);
     return !ec || ec == http::error::body_limit;
 }
 
-bool Connection::read_body(http::request_parser<http::empty_body>& header, const Route& route,
-                           Request& request) {
+template <class Stream>
+bool Connection<Stream>::read_body(http::request_parser<http::empty_body>& header,
+                                   const Route& route, Request& request) {
     const auto limit = route.body == BodyKind::file ? m_options.max_file_body : k_max_json_body;
     if ((m_body_error = check_length(header, limit)))
         return true; // before "100 Continue"
@@ -246,7 +284,8 @@ bool Connection::read_body(http::request_parser<http::empty_body>& header, const
     return read_json_body(header, request);
 }
 
-Response Connection::call(const Route& route, const Request& request) {
+template <class Stream>
+Response Connection<Stream>::call(const Route& route, const Request& request) {
     try {
         return route.handler(request);
     } catch (const std::exception& error) {
@@ -269,13 +308,13 @@ Response routing_error(MatchResult result, const std::string& method, const std:
     return error_response(404, "not_found", fmt::format("no such endpoint: {} {}", method, path));
 }
 
-bool Connection::serve_one() {
+template <class Stream> bool Connection<Stream>::serve_one() {
     http::request_parser<http::empty_body> header;
     // Each route sets its own limit once it is known. (Not boost::none: Boost
     // 1.74 compares a Content-Length against an empty optional as "greater".)
     header.body_limit(std::numeric_limits<std::uint64_t>::max());
     beast::error_code ec;
-    http::read_header(m_reader, m_buffer, header, ec);
+    http::read_header(m_stream, m_buffer, header, ec);
     if (ec)
         return false; // closed by the client, shut down, or garbage
     m_version = header.get().version();
@@ -315,10 +354,38 @@ void serve_connection(int fd, const Router& router, const ConnectionOptions& opt
     // A unix socket too: Asio's tcp::socket only reads and writes the descriptor.
     net::io_context context;
     tcp::socket socket(context, protocol_of(fd), fd);
-    Connection connection(socket, router, options, peer);
+    DeadlineSocket stream(socket, options.idle_timeout);
+    Connection connection(stream, fd, router, options, peer);
     while (connection.serve_one()) {
     }
     beast::error_code ec;
+    socket.release(ec); // the caller closes fd
+}
+
+void serve_tls_connection(int fd, ApiCertificate& certificate, const Router& router,
+                          const ConnectionOptions& options, const Peer& peer) {
+    // The certificates in use now; a renewal applies to the next connection.
+    const auto certificates = certificate.current();
+    SSL_CTX* native = certificates->default_context();
+    SSL_CTX_up_ref(native); // the Asio context frees its own reference
+    ssl::context tls_context(native);
+    net::io_context context;
+    tcp::socket socket(context, protocol_of(fd), fd);
+    TlsStream stream(DeadlineSocket(socket, options.idle_timeout), tls_context);
+    // A client that connects and never finishes its handshake (or speaks
+    // plain HTTP to this port) is let go at the deadline.
+    stream.next_layer().set_deadline(std::chrono::steady_clock::now() + options.handshake_timeout);
+    beast::error_code ec;
+    stream.handshake(ssl::stream_base::server, ec);
+    stream.next_layer().clear_deadline();
+    if (!ec) {
+        Connection connection(stream, fd, router, options, peer);
+        while (connection.serve_one()) {
+        }
+        // Send our close_notify without waiting for the client's.
+        SSL_set_shutdown(stream.native_handle(), SSL_RECEIVED_SHUTDOWN);
+        stream.shutdown(ec);
+    }
     socket.release(ec); // the caller closes fd
 }
 

@@ -1,6 +1,6 @@
 #pragma once
-// One client connection: reads HTTP/1.1 requests (keep-alive), dispatches them
-// through the Router and writes the answers, streams included.
+// One client connection, plain or TLS: reads HTTP/1.1 requests (keep-alive),
+// dispatches them through the Router and writes the answers, streams included.
 
 #include <agent/api/router.hpp>
 
@@ -18,12 +18,20 @@ struct ConnectionOptions {
     // A client that sends nothing for this long (mid-request or between
     // keep-alive requests) is disconnected, freeing its thread.
     std::chrono::milliseconds idle_timeout{60000};
+    // A TLS client must complete its handshake within this.
+    std::chrono::milliseconds handshake_timeout{10000};
 };
+
+class ApiCertificate; // agent/api/tls.hpp
 
 // Serves requests on the connected socket `fd` (TCP or unix) until the client
 // closes it, an error occurs or the socket is shut down; every request carries
 // `peer`. The caller keeps ownership of `fd`.
 void serve_connection(int fd, const Router& router, const ConnectionOptions& options,
                       const Peer& peer = {});
+// The same over TLS with the certificate's current pair: the handshake first,
+// then requests until the client closes; a failed handshake closes at once.
+void serve_tls_connection(int fd, ApiCertificate& certificate, const Router& router,
+                          const ConnectionOptions& options, const Peer& peer = {});
 
 } // namespace agent::api

@@ -8,6 +8,8 @@
 #include <agent/store/blobs.hpp>
 
 #include <chrono>
+#include <functional>
+#include <string>
 
 namespace agent::api {
 
@@ -17,6 +19,8 @@ struct ApiContext {
     DataDir data_dir;
     // How often a follower looks at its log files for new lines.
     std::chrono::milliseconds poll_interval{100};
+    // When the API serves HTTPS: the fingerprint of its certificate now.
+    std::function<std::string()> tls_fingerprint{};
 };
 
 Router make_router(ApiContext& context);

@@ -16,13 +16,16 @@ Response info(ApiContext& context) {
     nlohmann::json apps = nlohmann::json::array();
     for (const auto& status : context.service.apps())
         apps.push_back(status.app);
-    return json_response(200, {{"version", common::version()},
-                               {"engine", context.service.engine()},
-                               {"engine_version", context.service.engine_version()},
-                               {"data_dir", context.data_dir.root().string()},
-                               {"proxy_listen", context.service.proxy_listen()},
-                               {"proxy_https_listen", context.service.proxy_https_listen()},
-                               {"apps", std::move(apps)}});
+    nlohmann::json body = {{"version", common::version()},
+                           {"engine", context.service.engine()},
+                           {"engine_version", context.service.engine_version()},
+                           {"data_dir", context.data_dir.root().string()},
+                           {"proxy_listen", context.service.proxy_listen()},
+                           {"proxy_https_listen", context.service.proxy_https_listen()},
+                           {"apps", std::move(apps)}};
+    if (context.tls_fingerprint)
+        body["tls_fingerprint"] = context.tls_fingerprint();
+    return json_response(200, body);
 }
 
 } // namespace

@@ -1,7 +1,9 @@
 #include <agent/api/handlers.hpp>
 #include <agent/api/serve.hpp>
 #include <agent/api/server.hpp>
+#include <agent/api/tls.hpp>
 #include <agent/proxy/tls_certificates.hpp>
+#include <common/address.hpp>
 #include <common/log.hpp>
 
 #include <fmt/format.h>
@@ -46,13 +48,15 @@ common::Status create_layout(const DataDir& dir) {
     return {};
 }
 
-// Blocks SIGTERM/SIGINT in this thread and every thread started after it, so
-// that only wait_for_signal() receives them.
+// Blocks SIGTERM/SIGINT (and SIGHUP: look at the API certificate's files now)
+// in this thread and every thread started after it, so that only
+// wait_for_signal() receives them.
 sigset_t block_stop_signals() {
     sigset_t signals;
     sigemptyset(&signals);
     sigaddset(&signals, SIGTERM);
     sigaddset(&signals, SIGINT);
+    sigaddset(&signals, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &signals, nullptr);
     std::signal(SIGPIPE, SIG_IGN); // a vanished client is an error code, not a death
     return signals;
@@ -81,6 +85,35 @@ common::Error with_socket_hint(common::Error error) {
     return error;
 }
 
+// Plain HTTP only on loopback: elsewhere tokens and deployments would cross
+// the network unencrypted.
+common::Status check_plain_listen(const ListenAddress& address, const ServeOptions& options) {
+    if (options.tls || common::is_loopback_host(address.host))
+        return {};
+    return common::make_error(
+        common::ErrorKind::usage,
+        fmt::format("refusing to serve the API in plain HTTP on {}: plain HTTP is only allowed "
+                    "on a loopback address (127.0.0.1, ::1). Configure tls_cert and tls_key "
+                    "(agent.toml, or --tls-cert FILE --tls-key FILE) to serve HTTPS there, or "
+                    "keep --listen on 127.0.0.1 and reach the agent over SSH, through its unix "
+                    "socket (deployctl's ssh:// hosts)",
+                    options.listen));
+}
+
+// Loads the API's certificate and logs its fingerprint for clients to pin.
+common::Result<std::shared_ptr<ApiCertificate>> load_api_certificate(const ServeOptions& options) {
+    auto certificate = ApiCertificate::load(*options.tls);
+    if (!certificate)
+        return certificate.error();
+    const auto& info = (*certificate)->current()->certificates().front();
+    common::log_info("API certificate " + describe_api_certificate(info) +
+                     " (deployctl can pin it: fingerprint = \"" + info.fingerprint +
+                     "\" in deploy.toml)");
+    if (info.not_after < std::chrono::system_clock::now())
+        common::log_warn("the API certificate " + info.cert_path + " has expired");
+    return certificate;
+}
+
 } // namespace
 
 int serve(const ServeOptions& options) {
@@ -88,6 +121,15 @@ int serve(const ServeOptions& options) {
     auto address = parse_listen_address(options.listen);
     if (!address)
         return fail(address.error());
+    if (auto ok = check_plain_listen(*address, options); !ok)
+        return fail(ok.error());
+    std::shared_ptr<ApiCertificate> api_certificate;
+    if (options.tls) {
+        auto loaded = load_api_certificate(options);
+        if (!loaded)
+            return fail(loaded.error());
+        api_certificate = std::move(*loaded);
+    }
     if (auto proxy = parse_listen_address(options.proxy.listen); !proxy)
         return fail(proxy.error());
     if (!options.proxy.certificates.empty()) {
@@ -115,12 +157,16 @@ int serve(const ServeOptions& options) {
                        options.proxy_bin.empty() ? default_proxy_bin() : options.proxy_bin,
                        options.engine_bin, options.container_network});
     ApiContext context{*service, blobs, data_dir};
+    if (api_certificate)
+        context.tls_fingerprint = [api_certificate] { return api_certificate->fingerprint(); };
     const Router router = make_router(context);
     const ConnectionOptions connection_options{[&blobs] { return blobs.temp_path(); },
                                                k_max_blob_size};
     Server server(router, connection_options);
     if (auto ok = server.listen(*address); !ok)
         return fail(ok.error());
+    if (api_certificate)
+        server.use_tls(api_certificate);
     // The same API on the unix socket, for local users and for SSH (dial-stdio).
     Server local(router, connection_options);
     std::string socket = options.socket;
@@ -146,13 +192,16 @@ int serve(const ServeOptions& options) {
     });
     const std::string https = service->proxy_https_listen();
     std::fprintf(stderr,
-                 "deploy-agent ready: api http://%s:%u%s%s, proxy http://%s%s%s, engine %s, "
+                 "deploy-agent ready: api %s://%s:%u%s%s, proxy http://%s%s%s, engine %s, "
                  "data %s\n",
-                 address->host.c_str(), server.port(), socket.empty() ? "" : " and unix:",
-                 socket.c_str(), options.proxy.listen.c_str(),
+                 api_certificate ? "https" : "http", address->host.c_str(), server.port(),
+                 socket.empty() ? "" : " and unix:", socket.c_str(), options.proxy.listen.c_str(),
                  https.empty() ? "" : " https://", https.c_str(), service->engine().c_str(),
                  data_dir.root().c_str());
-    const int signal = wait_for_signal(signals);
+    int signal = 0;
+    while ((signal = wait_for_signal(signals)) == SIGHUP)
+        if (api_certificate)
+            api_certificate->current(); // loads the files if they changed, and logs it
     common::log_info(
         fmt::format("received {}, stopping", signal == SIGTERM ? "SIGTERM" : "SIGINT"));
     server.stop();

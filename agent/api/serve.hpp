@@ -3,7 +3,9 @@
 
 #include <agent/api/unix_socket.hpp>
 #include <agent/deploy/service.hpp>
+#include <agent/proxy/tls_certificates.hpp>
 
+#include <optional>
 #include <string>
 
 namespace agent::api {
@@ -11,6 +13,8 @@ namespace agent::api {
 struct ServeOptions {
     std::string data_dir = "/var/lib/deploy-agent";
     std::string listen = "127.0.0.1:7070";
+    // The API over HTTPS with this pair; without it, `listen` must be loopback.
+    std::optional<proxy::CertificateFiles> tls;
     std::string socket = k_default_socket; // empty: no unix socket
     // Neither --socket nor agent.toml chose it: a non-root agent that cannot
     // create the default socket goes on without one (a warning).

@@ -1,4 +1,5 @@
 #include <agent/api/server.hpp>
+#include <agent/api/tls.hpp>
 #include <agent/api/unix_socket.hpp>
 #include <common/log.hpp>
 
@@ -36,6 +37,7 @@ struct Server::Impl {
 
     const Router& router;
     ConnectionOptions options;
+    std::shared_ptr<ApiCertificate> tls; // use_tls()
     net::io_context context;
     tcp::acceptor acceptor;
     int unix_fd = -1;                // listen_unix(): the listening socket
@@ -62,7 +64,11 @@ static void refuse_busy(int fd) {
 }
 
 void Server::Impl::serve(int fd) {
-    serve_connection(fd, router, options, unix_fd >= 0 ? unix_peer(fd) : Peer{});
+    const Peer peer = unix_fd >= 0 ? unix_peer(fd) : Peer{};
+    if (tls)
+        serve_tls_connection(fd, *tls, router, options, peer);
+    else
+        serve_connection(fd, router, options, peer);
     std::lock_guard lock(mutex);
     connections.erase(fd);
     ::close(fd); // under the lock: stop() never shuts down a reused descriptor
@@ -95,6 +101,10 @@ common::Status Server::listen(const ListenAddress& address) {
             common::ErrorKind::io,
             fmt::format("cannot listen on {}:{}: {}", address.host, address.port, ec.message()));
     return {};
+}
+
+void Server::use_tls(std::shared_ptr<ApiCertificate> certificate) {
+    m_impl->tls = std::move(certificate);
 }
 
 common::Status Server::listen_unix(const std::filesystem::path& path) {

@@ -28,6 +28,8 @@ class Server {
 
     // Binds and listens (ErrorKind::io when the address is in use or not ours).
     common::Status listen(const ListenAddress& address);
+    // Serves every connection over TLS with `certificate` (before run()).
+    void use_tls(std::shared_ptr<ApiCertificate> certificate);
     // Or listens on a unix socket (see listen_unix in unix_socket.hpp); each
     // request then names the connecting user (Request::peer). The file is
     // removed by stop().

@@ -15,7 +15,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <pthread.h>
-#include <sys/stat.h>
 #include <thread>
 #include <unistd.h>
 
@@ -41,27 +40,6 @@ void run_context(asio::io_context& context) {
             common::log_error(fmt::format("unexpected error in request handling: {}", e.what()));
         }
     }
-}
-
-// What identifies a version of the certificate files: a renewal that
-// replaces them (or the symlinks to them) changes one of these.
-std::vector<std::int64_t> file_stamps(const std::vector<CertificateFiles>& files) {
-    std::vector<std::int64_t> out;
-    for (const auto& file : files) {
-        for (const auto* path : {&file.cert, &file.key}) {
-            struct stat info {};
-            if (::stat(path->c_str(), &info) != 0) {
-                out.insert(out.end(), {-1, -1, -1});
-                continue;
-            }
-            out.insert(out.end(),
-                       {static_cast<std::int64_t>(info.st_ino),
-                        static_cast<std::int64_t>(info.st_mtim.tv_sec) * 1'000'000'000 +
-                            info.st_mtim.tv_nsec,
-                        static_cast<std::int64_t>(info.st_size)});
-        }
-    }
-    return out;
 }
 
 std::string describe(const CertificateInfo& info) {

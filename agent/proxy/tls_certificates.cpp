@@ -1,4 +1,5 @@
 #include <agent/proxy/tls_certificates.hpp>
+#include <common/fingerprint.hpp>
 
 #include <fmt/format.h>
 #include <openssl/err.h>
@@ -11,6 +12,7 @@
 #include <cstring>
 #include <ctime>
 #include <fstream>
+#include <sys/stat.h>
 
 namespace agent::proxy {
 
@@ -131,13 +133,31 @@ std::chrono::system_clock::time_point not_after(X509* cert) {
 
 } // namespace
 
+std::vector<std::int64_t> file_stamps(const std::vector<CertificateFiles>& files) {
+    std::vector<std::int64_t> out;
+    for (const auto& file : files) {
+        for (const auto* path : {&file.cert, &file.key}) {
+            struct stat info {};
+            if (::stat(path->c_str(), &info) != 0) {
+                out.insert(out.end(), {-1, -1, -1});
+                continue;
+            }
+            out.insert(out.end(), {static_cast<std::int64_t>(info.st_ino),
+                                   static_cast<std::int64_t>(info.st_mtim.tv_sec) * 1'000'000'000 +
+                                       info.st_mtim.tv_nsec,
+                                   static_cast<std::int64_t>(info.st_size)});
+        }
+    }
+    return out;
+}
+
 TlsCertificates::~TlsCertificates() {
     for (SSL_CTX* context : m_contexts)
         SSL_CTX_free(context);
 }
 
 common::Result<std::shared_ptr<const TlsCertificates>>
-TlsCertificates::load(const std::vector<CertificateFiles>& files) {
+TlsCertificates::load(const std::vector<CertificateFiles>& files, HostNames names) {
     if (files.empty())
         return make_error(ErrorKind::config, "no TLS certificate given");
     std::shared_ptr<TlsCertificates> out(new TlsCertificates());
@@ -161,7 +181,7 @@ TlsCertificates::load(const std::vector<CertificateFiles>& files) {
                                           file.key));
         if (*key_kind == PemKind::encrypted_key)
             return make_error(ErrorKind::config,
-                              fmt::format("the TLS key {} is encrypted; deploy-proxy needs it "
+                              fmt::format("the TLS key {} is encrypted; it is needed "
                                           "without a passphrase (openssl pkey -in {} -out "
                                           "NEW.key)",
                                           file.key, file.key));
@@ -203,8 +223,9 @@ TlsCertificates::load(const std::vector<CertificateFiles>& files) {
         SSL_CTX_set_tlsext_servername_arg(context, out.get());
 
         X509* cert = SSL_CTX_get0_certificate(context);
-        CertificateInfo info{file.cert, dns_names(cert), not_after(cert)};
-        if (info.names.empty())
+        CertificateInfo info{file.cert, dns_names(cert), not_after(cert),
+                             common::x509_fingerprint(cert)};
+        if (info.names.empty() && names == HostNames::required)
             return make_error(ErrorKind::config,
                               fmt::format("the TLS certificate {} names no host (neither a DNS "
                                           "subject alternative name nor a common name)",

@@ -2,18 +2,20 @@
 // The certificates deploy-proxy terminates TLS with: one OpenSSL context per
 // certificate/key pair, and the choice among them by the name the client asks
 // for (SNI). Pure OpenSSL, no Asio: the agent loads the same files with it to
-// refuse a bad configuration before it starts the proxy.
+// refuse a bad configuration before it starts the proxy, and serves its own
+// API's TLS with it (agent/api/tls.hpp).
 
 #include <common/result.hpp>
 
+#include <openssl/types.h>
+
 #include <chrono>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
 #include <unordered_map>
 #include <vector>
-
-#include <openssl/types.h>
 
 namespace agent::proxy {
 
@@ -26,7 +28,16 @@ struct CertificateInfo {
     std::string cert_path;
     std::vector<std::string> names; // DNS names it is valid for, lower-case ("*.example.com")
     std::chrono::system_clock::time_point not_after;
+    std::string fingerprint; // of the leaf, "sha256:AB:CD:..." (common/fingerprint.hpp)
 };
+
+// Whether every certificate must name a host: the proxy chooses among its
+// certificates by name; the agent's API has one, often for an IP address only.
+enum class HostNames { required, optional };
+
+// What identifies a version of the certificate files (inode, mtime, size of
+// each): a renewal that replaces them, or the symlinks to them, changes it.
+std::vector<std::int64_t> file_stamps(const std::vector<CertificateFiles>& files);
 
 class TlsCertificates {
   public:
@@ -34,7 +45,7 @@ class TlsCertificates {
     // pair is the default: it answers clients that send no name, or one no
     // certificate covers. ErrorKind::config naming the file and OpenSSL's reason.
     static common::Result<std::shared_ptr<const TlsCertificates>>
-    load(const std::vector<CertificateFiles>& files);
+    load(const std::vector<CertificateFiles>& files, HostNames names = HostNames::required);
 
     ~TlsCertificates();
     TlsCertificates(const TlsCertificates&) = delete;

@@ -262,6 +262,8 @@ void HumanPrinter::agent(const std::string& host, bool info, const json& answer)
         proxy += ", https://" + https;
     line(m_out, prefix, "  proxy     " + proxy);
     line(m_out, prefix, "  data dir  " + str(answer, "data_dir"));
+    if (auto fingerprint = str(answer, "tls_fingerprint"); !fingerprint.empty())
+        line(m_out, prefix, "  api cert  " + fingerprint);
     line(m_out, prefix, "  apps      " + (apps.empty() ? std::string("(none)") : apps));
 }
 

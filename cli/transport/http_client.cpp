@@ -1,9 +1,12 @@
 #include <cli/transport/http_client.hpp>
+#include <common/fingerprint.hpp>
 #include <common/version.hpp>
 
 #include <curl/curl.h>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
+#include <openssl/ssl.h>
+#include <openssl/x509_vfy.h>
 
 #include <cstring>
 #include <optional>
@@ -104,6 +107,30 @@ common::Error curl_error(CURLcode code, const char* detail, const std::string& u
                               fmt::format("cannot reach the agent at {}: {}", url, why));
 }
 
+// A pinned certificate: what is expected and what the server showed.
+struct PinState {
+    std::string expected;
+    std::string seen;
+};
+
+// Replaces OpenSSL's chain verification: the leaf's fingerprint must be the pin.
+int verify_pin(X509_STORE_CTX* store, void* arg) {
+    auto& pin = *static_cast<PinState*>(arg);
+    X509* leaf = X509_STORE_CTX_get0_cert(store);
+    pin.seen = leaf ? common::x509_fingerprint(leaf) : "";
+    if (!pin.seen.empty() && pin.seen == pin.expected)
+        return 1;
+    X509_STORE_CTX_set_error(store, X509_V_ERR_CERT_REJECTED);
+    return 0; // the handshake fails: no request is sent
+}
+
+CURLcode install_pin(CURL*, void* ssl_ctx, void* arg) {
+    auto* context = static_cast<SSL_CTX*>(ssl_ctx);
+    SSL_CTX_set_verify(context, SSL_VERIFY_PEER, nullptr);
+    SSL_CTX_set_cert_verify_callback(context, verify_pin, arg);
+    return CURLE_OK;
+}
+
 ErrorKind kind_of_code(std::string_view code, long status) {
     if (status == 401 || status == 403)
         return ErrorKind::auth;
@@ -126,6 +153,12 @@ ErrorKind kind_of_code(std::string_view code, long status) {
     if (status >= 400 && status < 500)
         return ErrorKind::bad_request;
     return ErrorKind::internal;
+}
+
+common::Error tls_unusable() {
+    return common::make_error(ErrorKind::internal,
+                              "this deployctl's libcurl cannot check a pinned certificate "
+                              "fingerprint (it needs libcurl built with OpenSSL); use ca_file");
 }
 
 class HttpClient final : public Client {
@@ -164,6 +197,10 @@ class HttpClient final : public Client {
         return value;
     }
     void setup(const char* method, std::string_view path, Headers& headers, const char* accept);
+    // The server check for https:// (TlsOptions); false when libcurl cannot pin.
+    bool setup_tls();
+    // What a failed transfer says to the user (TLS failures with how to fix them).
+    common::Error failure(CURLcode rc);
     common::Result<Response> perform(const char* method, std::string_view path,
                                      const std::string* body, const char* content_type);
     common::Result<json> request_json(const char* method, std::string_view path,
@@ -173,6 +210,8 @@ class HttpClient final : public Client {
     HttpOptions m_options;
     CURL* m_handle = nullptr;
     char m_error[CURL_ERROR_SIZE] = {};
+    PinState m_pin;
+    bool m_tls_unusable = false; // setup_tls() failed: nothing is sent
 };
 
 void HttpClient::setup(const char* method, std::string_view path, Headers& headers,
@@ -193,10 +232,61 @@ void HttpClient::setup(const char* method, std::string_view path, Headers& heade
     curl_easy_setopt(m_handle, CURLOPT_PROTOCOLS_STR, "http,https");
     std::string agent = fmt::format("deployctl/{}", common::version());
     curl_easy_setopt(m_handle, CURLOPT_USERAGENT, agent.c_str());
+    m_tls_unusable = !local && m_base_url.starts_with("https://") && !setup_tls();
     headers.add(fmt::format("Accept: {}", accept));
     headers.add("Expect:");
     if (!m_options.token.empty())
         headers.add("Authorization: Bearer " + m_options.token);
+}
+
+bool HttpClient::setup_tls() {
+    const auto& tls = m_options.tls;
+    curl_easy_setopt(m_handle, CURLOPT_SSLVERSION, static_cast<long>(CURL_SSLVERSION_TLSv1_2));
+    m_pin = PinState{tls.fingerprint, ""};
+    if (tls.fingerprint.empty()) {
+        curl_easy_setopt(m_handle, CURLOPT_SSL_VERIFYPEER, 1L);
+        curl_easy_setopt(m_handle, CURLOPT_SSL_VERIFYHOST, 2L);
+        if (!tls.ca_file.empty())
+            curl_easy_setopt(m_handle, CURLOPT_CAINFO, tls.ca_file.c_str());
+        return true;
+    }
+    // The pin replaces libcurl's CA and host name checks; verify_pin runs
+    // inside the handshake. No resumed sessions: each connection shows its
+    // certificate.
+    curl_easy_setopt(m_handle, CURLOPT_SSL_VERIFYPEER, 0L);
+    curl_easy_setopt(m_handle, CURLOPT_SSL_VERIFYHOST, 0L);
+    curl_easy_setopt(m_handle, CURLOPT_SSL_SESSIONID_CACHE, 0L);
+    return curl_easy_setopt(m_handle, CURLOPT_SSL_CTX_FUNCTION, install_pin) == CURLE_OK &&
+           curl_easy_setopt(m_handle, CURLOPT_SSL_CTX_DATA, &m_pin) == CURLE_OK;
+}
+
+common::Error HttpClient::failure(CURLcode rc) {
+    const auto& tls = m_options.tls;
+    if (!m_pin.expected.empty() && !m_pin.seen.empty() && m_pin.seen != m_pin.expected)
+        return common::make_error(
+            ErrorKind::auth,
+            fmt::format("the certificate of {} has fingerprint {}, but {} pins {}: this may not "
+                        "be your agent; nothing was sent. If its certificate was replaced on "
+                        "purpose, update the pin (deploy-agent logs its fingerprint at start; "
+                        "`deployctl agent info` shows it)",
+                        m_base_url, m_pin.seen, tls.pinned_by, m_pin.expected));
+    const std::string detail = m_error[0] ? m_error : curl_easy_strerror(rc);
+    if (rc == CURLE_PEER_FAILED_VERIFICATION)
+        return common::make_error(
+            ErrorKind::auth,
+            fmt::format("the certificate of {} is not trusted ({}): it is self-signed, from a "
+                        "CA this machine does not trust, or not issued for this host name; "
+                        "nothing was sent; {}",
+                        m_base_url, detail, tls.hint));
+    if (rc == CURLE_SSL_CACERT_BADFILE)
+        return common::make_error(
+            ErrorKind::config, fmt::format("cannot use the CA file {}: {}", tls.ca_file, detail));
+    if (rc == CURLE_SSL_CONNECT_ERROR)
+        return common::make_error(ErrorKind::connection,
+                                  fmt::format("the TLS handshake with {} failed: {} (does the "
+                                              "agent serve HTTPS on this port?)",
+                                              m_base_url, detail));
+    return curl_error(rc, m_error, m_base_url, os_errno());
 }
 
 common::Result<Response> HttpClient::perform(const char* method, std::string_view path,
@@ -216,9 +306,11 @@ common::Result<Response> HttpClient::perform(const char* method, std::string_vie
     // Give up on a stalled transfer, not on a long one (big blobs).
     curl_easy_setopt(m_handle, CURLOPT_LOW_SPEED_LIMIT, 1L);
     curl_easy_setopt(m_handle, CURLOPT_LOW_SPEED_TIME, m_options.request_timeout_s);
+    if (m_tls_unusable)
+        return tls_unusable();
     CURLcode rc = curl_easy_perform(m_handle);
     if (rc != CURLE_OK)
-        return curl_error(rc, m_error, m_base_url, os_errno());
+        return failure(rc);
     curl_easy_getinfo(m_handle, CURLINFO_RESPONSE_CODE, &response.status);
     return response;
 }
@@ -250,13 +342,15 @@ common::Status HttpClient::stream_ndjson(std::string_view path, const LineHandle
     curl_easy_setopt(m_handle, CURLOPT_HTTPHEADER, headers.list);
     curl_easy_setopt(m_handle, CURLOPT_WRITEFUNCTION, on_stream_data);
     curl_easy_setopt(m_handle, CURLOPT_WRITEDATA, &state);
+    if (m_tls_unusable)
+        return tls_unusable();
     CURLcode rc = curl_easy_perform(m_handle);
     if (state.bad_line)
         return *state.bad_line;
     if (state.stopped)
         return {};
     if (rc != CURLE_OK)
-        return curl_error(rc, m_error, m_base_url, os_errno());
+        return failure(rc);
     if (state.status == 0)
         curl_easy_getinfo(m_handle, CURLINFO_RESPONSE_CODE, &state.status);
     if (state.status >= 400)

@@ -8,6 +8,17 @@
 
 namespace cli::transport {
 
+// How an https:// agent's certificate is checked: against the system's CA
+// store, against `ca_file` (PEM bundle), or, with `fingerprint`, only against
+// that pin (no CA, no host name: a self-signed certificate works). TLS 1.2+.
+// A failed check stops before any HTTP byte (and so the token) is sent.
+struct TlsOptions {
+    std::string ca_file;
+    std::string fingerprint; // canonical "sha256:AB:...", common/fingerprint.hpp
+    std::string pinned_by;   // where the pin comes from, for messages ("deploy.toml")
+    std::string hint;        // how to set ca_file or fingerprint, for messages
+};
+
 struct HttpOptions {
     std::string token; // bearer token (DEPLOYCTL_TOKEN), empty for none
     long connect_timeout_s = 10;
@@ -15,6 +26,7 @@ struct HttpOptions {
     // When set, every request goes to this unix socket (the SSH tunnel) and
     // `base_url` only names the agent in messages.
     std::string unix_socket;
+    TlsOptions tls;
 };
 
 // `base_url` is "http://127.0.0.1:7070" or "https://host:7443" (no trailing slash),

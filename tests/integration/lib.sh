@@ -236,7 +236,10 @@ start_agent() {
         PROXY_PORT=$(free_port)
         mkdir -p "$DATA"
     fi
-    AGENT_URL=http://127.0.0.1:$AGENT_PORT
+    # An agent given --tls-cert serves its API over HTTPS.
+    local scheme=http
+    [[ " ${AGENT_EXTRA_ARGS[*]-} " == *" --tls-cert "* ]] && scheme=https
+    AGENT_URL=$scheme://127.0.0.1:$AGENT_PORT
     AGENT_SOCKET=$TEST_TMP/$name/agent.sock
     AGENT_LOG=$TEST_TMP/$name/agent.$(date +%s%N).log
     mkdir -p "$(dirname "$AGENT_LOG")"
@@ -262,7 +265,8 @@ start_agent() {
     esac
     local ok=0 i
     for i in $(seq 1 100); do
-        if curl -fsS -o /dev/null --max-time 1 "$AGENT_URL/v1/health" 2>/dev/null; then ok=1; break; fi
+        # -k: readiness only; the HTTPS tests check the certificate themselves.
+        if curl -fsS -k -o /dev/null --max-time 1 "$AGENT_URL/v1/health" 2>/dev/null; then ok=1; break; fi
         kill -0 "$AGENT_PID" 2>/dev/null || break
         sleep 0.1
     done
@@ -386,6 +390,31 @@ stop_all() {
     exit "$rc"
 }
 trap stop_all EXIT
+
+# ---------------------------------------------------------------- certificates
+
+# make_test_ca DIR: a test CA (DIR/ca.pem, DIR/ca.key) that issue_cert signs with; sets PKI=DIR.
+make_test_ca() {
+    PKI=$1
+    mkdir -p "$PKI"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+        -subj "/CN=deployctl test CA" -keyout "$PKI/ca.key" -out "$PKI/ca.pem" 2>/dev/null ||
+        fail "make the test CA"
+}
+
+# issue_cert NAME SAN-LIST [SERIAL]: PKI/NAME.crt and PKI/NAME.key, signed by the test CA,
+# for SAN-LIST ("DNS:a.test,DNS:*.a.test", "IP:127.0.0.1"); each file renamed into place.
+issue_cert() {
+    local name=$1 sans=$2 serial=${3:-$RANDOM}
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=${name}" \
+        -keyout "$PKI/$name.key.new" -out "$PKI/$name.csr" 2>/dev/null || fail "CSR for $name"
+    printf 'subjectAltName=%s\n' "$sans" >"$PKI/$name.ext"
+    openssl x509 -req -in "$PKI/$name.csr" -CA "$PKI/ca.pem" -CAkey "$PKI/ca.key" -days 2 \
+        -set_serial "$serial" -extfile "$PKI/$name.ext" -out "$PKI/$name.crt.new" 2>/dev/null ||
+        fail "sign $name"
+    mv "$PKI/$name.key.new" "$PKI/$name.key"
+    mv "$PKI/$name.crt.new" "$PKI/$name.crt"
+}
 
 # ---------------------------------------------------------------- apps and repos
 

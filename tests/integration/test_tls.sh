@@ -11,25 +11,9 @@ require_binaries
 command -v openssl >/dev/null || fail "openssl is needed (scripts/deps installs it)"
 command -v wrk >/dev/null || fail "wrk is needed (scripts/deps installs it)"
 
-PKI=$TEST_TMP/pki
-mkdir -p "$PKI"
-# A test CA, and leaf certificates it signs: issue NAME SAN-LIST [SERIAL]
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
-    -subj "/CN=deployctl test CA" -keyout "$PKI/ca.key" -out "$PKI/ca.pem" 2>/dev/null ||
-    fail "make the test CA"
-issue() {
-    local name=$1 sans=$2 serial=${3:-$RANDOM}
-    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=${name}" \
-        -keyout "$PKI/$name.key.new" -out "$PKI/$name.csr" 2>/dev/null || fail "CSR for $name"
-    printf 'subjectAltName=%s\n' "$sans" >"$PKI/$name.ext"
-    openssl x509 -req -in "$PKI/$name.csr" -CA "$PKI/ca.pem" -CAkey "$PKI/ca.key" -days 2 \
-        -set_serial "$serial" -extfile "$PKI/$name.ext" -out "$PKI/$name.crt.new" 2>/dev/null ||
-        fail "sign $name"
-    mv "$PKI/$name.key.new" "$PKI/$name.key"
-    mv "$PKI/$name.crt.new" "$PKI/$name.crt"
-}
-issue shop "DNS:shop.tls.test,DNS:*.shop.tls.test" 1001
-issue blog "DNS:blog.tls.test" 2001
+make_test_ca "$TEST_TMP/pki"
+issue_cert shop "DNS:shop.tls.test,DNS:*.shop.tls.test" 1001
+issue_cert blog "DNS:blog.tls.test" 2001
 
 HTTPS_PORT=$(free_port)
 CONF=$TEST_TMP/agent.toml
@@ -120,7 +104,7 @@ assert_eq "hello from 2" "$(https_get shop.tls.test)" "v2 served over HTTPS"
 
 # Renewal: new files are picked up by new connections, no restart.
 proxy_before=$(proxy_pid)
-issue blog "DNS:blog.tls.test" 2002
+issue_cert blog "DNS:blog.tls.test" 2002
 assert_true "the renewed blog certificate is served within 3 s" \
     wait_until 3 bash -c "[[ \$(openssl s_client -connect 127.0.0.1:$HTTPS_PORT -servername blog.tls.test </dev/null 2>/dev/null | openssl x509 -noout -serial) == serial=07D2 ]]"
 assert_eq "$proxy_before" "$(proxy_pid)" "the same proxy process (no restart)"
@@ -137,7 +121,7 @@ assert_contains "$(grep "certificates not reloaded" "$PROXY_LOG" | tail -1)" "do
     "and says why"
 assert_eq "07D2" "$(served_serial blog.tls.test)" "blog keeps its last good certificate"
 assert_eq "hello from 1" "$(https_get blog.tls.test)" "and is served over HTTPS"
-issue blog "DNS:blog.tls.test" 2003
+issue_cert blog "DNS:blog.tls.test" 2003
 assert_true "a fixed renewal is picked up" \
     wait_until 3 bash -c "[[ \$(openssl s_client -connect 127.0.0.1:$HTTPS_PORT -servername blog.tls.test </dev/null 2>/dev/null | openssl x509 -noout -serial) == serial=07D3 ]]"
 

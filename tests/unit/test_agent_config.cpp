@@ -358,3 +358,20 @@ TEST_CASE("agent.toml: load_agent_config reads a file and resolves against its d
         CHECK(contains(missing.error().message, "nope.toml"));
     }
 }
+
+TEST_CASE("agent.toml: tls_cert and tls_key, both or neither") {
+    auto config = parse("listen = \"0.0.0.0:7443\"\ntls_cert = \"tls/agent.crt\"\n"
+                        "tls_key = \"/etc/ssl/private/agent.key\"\n");
+    REQUIRE(config.ok());
+    REQUIRE(config->tls.has_value());
+    CHECK(config->tls->cert == "/etc/deployctl/tls/agent.crt");
+    CHECK(config->tls->key == "/etc/ssl/private/agent.key");
+    CHECK_FALSE(parse("listen = \"127.0.0.1:7070\"\n")->tls.has_value());
+    CHECK(starts_with(parse_error("tls_cert = \"a.crt\"\n"),
+                      "/etc/deployctl/agent.toml:1:12: tls_cert needs tls_key"));
+    CHECK(starts_with(parse_error("engine = \"process\"\ntls_key = \"a.key\"\n"),
+                      "/etc/deployctl/agent.toml:2:11: tls_key needs tls_cert"));
+    CHECK(contains(parse_error("tls_cert = \"\"\ntls_key = \"a.key\"\n"),
+                   "tls_cert must name a file"));
+    CHECK(contains(parse_error("tls_certs = \"a.crt\"\n"), "did you mean 'tls_cert'?"));
+}

@@ -69,6 +69,13 @@ TEST_CASE("check_transport: plain http only to loopback; ssh and https anywhere"
     REQUIRE_FALSE(remote);
     CHECK(remote.error().kind == common::ErrorKind::usage);
     CHECK(remote.error().message.find("https://10.0.0.5:7070") != std::string::npos);
+    CHECK(remote.error().message.find("plain HTTP is only allowed to loopback; use https:// or "
+                                      "ssh://") != std::string::npos);
+    auto named = cli::check_transport(*parse_host_url("http://agent.invalid:7070"));
+    REQUIRE_FALSE(named);
+    CHECK(named.error().kind == common::ErrorKind::usage);
+    CHECK(cli::check_transport(*parse_host_url("http://[::1]:7070")));
+    CHECK_FALSE(cli::check_transport(*parse_host_url("http://0.0.0.0:7070")));
     CHECK(cli::check_transport(*parse_host_url("ssh://deploy@web1")));
     CHECK(cli::check_transport(*parse_host_url("ssh://deploy@10.0.0.5:2222")));
 }

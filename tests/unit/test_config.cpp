@@ -200,3 +200,47 @@ identity_file = "~/.ssh/deploy_key"
         CHECK(typo2.error().message.find("did you mean 'identity_file'?") != std::string::npos);
     }
 }
+
+TEST_CASE("parse_config reads a target's ca_file and fingerprint") {
+    const std::string pin =
+        "AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:"
+        "23:45:67:89";
+    SUBCASE("a fingerprint as openssl prints it is kept in canonical form") {
+        auto config =
+            common::parse_config("app = \"a\"\n[targets.x]\nhosts = [\"https://h:7443\"]\n"
+                                 "fingerprint = \"SHA256 Fingerprint=" +
+                                     pin + "\"\n",
+                                 "d.toml");
+        REQUIRE(config.ok());
+        CHECK(config->targets.at("x").fingerprint == "sha256:" + pin);
+        CHECK(config->targets.at("x").ca_file.empty());
+    }
+    SUBCASE("ca_file is kept as written") {
+        auto config = common::parse_config("app = \"a\"\n[targets.x]\nca_file = \"certs/ca.pem\"\n",
+                                           "d.toml");
+        REQUIRE(config.ok());
+        CHECK(config->targets.at("x").ca_file == "certs/ca.pem");
+        CHECK(config->targets.at("x").fingerprint.empty());
+    }
+    SUBCASE("a malformed fingerprint is an error at its value") {
+        auto bad = common::parse_config(
+            "app = \"a\"\n[targets.x]\nfingerprint = \"sha256:AB:CD\"\n", "d.toml");
+        REQUIRE_FALSE(bad.ok());
+        CHECK(bad.error().kind == common::ErrorKind::config);
+        CHECK(bad.error().message.rfind("d.toml:3:15: fingerprint: 'sha256:AB:CD' is not a "
+                                        "SHA-256 fingerprint",
+                                        0) == 0);
+    }
+    SUBCASE("both, or an empty ca_file, are errors") {
+        auto both = common::parse_config("app = \"a\"\n[targets.x]\nca_file = \"ca.pem\"\n"
+                                         "fingerprint = \"" +
+                                             pin + "\"\n",
+                                         "d.toml");
+        REQUIRE_FALSE(both.ok());
+        CHECK(both.error().message.find(
+                  "d.toml:4:15: ca_file and fingerprint exclude each other") == 0);
+        auto empty = common::parse_config("app = \"a\"\n[targets.x]\nca_file = \"\"\n", "d.toml");
+        REQUIRE_FALSE(empty.ok());
+        CHECK(empty.error().message.find("ca_file is empty") != std::string::npos);
+    }
+}

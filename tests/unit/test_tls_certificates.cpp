@@ -1,4 +1,8 @@
+#include <agent/api/connection.hpp>
+#include <agent/api/router.hpp>
+#include <agent/api/tls.hpp>
 #include <agent/proxy/tls_certificates.hpp>
+#include <common/fingerprint.hpp>
 
 #include <doctest/doctest.h>
 #include <openssl/bio.h>
@@ -14,8 +18,10 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <memory>
 #include <string>
+#include <sys/socket.h>
 #include <tuple>
 #include <unistd.h>
 #include <vector>
@@ -468,4 +474,168 @@ TEST_CASE("TlsCertificates: an encrypted certificate key fails without asking fo
     CHECK(contains(message, "without a passphrase"));
     // Not mistaken for a file that is not PEM at all.
     CHECK_FALSE(contains(message, "not a PEM file"));
+}
+
+TEST_CASE("TlsCertificates: the API's certificate may name no host, and has its fingerprint") {
+    test::TempDir dir;
+    const auto ip_only = write_pair(dir.path(), "ip", "", "IP:127.0.0.1");
+    auto loaded = TlsCertificates::load({ip_only}, agent::proxy::HostNames::optional);
+    REQUIRE(loaded.ok());
+    const auto& info = (*loaded)->certificates().front();
+    CHECK(info.names.empty());
+    CHECK(info.fingerprint ==
+          common::x509_fingerprint(SSL_CTX_get0_certificate((*loaded)->default_context())));
+    CHECK(info.fingerprint.rfind("sha256:", 0) == 0);
+    CHECK(info.fingerprint.size() == 7 + 95);
+}
+
+TEST_CASE("ApiCertificate: a pair changed on disk is loaded again; a broken one is not") {
+    test::TempDir dir;
+    const auto first = write_pair(dir.path(), "first", "agent-1", "IP:127.0.0.1");
+    const auto second = write_pair(dir.path(), "second", "agent-2", "IP:127.0.0.1");
+    const CertificateFiles live{(dir.path() / "live.crt").string(),
+                                (dir.path() / "live.key").string()};
+    // Replaced as a renewal does: a new file renamed over the old one. (The
+    // old one is kept under another name, so that its inode is not reused
+    // within the file system's timestamp granularity.)
+    int version = 0;
+    auto install = [&](const std::string& from, const std::string& to) {
+        std::error_code ec;
+        std::filesystem::create_hard_link(to, to + "." + std::to_string(++version), ec);
+        std::filesystem::copy_file(from, to + ".new");
+        std::filesystem::rename(to + ".new", to);
+    };
+    install(first.cert, live.cert);
+    install(first.key, live.key);
+    auto certificate = agent::api::ApiCertificate::load(live);
+    REQUIRE(certificate.ok());
+    auto& api = **certificate;
+    CHECK(cn_of(api.current()->default_context()) == "agent-1");
+    const auto first_fingerprint = api.fingerprint();
+
+    install(second.cert, live.cert);
+    install(second.key, live.key);
+    CHECK(cn_of(api.current()->default_context()) == "agent-2");
+    CHECK(api.fingerprint() != first_fingerprint);
+
+    install(first.cert, live.cert); // with the second key: a pair that does not load
+    CHECK(cn_of(api.current()->default_context()) == "agent-2");
+    install(first.key, live.key);
+    CHECK(cn_of(api.current()->default_context()) == "agent-1");
+    CHECK(api.fingerprint() == first_fingerprint);
+}
+
+namespace {
+
+// serve_tls_connection on one end of a socket pair, with the API certificate
+// of a fresh self-signed pair; the test is the client on the other end.
+struct TlsServerFixture {
+    test::TempDir dir;
+    std::shared_ptr<agent::api::ApiCertificate> certificate;
+    agent::api::Router router;
+    agent::api::ConnectionOptions options;
+    int client = -1;
+    std::future<void> served;
+
+    TlsServerFixture() {
+        auto loaded =
+            agent::api::ApiCertificate::load(write_pair(dir.path(), "api", "api", "IP:127.0.0.1"));
+        REQUIRE(loaded.ok());
+        certificate = *loaded;
+        router.add("GET", "/v1/ping", [](const agent::api::Request&) {
+            agent::api::Response response;
+            response.body = R"({"pong":true})";
+            return response;
+        });
+    }
+    void start() {
+        int fds[2];
+        REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM, 0, fds) == 0);
+        client = fds[0];
+        served = std::async(std::launch::async, [this, fd = fds[1]] {
+            agent::api::serve_tls_connection(fd, *certificate, router, options);
+            ::close(fd);
+        });
+    }
+    // True when the server finished within `limit`.
+    bool finished_within(std::chrono::milliseconds limit) {
+        return served.wait_for(limit) == std::future_status::ready;
+    }
+    ~TlsServerFixture() {
+        if (client >= 0)
+            ::close(client);
+    }
+};
+
+// Everything the peer sends until it closes, read with `read` (-1/0 ends).
+template <class Read> std::string read_all(Read read) {
+    std::string out;
+    char buffer[4096];
+    for (int n; (n = read(buffer, static_cast<int>(sizeof buffer))) > 0;)
+        out.append(buffer, static_cast<std::size_t>(n));
+    return out;
+}
+
+std::size_t count(const std::string& text, const std::string& part) {
+    std::size_t n = 0;
+    for (auto at = text.find(part); at != std::string::npos; at = text.find(part, at + 1))
+        ++n;
+    return n;
+}
+
+} // namespace
+
+TEST_CASE("serve_tls_connection: requests that arrive in one TLS record are all answered") {
+    TlsServerFixture server;
+    server.options.idle_timeout = std::chrono::seconds(5);
+    server.start();
+    SSL_CTX* context = SSL_CTX_new(TLS_client_method());
+    REQUIRE(context != nullptr);
+    SSL* ssl = SSL_new(context);
+    SSL_set_fd(ssl, server.client);
+    REQUIRE(SSL_connect(ssl) == 1);
+    X509* seen = SSL_get1_peer_certificate(ssl);
+    REQUIRE(seen != nullptr);
+    CHECK(common::x509_fingerprint(seen) == server.certificate->fingerprint());
+    X509_free(seen);
+    CHECK(SSL_version(ssl) >= TLS1_2_VERSION);
+
+    // The second request sits decrypted in OpenSSL's buffer while the socket
+    // has nothing to read: it must be answered at once, not after the idle timeout.
+    const auto started = std::chrono::steady_clock::now();
+    const std::string requests = "GET /v1/ping HTTP/1.1\r\nHost: a\r\n\r\n"
+                                 "GET /v1/ping HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
+    REQUIRE(SSL_write(ssl, requests.data(), static_cast<int>(requests.size())) ==
+            static_cast<int>(requests.size()));
+    const auto answers = read_all([ssl](char* b, int n) { return SSL_read(ssl, b, n); });
+    CHECK(count(answers, "HTTP/1.1 200 OK") == 2);
+    CHECK(count(answers, R"({"pong":true})") == 2);
+    CHECK(std::chrono::steady_clock::now() - started < std::chrono::seconds(3));
+    CHECK(server.finished_within(std::chrono::seconds(5)));
+    SSL_free(ssl);
+    SSL_CTX_free(context);
+}
+
+TEST_CASE("serve_tls_connection: a client that never handshakes is let go at the deadline") {
+    TlsServerFixture server;
+    server.options.handshake_timeout = std::chrono::milliseconds(200);
+    const auto started = std::chrono::steady_clock::now();
+    server.start();
+    REQUIRE(server.finished_within(std::chrono::seconds(5)));
+    const auto took = std::chrono::steady_clock::now() - started;
+    CHECK(took >= std::chrono::milliseconds(150));
+    CHECK(took < std::chrono::seconds(3));
+}
+
+TEST_CASE("serve_tls_connection: plain HTTP to the TLS port gets no HTTP answer") {
+    TlsServerFixture server;
+    server.start();
+    const std::string request = "GET /v1/ping HTTP/1.1\r\nHost: a\r\n\r\n";
+    REQUIRE(::send(server.client, request.data(), request.size(), 0) ==
+            static_cast<ssize_t>(request.size()));
+    REQUIRE(server.finished_within(std::chrono::seconds(5)));
+    const auto answer =
+        read_all([&](char* b, int n) { return static_cast<int>(::recv(server.client, b, n, 0)); });
+    CHECK(answer.find("HTTP/1.1") == std::string::npos);
+    CHECK(answer.find("pong") == std::string::npos);
 }
