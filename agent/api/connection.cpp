@@ -111,6 +111,10 @@ class Connection {
 
     // Serves one request; false when the connection should close.
     bool serve_one();
+    // Reads and drops what the client still sends (an unread request body)
+    // for a moment, so that closing does not reset the connection before the
+    // client has read the answer.
+    void drain_input();
 
   private:
     bool read_body(http::request_parser<http::empty_body>& header, const Route& route,
@@ -120,6 +124,8 @@ class Connection {
     Response call(const Route& route, const Request& request);
     bool send(const Response& response, bool keep_alive);
     bool send_stream(const Response& response, bool keep_alive);
+    // Records the answer with the gate, then sends it.
+    bool answer(const Request& request, const Response& response, bool keep_alive);
     void send_continue_if_expected(const http::request_parser<http::empty_body>& header);
 
     tcp::socket& m_socket;
@@ -130,11 +136,14 @@ class Connection {
     beast::flat_buffer m_buffer;
     unsigned m_version = 11;
     std::optional<Response> m_body_error; // set when a body could not be read
+    bool m_unread_body = false;           // closing with a body left unread
 };
 
 template <class Message> void set_common_headers(Message& message, const Response& response) {
     message.set(http::field::server, std::string("deploy-agent/") + common::version());
     message.set(http::field::content_type, response.content_type);
+    for (const auto& [name, value] : response.headers)
+        message.set(name, value);
 }
 
 bool Connection::send(const Response& response, bool keep_alive) {
@@ -262,6 +271,31 @@ void remove_file(const std::filesystem::path& path) {
     std::filesystem::remove(path, ec); // handlers move what they keep; this is a leftover
 }
 
+bool Connection::answer(const Request& request, const Response& response, bool keep_alive) {
+    if (m_options.gate)
+        m_options.gate->record(request, response);
+    return send(response, keep_alive);
+}
+
+void Connection::drain_input() {
+    if (!m_unread_body)
+        return;
+    beast::error_code ec;
+    m_socket.shutdown(tcp::socket::shutdown_send, ec);
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+    std::size_t dropped = 0;
+    char scratch[16384];
+    while (dropped < (64u << 20) && std::chrono::steady_clock::now() < deadline) {
+        pollfd p{m_socket.native_handle(), POLLIN, 0};
+        if (::poll(&p, 1, 200) <= 0)
+            continue;
+        const auto n = m_socket.read_some(net::buffer(scratch), ec);
+        if (ec || n == 0)
+            return;
+        dropped += n;
+    }
+}
+
 Response routing_error(MatchResult result, const std::string& method, const std::string& path) {
     if (result == MatchResult::method_not_allowed)
         return error_response(405, "method_not_allowed",
@@ -290,22 +324,33 @@ bool Connection::serve_one() {
         request.query = parse_query(target.substr(question + 1));
 
     auto match = m_router.match(request.method, request.path);
-    if (match.result != MatchResult::found)
-        return send(routing_error(match.result, request.method, request.path),
-                    keep_alive && header.is_done());
-    request.params = std::move(match.params);
+    const Route* route = match.result == MatchResult::found ? match.route : nullptr;
+    if (route)
+        request.params = std::move(match.params);
+    m_unread_body = !header.is_done();
+    if (m_options.gate) {
+        // Before any of the body is read: a refused upload writes nothing.
+        const auto authorization = header.get()[http::field::authorization];
+        if (auto refused = m_options.gate->admit(
+                request, route, std::string_view(authorization.data(), authorization.size())))
+            return answer(request, *refused, keep_alive && !m_unread_body);
+    }
+    if (!route)
+        return answer(request, routing_error(match.result, request.method, request.path),
+                      keep_alive && !m_unread_body);
     m_body_error.reset();
-    if (!read_body(header, *match.route, request)) {
+    if (!read_body(header, *route, request)) {
         remove_file(request.body_file);
         return false;
     }
     if (m_body_error) {
         remove_file(request.body_file);
-        return send(*m_body_error, false);
+        return answer(request, *m_body_error, false);
     }
-    auto response = call(*match.route, request);
+    m_unread_body = false;
+    auto response = call(*route, request);
     remove_file(request.body_file);
-    return send(response, keep_alive);
+    return answer(request, response, keep_alive);
 }
 
 } // namespace
@@ -318,6 +363,7 @@ void serve_connection(int fd, const Router& router, const ConnectionOptions& opt
     Connection connection(socket, router, options, peer);
     while (connection.serve_one()) {
     }
+    connection.drain_input();
     beast::error_code ec;
     socket.release(ec); // the caller closes fd
 }

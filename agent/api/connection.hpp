@@ -2,6 +2,7 @@
 // One client connection: reads HTTP/1.1 requests (keep-alive), dispatches them
 // through the Router and writes the answers, streams included.
 
+#include <agent/api/gate.hpp>
 #include <agent/api/router.hpp>
 
 #include <chrono>
@@ -18,6 +19,8 @@ struct ConnectionOptions {
     // A client that sends nothing for this long (mid-request or between
     // keep-alive requests) is disconnected, freeing its thread.
     std::chrono::milliseconds idle_timeout{60000};
+    // Authorizes and records each request; none: every request goes on.
+    RequestGate* gate = nullptr;
 };
 
 // Serves requests on the connected socket `fd` (TCP or unix) until the client

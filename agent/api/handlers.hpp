@@ -9,6 +9,10 @@
 
 #include <chrono>
 
+namespace agent::auth {
+class AuthStore;
+}
+
 namespace agent::api {
 
 struct ApiContext {
@@ -17,6 +21,8 @@ struct ApiContext {
     DataDir data_dir;
     // How often a follower looks at its log files for new lines.
     std::chrono::milliseconds poll_interval{100};
+    // Tokens and the audit log; without it the token and audit routes answer 503.
+    auth::AuthStore* auth = nullptr;
 };
 
 Router make_router(ApiContext& context);
@@ -26,5 +32,6 @@ void add_blob_routes(Router& router, ApiContext& context);       // blobs
 void add_app_routes(Router& router, ApiContext& context);        // status, releases, rollback, rm
 void add_deployment_routes(Router& router, ApiContext& context); // create a deployment
 void add_stream_routes(Router& router, ApiContext& context);     // events, logs
+void add_auth_routes(Router& router, ApiContext& context);       // tokens, audit
 
 } // namespace agent::api

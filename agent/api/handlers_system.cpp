@@ -28,7 +28,9 @@ Response info(ApiContext& context) {
 } // namespace
 
 void add_system_routes(Router& router, ApiContext& context) {
-    router.add("GET", "/v1/health", [](const Request&) { return health(); });
+    router.add(
+        "GET", "/v1/health", [](const Request&) { return health(); }, BodyKind::json,
+        Access::open);
     router.add("GET", "/v1/info", [&context](const Request&) { return info(context); });
 }
 
@@ -39,6 +41,7 @@ Router make_router(ApiContext& context) {
     add_deployment_routes(router, context);
     add_app_routes(router, context);
     add_stream_routes(router, context);
+    add_auth_routes(router, context);
     return router;
 }
 
