@@ -92,6 +92,9 @@ int main(int argc, char** argv) {
     std::string config_path;
     auto* serve =
         app.add_subcommand("serve", "Run the agent: HTTP API, deployments, and deploy-proxy");
+    serve->footer("The API on TCP needs a bearer token (docs/security.md): on its first start the "
+                  "agent writes an admin token for all apps to DATA_DIR/admin.token (mode 0600). "
+                  "The unix socket needs none.");
     serve->add_option("--config", config_path,
                       std::string("agent.toml with these settings and the proxy's HTTPS "
                                   "certificates (docs/agent-config.md); flags given here win. "

@@ -119,7 +119,8 @@ class Connection {
   private:
     bool read_body(http::request_parser<http::empty_body>& header, const Route& route,
                    Request& request);
-    bool read_json_body(http::request_parser<http::empty_body>& header, Request& request);
+    bool read_json_body(http::request_parser<http::empty_body>& header, Request& request,
+                        std::uint64_t limit);
     bool read_file_body(http::request_parser<http::empty_body>& header, Request& request);
     Response call(const Route& route, const Request& request);
     bool send(const Response& response, bool keep_alive);
@@ -207,14 +208,15 @@ Response too_large(std::uint64_t limit) {
     return error_response(413, "too_large", fmt::format("body is larger than {} bytes", limit));
 }
 
-bool Connection::read_json_body(http::request_parser<http::empty_body>& header, Request& request) {
+bool Connection::read_json_body(http::request_parser<http::empty_body>& header, Request& request,
+                                std::uint64_t limit) {
     http::request_parser<http::string_body> parser{std::move(header)};
-    parser.body_limit(k_max_json_body);
+    parser.body_limit(limit);
     beast::error_code ec;
     if (!parser.is_done())
         http::read(m_reader, m_buffer, parser, ec);
     if (ec == http::error::body_limit) {
-        m_body_error = too_large(k_max_json_body);
+        m_body_error = too_large(limit);
         return true;
     }
     if (ec)
@@ -244,15 +246,25 @@ bool Connection::read_file_body(http::request_parser<http::empty_body>& header, 
     return !ec || ec == http::error::body_limit;
 }
 
+// The most a route's body may hold: requests that need no body (GET, DELETE)
+// and small_json routes get k_max_small_body, manifests k_max_json_body.
+std::uint64_t body_limit(const Route& route, std::uint64_t max_file_body) {
+    if (route.body == BodyKind::file)
+        return max_file_body;
+    if (route.body == BodyKind::small_json || route.method == "GET" || route.method == "DELETE")
+        return k_max_small_body;
+    return k_max_json_body;
+}
+
 bool Connection::read_body(http::request_parser<http::empty_body>& header, const Route& route,
                            Request& request) {
-    const auto limit = route.body == BodyKind::file ? m_options.max_file_body : k_max_json_body;
+    const auto limit = body_limit(route, m_options.max_file_body);
     if ((m_body_error = check_length(header, limit)))
         return true; // before "100 Continue"
     send_continue_if_expected(header);
     if (route.body == BodyKind::file)
         return read_file_body(header, request);
-    return read_json_body(header, request);
+    return read_json_body(header, request, limit);
 }
 
 Response Connection::call(const Route& route, const Request& request) {

@@ -157,7 +157,7 @@ void add_auth_routes(Router& router, ApiContext& context) {
     router.add("GET", "/v1/tokens",
                bind([](auth::AuthStore& s, const Request&) { return list_tokens(s); }),
                BodyKind::json, Access::admin);
-    router.add("POST", "/v1/tokens", bind(create_token), BodyKind::json, Access::admin);
+    router.add("POST", "/v1/tokens", bind(create_token), BodyKind::small_json, Access::admin);
     router.add("DELETE", "/v1/tokens/{id}", bind(revoke_token), BodyKind::json, Access::admin);
     router.add("GET", "/v1/audit", bind(read_audit));
 }

@@ -15,7 +15,8 @@ using Handler = std::function<Response(const Request&)>;
 
 // How the connection reads the request body before calling the handler.
 enum class BodyKind {
-    json, // into Request::body, up to k_max_json_body
+    json,       // into Request::body, up to k_max_json_body (k_max_small_body for GET, DELETE)
+    small_json, // likewise, up to k_max_small_body: bodies of a few fields
     file, // streamed to a temporary file (Request::body_file), up to k_max_blob_size
 };
 
@@ -26,6 +27,7 @@ enum class BodyKind {
 enum class Access { by_method, admin, open };
 
 inline constexpr std::size_t k_max_json_body = 64ull * 1024 * 1024;
+inline constexpr std::size_t k_max_small_body = 64ull * 1024;
 
 struct Route {
     std::string method;

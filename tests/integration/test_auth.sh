@@ -224,6 +224,12 @@ assert_contains "$(raw_request POST /v1/apps/hello/deployments 100000000 "$WRONG
     "a 100 MB JSON body with a wrong token: 401 first"
 assert_contains "$(raw_request PUT "/v1/blobs/$DIGEST" 999999999999 "$ADMIN")" " 413" \
     "a 1 TB blob: 413"
+assert_contains "$(raw_request POST /v1/tokens 100000 "$ADMIN")" " 413" \
+    "a 100 KB token request: 413 (small routes take 64 KiB)"
+assert_contains "$(raw_request POST /v1/apps/hello/rollback 100000 "$ADMIN")" " 413" \
+    "a 100 KB rollback request: 413"
+assert_contains "$(raw_request GET /v1/apps 1000000 "$ADMIN")" " 413" \
+    "a GET with a 1 MB body: 413"
 api POST /v1/apps/hello/deployments -H 'Content-Type: application/json' --data '{"config": '
 assert_eq 400 "$API_STATUS" "malformed JSON: 400"
 api POST /v1/tokens -H 'Content-Type: application/json' --data '{"scope":"admin","all_apps":"yes"}'
