@@ -92,11 +92,12 @@ std::optional<Response> AuthGate::admit(Request& request, const Route* route,
                             : auth::Need{Scope::read, {}, false};
     const auto decision =
         auth::decide(info, need, auth::format_time(std::chrono::system_clock::now()));
-    if (decision.verdict == auth::Verdict::unauthorized)
-        return unauthorized(decision.message);
+    // The secret matched: the audit names the token, revoked or expired too.
     request.peer.token_id = info.id;
     request.peer.token_name = info.name;
     request.peer.token_app = info.app;
+    if (decision.verdict == auth::Verdict::unauthorized)
+        return unauthorized(decision.message);
     if (decision.verdict == auth::Verdict::forbidden)
         return error_response(403, "forbidden", decision.message);
     return std::nullopt;

@@ -140,6 +140,8 @@ done
 assert_exit 0 dctl token revoke "$(id_of "$READ_T")"
 DEPLOYCTL_TOKEN=$READ_T assert_exit 3 dctl status
 assert_contains "$ERR" "revoked" "deployctl token revoke: the next request is 401 revoked"
+api POST /v1/apps/hello/rollback -H "Authorization: Bearer $READ_T" -H 'Content-Type: application/json' --data '{}'
+assert_eq 401 "$API_STATUS" "a revoked token: a rollback is 401"
 run agent_cli token revoke "$(id_of "$OTHER_T")"
 assert_eq 0 "$RC" "deploy-agent token revoke (while the agent runs): exit 0"
 api GET /v1/apps/other -H "Authorization: Bearer $OTHER_T"
@@ -189,6 +191,8 @@ assert_jq "$AUDIT" "any(.[]; .who == \"token:$(id_of "$OTHER_T")\" and .status =
     "audit: the refused deploy, with who and 403"
 assert_jq "$AUDIT" "any(.[]; .who == \"unix:$(id -un)\" and .method == \"DELETE\" and .release == \"v2\")" \
     "audit: the unix socket's caller is unix:USER"
+assert_jq "$AUDIT" "any(.[]; .who == \"token:$(id_of "$READ_T")\" and .path == \"/v1/apps/hello/rollback\" and .status == 401 and .error == \"unauthorized\")" \
+    "audit: the revoked token's refused rollback names the token"
 assert_jq "$AUDIT" "all(.[]; .app == \"hello\")" "audit -a hello: only hello"
 assert_jq "$AUDIT" "all(.[]; .method != \"GET\")" "audit: reads are not recorded"
 assert_exit 0 dctl audit
