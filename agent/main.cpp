@@ -5,6 +5,7 @@
 #include <agent/api/dial_stdio.hpp>
 #include <agent/api/serve.hpp>
 #include <agent/api/unix_socket.hpp>
+#include <agent/auth/bootstrap.hpp>
 #include <agent/config.hpp>
 #include <agent/runtime/log_redact.hpp>
 #include <common/version.hpp>
@@ -54,6 +55,34 @@ int apply_config_file(const CLI::App& serve, const std::string& flag_path,
     return -1;
 }
 
+// deploy-agent token create|ls|revoke: straight on DATA_DIR/state.db.
+CLI::App* add_token_commands(CLI::App& app, agent::auth::TokenCommand& o) {
+    auto* token = app.add_subcommand(
+        "token", "Manage the bearer tokens of the HTTP API (docs/security.md); works on the data "
+                 "dir directly, also while the agent runs");
+    token->require_subcommand(1);
+    auto* create = token->add_subcommand(
+        "create", "Create a token and print it once, alone on stdout (T=$(deploy-agent token "
+                  "create ...))");
+    auto* app_flag = create->add_option("--app", o.app, "The one app the token may act on");
+    auto* all_flag = create->add_flag("--all-apps", o.all_apps, "The token may act on every app");
+    app_flag->excludes(all_flag);
+    create->add_option("--scope", o.scope, "read < deploy < admin (each includes the lower)")
+        ->required()
+        ->check(CLI::IsMember({"read", "deploy", "admin"}));
+    create->add_option("--expires", o.expires, "Lifetime, e.g. 30d or 12h (default: never)");
+    create->add_option("--name", o.name, "A description shown by token ls and the audit log");
+    create->footer("Examples:\n  T=$(deploy-agent token create --app hello --scope deploy "
+                   "--name ci --expires 90d)\n  deploy-agent token create --all-apps --scope read");
+    auto* ls = token->add_subcommand("ls", "List the tokens (never their secrets)");
+    ls->add_flag("--json", o.json, "One JSON object per token and line");
+    auto* revoke = token->add_subcommand("revoke", "Revoke a token: refused from the next request");
+    revoke->add_option("ID", o.id, "The token's id (token ls)")->required();
+    for (auto* sub : {create, ls, revoke})
+        sub->add_option("--data-dir", o.data_dir, "The agent's data dir")->capture_default_str();
+    return token;
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -67,6 +96,9 @@ int main(int argc, char** argv) {
     std::string config_path;
     auto* serve =
         app.add_subcommand("serve", "Run the agent: HTTP API, deployments, and deploy-proxy");
+    serve->footer("The API on TCP needs a bearer token (docs/security.md): on its first start the "
+                  "agent writes an admin token for all apps to DATA_DIR/admin.token (mode 0600). "
+                  "The unix socket needs none.");
     serve->add_option("--config", config_path,
                       std::string("agent.toml with these settings and the proxy's HTTPS "
                                   "certificates (docs/agent-config.md); flags given here win. "
@@ -130,6 +162,8 @@ int main(int argc, char** argv) {
                       "[redacted]; the agent starts it with the output on fd 3 and the secret "
                       "values on fd 4");
     redact->group(""); // not for users: hidden from --help
+    agent::auth::TokenCommand token_options;
+    auto* token = add_token_commands(app, token_options);
 
     auto* version = app.add_subcommand("version", "Print the version");
     version->callback([] { std::printf("deploy-agent %s\n", common::version()); });
@@ -153,5 +187,12 @@ int main(int argc, char** argv) {
         return agent::api::dial_stdio(dial_socket);
     if (*redact)
         return agent::runtime::log_redact_main();
+    if (*token) {
+        if (token->got_subcommand("create"))
+            return agent::auth::token_create(token_options);
+        if (token->got_subcommand("ls"))
+            return agent::auth::token_list(token_options);
+        return agent::auth::token_revoke(token_options);
+    }
     return 0;
 }

@@ -14,6 +14,8 @@ class DataDir {
     std::filesystem::path state_db() const { return m_root / "state.db"; }
     std::filesystem::path blobs() const { return m_root / "blobs"; }
     std::filesystem::path keys() const { return m_root / "keys"; }
+    // The admin token made on first start (0600), for the local operator.
+    std::filesystem::path admin_token() const { return m_root / "admin.token"; }
     // This agent's id (hex), labels its images and containers.
     std::filesystem::path agent_id() const { return m_root / "agent.id"; }
     std::filesystem::path app_dir(const std::string& app) const { return m_root / "apps" / app; }

@@ -4,6 +4,7 @@
 #include <cli/app.hpp>
 #include <cli/commands/commands.hpp>
 #include <cli/context.hpp>
+#include <cli/credentials.hpp>
 #include <cli/transport/http_client.hpp>
 #include <cli/transport/ssh_client.hpp>
 #include <common/version.hpp>
@@ -34,15 +35,51 @@ checked against the system's CA store, the target's ca_file, or its pinned finge
 machine (plain HTTP only to loopback), or ssh://USER@HOST[:PORT]: deployctl logs in with ssh-agent or
 ~/.ssh/id_* (or the target's identity_file), checks the host key against ~/.ssh/known_hosts
 and runs `deploy-agent dial-stdio` (or the target's agent_command) on the server.
-$DEPLOYCTL_TOKEN is sent as a bearer token.)";
+Tokens: $DEPLOYCTL_TOKEN, else the line "URL TOKEN" for the agent in
+~/.config/deployctl/credentials (mode 0600), is sent as a bearer token to https:// and http://
+agents (an agent's first admin token is in its DATA_DIR/admin.token).)";
 
 struct Commands {
     commands::AgentQuery agent = commands::AgentQuery::ping;
     commands::DeployOptions deploy;
     commands::LogsOptions logs;
     commands::EnvOptions env;
+    commands::TokenOptions token;
+    commands::AuditOptions audit;
     std::string release;
 };
+
+void add_auth_commands(CLI::App& app, Commands& c) {
+    auto* token = app.add_subcommand("token", "Manage the agents' API tokens (admin scope)");
+    token->require_subcommand(1);
+    auto* create = token->add_subcommand(
+        "create", "Create a token (-a/--app NAME or --all-apps) and print it once, alone on "
+                  "stdout");
+    create->add_flag("--all-apps", c.token.all_apps, "The token may act on every app");
+    create->add_option("--scope", c.token.scope, "read < deploy < admin (each includes the lower)")
+        ->check(CLI::IsMember({"read", "deploy", "admin"}));
+    create->add_option("--expires", c.token.expires, "Lifetime, e.g. 30d (default: never)");
+    create->add_option("--name", c.token.name, "A description, shown by token ls and the audit");
+    create->callback([&c] { c.token.action = commands::TokenAction::create; });
+    token->add_subcommand("ls", "List the tokens (never their secrets)")->callback([&c] {
+        c.token.action = commands::TokenAction::list;
+    });
+    auto* revoke = token->add_subcommand("revoke", "Revoke a token: refused from the next request");
+    revoke->add_option("ID", c.token.id, "The token's id (token ls)")->required();
+    revoke->callback([&c] { c.token.action = commands::TokenAction::revoke; });
+    token->footer("Examples:\n  T=$(deployctl token create --app hello --scope deploy --name ci "
+                  "--expires 90d)\n  deployctl token ls --json\n  deployctl token revoke "
+                  "3f2a9c01b2d4\n\nSee docs/security.md.\n");
+
+    auto* audit = app.add_subcommand(
+        "audit", "Show who changed what on the agents (every mutating call), newest first");
+    audit->add_option("--limit", c.audit.limit, "At most this many entries")->capture_default_str();
+    audit->add_option("--since", c.audit.since, "Only entries since a time (RFC 3339) or for a "
+                                                "duration back (1h, 7d)");
+    audit->footer("Examples:\n  deployctl audit --host http://127.0.0.1:7070\n"
+                  "  deployctl audit -a hello --limit 20\n  deployctl audit --json | jq .who\n\n"
+                  "With --app, only that app's entries; a token for one app sees only its app.\n");
+}
 
 void add_global_options(CLI::App& app, GlobalOptions& g, std::string& dir) {
     app.add_option("-C", dir, "Run as if deployctl was started in DIR")->type_name("DIR");
@@ -145,6 +182,7 @@ void add_commands(CLI::App& app, Commands& c) {
                   "  deployctl agent info\n  deployctl agent info --json | jq -r .engine\n");
 
     add_env_command(app, c);
+    add_auth_commands(app, c);
     app.add_subcommand("version", "Print deployctl's version");
 }
 
@@ -165,6 +203,10 @@ common::Status dispatch(CLI::App& app, Context& ctx, const Commands& c) {
         return commands::env(ctx, c.env);
     if (app.got_subcommand("agent"))
         return commands::agent(ctx, c.agent);
+    if (app.got_subcommand("token"))
+        return commands::token(ctx, c.token);
+    if (app.got_subcommand("audit"))
+        return commands::audit(ctx, c.audit);
     return commands::version(ctx);
 }
 
@@ -193,13 +235,16 @@ Connect default_connect(const GlobalOptions& g) {
     return [options, accept_new = g.accept_new_host_key](const HostUrl& url, const SshSettings& ssh,
                                                          const transport::TlsOptions& tls)
                -> common::Result<std::unique_ptr<transport::Client>> {
-        if (url.scheme == Scheme::https) {
-            auto https = options;
-            https.tls = tls;
-            return transport::make_http_client(url.base_url, std::move(https));
+        if (url.scheme != Scheme::ssh) {
+            auto token = token_for(url.base_url); // over SSH the socket needs none
+            if (!token)
+                return token.error();
+            auto http = options;
+            http.token = *token;
+            if (url.scheme == Scheme::https)
+                http.tls = tls;
+            return transport::make_http_client(url.base_url, std::move(http));
         }
-        if (url.scheme != Scheme::ssh)
-            return transport::make_http_client(url.base_url, options);
         transport::SshOptions ssh_options;
         ssh_options.user = url.user;
         ssh_options.host = url.host;

@@ -41,6 +41,8 @@ std::optional<double> duration_unit_ms(std::string_view unit) {
         return 60000.0;
     if (unit == "h")
         return 3600000.0;
+    if (unit == "d")
+        return 86400000.0;
     return std::nullopt;
 }
 
@@ -66,7 +68,7 @@ Result<std::chrono::milliseconds> parse_duration(std::string_view text) {
     auto bad = [&] {
         return make_error(ErrorKind::config,
                           fmt::format("invalid duration \"{}\" (expected e.g. \"500ms\", \"10s\", "
-                                      "\"5m\", \"1h30m\")",
+                                      "\"5m\", \"1h30m\", \"30d\")",
                                       original));
     };
     if (text.empty())

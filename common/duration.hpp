@@ -1,5 +1,5 @@
 #pragma once
-// Durations ("500ms", "10s", "5m", "1h30m") and sizes ("512m", "1g", "64k").
+// Durations ("500ms", "10s", "5m", "1h30m", "30d") and sizes ("512m", "1g", "64k").
 
 #include <common/result.hpp>
 

@@ -11,11 +11,15 @@
 //   name another directory; a digest that passes is_sha256_hex maps to a path
 //   directly under the blob store;
 // - every JSON line the agent writes (to_line) is one line and valid JSON,
-//   whatever bytes the app printed.
+//   whatever bytes the app printed;
+// - a bearer token (the body, as an Authorization header would carry it) is
+//   accepted only in its exact format: parse_token then format_token gives
+//   back the same text, with a 12-hex id.
 
 #include <agent/api/handler_util.hpp>
 #include <agent/api/json.hpp>
 #include <agent/api/router.hpp>
+#include <agent/auth/token.hpp>
 #include <agent/store/blobs.hpp>
 #include <common/config.hpp>
 #include <common/hash.hpp>
@@ -58,6 +62,10 @@ const Router& router() {
                  {"GET", "/v1/apps/{app}/logs"},
                  {"GET", "/v1/health"},
                  {"GET", "/v1/info"},
+                 {"GET", "/v1/tokens"},
+                 {"POST", "/v1/tokens"},
+                 {"DELETE", "/v1/tokens/{id}"},
+                 {"GET", "/v1/audit"},
              })
             router.add(method, pattern, [](const Request&) { return Response{}; });
         return router;
@@ -155,5 +163,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         }
     }
     check_line(app_log_event("v1", request.body));
+    if (auto token = agent::auth::parse_token(request.body)) {
+        FUZZ_CHECK(agent::auth::format_token(*token) == request.body);
+        FUZZ_CHECK(token->id.size() == agent::auth::k_id_hex);
+    }
     return 0;
 }

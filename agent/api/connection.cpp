@@ -141,15 +141,22 @@ template <class Stream> class Connection {
 
     // Serves one request; false when the connection should close.
     bool serve_one();
+    // Reads and drops what the client still sends (an unread request body)
+    // for a moment, so that closing does not reset the connection before the
+    // client has read the answer.
+    void drain_input();
 
   private:
     bool read_body(http::request_parser<http::empty_body>& header, const Route& route,
                    Request& request);
-    bool read_json_body(http::request_parser<http::empty_body>& header, Request& request);
+    bool read_json_body(http::request_parser<http::empty_body>& header, Request& request,
+                        std::uint64_t limit);
     bool read_file_body(http::request_parser<http::empty_body>& header, Request& request);
     Response call(const Route& route, const Request& request);
     bool send(const Response& response, bool keep_alive);
     bool send_stream(const Response& response, bool keep_alive);
+    // Records the answer with the gate, then sends it.
+    bool answer(const Request& request, const Response& response, bool keep_alive);
     void send_continue_if_expected(const http::request_parser<http::empty_body>& header);
 
     Stream& m_stream;
@@ -160,11 +167,14 @@ template <class Stream> class Connection {
     beast::flat_buffer m_buffer;
     unsigned m_version = 11;
     std::optional<Response> m_body_error; // set when a body could not be read
+    bool m_unread_body = false;           // closing with a body left unread
 };
 
 template <class Message> void set_common_headers(Message& message, const Response& response) {
     message.set(http::field::server, std::string("deploy-agent/") + common::version());
     message.set(http::field::content_type, response.content_type);
+    for (const auto& [name, value] : response.headers)
+        message.set(name, value);
 }
 
 template <class Stream> bool Connection<Stream>::send(const Response& response, bool keep_alive) {
@@ -233,14 +243,14 @@ Response too_large(std::uint64_t limit) {
 
 template <class Stream>
 bool Connection<Stream>::read_json_body(http::request_parser<http::empty_body>& header,
-                                        Request& request) {
+                                        Request& request, std::uint64_t limit) {
     http::request_parser<http::string_body> parser{std::move(header)};
-    parser.body_limit(k_max_json_body);
+    parser.body_limit(limit);
     beast::error_code ec;
     if (!parser.is_done())
         http::read(m_stream, m_buffer, parser, ec);
     if (ec == http::error::body_limit) {
-        m_body_error = too_large(k_max_json_body);
+        m_body_error = too_large(limit);
         return true;
     }
     if (ec)
@@ -272,16 +282,26 @@ bool Connection<Stream>::read_file_body(http::request_parser<http::empty_body>& 
     return !ec || ec == http::error::body_limit;
 }
 
+// The most a route's body may hold: requests that need no body (GET, DELETE)
+// and small_json routes get k_max_small_body, manifests k_max_json_body.
+std::uint64_t body_limit(const Route& route, std::uint64_t max_file_body) {
+    if (route.body == BodyKind::file)
+        return max_file_body;
+    if (route.body == BodyKind::small_json || route.method == "GET" || route.method == "DELETE")
+        return k_max_small_body;
+    return k_max_json_body;
+}
+
 template <class Stream>
 bool Connection<Stream>::read_body(http::request_parser<http::empty_body>& header,
                                    const Route& route, Request& request) {
-    const auto limit = route.body == BodyKind::file ? m_options.max_file_body : k_max_json_body;
+    const auto limit = body_limit(route, m_options.max_file_body);
     if ((m_body_error = check_length(header, limit)))
         return true; // before "100 Continue"
     send_continue_if_expected(header);
     if (route.body == BodyKind::file)
         return read_file_body(header, request);
-    return read_json_body(header, request);
+    return read_json_body(header, request, limit);
 }
 
 template <class Stream>
@@ -299,6 +319,33 @@ void remove_file(const std::filesystem::path& path) {
         return;
     std::error_code ec;
     std::filesystem::remove(path, ec); // handlers move what they keep; this is a leftover
+}
+
+template <class Stream>
+bool Connection<Stream>::answer(const Request& request, const Response& response,
+                                bool keep_alive) {
+    if (m_options.gate)
+        m_options.gate->record(request, response);
+    return send(response, keep_alive);
+}
+
+// On the descriptor itself: over TLS the dropped bytes are records nobody reads.
+template <class Stream> void Connection<Stream>::drain_input() {
+    if (!m_unread_body)
+        return;
+    ::shutdown(m_fd, SHUT_WR);
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+    std::size_t dropped = 0;
+    char scratch[16384];
+    while (dropped < (64u << 20) && std::chrono::steady_clock::now() < deadline) {
+        pollfd p{m_fd, POLLIN, 0};
+        if (::poll(&p, 1, 200) <= 0)
+            continue;
+        const auto n = ::recv(m_fd, scratch, sizeof scratch, 0);
+        if (n <= 0)
+            return;
+        dropped += static_cast<std::size_t>(n);
+    }
 }
 
 Response routing_error(MatchResult result, const std::string& method, const std::string& path) {
@@ -329,22 +376,33 @@ template <class Stream> bool Connection<Stream>::serve_one() {
         request.query = parse_query(target.substr(question + 1));
 
     auto match = m_router.match(request.method, request.path);
-    if (match.result != MatchResult::found)
-        return send(routing_error(match.result, request.method, request.path),
-                    keep_alive && header.is_done());
-    request.params = std::move(match.params);
+    const Route* route = match.result == MatchResult::found ? match.route : nullptr;
+    if (route)
+        request.params = std::move(match.params);
+    m_unread_body = !header.is_done();
+    if (m_options.gate) {
+        // Before any of the body is read: a refused upload writes nothing.
+        const auto authorization = header.get()[http::field::authorization];
+        if (auto refused = m_options.gate->admit(
+                request, route, std::string_view(authorization.data(), authorization.size())))
+            return answer(request, *refused, keep_alive && !m_unread_body);
+    }
+    if (!route)
+        return answer(request, routing_error(match.result, request.method, request.path),
+                      keep_alive && !m_unread_body);
     m_body_error.reset();
-    if (!read_body(header, *match.route, request)) {
+    if (!read_body(header, *route, request)) {
         remove_file(request.body_file);
         return false;
     }
     if (m_body_error) {
         remove_file(request.body_file);
-        return send(*m_body_error, false);
+        return answer(request, *m_body_error, false);
     }
-    auto response = call(*match.route, request);
+    m_unread_body = false;
+    auto response = call(*route, request);
     remove_file(request.body_file);
-    return send(response, keep_alive);
+    return answer(request, response, keep_alive);
 }
 
 } // namespace
@@ -358,6 +416,7 @@ void serve_connection(int fd, const Router& router, const ConnectionOptions& opt
     Connection connection(stream, fd, router, options, peer);
     while (connection.serve_one()) {
     }
+    connection.drain_input();
     beast::error_code ec;
     socket.release(ec); // the caller closes fd
 }
@@ -382,6 +441,7 @@ void serve_tls_connection(int fd, ApiCertificate& certificate, const Router& rou
         Connection connection(stream, fd, router, options, peer);
         while (connection.serve_one()) {
         }
+        connection.drain_input();
         // Send our close_notify without waiting for the client's.
         SSL_set_shutdown(stream.native_handle(), SSL_RECEIVED_SHUTDOWN);
         stream.shutdown(ec);

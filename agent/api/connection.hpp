@@ -2,6 +2,7 @@
 // One client connection, plain or TLS: reads HTTP/1.1 requests (keep-alive),
 // dispatches them through the Router and writes the answers, streams included.
 
+#include <agent/api/gate.hpp>
 #include <agent/api/router.hpp>
 
 #include <chrono>
@@ -20,6 +21,8 @@ struct ConnectionOptions {
     std::chrono::milliseconds idle_timeout{60000};
     // A TLS client must complete its handshake within this.
     std::chrono::milliseconds handshake_timeout{10000};
+    // Authorizes and records each request; none: every request goes on.
+    RequestGate* gate = nullptr;
 };
 
 class ApiCertificate; // agent/api/tls.hpp

@@ -11,6 +11,10 @@
 #include <functional>
 #include <string>
 
+namespace agent::auth {
+class AuthStore;
+}
+
 namespace agent::api {
 
 struct ApiContext {
@@ -21,6 +25,8 @@ struct ApiContext {
     std::chrono::milliseconds poll_interval{100};
     // When the API serves HTTPS: the fingerprint of its certificate now.
     std::function<std::string()> tls_fingerprint{};
+    // Tokens and the audit log; without it the token and audit routes answer 503.
+    auth::AuthStore* auth = nullptr;
 };
 
 Router make_router(ApiContext& context);
@@ -31,5 +37,6 @@ void add_app_routes(Router& router, ApiContext& context);        // status, rele
 void add_deployment_routes(Router& router, ApiContext& context); // create a deployment
 void add_stream_routes(Router& router, ApiContext& context);     // events, logs
 void add_env_routes(Router& router, ApiContext& context);    // variables and secrets
+void add_auth_routes(Router& router, ApiContext& context);       // tokens, audit
 
 } // namespace agent::api

@@ -113,7 +113,7 @@ void add_app_routes(Router& router, ApiContext& context) {
     router.add("GET", "/v1/apps/{app}/releases", bind(list_releases));
     router.add("GET", "/v1/apps/{app}/releases/{id}", bind(show_release));
     router.add("DELETE", "/v1/apps/{app}/releases/{id}", bind(remove_release));
-    router.add("POST", "/v1/apps/{app}/rollback", bind(rollback));
+    router.add("POST", "/v1/apps/{app}/rollback", bind(rollback), BodyKind::small_json);
 }
 
 } // namespace agent::api

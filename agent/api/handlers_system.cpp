@@ -31,7 +31,9 @@ Response info(ApiContext& context) {
 } // namespace
 
 void add_system_routes(Router& router, ApiContext& context) {
-    router.add("GET", "/v1/health", [](const Request&) { return health(); });
+    router.add(
+        "GET", "/v1/health", [](const Request&) { return health(); }, BodyKind::json,
+        Access::open);
     router.add("GET", "/v1/info", [&context](const Request&) { return info(context); });
 }
 
@@ -43,6 +45,7 @@ Router make_router(ApiContext& context) {
     add_app_routes(router, context);
     add_env_routes(router, context);
     add_stream_routes(router, context);
+    add_auth_routes(router, context);
     return router;
 }
 

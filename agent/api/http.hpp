@@ -7,18 +7,24 @@
 #include <map>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 namespace agent::api {
 
 using Params = std::map<std::string, std::string>;
 
 // Who sent a request. On the unix socket the kernel names the user
-// (SO_PEERCRED): over SSH, the user who logged in and ran dial-stdio. A TCP
-// client is anonymous here (bearer tokens will name it).
+// (SO_PEERCRED): over SSH, the user who logged in and ran dial-stdio. On TCP
+// the bearer token names it (filled in by the RequestGate, agent/api/gate.hpp).
 struct Peer {
     bool unix_socket = false;
-    long uid = -1;    // unix socket only
-    std::string user; // the uid's name, or the uid as digits when it has none
+    long uid = -1;        // unix socket only
+    std::string user;     // the uid's name, or the uid as digits when it has none
+    bool via_ssh = false; // the socket's client runs in an SSH session (dial-stdio)
+    std::string token_id; // TCP: the id of the verified bearer token
+    std::string token_name;
+    std::string token_app; // the app the token is limited to; "" = every app
 };
 
 struct Request {
@@ -45,6 +51,8 @@ struct Response {
     int status = 200;
     std::string content_type = "application/json";
     std::string body;
+    // Extra headers (e.g. WWW-Authenticate on a 401).
+    std::vector<std::pair<std::string, std::string>> headers;
     // When set, the answer is a chunked NDJSON stream produced by this function.
     std::function<void(StreamSink&)> stream;
 };

@@ -38,8 +38,10 @@ bool match_pattern(std::string_view pattern, std::string_view path, Params& para
     return true;
 }
 
-void Router::add(std::string method, std::string pattern, Handler handler, BodyKind body) {
-    m_routes.push_back(Route{std::move(method), std::move(pattern), body, std::move(handler)});
+void Router::add(std::string method, std::string pattern, Handler handler, BodyKind body,
+                 Access access) {
+    m_routes.push_back(
+        Route{std::move(method), std::move(pattern), body, std::move(handler), access});
 }
 
 Match Router::match(std::string_view method, std::string_view path) const {

@@ -15,17 +15,26 @@ using Handler = std::function<Response(const Request&)>;
 
 // How the connection reads the request body before calling the handler.
 enum class BodyKind {
-    json, // into Request::body, up to k_max_json_body
+    json,       // into Request::body, up to k_max_json_body (k_max_small_body for GET, DELETE)
+    small_json, // likewise, up to k_max_small_body: bodies of a few fields
     file, // streamed to a temporary file (Request::body_file), up to k_max_blob_size
 };
 
+// Who may call a route over TCP (docs/security.md): by_method asks the read
+// scope of GET and the deploy scope of anything else, on the {app} of the path
+// (on any app when the path has none); admin asks the admin scope on all apps;
+// open asks nothing (/v1/health).
+enum class Access { by_method, admin, open };
+
 inline constexpr std::size_t k_max_json_body = 64ull * 1024 * 1024;
+inline constexpr std::size_t k_max_small_body = 64ull * 1024;
 
 struct Route {
     std::string method;
     std::string pattern;
     BodyKind body = BodyKind::json;
     Handler handler;
+    Access access = Access::by_method;
 };
 
 enum class MatchResult { found, not_found, method_not_allowed };
@@ -39,7 +48,7 @@ struct Match {
 class Router {
   public:
     void add(std::string method, std::string pattern, Handler handler,
-             BodyKind body = BodyKind::json);
+             BodyKind body = BodyKind::json, Access access = Access::by_method);
     // `path` is the raw path without the query string; captured segments are
     // percent-decoded after splitting, so "%2F" cannot forge a segment.
     Match match(std::string_view method, std::string_view path) const;

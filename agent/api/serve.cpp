@@ -1,7 +1,9 @@
+#include <agent/api/auth_gate.hpp>
 #include <agent/api/handlers.hpp>
 #include <agent/api/serve.hpp>
 #include <agent/api/server.hpp>
 #include <agent/api/tls.hpp>
+#include <agent/auth/bootstrap.hpp>
 #include <agent/proxy/tls_certificates.hpp>
 #include <common/address.hpp>
 #include <common/log.hpp>
@@ -149,6 +151,17 @@ int serve(const ServeOptions& options) {
     if (auto ok = create_layout(data_dir); !ok)
         return fail(ok.error());
 
+    auto tokens = auth::AuthStore::open(data_dir.state_db());
+    if (!tokens)
+        return fail(tokens.error());
+    if (auto admin = auth::ensure_admin_token(**tokens, data_dir.admin_token()); !admin)
+        return fail(admin.error());
+    else if (*admin)
+        common::log_info(fmt::format("no API token existed: created an admin token for all apps "
+                                     "in {} (mode 0600); deployctl reads it from "
+                                     "DEPLOYCTL_TOKEN or its credentials file",
+                                     data_dir.admin_token().string()));
+
     BlobStore blobs(data_dir.blobs());
     if (auto stale = blobs.remove_stale_uploads())
         common::log_info(fmt::format("removed {} interrupted upload(s)", stale));
@@ -159,9 +172,12 @@ int serve(const ServeOptions& options) {
     ApiContext context{*service, blobs, data_dir};
     if (api_certificate)
         context.tls_fingerprint = [api_certificate] { return api_certificate->fingerprint(); };
+    context.auth = tokens->get();
     const Router router = make_router(context);
-    const ConnectionOptions connection_options{[&blobs] { return blobs.temp_path(); },
-                                               k_max_blob_size};
+    AuthGate gate(**tokens);
+    ConnectionOptions connection_options{[&blobs] { return blobs.temp_path(); },
+                                         k_max_blob_size};
+    connection_options.gate = &gate;
     Server server(router, connection_options);
     if (auto ok = server.listen(*address); !ok)
         return fail(ok.error());

@@ -5,6 +5,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <fstream>
 #include <pwd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -103,6 +104,18 @@ common::Result<int> listen_unix(const fs::path& path) {
     return fd;
 }
 
+// Whether process `pid` runs in an SSH session (dial-stdio started by sshd
+// has SSH_CONNECTION in its environment). Unreadable (another user's process
+// while the agent is not root) reads as no.
+static bool in_ssh_session(pid_t pid) {
+    std::ifstream environ("/proc/" + std::to_string(pid) + "/environ", std::ios::binary);
+    std::string entry;
+    while (std::getline(environ, entry, '\0'))
+        if (entry.rfind("SSH_CONNECTION=", 0) == 0)
+            return true;
+    return false;
+}
+
 Peer unix_peer(int fd) {
     Peer peer;
     peer.unix_socket = true;
@@ -118,6 +131,7 @@ Peer unix_peer(int fd) {
         peer.user = found->pw_name;
     else
         peer.user = std::to_string(credentials.uid);
+    peer.via_ssh = in_ssh_session(credentials.pid);
     return peer;
 }
 

@@ -36,6 +36,25 @@ common::Status rollback(Context& ctx, const std::string& release);
 common::Status remove(Context& ctx, const std::string& release);
 common::Status version(Context& ctx);
 
+// deployctl token create|ls|revoke (the app of create is -a/--app).
+enum class TokenAction { create, list, revoke };
+struct TokenOptions {
+    TokenAction action = TokenAction::list;
+    bool all_apps = false;
+    std::string scope;
+    std::string expires;
+    std::string name;
+    std::string id; // revoke
+};
+common::Status token(Context& ctx, const TokenOptions& options);
+
+// deployctl audit (the app filter is -a/--app).
+struct AuditOptions {
+    int limit = 50;
+    std::string since;
+};
+common::Status audit(Context& ctx, const AuditOptions& options);
+
 enum class AgentQuery { ping, info };
 common::Status agent(Context& ctx, AgentQuery query);
 

@@ -105,6 +105,13 @@ class HumanPrinter final : public Printer {
     void status(const std::string& host, const json& status) override;
     void version(std::string_view version) override { m_out << "deployctl " << version << '\n'; }
     void agent(const std::string& host, bool info, const json& answer) override;
+    void token_created(const std::string& host, const json& token) override;
+    void tokens(const std::string& host, const json& list) override;
+    void token_revoked(const std::string& host, const json& token) override {
+        line(m_err, host_prefix(host),
+             fmt::format("token {} revoked at {}", str(token, "id"), str(token, "revoked_at")));
+    }
+    void audit(const std::string& host, const json& list) override;
     void error(const common::Error& error, const std::string& host) override {
         line(m_err, host_prefix(host), paint(Color::red, "error:") + " " + error.message);
     }
@@ -265,6 +272,68 @@ void HumanPrinter::agent(const std::string& host, bool info, const json& answer)
     if (auto fingerprint = str(answer, "tls_fingerprint"); !fingerprint.empty())
         line(m_out, prefix, "  api cert  " + fingerprint);
     line(m_out, prefix, "  apps      " + (apps.empty() ? std::string("(none)") : apps));
+}
+
+std::string app_or_all(const json& object) {
+    auto app = str(object, "app");
+    return app.empty() ? "(all apps)" : app;
+}
+
+void HumanPrinter::token_created(const std::string& host, const json& token) {
+    // The token alone on stdout, for T=$(deployctl token create ...).
+    line(m_err, host_prefix(host),
+         fmt::format("created token {}: {} on {}{} (shown once; keep it secret)",
+                     str(token, "id"), str(token, "scope"), app_or_all(token),
+                     str(token, "expires_at").empty()
+                         ? ""
+                         : ", expires " + short_time(str(token, "expires_at"))));
+    line(m_out, "", str(token, "token"));
+}
+
+void HumanPrinter::tokens(const std::string& host, const json& list) {
+    if (!list.is_array() || list.empty()) {
+        line(m_out, host_prefix(host), "no tokens");
+        return;
+    }
+    const auto row = [](auto&&... cells) {
+        return fmt::format("{:<12}  {:<7}  {:<6}  {:<16}  {:<19}  {:<19}  {}", cells...);
+    };
+    line(m_out, host_prefix(host),
+         paint(Color::bold, row("ID", "STATE", "SCOPE", "APP", "CREATED", "EXPIRES", "NAME")));
+    for (const auto& t : list) {
+        auto expires = str(t, "expires_at");
+        line(m_out, host_prefix(host),
+             row(str(t, "id"), str(t, "state"), str(t, "scope"), app_or_all(t),
+                 short_time(str(t, "created_at")), expires.empty() ? "-" : short_time(expires),
+                 str(t, "name")));
+    }
+}
+
+void HumanPrinter::audit(const std::string& host, const json& list) {
+    if (!list.is_array() || list.empty()) {
+        line(m_out, host_prefix(host), "no audit entries");
+        return;
+    }
+    line(m_out, host_prefix(host),
+         paint(Color::bold, fmt::format("{:<19}  {:<24}  {:<50}  {}", "WHEN", "WHO", "WHAT",
+                                        "RESULT")));
+    for (const auto& e : list) {
+        std::string who = str(e, "who");
+        if (auto name = str(e, "token_name"); !name.empty())
+            who += " (" + name + ")";
+        std::string what = str(e, "method") + " " + str(e, "path");
+        if (auto release = str(e, "release"); !release.empty())
+            what += " [" + release + "]";
+        std::string result = str(e, "result");
+        const int status = e.value("status", 0);
+        if (result == "ok")
+            result = paint(Color::green, fmt::format("ok {}", status));
+        else
+            result = paint(Color::red, fmt::format("{} {}", status, str(e, "error")));
+        line(m_out, host_prefix(host),
+             fmt::format("{:<19}  {:<24}  {:<50}  {}", short_time(str(e, "ts")), who, what,
+                         result));
+    }
 }
 
 } // namespace

@@ -82,12 +82,36 @@ class JsonPrinter final : public Printer {
         object["host"] = host;
         emit(object);
     }
+    void token_created(const std::string& host, const json& token) override {
+        emit(with_event(token, "token", host));
+    }
+    void tokens(const std::string& host, const json& list) override {
+        json rows = json::array();
+        if (list.is_array())
+            for (const auto& t : list)
+                rows.push_back(with_event(t, "token", host));
+        emit(rows);
+    }
+    void token_revoked(const std::string& host, const json& token) override {
+        emit(with_event(token, "token_revoked", host));
+    }
+    void audit(const std::string& host, const json& list) override {
+        if (list.is_array())
+            for (const auto& entry : list)
+                emit(with_event(entry, "audit", host));
+    }
     void error(const common::Error& error, const std::string& host) override {
         emit(error_event(error, host));
         m_err << "error: " << (host.empty() ? "" : host + ": ") << error.message << '\n';
     }
 
   private:
+    static json with_event(const json& object, const char* event, const std::string& host) {
+        json out = object.is_object() ? object : json::object();
+        out["event"] = event;
+        out["host"] = host;
+        return out;
+    }
     void emit(const json& object) {
         m_out << object.dump(-1, ' ', false, json::error_handler_t::replace) << '\n';
         m_out.flush();

@@ -71,6 +71,12 @@ class Printer {
     virtual void version(std::string_view version) = 0;
     // GET /v1/health (info = false) or /v1/info (info = true) of one agent.
     virtual void agent(const std::string& host, bool info, const nlohmann::json& answer) = 0;
+    // deployctl token: a new token (its secret shown once), the list, a revoke.
+    virtual void token_created(const std::string& host, const nlohmann::json& token) = 0;
+    virtual void tokens(const std::string& host, const nlohmann::json& list) = 0;
+    virtual void token_revoked(const std::string& host, const nlohmann::json& token) = 0;
+    // deployctl audit: GET /v1/audit, newest first.
+    virtual void audit(const std::string& host, const nlohmann::json& list) = 0;
     // `host` is empty when the error is not about one agent.
     virtual void error(const common::Error& error, const std::string& host) = 0;
 };

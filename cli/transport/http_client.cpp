@@ -1,3 +1,4 @@
+#include <cli/credentials.hpp>
 #include <cli/transport/http_client.hpp>
 #include <common/fingerprint.hpp>
 #include <common/version.hpp>
@@ -377,9 +378,8 @@ common::Error error_from_response(long status, std::string_view body, std::strin
     if (message.empty())
         message = fmt::format("the agent at {} answered HTTP {}", url, status);
     if (kind == ErrorKind::auth)
-        message = fmt::format("the agent at {} refused our credentials (HTTP {}): {} "
-                              "(set DEPLOYCTL_TOKEN to a token with access)",
-                              url, status, message);
+        message = fmt::format("the agent at {} refused our credentials (HTTP {}): {}; {}", url,
+                              status, message, auth_advice(status));
     return common::make_error(kind, std::move(message));
 }
 

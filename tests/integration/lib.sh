@@ -227,6 +227,9 @@ free_port() {
 # Starts deploy-agent with its own data dir, unix socket and random ports, waits
 # for /v1/health (≤10 s). Sets AGENT_PID AGENT_PORT AGENT_URL AGENT_SOCKET
 # PROXY_PORT DATA AGENT_LOG, and also NAME_PID, NAME_URL, ... when NAME is given.
+# Exports DEPLOYCTL_TOKEN: the admin token the agent wrote to DATA/admin.token
+# on its first start; also adds it to deployctl's credentials file ($HOME is
+# the test's), keyed by AGENT_URL, for tests that talk to several agents.
 # With DATA / AGENT_PORT / PROXY_PORT already set and REUSE=1, restarts on them.
 start_agent() {
     local name=${1:-agent}
@@ -278,6 +281,11 @@ start_agent() {
         grep -q 'deploy-agent ready' "$AGENT_LOG" ||
             fail "agent prints 'deploy-agent ready' on stderr" "agent log:" "$(excerpt "$AGENT_LOG")"
     fi
+    [[ -s $DATA/admin.token ]] ||
+        fail "agent '$name' wrote its admin token to DATA/admin.token" "agent log:" "$(excerpt "$AGENT_LOG")"
+    DEPLOYCTL_TOKEN=$(<"$DATA/admin.token")
+    export DEPLOYCTL_TOKEN
+    add_credentials "$AGENT_URL" "$DEPLOYCTL_TOKEN"
     pass "agent '$name' ready on $AGENT_URL (proxy :$PROXY_PORT, engine $engine, data $(short_cmd "$DATA"))"
     local upper=${name^^}
     upper=${upper//-/_}
@@ -492,6 +500,42 @@ commit_change() {
 
 # ---------------------------------------------------------------- talking to it
 
+# The credentials file deployctl reads when DEPLOYCTL_TOKEN is unset.
+CREDENTIALS=$HOME/.config/deployctl/credentials
+
+# add_credentials URL TOKEN: (re)places URL's line in $CREDENTIALS (mode 0600).
+add_credentials() {
+    mkdir -p "$(dirname "$CREDENTIALS")"
+    touch "$CREDENTIALS"
+    chmod 600 "$CREDENTIALS"
+    { grep -v "^$1 " "$CREDENTIALS" || true; } >"$CREDENTIALS.new"
+    printf '%s %s\n' "$1" "$2" >>"$CREDENTIALS.new"
+    chmod 600 "$CREDENTIALS.new"
+    mv "$CREDENTIALS.new" "$CREDENTIALS"
+}
+
+# token_for URL: the token the tests send to the agent at URL (its base URL or
+# any URL under it): $DEPLOYCTL_TOKEN when set, else the credentials file's.
+token_for() {
+    local base
+    base=$(sed -E 's#^(https?://[^/]+).*#\1#' <<<"$1")
+    if [[ -n ${DEPLOYCTL_TOKEN:-} ]]; then
+        printf '%s' "$DEPLOYCTL_TOKEN"
+    else
+        awk -v u="$base" '$1 == u { print $2 }' "$CREDENTIALS" 2>/dev/null | tail -n 1
+    fi
+}
+
+# acurl ARGS... URL: curl to the agent's API with its bearer token (URL last).
+# An Authorization header among ARGS replaces the token.
+acurl() {
+    local url=${*: -1} arg
+    for arg in "$@"; do
+        [[ ${arg,,} == authorization:* ]] && { curl "$@"; return; }
+    done
+    curl -H "Authorization: Bearer $(token_for "$url")" "$@"
+}
+
 # dctl ARGS...: deployctl against REPO and the current agent.
 dctl() { "$DEPLOYCTL_BIN" -C "$REPO" --host "$AGENT_URL" --no-color "$@"; }
 
@@ -510,20 +554,21 @@ fetch_code() {
 }
 
 # api GET|POST|... PATH [curl args...]: sets API_STATUS (000 when unreachable)
-# and API_BODY. Not for $(...): the variables would be lost in the subshell.
+# and API_BODY; sends the agent's token (acurl; a -H "Authorization: ..." among
+# the curl args replaces it). Not for $(...): the variables would be lost in the subshell.
 API_STATUS="" API_BODY=""
 api() {
     local method=$1 path=$2
     shift 2
     local body=$TEST_TMP/api.body
     : >"$body"
-    API_STATUS=$(curl -s -o "$body" -w '%{http_code}' --max-time 30 -X "$method" "$@" "$AGENT_URL$path") || API_STATUS=000
+    API_STATUS=$(acurl -s -o "$body" -w '%{http_code}' --max-time 30 -X "$method" "$@" "$AGENT_URL$path") || API_STATUS=000
     API_BODY=$(cat "$body")
 }
 
 # release_field APP ID FIELD: from GET /v1/apps/APP/releases/ID.
 release_field() {
-    curl -s --max-time 5 "$AGENT_URL/v1/apps/$1/releases/$2" | jq -r ".$3 // empty" 2>/dev/null || true
+    acurl -s --max-time 5 "$AGENT_URL/v1/apps/$1/releases/$2" | jq -r ".$3 // empty" 2>/dev/null || true
 }
 
 release_state() { release_field "$1" "$2" state; }

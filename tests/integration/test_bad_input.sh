@@ -12,7 +12,7 @@ assert_exit 0 dctl deploy
 expect_serving $APP "hello from 1" "baseline: v1 served"
 
 snapshot() { (cd "$DATA" && find apps blobs -print | LC_ALL=C sort); }
-release_ids() { curl -s "$AGENT_URL/v1/apps/hello/releases" | jq -r '.[].id' | paste -sd' '; }
+release_ids() { acurl -s "$AGENT_URL/v1/apps/hello/releases" | jq -r '.[].id' | paste -sd' '; }
 BASE_FILES=$(snapshot)
 BASE_RELEASES=$(release_ids)
 assert_eq v1 "$BASE_RELEASES" "baseline: one release"

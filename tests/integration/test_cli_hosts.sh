@@ -6,10 +6,13 @@ require_binaries
 
 start_agent a
 start_agent b
+# Two agents, two admin tokens: deployctl and acurl take each from the
+# credentials file (keyed by URL), which DEPLOYCTL_TOKEN would override.
+unset DEPLOYCTL_TOKEN
 APP=hello
 dc() { "$DEPLOYCTL_BIN" -C "$REPO" --no-color "$@"; }
-prod_on() { curl -s "$1/v1/apps/hello" | jq -r '.production // empty' 2>/dev/null || true; }
-count_on() { curl -s "$1/v1/apps/hello/releases" | jq -r 'if type == "array" then length else 0 end' 2>/dev/null || echo 0; }
+prod_on() { acurl -s "$1/v1/apps/hello" | jq -r '.production // empty' 2>/dev/null || true; }
+count_on() { acurl -s "$1/v1/apps/hello/releases" | jq -r 'if type == "array" then length else 0 end' 2>/dev/null || echo 0; }
 
 # --- hosts from [targets.local] in deploy.toml ------------------------------------
 make_app_repo hello hosts="\"$A_URL\""

@@ -43,7 +43,7 @@ echo "not part of the app" >"$OUTER/unrelated.txt"
 init_repo "$OUTER" "project with an example"
 REPO=$OUTER
 assert_exit 0 dctl deploy examples/hello
-assert_eq v3 "$(curl -s "$AGENT_URL/v1/apps/hello/releases" | jq -r '.[0].id')" "example (subtree): a new release v3"
+assert_eq v3 "$(acurl -s "$AGENT_URL/v1/apps/hello/releases" | jq -r '.[0].id')" "example (subtree): a new release v3"
 assert_eq PRODUCTION "$(release_state hello v3)" "example (subtree): v3 PRODUCTION"
 assert_contains "$(fetch hello /)" "hello from $(cat "$EXAMPLE/VERSION")" "example (subtree): the page is served"
 rel=$(release_dir hello v3)

@@ -53,7 +53,7 @@ assert_eq 0 "$(sqlite3 "$DATA/state.db" "select count(*) from releases where app
     "state.db: v1 row gone"
 expect_serving $APP "hello from 2" "after rm v1: still serving v2"
 
-run curl -s -o /dev/null -w '%{http_code}' "$AGENT_URL/v1/apps/hello/releases/v1"
+run acurl -s -o /dev/null -w "%{http_code}" "$AGENT_URL/v1/apps/hello/releases/v1"
 assert_eq 404 "$OUT" "API: GET v1 is 404 after rm"
 assert_exit 2 dctl rm v1
 assert_exit 2 dctl rollback v1

@@ -114,6 +114,11 @@ assert_exit 0 sctl deploy
 expect_serving $APP "hello from 2" "second deploy over SSH: v2 served"
 assert_exit 0 sctl status
 assert_contains "$OUT" "v2" "status over SSH names v2"
+# The audit names the SSH user: dial-stdio runs in the SSH session (no token there).
+assert_exit 0 sctl audit --json
+assert_jq "$(jq -s . <"$OUT_FILE")" \
+    "any(.[]; .who == \"ssh:$SSH_USER\" and .path == \"/v1/apps/hello/deployments\" and .release == \"v2\")" \
+    "audit over SSH: the deploy of v2 by ssh:$SSH_USER"
 
 commit_change "$REPO" "Version 3" VERSION 3
 assert_exit 0 sctl --json deploy

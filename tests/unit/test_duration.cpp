@@ -10,6 +10,7 @@ TEST_CASE("parse_duration accepts units and combinations") {
     CHECK(*common::parse_duration("1.5s") == 1500ms);
     CHECK(*common::parse_duration("5m") == 5min);
     CHECK(*common::parse_duration("1h30m") == 90min);
+    CHECK(*common::parse_duration("30d") == std::chrono::hours(24 * 30));
 }
 
 TEST_CASE("parse_duration rejects what it cannot read") {

@@ -1,0 +1,62 @@
+// The audit half of AuthStore: one row per mutating API call.
+
+#include <agent/auth/auth_store.hpp>
+#include <agent/store/sqlite.hpp>
+
+#include <algorithm>
+#include <string>
+
+namespace agent::auth {
+
+common::Status AuthStore::record(const AuditEntry& e) {
+    std::lock_guard lock(m_mutex);
+    auto insert = m_db->prepare(
+        "INSERT INTO api_audit (ts, who, token_name, method, path, app, release, status, result,"
+        " error_code) VALUES (?,?,?,?,?,?,?,?,?,?)");
+    if (!insert)
+        return insert.error();
+    insert->bind(e.ts.empty() ? format_time(std::chrono::system_clock::now()) : e.ts)
+        .bind(e.who)
+        .bind(e.token_name)
+        .bind(e.method)
+        .bind(e.path)
+        .bind(e.app)
+        .bind(e.release)
+        .bind(e.status)
+        .bind(e.result)
+        .bind(e.error_code);
+    return insert->run();
+}
+
+common::Result<std::vector<AuditEntry>> AuthStore::audit(const AuditQuery& q) {
+    std::string sql = "SELECT id, ts, who, token_name, method, path, app, release, status, "
+                      "result, error_code FROM api_audit WHERE 1";
+    if (!q.app.empty())
+        sql += " AND app = ?";
+    if (!q.since.empty())
+        sql += " AND ts >= ?";
+    sql += " ORDER BY id DESC LIMIT ?";
+    std::lock_guard lock(m_mutex);
+    auto query = m_db->prepare(sql);
+    if (!query)
+        return query.error();
+    if (!q.app.empty())
+        query->bind(q.app);
+    if (!q.since.empty())
+        query->bind(q.since);
+    query->bind(std::max(q.limit, 0));
+    std::vector<AuditEntry> entries;
+    for (;;) {
+        auto row = query->step();
+        if (!row)
+            return row.error();
+        if (!*row)
+            return entries;
+        const auto& s = *query;
+        entries.push_back(AuditEntry{s.integer(0), s.text(1), s.text(2), s.text(3), s.text(4),
+                                     s.text(5), s.text(6), s.text(7),
+                                     static_cast<int>(s.integer(8)), s.text(9), s.text(10)});
+    }
+}
+
+} // namespace agent::auth
