@@ -215,7 +215,8 @@ Result<AppConfig> read_config(const Reader& r, const toml::table& root) {
     AppConfig config;
     const auto* app = root.get("app");
     if (!app)
-        return r.error_at(root.source(), "missing required key 'app' (the application's name)");
+        return r.error_in_file("missing required key 'app' (the application's name): add a "
+                               "line app = \"NAME\" at the top");
     TRY_ASSIGN(config.app, r.string_at(*app, "app"));
     if (!is_valid_app_name(config.app))
         return r.error_at(app->source(), "app must be 1-63 lower-case letters, digits or '-', "

@@ -29,10 +29,14 @@ class Reader {
         if (auto text_line = source_line(line); !text_line.empty() && line > 0) {
             const auto gutter = std::to_string(line);
             out += fmt::format("\n  {} | {}\n  {} | {}^", gutter, text_line,
-                               std::string(gutter.size(), ' '),
-                               std::string(column > 0 ? column - 1 : 0, ' '));
+                               std::string(gutter.size(), ' '), caret_indent(text_line, column));
         }
         return make_error(ErrorKind::config, std::move(out));
+    }
+
+    // An error about the whole file (a missing key): no line to point at.
+    Error error_in_file(const std::string& message) const {
+        return make_error(ErrorKind::config, fmt::format("{}: {}", m_source, message));
     }
 
     Status check_keys(const toml::table& table, std::string_view where,
@@ -127,6 +131,22 @@ class Reader {
         if (!text.empty() && text.back() == '\r')
             text.remove_suffix(1);
         return text;
+    }
+
+    // What goes before the caret so that it sits under `column` (1-based, in
+    // characters as toml++ counts them): tabs stay tabs, any other character
+    // (a UTF-8 sequence included) is one space.
+    static std::string caret_indent(std::string_view text_line, std::size_t column) {
+        std::string indent;
+        std::size_t characters = 0;
+        for (std::size_t i = 0; i < text_line.size() && characters + 1 < column; ++characters) {
+            const auto lead = static_cast<unsigned char>(text_line[i]);
+            indent += lead == '\t' ? '\t' : ' ';
+            i += lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 1;
+        }
+        if (characters + 1 < column) // past the end of the line (an error at its end)
+            indent.append(column - 1 - characters, ' ');
+        return indent;
     }
 
     static std::string join(const std::vector<std::string>& items) {

@@ -1,6 +1,7 @@
 #include <common/config.hpp>
 
 #include <doctest/doctest.h>
+#include <fmt/format.h>
 
 #include <fstream>
 
@@ -243,4 +244,113 @@ TEST_CASE("parse_config reads a target's ca_file and fingerprint") {
         REQUIRE_FALSE(empty.ok());
         CHECK(empty.error().message.find("ca_file is empty") != std::string::npos);
     }
+}
+
+namespace {
+
+// The error of parsing `text`, and the text the caret points at: what follows
+// the caret's column in the quoted line (tabs in the indent count as tabs).
+struct Pointed {
+    std::string message; // the first line
+    std::string at;      // the quoted line from the caret on
+};
+
+Pointed point(const std::string& text) {
+    auto config = common::parse_config(text, "deploy.toml");
+    REQUIRE_FALSE(config.ok());
+    CHECK(config.error().kind == common::ErrorKind::config);
+    const std::string& m = config.error().message;
+    Pointed out;
+    out.message = m.substr(0, m.find('\n'));
+    const auto quoted_start = m.find('\n');
+    REQUIRE(quoted_start != std::string::npos);
+    const auto caret_start = m.find('\n', quoted_start + 1);
+    REQUIRE(caret_start != std::string::npos);
+    const std::string quoted = m.substr(quoted_start + 1, caret_start - quoted_start - 1);
+    const std::string caret = m.substr(caret_start + 1);
+    const auto bar = quoted.find(" | ");
+    REQUIRE(bar != std::string::npos);
+    REQUIRE(caret.size() > bar + 3);
+    CHECK(caret.substr(0, bar + 3) == std::string(bar, ' ') + " | ");
+    CHECK(caret.back() == '^');
+    // Columns after "| " of the caret, in characters of the quoted line.
+    const std::string indent = caret.substr(bar + 3, caret.size() - bar - 4);
+    CHECK(indent.find_first_not_of(" \t") == std::string::npos);
+    std::string line = quoted.substr(bar + 3);
+    std::size_t i = 0;
+    for (std::size_t c = 0; c < indent.size() && i < line.size(); ++c) {
+        CHECK((indent[c] == '\t') == (line[i] == '\t')); // lines up however wide a tab is
+        const auto lead = static_cast<unsigned char>(line[i]);
+        i += lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 1;
+    }
+    out.at = i <= line.size() ? line.substr(i) : std::string();
+    return out;
+}
+
+} // namespace
+
+TEST_CASE("config errors put the caret under the offending text") {
+    const std::string app = "app = \"hello\"\n";
+    struct Case {
+        std::string text;    // after the app line
+        std::string message; // how the first line starts
+        std::string at;      // how the text under the caret starts
+    };
+    const Case cases[] = {
+        {"[run]\nport = 3000 junk\n", "deploy.toml:3:13: ", "junk"},
+        {"app = \"again\"\n", "deploy.toml:2:", "\"again\""},
+        {"[run]\nport = \"3000\"\n", "deploy.toml:3:8: run.port must be an integer from 1 to 65535",
+         "\"3000\""},
+        {"[run]\n\tport = 70000\n", "deploy.toml:3:9: run.port must be an integer", "70000"},
+        {"[run]\nhealth = { path = \"/\", timeout = \"soon\" }\n",
+         "deploy.toml:3:34: run.health.timeout: invalid duration", "\"soon\""},
+        {"[build]\nmemory = \"12 potatoes\"\n", "deploy.toml:3:10: build.memory: invalid size",
+         "\"12 potatoes\""},
+        {"[targets.production]\nhosts = [\"http://127.0.0.1:1\", 3]\n",
+         "deploy.toml:3:32: every item of hosts must be a string", "3]"},
+        {"[run]\nhealth = { path = \"healthz\" }\n",
+         "deploy.toml:3:19: run.health.path must start with '/'", "\"healthz\""},
+        {"[targets]\nproduction = 3\n", "deploy.toml:3:14: targets.production must be a table",
+         "3"},
+    };
+    for (const auto& c : cases) {
+        CAPTURE(c.text);
+        auto p = point(app + c.text);
+        CHECK(p.message.rfind(c.message, 0) == 0);
+        CHECK(p.at.rfind(c.at, 0) == 0);
+    }
+}
+
+TEST_CASE("unknown keys in every table suggest the closest valid one") {
+    const std::string app = "app = \"hello\"\n";
+    struct Case {
+        std::string text, key, table, guess;
+    };
+    const Case cases[] = {
+        {"[biuld]\ncommand = \"x\"\n", "biuld", "the top level", "build"},
+        {"[build]\ncomand = \"x\"\n", "comand", "[build]", "command"},
+        {"[run]\nprot = 1\n", "prot", "[run]", "port"},
+        {"[static]\ndri = \"dist\"\n", "dri", "[static]", "dir"},
+        {"[deploy]\nkepp = 3\n", "kepp", "[deploy]", "keep"},
+        {"[run]\nhealth = { path = \"/é\", intervl = \"1s\" }\n", "intervl", "run.health",
+         "interval"},
+        {"[targets.production]\nhots = [\"http://127.0.0.1:1\"]\n", "hots", "[targets.production]",
+         "hosts"},
+        {"[targets.staging]\nfingerprnt = \"x\"\n", "fingerprnt", "[targets.staging]",
+         "fingerprint"},
+    };
+    for (const auto& c : cases) {
+        CAPTURE(c.text);
+        auto p = point(app + c.text);
+        CHECK(p.message.find(fmt::format("unknown key '{}' in {}; did you mean '{}'?", c.key,
+                                         c.table, c.guess)) != std::string::npos);
+        CHECK(p.at.rfind(c.key, 0) == 0);
+    }
+}
+
+TEST_CASE("a missing app names the file, with no line to point at") {
+    auto config = common::parse_config("[run]\nport = 1\n", "deploy.toml");
+    REQUIRE_FALSE(config.ok());
+    CHECK(config.error().message.rfind("deploy.toml: missing required key 'app'", 0) == 0);
+    CHECK(config.error().message.find('^') == std::string::npos);
 }
