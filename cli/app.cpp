@@ -225,6 +225,7 @@ std::unique_ptr<output::Printer> make_printer(const GlobalOptions& g) {
     style.color =
         !g.no_color && !(no_color && *no_color) && isatty(STDOUT_FILENO) && isatty(STDERR_FILENO);
     style.quiet = g.quiet;
+    style.live = isatty(STDOUT_FILENO) != 0; // progress bar and phase line in place
     return output::make_human_printer(style, std::cout, std::cerr);
 }
 

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <map>
 
 namespace cli::commands {
@@ -36,6 +37,15 @@ common::Result<output::UploadStats> upload_blobs(transport::Client& client,
     for (const auto& [digest, size] : missing)
         stats.bytes_missing += size;
     out.uploading(host, stats);
+    // Progress within a big blob where the transport can tell, and after each blob.
+    client.set_upload_progress([&](std::uint64_t sent_now) {
+        out.upload_progress(host, std::min(stats.bytes_sent + sent_now, stats.bytes_missing),
+                            stats.bytes_missing);
+    });
+    struct StopReporting {
+        transport::Client& client;
+        ~StopReporting() { client.set_upload_progress({}); }
+    } stop_reporting{client};
     for (const auto& [digest, size] : missing) {
         auto bytes = tree.read(digest); // read again: contents are not kept in memory
         if (!bytes)
@@ -44,6 +54,7 @@ common::Result<output::UploadStats> upload_blobs(transport::Client& client,
         if (!put)
             return put.error();
         stats.bytes_sent += bytes->size();
+        out.upload_progress(host, stats.bytes_sent, stats.bytes_missing);
     }
     out.uploaded(host, stats);
     return stats;

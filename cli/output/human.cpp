@@ -2,12 +2,15 @@
 
 #include <cli/output/format.hpp>
 #include <cli/output/printer.hpp>
+#include <cli/output/progress.hpp>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include <map>
+#include <mutex>
 #include <ostream>
+#include <unistd.h>
 
 namespace cli::output {
 
@@ -47,7 +50,11 @@ std::string str(const json& object, const char* key) {
 class HumanPrinter final : public Printer {
   public:
     HumanPrinter(HumanStyle style, std::ostream& out, std::ostream& err)
-        : m_style(style), m_out(out), m_err(err) {}
+        : m_style(style), m_out(out), m_err(err) {
+        if (m_style.live && !m_style.quiet)
+            m_live = std::make_unique<LiveStatus>(
+                m_out, m_style.color, [] { return terminal_width(STDOUT_FILENO).value_or(80); });
+    }
 
     void set_several_hosts(bool several) override { m_style.show_host = several; }
     void warning(std::string_view message) override {
@@ -60,6 +67,10 @@ class HumanPrinter final : public Printer {
                              format_bytes(s.bytes)));
     }
     void uploading(const std::string& host, const UploadStats& s) override {
+        {
+            std::lock_guard lock(m_state_mutex);
+            m_upload_started[host] = std::chrono::steady_clock::now();
+        }
         if (s.blobs_missing == 0)
             step(host,
                  fmt::format("Nothing to upload: all {} files are already on the agent", s.files));
@@ -68,14 +79,23 @@ class HumanPrinter final : public Printer {
                                    s.blobs_missing == 1 ? "" : "s", format_bytes(s.bytes_missing),
                                    s.files));
     }
-    void uploaded(const std::string&, const UploadStats&) override {}
+    void uploaded(const std::string& host, const UploadStats& s) override;
+    void upload_progress(const std::string& host, std::uint64_t sent,
+                         std::uint64_t total) override {
+        if (m_live)
+            m_live->upload(host, sent, total);
+    }
     void created(const std::string& host, const std::string& release,
                  const std::string& state) override {
         remember_state(host, release, state);
         step(host, fmt::format("Release {}: {}", release, state));
+        if (m_live)
+            m_live->phase(host, release, state);
     }
     void agent_event(const std::string& host, const json& event) override;
     void done(const DoneInfo& info) override {
+        if (m_live)
+            m_live->finish(info.host);
         if (info.state != "PRODUCTION")
             return; // failures are reported as errors
         if (m_style.quiet) {
@@ -113,6 +133,8 @@ class HumanPrinter final : public Printer {
     }
     void audit(const std::string& host, const json& list) override;
     void error(const common::Error& error, const std::string& host) override {
+        if (m_live)
+            m_live->finish(host);
         line(m_err, host_prefix(host), paint(Color::red, "error:") + " " + error.message);
     }
 
@@ -125,7 +147,14 @@ class HumanPrinter final : public Printer {
     std::string host_prefix(const std::string& host) const {
         return m_style.show_host && !host.empty() ? "[" + host + "] " : "";
     }
+    // Every line goes through here: above the live status line on a terminal,
+    // and one whole line at a time when several hosts deploy in parallel.
     void line(std::ostream& os, const std::string& prefix, const std::string& text) {
+        if (m_live) {
+            m_live->print(os, prefix + text);
+            return;
+        }
+        std::lock_guard lock(m_write);
         os << prefix << text << '\n';
         os.flush();
     }
@@ -137,6 +166,7 @@ class HumanPrinter final : public Printer {
     // False when this release was already reported in this state.
     bool remember_state(const std::string& host, const std::string& release,
                         const std::string& state) {
+        std::lock_guard lock(m_state_mutex);
         auto& last = m_last_state[host + " " + release];
         if (last == state)
             return false;
@@ -147,8 +177,31 @@ class HumanPrinter final : public Printer {
     HumanStyle m_style;
     std::ostream& m_out;
     std::ostream& m_err;
+    std::mutex m_write;       // whole lines, when there is no live status line
+    std::mutex m_state_mutex; // m_last_state, m_upload_started
     std::map<std::string, std::string> m_last_state;
+    std::map<std::string, std::chrono::steady_clock::time_point> m_upload_started;
+    std::unique_ptr<LiveStatus> m_live; // last: erased first
 };
+
+void HumanPrinter::uploaded(const std::string& host, const UploadStats& s) {
+    std::chrono::milliseconds took{};
+    if (m_live)
+        m_live->upload_done(host);
+    {
+        std::lock_guard lock(m_state_mutex);
+        if (auto it = m_upload_started.find(host); it != m_upload_started.end())
+            took = std::chrono::duration_cast<std::chrono::milliseconds>(
+                std::chrono::steady_clock::now() - it->second);
+    }
+    if (s.blobs_missing == 0)
+        return;
+    const double rate = transfer_rate(s.bytes_sent, took);
+    step(host, fmt::format(
+                   "Uploaded {} in {}{}", format_bytes(s.bytes_sent), format_elapsed(took.count()),
+                   rate > 0 ? fmt::format(" ({}/s)", format_bytes(static_cast<std::uint64_t>(rate)))
+                            : ""));
+}
 
 void HumanPrinter::agent_event(const std::string& host, const json& event) {
     if (m_style.quiet)
@@ -159,6 +212,12 @@ void HumanPrinter::agent_event(const std::string& host, const json& event) {
         std::string state = str(event, "state");
         if (!remember_state(host, str(event, "release"), state))
             return; // already said
+        if (m_live && (state == "QUEUED" || state == "BUILDING" || state == "PROVISIONING")) {
+            m_live->phase(host, str(event, "release"), state); // in place, no line
+            return;
+        }
+        if (m_live)
+            m_live->finish(host);
         Color c = state == "FAILED"       ? Color::red
                   : state == "PRODUCTION" ? Color::green
                                           : Color::none;
@@ -282,8 +341,8 @@ std::string app_or_all(const json& object) {
 void HumanPrinter::token_created(const std::string& host, const json& token) {
     // The token alone on stdout, for T=$(deployctl token create ...).
     line(m_err, host_prefix(host),
-         fmt::format("created token {}: {} on {}{} (shown once; keep it secret)",
-                     str(token, "id"), str(token, "scope"), app_or_all(token),
+         fmt::format("created token {}: {} on {}{} (shown once; keep it secret)", str(token, "id"),
+                     str(token, "scope"), app_or_all(token),
                      str(token, "expires_at").empty()
                          ? ""
                          : ", expires " + short_time(str(token, "expires_at"))));
@@ -315,8 +374,8 @@ void HumanPrinter::audit(const std::string& host, const json& list) {
         return;
     }
     line(m_out, host_prefix(host),
-         paint(Color::bold, fmt::format("{:<19}  {:<24}  {:<50}  {}", "WHEN", "WHO", "WHAT",
-                                        "RESULT")));
+         paint(Color::bold,
+               fmt::format("{:<19}  {:<24}  {:<50}  {}", "WHEN", "WHO", "WHAT", "RESULT")));
     for (const auto& e : list) {
         std::string who = str(e, "who");
         if (auto name = str(e, "token_name"); !name.empty())
@@ -330,9 +389,9 @@ void HumanPrinter::audit(const std::string& host, const json& list) {
             result = paint(Color::green, fmt::format("ok {}", status));
         else
             result = paint(Color::red, fmt::format("{} {}", status, str(e, "error")));
-        line(m_out, host_prefix(host),
-             fmt::format("{:<19}  {:<24}  {:<50}  {}", short_time(str(e, "ts")), who, what,
-                         result));
+        line(
+            m_out, host_prefix(host),
+            fmt::format("{:<19}  {:<24}  {:<50}  {}", short_time(str(e, "ts")), who, what, result));
     }
 }
 

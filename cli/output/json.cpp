@@ -2,6 +2,7 @@
 
 #include <cli/output/json_events.hpp>
 
+#include <mutex>
 #include <ostream>
 
 namespace cli::output {
@@ -75,7 +76,9 @@ class JsonPrinter final : public Printer {
         object["host"] = host;
         emit(object);
     }
-    void version(std::string_view version) override { emit({{"version", version}}); }
+    void version(std::string_view version) override {
+        emit({{"event", "version"}, {"version", version}});
+    }
     void agent(const std::string& host, bool info, const json& answer) override {
         json object = answer;
         object["event"] = info ? "agent" : "ping";
@@ -102,8 +105,11 @@ class JsonPrinter final : public Printer {
     }
     void error(const common::Error& error, const std::string& host) override {
         emit(error_event(error, host));
+        std::lock_guard lock(m_mutex);
         m_err << "error: " << (host.empty() ? "" : host + ": ") << error.message << '\n';
     }
+    // No progress events: `upload` reports the totals once the blobs are up.
+    void upload_progress(const std::string&, std::uint64_t, std::uint64_t) override {}
 
   private:
     static json with_event(const json& object, const char* event, const std::string& host) {
@@ -112,16 +118,33 @@ class JsonPrinter final : public Printer {
         out["host"] = host;
         return out;
     }
+    // One whole line at a time, also when several hosts deploy in parallel.
     void emit(const json& object) {
-        m_out << object.dump(-1, ' ', false, json::error_handler_t::replace) << '\n';
+        const auto text =
+            with_schema_version(object).dump(-1, ' ', false, json::error_handler_t::replace);
+        std::lock_guard lock(m_mutex);
+        m_out << text << '\n';
         m_out.flush();
     }
 
+    std::mutex m_mutex;
     std::ostream& m_out;
     std::ostream& m_err;
 };
 
 } // namespace
+
+json with_schema_version(const json& line) {
+    if (line.is_object()) {
+        json out = line;
+        out["v"] = k_json_schema_version;
+        return out;
+    }
+    json out = json::array();
+    for (const auto& item : line)
+        out.push_back(item.is_object() ? with_schema_version(item) : item);
+    return out;
+}
 
 json upload_event(const std::string& host, const UploadStats& s) {
     return {{"event", "upload"},
@@ -183,7 +206,8 @@ json status_object(const json& status, const std::string& host) {
     if (auto it = status.find("releases"); it != status.end() && it->is_array())
         for (const auto& r : *it)
             releases.push_back(release_row(r, ""));
-    return {{"app", string_or_null(status, "app")},
+    return {{"event", "status"},
+            {"app", string_or_null(status, "app")},
             {"production", string_or_null(status, "production")},
             {"url", string_or_null(status, "url")},
             {"domains", status.value("domains", json::array())},

@@ -7,6 +7,13 @@
 
 namespace cli::output {
 
+// The "v" every printed object carries (docs/json.md). Raised only when a field
+// changes meaning or disappears; added fields and events keep it.
+inline constexpr int k_json_schema_version = 1;
+
+// `line` with "v" set: in the object, or in each object of an array.
+nlohmann::json with_schema_version(const nlohmann::json& line);
+
 nlohmann::json upload_event(const std::string& host, const UploadStats& stats);
 nlohmann::json created_event(const std::string& host, const std::string& release,
                              const std::string& state);

@@ -79,12 +79,20 @@ class Printer {
     virtual void audit(const std::string& host, const nlohmann::json& list) = 0;
     // `host` is empty when the error is not about one agent.
     virtual void error(const common::Error& error, const std::string& host) = 0;
+    // While blobs upload to `host`: `bytes_sent` of `bytes_total` so far (the
+    // missing blobs only). Called often, from the transport's progress callback;
+    // the printer throttles (a redrawn bar on a terminal, nothing elsewhere).
+    virtual void upload_progress(const std::string& host, std::uint64_t bytes_sent,
+                                 std::uint64_t bytes_total) = 0;
 };
 
 struct HumanStyle {
     bool color = false;
     bool quiet = false;
     bool show_host = false; // prefix lines with the agent (several hosts)
+    // stdout is a terminal: an upload progress bar and a deployment phase line
+    // redraw in place at the bottom (cli/output/progress.hpp). Never with `quiet`.
+    bool live = false;
 };
 
 std::unique_ptr<Printer> make_human_printer(HumanStyle style, std::ostream& out, std::ostream& err);

@@ -7,6 +7,7 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include <cstdint>
 #include <functional>
 #include <string>
 #include <string_view>
@@ -15,6 +16,8 @@ namespace cli::transport {
 
 // Called with each line of an NDJSON stream; return false to stop reading.
 using LineHandler = std::function<bool(const nlohmann::json& event)>;
+// Called while put_blob sends, with the bytes of that request sent so far.
+using UploadProgress = std::function<void(std::uint64_t sent)>;
 
 class Client {
   public:
@@ -31,6 +34,9 @@ class Client {
     virtual common::Result<nlohmann::json> remove(std::string_view path) = 0;
     // Reads an NDJSON stream until the agent ends it or `on_event` returns false.
     virtual common::Status stream_ndjson(std::string_view path, const LineHandler& on_event) = 0;
+    // From now on put_blob reports its progress to `progress` (empty: stop).
+    // Clients that cannot tell ignore it; callers report per blob anyway.
+    virtual void set_upload_progress(UploadProgress progress) { (void)progress; }
 };
 
 } // namespace cli::transport

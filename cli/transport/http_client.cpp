@@ -49,6 +49,11 @@ struct StreamState {
     std::optional<common::Error> bad_line;
 };
 
+int report_upload(void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t sent) {
+    (*static_cast<const UploadProgress*>(user))(static_cast<std::uint64_t>(sent));
+    return 0; // go on
+}
+
 size_t append_body(char* data, size_t size, size_t count, void* user) {
     static_cast<std::string*>(user)->append(data, size * count);
     return size * count;
@@ -190,6 +195,9 @@ class HttpClient final : public Client {
         return request_json("DELETE", path, nullptr, "application/json");
     }
     common::Status stream_ndjson(std::string_view path, const LineHandler& on_event) override;
+    void set_upload_progress(UploadProgress progress) override {
+        m_upload_progress = std::move(progress);
+    }
 
   private:
     long os_errno() {
@@ -213,6 +221,7 @@ class HttpClient final : public Client {
     char m_error[CURL_ERROR_SIZE] = {};
     PinState m_pin;
     bool m_tls_unusable = false; // setup_tls() failed: nothing is sent
+    UploadProgress m_upload_progress;
 };
 
 void HttpClient::setup(const char* method, std::string_view path, Headers& headers,
@@ -307,6 +316,11 @@ common::Result<Response> HttpClient::perform(const char* method, std::string_vie
     // Give up on a stalled transfer, not on a long one (big blobs).
     curl_easy_setopt(m_handle, CURLOPT_LOW_SPEED_LIMIT, 1L);
     curl_easy_setopt(m_handle, CURLOPT_LOW_SPEED_TIME, m_options.request_timeout_s);
+    if (body && m_upload_progress && std::string_view(method) == "PUT") {
+        curl_easy_setopt(m_handle, CURLOPT_XFERINFOFUNCTION, report_upload);
+        curl_easy_setopt(m_handle, CURLOPT_XFERINFODATA, &m_upload_progress);
+        curl_easy_setopt(m_handle, CURLOPT_NOPROGRESS, 0L);
+    }
     if (m_tls_unusable)
         return tls_unusable();
     CURLcode rc = curl_easy_perform(m_handle);

@@ -43,6 +43,10 @@ class SshClient final : public Client {
     common::Status stream_ndjson(std::string_view path, const LineHandler& on_event) override {
         return checked(m_http->stream_ndjson(path, on_event));
     }
+    // The tunnel carries libcurl's HTTP: libcurl counts the bytes.
+    void set_upload_progress(UploadProgress progress) override {
+        m_http->set_upload_progress(std::move(progress));
+    }
 
   private:
     template <class T> common::Result<T> checked(common::Result<T> result) {

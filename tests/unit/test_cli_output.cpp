@@ -1,10 +1,13 @@
 #include <cli/output/format.hpp>
 #include <cli/output/json_events.hpp>
+#include <cli/output/progress.hpp>
 #include <cli/transport/http_client.hpp>
 
 #include <doctest/doctest.h>
 
+#include <chrono>
 #include <sstream>
+#include <vector>
 
 using nlohmann::json;
 namespace out = cli::output;
@@ -101,6 +104,7 @@ TEST_CASE("the JSON printer writes one object per line") {
     while (std::getline(lines, line)) {
         auto parsed = json::parse(line);
         CHECK(parsed.contains("event"));
+        CHECK(parsed["v"] == out::k_json_schema_version);
         ++n;
     }
     CHECK(n == 3);
@@ -157,4 +161,150 @@ TEST_CASE("agent error answers map to the exit codes of DESIGN §4") {
     CHECK(common::exit_code(error_from_response(500, body("internal"), "u").kind) == 1);
     CHECK(common::exit_code(error_from_response(502, "<html>", "u").kind) == 1);
     CHECK(error_from_response(409, body("refused"), "u").message == "m");
+}
+
+TEST_CASE("every JSON line carries the schema version, arrays in each row") {
+    std::ostringstream o, e;
+    auto p = out::make_json_printer(o, e);
+    p->version("1.2.3");
+    p->releases("h", json::array({json{{"id", "v1"}, {"state", "PRODUCTION"}}}));
+    p->status("h", json{{"app", "hello"}});
+    p->upload_progress("h", 10, 100); // no line: progress is for terminals
+    std::istringstream lines(o.str());
+    std::string line;
+    std::vector<json> parsed;
+    while (std::getline(lines, line))
+        parsed.push_back(json::parse(line));
+    REQUIRE(parsed.size() == 3);
+    CHECK(parsed[0] == json{{"event", "version"}, {"version", "1.2.3"}, {"v", 1}});
+    REQUIRE(parsed[1].is_array());
+    CHECK(parsed[1][0]["v"] == 1);
+    CHECK(parsed[1][0]["id"] == "v1");
+    CHECK(parsed[2]["event"] == "status");
+    CHECK(parsed[2]["v"] == 1);
+    CHECK(out::with_schema_version(json{{"v", 7}})["v"] == 1);
+}
+
+TEST_CASE("upload rate and ETA") {
+    using std::chrono::milliseconds;
+    using std::chrono::seconds;
+    CHECK(out::transfer_rate(1000, milliseconds(0)) == 0);
+    CHECK(out::transfer_rate(1000, milliseconds(500)) == doctest::Approx(2000));
+    CHECK(out::transfer_rate(3u << 20, milliseconds(1500)) == doctest::Approx(2097152));
+    CHECK_FALSE(out::eta(0, 100, 0).has_value()); // no rate yet
+    CHECK(out::eta(100, 100, 0) == seconds(0));   // done
+    CHECK(out::eta(50, 100, 10) == seconds(5));
+    CHECK(out::eta(50, 100, 30) == seconds(2)); // 1.67 s rounds up
+    CHECK(out::eta(1, 1u << 30, 1024.0 * 1024) == seconds(1024));
+    CHECK(out::format_eta(seconds(0)) == "0s");
+    CHECK(out::format_eta(seconds(59)) == "59s");
+    CHECK(out::format_eta(seconds(185)) == "3m05s");
+    CHECK(out::format_eta(seconds(3720)) == "1h02m");
+}
+
+TEST_CASE("the progress bar and the upload line") {
+    CHECK(out::progress_bar(0, 100, 12) == "[>         ]");
+    CHECK(out::progress_bar(50, 100, 12) == "[=====>    ]");
+    CHECK(out::progress_bar(100, 100, 12) == "[==========]");
+    CHECK(out::progress_bar(0, 0, 6) == "[====]");
+    CHECK(out::progress_bar(200, 100, 6) == "[====]"); // never past full
+    CHECK(out::progress_bar(1, 2, 2).empty());
+    CHECK(out::upload_progress_text(512 * 1024, 1024 * 1024, std::chrono::milliseconds(1000), 12) ==
+          "[=====>    ]  50%  512.0 KiB / 1.0 MiB  512.0 KiB/s  ETA 1s");
+    CHECK(out::upload_progress_text(0, 1024, std::chrono::milliseconds(0), 0) ==
+          "  0%  0 B / 1.0 KiB  ETA ?");
+}
+
+TEST_CASE("status line text is cut to the terminal width") {
+    CHECK(out::visible_width("hello") == 5);
+    CHECK(out::visible_width("\033[1;32mok\033[0m") == 2);
+    CHECK(out::visible_width("⠋ → é") == 5);
+    CHECK(out::truncate_to_width("hello", 5) == "hello");
+    CHECK(out::truncate_to_width("hello world", 6) == "hello…");
+    CHECK(out::truncate_to_width("→→→→", 3) == "→→…");
+    CHECK(out::truncate_to_width("\033[1mbold text\033[0m", 5) == "\033[1mbold…\033[0m");
+    CHECK(out::visible_width(out::truncate_to_width(std::string(300, 'x'), 80)) == 80);
+    CHECK(out::truncate_to_width("abc", 0).empty());
+}
+
+TEST_CASE("the phase line shows where the release is and how long it took") {
+    using std::chrono::milliseconds;
+    CHECK(out::phase_text("v4", "BUILDING", milliseconds(12300), 0, false) ==
+          "⠋ v4  QUEUED → [BUILDING] → PROVISIONING → PRODUCTION  12.3s");
+    CHECK(out::phase_text("v4", "QUEUED", milliseconds(0), 1, false) ==
+          "⠙ v4  [QUEUED] → BUILDING → PROVISIONING → PRODUCTION  0ms");
+    auto colored = out::phase_text("v4", "PROVISIONING", milliseconds(1000), 0, true);
+    CHECK(colored.find("\033[32mQUEUED\033[0m") != std::string::npos);
+    CHECK(colored.find("\033[1;33m[PROVISIONING]\033[0m") != std::string::npos);
+}
+
+TEST_CASE("the status line erases itself around normal lines") {
+    std::ostringstream term, err;
+    {
+        out::StatusLine status(term, [] { return std::size_t{20}; });
+        status.show("Uploading 42% of a long long line");
+        CHECK(term.str() ==
+              "\r" + out::truncate_to_width("Uploading 42% of a long long line", 19) + "\033[K");
+        term.str("");
+        status.print(term, "==> a normal line");
+        CHECK(term.str() == "\r\033[K==> a normal line\n\rUploading 42% of a…\033[K");
+        term.str("");
+        status.print(err, "warning: on stderr");
+        CHECK(err.str() == "warning: on stderr\n");
+        term.str("");
+        status.show("");
+        CHECK(term.str() == "\r\033[K");
+        CHECK_FALSE(status.visible());
+        status.show("again");
+        term.str("");
+    }
+    CHECK(term.str() == "\r\033[K"); // erased at the end
+}
+
+namespace {
+
+// What a deployment tells the printer: upload, phases, a build line, the end.
+void play_deploy(out::Printer& p) {
+    p.uploading("h", out::UploadStats{3, 3, 2, 3000, 2048, 0});
+    p.upload_progress("h", 1024, 2048);
+    p.upload_progress("h", 2048, 2048);
+    p.uploaded("h", out::UploadStats{3, 3, 2, 3000, 2048, 2048});
+    p.created("h", "v4", "QUEUED");
+    p.agent_event("h", json{{"event", "state"}, {"release", "v4"}, {"state", "BUILDING"}});
+    p.agent_event("h", json{{"event", "log"}, {"stream", "build"}, {"line", "make"}});
+    p.done({"h", "v4", "PRODUCTION", "http://hello.localhost:8080/", std::nullopt, 3200, ""});
+}
+
+} // namespace
+
+TEST_CASE("the human printer on a terminal: a live line, plain lines above it") {
+    std::ostringstream o, e;
+    out::HumanStyle style;
+    style.live = true;
+    {
+        auto p = out::make_human_printer(style, o, e);
+        play_deploy(*p);
+    }
+    const std::string text = o.str();
+    CHECK(text.find("Uploading [") != std::string::npos);
+    CHECK(text.find("100%") != std::string::npos);
+    CHECK(text.find("[BUILDING]") != std::string::npos);
+    CHECK(text.find("\033[K") != std::string::npos);
+    CHECK(text.find("==> v4: BUILDING") == std::string::npos); // in place, not a line
+    CHECK(text.find("\r\033[K build | make\n") != std::string::npos);
+    CHECK(text.find("==> Uploaded 2.0 KiB in ") != std::string::npos);
+    CHECK(text.find("==> v4 is live at http://hello.localhost:8080/") != std::string::npos);
+    // The status line is gone before the URL, which ends the output.
+    CHECK(text.substr(text.rfind("\r")) == "\r\033[K==> v4 is live at "
+                                           "http://hello.localhost:8080/ (took 3.2s)\n");
+}
+
+TEST_CASE("the human printer off a terminal: no escape codes, no carriage returns") {
+    std::ostringstream o, e;
+    auto p = out::make_human_printer({}, o, e);
+    play_deploy(*p);
+    CHECK(o.str().find('\033') == std::string::npos);
+    CHECK(o.str().find('\r') == std::string::npos);
+    CHECK(o.str().find("==> v4: BUILDING\n") != std::string::npos);
+    CHECK(o.str().find("==> Uploaded 2.0 KiB in ") != std::string::npos);
 }
