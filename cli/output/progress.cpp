@@ -159,7 +159,9 @@ std::string progress_bar(std::uint64_t sent, std::uint64_t total, std::size_t wi
 
 std::string upload_progress_text(std::uint64_t sent, std::uint64_t total,
                                  std::chrono::milliseconds elapsed, std::size_t bar_width) {
-    const double rate = transfer_rate(sent, elapsed);
+    // The first moments say little (small blobs first, then reading a big one).
+    const double rate =
+        elapsed >= std::chrono::milliseconds(500) ? transfer_rate(sent, elapsed) : 0;
     const auto left = eta(sent, total, rate);
     const int percent =
         total == 0 ? 100 : static_cast<int>(std::min<std::uint64_t>(100, sent * 100 / total));

@@ -39,7 +39,7 @@ std::string format_eta(std::chrono::seconds left);
 // "[=========>          ]": `width` columns in all, brackets included.
 std::string progress_bar(std::uint64_t sent, std::uint64_t total, std::size_t width);
 // "[=====>     ]  42%  1.2 MiB / 3.0 MiB  650.0 KiB/s  ETA 3s" (bar included when
-// `bar_width` > 0).
+// `bar_width` > 0). Rate and ETA only after half a second.
 std::string upload_progress_text(std::uint64_t sent, std::uint64_t total,
                                  std::chrono::milliseconds elapsed, std::size_t bar_width);
 

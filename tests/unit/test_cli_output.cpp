@@ -213,6 +213,8 @@ TEST_CASE("the progress bar and the upload line") {
           "[=====>    ]  50%  512.0 KiB / 1.0 MiB  512.0 KiB/s  ETA 1s");
     CHECK(out::upload_progress_text(0, 1024, std::chrono::milliseconds(0), 0) ==
           "  0%  0 B / 1.0 KiB  ETA ?");
+    CHECK(out::upload_progress_text(512, 1024, std::chrono::milliseconds(100), 0) ==
+          " 50%  512 B / 1.0 KiB  ETA ?"); // too early to tell
 }
 
 TEST_CASE("status line text is cut to the terminal width") {
