@@ -13,10 +13,10 @@ command -v script >/dev/null || {
 
 start_agent
 # A build that takes a moment (the phase line ticks) and a blob big enough for a progress bar.
-SLOW_BUILD="echo step one; sleep 1; echo step two; $DEFAULT_BUILD"
+SLOW_BUILD="echo step one; sleep 0.5; echo step two; $DEFAULT_BUILD"
 make_app_repo hello build="$SLOW_BUILD"
 APP=hello
-head -c $((16 * 1024 * 1024)) /dev/urandom >"$REPO/big.bin"
+head -c $((8 * 1024 * 1024)) /dev/urandom >"$REPO/big.bin"
 commit_change "$REPO" "Add a big file"
 
 ESC=$'\033'
@@ -38,7 +38,8 @@ assert_eq 0 "$RC" "deploy on a tty: exit 0"
 tty_out=$(cat "$TEST_TMP/tty.out")
 tty_text=$(sed "s/$ESC\[[0-9;]*m//g" "$TEST_TMP/tty.out") # without colours
 assert_contains "$tty_out" "Uploading [" "tty: the upload progress bar is drawn"
-assert_match "$tty_out" '[0-9.]+ (B|KiB|MiB)/s' "tty: the bar shows a rate"
+# The bar shows a rate after half a second; the final line always does.
+assert_match "$tty_text" 'Uploaded 8\.0 MiB in [0-9.]+m?s \([0-9.]+ (B|KiB|MiB)/s\)' "tty: the upload's rate"
 assert_contains "$tty_out" "ETA " "tty: the bar shows an ETA"
 assert_contains "$tty_out" "${ESC}[K" "tty: the status line erases in place (ESC [ K)"
 assert_contains "$tty_out" "[BUILDING]" "tty: the phase line shows BUILDING"
