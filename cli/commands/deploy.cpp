@@ -107,6 +107,41 @@ common::Result<std::string> production_release(transport::Client& client, const 
     return it != status->end() && it->is_string() ? it->get<std::string>() : std::string();
 }
 
+// Deploying to one host (on its own thread), and rolling it back.
+HostSteps deploy_steps(Context& ctx, const Target& target, const package::SourceTree& tree,
+                       const nlohmann::json& request, const DeployOptions& options) {
+    HostSteps steps;
+    steps.deploy = [&](transport::Client& client, HostRun& run,
+                       output::Printer& out) -> common::Status {
+        Context host_ctx = ctx;
+        host_ctx.out = &out;
+        auto started = std::chrono::steady_clock::now();
+        auto previous = production_release(client, target.app);
+        if (!previous)
+            return previous.error();
+        run.previous = *previous;
+        auto uploaded = upload_blobs(client, tree, out, run.host);
+        if (!uploaded)
+            return uploaded.error();
+        auto created = client.post_json(app_path(target.app) + "/deployments", request);
+        if (!created)
+            return created.error();
+        run.release = created->value("release", "");
+        if (run.release.empty())
+            return common::make_error(common::ErrorKind::internal,
+                                      "the agent created a deployment but did not say its id");
+        out.created(run.host, run.release, created->value("state", "QUEUED"));
+        if (options.no_follow)
+            return {};
+        return follow_release(host_ctx, client, run.host, target.app, run.release, started);
+    };
+    steps.roll_back = [&](transport::Client& client, const HostRun& run,
+                          output::Printer& out) -> common::Status {
+        return promote(client, out, run.host, target.app, {{"release", run.previous}});
+    };
+    return steps;
+}
+
 } // namespace
 
 common::Status deploy(Context& ctx, const DeployOptions& options) {
@@ -134,35 +169,7 @@ common::Status deploy(Context& ctx, const DeployOptions& options) {
     auto request = deployment_request(*target, *tree);
     ctx.out->set_several_hosts(fleet->several);
 
-    HostSteps steps;
-    steps.deploy = [&](transport::Client& client, HostRun& run,
-                       output::Printer& out) -> common::Status {
-        Context host_ctx = ctx;
-        host_ctx.out = &out;
-        auto started = std::chrono::steady_clock::now();
-        auto previous = production_release(client, target->app);
-        if (!previous)
-            return previous.error();
-        run.previous = *previous;
-        auto uploaded = upload_blobs(client, *tree, out, run.host);
-        if (!uploaded)
-            return uploaded.error();
-        auto created = client.post_json(app_path(target->app) + "/deployments", request);
-        if (!created)
-            return created.error();
-        run.release = created->value("release", "");
-        if (run.release.empty())
-            return common::make_error(common::ErrorKind::internal,
-                                      "the agent created a deployment but did not say its id");
-        out.created(run.host, run.release, created->value("state", "QUEUED"));
-        if (options.no_follow)
-            return {};
-        return follow_release(host_ctx, client, run.host, target->app, run.release, started);
-    };
-    steps.roll_back = [&](transport::Client& client, const HostRun& run,
-                          output::Printer& out) -> common::Status {
-        return promote(client, out, run.host, target->app, {{"release", run.previous}});
-    };
+    auto steps = deploy_steps(ctx, *target, *tree, request, options);
     OpenHost open = [&](const HostUrl& url) { return ctx.connect(url, target->ssh, target->tls); };
 
     using output::GroupedOutput;
