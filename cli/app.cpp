@@ -144,9 +144,26 @@ void add_commands(CLI::App& app, Commands& c) {
     deploy->add_flag("--no-follow", c.deploy.no_follow, "Return once the release is queued");
     deploy->add_flag("--dirty", c.deploy.dirty,
                      "Include uncommitted changes (modified and untracked, not ignored, files)");
+    deploy
+        ->add_option("--strategy", c.deploy.strategy,
+                     "Several hosts: parallel (default) or rolling (one at a time, each "
+                     "PRODUCTION before the next); overrides [deploy] strategy")
+        ->check(CLI::IsMember({"parallel", "rolling"}));
+    deploy
+        ->add_option("--max-parallel", c.deploy.max_parallel,
+                     "Several hosts, parallel: at most N at once (default: all); overrides "
+                     "[deploy] max_parallel")
+        ->type_name("N")
+        ->check(CLI::Range(1, 1000));
+    deploy->add_flag("--no-rollback", c.deploy.no_rollback,
+                     "Several hosts: when one fails, leave the hosts that switched on the new "
+                     "release (default: roll them back)");
     deploy->footer("Examples:\n  deployctl deploy\n  deployctl deploy apps/web -t staging\n"
                    "  deployctl deploy --host http://127.0.0.1:7070 --dirty\n"
-                   "  deployctl deploy --json --no-follow   # in CI\n");
+                   "  deployctl deploy --json --no-follow   # in CI\n"
+                   "  deployctl deploy -t production --strategy rolling\n\n"
+                   "With several hosts: see docs/multi-host.md (strategies, rollback, exit "
+                   "codes).\n");
 
     app.add_subcommand("status", "Show the PRODUCTION release, its URL and recent releases")
         ->footer("Examples:\n  deployctl status\n  deployctl status --json | jq -r .url\n");

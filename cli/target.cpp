@@ -141,17 +141,25 @@ common::Result<Target> resolve_target(const Context& ctx, const fs::path& dir, C
     return target;
 }
 
-common::Status for_each_host(Context& ctx, const Target& target, OnError on_error,
-                             const HostFn& fn) {
+common::Result<std::vector<HostUrl>> host_urls(const Target& target) {
     std::vector<HostUrl> urls;
     for (const auto& host : target.hosts) {
         auto url = parse_host_url(host);
         if (!url)
             return url.error();
         if (auto st = check_transport(*url); !st)
-            return st;
+            return st.error();
         urls.push_back(std::move(*url));
     }
+    return urls;
+}
+
+common::Status for_each_host(Context& ctx, const Target& target, OnError on_error, const HostFn& fn,
+                             std::map<std::string, common::Error>* errors) {
+    auto parsed = host_urls(target);
+    if (!parsed)
+        return parsed.error();
+    const auto& urls = *parsed;
     bool several = urls.size() > 1;
     ctx.out->set_several_hosts(several);
     common::Status first;
@@ -160,6 +168,8 @@ common::Status for_each_host(Context& ctx, const Target& target, OnError on_erro
         auto st = client ? fn(**client, url.base_url) : common::Status(client.error());
         if (st)
             continue;
+        if (errors)
+            errors->emplace(url.base_url, st.error());
         if (several) {
             ctx.out->error(st.error(), url.base_url);
             ctx.error_reported = true;

@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -29,13 +30,18 @@ struct Target {
 common::Result<Target> resolve_target(const Context& ctx, const std::filesystem::path& dir,
                                       ConfigNeed need);
 
+// The target's hosts, parsed and checked (plain http:// only to loopback) before any
+// is contacted.
+common::Result<std::vector<HostUrl>> host_urls(const Target& target);
+
 enum class OnError { stop, keep_going };
 using HostFn = std::function<common::Status(transport::Client& client, const std::string& host)>;
 
 // Runs `fn` against each agent in turn. All URLs are checked before the first
-// is contacted. With several agents, errors are printed as they happen.
-common::Status for_each_host(Context& ctx, const Target& target, OnError on_error,
-                             const HostFn& fn);
+// is contacted. With several agents, errors are printed as they happen, and
+// also kept in `errors` (by host URL) when given.
+common::Status for_each_host(Context& ctx, const Target& target, OnError on_error, const HostFn& fn,
+                             std::map<std::string, common::Error>* errors = nullptr);
 
 // Release ids are v1, v2, ...: anything else is a usage error.
 common::Status check_release_id(const std::string& id);

@@ -92,7 +92,9 @@ Status read_static(const Reader& r, const toml::table& t, StaticConfig& out) {
 }
 
 Status read_deploy(const Reader& r, const toml::table& t, DeploySettings& out) {
-    if (auto ok = r.check_keys(t, "[deploy]", {"keep", "drain", "idle_stop"}); !ok)
+    if (auto ok =
+            r.check_keys(t, "[deploy]", {"keep", "drain", "idle_stop", "strategy", "max_parallel"});
+        !ok)
         return ok;
     if (const auto* n = t.get("keep")) {
         std::int64_t keep = 0;
@@ -103,6 +105,24 @@ Status read_deploy(const Reader& r, const toml::table& t, DeploySettings& out) {
         TRY_ASSIGN(out.drain, r.duration_at(*n, "deploy.drain"));
     if (const auto* n = t.get("idle_stop"))
         TRY_ASSIGN(out.idle_stop, r.duration_at(*n, "deploy.idle_stop"));
+    if (const auto* n = t.get("strategy")) {
+        std::string text;
+        TRY_ASSIGN(text, r.string_at(*n, "deploy.strategy"));
+        auto strategy = parse_strategy(text);
+        if (!strategy) {
+            std::string message = fmt::format(
+                "deploy.strategy must be \"parallel\" or \"rolling\", not \"{}\"", text);
+            if (auto guess = closest_match(text, {"parallel", "rolling"}))
+                message += fmt::format("; did you mean \"{}\"?", *guess);
+            return r.error_at(n->source(), message);
+        }
+        out.strategy = *strategy;
+    }
+    if (const auto* n = t.get("max_parallel")) {
+        std::int64_t max = 0;
+        TRY_ASSIGN(max, r.integer_at(*n, "deploy.max_parallel", 1, 1000));
+        out.max_parallel = static_cast<int>(max);
+    }
     return {};
 }
 
@@ -278,6 +298,14 @@ Result<AppConfig> load_config(const std::filesystem::path& path) {
     if (!text)
         return make_error(ErrorKind::config, text.error().message);
     return parse_config(*text, path.filename().string());
+}
+
+std::optional<DeployStrategy> parse_strategy(std::string_view text) {
+    if (text == "parallel")
+        return DeployStrategy::parallel;
+    if (text == "rolling")
+        return DeployStrategy::rolling;
+    return std::nullopt;
 }
 
 bool is_valid_app_name(std::string_view name) {

@@ -42,11 +42,19 @@ struct StaticConfig {
     bool spa = false;
 };
 
+// How `deployctl deploy` goes over a target's hosts (docs/multi-host.md).
+enum class DeployStrategy { parallel, rolling };
+
 struct DeploySettings {
     int keep = 5;
     std::chrono::milliseconds drain{10000};
     std::chrono::milliseconds idle_stop{0}; // 0 = never scale to zero
+    DeployStrategy strategy = DeployStrategy::parallel;
+    int max_parallel = 0; // hosts deployed at once in parallel mode; 0 = all of them
 };
+
+// "parallel" / "rolling"; nullopt for anything else.
+std::optional<DeployStrategy> parse_strategy(std::string_view text);
 
 struct TargetConfig {
     std::string name;

@@ -13,6 +13,10 @@ struct DeployOptions {
     std::string dir = ".";
     bool no_follow = false;
     bool dirty = false;
+    // Several hosts (docs/multi-host.md): override [deploy] strategy / max_parallel.
+    std::string strategy; // "" = deploy.toml's (default parallel)
+    int max_parallel = 0; // 0 = deploy.toml's (default: all hosts)
+    bool no_rollback = false;
 };
 
 struct LogsOptions {

@@ -3,6 +3,8 @@
 
 #include <cli/commands/commands.hpp>
 #include <cli/commands/steps.hpp>
+#include <cli/fleet.hpp>
+#include <cli/output/grouped.hpp>
 #include <cli/target.hpp>
 #include <common/config.hpp>
 #include <common/hash.hpp>
@@ -10,6 +12,10 @@
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <iostream>
+#include <unistd.h>
 
 namespace cli::commands {
 
@@ -62,12 +68,93 @@ common::Status use_deployed_config(Context& ctx, Target& target, const package::
     return {};
 }
 
+// How to go over the hosts: deploy.toml's [deploy], then the command line.
+common::Result<FleetOptions> fleet_options(const Target& target, const DeployOptions& options,
+                                           std::size_t hosts) {
+    FleetOptions fleet;
+    if (target.config) {
+        fleet.strategy = target.config->deploy.strategy;
+        fleet.max_parallel = target.config->deploy.max_parallel;
+    }
+    if (!options.strategy.empty()) {
+        auto strategy = common::parse_strategy(options.strategy);
+        if (!strategy)
+            return common::make_error(common::ErrorKind::usage,
+                                      "--strategy must be parallel or rolling");
+        fleet.strategy = *strategy;
+    }
+    if (options.max_parallel > 0)
+        fleet.max_parallel = options.max_parallel;
+    fleet.rollback = !options.no_rollback;
+    fleet.follow = !options.no_follow;
+    fleet.several = hosts > 1;
+    if (!fleet.follow && fleet.strategy == common::DeployStrategy::rolling && hosts > 1)
+        return common::make_error(common::ErrorKind::usage,
+                                  "--no-follow and a rolling deploy exclude each other: each host "
+                                  "must reach PRODUCTION before the next starts");
+    return fleet;
+}
+
+// The PRODUCTION release of the app on one agent ("" when none, or the app is new).
+common::Result<std::string> production_release(transport::Client& client, const std::string& app) {
+    auto status = client.get_json(app_path(app));
+    if (!status) {
+        if (status.error().kind == common::ErrorKind::not_found)
+            return std::string();
+        return status.error();
+    }
+    auto it = status->find("production");
+    return it != status->end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
+// Deploying to one host (on its own thread), and rolling it back.
+HostSteps deploy_steps(Context& ctx, const Target& target, const package::SourceTree& tree,
+                       const nlohmann::json& request, const DeployOptions& options) {
+    HostSteps steps;
+    steps.deploy = [&](transport::Client& client, HostRun& run,
+                       output::Printer& out) -> common::Status {
+        Context host_ctx = ctx;
+        host_ctx.out = &out;
+        auto started = std::chrono::steady_clock::now();
+        auto previous = production_release(client, target.app);
+        if (!previous)
+            return previous.error();
+        run.previous = *previous;
+        auto uploaded = upload_blobs(client, tree, out, run.host);
+        if (!uploaded)
+            return uploaded.error();
+        auto created = client.post_json(app_path(target.app) + "/deployments", request);
+        if (!created)
+            return created.error();
+        run.release = created->value("release", "");
+        if (run.release.empty())
+            return common::make_error(common::ErrorKind::internal,
+                                      "the agent created a deployment but did not say its id");
+        out.created(run.host, run.release, created->value("state", "QUEUED"));
+        if (options.no_follow)
+            return {};
+        return follow_release(host_ctx, client, run.host, target.app, run.release, started);
+    };
+    steps.roll_back = [&](transport::Client& client, const HostRun& run,
+                          output::Printer& out) -> common::Status {
+        return promote(client, out, run.host, target.app, {{"release", run.previous}});
+    };
+    return steps;
+}
+
 } // namespace
 
 common::Status deploy(Context& ctx, const DeployOptions& options) {
+    auto t0 = std::chrono::steady_clock::now();
     auto target = resolve_target(ctx, options.dir, ConfigNeed::required);
     if (!target)
         return target.error();
+    auto urls = host_urls(*target);
+    if (!urls)
+        return urls.error();
+    auto fleet = fleet_options(*target, options, urls->size());
+    if (!fleet)
+        return fleet.error();
     auto tree = package::package_source(options.dir, options.dirty ? package::Mode::dirty
                                                                    : package::Mode::committed);
     if (!tree)
@@ -80,25 +167,25 @@ common::Status deploy(Context& ctx, const DeployOptions& options) {
     if (auto st = use_deployed_config(ctx, *target, *tree); !st)
         return st;
     auto request = deployment_request(*target, *tree);
-    return for_each_host(
-        ctx, *target, OnError::stop,
-        [&](transport::Client& client, const std::string& host) -> common::Status {
-            auto started = std::chrono::steady_clock::now();
-            auto uploaded = upload_blobs(client, *tree, *ctx.out, host);
-            if (!uploaded)
-                return uploaded.error();
-            auto created = client.post_json(app_path(target->app) + "/deployments", request);
-            if (!created)
-                return created.error();
-            std::string release = created->value("release", "");
-            if (release.empty())
-                return common::make_error(common::ErrorKind::internal,
-                                          "the agent created a deployment but did not say its id");
-            ctx.out->created(host, release, created->value("state", "QUEUED"));
-            if (options.no_follow)
-                return {};
-            return follow_release(ctx, client, host, target->app, release, started);
-        });
+    ctx.out->set_several_hosts(fleet->several);
+
+    auto steps = deploy_steps(ctx, *target, *tree, request, options);
+    OpenHost open = [&](const HostUrl& url) { return ctx.connect(url, target->ssh, target->tls); };
+
+    using output::GroupedOutput;
+    bool tty = !ctx.global.json && !ctx.global.quiet && fleet->several && isatty(STDOUT_FILENO);
+    GroupedOutput grouped(
+        *ctx.out, ctx.global.json ? GroupedOutput::Mode::immediate : GroupedOutput::Mode::grouped,
+        tty ? &std::cout : nullptr);
+    auto runs = run_fleet(*urls, open, steps, *fleet, grouped);
+    auto result = fleet_result(runs);
+    if (!fleet->several)
+        return runs.front().error ? common::Status(*runs.front().error) : result;
+    auto elapsed =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
+            .count();
+    ctx.out->summary(summarize(runs, *fleet, elapsed));
+    return result;
 }
 
 } // namespace cli::commands

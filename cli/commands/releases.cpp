@@ -1,24 +1,54 @@
-// deployctl releases: every stored release of the app, newest first.
+// deployctl releases: every stored release of the app, newest first; with several hosts,
+// each host's, then a table that shows whether they differ.
 
 #include <cli/commands/commands.hpp>
+#include <cli/fleet.hpp>
 #include <cli/target.hpp>
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 namespace cli::commands {
+
+namespace {
+
+HostView view_of(const std::string& host, const nlohmann::json& list) {
+    HostView view;
+    view.host = host;
+    std::size_t count = list.is_array() ? list.size() : 0;
+    std::string ids;
+    if (list.is_array())
+        for (const auto& r : list) {
+            if (r.value("state", "") == "PRODUCTION")
+                view.production = r.value("id", "");
+            ids += (ids.empty() ? "" : " ") + r.value("id", "");
+        }
+    view.note =
+        fmt::format("{} release{}{}", count, count == 1 ? "" : "s", ids.empty() ? "" : ": " + ids);
+    return view;
+}
+
+} // namespace
 
 common::Status releases(Context& ctx) {
     auto target = resolve_target(ctx, ".", ConfigNeed::optional);
     if (!target)
         return target.error();
-    return for_each_host(ctx, *target, OnError::keep_going,
-                         [&](transport::Client& client, const std::string& host) -> common::Status {
-                             auto answer = client.get_json(app_path(target->app) + "/releases");
-                             if (!answer)
-                                 return answer.error();
-                             ctx.out->releases(host, *answer);
-                             return {};
-                         });
+    std::map<std::string, HostView> views;
+    std::map<std::string, common::Error> errors;
+    auto result = for_each_host(
+        ctx, *target, OnError::keep_going,
+        [&](transport::Client& client, const std::string& host) -> common::Status {
+            auto answer = client.get_json(app_path(target->app) + "/releases");
+            if (!answer)
+                return answer.error();
+            ctx.out->releases(host, *answer);
+            views[host] = view_of(host, *answer);
+            return {};
+        },
+        &errors);
+    report_hosts(ctx, *target, "releases", views, errors);
+    return result;
 }
 
 } // namespace cli::commands

@@ -1,24 +1,43 @@
-// deployctl status: the app's PRODUCTION release, URL and recent releases.
+// deployctl status: the app's PRODUCTION release, URL and recent releases; with several
+// hosts, each host's, then a table that shows whether they differ.
 
 #include <cli/commands/commands.hpp>
+#include <cli/fleet.hpp>
 #include <cli/target.hpp>
 
 #include <nlohmann/json.hpp>
 
 namespace cli::commands {
 
+namespace {
+
+std::string string_at(const nlohmann::json& object, const char* key) {
+    auto it = object.find(key);
+    return it != object.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
+} // namespace
+
 common::Status status(Context& ctx) {
     auto target = resolve_target(ctx, ".", ConfigNeed::optional);
     if (!target)
         return target.error();
-    return for_each_host(ctx, *target, OnError::keep_going,
-                         [&](transport::Client& client, const std::string& host) -> common::Status {
-                             auto answer = client.get_json(app_path(target->app));
-                             if (!answer)
-                                 return answer.error();
-                             ctx.out->status(host, *answer);
-                             return {};
-                         });
+    std::map<std::string, HostView> views;
+    std::map<std::string, common::Error> errors;
+    auto result = for_each_host(
+        ctx, *target, OnError::keep_going,
+        [&](transport::Client& client, const std::string& host) -> common::Status {
+            auto answer = client.get_json(app_path(target->app));
+            if (!answer)
+                return answer.error();
+            ctx.out->status(host, *answer);
+            views[host] = HostView{host, string_at(*answer, "production"),
+                                   string_at(*answer, "url"), std::nullopt};
+            return {};
+        },
+        &errors);
+    report_hosts(ctx, *target, "status", views, errors);
+    return result;
 }
 
 } // namespace cli::commands

@@ -4,6 +4,8 @@
 #include <cli/context.hpp>
 #include <cli/package/git_tree.hpp>
 
+#include <nlohmann/json_fwd.hpp>
+
 #include <chrono>
 #include <string>
 
@@ -18,5 +20,10 @@ common::Result<output::UploadStats> upload_blobs(transport::Client& client,
 common::Status follow_release(Context& ctx, transport::Client& client, const std::string& host,
                               const std::string& app, const std::string& release,
                               std::chrono::steady_clock::time_point started);
+
+// POST /v1/apps/APP/rollback with `body` ({} or {"release": ID}) and reports the release
+// that is live again (rollback.cpp).
+common::Status promote(transport::Client& client, output::Printer& out, const std::string& host,
+                       const std::string& app, const nlohmann::json& body);
 
 } // namespace cli::commands

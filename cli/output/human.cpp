@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <map>
 #include <mutex>
 #include <ostream>
@@ -56,7 +57,11 @@ class HumanPrinter final : public Printer {
                 m_out, m_style.color, [] { return terminal_width(STDOUT_FILENO).value_or(80); });
     }
 
-    void set_several_hosts(bool several) override { m_style.show_host = several; }
+    void set_several_hosts(bool several) override {
+        m_style.show_host = several;
+        if (several)
+            m_live.reset(); // several hosts: GroupedOutput's phase line shows them all
+    }
     void warning(std::string_view message) override {
         if (!m_style.quiet)
             line(m_err, "", paint(Color::yellow, "warning:") + " " + std::string(message));
@@ -137,6 +142,7 @@ class HumanPrinter final : public Printer {
             m_live->finish(host);
         line(m_err, host_prefix(host), paint(Color::red, "error:") + " " + error.message);
     }
+    void summary(const Summary& summary) override;
 
   private:
     std::string paint(Color c, std::string_view text) const {
@@ -238,6 +244,68 @@ void HumanPrinter::agent_event(const std::string& host, const json& event) {
             text += ": " + msg;
         line(m_out, host_prefix(host), paint(Color::dim, "health |") + " " + text);
     }
+}
+
+Color state_color(const std::string& state) {
+    if (state == "PRODUCTION")
+        return Color::green;
+    if (state == "FAILED" || state == "UNREACHABLE" || state == "ERROR" ||
+        state == "ROLLBACK_FAILED")
+        return Color::red;
+    if (state == "ROLLED_BACK" || state == "KEPT" || state == "NOT_STARTED")
+        return Color::yellow;
+    return Color::none;
+}
+
+// What a row's RELEASE column says: "v4", "v4 -> v3" after a rollback, "-" for none.
+std::string release_cell(const SummaryRow& row) {
+    std::string cell = row.release.empty() ? "-" : row.release;
+    if (row.state == "ROLLED_BACK" && !row.previous.empty())
+        cell += " -> " + row.previous;
+    return cell;
+}
+
+void HumanPrinter::summary(const Summary& s) {
+    if (m_style.quiet && s.ok && s.consistent)
+        return;
+    std::size_t host_width = 4, release_width = 7, state_width = 5;
+    for (const auto& row : s.rows) {
+        host_width = std::max(host_width, row.host.size());
+        release_width = std::max(release_width, release_cell(row).size());
+        state_width = std::max(state_width, row.state.size());
+    }
+    const bool deploy = s.command == "deploy";
+    const auto cells = [&](const std::string& host, const std::string& release,
+                           const std::string& state, const std::string& last) {
+        return fmt::format("{:<{}}  {:<{}}  {:<{}}  {}", host, host_width, release, release_width,
+                           state, state_width, last);
+    };
+    m_out << '\n';
+    line(m_out, "",
+         paint(Color::bold,
+               cells("HOST", deploy ? "RELEASE" : "PRODUCTION", "STATE", deploy ? "TIME" : "")));
+    for (const auto& row : s.rows) {
+        std::string last = row.elapsed_ms ? format_elapsed(*row.elapsed_ms) : "";
+        if (!row.note.empty())
+            last += (last.empty() ? "" : "  ") + row.note;
+        std::string state = fmt::format("{:<{}}", row.state, state_width);
+        line(m_out, "",
+             fmt::format("{:<{}}  {:<{}}  {}  {}", row.host, host_width, release_cell(row),
+                         release_width, paint(state_color(row.state), state), last));
+    }
+    if (!deploy) {
+        if (!s.consistent)
+            line(m_err, "",
+                 paint(Color::yellow, "warning:") +
+                     " the hosts differ: they do not all have the same PRODUCTION release");
+        return;
+    }
+    std::size_t live = 0;
+    for (const auto& row : s.rows)
+        live += row.state == "PRODUCTION" || row.state == "QUEUED" || row.state == "KEPT";
+    std::string verdict = fmt::format("{} of {} hosts live ({}, took {})", live, s.rows.size(),
+                                      s.strategy, format_elapsed(s.elapsed_ms));
+    step("", s.ok ? paint(Color::green, verdict) : paint(Color::red, verdict));
 }
 
 void HumanPrinter::release_line(const std::string& host, const json& r) {

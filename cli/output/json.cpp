@@ -110,6 +110,7 @@ class JsonPrinter final : public Printer {
     }
     // No progress events: `upload` reports the totals once the blobs are up.
     void upload_progress(const std::string&, std::uint64_t, std::uint64_t) override {}
+    void summary(const Summary& summary) override { emit(summary_event(summary)); }
 
   private:
     static json with_event(const json& object, const char* event, const std::string& host) {
@@ -213,6 +214,26 @@ json status_object(const json& status, const std::string& host) {
             {"domains", status.value("domains", json::array())},
             {"releases", releases},
             {"host", host}};
+}
+
+json summary_event(const Summary& s) {
+    json hosts = json::array();
+    for (const auto& row : s.rows) {
+        json object = {{"host", row.host},
+                       {"release", string_or_null(row.release)},
+                       {"state", row.state},
+                       {"previous", string_or_null(row.previous)},
+                       {"elapsed_ms", row.elapsed_ms ? json(*row.elapsed_ms) : json(nullptr)},
+                       {"note", string_or_null(row.note)}};
+        hosts.push_back(std::move(object));
+    }
+    json event = {{"event", "summary"},         {"command", s.command}, {"ok", s.ok},
+                  {"consistent", s.consistent}, {"hosts", hosts},       {"exit_code", s.exit_code}};
+    if (s.command == "deploy") {
+        event["strategy"] = s.strategy;
+        event["elapsed_ms"] = s.elapsed_ms;
+    }
+    return event;
 }
 
 std::unique_ptr<Printer> make_json_printer(std::ostream& out, std::ostream& err) {

@@ -25,5 +25,7 @@ nlohmann::json passthrough_event(const nlohmann::json& event, const std::string&
 nlohmann::json release_row(const nlohmann::json& release, const std::string& host);
 // {app, production, url, releases, host} from a status object.
 nlohmann::json status_object(const nlohmann::json& status, const std::string& host);
+// {"event":"summary", command, ok, consistent, hosts: [...], exit_code} (docs/json.md).
+nlohmann::json summary_event(const Summary& summary);
 
 } // namespace cli::output

@@ -14,6 +14,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace cli::output {
 
@@ -43,6 +44,27 @@ struct DoneInfo {
     std::optional<std::string> error;
     std::int64_t elapsed_ms = 0;
     std::string previous; // rollback only
+};
+
+// One host's line of the table that ends a command run over several hosts.
+struct SummaryRow {
+    std::string host;
+    std::string release;  // deploy: the release created; status/releases: the PRODUCTION one
+    std::string state;    // deploy: PRODUCTION, QUEUED, FAILED, ROLLED_BACK, ROLLBACK_FAILED,
+                          // KEPT, NOT_STARTED, UNREACHABLE, ERROR; status: PRODUCTION, NONE, ...
+    std::string previous; // deploy: PRODUCTION before the deploy (live again when ROLLED_BACK)
+    std::optional<std::int64_t> elapsed_ms;
+    std::string note; // why (the error), or what happened
+};
+
+struct Summary {
+    std::string command;  // "deploy", "status", "releases"
+    std::string strategy; // deploy: "parallel" or "rolling"
+    std::vector<SummaryRow> rows;
+    bool ok = true;         // every host did what was asked
+    bool consistent = true; // every host has the same PRODUCTION release
+    int exit_code = 0;
+    std::int64_t elapsed_ms = 0; // deploy: the whole run
 };
 
 class Printer {
@@ -84,6 +106,9 @@ class Printer {
     // the printer throttles (a redrawn bar on a terminal, nothing elsewhere).
     virtual void upload_progress(const std::string& host, std::uint64_t bytes_sent,
                                  std::uint64_t bytes_total) = 0;
+    // The end of a command over several hosts (cli/fleet.hpp): a table for people, a
+    // `summary` event for scripts (docs/json.md, docs/multi-host.md).
+    virtual void summary(const Summary& summary) = 0;
 };
 
 struct HumanStyle {

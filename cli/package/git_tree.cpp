@@ -5,6 +5,8 @@
 #include <fmt/format.h>
 #include <git2.h>
 
+#include <mutex>
+
 namespace cli::package {
 
 namespace {
@@ -87,6 +89,7 @@ struct SourceTree::Impl {
     bool dirty = false;
     std::size_t uncommitted = 0;
     std::vector<std::string> warnings;
+    std::mutex read_mutex; // read() is called from one thread per host (cli/fleet.hpp)
 
     ~Impl() { git_repository_free(repo); }
 };
@@ -121,6 +124,7 @@ common::Result<std::string> SourceTree::read(const std::string& digest) const {
         return common::make_error(ErrorKind::internal, "no file with digest " + digest);
     if (!it->second.disk_path.empty())
         return common::read_file(it->second.disk_path);
+    std::lock_guard lock(m_impl->read_mutex);
     git_oid oid;
     git_blob* blob = nullptr;
     if (git_oid_fromstr(&oid, it->second.git_oid.c_str()) != 0 ||

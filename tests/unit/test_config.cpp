@@ -354,3 +354,39 @@ TEST_CASE("a missing app names the file, with no line to point at") {
     CHECK(config.error().message.rfind("deploy.toml: missing required key 'app'", 0) == 0);
     CHECK(config.error().message.find('^') == std::string::npos);
 }
+TEST_CASE("parse_config: [deploy] strategy and max_parallel") {
+    SUBCASE("defaults: parallel, every host at once") {
+        auto config = common::parse_config("app = \"a1\"\n", "deploy.toml");
+        REQUIRE(config.ok());
+        CHECK(config->deploy.strategy == common::DeployStrategy::parallel);
+        CHECK(config->deploy.max_parallel == 0);
+    }
+    SUBCASE("set") {
+        auto config = common::parse_config(
+            "app = \"a1\"\n[deploy]\nstrategy = \"rolling\"\nmax_parallel = 2\n", "deploy.toml");
+        REQUIRE(config.ok());
+        CHECK(config->deploy.strategy == common::DeployStrategy::rolling);
+        CHECK(config->deploy.max_parallel == 2);
+    }
+    SUBCASE("a strategy typo suggests the closest") {
+        auto config =
+            common::parse_config("app = \"a1\"\n[deploy]\nstrategy = \"rollin\"\n", "deploy.toml");
+        REQUIRE_FALSE(config.ok());
+        CHECK(config.error().message.rfind("deploy.toml:3:12: deploy.strategy must be "
+                                           "\"parallel\" or \"rolling\", not \"rollin\"; did "
+                                           "you mean \"rolling\"?",
+                                           0) == 0);
+    }
+    SUBCASE("max_parallel below 1") {
+        auto config =
+            common::parse_config("app = \"a1\"\n[deploy]\nmax_parallel = 0\n", "deploy.toml");
+        REQUIRE_FALSE(config.ok());
+        CHECK(config.error().message.find("deploy.toml:3:16: deploy.max_parallel") == 0);
+    }
+    SUBCASE("a key typo suggests max_parallel") {
+        auto config =
+            common::parse_config("app = \"a1\"\n[deploy]\nmax_paralel = 2\n", "deploy.toml");
+        REQUIRE_FALSE(config.ok());
+        CHECK(config.error().message.find("did you mean 'max_parallel'?") != std::string::npos);
+    }
+}

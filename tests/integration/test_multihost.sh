@@ -1,0 +1,166 @@
+#!/usr/bin/env bash
+# A target with several hosts (docs/multi-host.md): parallel and rolling deploys to three
+# real agents, output grouped per host, the summary, a failing host (health check, or no
+# agent at all) rolling the switched hosts back, --no-rollback, and status/releases over
+# every host.
+source "$(dirname "$0")/lib.sh"
+require_binaries
+
+start_agent a
+start_agent b
+start_agent c
+# Three agents, three admin tokens: deployctl takes each from the credentials file.
+unset DEPLOYCTL_TOKEN
+APP=hello
+ALL="\"$A_URL\", \"$B_URL\", \"$C_URL\""
+# With BREAK_HEALTH=1 (set on one agent only with `env set --host`), /healthz is gone.
+BREAKABLE_RUN='if [ "$BREAK_HEALTH" = 1 ]; then rm -f public/healthz; fi; exec busybox httpd -f -p 127.0.0.1:$PORT -h public'
+make_app_repo hello hosts="$ALL" run="$BREAKABLE_RUN" health_timeout=3s
+dc() { "$DEPLOYCTL_BIN" -C "$REPO" --no-color "$@"; }
+prod_on() { acurl -s "$1/v1/apps/hello" | jq -r '.production // empty' 2>/dev/null || true; }
+count_on() { acurl -s "$1/v1/apps/hello/releases" | jq -r 'if type == "array" then length else 0 end' 2>/dev/null || echo 0; }
+serving_everywhere() {
+    expect_serving $APP "$1" "$2: a serves it" "$A_PROXY_PORT"
+    expect_serving $APP "$1" "$2: b serves it" "$B_PROXY_PORT"
+    expect_serving $APP "$1" "$2: c serves it" "$C_PROXY_PORT"
+}
+# contiguous FILE HOST: the lines prefixed [HOST] form one block.
+contiguous() {
+    local lines first last n
+    lines=$(grep -nF "[$2] " "$1" | cut -d: -f1)
+    n=$(grep -c . <<<"$lines")
+    first=$(head -n1 <<<"$lines")
+    last=$(tail -n1 <<<"$lines")
+    ((n > 1 && last - first + 1 == n))
+}
+no_escapes() { ! grep -q $'\033' "$1" && ! grep -q $'\r' "$1"; }
+
+# --- parallel, the first deploy: every host gets v1 ---------------------------------
+assert_exit 0 dc deploy
+for h in "$A_URL" "$B_URL" "$C_URL"; do
+    assert_eq v1 "$(prod_on "$h")" "parallel: $h has v1 in production"
+done
+serving_everywhere "hello from 1" "parallel v1"
+cp "$OUT_FILE" "$TEST_TMP/parallel.out"
+cat "$ERR_FILE" >>"$TEST_TMP/parallel.out"
+for h in "$A_URL" "$B_URL" "$C_URL"; do
+    assert_true "parallel, no TTY: $h's lines are one block" contiguous "$OUT_FILE" "$h"
+done
+assert_true "parallel, no TTY: no escape codes, no carriage returns" no_escapes "$TEST_TMP/parallel.out"
+assert_match "$OUT" "^HOST +RELEASE +STATE +TIME" "parallel: the summary table's header"
+for h in "$A_URL" "$B_URL" "$C_URL"; do
+    assert_match "$OUT" "^$h +v1 +PRODUCTION " "parallel: the summary row of $h"
+done
+assert_contains "$OUT" "3 of 3 hosts live (parallel" "parallel: the verdict"
+
+# --- rolling: host 2 starts only once host 1 is PRODUCTION ---------------------------
+commit_change "$REPO" "Version 2" VERSION 2
+assert_exit 0 dc --json deploy --strategy rolling
+J=$OUT_FILE
+assert_true "rolling --json: every line is a JSON object" jq -e . "$J" >/dev/null
+serving_everywhere "hello from 2" "rolling v2"
+live_ts() { jq -r --arg h "$1" 'select(.event == "state" and .host == $h and .state == "PRODUCTION") | .ts' "$J" | head -n1; }
+first_ts() { jq -r --arg h "$1" 'select(.event == "state" and .host == $h) | .ts' "$J" | head -n1; }
+a_live=$(live_ts "$A_URL") b_first=$(first_ts "$B_URL") b_live=$(live_ts "$B_URL") c_first=$(first_ts "$C_URL")
+assert_ne "" "$a_live" "rolling: a's PRODUCTION event has a time stamp"
+assert_true "rolling: b starts ($b_first) after a is PRODUCTION ($a_live)" test "$b_first" \> "$a_live"
+assert_true "rolling: c starts ($c_first) after b is PRODUCTION ($b_live)" test "$c_first" \> "$b_live"
+assert_eq "$A_URL $B_URL $C_URL" "$(jq -r 'select(.event == "created") | .host' "$J" | paste -sd' ')" \
+    "rolling: created on a, b, c in order"
+S=$(jq -c 'select(.event == "summary")' "$J")
+assert_jq "$S" '.command == "deploy" and .strategy == "rolling" and .ok and .exit_code == 0' \
+    "rolling: the summary event"
+assert_jq "$S" '[.hosts[] | select(.state == "PRODUCTION" and .release == "v2" and .previous == "v1")] | length == 3' \
+    "rolling: the summary has the 3 hosts on v2 (previous v1)"
+assert_jq "$(jq -sc . "$J")" '[.[] | select(.event != "summary" and .event != "package") | has("host")] | all' \
+    "rolling --json: every host's event carries its host"
+rolling_ms=$(jq -r .elapsed_ms <<<"$S")
+
+# The same deploy in parallel, for the figures (nothing new to upload).
+commit_change "$REPO" "Version 3" VERSION 3
+assert_exit 0 dc --json deploy
+parallel_ms=$(jq -r 'select(.event == "summary") | .elapsed_ms' "$OUT_FILE")
+log "3 hosts: rolling ${rolling_ms} ms, parallel ${parallel_ms} ms"
+serving_everywhere "hello from 3" "parallel v3"
+
+# --- a failing host: the others are rolled back to v3 ------------------------------
+assert_exit 0 dc --host "$C_URL" env set BREAK_HEALTH=1
+commit_change "$REPO" "Version 4" VERSION 4
+assert_exit 1 dc --json deploy
+S=$(jq -c 'select(.event == "summary")' "$OUT_FILE")
+assert_jq "$S" '.ok == false and .exit_code == 1' "health fails on c: summary not ok, exit_code 1"
+assert_jq "$S" '.hosts[0].state == "ROLLED_BACK" and .hosts[0].release == "v4" and .hosts[0].previous == "v3"' \
+    "health fails on c: a rolled back from v4 to v3"
+assert_jq "$S" '.hosts[1].state == "ROLLED_BACK"' "health fails on c: b rolled back"
+assert_jq "$S" '.hosts[2].state == "FAILED" and .hosts[2].release == "v4"' "health fails on c: c FAILED"
+assert_eq 2 "$(jq -s '[.[] | select(.event == "done" and .state == "PRODUCTION" and .release == "v3" and .previous == "v4")] | length' "$OUT_FILE")" \
+    "health fails on c: a done event (v3 live again, previous v4) from a and b"
+for h in "$A_URL" "$B_URL" "$C_URL"; do
+    assert_eq v3 "$(prod_on "$h")" "after the rollback: $h has v3 in production"
+done
+serving_everywhere "hello from 3" "after the rollback"
+assert_exit 0 dc --json status
+assert_eq "v3 v3 v3" "$(jq -r 'select(.event != "summary") | .production' "$OUT_FILE" | paste -sd' ')" \
+    "status --json after the rollback: v3 on every host"
+assert_jq "$(jq -c 'select(.event == "summary")' "$OUT_FILE")" '.command == "status" and .consistent' \
+    "status --json: the hosts agree"
+
+# --- rolling with a failing host: the hosts after it are not started --------------
+commit_change "$REPO" "Version 5" VERSION 5
+before_b=$(count_on "$B_URL")
+assert_exit 1 dc --host "$A_URL" --host "$C_URL" --host "$B_URL" deploy --strategy rolling
+assert_true "rolling failure, no TTY: no escape codes, no carriage returns" no_escapes "$OUT_FILE"
+assert_match "$OUT" "^$A_URL +v5 -> v3 +ROLLED_BACK " "rolling failure: a rolled back (summary)"
+assert_match "$OUT" "^$C_URL +v5 +FAILED " "rolling failure: c FAILED (summary)"
+assert_match "$OUT" "^$B_URL +- +NOT_STARTED " "rolling failure: b not started (summary)"
+assert_eq "$before_b" "$(count_on "$B_URL")" "rolling failure: b got no release"
+assert_eq v3 "$(prod_on "$A_URL")" "rolling failure: a back on v3"
+assert_contains "$ERR" "failed on 1 of 3 hosts" "rolling failure: the error says how many hosts failed"
+
+# --- --no-rollback: the switched hosts stay on the new release ---------------------
+# (b skipped v5: from here on its release ids are one behind a's)
+commit_change "$REPO" "Version 6" VERSION 6
+assert_exit 1 dc deploy --no-rollback
+assert_match "$OUT" "^$A_URL +v6 +PRODUCTION .*kept: --no-rollback" "--no-rollback: a kept v6"
+expect_serving $APP "hello from 6" "--no-rollback: a serves v6" "$A_PROXY_PORT"
+expect_serving $APP "hello from 6" "--no-rollback: b serves v6" "$B_PROXY_PORT"
+expect_serving $APP "hello from 3" "--no-rollback: c still serves v3" "$C_PROXY_PORT"
+assert_exit 0 dc status
+assert_match "$OUT" "^$C_URL +v3 +PRODUCTION" "status: the table shows c on v3"
+assert_match "$OUT" "^$A_URL +v6 +PRODUCTION" "status: the table shows a on v6"
+assert_contains "$ERR" "the hosts differ" "status: says the hosts differ"
+assert_exit 0 dc --json releases
+assert_jq "$(jq -c 'select(type == "object" and .event == "summary")' "$OUT_FILE")" \
+    '.command == "releases" and (.consistent | not) and .hosts[0].release == "v6" and .hosts[2].release == "v3"' \
+    "releases --json: the summary shows the PRODUCTION release of each host, and that they differ"
+assert_exit 0 dc --host "$C_URL" env unset BREAK_HEALTH
+
+# --- an unreachable host: exit 3, the others are rolled back ------------------------
+dead=$(free_port)
+b_before=$(prod_on "$B_URL")
+commit_change "$REPO" "Version 7" VERSION 7
+assert_exit 3 dc --host "$A_URL" --host "http://127.0.0.1:$dead" --host "$B_URL" deploy
+assert_match "$OUT" "^http://127.0.0.1:$dead +- +UNREACHABLE " "dead host: UNREACHABLE in the summary"
+assert_match "$OUT" "^$A_URL +v7 -> v6 +ROLLED_BACK " "dead host: a rolled back to v6"
+assert_eq v6 "$(prod_on "$A_URL")" "dead host: a back on v6"
+assert_eq "$b_before" "$(prod_on "$B_URL")" "dead host: b back on $b_before"
+assert_contains "$ERR" "127.0.0.1:$dead" "dead host: the error names it"
+
+# --- [deploy] strategy / max_parallel in deploy.toml ------------------------------
+sed -i 's/^\[deploy\]$/[deploy]\nstrategy = "rollin"/' "$REPO/deploy.toml"
+commit_change "$REPO" "Typo in strategy"
+assert_exit 2 dc deploy
+assert_contains "$ERR" 'did you mean "rolling"' "strategy typo: did you mean"
+assert_match "$ERR" 'deploy.toml:[0-9]+:[0-9]+' "strategy typo: file:line:col"
+sed -i 's/^strategy = "rollin"$/strategy = "rolling"\nmax_parallel = 0/' "$REPO/deploy.toml"
+commit_change "$REPO" "max_parallel 0"
+assert_exit 2 dc deploy
+assert_contains "$ERR" "deploy.max_parallel" "max_parallel = 0: names the key"
+sed -i 's/^max_parallel = 0$/max_parallel = 2/' "$REPO/deploy.toml"
+commit_change "$REPO" "Version 8, rolling from deploy.toml" VERSION 8
+assert_exit 0 dc --json deploy
+assert_jq "$(jq -c 'select(.event == "summary")' "$OUT_FILE")" '.strategy == "rolling" and .ok' \
+    "deploy.toml strategy = \"rolling\" is used"
+serving_everywhere "hello from 8" "rolling from deploy.toml"
+
+log "all $CHECKS checks passed"

@@ -1,0 +1,365 @@
+#include <cli/fleet.hpp>
+#include <cli/output/grouped.hpp>
+#include <cli/output/json_events.hpp>
+
+#include <doctest/doctest.h>
+#include <nlohmann/json.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <mutex>
+#include <set>
+#include <sstream>
+#include <thread>
+
+using cli::HostOutcome;
+using cli::RollbackDecision;
+using common::ErrorKind;
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+namespace out = cli::output;
+
+namespace {
+
+// A client nobody calls: the fake steps below do the work.
+class FakeClient final : public cli::transport::Client {
+  public:
+    explicit FakeClient(std::string url) : m_url(std::move(url)) {}
+    const std::string& url() const override { return m_url; }
+    common::Result<json> get_json(std::string_view) override { return json::object(); }
+    common::Result<json> post_json(std::string_view, const json&) override {
+        return json::object();
+    }
+    common::Result<json> put_blob(std::string_view, std::string_view) override {
+        return json::object();
+    }
+    common::Result<json> remove(std::string_view) override { return json::object(); }
+    common::Status stream_ndjson(std::string_view, const cli::transport::LineHandler&) override {
+        return {};
+    }
+
+  private:
+    std::string m_url;
+};
+
+std::vector<cli::HostUrl> hosts(int n) {
+    std::vector<cli::HostUrl> urls;
+    for (int i = 1; i <= n; ++i) {
+        cli::HostUrl url;
+        url.host = "127.0.0.1";
+        url.port = 7070 + i;
+        url.base_url = "http://127.0.0.1:" + std::to_string(url.port);
+        urls.push_back(url);
+    }
+    return urls;
+}
+
+// A fleet of fake hosts: which fail how, what ran when, at most how many at once.
+struct FakeFleet {
+    std::set<std::string> unreachable;  // open() fails
+    std::set<std::string> failing;      // the deployment fails (health check)
+    std::set<std::string> first_deploy; // no release before
+    std::set<std::string> rollback_fails;
+    int work_ms = 30;
+
+    std::mutex mutex;
+    std::vector<std::string> started, finished, rolled_back;
+    std::map<std::string, Clock::time_point> start_at, end_at;
+    std::atomic<int> running{0}, max_running{0};
+
+    cli::OpenHost open() {
+        return [this](const cli::HostUrl& url)
+                   -> common::Result<std::unique_ptr<cli::transport::Client>> {
+            if (unreachable.count(url.base_url))
+                return common::make_error(ErrorKind::connection, "cannot reach " + url.base_url);
+            return std::unique_ptr<cli::transport::Client>(new FakeClient(url.base_url));
+        };
+    }
+
+    cli::HostSteps steps() {
+        cli::HostSteps s;
+        s.deploy = [this](cli::transport::Client&, cli::HostRun& run,
+                          out::Printer& p) -> common::Status {
+            {
+                std::lock_guard lock(mutex);
+                started.push_back(run.host);
+                start_at[run.host] = Clock::now();
+            }
+            int now = ++running;
+            int seen = max_running.load();
+            while (now > seen && !max_running.compare_exchange_weak(seen, now)) {
+            }
+            run.previous = first_deploy.count(run.host) ? "" : "v1";
+            run.release = "v2";
+            p.created(run.host, "v2", "QUEUED");
+            std::this_thread::sleep_for(std::chrono::milliseconds(work_ms));
+            --running;
+            {
+                std::lock_guard lock(mutex);
+                finished.push_back(run.host);
+                end_at[run.host] = Clock::now();
+            }
+            if (failing.count(run.host))
+                return common::make_error(ErrorKind::failed, "v2 failed: health check");
+            return {};
+        };
+        s.roll_back = [this](cli::transport::Client&, const cli::HostRun& run,
+                             out::Printer&) -> common::Status {
+            std::lock_guard lock(mutex);
+            rolled_back.push_back(run.host + "->" + run.previous);
+            if (rollback_fails.count(run.host))
+                return common::make_error(ErrorKind::connection, "gone");
+            return {};
+        };
+        return s;
+    }
+
+    std::vector<cli::HostRun> run(int n, cli::FleetOptions options) {
+        std::ostringstream o, e;
+        auto printer = out::make_human_printer({}, o, e);
+        out::GroupedOutput grouped(*printer, out::GroupedOutput::Mode::grouped, nullptr);
+        return cli::run_fleet(hosts(n), open(), steps(), options, grouped);
+    }
+};
+
+const std::string h1 = "http://127.0.0.1:7071";
+const std::string h2 = "http://127.0.0.1:7072";
+const std::string h3 = "http://127.0.0.1:7073";
+
+cli::FleetOptions rolling() {
+    cli::FleetOptions o;
+    o.strategy = common::DeployStrategy::rolling;
+    o.several = true;
+    return o;
+}
+
+cli::FleetOptions parallel(int max = 0) {
+    cli::FleetOptions o;
+    o.max_parallel = max;
+    o.several = true;
+    return o;
+}
+
+} // namespace
+
+TEST_CASE("parallelism: rolling is one host at a time, parallel up to max_parallel") {
+    CHECK(cli::parallelism(rolling(), 3) == 1);
+    CHECK(cli::parallelism(parallel(), 3) == 3);
+    CHECK(cli::parallelism(parallel(2), 3) == 2);
+    CHECK(cli::parallelism(parallel(5), 3) == 3);
+    CHECK(cli::parallelism(parallel(), 0) == 0);
+}
+
+TEST_CASE("decide_rollback: only hosts that switched, only when another failed") {
+    cli::HostRun run;
+    run.outcome = HostOutcome::live;
+    run.previous = "v1";
+    run.release = "v2";
+    CHECK(cli::decide_rollback(run, false, true) == RollbackDecision::none);
+    CHECK(cli::decide_rollback(run, true, true) == RollbackDecision::roll_back);
+    CHECK(cli::decide_rollback(run, true, false) == RollbackDecision::keep_no_rollback);
+    run.previous.clear();
+    CHECK(cli::decide_rollback(run, true, true) == RollbackDecision::keep_first_deploy);
+    run.previous = "v1";
+    for (auto outcome : {HostOutcome::failed, HostOutcome::not_started, HostOutcome::unreachable,
+                         HostOutcome::error, HostOutcome::queued}) {
+        run.outcome = outcome;
+        CHECK(cli::decide_rollback(run, true, true) == RollbackDecision::none);
+    }
+}
+
+TEST_CASE("run_fleet in parallel: every host at once, all live, nothing rolled back") {
+    FakeFleet fleet;
+    auto runs = fleet.run(3, parallel());
+    REQUIRE(runs.size() == 3);
+    CHECK(runs[0].host == h1);
+    CHECK(runs[2].host == h3);
+    for (const auto& r : runs)
+        CHECK(r.outcome == HostOutcome::live);
+    CHECK(fleet.max_running == 3);
+    CHECK(fleet.rolled_back.empty());
+    CHECK(cli::fleet_result(runs).ok());
+    auto summary = cli::summarize(runs, parallel(), 100);
+    CHECK(summary.ok);
+    CHECK(summary.consistent);
+    CHECK(summary.strategy == "parallel");
+    CHECK(summary.rows[1].state == "PRODUCTION");
+    CHECK(summary.rows[1].release == "v2");
+}
+
+TEST_CASE("run_fleet in parallel keeps to max_parallel") {
+    FakeFleet fleet;
+    auto runs = fleet.run(4, parallel(2));
+    CHECK(fleet.max_running == 2);
+    CHECK(fleet.started.size() == 4);
+}
+
+TEST_CASE("run_fleet rolling: each host starts after the previous one finished") {
+    FakeFleet fleet;
+    auto runs = fleet.run(3, rolling());
+    CHECK(fleet.max_running == 1);
+    CHECK(fleet.started == std::vector<std::string>{h1, h2, h3});
+    CHECK(fleet.start_at[h2] >= fleet.end_at[h1]);
+    CHECK(fleet.start_at[h3] >= fleet.end_at[h2]);
+    CHECK(runs[1].started_ms >= runs[0].started_ms + runs[0].elapsed_ms);
+}
+
+TEST_CASE("run_fleet rolling, host 2 fails: host 3 never starts, host 1 is rolled back") {
+    FakeFleet fleet;
+    fleet.failing = {h2};
+    auto runs = fleet.run(3, rolling());
+    CHECK(fleet.started == std::vector<std::string>{h1, h2});
+    CHECK(runs[0].outcome == HostOutcome::live);
+    CHECK(runs[1].outcome == HostOutcome::failed);
+    CHECK(runs[2].outcome == HostOutcome::not_started);
+    CHECK(fleet.rolled_back == std::vector<std::string>{h1 + "->v1"});
+    CHECK(runs[0].rolled_back);
+    auto result = cli::fleet_result(runs);
+    REQUIRE_FALSE(result.ok());
+    CHECK(result.error().kind == ErrorKind::failed);
+    CHECK(result.error().message.find("1 of 3 hosts") != std::string::npos);
+    auto summary = cli::summarize(runs, rolling(), 100);
+    CHECK_FALSE(summary.ok);
+    CHECK(summary.exit_code == 1);
+    CHECK(summary.rows[0].state == "ROLLED_BACK");
+    CHECK(summary.rows[0].previous == "v1");
+    CHECK(summary.rows[1].state == "FAILED");
+    CHECK(summary.rows[2].state == "NOT_STARTED");
+    CHECK_FALSE(summary.rows[2].elapsed_ms);
+}
+
+TEST_CASE("run_fleet in parallel, one host unreachable: the others finish, then roll back") {
+    FakeFleet fleet;
+    fleet.unreachable = {h3};
+    auto runs = fleet.run(3, parallel());
+    CHECK(runs[0].outcome == HostOutcome::live);
+    CHECK(runs[1].outcome == HostOutcome::live);
+    CHECK(runs[2].outcome == HostOutcome::unreachable);
+    CHECK(fleet.rolled_back.size() == 2);
+    auto result = cli::fleet_result(runs);
+    REQUIRE_FALSE(result.ok());
+    CHECK(common::exit_code(result.error().kind) == 3);
+    auto summary = cli::summarize(runs, parallel(), 100);
+    CHECK(summary.rows[2].state == "UNREACHABLE");
+    CHECK(summary.rows[0].state == "ROLLED_BACK");
+}
+
+TEST_CASE("run_fleet: a failed deployment outranks an unreachable host in the exit code") {
+    FakeFleet fleet;
+    fleet.unreachable = {h1};
+    fleet.failing = {h2};
+    auto runs = fleet.run(3, parallel());
+    CHECK(cli::fleet_result(runs).error().kind == ErrorKind::failed);
+}
+
+TEST_CASE("run_fleet with --no-rollback leaves the switched hosts live") {
+    FakeFleet fleet;
+    fleet.failing = {h2};
+    auto options = parallel();
+    options.rollback = false;
+    auto runs = fleet.run(3, options);
+    CHECK(fleet.rolled_back.empty());
+    CHECK(runs[0].rollback == RollbackDecision::keep_no_rollback);
+    auto summary = cli::summarize(runs, options, 100);
+    CHECK(summary.rows[0].state == "PRODUCTION");
+    CHECK(summary.rows[0].note == "kept: --no-rollback");
+    CHECK_FALSE(summary.consistent);
+    CHECK(cli::fleet_result(runs).error().kind == ErrorKind::failed);
+}
+
+TEST_CASE("run_fleet: a host on its first deploy has nothing to go back to and is kept") {
+    FakeFleet fleet;
+    fleet.failing = {h2};
+    fleet.first_deploy = {h1};
+    auto runs = fleet.run(3, parallel());
+    CHECK(fleet.rolled_back == std::vector<std::string>{h3 + "->v1"});
+    CHECK(runs[0].rollback == RollbackDecision::keep_first_deploy);
+    auto summary = cli::summarize(runs, parallel(), 100);
+    CHECK(summary.rows[0].state == "PRODUCTION");
+    CHECK(summary.rows[0].note.find("first deploy") != std::string::npos);
+}
+
+TEST_CASE("run_fleet: a failed rollback is reported and fails the deploy") {
+    FakeFleet fleet;
+    fleet.unreachable = {h2};
+    fleet.rollback_fails = {h1};
+    auto runs = fleet.run(2, parallel());
+    REQUIRE(runs[0].rollback_error);
+    CHECK(runs[0].rollback_error->message.find("v2 is still live") != std::string::npos);
+    CHECK(cli::fleet_result(runs).error().kind == ErrorKind::failed);
+    CHECK(cli::summarize(runs, parallel(), 1).rows[0].state == "ROLLBACK_FAILED");
+}
+
+TEST_CASE("GroupedOutput: one host's lines stay together") {
+    std::ostringstream o, e;
+    out::HumanStyle style;
+    style.show_host = true;
+    auto printer = out::make_human_printer(style, o, e);
+    {
+        out::GroupedOutput grouped(*printer, out::GroupedOutput::Mode::grouped, nullptr);
+        auto a = grouped.for_host("a");
+        auto b = grouped.for_host("b");
+        auto c = grouped.for_host("c");
+        a->created("a", "v1", "QUEUED");
+        b->created("b", "v1", "QUEUED");
+        c->created("c", "v1", "QUEUED");
+        b->created("b", "v2", "QUEUED");
+        a->created("a", "v2", "QUEUED");
+        grouped.finish("b"); // a is live: b waits
+        c->created("c", "v2", "QUEUED");
+        grouped.finish("a"); // b's block, then c goes live
+        c->created("c", "v3", "QUEUED");
+        grouped.finish("c");
+    }
+    CHECK(o.str() == "[a] ==> Release v1: QUEUED\n[a] ==> Release v2: QUEUED\n"
+                     "[b] ==> Release v1: QUEUED\n[b] ==> Release v2: QUEUED\n"
+                     "[c] ==> Release v1: QUEUED\n[c] ==> Release v2: QUEUED\n"
+                     "[c] ==> Release v3: QUEUED\n");
+}
+
+TEST_CASE("GroupedOutput: the phase line is drawn and cleared on the terminal only") {
+    std::ostringstream o, e, term;
+    auto printer = out::make_human_printer({}, o, e);
+    out::GroupedOutput grouped(*printer, out::GroupedOutput::Mode::grouped, &term);
+    grouped.for_host("http://127.0.0.1:1");
+    grouped.set_phase("http://127.0.0.1:1", "v2 BUILDING");
+    CHECK(term.str().find("127.0.0.1:1 v2 BUILDING") != std::string::npos);
+    grouped.flush_all();
+    CHECK(term.str().ends_with("\r\033[K"));
+    CHECK(o.str().find('\r') == std::string::npos);
+}
+
+TEST_CASE("compare_hosts: the hosts differ when their PRODUCTION releases do") {
+    std::vector<cli::HostView> same{{"a", "v2", "", std::nullopt}, {"b", "v2", "", std::nullopt}};
+    auto s = cli::compare_hosts("status", same);
+    CHECK(s.consistent);
+    CHECK(s.ok);
+    CHECK(s.rows[0].state == "PRODUCTION");
+    std::vector<cli::HostView> differ{{"a", "v2", "", std::nullopt},
+                                      {"b", "v1", "", std::nullopt},
+                                      {"c", "", "", common::Error{ErrorKind::connection, "down"}}};
+    s = cli::compare_hosts("status", differ);
+    CHECK_FALSE(s.consistent);
+    CHECK_FALSE(s.ok);
+    CHECK(s.exit_code == 3);
+    CHECK(s.rows[2].state == "UNREACHABLE");
+}
+
+TEST_CASE("summary_event carries every host") {
+    out::Summary s;
+    s.command = "deploy";
+    s.strategy = "rolling";
+    s.ok = false;
+    s.exit_code = 1;
+    s.rows.push_back({"h1", "v2", "ROLLED_BACK", "v1", 1200, "rolled back: v1 is live again"});
+    s.rows.push_back({"h2", "v2", "FAILED", "v1", 800, "v2 failed"});
+    auto e = out::summary_event(s);
+    CHECK(e["event"] == "summary");
+    CHECK(e["strategy"] == "rolling");
+    CHECK(e["exit_code"] == 1);
+    CHECK(e["hosts"].size() == 2);
+    CHECK(e["hosts"][0]["state"] == "ROLLED_BACK");
+    CHECK(e["hosts"][0]["previous"] == "v1");
+    CHECK(e["hosts"][1]["elapsed_ms"] == 800);
+}
