@@ -14,6 +14,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace cli::output {
 
@@ -43,6 +44,31 @@ struct DoneInfo {
     std::optional<std::string> error;
     std::int64_t elapsed_ms = 0;
     std::string previous; // rollback only
+};
+
+// deployctl init --list: one template.
+struct TemplateSummary {
+    std::string name;
+    std::string description;
+    std::vector<std::string> files; // "deploy.toml", "Dockerfile"
+};
+
+// What deployctl init did.
+struct InitSummary {
+    std::string dir; // as given ("." by default)
+    std::string app;
+    std::string app_source; // "the folder name \"web\"", "package.json \"name\""
+    std::string template_name;
+    std::string stack;
+    bool detected = false;             // false: --template chose
+    std::vector<std::string> evidence; // why this template, file by file
+    struct File {
+        std::string path; // relative to dir
+        bool replaced = false;
+    };
+    std::vector<File> files;
+    std::vector<std::string> notes; // what to check before deploying
+    std::vector<std::string> next;  // the commands to run next
 };
 
 class Printer {
@@ -79,6 +105,10 @@ class Printer {
     virtual void audit(const std::string& host, const nlohmann::json& list) = 0;
     // `host` is empty when the error is not about one agent.
     virtual void error(const common::Error& error, const std::string& host) = 0;
+    // deployctl init --list: every template.
+    virtual void templates(const std::vector<TemplateSummary>& list) = 0;
+    // deployctl init: what was detected and why, the files written, what to do next.
+    virtual void initialized(const InitSummary& summary) = 0;
 };
 
 struct HumanStyle {
