@@ -54,6 +54,9 @@ namespace {
 using stacks::Found;
 namespace fs = std::filesystem;
 
+// In the first line of every Dockerfile of templates/.
+constexpr std::string_view k_written_by_init = "written by `deployctl init`";
+
 // The FROM images and the EXPOSEd port of a Dockerfile, for the evidence.
 void read_dockerfile(const std::string& text, Detection& d) {
     std::istringstream in(text);
@@ -80,7 +83,9 @@ Found dockerfile(const fs::path& dir) {
     auto text = stacks::read_if_present(dir, "Dockerfile");
     if (!text)
         return text.error();
-    if (!*text)
+    // One that init wrote says nothing about the app: look past it, so that
+    // `init --force` again gives the same template as the first time.
+    if (!*text || (*text)->find(k_written_by_init) != std::string::npos)
         return std::optional<Detection>();
     Detection d;
     d.template_name = "dockerfile";

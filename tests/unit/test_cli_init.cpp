@@ -284,3 +284,15 @@ TEST_CASE("init writes the files, refuses to replace them without --force") {
         CHECK(common::load_config(dir.path() / "deploy.toml")->static_site.has_value());
     }
 }
+
+TEST_CASE("init looks past a Dockerfile it wrote itself") {
+    test::TempDir dir;
+    fs::copy(k_fixtures / "python-flask", dir.path(), fs::copy_options::recursive);
+    auto first = detect_fixture("python-flask");
+    auto files = render(first, "x");
+    REQUIRE(common::atomic_write_file(dir.path() / "Dockerfile", dockerfile_of(files)).ok());
+    auto again = cli::init::detect(dir.path());
+    REQUIRE(again.ok());
+    REQUIRE(again->has_value());
+    CHECK((*again)->template_name == "python-flask");
+}
