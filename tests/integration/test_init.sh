@@ -24,9 +24,12 @@ while read -r name template files; do
         "$name: template $template"
     assert_eq "$files" "$(jq -r '[.files[].path] | join(",")' <<<"$OUT")" "$name: writes $files"
     assert_true "$name: evidence names a file" jq -e '.evidence | length > 0' <<<"$OUT"
-    # deployctl reads the new deploy.toml (a config error would exit 2 before any agent).
-    run "$DEPLOYCTL_BIN" -C "$DIR" releases --host http://127.0.0.1:1
-    assert_eq 3 "$RC" "$name: deployctl accepts the deploy.toml (then cannot reach the agent)"
+    # deployctl reads the new deploy.toml (a config error would exit 2 before any agent);
+    # one template of each kind (the unit tests parse every one).
+    if [[ $name == dockerfile-node || $name == node-vite || $name == python-fastapi-pyproject ]]; then
+        run "$DEPLOYCTL_BIN" -C "$DIR" releases --host http://127.0.0.1:1
+        assert_eq 3 "$RC" "$name: deployctl accepts the deploy.toml (then cannot reach the agent)"
+    fi
 done <<'LIST'
 dockerfile-node dockerfile deploy.toml
 node-next node-next deploy.toml,Dockerfile
