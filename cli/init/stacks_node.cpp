@@ -60,17 +60,21 @@ std::string script(const json& pkg, const char* name) {
 
 struct PackageManager {
     std::string lockfile; // empty: none
-    std::string install;  // in the Dockerfile
+    std::string install;  // on the agent (node-static's build.command)
     std::string run;      // "npm run", "yarn run", "pnpm run"
     std::string prune;    // drop the development dependencies ("" none)
+    // In the Dockerfile: yarn and pnpm come with Node.js through corepack.
+    std::string image_install() const {
+        return install.starts_with("npm") ? install : "corepack enable && " + install;
+    }
 };
 
 PackageManager package_manager(const fs::path& dir) {
     if (exists(dir, "pnpm-lock.yaml"))
-        return {"pnpm-lock.yaml", "corepack enable && pnpm install --frozen-lockfile", "pnpm run",
+        return {"pnpm-lock.yaml", "pnpm install --frozen-lockfile", "pnpm run",
                 "pnpm prune --prod"};
     if (exists(dir, "yarn.lock"))
-        return {"yarn.lock", "corepack enable && yarn install --frozen-lockfile", "yarn run", ""};
+        return {"yarn.lock", "yarn install --frozen-lockfile", "yarn run", ""};
     if (exists(dir, "package-lock.json"))
         return {"package-lock.json", "npm ci", "npm run", "npm prune --omit=dev"};
     return {"", "npm install", "npm run", "npm prune --omit=dev"};
@@ -114,15 +118,11 @@ std::string node_cmd(const fs::path& dir, const json& pkg, const PackageManager&
 void common_vars(const fs::path& dir, const json& pkg, Detection& d) {
     auto pm = package_manager(dir);
     d.vars["package_files"] = pm.lockfile.empty() ? "package.json" : "package.json " + pm.lockfile;
-    d.vars["install_command"] = pm.install;
+    d.vars["install_command"] = pm.image_install();
     d.vars["build_step"] = build_step(pkg, pm);
     if (d.template_name == "node-server")
         d.vars["node_cmd"] = node_cmd(dir, pkg, pm, d);
-    d.vars["build_command"] = fmt::format(
-        "{} && {} build",
-        pm.install.substr(pm.install.find("&& ") == std::string::npos ? 0
-                                                                      : pm.install.find("&& ") + 3),
-        pm.run);
+    d.vars["build_command"] = fmt::format("{} && {} build", pm.install, pm.run);
     if (!pm.lockfile.empty())
         d.evidence.push_back(
             fmt::format("{}: present (its package manager installs)", pm.lockfile));
