@@ -46,6 +46,7 @@ struct Commands {
     commands::EnvOptions env;
     commands::TokenOptions token;
     commands::AuditOptions audit;
+    commands::InitOptions init;
     std::string release;
 };
 
@@ -136,6 +137,25 @@ void add_env_command(CLI::App& app, Commands& c) {
         "your shell history and in the process list.\n");
 }
 
+void add_init_command(CLI::App& app, Commands& c) {
+    auto* init = app.add_subcommand(
+        "init", "Write a commented deploy.toml (and a Dockerfile when the stack needs one) for "
+                "the app in DIR, from the stack it detects");
+    init->add_option("DIR", c.init.dir, "The app's folder (default: .)");
+    init->add_option("--template", c.init.template_name,
+                     "Use this template instead of detecting one (see --list)")
+        ->type_name("NAME");
+    init->add_flag("--force", c.init.force, "Replace an existing deploy.toml or Dockerfile");
+    init->add_flag("--list", c.init.list, "List the templates, one line each, and exit");
+    init->footer("Examples:\n  deployctl init\n  deployctl init apps/web --template node-server\n"
+                 "  deployctl init --list\n  deployctl init --json | jq .evidence\n\n"
+                 "Detects, in this order: a Dockerfile; package.json (Next.js, a server such as "
+                 "Express\nor Fastify, a static build such as Vite); requirements.txt or "
+                 "pyproject.toml (Django,\nFastAPI, Flask); go.mod; composer.json; index.html. "
+                 "Nothing found, an unknown\ntemplate, or a file that exists without --force: "
+                 "exit 2, nothing written.\n");
+}
+
 void add_commands(CLI::App& app, Commands& c) {
     auto* deploy =
         app.add_subcommand("deploy", "Package the app's committed git tree, upload it and "
@@ -200,6 +220,7 @@ void add_commands(CLI::App& app, Commands& c) {
 
     add_env_command(app, c);
     add_auth_commands(app, c);
+    add_init_command(app, c);
     app.add_subcommand("version", "Print deployctl's version");
 }
 
@@ -224,6 +245,8 @@ common::Status dispatch(CLI::App& app, Context& ctx, const Commands& c) {
         return commands::token(ctx, c.token);
     if (app.got_subcommand("audit"))
         return commands::audit(ctx, c.audit);
+    if (app.got_subcommand("init"))
+        return commands::init(ctx, c.init);
     return commands::version(ctx);
 }
 

@@ -59,6 +59,15 @@ struct AuditOptions {
 };
 common::Status audit(Context& ctx, const AuditOptions& options);
 
+// deployctl init [DIR]: detect the stack, write deploy.toml (and a Dockerfile).
+struct InitOptions {
+    std::string dir = ".";
+    std::string template_name; // --template: overrides detection
+    bool force = false;        // replace existing files
+    bool list = false;         // --list: only show the templates
+};
+common::Status init(Context& ctx, const InitOptions& options);
+
 enum class AgentQuery { ping, info };
 common::Status agent(Context& ctx, AgentQuery query);
 

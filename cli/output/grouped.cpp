@@ -91,6 +91,12 @@ class HostPrinter final : public Printer {
     void summary(const Summary& summary) override {
         forward([summary](Printer& p) { p.summary(summary); });
     }
+    void templates(const std::vector<TemplateSummary>& list) override {
+        forward([list](Printer& p) { p.templates(list); });
+    }
+    void initialized(const InitSummary& summary) override {
+        forward([summary](Printer& p) { p.initialized(summary); });
+    }
     void upload_progress(const std::string& host, std::uint64_t sent,
                          std::uint64_t total) override {
         m_group.progress(m_host, host, sent, total);

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <filesystem>
 #include <map>
 #include <mutex>
 #include <ostream>
@@ -137,6 +138,8 @@ class HumanPrinter final : public Printer {
              fmt::format("token {} revoked at {}", str(token, "id"), str(token, "revoked_at")));
     }
     void audit(const std::string& host, const json& list) override;
+    void templates(const std::vector<TemplateSummary>& list) override;
+    void initialized(const InitSummary& summary) override;
     void error(const common::Error& error, const std::string& host) override {
         if (m_live)
             m_live->finish(host);
@@ -461,6 +464,35 @@ void HumanPrinter::audit(const std::string& host, const json& list) {
             m_out, host_prefix(host),
             fmt::format("{:<19}  {:<24}  {:<50}  {}", short_time(str(e, "ts")), who, what, result));
     }
+}
+
+void HumanPrinter::templates(const std::vector<TemplateSummary>& list) {
+    for (const auto& t : list)
+        m_out << fmt::format("{:<15} {}\n", t.name, t.description);
+    m_out << "\nUse one with: deployctl init --template NAME\n";
+    m_out.flush();
+}
+
+void HumanPrinter::initialized(const InitSummary& s) {
+    if (m_style.quiet)
+        return; // -q: the exit code says it all
+    if (s.detected)
+        step("",
+             fmt::format("Detected {}: template {}", paint(Color::bold, s.stack), s.template_name));
+    else
+        step("", fmt::format("Template {} ({})", paint(Color::bold, s.template_name), s.stack));
+    for (const auto& why : s.evidence)
+        line(m_out, "", paint(Color::dim, "    because ") + why);
+    step("", fmt::format("App name {} (from {})", s.app, s.app_source));
+    for (const auto& f : s.files)
+        step("", paint(Color::green, f.replaced ? "Replaced " : "Wrote ") +
+                     (s.dir == "." ? f.path : (std::filesystem::path(s.dir) / f.path).string()));
+    for (const auto& note : s.notes)
+        line(m_out, "", paint(Color::yellow, "note:") + " " + note);
+    m_out << "\nNext:\n";
+    for (const auto& command : s.next)
+        m_out << "  " << command << '\n';
+    m_out.flush();
 }
 
 } // namespace

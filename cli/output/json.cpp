@@ -103,6 +103,29 @@ class JsonPrinter final : public Printer {
             for (const auto& entry : list)
                 emit(with_event(entry, "audit", host));
     }
+    void templates(const std::vector<TemplateSummary>& list) override {
+        for (const auto& t : list)
+            emit({{"event", "template"},
+                  {"name", t.name},
+                  {"description", t.description},
+                  {"files", t.files}});
+    }
+    void initialized(const InitSummary& s) override {
+        json files = json::array();
+        for (const auto& f : s.files)
+            files.push_back({{"path", f.path}, {"replaced", f.replaced}});
+        emit({{"event", "init"},
+              {"dir", s.dir},
+              {"app", s.app},
+              {"app_source", s.app_source},
+              {"template", s.template_name},
+              {"stack", s.stack},
+              {"detected", s.detected},
+              {"evidence", s.evidence},
+              {"files", files},
+              {"notes", s.notes},
+              {"next", s.next}});
+    }
     void error(const common::Error& error, const std::string& host) override {
         emit(error_event(error, host));
         std::lock_guard lock(m_mutex);

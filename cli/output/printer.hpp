@@ -67,6 +67,31 @@ struct Summary {
     std::int64_t elapsed_ms = 0; // deploy: the whole run
 };
 
+// deployctl init --list: one template.
+struct TemplateSummary {
+    std::string name;
+    std::string description;
+    std::vector<std::string> files; // "deploy.toml", "Dockerfile"
+};
+
+// What deployctl init did.
+struct InitSummary {
+    std::string dir; // as given ("." by default)
+    std::string app;
+    std::string app_source; // "the folder name \"web\"", "package.json \"name\""
+    std::string template_name;
+    std::string stack;
+    bool detected = false;             // false: --template chose
+    std::vector<std::string> evidence; // why this template, file by file
+    struct File {
+        std::string path; // relative to dir
+        bool replaced = false;
+    };
+    std::vector<File> files;
+    std::vector<std::string> notes; // what to check before deploying
+    std::vector<std::string> next;  // the commands to run next
+};
+
 class Printer {
   public:
     virtual ~Printer() = default;
@@ -109,6 +134,10 @@ class Printer {
     // The end of a command over several hosts (cli/fleet.hpp): a table for people, a
     // `summary` event for scripts (docs/json.md, docs/multi-host.md).
     virtual void summary(const Summary& summary) = 0;
+    // deployctl init --list: every template.
+    virtual void templates(const std::vector<TemplateSummary>& list) = 0;
+    // deployctl init: what was detected and why, the files written, what to do next.
+    virtual void initialized(const InitSummary& summary) = 0;
 };
 
 struct HumanStyle {

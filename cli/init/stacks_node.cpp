@@ -1,0 +1,219 @@
+// Node.js: package.json's dependencies and scripts pick Next.js, a server
+// (Express, Fastify, ...) or a static build (Vite, Create React App, Astro, ...).
+
+#include <cli/init/stacks.hpp>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <array>
+
+namespace cli::init::stacks {
+
+namespace {
+
+using nlohmann::json;
+
+struct StaticBuilder {
+    const char* package;
+    const char* name;
+    const char* dir; // what its build writes
+    bool spa;
+};
+
+constexpr std::array k_static_builders{
+    StaticBuilder{"vite", "Vite", "dist", true},
+    StaticBuilder{"react-scripts", "Create React App", "build", true},
+    StaticBuilder{"@vue/cli-service", "Vue CLI", "dist", true},
+    StaticBuilder{"astro", "Astro", "dist", false},
+    StaticBuilder{"gatsby", "Gatsby", "public", false},
+    StaticBuilder{"parcel", "Parcel", "dist", false},
+};
+
+constexpr std::array k_servers{
+    std::pair{"express", "Express"},
+    std::pair{"fastify", "Fastify"},
+    std::pair{"koa", "Koa"},
+    std::pair{"@hapi/hapi", "hapi"},
+    std::pair{"@nestjs/core", "NestJS"},
+    std::pair{"@hono/node-server", "Hono"},
+    std::pair{"restify", "restify"},
+};
+
+// Where a package is declared: "dependencies", "devDependencies" or empty.
+std::string declared_in(const json& pkg, std::string_view name) {
+    for (const char* section : {"dependencies", "devDependencies"}) {
+        auto it = pkg.find(section);
+        if (it != pkg.end() && it->is_object() && it->contains(name))
+            return section;
+    }
+    return {};
+}
+
+std::string script(const json& pkg, const char* name) {
+    auto scripts = pkg.find("scripts");
+    if (scripts == pkg.end() || !scripts->is_object())
+        return {};
+    auto it = scripts->find(name);
+    return it != scripts->end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
+struct PackageManager {
+    std::string lockfile; // empty: none
+    std::string install;  // on the agent (node-static's build.command)
+    std::string run;      // "npm run", "yarn run", "pnpm run"
+    std::string prune;    // drop the development dependencies ("" none)
+    // In the Dockerfile: yarn and pnpm come with Node.js through corepack.
+    std::string image_install() const {
+        return install.starts_with("npm") ? install : "corepack enable && " + install;
+    }
+};
+
+PackageManager package_manager(const fs::path& dir) {
+    if (exists(dir, "pnpm-lock.yaml"))
+        return {"pnpm-lock.yaml", "pnpm install --frozen-lockfile", "pnpm run",
+                "pnpm prune --prod"};
+    if (exists(dir, "yarn.lock"))
+        return {"yarn.lock", "yarn install --frozen-lockfile", "yarn run", ""};
+    if (exists(dir, "package-lock.json"))
+        return {"package-lock.json", "npm ci", "npm run", "npm prune --omit=dev"};
+    return {"", "npm install", "npm run", "npm prune --omit=dev"};
+}
+
+// The Dockerfile's build step: the build script if there is one, then the prune.
+std::string build_step(const json& pkg, const PackageManager& pm) {
+    std::vector<std::string> steps;
+    if (!script(pkg, "build").empty())
+        steps.push_back(pm.run + " build");
+    if (!pm.prune.empty())
+        steps.push_back(pm.prune);
+    if (steps.empty())
+        return "echo 'no build script'";
+    return fmt::format("{}", fmt::join(steps, " && "));
+}
+
+// The CMD: `node FILE` when the start script is just that (signals reach node
+// directly), else the package manager's start, else main.
+std::string node_cmd(const fs::path& dir, const json& pkg, const PackageManager& pm, Detection& d) {
+    auto start = script(pkg, "start");
+    if (start.starts_with("node ") && start.find_first_of("&|;$<>'\"", 5) == std::string::npos &&
+        start.find(' ', 5) == std::string::npos)
+        return fmt::format(R"(["node", "{}"])", start.substr(5));
+    if (!start.empty())
+        return pm.run.starts_with("npm")
+                   ? R"(["npm", "start"])"
+                   : fmt::format(R"(["{}", "start"])", pm.run.substr(0, pm.run.find(' ')));
+    std::string main = pkg.value("main", "");
+    for (const char* file : {"server.js", "index.js", "app.js"})
+        if (main.empty() && exists(dir, file))
+            main = file;
+    if (!main.empty()) {
+        d.evidence.push_back(fmt::format("package.json: no start script; the server is {}", main));
+        return fmt::format(R"(["node", "{}"])", main);
+    }
+    d.notes.push_back("package.json has no \"start\" script: add one that starts the server");
+    return R"(["npm", "start"])";
+}
+
+void common_vars(const fs::path& dir, const json& pkg, Detection& d) {
+    auto pm = package_manager(dir);
+    d.vars["package_files"] = pm.lockfile.empty() ? "package.json" : "package.json " + pm.lockfile;
+    d.vars["install_command"] = pm.image_install();
+    d.vars["build_step"] = build_step(pkg, pm);
+    if (d.template_name == "node-server")
+        d.vars["node_cmd"] = node_cmd(dir, pkg, pm, d);
+    d.vars["build_command"] = fmt::format("{} && {} build", pm.install, pm.run);
+    if (!pm.lockfile.empty())
+        d.evidence.push_back(
+            fmt::format("{}: present (its package manager installs)", pm.lockfile));
+    if (auto engines = pkg.find("engines"); engines != pkg.end() && engines->is_object())
+        if (auto node = engines->find("node"); node != engines->end() && node->is_string()) {
+            std::string v = node->get<std::string>();
+            auto digit = v.find_first_of("0123456789");
+            if (digit != std::string::npos) {
+                auto major = v.substr(digit, v.find_first_not_of("0123456789", digit) - digit);
+                d.vars["node_version"] = major;
+                d.evidence.push_back(
+                    fmt::format("package.json: engines.node \"{}\" (node:{} image)", v, major));
+            }
+        }
+}
+
+std::string found_in(const json& pkg, std::string_view package) {
+    return fmt::format("package.json: \"{}\" in {}", package, declared_in(pkg, package));
+}
+
+bool choose(const json& pkg, Detection& d) {
+    const StaticBuilder* builder = nullptr;
+    for (const auto& b : k_static_builders)
+        if (!builder && !declared_in(pkg, b.package).empty())
+            builder = &b;
+    if (!declared_in(pkg, "next").empty()) {
+        d.template_name = "node-next";
+        d.stack = "Next.js";
+        d.evidence.push_back(found_in(pkg, "next"));
+        return true;
+    }
+    for (const auto& [package, name] : k_servers) {
+        if (declared_in(pkg, package).empty())
+            continue;
+        d.template_name = "node-server";
+        d.stack = fmt::format("Node.js ({})", name);
+        d.evidence.push_back(found_in(pkg, package));
+        if (builder)
+            d.evidence.push_back(fmt::format(
+                "{} too: a server that also builds its front-end; the server wins (the "
+                "Dockerfile runs the build script; --template node-static for the front-end "
+                "alone)",
+                found_in(pkg, builder->package)));
+        return true;
+    }
+    if (builder && !script(pkg, "build").empty()) {
+        d.template_name = "node-static";
+        d.stack = fmt::format("Node.js static build ({})", builder->name);
+        d.evidence.push_back(found_in(pkg, builder->package));
+        d.evidence.push_back(fmt::format("package.json: scripts.build \"{}\" writes {}/",
+                                         script(pkg, "build"), builder->dir));
+        d.vars["static_dir"] = builder->dir;
+        d.vars["spa"] = builder->spa ? "true" : "false";
+        d.notes.push_back("the build runs on the agent: it needs Node.js and the package manager "
+                          "(npm, yarn or pnpm) on its PATH");
+        return true;
+    }
+    if (!script(pkg, "start").empty() || pkg.contains("main")) {
+        d.template_name = "node-server";
+        d.stack = "Node.js server";
+        d.evidence.push_back(
+            !script(pkg, "start").empty()
+                ? fmt::format("package.json: scripts.start \"{}\"", script(pkg, "start"))
+                : "package.json: \"main\" is set");
+        return true;
+    }
+    return false;
+}
+
+} // namespace
+
+Found node(const fs::path& dir) {
+    auto read = read_json_object(dir, "package.json");
+    if (!read)
+        return read.error();
+    if (!*read)
+        return std::optional<Detection>();
+    const json& pkg = **read;
+    Detection d;
+    if (!choose(pkg, d))
+        return std::optional<Detection>(); // e.g. tooling only: maybe a static site
+    common_vars(dir, pkg, d);
+    d.vars["stack"] = d.stack;
+    if (auto name = pkg.find("name"); name != pkg.end() && name->is_string()) {
+        std::string n = name->get<std::string>();
+        d.app = n.substr(n.find('/') == std::string::npos ? 0 : n.find('/') + 1);
+        d.app_from = "package.json";
+    }
+    if (d.template_name == "node-server")
+        d.notes.push_back("the server must listen on process.env.HOST and process.env.PORT");
+    return std::optional<Detection>(std::move(d));
+}
+
+} // namespace cli::init::stacks

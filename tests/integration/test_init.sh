@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# deployctl init, through the real binary: each fixture folder gives its template, --list,
+# --template, refusal without --force (files unchanged, by hash), --force, --json, unknown
+# template and empty folder (exit 2), and a static site from init to a page served by the proxy.
+source "$(dirname "$0")/lib.sh"
+require_binaries
+
+FIXTURES=$REPO_ROOT/tests/fixtures/init
+init_cmd() { "$DEPLOYCTL_BIN" --no-color init "$@"; }
+# fixture NAME: a fresh copy of tests/fixtures/init/NAME; sets DIR.
+fixture() {
+    DIR=$TEST_TMP/fixtures/$1
+    rm -rf "$DIR"
+    mkdir -p "$(dirname "$DIR")"
+    cp -r "$FIXTURES/$1" "$DIR"
+}
+hashes() { (cd "$1" && sha256sum deploy.toml Dockerfile 2>/dev/null || true); }
+
+# --- every fixture: its template, the files, a deploy.toml deployctl accepts ----------
+while read -r name template files; do
+    fixture "$name"
+    assert_exit 0 init_cmd "$DIR" --json
+    assert_jq "$OUT" ".event == \"init\" and .template == \"$template\" and .detected" \
+        "$name: template $template"
+    assert_eq "$files" "$(jq -r '[.files[].path] | join(",")' <<<"$OUT")" "$name: writes $files"
+    assert_true "$name: evidence names a file" jq -e '.evidence | length > 0' <<<"$OUT"
+    # deployctl reads the new deploy.toml (a config error would exit 2 before any agent);
+    # one template of each kind (the unit tests parse every one).
+    if [[ $name == dockerfile-node || $name == node-vite || $name == python-fastapi-pyproject ]]; then
+        run "$DEPLOYCTL_BIN" -C "$DIR" releases --host http://127.0.0.1:1
+        assert_eq 3 "$RC" "$name: deployctl accepts the deploy.toml (then cannot reach the agent)"
+    fi
+done <<'LIST'
+dockerfile-node dockerfile deploy.toml
+node-next node-next deploy.toml,Dockerfile
+node-vite node-static deploy.toml
+node-cra node-static deploy.toml
+node-express node-server deploy.toml,Dockerfile
+node-fastify node-server deploy.toml,Dockerfile
+node-vite-express node-server deploy.toml,Dockerfile
+python-flask python-flask deploy.toml,Dockerfile
+python-django python-django deploy.toml,Dockerfile
+python-fastapi-pyproject python-fastapi deploy.toml,Dockerfile
+go go deploy.toml,Dockerfile
+go-cmd go deploy.toml,Dockerfile
+php-laravel php deploy.toml,Dockerfile
+static static deploy.toml
+node-tooling-static static deploy.toml
+LIST
+
+# --- human output: what, why, the files, the next step ----------------------------------
+fixture node-vite-express
+assert_exit 0 init_cmd "$DIR"
+assert_contains "$OUT" "Detected Node.js (Express): template node-server" "says what it detected"
+assert_contains "$OUT" 'because package.json: "express" in dependencies' "and why"
+assert_contains "$OUT" '"vite" in devDependencies too' "and what else it saw"
+assert_contains "$OUT" "App name fullstack (from the name \"fullstack\" in package.json)" "the app name"
+assert_contains "$OUT" "Wrote $DIR/Dockerfile" "the files written"
+assert_contains "$OUT" "deployctl deploy $DIR --host" "the next step"
+assert_contains "$OUT" "git init" "not a git repository yet: says to commit"
+assert_contains "$(cat "$DIR/Dockerfile")" 'CMD ["npm", "start"]' "Dockerfile starts the server"
+
+# --- --list -----------------------------------------------------------------------------
+assert_exit 0 init_cmd --list
+for t in dockerfile go node-next node-server node-static php python-django python-fastapi \
+    python-flask static; do
+    assert_match "$OUT" "^$t +[A-Z]" "--list: $t with its description"
+done
+assert_exit 0 init_cmd --list --json
+assert_eq 10 "$(jq -s 'map(select(.event == "template" and (.description | length > 0))) | length' <<<"$OUT")" \
+    "--list --json: 10 template events"
+
+# --- refusal without --force, by hash; --force replaces ---------------------------------
+fixture node-express
+assert_exit 0 init_cmd "$DIR"
+printf '# mine\n' >>"$DIR/deploy.toml"
+before=$(hashes "$DIR")
+assert_exit 2 init_cmd "$DIR"
+assert_contains "$ERR" "deploy.toml and Dockerfile already exist in $DIR: nothing was written" \
+    "refusal names the files"
+assert_eq "$before" "$(hashes "$DIR")" "refused: files unchanged"
+rm "$DIR/Dockerfile"
+assert_exit 2 init_cmd "$DIR" --template node-static
+assert_contains "$ERR" "deploy.toml already exists" "refusal names deploy.toml"
+assert_false "refused: the other file is not written either" test -e "$DIR/Dockerfile"
+assert_exit 2 init_cmd "$DIR" --json
+assert_jq "$OUT" '.event == "error" and .code == "usage"' "--json: the refusal is an error event"
+assert_exit 0 init_cmd "$DIR" --force --json
+assert_jq "$OUT" '.files == [{"path":"deploy.toml","replaced":true},{"path":"Dockerfile","replaced":false}]' \
+    "--force: deploy.toml replaced, Dockerfile created"
+assert_not_contains "$(cat "$DIR/deploy.toml")" "# mine" "--force: the new deploy.toml"
+
+# --- --template overrides detection; -a names the app -----------------------------------
+fixture node-express
+assert_exit 0 init_cmd "$DIR" --template go -a billing --json
+assert_jq "$OUT" '.template == "go" and (.detected | not) and .app == "billing" and .app_source == "-a"' \
+    "--template go -a billing"
+assert_contains "$(cat "$DIR/Dockerfile")" "FROM golang:" "the go Dockerfile"
+assert_contains "$(cat "$DIR/deploy.toml")" 'app = "billing"' "deploy.toml has the app name"
+
+# --- unknown template, nothing detected, a broken package.json: exit 2, nothing written --
+fixture static
+assert_exit 2 init_cmd "$DIR" --template pyhton-flask
+assert_contains "$ERR" "unknown template 'pyhton-flask' (did you mean 'python-flask'?)" "unknown template"
+assert_false "unknown template: nothing written" test -e "$DIR/deploy.toml"
+fixture empty
+assert_exit 2 init_cmd "$DIR"
+assert_contains "$ERR" "no app found in $DIR" "nothing detected"
+assert_contains "$ERR" "--template NAME" "suggests --template"
+assert_contains "$ERR" "python-fastapi" "lists the templates"
+assert_false "nothing detected: nothing written" test -e "$DIR/deploy.toml"
+fixture bad-package-json
+assert_exit 2 init_cmd "$DIR"
+assert_contains "$ERR" "package.json: not a valid JSON object" "a broken package.json is named"
+assert_exit 2 init_cmd "$TEST_TMP/nowhere"
+assert_contains "$ERR" "no such directory" "a missing folder"
+
+# --- end to end: init a static site, commit, deploy, fetch the page through the proxy ----
+start_agent
+REPO=$TEST_TMP/repos/my-site
+mkdir -p "$REPO"
+git -C "$REPO" init -q -b main
+git -C "$REPO" config user.name "Integration Test"
+git -C "$REPO" config user.email "it@example.invalid"
+printf '<!doctype html>\n<h1>made by init</h1>\n' >"$REPO/index.html"
+assert_exit 0 "$DEPLOYCTL_BIN" -C "$REPO" --no-color init
+assert_contains "$OUT" "Detected static site: template static" "e2e: a static site"
+assert_contains "$OUT" "git add deploy.toml && git commit" "e2e: in a git repo: says to commit"
+git -C "$REPO" add -A
+git -C "$REPO" commit -q -m "Site and deploy.toml from deployctl init"
+assert_exit 0 dctl deploy
+assert_eq PRODUCTION "$(release_state my-site v1)" "e2e: v1 is PRODUCTION"
+expect_serving my-site "$(printf '<!doctype html>\n<h1>made by init</h1>')" \
+    "e2e: the page is served through the proxy at my-site.localhost"
+
+log "all $CHECKS checks passed"

@@ -1,0 +1,298 @@
+// deployctl init: detection on the fixture folders of tests/fixtures/init/,
+// every template rendered and parsed, and the command's refusals.
+
+#include <cli/commands/commands.hpp>
+#include <cli/init/detect.hpp>
+#include <cli/init/templates.hpp>
+#include <common/config.hpp>
+#include <common/fs.hpp>
+
+#include <doctest/doctest.h>
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <sstream>
+#include <tests/unit/temp_dir.hpp>
+
+namespace {
+
+namespace fs = std::filesystem;
+using cli::init::Detection;
+
+const fs::path k_fixtures = fs::path(DEPLOYCTL_FIXTURES_DIR) / "init";
+
+Detection detect_fixture(const std::string& name) {
+    auto found = cli::init::detect(k_fixtures / name);
+    REQUIRE_MESSAGE(found.ok(), name);
+    REQUIRE_MESSAGE(found->has_value(), name << ": nothing detected");
+    return std::move(**found);
+}
+
+bool mentions(const std::vector<std::string>& lines, const std::string& text) {
+    for (const auto& line : lines)
+        if (line.find(text) != std::string::npos)
+            return true;
+    return false;
+}
+
+// The files init would write for `d`, with the default values under it.
+std::vector<cli::init::RenderedFile> render(const Detection& d, const std::string& app) {
+    auto vars = cli::init::default_vars(d.template_name);
+    for (const auto& [key, value] : d.vars)
+        vars[key] = value;
+    vars["app"] = app;
+    auto info = cli::init::find_template(d.template_name);
+    REQUIRE(info);
+    auto files = cli::init::render_template(*info, vars);
+    REQUIRE_MESSAGE(files.ok(), (files.ok() ? "" : files.error().message));
+    return std::move(*files);
+}
+
+std::string dockerfile_of(const std::vector<cli::init::RenderedFile>& files) {
+    for (const auto& f : files)
+        if (f.name == "Dockerfile")
+            return f.content;
+    return {};
+}
+
+} // namespace
+
+TEST_CASE("init detects the template of each fixture folder, with its evidence") {
+    struct Case {
+        const char* fixture;
+        const char* template_name;
+        const char* evidence; // a line of the evidence contains this
+    };
+    const Case cases[] = {
+        {"dockerfile-node", "dockerfile", "Dockerfile: FROM node:22-slim"},
+        {"node-next", "node-next", "package.json: \"next\" in dependencies"},
+        {"node-vite", "node-static", "package.json: \"vite\" in devDependencies"},
+        {"node-cra", "node-static", "\"react-scripts\" in dependencies"},
+        {"node-express", "node-server", "package.json: \"express\" in dependencies"},
+        {"node-fastify", "node-server", "\"fastify\" in dependencies"},
+        {"node-vite-express", "node-server", "\"express\" in dependencies"},
+        {"python-flask", "python-flask", "requirements.txt line 2: \"flask\""},
+        {"python-django", "python-django", "requirements.txt line 1: \"django\""},
+        {"python-fastapi-pyproject", "python-fastapi",
+         "pyproject.toml [project] dependencies: \"fastapi\""},
+        {"go", "go", "go.mod: module github.com/acme/hello-api, go 1.22"},
+        {"go-cmd", "go", "cmd/api: package main"},
+        {"php-laravel", "php", "composer.json: \"laravel/framework\" in require"},
+        {"static", "static", "index.html: present"},
+        {"node-tooling-static", "static", "index.html: present"},
+    };
+    for (const auto& c : cases) {
+        CAPTURE(c.fixture);
+        auto d = detect_fixture(c.fixture);
+        CHECK(d.template_name == c.template_name);
+        CHECK_MESSAGE(mentions(d.evidence, c.evidence), d.evidence.front());
+    }
+}
+
+TEST_CASE("init explains the ambiguous folders") {
+    SUBCASE("a Dockerfile wins over package.json, and says so") {
+        auto d = detect_fixture("dockerfile-node");
+        CHECK(d.template_name == "dockerfile");
+        CHECK(mentions(d.evidence, "package.json also looks like Node.js (Express): the "
+                                   "Dockerfile wins"));
+        CHECK(d.vars.at("port") == "5000"); // EXPOSE 5000
+    }
+    SUBCASE("vite and express: the server, which also builds its front-end") {
+        auto d = detect_fixture("node-vite-express");
+        CHECK(d.stack == "Node.js (Express)");
+        CHECK(mentions(d.evidence, "\"vite\" in devDependencies too"));
+        // `NODE_ENV=production node server.js` is not a plain `node FILE`.
+        CHECK(d.vars.at("node_cmd") == R"(["npm", "start"])");
+    }
+    SUBCASE("package.json for tooling only, and an index.html: a static site") {
+        auto d = detect_fixture("node-tooling-static");
+        CHECK(d.vars.at("static_dir") == ".");
+    }
+}
+
+TEST_CASE("init learns the placeholders from the files") {
+    SUBCASE("Node.js: package manager, start command, engines, static folder") {
+        auto express = detect_fixture("node-express");
+        CHECK(express.vars.at("install_command") == "npm ci");
+        CHECK(express.vars.at("package_files") == "package.json package-lock.json");
+        CHECK(express.vars.at("node_cmd") == R"(["node", "src/index.js"])");
+        CHECK(express.vars.at("node_version") == "20");
+        CHECK(express.app == "orders_API");
+        auto fastify = detect_fixture("node-fastify");
+        CHECK(fastify.vars.at("install_command").find("pnpm install") != std::string::npos);
+        CHECK(fastify.vars.at("node_cmd") == R"(["node", "app.js"])");
+        auto vite = detect_fixture("node-vite");
+        CHECK(vite.vars.at("static_dir") == "dist");
+        CHECK(vite.vars.at("spa") == "true");
+        CHECK(vite.vars.at("build_command") == "yarn install --frozen-lockfile && yarn run build");
+        CHECK(detect_fixture("node-cra").vars.at("static_dir") == "build");
+        CHECK(detect_fixture("node-next").app == "Storefront");
+    }
+    SUBCASE("Python: the app object, the Django project, requirements or pyproject") {
+        auto flask = detect_fixture("python-flask");
+        CHECK(flask.vars.at("python_cmd").find("gunicorn app:application") != std::string::npos);
+        CHECK(flask.vars.at("python_install").find("pip install -r requirements.txt gunicorn") !=
+              std::string::npos);
+        auto django = detect_fixture("python-django");
+        CHECK(django.vars.at("python_cmd").find("gunicorn blog.wsgi") != std::string::npos);
+        auto fastapi = detect_fixture("python-fastapi-pyproject");
+        CHECK(fastapi.vars.at("python_cmd").find("uvicorn app.main:api") != std::string::npos);
+        CHECK(fastapi.vars.at("python_install").find("pip install . uvicorn") != std::string::npos);
+    }
+    SUBCASE("Go and PHP") {
+        auto go = detect_fixture("go");
+        CHECK(go.vars.at("go_version") == "1.22");
+        CHECK(go.vars.at("go_package") == ".");
+        CHECK(go.app == "hello-api");
+        CHECK(detect_fixture("go-cmd").vars.at("go_package") == "./cmd/api");
+        auto php = detect_fixture("php-laravel");
+        CHECK(php.vars.at("php_docroot") == "/public");
+        CHECK(php.stack == "PHP (Laravel)");
+    }
+}
+
+TEST_CASE("init detects nothing in a folder without an app, and names a broken file") {
+    auto empty = cli::init::detect(k_fixtures / "empty");
+    REQUIRE(empty.ok());
+    CHECK_FALSE(empty->has_value());
+    auto broken = cli::init::detect(k_fixtures / "bad-package-json");
+    REQUIRE_FALSE(broken.ok());
+    CHECK(broken.error().kind == common::ErrorKind::config);
+    CHECK(broken.error().message.find("package.json") != std::string::npos);
+}
+
+TEST_CASE("every template renders a deploy.toml that parses, and a real Dockerfile") {
+    auto list = cli::init::list_templates();
+    REQUIRE(list.size() == 10);
+    for (const auto& info : list) {
+        CAPTURE(info.name);
+        CHECK_FALSE(info.description.empty());
+        Detection d;
+        d.template_name = info.name;
+        auto files = render(d, "my-app");
+        REQUIRE(files.size() == (info.has_dockerfile ? 2u : 1u));
+        CHECK(files[0].name == "deploy.toml");
+        auto config = common::parse_config(files[0].content, "deploy.toml");
+        REQUIRE_MESSAGE(config.ok(), (config.ok() ? "" : config.error().message));
+        CHECK(config->app == "my-app");
+        CHECK(files[0].content.find("docs/deploy-toml.md") != std::string::npos);
+        for (const auto& f : files)
+            CHECK(f.content.find("{{") == std::string::npos);
+        if (info.name == "static" || info.name == "node-static") {
+            CHECK(config->static_site.has_value());
+            continue;
+        }
+        CHECK(config->build.dockerfile == "Dockerfile");
+        CHECK(config->run.port > 0);
+        if (!info.has_dockerfile)
+            continue;
+        auto dockerfile = files[1].content;
+        CHECK(dockerfile.find("FROM ") != dockerfile.rfind("FROM ")); // multi-stage
+        CHECK(dockerfile.find("\nUSER ") != std::string::npos);       // not root
+        CHECK(dockerfile.find("PORT=") != std::string::npos);
+    }
+}
+
+TEST_CASE("every fixture renders files that parse") {
+    for (const auto& entry : fs::directory_iterator(k_fixtures)) {
+        auto found = cli::init::detect(entry.path());
+        if (!found.ok() || !found->has_value())
+            continue;
+        CAPTURE(entry.path().filename().string());
+        auto files = render(**found, "fixture");
+        auto config = common::parse_config(files[0].content, "deploy.toml");
+        CHECK_MESSAGE(config.ok(), (config.ok() ? "" : config.error().message));
+    }
+    auto flask = render(detect_fixture("python-flask"), "x");
+    CHECK(dockerfile_of(flask).find("CMD exec gunicorn app:application --bind \"$HOST:$PORT\"") !=
+          std::string::npos);
+}
+
+TEST_CASE("app names are made valid") {
+    CHECK(cli::init::app_name_from("My Shop") == "my-shop");
+    CHECK(cli::init::app_name_from("orders_API") == "orders-api");
+    CHECK(cli::init::app_name_from("2024-site") == "site");
+    CHECK(cli::init::app_name_from("--hello--") == "hello");
+    CHECK(cli::init::app_name_from("123") == "");
+    CHECK(cli::init::app_name_from(std::string(80, 'a')).size() == 63);
+    for (const char* raw : {"Café Bar", "a.b.c", "x__y", "UPPER"})
+        CHECK(common::is_valid_app_name(cli::init::app_name_from(raw)));
+}
+
+namespace {
+
+struct InitRun {
+    std::ostringstream out, err;
+    std::unique_ptr<cli::output::Printer> printer = cli::output::make_json_printer(out, err);
+    cli::Context ctx;
+    InitRun() { ctx.out = printer.get(); }
+    common::Status run(const cli::commands::InitOptions& options) {
+        return cli::commands::init(ctx, options);
+    }
+};
+
+} // namespace
+
+TEST_CASE("init writes the files, refuses to replace them without --force") {
+    test::TempDir dir;
+    fs::copy(k_fixtures / "node-express", dir.path(), fs::copy_options::recursive);
+    cli::commands::InitOptions options;
+    options.dir = dir.path().string();
+
+    InitRun first;
+    REQUIRE(first.run(options).ok());
+    auto event = nlohmann::json::parse(first.out.str());
+    CHECK(event["event"] == "init");
+    CHECK(event["template"] == "node-server");
+    CHECK(event["app"] == "orders-api");
+    CHECK(event["files"].size() == 2);
+    CHECK(fs::exists(dir.path() / "Dockerfile"));
+
+    SUBCASE("an existing file: exit 2, nothing written, not even the other file") {
+        fs::remove(dir.path() / "Dockerfile");
+        REQUIRE(common::atomic_write_file(dir.path() / "deploy.toml", "app = \"mine\"\n").ok());
+        InitRun again;
+        auto refused = again.run(options);
+        REQUIRE_FALSE(refused.ok());
+        CHECK(common::exit_code(refused.error().kind) == 2);
+        CHECK(refused.error().message.find("deploy.toml already exists") != std::string::npos);
+        CHECK(*common::read_file(dir.path() / "deploy.toml") == "app = \"mine\"\n");
+        CHECK_FALSE(fs::exists(dir.path() / "Dockerfile"));
+    }
+    SUBCASE("--force replaces them") {
+        REQUIRE(common::atomic_write_file(dir.path() / "deploy.toml", "app = \"mine\"\n").ok());
+        options.force = true;
+        InitRun again;
+        REQUIRE(again.run(options).ok());
+        auto replaced = nlohmann::json::parse(again.out.str());
+        CHECK(replaced["files"][0]["replaced"] == true);
+        CHECK(common::load_config(dir.path() / "deploy.toml")->app == "orders-api");
+    }
+    SUBCASE("--template overrides, an unknown one is a usage error with a suggestion") {
+        options.force = true;
+        options.template_name = "node-statc";
+        InitRun unknown;
+        auto bad = unknown.run(options);
+        REQUIRE_FALSE(bad.ok());
+        CHECK(bad.error().kind == common::ErrorKind::usage);
+        CHECK(bad.error().message.find("did you mean 'node-static'?") != std::string::npos);
+        options.template_name = "node-static";
+        InitRun chosen;
+        REQUIRE(chosen.run(options).ok());
+        auto forced = nlohmann::json::parse(chosen.out.str());
+        CHECK(forced["detected"] == false);
+        CHECK(common::load_config(dir.path() / "deploy.toml")->static_site.has_value());
+    }
+}
+
+TEST_CASE("init looks past a Dockerfile it wrote itself") {
+    test::TempDir dir;
+    fs::copy(k_fixtures / "python-flask", dir.path(), fs::copy_options::recursive);
+    auto first = detect_fixture("python-flask");
+    auto files = render(first, "x");
+    REQUIRE(common::atomic_write_file(dir.path() / "Dockerfile", dockerfile_of(files)).ok());
+    auto again = cli::init::detect(dir.path());
+    REQUIRE(again.ok());
+    REQUIRE(again->has_value());
+    CHECK((*again)->template_name == "python-flask");
+}
