@@ -3,6 +3,7 @@
 #include <CLI/CLI.hpp>
 #include <cli/app.hpp>
 #include <cli/commands/commands.hpp>
+#include <cli/completion/spec.hpp>
 #include <cli/context.hpp>
 #include <cli/credentials.hpp>
 #include <cli/transport/http_client.hpp>
@@ -48,6 +49,8 @@ struct Commands {
     commands::AuditOptions audit;
     commands::InitOptions init;
     std::string release;
+    std::string shell;    // completion SHELL
+    std::string complete; // __complete WHAT
 };
 
 void add_auth_commands(CLI::App& app, Commands& c) {
@@ -154,6 +157,32 @@ void add_init_command(CLI::App& app, Commands& c) {
                  "pyproject.toml (Django,\nFastAPI, Flask); go.mod; composer.json; index.html. "
                  "Nothing found, an unknown\ntemplate, or a file that exists without --force: "
                  "exit 2, nothing written.\n");
+// `completion SHELL`, and the hidden `__complete WHAT` its scripts call for the
+// words they cannot know in advance (group "": not in --help, not completed).
+std::string completion_script(CLI::App& app, const std::string& shell) {
+    const auto root = completion::describe(app);
+    if (shell == "zsh")
+        return completion::zsh_script(root);
+    if (shell == "fish")
+        return completion::fish_script(root);
+    return completion::bash_script(root);
+}
+
+void add_completion_command(CLI::App& app, Commands& c) {
+    auto* completion =
+        app.add_subcommand("completion", "Print the shell completion script for bash, zsh or fish");
+    completion->add_option("SHELL", c.shell, "bash, zsh or fish")
+        ->required()
+        ->check(CLI::IsMember({"bash", "zsh", "fish"}));
+    completion->footer(
+        "Examples:\n  source <(deployctl completion bash)        # in ~/.bashrc\n"
+        "  deployctl completion zsh > \"${fpath[1]}/_deployctl\"\n"
+        "  deployctl completion fish > ~/.config/fish/completions/deployctl.fish\n\n"
+        "Completes commands, options, target names from deploy.toml (-t) and, from an\n"
+        "http(s):// agent answering within a second, release ids (logs, rollback, rm).\n");
+    auto* complete = app.add_subcommand("__complete", "Words for the completion scripts");
+    complete->group("");
+    complete->add_option("WHAT", c.complete, "targets or releases")->required();
 }
 
 void add_commands(CLI::App& app, Commands& c) {
@@ -221,10 +250,15 @@ void add_commands(CLI::App& app, Commands& c) {
     add_env_command(app, c);
     add_auth_commands(app, c);
     add_init_command(app, c);
+    add_completion_command(app, c);
     app.add_subcommand("version", "Print deployctl's version");
 }
 
 common::Status dispatch(CLI::App& app, Context& ctx, const Commands& c) {
+    if (app.got_subcommand("completion"))
+        return commands::completion(ctx, c.shell, completion_script(app, c.shell));
+    if (app.got_subcommand("__complete"))
+        return commands::complete_words(ctx, c.complete);
     if (app.got_subcommand("deploy"))
         return commands::deploy(ctx, c.deploy);
     if (app.got_subcommand("status"))

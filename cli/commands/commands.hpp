@@ -71,4 +71,10 @@ common::Status init(Context& ctx, const InitOptions& options);
 enum class AgentQuery { ping, info };
 common::Status agent(Context& ctx, AgentQuery query);
 
+// deployctl completion SHELL: prints `script` (or one JSON event with --json).
+common::Status completion(Context& ctx, const std::string& shell, const std::string& script);
+// deployctl __complete targets|releases (hidden): one word per line for the completion
+// scripts; nothing at all on any error, and at most about a second of waiting for an agent.
+common::Status complete_words(Context& ctx, const std::string& what);
+
 } // namespace cli::commands
