@@ -157,6 +157,8 @@ void add_init_command(CLI::App& app, Commands& c) {
                  "pyproject.toml (Django,\nFastAPI, Flask); go.mod; composer.json; index.html. "
                  "Nothing found, an unknown\ntemplate, or a file that exists without --force: "
                  "exit 2, nothing written.\n");
+}
+
 // `completion SHELL`, and the hidden `__complete WHAT` its scripts call for the
 // words they cannot know in advance (group "": not in --help, not completed).
 std::string completion_script(CLI::App& app, const std::string& shell) {

@@ -7,14 +7,14 @@
 _deployctl() {
     # Subcommands, options and the options that take a value, per command.
     local -A _subs=(
-        ['deployctl']='deploy status releases logs rollback rm agent env token audit completion version'
+        ['deployctl']='deploy status releases logs rollback rm agent env token audit init completion version'
         ['deployctl agent']='ping info'
         ['deployctl env']='ls set unset'
         ['deployctl token']='create ls revoke'
     )
     local -A _opts=(
         ['deployctl']='-h --help --version -C -t --target --host -a --app --json -q --quiet --no-color --accept-new-host-key --ca-file --fingerprint'
-        ['deployctl deploy']='-h --help --no-follow --dirty --version -C -t --target --host -a --app --json -q --quiet --no-color --accept-new-host-key --ca-file --fingerprint'
+        ['deployctl deploy']='-h --help --no-follow --dirty --strategy --max-parallel --no-rollback --version -C -t --target --host -a --app --json -q --quiet --no-color --accept-new-host-key --ca-file --fingerprint'
         ['deployctl status']='-h --help --version -C -t --target --host -a --app --json -q --quiet --no-color --accept-new-host-key --ca-file --fingerprint'
         ['deployctl releases']='-h --help --version -C -t --target --host -a --app --json -q --quiet --no-color --accept-new-host-key --ca-file --fingerprint'
         ['deployctl logs']='-h --help -f --follow --version -C -t --target --host -a --app --json -q --quiet --no-color --accept-new-host-key --ca-file --fingerprint'
@@ -32,12 +32,13 @@ _deployctl() {
         ['deployctl token ls']='-h --help --version -C -t --target --host -a --app --json -q --quiet --no-color --accept-new-host-key --ca-file --fingerprint'
         ['deployctl token revoke']='-h --help --version -C -t --target --host -a --app --json -q --quiet --no-color --accept-new-host-key --ca-file --fingerprint'
         ['deployctl audit']='-h --help --limit --since --version -C -t --target --host -a --app --json -q --quiet --no-color --accept-new-host-key --ca-file --fingerprint'
+        ['deployctl init']='-h --help --template --force --list --version -C -t --target --host -a --app --json -q --quiet --no-color --accept-new-host-key --ca-file --fingerprint'
         ['deployctl completion']='-h --help --version -C -t --target --host -a --app --json -q --quiet --no-color --accept-new-host-key --ca-file --fingerprint'
         ['deployctl version']='-h --help --version -C -t --target --host -a --app --json -q --quiet --no-color --accept-new-host-key --ca-file --fingerprint'
     )
     local -A _valued=(
         ['deployctl']='-C -t --target --host -a --app --ca-file --fingerprint'
-        ['deployctl deploy']='-C -t --target --host -a --app --ca-file --fingerprint'
+        ['deployctl deploy']='--strategy --max-parallel -C -t --target --host -a --app --ca-file --fingerprint'
         ['deployctl status']='-C -t --target --host -a --app --ca-file --fingerprint'
         ['deployctl releases']='-C -t --target --host -a --app --ca-file --fingerprint'
         ['deployctl logs']='-C -t --target --host -a --app --ca-file --fingerprint'
@@ -55,6 +56,7 @@ _deployctl() {
         ['deployctl token ls']='-C -t --target --host -a --app --ca-file --fingerprint'
         ['deployctl token revoke']='-C -t --target --host -a --app --ca-file --fingerprint'
         ['deployctl audit']='--limit --since -C -t --target --host -a --app --ca-file --fingerprint'
+        ['deployctl init']='--template -C -t --target --host -a --app --ca-file --fingerprint'
         ['deployctl completion']='-C -t --target --host -a --app --ca-file --fingerprint'
         ['deployctl version']='-C -t --target --host -a --app --ca-file --fingerprint'
     )
@@ -64,6 +66,7 @@ _deployctl() {
         ['deployctl -t']='@targets'
         ['deployctl --target']='@targets'
         ['deployctl --ca-file']='@files'
+        ['deployctl deploy --strategy']='parallel rolling'
         ['deployctl deploy -C']='@dirs'
         ['deployctl deploy -t']='@targets'
         ['deployctl deploy --target']='@targets'
@@ -141,6 +144,11 @@ _deployctl() {
         ['deployctl audit -t']='@targets'
         ['deployctl audit --target']='@targets'
         ['deployctl audit --ca-file']='@files'
+        ['deployctl init -C']='@dirs'
+        ['deployctl init -t']='@targets'
+        ['deployctl init --target']='@targets'
+        ['deployctl init --ca-file']='@files'
+        ['deployctl init']='@dirs'
         ['deployctl completion -C']='@dirs'
         ['deployctl completion -t']='@targets'
         ['deployctl completion --target']='@targets'
