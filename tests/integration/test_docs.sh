@@ -93,7 +93,9 @@ help_items() {
 commands_section() { awk '/^COMMANDS/ { on = 1; next } /^[A-Z]/ { on = 0 } on' "$1"; }
 has_flag() { grep -qE -- "(^|[^-[:alnum:]])$1([^-[:alnum:]]|$)" "$2"; }
 # has_command TEXT "env set": a tag line of the COMMANDS section starts with it.
-has_command() { commands_section "$2" | grep -qE "^ {7}$1( |$)"; }
+# (grep reads all of its input: with -q it could stop early, awk would die of SIGPIPE
+# and pipefail would turn a match into a miss.)
+has_command() { commands_section "$2" | grep -E "^ {7}$1( |$)" >/dev/null; }
 
 check_page() { # PAGE BINARY: every flag and (nested) command of BINARY's --help is in PAGE
     local page=$1 bin=$2 kind name sub flag missing=() checked=0
