@@ -76,7 +76,9 @@ assert_eq 0 "$(pids_in_dir_matching "$(release_dir $APP v1)" httpd | wc -l)" \
     "no plain httpd process in v1's release dir (it runs in the container)"
 
 # --- runtime output reaches `deployctl logs` ----------------------------------------------
-logs_have() { dctl logs "${@:2}" 2>/dev/null | grep -qF -- "$1"; }
+# (grep reads everything: grep -q could exit at the match and, under pipefail, the
+# producer's SIGPIPE would turn the match into a miss.)
+logs_have() { dctl logs "${@:2}" 2>/dev/null | grep -F -- "$1" >/dev/null; }
 if wait_until 5 logs_have "it-app-start port $port1"; then pass "logs: the container's startup line (stdout)"; else
     fail "logs: the container's startup line (stdout)" "deployctl logs:" "$(dctl logs 2>&1 | tail -n 20)" \
         "app log: $(excerpt "$DATA/apps/$APP/logs/v1.app.log" 10)"

@@ -75,7 +75,7 @@ no_sleep() { ! pgrep -f 'sleep 29[.]417' >/dev/null; }
 if wait_until 10 no_sleep; then pass "build timeout: the build step's sleep is gone"; else
     fail "build timeout: the build step's sleep is gone" "still running: $(pgrep -af 'sleep 29[.]417')"
 fi
-no_build_container() { ! ecli ps --no-trunc --format '{{.Command}}' | grep -q 'sleep 29[.]417'; }
+no_build_container() { ! ecli ps --no-trunc --format '{{.Command}}' | grep 'sleep 29[.]417' >/dev/null; }
 if wait_until 10 no_build_container; then pass "build timeout: no build container left running"; else
     fail "build timeout: no build container left running" "$(ecli ps --no-trunc --format '{{.ID}} {{.Command}}' | grep 'sleep 29')"
 fi
@@ -113,7 +113,9 @@ id=$(jq -r .id <<<"$r")
 assert_eq FAILED "$(jq -r .state <<<"$r")" "app exits: $id FAILED"
 assert_contains "$(jq -r .error <<<"$r")" "exited with status 3" "app exits: error says \"exited with status 3\""
 assert_true "app exits: noticed before the 15 s startup timeout (${took}s)" test "$took" -lt 14
-logs_have() { dctl logs "${@:2}" 2>/dev/null | grep -qF -- "$1"; }
+# (grep reads everything: grep -q could exit at the match and, under pipefail, the
+# producer's SIGPIPE would turn the match into a miss.)
+logs_have() { dctl logs "${@:2}" 2>/dev/null | grep -F -- "$1" >/dev/null; }
 if wait_until 5 logs_have it-exiting-now "$id"; then pass "app exits: its output is in \`deployctl logs $id\`"; else
     fail "app exits: its output is in \`deployctl logs $id\`" "$(dctl logs "$id" 2>&1 | tail -n 20)"
 fi

@@ -44,7 +44,9 @@ expect_serving $APP "$APP site 1" "after restart: serving v1"
 # Runtime logs are followed again after the re-adoption.
 marker=it-after-restart-$RANDOM$RANDOM
 assert_eq 404 "$(fetch_code $APP "/$marker")" "a request for /$marker reaches the container (404)"
-logs_have() { dctl logs "${@:2}" 2>/dev/null | grep -qF -- "$1"; }
+# (grep reads everything: grep -q could exit at the match and, under pipefail, the
+# producer's SIGPIPE would turn the match into a miss.)
+logs_have() { dctl logs "${@:2}" 2>/dev/null | grep -F -- "$1" >/dev/null; }
 if wait_until 5 logs_have "url:/$marker"; then pass "after restart: new runtime output reaches \`deployctl logs\`"; else
     fail "after restart: new runtime output reaches \`deployctl logs\`" "$(dctl logs 2>&1 | tail -n 20)"
 fi
