@@ -1,12 +1,11 @@
 #include <cli/output/grouped.hpp>
+#include <cli/output/progress.hpp>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
-
 #include <ostream>
-#include <sys/ioctl.h>
 #include <unistd.h>
 
 namespace cli::output {
@@ -109,14 +108,6 @@ class HostPrinter final : public Printer {
     std::string m_host;
 };
 
-std::size_t terminal_width(std::ostream* term) {
-    (void)term;
-    winsize ws{};
-    if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 10)
-        return ws.ws_col;
-    return 80;
-}
-
 } // namespace
 
 std::string short_host(const std::string& host) {
@@ -161,9 +152,8 @@ void GroupedOutput::progress(const std::string& host, const std::string& as_host
     // hosts on a terminal) it shows as a percentage there; otherwise the printer draws it.
     if (m_term) {
         auto& block = m_blocks[host];
-        std::string phase =
-            fmt::format("uploading {}%", total ? std::min<std::uint64_t>(100, sent * 100 / total)
-                                               : 100);
+        std::string phase = fmt::format(
+            "uploading {}%", total ? std::min<std::uint64_t>(100, sent * 100 / total) : 100);
         if (block.phase != phase) {
             block.phase = std::move(phase);
             clear_phase_locked();
@@ -252,10 +242,9 @@ void GroupedOutput::draw_phase_locked() {
     std::string text;
     for (const auto& host : m_order)
         text += (text.empty() ? "" : " | ") + short_host(host) + " " + m_blocks[host].phase;
-    auto width = terminal_width(m_term) - 1;
-    if (text.size() > width)
-        text = text.substr(0, width - 3) + "...";
-    *m_term << text << std::flush;
+    // One column short of the width: a full line would wrap before the next \r.
+    auto width = terminal_width(STDOUT_FILENO).value_or(80) - 1;
+    *m_term << truncate_to_width(text, width) << std::flush;
     m_phase_shown = true;
 }
 
