@@ -46,7 +46,7 @@ TEST_CASE("file helpers report errors") {
     CHECK_FALSE(common::sha256_file(dir.path() / "missing").ok());
 }
 
-TEST_CASE("exit codes follow DESIGN section 4") {
+TEST_CASE("exit codes follow docs/design.md §6") {
     using common::ErrorKind;
     CHECK(common::exit_code(ErrorKind::failed) == 1);
     CHECK(common::exit_code(ErrorKind::config) == 2);
