@@ -1,4 +1,4 @@
-// deploy-agent: the daemon on each server (DESIGN §3). The work lives in
+// deploy-agent: the daemon on each server (docs/design.md §2). The work lives in
 // agent_core; this file is the command line.
 
 #include <CLI/CLI.hpp>
@@ -171,7 +171,7 @@ int main(int argc, char** argv) {
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& error) {
-        // --help and --version print and succeed; usage errors exit 2 (DESIGN §4).
+        // --help and --version print and succeed; usage errors exit 2 (docs/design.md §6).
         return app.exit(error) == 0 ? 0 : 2;
     }
     if (*serve) {

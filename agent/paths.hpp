@@ -1,5 +1,5 @@
 #pragma once
-// The agent's on-disk layout (DESIGN §4), in one place.
+// The agent's on-disk layout (docs/design.md §4), in one place.
 
 #include <filesystem>
 #include <string>

@@ -1,5 +1,5 @@
 #pragma once
-// deploy.toml: the application's deployment config (DESIGN §4).
+// deploy.toml: the application's deployment config (docs/design.md §6).
 // Parsing lives in config.cpp so that toml++ stays out of every other file.
 
 #include <common/result.hpp>

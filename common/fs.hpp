@@ -1,5 +1,5 @@
 #pragma once
-// File helpers with the durability DESIGN §4 asks for.
+// File helpers with the durability docs/design.md §7 asks for.
 
 #include <common/result.hpp>
 

@@ -1,7 +1,7 @@
 #pragma once
 // Result<T>: the expected-style return type used across the project.
 // Errors carry a kind that users must be able to tell apart (it maps to the
-// exit codes in DESIGN §4) and a human-readable message.
+// exit codes in docs/design.md §6) and a human-readable message.
 
 #include <cassert>
 #include <optional>
@@ -29,7 +29,7 @@ struct Error {
     std::string message;
 };
 
-// The process exit code DESIGN §4 assigns to each kind of error.
+// The process exit code docs/design.md §6 assigns to each kind of error.
 int exit_code(ErrorKind kind);
 // Short stable name used in JSON error objects ("config", "refused", ...).
 const char* error_code(ErrorKind kind);

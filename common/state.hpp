@@ -1,5 +1,5 @@
 #pragma once
-// The deployment state machine of DESIGN §6, in one place.
+// The deployment state machine of docs/design.md §3, in one place.
 //
 //   QUEUED -> BUILDING -> PROVISIONING -> PRODUCTION -> INACTIVE -> PRODUCTION (rollback)
 //   QUEUED | BUILDING | PROVISIONING -> FAILED

@@ -1,6 +1,6 @@
 #pragma once
 // Loads routes.json into the current table. A missing or malformed file never
-// drops routing: the previous table stays (DESIGN §3, §7). Pure logic + files.
+// drops routing: the previous table stays (docs/design.md §2, §7). Pure logic + files.
 
 #include <agent/proxy/routes.hpp>
 #include <common/result.hpp>

@@ -601,6 +601,18 @@ expect_serving() {
     assert_eq "$2" "$body" "$3"
 }
 
+# start_and_deploy_hello [DESCRIPTION]: the common start of a suite: an agent
+# (start_agent), the app repository `hello` (make_app_repo; sets REPO and
+# APP=hello) deployed as v1 and serving "hello from 1". DESCRIPTION names that
+# last check (default "v1 served").
+start_and_deploy_hello() {
+    start_agent
+    make_app_repo hello
+    APP=hello
+    assert_exit 0 dctl deploy
+    expect_serving $APP "hello from 1" "${1:-v1 served}"
+}
+
 # ---------------------------------------------------------------- container engines
 #
 # The container tests build images FROM scratch with a static busybox (no

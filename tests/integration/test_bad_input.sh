@@ -5,11 +5,7 @@
 source "$(dirname "$0")/lib.sh"
 require_binaries
 
-start_agent
-make_app_repo hello
-APP=hello
-assert_exit 0 dctl deploy
-expect_serving $APP "hello from 1" "baseline: v1 served"
+start_and_deploy_hello "baseline: v1 served"
 
 snapshot() { (cd "$DATA" && find apps blobs -print | LC_ALL=C sort); }
 release_ids() { acurl -s "$AGENT_URL/v1/apps/hello/releases" | jq -r '.[].id' | paste -sd' '; }

@@ -4,12 +4,7 @@
 source "$(dirname "$0")/lib.sh"
 require_binaries
 
-start_agent
-make_app_repo hello
-APP=hello
-
-assert_exit 0 dctl deploy
-expect_serving $APP "hello from 1" "v1 served"
+start_and_deploy_hello
 v1_pid=$(app_pid $APP v1)
 assert_ne "" "$v1_pid" "v1 app process found"
 

@@ -148,7 +148,7 @@ assert_exit 0 "$DEPLOYCTL_BIN" --json version
 json_ok "version"
 assert_jq "$OUT" '.event == "version" and (.version | type == "string")' "version --json: event version"
 
-# Failures: the error event is the last line, the exit code as DESIGN §4 says.
+# Failures: the error event is the last line, the exit code as docs/design.md §6 says.
 assert_exit 3 "$DEPLOYCTL_BIN" --json --host "http://127.0.0.1:$(free_port)" -a hello status
 json_ok "unreachable host"
 json_error "unreachable host" connection 3

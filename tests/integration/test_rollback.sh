@@ -4,12 +4,7 @@
 source "$(dirname "$0")/lib.sh"
 require_binaries
 
-start_agent
-make_app_repo hello
-APP=hello
-
-assert_exit 0 dctl deploy
-expect_serving $APP "hello from 1" "v1 served"
+start_and_deploy_hello
 commit_change "$REPO" "Version 2" VERSION 2
 assert_exit 0 dctl deploy
 expect_serving $APP "hello from 2" "v2 served"

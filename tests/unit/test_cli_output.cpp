@@ -147,7 +147,7 @@ TEST_CASE("format helpers") {
     CHECK(out::short_time("2026-11-23T09:00:00.000Z") == "2026-11-23 09:00:00");
 }
 
-TEST_CASE("agent error answers map to the exit codes of DESIGN §4") {
+TEST_CASE("agent error answers map to the exit codes of docs/design.md §6") {
     using cli::transport::error_from_response;
     auto body = [](const char* code) {
         return json{{"error", {{"code", code}, {"message", "m"}}}}.dump();

@@ -22,3 +22,11 @@ TEST_CASE("parse_host_port") {
     CHECK_FALSE(parse_host_port("127.0.0.1:http").ok());
     CHECK_FALSE(parse_host_port("127.0.0.1:").ok());
 }
+
+TEST_CASE("is_loopback_host: where plain HTTP is allowed") {
+    for (const char* host : {"127.0.0.1", "127.255.0.9", "::1", "localhost", "::ffff:127.0.0.1"})
+        CHECK_MESSAGE(common::is_loopback_host(host), host);
+    for (const char* host : {"0.0.0.0", "::", "10.0.0.5", "128.0.0.1", "::2", "::ffff:10.0.0.1",
+                             "agent.invalid", "localhost.invalid", "127.0.0.1.invalid", ""})
+        CHECK_FALSE_MESSAGE(common::is_loopback_host(host), host);
+}

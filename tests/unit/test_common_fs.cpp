@@ -7,20 +7,6 @@
 
 #include "temp_dir.hpp"
 
-TEST_CASE("sha256 matches known vectors") {
-    CHECK(common::sha256_hex("") ==
-          "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
-    CHECK(common::sha256_hex("abc") ==
-          "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
-    common::Sha256 incremental;
-    incremental.update("a");
-    incremental.update("bc");
-    CHECK(incremental.final_hex() == common::sha256_hex("abc"));
-    CHECK(common::is_sha256_hex(common::sha256_hex("abc")));
-    CHECK_FALSE(common::is_sha256_hex("ABC"));
-    CHECK_FALSE(common::is_sha256_hex(std::string(64, 'g')));
-}
-
 TEST_CASE("atomic_write_file replaces content and leaves no temporary file") {
     test::TempDir dir;
     const auto path = dir.path() / "routes.json";
@@ -44,16 +30,4 @@ TEST_CASE("file helpers report errors") {
     CHECK(missing.error().kind == common::ErrorKind::io);
     CHECK_FALSE(common::atomic_write_file(dir.path() / "no/such/dir/file", "x").ok());
     CHECK_FALSE(common::sha256_file(dir.path() / "missing").ok());
-}
-
-TEST_CASE("exit codes follow DESIGN section 4") {
-    using common::ErrorKind;
-    CHECK(common::exit_code(ErrorKind::failed) == 1);
-    CHECK(common::exit_code(ErrorKind::config) == 2);
-    CHECK(common::exit_code(ErrorKind::usage) == 2);
-    CHECK(common::exit_code(ErrorKind::connection) == 3);
-    CHECK(common::exit_code(ErrorKind::auth) == 3);
-    CHECK(common::exit_code(ErrorKind::timeout) == 4);
-    CHECK(common::exit_code(ErrorKind::refused) == 5);
-    CHECK(std::string(common::error_code(ErrorKind::refused)) == "refused");
 }

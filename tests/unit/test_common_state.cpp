@@ -1,4 +1,4 @@
-// The deployment state machine of DESIGN §6 (common/state.hpp).
+// The deployment state machine of docs/design.md §3 (common/state.hpp).
 #include <common/state.hpp>
 
 #include <doctest/doctest.h>
