@@ -16,7 +16,6 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <functional>
 #include <iterator>
 #include <sstream>
 #include <string>
@@ -38,10 +37,9 @@ const std::string k_b = "https://b:7070";
 const std::string k_c = "ssh://deploy@c";
 const std::string k_url = "http://hello.localhost:8080/";
 
-using Step = std::function<void(out::Printer&)>;
-using Steps = std::vector<Step>;
+using Events = std::vector<out::Event>;
 
-Steps operator+(Steps first, const Steps& second) {
+Events operator+(Events first, const Events& second) {
     first.insert(first.end(), second.begin(), second.end());
     return first;
 }
@@ -93,101 +91,79 @@ json token(const char* id, const char* scope, json app, json expires_at) {
 }
 
 // What deployctl says before it contacts an agent.
-Steps opening() {
+Events opening() {
     return {
-        [](out::Printer& p) { p.version("0.1.0"); },
-        [](out::Printer& p) { p.warning("skipping tmp/sock: not a regular file or symlink"); },
-        [](out::Printer& p) {
-            p.packaged({"hello", "3f2c1a0b9d8e7f60", "Fix header", 12, 3481, true});
-        },
+        out::Version{"0.1.0"},
+        out::Warning{"skipping tmp/sock: not a regular file or symlink"},
+        out::PackageSummary{"hello", "3f2c1a0b9d8e7f60", "Fix header", 12, 3481, true},
     };
 }
 
 // A deployment that goes live; nothing to upload.
-Steps deploy_live(const std::string& host) {
+Events deploy_live(const std::string& host) {
     const out::UploadStats nothing{3, 3, 0, 3000, 0, 0};
     return {
-        [=](out::Printer& p) { p.uploading(host, nothing); },
-        [=](out::Printer& p) { p.uploaded(host, nothing); },
-        [=](out::Printer& p) { p.created(host, "v4", "QUEUED"); },
-        [=](out::Printer& p) { p.agent_event(host, state_event("v4", "BUILDING")); },
-        [=](out::Printer& p) { p.agent_event(host, state_event("v4", "BUILDING")); }, // again
-        [=](out::Printer& p) { p.agent_event(host, log_event("build", "npm ci")); },
-        [=](out::Printer& p) { p.agent_event(host, state_event("v4", "PROVISIONING")); },
-        [=](out::Printer& p) { p.agent_event(host, log_event("app", "listening on :41000")); },
-        [=](out::Printer& p) { p.agent_event(host, health_event(false, 503, "starting")); },
-        [=](out::Printer& p) { p.agent_event(host, health_event(true, 200, "")); },
-        [=](out::Printer& p) { p.agent_event(host, state_event("v4", "PRODUCTION")); },
-        [=](out::Printer& p) {
-            p.agent_event(host, json{{"event", "note"}, {"text", "new"}});
-        },
-        [=](out::Printer& p) {
-            p.done({host, "v4", "PRODUCTION", k_url, std::nullopt, 3200, ""});
-        },
+        out::Uploading{host, nothing},
+        out::Uploaded{host, nothing},
+        out::Created{host, "v4", "QUEUED"},
+        out::AgentEvent{host, state_event("v4", "BUILDING")},
+        out::AgentEvent{host, state_event("v4", "BUILDING")}, // again
+        out::AgentEvent{host, log_event("build", "npm ci")},
+        out::AgentEvent{host, state_event("v4", "PROVISIONING")},
+        out::AgentEvent{host, log_event("app", "listening on :41000")},
+        out::AgentEvent{host, health_event(false, 503, "starting")},
+        out::AgentEvent{host, health_event(true, 200, "")},
+        out::AgentEvent{host, state_event("v4", "PRODUCTION")},
+        out::AgentEvent{host, json{{"event", "note"}, {"text", "new"}}},
+        out::Done{{host, "v4", "PRODUCTION", k_url, std::nullopt, 3200, ""}},
     };
 }
 
 // An agent event that is not an object: passed on as "unknown" in JSON, not shown to people.
 // (Not through GroupedOutput: it reads each event's "event" with json::value, which throws.)
-Steps odd_agent_event(const std::string& host) {
+Events odd_agent_event(const std::string& host) {
     return {
-        [=](out::Printer& p) { p.agent_event(host, json("not an object")); },
+        out::AgentEvent{host, json("not an object")},
     };
 }
 
 // A deployment that uploads and fails its health check.
-Steps deploy_failed(const std::string& host) {
+Events deploy_failed(const std::string& host) {
     return {
-        [=](out::Printer& p) {
-            p.uploading(host, out::UploadStats{3, 3, 2, 3000, 2048, 0});
-        },
-        [=](out::Printer& p) { p.upload_progress(host, 1024, 2048); },
-        [=](out::Printer& p) { p.upload_progress(host, 2048, 2048); },
-        [=](out::Printer& p) { p.created(host, "v5", "QUEUED"); },
-        [=](out::Printer& p) { p.agent_event(host, state_event("v5", "BUILDING")); },
-        [=](out::Printer& p) {
-            p.agent_event(host, state_event("v5", "FAILED", "health check timed out"));
-        },
-        [=](out::Printer& p) {
-            p.done({host, "v5", "FAILED", "", std::string("health check timed out"), 9100, ""});
-        },
-        [=](out::Printer& p) {
-            p.error({ErrorKind::failed, "v5 failed: health check timed out"}, host);
-        },
+        out::Uploading{host, out::UploadStats{3, 3, 2, 3000, 2048, 0}},
+        out::UploadProgress{host, 1024, 2048},
+        out::UploadProgress{host, 2048, 2048},
+        out::Created{host, "v5", "QUEUED"},
+        out::AgentEvent{host, state_event("v5", "BUILDING")},
+        out::AgentEvent{host, state_event("v5", "FAILED", "health check timed out")},
+        out::Done{{host, "v5", "FAILED", "", std::string("health check timed out"), 9100, ""}},
+        out::Error{{ErrorKind::failed, "v5 failed: health check timed out"}, host},
     };
 }
 
 // An upload reported once it is done. No `uploading` before it: the human printer's
 // elapsed time is then 0ms, the same on every run.
-Steps upload_only(const std::string& host) {
+Events upload_only(const std::string& host) {
     return {
-        [=](out::Printer& p) {
-            p.uploaded(host, out::UploadStats{2, 2, 1, 2048, 1024, 1024});
-        },
+        out::Uploaded{host, out::UploadStats{2, 2, 1, 2048, 1024, 1024}},
     };
 }
 
-Steps unreachable(const std::string& host) {
+Events unreachable(const std::string& host) {
     return {
-        [=](out::Printer& p) {
-            p.error({ErrorKind::connection, "cannot reach the agent at " + host}, host);
-        },
+        out::Error{{ErrorKind::connection, "cannot reach the agent at " + host}, host},
     };
 }
 
-Steps rollbacks(const std::string& host) {
+Events rollbacks(const std::string& host) {
     return {
-        [=](out::Printer& p) {
-            p.rolled_back({host, "v3", "PRODUCTION", k_url, std::nullopt, 1520, "v4"});
-        },
-        [=](out::Printer& p) {
-            p.rolled_back({host, "v2", "PRODUCTION", "", std::nullopt, 800, ""});
-        },
+        out::RolledBack{{host, "v3", "PRODUCTION", k_url, std::nullopt, 1520, "v4"}},
+        out::RolledBack{{host, "v2", "PRODUCTION", "", std::nullopt, 800, ""}},
     };
 }
 
 // The commands that ask an agent something: rm, releases, status, env, agent, token, audit.
-Steps queries(const std::string& host) {
+Events queries(const std::string& host) {
     const json releases =
         json::array({release("v4", "PRODUCTION"), release("v3", "FAILED", "build failed: exit 1")});
     const json vars = {
@@ -227,53 +203,37 @@ Steps queries(const std::string& host) {
                                      {"result", "refused"},
                                      {"error", "v4 is in production"}}});
     return {
-        [=](out::Printer& p) { p.removed(host, "v2"); },
-        [=](out::Printer& p) { p.releases(host, releases); },
-        [=](out::Printer& p) { p.releases(host, json::array()); },
-        [=](out::Printer& p) {
-            p.status(host, {{"app", "hello"},
-                            {"production", "v4"},
-                            {"url", k_url},
-                            {"domains", {"hello.example.com"}},
-                            {"releases", releases}});
-        },
-        [=](out::Printer& p) {
-            p.status(host, {{"app", "hello"}, {"production", nullptr}, {"url", nullptr}});
-        },
-        [=](out::Printer& p) { p.env_list(host, vars); },
-        [=](out::Printer& p) {
-            p.env_list(host, {{"app", "hello"}, {"vars", json::array()}});
-        },
-        [=](out::Printer& p) {
-            p.env_changed(host, {{"app", "hello"},
-                                 {"set", {"API_KEY", "LOG_LEVEL"}},
-                                 {"takes_effect", "at the next deploy or rollback"}});
-        },
-        [=](out::Printer& p) {
-            p.env_changed(host, {{"app", "hello"}, {"unset", {"LOG_LEVEL"}}});
-        },
-        [=](out::Printer& p) {
-            p.agent(host, false, {{"version", "0.1.0"}});
-        },
-        [=](out::Printer& p) { p.agent(host, true, info); },
-        [=](out::Printer& p) {
-            p.agent(host, true, {{"version", "0.1.0"}, {"engine", "process"}});
-        },
-        [=](out::Printer& p) { p.token_created(host, created); },
-        [=](out::Printer& p) {
-            p.tokens(host, json::array({token("3f2a9c01b2d4", "deploy", "hello", nullptr),
-                                        token("77aa00bb11cc", "admin", nullptr,
-                                              "2027-01-01T00:00:00.000Z")}));
-        },
-        [=](out::Printer& p) { p.tokens(host, json::array()); },
-        [=](out::Printer& p) { p.token_revoked(host, revoked); },
-        [=](out::Printer& p) { p.audit(host, audit); },
-        [=](out::Printer& p) { p.audit(host, json::array()); },
+        out::Removed{host, "v2"},
+        out::Releases{host, releases},
+        out::Releases{host, json::array()},
+        out::Status{host, json{{"app", "hello"},
+                               {"production", "v4"},
+                               {"url", k_url},
+                               {"domains", {"hello.example.com"}},
+                               {"releases", releases}}},
+        out::Status{host, json{{"app", "hello"}, {"production", nullptr}, {"url", nullptr}}},
+        out::EnvList{host, vars},
+        out::EnvList{host, json{{"app", "hello"}, {"vars", json::array()}}},
+        out::EnvChanged{host, json{{"app", "hello"},
+                                   {"set", {"API_KEY", "LOG_LEVEL"}},
+                                   {"takes_effect", "at the next deploy or rollback"}}},
+        out::EnvChanged{host, json{{"app", "hello"}, {"unset", {"LOG_LEVEL"}}}},
+        out::Agent{host, false, json{{"version", "0.1.0"}}},
+        out::Agent{host, true, info},
+        out::Agent{host, true, json{{"version", "0.1.0"}, {"engine", "process"}}},
+        out::TokenCreated{host, created},
+        out::Tokens{host, json::array({token("3f2a9c01b2d4", "deploy", "hello", nullptr),
+                                       token("77aa00bb11cc", "admin", nullptr,
+                                             "2027-01-01T00:00:00.000Z")})},
+        out::Tokens{host, json::array()},
+        out::TokenRevoked{host, revoked},
+        out::Audit{host, audit},
+        out::Audit{host, json::array()},
     };
 }
 
 // deployctl init --list, then deployctl init detecting, and with --template.
-Steps init_steps() {
+Events init_steps() {
     out::InitSummary detected;
     detected.dir = ".";
     detected.app = "fullstack";
@@ -296,16 +256,14 @@ Steps init_steps() {
     chosen.files = {{"deploy.toml", false}};
     chosen.next = {"deployctl deploy"};
     return {
-        [](out::Printer& p) {
-            p.templates({{"go", "Go: a static binary", {"deploy.toml", "Dockerfile"}},
-                         {"static", "Static files served by deploy-proxy", {"deploy.toml"}}});
-        },
-        [=](out::Printer& p) { p.initialized(detected); },
-        [=](out::Printer& p) { p.initialized(chosen); },
+        out::Templates{{{"go", "Go: a static binary", {"deploy.toml", "Dockerfile"}},
+                        {"static", "Static files served by deploy-proxy", {"deploy.toml"}}}},
+        detected,
+        chosen,
     };
 }
 
-Steps summaries() {
+Events summaries() {
     out::Summary deploy;
     deploy.command = "deploy";
     deploy.strategy = "parallel";
@@ -334,32 +292,30 @@ Steps summaries() {
     releases.rows = {{k_a, "v4", "PRODUCTION", "", std::nullopt, "v4 v3"},
                      {k_b, "v4", "PRODUCTION", "", std::nullopt, "v4"}};
     return {
-        [=](out::Printer& p) { p.summary(deploy); },
-        [=](out::Printer& p) { p.summary(rolling); },
-        [=](out::Printer& p) { p.summary(status); },
-        [=](out::Printer& p) { p.summary(releases); },
+        deploy,
+        rolling,
+        status,
+        releases,
     };
 }
 
-Steps closing() {
+Events closing() {
     return {
-        [](out::Printer& p) {
-            p.error({ErrorKind::failed, "2 of 3 hosts failed"}, "");
-        },
+        out::Error{{ErrorKind::failed, "2 of 3 hosts failed"}, ""},
     };
 }
 
 // One host, then several: everything a Printer is told, in one go.
 void play_session(out::Printer& p) {
-    for (const auto& step : opening() + deploy_live(k_a) + odd_agent_event(k_a) +
-                                deploy_failed(k_a) + rollbacks(k_a) + queries(k_a) + init_steps() +
-                                unreachable(k_a))
-        step(p);
+    for (const auto& event : opening() + deploy_live(k_a) + odd_agent_event(k_a) +
+                                 deploy_failed(k_a) + rollbacks(k_a) + queries(k_a) + init_steps() +
+                                 unreachable(k_a))
+        p.emit(event);
     p.set_several_hosts(true);
-    for (const auto& step : opening() + deploy_live(k_a) + deploy_failed(k_b) + upload_only(k_c) +
-                                unreachable(k_c) + rollbacks(k_a) + queries(k_b) + summaries() +
-                                closing())
-        step(p);
+    for (const auto& event : opening() + deploy_live(k_a) + deploy_failed(k_b) + upload_only(k_c) +
+                                 unreachable(k_c) + rollbacks(k_a) + queries(k_b) + summaries() +
+                                 closing())
+        p.emit(event);
 }
 
 // Three hosts deploying at once through GroupedOutput: their steps interleave, one host at
@@ -371,7 +327,7 @@ void play_grouped(out::Printer& p, out::GroupedOutput::Mode mode, std::ostream* 
         out::GroupedOutput grouped(p, mode, term);
         struct Host {
             std::string url;
-            Steps steps;
+            Events events;
             std::unique_ptr<out::Printer> printer;
             std::size_t next = 0;
         };
@@ -384,27 +340,27 @@ void play_grouped(out::Printer& p, out::GroupedOutput::Mode mode, std::ostream* 
         for (bool more = true; more;) {
             more = false;
             for (auto& host : hosts) {
-                if (host.next == host.steps.size())
+                if (host.next == host.events.size())
                     continue;
-                host.steps[host.next++](*host.printer);
-                if (host.next == host.steps.size())
+                host.printer->emit(host.events[host.next++]);
+                if (host.next == host.events.size())
                     grouped.finish(host.url);
                 else
                     more = true;
             }
         }
         auto again = grouped.for_host(k_a);
-        for (const auto& step : rollbacks(k_a))
-            step(*again);
+        for (const auto& event : rollbacks(k_a))
+            again->emit(event);
         grouped.finish(k_a);
         auto rest = grouped.for_host(k_b);
-        for (const auto& step : queries(k_b) + init_steps() + opening())
-            step(*rest);
+        for (const auto& event : queries(k_b) + init_steps() + opening())
+            rest->emit(event);
         grouped.finish(k_b);
         grouped.flush_all();
     }
-    for (const auto& step : summaries() + closing())
-        step(p);
+    for (const auto& event : summaries() + closing())
+        p.emit(event);
 }
 
 std::string read_file(const fs::path& path) {
