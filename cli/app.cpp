@@ -347,7 +347,7 @@ int parse_error(CLI::App& app, const CLI::ParseError& e, int argc, char** argv) 
         error.message = fmt::format("unknown command '{}'", argv[1]);
     auto out = json ? output::make_json_printer(std::cout, std::cerr)
                     : output::make_human_printer({}, std::cout, std::cerr);
-    out->error(error, "");
+    out->emit(output::Error{error, ""});
     if (!json)
         std::cerr << "Run 'deployctl --help' for the commands and options.\n";
     return 2;
@@ -389,7 +389,7 @@ int run(int argc, char** argv) {
     if (result)
         return 0;
     if (!ctx.error_reported)
-        printer->error(result.error(), "");
+        printer->emit(output::Error{result.error(), ""});
     return common::exit_code(result.error().kind);
 }
 

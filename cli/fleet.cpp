@@ -72,7 +72,7 @@ void deploy_one(const HostUrl& url, HostRun& run, const OpenHost& open, const Ho
         run.outcome = outcome_of(st.error());
         run.error = st.error();
         if (options.several)
-            printer->error(st.error(), run.host);
+            printer->emit(output::Error{st.error(), run.host});
     }
     out.finish(run.host);
 }
@@ -88,7 +88,7 @@ void roll_back_one(HostRun& run, const HostSteps& steps, output::GroupedOutput& 
         run.rollback_error = common::Error{
             st.error().kind, fmt::format("rollback to {} failed: {}; {} is still live",
                                          run.previous, st.error().message, run.release)};
-        printer->error(*run.rollback_error, run.host);
+        printer->emit(output::Error{*run.rollback_error, run.host});
     }
     out.finish(run.host);
 }
@@ -346,7 +346,7 @@ void report_hosts(Context& ctx, const Target& target, const std::string& command
             error != errors.end() ? error->second : common::Error{ErrorKind::internal, "no answer"};
         ordered.push_back(std::move(view));
     }
-    ctx.out->summary(compare_hosts(command, ordered));
+    ctx.out->emit(compare_hosts(command, ordered));
 }
 
 } // namespace cli

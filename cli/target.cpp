@@ -171,7 +171,7 @@ common::Status for_each_host(Context& ctx, const Target& target, OnError on_erro
         if (errors)
             errors->emplace(url.base_url, st.error());
         if (several) {
-            ctx.out->error(st.error(), url.base_url);
+            ctx.out->emit(output::Error{st.error(), url.base_url});
             ctx.error_reported = true;
         }
         if (first)

@@ -17,7 +17,7 @@ common::Status agent(Context& ctx, AgentQuery query) {
                              auto answer = client.get_json(info ? "/v1/info" : "/v1/health");
                              if (!answer)
                                  return answer.error();
-                             ctx.out->agent(host, info, *answer);
+                             ctx.out->emit(output::Agent{host, info, *answer});
                              return {};
                          });
 }

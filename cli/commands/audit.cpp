@@ -44,7 +44,7 @@ common::Status audit(Context& ctx, const AuditOptions& options) {
                              auto list = client.get_json(path);
                              if (!list)
                                  return list.error();
-                             ctx.out->audit(host, *list);
+                             ctx.out->emit(output::Audit{host, *list});
                              return {};
                          });
 }

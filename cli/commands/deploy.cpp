@@ -24,12 +24,12 @@ namespace {
 void report_package(Context& ctx, const Target& target, const package::SourceTree& tree,
                     const DeployOptions& options) {
     for (const auto& w : tree.warnings())
-        ctx.out->warning(w);
+        ctx.out->emit(output::Warning{w});
     if (!options.dirty && tree.uncommitted() > 0)
-        ctx.out->warning(fmt::format("{} uncommitted change{} not included (commit them, or "
-                                     "pass --dirty)",
-                                     tree.uncommitted(),
-                                     tree.uncommitted() == 1 ? " is" : "s are"));
+        ctx.out->emit(output::Warning{fmt::format("{} uncommitted change{} not included (commit "
+                                                  "them, or pass --dirty)",
+                                                  tree.uncommitted(),
+                                                  tree.uncommitted() == 1 ? " is" : "s are")});
     output::PackageSummary summary;
     summary.app = target.app;
     summary.commit = tree.commit();
@@ -37,7 +37,7 @@ void report_package(Context& ctx, const Target& target, const package::SourceTre
     summary.files = tree.manifest().entries.size();
     summary.bytes = tree.manifest().total_bytes();
     summary.dirty = tree.dirty();
-    ctx.out->packaged(summary);
+    ctx.out->emit(summary);
 }
 
 nlohmann::json deployment_request(const Target& target, const package::SourceTree& tree) {
@@ -61,7 +61,8 @@ common::Status use_deployed_config(Context& ctx, Target& target, const package::
         auto config = common::parse_config(*text, "deploy.toml (committed)");
         if (!config)
             return config.error();
-        ctx.out->warning("deploy.toml has uncommitted changes: deploying the committed version");
+        ctx.out->emit(output::Warning{
+            "deploy.toml has uncommitted changes: deploying the committed version"});
         target.config_text = std::move(*text);
         return {};
     }
@@ -135,7 +136,7 @@ HostSteps deploy_steps(Context& ctx, const Target& target, const package::Source
         if (run.release.empty())
             return common::make_error(common::ErrorKind::internal,
                                       "the agent created a deployment but did not say its id");
-        out.created(run.host, run.release, created->value("state", "QUEUED"));
+        out.emit(output::Created{run.host, run.release, created->value("state", "QUEUED")});
         if (options.no_follow)
             return {};
         return follow_release(host_ctx, client, run.host, target.app, run.release, started);
@@ -189,7 +190,7 @@ common::Status deploy(Context& ctx, const DeployOptions& options) {
     auto elapsed =
         std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
             .count();
-    ctx.out->summary(summarize(runs, *fleet, elapsed));
+    ctx.out->emit(summarize(runs, *fleet, elapsed));
     return result;
 }
 

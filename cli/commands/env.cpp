@@ -87,7 +87,7 @@ common::Status list(Context& ctx, const Target& target) {
                              auto answer = client.get_json(app_path(target.app) + "/env");
                              if (!answer)
                                  return answer.error();
-                             ctx.out->env_list(host, *answer);
+                             ctx.out->emit(output::EnvList{host, *answer});
                              return {};
                          });
 }
@@ -101,7 +101,7 @@ common::Status set(Context& ctx, const Target& target, const EnvOptions& options
                              auto answer = client.post_json(app_path(target.app) + "/env", *body);
                              if (!answer)
                                  return answer.error();
-                             ctx.out->env_changed(host, *answer);
+                             ctx.out->emit(output::EnvChanged{host, *answer});
                              return {};
                          });
 }
@@ -135,7 +135,7 @@ common::Status unset(Context& ctx, const Target& target, const EnvOptions& optio
                 answer = *removed;
             }
             answer["unset"] = options.args;
-            ctx.out->env_changed(host, answer);
+            ctx.out->emit(output::EnvChanged{host, answer});
             return {};
         });
 }

@@ -27,7 +27,7 @@ common::Status follow_release(Context& ctx, transport::Client& client, const std
             done = event;
             return false;
         }
-        ctx.out->agent_event(host, event);
+        ctx.out->emit(output::AgentEvent{host, event});
         return true;
     });
     if (!st && st.error().kind == common::ErrorKind::connection)
@@ -52,7 +52,7 @@ common::Status follow_release(Context& ctx, transport::Client& client, const std
     if (auto e = str(*done, "error"); !e.empty())
         info.error = e;
     info.elapsed_ms = std::chrono::duration_cast<std::chrono::milliseconds>(elapsed).count();
-    ctx.out->done(info);
+    ctx.out->emit(output::Done{info});
     if (info.state == "FAILED")
         return common::make_error(
             common::ErrorKind::failed,

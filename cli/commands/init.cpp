@@ -160,7 +160,7 @@ common::Status init(Context& ctx, const InitOptions& options) {
             list.push_back({t.name, t.description,
                             t.has_dockerfile ? std::vector<std::string>{"deploy.toml", "Dockerfile"}
                                              : std::vector<std::string>{"deploy.toml"}});
-        ctx.out->templates(list);
+        ctx.out->emit(output::Templates{list});
         return {};
     }
     const fs::path dir = options.dir;
@@ -197,7 +197,7 @@ common::Status init(Context& ctx, const InitOptions& options) {
     if (auto ok = write_files(dir, *files, options, s); !ok)
         return ok;
     next_steps(dir, options, s);
-    ctx.out->initialized(s);
+    ctx.out->emit(s);
     return {};
 }
 

@@ -31,7 +31,7 @@ common::Status logs(Context& ctx, const LogsOptions& options) {
                          [&](transport::Client& client, const std::string& host) -> common::Status {
                              auto st = client.stream_ndjson(path, [&](const nlohmann::json& event) {
                                  if (event.value("event", "") != "done")
-                                     ctx.out->agent_event(host, event);
+                                     ctx.out->emit(output::AgentEvent{host, event});
                                  return true;
                              });
                              if (!st)

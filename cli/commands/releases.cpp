@@ -42,7 +42,7 @@ common::Status releases(Context& ctx) {
             auto answer = client.get_json(app_path(target->app) + "/releases");
             if (!answer)
                 return answer.error();
-            ctx.out->releases(host, *answer);
+            ctx.out->emit(output::Releases{host, *answer});
             views[host] = view_of(host, *answer);
             return {};
         },

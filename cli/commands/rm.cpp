@@ -19,7 +19,8 @@ common::Status remove(Context& ctx, const std::string& release) {
                                  client.remove(app_path(target->app) + "/releases/" + release);
                              if (!answer)
                                  return answer.error();
-                             ctx.out->removed(host, answer->value("deleted", release));
+                             ctx.out->emit(
+                                 output::Removed{host, answer->value("deleted", release)});
                              return {};
                          });
 }

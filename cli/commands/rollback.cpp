@@ -28,7 +28,7 @@ common::Status promote(transport::Client& client, output::Printer& out, const st
     info.elapsed_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                           std::chrono::steady_clock::now() - started)
                           .count();
-    out.rolled_back(info);
+    out.emit(output::RolledBack{info});
     return {};
 }
 

@@ -30,7 +30,7 @@ common::Status status(Context& ctx) {
             auto answer = client.get_json(app_path(target->app));
             if (!answer)
                 return answer.error();
-            ctx.out->status(host, *answer);
+            ctx.out->emit(output::Status{host, *answer});
             views[host] = HostView{host, string_at(*answer, "production"),
                                    string_at(*answer, "url"), std::nullopt};
             return {};

@@ -27,14 +27,14 @@ common::Status run(Context& ctx, const TokenOptions& o, transport::Client& clien
         auto list = client.get_json("/v1/tokens");
         if (!list)
             return list.error();
-        ctx.out->tokens(host, *list);
+        ctx.out->emit(output::Tokens{host, *list});
         return {};
     }
     if (o.action == TokenAction::revoke) {
         auto revoked = client.remove("/v1/tokens/" + o.id);
         if (!revoked)
             return revoked.error();
-        ctx.out->token_revoked(host, *revoked);
+        ctx.out->emit(output::TokenRevoked{host, *revoked});
         return {};
     }
     nlohmann::json body{{"scope", o.scope}, {"name", o.name}};
@@ -47,7 +47,7 @@ common::Status run(Context& ctx, const TokenOptions& o, transport::Client& clien
     auto created = client.post_json("/v1/tokens", body);
     if (!created)
         return created.error();
-    ctx.out->token_created(host, *created);
+    ctx.out->emit(output::TokenCreated{host, *created});
     return {};
 }
 

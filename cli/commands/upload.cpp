@@ -36,11 +36,11 @@ common::Result<output::UploadStats> upload_blobs(transport::Client& client,
     stats.blobs_missing = missing.size();
     for (const auto& [digest, size] : missing)
         stats.bytes_missing += size;
-    out.uploading(host, stats);
+    out.emit(output::Uploading{host, stats});
     // Progress within a big blob where the transport can tell, and after each blob.
     client.set_upload_progress([&](std::uint64_t sent_now) {
-        out.upload_progress(host, std::min(stats.bytes_sent + sent_now, stats.bytes_missing),
-                            stats.bytes_missing);
+        out.emit(output::UploadProgress{
+            host, std::min(stats.bytes_sent + sent_now, stats.bytes_missing), stats.bytes_missing});
     });
     struct StopReporting {
         transport::Client& client;
@@ -54,9 +54,9 @@ common::Result<output::UploadStats> upload_blobs(transport::Client& client,
         if (!put)
             return put.error();
         stats.bytes_sent += bytes->size();
-        out.upload_progress(host, stats.bytes_sent, stats.bytes_missing);
+        out.emit(output::UploadProgress{host, stats.bytes_sent, stats.bytes_missing});
     }
-    out.uploaded(host, stats);
+    out.emit(output::Uploaded{host, stats});
     return stats;
 }
 

@@ -6,7 +6,7 @@
 namespace cli::commands {
 
 common::Status version(Context& ctx) {
-    ctx.out->version(common::version());
+    ctx.out->emit(output::Version{common::version()});
     return {};
 }
 

@@ -5,105 +5,53 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <optional>
 #include <ostream>
 #include <unistd.h>
+#include <variant>
 
 namespace cli::output {
 
 namespace {
 
-using nlohmann::json;
+template <class... Fs> struct Overloaded : Fs... { using Fs::operator()...; };
 
-// Records (or forwards) every call of one host, and follows its phase.
+// What the phase line says of a host after `event`; nothing for the kinds that leave it.
+std::optional<std::string> phase_of(const Event& event) {
+    using Phase = std::optional<std::string>;
+    return std::visit(
+        Overloaded{
+            [](const Uploading&) -> Phase { return "uploading"; },
+            [](const Created& e) -> Phase { return e.release + " " + e.state; },
+            [](const AgentEvent& e) -> Phase {
+                if (e.event->value("event", "") != "state")
+                    return std::nullopt;
+                return e.event->value("release", "") + " " + e.event->value("state", "");
+            },
+            [](const Done& e) -> Phase { return e.release + " " + e.state; },
+            [](const RolledBack& e) -> Phase { return "rolled back to " + e.release; },
+            [](const Error&) -> Phase { return "error"; },
+            [](const auto&) -> Phase { return std::nullopt; },
+        },
+        event);
+}
+
+// Keeps (or passes on) every event of one host, and follows its phase.
 class HostPrinter final : public Printer {
   public:
     HostPrinter(GroupedOutput& group, std::string host) : m_group(group), m_host(std::move(host)) {}
 
-    void warning(std::string_view message) override {
-        forward([m = std::string(message)](Printer& p) { p.warning(m); });
-    }
-    void packaged(const PackageSummary& s) override {
-        forward([s](Printer& p) { p.packaged(s); });
-    }
-    void uploading(const std::string& host, const UploadStats& s) override {
-        m_group.set_phase(m_host, "uploading");
-        forward([host, s](Printer& p) { p.uploading(host, s); });
-    }
-    void uploaded(const std::string& host, const UploadStats& s) override {
-        forward([host, s](Printer& p) { p.uploaded(host, s); });
-    }
-    void created(const std::string& host, const std::string& release,
-                 const std::string& state) override {
-        m_group.set_phase(m_host, release + " " + state);
-        forward([host, release, state](Printer& p) { p.created(host, release, state); });
-    }
-    void agent_event(const std::string& host, const json& event) override {
-        if (event.value("event", "") == "state")
-            m_group.set_phase(m_host, event.value("release", "") + " " + event.value("state", ""));
-        forward([host, event](Printer& p) { p.agent_event(host, event); });
-    }
-    void done(const DoneInfo& info) override {
-        m_group.set_phase(m_host, info.release + " " + info.state);
-        forward([info](Printer& p) { p.done(info); });
-    }
-    void rolled_back(const DoneInfo& info) override {
-        m_group.set_phase(m_host, "rolled back to " + info.release);
-        forward([info](Printer& p) { p.rolled_back(info); });
-    }
-    void removed(const std::string& host, const std::string& release) override {
-        forward([host, release](Printer& p) { p.removed(host, release); });
-    }
-    void releases(const std::string& host, const json& list) override {
-        forward([host, list](Printer& p) { p.releases(host, list); });
-    }
-    void status(const std::string& host, const json& status) override {
-        forward([host, status](Printer& p) { p.status(host, status); });
-    }
-    void env_list(const std::string& host, const json& answer) override {
-        forward([host, answer](Printer& p) { p.env_list(host, answer); });
-    }
-    void env_changed(const std::string& host, const json& answer) override {
-        forward([host, answer](Printer& p) { p.env_changed(host, answer); });
-    }
-    void version(std::string_view version) override {
-        forward([v = std::string(version)](Printer& p) { p.version(v); });
-    }
-    void agent(const std::string& host, bool info, const json& answer) override {
-        forward([host, info, answer](Printer& p) { p.agent(host, info, answer); });
-    }
-    void token_created(const std::string& host, const json& token) override {
-        forward([host, token](Printer& p) { p.token_created(host, token); });
-    }
-    void tokens(const std::string& host, const json& list) override {
-        forward([host, list](Printer& p) { p.tokens(host, list); });
-    }
-    void token_revoked(const std::string& host, const json& token) override {
-        forward([host, token](Printer& p) { p.token_revoked(host, token); });
-    }
-    void audit(const std::string& host, const json& list) override {
-        forward([host, list](Printer& p) { p.audit(host, list); });
-    }
-    void error(const common::Error& error, const std::string& host) override {
-        m_group.set_phase(m_host, "error");
-        forward([error, host](Printer& p) { p.error(error, host); });
-    }
-    void summary(const Summary& summary) override {
-        forward([summary](Printer& p) { p.summary(summary); });
-    }
-    void templates(const std::vector<TemplateSummary>& list) override {
-        forward([list](Printer& p) { p.templates(list); });
-    }
-    void initialized(const InitSummary& summary) override {
-        forward([summary](Printer& p) { p.initialized(summary); });
-    }
-    void upload_progress(const std::string& host, std::uint64_t sent,
-                         std::uint64_t total) override {
-        m_group.progress(m_host, host, sent, total);
+    void emit(const Event& event) override {
+        if (const auto* progress = std::get_if<UploadProgress>(&event)) {
+            m_group.progress(m_host, progress->host, progress->bytes_sent, progress->bytes_total);
+            return;
+        }
+        if (auto phase = phase_of(event))
+            m_group.set_phase(m_host, *phase);
+        m_group.emit(m_host, event);
     }
 
   private:
-    void forward(std::function<void(Printer&)> call) { m_group.emit(m_host, std::move(call)); }
-
     GroupedOutput& m_group;
     std::string m_host;
 };
@@ -131,18 +79,18 @@ std::unique_ptr<Printer> GroupedOutput::for_host(const std::string& host) {
     return std::make_unique<HostPrinter>(*this, host);
 }
 
-void GroupedOutput::emit(const std::string& host, std::function<void(Printer&)> call) {
+void GroupedOutput::emit(const std::string& host, Event event) {
     std::lock_guard lock(m_mutex);
     if (m_mode == Mode::immediate) {
-        print_locked(call);
+        print_locked(event);
         return;
     }
     if (m_live.empty())
         m_live = host;
     if (m_live == host)
-        print_locked(call);
+        print_locked(event);
     else
-        m_blocks[host].pending.push_back(std::move(call));
+        m_blocks[host].pending.push_back(std::move(event));
 }
 
 void GroupedOutput::progress(const std::string& host, const std::string& as_host,
@@ -162,7 +110,7 @@ void GroupedOutput::progress(const std::string& host, const std::string& as_host
         return;
     }
     if (m_mode == Mode::immediate || m_live.empty() || m_live == host)
-        m_out.upload_progress(as_host, sent, total);
+        m_out.emit(UploadProgress{as_host, sent, total});
 }
 
 void GroupedOutput::finish(const std::string& host) {
@@ -198,14 +146,14 @@ void GroupedOutput::next_live_locked() {
 }
 
 void GroupedOutput::flush_locked(HostBlock& block) {
-    for (const auto& call : block.pending)
-        print_locked(call);
+    for (const auto& event : block.pending)
+        print_locked(event);
     block.pending.clear();
 }
 
-void GroupedOutput::print_locked(const std::function<void(Printer&)>& call) {
+void GroupedOutput::print_locked(const Event& event) {
     clear_phase_locked();
-    call(m_out);
+    m_out.emit(event);
     draw_phase_locked();
 }
 

@@ -2,9 +2,9 @@
 // Output of several hosts working at once (cli/fleet.hpp), never interleaved line by line.
 //
 // Each host gets a Printer of its own, used only by that host's thread. In `Mode::grouped`
-// (human output) one host at a time is "live" and prints as it goes; the others are
-// buffered and printed as a whole block when they finish and nobody is live, so one host's
-// lines are always contiguous. In `Mode::immediate` (--json) every call is printed at once,
+// (human output) one host at a time is "live" and prints as it goes; the others' events are
+// kept and printed as a whole block when they finish and nobody is live, so one host's
+// lines are always contiguous. In `Mode::immediate` (--json) every event is printed at once,
 // whole, under the lock: NDJSON lines carry their host and may interleave.
 //
 // On a terminal (`phase_line`), one line at the bottom shows each host's current phase and
@@ -13,7 +13,6 @@
 #include <cli/output/printer.hpp>
 
 #include <cstdint>
-#include <functional>
 #include <iosfwd>
 #include <map>
 #include <memory>
@@ -44,15 +43,15 @@ class GroupedOutput {
     void flush_all();
 
     // Called by the host printers.
-    void emit(const std::string& host, std::function<void(Printer&)> call);
+    void emit(const std::string& host, Event event);
 
   private:
     struct HostBlock {
-        std::vector<std::function<void(Printer&)>> pending;
+        std::vector<Event> pending;
         bool finished = false;
         std::string phase = "waiting";
     };
-    void print_locked(const std::function<void(Printer&)>& call);
+    void print_locked(const Event& event);
     void flush_locked(HostBlock& block);
     void next_live_locked();
     void clear_phase_locked();

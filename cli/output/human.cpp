@@ -13,6 +13,7 @@
 #include <mutex>
 #include <ostream>
 #include <unistd.h>
+#include <variant>
 
 namespace cli::output {
 
@@ -63,43 +64,49 @@ class HumanPrinter final : public Printer {
         if (several)
             m_live.reset(); // several hosts: GroupedOutput's phase line shows them all
     }
-    void warning(std::string_view message) override {
-        if (!m_style.quiet)
-            line(m_err, "", paint(Color::yellow, "warning:") + " " + std::string(message));
+    void emit(const Event& event) override {
+        std::visit([this](const auto& e) { render(e); }, event);
     }
-    void packaged(const PackageSummary& s) override {
+
+  private:
+    // One overload per kind of event: emit() does not compile without it.
+    void render(const Version& e) { m_out << "deployctl " << e.version << '\n'; }
+    void render(const Warning& e) {
+        if (!m_style.quiet)
+            line(m_err, "", paint(Color::yellow, "warning:") + " " + e.message);
+    }
+    void render(const PackageSummary& s) {
         step("", fmt::format("Packaging {} at {}{} \"{}\" ({} files, {})", s.app,
                              short_commit(s.commit), s.dirty ? "+dirty" : "", s.message, s.files,
                              format_bytes(s.bytes)));
     }
-    void uploading(const std::string& host, const UploadStats& s) override {
+    void render(const Uploading& e) {
         {
             std::lock_guard lock(m_state_mutex);
-            m_upload_started[host] = std::chrono::steady_clock::now();
+            m_upload_started[e.host] = std::chrono::steady_clock::now();
         }
+        const UploadStats& s = e.stats;
         if (s.blobs_missing == 0)
-            step(host,
+            step(e.host,
                  fmt::format("Nothing to upload: all {} files are already on the agent", s.files));
         else
-            step(host, fmt::format("Uploading {} new file{} ({}) of {}", s.blobs_missing,
-                                   s.blobs_missing == 1 ? "" : "s", format_bytes(s.bytes_missing),
-                                   s.files));
+            step(e.host, fmt::format("Uploading {} new file{} ({}) of {}", s.blobs_missing,
+                                     s.blobs_missing == 1 ? "" : "s", format_bytes(s.bytes_missing),
+                                     s.files));
     }
-    void uploaded(const std::string& host, const UploadStats& s) override;
-    void upload_progress(const std::string& host, std::uint64_t sent,
-                         std::uint64_t total) override {
+    void render(const UploadProgress& e) {
         if (m_live)
-            m_live->upload(host, sent, total);
+            m_live->upload(e.host, e.bytes_sent, e.bytes_total);
     }
-    void created(const std::string& host, const std::string& release,
-                 const std::string& state) override {
-        remember_state(host, release, state);
-        step(host, fmt::format("Release {}: {}", release, state));
+    void render(const Uploaded& e);
+    void render(const Created& e) {
+        remember_state(e.host, e.release, e.state);
+        step(e.host, fmt::format("Release {}: {}", e.release, e.state));
         if (m_live)
-            m_live->phase(host, release, state);
+            m_live->phase(e.host, e.release, e.state);
     }
-    void agent_event(const std::string& host, const json& event) override;
-    void done(const DoneInfo& info) override {
+    void render(const AgentEvent& e);
+    void render(const Done& info) {
         if (m_live)
             m_live->finish(info.host);
         if (info.state != "PRODUCTION")
@@ -112,7 +119,7 @@ class HumanPrinter final : public Printer {
              paint(Color::green, fmt::format("{} is live", info.release)) +
                  fmt::format(" at {} (took {})", info.url, format_elapsed(info.elapsed_ms)));
     }
-    void rolled_back(const DoneInfo& info) override {
+    void render(const RolledBack& info) {
         if (m_style.quiet) {
             line(m_out, host_prefix(info.host), info.url);
             return;
@@ -122,32 +129,29 @@ class HumanPrinter final : public Printer {
         step(info.host,
              paint(Color::green, fmt::format("{} is live again", info.release)) + at + was);
     }
-    void removed(const std::string& host, const std::string& release) override {
-        step(host, fmt::format("Deleted {}", release));
+    void render(const Removed& e) { step(e.host, fmt::format("Deleted {}", e.release)); }
+    void render(const Releases& e);
+    void render(const Status& e);
+    void render(const EnvList& e);
+    void render(const EnvChanged& e);
+    void render(const Agent& e);
+    void render(const TokenCreated& e);
+    void render(const Tokens& e);
+    void render(const TokenRevoked& e) {
+        line(m_err, host_prefix(e.host),
+             fmt::format("token {} revoked at {}", str(*e.token, "id"),
+                         str(*e.token, "revoked_at")));
     }
-    void releases(const std::string& host, const json& list) override;
-    void env_list(const std::string& host, const json& answer) override;
-    void env_changed(const std::string& host, const json& answer) override;
-    void status(const std::string& host, const json& status) override;
-    void version(std::string_view version) override { m_out << "deployctl " << version << '\n'; }
-    void agent(const std::string& host, bool info, const json& answer) override;
-    void token_created(const std::string& host, const json& token) override;
-    void tokens(const std::string& host, const json& list) override;
-    void token_revoked(const std::string& host, const json& token) override {
-        line(m_err, host_prefix(host),
-             fmt::format("token {} revoked at {}", str(token, "id"), str(token, "revoked_at")));
-    }
-    void audit(const std::string& host, const json& list) override;
-    void templates(const std::vector<TemplateSummary>& list) override;
-    void initialized(const InitSummary& summary) override;
-    void error(const common::Error& error, const std::string& host) override {
+    void render(const Audit& e);
+    void render(const Error& e) {
         if (m_live)
-            m_live->finish(host);
-        line(m_err, host_prefix(host), paint(Color::red, "error:") + " " + error.message);
+            m_live->finish(e.host);
+        line(m_err, host_prefix(e.host), paint(Color::red, "error:") + " " + e.error.message);
     }
-    void summary(const Summary& summary) override;
+    void render(const Summary& s);
+    void render(const Templates& e);
+    void render(const InitSummary& s);
 
-  private:
     std::string paint(Color c, std::string_view text) const {
         if (!m_style.color || c == Color::none)
             return std::string(text);
@@ -193,7 +197,9 @@ class HumanPrinter final : public Printer {
     std::unique_ptr<LiveStatus> m_live; // last: erased first
 };
 
-void HumanPrinter::uploaded(const std::string& host, const UploadStats& s) {
+void HumanPrinter::render(const Uploaded& e) {
+    const std::string& host = e.host;
+    const UploadStats& s = e.stats;
     std::chrono::milliseconds took{};
     if (m_live)
         m_live->upload_done(host);
@@ -212,7 +218,9 @@ void HumanPrinter::uploaded(const std::string& host, const UploadStats& s) {
                             : ""));
 }
 
-void HumanPrinter::agent_event(const std::string& host, const json& event) {
+void HumanPrinter::render(const AgentEvent& e) {
+    const std::string& host = e.host;
+    const json& event = *e.event;
     if (m_style.quiet)
         return;
     std::string kind = str(event, "event");
@@ -268,7 +276,7 @@ std::string release_cell(const SummaryRow& row) {
     return cell;
 }
 
-void HumanPrinter::summary(const Summary& s) {
+void HumanPrinter::render(const Summary& s) {
     if (m_style.quiet && s.ok && s.consistent)
         return;
     std::size_t host_width = 4, release_width = 7, state_width = 5;
@@ -322,7 +330,9 @@ void HumanPrinter::release_line(const std::string& host, const json& r) {
                      err.empty() ? "" : "  (" + err + ")"));
 }
 
-void HumanPrinter::releases(const std::string& host, const json& list) {
+void HumanPrinter::render(const Releases& e) {
+    const std::string& host = e.host;
+    const json& list = *e.list;
     if (!list.is_array() || list.empty()) {
         line(m_out, host_prefix(host), "no releases yet");
         return;
@@ -334,7 +344,9 @@ void HumanPrinter::releases(const std::string& host, const json& list) {
         release_line(host, r);
 }
 
-void HumanPrinter::env_list(const std::string& host, const json& answer) {
+void HumanPrinter::render(const EnvList& e) {
+    const std::string& host = e.host;
+    const json& answer = *e.answer;
     auto vars = answer.value("vars", json::array());
     if (!vars.is_array() || vars.empty()) {
         line(m_out, host_prefix(host), "no variables set on the agent for " + str(answer, "app"));
@@ -353,7 +365,9 @@ void HumanPrinter::env_list(const std::string& host, const json& answer) {
     }
 }
 
-void HumanPrinter::env_changed(const std::string& host, const json& answer) {
+void HumanPrinter::render(const EnvChanged& e) {
+    const std::string& host = e.host;
+    const json& answer = *e.answer;
     bool set = answer.contains("set");
     std::string names;
     for (const auto& name : answer.value(set ? "set" : "unset", json::array()))
@@ -363,7 +377,9 @@ void HumanPrinter::env_changed(const std::string& host, const json& answer) {
                            answer.value("takes_effect", "at the next deploy or rollback")));
 }
 
-void HumanPrinter::status(const std::string& host, const json& status) {
+void HumanPrinter::render(const Status& e) {
+    const std::string& host = e.host;
+    const json& status = *e.status;
     std::string production = str(status, "production");
     std::string head = paint(Color::bold, str(status, "app"));
     if (production.empty())
@@ -377,9 +393,10 @@ void HumanPrinter::status(const std::string& host, const json& status) {
             release_line(host, r);
 }
 
-void HumanPrinter::agent(const std::string& host, bool info, const json& answer) {
-    const std::string prefix = host_prefix(host);
-    if (!info) {
+void HumanPrinter::render(const Agent& e) {
+    const json& answer = *e.answer;
+    const std::string prefix = host_prefix(e.host);
+    if (!e.info) {
         line(m_out, prefix,
              fmt::format("{} deploy-agent {}", paint(Color::green, "ok"), str(answer, "version")));
         return;
@@ -409,9 +426,10 @@ std::string app_or_all(const json& object) {
     return app.empty() ? "(all apps)" : app;
 }
 
-void HumanPrinter::token_created(const std::string& host, const json& token) {
+void HumanPrinter::render(const TokenCreated& e) {
+    const json& token = *e.token;
     // The token alone on stdout, for T=$(deployctl token create ...).
-    line(m_err, host_prefix(host),
+    line(m_err, host_prefix(e.host),
          fmt::format("created token {}: {} on {}{} (shown once; keep it secret)", str(token, "id"),
                      str(token, "scope"), app_or_all(token),
                      str(token, "expires_at").empty()
@@ -420,7 +438,9 @@ void HumanPrinter::token_created(const std::string& host, const json& token) {
     line(m_out, "", str(token, "token"));
 }
 
-void HumanPrinter::tokens(const std::string& host, const json& list) {
+void HumanPrinter::render(const Tokens& e) {
+    const std::string& host = e.host;
+    const json& list = *e.list;
     if (!list.is_array() || list.empty()) {
         line(m_out, host_prefix(host), "no tokens");
         return;
@@ -439,7 +459,9 @@ void HumanPrinter::tokens(const std::string& host, const json& list) {
     }
 }
 
-void HumanPrinter::audit(const std::string& host, const json& list) {
+void HumanPrinter::render(const Audit& a) {
+    const std::string& host = a.host;
+    const json& list = *a.list;
     if (!list.is_array() || list.empty()) {
         line(m_out, host_prefix(host), "no audit entries");
         return;
@@ -466,14 +488,14 @@ void HumanPrinter::audit(const std::string& host, const json& list) {
     }
 }
 
-void HumanPrinter::templates(const std::vector<TemplateSummary>& list) {
-    for (const auto& t : list)
+void HumanPrinter::render(const Templates& e) {
+    for (const auto& t : e.list)
         m_out << fmt::format("{:<15} {}\n", t.name, t.description);
     m_out << "\nUse one with: deployctl init --template NAME\n";
     m_out.flush();
 }
 
-void HumanPrinter::initialized(const InitSummary& s) {
+void HumanPrinter::render(const InitSummary& s) {
     if (m_style.quiet)
         return; // -q: the exit code says it all
     if (s.detected)

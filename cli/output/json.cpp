@@ -1,9 +1,11 @@
 // --json: one JSON object per line on stdout (docs/json.md).
 
 #include <cli/output/json_events.hpp>
+#include <cli/output/printer.hpp>
 
 #include <mutex>
 #include <ostream>
+#include <variant>
 
 namespace cli::output {
 
@@ -28,114 +30,105 @@ class JsonPrinter final : public Printer {
   public:
     JsonPrinter(std::ostream& out, std::ostream& err) : m_out(out), m_err(err) {}
 
-    void warning(std::string_view message) override { m_err << "warning: " << message << '\n'; }
-    void packaged(const PackageSummary& s) override {
-        emit({{"event", "package"},
-              {"app", s.app},
-              {"commit", s.commit},
-              {"message", s.message},
-              {"files", s.files},
-              {"bytes", s.bytes},
-              {"dirty", s.dirty}});
+    void emit(const Event& event) override {
+        std::visit([this](const auto& e) { render(e); }, event);
     }
-    void uploading(const std::string&, const UploadStats&) override {}
-    void uploaded(const std::string& host, const UploadStats& stats) override {
-        emit(upload_event(host, stats));
+
+  private:
+    // One overload per kind of event: emit() does not compile without it.
+    void render(const Version& e) { write({{"event", "version"}, {"version", e.version}}); }
+    void render(const Warning& e) { m_err << "warning: " << e.message << '\n'; }
+    void render(const PackageSummary& s) {
+        write({{"event", "package"},
+               {"app", s.app},
+               {"commit", s.commit},
+               {"message", s.message},
+               {"files", s.files},
+               {"bytes", s.bytes},
+               {"dirty", s.dirty}});
     }
-    void created(const std::string& host, const std::string& release,
-                 const std::string& state) override {
-        emit(created_event(host, release, state));
+    // `upload` comes once, with the totals, when the blobs are up: nothing before it,
+    // and no progress events.
+    void render(const Uploading&) {}
+    void render(const UploadProgress&) {}
+    void render(const Uploaded& e) { write(upload_event(e.host, e.stats)); }
+    void render(const Created& e) { write(created_event(e.host, e.release, e.state)); }
+    void render(const AgentEvent& e) { write(passthrough_event(*e.event, e.host)); }
+    void render(const Done& info) { write(done_event(info)); }
+    void render(const RolledBack& info) { write(done_event(info)); }
+    void render(const Removed& e) {
+        write({{"event", "deleted"}, {"release", e.release}, {"host", e.host}});
     }
-    void agent_event(const std::string& host, const json& event) override {
-        emit(passthrough_event(event, host));
-    }
-    void done(const DoneInfo& info) override { emit(done_event(info)); }
-    void rolled_back(const DoneInfo& info) override { emit(done_event(info)); }
-    void removed(const std::string& host, const std::string& release) override {
-        emit({{"event", "deleted"}, {"release", release}, {"host", host}});
-    }
-    void releases(const std::string& host, const json& list) override {
+    void render(const Releases& e) {
         json rows = json::array();
-        if (list.is_array())
-            for (const auto& r : list)
-                rows.push_back(release_row(r, host));
-        emit(rows);
+        if (e.list->is_array())
+            for (const auto& r : *e.list)
+                rows.push_back(release_row(r, e.host));
+        write(rows);
     }
-    void status(const std::string& host, const json& status) override {
-        emit(status_object(status, host));
+    void render(const Status& e) { write(status_object(*e.status, e.host)); }
+    void render(const EnvList& e) {
+        write({{"event", "env"},
+               {"app", e.answer->value("app", "")},
+               {"vars", e.answer->value("vars", json::array())},
+               {"host", e.host}});
     }
-    void env_list(const std::string& host, const json& answer) override {
-        emit({{"event", "env"},
-              {"app", answer.value("app", "")},
-              {"vars", answer.value("vars", json::array())},
-              {"host", host}});
+    void render(const EnvChanged& e) {
+        json object = *e.answer;
+        object["event"] = e.answer->contains("set") ? "env_set" : "env_unset";
+        object["host"] = e.host;
+        write(object);
     }
-    void env_changed(const std::string& host, const json& answer) override {
-        json object = answer;
-        object["event"] = answer.contains("set") ? "env_set" : "env_unset";
-        object["host"] = host;
-        emit(object);
+    void render(const Agent& e) {
+        json object = *e.answer;
+        object["event"] = e.info ? "agent" : "ping";
+        object["host"] = e.host;
+        write(object);
     }
-    void version(std::string_view version) override {
-        emit({{"event", "version"}, {"version", version}});
-    }
-    void agent(const std::string& host, bool info, const json& answer) override {
-        json object = answer;
-        object["event"] = info ? "agent" : "ping";
-        object["host"] = host;
-        emit(object);
-    }
-    void token_created(const std::string& host, const json& token) override {
-        emit(with_event(token, "token", host));
-    }
-    void tokens(const std::string& host, const json& list) override {
+    void render(const TokenCreated& e) { write(with_event(*e.token, "token", e.host)); }
+    void render(const Tokens& e) {
         json rows = json::array();
-        if (list.is_array())
-            for (const auto& t : list)
-                rows.push_back(with_event(t, "token", host));
-        emit(rows);
+        if (e.list->is_array())
+            for (const auto& t : *e.list)
+                rows.push_back(with_event(t, "token", e.host));
+        write(rows);
     }
-    void token_revoked(const std::string& host, const json& token) override {
-        emit(with_event(token, "token_revoked", host));
+    void render(const TokenRevoked& e) { write(with_event(*e.token, "token_revoked", e.host)); }
+    void render(const Audit& e) {
+        if (e.list->is_array())
+            for (const auto& entry : *e.list)
+                write(with_event(entry, "audit", e.host));
     }
-    void audit(const std::string& host, const json& list) override {
-        if (list.is_array())
-            for (const auto& entry : list)
-                emit(with_event(entry, "audit", host));
+    void render(const Error& e) {
+        write(error_event(e.error, e.host));
+        std::lock_guard lock(m_mutex);
+        m_err << "error: " << (e.host.empty() ? "" : e.host + ": ") << e.error.message << '\n';
     }
-    void templates(const std::vector<TemplateSummary>& list) override {
-        for (const auto& t : list)
-            emit({{"event", "template"},
-                  {"name", t.name},
-                  {"description", t.description},
-                  {"files", t.files}});
+    void render(const Summary& summary) { write(summary_event(summary)); }
+    void render(const Templates& e) {
+        for (const auto& t : e.list)
+            write({{"event", "template"},
+                   {"name", t.name},
+                   {"description", t.description},
+                   {"files", t.files}});
     }
-    void initialized(const InitSummary& s) override {
+    void render(const InitSummary& s) {
         json files = json::array();
         for (const auto& f : s.files)
             files.push_back({{"path", f.path}, {"replaced", f.replaced}});
-        emit({{"event", "init"},
-              {"dir", s.dir},
-              {"app", s.app},
-              {"app_source", s.app_source},
-              {"template", s.template_name},
-              {"stack", s.stack},
-              {"detected", s.detected},
-              {"evidence", s.evidence},
-              {"files", files},
-              {"notes", s.notes},
-              {"next", s.next}});
+        write({{"event", "init"},
+               {"dir", s.dir},
+               {"app", s.app},
+               {"app_source", s.app_source},
+               {"template", s.template_name},
+               {"stack", s.stack},
+               {"detected", s.detected},
+               {"evidence", s.evidence},
+               {"files", files},
+               {"notes", s.notes},
+               {"next", s.next}});
     }
-    void error(const common::Error& error, const std::string& host) override {
-        emit(error_event(error, host));
-        std::lock_guard lock(m_mutex);
-        m_err << "error: " << (host.empty() ? "" : host + ": ") << error.message << '\n';
-    }
-    // No progress events: `upload` reports the totals once the blobs are up.
-    void upload_progress(const std::string&, std::uint64_t, std::uint64_t) override {}
-    void summary(const Summary& summary) override { emit(summary_event(summary)); }
 
-  private:
     static json with_event(const json& object, const char* event, const std::string& host) {
         json out = object.is_object() ? object : json::object();
         out["event"] = event;
@@ -143,7 +136,7 @@ class JsonPrinter final : public Printer {
         return out;
     }
     // One whole line at a time, also when several hosts deploy in parallel.
-    void emit(const json& object) {
+    void write(const json& object) {
         const auto text =
             with_schema_version(object).dump(-1, ' ', false, json::error_handler_t::replace);
         std::lock_guard lock(m_mutex);

@@ -1,7 +1,7 @@
 #pragma once
 // The objects `--json` prints (docs/json.md), as pure functions.
 
-#include <cli/output/printer.hpp>
+#include <cli/output/events.hpp>
 
 #include <nlohmann/json.hpp>
 

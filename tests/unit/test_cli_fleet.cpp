@@ -92,7 +92,7 @@ struct FakeFleet {
             }
             run.previous = first_deploy.count(run.host) ? "" : "v1";
             run.release = "v2";
-            p.created(run.host, "v2", "QUEUED");
+            p.emit(out::Created{run.host, "v2", "QUEUED"});
             std::this_thread::sleep_for(std::chrono::milliseconds(work_ms));
             --running;
             {
@@ -301,15 +301,15 @@ TEST_CASE("GroupedOutput: one host's lines stay together") {
         auto a = grouped.for_host("a");
         auto b = grouped.for_host("b");
         auto c = grouped.for_host("c");
-        a->created("a", "v1", "QUEUED");
-        b->created("b", "v1", "QUEUED");
-        c->created("c", "v1", "QUEUED");
-        b->created("b", "v2", "QUEUED");
-        a->created("a", "v2", "QUEUED");
+        a->emit(out::Created{"a", "v1", "QUEUED"});
+        b->emit(out::Created{"b", "v1", "QUEUED"});
+        c->emit(out::Created{"c", "v1", "QUEUED"});
+        b->emit(out::Created{"b", "v2", "QUEUED"});
+        a->emit(out::Created{"a", "v2", "QUEUED"});
         grouped.finish("b"); // a is live: b waits
-        c->created("c", "v2", "QUEUED");
+        c->emit(out::Created{"c", "v2", "QUEUED"});
         grouped.finish("a"); // b's block, then c goes live
-        c->created("c", "v3", "QUEUED");
+        c->emit(out::Created{"c", "v3", "QUEUED"});
         grouped.finish("c");
     }
     CHECK(o.str() == "[a] ==> Release v1: QUEUED\n[a] ==> Release v2: QUEUED\n"

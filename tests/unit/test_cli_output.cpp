@@ -1,5 +1,6 @@
 #include <cli/output/format.hpp>
 #include <cli/output/json_events.hpp>
+#include <cli/output/printer.hpp>
 #include <cli/output/progress.hpp>
 #include <cli/transport/http_client.hpp>
 
@@ -95,9 +96,9 @@ TEST_CASE("release_row and status_object keep the documented keys only") {
 TEST_CASE("the JSON printer writes one object per line") {
     std::ostringstream o, e;
     auto p = out::make_json_printer(o, e);
-    p->uploaded("h", out::UploadStats{});
-    p->agent_event("h", json{{"event", "state"}, {"state", "BUILDING"}});
-    p->error({common::ErrorKind::failed, "v4 failed: build failed"}, "");
+    p->emit(out::Uploaded{"h", out::UploadStats{}});
+    p->emit(out::AgentEvent{"h", json{{"event", "state"}, {"state", "BUILDING"}}});
+    p->emit(out::Error{{common::ErrorKind::failed, "v4 failed: build failed"}, ""});
     std::istringstream lines(o.str());
     std::string line;
     int n = 0;
@@ -116,10 +117,11 @@ TEST_CASE("the human printer: -q prints only the URL, errors go to stderr") {
     out::HumanStyle style;
     style.quiet = true;
     auto p = out::make_human_printer(style, o, e);
-    p->packaged({"hello", "3f2c1a0ffff", "Fix header", 12, 3481, false});
-    p->agent_event("h", json{{"event", "log"}, {"stream", "build"}, {"line", "x"}});
-    p->done({"h", "v4", "PRODUCTION", "http://hello.localhost:8080/", std::nullopt, 3200, ""});
-    p->error({common::ErrorKind::connection, "cannot reach"}, "");
+    p->emit(out::PackageSummary{"hello", "3f2c1a0ffff", "Fix header", 12, 3481, false});
+    p->emit(out::AgentEvent{"h", json{{"event", "log"}, {"stream", "build"}, {"line", "x"}}});
+    p->emit(out::Done{
+        {"h", "v4", "PRODUCTION", "http://hello.localhost:8080/", std::nullopt, 3200, ""}});
+    p->emit(out::Error{{common::ErrorKind::connection, "cannot reach"}, ""});
     CHECK(o.str() == "http://hello.localhost:8080/\n");
     CHECK(e.str() == "error: cannot reach\n");
 }
@@ -127,10 +129,11 @@ TEST_CASE("the human printer: -q prints only the URL, errors go to stderr") {
 TEST_CASE("the human printer's deploy lines") {
     std::ostringstream o, e;
     auto p = out::make_human_printer({}, o, e);
-    p->packaged({"hello", "3f2c1a0ffff", "Fix header", 12, 3481, false});
-    p->uploading("h", out::UploadStats{12, 10, 2, 3481, 1126, 0});
-    p->agent_event("h", json{{"event", "log"}, {"stream", "build"}, {"line", "npm ci"}});
-    p->done({"h", "v4", "PRODUCTION", "http://hello.localhost:8080/", std::nullopt, 3200, ""});
+    p->emit(out::PackageSummary{"hello", "3f2c1a0ffff", "Fix header", 12, 3481, false});
+    p->emit(out::Uploading{"h", out::UploadStats{12, 10, 2, 3481, 1126, 0}});
+    p->emit(out::AgentEvent{"h", json{{"event", "log"}, {"stream", "build"}, {"line", "npm ci"}}});
+    p->emit(out::Done{
+        {"h", "v4", "PRODUCTION", "http://hello.localhost:8080/", std::nullopt, 3200, ""}});
     CHECK(o.str() == "==> Packaging hello at 3f2c1a0 \"Fix header\" (12 files, 3.4 KiB)\n"
                      "==> Uploading 2 new files (1.1 KiB) of 12\n"
                      " build | npm ci\n"
@@ -166,10 +169,10 @@ TEST_CASE("agent error answers map to the exit codes of docs/design.md §6") {
 TEST_CASE("every JSON line carries the schema version, arrays in each row") {
     std::ostringstream o, e;
     auto p = out::make_json_printer(o, e);
-    p->version("1.2.3");
-    p->releases("h", json::array({json{{"id", "v1"}, {"state", "PRODUCTION"}}}));
-    p->status("h", json{{"app", "hello"}});
-    p->upload_progress("h", 10, 100); // no line: progress is for terminals
+    p->emit(out::Version{"1.2.3"});
+    p->emit(out::Releases{"h", json::array({json{{"id", "v1"}, {"state", "PRODUCTION"}}})});
+    p->emit(out::Status{"h", json{{"app", "hello"}}});
+    p->emit(out::UploadProgress{"h", 10, 100}); // no line: progress is for terminals
     std::istringstream lines(o.str());
     std::string line;
     std::vector<json> parsed;
@@ -267,14 +270,16 @@ namespace {
 
 // What a deployment tells the printer: upload, phases, a build line, the end.
 void play_deploy(out::Printer& p) {
-    p.uploading("h", out::UploadStats{3, 3, 2, 3000, 2048, 0});
-    p.upload_progress("h", 1024, 2048);
-    p.upload_progress("h", 2048, 2048);
-    p.uploaded("h", out::UploadStats{3, 3, 2, 3000, 2048, 2048});
-    p.created("h", "v4", "QUEUED");
-    p.agent_event("h", json{{"event", "state"}, {"release", "v4"}, {"state", "BUILDING"}});
-    p.agent_event("h", json{{"event", "log"}, {"stream", "build"}, {"line", "make"}});
-    p.done({"h", "v4", "PRODUCTION", "http://hello.localhost:8080/", std::nullopt, 3200, ""});
+    p.emit(out::Uploading{"h", out::UploadStats{3, 3, 2, 3000, 2048, 0}});
+    p.emit(out::UploadProgress{"h", 1024, 2048});
+    p.emit(out::UploadProgress{"h", 2048, 2048});
+    p.emit(out::Uploaded{"h", out::UploadStats{3, 3, 2, 3000, 2048, 2048}});
+    p.emit(out::Created{"h", "v4", "QUEUED"});
+    p.emit(
+        out::AgentEvent{"h", json{{"event", "state"}, {"release", "v4"}, {"state", "BUILDING"}}});
+    p.emit(out::AgentEvent{"h", json{{"event", "log"}, {"stream", "build"}, {"line", "make"}}});
+    p.emit(out::Done{
+        {"h", "v4", "PRODUCTION", "http://hello.localhost:8080/", std::nullopt, 3200, ""}});
 }
 
 } // namespace

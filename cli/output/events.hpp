@@ -1,0 +1,242 @@
+#pragma once
+// Everything deployctl tells its user, as data: one struct per kind of event, and `Event`,
+// the variant the printers render (printer.hpp). A command builds one and hands it to
+// `Context::out->emit(...)`; human.cpp and json.cpp say how each kind looks.
+//
+// Adding a kind: its struct here and in `Event`, then one overload in human.cpp and in
+// json.cpp (each printer visits every kind: a kind it lacks does not compile), docs/json.md,
+// and phase_of() in grouped.cpp if it moves a host's phase.
+
+#include <common/result.hpp>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+namespace cli::output {
+
+// An agent's JSON answer, kept as it came and shared by the copies of its event (a host's
+// events wait in GroupedOutput). Keeps nlohmann/json.hpp out of this header.
+class JsonValue {
+  public:
+    // Implicit: `Releases{host, *answer}` reads best at the call sites.
+    JsonValue(const nlohmann::json& value);
+    JsonValue(nlohmann::json&& value);
+    const nlohmann::json& operator*() const { return *m_value; }
+    const nlohmann::json* operator->() const { return m_value.get(); }
+
+  private:
+    std::shared_ptr<const nlohmann::json> m_value;
+};
+
+// deployctl version.
+struct Version {
+    std::string version;
+};
+
+// Something the user should know that is not an error (stderr).
+struct Warning {
+    std::string message;
+};
+
+// deploy: what is being deployed, before any agent is contacted.
+struct PackageSummary {
+    std::string app;
+    std::string commit;  // full sha
+    std::string message; // first line
+    std::size_t files = 0;
+    std::uint64_t bytes = 0;
+    bool dirty = false;
+};
+
+struct UploadStats {
+    std::size_t files = 0;         // manifest entries
+    std::size_t blobs_total = 0;   // distinct contents
+    std::size_t blobs_missing = 0; // the agent lacked these
+    std::uint64_t bytes_total = 0; // all distinct contents
+    std::uint64_t bytes_missing = 0;
+    std::uint64_t bytes_sent = 0;
+};
+
+// deploy: the agent said which blobs it lacks; they upload next.
+struct Uploading {
+    std::string host;
+    UploadStats stats;
+};
+
+// While blobs upload to `host`: `bytes_sent` of `bytes_total` so far (the missing blobs
+// only). Emitted often, from the transport's progress callback; the printer throttles (a
+// redrawn bar on a terminal, nothing elsewhere).
+struct UploadProgress {
+    std::string host;
+    std::uint64_t bytes_sent = 0;
+    std::uint64_t bytes_total = 0;
+};
+
+// deploy: the missing blobs are on the agent.
+struct Uploaded {
+    std::string host;
+    UploadStats stats;
+};
+
+// deploy: the agent accepted the deployment.
+struct Created {
+    std::string host;
+    std::string release;
+    std::string state;
+};
+
+// A `state`, `log` or `health` event from the agent (deploy, logs), as it came.
+struct AgentEvent {
+    std::string host;
+    JsonValue event;
+};
+
+struct DoneInfo {
+    std::string host;
+    std::string release;
+    std::string state;
+    std::string url;
+    std::optional<std::string> error;
+    std::int64_t elapsed_ms = 0;
+    std::string previous; // rollback only
+};
+
+// deploy: the deployment settled (PRODUCTION, FAILED, ...).
+struct Done : DoneInfo {};
+
+// rollback: `release` is live again (`previous` was).
+struct RolledBack : DoneInfo {};
+
+// rm: the agent deleted `release`.
+struct Removed {
+    std::string host;
+    std::string release;
+};
+
+// releases: GET /v1/apps/APP/releases.
+struct Releases {
+    std::string host;
+    JsonValue list;
+};
+
+// status: GET /v1/apps/APP.
+struct Status {
+    std::string host;
+    JsonValue status;
+};
+
+// env ls: GET /v1/apps/APP/env (secret values are never in it).
+struct EnvList {
+    std::string host;
+    JsonValue answer;
+};
+
+// env set | unset: the agent's answer (`set` or `unset`: the names).
+struct EnvChanged {
+    std::string host;
+    JsonValue answer;
+};
+
+// agent ping | info: GET /v1/health (info = false) or /v1/info (info = true).
+struct Agent {
+    std::string host;
+    bool info = false;
+    JsonValue answer;
+};
+
+// token create: the new token, its secret shown this once.
+struct TokenCreated {
+    std::string host;
+    JsonValue token;
+};
+
+// token ls.
+struct Tokens {
+    std::string host;
+    JsonValue list;
+};
+
+// token revoke.
+struct TokenRevoked {
+    std::string host;
+    JsonValue token;
+};
+
+// audit: GET /v1/audit, newest first.
+struct Audit {
+    std::string host;
+    JsonValue list;
+};
+
+// What went wrong; `host` is empty when the error is not about one agent.
+struct Error {
+    common::Error error;
+    std::string host;
+};
+
+// One host's line of the table that ends a command run over several hosts.
+struct SummaryRow {
+    std::string host;
+    std::string release;  // deploy: the release created; status/releases: the PRODUCTION one
+    std::string state;    // deploy: PRODUCTION, QUEUED, FAILED, ROLLED_BACK, ROLLBACK_FAILED,
+                          // KEPT, NOT_STARTED, UNREACHABLE, ERROR; status: PRODUCTION, NONE, ...
+    std::string previous; // deploy: PRODUCTION before the deploy (live again when ROLLED_BACK)
+    std::optional<std::int64_t> elapsed_ms;
+    std::string note; // why (the error), or what happened
+};
+
+// The end of a command over several hosts (cli/fleet.hpp): a table for people, a `summary`
+// event for scripts (docs/json.md, docs/multi-host.md).
+struct Summary {
+    std::string command;  // "deploy", "status", "releases"
+    std::string strategy; // deploy: "parallel" or "rolling"
+    std::vector<SummaryRow> rows;
+    bool ok = true;         // every host did what was asked
+    bool consistent = true; // every host has the same PRODUCTION release
+    int exit_code = 0;
+    std::int64_t elapsed_ms = 0; // deploy: the whole run
+};
+
+// deployctl init --list: one template.
+struct TemplateSummary {
+    std::string name;
+    std::string description;
+    std::vector<std::string> files; // "deploy.toml", "Dockerfile"
+};
+
+// deployctl init --list: every template.
+struct Templates {
+    std::vector<TemplateSummary> list;
+};
+
+// deployctl init: what was detected and why, the files written, what to do next.
+struct InitSummary {
+    std::string dir; // as given ("." by default)
+    std::string app;
+    std::string app_source; // "the folder name \"web\"", "package.json \"name\""
+    std::string template_name;
+    std::string stack;
+    bool detected = false;             // false: --template chose
+    std::vector<std::string> evidence; // why this template, file by file
+    struct File {
+        std::string path; // relative to dir
+        bool replaced = false;
+    };
+    std::vector<File> files;
+    std::vector<std::string> notes; // what to check before deploying
+    std::vector<std::string> next;  // the commands to run next
+};
+
+using Event = std::variant<Version, Warning, PackageSummary, Uploading, UploadProgress, Uploaded,
+                           Created, AgentEvent, Done, RolledBack, Removed, Releases, Status,
+                           EnvList, EnvChanged, Agent, TokenCreated, Tokens, TokenRevoked, Audit,
+                           Error, Summary, Templates, InitSummary>;
+
+} // namespace cli::output

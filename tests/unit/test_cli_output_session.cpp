@@ -1,0 +1,443 @@
+// The printers' output for a scripted session, byte for byte, against the files in
+// tests/fixtures/output/: every kind of event, with one host and with several, through the
+// JSON printer, the human printer (plain and -q) and GroupedOutput over each. Each file holds
+// what one stream received (`.err`: stderr).
+//
+// After a deliberate change of the output, rewrite the files and review their diff:
+//   UPDATE_FIXTURES=1 build/tests/unit/unit_tests -tc='output session*'
+
+#include <cli/output/grouped.hpp>
+#include <cli/output/printer.hpp>
+#include <cli/output/progress.hpp>
+
+#include <doctest/doctest.h>
+#include <nlohmann/json.hpp>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <sstream>
+#include <string>
+#include <unistd.h>
+#include <vector>
+
+namespace {
+
+namespace fs = std::filesystem;
+namespace out = cli::output;
+using common::ErrorKind;
+using nlohmann::json;
+
+const fs::path k_fixtures = fs::path(DEPLOYCTL_FIXTURES_DIR) / "output";
+
+// Short hosts: GroupedOutput's phase line (at most 80 columns off a terminal) stays whole.
+const std::string k_a = "https://a:7070";
+const std::string k_b = "https://b:7070";
+const std::string k_c = "ssh://deploy@c";
+const std::string k_url = "http://hello.localhost:8080/";
+
+using Events = std::vector<out::Event>;
+
+Events operator+(Events first, const Events& second) {
+    first.insert(first.end(), second.begin(), second.end());
+    return first;
+}
+
+json release(const char* id, const char* state, json error = nullptr) {
+    return {{"id", id},
+            {"app", "hello"},
+            {"state", state},
+            {"created_at", "2026-11-23T09:00:00.000Z"},
+            {"commit", "3f2c1a0b9d8e7f60"},
+            {"message", "Fix header"},
+            {"error", std::move(error)},
+            {"port", 41000}};
+}
+
+json state_event(const char* release, const char* state, const char* message = "") {
+    json event = {{"event", "state"},
+                  {"release", release},
+                  {"state", state},
+                  {"ts", "2026-11-23T09:00:01.000Z"}};
+    if (*message)
+        event["message"] = message;
+    return event;
+}
+
+json log_event(const char* stream, const char* line) {
+    return {{"event", "log"},
+            {"release", "v4"},
+            {"stream", stream},
+            {"line", line},
+            {"ts", "2026-11-23T09:00:02.000Z"}};
+}
+
+json health_event(bool ok, int status, const char* message) {
+    return {{"event", "health"}, {"release", "v4"},    {"ok", ok},
+            {"status", status},  {"message", message}, {"ts", "2026-11-23T09:00:03.000Z"}};
+}
+
+json token(const char* id, const char* scope, json app, json expires_at) {
+    return {{"id", id},
+            {"name", "ci"},
+            {"app", std::move(app)},
+            {"scope", scope},
+            {"state", "active"},
+            {"created_at", "2026-11-23T09:00:00.000Z"},
+            {"expires_at", std::move(expires_at)},
+            {"revoked_at", nullptr},
+            {"last_used_at", nullptr}};
+}
+
+// What deployctl says before it contacts an agent.
+Events opening() {
+    return {
+        out::Version{"0.1.0"},
+        out::Warning{"skipping tmp/sock: not a regular file or symlink"},
+        out::PackageSummary{"hello", "3f2c1a0b9d8e7f60", "Fix header", 12, 3481, true},
+    };
+}
+
+// A deployment that goes live; nothing to upload.
+Events deploy_live(const std::string& host) {
+    const out::UploadStats nothing{3, 3, 0, 3000, 0, 0};
+    return {
+        out::Uploading{host, nothing},
+        out::Uploaded{host, nothing},
+        out::Created{host, "v4", "QUEUED"},
+        out::AgentEvent{host, state_event("v4", "BUILDING")},
+        out::AgentEvent{host, state_event("v4", "BUILDING")}, // again
+        out::AgentEvent{host, log_event("build", "npm ci")},
+        out::AgentEvent{host, state_event("v4", "PROVISIONING")},
+        out::AgentEvent{host, log_event("app", "listening on :41000")},
+        out::AgentEvent{host, health_event(false, 503, "starting")},
+        out::AgentEvent{host, health_event(true, 200, "")},
+        out::AgentEvent{host, state_event("v4", "PRODUCTION")},
+        out::AgentEvent{host, json{{"event", "note"}, {"text", "new"}}},
+        out::Done{{host, "v4", "PRODUCTION", k_url, std::nullopt, 3200, ""}},
+    };
+}
+
+// An agent event that is not an object: passed on as "unknown" in JSON, not shown to people.
+// (Not through GroupedOutput: it reads each event's "event" with json::value, which throws.)
+Events odd_agent_event(const std::string& host) {
+    return {
+        out::AgentEvent{host, json("not an object")},
+    };
+}
+
+// A deployment that uploads and fails its health check.
+Events deploy_failed(const std::string& host) {
+    return {
+        out::Uploading{host, out::UploadStats{3, 3, 2, 3000, 2048, 0}},
+        out::UploadProgress{host, 1024, 2048},
+        out::UploadProgress{host, 2048, 2048},
+        out::Created{host, "v5", "QUEUED"},
+        out::AgentEvent{host, state_event("v5", "BUILDING")},
+        out::AgentEvent{host, state_event("v5", "FAILED", "health check timed out")},
+        out::Done{{host, "v5", "FAILED", "", std::string("health check timed out"), 9100, ""}},
+        out::Error{{ErrorKind::failed, "v5 failed: health check timed out"}, host},
+    };
+}
+
+// An upload reported once it is done. No `uploading` before it: the human printer's
+// elapsed time is then 0ms, the same on every run.
+Events upload_only(const std::string& host) {
+    return {
+        out::Uploaded{host, out::UploadStats{2, 2, 1, 2048, 1024, 1024}},
+    };
+}
+
+Events unreachable(const std::string& host) {
+    return {
+        out::Error{{ErrorKind::connection, "cannot reach the agent at " + host}, host},
+    };
+}
+
+Events rollbacks(const std::string& host) {
+    return {
+        out::RolledBack{{host, "v3", "PRODUCTION", k_url, std::nullopt, 1520, "v4"}},
+        out::RolledBack{{host, "v2", "PRODUCTION", "", std::nullopt, 800, ""}},
+    };
+}
+
+// The commands that ask an agent something: rm, releases, status, env, agent, token, audit.
+Events queries(const std::string& host) {
+    const json releases =
+        json::array({release("v4", "PRODUCTION"), release("v3", "FAILED", "build failed: exit 1")});
+    const json vars = {
+        {"app", "hello"},
+        {"vars",
+         {{{"name", "API_KEY"}, {"secret", true}, {"updated_at", "t"}},
+          {{"name", "LOG_LEVEL"}, {"secret", false}, {"value", "debug"}, {"updated_at", "t"}}}}};
+    const json info = {{"version", "0.1.0"},
+                       {"engine", "docker"},
+                       {"engine_version", "24.0.7"},
+                       {"proxy_listen", "0.0.0.0:8080"},
+                       {"proxy_https_listen", "0.0.0.0:8443"},
+                       {"data_dir", "/var/lib/deploy-agent"},
+                       {"tls_fingerprint", "sha256:ab:cd"},
+                       {"apps", {"hello", "shop"}}};
+    json created = token("3f2a9c01b2d4", "deploy", "hello", "2027-01-01T00:00:00.000Z");
+    created["token"] = "dpa_3f2a9c01b2d4_secret";
+    json revoked = token("3f2a9c01b2d4", "deploy", "hello", nullptr);
+    revoked["revoked_at"] = "2026-11-24T10:00:00.000Z";
+    const json audit = json::array({{{"id", 42},
+                                     {"ts", "2026-11-23T09:00:00.000Z"},
+                                     {"who", "token:3f2a9c01b2d4"},
+                                     {"token_name", "ci"},
+                                     {"method", "POST"},
+                                     {"path", "/v1/apps/hello/deployments"},
+                                     {"app", "hello"},
+                                     {"release", "v3"},
+                                     {"status", 201},
+                                     {"result", "ok"},
+                                     {"error", nullptr}},
+                                    {{"id", 41},
+                                     {"ts", "2026-11-23T08:00:00.000Z"},
+                                     {"who", "ssh"},
+                                     {"method", "DELETE"},
+                                     {"path", "/v1/apps/hello/releases/v4"},
+                                     {"status", 409},
+                                     {"result", "refused"},
+                                     {"error", "v4 is in production"}}});
+    return {
+        out::Removed{host, "v2"},
+        out::Releases{host, releases},
+        out::Releases{host, json::array()},
+        out::Status{host, json{{"app", "hello"},
+                               {"production", "v4"},
+                               {"url", k_url},
+                               {"domains", {"hello.example.com"}},
+                               {"releases", releases}}},
+        out::Status{host, json{{"app", "hello"}, {"production", nullptr}, {"url", nullptr}}},
+        out::EnvList{host, vars},
+        out::EnvList{host, json{{"app", "hello"}, {"vars", json::array()}}},
+        out::EnvChanged{host, json{{"app", "hello"},
+                                   {"set", {"API_KEY", "LOG_LEVEL"}},
+                                   {"takes_effect", "at the next deploy or rollback"}}},
+        out::EnvChanged{host, json{{"app", "hello"}, {"unset", {"LOG_LEVEL"}}}},
+        out::Agent{host, false, json{{"version", "0.1.0"}}},
+        out::Agent{host, true, info},
+        out::Agent{host, true, json{{"version", "0.1.0"}, {"engine", "process"}}},
+        out::TokenCreated{host, created},
+        out::Tokens{host, json::array({token("3f2a9c01b2d4", "deploy", "hello", nullptr),
+                                       token("77aa00bb11cc", "admin", nullptr,
+                                             "2027-01-01T00:00:00.000Z")})},
+        out::Tokens{host, json::array()},
+        out::TokenRevoked{host, revoked},
+        out::Audit{host, audit},
+        out::Audit{host, json::array()},
+    };
+}
+
+// deployctl init --list, then deployctl init detecting, and with --template.
+Events init_steps() {
+    out::InitSummary detected;
+    detected.dir = ".";
+    detected.app = "fullstack";
+    detected.app_source = "the name \"fullstack\" in package.json";
+    detected.template_name = "node-server";
+    detected.stack = "Node.js (Express)";
+    detected.detected = true;
+    detected.evidence = {"package.json: \"express\" in dependencies"};
+    detected.files = {{"deploy.toml", false}, {"Dockerfile", true}};
+    detected.notes = {"the server must listen on process.env.HOST and process.env.PORT"};
+    detected.next = {"git init && git add -A && git commit -m 'First commit'",
+                     "deployctl deploy --host ssh://USER@SERVER"};
+    out::InitSummary chosen;
+    chosen.dir = "web";
+    chosen.app = "web";
+    chosen.app_source = "the folder name \"web\"";
+    chosen.template_name = "static";
+    chosen.stack = "static files";
+    chosen.evidence = {"--template static"};
+    chosen.files = {{"deploy.toml", false}};
+    chosen.next = {"deployctl deploy"};
+    return {
+        out::Templates{{{"go", "Go: a static binary", {"deploy.toml", "Dockerfile"}},
+                        {"static", "Static files served by deploy-proxy", {"deploy.toml"}}}},
+        detected,
+        chosen,
+    };
+}
+
+Events summaries() {
+    out::Summary deploy;
+    deploy.command = "deploy";
+    deploy.strategy = "parallel";
+    deploy.ok = false;
+    deploy.exit_code = 1;
+    deploy.elapsed_ms = 5210;
+    deploy.rows = {{k_a, "v5", "ROLLED_BACK", "v4", 1900, "rolled back: v4 is live again"},
+                   {k_b, "v5", "FAILED", "v4", 3400, "v5 failed: health check (v4 still live)"},
+                   {k_c, "", "NOT_STARTED", "", std::nullopt, "not started: another host failed"}};
+    out::Summary rolling = deploy;
+    rolling.strategy = "rolling";
+    rolling.ok = true;
+    rolling.exit_code = 0;
+    rolling.rows = {{k_a, "v5", "PRODUCTION", "v4", 1900, ""},
+                    {k_b, "v5", "KEPT", "v4", 3400, "kept: --no-rollback"}};
+    out::Summary status;
+    status.command = "status";
+    status.ok = false;
+    status.consistent = false;
+    status.exit_code = 3;
+    status.rows = {{k_a, "v4", "PRODUCTION", "", std::nullopt, k_url},
+                   {k_b, "", "NONE", "", std::nullopt, ""},
+                   {k_c, "", "UNREACHABLE", "", std::nullopt, "cannot reach"}};
+    out::Summary releases;
+    releases.command = "releases";
+    releases.rows = {{k_a, "v4", "PRODUCTION", "", std::nullopt, "v4 v3"},
+                     {k_b, "v4", "PRODUCTION", "", std::nullopt, "v4"}};
+    return {
+        deploy,
+        rolling,
+        status,
+        releases,
+    };
+}
+
+Events closing() {
+    return {
+        out::Error{{ErrorKind::failed, "2 of 3 hosts failed"}, ""},
+    };
+}
+
+// One host, then several: everything a Printer is told, in one go.
+void play_session(out::Printer& p) {
+    for (const auto& event : opening() + deploy_live(k_a) + odd_agent_event(k_a) +
+                                 deploy_failed(k_a) + rollbacks(k_a) + queries(k_a) + init_steps() +
+                                 unreachable(k_a))
+        p.emit(event);
+    p.set_several_hosts(true);
+    for (const auto& event : opening() + deploy_live(k_a) + deploy_failed(k_b) + upload_only(k_c) +
+                                 unreachable(k_c) + rollbacks(k_a) + queries(k_b) + summaries() +
+                                 closing())
+        p.emit(event);
+}
+
+// Three hosts deploying at once through GroupedOutput: their steps interleave, one host at
+// a time prints live, the others are held back until it finishes. Then a rollback, every
+// other kind of event through a host's printer, and the summary on the printer itself.
+void play_grouped(out::Printer& p, out::GroupedOutput::Mode mode, std::ostream* term) {
+    p.set_several_hosts(true);
+    {
+        out::GroupedOutput grouped(p, mode, term);
+        struct Host {
+            std::string url;
+            Events events;
+            std::unique_ptr<out::Printer> printer;
+            std::size_t next = 0;
+        };
+        std::vector<Host> hosts;
+        hosts.push_back({k_a, opening() + deploy_live(k_a), nullptr});
+        hosts.push_back({k_b, deploy_failed(k_b), nullptr});
+        hosts.push_back({k_c, upload_only(k_c) + unreachable(k_c), nullptr});
+        for (auto& host : hosts)
+            host.printer = grouped.for_host(host.url);
+        for (bool more = true; more;) {
+            more = false;
+            for (auto& host : hosts) {
+                if (host.next == host.events.size())
+                    continue;
+                host.printer->emit(host.events[host.next++]);
+                if (host.next == host.events.size())
+                    grouped.finish(host.url);
+                else
+                    more = true;
+            }
+        }
+        auto again = grouped.for_host(k_a);
+        for (const auto& event : rollbacks(k_a))
+            again->emit(event);
+        grouped.finish(k_a);
+        auto rest = grouped.for_host(k_b);
+        for (const auto& event : queries(k_b) + init_steps() + opening())
+            rest->emit(event);
+        grouped.finish(k_b);
+        grouped.flush_all();
+    }
+    for (const auto& event : summaries() + closing())
+        p.emit(event);
+}
+
+std::string read_file(const fs::path& path) {
+    std::ifstream in(path, std::ios::binary);
+    return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+// Where two texts part: the first line that differs, for the failure message.
+std::string first_difference(const std::string& expected, const std::string& actual) {
+    std::istringstream e(expected), a(actual);
+    std::string le, la;
+    for (int n = 1;; ++n) {
+        bool more_e = static_cast<bool>(std::getline(e, le));
+        bool more_a = static_cast<bool>(std::getline(a, la));
+        if (!more_e && !more_a)
+            return "the same lines, different bytes (a final newline?)";
+        if (le != la || more_e != more_a)
+            return "line " + std::to_string(n) + ":\n  expected: " + (more_e ? le : "(end)") +
+                   "\n  actual:   " + (more_a ? la : "(end)");
+    }
+}
+
+void check_fixture(const std::string& name, const std::string& actual) {
+    const fs::path path = k_fixtures / name;
+    if (const char* update = std::getenv("UPDATE_FIXTURES"); update && std::string(update) == "1") {
+        fs::create_directories(k_fixtures);
+        std::ofstream(path, std::ios::binary) << actual;
+    }
+    REQUIRE_MESSAGE(fs::exists(path), path.string() << " is missing (UPDATE_FIXTURES=1 writes it)");
+    const std::string expected = read_file(path);
+    const bool same = actual == expected;
+    CHECK_MESSAGE(same,
+                  name << " differs from the fixture, " << first_difference(expected, actual));
+}
+
+} // namespace
+
+TEST_CASE("output session: the JSON printer") {
+    std::ostringstream o, e;
+    play_session(*out::make_json_printer(o, e));
+    check_fixture("session.ndjson", o.str());
+    check_fixture("session.ndjson.err", e.str());
+}
+
+TEST_CASE("output session: the human printer") {
+    std::ostringstream o, e;
+    play_session(*out::make_human_printer({}, o, e));
+    check_fixture("session.txt", o.str());
+    check_fixture("session.txt.err", e.str());
+}
+
+TEST_CASE("output session: the human printer with -q") {
+    std::ostringstream o, e;
+    out::HumanStyle style;
+    style.quiet = true;
+    play_session(*out::make_human_printer(style, o, e));
+    check_fixture("session-quiet.txt", o.str());
+    check_fixture("session-quiet.txt.err", e.str());
+}
+
+TEST_CASE("output session: GroupedOutput over the human printer, with the phase line") {
+    // The phase line is cut to the width of stdout when it is a terminal (80 otherwise).
+    if (out::terminal_width(STDOUT_FILENO).value_or(80) < 80) {
+        MESSAGE("skipped: stdout is a terminal narrower than 80 columns");
+        return;
+    }
+    std::ostringstream o, e;
+    auto printer = out::make_human_printer({}, o, e);
+    play_grouped(*printer, out::GroupedOutput::Mode::grouped, &o); // stdout is the terminal
+    check_fixture("session-grouped.txt", o.str());
+    check_fixture("session-grouped.txt.err", e.str());
+}
+
+TEST_CASE("output session: GroupedOutput over the JSON printer") {
+    std::ostringstream o, e;
+    auto printer = out::make_json_printer(o, e);
+    play_grouped(*printer, out::GroupedOutput::Mode::immediate, nullptr);
+    check_fixture("session-grouped.ndjson", o.str());
+    check_fixture("session-grouped.ndjson.err", e.str());
+}
