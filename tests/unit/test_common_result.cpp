@@ -6,7 +6,6 @@
 #include <memory>
 #include <string>
 
-using common::Error;
 using common::ErrorKind;
 using common::make_error;
 using common::Result;
@@ -66,6 +65,13 @@ Status kept(const Status& status) {
     return {};
 }
 
+// `result` failed with this kind and message.
+template <class R> void check_failed(const R& result, ErrorKind kind, const std::string& message) {
+    REQUIRE_FALSE(result.ok());
+    CHECK(result.error().kind == kind);
+    CHECK(result.error().message == message);
+}
+
 } // namespace
 
 TEST_CASE("TRY returns the error of a failed Status or Result, and goes on otherwise") {
@@ -75,24 +81,16 @@ TEST_CASE("TRY returns the error of a failed Status or Result, and goes on other
 
     SUBCASE("a failed Status") {
         g_calls = 0;
-        auto status = two_steps(false, true);
-        REQUIRE_FALSE(status.ok());
-        CHECK(status.error().kind == ErrorKind::io);
-        CHECK(status.error().message == "disk full");
+        check_failed(two_steps(false, true), ErrorKind::io, "disk full");
         CHECK(g_calls == 1); // returned before the second step
     }
     SUBCASE("a failed Result<int> in a function returning Status") {
-        auto status = two_steps(true, false);
-        REQUIRE_FALSE(status.ok());
-        CHECK(status.error().kind == ErrorKind::not_found);
-        CHECK(status.error().message == "no number");
+        check_failed(two_steps(true, false), ErrorKind::not_found, "no number");
     }
     SUBCASE("an lvalue") {
         const Status failed = make_error(ErrorKind::auth, "who are you");
         CHECK(kept(Status{}).ok());
-        auto status = kept(failed);
-        REQUIRE_FALSE(status.ok());
-        CHECK(status.error().message == "who are you");
+        check_failed(kept(failed), ErrorKind::auth, "who are you");
         CHECK(failed.error().message == "who are you");
     }
 }
@@ -105,23 +103,15 @@ TEST_CASE("TRY_ASSIGN declares or assigns the value, or returns the error") {
     CHECK(g_calls == 2); // each expression evaluated once
 
     SUBCASE("TRY before it fails") {
-        auto failed = doubled(false, true);
-        REQUIRE_FALSE(failed.ok());
-        CHECK(failed.error().kind == ErrorKind::io);
+        check_failed(doubled(false, true), ErrorKind::io, "disk full");
     }
     SUBCASE("its own expression fails") {
-        auto failed = doubled(true, false);
-        REQUIRE_FALSE(failed.ok());
-        CHECK(failed.error().kind == ErrorKind::not_found);
-        CHECK(failed.error().message == "no number");
+        check_failed(doubled(true, false), ErrorKind::not_found, "no number");
     }
     SUBCASE("a move-only value into a declared variable") {
         auto box = assigned(true);
         REQUIRE(box.ok());
         CHECK(*box == 7);
-        auto failed = assigned(false);
-        REQUIRE_FALSE(failed.ok());
-        CHECK(failed.error().kind == ErrorKind::refused);
-        CHECK(failed.error().message == "no box");
+        check_failed(assigned(false), ErrorKind::refused, "no box");
     }
 }
