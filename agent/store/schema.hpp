@@ -4,6 +4,11 @@
 // number. Store::open and auth::AuthStore::open both call migrate(): either
 // may open the file first (`deploy-agent token create` before the agent ever
 // started), and both may do so at once.
+//
+// To change the schema: append a Migration to k_migrations in schema.cpp (SQL,
+// and a function for what SQL cannot do), raise k_latest_version to its
+// number, and extend tests/unit/test_agent_store_schema.cpp; never edit a
+// migration that has shipped.
 
 #include <common/result.hpp>
 
