@@ -13,8 +13,9 @@ using common::Status;
 
 Status read_string(const Reader& r, const toml::table& t, std::string_view key,
                    std::string_view name, std::optional<std::string>& out) {
-    if (const auto* n = t.get(key))
+    if (const auto* n = t.get(key)) {
         TRY_ASSIGN(out, r.string_at(*n, name));
+    }
     return {};
 }
 
@@ -25,8 +26,7 @@ common::Result<std::string> read_pem_path(const Reader& r, const toml::table& t,
     const auto* n = t.get(key);
     if (n == nullptr)
         return std::string();
-    std::string path;
-    TRY_ASSIGN(path, r.string_at(*n, name));
+    TRY_ASSIGN(std::string path, r.string_at(*n, name));
     if (path.empty())
         return r.error_at(n->source(), fmt::format("{} must name a file", name));
     return (base_dir / path).lexically_normal().string(); // an absolute path stays
@@ -34,10 +34,8 @@ common::Result<std::string> read_pem_path(const Reader& r, const toml::table& t,
 
 Status read_certificate(const Reader& r, const toml::node& node,
                         const std::filesystem::path& base_dir, AgentConfig& out) {
-    const toml::table* t = nullptr;
-    TRY_ASSIGN(t, r.table_at(node, "every [[proxy.certificates]] entry"));
-    if (auto ok = r.check_keys(*t, "[[proxy.certificates]]", {"cert", "key"}); !ok)
-        return ok;
+    TRY_ASSIGN(const toml::table* t, r.table_at(node, "every [[proxy.certificates]] entry"));
+    TRY(r.check_keys(*t, "[[proxy.certificates]]", {"cert", "key"}));
     proxy::CertificateFiles files;
     for (auto [key, target] : {std::pair{"cert", &files.cert}, std::pair{"key", &files.key}}) {
         if (t->get(key) == nullptr)
@@ -69,26 +67,19 @@ Status read_api_tls(const Reader& r, const toml::table& root, const std::filesys
 
 Status read_proxy(const Reader& r, const toml::table& t, const std::filesystem::path& base_dir,
                   AgentConfig& out) {
-    if (auto ok = r.check_keys(t, "[proxy]",
-                               {"listen", "https_listen", "redirect_https", "certificates"});
-        !ok)
-        return ok;
-    if (auto ok = read_string(r, t, "listen", "proxy.listen", out.proxy_listen); !ok)
-        return ok;
-    if (auto ok = read_string(r, t, "https_listen", "proxy.https_listen", out.proxy_https_listen);
-        !ok)
-        return ok;
-    if (const auto* n = t.get("redirect_https"))
+    TRY(r.check_keys(t, "[proxy]", {"listen", "https_listen", "redirect_https", "certificates"}));
+    TRY(read_string(r, t, "listen", "proxy.listen", out.proxy_listen));
+    TRY(read_string(r, t, "https_listen", "proxy.https_listen", out.proxy_https_listen));
+    if (const auto* n = t.get("redirect_https")) {
         TRY_ASSIGN(out.redirect_https, r.boolean_at(*n, "proxy.redirect_https"));
+    }
     if (const auto* n = t.get("certificates")) {
         const auto* array = n->as_array();
         if (array == nullptr)
-            return r.error_at(n->source(),
-                              "proxy.certificates must be an array of tables: "
-                              "[[proxy.certificates]] with cert and key");
+            return r.error_at(n->source(), "proxy.certificates must be an array of tables: "
+                                           "[[proxy.certificates]] with cert and key");
         for (const auto& item : *array)
-            if (auto ok = read_certificate(r, item, base_dir, out); !ok)
-                return ok;
+            TRY(read_certificate(r, item, base_dir, out));
     }
     if (out.redirect_https.value_or(false) && out.certificates.empty())
         return r.error_at(t.get("redirect_https")->source(),
@@ -108,31 +99,25 @@ common::Result<AgentConfig> parse_agent_config(std::string_view text, std::strin
         return r.error_at(e.source(), std::string(e.description()));
     }
     AgentConfig out;
-    if (auto ok = r.check_keys(root, "agent.toml",
-                               {"data_dir", "listen", "socket", "engine", "engine_bin",
-                                "container_network", "proxy_bin", "tls_cert", "tls_key", "proxy"});
-        !ok)
-        return ok.error();
+    TRY(r.check_keys(root, "agent.toml",
+                     {"data_dir", "listen", "socket", "engine", "engine_bin", "container_network",
+                      "proxy_bin", "tls_cert", "tls_key", "proxy"}));
     for (auto [key, target] :
          {std::pair{"data_dir", &out.data_dir}, std::pair{"listen", &out.listen},
-          std::pair{"socket", &out.socket},
-          std::pair{"engine", &out.engine}, std::pair{"engine_bin", &out.engine_bin},
+          std::pair{"socket", &out.socket}, std::pair{"engine", &out.engine},
+          std::pair{"engine_bin", &out.engine_bin},
           std::pair{"container_network", &out.container_network},
           std::pair{"proxy_bin", &out.proxy_bin}}) {
-        if (auto ok = read_string(r, root, key, key, *target); !ok)
-            return ok.error();
+        TRY(read_string(r, root, key, key, *target));
     }
-    if (out.engine && *out.engine != "auto" && *out.engine != "docker" &&
-        *out.engine != "podman" && *out.engine != "process")
+    if (out.engine && *out.engine != "auto" && *out.engine != "docker" && *out.engine != "podman" &&
+        *out.engine != "process")
         return r.error_at(root.get("engine")->source(),
                           "engine must be one of: auto, docker, podman, process");
-    if (auto ok = read_api_tls(r, root, base_dir, out); !ok)
-        return ok.error();
+    TRY(read_api_tls(r, root, base_dir, out));
     if (const auto* n = root.get("proxy")) {
-        const toml::table* proxy = nullptr;
-        TRY_ASSIGN(proxy, r.table_at(*n, "[proxy]"));
-        if (auto ok = read_proxy(r, *proxy, base_dir, out); !ok)
-            return ok.error();
+        TRY_ASSIGN(const toml::table* proxy, r.table_at(*n, "[proxy]"));
+        TRY(read_proxy(r, *proxy, base_dir, out));
     }
     return out;
 }
@@ -141,8 +126,7 @@ common::Result<AgentConfig> load_agent_config(const std::filesystem::path& path)
     auto text = common::read_file(path);
     if (!text)
         return common::make_error(common::ErrorKind::config, text.error().message);
-    return parse_agent_config(*text, path.string(),
-                              std::filesystem::absolute(path).parent_path());
+    return parse_agent_config(*text, path.string(), std::filesystem::absolute(path).parent_path());
 }
 
 } // namespace agent

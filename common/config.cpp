@@ -17,72 +17,75 @@ namespace common {
 namespace {
 
 Status read_health(const Reader& r, const toml::table& t, HealthConfig& out) {
-    if (auto ok = r.check_keys(t, "run.health", {"path", "interval", "timeout"}); !ok)
-        return ok;
+    TRY(r.check_keys(t, "run.health", {"path", "interval", "timeout"}));
     if (const auto* n = t.get("path")) {
         TRY_ASSIGN(out.path, r.string_at(*n, "run.health.path"));
         if (out.path.empty() || out.path.front() != '/')
             return r.error_at(n->source(), "run.health.path must start with '/'");
     }
-    if (const auto* n = t.get("interval"))
+    if (const auto* n = t.get("interval")) {
         TRY_ASSIGN(out.interval, r.duration_at(*n, "run.health.interval"));
-    if (const auto* n = t.get("timeout"))
+    }
+    if (const auto* n = t.get("timeout")) {
         TRY_ASSIGN(out.timeout, r.duration_at(*n, "run.health.timeout"));
+    }
     return {};
 }
 
 Status read_build(const Reader& r, const toml::table& t, BuildConfig& out) {
-    if (auto ok = r.check_keys(t, "[build]",
-                               {"command", "dockerfile", "timeout", "memory", "args", "secrets"});
-        !ok)
-        return ok;
-    if (const auto* n = t.get("command"))
+    TRY(r.check_keys(t, "[build]",
+                     {"command", "dockerfile", "timeout", "memory", "args", "secrets"}));
+    if (const auto* n = t.get("command")) {
         TRY_ASSIGN(out.command, r.string_at(*n, "build.command"));
-    if (const auto* n = t.get("dockerfile"))
+    }
+    if (const auto* n = t.get("dockerfile")) {
         TRY_ASSIGN(out.dockerfile, r.string_at(*n, "build.dockerfile"));
-    if (const auto* n = t.get("timeout"))
+    }
+    if (const auto* n = t.get("timeout")) {
         TRY_ASSIGN(out.timeout, r.duration_at(*n, "build.timeout"));
-    if (const auto* n = t.get("memory"))
+    }
+    if (const auto* n = t.get("memory")) {
         TRY_ASSIGN(out.memory, r.size_at(*n, "build.memory"));
-    if (const auto* n = t.get("secrets"))
+    }
+    if (const auto* n = t.get("secrets")) {
         TRY_ASSIGN(out.secrets, r.strings_at(*n, "build.secrets"));
+    }
     if (const auto* n = t.get("args")) {
-        const toml::table* args = nullptr;
-        TRY_ASSIGN(args, r.table_at(*n, "build.args"));
-        for (auto&& [k, v] : *args)
+        TRY_ASSIGN(const toml::table* args, r.table_at(*n, "build.args"));
+        for (auto&& [k, v] : *args) {
             TRY_ASSIGN(out.args[std::string(k.str())], r.string_at(v, "every build.args value"));
+        }
     }
     return {};
 }
 
 Status read_run(const Reader& r, const toml::table& t, RunConfig& out) {
-    if (auto ok = r.check_keys(t, "[run]", {"command", "port", "memory", "health"}); !ok)
-        return ok;
-    if (const auto* n = t.get("command"))
+    TRY(r.check_keys(t, "[run]", {"command", "port", "memory", "health"}));
+    if (const auto* n = t.get("command")) {
         TRY_ASSIGN(out.command, r.string_at(*n, "run.command"));
+    }
     if (const auto* n = t.get("port")) {
-        std::int64_t port = 0;
-        TRY_ASSIGN(port, r.integer_at(*n, "run.port", 1, 65535));
+        TRY_ASSIGN(std::int64_t port, r.integer_at(*n, "run.port", 1, 65535));
         out.port = static_cast<int>(port);
     }
-    if (const auto* n = t.get("memory"))
+    if (const auto* n = t.get("memory")) {
         TRY_ASSIGN(out.memory, r.size_at(*n, "run.memory"));
+    }
     if (const auto* n = t.get("health")) {
-        const toml::table* health = nullptr;
-        TRY_ASSIGN(health, r.table_at(*n, "run.health"));
-        if (auto ok = read_health(r, *health, out.health); !ok)
-            return ok;
+        TRY_ASSIGN(const toml::table* health, r.table_at(*n, "run.health"));
+        TRY(read_health(r, *health, out.health));
     }
     return {};
 }
 
 Status read_static(const Reader& r, const toml::table& t, StaticConfig& out) {
-    if (auto ok = r.check_keys(t, "[static]", {"dir", "spa"}); !ok)
-        return ok;
-    if (const auto* n = t.get("dir"))
+    TRY(r.check_keys(t, "[static]", {"dir", "spa"}));
+    if (const auto* n = t.get("dir")) {
         TRY_ASSIGN(out.dir, r.string_at(*n, "static.dir"));
-    if (const auto* n = t.get("spa"))
+    }
+    if (const auto* n = t.get("spa")) {
         TRY_ASSIGN(out.spa, r.boolean_at(*n, "static.spa"));
+    }
     if (out.dir.empty())
         out.dir = ".";
     else if (!is_safe_relative_path(out.dir) && out.dir != ".")
@@ -92,22 +95,19 @@ Status read_static(const Reader& r, const toml::table& t, StaticConfig& out) {
 }
 
 Status read_deploy(const Reader& r, const toml::table& t, DeploySettings& out) {
-    if (auto ok =
-            r.check_keys(t, "[deploy]", {"keep", "drain", "idle_stop", "strategy", "max_parallel"});
-        !ok)
-        return ok;
+    TRY(r.check_keys(t, "[deploy]", {"keep", "drain", "idle_stop", "strategy", "max_parallel"}));
     if (const auto* n = t.get("keep")) {
-        std::int64_t keep = 0;
-        TRY_ASSIGN(keep, r.integer_at(*n, "deploy.keep", 1, 1000));
+        TRY_ASSIGN(std::int64_t keep, r.integer_at(*n, "deploy.keep", 1, 1000));
         out.keep = static_cast<int>(keep);
     }
-    if (const auto* n = t.get("drain"))
+    if (const auto* n = t.get("drain")) {
         TRY_ASSIGN(out.drain, r.duration_at(*n, "deploy.drain"));
-    if (const auto* n = t.get("idle_stop"))
+    }
+    if (const auto* n = t.get("idle_stop")) {
         TRY_ASSIGN(out.idle_stop, r.duration_at(*n, "deploy.idle_stop"));
+    }
     if (const auto* n = t.get("strategy")) {
-        std::string text;
-        TRY_ASSIGN(text, r.string_at(*n, "deploy.strategy"));
+        TRY_ASSIGN(std::string text, r.string_at(*n, "deploy.strategy"));
         auto strategy = parse_strategy(text);
         if (!strategy) {
             std::string message = fmt::format(
@@ -119,8 +119,7 @@ Status read_deploy(const Reader& r, const toml::table& t, DeploySettings& out) {
         out.strategy = *strategy;
     }
     if (const auto* n = t.get("max_parallel")) {
-        std::int64_t max = 0;
-        TRY_ASSIGN(max, r.integer_at(*n, "deploy.max_parallel", 1, 1000));
+        TRY_ASSIGN(std::int64_t max, r.integer_at(*n, "deploy.max_parallel", 1, 1000));
         out.max_parallel = static_cast<int>(max);
     }
     return {};
@@ -145,8 +144,7 @@ Status read_env(const Reader& r, const toml::table& t, std::map<std::string, std
 }
 
 Status read_agent_command(const Reader& r, const toml::node& n, TargetConfig& target) {
-    std::string text;
-    TRY_ASSIGN(text, r.string_at(n, "agent_command"));
+    TRY_ASSIGN(std::string text, r.string_at(n, "agent_command"));
     auto words = split_words(text);
     if (!words)
         return r.error_at(n.source(), "agent_command: " + words.error().message);
@@ -167,8 +165,7 @@ Status read_tls_settings(const Reader& r, const toml::table& t, TargetConfig& ta
                                            "CA store, or give a PEM CA bundle's path");
     }
     if (const auto* n = t.get("fingerprint")) {
-        std::string text;
-        TRY_ASSIGN(text, r.string_at(*n, "fingerprint"));
+        TRY_ASSIGN(std::string text, r.string_at(*n, "fingerprint"));
         auto parsed = parse_fingerprint(text);
         if (!parsed)
             return r.error_at(n->source(), "fingerprint: " + parsed.error().message);
@@ -182,18 +179,17 @@ Status read_tls_settings(const Reader& r, const toml::table& t, TargetConfig& ta
 }
 
 Status read_target(const Reader& r, const toml::table& t, TargetConfig& target) {
-    if (auto ok = r.check_keys(
-            t, "[targets." + target.name + "]",
-            {"hosts", "domains", "agent_command", "identity_file", "ca_file", "fingerprint"});
-        !ok)
-        return ok;
-    if (const auto* n = t.get("hosts"))
+    TRY(r.check_keys(
+        t, "[targets." + target.name + "]",
+        {"hosts", "domains", "agent_command", "identity_file", "ca_file", "fingerprint"}));
+    if (const auto* n = t.get("hosts")) {
         TRY_ASSIGN(target.hosts, r.strings_at(*n, "hosts"));
-    if (const auto* n = t.get("domains"))
+    }
+    if (const auto* n = t.get("domains")) {
         TRY_ASSIGN(target.domains, r.strings_at(*n, "domains"));
+    }
     if (const auto* n = t.get("agent_command"))
-        if (auto ok = read_agent_command(r, *n, target); !ok)
-            return ok;
+        TRY(read_agent_command(r, *n, target));
     if (const auto* n = t.get("identity_file")) {
         TRY_ASSIGN(target.identity_file, r.string_at(*n, "identity_file"));
         if (target.identity_file.empty())
@@ -208,10 +204,8 @@ Status read_targets(const Reader& r, const toml::table& t,
     for (auto&& [k, v] : t) {
         TargetConfig target;
         target.name = std::string(k.str());
-        const toml::table* table = nullptr;
-        TRY_ASSIGN(table, r.table_at(v, "targets." + target.name));
-        if (auto ok = read_target(r, *table, target); !ok)
-            return ok;
+        TRY_ASSIGN(const toml::table* table, r.table_at(v, "targets." + target.name));
+        TRY(read_target(r, *table, target));
         out[target.name] = std::move(target);
     }
     return {};
@@ -222,16 +216,13 @@ Status read_section(const Reader& r, const toml::table& root, const char* key, T
     const auto* node = root.get(key);
     if (!node)
         return {};
-    const toml::table* table = nullptr;
-    TRY_ASSIGN(table, r.table_at(*node, fmt::format("[{}]", key)));
+    TRY_ASSIGN(const toml::table* table, r.table_at(*node, fmt::format("[{}]", key)));
     return fn(r, *table, out);
 }
 
 Result<AppConfig> read_config(const Reader& r, const toml::table& root) {
-    if (auto ok = r.check_keys(root, "the top level",
-                               {"app", "build", "run", "static", "deploy", "env", "targets"});
-        !ok)
-        return ok.error();
+    TRY(r.check_keys(root, "the top level",
+                     {"app", "build", "run", "static", "deploy", "env", "targets"}));
     AppConfig config;
     const auto* app = root.get("app");
     if (!app)
@@ -241,21 +232,15 @@ Result<AppConfig> read_config(const Reader& r, const toml::table& root) {
     if (!is_valid_app_name(config.app))
         return r.error_at(app->source(), "app must be 1-63 lower-case letters, digits or '-', "
                                          "starting with a letter");
-    if (auto ok = read_section(r, root, "build", config.build, read_build); !ok)
-        return ok.error();
-    if (auto ok = read_section(r, root, "run", config.run, read_run); !ok)
-        return ok.error();
+    TRY(read_section(r, root, "build", config.build, read_build));
+    TRY(read_section(r, root, "run", config.run, read_run));
     if (root.get("static")) {
         config.static_site.emplace();
-        if (auto ok = read_section(r, root, "static", *config.static_site, read_static); !ok)
-            return ok.error();
+        TRY(read_section(r, root, "static", *config.static_site, read_static));
     }
-    if (auto ok = read_section(r, root, "deploy", config.deploy, read_deploy); !ok)
-        return ok.error();
-    if (auto ok = read_section(r, root, "env", config.env, read_env); !ok)
-        return ok.error();
-    if (auto ok = read_section(r, root, "targets", config.targets, read_targets); !ok)
-        return ok.error();
+    TRY(read_section(r, root, "deploy", config.deploy, read_deploy));
+    TRY(read_section(r, root, "env", config.env, read_env));
+    TRY(read_section(r, root, "targets", config.targets, read_targets));
     return config;
 }
 

@@ -157,8 +157,7 @@ Status validate_manifest(const Manifest& manifest) {
                                k_max_manifest_entries));
     std::unordered_map<std::string_view, EntryKind> kinds;
     for (const auto& entry : manifest.entries) {
-        if (auto ok = validate_entry(entry); !ok)
-            return ok;
+        TRY(validate_entry(entry));
         if (!kinds.emplace(entry.path, entry.kind).second)
             return bad(fmt::format("manifest lists \"{}\" twice", entry.path));
     }

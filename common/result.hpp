@@ -1,7 +1,8 @@
 #pragma once
 // Result<T>: the expected-style return type used across the project.
 // Errors carry a kind that users must be able to tell apart (it maps to the
-// exit codes in docs/design.md §6) and a human-readable message.
+// exit codes in docs/design.md §6) and a human-readable message. TRY and TRY_ASSIGN
+// (at the end) pass an error up to the caller.
 
 #include <cassert>
 #include <optional>
@@ -92,3 +93,27 @@ template <> class [[nodiscard]] Result<void> {
 using Status = Result<void>;
 
 } // namespace common
+
+// TRY(expr): when `expr` (a Status or a Result<T>) failed, returns its error
+// from the enclosing function (which returns a Status or any Result<U>).
+#define TRY(expr_)                                                                                 \
+    do {                                                                                           \
+        if (auto&& try_result_ = (expr_); !try_result_)                                            \
+            return try_result_.error();                                                            \
+    } while (false)
+
+// TRY_ASSIGN(target, expr): when the Result<T> `expr` failed, returns its
+// error as TRY does; else moves its value into `target`: a variable it
+// declares (`TRY_ASSIGN(auto rows, query())`) or anything assignable
+// (`TRY_ASSIGN(out.port, read_port())`). It is several statements: an `if`
+// or a loop that holds it needs braces (without them it does not compile).
+// One per line.
+#define TRY_ASSIGN(target_, expr_)                                                                 \
+    TRY_ASSIGN_IMPL_(TRY_CONCAT_(try_assign_, __LINE__), target_, expr_)
+#define TRY_ASSIGN_IMPL_(result_, target_, expr_)                                                  \
+    auto result_ = (expr_);                                                                        \
+    if (!result_)                                                                                  \
+        return result_.error();                                                                    \
+    target_ = std::move(result_).value()
+#define TRY_CONCAT_(a_, b_) TRY_CONCAT_IMPL_(a_, b_)
+#define TRY_CONCAT_IMPL_(a_, b_) a_##b_

@@ -160,13 +160,4 @@ class Reader {
     std::string_view m_source;
 };
 
-// Assigns the value of a Result-returning expression, or returns its error.
-#define TRY_ASSIGN(target, expr)                                                                   \
-    do {                                                                                           \
-        auto result_ = (expr);                                                                     \
-        if (!result_)                                                                              \
-            return result_.error();                                                                \
-        target = std::move(*result_);                                                              \
-    } while (0)
-
 } // namespace common

@@ -10,12 +10,10 @@ namespace agent::auth {
 
 common::Status AuthStore::record(const AuditEntry& e) {
     std::lock_guard lock(m_mutex);
-    auto insert = m_db->prepare(
-        "INSERT INTO api_audit (ts, who, token_name, method, path, app, release, status, result,"
-        " error_code) VALUES (?,?,?,?,?,?,?,?,?,?)");
-    if (!insert)
-        return insert.error();
-    insert->bind(e.ts.empty() ? format_time(std::chrono::system_clock::now()) : e.ts)
+    TRY_ASSIGN(auto insert, m_db->prepare("INSERT INTO api_audit (ts, who, token_name, method, "
+                                          "path, app, release, status, result,"
+                                          " error_code) VALUES (?,?,?,?,?,?,?,?,?,?)"));
+    insert.bind(e.ts.empty() ? format_time(std::chrono::system_clock::now()) : e.ts)
         .bind(e.who)
         .bind(e.token_name)
         .bind(e.method)
@@ -25,7 +23,7 @@ common::Status AuthStore::record(const AuditEntry& e) {
         .bind(e.status)
         .bind(e.result)
         .bind(e.error_code);
-    return insert->run();
+    return insert.run();
 }
 
 common::Result<std::vector<AuditEntry>> AuthStore::audit(const AuditQuery& q) {
@@ -37,26 +35,19 @@ common::Result<std::vector<AuditEntry>> AuthStore::audit(const AuditQuery& q) {
         sql += " AND ts >= ?";
     sql += " ORDER BY id DESC LIMIT ?";
     std::lock_guard lock(m_mutex);
-    auto query = m_db->prepare(sql);
-    if (!query)
-        return query.error();
+    TRY_ASSIGN(auto query, m_db->prepare(sql));
     if (!q.app.empty())
-        query->bind(q.app);
+        query.bind(q.app);
     if (!q.since.empty())
-        query->bind(q.since);
-    query->bind(std::max(q.limit, 0));
+        query.bind(q.since);
+    query.bind(std::max(q.limit, 0));
     std::vector<AuditEntry> entries;
-    for (;;) {
-        auto row = query->step();
-        if (!row)
-            return row.error();
-        if (!*row)
-            return entries;
-        const auto& s = *query;
+    TRY(query.each([&](const sqlite::Statement& s) {
         entries.push_back(AuditEntry{s.integer(0), s.text(1), s.text(2), s.text(3), s.text(4),
                                      s.text(5), s.text(6), s.text(7),
                                      static_cast<int>(s.integer(8)), s.text(9), s.text(10)});
-    }
+    }));
+    return entries;
 }
 
 } // namespace agent::auth

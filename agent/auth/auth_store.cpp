@@ -1,4 +1,5 @@
 #include <agent/auth/auth_store.hpp>
+#include <agent/store/schema.hpp>
 #include <agent/store/sqlite.hpp>
 #include <common/config.hpp>
 #include <common/duration.hpp>
@@ -13,36 +14,6 @@ using common::ErrorKind;
 using common::make_error;
 
 namespace {
-
-// Created on every open (IF NOT EXISTS): `deploy-agent token create` may come
-// before the agent ever started, and the release schema's version is not ours.
-constexpr std::string_view k_schema = R"sql(
-CREATE TABLE IF NOT EXISTS api_tokens (
-  id           TEXT PRIMARY KEY,
-  name         TEXT NOT NULL DEFAULT '',
-  app          TEXT NOT NULL DEFAULT '',
-  scope        TEXT NOT NULL CHECK (scope IN ('read','deploy','admin')),
-  secret_hash  TEXT NOT NULL,
-  created_at   TEXT NOT NULL,
-  expires_at   TEXT NOT NULL DEFAULT '',
-  revoked_at   TEXT NOT NULL DEFAULT '',
-  last_used_at TEXT NOT NULL DEFAULT ''
-);
-CREATE TABLE IF NOT EXISTS api_audit (
-  id         INTEGER PRIMARY KEY AUTOINCREMENT,
-  ts         TEXT NOT NULL,
-  who        TEXT NOT NULL,
-  token_name TEXT NOT NULL DEFAULT '',
-  method     TEXT NOT NULL,
-  path       TEXT NOT NULL,
-  app        TEXT NOT NULL DEFAULT '',
-  release    TEXT NOT NULL DEFAULT '',
-  status     INTEGER NOT NULL,
-  result     TEXT NOT NULL,
-  error_code TEXT NOT NULL DEFAULT ''
-);
-CREATE INDEX IF NOT EXISTS api_audit_app ON api_audit(app, id);
-)sql";
 
 constexpr std::string_view k_token_columns =
     "id, name, app, scope, created_at, expires_at, revoked_at, last_used_at";
@@ -77,21 +48,23 @@ common::Result<TokenRequest> make_token_request(std::string name, std::string ap
     if (all_apps == !app.empty())
         return make_error(ErrorKind::usage, "give either an app or all apps for the token");
     if (!all_apps && !common::is_valid_app_name(app))
-        return make_error(ErrorKind::usage,
-                          fmt::format("invalid app name \"{:.80}\" (expected [a-z][a-z0-9-]*)", app));
+        return make_error(
+            ErrorKind::usage,
+            fmt::format("invalid app name \"{:.80}\" (expected [a-z][a-z0-9-]*)", app));
     const auto parsed = parse_scope(scope);
     if (!parsed)
-        return make_error(ErrorKind::usage,
-                          fmt::format("invalid scope \"{:.40}\": expected read, deploy or admin", scope));
+        return make_error(
+            ErrorKind::usage,
+            fmt::format("invalid scope \"{:.40}\": expected read, deploy or admin", scope));
     if (name.size() > 200)
         return make_error(ErrorKind::usage, "a token name is at most 200 bytes");
     TokenRequest request{std::move(name), std::move(app), *parsed, {}};
     if (!expires.empty()) {
         auto lifetime = common::parse_duration(expires);
         if (!lifetime || lifetime->count() <= 0)
-            return make_error(ErrorKind::usage,
-                              fmt::format("invalid expiry \"{:.40}\" (expected e.g. \"30d\", \"12h\")",
-                                          expires));
+            return make_error(
+                ErrorKind::usage,
+                fmt::format("invalid expiry \"{:.40}\" (expected e.g. \"30d\", \"12h\")", expires));
         request.expires_at = format_time(std::chrono::system_clock::now() + *lifetime);
     }
     return request;
@@ -101,38 +74,31 @@ AuthStore::AuthStore(std::unique_ptr<sqlite::Database> db) : m_db(std::move(db))
 AuthStore::~AuthStore() = default;
 
 common::Result<std::unique_ptr<AuthStore>> AuthStore::open(const std::filesystem::path& db_path) {
-    auto db = sqlite::Database::open(db_path);
-    if (!db)
-        return db.error();
-    if (auto created = (*db)->exec(k_schema); !created)
-        return created.error();
-    return std::unique_ptr<AuthStore>(new AuthStore(std::move(*db)));
+    TRY_ASSIGN(auto db, sqlite::Database::open(db_path));
+    TRY(schema::migrate(*db));
+    return std::unique_ptr<AuthStore>(new AuthStore(std::move(db)));
 }
 
 common::Result<CreatedToken> AuthStore::create(const TokenRequest& request) {
     std::lock_guard lock(m_mutex);
     for (int attempt = 0; attempt < 3; ++attempt) {
-        auto parts = generate_token();
-        if (!parts)
-            return parts.error();
+        TRY_ASSIGN(auto parts, generate_token());
         CreatedToken created;
-        created.info = TokenInfo{parts->id, request.name, request.app, request.scope, now(),
-                                 request.expires_at, {}, {}};
-        auto insert = m_db->prepare("INSERT OR IGNORE INTO api_tokens (id, name, app, scope, "
-                                    "secret_hash, created_at, expires_at) VALUES (?,?,?,?,?,?,?)");
-        if (!insert)
-            return insert.error();
-        insert->bind(created.info.id)
+        created.info = TokenInfo{parts.id, request.name,       request.app, request.scope,
+                                 now(),    request.expires_at, {},          {}};
+        TRY_ASSIGN(auto insert,
+                   m_db->prepare("INSERT OR IGNORE INTO api_tokens (id, name, app, scope, "
+                                 "secret_hash, created_at, expires_at) VALUES (?,?,?,?,?,?,?)"));
+        insert.bind(created.info.id)
             .bind(created.info.name)
             .bind(created.info.app)
             .bind(std::string_view(to_string(created.info.scope)))
-            .bind(hash_secret(parts->secret))
+            .bind(hash_secret(parts.secret))
             .bind(created.info.created_at)
             .bind(created.info.expires_at);
-        if (auto ran = insert->run(); !ran)
-            return ran.error();
+        TRY(insert.run());
         if (m_db->changes() == 1) {
-            created.token = format_token(*parts);
+            created.token = format_token(parts);
             return created;
         }
     }
@@ -141,41 +107,28 @@ common::Result<CreatedToken> AuthStore::create(const TokenRequest& request) {
 
 common::Result<std::vector<TokenInfo>> AuthStore::list() {
     std::lock_guard lock(m_mutex);
-    auto query = m_db->prepare(
-        fmt::format("SELECT {} FROM api_tokens ORDER BY created_at DESC, id", k_token_columns));
-    if (!query)
-        return query.error();
+    TRY_ASSIGN(auto query,
+               m_db->prepare(fmt::format("SELECT {} FROM api_tokens ORDER BY created_at DESC, id",
+                                         k_token_columns)));
     std::vector<TokenInfo> tokens;
-    for (;;) {
-        auto row = query->step();
-        if (!row)
-            return row.error();
-        if (!*row)
-            return tokens;
-        tokens.push_back(read_token(*query));
-    }
+    TRY(query.each([&](const sqlite::Statement& row) { tokens.push_back(read_token(row)); }));
+    return tokens;
 }
 
 common::Result<TokenInfo> AuthStore::revoke(const std::string& id) {
     std::lock_guard lock(m_mutex);
-    auto update =
-        m_db->prepare("UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND revoked_at = ''");
-    if (!update)
-        return update.error();
-    update->bind(now()).bind(id);
-    if (auto ran = update->run(); !ran)
-        return ran.error();
-    auto query = m_db->prepare(
-        fmt::format("SELECT {} FROM api_tokens WHERE id = ?", k_token_columns));
-    if (!query)
-        return query.error();
-    query->bind(id);
-    auto row = query->step();
-    if (!row)
-        return row.error();
-    if (!*row)
+    TRY_ASSIGN(
+        auto update,
+        m_db->prepare("UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND revoked_at = ''"));
+    update.bind(now()).bind(id);
+    TRY(update.run());
+    TRY_ASSIGN(auto query, m_db->prepare(fmt::format("SELECT {} FROM api_tokens WHERE id = ?",
+                                                     k_token_columns)));
+    query.bind(id);
+    TRY_ASSIGN(const bool found, query.step());
+    if (!found)
         return make_error(ErrorKind::not_found, fmt::format("no token with id {}", id));
-    return read_token(*query);
+    return read_token(query);
 }
 
 common::Result<std::optional<TokenInfo>> AuthStore::verify(std::string_view token) {
@@ -183,17 +136,14 @@ common::Result<std::optional<TokenInfo>> AuthStore::verify(std::string_view toke
     if (!parts)
         return std::optional<TokenInfo>{};
     std::lock_guard lock(m_mutex);
-    auto query = m_db->prepare(fmt::format("SELECT {}, secret_hash FROM api_tokens WHERE id = ?",
-                                           k_token_columns));
-    if (!query)
-        return query.error();
-    query->bind(parts->id);
-    auto row = query->step();
-    if (!row)
-        return row.error();
-    if (!*row || !secret_matches(parts->secret, query->text(8)))
+    TRY_ASSIGN(auto query,
+               m_db->prepare(fmt::format("SELECT {}, secret_hash FROM api_tokens WHERE id = ?",
+                                         k_token_columns)));
+    query.bind(parts->id);
+    TRY_ASSIGN(const bool found, query.step());
+    if (!found || !secret_matches(parts->secret, query.text(8)))
         return std::optional<TokenInfo>{};
-    auto info = read_token(*query);
+    auto info = read_token(query);
     if (a_minute_since(info.last_used_at)) {
         const auto current = now();
         auto touch = m_db->prepare("UPDATE api_tokens SET last_used_at = ? WHERE id = ?");
@@ -206,13 +156,9 @@ common::Result<std::optional<TokenInfo>> AuthStore::verify(std::string_view toke
 
 common::Result<std::int64_t> AuthStore::count() {
     std::lock_guard lock(m_mutex);
-    auto query = m_db->prepare("SELECT COUNT(*) FROM api_tokens");
-    if (!query)
-        return query.error();
-    auto row = query->step();
-    if (!row)
-        return row.error();
-    return *row ? query->integer(0) : 0;
+    TRY_ASSIGN(auto query, m_db->prepare("SELECT COUNT(*) FROM api_tokens"));
+    TRY_ASSIGN(const bool found, query.step());
+    return found ? query.integer(0) : 0;
 }
 
 } // namespace agent::auth

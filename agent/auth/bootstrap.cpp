@@ -38,16 +38,12 @@ std::string app_label(const TokenInfo& t) {
 } // namespace
 
 common::Result<bool> ensure_admin_token(AuthStore& store, const std::filesystem::path& path) {
-    auto count = store.count();
-    if (!count)
-        return count.error();
-    if (*count > 0)
+    TRY_ASSIGN(auto count, store.count());
+    if (count > 0)
         return false;
-    auto created = store.create(TokenRequest{"admin (first start)", {}, Scope::admin, {}});
-    if (!created)
-        return created.error();
-    if (auto written = common::atomic_write_file(path, created->token + "\n", 0600); !written)
-        return written.error();
+    TRY_ASSIGN(auto created,
+               store.create(TokenRequest{"admin (first start)", {}, Scope::admin, {}}));
+    TRY(common::atomic_write_file(path, created.token + "\n", 0600));
     return true;
 }
 

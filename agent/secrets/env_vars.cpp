@@ -14,8 +14,7 @@ namespace {
 constexpr std::size_t k_max_value = 64 * 1024;
 
 common::Status check_var(const NewVar& var) {
-    if (auto named = common::check_env_name(var.name); !named)
-        return named;
+    TRY(common::check_env_name(var.name));
     if (var.value.find('\0') != std::string::npos)
         return make_error(ErrorKind::usage, "the value of " + var.name + " contains a NUL byte");
     if (var.value.size() > k_max_value)
@@ -59,19 +58,14 @@ std::vector<VarInfo> EnvVars::list(const std::string& app) {
 
 common::Result<Key> EnvVars::data_key(const std::string& app,
                                       std::optional<std::string>& new_wrapped) {
-    auto master = load_master_key(m_keys_dir);
-    if (!master)
-        return master.error();
+    TRY_ASSIGN(const Key master, load_master_key(m_keys_dir));
     auto wrapped = m_store.data_key(app);
     if (!wrapped) {
         Key key = Key::random();
-        auto sealed = seal(*master, key.bytes(), data_key_aad(app));
-        if (!sealed)
-            return sealed.error();
-        new_wrapped = *sealed;
+        TRY_ASSIGN(new_wrapped, seal(master, key.bytes(), data_key_aad(app)));
         return key;
     }
-    auto bytes = open(*master, *wrapped, data_key_aad(app));
+    auto bytes = open(master, *wrapped, data_key_aad(app));
     if (!bytes)
         return make_error(ErrorKind::failed,
                           "cannot decrypt the data key of app " + app + ": the master key " +
@@ -87,8 +81,7 @@ common::Status EnvVars::set(const std::string& app, std::vector<NewVar> vars) {
     std::lock_guard lock(m_mutex);
     std::set<std::string> seen;
     for (const auto& var : vars) {
-        if (auto checked = check_var(var); !checked)
-            return checked;
+        TRY(check_var(var));
         if (!seen.insert(var.name).second)
             return make_error(ErrorKind::usage, var.name + " is given twice");
     }
@@ -101,15 +94,9 @@ common::Status EnvVars::set(const std::string& app, std::vector<NewVar> vars) {
             row.value = var.value;
         } else {
             if (!key) {
-                auto loaded = data_key(app, new_wrapped);
-                if (!loaded)
-                    return loaded.error();
-                key = std::move(*loaded);
+                TRY_ASSIGN(key, data_key(app, new_wrapped));
             }
-            auto sealed = seal(*key, var.value, secret_aad(app, var.name));
-            if (!sealed)
-                return sealed.error();
-            row.value = std::move(*sealed);
+            TRY_ASSIGN(row.value, seal(*key, var.value, secret_aad(app, var.name)));
         }
         wipe(var.value);
         rows.push_back(std::move(row));
@@ -120,8 +107,7 @@ common::Status EnvVars::set(const std::string& app, std::vector<NewVar> vars) {
 common::Status EnvVars::unset(const std::string& app, const std::vector<std::string>& names) {
     std::lock_guard lock(m_mutex);
     for (const auto& name : names)
-        if (auto checked = common::check_env_name(name); !checked)
-            return checked;
+        TRY(common::check_env_name(name));
     return m_store.remove_env(app, names);
 }
 
@@ -162,11 +148,10 @@ common::Result<ReleaseEnv> EnvVars::for_release(const std::string& app,
     }
     for (const auto& name : build_secrets) {
         if (!env.secret_names.count(name))
-            return make_error(ErrorKind::failed,
-                              "deploy.toml [build] secrets lists " + name +
-                                  ", which is not a secret of app " + app +
-                                  " on this agent (set it with `deployctl env set --secret " +
-                                  name + "`)");
+            return make_error(
+                ErrorKind::failed,
+                "deploy.toml [build] secrets lists " + name + ", which is not a secret of app " +
+                    app + " on this agent (set it with `deployctl env set --secret " + name + "`)");
         env.build[name] = env.run[name];
         env.build_secrets.push_back(name);
     }

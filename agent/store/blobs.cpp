@@ -72,16 +72,14 @@ fs::path BlobStore::path(const std::string& digest) const {
 }
 
 Status BlobStore::put(const std::string& digest, std::string_view data) {
-    if (auto ok = check_digest(digest); !ok)
-        return ok;
+    TRY(check_digest(digest));
     const auto actual = common::sha256_hex(data);
     if (actual != digest)
         return make_error(ErrorKind::bad_request,
                           fmt::format("content hashes to {}, not {}", actual, digest));
     if (has(digest))
         return {};
-    if (auto ok = create_dir(path(digest).parent_path()); !ok)
-        return ok;
+    TRY(create_dir(path(digest).parent_path()));
     return common::atomic_write_file(path(digest), data, 0644);
 }
 

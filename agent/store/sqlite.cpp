@@ -24,10 +24,7 @@ common::Result<std::unique_ptr<Database>> Database::open(const std::filesystem::
         return make_error(ErrorKind::io, "cannot open " + path.string() + ": " +
                                              (raw ? sqlite3_errmsg(raw) : "out of memory"));
     sqlite3_busy_timeout(raw, 5000);
-    auto pragmas = db->exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
-                            " PRAGMA foreign_keys=ON;");
-    if (!pragmas)
-        return pragmas.error();
+    TRY(db->exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;"));
     return db;
 }
 
@@ -91,13 +88,7 @@ common::Result<bool> Statement::step() {
 }
 
 common::Status Statement::run() {
-    for (;;) {
-        auto more = step();
-        if (!more)
-            return more.error();
-        if (!*more)
-            return {};
-    }
+    return each([](const Statement&) {});
 }
 
 std::string Statement::text(int column) const {

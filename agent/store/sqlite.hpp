@@ -1,6 +1,7 @@
 #pragma once
 // A thin RAII layer over the SQLite C API: one connection, prepared statements.
-// Used by store.cpp only; keeps sqlite3.h out of every other file.
+// Used by the store, its schema and the auth store; keeps sqlite3.h out of
+// every other file.
 
 #include <common/result.hpp>
 
@@ -9,6 +10,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 
 struct sqlite3;
 struct sqlite3_stmt;
@@ -52,6 +54,16 @@ class Statement {
     // Advances: true when a row is available, false when done; errors throw nothing
     // but are reported through `error()`.
     common::Result<bool> step();
+    // Steps through every row, calling `on_row(const Statement&)` on each; the
+    // first error ends it and is returned.
+    template <class OnRow> common::Status each(OnRow&& on_row) {
+        for (;;) {
+            TRY_ASSIGN(const bool has_row, step());
+            if (!has_row)
+                return {};
+            on_row(std::as_const(*this));
+        }
+    }
     // Steps until done (for statements without rows).
     common::Status run();
 

@@ -1,3 +1,4 @@
+#include <agent/store/schema.hpp>
 #include <agent/store/sqlite.hpp>
 #include <agent/store/store.hpp>
 #include <common/log.hpp>
@@ -9,62 +10,6 @@ using common::make_error;
 using common::State;
 
 namespace {
-
-constexpr std::string_view k_schema = R"sql(
-CREATE TABLE IF NOT EXISTS apps (
-  name     TEXT PRIMARY KEY,
-  next_seq INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS releases (
-  app        TEXT NOT NULL REFERENCES apps(name),
-  id         TEXT NOT NULL,
-  seq        INTEGER NOT NULL,
-  state      TEXT NOT NULL CHECK (state IN ('QUEUED','BUILDING','PROVISIONING',
-                                            'PRODUCTION','INACTIVE','FAILED')),
-  created_at TEXT NOT NULL,
-  updated_at TEXT NOT NULL,
-  "commit"   TEXT NOT NULL DEFAULT '',
-  message    TEXT NOT NULL DEFAULT '',
-  error      TEXT NOT NULL DEFAULT '',
-  port       INTEGER NOT NULL DEFAULT 0,
-  pid        INTEGER NOT NULL DEFAULT 0,
-  pid_start  INTEGER NOT NULL DEFAULT 0,
-  config     TEXT NOT NULL DEFAULT '',
-  dirty      INTEGER NOT NULL DEFAULT 0,
-  PRIMARY KEY (app, id),
-  UNIQUE (app, seq)
-);
-CREATE UNIQUE INDEX IF NOT EXISTS one_production ON releases(app) WHERE state = 'PRODUCTION';
-CREATE TABLE IF NOT EXISTS transitions (
-  ts         TEXT NOT NULL,
-  app        TEXT NOT NULL,
-  release    TEXT NOT NULL,
-  from_state TEXT NOT NULL DEFAULT '',
-  to_state   TEXT NOT NULL DEFAULT '',
-  detail     TEXT NOT NULL DEFAULT ''
-);
-CREATE INDEX IF NOT EXISTS transitions_app ON transitions(app, ts);
-CREATE TABLE IF NOT EXISTS app_keys (
-  app        TEXT PRIMARY KEY,
-  wrapped    TEXT NOT NULL,
-  created_at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS release_secrets (
-  app        TEXT NOT NULL,
-  release    TEXT NOT NULL,
-  name       TEXT NOT NULL,
-  value      TEXT NOT NULL,
-  PRIMARY KEY (app, release, name)
-);
-CREATE TABLE IF NOT EXISTS env (
-  app        TEXT NOT NULL,
-  name       TEXT NOT NULL,
-  secret     INTEGER NOT NULL,
-  value      TEXT NOT NULL,
-  updated_at TEXT NOT NULL,
-  PRIMARY KEY (app, name)
-);
-)sql";
 
 constexpr std::string_view k_columns =
     R"(app, id, seq, state, created_at, updated_at, "commit", message, error, port, pid,)"
@@ -104,94 +49,51 @@ Store::Store(std::unique_ptr<sqlite::Database> db) : m_db(std::move(db)) {}
 Store::~Store() = default;
 
 common::Result<std::unique_ptr<Store>> Store::open(const std::filesystem::path& path) {
-    auto db = sqlite::Database::open(path);
-    if (!db)
-        return db.error();
+    TRY_ASSIGN(auto db, sqlite::Database::open(path));
     // Deleted rows (a replaced secret, a removed variable) are overwritten
     // with zeros, not left in free pages.
-    if (auto secure = (*db)->exec("PRAGMA secure_delete = ON"); !secure)
-        return secure.error();
-    std::unique_ptr<Store> store(new Store(std::move(*db)));
-    if (auto migrated = store->migrate(); !migrated)
-        return migrated.error();
-    return store;
-}
-
-common::Status Store::migrate() {
-    auto query = m_db->prepare("PRAGMA user_version");
-    if (!query)
-        return query.error();
-    auto has_row = query->step();
-    if (!has_row)
-        return has_row.error();
-    std::int64_t version = *has_row ? query->integer(0) : 0;
-    if (version > k_schema_version)
-        return make_error(ErrorKind::internal,
-                          "state.db has schema version " + std::to_string(version) +
-                              ", newer than this agent understands (" +
-                              std::to_string(k_schema_version) + "); upgrade deploy-agent");
-    if (version == k_schema_version)
-        return {};
-    sqlite::Transaction tx(*m_db);
-    if (!tx.begun())
-        return tx.begun().error();
-    if (auto created = m_db->exec(k_schema); !created)
-        return created.error();
-    auto set = m_db->exec("PRAGMA user_version = " + std::to_string(k_schema_version));
-    if (!set)
-        return set.error();
-    return tx.commit();
+    TRY(db->exec("PRAGMA secure_delete = ON"));
+    TRY(schema::migrate(*db));
+    return std::unique_ptr<Store>(new Store(std::move(db)));
 }
 
 common::Status Store::write_audit(const std::string& app, const std::string& id,
                                   std::string_view from, std::string_view to,
                                   std::string_view detail) {
-    auto insert = m_db->prepare("INSERT INTO transitions (ts, app, release, from_state, "
-                                "to_state, detail) VALUES (?, ?, ?, ?, ?, ?)");
-    if (!insert)
-        return insert.error();
-    return insert->bind(now()).bind(app).bind(id).bind(from).bind(to).bind(detail).run();
+    TRY_ASSIGN(auto insert, m_db->prepare("INSERT INTO transitions (ts, app, release, from_state, "
+                                          "to_state, detail) VALUES (?, ?, ?, ?, ?, ?)"));
+    return insert.bind(now()).bind(app).bind(id).bind(from).bind(to).bind(detail).run();
 }
 
 common::Result<ReleaseRow> Store::create(const NewRelease& release) {
     std::lock_guard lock(m_mutex);
     sqlite::Transaction tx(*m_db);
-    if (!tx.begun())
-        return tx.begun().error();
-    auto upsert = m_db->prepare("INSERT INTO apps (name, next_seq) VALUES (?, 2) ON CONFLICT(name)"
-                                " DO UPDATE SET next_seq = next_seq + 1 RETURNING next_seq - 1");
-    if (!upsert)
-        return upsert.error();
-    upsert->bind(release.app);
-    auto got = upsert->step();
+    TRY(tx.begun());
+    TRY_ASSIGN(auto upsert,
+               m_db->prepare("INSERT INTO apps (name, next_seq) VALUES (?, 2) ON CONFLICT(name)"
+                             " DO UPDATE SET next_seq = next_seq + 1 RETURNING next_seq - 1"));
+    upsert.bind(release.app);
+    TRY_ASSIGN(const bool got, upsert.step());
     if (!got)
-        return got.error();
-    if (!*got)
         return make_error(ErrorKind::internal, "database: no sequence number returned");
     ReleaseRow row;
     row.app = release.app;
-    row.seq = upsert->integer(0);
-    if (auto done = upsert->run(); !done)
-        return done.error();
+    row.seq = upsert.integer(0);
+    TRY(upsert.run());
     row.id = "v" + std::to_string(row.seq);
     row.created_at = row.updated_at = now();
     row.commit = release.commit;
     row.message = release.message;
     row.config = release.config;
     row.dirty = release.dirty;
-    auto insert = m_db->prepare(R"(INSERT INTO releases (app, id, seq, state, created_at,
-        updated_at, "commit", message, config, dirty) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?))");
-    if (!insert)
-        return insert.error();
-    insert->bind(row.app).bind(row.id).bind(row.seq).bind(name(State::queued));
-    insert->bind(row.created_at).bind(row.updated_at).bind(row.commit).bind(row.message);
-    insert->bind(row.config).bind(row.dirty ? 1 : 0);
-    if (auto inserted = insert->run(); !inserted)
-        return inserted.error();
-    if (auto audited = write_audit(row.app, row.id, "", "QUEUED", "created"); !audited)
-        return audited.error();
-    if (auto committed = tx.commit(); !committed)
-        return committed.error();
+    TRY_ASSIGN(auto insert, m_db->prepare(R"(INSERT INTO releases (app, id, seq, state, created_at,
+        updated_at, "commit", message, config, dirty) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?))"));
+    insert.bind(row.app).bind(row.id).bind(row.seq).bind(name(State::queued));
+    insert.bind(row.created_at).bind(row.updated_at).bind(row.commit).bind(row.message);
+    insert.bind(row.config).bind(row.dirty ? 1 : 0);
+    TRY(insert.run());
+    TRY(write_audit(row.app, row.id, "", "QUEUED", "created"));
+    TRY(tx.commit());
     return row;
 }
 
@@ -200,13 +102,10 @@ common::Status Store::cas_state(const std::string& app, const std::string& id, S
     if (!common::can_transition(from, to))
         return make_error(ErrorKind::refused,
                           "release " + id + " cannot go from " + name(from) + " to " + name(to));
-    auto update = m_db->prepare("UPDATE releases SET state = ?, updated_at = ?, error = ?"
-                                " WHERE app = ? AND id = ? AND state = ?");
-    if (!update)
-        return update.error();
-    update->bind(name(to)).bind(now()).bind(error).bind(app).bind(id).bind(name(from));
-    if (auto updated = update->run(); !updated)
-        return updated.error();
+    TRY_ASSIGN(auto update, m_db->prepare("UPDATE releases SET state = ?, updated_at = ?, error = ?"
+                                          " WHERE app = ? AND id = ? AND state = ?"));
+    update.bind(name(to)).bind(now()).bind(error).bind(app).bind(id).bind(name(from));
+    TRY(update.run());
     if (m_db->changes() != 1)
         return make_error(ErrorKind::refused,
                           "release " + id + " of " + app + " is no longer " + name(from));
@@ -217,10 +116,8 @@ common::Status Store::transition(const std::string& app, const std::string& id, 
                                  State to, std::string_view detail, std::string_view error) {
     std::lock_guard lock(m_mutex);
     sqlite::Transaction tx(*m_db);
-    if (!tx.begun())
-        return tx.begun().error();
-    if (auto changed = cas_state(app, id, from, to, error, detail); !changed)
-        return changed;
+    TRY(tx.begun());
+    TRY(cas_state(app, id, from, to, error, detail));
     return tx.commit();
 }
 
@@ -228,65 +125,49 @@ common::Result<std::optional<std::string>>
 Store::switch_production(const std::string& app, const std::string& id, State from) {
     std::lock_guard lock(m_mutex);
     sqlite::Transaction tx(*m_db);
-    if (!tx.begun())
-        return tx.begun().error();
+    TRY(tx.begun());
     std::optional<std::string> previous;
     auto current = query_releases("app = ? AND state = 'PRODUCTION'", {app});
     if (!current.empty() && current.front().id != id) {
         previous = current.front().id;
-        if (auto old = cas_state(app, *previous, State::production, State::inactive, {},
-                                 "replaced by " + id);
-            !old)
-            return old.error();
+        TRY(cas_state(app, *previous, State::production, State::inactive, {}, "replaced by " + id));
     }
     const std::string detail = previous ? "replaces " + *previous : "first production release";
-    if (auto promoted = cas_state(app, id, from, State::production, {}, detail); !promoted)
-        return promoted.error();
-    if (auto committed = tx.commit(); !committed)
-        return committed.error();
+    TRY(cas_state(app, id, from, State::production, {}, detail));
+    TRY(tx.commit());
     return previous;
 }
 
 common::Status Store::set_process(const std::string& app, const std::string& id, int port, int pid,
                                   std::int64_t pid_start) {
     std::lock_guard lock(m_mutex);
-    auto update = m_db->prepare("UPDATE releases SET port = ?, pid = ?, pid_start = ?,"
-                                " updated_at = ? WHERE app = ? AND id = ?");
-    if (!update)
-        return update.error();
-    return update->bind(port).bind(pid).bind(pid_start).bind(now()).bind(app).bind(id).run();
+    TRY_ASSIGN(auto update, m_db->prepare("UPDATE releases SET port = ?, pid = ?, pid_start = ?,"
+                                          " updated_at = ? WHERE app = ? AND id = ?"));
+    return update.bind(port).bind(pid).bind(pid_start).bind(now()).bind(app).bind(id).run();
 }
 
 common::Status Store::clear_process(const std::string& app, const std::string& id) {
     std::lock_guard lock(m_mutex);
-    auto update = m_db->prepare("UPDATE releases SET pid = 0, pid_start = 0, updated_at = ?"
-                                " WHERE app = ? AND id = ?");
-    if (!update)
-        return update.error();
-    return update->bind(now()).bind(app).bind(id).run();
+    TRY_ASSIGN(auto update,
+               m_db->prepare("UPDATE releases SET pid = 0, pid_start = 0, updated_at = ?"
+                             " WHERE app = ? AND id = ?"));
+    return update.bind(now()).bind(app).bind(id).run();
 }
 
 common::Status Store::remove(const std::string& app, const std::string& id,
                              std::string_view detail) {
     std::lock_guard lock(m_mutex);
     sqlite::Transaction tx(*m_db);
-    if (!tx.begun())
-        return tx.begun().error();
+    TRY(tx.begun());
     auto rows = query_releases("app = ? AND id = ?", {app, id});
     if (rows.empty())
         return make_error(ErrorKind::not_found, "no release " + id + " of " + app);
-    auto erase = m_db->prepare("DELETE FROM releases WHERE app = ? AND id = ?");
-    if (!erase)
-        return erase.error();
-    if (auto erased = erase->bind(app).bind(id).run(); !erased)
-        return erased;
-    auto forget = m_db->prepare("DELETE FROM release_secrets WHERE app = ? AND release = ?");
-    if (!forget)
-        return forget.error();
-    if (auto forgotten = forget->bind(app).bind(id).run(); !forgotten)
-        return forgotten;
-    if (auto audited = write_audit(app, id, name(rows.front().state), "", detail); !audited)
-        return audited;
+    TRY_ASSIGN(auto erase, m_db->prepare("DELETE FROM releases WHERE app = ? AND id = ?"));
+    TRY(erase.bind(app).bind(id).run());
+    TRY_ASSIGN(auto forget,
+               m_db->prepare("DELETE FROM release_secrets WHERE app = ? AND release = ?"));
+    TRY(forget.bind(app).bind(id).run());
+    TRY(write_audit(app, id, name(rows.front().state), "", detail));
     return tx.commit();
 }
 
@@ -305,14 +186,9 @@ std::vector<T> select_rows(sqlite::Database& db, std::string_view sql,
     }
     for (const auto& param : params)
         query->bind(param);
-    for (;;) {
-        auto more = query->step();
-        if (!more)
-            common::log_error(more.error().message);
-        if (!more || !*more)
-            break;
-        rows.push_back(read(*query));
-    }
+    auto read_all = query->each([&](const sqlite::Statement& row) { rows.push_back(read(row)); });
+    if (!read_all)
+        common::log_error(read_all.error().message);
     return rows;
 }
 
@@ -372,19 +248,18 @@ std::vector<AuditRow> Store::audit(const std::string& app) {
 
 std::vector<EnvRow> Store::env(const std::string& app) {
     std::lock_guard lock(m_mutex);
-    return select_rows<EnvRow>(*m_db,
-                               "SELECT name, secret, value, updated_at FROM env WHERE app = ?"
-                               " ORDER BY name",
-                               {app}, [](const sqlite::Statement& row) {
-                                   return EnvRow{row.text(0), row.integer(1) != 0, row.text(2),
-                                                 row.text(3)};
-                               });
+    return select_rows<EnvRow>(
+        *m_db,
+        "SELECT name, secret, value, updated_at FROM env WHERE app = ?"
+        " ORDER BY name",
+        {app}, [](const sqlite::Statement& row) {
+            return EnvRow{row.text(0), row.integer(1) != 0, row.text(2), row.text(3)};
+        });
 }
 
 std::optional<std::string> Store::data_key(const std::string& app) {
     std::lock_guard lock(m_mutex);
-    auto keys = select_rows<std::string>(*m_db, "SELECT wrapped FROM app_keys WHERE app = ?",
-                                         {app},
+    auto keys = select_rows<std::string>(*m_db, "SELECT wrapped FROM app_keys WHERE app = ?", {app},
                                          [](const sqlite::Statement& row) { return row.text(0); });
     if (keys.empty())
         return std::nullopt;
@@ -402,24 +277,19 @@ common::Status Store::put_env(const std::string& app, const std::vector<EnvRow>&
                               const std::optional<std::string>& wrapped_key) {
     std::lock_guard lock(m_mutex);
     sqlite::Transaction tx(*m_db);
-    if (!tx.begun())
-        return tx.begun().error();
+    TRY(tx.begun());
     if (wrapped_key) {
-        auto insert =
-            m_db->prepare("INSERT INTO app_keys (app, wrapped, created_at) VALUES (?, ?, ?)");
-        if (!insert)
-            return insert.error();
-        if (auto done = insert->bind(app).bind(*wrapped_key).bind(now()).run(); !done)
-            return done;
+        TRY_ASSIGN(
+            auto insert,
+            m_db->prepare("INSERT INTO app_keys (app, wrapped, created_at) VALUES (?, ?, ?)"));
+        TRY(insert.bind(app).bind(*wrapped_key).bind(now()).run());
     }
     for (const auto& row : rows) {
-        auto upsert = m_db->prepare("INSERT OR REPLACE INTO env (app, name, secret, value,"
-                                    " updated_at) VALUES (?, ?, ?, ?, ?)");
-        if (!upsert)
-            return upsert.error();
-        upsert->bind(app).bind(row.name).bind(row.secret ? 1 : 0).bind(row.value).bind(now());
-        if (auto done = upsert->run(); !done)
-            return done;
+        TRY_ASSIGN(auto upsert,
+                   m_db->prepare("INSERT OR REPLACE INTO env (app, name, secret, value,"
+                                 " updated_at) VALUES (?, ?, ?, ?, ?)"));
+        upsert.bind(app).bind(row.name).bind(row.secret ? 1 : 0).bind(row.value).bind(now());
+        TRY(upsert.run());
     }
     return tx.commit();
 }
@@ -427,14 +297,10 @@ common::Status Store::put_env(const std::string& app, const std::vector<EnvRow>&
 common::Status Store::remove_env(const std::string& app, const std::vector<std::string>& names) {
     std::lock_guard lock(m_mutex);
     sqlite::Transaction tx(*m_db);
-    if (!tx.begun())
-        return tx.begun().error();
+    TRY(tx.begun());
     for (const auto& name : names) {
-        auto erase = m_db->prepare("DELETE FROM env WHERE app = ? AND name = ?");
-        if (!erase)
-            return erase.error();
-        if (auto done = erase->bind(app).bind(name).run(); !done)
-            return done;
+        TRY_ASSIGN(auto erase, m_db->prepare("DELETE FROM env WHERE app = ? AND name = ?"));
+        TRY(erase.bind(app).bind(name).run());
         if (m_db->changes() != 1)
             return make_error(ErrorKind::not_found,
                               "no variable " + name + " is set for app " + app);
@@ -445,19 +311,14 @@ common::Status Store::remove_env(const std::string& app, const std::vector<std::
 common::Status Store::snapshot_secrets(const std::string& app, const std::string& id) {
     std::lock_guard lock(m_mutex);
     sqlite::Transaction tx(*m_db);
-    if (!tx.begun())
-        return tx.begun().error();
-    auto clear = m_db->prepare("DELETE FROM release_secrets WHERE app = ? AND release = ?");
-    if (!clear)
-        return clear.error();
-    if (auto done = clear->bind(app).bind(id).run(); !done)
-        return done;
-    auto copy = m_db->prepare("INSERT INTO release_secrets (app, release, name, value)"
-                              " SELECT app, ?, name, value FROM env WHERE app = ? AND secret = 1");
-    if (!copy)
-        return copy.error();
-    if (auto done = copy->bind(id).bind(app).run(); !done)
-        return done;
+    TRY(tx.begun());
+    TRY_ASSIGN(auto clear,
+               m_db->prepare("DELETE FROM release_secrets WHERE app = ? AND release = ?"));
+    TRY(clear.bind(app).bind(id).run());
+    TRY_ASSIGN(auto copy,
+               m_db->prepare("INSERT INTO release_secrets (app, release, name, value)"
+                             " SELECT app, ?, name, value FROM env WHERE app = ? AND secret = 1"));
+    TRY(copy.bind(id).bind(app).run());
     return tx.commit();
 }
 
@@ -465,7 +326,9 @@ std::vector<EnvRow> Store::release_secrets(const std::string& app, const std::st
     std::lock_guard lock(m_mutex);
     return select_rows<EnvRow>(
         *m_db, "SELECT name, value FROM release_secrets WHERE app = ? AND release = ?", {app, id},
-        [](const sqlite::Statement& row) { return EnvRow{row.text(0), true, row.text(1), {}}; });
+        [](const sqlite::Statement& row) {
+            return EnvRow{row.text(0), true, row.text(1), {}};
+        });
 }
 
 common::Status Store::exec(std::string_view sql) {

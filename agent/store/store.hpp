@@ -3,7 +3,8 @@
 //
 // Every state change is one transaction: a compare-and-set on the current
 // state (checked against common::can_transition) plus one audit row. The
-// schema itself enforces one PRODUCTION release per app (partial unique index).
+// schema (schema.hpp) itself enforces one PRODUCTION release per app (partial
+// unique index).
 
 #include <common/result.hpp>
 #include <common/state.hpp>
@@ -68,8 +69,6 @@ struct EnvRow {
 
 class Store {
   public:
-    static constexpr int k_schema_version = 2;
-
     static common::Result<std::unique_ptr<Store>> open(const std::filesystem::path& path);
     ~Store();
     Store(const Store&) = delete;
@@ -125,7 +124,6 @@ class Store {
 
   private:
     explicit Store(std::unique_ptr<sqlite::Database> db);
-    common::Status migrate();
     common::Status write_audit(const std::string& app, const std::string& id, std::string_view from,
                                std::string_view to, std::string_view detail);
     // Moves the release from `from` to `to` if it is still in `from`, and writes

@@ -1,0 +1,166 @@
+#include <agent/store/schema.hpp>
+#include <agent/store/sqlite.hpp>
+
+#include <array>
+#include <string>
+#include <string_view>
+
+namespace agent::schema {
+
+using common::ErrorKind;
+using common::make_error;
+
+namespace {
+
+// One step of the schema: `sql` (any number of statements), then `apply`,
+// when given, for what SQL alone cannot do (reading rows to rewrite them).
+struct Migration {
+    std::string_view sql;
+    common::Status (*apply)(sqlite::Database& db) = nullptr;
+};
+
+// 1: releases, one row per app for the next release number, the transitions.
+constexpr std::string_view k_releases = R"sql(
+CREATE TABLE IF NOT EXISTS apps (
+  name     TEXT PRIMARY KEY,
+  next_seq INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS releases (
+  app        TEXT NOT NULL REFERENCES apps(name),
+  id         TEXT NOT NULL,
+  seq        INTEGER NOT NULL,
+  state      TEXT NOT NULL CHECK (state IN ('QUEUED','BUILDING','PROVISIONING',
+                                            'PRODUCTION','INACTIVE','FAILED')),
+  created_at TEXT NOT NULL,
+  updated_at TEXT NOT NULL,
+  "commit"   TEXT NOT NULL DEFAULT '',
+  message    TEXT NOT NULL DEFAULT '',
+  error      TEXT NOT NULL DEFAULT '',
+  port       INTEGER NOT NULL DEFAULT 0,
+  pid        INTEGER NOT NULL DEFAULT 0,
+  pid_start  INTEGER NOT NULL DEFAULT 0,
+  config     TEXT NOT NULL DEFAULT '',
+  dirty      INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY (app, id),
+  UNIQUE (app, seq)
+);
+CREATE UNIQUE INDEX IF NOT EXISTS one_production ON releases(app) WHERE state = 'PRODUCTION';
+CREATE TABLE IF NOT EXISTS transitions (
+  ts         TEXT NOT NULL,
+  app        TEXT NOT NULL,
+  release    TEXT NOT NULL,
+  from_state TEXT NOT NULL DEFAULT '',
+  to_state   TEXT NOT NULL DEFAULT '',
+  detail     TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS transitions_app ON transitions(app, ts);
+)sql";
+
+// 2: deployctl env: each app's wrapped data key, its variables (secret ones
+// sealed), and the sealed secrets each release started with.
+constexpr std::string_view k_env = R"sql(
+CREATE TABLE IF NOT EXISTS app_keys (
+  app        TEXT PRIMARY KEY,
+  wrapped    TEXT NOT NULL,
+  created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS release_secrets (
+  app        TEXT NOT NULL,
+  release    TEXT NOT NULL,
+  name       TEXT NOT NULL,
+  value      TEXT NOT NULL,
+  PRIMARY KEY (app, release, name)
+);
+CREATE TABLE IF NOT EXISTS env (
+  app        TEXT NOT NULL,
+  name       TEXT NOT NULL,
+  secret     INTEGER NOT NULL,
+  value      TEXT NOT NULL,
+  updated_at TEXT NOT NULL,
+  PRIMARY KEY (app, name)
+);
+)sql";
+
+// 3: API tokens and the audit log of mutating API calls. IF NOT EXISTS: before
+// they were versioned, these were created on every open, so a database of any
+// earlier version may have them already.
+constexpr std::string_view k_auth = R"sql(
+CREATE TABLE IF NOT EXISTS api_tokens (
+  id           TEXT PRIMARY KEY,
+  name         TEXT NOT NULL DEFAULT '',
+  app          TEXT NOT NULL DEFAULT '',
+  scope        TEXT NOT NULL CHECK (scope IN ('read','deploy','admin')),
+  secret_hash  TEXT NOT NULL,
+  created_at   TEXT NOT NULL,
+  expires_at   TEXT NOT NULL DEFAULT '',
+  revoked_at   TEXT NOT NULL DEFAULT '',
+  last_used_at TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS api_audit (
+  id         INTEGER PRIMARY KEY AUTOINCREMENT,
+  ts         TEXT NOT NULL,
+  who        TEXT NOT NULL,
+  token_name TEXT NOT NULL DEFAULT '',
+  method     TEXT NOT NULL,
+  path       TEXT NOT NULL,
+  app        TEXT NOT NULL DEFAULT '',
+  release    TEXT NOT NULL DEFAULT '',
+  status     INTEGER NOT NULL,
+  result     TEXT NOT NULL,
+  error_code TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS api_audit_app ON api_audit(app, id);
+)sql";
+
+// Migration N is k_migrations[N - 1]. One that has shipped is never edited:
+// a change to the schema is a new migration at the end.
+constexpr std::array k_migrations{
+    Migration{k_releases},
+    Migration{k_env},
+    Migration{k_auth},
+};
+static_assert(k_migrations.size() == k_latest_version);
+
+common::Error too_new(int found) {
+    return make_error(ErrorKind::internal, "state.db has schema version " + std::to_string(found) +
+                                               ", newer than this agent understands (" +
+                                               std::to_string(k_latest_version) +
+                                               "); upgrade deploy-agent");
+}
+
+// Applies migration `current + 1` unless another process did since `current`
+// was read; `current` is then the version found.
+common::Status apply_next(sqlite::Database& db, int& current) {
+    sqlite::Transaction tx(db);
+    TRY(tx.begun());
+    TRY_ASSIGN(current, version(db));
+    if (current >= k_latest_version)
+        return {};
+    const Migration& next = k_migrations[current];
+    TRY(db.exec(next.sql));
+    if (next.apply)
+        TRY(next.apply(db));
+    TRY(db.exec("PRAGMA user_version = " + std::to_string(current + 1)));
+    TRY(tx.commit());
+    ++current;
+    return {};
+}
+
+} // namespace
+
+common::Result<int> version(sqlite::Database& db) {
+    TRY_ASSIGN(auto query, db.prepare("PRAGMA user_version"));
+    TRY_ASSIGN(const bool has_row, query.step());
+    return has_row ? static_cast<int>(query.integer(0)) : 0;
+}
+
+common::Status migrate(sqlite::Database& db) {
+    TRY_ASSIGN(int current, version(db));
+    while (current < k_latest_version)
+        TRY(apply_next(db, current));
+    if (current > k_latest_version)
+        return too_new(current);
+    return {};
+}
+
+} // namespace agent::schema
