@@ -83,8 +83,16 @@ CREATE TABLE IF NOT EXISTS env (
 
 // 3: API tokens and the audit log of mutating API calls. IF NOT EXISTS: before
 // they were versioned, these were created on every open, so a database of any
-// earlier version may have them already.
+// earlier version may have them already. release_secrets again, as in 2: it was
+// added to version 2 after databases had been written at version 2 without it.
 constexpr std::string_view k_auth = R"sql(
+CREATE TABLE IF NOT EXISTS release_secrets (
+  app        TEXT NOT NULL,
+  release    TEXT NOT NULL,
+  name       TEXT NOT NULL,
+  value      TEXT NOT NULL,
+  PRIMARY KEY (app, release, name)
+);
 CREATE TABLE IF NOT EXISTS api_tokens (
   id           TEXT PRIMARY KEY,
   name         TEXT NOT NULL DEFAULT '',

@@ -257,3 +257,21 @@ TEST_CASE("the agent and deploy-agent token opening a new state.db at once both 
     CHECK(opened == 4);
     CHECK(version_of(path) == k_latest_version);
 }
+
+TEST_CASE("a version 2 state.db written before release_secrets existed gets the table") {
+    test::TempDir dir;
+    const auto fresh = dir.path() / "fresh.db";
+    REQUIRE(Store::open(fresh).ok());
+    const auto old = copy_of_v2(dir);
+    {
+        auto db = open_raw(old);
+        REQUIRE(db->exec("DROP TABLE release_secrets").ok());
+    }
+    REQUIRE(version_of(old) == 2);
+    REQUIRE(Store::open(old).ok());
+    CHECK(version_of(old) == k_latest_version);
+    CHECK(schema_of(old) == schema_of(fresh));
+    auto db = open_raw(old);
+    CHECK(column(*db, "SELECT COUNT(*) FROM release_secrets").at(0) == "0");
+    CHECK(column(*db, "SELECT COUNT(*) FROM releases").at(0) != "0");
+}
