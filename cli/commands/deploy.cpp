@@ -2,9 +2,9 @@
 // create the deployment and follow it.
 
 #include <cli/commands/commands.hpp>
-#include <cli/commands/steps.hpp>
 #include <cli/fleet.hpp>
 #include <cli/output/grouped.hpp>
+#include <cli/release/steps.hpp>
 #include <cli/target.hpp>
 #include <common/config.hpp>
 #include <common/hash.hpp>
@@ -20,6 +20,10 @@
 namespace cli::commands {
 
 namespace {
+
+using release::follow_release;
+using release::promote;
+using release::upload_blobs;
 
 void report_package(Context& ctx, const Target& target, const package::SourceTree& tree,
                     const DeployOptions& options) {
