@@ -1,12 +1,18 @@
 // deployctl rollback [RELEASE]: promote an INACTIVE release back to PRODUCTION.
 
+#include <CLI/CLI.hpp>
 #include <cli/commands/commands.hpp>
+#include <cli/context.hpp>
 #include <cli/release/steps.hpp>
 #include <cli/target.hpp>
 
 #include <nlohmann/json.hpp>
 
+#include <memory>
+
 namespace cli::commands {
+
+namespace {
 
 using release::promote;
 
@@ -24,6 +30,18 @@ common::Status rollback(Context& ctx, const std::string& release) {
                          [&](transport::Client& client, const std::string& host) {
                              return promote(client, *ctx.out, host, target->app, body);
                          });
+}
+
+} // namespace
+
+void add_rollback(CLI::App& app, Context& ctx) {
+    auto release = std::make_shared<std::string>();
+    auto* cmd = app.add_subcommand("rollback", "Put an older release back in production");
+    cmd->add_option("RELEASE", *release,
+                    "INACTIVE release to promote (default: the newest older one)");
+    cmd->footer("Examples:\n  deployctl rollback\n  deployctl rollback v2\n");
+    cmd->callback(
+        [&ctx, release] { ctx.command = [&ctx, release] { return rollback(ctx, *release); }; });
 }
 
 } // namespace cli::commands
