@@ -35,6 +35,9 @@ struct Context {
     output::Printer* out = nullptr;
     Connect connect;             // the HTTP client by default; fakes in tests
     bool error_reported = false; // set when per-host errors were already printed
+    // The handler of the command the parse chose: its CLI11 callback sets it
+    // (cli/commands/commands.hpp), cli::run runs it.
+    std::function<common::Status()> command;
 };
 
 } // namespace cli

@@ -1,14 +1,24 @@
 // deployctl audit: who changed what on the agents (GET /v1/audit).
 
+#include <CLI/CLI.hpp>
 #include <cli/commands/commands.hpp>
+#include <cli/context.hpp>
 #include <cli/target.hpp>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include <memory>
+
 namespace cli::commands {
 
 namespace {
+
+// deployctl audit (the app filter is -a/--app).
+struct AuditOptions {
+    int limit = 50;
+    std::string since;
+};
 
 // "?limit=50&app=hello&since=1h", values percent-encoded.
 std::string audit_query(const Context& ctx, const AuditOptions& o) {
@@ -30,8 +40,6 @@ std::string audit_query(const Context& ctx, const AuditOptions& o) {
     return query;
 }
 
-} // namespace
-
 common::Status audit(Context& ctx, const AuditOptions& options) {
     if (options.limit < 1 || options.limit > 10000)
         return common::make_error(common::ErrorKind::usage, "--limit must be from 1 to 10000");
@@ -47,6 +55,22 @@ common::Status audit(Context& ctx, const AuditOptions& options) {
                              ctx.out->emit(output::Audit{host, *list});
                              return {};
                          });
+}
+
+} // namespace
+
+void add_audit(CLI::App& app, Context& ctx) {
+    auto options = std::make_shared<AuditOptions>();
+    auto* cmd = app.add_subcommand(
+        "audit", "Show who changed what on the agents (every mutating call), newest first");
+    cmd->add_option("--limit", options->limit, "At most this many entries")->capture_default_str();
+    cmd->add_option("--since", options->since,
+                    "Only entries since a time (RFC 3339) or for a duration back (1h, 7d)");
+    cmd->footer("Examples:\n  deployctl audit --host http://127.0.0.1:7070\n"
+                "  deployctl audit -a hello --limit 20\n  deployctl audit --json | jq .who\n\n"
+                "With --app, only that app's entries; a token for one app sees only its app.\n");
+    cmd->callback(
+        [&ctx, options] { ctx.command = [&ctx, options] { return audit(ctx, *options); }; });
 }
 
 } // namespace cli::commands

@@ -1,10 +1,12 @@
 // deployctl deploy [DIR]: package the git tree, upload what is missing,
 // create the deployment and follow it.
 
+#include <CLI/CLI.hpp>
 #include <cli/commands/commands.hpp>
-#include <cli/commands/steps.hpp>
+#include <cli/context.hpp>
 #include <cli/fleet.hpp>
 #include <cli/output/grouped.hpp>
+#include <cli/release/steps.hpp>
 #include <cli/target.hpp>
 #include <common/config.hpp>
 #include <common/hash.hpp>
@@ -15,11 +17,26 @@
 
 #include <chrono>
 #include <iostream>
+#include <memory>
 #include <unistd.h>
 
 namespace cli::commands {
 
 namespace {
+
+using release::follow_release;
+using release::promote;
+using release::upload_blobs;
+
+struct DeployOptions {
+    std::string dir = ".";
+    bool no_follow = false;
+    bool dirty = false;
+    // Several hosts (docs/multi-host.md): override [deploy] strategy / max_parallel.
+    std::string strategy; // "" = deploy.toml's (default parallel)
+    int max_parallel = 0; // 0 = deploy.toml's (default: all hosts)
+    bool no_rollback = false;
+};
 
 void report_package(Context& ctx, const Target& target, const package::SourceTree& tree,
                     const DeployOptions& options) {
@@ -148,8 +165,6 @@ HostSteps deploy_steps(Context& ctx, const Target& target, const package::Source
     return steps;
 }
 
-} // namespace
-
 common::Status deploy(Context& ctx, const DeployOptions& options) {
     auto t0 = std::chrono::steady_clock::now();
     auto target = resolve_target(ctx, options.dir, ConfigNeed::required);
@@ -192,6 +207,38 @@ common::Status deploy(Context& ctx, const DeployOptions& options) {
             .count();
     ctx.out->emit(summarize(runs, *fleet, elapsed));
     return result;
+}
+
+} // namespace
+
+void add_deploy(CLI::App& app, Context& ctx) {
+    auto options = std::make_shared<DeployOptions>();
+    auto* cmd = app.add_subcommand("deploy", "Package the app's committed git tree, upload it and "
+                                             "follow the deployment");
+    cmd->add_option("DIR", options->dir, "The app's folder (default: .)");
+    cmd->add_flag("--no-follow", options->no_follow, "Return once the release is queued");
+    cmd->add_flag("--dirty", options->dirty,
+                  "Include uncommitted changes (modified and untracked, not ignored, files)");
+    cmd->add_option("--strategy", options->strategy,
+                    "Several hosts: parallel (default) or rolling (one at a time, each "
+                    "PRODUCTION before the next); overrides [deploy] strategy")
+        ->check(CLI::IsMember({"parallel", "rolling"}));
+    cmd->add_option("--max-parallel", options->max_parallel,
+                    "Several hosts, parallel: at most N at once (default: all); overrides "
+                    "[deploy] max_parallel")
+        ->type_name("N")
+        ->check(CLI::Range(1, 1000));
+    cmd->add_flag("--no-rollback", options->no_rollback,
+                  "Several hosts: when one fails, leave the hosts that switched on the new "
+                  "release (default: roll them back)");
+    cmd->footer("Examples:\n  deployctl deploy\n  deployctl deploy apps/web -t staging\n"
+                "  deployctl deploy --host http://127.0.0.1:7070 --dirty\n"
+                "  deployctl deploy --json --no-follow   # in CI\n"
+                "  deployctl deploy -t production --strategy rolling\n\n"
+                "With several hosts: see docs/multi-host.md (strategies, rollback, exit "
+                "codes).\n");
+    cmd->callback(
+        [&ctx, options] { ctx.command = [&ctx, options] { return deploy(ctx, *options); }; });
 }
 
 } // namespace cli::commands

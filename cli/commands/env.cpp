@@ -1,7 +1,9 @@
 // deployctl env ls | set KEY=VALUE... [--secret] | unset KEY...: the app's
 // variables stored on the agents (docs/security.md "Secrets").
 
+#include <CLI/CLI.hpp>
 #include <cli/commands/commands.hpp>
+#include <cli/context.hpp>
 #include <cli/target.hpp>
 #include <common/env_name.hpp>
 
@@ -10,6 +12,7 @@
 
 #include <iostream>
 #include <iterator>
+#include <memory>
 #include <set>
 #include <termios.h>
 #include <unistd.h>
@@ -20,6 +23,13 @@ namespace {
 
 using common::ErrorKind;
 using common::make_error;
+
+enum class EnvAction { ls, set, unset };
+struct EnvOptions {
+    EnvAction action = EnvAction::ls;
+    std::vector<std::string> args; // KEY=VALUE (set) or KEY (unset)
+    bool secret = false;
+};
 
 // The value of `env set --secret KEY`: typed without echo on a terminal,
 // else all of stdin (one trailing newline dropped).
@@ -140,8 +150,6 @@ common::Status unset(Context& ctx, const Target& target, const EnvOptions& optio
         });
 }
 
-} // namespace
-
 common::Status env(Context& ctx, const EnvOptions& options) {
     auto target = resolve_target(ctx, ".", ConfigNeed::optional);
     if (!target)
@@ -155,6 +163,45 @@ common::Status env(Context& ctx, const EnvOptions& options) {
         return unset(ctx, *target, options);
     }
     return {};
+}
+
+} // namespace
+
+void add_env(CLI::App& app, Context& ctx) {
+    auto options = std::make_shared<EnvOptions>();
+    auto select = [&ctx, options](EnvAction action) {
+        return [&ctx, options, action] {
+            options->action = action;
+            ctx.command = [&ctx, options] { return env(ctx, *options); };
+        };
+    };
+    auto* cmd = app.add_subcommand("env", "List, set or unset the app's variables and secrets "
+                                          "stored on the agents");
+    cmd->require_subcommand(1);
+    cmd->add_subcommand("ls", "List the variables (secret values are never shown)")
+        ->callback(select(EnvAction::ls));
+    auto* set = cmd->add_subcommand("set", "Set variables: KEY=VALUE ...");
+    set->add_option("KEY=VALUE", options->args,
+                    "Variables to set (with --secret: or one KEY alone, its value read from "
+                    "stdin)")
+        ->required();
+    set->add_flag("--secret", options->secret,
+                  "Store the values encrypted; they are never shown again and are replaced by "
+                  "[redacted] in logs (at least 8 bytes)");
+    set->callback(select(EnvAction::set));
+    auto* unset = cmd->add_subcommand("unset", "Remove variables: KEY ...");
+    unset->add_option("KEY", options->args, "Variables to remove")->required();
+    unset->callback(select(EnvAction::unset));
+    cmd->footer(
+        "Examples:\n  deployctl env set DATABASE_URL=postgres://db/app LOG_LEVEL=debug\n"
+        "  deployctl env set --secret API_KEY            # typed without echo, or from stdin:\n"
+        "  pass show api-key | deployctl env set --secret API_KEY\n"
+        "  deployctl env ls\n  deployctl env unset LOG_LEVEL\n\n"
+        "Variables can be set before the app's first deploy. They override deploy.toml [env]\n"
+        "values of the same name and reach the app (and build.command; secrets only when\n"
+        "listed in [build] secrets) when a release starts: a change takes effect at the next\n"
+        "deploy or rollback. `env set --secret KEY=VALUE` works too, but leaves the value in\n"
+        "your shell history and in the process list.\n");
 }
 
 } // namespace cli::commands

@@ -1,13 +1,17 @@
 // deployctl init [DIR]: detect the app's stack, write a commented deploy.toml
 // (and a Dockerfile when the stack needs one) from the embedded templates.
 
+#include <CLI/CLI.hpp>
 #include <cli/commands/commands.hpp>
+#include <cli/context.hpp>
 #include <cli/init/detect.hpp>
 #include <cli/init/templates.hpp>
 #include <common/config.hpp>
 #include <common/fs.hpp>
 
 #include <fmt/format.h>
+
+#include <memory>
 
 namespace cli::commands {
 
@@ -16,6 +20,14 @@ namespace {
 namespace fs = std::filesystem;
 using common::ErrorKind;
 using common::make_error;
+
+// deployctl init [DIR]: detect the stack, write deploy.toml (and a Dockerfile).
+struct InitOptions {
+    std::string dir = ".";
+    std::string template_name; // --template: overrides detection
+    bool force = false;        // replace existing files
+    bool list = false;         // --list: only show the templates
+};
 
 std::vector<std::string> template_names() {
     std::vector<std::string> names;
@@ -151,8 +163,6 @@ common::Status write_files(const fs::path& dir, const std::vector<init::Rendered
     return {};
 }
 
-} // namespace
-
 common::Status init(Context& ctx, const InitOptions& options) {
     if (options.list) {
         std::vector<output::TemplateSummary> list;
@@ -199,6 +209,30 @@ common::Status init(Context& ctx, const InitOptions& options) {
     next_steps(dir, options, s);
     ctx.out->emit(s);
     return {};
+}
+
+} // namespace
+
+void add_init(CLI::App& app, Context& ctx) {
+    auto options = std::make_shared<InitOptions>();
+    auto* cmd = app.add_subcommand(
+        "init", "Write a commented deploy.toml (and a Dockerfile when the stack needs one) for "
+                "the app in DIR, from the stack it detects");
+    cmd->add_option("DIR", options->dir, "The app's folder (default: .)");
+    cmd->add_option("--template", options->template_name,
+                    "Use this template instead of detecting one (see --list)")
+        ->type_name("NAME");
+    cmd->add_flag("--force", options->force, "Replace an existing deploy.toml or Dockerfile");
+    cmd->add_flag("--list", options->list, "List the templates, one line each, and exit");
+    cmd->footer("Examples:\n  deployctl init\n  deployctl init apps/web --template node-server\n"
+                "  deployctl init --list\n  deployctl init --json | jq .evidence\n\n"
+                "Detects, in this order: a Dockerfile; package.json (Next.js, a server such as "
+                "Express\nor Fastify, a static build such as Vite); requirements.txt or "
+                "pyproject.toml (Django,\nFastAPI, Flask); go.mod; composer.json; index.html. "
+                "Nothing found, an unknown\ntemplate, or a file that exists without --force: "
+                "exit 2, nothing written.\n");
+    cmd->callback(
+        [&ctx, options] { ctx.command = [&ctx, options] { return init(ctx, *options); }; });
 }
 
 } // namespace cli::commands

@@ -1,14 +1,24 @@
 // deployctl logs [RELEASE] [-f]: build and app output of a release.
 
+#include <CLI/CLI.hpp>
 #include <cli/commands/commands.hpp>
+#include <cli/context.hpp>
 #include <cli/target.hpp>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include <memory>
 #include <vector>
 
 namespace cli::commands {
+
+namespace {
+
+struct LogsOptions {
+    std::string release; // empty: the PRODUCTION release
+    bool follow = false;
+};
 
 common::Status logs(Context& ctx, const LogsOptions& options) {
     if (!options.release.empty())
@@ -42,6 +52,18 @@ common::Status logs(Context& ctx, const LogsOptions& options) {
                                      fmt::format("the agent at {} ended the log stream", host));
                              return {};
                          });
+}
+
+} // namespace
+
+void add_logs(CLI::App& app, Context& ctx) {
+    auto options = std::make_shared<LogsOptions>();
+    auto* cmd = app.add_subcommand("logs", "Show build and app output of a release");
+    cmd->add_option("RELEASE", options->release, "Release id (default: the PRODUCTION release)");
+    cmd->add_flag("-f,--follow", options->follow, "Keep streaming new lines");
+    cmd->footer("Examples:\n  deployctl logs\n  deployctl logs v4\n  deployctl logs -f\n");
+    cmd->callback(
+        [&ctx, options] { ctx.command = [&ctx, options] { return logs(ctx, *options); }; });
 }
 
 } // namespace cli::commands

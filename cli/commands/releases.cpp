@@ -1,7 +1,9 @@
 // deployctl releases: every stored release of the app, newest first; with several hosts,
 // each host's, then a table that shows whether they differ.
 
+#include <CLI/CLI.hpp>
 #include <cli/commands/commands.hpp>
+#include <cli/context.hpp>
 #include <cli/fleet.hpp>
 #include <cli/target.hpp>
 
@@ -28,8 +30,6 @@ HostView view_of(const std::string& host, const nlohmann::json& list) {
     return view;
 }
 
-} // namespace
-
 common::Status releases(Context& ctx) {
     auto target = resolve_target(ctx, ".", ConfigNeed::optional);
     if (!target)
@@ -49,6 +49,15 @@ common::Status releases(Context& ctx) {
         &errors);
     report_hosts(ctx, *target, "releases", views, errors);
     return result;
+}
+
+} // namespace
+
+void add_releases(CLI::App& app, Context& ctx) {
+    app.add_subcommand("releases", "List the app's releases, newest first")
+        ->footer("Examples:\n  deployctl releases\n  deployctl releases -a hello --host "
+                 "http://127.0.0.1:7070\n")
+        ->callback([&ctx] { ctx.command = [&ctx] { return releases(ctx); }; });
 }
 
 } // namespace cli::commands

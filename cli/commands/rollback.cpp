@@ -1,36 +1,20 @@
 // deployctl rollback [RELEASE]: promote an INACTIVE release back to PRODUCTION.
 
+#include <CLI/CLI.hpp>
 #include <cli/commands/commands.hpp>
-#include <cli/commands/steps.hpp>
+#include <cli/context.hpp>
+#include <cli/release/steps.hpp>
 #include <cli/target.hpp>
 
 #include <nlohmann/json.hpp>
 
-#include <chrono>
+#include <memory>
 
 namespace cli::commands {
 
-common::Status promote(transport::Client& client, output::Printer& out, const std::string& host,
-                       const std::string& app, const nlohmann::json& body) {
-    auto started = std::chrono::steady_clock::now();
-    auto answer = client.post_json(app_path(app) + "/rollback", body);
-    if (!answer)
-        return answer.error();
-    output::DoneInfo info;
-    info.host = host;
-    info.release = answer->value("release", "");
-    info.state = answer->value("state", "PRODUCTION");
-    info.previous = answer->value("previous", "");
-    // The rollback answer has no URL; the status does.
-    if (auto status = client.get_json(app_path(app)))
-        if (auto it = status->find("url"); it != status->end() && it->is_string())
-            info.url = it->get<std::string>();
-    info.elapsed_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                          std::chrono::steady_clock::now() - started)
-                          .count();
-    out.emit(output::RolledBack{info});
-    return {};
-}
+namespace {
+
+using release::promote;
 
 common::Status rollback(Context& ctx, const std::string& release) {
     if (!release.empty())
@@ -46,6 +30,18 @@ common::Status rollback(Context& ctx, const std::string& release) {
                          [&](transport::Client& client, const std::string& host) {
                              return promote(client, *ctx.out, host, target->app, body);
                          });
+}
+
+} // namespace
+
+void add_rollback(CLI::App& app, Context& ctx) {
+    auto release = std::make_shared<std::string>();
+    auto* cmd = app.add_subcommand("rollback", "Put an older release back in production");
+    cmd->add_option("RELEASE", *release,
+                    "INACTIVE release to promote (default: the newest older one)");
+    cmd->footer("Examples:\n  deployctl rollback\n  deployctl rollback v2\n");
+    cmd->callback(
+        [&ctx, release] { ctx.command = [&ctx, release] { return rollback(ctx, *release); }; });
 }
 
 } // namespace cli::commands

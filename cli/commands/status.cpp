@@ -1,7 +1,9 @@
 // deployctl status: the app's PRODUCTION release, URL and recent releases; with several
 // hosts, each host's, then a table that shows whether they differ.
 
+#include <CLI/CLI.hpp>
 #include <cli/commands/commands.hpp>
+#include <cli/context.hpp>
 #include <cli/fleet.hpp>
 #include <cli/target.hpp>
 
@@ -15,8 +17,6 @@ std::string string_at(const nlohmann::json& object, const char* key) {
     auto it = object.find(key);
     return it != object.end() && it->is_string() ? it->get<std::string>() : std::string();
 }
-
-} // namespace
 
 common::Status status(Context& ctx) {
     auto target = resolve_target(ctx, ".", ConfigNeed::optional);
@@ -38,6 +38,14 @@ common::Status status(Context& ctx) {
         &errors);
     report_hosts(ctx, *target, "status", views, errors);
     return result;
+}
+
+} // namespace
+
+void add_status(CLI::App& app, Context& ctx) {
+    app.add_subcommand("status", "Show the PRODUCTION release, its URL and recent releases")
+        ->footer("Examples:\n  deployctl status\n  deployctl status --json | jq -r .url\n")
+        ->callback([&ctx] { ctx.command = [&ctx] { return status(ctx); }; });
 }
 
 } // namespace cli::commands

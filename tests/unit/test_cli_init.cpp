@@ -1,7 +1,6 @@
 // deployctl init: detection on the fixture folders of tests/fixtures/init/,
 // every template rendered and parsed, and the command's refusals.
 
-#include <cli/commands/commands.hpp>
 #include <cli/init/detect.hpp>
 #include <cli/init/templates.hpp>
 #include <common/config.hpp>
@@ -12,6 +11,7 @@
 
 #include <filesystem>
 #include <sstream>
+#include <tests/unit/cli_run.hpp>
 #include <tests/unit/temp_dir.hpp>
 
 namespace {
@@ -221,13 +221,12 @@ TEST_CASE("app names are made valid") {
 
 namespace {
 
-struct InitRun {
-    std::ostringstream out, err;
-    std::unique_ptr<cli::output::Printer> printer = cli::output::make_json_printer(out, err);
-    cli::Context ctx;
-    InitRun() { ctx.out = printer.get(); }
-    common::Status run(const cli::commands::InitOptions& options) {
-        return cli::commands::init(ctx, options);
+// `deployctl init DIR OPTIONS...`, output in JSON.
+struct InitRun : test::CliRun {
+    common::Status run(const std::string& dir, const std::vector<std::string>& options) {
+        std::vector<std::string> args{"init", dir};
+        args.insert(args.end(), options.begin(), options.end());
+        return test::CliRun::run(args);
     }
 };
 
@@ -236,11 +235,11 @@ struct InitRun {
 TEST_CASE("init writes the files, refuses to replace them without --force") {
     test::TempDir dir;
     fs::copy(k_fixtures / "node-express", dir.path(), fs::copy_options::recursive);
-    cli::commands::InitOptions options;
-    options.dir = dir.path().string();
+    const auto folder = dir.path().string();
+    std::vector<std::string> options;
 
     InitRun first;
-    REQUIRE(first.run(options).ok());
+    REQUIRE(first.run(folder, options).ok());
     auto event = nlohmann::json::parse(first.out.str());
     CHECK(event["event"] == "init");
     CHECK(event["template"] == "node-server");
@@ -252,7 +251,7 @@ TEST_CASE("init writes the files, refuses to replace them without --force") {
         fs::remove(dir.path() / "Dockerfile");
         REQUIRE(common::atomic_write_file(dir.path() / "deploy.toml", "app = \"mine\"\n").ok());
         InitRun again;
-        auto refused = again.run(options);
+        auto refused = again.run(folder, options);
         REQUIRE_FALSE(refused.ok());
         CHECK(common::exit_code(refused.error().kind) == 2);
         CHECK(refused.error().message.find("deploy.toml already exists") != std::string::npos);
@@ -261,24 +260,23 @@ TEST_CASE("init writes the files, refuses to replace them without --force") {
     }
     SUBCASE("--force replaces them") {
         REQUIRE(common::atomic_write_file(dir.path() / "deploy.toml", "app = \"mine\"\n").ok());
-        options.force = true;
+        options.push_back("--force");
         InitRun again;
-        REQUIRE(again.run(options).ok());
+        REQUIRE(again.run(folder, options).ok());
         auto replaced = nlohmann::json::parse(again.out.str());
         CHECK(replaced["files"][0]["replaced"] == true);
         CHECK(common::load_config(dir.path() / "deploy.toml")->app == "orders-api");
     }
     SUBCASE("--template overrides, an unknown one is a usage error with a suggestion") {
-        options.force = true;
-        options.template_name = "node-statc";
+        options = {"--force", "--template", "node-statc"};
         InitRun unknown;
-        auto bad = unknown.run(options);
+        auto bad = unknown.run(folder, options);
         REQUIRE_FALSE(bad.ok());
         CHECK(bad.error().kind == common::ErrorKind::usage);
         CHECK(bad.error().message.find("did you mean 'node-static'?") != std::string::npos);
-        options.template_name = "node-static";
+        options.back() = "node-static";
         InitRun chosen;
-        REQUIRE(chosen.run(options).ok());
+        REQUIRE(chosen.run(folder, options).ok());
         auto forced = nlohmann::json::parse(chosen.out.str());
         CHECK(forced["detected"] == false);
         CHECK(common::load_config(dir.path() / "deploy.toml")->static_site.has_value());

@@ -1,4 +1,6 @@
-#include <cli/commands/steps.hpp>
+// Follow: a deployment's events, streamed until its `done` event.
+
+#include <cli/release/steps.hpp>
 #include <cli/target.hpp>
 
 #include <fmt/format.h>
@@ -6,7 +8,7 @@
 
 #include <optional>
 
-namespace cli::commands {
+namespace cli::release {
 
 namespace {
 
@@ -60,4 +62,4 @@ common::Status follow_release(Context& ctx, transport::Client& client, const std
     return {};
 }
 
-} // namespace cli::commands
+} // namespace cli::release

@@ -1,4 +1,6 @@
-#include <cli/commands/steps.hpp>
+// Upload: send the agent the blobs of a release's files that it does not have yet.
+
+#include <cli/release/steps.hpp>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -6,7 +8,7 @@
 #include <algorithm>
 #include <map>
 
-namespace cli::commands {
+namespace cli::release {
 
 common::Result<output::UploadStats> upload_blobs(transport::Client& client,
                                                  const package::SourceTree& tree,
@@ -60,4 +62,4 @@ common::Result<output::UploadStats> upload_blobs(transport::Client& client,
     return stats;
 }
 
-} // namespace cli::commands
+} // namespace cli::release

@@ -1,5 +1,7 @@
 #pragma once
-// The steps of a deployment against one agent (upload.cpp, follow.cpp).
+// What deployctl does with one release on one agent: upload its files (upload.cpp), follow
+// its deployment (follow.cpp), promote it to PRODUCTION (promote.cpp). Used by the deploy
+// and rollback commands and by the rollback of a multi-host deploy.
 
 #include <cli/context.hpp>
 #include <cli/package/git_tree.hpp>
@@ -9,7 +11,7 @@
 #include <chrono>
 #include <string>
 
-namespace cli::commands {
+namespace cli::release {
 
 // Asks the agent which blobs it lacks and uploads only those, each once.
 common::Result<output::UploadStats> upload_blobs(transport::Client& client,
@@ -22,8 +24,8 @@ common::Status follow_release(Context& ctx, transport::Client& client, const std
                               std::chrono::steady_clock::time_point started);
 
 // POST /v1/apps/APP/rollback with `body` ({} or {"release": ID}) and reports the release
-// that is live again (rollback.cpp).
+// that is live again.
 common::Status promote(transport::Client& client, output::Printer& out, const std::string& host,
                        const std::string& app, const nlohmann::json& body);
 
-} // namespace cli::commands
+} // namespace cli::release

@@ -1,0 +1,170 @@
+// deployctl's command table: the commands it adds and their order in --help, and that
+// the parse runs the handler of the command it chose.
+
+#include <CLI/CLI.hpp>
+#include <cli/app.hpp>
+#include <cli/commands/commands.hpp>
+#include <cli/context.hpp>
+#include <common/version.hpp>
+
+#include <doctest/doctest.h>
+#include <nlohmann/json.hpp>
+
+#include <iostream>
+#include <sstream>
+#include <string>
+#include <tests/unit/cli_run.hpp>
+#include <vector>
+
+using nlohmann::json;
+
+namespace {
+
+// deployctl's commands as `deployctl --help` has always listed them; __complete is hidden.
+const std::string k_help_order =
+    "deploy status releases logs rollback rm agent env token audit init completion version";
+
+std::string join(const std::vector<std::string>& words, const char* separator) {
+    std::string text;
+    for (const auto& word : words)
+        text += (text.empty() ? "" : separator) + word;
+    return text;
+}
+
+// The names of `apps`, separated by spaces.
+std::string names_of(const std::vector<CLI::App*>& apps) {
+    std::vector<std::string> names;
+    for (const auto* app : apps)
+        names.push_back(app->get_name());
+    return join(names, " ");
+}
+
+// What `deployctl ARGS...` prints on stdout (run in process).
+std::string stdout_of(std::vector<std::string> args) {
+    args.insert(args.begin(), "deployctl");
+    std::vector<char*> argv;
+    for (auto& arg : args)
+        argv.push_back(arg.data());
+    std::ostringstream captured;
+    auto* saved = std::cout.rdbuf(captured.rdbuf());
+    cli::run(static_cast<int>(argv.size()), argv.data());
+    std::cout.rdbuf(saved);
+    return captured.str();
+}
+
+// The names in the "Subcommands:" part of a --help text, in order, separated by spaces.
+std::string help_commands(const std::string& help) {
+    std::vector<std::string> names;
+    std::istringstream lines(help.substr(help.find("\nSubcommands:\n") + 14));
+    std::string line;
+    while (std::getline(lines, line) && line.starts_with("  "))
+        names.push_back(line.substr(2, line.find(' ', 2) - 2));
+    return join(names, " ");
+}
+
+// One agent that records the requests it gets and answers each with `{}` (or no lines).
+class RecordingClient final : public cli::transport::Client {
+  public:
+    explicit RecordingClient(std::vector<std::string>& requests) : m_requests(requests) {}
+    const std::string& url() const override { return m_url; }
+    common::Result<json> get_json(std::string_view path) override { return answer("GET", path); }
+    common::Result<json> post_json(std::string_view path, const json&) override {
+        return answer("POST", path);
+    }
+    common::Result<json> put_blob(std::string_view path, std::string_view) override {
+        return answer("PUT", path);
+    }
+    common::Result<json> remove(std::string_view path) override { return answer("DELETE", path); }
+    common::Status stream_ndjson(std::string_view path,
+                                 const cli::transport::LineHandler&) override {
+        answer("STREAM", path);
+        return {};
+    }
+
+  private:
+    json answer(const std::string& method, std::string_view path) {
+        m_requests.push_back(method + " " + std::string(path));
+        return json::object();
+    }
+    std::vector<std::string>& m_requests;
+    std::string m_url = "http://127.0.0.1:7070";
+};
+
+} // namespace
+
+TEST_CASE("the command table adds every command, in the order of deployctl --help") {
+    CLI::App app;
+    cli::Context ctx;
+    std::size_t count = 0;
+    for (auto add : cli::commands::k_commands) {
+        add(app, ctx);
+        auto added = app.get_subcommands([](CLI::App*) { return true; }).size();
+        CHECK_MESSAGE(added > count, "entry " << count << " of k_commands adds no command");
+        count = added;
+    }
+    auto all = app.get_subcommands([](CLI::App*) { return true; });
+    auto visible = app.get_subcommands([](CLI::App* sub) { return !sub->get_group().empty(); });
+    CHECK(names_of(visible) == k_help_order);
+    CHECK(names_of(all) == // with the hidden __complete, added by completion
+          "deploy status releases logs rollback rm agent env token audit init completion "
+          "__complete version");
+
+    SUBCASE("deployctl --help lists them in that order") {
+        CHECK(help_commands(stdout_of({"--help"})) == k_help_order);
+    }
+}
+
+TEST_CASE("the parse runs the handler of the command it chose") {
+    SUBCASE("version, in process and through cli::run") {
+        test::CliRun cli;
+        REQUIRE(cli.run({"version"}).ok());
+        auto event = json::parse(cli.out.str());
+        CHECK(event["event"] == "version");
+        CHECK(event["version"] == common::version());
+        CHECK(stdout_of({"version"}) == "deployctl " + std::string(common::version()) + "\n");
+    }
+
+    SUBCASE("each command sends its own requests") {
+        // The arguments of a command, and the requests the agent gets.
+        const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+            {{"status"}, "GET /v1/apps/hello"},
+            {{"releases"}, "GET /v1/apps/hello/releases"},
+            {{"logs", "v2"}, "STREAM /v1/apps/hello/logs?release=v2"},
+            {{"rollback", "v2"}, "POST /v1/apps/hello/rollback, GET /v1/apps/hello"},
+            {{"rm", "v2"}, "DELETE /v1/apps/hello/releases/v2"},
+            {{"agent", "ping"}, "GET /v1/health"},
+            {{"agent", "info"}, "GET /v1/info"},
+            {{"env", "ls"}, "GET /v1/apps/hello/env"},
+            {{"env", "set", "A=1"}, "POST /v1/apps/hello/env"},
+            {{"token", "create", "--scope", "read"}, "POST /v1/tokens"},
+            {{"token", "ls"}, "GET /v1/tokens"},
+            {{"token", "revoke", "3f2a"}, "DELETE /v1/tokens/3f2a"},
+            {{"audit", "--limit", "5"}, "GET /v1/audit?limit=5&app=hello"},
+        };
+        for (const auto& [args, expected] : cases) {
+            test::CliRun cli;
+            cli.ctx.global.app = "hello";
+            cli.ctx.global.hosts = {"http://127.0.0.1:7070"};
+            std::vector<std::string> requests;
+            cli.ctx.connect = [&](const cli::HostUrl&, const cli::SshSettings&,
+                                  const cli::transport::TlsOptions&)
+                -> common::Result<std::unique_ptr<cli::transport::Client>> {
+                return std::unique_ptr<cli::transport::Client>(new RecordingClient(requests));
+            };
+            REQUIRE(cli.run(args).ok());
+            CHECK_MESSAGE(join(requests, ", ") == expected, join(args, " "));
+        }
+    }
+
+    SUBCASE("completion describes the whole command tree it is part of") {
+        auto script = stdout_of({"completion", "bash"});
+        CHECK(script.starts_with("# bash completion"));
+        CHECK(script.find("['deployctl']='" + k_help_order + "'") != std::string::npos);
+    }
+
+    SUBCASE("a usage error is thrown by the parse, and no handler is chosen") {
+        test::CliRun cli;
+        CHECK_THROWS_AS(cli.run({"rm"}), CLI::ParseError);
+        CHECK_FALSE(cli.ctx.command);
+    }
+}
