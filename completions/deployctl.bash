@@ -8,7 +8,7 @@ _deployctl() {
     # Subcommands, options and the options that take a value, per command.
     local -A _subs=(
         ['deployctl']='deploy status releases logs rollback rm agent env token audit init completion version'
-        ['deployctl agent']='ping info'
+        ['deployctl agent']='ping info version'
         ['deployctl env']='ls set unset'
         ['deployctl token']='create ls revoke'
     )
@@ -23,6 +23,7 @@ _deployctl() {
         ['deployctl agent']='-h --help --version -C -t --target --host -a --app --json -q --quiet --no-color --accept-new-host-key --ca-file --fingerprint'
         ['deployctl agent ping']='-h --help --version -C -t --target --host -a --app --json -q --quiet --no-color --accept-new-host-key --ca-file --fingerprint'
         ['deployctl agent info']='-h --help --version -C -t --target --host -a --app --json -q --quiet --no-color --accept-new-host-key --ca-file --fingerprint'
+        ['deployctl agent version']='-h --help --version -C -t --target --host -a --app --json -q --quiet --no-color --accept-new-host-key --ca-file --fingerprint'
         ['deployctl env']='-h --help --version -C -t --target --host -a --app --json -q --quiet --no-color --accept-new-host-key --ca-file --fingerprint'
         ['deployctl env ls']='-h --help --version -C -t --target --host -a --app --json -q --quiet --no-color --accept-new-host-key --ca-file --fingerprint'
         ['deployctl env set']='-h --help --secret --version -C -t --target --host -a --app --json -q --quiet --no-color --accept-new-host-key --ca-file --fingerprint'
@@ -47,6 +48,7 @@ _deployctl() {
         ['deployctl agent']='-C -t --target --host -a --app --ca-file --fingerprint'
         ['deployctl agent ping']='-C -t --target --host -a --app --ca-file --fingerprint'
         ['deployctl agent info']='-C -t --target --host -a --app --ca-file --fingerprint'
+        ['deployctl agent version']='-C -t --target --host -a --app --ca-file --fingerprint'
         ['deployctl env']='-C -t --target --host -a --app --ca-file --fingerprint'
         ['deployctl env ls']='-C -t --target --host -a --app --ca-file --fingerprint'
         ['deployctl env set']='-C -t --target --host -a --app --ca-file --fingerprint'
@@ -107,6 +109,10 @@ _deployctl() {
         ['deployctl agent info -t']='@targets'
         ['deployctl agent info --target']='@targets'
         ['deployctl agent info --ca-file']='@files'
+        ['deployctl agent version -C']='@dirs'
+        ['deployctl agent version -t']='@targets'
+        ['deployctl agent version --target']='@targets'
+        ['deployctl agent version --ca-file']='@files'
         ['deployctl env -C']='@dirs'
         ['deployctl env -t']='@targets'
         ['deployctl env --target']='@targets'

@@ -4,8 +4,8 @@
 // add_X(app, ctx): it adds the command to `app`, and when the parse chooses the command,
 // its CLI11 callback sets ctx.command to the handler that cli::run then runs.
 //
-// A new command: cli/commands/X.cpp with add_X, its declaration below, a line in
-// k_commands, and the file in cli/CMakeLists.txt.
+// A new command: cli/commands/X.cpp with add_X, its declaration below and a line in
+// k_commands (cli/CMakeLists.txt finds the file itself); then its docs and completions.
 
 namespace CLI {
 class App;

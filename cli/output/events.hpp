@@ -35,9 +35,10 @@ class JsonValue {
     std::shared_ptr<const nlohmann::json> m_value;
 };
 
-// deployctl version.
+// deployctl version; agent version: deployctl's, then one per agent.
 struct Version {
     std::string version;
+    std::string host = {}; // empty: deployctl's own version; else deploy-agent's on that host
 };
 
 // Something the user should know that is not an error (stderr).

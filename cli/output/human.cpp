@@ -70,7 +70,12 @@ class HumanPrinter final : public Printer {
 
   private:
     // One overload per kind of event: emit() does not compile without it.
-    void render(const Version& e) { m_out << "deployctl " << e.version << '\n'; }
+    void render(const Version& e) {
+        if (e.host.empty())
+            m_out << "deployctl " << e.version << '\n';
+        else
+            line(m_out, "", fmt::format("deploy-agent {} at {}", e.version, e.host));
+    }
     void render(const Warning& e) {
         if (!m_style.quiet)
             line(m_err, "", paint(Color::yellow, "warning:") + " " + e.message);

@@ -36,7 +36,12 @@ class JsonPrinter final : public Printer {
 
   private:
     // One overload per kind of event: emit() does not compile without it.
-    void render(const Version& e) { write({{"event", "version"}, {"version", e.version}}); }
+    void render(const Version& e) {
+        json object{{"event", "version"}, {"version", e.version}};
+        if (!e.host.empty())
+            object["host"] = e.host;
+        write(object);
+    }
     void render(const Warning& e) { m_err << "warning: " << e.message << '\n'; }
     void render(const PackageSummary& s) {
         write({{"event", "package"},

@@ -135,6 +135,11 @@ assert_exit 0 jdctl agent ping
 json_ok "agent ping"
 assert_exit 0 jdctl agent info
 json_ok "agent info"
+assert_exit 0 jdctl agent version
+json_ok "agent version"
+assert_jq "$(jq -sc . "$OUT_FILE")" 'length == 2 and .[0].event == "version" and (.[0] | has("host") | not) and .[1].host == "'"$AGENT_URL"'" and .[1].version == .[0].version' \
+    "agent version --json: deployctl's version, then the agent's (the same) with its host"
+assert_eq "" "$ERR" "agent version: no warning when the versions match"
 assert_exit 0 jdctl token create --all-apps --scope read --name output-test
 json_ok "token create"
 token_id=$(jq -r .id <<<"$OUT")

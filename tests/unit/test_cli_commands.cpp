@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include <iostream>
+#include <map>
 #include <sstream>
 #include <string>
 #include <tests/unit/cli_run.hpp>
@@ -90,7 +91,61 @@ class RecordingClient final : public cli::transport::Client {
     std::string m_url = "http://127.0.0.1:7070";
 };
 
+// An agent whose /v1/health says it runs deploy-agent `version`.
+class VersionedAgent final : public cli::transport::Client {
+  public:
+    VersionedAgent(std::string url, std::string version)
+        : m_url(std::move(url)), m_version(std::move(version)) {}
+    const std::string& url() const override { return m_url; }
+    common::Result<json> get_json(std::string_view path) override {
+        if (path != "/v1/health")
+            return common::make_error(common::ErrorKind::not_found, std::string(path));
+        return json{{"ok", true}, {"version", m_version}};
+    }
+    common::Result<json> post_json(std::string_view, const json&) override { return refuse(); }
+    common::Result<json> put_blob(std::string_view, std::string_view) override { return refuse(); }
+    common::Result<json> remove(std::string_view) override { return refuse(); }
+    common::Status stream_ndjson(std::string_view, const cli::transport::LineHandler&) override {
+        return refuse().error();
+    }
+
+  private:
+    static common::Result<json> refuse() {
+        return common::make_error(common::ErrorKind::usage, "not asked of agent version");
+    }
+    std::string m_url;
+    std::string m_version;
+};
+
 } // namespace
+
+TEST_CASE("agent version: deployctl's version, each agent's, a warning for each that differs") {
+    const std::string mine(common::version());
+    test::CliRun cli;
+    cli.ctx.global.hosts = {"http://127.0.0.1:7070", "http://127.0.0.1:7071"};
+    cli.ctx.connect = [&](const cli::HostUrl& url, const cli::SshSettings&,
+                          const cli::transport::TlsOptions&)
+        -> common::Result<std::unique_ptr<cli::transport::Client>> {
+        auto version = url.base_url.ends_with(":7071") ? std::string("0.0.9") : mine;
+        return std::unique_ptr<cli::transport::Client>(new VersionedAgent(url.base_url, version));
+    };
+    REQUIRE(cli.run({"agent", "version"}).ok());
+    std::vector<json> events;
+    std::istringstream lines(cli.out.str());
+    for (std::string line; std::getline(lines, line);)
+        events.push_back(json::parse(line));
+    REQUIRE(events.size() == 3);
+    CHECK(events[0] == json{{"event", "version"}, {"version", mine}, {"v", 1}});
+    std::map<std::string, std::string> by_host;
+    for (std::size_t i = 1; i < events.size(); ++i) {
+        CHECK(events[i]["event"] == "version");
+        by_host[events[i]["host"]] = events[i]["version"];
+    }
+    CHECK(by_host == std::map<std::string, std::string>{{"http://127.0.0.1:7070", mine},
+                                                        {"http://127.0.0.1:7071", "0.0.9"}});
+    CHECK(cli.err.str() == "warning: http://127.0.0.1:7071 runs deploy-agent 0.0.9, deployctl is " +
+                               mine + ": upgrade one of them to match\n");
+}
 
 TEST_CASE("the command table adds every command, in the order of deployctl --help") {
     CLI::App app;
@@ -134,6 +189,7 @@ TEST_CASE("the parse runs the handler of the command it chose") {
             {{"rm", "v2"}, "DELETE /v1/apps/hello/releases/v2"},
             {{"agent", "ping"}, "GET /v1/health"},
             {{"agent", "info"}, "GET /v1/info"},
+            {{"agent", "version"}, "GET /v1/health"},
             {{"env", "ls"}, "GET /v1/apps/hello/env"},
             {{"env", "set", "A=1"}, "POST /v1/apps/hello/env"},
             {{"token", "create", "--scope", "read"}, "POST /v1/tokens"},
