@@ -74,12 +74,7 @@ std::string completion_script(CLI::App& app, const std::string& shell) {
 
 // deployctl completion SHELL: prints `script` (or one JSON event with --json).
 common::Status completion(Context& ctx, const std::string& shell, const std::string& script) {
-    if (ctx.global.json)
-        std::cout
-            << nlohmann::json{{"event", "completion"}, {"shell", shell}, {"script", script}}.dump()
-            << '\n';
-    else
-        std::cout << script;
+    ctx.out->emit(output::Completion{shell, script});
     return {};
 }
 

@@ -41,6 +41,12 @@ struct Version {
     std::string host = {}; // empty: deployctl's own version; else deploy-agent's on that host
 };
 
+// deployctl completion SHELL: the script, printed as it is for people.
+struct Completion {
+    std::string shell;
+    std::string script;
+};
+
 // Something the user should know that is not an error (stderr).
 struct Warning {
     std::string message;
@@ -235,7 +241,7 @@ struct InitSummary {
     std::vector<std::string> next;  // the commands to run next
 };
 
-using Event = std::variant<Version, Warning, PackageSummary, Uploading, UploadProgress, Uploaded,
+using Event = std::variant<Version, Completion, Warning, PackageSummary, Uploading, UploadProgress, Uploaded,
                            Created, AgentEvent, Done, RolledBack, Removed, Releases, Status,
                            EnvList, EnvChanged, Agent, TokenCreated, Tokens, TokenRevoked, Audit,
                            Error, Summary, Templates, InitSummary>;

@@ -1,6 +1,7 @@
 #include <cli/output/format.hpp>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 namespace cli::output {
 
@@ -39,6 +40,13 @@ std::string format_elapsed(std::int64_t ms) {
     if (s < 3600)
         return fmt::format("{}m{:02}s", s / 60, s % 60);
     return fmt::format("{}h{:02}m", s / 3600, (s % 3600) / 60);
+}
+
+std::string json_str(const nlohmann::json& object, const char* key) {
+    if (!object.is_object())
+        return {};
+    auto it = object.find(key);
+    return it != object.end() && it->is_string() ? it->get<std::string>() : std::string();
 }
 
 } // namespace cli::output

@@ -1,6 +1,8 @@
 #pragma once
 // Small formatting helpers for human output.
 
+#include <nlohmann/json_fwd.hpp>
+
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -15,5 +17,8 @@ std::string short_commit(std::string_view sha);
 std::string short_time(std::string_view rfc3339);
 // "3.2s", "1m05s".
 std::string format_elapsed(std::int64_t ms);
+// The string at `key` of an agent's JSON answer; "" when it is not an object, has no such
+// key, or holds something else there (an answer is never trusted to have the right shape).
+std::string json_str(const nlohmann::json& object, const char* key);
 
 } // namespace cli::output

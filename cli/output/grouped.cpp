@@ -1,3 +1,4 @@
+#include <cli/output/format.hpp>
 #include <cli/output/grouped.hpp>
 #include <cli/output/progress.hpp>
 
@@ -24,9 +25,11 @@ std::optional<std::string> phase_of(const Event& event) {
             [](const Uploading&) -> Phase { return "uploading"; },
             [](const Created& e) -> Phase { return e.release + " " + e.state; },
             [](const AgentEvent& e) -> Phase {
-                if (e.event->value("event", "") != "state")
+                auto release = json_str(*e.event, "release");
+                auto state = json_str(*e.event, "state");
+                if (json_str(*e.event, "event") != "state" || release.empty() || state.empty())
                     return std::nullopt;
-                return e.event->value("release", "") + " " + e.event->value("state", "");
+                return release + " " + state;
             },
             [](const Done& e) -> Phase { return e.release + " " + e.state; },
             [](const RolledBack& e) -> Phase { return "rolled back to " + e.release; },

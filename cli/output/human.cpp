@@ -43,13 +43,6 @@ const char* code_of(Color c) {
     return "";
 }
 
-std::string str(const json& object, const char* key) {
-    auto it = object.find(key);
-    if (it == object.end() || !it->is_string())
-        return {};
-    return it->get<std::string>();
-}
-
 class HumanPrinter final : public Printer {
   public:
     HumanPrinter(HumanStyle style, std::ostream& out, std::ostream& err)
@@ -76,6 +69,7 @@ class HumanPrinter final : public Printer {
         else
             line(m_out, "", fmt::format("deploy-agent {} at {}", e.version, e.host));
     }
+    void render(const Completion& e) { m_out << e.script; }
     void render(const Warning& e) {
         if (!m_style.quiet)
             line(m_err, "", paint(Color::yellow, "warning:") + " " + e.message);
@@ -144,8 +138,8 @@ class HumanPrinter final : public Printer {
     void render(const Tokens& e);
     void render(const TokenRevoked& e) {
         line(m_err, host_prefix(e.host),
-             fmt::format("token {} revoked at {}", str(*e.token, "id"),
-                         str(*e.token, "revoked_at")));
+             fmt::format("token {} revoked at {}", json_str(*e.token, "id"),
+                         json_str(*e.token, "revoked_at")));
     }
     void render(const Audit& e);
     void render(const Error& e) {
@@ -228,14 +222,14 @@ void HumanPrinter::render(const AgentEvent& e) {
     const json& event = *e.event;
     if (m_style.quiet)
         return;
-    std::string kind = str(event, "event");
+    std::string kind = json_str(event, "event");
     if (kind == "state") {
-        std::string msg = str(event, "message");
-        std::string state = str(event, "state");
-        if (!remember_state(host, str(event, "release"), state))
+        std::string msg = json_str(event, "message");
+        std::string state = json_str(event, "state");
+        if (!remember_state(host, json_str(event, "release"), state))
             return; // already said
         if (m_live && (state == "QUEUED" || state == "BUILDING" || state == "PROVISIONING")) {
-            m_live->phase(host, str(event, "release"), state); // in place, no line
+            m_live->phase(host, json_str(event, "release"), state); // in place, no line
             return;
         }
         if (m_live)
@@ -243,16 +237,16 @@ void HumanPrinter::render(const AgentEvent& e) {
         Color c = state == "FAILED"       ? Color::red
                   : state == "PRODUCTION" ? Color::green
                                           : Color::none;
-        step(host, fmt::format("{}: {}{}", str(event, "release"), paint(c, state),
+        step(host, fmt::format("{}: {}{}", json_str(event, "release"), paint(c, state),
                                msg.empty() ? "" : " (" + msg + ")"));
     } else if (kind == "log") {
-        std::string stream = str(event, "stream");
+        std::string stream = json_str(event, "stream");
         line(m_out, host_prefix(host),
-             paint(Color::dim, fmt::format("{:>6} |", stream)) + " " + str(event, "line"));
+             paint(Color::dim, fmt::format("{:>6} |", stream)) + " " + json_str(event, "line"));
     } else if (kind == "health") {
         bool ok = event.value("ok", false);
         int status = event.value("status", 0);
-        std::string msg = str(event, "message");
+        std::string msg = json_str(event, "message");
         std::string text = ok ? paint(Color::green, "ok") : paint(Color::yellow, "not ready");
         if (status)
             text += fmt::format(" (HTTP {})", status);
@@ -325,13 +319,13 @@ void HumanPrinter::render(const Summary& s) {
 }
 
 void HumanPrinter::release_line(const std::string& host, const json& r) {
-    std::string state = str(r, "state");
+    std::string state = json_str(r, "state");
     Color c = state == "PRODUCTION" ? Color::green : state == "FAILED" ? Color::red : Color::none;
-    std::string err = str(r, "error");
+    std::string err = json_str(r, "error");
     line(m_out, host_prefix(host),
-         fmt::format("{:<6} {} {:<19}  {:<7}  {}{}", str(r, "id"),
-                     paint(c, fmt::format("{:<12}", state)), short_time(str(r, "created_at")),
-                     short_commit(str(r, "commit")), str(r, "message"),
+         fmt::format("{:<6} {} {:<19}  {:<7}  {}{}", json_str(r, "id"),
+                     paint(c, fmt::format("{:<12}", state)), short_time(json_str(r, "created_at")),
+                     short_commit(json_str(r, "commit")), json_str(r, "message"),
                      err.empty() ? "" : "  (" + err + ")"));
 }
 
@@ -354,19 +348,20 @@ void HumanPrinter::render(const EnvList& e) {
     const json& answer = *e.answer;
     auto vars = answer.value("vars", json::array());
     if (!vars.is_array() || vars.empty()) {
-        line(m_out, host_prefix(host), "no variables set on the agent for " + str(answer, "app"));
+        line(m_out, host_prefix(host),
+             "no variables set on the agent for " + json_str(answer, "app"));
         return;
     }
     std::size_t width = 4;
     for (const auto& var : vars)
-        width = std::max(width, str(var, "name").size());
+        width = std::max(width, json_str(var, "name").size());
     line(m_out, host_prefix(host),
          paint(Color::bold, fmt::format("{:<{}}  {}", "NAME", width, "VALUE")));
     for (const auto& var : vars) {
         bool secret = var.value("secret", false);
         line(m_out, host_prefix(host),
-             fmt::format("{:<{}}  {}", str(var, "name"), width,
-                         secret ? paint(Color::yellow, "(secret)") : str(var, "value")));
+             fmt::format("{:<{}}  {}", json_str(var, "name"), width,
+                         secret ? paint(Color::yellow, "(secret)") : json_str(var, "value")));
     }
 }
 
@@ -378,20 +373,20 @@ void HumanPrinter::render(const EnvChanged& e) {
     for (const auto& name : answer.value(set ? "set" : "unset", json::array()))
         names += (names.empty() ? "" : ", ") + (name.is_string() ? name.get<std::string>() : "");
     step(host, fmt::format("{} {} for {}; takes effect {}", set ? "Set" : "Unset", names,
-                           str(answer, "app"),
+                           json_str(answer, "app"),
                            answer.value("takes_effect", "at the next deploy or rollback")));
 }
 
 void HumanPrinter::render(const Status& e) {
     const std::string& host = e.host;
     const json& status = *e.status;
-    std::string production = str(status, "production");
-    std::string head = paint(Color::bold, str(status, "app"));
+    std::string production = json_str(status, "production");
+    std::string head = paint(Color::bold, json_str(status, "app"));
     if (production.empty())
         head += ": nothing in production";
     else
-        head +=
-            fmt::format(": {} is live at {}", paint(Color::green, production), str(status, "url"));
+        head += fmt::format(": {} is live at {}", paint(Color::green, production),
+                            json_str(status, "url"));
     line(m_out, host_prefix(host), head);
     if (auto it = status.find("releases"); it != status.end() && it->is_array())
         for (const auto& r : *it)
@@ -403,31 +398,32 @@ void HumanPrinter::render(const Agent& e) {
     const std::string prefix = host_prefix(e.host);
     if (!e.info) {
         line(m_out, prefix,
-             fmt::format("{} deploy-agent {}", paint(Color::green, "ok"), str(answer, "version")));
+             fmt::format("{} deploy-agent {}", paint(Color::green, "ok"),
+                         json_str(answer, "version")));
         return;
     }
-    std::string engine = str(answer, "engine");
-    if (auto version = str(answer, "engine_version"); !version.empty())
+    std::string engine = json_str(answer, "engine");
+    if (auto version = json_str(answer, "engine_version"); !version.empty())
         engine += " " + version;
     std::string apps;
     if (auto it = answer.find("apps"); it != answer.end() && it->is_array())
         for (const auto& app : *it)
             if (app.is_string())
                 apps += (apps.empty() ? "" : ", ") + app.get<std::string>();
-    line(m_out, prefix, "deploy-agent " + str(answer, "version"));
+    line(m_out, prefix, "deploy-agent " + json_str(answer, "version"));
     line(m_out, prefix, "  engine    " + engine);
-    std::string proxy = "http://" + str(answer, "proxy_listen");
-    if (auto https = str(answer, "proxy_https_listen"); !https.empty())
+    std::string proxy = "http://" + json_str(answer, "proxy_listen");
+    if (auto https = json_str(answer, "proxy_https_listen"); !https.empty())
         proxy += ", https://" + https;
     line(m_out, prefix, "  proxy     " + proxy);
-    line(m_out, prefix, "  data dir  " + str(answer, "data_dir"));
-    if (auto fingerprint = str(answer, "tls_fingerprint"); !fingerprint.empty())
+    line(m_out, prefix, "  data dir  " + json_str(answer, "data_dir"));
+    if (auto fingerprint = json_str(answer, "tls_fingerprint"); !fingerprint.empty())
         line(m_out, prefix, "  api cert  " + fingerprint);
     line(m_out, prefix, "  apps      " + (apps.empty() ? std::string("(none)") : apps));
 }
 
 std::string app_or_all(const json& object) {
-    auto app = str(object, "app");
+    auto app = json_str(object, "app");
     return app.empty() ? "(all apps)" : app;
 }
 
@@ -435,12 +431,12 @@ void HumanPrinter::render(const TokenCreated& e) {
     const json& token = *e.token;
     // The token alone on stdout, for T=$(deployctl token create ...).
     line(m_err, host_prefix(e.host),
-         fmt::format("created token {}: {} on {}{} (shown once; keep it secret)", str(token, "id"),
-                     str(token, "scope"), app_or_all(token),
-                     str(token, "expires_at").empty()
+         fmt::format("created token {}: {} on {}{} (shown once; keep it secret)",
+                     json_str(token, "id"), json_str(token, "scope"), app_or_all(token),
+                     json_str(token, "expires_at").empty()
                          ? ""
-                         : ", expires " + short_time(str(token, "expires_at"))));
-    line(m_out, "", str(token, "token"));
+                         : ", expires " + short_time(json_str(token, "expires_at"))));
+    line(m_out, "", json_str(token, "token"));
 }
 
 void HumanPrinter::render(const Tokens& e) {
@@ -456,11 +452,11 @@ void HumanPrinter::render(const Tokens& e) {
     line(m_out, host_prefix(host),
          paint(Color::bold, row("ID", "STATE", "SCOPE", "APP", "CREATED", "EXPIRES", "NAME")));
     for (const auto& t : list) {
-        auto expires = str(t, "expires_at");
+        auto expires = json_str(t, "expires_at");
         line(m_out, host_prefix(host),
-             row(str(t, "id"), str(t, "state"), str(t, "scope"), app_or_all(t),
-                 short_time(str(t, "created_at")), expires.empty() ? "-" : short_time(expires),
-                 str(t, "name")));
+             row(json_str(t, "id"), json_str(t, "state"), json_str(t, "scope"), app_or_all(t),
+                 short_time(json_str(t, "created_at")), expires.empty() ? "-" : short_time(expires),
+                 json_str(t, "name")));
     }
 }
 
@@ -475,21 +471,21 @@ void HumanPrinter::render(const Audit& a) {
          paint(Color::bold,
                fmt::format("{:<19}  {:<24}  {:<50}  {}", "WHEN", "WHO", "WHAT", "RESULT")));
     for (const auto& e : list) {
-        std::string who = str(e, "who");
-        if (auto name = str(e, "token_name"); !name.empty())
+        std::string who = json_str(e, "who");
+        if (auto name = json_str(e, "token_name"); !name.empty())
             who += " (" + name + ")";
-        std::string what = str(e, "method") + " " + str(e, "path");
-        if (auto release = str(e, "release"); !release.empty())
+        std::string what = json_str(e, "method") + " " + json_str(e, "path");
+        if (auto release = json_str(e, "release"); !release.empty())
             what += " [" + release + "]";
-        std::string result = str(e, "result");
+        std::string result = json_str(e, "result");
         const int status = e.value("status", 0);
         if (result == "ok")
             result = paint(Color::green, fmt::format("ok {}", status));
         else
-            result = paint(Color::red, fmt::format("{} {}", status, str(e, "error")));
-        line(
-            m_out, host_prefix(host),
-            fmt::format("{:<19}  {:<24}  {:<50}  {}", short_time(str(e, "ts")), who, what, result));
+            result = paint(Color::red, fmt::format("{} {}", status, json_str(e, "error")));
+        line(m_out, host_prefix(host),
+             fmt::format("{:<19}  {:<24}  {:<50}  {}", short_time(json_str(e, "ts")), who, what,
+                         result));
     }
 }
 

@@ -42,6 +42,9 @@ class JsonPrinter final : public Printer {
             object["host"] = e.host;
         write(object);
     }
+    void render(const Completion& e) {
+        write({{"event", "completion"}, {"shell", e.shell}, {"script", e.script}});
+    }
     void render(const Warning& e) { m_err << "warning: " << e.message << '\n'; }
     void render(const PackageSummary& s) {
         write({{"event", "package"},

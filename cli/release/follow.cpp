@@ -1,5 +1,6 @@
 // Follow: a deployment's events, streamed until its `done` event.
 
+#include <cli/output/format.hpp>
 #include <cli/release/steps.hpp>
 #include <cli/target.hpp>
 
@@ -10,14 +11,7 @@
 
 namespace cli::release {
 
-namespace {
-
-std::string str(const nlohmann::json& object, const char* key) {
-    auto it = object.find(key);
-    return it != object.end() && it->is_string() ? it->get<std::string>() : std::string();
-}
-
-} // namespace
+using output::json_str;
 
 common::Status follow_release(Context& ctx, transport::Client& client, const std::string& host,
                               const std::string& app, const std::string& release,
@@ -25,7 +19,7 @@ common::Status follow_release(Context& ctx, transport::Client& client, const std
     std::optional<nlohmann::json> done;
     auto path = fmt::format("{}/releases/{}/events?follow=1", app_path(app), release);
     auto st = client.stream_ndjson(path, [&](const nlohmann::json& event) {
-        if (str(event, "event") == "done") {
+        if (json_str(event, "event") == "done") {
             done = event;
             return false;
         }
@@ -48,10 +42,10 @@ common::Status follow_release(Context& ctx, transport::Client& client, const std
     auto elapsed = std::chrono::steady_clock::now() - started;
     output::DoneInfo info;
     info.host = host;
-    info.release = str(*done, "release").empty() ? release : str(*done, "release");
-    info.state = str(*done, "state");
-    info.url = str(*done, "url");
-    if (auto e = str(*done, "error"); !e.empty())
+    info.release = json_str(*done, "release").empty() ? release : json_str(*done, "release");
+    info.state = json_str(*done, "state");
+    info.url = json_str(*done, "url");
+    if (auto e = json_str(*done, "error"); !e.empty())
         info.error = e;
     info.elapsed_ms = std::chrono::duration_cast<std::chrono::milliseconds>(elapsed).count();
     ctx.out->emit(output::Done{info});

@@ -30,7 +30,7 @@ assert_eq "#compdef deployctl" "$(head -n1 "$TEST_TMP/scripts/zsh/_deployctl")" 
 assert_exit 2 deployctl completion tcsh
 assert_contains "$ERR" "tcsh" "completion of an unknown shell: a usage error naming it"
 run deployctl --json completion fish
-assert_jq "$OUT" '.event == "completion" and .shell == "fish" and (.script | startswith("# fish completion"))' \
+assert_jq "$OUT" '.event == "completion" and .shell == "fish" and (.script | startswith("# fish completion")) and .v == 1' \
     "completion --json: one completion event with the script"
 assert_eq 1 "$(printf '%s\n' "$OUT" | wc -l)" "completion --json: one line"
 

@@ -318,6 +318,24 @@ TEST_CASE("GroupedOutput: one host's lines stay together") {
                      "[c] ==> Release v3: QUEUED\n");
 }
 
+TEST_CASE("GroupedOutput: an agent event of the wrong shape moves no phase and throws nothing") {
+    std::ostringstream o, e, term;
+    auto printer = out::make_human_printer({}, o, e);
+    out::GroupedOutput grouped(*printer, out::GroupedOutput::Mode::grouped, &term);
+    auto a = grouped.for_host("http://127.0.0.1:1");
+    a->emit(out::Created{"http://127.0.0.1:1", "v2", "QUEUED"});
+    const auto drawn = term.str();
+    CHECK(drawn.find("127.0.0.1:1 v2 QUEUED") != std::string::npos);
+    for (const auto& odd : {json("not an object"), json::array({1, 2}),
+                            json{{"event", "state"}, {"release", 5}, {"state", nullptr}},
+                            json{{"event", 7}}})
+        CHECK_NOTHROW(a->emit(out::AgentEvent{"http://127.0.0.1:1", odd}));
+    CHECK(term.str() == drawn); // the phase line was not redrawn
+    grouped.finish("http://127.0.0.1:1");
+    grouped.flush_all();
+    CHECK(o.str().find("Release v2: QUEUED") != std::string::npos);
+}
+
 TEST_CASE("GroupedOutput: the phase line is drawn and cleared on the terminal only") {
     std::ostringstream o, e, term;
     auto printer = out::make_human_printer({}, o, e);

@@ -94,6 +94,8 @@ json token(const char* id, const char* scope, json app, json expires_at) {
 Events opening() {
     return {
         out::Version{"0.1.0"},
+        out::Version{"0.1.0", "http://web1:7070"},
+        out::Completion{"bash", "# bash completion for deployctl\ncomplete -F _deployctl deployctl\n"},
         out::Warning{"skipping tmp/sock: not a regular file or symlink"},
         out::PackageSummary{"hello", "3f2c1a0b9d8e7f60", "Fix header", 12, 3481, true},
     };
@@ -120,7 +122,6 @@ Events deploy_live(const std::string& host) {
 }
 
 // An agent event that is not an object: passed on as "unknown" in JSON, not shown to people.
-// (Not through GroupedOutput: it reads each event's "event" with json::value, which throws.)
 Events odd_agent_event(const std::string& host) {
     return {
         out::AgentEvent{host, json("not an object")},
