@@ -243,7 +243,7 @@ common::Status ProxySupervisor::spawn_locked(BindFailure bind_failure) {
     std::error_code ec;
     fs::create_directories(m_data_dir.proxy_dir(), ec);
     int log =
-        ::open(m_data_dir.proxy_log().c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+        ::open(m_data_dir.proxy_log().c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     if (log < 0)
         return make_error(ErrorKind::io, "cannot open " + m_data_dir.proxy_log().string() + ": " +
                                              std::strerror(errno));

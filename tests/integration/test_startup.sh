@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # What a new user meets on an agent's first start:
-# an address another program holds (the proxy's, the proxy's HTTPS one, the
-# API's) stops the agent at once, exit 1, with a message naming the address,
-# the reason and the fix; no "ready" line, no deploy-proxy left running.
+# - an address another program holds (the proxy's, the proxy's HTTPS one, the
+#   API's) stops the agent at once, exit 1, with a message naming the address,
+#   the reason and the fix; no "ready" line, no deploy-proxy left running;
+# - the data dir is the agent's alone: a pre-made 0755 one is made 0700 with a
+#   warning, and after a deploy and an env set nothing in it is open to group
+#   or others but the release trees (docs/security.md).
 source "$(dirname "$0")/lib.sh"
 require_binaries
 
@@ -96,5 +99,46 @@ assert_contains "$ERR" "127.0.0.1:$FIRST_PROXY_PORT" "second agent: the message 
 assert_nothing_left "second agent"
 DATA=$FIRST_DATA AGENT_PID=$FIRST_PID
 kill_agent -TERM
+
+# ---------------------------------------------------------------- the data dir's modes
+
+DATA=$TEST_TMP/modes/data
+AGENT_PORT=$(free_port)
+PROXY_PORT=$(free_port)
+mkdir -p "$DATA"
+chmod 0755 "$DATA"
+REUSE=1 start_agent modes
+assert_eq 700 "$(stat -c %a "$DATA")" "a pre-made 0755 data dir is made 0700"
+assert_contains "$(cat "$AGENT_LOG")" "$DATA was mode 0755, open to other users: made it 0700" \
+    "the agent warns, naming the data dir"
+
+make_app_repo hello
+assert_exit 0 dctl env set GREETING=hi
+assert_exit 0 dctl deploy
+expect_serving hello "hello from 1" "v1 served"
+
+# Release trees keep their repository's modes (an image built from one keeps
+# them); they lie in apps/APP/releases/, which is 0700.
+open_files() { # FIND-PERM
+    find "$DATA" -path "$DATA/apps/*/releases/*" -prune -o -perm "$1" -print
+}
+assert_eq "" "$(open_files /o+rwx)" "nothing in the data dir is open to others"
+assert_eq "" "$(open_files /g+rwx)" "nothing in the data dir is open to the group"
+assert_eq 700 "$(stat -c %a "$DATA/apps/hello/releases")" "releases/ is 0700"
+for f in state.db admin.token agent.id proxy/routes.json proxy/proxy.log apps/hello/logs/v1.ndjson; do
+    [[ -e $DATA/$f ]] || fail "$f exists in the data dir"
+    assert_eq 600 "$(stat -c %a "$DATA/$f")" "$f is 0600"
+done
+assert_eq 644 "$(stat -c %a "$DATA/apps/hello/releases/v1/VERSION")" "a release's files keep their mode"
+
+# Restarted on a data dir made open again: tightened again, state.db too.
+kill_agent -TERM
+chmod 0750 "$DATA"
+chmod 0644 "$DATA/state.db"
+restart_agent modes
+assert_eq 700 "$(stat -c %a "$DATA")" "restart: the data dir is 0700 again"
+assert_eq 600 "$(stat -c %a "$DATA/state.db")" "restart: state.db is 0600 again"
+assert_contains "$(cat "$AGENT_LOG")" "$DATA/state.db was mode 0644" "restart: the agent names state.db"
+expect_serving hello "hello from 1" "restart: still served"
 
 log "$CHECKS checks passed"
