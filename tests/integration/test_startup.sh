@@ -45,18 +45,27 @@ assert_nothing_left() {
     assert_eq "" "$left" "$1: no deploy-proxy left running"
 }
 
+# expect_refused LABEL FOR SETTING: the last start_failing stopped with exit 1
+# on the held port $HELD (listened on FOR: "deploy-proxy", "the API"), naming
+# it, the reason and SETTING, printed no ready line and left no proxy; then
+# the holder is stopped.
+expect_refused() {
+    local label=$1 for=$2 setting=$3
+    assert_eq 1 "$RC" "$label by another program: exit 1"
+    assert_contains "$ERR" "cannot listen on 127.0.0.1:$HELD for $for: Address already in use" \
+        "$label: the message names the address and the reason"
+    assert_contains "$ERR" "$setting" "$label: the message names the setting to change"
+    assert_not_contains "$ERR" "deploy-agent ready" "$label: no ready line"
+    assert_nothing_left "$label"
+    kill "$HOLDER_PID" 2>/dev/null || true
+}
+
 # ---------------------------------------------------------------- the proxy's port
 
 HELD=$(free_port)
 hold_port "$HELD"
 start_failing proxy-held --listen "127.0.0.1:$(free_port)" --proxy-listen "127.0.0.1:$HELD"
-assert_eq 1 "$RC" "proxy port held by another program: exit 1 (not left running)"
-assert_contains "$ERR" "cannot listen on 127.0.0.1:$HELD for deploy-proxy: Address already in use" \
-    "proxy port held: the message names the address and the reason"
-assert_contains "$ERR" "--proxy-listen" "proxy port held: the message names the setting to change"
-assert_not_contains "$ERR" "deploy-agent ready" "proxy port held: no ready line"
-assert_nothing_left "proxy port held"
-kill "$HOLDER_PID" 2>/dev/null || true
+expect_refused "proxy port held" deploy-proxy "--proxy-listen or [proxy] listen in agent.toml"
 
 # ---------------------------------------------------------------- the proxy's HTTPS port
 
@@ -68,26 +77,14 @@ printf '[proxy]\nhttps_listen = "127.0.0.1:%s"\n[[proxy.certificates]]\ncert = "
     "$HELD" "$PKI/shop.crt" "$PKI/shop.key" >"$TEST_TMP/https.toml"
 start_failing https-held --config "$TEST_TMP/https.toml" --listen "127.0.0.1:$(free_port)" \
     --proxy-listen "127.0.0.1:$(free_port)"
-assert_eq 1 "$RC" "HTTPS port held by another program: exit 1"
-assert_contains "$ERR" "cannot listen on 127.0.0.1:$HELD for deploy-proxy: Address already in use" \
-    "HTTPS port held: the message names the address and the reason"
-assert_contains "$ERR" "https_listen" "HTTPS port held: the message names the setting to change"
-assert_not_contains "$ERR" "deploy-agent ready" "HTTPS port held: no ready line"
-assert_nothing_left "HTTPS port held"
-kill "$HOLDER_PID" 2>/dev/null || true
+expect_refused "HTTPS port held" deploy-proxy "[proxy] https_listen in agent.toml"
 
 # ---------------------------------------------------------------- the API's port
 
 HELD=$(free_port)
 hold_port "$HELD"
 start_failing api-held --listen "127.0.0.1:$HELD" --proxy-listen "127.0.0.1:$(free_port)"
-assert_eq 1 "$RC" "API port held by another program: exit 1"
-assert_contains "$ERR" "cannot listen on 127.0.0.1:$HELD for the API: Address already in use" \
-    "API port held: the message names the address and the reason"
-assert_contains "$ERR" "--listen or listen in agent.toml" "API port held: the message names the setting to change"
-assert_not_contains "$ERR" "deploy-agent ready" "API port held: no ready line"
-assert_nothing_left "API port held"
-kill "$HOLDER_PID" 2>/dev/null || true
+expect_refused "API port held" "the API" "--listen or listen in agent.toml"
 
 # ---------------------------------------------------------------- a second agent on the same proxy port
 
