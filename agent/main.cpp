@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <string>
+#include <sys/stat.h>
 
 namespace {
 
@@ -188,6 +189,7 @@ int main(int argc, char** argv) {
     if (*redact)
         return agent::runtime::log_redact_main();
     if (*token) {
+        ::umask(077); // state.db, when it creates it, is the agent's alone
         if (token->got_subcommand("create"))
             return agent::auth::token_create(token_options);
         if (token->got_subcommand("ls"))

@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <arpa/inet.h>
+#include <cerrno>
 #include <charconv>
+#include <cstring>
 
 namespace common {
 namespace {
@@ -66,6 +68,20 @@ bool is_loopback_host(std::string_view host) {
     if (std::equal(v6, v6 + 16, k_loopback))
         return true;
     return std::equal(v6, v6 + 12, k_mapped) && v6[12] == 127; // ::ffff:127.0.0.1
+}
+
+std::string listen_failure(int error, std::string_view setting) {
+    std::string out = std::strerror(error);
+    const std::string elsewhere = "choose another address with " + std::string(setting);
+    if (error == EADDRINUSE)
+        out +=
+            " (another program holds this port; `ss -ltnp` shows which): stop it, or " + elsewhere;
+    else if (error == EACCES)
+        out += " (ports below 1024 need CAP_NET_BIND_SERVICE, which the systemd unit grants): " +
+               elsewhere;
+    else if (error == EADDRNOTAVAIL)
+        out += " (no interface of this machine has that address): " + elsewhere;
+    return out;
 }
 
 } // namespace common

@@ -26,4 +26,9 @@ common::Result<HostPort> parse_host_port(std::string_view text,
 // HTTP may be spoken to, by deployctl and by the agent's API.
 bool is_loopback_host(std::string_view host);
 
+// Why an address cannot be listened on (`error` is the errno of bind or
+// listen) and what to do about it; `setting` names where the address comes
+// from ("--listen or listen in agent.toml").
+std::string listen_failure(int error, std::string_view setting);
+
 } // namespace common

@@ -14,6 +14,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <sys/stat.h>
 #include <thread>
 #include <unistd.h>
 
@@ -48,6 +49,41 @@ common::Status create_layout(const DataDir& dir) {
             common::ErrorKind::io,
             fmt::format("cannot create {}: {}", dir.keys().string(), ec.message()));
     return {};
+}
+
+// The data dir is the agent's alone (docs/security.md): an existing one that
+// other users may read or write (made by hand, or by an older agent) is
+// tightened, with what holds the secrets in it. The rest of the tree is not
+// walked: what is written from now on is 0600/0700 (the umask of serve).
+void tighten_data_dir(const DataDir& dir) {
+    const auto tighten = [](const fs::path& path, fs::perms wanted) {
+        std::error_code ec;
+        const auto status = fs::symlink_status(path, ec);
+        if (ec || !fs::exists(status) || fs::is_symlink(status))
+            return;
+        const auto open = status.permissions() & (fs::perms::group_all | fs::perms::others_all);
+        if (open == fs::perms::none)
+            return;
+        fs::permissions(path, wanted, ec);
+        if (ec)
+            common::log_warn(fmt::format("{} is mode {:04o}, open to other users, and cannot be "
+                                         "made {:04o}: {}",
+                                         path.string(), static_cast<unsigned>(status.permissions()),
+                                         static_cast<unsigned>(wanted), ec.message()));
+        else
+            common::log_warn(fmt::format("{} was mode {:04o}, open to other users: made it {:04o} "
+                                         "(the data dir holds the state, tokens and secrets)",
+                                         path.string(), static_cast<unsigned>(status.permissions()),
+                                         static_cast<unsigned>(wanted)));
+    };
+    constexpr auto k_dir = fs::perms::owner_all;
+    constexpr auto k_file = fs::perms::owner_read | fs::perms::owner_write;
+    tighten(dir.root(), k_dir);
+    for (const char* suffix : {"", "-wal", "-shm"})
+        tighten(dir.state_db().string() + suffix, k_file);
+    tighten(dir.admin_token(), k_file);
+    tighten(dir.keys(), k_dir);
+    tighten(dir.keys() / "master.key", k_file);
 }
 
 // Blocks SIGTERM/SIGINT (and SIGHUP: look at the API certificate's files now)
@@ -148,6 +184,10 @@ int serve(const ServeOptions& options) {
                 common::log_warn("the TLS certificate " + info.cert_path + " has expired");
     }
     const DataDir data_dir{fs::absolute(options.data_dir)};
+    // Everything the agent, its proxy, builds and apps create is theirs alone
+    // (0600 files, 0700 folders); the unix socket sets its own modes.
+    ::umask(077);
+    tighten_data_dir(data_dir);
     if (auto ok = create_layout(data_dir); !ok)
         return fail(ok.error());
 

@@ -1,6 +1,7 @@
 #include <agent/api/server.hpp>
 #include <agent/api/tls.hpp>
 #include <agent/api/unix_socket.hpp>
+#include <common/address.hpp>
 #include <common/log.hpp>
 
 #include <boost/asio/io_context.hpp>
@@ -99,7 +100,10 @@ common::Status Server::listen(const ListenAddress& address) {
     if (ec)
         return common::make_error(
             common::ErrorKind::io,
-            fmt::format("cannot listen on {}:{}: {}", address.host, address.port, ec.message()));
+            fmt::format("cannot listen on {}:{} for the API: {}", address.host, address.port,
+                        ec.category() == boost::system::system_category()
+                            ? common::listen_failure(ec.value(), "--listen or listen in agent.toml")
+                            : ec.message()));
     return {};
 }
 

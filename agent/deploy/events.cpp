@@ -52,7 +52,7 @@ void EventLog::health(bool ok, int status, std::string_view message) const {
 void EventLog::append(const std::string& line) const {
     std::error_code ec;
     std::filesystem::create_directories(m_file.parent_path(), ec);
-    int fd = ::open(m_file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    int fd = ::open(m_file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     if (fd < 0) {
         common::log_error("cannot open " + m_file.string() + ": " + std::strerror(errno));
         return;

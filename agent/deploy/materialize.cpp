@@ -80,6 +80,21 @@ common::Status materialize(const common::Manifest& manifest, const BlobStore& bl
         fs::remove_all(temp, ec);
         return written;
     }
+    // Folders 0755 whatever the agent's umask (0077): an image built from the
+    // tree keeps its modes, and its app may run as another user than root.
+    // Others reach none of it: apps/ is the agent's alone.
+    for (auto it = fs::recursive_directory_iterator(temp, ec);
+         !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+        std::error_code kind; // a dangling symlink is no folder, and no error
+        if (!it->is_symlink(kind) && it->is_directory(kind))
+            fs::permissions(it->path(), fs::perms(0755), ec);
+    }
+    if (ec) {
+        auto error =
+            make_error(ErrorKind::io, "cannot chmod in " + temp.string() + ": " + ec.message());
+        fs::remove_all(temp, ec);
+        return error;
+    }
     fs::remove_all(release_dir, ec);
     fs::rename(temp, release_dir, ec);
     if (ec)

@@ -24,8 +24,10 @@ using common::make_error;
 
 ProxySupervisor::ProxySupervisor(DataDir data_dir, std::string proxy_bin, ProxySettings settings)
     : m_data_dir(std::move(data_dir)), m_bin(std::move(proxy_bin)),
-      m_settings(std::move(settings)), m_http{m_settings.listen, 3},
-      m_https{m_settings.certificates.empty() ? std::string() : m_settings.https_listen, 4} {}
+      m_settings(std::move(settings)), m_http{m_settings.listen, 3,
+                                              "--proxy-listen or [proxy] listen in agent.toml"},
+      m_https{m_settings.certificates.empty() ? std::string() : m_settings.https_listen, 4,
+              "[proxy] https_listen in agent.toml"} {}
 
 ProxySupervisor::~ProxySupervisor() {
     for (const auto* socket : {&m_http, &m_https})
@@ -51,19 +53,23 @@ std::uint16_t listening_port(int fd) {
     return 0;
 }
 
-// A listening socket on `listen` (HOST:PORT), close-on-exec, or -1.
-int make_listening_socket(const std::string& listen) {
+// A listening socket on `listen` (HOST:PORT), close-on-exec, or why there is
+// none; with `setting` (where the address comes from), what to do about it.
+common::Result<int> make_listening_socket(const std::string& listen, std::string_view setting) {
     auto address = common::parse_host_port(listen, common::EmptyHost::allowed);
     if (!address)
-        return -1;
+        return address.error();
     sockaddr_storage storage{};
     socklen_t length = 0;
+    const auto bad_address = [&listen] {
+        return make_error(ErrorKind::usage, "invalid address for deploy-proxy: " + listen);
+    };
     if (address->host.find(':') != std::string::npos) {
         auto* a6 = reinterpret_cast<sockaddr_in6*>(&storage);
         a6->sin6_family = AF_INET6;
         a6->sin6_port = htons(address->port);
         if (::inet_pton(AF_INET6, address->host.c_str(), &a6->sin6_addr) != 1)
-            return -1;
+            return bad_address();
         length = sizeof *a6;
     } else {
         auto* a4 = reinterpret_cast<sockaddr_in*>(&storage);
@@ -72,36 +78,44 @@ int make_listening_socket(const std::string& listen) {
         if (address->host.empty())
             a4->sin_addr.s_addr = htonl(INADDR_ANY);
         else if (::inet_pton(AF_INET, address->host.c_str(), &a4->sin_addr) != 1)
-            return -1;
+            return bad_address();
         length = sizeof *a4;
     }
     int fd = ::socket(storage.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
-        return -1;
+        return make_error(ErrorKind::io, "cannot create a socket for deploy-proxy on " + listen +
+                                             ": " + std::strerror(errno));
     int on = 1;
     ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
     if (::bind(fd, reinterpret_cast<sockaddr*>(&storage), length) != 0 || ::listen(fd, 4096) != 0) {
-        common::log_warn("cannot listen on " + listen + " for deploy-proxy: " +
-                         std::strerror(errno) + "; it binds the address itself");
+        const int error = errno;
         ::close(fd);
-        return -1;
+        return make_error(ErrorKind::io,
+                          "cannot listen on " + listen + " for deploy-proxy: " +
+                              (setting.empty() ? std::string(std::strerror(error))
+                                               : common::listen_failure(error, setting)));
     }
     return fd;
 }
 
 } // namespace
 
-void ProxySupervisor::take_socket(HeldSocket& socket, pid_t adopted) {
+common::Status ProxySupervisor::take_socket(HeldSocket& socket, pid_t adopted,
+                                            BindFailure bind_failure) {
     if (socket.fd >= 0 || socket.listen.empty())
-        return;
+        return {};
     if (adopted <= 0) {
-        socket.fd = make_listening_socket(socket.listen);
-        return;
+        auto fd = make_listening_socket(socket.listen,
+                                        bind_failure == BindFailure::fatal ? socket.setting : "");
+        if (!fd)
+            return fd.error();
+        socket.fd = *fd;
+        return {};
     }
     // The adopted proxy serves on fd 3 (and 4) when an agent handed it its sockets.
     int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, adopted, 0));
     if (pidfd < 0)
-        return;
+        return {};
     int fd = static_cast<int>(::syscall(SYS_pidfd_getfd, pidfd, socket.child_fd, 0)); // cloexec
     ::close(pidfd);
     auto wanted = common::parse_host_port(socket.listen, common::EmptyHost::allowed);
@@ -112,6 +126,7 @@ void ProxySupervisor::take_socket(HeldSocket& socket, pid_t adopted) {
     } else if (fd >= 0) {
         ::close(fd);
     }
+    return {};
 }
 
 std::vector<std::string> ProxySupervisor::settings_argv() const {
@@ -182,8 +197,8 @@ bool ProxySupervisor::adopt_locked() {
     auto command = runtime::process_command(pid);
     if (!start || !command || fs::path(*command).filename() != "deploy-proxy")
         return false;
-    take_socket(m_http, pid);
-    take_socket(m_https, pid);
+    (void)take_socket(m_http, pid, BindFailure::warn); // never fails for an adopted proxy
+    (void)take_socket(m_https, pid, BindFailure::warn);
     auto running = command_line_settings(pid);
     // A binary replaced on disk (an upgrade) shows as "PATH (deleted)".
     std::error_code ec;
@@ -201,7 +216,7 @@ bool ProxySupervisor::adopt_locked() {
     common::log_info("deploy-proxy (pid " + std::to_string(pid) + ") runs " +
                      (upgraded ? "a binary since replaced on disk" : "with other settings") +
                      "; replacing it");
-    if (auto spawned = spawn_locked(); !spawned) {
+    if (auto spawned = spawn_locked(BindFailure::warn); !spawned) {
         common::log_error("cannot replace deploy-proxy: " + spawned.error().message +
                           "; keeping the running one");
         m_pid = pid;
@@ -213,18 +228,27 @@ bool ProxySupervisor::adopt_locked() {
     return true;
 }
 
-common::Status ProxySupervisor::spawn_locked() {
+common::Status ProxySupervisor::spawn_locked(BindFailure bind_failure) {
+    // The sockets first: a proxy that cannot have its address is not started.
+    for (auto* socket : {&m_http, &m_https}) {
+        auto taken = take_socket(*socket, 0, bind_failure);
+        if (taken)
+            continue;
+        if (bind_failure == BindFailure::fatal)
+            return taken;
+        // The address may still be held by a proxy of ours being replaced,
+        // whose socket could not be taken: the new proxy binds it itself.
+        common::log_warn(taken.error().message + "; it binds the address itself");
+    }
     std::error_code ec;
     fs::create_directories(m_data_dir.proxy_dir(), ec);
     int log =
-        ::open(m_data_dir.proxy_log().c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+        ::open(m_data_dir.proxy_log().c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     if (log < 0)
         return make_error(ErrorKind::io, "cannot open " + m_data_dir.proxy_log().string() + ": " +
                                              std::strerror(errno));
     runtime::SpawnSpec spec;
     spec.argv = settings_argv();
-    take_socket(m_http, 0);
-    take_socket(m_https, 0);
     if (m_http.fd >= 0) {
         spec.inherit_fds.push_back(m_http.fd);
         spec.argv.insert(spec.argv.end(), {"--listen-fd", "3"});
@@ -261,7 +285,9 @@ common::Status ProxySupervisor::ensure_running() {
     m_last_spawn = now;
     if (m_pid > 0)
         common::log_warn("deploy-proxy (pid " + std::to_string(m_pid) + ") is gone");
-    return spawn_locked();
+    // The first start (no proxy of ours runs): an address that another
+    // program holds stops the agent. Later restarts keep the sockets held.
+    return spawn_locked(m_pid > 0 ? BindFailure::warn : BindFailure::fatal);
 }
 
 void ProxySupervisor::reload() {

@@ -36,19 +36,24 @@ class ProxySupervisor {
   private:
     // A listening socket the agent keeps for the proxy's restarts.
     struct HeldSocket {
-        std::string listen; // HOST:PORT; empty: not wanted
-        int child_fd;       // the descriptor number the proxy gets it as
-        int fd = -1;        // -1: none held, the proxy binds `listen` itself
+        std::string listen;  // HOST:PORT; empty: not wanted
+        int child_fd;        // the descriptor number the proxy gets it as
+        std::string setting; // where `listen` is set, named when it cannot be bound
+        int fd = -1;         // -1: none held, the proxy binds `listen` itself
     };
+    // What an address that cannot be bound does to a start: the first start
+    // fails (another program holds it), a restart or replacement warns (it may
+    // be held by a proxy of ours) and lets the proxy bind it itself.
+    enum class BindFailure { fatal, warn };
 
     bool alive_locked() const;
     bool adopt_locked();
-    common::Status spawn_locked();
+    common::Status spawn_locked(BindFailure bind_failure);
     // The arguments the proxy runs with, without the inherited descriptors.
     std::vector<std::string> settings_argv() const;
     // Made here before the first start, or taken from an adopted proxy
-    // (pidfd_getfd of the descriptor it serves it on).
-    static void take_socket(HeldSocket& socket, pid_t adopted);
+    // (pidfd_getfd of the descriptor it serves it on, which never fails).
+    static common::Status take_socket(HeldSocket& socket, pid_t adopted, BindFailure bind_failure);
 
     DataDir m_data_dir;
     std::string m_bin;

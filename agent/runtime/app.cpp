@@ -20,7 +20,7 @@ common::Result<AppProcess> start_app(const AppLaunch& launch) {
                           "start the app (add [run] command = \"...\")");
     std::error_code ec;
     std::filesystem::create_directories(launch.log_file.parent_path(), ec);
-    int log = ::open(launch.log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    int log = ::open(launch.log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     if (log < 0)
         return make_error(ErrorKind::io,
                           "cannot open " + launch.log_file.string() + ": " + std::strerror(errno));

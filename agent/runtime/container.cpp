@@ -60,7 +60,7 @@ class LogPumps {
         call.cancel = &pump->cancel;
         std::error_code ec;
         fs::create_directories(file.parent_path(), ec);
-        int fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+        int fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
         if (fd < 0) {
             common::log_error("cannot open " + file.string() + ": " + std::strerror(errno));
             return;

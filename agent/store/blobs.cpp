@@ -80,7 +80,7 @@ Status BlobStore::put(const std::string& digest, std::string_view data) {
     if (has(digest))
         return {};
     TRY(create_dir(path(digest).parent_path()));
-    return common::atomic_write_file(path(digest), data, 0644);
+    return common::atomic_write_file(path(digest), data, 0600);
 }
 
 Status BlobStore::adopt(const std::string& digest, const fs::path& temp_file) {

@@ -2,6 +2,10 @@
 
 #include <doctest/doctest.h>
 
+#include <cerrno>
+#include <cstring>
+#include <string>
+
 using common::EmptyHost;
 using common::parse_host_port;
 
@@ -29,4 +33,15 @@ TEST_CASE("is_loopback_host: where plain HTTP is allowed") {
     for (const char* host : {"0.0.0.0", "::", "10.0.0.5", "128.0.0.1", "::2", "::ffff:10.0.0.1",
                              "agent.invalid", "localhost.invalid", "127.0.0.1.invalid", ""})
         CHECK_FALSE_MESSAGE(common::is_loopback_host(host), host);
+}
+
+TEST_CASE("listen_failure: the reason and what to do about it") {
+    const std::string held = common::listen_failure(EADDRINUSE, "--proxy-listen");
+    CHECK(held.starts_with("Address already in use"));
+    CHECK(held.find("another program holds this port") != std::string::npos);
+    CHECK(held.ends_with("choose another address with --proxy-listen"));
+    CHECK(common::listen_failure(EACCES, "--listen").find("CAP_NET_BIND_SERVICE") !=
+          std::string::npos);
+    CHECK(common::listen_failure(EADDRNOTAVAIL, "--listen").ends_with("with --listen"));
+    CHECK(common::listen_failure(EMFILE, "--listen") == std::strerror(EMFILE));
 }
