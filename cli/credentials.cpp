@@ -65,20 +65,51 @@ common::Result<std::string> read_credentials(const std::filesystem::path& path,
     return std::string();
 }
 
-common::Result<std::string> token_for(const std::string& base_url) {
+common::Result<AgentToken> token_for(const std::string& base_url) {
+    auto line = read_credentials(credentials_path(), base_url);
+    if (!line)
+        return line.error();
+    if (!line->empty())
+        return AgentToken{*line, TokenSource::file};
     if (const char* token = std::getenv("DEPLOYCTL_TOKEN"); token && *token)
-        return std::string(token);
-    return read_credentials(credentials_path(), base_url);
+        return AgentToken{token, TokenSource::environment};
+    return AgentToken{};
 }
 
-std::string auth_advice(long status) {
-    if (status == 403)
-        return "use a token with that scope and app (deploy-agent token create, or deployctl "
-               "token create with an admin token)";
-    return fmt::format("set DEPLOYCTL_TOKEN, or add a line \"URL TOKEN\" to {} (mode 0600); for "
-                       "an agent on this machine, its admin token is in DATA_DIR/admin.token "
-                       "(default /var/lib/deploy-agent/admin.token)",
-                       credentials_path().string());
+std::string auth_error_message(long status, std::string_view message, std::string_view base_url,
+                               TokenSource source) {
+    const auto file = credentials_path().string();
+    const auto add_line =
+        fmt::format("add a line \"{} TOKEN\" for it to {} (mode 0600)", base_url, file);
+    switch (source) {
+    case TokenSource::environment:
+        if (status == 403)
+            return fmt::format(
+                "{} refused the token from DEPLOYCTL_TOKEN (HTTP {}): {}; use a token with that "
+                "scope and app (deploy-agent token create, or deployctl token create with an "
+                "admin token): {}, or set DEPLOYCTL_TOKEN to it",
+                base_url, status, message, add_line);
+        return fmt::format("{} refused the token from DEPLOYCTL_TOKEN (HTTP {}): {}; {}, or set "
+                           "DEPLOYCTL_TOKEN to that agent's token",
+                           base_url, status, message, add_line);
+    case TokenSource::file:
+        if (status == 403)
+            return fmt::format(
+                "{} refused the token for it in {} (HTTP {}): {}; use a token with that scope "
+                "and app (deploy-agent token create, or deployctl token create with an admin "
+                "token): replace that line's token with it (the line wins over DEPLOYCTL_TOKEN)",
+                base_url, file, status, message);
+        return fmt::format("{} refused the token for it in {} (HTTP {}): {}; replace that line's "
+                           "token with that agent's token, or remove the line to use "
+                           "DEPLOYCTL_TOKEN (the line wins over it)",
+                           base_url, file, status, message);
+    case TokenSource::none:
+        break;
+    }
+    return fmt::format("{} needs a token and deployctl has none for it (HTTP {}): {}; set "
+                       "DEPLOYCTL_TOKEN, or {}; for an agent on this machine, its admin token is "
+                       "in DATA_DIR/admin.token (default /var/lib/deploy-agent/admin.token)",
+                       base_url, status, message, add_line);
 }
 
 } // namespace cli

@@ -336,7 +336,8 @@ common::Result<json> HttpClient::request_json(const char* method, std::string_vi
     if (!response)
         return response.error();
     if (response->status >= 400)
-        return error_from_response(response->status, response->body, m_base_url);
+        return error_from_response(response->status, response->body, m_base_url,
+                                   m_options.token_source);
     if (response->body.empty())
         return json::object();
     auto parsed = json::parse(response->body, nullptr, false);
@@ -369,7 +370,8 @@ common::Status HttpClient::stream_ndjson(std::string_view path, const LineHandle
     if (state.status == 0)
         curl_easy_getinfo(m_handle, CURLINFO_RESPONSE_CODE, &state.status);
     if (state.status >= 400)
-        return error_from_response(state.status, state.error_body, m_base_url);
+        return error_from_response(state.status, state.error_body, m_base_url,
+                                   m_options.token_source);
     state.buffer += '\n'; // a last line without a newline still counts
     deliver_lines(state);
     if (state.bad_line)
@@ -379,7 +381,8 @@ common::Status HttpClient::stream_ndjson(std::string_view path, const LineHandle
 
 } // namespace
 
-common::Error error_from_response(long status, std::string_view body, std::string_view url) {
+common::Error error_from_response(long status, std::string_view body, std::string_view url,
+                                  TokenSource source) {
     std::string code;
     std::string message;
     auto parsed = json::parse(body, nullptr, false);
@@ -389,11 +392,10 @@ common::Error error_from_response(long status, std::string_view body, std::strin
         message = parsed["error"].value("message", "");
     }
     ErrorKind kind = kind_of_code(code, status);
-    if (message.empty())
-        message = fmt::format("the agent at {} answered HTTP {}", url, status);
     if (kind == ErrorKind::auth)
-        message = fmt::format("the agent at {} refused our credentials (HTTP {}): {}; {}", url,
-                              status, message, auth_advice(status));
+        message = auth_error_message(status, message.empty() ? "refused" : message, url, source);
+    else if (message.empty())
+        message = fmt::format("the agent at {} answered HTTP {}", url, status);
     return common::make_error(kind, std::move(message));
 }
 

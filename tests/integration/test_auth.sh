@@ -172,6 +172,10 @@ assert_exit 3 dctl releases
 assert_contains "$ERR" "chmod 600" "credentials file 0644: refused, says how to fix it"
 chmod 600 "$CREDENTIALS"
 export DEPLOYCTL_TOKEN=$ADMIN
+assert_exit 3 dctl token ls
+assert_contains "$ERR" "admin scope" "the file's line (a deploy token) wins over DEPLOYCTL_TOKEN (admin)"
+assert_contains "$ERR" "refused the token for it in $CREDENTIALS" "a line's token refused: the message names the file"
+add_credentials "$AGENT_URL" "$ADMIN"
 
 # --- the unix socket needs no token -----------------------------------------------
 run curl -s --unix-socket "$AGENT_SOCKET" -o /dev/null -w '%{http_code}' http://agent/v1/apps/hello
