@@ -296,7 +296,11 @@ common::Error HttpClient::failure(CURLcode rc) {
                                   fmt::format("the TLS handshake with {} failed: {} (does the "
                                               "agent serve HTTPS on this port?)",
                                               m_base_url, detail));
-    return curl_error(rc, m_error, m_base_url, os_errno());
+    auto error = curl_error(rc, m_error, m_base_url, os_errno());
+    if (error.kind == ErrorKind::connection && m_options.unix_socket.empty())
+        error.message += "; is deploy-agent running there, listening on that address? Check the "
+                         "URL: --host, DEPLOYCTL_HOST or the target's hosts in deploy.toml";
+    return error;
 }
 
 common::Result<Response> HttpClient::perform(const char* method, std::string_view path,

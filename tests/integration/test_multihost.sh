@@ -145,6 +145,8 @@ assert_match "$OUT" "^$A_URL +v7 -> v6 +ROLLED_BACK " "dead host: a rolled back 
 assert_eq v6 "$(prod_on "$A_URL")" "dead host: a back on v6"
 assert_eq "$b_before" "$(prod_on "$B_URL")" "dead host: b back on $b_before"
 assert_contains "$ERR" "127.0.0.1:$dead" "dead host: the error names it"
+assert_contains "$ERR" "is deploy-agent running there" "dead host: the error asks whether the agent runs"
+assert_contains "$ERR" "--host, DEPLOYCTL_HOST or the target's hosts" "dead host: the error says where the URL comes from"
 
 # --- [deploy] strategy / max_parallel in deploy.toml ------------------------------
 sed -i 's/^\[deploy\]$/[deploy]\nstrategy = "rollin"/' "$REPO/deploy.toml"
