@@ -50,7 +50,9 @@ void add_global_options(CLI::App& app, GlobalOptions& g, std::string& dir) {
         ->allow_extra_args(false) // one URL per --host: `--host URL DIR` keeps DIR
         ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
     app.add_option("-a,--app", g.app, "App name (default: app in deploy.toml)")->type_name("NAME");
-    app.add_flag("--json", g.json, "Print NDJSON events, one object per line (docs/json.md)");
+    app.add_flag("--json", g.json,
+                 "Print NDJSON events, one object per line; releases and token ls: one array per "
+                 "agent (docs/json.md)");
     app.add_flag("-q,--quiet", g.quiet, "Print only errors and the final URL");
     app.add_flag("--no-color", g.no_color, "No colours (also when NO_COLOR is set)");
     app.add_flag("--accept-new-host-key", g.accept_new_host_key,
