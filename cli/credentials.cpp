@@ -1,4 +1,5 @@
 #include <cli/credentials.hpp>
+#include <common/fs.hpp>
 
 #include <fmt/format.h>
 
@@ -65,6 +66,39 @@ common::Result<std::string> read_credentials(const std::filesystem::path& path,
     return std::string();
 }
 
+common::Result<bool> store_credentials(const std::filesystem::path& path,
+                                       const std::string& base_url, const std::string& token) {
+    if (auto check = read_credentials(path, base_url); !check)
+        return check.error();
+    if (auto dir = common::ensure_directory(path.parent_path(), std::filesystem::perms::owner_all);
+        !dir)
+        return dir.error();
+    std::string text;
+    if (std::filesystem::exists(path)) {
+        auto old = common::read_file(path);
+        if (!old)
+            return old.error();
+        text = std::move(*old);
+    }
+    const auto wanted = without_slash(base_url);
+    std::string kept;
+    bool replaced = false;
+    std::istringstream lines(text);
+    for (std::string line; std::getline(lines, line);) {
+        std::istringstream words(line);
+        std::string url;
+        if (words >> url && url.front() != '#' && without_slash(url) == wanted) {
+            replaced = true;
+            continue;
+        }
+        kept += line + '\n';
+    }
+    kept += wanted + ' ' + token + '\n';
+    if (auto ok = common::atomic_write_file(path, kept, 0600); !ok)
+        return ok.error();
+    return replaced;
+}
+
 common::Result<AgentToken> token_for(const std::string& base_url) {
     auto line = read_credentials(credentials_path(), base_url);
     if (!line)
@@ -80,7 +114,7 @@ std::string auth_error_message(long status, std::string_view message, std::strin
                                TokenSource source) {
     const auto file = credentials_path().string();
     const auto add_line =
-        fmt::format("add a line \"{} TOKEN\" for it to {} (mode 0600)", base_url, file);
+        fmt::format("add a line for it to {} with `deployctl login {}`", file, base_url);
     switch (source) {
     case TokenSource::environment:
         if (status == 403)
@@ -97,12 +131,18 @@ std::string auth_error_message(long status, std::string_view message, std::strin
             return fmt::format(
                 "{} refused the token for it in {} (HTTP {}): {}; use a token with that scope "
                 "and app (deploy-agent token create, or deployctl token create with an admin "
-                "token): replace that line's token with it (the line wins over DEPLOYCTL_TOKEN)",
-                base_url, file, status, message);
+                "token): replace that line's token with it, `deployctl login {}` (the line wins "
+                "over DEPLOYCTL_TOKEN)",
+                base_url, file, status, message, base_url);
         return fmt::format("{} refused the token for it in {} (HTTP {}): {}; replace that line's "
-                           "token with that agent's token, or remove the line to use "
-                           "DEPLOYCTL_TOKEN (the line wins over it)",
-                           base_url, file, status, message);
+                           "token with that agent's token, `deployctl login {}`, or remove the "
+                           "line to use DEPLOYCTL_TOKEN (the line wins over it)",
+                           base_url, file, status, message, base_url);
+    case TokenSource::given:
+        return fmt::format("{} refused the token given (HTTP {}): {}; is it that agent's token? "
+                           "(deploy-agent token create on that machine, or its "
+                           "DATA_DIR/admin.token)",
+                           base_url, status, message);
     case TokenSource::none:
         break;
     }

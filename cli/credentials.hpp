@@ -17,7 +17,7 @@ namespace cli {
 std::filesystem::path credentials_path();
 
 // Where a token came from, so that an error can say what to change.
-enum class TokenSource { none, file, environment };
+enum class TokenSource { none, file, environment, given };
 
 struct AgentToken {
     std::string value; // "" when there is none
@@ -32,6 +32,13 @@ common::Result<AgentToken> token_for(const std::string& base_url);
 // Reads the token for `base_url` from `path` ("" when missing).
 common::Result<std::string> read_credentials(const std::filesystem::path& path,
                                              const std::string& base_url);
+
+// Adds the line "BASE_URL TOKEN" to `path`, or replaces the line for
+// `base_url`, keeping the other lines; atomic, mode 0600, its folder created
+// 0700 when missing. Returns whether a line was replaced. The same checks as
+// read_credentials first: a file others may read is refused.
+common::Result<bool> store_credentials(const std::filesystem::path& path,
+                                       const std::string& base_url, const std::string& token);
 
 // What went wrong and what to do after a 401 or 403 (`status`, the agent's
 // `message`) from the agent at `base_url`, given where the token came from.

@@ -148,6 +148,11 @@ class HumanPrinter final : public Printer {
                          str(*e.token, "revoked_at")));
     }
     void render(const Audit& e);
+    void render(const LoggedIn& e) {
+        line(m_err, "",
+             fmt::format("{} accepted the token; {} its line in {}", e.host,
+                         e.replaced ? "replaced" : "added", e.file));
+    }
     void render(const Error& e) {
         if (m_live)
             m_live->finish(e.host);

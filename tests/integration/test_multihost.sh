@@ -178,7 +178,7 @@ expect_serving $APP "hello from 9" "DEPLOYCTL_TOKEN for a, a line for b: a deplo
 expect_serving $APP "hello from 9" "DEPLOYCTL_TOKEN for a, a line for b: b deployed" "$B_PROXY_PORT"
 assert_exit 3 dc --host "$A_URL" --host "$C_URL" status
 assert_contains "$ERR" "$C_URL refused the token from DEPLOYCTL_TOKEN" "c without a line: names c and the variable"
-assert_contains "$ERR" "add a line \"$C_URL TOKEN\"" "c without a line: says to add one for c"
+assert_contains "$ERR" "add a line for it to $CREDENTIALS with \`deployctl login $C_URL\`" "c without a line: says to add one for c with login"
 printf '%s %s\n' "$C_URL" "dpa_000000000000_$(printf 'A%.0s' $(seq 43))" >>"$CREDENTIALS"
 assert_exit 3 dc --host "$C_URL" status
 assert_contains "$ERR" "$C_URL refused the token for it in $CREDENTIALS" "a wrong line for c: names c and the file"

@@ -116,18 +116,19 @@ TEST_CASE("a refused token's message names the host and a fix for where the toke
         auto m = cli::auth_error_message(401, "unknown token", url, cli::TokenSource::environment);
         CHECK(has(m, "https://h2:7443 refused the token from DEPLOYCTL_TOKEN (HTTP 401)"));
         CHECK(has(m, "unknown token"));
-        CHECK(has(m, "add a line \"https://h2:7443 TOKEN\" for it to " + file));
+        CHECK(has(m, "add a line for it to " + file + " with `deployctl login https://h2:7443`"));
         CHECK(has(m, "or set DEPLOYCTL_TOKEN to that agent's token"));
         auto forbidden =
             cli::auth_error_message(403, "needs deploy scope", url, cli::TokenSource::environment);
         CHECK(has(forbidden, "(HTTP 403)"));
         CHECK(has(forbidden, "scope and app"));
-        CHECK(has(forbidden, "add a line \"https://h2:7443 TOKEN\""));
+        CHECK(has(forbidden, "`deployctl login https://h2:7443`"));
     }
     SUBCASE("from the file: that line, which DEPLOYCTL_TOKEN would not override") {
         auto m = cli::auth_error_message(401, "revoked", url, cli::TokenSource::file);
         CHECK(has(m, "https://h2:7443 refused the token for it in " + file + " (HTTP 401)"));
-        CHECK(has(m, "replace that line's token"));
+        CHECK(has(m, "replace that line's token with that agent's token, `deployctl login "
+                     "https://h2:7443`"));
         CHECK(has(m, "the line wins over it"));
         CHECK_FALSE(has(m, "set DEPLOYCTL_TOKEN"));
         auto forbidden =
@@ -139,7 +140,36 @@ TEST_CASE("a refused token's message names the host and a fix for where the toke
         auto m = cli::auth_error_message(401, "a token is required", url, cli::TokenSource::none);
         CHECK(has(m, "https://h2:7443 needs a token and deployctl has none for it (HTTP 401)"));
         CHECK(has(m, "set DEPLOYCTL_TOKEN"));
-        CHECK(has(m, "add a line \"https://h2:7443 TOKEN\""));
+        CHECK(has(m, "add a line for it to " + file + " with `deployctl login https://h2:7443`"));
         CHECK(has(m, "admin.token"));
+    }
+}
+
+TEST_CASE("store_credentials adds or replaces the agent's line, mode 0600, folder 0700") {
+    test::TempDir dir;
+    const auto path = dir.path() / "deployctl" / "credentials";
+    auto added = cli::store_credentials(path, "https://h2:7443/", "dpa_one");
+    REQUIRE(added);
+    CHECK_FALSE(*added);
+    struct stat st {};
+    REQUIRE(::stat(path.c_str(), &st) == 0);
+    CHECK((st.st_mode & 07777) == 0600);
+    REQUIRE(::stat(path.parent_path().c_str(), &st) == 0);
+    CHECK((st.st_mode & 07777) == 0700);
+    REQUIRE(cli::store_credentials(path, "http://127.0.0.1:7070", "dpa_local"));
+    auto replaced = cli::store_credentials(path, "https://h2:7443", "dpa_two");
+    REQUIRE(replaced);
+    CHECK(*replaced);
+    CHECK(*cli::read_credentials(path, "https://h2:7443") == "dpa_two");
+    CHECK(*cli::read_credentials(path, "http://127.0.0.1:7070") == "dpa_local");
+    CHECK(*common::read_file(path) == "http://127.0.0.1:7070 dpa_local\nhttps://h2:7443 dpa_two\n");
+
+    SUBCASE("a file others may read is refused, and left as it is") {
+        REQUIRE(::chmod(path.c_str(), 0644) == 0);
+        auto refused = cli::store_credentials(path, "https://h2:7443", "dpa_three");
+        REQUIRE_FALSE(refused);
+        CHECK(refused.error().message.find("chmod 600") != std::string::npos);
+        REQUIRE(::chmod(path.c_str(), 0600) == 0);
+        CHECK(*cli::read_credentials(path, "https://h2:7443") == "dpa_two");
     }
 }

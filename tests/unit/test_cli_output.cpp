@@ -139,6 +139,22 @@ TEST_CASE("the JSON printer: releases and token ls print one array per agent, au
     CHECK(parsed[4].is_object());
 }
 
+TEST_CASE("login: a login event, never the token") {
+    std::ostringstream o, e;
+    auto p = out::make_json_printer(o, e);
+    p->emit(out::LoggedIn{"https://h2:7443", "/home/u/.config/deployctl/credentials", true});
+    auto event = json::parse(o.str());
+    CHECK(event["event"] == "login");
+    CHECK(event["host"] == "https://h2:7443");
+    CHECK(event["file"] == "/home/u/.config/deployctl/credentials");
+    CHECK(event["replaced"] == true);
+    CHECK(event["v"] == out::k_json_schema_version);
+    std::ostringstream ho, he;
+    auto human = out::make_human_printer({}, ho, he);
+    human->emit(out::LoggedIn{"https://h2:7443", "/c", false});
+    CHECK(he.str() == "https://h2:7443 accepted the token; added its line in /c\n");
+}
+
 TEST_CASE("the human printer: -q prints only the URL, errors go to stderr") {
     std::ostringstream o, e;
     out::HumanStyle style;
