@@ -37,9 +37,9 @@ checked against the system's CA store, the target's ca_file, or its pinned finge
 machine (plain HTTP only to loopback), or ssh://USER@HOST[:PORT]: deployctl logs in with ssh-agent or
 ~/.ssh/id_* (or the target's identity_file), checks the host key against ~/.ssh/known_hosts
 and runs `deploy-agent dial-stdio` (or the target's agent_command) on the server.
-Tokens: $DEPLOYCTL_TOKEN, else the line "URL TOKEN" for the agent in
-~/.config/deployctl/credentials (mode 0600), is sent as a bearer token to https:// and http://
-agents (an agent's first admin token is in its DATA_DIR/admin.token).)";
+Tokens: the line "URL TOKEN" for the agent in ~/.config/deployctl/credentials (mode 0600),
+else $DEPLOYCTL_TOKEN, is sent as a bearer token to https:// and http:// agents (an agent's
+first admin token is in its DATA_DIR/admin.token).)";
 
 void add_global_options(CLI::App& app, GlobalOptions& g, std::string& dir) {
     app.add_option("-C", dir, "Run as if deployctl was started in DIR")->type_name("DIR");
@@ -50,7 +50,9 @@ void add_global_options(CLI::App& app, GlobalOptions& g, std::string& dir) {
         ->allow_extra_args(false) // one URL per --host: `--host URL DIR` keeps DIR
         ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
     app.add_option("-a,--app", g.app, "App name (default: app in deploy.toml)")->type_name("NAME");
-    app.add_flag("--json", g.json, "Print NDJSON events, one object per line (docs/json.md)");
+    app.add_flag("--json", g.json,
+                 "Print NDJSON events, one object per line; releases and token ls: one array per "
+                 "agent (docs/json.md)");
     app.add_flag("-q,--quiet", g.quiet, "Print only errors and the final URL");
     app.add_flag("--no-color", g.no_color, "No colours (also when NO_COLOR is set)");
     app.add_flag("--accept-new-host-key", g.accept_new_host_key,
@@ -98,7 +100,8 @@ Connect default_connect(const GlobalOptions& g) {
             if (!token)
                 return token.error();
             auto http = options;
-            http.token = *token;
+            http.token = token->value;
+            http.token_source = token->source;
             if (url.scheme == Scheme::https)
                 http.tls = tls;
             return transport::make_http_client(url.base_url, std::move(http));

@@ -1,4 +1,5 @@
 #include <cli/credentials.hpp>
+#include <common/fs.hpp>
 
 #include <fmt/format.h>
 
@@ -65,20 +66,90 @@ common::Result<std::string> read_credentials(const std::filesystem::path& path,
     return std::string();
 }
 
-common::Result<std::string> token_for(const std::string& base_url) {
-    if (const char* token = std::getenv("DEPLOYCTL_TOKEN"); token && *token)
-        return std::string(token);
-    return read_credentials(credentials_path(), base_url);
+common::Result<bool> store_credentials(const std::filesystem::path& path,
+                                       const std::string& base_url, const std::string& token) {
+    if (auto check = read_credentials(path, base_url); !check)
+        return check.error();
+    if (auto dir = common::ensure_directory(path.parent_path(), std::filesystem::perms::owner_all);
+        !dir)
+        return dir.error();
+    std::string text;
+    if (std::filesystem::exists(path)) {
+        auto old = common::read_file(path);
+        if (!old)
+            return old.error();
+        text = std::move(*old);
+    }
+    const auto wanted = without_slash(base_url);
+    std::string kept;
+    bool replaced = false;
+    std::istringstream lines(text);
+    for (std::string line; std::getline(lines, line);) {
+        std::istringstream words(line);
+        std::string url;
+        if (words >> url && url.front() != '#' && without_slash(url) == wanted) {
+            replaced = true;
+            continue;
+        }
+        kept += line + '\n';
+    }
+    kept += wanted + ' ' + token + '\n';
+    if (auto ok = common::atomic_write_file(path, kept, 0600); !ok)
+        return ok.error();
+    return replaced;
 }
 
-std::string auth_advice(long status) {
-    if (status == 403)
-        return "use a token with that scope and app (deploy-agent token create, or deployctl "
-               "token create with an admin token)";
-    return fmt::format("set DEPLOYCTL_TOKEN, or add a line \"URL TOKEN\" to {} (mode 0600); for "
-                       "an agent on this machine, its admin token is in DATA_DIR/admin.token "
-                       "(default /var/lib/deploy-agent/admin.token)",
-                       credentials_path().string());
+common::Result<AgentToken> token_for(const std::string& base_url) {
+    auto line = read_credentials(credentials_path(), base_url);
+    if (!line)
+        return line.error();
+    if (!line->empty())
+        return AgentToken{*line, TokenSource::file};
+    if (const char* token = std::getenv("DEPLOYCTL_TOKEN"); token && *token)
+        return AgentToken{token, TokenSource::environment};
+    return AgentToken{};
+}
+
+std::string auth_error_message(long status, std::string_view message, std::string_view base_url,
+                               TokenSource source) {
+    const auto file = credentials_path().string();
+    const auto add_line =
+        fmt::format("add a line for it to {} with `deployctl login {}`", file, base_url);
+    switch (source) {
+    case TokenSource::environment:
+        if (status == 403)
+            return fmt::format(
+                "{} refused the token from DEPLOYCTL_TOKEN (HTTP {}): {}; use a token with that "
+                "scope and app (deploy-agent token create, or deployctl token create with an "
+                "admin token): {}, or set DEPLOYCTL_TOKEN to it",
+                base_url, status, message, add_line);
+        return fmt::format("{} refused the token from DEPLOYCTL_TOKEN (HTTP {}): {}; {}, or set "
+                           "DEPLOYCTL_TOKEN to that agent's token",
+                           base_url, status, message, add_line);
+    case TokenSource::file:
+        if (status == 403)
+            return fmt::format(
+                "{} refused the token for it in {} (HTTP {}): {}; use a token with that scope "
+                "and app (deploy-agent token create, or deployctl token create with an admin "
+                "token): replace that line's token with it, `deployctl login {}` (the line wins "
+                "over DEPLOYCTL_TOKEN)",
+                base_url, file, status, message, base_url);
+        return fmt::format("{} refused the token for it in {} (HTTP {}): {}; replace that line's "
+                           "token with that agent's token, `deployctl login {}`, or remove the "
+                           "line to use DEPLOYCTL_TOKEN (the line wins over it)",
+                           base_url, file, status, message, base_url);
+    case TokenSource::given:
+        return fmt::format("{} refused the token given (HTTP {}): {}; is it that agent's token? "
+                           "(deploy-agent token create on that machine, or its "
+                           "DATA_DIR/admin.token)",
+                           base_url, status, message);
+    case TokenSource::none:
+        break;
+    }
+    return fmt::format("{} needs a token and deployctl has none for it (HTTP {}): {}; set "
+                       "DEPLOYCTL_TOKEN, or {}; for an agent on this machine, its admin token is "
+                       "in DATA_DIR/admin.token (default /var/lib/deploy-agent/admin.token)",
+                       base_url, status, message, add_line);
 }
 
 } // namespace cli

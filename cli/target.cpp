@@ -109,6 +109,10 @@ tls_options(const GlobalOptions& g, const common::TargetConfig* selected, const 
 
 } // namespace
 
+common::Result<transport::TlsOptions> command_line_tls(const GlobalOptions& g) {
+    return tls_options(g, nullptr, ".");
+}
+
 common::Result<Target> resolve_target(const Context& ctx, const fs::path& dir, ConfigNeed need) {
     Target target;
     const auto& g = ctx.global;

@@ -43,6 +43,10 @@ using HostFn = std::function<common::Status(transport::Client& client, const std
 common::Status for_each_host(Context& ctx, const Target& target, OnError on_error, const HostFn& fn,
                              std::map<std::string, common::Error>* errors = nullptr);
 
+// How https:// agents are verified from the command line alone (--ca-file /
+// --fingerprint, else the system's CA store), for a command with no target.
+common::Result<transport::TlsOptions> command_line_tls(const GlobalOptions& g);
+
 // Release ids are v1, v2, ...: anything else is a usage error.
 common::Status check_release_id(const std::string& id);
 

@@ -7,7 +7,7 @@
 _deployctl() {
     # Subcommands, options and the options that take a value, per command.
     local -A _subs=(
-        ['deployctl']='deploy status releases logs rollback rm agent env token audit init completion version'
+        ['deployctl']='deploy status releases logs rollback rm agent env token login audit init completion version'
         ['deployctl agent']='ping info version'
         ['deployctl env']='ls set unset'
         ['deployctl token']='create ls revoke'
@@ -32,6 +32,7 @@ _deployctl() {
         ['deployctl token create']='-h --help --all-apps --scope --expires --name --version -C -t --target --host -a --app --json -q --quiet --no-color --accept-new-host-key --ca-file --fingerprint'
         ['deployctl token ls']='-h --help --version -C -t --target --host -a --app --json -q --quiet --no-color --accept-new-host-key --ca-file --fingerprint'
         ['deployctl token revoke']='-h --help --version -C -t --target --host -a --app --json -q --quiet --no-color --accept-new-host-key --ca-file --fingerprint'
+        ['deployctl login']='-h --help --version -C -t --target --host -a --app --json -q --quiet --no-color --accept-new-host-key --ca-file --fingerprint'
         ['deployctl audit']='-h --help --limit --since --version -C -t --target --host -a --app --json -q --quiet --no-color --accept-new-host-key --ca-file --fingerprint'
         ['deployctl init']='-h --help --template --force --list --version -C -t --target --host -a --app --json -q --quiet --no-color --accept-new-host-key --ca-file --fingerprint'
         ['deployctl completion']='-h --help --version -C -t --target --host -a --app --json -q --quiet --no-color --accept-new-host-key --ca-file --fingerprint'
@@ -57,6 +58,7 @@ _deployctl() {
         ['deployctl token create']='--scope --expires --name -C -t --target --host -a --app --ca-file --fingerprint'
         ['deployctl token ls']='-C -t --target --host -a --app --ca-file --fingerprint'
         ['deployctl token revoke']='-C -t --target --host -a --app --ca-file --fingerprint'
+        ['deployctl login']='-C -t --target --host -a --app --ca-file --fingerprint'
         ['deployctl audit']='--limit --since -C -t --target --host -a --app --ca-file --fingerprint'
         ['deployctl init']='--template -C -t --target --host -a --app --ca-file --fingerprint'
         ['deployctl completion']='-C -t --target --host -a --app --ca-file --fingerprint'
@@ -146,6 +148,10 @@ _deployctl() {
         ['deployctl token revoke -t']='@targets'
         ['deployctl token revoke --target']='@targets'
         ['deployctl token revoke --ca-file']='@files'
+        ['deployctl login -C']='@dirs'
+        ['deployctl login -t']='@targets'
+        ['deployctl login --target']='@targets'
+        ['deployctl login --ca-file']='@files'
         ['deployctl audit -C']='@dirs'
         ['deployctl audit -t']='@targets'
         ['deployctl audit --target']='@targets'

@@ -154,9 +154,7 @@ common::Result<std::string> logs_release(ApiContext& context, const std::string&
         return status.error();
     if (!status->production)
         return make_error(ErrorKind::not_found,
-                          fmt::format("app '{}' has no PRODUCTION release; name one with "
-                                      "?release=ID",
-                                      app));
+                          fmt::format("app '{}' has no PRODUCTION release; name a release", app));
     return *status->production;
 }
 

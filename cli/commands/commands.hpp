@@ -26,6 +26,7 @@ void add_rm(CLI::App& app, Context& ctx);
 void add_agent(CLI::App& app, Context& ctx);
 void add_env(CLI::App& app, Context& ctx);
 void add_token(CLI::App& app, Context& ctx);
+void add_login(CLI::App& app, Context& ctx);
 void add_audit(CLI::App& app, Context& ctx);
 void add_init(CLI::App& app, Context& ctx);
 void add_completion(CLI::App& app, Context& ctx); // and the hidden __complete
@@ -45,6 +46,7 @@ inline constexpr AddCommand k_commands[] = {
     add_agent,
     add_env,
     add_token,
+    add_login,
     add_audit,
     add_init,
     add_completion,

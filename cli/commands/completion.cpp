@@ -43,7 +43,8 @@ void complete_releases(const Context& ctx) {
         if (!token)
             return;
         transport::HttpOptions options;
-        options.token = *token;
+        options.token = token->value;
+        options.token_source = token->source;
         options.connect_timeout_s = k_release_timeout_s;
         options.request_timeout_s = k_release_timeout_s;
         if (url->scheme == Scheme::https)

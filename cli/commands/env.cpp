@@ -4,6 +4,7 @@
 #include <CLI/CLI.hpp>
 #include <cli/commands/commands.hpp>
 #include <cli/context.hpp>
+#include <cli/secret_input.hpp>
 #include <cli/target.hpp>
 #include <common/env_name.hpp>
 
@@ -11,11 +12,8 @@
 #include <nlohmann/json.hpp>
 
 #include <iostream>
-#include <iterator>
 #include <memory>
 #include <set>
-#include <termios.h>
-#include <unistd.h>
 
 namespace cli::commands {
 
@@ -34,30 +32,7 @@ struct EnvOptions {
 // The value of `env set --secret KEY`: typed without echo on a terminal,
 // else all of stdin (one trailing newline dropped).
 common::Result<std::string> read_secret(const std::string& name) {
-    std::string value;
-    if (isatty(STDIN_FILENO)) {
-        std::cerr << "Value of " << name << " (not shown): " << std::flush;
-        termios saved{};
-        bool hide = tcgetattr(STDIN_FILENO, &saved) == 0;
-        if (hide) {
-            termios quiet = saved;
-            quiet.c_lflag &= ~static_cast<tcflag_t>(ECHO);
-            tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet);
-        }
-        std::getline(std::cin, value);
-        if (hide)
-            tcsetattr(STDIN_FILENO, TCSAFLUSH, &saved);
-        std::cerr << '\n';
-    } else {
-        value.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
-        if (!value.empty() && value.back() == '\n')
-            value.pop_back();
-        if (!value.empty() && value.back() == '\r')
-            value.pop_back();
-    }
-    if (value.empty())
-        return make_error(ErrorKind::usage, "no value for " + name + " was read from stdin");
-    return value;
+    return cli::read_secret("Value of " + name + " (not shown): ", "value for " + name);
 }
 
 // KEY=VALUE arguments (or one KEY with --secret, its value from stdin) as the

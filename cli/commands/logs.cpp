@@ -20,6 +20,15 @@ struct LogsOptions {
     bool follow = false;
 };
 
+// Without a release, the agent answers not_found when the app has no
+// PRODUCTION release: say how to name one on this command line.
+common::Error with_release_hint(common::Error error, const LogsOptions& options) {
+    if (options.release.empty() && error.kind == common::ErrorKind::not_found &&
+        error.message.find("no PRODUCTION release") != std::string::npos)
+        error.message += " with `deployctl logs RELEASE` (`deployctl releases` lists them)";
+    return error;
+}
+
 common::Status logs(Context& ctx, const LogsOptions& options) {
     if (!options.release.empty())
         if (auto st = check_release_id(options.release); !st)
@@ -45,7 +54,7 @@ common::Status logs(Context& ctx, const LogsOptions& options) {
                                  return true;
                              });
                              if (!st)
-                                 return st;
+                                 return with_release_hint(st.error(), options);
                              if (options.follow)
                                  return common::make_error(
                                      common::ErrorKind::connection,

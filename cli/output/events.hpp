@@ -176,6 +176,13 @@ struct TokenRevoked {
     JsonValue token;
 };
 
+// login: the agent accepted the token, stored as its line in `file`.
+struct LoggedIn {
+    std::string host;
+    std::string file;
+    bool replaced = false; // the file had a line for the host before
+};
+
 // audit: GET /v1/audit, newest first.
 struct Audit {
     std::string host;
@@ -244,6 +251,6 @@ struct InitSummary {
 using Event = std::variant<Version, Completion, Warning, PackageSummary, Uploading, UploadProgress, Uploaded,
                            Created, AgentEvent, Done, RolledBack, Removed, Releases, Status,
                            EnvList, EnvChanged, Agent, TokenCreated, Tokens, TokenRevoked, Audit,
-                           Error, Summary, Templates, InitSummary>;
+                           LoggedIn, Error, Summary, Templates, InitSummary>;
 
 } // namespace cli::output

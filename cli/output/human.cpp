@@ -142,6 +142,11 @@ class HumanPrinter final : public Printer {
                          json_str(*e.token, "revoked_at")));
     }
     void render(const Audit& e);
+    void render(const LoggedIn& e) {
+        line(m_err, "",
+             fmt::format("{} accepted the token; {} its line in {}", e.host,
+                         e.replaced ? "replaced" : "added", e.file));
+    }
     void render(const Error& e) {
         if (m_live)
             m_live->finish(e.host);

@@ -101,6 +101,9 @@ class JsonPrinter final : public Printer {
                 rows.push_back(with_event(t, "token", e.host));
         write(rows);
     }
+    void render(const LoggedIn& e) {
+        write({{"event", "login"}, {"host", e.host}, {"file", e.file}, {"replaced", e.replaced}});
+    }
     void render(const TokenRevoked& e) { write(with_event(*e.token, "token_revoked", e.host)); }
     void render(const Audit& e) {
         if (e.list->is_array())

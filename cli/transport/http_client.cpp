@@ -296,7 +296,11 @@ common::Error HttpClient::failure(CURLcode rc) {
                                   fmt::format("the TLS handshake with {} failed: {} (does the "
                                               "agent serve HTTPS on this port?)",
                                               m_base_url, detail));
-    return curl_error(rc, m_error, m_base_url, os_errno());
+    auto error = curl_error(rc, m_error, m_base_url, os_errno());
+    if (error.kind == ErrorKind::connection && m_options.unix_socket.empty())
+        error.message += "; is deploy-agent running there, listening on that address? Check the "
+                         "URL: --host, DEPLOYCTL_HOST or the target's hosts in deploy.toml";
+    return error;
 }
 
 common::Result<Response> HttpClient::perform(const char* method, std::string_view path,
@@ -336,7 +340,8 @@ common::Result<json> HttpClient::request_json(const char* method, std::string_vi
     if (!response)
         return response.error();
     if (response->status >= 400)
-        return error_from_response(response->status, response->body, m_base_url);
+        return error_from_response(response->status, response->body, m_base_url,
+                                   m_options.token_source);
     if (response->body.empty())
         return json::object();
     auto parsed = json::parse(response->body, nullptr, false);
@@ -369,7 +374,8 @@ common::Status HttpClient::stream_ndjson(std::string_view path, const LineHandle
     if (state.status == 0)
         curl_easy_getinfo(m_handle, CURLINFO_RESPONSE_CODE, &state.status);
     if (state.status >= 400)
-        return error_from_response(state.status, state.error_body, m_base_url);
+        return error_from_response(state.status, state.error_body, m_base_url,
+                                   m_options.token_source);
     state.buffer += '\n'; // a last line without a newline still counts
     deliver_lines(state);
     if (state.bad_line)
@@ -379,7 +385,8 @@ common::Status HttpClient::stream_ndjson(std::string_view path, const LineHandle
 
 } // namespace
 
-common::Error error_from_response(long status, std::string_view body, std::string_view url) {
+common::Error error_from_response(long status, std::string_view body, std::string_view url,
+                                  TokenSource source) {
     std::string code;
     std::string message;
     auto parsed = json::parse(body, nullptr, false);
@@ -389,11 +396,10 @@ common::Error error_from_response(long status, std::string_view body, std::strin
         message = parsed["error"].value("message", "");
     }
     ErrorKind kind = kind_of_code(code, status);
-    if (message.empty())
-        message = fmt::format("the agent at {} answered HTTP {}", url, status);
     if (kind == ErrorKind::auth)
-        message = fmt::format("the agent at {} refused our credentials (HTTP {}): {}; {}", url,
-                              status, message, auth_advice(status));
+        message = auth_error_message(status, message.empty() ? "refused" : message, url, source);
+    else if (message.empty())
+        message = fmt::format("the agent at {} answered HTTP {}", url, status);
     return common::make_error(kind, std::move(message));
 }
 

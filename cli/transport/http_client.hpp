@@ -1,6 +1,7 @@
 #pragma once
 // The Client over HTTP(S), on libcurl (kept out of this header).
 
+#include <cli/credentials.hpp>
 #include <cli/transport/client.hpp>
 
 #include <memory>
@@ -20,7 +21,8 @@ struct TlsOptions {
 };
 
 struct HttpOptions {
-    std::string token; // bearer token (DEPLOYCTL_TOKEN), empty for none
+    std::string token; // bearer token (cli/credentials.hpp), empty for none
+    TokenSource token_source = TokenSource::none; // where `token` came from, for messages
     long connect_timeout_s = 10;
     long request_timeout_s = 300; // non-streaming requests
     // When set, every request goes to this unix socket (the SSH tunnel) and
@@ -33,7 +35,9 @@ struct HttpOptions {
 // or with options.unix_socket any name for messages ("ssh://deploy@web1").
 std::unique_ptr<Client> make_http_client(std::string base_url, HttpOptions options = {});
 
-// Maps an agent's error answer to a typed error (exposed for tests).
-common::Error error_from_response(long status, std::string_view body, std::string_view url);
+// Maps an agent's error answer to a typed error (exposed for tests); a 401 or
+// 403 says what to change given where the token came from.
+common::Error error_from_response(long status, std::string_view body, std::string_view url,
+                                  TokenSource source = TokenSource::none);
 
 } // namespace cli::transport

@@ -77,6 +77,14 @@ int connect_address(const addrinfo& ai, std::string& why) {
     return fd;
 }
 
+// The ssh command that reaches the same server, for messages.
+std::string ssh_command(const SshOptions& options) {
+    const auto login = options.user.empty() ? options.host : options.user + "@" + options.host;
+    if (options.port != 0 && options.port != 22)
+        return fmt::format("ssh -p {} {}", options.port, login);
+    return "ssh " + login;
+}
+
 common::Result<int> connect_tcp(const SshOptions& options) {
     addrinfo hints{};
     hints.ai_family = AF_UNSPEC;
@@ -94,10 +102,13 @@ common::Result<int> connect_tcp(const SshOptions& options) {
         fd = connect_address(*ai, why);
     ::freeaddrinfo(list);
     if (fd < 0)
-        return common::make_error(ErrorKind::connection,
-                                  fmt::format("cannot reach ssh://{}: {}:{}: {}",
-                                              ssh_address(options), options.host, options.port,
-                                              why));
+        return common::make_error(
+            ErrorKind::connection,
+            fmt::format("cannot reach ssh://{}: {}:{}: {}; is sshd running there? Check that `{}` "
+                        "logs in from this machine, and the URL: --host, DEPLOYCTL_HOST or the "
+                        "target's hosts in deploy.toml",
+                        ssh_address(options), options.host, options.port, why,
+                        ssh_command(options)));
     return fd;
 }
 

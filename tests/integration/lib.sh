@@ -500,7 +500,7 @@ commit_change() {
 
 # ---------------------------------------------------------------- talking to it
 
-# The credentials file deployctl reads when DEPLOYCTL_TOKEN is unset.
+# The credentials file deployctl reads: an agent's line wins over DEPLOYCTL_TOKEN.
 CREDENTIALS=$HOME/.config/deployctl/credentials
 
 # add_credentials URL TOKEN: (re)places URL's line in $CREDENTIALS (mode 0600).
@@ -515,14 +515,16 @@ add_credentials() {
 }
 
 # token_for URL: the token the tests send to the agent at URL (its base URL or
-# any URL under it): $DEPLOYCTL_TOKEN when set, else the credentials file's.
+# any URL under it), as deployctl picks it: the credentials file's line for it,
+# else $DEPLOYCTL_TOKEN.
 token_for() {
-    local base
+    local base line
     base=$(sed -E 's#^(https?://[^/]+).*#\1#' <<<"$1")
-    if [[ -n ${DEPLOYCTL_TOKEN:-} ]]; then
-        printf '%s' "$DEPLOYCTL_TOKEN"
+    line=$(awk -v u="$base" '$1 == u { print $2 }' "$CREDENTIALS" 2>/dev/null | tail -n 1)
+    if [[ -n $line ]]; then
+        printf '%s' "$line"
     else
-        awk -v u="$base" '$1 == u { print $2 }' "$CREDENTIALS" 2>/dev/null | tail -n 1
+        printf '%s' "${DEPLOYCTL_TOKEN:-}"
     fi
 }
 

@@ -172,6 +172,36 @@ assert_exit 3 dctl releases
 assert_contains "$ERR" "chmod 600" "credentials file 0644: refused, says how to fix it"
 chmod 600 "$CREDENTIALS"
 export DEPLOYCTL_TOKEN=$ADMIN
+assert_exit 3 dctl token ls
+assert_contains "$ERR" "admin scope" "the file's line (a deploy token) wins over DEPLOYCTL_TOKEN (admin)"
+assert_contains "$ERR" "refused the token for it in $CREDENTIALS" "a line's token refused: the message names the file"
+add_credentials "$AGENT_URL" "$ADMIN"
+
+# --- deployctl login --------------------------------------------------------------
+mv "$CREDENTIALS" "$CREDENTIALS.before-login"
+unset DEPLOYCTL_TOKEN
+run "$DEPLOYCTL_BIN" login "$AGENT_URL" <<<"$WRONG"
+assert_eq 3 "$RC" "login with a wrong token: exit 3"
+assert_contains "$ERR" "$AGENT_URL refused the token given" "login with a wrong token: names the agent"
+assert_false "login with a wrong token: no credentials file written" test -e "$CREDENTIALS"
+run "$DEPLOYCTL_BIN" login "$AGENT_URL" <<<"$ADMIN"
+assert_eq 0 "$RC" "login with the admin token: exit 0"
+assert_contains "$ERR" "added its line in $CREDENTIALS" "login: says where the token went"
+assert_not_contains "$OUT$ERR" "$(secret_of "$ADMIN")" "login: never prints the token"
+assert_eq 600 "$(stat -c %a "$CREDENTIALS")" "login: the credentials file is mode 0600"
+XDG_CONFIG_HOME=$TEST_TMP/fresh-config run "$DEPLOYCTL_BIN" login "$AGENT_URL" <<<"$ADMIN"
+assert_eq 0 "$RC" "login with no config folder yet: exit 0"
+assert_eq 700 "$(stat -c %a "$TEST_TMP/fresh-config/deployctl")" "login: the folder it creates is mode 0700"
+assert_exit 0 dctl token ls
+assert_contains "$OUT" "$(id_of "$ADMIN")" "after login, without DEPLOYCTL_TOKEN: token ls works"
+SAVED=$(cat "$CREDENTIALS")
+run "$DEPLOYCTL_BIN" login "$AGENT_URL" <<<"$WRONG"
+assert_eq 3 "$RC" "login again with a wrong token: exit 3"
+assert_eq "$SAVED" "$(cat "$CREDENTIALS")" "login with a wrong token: the file is unchanged"
+run "$DEPLOYCTL_BIN" --json login "$AGENT_URL" <<<"$ADMIN"
+assert_jq "$OUT" '.event == "login" and .replaced and .v == 1' "login --json: a login event, the line replaced"
+assert_eq 1 "$(grep -c "^$AGENT_URL " "$CREDENTIALS")" "login again: one line for the agent"
+export DEPLOYCTL_TOKEN=$ADMIN
 
 # --- the unix socket needs no token -----------------------------------------------
 run curl -s --unix-socket "$AGENT_SOCKET" -o /dev/null -w '%{http_code}' http://agent/v1/apps/hello

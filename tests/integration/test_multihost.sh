@@ -145,6 +145,8 @@ assert_match "$OUT" "^$A_URL +v7 -> v6 +ROLLED_BACK " "dead host: a rolled back 
 assert_eq v6 "$(prod_on "$A_URL")" "dead host: a back on v6"
 assert_eq "$b_before" "$(prod_on "$B_URL")" "dead host: b back on $b_before"
 assert_contains "$ERR" "127.0.0.1:$dead" "dead host: the error names it"
+assert_contains "$ERR" "is deploy-agent running there" "dead host: the error asks whether the agent runs"
+assert_contains "$ERR" "--host, DEPLOYCTL_HOST or the target's hosts" "dead host: the error says where the URL comes from"
 
 # --- [deploy] strategy / max_parallel in deploy.toml ------------------------------
 sed -i 's/^\[deploy\]$/[deploy]\nstrategy = "rollin"/' "$REPO/deploy.toml"
@@ -162,5 +164,26 @@ assert_exit 0 dc --json deploy
 assert_jq "$(jq -c 'select(.event == "summary")' "$OUT_FILE")" '.strategy == "rolling" and .ok' \
     "deploy.toml strategy = \"rolling\" is used"
 serving_everywhere "hello from 8" "rolling from deploy.toml"
+
+# --- tokens for several agents: a credentials line wins over DEPLOYCTL_TOKEN --------
+# Each agent made its own admin token. The variable holds a's; b has a line.
+cp "$CREDENTIALS" "$CREDENTIALS.all"
+{ grep -v "^$A_URL " "$CREDENTIALS.all" | grep -v "^$C_URL " || true; } >"$CREDENTIALS"
+export DEPLOYCTL_TOKEN=$(<"$A_DATA/admin.token")
+assert_exit 0 dc --host "$A_URL" --host "$B_URL" status
+assert_contains "$OUT" "$B_URL" "DEPLOYCTL_TOKEN for a, a line for b: status works on both"
+commit_change "$REPO" "Version 9, tokens from two places" VERSION 9
+assert_exit 0 dc --host "$A_URL" --host "$B_URL" deploy
+expect_serving $APP "hello from 9" "DEPLOYCTL_TOKEN for a, a line for b: a deployed" "$A_PROXY_PORT"
+expect_serving $APP "hello from 9" "DEPLOYCTL_TOKEN for a, a line for b: b deployed" "$B_PROXY_PORT"
+assert_exit 3 dc --host "$A_URL" --host "$C_URL" status
+assert_contains "$ERR" "$C_URL refused the token from DEPLOYCTL_TOKEN" "c without a line: names c and the variable"
+assert_contains "$ERR" "add a line for it to $CREDENTIALS with \`deployctl login $C_URL\`" "c without a line: says to add one for c with login"
+printf '%s %s\n' "$C_URL" "dpa_000000000000_$(printf 'A%.0s' $(seq 43))" >>"$CREDENTIALS"
+assert_exit 3 dc --host "$C_URL" status
+assert_contains "$ERR" "$C_URL refused the token for it in $CREDENTIALS" "a wrong line for c: names c and the file"
+assert_not_contains "$ERR" "set DEPLOYCTL_TOKEN" "a wrong line for c: the variable would not help"
+mv "$CREDENTIALS.all" "$CREDENTIALS"
+unset DEPLOYCTL_TOKEN
 
 log "all $CHECKS checks passed"

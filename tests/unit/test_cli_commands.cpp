@@ -23,7 +23,7 @@ namespace {
 
 // deployctl's commands as `deployctl --help` has always listed them; __complete is hidden.
 const std::string k_help_order =
-    "deploy status releases logs rollback rm agent env token audit init completion version";
+    "deploy status releases logs rollback rm agent env token login audit init completion version";
 
 std::string join(const std::vector<std::string>& words, const char* separator) {
     std::string text;
@@ -161,7 +161,7 @@ TEST_CASE("the command table adds every command, in the order of deployctl --hel
     auto visible = app.get_subcommands([](CLI::App* sub) { return !sub->get_group().empty(); });
     CHECK(names_of(visible) == k_help_order);
     CHECK(names_of(all) == // with the hidden __complete, added by completion
-          "deploy status releases logs rollback rm agent env token audit init completion "
+          "deploy status releases logs rollback rm agent env token login audit init completion "
           "__complete version");
 
     SUBCASE("deployctl --help lists them in that order") {
@@ -223,4 +223,46 @@ TEST_CASE("the parse runs the handler of the command it chose") {
         CHECK_THROWS_AS(cli.run({"rm"}), CLI::ParseError);
         CHECK_FALSE(cli.ctx.command);
     }
+}
+
+namespace {
+
+// An agent whose app has no PRODUCTION release: logs without a release is not_found.
+class NoProductionAgent final : public cli::transport::Client {
+  public:
+    const std::string& url() const override { return m_url; }
+    common::Result<json> get_json(std::string_view) override { return refuse(); }
+    common::Result<json> post_json(std::string_view, const json&) override { return refuse(); }
+    common::Result<json> put_blob(std::string_view, std::string_view) override { return refuse(); }
+    common::Result<json> remove(std::string_view) override { return refuse(); }
+    common::Status stream_ndjson(std::string_view, const cli::transport::LineHandler&) override {
+        return refuse().error();
+    }
+
+  private:
+    static common::Result<json> refuse() {
+        return common::make_error(common::ErrorKind::not_found,
+                                  "app 'hello' has no PRODUCTION release; name a release");
+    }
+    std::string m_url = "http://127.0.0.1:7070";
+};
+
+} // namespace
+
+TEST_CASE("logs without a PRODUCTION release says how to name one on the command line") {
+    test::CliRun cli;
+    cli.ctx.global.app = "hello";
+    cli.ctx.global.hosts = {"http://127.0.0.1:7070"};
+    cli.ctx.connect = [](const cli::HostUrl&, const cli::SshSettings&,
+                         const cli::transport::TlsOptions&)
+        -> common::Result<std::unique_ptr<cli::transport::Client>> {
+        return std::unique_ptr<cli::transport::Client>(new NoProductionAgent());
+    };
+    auto st = cli.run({"logs"});
+    REQUIRE_FALSE(st.ok());
+    CHECK(st.error().kind == common::ErrorKind::not_found);
+    const auto said = st.error().message + cli.out.str();
+    CHECK(said.find("no PRODUCTION release; name a release with `deployctl logs RELEASE`") !=
+          std::string::npos);
+    CHECK(said.find("?release=") == std::string::npos);
 }

@@ -112,6 +112,49 @@ TEST_CASE("the JSON printer writes one object per line") {
     CHECK(e.str() == "error: v4 failed: build failed\n");
 }
 
+TEST_CASE("the JSON printer: releases and token ls print one array per agent, audit objects") {
+    std::ostringstream o, e;
+    auto p = out::make_json_printer(o, e);
+    p->emit(out::Releases{"a", json::array({json{{"id", "v1"}, {"state", "PRODUCTION"}}})});
+    p->emit(out::Tokens{"a", json::array({json{{"id", "3f2a"}}, json{{"id", "0b1c"}}})});
+    p->emit(out::Tokens{"b", json::array({json{{"id", "77aa"}}})});
+    p->emit(out::Audit{"a", json::array({json{{"id", 1}}, json{{"id", 2}}})});
+    std::istringstream lines(o.str());
+    std::vector<json> parsed;
+    for (std::string line; std::getline(lines, line);)
+        parsed.push_back(json::parse(line));
+    REQUIRE(parsed.size() == 5);
+    CHECK(parsed[0].is_array());
+    REQUIRE(parsed[1].is_array());
+    CHECK(parsed[1].size() == 2);
+    for (const auto& token : parsed[1]) {
+        CHECK(token["event"] == "token");
+        CHECK(token["host"] == "a");
+        CHECK(token["v"] == out::k_json_schema_version);
+    }
+    REQUIRE(parsed[2].is_array());
+    CHECK(parsed[2][0]["host"] == "b");
+    CHECK(parsed[3].is_object());
+    CHECK(parsed[3]["event"] == "audit");
+    CHECK(parsed[4].is_object());
+}
+
+TEST_CASE("login: a login event, never the token") {
+    std::ostringstream o, e;
+    auto p = out::make_json_printer(o, e);
+    p->emit(out::LoggedIn{"https://h2:7443", "/home/u/.config/deployctl/credentials", true});
+    auto event = json::parse(o.str());
+    CHECK(event["event"] == "login");
+    CHECK(event["host"] == "https://h2:7443");
+    CHECK(event["file"] == "/home/u/.config/deployctl/credentials");
+    CHECK(event["replaced"] == true);
+    CHECK(event["v"] == out::k_json_schema_version);
+    std::ostringstream ho, he;
+    auto human = out::make_human_printer({}, ho, he);
+    human->emit(out::LoggedIn{"https://h2:7443", "/c", false});
+    CHECK(he.str() == "https://h2:7443 accepted the token; added its line in /c\n");
+}
+
 TEST_CASE("the human printer: -q prints only the URL, errors go to stderr") {
     std::ostringstream o, e;
     out::HumanStyle style;
