@@ -15,6 +15,7 @@
 #include <thread>
 #include <vector>
 
+#include "fixtures.hpp"
 #include "temp_dir.hpp"
 
 namespace fs = std::filesystem;
@@ -25,7 +26,7 @@ using agent::sqlite::Database;
 
 namespace {
 
-const fs::path k_v2_db = fs::path(DEPLOYCTL_FIXTURES_DIR) / "state-db" / "v2.db";
+const fs::path k_v2_db = test::fixtures_dir() / "state-db" / "v2.db";
 
 const std::vector<std::string> k_tables = {"apps",       "releases",        "transitions",
                                            "app_keys",   "release_secrets", "env",

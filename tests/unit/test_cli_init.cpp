@@ -7,6 +7,8 @@
 #include <common/fs.hpp>
 
 #include <doctest/doctest.h>
+
+#include "fixtures.hpp"
 #include <nlohmann/json.hpp>
 
 #include <filesystem>
@@ -19,7 +21,7 @@ namespace {
 namespace fs = std::filesystem;
 using cli::init::Detection;
 
-const fs::path k_fixtures = fs::path(DEPLOYCTL_FIXTURES_DIR) / "init";
+const fs::path k_fixtures = test::fixtures_dir() / "init";
 
 Detection detect_fixture(const std::string& name) {
     auto found = cli::init::detect(k_fixtures / name);

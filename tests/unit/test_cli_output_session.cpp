@@ -11,6 +11,8 @@
 #include <cli/output/progress.hpp>
 
 #include <doctest/doctest.h>
+
+#include "fixtures.hpp"
 #include <nlohmann/json.hpp>
 
 #include <cstdlib>
@@ -29,7 +31,7 @@ namespace out = cli::output;
 using common::ErrorKind;
 using nlohmann::json;
 
-const fs::path k_fixtures = fs::path(DEPLOYCTL_FIXTURES_DIR) / "output";
+const fs::path k_fixtures = test::fixtures_dir() / "output";
 
 // Short hosts: GroupedOutput's phase line (at most 80 columns off a terminal) stays whole.
 const std::string k_a = "https://a:7070";
@@ -96,6 +98,7 @@ Events opening() {
         out::Version{"0.1.0"},
         out::Version{"0.1.0", "http://web1:7070"},
         out::Completion{"bash", "# bash completion for deployctl\ncomplete -F _deployctl deployctl\n"},
+        out::LoggedIn{"https://web1:7443", "/home/me/.config/deployctl/credentials", true},
         out::Warning{"skipping tmp/sock: not a regular file or symlink"},
         out::PackageSummary{"hello", "3f2c1a0b9d8e7f60", "Fix header", 12, 3481, true},
     };
