@@ -10,6 +10,7 @@
 #include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
 
+#include <functional>
 #include <iostream>
 #include <map>
 #include <sstream>
@@ -63,59 +64,43 @@ std::string help_commands(const std::string& help) {
     return join(names, " ");
 }
 
-// One agent that records the requests it gets and answers each with `{}` (or no lines).
-class RecordingClient final : public cli::transport::Client {
+// An agent that answers every request (GET, POST, PUT, DELETE, STREAM: an NDJSON stream of
+// no lines) with what `answer` returns for its method and path.
+using Answer =
+    std::function<common::Result<json>(const std::string& method, std::string_view path)>;
+class FakeAgent final : public cli::transport::Client {
   public:
-    explicit RecordingClient(std::vector<std::string>& requests) : m_requests(requests) {}
+    FakeAgent(std::string url, Answer answer)
+        : m_url(std::move(url)), m_answer(std::move(answer)) {}
     const std::string& url() const override { return m_url; }
-    common::Result<json> get_json(std::string_view path) override { return answer("GET", path); }
+    common::Result<json> get_json(std::string_view path) override { return m_answer("GET", path); }
     common::Result<json> post_json(std::string_view path, const json&) override {
-        return answer("POST", path);
+        return m_answer("POST", path);
     }
     common::Result<json> put_blob(std::string_view path, std::string_view) override {
-        return answer("PUT", path);
+        return m_answer("PUT", path);
     }
-    common::Result<json> remove(std::string_view path) override { return answer("DELETE", path); }
+    common::Result<json> remove(std::string_view path) override { return m_answer("DELETE", path); }
     common::Status stream_ndjson(std::string_view path,
                                  const cli::transport::LineHandler&) override {
-        answer("STREAM", path);
+        if (auto answered = m_answer("STREAM", path); !answered)
+            return answered.error();
         return {};
     }
 
   private:
-    json answer(const std::string& method, std::string_view path) {
-        m_requests.push_back(method + " " + std::string(path));
-        return json::object();
-    }
-    std::vector<std::string>& m_requests;
-    std::string m_url = "http://127.0.0.1:7070";
-};
-
-// An agent whose /v1/health says it runs deploy-agent `version`.
-class VersionedAgent final : public cli::transport::Client {
-  public:
-    VersionedAgent(std::string url, std::string version)
-        : m_url(std::move(url)), m_version(std::move(version)) {}
-    const std::string& url() const override { return m_url; }
-    common::Result<json> get_json(std::string_view path) override {
-        if (path != "/v1/health")
-            return common::make_error(common::ErrorKind::not_found, std::string(path));
-        return json{{"ok", true}, {"version", m_version}};
-    }
-    common::Result<json> post_json(std::string_view, const json&) override { return refuse(); }
-    common::Result<json> put_blob(std::string_view, std::string_view) override { return refuse(); }
-    common::Result<json> remove(std::string_view) override { return refuse(); }
-    common::Status stream_ndjson(std::string_view, const cli::transport::LineHandler&) override {
-        return refuse().error();
-    }
-
-  private:
-    static common::Result<json> refuse() {
-        return common::make_error(common::ErrorKind::usage, "not asked of agent version");
-    }
     std::string m_url;
-    std::string m_version;
+    Answer m_answer;
 };
+
+// Connects every host to a FakeAgent answering with `answer`.
+cli::Connect connect_to(Answer answer) {
+    return [answer](const cli::HostUrl& url, const cli::SshSettings&,
+                    const cli::transport::TlsOptions&)
+               -> common::Result<std::unique_ptr<cli::transport::Client>> {
+        return std::unique_ptr<cli::transport::Client>(new FakeAgent(url.base_url, answer));
+    };
+}
 
 } // namespace
 
@@ -123,11 +108,18 @@ TEST_CASE("agent version: deployctl's version, each agent's, a warning for each 
     const std::string mine(common::version());
     test::CliRun cli;
     cli.ctx.global.hosts = {"http://127.0.0.1:7070", "http://127.0.0.1:7071"};
-    cli.ctx.connect = [&](const cli::HostUrl& url, const cli::SshSettings&,
-                          const cli::transport::TlsOptions&)
-        -> common::Result<std::unique_ptr<cli::transport::Client>> {
+    // Each agent's /v1/health says which deploy-agent it runs; nothing else is asked.
+    cli.ctx.connect = [&](const cli::HostUrl& url, const cli::SshSettings& ssh,
+                          const cli::transport::TlsOptions& tls) {
         auto version = url.base_url.ends_with(":7071") ? std::string("0.0.9") : mine;
-        return std::unique_ptr<cli::transport::Client>(new VersionedAgent(url.base_url, version));
+        return connect_to([version](const std::string& method,
+                                    std::string_view path) -> common::Result<json> {
+            if (method != "GET")
+                return common::make_error(common::ErrorKind::usage, "not asked of agent version");
+            if (path != "/v1/health")
+                return common::make_error(common::ErrorKind::not_found, std::string(path));
+            return json{{"ok", true}, {"version", version}};
+        })(url, ssh, tls);
     };
     REQUIRE(cli.run({"agent", "version"}).ok());
     std::vector<json> events;
@@ -202,11 +194,13 @@ TEST_CASE("the parse runs the handler of the command it chose") {
             cli.ctx.global.app = "hello";
             cli.ctx.global.hosts = {"http://127.0.0.1:7070"};
             std::vector<std::string> requests;
-            cli.ctx.connect = [&](const cli::HostUrl&, const cli::SshSettings&,
-                                  const cli::transport::TlsOptions&)
-                -> common::Result<std::unique_ptr<cli::transport::Client>> {
-                return std::unique_ptr<cli::transport::Client>(new RecordingClient(requests));
-            };
+            // Records the requests it gets and answers each with `{}` (or no lines).
+            cli.ctx.connect =
+                connect_to([&requests](const std::string& method,
+                                       std::string_view path) -> common::Result<json> {
+                    requests.push_back(method + " " + std::string(path));
+                    return json::object();
+                });
             REQUIRE(cli.run(args).ok());
             CHECK_MESSAGE(join(requests, ", ") == expected, join(args, " "));
         }
@@ -225,39 +219,15 @@ TEST_CASE("the parse runs the handler of the command it chose") {
     }
 }
 
-namespace {
-
-// An agent whose app has no PRODUCTION release: logs without a release is not_found.
-class NoProductionAgent final : public cli::transport::Client {
-  public:
-    const std::string& url() const override { return m_url; }
-    common::Result<json> get_json(std::string_view) override { return refuse(); }
-    common::Result<json> post_json(std::string_view, const json&) override { return refuse(); }
-    common::Result<json> put_blob(std::string_view, std::string_view) override { return refuse(); }
-    common::Result<json> remove(std::string_view) override { return refuse(); }
-    common::Status stream_ndjson(std::string_view, const cli::transport::LineHandler&) override {
-        return refuse().error();
-    }
-
-  private:
-    static common::Result<json> refuse() {
-        return common::make_error(common::ErrorKind::not_found,
-                                  "app 'hello' has no PRODUCTION release; name a release");
-    }
-    std::string m_url = "http://127.0.0.1:7070";
-};
-
-} // namespace
-
 TEST_CASE("logs without a PRODUCTION release says how to name one on the command line") {
     test::CliRun cli;
     cli.ctx.global.app = "hello";
     cli.ctx.global.hosts = {"http://127.0.0.1:7070"};
-    cli.ctx.connect = [](const cli::HostUrl&, const cli::SshSettings&,
-                         const cli::transport::TlsOptions&)
-        -> common::Result<std::unique_ptr<cli::transport::Client>> {
-        return std::unique_ptr<cli::transport::Client>(new NoProductionAgent());
-    };
+    // The app has no PRODUCTION release: logs without a release is not_found.
+    cli.ctx.connect = connect_to([](const std::string&, std::string_view) -> common::Result<json> {
+        return common::make_error(common::ErrorKind::not_found,
+                                  "app 'hello' has no PRODUCTION release; name a release");
+    });
     auto st = cli.run({"logs"});
     REQUIRE_FALSE(st.ok());
     CHECK(st.error().kind == common::ErrorKind::not_found);
