@@ -5,6 +5,7 @@
 #include <cli/commands/commands.hpp>
 #include <cli/context.hpp>
 #include <cli/fleet.hpp>
+#include <cli/output/format.hpp>
 #include <cli/output/grouped.hpp>
 #include <cli/release/steps.hpp>
 #include <cli/target.hpp>
@@ -121,8 +122,7 @@ common::Result<std::string> production_release(transport::Client& client, const 
             return std::string();
         return status.error();
     }
-    auto it = status->find("production");
-    return it != status->end() && it->is_string() ? it->get<std::string>() : std::string();
+    return output::json_str(*status, "production");
 }
 
 // Deploying to one host (on its own thread), and rolling it back.

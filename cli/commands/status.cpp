@@ -5,6 +5,7 @@
 #include <cli/commands/commands.hpp>
 #include <cli/context.hpp>
 #include <cli/fleet.hpp>
+#include <cli/output/format.hpp>
 #include <cli/target.hpp>
 
 #include <nlohmann/json.hpp>
@@ -12,11 +13,6 @@
 namespace cli::commands {
 
 namespace {
-
-std::string string_at(const nlohmann::json& object, const char* key) {
-    auto it = object.find(key);
-    return it != object.end() && it->is_string() ? it->get<std::string>() : std::string();
-}
 
 common::Status status(Context& ctx) {
     auto target = resolve_target(ctx, ".", ConfigNeed::optional);
@@ -31,8 +27,8 @@ common::Status status(Context& ctx) {
             if (!answer)
                 return answer.error();
             ctx.out->emit(output::Status{host, *answer});
-            views[host] = HostView{host, string_at(*answer, "production"),
-                                   string_at(*answer, "url"), std::nullopt};
+            views[host] = HostView{host, output::json_str(*answer, "production"),
+                                   output::json_str(*answer, "url"), std::nullopt};
             return {};
         },
         &errors);
