@@ -27,7 +27,10 @@ json release_to_json(const ReleaseInfo& release) {
             {"commit", release.commit},
             {"message", release.message},
             {"error", string_or_null(release.error)},
-            {"port", release.port == 0 ? json(nullptr) : json(release.port)}};
+            {"port", release.port == 0 ? json(nullptr) : json(release.port)},
+            {"dirty", release.dirty},
+            {"tree_digest", string_or_null(release.tree_digest)},
+            {"config_digest", string_or_null(release.config_digest)}};
 }
 
 json status_to_json(const AppStatus& status) {

@@ -1,6 +1,7 @@
 #include <agent/deploy/engine.hpp>
 #include <common/address.hpp>
 #include <common/config.hpp>
+#include <common/hash.hpp>
 #include <common/log.hpp>
 
 #include <algorithm>
@@ -115,7 +116,9 @@ common::Result<ReleaseInfo> Engine::create_deployment(NewDeployment deployment) 
     if (!m_started)
         return make_error(ErrorKind::internal, "the deployment engine is not running");
     auto row = m_store->create({deployment.app, deployment.config_text, deployment.commit,
-                                deployment.message, deployment.dirty});
+                                deployment.message, deployment.dirty,
+                                deployment.manifest.digest(),
+                                common::sha256_hex(deployment.config_text)});
     if (!row)
         return row.error();
     EventLog(m_options.data_dir.event_log(row->app, row->id), row->id).state(State::queued);
@@ -146,6 +149,9 @@ ReleaseInfo Engine::to_info(const ReleaseRow& row) const {
     info.message = row.message;
     info.error = row.error;
     info.port = row.pid > 0 ? row.port : 0;
+    info.dirty = row.dirty;
+    info.tree_digest = row.tree_digest;
+    info.config_digest = row.config_digest;
     return info;
 }
 

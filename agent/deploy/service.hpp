@@ -28,6 +28,9 @@ struct ReleaseInfo {
     std::string message;
     std::string error; // empty unless FAILED (or a note, e.g. a restart)
     int port = 0;      // the app's port on 127.0.0.1 while it runs
+    bool dirty = false; // deployed from a working tree with uncommitted changes
+    std::string tree_digest;   // of the source tree (common::Manifest::digest)
+    std::string config_digest; // sha256 of the deploy.toml text
 };
 
 struct NewDeployment {

@@ -120,12 +120,37 @@ CREATE TABLE IF NOT EXISTS api_audit (
 CREATE INDEX IF NOT EXISTS api_audit_app ON api_audit(app, id);
 )sql";
 
+// 4: what a release is (its tree and config digests, for status across hosts
+// and no-op redeploys), apps that are stopped (deployctl stop), and the
+// history of switches (which release served when; rollback follows it),
+// filled from the transitions recorded before it existed.
+constexpr std::string_view k_history = R"sql(
+ALTER TABLE apps ADD COLUMN stopped INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE releases ADD COLUMN tree_digest TEXT NOT NULL DEFAULT '';
+ALTER TABLE releases ADD COLUMN config_digest TEXT NOT NULL DEFAULT '';
+CREATE TABLE switches (
+  id       INTEGER PRIMARY KEY AUTOINCREMENT,
+  ts       TEXT NOT NULL,
+  app      TEXT NOT NULL,
+  release  TEXT NOT NULL,
+  previous TEXT NOT NULL DEFAULT '',
+  reason   TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX switches_app ON switches(app, id);
+INSERT INTO switches (ts, app, release, reason)
+  SELECT ts, app, release, CASE from_state WHEN 'INACTIVE' THEN 'rollback' ELSE 'deploy' END
+  FROM transitions WHERE to_state = 'PRODUCTION' ORDER BY rowid;
+UPDATE switches SET previous = coalesce((SELECT earlier.release FROM switches AS earlier
+  WHERE earlier.app = switches.app AND earlier.id < switches.id ORDER BY earlier.id DESC LIMIT 1), '');
+)sql";
+
 // Migration N is k_migrations[N - 1]. One that has shipped is never edited:
 // a change to the schema is a new migration at the end.
 constexpr std::array k_migrations{
     Migration{k_releases},
     Migration{k_env},
     Migration{k_auth},
+    Migration{k_history},
 };
 static_assert(k_migrations.size() == k_latest_version);
 

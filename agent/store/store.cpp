@@ -13,7 +13,7 @@ namespace {
 
 constexpr std::string_view k_columns =
     R"(app, id, seq, state, created_at, updated_at, "commit", message, error, port, pid,)"
-    R"( pid_start, config, dirty)";
+    R"( pid_start, config, dirty, tree_digest, config_digest)";
 
 std::string now() {
     char buffer[32];
@@ -36,6 +36,8 @@ ReleaseRow read_row(const sqlite::Statement& s) {
     row.pid_start = s.integer(11);
     row.config = s.text(12);
     row.dirty = s.integer(13) != 0;
+    row.tree_digest = s.text(14);
+    row.config_digest = s.text(15);
     return row;
 }
 
@@ -86,11 +88,14 @@ common::Result<ReleaseRow> Store::create(const NewRelease& release) {
     row.message = release.message;
     row.config = release.config;
     row.dirty = release.dirty;
+    row.tree_digest = release.tree_digest;
+    row.config_digest = release.config_digest;
     TRY_ASSIGN(auto insert, m_db->prepare(R"(INSERT INTO releases (app, id, seq, state, created_at,
-        updated_at, "commit", message, config, dirty) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?))"));
+        updated_at, "commit", message, config, dirty, tree_digest, config_digest)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?))"));
     insert.bind(row.app).bind(row.id).bind(row.seq).bind(name(State::queued));
     insert.bind(row.created_at).bind(row.updated_at).bind(row.commit).bind(row.message);
-    insert.bind(row.config).bind(row.dirty ? 1 : 0);
+    insert.bind(row.config).bind(row.dirty ? 1 : 0).bind(row.tree_digest).bind(row.config_digest);
     TRY(insert.run());
     TRY(write_audit(row.app, row.id, "", "QUEUED", "created"));
     TRY(tx.commit());
@@ -134,6 +139,11 @@ Store::switch_production(const std::string& app, const std::string& id, State fr
     }
     const std::string detail = previous ? "replaces " + *previous : "first production release";
     TRY(cas_state(app, id, from, State::production, {}, detail));
+    TRY_ASSIGN(auto record, m_db->prepare("INSERT INTO switches (ts, app, release, previous, reason)"
+                                          " VALUES (?, ?, ?, ?, ?)"));
+    record.bind(now()).bind(app).bind(id).bind(previous.value_or(""));
+    record.bind(from == State::inactive ? "rollback" : "deploy");
+    TRY(record.run());
     TRY(tx.commit());
     return previous;
 }
@@ -244,6 +254,17 @@ std::vector<AuditRow> Store::audit(const std::string& app) {
                                      return AuditRow{row.text(0), row.text(1), row.text(2),
                                                      row.text(3), row.text(4), row.text(5)};
                                  });
+}
+
+std::vector<SwitchRow> Store::switches(const std::string& app) {
+    std::lock_guard lock(m_mutex);
+    return select_rows<SwitchRow>(*m_db,
+                                  "SELECT ts, release, previous, reason FROM switches"
+                                  " WHERE app = ? ORDER BY id",
+                                  {app}, [](const sqlite::Statement& row) {
+                                      return SwitchRow{row.text(0), row.text(1), row.text(2),
+                                                       row.text(3)};
+                                  });
 }
 
 std::vector<EnvRow> Store::env(const std::string& app) {

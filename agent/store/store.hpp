@@ -39,6 +39,8 @@ struct ReleaseRow {
     std::int64_t pid_start = 0; // /proc/PID/stat field 22, detects pid reuse
     std::string config;         // deploy.toml text
     bool dirty = false;
+    std::string tree_digest;   // common::Manifest::digest() of the source tree
+    std::string config_digest; // sha256 of `config`
 };
 
 struct NewRelease {
@@ -47,6 +49,18 @@ struct NewRelease {
     std::string commit;
     std::string message;
     bool dirty = false;
+    std::string tree_digest;
+    std::string config_digest;
+};
+
+// One switch of an app's PRODUCTION release: `release` started serving at
+// `ts`, replacing `previous` ("" for the app's first); `reason` is "deploy"
+// or "rollback".
+struct SwitchRow {
+    std::string ts;
+    std::string release;
+    std::string previous;
+    std::string reason;
 };
 
 struct AuditRow {
@@ -83,7 +97,8 @@ class Store {
                               common::State to, std::string_view detail,
                               std::string_view error = {});
     // One transaction: the current PRODUCTION (if any) -> INACTIVE and `id`
-    // (in state `from`, PROVISIONING or INACTIVE) -> PRODUCTION.
+    // (in state `from`, PROVISIONING or INACTIVE) -> PRODUCTION, recorded in
+    // the switch history (a "rollback" when `from` is INACTIVE).
     // Returns the id of the release that was PRODUCTION before, if any.
     common::Result<std::optional<std::string>>
     switch_production(const std::string& app, const std::string& id, common::State from);
@@ -100,6 +115,9 @@ class Store {
     std::vector<ReleaseRow> all_releases();
     std::vector<std::string> apps();
     std::vector<AuditRow> audit(const std::string& app);
+    // Every switch of the app's PRODUCTION release, oldest first (also of
+    // releases since removed).
+    std::vector<SwitchRow> switches(const std::string& app);
 
     // The app's variables set on the agent (deployctl env), by name.
     std::vector<EnvRow> env(const std::string& app);

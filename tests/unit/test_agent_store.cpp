@@ -18,7 +18,7 @@ std::unique_ptr<Store> open_store(const test::TempDir& dir) {
 }
 
 std::string create(Store& store, const std::string& app) {
-    auto row = store.create({app, "app = \"" + app + "\"\n", "abc123", "msg", false});
+    auto row = store.create({app, "app = \"" + app + "\"\n", "abc123", "msg", false, {}, {}});
     REQUIRE(row.ok());
     return row->id;
 }
@@ -120,6 +120,17 @@ TEST_CASE("store switch moves the old PRODUCTION to INACTIVE in one transaction"
         REQUIRE(back.ok());
         CHECK(**back == v2);
         CHECK(store->production("web")->id == v1);
+        const auto history = store->switches("web");
+        REQUIRE(history.size() == 3);
+        CHECK(history[0].release == v1);
+        CHECK(history[0].previous.empty());
+        CHECK(history[0].reason == "deploy");
+        CHECK(history[1].release == v2);
+        CHECK(history[1].previous == v1);
+        CHECK(history[2].release == v1);
+        CHECK(history[2].previous == v2);
+        CHECK(history[2].reason == "rollback");
+        CHECK_FALSE(history[2].ts.empty());
     }
     SUBCASE("a failed switch changes nothing") {
         auto v3 = create(*store, "web"); // QUEUED: cannot become PRODUCTION
@@ -128,6 +139,7 @@ TEST_CASE("store switch moves the old PRODUCTION to INACTIVE in one transaction"
         CHECK(store->production("web")->id == v2);
         CHECK(store->get("web", v3)->state == State::queued);
         CHECK(store->get("web", v1)->state == State::inactive);
+        CHECK(store->switches("web").size() == 2); // no switch recorded
     }
     SUBCASE("a switch from the wrong state rolls back the demotion") {
         auto bad = store->switch_production("web", v1, State::provisioning);

@@ -136,6 +136,14 @@ TEST_CASE("a state.db written at schema version 2 upgrades with every row kept")
     REQUIRE_FALSE(transitions.empty());
     CHECK(transitions.front().release == "v1");
     CHECK(transitions.front().detail == "created");
+    // The switch history is made from the transitions: deployed v1, deployed
+    // v2, rolled back to v1.
+    std::vector<std::string> switches;
+    for (const auto& row : s.switches("hello"))
+        switches.push_back(row.release + "<" + row.previous + " " + row.reason);
+    CHECK(switches == std::vector<std::string>{"v1< deploy", "v2<v1 deploy", "v1<v2 rollback"});
+    CHECK(s.switches("other").size() == 1);
+    CHECK(s.get("hello", "v1")->tree_digest.empty());
 
     auto listed = (*tokens)->list();
     REQUIRE(listed.ok());
@@ -159,9 +167,11 @@ TEST_CASE("a state.db written at schema version 2 upgrades with every row kept")
     CHECK(rolled_back);
 
     // And it takes new rows.
-    auto next = s.create({"hello", "app = \"hello\"\n", "abc", "next", false});
+    auto next = s.create({"hello", "app = \"hello\"\n", "abc", "next", false, "tree", "config"});
     REQUIRE(next.ok());
     CHECK(next->id == "v4");
+    CHECK(s.get("hello", "v4")->tree_digest == "tree");
+    CHECK(s.get("hello", "v4")->config_digest == "config");
     CHECK((*tokens)->create({"after upgrade", "hello", agent::auth::Scope::read, {}}).ok());
 }
 
@@ -178,9 +188,13 @@ TEST_CASE("a fresh state.db and an upgraded one have the same schema") {
     const auto as_written = schema_of(upgraded); // migrations 1 and 2 and the unversioned tables
     REQUIRE(Store::open(upgraded).ok());
     CHECK(version_of(fresh) == k_latest_version);
-    CHECK(schema_of(upgraded) == as_written);
-    CHECK(schema_of(fresh) == as_written);
-    CHECK(std::count(as_written.begin(), as_written.end(),
+    const auto now = schema_of(upgraded);
+    CHECK(schema_of(fresh) == now);
+    // Every index of version 2 is still there as it was.
+    for (const auto& entry : as_written)
+        if (entry.rfind("index ", 0) == 0)
+            CHECK(std::count(now.begin(), now.end(), entry) == 1);
+    CHECK(std::count(now.begin(), now.end(),
                      "index one_production ON releases: CREATE UNIQUE INDEX one_production ON "
                      "releases(app) WHERE state = 'PRODUCTION'") == 1);
 }
@@ -202,7 +216,7 @@ TEST_CASE("a state.db only deploy-agent token wrote keeps its tokens when the ag
         auto db = open_raw(path);
         REQUIRE(db->exec("DROP TABLE env; DROP TABLE release_secrets; DROP TABLE app_keys;"
                          " DROP TABLE transitions; DROP TABLE releases; DROP TABLE apps;"
-                         " PRAGMA user_version = 0")
+                         " DROP TABLE switches; PRAGMA user_version = 0")
                     .ok());
     }
     REQUIRE(version_of(path) == 0);
