@@ -146,6 +146,12 @@ class Engine final : public Service {
     common::Result<std::optional<std::string>> activate(const std::string& app,
                                                         const std::string& id, common::State from,
                                                         const EventLog& events);
+    // Routes the app to `id` (not yet PRODUCTION), then GETs its health path
+    // ("/" for [static]) through deploy-proxy with the probe key and checks
+    // that `id` answered (docs/design.md §8). On failure the routes are put
+    // back and the error says why; logged to `events` either way.
+    common::Status prove_live(const std::string& app, const std::string& id,
+                              const EventLog& events);
     void publish_routes();
     void drain(const std::string& app, const Job& job);
     void wait_drained(int port, std::chrono::milliseconds drain);
@@ -186,8 +192,9 @@ class Engine final : public Service {
     std::condition_variable m_build_cv;
     int m_free_builds = k_build_slots;
 
-    std::mutex m_routes_mutex;
+    std::mutex m_routes_mutex; // guards m_generation, m_candidates; held by publish_routes
     std::uint64_t m_generation = 0;
+    std::map<std::string, std::string> m_candidates; // app → release being proven live
 
     std::mutex m_delete_mutex;
     std::thread m_supervisor;
