@@ -37,6 +37,9 @@ class Engine final : public Service {
     // A drain ends early once the old release's port was idle this long.
     static constexpr std::chrono::milliseconds k_drain_quiet{1500};
     static constexpr std::chrono::milliseconds k_drain_poll{50};
+    // What a failed start shows of the app's output.
+    static constexpr std::size_t k_startup_lines = 20;
+    static constexpr std::size_t k_startup_bytes = 256 * 1024;
 
     explicit Engine(ServiceOptions options);
     ~Engine() override;
@@ -132,6 +135,11 @@ class Engine final : public Service {
                                                          const std::string& id,
                                                          const common::AppConfig& config,
                                                          const EventLog& events);
+    // After a failed start: the last k_startup_lines lines the app wrote
+    // since `from` (an offset in its app log), redacted, as "app" log events,
+    // and the `deployctl logs ID` to see more.
+    void show_startup_output(const std::string& app, const std::string& id, std::uintmax_t from,
+                             const EventLog& events);
     common::Status wait_healthy(runtime::Runtime& runtime, const runtime::ReleaseRef& release,
                                 const runtime::AppProcess& process, int port,
                                 const common::HealthConfig& health, const EventLog& events);
