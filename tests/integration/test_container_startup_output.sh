@@ -24,10 +24,10 @@ write_dockerfile "$REPO" \
 commit_change "$REPO" "exits at start"
 assert_exit 1 dctl deploy
 all="$OUT$ERR"
-assert_contains "$all" "can't open file '/app/nope.py'" "the container's own error reaches the deploy output"
+assert_contains "$OUT" "   app | python3: can't open file '/app/nope.py'" "the container's own error reaches the deploy output, as an app line"
 assert_contains "$all" "container exited with status 2" "and the failure"
 assert_contains "$all" "more: deployctl logs v2" "the output names deployctl logs v2 for more"
-assert_contains "$all" "password is [redacted]" "a secret the container printed is shown redacted"
+assert_contains "$OUT" "   app | password is [redacted]" "a secret the container printed is shown redacted"
 assert_not_contains "$all" "$SECRET_VALUE" "the secret's value never appears"
 
 commit_change "$REPO" "exits at start, again"

@@ -22,14 +22,14 @@ write_toml "$REPO" hello \
 commit_change "$REPO" "exits at start"
 assert_exit 1 dctl deploy
 all="$OUT$ERR"
-assert_contains "$all" "can't open file 'nope.py'" "the app's own error reaches the deploy output"
+assert_contains "$OUT" "   app | python3: can't open file 'nope.py'" "the app's own error reaches the deploy output, as an app line"
 assert_contains "$all" "more: deployctl logs v2" "the output names deployctl logs v2 for more"
 assert_contains "$all" "exited with status 2" "and the failure itself"
-assert_contains "$all" "password is [redacted]" "a secret the app printed is shown redacted"
+assert_contains "$OUT" "   app | password is [redacted]" "a secret the app printed is shown redacted"
 assert_not_contains "$all" "$SECRET_VALUE" "the secret's value never appears"
 assert_eq v1 "$(dctl --json status | jq -r .production)" "v1 still PRODUCTION"
 # The app's lines come before the failure, in the order written.
-app_line=$(grep -n "can't open file" <<<"$OUT" | head -n 1 | cut -d: -f1)
+app_line=$(grep -n "app | python3: can't open file" <<<"$OUT" | head -n 1 | cut -d: -f1)
 failed_line=$(grep -n "FAILED" <<<"$OUT" | head -n 1 | cut -d: -f1)
 assert_true "the app's output comes before the FAILED line ($app_line < $failed_line)" \
     test "${app_line:-0}" -gt 0 -a "${app_line:-0}" -lt "${failed_line:-0}"
