@@ -80,6 +80,30 @@ assert_exit 0 dctl deploy
 assert_contains "$OUT" "answered HTTP 200 from v2" "v2 proven live"
 expect_serving $APP "hello from 2" "v2 served"
 
+# A [static] release is proven on "/" (the proxy serves it: no health path).
+HELLO_REPO=$REPO
+SITE_REPO=$TEST_TMP/repos/site
+mkdir -p "$SITE_REPO/dist"
+git -C "$SITE_REPO" init -q -b main
+printf 'site 1\n' >"$SITE_REPO/dist/index.html"
+cat >"$SITE_REPO/deploy.toml" <<EOF
+app = "site"
+
+[static]
+dir = "dist"
+
+[targets.local]
+hosts = ["$AGENT_URL"]
+EOF
+git -C "$SITE_REPO" add -A
+git -C "$SITE_REPO" -c user.name=t -c user.email=t@example.invalid commit -q -m "site 1"
+REPO=$SITE_REPO
+assert_exit 0 dctl deploy
+assert_contains "$OUT" "live: http://site.localhost/ through deploy-proxy on 127.0.0.1:$PROXY_PORT answered HTTP 200 from v1" \
+    "a [static] release is proven live on /"
+expect_serving site "site 1" "the static site served"
+REPO=$HELLO_REPO
+
 # ---------------------------------------------------------------- another program on the proxy's address
 kill_agent
 PROXY_BIN=$FAKE_PROXY restart_agent
@@ -116,6 +140,16 @@ assert_contains "$all" "v1 is not live" "rollback says v1 is not live"
 assert_contains "$all" "did not come from this agent's deploy-proxy" "and why"
 assert_eq PRODUCTION "$(release_state $APP v2)" "after the failed rollback v2 is still PRODUCTION"
 assert_eq INACTIVE "$(release_state $APP v1)" "and v1 still INACTIVE"
+
+REPO=$SITE_REPO
+printf 'site 2\n' >"$SITE_REPO/dist/index.html"
+git -C "$SITE_REPO" -c user.name=t -c user.email=t@example.invalid commit -q -am "site 2"
+assert_exit 1 dctl deploy
+assert_contains "$OUT$ERR" "v2 is not live: http://site.localhost/ through deploy-proxy" \
+    "a [static] release is not live either when another program answers"
+assert_eq FAILED "$(release_state site v2)" "site v2 ends FAILED"
+assert_eq PRODUCTION "$(release_state site v1)" "site v1 stays PRODUCTION"
+REPO=$HELLO_REPO
 
 # ---------------------------------------------------------------- the real proxy again
 kill_agent
