@@ -37,6 +37,9 @@ class DataDir {
     std::filesystem::path proxy_applied() const { return proxy_dir() / "applied"; }
     std::filesystem::path proxy_pid() const { return proxy_dir() / "proxy.pid"; }
     std::filesystem::path proxy_log() const { return proxy_dir() / "proxy.log"; }
+    // The secret the agent's probes carry so deploy-proxy tells it which
+    // release answered (docs/design.md §8); 0600, made on first start.
+    std::filesystem::path proxy_probe_key() const { return proxy_dir() / "probe.key"; }
 
   private:
     std::filesystem::path m_root;

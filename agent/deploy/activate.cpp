@@ -17,27 +17,120 @@ using common::State;
 
 namespace {
 constexpr std::chrono::milliseconds k_proxy_apply_timeout{3000};
+// How long a new release has to answer through the proxy, and the pause
+// between tries (the proxy may still be applying the table).
+constexpr std::chrono::milliseconds k_live_timeout{3000};
+constexpr std::chrono::milliseconds k_live_retry{100};
 }
 
 common::Result<std::optional<std::string>> Engine::activate(const std::string& app,
                                                             const std::string& id, State from,
                                                             const EventLog& events) {
+    // The proof first: the proxy routes the app to `id` while the database
+    // still names the previous PRODUCTION, so a release that cannot be shown
+    // live never becomes PRODUCTION and the previous one is routed again.
+    if (auto proven = prove_live(app, id, events); !proven)
+        return proven.error();
     auto previous = m_store->switch_production(app, id, from);
-    if (!previous)
+    {
+        std::lock_guard lock(m_routes_mutex);
+        m_candidates.erase(app);
+    }
+    if (!previous) {
+        publish_routes(); // back to what the database says serves
         return previous.error();
+    }
     if (*previous) {
         EventLog(m_options.data_dir.event_log(app, **previous), **previous)
             .state(State::inactive, "replaced by " + id);
     }
-    publish_routes();
     events.state(State::production);
     return previous;
 }
 
+common::Status Engine::prove_live(const std::string& app, const std::string& id,
+                                  const EventLog& events) {
+    auto row = m_store->get(app, id);
+    if (!row)
+        return row.error();
+    auto config = common::parse_config(row->config, "deploy.toml");
+    if (!config)
+        return config.error();
+    {
+        std::lock_guard lock(m_routes_mutex);
+        m_candidates[app] = id;
+    }
+    publish_routes();
+    if (!m_proxy.enabled()) // no proxy runs (engine tests): the table only, nothing to prove
+        return {};
+    const std::string host = app + ".localhost";
+    const std::string path = config->static_site ? "/" : config->run.health.path;
+    const std::string expected = app + " " + id;
+    const std::string where =
+        "http://" + host + path + " through deploy-proxy on " + m_options.proxy.listen;
+    const auto started = std::chrono::steady_clock::now();
+    const auto deadline = started + k_live_timeout;
+    std::string reason;
+    for (;;) {
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+            deadline - std::chrono::steady_clock::now());
+        auto answer = m_proxy.probe(host, path, std::max(left, std::chrono::milliseconds(500)));
+        const bool from_release = answer.routed && *answer.routed == expected;
+        if (from_release && answer.status >= 200 && answer.status < 400) {
+            auto took = std::chrono::duration_cast<std::chrono::milliseconds>(
+                std::chrono::steady_clock::now() - started);
+            events.log("system", "live: " + where + " answered " + answer.message + " from " + id +
+                                     " (" + std::to_string(took.count()) + "ms)");
+            return {};
+        }
+        if (answer.status == 0)
+            reason = "no answer (" + answer.message + "); is deploy-proxy running? See " +
+                     m_options.data_dir.proxy_log().string();
+        else if (!answer.routed)
+            reason = "the answer (" + answer.message +
+                     ") did not come from this agent's deploy-proxy: it did not name the release "
+                     "it routed to, so another program may hold " +
+                     m_options.proxy.listen + " (see " + m_options.data_dir.proxy_log().string() +
+                     ")";
+        else if (*answer.routed == "none")
+            reason = "deploy-proxy has no route for " + host + " (" + answer.message +
+                     "); its routing table was not applied (see " +
+                     m_options.data_dir.proxy_log().string() + ")";
+        else if (!from_release)
+            reason = "deploy-proxy routed it to " + *answer.routed + ", not " + id + " (" +
+                     answer.message + ")";
+        else
+            reason = id + " answered " + answer.message + " through deploy-proxy";
+        if (std::chrono::steady_clock::now() + k_live_retry >= deadline || stopping())
+            break;
+        sleep_unless_stopping(k_live_retry);
+    }
+    {
+        std::lock_guard lock(m_routes_mutex);
+        m_candidates.erase(app);
+    }
+    publish_routes(); // the previous PRODUCTION (or nothing) is routed again
+    events.log("system", "not live: " + where + ": " + reason);
+    return make_error(ErrorKind::failed, id + " is not live: " + where + ": " + reason);
+}
+
 void Engine::publish_routes() {
+    // Held throughout: the table is made from one view of the database and
+    // the candidates, and two publishes never interleave.
+    std::lock_guard lock(m_routes_mutex);
     std::vector<Route> routes;
-    for (const auto& app : m_store->apps()) {
-        auto production = m_store->production(app);
+    auto apps = m_store->apps();
+    for (const auto& [app, id] : m_candidates)
+        if (std::find(apps.begin(), apps.end(), app) == apps.end())
+            apps.push_back(app);
+    for (const auto& app : apps) {
+        // A release being proven live is routed in place of the PRODUCTION one.
+        std::optional<ReleaseRow> production;
+        if (auto candidate = m_candidates.find(app); candidate != m_candidates.end())
+            if (auto row = m_store->get(app, candidate->second))
+                production = std::move(*row);
+        if (!production)
+            production = m_store->production(app);
         if (!production)
             continue;
         auto config = common::parse_config(production->config, "deploy.toml");
@@ -67,7 +160,6 @@ void Engine::publish_routes() {
             routes.push_back(route);
         }
     }
-    std::lock_guard lock(m_routes_mutex);
     const auto file = m_options.data_dir.proxy_routes();
     auto generation = std::max(m_generation, read_generation(file)) + 1;
     std::error_code ec;

@@ -37,6 +37,9 @@ class Engine final : public Service {
     // A drain ends early once the old release's port was idle this long.
     static constexpr std::chrono::milliseconds k_drain_quiet{1500};
     static constexpr std::chrono::milliseconds k_drain_poll{50};
+    // What a failed start shows of the app's output.
+    static constexpr std::size_t k_startup_lines = 20;
+    static constexpr std::size_t k_startup_bytes = 256 * 1024;
 
     explicit Engine(ServiceOptions options);
     ~Engine() override;
@@ -132,6 +135,11 @@ class Engine final : public Service {
                                                          const std::string& id,
                                                          const common::AppConfig& config,
                                                          const EventLog& events);
+    // After a failed start: the last k_startup_lines lines the app wrote
+    // since `from` (an offset in its app log), redacted, as "app" log events,
+    // and the `deployctl logs ID` to see more.
+    void show_startup_output(const std::string& app, const std::string& id, std::uintmax_t from,
+                             const EventLog& events);
     common::Status wait_healthy(runtime::Runtime& runtime, const runtime::ReleaseRef& release,
                                 const runtime::AppProcess& process, int port,
                                 const common::HealthConfig& health, const EventLog& events);
@@ -146,6 +154,12 @@ class Engine final : public Service {
     common::Result<std::optional<std::string>> activate(const std::string& app,
                                                         const std::string& id, common::State from,
                                                         const EventLog& events);
+    // Routes the app to `id` (not yet PRODUCTION), then GETs its health path
+    // ("/" for [static]) through deploy-proxy with the probe key and checks
+    // that `id` answered (docs/design.md §8). On failure the routes are put
+    // back and the error says why; logged to `events` either way.
+    common::Status prove_live(const std::string& app, const std::string& id,
+                              const EventLog& events);
     void publish_routes();
     void drain(const std::string& app, const Job& job);
     void wait_drained(int port, std::chrono::milliseconds drain);
@@ -186,8 +200,9 @@ class Engine final : public Service {
     std::condition_variable m_build_cv;
     int m_free_builds = k_build_slots;
 
-    std::mutex m_routes_mutex;
+    std::mutex m_routes_mutex; // guards m_generation, m_candidates; held by publish_routes
     std::uint64_t m_generation = 0;
+    std::map<std::string, std::string> m_candidates; // app → release being proven live
 
     std::mutex m_delete_mutex;
     std::thread m_supervisor;

@@ -4,7 +4,10 @@
 #include <agent/runtime/http_probe.hpp>
 #include <agent/runtime/process.hpp>
 #include <common/duration.hpp>
+#include <common/fs.hpp>
 #include <common/log.hpp>
+
+#include <thread>
 
 namespace agent {
 
@@ -210,6 +213,11 @@ common::Result<runtime::AppProcess> Engine::launch_and_check(const std::string& 
     if (!port)
         return port.error();
     auto& runtime = runtime_for(app, id, config);
+    // Where this start's output begins in the app log (a rollback target's
+    // log holds its earlier runs too).
+    std::error_code ec;
+    const auto log_file = m_options.data_dir.app_log(app, id);
+    const std::uintmax_t log_start = fs::exists(log_file, ec) ? fs::file_size(log_file, ec) : 0;
     auto process = start_app(runtime, app, id, config, *port);
     if (!process)
         return process.error();
@@ -225,9 +233,76 @@ common::Result<runtime::AppProcess> Engine::launch_and_check(const std::string& 
     if (auto healthy = wait_healthy(runtime, {app, id}, *process, *port, config.run.health, events);
         !healthy) {
         stop_process(app, id, config, *process);
+        show_startup_output(app, id, ec ? 0 : log_start, events);
         return healthy.error();
     }
     return process;
+}
+
+namespace {
+
+// The last `count` non-empty lines of `text`.
+std::vector<std::string_view> last_lines(std::string_view text, std::size_t count,
+                                         std::size_t& total) {
+    std::vector<std::string_view> lines;
+    total = 0;
+    for (std::size_t at = 0; at < text.size();) {
+        auto end = text.find('\n', at);
+        if (end == std::string_view::npos)
+            end = text.size();
+        auto line = text.substr(at, end - at);
+        if (!line.empty() && line.back() == '\r')
+            line.remove_suffix(1);
+        if (!line.empty()) {
+            ++total;
+            lines.push_back(line);
+            if (lines.size() > count)
+                lines.erase(lines.begin());
+        }
+        at = end + 1;
+    }
+    return lines;
+}
+
+} // namespace
+
+void Engine::show_startup_output(const std::string& app, const std::string& id, std::uintmax_t from,
+                                 const EventLog& events) {
+    const auto file = m_options.data_dir.app_log(app, id);
+    // The app's writer (log-redact, or the container's log pump) may still
+    // be copying its last lines: wait until the file stops growing.
+    std::error_code ec;
+    std::uintmax_t size = fs::file_size(file, ec);
+    for (int quiet = 0, waited = 0; quiet < 2 && waited < 20; ++waited) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        auto now = fs::file_size(file, ec);
+        quiet = !ec && now == size ? quiet + 1 : 0;
+        size = ec ? 0 : now;
+    }
+    std::string text;
+    if (auto content = common::read_file(file); content && content->size() > from) {
+        // The tail is enough: at most k_startup_bytes of what this start wrote.
+        auto begin = std::max<std::size_t>(
+            from, content->size() > k_startup_bytes ? content->size() - k_startup_bytes : 0);
+        text = content->substr(begin);
+    }
+    std::size_t total = 0;
+    auto lines = last_lines(text, k_startup_lines, total);
+    const std::string more = "more: deployctl logs " + id;
+    if (lines.empty()) {
+        events.log("system", "the app wrote no output before it failed; " + more);
+        return;
+    }
+    // The writers redact already; this catches a secret set since they started.
+    auto env = m_env->for_release(app, {});
+    secrets::Redactor redactor(env ? env->secret_values : std::vector<std::string>{});
+    events.log("system", lines.size() < total
+                             ? "the app's last " + std::to_string(lines.size()) +
+                                   " lines of output (of " + std::to_string(total) + "):"
+                             : "the app's output:");
+    for (auto line : lines)
+        events.log("app", redactor.apply(line));
+    events.log("system", more);
 }
 
 common::Status Engine::wait_healthy(runtime::Runtime& runtime, const runtime::ReleaseRef& release,

@@ -1,11 +1,16 @@
 #include <agent/deploy/proxy_supervisor.hpp>
 #include <agent/deploy/routes.hpp>
+#include <agent/runtime/http_probe.hpp>
 #include <agent/runtime/process.hpp>
 #include <common/address.hpp>
 #include <common/fs.hpp>
 #include <common/log.hpp>
 
+#include <fmt/format.h>
+#include <openssl/rand.h>
+
 #include <arpa/inet.h>
+#include <array>
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
@@ -136,7 +141,9 @@ std::vector<std::string> ProxySupervisor::settings_argv() const {
                                      "--routes",
                                      m_data_dir.proxy_routes().string(),
                                      "--applied",
-                                     m_data_dir.proxy_applied().string()};
+                                     m_data_dir.proxy_applied().string(),
+                                     "--probe-key",
+                                     m_data_dir.proxy_probe_key().string()};
     if (!m_settings.certificates.empty()) {
         argv.insert(argv.end(), {"--tls-listen", m_settings.https_listen});
         for (const auto& files : m_settings.certificates)
@@ -273,10 +280,31 @@ common::Status ProxySupervisor::spawn_locked(BindFailure bind_failure) {
     return common::atomic_write_file(m_data_dir.proxy_pid(), std::to_string(*pid) + "\n");
 }
 
+common::Status ProxySupervisor::load_probe_key_locked() {
+    if (!m_probe_key.empty())
+        return {};
+    const auto file = m_data_dir.proxy_probe_key();
+    if (auto text = common::read_file(file); text && text->size() >= 64) {
+        m_probe_key = text->substr(0, 64);
+        return {};
+    }
+    std::array<unsigned char, 32> bytes{};
+    if (RAND_bytes(bytes.data(), static_cast<int>(bytes.size())) != 1)
+        return make_error(ErrorKind::internal, "cannot make the proxy's probe key: no randomness");
+    std::string key;
+    for (unsigned char byte : bytes)
+        key += fmt::format("{:02x}", byte);
+    TRY(common::ensure_directory(m_data_dir.proxy_dir(), fs::perms::owner_all));
+    TRY(common::atomic_write_file(file, key + "\n", 0600));
+    m_probe_key = std::move(key);
+    return {};
+}
+
 common::Status ProxySupervisor::ensure_running() {
     if (!enabled())
         return {};
     std::lock_guard lock(m_mutex);
+    TRY(load_probe_key_locked()); // before a proxy that reads it starts
     if (alive_locked() || adopt_locked())
         return {};
     auto now = std::chrono::steady_clock::now();
@@ -294,6 +322,36 @@ void ProxySupervisor::reload() {
     std::lock_guard lock(m_mutex);
     if (alive_locked() && ::kill(m_pid, SIGHUP) != 0)
         common::log_warn("cannot signal deploy-proxy: " + std::string(std::strerror(errno)));
+}
+
+std::string ProxySupervisor::probe_address() const {
+    auto listen = common::parse_host_port(m_settings.listen, common::EmptyHost::allowed);
+    if (!listen)
+        return "127.0.0.1";
+    if (listen->host.empty() || listen->host == "0.0.0.0")
+        return "127.0.0.1";
+    if (listen->host == "::")
+        return "::1";
+    return listen->host;
+}
+
+ProxySupervisor::ProbeAnswer ProxySupervisor::probe(const std::string& host,
+                                                    const std::string& path,
+                                                    std::chrono::milliseconds timeout) const {
+    std::string key;
+    {
+        std::lock_guard lock(m_mutex);
+        key = m_probe_key;
+    }
+    auto listen = common::parse_host_port(m_settings.listen, common::EmptyHost::allowed);
+    runtime::HttpGet request;
+    request.address = probe_address();
+    request.port = listen ? listen->port : 80;
+    request.path = path.empty() ? "/" : path;
+    request.host = host;
+    request.fields = {{"X-Deploy-Probe", key}};
+    auto answer = runtime::http_get(request, timeout);
+    return {answer.status, answer.message, answer.field("X-Deploy-Routed")};
 }
 
 bool ProxySupervisor::wait_applied(std::uint64_t generation,

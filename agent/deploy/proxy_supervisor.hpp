@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstdint>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <sys/types.h>
 #include <vector>
@@ -33,6 +34,21 @@ class ProxySupervisor {
     // Waits until the proxy reports a generation >= `generation` (true) or timeout.
     bool wait_applied(std::uint64_t generation, std::chrono::milliseconds timeout) const;
 
+    // What one probe through the proxy found (docs/design.md §8).
+    struct ProbeAnswer {
+        int status = 0;      // the HTTP status, 0: no HTTP answer
+        std::string message; // "HTTP 200", "connection refused", ...
+        // X-Deploy-Routed of the answer: "APP RELEASE", "none" (no route),
+        // nullopt when the answer did not recognize the probe key (not our proxy).
+        std::optional<std::string> routed;
+    };
+    // GET `path` with Host `host` from the proxy's plain listener, carrying
+    // the probe key; one local request.
+    ProbeAnswer probe(const std::string& host, const std::string& path,
+                      std::chrono::milliseconds timeout) const;
+    // Where probes go: the plain listener's address (a wildcard becomes loopback).
+    std::string probe_address() const;
+
   private:
     // A listening socket the agent keeps for the proxy's restarts.
     struct HeldSocket {
@@ -46,6 +62,8 @@ class ProxySupervisor {
     // be held by a proxy of ours) and lets the proxy bind it itself.
     enum class BindFailure { fatal, warn };
 
+    // Reads DATA_DIR/proxy/probe.key, or makes it (32 random bytes, hex, 0600).
+    common::Status load_probe_key_locked();
     bool alive_locked() const;
     bool adopt_locked();
     common::Status spawn_locked(BindFailure bind_failure);
@@ -64,6 +82,7 @@ class ProxySupervisor {
     std::chrono::steady_clock::time_point m_last_spawn{};
     HeldSocket m_http;
     HeldSocket m_https;
+    std::string m_probe_key; // set by ensure_running(), then never changes
 };
 
 } // namespace agent

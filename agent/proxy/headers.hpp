@@ -21,6 +21,13 @@ using ResponseParser = boost::beast::http::response_parser<boost::beast::http::b
 void prepare_upstream_request(Request& request, std::string_view client_ip, std::string_view proto,
                               std::string& scratch);
 
+// The agent's proof that a release is live (docs/design.md §8): a request
+// whose X-Deploy-Probe is the agent's probe key is a probe; the field is
+// always removed before forwarding, and only a probe's answer gets
+// X-Deploy-Routed ("APP RELEASE", or "none").
+inline constexpr std::string_view k_probe_field = "X-Deploy-Probe";
+inline constexpr std::string_view k_routed_field = "X-Deploy-Routed";
+
 struct ClientFraming {
     unsigned version = 11;
     bool keep_alive = true;

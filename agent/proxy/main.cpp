@@ -1,9 +1,11 @@
 // deploy-proxy: routes HTTP requests to the running releases by Host header.
 #include <CLI/CLI.hpp>
 #include <agent/proxy/server.hpp>
+#include <common/fs.hpp>
 #include <common/log.hpp>
 #include <common/version.hpp>
 
+#include <cctype>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -25,6 +27,7 @@ int main(int argc, char** argv) {
     std::vector<std::string> certs;
     std::vector<std::string> keys;
     bool redirect_https = false;
+    std::string probe_key_file;
     app.add_option("--listen", listen, "Address to serve on, IP:PORT ([::1]:PORT, :PORT for all)")
         ->capture_default_str();
     app.add_option("--routes", routes,
@@ -49,6 +52,11 @@ int main(int argc, char** argv) {
     app.add_flag("--redirect-https", redirect_https,
                  "Answer plain HTTP requests for a host a certificate covers with a 308 redirect "
                  "to https (ACME http-01 challenges excepted)");
+    app.add_option("--probe-key", probe_key_file,
+                   "File holding the agent's probe key: a request with that key in X-Deploy-Probe "
+                   "is never redirected and its answer names the release that served it in "
+                   "X-Deploy-Routed (the agent's proof that a release is live)")
+        ->type_name("PATH");
     app.add_option("--threads", threads, "Worker threads, each with its own event loop")
         ->check(CLI::Range(1u, 64u))
         ->capture_default_str();
@@ -103,6 +111,20 @@ int main(int argc, char** argv) {
             options.certificates.push_back({certs[i], keys[i]});
         }
         options.redirect_https = redirect_https;
+    }
+    if (!probe_key_file.empty()) {
+        auto key = common::read_file(probe_key_file);
+        while (key && !key->empty() && std::isspace(static_cast<unsigned char>(key->back()))) {
+            key->pop_back();
+        }
+        if (!key || key->empty()) {
+            // Serving goes on; the agent's probes fail and name this log.
+            common::log_warn("cannot read the probe key " + probe_key_file + ": " +
+                             (key ? std::string("empty file") : key.error().message) +
+                             "; no request is taken as the agent's probe");
+        } else {
+            options.probe_key = std::move(*key);
+        }
     }
     if (options.applied.empty()) {
         options.applied = options.routes.parent_path() / "applied";

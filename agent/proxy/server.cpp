@@ -136,6 +136,7 @@ common::Status Server::start() {
                           .get();
         }
         auto& worker = *m_workers.emplace_back(std::make_unique<Worker>(*context));
+        worker.set_probe_key(m_options.probe_key);
         if (auto ok = open_listener(worker, i, Worker::Listener::http, endpoint,
                                     m_options.listen_fd);
             !ok) {

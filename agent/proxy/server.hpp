@@ -30,6 +30,10 @@ struct ServerOptions {
     std::vector<CertificateFiles> certificates;
     // Plain HTTP requests for a host a certificate covers get 308 to https.
     bool redirect_https = false;
+    // The agent's probe key (docs/design.md §8): a request carrying it in
+    // X-Deploy-Probe is never redirected, and its answer names the release
+    // that served it in X-Deploy-Routed. Empty: no request is a probe.
+    std::string probe_key;
 };
 
 // Serves until SIGTERM or SIGINT, then drains. Returns the exit code.

@@ -182,9 +182,15 @@ void Session<ClientStream>::dispatch() {
         return respond_plain(http::status::bad_request, "missing Host header\n", After::close);
     }
     normalize_host(host, m_host);
+    m_probe = false;
+    if (auto probe = request.find(k_probe_field); probe != request.end()) {
+        m_probe = m_worker.is_probe(probe->value());
+        request.erase(k_probe_field); // never reaches an app, whoever sent it
+    }
     m_table = m_worker.table();
+    m_route = nullptr;
     if constexpr (!k_tls) {
-        if (m_worker.redirects_https() && redirect_to_https()) {
+        if (!m_probe && m_worker.redirects_https() && redirect_to_https()) {
             m_table.reset();
             return;
         }
@@ -218,6 +224,9 @@ void Session<ClientStream>::respond_plain(http::status status, std::string body,
         m_plain.set(http::field::location, location);
     }
     m_plain.set(http::field::content_type, "text/plain; charset=utf-8");
+    if (m_probe) {
+        m_plain.set(k_routed_field, routed_to());
+    }
     m_plain.content_length(body.size());
     if (!head) {
         m_plain.body() = std::move(body);
@@ -238,10 +247,15 @@ template <class ClientStream>
 void Session<ClientStream>::end_exchange(bool keep_alive) {
     m_table.reset();
     m_route = nullptr;
+    m_probe = false;
     if (!keep_alive) {
         return close();
     }
     read_request();
+}
+
+template <class ClientStream> std::string Session<ClientStream>::routed_to() const {
+    return m_route ? m_route->app + " " + m_route->release : std::string("none");
 }
 
 template <class ClientStream>

@@ -73,6 +73,9 @@ class Session final : public SessionBase,
     void on_handshake(error_code ec);
     // Plain HTTP to a host a certificate covers, with redirects on: 308 to https.
     bool redirect_to_https();
+    // "APP RELEASE" of the current route, "none" without one: what a probe's
+    // answer carries in X-Deploy-Routed.
+    std::string routed_to() const;
 
     // Client side (session.cpp).
     void read_request();
@@ -131,6 +134,9 @@ class Session final : public SessionBase,
     // for a response, emptied once it is out. Unused when m_serializer is.
     std::string m_head;
 
+    // The current request carries the agent's probe key: it is not redirected
+    // and its answer names the route in X-Deploy-Routed (docs/design.md §8).
+    bool m_probe = false;
     std::string m_host;    // scratch: normalized Host of the current request
     std::string m_scratch; // scratch for header rewriting
     boost::beast::http::response<boost::beast::http::string_body> m_plain;

@@ -109,6 +109,9 @@ void Session<ClientStream>::on_upstream_header(error_code ec, std::size_t) {
     }
     m_framing.keep_alive = prepare_client_response(*m_response, m_framing);
     auto& response = m_response->get();
+    if (m_probe) {
+        response.set(k_routed_field, routed_to());
+    }
     if (response.chunked()) {
         m_serializer.emplace(response); // chunk framing: Beast writes it
     } else {

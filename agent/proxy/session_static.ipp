@@ -74,6 +74,9 @@ void Session<ClientStream>::serve_static() {
         {request.method_string(), request.target(), request[http::field::if_none_match],
          request[http::field::if_modified_since], request[http::field::range],
          request[http::field::if_range], request[http::field::accept_encoding]});
+    if (m_probe) {
+        reply.headers.emplace_back(k_routed_field, routed_to());
+    }
     const bool keep_alive = m_framing.keep_alive;
     auto send = [this, keep_alive](auto response) {
         auto held = std::make_shared<decltype(response)>(std::move(response));

@@ -149,4 +149,15 @@ void Worker::remove(SessionBase* session) {
     }
 }
 
+bool Worker::is_probe(std::string_view value) const {
+    if (m_probe_key.empty() || value.size() != m_probe_key.size()) {
+        return false;
+    }
+    unsigned char differ = 0; // the same time whatever the first wrong byte
+    for (std::size_t i = 0; i < value.size(); ++i) {
+        differ |= static_cast<unsigned char>(value[i] ^ m_probe_key[i]);
+    }
+    return differ == 0;
+}
+
 } // namespace agent::proxy

@@ -14,6 +14,8 @@
 
 #include <functional>
 #include <memory>
+#include <string>
+#include <string_view>
 #include <unordered_set>
 
 namespace agent::proxy {
@@ -44,6 +46,11 @@ class Worker {
     void redirect_https(unsigned port) { m_https_port = port; }
     bool redirects_https() const { return m_https_port != 0 && m_tls != nullptr; }
     unsigned https_port() const { return m_https_port; }
+
+    // Before start(): the agent's probe key (empty: none). is_probe() tells
+    // whether the X-Deploy-Probe value of a request is that key.
+    void set_probe_key(std::string key) { m_probe_key = std::move(key); }
+    bool is_probe(std::string_view value) const;
 
     // Call on the worker's thread. New requests use `table` from now on;
     // requests under way finish with the table that routed them.
@@ -78,6 +85,7 @@ class Worker {
     std::shared_ptr<const RouteTable> m_table;
     std::shared_ptr<TlsSetup> m_tls;
     unsigned m_https_port = 0;
+    std::string m_probe_key;
     UpstreamPool m_pool;
     std::unordered_set<SessionBase*> m_sessions;
     bool m_stopping = false;

@@ -1,6 +1,8 @@
 #include <agent/runtime/http_probe.hpp>
 
+#include <algorithm>
 #include <arpa/inet.h>
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <netinet/in.h>
@@ -16,7 +18,8 @@ using Clock = std::chrono::steady_clock;
 
 class Socket {
   public:
-    Socket() : m_fd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0)) {}
+    explicit Socket(int family = AF_INET)
+        : m_fd(socket(family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0)) {}
     ~Socket() {
         if (m_fd >= 0)
             close(m_fd);
@@ -40,8 +43,9 @@ bool wait_for(int fd, short events, Clock::time_point deadline) {
     return poll(&p, 1, remaining_ms(deadline)) > 0;
 }
 
-std::string connect_error(int fd, Clock::time_point deadline, const sockaddr_in& addr) {
-    if (connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0)
+std::string connect_error(int fd, Clock::time_point deadline, const sockaddr* addr,
+                          socklen_t length) {
+    if (connect(fd, addr, length) == 0)
         return {};
     if (errno != EINPROGRESS)
         return std::strerror(errno);
@@ -97,7 +101,100 @@ ProbeResult parse_status(const std::string& line) {
     return {status, "HTTP " + std::to_string(status)};
 }
 
+// Reads until the end of the header (a blank line), the peer closes or the deadline.
+std::string read_header(int fd, Clock::time_point deadline) {
+    std::string data;
+    char buffer[1024];
+    while (data.find("\r\n\r\n") == std::string::npos && data.size() < 65536) {
+        if (!wait_for(fd, POLLIN, deadline))
+            break;
+        ssize_t n = recv(fd, buffer, sizeof buffer, 0);
+        if (n > 0)
+            data.append(buffer, static_cast<std::size_t>(n));
+        else if (n == 0 || (errno != EAGAIN && errno != EINTR))
+            break;
+    }
+    return data;
+}
+
+std::string trim(std::string_view text) {
+    auto begin = text.find_first_not_of(" \t");
+    auto end = text.find_last_not_of(" \t\r");
+    return begin == std::string_view::npos ? std::string()
+                                           : std::string(text.substr(begin, end - begin + 1));
+}
+
+bool same_name(std::string_view a, std::string_view b) {
+    return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+               return std::tolower(static_cast<unsigned char>(x)) ==
+                      std::tolower(static_cast<unsigned char>(y));
+           });
+}
+
 } // namespace
+
+std::optional<std::string> HttpAnswer::field(std::string_view name) const {
+    for (const auto& [key, value] : fields)
+        if (same_name(key, name))
+            return value;
+    return std::nullopt;
+}
+
+HttpAnswer http_get(const HttpGet& request, std::chrono::milliseconds timeout) {
+    auto deadline = Clock::now() + timeout;
+    HttpAnswer answer;
+    sockaddr_storage storage{};
+    socklen_t length = 0;
+    if (request.address.find(':') != std::string::npos) {
+        auto* a6 = reinterpret_cast<sockaddr_in6*>(&storage);
+        a6->sin6_family = AF_INET6;
+        a6->sin6_port = htons(static_cast<std::uint16_t>(request.port));
+        if (inet_pton(AF_INET6, request.address.c_str(), &a6->sin6_addr) != 1)
+            return {{0, "not an IP address: " + request.address}, {}};
+        length = sizeof *a6;
+    } else {
+        auto* a4 = reinterpret_cast<sockaddr_in*>(&storage);
+        a4->sin_family = AF_INET;
+        a4->sin_port = htons(static_cast<std::uint16_t>(request.port));
+        if (inet_pton(AF_INET, request.address.c_str(), &a4->sin_addr) != 1)
+            return {{0, "not an IP address: " + request.address}, {}};
+        length = sizeof *a4;
+    }
+    Socket sock(storage.ss_family);
+    if (sock.fd() < 0)
+        return {{0, std::string("socket: ") + std::strerror(errno)}, {}};
+    if (auto error =
+            connect_error(sock.fd(), deadline, reinterpret_cast<const sockaddr*>(&storage), length);
+        !error.empty())
+        return {{0, error}, {}};
+    std::string text = "GET " + (request.path.empty() ? std::string("/") : request.path) +
+                       " HTTP/1.1\r\nHost: " +
+                       (request.host.empty() ? request.address + ":" + std::to_string(request.port)
+                                             : request.host) +
+                       "\r\nUser-Agent: deploy-agent\r\nConnection: close\r\n";
+    for (const auto& [name, value] : request.fields)
+        text += name + ": " + value + "\r\n";
+    text += "\r\n";
+    if (!send_all(sock.fd(), text, deadline))
+        return {{0, "cannot send the request"}, {}};
+    const std::string header = read_header(sock.fd(), deadline);
+    if (header.empty() && Clock::now() >= deadline)
+        return {{0, "no answer within " + std::to_string(timeout.count()) + "ms"}, {}};
+    auto line_end = header.find("\r\n");
+    static_cast<ProbeResult&>(answer) = parse_status(header.substr(0, line_end));
+    if (answer.status == 0 || line_end == std::string::npos)
+        return answer;
+    for (std::size_t at = line_end + 2; at < header.size();) {
+        auto end = header.find("\r\n", at);
+        if (end == std::string::npos || end == at)
+            break;
+        std::string_view line(header.data() + at, end - at);
+        if (auto colon = line.find(':'); colon != std::string_view::npos)
+            answer.fields.emplace_back(trim(line.substr(0, colon)), trim(line.substr(colon + 1)));
+        at = end + 2;
+    }
+    return answer;
+}
 
 ProbeResult http_probe(int port, const std::string& path, std::chrono::milliseconds timeout) {
     auto deadline = Clock::now() + timeout;
@@ -108,7 +205,9 @@ ProbeResult http_probe(int port, const std::string& path, std::chrono::milliseco
     addr.sin_family = AF_INET;
     addr.sin_port = htons(static_cast<std::uint16_t>(port));
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (auto error = connect_error(sock.fd(), deadline, addr); !error.empty())
+    if (auto error = connect_error(sock.fd(), deadline, reinterpret_cast<const sockaddr*>(&addr),
+                                   sizeof addr);
+        !error.empty())
         return {0, error};
     std::string request = "GET " + (path.empty() ? std::string("/") : path) +
                           " HTTP/1.1\r\nHost: 127.0.0.1:" + std::to_string(port) +

@@ -331,3 +331,44 @@ domains = ["web.example.com"]
         CHECK(failed.error == "static dir \"dist\" points outside the release");
     }
 }
+
+TEST_CASE("engine shows the last lines an app wrote when it fails while starting") {
+    Fixture f;
+    SUBCASE("an app that exits: its lines before the failure, and where to see more") {
+        auto id =
+            f.wait_settled(f.deploy(with(k_app, "exec busybox httpd -f -p 127.0.0.1:$PORT -h .",
+                                         "echo \\\"can't open file 'nope.py'\\\" >&2; exit 2")))
+                .id;
+        auto events = f.events(id);
+        auto line = events.find(R"("line":"can't open file 'nope.py'","release":")" + id +
+                                R"(","stream":"app")");
+        auto hint = events.find("more: deployctl logs " + id);
+        auto failed = events.find(R"("state":"FAILED")");
+        CHECK(events.find(R"("line":"the app's output:")") != std::string::npos);
+        REQUIRE(line != std::string::npos);
+        REQUIRE(hint != std::string::npos);
+        REQUIRE(failed != std::string::npos);
+        CHECK(line < hint);
+        CHECK(hint < failed);
+    }
+    SUBCASE("more than 20 lines: the last 20, and how many there were") {
+        auto id =
+            f.wait_settled(f.deploy(with(k_app, "exec busybox httpd -f -p 127.0.0.1:$PORT -h .",
+                                         "i=1; while [ $i -le 25 ]; do echo line $i; i=$((i+1)); "
+                                         "done; exit 3")))
+                .id;
+        auto events = f.events(id);
+        CHECK(events.find("the app's last 20 lines of output (of 25):") != std::string::npos);
+        CHECK(events.find(R"("line":"line 5")") == std::string::npos);
+        CHECK(events.find(R"("line":"line 6")") != std::string::npos);
+        CHECK(events.find(R"("line":"line 25")") != std::string::npos);
+    }
+    SUBCASE("an app that wrote nothing says so") {
+        auto id =
+            f.wait_settled(
+                 f.deploy(with(k_app, "exec busybox httpd -f -p 127.0.0.1:$PORT -h .", "exit 4")))
+                .id;
+        CHECK(f.events(id).find("the app wrote no output before it failed; more: deployctl logs " +
+                                id) != std::string::npos);
+    }
+}

@@ -5,7 +5,10 @@
 
 #include <doctest/doctest.h>
 
+#include <arpa/inet.h>
 #include <csignal>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <thread>
 #include <unistd.h>
 
@@ -95,4 +98,59 @@ TEST_CASE("a signal blocked at spawn stays pending instead of killing the child"
         REQUIRE(result.ok());
         CHECK(lines.empty());
     }
+}
+
+TEST_CASE("http_get sends its Host and fields and returns the answer's fields") {
+    int server = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    REQUIRE(server >= 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::bind(server, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0);
+    REQUIRE(::listen(server, 4) == 0);
+    socklen_t length = sizeof address;
+    REQUIRE(::getsockname(server, reinterpret_cast<sockaddr*>(&address), &length) == 0);
+    std::string received;
+    std::thread answer([&] {
+        int client = ::accept(server, nullptr, nullptr);
+        char buffer[4096];
+        while (received.find("\r\n\r\n") == std::string::npos) {
+            auto n = ::recv(client, buffer, sizeof buffer, 0);
+            if (n <= 0)
+                break;
+            received.append(buffer, static_cast<std::size_t>(n));
+        }
+        const std::string reply = "HTTP/1.1 503 Service Unavailable\r\nX-Deploy-Routed: web v3\r\n"
+                                  "content-length: 0\r\n\r\n";
+        ::send(client, reply.data(), reply.size(), MSG_NOSIGNAL);
+        ::close(client);
+    });
+    HttpGet request;
+    request.port = ntohs(address.sin_port);
+    request.path = "/healthz";
+    request.host = "web.localhost";
+    request.fields = {{"X-Deploy-Probe", "key"}};
+    auto result = http_get(request, std::chrono::milliseconds(2000));
+    answer.join();
+    ::close(server);
+    CHECK(received.starts_with("GET /healthz HTTP/1.1\r\nHost: web.localhost\r\n"));
+    CHECK(received.find("\r\nX-Deploy-Probe: key\r\n") != std::string::npos);
+    CHECK(result.status == 503);
+    CHECK_FALSE(result.healthy());
+    CHECK(result.field("x-deploy-routed") == std::optional<std::string>("web v3"));
+    CHECK(result.field("Content-Length") == std::optional<std::string>("0"));
+    CHECK_FALSE(result.field("X-Other").has_value());
+}
+
+TEST_CASE("http_get reports a refused connection and a bad address as status 0") {
+    auto port = pick_free_port();
+    REQUIRE(port.ok());
+    HttpGet request;
+    request.port = *port;
+    auto refused = http_get(request, std::chrono::milliseconds(500));
+    CHECK(refused.status == 0);
+    CHECK_FALSE(refused.message.empty());
+    request.address = "not-an-ip";
+    CHECK(http_get(request, std::chrono::milliseconds(500)).message ==
+          "not an IP address: not-an-ip");
 }
