@@ -29,6 +29,7 @@ common::Result<std::optional<std::string>> Engine::activate(const std::string& a
         EventLog(m_options.data_dir.event_log(app, **previous), **previous)
             .state(State::inactive, "replaced by " + id);
     }
+    clear_stopped(app, id, events); // a deploy or rollback starts a stopped app again
     publish_routes();
     events.state(State::production);
     return previous;
@@ -44,10 +45,13 @@ void Engine::publish_routes() {
         if (!config)
             common::log_warn(app + " " + production->id + ": " + config.error().message);
         const bool is_static = config && config->static_site;
-        if (!is_static && production->port <= 0)
+        const bool stopped = m_store->stopped(app);
+        if (!is_static && !stopped && production->port <= 0)
             continue;
         Route route{"", app, production->id, ""};
-        if (is_static) {
+        if (stopped) {
+            route.stopped = true; // deploy-proxy answers 503 "APP is stopped"
+        } else if (is_static) {
             route.static_root = static_root(app, production->id, *config).string();
             route.spa = config->static_site->spa;
         } else {
@@ -137,7 +141,7 @@ void Engine::delete_release(const ReleaseRow& row, const std::string& reason) {
     std::error_code ec;
     const auto& data = m_options.data_dir;
     for (const auto& path : {data.release_dir(row.app, row.id), data.event_log(row.app, row.id),
-                             data.app_log(row.app, row.id)}) {
+                             data.app_log(row.app, row.id), data.release_blobs(row.app, row.id)}) {
         fs::remove_all(path, ec);
         if (ec)
             common::log_warn("cannot remove " + path.string() + ": " + ec.message());
