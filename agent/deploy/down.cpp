@@ -133,8 +133,8 @@ int down(const DownOptions& options) {
             engines = {"docker", "podman"};
         for (const auto& engine : engines) {
             runtime::CliCall ps;
-            ps.argv = {engine, "ps", "--all", "--quiet", "--filter",
-                       "label=dev.deployctl.agent=" + agent_id};
+            ps.argv = {engine,    "ps",       "--all",
+                       "--quiet", "--filter", "label=dev.deployctl.agent=" + agent_id};
             auto listed = runtime::run_cli(ps);
             if (!listed || !listed->ok())
                 continue; // not installed, or not answering
@@ -182,7 +182,11 @@ int down(const DownOptions& options) {
         if (!redactor && !done.count(session))
             continue; // not the agent's: a shell in the data dir, say
         if (terminate(pid, *start, k_grace))
-            say(fmt::format("{} (pid {})", redactor ? std::string("log-redact") : argv.empty() ? std::string("process") : argv[0], pid));
+            say(fmt::format("{} (pid {})",
+                            redactor       ? std::string("log-redact")
+                            : argv.empty() ? std::string("process")
+                                           : argv[0],
+                            pid));
     }
     // The proxy last: it served the apps until they were gone.
     if (auto proxy = read_pid_file(data.proxy_pid())) {

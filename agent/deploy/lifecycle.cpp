@@ -121,8 +121,7 @@ std::pair<int, int> Engine::remove_unshared_blobs(const std::string& app,
     return {removed, kept};
 }
 
-void Engine::clear_stopped(const std::string& app, const std::string& id,
-                           const EventLog& events) {
+void Engine::clear_stopped(const std::string& app, const std::string& id, const EventLog& events) {
     if (!m_store->stopped(app))
         return;
     if (auto started = m_store->set_stopped(app, false, "started again: " + id + " serves it");
@@ -130,8 +129,8 @@ void Engine::clear_stopped(const std::string& app, const std::string& id,
         common::log_error(started.error().message);
         return;
     }
-    events.log("system", app + " was stopped (deployctl stop); it is started again and " + id +
-                             " serves it");
+    events.log("system",
+               app + " was stopped (deployctl stop); it is started again and " + id + " serves it");
     common::log_info(app + " was stopped; started again by the switch to " + id);
 }
 
@@ -148,8 +147,8 @@ common::Result<runtime::AppProcess> Engine::start_production(const ReleaseRow& r
             common::log_error(restored.error().message);
         events.log("system", "start failed: " + process.error().message);
         return make_error(ErrorKind::failed, "cannot start " + row.app + " " + row.id + ": " +
-                                                 process.error().message +
-                                                 " (deployctl logs " + row.id + " shows its output)");
+                                                 process.error().message + " (deployctl logs " +
+                                                 row.id + " shows its output)");
     }
     runtime_for(row.app, row.id, config).serving({row.app, row.id});
     {
@@ -250,8 +249,8 @@ common::Result<AppAction> Engine::restart_app(const std::string& app) {
         wait_drained(row->port, config->deploy.drain);
         runtime->stop({app, row->id}, old, k_stop_grace);
     }
-    common::log_info("restarted " + app + " " + row->id + " (pid " +
-                     std::to_string(process->pid) + ")");
+    common::log_info("restarted " + app + " " + row->id + " (pid " + std::to_string(process->pid) +
+                     ")");
     return AppAction{app, row->id, "running", true, process->pid};
 }
 
@@ -275,10 +274,9 @@ common::Result<Destroyed> Engine::destroy_app(const std::string& app) {
                           "no app named '" + app + "' on this agent (deployctl apps lists them)");
     for (const auto& row : rows)
         if (row.state != State::production && !common::can_delete(row.state))
-            return make_error(ErrorKind::refused,
-                              "release " + row.id + " of " + app + " is " +
-                                  std::string(common::to_string(row.state)) +
-                                  "; destroy it once that has ended");
+            return make_error(ErrorKind::refused, "release " + row.id + " of " + app + " is " +
+                                                      std::string(common::to_string(row.state)) +
+                                                      "; destroy it once that has ended");
     Destroyed destroyed;
     destroyed.app = app;
     if (!rows.empty()) {
@@ -294,8 +292,8 @@ common::Result<Destroyed> Engine::destroy_app(const std::string& app) {
         destroyed.releases.push_back(row.id);
     }
     std::tie(destroyed.blobs_removed, destroyed.blobs_kept) = remove_unshared_blobs(app, rows);
-    TRY(m_store->destroy_app(app, "app destroyed on request (" +
-                                      std::to_string(rows.size()) + " releases)"));
+    TRY(m_store->destroy_app(app, "app destroyed on request (" + std::to_string(rows.size()) +
+                                      " releases)"));
     publish_routes(); // the proxy's unknown-app answer from now on
     std::error_code ec;
     fs::remove_all(m_options.data_dir.app_dir(app), ec);
