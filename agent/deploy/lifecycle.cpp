@@ -258,25 +258,33 @@ common::Result<Destroyed> Engine::destroy_app(const std::string& app) {
     if (!m_started)
         return make_error(ErrorKind::internal, "the deployment engine is not running");
     auto& my = slot(app);
-    std::unique_lock deploy(my.deploy_lock, std::try_to_lock);
-    bool queued = false;
-    {
-        std::lock_guard lock(m_mutex);
-        queued = std::any_of(my.queue.begin(), my.queue.end(),
-                             [](const Job& job) { return job.kind == JobKind::deploy; });
-    }
-    if (!deploy.owns_lock() || queued)
-        return make_error(ErrorKind::refused, "a deployment or rollback of " + app +
-                                                  " is running; destroy it once that has ended");
+    // A deployment or rollback in progress refuses; a drain (the worker
+    // stopping a replaced release) is waited for.
+    auto busy = [&]() -> common::Status {
+        bool queued = false;
+        {
+            std::lock_guard lock(m_mutex);
+            queued = std::any_of(my.queue.begin(), my.queue.end(),
+                                 [](const Job& job) { return job.kind == JobKind::deploy; });
+            for (const auto& key : m_busy)
+                queued = queued || key.rfind(app + "/", 0) == 0;
+        }
+        for (const auto& row : m_store->releases(app))
+            if (row.state != State::production && !common::can_delete(row.state))
+                queued = true;
+        if (queued)
+            return make_error(ErrorKind::refused,
+                              "a deployment or rollback of " + app +
+                                  " is in progress; destroy it once that has ended");
+        return {};
+    };
+    TRY(busy());
+    std::unique_lock deploy(my.deploy_lock);
+    TRY(busy()); // one may have begun while this waited
     auto rows = m_store->releases(app);
     if (rows.empty() && m_store->env(app).empty() && !m_store->data_key(app))
         return make_error(ErrorKind::not_found,
                           "no app named '" + app + "' on this agent (deployctl apps lists them)");
-    for (const auto& row : rows)
-        if (row.state != State::production && !common::can_delete(row.state))
-            return make_error(ErrorKind::refused, "release " + row.id + " of " + app + " is " +
-                                                      std::string(common::to_string(row.state)) +
-                                                      "; destroy it once that has ended");
     Destroyed destroyed;
     destroyed.app = app;
     if (!rows.empty()) {
