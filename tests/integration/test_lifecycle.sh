@@ -158,4 +158,21 @@ assert_contains "$ERR" "no agent's data dir" "down on a wrong dir: a clear error
 restart_agent
 serves_hello_3() { [[ $(fetch hello) == "hello from 3" ]]; }
 assert_true "hello serves again after serve" wait_until 15 serves_hello_3
+
+# ------------------------------------------------------------------ several hosts
+FIRST_URL=$AGENT_URL FIRST_PROXY=$PROXY_PORT
+start_agent second
+SECOND_URL=$AGENT_URL SECOND_PROXY=$PROXY_PORT
+both() { "$DEPLOYCTL_BIN" -C "$HELLO_REPO" --host "$FIRST_URL" --host "$SECOND_URL" --no-color "$@"; }
+assert_exit 0 both deploy
+assert_exit 0 both stop
+assert_contains "$OUT" "[$FIRST_URL] ==> Stopped hello" "stop with two hosts: reported for the first"
+assert_contains "$OUT" "[$SECOND_URL] ==> Stopped hello" "stop with two hosts: reported for the second"
+assert_eq "503 503" "$(fetch_code hello / "$FIRST_PROXY") $(fetch_code hello / "$SECOND_PROXY")" "both hosts answer 503"
+assert_exit 0 both apps
+assert_match "$OUT" "\\[$SECOND_URL\\] hello +v1 +stopped" "apps with two hosts: each host's apps"
+assert_exit 0 both start
+assert_eq "hello from 3|hello from 3" "$(fetch hello / "$FIRST_PROXY")|$(fetch hello / "$SECOND_PROXY")" "start serves on both hosts"
+assert_exit 0 both destroy hello --yes
+assert_eq "404 404" "$(fetch_code hello / "$FIRST_PROXY") $(fetch_code hello / "$SECOND_PROXY")" "destroy removes the app from both hosts"
 log "all $CHECKS checks passed"
