@@ -6,6 +6,7 @@
 // pipeline.cpp  QUEUED -> BUILDING -> PROVISIONING (materialize, build, start, health)
 // activate.cpp  the switch to PRODUCTION, routing, drain, prune, rollback, remove
 // recover.cpp   reconcile after a restart and the supervisor thread
+// lifecycle.cpp stop, start, restart and destroy of an app (deployctl apps|stop|...)
 // runtimes.cpp  choosing the engine and the runtime of each release
 
 #include <agent/deploy/events.hpp>
