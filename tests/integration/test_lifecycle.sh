@@ -88,6 +88,12 @@ assert_exit 0 dctl deploy
 assert_contains "$OUT" "was stopped" "a deploy of a stopped app says it starts it again"
 expect_serving hello "hello from 3" "the deploy serves the stopped app again"
 assert_eq 0 "$(sqlite3 "$DATA/state.db" "SELECT stopped FROM apps WHERE name = 'hello'")" "apps.stopped = 0 after the deploy"
+assert_exit 0 dctl stop
+assert_exit 0 dctl rollback
+expect_serving hello "hello from 2" "a rollback of a stopped app serves it again (v2)"
+assert_eq 0 "$(sqlite3 "$DATA/state.db" "SELECT stopped FROM apps WHERE name = 'hello'")" "apps.stopped = 0 after the rollback"
+assert_exit 0 dctl rollback v3
+expect_serving hello "hello from 3" "back on v3"
 
 # ------------------------------------------------------------------ destroy
 assert_exit 2 dctl destroy hello </dev/null
