@@ -48,6 +48,9 @@ assert_exit 0 dctl apps --json
 assert_jq "$(grep '"app":"hello"' <<<"$OUT")" '.state == "stopped"' "apps shows hello stopped"
 assert_exit 0 dctl status
 assert_contains "$OUT" "is stopped" "status shows hello stopped"
+assert_exit 0 dctl --json stop
+assert_jq "$OUT" '.event == "stopped" and .app == "hello" and .release == "v2" and .changed == false' \
+    "stop --json of a stopped app: a stopped event, changed false"
 assert_exit 0 dctl stop
 assert_contains "$OUT" "already stopped" "stop of a stopped app: exit 0, says so"
 
@@ -94,6 +97,14 @@ expect_serving hello "hello from 2" "a rollback of a stopped app serves it again
 assert_eq 0 "$(sqlite3 "$DATA/state.db" "SELECT stopped FROM apps WHERE name = 'hello'")" "apps.stopped = 0 after the rollback"
 assert_exit 0 dctl rollback v3
 expect_serving hello "hello from 3" "back on v3"
+
+# ------------------------------------------------------------------ scopes
+deploy_token=$("$AGENT_BIN" token create --data-dir "$DATA" --app hello --scope deploy --name it-deploy)
+api POST /v1/apps/hello/restart -H "Authorization: Bearer $deploy_token"
+assert_eq 200 "$API_STATUS" "a deploy token for hello may restart it"
+api DELETE /v1/apps/hello -H "Authorization: Bearer $deploy_token"
+assert_eq 403 "$API_STATUS" "a deploy token may not destroy the app (admin scope)"
+expect_serving hello "hello from 3" "nothing removed by the refused DELETE"
 
 # ------------------------------------------------------------------ destroy
 assert_exit 2 dctl destroy hello </dev/null
