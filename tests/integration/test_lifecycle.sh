@@ -112,6 +112,18 @@ assert_contains "$ERR" "--yes" "destroy without a terminal names --yes"
 expect_serving hello "hello from 3" "nothing removed without --yes"
 assert_eq 3 "$(sqlite3 "$DATA/state.db" "SELECT count(*) FROM releases WHERE app = 'hello'")" "hello's releases kept without --yes"
 
+# On a terminal (script(1) gives it one) the app's name must be typed.
+on_tty() { script -qec "$(printf '%q ' "$@")" /dev/null; }
+if command -v script >/dev/null; then
+    run on_tty "$DEPLOYCTL_BIN" -C "$REPO" --host "$AGENT_URL" --no-color destroy hello <<<"hellp"
+    assert_eq 2 "$RC" "destroy on a terminal with the wrong name typed: exit 2"
+    assert_contains "$OUT" "Type the app's name to confirm" "destroy on a terminal asks for the app's name"
+    assert_contains "$OUT" "nothing was destroyed" "a wrong name destroys nothing"
+    expect_serving hello "hello from 3" "hello still serves after the wrong name"
+else
+    log "script(1) not found: the terminal prompt is not checked"
+fi
+
 hello_pid=$(app_pid hello v3)
 redactors=$(pids_in_dir_matching "$DATA/apps/hello" log-redact)
 assert_ne "" "$redactors" "a log-redact writer runs for hello"
@@ -190,6 +202,11 @@ assert_exit 0 both apps
 assert_match "$OUT" "\\[$SECOND_URL\\] hello +v1 +stopped" "apps with two hosts: each host's apps"
 assert_exit 0 both start
 assert_eq "hello from 3|hello from 3" "$(fetch hello / "$FIRST_PROXY")|$(fetch hello / "$SECOND_PROXY")" "start serves on both hosts"
-assert_exit 0 both destroy hello --yes
+if command -v script >/dev/null; then
+    run on_tty "$DEPLOYCTL_BIN" -C "$HELLO_REPO" --host "$FIRST_URL" --host "$SECOND_URL" --no-color destroy hello <<<"hello"
+    assert_eq 0 "$RC" "destroy on a terminal with the app's name typed: exit 0 ($(tail -n 3 "$OUT_FILE"))"
+else
+    assert_exit 0 both destroy hello --yes
+fi
 assert_eq "404 404" "$(fetch_code hello / "$FIRST_PROXY") $(fetch_code hello / "$SECOND_PROXY")" "destroy removes the app from both hosts"
 log "all $CHECKS checks passed"
