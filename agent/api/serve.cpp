@@ -6,8 +6,8 @@
 #include <agent/auth/bootstrap.hpp>
 #include <agent/proxy/tls_certificates.hpp>
 #include <agent/runtime/process.hpp>
-#include <common/fs.hpp>
 #include <common/address.hpp>
+#include <common/fs.hpp>
 #include <common/log.hpp>
 
 #include <fmt/format.h>

@@ -161,7 +161,8 @@ class Engine final : public Service {
 
     // lifecycle.cpp
     // "running", "stopped", "failed" or "no_release".
-    std::string app_state(const std::string& app, const std::optional<ReleaseRow>& production) const;
+    std::string app_state(const std::string& app,
+                          const std::optional<ReleaseRow>& production) const;
     // The app's PRODUCTION release, or not_found / refused with the fix.
     common::Result<ReleaseRow> production_of(const std::string& app, const char* verb);
     // Starts the PRODUCTION release's app on a new port, waits until it is

@@ -97,7 +97,7 @@ void Engine::reconcile_release(const ReleaseRow& row) {
         if (!running)
             return; // served by deploy-proxy from its files: nothing runs
         if (m_store->stopped(row.app)) { // deployctl stop: it stays stopped
-            if (alive) { // an agent killed while stopping it
+            if (alive) {                 // an agent killed while stopping it
                 runtime.stop(release, process, k_stop_grace);
                 if (auto cleared = m_store->clear_process(row.app, row.id); !cleared)
                     common::log_error(cleared.error().message);

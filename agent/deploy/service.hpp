@@ -49,7 +49,7 @@ struct AppStatus {
     // "running", "stopped" (deployctl stop), "failed" (the PRODUCTION app is
     // not running: the agent is starting it again) or "no_release".
     std::string state = "no_release";
-    std::string commit; // of the PRODUCTION release
+    std::string commit;                    // of the PRODUCTION release
     std::string url;                       // http://APP.localhost:PROXYPORT/
     std::vector<std::string> domains;
     std::vector<ReleaseInfo> releases; // newest first

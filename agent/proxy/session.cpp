@@ -208,8 +208,7 @@ void Session<ClientStream>::dispatch() {
     forward();
 }
 
-template <class ClientStream>
-void Session<ClientStream>::respond_stopped() {
+template <class ClientStream> void Session<ClientStream>::respond_stopped() {
     const std::string& app = m_route->app; // [a-z0-9-]: nothing to escape in HTML
     const auto accept = m_request->get()[http::field::accept];
     if (accept.find("text/html") != std::string_view::npos) {

@@ -377,12 +377,10 @@ common::Status Store::destroy_app(const std::string& app, std::string_view detai
     std::lock_guard lock(m_mutex);
     sqlite::Transaction tx(*m_db);
     TRY(tx.begun());
-    for (std::string_view sql : {"DELETE FROM releases WHERE app = ?",
-                                 "DELETE FROM release_secrets WHERE app = ?",
-                                 "DELETE FROM env WHERE app = ?",
-                                 "DELETE FROM app_keys WHERE app = ?",
-                                 "DELETE FROM switches WHERE app = ?",
-                                 "DELETE FROM apps WHERE name = ?"}) {
+    for (std::string_view sql :
+         {"DELETE FROM releases WHERE app = ?", "DELETE FROM release_secrets WHERE app = ?",
+          "DELETE FROM env WHERE app = ?", "DELETE FROM app_keys WHERE app = ?",
+          "DELETE FROM switches WHERE app = ?", "DELETE FROM apps WHERE name = ?"}) {
         TRY_ASSIGN(auto erase, m_db->prepare(sql));
         TRY(erase.bind(app).run());
     }

@@ -370,7 +370,7 @@ void HumanPrinter::render(const Apps& e) {
                                         "STATE", "URL")));
     for (const auto& app : list) {
         std::string state = json_str(app, "state");
-        Color c = state == "running"                      ? Color::green
+        Color c = state == "running"                        ? Color::green
                   : state == "failed" || state == "stopped" ? Color::yellow
                                                             : Color::none;
         std::string production = json_str(app, "production");

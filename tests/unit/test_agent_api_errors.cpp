@@ -83,10 +83,10 @@ TEST_CASE("release and status JSON follow docs/api.md") {
     CHECK(status_json["domains"][0] == "hello.example.com");
     CHECK(status_json["releases"][0]["id"] == "v3");
     CHECK(app_summary_to_json(status) == json{{"app", "hello"},
-                                               {"production", "v3"},
-                                               {"state", "stopped"},
-                                               {"commit", "3f2c"},
-                                               {"url", "http://hello.localhost:8080/"}});
+                                              {"production", "v3"},
+                                              {"state", "stopped"},
+                                              {"commit", "3f2c"},
+                                              {"url", "http://hello.localhost:8080/"}});
 
     SUBCASE("done event: url on success, error when FAILED") {
         auto done = done_event(release, status.url);

@@ -246,11 +246,11 @@ TEST_CASE("logs without a PRODUCTION release says how to name one on the command
 
 TEST_CASE("destroy asks for the app's name; without a terminal it needs --yes") {
     std::vector<std::string> requests;
-    auto agent = connect_to([&requests](const std::string& method,
-                                        std::string_view path) -> common::Result<json> {
-        requests.push_back(method + " " + std::string(path));
-        return json::object();
-    });
+    auto agent = connect_to(
+        [&requests](const std::string& method, std::string_view path) -> common::Result<json> {
+            requests.push_back(method + " " + std::string(path));
+            return json::object();
+        });
     SUBCASE("-a naming another app is a usage error, nothing sent") {
         test::CliRun cli;
         cli.ctx.global.app = "web";
