@@ -7,6 +7,7 @@
 #include <agent/api/unix_socket.hpp>
 #include <agent/auth/bootstrap.hpp>
 #include <agent/config.hpp>
+#include <agent/deploy/down.hpp>
 #include <agent/runtime/log_redact.hpp>
 #include <common/version.hpp>
 
@@ -158,6 +159,19 @@ int main(int argc, char** argv) {
     dial->add_option("--socket", dial_socket, "The socket of deploy-agent serve")
         ->capture_default_str();
 
+    agent::DownOptions down_options;
+    auto* down = app.add_subcommand(
+        "down", "Stop the agent running on a data dir and everything it started: its "
+                "deploy-proxy, app processes, log-redact writers, builds and the containers "
+                "labelled with its id (for a local try; releases stay, serve starts them again)");
+    down->add_option("--data-dir", down_options.data_dir, "The data dir of deploy-agent serve")
+        ->required();
+    down->add_option("--engine-bin", down_options.engine_bin,
+                     "The docker or podman CLI whose containers to remove (default: both tried, "
+                     "on PATH)");
+    down->footer("Examples:\n  deploy-agent down --data-dir /tmp/agent\n\nIdempotent: says so and "
+                 "exits 0 when nothing runs.");
+
     auto* redact = app.add_subcommand(
         "log-redact", "(internal) Copy an app's output to its log with its secrets replaced by "
                       "[redacted]; the agent starts it with the output on fd 3 and the secret "
@@ -186,6 +200,8 @@ int main(int argc, char** argv) {
     }
     if (*dial)
         return agent::api::dial_stdio(dial_socket);
+    if (*down)
+        return agent::down(down_options);
     if (*redact)
         return agent::runtime::log_redact_main();
     if (*token) {

@@ -32,6 +32,14 @@ class DataDir {
     std::filesystem::path app_log(const std::string& app, const std::string& id) const {
         return app_dir(app) / "logs" / (id + ".app.log");
     }
+    // The digests of the blobs the release was made of, one per line: what
+    // `deployctl destroy` must not delete while another app's release uses it.
+    std::filesystem::path release_blobs(const std::string& app, const std::string& id) const {
+        return app_dir(app) / "manifests" / (id + ".blobs");
+    }
+    // The running agent's pid and process start time ("PID START"), for
+    // `deploy-agent down`.
+    std::filesystem::path agent_pid() const { return m_root / "agent.pid"; }
     std::filesystem::path proxy_dir() const { return m_root / "proxy"; }
     std::filesystem::path proxy_routes() const { return proxy_dir() / "routes.json"; }
     std::filesystem::path proxy_applied() const { return proxy_dir() / "applied"; }

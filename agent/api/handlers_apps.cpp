@@ -93,6 +93,51 @@ Response rollback(ApiContext& context, const Request& request) {
                                {"previous", previous ? nlohmann::json(*previous) : nullptr}});
 }
 
+nlohmann::json action_json(const AppAction& action) {
+    return {{"app", action.app},
+            {"release", action.release},
+            {"state", action.state},
+            {"changed", action.changed},
+            {"pid", action.pid > 0 ? nlohmann::json(action.pid) : nlohmann::json(nullptr)}};
+}
+
+using AppActionFn = common::Result<AppAction> (Service::*)(const std::string&);
+
+Response app_action(ApiContext& context, const Request& request, AppActionFn fn) {
+    auto app = app_param(request);
+    if (!app)
+        return error_response(app.error());
+    if (auto body = parse_json_body(request, true); !body)
+        return error_response(body.error());
+    auto done = (context.service.*fn)(*app);
+    if (!done)
+        return error_response(done.error());
+    return json_response(200, action_json(*done));
+}
+
+Response stop_app(ApiContext& context, const Request& request) {
+    return app_action(context, request, &Service::stop_app);
+}
+Response start_app(ApiContext& context, const Request& request) {
+    return app_action(context, request, &Service::start_app);
+}
+Response restart_app(ApiContext& context, const Request& request) {
+    return app_action(context, request, &Service::restart_app);
+}
+
+Response destroy_app(ApiContext& context, const Request& request) {
+    auto app = app_param(request);
+    if (!app)
+        return error_response(app.error());
+    auto destroyed = context.service.destroy_app(*app);
+    if (!destroyed)
+        return error_response(destroyed.error());
+    return json_response(200, {{"destroyed", destroyed->app},
+                               {"releases", destroyed->releases},
+                               {"blobs_removed", destroyed->blobs_removed},
+                               {"blobs_kept", destroyed->blobs_kept}});
+}
+
 Response remove_release(ApiContext& context, const Request& request) {
     auto ref = release_ref(request);
     if (!ref)
@@ -114,6 +159,11 @@ void add_app_routes(Router& router, ApiContext& context) {
     router.add("GET", "/v1/apps/{app}/releases/{id}", bind(show_release));
     router.add("DELETE", "/v1/apps/{app}/releases/{id}", bind(remove_release));
     router.add("POST", "/v1/apps/{app}/rollback", bind(rollback), BodyKind::small_json);
+    router.add("POST", "/v1/apps/{app}/stop", bind(stop_app), BodyKind::small_json);
+    router.add("POST", "/v1/apps/{app}/start", bind(start_app), BodyKind::small_json);
+    router.add("POST", "/v1/apps/{app}/restart", bind(restart_app), BodyKind::small_json);
+    // Everything of the app, its secrets and history too: the admin scope.
+    router.add("DELETE", "/v1/apps/{app}", bind(destroy_app), BodyKind::small_json, Access::admin);
 }
 
 } // namespace agent::api

@@ -39,6 +39,7 @@ json status_to_json(const AppStatus& status) {
         releases.push_back(release_to_json(release));
     return {{"app", status.app},
             {"production", optional_or_null(status.production)},
+            {"state", status.state},
             {"url", status.url},
             {"domains", status.domains},
             {"releases", std::move(releases)}};
@@ -47,6 +48,8 @@ json status_to_json(const AppStatus& status) {
 json app_summary_to_json(const AppStatus& status) {
     return {{"app", status.app},
             {"production", optional_or_null(status.production)},
+            {"state", status.state},
+            {"commit", string_or_null(status.commit)},
             {"url", status.url}};
 }
 

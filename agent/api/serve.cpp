@@ -5,7 +5,9 @@
 #include <agent/api/tls.hpp>
 #include <agent/auth/bootstrap.hpp>
 #include <agent/proxy/tls_certificates.hpp>
+#include <agent/runtime/process.hpp>
 #include <common/address.hpp>
+#include <common/fs.hpp>
 #include <common/log.hpp>
 
 #include <fmt/format.h>
@@ -240,6 +242,13 @@ int serve(const ServeOptions& options) {
     }
     if (auto ok = service->start(); !ok)
         return fail(ok.error());
+    // For `deploy-agent down`: this process and its start time.
+    if (auto written = common::atomic_write_file(
+            data_dir.agent_pid(), fmt::format("{} {}\n", ::getpid(),
+                                              runtime::process_start_time(::getpid()).value_or(0)));
+        !written)
+        common::log_warn("cannot write " + data_dir.agent_pid().string() + ": " +
+                         written.error().message);
 
     std::thread acceptor([&server] { server.run(); });
     std::thread local_acceptor([&local, &socket] {
@@ -265,6 +274,8 @@ int serve(const ServeOptions& options) {
     acceptor.join();
     local_acceptor.join();
     service->stop();
+    std::error_code removed;
+    fs::remove(data_dir.agent_pid(), removed);
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
     const auto left = [&deadline] {
         return std::chrono::duration_cast<std::chrono::milliseconds>(

@@ -32,11 +32,11 @@ common::Result<std::optional<std::string>> Engine::activate(const std::string& a
     if (auto proven = prove_live(app, id, events); !proven)
         return proven.error();
     auto previous = m_store->switch_production(app, id, from);
-    {
-        std::lock_guard lock(m_routes_mutex);
-        m_candidates.erase(app);
-    }
     if (!previous) {
+        {
+            std::lock_guard lock(m_routes_mutex);
+            m_candidates.erase(app);
+        }
         publish_routes(); // back to what the database says serves
         return previous.error();
     }
@@ -44,6 +44,14 @@ common::Result<std::optional<std::string>> Engine::activate(const std::string& a
         EventLog(m_options.data_dir.event_log(app, **previous), **previous)
             .state(State::inactive, "replaced by " + id);
     }
+    // A deploy or rollback starts a stopped app again; the flag goes before
+    // the candidate, so no table in between routes the app as stopped.
+    clear_stopped(app, id, events);
+    {
+        std::lock_guard lock(m_routes_mutex);
+        m_candidates.erase(app);
+    }
+    publish_routes();
     events.state(State::production);
     return previous;
 }
@@ -137,10 +145,14 @@ void Engine::publish_routes() {
         if (!config)
             common::log_warn(app + " " + production->id + ": " + config.error().message);
         const bool is_static = config && config->static_site;
-        if (!is_static && production->port <= 0)
+        // A candidate is being proven live: it is routed even if the app was stopped.
+        const bool stopped = !m_candidates.count(app) && m_store->stopped(app);
+        if (!is_static && !stopped && production->port <= 0)
             continue;
         Route route{"", app, production->id, ""};
-        if (is_static) {
+        if (stopped) {
+            route.stopped = true; // deploy-proxy answers 503 "APP is stopped"
+        } else if (is_static) {
             route.static_root = static_root(app, production->id, *config).string();
             route.spa = config->static_site->spa;
         } else {
@@ -229,7 +241,7 @@ void Engine::delete_release(const ReleaseRow& row, const std::string& reason) {
     std::error_code ec;
     const auto& data = m_options.data_dir;
     for (const auto& path : {data.release_dir(row.app, row.id), data.event_log(row.app, row.id),
-                             data.app_log(row.app, row.id)}) {
+                             data.app_log(row.app, row.id), data.release_blobs(row.app, row.id)}) {
         fs::remove_all(path, ec);
         if (ec)
             common::log_warn("cannot remove " + path.string() + ": " + ec.message());

@@ -121,6 +121,7 @@ common::Result<ReleaseInfo> Engine::create_deployment(NewDeployment deployment) 
                                 common::sha256_hex(deployment.config_text)});
     if (!row)
         return row.error();
+    record_blobs(row->app, row->id, deployment.manifest);
     EventLog(m_options.data_dir.event_log(row->app, row->id), row->id).state(State::queued);
     common::log_info("deployment " + deployment.app + " " + row->id + " queued");
     Job job;
@@ -160,13 +161,17 @@ AppStatus Engine::make_status(const std::string& app, const std::vector<ReleaseR
     status.app = app;
     status.url = app_url(app);
     const ReleaseRow* config_source = rows.empty() ? nullptr : &rows.front();
+    std::optional<ReleaseRow> production;
     for (const auto& row : rows) {
         status.releases.push_back(to_info(row));
         if (row.state == State::production) {
             status.production = row.id;
+            status.commit = row.commit;
             config_source = &row;
+            production = row;
         }
     }
+    status.state = app_state(app, production);
     if (config_source) {
         auto config = common::parse_config(config_source->config, "deploy.toml");
         if (config)

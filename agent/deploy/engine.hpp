@@ -6,6 +6,7 @@
 // pipeline.cpp  QUEUED -> BUILDING -> PROVISIONING (materialize, build, start, health)
 // activate.cpp  the switch to PRODUCTION, routing, drain, prune, rollback, remove
 // recover.cpp   reconcile after a restart and the supervisor thread
+// lifecycle.cpp stop, start, restart and destroy of an app (deployctl apps|stop|...)
 // runtimes.cpp  choosing the engine and the runtime of each release
 
 #include <agent/deploy/events.hpp>
@@ -53,6 +54,10 @@ class Engine final : public Service {
     common::Result<Promotion> rollback(const std::string& app,
                                        const std::optional<std::string>& id) override;
     common::Status remove(const std::string& app, const std::string& id) override;
+    common::Result<AppAction> stop_app(const std::string& app) override;
+    common::Result<AppAction> start_app(const std::string& app) override;
+    common::Result<AppAction> restart_app(const std::string& app) override;
+    common::Result<Destroyed> destroy_app(const std::string& app) override;
     std::vector<secrets::VarInfo> env(const std::string& app) override;
     common::Status set_env(const std::string& app, std::vector<secrets::NewVar> vars) override;
     common::Status unset_env(const std::string& app, const std::vector<std::string>& names) override;
@@ -167,6 +172,28 @@ class Engine final : public Service {
     void delete_release(const ReleaseRow& row, const std::string& reason);
     common::Result<ReleaseRow> rollback_target(const std::string& app,
                                                const std::optional<std::string>& id);
+
+    // lifecycle.cpp
+    // "running", "stopped", "failed" or "no_release".
+    std::string app_state(const std::string& app,
+                          const std::optional<ReleaseRow>& production) const;
+    // The app's PRODUCTION release, or not_found / refused with the fix.
+    common::Result<ReleaseRow> production_of(const std::string& app, const char* verb);
+    // Starts the PRODUCTION release's app on a new port, waits until it is
+    // healthy, records it and routes the proxy to it; returns the process it
+    // replaced (pid 0 when none ran), for the caller to drain and stop.
+    common::Result<runtime::AppProcess> start_production(const ReleaseRow& row,
+                                                         const common::AppConfig& config,
+                                                         const std::string& note);
+    // After a switch to `id`: a stopped app serves again (deploy and rollback
+    // start it); says so in the release's events.
+    void clear_stopped(const std::string& app, const std::string& id, const EventLog& events);
+    // Writes the blob digests of a new release's manifest (DataDir::release_blobs).
+    void record_blobs(const std::string& app, const std::string& id,
+                      const common::Manifest& manifest);
+    // Deletes `app`'s blobs that no release of another app uses.
+    std::pair<int, int> remove_unshared_blobs(const std::string& app,
+                                              const std::vector<ReleaseRow>& rows);
 
     // recover.cpp
     // Returns the replaced releases still running, to drain once routes are out.

@@ -96,6 +96,15 @@ void Engine::reconcile_release(const ReleaseRow& row) {
     case State::production: {
         if (!running)
             return; // served by deploy-proxy from its files: nothing runs
+        if (m_store->stopped(row.app)) { // deployctl stop: it stays stopped
+            if (alive) {                 // an agent killed while stopping it
+                runtime.stop(release, process, k_stop_grace);
+                if (auto cleared = m_store->clear_process(row.app, row.id); !cleared)
+                    common::log_error(cleared.error().message);
+            }
+            common::log_info(name + " is stopped (deployctl start starts it)");
+            return;
+        }
         if (alive) {
             runtime.adopt(release, process, m_options.data_dir.app_log(row.app, row.id));
             common::log_info("adopted running " + name + " (pid " + std::to_string(row.pid) + ")");
@@ -193,6 +202,8 @@ void Engine::supervise_app(const std::string& app) {
     if (!deploy.owns_lock())
         return; // a deployment or rollback is changing it
     auto production = m_store->production(app);
+    if (production && m_store->stopped(app))
+        return; // deployctl stop: nothing is to run
     auto* runtime = production ? running_runtime(*production) : nullptr;
     if (!runtime)
         return; // nothing in production, or a [static] release: nothing runs

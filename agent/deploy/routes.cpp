@@ -20,7 +20,9 @@ std::string routing_table_json(std::uint64_t generation, const std::vector<Route
     nlohmann::json table{{"generation", generation}, {"routes", nlohmann::json::array()}};
     for (const auto& route : routes) {
         nlohmann::json item{{"host", route.host}, {"app", route.app}, {"release", route.release}};
-        if (route.static_root.empty())
+        if (route.stopped)
+            item["stopped"] = true;
+        else if (route.static_root.empty())
             item["upstream"] = route.upstream;
         else
             item["static"] = {{"root", route.static_root}, {"spa", route.spa}};

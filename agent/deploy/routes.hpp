@@ -20,6 +20,8 @@ struct Route {
     // directory itself (RELEASE_DIR/static.dir), with the SPA fallback if `spa`.
     std::string static_root{}; // (initialized: {host, app, release, upstream} stays valid)
     bool spa = false;
+    // deployctl stop: the proxy answers 503 "APP is stopped" (no upstream, no root).
+    bool stopped = false;
 };
 
 // "APP.localhost" plus every domain of every target, without duplicates.

@@ -46,6 +46,10 @@ struct NewDeployment {
 struct AppStatus {
     std::string app;
     std::optional<std::string> production; // release id
+    // "running", "stopped" (deployctl stop), "failed" (the PRODUCTION app is
+    // not running: the agent is starting it again) or "no_release".
+    std::string state = "no_release";
+    std::string commit;                    // of the PRODUCTION release
     std::string url;                       // http://APP.localhost:PROXYPORT/
     std::vector<std::string> domains;
     std::vector<ReleaseInfo> releases; // newest first
@@ -55,6 +59,25 @@ struct AppStatus {
 struct Promotion {
     ReleaseInfo release;
     std::optional<std::string> previous;
+};
+
+// What stop, start or restart did to an app: `release` is its PRODUCTION
+// release; `changed` is false when it already was as asked (stop of a stopped
+// app, start of a running one).
+struct AppAction {
+    std::string app;
+    std::string release;
+    std::string state; // AppStatus::state afterwards
+    bool changed = true;
+    int pid = 0; // the app's process (its container's init) after start/restart
+};
+
+// What destroy removed.
+struct Destroyed {
+    std::string app;
+    std::vector<std::string> releases;
+    int blobs_removed = 0;
+    int blobs_kept = 0; // the app's blobs another app's release still uses
 };
 
 // How deploy-proxy serves the apps.
@@ -99,6 +122,33 @@ class Service {
                                                const std::optional<std::string>& id) = 0;
     // ErrorKind::refused for PRODUCTION or unsettled releases.
     virtual common::Status remove(const std::string& app, const std::string& id) = 0;
+
+    // deployctl stop | start | restart (docs/api.md): the PRODUCTION release's
+    // processes (or container). A stopped app stays stopped across agent
+    // restarts and deploy-proxy answers 503 for it; a deploy or rollback starts
+    // it again. restart starts a new process, health-checks it, switches the
+    // proxy to it, then drains and stops the old one. ErrorKind::not_found for
+    // an unknown app, refused for an app with nothing in PRODUCTION.
+    virtual common::Result<AppAction> stop_app(const std::string& app) {
+        (void)app;
+        return common::make_error(common::ErrorKind::internal, "stop is not supported");
+    }
+    virtual common::Result<AppAction> start_app(const std::string& app) {
+        (void)app;
+        return common::make_error(common::ErrorKind::internal, "start is not supported");
+    }
+    virtual common::Result<AppAction> restart_app(const std::string& app) {
+        (void)app;
+        return common::make_error(common::ErrorKind::internal, "restart is not supported");
+    }
+    // deployctl destroy: removes everything of the app (processes, containers,
+    // images, releases, logs, variables, routes, its switch history, the blobs
+    // no other app uses). ErrorKind::refused while one of its releases is being
+    // deployed or rolled back to.
+    virtual common::Result<Destroyed> destroy_app(const std::string& app) {
+        (void)app;
+        return common::make_error(common::ErrorKind::internal, "destroy is not supported");
+    }
 
     // The app's variables (deployctl env): listed without secret values; set
     // all or nothing (ErrorKind::usage for a bad name or value); unset

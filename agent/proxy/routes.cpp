@@ -96,9 +96,19 @@ common::Result<Route> parse_route(const json& item, std::size_t index, std::stri
     route.host = std::move(host);
     auto upstream = item.find("upstream");
     auto site = item.find("static");
+    auto stopped = item.find("stopped");
+    if (stopped != item.end()) {
+        if (!stopped->is_boolean() || !stopped->get<bool>() || upstream != item.end() ||
+            site != item.end()) {
+            return malformed(source, where + ".stopped must be true, without \"upstream\" and "
+                                             "\"static\"");
+        }
+        route.stopped = true;
+        return route;
+    }
     if ((upstream == item.end()) == (site == item.end())) {
-        return malformed(source, where + " must have exactly one of \"upstream\" (an app) and "
-                                         "\"static\" (a static site)");
+        return malformed(source, where + " must have exactly one of \"upstream\" (an app), "
+                                         "\"static\" (a static site) and \"stopped\"");
     }
     auto parsed = site != item.end()
                       ? parse_static(*site, where + ".static", source, route)

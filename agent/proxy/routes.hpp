@@ -26,6 +26,8 @@ struct Route {
     std::uint16_t upstream_port = 0;
     std::string static_root; // absolute directory; need not exist when the table loads
     bool spa = false;        // unknown extension-less paths answer with /index.html
+    // deployctl stop: neither upstream nor static_root; the proxy answers 503.
+    bool stopped = false;
 
     bool is_static() const { return !static_root.empty(); }
 };

@@ -204,6 +204,9 @@ void Session<ClientStream>::dispatch() {
                         m_host.empty() ? std::string_view("this host") : std::string_view(m_host)),
             After::keep_alive);
     }
+    if (m_route->stopped) {
+        return respond_stopped();
+    }
     if (m_route->is_static()) {
         return serve_static();
     }
@@ -211,9 +214,28 @@ void Session<ClientStream>::dispatch() {
     forward();
 }
 
+template <class ClientStream> void Session<ClientStream>::respond_stopped() {
+    const std::string& app = m_route->app; // [a-z0-9-]: nothing to escape in HTML
+    const auto accept = m_request->get()[http::field::accept];
+    if (accept.find("text/html") != std::string_view::npos) {
+        return respond_plain(
+            http::status::service_unavailable,
+            fmt::format("<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>{0} is "
+                        "stopped</title></head>\n<body><h1>{0} is stopped</h1>\n<p>The app "
+                        "was stopped with <code>deployctl stop</code>. Start it again with "
+                        "<code>deployctl start</code> (or deploy it).</p></body></html>\n",
+                        app),
+            After::keep_alive, {}, "text/html; charset=utf-8");
+    }
+    respond_plain(http::status::service_unavailable,
+                  fmt::format("{} is stopped; start it with: deployctl start\n", app),
+                  After::keep_alive);
+}
+
 template <class ClientStream>
 void Session<ClientStream>::respond_plain(http::status status, std::string body, After after,
-                                          std::string_view location) {
+                                          std::string_view location,
+                                          std::string_view content_type) {
     const bool keep_alive = after == After::keep_alive && m_framing.keep_alive;
     const bool head =
         m_request && m_request->is_header_done() && m_request->get().method() == http::verb::head;
@@ -223,7 +245,7 @@ void Session<ClientStream>::respond_plain(http::status status, std::string body,
     if (!location.empty()) {
         m_plain.set(http::field::location, location);
     }
-    m_plain.set(http::field::content_type, "text/plain; charset=utf-8");
+    m_plain.set(http::field::content_type, content_type);
     if (m_probe) {
         m_plain.set(k_routed_field, routed_to());
     }

@@ -87,7 +87,11 @@ class Session final : public SessionBase,
     enum class After { keep_alive, close };
     // A short text/plain answer (and a Location header when `location` is set).
     void respond_plain(boost::beast::http::status status, std::string body, After after,
-                       std::string_view location = {});
+                       std::string_view location = {},
+                       std::string_view content_type = "text/plain; charset=utf-8");
+    // A route of a stopped app (deployctl stop): 503, an HTML page for a
+    // browser (Accept: text/html), else one line of text.
+    void respond_stopped();
     void on_plain_written(bool keep_alive, error_code ec, std::size_t bytes);
     void end_exchange(bool keep_alive);
     void close();

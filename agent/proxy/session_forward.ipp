@@ -150,6 +150,11 @@ bool Session<ClientStream>::reroute() {
                       After::keep_alive);
         return false;
     }
+    if (m_route->stopped) {
+        m_upstream.reset();
+        respond_stopped();
+        return false;
+    }
     if (m_route->is_static()) {
         m_upstream.reset();
         serve_static();

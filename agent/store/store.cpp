@@ -352,6 +352,42 @@ std::vector<EnvRow> Store::release_secrets(const std::string& app, const std::st
         });
 }
 
+bool Store::stopped(const std::string& app) {
+    std::lock_guard lock(m_mutex);
+    auto rows = select_rows<bool>(*m_db, "SELECT stopped FROM apps WHERE name = ?", {app},
+                                  [](const sqlite::Statement& row) { return row.integer(0) != 0; });
+    return !rows.empty() && rows.front();
+}
+
+common::Status Store::set_stopped(const std::string& app, bool stopped, std::string_view detail) {
+    std::lock_guard lock(m_mutex);
+    sqlite::Transaction tx(*m_db);
+    TRY(tx.begun());
+    TRY_ASSIGN(auto update, m_db->prepare("UPDATE apps SET stopped = ? WHERE name = ?"));
+    TRY(update.bind(stopped ? 1 : 0).bind(app).run());
+    if (m_db->changes() != 1)
+        return make_error(ErrorKind::not_found, "no app named " + app);
+    auto production = query_releases("app = ? AND state = 'PRODUCTION'", {app});
+    const std::string id = production.empty() ? std::string() : production.front().id;
+    TRY(write_audit(app, id, "", "", detail)); // no state changes: from and to stay empty
+    return tx.commit();
+}
+
+common::Status Store::destroy_app(const std::string& app, std::string_view detail) {
+    std::lock_guard lock(m_mutex);
+    sqlite::Transaction tx(*m_db);
+    TRY(tx.begun());
+    for (std::string_view sql :
+         {"DELETE FROM releases WHERE app = ?", "DELETE FROM release_secrets WHERE app = ?",
+          "DELETE FROM env WHERE app = ?", "DELETE FROM app_keys WHERE app = ?",
+          "DELETE FROM switches WHERE app = ?", "DELETE FROM apps WHERE name = ?"}) {
+        TRY_ASSIGN(auto erase, m_db->prepare(sql));
+        TRY(erase.bind(app).run());
+    }
+    TRY(write_audit(app, "", "", "", detail));
+    return tx.commit();
+}
+
 common::Status Store::exec(std::string_view sql) {
     std::lock_guard lock(m_mutex);
     return m_db->exec(sql);

@@ -137,6 +137,17 @@ class Store {
     common::Status snapshot_secrets(const std::string& app, const std::string& id);
     std::vector<EnvRow> release_secrets(const std::string& app, const std::string& id);
 
+    // deployctl stop / start: whether the app's PRODUCTION release is kept
+    // stopped (apps.stopped), across agent restarts. set_stopped writes a
+    // transitions row (`detail`) for the app's PRODUCTION release.
+    bool stopped(const std::string& app);
+    common::Status set_stopped(const std::string& app, bool stopped, std::string_view detail);
+    // deployctl destroy: one transaction removes every row of the app (releases,
+    // their secrets, its variables and data key, its switches, its apps row: a
+    // next deploy is v1 again) and writes one transitions row (release "",
+    // `detail`); the app's earlier transitions stay as its history.
+    common::Status destroy_app(const std::string& app, std::string_view detail);
+
     // Raw SQL, for maintenance and tests.
     common::Status exec(std::string_view sql);
 

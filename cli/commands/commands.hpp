@@ -23,6 +23,9 @@ void add_releases(CLI::App& app, Context& ctx);
 void add_logs(CLI::App& app, Context& ctx);
 void add_rollback(CLI::App& app, Context& ctx);
 void add_rm(CLI::App& app, Context& ctx);
+void add_apps(CLI::App& app, Context& ctx);
+void add_lifecycle(CLI::App& app, Context& ctx); // stop, start, restart
+void add_destroy(CLI::App& app, Context& ctx);
 void add_agent(CLI::App& app, Context& ctx);
 void add_env(CLI::App& app, Context& ctx);
 void add_token(CLI::App& app, Context& ctx);
@@ -43,6 +46,9 @@ inline constexpr AddCommand k_commands[] = {
     add_logs,
     add_rollback,
     add_rm,
+    add_apps,
+    add_lifecycle,
+    add_destroy,
     add_agent,
     add_env,
     add_token,

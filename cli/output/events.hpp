@@ -139,6 +139,25 @@ struct Status {
     JsonValue status;
 };
 
+// apps: GET /v1/apps (each app's PRODUCTION release, state and URL).
+struct Apps {
+    std::string host;
+    JsonValue list;
+};
+
+// stop | start | restart: the agent's answer (app, release, state, changed, pid).
+struct AppChanged {
+    std::string host;
+    std::string action; // "stop", "start", "restart"
+    JsonValue answer;
+};
+
+// destroy: the agent's answer (destroyed, releases, blobs_removed, blobs_kept).
+struct AppDestroyed {
+    std::string host;
+    JsonValue answer;
+};
+
 // env ls: GET /v1/apps/APP/env (secret values are never in it).
 struct EnvList {
     std::string host;
@@ -250,7 +269,7 @@ struct InitSummary {
 
 using Event = std::variant<Version, Completion, Warning, PackageSummary, Uploading, UploadProgress, Uploaded,
                            Created, AgentEvent, Done, RolledBack, Removed, Releases, Status,
-                           EnvList, EnvChanged, Agent, TokenCreated, Tokens, TokenRevoked, Audit,
+                           Apps, AppChanged, AppDestroyed, EnvList, EnvChanged, Agent, TokenCreated, Tokens, TokenRevoked, Audit,
                            LoggedIn, Error, Summary, Templates, InitSummary>;
 
 } // namespace cli::output

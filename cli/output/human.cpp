@@ -131,6 +131,9 @@ class HumanPrinter final : public Printer {
     void render(const Removed& e) { step(e.host, fmt::format("Deleted {}", e.release)); }
     void render(const Releases& e);
     void render(const Status& e);
+    void render(const Apps& e);
+    void render(const AppChanged& e);
+    void render(const AppDestroyed& e);
     void render(const EnvList& e);
     void render(const EnvChanged& e);
     void render(const Agent& e);
@@ -348,6 +351,72 @@ void HumanPrinter::render(const Releases& e) {
         release_line(host, r);
 }
 
+// "running", "stopped", "failed", "no_release" as people read them.
+std::string app_state_text(const std::string& state) {
+    return state == "no_release" ? "no release" : state;
+}
+
+void HumanPrinter::render(const Apps& e) {
+    const json& list = *e.list;
+    if (!list.is_array() || list.empty()) {
+        line(m_out, host_prefix(e.host), "no apps on this agent yet (deployctl deploy adds one)");
+        return;
+    }
+    std::size_t width = 4;
+    for (const auto& app : list)
+        width = std::max(width, json_str(app, "app").size());
+    line(m_out, host_prefix(e.host),
+         paint(Color::bold, fmt::format("{:<{}}  {:<10}  {:<10}  {}", "NAME", width, "PRODUCTION",
+                                        "STATE", "URL")));
+    for (const auto& app : list) {
+        std::string state = json_str(app, "state");
+        Color c = state == "running"                        ? Color::green
+                  : state == "failed" || state == "stopped" ? Color::yellow
+                                                            : Color::none;
+        std::string production = json_str(app, "production");
+        line(m_out, host_prefix(e.host),
+             fmt::format("{:<{}}  {:<10}  {}  {}", json_str(app, "app"), width,
+                         production.empty() ? "-" : production,
+                         paint(c, fmt::format("{:<10}", app_state_text(state))),
+                         json_str(app, "url")));
+    }
+}
+
+void HumanPrinter::render(const AppChanged& e) {
+    const json& a = *e.answer;
+    const std::string app = json_str(a, "app");
+    const std::string release = json_str(a, "release");
+    const bool changed = a.value("changed", true);
+    std::string pid;
+    if (auto it = a.find("pid"); it != a.end() && it->is_number_integer())
+        pid = fmt::format(" (pid {})", it->get<long long>());
+    if (e.action == "stop")
+        step(e.host, changed ? fmt::format("Stopped {} {}; the proxy answers 503 until "
+                                           "deployctl start (or a deploy)",
+                                           app, release)
+                             : fmt::format("{} was already stopped", app));
+    else if (e.action == "start")
+        step(e.host, changed ? paint(Color::green, fmt::format("Started {} {}", app, release)) + pid
+                             : fmt::format("{} {} is already running", app, release));
+    else
+        step(e.host, paint(Color::green, fmt::format("Restarted {} {}", app, release)) + pid);
+}
+
+void HumanPrinter::render(const AppDestroyed& e) {
+    const json& a = *e.answer;
+    std::string ids;
+    for (const auto& id : a.value("releases", json::array()))
+        if (id.is_string())
+            ids += (ids.empty() ? "" : " ") + id.get<std::string>();
+    const int kept = a.value("blobs_kept", 0);
+    step(e.host,
+         fmt::format("Destroyed {}: {} ({}), its logs, variables and routes; {} blob{} removed{}",
+                     json_str(a, "destroyed"), ids.empty() ? "no releases" : "releases " + ids,
+                     ids.empty() ? "nothing ran" : "stopped and deleted",
+                     a.value("blobs_removed", 0), a.value("blobs_removed", 0) == 1 ? "" : "s",
+                     kept ? fmt::format(", {} kept (other apps use them)", kept) : ""));
+}
+
 void HumanPrinter::render(const EnvList& e) {
     const std::string& host = e.host;
     const json& answer = *e.answer;
@@ -389,6 +458,9 @@ void HumanPrinter::render(const Status& e) {
     std::string head = paint(Color::bold, json_str(status, "app"));
     if (production.empty())
         head += ": nothing in production";
+    else if (json_str(status, "state") == "stopped")
+        head += fmt::format(": {} is {} (deployctl start serves it again)", production,
+                            paint(Color::yellow, "stopped"));
     else
         head += fmt::format(": {} is live at {}", paint(Color::green, production),
                             json_str(status, "url"));

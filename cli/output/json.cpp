@@ -75,6 +75,37 @@ class JsonPrinter final : public Printer {
         write(rows);
     }
     void render(const Status& e) { write(status_object(*e.status, e.host)); }
+    void render(const Apps& e) {
+        if (e.list->is_array())
+            for (const auto& app : *e.list)
+                write({{"event", "app"},
+                       {"app", string_or_null(app, "app")},
+                       {"production", string_or_null(app, "production")},
+                       {"state", string_or_null(app, "state")},
+                       {"commit", string_or_null(app, "commit")},
+                       {"url", string_or_null(app, "url")},
+                       {"host", e.host}});
+    }
+    void render(const AppChanged& e) {
+        const char* event = e.action == "stop"    ? "stopped"
+                            : e.action == "start" ? "started"
+                                                  : "restarted";
+        write({{"event", event},
+               {"app", string_or_null(*e.answer, "app")},
+               {"release", string_or_null(*e.answer, "release")},
+               {"state", string_or_null(*e.answer, "state")},
+               {"changed", e.answer->value("changed", true)},
+               {"pid", string_or_null(*e.answer, "pid")},
+               {"host", e.host}});
+    }
+    void render(const AppDestroyed& e) {
+        write({{"event", "destroyed"},
+               {"app", string_or_null(*e.answer, "destroyed")},
+               {"releases", e.answer->value("releases", json::array())},
+               {"blobs_removed", e.answer->value("blobs_removed", 0)},
+               {"blobs_kept", e.answer->value("blobs_kept", 0)},
+               {"host", e.host}});
+    }
     void render(const EnvList& e) {
         write({{"event", "env"},
                {"app", e.answer->value("app", "")},
@@ -237,6 +268,7 @@ json status_object(const json& status, const std::string& host) {
     return {{"event", "status"},
             {"app", string_or_null(status, "app")},
             {"production", string_or_null(status, "production")},
+            {"state", string_or_null(status, "state")},
             {"url", string_or_null(status, "url")},
             {"domains", status.value("domains", json::array())},
             {"releases", releases},

@@ -75,12 +75,18 @@ TEST_CASE("release and status JSON follow docs/api.md") {
     status.url = "http://hello.localhost:8080/";
     status.domains = {"hello.example.com"};
     status.releases = {release};
+    status.state = "stopped";
+    status.commit = "3f2c";
     const auto status_json = status_to_json(status);
     CHECK(status_json["production"] == "v3");
+    CHECK(status_json["state"] == "stopped");
     CHECK(status_json["domains"][0] == "hello.example.com");
     CHECK(status_json["releases"][0]["id"] == "v3");
-    CHECK(app_summary_to_json(status) ==
-          json{{"app", "hello"}, {"production", "v3"}, {"url", "http://hello.localhost:8080/"}});
+    CHECK(app_summary_to_json(status) == json{{"app", "hello"},
+                                              {"production", "v3"},
+                                              {"state", "stopped"},
+                                              {"commit", "3f2c"},
+                                              {"url", "http://hello.localhost:8080/"}});
 
     SUBCASE("done event: url on success, error when FAILED") {
         auto done = done_event(release, status.url);

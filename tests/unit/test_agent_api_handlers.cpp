@@ -56,6 +56,24 @@ class FakeService : public agent::Service {
     common::Status remove(const std::string&, const std::string& id) override {
         return common::make_error(common::ErrorKind::refused, "release " + id + " is PRODUCTION");
     }
+    common::Result<agent::AppAction> stop_app(const std::string& app) override {
+        if (app != "hello")
+            return common::make_error(common::ErrorKind::not_found, "no app named " + app);
+        actions.push_back("stop");
+        return agent::AppAction{app, "v2", "stopped", true, 0};
+    }
+    common::Result<agent::AppAction> start_app(const std::string& app) override {
+        actions.push_back("start");
+        return agent::AppAction{app, "v2", "running", false, 42};
+    }
+    common::Result<agent::AppAction> restart_app(const std::string&) override {
+        return common::make_error(common::ErrorKind::failed, "health check failed");
+    }
+    common::Result<agent::Destroyed> destroy_app(const std::string& app) override {
+        actions.push_back("destroy");
+        return agent::Destroyed{app, {"v2", "v1"}, 3, 1};
+    }
+    std::vector<std::string> actions;
     std::string engine() const override { return "process"; }
     std::string engine_version() const override { return {}; }
     std::string proxy_listen() const override { return "127.0.0.1:8080"; }
@@ -410,4 +428,31 @@ TEST_CASE_FIXTURE(Fixture, "env routes: set, list without secret values, unset; 
     }
     CHECK(service.env_set.size() == 2); // nothing more reached the service
     CHECK(call("GET", "/v1/apps/Bad_App/env").status == 400);
+}
+
+TEST_CASE_FIXTURE(Fixture, "stop, start, restart and destroy answer what the service did") {
+    auto response = call("POST", "/v1/apps/hello/stop");
+    CHECK(response.status == 200);
+    auto body = json::parse(response.body);
+    CHECK(body["state"] == "stopped");
+    CHECK(body["changed"] == true);
+    CHECK(body["pid"].is_null());
+    response = call("POST", "/v1/apps/hello/start", "{}");
+    body = json::parse(response.body);
+    CHECK(body["changed"] == false);
+    CHECK(body["pid"] == 42);
+    CHECK(call("POST", "/v1/apps/nope/stop").status == 404);
+    CHECK(call("POST", "/v1/apps/hello/restart").status == 500);
+    CHECK(call("POST", "/v1/apps/hello/stop", "[1").status == 400);
+    response = call("DELETE", "/v1/apps/hello");
+    CHECK(response.status == 200);
+    body = json::parse(response.body);
+    CHECK(body["destroyed"] == "hello");
+    CHECK(body["releases"] == json::array({"v2", "v1"}));
+    CHECK(body["blobs_removed"] == 3);
+    CHECK(body["blobs_kept"] == 1);
+    CHECK(service.actions == std::vector<std::string>{"stop", "start", "destroy"});
+    CHECK(router.match("DELETE", "/v1/apps/hello").route->access == agent::api::Access::admin);
+    CHECK(router.match("POST", "/v1/apps/hello/stop").route->access ==
+          agent::api::Access::by_method);
 }

@@ -141,6 +141,13 @@ TEST_CASE("parse_routes refuses bad static routes") {
         REQUIRE_FALSE(table.ok());
         return table.error().message;
     };
+    SUBCASE("stopped with an upstream") {
+        auto message = refused(R"("stopped": true, "upstream": "127.0.0.1:80")");
+        CHECK(message.find("routes[0].stopped must be true, without") != std::string::npos);
+    }
+    SUBCASE("stopped false") {
+        CHECK(refused(R"("stopped": false)").find("stopped must be true") != std::string::npos);
+    }
     SUBCASE("neither upstream nor static") {
         auto message = refused(R"("spa": true)");
         CHECK(message.find("exactly one of") != std::string::npos);
@@ -239,4 +246,17 @@ TEST_CASE("RouteLoader keeps the previous table when the file is bad") {
         REQUIRE(text.ok());
         CHECK(*text == "12\n");
     }
+}
+
+TEST_CASE("parse_routes reads the route of a stopped app") {
+    auto table = parse_routes(R"({"generation": 3, "routes": [{"host": "Hello.localhost",
+        "app": "hello", "release": "v2", "stopped": true}]})",
+                              "routes.json");
+    REQUIRE(table.ok());
+    const Route* hello = table->find("hello.localhost");
+    REQUIRE(hello != nullptr);
+    CHECK(hello->stopped);
+    CHECK_FALSE(hello->is_static());
+    CHECK(hello->upstream.empty());
+    CHECK(hello->release == "v2");
 }

@@ -195,3 +195,49 @@ TEST_CASE("store switch writes an audit row for each release it moves") {
                           "v2 PROVISIONING->PRODUCTION replaces v1",
                       });
 }
+
+TEST_CASE("store keeps an app stopped and records stop and start") {
+    test::TempDir dir;
+    auto store = open_store(dir);
+    auto id = provisioning(*store, "web");
+    REQUIRE(store->switch_production("web", id, State::provisioning).ok());
+    CHECK_FALSE(store->stopped("web"));
+    REQUIRE(store->set_stopped("web", true, "stopped on request").ok());
+    CHECK(store->stopped("web"));
+    REQUIRE(store->set_stopped("web", false, "started on request").ok());
+    CHECK_FALSE(store->stopped("web"));
+    auto audit = store->audit("web");
+    REQUIRE(audit.size() >= 2);
+    CHECK(audit[audit.size() - 2].detail == "stopped on request");
+    CHECK(audit.back().detail == "started on request");
+    CHECK(audit.back().release == id);
+    CHECK(store->set_stopped("nope", true, "x").error().kind == ErrorKind::not_found);
+}
+
+TEST_CASE("store destroy_app removes every row of the app, and only of it") {
+    test::TempDir dir;
+    auto store = open_store(dir);
+    auto web = provisioning(*store, "web");
+    REQUIRE(store->switch_production("web", web, State::provisioning).ok());
+    create(*store, "web");
+    auto api = provisioning(*store, "api");
+    REQUIRE(store->switch_production("api", api, State::provisioning).ok());
+    REQUIRE(store->put_env("web", {{"MODE", false, "x", {}}}, std::string("wrapped")).ok());
+    REQUIRE(store->put_env("api", {{"MODE", false, "y", {}}}, std::string("wrapped2")).ok());
+    REQUIRE(store->set_stopped("web", true, "stopped").ok());
+
+    REQUIRE(store->destroy_app("web", "app destroyed on request (2 releases)").ok());
+    CHECK(store->releases("web").empty());
+    CHECK(store->env("web").empty());
+    CHECK_FALSE(store->data_key("web"));
+    CHECK(store->switches("web").empty());
+    CHECK_FALSE(store->stopped("web"));
+    CHECK(store->audit("web").back().detail == "app destroyed on request (2 releases)");
+    // The other app is untouched.
+    CHECK(store->releases("api").size() == 1);
+    CHECK(store->env("api").size() == 1);
+    CHECK(store->data_key("api"));
+    CHECK(store->switches("api").size() == 1);
+    // Its counter went with it: the next release is v1 again.
+    CHECK(create(*store, "web") == "v1");
+}

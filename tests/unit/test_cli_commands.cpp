@@ -16,6 +16,7 @@
 #include <sstream>
 #include <string>
 #include <tests/unit/cli_run.hpp>
+#include <unistd.h>
 #include <vector>
 
 using nlohmann::json;
@@ -24,7 +25,8 @@ namespace {
 
 // deployctl's commands as `deployctl --help` has always listed them; __complete is hidden.
 const std::string k_help_order =
-    "deploy status releases logs rollback rm agent env token login audit init completion version";
+    "deploy status releases logs rollback rm apps stop start restart destroy agent env token login "
+    "audit init completion version";
 
 std::string join(const std::vector<std::string>& words, const char* separator) {
     std::string text;
@@ -153,8 +155,8 @@ TEST_CASE("the command table adds every command, in the order of deployctl --hel
     auto visible = app.get_subcommands([](CLI::App* sub) { return !sub->get_group().empty(); });
     CHECK(names_of(visible) == k_help_order);
     CHECK(names_of(all) == // with the hidden __complete, added by completion
-          "deploy status releases logs rollback rm agent env token login audit init completion "
-          "__complete version");
+          "deploy status releases logs rollback rm apps stop start restart destroy agent env token "
+          "login audit init completion __complete version");
 
     SUBCASE("deployctl --help lists them in that order") {
         CHECK(help_commands(stdout_of({"--help"})) == k_help_order);
@@ -179,6 +181,11 @@ TEST_CASE("the parse runs the handler of the command it chose") {
             {{"logs", "v2"}, "STREAM /v1/apps/hello/logs?release=v2"},
             {{"rollback", "v2"}, "POST /v1/apps/hello/rollback, GET /v1/apps/hello"},
             {{"rm", "v2"}, "DELETE /v1/apps/hello/releases/v2"},
+            {{"apps"}, "GET /v1/apps"},
+            {{"stop"}, "POST /v1/apps/hello/stop"},
+            {{"start"}, "POST /v1/apps/hello/start"},
+            {{"restart"}, "POST /v1/apps/hello/restart"},
+            {{"destroy", "hello", "--yes"}, "DELETE /v1/apps/hello"},
             {{"agent", "ping"}, "GET /v1/health"},
             {{"agent", "info"}, "GET /v1/info"},
             {{"agent", "version"}, "GET /v1/health"},
@@ -235,4 +242,35 @@ TEST_CASE("logs without a PRODUCTION release says how to name one on the command
     CHECK(said.find("no PRODUCTION release; name a release with `deployctl logs RELEASE`") !=
           std::string::npos);
     CHECK(said.find("?release=") == std::string::npos);
+}
+
+TEST_CASE("destroy asks for the app's name; without a terminal it needs --yes") {
+    std::vector<std::string> requests;
+    auto agent = connect_to(
+        [&requests](const std::string& method, std::string_view path) -> common::Result<json> {
+            requests.push_back(method + " " + std::string(path));
+            return json::object();
+        });
+    SUBCASE("-a naming another app is a usage error, nothing sent") {
+        test::CliRun cli;
+        cli.ctx.global.app = "web";
+        cli.ctx.global.hosts = {"http://127.0.0.1:7070"};
+        cli.ctx.connect = agent;
+        auto st = cli.run({"destroy", "hello", "--yes"});
+        REQUIRE_FALSE(st.ok());
+        CHECK(st.error().kind == common::ErrorKind::usage);
+        CHECK(requests.empty());
+    }
+    SUBCASE("no terminal and no --yes: a usage error naming --yes, nothing sent") {
+        if (::isatty(STDIN_FILENO))
+            return; // run from a terminal: the prompt would wait for an answer
+        test::CliRun cli;
+        cli.ctx.global.hosts = {"http://127.0.0.1:7070"};
+        cli.ctx.connect = agent;
+        auto st = cli.run({"destroy", "hello"});
+        REQUIRE_FALSE(st.ok());
+        CHECK(st.error().kind == common::ErrorKind::usage);
+        CHECK(st.error().message.find("--yes") != std::string::npos);
+        CHECK(requests.empty());
+    }
 }

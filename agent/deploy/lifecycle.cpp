@@ -1,0 +1,321 @@
+// deployctl apps, stop, start, restart and destroy: an app's PRODUCTION
+// release kept stopped or started again, and an app removed with everything
+// it left on the agent.
+#include <agent/deploy/engine.hpp>
+#include <agent/runtime/process.hpp>
+#include <common/fs.hpp>
+#include <common/hash.hpp>
+#include <common/log.hpp>
+
+#include <algorithm>
+#include <set>
+#include <sstream>
+
+namespace agent {
+
+namespace fs = std::filesystem;
+using common::ErrorKind;
+using common::make_error;
+using common::State;
+
+namespace {
+
+void add_lines(const std::string& text, std::set<std::string>& out) {
+    std::istringstream in(text);
+    for (std::string line; std::getline(in, line);)
+        if (common::is_sha256_hex(line))
+            out.insert(line);
+}
+
+// A release recorded before its blob list was: the digests of its tree's
+// regular files (the sources it was materialized from, and build outputs,
+// which name no blob).
+void add_tree_digests(const fs::path& dir, std::set<std::string>& out) {
+    std::error_code ec;
+    for (auto it = fs::recursive_directory_iterator(dir, ec);
+         !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+        std::error_code kind;
+        if (it->is_symlink(kind) || !it->is_regular_file(kind))
+            continue;
+        if (auto digest = common::sha256_file(it->path()))
+            out.insert(*digest);
+    }
+}
+
+} // namespace
+
+std::string Engine::app_state(const std::string& app,
+                              const std::optional<ReleaseRow>& production) const {
+    if (!production)
+        return "no_release";
+    if (m_store->stopped(app))
+        return "stopped";
+    auto* runtime = running_runtime(*production);
+    if (!runtime) // [static]: deploy-proxy serves its files
+        return "running";
+    return runtime->alive({production->pid, production->pid_start}) ? "running" : "failed";
+}
+
+common::Result<ReleaseRow> Engine::production_of(const std::string& app, const char* verb) {
+    if (!m_started)
+        return make_error(ErrorKind::internal, "the deployment engine is not running");
+    if (m_store->releases(app).empty())
+        return make_error(ErrorKind::not_found,
+                          "no app named '" + app + "' on this agent (deployctl apps lists them)");
+    auto production = m_store->production(app);
+    if (!production)
+        return make_error(ErrorKind::refused, "cannot " + std::string(verb) + " " + app +
+                                                  ": it has no release in PRODUCTION; deploy "
+                                                  "it first (deployctl deploy)");
+    return *production;
+}
+
+void Engine::record_blobs(const std::string& app, const std::string& id,
+                          const common::Manifest& manifest) {
+    std::set<std::string> digests;
+    for (const auto& entry : manifest.entries)
+        if (entry.kind != common::EntryKind::symlink && !entry.digest.empty())
+            digests.insert(entry.digest);
+    std::string text;
+    for (const auto& digest : digests)
+        text += digest + "\n";
+    const auto file = m_options.data_dir.release_blobs(app, id);
+    std::error_code ec;
+    fs::create_directories(file.parent_path(), ec);
+    if (auto written = common::atomic_write_file(file, text); !written)
+        common::log_warn("cannot record the blobs of " + app + " " + id + ": " +
+                         written.error().message);
+}
+
+std::pair<int, int> Engine::remove_unshared_blobs(const std::string& app,
+                                                  const std::vector<ReleaseRow>& rows) {
+    const auto& data = m_options.data_dir;
+    auto digests_of = [&](const ReleaseRow& row, std::set<std::string>& out) {
+        if (auto text = common::read_file(data.release_blobs(row.app, row.id)))
+            add_lines(*text, out);
+        else
+            add_tree_digests(data.release_dir(row.app, row.id), out);
+    };
+    std::set<std::string> mine;
+    for (const auto& row : rows)
+        digests_of(row, mine);
+    std::set<std::string> others;
+    for (const auto& row : m_store->all_releases())
+        if (row.app != app)
+            digests_of(row, others);
+    int removed = 0;
+    int kept = 0;
+    for (const auto& digest : mine) {
+        if (others.count(digest)) {
+            ++kept;
+            continue;
+        }
+        if (!m_blobs.has(digest))
+            continue;
+        std::error_code ec;
+        if (fs::remove(m_blobs.path(digest), ec))
+            ++removed;
+        else if (ec)
+            common::log_warn("cannot remove blob " + digest + ": " + ec.message());
+    }
+    return {removed, kept};
+}
+
+void Engine::clear_stopped(const std::string& app, const std::string& id, const EventLog& events) {
+    if (!m_store->stopped(app))
+        return;
+    if (auto started = m_store->set_stopped(app, false, "started again: " + id + " serves it");
+        !started) {
+        common::log_error(started.error().message);
+        return;
+    }
+    events.log("system",
+               app + " was stopped (deployctl stop); it is started again and " + id + " serves it");
+    common::log_info(app + " was stopped; started again by the switch to " + id);
+}
+
+common::Result<runtime::AppProcess> Engine::start_production(const ReleaseRow& row,
+                                                             const common::AppConfig& config,
+                                                             const std::string& note) {
+    EventLog events(m_options.data_dir.event_log(row.app, row.id), row.id);
+    events.log("system", note);
+    auto process = launch_and_check(row.app, row.id, config, events);
+    if (!process) {
+        // launch_and_check recorded the new process: put the one before back.
+        if (auto restored = m_store->set_process(row.app, row.id, row.port, row.pid, row.pid_start);
+            !restored)
+            common::log_error(restored.error().message);
+        events.log("system", "start failed: " + process.error().message);
+        return make_error(ErrorKind::failed, "cannot start " + row.app + " " + row.id + ": " +
+                                                 process.error().message + " (deployctl logs " +
+                                                 row.id + " shows its output)");
+    }
+    runtime_for(row.app, row.id, config).serving({row.app, row.id});
+    {
+        std::lock_guard lock(m_mutex);
+        m_backoff.erase(row.app);
+    }
+    return process;
+}
+
+common::Result<AppAction> Engine::stop_app(const std::string& app) {
+    if (!m_started)
+        return make_error(ErrorKind::internal, "the deployment engine is not running");
+    std::lock_guard deploy(slot(app).deploy_lock);
+    auto row = production_of(app, "stop");
+    if (!row)
+        return row.error();
+    if (m_store->stopped(app))
+        return AppAction{app, row->id, "stopped", false, 0};
+    TRY(m_store->set_stopped(app, true, "stopped on request"));
+    publish_routes(); // deploy-proxy answers 503 from now on
+    if (auto* runtime = running_runtime(*row)) {
+        runtime->stop({app, row->id}, {row->pid, row->pid_start}, k_stop_grace);
+        if (auto cleared = m_store->clear_process(app, row->id); !cleared)
+            common::log_error(cleared.error().message);
+    }
+    EventLog(m_options.data_dir.event_log(app, row->id), row->id)
+        .log("system", "stopped (deployctl stop)");
+    common::log_info("stopped " + app + " " + row->id);
+    return AppAction{app, row->id, "stopped", true, 0};
+}
+
+common::Result<AppAction> Engine::start_app(const std::string& app) {
+    if (!m_started)
+        return make_error(ErrorKind::internal, "the deployment engine is not running");
+    std::lock_guard deploy(slot(app).deploy_lock);
+    auto row = production_of(app, "start");
+    if (!row)
+        return row.error();
+    const bool stopped = m_store->stopped(app);
+    auto* runtime = running_runtime(*row);
+    const runtime::AppProcess old{row->pid, row->pid_start};
+    const bool alive = runtime && row->pid > 0 && runtime->alive(old);
+    if (!stopped && (!runtime || alive))
+        return AppAction{app, row->id, "running", false, row->pid};
+    int pid = 0;
+    if (runtime) {
+        if (alive) // stopped, yet running: left by an agent killed while stopping it
+            runtime->stop({app, row->id}, old, k_stop_grace);
+        auto config = common::parse_config(row->config, "deploy.toml");
+        if (!config)
+            return config.error();
+        auto process = start_production(*row, *config, "starting (deployctl start)");
+        if (!process)
+            return process.error();
+        pid = process->pid;
+    }
+    if (stopped)
+        TRY(m_store->set_stopped(app, false, "started on request"));
+    publish_routes();
+    common::log_info("started " + app + " " + row->id);
+    return AppAction{app, row->id, "running", true, pid};
+}
+
+common::Result<AppAction> Engine::restart_app(const std::string& app) {
+    if (!m_started)
+        return make_error(ErrorKind::internal, "the deployment engine is not running");
+    std::lock_guard deploy(slot(app).deploy_lock);
+    auto row = production_of(app, "restart");
+    if (!row)
+        return row.error();
+    auto* runtime = running_runtime(*row);
+    if (!runtime)
+        return make_error(ErrorKind::refused,
+                          app + " " + row->id +
+                              " is a [static] site: deploy-proxy serves its files and no process "
+                              "runs to restart");
+    auto config = common::parse_config(row->config, "deploy.toml");
+    if (!config)
+        return config.error();
+    const bool stopped = m_store->stopped(app);
+    const runtime::AppProcess old{row->pid, row->pid_start};
+    const bool alive = row->pid > 0 && runtime->alive(old);
+    const bool in_place = runtime->name() != "process"; // one container per release
+    if (alive && in_place) {
+        // The container's name is the release's: the old one goes first (the
+        // proxy answers 502 until the new one is healthy).
+        runtime->stop({app, row->id}, old, k_stop_grace);
+        if (auto cleared = m_store->clear_process(app, row->id); !cleared)
+            common::log_error(cleared.error().message);
+    }
+    auto process = start_production(*row, *config, "restarting (deployctl restart)");
+    if (!process)
+        return process.error();
+    if (stopped)
+        TRY(m_store->set_stopped(app, false, "started on request (restart)"));
+    publish_routes(); // new requests go to the new process
+    if (alive && !in_place) {
+        wait_drained(row->port, config->deploy.drain);
+        runtime->stop({app, row->id}, old, k_stop_grace);
+    }
+    common::log_info("restarted " + app + " " + row->id + " (pid " + std::to_string(process->pid) +
+                     ")");
+    return AppAction{app, row->id, "running", true, process->pid};
+}
+
+common::Result<Destroyed> Engine::destroy_app(const std::string& app) {
+    if (!m_started)
+        return make_error(ErrorKind::internal, "the deployment engine is not running");
+    auto& my = slot(app);
+    // A deployment or rollback in progress refuses; a drain (the worker
+    // stopping a replaced release) is waited for.
+    auto busy = [&]() -> common::Status {
+        bool queued = false;
+        {
+            std::lock_guard lock(m_mutex);
+            queued = std::any_of(my.queue.begin(), my.queue.end(),
+                                 [](const Job& job) { return job.kind == JobKind::deploy; });
+            for (const auto& key : m_busy)
+                queued = queued || key.rfind(app + "/", 0) == 0;
+        }
+        for (const auto& row : m_store->releases(app))
+            if (row.state != State::production && !common::can_delete(row.state))
+                queued = true;
+        if (queued)
+            return make_error(ErrorKind::refused,
+                              "a deployment or rollback of " + app +
+                                  " is in progress; destroy it once that has ended");
+        return {};
+    };
+    TRY(busy());
+    std::unique_lock deploy(my.deploy_lock);
+    TRY(busy()); // one may have begun while this waited
+    auto rows = m_store->releases(app);
+    if (rows.empty() && m_store->env(app).empty() && !m_store->data_key(app))
+        return make_error(ErrorKind::not_found,
+                          "no app named '" + app + "' on this agent (deployctl apps lists them)");
+    Destroyed destroyed;
+    destroyed.app = app;
+    if (!rows.empty()) {
+        TRY(m_store->set_stopped(app, true, "stopped: being destroyed"));
+        publish_routes(); // 503 while its processes go
+    }
+    for (const auto& row : rows) {
+        auto& runtime = runtime_for(row);
+        const runtime::AppProcess process{row.pid, row.pid_start};
+        if (row.pid > 0 && runtime.alive(process))
+            runtime.stop({app, row.id}, process, k_stop_grace);
+        runtime.remove({app, row.id}); // the container and the image
+        destroyed.releases.push_back(row.id);
+    }
+    std::tie(destroyed.blobs_removed, destroyed.blobs_kept) = remove_unshared_blobs(app, rows);
+    TRY(m_store->destroy_app(app, "app destroyed on request (" + std::to_string(rows.size()) +
+                                      " releases)"));
+    publish_routes(); // the proxy's unknown-app answer from now on
+    std::error_code ec;
+    fs::remove_all(m_options.data_dir.app_dir(app), ec);
+    if (ec)
+        common::log_warn("cannot remove " + m_options.data_dir.app_dir(app).string() + ": " +
+                         ec.message());
+    {
+        std::lock_guard lock(m_mutex);
+        m_backoff.erase(app);
+    }
+    common::log_info("destroyed " + app + ": " + std::to_string(rows.size()) + " releases, " +
+                     std::to_string(destroyed.blobs_removed) + " blobs removed, " +
+                     std::to_string(destroyed.blobs_kept) + " kept (used by other apps)");
+    return destroyed;
+}
+
+} // namespace agent
