@@ -87,8 +87,15 @@ class Engine final : public Service {
     void worker_loop(std::string app);
     void acquire_build_slot();
     void release_build_slot();
-    ReleaseInfo to_info(const ReleaseRow& row) const;
-    AppStatus make_status(const std::string& app, const std::vector<ReleaseRow>& rows) const;
+    // `served`: the release's spans from served_spans() (history.hpp), if known.
+    ReleaseInfo
+    to_info(const ReleaseRow& row,
+            const std::map<std::string, std::vector<ServedSpan>>* served = nullptr) const;
+    // With the history (`full`): each release's served spans, the rollback target and the
+    // next id; else (GET /v1/apps) only what the summary needs.
+    enum class Detail { summary, full };
+    AppStatus make_status(const std::string& app, const std::vector<ReleaseRow>& rows,
+                          Detail detail);
     std::string app_url(const std::string& app) const;
     bool stopping() const { return m_stopping.load(); }
     // Sleeps up to `duration`; false if the engine is stopping.
