@@ -5,6 +5,7 @@
 // engine.cpp    queries, the per-app workers and the global build slots
 // pipeline.cpp  QUEUED -> BUILDING -> PROVISIONING (materialize, build, start, health)
 // activate.cpp  the switch to PRODUCTION, routing, drain, prune, rollback, remove
+// history.cpp   the switch history: served spans, the default rollback target
 // recover.cpp   reconcile after a restart and the supervisor thread
 // runtimes.cpp  choosing the engine and the runtime of each release
 
