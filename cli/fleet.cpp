@@ -1,6 +1,9 @@
 #include <cli/fleet.hpp>
+#include <cli/output/format.hpp>
+#include <common/state.hpp>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -293,6 +296,55 @@ common::Status fleet_result(const std::vector<HostRun>& runs) {
 
 namespace cli {
 
+std::string serves_text(const nlohmann::json& release) {
+    auto commit = output::json_str(release, "commit");
+    if (commit.empty())
+        return "";
+    bool dirty = release.is_object() && release.value("dirty", false);
+    return output::short_commit(commit) + (dirty ? "+dirty" : "");
+}
+
+HostView host_view(const std::string& host, const nlohmann::json& release, std::string note) {
+    HostView view;
+    view.host = host;
+    view.note = std::move(note);
+    if (!release.is_object())
+        return view;
+    view.production = output::json_str(release, "id");
+    view.commit = output::json_str(release, "commit");
+    view.dirty = release.value("dirty", false);
+    view.tree_digest = output::json_str(release, "tree_digest");
+    view.config_digest = output::json_str(release, "config_digest");
+    return view;
+}
+
+namespace {
+
+// What differs between what two hosts serve (empty: the same).
+std::vector<std::string> differences(const HostView& a, const HostView& b) {
+    if (a.production.empty() || b.production.empty()) {
+        if (a.production.empty() == b.production.empty())
+            return {};
+        return {"release"};
+    }
+    const bool digests = !a.tree_digest.empty() && !b.tree_digest.empty() &&
+                         !a.config_digest.empty() && !b.config_digest.empty();
+    std::vector<std::string> parts;
+    if (a.commit != b.commit)
+        parts.push_back("commit");
+    if (digests) {
+        if (a.tree_digest != b.tree_digest)
+            parts.push_back("tree");
+        if (a.config_digest != b.config_digest)
+            parts.push_back("config");
+    } else if (a.production != b.production) {
+        parts.push_back("unknown"); // another id, and nothing to compare the content by
+    }
+    return parts;
+}
+
+} // namespace
+
 output::Summary compare_hosts(const std::string& command, const std::vector<HostView>& views) {
     output::Summary summary;
     summary.command = command;
@@ -303,6 +355,8 @@ output::Summary compare_hosts(const std::string& command, const std::vector<Host
         row.host = view.host;
         row.release = view.production;
         row.note = view.note;
+        row.commit = view.commit;
+        row.dirty = view.dirty;
         if (view.error) {
             row.state =
                 outcome_of(*view.error) == HostOutcome::unreachable ? "UNREACHABLE" : "ERROR";
@@ -314,13 +368,217 @@ output::Summary compare_hosts(const std::string& command, const std::vector<Host
             row.state = view.production.empty() ? "NONE" : "PRODUCTION";
             if (!first)
                 first = &view;
-            else if (view.production != first->production)
+            else
+                row.differs = differences(*first, view);
+            if (!row.differs.empty())
                 summary.consistent = false;
         }
         summary.rows.push_back(std::move(row));
     }
     summary.exit_code = worst ? common::exit_code(worst->kind) : 0;
     return summary;
+}
+
+} // namespace cli
+
+namespace cli {
+
+std::string fleet_release_id(const std::vector<std::string>& next_ids) {
+    std::string best;
+    std::int64_t highest = 0;
+    for (const auto& id : next_ids)
+        if (auto number = common::release_number(id); number && *number > highest) {
+            highest = *number;
+            best = id;
+        }
+    return best;
+}
+
+namespace {
+
+// The app's next free release id on one agent: "v1" where the app is unknown.
+common::Result<std::string> next_release(transport::Client& client, const std::string& app) {
+    auto status = client.get_json(app_path(app));
+    if (!status && status.error().kind == ErrorKind::not_found)
+        return std::string("v1");
+    if (!status)
+        return status.error();
+    auto next = output::json_str(*status, "next_release");
+    if (!common::release_number(next))
+        return common::make_error(ErrorKind::internal,
+                                  fmt::format("the agent at {} did not say its next release id "
+                                              "(\"next_release\"); upgrade deploy-agent there",
+                                              client.url()));
+    return next;
+}
+
+} // namespace
+
+std::vector<std::string>
+ask_next_releases(const std::vector<HostUrl>& urls, const OpenHost& open, const std::string& app,
+                  std::map<std::string, std::unique_ptr<transport::Client>>& clients) {
+    std::vector<std::string> ids(urls.size());
+    std::vector<std::unique_ptr<transport::Client>> opened(urls.size());
+    std::vector<std::thread> threads;
+    for (std::size_t i = 0; i < urls.size(); ++i)
+        threads.emplace_back([&, i] {
+            auto client = open(urls[i]);
+            if (!client)
+                return;
+            if (auto next = next_release(**client, app))
+                ids[i] = *next;
+            opened[i] = std::move(*client);
+        });
+    for (auto& t : threads)
+        t.join();
+    std::vector<std::string> answered;
+    for (std::size_t i = 0; i < urls.size(); ++i) {
+        if (opened[i])
+            clients[urls[i].base_url] = std::move(opened[i]);
+        if (!ids[i].empty())
+            answered.push_back(ids[i]);
+    }
+    return answered;
+}
+
+common::Result<nlohmann::json> FleetReleaseId::create(const std::string& host, const Create& create,
+                                                      const AskNext& ask_next,
+                                                      output::Printer& out) {
+    std::lock_guard lock(m_mutex);
+    auto created = create(m_id);
+    if (created) {
+        ++m_created;
+        return created;
+    }
+    if (created.error().kind != ErrorKind::refused)
+        return created;
+    auto next = ask_next();
+    if (!next)
+        return created;
+    auto wanted = common::release_number(m_id);
+    auto free = common::release_number(*next);
+    if (!wanted || !free || *free <= *wanted)
+        return created; // refused for another reason
+    if (m_created > 0 || m_moved)
+        return common::make_error(
+            ErrorKind::refused,
+            fmt::format("{} was taken on {} by another deploy meanwhile (its next free id is "
+                        "now {}), and {} host{} already {} {}: run the deploy again",
+                        m_id, host, *next, m_created, m_created == 1 ? "" : "s",
+                        m_created == 1 ? "has" : "have", m_id));
+    out.emit(output::Warning{fmt::format("{} was taken on {} by another deploy meanwhile; every "
+                                         "host gets {} instead",
+                                         m_id, host, *next)});
+    m_moved = true;
+    m_id = *next;
+    created = create(m_id);
+    if (created)
+        ++m_created;
+    return created;
+}
+
+std::string FleetReleaseId::id() const {
+    std::lock_guard lock(m_mutex);
+    return m_id;
+}
+
+namespace {
+
+// A host's release object with this id in its status object (nullptr: none).
+const nlohmann::json* find_release(const nlohmann::json& status, const std::string& id) {
+    auto it = status.find("releases");
+    if (it == status.end() || !it->is_array())
+        return nullptr;
+    for (const auto& release : *it)
+        if (output::json_str(release, "id") == id)
+            return &release;
+    return nullptr;
+}
+
+std::string described(const nlohmann::json* release, const std::string& id) {
+    auto serves = release ? serves_text(*release) : "";
+    return serves.empty() ? id : fmt::format("{} ({})", id, serves);
+}
+
+std::string joined(const std::vector<std::string>& items) {
+    std::string text;
+    for (std::size_t i = 0; i < items.size(); ++i)
+        text += (i == 0 ? "" : i + 1 == items.size() ? " and " : ", ") + items[i];
+    return text;
+}
+
+} // namespace
+
+common::Result<std::vector<RollbackStep>>
+plan_fleet_rollback(const std::vector<RollbackView>& views, const std::string& requested) {
+    std::vector<RollbackStep> steps;
+    for (const auto& view : views)
+        if (view.error || !view.status)
+            return common::make_error(view.error ? view.error->kind : ErrorKind::internal,
+                                      fmt::format("nothing switched: {}: {}", view.host,
+                                                  view.error ? view.error->message : "no answer"));
+    std::vector<std::string> missing, unusable, nothing;
+    for (const auto& view : views) {
+        const auto& status = **view.status;
+        RollbackStep step;
+        step.host = view.host;
+        step.production = output::json_str(status, "production");
+        step.target = requested.empty() ? output::json_str(status, "previous") : requested;
+        if (step.target.empty()) {
+            nothing.push_back(view.host);
+            continue;
+        }
+        const auto* release = find_release(status, step.target);
+        auto state = release ? output::json_str(*release, "state") : "";
+        if (!release)
+            missing.push_back(view.host);
+        else if (state != "INACTIVE" && state != "PRODUCTION")
+            unusable.push_back(fmt::format("{} is {} on {}", step.target, state, view.host));
+        step.unchanged = state == "PRODUCTION";
+        steps.push_back(std::move(step));
+    }
+    if (!nothing.empty())
+        return common::make_error(
+            ErrorKind::refused,
+            fmt::format("nothing switched: {} {} no earlier release to roll back to (see "
+                        "deployctl releases)",
+                        joined(nothing), nothing.size() == 1 ? "has" : "have"));
+    if (!missing.empty())
+        return common::make_error(
+            ErrorKind::not_found,
+            fmt::format("nothing switched: {} {} no release {} (removed, or never deployed "
+                        "there); every host needs it, INACTIVE or PRODUCTION (see deployctl "
+                        "releases)",
+                        joined(missing), missing.size() == 1 ? "has" : "have", requested));
+    if (!unusable.empty())
+        return common::make_error(
+            ErrorKind::refused,
+            fmt::format("nothing switched: {}; only an INACTIVE or PRODUCTION release can be "
+                        "gone back to",
+                        joined(unusable)));
+    if (requested.empty()) {
+        // Each host's own previous release: they must be the same release.
+        std::vector<HostView> targets;
+        for (std::size_t i = 0; i < views.size(); ++i)
+            targets.push_back(
+                host_view(views[i].host, *find_release(**views[i].status, steps[i].target), ""));
+        bool agree = true;
+        for (const auto& target : targets)
+            agree = agree && differences(targets.front(), target).empty();
+        if (!agree) {
+            std::vector<std::string> where;
+            for (std::size_t i = 0; i < views.size(); ++i)
+                where.push_back(fmt::format(
+                    "{} to {}", views[i].host,
+                    described(find_release(**views[i].status, steps[i].target), steps[i].target)));
+            return common::make_error(
+                ErrorKind::refused,
+                fmt::format("nothing switched: the hosts would go back to different releases: "
+                            "{}; name one every host has: deployctl rollback ID",
+                            joined(where)));
+        }
+    }
+    return steps;
 }
 
 } // namespace cli

@@ -19,6 +19,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -97,16 +98,101 @@ common::Status fleet_result(const std::vector<HostRun>& runs);
 
 namespace cli {
 
+// One release id on every host of a fleet deploy (docs/design.md §8).
+
+// The id a fleet deploy asks every host for: the highest of the hosts' next free ids
+// ("v16" of {"v3", "v16", "v1"}); "" when none is a release id.
+std::string fleet_release_id(const std::vector<std::string>& next_ids);
+
+// Asks every host, each on its own thread, for the app's next free release id (the status
+// object's "next_release"; "v1" where the app is unknown). The clients opened are kept in
+// `clients` by base URL, for the deploy to use; a host that cannot answer is left out (its
+// deploy reports why).
+std::vector<std::string>
+ask_next_releases(const std::vector<HostUrl>& urls, const OpenHost& open, const std::string& app,
+                  std::map<std::string, std::unique_ptr<transport::Client>>& clients);
+
+// The fleet's release id while the hosts create their releases, one creation at a time.
+// A host that refuses the id because another deploy took it meanwhile (refused, and its
+// next free id is now above it) moves the id to its next free one, once, and only while
+// no host has created a release with the old id; otherwise that host's deploy fails
+// (refused) and the fleet rolls back as for any failed host.
+class FleetReleaseId {
+  public:
+    explicit FleetReleaseId(std::string id) : m_id(std::move(id)) {}
+    using Create = std::function<common::Result<nlohmann::json>(const std::string& id)>;
+    using AskNext = std::function<common::Result<std::string>()>;
+    // Creates the release on `host` with `create(id)`; `ask_next` asks the host its next
+    // free id again. A warning says so when the id moves.
+    common::Result<nlohmann::json> create(const std::string& host, const Create& create,
+                                          const AskNext& ask_next, output::Printer& out);
+    std::string id() const;
+
+  private:
+    mutable std::mutex m_mutex;
+    std::string m_id;
+    int m_created = 0;
+    bool m_moved = false;
+};
+
+} // namespace cli
+
+namespace cli {
+
+// What one host said before `rollback` over several hosts (GET /v1/apps/APP).
+struct RollbackView {
+    std::string host;
+    std::optional<common::Error> error;      // it could not say
+    std::optional<output::JsonValue> status; // the status object, when it could
+};
+
+// What `rollback` does on one host: go to `target`, from `production` (nothing to do
+// when it is already there).
+struct RollbackStep {
+    std::string host;
+    std::string target;
+    std::string production;
+    bool unchanged = false;
+};
+
+// Before anything switches: the release every host goes to. With `requested` ("v3"), every
+// host must have it, INACTIVE or already PRODUCTION; with none, each host's "previous" (the
+// release that served before the current one), and they must all be the same release (the
+// same id, or the same commit, tree and deploy.toml). Else the reason, naming the hosts:
+// not_found (a host lacks the release), refused (a host has it FAILED, has nothing to go
+// back to, or the hosts disagree), or the error a host gave.
+common::Result<std::vector<RollbackStep>>
+plan_fleet_rollback(const std::vector<RollbackView>& views, const std::string& requested);
+
+// "3f2c1a0+dirty" for a release object (its commit, short; "+dirty" when it was deployed
+// with uncommitted changes); "" when it has no commit.
+std::string serves_text(const nlohmann::json& release);
+
+} // namespace cli
+
+namespace cli {
+
 // What `status` or `releases` learnt from one host.
 struct HostView {
     std::string host;
     std::string production; // "" = nothing in production
     std::string note;       // e.g. the URL, or "3 releases"
     std::optional<common::Error> error;
+    // What the PRODUCTION release is (from its release object): what hosts are compared by.
+    std::string commit = {};
+    bool dirty = false;
+    std::string tree_digest = {}; // "" for a release made before agents recorded digests
+    std::string config_digest = {};
 };
 
-// The table that ends `status` / `releases` over several hosts; `consistent` is false
-// when the reachable hosts do not all have the same PRODUCTION release.
+// The HostView of a host whose PRODUCTION release object is `release` (null: none).
+HostView host_view(const std::string& host, const nlohmann::json& release, std::string note);
+
+// The table that ends `status` / `releases` over several hosts. Hosts are compared by what
+// they serve, not by release ids: `consistent` is false when the reachable hosts do not all
+// serve the same commit, tree and deploy.toml (or, for a release without digests, the same
+// release id and commit); each row that differs from the first reachable host's says what
+// differs in SummaryRow::differs.
 output::Summary compare_hosts(const std::string& command, const std::vector<HostView>& views);
 
 // With several hosts, prints compare_hosts() of what each host answered (`views`) or the

@@ -60,4 +60,16 @@ bool can_promote(State state) {
     return state == State::inactive;
 }
 
+std::optional<std::int64_t> release_number(std::string_view id) {
+    if (id.size() < 2 || id.size() > 12 || id[0] != 'v' || id[1] == '0')
+        return std::nullopt;
+    std::int64_t number = 0;
+    for (char c : id.substr(1)) {
+        if (c < '0' || c > '9')
+            return std::nullopt;
+        number = number * 10 + (c - '0');
+    }
+    return number;
+}
+
 } // namespace common

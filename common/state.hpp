@@ -7,6 +7,7 @@
 // The agent's store applies transitions with a compare-and-set on the current
 // state and a partial unique index that allows one PRODUCTION per app.
 
+#include <cstdint>
 #include <optional>
 #include <string_view>
 
@@ -25,5 +26,9 @@ bool is_settled(State state);
 bool can_delete(State state);
 // Only INACTIVE releases may be promoted back to PRODUCTION (rollback).
 bool can_promote(State state);
+
+// A release id's number: "v12" -> 12; nullopt for anything that is not v1, v2, ...
+// (no leading zero, at most 11 digits).
+std::optional<std::int64_t> release_number(std::string_view id);
 
 } // namespace common

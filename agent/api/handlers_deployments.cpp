@@ -38,8 +38,16 @@ common::Status read_meta(const json& body, NewDeployment& deployment) {
         return message.error();
     if (body.contains("dirty") && !body["dirty"].is_boolean() && !body["dirty"].is_null())
         return make_error(ErrorKind::bad_request, "\"dirty\" must be true or false");
+    auto release = string_member(body, "release", false);
+    if (!release)
+        return release.error();
+    if (!release->empty() && !is_release_id(*release))
+        return make_error(ErrorKind::bad_request,
+                          fmt::format("\"release\" must be a release id like \"v2\", not {}",
+                                      describe_value(body["release"])));
     deployment.commit = std::move(*commit);
     deployment.message = std::move(*message);
+    deployment.release = std::move(*release);
     deployment.dirty =
         body.contains("dirty") && body["dirty"].is_boolean() && body["dirty"].get<bool>();
     return {};
@@ -103,6 +111,19 @@ std::vector<std::string> missing_blobs(const BlobStore& blobs, const common::Man
     return missing;
 }
 
+// 409 release_taken: the id asked for is below the app's next one; the answer says which
+// id is free now, for the client to ask again (docs/api.md).
+Response release_taken_response(ApiContext& context, const std::string& app,
+                                const common::Error& error) {
+    auto answer = error_response(409, "release_taken", error.message);
+    if (auto status = context.service.status(app); status && !status->next_release.empty()) {
+        auto body = json::parse(answer.body);
+        body["next_release"] = status->next_release;
+        answer = json_response(409, body);
+    }
+    return answer;
+}
+
 Response create(ApiContext& context, const Request& request) {
     auto app = app_param(request);
     if (!app)
@@ -112,7 +133,10 @@ Response create(ApiContext& context, const Request& request) {
         return error_response(deployment.error());
     if (auto missing = missing_blobs(context.blobs, deployment->manifest); !missing.empty())
         return missing_blobs_response(missing);
+    const std::string requested = deployment->release;
     auto release = context.service.create_deployment(std::move(*deployment));
+    if (!release && !requested.empty() && release.error().kind == ErrorKind::refused)
+        return release_taken_response(context, *app, release.error());
     if (!release)
         return error_response(release.error());
     return json_response(201, {{"app", release->app},

@@ -16,6 +16,13 @@ json optional_or_null(const std::optional<std::string>& text) {
     return text ? json(*text) : json(nullptr);
 }
 
+json served_to_json(const std::vector<ServedSpan>& served) {
+    json spans = json::array();
+    for (const auto& span : served)
+        spans.push_back({{"from", span.from}, {"until", string_or_null(span.until)}});
+    return spans;
+}
+
 } // namespace
 
 json release_to_json(const ReleaseInfo& release) {
@@ -30,7 +37,8 @@ json release_to_json(const ReleaseInfo& release) {
             {"port", release.port == 0 ? json(nullptr) : json(release.port)},
             {"dirty", release.dirty},
             {"tree_digest", string_or_null(release.tree_digest)},
-            {"config_digest", string_or_null(release.config_digest)}};
+            {"config_digest", string_or_null(release.config_digest)},
+            {"served", served_to_json(release.served)}};
 }
 
 json status_to_json(const AppStatus& status) {
@@ -40,6 +48,8 @@ json status_to_json(const AppStatus& status) {
     return {{"app", status.app},
             {"production", optional_or_null(status.production)},
             {"state", status.state},
+            {"previous", optional_or_null(status.previous)},
+            {"next_release", string_or_null(status.next_release)},
             {"url", status.url},
             {"domains", status.domains},
             {"releases", std::move(releases)}};

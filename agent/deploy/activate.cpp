@@ -1,5 +1,6 @@
 // The switch to PRODUCTION, routing, drain, prune, rollback and remove.
 #include <agent/deploy/engine.hpp>
+#include <agent/deploy/history.hpp>
 #include <agent/deploy/routes.hpp>
 #include <agent/runtime/connections.hpp>
 #include <agent/runtime/process.hpp>
@@ -291,14 +292,11 @@ common::Result<ReleaseRow> Engine::rollback_target(const std::string& app,
                                   "; only an INACTIVE release can be rolled back to");
         return row;
     }
-    std::int64_t below = INT64_MAX;
-    for (const auto& row : rows)
-        if (row.state == State::production)
-            below = row.seq;
-    for (const auto& row : rows) // newest first
-        if (row.state == State::inactive && row.seq < below)
-            return row;
-    return make_error(ErrorKind::refused, "no earlier release to roll back to");
+    // The release that served before the current one (docs/design.md §8).
+    auto previous = previous_release(m_store->switches(app), rows);
+    if (!previous)
+        return previous.error();
+    return m_store->get(app, *previous);
 }
 
 common::Result<Promotion> Engine::rollback(const std::string& app,

@@ -1,4 +1,5 @@
 #include <agent/deploy/engine.hpp>
+#include <agent/deploy/history.hpp>
 #include <common/address.hpp>
 #include <common/config.hpp>
 #include <common/hash.hpp>
@@ -115,10 +116,18 @@ bool Engine::sleep_unless_stopping(std::chrono::milliseconds duration) {
 common::Result<ReleaseInfo> Engine::create_deployment(NewDeployment deployment) {
     if (!m_started)
         return make_error(ErrorKind::internal, "the deployment engine is not running");
+    std::int64_t seq = 0;
+    if (!deployment.release.empty()) {
+        auto parsed = common::release_number(deployment.release);
+        if (!parsed)
+            return make_error(ErrorKind::bad_request,
+                              "\"release\" must be a release id like \"v2\", not \"" +
+                                  deployment.release + "\"");
+        seq = *parsed;
+    }
     auto row = m_store->create({deployment.app, deployment.config_text, deployment.commit,
-                                deployment.message, deployment.dirty,
-                                deployment.manifest.digest(),
-                                common::sha256_hex(deployment.config_text)});
+                                deployment.message, deployment.dirty, deployment.manifest.digest(),
+                                common::sha256_hex(deployment.config_text), seq});
     if (!row)
         return row.error();
     record_blobs(row->app, row->id, deployment.manifest);
@@ -139,7 +148,8 @@ std::string Engine::app_url(const std::string& app) const {
     return "http://" + app + ".localhost:" + std::to_string(port) + "/";
 }
 
-ReleaseInfo Engine::to_info(const ReleaseRow& row) const {
+ReleaseInfo Engine::to_info(const ReleaseRow& row,
+                            const std::map<std::string, std::vector<ServedSpan>>* served) const {
     ReleaseInfo info;
     info.id = row.id;
     info.app = row.app;
@@ -153,17 +163,29 @@ ReleaseInfo Engine::to_info(const ReleaseRow& row) const {
     info.dirty = row.dirty;
     info.tree_digest = row.tree_digest;
     info.config_digest = row.config_digest;
+    if (served)
+        if (auto it = served->find(row.id); it != served->end())
+            info.served = it->second;
     return info;
 }
 
-AppStatus Engine::make_status(const std::string& app, const std::vector<ReleaseRow>& rows) const {
+AppStatus Engine::make_status(const std::string& app, const std::vector<ReleaseRow>& rows,
+                              Detail detail) {
     AppStatus status;
     status.app = app;
     status.url = app_url(app);
+    std::map<std::string, std::vector<ServedSpan>> served;
+    if (detail == Detail::full) {
+        auto history = m_store->switches(app);
+        served = served_spans(history);
+        if (auto previous = previous_release(history, rows))
+            status.previous = *previous;
+        status.next_release = "v" + std::to_string(m_store->next_seq(app).value_or(1));
+    }
     const ReleaseRow* config_source = rows.empty() ? nullptr : &rows.front();
     std::optional<ReleaseRow> production;
     for (const auto& row : rows) {
-        status.releases.push_back(to_info(row));
+        status.releases.push_back(to_info(row, &served));
         if (row.state == State::production) {
             status.production = row.id;
             status.commit = row.commit;
@@ -202,16 +224,18 @@ common::Result<ReleaseInfo> Engine::release(const std::string& app, const std::s
     auto row = m_store->get(app, id);
     if (!row)
         return row.error();
-    return to_info(*row);
+    auto served = served_spans(m_store->switches(app));
+    return to_info(*row, &served);
 }
 
 common::Result<AppStatus> Engine::status(const std::string& app) {
     if (!m_started)
         return make_error(ErrorKind::internal, "the deployment engine is not running");
     auto rows = m_store->releases(app);
-    if (rows.empty())
+    // An app whose releases were all removed still has its next id (never reused).
+    if (rows.empty() && !m_store->next_seq(app))
         return make_error(ErrorKind::not_found, "no app named " + app);
-    return make_status(app, rows);
+    return make_status(app, rows, Detail::full);
 }
 
 std::vector<AppStatus> Engine::apps() {
@@ -219,7 +243,7 @@ std::vector<AppStatus> Engine::apps() {
     if (!m_started)
         return out;
     for (const auto& app : m_store->apps())
-        out.push_back(make_status(app, m_store->releases(app)));
+        out.push_back(make_status(app, m_store->releases(app), Detail::summary));
     return out;
 }
 

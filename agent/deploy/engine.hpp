@@ -5,6 +5,7 @@
 // engine.cpp    queries, the per-app workers and the global build slots
 // pipeline.cpp  QUEUED -> BUILDING -> PROVISIONING (materialize, build, start, health)
 // activate.cpp  the switch to PRODUCTION, routing, drain, prune, rollback, remove
+// history.cpp   the switch history: served spans, the default rollback target
 // recover.cpp   reconcile after a restart and the supervisor thread
 // lifecycle.cpp stop, start, restart and destroy of an app (deployctl apps|stop|...)
 // runtimes.cpp  choosing the engine and the runtime of each release
@@ -95,8 +96,15 @@ class Engine final : public Service {
     void worker_loop(std::string app);
     void acquire_build_slot();
     void release_build_slot();
-    ReleaseInfo to_info(const ReleaseRow& row) const;
-    AppStatus make_status(const std::string& app, const std::vector<ReleaseRow>& rows) const;
+    // `served`: the release's spans from served_spans() (history.hpp), if known.
+    ReleaseInfo
+    to_info(const ReleaseRow& row,
+            const std::map<std::string, std::vector<ServedSpan>>* served = nullptr) const;
+    // With the history (`full`): each release's served spans, the rollback target and the
+    // next id; else (GET /v1/apps) only what the summary needs.
+    enum class Detail { summary, full };
+    AppStatus make_status(const std::string& app, const std::vector<ReleaseRow>& rows,
+                          Detail detail);
     std::string app_url(const std::string& app) const;
     bool stopping() const { return m_stopping.load(); }
     // Sleeps up to `duration`; false if the engine is stopping.

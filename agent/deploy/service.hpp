@@ -18,6 +18,13 @@
 
 namespace agent {
 
+// A time a release served (was PRODUCTION): from its switch in, until the next switch
+// ("" while it still serves). RFC 3339 UTC.
+struct ServedSpan {
+    std::string from;
+    std::string until;
+};
+
 struct ReleaseInfo {
     std::string id; // "v3"
     std::string app;
@@ -31,6 +38,7 @@ struct ReleaseInfo {
     bool dirty = false; // deployed from a working tree with uncommitted changes
     std::string tree_digest;   // of the source tree (common::Manifest::digest)
     std::string config_digest; // sha256 of the deploy.toml text
+    std::vector<ServedSpan> served; // oldest first; empty if it never served
 };
 
 struct NewDeployment {
@@ -41,6 +49,9 @@ struct NewDeployment {
     std::string commit;
     std::string message;
     bool dirty = false;
+    // The id the client asks for ("v16"; a fleet deploy, docs/design.md §8); "" = the
+    // app's next. ErrorKind::refused when it is below the app's next id.
+    std::string release;
 };
 
 struct AppStatus {
@@ -50,6 +61,10 @@ struct AppStatus {
     // not running: the agent is starting it again) or "no_release".
     std::string state = "no_release";
     std::string commit;                    // of the PRODUCTION release
+    // What `rollback` with no id goes back to: the release that served before the
+    // current one, from the switch history (nullopt when there is none).
+    std::optional<std::string> previous;
+    std::string next_release;              // the app's next free id ("v16")
     std::string url;                       // http://APP.localhost:PROXYPORT/
     std::vector<std::string> domains;
     std::vector<ReleaseInfo> releases; // newest first
@@ -116,8 +131,9 @@ class Service {
     virtual common::Result<ReleaseInfo> release(const std::string& app, const std::string& id) = 0;
     virtual common::Result<AppStatus> status(const std::string& app) = 0;
     virtual std::vector<AppStatus> apps() = 0;
-    // Promotes an INACTIVE release (default: newest INACTIVE older than PRODUCTION)
-    // after starting it and passing its health check. Blocks until done.
+    // Promotes an INACTIVE release (default: AppStatus::previous, the one that served
+    // before the current one) after starting it and passing its health check. Blocks
+    // until done.
     virtual common::Result<Promotion> rollback(const std::string& app,
                                                const std::optional<std::string>& id) = 0;
     // ErrorKind::refused for PRODUCTION or unsettled releases.

@@ -71,17 +71,35 @@ common::Result<ReleaseRow> Store::create(const NewRelease& release) {
     std::lock_guard lock(m_mutex);
     sqlite::Transaction tx(*m_db);
     TRY(tx.begun());
-    TRY_ASSIGN(auto upsert,
-               m_db->prepare("INSERT INTO apps (name, next_seq) VALUES (?, 2) ON CONFLICT(name)"
-                             " DO UPDATE SET next_seq = next_seq + 1 RETURNING next_seq - 1"));
-    upsert.bind(release.app);
-    TRY_ASSIGN(const bool got, upsert.step());
-    if (!got)
-        return make_error(ErrorKind::internal, "database: no sequence number returned");
     ReleaseRow row;
     row.app = release.app;
-    row.seq = upsert.integer(0);
-    TRY(upsert.run());
+    if (release.seq > 0) {
+        TRY_ASSIGN(auto next, m_db->prepare("SELECT next_seq FROM apps WHERE name = ?"));
+        next.bind(release.app);
+        TRY_ASSIGN(const bool known, next.step());
+        if (known && release.seq < next.integer(0))
+            return make_error(ErrorKind::refused,
+                              "release id v" + std::to_string(release.seq) +
+                                  " is taken: " + release.app + " had ids up to v" +
+                                  std::to_string(next.integer(0) - 1) +
+                                  " on this agent (ids are never reused); the next free one is v" +
+                                  std::to_string(next.integer(0)));
+        TRY_ASSIGN(auto reserve,
+                   m_db->prepare("INSERT INTO apps (name, next_seq) VALUES (?, ?) ON "
+                                 "CONFLICT(name) DO UPDATE SET next_seq = excluded.next_seq"));
+        TRY(reserve.bind(release.app).bind(release.seq + 1).run());
+        row.seq = release.seq;
+    } else {
+        TRY_ASSIGN(auto upsert,
+                   m_db->prepare("INSERT INTO apps (name, next_seq) VALUES (?, 2) ON CONFLICT(name)"
+                                 " DO UPDATE SET next_seq = next_seq + 1 RETURNING next_seq - 1"));
+        upsert.bind(release.app);
+        TRY_ASSIGN(const bool got, upsert.step());
+        if (!got)
+            return make_error(ErrorKind::internal, "database: no sequence number returned");
+        row.seq = upsert.integer(0);
+        TRY(upsert.run());
+    }
     row.id = "v" + std::to_string(row.seq);
     row.created_at = row.updated_at = now();
     row.commit = release.commit;
@@ -232,6 +250,16 @@ std::optional<ReleaseRow> Store::production(const std::string& app) {
 std::vector<ReleaseRow> Store::releases(const std::string& app) {
     std::lock_guard lock(m_mutex);
     return query_releases("app = ?", {app});
+}
+
+std::optional<std::int64_t> Store::next_seq(const std::string& app) {
+    std::lock_guard lock(m_mutex);
+    auto next =
+        select_rows<std::int64_t>(*m_db, "SELECT next_seq FROM apps WHERE name = ?", {app},
+                                  [](const sqlite::Statement& row) { return row.integer(0); });
+    if (next.empty())
+        return std::nullopt;
+    return next.front();
 }
 
 std::vector<ReleaseRow> Store::all_releases() {

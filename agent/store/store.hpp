@@ -51,6 +51,9 @@ struct NewRelease {
     bool dirty = false;
     std::string tree_digest;
     std::string config_digest;
+    // The id asked for (a fleet deploy gives one id on every host, docs/design.md §8):
+    // its number, which must be at least the app's next one; 0 = the app's next.
+    std::int64_t seq = 0;
 };
 
 // One switch of an app's PRODUCTION release: `release` started serving at
@@ -88,8 +91,13 @@ class Store {
     Store(const Store&) = delete;
     Store& operator=(const Store&) = delete;
 
-    // Inserts a QUEUED release with the app's next id (v1, v2, ...).
+    // Inserts a QUEUED release with the app's next id (v1, v2, ...), or with the id
+    // `release.seq` asks for: ErrorKind::refused when it is below the app's next id (taken
+    // now or once, ids are never reused); the next id then follows it.
     common::Result<ReleaseRow> create(const NewRelease& release);
+    // The number of the app's next release (above every id it ever had); nullopt for an
+    // app this agent never had a release of.
+    std::optional<std::int64_t> next_seq(const std::string& app);
     // Compare-and-set: moves `id` from `from` to `to` (ErrorKind::refused if the
     // transition is forbidden or the release is no longer in `from`).
     // `error` is stored for FAILED releases.

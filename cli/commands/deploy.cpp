@@ -18,7 +18,10 @@
 
 #include <chrono>
 #include <iostream>
+#include <map>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <unistd.h>
 
 namespace cli::commands {
@@ -125,15 +128,25 @@ common::Result<std::string> production_release(transport::Client& client, const 
     return output::json_str(*status, "production");
 }
 
+// The app's next free release id on one agent, asked again after it refused the fleet's.
+common::Result<std::string> fleet_next_release(transport::Client& client, const std::string& app) {
+    auto status = client.get_json(app_path(app));
+    if (!status)
+        return status.error();
+    return output::json_str(*status, "next_release");
+}
+
 // Deploying to one host (on its own thread), and rolling it back.
 // With one host there is nothing to roll back across hosts: no lookup of the release it
 // serves (one request less, and a token refused for the app is refused by the deploy's
 // first POST, which the agent's audit records).
+// With several hosts, every host's release gets the id in `fleet_id` (docs/design.md §8).
 HostSteps deploy_steps(Context& ctx, const Target& target, const package::SourceTree& tree,
-                       const nlohmann::json& request, const DeployOptions& options, bool several) {
+                       const nlohmann::json& request, const DeployOptions& options, bool several,
+                       FleetReleaseId* fleet_id) {
     HostSteps steps;
-    steps.deploy = [&, several](transport::Client& client, HostRun& run,
-                                output::Printer& out) -> common::Status {
+    steps.deploy = [&, several, fleet_id](transport::Client& client, HostRun& run,
+                                          output::Printer& out) -> common::Status {
         Context host_ctx = ctx;
         host_ctx.out = &out;
         auto started = std::chrono::steady_clock::now();
@@ -146,7 +159,16 @@ HostSteps deploy_steps(Context& ctx, const Target& target, const package::Source
         auto uploaded = upload_blobs(client, tree, out, run.host);
         if (!uploaded)
             return uploaded.error();
-        auto created = client.post_json(app_path(target.app) + "/deployments", request);
+        const auto path = app_path(target.app) + "/deployments";
+        auto created = fleet_id ? fleet_id->create(
+                                      run.host,
+                                      [&](const std::string& id) {
+                                          auto body = request;
+                                          body["release"] = id;
+                                          return client.post_json(path, body);
+                                      },
+                                      [&] { return fleet_next_release(client, target.app); }, out)
+                                : client.post_json(path, request);
         if (!created)
             return created.error();
         run.release = created->value("release", "");
@@ -190,8 +212,30 @@ common::Status deploy(Context& ctx, const DeployOptions& options) {
     auto request = deployment_request(*target, *tree);
     ctx.out->set_several_hosts(fleet->several);
 
-    auto steps = deploy_steps(ctx, *target, *tree, request, options, fleet->several);
-    OpenHost open = [&](const HostUrl& url) { return ctx.connect(url, target->ssh, target->tls); };
+    OpenHost connect = [&](const HostUrl& url) {
+        return ctx.connect(url, target->ssh, target->tls);
+    };
+    // Several hosts: one release id on all of them, the highest next free one.
+    std::map<std::string, std::unique_ptr<transport::Client>> clients;
+    std::mutex clients_mutex;
+    std::optional<FleetReleaseId> fleet_id;
+    if (fleet->several)
+        if (auto id = fleet_release_id(ask_next_releases(*urls, connect, target->app, clients));
+            !id.empty())
+            fleet_id.emplace(id);
+    OpenHost open = [&](const HostUrl& url) -> common::Result<std::unique_ptr<transport::Client>> {
+        {
+            std::lock_guard lock(clients_mutex);
+            if (auto it = clients.find(url.base_url); it != clients.end() && it->second) {
+                auto client = std::move(it->second); // opened to ask the next id
+                clients.erase(it);
+                return client;
+            }
+        }
+        return connect(url);
+    };
+    auto steps = deploy_steps(ctx, *target, *tree, request, options, fleet->several,
+                              fleet_id ? &*fleet_id : nullptr);
 
     using output::GroupedOutput;
     bool tty = !ctx.global.json && !ctx.global.quiet && fleet->several && isatty(STDOUT_FILENO);

@@ -15,19 +15,18 @@ namespace cli::commands {
 namespace {
 
 HostView view_of(const std::string& host, const nlohmann::json& list) {
-    HostView view;
-    view.host = host;
     std::size_t count = list.is_array() ? list.size() : 0;
     std::string ids;
+    nlohmann::json production;
     if (list.is_array())
         for (const auto& r : list) {
             if (r.value("state", "") == "PRODUCTION")
-                view.production = r.value("id", "");
+                production = r;
             ids += (ids.empty() ? "" : " ") + r.value("id", "");
         }
-    view.note =
-        fmt::format("{} release{}{}", count, count == 1 ? "" : "s", ids.empty() ? "" : ": " + ids);
-    return view;
+    return host_view(
+        host, production,
+        fmt::format("{} release{}{}", count, count == 1 ? "" : "s", ids.empty() ? "" : ": " + ids));
 }
 
 common::Status releases(Context& ctx) {

@@ -1,5 +1,5 @@
 // deployctl status: the app's PRODUCTION release, URL and recent releases; with several
-// hosts, each host's, then a table that shows whether they differ.
+// hosts, each host's, then a table that shows whether they serve the same thing.
 
 #include <CLI/CLI.hpp>
 #include <cli/commands/commands.hpp>
@@ -14,6 +14,16 @@ namespace cli::commands {
 
 namespace {
 
+// The PRODUCTION release object in a status object (null when none).
+nlohmann::json production_of(const nlohmann::json& status) {
+    auto id = output::json_str(status, "production");
+    if (auto it = status.find("releases"); !id.empty() && it != status.end() && it->is_array())
+        for (const auto& release : *it)
+            if (output::json_str(release, "id") == id)
+                return release;
+    return nullptr;
+}
+
 common::Status status(Context& ctx) {
     auto target = resolve_target(ctx, ".", ConfigNeed::optional);
     if (!target)
@@ -27,8 +37,7 @@ common::Status status(Context& ctx) {
             if (!answer)
                 return answer.error();
             ctx.out->emit(output::Status{host, *answer});
-            views[host] = HostView{host, output::json_str(*answer, "production"),
-                                   output::json_str(*answer, "url"), std::nullopt};
+            views[host] = host_view(host, production_of(*answer), output::json_str(*answer, "url"));
             return {};
         },
         &errors);

@@ -113,6 +113,7 @@ struct DoneInfo {
     std::optional<std::string> error;
     std::int64_t elapsed_ms = 0;
     std::string previous; // rollback only
+    bool unchanged = false; // rollback over several hosts: `release` was live already
 };
 
 // deploy: the deployment settled (PRODUCTION, FAILED, ...).
@@ -217,22 +218,30 @@ struct Error {
 // One host's line of the table that ends a command run over several hosts.
 struct SummaryRow {
     std::string host;
-    std::string release;  // deploy: the release created; status/releases: the PRODUCTION one
+    std::string release;  // deploy: the release created; rollback: the one gone back to;
+                          // status/releases: the PRODUCTION one
     std::string state;    // deploy: PRODUCTION, QUEUED, FAILED, ROLLED_BACK, ROLLBACK_FAILED,
-                          // KEPT, NOT_STARTED, UNREACHABLE, ERROR; status: PRODUCTION, NONE, ...
-    std::string previous; // deploy: PRODUCTION before the deploy (live again when ROLLED_BACK)
+                          // KEPT, NOT_STARTED, UNREACHABLE, ERROR; rollback: PRODUCTION,
+                          // FAILED, ROLLED_BACK, NOT_STARTED; status: PRODUCTION, NONE, ...
+    std::string previous; // deploy, rollback: PRODUCTION before (live again when ROLLED_BACK)
     std::optional<std::int64_t> elapsed_ms;
     std::string note; // why (the error), or what happened
+    // status/releases: what the PRODUCTION release is, and what differs from the first
+    // reachable host's ("release": one serves nothing; "commit", "tree", "config";
+    // "unknown": a release without digests, under another id).
+    std::string commit = {}; // full sha
+    bool dirty = false;
+    std::vector<std::string> differs = {};
 };
 
 // The end of a command over several hosts (cli/fleet.hpp): a table for people, a `summary`
 // event for scripts (docs/json.md, docs/multi-host.md).
 struct Summary {
-    std::string command;  // "deploy", "status", "releases"
+    std::string command;  // "deploy", "rollback", "status", "releases"
     std::string strategy; // deploy: "parallel" or "rolling"
     std::vector<SummaryRow> rows;
     bool ok = true;         // every host did what was asked
-    bool consistent = true; // every host has the same PRODUCTION release
+    bool consistent = true; // every host serves the same release (status: the same content)
     int exit_code = 0;
     std::int64_t elapsed_ms = 0; // deploy: the whole run
 };

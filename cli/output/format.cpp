@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include <vector>
+
 namespace cli::output {
 
 std::string format_bytes(std::uint64_t bytes) {
@@ -47,6 +49,38 @@ std::string json_str(const nlohmann::json& object, const char* key) {
         return {};
     auto it = object.find(key);
     return it != object.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
+std::string served_text(const nlohmann::json& release) {
+    if (!release.is_object())
+        return "";
+    auto served = release.find("served");
+    if (served == release.end() || !served->is_array())
+        return "";
+    constexpr std::size_t k_shown = 3;
+    std::vector<std::string> closed;
+    std::string since;
+    for (const auto& span : *served) {
+        auto from = short_time(json_str(span, "from"));
+        auto until = short_time(json_str(span, "until"));
+        if (until.empty()) {
+            since = "serving since " + from;
+            continue;
+        }
+        // The same day: only the time of the end.
+        if (until.size() > 11 && from.compare(0, 10, until, 0, 10) == 0)
+            until = until.substr(11);
+        closed.push_back(from + " to " + until);
+    }
+    const std::size_t earlier = closed.size() > k_shown ? closed.size() - k_shown : 0;
+    std::string text;
+    for (std::size_t i = earlier; i < closed.size(); ++i)
+        text += (i == earlier ? "served " : ", ") + closed[i];
+    if (earlier)
+        text += fmt::format(" (and {} time{} before)", earlier, earlier == 1 ? "" : "s");
+    if (!since.empty())
+        text += (text.empty() ? "" : ", ") + since;
+    return text;
 }
 
 } // namespace cli::output

@@ -20,5 +20,9 @@ std::string format_elapsed(std::int64_t ms);
 // The string at `key` of an agent's JSON answer; "" when it is not an object, has no such
 // key, or holds something else there (an answer is never trusted to have the right shape).
 std::string json_str(const nlohmann::json& object, const char* key);
+// When a release object's release served (its "served" spans): "served 2026-11-23 09:00:00
+// to 09:40:12, serving since 2026-11-23 10:02:00"; the last 3 spans, and how many before;
+// "" when it never served.
+std::string served_text(const nlohmann::json& release);
 
 } // namespace cli::output

@@ -125,6 +125,10 @@ class HumanPrinter final : public Printer {
         }
         std::string was = info.previous.empty() ? "" : fmt::format(" (was {})", info.previous);
         std::string at = info.url.empty() ? "" : " at " + info.url;
+        if (info.unchanged) {
+            step(info.host, fmt::format("{} is already live{}", info.release, at));
+            return;
+        }
         step(info.host,
              paint(Color::green, fmt::format("{} is live again", info.release)) + at + was);
     }
@@ -156,6 +160,7 @@ class HumanPrinter final : public Printer {
         line(m_err, host_prefix(e.host), paint(Color::red, "error:") + " " + e.error.message);
     }
     void render(const Summary& s);
+    void render_comparison(const Summary& s);
     void render(const Templates& e);
     void render(const InitSummary& s);
 
@@ -278,21 +283,50 @@ Color state_color(const std::string& state) {
 // What a row's RELEASE column says: "v4", "v4 -> v3" after a rollback, "-" for none.
 std::string release_cell(const SummaryRow& row) {
     std::string cell = row.release.empty() ? "-" : row.release;
+    if (!row.release.empty() && !row.commit.empty()) // status/releases: what it serves
+        cell += fmt::format(" {}{}", short_commit(row.commit), row.dirty ? "+dirty" : "");
     if (row.state == "ROLLED_BACK" && !row.previous.empty())
         cell += " -> " + row.previous;
     return cell;
 }
 
+// status/releases over several hosts: what a row's host serves ("v4 at 3f2c1a0+dirty").
+std::string serves_cell(const SummaryRow& row) {
+    if (row.release.empty())
+        return "nothing";
+    if (row.commit.empty())
+        return row.release;
+    return fmt::format("{} at {}{}", row.release, short_commit(row.commit),
+                       row.dirty ? "+dirty" : "");
+}
+
+// "the commit and the tree differ" from SummaryRow::differs.
+std::string differs_text(const std::vector<std::string>& parts) {
+    std::vector<std::string> names;
+    for (const auto& part : parts) {
+        if (part == "release")
+            return ""; // "serves nothing" says it
+        if (part == "unknown")
+            return "other release ids, made before agents recorded digests: their content "
+                   "cannot be compared";
+        names.push_back(part == "config" ? "deploy.toml" : part);
+    }
+    std::string text = "the ";
+    for (std::size_t i = 0; i < names.size(); ++i)
+        text += (i == 0 ? "" : i + 1 == names.size() ? " and the " : ", the ") + names[i];
+    return text + (names.size() == 1 ? " differs" : " differ");
+}
+
 void HumanPrinter::render(const Summary& s) {
     if (m_style.quiet && s.ok && s.consistent)
         return;
-    std::size_t host_width = 4, release_width = 7, state_width = 5;
+    const bool deploy = s.command == "deploy" || s.command == "rollback";
+    std::size_t host_width = 4, release_width = deploy ? 7 : 10, state_width = 5;
     for (const auto& row : s.rows) {
         host_width = std::max(host_width, row.host.size());
         release_width = std::max(release_width, release_cell(row).size());
         state_width = std::max(state_width, row.state.size());
     }
-    const bool deploy = s.command == "deploy";
     const auto cells = [&](const std::string& host, const std::string& release,
                            const std::string& state, const std::string& last) {
         return fmt::format("{:<{}}  {:<{}}  {:<{}}  {}", host, host_width, release, release_width,
@@ -312,18 +346,59 @@ void HumanPrinter::render(const Summary& s) {
                          release_width, paint(state_color(row.state), state), last));
     }
     if (!deploy) {
-        if (!s.consistent)
-            line(m_err, "",
-                 paint(Color::yellow, "warning:") +
-                     " the hosts differ: they do not all have the same PRODUCTION release");
+        render_comparison(s);
         return;
     }
     std::size_t live = 0;
     for (const auto& row : s.rows)
         live += row.state == "PRODUCTION" || row.state == "QUEUED" || row.state == "KEPT";
+    if (s.command == "rollback") {
+        // The same release everywhere: under one id, or the same content under several.
+        const bool one_id = std::all_of(s.rows.begin(), s.rows.end(), [&](const SummaryRow& r) {
+            return r.release == s.rows.front().release;
+        });
+        std::string verdict =
+            fmt::format("{} of {} hosts on {} (took {})", live, s.rows.size(),
+                        one_id && !s.rows.empty() ? s.rows.front().release : "the same release",
+                        format_elapsed(s.elapsed_ms));
+        step("", s.ok ? paint(Color::green, verdict) : paint(Color::red, verdict));
+        return;
+    }
     std::string verdict = fmt::format("{} of {} hosts live ({}, took {})", live, s.rows.size(),
                                       s.strategy, format_elapsed(s.elapsed_ms));
     step("", s.ok ? paint(Color::green, verdict) : paint(Color::red, verdict));
+}
+
+// After the table of status/releases over several hosts: in sync, or which host serves
+// what and what differs from the first reachable host.
+void HumanPrinter::render_comparison(const Summary& s) {
+    const SummaryRow* first = nullptr;
+    for (const auto& row : s.rows)
+        if (row.state == "PRODUCTION" || row.state == "NONE") {
+            first = &row;
+            break;
+        }
+    if (!first)
+        return;
+    if (s.consistent) {
+        if (!first->release.empty() && !m_style.quiet)
+            step("",
+                 fmt::format("in sync: every host that answered serves {}{}",
+                             first->commit.empty() ? first->release : short_commit(first->commit),
+                             first->dirty ? "+dirty" : ""));
+        return;
+    }
+    line(m_err, "",
+         paint(Color::yellow, "warning:") +
+             " the hosts differ: they do not serve the same release");
+    for (const auto& row : s.rows)
+        if (!row.differs.empty())
+            line(m_err, "",
+                 fmt::format("  {} serves {}, {} {}{}", row.host, serves_cell(row), first->host,
+                             serves_cell(*first),
+                             row.differs == std::vector<std::string>{"release"}
+                                 ? ""
+                                 : ": " + differs_text(row.differs)));
 }
 
 void HumanPrinter::release_line(const std::string& host, const json& r) {
@@ -347,8 +422,11 @@ void HumanPrinter::render(const Releases& e) {
     line(m_out, host_prefix(host),
          paint(Color::bold, fmt::format("{:<6} {:<12} {:<19}  {:<7}  {}", "ID", "STATE", "CREATED",
                                         "COMMIT", "MESSAGE")));
-    for (const auto& r : list)
+    for (const auto& r : list) {
         release_line(host, r);
+        if (auto served = served_text(r); !served.empty())
+            line(m_out, host_prefix(host), paint(Color::dim, "       " + served));
+    }
 }
 
 // "running", "stopped", "failed", "no_release" as people read them.
@@ -464,6 +542,8 @@ void HumanPrinter::render(const Status& e) {
     else
         head += fmt::format(": {} is live at {}", paint(Color::green, production),
                             json_str(status, "url"));
+    if (auto previous = json_str(status, "previous"); !previous.empty())
+        head += paint(Color::dim, fmt::format(" (rollback goes back to {})", previous));
     line(m_out, host_prefix(host), head);
     if (auto it = status.find("releases"); it != status.end() && it->is_array())
         for (const auto& r : *it)

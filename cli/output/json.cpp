@@ -229,6 +229,8 @@ json done_event(const DoneInfo& info) {
                   {"elapsed_ms", info.elapsed_ms}};
     if (!info.previous.empty())
         event["previous"] = info.previous;
+    if (info.unchanged)
+        event["unchanged"] = true;
     return event;
 }
 
@@ -255,6 +257,9 @@ json release_row(const json& release, const std::string& host) {
                 {"commit", string_or_null(release, "commit")},
                 {"message", string_or_null(release, "message")},
                 {"error", string_or_null(release, "error")}};
+    // When each release served: [{"from", "until"}], until null while it still serves.
+    auto served = release.find("served");
+    row["served"] = served != release.end() && served->is_array() ? *served : json::array();
     if (!host.empty())
         row["host"] = host;
     return row;
@@ -269,6 +274,8 @@ json status_object(const json& status, const std::string& host) {
             {"app", string_or_null(status, "app")},
             {"production", string_or_null(status, "production")},
             {"state", string_or_null(status, "state")},
+            {"previous", string_or_null(status, "previous")},
+            {"next_release", string_or_null(status, "next_release")},
             {"url", string_or_null(status, "url")},
             {"domains", status.value("domains", json::array())},
             {"releases", releases},
@@ -284,14 +291,19 @@ json summary_event(const Summary& s) {
                        {"previous", string_or_null(row.previous)},
                        {"elapsed_ms", row.elapsed_ms ? json(*row.elapsed_ms) : json(nullptr)},
                        {"note", string_or_null(row.note)}};
+        if (s.command == "status" || s.command == "releases") {
+            object["commit"] = string_or_null(row.commit);
+            object["dirty"] = row.dirty;
+            object["differs"] = row.differs;
+        }
         hosts.push_back(std::move(object));
     }
     json event = {{"event", "summary"},         {"command", s.command}, {"ok", s.ok},
                   {"consistent", s.consistent}, {"hosts", hosts},       {"exit_code", s.exit_code}};
-    if (s.command == "deploy") {
+    if (s.command == "deploy")
         event["strategy"] = s.strategy;
+    if (s.command == "deploy" || s.command == "rollback")
         event["elapsed_ms"] = s.elapsed_ms;
-    }
     return event;
 }
 

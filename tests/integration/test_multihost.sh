@@ -118,7 +118,7 @@ assert_eq v3 "$(prod_on "$A_URL")" "rolling failure: a back on v3"
 assert_contains "$ERR" "failed on 1 of 3 hosts" "rolling failure: the error says how many hosts failed"
 
 # --- --no-rollback: the switched hosts stay on the new release ---------------------
-# (b skipped v5: from here on its release ids are one behind a's)
+# (b skipped v5, c has it FAILED: the fleet's id is the highest next one, v6 on every host)
 commit_change "$REPO" "Version 6" VERSION 6
 assert_exit 1 dc deploy --no-rollback
 assert_match "$OUT" "^$A_URL +v6 +PRODUCTION .*kept: --no-rollback" "--no-rollback: a kept v6"
@@ -126,8 +126,9 @@ expect_serving $APP "hello from 6" "--no-rollback: a serves v6" "$A_PROXY_PORT"
 expect_serving $APP "hello from 6" "--no-rollback: b serves v6" "$B_PROXY_PORT"
 expect_serving $APP "hello from 3" "--no-rollback: c still serves v3" "$C_PROXY_PORT"
 assert_exit 0 dc status
-assert_match "$OUT" "^$C_URL +v3 +PRODUCTION" "status: the table shows c on v3"
-assert_match "$OUT" "^$A_URL +v6 +PRODUCTION" "status: the table shows a on v6"
+assert_match "$OUT" "^$C_URL +v3 [0-9a-f]{7} +PRODUCTION" "status: the table shows c on v3, and its commit"
+assert_match "$OUT" "^$A_URL +v6 [0-9a-f]{7} +PRODUCTION" "status: the table shows a on v6, and its commit"
+assert_eq v6 "$(prod_on "$B_URL")" "--no-rollback: b got v6 too, one id for the fleet"
 assert_contains "$ERR" "the hosts differ" "status: says the hosts differ"
 assert_exit 0 dc --json releases
 assert_jq "$(jq -c 'select(type == "object" and .event == "summary")' "$OUT_FILE")" \

@@ -22,6 +22,9 @@ class FakeService : public agent::Service {
     common::Status start() override { return {}; }
     void stop() override {}
     common::Result<agent::ReleaseInfo> create_deployment(agent::NewDeployment d) override {
+        if (!d.release.empty() && d.release != "v7") // the app's next id is v7
+            return common::make_error(common::ErrorKind::refused,
+                                      "release id " + d.release + " is taken");
         created.push_back(d);
         agent::ReleaseInfo info;
         info.id = "v1";
@@ -44,6 +47,7 @@ class FakeService : public agent::Service {
         agent::AppStatus s;
         s.app = app;
         s.production = production;
+        s.next_release = "v7";
         s.url = "http://hello.localhost:8080/";
         s.releases = releases;
         return s;
@@ -237,6 +241,26 @@ TEST_CASE_FIXTURE(Fixture, "POST deployments validates everything before creatin
         const auto response = call("POST", "/v1/apps/hello/deployments", body.dump());
         CHECK(response.status == 400);
         CHECK(code_of(response) == "bad_request");
+    }
+    SUBCASE("a requested release id: passed on; taken: 409 release_taken with the next one") {
+        auto body = json::parse(deployment("a", digest));
+        body["release"] = "v7";
+        CHECK(call("POST", "/v1/apps/hello/deployments", body.dump()).status == 201);
+        REQUIRE(service.created.size() == 1);
+        CHECK(service.created[0].release == "v7");
+        body["release"] = "v3";
+        const auto taken = call("POST", "/v1/apps/hello/deployments", body.dump());
+        CHECK(taken.status == 409);
+        CHECK(code_of(taken) == "release_taken");
+        CHECK(json::parse(taken.body)["next_release"] == "v7");
+        for (const json& bad : {json("7"), json("v07"), json(7), json("v1x")}) {
+            CAPTURE(bad.dump());
+            body["release"] = bad;
+            const auto response = call("POST", "/v1/apps/hello/deployments", body.dump());
+            CHECK(response.status == 400);
+            CHECK(code_of(response) == "bad_request");
+        }
+        CHECK(service.created.size() == 1);
     }
     SUBCASE("wrong types") {
         CHECK(call("POST", "/v1/apps/hello/deployments", R"({"config": 1})").status == 400);

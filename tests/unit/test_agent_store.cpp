@@ -57,6 +57,32 @@ TEST_CASE("store does not reuse ids after a release is removed") {
     CHECK(create(*store, "web") == "v2");
 }
 
+TEST_CASE("store gives a requested id at or above the app's next one, and follows it") {
+    test::TempDir dir;
+    auto store = open_store(dir);
+    auto with_id = [&](const std::string& app, std::int64_t seq) {
+        agent::NewRelease release{app, "app = \"" + app + "\"\n", "abc", "m", false, {}, {}};
+        release.seq = seq;
+        return store->create(release);
+    };
+    auto first = with_id("web", 16); // a new app may start anywhere
+    REQUIRE(first);
+    CHECK(first->id == "v16");
+    CHECK(store->next_seq("web") == 17);
+    CHECK(create(*store, "web") == "v17"); // its own numbering follows
+    auto taken = with_id("web", 17);
+    REQUIRE_FALSE(taken);
+    CHECK(taken.error().kind == ErrorKind::refused);
+    CHECK(taken.error().message.find("the next free one is v18") != std::string::npos);
+    // Below the next one but never used: refused too, ids only grow.
+    CHECK_FALSE(with_id("web", 3));
+    CHECK(store->releases("web").size() == 2);
+    auto next = with_id("web", 18);
+    REQUIRE(next);
+    CHECK(next->id == "v18");
+    CHECK(store->next_seq("api") == std::nullopt);
+}
+
 TEST_CASE("store transition is a compare-and-set on the current state") {
     test::TempDir dir;
     auto store = open_store(dir);

@@ -1,6 +1,7 @@
 #include <cli/fleet.hpp>
 #include <cli/output/grouped.hpp>
 #include <cli/output/json_events.hpp>
+#include <common/state.hpp>
 
 #include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
@@ -381,4 +382,230 @@ TEST_CASE("summary_event carries every host") {
     CHECK(e["hosts"][0]["state"] == "ROLLED_BACK");
     CHECK(e["hosts"][0]["previous"] == "v1");
     CHECK(e["hosts"][1]["elapsed_ms"] == 800);
+}
+
+TEST_CASE("fleet_release_id: the highest next free id of the hosts") {
+    CHECK(cli::fleet_release_id({"v3", "v16", "v1"}) == "v16");
+    CHECK(cli::fleet_release_id({"v9", "v10"}) == "v10"); // by number, not by text
+    CHECK(cli::fleet_release_id({"v1"}) == "v1");
+    CHECK(cli::fleet_release_id({"", "x2", "v2"}) == "v2");
+    CHECK(cli::fleet_release_id({}).empty());
+}
+
+namespace {
+
+// One host's side of FleetReleaseId::create: its next free id, moved by other deploys.
+struct FakeIds {
+    std::int64_t next = 1;
+    std::vector<std::string> created = {};
+    common::Result<json> create(const std::string& id) {
+        auto number = *common::release_number(id);
+        if (number < next)
+            return common::make_error(ErrorKind::refused, id + " is taken");
+        next = number + 1;
+        created.push_back(id);
+        return json{{"release", id}};
+    }
+    cli::FleetReleaseId::Create creator() {
+        return [this](const std::string& id) { return create(id); };
+    }
+    cli::FleetReleaseId::AskNext asker() {
+        return [this]() -> common::Result<std::string> { return "v" + std::to_string(next); };
+    }
+};
+
+class NullPrinter final : public out::Printer {
+  public:
+    void emit(const out::Event& event) override {
+        if (std::holds_alternative<out::Warning>(event))
+            warnings.push_back(std::get<out::Warning>(event).message);
+    }
+    std::vector<std::string> warnings;
+};
+
+} // namespace
+
+TEST_CASE("FleetReleaseId: every host gets the same id") {
+    FakeIds a{3}, b{1};
+    NullPrinter printer;
+    cli::FleetReleaseId id(cli::fleet_release_id({"v3", "v1"}));
+    CHECK(id.create("a", a.creator(), a.asker(), printer));
+    CHECK(id.create("b", b.creator(), b.asker(), printer));
+    CHECK(a.created == std::vector<std::string>{"v3"});
+    CHECK(b.created == std::vector<std::string>{"v3"});
+    CHECK(printer.warnings.empty());
+}
+
+TEST_CASE("FleetReleaseId: a host whose id was taken meanwhile moves it, before any creation") {
+    FakeIds a{3}, b{1};
+    NullPrinter printer;
+    cli::FleetReleaseId id("v3");
+    a.next = 5; // another deploy took v3 and v4 on a after the fleet asked
+    auto created = id.create("a", a.creator(), a.asker(), printer);
+    REQUIRE(created);
+    CHECK(id.id() == "v5");
+    CHECK(id.create("b", b.creator(), b.asker(), printer));
+    CHECK(a.created == std::vector<std::string>{"v5"});
+    CHECK(b.created == std::vector<std::string>{"v5"});
+    REQUIRE(printer.warnings.size() == 1);
+    CHECK(printer.warnings[0].find("every host gets v5") != std::string::npos);
+}
+
+TEST_CASE("FleetReleaseId: once a host has the id, a race on another fails that host") {
+    FakeIds a{3}, b{3};
+    NullPrinter printer;
+    cli::FleetReleaseId id("v3");
+    REQUIRE(id.create("a", a.creator(), a.asker(), printer));
+    b.next = 4; // taken on b meanwhile
+    auto refused = id.create("b", b.creator(), b.asker(), printer);
+    REQUIRE_FALSE(refused);
+    CHECK(refused.error().kind == ErrorKind::refused);
+    CHECK(refused.error().message.find("v3 was taken on b") != std::string::npos);
+    CHECK(refused.error().message.find("1 host already has v3") != std::string::npos);
+    CHECK(b.created.empty());
+    CHECK(id.id() == "v3");
+}
+
+TEST_CASE("FleetReleaseId: another refusal is passed on as it is, and the id stays") {
+    NullPrinter printer;
+    cli::FleetReleaseId id("v3");
+    int asked = 0;
+    auto refused = id.create(
+        "a",
+        [](const std::string&) -> common::Result<json> {
+            return common::make_error(ErrorKind::refused, "the app is stopped");
+        },
+        [&]() -> common::Result<std::string> {
+            ++asked;
+            return std::string("v3"); // the id is still free: not a race
+        },
+        printer);
+    REQUIRE_FALSE(refused);
+    CHECK(refused.error().message == "the app is stopped");
+    CHECK(asked == 1);
+    CHECK(id.id() == "v3");
+}
+
+namespace {
+
+json release_json(const std::string& id, const std::string& state, const std::string& commit,
+                  const std::string& tree, bool dirty = false) {
+    return {{"id", id},       {"state", state},      {"commit", commit},
+            {"dirty", dirty}, {"tree_digest", tree}, {"config_digest", "cfg"}};
+}
+
+cli::HostView serving(const std::string& host, const json& release) {
+    return cli::host_view(host, release, "");
+}
+
+} // namespace
+
+TEST_CASE("compare_hosts: hosts are in sync when they serve the same content, whatever the ids") {
+    auto s =
+        cli::compare_hosts("status", {serving("a", release_json("v15", "PRODUCTION", "c3", "t3")),
+                                      serving("b", release_json("v1", "PRODUCTION", "c3", "t3"))});
+    CHECK(s.consistent);
+    CHECK(s.rows[1].differs.empty());
+    CHECK(s.rows[0].commit == "c3");
+
+    s = cli::compare_hosts("status",
+                           {serving("a", release_json("v3", "PRODUCTION", "c3", "t3")),
+                            serving("b", release_json("v3", "PRODUCTION", "c3", "t9", true)),
+                            serving("c", release_json("v2", "PRODUCTION", "c2", "t2")),
+                            serving("d", nullptr)});
+    CHECK_FALSE(s.consistent);
+    CHECK(s.rows[1].differs == std::vector<std::string>{"tree"});
+    CHECK(s.rows[1].dirty);
+    CHECK(s.rows[2].differs == std::vector<std::string>{"commit", "tree"});
+    CHECK(s.rows[3].differs == std::vector<std::string>{"release"});
+    CHECK(s.rows[3].state == "NONE");
+
+    // Releases made before agents recorded digests: compared by id and commit.
+    auto old = [](const std::string& id) {
+        return json{{"id", id}, {"state", "PRODUCTION"}, {"commit", "c1"}};
+    };
+    CHECK(cli::compare_hosts("status", {serving("a", old("v2")), serving("b", old("v2"))})
+              .consistent);
+    s = cli::compare_hosts("status", {serving("a", old("v2")), serving("b", old("v3"))});
+    CHECK_FALSE(s.consistent);
+    CHECK(s.rows[1].differs == std::vector<std::string>{"unknown"});
+}
+
+namespace {
+
+cli::RollbackView rollback_view(const std::string& host, const std::string& production,
+                                const std::string& previous, const json& releases) {
+    cli::RollbackView view;
+    view.host = host;
+    view.status =
+        out::JsonValue(json{{"production", production.empty() ? json() : json(production)},
+                            {"previous", previous.empty() ? json() : json(previous)},
+                            {"releases", releases}});
+    return view;
+}
+
+} // namespace
+
+TEST_CASE("plan_fleet_rollback: every host must have the release before anything switches") {
+    auto a = rollback_view("a", "v3", "v2",
+                           json::array({release_json("v3", "PRODUCTION", "c3", "t3"),
+                                        release_json("v2", "INACTIVE", "c2", "t2")}));
+    auto b = rollback_view("b", "v3", "v1",
+                           json::array({release_json("v3", "PRODUCTION", "c3", "t3"),
+                                        release_json("v1", "INACTIVE", "c1", "t1")}));
+    SUBCASE("one host lacks it: not_found, naming it") {
+        auto plan = cli::plan_fleet_rollback({a, b}, "v2");
+        REQUIRE_FALSE(plan);
+        CHECK(plan.error().kind == ErrorKind::not_found);
+        CHECK(plan.error().message.find("nothing switched: b has no release v2") !=
+              std::string::npos);
+    }
+    SUBCASE("one host has it FAILED: refused") {
+        auto c = rollback_view("c", "v3", "",
+                               json::array({release_json("v3", "PRODUCTION", "c3", "t3"),
+                                            release_json("v2", "FAILED", "c2", "t2")}));
+        auto plan = cli::plan_fleet_rollback({a, c}, "v2");
+        REQUIRE_FALSE(plan);
+        CHECK(plan.error().kind == ErrorKind::refused);
+        CHECK(plan.error().message.find("v2 is FAILED on c") != std::string::npos);
+    }
+    SUBCASE("a host already serves it: nothing to do there") {
+        auto plan = cli::plan_fleet_rollback({a, b}, "v3");
+        REQUIRE(plan);
+        CHECK((*plan)[0].unchanged);
+        CHECK((*plan)[1].unchanged);
+    }
+    SUBCASE("a host that cannot answer: nothing switches") {
+        cli::RollbackView down;
+        down.host = "d";
+        down.error = common::Error{ErrorKind::connection, "refused"};
+        auto plan = cli::plan_fleet_rollback({a, down}, "v2");
+        REQUIRE_FALSE(plan);
+        CHECK(plan.error().kind == ErrorKind::connection);
+        CHECK(plan.error().message.find("nothing switched: d:") != std::string::npos);
+    }
+    SUBCASE("no id: the hosts' previous releases differ: refused, naming each") {
+        auto plan = cli::plan_fleet_rollback({a, b}, "");
+        REQUIRE_FALSE(plan);
+        CHECK(plan.error().kind == ErrorKind::refused);
+        CHECK(plan.error().message.find("a to v2 (c2) and b to v1 (c1)") != std::string::npos);
+    }
+    SUBCASE("no id: the same release under other ids goes ahead") {
+        auto c = rollback_view("c", "v9", "v8",
+                               json::array({release_json("v9", "PRODUCTION", "c3", "t3"),
+                                            release_json("v8", "INACTIVE", "c2", "t2")}));
+        auto plan = cli::plan_fleet_rollback({a, c}, "");
+        REQUIRE(plan);
+        CHECK((*plan)[0].target == "v2");
+        CHECK((*plan)[0].production == "v3");
+        CHECK((*plan)[1].target == "v8");
+        CHECK_FALSE((*plan)[1].unchanged);
+    }
+    SUBCASE("no id: a host with nothing to go back to") {
+        auto c = rollback_view("c", "v3", "",
+                               json::array({release_json("v3", "PRODUCTION", "c3", "t3")}));
+        auto plan = cli::plan_fleet_rollback({a, c}, "");
+        REQUIRE_FALSE(plan);
+        CHECK(plan.error().message.find("c has no earlier release") != std::string::npos);
+    }
 }

@@ -72,22 +72,32 @@ TEST_CASE("release_row and status_object keep the documented keys only") {
                     {"commit", "3f2c"},
                     {"message", "Fix header"},
                     {"error", nullptr},
-                    {"port", 1}};
+                    {"port", 1},
+                    {"served", json::array({{{"from", "t1"}, {"until", nullptr}}})}};
     auto row = out::release_row(release, "");
     CHECK(row == json{{"id", "v3"},
                       {"state", "PRODUCTION"},
                       {"created_at", "2026-11-23T09:00:00.000Z"},
                       {"commit", "3f2c"},
                       {"message", "Fix header"},
-                      {"error", nullptr}});
+                      {"error", nullptr},
+                      {"served", json::array({{{"from", "t1"}, {"until", nullptr}}})}});
+    // An agent that does not say when releases served: an empty list.
+    release.erase("served");
+    CHECK(out::release_row(release, "")["served"] == json::array());
+    release["served"] = json::array({{{"from", "t1"}, {"until", nullptr}}});
     json status = {{"app", "hello"},
                    {"production", "v3"},
+                   {"previous", "v2"},
+                   {"next_release", "v4"},
                    {"url", "http://hello.localhost:8080/"},
                    {"domains", json::array()},
                    {"releases", json::array({release})}};
     auto s = out::status_object(status, "h");
     CHECK(s["app"] == "hello");
     CHECK(s["production"] == "v3");
+    CHECK(s["previous"] == "v2");
+    CHECK(s["next_release"] == "v4");
     CHECK(s["host"] == "h");
     REQUIRE(s["releases"].size() == 1);
     CHECK(s["releases"][0] == row);

@@ -163,13 +163,19 @@ Events rollbacks(const std::string& host) {
     return {
         out::RolledBack{{host, "v3", "PRODUCTION", k_url, std::nullopt, 1520, "v4"}},
         out::RolledBack{{host, "v2", "PRODUCTION", "", std::nullopt, 800, ""}},
+        // rollback over several hosts: this one served v3 already.
+        out::RolledBack{{host, "v3", "PRODUCTION", k_url, std::nullopt, 0, "", true}},
     };
 }
 
 // The commands that ask an agent something: rm, releases, status, env, agent, token, audit.
 Events queries(const std::string& host) {
-    const json releases =
+    json releases =
         json::array({release("v4", "PRODUCTION"), release("v3", "FAILED", "build failed: exit 1")});
+    // When v4 served: once before (a rollback took it off), and again since.
+    releases[0]["served"] =
+        json::array({{{"from", "2026-11-23T09:00:05.000Z"}, {"until", "2026-11-23T09:40:12.000Z"}},
+                     {{"from", "2026-11-23T10:02:00.000Z"}, {"until", nullptr}}});
     const json vars = {
         {"app", "hello"},
         {"vars",
@@ -212,6 +218,8 @@ Events queries(const std::string& host) {
         out::Releases{host, json::array()},
         out::Status{host, json{{"app", "hello"},
                                {"production", "v4"},
+                               {"previous", "v2"},
+                               {"next_release", "v5"},
                                {"url", k_url},
                                {"domains", {"hello.example.com"}},
                                {"releases", releases}}},
@@ -332,18 +340,42 @@ Events summaries() {
     status.ok = false;
     status.consistent = false;
     status.exit_code = 3;
-    status.rows = {{k_a, "v4", "PRODUCTION", "", std::nullopt, k_url},
-                   {k_b, "", "NONE", "", std::nullopt, ""},
-                   {k_c, "", "UNREACHABLE", "", std::nullopt, "cannot reach"}};
+    status.rows = {
+        {k_a, "v4", "PRODUCTION", "", std::nullopt, k_url, "3f2c1a0b9d8e7f60"},
+        {k_b, "v7", "PRODUCTION", "", std::nullopt, k_url, "3f2c1a0b9d8e7f60", true, {"tree"}},
+        {k_c,
+         "v2",
+         "PRODUCTION",
+         "",
+         std::nullopt,
+         k_url,
+         "9e1d2c3b4a5f6e7d",
+         false,
+         {"commit", "tree", "config"}},
+        {k_c, "", "NONE", "", std::nullopt, "", "", false, {"release"}},
+        {k_c, "", "UNREACHABLE", "", std::nullopt, "cannot reach"}};
     out::Summary releases;
     releases.command = "releases";
-    releases.rows = {{k_a, "v4", "PRODUCTION", "", std::nullopt, "v4 v3"},
-                     {k_b, "v4", "PRODUCTION", "", std::nullopt, "v4"}};
+    // In sync: the same commit, tree and deploy.toml under two ids.
+    releases.rows = {{k_a, "v4", "PRODUCTION", "", std::nullopt, "v4 v3", "3f2c1a0b9d8e7f60"},
+                     {k_b, "v9", "PRODUCTION", "", std::nullopt, "v9", "3f2c1a0b9d8e7f60"}};
+    out::Summary rollback;
+    rollback.command = "rollback";
+    rollback.ok = false;
+    rollback.exit_code = 1;
+    rollback.elapsed_ms = 2400;
+    rollback.consistent = false;
+    rollback.rows = {{k_a, "v3", "ROLLED_BACK", "v4", 116, "put back: v4 is live again"},
+                     {k_b, "v3", "FAILED", "v4", 2100, "rollback to v3 failed: health check"},
+                     {k_c, "v3", "NOT_STARTED", "v4", std::nullopt, "not started"}};
+    out::Summary rolled = rollback;
+    rolled.ok = true;
+    rolled.exit_code = 0;
+    rolled.consistent = true;
+    rolled.rows = {{k_a, "v3", "PRODUCTION", "v4", 600, ""},
+                   {k_b, "v3", "PRODUCTION", "v3", std::nullopt, "already live"}};
     return {
-        deploy,
-        rolling,
-        status,
-        releases,
+        deploy, rolling, status, releases, rollback, rolled,
     };
 }
 
