@@ -41,6 +41,9 @@ struct NewDeployment {
     std::string commit;
     std::string message;
     bool dirty = false;
+    // Make a release even when PRODUCTION was made from the same tree and deploy.toml
+    // (the API answers such a request with that release otherwise).
+    bool force = false;
 };
 
 struct AppStatus {
