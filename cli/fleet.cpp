@@ -124,7 +124,8 @@ bool succeeded(HostOutcome outcome) {
 RollbackDecision decide_rollback(const HostRun& run, bool any_failed, bool rollback_enabled) {
     // A host whose release failed still serves its previous one (the agent switches only a
     // healthy release); a queued one (--no-follow) may yet go live: neither is touched.
-    if (!any_failed || run.outcome != HostOutcome::live)
+    // A host that already served the tree switched nothing either.
+    if (!any_failed || run.outcome != HostOutcome::live || run.unchanged)
         return RollbackDecision::none;
     if (!rollback_enabled)
         return RollbackDecision::keep_no_rollback;
@@ -199,6 +200,8 @@ output::SummaryRow summary_row(const HostRun& run) {
         break;
     case HostOutcome::live:
         row.state = "PRODUCTION";
+        if (run.unchanged)
+            row.note = "already served it: nothing to do";
         break;
     }
     if (run.rollback_error) {

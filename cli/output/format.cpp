@@ -49,4 +49,11 @@ std::string json_str(const nlohmann::json& object, const char* key) {
     return it != object.end() && it->is_string() ? it->get<std::string>() : std::string();
 }
 
+bool json_true(const nlohmann::json& object, const char* key) {
+    if (!object.is_object())
+        return false;
+    auto it = object.find(key);
+    return it != object.end() && it->is_boolean() && it->get<bool>();
+}
+
 } // namespace cli::output

@@ -20,5 +20,7 @@ std::string format_elapsed(std::int64_t ms);
 // The string at `key` of an agent's JSON answer; "" when it is not an object, has no such
 // key, or holds something else there (an answer is never trusted to have the right shape).
 std::string json_str(const nlohmann::json& object, const char* key);
+// Whether `key` of an agent's JSON answer holds true (false for anything else).
+bool json_true(const nlohmann::json& object, const char* key);
 
 } // namespace cli::output
