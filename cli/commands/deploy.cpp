@@ -18,7 +18,6 @@
 #include <nlohmann/json.hpp>
 
 #include <chrono>
-#include <filesystem>
 #include <iostream>
 #include <memory>
 #include <unistd.h>
@@ -161,9 +160,10 @@ common::Status deploy(Context& ctx, const DeployOptions& options) {
     auto tree = package::package_source(options.dir, options.dirty ? package::Mode::dirty
                                                                    : package::Mode::committed);
     if (!tree) {
-        std::error_code ec;
-        if (!std::filesystem::exists(std::filesystem::path(options.dir) / "deploy.toml", ec))
-            return package::no_deploy_toml(options.dir); // the wrong folder, most likely
+        // No tree to read deploy.toml from (not a git repository, no commit): what is wrong
+        // with the working copy's comes first, as it did before anything was packaged.
+        if (auto working = resolve_target(ctx, options.dir, ConfigNeed::required); !working)
+            return working.error();
         return tree.error();
     }
     if (tree->manifest().entries.empty())
