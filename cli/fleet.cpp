@@ -67,7 +67,8 @@ void deploy_one(const HostUrl& url, HostRun& run, const OpenHost& open, const Ho
     }
     run.elapsed_ms = ms_since(started);
     if (st) {
-        run.outcome = options.follow ? HostOutcome::live : HostOutcome::queued;
+        // A host that already served the tree is live, followed or not.
+        run.outcome = options.follow || run.unchanged ? HostOutcome::live : HostOutcome::queued;
     } else {
         run.outcome = outcome_of(st.error());
         run.error = st.error();

@@ -202,6 +202,15 @@ TEST_CASE("run_fleet: a host that already serves the tree is skipped, and never 
     CHECK(summary.rows[1].release == "v2");
     CHECK(summary.rows[1].note.empty());
 
+    SUBCASE("--no-follow: the skipped host is live, the other queued") {
+        FakeFleet quick;
+        quick.serving = {h1};
+        auto options = parallel();
+        options.follow = false;
+        auto runs2 = quick.run(2, options);
+        CHECK(runs2[0].outcome == HostOutcome::live);
+        CHECK(runs2[1].outcome == HostOutcome::queued);
+    }
     SUBCASE("another host fails: the skipped host is left alone") {
         FakeFleet failing;
         failing.serving = {h1};
