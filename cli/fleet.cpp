@@ -70,7 +70,8 @@ void deploy_one(const HostUrl& url, HostRun& run, const OpenHost& open, const Ho
     }
     run.elapsed_ms = ms_since(started);
     if (st) {
-        run.outcome = options.follow ? HostOutcome::live : HostOutcome::queued;
+        // A host that already served the tree is live, followed or not.
+        run.outcome = options.follow || run.unchanged ? HostOutcome::live : HostOutcome::queued;
     } else {
         run.outcome = outcome_of(st.error());
         run.error = st.error();
@@ -127,7 +128,8 @@ bool succeeded(HostOutcome outcome) {
 RollbackDecision decide_rollback(const HostRun& run, bool any_failed, bool rollback_enabled) {
     // A host whose release failed still serves its previous one (the agent switches only a
     // healthy release); a queued one (--no-follow) may yet go live: neither is touched.
-    if (!any_failed || run.outcome != HostOutcome::live)
+    // A host that already served the tree switched nothing either.
+    if (!any_failed || run.outcome != HostOutcome::live || run.unchanged)
         return RollbackDecision::none;
     if (!rollback_enabled)
         return RollbackDecision::keep_no_rollback;
@@ -202,6 +204,8 @@ output::SummaryRow summary_row(const HostRun& run) {
         break;
     case HostOutcome::live:
         row.state = "PRODUCTION";
+        if (run.unchanged)
+            row.note = "already served it: nothing to do";
         break;
     }
     if (run.rollback_error) {

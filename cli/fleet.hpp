@@ -49,7 +49,8 @@ struct HostRun {
     std::string host;
     HostOutcome outcome = HostOutcome::not_started;
     std::string previous; // PRODUCTION before the deploy ("" = none: a first deploy)
-    std::string release;  // the release created ("" = none yet)
+    std::string release;  // the release created ("" = none yet), or the one serving (unchanged)
+    bool unchanged = false; // PRODUCTION already served this tree and config: nothing created
     std::optional<common::Error> error;
     std::int64_t started_ms = -1; // since the fleet started; -1 = never started
     std::int64_t elapsed_ms = 0;

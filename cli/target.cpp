@@ -1,3 +1,4 @@
+#include <cli/package/deployed_config.hpp>
 #include <cli/target.hpp>
 #include <common/fingerprint.hpp>
 #include <common/fs.hpp>
@@ -20,27 +21,27 @@ std::optional<std::string> env(const char* name) {
     return std::string(value);
 }
 
+common::Status parse_into(Target& target, std::string text, const std::string& source) {
+    auto config = common::parse_config(text, source);
+    if (!config)
+        return config.error();
+    target.config_text = std::move(text);
+    target.config = std::move(*config);
+    return {};
+}
+
 common::Status load_config(Target& target, const fs::path& dir, ConfigNeed need) {
     fs::path file = (dir / "deploy.toml").lexically_normal();
     std::error_code ec;
     if (!fs::exists(file, ec)) {
         if (need != ConfigNeed::required)
             return {};
-        return common::make_error(
-            ErrorKind::config,
-            fmt::format("no deploy.toml in {}: run deployctl in your app's folder, pass -C DIR "
-                        "or the app's DIR, or write a deploy.toml (app = \"NAME\" is the minimum)",
-                        fs::absolute(dir).lexically_normal().string()));
+        return package::no_deploy_toml(dir);
     }
     auto text = common::read_file(file);
     if (!text)
         return text.error();
-    auto config = common::parse_config(*text, file.string());
-    if (!config)
-        return config.error();
-    target.config_text = std::move(*text);
-    target.config = std::move(*config);
-    return {};
+    return parse_into(target, std::move(*text), file.string());
 }
 
 // "~/x" under $HOME; a relative path against deploy.toml's folder.
@@ -113,10 +114,13 @@ common::Result<transport::TlsOptions> command_line_tls(const GlobalOptions& g) {
     return tls_options(g, nullptr, ".");
 }
 
-common::Result<Target> resolve_target(const Context& ctx, const fs::path& dir, ConfigNeed need) {
+common::Result<Target> resolve_target(const Context& ctx, const fs::path& dir, ConfigNeed need,
+                                      const ConfigText* given) {
     Target target;
     const auto& g = ctx.global;
-    if (auto st = load_config(target, dir, need); !st)
+    if (auto st =
+            given ? parse_into(target, given->text, given->source) : load_config(target, dir, need);
+        !st)
         return st.error();
     target.app = !g.app.empty() ? g.app : target.config ? target.config->app : "";
     if (target.app.empty() && need != ConfigNeed::hosts_only)

@@ -25,10 +25,17 @@ struct Target {
     transport::TlsOptions tls; // likewise, or --ca-file / --fingerprint
 };
 
-// Reads DIR/deploy.toml (required for deploy; optional for the other commands
-// when -a and --host say enough) and resolves the app and its agents.
+// A deploy.toml read elsewhere than DIR/deploy.toml: `deploy` reads the one of the tree it
+// deploys (cli/package/deployed_config.hpp).
+struct ConfigText {
+    std::string text;
+    std::string source; // the name its errors start with (FILE:LINE:COL)
+};
+
+// Reads DIR/deploy.toml, the working copy (optional for the commands other than deploy
+// when -a and --host say enough), or `given`, and resolves the app and its agents.
 common::Result<Target> resolve_target(const Context& ctx, const std::filesystem::path& dir,
-                                      ConfigNeed need);
+                                      ConfigNeed need, const ConfigText* given = nullptr);
 
 // The target's hosts, parsed and checked (plain http:// only to loopback) before any
 // is contacted.

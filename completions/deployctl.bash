@@ -14,7 +14,7 @@ _deployctl() {
     )
     local -A _opts=(
         ['deployctl']='-h --help --version -C -t --target --host -a --app --json -q --quiet --no-color --accept-new-host-key --ca-file --fingerprint'
-        ['deployctl deploy']='-h --help --no-follow --dirty --strategy --max-parallel --no-rollback --version -C -t --target --host -a --app --json -q --quiet --no-color --accept-new-host-key --ca-file --fingerprint'
+        ['deployctl deploy']='-h --help --no-follow --dirty --strategy --max-parallel --force --no-rollback --version -C -t --target --host -a --app --json -q --quiet --no-color --accept-new-host-key --ca-file --fingerprint'
         ['deployctl status']='-h --help --version -C -t --target --host -a --app --json -q --quiet --no-color --accept-new-host-key --ca-file --fingerprint'
         ['deployctl releases']='-h --help --version -C -t --target --host -a --app --json -q --quiet --no-color --accept-new-host-key --ca-file --fingerprint'
         ['deployctl logs']='-h --help -f --follow --version -C -t --target --host -a --app --json -q --quiet --no-color --accept-new-host-key --ca-file --fingerprint'

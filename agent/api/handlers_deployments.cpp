@@ -1,7 +1,9 @@
 #include <agent/api/errors.hpp>
 #include <agent/api/handler_util.hpp>
 #include <agent/api/handlers.hpp>
+#include <agent/api/json.hpp>
 #include <common/config.hpp>
+#include <common/hash.hpp>
 #include <common/manifest.hpp>
 
 #include <fmt/format.h>
@@ -36,8 +38,13 @@ common::Status read_meta(const json& body, NewDeployment& deployment) {
     auto message = string_member(body, "message", false);
     if (!message)
         return message.error();
-    if (body.contains("dirty") && !body["dirty"].is_boolean() && !body["dirty"].is_null())
-        return make_error(ErrorKind::bad_request, "\"dirty\" must be true or false");
+    for (const char* flag : {"dirty", "force"})
+        if (body.contains(flag) && !body[flag].is_boolean() && !body[flag].is_null())
+            return make_error(ErrorKind::bad_request,
+                              fmt::format("\"{}\" must be true or false", flag));
+    auto flag = [&](const char* key) {
+        return body.contains(key) && body[key].is_boolean() && body[key].get<bool>();
+    };
     auto release = string_member(body, "release", false);
     if (!release)
         return release.error();
@@ -48,8 +55,8 @@ common::Status read_meta(const json& body, NewDeployment& deployment) {
     deployment.commit = std::move(*commit);
     deployment.message = std::move(*message);
     deployment.release = std::move(*release);
-    deployment.dirty =
-        body.contains("dirty") && body["dirty"].is_boolean() && body["dirty"].get<bool>();
+    deployment.dirty = flag("dirty");
+    deployment.force = flag("force");
     return {};
 }
 
@@ -122,6 +129,21 @@ Response release_taken_response(ApiContext& context, const std::string& app,
         answer = json_response(409, body);
     }
     return answer;
+// The app's PRODUCTION release when it was made from this very tree and deploy.toml
+// (equal digests, computed as create_deployment records them): deploying them again
+// would change nothing. Environment variables set since are not compared.
+std::optional<ReleaseInfo> serving_same(Service& service, const NewDeployment& deployment) {
+    auto status = service.status(deployment.app);
+    // A stopped app is started again by a deploy, so that one is never a no-op.
+    if (!status || !status->production || status->state == "stopped")
+        return std::nullopt;
+    const auto tree_digest = deployment.manifest.digest();
+    const auto config_digest = common::sha256_hex(deployment.config_text);
+    for (const auto& release : status->releases)
+        if (release.id == *status->production && !release.tree_digest.empty() &&
+            release.tree_digest == tree_digest && release.config_digest == config_digest)
+            return release;
+    return std::nullopt;
 }
 
 Response create(ApiContext& context, const Request& request) {
@@ -134,6 +156,15 @@ Response create(ApiContext& context, const Request& request) {
     if (auto missing = missing_blobs(context.blobs, deployment->manifest); !missing.empty())
         return missing_blobs_response(missing);
     const std::string requested = deployment->release;
+    if (!deployment->force)
+        if (auto serving = serving_same(context.service, *deployment)) {
+            auto answer = release_to_json(*serving);
+            answer["release"] = serving->id;
+            answer["unchanged"] = true;
+            if (auto status = context.service.status(*app))
+                answer["url"] = status->url;
+            return json_response(200, answer);
+        }
     auto release = context.service.create_deployment(std::move(*deployment));
     if (!release && !requested.empty() && release.error().kind == ErrorKind::refused)
         return release_taken_response(context, *app, release.error());

@@ -52,6 +52,9 @@ struct NewDeployment {
     // The id the client asks for ("v16"; a fleet deploy, docs/design.md §8); "" = the
     // app's next. ErrorKind::refused when it is below the app's next id.
     std::string release;
+    // Make a release even when PRODUCTION was made from the same tree and deploy.toml
+    // (the API answers such a request with that release otherwise).
+    bool force = false;
 };
 
 struct AppStatus {

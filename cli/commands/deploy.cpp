@@ -7,6 +7,7 @@
 #include <cli/fleet.hpp>
 #include <cli/output/format.hpp>
 #include <cli/output/grouped.hpp>
+#include <cli/package/deployed_config.hpp>
 #include <cli/release/steps.hpp>
 #include <cli/target.hpp>
 #include <common/config.hpp>
@@ -40,6 +41,7 @@ struct DeployOptions {
     std::string strategy; // "" = deploy.toml's (default parallel)
     int max_parallel = 0; // 0 = deploy.toml's (default: all hosts)
     bool no_rollback = false;
+    bool force = false; // a new release even when PRODUCTION already serves this tree and config
 };
 
 void report_package(Context& ctx, const Target& target, const package::SourceTree& tree,
@@ -61,33 +63,14 @@ void report_package(Context& ctx, const Target& target, const package::SourceTre
     ctx.out->emit(summary);
 }
 
-nlohmann::json deployment_request(const Target& target, const package::SourceTree& tree) {
+nlohmann::json deployment_request(const Target& target, const package::SourceTree& tree,
+                                  bool force) {
     return {{"config", target.config_text},
             {"manifest", common::manifest_to_json(tree.manifest())},
             {"commit", tree.commit()},
             {"message", tree.message()},
-            {"dirty", tree.dirty()}};
-}
-
-// The deploy.toml of the deployed tree: the committed one unless --dirty.
-common::Status use_deployed_config(Context& ctx, Target& target, const package::SourceTree& tree) {
-    for (const auto& e : tree.manifest().entries) {
-        if (e.path != "deploy.toml" || e.digest.empty())
-            continue;
-        if (e.digest == common::sha256_hex(target.config_text))
-            return {};
-        auto text = tree.read(e.digest);
-        if (!text)
-            return text.error();
-        auto config = common::parse_config(*text, "deploy.toml (committed)");
-        if (!config)
-            return config.error();
-        ctx.out->emit(output::Warning{
-            "deploy.toml has uncommitted changes: deploying the committed version"});
-        target.config_text = std::move(*text);
-        return {};
-    }
-    return {};
+            {"dirty", tree.dirty()},
+            {"force", force}};
 }
 
 // How to go over the hosts: deploy.toml's [deploy], then the command line.
@@ -172,6 +155,13 @@ HostSteps deploy_steps(Context& ctx, const Target& target, const package::Source
         if (!created)
             return created.error();
         run.release = created->value("release", "");
+        if (output::json_true(*created, "unchanged") && !run.release.empty()) {
+            run.unchanged = true;
+            out.emit(output::Unchanged{run.host, run.release, output::json_str(*created, "commit"),
+                                       output::json_true(*created, "dirty"),
+                                       output::json_str(*created, "url")});
+            return {};
+        }
         if (run.release.empty())
             return common::make_error(common::ErrorKind::internal,
                                       "the agent created a deployment but did not say its id");
@@ -189,7 +179,25 @@ HostSteps deploy_steps(Context& ctx, const Target& target, const package::Source
 
 common::Status deploy(Context& ctx, const DeployOptions& options) {
     auto t0 = std::chrono::steady_clock::now();
-    auto target = resolve_target(ctx, options.dir, ConfigNeed::required);
+    auto tree = package::package_source(options.dir, options.dirty ? package::Mode::dirty
+                                                                   : package::Mode::committed);
+    if (!tree) {
+        // No tree to read deploy.toml from (not a git repository, no commit): what is wrong
+        // with the working copy's comes first, as it did before anything was packaged.
+        if (auto working = resolve_target(ctx, options.dir, ConfigNeed::required); !working)
+            return working.error();
+        return tree.error();
+    }
+    if (tree->manifest().entries.empty())
+        return common::make_error(
+            common::ErrorKind::usage,
+            fmt::format("nothing to deploy: {} has no committed files", options.dir));
+    // deploy.toml is read from the tree deployed, never from a file it does not have.
+    auto deployed = package::deployed_config(options.dir, *tree);
+    if (!deployed)
+        return deployed.error();
+    ConfigText given{deployed->text, deployed->source};
+    auto target = resolve_target(ctx, options.dir, ConfigNeed::required, &given);
     if (!target)
         return target.error();
     auto urls = host_urls(*target);
@@ -198,18 +206,10 @@ common::Status deploy(Context& ctx, const DeployOptions& options) {
     auto fleet = fleet_options(*target, options, urls->size());
     if (!fleet)
         return fleet.error();
-    auto tree = package::package_source(options.dir, options.dirty ? package::Mode::dirty
-                                                                   : package::Mode::committed);
-    if (!tree)
-        return tree.error();
-    if (tree->manifest().entries.empty())
-        return common::make_error(
-            common::ErrorKind::usage,
-            fmt::format("nothing to deploy: {} has no committed files", options.dir));
+    if (deployed->warning)
+        ctx.out->emit(output::Warning{*deployed->warning});
     report_package(ctx, *target, *tree, options);
-    if (auto st = use_deployed_config(ctx, *target, *tree); !st)
-        return st;
-    auto request = deployment_request(*target, *tree);
+    auto request = deployment_request(*target, *tree, options.force);
     ctx.out->set_several_hosts(fleet->several);
 
     OpenHost connect = [&](const HostUrl& url) {
@@ -272,6 +272,9 @@ void add_deploy(CLI::App& app, Context& ctx) {
                     "[deploy] max_parallel")
         ->type_name("N")
         ->check(CLI::Range(1, 1000));
+    cmd->add_flag("--force", options->force,
+                  "Make a new release even when PRODUCTION already serves this tree and "
+                  "deploy.toml (default: nothing to do); e.g. to apply changed env variables");
     cmd->add_flag("--no-rollback", options->no_rollback,
                   "Several hosts: when one fails, leave the hosts that switched on the new "
                   "release (default: roll them back)");
@@ -279,6 +282,9 @@ void add_deploy(CLI::App& app, Context& ctx) {
                 "  deployctl deploy --host http://127.0.0.1:7070 --dirty\n"
                 "  deployctl deploy --json --no-follow   # in CI\n"
                 "  deployctl deploy -t production --strategy rolling\n\n"
+                "deploy.toml is read from the tree deployed: HEAD's, or the working tree's with\n"
+                "--dirty. A host whose PRODUCTION release was made from the same tree and\n"
+                "deploy.toml gets no new release (\"nothing to do\") unless --force.\n\n"
                 "With several hosts: see docs/multi-host.md (strategies, rollback, exit "
                 "codes).\n");
     cmd->callback(

@@ -141,6 +141,24 @@ void next_steps(const fs::path& dir, const InitOptions& options, output::InitSum
                       "(and your app) first");
 }
 
+// What the agent needs to run what init wrote: a container engine for a Dockerfile, else
+// what the template says (a runtime on the agent's PATH, or nothing).
+void say_engine(const common::AppConfig& config, const init::TemplateInfo& info,
+                output::InitSummary& s) {
+    if (!config.build.dockerfile.empty()) {
+        s.engine = "container";
+        s.needs = fmt::format("this app builds with its {}: the agent needs a container engine "
+                              "(deploy-agent serve --engine auto|docker|podman)",
+                              config.build.dockerfile);
+        return;
+    }
+    s.engine = "any";
+    s.needs = !info.needs.empty()
+                  ? info.needs
+                  : "the agent runs it as a plain process (any engine): the tools its build and "
+                    "run commands call must be on the agent's PATH";
+}
+
 common::Status write_files(const fs::path& dir, const std::vector<init::RenderedFile>& files,
                            const InitOptions& options, output::InitSummary& s) {
     std::vector<std::string> existing;
@@ -198,10 +216,12 @@ common::Status init(Context& ctx, const InitOptions& options) {
     if (!files)
         return files.error();
     // A template that does not parse is a bug: refuse it rather than write it.
-    if (auto parsed = common::parse_config(files->front().content, "deploy.toml"); !parsed)
+    auto parsed = common::parse_config(files->front().content, "deploy.toml");
+    if (!parsed)
         return make_error(ErrorKind::internal,
                           fmt::format("template {} makes an invalid deploy.toml (a bug): {}",
                                       s.template_name, parsed.error().message));
+    say_engine(*parsed, *info, s);
     if (s.template_name == "dockerfile" && !fs::exists(dir / "Dockerfile", ec))
         s.notes.push_back("there is no Dockerfile yet: write one before deploying");
     if (auto ok = write_files(dir, *files, options, s); !ok)

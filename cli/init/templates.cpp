@@ -73,6 +73,8 @@ std::vector<TemplateInfo> list_templates() {
         info.name = std::string(dir);
         info.description = first_line(file.content);
         info.has_dockerfile = file_text(fmt::format("{}/Dockerfile", dir)).has_value();
+        if (auto needs = file_text(fmt::format("{}/needs", dir)))
+            info.needs = first_line(*needs);
         list.push_back(std::move(info));
     }
     std::sort(list.begin(), list.end(),

@@ -1,5 +1,5 @@
 #pragma once
-// deployctl init's templates: templates/NAME/{deploy.toml, Dockerfile, description},
+// deployctl init's templates: templates/NAME/{deploy.toml, Dockerfile, description, needs},
 // embedded in the binary, and the {{placeholder}} filling that turns them into files.
 
 #include <common/result.hpp>
@@ -19,6 +19,9 @@ struct TemplateInfo {
     std::string name;
     std::string description;
     bool has_dockerfile = false; // the template writes a Dockerfile too
+    // What the agent must have to run an app without a Dockerfile ("" = not said): the
+    // first line of templates/NAME/needs.
+    std::string needs;
 };
 
 // Every template, sorted by name (templates/_shared holds pieces, not a template).

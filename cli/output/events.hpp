@@ -99,6 +99,16 @@ struct Created {
     std::string state;
 };
 
+// deploy: the host's PRODUCTION release was made from the same tree and deploy.toml, so no
+// release was created (deploy --force makes one anyway).
+struct Unchanged {
+    std::string host;
+    std::string release;
+    std::string commit; // the serving release's (full sha)
+    bool dirty = false;
+    std::string url;
+};
+
 // A `state`, `log` or `health` event from the agent (deploy, logs), as it came.
 struct AgentEvent {
     std::string host;
@@ -272,13 +282,16 @@ struct InitSummary {
         bool replaced = false;
     };
     std::vector<File> files;
+    std::string engine; // "container" (a Dockerfile), or "any" (a process, or static files)
+    std::string needs;  // what the agent needs to run it: the engine, or a runtime on its PATH
     std::vector<std::string> notes; // what to check before deploying
     std::vector<std::string> next;  // the commands to run next
 };
 
-using Event = std::variant<Version, Completion, Warning, PackageSummary, Uploading, UploadProgress, Uploaded,
-                           Created, AgentEvent, Done, RolledBack, Removed, Releases, Status,
-                           Apps, AppChanged, AppDestroyed, EnvList, EnvChanged, Agent, TokenCreated, Tokens, TokenRevoked, Audit,
-                           LoggedIn, Error, Summary, Templates, InitSummary>;
+using Event = std::variant<Version, Completion, Warning, PackageSummary, Uploading, UploadProgress,
+                           Uploaded, Created, Unchanged, AgentEvent, Done, RolledBack, Removed,
+                           Releases, Status, Apps, AppChanged, AppDestroyed, EnvList, EnvChanged,
+                           Agent, TokenCreated, Tokens, TokenRevoked, Audit, LoggedIn, Error,
+                           Summary, Templates, InitSummary>;
 
 } // namespace cli::output

@@ -81,6 +81,11 @@ std::string served_text(const nlohmann::json& release) {
     if (!since.empty())
         text += (text.empty() ? "" : ", ") + since;
     return text;
+bool json_true(const nlohmann::json& object, const char* key) {
+    if (!object.is_object())
+        return false;
+    auto it = object.find(key);
+    return it != object.end() && it->is_boolean() && it->get<bool>();
 }
 
 } // namespace cli::output

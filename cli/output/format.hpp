@@ -24,5 +24,7 @@ std::string json_str(const nlohmann::json& object, const char* key);
 // to 09:40:12, serving since 2026-11-23 10:02:00"; the last 3 spans, and how many before;
 // "" when it never served.
 std::string served_text(const nlohmann::json& release);
+// Whether `key` of an agent's JSON answer holds true (false for anything else).
+bool json_true(const nlohmann::json& object, const char* key);
 
 } // namespace cli::output

@@ -32,6 +32,7 @@ std::optional<std::string> phase_of(const Event& event) {
                 return release + " " + state;
             },
             [](const Done& e) -> Phase { return e.release + " " + e.state; },
+            [](const Unchanged& e) -> Phase { return e.release + " already serving"; },
             [](const RolledBack& e) -> Phase { return "rolled back to " + e.release; },
             [](const Error&) -> Phase { return "error"; },
             [](const auto&) -> Phase { return std::nullopt; },

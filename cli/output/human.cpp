@@ -104,6 +104,21 @@ class HumanPrinter final : public Printer {
         if (m_live)
             m_live->phase(e.host, e.release, e.state);
     }
+    void render(const Unchanged& e) {
+        if (m_live)
+            m_live->finish(e.host);
+        if (m_style.quiet) {
+            line(m_out, host_prefix(e.host), e.url);
+            return;
+        }
+        step(e.host,
+             paint(Color::green, fmt::format("{} already serves {}{}", e.release,
+                                             short_commit(e.commit), e.dirty ? "+dirty" : "")) +
+                 "; nothing to do");
+        line(m_out, host_prefix(e.host),
+             paint(Color::dim, "    (deploy --force makes a new release anyway, e.g. to apply "
+                               "changed env variables)"));
+    }
     void render(const AgentEvent& e);
     void render(const Done& info) {
         if (m_live)
@@ -187,7 +202,18 @@ class HumanPrinter final : public Printer {
         if (!m_style.quiet)
             line(m_out, host_prefix(host), paint(Color::blue, "==>") + " " + text);
     }
-    void release_line(const std::string& host, const json& r);
+    // The commit column of a release row: "3f2c1a0", or "3f2c1a0+dirty" (--dirty).
+    static std::string commit_cell(const json& r) {
+        return short_commit(json_str(r, "commit")) + (json_true(r, "dirty") ? "+dirty" : "");
+    }
+    static std::size_t commit_width(const json& list) {
+        std::size_t width = 7;
+        if (list.is_array())
+            for (const auto& r : list)
+                width = std::max(width, commit_cell(r).size());
+        return width;
+    }
+    void release_line(const std::string& host, const json& r, std::size_t commit_width);
     // False when this release was already reported in this state.
     bool remember_state(const std::string& host, const std::string& release,
                         const std::string& state) {
@@ -401,14 +427,14 @@ void HumanPrinter::render_comparison(const Summary& s) {
                                  : ": " + differs_text(row.differs)));
 }
 
-void HumanPrinter::release_line(const std::string& host, const json& r) {
+void HumanPrinter::release_line(const std::string& host, const json& r, std::size_t commit_width) {
     std::string state = json_str(r, "state");
     Color c = state == "PRODUCTION" ? Color::green : state == "FAILED" ? Color::red : Color::none;
     std::string err = json_str(r, "error");
     line(m_out, host_prefix(host),
-         fmt::format("{:<6} {} {:<19}  {:<7}  {}{}", json_str(r, "id"),
+         fmt::format("{:<6} {} {:<19}  {:<{}}  {}{}", json_str(r, "id"),
                      paint(c, fmt::format("{:<12}", state)), short_time(json_str(r, "created_at")),
-                     short_commit(json_str(r, "commit")), json_str(r, "message"),
+                     commit_cell(r), commit_width, json_str(r, "message"),
                      err.empty() ? "" : "  (" + err + ")"));
 }
 
@@ -420,10 +446,10 @@ void HumanPrinter::render(const Releases& e) {
         return;
     }
     line(m_out, host_prefix(host),
-         paint(Color::bold, fmt::format("{:<6} {:<12} {:<19}  {:<7}  {}", "ID", "STATE", "CREATED",
-                                        "COMMIT", "MESSAGE")));
+         paint(Color::bold, fmt::format("{:<6} {:<12} {:<19}  {:<{}}  {}", "ID", "STATE", "CREATED",
+                                        "COMMIT", commit_width(list), "MESSAGE")));
     for (const auto& r : list) {
-        release_line(host, r);
+        release_line(host, r, commit_width(list));
         if (auto served = served_text(r); !served.empty())
             line(m_out, host_prefix(host), paint(Color::dim, "       " + served));
     }
@@ -547,7 +573,7 @@ void HumanPrinter::render(const Status& e) {
     line(m_out, host_prefix(host), head);
     if (auto it = status.find("releases"); it != status.end() && it->is_array())
         for (const auto& r : *it)
-            release_line(host, r);
+            release_line(host, r, commit_width(*it));
 }
 
 void HumanPrinter::render(const Agent& e) {
@@ -667,6 +693,8 @@ void HumanPrinter::render(const InitSummary& s) {
     for (const auto& f : s.files)
         step("", paint(Color::green, f.replaced ? "Replaced " : "Wrote ") +
                      (s.dir == "." ? f.path : (std::filesystem::path(s.dir) / f.path).string()));
+    if (!s.needs.empty())
+        step("", "Agent: " + s.needs);
     for (const auto& note : s.notes)
         line(m_out, "", paint(Color::yellow, "note:") + " " + note);
     m_out << "\nNext:\n";

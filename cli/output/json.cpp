@@ -1,5 +1,6 @@
 // --json: one JSON object per line on stdout (docs/json.md).
 
+#include <cli/output/format.hpp>
 #include <cli/output/json_events.hpp>
 #include <cli/output/printer.hpp>
 
@@ -61,6 +62,15 @@ class JsonPrinter final : public Printer {
     void render(const UploadProgress&) {}
     void render(const Uploaded& e) { write(upload_event(e.host, e.stats)); }
     void render(const Created& e) { write(created_event(e.host, e.release, e.state)); }
+    void render(const Unchanged& e) {
+        write({{"event", "unchanged"},
+               {"release", e.release},
+               {"state", "PRODUCTION"},
+               {"commit", string_or_null(e.commit)},
+               {"dirty", e.dirty},
+               {"url", string_or_null(e.url)},
+               {"host", e.host}});
+    }
     void render(const AgentEvent& e) { write(passthrough_event(*e.event, e.host)); }
     void render(const Done& info) { write(done_event(info)); }
     void render(const RolledBack& info) { write(done_event(info)); }
@@ -167,6 +177,8 @@ class JsonPrinter final : public Printer {
                {"detected", s.detected},
                {"evidence", s.evidence},
                {"files", files},
+               {"engine", s.engine},
+               {"needs", s.needs},
                {"notes", s.notes},
                {"next", s.next}});
     }
@@ -256,6 +268,7 @@ json release_row(const json& release, const std::string& host) {
                 {"created_at", string_or_null(release, "created_at")},
                 {"commit", string_or_null(release, "commit")},
                 {"message", string_or_null(release, "message")},
+                {"dirty", json_true(release, "dirty")},
                 {"error", string_or_null(release, "error")}};
     // When each release served: [{"from", "until"}], until null while it still serves.
     auto served = release.find("served");

@@ -87,6 +87,8 @@ struct SourceTree::Impl {
     std::string commit;
     std::string message;
     bool dirty = false;
+    Mode mode = Mode::committed;
+    std::string prefix;
     std::size_t uncommitted = 0;
     std::vector<std::string> warnings;
     std::mutex read_mutex; // read() is called from one thread per host (cli/fleet.hpp)
@@ -110,6 +112,12 @@ const std::string& SourceTree::message() const {
 }
 bool SourceTree::dirty() const {
     return m_impl->dirty;
+}
+Mode SourceTree::mode() const {
+    return m_impl->mode;
+}
+const std::string& SourceTree::prefix() const {
+    return m_impl->prefix;
 }
 std::size_t SourceTree::uncommitted() const {
     return m_impl->uncommitted;
@@ -161,6 +169,8 @@ common::Result<SourceTree> package_source(const fs::path& dir, Mode mode) {
     impl->message = first_line(git_commit_message(commit));
 
     std::string prefix = prefix_in_repo(workdir, dir);
+    impl->mode = mode;
+    impl->prefix = prefix;
     auto tree = head_subtree(impl->repo, commit, prefix);
     if (!tree)
         return tree.error();

@@ -34,6 +34,8 @@ class SourceTree {
     const std::string& commit() const;  // full sha of HEAD
     const std::string& message() const; // first line of its message
     bool dirty() const;                 // uncommitted changes are included
+    Mode mode() const;                  // as asked: committed, or dirty (--dirty)
+    const std::string& prefix() const;  // DIR in the repository ("" at its root)
     // Changes under DIR that git sees but the manifest does not include
     // (committed mode) or includes (dirty mode).
     std::size_t uncommitted() const;

@@ -47,7 +47,7 @@ assert_eq v2 "$(prod_on "$A_URL")" "--host x2: agent a has v2 in production"
 assert_eq v2 "$(prod_on "$B_URL")" "--host x2: agent b has v2 in production"
 expect_serving $APP "hello from 2" "--host x2: a serves the new text" "$A_PROXY_PORT"
 expect_serving $APP "hello from 2" "--host x2: b serves the new text" "$B_PROXY_PORT"
-assert_exit 0 dc --host "$A_URL" --host "$B_URL" --json deploy
+assert_exit 0 dc --host "$A_URL" --host "$B_URL" --json deploy --force # the same tree: --force makes a release
 assert_eq 2 "$(jq -s '[.[] | select(.event == "done" and .state == "PRODUCTION")] | length' "$OUT_FILE")" \
     "--host x2 --json: a done PRODUCTION event from each agent"
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The deploy loop a user lives in: deploy, redeploy unchanged (0 bytes),
-# change and deploy again; the old release goes INACTIVE and its process stops.
+# The deploy loop a user lives in: deploy, redeploy unchanged (0 bytes, nothing to do;
+# --force makes a release anyway), change and deploy again; the old release goes INACTIVE
+# and its process stops.
 source "$(dirname "$0")/lib.sh"
 require_binaries
 
@@ -58,7 +59,7 @@ assert_eq "$first_proxy" "$(proxy_pid)" "the proxy the agent started at boot is 
 assert_true "release dir exists" test -d "$(release_dir $APP v1)"
 assert_true "event log exists" test -s "$DATA/apps/$APP/logs/v1.ndjson"
 
-# --- redeploy unchanged: nothing travels -----------------------------------------
+# --- redeploy unchanged: nothing travels, nothing is created ------------------------
 assert_exit 0 dctl --json deploy
 J2=$TEST_TMP/deploy2.ndjson
 cp "$OUT_FILE" "$J2"
@@ -66,8 +67,12 @@ up2=$(jq -s -c '[.[] | select(.event == "upload")] | last' "$J2")
 assert_eq 0 "$(jq -r .bytes_sent <<<"$up2")" "unchanged redeploy: bytes_sent == 0"
 assert_eq 0 "$(jq -r .blobs_missing <<<"$up2")" "unchanged redeploy: blobs_missing == 0"
 assert_eq "$(jq -r .bytes_total <<<"$up")" "$(jq -r .bytes_total <<<"$up2")" "unchanged redeploy: same bytes_total"
-assert_eq "v2 PRODUCTION" "$(jq -r 'select(.event == "done") | "\(.release) \(.state)"' "$J2")" \
-    "unchanged redeploy creates v2 and it reaches PRODUCTION"
+assert_eq "v1 PRODUCTION" "$(jq -r 'select(.event == "unchanged") | "\(.release) \(.state)"' "$J2")" \
+    "unchanged redeploy: v1 already serves it (an unchanged event)"
+assert_eq "v1" "$(dctl --json releases | jq -r '[.[].id] | join(" ")')" "unchanged redeploy: no release created"
+assert_exit 0 dctl --json deploy --force
+assert_eq "v2 PRODUCTION" "$(jq -r 'select(.event == "done") | "\(.release) \(.state)"' "$OUT_FILE")" \
+    "unchanged redeploy with --force creates v2 and it reaches PRODUCTION"
 v2_pid=$(app_pid $APP v2)
 assert_ne "" "$v2_pid" "v2 app process found by its port"
 

@@ -42,7 +42,8 @@ echo "# a bigger project" >"$OUTER/README.md"
 echo "not part of the app" >"$OUTER/unrelated.txt"
 init_repo "$OUTER" "project with an example"
 REPO=$OUTER
-assert_exit 0 dctl deploy examples/hello
+# The same files as the own repository's v1: --force, or the agent would have nothing to do.
+assert_exit 0 dctl deploy examples/hello --force
 assert_eq v3 "$(acurl -s "$AGENT_URL/v1/apps/hello/releases" | jq -r '.[0].id')" "example (subtree): a new release v3"
 assert_eq PRODUCTION "$(release_state hello v3)" "example (subtree): v3 PRODUCTION"
 assert_contains "$(fetch hello /)" "hello from $(cat "$EXAMPLE/VERSION")" "example (subtree): the page is served"

@@ -24,6 +24,10 @@ while read -r name template files; do
         "$name: template $template"
     assert_eq "$files" "$(jq -r '[.files[].path] | join(",")' <<<"$OUT")" "$name: writes $files"
     assert_true "$name: evidence names a file" jq -e '.evidence | length > 0' <<<"$OUT"
+    # What the agent needs: a container engine for a Dockerfile, else any engine.
+    engine=any
+    [[ $files == *Dockerfile* || $template == dockerfile ]] && engine=container
+    assert_jq "$OUT" ".engine == \"$engine\" and (.needs | length > 20)" "$name: engine $engine, and what the agent needs"
     # deployctl reads the new deploy.toml (a config error would exit 2 before any agent);
     # one template of each kind (the unit tests parse every one).
     if [[ $name == dockerfile-node || $name == node-vite || $name == python-fastapi-pyproject ]]; then
@@ -59,6 +63,16 @@ assert_contains "$OUT" "Wrote $DIR/Dockerfile" "the files written"
 assert_contains "$OUT" "deployctl deploy $DIR --host" "the next step"
 assert_contains "$OUT" "git init" "not a git repository yet: says to commit"
 assert_contains "$(cat "$DIR/Dockerfile")" 'CMD ["npm", "start"]' "Dockerfile starts the server"
+assert_contains "$OUT" "==> Agent: this app builds with its Dockerfile: the agent needs a container engine (deploy-agent serve --engine auto|docker|podman)" \
+    "a Dockerfile: says the agent needs a container engine, and how to start it"
+fixture static
+assert_exit 0 init_cmd "$DIR"
+assert_contains "$OUT" "==> Agent: the agent's proxy serves the files itself: any engine will do (--engine process too), nothing to install on the agent" \
+    "a static site: says any engine will do"
+fixture node-vite
+assert_exit 0 init_cmd "$DIR"
+assert_contains "$OUT" "==> Agent: the build runs on the agent as a plain process (any engine, --engine process too): the agent needs Node.js and npm" \
+    "a static build with Node.js: names the runtime the agent needs"
 
 # --- --list -----------------------------------------------------------------------------
 assert_exit 0 init_cmd --list

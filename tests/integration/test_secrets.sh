@@ -121,7 +121,7 @@ kill_agent -9
 head -c 32 /dev/urandom >"$DATA/keys/master.key"
 restart_agent
 with_build_secrets API_TOKEN
-assert_exit 1 dctl deploy
+assert_exit 1 dctl deploy --force # v2's tree and config: --force, or nothing would start
 assert_contains "$OUT$ERR" "is not the one its secrets were encrypted with" "wrong master key: the deploy fails clearly"
 run set_secret OTHER another-long-secret
 assert_ne 0 "$RC" "wrong master key: env set --secret fails"

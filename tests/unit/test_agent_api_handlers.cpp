@@ -269,6 +269,72 @@ TEST_CASE_FIXTURE(Fixture, "POST deployments validates everything before creatin
     CHECK(!std::filesystem::exists(dir.path() / "apps"));
 }
 
+TEST_CASE_FIXTURE(Fixture,
+                  "POST deployments of what PRODUCTION serves: 200 unchanged, unless force") {
+    const auto digest = common::sha256_hex("hello");
+    REQUIRE(blobs.put(digest, "hello").ok());
+    common::Manifest manifest;
+    manifest.entries.push_back({"index.html", common::EntryKind::file, digest, 5, ""});
+    add_release("v4", common::State::production);
+    service.production = "v4";
+    service.releases[0].commit = "abc";
+    service.releases[0].tree_digest = manifest.digest();
+    service.releases[0].config_digest = common::sha256_hex(k_config);
+
+    SUBCASE("the same tree and config: the serving release, nothing created") {
+        const auto response =
+            call("POST", "/v1/apps/hello/deployments", deployment("index.html", digest));
+        CHECK(response.status == 200);
+        const auto body = json::parse(response.body);
+        CHECK(body["unchanged"] == true);
+        CHECK(body["release"] == "v4");
+        CHECK(body["state"] == "PRODUCTION");
+        CHECK(body["commit"] == "abc");
+        CHECK(body["url"] == "http://hello.localhost:8080/");
+        CHECK(service.created.empty());
+    }
+    SUBCASE("\"force\": true creates a release anyway") {
+        auto body = json::parse(deployment("index.html", digest));
+        body["force"] = true;
+        const auto response = call("POST", "/v1/apps/hello/deployments", body.dump());
+        CHECK(response.status == 201);
+        CHECK(service.created.size() == 1);
+        CHECK(service.created[0].force);
+    }
+    SUBCASE("\"force\" must be a boolean") {
+        auto body = json::parse(deployment("index.html", digest));
+        body["force"] = "yes";
+        CHECK(call("POST", "/v1/apps/hello/deployments", body.dump()).status == 400);
+        CHECK(service.created.empty());
+    }
+    SUBCASE("another config: a new release") {
+        const auto response = call("POST", "/v1/apps/hello/deployments",
+                                   deployment("index.html", digest, k_config + "# changed\n"));
+        CHECK(response.status == 201);
+        CHECK(service.created.size() == 1);
+    }
+    SUBCASE("another tree: a new release") {
+        const auto response =
+            call("POST", "/v1/apps/hello/deployments", deployment("other.html", digest));
+        CHECK(response.status == 201);
+        CHECK(service.created.size() == 1);
+    }
+    SUBCASE("the same tree as a release that is not PRODUCTION: a new release") {
+        service.releases[0].state = common::State::inactive;
+        service.production.reset();
+        const auto response =
+            call("POST", "/v1/apps/hello/deployments", deployment("index.html", digest));
+        CHECK(response.status == 201);
+    }
+    SUBCASE("a PRODUCTION release without digests (made before they were recorded)") {
+        service.releases[0].tree_digest.clear();
+        service.releases[0].config_digest.clear();
+        const auto response =
+            call("POST", "/v1/apps/hello/deployments", deployment("index.html", digest));
+        CHECK(response.status == 201);
+    }
+}
+
 TEST_CASE_FIXTURE(Fixture, "blob and app endpoints map service errors") {
     SUBCASE("missing digests") {
         const auto have = common::sha256_hex("x");

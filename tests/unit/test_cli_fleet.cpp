@@ -62,6 +62,7 @@ struct FakeFleet {
     std::set<std::string> failing;      // the deployment fails (health check)
     std::set<std::string> first_deploy; // no release before
     std::set<std::string> rollback_fails;
+    std::set<std::string> serving; // already serves the tree: nothing created (v1 stays)
     int work_ms = 30;
 
     std::mutex mutex;
@@ -92,6 +93,12 @@ struct FakeFleet {
             while (now > seen && !max_running.compare_exchange_weak(seen, now)) {
             }
             run.previous = first_deploy.count(run.host) ? "" : "v1";
+            if (serving.count(run.host)) {
+                run.release = "v1";
+                run.unchanged = true;
+                --running;
+                return {};
+            }
             run.release = "v2";
             p.emit(out::Created{run.host, "v2", "QUEUED"});
             std::this_thread::sleep_for(std::chrono::milliseconds(work_ms));
@@ -167,6 +174,52 @@ TEST_CASE("decide_rollback: only hosts that switched, only when another failed")
                          HostOutcome::error, HostOutcome::queued}) {
         run.outcome = outcome;
         CHECK(cli::decide_rollback(run, true, true) == RollbackDecision::none);
+    }
+}
+
+TEST_CASE("decide_rollback: a host that already served the tree switched nothing") {
+    cli::HostRun run;
+    run.outcome = HostOutcome::live;
+    run.previous = "v1";
+    run.release = "v1";
+    run.unchanged = true;
+    CHECK(cli::decide_rollback(run, true, true) == RollbackDecision::none);
+    CHECK(cli::decide_rollback(run, true, false) == RollbackDecision::none);
+}
+
+TEST_CASE("run_fleet: a host that already serves the tree is skipped, and never rolled back") {
+    FakeFleet fleet;
+    fleet.serving = {h1};
+    auto runs = fleet.run(2, parallel());
+    CHECK(runs[0].outcome == HostOutcome::live);
+    CHECK(runs[0].unchanged);
+    CHECK(runs[1].outcome == HostOutcome::live);
+    CHECK_FALSE(runs[1].unchanged);
+    CHECK(cli::fleet_result(runs).ok());
+    auto summary = cli::summarize(runs, parallel(), 100);
+    CHECK(summary.rows[0].state == "PRODUCTION");
+    CHECK(summary.rows[0].release == "v1");
+    CHECK(summary.rows[0].note == "already served it: nothing to do");
+    CHECK(summary.rows[1].release == "v2");
+    CHECK(summary.rows[1].note.empty());
+
+    SUBCASE("--no-follow: the skipped host is live, the other queued") {
+        FakeFleet quick;
+        quick.serving = {h1};
+        auto options = parallel();
+        options.follow = false;
+        auto runs2 = quick.run(2, options);
+        CHECK(runs2[0].outcome == HostOutcome::live);
+        CHECK(runs2[1].outcome == HostOutcome::queued);
+    }
+    SUBCASE("another host fails: the skipped host is left alone") {
+        FakeFleet failing;
+        failing.serving = {h1};
+        failing.failing = {h3};
+        auto runs3 = failing.run(3, parallel());
+        CHECK(failing.rolled_back == std::vector<std::string>{h2 + "->v1"});
+        CHECK_FALSE(runs3[0].rolled_back);
+        CHECK(runs3[0].rollback == RollbackDecision::none);
     }
 }
 

@@ -80,8 +80,14 @@ TEST_CASE("release_row and status_object keep the documented keys only") {
                       {"created_at", "2026-11-23T09:00:00.000Z"},
                       {"commit", "3f2c"},
                       {"message", "Fix header"},
+                      {"dirty", false},
                       {"error", nullptr},
                       {"served", json::array({{{"from", "t1"}, {"until", nullptr}}})}});
+    release["dirty"] = true;
+    CHECK(out::release_row(release, "")["dirty"] == true);
+    release["dirty"] = "yes"; // not a bool: not dirty
+    CHECK(out::release_row(release, "")["dirty"] == false);
+    release.erase("dirty");
     // An agent that does not say when releases served: an empty list.
     release.erase("served");
     CHECK(out::release_row(release, "")["served"] == json::array());

@@ -124,6 +124,17 @@ Events deploy_live(const std::string& host) {
     };
 }
 
+// A deploy of what PRODUCTION already serves: nothing created (then the same, --dirty).
+Events deploy_unchanged(const std::string& host) {
+    const out::UploadStats nothing{3, 3, 0, 3000, 0, 0};
+    return {
+        out::Uploading{host, nothing},
+        out::Uploaded{host, nothing},
+        out::Unchanged{host, "v4", "3f2c1a0b9d8e7f60", false, k_url},
+        out::Unchanged{host, "v6", "3f2c1a0b9d8e7f60", true, k_url},
+    };
+}
+
 // An agent event that is not an object: passed on as "unknown" in JSON, not shown to people.
 Events odd_agent_event(const std::string& host) {
     return {
@@ -170,10 +181,12 @@ Events rollbacks(const std::string& host) {
 
 // The commands that ask an agent something: rm, releases, status, env, agent, token, audit.
 Events queries(const std::string& host) {
-    json releases =
-        json::array({release("v4", "PRODUCTION"), release("v3", "FAILED", "build failed: exit 1")});
+    json dirty = release("v5", "INACTIVE");
+    dirty["dirty"] = true;
+    json releases = json::array(
+        {dirty, release("v4", "PRODUCTION"), release("v3", "FAILED", "build failed: exit 1")});
     // When v4 served: once before (a rollback took it off), and again since.
-    releases[0]["served"] =
+    releases[1]["served"] =
         json::array({{{"from", "2026-11-23T09:00:05.000Z"}, {"until", "2026-11-23T09:40:12.000Z"}},
                      {{"from", "2026-11-23T10:02:00.000Z"}, {"until", nullptr}}});
     const json vars = {
@@ -299,6 +312,9 @@ Events init_steps() {
     detected.detected = true;
     detected.evidence = {"package.json: \"express\" in dependencies"};
     detected.files = {{"deploy.toml", false}, {"Dockerfile", true}};
+    detected.engine = "container";
+    detected.needs = "this app builds with its Dockerfile: the agent needs a container engine "
+                     "(deploy-agent serve --engine auto|docker|podman)";
     detected.notes = {"the server must listen on process.env.HOST and process.env.PORT"};
     detected.next = {"git init && git add -A && git commit -m 'First commit'",
                      "deployctl deploy --host ssh://USER@SERVER"};
@@ -310,6 +326,8 @@ Events init_steps() {
     chosen.stack = "static files";
     chosen.evidence = {"--template static"};
     chosen.files = {{"deploy.toml", false}};
+    chosen.engine = "any";
+    chosen.needs = "the agent's proxy serves the files itself: any engine will do";
     chosen.next = {"deployctl deploy"};
     return {
         out::Templates{{{"go", "Go: a static binary", {"deploy.toml", "Dockerfile"}},
@@ -334,7 +352,8 @@ Events summaries() {
     rolling.ok = true;
     rolling.exit_code = 0;
     rolling.rows = {{k_a, "v5", "PRODUCTION", "v4", 1900, ""},
-                    {k_b, "v5", "KEPT", "v4", 3400, "kept: --no-rollback"}};
+                    {k_b, "v5", "KEPT", "v4", 3400, "kept: --no-rollback"},
+                    {k_c, "v5", "PRODUCTION", "v5", 40, "already served it: nothing to do"}};
     out::Summary status;
     status.command = "status";
     status.ok = false;
@@ -387,14 +406,14 @@ Events closing() {
 
 // One host, then several: everything a Printer is told, in one go.
 void play_session(out::Printer& p) {
-    for (const auto& event : opening() + deploy_live(k_a) + odd_agent_event(k_a) +
-                                 deploy_failed(k_a) + rollbacks(k_a) + queries(k_a) + init_steps() +
-                                 unreachable(k_a))
+    for (const auto& event : opening() + deploy_live(k_a) + deploy_unchanged(k_a) +
+                                 odd_agent_event(k_a) + deploy_failed(k_a) + rollbacks(k_a) +
+                                 queries(k_a) + init_steps() + unreachable(k_a))
         p.emit(event);
     p.set_several_hosts(true);
-    for (const auto& event : opening() + deploy_live(k_a) + deploy_failed(k_b) + upload_only(k_c) +
-                                 unreachable(k_c) + rollbacks(k_a) + queries(k_b) + summaries() +
-                                 closing())
+    for (const auto& event : opening() + deploy_live(k_a) + deploy_failed(k_b) +
+                                 deploy_unchanged(k_c) + upload_only(k_c) + unreachable(k_c) +
+                                 rollbacks(k_a) + queries(k_b) + summaries() + closing())
         p.emit(event);
 }
 

@@ -1,3 +1,4 @@
+#include <cli/package/deployed_config.hpp>
 #include <cli/package/git_tree.hpp>
 #include <common/hash.hpp>
 
@@ -13,6 +14,8 @@
 #include "temp_dir.hpp"
 
 namespace fs = std::filesystem;
+using cli::package::deployed_config;
+using cli::package::describe_changes;
 using cli::package::Mode;
 using cli::package::package_source;
 using common::EntryKind;
@@ -201,4 +204,100 @@ TEST_CASE("package_source: no repository, no commits") {
         REQUIRE(dirty);
         CHECK(dirty->manifest().entries.size() == 1);
     }
+}
+
+TEST_CASE(
+    "deployed_config: the deploy.toml of the tree deployed, and how the working copy differs") {
+    Repo repo;
+    const std::string committed = "app = \"hello\"\n";
+    auto deployed = [&](Mode mode) {
+        auto tree = package_source(repo.app, mode);
+        REQUIRE_MESSAGE(tree, (tree ? "" : tree.error().message));
+        return deployed_config(repo.app, *tree);
+    };
+
+    SUBCASE("committed and unchanged: no warning, errors name the file") {
+        auto config = deployed(Mode::committed);
+        REQUIRE(config);
+        CHECK(config->text == committed);
+        CHECK_FALSE(config->warning);
+        CHECK(config->source == (repo.app / "deploy.toml").string());
+    }
+    SUBCASE("modified: the committed one, the changed line named, and the fix") {
+        write(repo.app / "deploy.toml", "app = \"other\"\n");
+        auto config = deployed(Mode::committed);
+        REQUIRE(config);
+        CHECK(config->text == committed);
+        REQUIRE(config->warning);
+        CHECK(*config->warning ==
+              (repo.app / "deploy.toml").string() +
+                  " has uncommitted changes (line 1 is `app = \"other\"` (committed: `app = "
+                  "\"hello\"`)); deploying the committed one (commit it, or deploy with --dirty)");
+        CHECK(config->source == "HEAD:app/deploy.toml");
+    }
+    SUBCASE("modified, with --dirty: the working copy, no warning") {
+        write(repo.app / "deploy.toml", "app = \"other\"\n");
+        auto config = deployed(Mode::dirty);
+        REQUIRE(config);
+        CHECK(config->text == "app = \"other\"\n");
+        CHECK_FALSE(config->warning);
+    }
+    SUBCASE("deleted: the committed one, and how to bring it back") {
+        fs::remove(repo.app / "deploy.toml");
+        auto config = deployed(Mode::committed);
+        REQUIRE(config);
+        CHECK(config->text == committed);
+        REQUIRE(config->warning);
+        CHECK(config->warning->find("is deleted in the working copy; deploying the committed one "
+                                    "(git restore ") != std::string::npos);
+    }
+    SUBCASE("deleted, with --dirty: there is none to deploy") {
+        fs::remove(repo.app / "deploy.toml");
+        auto config = deployed(Mode::dirty);
+        REQUIRE_FALSE(config);
+        CHECK(config.error().message.find("no deploy.toml in") != std::string::npos);
+    }
+    SUBCASE("untracked: an error that says to commit it, or --dirty") {
+        REQUIRE(git(repo.root, {"rm", "-q", "--cached", "app/deploy.toml"}));
+        REQUIRE(git(repo.root, {"commit", "-q", "-m", "untrack"}));
+        auto config = deployed(Mode::committed);
+        REQUIRE_FALSE(config);
+        CHECK(common::exit_code(config.error().kind) == 2);
+        CHECK(config.error().message.find("deploy.toml is not committed") != std::string::npos);
+        CHECK(config.error().message.find("git add " + (repo.app / "deploy.toml").string() +
+                                          " && git commit") != std::string::npos);
+        CHECK(config.error().message.find("--dirty") != std::string::npos);
+        auto dirty = deployed(Mode::dirty);
+        REQUIRE(dirty);
+        CHECK(dirty->text == committed);
+    }
+    SUBCASE("ignored by .gitignore, with --dirty: an error that names .gitignore") {
+        REQUIRE(git(repo.root, {"rm", "-q", "--cached", "app/deploy.toml"}));
+        write(repo.root / ".gitignore", "*.log\n.env\ndeploy.toml\n");
+        REQUIRE(git(repo.root, {"commit", "-q", "-am", "ignore it"}));
+        auto config = deployed(Mode::dirty);
+        REQUIRE_FALSE(config);
+        CHECK(config.error().message.find("is ignored by git (.gitignore)") != std::string::npos);
+    }
+    SUBCASE("nowhere: the error of a folder without deploy.toml") {
+        REQUIRE(git(repo.root, {"rm", "-q", "app/deploy.toml"}));
+        REQUIRE(git(repo.root, {"commit", "-q", "-m", "no config"}));
+        auto config = deployed(Mode::committed);
+        REQUIRE_FALSE(config);
+        CHECK(config.error().message.find("no deploy.toml in") != std::string::npos);
+    }
+}
+
+TEST_CASE("describe_changes names the lines that differ, at most two") {
+    CHECK(describe_changes("a\nb\n", "a\nb\n").empty());
+    CHECK(describe_changes("a\nkeep = 5\nc\n", "a\nkeep = 3\nc\n") ==
+          "line 2 is `keep = 3` (committed: `keep = 5`)");
+    CHECK(describe_changes("a\nc\n", "a\nb\nc\n") == "line 2 added: `b`");
+    CHECK(describe_changes("a\nb\nc\n", "a\nc\n") == "committed line 2 removed: `b`");
+    CHECK(describe_changes("a\nb\n", "a\n\nb\n") == "line 2 added: (blank)");
+    CHECK(describe_changes("1\n2\n3\n4\n", "x\n2\ny\n4\nz\n") ==
+          "line 1 is `x` (committed: `1`); line 3 is `y` (committed: `3`); and 1 more line "
+          "differs");
+    CHECK(describe_changes("a\n", "  " + std::string(100, 'x') + "  \n") ==
+          "line 1 is `" + std::string(60, 'x') + "…` (committed: `a`)");
 }
