@@ -129,6 +129,8 @@ Response release_taken_response(ApiContext& context, const std::string& app,
         answer = json_response(409, body);
     }
     return answer;
+}
+
 // The app's PRODUCTION release when it was made from this very tree and deploy.toml
 // (equal digests, computed as create_deployment records them): deploying them again
 // would change nothing. Environment variables set since are not compared.

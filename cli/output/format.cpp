@@ -81,6 +81,8 @@ std::string served_text(const nlohmann::json& release) {
     if (!since.empty())
         text += (text.empty() ? "" : ", ") + since;
     return text;
+}
+
 bool json_true(const nlohmann::json& object, const char* key) {
     if (!object.is_object())
         return false;
