@@ -9,6 +9,8 @@
 
 #include <thread>
 
+#include <unistd.h>
+
 namespace agent {
 
 namespace fs = std::filesystem;
@@ -264,19 +266,42 @@ std::vector<std::string_view> last_lines(std::string_view text, std::size_t coun
     return lines;
 }
 
+// Whether a process other than this one has `file` open: the app's writer
+// (log-redact, `docker logs --follow`) until it has copied the last lines.
+bool written_by_another_process(const fs::path& file) {
+    std::error_code ec;
+    const auto target = fs::canonical(file, ec);
+    if (ec)
+        return false;
+    const std::string self = std::to_string(::getpid());
+    for (const auto& proc : fs::directory_iterator("/proc", ec)) {
+        const auto pid = proc.path().filename().string();
+        if (pid == self || pid.find_first_not_of("0123456789") != std::string::npos)
+            continue;
+        std::error_code fd_ec;
+        for (const auto& fd : fs::directory_iterator(proc.path() / "fd", fd_ec)) {
+            std::error_code link_ec;
+            if (fs::read_symlink(fd.path(), link_ec) == target)
+                return true;
+        }
+    }
+    return false;
+}
+
 } // namespace
 
 void Engine::show_startup_output(const std::string& app, const std::string& id, std::uintmax_t from,
                                  const EventLog& events) {
     const auto file = m_options.data_dir.app_log(app, id);
-    // The app's writer (log-redact, or the container's log pump) may still
-    // be copying its last lines: wait until the file stops growing.
+    // The app is stopped, but its writer (log-redact, or the container's log
+    // pump) may still be copying its last lines: wait (3 s at most) until no
+    // other process has the file open, and it stopped growing.
     std::error_code ec;
     std::uintmax_t size = fs::file_size(file, ec);
-    for (int quiet = 0, waited = 0; quiet < 2 && waited < 20; ++waited) {
+    for (int quiet = 0, waited = 0; quiet < 2 && waited < 60; ++waited) {
         std::this_thread::sleep_for(std::chrono::milliseconds(50));
         auto now = fs::file_size(file, ec);
-        quiet = !ec && now == size ? quiet + 1 : 0;
+        quiet = !ec && now == size && !written_by_another_process(file) ? quiet + 1 : 0;
         size = ec ? 0 : now;
     }
     std::string text;

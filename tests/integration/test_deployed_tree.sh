@@ -120,7 +120,7 @@ a_count=$(count_on "$A_URL")
 assert_exit 0 dc deploy
 assert_match "$OUT" "\[$A_URL\] ==> v7 already serves [0-9a-f]{7}; nothing to do" "fleet: a says it already serves it"
 assert_match "$OUT" "^$A_URL +v7 +PRODUCTION .*already served it: nothing to do" "fleet: a's summary row"
-assert_match "$OUT" "^$B_URL +v1 +PRODUCTION " "fleet: b deployed v1 (summary row)"
+assert_match "$OUT" "^$B_URL +v8 +PRODUCTION " "fleet: b deployed v8, the fleet's next id (summary row)"
 assert_contains "$OUT" "2 of 2 hosts live" "fleet: both hosts live"
 assert_eq "$a_count" "$(count_on "$A_URL")" "fleet: no release created on a"
 assert_eq 1 "$(count_on "$B_URL")" "fleet: one release on b"
@@ -129,7 +129,7 @@ expect_serving $APP "hello from 3" "fleet: b serves version 3" "$B_PROXY_PORT"
 
 # Both serve it now: nothing to do anywhere, in --json too.
 assert_exit 0 dc --json deploy
-assert_eq "$(printf '%s\n' "$A_URL v7" "$B_URL v1" | sort | paste -sd' ')" "$(jq -r 'select(.event == "unchanged") | "\(.host) \(.release)"' <<<"$OUT" | sort | paste -sd' ')" \
+assert_eq "$(printf '%s\n' "$A_URL v7" "$B_URL v8" | sort | paste -sd' ')" "$(jq -r 'select(.event == "unchanged") | "\(.host) \(.release)"' <<<"$OUT" | sort | paste -sd' ')" \
     "fleet --json: an unchanged event from each host"
 assert_jq "$(jq -c 'select(.event == "summary")' <<<"$OUT")" \
     '.ok and ([.hosts[] | select(.state == "PRODUCTION" and (.note | test("nothing to do")))] | length == 2)' \
@@ -138,6 +138,7 @@ assert_eq "$a_count 1" "$(count_on "$A_URL") $(count_on "$B_URL")" "fleet: still
 
 # --force deploys on both.
 assert_exit 0 dc deploy --force
-assert_eq "v8 v2" "$(prod_on "$A_URL") $(prod_on "$B_URL")" "fleet --force: a new release on each host"
+# One id for the fleet: the highest next id of the two (b had v8, a's next is v8 too).
+assert_eq "v9 v9" "$(prod_on "$A_URL") $(prod_on "$B_URL")" "fleet --force: a new release on each host, with one id"
 
 log "all $CHECKS checks passed"

@@ -193,13 +193,17 @@ FIRST_URL=$AGENT_URL FIRST_PROXY=$PROXY_PORT
 start_agent second
 SECOND_URL=$AGENT_URL SECOND_PROXY=$PROXY_PORT
 both() { "$DEPLOYCTL_BIN" -C "$HELLO_REPO" --host "$FIRST_URL" --host "$SECOND_URL" --no-color "$@"; }
+# The first host already serves this tree (nothing to do there); the second gets the
+# fleet's next id, v2.
 assert_exit 0 both deploy
+assert_contains "$OUT" "already serves" "the first host already serves the tree"
 assert_exit 0 both stop
 assert_contains "$OUT" "[$FIRST_URL] ==> Stopped hello" "stop with two hosts: reported for the first"
 assert_contains "$OUT" "[$SECOND_URL] ==> Stopped hello" "stop with two hosts: reported for the second"
 assert_eq "503 503" "$(fetch_code hello / "$FIRST_PROXY") $(fetch_code hello / "$SECOND_PROXY")" "both hosts answer 503"
 assert_exit 0 both apps
-assert_match "$OUT" "\\[$SECOND_URL\\] hello +v1 +stopped" "apps with two hosts: each host's apps"
+assert_match "$OUT" "\\[$FIRST_URL\\] hello +v1 +stopped" "apps with two hosts: the first host's apps"
+assert_match "$OUT" "\\[$SECOND_URL\\] hello +v2 +stopped" "apps with two hosts: the second host's apps"
 assert_exit 0 both start
 assert_eq "hello from 3|hello from 3" "$(fetch hello / "$FIRST_PROXY")|$(fetch hello / "$SECOND_PROXY")" "start serves on both hosts"
 if command -v script >/dev/null; then
