@@ -16,7 +16,7 @@ namespace {
 using common::ErrorKind;
 using common::make_error;
 
-constexpr const char* k_takes_effect = "at the next deploy or rollback";
+constexpr const char* k_takes_effect = "when the app next starts (deployctl restart, deploy --force or rollback)";
 
 Response list_env(ApiContext& context, const Request& request) {
     auto app = app_param(request);

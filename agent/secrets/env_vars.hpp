@@ -5,7 +5,8 @@
 //
 // Precedence: a variable set on the agent wins over deploy.toml [env] of the
 // same name. Values are read when a release starts (deploy, rollback,
-// restart), so a change takes effect at the next deploy or rollback.
+// restart), so a change takes effect when the app next starts (deployctl
+// restart, deploy --force or a rollback).
 
 #include <agent/secrets/envelope.hpp>
 #include <agent/secrets/redact.hpp>

@@ -552,7 +552,7 @@ void HumanPrinter::render(const EnvChanged& e) {
         names += (names.empty() ? "" : ", ") + (name.is_string() ? name.get<std::string>() : "");
     step(host, fmt::format("{} {} for {}; takes effect {}", set ? "Set" : "Unset", names,
                            json_str(answer, "app"),
-                           answer.value("takes_effect", "at the next deploy or rollback")));
+                           answer.value("takes_effect", "when the app next starts (deployctl restart, deploy --force or rollback)")));
 }
 
 void HumanPrinter::render(const Status& e) {

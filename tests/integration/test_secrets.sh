@@ -46,7 +46,7 @@ no_plaintext() {
 set_secret() { printf '%s\n' "$2" | dctl env set --secret "$1"; }
 run set_secret API_TOKEN "$SECRET"
 assert_eq 0 "$RC" "env set --secret API_TOKEN (value on stdin) before the first deploy"
-assert_contains "$OUT" "takes effect at the next deploy" "env set says when it takes effect"
+assert_contains "$OUT" "takes effect when the app next starts (deployctl restart" "env set says when it takes effect"
 assert_exit 0 dctl env set MODE=plain-mode-value
 assert_exit 2 dctl env set PORT=80
 assert_contains "$ERR" "reserved" "PORT is refused as reserved"
@@ -72,6 +72,15 @@ deploy_out=$OUT
 assert_contains "$deploy_out" "build sees: nothing" "the build does not see a secret it does not list"
 assert_eq "$SECRET_SHA" "$(fetch $APP /token.sha)" "the app got the secret (its hash served)"
 assert_eq "plain-mode-value from-toml" "$(fetch $APP /mode)" "the agent's MODE overrides deploy.toml's; TOML_ONLY from deploy.toml"
+# A changed variable reaches the app when it next starts: deployctl restart, no new release.
+assert_exit 0 dctl env set MODE=restarted-mode-value
+assert_eq "plain-mode-value from-toml" "$(fetch $APP /mode)" "env set alone leaves the running app as it was"
+releases_before=$(dctl --json releases | jq length)
+assert_exit 0 dctl restart
+assert_eq "restarted-mode-value from-toml" "$(fetch $APP /mode)" "deployctl restart starts the app with the new value"
+assert_eq "$releases_before" "$(dctl --json releases | jq length)" "restart makes no release"
+assert_exit 0 dctl env set MODE=plain-mode-value
+assert_exit 0 dctl restart
 assert_eq "$(printf '' | sha256sum | cut -d' ' -f1)" "$(fetch $APP /build.sha)" "the build had no API_TOKEN"
 
 app_log=$DATA/apps/$APP/logs/v1.app.log

@@ -285,7 +285,7 @@ Events queries(const std::string& host) {
         out::EnvList{host, json{{"app", "hello"}, {"vars", json::array()}}},
         out::EnvChanged{host, json{{"app", "hello"},
                                    {"set", {"API_KEY", "LOG_LEVEL"}},
-                                   {"takes_effect", "at the next deploy or rollback"}}},
+                                   {"takes_effect", "when the app next starts (deployctl restart, deploy --force or rollback)"}}},
         out::EnvChanged{host, json{{"app", "hello"}, {"unset", {"LOG_LEVEL"}}}},
         out::Agent{host, false, json{{"version", "0.1.0"}}},
         out::Agent{host, true, info},
