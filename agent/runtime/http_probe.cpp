@@ -72,11 +72,12 @@ bool send_all(int fd, const std::string& data, Clock::time_point deadline) {
     return true;
 }
 
-// Reads until the status line is complete, the peer closes or the deadline.
-std::string read_status_line(int fd, Clock::time_point deadline) {
+// Reads until `done(data)`, `limit` bytes, the peer closes or the deadline.
+template <typename Done>
+std::string read_until(int fd, Clock::time_point deadline, std::size_t limit, Done done) {
     std::string data;
-    char buffer[512];
-    while (data.find('\n') == std::string::npos && data.size() < 4096) {
+    char buffer[1024];
+    while (!done(data) && data.size() < limit) {
         if (!wait_for(fd, POLLIN, deadline))
             break;
         ssize_t n = recv(fd, buffer, sizeof buffer, 0);
@@ -85,6 +86,14 @@ std::string read_status_line(int fd, Clock::time_point deadline) {
         else if (n == 0 || (errno != EAGAIN && errno != EINTR))
             break;
     }
+    return data;
+}
+
+// Reads until the status line is complete, the peer closes or the deadline.
+std::string read_status_line(int fd, Clock::time_point deadline) {
+    auto data = read_until(fd, deadline, 4096, [](const std::string& data) {
+        return data.find('\n') != std::string::npos;
+    });
     return data.substr(0, data.find('\r'));
 }
 
@@ -103,18 +112,9 @@ ProbeResult parse_status(const std::string& line) {
 
 // Reads until the end of the header (a blank line), the peer closes or the deadline.
 std::string read_header(int fd, Clock::time_point deadline) {
-    std::string data;
-    char buffer[1024];
-    while (data.find("\r\n\r\n") == std::string::npos && data.size() < 65536) {
-        if (!wait_for(fd, POLLIN, deadline))
-            break;
-        ssize_t n = recv(fd, buffer, sizeof buffer, 0);
-        if (n > 0)
-            data.append(buffer, static_cast<std::size_t>(n));
-        else if (n == 0 || (errno != EAGAIN && errno != EINTR))
-            break;
-    }
-    return data;
+    return read_until(fd, deadline, 65536, [](const std::string& data) {
+        return data.find("\r\n\r\n") != std::string::npos;
+    });
 }
 
 std::string trim(std::string_view text) {
