@@ -65,9 +65,12 @@ class ProcessRuntime final : public Runtime {
     std::optional<std::string> exited(const ReleaseRef&, const AppProcess& process) override {
         if (auto status = reap_if_exited(process.pid))
             return "app exited with " + *status + " while starting";
-        if (!process_matches(process.pid, process.start))
-            return std::string("app exited while starting");
-        return std::nullopt;
+        if (process_matches(process.pid, process.start))
+            return std::nullopt;
+        // It exited since the first look (a zombie does not match): its status now.
+        if (auto status = reap_if_exited(process.pid))
+            return "app exited with " + *status + " while starting";
+        return std::string("app exited while starting");
     }
 
     bool alive(const AppProcess& process) const override {
