@@ -9,18 +9,27 @@
 source "$(dirname "$0")/lib.sh"
 require_binaries
 
-# hold_port PORT: another program listens on 127.0.0.1:PORT; sets HOLDER_PID.
+# hold_port: another program listens on a free port of 127.0.0.1; sets HELD (the port)
+# and HOLDER_PID. Another test may take the port between free_port and the bind: then
+# the holder exits, and another port is tried.
 hold_port() {
-    python3 -c '
+    local try
+    for try in 1 2 3 4 5; do
+        HELD=$(free_port)
+        python3 -c '
 import socket, sys, time
 s = socket.socket()
 s.bind(("127.0.0.1", int(sys.argv[1])))
 s.listen(8)
 time.sleep(120)
-' "$1" &
-    HOLDER_PID=$!
-    disown "$HOLDER_PID"
-    wait_until 5 port_in_use "$1" || fail "a listener holds port $1"
+' "$HELD" 2>/dev/null &
+        HOLDER_PID=$!
+        disown "$HOLDER_PID"
+        holding() { port_in_use "$HELD" || ! kill -0 "$HOLDER_PID" 2>/dev/null; }
+        wait_until 10 holding
+        kill -0 "$HOLDER_PID" 2>/dev/null && port_in_use "$HELD" && return 0
+    done
+    fail "a listener holds a port (5 tries)"
 }
 
 # start_failing NAME ARGS...: runs `deploy-agent serve` on its own data dir,
@@ -62,8 +71,7 @@ expect_refused() {
 
 # ---------------------------------------------------------------- the proxy's port
 
-HELD=$(free_port)
-hold_port "$HELD"
+hold_port
 start_failing proxy-held --listen "127.0.0.1:$(free_port)" --proxy-listen "127.0.0.1:$HELD"
 expect_refused "proxy port held" deploy-proxy "--proxy-listen or [proxy] listen in agent.toml"
 
@@ -71,8 +79,7 @@ expect_refused "proxy port held" deploy-proxy "--proxy-listen or [proxy] listen 
 
 make_test_ca "$TEST_TMP/pki"
 issue_cert shop "DNS:shop.startup.test" 1001
-HELD=$(free_port)
-hold_port "$HELD"
+hold_port
 printf '[proxy]\nhttps_listen = "127.0.0.1:%s"\n[[proxy.certificates]]\ncert = "%s"\nkey = "%s"\n' \
     "$HELD" "$PKI/shop.crt" "$PKI/shop.key" >"$TEST_TMP/https.toml"
 start_failing https-held --config "$TEST_TMP/https.toml" --listen "127.0.0.1:$(free_port)" \
@@ -81,8 +88,7 @@ expect_refused "HTTPS port held" deploy-proxy "[proxy] https_listen in agent.tom
 
 # ---------------------------------------------------------------- the API's port
 
-HELD=$(free_port)
-hold_port "$HELD"
+hold_port
 start_failing api-held --listen "127.0.0.1:$HELD" --proxy-listen "127.0.0.1:$(free_port)"
 expect_refused "API port held" "the API" "--listen or listen in agent.toml"
 
