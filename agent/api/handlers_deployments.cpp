@@ -131,10 +131,11 @@ Response release_taken_response(ApiContext& context, const std::string& app,
     return answer;
 }
 
-// The app's PRODUCTION release when it was made from this very tree and deploy.toml
-// (equal digests, computed as create_deployment records them): deploying them again
-// would change nothing. Environment variables set since are not compared.
-std::optional<ReleaseInfo> serving_same(Service& service, const NewDeployment& deployment) {
+// The answer to a deployment of the very tree and deploy.toml the app's PRODUCTION
+// release was made from (equal digests, computed as create_deployment records them):
+// that release, "unchanged", and the app's URL; deploying them again would change
+// nothing. Environment variables set since are not compared.
+std::optional<json> serving_same(Service& service, const NewDeployment& deployment) {
     auto status = service.status(deployment.app);
     // A stopped app is started again by a deploy, so that one is never a no-op.
     if (!status || !status->production || status->state == "stopped")
@@ -143,8 +144,13 @@ std::optional<ReleaseInfo> serving_same(Service& service, const NewDeployment& d
     const auto config_digest = common::sha256_hex(deployment.config_text);
     for (const auto& release : status->releases)
         if (release.id == *status->production && !release.tree_digest.empty() &&
-            release.tree_digest == tree_digest && release.config_digest == config_digest)
-            return release;
+            release.tree_digest == tree_digest && release.config_digest == config_digest) {
+            auto answer = release_to_json(release);
+            answer["release"] = release.id;
+            answer["unchanged"] = true;
+            answer["url"] = status->url;
+            return answer;
+        }
     return std::nullopt;
 }
 
@@ -159,14 +165,8 @@ Response create(ApiContext& context, const Request& request) {
         return missing_blobs_response(missing);
     const std::string requested = deployment->release;
     if (!deployment->force)
-        if (auto serving = serving_same(context.service, *deployment)) {
-            auto answer = release_to_json(*serving);
-            answer["release"] = serving->id;
-            answer["unchanged"] = true;
-            if (auto status = context.service.status(*app))
-                answer["url"] = status->url;
-            return json_response(200, answer);
-        }
+        if (auto unchanged = serving_same(context.service, *deployment))
+            return json_response(200, *unchanged);
     auto release = context.service.create_deployment(std::move(*deployment));
     if (!release && !requested.empty() && release.error().kind == ErrorKind::refused)
         return release_taken_response(context, *app, release.error());
