@@ -12,7 +12,9 @@
 #include <cerrno>
 #include <condition_variable>
 #include <cstring>
+#include <arpa/inet.h>
 #include <mutex>
+#include <netinet/in.h>
 #include <set>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -64,8 +66,30 @@ static void refuse_busy(int fd) {
     ::close(fd);
 }
 
+// The client's IP address as text ("" when it cannot be read).
+static std::string peer_address(int fd) {
+    sockaddr_storage address{};
+    socklen_t length = sizeof address;
+    if (::getpeername(fd, reinterpret_cast<sockaddr*>(&address), &length) != 0)
+        return {};
+    char text[INET6_ADDRSTRLEN] = {};
+    if (address.ss_family == AF_INET)
+        ::inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(&address)->sin_addr, text,
+                    sizeof text);
+    else if (address.ss_family == AF_INET6) {
+        const auto& in6 = reinterpret_cast<sockaddr_in6*>(&address)->sin6_addr;
+        if (IN6_IS_ADDR_V4MAPPED(&in6)) // "::ffff:10.0.0.1" is 10.0.0.1
+            ::inet_ntop(AF_INET, &in6.s6_addr[12], text, sizeof text);
+        else
+            ::inet_ntop(AF_INET6, &in6, text, sizeof text);
+    }
+    return text;
+}
+
 void Server::Impl::serve(int fd) {
-    const Peer peer = unix_fd >= 0 ? unix_peer(fd) : Peer{};
+    Peer peer = unix_fd >= 0 ? unix_peer(fd) : Peer{};
+    if (unix_fd < 0)
+        peer.address = peer_address(fd);
     if (tls)
         serve_tls_connection(fd, *tls, router, options, peer);
     else
