@@ -103,6 +103,18 @@ std::optional<Response> AuthGate::admit(Request& request, const Route* route,
     return std::nullopt;
 }
 
+bool AuthGate::authenticates(std::string_view authorization) {
+    const auto token = bearer_token(authorization);
+    if (token.empty() || !auth::parse_token(token))
+        return false;
+    const auto found = m_store.verify(token);
+    if (!found || !*found)
+        return false;
+    const auto decision = auth::decide(**found, auth::Need{Scope::read, {}, false},
+                                       auth::format_time(std::chrono::system_clock::now()));
+    return decision.verdict != auth::Verdict::unauthorized;
+}
+
 void AuthGate::record(const Request& request, const Response& response) {
     if (is_read_only(request.method))
         return;

@@ -25,6 +25,7 @@ class AuthGate final : public RequestGate {
 
     std::optional<Response> admit(Request& request, const Route* route,
                                   std::string_view authorization) override;
+    bool authenticates(std::string_view authorization) override;
     void record(const Request& request, const Response& response) override;
 
   private:

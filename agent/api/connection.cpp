@@ -1,4 +1,5 @@
 #include <agent/api/connection.hpp>
+#include <agent/api/connection_impl.hpp>
 #include <agent/api/errors.hpp>
 #include <agent/api/tls.hpp>
 #include <common/log.hpp>
@@ -37,60 +38,8 @@ tcp protocol_of(int fd) {
     return tcp::v4();
 }
 
-// The socket as Beast's sync stream, with a deadline for each read: Asio's
-// blocking reads ignore SO_RCVTIMEO, so wait with poll() before reading. A TLS
-// stream is layered on top of it, so that the handshake and every record read
-// have the deadline too: OpenSSL only reads from here when the bytes it holds
-// (already decrypted, SSL_pending) do not complete what was asked for.
-class DeadlineSocket {
-  public:
-    using executor_type = tcp::socket::executor_type;
-    using lowest_layer_type = tcp::socket::lowest_layer_type;
-
-    DeadlineSocket(tcp::socket& socket, std::chrono::milliseconds idle)
-        : m_socket(socket), m_idle(idle) {}
-    executor_type get_executor() { return m_socket.get_executor(); }
-    lowest_layer_type& lowest_layer() { return m_socket.lowest_layer(); }
-    int native_handle() { return m_socket.native_handle(); }
-    // Until clear_deadline(), reads also stop at `deadline` (the TLS handshake).
-    void set_deadline(std::chrono::steady_clock::time_point deadline) { m_deadline = deadline; }
-    void clear_deadline() { m_deadline.reset(); }
-
-    template <class Buffers> std::size_t read_some(const Buffers& buffers) {
-        beast::error_code ec;
-        const auto n = read_some(buffers, ec);
-        if (ec)
-            throw beast::system_error(ec);
-        return n;
-    }
-    template <class Buffers> std::size_t read_some(const Buffers& buffers, beast::error_code& ec) {
-        auto wait = m_idle;
-        if (m_deadline)
-            wait = std::max(std::chrono::milliseconds(0),
-                            std::min(wait, std::chrono::duration_cast<std::chrono::milliseconds>(
-                                               *m_deadline - std::chrono::steady_clock::now())));
-        pollfd p{m_socket.native_handle(), POLLIN, 0};
-        const int ready = ::poll(&p, 1, static_cast<int>(wait.count()));
-        if (ready == 0) {
-            ec = net::error::timed_out;
-            return 0;
-        }
-        return m_socket.read_some(buffers, ec);
-    }
-    template <class Buffers> std::size_t write_some(const Buffers& buffers) {
-        return m_socket.write_some(buffers);
-    }
-    template <class Buffers> std::size_t write_some(const Buffers& buffers, beast::error_code& ec) {
-        return m_socket.write_some(buffers, ec);
-    }
-
-  private:
-    tcp::socket& m_socket;
-    std::chrono::milliseconds m_idle;
-    std::optional<std::chrono::steady_clock::time_point> m_deadline;
-};
-
-using TlsStream = ssl::stream<DeadlineSocket>;
+DeadlineSocket& layer_of(DeadlineSocket& stream) { return stream; }
+DeadlineSocket& layer_of(TlsStream& stream) { return stream.next_layer(); }
 
 // Writes NDJSON lines as HTTP chunks.
 template <class Stream> class ChunkSink : public StreamSink {
@@ -135,12 +84,18 @@ template <class Stream> class ChunkSink : public StreamSink {
 // Stream: DeadlineSocket (plain) or TlsStream over it; all I/O goes through it.
 template <class Stream> class Connection {
   public:
-    Connection(Stream& stream, int fd, const Router& router, const ConnectionOptions& options,
-               const Peer& peer)
-        : m_stream(stream), m_fd(fd), m_router(router), m_options(options), m_peer(peer) {}
+    Connection(Stream& stream, beast::flat_buffer& buffer, const Router& router,
+               const ConnectionOptions& options, const Peer& peer)
+        : m_stream(stream), m_fd(layer_of(stream).native_handle()), m_router(router),
+          m_options(options), m_peer(peer), m_buffer(buffer) {}
 
-    // Serves one request; false when the connection should close.
-    bool serve_one();
+    // Reads the next request's head; false when the connection should close.
+    bool read_head(HeadParser& header);
+    // Serves the request whose head `header` holds; false when the
+    // connection should close.
+    bool serve(HeadParser& header);
+    // Whether the last request named a verified token.
+    bool authenticated() const { return m_authenticated; }
     // Reads and drops what the client still sends (an unread request body)
     // for a moment, so that closing does not reset the connection before the
     // client has read the answer.
@@ -164,8 +119,9 @@ template <class Stream> class Connection {
     const Router& m_router;
     const ConnectionOptions& m_options;
     const Peer& m_peer;
-    beast::flat_buffer m_buffer;
+    beast::flat_buffer& m_buffer;
     unsigned m_version = 11;
+    bool m_authenticated = false;
     std::optional<Response> m_body_error; // set when a body could not be read
     bool m_unread_body = false;           // closing with a body left unread
 };
@@ -241,6 +197,14 @@ Response too_large(std::uint64_t limit) {
     return error_response(413, "too_large", fmt::format("body is larger than {} bytes", limit));
 }
 
+// A body that keeps less than the minimum rate (or stalls) is cut off: a
+// client sending a byte now and then would otherwise hold its thread.
+Response too_slow(const ConnectionOptions& options) {
+    return error_response(408, "too_slow",
+                          fmt::format("the request body arrived slower than {} bytes/s",
+                                      options.min_body_rate));
+}
+
 template <class Stream>
 bool Connection<Stream>::read_json_body(http::request_parser<http::empty_body>& header,
                                         Request& request, std::uint64_t limit) {
@@ -251,6 +215,10 @@ bool Connection<Stream>::read_json_body(http::request_parser<http::empty_body>& 
         http::read(m_stream, m_buffer, parser, ec);
     if (ec == http::error::body_limit) {
         m_body_error = too_large(limit);
+        return true;
+    }
+    if (ec == net::error::timed_out) {
+        m_body_error = too_slow(m_options);
         return true;
     }
     if (ec)
@@ -279,7 +247,9 @@ bool Connection<Stream>::read_file_body(http::request_parser<http::empty_body>& 
     parser.get().body().close();
     if (ec == http::error::body_limit)
         m_body_error = too_large(limit);
-    return !ec || ec == http::error::body_limit;
+    else if (ec == net::error::timed_out)
+        m_body_error = too_slow(m_options);
+    return !ec || m_body_error;
 }
 
 // The most a route's body may hold: requests that need no body (GET, DELETE)
@@ -299,9 +269,12 @@ bool Connection<Stream>::read_body(http::request_parser<http::empty_body>& heade
     if ((m_body_error = check_length(header, limit)))
         return true; // before "100 Continue"
     send_continue_if_expected(header);
-    if (route.body == BodyKind::file)
-        return read_file_body(header, request);
-    return read_json_body(header, request, limit);
+    auto& layer = layer_of(m_stream);
+    layer.require_rate(m_options.min_body_rate, m_options.body_grace);
+    const bool read = route.body == BodyKind::file ? read_file_body(header, request)
+                                                   : read_json_body(header, request, limit);
+    layer.clear_rate();
+    return read;
 }
 
 template <class Stream>
@@ -340,7 +313,7 @@ template <class Stream> void Connection<Stream>::drain_input() {
     while (dropped < (64u << 20) && std::chrono::steady_clock::now() < deadline) {
         pollfd p{m_fd, POLLIN, 0};
         if (::poll(&p, 1, 200) <= 0)
-            continue;
+            return; // a client that sends nothing more (or slowly) is not waited for
         const auto n = ::recv(m_fd, scratch, sizeof scratch, 0);
         if (n <= 0)
             return;
@@ -355,15 +328,14 @@ Response routing_error(MatchResult result, const std::string& method, const std:
     return error_response(404, "not_found", fmt::format("no such endpoint: {} {}", method, path));
 }
 
-template <class Stream> bool Connection<Stream>::serve_one() {
-    http::request_parser<http::empty_body> header;
-    // Each route sets its own limit once it is known. (Not boost::none: Boost
-    // 1.74 compares a Content-Length against an empty optional as "greater".)
-    header.body_limit(std::numeric_limits<std::uint64_t>::max());
+template <class Stream> bool Connection<Stream>::read_head(HeadParser& header) {
+    prepare_head_parser(header);
     beast::error_code ec;
     http::read_header(m_stream, m_buffer, header, ec);
-    if (ec)
-        return false; // closed by the client, shut down, or garbage
+    return !ec; // closed by the client, shut down, or garbage
+}
+
+template <class Stream> bool Connection<Stream>::serve(HeadParser& header) {
     m_version = header.get().version();
     const bool keep_alive = header.get().keep_alive();
     const std::string target(header.get().target());
@@ -380,6 +352,7 @@ template <class Stream> bool Connection<Stream>::serve_one() {
     if (route)
         request.params = std::move(match.params);
     m_unread_body = !header.is_done();
+    m_authenticated = false;
     if (m_options.gate) {
         // Before any of the body is read: a refused upload writes nothing.
         const auto authorization = header.get()[http::field::authorization];
@@ -387,6 +360,7 @@ template <class Stream> bool Connection<Stream>::serve_one() {
                 request, route, std::string_view(authorization.data(), authorization.size())))
             return answer(request, *refused, keep_alive && !m_unread_body);
     }
+    m_authenticated = m_peer.unix_socket || !request.peer.token_id.empty();
     if (!route)
         return answer(request, routing_error(match.result, request.method, request.path),
                       keep_alive && !m_unread_body);
@@ -405,7 +379,38 @@ template <class Stream> bool Connection<Stream>::serve_one() {
     return answer(request, response, keep_alive);
 }
 
+template <class Stream>
+RequestOutcome serve_one(Stream& stream, beast::flat_buffer& buffer, HeadParser& header,
+                         const Router& router, const ConnectionOptions& options,
+                         const Peer& peer) {
+    Connection connection(stream, buffer, router, options, peer);
+    RequestOutcome outcome;
+    outcome.keep_open = connection.serve(header);
+    outcome.authenticated = connection.authenticated();
+    if (!outcome.keep_open)
+        connection.drain_input();
+    return outcome;
+}
+
 } // namespace
+
+void prepare_head_parser(HeadParser& parser) {
+    // Each route sets its own limit once it is known. (Not boost::none: Boost
+    // 1.74 compares a Content-Length against an empty optional as "greater".)
+    parser.body_limit(std::numeric_limits<std::uint64_t>::max());
+}
+
+RequestOutcome serve_request(DeadlineSocket& stream, beast::flat_buffer& buffer,
+                             HeadParser& header, const Router& router,
+                             const ConnectionOptions& options, const Peer& peer) {
+    return serve_one(stream, buffer, header, router, options, peer);
+}
+
+RequestOutcome serve_request(TlsStream& stream, beast::flat_buffer& buffer, HeadParser& header,
+                             const Router& router, const ConnectionOptions& options,
+                             const Peer& peer) {
+    return serve_one(stream, buffer, header, router, options, peer);
+}
 
 void serve_connection(int fd, const Router& router, const ConnectionOptions& options,
                       const Peer& peer) {
@@ -413,8 +418,12 @@ void serve_connection(int fd, const Router& router, const ConnectionOptions& opt
     net::io_context context;
     tcp::socket socket(context, protocol_of(fd), fd);
     DeadlineSocket stream(socket, options.idle_timeout);
-    Connection connection(stream, fd, router, options, peer);
-    while (connection.serve_one()) {
+    beast::flat_buffer buffer;
+    Connection connection(stream, buffer, router, options, peer);
+    while (true) {
+        HeadParser header;
+        if (!connection.read_head(header) || !connection.serve(header))
+            break;
     }
     connection.drain_input();
     beast::error_code ec;
@@ -438,8 +447,12 @@ void serve_tls_connection(int fd, ApiCertificate& certificate, const Router& rou
     stream.handshake(ssl::stream_base::server, ec);
     stream.next_layer().clear_deadline();
     if (!ec) {
-        Connection connection(stream, fd, router, options, peer);
-        while (connection.serve_one()) {
+        beast::flat_buffer buffer;
+        Connection connection(stream, buffer, router, options, peer);
+        while (true) {
+            HeadParser header;
+            if (!connection.read_head(header) || !connection.serve(header))
+                break;
         }
         connection.drain_input();
         // Send our close_notify without waiting for the client's.

@@ -21,6 +21,15 @@ struct ConnectionOptions {
     std::chrono::milliseconds idle_timeout{60000};
     // A TLS client must complete its handshake within this.
     std::chrono::milliseconds handshake_timeout{10000};
+    // On TCP (agent/api/server.cpp): a request's whole head, the TLS
+    // handshake included for the first, must arrive within this from the
+    // moment the server waits for it (accept, or the end of the previous
+    // answer); it is not restarted by each byte.
+    std::chrono::milliseconds head_timeout{10000};
+    // A request body must keep this rate on average once body_grace has
+    // passed (else 408 and the connection closes).
+    std::uint64_t min_body_rate = 1024;
+    std::chrono::milliseconds body_grace{10000};
     // Authorizes and records each request; none: every request goes on.
     RequestGate* gate = nullptr;
 };

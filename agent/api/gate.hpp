@@ -18,6 +18,13 @@ class RequestGate {
     // request.peer. `authorization` is the Authorization header ("" if none).
     virtual std::optional<Response> admit(Request& request, const Route* route,
                                           std::string_view authorization) = 0;
+    // Whether `authorization` (the header, "" if none) names a token the gate
+    // accepts, before the route is known: the TCP server serves such requests
+    // from the budget of token holders (agent/api/server.hpp). No side effects.
+    virtual bool authenticates(std::string_view authorization) {
+        (void)authorization;
+        return false;
+    }
     // Called with the answer to every request, admitted or not.
     virtual void record(const Request& request, const Response& response) = 0;
 };
