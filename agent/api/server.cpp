@@ -136,7 +136,7 @@ struct Server::Impl {
     void read_head(const SessionPtr& s);
     void on_head(const SessionPtr& s, beast::error_code ec);
     void hand_over(const SessionPtr& s, bool trusted);
-    void refuse_busy(const SessionPtr& s);
+    void refuse_busy(const SessionPtr& s, bool trusted);
     void enter(Session& s, Waiting where);
     void leave(Session& s);
     void evict_for(const std::string& address);
@@ -304,7 +304,7 @@ void Server::Impl::hand_over(const SessionPtr& s, bool trusted) {
         std::lock_guard lock(mutex);
         auto& used = trusted ? workers : anonymous_workers;
         if (used >= (trusted ? limits.max_workers : limits.max_anonymous_workers)) {
-            refuse_busy(s);
+            refuse_busy(s, trusted);
             return;
         }
         ++used;
@@ -325,21 +325,22 @@ void Server::Impl::hand_over(const SessionPtr& s, bool trusted) {
             --(trusted ? workers : anonymous_workers);
             connections.erase(fd);
         }
-        refuse_busy(s);
+        refuse_busy(s, trusted);
     }
 }
 
 // Past a budget: a plain 503 (over TLS too), then the connection closes.
-void Server::Impl::refuse_busy(const SessionPtr& s) {
+void Server::Impl::refuse_busy(const SessionPtr& s, bool trusted) {
     ++busy;
     static std::atomic<std::int64_t> last_logged{0};
     const auto now =
         std::chrono::duration_cast<std::chrono::seconds>(Clock::now().time_since_epoch()).count();
     if (now - last_logged.exchange(now) >= 60)
         common::log_warn(fmt::format(
-            "API busy: a request from {} got 503 ({} requests served, {} without a token; "
-            "{} refused so far)",
-            s->peer.address, limits.max_workers, limits.max_anonymous_workers, busy.load()));
+            "API busy: 503 to a request from {}: all {} threads for requests {} are in use "
+            "({} refused so far)",
+            s->peer.address, trusted ? limits.max_workers : limits.max_anonymous_workers,
+            trusted ? "of token holders" : "without a token", busy.load()));
     s->timer.expires_after(std::chrono::seconds(2));
     s->timer.async_wait([s](boost::system::error_code ec) {
         if (!ec)
