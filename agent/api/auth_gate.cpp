@@ -107,10 +107,10 @@ bool AuthGate::authenticates(std::string_view authorization) {
     const auto token = bearer_token(authorization);
     if (token.empty() || !auth::parse_token(token))
         return false;
-    const auto found = m_store.verify(token);
-    if (!found || !*found)
+    const auto found = m_store.recognize(token);
+    if (!found)
         return false;
-    const auto decision = auth::decide(**found, auth::Need{Scope::read, {}, false},
+    const auto decision = auth::decide(*found, auth::Need{Scope::read, {}, false},
                                        auth::format_time(std::chrono::system_clock::now()));
     return decision.verdict != auth::Verdict::unauthorized;
 }

@@ -96,6 +96,8 @@ template <class Stream> class Connection {
     bool serve(HeadParser& header);
     // Whether the last request named a verified token.
     bool authenticated() const { return m_authenticated; }
+    // Whether the client may still be sending a body nobody read.
+    bool unread_body() const { return m_unread_body; }
     // Reads and drops what the client still sends (an unread request body)
     // for a moment, so that closing does not reset the connection before the
     // client has read the answer.
@@ -387,8 +389,7 @@ RequestOutcome serve_one(Stream& stream, beast::flat_buffer& buffer, HeadParser&
     RequestOutcome outcome;
     outcome.keep_open = connection.serve(header);
     outcome.authenticated = connection.authenticated();
-    if (!outcome.keep_open)
-        connection.drain_input();
+    outcome.unread_body = !outcome.keep_open && connection.unread_body();
     return outcome;
 }
 

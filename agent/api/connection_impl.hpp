@@ -122,11 +122,13 @@ using HeadParser = detail::http::request_parser<detail::http::empty_body>;
 struct RequestOutcome {
     bool keep_open = false;     // another request may follow on this connection
     bool authenticated = false; // the request named a verified token (or came on the unix socket)
+    bool unread_body = false;   // closing: the client may still be sending a body nobody read
 };
 
 // Serves the request whose head `header` holds (read into `buffer`, which
 // may hold more), body, handler and answer included. When the connection is
-// not kept open, what the client still sends of an unread body is drained.
+// not kept open and a body was left unread, the caller drains it (so that
+// closing does not reset the connection before the client read the answer).
 RequestOutcome serve_request(DeadlineSocket& stream, detail::beast::flat_buffer& buffer,
                              HeadParser& header, const Router& router,
                              const ConnectionOptions& options, const Peer& peer);

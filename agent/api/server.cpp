@@ -21,6 +21,7 @@
 #include <cerrno>
 #include <condition_variable>
 #include <cstring>
+#include <functional>
 #include <list>
 #include <map>
 #include <mutex>
@@ -137,6 +138,7 @@ struct Server::Impl {
     void on_head(const SessionPtr& s, beast::error_code ec);
     void hand_over(const SessionPtr& s, bool trusted);
     void refuse_busy(const SessionPtr& s, bool trusted);
+    void drain(const SessionPtr& s);
     void enter(Session& s, Waiting where);
     void leave(Session& s);
     void evict_for(const std::string& address);
@@ -168,7 +170,15 @@ struct Server::Impl {
     std::size_t workers = 0, anonymous_workers = 0;
     std::atomic<std::uint64_t> evicted{0}, timed_out{0}, busy{0};
     std::atomic<std::size_t> pending_count{0}, idle_trusted_count{0};
+    std::size_t draining = 0; // front door only
 };
+
+// Connections closing while their client may still send an unread body:
+// drained by the front door for at most this long each, this many at once.
+constexpr auto k_drain_time = std::chrono::seconds(2);
+constexpr auto k_drain_pause = std::chrono::milliseconds(200);
+constexpr std::size_t k_max_draining = 256;
+constexpr std::uint64_t k_max_drained = 64u << 20;
 
 // --- the TCP front door ---------------------------------------------------
 
@@ -361,11 +371,12 @@ void Server::Impl::served(const SessionPtr& s, bool trusted, RequestOutcome outc
         SSL_set_shutdown(s->tls->native_handle(), SSL_RECEIVED_SHUTDOWN);
         s->tls->shutdown(ec);
     }
+    const bool drain_it = !keep && outcome.unread_body && !stopping;
     {
         std::lock_guard lock(mutex);
         --(trusted ? workers : anonymous_workers);
         connections.erase(s->socket.native_handle());
-        if (!keep) {
+        if (!keep && !drain_it) {
             boost::system::error_code ec;
             s->socket.close(ec); // under the lock: stop() never shuts down a reused descriptor
         }
@@ -378,6 +389,49 @@ void Server::Impl::served(const SessionPtr& s, bool trusted, RequestOutcome outc
             else
                 await_head(s);
         });
+    else if (drain_it) // the thread is free at once; the front door drains
+        net::post(context, [this, s] { drain(s); });
+}
+
+// Reads and drops what the client still sends of a body nobody read, until
+// it stops (closes, or pauses k_drain_pause), for at most k_drain_time, so
+// that closing does not reset the connection before the client has read the
+// answer. Over TLS the dropped bytes are records nobody decrypts.
+void Server::Impl::drain(const SessionPtr& s) {
+    if (stopping || draining >= k_max_draining) {
+        s->close();
+        return;
+    }
+    ++draining;
+    boost::system::error_code ec;
+    s->socket.shutdown(tcp::socket::shutdown_send, ec);
+    struct Drained {
+        Clock::time_point until = Clock::now() + k_drain_time;
+        std::uint64_t bytes = 0;
+        char scratch[16384];
+    };
+    auto state = std::make_shared<Drained>();
+    auto next = std::make_shared<std::function<void()>>();
+    *next = [this, s, state, next] {
+        s->timer.expires_at(std::min(state->until, Clock::now() + k_drain_pause));
+        s->timer.async_wait([s](boost::system::error_code waited) {
+            if (!waited)
+                s->close();
+        });
+        s->socket.async_read_some(
+            net::buffer(state->scratch),
+            [this, s, state, next](boost::system::error_code read, std::size_t n) {
+                state->bytes += n;
+                if (read || state->bytes > k_max_drained || Clock::now() >= state->until) {
+                    s->close();
+                    --draining;
+                    *next = nullptr; // breaks the cycle
+                    return;
+                }
+                (*next)();
+            });
+    };
+    (*next)();
 }
 
 void Server::Impl::enter(Session& s, Waiting where) {

@@ -70,13 +70,16 @@ common::Result<TokenRequest> make_token_request(std::string name, std::string ap
     return request;
 }
 
-AuthStore::AuthStore(std::unique_ptr<sqlite::Database> db) : m_db(std::move(db)) {}
+AuthStore::AuthStore(std::unique_ptr<sqlite::Database> db,
+                     std::unique_ptr<sqlite::Database> reader)
+    : m_db(std::move(db)), m_reader(std::move(reader)) {}
 AuthStore::~AuthStore() = default;
 
 common::Result<std::unique_ptr<AuthStore>> AuthStore::open(const std::filesystem::path& db_path) {
     TRY_ASSIGN(auto db, sqlite::Database::open(db_path));
     TRY(schema::migrate(*db));
-    return std::unique_ptr<AuthStore>(new AuthStore(std::move(db)));
+    TRY_ASSIGN(auto reader, sqlite::Database::open(db_path));
+    return std::unique_ptr<AuthStore>(new AuthStore(std::move(db), std::move(reader)));
 }
 
 common::Result<CreatedToken> AuthStore::create(const TokenRequest& request) {
@@ -152,6 +155,22 @@ common::Result<std::optional<TokenInfo>> AuthStore::verify(std::string_view toke
         info.last_used_at = current;
     }
     return std::optional<TokenInfo>{std::move(info)};
+}
+
+std::optional<TokenInfo> AuthStore::recognize(std::string_view token) {
+    const auto parts = parse_token(token);
+    if (!parts)
+        return std::nullopt;
+    std::lock_guard lock(m_reader_mutex);
+    auto query = m_reader->prepare(
+        fmt::format("SELECT {}, secret_hash FROM api_tokens WHERE id = ?", k_token_columns));
+    if (!query)
+        return std::nullopt;
+    query->bind(parts->id);
+    const auto found = query->step();
+    if (!found || !*found || !secret_matches(parts->secret, query->text(8)))
+        return std::nullopt;
+    return read_token(*query);
 }
 
 common::Result<std::int64_t> AuthStore::count() {

@@ -297,3 +297,36 @@ TEST_CASE("front door: a token holder's keep-alive connection waits without a th
     CHECK(read_until_closed(fd).find("pong") != std::string::npos);
     ::close(fd);
 }
+
+TEST_CASE("front door: a refused request's unread body is drained without holding a thread") {
+    FrontDoor door({});
+    const int fd = door.connect();
+    send_all(fd, request("POST", "/v1/echo",
+                         "Content-Type: application/json\r\nContent-Length: 100000\r\n") +
+                     std::string(20000, ' '));
+    std::string answer;
+    char buffer[4096];
+    while (answer.find("\r\n\r\n") == std::string::npos) {
+        const auto n = ::recv(fd, buffer, sizeof buffer, 0);
+        REQUIRE(n > 0);
+        answer.append(buffer, static_cast<std::size_t>(n));
+    }
+    CHECK(answer.rfind("HTTP/1.1 401", 0) == 0);
+    // The client keeps sending its body; no thread waits for it.
+    send_all(fd, std::string(20000, ' '));
+    const auto freed = [&] {
+        for (int i = 0; i < 100; ++i, std::this_thread::sleep_for(10ms))
+            if (door.server->counts().anonymous_workers == 0)
+                return true;
+        return false;
+    };
+    CHECK(freed());
+    // It pauses: the agent closes without a reset (end of stream, not ECONNRESET).
+    const auto started = Clock::now();
+    ssize_t n = 0;
+    while ((n = ::recv(fd, buffer, sizeof buffer, 0)) > 0) {
+    }
+    CHECK(n == 0);
+    CHECK(Clock::now() - started < 1500ms);
+    ::close(fd);
+}
