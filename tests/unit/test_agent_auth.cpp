@@ -212,6 +212,18 @@ TEST_CASE("the token table stores hashes, verifies, revokes at once and counts")
     CHECK_FALSE(*(*store)->verify(wrong));
     CHECK_FALSE(*(*store)->verify("dpa_nonsense"));
 
+    // recognize: the same answer, on its own connection, even while another
+    // connection holds the write lock.
+    auto writer = agent::sqlite::Database::open(dir.path() / "state.db");
+    REQUIRE(writer);
+    REQUIRE((*writer)->exec("BEGIN IMMEDIATE"));
+    const auto recognized = (*store)->recognize(created->token);
+    REQUIRE(recognized);
+    CHECK(recognized->id == created->info.id);
+    CHECK_FALSE((*store)->recognize(wrong));
+    CHECK_FALSE((*store)->recognize("dpa_nonsense"));
+    REQUIRE((*writer)->exec("ROLLBACK"));
+
     SUBCASE("the database never holds the secret") {
         auto db = agent::sqlite::Database::open(dir.path() / "state.db");
         REQUIRE(db);
