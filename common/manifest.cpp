@@ -1,5 +1,6 @@
 #include <common/hash.hpp>
 #include <common/manifest.hpp>
+#include <common/storable_path.hpp>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -80,9 +81,31 @@ std::optional<std::string> symlink_on_the_way(const std::string& link_path, std:
     return std::nullopt;
 }
 
-Status validate_entry(const ManifestEntry& entry) {
+// A path (or a symlink's target) the store cannot keep faithfully, refused before any
+// other check prints it.
+std::optional<Error> unstorable(const ManifestEntry& entry) {
+    constexpr std::string_view k_rule = "paths must be valid UTF-8 without control characters "
+                                        "(U+0000-U+001F, U+007F-U+009F): rename the file";
+    if (auto flaw = find_path_flaw(entry.path))
+        return bad(fmt::format("manifest path \"{}\" contains {} at byte {}: {}",
+                               escape_path(entry.path), flaw->what, flaw->offset, k_rule));
+    if (entry.kind != EntryKind::symlink)
+        return std::nullopt;
+    if (auto flaw = find_path_flaw(entry.target))
+        return bad(fmt::format("symlink \"{}\" has a target \"{}\" that contains {} at byte {}: "
+                               "symlink targets must be valid UTF-8 without control characters "
+                               "(U+0000-U+001F, U+007F-U+009F)",
+                               entry.path, escape_path(entry.target), flaw->what, flaw->offset));
+    return std::nullopt;
+}
+
+Status validate_entry(const ManifestEntry& entry, ManifestFault& fault) {
     if (entry.path.size() > k_max_path_length)
         return bad(fmt::format("manifest path longer than {} bytes", k_max_path_length));
+    if (auto error = unstorable(entry)) {
+        fault = ManifestFault::unstorable_path;
+        return *error;
+    }
     if (!is_safe_relative_path(entry.path))
         return bad(fmt::format("manifest path \"{}\" is not a safe relative path (absolute paths, "
                                "empty, \".\" and \"..\" components are refused)",
@@ -151,13 +174,16 @@ std::string Manifest::digest() const {
     return hash.final_hex();
 }
 
-Status validate_manifest(const Manifest& manifest) {
+Status validate_manifest(const Manifest& manifest, ManifestFault* fault) {
+    ManifestFault ignored = ManifestFault::malformed;
+    ManifestFault& why = fault ? *fault : ignored;
+    why = ManifestFault::malformed;
     if (manifest.entries.size() > k_max_manifest_entries)
         return bad(fmt::format("manifest has {} entries; the limit is {}", manifest.entries.size(),
                                k_max_manifest_entries));
     std::unordered_map<std::string_view, EntryKind> kinds;
     for (const auto& entry : manifest.entries) {
-        TRY(validate_entry(entry));
+        TRY(validate_entry(entry, why));
         if (!kinds.emplace(entry.path, entry.kind).second)
             return bad(fmt::format("manifest lists \"{}\" twice", entry.path));
     }
@@ -218,28 +244,32 @@ Result<Manifest> manifest_from_json(const nlohmann::json& json) {
         ManifestEntry e;
         e.path = f["path"].get<std::string>();
         if (f.contains("mode") && !f["mode"].is_string())
-            return bad(
-                fmt::format("manifest entry \"{}\" has a \"mode\" that is not a string", e.path));
+            return bad(fmt::format("manifest entry \"{}\" has a \"mode\" that is not a string",
+                                   escape_path(e.path)));
         const auto mode = f.value("mode", std::string("file"));
         if (mode == "file" || mode == "exec") {
             e.kind = mode == "file" ? EntryKind::file : EntryKind::executable;
             if (!f.contains("digest") || !f["digest"].is_string())
-                return bad(fmt::format("manifest entry \"{}\" needs a string \"digest\"", e.path));
+                return bad(fmt::format("manifest entry \"{}\" needs a string \"digest\"",
+                                       escape_path(e.path)));
             e.digest = f["digest"].get<std::string>();
-            if (f.contains("size")) {
+            e.size_declared = f.contains("size");
+            if (e.size_declared) {
                 if (!f["size"].is_number_unsigned())
-                    return bad(fmt::format("manifest entry \"{}\" has an invalid size", e.path));
+                    return bad(fmt::format("manifest entry \"{}\" has an invalid size",
+                                           escape_path(e.path)));
                 e.size = f["size"].get<std::uint64_t>();
             }
         } else if (mode == "symlink") {
             e.kind = EntryKind::symlink;
             if (!f.contains("target") || !f["target"].is_string())
-                return bad(fmt::format("symlink \"{}\" needs a string \"target\"", e.path));
+                return bad(
+                    fmt::format("symlink \"{}\" needs a string \"target\"", escape_path(e.path)));
             e.target = f["target"].get<std::string>();
         } else {
             return bad(fmt::format("manifest entry \"{}\" has unknown mode \"{}\" (expected file, "
                                    "exec or symlink)",
-                                   e.path, mode));
+                                   escape_path(e.path), escape_path(mode)));
         }
         manifest.entries.push_back(std::move(e));
     }

@@ -1,7 +1,8 @@
 #pragma once
 // The upload manifest: what a release's source tree is, by content digest.
 // The CLI builds it from the git tree; the agent validates it before writing
-// anything (no absolute paths, no "..", no symlink leading out of the tree).
+// anything (no absolute paths, no "..", no symlink leading out of the tree, no path
+// the store cannot keep: common/storable_path.hpp).
 
 #include <common/result.hpp>
 
@@ -22,6 +23,9 @@ struct ManifestEntry {
     std::string digest; // sha256 hex of the content (files)
     std::uint64_t size = 0;
     std::string target; // symlinks only
+    // False when the JSON had no "size": the agent takes the stored blob's. A size that
+    // is declared must equal the stored blob's, which the agent checks against its store.
+    bool size_declared = true;
 };
 
 struct Manifest {
@@ -35,8 +39,13 @@ struct Manifest {
 inline constexpr std::size_t k_max_manifest_entries = 200000;
 inline constexpr std::size_t k_max_path_length = 4096;
 
-// Rejects hostile or malformed manifests (ErrorKind::bad_request).
-Status validate_manifest(const Manifest& manifest);
+// What validate_manifest() refused a manifest for: the API answers a path the store
+// cannot keep (a control character, not UTF-8) with its own error code, "bad_path".
+enum class ManifestFault { malformed, unstorable_path };
+
+// Rejects hostile or malformed manifests (ErrorKind::bad_request); sets `*fault` (when
+// given) to why. Every manifest goes through it: the CLI's after packaging, the agent's.
+Status validate_manifest(const Manifest& manifest, ManifestFault* fault = nullptr);
 // Whether a relative path is safe: no empty, "." or ".." components, not absolute.
 bool is_safe_relative_path(std::string_view path);
 

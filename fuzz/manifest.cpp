@@ -3,6 +3,8 @@
 // Properties of an accepted manifest:
 // - every path is a safe relative path (no "", ".", ".." component, not absolute,
 //   no NUL or backslash) and, joined under a release directory, stays under it;
+// - every path and symlink target is storable: valid UTF-8 without control characters
+//   (common/storable_path.hpp);
 // - no symlink, followed the way the kernel would once the tree is written,
 //   leads out of the tree;
 // - it survives manifest_to_json -> text -> manifest_from_json unchanged, with
@@ -11,6 +13,7 @@
 // manifests with different entries have different digests.
 
 #include <common/manifest.hpp>
+#include <common/storable_path.hpp>
 
 #include <nlohmann/json.hpp>
 
@@ -54,6 +57,8 @@ void check_accepted(const common::Manifest& manifest) {
                    e.path.find("/../") == std::string::npos &&
                    (e.path.size() < 3 || e.path.substr(e.path.size() - 3) != "/.."));
         FUZZ_CHECK(lexically_under(root, e.path));
+        FUZZ_CHECK(common::is_storable_path(e.path));
+        FUZZ_CHECK(common::is_storable_path(e.target));
     }
     const fuzz::TreeModel tree(manifest);
     for (const auto& e : manifest.entries)

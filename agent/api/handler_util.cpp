@@ -1,5 +1,6 @@
 #include <agent/api/handler_util.hpp>
 #include <common/config.hpp>
+#include <common/storable_path.hpp>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -55,6 +56,13 @@ common::Result<nlohmann::json> parse_json_body(const Request& request, bool empt
     try {
         return nlohmann::json::parse(request.body);
     } catch (const nlohmann::json::exception& error) {
+        // The parser's own message quotes the bytes it stopped at, which are not text.
+        if (auto offset = common::invalid_utf8_offset(request.body))
+            return make_error(ErrorKind::bad_request,
+                              fmt::format("malformed JSON body: bytes that are not valid UTF-8 at "
+                                          "byte {} (a JSON text, and every path in a "
+                                          "manifest, must be UTF-8)",
+                                          *offset));
         // parse_error, and out_of_range for a number too large for a double ("1e999").
         return make_error(ErrorKind::bad_request,
                           fmt::format("malformed JSON body: {}", error.what()));

@@ -77,19 +77,57 @@ common::Status read_config(const json& body, const std::string& app, NewDeployme
     return {};
 }
 
-common::Status read_manifest(const json& body, NewDeployment& deployment) {
+// A refused request: its error, and the code of the answer when it is not the kind's
+// ("bad_path", "size_mismatch").
+struct Refusal {
+    common::Error error;
+    std::string code;
+};
+
+Response refusal_response(const Refusal& refusal) {
+    if (refusal.code.empty())
+        return error_response(refusal.error);
+    return error_response(http_status(refusal.error.kind), refusal.code, refusal.error.message);
+}
+
+common::Status read_manifest(const json& body, NewDeployment& deployment, std::string& code) {
     if (!body.contains("manifest") || !body["manifest"].is_object())
         return make_error(ErrorKind::bad_request, R"(missing "manifest": {"files": [...]})");
     auto manifest = common::manifest_from_json(body["manifest"]);
     if (!manifest)
         return manifest.error();
-    if (auto valid = common::validate_manifest(*manifest); !valid)
+    auto fault = common::ManifestFault::malformed;
+    if (auto valid = common::validate_manifest(*manifest, &fault); !valid) {
+        if (fault == common::ManifestFault::unstorable_path)
+            code = "bad_path";
         return valid;
+    }
     deployment.manifest = std::move(*manifest);
     return {};
 }
 
-common::Result<NewDeployment> read_deployment(const Request& request, const std::string& app) {
+// Each file's size is the stored blob's: a declared size that differs refuses the
+// manifest, an absent one is filled in. Nothing the agent records or counts (the tree
+// digest, disk space) takes a client's number. Call it once every blob is present.
+common::Status take_stored_sizes(const BlobStore& blobs, common::Manifest& manifest) {
+    for (auto& entry : manifest.entries) {
+        if (entry.kind == common::EntryKind::symlink)
+            continue;
+        TRY_ASSIGN(const auto stored, blobs.size(entry.digest));
+        if (entry.size_declared && entry.size != stored)
+            return make_error(ErrorKind::bad_request,
+                              fmt::format("manifest entry \"{}\" declares {} bytes but its blob {} "
+                                          "holds {} bytes: a file's size must be the size of "
+                                          "the content its digest names",
+                                          entry.path, entry.size, entry.digest, stored));
+        entry.size = stored;
+        entry.size_declared = true;
+    }
+    return {};
+}
+
+common::Result<NewDeployment> read_deployment(const Request& request, const std::string& app,
+                                              std::string& code) {
     auto body = parse_json_body(request, false);
     if (!body)
         return body.error();
@@ -99,7 +137,7 @@ common::Result<NewDeployment> read_deployment(const Request& request, const std:
     deployment.app = app;
     if (auto ok = read_config(*body, app, deployment); !ok)
         return ok.error();
-    if (auto ok = read_manifest(*body, deployment); !ok)
+    if (auto ok = read_manifest(*body, deployment, code); !ok)
         return ok.error();
     if (auto ok = read_meta(*body, deployment); !ok)
         return ok.error();
@@ -158,11 +196,15 @@ Response create(ApiContext& context, const Request& request) {
     auto app = app_param(request);
     if (!app)
         return error_response(app.error());
-    auto deployment = read_deployment(request, *app);
+    std::string code;
+    auto deployment = read_deployment(request, *app, code);
     if (!deployment)
-        return error_response(deployment.error());
+        return refusal_response({deployment.error(), code});
     if (auto missing = missing_blobs(context.blobs, deployment->manifest); !missing.empty())
         return missing_blobs_response(missing);
+    if (auto sized = take_stored_sizes(context.blobs, deployment->manifest); !sized)
+        return refusal_response(
+            {sized.error(), sized.error().kind == ErrorKind::bad_request ? "size_mismatch" : ""});
     const std::string requested = deployment->release;
     if (!deployment->force)
         if (auto unchanged = serving_same(context.service, *deployment))

@@ -67,6 +67,17 @@ bool BlobStore::has(const std::string& digest) const {
     return fs::is_regular_file(path(digest), ec);
 }
 
+common::Result<std::uint64_t> BlobStore::size(const std::string& digest) const {
+    TRY(check_digest(digest));
+    std::error_code ec;
+    const auto bytes = fs::file_size(path(digest), ec);
+    if (ec)
+        return make_error(ec == std::errc::no_such_file_or_directory ? ErrorKind::not_found
+                                                                     : ErrorKind::io,
+                          fmt::format("cannot read the size of blob {}: {}", digest, ec.message()));
+    return static_cast<std::uint64_t>(bytes);
+}
+
 fs::path BlobStore::path(const std::string& digest) const {
     return m_root / digest.substr(0, 2) / digest;
 }

@@ -18,6 +18,9 @@ class BlobStore {
 
     bool has(const std::string& digest) const;
     std::filesystem::path path(const std::string& digest) const;
+    // The size of a stored blob: what counts disk space uses it, never a manifest's
+    // declared size (ErrorKind::not_found when the blob is not stored).
+    common::Result<std::uint64_t> size(const std::string& digest) const;
     // Stores `data` if it hashes to `digest` (else ErrorKind::bad_request).
     common::Status put(const std::string& digest, std::string_view data);
     // Moves an already written temporary file into place after checking its digest.

@@ -284,7 +284,9 @@ void add_deploy(CLI::App& app, Context& ctx) {
                 "  deployctl deploy -t production --strategy rolling\n\n"
                 "deploy.toml is read from the tree deployed: HEAD's, or the working tree's with\n"
                 "--dirty. A host whose PRODUCTION release was made from the same tree and\n"
-                "deploy.toml gets no new release (\"nothing to do\") unless --force.\n\n"
+                "deploy.toml gets no new release (\"nothing to do\") unless --force.\n"
+                "A file name with a control character (newline, tab, escape) or that is not\n"
+                "valid UTF-8 is refused (exit 2): rename it, or leave it out of git.\n\n"
                 "With several hosts: see docs/multi-host.md (strategies, rollback, exit "
                 "codes).\n");
     cmd->callback(

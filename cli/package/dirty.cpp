@@ -2,6 +2,7 @@
 
 #include <cli/package/collect.hpp>
 #include <common/hash.hpp>
+#include <common/storable_path.hpp>
 
 #include <fmt/format.h>
 #include <git2.h>
@@ -54,7 +55,8 @@ common::Status take_from_disk(const fs::path& file, const std::string& rel, Coll
         m.size = static_cast<std::uint64_t>(st.st_size);
         out.sources[m.digest] = BlobSource{{}, file};
     } else {
-        out.warnings.push_back(fmt::format("skipping {}: not a regular file or symlink", rel));
+        out.warnings.push_back(
+            fmt::format("skipping {}: not a regular file or symlink", common::escape_path(rel)));
         out.entries.erase(rel);
         return {};
     }

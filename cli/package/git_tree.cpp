@@ -1,6 +1,7 @@
 #include <cli/package/collect.hpp>
 #include <cli/package/git_tree.hpp>
 #include <common/fs.hpp>
+#include <common/storable_path.hpp>
 
 #include <fmt/format.h>
 #include <git2.h>
@@ -30,6 +31,31 @@ std::string last_git_error() {
 
 common::Error usage(std::string message) {
     return common::make_error(ErrorKind::usage, std::move(message));
+}
+
+// A file the agent would refuse to store (common/storable_path.hpp), refused here first
+// with what to do about it: nothing is sent.
+common::Status check_storable(const common::Manifest& manifest) {
+    constexpr std::string_view k_rule =
+        "the agent stores only names that are valid UTF-8 without control characters "
+        "(U+0000-U+001F, U+007F-U+009F)";
+    for (const auto& entry : manifest.entries) {
+        if (auto flaw = common::find_path_flaw(entry.path))
+            return usage(fmt::format(
+                "cannot deploy \"{}\": its name contains {} at byte {}, and {}. Rename it "
+                "(git mv), or leave it out of the deployment (git rm --cached, and list it in "
+                ".gitignore)",
+                common::escape_path(entry.path), flaw->what, flaw->offset, k_rule));
+        if (entry.kind != common::EntryKind::symlink)
+            continue;
+        if (auto flaw = common::find_path_flaw(entry.target))
+            return usage(fmt::format(
+                "cannot deploy the symlink \"{}\": its target \"{}\" contains {} at byte {}, "
+                "and {}. Point it elsewhere, or leave it out of the deployment (git rm --cached, "
+                "and list it in .gitignore)",
+                entry.path, common::escape_path(entry.target), flaw->what, flaw->offset, k_rule));
+    }
+    return {};
 }
 
 template <class T, void (*Free)(T*)> struct Owned {
@@ -195,6 +221,7 @@ common::Result<SourceTree> package_source(const fs::path& dir, Mode mode) {
     for (auto& [path, entry] : collected.entries)
         impl->manifest.entries.push_back(std::move(entry));
     // The agent refuses such a tree too; refusing it here sends nothing at all.
+    TRY(check_storable(impl->manifest));
     if (auto valid = common::validate_manifest(impl->manifest); !valid)
         return usage("cannot deploy this tree: " + valid.error().message);
     impl->sources = std::move(collected.sources);

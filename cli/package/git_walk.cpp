@@ -2,6 +2,7 @@
 
 #include <cli/package/collect.hpp>
 #include <common/hash.hpp>
+#include <common/storable_path.hpp>
 
 #include <fmt/format.h>
 #include <git2.h>
@@ -25,7 +26,8 @@ common::Status add_blob(Walk& walk, const std::string& path, const git_tree_entr
     if (git_blob_lookup(&blob, walk.repo, git_tree_entry_id(entry)) != 0) {
         const git_error* e = git_error_last();
         return common::make_error(common::ErrorKind::io,
-                                  fmt::format("cannot read {} from git: {}", path,
+                                  fmt::format("cannot read {} from git: {}",
+                                              common::escape_path(path),
                                               e && e->message ? e->message : "unknown error"));
     }
     std::string_view content(static_cast<const char*>(git_blob_rawcontent(blob)),
@@ -59,8 +61,8 @@ int visit(const char* root, const git_tree_entry* entry, void* payload) {
     case GIT_FILEMODE_TREE:
         return 0;
     case GIT_FILEMODE_COMMIT:
-        walk.out->warnings.push_back(
-            fmt::format("skipping submodule {} (submodules are not deployed)", path));
+        walk.out->warnings.push_back(fmt::format(
+            "skipping submodule {} (submodules are not deployed)", common::escape_path(path)));
         return 0;
     case GIT_FILEMODE_BLOB:
     case GIT_FILEMODE_BLOB_EXECUTABLE:
@@ -71,7 +73,8 @@ int visit(const char* root, const git_tree_entry* entry, void* payload) {
         }
         return 0;
     default:
-        walk.out->warnings.push_back(fmt::format("skipping {}: unknown git file mode {:o}", path,
+        walk.out->warnings.push_back(fmt::format("skipping {}: unknown git file mode {:o}",
+                                                 common::escape_path(path),
                                                  static_cast<unsigned>(mode)));
         return 0;
     }

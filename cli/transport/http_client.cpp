@@ -146,7 +146,8 @@ ErrorKind kind_of_code(std::string_view code, long status) {
         return ErrorKind::config;
     if (code == "not_found")
         return ErrorKind::not_found;
-    if (code == "bad_request" || code == "missing_blobs" || code == "too_large")
+    if (code == "bad_request" || code == "missing_blobs" || code == "too_large" ||
+        code == "bad_path" || code == "size_mismatch")
         return ErrorKind::bad_request;
     if (code == "unauthorized" || code == "forbidden" || code == "auth")
         return ErrorKind::auth;

@@ -195,6 +195,61 @@ TEST_CASE_FIXTURE(Fixture, "POST deployments validates everything before creatin
         }
         CHECK(service.created.empty());
     }
+    SUBCASE("a path the store cannot keep: 400 bad_path, the path escaped, nothing created") {
+        for (const auto& [path, shown] :
+             std::vector<std::pair<std::string, std::string>>{{"a\nb", "a\\nb"},
+                                                              {"x\x1b[31m", "x\\x1b[31m"},
+                                                              {"del\x7f", "del\\x7f"},
+                                                              {"nel\xc2\x85", "nel\\u0085"}}) {
+            CAPTURE(shown);
+            const auto response =
+                call("POST", "/v1/apps/hello/deployments", deployment(path, digest));
+            CHECK(response.status == 400);
+            CHECK(code_of(response) == "bad_path");
+            CHECK(json::parse(response.body)["error"]["message"].get<std::string>().find(
+                      "\"" + shown + "\"") != std::string::npos);
+        }
+        CHECK(service.created.empty());
+    }
+    SUBCASE("a path that is not UTF-8: 400, the message says so") {
+        auto body = deployment("PLACEHOLDER", digest);
+        body.replace(body.find("PLACEHOLDER"), 11, "bad\xff");
+        const auto response = call("POST", "/v1/apps/hello/deployments", body);
+        CHECK(response.status == 400);
+        CHECK(code_of(response) == "bad_request");
+        CHECK(json::parse(response.body)["error"]["message"].get<std::string>().find(
+                  "not valid UTF-8 at byte") != std::string::npos);
+        CHECK(service.created.empty());
+    }
+    SUBCASE("non-ASCII names are fine") {
+        CHECK(call("POST", "/v1/apps/hello/deployments",
+                   deployment("\xe6\x97\xa5\xe6\x9c\xac/caf\xc3\xa9.html", digest))
+                  .status == 201);
+    }
+    SUBCASE("a declared size that is not the stored blob's: 400 size_mismatch, nothing created") {
+        auto body = json::parse(deployment("index.html", digest));
+        body["manifest"]["files"][0]["size"] = 1'000'000'000'000ull;
+        const auto response = call("POST", "/v1/apps/hello/deployments", body.dump());
+        CHECK(response.status == 400);
+        CHECK(code_of(response) == "size_mismatch");
+        const auto message = json::parse(response.body)["error"]["message"].get<std::string>();
+        CHECK(message.find("\"index.html\" declares 1000000000000 bytes") != std::string::npos);
+        CHECK(message.find("holds 5 bytes") != std::string::npos);
+        body["manifest"]["files"][0]["size"] = 4;
+        CHECK(code_of(call("POST", "/v1/apps/hello/deployments", body.dump())) == "size_mismatch");
+        CHECK(service.created.empty());
+    }
+    SUBCASE("an absent size is the stored blob's") {
+        auto body = json::parse(deployment("index.html", digest));
+        body["manifest"]["files"][0].erase("size");
+        CHECK(call("POST", "/v1/apps/hello/deployments", body.dump()).status == 201);
+        REQUIRE(service.created.size() == 1);
+        CHECK(service.created[0].manifest.entries[0].size == 5);
+        // The same tree as with the size given: equal digests.
+        CHECK(service.created[0].manifest.digest() ==
+              common::manifest_from_json(json::parse(deployment("index.html", digest))["manifest"])
+                  ->digest());
+    }
     SUBCASE("missing blob: 409 missing_blobs with the list") {
         const auto absent = common::sha256_hex("absent");
         const auto response = call("POST", "/v1/apps/hello/deployments", deployment("a", absent));

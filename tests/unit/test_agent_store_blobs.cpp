@@ -43,6 +43,21 @@ TEST_CASE("BlobStore::put stores content under its digest") {
     }
 }
 
+TEST_CASE("BlobStore::size is the stored blob's size on disk") {
+    test::TempDir dir;
+    agent::BlobStore blobs(dir.path() / "blobs");
+    const std::string content = "evil payload\n";
+    const auto digest = common::sha256_hex(content);
+    auto absent = blobs.size(digest);
+    REQUIRE_FALSE(absent);
+    CHECK(absent.error().kind == common::ErrorKind::not_found);
+    REQUIRE(blobs.put(digest, content).ok());
+    auto size = blobs.size(digest);
+    REQUIRE(size);
+    CHECK(*size == 13);
+    CHECK_FALSE(blobs.size("../../etc/passwd"));
+}
+
 TEST_CASE("BlobStore::put rejects content that does not hash to the digest") {
     test::TempDir dir;
     agent::BlobStore blobs(dir.path() / "blobs");

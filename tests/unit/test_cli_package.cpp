@@ -301,3 +301,43 @@ TEST_CASE("describe_changes names the lines that differ, at most two") {
     CHECK(describe_changes("a\n", "  " + std::string(100, 'x') + "  \n") ==
           "line 1 is `" + std::string(60, 'x') + "…` (committed: `a`)");
 }
+
+TEST_CASE("package_source refuses a file name the agent cannot store, escaped, with the fix") {
+    Repo repo;
+    SUBCASE("committed: a newline in a name") {
+        write(repo.app / "bad\nname.txt", "x");
+        REQUIRE(git(repo.root, {"add", "-A"}));
+        REQUIRE(git(repo.root, {"commit", "-q", "-m", "newline"}));
+        auto tree = package_source(repo.app, Mode::committed);
+        REQUIRE_FALSE(tree);
+        CHECK(common::exit_code(tree.error().kind) == 2);
+        const auto& message = tree.error().message;
+        CHECK(message.find("\"bad\\nname.txt\"") != std::string::npos);
+        CHECK(message.find("a newline (U+000A)") != std::string::npos);
+        CHECK(message.find("git mv") != std::string::npos);
+        CHECK(message.find(".gitignore") != std::string::npos);
+        CHECK(message.find('\n') == std::string::npos);
+    }
+    SUBCASE("--dirty: an untracked file with a C1 character") {
+        write(repo.app / "nel\xc2\x85", "x");
+        auto tree = package_source(repo.app, Mode::dirty);
+        REQUIRE_FALSE(tree);
+        CHECK(common::exit_code(tree.error().kind) == 2);
+        CHECK(tree.error().message.find("\"nel\\u0085\"") != std::string::npos);
+    }
+    SUBCASE("--dirty: a name that is not UTF-8") {
+        write(repo.app / "latin1-caf\xe9", "x");
+        auto tree = package_source(repo.app, Mode::dirty);
+        REQUIRE_FALSE(tree);
+        CHECK(tree.error().message.find("\"latin1-caf\\xe9\"") != std::string::npos);
+        CHECK(tree.error().message.find("not valid UTF-8") != std::string::npos);
+    }
+    SUBCASE("non-ASCII UTF-8 names are deployed") {
+        write(repo.app / "caf\xc3\xa9/\xe6\x97\xa5\xe6\x9c\xac.txt", "x");
+        REQUIRE(git(repo.root, {"add", "-A"}));
+        REQUIRE(git(repo.root, {"commit", "-q", "-m", "utf-8"}));
+        auto tree = package_source(repo.app, Mode::committed);
+        REQUIRE_MESSAGE(tree, (tree ? "" : tree.error().message));
+        CHECK(by_path(*tree).count("caf\xc3\xa9/\xe6\x97\xa5\xe6\x9c\xac.txt"));
+    }
+}

@@ -1,5 +1,6 @@
 #include <common/hash.hpp>
 #include <common/manifest.hpp>
+#include <common/storable_path.hpp>
 
 #include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
@@ -131,4 +132,75 @@ TEST_CASE("manifest_from_json refuses a mode that is not a string instead of thr
         CHECK(parsed.error().kind == common::ErrorKind::bad_request);
         CHECK(parsed.error().message.find("\"mode\"") != std::string::npos);
     }
+}
+
+TEST_CASE("validate_manifest refuses a path the store cannot keep, escaped, as bad_path") {
+    struct Case {
+        std::string path;
+        std::string shown; // how the message prints it
+        std::string what;
+    };
+    for (const Case& c : {
+             Case{"a\nb", "a\\nb", "a newline (U+000A)"},
+             Case{"dir/a\tb", "dir/a\\tb", "a tab (U+0009)"},
+             Case{"x\x7f", "x\\x7f", "a delete character (U+007F)"},
+             Case{"\x1b[2Jclear", "\\x1b[2Jclear", "an escape character (U+001B)"},
+             Case{"nel\xc2\x85.txt", "nel\\u0085.txt", "a control character (U+0085)"},
+             Case{"bad\xff", "bad\\xff", "bytes that are not valid UTF-8"},
+             Case{"over\xc0\xaf", "over\\xc0\\xaf", "bytes that are not valid UTF-8"},
+             Case{"lone\x80", "lone\\x80", "bytes that are not valid UTF-8"},
+             Case{std::string("nul\0", 4), "nul\\x00", "a NUL byte (U+0000)"},
+         }) {
+        CAPTURE(c.shown);
+        auto fault = common::ManifestFault::malformed;
+        auto s = common::validate_manifest(common::Manifest{{file_entry("ok"), file_entry(c.path)}},
+                                           &fault);
+        REQUIRE_FALSE(s.ok());
+        CHECK(s.error().kind == common::ErrorKind::bad_request);
+        CHECK(fault == common::ManifestFault::unstorable_path);
+        const auto& message = s.error().message;
+        CHECK(message.find("\"" + c.shown + "\"") != std::string::npos);
+        CHECK(message.find(c.what) != std::string::npos);
+        CHECK(message.find("rename the file") != std::string::npos);
+        // The message itself holds no control character and is valid UTF-8.
+        CHECK(common::is_storable_path(message));
+    }
+}
+
+TEST_CASE("validate_manifest refuses a symlink target the store cannot keep") {
+    auto fault = common::ManifestFault::malformed;
+    auto s = common::validate_manifest(
+        common::Manifest{{file_entry("a\xc3\xa9"), symlink_entry("l", "a\xc3\xa9\n")}}, &fault);
+    REQUIRE_FALSE(s.ok());
+    CHECK(fault == common::ManifestFault::unstorable_path);
+    CHECK(s.error().message.find("\"a\xc3\xa9\\n\"") != std::string::npos);
+}
+
+TEST_CASE("validate_manifest accepts non-ASCII names; other faults are not bad_path") {
+    CHECK(validate({file_entry("caf\xc3\xa9.html"), file_entry("\xe6\x97\xa5\xe6\x9c\xac/index.md"),
+                    symlink_entry("\xe6\x97\xa5", "\xe6\x97\xa5\xe6\x9c\xac/index.md")})
+              .ok());
+    auto fault = common::ManifestFault::unstorable_path;
+    CHECK_FALSE(common::validate_manifest(common::Manifest{{file_entry("../x")}}, &fault).ok());
+    CHECK(fault == common::ManifestFault::malformed);
+}
+
+TEST_CASE("manifest_from_json tells a declared size from an absent one") {
+    auto parsed = common::manifest_from_json(nlohmann::json::parse(
+        R"({"files": [{"path": "a", "digest": ")" + k_digest + R"(", "size": 0},
+                      {"path": "b", "digest": ")" +
+        k_digest + R"("}]})"));
+    REQUIRE(parsed.ok());
+    CHECK(parsed->entries[0].size_declared);
+    CHECK_FALSE(parsed->entries[1].size_declared);
+    CHECK(parsed->entries[1].size == 0);
+}
+
+TEST_CASE("manifest_from_json messages print a hostile path escaped") {
+    using nlohmann::json;
+    auto parsed = common::manifest_from_json(
+        json{{"files", {{{"path", "a\nb"}, {"mode", "device\x1b"}, {"digest", k_digest}}}}});
+    REQUIRE_FALSE(parsed.ok());
+    CHECK(parsed.error().message.find("\"a\\nb\"") != std::string::npos);
+    CHECK(parsed.error().message.find("\"device\\x1b\"") != std::string::npos);
 }
