@@ -393,6 +393,17 @@ RequestOutcome serve_one(Stream& stream, beast::flat_buffer& buffer, HeadParser&
     return outcome;
 }
 
+// Requests one after another until the connection closes (the unix socket,
+// and the tests' single connections).
+template <class Stream> void serve_until_closed(Connection<Stream>& connection) {
+    while (true) {
+        HeadParser header;
+        if (!connection.read_head(header) || !connection.serve(header))
+            break;
+    }
+    connection.drain_input();
+}
+
 } // namespace
 
 void prepare_head_parser(HeadParser& parser) {
@@ -421,12 +432,7 @@ void serve_connection(int fd, const Router& router, const ConnectionOptions& opt
     DeadlineSocket stream(socket, options.idle_timeout);
     beast::flat_buffer buffer;
     Connection connection(stream, buffer, router, options, peer);
-    while (true) {
-        HeadParser header;
-        if (!connection.read_head(header) || !connection.serve(header))
-            break;
-    }
-    connection.drain_input();
+    serve_until_closed(connection);
     beast::error_code ec;
     socket.release(ec); // the caller closes fd
 }
@@ -450,12 +456,7 @@ void serve_tls_connection(int fd, ApiCertificate& certificate, const Router& rou
     if (!ec) {
         beast::flat_buffer buffer;
         Connection connection(stream, buffer, router, options, peer);
-        while (true) {
-            HeadParser header;
-            if (!connection.read_head(header) || !connection.serve(header))
-                break;
-        }
-        connection.drain_input();
+        serve_until_closed(connection);
         // Send our close_notify without waiting for the client's.
         SSL_set_shutdown(stream.native_handle(), SSL_RECEIVED_SHUTDOWN);
         stream.shutdown(ec);

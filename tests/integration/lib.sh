@@ -615,6 +615,28 @@ start_and_deploy_hello() {
     expect_serving $APP "hello from 1" "${1:-v1 served}"
 }
 
+# store_snapshot: every path under DATA/apps and DATA/blobs, sorted.
+store_snapshot() { (cd "$DATA" && find apps blobs -print | LC_ALL=C sort); }
+# release_ids [APP]: the app's release ids (default hello) on one line.
+release_ids() { acurl -s "$AGENT_URL/v1/apps/${1:-hello}/releases" | jq -r '.[].id' | paste -sd' '; }
+# remember_store: notes hello's releases (BASE_RELEASES) and the store's files
+# (BASE_FILES) for assert_store_unchanged; call it again after a legitimate change.
+remember_store() {
+    BASE_FILES=$(store_snapshot)
+    BASE_RELEASES=$(release_ids)
+}
+# assert_store_unchanged WHAT: no new release, nothing added or removed under
+# DATA/apps or DATA/blobs since remember_store.
+assert_store_unchanged() {
+    assert_eq "$BASE_RELEASES" "$(release_ids)" "$1: no new release"
+    local now
+    now=$(store_snapshot)
+    if [[ $now == "$BASE_FILES" ]]; then pass "$1: nothing new under DATA/apps or DATA/blobs"; else
+        fail "$1: nothing new under DATA/apps or DATA/blobs" "new or missing:" \
+            "$(diff <(echo "$BASE_FILES") <(echo "$now") | grep '^[<>]' | head -20)"
+    fi
+}
+
 # ---------------------------------------------------------------- container engines
 #
 # The container tests build images FROM scratch with a static busybox (no

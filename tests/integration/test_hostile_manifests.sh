@@ -10,21 +10,12 @@ require_binaries
 
 start_and_deploy_hello "baseline: v1 served"
 
-snapshot() { (cd "$DATA" && find apps blobs -print | LC_ALL=C sort); }
-release_ids() { acurl -s "$AGENT_URL/v1/apps/hello/releases" | jq -r '.[].id' | paste -sd' '; }
-BASE_FILES=$(snapshot)
-BASE_RELEASES=$(release_ids)
+remember_store
 assert_eq v1 "$BASE_RELEASES" "baseline: one release"
 
 # unchanged WHAT: no release, no file under DATA/apps or DATA/blobs, v1 still serving.
 unchanged() {
-    assert_eq "$BASE_RELEASES" "$(release_ids)" "$1: no new release"
-    local now
-    now=$(snapshot)
-    if [[ $now == "$BASE_FILES" ]]; then pass "$1: nothing new under DATA/apps or DATA/blobs"; else
-        fail "$1: nothing new under DATA/apps or DATA/blobs" "new or missing:" \
-            "$(diff <(echo "$BASE_FILES") <(echo "$now") | grep '^[<>]' | head -20)"
-    fi
+    assert_store_unchanged "$1"
     expect_serving "$APP" "hello from 1" "$1: v1 still serving"
 }
 
@@ -62,7 +53,7 @@ DIGEST=$(sha256sum "$BLOB" | cut -d' ' -f1)
 api PUT "/v1/blobs/$DIGEST" --data-binary "@$BLOB" -H 'Content-Type: application/octet-stream'
 assert_eq 201 "$API_STATUS" "PUT a 13-byte blob: 201"
 assert_jq "$API_BODY" '.size == 13' "the agent stored 13 bytes"
-BASE_FILES=$(snapshot) # the blob store now legitimately holds that blob
+BASE_FILES=$(store_snapshot) # the blob store now legitimately holds that blob
 CONFIG_JSON=$(jq -Rs . <"$REPO/deploy.toml")
 
 # body FILES_JSON: a deployment of hello with these manifest entries.
