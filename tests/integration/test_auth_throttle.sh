@@ -5,6 +5,7 @@
 # and throttled (429 + Retry-After) past 20 failures, a valid token from that
 # address included, while another source address (127.0.0.2) is served.
 # Stopping the agent writes the minute under way; restarting it lifts the block.
+# An agent on [::1] logs IPv6 addresses that fail2ban matches.
 source "$(dirname "$0")/lib.sh"
 require_binaries
 command -v fail2ban-regex >/dev/null || {
@@ -116,3 +117,35 @@ assert_match "$OUT" "address:127\.0\.0\.1 \(dpa_${ID}…\) +$EARLY failed logins
     "deployctl audit: the row of the block, with its count"
 assert_match "$OUT" "address:127\.0\.0\.2 \(dpa_${ID}…\) +1 failed login, last GET /v1/apps" \
     "deployctl audit: 127.0.0.2's one failure"
+
+# --- IPv6: an agent on [::1] with --failed-logins-per-minute 3 ----------------------
+if ! ip -6 addr show dev lo 2>/dev/null | grep -q '::1/128'; then
+    log "no IPv6 loopback here: the IPv6 line is checked by the unit tests only"
+    exit 0
+fi
+kill_agent -TERM
+V6_DIR=$TEST_TMP/v6
+V6_PORT=$(free_port)
+mkdir -p "$V6_DIR/data"
+"$AGENT_BIN" serve --data-dir "$V6_DIR/data" --listen "[::1]:$V6_PORT" --proxy-listen "127.0.0.1:$(free_port)" \
+    --engine process --proxy-bin "$PROXY_BIN" --socket "" --failed-logins-per-minute 3 \
+    </dev/null >"$V6_DIR/agent.log" 2>&1 &
+AGENT_PID=$!
+disown "$AGENT_PID"
+echo "$AGENT_PID" >>"$TEST_TMP/agent.pids"
+IT_AGENT_LOGS+=("$V6_DIR/agent.log")
+v6_up() { curl -fsS -g -o /dev/null --max-time 1 "http://[::1]:$V6_PORT/v1/health" 2>/dev/null; }
+wait_until 10 v6_up || fail "the agent on [::1] answers /v1/health" "$(excerpt "$V6_DIR/agent.log")"
+V6_TOKEN=$(<"$V6_DIR/data/admin.token")
+codes=""
+for _ in 1 2 3 4; do
+    codes+="$(curl -s -g -o /dev/null -w '%{http_code}' -H 'Authorization: Bearer ghp_notours' "http://[::1]:$V6_PORT/v1/apps") "
+done
+assert_eq "401 401 401 429 " "$codes" "[::1], --failed-logins-per-minute 3: the 4th wrong token is 429"
+run curl -s -g -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $V6_TOKEN" "http://[::1]:$V6_PORT/v1/apps"
+assert_eq 429 "$OUT" "[::1]: a valid token is refused while blocked"
+assert_match "$(cat "$V6_DIR/agent.log")" "warn: auth: 3 failed logins from ::1 in the last [0-9]+s, last token name prefix ghp_…" \
+    "[::1]: the line names the IPv6 address and only the foreign token's first characters"
+assert_not_contains "$(cat "$V6_DIR/agent.log")" "notours" "[::1]: no more of the token than its prefix"
+run fail2ban-regex "$V6_DIR/agent.log" "$FILTER"
+assert_match "$OUT" "Lines: [0-9]+ lines, 0 ignored, 1 matched" "fail2ban-regex: matches the IPv6 line"
