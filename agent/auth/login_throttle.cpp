@@ -123,7 +123,9 @@ std::optional<FailedLogins> LoginThrottle::failed(const LoginFailure& f) {
     e.method = f.method;
     e.path = f.path;
     e.status = f.status;
-    const bool may_block = m_settings.limit > 0 && key != k_other_addresses;
+    // Never a bucket of several clients: "(other addresses)", or "" (an
+    // address the kernel did not give).
+    const bool may_block = m_settings.limit > 0 && !key.empty() && key != k_other_addresses;
     if (may_block && f.status != 429 && e.failures >= m_settings.limit && t >= e.blocked_until) {
         if (e.offences > 0 && t - e.blocked_until > m_settings.max_block)
             e.offences = 0; // an hour of good behaviour since the last block

@@ -150,6 +150,15 @@ TEST_CASE("login throttle: a second block within a minute of a line is said at t
     CHECK(due[0].span == 60s);
 }
 
+TEST_CASE("login throttle: a client without an address is counted, never blocked") {
+    FakeClock c;
+    LoginThrottle t({20, 60s, 60s, 3600s}, c.clock());
+    CHECK(fail_n(t, "", 100) == 0);
+    CHECK_FALSE(t.blocked(""));
+    c.now += 60s;
+    REQUIRE(t.due().size() == 1);
+}
+
 TEST_CASE("login throttle: a limit of 0 counts and never blocks") {
     FakeClock c;
     LoginThrottle t({0, 60s, 60s, 3600s}, c.clock());
