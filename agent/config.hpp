@@ -22,6 +22,7 @@ struct AgentConfig {
     std::optional<std::string> engine_bin;
     std::optional<std::string> container_network;
     std::optional<std::string> proxy_bin;
+    std::optional<int> failed_logins_per_minute;
     // The API's TLS certificate and key, both or neither (resolved like the
     // proxy's certificates).
     std::optional<proxy::CertificateFiles> tls;

@@ -48,6 +48,8 @@ int apply_config_file(const CLI::App& serve, const std::string& flag_path,
     fill("--container-network", config->container_network, options.container_network);
     fill("--proxy-bin", config->proxy_bin, options.proxy_bin);
     fill("--proxy-listen", config->proxy_listen, options.proxy.listen);
+    if (config->failed_logins_per_minute && serve.count("--failed-logins-per-minute") == 0)
+        options.failed_logins_per_minute = *config->failed_logins_per_minute;
     if (config->tls && serve.count("--tls-cert") == 0)
         options.tls = config->tls; // the flags replace the pair as a whole
     if (config->proxy_https_listen)
@@ -150,6 +152,15 @@ int main(int argc, char** argv) {
                      "Also serve the API on this unix socket, for local users and for deployctl "
                      "over SSH (dial-stdio); its directory is created 0750 if missing, the "
                      "socket is 0660. \"\" disables it")
+        ->capture_default_str();
+    serve
+        ->add_option("--failed-logins-per-minute", options.failed_logins_per_minute,
+                     "Failed token checks within a minute from one TCP address after which that "
+                     "address gets 429 with Retry-After for 60 s, doubling for each repeated "
+                     "offence up to 1 h, whatever token it sends (docs/security.md); 0 never "
+                     "refuses. Failed logins are logged and audited once per address and minute "
+                     "either way")
+        ->check(CLI::Range(0, 1000000))
         ->capture_default_str();
 
     std::string dial_socket = agent::api::k_default_socket;

@@ -1,6 +1,7 @@
 #include <agent/api/auth_gate.hpp>
 #include <agent/api/errors.hpp>
 #include <agent/auth/auth_store.hpp>
+#include <agent/auth/login_throttle.hpp>
 #include <common/log.hpp>
 
 #include <fmt/format.h>
@@ -69,6 +70,51 @@ std::string who(const Peer& peer) {
     return "anonymous";
 }
 
+auth::AuditEntry failed_logins_entry(const auth::FailedLogins& s) {
+    auth::AuditEntry entry;
+    entry.who = "address:" + s.address;
+    if (!s.token_prefix.empty())
+        entry.token_name = s.token_prefix + "…";
+    entry.method = s.method; // the last refused request's
+    entry.path = s.path;
+    entry.status = s.status;
+    entry.result = "error";
+    entry.error_code = s.status == 429 ? "too_many_failed_logins" : "unauthorized";
+    entry.count = s.count;
+    return entry;
+}
+
+void AuthGate::report(const auth::FailedLogins& summary) {
+    common::log_warn(auth::failed_logins_line(summary));
+    if (auto ok = m_store.record(failed_logins_entry(summary)); !ok)
+        common::log_error("cannot write the audit log: " + ok.error().message);
+}
+
+void AuthGate::report_due() {
+    if (m_throttle)
+        for (const auto& summary : m_throttle->due())
+            report(summary);
+}
+
+void AuthGate::report_all() {
+    if (m_throttle)
+        for (const auto& summary : m_throttle->flush())
+            report(summary);
+}
+
+// A failed token check: counted for the client's address (the audit row and
+// the log line come once a minute), and maybe the start of its block.
+Response AuthGate::refuse(Request& request, std::string_view token, Response response) {
+    request.peer.login_refused = true;
+    if (m_throttle) {
+        auto due = m_throttle->failed({request.peer.address, auth::token_prefix(token),
+                                       request.method, request.path, response.status});
+        if (due)
+            report(*due);
+    }
+    return response;
+}
+
 std::optional<Response> AuthGate::admit(Request& request, const Route* route,
                                         std::string_view authorization) {
     if (route && route->access == Access::open)
@@ -76,17 +122,30 @@ std::optional<Response> AuthGate::admit(Request& request, const Route* route,
     if (request.peer.unix_socket)
         return std::nullopt; // the socket's file permissions guard it
     const auto token = bearer_token(authorization);
+    // Before the token is looked at: a valid one is refused too until the block ends.
+    if (auto wait = m_throttle ? m_throttle->blocked(request.peer.address) : std::nullopt) {
+        auto response = error_response(
+            429, "too_many_failed_logins",
+            fmt::format("too many failed logins from {}: the agent refuses this address for {} s "
+                        "more, whatever token it sends (Retry-After); check the token the client "
+                        "sends, or ask the agent's operator (restarting the agent lifts every "
+                        "block)",
+                        request.peer.address, wait->count()));
+        response.headers.emplace_back("Retry-After", std::to_string(wait->count()));
+        return refuse(request, token, std::move(response));
+    }
     if (token.empty())
-        return unauthorized("a bearer token is required (Authorization: Bearer <token>)");
+        return refuse(request, token,
+                      unauthorized("a bearer token is required (Authorization: Bearer <token>)"));
     if (!auth::parse_token(token))
-        return unauthorized("malformed token: expected dpa_<id>_<secret>");
+        return refuse(request, token, unauthorized("malformed token: expected dpa_<id>_<secret>"));
     auto found = m_store.verify(token);
     if (!found) {
         common::log_error("cannot check a token: " + found.error().message);
         return error_response(500, "internal", "cannot check the token: " + found.error().message);
     }
     if (!*found)
-        return unauthorized("unknown token (wrong secret, or deleted)");
+        return refuse(request, token, unauthorized("unknown token (wrong secret, or deleted)"));
     const auto& info = **found;
     const auto need = route ? need_for(request.method, route->access, request.params)
                             : auth::Need{Scope::read, {}, false};
@@ -97,7 +156,7 @@ std::optional<Response> AuthGate::admit(Request& request, const Route* route,
     request.peer.token_name = info.name;
     request.peer.token_app = info.app;
     if (decision.verdict == auth::Verdict::unauthorized)
-        return unauthorized(decision.message);
+        return refuse(request, token, unauthorized(decision.message)); // revoked, expired
     if (decision.verdict == auth::Verdict::forbidden)
         return error_response(403, "forbidden", decision.message);
     return std::nullopt;
@@ -116,8 +175,8 @@ bool AuthGate::authenticates(std::string_view authorization) {
 }
 
 void AuthGate::record(const Request& request, const Response& response) {
-    if (is_read_only(request.method))
-        return;
+    if (is_read_only(request.method) || request.peer.login_refused)
+        return; // failed logins: one row per address and minute (report)
     nlohmann::json body;
     if (!response.stream && !response.body.empty())
         body = nlohmann::json::parse(response.body, nullptr, false);

@@ -128,7 +128,7 @@ json audit_object(const auth::AuditEntry& e) {
             {"method", e.method}, {"path", e.path},
             {"app", or_null(e.app)}, {"release", or_null(e.release)},
             {"status", e.status}, {"result", e.result},
-            {"error", or_null(e.error_code)}};
+            {"error", or_null(e.error_code)}, {"count", e.count}};
 }
 
 Response read_audit(auth::AuthStore& store, const Request& request) {

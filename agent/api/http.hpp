@@ -26,6 +26,9 @@ struct Peer {
     std::string token_id; // TCP: the id of the verified bearer token
     std::string token_name;
     std::string token_app; // the app the token is limited to; "" = every app
+    // TCP: the gate refused its token (401) or its address (429): counted by
+    // the login throttle and audited once per address and minute, not here.
+    bool login_refused = false;
 };
 
 struct Request {

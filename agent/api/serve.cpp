@@ -4,6 +4,7 @@
 #include <agent/api/server.hpp>
 #include <agent/api/tls.hpp>
 #include <agent/auth/bootstrap.hpp>
+#include <agent/auth/login_throttle.hpp>
 #include <agent/proxy/tls_certificates.hpp>
 #include <agent/runtime/process.hpp>
 #include <common/address.hpp>
@@ -102,11 +103,15 @@ sigset_t block_stop_signals() {
     return signals;
 }
 
-int wait_for_signal(const sigset_t& signals) {
-    int signal = 0;
-    while (sigwait(&signals, &signal) != 0) {
+// The next of `signals`; every second until one comes, `tick()`.
+template <class Tick> int wait_for_signal(const sigset_t& signals, Tick&& tick) {
+    const timespec second{1, 0};
+    while (true) {
+        const int signal = sigtimedwait(&signals, nullptr, &second);
+        if (signal > 0)
+            return signal;
+        tick(); // a timeout (EAGAIN), or EINTR
     }
-    return signal;
 }
 
 int fail(const common::Error& error) {
@@ -216,7 +221,10 @@ int serve(const ServeOptions& options) {
         context.tls_fingerprint = [api_certificate] { return api_certificate->fingerprint(); };
     context.auth = tokens->get();
     const Router router = make_router(context);
-    AuthGate gate(**tokens);
+    auth::ThrottleSettings throttle_settings;
+    throttle_settings.limit = options.failed_logins_per_minute;
+    auth::LoginThrottle throttle(throttle_settings);
+    AuthGate gate(**tokens, &throttle);
     ConnectionOptions connection_options{[&blobs] { return blobs.temp_path(); },
                                          k_max_blob_size};
     connection_options.gate = &gate;
@@ -264,7 +272,10 @@ int serve(const ServeOptions& options) {
                  https.empty() ? "" : " https://", https.c_str(), service->engine().c_str(),
                  data_dir.root().c_str());
     int signal = 0;
-    while ((signal = wait_for_signal(signals)) == SIGHUP)
+    // Each second: the log line and audit row of each address whose minute of
+    // failed logins has ended, so the last minute of an attack is said too.
+    const auto report_failed_logins = [&gate] { gate.report_due(); };
+    while ((signal = wait_for_signal(signals, report_failed_logins)) == SIGHUP)
         if (api_certificate)
             api_certificate->current(); // loads the files if they changed, and logs it
     common::log_info(
@@ -281,7 +292,9 @@ int serve(const ServeOptions& options) {
         return std::chrono::duration_cast<std::chrono::milliseconds>(
             deadline - std::chrono::steady_clock::now());
     };
-    if (!server.wait_idle(left()) || !local.wait_idle(left())) {
+    const bool idle = server.wait_idle(left()) && local.wait_idle(left());
+    gate.report_all(); // the minute under way, not lost with the process
+    if (!idle) {
         // A handler still runs (e.g. a rollback waiting for a health check):
         // leave without destroying what it uses. Apps and the proxy keep running.
         common::log_warn("connections still busy; exiting without waiting for them");

@@ -24,6 +24,9 @@ struct ServeOptions {
     std::string engine_bin; // docker/podman CLI, default: on PATH
     std::string container_network = "host";
     std::string proxy_bin; // empty: deploy-proxy beside this executable
+    // Failed token checks a minute from one TCP address before it gets 429
+    // (docs/security.md, "Failed logins"); 0: counted and logged, never refused.
+    int failed_logins_per_minute = 20;
 };
 
 // Runs until SIGTERM or SIGINT; returns the process exit code.

@@ -40,11 +40,13 @@ struct CreatedToken {
     std::string token; // shown once, never stored
 };
 
-// One mutating API call.
+// One mutating API call, or the failed logins of one address in one minute.
 struct AuditEntry {
     std::int64_t id = 0;
     std::string ts;
-    std::string who; // "token:<id>", "unix:<user>", "ssh:<user>", "anonymous"
+    // "token:<id>", "unix:<user>", "ssh:<user>", "anonymous", or
+    // "address:<ip>" for failed logins (token_name: the last token's prefix)
+    std::string who;
     std::string token_name;
     std::string method;
     std::string path; // without the query string
@@ -53,6 +55,7 @@ struct AuditEntry {
     int status = 0;
     std::string result; // "ok" or "error"
     std::string error_code;
+    std::int64_t count = 1; // the requests the row stands for (failed logins: > 1)
 };
 
 struct AuditQuery {

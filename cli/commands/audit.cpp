@@ -68,7 +68,9 @@ void add_audit(CLI::App& app, Context& ctx) {
                     "Only entries since a time (RFC 3339) or for a duration back (1h, 7d)");
     cmd->footer("Examples:\n  deployctl audit --host http://127.0.0.1:7070\n"
                 "  deployctl audit -a hello --limit 20\n  deployctl audit --json | jq .who\n\n"
-                "With --app, only that app's entries; a token for one app sees only its app.\n");
+                "With --app, only that app's entries; a token for one app sees only its app.\n"
+                "Failed logins are one entry per client address and minute (who address:IP,\n"
+                "with their count), seen with a token for all apps.\n");
     cmd->callback(
         [&ctx, options] { ctx.command = [&ctx, options] { return audit(ctx, *options); }; });
 }

@@ -660,6 +660,14 @@ void HumanPrinter::render(const Audit& a) {
         std::string what = json_str(e, "method") + " " + json_str(e, "path");
         if (auto release = json_str(e, "release"); !release.empty())
             what += " [" + release + "]";
+        // Failed logins: one row per address and minute, with the last request.
+        const auto count = e.contains("count") && e["count"].is_number_integer()
+                               ? e["count"].get<std::int64_t>()
+                               : std::int64_t{1};
+        if (json_str(e, "who").rfind("address:", 0) == 0)
+            what = fmt::format("{} failed login{}, last {}", count, count == 1 ? "" : "s", what);
+        else if (count != 1)
+            what = fmt::format("{}× {}", count, what);
         std::string result = json_str(e, "result");
         const int status = e.value("status", 0);
         if (result == "ok")

@@ -138,7 +138,7 @@ CURLcode install_pin(CURL*, void* ssl_ctx, void* arg) {
 }
 
 ErrorKind kind_of_code(std::string_view code, long status) {
-    if (status == 401 || status == 403)
+    if (status == 401 || status == 403 || status == 429)
         return ErrorKind::auth;
     if (code == "refused")
         return ErrorKind::refused;
@@ -399,6 +399,10 @@ common::Error error_from_response(long status, std::string_view body, std::strin
         message = parsed["error"].value("message", "");
     }
     ErrorKind kind = kind_of_code(code, status);
+    if (status == 429) // the address is refused after failed logins, whatever the token
+        return common::make_error(ErrorKind::auth,
+                                  fmt::format("the agent at {} answered HTTP 429: {}", url,
+                                              message.empty() ? "too many requests" : message));
     if (kind == ErrorKind::auth)
         message = auth_error_message(status, message.empty() ? "refused" : message, url, source);
     else if (message.empty())

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `cmake --install` of this build tree into a temporary prefix installs the
-# binaries, the man pages, the completion scripts and the systemd unit, and
-# each works from there.
+# binaries, the man pages, the completion scripts, the systemd unit and the
+# fail2ban filter and jail, and each works from there.
 source "$(dirname "$0")/lib.sh"
 require_binaries
 BUILD_DIR=${BUILD_DIR:-$REPO_ROOT/build}
@@ -13,7 +13,9 @@ assert_exit 0 cmake --install "$BUILD_DIR" --prefix "$PREFIX"
 for file in bin/deployctl bin/deploy-agent bin/deploy-proxy \
     share/man/man1/deployctl.1 share/man/man8/deploy-agent.8 \
     share/bash-completion/completions/deployctl share/zsh/site-functions/_deployctl \
-    share/fish/vendor_completions.d/deployctl.fish lib/systemd/system/deploy-agent.service; do
+    share/fish/vendor_completions.d/deployctl.fish lib/systemd/system/deploy-agent.service \
+    share/deploy-agent/fail2ban/filter.d/deploy-agent.conf \
+    share/deploy-agent/fail2ban/jail.d/deploy-agent.conf; do
     assert_true "installed $file" test -s "$PREFIX/$file"
 done
 

@@ -38,6 +38,7 @@ engine = "docker"
 engine_bin = "/usr/local/bin/docker"
 container_network = "deploy-net"
 proxy_bin = "/usr/libexec/deploy-proxy"
+failed_logins_per_minute = 50
 
 [proxy]
 listen = "0.0.0.0:80"
@@ -64,6 +65,7 @@ TEST_CASE("agent.toml: a full file sets every key") {
     CHECK(config->engine_bin == "/usr/local/bin/docker");
     CHECK(config->container_network == "deploy-net");
     CHECK(config->proxy_bin == "/usr/libexec/deploy-proxy");
+    CHECK(config->failed_logins_per_minute == 50);
     CHECK(config->proxy_listen == "0.0.0.0:80");
     CHECK(config->proxy_https_listen == "0.0.0.0:443");
     CHECK(config->redirect_https == true);
@@ -73,6 +75,15 @@ TEST_CASE("agent.toml: a full file sets every key") {
     CHECK(config->certificates[0].key == "/etc/deployctl/certs/a.key");
     CHECK(config->certificates[1].cert == "/etc/ssl/b.example.test.crt");
     CHECK(config->certificates[1].key == "/etc/ssl/private/b.example.test.key");
+}
+
+TEST_CASE("agent.toml: failed_logins_per_minute is an integer from 0") {
+    CHECK_FALSE(parse("")->failed_logins_per_minute.has_value());
+    CHECK(parse("failed_logins_per_minute = 0")->failed_logins_per_minute == 0);
+    CHECK(contains(parse_error("failed_logins_per_minute = -1"),
+                   "failed_logins_per_minute must be an integer from 0 to 1000000"));
+    CHECK(contains(parse_error("failed_logins_per_minute = \"20\""),
+                   "failed_logins_per_minute must be an integer"));
 }
 
 TEST_CASE("agent.toml: certificate paths are resolved against the file's directory") {

@@ -224,7 +224,19 @@ Events queries(const std::string& host) {
                                      {"path", "/v1/apps/hello/releases/v4"},
                                      {"status", 409},
                                      {"result", "refused"},
-                                     {"error", "v4 is in production"}}});
+                                     {"error", "v4 is in production"}},
+                                    {{"id", 40},
+                                     {"ts", "2026-11-23T07:00:00.000Z"},
+                                     {"who", "address:203.0.113.9"},
+                                     {"token_name", "dpa_3f2a9c01b2d4…"},
+                                     {"method", "GET"},
+                                     {"path", "/v1/apps"},
+                                     {"app", nullptr},
+                                     {"release", nullptr},
+                                     {"status", 429},
+                                     {"result", "error"},
+                                     {"error", "too_many_failed_logins"},
+                                     {"count", 1234}}});
     return {
         out::Removed{host, "v2"},
         out::Releases{host, releases},
