@@ -33,7 +33,9 @@ OPS=${FAULT_OPS:-24}
 PROBABILITY=${FAULT_PROBABILITY:-0.03}
 TARGETS=${FAULT_TARGETS:-agent proxy}
 POINTS=${FAULT_POINTS:-posix/io/rw/write posix/io/oc/open posix/io/sync/fsync posix/io/dir/rename posix/io/dir/unlink posix/mm/mmap}
-log "seed $SEED (replay: FAULT_SEED=$SEED bash $0); $OPS operations per target at p=$PROBABILITY on: $POINTS"
+# The proxy reads its routing table with a C++ stream, which opens files through fopen.
+PROXY_POINTS=${FAULT_PROXY_POINTS:-$POINTS posix/stdio/oc/fopen}
+log "seed $SEED (replay: FAULT_SEED=$SEED bash $0); ${FAULT_DEPLOYS:+$FAULT_DEPLOYS deploys}${FAULT_DEPLOYS:-$OPS operations} per target at p=$PROBABILITY on: $POINTS (the proxy also: ${PROXY_POINTS#"$POINTS"})"
 RANDOM=$SEED
 FIFO=$TEST_TMP/fiu
 REAL_PROXY_BIN=$PROXY_BIN
@@ -56,8 +58,9 @@ names_os_error() {
 
 # faults on|off PID: switch the failure points of one process.
 faults() {
-    local verb=$1 pid=$2 point args=()
-    for point in $POINTS; do
+    local verb=$1 pid=$2 point args=() points=$POINTS
+    [[ $PHASE == proxy ]] && points=$PROXY_POINTS
+    for point in $points; do
         if [[ $verb == on ]]; then
             args+=(-c "enable_random name=$point,probability=$PROBABILITY")
         else
