@@ -121,9 +121,9 @@ check_failure() {
     local what=$1 text="$OUT $ERR"
     count "failed $what: $(grep -m1 -iE 'error|cannot|failed' "$ERR_FILE" | head -c 400)"
     [[ $RC != 0 ]] || fail "$PHASE: $what"
-    if ! names_os_error "$text"; then
-        fail "$PHASE: the failed $what (exit $RC) names the OS error" "stdout:" "$(excerpt "$OUT_FILE" 15)" \
-            "stderr:" "$(excerpt "$ERR_FILE" 15)"
+    if ! names_os_error "$text" || [[ $text != *"cannot "* ]]; then
+        fail "$PHASE: the failed $what (exit $RC) names the step (\"cannot ...\") and the OS error" \
+            "stdout:" "$(excerpt "$OUT_FILE" 15)" "stderr:" "$(excerpt "$ERR_FILE" 15)"
     fi
 }
 
