@@ -73,7 +73,11 @@ common::Status Engine::prove_live(const std::string& app, const std::string& id,
         std::lock_guard lock(m_routes_mutex);
         m_candidates[app] = id;
     }
-    if (auto published = publish_routes(); !published) {
+    // A table that is written but not acknowledged: the probe below says what
+    // answers instead (another program, no proxy); should the proxy answer
+    // from `id` with the probe key, that proves the route all the same.
+    auto published = publish_routes();
+    if (!published && published.error().kind != ErrorKind::timeout) {
         {
             std::lock_guard lock(m_routes_mutex);
             m_candidates.erase(app);
@@ -84,7 +88,7 @@ common::Status Engine::prove_live(const std::string& app, const std::string& id,
                           "cannot switch " + app + " to " + id + ": " + published.error().message);
     }
     if (!m_proxy.enabled()) // no proxy runs (engine tests): the table only, nothing to prove
-        return {};
+        return published;
     const std::string host = app + ".localhost";
     const std::string path = config->static_site ? "/" : config->run.health.path;
     const std::string expected = app + " " + id;
@@ -103,6 +107,8 @@ common::Status Engine::prove_live(const std::string& app, const std::string& id,
                 std::chrono::steady_clock::now() - started);
             events.log("system", "live: " + where + " answered " + answer.message + " from " + id +
                                      " (" + std::to_string(took.count()) + "ms)");
+            if (!published)
+                common::log_warn(published.error().message + ", but it answered from " + id);
             return {};
         }
         if (answer.status == 0)
@@ -132,6 +138,8 @@ common::Status Engine::prove_live(const std::string& app, const std::string& id,
         m_candidates.erase(app);
     }
     publish_routes_or_log("after a failed live check"); // the previous PRODUCTION (or nothing)
+    if (!published)
+        reason += " (" + published.error().message + ")";
     events.log("system", "not live: " + where + ": " + reason);
     return make_error(ErrorKind::failed, id + " is not live: " + where + ": " + reason);
 }

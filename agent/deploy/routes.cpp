@@ -112,7 +112,7 @@ common::Status RoutePublisher::wait_acknowledged(std::uint64_t generation) const
             return {};
         if (now >= deadline)
             return common::make_error(
-                common::ErrorKind::io,
+                common::ErrorKind::timeout,
                 "deploy-proxy did not acknowledge routing generation " +
                     std::to_string(generation) + " within " +
                     std::to_string(m_limits.ack_timeout.count()) + "ms (" + m_applied.string() +

@@ -70,8 +70,9 @@ class RoutePublisher {
                    PublishLimits limits = {});
 
     // Ok once the proxy applied the table; else the error names the step that
-    // failed ("cannot write the routing table ...: cannot fsync ...: Input/output
-    // error", "deploy-proxy did not acknowledge ...").
+    // failed: ErrorKind::io "cannot write the routing table ...: cannot fsync
+    // ...: Input/output error" (the table is not there), ErrorKind::timeout
+    // "deploy-proxy did not acknowledge ..." (it is there, not confirmed).
     common::Status publish(const std::vector<Route>& routes);
     // The generation of the last table written or tried (0: none yet).
     std::uint64_t generation() const { return m_generation; }

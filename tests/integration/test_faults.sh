@@ -35,7 +35,9 @@ TARGETS=${FAULT_TARGETS:-agent proxy}
 POINTS=${FAULT_POINTS:-posix/io/rw/write posix/io/oc/open posix/io/sync/fsync posix/io/dir/rename posix/io/dir/unlink posix/mm/mmap}
 # The proxy reads its routing table with a C++ stream, which opens files through fopen.
 PROXY_POINTS=${FAULT_PROXY_POINTS:-$POINTS posix/stdio/oc/fopen}
-log "seed $SEED (replay: FAULT_SEED=$SEED bash $0); ${FAULT_DEPLOYS:+$FAULT_DEPLOYS deploys}${FAULT_DEPLOYS:-$OPS operations} per target at p=$PROBABILITY on: $POINTS (the proxy also: ${PROXY_POINTS#"$POINTS"})"
+AMOUNT="$OPS operations"
+[[ -n ${FAULT_DEPLOYS:-} ]] && AMOUNT="$FAULT_DEPLOYS deploys"
+log "seed $SEED (replay: FAULT_SEED=$SEED bash $0); $AMOUNT per target at p=$PROBABILITY on: $POINTS (the proxy also:${PROXY_POINTS#"$POINTS"})"
 RANDOM=$SEED
 FIFO=$TEST_TMP/fiu
 REAL_PROXY_BIN=$PROXY_BIN
@@ -291,7 +293,7 @@ for target in $TARGETS; do
     run_ops "$OPS"
     faults off "$FAULT_PID"
     check_invariants "the last operation, faults off"
-    pass "$target: $OPS operations under injected failures kept every invariant"
+    pass "$target: $AMOUNT under injected failures kept every invariant"
     kill_agent -9
     kill -9 "$(proxy_pid)" 2>/dev/null || true
 done

@@ -124,6 +124,7 @@ TEST_CASE("a routing table that cannot be written is an error naming the step an
     auto published = publisher.publish({});
     REQUIRE_FALSE(published.ok());
     CHECK(f.writes == agent::PublishLimits{}.write_attempts);
+    CHECK(published.error().kind == common::ErrorKind::io); // not there at all
     CHECK(published.error().message.find("cannot write the routing table (5 attempts)") == 0);
     CHECK(published.error().message.find("cannot fsync") != std::string::npos);
     CHECK(published.error().message.find("Input/output error") != std::string::npos);
@@ -136,6 +137,7 @@ TEST_CASE("a routing table the proxy does not acknowledge is not published") {
     auto publisher = f.make();
     auto published = publisher.publish({});
     REQUIRE_FALSE(published.ok());
+    CHECK(published.error().kind == common::ErrorKind::timeout); // written, not confirmed
     CHECK(published.error().message.find("deploy-proxy did not acknowledge routing generation 1") ==
           0);
     CHECK(published.error().message.find("proxy.log") != std::string::npos);
