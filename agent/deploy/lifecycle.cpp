@@ -292,12 +292,19 @@ common::Result<AppAction> Engine::restart_app(const std::string& app) {
             else
                 runtime->stop({app, row->id}, *process, k_stop_grace);
         }
-        if (stopped)
+        if (stopped) {
             if (auto kept = db_write([&] {
                     return m_store->set_stopped(app, true, "not restarted: " + error.message);
                 });
                 !kept)
                 common::log_error(kept.error().message);
+            else if (!(alive && !in_place)) { // stays stopped: its new process goes too
+                runtime->stop({app, row->id}, *process, k_stop_grace);
+                if (auto cleared = db_write([&] { return m_store->clear_process(app, row->id); });
+                    !cleared)
+                    common::log_error(cleared.error().message);
+            }
+        }
         publish_routes_or_log("after a failed restart");
         return make_error(error.kind, "cannot restart " + app + " " + row->id + ": " +
                                           error.message +
