@@ -16,7 +16,7 @@ namespace {
 
 Error errno_error(std::string_view what, const std::filesystem::path& path) {
     return make_error(ErrorKind::io,
-                      fmt::format("{} {}: {}", what, path.string(), std::strerror(errno)));
+                      fmt::format("{} {}: {}", what, path.string(), os_error_text(errno)));
 }
 
 std::string temp_suffix() {
@@ -38,6 +38,15 @@ Status write_all(int fd, std::string_view content, const std::filesystem::path& 
 }
 
 } // namespace
+
+std::string os_error_text(int error) {
+    std::string text = std::strerror(error);
+    if (error == ENOSPC)
+        text += ": the disk is full (free some space on it)";
+    else if (error == EDQUOT)
+        text += ": the disk quota is used up (free some space, or raise the quota)";
+    return text;
+}
 
 Status fsync_dir(const std::filesystem::path& dir) {
     const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -64,11 +73,38 @@ Status atomic_write_file(const std::filesystem::path& path, std::string_view con
     if (written && ::rename(temp.c_str(), path.c_str()) != 0)
         written = errno_error("cannot rename onto", path);
     if (!written) {
-        ::unlink(temp.c_str());
+        if (::unlink(temp.c_str()) != 0 && errno != ENOENT)
+            ::unlink(temp.c_str()); // once more; else remove_temp_files() at the next start
         return written;
     }
     auto parent = path.parent_path();
     return fsync_dir(parent.empty() ? std::filesystem::path(".") : parent);
+}
+
+std::size_t remove_temp_files(const std::filesystem::path& dir) {
+    std::size_t removed = 0;
+    std::error_code ec;
+    for (std::filesystem::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+        const std::string name = it->path().filename().string();
+        const auto at = name.rfind(".tmp-");
+        if (at == std::string::npos || at == 0)
+            continue;
+        const std::string rest = name.substr(at + 5); // PID-HEX
+        const auto dash = rest.find('-');
+        if (dash == std::string::npos || dash == 0 || dash + 1 == rest.size() ||
+            rest.find_first_not_of("0123456789") != dash ||
+            rest.find_first_not_of("0123456789abcdef", dash + 1) != std::string::npos)
+            continue;
+        std::error_code kind;
+        if (!it->is_regular_file(kind))
+            continue;
+        if (std::filesystem::exists("/proc/" + rest.substr(0, dash), kind))
+            continue; // its writer runs (or its pid was reused: it goes next time)
+        std::error_code gone;
+        if (std::filesystem::remove(it->path(), gone))
+            ++removed;
+    }
+    return removed;
 }
 
 Result<std::string> read_file(const std::filesystem::path& path) {

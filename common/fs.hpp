@@ -14,6 +14,13 @@ namespace common {
 Status atomic_write_file(const std::filesystem::path& path, std::string_view content,
                          unsigned mode = 0644);
 Result<std::string> read_file(const std::filesystem::path& path);
+// The system's text for an error number; for ENOSPC and EDQUOT it also says
+// plainly that the disk is full ("No space left on device: the disk is full ...").
+std::string os_error_text(int error);
+// Removes the temporary files atomic_write_file left in `dir` (not below it)
+// when it failed and could not remove them ("NAME.tmp-PID-HEX"), except those
+// of a running process (it may be writing them). Returns how many went.
+std::size_t remove_temp_files(const std::filesystem::path& dir);
 // fsync a directory so that a rename in it is durable.
 Status fsync_dir(const std::filesystem::path& dir);
 // Creates `dir` (and its parents) when it is missing and gives it `perms`; an

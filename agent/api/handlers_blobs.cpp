@@ -46,8 +46,12 @@ Response missing(ApiContext& context, const Request& request) {
 
 Response put(ApiContext& context, const Request& request) {
     const auto& digest = request.params.at("digest");
-    if (auto stored = context.blobs.adopt(digest, request.body_file); !stored)
-        return error_response(stored.error());
+    if (auto stored = context.blobs.adopt(digest, request.body_file); !stored) {
+        auto error = stored.error();
+        if (error.kind == ErrorKind::io) // which step failed, and why, for deployctl's message
+            error.message = "cannot store the uploaded blob " + digest + ": " + error.message;
+        return error_response(error);
+    }
     std::error_code ec;
     const auto size = std::filesystem::file_size(context.blobs.path(digest), ec);
     if (ec)

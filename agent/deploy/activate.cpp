@@ -17,12 +17,11 @@ using common::make_error;
 using common::State;
 
 namespace {
-constexpr std::chrono::milliseconds k_proxy_apply_timeout{3000};
 // How long a new release has to answer through the proxy, and the pause
 // between tries (the proxy may still be applying the table).
 constexpr std::chrono::milliseconds k_live_timeout{3000};
 constexpr std::chrono::milliseconds k_live_retry{100};
-}
+} // namespace
 
 common::Result<std::optional<std::string>> Engine::activate(const std::string& app,
                                                             const std::string& id, State from,
@@ -32,14 +31,16 @@ common::Result<std::optional<std::string>> Engine::activate(const std::string& a
     // live never becomes PRODUCTION and the previous one is routed again.
     if (auto proven = prove_live(app, id, events); !proven)
         return proven.error();
-    auto previous = m_store->switch_production(app, id, from);
+    auto previous = db_write([&] { return m_store->switch_production(app, id, from); });
     if (!previous) {
         {
             std::lock_guard lock(m_routes_mutex);
             m_candidates.erase(app);
         }
-        publish_routes(); // back to what the database says serves
-        return previous.error();
+        publish_routes_or_log("after a failed switch"); // back to what the database says serves
+        events.log("system", "not switched: " + previous.error().message);
+        return make_error(previous.error().kind,
+                          "cannot switch " + app + " to " + id + ": " + previous.error().message);
     }
     if (*previous) {
         EventLog(m_options.data_dir.event_log(app, **previous), **previous)
@@ -52,7 +53,10 @@ common::Result<std::optional<std::string>> Engine::activate(const std::string& a
         std::lock_guard lock(m_routes_mutex);
         m_candidates.erase(app);
     }
-    publish_routes();
+    // The proxy already routes the app to `id` (the candidate's table was
+    // acknowledged): this table routes it the same way. Should it fail, the
+    // supervisor publishes it again.
+    publish_routes_or_log("after the switch to " + app + " " + id);
     events.state(State::production);
     return previous;
 }
@@ -69,9 +73,22 @@ common::Status Engine::prove_live(const std::string& app, const std::string& id,
         std::lock_guard lock(m_routes_mutex);
         m_candidates[app] = id;
     }
-    publish_routes();
+    // A table that is written but not acknowledged: the probe below says what
+    // answers instead (another program, no proxy); should the proxy answer
+    // from `id` with the probe key, that proves the route all the same.
+    auto published = publish_routes();
+    if (!published && published.error().kind != ErrorKind::timeout) {
+        {
+            std::lock_guard lock(m_routes_mutex);
+            m_candidates.erase(app);
+        }
+        publish_routes_or_log("after a failed switch"); // the previous PRODUCTION again
+        events.log("system", "not switched: " + published.error().message);
+        return make_error(ErrorKind::failed,
+                          "cannot switch " + app + " to " + id + ": " + published.error().message);
+    }
     if (!m_proxy.enabled()) // no proxy runs (engine tests): the table only, nothing to prove
-        return {};
+        return published;
     const std::string host = app + ".localhost";
     const std::string path = config->static_site ? "/" : config->run.health.path;
     const std::string expected = app + " " + id;
@@ -90,6 +107,8 @@ common::Status Engine::prove_live(const std::string& app, const std::string& id,
                 std::chrono::steady_clock::now() - started);
             events.log("system", "live: " + where + " answered " + answer.message + " from " + id +
                                      " (" + std::to_string(took.count()) + "ms)");
+            if (!published)
+                common::log_warn(published.error().message + ", but it answered from " + id);
             return {};
         }
         if (answer.status == 0)
@@ -118,15 +137,14 @@ common::Status Engine::prove_live(const std::string& app, const std::string& id,
         std::lock_guard lock(m_routes_mutex);
         m_candidates.erase(app);
     }
-    publish_routes(); // the previous PRODUCTION (or nothing) is routed again
+    publish_routes_or_log("after a failed live check"); // the previous PRODUCTION (or nothing)
+    if (!published)
+        reason += " (" + published.error().message + ")";
     events.log("system", "not live: " + where + ": " + reason);
     return make_error(ErrorKind::failed, id + " is not live: " + where + ": " + reason);
 }
 
-void Engine::publish_routes() {
-    // Held throughout: the table is made from one view of the database and
-    // the candidates, and two publishes never interleave.
-    std::lock_guard lock(m_routes_mutex);
+std::vector<Route> Engine::routing_table_locked() {
     std::vector<Route> routes;
     auto apps = m_store->apps();
     for (const auto& [app, id] : m_candidates)
@@ -173,20 +191,22 @@ void Engine::publish_routes() {
             routes.push_back(route);
         }
     }
-    const auto file = m_options.data_dir.proxy_routes();
-    auto generation = std::max(m_generation, read_generation(file)) + 1;
-    std::error_code ec;
-    fs::create_directories(file.parent_path(), ec);
-    if (auto written = common::atomic_write_file(file, routing_table_json(generation, routes));
-        !written) {
-        common::log_error("cannot write the routing table: " + written.error().message);
-        return;
-    }
-    m_generation = generation;
-    m_proxy.reload();
-    if (!m_proxy.wait_applied(generation, k_proxy_apply_timeout))
-        common::log_warn("deploy-proxy did not confirm routing generation " +
-                         std::to_string(generation) + " within 3s");
+    return routes;
+}
+
+common::Status Engine::publish_routes() {
+    // Held throughout: the table is made from one view of the database and
+    // the candidates, and two publishes never interleave.
+    std::lock_guard lock(m_routes_mutex);
+    auto published = m_publisher.publish(routing_table_locked());
+    m_routes_stale = !published;
+    return published;
+}
+
+void Engine::publish_routes_or_log(std::string_view why) {
+    if (auto published = publish_routes(); !published)
+        common::log_error("routing table not published " + std::string(why) + ": " +
+                          published.error().message + "; publishing it again shortly");
 }
 
 // The proxy routes no new request to the replaced release any more (the switch
@@ -232,27 +252,34 @@ void Engine::drain(const std::string& app, const Job& job) {
             common::log_error(cleared.error().message);
 }
 
-void Engine::delete_release(const ReleaseRow& row, const std::string& reason) {
+common::Status Engine::delete_release(const ReleaseRow& row, const std::string& reason) {
     std::lock_guard lock(m_delete_mutex);
     auto& runtime = runtime_for(row);
     const runtime::AppProcess process{row.pid, row.pid_start};
     if (runtime.alive(process))
         runtime.stop({row.app, row.id}, process, k_stop_grace);
     runtime.remove({row.app, row.id});
-    std::error_code ec;
+    // The files first, the row last: a release whose files could not all be
+    // removed stays in the state (the next prune, or rm, tries again), so no
+    // file outlives the release that owns it.
     const auto& data = m_options.data_dir;
     for (const auto& path : {data.release_dir(row.app, row.id), data.event_log(row.app, row.id),
                              data.app_log(row.app, row.id), data.release_blobs(row.app, row.id)}) {
+        std::error_code ec;
         fs::remove_all(path, ec);
         if (ec)
-            common::log_warn("cannot remove " + path.string() + ": " + ec.message());
+            return make_error(ErrorKind::io, "cannot delete " + row.app + " " + row.id +
+                                                 ": cannot remove " + path.string() + ": " +
+                                                 common::os_error_text(ec.value()) +
+                                                 "; it stays listed and is tried again");
     }
-    auto removed = m_store->remove(row.app, row.id, reason);
+    auto removed = db_write([&] { return m_store->remove(row.app, row.id, reason); });
     if (!removed && removed.error().kind != ErrorKind::not_found)
-        common::log_error("cannot delete " + row.app + " " + row.id + ": " +
-                          removed.error().message);
-    else
-        common::log_info("deleted " + row.app + " " + row.id + " (" + reason + ")");
+        return make_error(removed.error().kind, "cannot delete " + row.app + " " + row.id + ": " +
+                                                    removed.error().message +
+                                                    "; it stays listed and is tried again");
+    common::log_info("deleted " + row.app + " " + row.id + " (" + reason + ")");
+    return {};
 }
 
 // Keeps the newest `keep` INACTIVE releases (rollback targets) and, apart
@@ -272,7 +299,8 @@ void Engine::prune(const std::string& app, int keep) {
         int& kept = row.state == State::failed ? failed : inactive;
         if (kept++ < keep || row.pid > 0)
             continue;
-        delete_release(row, "pruned: keep = " + std::to_string(keep));
+        if (auto deleted = delete_release(row, "pruned: keep = " + std::to_string(keep)); !deleted)
+            common::log_warn(deleted.error().message);
     }
 }
 
@@ -374,8 +402,7 @@ common::Status Engine::remove(const std::string& app, const std::string& id) {
             return make_error(ErrorKind::refused,
                               "release " + id + " is being rolled back to and cannot be removed");
     }
-    delete_release(*row, "removed on request");
-    return {};
+    return delete_release(*row, "removed on request");
 }
 
 } // namespace agent

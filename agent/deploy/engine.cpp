@@ -2,6 +2,7 @@
 #include <agent/deploy/history.hpp>
 #include <common/address.hpp>
 #include <common/config.hpp>
+#include <common/fs.hpp>
 #include <common/hash.hpp>
 #include <common/log.hpp>
 
@@ -19,7 +20,15 @@ std::unique_ptr<Service> make_service(ServiceOptions options) {
 
 Engine::Engine(ServiceOptions options)
     : m_options(std::move(options)), m_blobs(m_options.data_dir.blobs()),
-      m_proxy(m_options.data_dir, m_options.proxy_bin, m_options.proxy) {}
+      m_proxy(m_options.data_dir, m_options.proxy_bin, m_options.proxy),
+      m_publisher(
+          m_options.data_dir.proxy_routes(), m_options.data_dir.proxy_applied(),
+          {[](const std::filesystem::path& file, std::string_view text) -> common::Status {
+               TRY(common::ensure_directory(file.parent_path(), std::filesystem::perms::owner_all));
+               return common::atomic_write_file(file, text);
+           },
+           [this] { m_proxy.reload(); }, [this] { return m_proxy.enabled(); },
+           m_options.data_dir.proxy_log().string()}) {}
 
 Engine::~Engine() {
     stop();

@@ -12,6 +12,7 @@
 
 #include <agent/deploy/events.hpp>
 #include <agent/deploy/proxy_supervisor.hpp>
+#include <agent/deploy/routes.hpp>
 #include <agent/deploy/service.hpp>
 #include <agent/runtime/app.hpp>
 #include <agent/runtime/runtime.hpp>
@@ -39,6 +40,10 @@ class Engine final : public Service {
     // A drain ends early once the old release's port was idle this long.
     static constexpr std::chrono::milliseconds k_drain_quiet{1500};
     static constexpr std::chrono::milliseconds k_drain_poll{50};
+    // A state.db write that failed on I/O (SQLite rolled it back) is tried
+    // again, k_db_attempts in all, k_db_retry apart (docs/reliability.md).
+    static constexpr int k_db_attempts = 5;
+    static constexpr std::chrono::milliseconds k_db_retry{100};
     // What a failed start shows of the app's output.
     static constexpr std::size_t k_startup_lines = 20;
     static constexpr std::size_t k_startup_bytes = 256 * 1024;
@@ -107,6 +112,18 @@ class Engine final : public Service {
                           Detail detail);
     std::string app_url(const std::string& app) const;
     bool stopping() const { return m_stopping.load(); }
+    // Runs `write` (a state.db change returning a Status or Result) again while
+    // it fails on I/O, up to k_db_attempts times; the last result.
+    template <class Write> auto db_write(Write&& write) {
+        auto result = write();
+        for (int attempt = 1;
+             !result && result.error().kind == common::ErrorKind::io && attempt < k_db_attempts;
+             ++attempt) {
+            std::this_thread::sleep_for(k_db_retry);
+            result = write();
+        }
+        return result;
+    }
     // Sleeps up to `duration`; false if the engine is stopping.
     bool sleep_unless_stopping(std::chrono::milliseconds duration);
     // Picks the engine (--engine auto), loads the agent id, makes the runtimes.
@@ -173,11 +190,20 @@ class Engine final : public Service {
     // back and the error says why; logged to `events` either way.
     common::Status prove_live(const std::string& app, const std::string& id,
                               const EventLog& events);
-    void publish_routes();
+    // Publishes the routing table made from the database and the candidates
+    // and waits until deploy-proxy applied it (RoutePublisher, routes.hpp).
+    // On failure the error names the step; the table is marked stale and the
+    // supervisor publishes again until one goes through.
+    common::Status publish_routes();
+    // After a failure a caller cannot undo: logged, the supervisor retries.
+    void publish_routes_or_log(std::string_view why);
+    std::vector<Route> routing_table_locked();
     void drain(const std::string& app, const Job& job);
     void wait_drained(int port, std::chrono::milliseconds drain);
     void prune(const std::string& app, int keep);
-    void delete_release(const ReleaseRow& row, const std::string& reason);
+    // Stops it, removes its files, then its row; an error (the row kept) when
+    // a file could not be removed or the row could not be deleted.
+    common::Status delete_release(const ReleaseRow& row, const std::string& reason);
     common::Result<ReleaseRow> rollback_target(const std::string& app,
                                                const std::optional<std::string>& id);
 
@@ -235,9 +261,10 @@ class Engine final : public Service {
     std::condition_variable m_build_cv;
     int m_free_builds = k_build_slots;
 
-    std::mutex m_routes_mutex; // guards m_generation, m_candidates; held by publish_routes
-    std::uint64_t m_generation = 0;
+    std::mutex m_routes_mutex; // guards m_publisher, m_candidates; held by publish_routes
+    RoutePublisher m_publisher;
     std::map<std::string, std::string> m_candidates; // app → release being proven live
+    std::atomic<bool> m_routes_stale{false};         // the last publish did not go through
 
     std::mutex m_delete_mutex;
     std::thread m_supervisor;

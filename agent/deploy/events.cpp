@@ -1,4 +1,5 @@
 #include <agent/deploy/events.hpp>
+#include <common/fs.hpp>
 #include <common/log.hpp>
 
 #include <nlohmann/json.hpp>
@@ -49,24 +50,38 @@ void EventLog::health(bool ok, int status, std::string_view message) const {
                     {"ts", timestamp()}}));
 }
 
+// An event that cannot be written is tried again a few times (each write of
+// a whole line is one O_APPEND write: a failed one wrote nothing), then lost
+// with an error in the agent's log: the release's fate never depends on it.
 void EventLog::append(const std::string& line) const {
+    constexpr int k_attempts = 3;
     std::error_code ec;
     std::filesystem::create_directories(m_file.parent_path(), ec);
-    int fd = ::open(m_file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    int fd = -1;
+    for (int attempt = 0; fd < 0 && attempt < k_attempts; ++attempt)
+        fd = ::open(m_file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     if (fd < 0) {
-        common::log_error("cannot open " + m_file.string() + ": " + std::strerror(errno));
+        common::log_error("cannot open " + m_file.string() + ": " + common::os_error_text(errno) +
+                          "; an event of " + m_release + " is lost");
         return;
     }
     std::size_t written = 0;
-    while (written < line.size()) {
+    for (int failures = 0; written < line.size();) {
         ssize_t n = ::write(fd, line.data() + written, line.size() - written);
+        if (n > 0) {
+            written += static_cast<std::size_t>(n);
+            continue;
+        }
         if (n < 0 && errno == EINTR)
             continue;
-        if (n <= 0) {
-            common::log_error("cannot write " + m_file.string() + ": " + std::strerror(errno));
-            break;
-        }
-        written += static_cast<std::size_t>(n);
+        if (++failures < k_attempts)
+            continue;
+        common::log_error("cannot write " + m_file.string() + ": " +
+                          (n < 0 ? common::os_error_text(errno) : std::string("nothing written")) +
+                          "; an event of " + m_release + " is lost");
+        if (written > 0) // never glue the next event to a partial line
+            (void)!::write(fd, "\n", 1);
+        break;
     }
     ::close(fd);
 }

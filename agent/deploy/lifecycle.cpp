@@ -167,8 +167,19 @@ common::Result<AppAction> Engine::stop_app(const std::string& app) {
         return row.error();
     if (m_store->stopped(app))
         return AppAction{app, row->id, "stopped", false, 0};
-    TRY(m_store->set_stopped(app, true, "stopped on request"));
-    publish_routes(); // deploy-proxy answers 503 from now on
+    TRY(db_write([&] { return m_store->set_stopped(app, true, "stopped on request"); }));
+    // deploy-proxy answers 503 from now on; if it cannot be told, nothing stops.
+    if (auto published = publish_routes(); !published) {
+        if (auto running = db_write([&] {
+                return m_store->set_stopped(app, false,
+                                            "not stopped: " + published.error().message);
+            });
+            !running)
+            common::log_error(running.error().message);
+        publish_routes_or_log("after a failed stop");
+        return make_error(ErrorKind::io, "cannot stop " + app + ": " + published.error().message +
+                                             "; " + row->id + " keeps running and serving");
+    }
     if (auto* runtime = running_runtime(*row)) {
         runtime->stop({app, row->id}, {row->pid, row->pid_start}, k_stop_grace);
         if (auto cleared = m_store->clear_process(app, row->id); !cleared)
@@ -194,20 +205,46 @@ common::Result<AppAction> Engine::start_app(const std::string& app) {
     if (!stopped && (!runtime || alive))
         return AppAction{app, row->id, "running", false, row->pid};
     int pid = 0;
+    std::optional<runtime::AppProcess> started;
+    std::optional<common::AppConfig> config;
     if (runtime) {
         if (alive) // stopped, yet running: left by an agent killed while stopping it
             runtime->stop({app, row->id}, old, k_stop_grace);
-        auto config = common::parse_config(row->config, "deploy.toml");
-        if (!config)
-            return config.error();
+        auto parsed = common::parse_config(row->config, "deploy.toml");
+        if (!parsed)
+            return parsed.error();
+        config = std::move(*parsed);
         auto process = start_production(*row, *config, "starting (deployctl start)");
         if (!process)
             return process.error();
+        started = *process;
         pid = process->pid;
     }
+    // Routed only once the proxy has the new table: else the app stays as it
+    // was (stopped, its new process stopped again).
+    auto undo = [&](const common::Error& error) -> common::Error {
+        if (stopped)
+            if (auto kept = db_write([&] {
+                    return m_store->set_stopped(app, true, "not started: " + error.message);
+                });
+                !kept)
+                common::log_error(kept.error().message);
+        if (started && stopped) {
+            runtime->stop({app, row->id}, *started, k_stop_grace);
+            if (auto cleared = db_write([&] { return m_store->clear_process(app, row->id); });
+                !cleared)
+                common::log_error(cleared.error().message);
+        }
+        publish_routes_or_log("after a failed start");
+        return make_error(error.kind, "cannot start " + app + " " + row->id + ": " + error.message);
+    };
     if (stopped)
-        TRY(m_store->set_stopped(app, false, "started on request"));
-    publish_routes();
+        if (auto cleared =
+                db_write([&] { return m_store->set_stopped(app, false, "started on request"); });
+            !cleared)
+            return undo(cleared.error());
+    if (auto published = publish_routes(); !published)
+        return undo(published.error());
     common::log_info("started " + app + " " + row->id);
     return AppAction{app, row->id, "running", true, pid};
 }
@@ -242,9 +279,46 @@ common::Result<AppAction> Engine::restart_app(const std::string& app) {
     auto process = start_production(*row, *config, "restarting (deployctl restart)");
     if (!process)
         return process.error();
+    // New requests go to the new process once the proxy has the table; if it
+    // cannot be told, the old process (still running) is recorded and routed
+    // again and the new one stops.
+    auto undo = [&](const common::Error& error) -> common::Error {
+        if (alive && !in_place) {
+            if (auto restored = db_write([&] {
+                    return m_store->set_process(app, row->id, row->port, row->pid, row->pid_start);
+                });
+                !restored)
+                common::log_error(restored.error().message);
+            else
+                runtime->stop({app, row->id}, *process, k_stop_grace);
+        }
+        if (stopped) {
+            if (auto kept = db_write([&] {
+                    return m_store->set_stopped(app, true, "not restarted: " + error.message);
+                });
+                !kept)
+                common::log_error(kept.error().message);
+            else if (!(alive && !in_place)) { // stays stopped: its new process goes too
+                runtime->stop({app, row->id}, *process, k_stop_grace);
+                if (auto cleared = db_write([&] { return m_store->clear_process(app, row->id); });
+                    !cleared)
+                    common::log_error(cleared.error().message);
+            }
+        }
+        publish_routes_or_log("after a failed restart");
+        return make_error(error.kind, "cannot restart " + app + " " + row->id + ": " +
+                                          error.message +
+                                          (alive && !in_place ? "; the running process keeps "
+                                                                "serving"
+                                                              : ""));
+    };
     if (stopped)
-        TRY(m_store->set_stopped(app, false, "started on request (restart)"));
-    publish_routes(); // new requests go to the new process
+        if (auto cleared = db_write(
+                [&] { return m_store->set_stopped(app, false, "started on request (restart)"); });
+            !cleared)
+            return undo(cleared.error());
+    if (auto published = publish_routes(); !published)
+        return undo(published.error());
     if (alive && !in_place) {
         wait_drained(row->port, config->deploy.drain);
         runtime->stop({app, row->id}, old, k_stop_grace);
@@ -288,8 +362,8 @@ common::Result<Destroyed> Engine::destroy_app(const std::string& app) {
     Destroyed destroyed;
     destroyed.app = app;
     if (!rows.empty()) {
-        TRY(m_store->set_stopped(app, true, "stopped: being destroyed"));
-        publish_routes(); // 503 while its processes go
+        TRY(db_write([&] { return m_store->set_stopped(app, true, "stopped: being destroyed"); }));
+        publish_routes_or_log("for " + app + "'s destroy"); // 503 while its processes go
     }
     for (const auto& row : rows) {
         auto& runtime = runtime_for(row);
@@ -300,9 +374,12 @@ common::Result<Destroyed> Engine::destroy_app(const std::string& app) {
         destroyed.releases.push_back(row.id);
     }
     std::tie(destroyed.blobs_removed, destroyed.blobs_kept) = remove_unshared_blobs(app, rows);
-    TRY(m_store->destroy_app(app, "app destroyed on request (" + std::to_string(rows.size()) +
-                                      " releases)"));
-    publish_routes(); // the proxy's unknown-app answer from now on
+    TRY(db_write([&] {
+        return m_store->destroy_app(app, "app destroyed on request (" +
+                                             std::to_string(rows.size()) + " releases)");
+    }));
+    publish_routes_or_log("for " + app +
+                          "'s destroy"); // the proxy's unknown-app answer from now on
     std::error_code ec;
     fs::remove_all(m_options.data_dir.app_dir(app), ec);
     if (ec)

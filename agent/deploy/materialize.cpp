@@ -18,16 +18,18 @@ common::Status write_entry(const common::ManifestEntry& entry, const BlobStore& 
     std::error_code ec;
     fs::create_directories(target.parent_path(), ec);
     if (ec)
-        return make_error(ErrorKind::io,
-                          "cannot create " + target.parent_path().string() + ": " + ec.message());
+        return make_error(ErrorKind::io, "cannot create " + target.parent_path().string() + ": " +
+                                             common::os_error_text(ec.value()));
     fs::copy_file(blobs.path(entry.digest), target, fs::copy_options::overwrite_existing, ec);
     if (ec)
         return make_error(ErrorKind::io, "cannot write " + entry.path + " from blob " +
-                                             entry.digest + ": " + ec.message());
+                                             entry.digest + ": " +
+                                             common::os_error_text(ec.value()));
     auto perms = entry.kind == common::EntryKind::executable ? fs::perms(0755) : fs::perms(0644);
     fs::permissions(target, perms, ec);
     if (ec)
-        return make_error(ErrorKind::io, "cannot chmod " + entry.path + ": " + ec.message());
+        return make_error(ErrorKind::io,
+                          "cannot chmod " + entry.path + ": " + common::os_error_text(ec.value()));
     return {};
 }
 
@@ -38,8 +40,8 @@ common::Status write_symlink(const common::ManifestEntry& entry, const fs::path&
     if (!ec)
         fs::create_symlink(fs::path(entry.target), link, ec);
     if (ec)
-        return make_error(ErrorKind::io,
-                          "cannot create symlink " + entry.path + ": " + ec.message());
+        return make_error(ErrorKind::io, "cannot create symlink " + entry.path + ": " +
+                                             common::os_error_text(ec.value()));
     return {};
 }
 
@@ -74,7 +76,8 @@ common::Status materialize(const common::Manifest& manifest, const BlobStore& bl
     fs::remove_all(temp, ec);
     fs::create_directories(temp, ec);
     if (ec)
-        return make_error(ErrorKind::io, "cannot create " + temp.string() + ": " + ec.message());
+        return make_error(ErrorKind::io, "cannot create " + temp.string() + ": " +
+                                             common::os_error_text(ec.value()));
     fs::permissions(temp, fs::perms(0755), ec);
     if (auto written = write_tree(manifest, blobs, temp); !written) {
         fs::remove_all(temp, ec);
@@ -90,16 +93,20 @@ common::Status materialize(const common::Manifest& manifest, const BlobStore& bl
             fs::permissions(it->path(), fs::perms(0755), ec);
     }
     if (ec) {
-        auto error =
-            make_error(ErrorKind::io, "cannot chmod in " + temp.string() + ": " + ec.message());
+        auto error = make_error(ErrorKind::io, "cannot chmod in " + temp.string() + ": " +
+                                                   common::os_error_text(ec.value()));
         fs::remove_all(temp, ec);
         return error;
     }
     fs::remove_all(release_dir, ec);
-    fs::rename(temp, release_dir, ec);
-    if (ec)
-        return make_error(ErrorKind::io,
-                          "cannot move " + temp.string() + " into place: " + ec.message());
+    if (!ec)
+        fs::rename(temp, release_dir, ec);
+    if (ec) {
+        auto error = make_error(ErrorKind::io, "cannot move " + temp.string() + " into place: " +
+                                                   common::os_error_text(ec.value()));
+        fs::remove_all(temp, ec); // else removed at the next start
+        return error;
+    }
     if (auto synced = common::fsync_dir(release_dir.parent_path()); !synced)
         common::log_warn(synced.error().message);
     return {};

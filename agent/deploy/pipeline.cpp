@@ -30,9 +30,16 @@ std::string seconds_text(std::chrono::milliseconds d) {
 
 bool Engine::advance(const std::string& app, const std::string& id, State from, State to,
                      const EventLog& events) {
-    auto moved = m_store->transition(app, id, from, to, "deployment pipeline");
+    auto moved =
+        db_write([&] { return m_store->transition(app, id, from, to, "deployment pipeline"); });
     if (!moved) {
         common::log_error("deployment " + app + " " + id + ": " + moved.error().message);
+        // Never left QUEUED or BUILDING: a state that cannot be recorded fails the release.
+        if (moved.error().kind == ErrorKind::io)
+            fail(app, id, from,
+                 "cannot record " + std::string(common::to_string(to)) +
+                     " in state.db: " + moved.error().message,
+                 events);
         return false;
     }
     events.state(to);
@@ -43,7 +50,9 @@ void Engine::fail(const std::string& app, const std::string& id, State from,
                   const std::string& message, const EventLog& events) {
     const std::string redacted = events.redact(message);
     common::log_warn("deployment " + app + " " + id + " failed: " + redacted);
-    auto moved = m_store->transition(app, id, from, State::failed, "deployment failed", redacted);
+    auto moved = db_write([&] {
+        return m_store->transition(app, id, from, State::failed, "deployment failed", redacted);
+    });
     if (!moved)
         common::log_error("cannot mark " + app + " " + id + " FAILED: " + moved.error().message);
     events.state(State::failed, message);
@@ -52,7 +61,7 @@ void Engine::fail(const std::string& app, const std::string& id, State from,
 void Engine::stop_process(const std::string& app, const std::string& id,
                           const common::AppConfig& config, const runtime::AppProcess& process) {
     runtime_for(app, id, config).stop({app, id}, process, k_stop_grace);
-    if (auto cleared = m_store->clear_process(app, id); !cleared)
+    if (auto cleared = db_write([&] { return m_store->clear_process(app, id); }); !cleared)
         common::log_error(cleared.error().message);
 }
 
@@ -227,7 +236,8 @@ common::Result<runtime::AppProcess> Engine::launch_and_check(const std::string& 
         runtime.name() == "process" ? config.run.command : runtime.name() + " container";
     events.log("system", "started " + what + " on port " + std::to_string(*port) + " (pid " +
                              std::to_string(process->pid) + ")");
-    auto recorded = m_store->set_process(app, id, *port, process->pid, process->start);
+    auto recorded = db_write(
+        [&] { return m_store->set_process(app, id, *port, process->pid, process->start); });
     if (!recorded) {
         stop_process(app, id, config, *process);
         return recorded.error();

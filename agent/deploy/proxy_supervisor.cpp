@@ -1,5 +1,4 @@
 #include <agent/deploy/proxy_supervisor.hpp>
-#include <agent/deploy/routes.hpp>
 #include <agent/runtime/http_probe.hpp>
 #include <agent/runtime/process.hpp>
 #include <common/address.hpp>
@@ -18,7 +17,6 @@
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
-#include <thread>
 #include <unistd.h>
 
 namespace agent {
@@ -352,19 +350,6 @@ ProxySupervisor::ProbeAnswer ProxySupervisor::probe(const std::string& host,
     request.fields = {{"X-Deploy-Probe", key}};
     auto answer = runtime::http_get(request, timeout);
     return {answer.status, answer.message, answer.field("X-Deploy-Routed")};
-}
-
-bool ProxySupervisor::wait_applied(std::uint64_t generation,
-                                   std::chrono::milliseconds timeout) const {
-    if (!enabled())
-        return true;
-    auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (read_generation(m_data_dir.proxy_applied()) < generation) {
-        if (std::chrono::steady_clock::now() >= deadline)
-            return false;
-        std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    return true;
 }
 
 } // namespace agent

@@ -29,10 +29,8 @@ class ProxySupervisor {
     bool enabled() const { return !m_bin.empty(); }
     // Adopts a live proxy or starts one.
     common::Status ensure_running();
-    // Asks the proxy to re-read routes.json.
+    // Asks the proxy to re-read routes.json (RoutePublisher waits for its answer).
     void reload();
-    // Waits until the proxy reports a generation >= `generation` (true) or timeout.
-    bool wait_applied(std::uint64_t generation, std::chrono::milliseconds timeout) const;
 
     // What one probe through the proxy found (docs/design.md §8).
     struct ProbeAnswer {

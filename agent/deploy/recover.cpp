@@ -2,6 +2,7 @@
 #include <agent/deploy/engine.hpp>
 #include <agent/deploy/materialize.hpp>
 #include <agent/runtime/process.hpp>
+#include <common/fs.hpp>
 #include <common/log.hpp>
 
 namespace agent {
@@ -32,7 +33,7 @@ common::Status Engine::start() {
     auto leftovers = reconcile();
     if (auto proxy = m_proxy.ensure_running(); !proxy)
         return proxy;
-    publish_routes();
+    publish_routes_or_log("at start");
     // Only now that the proxy routes to PRODUCTION: a release replaced just
     // before the agent died may still have requests in flight. It is drained
     // like any replaced release, then stopped.
@@ -61,10 +62,24 @@ std::vector<ReleaseRow> Engine::reconcile() {
             reconcile_release(row);
     }
     remove_leftover_containers();
-    fs::path apps = m_options.data_dir.root() / "apps";
+    const auto& data = m_options.data_dir;
+    fs::path apps = data.root() / "apps";
+    // Temporary files of writes that failed and could not remove them.
+    std::vector<fs::path> dirs{data.root(), data.proxy_dir(), data.keys()};
     std::error_code ec;
-    for (fs::directory_iterator it(apps, ec), end; !ec && it != end; it.increment(ec))
+    for (fs::directory_iterator it(apps, ec), end; !ec && it != end; it.increment(ec)) {
         remove_materialize_leftovers(it->path() / "releases");
+        dirs.push_back(it->path() / "manifests");
+    }
+    for (fs::directory_iterator it(data.blobs(), ec), end; !ec && it != end; it.increment(ec))
+        if (it->path().filename() != "tmp") // uploads: BlobStore::remove_stale_uploads
+            dirs.push_back(it->path());
+    std::size_t temp_files = 0;
+    for (const auto& dir : dirs)
+        temp_files += common::remove_temp_files(dir);
+    if (temp_files > 0)
+        common::log_info("removed " + std::to_string(temp_files) +
+                         " temporary files left by failed writes");
     return leftovers;
 }
 
@@ -184,7 +199,7 @@ common::Status Engine::restart_production(const ReleaseRow& row, const std::stri
     common::log_warn(row.app + " " + row.id + ": " + note + " (pid " +
                      std::to_string(process->pid) + ")");
     if (port != row.port && m_started)
-        publish_routes();
+        publish_routes_or_log("for the restarted " + row.app + " " + row.id);
     return {};
 }
 
@@ -192,6 +207,8 @@ void Engine::supervise_loop() {
     while (sleep_unless_stopping(k_supervise_interval)) {
         if (auto proxy = m_proxy.ensure_running(); !proxy)
             common::log_error("cannot start deploy-proxy: " + proxy.error().message);
+        if (m_routes_stale) // a publish failed: the proxy may route what the state does not say
+            publish_routes_or_log("again");
         for (const auto& app : m_store->apps())
             supervise_app(app);
     }

@@ -37,6 +37,9 @@ common::Result<std::shared_ptr<const RouteTable>> RouteLoader::reload() {
     }
     auto text = common::read_file(m_routes);
     if (!text) {
+        // A file that could not be read (not a malformed one) is read again
+        // at the next check, changed or not.
+        m_seen = {};
         return text.error();
     }
     auto table = parse_routes(*text, m_routes.string());

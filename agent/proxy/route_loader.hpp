@@ -17,7 +17,8 @@ class RouteLoader {
     // Reads the file now. On success the new table becomes current and is
     // returned. A missing file gives an empty table only if no file was ever
     // loaded; otherwise, and on a malformed file, the current table stays and
-    // the error is returned.
+    // the error is returned. A file that could not be read counts as changed
+    // (changed() is true), so that the next check reads it again.
     common::Result<std::shared_ptr<const RouteTable>> reload();
     // True when the file's identity, size or mtime differ from the last reload().
     bool changed() const;

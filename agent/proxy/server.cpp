@@ -93,6 +93,7 @@ class Server {
     std::vector<std::int64_t> m_cert_stamps; // of the files last tried
     std::uint64_t m_published = 0;
     std::uint64_t m_applied = 0;
+    bool m_confirm_pending = false; // the applied file could not be written
     bool m_stopping = false;
     bool m_forced = false;
     std::size_t m_drained = 0;
@@ -265,8 +266,12 @@ void Server::on_applied(std::uint64_t sequence, std::uint64_t generation) {
 
 void Server::confirm_applied(std::uint64_t generation) {
     if (auto written = m_loader.write_applied(generation); !written) {
-        common::log_error(written.error().message);
+        common::log_error(fmt::format("cannot confirm routes generation {}: {}; trying again",
+                                      generation, written.error().message));
+        m_confirm_pending = true; // poll() writes it again: the agent waits for it
+        return;
     }
+    m_confirm_pending = false;
 }
 
 void Server::poll() {
@@ -277,6 +282,8 @@ void Server::poll() {
         }
         if (m_loader.changed()) {
             load("file changed");
+        } else if (m_confirm_pending && m_applied == m_published) {
+            confirm_applied(m_loader.table()->generation());
         }
         if (m_tls && file_stamps(m_options.certificates) != m_cert_stamps) {
             load_certificates("file changed");

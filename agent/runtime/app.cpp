@@ -1,9 +1,9 @@
 #include <agent/runtime/app.hpp>
 #include <agent/runtime/log_redact.hpp>
 #include <agent/runtime/process.hpp>
+#include <common/fs.hpp>
 
 #include <cerrno>
-#include <cstring>
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -21,9 +21,9 @@ common::Result<AppProcess> start_app(const AppLaunch& launch) {
     std::error_code ec;
     std::filesystem::create_directories(launch.log_file.parent_path(), ec);
     int log = ::open(launch.log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-    if (log < 0)
-        return make_error(ErrorKind::io,
-                          "cannot open " + launch.log_file.string() + ": " + std::strerror(errno));
+    if (log < 0) // not started: an app whose output would be lost is not run
+        return make_error(ErrorKind::io, "cannot open the app log " + launch.log_file.string() +
+                                             ": " + common::os_error_text(errno));
     auto env = config.env;
     for (const auto& [key, value] : launch.env)
         env[key] = value;

@@ -85,7 +85,16 @@ void setup_attributes(SpawnAttributes& sa, const SpawnSpec& spec) {
 // The fields of /proc/PID/stat from field 3 (state) on, for a live, non-zombie
 // process. Field 2 (comm) may contain spaces and parentheses: split after the last ')'.
 std::optional<std::vector<std::string>> live_stat_fields(const std::string& pid) {
-    std::ifstream in("/proc/" + pid + "/stat");
+    // A file that cannot be opened while the process exists (a descriptor
+    // limit, memory) says nothing about the process: tried again, so that a
+    // live app is not taken for dead (and failed, or started twice).
+    std::ifstream in;
+    for (int attempt = 0; attempt < 5; ++attempt) {
+        in.open("/proc/" + pid + "/stat");
+        if (in || (::kill(static_cast<pid_t>(std::atol(pid.c_str())), 0) != 0 && errno == ESRCH))
+            break;
+        in.clear();
+    }
     std::string stat;
     if (!in || !std::getline(in, stat))
         return std::nullopt;

@@ -44,8 +44,8 @@ Status fsync_file(const fs::path& path) {
         const int saved = errno;
         if (fd >= 0)
             ::close(fd);
-        return make_error(ErrorKind::io,
-                          fmt::format("cannot fsync {}: {}", path.string(), std::strerror(saved)));
+        return make_error(ErrorKind::io, fmt::format("cannot fsync {}: {}", path.string(),
+                                                     common::os_error_text(saved)));
     }
     ::close(fd);
     return {};
@@ -117,8 +117,9 @@ Status BlobStore::adopt(const std::string& digest, const fs::path& temp_file) {
     if (auto ok = fsync_file(temp_file); !ok)
         return fail(ok.error());
     if (::rename(temp_file.c_str(), target.c_str()) != 0)
-        return fail(make_error(ErrorKind::io, fmt::format("cannot rename onto {}: {}",
-                                                          target.string(), std::strerror(errno))));
+        return fail(
+            make_error(ErrorKind::io, fmt::format("cannot rename onto {}: {}", target.string(),
+                                                  common::os_error_text(errno))));
     return common::fsync_dir(target.parent_path());
 }
 

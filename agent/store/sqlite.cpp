@@ -1,4 +1,5 @@
 #include <agent/store/sqlite.hpp>
+#include <common/fs.hpp>
 #include <common/log.hpp>
 
 #include <sqlite3.h>
@@ -9,8 +10,20 @@ using common::ErrorKind;
 using common::make_error;
 
 namespace {
+// SQLite's message; for a failed file operation also the system's error
+// ("disk I/O error (Input/output error)", "database or disk is full (No space
+// left on device: the disk is full ...)").
+std::string message_of(sqlite3* db) {
+    std::string message = sqlite3_errmsg(db);
+    const int code = sqlite3_errcode(db) & 0xff;
+    const int os_error = sqlite3_system_errno(db);
+    if (os_error != 0 && (code == SQLITE_IOERR || code == SQLITE_FULL || code == SQLITE_CANTOPEN))
+        message += " (" + common::os_error_text(os_error) + ")";
+    return message;
+}
+
 common::Error db_error(sqlite3* db, std::string_view what) {
-    return make_error(ErrorKind::io, std::string(what) + ": " + sqlite3_errmsg(db));
+    return make_error(ErrorKind::io, std::string(what) + ": " + message_of(db));
 }
 } // namespace
 
@@ -22,7 +35,7 @@ common::Result<std::unique_ptr<Database>> Database::open(const std::filesystem::
     std::unique_ptr<Database> db(new Database(raw));
     if (rc != SQLITE_OK)
         return make_error(ErrorKind::io, "cannot open " + path.string() + ": " +
-                                             (raw ? sqlite3_errmsg(raw) : "out of memory"));
+                                             (raw ? message_of(raw) : "out of memory"));
     sqlite3_busy_timeout(raw, 5000);
     TRY(db->exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;"));
     return db;
@@ -39,6 +52,10 @@ common::Status Database::exec(std::string_view sql) {
     if (sqlite3_exec(m_db, text.c_str(), nullptr, nullptr, &message) != SQLITE_OK) {
         std::string error = message ? message : sqlite3_errmsg(m_db);
         sqlite3_free(message);
+        const int code = sqlite3_errcode(m_db) & 0xff;
+        if (const int os_error = sqlite3_system_errno(m_db);
+            os_error != 0 && (code == SQLITE_IOERR || code == SQLITE_FULL))
+            error += " (" + common::os_error_text(os_error) + ")";
         return make_error(ErrorKind::io, "database: " + error);
     }
     return {};
@@ -57,7 +74,7 @@ int Database::changes() const {
 }
 
 std::string Database::last_error() const {
-    return sqlite3_errmsg(m_db);
+    return message_of(m_db);
 }
 
 Statement::~Statement() {

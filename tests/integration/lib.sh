@@ -251,8 +251,9 @@ start_agent() {
     # outlive the agent, and must not hold the test's (CTest's) pipe open.
     # AGENT_ENGINE (default process) and the array AGENT_EXTRA_ARGS (extra
     # `serve` arguments) may be set by the test, for one call or for all.
+    # AGENT_WRAPPER (an array) runs before the binary: `fiu-run -x` in test_faults.sh.
     local engine=${AGENT_ENGINE:-process}
-    "$AGENT_BIN" serve --data-dir "$DATA" --listen "127.0.0.1:$AGENT_PORT" \
+    ${AGENT_WRAPPER[@]+"${AGENT_WRAPPER[@]}"} "$AGENT_BIN" serve --data-dir "$DATA" --listen "127.0.0.1:$AGENT_PORT" \
         --proxy-listen "127.0.0.1:$PROXY_PORT" --engine "$engine" --proxy-bin "$PROXY_BIN" \
         --socket "$AGENT_SOCKET" ${AGENT_EXTRA_ARGS[@]+"${AGENT_EXTRA_ARGS[@]}"} \
         </dev/null >"$AGENT_LOG" 2>&1 &

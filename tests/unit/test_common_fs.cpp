@@ -3,7 +3,10 @@
 
 #include <doctest/doctest.h>
 
+#include <cerrno>
+#include <fstream>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "temp_dir.hpp"
 
@@ -30,4 +33,29 @@ TEST_CASE("file helpers report errors") {
     CHECK(missing.error().kind == common::ErrorKind::io);
     CHECK_FALSE(common::atomic_write_file(dir.path() / "no/such/dir/file", "x").ok());
     CHECK_FALSE(common::sha256_file(dir.path() / "missing").ok());
+}
+
+TEST_CASE("a full disk says so plainly") {
+    CHECK(common::os_error_text(ENOSPC).find("No space left on device: the disk is full") == 0);
+    CHECK(common::os_error_text(EDQUOT).find("quota is used up") != std::string::npos);
+    CHECK(common::os_error_text(EIO) == "Input/output error");
+}
+
+TEST_CASE("temporary files of failed writes are removed, unless their writer runs") {
+    test::TempDir dir;
+    const auto write = [&](const std::string& name) {
+        std::ofstream(dir.path() / name) << "x";
+        return dir.path() / name;
+    };
+    // pid 999999999 cannot exist (above pid_max); our own pid runs.
+    const auto stale = write("routes.json.tmp-999999999-1f2e");
+    const auto running = write("applied.tmp-" + std::to_string(::getpid()) + "-ab");
+    const auto kept = {write("routes.json"), write("notes.tmp-1x-ab"), write(".tmp-v3"),
+                       write("a.tmp-12-XYZ")};
+    CHECK(common::remove_temp_files(dir.path()) == 1);
+    CHECK_FALSE(std::filesystem::exists(stale));
+    CHECK(std::filesystem::exists(running));
+    for (const auto& file : kept)
+        CHECK(std::filesystem::exists(file));
+    CHECK(common::remove_temp_files(dir.path() / "missing") == 0);
 }
