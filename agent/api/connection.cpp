@@ -2,6 +2,7 @@
 #include <agent/api/connection_impl.hpp>
 #include <agent/api/errors.hpp>
 #include <agent/api/tls.hpp>
+#include <common/fs.hpp>
 #include <common/log.hpp>
 #include <common/version.hpp>
 
@@ -236,14 +237,24 @@ bool Connection<Stream>::read_file_body(http::request_parser<http::empty_body>& 
     http::request_parser<http::file_body> parser{std::move(header)};
     parser.body_limit(limit);
     request.body_file = m_options.temp_path();
+    // The error that stops a read is the client's (the stream) or the disk's
+    // (the file): only the disk's gets an answer, one that says so.
+    const auto cannot_store = [&](const beast::error_code& error) {
+        const auto why = error.category() == boost::system::system_category()
+                             ? common::os_error_text(error.value())
+                             : error.message();
+        return error_response(500, "io",
+                              fmt::format("cannot store the uploaded body in {}: {}",
+                                          request.body_file.string(), why));
+    };
     beast::error_code ec;
     parser.get().body().open(request.body_file.c_str(), beast::file_mode::write, ec);
     if (ec) {
-        m_body_error = error_response(
-            500, "internal",
-            fmt::format("cannot create {}: {}", request.body_file.string(), ec.message()));
+        m_body_error = cannot_store(ec);
         return true;
     }
+    auto& layer = layer_of(m_stream);
+    layer.clear_read_error();
     if (!parser.is_done())
         http::read(m_stream, m_buffer, parser, ec);
     parser.get().body().close();
@@ -251,6 +262,8 @@ bool Connection<Stream>::read_file_body(http::request_parser<http::empty_body>& 
         m_body_error = too_large(limit);
     else if (ec == net::error::timed_out)
         m_body_error = too_slow(m_options);
+    else if (ec && !layer.read_failed() && ec.category() == boost::system::system_category())
+        m_body_error = cannot_store(ec); // the socket read fine: the file write failed
     return !ec || m_body_error;
 }
 

@@ -55,6 +55,10 @@ class DeadlineSocket {
         m_rate = Rate{clock::now() + grace, bytes_per_second, 0};
     }
     void clear_rate() { m_rate.reset(); }
+    // Whether a read from the socket failed since clear_read_error(): tells a
+    // client's error from the one of what its bytes were written to.
+    bool read_failed() const { return m_read_failed; }
+    void clear_read_error() { m_read_failed = false; }
 
     template <class Buffers> std::size_t read_some(const Buffers& buffers) {
         detail::beast::error_code ec;
@@ -80,9 +84,11 @@ class DeadlineSocket {
         const int ready = ::poll(&p, 1, static_cast<int>(wait.count()));
         if (ready == 0) {
             ec = detail::net::error::timed_out;
+            m_read_failed = true;
             return 0;
         }
         const auto n = m_socket->read_some(buffers, ec);
+        m_read_failed = m_read_failed || static_cast<bool>(ec);
         if (m_rate)
             m_rate->bytes += n;
         return n;
@@ -113,6 +119,7 @@ class DeadlineSocket {
     std::chrono::milliseconds m_idle;
     std::optional<clock::time_point> m_deadline;
     std::optional<Rate> m_rate;
+    bool m_read_failed = false;
 };
 
 using TlsStream = detail::net::ssl::stream<DeadlineSocket>;

@@ -3,12 +3,14 @@
 #include <agent/api/connection.hpp>
 #include <agent/api/router.hpp>
 #include <agent/api/unix_socket.hpp>
+#include "temp_dir.hpp"
 
 #include <doctest/doctest.h>
 #include <fmt/format.h>
 
 #include <arpa/inet.h>
 #include <chrono>
+#include <filesystem>
 #include <future>
 #include <netinet/in.h>
 #include <pwd.h>
@@ -89,4 +91,50 @@ TEST_CASE("a request on a unix socket names the connecting user (SO_PEERCRED)") 
     REQUIRE(me != nullptr);
     CHECK(answer.find("200 OK") != std::string::npos);
     CHECK(answer.find(fmt::format("unix {} {}", me->pw_name, ::getuid())) != std::string::npos);
+}
+
+TEST_CASE("an upload that cannot be written to disk is answered 500 io, saying the disk is full") {
+    test::TempDir dir;
+    // The upload's file is a link to /dev/full: every write fails with ENOSPC.
+    const auto upload = dir.path() / "upload-1";
+    std::filesystem::create_symlink("/dev/full", upload);
+    agent::api::Router router;
+    bool called = false;
+    router.add(
+        "PUT", "/v1/blobs/{digest}",
+        [&](const agent::api::Request&) {
+            called = true;
+            return agent::api::Response{};
+        },
+        agent::api::BodyKind::file);
+    agent::api::ConnectionOptions options;
+    options.temp_path = [&] { return upload; };
+    options.max_file_body = 1 << 20;
+    auto [client, server] = tcp_pair();
+    const std::string body(200000, 'x');
+    const std::string request = fmt::format(
+        "PUT /v1/blobs/abc HTTP/1.1\r\nHost: a\r\nContent-Length: {}\r\n\r\n", body.size());
+    auto served = std::async(std::launch::async, [&, fd = server] {
+        agent::api::serve_connection(fd, router, options);
+    });
+    auto sent = std::async(std::launch::async, [&, fd = client] {
+        ::send(fd, request.data(), request.size(), MSG_NOSIGNAL);
+        ::send(fd, body.data(), body.size(), MSG_NOSIGNAL);
+        ::shutdown(fd, SHUT_WR);
+    });
+    REQUIRE(served.wait_for(std::chrono::seconds(5)) == std::future_status::ready);
+    sent.wait();
+    ::close(server);
+    std::string answer;
+    char buffer[4096];
+    for (ssize_t n; (n = ::recv(client, buffer, sizeof buffer, 0)) > 0;)
+        answer.append(buffer, static_cast<std::size_t>(n));
+    ::close(client);
+    CHECK(answer.rfind("HTTP/1.1 500", 0) == 0);
+    CHECK(answer.find(R"("code":"io")") != std::string::npos);
+    CHECK(answer.find("cannot store the uploaded body") != std::string::npos);
+    CHECK(answer.find("the disk is full") != std::string::npos);
+    CHECK_FALSE(called);
+    CHECK(std::filesystem::exists("/dev/full")); // only the link was removed
+    CHECK_FALSE(std::filesystem::is_symlink(upload));
 }
