@@ -21,7 +21,6 @@
 #include <cerrno>
 #include <condition_variable>
 #include <cstring>
-#include <functional>
 #include <list>
 #include <map>
 #include <mutex>
@@ -53,6 +52,17 @@ const std::string& busy_answer() {
                     "Retry-After: 1\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{}",
                     k_body.size(), k_body);
     return k_answer;
+}
+
+// True at most once a minute for each `last` (the time of the last true, in
+// seconds since the epoch), also while the event keeps coming: a warning
+// about a flood is logged once a minute for as long as it lasts.
+bool once_a_minute(std::atomic<std::int64_t>& last) {
+    const auto now = std::chrono::duration_cast<std::chrono::seconds>(
+                         std::chrono::system_clock::now().time_since_epoch())
+                         .count();
+    auto seen = last.load();
+    return now - seen >= 60 && last.compare_exchange_strong(seen, now);
 }
 
 // The client's IP address as text ("" when it cannot be read).
@@ -116,6 +126,13 @@ struct Session {
     std::list<Session*>::iterator where; // in the list `waiting` names
 };
 
+// Connections closing while their client may still send an unread body:
+// drained by the front door for at most this long each, this many at once.
+constexpr auto k_drain_time = std::chrono::seconds(2);
+constexpr auto k_drain_pause = std::chrono::milliseconds(200);
+constexpr std::size_t k_max_draining = 256;
+constexpr std::uint64_t k_max_drained = 64u << 20;
+
 struct Server::Impl {
     Impl(const Router& r, ConnectionOptions o, ServerLimits l)
         : router(r), options(std::move(o)), limits(l), acceptor(context) {}
@@ -138,7 +155,14 @@ struct Server::Impl {
     void on_head(const SessionPtr& s, beast::error_code ec);
     void hand_over(const SessionPtr& s, bool trusted);
     void refuse_busy(const SessionPtr& s, bool trusted);
+    // What a drain has read so far, and until when it may read.
+    struct Drained {
+        Clock::time_point until = Clock::now() + k_drain_time;
+        std::uint64_t bytes = 0;
+        char scratch[16384];
+    };
     void drain(const SessionPtr& s);
+    void drain_more(const SessionPtr& s, const std::shared_ptr<Drained>& state);
     void enter(Session& s, Waiting where);
     void leave(Session& s);
     void evict_for(const std::string& address);
@@ -173,12 +197,6 @@ struct Server::Impl {
     std::size_t draining = 0; // front door only
 };
 
-// Connections closing while their client may still send an unread body:
-// drained by the front door for at most this long each, this many at once.
-constexpr auto k_drain_time = std::chrono::seconds(2);
-constexpr auto k_drain_pause = std::chrono::milliseconds(200);
-constexpr std::size_t k_max_draining = 256;
-constexpr std::uint64_t k_max_drained = 64u << 20;
 
 // --- the TCP front door ---------------------------------------------------
 
@@ -190,10 +208,7 @@ void Server::Impl::accept() {
             // Out of file descriptors: make room by letting the oldest waiting
             // client go, and try again shortly.
             static std::atomic<std::int64_t> last_logged{0};
-            const auto now = std::chrono::duration_cast<std::chrono::seconds>(
-                                 Clock::now().time_since_epoch())
-                                 .count();
-            if (now - last_logged.exchange(now) >= 60)
+            if (once_a_minute(last_logged))
                 common::log_warn(fmt::format("accept failed: {}; closing the oldest waiting "
                                              "connection (raise LimitNOFILE)",
                                              ec.message()));
@@ -343,9 +358,7 @@ void Server::Impl::hand_over(const SessionPtr& s, bool trusted) {
 void Server::Impl::refuse_busy(const SessionPtr& s, bool trusted) {
     ++busy;
     static std::atomic<std::int64_t> last_logged{0};
-    const auto now =
-        std::chrono::duration_cast<std::chrono::seconds>(Clock::now().time_since_epoch()).count();
-    if (now - last_logged.exchange(now) >= 60)
+    if (once_a_minute(last_logged))
         common::log_warn(fmt::format(
             "API busy: 503 to a request from {}: all {} threads for requests {} are in use "
             "({} refused so far)",
@@ -405,33 +418,26 @@ void Server::Impl::drain(const SessionPtr& s) {
     ++draining;
     boost::system::error_code ec;
     s->socket.shutdown(tcp::socket::shutdown_send, ec);
-    struct Drained {
-        Clock::time_point until = Clock::now() + k_drain_time;
-        std::uint64_t bytes = 0;
-        char scratch[16384];
-    };
-    auto state = std::make_shared<Drained>();
-    auto next = std::make_shared<std::function<void()>>();
-    *next = [this, s, state, next] {
-        s->timer.expires_at(std::min(state->until, Clock::now() + k_drain_pause));
-        s->timer.async_wait([s](boost::system::error_code waited) {
-            if (!waited)
-                s->close();
-        });
-        s->socket.async_read_some(
-            net::buffer(state->scratch),
-            [this, s, state, next](boost::system::error_code read, std::size_t n) {
-                state->bytes += n;
-                if (read || state->bytes > k_max_drained || Clock::now() >= state->until) {
-                    s->close();
-                    --draining;
-                    *next = nullptr; // breaks the cycle
-                    return;
-                }
-                (*next)();
-            });
-    };
-    (*next)();
+    drain_more(s, std::make_shared<Drained>());
+}
+
+void Server::Impl::drain_more(const SessionPtr& s, const std::shared_ptr<Drained>& state) {
+    s->timer.expires_at(std::min(state->until, Clock::now() + k_drain_pause));
+    s->timer.async_wait([s](boost::system::error_code waited) {
+        if (!waited)
+            s->close();
+    });
+    s->socket.async_read_some(net::buffer(state->scratch),
+                              [this, s, state](boost::system::error_code read, std::size_t n) {
+                                  state->bytes += n;
+                                  if (read || state->bytes > k_max_drained ||
+                                      Clock::now() >= state->until) {
+                                      s->close();
+                                      --draining;
+                                      return;
+                                  }
+                                  drain_more(s, state);
+                              });
 }
 
 void Server::Impl::enter(Session& s, Waiting where) {
