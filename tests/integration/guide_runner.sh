@@ -10,6 +10,8 @@
 # guide's line.
 #
 #     run_guide FILE [MIN_COMMANDS]
+# or, as a new user would, with guide_user and in an empty folder:
+#     try_guide FILE [MIN_COMMANDS]
 
 # What a user has: deployctl and deploy-agent on PATH (deploy-proxy beside deploy-agent),
 # a git identity. No token, no host from the environment.
@@ -58,6 +60,14 @@ expect_lines() {
     return 0
 }
 
+# try_guide FILE [MIN_COMMANDS]: run_guide as a new user would (guide_user), in an empty
+# folder of the test's own ($TEST_TMP/try), where it stays.
+try_guide() {
+    guide_user
+    mkdir -p "$TEST_TMP/try"
+    cd "$TEST_TMP/try" || fail "cd $TEST_TMP/try"
+    run_guide "$@"
+}
 
 run_guide() {
     local GUIDE=$1 min=${2:-5} name

@@ -14,10 +14,7 @@ require_binaries
 
 source "$(dirname "$0")/guide_runner.sh"
 
-guide_user
-mkdir -p "$TEST_TMP/try"
-cd "$TEST_TMP/try"
-run_guide "$REPO_ROOT/docs/getting-started.md" 10
+try_guide "$REPO_ROOT/docs/getting-started.md" 10
 
 # --- the runner itself fails on a wrong line ------------------------------------------------
 printf 'one\ntwo  three\n' >"$TEST_TMP/sample.out"

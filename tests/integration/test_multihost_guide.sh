@@ -8,8 +8,5 @@ source "$(dirname "$0")/lib.sh"
 require_binaries
 source "$(dirname "$0")/guide_runner.sh"
 
-guide_user
-mkdir -p "$TEST_TMP/try"
-cd "$TEST_TMP/try"
-run_guide "$REPO_ROOT/docs/multi-host.md" 15
+try_guide "$REPO_ROOT/docs/multi-host.md" 15
 log "all $CHECKS checks passed"
