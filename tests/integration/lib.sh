@@ -251,7 +251,7 @@ start_agent() {
     # outlive the agent, and must not hold the test's (CTest's) pipe open.
     # AGENT_ENGINE (default process) and the array AGENT_EXTRA_ARGS (extra
     # `serve` arguments) may be set by the test, for one call or for all.
-    # AGENT_WRAPPER (an array) runs before the binary: `fiu-run -x` in test_faults.sh.
+    # AGENT_WRAPPER (an array) runs before the binary: libfiu's preload libraries in test_faults.sh.
     local engine=${AGENT_ENGINE:-process}
     ${AGENT_WRAPPER[@]+"${AGENT_WRAPPER[@]}"} "$AGENT_BIN" serve --data-dir "$DATA" --listen "127.0.0.1:$AGENT_PORT" \
         --proxy-listen "127.0.0.1:$PROXY_PORT" --engine "$engine" --proxy-bin "$PROXY_BIN" \
