@@ -168,7 +168,7 @@ struct Server::Impl {
     void evict_for(const std::string& address);
     void close_waiting();
     // On a worker thread, once its request is answered.
-    void served(const SessionPtr& s, bool trusted, RequestOutcome outcome);
+    void served(SessionPtr s, bool trusted, RequestOutcome outcome);
 
     const Router& router;
     ConnectionOptions options;
@@ -336,13 +336,13 @@ void Server::Impl::hand_over(const SessionPtr& s, bool trusted) {
         connections.insert(fd);
     }
     try {
-        std::thread([this, s, trusted] {
+        std::thread([this, s, trusted]() mutable {
             RequestOutcome outcome;
             s->with_stream([&](auto& stream) {
                 outcome =
                     serve_request(stream, s->buffer, *s->header, router, options, s->peer);
             });
-            served(s, trusted, outcome);
+            served(std::move(s), trusted, outcome); // keeps no reference behind
         }).detach();
     } catch (const std::system_error& error) { // no thread to be had
         {
@@ -375,7 +375,9 @@ void Server::Impl::refuse_busy(const SessionPtr& s, bool trusted) {
     });
 }
 
-void Server::Impl::served(const SessionPtr& s, bool trusted, RequestOutcome outcome) {
+// Everything that uses the server (the session, the context) is done before
+// the worker's count drops: wait_idle() returning lets the server be destroyed.
+void Server::Impl::served(SessionPtr s, bool trusted, RequestOutcome outcome) {
     s->trusted = s->trusted || outcome.authenticated;
     const bool keep = outcome.keep_open && !stopping;
     if (!keep && s->tls) {
@@ -387,13 +389,8 @@ void Server::Impl::served(const SessionPtr& s, bool trusted, RequestOutcome outc
     const bool drain_it = !keep && outcome.unread_body && !stopping;
     {
         std::lock_guard lock(mutex);
-        --(trusted ? workers : anonymous_workers);
+        // Out of the set before it is closed: stop() never shuts down a reused descriptor.
         connections.erase(s->socket.native_handle());
-        if (!keep && !drain_it) {
-            boost::system::error_code ec;
-            s->socket.close(ec); // under the lock: stop() never shuts down a reused descriptor
-        }
-        idle.notify_all();
     }
     if (keep) // back to the front door for the next request
         net::post(context, [this, s] {
@@ -404,6 +401,12 @@ void Server::Impl::served(const SessionPtr& s, bool trusted, RequestOutcome outc
         });
     else if (drain_it) // the thread is free at once; the front door drains
         net::post(context, [this, s] { drain(s); });
+    else
+        s->close();
+    s.reset(); // the session goes with the front door's handler, or here
+    std::lock_guard lock(mutex);
+    --(trusted ? workers : anonymous_workers);
+    idle.notify_all();
 }
 
 // Reads and drops what the client still sends of a body nobody read, until
@@ -635,7 +638,10 @@ void Server::stop() {
 
 bool Server::wait_idle(std::chrono::milliseconds timeout) {
     std::unique_lock lock(m_impl->mutex);
-    return m_impl->idle.wait_for(lock, timeout, [&] { return m_impl->connections.empty(); });
+    return m_impl->idle.wait_for(lock, timeout, [&] {
+        return m_impl->connections.empty() && m_impl->workers == 0 &&
+               m_impl->anonymous_workers == 0;
+    });
 }
 
 Server::Counts Server::counts() const {
