@@ -336,13 +336,16 @@ void Server::Impl::hand_over(const SessionPtr& s, bool trusted) {
         connections.insert(fd);
     }
     try {
-        std::thread([this, s, trusted]() mutable {
+        // An init-capture: a copy of the const reference `s` would be a const
+        // member, which std::move would copy, leaving the thread a reference
+        // to the session until it exits, after its count has dropped.
+        std::thread([this, session = SessionPtr(s), trusted]() mutable {
             RequestOutcome outcome;
-            s->with_stream([&](auto& stream) {
-                outcome =
-                    serve_request(stream, s->buffer, *s->header, router, options, s->peer);
+            session->with_stream([&](auto& stream) {
+                outcome = serve_request(stream, session->buffer, *session->header, router,
+                                        options, session->peer);
             });
-            served(std::move(s), trusted, outcome); // keeps no reference behind
+            served(std::move(session), trusted, outcome); // keeps no reference behind
         }).detach();
     } catch (const std::system_error& error) { // no thread to be had
         {
