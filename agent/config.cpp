@@ -101,7 +101,8 @@ common::Result<AgentConfig> parse_agent_config(std::string_view text, std::strin
     AgentConfig out;
     TRY(r.check_keys(root, "agent.toml",
                      {"data_dir", "listen", "socket", "engine", "engine_bin", "container_network",
-                      "proxy_bin", "tls_cert", "tls_key", "failed_logins_per_minute", "proxy"}));
+                      "proxy_bin", "tls_cert", "tls_key", "failed_logins_per_minute", "max_runs_per_app",
+                      "proxy"}));
     for (auto [key, target] :
          {std::pair{"data_dir", &out.data_dir}, std::pair{"listen", &out.listen},
           std::pair{"socket", &out.socket}, std::pair{"engine", &out.engine},
@@ -117,6 +118,10 @@ common::Result<AgentConfig> parse_agent_config(std::string_view text, std::strin
     if (const auto* n = root.get("failed_logins_per_minute")) {
         TRY_ASSIGN(const auto limit, r.integer_at(*n, "failed_logins_per_minute", 0, 1000000));
         out.failed_logins_per_minute = static_cast<int>(limit);
+    }
+    if (const auto* n = root.get("max_runs_per_app")) {
+        TRY_ASSIGN(const auto limit, r.integer_at(*n, "max_runs_per_app", 0, 10000));
+        out.max_runs_per_app = static_cast<int>(limit);
     }
     TRY(read_api_tls(r, root, base_dir, out));
     if (const auto* n = root.get("proxy")) {

@@ -50,6 +50,8 @@ int apply_config_file(const CLI::App& serve, const std::string& flag_path,
     fill("--proxy-listen", config->proxy_listen, options.proxy.listen);
     if (config->failed_logins_per_minute && serve.count("--failed-logins-per-minute") == 0)
         options.failed_logins_per_minute = *config->failed_logins_per_minute;
+    if (config->max_runs_per_app && serve.count("--max-runs-per-app") == 0)
+        options.max_runs_per_app = *config->max_runs_per_app;
     if (config->tls && serve.count("--tls-cert") == 0)
         options.tls = config->tls; // the flags replace the pair as a whole
     if (config->proxy_https_listen)
@@ -161,6 +163,12 @@ int main(int argc, char** argv) {
                      "refuses. Failed logins are logged and audited once per address and minute "
                      "either way")
         ->check(CLI::Range(0, 1000000))
+        ->capture_default_str();
+    serve
+        ->add_option("--max-runs-per-app", options.max_runs_per_app,
+                     "Commands of one app that deployctl run may run at once; the next is "
+                     "refused (deployctl exits 5). 0 turns deployctl run off")
+        ->check(CLI::Range(0, 10000))
         ->capture_default_str();
 
     std::string dial_socket = agent::api::k_default_socket;

@@ -187,6 +187,7 @@ void AuthGate::record(const Request& request, const Response& response) {
     entry.path = request.path; // never the query string nor the body: they may hold secrets
     entry.app = param(request.params, "app");
     entry.status = response.status;
+    entry.command = response.audit_detail;
     entry.result = response.status < 400 ? "ok" : "error";
     if (response.status < 400)
         entry.release = release_of(request, body);

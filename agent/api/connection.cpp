@@ -15,10 +15,12 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <limits>
 #include <optional>
 #include <poll.h>
 #include <sys/socket.h>
+#include <type_traits>
 
 namespace agent::api {
 
@@ -136,9 +138,75 @@ template <class Message> void set_common_headers(Message& message, const Respons
         message.set(name, value);
 }
 
+// The connection after a 101: bytes the head's read left in `buffer` come
+// first, then the stream's.
+template <class Stream> class UpgradedConnection final : public Duplex {
+  public:
+    UpgradedConnection(Stream& stream, beast::flat_buffer& buffer, int fd)
+        : m_stream(stream), m_buffer(buffer), m_fd(fd) {}
+
+    long read(char* data, std::size_t size, std::chrono::milliseconds timeout) override {
+        if (m_buffer.size() > 0) {
+            const auto n = net::buffer_copy(net::buffer(data, size), m_buffer.data());
+            m_buffer.consume(n);
+            return static_cast<long>(n);
+        }
+        if (!pending()) {
+            pollfd p{m_fd, POLLIN, 0};
+            const int ready = ::poll(&p, 1, static_cast<int>(timeout.count()));
+            if (ready == 0)
+                return -2;
+            if (ready < 0)
+                return errno == EINTR ? -2 : -1;
+        }
+        beast::error_code ec;
+        const auto n = m_stream.read_some(net::buffer(data, size), ec);
+        if (ec == net::error::eof || ec == net::ssl::error::stream_truncated)
+            return 0;
+        if (ec)
+            return -1;
+        return static_cast<long>(n);
+    }
+    bool pending() override {
+        if (m_buffer.size() > 0)
+            return true;
+        if constexpr (std::is_same_v<Stream, TlsStream>)
+            return SSL_pending(m_stream.native_handle()) > 0;
+        return false;
+    }
+    int fd() const override { return m_fd; }
+    bool write(std::string_view bytes) override {
+        beast::error_code ec;
+        net::write(m_stream, net::buffer(bytes.data(), bytes.size()), ec);
+        return !ec;
+    }
+
+  private:
+    Stream& m_stream;
+    beast::flat_buffer& m_buffer;
+    int m_fd;
+};
+
 template <class Stream> bool Connection<Stream>::send(const Response& response, bool keep_alive) {
     if (response.stream)
         return send_stream(response, keep_alive);
+    if (response.upgrade) {
+        http::response<http::empty_body> message{http::status::switching_protocols, m_version};
+        message.set(http::field::server, std::string("deploy-agent/") + common::version());
+        message.set(http::field::connection, "Upgrade");
+        message.set(http::field::upgrade, response.upgrade_protocol);
+        beast::error_code ec;
+        http::write(m_stream, message, ec);
+        if (ec)
+            return false;
+        UpgradedConnection<Stream> duplex(m_stream, m_buffer, m_fd);
+        try {
+            response.upgrade(duplex);
+        } catch (const std::exception& error) {
+            common::log_error(fmt::format("upgraded connection failed: {}", error.what()));
+        }
+        return false;
+    }
     http::response<http::string_body> message{static_cast<http::status>(response.status),
                                               m_version};
     set_common_headers(message, response);
@@ -359,6 +427,7 @@ template <class Stream> bool Connection<Stream>::serve(HeadParser& header) {
     request.peer = m_peer;
     request.method = std::string(header.get().method_string());
     request.path = target.substr(0, question);
+    request.upgrade = std::string(header.get()[http::field::upgrade]);
     if (question != std::string::npos)
         request.query = parse_query(target.substr(question + 1));
 

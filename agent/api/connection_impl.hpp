@@ -94,10 +94,21 @@ class DeadlineSocket {
         return n;
     }
     template <class Buffers> std::size_t write_some(const Buffers& buffers) {
-        return m_socket->write_some(buffers);
+        detail::beast::error_code ec;
+        const auto n = write_some(buffers, ec);
+        if (ec)
+            throw detail::beast::system_error(ec);
+        return n;
     }
+    // A client that reads nothing for the idle timeout while the socket's
+    // buffer is full is cut off: a write never holds its thread for longer.
     template <class Buffers>
     std::size_t write_some(const Buffers& buffers, detail::beast::error_code& ec) {
+        pollfd p{m_socket->native_handle(), POLLOUT, 0};
+        if (::poll(&p, 1, static_cast<int>(m_idle.count())) == 0) {
+            ec = detail::net::error::timed_out;
+            return 0;
+        }
         return m_socket->write_some(buffers, ec);
     }
     template <class Buffers, class Handler>

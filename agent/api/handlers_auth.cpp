@@ -123,12 +123,16 @@ common::Result<auth::AuditQuery> audit_query(const Request& request) {
 }
 
 json audit_object(const auth::AuditEntry& e) {
-    return {{"id", e.id},       {"ts", e.ts},
+    json object = {{"id", e.id},       {"ts", e.ts},
             {"who", e.who},     {"token_name", or_null(e.token_name)},
             {"method", e.method}, {"path", e.path},
             {"app", or_null(e.app)}, {"release", or_null(e.release)},
             {"status", e.status}, {"result", e.result},
             {"error", or_null(e.error_code)}, {"count", e.count}};
+    if (!e.command.empty()) // deployctl run: the argv it ran
+        if (auto argv = json::parse(e.command, nullptr, false); argv.is_array())
+            object["command"] = std::move(argv);
+    return object;
 }
 
 Response read_audit(auth::AuthStore& store, const Request& request) {

@@ -2,6 +2,8 @@
 // The HTTP request and response as the API handlers see them: plain data, no
 // Beast. agent/api/connection.cpp translates between these and the wire.
 
+#include <chrono>
+#include <cstddef>
 #include <filesystem>
 #include <functional>
 #include <map>
@@ -39,6 +41,7 @@ struct Request {
     Params params;                   // path parameters filled in by the router ({app}, {id}, ...)
     std::string body;                // JSON routes
     std::filesystem::path body_file; // upload routes: the body, streamed to disk
+    std::string upgrade;             // the Upgrade header ("deployctl-run/1"), if any
 };
 
 // Receives the lines of an NDJSON stream. write() sends one line (a '\n' is
@@ -51,6 +54,22 @@ class StreamSink {
     virtual bool alive() = 0;
 };
 
+// The connection once a request was answered 101 Switching Protocols
+// (deployctl run, docs/api.md): raw bytes both ways, for one thread.
+class Duplex {
+  public:
+    virtual ~Duplex() = default;
+    // Bytes from the client, waiting at most `timeout`: the count read, 0 once
+    // the client has closed, -1 on an error, -2 when nothing came in time.
+    virtual long read(char* data, std::size_t size, std::chrono::milliseconds timeout) = 0;
+    // Bytes that read() returns at once (held in a buffer, or by TLS).
+    virtual bool pending() = 0;
+    // The socket, to poll() for input beside other descriptors.
+    virtual int fd() const = 0;
+    // All of `bytes`; false once the client has gone or stopped reading.
+    virtual bool write(std::string_view bytes) = 0;
+};
+
 struct Response {
     int status = 200;
     std::string content_type = "application/json";
@@ -59,6 +78,13 @@ struct Response {
     std::vector<std::pair<std::string, std::string>> headers;
     // When set, the answer is a chunked NDJSON stream produced by this function.
     std::function<void(StreamSink&)> stream;
+    // When set (with status 101), the answer switches to `upgrade_protocol`
+    // and this function then has the connection until it returns; the
+    // connection closes after it.
+    std::function<void(Duplex&)> upgrade;
+    std::string upgrade_protocol;
+    // What the audit log records of the request beyond its path (a run's argv).
+    std::string audit_detail;
 };
 
 // Splits "a=1&b=x%20y" into decoded pairs. Later duplicates win.

@@ -27,6 +27,7 @@ struct ServeOptions {
     // Failed token checks a minute from one TCP address before it gets 429
     // (docs/security.md, "Failed logins"); 0: counted and logged, never refused.
     int failed_logins_per_minute = 20;
+    int max_runs_per_app = 4; // deployctl run
 };
 
 // Runs until SIGTERM or SIGINT; returns the process exit code.

@@ -56,6 +56,7 @@ struct AuditEntry {
     std::string result; // "ok" or "error"
     std::string error_code;
     std::int64_t count = 1; // the requests the row stands for (failed logins: > 1)
+    std::string command;    // deployctl run: the command's argv as a JSON array
 };
 
 struct AuditQuery {

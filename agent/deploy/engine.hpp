@@ -9,6 +9,7 @@
 // recover.cpp   reconcile after a restart and the supervisor thread
 // lifecycle.cpp stop, start, restart and destroy of an app (deployctl apps|stop|...)
 // runtimes.cpp  choosing the engine and the runtime of each release
+// one_off.cpp   deployctl run: a command in a release's environment
 
 #include <agent/deploy/events.hpp>
 #include <agent/deploy/proxy_supervisor.hpp>
@@ -67,6 +68,7 @@ class Engine final : public Service {
     std::vector<secrets::VarInfo> env(const std::string& app) override;
     common::Status set_env(const std::string& app, std::vector<secrets::NewVar> vars) override;
     common::Status unset_env(const std::string& app, const std::vector<std::string>& names) override;
+    common::Result<OneOff> one_off(const OneOffRequest& request) override;
     std::string engine() const override { return m_engine; }
     std::string engine_version() const override;
     std::string proxy_listen() const override { return m_options.proxy.listen; }
@@ -249,6 +251,13 @@ class Engine final : public Service {
     BlobStore m_blobs;
     ProxySupervisor m_proxy;
 
+    // deployctl run: the runs going on per app. Shared with each run's slot,
+    // which may outlive the engine.
+    struct RunCounts {
+        std::mutex mutex;
+        std::map<std::string, int> running;
+    };
+    std::shared_ptr<RunCounts> m_runs = std::make_shared<RunCounts>();
     std::mutex m_mutex; // guards m_slots, m_busy, m_backoff
     std::condition_variable m_cv;
     std::map<std::string, std::unique_ptr<AppSlot>> m_slots;

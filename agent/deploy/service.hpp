@@ -5,6 +5,7 @@
 
 #include <agent/paths.hpp>
 #include <agent/proxy/tls_certificates.hpp>
+#include <agent/runtime/runtime.hpp>
 #include <agent/secrets/vars.hpp>
 #include <common/config.hpp>
 #include <common/manifest.hpp>
@@ -98,6 +99,25 @@ struct Destroyed {
     int blobs_kept = 0; // the app's blobs another app's release still uses
 };
 
+// deployctl run: a command in a release's environment (docs/run.md).
+struct OneOffRequest {
+    std::string app;
+    std::string release; // "" = the PRODUCTION release
+    std::vector<std::string> argv;
+    bool tty = false;
+    bool stdin_open = false;
+    std::string term;
+};
+
+// What one_off() prepared: the command's plan, and one of the app's run
+// slots, held until `slot` is dropped.
+struct OneOff {
+    std::string release;
+    std::string engine; // "process", "docker", "podman"
+    runtime::OneOffPlan plan;
+    std::shared_ptr<void> slot;
+};
+
 // How deploy-proxy serves the apps.
 struct ProxySettings {
     std::string listen = "127.0.0.1:8080"; // plain HTTP
@@ -115,6 +135,7 @@ struct ServiceOptions {
     std::string proxy_bin;          // path of the deploy-proxy binary
     std::string engine_bin;                      // the docker/podman CLI; default: on PATH
     std::string container_network = "host";      // docker run --network
+    int max_runs_per_app = 4;                     // deployctl run: at once per app
 };
 
 class Service {
@@ -186,6 +207,14 @@ class Service {
         return common::make_error(common::ErrorKind::internal, "variables are not supported");
     }
 
+    // Prepares a one-off command of a PRODUCTION or INACTIVE release.
+    // ErrorKind::not_found for an unknown app or release or an app with no
+    // PRODUCTION release, bad_request for a release in another state, refused
+    // when max_runs_per_app runs of the app are going on.
+    virtual common::Result<OneOff> one_off(const OneOffRequest& request) {
+        (void)request;
+        return common::make_error(common::ErrorKind::internal, "run is not supported");
+    }
     // The engine in use ("docker", "podman", "process"; "auto" is resolved by
     // start()) and, for container engines, its version.
     virtual std::string engine() const = 0;

@@ -7,12 +7,15 @@
 #include <common/duration.hpp>
 #include <common/log.hpp>
 
+#include <fmt/format.h>
+
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <random>
 #include <sstream>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -35,7 +38,17 @@ constexpr std::chrono::milliseconds k_pump_drain{3000};
 constexpr const char* k_label_agent = "dev.deployctl.agent";
 constexpr const char* k_label_app = "dev.deployctl.app";
 constexpr const char* k_label_release = "dev.deployctl.release";
+// A one-off container (release phase, deployctl run): "release" or "run".
+constexpr const char* k_label_one_off = "dev.deployctl.one-off";
 constexpr std::uint64_t k_podman_nproc = 4096;
+
+// Eight hex digits telling one-off containers of a release apart.
+std::string random_suffix() {
+    static std::mutex mutex;
+    static std::random_device device;
+    std::lock_guard lock(mutex);
+    return fmt::format("{:08x}", device());
+}
 
 // Output of `docker logs -f NAME`, appended line by line to the release's app
 // log while the container runs. A pump ends with its container (or with the
@@ -234,6 +247,61 @@ class ContainerRuntime final : public Runtime {
         return {};
     }
 
+    // `docker run --rm` of the release's image under a name of its own, with
+    // the app's environment and memory limit; cleanup removes it by force.
+    common::Result<OneOffPlan> one_off(const OneOffSpec& spec) override {
+        const auto& config = *spec.config;
+        const std::string name = container_name(spec.release) + "-" + spec.purpose + "-" +
+                                 random_suffix();
+        std::vector<std::string> argv = {m_options.binary, "run", "--rm", "--name", name};
+        add_labels(argv, spec.release, Labels::container);
+        argv.insert(argv.end(), {"--label", std::string(k_label_one_off) + "=" + spec.purpose,
+                                 "--network", m_options.network});
+        if (init_available())
+            argv.push_back("--init");
+        if (spec.stdin_open)
+            argv.push_back("--interactive");
+        if (spec.tty)
+            argv.insert(argv.end(),
+                        {"--tty", "--env", "TERM=" + (spec.term.empty() ? "xterm" : spec.term)});
+        std::map<std::string, std::string> cli_env;
+        for (const auto& [key, value] : config.env)
+            if (!spec.env.count(key))
+                argv.insert(argv.end(), {"--env", key + "=" + value});
+        for (const auto& [key, value] : spec.env) {
+            if (!spec.secret_names.count(key)) {
+                argv.insert(argv.end(), {"--env", key + "=" + value});
+                continue;
+            }
+            argv.insert(argv.end(), {"--env", key}); // the value: from the CLI's environment
+            cli_env[key] = value;
+        }
+        argv.insert(argv.end(), {"--env", "RELEASE=" + spec.release.id});
+        if (config.run.memory) {
+            auto bytes = std::to_string(config.run.memory);
+            argv.insert(argv.end(), {"--memory", bytes, "--memory-swap", bytes});
+        }
+        if (m_options.engine == "podman")
+            add_podman_limits(argv);
+        argv.push_back(image_name(spec.release));
+        argv.insert(argv.end(), spec.argv.begin(), spec.argv.end());
+        OneOffPlan plan;
+        plan.spawn.argv = std::move(argv);
+        plan.spawn.argv[0] = resolve_engine_binary(m_options.binary);
+        if (plan.spawn.argv[0].empty())
+            return make_error(ErrorKind::io, m_options.binary + " is not on PATH");
+        plan.spawn.env = engine_environment_list(cli_env);
+        plan.cleanup = [this, name] {
+            auto removed = call({"rm", "--force", name}, k_quick);
+            if (removed && !removed->ok() && removed->output.find("No such container") ==
+                                                 std::string::npos &&
+                removed->output.find("no such container") == std::string::npos)
+                common::log_warn("cannot remove one-off container " + name + ": " +
+                                 removed->last_line());
+        };
+        return plan;
+    }
+
     common::Result<AppProcess> start(const AppLaunch& launch) override {
         const ReleaseRef release{launch.app, launch.id};
         const auto& config = *launch.config;
@@ -389,7 +457,7 @@ class ContainerRuntime final : public Runtime {
                      "label=" + std::string(k_label_agent) + "=" + m_options.agent_id,
                      "--format",
                      std::string("{{.Label \"") + k_label_app + "\"}} {{.Label \"" +
-                         k_label_release + "\"}}"};
+                         k_label_release + "\"}} {{.Label \"" + k_label_one_off + "\"}}"};
         list.timeout = k_quick;
         std::vector<ReleaseRef> refs;
         auto listed = run_cli(list);
@@ -399,9 +467,14 @@ class ContainerRuntime final : public Runtime {
             return refs;
         }
         std::istringstream lines(listed->output);
-        std::string app, id;
-        while (lines >> app >> id)
-            refs.push_back({app, id});
+        std::string line;
+        while (std::getline(lines, line)) {
+            std::istringstream fields(line);
+            std::string app, id, one_off;
+            // A one-off container is not the release's: its run ends it.
+            if (fields >> app >> id && !(fields >> one_off))
+                refs.push_back({app, id});
+        }
         return refs;
     }
 

@@ -62,6 +62,17 @@ boost::filesystem::path resolve(const std::string& binary) {
 
 } // namespace
 
+std::vector<std::string> engine_environment_list(const std::map<std::string, std::string>& extra) {
+    std::vector<std::string> out;
+    for (const auto& entry : engine_environment(extra))
+        out.push_back(entry.get_name() + "=" + entry.to_string());
+    return out;
+}
+
+std::string resolve_engine_binary(const std::string& binary) {
+    return resolve(binary).string();
+}
+
 std::string CliResult::last_line() const {
     auto end = output.find_last_not_of("\r\n ");
     if (end == std::string::npos)

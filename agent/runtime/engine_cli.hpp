@@ -42,6 +42,11 @@ struct CliResult {
 // ErrorKind::io when the binary cannot be started at all.
 common::Result<CliResult> run_cli(const CliCall& call);
 
+// For a CLI the caller spawns itself (a one-off run, agent/runtime/one_off):
+// the engine CLI's environment ("KEY=VALUE": the small fixed one run_cli
+// uses, plus `extra`) and the binary's path (searched on PATH; "" if absent).
+std::vector<std::string> engine_environment_list(const std::map<std::string, std::string>& extra);
+std::string resolve_engine_binary(const std::string& binary);
 // "docker ps -a" style text for messages: the argv joined by spaces.
 std::string describe_call(const std::vector<std::string>& argv);
 

@@ -61,13 +61,25 @@ void setup_attributes(SpawnAttributes& sa, const SpawnSpec& spec) {
     sigfillset(&all);
     posix_spawnattr_setsigmask(&sa.attr, &blocked);
     posix_spawnattr_setsigdefault(&sa.attr, &all);
-    posix_spawn_file_actions_addopen(&sa.actions, 0, "/dev/null", O_RDONLY, 0);
-    if (spec.stdout_fd >= 0) {
-        posix_spawn_file_actions_adddup2(&sa.actions, spec.stdout_fd, 1);
-        posix_spawn_file_actions_adddup2(&sa.actions, spec.stdout_fd, 2);
+    if (!spec.terminal.empty()) {
+        // After setsid (glibc runs the file actions last): the first terminal
+        // a session leader opens without O_NOCTTY becomes its controlling one.
+        posix_spawn_file_actions_addopen(&sa.actions, 0, spec.terminal.c_str(), O_RDWR, 0);
+        posix_spawn_file_actions_adddup2(&sa.actions, 0, 1);
+        posix_spawn_file_actions_adddup2(&sa.actions, 0, 2);
     } else {
-        posix_spawn_file_actions_addopen(&sa.actions, 1, "/dev/null", O_WRONLY, 0);
-        posix_spawn_file_actions_adddup2(&sa.actions, 1, 2);
+        if (spec.stdin_fd >= 0)
+            posix_spawn_file_actions_adddup2(&sa.actions, spec.stdin_fd, 0);
+        else
+            posix_spawn_file_actions_addopen(&sa.actions, 0, "/dev/null", O_RDONLY, 0);
+        if (spec.stdout_fd >= 0)
+            posix_spawn_file_actions_adddup2(&sa.actions, spec.stdout_fd, 1);
+        else
+            posix_spawn_file_actions_addopen(&sa.actions, 1, "/dev/null", O_WRONLY, 0);
+        if (spec.stderr_fd >= 0)
+            posix_spawn_file_actions_adddup2(&sa.actions, spec.stderr_fd, 2);
+        else
+            posix_spawn_file_actions_adddup2(&sa.actions, 1, 2);
     }
     if (!spec.cwd.empty())
         posix_spawn_file_actions_addchdir_np(&sa.actions, spec.cwd.c_str());

@@ -29,6 +29,12 @@ struct SpawnSpec {
     // Descriptors the child inherits as fd 3, 4, ... in this order, e.g.
     // listening sockets. Every other descriptor is closed in the child.
     std::vector<int> inherit_fds;
+    int stdin_fd = -1;  // -1: /dev/null
+    int stderr_fd = -1; // -1: where stdout goes
+    // A terminal's path (a pty's secondary side) to open as stdin, stdout and
+    // stderr; with Session::new_session it becomes the controlling terminal.
+    // stdout_fd, stdin_fd and stderr_fd are then ignored.
+    std::filesystem::path terminal;
 };
 
 // Starts the process (posix_spawn). With Session::new_session the child leads a

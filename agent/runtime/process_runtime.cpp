@@ -18,6 +18,23 @@ class ProcessRuntime final : public Runtime {
   public:
     std::string name() const override { return "process"; }
 
+    // `sh -c 'exec "$@"'` looks argv[0] up on the command's own PATH and
+    // answers as a shell does: 127 not found, 126 not executable.
+    common::Result<OneOffPlan> one_off(const OneOffSpec& spec) override {
+        OneOffPlan plan;
+        plan.spawn.argv = {"/bin/sh", "-c", "exec \"$@\"", "sh"};
+        plan.spawn.argv.insert(plan.spawn.argv.end(), spec.argv.begin(), spec.argv.end());
+        auto env = spec.config->env;
+        for (const auto& [key, value] : spec.env)
+            env[key] = value;
+        env["RELEASE"] = spec.release.id;
+        if (spec.tty)
+            env["TERM"] = spec.term.empty() ? "xterm" : spec.term;
+        plan.spawn.env = clean_environment(spec.release_dir, env);
+        plan.spawn.cwd = spec.release_dir;
+        return plan;
+    }
+
     common::Status build(const BuildSpec& spec) override {
         const auto& build = spec.config->build;
         if (!build.dockerfile.empty())

@@ -8,6 +8,7 @@
 // /proc check whatever runs it.
 
 #include <agent/runtime/app.hpp>
+#include <agent/runtime/process.hpp>
 #include <common/config.hpp>
 #include <common/result.hpp>
 
@@ -18,6 +19,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -42,6 +44,32 @@ struct BuildSpec {
         on_note;                               // what the agent does ("building image ...")
     std::function<void(pid_t pid)> on_started; // the build's process group, for recovery
     const std::atomic<bool>* cancel = nullptr;
+};
+
+// A command run once in a release's environment, not routed (no $PORT): the
+// release phase and `deployctl run`. It gets what the app gets: the release's
+// directory or image, [env], the agent's variables and secrets, the memory
+// limit, and $RELEASE.
+struct OneOffSpec {
+    ReleaseRef release;
+    std::filesystem::path release_dir;
+    const common::AppConfig* config = nullptr;
+    std::map<std::string, std::string> env; // deployctl env: variables and secrets
+    std::set<std::string> secret_names;
+    std::vector<std::string> argv; // argv[0] is looked up on the command's PATH
+    bool tty = false;              // it runs on a terminal the caller provides
+    bool stdin_open = false;       // the caller feeds its stdin
+    std::string term;              // $TERM, with tty
+    std::string purpose = "run";   // "release" or "run": names a container
+};
+
+// How to start a one-off: spawn `spawn` (argv, complete environment, working
+// directory; the caller sets the descriptors or terminal and the session).
+// `cleanup` ends what may outlive the spawned process (a container) once it
+// has exited or been killed; it may be empty and is safe to call twice.
+struct OneOffPlan {
+    SpawnSpec spawn;
+    std::function<void()> cleanup;
 };
 
 class Runtime {
@@ -89,6 +117,8 @@ class Runtime {
     virtual void remove(const ReleaseRef& release) { (void)release; }
     // Stops background work (log pumps); running apps keep running.
     virtual void shutdown() {}
+    // How to run a one-off command of the release.
+    virtual common::Result<OneOffPlan> one_off(const OneOffSpec& spec) = 0;
     // "20.10.24" for an engine, empty for plain processes.
     virtual std::string version() const { return {}; }
 };

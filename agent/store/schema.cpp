@@ -144,17 +144,30 @@ UPDATE switches SET previous = coalesce((SELECT earlier.release FROM switches AS
   WHERE earlier.app = switches.app AND earlier.id < switches.id ORDER BY earlier.id DESC LIMIT 1), '');
 )sql";
 
-// 5: failed logins are audited once per client address and minute, not once
-// per request: the row says how many requests it stands for. (A function: an
-// api_audit made by `deploy-agent token` before the tables were versioned,
-// and found again by migration 3, may already have the column.)
-common::Status add_audit_count(sqlite::Database& db) {
-    TRY_ASSIGN(auto columns, db.prepare("SELECT count(*) FROM pragma_table_info('api_audit') "
-                                        "WHERE name = 'count'"));
+// Adds a column unless the table has it. (A function: an api_audit made by
+// `deploy-agent token` before the tables were versioned, and found again by
+// migration 3, may already have the columns later migrations add.)
+common::Status add_column(sqlite::Database& db, const char* table, const char* column,
+                          const char* definition) {
+    TRY_ASSIGN(auto columns, db.prepare(std::string("SELECT count(*) FROM pragma_table_info('") +
+                                        table + "') WHERE name = ?"));
+    columns.bind(column);
     TRY_ASSIGN(const bool has_row, columns.step());
     if (has_row && columns.integer(0) > 0)
         return {};
-    return db.exec("ALTER TABLE api_audit ADD COLUMN count INTEGER NOT NULL DEFAULT 1");
+    return db.exec(std::string("ALTER TABLE ") + table + " ADD COLUMN " + column + " " +
+                   definition);
+}
+
+// 5: failed logins are audited once per client address and minute, not once
+// per request: the row says how many requests it stands for.
+common::Status add_audit_count(sqlite::Database& db) {
+    return add_column(db, "api_audit", "count", "INTEGER NOT NULL DEFAULT 1");
+}
+
+// 6: deployctl run records the command it ran (its argv, a JSON array).
+common::Status add_audit_command(sqlite::Database& db) {
+    return add_column(db, "api_audit", "command", "TEXT NOT NULL DEFAULT ''");
 }
 
 // Migration N is k_migrations[N - 1]. One that has shipped is never edited:
@@ -165,6 +178,7 @@ constexpr std::array k_migrations{
     Migration{k_auth},
     Migration{k_history},
     Migration{"", &add_audit_count},
+    Migration{"", &add_audit_command},
 };
 static_assert(k_migrations.size() == k_latest_version);
 

@@ -3,6 +3,7 @@
 #include <cli/output/format.hpp>
 #include <cli/output/printer.hpp>
 #include <cli/output/progress.hpp>
+#include <common/command_line.hpp>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -660,6 +661,13 @@ void HumanPrinter::render(const Audit& a) {
         std::string what = json_str(e, "method") + " " + json_str(e, "path");
         if (auto release = json_str(e, "release"); !release.empty())
             what += " [" + release + "]";
+        if (e.contains("command") && e["command"].is_array()) { // deployctl run
+            std::vector<std::string> argv;
+            for (const auto& arg : e["command"])
+                if (arg.is_string())
+                    argv.push_back(arg.get<std::string>());
+            what += " " + common::shell_join(argv);
+        }
         // Failed logins: one row per address and minute, with the last request.
         const auto count = e.contains("count") && e["count"].is_number_integer()
                                ? e["count"].get<std::int64_t>()

@@ -61,8 +61,10 @@ TEST_CASE("streaming command is killed with its process group on timeout") {
 }
 
 TEST_CASE("process_matches detects a dead or reused pid") {
-    SpawnSpec spec{
-        {"/bin/sleep", "30"}, clean_environment("/tmp", {}), "/tmp", -1, Session::new_session, {}, {}};
+    SpawnSpec spec;
+    spec.argv = {"/bin/sleep", "30"};
+    spec.env = clean_environment("/tmp", {});
+    spec.cwd = "/tmp";
     auto pid = spawn(spec);
     REQUIRE(pid.ok());
     auto start = process_start_time(*pid);
