@@ -188,6 +188,23 @@ class ContainerRuntime final : public Runtime {
     std::string name() const override { return m_options.engine; }
     std::string version() const override { return m_version; }
 
+    // One-off containers of an earlier agent process: their run or release
+    // phase ended with it.
+    void remove_one_offs() {
+        auto listed = call({"ps", "--all", "--quiet", "--filter",
+                            "label=" + std::string(k_label_agent) + "=" + m_options.agent_id,
+                            "--filter", "label=" + std::string(k_label_one_off)},
+                           k_quick);
+        if (!listed || !listed->ok())
+            return;
+        std::istringstream ids(listed->output);
+        std::string id;
+        while (ids >> id) {
+            common::log_info("removing one-off container " + id + " left by an earlier run");
+            best_effort({"rm", "--force", id}, k_quick);
+        }
+    }
+
     common::Status build(const BuildSpec& spec) override {
         const auto& config = *spec.config;
         auto dockerfile = dockerfile_path(spec.release_dir, config.build.dockerfile.empty()
@@ -286,6 +303,7 @@ class ContainerRuntime final : public Runtime {
         argv.push_back(image_name(spec.release));
         argv.insert(argv.end(), spec.argv.begin(), spec.argv.end());
         OneOffPlan plan;
+        plan.raw_terminal = spec.tty; // the container has the terminal: ours passes bytes as they are
         plan.spawn.argv = std::move(argv);
         plan.spawn.argv[0] = resolve_engine_binary(m_options.binary);
         if (plan.spawn.argv[0].empty())
@@ -670,9 +688,9 @@ common::Result<std::unique_ptr<Runtime>> make_container_runtime(ContainerOptions
     if (!version)
         return make_error(version.error().kind,
                           "--engine " + options.engine + ": " + version.error().message);
-    std::unique_ptr<Runtime> runtime =
-        std::make_unique<ContainerRuntime>(std::move(options), std::move(*version));
-    return runtime;
+    auto runtime = std::make_unique<ContainerRuntime>(std::move(options), std::move(*version));
+    runtime->remove_one_offs();
+    return std::unique_ptr<Runtime>(std::move(runtime));
 }
 
 bool wants_container(const common::AppConfig& config, const fs::path& release_dir) {

@@ -65,6 +65,13 @@ common::Result<RunningOneOff> start_on_terminal(const OneOffPlan& plan, const On
         ::ptsname_r(primary, name, sizeof name) != 0)
         return make_error(ErrorKind::io,
                           std::string("cannot set up a pseudo-terminal: ") + std::strerror(errno));
+    if (plan.raw_terminal) {
+        termios mode{};
+        if (::tcgetattr(primary, &mode) == 0) {
+            ::cfmakeraw(&mode);
+            ::tcsetattr(primary, TCSANOW, &mode);
+        }
+    }
     winsize size{};
     size.ws_col = static_cast<unsigned short>(io.cols ? io.cols : 80);
     size.ws_row = static_cast<unsigned short>(io.rows ? io.rows : 24);

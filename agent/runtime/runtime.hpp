@@ -69,6 +69,10 @@ struct OneOffSpec {
 // has exited or been killed; it may be empty and is safe to call twice.
 struct OneOffPlan {
     SpawnSpec spawn;
+    // With a terminal: make it raw (no echo, no line editing, no CR/LF
+    // translation), for a program that has a terminal of its own inside
+    // (docker run --tty).
+    bool raw_terminal = false;
     std::function<void()> cleanup;
 };
 
