@@ -39,6 +39,7 @@ engine_bin = "/usr/local/bin/docker"
 container_network = "deploy-net"
 proxy_bin = "/usr/libexec/deploy-proxy"
 failed_logins_per_minute = 50
+max_runs_per_app = 2
 
 [proxy]
 listen = "0.0.0.0:80"
@@ -66,6 +67,7 @@ TEST_CASE("agent.toml: a full file sets every key") {
     CHECK(config->container_network == "deploy-net");
     CHECK(config->proxy_bin == "/usr/libexec/deploy-proxy");
     CHECK(config->failed_logins_per_minute == 50);
+    CHECK(config->max_runs_per_app == 2);
     CHECK(config->proxy_listen == "0.0.0.0:80");
     CHECK(config->proxy_https_listen == "0.0.0.0:443");
     CHECK(config->redirect_https == true);
