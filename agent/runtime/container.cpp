@@ -200,6 +200,8 @@ class ContainerRuntime final : public Runtime {
         std::istringstream ids(listed->output);
         std::string id;
         while (ids >> id) {
+            if (id.size() < 12 || id.find_first_not_of("0123456789abcdef") != std::string::npos)
+                continue; // not a container id
             common::log_info("removing one-off container " + id + " left by an earlier run");
             best_effort({"rm", "--force", id}, k_quick);
         }

@@ -102,7 +102,9 @@ assert_not_contains() {
 # assert_match HAYSTACK ERE DESCRIPTION (grep -E, case-insensitive)
 assert_match() {
     local haystack=$1 re=$2 what=$3
-    if printf '%s' "$haystack" | grep -Eqi -- "$re"; then
+    # A here-string, not a pipe: grep -q stops at the first match, and under
+    # pipefail the writer's SIGPIPE would turn a match into a failure.
+    if grep -Eqi -- "$re" <<<"$haystack"; then
         pass "$what"
     else
         fail "$what" "expected to match /$re/" "got: $(printf '%s' "$haystack" | head -c 3000)"
@@ -194,7 +196,7 @@ require_binaries() {
         log "SKIP: needs ${missing[*]} on PATH (Debian: apt-get install git curl jq sqlite3 busybox-static iproute2)"
         exit 77
     fi
-    busybox httpd --help >/dev/null 2>&1 || busybox --list 2>/dev/null | grep -qx httpd || {
+    busybox httpd --help >/dev/null 2>&1 || grep -qx httpd <<<"$(busybox --list 2>/dev/null)" || {
         log "SKIP: this busybox has no httpd applet (Debian: apt-get install busybox-static)"
         exit 77
     }
@@ -202,7 +204,7 @@ require_binaries() {
 
 # ---------------------------------------------------------------- ports
 
-port_in_use() { ss -Hltn "sport = :$1" 2>/dev/null | grep -q .; }
+port_in_use() { [[ -n $(ss -Hltn "sport = :$1" 2>/dev/null) ]]; }
 
 # free_port: prints a random TCP port in 20000-60000 nobody listens on and
 # this test has not handed out before.
@@ -323,7 +325,7 @@ pids_under() {
             echo "$pid"
             continue
         fi
-        if tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -qF -- "$prefix"; then echo "$pid"; fi
+        if grep -qF -- "$prefix" <<<"$(tr '\0' ' ' <"$p/cmdline" 2>/dev/null)"; then echo "$pid"; fi
     done
 }
 
@@ -335,7 +337,7 @@ pids_in_dir_matching() {
         cwd=$(readlink "$p/cwd" 2>/dev/null) || continue
         [[ $cwd == "$dir" || $cwd == "$dir"/* ]] || continue
         [[ $pid == "$$" || $pid == "$BASHPID" ]] && continue
-        if tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -qF -- "$word"; then echo "$pid"; fi
+        if grep -qF -- "$word" <<<"$(tr '\0' ' ' <"$p/cmdline" 2>/dev/null)"; then echo "$pid"; fi
     done
 }
 
