@@ -385,12 +385,16 @@ class Session {
     std::optional<output::RunExit> m_exit;
 };
 
-// Without a release, the agent answers not_found when the app has no PRODUCTION release.
+// Without a release, the agent answers not_found when the app has no PRODUCTION release:
+// say how to name one.
 common::Error with_release_hint(common::Error error, const RunOptions& options) {
     if (options.release.empty() && error.kind == ErrorKind::not_found &&
         error.message.find("no PRODUCTION release") != std::string::npos &&
         error.message.find("--release") == std::string::npos)
         error.message += "; deploy it first or pass --release (`deployctl releases` lists them)";
+    // An agent from before `deployctl run` has no such route.
+    if (error.kind == ErrorKind::not_found && error.message.starts_with("no such endpoint"))
+        error.message += " (this deploy-agent is older than `deployctl run`: upgrade it)";
     return error;
 }
 

@@ -12,13 +12,16 @@
 #include <atomic>
 #include <cerrno>
 #include <csignal>
+#include <cstring>
 #include <fcntl.h>
 #include <functional>
 #include <netinet/in.h>
 #include <poll.h>
 #include <string>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <tests/unit/cli_run.hpp>
+#include <tests/unit/temp_dir.hpp>
 #include <thread>
 #include <unistd.h>
 #include <vector>
@@ -34,7 +37,20 @@ class FakeAgent {
   public:
     using Script = std::function<void(FakeAgent&)>;
 
-    explicit FakeAgent(Script script) : m_script(std::move(script)) {
+    // On a unix socket at `unix_path` (as the SSH tunnel's), else on TCP.
+    explicit FakeAgent(Script script, std::string unix_path = "")
+        : m_script(std::move(script)), m_unix_path(std::move(unix_path)) {
+        if (!m_unix_path.empty()) {
+            m_listen = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+            sockaddr_un address{};
+            address.sun_family = AF_UNIX;
+            REQUIRE(m_unix_path.size() < sizeof address.sun_path);
+            std::memcpy(address.sun_path, m_unix_path.c_str(), m_unix_path.size() + 1);
+            REQUIRE(::bind(m_listen, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0);
+            REQUIRE(::listen(m_listen, 4) == 0);
+            m_thread = std::thread([this] { serve(); });
+            return;
+        }
         m_listen = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
         sockaddr_in address{};
         address.sin_family = AF_INET;
@@ -141,6 +157,7 @@ class FakeAgent {
     }
 
     Script m_script;
+    std::string m_unix_path;
     int m_listen = -1;
     int m_fd = -1;
     int m_port = 0;
@@ -310,6 +327,13 @@ TEST_CASE("run: the agent's refusals map to the exit codes of the other commands
     Run r(agent, {"--", "true"});
     REQUIRE_FALSE(r.status.ok());
     CHECK(r.status.error().message.find("--release") != std::string::npos);
+
+    FakeAgent old_agent([](FakeAgent& a) {
+        a.answer_error(404, "not_found", "no such endpoint: POST /v1/apps/hello/runs");
+    });
+    Run old_run(old_agent, {"--", "true"});
+    CHECK(old_run.exit_code() == 2);
+    CHECK(old_run.status.error().message.find("older than `deployctl run`") != std::string::npos);
 }
 
 TEST_CASE("run: an unknown frame is a protocol error (exit 1)") {
@@ -386,4 +410,38 @@ TEST_CASE("run: a usage error without a command; -t without a terminal goes on w
     REQUIRE(r.status.ok());
     CHECK(agent.body["tty"] == false);
     CHECK(r.cli.err.str().find("not a terminal") != std::string::npos);
+}
+
+TEST_CASE("run over a unix socket, as through the SSH tunnel: the same request and frames") {
+    test::TempDir dir;
+    const std::string socket = (dir.path() / "agent.sock").string();
+    FakeAgent agent(
+        [](FakeAgent& a) {
+            a.answer_101();
+            a.read_until(Frame::stdin_eof);
+            a.frame(Frame::stdout_data, a.stdin_bytes());
+            a.frame(Frame::exit, R"({"status":3})");
+        },
+        socket);
+    test::CliRun cli;
+    Pipe in, out, err;
+    cli.ctx.global.hosts = {"http://127.0.0.1:1"}; // names the agent; the socket is the way
+    cli.ctx.global.app = "hello";
+    cli.ctx.connect = [&](const cli::HostUrl& url, const cli::SshSettings&,
+                          const cli::transport::TlsOptions&)
+        -> common::Result<std::unique_ptr<cli::transport::Client>> {
+        cli::transport::HttpOptions options;
+        options.unix_socket = socket;
+        return cli::transport::make_http_client(url.base_url, options);
+    };
+    cli.ctx.fds = {in.fds[0], out.fds[1], err.fds[1]};
+    out.start_reading();
+    err.start_reading();
+    REQUIRE(::write(in.fds[1], "over the socket\n", 16) == 16);
+    in.close_write();
+    auto status = cli.run({"run", "--", "cat"});
+    REQUIRE(status.ok());
+    CHECK(cli.ctx.exit_code == 3);
+    CHECK(out.drain() == "over the socket\n");
+    CHECK(agent.head.find("\r\nHost: deploy-agent\r\n") != std::string::npos);
 }
