@@ -171,7 +171,7 @@ int run(int argc, char** argv) {
                                     fmt::format("unexpected error (a bug): {}", e.what()));
     }
     if (result)
-        return 0;
+        return ctx.exit_code.value_or(0);
     if (!ctx.error_reported)
         printer->emit(output::Error{result.error(), ""});
     return common::exit_code(result.error().kind);

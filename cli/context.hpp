@@ -8,6 +8,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -35,6 +36,14 @@ struct Context {
     output::Printer* out = nullptr;
     Connect connect;             // the HTTP client by default; fakes in tests
     bool error_reported = false; // set when per-host errors were already printed
+    // Set by a command whose success still ends with another code: `deployctl run` exits
+    // with the status of the command it ran.
+    std::optional<int> exit_code;
+    // The standard streams a command reads and writes itself (`deployctl run`); tests give
+    // pipes.
+    struct Fds {
+        int in = 0, out = 1, err = 2;
+    } fds;
     // The handler of the command the parse chose: its CLI11 callback sets it
     // (cli/commands/commands.hpp), cli::run runs it.
     std::function<common::Status()> command;

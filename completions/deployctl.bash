@@ -7,7 +7,7 @@
 _deployctl() {
     # Subcommands, options and the options that take a value, per command.
     local -A _subs=(
-        ['deployctl']='deploy status releases logs rollback rm apps stop start restart destroy agent env token login audit init completion version'
+        ['deployctl']='deploy status releases logs run rollback rm apps stop start restart destroy agent env token login audit init completion version'
         ['deployctl agent']='ping info version'
         ['deployctl env']='ls set unset'
         ['deployctl token']='create ls revoke'
@@ -18,6 +18,7 @@ _deployctl() {
         ['deployctl status']='-h --help --version -C -t --target --host -a --app --json -q --quiet --no-color --accept-new-host-key --ca-file --fingerprint'
         ['deployctl releases']='-h --help --version -C -t --target --host -a --app --json -q --quiet --no-color --accept-new-host-key --ca-file --fingerprint'
         ['deployctl logs']='-h --help -f --follow --version -C -t --target --host -a --app --json -q --quiet --no-color --accept-new-host-key --ca-file --fingerprint'
+        ['deployctl run']='-h --help --release -i --interactive -t --tty --version -C --host -a --app --json -q --quiet --no-color --accept-new-host-key --ca-file --fingerprint'
         ['deployctl rollback']='-h --help --version -C -t --target --host -a --app --json -q --quiet --no-color --accept-new-host-key --ca-file --fingerprint'
         ['deployctl rm']='-h --help --version -C -t --target --host -a --app --json -q --quiet --no-color --accept-new-host-key --ca-file --fingerprint'
         ['deployctl apps']='-h --help --version -C -t --target --host -a --app --json -q --quiet --no-color --accept-new-host-key --ca-file --fingerprint'
@@ -49,6 +50,7 @@ _deployctl() {
         ['deployctl status']='-C -t --target --host -a --app --ca-file --fingerprint'
         ['deployctl releases']='-C -t --target --host -a --app --ca-file --fingerprint'
         ['deployctl logs']='-C -t --target --host -a --app --ca-file --fingerprint'
+        ['deployctl run']='--release -C --host -a --app --ca-file --fingerprint'
         ['deployctl rollback']='-C -t --target --host -a --app --ca-file --fingerprint'
         ['deployctl rm']='-C -t --target --host -a --app --ca-file --fingerprint'
         ['deployctl apps']='-C -t --target --host -a --app --ca-file --fingerprint'
@@ -99,6 +101,9 @@ _deployctl() {
         ['deployctl logs --target']='@targets'
         ['deployctl logs --ca-file']='@files'
         ['deployctl logs']='@releases'
+        ['deployctl run --release']='@releases'
+        ['deployctl run -C']='@dirs'
+        ['deployctl run --ca-file']='@files'
         ['deployctl rollback -C']='@dirs'
         ['deployctl rollback -t']='@targets'
         ['deployctl rollback --target']='@targets'

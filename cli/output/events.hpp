@@ -219,6 +219,22 @@ struct Audit {
     JsonValue list;
 };
 
+// run: output of the command, as it arrived (`deployctl run` writes it straight to its own
+// stdout and stderr without --json; the printers render it for --json and tests).
+struct RunOutput {
+    std::string host;
+    std::string stream; // "stdout" or "stderr"
+    std::string data;
+};
+
+// run: the command ended (its status is deployctl's exit code).
+struct RunExit {
+    std::string host;
+    int status = 0;
+    std::optional<int> signal;       // killed by this signal (status 128+N)
+    std::optional<std::string> error; // it could not start (status 127 or 126)
+};
+
 // What went wrong; `host` is empty when the error is not about one agent.
 struct Error {
     common::Error error;
@@ -291,7 +307,8 @@ struct InitSummary {
 using Event = std::variant<Version, Completion, Warning, PackageSummary, Uploading, UploadProgress,
                            Uploaded, Created, Unchanged, AgentEvent, Done, RolledBack, Removed,
                            Releases, Status, Apps, AppChanged, AppDestroyed, EnvList, EnvChanged,
-                           Agent, TokenCreated, Tokens, TokenRevoked, Audit, LoggedIn, Error,
+                           Agent, TokenCreated, Tokens, TokenRevoked, Audit, LoggedIn, RunOutput,
+                           RunExit, Error,
                            Summary, Templates, InitSummary>;
 
 } // namespace cli::output

@@ -170,6 +170,18 @@ class HumanPrinter final : public Printer {
              fmt::format("{} accepted the token; {} its line in {}", e.host,
                          e.replaced ? "replaced" : "added", e.file));
     }
+    // The bytes as they came (deployctl run writes them to its file descriptors itself).
+    void render(const RunOutput& e) {
+        std::lock_guard lock(m_write);
+        auto& os = e.stream == "stderr" ? m_err : m_out;
+        os << e.data;
+        os.flush();
+    }
+    // The exit code says it; only a command that could not start is worth a line.
+    void render(const RunExit& e) {
+        if (e.error)
+            line(m_err, host_prefix(e.host), paint(Color::red, "error:") + " " + *e.error);
+    }
     void render(const Error& e) {
         if (m_live)
             m_live->finish(e.host);

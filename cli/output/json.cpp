@@ -151,6 +151,18 @@ class JsonPrinter final : public Printer {
             for (const auto& entry : *e.list)
                 write(with_event(entry, "audit", e.host));
     }
+    void render(const RunOutput& e) {
+        write({{"event", "output"}, {"stream", e.stream}, {"data", e.data}, {"host", e.host}});
+    }
+    void render(const RunExit& e) {
+        json object{{"event", "exit"}, {"status", e.status}};
+        if (e.signal)
+            object["signal"] = *e.signal;
+        if (e.error)
+            object["error"] = *e.error;
+        object["host"] = e.host;
+        write(object);
+    }
     void render(const Error& e) {
         write(error_event(e.error, e.host));
         std::lock_guard lock(m_mutex);

@@ -1,6 +1,7 @@
 #include <cli/credentials.hpp>
 #include <cli/transport/http_client.hpp>
 #include <common/fingerprint.hpp>
+#include <common/run_frames.hpp>
 #include <common/version.hpp>
 
 #include <curl/curl.h>
@@ -9,8 +10,10 @@
 #include <openssl/ssl.h>
 #include <openssl/x509_vfy.h>
 
+#include <chrono>
 #include <cstring>
 #include <optional>
+#include <poll.h>
 
 namespace cli::transport {
 
@@ -198,6 +201,8 @@ class HttpClient final : public Client {
         return request_json("DELETE", path, nullptr, "application/json");
     }
     common::Status stream_ndjson(std::string_view path, const LineHandler& on_event) override;
+    common::Result<std::unique_ptr<Duplex>> open_run(std::string_view path,
+                                                     const json& body) override;
     void set_upload_progress(UploadProgress progress) override {
         m_upload_progress = std::move(progress);
     }
@@ -386,7 +391,205 @@ common::Status HttpClient::stream_ndjson(std::string_view path, const LineHandle
     return {};
 }
 
+// The run connection: a libcurl handle that only connected (CURLOPT_CONNECT_ONLY), TLS and
+// all, and the bytes read past the answer's head.
+class CurlDuplex final : public Duplex {
+  public:
+    explicit CurlDuplex(CURL* handle) : m_handle(handle) {
+        curl_socket_t socket = CURL_SOCKET_BAD;
+        curl_easy_getinfo(m_handle, CURLINFO_ACTIVESOCKET, &socket);
+        m_fd = static_cast<int>(socket);
+    }
+    ~CurlDuplex() override { curl_easy_cleanup(m_handle); }
+    CurlDuplex(const CurlDuplex&) = delete;
+    CurlDuplex& operator=(const CurlDuplex&) = delete;
+
+    common::Result<std::size_t> send(std::string_view bytes) override {
+        std::size_t sent = 0;
+        CURLcode rc = curl_easy_send(m_handle, bytes.data(), bytes.size(), &sent);
+        if (rc == CURLE_AGAIN)
+            return std::size_t{0};
+        if (rc != CURLE_OK)
+            return common::make_error(
+                ErrorKind::connection,
+                fmt::format("the connection to the agent failed: {}", curl_easy_strerror(rc)));
+        return sent;
+    }
+    common::Result<Received> receive(char* buffer, std::size_t capacity) override {
+        if (m_offset < m_pending.size()) {
+            const std::size_t n = std::min(capacity, m_pending.size() - m_offset);
+            std::memcpy(buffer, m_pending.data() + m_offset, n);
+            m_offset += n;
+            return Received{n, false};
+        }
+        std::size_t n = 0;
+        CURLcode rc = curl_easy_recv(m_handle, buffer, capacity, &n);
+        if (rc == CURLE_AGAIN)
+            return Received{0, false};
+        if (rc != CURLE_OK)
+            return common::make_error(
+                ErrorKind::connection,
+                fmt::format("the connection to the agent failed: {}", curl_easy_strerror(rc)));
+        return Received{n, n == 0};
+    }
+    int fd() const override { return m_fd; }
+    // Bytes read past the answer's head: receive() hands them out first.
+    void keep(std::string bytes) {
+        m_pending = std::move(bytes);
+        m_offset = 0;
+    }
+    // TLS: receive() is called until it has nothing, so OpenSSL holds no decrypted bytes
+    // when the caller polls; only the head's leftovers wait here.
+    bool has_buffered() const override { return m_offset < m_pending.size(); }
+
+  private:
+    CURL* m_handle;
+    std::string m_pending;
+    std::size_t m_offset = 0;
+    int m_fd = -1;
+};
+
+// Waits until `fd` is ready for `events` or `deadline` passes; false on timeout.
+bool wait_for(int fd, short events, std::chrono::steady_clock::time_point deadline) {
+    for (;;) {
+        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                              deadline - std::chrono::steady_clock::now())
+                              .count();
+        if (left <= 0)
+            return false;
+        pollfd p{fd, events, 0};
+        int n = ::poll(&p, 1, static_cast<int>(left));
+        if (n > 0)
+            return true;
+        if (n < 0 && errno != EINTR)
+            return true; // let the next send/recv report it
+    }
+}
+
+// "host:port" of "https://host:port" (the Host header).
+std::string host_of(std::string_view base_url) {
+    if (auto scheme = base_url.find("://"); scheme != std::string_view::npos)
+        base_url.remove_prefix(scheme + 3);
+    return std::string(base_url.substr(0, base_url.find('/')));
+}
+
+std::string lower(std::string_view text) {
+    std::string out(text);
+    for (auto& c : out)
+        c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return out;
+}
+
+common::Result<std::unique_ptr<Duplex>> HttpClient::open_run(std::string_view path,
+                                                             const json& body) {
+    using Clock = std::chrono::steady_clock;
+    Headers headers;
+    setup("POST", path, headers, "application/json");
+    curl_easy_setopt(m_handle, CURLOPT_CONNECT_ONLY, 1L); // we speak HTTP ourselves
+    if (m_tls_unusable)
+        return tls_unusable();
+    CURLcode rc = curl_easy_perform(m_handle);
+    if (rc != CURLE_OK)
+        return failure(rc);
+    // From here the handle is the run's: this client gets a new one.
+    CURL* handle = m_handle;
+    m_handle = curl_easy_init();
+    curl_easy_setopt(handle, CURLOPT_ERRORBUFFER, nullptr);
+    auto connection = std::make_unique<CurlDuplex>(handle);
+    const auto lost = [&](std::string_view why) {
+        return common::make_error(ErrorKind::connection,
+                                  fmt::format("the connection to the agent at {} failed: {}",
+                                              m_base_url, why));
+    };
+
+    const std::string text = body.dump();
+    std::string request = fmt::format(
+        "POST {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: deployctl/{}\r\nAccept: application/json\r\n"
+        "Connection: Upgrade\r\nUpgrade: {}\r\nContent-Type: application/json\r\n"
+        "Content-Length: {}\r\n",
+        path, m_options.unix_socket.empty() ? host_of(m_base_url) : "deploy-agent",
+        common::version(), common::run::k_upgrade, text.size());
+    if (!m_options.token.empty())
+        request += "Authorization: Bearer " + m_options.token + "\r\n";
+    request += "\r\n" + text;
+
+    const auto deadline = Clock::now() + std::chrono::seconds(m_options.request_timeout_s);
+    const auto timed_out = [&] {
+        return common::make_error(
+            ErrorKind::timeout,
+            fmt::format("the agent at {} did not answer in time", m_base_url));
+    };
+    for (std::string_view rest = request; !rest.empty();) {
+        auto sent = connection->send(rest);
+        if (!sent)
+            return lost(sent.error().message);
+        rest.remove_prefix(*sent);
+        if (*sent == 0 && !wait_for(connection->fd(), POLLOUT, deadline))
+            return timed_out();
+    }
+    // The answer's head, and whatever follows it.
+    std::string answer;
+    std::size_t head_end = std::string::npos;
+    char buffer[16384];
+    while ((head_end = answer.find("\r\n\r\n")) == std::string::npos) {
+        if (answer.size() > 65536)
+            return lost("the answer's head is too long");
+        auto got = connection->receive(buffer, sizeof buffer);
+        if (!got)
+            return lost(got.error().message);
+        if (got->eof)
+            return lost("it closed the connection without answering");
+        answer.append(buffer, got->size);
+        if (got->size == 0 && !wait_for(connection->fd(), POLLIN, deadline))
+            return timed_out();
+    }
+    const std::string head = answer.substr(0, head_end);
+    std::string rest = answer.substr(head_end + 4);
+    // "HTTP/1.1 101 Switching Protocols"
+    long status = 0;
+    if (head.size() < 12 || !head.starts_with("HTTP/1.") ||
+        std::sscanf(head.c_str() + 9, "%3ld", &status) != 1)
+        return common::make_error(
+            ErrorKind::internal,
+            fmt::format("the agent at {} sent an answer that is not HTTP: {:.100}", m_base_url, head));
+    std::optional<std::size_t> length;
+    for (std::size_t at = head.find("\r\n"); at != std::string::npos;) {
+        const std::size_t next = head.find("\r\n", at + 2);
+        const std::string line =
+            lower(head.substr(at + 2, next == std::string::npos ? std::string::npos : next - at - 2));
+        if (line.starts_with("content-length:"))
+            length = std::strtoull(line.c_str() + 15, nullptr, 10);
+        at = next;
+    }
+    if (status == 101) {
+        connection->keep(std::move(rest)); // the first frames' bytes
+        return std::unique_ptr<Duplex>(std::move(connection));
+    }
+    // An error answer: read its body (Content-Length, else until the agent closes).
+    while (!length || rest.size() < *length) {
+        if (rest.size() > (1u << 20))
+            break;
+        auto got = connection->receive(buffer, sizeof buffer);
+        if (!got || got->eof)
+            break;
+        rest.append(buffer, got->size);
+        if (got->size == 0 && !wait_for(connection->fd(), POLLIN, deadline))
+            break;
+    }
+    if (status >= 400)
+        return error_from_response(status, rest, m_base_url, m_options.token_source);
+    return common::make_error(
+        ErrorKind::internal,
+        fmt::format("the agent at {} answered HTTP {} instead of starting the command (an "
+                    "agent older than `deployctl run`?)",
+                    m_base_url, status));
+}
+
 } // namespace
+
+common::Result<std::unique_ptr<Duplex>> Client::open_run(std::string_view, const nlohmann::json&) {
+    return common::make_error(ErrorKind::internal, "this connection cannot run commands");
+}
 
 common::Error error_from_response(long status, std::string_view body, std::string_view url,
                                   TokenSource source) {

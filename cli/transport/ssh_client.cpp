@@ -43,6 +43,11 @@ class SshClient final : public Client {
     common::Status stream_ndjson(std::string_view path, const LineHandler& on_event) override {
         return checked(m_http->stream_ndjson(path, on_event));
     }
+    // The run's connection is one more channel of the tunnel; the SshClient must outlive it.
+    common::Result<std::unique_ptr<Duplex>> open_run(std::string_view path,
+                                                     const json& body) override {
+        return checked(m_http->open_run(path, body));
+    }
     // The tunnel carries libcurl's HTTP: libcurl counts the bytes.
     void set_upload_progress(UploadProgress progress) override {
         m_http->set_upload_progress(std::move(progress));

@@ -125,7 +125,7 @@ assert_eq "canary" "$(deployctl -C ../other __complete targets)" "__complete tar
 
 for shell in bash zsh fish; do
     expect "$shell" "deployctl de" deploy
-    expect "$shell" "deployctl " deploy status releases logs rollback rm agent env token audit completion version
+    expect "$shell" "deployctl " deploy status releases logs run rollback rm agent env token audit completion version
     if grep -qx __complete <<<"$LAST"; then fail "$shell: __complete is not offered"; fi
     expect_only "$shell" "deployctl env " ls set unset
     expect_only "$shell" "deployctl token " create ls revoke

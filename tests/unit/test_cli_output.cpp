@@ -171,6 +171,31 @@ TEST_CASE("login: a login event, never the token") {
     CHECK(he.str() == "https://h2:7443 accepted the token; added its line in /c\n");
 }
 
+TEST_CASE("run: output events keep the bytes (invalid UTF-8 replaced), the exit event last") {
+    std::ostringstream o, e;
+    auto p = out::make_json_printer(o, e);
+    p->emit(out::RunOutput{"h", "stdout", "caf\xc3\xa9 \xff\n"});
+    p->emit(out::RunExit{"h", 137, 9, std::nullopt});
+    std::istringstream lines(o.str());
+    std::string first, second;
+    std::getline(lines, first);
+    std::getline(lines, second);
+    auto output = json::parse(first);
+    CHECK(output["event"] == "output");
+    CHECK(output["stream"] == "stdout");
+    CHECK(output["data"] == "caf\xc3\xa9 \xef\xbf\xbd\n");
+    CHECK(json::parse(second) ==
+          json{{"event", "exit"}, {"status", 137}, {"signal", 9}, {"host", "h"}, {"v", 1}});
+    // For people the bytes go as they came, to stdout or stderr.
+    std::ostringstream ho, he;
+    auto human = out::make_human_printer({}, ho, he);
+    human->emit(out::RunOutput{"h", "stderr", "partial"});
+    human->emit(out::RunOutput{"h", "stdout", "\xff"});
+    human->emit(out::RunExit{"h", 0, std::nullopt, std::nullopt});
+    CHECK(he.str() == "partial");
+    CHECK(ho.str() == "\xff");
+}
+
 TEST_CASE("the human printer: -q prints only the URL, errors go to stderr") {
     std::ostringstream o, e;
     out::HumanStyle style;

@@ -310,6 +310,11 @@ Events queries(const std::string& host) {
         out::TokenRevoked{host, revoked},
         out::Audit{host, audit},
         out::Audit{host, json::array()},
+        out::RunOutput{host, "stdout", "Migrating 3 tables\n"},
+        out::RunOutput{host, "stderr", "warning: table users is large\n"},
+        out::RunExit{host, 0, std::nullopt, std::nullopt},
+        out::RunExit{host, 143, 15, std::nullopt},
+        out::RunExit{host, 127, std::nullopt, "no-such: command not found"},
     };
 }
 
