@@ -68,29 +68,32 @@ assert_contains "$ERR" "--release" "no PRODUCTION release: says how to name one"
 REPO=$TEST_TMP/repos/hello
 
 # --- the concurrency cap (max_runs_per_app, default 4) ------------------------------------
-running_sleeps() { pgrep -fc '^sleep 30$' 2>/dev/null || true; }
+# An odd duration: no other suite running beside this one sleeps it.
+running_sleeps() { pgrep -fc '^sleep 30\.7$' 2>/dev/null || true; }
+sleepers_at_least() { (($(running_sleeps) >= $1)); }
+no_sleepers() { (($(running_sleeps) == 0)); }
 declare -a SLEEPERS=()
 for i in 1 2 3 4; do
-    "$DEPLOYCTL_BIN" -C "$REPO" --host "$AGENT_URL" run -- sleep 30 </dev/null >/dev/null 2>&1 &
+    "$DEPLOYCTL_BIN" -C "$REPO" --host "$AGENT_URL" run -- sleep 30.7 </dev/null >/dev/null 2>&1 &
     SLEEPERS+=($!)
 done
-wait_until 15 test "$(running_sleeps)" -ge 4 || fail "4 concurrent runs started" "running: $(running_sleeps)"
-pass "4 runs of sleep 30 at once"
-assert_exit 5 dctl run -- sleep 30
+wait_until 15 sleepers_at_least 4 || fail "4 concurrent runs started" "running: $(running_sleeps)"
+pass "4 runs of sleep 30.7 at once"
+assert_exit 5 dctl run -- sleep 30.7
 assert_contains "$ERR" "4" "the fifth run is refused, naming the cap"
 for pid in "${SLEEPERS[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
-wait_until 10 test "$(running_sleeps)" -eq 0 || fail "the four commands end once their deployctl is gone"
+wait_until 10 no_sleepers || fail "the four commands end once their deployctl is gone"
 pass "killing the four deployctl ended their commands"
 assert_exit 0 dctl run -- true
 
 # --- a killed deployctl leaves nothing behind --------------------------------------------
-"$DEPLOYCTL_BIN" -C "$REPO" --host "$AGENT_URL" run -- sleep 1000 </dev/null >/dev/null 2>&1 &
+"$DEPLOYCTL_BIN" -C "$REPO" --host "$AGENT_URL" run -- sleep 1017 </dev/null >/dev/null 2>&1 &
 KILLED=$!
-wait_until 15 pgrep -f '^sleep 1000$' >/dev/null || fail "run -- sleep 1000 started"
+wait_until 15 pgrep -f '^sleep 1017$' >/dev/null || fail "run -- sleep 1017 started"
 kill -9 "$KILLED"
-wait_until 5 bash -c "! pgrep -f '^sleep 1000\$' >/dev/null" ||
-    fail "kill -9 of deployctl: no sleep 1000 left within 5 s" "$(pgrep -af 'sleep 1000' || true)"
-pass "kill -9 of deployctl during run -- sleep 1000: the command is gone within 5 s"
+wait_until 5 bash -c "! pgrep -f '^sleep 1017\$' >/dev/null" ||
+    fail "kill -9 of deployctl: no sleep 1017 left within 5 s" "$(pgrep -af 'sleep 1017' || true)"
+pass "kill -9 of deployctl during run -- sleep 1017: the command is gone within 5 s"
 
 # --- the audit names the argv -------------------------------------------------------------
 assert_exit 0 dctl run -- echo audit-marker-42
@@ -219,6 +222,16 @@ EOF
     assert_jq "$(jq -s . <"$OUT_FILE")" \
         "any(.[]; .who == \"ssh:$(id -un)\" and .path == \"/v1/apps/hello/runs\")" \
         "audit over ssh: the run by ssh:$(id -un)"
+    # deployctl killed over SSH: sshd ends dial-stdio, the agent sees the
+    # connection close and ends the command.
+    "$DEPLOYCTL_BIN" -C "$REPO_SSH" --no-color -t ssh run -- sleep 1019 </dev/null >/dev/null 2>&1 &
+    runner=$!
+    wait_until 15 pgrep -f '^sleep 1019$' >/dev/null || fail "run -- sleep 1019 over ssh started"
+    kill -9 "$runner"
+    wait "$runner" 2>/dev/null || true
+    wait_until 5 bash -c "! pgrep -f '^sleep 1019\$' >/dev/null" ||
+        fail "kill -9 of deployctl over ssh: no sleep 1019 left within 5 s" "$(pgrep -af 'sleep 1019' || true)"
+    pass "kill -9 of deployctl during run over ssh: the command is gone within 5 s"
 else
     log "sshd missing: the ssh:// checks are skipped"
 fi

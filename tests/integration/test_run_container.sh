@@ -37,13 +37,28 @@ assert_eq "err" "$ERR" "run: stderr arrives apart"
 assert_exit 0 dctl run -- sh -c 'printf %s "$API_TOKEN" | sha256sum | cut -d" " -f1'
 assert_eq "$SECRET_SHA" "$OUT" "run: the command sees the app's secret"
 assert_not_contains "$(cat "$ARGV_LOG")" "$SECRET" "no docker argv carries the secret's value"
-assert_contains "$(grep ' run --rm ' "$ARGV_LOG")" "--env API_TOKEN" "the one-off gets the secret by name from the CLI's environment"
+assert_contains "$(grep '^run --rm ' "$ARGV_LOG")" "--env API_TOKEN" "the one-off gets the secret by name from the CLI's environment"
 run bash -c "echo piped-in | '$DEPLOYCTL_BIN' -C '$REPO' --host '$AGENT_URL' --no-color run -- cat"
 assert_eq 0 "$RC" "run -- cat with stdin piped: exit 0"
 assert_eq "piped-in" "$OUT" "run: stdin reaches the container"
 assert_exit 143 dctl run -- sh -c 'kill -TERM $$'
 assert_exit 127 dctl run -- no-such-program
 assert_eq "" "$(one_offs)" "no one-off container is left after the runs"
+
+# --- -it: a shell in the container, through a real terminal ---------------------------
+if command -v script >/dev/null; then
+    FIFO=$TEST_TMP/tty.in
+    mkfifo "$FIFO"
+    { sleep 2; printf 'echo $((6*7))\r'; sleep 1; printf 'exit\r'; sleep 2; } >"$FIFO" &
+    INNER="'$DEPLOYCTL_BIN' -C '$REPO' --host '$AGENT_URL' run -it -- sh; echo \"rc=\$?\""
+    run timeout 60 script -qfec "$INNER" /dev/null <"$FIFO"
+    assert_contains "$OUT" "42" "-it in a container: the shell ran echo \$((6*7))"
+    assert_contains "$OUT" "rc=0" "-it in a container: exit ends deployctl with status 0"
+    if grep -q $'\r\r' "$OUT_FILE"; then
+        fail "-it in a container: lines end once (no doubled carriage return)" "$(od -c "$OUT_FILE" | head -20)"
+    fi
+    pass "-it in a container: lines end once (the container's terminal translates, ours passes bytes)"
+fi
 
 # --- deployctl killed: the container goes too ------------------------------------
 "$DEPLOYCTL_BIN" -C "$REPO" --host "$AGENT_URL" --no-color run -- sleep 1000 \
