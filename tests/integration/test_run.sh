@@ -69,17 +69,18 @@ REPO=$TEST_TMP/repos/hello
 
 # --- the concurrency cap (max_runs_per_app, default 4) ------------------------------------
 running_sleeps() { pgrep -fc '^sleep 30$' 2>/dev/null || true; }
+sleeps_are() { [[ $(running_sleeps) -eq $1 ]]; }
 declare -a SLEEPERS=()
 for i in 1 2 3 4; do
     "$DEPLOYCTL_BIN" -C "$REPO" --host "$AGENT_URL" run -- sleep 30 </dev/null >/dev/null 2>&1 &
     SLEEPERS+=($!)
 done
-wait_until 15 test "$(running_sleeps)" -ge 4 || fail "4 concurrent runs started" "running: $(running_sleeps)"
+wait_until 15 sleeps_are 4 || fail "4 concurrent runs started" "running: $(running_sleeps)"
 pass "4 runs of sleep 30 at once"
 assert_exit 5 dctl run -- sleep 30
 assert_contains "$ERR" "4" "the fifth run is refused, naming the cap"
 for pid in "${SLEEPERS[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
-wait_until 10 test "$(running_sleeps)" -eq 0 || fail "the four commands end once their deployctl is gone"
+wait_until 10 sleeps_are 0 || fail "the four commands end once their deployctl is gone"
 pass "killing the four deployctl ended their commands"
 assert_exit 0 dctl run -- true
 
