@@ -458,7 +458,8 @@ void add_run(CLI::App& app, Context& ctx) {
     cmd->add_flag("-i,--interactive", options->interactive,
                   "Pass stdin even when it is a terminal");
     cmd->add_flag("-t,--tty", options->tty,
-                  "Give the command a terminal (usually -it, for a shell or a console)");
+                  "Give the command a terminal (usually -it, for a shell or a console); after "
+                  "run, -t is this, not --target");
     cmd->add_option("CMD", options->argv, "The command and its arguments (after --)")
         ->type_name("ARGS");
     cmd->footer("The command runs on the first agent of the target (or --host) and deployctl "
