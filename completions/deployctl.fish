@@ -145,7 +145,7 @@ complete -c deployctl -n '__deployctl_is \'deployctl logs\'' -a '(__deployctl_co
 complete -c deployctl -n '__deployctl_is \'deployctl run\'' -s h -l help -d 'Print this help message and exit'
 complete -c deployctl -n '__deployctl_is \'deployctl run\'' -l release -x -a '(__deployctl_complete releases)' -d 'Release whose files (or image) and environment the command gets (default: the PRODUCTION release)'
 complete -c deployctl -n '__deployctl_is \'deployctl run\'' -s i -l interactive -d 'Pass stdin even when it is a terminal'
-complete -c deployctl -n '__deployctl_is \'deployctl run\'' -s t -l tty -d 'Give the command a terminal (usually -it, for a shell or a console)'
+complete -c deployctl -n '__deployctl_is \'deployctl run\'' -s t -l tty -d 'Give the command a terminal (usually -it, for a shell or a console); after run, -t is this, not --target'
 complete -c deployctl -n '__deployctl_is \'deployctl run\'' -l version -d 'Display program version information and exit'
 complete -c deployctl -n '__deployctl_is \'deployctl run\'' -s C -x -a '(__fish_complete_directories)' -d 'Run as if deployctl was started in DIR'
 complete -c deployctl -n '__deployctl_is \'deployctl run\'' -l host -x -d 'Agent URL (repeatable); overrides deploy.toml'

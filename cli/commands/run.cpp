@@ -197,7 +197,7 @@ class Session {
             const auto now = Clock::now();
             if (now - m_last_sent >= k_ping_every)
                 queue(run::encode_frame(run::Frame::ping));
-            TRY(flush());
+            flush();
 
             pollfd fds[3];
             nfds_t n = 0;
@@ -240,17 +240,24 @@ class Session {
         m_last_sent = Clock::now();
     }
 
-    // Sends what the connection takes of the queue.
-    common::Status flush() {
-        while (!m_out.empty()) {
+    // Sends what the connection takes of the queue. When sending fails, the agent may have
+    // sent `exit` and closed (a command that ended without reading all of its stdin): stop
+    // sending and read on; the end of the connection without `exit` reports the failure.
+    void flush() {
+        while (!m_out.empty() && m_send_error.empty()) {
             auto sent = m_conn.send(m_out);
-            if (!sent)
-                return lost(sent.error().message);
+            if (!sent) {
+                m_send_error = sent.error().message;
+                break;
+            }
             if (*sent == 0)
-                return {};
+                return;
             m_out.erase(0, *sent);
         }
-        return {};
+        if (!m_send_error.empty()) {
+            m_out.clear();
+            m_stdin_open = false;
+        }
     }
 
     void read_stdin(std::vector<char>& buffer) {
@@ -288,11 +295,11 @@ class Session {
         for (int round = 0; round < 16; ++round) {
             auto got = m_conn.receive(buffer.data(), buffer.size());
             if (!got)
-                return lost(got.error().message);
+                return lost(m_send_error.empty() ? got.error().message : m_send_error);
             if (got->eof) {
                 TRY(take_frames());
                 if (!m_exit)
-                    return lost("");
+                    return lost(m_send_error);
                 return {};
             }
             if (got->size == 0)
@@ -382,6 +389,7 @@ class Session {
     Clock::time_point m_last_sent;
     bool m_more = false; // receive() stopped with bytes maybe left
     bool m_gone = false; // our stdout's reader went away
+    std::string m_send_error; // sending failed: why
     std::optional<output::RunExit> m_exit;
 };
 
@@ -450,7 +458,8 @@ void add_run(CLI::App& app, Context& ctx) {
     cmd->add_flag("-i,--interactive", options->interactive,
                   "Pass stdin even when it is a terminal");
     cmd->add_flag("-t,--tty", options->tty,
-                  "Give the command a terminal (usually -it, for a shell or a console)");
+                  "Give the command a terminal (usually -it, for a shell or a console); after "
+                  "run, -t is this, not --target");
     cmd->add_option("CMD", options->argv, "The command and its arguments (after --)")
         ->type_name("ARGS");
     cmd->footer("The command runs on the first agent of the target (or --host) and deployctl "
