@@ -146,6 +146,11 @@ void Engine::reconcile_release(const ReleaseRow& row) {
 void Engine::remove_leftover_containers() {
     if (!m_container_runtime)
         return;
+    // A release command interrupted by the restart (its release is FAILED by now, or
+    // is about to be): its engine CLI may have died and left the container.
+    if (auto removed = m_container_runtime->remove_one_offs("release"); removed > 0)
+        common::log_info("removed " + std::to_string(removed) +
+                         " leftover release command container" + (removed == 1 ? "" : "s"));
     for (const auto& release : m_container_runtime->instances()) {
         auto row = m_store->get(release.app, release.id);
         if (row && (row->state == State::production || row->pid > 0))

@@ -58,4 +58,19 @@ assert_true "timeout: no one-off container is left ($(containers_summary $APP))"
     wait_until 10 no_one_offs
 expect_serving $APP "$APP site 1" "timeout: v1 still serves"
 
+# --- an agent restart during the command: FAILED, its container removed ---------------------
+set_release 'echo started-v4; sleep 60' 5m
+assert_exit 0 dctl deploy --no-follow
+running_one_off() { [[ -n $(ecli ps -q --filter "label=dev.deployctl.agent=$(agent_id)" --filter "label=dev.deployctl.one-off=release") ]]; }
+assert_true "restart: the command's container runs" wait_until 60 running_one_off
+# And one whose engine CLI died with it (made by hand here): the restarted agent removes both.
+ecli run -d --label "dev.deployctl.agent=$(agent_id)" --label dev.deployctl.one-off=release \
+    --label "it.deployctl.run=$IT_RUN_ID" "$(image_ref $APP v1)" /bin/sleep 60 >/dev/null
+kill_agent -9
+AGENT_ENGINE=docker restart_agent
+assert_true "restart: no one-off container is left ($(containers_summary $APP))" wait_until 10 no_one_offs
+assert_eq FAILED "$(release_state $APP v4)" "restart: v4 is FAILED"
+assert_contains "$(release_field $APP v4 error)" "interrupted: the agent restarted" "restart: the reason"
+expect_serving $APP "$APP site 1" "restart: v1 still serves"
+
 pass "container release command: a one-off container of the new image, removed whatever happens"
