@@ -70,7 +70,7 @@ kill_agent -9
 AGENT_ENGINE=docker restart_agent
 assert_true "restart: no one-off container is left ($(containers_summary $APP))" wait_until 10 no_one_offs
 assert_eq FAILED "$(release_state $APP v4)" "restart: v4 is FAILED"
-assert_contains "$(release_field $APP v4 error)" "interrupted: the agent restarted" "restart: the reason"
+assert_contains "$(release_field $APP v4 error)" "interrupted: the agent restarted during the release command" "restart: the reason"
 expect_serving $APP "$APP site 1" "restart: v1 still serves"
 
 pass "container release command: a one-off container of the new image, removed whatever happens"

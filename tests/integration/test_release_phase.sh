@@ -147,7 +147,7 @@ assert_true "restart: the command ($cmd_pid) was ended" wait_until 10 dead "$cmd
 restarted_id=$(acurl -s "$A_URL/v1/apps/hello/releases" | jq -r 'max_by(.id | ltrimstr("v") | tonumber) | .id')
 assert_eq FAILED "$(acurl -s "$A_URL/v1/apps/hello/releases/$restarted_id" | jq -r .state)" \
     "restart: $restarted_id is FAILED"
-assert_contains "$(release_error "$A_URL" "$restarted_id")" "interrupted: the agent restarted" "restart: the reason"
+assert_contains "$(release_error "$A_URL" "$restarted_id")" "interrupted: the agent restarted during the release command" "restart: the reason"
 assert_eq 3 "$(rows)" "restart: no row added"
 expect_serving $APP "v1 v2 v5" "restart: a still serves v5" "$A_PROXY_PORT"
 
