@@ -147,9 +147,19 @@ std::vector<HostRun> run_fleet(const std::vector<HostUrl>& urls, const OpenHost&
         out.for_host(runs[i].host); // the phase line lists every host from the start
     }
     auto t0 = Clock::now();
-    auto workers = parallelism(options, urls.size());
-    Queue queue(urls.size(), workers);
-    on_threads(workers, queue, [&](std::size_t i) {
+    // The [release] command runs once, on the first host, before any other host starts.
+    std::size_t first = 0;
+    if (options.release_first && urls.size() > 1) {
+        for (std::size_t i = 1; i < runs.size(); ++i)
+            runs[i].release_command = false;
+        deploy_one(urls[0], runs[0], open, steps, options, out, t0);
+        first = succeeded(runs[0].outcome) ? 1 : urls.size();
+    }
+    const std::size_t rest = urls.size() - first;
+    auto workers = parallelism(options, rest);
+    Queue queue(rest, workers);
+    on_threads(workers, queue, [&](std::size_t k) {
+        const std::size_t i = first + k;
         deploy_one(urls[i], runs[i], open, steps, options, out, t0);
         if (!succeeded(runs[i].outcome))
             queue.failed();

@@ -32,6 +32,9 @@ struct FleetOptions {
     bool rollback = true; // false: --no-rollback
     bool follow = true;   // false: --no-follow (a created release counts as success)
     bool several = false; // print each host's errors in its block (else the caller does)
+    // deploy.toml has a [release] command: the first host deploys alone (and runs it), the
+    // others start only once it succeeded, and skip the command (docs/multi-host.md).
+    bool release_first = false;
 };
 
 // How one host's deployment ended.
@@ -51,6 +54,7 @@ struct HostRun {
     std::string previous; // PRODUCTION before the deploy ("" = none: a first deploy)
     std::string release;  // the release created ("" = none yet), or the one serving (unchanged)
     bool unchanged = false; // PRODUCTION already served this tree and config: nothing created
+    bool release_command = true; // false: the agent skips [release] command (not the first host)
     std::optional<common::Error> error;
     std::int64_t started_ms = -1; // since the fleet started; -1 = never started
     std::int64_t elapsed_ms = 0;

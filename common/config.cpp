@@ -78,6 +78,22 @@ Status read_run(const Reader& r, const toml::table& t, RunConfig& out) {
     return {};
 }
 
+Status read_release(const Reader& r, const toml::table& t, ReleaseConfig& out) {
+    TRY(r.check_keys(t, "[release]", {"command", "timeout"}));
+    if (const auto* n = t.get("command")) {
+        TRY_ASSIGN(out.command, r.string_at(*n, "release.command"));
+        if (out.command.find_first_not_of(" \t\r\n") == std::string::npos)
+            return r.error_at(n->source(), "release.command must not be empty (remove [release] "
+                                           "to deploy without a release command)");
+    }
+    if (const auto* n = t.get("timeout")) {
+        TRY_ASSIGN(out.timeout, r.duration_at(*n, "release.timeout"));
+        if (out.timeout.count() <= 0)
+            return r.error_at(n->source(), "release.timeout must be longer than 0s");
+    }
+    return {};
+}
+
 Status read_static(const Reader& r, const toml::table& t, StaticConfig& out) {
     TRY(r.check_keys(t, "[static]", {"dir", "spa"}));
     if (const auto* n = t.get("dir")) {
@@ -222,7 +238,7 @@ Status read_section(const Reader& r, const toml::table& root, const char* key, T
 
 Result<AppConfig> read_config(const Reader& r, const toml::table& root) {
     TRY(r.check_keys(root, "the top level",
-                     {"app", "build", "run", "static", "deploy", "env", "targets"}));
+                     {"app", "build", "run", "release", "static", "deploy", "env", "targets"}));
     AppConfig config;
     const auto* app = root.get("app");
     if (!app)
@@ -234,6 +250,7 @@ Result<AppConfig> read_config(const Reader& r, const toml::table& root) {
                                          "starting with a letter");
     TRY(read_section(r, root, "build", config.build, read_build));
     TRY(read_section(r, root, "run", config.run, read_run));
+    TRY(read_section(r, root, "release", config.release, read_release));
     if (root.get("static")) {
         config.static_site.emplace();
         TRY(read_section(r, root, "static", *config.static_site, read_static));

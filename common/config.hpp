@@ -37,6 +37,13 @@ struct RunConfig {
     HealthConfig health;
 };
 
+// [release]: a command run once per deployment, after the build and before
+// the new release starts (database migrations).
+struct ReleaseConfig {
+    std::string command; // shell command; empty = no release phase
+    std::chrono::milliseconds timeout{10 * 60 * 1000};
+};
+
 struct StaticConfig {
     std::string dir;
     bool spa = false;
@@ -79,6 +86,7 @@ struct AppConfig {
     std::string app;
     BuildConfig build;
     RunConfig run;
+    ReleaseConfig release;
     std::optional<StaticConfig> static_site;
     DeploySettings deploy;
     std::map<std::string, std::string> env;

@@ -90,7 +90,8 @@ Response rollback(ApiContext& context, const Request& request) {
     return json_response(200, {{"app", *app},
                                {"release", promoted->release.id},
                                {"state", std::string(common::to_string(promoted->release.state))},
-                               {"previous", previous ? nlohmann::json(*previous) : nullptr}});
+                               {"previous", previous ? nlohmann::json(*previous) : nullptr},
+                               {"release_command_skipped", !promoted->release_command.empty()}});
 }
 
 nlohmann::json action_json(const AppAction& action) {

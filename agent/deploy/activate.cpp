@@ -353,6 +353,9 @@ common::Result<Promotion> Engine::rollback(const std::string& app,
     } unbusy{*this, busy_key};
     EventLog events(m_options.data_dir.event_log(app, target->id), target->id);
     events.log("system", "rolling back to " + target->id);
+    if (!config->release.command.empty())
+        events.log("system", "release command not run again on rollback: " +
+                                 config->release.command);
     auto process = provision(app, target->id, *config, events);
     if (!process) {
         events.log("system", "rollback failed: " + process.error().message);
@@ -379,7 +382,7 @@ common::Result<Promotion> Engine::rollback(const std::string& app,
     auto promoted = release(app, target->id);
     if (!promoted)
         return promoted.error();
-    return Promotion{std::move(*promoted), *previous};
+    return Promotion{std::move(*promoted), *previous, config->release.command};
 }
 
 common::Status Engine::remove(const std::string& app, const std::string& id) {

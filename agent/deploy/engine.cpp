@@ -146,6 +146,7 @@ common::Result<ReleaseInfo> Engine::create_deployment(NewDeployment deployment) 
     job.id = row->id;
     job.config = std::move(deployment.config);
     job.manifest = std::move(deployment.manifest);
+    job.release_command = deployment.release_command;
     enqueue(row->app, std::move(job));
     return to_info(*row);
 }

@@ -83,6 +83,7 @@ class Engine final : public Service {
         std::string id;
         common::AppConfig config;
         common::Manifest manifest;
+        bool release_command = true; // run [release] command (deploy jobs)
         // drain jobs: the replaced release and its process
         std::string previous;
         runtime::AppProcess previous_process;
@@ -145,6 +146,8 @@ class Engine final : public Service {
     common::Result<secrets::ReleaseEnv> release_env(const std::string& app,
                                                     const common::AppConfig& config,
                                                     EventLog& events);
+    // The [release] command, once the build is done (still BUILDING).
+    common::Status release_phase(const std::string& app, const Job& job, const EventLog& events);
     common::Status build(const std::string& app, const Job& job, const EventLog& events,
                          const secrets::ReleaseEnv& env);
     // Starts the release's app on `port` with the app's variables (deployctl env).

@@ -22,7 +22,7 @@ class EventLog {
         : m_file(std::move(file)), m_release(std::move(release)) {}
 
     void state(common::State state, std::string_view message = {}) const;
-    // stream: "build", "app" or "system".
+    // stream: "build", "release" (the [release] command), "app" or "system".
     void log(std::string_view stream, std::string_view line) const;
     void health(bool ok, int status, std::string_view message) const;
 

@@ -1,6 +1,7 @@
 // QUEUED -> BUILDING -> PROVISIONING: materialize, build, start, health check.
 #include <agent/deploy/engine.hpp>
 #include <agent/deploy/materialize.hpp>
+#include <agent/runtime/command.hpp>
 #include <agent/runtime/http_probe.hpp>
 #include <agent/runtime/process.hpp>
 #include <common/duration.hpp>
@@ -81,6 +82,10 @@ void Engine::run_deployment(const std::string& app, Job& job) {
     release_build_slot();
     if (!moved)
         return;
+    // Still BUILDING, but no build slot held: a long migration does not hold up the
+    // builds of other apps.
+    if (built)
+        built = release_phase(app, job, events);
     // A failed release counts against deploy.keep like any other, so failed
     // deploys cannot pile up releases and images either.
     auto failed = [&](State from, const std::string& message) {
@@ -178,6 +183,96 @@ common::Status Engine::build(const std::string& app, const Job& job, const Event
     if (auto cleared = m_store->clear_process(app, job.id); !cleared)
         common::log_error(cleared.error().message);
     return built;
+}
+
+common::Status Engine::release_phase(const std::string& app, const Job& job,
+                                     const EventLog& events) {
+    const auto& release = job.config.release;
+    if (release.command.empty())
+        return {};
+    if (!job.release_command) {
+        events.log("system", "release command skipped on this host: it runs once per deployment, "
+                             "on the target's first host");
+        return {};
+    }
+    auto env = m_env->for_release(app, {});
+    if (!env)
+        return env.error();
+    runtime::OneOffSpec spec;
+    spec.release = {app, job.id};
+    spec.release_dir = m_options.data_dir.release_dir(app, job.id);
+    spec.config = &job.config;
+    spec.env = env->run;
+    spec.secret_names = env->secret_names;
+    spec.argv = {"/bin/sh", "-c", release.command};
+    spec.tty = false;
+    spec.stdin_open = false;
+    spec.purpose = "release";
+    auto& runtime = runtime_for(app, job.id, job.config);
+    auto plan = runtime.one_off(spec);
+    for (auto& [name, value] : spec.env)
+        secrets::wipe(value);
+    if (!plan)
+        return make_error(ErrorKind::failed,
+                          "release command could not start: " + plan.error().message);
+    events.log("system", "running release command: " + release.command +
+                             (runtime.name() == "process" ? ""
+                                                          : " (in a one-off " + runtime.name() +
+                                                                " container)"));
+    std::string last_line;
+    runtime::StreamingCommand command;
+    command.spawn = plan->spawn;
+    command.timeout = release.timeout;
+    command.kill_grace = k_build_kill_grace;
+    command.cancel = &m_stopping;
+    command.on_line = [&](std::string_view line) {
+        if (line.find_first_not_of(" \t\r") != std::string_view::npos)
+            last_line = line;
+        events.log("release", line);
+    };
+    // An agent restart during the command finds it like an interrupted build.
+    command.on_started = [&](pid_t pid) {
+        auto start = runtime::process_start_time(pid).value_or(0);
+        if (auto recorded = m_store->set_process(app, job.id, 0, pid, start); !recorded)
+            common::log_error(recorded.error().message);
+    };
+    auto result = runtime::run_streaming(command);
+    for (auto& entry : command.spawn.env)
+        secrets::wipe(entry);
+    for (auto& entry : plan->spawn.env)
+        secrets::wipe(entry);
+    if (plan->cleanup)
+        plan->cleanup(); // a killed docker CLI leaves its container running
+    if (auto cleared = m_store->clear_process(app, job.id); !cleared)
+        common::log_error(cleared.error().message);
+    if (!result)
+        return make_error(ErrorKind::failed,
+                          "release command could not start: " + result.error().message);
+    auto with_last = [&](std::string message) {
+        if (!last_line.empty())
+            message += ": " + last_line;
+        return message;
+    };
+    switch (result->outcome) {
+    case runtime::Outcome::timed_out:
+        return make_error(ErrorKind::failed, "release command timed out after " +
+                                                 common::format_duration(release.timeout));
+    case runtime::Outcome::cancelled:
+        return make_error(ErrorKind::failed,
+                          "interrupted: the agent stopped during the release command");
+    case runtime::Outcome::signaled:
+        return make_error(ErrorKind::failed,
+                          with_last("release command killed by signal " +
+                                    std::to_string(result->status)));
+    case runtime::Outcome::exited:
+        break;
+    }
+    if (result->status != 0)
+        return make_error(ErrorKind::failed,
+                          with_last("release command exited with status " +
+                                    std::to_string(result->status)));
+    events.log("system", "release command succeeded");
+    return {};
 }
 
 common::Result<runtime::AppProcess> Engine::provision(const std::string& app, const std::string& id,

@@ -52,6 +52,14 @@ common::Status Engine::start() {
     return {};
 }
 
+namespace {
+// Whether the release's build was done and its [release] command had started.
+bool in_release_phase(const EventLog& events) {
+    auto text = common::read_file(events.file());
+    return text && text->find("\"running release command: ") != std::string::npos;
+}
+} // namespace
+
 std::vector<ReleaseRow> Engine::reconcile() {
     std::vector<ReleaseRow> leftovers; // replaced releases still running: drained later
     for (const auto& row : m_store->all_releases()) {
@@ -100,7 +108,10 @@ void Engine::reconcile_release(const ReleaseRow& row) {
         if (row.pid > 0)
             if (auto cleared = m_store->clear_process(row.app, row.id); !cleared)
                 common::log_error(cleared.error().message);
-        return fail(row.app, row.id, row.state, "interrupted: the agent restarted during the build",
+        return fail(row.app, row.id, row.state,
+                    in_release_phase(events) ? "interrupted: the agent restarted during the "
+                                               "release command"
+                                             : "interrupted: the agent restarted during the build",
                     events);
     case State::provisioning:
         runtime.stop(release, process, k_stop_grace);
@@ -146,6 +157,11 @@ void Engine::reconcile_release(const ReleaseRow& row) {
 void Engine::remove_leftover_containers() {
     if (!m_container_runtime)
         return;
+    // A release command interrupted by the restart (its release is FAILED by now, or
+    // is about to be): its engine CLI may have died and left the container.
+    if (auto removed = m_container_runtime->remove_one_offs("release"); removed > 0)
+        common::log_info("removed " + std::to_string(removed) +
+                         " leftover release command container" + (removed == 1 ? "" : "s"));
     for (const auto& release : m_container_runtime->instances()) {
         auto row = m_store->get(release.app, release.id);
         if (row && (row->state == State::production || row->pid > 0))

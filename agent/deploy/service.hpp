@@ -56,6 +56,9 @@ struct NewDeployment {
     // Make a release even when PRODUCTION was made from the same tree and deploy.toml
     // (the API answers such a request with that release otherwise).
     bool force = false;
+    // Run deploy.toml's [release] command. A fleet deploy runs it on the target's
+    // first host only and sends false to the others (docs/multi-host.md).
+    bool release_command = true;
 };
 
 struct AppStatus {
@@ -78,6 +81,9 @@ struct AppStatus {
 struct Promotion {
     ReleaseInfo release;
     std::optional<std::string> previous;
+    // The release's deploy.toml has a [release] command, which a rollback does
+    // not run again ("" if none).
+    std::string release_command;
 };
 
 // What stop, start or restart did to an app: `release` is its PRODUCTION

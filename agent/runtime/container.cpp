@@ -498,6 +498,30 @@ class ContainerRuntime final : public Runtime {
         return refs;
     }
 
+    std::size_t remove_one_offs(const std::string& purpose) override {
+        CliCall list;
+        list.argv = {m_options.binary,
+                     "ps",
+                     "--all",
+                     "--quiet",
+                     "--filter",
+                     "label=" + std::string(k_label_agent) + "=" + m_options.agent_id,
+                     "--filter",
+                     "label=" + std::string(k_label_one_off) + "=" + purpose};
+        list.timeout = k_quick;
+        auto listed = run_cli(list);
+        if (!listed || !listed->ok()) {
+            common::log_warn("cannot list one-off containers: " +
+                             (listed ? failure_text(*listed, "ps") : listed.error().message));
+            return 0;
+        }
+        std::istringstream lines(listed->output);
+        std::size_t removed = 0;
+        for (std::string id; lines >> id; ++removed)
+            best_effort({"rm", "--force", id}, k_quick);
+        return removed;
+    }
+
     void remove(const ReleaseRef& release) override {
         const std::string name = container_name(release);
         m_pumps.stop(name);

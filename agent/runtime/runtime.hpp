@@ -117,6 +117,12 @@ class Runtime {
     }
     // Releases this runtime holds anything for (containers), to find leftovers.
     virtual std::vector<ReleaseRef> instances() { return {}; }
+    // After an agent restart: removes what one-offs of `purpose` ("release") left
+    // (a container whose CLI was killed); returns how many.
+    virtual std::size_t remove_one_offs(const std::string& purpose) {
+        (void)purpose;
+        return 0;
+    }
     // The release is deleted: remove its image and anything else it held.
     virtual void remove(const ReleaseRef& release) { (void)release; }
     // Stops background work (log pumps); running apps keep running.

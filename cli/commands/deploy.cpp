@@ -93,6 +93,13 @@ common::Result<FleetOptions> fleet_options(const Target& target, const DeployOpt
     fleet.rollback = !options.no_rollback;
     fleet.follow = !options.no_follow;
     fleet.several = hosts > 1;
+    fleet.release_first =
+        fleet.several && target.config && !target.config->release.command.empty();
+    if (!fleet.follow && fleet.release_first)
+        return common::make_error(common::ErrorKind::usage,
+                                  "--no-follow cannot deploy to several hosts with a [release] "
+                                  "command: the first host's release must succeed before the "
+                                  "others start (docs/multi-host.md)");
     if (!fleet.follow && fleet.strategy == common::DeployStrategy::rolling && hosts > 1)
         return common::make_error(common::ErrorKind::usage,
                                   "--no-follow and a rolling deploy exclude each other: each host "
@@ -148,10 +155,17 @@ HostSteps deploy_steps(Context& ctx, const Target& target, const package::Source
                                       [&](const std::string& id) {
                                           auto body = request;
                                           body["release"] = id;
+                                          if (!run.release_command)
+                                              body["release_command"] = false;
                                           return client.post_json(path, body);
                                       },
                                       [&] { return fleet_next_release(client, target.app); }, out)
-                                : client.post_json(path, request);
+                                : [&] {
+                                      auto body = request;
+                                      if (!run.release_command)
+                                          body["release_command"] = false;
+                                      return client.post_json(path, body);
+                                  }();
         if (!created)
             return created.error();
         run.release = created->value("release", "");

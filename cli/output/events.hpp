@@ -124,6 +124,8 @@ struct DoneInfo {
     std::int64_t elapsed_ms = 0;
     std::string previous; // rollback only
     bool unchanged = false; // rollback over several hosts: `release` was live already
+    // rollback: the release has a [release] command, which was not run again
+    bool release_command_skipped = false;
 };
 
 // deploy: the deployment settled (PRODUCTION, FAILED, ...).

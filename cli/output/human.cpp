@@ -147,6 +147,10 @@ class HumanPrinter final : public Printer {
         }
         step(info.host,
              paint(Color::green, fmt::format("{} is live again", info.release)) + at + was);
+        if (info.release_command_skipped)
+            step(info.host, fmt::format("note: {} has a release command; a rollback does not run it "
+                                        "again",
+                                        info.release));
     }
     void render(const Removed& e) { step(e.host, fmt::format("Deleted {}", e.release)); }
     void render(const Releases& e);

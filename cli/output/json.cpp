@@ -255,6 +255,8 @@ json done_event(const DoneInfo& info) {
         event["previous"] = info.previous;
     if (info.unchanged)
         event["unchanged"] = true;
+    if (info.release_command_skipped)
+        event["release_command_skipped"] = true;
     return event;
 }
 

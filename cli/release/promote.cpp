@@ -21,6 +21,9 @@ common::Status promote(transport::Client& client, output::Printer& out, const st
     info.release = answer->value("release", "");
     info.state = answer->value("state", "PRODUCTION");
     info.previous = answer->value("previous", "");
+    if (auto it = answer->find("release_command_skipped");
+        it != answer->end() && it->is_boolean())
+        info.release_command_skipped = it->get<bool>();
     // The rollback answer has no URL; the status does.
     if (auto status = client.get_json(app_path(app)))
         if (auto it = status->find("url"); it != status->end() && it->is_string())

@@ -67,6 +67,7 @@ struct FakeFleet {
 
     std::mutex mutex;
     std::vector<std::string> started, finished, rolled_back;
+    std::map<std::string, bool> release_command; // what each host was asked
     std::map<std::string, Clock::time_point> start_at, end_at;
     std::atomic<int> running{0}, max_running{0};
 
@@ -87,6 +88,7 @@ struct FakeFleet {
                 std::lock_guard lock(mutex);
                 started.push_back(run.host);
                 start_at[run.host] = Clock::now();
+                release_command[run.host] = run.release_command;
             }
             int now = ++running;
             int seen = max_running.load();
@@ -661,4 +663,54 @@ TEST_CASE("plan_fleet_rollback: every host must have the release before anything
         REQUIRE_FALSE(plan);
         CHECK(plan.error().message.find("c has no earlier release") != std::string::npos);
     }
+}
+
+TEST_CASE("run_fleet with a release command: the first host alone, then the rest without it") {
+    FakeFleet fleet;
+    auto options = parallel();
+    options.release_first = true;
+    auto runs = fleet.run(3, options);
+    for (const auto& r : runs)
+        CHECK(r.outcome == HostOutcome::live);
+    CHECK(fleet.started.front() == h1);
+    CHECK(fleet.start_at[h2] >= fleet.end_at[h1]);
+    CHECK(fleet.start_at[h3] >= fleet.end_at[h1]);
+    CHECK(fleet.max_running == 2); // h2 and h3 together, after h1
+    CHECK(fleet.release_command == std::map<std::string, bool>{{h1, true}, {h2, false}, {h3, false}});
+    CHECK(cli::fleet_result(runs).ok());
+}
+
+TEST_CASE("run_fleet with a release command: the first host fails, no other starts") {
+    FakeFleet fleet;
+    fleet.failing = {h1};
+    auto options = parallel();
+    options.release_first = true;
+    auto runs = fleet.run(3, options);
+    CHECK(fleet.started == std::vector<std::string>{h1});
+    CHECK(runs[0].outcome == HostOutcome::failed);
+    CHECK(runs[1].outcome == HostOutcome::not_started);
+    CHECK(runs[2].outcome == HostOutcome::not_started);
+    CHECK(fleet.rolled_back.empty());
+    auto summary = cli::summarize(runs, options, 100);
+    CHECK(summary.exit_code == 1);
+    CHECK(summary.rows[1].state == "NOT_STARTED");
+}
+
+TEST_CASE("run_fleet with a release command, rolling: one at a time, only the first runs it") {
+    FakeFleet fleet;
+    auto options = rolling();
+    options.release_first = true;
+    auto runs = fleet.run(3, options);
+    CHECK(fleet.started == std::vector<std::string>{h1, h2, h3});
+    CHECK(fleet.max_running == 1);
+    CHECK(fleet.release_command == std::map<std::string, bool>{{h1, true}, {h2, false}, {h3, false}});
+}
+
+TEST_CASE("run_fleet with a release command and one host: it runs there") {
+    FakeFleet fleet;
+    auto options = parallel();
+    options.release_first = true;
+    auto runs = fleet.run(1, options);
+    CHECK(runs[0].outcome == HostOutcome::live);
+    CHECK(fleet.release_command == std::map<std::string, bool>{{h1, true}});
 }

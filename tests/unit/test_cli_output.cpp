@@ -399,3 +399,20 @@ TEST_CASE("the human printer off a terminal: no escape codes, no carriage return
     CHECK(o.str().find("==> v4: BUILDING\n") != std::string::npos);
     CHECK(o.str().find("==> Uploaded 2.0 KiB in ") != std::string::npos);
 }
+
+TEST_CASE("rollback of a release with a release command: a note, and a field in --json") {
+    out::RolledBack rolled;
+    rolled.release = "v2";
+    rolled.state = "PRODUCTION";
+    rolled.previous = "v3";
+    rolled.release_command_skipped = true;
+    auto e = out::done_event(rolled);
+    CHECK(e["release_command_skipped"] == true);
+    std::ostringstream o, err;
+    auto p = out::make_human_printer({}, o, err);
+    p->emit(rolled);
+    CHECK(o.str() == "==> v2 is live again (was v3)\n"
+                     "==> note: v2 has a release command; a rollback does not run it again\n");
+    rolled.release_command_skipped = false;
+    CHECK_FALSE(out::done_event(rolled).contains("release_command_skipped"));
+}

@@ -332,6 +332,9 @@ TEST_CASE("unknown keys in every table suggest the closest valid one") {
         {"[run]\nprot = 1\n", "prot", "[run]", "port"},
         {"[static]\ndri = \"dist\"\n", "dri", "[static]", "dir"},
         {"[deploy]\nkepp = 3\n", "kepp", "[deploy]", "keep"},
+        {"[relase]\ncommand = \"x\"\n", "relase", "the top level", "release"},
+        {"[release]\ncomand = \"x\"\n", "comand", "[release]", "command"},
+        {"[release]\ntimout = \"1s\"\n", "timout", "[release]", "timeout"},
         {"[run]\nhealth = { path = \"/é\", intervl = \"1s\" }\n", "intervl", "run.health",
          "interval"},
         {"[targets.production]\nhots = [\"http://127.0.0.1:1\"]\n", "hots", "[targets.production]",
@@ -388,5 +391,53 @@ TEST_CASE("parse_config: [deploy] strategy and max_parallel") {
             common::parse_config("app = \"a1\"\n[deploy]\nmax_paralel = 2\n", "deploy.toml");
         REQUIRE_FALSE(config.ok());
         CHECK(config.error().message.find("did you mean 'max_parallel'?") != std::string::npos);
+    }
+}
+
+TEST_CASE("parse_config: [release] command and timeout") {
+    SUBCASE("absent: no release command, timeout 10m") {
+        auto config = common::parse_config("app = \"a1\"\n", "deploy.toml");
+        REQUIRE(config.ok());
+        CHECK(config->release.command.empty());
+        CHECK(config->release.timeout == 10min);
+    }
+    SUBCASE("command and timeout") {
+        auto config = common::parse_config(
+            "app = \"a1\"\n[release]\ncommand = \"./manage.py migrate\"\ntimeout = \"90s\"\n",
+            "deploy.toml");
+        REQUIRE(config.ok());
+        CHECK(config->release.command == "./manage.py migrate");
+        CHECK(config->release.timeout == 90s);
+    }
+    SUBCASE("the timeout defaults to 10m") {
+        auto config = common::parse_config("app = \"a1\"\n[release]\ncommand = \"true\"\n",
+                                           "deploy.toml");
+        REQUIRE(config.ok());
+        CHECK(config->release.timeout == 10min);
+    }
+    SUBCASE("an empty command is an error") {
+        auto config = common::parse_config("app = \"a1\"\n[release]\ncommand = \" \"\n",
+                                           "deploy.toml");
+        REQUIRE_FALSE(config.ok());
+        CHECK(config.error().message.rfind("deploy.toml:3:11: release.command must not be empty",
+                                           0) == 0);
+    }
+    SUBCASE("a wrong type names the key") {
+        auto config =
+            common::parse_config("app = \"a1\"\n[release]\ncommand = 3\n", "deploy.toml");
+        REQUIRE_FALSE(config.ok());
+        CHECK(config.error().message.find("release.command") != std::string::npos);
+    }
+    SUBCASE("an invalid or zero timeout") {
+        auto bad = common::parse_config("app = \"a1\"\n[release]\ntimeout = \"soon\"\n",
+                                        "deploy.toml");
+        REQUIRE_FALSE(bad.ok());
+        CHECK(bad.error().message.rfind("deploy.toml:3:11: release.timeout: invalid duration", 0) ==
+              0);
+        auto zero = common::parse_config("app = \"a1\"\n[release]\ntimeout = \"0s\"\n",
+                                         "deploy.toml");
+        REQUIRE_FALSE(zero.ok());
+        CHECK(zero.error().message.find("release.timeout must be longer than 0s") !=
+              std::string::npos);
     }
 }
