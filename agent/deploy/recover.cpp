@@ -158,10 +158,11 @@ void Engine::remove_leftover_containers() {
     if (!m_container_runtime)
         return;
     // A release command interrupted by the restart (its release is FAILED by now, or
-    // is about to be): its engine CLI may have died and left the container.
-    if (auto removed = m_container_runtime->remove_one_offs("release"); removed > 0)
-        common::log_info("removed " + std::to_string(removed) +
-                         " leftover release command container" + (removed == 1 ? "" : "s"));
+    // is about to be), or a deployctl run, which ended with the agent's connection:
+    // their engine CLI may have died and left the container.
+    if (auto removed = m_container_runtime->remove_one_offs(""); removed > 0)
+        common::log_info("removed " + std::to_string(removed) + " leftover one-off container" +
+                         (removed == 1 ? "" : "s") + " (release command, deployctl run)");
     for (const auto& release : m_container_runtime->instances()) {
         auto row = m_store->get(release.app, release.id);
         if (row && (row->state == State::production || row->pid > 0))

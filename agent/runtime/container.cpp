@@ -188,25 +188,6 @@ class ContainerRuntime final : public Runtime {
     std::string name() const override { return m_options.engine; }
     std::string version() const override { return m_version; }
 
-    // One-off containers of an earlier agent process: their run or release
-    // phase ended with it.
-    void remove_one_offs() {
-        auto listed = call({"ps", "--all", "--quiet", "--filter",
-                            "label=" + std::string(k_label_agent) + "=" + m_options.agent_id,
-                            "--filter", "label=" + std::string(k_label_one_off)},
-                           k_quick);
-        if (!listed || !listed->ok())
-            return;
-        std::istringstream ids(listed->output);
-        std::string id;
-        while (ids >> id) {
-            if (id.size() < 12 || id.find_first_not_of("0123456789abcdef") != std::string::npos)
-                continue; // not a container id
-            common::log_info("removing one-off container " + id + " left by an earlier run");
-            best_effort({"rm", "--force", id}, k_quick);
-        }
-    }
-
     common::Status build(const BuildSpec& spec) override {
         const auto& config = *spec.config;
         auto dockerfile = dockerfile_path(spec.release_dir, config.build.dockerfile.empty()
@@ -507,7 +488,7 @@ class ContainerRuntime final : public Runtime {
                      "--filter",
                      "label=" + std::string(k_label_agent) + "=" + m_options.agent_id,
                      "--filter",
-                     "label=" + std::string(k_label_one_off) + "=" + purpose};
+                     "label=" + std::string(k_label_one_off) + (purpose.empty() ? "" : "=" + purpose)};
         list.timeout = k_quick;
         auto listed = run_cli(list);
         if (!listed || !listed->ok()) {
@@ -517,8 +498,12 @@ class ContainerRuntime final : public Runtime {
         }
         std::istringstream lines(listed->output);
         std::size_t removed = 0;
-        for (std::string id; lines >> id; ++removed)
+        for (std::string id; lines >> id;) {
+            if (id.size() < 12 || id.find_first_not_of("0123456789abcdef") != std::string::npos)
+                continue; // not a container id
             best_effort({"rm", "--force", id}, k_quick);
+            ++removed;
+        }
         return removed;
     }
 
@@ -714,9 +699,9 @@ common::Result<std::unique_ptr<Runtime>> make_container_runtime(ContainerOptions
     if (!version)
         return make_error(version.error().kind,
                           "--engine " + options.engine + ": " + version.error().message);
-    auto runtime = std::make_unique<ContainerRuntime>(std::move(options), std::move(*version));
-    runtime->remove_one_offs();
-    return std::unique_ptr<Runtime>(std::move(runtime));
+    std::unique_ptr<Runtime> runtime =
+        std::make_unique<ContainerRuntime>(std::move(options), std::move(*version));
+    return runtime;
 }
 
 bool wants_container(const common::AppConfig& config, const fs::path& release_dir) {

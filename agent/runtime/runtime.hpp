@@ -117,8 +117,8 @@ class Runtime {
     }
     // Releases this runtime holds anything for (containers), to find leftovers.
     virtual std::vector<ReleaseRef> instances() { return {}; }
-    // After an agent restart: removes what one-offs of `purpose` ("release") left
-    // (a container whose CLI was killed); returns how many.
+    // After an agent restart: removes what one-offs of `purpose` ("release",
+    // "run"; "" for both) left (a container whose CLI was killed); returns how many.
     virtual std::size_t remove_one_offs(const std::string& purpose) {
         (void)purpose;
         return 0;
