@@ -355,6 +355,53 @@ alive() {
 }
 dead() { ! alive "$1"; }
 
+# ---------------------------------------------------------------- sshd
+
+# start_sshd NAME HOST_KEY: an sshd of the test's own on a free 127.0.0.1 port, taking
+# the keys in $SSHD_DIR/authorized_keys (the test makes SSHD_DIR and the keys, and
+# checks that SSHD_BIN exists); sets SSH_PORT and SSHD_PID. stop_sshds ends them all.
+declare -a SSHD_PIDS=()
+start_sshd() {
+    local name=$1 key=$2 config=$SSHD_DIR/$1.config
+    SSH_PORT=$(free_port)
+    cat >"$config" <<EOF
+ListenAddress 127.0.0.1
+Port $SSH_PORT
+HostKey $key
+AuthorizedKeysFile $SSHD_DIR/authorized_keys
+PidFile $SSHD_DIR/$name.pid
+UsePAM no
+StrictModes no
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PubkeyAuthentication yes
+LogLevel VERBOSE
+EOF
+    mkdir -p /run/sshd 2>/dev/null || true
+    "${SSHD_BIN:-/usr/sbin/sshd}" -D -e -f "$config" </dev/null >"$SSHD_DIR/$name.log" 2>&1 &
+    SSHD_PID=$!
+    disown "$SSHD_PID" # no "Killed" job notices
+    SSHD_PIDS+=("$SSHD_PID")
+    wait_until 10 port_in_use "$SSH_PORT" ||
+        fail "sshd '$name' listens on 127.0.0.1:$SSH_PORT" "sshd log:" "$(excerpt "$SSHD_DIR/$name.log")"
+    pass "sshd '$name' listening on 127.0.0.1:$SSH_PORT"
+}
+
+# kill_tree PID: the process and every descendant (sshd's per-connection children).
+kill_tree() {
+    local child
+    for child in $(pgrep -P "$1" 2>/dev/null); do kill_tree "$child"; done
+    kill -9 "$1" 2>/dev/null || true
+}
+
+# stop_sshds: every sshd start_sshd started, with its children.
+stop_sshds() {
+    local pid
+    for pid in "${SSHD_PIDS[@]-}"; do [[ -n $pid ]] && kill_tree "$pid"; done
+    return 0
+}
+
 stop_all() {
     local rc=$?
     trap - EXIT
@@ -840,6 +887,15 @@ make_container_repo() {
     write_container_toml "$REPO" "$name" ${targs[@]+"${targs[@]}"}
     git -C "$REPO" add -A
     git -C "$REPO" commit -q -m "Initial commit of $name (container)"
+}
+
+# make_engine_wrapper: WRAPPER, an engine CLI for the agent (--engine-bin) that
+# appends each call's argv to ARGV_LOG, then runs docker.
+make_engine_wrapper() {
+    ARGV_LOG=$TEST_TMP/engine-argv.log
+    WRAPPER=$TEST_TMP/docker-wrapper
+    printf '#!/bin/sh\nprintf "%%s\\n" "$*" >>%q\nexec docker "$@"\n' "$ARGV_LOG" >"$WRAPPER"
+    chmod +x "$WRAPPER"
 }
 
 # cleanup_containers RC: called by the EXIT trap. Removes, on every engine the

@@ -174,32 +174,8 @@ if command -v "$SSHD_BIN" >/dev/null && command -v ssh-keygen >/dev/null; then
     ssh-keygen -q -t ed25519 -N '' -C it-host -f "$SSHD_DIR/host_key"
     ssh-keygen -q -t ed25519 -N '' -C it-user -f "$HOME/.ssh/id_ed25519"
     cp "$HOME/.ssh/id_ed25519.pub" "$SSHD_DIR/authorized_keys"
-    SSH_PORT=$(free_port)
-    cat >"$SSHD_DIR/sshd.config" <<EOF
-ListenAddress 127.0.0.1
-Port $SSH_PORT
-HostKey $SSHD_DIR/host_key
-AuthorizedKeysFile $SSHD_DIR/authorized_keys
-PidFile $SSHD_DIR/sshd.pid
-UsePAM no
-StrictModes no
-PermitRootLogin prohibit-password
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-PubkeyAuthentication yes
-EOF
-    mkdir -p /run/sshd 2>/dev/null || true
-    "$SSHD_BIN" -D -e -f "$SSHD_DIR/sshd.config" </dev/null >"$SSHD_DIR/sshd.log" 2>&1 &
-    SSHD_PID=$!
-    disown "$SSHD_PID"
-    kill_sshd() {
-        local rc=$? child
-        for child in $(pgrep -P "$SSHD_PID" 2>/dev/null); do kill -9 "$child" 2>/dev/null || true; done
-        kill -9 "$SSHD_PID" 2>/dev/null || true
-        return "$rc"
-    }
-    trap 'kill_sshd; stop_all' EXIT
-    wait_until 10 port_in_use "$SSH_PORT" || fail "sshd listens" "$(excerpt "$SSHD_DIR/sshd.log")"
+    trap 'stop_sshds; stop_all' EXIT
+    start_sshd main "$SSHD_DIR/host_key"
     # The https agent, reached through its unix socket over SSH.
     SSH_URL=ssh://$(id -un)@127.0.0.1:$SSH_PORT
     REPO_SSH=$TEST_TMP/repos/hello-ssh

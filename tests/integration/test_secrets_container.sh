@@ -11,11 +11,7 @@ SECRET="it-$(head -c 32 /dev/urandom | base64 | tr -d '/+=\n')"
 SECRET_SHA=$(printf '%s' "$SECRET" | sha256sum | cut -d' ' -f1)
 APP=csecret
 
-# The engine CLI the agent drives: records every argv, then runs docker.
-ARGV_LOG=$TEST_TMP/engine-argv.log
-WRAPPER=$TEST_TMP/docker-wrapper
-printf '#!/bin/sh\nprintf "%%s\\n" "$*" >>%q\nexec docker "$@"\n' "$ARGV_LOG" >"$WRAPPER"
-chmod +x "$WRAPPER"
+make_engine_wrapper
 AGENT_EXTRA_ARGS=(--engine-bin "$WRAPPER")
 AGENT_ENGINE=docker start_agent
 

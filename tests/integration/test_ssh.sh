@@ -32,45 +32,9 @@ fingerprint() { ssh-keygen -l -E sha256 -f "$1" | awk '{print $2}'; }
 HOST_FP=$(fingerprint "$SSHD_DIR/host_key.pub")
 OTHER_FP=$(fingerprint "$SSHD_DIR/other_host_key.pub")
 
-# start_sshd NAME HOST_KEY: an sshd of our own on a free port; sets SSH_PORT.
-declare -a SSHD_PIDS=()
-start_sshd() {
-    local name=$1 key=$2 config=$SSHD_DIR/$1.config
-    SSH_PORT=$(free_port)
-    cat >"$config" <<EOF
-ListenAddress 127.0.0.1
-Port $SSH_PORT
-HostKey $key
-AuthorizedKeysFile $SSHD_DIR/authorized_keys
-PidFile $SSHD_DIR/$name.pid
-UsePAM no
-StrictModes no
-PermitRootLogin prohibit-password
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-PubkeyAuthentication yes
-LogLevel VERBOSE
-EOF
-    mkdir -p /run/sshd 2>/dev/null || true
-    "$SSHD_BIN" -D -e -f "$config" </dev/null >"$SSHD_DIR/$name.log" 2>&1 &
-    SSHD_PID=$!
-    disown "$SSHD_PID" # no "Killed" job notices
-    SSHD_PIDS+=("$SSHD_PID")
-    wait_until 10 port_in_use "$SSH_PORT" ||
-        fail "sshd '$name' listens on 127.0.0.1:$SSH_PORT" "sshd log:" "$(excerpt "$SSHD_DIR/$name.log")"
-    pass "sshd '$name' listening on 127.0.0.1:$SSH_PORT"
-}
-
-# kill_tree PID: the process and every descendant (sshd's per-connection children).
-kill_tree() {
-    local child
-    for child in $(pgrep -P "$1" 2>/dev/null); do kill_tree "$child"; done
-    kill -9 "$1" 2>/dev/null || true
-}
-
 ssh_cleanup() {
     local rc=$? pid
-    for pid in "${SSHD_PIDS[@]}"; do kill_tree "$pid"; done
+    stop_sshds
     [[ -n ${IT_SSH_AGENT_PID:-} ]] && kill "$IT_SSH_AGENT_PID" 2>/dev/null
     return "$rc"
 }
