@@ -162,6 +162,19 @@ assert_eq "over-tls" "$OUT" "over https: stdin and stdout"
 # A token the agent does not know: exit 3.
 add_credentials "$AGENT_URL" "not-a-valid-token"
 assert_exit 3 dctl --ca-file "$PKI/ca.pem" run -- true
+# A read token may look, not run: 403, exit 3; a deploy token for the app may run.
+for scope in read deploy; do
+    scoped=$("$AGENT_BIN" token create --app hello --scope "$scope" --name "run-$scope" --data-dir "$DATA" 2>/dev/null) ||
+        fail "deploy-agent token create --scope $scope"
+    add_credentials "$AGENT_URL" "$scoped"
+    if [[ $scope == read ]]; then
+        assert_exit 3 dctl --ca-file "$PKI/ca.pem" run -- true
+        assert_contains "$ERR" "403" "a read token cannot run a command (403)"
+    else
+        assert_exit 0 dctl --ca-file "$PKI/ca.pem" run -- echo deploy-scope
+        assert_eq "deploy-scope" "$OUT" "a deploy token for the app runs a command"
+    fi
+done
 add_credentials "$AGENT_URL" "$DEPLOYCTL_TOKEN"
 
 # --- over ssh:// ---------------------------------------------------------------------------
