@@ -339,19 +339,16 @@ Response run_command(ApiContext& context, const Request& request) {
         fmt::format("run {} {} {}", *app, job->release, common::shell_join(parsed->request.argv));
     response.upgrade = [job, io = parsed->io, label](Duplex& client) {
         common::log_info(label + ": started");
-        if (!client.write(run::encode_frame(
-                run::Frame::started, json{{"release", job->release}, {"engine", job->engine}}.dump()))) {
-            if (job->plan.cleanup)
-                job->plan.cleanup();
-            return;
-        }
-        auto command = runtime::start_one_off(job->plan, io);
-        if (!command) {
-            json status = {{"status", 127}, {"error", command.error().message}};
-            client.write(run::encode_frame(run::Frame::exit, status.dump()));
-        } else {
-            RunSession(client, *command, label).run();
-            command->end(k_end_grace);
+        const json started = {{"release", job->release}, {"engine", job->engine}};
+        if (client.write(run::encode_frame(run::Frame::started, started.dump()))) {
+            auto command = runtime::start_one_off(job->plan, io);
+            if (!command) {
+                json status = {{"status", 127}, {"error", command.error().message}};
+                client.write(run::encode_frame(run::Frame::exit, status.dump()));
+            } else {
+                RunSession(client, *command, label).run();
+                command->end(k_end_grace);
+            }
         }
         if (job->plan.cleanup)
             job->plan.cleanup();

@@ -217,6 +217,8 @@ class Engine final : public Service {
     std::string app_state(const std::string& app,
                           const std::optional<ReleaseRow>& production) const;
     // The app's PRODUCTION release, or not_found / refused with the fix.
+    // internal while the engine is not started, not_found for an app with no release.
+    common::Status known_app(const std::string& app);
     common::Result<ReleaseRow> production_of(const std::string& app, const char* verb);
     // Starts the PRODUCTION release's app on a new port, waits until it is
     // healthy, records it and routes the proxy to it; returns the process it

@@ -56,12 +56,17 @@ std::string Engine::app_state(const std::string& app,
     return runtime->alive({production->pid, production->pid_start}) ? "running" : "failed";
 }
 
-common::Result<ReleaseRow> Engine::production_of(const std::string& app, const char* verb) {
+common::Status Engine::known_app(const std::string& app) {
     if (!m_started)
         return make_error(ErrorKind::internal, "the deployment engine is not running");
     if (m_store->releases(app).empty())
         return make_error(ErrorKind::not_found,
                           "no app named '" + app + "' on this agent (deployctl apps lists them)");
+    return {};
+}
+
+common::Result<ReleaseRow> Engine::production_of(const std::string& app, const char* verb) {
+    TRY(known_app(app));
     auto production = m_store->production(app);
     if (!production)
         return make_error(ErrorKind::refused, "cannot " + std::string(verb) + " " + app +

@@ -12,12 +12,8 @@ using common::make_error;
 using common::State;
 
 common::Result<OneOff> Engine::one_off(const OneOffRequest& request) {
-    if (!m_started)
-        return make_error(ErrorKind::internal, "the deployment engine is not running");
     const auto& app = request.app;
-    if (m_store->releases(app).empty())
-        return make_error(ErrorKind::not_found,
-                          "no app named '" + app + "' on this agent (deployctl apps lists them)");
+    TRY(known_app(app));
     ReleaseRow row;
     if (request.release.empty()) {
         auto production = m_store->production(app);

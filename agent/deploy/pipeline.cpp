@@ -221,7 +221,7 @@ common::Status Engine::release_phase(const std::string& app, const Job& job,
                                                                 " container)"));
     std::string last_line;
     runtime::StreamingCommand command;
-    command.spawn = plan->spawn;
+    command.spawn = std::move(plan->spawn); // one copy of the secrets, wiped below
     command.timeout = release.timeout;
     command.kill_grace = k_build_kill_grace;
     command.cancel = &m_stopping;
@@ -238,8 +238,6 @@ common::Status Engine::release_phase(const std::string& app, const Job& job,
     };
     auto result = runtime::run_streaming(command);
     for (auto& entry : command.spawn.env)
-        secrets::wipe(entry);
-    for (auto& entry : plan->spawn.env)
         secrets::wipe(entry);
     if (plan->cleanup)
         plan->cleanup(); // a killed docker CLI leaves its container running

@@ -16,7 +16,9 @@
 #include <memory>
 #include <mutex>
 #include <random>
+#include <set>
 #include <sstream>
+#include <string_view>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <thread>
@@ -264,23 +266,9 @@ class ContainerRuntime final : public Runtime {
         if (spec.tty)
             argv.insert(argv.end(),
                         {"--tty", "--env", "TERM=" + (spec.term.empty() ? "xterm" : spec.term)});
-        std::map<std::string, std::string> cli_env;
-        for (const auto& [key, value] : config.env)
-            if (!spec.env.count(key))
-                argv.insert(argv.end(), {"--env", key + "=" + value});
-        for (const auto& [key, value] : spec.env) {
-            if (!spec.secret_names.count(key)) {
-                argv.insert(argv.end(), {"--env", key + "=" + value});
-                continue;
-            }
-            argv.insert(argv.end(), {"--env", key}); // the value: from the CLI's environment
-            cli_env[key] = value;
-        }
+        const auto cli_env = add_app_env(argv, config, spec.env, spec.secret_names);
         argv.insert(argv.end(), {"--env", "RELEASE=" + spec.release.id});
-        if (config.run.memory) {
-            auto bytes = std::to_string(config.run.memory);
-            argv.insert(argv.end(), {"--memory", bytes, "--memory-swap", bytes});
-        }
+        add_memory_limit(argv, config);
         if (m_options.engine == "podman")
             add_podman_limits(argv);
         argv.push_back(image_name(spec.release));
@@ -320,23 +308,10 @@ class ContainerRuntime final : public Runtime {
             argv.insert(argv.end(), {"--publish", "127.0.0.1:" + std::to_string(launch.port) + ":" +
                                                       std::to_string(container_port)});
         }
-        for (const auto& [key, value] : config.env)
-            if (key != "PORT" && !launch.env.count(key))
-                argv.insert(argv.end(), {"--env", key + "=" + value});
         CliCall run;
-        for (const auto& [key, value] : launch.env) {
-            if (!launch.secret_names.count(key)) {
-                argv.insert(argv.end(), {"--env", key + "=" + value});
-                continue;
-            }
-            argv.insert(argv.end(), {"--env", key}); // the value: from the CLI's environment
-            run.env[key] = value;
-        }
+        run.env = add_app_env(argv, config, launch.env, launch.secret_names, "PORT");
         argv.insert(argv.end(), {"--env", "PORT=" + std::to_string(container_port)});
-        if (config.run.memory) {
-            auto bytes = std::to_string(config.run.memory);
-            argv.insert(argv.end(), {"--memory", bytes, "--memory-swap", bytes});
-        }
+        add_memory_limit(argv, config);
         argv.insert(argv.end(), {"--log-opt", "max-size=10m", "--log-opt", "max-file=3"});
         if (m_options.engine == "podman")
             add_podman_limits(argv);
@@ -560,6 +535,36 @@ class ContainerRuntime final : public Runtime {
             c.timeout = k_quick;
             (void)run_cli(c);
         }
+    }
+
+    // The app's environment on a `docker run` argv: [env] (but `skip`, which the
+    // caller sets itself) under the agent's variables. A secret goes by name
+    // only: its value is returned, for the engine CLI's own environment.
+    static std::map<std::string, std::string>
+    add_app_env(std::vector<std::string>& argv, const common::AppConfig& config,
+                const std::map<std::string, std::string>& env,
+                const std::set<std::string>& secret_names, std::string_view skip = {}) {
+        for (const auto& [key, value] : config.env)
+            if (key != skip && !env.count(key))
+                argv.insert(argv.end(), {"--env", key + "=" + value});
+        std::map<std::string, std::string> cli_env;
+        for (const auto& [key, value] : env) {
+            if (!secret_names.count(key)) {
+                argv.insert(argv.end(), {"--env", key + "=" + value});
+                continue;
+            }
+            argv.insert(argv.end(), {"--env", key}); // the value: from the CLI's environment
+            cli_env[key] = value;
+        }
+        return cli_env;
+    }
+
+    // [run] memory, without swap.
+    static void add_memory_limit(std::vector<std::string>& argv, const common::AppConfig& config) {
+        if (!config.run.memory)
+            return;
+        const auto bytes = std::to_string(config.run.memory);
+        argv.insert(argv.end(), {"--memory", bytes, "--memory-swap", bytes});
     }
 
     // Podman sets nofile and nproc far above what an engine without

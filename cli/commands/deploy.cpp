@@ -150,22 +150,18 @@ HostSteps deploy_steps(Context& ctx, const Target& target, const package::Source
         if (!uploaded)
             return uploaded.error();
         const auto path = app_path(target.app) + "/deployments";
+        auto host_request = request;
+        if (!run.release_command) // the fleet's first host runs it
+            host_request["release_command"] = false;
         auto created = fleet_id ? fleet_id->create(
                                       run.host,
                                       [&](const std::string& id) {
-                                          auto body = request;
+                                          auto body = host_request;
                                           body["release"] = id;
-                                          if (!run.release_command)
-                                              body["release_command"] = false;
                                           return client.post_json(path, body);
                                       },
                                       [&] { return fleet_next_release(client, target.app); }, out)
-                                : [&] {
-                                      auto body = request;
-                                      if (!run.release_command)
-                                          body["release_command"] = false;
-                                      return client.post_json(path, body);
-                                  }();
+                                : client.post_json(path, host_request);
         if (!created)
             return created.error();
         run.release = created->value("release", "");
