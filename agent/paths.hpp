@@ -32,6 +32,11 @@ class DataDir {
     std::filesystem::path app_log(const std::string& app, const std::string& id) const {
         return app_dir(app) / "logs" / (id + ".app.log");
     }
+    // Output of one process other than web ([processes]), all its instances.
+    std::filesystem::path process_log(const std::string& app, const std::string& id,
+                                      const std::string& process) const {
+        return app_dir(app) / "logs" / (id + "." + process + ".log");
+    }
     // The digests of the blobs the release was made of, one per line: what
     // `deployctl destroy` must not delete while another app's release uses it.
     std::filesystem::path release_blobs(const std::string& app, const std::string& id) const {

@@ -17,7 +17,7 @@ namespace common {
 namespace {
 
 Status read_health(const Reader& r, const toml::table& t, HealthConfig& out) {
-    TRY(r.check_keys(t, "run.health", {"path", "interval", "timeout"}));
+    TRY(r.check_keys(t, "run.health", {"path", "interval", "timeout", "grace"}));
     if (const auto* n = t.get("path")) {
         TRY_ASSIGN(out.path, r.string_at(*n, "run.health.path"));
         if (out.path.empty() || out.path.front() != '/')
@@ -28,6 +28,11 @@ Status read_health(const Reader& r, const toml::table& t, HealthConfig& out) {
     }
     if (const auto* n = t.get("timeout")) {
         TRY_ASSIGN(out.timeout, r.duration_at(*n, "run.health.timeout"));
+    }
+    if (const auto* n = t.get("grace")) {
+        TRY_ASSIGN(out.grace, r.duration_at(*n, "run.health.grace"));
+        if (out.grace.count() <= 0)
+            return r.error_at(n->source(), "run.health.grace must be longer than 0s");
     }
     return {};
 }
@@ -111,7 +116,11 @@ Status read_static(const Reader& r, const toml::table& t, StaticConfig& out) {
 }
 
 Status read_deploy(const Reader& r, const toml::table& t, DeploySettings& out) {
-    TRY(r.check_keys(t, "[deploy]", {"keep", "drain", "idle_stop", "strategy", "max_parallel"}));
+    TRY(r.check_keys(t, "[deploy]",
+                     {"keep", "drain", "idle_stop", "strategy", "max_parallel", "stop_timeout"}));
+    if (const auto* n = t.get("stop_timeout")) {
+        TRY_ASSIGN(out.stop_timeout, r.duration_at(*n, "deploy.stop_timeout"));
+    }
     if (const auto* n = t.get("keep")) {
         TRY_ASSIGN(std::int64_t keep, r.integer_at(*n, "deploy.keep", 1, 1000));
         out.keep = static_cast<int>(keep);
@@ -227,6 +236,51 @@ Status read_targets(const Reader& r, const toml::table& t,
     return {};
 }
 
+// Names a process may not take: the streams and one-offs a release's log
+// already uses.
+constexpr std::string_view k_reserved_processes[] = {"build", "release", "run", "cron", "app",
+                                                     "system", "health"};
+
+Status read_processes(const Reader& r, const toml::table& t, AppConfig& config) {
+    if (t.empty())
+        return r.error_at(t.source(), "[processes] is empty: name at least one process "
+                                      "(web = \"...\", worker = \"...\"), or leave it out");
+    config.no_web = true;
+    for (auto&& [k, v] : t) {
+        const std::string name(k.str());
+        if (!is_valid_process_name(name))
+            return r.error_at(v.source(),
+                              fmt::format("process name \"{}\" must be 1-30 lower-case letters, "
+                                          "digits or '-', starting with a letter",
+                                          name));
+        if (std::find(std::begin(k_reserved_processes), std::end(k_reserved_processes), name) !=
+            std::end(k_reserved_processes))
+            return r.error_at(v.source(), fmt::format("process name \"{}\" is reserved (a "
+                                                      "stream of the release's log); pick another",
+                                                      name));
+        TRY_ASSIGN(std::string command, r.string_at(v, "processes." + name));
+        if (command.find_first_not_of(" \t\r\n") == std::string::npos)
+            return r.error_at(v.source(), fmt::format("processes.{} must not be empty", name));
+        if (name == "web") {
+            if (!config.run.command.empty())
+                return r.error_at(v.source(), "processes.web and run.command both give the web "
+                                              "process's command; keep one");
+            config.run.command = std::move(command);
+            config.no_web = false;
+        } else {
+            config.processes[name] = std::move(command);
+        }
+    }
+    if (config.static_site)
+        return r.error_at(t.source(), "[processes] and [static] exclude each other: a static "
+                                      "site runs no process");
+    if (config.no_web && !config.run.command.empty())
+        return r.error_at(t.source(), "run.command is the web process, but [processes] has no "
+                                      "web: add web = \"...\" to [processes] (or remove "
+                                      "run.command for a worker-only app)");
+    return {};
+}
+
 template <class T, class Fn>
 Status read_section(const Reader& r, const toml::table& root, const char* key, T& out, Fn fn) {
     const auto* node = root.get(key);
@@ -238,7 +292,8 @@ Status read_section(const Reader& r, const toml::table& root, const char* key, T
 
 Result<AppConfig> read_config(const Reader& r, const toml::table& root) {
     TRY(r.check_keys(root, "the top level",
-                     {"app", "build", "run", "release", "static", "deploy", "env", "targets"}));
+                     {"app", "build", "run", "release", "static", "deploy", "env", "targets",
+                      "processes"}));
     AppConfig config;
     const auto* app = root.get("app");
     if (!app)
@@ -258,6 +313,7 @@ Result<AppConfig> read_config(const Reader& r, const toml::table& root) {
     TRY(read_section(r, root, "deploy", config.deploy, read_deploy));
     TRY(read_section(r, root, "env", config.env, read_env));
     TRY(read_section(r, root, "targets", config.targets, read_targets));
+    TRY(read_section(r, root, "processes", config, read_processes));
     return config;
 }
 
@@ -308,6 +364,10 @@ std::optional<DeployStrategy> parse_strategy(std::string_view text) {
     if (text == "rolling")
         return DeployStrategy::rolling;
     return std::nullopt;
+}
+
+bool is_valid_process_name(std::string_view name) {
+    return name.size() <= 30 && is_valid_app_name(name);
 }
 
 bool is_valid_app_name(std::string_view name) {

@@ -19,6 +19,9 @@ struct HealthConfig {
     std::string path = "/";
     std::chrono::milliseconds interval{1000};
     std::chrono::milliseconds timeout{60000};
+    // A release with no web process is healthy once each of its processes
+    // stayed up this long.
+    std::chrono::milliseconds grace{5000};
 };
 
 struct BuildConfig {
@@ -58,6 +61,9 @@ struct DeploySettings {
     std::chrono::milliseconds idle_stop{0}; // 0 = never scale to zero
     DeployStrategy strategy = DeployStrategy::parallel;
     int max_parallel = 0; // hosts deployed at once in parallel mode; 0 = all of them
+    // How long a replaced release's processes other than web have, after
+    // SIGTERM, before SIGKILL.
+    std::chrono::milliseconds stop_timeout{30000};
 };
 
 // "parallel" / "rolling"; nullopt for anything else.
@@ -91,7 +97,21 @@ struct AppConfig {
     DeploySettings deploy;
     std::map<std::string, std::string> env;
     std::map<std::string, TargetConfig> targets;
+    // [processes] other than web, by name: each a shell command run from the
+    // same release (docs/processes.md). The web process's command is
+    // run.command ([processes] web is its other spelling).
+    std::map<std::string, std::string> processes;
+    // [processes] is given without web: a worker-only app, nothing routed.
+    bool no_web = false;
+
+    // Whether a web process runs: [run] command, [processes] web or, in a
+    // container, the image's CMD; never for [static] or a worker-only app.
+    bool has_web() const { return !static_site && !no_web; }
 };
+
+// The process names a release may use: lower-case letters, digits and '-',
+// starting with a letter, at most 30 characters; "web" is the routed one.
+bool is_valid_process_name(std::string_view name);
 
 // Parses deploy.toml text. Errors are ErrorKind::config with
 // "SOURCE:LINE:COL: message" and, for unknown keys, the closest valid key.

@@ -40,6 +40,34 @@ Response show_app(ApiContext& context, const Request& request) {
     return json_response(200, status_to_json(*status));
 }
 
+// GET /v1/apps/{app}/ps: each process and instance of the PRODUCTION release.
+Response list_processes(ApiContext& context, const Request& request) {
+    auto app = app_param(request);
+    if (!app)
+        return error_response(app.error());
+    auto list = context.service.processes(*app);
+    if (!list)
+        return error_response(list.error());
+    nlohmann::json processes = nlohmann::json::array();
+    for (const auto& p : list->processes) {
+        nlohmann::json entry{{"process", p.process},     {"instance", p.instance},
+                             {"state", p.state},         {"pid", p.pid},
+                             {"restarts", p.restarts},   {"rss_bytes", p.rss_bytes},
+                             {"cpu_percent", p.cpu_percent}};
+        entry["container"] = p.container.empty() ? nlohmann::json() : nlohmann::json(p.container);
+        entry["started_at"] =
+            p.started_at.empty() ? nlohmann::json() : nlohmann::json(p.started_at);
+        entry["uptime_s"] = p.started_at.empty() ? nlohmann::json() : nlohmann::json(p.uptime_s);
+        entry["last_exit"] = p.last_exit.empty() ? nlohmann::json() : nlohmann::json(p.last_exit);
+        processes.push_back(std::move(entry));
+    }
+    return json_response(200, {{"app", list->app},
+                               {"release", list->release},
+                               {"engine", list->engine},
+                               {"stopped", list->stopped},
+                               {"processes", processes}});
+}
+
 Response list_releases(ApiContext& context, const Request& request) {
     auto status = app_status(context, request);
     if (!status)
@@ -157,6 +185,7 @@ void add_app_routes(Router& router, ApiContext& context) {
     router.add("GET", "/v1/apps", [&context](const Request&) { return list_apps(context); });
     router.add("GET", "/v1/apps/{app}", bind(show_app));
     router.add("GET", "/v1/apps/{app}/releases", bind(list_releases));
+    router.add("GET", "/v1/apps/{app}/ps", bind(list_processes));
     router.add("GET", "/v1/apps/{app}/releases/{id}", bind(show_release));
     router.add("DELETE", "/v1/apps/{app}/releases/{id}", bind(remove_release));
     router.add("POST", "/v1/apps/{app}/rollback", bind(rollback), BodyKind::small_json);

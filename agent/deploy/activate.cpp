@@ -89,6 +89,10 @@ common::Status Engine::prove_live(const std::string& app, const std::string& id,
     }
     if (!m_proxy.enabled()) // no proxy runs (engine tests): the table only, nothing to prove
         return published;
+    if (!config->has_web() && !config->static_site) {
+        events.log("system", "no web process: nothing is routed to " + app);
+        return published;
+    }
     const std::string host = app + ".localhost";
     const std::string path = config->static_site ? "/" : config->run.health.path;
     const std::string expected = app + " " + id;
@@ -237,6 +241,12 @@ void Engine::drain(const std::string& app, const Job& job) {
         return;
     common::log_info("draining " + app + " " + job.previous);
     auto replaced = m_store->get(app, job.previous);
+    if (replaced && replaced->state != State::production) {
+        // Its other processes take no requests: they stop now, given their stop_timeout.
+        auto old_config = common::parse_config(replaced->config, "deploy.toml");
+        stop_processes(app, job.previous,
+                       old_config ? old_config->deploy.stop_timeout : k_stop_grace);
+    }
     wait_drained(replaced ? replaced->port : 0, job.config.deploy.drain);
     if (stopping())
         return; // the next start stops it (INACTIVE with a live pid)
@@ -258,13 +268,18 @@ common::Status Engine::delete_release(const ReleaseRow& row, const std::string& 
     const runtime::AppProcess process{row.pid, row.pid_start};
     if (runtime.alive(process))
         runtime.stop({row.app, row.id}, process, k_stop_grace);
+    stop_processes(row.app, row.id, k_stop_grace);
     runtime.remove({row.app, row.id});
     // The files first, the row last: a release whose files could not all be
     // removed stays in the state (the next prune, or rm, tries again), so no
     // file outlives the release that owns it.
     const auto& data = m_options.data_dir;
-    for (const auto& path : {data.release_dir(row.app, row.id), data.event_log(row.app, row.id),
-                             data.app_log(row.app, row.id), data.release_blobs(row.app, row.id)}) {
+    std::vector<fs::path> paths{data.release_dir(row.app, row.id), data.event_log(row.app, row.id),
+                                data.app_log(row.app, row.id), data.release_blobs(row.app, row.id)};
+    if (auto config = common::parse_config(row.config, "deploy.toml"))
+        for (const auto& [name, command] : config->processes)
+            paths.push_back(data.process_log(row.app, row.id, name));
+    for (const auto& path : paths) {
         std::error_code ec;
         fs::remove_all(path, ec);
         if (ec)
@@ -365,9 +380,13 @@ common::Result<Promotion> Engine::rollback(const std::string& app,
     auto previous = activate(app, target->id, State::inactive, events);
     if (!previous) {
         stop_process(app, target->id, *config, *process);
+        stop_processes(app, target->id, config->deploy.stop_timeout);
         return previous.error();
     }
     runtime_for(app, target->id, *config).serving({app, target->id});
+    if (auto started = start_processes(app, target->id, *config, events); !started)
+        common::log_warn(app + " " + target->id + ": " + started.error().message +
+                         "; the supervisor tries again");
     common::log_info("rolled " + app + " back to " + target->id);
     Job job;
     job.kind = JobKind::drain;

@@ -166,6 +166,14 @@ int down(const DownOptions& options) {
             done.insert(row.pid);
             say(fmt::format("{} {} (pid {})", row.app, row.id, row.pid));
         }
+        for (const auto& row : (*store)->all_processes()) { // [processes] other than web
+            if (row.pid <= 0 || !runtime::process_matches(row.pid, row.pid_start))
+                continue;
+            runtime::terminate_group(row.pid, k_grace);
+            done.insert(row.pid);
+            say(fmt::format("{} {} {}.{} (pid {})", row.app, row.release, row.process,
+                            row.instance, row.pid));
+        }
     } else {
         std::fprintf(stderr, "deploy-agent down: %s\n", store.error().message.c_str());
     }

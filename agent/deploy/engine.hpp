@@ -69,6 +69,7 @@ class Engine final : public Service {
     common::Status set_env(const std::string& app, std::vector<secrets::NewVar> vars) override;
     common::Status unset_env(const std::string& app, const std::vector<std::string>& names) override;
     common::Result<OneOff> one_off(const OneOffRequest& request) override;
+    common::Result<ProcessList> processes(const std::string& app) override;
     std::string engine() const override { return m_engine; }
     std::string engine_version() const override;
     std::string proxy_listen() const override { return m_options.proxy.listen; }
@@ -151,9 +152,12 @@ class Engine final : public Service {
     common::Status build(const std::string& app, const Job& job, const EventLog& events,
                          const secrets::ReleaseEnv& env);
     // Starts the release's app on `port` with the app's variables (deployctl env).
+    // `process` (with its instance and command) starts a process other than web.
     common::Result<runtime::AppProcess> start_app(runtime::Runtime& runtime,
                                                   const std::string& app, const std::string& id,
-                                                  const common::AppConfig& config, int port);
+                                                  const common::AppConfig& config, int port,
+                                                  const std::string& process = {},
+                                                  int instance = 0);
     // PROVISIONING: launch_and_check for an app, check_static_site for a
     // [static] release (no process: an empty AppProcess).
     common::Result<runtime::AppProcess> provision(const std::string& app, const std::string& id,
@@ -235,6 +239,28 @@ class Engine final : public Service {
     // Deletes `app`'s blobs that no release of another app uses.
     std::pair<int, int> remove_unshared_blobs(const std::string& app,
                                               const std::vector<ReleaseRow>& rows);
+
+    // processes.cpp: the processes of a release other than web ([processes])
+    // Starts each instance of the release's processes that does not run, and
+    // records it; `why` goes in the release's log ("started worker.1 ...").
+    // Returns the first failure (the others are started all the same).
+    common::Status start_processes(const std::string& app, const std::string& id,
+                                   const common::AppConfig& config, const EventLog& events);
+    // Stops them all at once (SIGTERM, SIGKILL after `grace`) and forgets them.
+    void stop_processes(const std::string& app, const std::string& id,
+                        std::chrono::milliseconds grace);
+    // A release with no web process: started, and each one stayed up for
+    // run.health.grace.
+    common::Status check_processes(const std::string& app, const std::string& id,
+                                   const common::AppConfig& config, const EventLog& events);
+    // PRODUCTION: restarts (with backoff) an instance that exited, starts one missing.
+    void supervise_processes(const ReleaseRow& production);
+    // After a restart: adopts the running processes of PRODUCTION releases,
+    // stops those of any other release (or of a stopped app).
+    void reconcile_processes();
+    runtime::ReleaseRef process_ref(const ProcessRow& row) const {
+        return {row.app, row.release, row.process, row.instance};
+    }
 
     // recover.cpp
     // Returns the replaced releases still running, to drain once routes are out.

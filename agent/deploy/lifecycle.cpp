@@ -190,6 +190,8 @@ common::Result<AppAction> Engine::stop_app(const std::string& app) {
         if (auto cleared = m_store->clear_process(app, row->id); !cleared)
             common::log_error(cleared.error().message);
     }
+    if (auto config = common::parse_config(row->config, "deploy.toml"))
+        stop_processes(app, row->id, config->deploy.stop_timeout);
     EventLog(m_options.data_dir.event_log(app, row->id), row->id)
         .log("system", "stopped (deployctl stop)");
     common::log_info("stopped " + app + " " + row->id);
@@ -250,6 +252,14 @@ common::Result<AppAction> Engine::start_app(const std::string& app) {
             return undo(cleared.error());
     if (auto published = publish_routes(); !published)
         return undo(published.error());
+    if (!config)
+        if (auto parsed = common::parse_config(row->config, "deploy.toml"))
+            config = std::move(*parsed);
+    if (config) { // its other processes; one that cannot start is retried by the supervisor
+        EventLog events(m_options.data_dir.event_log(app, row->id), row->id);
+        if (auto others = start_processes(app, row->id, *config, events); !others)
+            common::log_warn(app + " " + row->id + ": " + others.error().message);
+    }
     common::log_info("started " + app + " " + row->id);
     return AppAction{app, row->id, "running", true, pid};
 }
@@ -262,14 +272,31 @@ common::Result<AppAction> Engine::restart_app(const std::string& app) {
     if (!row)
         return row.error();
     auto* runtime = running_runtime(*row);
-    if (!runtime)
+    auto config = common::parse_config(row->config, "deploy.toml");
+    if (!config)
+        return config.error();
+    // Its processes other than web: stopped (stop_timeout), then started again.
+    auto restart_others = [&] {
+        EventLog events(m_options.data_dir.event_log(app, row->id), row->id);
+        stop_processes(app, row->id, config->deploy.stop_timeout);
+        if (auto others = start_processes(app, row->id, *config, events); !others)
+            common::log_warn(app + " " + row->id + ": " + others.error().message);
+    };
+    if (!runtime && config->static_site)
         return make_error(ErrorKind::refused,
                           app + " " + row->id +
                               " is a [static] site: deploy-proxy serves its files and no process "
                               "runs to restart");
-    auto config = common::parse_config(row->config, "deploy.toml");
-    if (!config)
-        return config.error();
+    if (!runtime) { // worker-only
+        if (m_store->stopped(app)) {
+            TRY(db_write(
+                [&] { return m_store->set_stopped(app, false, "started on request (restart)"); }));
+            publish_routes_or_log("after a restart");
+        }
+        restart_others();
+        common::log_info("restarted " + app + " " + row->id);
+        return AppAction{app, row->id, "running", true, 0};
+    }
     const bool stopped = m_store->stopped(app);
     const runtime::AppProcess old{row->pid, row->pid_start};
     const bool alive = row->pid > 0 && runtime->alive(old);
@@ -324,6 +351,7 @@ common::Result<AppAction> Engine::restart_app(const std::string& app) {
             return undo(cleared.error());
     if (auto published = publish_routes(); !published)
         return undo(published.error());
+    restart_others();
     if (alive && !in_place) {
         wait_drained(row->port, config->deploy.drain);
         runtime->stop({app, row->id}, old, k_stop_grace);
@@ -375,6 +403,7 @@ common::Result<Destroyed> Engine::destroy_app(const std::string& app) {
         const runtime::AppProcess process{row.pid, row.pid_start};
         if (row.pid > 0 && runtime.alive(process))
             runtime.stop({app, row.id}, process, k_stop_grace);
+        stop_processes(app, row.id, k_stop_grace);
         runtime.remove({app, row.id}); // the container and the image
         destroyed.releases.push_back(row.id);
     }

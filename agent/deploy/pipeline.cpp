@@ -102,9 +102,14 @@ void Engine::run_deployment(const std::string& app, Job& job) {
     auto previous = activate(app, job.id, State::provisioning, events);
     if (!previous) {
         stop_process(app, job.id, job.config, *process);
+        stop_processes(app, job.id, job.config.deploy.stop_timeout);
         return failed(State::provisioning, previous.error().message);
     }
     runtime_for(app, job.id, job.config).serving({app, job.id});
+    // Its web is live: its other processes start, then drain() stops the old ones.
+    if (auto started = start_processes(app, job.id, job.config, events); !started)
+        common::log_warn(app + " " + job.id + ": " + started.error().message +
+                         "; the supervisor tries again");
     common::log_info("deployment " + app + " " + job.id + " is PRODUCTION");
     if (!*previous)
         return prune(app, job.config.deploy.keep);
@@ -129,7 +134,9 @@ common::Result<secrets::ReleaseEnv> Engine::release_env(const std::string& app,
 common::Result<runtime::AppProcess> Engine::start_app(runtime::Runtime& runtime,
                                                       const std::string& app,
                                                       const std::string& id,
-                                                      const common::AppConfig& config, int port) {
+                                                      const common::AppConfig& config, int port,
+                                                      const std::string& process_name,
+                                                      int instance) {
     if (auto kept = m_env->remember(app, id); !kept)
         return kept.error();
     auto env = m_env->for_release(app, {});
@@ -139,9 +146,16 @@ common::Result<runtime::AppProcess> Engine::start_app(runtime::Runtime& runtime,
     launch.app = app;
     launch.id = id;
     launch.release_dir = m_options.data_dir.release_dir(app, id);
-    launch.log_file = m_options.data_dir.app_log(app, id);
+    launch.log_file = process_name.empty()
+                          ? m_options.data_dir.app_log(app, id)
+                          : m_options.data_dir.process_log(app, id, process_name);
     launch.config = &config;
     launch.port = port;
+    if (!process_name.empty()) {
+        launch.process = process_name;
+        launch.instance = instance;
+        launch.command = config.processes.at(process_name);
+    }
     launch.env = env->run;
     launch.secret_names = env->secret_names;
     launch.redact = env->secret_values;
@@ -278,6 +292,11 @@ common::Result<runtime::AppProcess> Engine::provision(const std::string& app, co
                                                       const EventLog& events) {
     if (config.static_site)
         return check_static_site(app, id, config, events);
+    if (!config.has_web()) { // worker-only: its processes start now, nothing is routed
+        if (auto up = check_processes(app, id, config, events); !up)
+            return up.error();
+        return runtime::AppProcess{};
+    }
     return launch_and_check(app, id, config, events);
 }
 

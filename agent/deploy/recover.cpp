@@ -69,6 +69,7 @@ std::vector<ReleaseRow> Engine::reconcile() {
         else if (!replaced)
             reconcile_release(row);
     }
+    reconcile_processes();
     remove_leftover_containers();
     const auto& data = m_options.data_dir;
     fs::path apps = data.root() / "apps";
@@ -165,6 +166,18 @@ void Engine::remove_leftover_containers() {
                          (removed == 1 ? "" : "s") + " (release command, deployctl run)");
     for (const auto& release : m_container_runtime->instances()) {
         auto row = m_store->get(release.app, release.id);
+        if (!release.process.empty()) { // a process other than web: reconcile_processes ran
+            auto processes = row ? m_store->processes(release.app, release.id)
+                                 : std::vector<ProcessRow>{};
+            if (std::any_of(processes.begin(), processes.end(), [&](const ProcessRow& p) {
+                    return p.process == release.process && p.instance == release.instance;
+                }))
+                continue;
+            common::log_info("removing leftover container of " + release.app + " " + release.id +
+                             " " + release.process + "." + std::to_string(release.instance));
+            m_container_runtime->stop(release, {}, k_stop_grace);
+            continue;
+        }
         if (row && (row->state == State::production || row->pid > 0))
             continue; // serving, or a replaced release drained by start()
         common::log_info("removing leftover container of " + release.app + " " + release.id);
@@ -212,6 +225,8 @@ common::Status Engine::restart_production(const ReleaseRow& row, const std::stri
     auto recorded = m_store->set_process(row.app, row.id, port, process->pid, process->start);
     if (!recorded)
         return recorded;
+    if (auto counted = m_store->count_restart(row.app, row.id); !counted)
+        common::log_error(counted.error().message);
     EventLog(m_options.data_dir.event_log(row.app, row.id), row.id).log("system", note);
     common::log_warn(row.app + " " + row.id + ": " + note + " (pid " +
                      std::to_string(process->pid) + ")");
@@ -238,6 +253,8 @@ void Engine::supervise_app(const std::string& app) {
     auto production = m_store->production(app);
     if (production && m_store->stopped(app))
         return; // deployctl stop: nothing is to run
+    if (production)
+        supervise_processes(*production);
     auto* runtime = production ? running_runtime(*production) : nullptr;
     if (!runtime)
         return; // nothing in production, or a [static] release: nothing runs

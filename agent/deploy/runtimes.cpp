@@ -95,14 +95,16 @@ runtime::Runtime* Engine::running_runtime(const ReleaseRow& row) const {
     auto config = common::parse_config(row.config, "deploy.toml");
     if (!config)
         return m_process_runtime.get();
-    if (config->static_site)
-        return nullptr; // served by deploy-proxy from its files: nothing runs
+    if (!config->has_web())
+        return nullptr; // [static] (deploy-proxy serves its files) or worker-only: no web runs
     return &runtime_for(row.app, row.id, *config);
 }
 
 runtime::Runtime& Engine::runtime_for(const ReleaseRow& row) const {
-    auto* runtime = running_runtime(row);
-    return runtime ? *runtime : *m_process_runtime;
+    auto config = common::parse_config(row.config, "deploy.toml");
+    if (!config || config->static_site)
+        return *m_process_runtime;
+    return runtime_for(row.app, row.id, *config);
 }
 
 } // namespace agent

@@ -97,6 +97,29 @@ struct AppAction {
     int pid = 0; // the app's process (its container's init) after start/restart
 };
 
+// One instance of a process of an app's PRODUCTION release (deployctl ps).
+struct ProcessInfo {
+    std::string process; // "web", "worker", ...
+    int instance = 1;
+    std::string state;   // "running", "starting" (restarting), "stopped", "crashed"
+    int pid = 0;         // the process (a container's init); 0 when none runs
+    std::string container; // docker/podman: its name
+    std::string started_at;
+    std::int64_t uptime_s = 0;
+    int restarts = 0;
+    std::string last_exit;       // why it last stopped ("exited with status 1")
+    std::uint64_t rss_bytes = 0; // of its process group (session)
+    double cpu_percent = 0;      // of one core, over a short sample
+};
+
+struct ProcessList {
+    std::string app;
+    std::string release; // the PRODUCTION release
+    std::string engine;  // "process", "docker", "podman"
+    bool stopped = false;
+    std::vector<ProcessInfo> processes;
+};
+
 // What destroy removed.
 struct Destroyed {
     std::string app;
@@ -211,6 +234,13 @@ class Service {
                                      const std::vector<std::string>& names) {
         (void)app, (void)names;
         return common::make_error(common::ErrorKind::internal, "variables are not supported");
+    }
+
+    // deployctl ps: each process and instance of the app's PRODUCTION release.
+    // ErrorKind::not_found for an unknown app or one with no PRODUCTION release.
+    virtual common::Result<ProcessList> processes(const std::string& app) {
+        (void)app;
+        return common::make_error(common::ErrorKind::internal, "ps is not supported");
     }
 
     // Prepares a one-off command of a PRODUCTION or INACTIVE release.

@@ -14,7 +14,8 @@ using common::make_error;
 
 common::Result<AppProcess> start_app(const AppLaunch& launch) {
     const common::AppConfig& config = *launch.config;
-    if (config.run.command.empty())
+    const std::string& command = launch.process.empty() ? config.run.command : launch.command;
+    if (command.empty())
         return make_error(ErrorKind::failed,
                           "deploy.toml has no run.command: the process engine needs one to "
                           "start the app (add [run] command = \"...\")");
@@ -27,7 +28,12 @@ common::Result<AppProcess> start_app(const AppLaunch& launch) {
     auto env = config.env;
     for (const auto& [key, value] : launch.env)
         env[key] = value;
-    env["PORT"] = std::to_string(launch.port);
+    if (launch.process.empty())
+        env["PORT"] = std::to_string(launch.port);
+    else { // which one it is, e.g. to name a queue consumer
+        env["PROCESS"] = launch.process + "." + std::to_string(launch.instance);
+        env["RELEASE"] = launch.id;
+    }
     if (!launch.redact.empty()) { // the app writes into a redacting writer
         auto writer = start_log_redactor(log, launch.log_file.parent_path(), launch.redact);
         ::close(log);
@@ -36,7 +42,7 @@ common::Result<AppProcess> start_app(const AppLaunch& launch) {
         log = *writer;
     }
     SpawnSpec spec;
-    spec.argv = {"/bin/sh", "-c", config.run.command};
+    spec.argv = {"/bin/sh", "-c", command};
     spec.env = clean_environment(launch.release_dir, env);
     spec.cwd = launch.release_dir;
     spec.stdout_fd = log;

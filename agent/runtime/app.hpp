@@ -23,7 +23,7 @@ struct AppLaunch {
     std::filesystem::path release_dir;
     std::filesystem::path log_file; // stdout+stderr, O_APPEND
     const common::AppConfig* config = nullptr;
-    int port = 0;
+    int port = 0; // web only: $PORT; 0 for any other process
     // Variables set on the agent (deployctl env), over config->env. Secret
     // ones reach a container through the engine CLI's environment, never
     // its argv.
@@ -33,6 +33,11 @@ struct AppLaunch {
     // reaches the log file (the process engine then writes the log through
     // `deploy-agent log-redact`, see log_redact.hpp).
     std::vector<std::string> redact;
+    // A process other than web ([processes]): its name, instance and
+    // command; empty for the web process (run.command).
+    std::string process{};
+    int instance = 0;
+    std::string command{};
 };
 
 struct AppProcess {

@@ -42,6 +42,8 @@ constexpr const char* k_label_app = "dev.deployctl.app";
 constexpr const char* k_label_release = "dev.deployctl.release";
 // A one-off container (release phase, deployctl run): "release" or "run".
 constexpr const char* k_label_one_off = "dev.deployctl.one-off";
+// A container of a process other than web ([processes]): "worker.1".
+constexpr const char* k_label_process = "dev.deployctl.process";
 constexpr std::uint64_t k_podman_nproc = 4096;
 
 // Eight hex digits telling one-off containers of a release apart.
@@ -292,32 +294,44 @@ class ContainerRuntime final : public Runtime {
     }
 
     common::Result<AppProcess> start(const AppLaunch& launch) override {
-        const ReleaseRef release{launch.app, launch.id};
+        const ReleaseRef release{launch.app, launch.id, launch.process, launch.instance};
         const auto& config = *launch.config;
         const std::string name = container_name(release);
         m_pumps.stop(name);
         std::vector<std::string> argv = {m_options.binary, "run", "--detach", "--name", name};
         add_labels(argv, release, Labels::container);
+        const std::string process_name =
+            release.process + "." + std::to_string(release.instance);
+        if (!release.process.empty())
+            argv.insert(argv.end(), {"--label", std::string(k_label_process) + "=" + process_name});
         argv.insert(argv.end(), {"--network", m_options.network, "--restart", "no"});
         if (init_available())
             argv.push_back("--init");
-        int container_port = launch.port;
-        if (m_options.network != "host") {
-            if (config.run.port > 0)
-                container_port = config.run.port;
-            argv.insert(argv.end(), {"--publish", "127.0.0.1:" + std::to_string(launch.port) + ":" +
-                                                      std::to_string(container_port)});
-        }
         CliCall run;
-        run.env = add_app_env(argv, config, launch.env, launch.secret_names, "PORT");
-        argv.insert(argv.end(), {"--env", "PORT=" + std::to_string(container_port)});
+        if (release.process.empty()) {
+            int container_port = launch.port;
+            if (m_options.network != "host") {
+                if (config.run.port > 0)
+                    container_port = config.run.port;
+                argv.insert(argv.end(),
+                            {"--publish", "127.0.0.1:" + std::to_string(launch.port) + ":" +
+                                              std::to_string(container_port)});
+            }
+            run.env = add_app_env(argv, config, launch.env, launch.secret_names, "PORT");
+            argv.insert(argv.end(), {"--env", "PORT=" + std::to_string(container_port)});
+        } else {
+            run.env = add_app_env(argv, config, launch.env, launch.secret_names, "PROCESS");
+            argv.insert(argv.end(), {"--env", "PROCESS=" + process_name, "--env",
+                                     "RELEASE=" + release.id});
+        }
         add_memory_limit(argv, config);
         argv.insert(argv.end(), {"--log-opt", "max-size=10m", "--log-opt", "max-file=3"});
         if (m_options.engine == "podman")
             add_podman_limits(argv);
         argv.push_back(image_name(release));
-        if (!config.run.command.empty())
-            argv.insert(argv.end(), {"/bin/sh", "-c", config.run.command});
+        const std::string& command = release.process.empty() ? config.run.command : launch.command;
+        if (!command.empty())
+            argv.insert(argv.end(), {"/bin/sh", "-c", command});
         run.argv = std::move(argv);
         run.timeout = k_run;
         auto ran = run_cli(run);
@@ -432,8 +446,9 @@ class ContainerRuntime final : public Runtime {
                      "--filter",
                      "label=" + std::string(k_label_agent) + "=" + m_options.agent_id,
                      "--format",
-                     std::string("{{.Label \"") + k_label_app + "\"}} {{.Label \"" +
-                         k_label_release + "\"}} {{.Label \"" + k_label_one_off + "\"}}"};
+                     std::string("{{.Label \"") + k_label_app + "\"}}|{{.Label \"" +
+                         k_label_release + "\"}}|{{.Label \"" + k_label_one_off +
+                         "\"}}|{{.Label \"" + k_label_process + "\"}}"};
         list.timeout = k_quick;
         std::vector<ReleaseRef> refs;
         auto listed = run_cli(list);
@@ -446,10 +461,20 @@ class ContainerRuntime final : public Runtime {
         std::string line;
         while (std::getline(lines, line)) {
             std::istringstream fields(line);
-            std::string app, id, one_off;
+            std::string app, id, one_off, process;
+            std::getline(fields, app, '|');
+            std::getline(fields, id, '|');
+            std::getline(fields, one_off, '|');
+            std::getline(fields, process);
             // A one-off container is not the release's: its run ends it.
-            if (fields >> app >> id && !(fields >> one_off))
-                refs.push_back({app, id});
+            if (app.empty() || id.empty() || !one_off.empty())
+                continue;
+            ReleaseRef ref{app, id};
+            if (auto dot = process.rfind('.'); dot != std::string::npos) { // "worker.1"
+                ref.process = process.substr(0, dot);
+                ref.instance = std::atoi(process.c_str() + dot + 1);
+            }
+            refs.push_back(std::move(ref));
         }
         return refs;
     }
@@ -509,8 +534,13 @@ class ContainerRuntime final : public Runtime {
     std::string image_name(const ReleaseRef& r) const {
         return "deployctl/" + r.app + ":" + r.id + "-" + agent8();
     }
-    std::string container_name(const ReleaseRef& r) const {
-        return "deployctl-" + r.app + "-" + r.id + "-" + agent8();
+    // The release's (web) container; a process other than web adds its name
+    // and instance ("-worker-1").
+    std::string container_name(const ReleaseRef& r) const override {
+        std::string name = "deployctl-" + r.app + "-" + r.id + "-" + agent8();
+        if (!r.process.empty())
+            name += "-" + r.process + "-" + std::to_string(r.instance);
+        return name;
     }
 
     // Containers carry agent, app and release. Images carry agent and app

@@ -26,9 +26,17 @@
 
 namespace agent::runtime {
 
+// A release, or with `process` one instance of one of its processes other
+// than web ([processes]): empty names the release's web process.
 struct ReleaseRef {
+    ReleaseRef() = default;
+    ReleaseRef(std::string app_, std::string id_, std::string process_ = {}, int instance_ = 0)
+        : app(std::move(app_)), id(std::move(id_)), process(std::move(process_)),
+          instance(instance_) {}
     std::string app;
     std::string id;
+    std::string process;
+    int instance = 0;
 };
 
 struct BuildSpec {
@@ -129,6 +137,11 @@ class Runtime {
     virtual void shutdown() {}
     // How to run a one-off command of the release.
     virtual common::Result<OneOffPlan> one_off(const OneOffSpec& spec) = 0;
+    // The container that runs it ("deployctl-APP-ID-AGENT"), empty for plain processes.
+    virtual std::string container_name(const ReleaseRef& release) const {
+        (void)release;
+        return {};
+    }
     // "20.10.24" for an engine, empty for plain processes.
     virtual std::string version() const { return {}; }
 };

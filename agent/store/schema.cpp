@@ -170,6 +170,26 @@ common::Status add_audit_command(sqlite::Database& db) {
     return add_column(db, "api_audit", "command", "TEXT NOT NULL DEFAULT ''");
 }
 
+// 7: the processes of a release other than its web one ([processes] in
+// deploy.toml), one row per instance, and when the web process started and
+// how often it was restarted (deployctl ps).
+constexpr std::string_view k_processes = R"sql(
+CREATE TABLE processes (
+  app        TEXT NOT NULL,
+  release    TEXT NOT NULL,
+  process    TEXT NOT NULL,
+  instance   INTEGER NOT NULL,
+  pid        INTEGER NOT NULL DEFAULT 0,
+  pid_start  INTEGER NOT NULL DEFAULT 0,
+  started_at TEXT NOT NULL DEFAULT '',
+  restarts   INTEGER NOT NULL DEFAULT 0,
+  last_exit  TEXT NOT NULL DEFAULT '',
+  PRIMARY KEY (app, release, process, instance)
+);
+ALTER TABLE releases ADD COLUMN started_at TEXT NOT NULL DEFAULT '';
+ALTER TABLE releases ADD COLUMN restarts INTEGER NOT NULL DEFAULT 0;
+)sql";
+
 // Migration N is k_migrations[N - 1]. One that has shipped is never edited:
 // a change to the schema is a new migration at the end.
 constexpr std::array k_migrations{
@@ -179,6 +199,7 @@ constexpr std::array k_migrations{
     Migration{k_history},
     Migration{"", &add_audit_count},
     Migration{"", &add_audit_command},
+    Migration{k_processes},
 };
 static_assert(k_migrations.size() == k_latest_version);
 

@@ -13,7 +13,7 @@ namespace {
 
 constexpr std::string_view k_columns =
     R"(app, id, seq, state, created_at, updated_at, "commit", message, error, port, pid,)"
-    R"( pid_start, config, dirty, tree_digest, config_digest)";
+    R"( pid_start, config, dirty, tree_digest, config_digest, started_at, restarts)";
 
 std::string now() {
     char buffer[32];
@@ -38,6 +38,8 @@ ReleaseRow read_row(const sqlite::Statement& s) {
     row.dirty = s.integer(13) != 0;
     row.tree_digest = s.text(14);
     row.config_digest = s.text(15);
+    row.started_at = s.text(16);
+    row.restarts = static_cast<int>(s.integer(17));
     return row;
 }
 
@@ -169,9 +171,55 @@ Store::switch_production(const std::string& app, const std::string& id, State fr
 common::Status Store::set_process(const std::string& app, const std::string& id, int port, int pid,
                                   std::int64_t pid_start) {
     std::lock_guard lock(m_mutex);
-    TRY_ASSIGN(auto update, m_db->prepare("UPDATE releases SET port = ?, pid = ?, pid_start = ?,"
-                                          " updated_at = ? WHERE app = ? AND id = ?"));
-    return update.bind(port).bind(pid).bind(pid_start).bind(now()).bind(app).bind(id).run();
+    // started_at follows a new process only: the same one recorded again keeps its time.
+    TRY_ASSIGN(auto update,
+               m_db->prepare("UPDATE releases SET started_at = CASE WHEN ? = 0 THEN '' WHEN"
+                             " pid = ? AND pid_start = ? THEN started_at ELSE ? END, port = ?,"
+                             " pid = ?, pid_start = ?, updated_at = ? WHERE app = ? AND id = ?"));
+    const auto at = now();
+    return update.bind(pid)
+        .bind(pid)
+        .bind(pid_start)
+        .bind(at)
+        .bind(port)
+        .bind(pid)
+        .bind(pid_start)
+        .bind(at)
+        .bind(app)
+        .bind(id)
+        .run();
+}
+
+common::Status Store::count_restart(const std::string& app, const std::string& id) {
+    std::lock_guard lock(m_mutex);
+    TRY_ASSIGN(auto update, m_db->prepare("UPDATE releases SET restarts = restarts + 1"
+                                          " WHERE app = ? AND id = ?"));
+    return update.bind(app).bind(id).run();
+}
+
+common::Status Store::put_process(const ProcessRow& row) {
+    std::lock_guard lock(m_mutex);
+    TRY_ASSIGN(auto put, m_db->prepare("INSERT OR REPLACE INTO processes (app, release, process,"
+                                       " instance, pid, pid_start, started_at, restarts,"
+                                       " last_exit) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"));
+    return put.bind(row.app)
+        .bind(row.release)
+        .bind(row.process)
+        .bind(row.instance)
+        .bind(row.pid)
+        .bind(row.pid_start)
+        .bind(row.started_at)
+        .bind(row.restarts)
+        .bind(row.last_exit)
+        .run();
+}
+
+common::Status Store::remove_process(const std::string& app, const std::string& release,
+                                     const std::string& process, int instance) {
+    std::lock_guard lock(m_mutex);
+    TRY_ASSIGN(auto erase, m_db->prepare("DELETE FROM processes WHERE app = ? AND release = ?"
+                                         " AND process = ? AND instance = ?"));
+    return erase.bind(app).bind(release).bind(process).bind(instance).run();
 }
 
 common::Status Store::clear_process(const std::string& app, const std::string& id) {
@@ -195,6 +243,9 @@ common::Status Store::remove(const std::string& app, const std::string& id,
     TRY_ASSIGN(auto forget,
                m_db->prepare("DELETE FROM release_secrets WHERE app = ? AND release = ?"));
     TRY(forget.bind(app).bind(id).run());
+    TRY_ASSIGN(auto processes,
+               m_db->prepare("DELETE FROM processes WHERE app = ? AND release = ?"));
+    TRY(processes.bind(app).bind(id).run());
     TRY(write_audit(app, id, name(rows.front().state), "", detail));
     return tx.commit();
 }
@@ -221,6 +272,39 @@ std::vector<T> select_rows(sqlite::Database& db, std::string_view sql,
 }
 
 } // namespace
+
+namespace {
+constexpr std::string_view k_process_columns =
+    "app, release, process, instance, pid, pid_start, started_at, restarts, last_exit";
+ProcessRow read_process(const sqlite::Statement& s) {
+    return ProcessRow{s.text(0),
+                      s.text(1),
+                      s.text(2),
+                      static_cast<int>(s.integer(3)),
+                      static_cast<int>(s.integer(4)),
+                      s.integer(5),
+                      s.text(6),
+                      static_cast<int>(s.integer(7)),
+                      s.text(8)};
+}
+} // namespace
+
+std::vector<ProcessRow> Store::processes(const std::string& app, const std::string& release) {
+    std::lock_guard lock(m_mutex);
+    return select_rows<ProcessRow>(*m_db,
+                                   "SELECT " + std::string(k_process_columns) +
+                                       " FROM processes WHERE app = ? AND release = ?"
+                                       " ORDER BY process, instance",
+                                   {app, release}, read_process);
+}
+
+std::vector<ProcessRow> Store::all_processes() {
+    std::lock_guard lock(m_mutex);
+    return select_rows<ProcessRow>(*m_db,
+                                   "SELECT " + std::string(k_process_columns) +
+                                       " FROM processes ORDER BY app, release, process, instance",
+                                   {}, read_process);
+}
 
 std::vector<ReleaseRow> Store::query_releases(std::string_view where,
                                               const std::vector<std::string>& params) {
@@ -408,7 +492,8 @@ common::Status Store::destroy_app(const std::string& app, std::string_view detai
     for (std::string_view sql :
          {"DELETE FROM releases WHERE app = ?", "DELETE FROM release_secrets WHERE app = ?",
           "DELETE FROM env WHERE app = ?", "DELETE FROM app_keys WHERE app = ?",
-          "DELETE FROM switches WHERE app = ?", "DELETE FROM apps WHERE name = ?"}) {
+          "DELETE FROM switches WHERE app = ?", "DELETE FROM processes WHERE app = ?",
+          "DELETE FROM apps WHERE name = ?"}) {
         TRY_ASSIGN(auto erase, m_db->prepare(sql));
         TRY(erase.bind(app).run());
     }

@@ -41,6 +41,21 @@ struct ReleaseRow {
     bool dirty = false;
     std::string tree_digest;   // common::Manifest::digest() of the source tree
     std::string config_digest; // sha256 of `config`
+    std::string started_at;    // when the web process (pid) started
+    int restarts = 0;          // times the agent restarted the web process
+};
+
+// One instance of a process of a release other than web ([processes]).
+struct ProcessRow {
+    std::string app;
+    std::string release;
+    std::string process;
+    int instance = 1;
+    int pid = 0; // 0: not running (it is started again)
+    std::int64_t pid_start = 0;
+    std::string started_at;
+    int restarts = 0;
+    std::string last_exit; // why it last stopped running ("exited with status 1")
 };
 
 struct NewRelease {
@@ -113,6 +128,16 @@ class Store {
     common::Status set_process(const std::string& app, const std::string& id, int port, int pid,
                                std::int64_t pid_start);
     common::Status clear_process(const std::string& app, const std::string& id);
+    // The web process was started again by the agent: counts it.
+    common::Status count_restart(const std::string& app, const std::string& id);
+
+    // The processes other than web: one row per instance (inserted or replaced).
+    common::Status put_process(const ProcessRow& row);
+    common::Status remove_process(const std::string& app, const std::string& release,
+                                  const std::string& process, int instance);
+    // Of one release, by process and instance.
+    std::vector<ProcessRow> processes(const std::string& app, const std::string& release);
+    std::vector<ProcessRow> all_processes();
     // Deletes the row (and writes an audit row).
     common::Status remove(const std::string& app, const std::string& id, std::string_view detail);
 

@@ -20,6 +20,7 @@ namespace cli::commands {
 void add_deploy(CLI::App& app, Context& ctx);
 void add_status(CLI::App& app, Context& ctx);
 void add_releases(CLI::App& app, Context& ctx);
+void add_ps(CLI::App& app, Context& ctx);
 void add_logs(CLI::App& app, Context& ctx);
 void add_run(CLI::App& app, Context& ctx);
 void add_rollback(CLI::App& app, Context& ctx);
@@ -44,6 +45,7 @@ inline constexpr AddCommand k_commands[] = {
     add_deploy,
     add_status,
     add_releases,
+    add_ps,
     add_logs,
     add_run,
     add_rollback,

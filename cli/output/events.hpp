@@ -146,6 +146,12 @@ struct Releases {
     JsonValue list;
 };
 
+// ps: GET /v1/apps/APP/ps (the PRODUCTION release's processes).
+struct Processes {
+    std::string host;
+    JsonValue list;
+};
+
 // status: GET /v1/apps/APP.
 struct Status {
     std::string host;
@@ -308,7 +314,7 @@ struct InitSummary {
 
 using Event = std::variant<Version, Completion, Warning, PackageSummary, Uploading, UploadProgress,
                            Uploaded, Created, Unchanged, AgentEvent, Done, RolledBack, Removed,
-                           Releases, Status, Apps, AppChanged, AppDestroyed, EnvList, EnvChanged,
+                           Releases, Processes, Status, Apps, AppChanged, AppDestroyed, EnvList, EnvChanged,
                            Agent, TokenCreated, Tokens, TokenRevoked, Audit, LoggedIn, RunOutput,
                            RunExit, Error,
                            Summary, Templates, InitSummary>;

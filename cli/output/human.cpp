@@ -156,6 +156,7 @@ class HumanPrinter final : public Printer {
     void render(const Releases& e);
     void render(const Status& e);
     void render(const Apps& e);
+    void render(const Processes& e);
     void render(const AppChanged& e);
     void render(const AppDestroyed& e);
     void render(const EnvList& e);
@@ -469,6 +470,59 @@ void HumanPrinter::render(const Releases& e) {
         release_line(host, r, commit_width(list));
         if (auto served = served_text(r); !served.empty())
             line(m_out, host_prefix(host), paint(Color::dim, "       " + served));
+    }
+}
+
+// "3d04h", "2h05m", "4m10s", "12s".
+std::string uptime_text(std::int64_t s) {
+    if (s >= 86400)
+        return fmt::format("{}d{:02}h", s / 86400, s % 86400 / 3600);
+    if (s >= 3600)
+        return fmt::format("{}h{:02}m", s / 3600, s % 3600 / 60);
+    if (s >= 60)
+        return fmt::format("{}m{:02}s", s / 60, s % 60);
+    return fmt::format("{}s", s);
+}
+
+void HumanPrinter::render(const Processes& e) {
+    const json& answer = *e.list;
+    const json empty = json::array();
+    const json& list = answer.is_object() && answer.contains("processes") &&
+                               answer["processes"].is_array()
+                           ? answer["processes"]
+                           : empty;
+    line(m_out, host_prefix(e.host),
+         fmt::format("{} {}{}", json_str(answer, "app"), json_str(answer, "release"),
+                     json_true(answer, "stopped") ? " (stopped: deployctl start starts it)" : ""));
+    if (list.empty()) {
+        line(m_out, host_prefix(e.host), "no processes: a [static] site is served by deploy-proxy");
+        return;
+    }
+    line(m_out, host_prefix(e.host),
+         paint(Color::bold, fmt::format("{:<16} {:<9} {:<28} {:>7} {:>8} {:>10} {:>6}", "PROCESS",
+                                        "STATE", "PID", "UPTIME", "RESTARTS", "RSS", "CPU")));
+    for (const auto& p : list) {
+        const std::string state = json_str(p, "state");
+        const Color c = state == "running" ? Color::green
+                        : state == "crashed" ? Color::red
+                                             : Color::yellow;
+        const auto pid = p.value("pid", 0);
+        std::string where = pid > 0 ? std::to_string(pid) : "-";
+        if (const auto container = json_str(p, "container"); !container.empty())
+            where += " " + container;
+        const bool running = state == "running";
+        line(m_out, host_prefix(e.host),
+             fmt::format("{:<16} {} {:<28} {:>7} {:>8} {:>10} {:>6}",
+                         json_str(p, "process") + "." + std::to_string(p.value("instance", 1)),
+                         paint(c, fmt::format("{:<9}", state)), where,
+                         running && p.contains("uptime_s") && p["uptime_s"].is_number()
+                             ? uptime_text(p["uptime_s"].get<std::int64_t>())
+                             : "-",
+                         p.value("restarts", 0),
+                         running ? format_bytes(p.value("rss_bytes", std::uint64_t{0})) : "-",
+                         running ? fmt::format("{:.1f}%", p.value("cpu_percent", 0.0)) : "-"));
+        if (const auto exit = json_str(p, "last_exit"); !exit.empty())
+            line(m_out, host_prefix(e.host), paint(Color::dim, "                 last: " + exit));
     }
 }
 

@@ -85,6 +85,13 @@ class JsonPrinter final : public Printer {
         write(rows);
     }
     void render(const Status& e) { write(status_object(*e.status, e.host)); }
+    // One object per host: the agent's answer, with the host.
+    void render(const Processes& e) {
+        json out = e.list->is_object() ? *e.list : json::object();
+        out["event"] = "processes";
+        out["host"] = e.host;
+        write(out);
+    }
     void render(const Apps& e) {
         if (e.list->is_array())
             for (const auto& app : *e.list)
