@@ -284,13 +284,19 @@ TEST_CASE("container runtime runs the app with PORT, env, memory, labels and hos
     FakeEngine engine;
     auto runtime = make_runtime(engine);
     test::TempDir data;
-    auto config =
-        config_of("app = \"web\"\n[run]\nmemory = \"64m\"\n[env]\nGREETING = \"hi there\"\n");
-    agent::runtime::AppLaunch launch{"web",   "v2",  data.path() / "release",
-                                     data.path() / "v2.app.log",
-                                     &config, 41234, {{"API_KEY", "sekret-value-1234"},
-                                                      {"GREETING", "hello from the agent"}},
-                                     {"API_KEY"}, {"sekret-value-1234"}};
+    auto config = config_of(
+        "app = \"web\"\n[run]\nmemory = \"64m\"\ncpus = 0.5\npids = 100\n[env]\nGREETING = "
+        "\"hi there\"\n");
+    agent::runtime::AppLaunch launch{
+        "web",
+        "v2",
+        data.path() / "release",
+        data.path() / "v2.app.log",
+        &config,
+        41234,
+        {{"API_KEY", "sekret-value-1234"}, {"GREETING", "hello from the agent"}},
+        {"API_KEY"},
+        {"sekret-value-1234"}};
     auto process = runtime->start(launch);
     REQUIRE_MESSAGE(process.ok(), (process.ok() ? std::string() : process.error().message));
     CHECK(process->pid == ::getpid()); // the State.Pid the fake engine reported
@@ -307,6 +313,8 @@ TEST_CASE("container runtime runs the app with PORT, env, memory, labels and hos
     CHECK(engine.calls().find("sekret") == std::string::npos);
     CHECK(common::read_file(engine.dir() / "run_env.log").value() == "API_KEY=sekret-value-1234\n");
     CHECK(run.find("|--memory|67108864|--memory-swap|67108864|") != std::string::npos);
+    CHECK(run.find("|--cpus|0.5|") != std::string::npos);
+    CHECK(run.find("|--pids-limit|100|") != std::string::npos);
     CHECK(run.find("|--restart|no|") != std::string::npos);
     CHECK(run.find("|--init|") != std::string::npos);
     CHECK(run.find("|--label|dev.deployctl.app=web|") != std::string::npos);
@@ -332,8 +340,8 @@ TEST_CASE("container runtime publishes the port on 127.0.0.1 off host networking
     auto runtime = make_runtime(engine, "podman", "bridge");
     test::TempDir data;
     auto config = config_of("app = \"web\"\n[run]\nport = 3000\ncommand = \"node server.js\"\n");
-    agent::runtime::AppLaunch launch{"web",   "v1", data.path(), data.path() / "v1.app.log",
-                                     &config, 41000, {},   {},          {}};
+    agent::runtime::AppLaunch launch{
+        "web", "v1", data.path(), data.path() / "v1.app.log", &config, 41000, {}, {}, {}};
     REQUIRE(runtime->start(launch).ok());
     auto run = engine.call("run");
     CHECK(run.find("|--network|bridge|--restart|no|") != std::string::npos);
@@ -371,8 +379,8 @@ TEST_CASE("container runtime removes a container it could not start and never re
     test::TempDir data;
     auto config = config_of("app = \"web\"\n");
     engine.fail_inspect("Error response from daemon: i/o timeout");
-    agent::runtime::AppLaunch launch{"web",   "v4", data.path(), data.path() / "v4.app.log",
-                                     &config, 41500, {},   {},          {}};
+    agent::runtime::AppLaunch launch{
+        "web", "v4", data.path(), data.path() / "v4.app.log", &config, 41500, {}, {}, {}};
     REQUIRE_FALSE(runtime->start(launch).ok());
     auto calls = engine.calls();
     CHECK(calls.rfind("|rm|--force|deployctl-web-v4-a1b2c3d4") > calls.find("|run|"));
