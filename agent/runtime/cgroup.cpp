@@ -199,19 +199,11 @@ Cgroups Cgroups::open(Options options) {
                 offered.push_back(c);
         if (offered.empty())
             return out;
-        if (options.setup) {
-            // No internal processes: whatever runs in the agent's cgroup (the agent,
-            // apps an older agent started there) moves into a leaf of its own.
-            if (!self.empty() && !read_pids(base).empty()) {
-                const fs::path leaf = base / k_agent_leaf;
-                fs::create_directory(leaf, ec);
-                for (int pid : read_pids(base))
-                    if (auto moved = write_value(leaf / "cgroup.procs", std::to_string(pid));
-                        !moved)
-                        common::log_warn("cgroups: " + moved.error().message);
-            }
-            offered = enable_controllers(base, offered);
-        }
+        // Moving the agent and enabling the controllers wait for the first cgroup.
+        out.m_v2 = std::make_shared<V2Setup>();
+        out.m_v2->base = base;
+        out.m_v2->move = !self.empty();
+        out.m_v2->controllers = offered;
         out.m_version = Version::v2;
         out.m_missing.clear();
         for (const auto& c : k_controllers) {
@@ -293,9 +285,34 @@ std::vector<fs::path> Cgroups::procs_files(const std::string& name) const {
     return out;
 }
 
+// No internal processes: whatever runs in the agent's cgroup (the agent, apps an
+// older agent started there) moves into a leaf of its own, then the controllers
+// are enabled for the children. Once; its outcome is kept.
+common::Status Cgroups::prepare_v2() const {
+    std::lock_guard lock(m_v2->mutex);
+    if (m_v2->done)
+        return m_v2->outcome;
+    m_v2->done = true;
+    const fs::path& base = m_v2->base;
+    if (m_v2->move && !read_pids(base).empty()) {
+        const fs::path leaf = base / k_agent_leaf;
+        std::error_code ec;
+        fs::create_directory(leaf, ec);
+        for (int pid : read_pids(base))
+            if (auto moved = write_value(leaf / "cgroup.procs", std::to_string(pid)); !moved)
+                common::log_warn("cgroups: " + moved.error().message);
+    }
+    if (enable_controllers(base, m_v2->controllers).size() != m_v2->controllers.size())
+        m_v2->outcome = make_error(ErrorKind::io, "cannot enable the cgroup controllers of " +
+                                                      base.string() + " (see the agent's log)");
+    return m_v2->outcome;
+}
+
 common::Status Cgroups::create(const std::string& name, const Limits& limits) const {
     if (m_version == Version::none)
         return make_error(ErrorKind::internal, "no cgroups to create " + name + " in");
+    if (m_v2)
+        TRY(prepare_v2());
     if (auto why = unsupported(limits, "limit"); !why.empty())
         return make_error(ErrorKind::config, why);
     if (exists(name))

@@ -16,6 +16,8 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -55,16 +57,14 @@ struct Options {
     std::string group; // "deployctl-" + the agent's id
     // v2: the agent's own cgroup relative to root; nullopt = read /proc/self/cgroup.
     std::optional<std::string> self;
-    // v2: move the agent (and whatever shares its cgroup) into its leaf and
-    // enable the controllers for its children. Off only in tests of detection.
-    bool setup = true;
 };
 
 class Cgroups {
   public:
     // Finds the hierarchy with writable memory, cpu and pids controllers
-    // under options.root and, on v2, prepares the agent's cgroup. Never fails:
-    // what it cannot use is in missing().
+    // under options.root. Never fails: what it cannot use is in missing(). On
+    // v2 the first create() moves the agent (and whatever shares its cgroup)
+    // into its leaf and enables the controllers for its children.
     static Cgroups open(Options options);
     // No controller at all (tests, an agent without cgroups).
     Cgroups() = default;
@@ -107,6 +107,17 @@ class Cgroups {
     std::filesystem::path base(const std::string& controller) const;
 
   private:
+    struct V2Setup {
+        std::mutex mutex;
+        bool done = false;
+        std::filesystem::path base; // the agent's own cgroup
+        bool move = false;          // not when that is the root
+        std::vector<std::string> controllers;
+        common::Status outcome;
+    };
+    common::Status prepare_v2() const;
+
+    std::shared_ptr<V2Setup> m_v2; // v2 only
     Version m_version = Version::none;
     std::filesystem::path m_memory, m_cpu, m_pids; // the group's folder per controller
     std::vector<std::string> m_missing{"memory", "cpu", "pids"};

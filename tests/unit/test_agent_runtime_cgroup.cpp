@@ -73,15 +73,18 @@ TEST_CASE("cgroup v2: the agent moves to a leaf, controllers are enabled, limits
     auto cgroups = Cgroups::open(options_for(dir.path()));
     CHECK(cgroups.version() == Version::v2);
     CHECK(cgroups.missing().empty());
+    CHECK(cgroups.base("memory") == self / "deployctl-0123abcd");
+    // Nothing changes before the first cgroup is made.
+    CHECK_FALSE(fs::exists(self / "deploy-agent"));
+    CHECK_FALSE(fs::exists(self / "deployctl-0123abcd"));
+    CHECK(text_of(self / "cgroup.subtree_control").empty());
+
+    const std::string name = cgroup_name("web", "v1", "web", "1");
+    REQUIRE(cgroups.create(name, {64ull << 20, 0.5, 100}).ok());
     // No internal processes: what ran in the agent's cgroup moved to its leaf,
     // then the controllers were enabled for the children.
     CHECK(text_of(self / "deploy-agent" / "cgroup.procs") == "5678"); // one pid a write
     CHECK(text_of(self / "cgroup.subtree_control") == "+memory +cpu +pids");
-    CHECK(cgroups.base("memory") == self / "deployctl-0123abcd");
-    CHECK_FALSE(fs::exists(self / "deployctl-0123abcd")); // made with its first cgroup
-
-    const std::string name = cgroup_name("web", "v1", "web", "1");
-    REQUIRE(cgroups.create(name, {64ull << 20, 0.5, 100}).ok());
     const fs::path group = self / "deployctl-0123abcd";
     const fs::path app = group / "web" / "v1.web.1";
     CHECK(text_of(group / "cgroup.subtree_control") == "+memory +cpu +pids");
