@@ -17,6 +17,23 @@ if [[ ! -w $CG/memory/cgroup.procs && ! -f $CG/cgroup.controllers ]]; then
     exit 77
 fi
 
+# On any exit: the cgroups of this suite's agents go too (their processes killed first).
+remove_groups() {
+    local pid d
+    for pid in $(cat "$TEST_TMP/agent.pids" 2>/dev/null); do kill -9 "$pid" 2>/dev/null; done
+    for d in "$TEST_TMP"/*/data/agent.id; do
+        [[ -f $d ]] || continue
+        for c in memory cpu pids; do
+            [[ -d $CG/$c/deployctl-$(tr -d '[:space:]' <"$d") ]] || continue
+            find "$CG/$c/deployctl-$(tr -d '[:space:]' <"$d")" -name cgroup.procs -exec cat {} + 2>/dev/null |
+                xargs -r kill -9 2>/dev/null
+            sleep 0.2
+            find "$CG/$c/deployctl-$(tr -d '[:space:]' <"$d")" -depth -type d -exec rmdir {} \; 2>/dev/null
+        done
+    done
+}
+trap 'rc=$?; remove_groups; (exit $rc); stop_all' EXIT
+
 start_agent
 APP=limits-web
 # The app: a Python HTTP server; /eat allocates (and touches) 200 MiB; with GREEDY set
@@ -92,9 +109,12 @@ assert_contains "$(cat "$(cgdir memory $W)/cgroup.procs" 2>&1)" "$PID2" "the new
 assert_eq 0 "$(awk '$1 == "oom_kill" { print $2 }' "$(cgdir memory $W)/memory.oom_control")" "its cgroup was made again: no OOM kill counted yet"
 
 # --- an agent restart keeps the app in its cgroup ------------------------------------------
+mkdir "$(cgdir memory v9.web.1)" # an empty leftover of a release that no longer runs
 kill_agent -9
 restart_agent
 expect_serving $APP "limits 2" "after an agent restart the app serves"
+assert_false test -d "$(cgdir memory v9.web.1)" "the restarted agent removed the empty leftover cgroup"
+assert_contains "$(cat "$AGENT_LOG")" "removed 1 leftover cgroup" "and said so"
 assert_eq "$PID2" "$(app_pid $APP v1)" "the same process (adopted)"
 assert_contains "$(cat "$(cgdir memory $W)/cgroup.procs" 2>&1)" "$PID2" "still in its cgroup"
 # The restarted agent finds the cgroup by name for the OOM count.
