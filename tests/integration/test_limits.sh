@@ -32,7 +32,7 @@ remove_groups() {
         done
     done
 }
-trap 'rc=$?; remove_groups; (exit $rc); stop_all' EXIT
+trap 'rc=$?; set +e; remove_groups; (exit $rc); stop_all' EXIT
 
 start_agent
 APP=limits-web
@@ -68,7 +68,7 @@ set_toml() {
         /^\[run\]$/ && ENVIRON["RUN_LINES"] != "" { print ENVIRON["RUN_LINES"] }
         /^\[build\]$/ && ENVIRON["BUILD_LINES"] != "" { print ENVIRON["BUILD_LINES"] }')
     [[ -n ${3:-} ]] && toml+=$'\n\n[env]\n'"$3"
-    commit_change "$REPO" "limits: $1 $2 $3" deploy.toml "$toml" VERSION "$VERSION"
+    commit_change "$REPO" "limits: $1 ${2:-} ${3:-}" deploy.toml "$toml" VERSION "$VERSION"
 }
 LIMITS=$'memory = "64M"\ncpus = 0.5\npids = 40'
 set_toml "$LIMITS"
@@ -95,8 +95,9 @@ assert_not_contains "$(cat "$AGENT_LOG")" "cgroups: no writable" "serve finds ev
 
 # --- over its memory on a request: killed, said so, restarted, serving again ---------------
 in_log() { grep -c "exceeded memory limit 64m" "$DATA/apps/$APP/logs/v1.ndjson" 2>/dev/null || true; }
+logged() { (($(in_log) >= $1)); }
 fetch $APP /eat >/dev/null
-wait_until 20 test "$(in_log)" -ge 1 ||
+wait_until 20 logged 1 ||
     fail "the release's log says the app exceeded its memory limit" "$(excerpt "$DATA/apps/$APP/logs/v1.ndjson")"
 pass "the release's log says \"app exceeded memory limit 64m\""
 assert_contains "$(grep 'exceeded memory' "$DATA/apps/$APP/logs/v1.ndjson")" "app exceeded memory limit 64m; started again" "the supervisor's note"
@@ -113,13 +114,13 @@ mkdir "$(cgdir memory v9.web.1)" # an empty leftover of a release that no longer
 kill_agent -9
 restart_agent
 expect_serving $APP "limits 2" "after an agent restart the app serves"
-assert_false test -d "$(cgdir memory v9.web.1)" "the restarted agent removed the empty leftover cgroup"
+assert_false "the restarted agent removed the empty leftover cgroup" test -d "$(cgdir memory v9.web.1)"
 assert_contains "$(cat "$AGENT_LOG")" "removed 1 leftover cgroup" "and said so"
 assert_eq "$PID2" "$(app_pid $APP v1)" "the same process (adopted)"
 assert_contains "$(cat "$(cgdir memory $W)/cgroup.procs" 2>&1)" "$PID2" "still in its cgroup"
 # The restarted agent finds the cgroup by name for the OOM count.
 fetch $APP /eat >/dev/null
-wait_until 20 test "$(in_log)" -ge 2 || fail "the restarted agent says so too" "$(excerpt "$DATA/apps/$APP/logs/v1.ndjson")"
+wait_until 20 logged 2 || fail "the restarted agent says so too" "$(excerpt "$DATA/apps/$APP/logs/v1.ndjson")"
 pass "after the restart, an OOM kill is said to be one again"
 wait_until 20 serving || fail "and the app serves again" "$(excerpt "$AGENT_LOG")"
 
@@ -129,8 +130,8 @@ assert_contains "$OUT" "/$GROUP/$APP/v1.run-" "deployctl run runs in a cgroup of
 run dctl run -- sh -c 'i=0; while [ $i -lt 100 ]; do sleep 61.7 & i=$((i + 1)); done; echo started $i'
 assert_ne 0 "$RC" "a fork loop of 100 under pids = 40 fails"
 assert_not_contains "$OUT" "started 100" "it did not start 100 processes"
-left() { pgrep -fc 'sleep 61.7' || true; }
-wait_until 10 test "$(left)" -eq 0 || fail "what the one-off left is killed with its cgroup" "$(pgrep -fa 'sleep 61.7')"
+none_left() { ! pgrep -f 'sleep 61.7' >/dev/null; }
+wait_until 10 none_left || fail "what the one-off left is killed with its cgroup" "$(pgrep -fa 'sleep 61.7')"
 pass "the one-off's leftovers were killed with its cgroup"
 runs() { ls -d "$CG/memory/$GROUP/$APP"/v1.run-* 2>/dev/null | wc -l; }
 assert_eq 0 "$(runs)" "the one-offs' cgroups are removed"
@@ -141,7 +142,7 @@ assert_exit 1 dctl deploy
 assert_contains "$(release_field $APP v2 error)" "app exceeded memory limit 64m while starting" "v2 FAILED: exceeded its memory while starting"
 assert_eq FAILED "$(release_state $APP v2)" "v2 is FAILED"
 expect_serving $APP "limits 2" "v1 keeps serving"
-assert_false test -d "$(cgdir memory v2.web.1)" "the failed start's cgroup is removed"
+assert_false "the failed start's cgroup is removed" test -d "$(cgdir memory v2.web.1)"
 
 # --- a build over [build] memory fails with the same words ---------------------------------
 set_toml "" 'memory = "64M"'
@@ -150,15 +151,15 @@ commit_change "$REPO" "a greedy build"
 assert_contains "$(cat "$REPO/deploy.toml")" "200 << 20" "the greedy build command is in deploy.toml"
 assert_exit 1 dctl deploy
 assert_contains "$(release_field $APP v3 error)" "build exceeded memory limit 64m" "v3 FAILED: the build exceeded its memory"
-assert_false test -d "$(cgdir memory v3.build)" "the build's cgroup is removed"
+assert_false "the build's cgroup is removed" test -d "$(cgdir memory v3.build)"
 
 # --- removing a release removes its cgroups; so does stopping the app -----------------------
 mkdir "$(cgdir memory v2.web.9)" # what an agent killed mid-start could leave
 assert_exit 0 dctl rm v2
-assert_false test -d "$(cgdir memory v2.web.9)" "removing v2 removed its cgroups"
+assert_false "removing v2 removed its cgroups" test -d "$(cgdir memory v2.web.9)"
 assert_exit 0 dctl stop
 for c in memory cpu pids; do
-    assert_false test -d "$(cgdir $c $W)" "stopping the app removed its $c cgroup"
+    assert_false "stopping the app removed its $c cgroup" test -d "$(cgdir $c $W)"
 done
 
 # --- no writable cgroups: one line from serve, deployments asking for limits refused --------
