@@ -138,7 +138,13 @@ assert_eq 0 "$(runs)" "the one-offs' cgroups are removed"
 
 # --- over its memory while starting: the release fails with the reason ---------------------
 set_toml "$LIMITS" "" 'GREEDY = "1"'
+# Its [release] command runs first, as a one-off with the app's limits.
+printf '\n[release]\ncommand = "cat /proc/self/cgroup"\n' >>"$REPO/deploy.toml"
+commit_change "$REPO" "a release command"
 assert_exit 1 dctl deploy
+assert_contains "$(jq -r 'select(.stream == "release") | .line' "$DATA/apps/$APP/logs/v2.ndjson")" \
+    "/$GROUP/$APP/v2.release-" "the release command ran in a cgroup of its own"
+assert_eq 0 "$(ls -d "$CG/memory/$GROUP/$APP"/v2.release-* 2>/dev/null | wc -l)" "and it was removed when it ended"
 assert_contains "$(release_field $APP v2 error)" "app exceeded memory limit 64m while starting" "v2 FAILED: exceeded its memory while starting"
 assert_eq FAILED "$(release_state $APP v2)" "v2 is FAILED"
 expect_serving $APP "limits 2" "v1 keeps serving"
