@@ -159,6 +159,16 @@ assert_exit 1 dctl deploy
 assert_contains "$(release_field $APP v3 error)" "build exceeded memory limit 64m" "v3 FAILED: the build exceeded its memory"
 assert_false "the build's cgroup is removed" test -d "$(cgdir memory v3.build)"
 
+# --- a restart: the new process gets a second cgroup of the release, the old one's goes -----
+OLD=$(app_pid $APP v1)
+assert_exit 0 dctl restart
+expect_serving $APP "limits 2" "after deployctl restart the app serves"
+NEW=$(app_pid $APP v1)
+assert_ne "$OLD" "$NEW" "restart: a new process"
+assert_contains "$(cat "$(cgdir memory v1.web.2)/cgroup.procs" 2>&1)" "$NEW" "the new process is in v1.web.2"
+assert_false "the old process's cgroup v1.web.1 is removed" test -d "$(cgdir memory v1.web.1)"
+W=v1.web.2
+
 # --- removing a release removes its cgroups; so does stopping the app -----------------------
 mkdir "$(cgdir memory v2.web.9)" # what an agent killed mid-start could leave
 assert_exit 0 dctl rm v2
