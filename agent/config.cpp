@@ -100,7 +100,7 @@ common::Result<AgentConfig> parse_agent_config(std::string_view text, std::strin
     }
     AgentConfig out;
     TRY(r.check_keys(root, "agent.toml",
-                     {"data_dir", "listen", "socket", "engine", "engine_bin", "container_network",
+                     {"data_dir", "listen", "socket", "engine", "engine_bin", "container_network", "cgroup_root",
                       "proxy_bin", "tls_cert", "tls_key", "failed_logins_per_minute", "max_runs_per_app",
                       "proxy"}));
     for (auto [key, target] :
@@ -108,6 +108,7 @@ common::Result<AgentConfig> parse_agent_config(std::string_view text, std::strin
           std::pair{"socket", &out.socket}, std::pair{"engine", &out.engine},
           std::pair{"engine_bin", &out.engine_bin},
           std::pair{"container_network", &out.container_network},
+          std::pair{"cgroup_root", &out.cgroup_root},
           std::pair{"proxy_bin", &out.proxy_bin}}) {
         TRY(read_string(r, root, key, key, *target));
     }

@@ -21,6 +21,7 @@ struct AgentConfig {
     std::optional<std::string> engine;
     std::optional<std::string> engine_bin;
     std::optional<std::string> container_network;
+    std::optional<std::string> cgroup_root;
     std::optional<std::string> proxy_bin;
     std::optional<int> failed_logins_per_minute;
     std::optional<int> max_runs_per_app;

@@ -46,6 +46,7 @@ int apply_config_file(const CLI::App& serve, const std::string& flag_path,
     fill("--engine", config->engine, options.engine);
     fill("--engine-bin", config->engine_bin, options.engine_bin);
     fill("--container-network", config->container_network, options.container_network);
+    fill("--cgroup-root", config->cgroup_root, options.cgroup_root);
     fill("--proxy-bin", config->proxy_bin, options.proxy_bin);
     fill("--proxy-listen", config->proxy_listen, options.proxy.listen);
     if (config->failed_logins_per_minute && serve.count("--failed-logins-per-minute") == 0)
@@ -105,11 +106,12 @@ int main(int argc, char** argv) {
     serve->footer("The API on TCP needs a bearer token (docs/security.md): on its first start the "
                   "agent writes an admin token for all apps to DATA_DIR/admin.token (mode 0600). "
                   "The unix socket needs none.");
-    serve->add_option("--config", config_path,
-                      std::string("agent.toml with these settings and the proxy's HTTPS "
-                                  "certificates (docs/agent-config.md); flags given here win. "
-                                  "Default: ") +
-                          k_default_config + " when it exists")
+    serve
+        ->add_option("--config", config_path,
+                     std::string("agent.toml with these settings and the proxy's HTTPS "
+                                 "certificates (docs/agent-config.md); flags given here win. "
+                                 "Default: ") +
+                         k_default_config + " when it exists")
         ->check(CLI::ExistingFile);
     serve->add_option("--data-dir", options.data_dir, "State, blobs, releases and logs live here")
         ->capture_default_str();
@@ -146,6 +148,14 @@ int main(int argc, char** argv) {
                      "Network of app containers (docker run --network); with host networking "
                      "the app listens on 127.0.0.1:$PORT, with any other the agent publishes "
                      "$PORT on 127.0.0.1")
+        ->capture_default_str();
+    serve
+        ->add_option("--cgroup-root", options.cgroup_root,
+                     "Where the cgroup file systems are mounted: cgroup v2, or v1's memory, cpu "
+                     "and pids hierarchies. The process engine applies [run] memory, cpus and "
+                     "pids and [build] memory through them (a cgroup per app process, build and "
+                     "one-off); without a writable controller, deployments asking for its limit "
+                     "are refused")
         ->capture_default_str();
     serve->add_option("--proxy-bin", options.proxy_bin,
                       "Path of the deploy-proxy binary (default: beside deploy-agent)");
@@ -213,8 +223,8 @@ int main(int argc, char** argv) {
             options.tls = tls_files;
         if (int code = apply_config_file(*serve, config_path, options); code >= 0)
             return code;
-        options.socket_is_default = options.socket == agent::api::k_default_socket &&
-                                    serve->count("--socket") == 0;
+        options.socket_is_default =
+            options.socket == agent::api::k_default_socket && serve->count("--socket") == 0;
         return agent::api::serve(options);
     }
     if (*dial)

@@ -65,7 +65,7 @@ Status read_build(const Reader& r, const toml::table& t, BuildConfig& out) {
 }
 
 Status read_run(const Reader& r, const toml::table& t, RunConfig& out) {
-    TRY(r.check_keys(t, "[run]", {"command", "port", "memory", "health"}));
+    TRY(r.check_keys(t, "[run]", {"command", "port", "memory", "cpus", "pids", "health"}));
     if (const auto* n = t.get("command")) {
         TRY_ASSIGN(out.command, r.string_at(*n, "run.command"));
     }
@@ -75,6 +75,21 @@ Status read_run(const Reader& r, const toml::table& t, RunConfig& out) {
     }
     if (const auto* n = t.get("memory")) {
         TRY_ASSIGN(out.memory, r.size_at(*n, "run.memory"));
+    }
+    if (const auto* n = t.get("cpus")) {
+        // An integer (2) or a fraction (0.5) of cores; at least a thousandth.
+        std::optional<double> cpus;
+        if (auto v = n->as_floating_point())
+            cpus = v->get();
+        else if (auto i = n->as_integer())
+            cpus = static_cast<double>(i->get());
+        if (!cpus || !(*cpus >= 0.001) || *cpus > 4096)
+            return r.error_at(n->source(), "run.cpus must be a number of cores greater than 0 "
+                                           "(e.g. 0.5 or 2), at most 4096");
+        out.cpus = *cpus;
+    }
+    if (const auto* n = t.get("pids")) {
+        TRY_ASSIGN(out.pids, r.integer_at(*n, "run.pids", 1, 4194304));
     }
     if (const auto* n = t.get("health")) {
         TRY_ASSIGN(const toml::table* health, r.table_at(*n, "run.health"));

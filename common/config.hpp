@@ -36,7 +36,9 @@ struct BuildConfig {
 struct RunConfig {
     std::string command; // process runtime: shell command; containers: image CMD if empty
     int port = 0;        // container port; the process runtime assigns $PORT itself
-    std::uint64_t memory = 0;
+    std::uint64_t memory = 0; // bytes, 0 = unlimited
+    double cpus = 0;          // fraction of cores (0.5 = half of one), 0 = unlimited
+    std::int64_t pids = 0;    // most processes (and threads) at once, 0 = unlimited
     HealthConfig health;
 };
 

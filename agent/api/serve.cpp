@@ -215,7 +215,8 @@ int serve(const ServeOptions& options) {
     auto service = make_service(
         ServiceOptions{data_dir, options.engine, options.proxy,
                        options.proxy_bin.empty() ? default_proxy_bin() : options.proxy_bin,
-                       options.engine_bin, options.container_network, options.max_runs_per_app});
+                       options.engine_bin, options.container_network, options.max_runs_per_app,
+                       options.cgroup_root});
     ApiContext context{*service, blobs, data_dir};
     if (api_certificate)
         context.tls_fingerprint = [api_certificate] { return api_certificate->fingerprint(); };

@@ -23,6 +23,7 @@ struct ServeOptions {
     std::string engine = "auto";
     std::string engine_bin; // docker/podman CLI, default: on PATH
     std::string container_network = "host";
+    std::string cgroup_root = "/sys/fs/cgroup"; // the process engine's limits
     std::string proxy_bin; // empty: deploy-proxy beside this executable
     // Failed token checks a minute from one TCP address before it gets 429
     // (docs/security.md, "Failed logins"); 0: counted and logged, never refused.

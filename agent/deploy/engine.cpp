@@ -134,6 +134,12 @@ common::Result<ReleaseInfo> Engine::create_deployment(NewDeployment deployment) 
                                   deployment.release + "\"");
         seq = *parsed;
     }
+    if (auto why = unsupported_limits(deployment.config, deployment.manifest); !why.empty())
+        return make_error(ErrorKind::config,
+                          "deploy.toml asks for limits the process engine cannot apply on this "
+                          "server (" +
+                              why + "; no writable cgroup controller under " +
+                              m_options.cgroup_root + ", see deploy-agent serve's log)");
     auto row = m_store->create({deployment.app, deployment.config_text, deployment.commit,
                                 deployment.message, deployment.dirty, deployment.manifest.digest(),
                                 common::sha256_hex(deployment.config_text), seq});

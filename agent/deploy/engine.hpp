@@ -16,6 +16,7 @@
 #include <agent/deploy/routes.hpp>
 #include <agent/deploy/service.hpp>
 #include <agent/runtime/app.hpp>
+#include <agent/runtime/cgroup.hpp>
 #include <agent/runtime/runtime.hpp>
 #include <agent/secrets/env_vars.hpp>
 #include <agent/store/blobs.hpp>
@@ -267,6 +268,10 @@ class Engine final : public Service {
     std::vector<ReleaseRow> reconcile();
     void reconcile_release(const ReleaseRow& row);
     void remove_leftover_containers();
+    // Why `config` (with `manifest`) asks for limits that the process engine
+    // cannot apply here; empty when it does not.
+    std::string unsupported_limits(const common::AppConfig& config,
+                                   const common::Manifest& manifest) const;
     std::optional<std::string> recover_production(const ReleaseRow& row);
     void supervise_loop();
     void supervise_app(const std::string& app);
@@ -275,6 +280,9 @@ class Engine final : public Service {
     ServiceOptions m_options;
     std::string m_engine; // resolved by open_runtimes()
     std::string m_agent_id;
+    // The process engine's limits; opened with the runtimes.
+    std::shared_ptr<const runtime::cgroup::Cgroups> m_cgroups =
+        std::make_shared<runtime::cgroup::Cgroups>();
     std::unique_ptr<runtime::Runtime> m_process_runtime;
     std::unique_ptr<runtime::Runtime> m_container_runtime; // null on --engine process
     std::unique_ptr<Store> m_store;

@@ -249,7 +249,7 @@ void Engine::supervise_processes(const ReleaseRow& production) {
                 events.log("system", key + ": " + recovery.note);
                 continue;
             }
-            if (!recovery.note.empty() && runtime.name() != "process")
+            if (!recovery.note.empty()) // "exceeded memory limit 64m", "container exited ..."
                 reason = recovery.note;
         }
         const auto now = std::chrono::steady_clock::now();

@@ -71,6 +71,11 @@ std::vector<ReleaseRow> Engine::reconcile() {
     }
     reconcile_processes();
     remove_leftover_containers();
+    // After the loop: a PRODUCTION app that died while the agent was down had its
+    // cgroup's OOM count read (recover_production) and was started again.
+    if (auto removed = m_process_runtime->remove_leftover_groups(); removed > 0)
+        common::log_info("removed " + std::to_string(removed) + " leftover cgroup" +
+                         (removed == 1 ? "" : "s") + " of processes that no longer run");
     const auto& data = m_options.data_dir;
     fs::path apps = data.root() / "apps";
     // Temporary files of writes that failed and could not remove them.

@@ -45,7 +45,13 @@ common::Status Engine::open_runtimes() {
     if (!id)
         return id.error();
     m_agent_id = *id;
-    m_process_runtime = runtime::make_process_runtime();
+    runtime::cgroup::Options cgroups;
+    cgroups.root = m_options.cgroup_root;
+    cgroups.group = "deployctl-" + m_agent_id;
+    m_cgroups = std::make_shared<runtime::cgroup::Cgroups>(runtime::cgroup::Cgroups::open(cgroups));
+    if (auto note = m_cgroups->missing_note(); !note.empty())
+        common::log_warn(note); // once, at start
+    m_process_runtime = runtime::make_process_runtime(m_cgroups);
     std::string engine = m_options.engine;
     if (engine == "auto") {
         const std::string binary = m_options.engine_bin.empty() ? "docker" : m_options.engine_bin;
@@ -62,8 +68,8 @@ common::Status Engine::open_runtimes() {
         options.secret_values = [this](const runtime::ReleaseRef& release) {
             auto values = m_env->secret_values(release.app, release.id);
             if (!values)
-                common::log_error("cannot redact the output of " + release.app + " " +
-                                  release.id + ": " + values.error().message);
+                common::log_error("cannot redact the output of " + release.app + " " + release.id +
+                                  ": " + values.error().message);
             return values ? std::move(*values) : std::vector<std::string>();
         };
         auto container = runtime::make_container_runtime(std::move(options));
@@ -89,6 +95,24 @@ runtime::Runtime& Engine::runtime_for(const std::string& app, const std::string&
         runtime::wants_container(config, m_options.data_dir.release_dir(app, id)))
         return *m_container_runtime;
     return *m_process_runtime;
+}
+
+std::string Engine::unsupported_limits(const common::AppConfig& config,
+                                       const common::Manifest& manifest) const {
+    if (config.static_site)
+        return {}; // nothing runs
+    if (m_container_runtime) {
+        if (!config.build.dockerfile.empty())
+            return {};
+        for (const auto& entry : manifest.entries)
+            if (entry.path == "Dockerfile")
+                return {}; // a container: the engine applies them
+    }
+    std::string why = m_cgroups->unsupported(runtime::cgroup::run_limits(config), "run");
+    auto build = m_cgroups->unsupported(runtime::cgroup::build_limits(config), "build");
+    if (!build.empty())
+        why += (why.empty() ? "" : ", ") + build;
+    return why;
 }
 
 runtime::Runtime* Engine::running_runtime(const ReleaseRow& row) const {

@@ -34,11 +34,11 @@ struct ReleaseInfo {
     std::string updated_at;
     std::string commit;
     std::string message;
-    std::string error; // empty unless FAILED (or a note, e.g. a restart)
-    int port = 0;      // the app's port on 127.0.0.1 while it runs
-    bool dirty = false; // deployed from a working tree with uncommitted changes
-    std::string tree_digest;   // of the source tree (common::Manifest::digest)
-    std::string config_digest; // sha256 of the deploy.toml text
+    std::string error;              // empty unless FAILED (or a note, e.g. a restart)
+    int port = 0;                   // the app's port on 127.0.0.1 while it runs
+    bool dirty = false;             // deployed from a working tree with uncommitted changes
+    std::string tree_digest;        // of the source tree (common::Manifest::digest)
+    std::string config_digest;      // sha256 of the deploy.toml text
     std::vector<ServedSpan> served; // oldest first; empty if it never served
 };
 
@@ -67,12 +67,12 @@ struct AppStatus {
     // "running", "stopped" (deployctl stop), "failed" (the PRODUCTION app is
     // not running: the agent is starting it again) or "no_release".
     std::string state = "no_release";
-    std::string commit;                    // of the PRODUCTION release
+    std::string commit; // of the PRODUCTION release
     // What `rollback` with no id goes back to: the release that served before the
     // current one, from the switch history (nullopt when there is none).
     std::optional<std::string> previous;
-    std::string next_release;              // the app's next free id ("v16")
-    std::string url;                       // http://APP.localhost:PROXYPORT/
+    std::string next_release; // the app's next free id ("v16")
+    std::string url;          // http://APP.localhost:PROXYPORT/
     std::vector<std::string> domains;
     std::vector<ReleaseInfo> releases; // newest first
 };
@@ -161,10 +161,13 @@ struct ServiceOptions {
     DataDir data_dir;
     std::string engine = "process"; // auto | docker | podman | process
     ProxySettings proxy;
-    std::string proxy_bin;          // path of the deploy-proxy binary
-    std::string engine_bin;                      // the docker/podman CLI; default: on PATH
-    std::string container_network = "host";      // docker run --network
-    int max_runs_per_app = 4;                     // deployctl run: at once per app
+    std::string proxy_bin;                  // path of the deploy-proxy binary
+    std::string engine_bin;                 // the docker/podman CLI; default: on PATH
+    std::string container_network = "host"; // docker run --network
+    int max_runs_per_app = 4;               // deployctl run: at once per app
+    // Where the cgroup hierarchies are mounted (cgroup v2, or v1's memory/,
+    // cpu/ and pids/ folders): the process engine's limits (docs/design.md §2).
+    std::string cgroup_root = "/sys/fs/cgroup";
 };
 
 class Service {

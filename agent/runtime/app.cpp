@@ -1,4 +1,5 @@
 #include <agent/runtime/app.hpp>
+#include <agent/runtime/cgroup.hpp>
 #include <agent/runtime/log_redact.hpp>
 #include <agent/runtime/process.hpp>
 #include <common/fs.hpp>
@@ -42,7 +43,7 @@ common::Result<AppProcess> start_app(const AppLaunch& launch) {
         log = *writer;
     }
     SpawnSpec spec;
-    spec.argv = {"/bin/sh", "-c", command};
+    spec.argv = cgroup::enter_argv(launch.cgroup_procs, {"/bin/sh", "-c", command});
     spec.env = clean_environment(launch.release_dir, env);
     spec.cwd = launch.release_dir;
     spec.stdout_fd = log;

@@ -33,6 +33,9 @@ struct AppLaunch {
     // reaches the log file (the process engine then writes the log through
     // `deploy-agent log-redact`, see log_redact.hpp).
     std::vector<std::string> redact;
+    // The process engine's cgroup: the cgroup.procs files the app enters
+    // before it execs (cgroup.hpp), empty for none.
+    std::vector<std::filesystem::path> cgroup_procs{};
     // A process other than web ([processes]): its name, instance and
     // command; empty for the web process (run.command).
     std::string process{};

@@ -210,13 +210,13 @@ class ContainerRuntime final : public Runtime {
         if (config.build.memory)
             argv.insert(argv.end(), {"--memory", std::to_string(config.build.memory)});
         if (!spec.secrets.empty())
-            return make_error(ErrorKind::failed,
-                              "deploy.toml [build] secrets lists " + spec.secrets.front() +
-                                  ", but an image build cannot be given a secret safely: " +
-                                  m_options.engine +
-                                  " build keeps --build-arg values in the image's history on "
-                                  "disk. Read the secret at run time instead, or build with "
-                                  "build.command on the process engine");
+            return make_error(
+                ErrorKind::failed,
+                "deploy.toml [build] secrets lists " + spec.secrets.front() +
+                    ", but an image build cannot be given a secret safely: " + m_options.engine +
+                    " build keeps --build-arg values in the image's history on "
+                    "disk. Read the secret at run time instead, or build with "
+                    "build.command on the process engine");
         for (const auto& [key, value] : config.build.args)
             argv.insert(argv.end(), {"--build-arg", key + "=" + value});
         argv.push_back(spec.release_dir.string());
@@ -255,8 +255,8 @@ class ContainerRuntime final : public Runtime {
     // the app's environment and memory limit; cleanup removes it by force.
     common::Result<OneOffPlan> one_off(const OneOffSpec& spec) override {
         const auto& config = *spec.config;
-        const std::string name = container_name(spec.release) + "-" + spec.purpose + "-" +
-                                 random_suffix();
+        const std::string name =
+            container_name(spec.release) + "-" + spec.purpose + "-" + random_suffix();
         std::vector<std::string> argv = {m_options.binary, "run", "--rm", "--name", name};
         add_labels(argv, spec.release, Labels::container);
         argv.insert(argv.end(), {"--label", std::string(k_label_one_off) + "=" + spec.purpose,
@@ -271,12 +271,14 @@ class ContainerRuntime final : public Runtime {
         const auto cli_env = add_app_env(argv, config, spec.env, spec.secret_names);
         argv.insert(argv.end(), {"--env", "RELEASE=" + spec.release.id});
         add_memory_limit(argv, config);
+        add_cpu_and_pids_limits(argv, config);
         if (m_options.engine == "podman")
             add_podman_limits(argv);
         argv.push_back(image_name(spec.release));
         argv.insert(argv.end(), spec.argv.begin(), spec.argv.end());
         OneOffPlan plan;
-        plan.raw_terminal = spec.tty; // the container has the terminal: ours passes bytes as they are
+        plan.raw_terminal =
+            spec.tty; // the container has the terminal: ours passes bytes as they are
         plan.spawn.argv = std::move(argv);
         plan.spawn.argv[0] = resolve_engine_binary(m_options.binary);
         if (plan.spawn.argv[0].empty())
@@ -284,8 +286,8 @@ class ContainerRuntime final : public Runtime {
         plan.spawn.env = engine_environment_list(cli_env);
         plan.cleanup = [this, name] {
             auto removed = call({"rm", "--force", name}, k_quick);
-            if (removed && !removed->ok() && removed->output.find("No such container") ==
-                                                 std::string::npos &&
+            if (removed && !removed->ok() &&
+                removed->output.find("No such container") == std::string::npos &&
                 removed->output.find("no such container") == std::string::npos)
                 common::log_warn("cannot remove one-off container " + name + ": " +
                                  removed->last_line());
@@ -325,6 +327,7 @@ class ContainerRuntime final : public Runtime {
                                      "RELEASE=" + release.id});
         }
         add_memory_limit(argv, config);
+        add_cpu_and_pids_limits(argv, config);
         argv.insert(argv.end(), {"--log-opt", "max-size=10m", "--log-opt", "max-file=3"});
         if (m_options.engine == "podman")
             add_podman_limits(argv);
@@ -345,9 +348,10 @@ class ContainerRuntime final : public Runtime {
             return ran.error();
         if (!ran->ok()) {
             best_effort({"rm", "--force", name}, k_quick); // run may have created it
-            return make_error(ErrorKind::failed,
-                              "cannot start the container: " +
-                                  secrets::Redactor(launch.redact).apply(failure_text(*ran, "run")));
+            return make_error(
+                ErrorKind::failed,
+                "cannot start the container: " +
+                    secrets::Redactor(launch.redact).apply(failure_text(*ran, "run")));
         }
         auto state = inspect(name);
         if (!state) {
@@ -481,14 +485,15 @@ class ContainerRuntime final : public Runtime {
 
     std::size_t remove_one_offs(const std::string& purpose) override {
         CliCall list;
-        list.argv = {m_options.binary,
-                     "ps",
-                     "--all",
-                     "--quiet",
-                     "--filter",
-                     "label=" + std::string(k_label_agent) + "=" + m_options.agent_id,
-                     "--filter",
-                     "label=" + std::string(k_label_one_off) + (purpose.empty() ? "" : "=" + purpose)};
+        list.argv = {
+            m_options.binary,
+            "ps",
+            "--all",
+            "--quiet",
+            "--filter",
+            "label=" + std::string(k_label_agent) + "=" + m_options.agent_id,
+            "--filter",
+            "label=" + std::string(k_label_one_off) + (purpose.empty() ? "" : "=" + purpose)};
         list.timeout = k_quick;
         auto listed = run_cli(list);
         if (!listed || !listed->ok()) {
@@ -595,6 +600,15 @@ class ContainerRuntime final : public Runtime {
             return;
         const auto bytes = std::to_string(config.run.memory);
         argv.insert(argv.end(), {"--memory", bytes, "--memory-swap", bytes});
+    }
+
+    // [run] cpus and pids.
+    static void add_cpu_and_pids_limits(std::vector<std::string>& argv,
+                                        const common::AppConfig& config) {
+        if (config.run.cpus > 0)
+            argv.insert(argv.end(), {"--cpus", fmt::format("{:g}", config.run.cpus)});
+        if (config.run.pids > 0)
+            argv.insert(argv.end(), {"--pids-limit", std::to_string(config.run.pids)});
     }
 
     // Podman sets nofile and nproc far above what an engine without

@@ -131,6 +131,10 @@ class Runtime {
         (void)purpose;
         return 0;
     }
+    // After an agent restart: removes the cgroups of the process engine that
+    // nothing runs in any more (their releases stopped, failed or were
+    // removed while the agent was down); returns how many.
+    virtual std::size_t remove_leftover_groups() { return 0; }
     // The release is deleted: remove its image and anything else it held.
     virtual void remove(const ReleaseRef& release) { (void)release; }
     // Stops background work (log pumps); running apps keep running.
@@ -146,7 +150,11 @@ class Runtime {
     virtual std::string version() const { return {}; }
 };
 
-std::unique_ptr<Runtime> make_process_runtime();
+namespace cgroup {
+class Cgroups;
+}
+// `cgroups` applies [run] and [build] limits (none when it has no controller).
+std::unique_ptr<Runtime> make_process_runtime(std::shared_ptr<const cgroup::Cgroups> cgroups);
 
 struct ContainerOptions {
     std::string engine = "docker"; // "docker" or "podman"

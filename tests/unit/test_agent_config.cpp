@@ -37,6 +37,7 @@ listen = "127.0.0.1:7070"
 engine = "docker"
 engine_bin = "/usr/local/bin/docker"
 container_network = "deploy-net"
+cgroup_root = "/srv/cgroup"
 proxy_bin = "/usr/libexec/deploy-proxy"
 failed_logins_per_minute = 50
 max_runs_per_app = 2
@@ -65,6 +66,7 @@ TEST_CASE("agent.toml: a full file sets every key") {
     CHECK(config->engine == "docker");
     CHECK(config->engine_bin == "/usr/local/bin/docker");
     CHECK(config->container_network == "deploy-net");
+    CHECK(config->cgroup_root == "/srv/cgroup");
     CHECK(config->proxy_bin == "/usr/libexec/deploy-proxy");
     CHECK(config->failed_logins_per_minute == 50);
     CHECK(config->max_runs_per_app == 2);
@@ -136,6 +138,7 @@ TEST_CASE("agent.toml: a file of top-level keys only, with no [proxy]") {
     CHECK_FALSE(config->data_dir.has_value());
     CHECK_FALSE(config->engine_bin.has_value());
     CHECK_FALSE(config->container_network.has_value());
+    CHECK_FALSE(config->cgroup_root.has_value());
     CHECK_FALSE(config->proxy_bin.has_value());
     CHECK_FALSE(config->proxy_listen.has_value());
     CHECK_FALSE(config->proxy_https_listen.has_value());

@@ -28,7 +28,11 @@ bool have_busybox() {
 
 class Fixture {
   public:
-    Fixture() : m_data(m_dir.path() / "data") { restart(); }
+    // `cgroup_root`: where the process engine looks for cgroups (its limits).
+    explicit Fixture(std::string cgroup_root = "/sys/fs/cgroup")
+        : m_data(m_dir.path() / "data"), m_cgroup_root(std::move(cgroup_root)) {
+        restart();
+    }
     ~Fixture() {
         m_service->stop();
         // Apps outlive the agent by design: stop them here.
@@ -43,7 +47,8 @@ class Fixture {
             m_service->stop();
         agent::ProxySettings proxy;
         proxy.listen = "127.0.0.1:18080";
-        m_service = agent::make_service({m_data, "process", proxy, "", "", "host"});
+        m_service =
+            agent::make_service({m_data, "process", proxy, "", "", "host", 4, m_cgroup_root});
         auto started = m_service->start();
         REQUIRE(started.ok());
     }
@@ -56,6 +61,17 @@ class Fixture {
         auto digest = common::sha256_hex(content);
         REQUIRE(blobs.put(digest, content).ok());
         return {path, kind, digest, content.size(), ""};
+    }
+
+    common::Result<agent::ReleaseInfo> create(const std::string& toml) {
+        agent::NewDeployment d;
+        d.app = "web";
+        d.config_text = toml;
+        auto config = common::parse_config(toml, "deploy.toml");
+        REQUIRE(config.ok());
+        d.config = *config;
+        d.manifest.entries = {blob("healthz", "ok\n")};
+        return m_service->create_deployment(d);
     }
 
     std::string deploy(const std::string& toml) {
@@ -96,6 +112,7 @@ class Fixture {
   private:
     test::TempDir m_dir;
     agent::DataDir m_data;
+    std::string m_cgroup_root;
     std::unique_ptr<agent::Service> m_service;
 };
 
@@ -373,4 +390,27 @@ TEST_CASE("engine shows the last lines an app wrote when it fails while starting
         CHECK(f.events(id).find("the app wrote no output before it failed; more: deployctl logs " +
                                 id) != std::string::npos);
     }
+}
+
+TEST_CASE("engine refuses a deployment asking for limits the server's cgroups cannot apply") {
+    test::TempDir no_cgroups; // no hierarchy at all: no controller is writable
+    Fixture f(no_cgroups.path().string());
+    for (const std::string& limit :
+         {std::string("[run]\nmemory = \"64m\"\n"), std::string("[run]\ncpus = 0.5\n"),
+          std::string("[run]\npids = 10\n"), std::string("[build]\nmemory = \"64m\"\n")}) {
+        CAPTURE(limit);
+        auto created = f.create("app = \"web\"\n" + limit);
+        REQUIRE_FALSE(created.ok());
+        CHECK(created.error().kind == common::ErrorKind::config);
+        CHECK(created.error().message.find(
+                  "deploy.toml asks for limits the process engine cannot apply on this server") !=
+              std::string::npos);
+        CHECK(created.error().message.find(no_cgroups.path().string()) != std::string::npos);
+    }
+    CHECK(f.create("app = \"web\"\n[run]\ncpus = 1\n")
+              .error()
+              .message.find("run.cpus needs the cpu controller") != std::string::npos);
+    CHECK_FALSE(f.service().release("web", "v1").ok()); // nothing was created
+    // Without limits, the same agent takes it.
+    CHECK(f.create(k_app).ok());
 }

@@ -51,7 +51,7 @@ class FakeEngine {
             "  run) if [ -e $dir/run_conflict ]; then rm $dir/run_conflict;\n"
             "         echo 'Conflict. The container name is already in use' >&2; exit 125; fi;\n"
             "       echo \"API_KEY=${API_KEY:-}\" >> $dir/run_env.log; echo 0123456789abcdef ;;\n"
-            "  ps) echo 'web v1'; echo 'api v7' ;;\n"
+            "  ps) echo 'web|v1||'; echo 'api|v7||'; echo 'api|v7||worker.2'; echo 'web|v1|run|' ;;\n"
             "esac\n";
         REQUIRE(common::atomic_write_file(m_bin, script).ok());
         ::chmod(m_bin.c_str(), 0755);
@@ -284,13 +284,19 @@ TEST_CASE("container runtime runs the app with PORT, env, memory, labels and hos
     FakeEngine engine;
     auto runtime = make_runtime(engine);
     test::TempDir data;
-    auto config =
-        config_of("app = \"web\"\n[run]\nmemory = \"64m\"\n[env]\nGREETING = \"hi there\"\n");
-    agent::runtime::AppLaunch launch{"web",   "v2",  data.path() / "release",
-                                     data.path() / "v2.app.log",
-                                     &config, 41234, {{"API_KEY", "sekret-value-1234"},
-                                                      {"GREETING", "hello from the agent"}},
-                                     {"API_KEY"}, {"sekret-value-1234"}};
+    auto config = config_of(
+        "app = \"web\"\n[run]\nmemory = \"64m\"\ncpus = 0.5\npids = 100\n[env]\nGREETING = "
+        "\"hi there\"\n");
+    agent::runtime::AppLaunch launch{
+        "web",
+        "v2",
+        data.path() / "release",
+        data.path() / "v2.app.log",
+        &config,
+        41234,
+        {{"API_KEY", "sekret-value-1234"}, {"GREETING", "hello from the agent"}},
+        {"API_KEY"},
+        {"sekret-value-1234"}};
     auto process = runtime->start(launch);
     REQUIRE_MESSAGE(process.ok(), (process.ok() ? std::string() : process.error().message));
     CHECK(process->pid == ::getpid()); // the State.Pid the fake engine reported
@@ -307,6 +313,8 @@ TEST_CASE("container runtime runs the app with PORT, env, memory, labels and hos
     CHECK(engine.calls().find("sekret") == std::string::npos);
     CHECK(common::read_file(engine.dir() / "run_env.log").value() == "API_KEY=sekret-value-1234\n");
     CHECK(run.find("|--memory|67108864|--memory-swap|67108864|") != std::string::npos);
+    CHECK(run.find("|--cpus|0.5|") != std::string::npos);
+    CHECK(run.find("|--pids-limit|100|") != std::string::npos);
     CHECK(run.find("|--restart|no|") != std::string::npos);
     CHECK(run.find("|--init|") != std::string::npos);
     CHECK(run.find("|--label|dev.deployctl.app=web|") != std::string::npos);
@@ -332,8 +340,8 @@ TEST_CASE("container runtime publishes the port on 127.0.0.1 off host networking
     auto runtime = make_runtime(engine, "podman", "bridge");
     test::TempDir data;
     auto config = config_of("app = \"web\"\n[run]\nport = 3000\ncommand = \"node server.js\"\n");
-    agent::runtime::AppLaunch launch{"web",   "v1", data.path(), data.path() / "v1.app.log",
-                                     &config, 41000, {},   {},          {}};
+    agent::runtime::AppLaunch launch{
+        "web", "v1", data.path(), data.path() / "v1.app.log", &config, 41000, {}, {}, {}};
     REQUIRE(runtime->start(launch).ok());
     auto run = engine.call("run");
     CHECK(run.find("|--network|bridge|--restart|no|") != std::string::npos);
@@ -371,8 +379,8 @@ TEST_CASE("container runtime removes a container it could not start and never re
     test::TempDir data;
     auto config = config_of("app = \"web\"\n");
     engine.fail_inspect("Error response from daemon: i/o timeout");
-    agent::runtime::AppLaunch launch{"web",   "v4", data.path(), data.path() / "v4.app.log",
-                                     &config, 41500, {},   {},          {}};
+    agent::runtime::AppLaunch launch{
+        "web", "v4", data.path(), data.path() / "v4.app.log", &config, 41500, {}, {}, {}};
     REQUIRE_FALSE(runtime->start(launch).ok());
     auto calls = engine.calls();
     CHECK(calls.rfind("|rm|--force|deployctl-web-v4-a1b2c3d4") > calls.find("|run|"));
@@ -413,9 +421,12 @@ TEST_CASE("container runtime reports a restart by the engine and lists its conta
     CHECK(recovered.process.pid == ::getpid());
     CHECK(recovered.note == "container restarted by docker (restart 2)");
     auto instances = runtime->instances();
-    REQUIRE(instances.size() == 2);
+    REQUIRE(instances.size() == 3); // not the one-off ("run")
     CHECK(instances[1].app == "api");
     CHECK(instances[1].id == "v7");
+    CHECK(instances[1].process.empty());
+    CHECK(instances[2].process == "worker"); // a [processes] container
+    CHECK(instances[2].instance == 2);
     CHECK(engine.call("ps").find("|--filter|label=dev.deployctl.agent=a1b2c3d4e5f60718|") !=
           std::string::npos);
     runtime->remove({"web", "v1"});

@@ -216,7 +216,7 @@ TEST_CASE("a state.db only deploy-agent token wrote keeps its tokens when the ag
         auto db = open_raw(path);
         REQUIRE(db->exec("DROP TABLE env; DROP TABLE release_secrets; DROP TABLE app_keys;"
                          " DROP TABLE transitions; DROP TABLE releases; DROP TABLE apps;"
-                         " DROP TABLE switches; PRAGMA user_version = 0")
+                         " DROP TABLE switches; DROP TABLE processes; PRAGMA user_version = 0")
                     .ok());
     }
     REQUIRE(version_of(path) == 0);

@@ -312,6 +312,13 @@ TEST_CASE("config errors put the caret under the offending text") {
          "deploy.toml:3:19: run.health.path must start with '/'", "\"healthz\""},
         {"[targets]\nproduction = 3\n", "deploy.toml:3:14: targets.production must be a table",
          "3"},
+        {"[run]\ncpus = 0\n", "deploy.toml:3:8: run.cpus must be a number of cores greater than 0",
+         "0"},
+        {"[run]\ncpus = -0.5\n", "deploy.toml:3:8: run.cpus must be a number of cores", "-0.5"},
+        {"[run]\ncpus = \"half\"\n", "deploy.toml:3:8: run.cpus must be a number of cores",
+         "\"half\""},
+        {"[run]\npids = 0\n", "deploy.toml:3:8: run.pids must be an integer from 1 to", "0"},
+        {"[run]\npids = 1.5\n", "deploy.toml:3:8: run.pids must be an integer from 1 to", "1.5"},
     };
     for (const auto& c : cases) {
         CAPTURE(c.text);
@@ -410,34 +417,49 @@ TEST_CASE("parse_config: [release] command and timeout") {
         CHECK(config->release.timeout == 90s);
     }
     SUBCASE("the timeout defaults to 10m") {
-        auto config = common::parse_config("app = \"a1\"\n[release]\ncommand = \"true\"\n",
-                                           "deploy.toml");
+        auto config =
+            common::parse_config("app = \"a1\"\n[release]\ncommand = \"true\"\n", "deploy.toml");
         REQUIRE(config.ok());
         CHECK(config->release.timeout == 10min);
     }
     SUBCASE("an empty command is an error") {
-        auto config = common::parse_config("app = \"a1\"\n[release]\ncommand = \" \"\n",
-                                           "deploy.toml");
+        auto config =
+            common::parse_config("app = \"a1\"\n[release]\ncommand = \" \"\n", "deploy.toml");
         REQUIRE_FALSE(config.ok());
         CHECK(config.error().message.rfind("deploy.toml:3:11: release.command must not be empty",
                                            0) == 0);
     }
     SUBCASE("a wrong type names the key") {
-        auto config =
-            common::parse_config("app = \"a1\"\n[release]\ncommand = 3\n", "deploy.toml");
+        auto config = common::parse_config("app = \"a1\"\n[release]\ncommand = 3\n", "deploy.toml");
         REQUIRE_FALSE(config.ok());
         CHECK(config.error().message.find("release.command") != std::string::npos);
     }
     SUBCASE("an invalid or zero timeout") {
-        auto bad = common::parse_config("app = \"a1\"\n[release]\ntimeout = \"soon\"\n",
-                                        "deploy.toml");
+        auto bad =
+            common::parse_config("app = \"a1\"\n[release]\ntimeout = \"soon\"\n", "deploy.toml");
         REQUIRE_FALSE(bad.ok());
         CHECK(bad.error().message.rfind("deploy.toml:3:11: release.timeout: invalid duration", 0) ==
               0);
-        auto zero = common::parse_config("app = \"a1\"\n[release]\ntimeout = \"0s\"\n",
-                                         "deploy.toml");
+        auto zero =
+            common::parse_config("app = \"a1\"\n[release]\ntimeout = \"0s\"\n", "deploy.toml");
         REQUIRE_FALSE(zero.ok());
         CHECK(zero.error().message.find("release.timeout must be longer than 0s") !=
               std::string::npos);
     }
+}
+
+TEST_CASE("run.cpus and run.pids: fractions or whole cores, a process count") {
+    auto fraction =
+        common::parse_config("app = \"a\"\n[run]\ncpus = 0.5\npids = 64\n", "deploy.toml");
+    REQUIRE(fraction);
+    CHECK(fraction->run.cpus == doctest::Approx(0.5));
+    CHECK(fraction->run.pids == 64);
+    auto whole = common::parse_config("app = \"a\"\n[run]\ncpus = 2\n", "deploy.toml");
+    REQUIRE(whole);
+    CHECK(whole->run.cpus == doctest::Approx(2.0));
+    CHECK(whole->run.pids == 0);
+    auto none = common::parse_config("app = \"a\"\n", "deploy.toml");
+    REQUIRE(none);
+    CHECK(none->run.cpus == 0);
+    CHECK(none->run.pids == 0);
 }
