@@ -7,7 +7,7 @@
 _deployctl() {
     # Subcommands, options and the options that take a value, per command.
     local -A _subs=(
-        ['deployctl']='deploy status releases logs run rollback rm apps stop start restart destroy agent env token login audit init completion version'
+        ['deployctl']='deploy status releases ps logs run rollback rm apps stop start restart destroy agent env token login audit init completion version'
         ['deployctl agent']='ping info version'
         ['deployctl env']='ls set unset'
         ['deployctl token']='create ls revoke'
@@ -17,6 +17,7 @@ _deployctl() {
         ['deployctl deploy']='-h --help --no-follow --dirty --strategy --max-parallel --force --no-rollback --version -C -t --target --host -a --app --json -q --quiet --no-color --accept-new-host-key --ca-file --fingerprint'
         ['deployctl status']='-h --help --version -C -t --target --host -a --app --json -q --quiet --no-color --accept-new-host-key --ca-file --fingerprint'
         ['deployctl releases']='-h --help --version -C -t --target --host -a --app --json -q --quiet --no-color --accept-new-host-key --ca-file --fingerprint'
+        ['deployctl ps']='-h --help --version -C -t --target --host -a --app --json -q --quiet --no-color --accept-new-host-key --ca-file --fingerprint'
         ['deployctl logs']='-h --help -f --follow --version -C -t --target --host -a --app --json -q --quiet --no-color --accept-new-host-key --ca-file --fingerprint'
         ['deployctl run']='-h --help --release -i --interactive -t --tty --version -C --host -a --app --json -q --quiet --no-color --accept-new-host-key --ca-file --fingerprint'
         ['deployctl rollback']='-h --help --version -C -t --target --host -a --app --json -q --quiet --no-color --accept-new-host-key --ca-file --fingerprint'
@@ -49,6 +50,7 @@ _deployctl() {
         ['deployctl deploy']='--strategy --max-parallel -C -t --target --host -a --app --ca-file --fingerprint'
         ['deployctl status']='-C -t --target --host -a --app --ca-file --fingerprint'
         ['deployctl releases']='-C -t --target --host -a --app --ca-file --fingerprint'
+        ['deployctl ps']='-C -t --target --host -a --app --ca-file --fingerprint'
         ['deployctl logs']='-C -t --target --host -a --app --ca-file --fingerprint'
         ['deployctl run']='--release -C --host -a --app --ca-file --fingerprint'
         ['deployctl rollback']='-C -t --target --host -a --app --ca-file --fingerprint'
@@ -96,6 +98,10 @@ _deployctl() {
         ['deployctl releases -t']='@targets'
         ['deployctl releases --target']='@targets'
         ['deployctl releases --ca-file']='@files'
+        ['deployctl ps -C']='@dirs'
+        ['deployctl ps -t']='@targets'
+        ['deployctl ps --target']='@targets'
+        ['deployctl ps --ca-file']='@files'
         ['deployctl logs -C']='@dirs'
         ['deployctl logs -t']='@targets'
         ['deployctl logs --target']='@targets'

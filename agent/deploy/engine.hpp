@@ -10,6 +10,7 @@
 // lifecycle.cpp stop, start, restart and destroy of an app (deployctl apps|stop|...)
 // runtimes.cpp  choosing the engine and the runtime of each release
 // one_off.cpp   deployctl run: a command in a release's environment
+// processes.cpp [processes] other than web: start, stop, supervise; deployctl ps
 
 #include <agent/deploy/events.hpp>
 #include <agent/deploy/proxy_supervisor.hpp>
@@ -138,8 +139,9 @@ class Engine final : public Service {
     runtime::Runtime& runtime_for(const std::string& app, const std::string& id,
                                   const common::AppConfig& config) const;
     runtime::Runtime& runtime_for(const ReleaseRow& row) const;
-    // The same for a recorded release; nullptr for a [static] release, which
-    // no process runs (deploy-proxy serves its files). One parse of its config.
+    // The same for a recorded release's web process; nullptr when it has none: a
+    // [static] release (deploy-proxy serves its files) or a worker-only one
+    // ([processes] without web). One parse of its config.
     runtime::Runtime* running_runtime(const ReleaseRow& row) const;
 
     // pipeline.cpp
