@@ -463,3 +463,59 @@ TEST_CASE("run.cpus and run.pids: fractions or whole cores, a process count") {
     CHECK(none->run.cpus == 0);
     CHECK(none->run.pids == 0);
 }
+
+TEST_CASE("[processes]: web is run.command, the others are kept by name") {
+    auto config = common::parse_config("app = \"hello\"\n[processes]\nweb = \"./server\"\nworker = "
+                                       "\"bin/jobs\"\nclock = \"bin/clock\"\n[deploy]\n"
+                                       "stop_timeout = \"3s\"\n[run]\nhealth = { grace = \"2s\" }\n",
+                                       "deploy.toml");
+    REQUIRE(config.ok());
+    CHECK(config->run.command == "./server");
+    CHECK(config->has_web());
+    CHECK(config->processes ==
+          std::map<std::string, std::string>{{"clock", "bin/clock"}, {"worker", "bin/jobs"}});
+    CHECK(config->deploy.stop_timeout == 3s);
+    CHECK(config->run.health.grace == 2s);
+
+    SUBCASE("defaults: no [processes] is the web process alone") {
+        auto plain = common::parse_config("app = \"hello\"\n[run]\ncommand = \"x\"\n", "d.toml");
+        REQUIRE(plain.ok());
+        CHECK(plain->has_web());
+        CHECK(plain->processes.empty());
+        CHECK(plain->deploy.stop_timeout == 30s);
+        CHECK(plain->run.health.grace == 5s);
+    }
+    SUBCASE("without web: a worker-only app") {
+        auto only = common::parse_config("app = \"hello\"\n[processes]\nworker = \"w\"\n", "d.toml");
+        REQUIRE(only.ok());
+        CHECK_FALSE(only->has_web());
+        CHECK(only->processes.size() == 1);
+    }
+    SUBCASE("errors") {
+        auto error_of = [](const std::string& text) {
+            auto parsed = common::parse_config("app = \"hello\"\n" + text, "d.toml");
+            REQUIRE_FALSE(parsed.ok());
+            return parsed.error().message;
+        };
+        CHECK(error_of("[run]\ncommand = \"a\"\n[processes]\nweb = \"b\"\n")
+                  .find("d.toml:5:7: processes.web and run.command both give the web "
+                        "process's command; keep one") == 0);
+        CHECK(error_of("[run]\ncommand = \"a\"\n[processes]\nworker = \"b\"\n")
+                  .find("run.command is the web process, but [processes] has no web") !=
+              std::string::npos);
+        CHECK(error_of("[processes]\nWorker = \"b\"\n").find("must be 1-30 lower-case") !=
+              std::string::npos);
+        CHECK(error_of("[processes]\nrelease = \"b\"\n").find("\"release\" is reserved") !=
+              std::string::npos);
+        CHECK(error_of("[processes]\nworker = \"  \"\n").find("processes.worker must not be empty") !=
+              std::string::npos);
+        CHECK(error_of("[processes]\nworker = 3\n").find("processes.worker must be a string") !=
+              std::string::npos);
+        CHECK(error_of("[processes]\n").find("[processes] is empty") != std::string::npos);
+        CHECK(error_of("[static]\ndir = \"public\"\n[processes]\nw = \"x\"\n")
+                  .find("[processes] and [static] exclude each other") != std::string::npos);
+        CHECK(error_of("[run]\nhealth = { grace = \"0s\" }\n").find("run.health.grace must be "
+                                                                    "longer than 0s") !=
+              std::string::npos);
+    }
+}
