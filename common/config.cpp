@@ -274,8 +274,11 @@ Status read_processes(const Reader& r, const toml::table& t, AppConfig& config) 
                                                       "stream of the release's log); pick another",
                                                       name));
         TRY_ASSIGN(std::string command, r.string_at(v, "processes." + name));
-        if (command.find_first_not_of(" \t\r\n") == std::string::npos)
+        const bool blank = command.find_first_not_of(" \t\r\n") == std::string::npos;
+        if (blank && name != "web") // web = "": a container image's own CMD
             return r.error_at(v.source(), fmt::format("processes.{} must not be empty", name));
+        if (blank)
+            command.clear();
         if (name == "web") {
             if (!config.run.command.empty())
                 return r.error_at(v.source(), "processes.web and run.command both give the web "

@@ -18,8 +18,11 @@ common::Result<AppProcess> start_app(const AppLaunch& launch) {
     const std::string& command = launch.process.empty() ? config.run.command : launch.command;
     if (command.empty())
         return make_error(ErrorKind::failed,
-                          "deploy.toml has no run.command: the process engine needs one to "
-                          "start the app (add [run] command = \"...\")");
+                          launch.process.empty()
+                              ? "deploy.toml has no run.command: the process engine needs one to "
+                                "start the app (add [run] command = \"...\", or web = \"...\" "
+                                "in [processes])"
+                              : "processes." + launch.process + " has no command");
     std::error_code ec;
     std::filesystem::create_directories(launch.log_file.parent_path(), ec);
     int log = ::open(launch.log_file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
