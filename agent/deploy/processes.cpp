@@ -349,6 +349,7 @@ common::Result<ProcessList> Engine::processes(const std::string& app) {
         web.pid = production->pid;
         web.started_at = production->pid > 0 ? production->started_at : std::string();
         web.restarts = production->restarts;
+        web.last_exit = production->last_exit;
         web.state = web_runtime && web_runtime->alive({production->pid, production->pid_start})
                         ? "running"
                         : (list.stopped ? "stopped" : "crashed");

@@ -145,6 +145,12 @@ void Engine::reconcile_release(const ReleaseRow& row) {
         auto reason = recover_production(row);
         if (!reason)
             return;
+        if (auto noted = m_store->set_last_exit(row.app, row.id,
+                                                reason->empty()
+                                                    ? "not running after an agent restart"
+                                                    : *reason);
+            !noted)
+            common::log_error(noted.error().message);
         if (auto restarted = restart_production(
                 row, reason->empty() ? "app was not running after an agent restart; restarted"
                                      : *reason + " after an agent restart; started again");
@@ -264,12 +270,18 @@ void Engine::supervise_app(const std::string& app) {
     if (!runtime)
         return; // nothing in production, or a [static] release: nothing runs
     if (production->pid > 0)
-        runtime::reap_if_exited(production->pid);
+        if (auto status = runtime::reap_if_exited(production->pid))
+            if (auto noted = m_store->set_last_exit(app, production->id, "exited with " + *status);
+                !noted)
+                common::log_error(noted.error().message);
     if (runtime->alive({production->pid, production->pid_start}))
         return;
     auto reason = recover_production(*production);
     if (!reason)
         return;
+    if (!reason->empty()) // the runtime knows better: "app exceeded memory limit 64m"
+        if (auto noted = m_store->set_last_exit(app, production->id, *reason); !noted)
+            common::log_error(noted.error().message);
     auto now = std::chrono::steady_clock::now();
     {
         std::lock_guard lock(m_mutex);

@@ -188,6 +188,7 @@ CREATE TABLE processes (
 );
 ALTER TABLE releases ADD COLUMN started_at TEXT NOT NULL DEFAULT '';
 ALTER TABLE releases ADD COLUMN restarts INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE releases ADD COLUMN last_exit TEXT NOT NULL DEFAULT '';
 )sql";
 
 // Migration N is k_migrations[N - 1]. One that has shipped is never edited:

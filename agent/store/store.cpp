@@ -13,7 +13,7 @@ namespace {
 
 constexpr std::string_view k_columns =
     R"(app, id, seq, state, created_at, updated_at, "commit", message, error, port, pid,)"
-    R"( pid_start, config, dirty, tree_digest, config_digest, started_at, restarts)";
+    R"( pid_start, config, dirty, tree_digest, config_digest, started_at, restarts, last_exit)";
 
 std::string now() {
     char buffer[32];
@@ -40,6 +40,7 @@ ReleaseRow read_row(const sqlite::Statement& s) {
     row.config_digest = s.text(15);
     row.started_at = s.text(16);
     row.restarts = static_cast<int>(s.integer(17));
+    row.last_exit = s.text(18);
     return row;
 }
 
@@ -195,6 +196,14 @@ common::Status Store::count_restart(const std::string& app, const std::string& i
     TRY_ASSIGN(auto update, m_db->prepare("UPDATE releases SET restarts = restarts + 1"
                                           " WHERE app = ? AND id = ?"));
     return update.bind(app).bind(id).run();
+}
+
+common::Status Store::set_last_exit(const std::string& app, const std::string& id,
+                                    const std::string& why) {
+    std::lock_guard lock(m_mutex);
+    TRY_ASSIGN(auto update,
+               m_db->prepare("UPDATE releases SET last_exit = ? WHERE app = ? AND id = ?"));
+    return update.bind(why).bind(app).bind(id).run();
 }
 
 common::Status Store::put_process(const ProcessRow& row) {

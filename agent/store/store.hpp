@@ -43,6 +43,7 @@ struct ReleaseRow {
     std::string config_digest; // sha256 of `config`
     std::string started_at;    // when the web process (pid) started
     int restarts = 0;          // times the agent restarted the web process
+    std::string last_exit;     // why the web process last stopped running
 };
 
 // One instance of a process of a release other than web ([processes]).
@@ -130,6 +131,9 @@ class Store {
     common::Status clear_process(const std::string& app, const std::string& id);
     // The web process was started again by the agent: counts it.
     common::Status count_restart(const std::string& app, const std::string& id);
+    // Why the web process stopped running ("exited with signal 9").
+    common::Status set_last_exit(const std::string& app, const std::string& id,
+                                 const std::string& why);
 
     // The processes other than web: one row per instance (inserted or replaced).
     common::Status put_process(const ProcessRow& row);

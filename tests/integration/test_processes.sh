@@ -59,6 +59,13 @@ assert_contains "$(ps_field worker last_exit)" "signal 9" "ps --json: last_exit 
 assert_contains "$(jq -r 'select(.stream == "system") | .line' "$DATA/apps/$APP/logs/v1.ndjson")" \
     "worker.1 exited with signal 9; restarted" "the release's log says the worker was restarted"
 
+WEB=$(ps_field web pid)
+kill -9 "$WEB"
+web_restarted() { [[ $(ps_field web restarts) == 1 && $(ps_field web state) == running && $(ps_field web pid) != "$WEB" ]]; }
+assert_true "the web killed -9 is restarted, restarts = 1" wait_until 10 web_restarted
+assert_eq "exited with signal 9" "$(ps_field web last_exit)" "ps --json: the web's last_exit"
+expect_serving $APP "hello from 1" "the restarted web serves"
+
 # --- an agent restart adopts the running worker ---------------------------------------------
 kill_agent -9
 restart_agent
