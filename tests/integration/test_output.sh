@@ -117,6 +117,9 @@ assert_jq "$OUT" '.event == "status" and .production == "v6"' "status --json: ev
 assert_exit 0 jdctl releases
 json_ok "releases"
 assert_jq "$OUT" 'type == "array" and .[0].id == "v6"' "releases --json: still one array, newest first"
+assert_exit 0 jdctl ps
+json_ok "ps"
+assert_jq "$OUT" '.event == "processes" and .release == "v6" and .processes[0].process == "web" and .processes[0].pid > 0' "ps --json: event processes, v6's web with its pid"
 assert_exit 0 jdctl logs v6
 json_ok "logs"
 assert_exit 0 jdctl rollback
