@@ -10,6 +10,7 @@
 // lifecycle.cpp stop, start, restart and destroy of an app (deployctl apps|stop|...)
 // runtimes.cpp  choosing the engine and the runtime of each release
 // one_off.cpp   deployctl run: a command in a release's environment
+// cron.cpp      [[cron]] jobs: the scheduler thread and each run
 
 #include <agent/deploy/events.hpp>
 #include <agent/deploy/proxy_supervisor.hpp>
@@ -20,6 +21,7 @@
 #include <agent/secrets/env_vars.hpp>
 #include <agent/store/blobs.hpp>
 #include <agent/store/store.hpp>
+#include <common/cron.hpp>
 
 #include <atomic>
 #include <chrono>
@@ -67,8 +69,12 @@ class Engine final : public Service {
     common::Result<Destroyed> destroy_app(const std::string& app) override;
     std::vector<secrets::VarInfo> env(const std::string& app) override;
     common::Status set_env(const std::string& app, std::vector<secrets::NewVar> vars) override;
-    common::Status unset_env(const std::string& app, const std::vector<std::string>& names) override;
+    common::Status unset_env(const std::string& app,
+                             const std::vector<std::string>& names) override;
     common::Result<OneOff> one_off(const OneOffRequest& request) override;
+    common::Result<std::vector<CronJobInfo>> cron_jobs(const std::string& app) override;
+    common::Result<CronRunStarted> run_cron(const std::string& app,
+                                            const std::string& job) override;
     std::string engine() const override { return m_engine; }
     std::string engine_version() const override;
     std::string proxy_listen() const override { return m_options.proxy.listen; }
@@ -143,16 +149,15 @@ class Engine final : public Service {
     // pipeline.cpp
     void run_deployment(const std::string& app, Job& job);
     // The app's variables for this release, and its events redacted from now on.
-    common::Result<secrets::ReleaseEnv> release_env(const std::string& app,
-                                                    const common::AppConfig& config,
-                                                    EventLog& events);
+    common::Result<secrets::ReleaseEnv>
+    release_env(const std::string& app, const common::AppConfig& config, EventLog& events);
     // The [release] command, once the build is done (still BUILDING).
     common::Status release_phase(const std::string& app, const Job& job, const EventLog& events);
     common::Status build(const std::string& app, const Job& job, const EventLog& events,
                          const secrets::ReleaseEnv& env);
     // Starts the release's app on `port` with the app's variables (deployctl env).
-    common::Result<runtime::AppProcess> start_app(runtime::Runtime& runtime,
-                                                  const std::string& app, const std::string& id,
+    common::Result<runtime::AppProcess> start_app(runtime::Runtime& runtime, const std::string& app,
+                                                  const std::string& id,
                                                   const common::AppConfig& config, int port);
     // PROVISIONING: launch_and_check for an app, check_static_site for a
     // [static] release (no process: an empty AppProcess).
@@ -236,6 +241,19 @@ class Engine final : public Service {
     std::pair<int, int> remove_unshared_blobs(const std::string& app,
                                               const std::vector<ReleaseRow>& rows);
 
+    // cron.cpp
+    void cron_loop();
+    // Runs the jobs due at `minute` (claimed first in state.db).
+    void cron_tick(common::SysMinutes minute);
+    // Starts a run on its own thread; refused while the job runs. `due`: the due
+    // minute, "" for a run now.
+    common::Status start_cron_run(const std::string& app, const ReleaseRow& row,
+                                  const common::AppConfig& config, const common::CronJob& job,
+                                  const std::string& due);
+    void cron_run(const std::string& app, const ReleaseRow& row, const common::AppConfig& config,
+                  const common::CronJob& job, const std::string& due);
+    void wait_cron_runs();
+
     // recover.cpp
     // Returns the replaced releases still running, to drain once routes are out.
     std::vector<ReleaseRow> reconcile();
@@ -282,6 +300,11 @@ class Engine final : public Service {
 
     std::mutex m_delete_mutex;
     std::thread m_supervisor;
+
+    std::thread m_cron;
+    std::mutex m_cron_mutex; // guards m_cron_running
+    std::condition_variable m_cron_cv;
+    std::set<std::string> m_cron_running; // "app/job" of the runs going on
 };
 
 } // namespace agent

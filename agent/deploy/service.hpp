@@ -34,11 +34,11 @@ struct ReleaseInfo {
     std::string updated_at;
     std::string commit;
     std::string message;
-    std::string error; // empty unless FAILED (or a note, e.g. a restart)
-    int port = 0;      // the app's port on 127.0.0.1 while it runs
-    bool dirty = false; // deployed from a working tree with uncommitted changes
-    std::string tree_digest;   // of the source tree (common::Manifest::digest)
-    std::string config_digest; // sha256 of the deploy.toml text
+    std::string error;              // empty unless FAILED (or a note, e.g. a restart)
+    int port = 0;                   // the app's port on 127.0.0.1 while it runs
+    bool dirty = false;             // deployed from a working tree with uncommitted changes
+    std::string tree_digest;        // of the source tree (common::Manifest::digest)
+    std::string config_digest;      // sha256 of the deploy.toml text
     std::vector<ServedSpan> served; // oldest first; empty if it never served
 };
 
@@ -59,6 +59,35 @@ struct NewDeployment {
     // Run deploy.toml's [release] command. A fleet deploy runs it on the target's
     // first host only and sends false to the others (docs/multi-host.md).
     bool release_command = true;
+    // Run deploy.toml's [[cron]] jobs on this host while the release is PRODUCTION. A
+    // fleet deploy sends false to every host but the target's first (docs/cron.md).
+    bool cron = true;
+};
+
+// GET /v1/apps/{app}/cron: one [[cron]] job of the PRODUCTION release.
+struct CronJobInfo {
+    std::string name;
+    std::string schedule;
+    std::string timezone;
+    std::string command;
+    std::string next_run; // RFC 3339 UTC; "" when this host does not run it
+    // Why this host does not run it ("" when it does): stopped app, other host.
+    std::string inactive;
+    bool running = false;
+    // The last run ("" started: none yet).
+    std::string last_started;
+    std::string last_finished;
+    std::int64_t last_exit = 0;
+    std::int64_t last_duration_ms = 0;
+    std::string last_outcome; // ok, failed, timed_out, skipped
+    std::string last_release;
+};
+
+// POST /v1/apps/{app}/cron/{name}/runs: the run started.
+struct CronRunStarted {
+    std::string job;
+    std::string release;
+    std::string log; // the file its output goes to
 };
 
 struct AppStatus {
@@ -67,12 +96,12 @@ struct AppStatus {
     // "running", "stopped" (deployctl stop), "failed" (the PRODUCTION app is
     // not running: the agent is starting it again) or "no_release".
     std::string state = "no_release";
-    std::string commit;                    // of the PRODUCTION release
+    std::string commit; // of the PRODUCTION release
     // What `rollback` with no id goes back to: the release that served before the
     // current one, from the switch history (nullopt when there is none).
     std::optional<std::string> previous;
-    std::string next_release;              // the app's next free id ("v16")
-    std::string url;                       // http://APP.localhost:PROXYPORT/
+    std::string next_release; // the app's next free id ("v16")
+    std::string url;          // http://APP.localhost:PROXYPORT/
     std::vector<std::string> domains;
     std::vector<ReleaseInfo> releases; // newest first
 };
@@ -138,10 +167,10 @@ struct ServiceOptions {
     DataDir data_dir;
     std::string engine = "process"; // auto | docker | podman | process
     ProxySettings proxy;
-    std::string proxy_bin;          // path of the deploy-proxy binary
-    std::string engine_bin;                      // the docker/podman CLI; default: on PATH
-    std::string container_network = "host";      // docker run --network
-    int max_runs_per_app = 4;                     // deployctl run: at once per app
+    std::string proxy_bin;                  // path of the deploy-proxy binary
+    std::string engine_bin;                 // the docker/podman CLI; default: on PATH
+    std::string container_network = "host"; // docker run --network
+    int max_runs_per_app = 4;               // deployctl run: at once per app
 };
 
 class Service {
@@ -223,6 +252,17 @@ class Service {
     }
     // The engine in use ("docker", "podman", "process"; "auto" is resolved by
     // start()) and, for container engines, its version.
+    // [[cron]] jobs of the app's PRODUCTION release (docs/cron.md); not_found for an
+    // unknown app.
+    virtual common::Result<std::vector<CronJobInfo>> cron_jobs(const std::string& app) {
+        return common::make_error(common::ErrorKind::internal, "cron is not supported: " + app);
+    }
+    // Runs a job now; refused (409) while it runs.
+    virtual common::Result<CronRunStarted> run_cron(const std::string& app,
+                                                    const std::string& job) {
+        return common::make_error(common::ErrorKind::internal,
+                                  "cron is not supported: " + app + " " + job);
+    }
     virtual std::string engine() const = 0;
     virtual std::string engine_version() const = 0;
     virtual std::string proxy_listen() const = 0;

@@ -170,6 +170,25 @@ common::Status add_audit_command(sqlite::Database& db) {
     return add_column(db, "api_audit", "command", "TEXT NOT NULL DEFAULT ''");
 }
 
+// 7: [[cron]] jobs: whether a release runs them on this host (a fleet deploy
+// turns them on on its first host only), and per app and job the last due
+// minute handled (claimed before its run starts) and the last run.
+constexpr std::string_view k_cron = R"sql(
+ALTER TABLE releases ADD COLUMN cron INTEGER NOT NULL DEFAULT 1;
+CREATE TABLE cron_jobs (
+  app          TEXT NOT NULL,
+  job          TEXT NOT NULL,
+  last_due     TEXT NOT NULL DEFAULT '',
+  started      TEXT NOT NULL DEFAULT '',
+  finished     TEXT NOT NULL DEFAULT '',
+  exit_status  INTEGER NOT NULL DEFAULT 0,
+  duration_ms  INTEGER NOT NULL DEFAULT 0,
+  outcome      TEXT NOT NULL DEFAULT '',
+  release      TEXT NOT NULL DEFAULT '',
+  PRIMARY KEY (app, job)
+);
+)sql";
+
 // Migration N is k_migrations[N - 1]. One that has shipped is never edited:
 // a change to the schema is a new migration at the end.
 constexpr std::array k_migrations{
@@ -179,6 +198,7 @@ constexpr std::array k_migrations{
     Migration{k_history},
     Migration{"", &add_audit_count},
     Migration{"", &add_audit_command},
+    Migration{k_cron},
 };
 static_assert(k_migrations.size() == k_latest_version);
 
