@@ -175,7 +175,7 @@ common::Status add_audit_command(sqlite::Database& db) {
 // minute handled (claimed before its run starts) and the last run.
 constexpr std::string_view k_cron = R"sql(
 ALTER TABLE releases ADD COLUMN cron INTEGER NOT NULL DEFAULT 1;
-CREATE TABLE cron_jobs (
+CREATE TABLE IF NOT EXISTS cron_jobs (
   app          TEXT NOT NULL,
   job          TEXT NOT NULL,
   last_due     TEXT NOT NULL DEFAULT '',

@@ -580,9 +580,15 @@ void HumanPrinter::render(const CronJobs& e) {
     }
     std::size_t width = 4;
     std::size_t schedule_width = 8;
+    auto schedule_of = [](const json& job) {
+        std::string schedule = json_str(job, "schedule");
+        if (json_str(job, "timezone") != "UTC")
+            schedule += " (" + json_str(job, "timezone") + ")";
+        return schedule;
+    };
     for (const auto& job : jobs) {
         width = std::max(width, json_str(job, "name").size());
-        schedule_width = std::max(schedule_width, json_str(job, "schedule").size());
+        schedule_width = std::max(schedule_width, schedule_of(job).size());
     }
     line(m_out, host_prefix(host),
          paint(Color::bold, fmt::format("{:<{}}  {:<{}}  {:<20}  {}", "NAME", width, "SCHEDULE",
@@ -602,11 +608,8 @@ void HumanPrinter::render(const CronJobs& e) {
         }
         if (job.value("running", false))
             last += " " + paint(Color::yellow, "running now");
-        std::string schedule = json_str(job, "schedule");
-        if (json_str(job, "timezone") != "UTC")
-            schedule += " " + json_str(job, "timezone");
         std::string row = fmt::format("{:<{}}  {:<{}}  {:<20}  {}", json_str(job, "name"), width,
-                                      schedule, schedule_width, next, last);
+                                      schedule_of(job), schedule_width, next, last);
         if (const std::string inactive = json_str(job, "inactive"); !inactive.empty())
             row += paint(Color::dim, " (not here: " + inactive + ")");
         line(m_out, host_prefix(host), row);

@@ -24,9 +24,9 @@ using nlohmann::json;
 namespace {
 
 // deployctl's commands as `deployctl --help` has always listed them; __complete is hidden.
-const std::string k_help_order =
-    "deploy status releases logs run rollback rm apps stop start restart destroy agent env token login "
-    "audit init completion version";
+const std::string k_help_order = "deploy status releases logs run rollback rm apps stop start "
+                                 "restart destroy agent env cron token login "
+                                 "audit init completion version";
 
 std::string join(const std::vector<std::string>& words, const char* separator) {
     std::string text;
@@ -155,7 +155,8 @@ TEST_CASE("the command table adds every command, in the order of deployctl --hel
     auto visible = app.get_subcommands([](CLI::App* sub) { return !sub->get_group().empty(); });
     CHECK(names_of(visible) == k_help_order);
     CHECK(names_of(all) == // with the hidden __complete, added by completion
-          "deploy status releases logs run rollback rm apps stop start restart destroy agent env token "
+          "deploy status releases logs run rollback rm apps stop start restart destroy agent env "
+          "cron token "
           "login audit init completion __complete version");
 
     SUBCASE("deployctl --help lists them in that order") {
