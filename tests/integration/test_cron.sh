@@ -88,10 +88,17 @@ assert_contains "$OUT" "timed out after 2s" "logs --process cron.sleepy: the foo
 assert_true "tick runs on schedule within 70 s" wait_until 70 grep -q 'due=2' "$RECORD"
 
 # --- a deploy across a minute boundary ----------------------------------------------------
-late_in_minute() { (($(date -u +%-S) >= 50)); }
+# v2's build takes 6 s and starts in a minute's last 4 s: the minute turns while v2 builds and
+# the due minute runs in v1 (PRODUCTION then), the next ones in v2.
+sed -i 's/^command = "echo \\"building/command = "sleep 6 \&\& echo \\"building/' "$REPO/deploy.toml"
+grep -q '^command = "sleep 6 && echo' "$REPO/deploy.toml" || fail "v2's build sleeps" "$(cat "$REPO/deploy.toml")"
+late_in_minute() { (($(date -u +%-S) >= 56)); }
 assert_true "wait for the end of a minute" wait_until 65 late_in_minute
+boundary=$(date -u -d "@$(( ($(date -u +%s) / 60 + 1) * 60 ))" +%Y-%m-%dT%H:%M:%SZ)
 commit_change "$REPO" "Version 2" VERSION 2
 assert_exit 0 dc deploy
+assert_true "the minute that turned during the deploy ($boundary) ran, in v1" \
+    wait_until 10 grep -q "^host-a v1 due=$boundary" "$RECORD"
 assert_true "tick runs in v2 on schedule" wait_until 75 grep -q '^host-a v2 due=2' "$RECORD"
 dues=$(grep -o 'due=2.*' "$RECORD")
 assert_eq "" "$(sort <<<"$dues" | uniq -d)" "no due minute ran twice"
