@@ -6,6 +6,7 @@
 // apps/APP/logs/cron.JOB.log.
 #include <agent/deploy/engine.hpp>
 #include <agent/runtime/command.hpp>
+#include <agent/runtime/process.hpp>
 #include <agent/secrets/redact.hpp>
 #include <common/cron.hpp>
 #include <common/duration.hpp>
@@ -15,6 +16,7 @@
 
 #include <date/date.h>
 #include <fstream>
+#include <signal.h>
 
 namespace agent {
 
@@ -49,7 +51,40 @@ std::optional<common::SysMinutes> latest_due(const common::CronSchedule& schedul
 
 } // namespace
 
+// After a crash: a run the agent started before is still going (a process
+// in its own group; a container is removed with the other one-offs). It is
+// killed, so that two runs of a job never overlap, and recorded.
+void Engine::end_orphaned_cron_runs() {
+    for (const auto& orphan : m_store->cron_processes()) {
+        const auto start = runtime::process_start_time(orphan.pid);
+        if (start && *start == orphan.pid_start) {
+            ::kill(-orphan.pid, SIGKILL);
+            common::log_warn(fmt::format("cron {} {}: killed the run the agent left before it "
+                                         "restarted (pid {})",
+                                         orphan.app, orphan.job, orphan.pid));
+        }
+        const auto now = rfc3339(system_clock::now());
+        std::ofstream log(m_options.data_dir.cron_log(orphan.app, orphan.job), std::ios::app);
+        log << fmt::format("--- cron {}: interrupted: the agent restarted during the run "
+                           "(ended {}) ---\n",
+                           orphan.job, now);
+        auto runs = m_store->cron_jobs(orphan.app);
+        for (auto& run : runs)
+            if (run.job == orphan.job) {
+                run.finished = now;
+                run.exit_status = -1;
+                run.outcome = "failed";
+                if (auto recorded = m_store->record_cron_run(orphan.app, orphan.job, run);
+                    !recorded)
+                    common::log_error(recorded.error().message);
+            }
+        if (auto cleared = m_store->set_cron_process(orphan.app, orphan.job, 0, 0); !cleared)
+            common::log_error(cleared.error().message);
+    }
+}
+
 void Engine::cron_loop() {
+    end_orphaned_cron_runs();
     auto last = floor<minutes>(system_clock::now()) - minutes(1);
     while (!stopping()) {
         const auto minute = floor<minutes>(system_clock::now());
@@ -185,7 +220,14 @@ void Engine::cron_run(const std::string& app, const ReleaseRow& row,
     command.on_line = [&](std::string_view line) {
         log << redactor.apply(line) << '\n' << std::flush;
     };
+    command.on_started = [&](pid_t pid) {
+        const auto start = runtime::process_start_time(pid).value_or(0);
+        if (auto recorded = m_store->set_cron_process(app, job.name, pid, start); !recorded)
+            common::log_error(recorded.error().message);
+    };
     auto result = runtime::run_streaming(command);
+    if (auto cleared = m_store->set_cron_process(app, job.name, 0, 0); !cleared)
+        common::log_error(cleared.error().message);
     for (auto& entry : command.spawn.env)
         secrets::wipe(entry);
     if (plan->cleanup)

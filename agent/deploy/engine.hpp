@@ -243,6 +243,8 @@ class Engine final : public Service {
 
     // cron.cpp
     void cron_loop();
+    // Kills and records the runs a crashed agent left going (state.db cron_jobs.pid).
+    void end_orphaned_cron_runs();
     // Runs the jobs due at `minute` (claimed first in state.db).
     void cron_tick(common::SysMinutes minute);
     // Starts a run on its own thread; refused while the job runs. `due`: the due

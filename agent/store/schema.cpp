@@ -172,7 +172,8 @@ common::Status add_audit_command(sqlite::Database& db) {
 
 // 7: [[cron]] jobs: whether a release runs them on this host (a fleet deploy
 // turns them on on its first host only), and per app and job the last due
-// minute handled (claimed before its run starts) and the last run.
+// minute handled (claimed before its run starts), the last run, and the
+// process of the run going on (killed after a crash).
 constexpr std::string_view k_cron = R"sql(
 ALTER TABLE releases ADD COLUMN cron INTEGER NOT NULL DEFAULT 1;
 CREATE TABLE IF NOT EXISTS cron_jobs (
@@ -185,6 +186,8 @@ CREATE TABLE IF NOT EXISTS cron_jobs (
   duration_ms  INTEGER NOT NULL DEFAULT 0,
   outcome      TEXT NOT NULL DEFAULT '',
   release      TEXT NOT NULL DEFAULT '',
+  pid          INTEGER NOT NULL DEFAULT 0,
+  pid_start    INTEGER NOT NULL DEFAULT 0,
   PRIMARY KEY (app, job)
 );
 )sql";

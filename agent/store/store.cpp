@@ -345,6 +345,26 @@ std::vector<CronRunRow> Store::cron_jobs(const std::string& app) {
         });
 }
 
+common::Status Store::set_cron_process(const std::string& app, const std::string& job, int pid,
+                                       std::int64_t pid_start) {
+    std::lock_guard lock(m_mutex);
+    TRY_ASSIGN(auto update,
+               m_db->prepare("INSERT INTO cron_jobs (app, job, pid, pid_start) VALUES (?, ?, ?, ?)"
+                             " ON CONFLICT(app, job) DO UPDATE SET pid = excluded.pid,"
+                             " pid_start = excluded.pid_start"));
+    return update.bind(app).bind(job).bind(pid).bind(pid_start).run();
+}
+
+std::vector<CronProcess> Store::cron_processes() {
+    std::lock_guard lock(m_mutex);
+    return select_rows<CronProcess>(
+        *m_db, "SELECT app, job, pid, pid_start FROM cron_jobs WHERE pid != 0 ORDER BY app, job",
+        {}, [](const sqlite::Statement& row) {
+            return CronProcess{row.text(0), row.text(1), static_cast<int>(row.integer(2)),
+                               row.integer(3)};
+        });
+}
+
 std::vector<EnvRow> Store::env(const std::string& app) {
     std::lock_guard lock(m_mutex);
     return select_rows<EnvRow>(

@@ -99,6 +99,13 @@ struct CronRunRow {
     std::string release;
 };
 
+struct CronProcess {
+    std::string app;
+    std::string job;
+    int pid = 0;
+    std::int64_t pid_start = 0;
+};
+
 class Store {
   public:
     static common::Result<std::unique_ptr<Store>> open(const std::filesystem::path& path);
@@ -179,6 +186,11 @@ class Store {
     common::Status record_cron_run(const std::string& app, const std::string& job,
                                    const CronRunRow& run);
     std::vector<CronRunRow> cron_jobs(const std::string& app);
+    // The process of a job's run going on (pid 0: none), for the agent to end
+    // it after a crash; and the jobs of every app that have one recorded.
+    common::Status set_cron_process(const std::string& app, const std::string& job, int pid,
+                                    std::int64_t pid_start);
+    std::vector<CronProcess> cron_processes();
 
     // Raw SQL, for maintenance and tests.
     common::Status exec(std::string_view sql);

@@ -3,7 +3,7 @@
 # an every-minute job runs on the first host only, in the PRODUCTION release's environment
 # (its $RELEASE, the host's own variables); a deploy across a minute boundary neither runs
 # a due minute twice nor skips one (the due minutes the job recorded are consecutive and
-# unique); `cron run` runs a job now and refuses a second run while it runs (exit 5); a
+# unique); an agent crash during a run leaves no second run going; `cron run` runs a job now and refuses a second run while it runs (exit 5); a
 # timeout kills a run; a job longer than its interval is not started twice (the due time
 # is skipped and recorded); `cron ls --json` shows the last and next runs; `logs --process
 # cron.NAME` shows a job's output. Real minutes: the suite takes 2-3 minutes.
@@ -114,6 +114,16 @@ assert_eq 1 "$(pgrep -xf 'sleep 601' | grep -c . || true)" "slow: one run at a t
 slow_log=$A_DATA/apps/hello/logs/cron.slow.log
 assert_true "slow: a due time was skipped and logged" wait_until 65 grep -q "skipped at .*the previous run is still running" "$slow_log"
 assert_eq 1 "$(grep -c '^slow-start' "$slow_log")" "slow: started once"
+
+# --- an agent crash during a run: the agent kills the run it left when it is back ---------------
+DATA=$A_DATA AGENT_PORT=$A_PORT PROXY_PORT=$A_PROXY_PORT AGENT_PID=$A_PID
+kill_agent -9
+assert_eq 1 "$(pgrep -xf 'sleep 601' | grep -c . || true)" "after the crash: slow's run goes on untracked"
+restart_agent a
+assert_true "after the restart: slow's orphaned run is killed and logged" \
+    wait_until 20 grep -q "interrupted: the agent restarted during the run" "$slow_log"
+assert_true "after the restart: at most one run of slow" \
+    bash -c '(( $(pgrep -xf "sleep 601" | grep -c . || true) <= 1 ))'
 
 # --- logs --process ------------------------------------------------------------------------
 assert_exit 0 dc_on "$A_URL" logs --process cron.tick

@@ -302,6 +302,21 @@ TEST_CASE("store claims each cron due minute once per app and job, across releas
     CHECK(jobs[1].outcome == "failed");
     CHECK(jobs[1].release == "v2");
 
+    // The process of a run going on, for the agent to end after a crash.
+    CHECK(store->cron_processes().empty());
+    REQUIRE(store->set_cron_process("hello", "tick", 4242, 99).ok());
+    REQUIRE(store->set_cron_process("world", "new-job", 4343, 7).ok()); // no row before
+    auto processes = store->cron_processes();
+    REQUIRE(processes.size() == 2);
+    CHECK(processes[0].app == "hello");
+    CHECK(processes[0].job == "tick");
+    CHECK(processes[0].pid == 4242);
+    CHECK(processes[0].pid_start == 99);
+    CHECK(processes[1].job == "new-job");
+    REQUIRE(store->set_cron_process("world", "new-job", 0, 0).ok());
+    CHECK(store->cron_processes().size() == 1);
+    CHECK(store->cron_jobs("hello")[1].outcome == "failed"); // the run's record is kept
+
     // Releases keep whether they run the jobs here (a fleet deploy's "cron": false).
     agent::NewRelease other_host{"hello", "app = \"hello\"\n", "abc", "m", false, {}, {}};
     other_host.cron = false;
@@ -313,6 +328,6 @@ TEST_CASE("store claims each cron due minute once per app and job, across releas
     // destroy forgets them.
     REQUIRE(store->destroy_app("hello", "destroyed").ok());
     CHECK(store->cron_jobs("hello").empty());
-    CHECK(store->cron_jobs("world").size() == 1);
+    CHECK(store->cron_jobs("world").size() == 2);
     CHECK(claim("hello", "tick", "2026-01-01T10:00:00Z"));
 }
