@@ -83,6 +83,22 @@ void Engine::end_orphaned_cron_runs() {
     }
 }
 
+void Engine::end_cron_runs(const std::string& app) {
+    for (const auto& run : m_store->cron_processes()) {
+        if (run.app != app)
+            continue;
+        const auto start = runtime::process_start_time(run.pid);
+        if (start && *start == run.pid_start)
+            ::kill(-run.pid, SIGKILL); // its thread records it, and removes a container
+    }
+    const std::string prefix = app + "/";
+    std::unique_lock lock(m_cron_mutex);
+    m_cron_cv.wait_for(lock, seconds(10), [&] {
+        return std::none_of(m_cron_running.begin(), m_cron_running.end(),
+                            [&](const std::string& key) { return key.rfind(prefix, 0) == 0; });
+    });
+}
+
 void Engine::cron_loop() {
     end_orphaned_cron_runs();
     auto last = floor<minutes>(system_clock::now()) - minutes(1);

@@ -245,6 +245,9 @@ class Engine final : public Service {
     void cron_loop();
     // Kills and records the runs a crashed agent left going (state.db cron_jobs.pid).
     void end_orphaned_cron_runs();
+    // deployctl stop and destroy: kills the app's runs going on and waits (10 s at most)
+    // until they are recorded.
+    void end_cron_runs(const std::string& app);
     // Runs the jobs due at `minute` (claimed first in state.db).
     void cron_tick(common::SysMinutes minute);
     // Starts a run on its own thread; refused while the job runs. `due`: the due

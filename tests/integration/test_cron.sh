@@ -137,6 +137,7 @@ assert_jq "$OUT" '.jobs[] | select(.name == "tick") | .last_run.release == "v2" 
 
 # --- a stopped app runs no job -------------------------------------------------------------
 assert_exit 0 dc stop
+assert_eq "" "$(pgrep -xf 'sleep 601' || true)" "a stopped app: a run going on is killed"
 assert_jq "$(cron_json "$A_URL")" '.jobs[] | select(.name == "tick") | .next_run == null and (.inactive | test("stopped"))' \
     "a stopped app: its jobs do not run"
 assert_exit 5 dc cron run tick
