@@ -37,6 +37,10 @@ class DataDir {
                                       const std::string& process) const {
         return app_dir(app) / "logs" / (id + "." + process + ".log");
     }
+    // The output of a [[cron]] job's runs, each after a header line (docs/cron.md).
+    std::filesystem::path cron_log(const std::string& app, const std::string& job) const {
+        return app_dir(app) / "logs" / ("cron." + job + ".log");
+    }
     // The digests of the blobs the release was made of, one per line: what
     // `deployctl destroy` must not delete while another app's release uses it.
     std::filesystem::path release_blobs(const std::string& app, const std::string& id) const {

@@ -147,6 +147,9 @@ std::vector<HostRun> run_fleet(const std::vector<HostUrl>& urls, const OpenHost&
         out.for_host(runs[i].host); // the phase line lists every host from the start
     }
     auto t0 = Clock::now();
+    // [[cron]] jobs run on the first host only.
+    for (std::size_t i = 1; i < runs.size(); ++i)
+        runs[i].cron = false;
     // The [release] command runs once, on the first host, before any other host starts.
     std::size_t first = 0;
     if (options.release_first && urls.size() > 1) {

@@ -51,10 +51,11 @@ enum class RollbackDecision {
 struct HostRun {
     std::string host;
     HostOutcome outcome = HostOutcome::not_started;
-    std::string previous; // PRODUCTION before the deploy ("" = none: a first deploy)
-    std::string release;  // the release created ("" = none yet), or the one serving (unchanged)
+    std::string previous;   // PRODUCTION before the deploy ("" = none: a first deploy)
+    std::string release;    // the release created ("" = none yet), or the one serving (unchanged)
     bool unchanged = false; // PRODUCTION already served this tree and config: nothing created
     bool release_command = true; // false: the agent skips [release] command (not the first host)
+    bool cron = true;            // false: the agent does not run [[cron]] jobs (not the first host)
     std::optional<common::Error> error;
     std::int64_t started_ms = -1; // since the fleet started; -1 = never started
     std::int64_t elapsed_ms = 0;

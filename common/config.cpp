@@ -1,5 +1,6 @@
 #include <common/command_line.hpp>
 #include <common/config.hpp>
+#include <common/cron.hpp>
 #include <common/duration.hpp>
 #include <common/fingerprint.hpp>
 #include <common/fs.hpp>
@@ -110,6 +111,64 @@ Status read_release(const Reader& r, const toml::table& t, ReleaseConfig& out) {
         TRY_ASSIGN(out.timeout, r.duration_at(*n, "release.timeout"));
         if (out.timeout.count() <= 0)
             return r.error_at(n->source(), "release.timeout must be longer than 0s");
+    }
+    return {};
+}
+
+Status read_cron_job(const Reader& r, const toml::table& t, CronJob& out) {
+    TRY(r.check_keys(t, "[[cron]]", {"name", "schedule", "command", "timeout", "timezone"}));
+    const auto* name = t.get("name");
+    if (!name)
+        return r.error_at(t.source(), "[[cron]] needs a name (name = \"cleanup\")");
+    TRY_ASSIGN(out.name, r.string_at(*name, "cron.name"));
+    if (!is_valid_app_name(out.name))
+        return r.error_at(name->source(), "cron.name must be 1-63 lower-case letters, digits or "
+                                          "'-', starting with a letter");
+    const auto* schedule = t.get("schedule");
+    if (!schedule)
+        return r.error_at(t.source(), fmt::format("[[cron]] {} needs a schedule (schedule = "
+                                                  "\"*/5 * * * *\" or \"@daily\")",
+                                                  out.name));
+    TRY_ASSIGN(out.schedule, r.string_at(*schedule, "cron.schedule"));
+    if (auto parsed = parse_cron_schedule(out.schedule); !parsed)
+        return r.error_at(schedule->source(), "cron.schedule: " + parsed.error().message);
+    const auto* command = t.get("command");
+    if (!command)
+        return r.error_at(t.source(),
+                          fmt::format("[[cron]] {} needs a command (a shell command)", out.name));
+    TRY_ASSIGN(out.command, r.string_at(*command, "cron.command"));
+    if (out.command.find_first_not_of(" \t\r\n") == std::string::npos)
+        return r.error_at(command->source(), "cron.command must not be empty");
+    if (const auto* n = t.get("timeout")) {
+        TRY_ASSIGN(out.timeout, r.duration_at(*n, "cron.timeout"));
+        if (out.timeout.count() <= 0)
+            return r.error_at(n->source(), "cron.timeout must be longer than 0s");
+    }
+    if (const auto* n = t.get("timezone")) {
+        TRY_ASSIGN(out.timezone, r.string_at(*n, "cron.timezone"));
+        if (!is_valid_timezone(out.timezone))
+            return r.error_at(n->source(),
+                              fmt::format("cron.timezone: unknown timezone \"{}\" (an IANA name "
+                                          "such as \"UTC\" or \"Europe/Paris\")",
+                                          out.timezone));
+    }
+    return {};
+}
+
+Status read_cron(const Reader& r, const toml::node& node, std::vector<CronJob>& out) {
+    const auto* array = node.as_array();
+    if (!array || !array->is_array_of_tables())
+        return r.error_at(node.source(), "cron must be an array of tables: write each job as "
+                                         "[[cron]]");
+    for (const auto& element : *array) {
+        CronJob job;
+        TRY(read_cron_job(r, *element.as_table(), job));
+        for (const auto& other : out)
+            if (other.name == job.name)
+                return r.error_at(
+                    element.as_table()->get("name")->source(),
+                    fmt::format("cron.name \"{}\" is used by two [[cron]] jobs", job.name));
+        out.push_back(std::move(job));
     }
     return {};
 }
@@ -309,9 +368,10 @@ Status read_section(const Reader& r, const toml::table& root, const char* key, T
 }
 
 Result<AppConfig> read_config(const Reader& r, const toml::table& root) {
-    TRY(r.check_keys(root, "the top level",
-                     {"app", "build", "run", "release", "static", "deploy", "env", "targets",
-                      "processes"}));
+    TRY(r.check_keys(
+        root, "the top level",
+        {"app", "build", "run", "release", "cron", "static", "deploy", "env", "targets",
+         "processes"}));
     AppConfig config;
     const auto* app = root.get("app");
     if (!app)
@@ -324,6 +384,9 @@ Result<AppConfig> read_config(const Reader& r, const toml::table& root) {
     TRY(read_section(r, root, "build", config.build, read_build));
     TRY(read_section(r, root, "run", config.run, read_run));
     TRY(read_section(r, root, "release", config.release, read_release));
+    if (const auto* cron = root.get("cron")) {
+        TRY(read_cron(r, *cron, config.cron));
+    }
     if (root.get("static")) {
         config.static_site.emplace();
         TRY(read_section(r, root, "static", *config.static_site, read_static));

@@ -49,6 +49,16 @@ struct ReleaseConfig {
     std::chrono::milliseconds timeout{10 * 60 * 1000};
 };
 
+// [[cron]]: a command the agent runs on a schedule in the PRODUCTION
+// release's environment, on the target's first host (docs/cron.md).
+struct CronJob {
+    std::string name;     // lower-case letters, digits and dashes
+    std::string schedule; // as written: 5 fields or @daily (common/cron.hpp)
+    std::string command;  // shell command
+    std::chrono::milliseconds timeout{60 * 60 * 1000}; // killed after this (default 1h)
+    std::string timezone = "UTC";                      // IANA name
+};
+
 struct StaticConfig {
     std::string dir;
     bool spa = false;
@@ -95,6 +105,7 @@ struct AppConfig {
     BuildConfig build;
     RunConfig run;
     ReleaseConfig release;
+    std::vector<CronJob> cron;
     std::optional<StaticConfig> static_site;
     DeploySettings deploy;
     std::map<std::string, std::string> env;

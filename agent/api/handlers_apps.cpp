@@ -2,6 +2,7 @@
 #include <agent/api/handler_util.hpp>
 #include <agent/api/handlers.hpp>
 #include <agent/api/json.hpp>
+#include <common/config.hpp>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -178,6 +179,55 @@ Response remove_release(ApiContext& context, const Request& request) {
 
 } // namespace
 
+// GET /v1/apps/{app}/cron: the [[cron]] jobs of the PRODUCTION release.
+Response list_cron(ApiContext& context, const Request& request) {
+    auto app = app_param(request);
+    if (!app)
+        return error_response(app.error());
+    auto jobs = context.service.cron_jobs(*app);
+    if (!jobs)
+        return error_response(jobs.error());
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& job : *jobs) {
+        nlohmann::json entry = {{"name", job.name},         {"schedule", job.schedule},
+                                {"timezone", job.timezone}, {"command", job.command},
+                                {"running", job.running},   {"next_run", nullptr},
+                                {"inactive", nullptr},      {"last_run", nullptr}};
+        if (!job.next_run.empty())
+            entry["next_run"] = job.next_run;
+        if (!job.inactive.empty())
+            entry["inactive"] = job.inactive;
+        if (!job.last_started.empty())
+            entry["last_run"] = {
+                {"started", job.last_started}, {"finished", job.last_finished},
+                {"exit", job.last_exit},       {"duration_ms", job.last_duration_ms},
+                {"outcome", job.last_outcome}, {"release", job.last_release}};
+        out.push_back(std::move(entry));
+    }
+    return json_response(200, {{"app", *app}, {"jobs", out}});
+}
+
+// POST /v1/apps/{app}/cron/{name}/runs: runs a job now.
+Response run_cron(ApiContext& context, const Request& request) {
+    auto app = app_param(request);
+    if (!app)
+        return error_response(app.error());
+    const auto it = request.params.find("name");
+    const std::string name = it == request.params.end() ? "" : it->second;
+    if (!common::is_valid_app_name(name))
+        return error_response(make_error(
+            ErrorKind::not_found, fmt::format("no cron job '{}': names are lower-case letters, "
+                                              "digits and dashes",
+                                              name.substr(0, 80))));
+    auto started = context.service.run_cron(*app, name);
+    if (!started)
+        return error_response(started.error());
+    return json_response(202, {{"app", *app},
+                               {"job", started->job},
+                               {"release", started->release},
+                               {"log", started->log}});
+}
+
 void add_app_routes(Router& router, ApiContext& context) {
     auto bind = [&context](Response (*handler)(ApiContext&, const Request&)) {
         return [&context, handler](const Request& request) { return handler(context, request); };
@@ -186,6 +236,8 @@ void add_app_routes(Router& router, ApiContext& context) {
     router.add("GET", "/v1/apps/{app}", bind(show_app));
     router.add("GET", "/v1/apps/{app}/releases", bind(list_releases));
     router.add("GET", "/v1/apps/{app}/ps", bind(list_processes));
+    router.add("GET", "/v1/apps/{app}/cron", bind(list_cron));
+    router.add("POST", "/v1/apps/{app}/cron/{name}/runs", bind(run_cron), BodyKind::small_json);
     router.add("GET", "/v1/apps/{app}/releases/{id}", bind(show_release));
     router.add("DELETE", "/v1/apps/{app}/releases/{id}", bind(remove_release));
     router.add("POST", "/v1/apps/{app}/rollback", bind(rollback), BodyKind::small_json);

@@ -38,7 +38,7 @@ common::Status read_meta(const json& body, NewDeployment& deployment) {
     auto message = string_member(body, "message", false);
     if (!message)
         return message.error();
-    for (const char* flag : {"dirty", "force", "release_command"})
+    for (const char* flag : {"dirty", "force", "release_command", "cron"})
         if (body.contains(flag) && !body[flag].is_boolean() && !body[flag].is_null())
             return make_error(ErrorKind::bad_request,
                               fmt::format("\"{}\" must be true or false", flag));
@@ -58,9 +58,12 @@ common::Status read_meta(const json& body, NewDeployment& deployment) {
     deployment.dirty = flag("dirty");
     deployment.force = flag("force");
     // Absent or null: true (run deploy.toml's [release] command).
-    deployment.release_command = !(body.contains("release_command") &&
-                                   body["release_command"].is_boolean() &&
-                                   !body["release_command"].get<bool>());
+    deployment.release_command =
+        !(body.contains("release_command") && body["release_command"].is_boolean() &&
+          !body["release_command"].get<bool>());
+    // Absent or null: true (this host runs the [[cron]] jobs).
+    deployment.cron =
+        !(body.contains("cron") && body["cron"].is_boolean() && !body["cron"].get<bool>());
     return {};
 }
 

@@ -6,6 +6,7 @@
 #include <agent/api/handlers.hpp>
 #include <agent/api/json.hpp>
 #include <agent/logs/follow.hpp>
+#include <common/config.hpp>
 #include <common/log.hpp>
 
 #include <fmt/format.h>
@@ -158,10 +159,79 @@ common::Result<std::string> logs_release(ApiContext& context, const std::string&
     return *status->production;
 }
 
+// ?process=NAME: the log of one process of the app instead of the release's
+// logs: a process of the PRODUCTION release ([processes]: web, worker, ...)
+// or a [[cron]] job's runs (cron.JOB); an unknown name is not_found.
+struct ProcessLog {
+    std::filesystem::path file;
+    std::string stream; // the events' "stream"
+};
+common::Result<ProcessLog> process_log(ApiContext& context, const std::string& app,
+                                       const std::string& process) {
+    constexpr std::string_view k_cron = "cron.";
+    if (process.rfind(k_cron, 0) != 0) {
+        // A process of the PRODUCTION release ([processes]): web is its app log.
+        auto status = context.service.status(app);
+        if (!status)
+            return status.error();
+        if (!status->production)
+            return make_error(ErrorKind::not_found,
+                              fmt::format("app '{}' has no PRODUCTION release", app));
+        const auto& id = *status->production;
+        auto file = process == "web" ? context.data_dir.app_log(app, id)
+                                     : context.data_dir.process_log(app, id, process);
+        std::error_code ec;
+        if (common::is_valid_process_name(process) && std::filesystem::exists(file, ec))
+            return ProcessLog{file, process};
+        return make_error(ErrorKind::not_found,
+                          fmt::format("app '{}' has no process '{}' in its PRODUCTION release {} "
+                                      "(deployctl ps lists them)",
+                                      app, process.substr(0, 80), id));
+    }
+    auto jobs = context.service.cron_jobs(app);
+    if (!jobs)
+        return jobs.error();
+    std::string names;
+    for (const auto& job : *jobs) {
+        if (process.size() > k_cron.size() && process.compare(0, k_cron.size(), k_cron) == 0 &&
+            process.substr(k_cron.size()) == job.name)
+            return ProcessLog{context.data_dir.cron_log(app, job.name), process};
+        names += (names.empty() ? "" : ", ") + std::string(k_cron) + job.name;
+    }
+    return make_error(
+        ErrorKind::not_found,
+        fmt::format("app '{}' has no process '{}' ({})", app, process.substr(0, 80),
+                    names.empty() ? "it has no [[cron]] jobs" : "its processes: " + names));
+}
+
+void stream_process_log(ApiContext& context, const ProcessLog& log, bool follow, StreamSink& sink) {
+    logs::LineReader lines(log.file);
+    auto send = [&] {
+        for (const auto& line : lines.read_new_lines()) {
+            nlohmann::json event = {
+                {"event", "log"}, {"release", ""}, {"stream", log.stream}, {"line", line}};
+            if (!sink.write(to_line(event)))
+                return false;
+        }
+        return true;
+    };
+    while (send() && follow && sink.alive())
+        std::this_thread::sleep_for(context.poll_interval);
+}
+
 Response app_logs(ApiContext& context, const Request& request) {
     auto app = app_param(request);
     if (!app)
         return error_response(app.error());
+    if (auto it = request.query.find("process"); it != request.query.end()) {
+        auto log = process_log(context, *app, it->second);
+        if (!log)
+            return error_response(log.error());
+        const bool follow = flag_set(request.query, "follow");
+        return ndjson([&context, log = *log, follow](StreamSink& sink) {
+            stream_process_log(context, log, follow, sink);
+        });
+    }
     auto id = logs_release(context, *app, request);
     if (!id)
         return error_response(id.error());

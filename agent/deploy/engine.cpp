@@ -50,6 +50,9 @@ void Engine::stop() {
         thread.join();
     if (m_supervisor.joinable())
         m_supervisor.join();
+    if (m_cron.joinable())
+        m_cron.join();
+    wait_cron_runs(); // m_stopping kills them
     if (m_container_runtime)
         m_container_runtime->shutdown(); // containers keep running
     std::lock_guard lock(m_mutex);
@@ -142,7 +145,8 @@ common::Result<ReleaseInfo> Engine::create_deployment(NewDeployment deployment) 
                               m_options.cgroup_root + ", see deploy-agent serve's log)");
     auto row = m_store->create({deployment.app, deployment.config_text, deployment.commit,
                                 deployment.message, deployment.dirty, deployment.manifest.digest(),
-                                common::sha256_hex(deployment.config_text), seq});
+                                common::sha256_hex(deployment.config_text), seq,
+                                deployment.cron});
     if (!row)
         return row.error();
     record_blobs(row->app, row->id, deployment.manifest);

@@ -11,6 +11,7 @@
 // runtimes.cpp  choosing the engine and the runtime of each release
 // one_off.cpp   deployctl run: a command in a release's environment
 // processes.cpp [processes] other than web: start, stop, supervise; deployctl ps
+// cron.cpp      [[cron]] jobs: the scheduler thread and each run
 
 #include <agent/deploy/events.hpp>
 #include <agent/deploy/proxy_supervisor.hpp>
@@ -22,6 +23,7 @@
 #include <agent/secrets/env_vars.hpp>
 #include <agent/store/blobs.hpp>
 #include <agent/store/store.hpp>
+#include <common/cron.hpp>
 
 #include <atomic>
 #include <chrono>
@@ -69,9 +71,13 @@ class Engine final : public Service {
     common::Result<Destroyed> destroy_app(const std::string& app) override;
     std::vector<secrets::VarInfo> env(const std::string& app) override;
     common::Status set_env(const std::string& app, std::vector<secrets::NewVar> vars) override;
-    common::Status unset_env(const std::string& app, const std::vector<std::string>& names) override;
+    common::Status unset_env(const std::string& app,
+                             const std::vector<std::string>& names) override;
     common::Result<OneOff> one_off(const OneOffRequest& request) override;
     common::Result<ProcessList> processes(const std::string& app) override;
+    common::Result<std::vector<CronJobInfo>> cron_jobs(const std::string& app) override;
+    common::Result<CronRunStarted> run_cron(const std::string& app,
+                                            const std::string& job) override;
     std::string engine() const override { return m_engine; }
     std::string engine_version() const override;
     std::string proxy_listen() const override { return m_options.proxy.listen; }
@@ -147,9 +153,8 @@ class Engine final : public Service {
     // pipeline.cpp
     void run_deployment(const std::string& app, Job& job);
     // The app's variables for this release, and its events redacted from now on.
-    common::Result<secrets::ReleaseEnv> release_env(const std::string& app,
-                                                    const common::AppConfig& config,
-                                                    EventLog& events);
+    common::Result<secrets::ReleaseEnv>
+    release_env(const std::string& app, const common::AppConfig& config, EventLog& events);
     // The [release] command, once the build is done (still BUILDING).
     common::Status release_phase(const std::string& app, const Job& job, const EventLog& events);
     common::Status build(const std::string& app, const Job& job, const EventLog& events,
@@ -264,6 +269,23 @@ class Engine final : public Service {
     runtime::ReleaseRef process_ref(const ProcessRow& row) const {
         return {row.app, row.release, row.process, row.instance};
     }
+    // cron.cpp
+    void cron_loop();
+    // Kills and records the runs a crashed agent left going (state.db cron_jobs.pid).
+    void end_orphaned_cron_runs();
+    // deployctl stop and destroy: kills the app's runs going on and waits (10 s at most)
+    // until they are recorded.
+    void end_cron_runs(const std::string& app);
+    // Runs the jobs due at `minute` (claimed first in state.db).
+    void cron_tick(common::SysMinutes minute);
+    // Starts a run on its own thread; refused while the job runs. `due`: the due
+    // minute, "" for a run now.
+    common::Status start_cron_run(const std::string& app, const ReleaseRow& row,
+                                  const common::AppConfig& config, const common::CronJob& job,
+                                  const std::string& due);
+    void cron_run(const std::string& app, const ReleaseRow& row, const common::AppConfig& config,
+                  const common::CronJob& job, const std::string& due);
+    void wait_cron_runs();
 
     // recover.cpp
     // Returns the replaced releases still running, to drain once routes are out.
@@ -318,6 +340,11 @@ class Engine final : public Service {
 
     std::mutex m_delete_mutex;
     std::thread m_supervisor;
+
+    std::thread m_cron;
+    std::mutex m_cron_mutex; // guards m_cron_running
+    std::condition_variable m_cron_cv;
+    std::set<std::string> m_cron_running; // "app/job" of the runs going on
 };
 
 } // namespace agent

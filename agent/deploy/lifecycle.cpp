@@ -173,6 +173,7 @@ common::Result<AppAction> Engine::stop_app(const std::string& app) {
     if (m_store->stopped(app))
         return AppAction{app, row->id, "stopped", false, 0};
     TRY(db_write([&] { return m_store->set_stopped(app, true, "stopped on request"); }));
+    end_cron_runs(app); // its [[cron]] jobs do not run while it is stopped
     // deploy-proxy answers 503 from now on; if it cannot be told, nothing stops.
     if (auto published = publish_routes(); !published) {
         if (auto running = db_write([&] {
@@ -407,6 +408,7 @@ common::Result<Destroyed> Engine::destroy_app(const std::string& app) {
         runtime.remove({app, row.id}); // the container and the image
         destroyed.releases.push_back(row.id);
     }
+    end_cron_runs(app);
     std::tie(destroyed.blobs_removed, destroyed.blobs_kept) = remove_unshared_blobs(app, rows);
     TRY(db_write([&] {
         return m_store->destroy_app(app, "app destroyed on request (" +

@@ -49,6 +49,7 @@ common::Status Engine::start() {
     }
     m_started = true;
     m_supervisor = std::thread(&Engine::supervise_loop, this);
+    m_cron = std::thread(&Engine::cron_loop, this);
     return {};
 }
 

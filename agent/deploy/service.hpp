@@ -59,6 +59,35 @@ struct NewDeployment {
     // Run deploy.toml's [release] command. A fleet deploy runs it on the target's
     // first host only and sends false to the others (docs/multi-host.md).
     bool release_command = true;
+    // Run deploy.toml's [[cron]] jobs on this host while the release is PRODUCTION. A
+    // fleet deploy sends false to every host but the target's first (docs/cron.md).
+    bool cron = true;
+};
+
+// GET /v1/apps/{app}/cron: one [[cron]] job of the PRODUCTION release.
+struct CronJobInfo {
+    std::string name;
+    std::string schedule;
+    std::string timezone;
+    std::string command;
+    std::string next_run; // RFC 3339 UTC; "" when this host does not run it
+    // Why this host does not run it ("" when it does): stopped app, other host.
+    std::string inactive;
+    bool running = false;
+    // The last run ("" started: none yet).
+    std::string last_started;
+    std::string last_finished;
+    std::int64_t last_exit = 0;
+    std::int64_t last_duration_ms = 0;
+    std::string last_outcome; // ok, failed, timed_out, skipped
+    std::string last_release;
+};
+
+// POST /v1/apps/{app}/cron/{name}/runs: the run started.
+struct CronRunStarted {
+    std::string job;
+    std::string release;
+    std::string log; // the file its output goes to
 };
 
 struct AppStatus {
@@ -256,6 +285,17 @@ class Service {
     }
     // The engine in use ("docker", "podman", "process"; "auto" is resolved by
     // start()) and, for container engines, its version.
+    // [[cron]] jobs of the app's PRODUCTION release (docs/cron.md); not_found for an
+    // unknown app.
+    virtual common::Result<std::vector<CronJobInfo>> cron_jobs(const std::string& app) {
+        return common::make_error(common::ErrorKind::internal, "cron is not supported: " + app);
+    }
+    // Runs a job now; refused (409) while it runs.
+    virtual common::Result<CronRunStarted> run_cron(const std::string& app,
+                                                    const std::string& job) {
+        return common::make_error(common::ErrorKind::internal,
+                                  "cron is not supported: " + app + " " + job);
+    }
     virtual std::string engine() const = 0;
     virtual std::string engine_version() const = 0;
     virtual std::string proxy_listen() const = 0;

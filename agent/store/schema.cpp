@@ -191,6 +191,28 @@ ALTER TABLE releases ADD COLUMN restarts INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE releases ADD COLUMN last_exit TEXT NOT NULL DEFAULT '';
 )sql";
 
+// 8: [[cron]] jobs: whether a release runs them on this host (a fleet deploy
+// turns them on on its first host only), and per app and job the last due
+// minute handled (claimed before its run starts), the last run, and the
+// process of the run going on (killed after a crash).
+constexpr std::string_view k_cron = R"sql(
+ALTER TABLE releases ADD COLUMN cron INTEGER NOT NULL DEFAULT 1;
+CREATE TABLE IF NOT EXISTS cron_jobs (
+  app          TEXT NOT NULL,
+  job          TEXT NOT NULL,
+  last_due     TEXT NOT NULL DEFAULT '',
+  started      TEXT NOT NULL DEFAULT '',
+  finished     TEXT NOT NULL DEFAULT '',
+  exit_status  INTEGER NOT NULL DEFAULT 0,
+  duration_ms  INTEGER NOT NULL DEFAULT 0,
+  outcome      TEXT NOT NULL DEFAULT '',
+  release      TEXT NOT NULL DEFAULT '',
+  pid          INTEGER NOT NULL DEFAULT 0,
+  pid_start    INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY (app, job)
+);
+)sql";
+
 // Migration N is k_migrations[N - 1]. One that has shipped is never edited:
 // a change to the schema is a new migration at the end.
 constexpr std::array k_migrations{
@@ -201,6 +223,7 @@ constexpr std::array k_migrations{
     Migration{"", &add_audit_count},
     Migration{"", &add_audit_command},
     Migration{k_processes},
+    Migration{k_cron},
 };
 static_assert(k_migrations.size() == k_latest_version);
 

@@ -13,7 +13,7 @@ namespace {
 
 constexpr std::string_view k_columns =
     R"(app, id, seq, state, created_at, updated_at, "commit", message, error, port, pid,)"
-    R"( pid_start, config, dirty, tree_digest, config_digest, started_at, restarts, last_exit)";
+    R"( pid_start, config, dirty, tree_digest, config_digest, started_at, restarts, last_exit, cron)";
 
 std::string now() {
     char buffer[32];
@@ -41,6 +41,7 @@ ReleaseRow read_row(const sqlite::Statement& s) {
     row.started_at = s.text(16);
     row.restarts = static_cast<int>(s.integer(17));
     row.last_exit = s.text(18);
+    row.cron = s.integer(19) != 0;
     return row;
 }
 
@@ -111,12 +112,14 @@ common::Result<ReleaseRow> Store::create(const NewRelease& release) {
     row.dirty = release.dirty;
     row.tree_digest = release.tree_digest;
     row.config_digest = release.config_digest;
+    row.cron = release.cron;
     TRY_ASSIGN(auto insert, m_db->prepare(R"(INSERT INTO releases (app, id, seq, state, created_at,
-        updated_at, "commit", message, config, dirty, tree_digest, config_digest)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?))"));
+        updated_at, "commit", message, config, dirty, tree_digest, config_digest, cron)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?))"));
     insert.bind(row.app).bind(row.id).bind(row.seq).bind(name(State::queued));
     insert.bind(row.created_at).bind(row.updated_at).bind(row.commit).bind(row.message);
     insert.bind(row.config).bind(row.dirty ? 1 : 0).bind(row.tree_digest).bind(row.config_digest);
+    insert.bind(row.cron ? 1 : 0);
     TRY(insert.run());
     TRY(write_audit(row.app, row.id, "", "QUEUED", "created"));
     TRY(tx.commit());
@@ -160,8 +163,9 @@ Store::switch_production(const std::string& app, const std::string& id, State fr
     }
     const std::string detail = previous ? "replaces " + *previous : "first production release";
     TRY(cas_state(app, id, from, State::production, {}, detail));
-    TRY_ASSIGN(auto record, m_db->prepare("INSERT INTO switches (ts, app, release, previous, reason)"
-                                          " VALUES (?, ?, ?, ?, ?)"));
+    TRY_ASSIGN(auto record,
+               m_db->prepare("INSERT INTO switches (ts, app, release, previous, reason)"
+                             " VALUES (?, ?, ?, ?, ?)"));
     record.bind(now()).bind(app).bind(id).bind(previous.value_or(""));
     record.bind(from == State::inactive ? "rollback" : "deploy");
     TRY(record.run());
@@ -379,13 +383,79 @@ std::vector<AuditRow> Store::audit(const std::string& app) {
 
 std::vector<SwitchRow> Store::switches(const std::string& app) {
     std::lock_guard lock(m_mutex);
-    return select_rows<SwitchRow>(*m_db,
-                                  "SELECT ts, release, previous, reason FROM switches"
-                                  " WHERE app = ? ORDER BY id",
-                                  {app}, [](const sqlite::Statement& row) {
-                                      return SwitchRow{row.text(0), row.text(1), row.text(2),
-                                                       row.text(3)};
-                                  });
+    return select_rows<SwitchRow>(
+        *m_db,
+        "SELECT ts, release, previous, reason FROM switches"
+        " WHERE app = ? ORDER BY id",
+        {app}, [](const sqlite::Statement& row) {
+            return SwitchRow{row.text(0), row.text(1), row.text(2), row.text(3)};
+        });
+}
+
+common::Result<bool> Store::claim_cron_due(const std::string& app, const std::string& job,
+                                           const std::string& due) {
+    std::lock_guard lock(m_mutex);
+    TRY_ASSIGN(auto claim,
+               m_db->prepare("INSERT INTO cron_jobs (app, job, last_due) VALUES (?, ?, ?)"
+                             " ON CONFLICT(app, job) DO UPDATE SET last_due = excluded.last_due"
+                             " WHERE last_due < excluded.last_due"));
+    TRY(claim.bind(app).bind(job).bind(due).run());
+    return m_db->changes() == 1;
+}
+
+common::Status Store::record_cron_run(const std::string& app, const std::string& job,
+                                      const CronRunRow& run) {
+    std::lock_guard lock(m_mutex);
+    TRY_ASSIGN(auto record,
+               m_db->prepare("INSERT INTO cron_jobs (app, job, started, finished, exit_status,"
+                             " duration_ms, outcome, release) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                             " ON CONFLICT(app, job) DO UPDATE SET started = excluded.started,"
+                             " finished = excluded.finished, exit_status = excluded.exit_status,"
+                             " duration_ms = excluded.duration_ms, outcome = excluded.outcome,"
+                             " release = excluded.release"));
+    record.bind(app).bind(job).bind(run.started).bind(run.finished).bind(run.exit_status);
+    record.bind(run.duration_ms).bind(run.outcome).bind(run.release);
+    return record.run();
+}
+
+std::vector<CronRunRow> Store::cron_jobs(const std::string& app) {
+    std::lock_guard lock(m_mutex);
+    return select_rows<CronRunRow>(
+        *m_db,
+        "SELECT job, last_due, started, finished, exit_status, duration_ms, outcome, release"
+        " FROM cron_jobs WHERE app = ? ORDER BY job",
+        {app}, [](const sqlite::Statement& row) {
+            CronRunRow r;
+            r.job = row.text(0);
+            r.last_due = row.text(1);
+            r.started = row.text(2);
+            r.finished = row.text(3);
+            r.exit_status = row.integer(4);
+            r.duration_ms = row.integer(5);
+            r.outcome = row.text(6);
+            r.release = row.text(7);
+            return r;
+        });
+}
+
+common::Status Store::set_cron_process(const std::string& app, const std::string& job, int pid,
+                                       std::int64_t pid_start) {
+    std::lock_guard lock(m_mutex);
+    TRY_ASSIGN(auto update,
+               m_db->prepare("INSERT INTO cron_jobs (app, job, pid, pid_start) VALUES (?, ?, ?, ?)"
+                             " ON CONFLICT(app, job) DO UPDATE SET pid = excluded.pid,"
+                             " pid_start = excluded.pid_start"));
+    return update.bind(app).bind(job).bind(pid).bind(pid_start).run();
+}
+
+std::vector<CronProcess> Store::cron_processes() {
+    std::lock_guard lock(m_mutex);
+    return select_rows<CronProcess>(
+        *m_db, "SELECT app, job, pid, pid_start FROM cron_jobs WHERE pid != 0 ORDER BY app, job",
+        {}, [](const sqlite::Statement& row) {
+            return CronProcess{row.text(0), row.text(1), static_cast<int>(row.integer(2)),
+                               row.integer(3)};
+        });
 }
 
 std::vector<EnvRow> Store::env(const std::string& app) {
@@ -502,6 +572,7 @@ common::Status Store::destroy_app(const std::string& app, std::string_view detai
          {"DELETE FROM releases WHERE app = ?", "DELETE FROM release_secrets WHERE app = ?",
           "DELETE FROM env WHERE app = ?", "DELETE FROM app_keys WHERE app = ?",
           "DELETE FROM switches WHERE app = ?", "DELETE FROM processes WHERE app = ?",
+          "DELETE FROM cron_jobs WHERE app = ?",
           "DELETE FROM apps WHERE name = ?"}) {
         TRY_ASSIGN(auto erase, m_db->prepare(sql));
         TRY(erase.bind(app).run());

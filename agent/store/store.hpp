@@ -38,6 +38,7 @@ struct ReleaseRow {
     int pid = 0;                // app (or build) process, 0 when none
     std::int64_t pid_start = 0; // /proc/PID/stat field 22, detects pid reuse
     std::string config;         // deploy.toml text
+    bool cron = true;           // runs the app's [[cron]] jobs on this host
     bool dirty = false;
     std::string tree_digest;   // common::Manifest::digest() of the source tree
     std::string config_digest; // sha256 of `config`
@@ -70,6 +71,7 @@ struct NewRelease {
     // The id asked for (a fleet deploy gives one id on every host, docs/design.md §8):
     // its number, which must be at least the app's next one; 0 = the app's next.
     std::int64_t seq = 0;
+    bool cron = true; // false: another host of the target runs the [[cron]] jobs
 };
 
 // One switch of an app's PRODUCTION release: `release` started serving at
@@ -98,6 +100,26 @@ struct EnvRow {
     bool secret = false;
     std::string value;
     std::string updated_at;
+};
+
+// [[cron]]: per app and job, the last due minute handled and the last run
+// (or skipped due time). Times are RFC 3339 UTC.
+struct CronRunRow {
+    std::string job;
+    std::string last_due;
+    std::string started;
+    std::string finished;
+    std::int64_t exit_status = 0;
+    std::int64_t duration_ms = 0;
+    std::string outcome; // "ok", "failed", "timed_out", "skipped"; "" before the first run
+    std::string release;
+};
+
+struct CronProcess {
+    std::string app;
+    std::string job;
+    int pid = 0;
+    std::int64_t pid_start = 0;
 };
 
 class Store {
@@ -184,6 +206,20 @@ class Store {
     // next deploy is v1 again) and writes one transitions row (release "",
     // `detail`); the app's earlier transitions stay as its history.
     common::Status destroy_app(const std::string& app, std::string_view detail);
+
+    // [[cron]]: records `due` as the job's last handled due minute if it is
+    // later than the one recorded; true when it was (the caller runs it),
+    // false when that minute was handled already (by a run before a switch).
+    common::Result<bool> claim_cron_due(const std::string& app, const std::string& job,
+                                        const std::string& due);
+    common::Status record_cron_run(const std::string& app, const std::string& job,
+                                   const CronRunRow& run);
+    std::vector<CronRunRow> cron_jobs(const std::string& app);
+    // The process of a job's run going on (pid 0: none), for the agent to end
+    // it after a crash; and the jobs of every app that have one recorded.
+    common::Status set_cron_process(const std::string& app, const std::string& job, int pid,
+                                    std::int64_t pid_start);
+    std::vector<CronProcess> cron_processes();
 
     // Raw SQL, for maintenance and tests.
     common::Status exec(std::string_view sql);

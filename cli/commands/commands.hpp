@@ -30,6 +30,7 @@ void add_lifecycle(CLI::App& app, Context& ctx); // stop, start, restart
 void add_destroy(CLI::App& app, Context& ctx);
 void add_agent(CLI::App& app, Context& ctx);
 void add_env(CLI::App& app, Context& ctx);
+void add_cron(CLI::App& app, Context& ctx);
 void add_token(CLI::App& app, Context& ctx);
 void add_login(CLI::App& app, Context& ctx);
 void add_audit(CLI::App& app, Context& ctx);
@@ -55,6 +56,7 @@ inline constexpr AddCommand k_commands[] = {
     add_destroy,
     add_agent,
     add_env,
+    add_cron,
     add_token,
     add_login,
     add_audit,

@@ -65,12 +65,9 @@ void report_package(Context& ctx, const Target& target, const package::SourceTre
 
 nlohmann::json deployment_request(const Target& target, const package::SourceTree& tree,
                                   bool force) {
-    return {{"config", target.config_text},
-            {"manifest", common::manifest_to_json(tree.manifest())},
-            {"commit", tree.commit()},
-            {"message", tree.message()},
-            {"dirty", tree.dirty()},
-            {"force", force}};
+    return {{"config", target.config_text}, {"manifest", common::manifest_to_json(tree.manifest())},
+            {"commit", tree.commit()},      {"message", tree.message()},
+            {"dirty", tree.dirty()},        {"force", force}};
 }
 
 // How to go over the hosts: deploy.toml's [deploy], then the command line.
@@ -93,8 +90,7 @@ common::Result<FleetOptions> fleet_options(const Target& target, const DeployOpt
     fleet.rollback = !options.no_rollback;
     fleet.follow = !options.no_follow;
     fleet.several = hosts > 1;
-    fleet.release_first =
-        fleet.several && target.config && !target.config->release.command.empty();
+    fleet.release_first = fleet.several && target.config && !target.config->release.command.empty();
     if (!fleet.follow && fleet.release_first)
         return common::make_error(common::ErrorKind::usage,
                                   "--no-follow cannot deploy to several hosts with a [release] "
@@ -153,6 +149,8 @@ HostSteps deploy_steps(Context& ctx, const Target& target, const package::Source
         auto host_request = request;
         if (!run.release_command) // the fleet's first host runs it
             host_request["release_command"] = false;
+        if (!run.cron) // the fleet's first host runs [[cron]] jobs
+            host_request["cron"] = false;
         auto created = fleet_id ? fleet_id->create(
                                       run.host,
                                       [&](const std::string& id) {

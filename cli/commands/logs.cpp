@@ -1,4 +1,5 @@
-// deployctl logs [RELEASE] [-f]: build and app output of a release.
+// deployctl logs [RELEASE] [-f] [--process NAME]: build and app output of a release, or the
+// output of one process of the PRODUCTION release (worker) or of a [[cron]] job (cron.NAME).
 
 #include <CLI/CLI.hpp>
 #include <cli/commands/commands.hpp>
@@ -17,6 +18,7 @@ namespace {
 
 struct LogsOptions {
     std::string release; // empty: the PRODUCTION release
+    std::string process; // --process cron.NAME: that process's log instead
     bool follow = false;
 };
 
@@ -33,6 +35,14 @@ common::Status logs(Context& ctx, const LogsOptions& options) {
     if (!options.release.empty())
         if (auto st = check_release_id(options.release); !st)
             return st;
+    if (!options.process.empty() && !options.release.empty())
+        return common::make_error(common::ErrorKind::usage,
+                                  "logs takes a RELEASE or --process, not both");
+    if (!options.process.empty() &&
+        options.process.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-.") !=
+            std::string::npos)
+        return common::make_error(common::ErrorKind::usage,
+                                  "--process takes a process name such as worker or cron.NAME");
     auto target = resolve_target(ctx, ".", ConfigNeed::optional);
     if (!target)
         return target.error();
@@ -42,6 +52,8 @@ common::Status logs(Context& ctx, const LogsOptions& options) {
     std::vector<std::string> query;
     if (!options.release.empty())
         query.push_back(fmt::format("release={}", options.release));
+    if (!options.process.empty())
+        query.push_back(fmt::format("process={}", options.process));
     if (options.follow)
         query.emplace_back("follow=1");
     std::string path = fmt::format("{}/logs{}{}", app_path(target->app), query.empty() ? "" : "?",
@@ -70,7 +82,11 @@ void add_logs(CLI::App& app, Context& ctx) {
     auto* cmd = app.add_subcommand("logs", "Show build and app output of a release");
     cmd->add_option("RELEASE", options->release, "Release id (default: the PRODUCTION release)");
     cmd->add_flag("-f,--follow", options->follow, "Keep streaming new lines");
-    cmd->footer("Examples:\n  deployctl logs\n  deployctl logs v4\n  deployctl logs -f\n");
+    cmd->add_option("--process", options->process,
+                    "Show one process's log instead: a process of [processes] (web, worker) of "
+                    "the PRODUCTION release, or cron.NAME for a [[cron]] job's runs");
+    cmd->footer("Examples:\n  deployctl logs\n  deployctl logs v4\n  deployctl logs -f\n"
+                "  deployctl logs --process worker -f\n  deployctl logs --process cron.cleanup\n");
     cmd->callback(
         [&ctx, options] { ctx.command = [&ctx, options] { return logs(ctx, *options); }; });
 }

@@ -122,7 +122,7 @@ struct DoneInfo {
     std::string url;
     std::optional<std::string> error;
     std::int64_t elapsed_ms = 0;
-    std::string previous; // rollback only
+    std::string previous;   // rollback only
     bool unchanged = false; // rollback over several hosts: `release` was live already
     // rollback: the release has a [release] command, which was not run again
     bool release_command_skipped = false;
@@ -183,6 +183,18 @@ struct EnvList {
     JsonValue answer;
 };
 
+// cron ls: the agent's answer to GET /v1/apps/{app}/cron ({"app", "jobs": [...]}).
+struct CronJobs {
+    std::string host;
+    JsonValue answer;
+};
+
+// cron run NAME: the agent's answer ({"app", "job", "release", "log"}).
+struct CronStarted {
+    std::string host;
+    JsonValue answer;
+};
+
 // env set | unset: the agent's answer (`set` or `unset`: the names).
 struct EnvChanged {
     std::string host;
@@ -239,7 +251,7 @@ struct RunOutput {
 struct RunExit {
     std::string host;
     int status = 0;
-    std::optional<int> signal;       // killed by this signal (status 128+N)
+    std::optional<int> signal;        // killed by this signal (status 128+N)
     std::optional<std::string> error; // it could not start (status 127 or 126)
 };
 
@@ -315,8 +327,7 @@ struct InitSummary {
 using Event = std::variant<Version, Completion, Warning, PackageSummary, Uploading, UploadProgress,
                            Uploaded, Created, Unchanged, AgentEvent, Done, RolledBack, Removed,
                            Releases, Processes, Status, Apps, AppChanged, AppDestroyed, EnvList, EnvChanged,
-                           Agent, TokenCreated, Tokens, TokenRevoked, Audit, LoggedIn, RunOutput,
-                           RunExit, Error,
-                           Summary, Templates, InitSummary>;
+                           CronJobs, CronStarted, Agent, TokenCreated, Tokens, TokenRevoked, Audit,
+                           LoggedIn, RunOutput, RunExit, Error, Summary, Templates, InitSummary>;
 
 } // namespace cli::output

@@ -148,9 +148,10 @@ class HumanPrinter final : public Printer {
         step(info.host,
              paint(Color::green, fmt::format("{} is live again", info.release)) + at + was);
         if (info.release_command_skipped)
-            step(info.host, fmt::format("note: {} has a release command; a rollback does not run it "
-                                        "again",
-                                        info.release));
+            step(info.host,
+                 fmt::format("note: {} has a release command; a rollback does not run it "
+                             "again",
+                             info.release));
     }
     void render(const Removed& e) { step(e.host, fmt::format("Deleted {}", e.release)); }
     void render(const Releases& e);
@@ -161,6 +162,14 @@ class HumanPrinter final : public Printer {
     void render(const AppDestroyed& e);
     void render(const EnvList& e);
     void render(const EnvChanged& e);
+    void render(const CronJobs& e);
+    void render(const CronStarted& e) {
+        const json& answer = *e.answer;
+        step(e.host, fmt::format("Started cron job {} of {} (release {}); its output: "
+                                 "deployctl logs --process cron.{} -f",
+                                 json_str(answer, "job"), json_str(answer, "app"),
+                                 json_str(answer, "release"), json_str(answer, "job")));
+    }
     void render(const Agent& e);
     void render(const TokenCreated& e);
     void render(const Tokens& e);
@@ -614,6 +623,53 @@ void HumanPrinter::render(const EnvList& e) {
     }
 }
 
+void HumanPrinter::render(const CronJobs& e) {
+    const std::string& host = e.host;
+    const json& answer = *e.answer;
+    auto jobs = answer.value("jobs", json::array());
+    if (!jobs.is_array() || jobs.empty()) {
+        line(m_out, host_prefix(host),
+             "no [[cron]] jobs in the PRODUCTION release of " + json_str(answer, "app"));
+        return;
+    }
+    std::size_t width = 4;
+    std::size_t schedule_width = 8;
+    auto schedule_of = [](const json& job) {
+        std::string schedule = json_str(job, "schedule");
+        if (json_str(job, "timezone") != "UTC")
+            schedule += " (" + json_str(job, "timezone") + ")";
+        return schedule;
+    };
+    for (const auto& job : jobs) {
+        width = std::max(width, json_str(job, "name").size());
+        schedule_width = std::max(schedule_width, schedule_of(job).size());
+    }
+    line(m_out, host_prefix(host),
+         paint(Color::bold, fmt::format("{:<{}}  {:<{}}  {:<20}  {}", "NAME", width, "SCHEDULE",
+                                        schedule_width, "NEXT RUN", "LAST RUN")));
+    for (const auto& job : jobs) {
+        std::string next = json_str(job, "next_run");
+        if (next.empty())
+            next = "-";
+        std::string last = "never";
+        if (job.contains("last_run") && job["last_run"].is_object()) {
+            const auto& run = job["last_run"];
+            const std::string outcome = json_str(run, "outcome");
+            last = fmt::format("{} {}", json_str(run, "started"), outcome);
+            if (outcome != "skipped")
+                last += fmt::format(" (exit {}, {}ms)", run.value("exit", 0),
+                                    run.value("duration_ms", 0));
+        }
+        if (job.value("running", false))
+            last += " " + paint(Color::yellow, "running now");
+        std::string row = fmt::format("{:<{}}  {:<{}}  {:<20}  {}", json_str(job, "name"), width,
+                                      schedule_of(job), schedule_width, next, last);
+        if (const std::string inactive = json_str(job, "inactive"); !inactive.empty())
+            row += paint(Color::dim, " (not here: " + inactive + ")");
+        line(m_out, host_prefix(host), row);
+    }
+}
+
 void HumanPrinter::render(const EnvChanged& e) {
     const std::string& host = e.host;
     const json& answer = *e.answer;
@@ -621,9 +677,12 @@ void HumanPrinter::render(const EnvChanged& e) {
     std::string names;
     for (const auto& name : answer.value(set ? "set" : "unset", json::array()))
         names += (names.empty() ? "" : ", ") + (name.is_string() ? name.get<std::string>() : "");
-    step(host, fmt::format("{} {} for {}; takes effect {}", set ? "Set" : "Unset", names,
-                           json_str(answer, "app"),
-                           answer.value("takes_effect", "when the app next starts (deployctl restart, deploy --force or rollback)")));
+    step(host,
+         fmt::format(
+             "{} {} for {}; takes effect {}", set ? "Set" : "Unset", names, json_str(answer, "app"),
+             answer.value(
+                 "takes_effect",
+                 "when the app next starts (deployctl restart, deploy --force or rollback)")));
 }
 
 void HumanPrinter::render(const Status& e) {

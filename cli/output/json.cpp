@@ -129,6 +129,13 @@ class JsonPrinter final : public Printer {
                {"vars", e.answer->value("vars", json::array())},
                {"host", e.host}});
     }
+    void render(const CronJobs& e) {
+        write({{"event", "cron"},
+               {"app", e.answer->value("app", "")},
+               {"jobs", e.answer->value("jobs", json::array())},
+               {"host", e.host}});
+    }
+    void render(const CronStarted& e) { write(with_event(*e.answer, "cron_run", e.host)); }
     void render(const EnvChanged& e) {
         json object = *e.answer;
         object["event"] = e.answer->contains("set") ? "env_set" : "env_unset";

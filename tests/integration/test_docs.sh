@@ -44,8 +44,9 @@ pass "common/config.cpp accepts $n_keys keys"
 missing=()
 while IFS=$'\t' read -r section key; do
     if [[ $section == "the top level" ]]; then
-        # app is a key of its own; build, run, ... are sections: any row of theirs will do.
-        grep -qE -- "^\| \`($key|\[$key\]|\[$key\..*\])( |\`)" "$DOC" || missing+=("$key (top level)")
+        # app is a key of its own; build, run, ... are sections and cron an array of
+        # tables ([[cron]]): any row of theirs will do.
+        grep -qE -- "^\| \`($key|\[$key\]|\[$key\..*\]|\[\[$key\]\])( |\`)" "$DOC" || missing+=("$key (top level)")
         continue
     fi
     row=$(doc_row "$section" "$key")

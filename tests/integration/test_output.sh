@@ -134,6 +134,12 @@ assert_exit 0 jdctl env ls
 json_ok "env ls"
 assert_exit 0 jdctl env unset GREETING
 json_ok "env unset"
+assert_exit 0 jdctl cron ls
+json_ok "cron ls"
+assert_jq "$OUT" '.event == "cron" and .app == "hello" and .jobs == []' "cron ls --json: event cron, no jobs"
+assert_exit 2 jdctl cron run nightly
+json_ok "cron run of an unknown job"
+json_error "cron run of an unknown job" not_found 2
 assert_exit 0 jdctl agent ping
 json_ok "agent ping"
 assert_exit 0 jdctl agent info

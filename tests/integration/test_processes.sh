@@ -13,7 +13,7 @@ APP=procs
 MARKS=$TEST_TMP/marks
 mkdir -p "$MARKS"
 # The worker leaves its pid, writes what the web serves, and says when SIGTERM reached it.
-WORKER='echo $$ > "$MARKS/worker.$RELEASE.pid"; trap '"'"'echo "term $RELEASE" >> "$MARKS/terms"; exit 0'"'"' TERM; while :; do echo "$RELEASE $PROCESS" > public/worker.txt; sleep 0.17; done'
+WORKER='echo $$ > "$MARKS/worker.$RELEASE.pid"; echo "worker $PROCESS of $RELEASE started"; trap '"'"'echo "term $RELEASE" >> "$MARKS/terms"; exit 0'"'"' TERM; while :; do echo "$RELEASE $PROCESS" > public/worker.txt; sleep 0.17; done'
 make_app_repo $APP run="$DEFAULT_RUN"
 PROCS=$REPO
 BASE_TOML=$(cat "$REPO/deploy.toml")
@@ -48,6 +48,13 @@ assert_jq "$(ps_json)" '.release == "v1" and (.processes | length == 2) and ([.p
 assert_exit 0 dc ps
 assert_match "$OUT" 'worker\.1 +running +[0-9]+' "ps: a line for worker.1"
 assert_match "$OUT" 'web\.1 +running +[0-9]+' "ps: a line for web.1"
+
+assert_exit 0 dc logs --process worker
+assert_contains "$OUT" "worker worker.1 of v1 started" "logs --process worker: the worker's output"
+assert_exit 0 dc logs --process web
+assert_not_contains "$OUT" "worker.1 of v1" "logs --process web: the web's log, not the worker's"
+assert_exit 2 dc logs --process nosuch
+assert_contains "$ERR" "has no process 'nosuch' in its PRODUCTION release v1" "logs --process: an unknown process"
 
 # --- a crash: restarted with backoff and counted ---------------------------------------------
 kill -9 "$W1"

@@ -97,6 +97,36 @@ class FakeService : public agent::Service {
         return {};
     }
 
+    common::Result<std::vector<agent::CronJobInfo>> cron_jobs(const std::string& app) override {
+        if (app != "hello")
+            return common::make_error(common::ErrorKind::not_found, "no app named '" + app + "'");
+        agent::CronJobInfo tick;
+        tick.name = "tick";
+        tick.schedule = "* * * * *";
+        tick.timezone = "UTC";
+        tick.command = "./tick";
+        tick.next_run = "2026-01-01T10:01:00Z";
+        agent::CronJobInfo report = tick;
+        report.name = "report";
+        report.next_run.clear();
+        report.inactive = "another host of the target runs it";
+        report.last_started = "2026-01-01T09:00:00Z";
+        report.last_finished = "2026-01-01T09:00:02Z";
+        report.last_exit = 1;
+        report.last_duration_ms = 2000;
+        report.last_outcome = "failed";
+        report.last_release = "v2";
+        return std::vector<agent::CronJobInfo>{tick, report};
+    }
+    common::Result<agent::CronRunStarted> run_cron(const std::string& app,
+                                                   const std::string& job) override {
+        if (job == "busy")
+            return common::make_error(common::ErrorKind::refused, "cron job busy is running");
+        if (job != "tick")
+            return common::make_error(common::ErrorKind::not_found, "no cron job named " + job);
+        actions.push_back("cron " + app + " " + job);
+        return agent::CronRunStarted{job, "v2", "/data/apps/hello/logs/cron.tick.log"};
+    }
     std::vector<agent::NewDeployment> created;
     std::vector<agent::secrets::NewVar> env_set;
     std::vector<std::string> env_unset;
@@ -600,4 +630,60 @@ TEST_CASE_FIXTURE(Fixture, "stop, start, restart and destroy answer what the ser
     CHECK(router.match("DELETE", "/v1/apps/hello").route->access == agent::api::Access::admin);
     CHECK(router.match("POST", "/v1/apps/hello/stop").route->access ==
           agent::api::Access::by_method);
+}
+
+TEST_CASE_FIXTURE(Fixture, "cron routes: list the jobs, run one now, refusals") {
+    auto response = call("GET", "/v1/apps/hello/cron");
+    REQUIRE(response.status == 200);
+    auto body = json::parse(response.body);
+    CHECK(body["app"] == "hello");
+    REQUIRE(body["jobs"].size() == 2);
+    CHECK(body["jobs"][0] == json{{"name", "tick"},
+                                  {"schedule", "* * * * *"},
+                                  {"timezone", "UTC"},
+                                  {"command", "./tick"},
+                                  {"running", false},
+                                  {"next_run", "2026-01-01T10:01:00Z"},
+                                  {"inactive", nullptr},
+                                  {"last_run", nullptr}});
+    CHECK(body["jobs"][1]["next_run"].is_null());
+    CHECK(body["jobs"][1]["inactive"] == "another host of the target runs it");
+    CHECK(body["jobs"][1]["last_run"] == json{{"started", "2026-01-01T09:00:00Z"},
+                                              {"finished", "2026-01-01T09:00:02Z"},
+                                              {"exit", 1},
+                                              {"duration_ms", 2000},
+                                              {"outcome", "failed"},
+                                              {"release", "v2"}});
+    CHECK(call("GET", "/v1/apps/nope/cron").status == 404);
+
+    response = call("POST", "/v1/apps/hello/cron/tick/runs", "{}");
+    CHECK(response.status == 202);
+    CHECK(json::parse(response.body) == json{{"app", "hello"},
+                                             {"job", "tick"},
+                                             {"release", "v2"},
+                                             {"log", "/data/apps/hello/logs/cron.tick.log"}});
+    CHECK(service.actions == std::vector<std::string>{"cron hello tick"});
+    CHECK(call("POST", "/v1/apps/hello/cron/busy/runs").status == 409);
+    CHECK(call("POST", "/v1/apps/hello/cron/other/runs").status == 404);
+    CHECK(call("POST", "/v1/apps/hello/cron/Bad_Name/runs").status == 404);
+    CHECK(router.match("POST", "/v1/apps/hello/cron/tick/runs").route->access ==
+          agent::api::Access::by_method); // deploy scope
+}
+
+TEST_CASE_FIXTURE(Fixture, "logs ?process=cron.NAME streams that job's log; unknown ones 404") {
+    const agent::DataDir data(dir.path());
+    append(data.cron_log("hello", "tick"), "--- cron tick: started ---\nticked\n");
+    CollectSink sink;
+    auto response = call("GET", "/v1/apps/hello/logs?process=cron.tick");
+    REQUIRE(response.status == 200);
+    response.stream(sink);
+    REQUIRE(sink.lines.size() == 2);
+    CHECK(json::parse(sink.lines[1]) ==
+          json{{"event", "log"}, {"release", ""}, {"stream", "cron.tick"}, {"line", "ticked"}});
+    response = call("GET", "/v1/apps/hello/logs?process=cron.nope");
+    CHECK(response.status == 404);
+    CHECK(json::parse(response.body)["error"]["message"].get<std::string>().find(
+              "its processes: cron.tick, cron.report") != std::string::npos);
+    CHECK(call("GET", "/v1/apps/hello/logs?process=web").status == 404);
+    CHECK(call("GET", "/v1/apps/nope/logs?process=cron.tick").status == 404);
 }

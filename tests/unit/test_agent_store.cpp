@@ -267,3 +267,67 @@ TEST_CASE("store destroy_app removes every row of the app, and only of it") {
     // Its counter went with it: the next release is v1 again.
     CHECK(create(*store, "web") == "v1");
 }
+
+TEST_CASE("store claims each cron due minute once per app and job, across releases") {
+    test::TempDir dir;
+    auto store = open_store(dir);
+    auto claim = [&](const std::string& app, const std::string& job, const std::string& due) {
+        auto claimed = store->claim_cron_due(app, job, due);
+        REQUIRE(claimed.ok());
+        return *claimed;
+    };
+    CHECK(claim("hello", "tick", "2026-01-01T10:00:00Z"));
+    CHECK_FALSE(claim("hello", "tick", "2026-01-01T10:00:00Z")); // a second run of that minute
+    CHECK_FALSE(claim("hello", "tick", "2026-01-01T09:59:00Z")); // an earlier one
+    CHECK(claim("hello", "other", "2026-01-01T10:00:00Z"));      // another job
+    CHECK(claim("world", "tick", "2026-01-01T10:00:00Z"));       // another app
+    CHECK(claim("hello", "tick", "2026-01-01T10:01:00Z"));
+
+    agent::CronRunRow run;
+    run.started = "2026-01-01T10:01:00Z";
+    run.finished = "2026-01-01T10:01:02Z";
+    run.exit_status = 3;
+    run.duration_ms = 2000;
+    run.outcome = "failed";
+    run.release = "v2";
+    REQUIRE(store->record_cron_run("hello", "tick", run).ok());
+    const auto jobs = store->cron_jobs("hello");
+    REQUIRE(jobs.size() == 2);
+    CHECK(jobs[0].job == "other");
+    CHECK(jobs[0].outcome.empty());
+    CHECK(jobs[1].job == "tick");
+    CHECK(jobs[1].last_due == "2026-01-01T10:01:00Z"); // a recorded run keeps the claim
+    CHECK(jobs[1].exit_status == 3);
+    CHECK(jobs[1].duration_ms == 2000);
+    CHECK(jobs[1].outcome == "failed");
+    CHECK(jobs[1].release == "v2");
+
+    // The process of a run going on, for the agent to end after a crash.
+    CHECK(store->cron_processes().empty());
+    REQUIRE(store->set_cron_process("hello", "tick", 4242, 99).ok());
+    REQUIRE(store->set_cron_process("world", "new-job", 4343, 7).ok()); // no row before
+    auto processes = store->cron_processes();
+    REQUIRE(processes.size() == 2);
+    CHECK(processes[0].app == "hello");
+    CHECK(processes[0].job == "tick");
+    CHECK(processes[0].pid == 4242);
+    CHECK(processes[0].pid_start == 99);
+    CHECK(processes[1].job == "new-job");
+    REQUIRE(store->set_cron_process("world", "new-job", 0, 0).ok());
+    CHECK(store->cron_processes().size() == 1);
+    CHECK(store->cron_jobs("hello")[1].outcome == "failed"); // the run's record is kept
+
+    // Releases keep whether they run the jobs here (a fleet deploy's "cron": false).
+    agent::NewRelease other_host{"hello", "app = \"hello\"\n", "abc", "m", false, {}, {}};
+    other_host.cron = false;
+    auto row = store->create(other_host);
+    REQUIRE(row.ok());
+    CHECK_FALSE(store->get("hello", row->id)->cron);
+    CHECK(store->get("hello", create(*store, "hello"))->cron);
+
+    // destroy forgets them.
+    REQUIRE(store->destroy_app("hello", "destroyed").ok());
+    CHECK(store->cron_jobs("hello").empty());
+    CHECK(store->cron_jobs("world").size() == 2);
+    CHECK(claim("hello", "tick", "2026-01-01T10:00:00Z"));
+}

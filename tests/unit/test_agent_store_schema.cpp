@@ -144,6 +144,9 @@ TEST_CASE("a state.db written at schema version 2 upgrades with every row kept")
     CHECK(switches == std::vector<std::string>{"v1< deploy", "v2<v1 deploy", "v1<v2 rollback"});
     CHECK(s.switches("other").size() == 1);
     CHECK(s.get("hello", "v1")->tree_digest.empty());
+    // Releases from before [[cron]] run the jobs on their host (migration 7).
+    CHECK(s.get("hello", "v1")->cron);
+    CHECK(s.cron_jobs("hello").empty());
 
     auto listed = (*tokens)->list();
     REQUIRE(listed.ok());
@@ -172,6 +175,9 @@ TEST_CASE("a state.db written at schema version 2 upgrades with every row kept")
     CHECK(next->id == "v4");
     CHECK(s.get("hello", "v4")->tree_digest == "tree");
     CHECK(s.get("hello", "v4")->config_digest == "config");
+    auto claimed = s.claim_cron_due("hello", "tick", "2026-01-01T00:00:00Z");
+    REQUIRE(claimed.ok());
+    CHECK(*claimed);
     CHECK((*tokens)->create({"after upgrade", "hello", agent::auth::Scope::read, {}}).ok());
 }
 

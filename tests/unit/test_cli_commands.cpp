@@ -25,8 +25,8 @@ namespace {
 
 // deployctl's commands as `deployctl --help` has always listed them; __complete is hidden.
 const std::string k_help_order =
-    "deploy status releases ps logs run rollback rm apps stop start restart destroy agent env token login "
-    "audit init completion version";
+    "deploy status releases ps logs run rollback rm apps stop start restart destroy agent env cron "
+    "token login audit init completion version";
 
 std::string join(const std::vector<std::string>& words, const char* separator) {
     std::string text;
@@ -155,7 +155,8 @@ TEST_CASE("the command table adds every command, in the order of deployctl --hel
     auto visible = app.get_subcommands([](CLI::App* sub) { return !sub->get_group().empty(); });
     CHECK(names_of(visible) == k_help_order);
     CHECK(names_of(all) == // with the hidden __complete, added by completion
-          "deploy status releases ps logs run rollback rm apps stop start restart destroy agent env token "
+          "deploy status releases ps logs run rollback rm apps stop start restart destroy agent env "
+          "cron token "
           "login audit init completion __complete version");
 
     SUBCASE("deployctl --help lists them in that order") {
@@ -191,6 +192,9 @@ TEST_CASE("the parse runs the handler of the command it chose") {
             {{"agent", "version"}, "GET /v1/health"},
             {{"env", "ls"}, "GET /v1/apps/hello/env"},
             {{"env", "set", "A=1"}, "POST /v1/apps/hello/env"},
+            {{"cron", "ls"}, "GET /v1/apps/hello/cron"},
+            {{"cron", "run", "cleanup"}, "POST /v1/apps/hello/cron/cleanup/runs"},
+            {{"logs", "--process", "cron.cleanup"}, "STREAM /v1/apps/hello/logs?process=cron.cleanup"},
             {{"token", "create", "--scope", "read"}, "POST /v1/tokens"},
             {{"token", "ls"}, "GET /v1/tokens"},
             {{"token", "revoke", "3f2a"}, "DELETE /v1/tokens/3f2a"},
@@ -242,6 +246,36 @@ TEST_CASE("logs without a PRODUCTION release says how to name one on the command
     CHECK(said.find("no PRODUCTION release; name a release with `deployctl logs RELEASE`") !=
           std::string::npos);
     CHECK(said.find("?release=") == std::string::npos);
+}
+
+TEST_CASE("cron run goes to the target's first host only; logs --process is checked") {
+    test::CliRun cli;
+    cli.ctx.global.app = "hello";
+    cli.ctx.global.hosts = {"http://127.0.0.1:7070", "http://127.0.0.1:7071"};
+    std::vector<std::string> requests;
+    cli.ctx.connect = connect_to(
+        [&requests](const std::string& method, std::string_view path) -> common::Result<json> {
+            requests.push_back(method + " " + std::string(path));
+            return json::object();
+        });
+    REQUIRE(cli.run({"cron", "run", "cleanup"}).ok());
+    CHECK(requests == std::vector<std::string>{"POST /v1/apps/hello/cron/cleanup/runs"});
+    requests.clear();
+    REQUIRE(cli.run({"cron", "ls"}).ok());
+    CHECK(requests.size() == 2); // every host
+
+    test::CliRun both;
+    both.ctx.global.app = "hello";
+    both.ctx.global.hosts = {"http://127.0.0.1:7070"};
+    auto st = both.run({"logs", "v2", "--process", "cron.cleanup"});
+    REQUIRE_FALSE(st.ok());
+    CHECK(st.error().kind == common::ErrorKind::usage);
+    test::CliRun bad;
+    bad.ctx.global.app = "hello";
+    bad.ctx.global.hosts = {"http://127.0.0.1:7070"};
+    st = bad.run({"logs", "--process", "cron.x&y=1"});
+    REQUIRE_FALSE(st.ok());
+    CHECK(st.error().kind == common::ErrorKind::usage);
 }
 
 TEST_CASE("destroy asks for the app's name; without a terminal it needs --yes") {
