@@ -192,14 +192,27 @@ std::size_t Route::pick(Clock::time_point now) const {
     if (n <= 1 || !balance) {
         return 0;
     }
+    // A failing upstream's turn is skipped by taking the next turn of the
+    // counter (not by giving it to its neighbour, which would then get twice
+    // the share of the others).
     const std::size_t start = balance->next.fetch_add(1, std::memory_order_relaxed) % n;
-    for (std::size_t i = 0; i < n; ++i) {
-        const std::size_t index = (start + i) % n;
+    if (!failing(start, now)) {
+        return start;
+    }
+    bool any_healthy = false;
+    for (std::size_t i = 0; i < n && !any_healthy; ++i) {
+        any_healthy = !failing(i, now);
+    }
+    if (!any_healthy) {
+        return start; // all failing: plain round robin
+    }
+    for (std::size_t i = 1; i < n; ++i) {
+        const std::size_t index = balance->next.fetch_add(1, std::memory_order_relaxed) % n;
         if (!failing(index, now)) {
             return index;
         }
     }
-    return start; // all failing: plain round robin
+    return start; // the healthy ones were taken by other threads' turns meanwhile
 }
 
 std::optional<std::size_t> Route::next_untried(std::size_t current, std::uint64_t tried,
