@@ -2,7 +2,8 @@
 // - agent::proxy::parse_routes (what RouteLoader::reload() does with the text of
 //   routes.json): JSON text -> table or error, never a crash. An accepted table
 //   has distinct, normalized, non-empty hosts that find() returns; each route is
-//   either an app (IP:PORT with a port) or a static site (an absolute root);
+//   either an app (1 to 64 distinct IP:PORT with a port, the first also in
+//   `upstream`) or a static site (an absolute root) or stopped;
 // - agent::proxy::normalize_host on the raw input as a Host header: the key has
 //   only host name characters, at most 253 bytes, and is stable when normalized
 //   again (IPv6 literals aside: their brackets are gone).
@@ -47,10 +48,27 @@ void check_table(const RouteTable& table) {
         if (route.is_static()) {
             FUZZ_CHECK(route.upstream.empty() && route.static_root.front() == '/');
             FUZZ_CHECK(route.static_root.find('\0') == std::string::npos);
+            FUZZ_CHECK(route.upstreams.empty());
+        } else if (route.stopped) {
+            FUZZ_CHECK(route.upstreams.empty() && route.upstream.empty());
         } else {
             FUZZ_CHECK(!route.upstream.empty() && route.upstream_port != 0 &&
                        !route.upstream_address.empty());
             FUZZ_CHECK(!route.spa);
+            FUZZ_CHECK(!route.upstreams.empty() && route.upstreams.size() <= k_max_upstreams);
+            FUZZ_CHECK(route.upstreams.front().key == route.upstream);
+            FUZZ_CHECK((route.balance != nullptr) == (route.upstreams.size() > 1));
+            std::set<std::string> keys;
+            for (const auto& upstream : route.upstreams) {
+                FUZZ_CHECK(upstream.port != 0 && !upstream.address.empty());
+                FUZZ_CHECK(keys.insert(upstream.key).second);
+            }
+            // Round robin and failover stay within the route's upstreams.
+            FUZZ_CHECK(route.pick() < route.upstreams.size());
+            auto next = route.next_untried(0, 1);
+            FUZZ_CHECK(next.has_value() == (route.upstreams.size() > 1));
+            if (next)
+                FUZZ_CHECK(*next > 0 && *next < route.upstreams.size());
         }
     }
     FUZZ_CHECK(table.size() == hosts.size());

@@ -59,19 +59,48 @@ common::Status parse_static(const json& item, const std::string& where, std::str
     return {};
 }
 
-common::Status parse_upstream(const json& item, const std::string& where, std::string_view source,
-                              Route& route) {
+common::Result<Upstream> parse_address(const json& item, const std::string& where,
+                                        std::string_view source) {
     const std::string* value = item.is_string() ? item.get_ptr<const std::string*>() : nullptr;
     if (value == nullptr || value->empty()) {
         return malformed(source, where + " must be a non-empty string");
     }
-    route.upstream = *value;
-    auto upstream = common::parse_host_port(route.upstream);
-    if (!upstream || upstream->port == 0) {
-        return malformed(source, where + " must be IP:PORT, got \"" + route.upstream + "\"");
+    auto parsed = common::parse_host_port(*value);
+    if (!parsed || parsed->port == 0) {
+        return malformed(source, where + " must be IP:PORT, got \"" + *value + "\"");
     }
-    route.upstream_address = std::move(upstream->host);
-    route.upstream_port = upstream->port;
+    return Upstream{*value, std::move(parsed->host), parsed->port};
+}
+
+// "upstream": "127.0.0.1:41234"
+common::Status parse_upstream(const json& item, const std::string& where, std::string_view source,
+                              Route& route) {
+    auto upstream = parse_address(item, where, source);
+    if (!upstream) {
+        return upstream.error();
+    }
+    route.upstreams.push_back(std::move(*upstream));
+    return {};
+}
+
+// "upstreams": ["127.0.0.1:41234", "127.0.0.1:41235"]
+common::Status parse_upstreams(const json& item, const std::string& where,
+                               std::string_view source, Route& route) {
+    if (!item.is_array() || item.empty() || item.size() > k_max_upstreams) {
+        return malformed(source, where + " must be an array of 1 to " +
+                                     std::to_string(k_max_upstreams) + " \"IP:PORT\" strings");
+    }
+    std::unordered_set<std::string> seen;
+    for (std::size_t i = 0; i < item.size(); ++i) {
+        auto upstream = parse_address(item[i], where + "[" + std::to_string(i) + "]", source);
+        if (!upstream) {
+            return upstream.error();
+        }
+        if (!seen.insert(upstream->key).second) {
+            return malformed(source, where + " has \"" + upstream->key + "\" twice");
+        }
+        route.upstreams.push_back(std::move(*upstream));
+    }
     return {};
 }
 
@@ -95,26 +124,38 @@ common::Result<Route> parse_route(const json& item, std::size_t index, std::stri
     }
     route.host = std::move(host);
     auto upstream = item.find("upstream");
+    auto upstreams = item.find("upstreams");
     auto site = item.find("static");
     auto stopped = item.find("stopped");
     if (stopped != item.end()) {
         if (!stopped->is_boolean() || !stopped->get<bool>() || upstream != item.end() ||
-            site != item.end()) {
-            return malformed(source, where + ".stopped must be true, without \"upstream\" and "
-                                             "\"static\"");
+            upstreams != item.end() || site != item.end()) {
+            return malformed(source, where + ".stopped must be true, without \"upstream\", "
+                                             "\"upstreams\" and \"static\"");
         }
         route.stopped = true;
         return route;
     }
-    if ((upstream == item.end()) == (site == item.end())) {
+    if ((upstream != item.end()) + (upstreams != item.end()) + (site != item.end()) != 1) {
         return malformed(source, where + " must have exactly one of \"upstream\" (an app), "
+                                         "\"upstreams\" (an app on several addresses), "
                                          "\"static\" (a static site) and \"stopped\"");
     }
-    auto parsed = site != item.end()
-                      ? parse_static(*site, where + ".static", source, route)
-                      : parse_upstream(*upstream, where + ".upstream", source, route);
+    auto parsed = site != item.end() ? parse_static(*site, where + ".static", source, route)
+                  : upstream != item.end()
+                      ? parse_upstream(*upstream, where + ".upstream", source, route)
+                      : parse_upstreams(*upstreams, where + ".upstreams", source, route);
     if (!parsed) {
         return parsed.error();
+    }
+    if (!route.upstreams.empty()) {
+        const Upstream& first = route.upstreams.front();
+        route.upstream = first.key;
+        route.upstream_address = first.address;
+        route.upstream_port = first.port;
+        if (route.upstreams.size() > 1) {
+            route.balance = std::make_shared<Balance>(route.upstreams.size());
+        }
     }
     return route;
 }
@@ -127,6 +168,70 @@ RouteTable::RouteTable(std::uint64_t generation, std::vector<Route> routes)
     for (std::size_t i = 0; i < m_routes.size(); ++i) {
         m_index.emplace(m_routes[i].host, i);
     }
+}
+
+namespace {
+std::int64_t ticks(Route::Clock::time_point t) {
+    return t.time_since_epoch().count();
+}
+} // namespace
+
+bool Route::failing(std::size_t index, Clock::time_point now) const {
+    return balance && index < balance->down_until.size() &&
+           balance->down_until[index].load(std::memory_order_relaxed) > ticks(now);
+}
+
+void Route::mark_failed(std::size_t index, Clock::time_point now) const {
+    if (balance && index < balance->down_until.size()) {
+        balance->down_until[index].store(ticks(now + k_fail_timeout), std::memory_order_relaxed);
+    }
+}
+
+std::size_t Route::pick(Clock::time_point now) const {
+    const std::size_t n = upstreams.size();
+    if (n <= 1 || !balance) {
+        return 0;
+    }
+    // A failing upstream's turn is skipped by taking the next turn of the
+    // counter (not by giving it to its neighbour, which would then get twice
+    // the share of the others).
+    const std::size_t start = balance->next.fetch_add(1, std::memory_order_relaxed) % n;
+    if (!failing(start, now)) {
+        return start;
+    }
+    bool any_healthy = false;
+    for (std::size_t i = 0; i < n && !any_healthy; ++i) {
+        any_healthy = !failing(i, now);
+    }
+    if (!any_healthy) {
+        return start; // all failing: plain round robin
+    }
+    for (std::size_t i = 1; i < n; ++i) {
+        const std::size_t index = balance->next.fetch_add(1, std::memory_order_relaxed) % n;
+        if (!failing(index, now)) {
+            return index;
+        }
+    }
+    return start; // the healthy ones were taken by other threads' turns meanwhile
+}
+
+std::optional<std::size_t> Route::next_untried(std::size_t current, std::uint64_t tried,
+                                               Clock::time_point now) const {
+    const std::size_t n = upstreams.size();
+    std::optional<std::size_t> failing_one;
+    for (std::size_t i = 1; i < n; ++i) {
+        const std::size_t index = (current + i) % n;
+        if ((tried >> index) & 1u) {
+            continue;
+        }
+        if (!failing(index, now)) {
+            return index;
+        }
+        if (!failing_one) {
+            failing_one = index;
+        }
+    }
+    return failing_one;
 }
 
 const Route* RouteTable::find(std::string_view host) const {

@@ -4,9 +4,13 @@
 
 #include <common/result.hpp>
 
+#include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -14,22 +18,68 @@
 
 namespace agent::proxy {
 
+// One address an app route forwards to.
+struct Upstream {
+    std::string key;     // "127.0.0.1:41234", as written; also the keep-alive pool key
+    std::string address; // "127.0.0.1" (IP literal, no brackets)
+    std::uint16_t port = 0;
+};
+
+// At most this many upstreams per route ("upstreams" in routes.json).
+constexpr std::size_t k_max_upstreams = 64;
+
+// What the workers of one proxy share about a route with several upstreams:
+// the round-robin counter and, per upstream, until when it is skipped after a
+// failed connect (passive health). Lock-free; lives as long as the table (and
+// the requests it still routes), so a new table starts afresh.
+struct Balance {
+    explicit Balance(std::size_t upstreams) : down_until(upstreams) {}
+    std::atomic<std::uint32_t> next{0};
+    // steady_clock ticks since its epoch; 0 (the past): not failing.
+    std::vector<std::atomic<std::int64_t>> down_until;
+};
+
+// How long an upstream that failed a connect is left out of round robin
+// (like nginx's max_fails=1 fail_timeout=1s).
+constexpr auto k_fail_timeout = std::chrono::seconds(1);
+
 struct Route {
+    using Clock = std::chrono::steady_clock;
+
     std::string host; // normalized (see normalize_host)
     std::string app;
     std::string release;
-    // An app route forwards to `upstream`; a static route (a [static]
+    // An app route forwards to its `upstreams` (1..k_max_upstreams, distinct:
+    // "upstream" or "upstreams" in routes.json); a static route (a [static]
     // release) is served from the files under `static_root` instead. A route
     // has exactly one of the two.
-    std::string upstream;         // "127.0.0.1:41234", as written; also the pool key
-    std::string upstream_address; // "127.0.0.1" (IP literal, no brackets)
+    std::vector<Upstream> upstreams;
+    // The first of `upstreams` (empty for a static or stopped route): the
+    // one-upstream form's address, for code that knows only one.
+    std::string upstream;
+    std::string upstream_address;
     std::uint16_t upstream_port = 0;
+    // Set when there are several upstreams; shared by the copies of the route.
+    std::shared_ptr<Balance> balance;
     std::string static_root; // absolute directory; need not exist when the table loads
     bool spa = false;        // unknown extension-less paths answer with /index.html
     // deployctl stop: neither upstream nor static_root; the proxy answers 503.
     bool stopped = false;
 
     bool is_static() const { return !static_root.empty(); }
+
+    // Balancing (thread-safe: any worker may call these on a shared table).
+    // The upstream for a new request: round robin over those not failing,
+    // over all of them when all are failing.
+    std::size_t pick(Clock::time_point now = Clock::now()) const;
+    // After `current` failed: the next upstream, in round-robin order after
+    // it, whose bit is not set in `tried` (bit i: upstream i), preferring
+    // those not failing; nullopt when all were tried.
+    std::optional<std::size_t> next_untried(std::size_t current, std::uint64_t tried,
+                                            Clock::time_point now = Clock::now()) const;
+    // Upstream `index` failed a connect: round robin skips it for k_fail_timeout.
+    void mark_failed(std::size_t index, Clock::time_point now = Clock::now()) const;
+    bool failing(std::size_t index, Clock::time_point now = Clock::now()) const;
 };
 
 class RouteTable {

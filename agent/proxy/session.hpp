@@ -109,6 +109,13 @@ class Session final : public SessionBase,
     void on_upstream_header(error_code ec, std::size_t bytes);
     void upstream_failed(error_code ec, bool got_response_bytes);
     bool reroute();
+    // Balancing over the route's upstreams: the one this request starts on
+    // (round robin), the one it uses now, and a move to the next untried one
+    // after `upstream()` failed (false: none left, or the request may have
+    // reached it and is not idempotent).
+    void choose_upstream();
+    const Upstream& upstream() const { return m_route->upstreams[m_index]; }
+    bool fail_over(error_code ec, std::string_view what);
     void on_client_header_written(error_code ec, std::size_t bytes); // bodiless responses
     void relay_body();
     void on_relay_read(error_code ec, std::size_t bytes);
@@ -130,6 +137,9 @@ class Session final : public SessionBase,
     const Route* m_route = nullptr;
     UpstreamPtr m_upstream;
     bool m_retried = false;
+    std::size_t m_index = 0;   // of m_route->upstreams: where the request goes now
+    std::uint64_t m_tried = 0; // bit i: upstream i was tried for this request
+    bool m_sent = false;       // the request was written to (maybe reached) an upstream
     std::optional<ResponseParser> m_response;
     std::optional<boost::beast::http::serializer<false, boost::beast::http::buffer_body>>
         m_serializer;

@@ -20,10 +20,35 @@
 
 namespace agent::proxy {
 
+namespace detail {
+// RFC 9110 §9.2.2: sending these twice has the effect of sending them once.
+inline bool idempotent(http::verb method) {
+    switch (method) {
+    case http::verb::get:
+    case http::verb::head:
+    case http::verb::options:
+    case http::verb::trace:
+    case http::verb::put:
+    case http::verb::delete_:
+        return true;
+    default:
+        return false;
+    }
+}
+} // namespace detail
+
+template <class ClientStream>
+void Session<ClientStream>::choose_upstream() {
+    m_index = m_route->pick();
+    m_tried = std::uint64_t{1} << m_index;
+    m_sent = false;
+}
+
 template <class ClientStream>
 void Session<ClientStream>::forward() {
     m_retried = false;
-    m_upstream = m_worker.pool().take(m_route->upstream);
+    choose_upstream();
+    m_upstream = m_worker.pool().take(upstream().key);
     if (m_upstream) {
         return write_upstream();
     }
@@ -34,11 +59,33 @@ template <class ClientStream>
 void Session<ClientStream>::connect_upstream() {
     m_upstream = std::make_unique<UpstreamConnection>(m_client.get_executor());
     error_code ec;
-    auto address = asio::ip::make_address(m_route->upstream_address, ec); // checked at load
+    const Upstream& target = upstream();
+    auto address = asio::ip::make_address(target.address, ec); // checked at load
     m_upstream->stream.expires_after(k_connect_timeout);
     m_upstream->stream.async_connect(
-        asio::ip::tcp::endpoint(address, m_route->upstream_port),
+        asio::ip::tcp::endpoint(address, target.port),
         beast::bind_front_handler(&Session::on_upstream_connected, shared_from_this()));
+}
+
+// After upstream() failed: the request goes to the route's next upstream not
+// tried yet, on a fresh connection, unless it may have reached the failed one
+// and is not idempotent (a POST is never sent twice).
+template <class ClientStream>
+bool Session<ClientStream>::fail_over(error_code ec, std::string_view what) {
+    if (m_sent && !detail::idempotent(m_request->get().method())) {
+        return false;
+    }
+    auto next = m_route->next_untried(m_index, m_tried);
+    if (!next) {
+        return false;
+    }
+    common::log_warn(fmt::format("{} ({}): {} {}: {}; retrying on {}", m_route->app,
+                                 m_route->release, what, upstream().key, ec.message(),
+                                 m_route->upstreams[*next].key));
+    m_index = *next;
+    m_tried |= std::uint64_t{1} << m_index;
+    connect_upstream();
+    return true;
 }
 
 template <class ClientStream>
@@ -48,14 +95,19 @@ void Session<ClientStream>::on_upstream_connected(error_code ec) {
         // request has not been sent anywhere yet, so the new route takes it.
         m_upstream.reset();
         if (reroute()) {
+            choose_upstream();
             connect_upstream();
         }
         return;
     }
     if (ec) {
-        common::log_warn(fmt::format("{} ({}): cannot connect to {}: {}", m_route->app,
-                                     m_route->release, m_route->upstream, ec.message()));
         m_upstream.reset();
+        m_route->mark_failed(m_index); // round robin skips it for a while
+        if (fail_over(ec, "cannot connect to")) {
+            return;
+        }
+        common::log_warn(fmt::format("{} ({}): cannot connect to {}: {}", m_route->app,
+                                     m_route->release, upstream().key, ec.message()));
         return respond_plain(http::status::bad_gateway,
                              fmt::format("upstream for {} is not answering\n", m_route->app),
                              After::keep_alive);
@@ -73,6 +125,7 @@ void Session<ClientStream>::write_upstream() {
     const std::array<asio::const_buffer, 2> buffers{asio::buffer(m_head),
                                                     asio::buffer(request.body())};
     m_upstream->stream.expires_after(k_upstream_timeout);
+    m_sent = true;
     asio::async_write(m_upstream->stream, buffers,
                       beast::bind_front_handler(&Session::on_upstream_written, shared_from_this()));
 }
@@ -166,21 +219,31 @@ bool Session<ClientStream>::reroute() {
 // Nothing reached the client yet, so it gets a clear answer. A pooled
 // connection that failed before any response byte was most likely closed by
 // the upstream while idle: the request is sent once more on a fresh one.
+// Otherwise an idempotent request that got no response byte goes to the
+// route's next upstream (each at most once), unless the upstream timed out.
 template <class ClientStream>
 void Session<ClientStream>::upstream_failed(error_code ec, bool got_response_bytes) {
     const bool reused = m_upstream && m_upstream->reused;
     m_upstream.reset();
     m_response.reset();
     if (reused && !got_response_bytes && !m_retried) {
+        const auto* table = m_table.get();
         if (!reroute()) {
             return;
         }
+        if (m_table.get() != table) {
+            choose_upstream(); // a new table: its route balances afresh
+        }
         common::log_debug(fmt::format("retrying on a fresh connection to {} after: {}",
-                                      m_route->upstream, ec.message()));
+                                      upstream().key, ec.message()));
         return connect_upstream();
     }
+    if (!got_response_bytes && ec != beast::error::timeout &&
+        fail_over(ec, "no response from")) {
+        return;
+    }
     common::log_warn(fmt::format("{} ({}): upstream {} failed: {}", m_route->app, m_route->release,
-                                 m_route->upstream, ec.message()));
+                                 upstream().key, ec.message()));
     if (ec == beast::error::timeout) {
         return respond_plain(http::status::gateway_timeout,
                              fmt::format("upstream for {} did not answer in time\n", m_route->app),
@@ -269,7 +332,7 @@ template <class ClientStream>
 void Session<ClientStream>::complete_exchange() {
     const bool reusable = m_response->keep_alive() && m_upstream->buffer.size() == 0;
     if (reusable && !m_worker.stopping()) {
-        m_worker.pool().give_back(m_route->upstream, std::move(m_upstream));
+        m_worker.pool().give_back(upstream().key, std::move(m_upstream));
     }
     m_upstream.reset();
     m_serializer.reset();

@@ -43,7 +43,9 @@ void UpstreamPool::give_back(std::string_view upstream, UpstreamPtr connection) 
 void UpstreamPool::retain_only(const RouteTable& table) {
     std::unordered_set<std::string_view> live;
     for (const Route& route : table.routes()) {
-        live.insert(route.upstream);
+        for (const Upstream& upstream : route.upstreams) {
+            live.insert(upstream.key);
+        }
     }
     std::erase_if(m_idle, [&](const auto& entry) { return !live.contains(entry.first); });
 }
