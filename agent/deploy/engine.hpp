@@ -298,6 +298,9 @@ class Engine final : public Service {
                                    const common::Manifest& manifest) const;
     std::optional<std::string> recover_production(const ReleaseRow& row);
     void supervise_loop();
+    // A crashed process (key: the app, or "APP/worker.1") may be started again now:
+    // its backoff (500 ms, doubling while it keeps crashing, up to k_max_backoff) is over.
+    bool restart_due(const std::string& key);
     void supervise_app(const std::string& app);
     common::Status restart_production(const ReleaseRow& row, const std::string& note);
 

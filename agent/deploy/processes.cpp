@@ -22,7 +22,6 @@ using common::State;
 
 namespace {
 
-constexpr std::chrono::milliseconds k_max_backoff{30000};
 constexpr std::chrono::milliseconds k_grace_poll{100};
 constexpr std::chrono::milliseconds k_cpu_sample{250};
 
@@ -252,17 +251,8 @@ void Engine::supervise_processes(const ReleaseRow& production) {
             if (!recovery.note.empty()) // "exceeded memory limit 64m", "container exited ..."
                 reason = recovery.note;
         }
-        const auto now = std::chrono::steady_clock::now();
-        {
-            std::lock_guard lock(m_mutex);
-            auto& backoff = m_backoff[app + "/" + key];
-            if (now < backoff.last + backoff.delay)
-                continue;
-            const bool crash_loop = now - backoff.last < k_max_backoff;
-            backoff.delay = crash_loop ? std::min(backoff.delay * 2, k_max_backoff)
-                                       : std::chrono::milliseconds(500);
-            backoff.last = now;
-        }
+        if (!restart_due(app + "/" + key))
+            continue;
         auto process = start_app(runtime, app, production.id, *config, 0, name, instance);
         if (!process) {
             common::log_error("cannot restart " + app + " " + production.id + " " + key + ": " +

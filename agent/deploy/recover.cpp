@@ -247,6 +247,19 @@ common::Status Engine::restart_production(const ReleaseRow& row, const std::stri
     return {};
 }
 
+bool Engine::restart_due(const std::string& key) {
+    const auto now = std::chrono::steady_clock::now();
+    std::lock_guard lock(m_mutex);
+    auto& backoff = m_backoff[key];
+    if (now < backoff.last + backoff.delay)
+        return false;
+    const bool crash_loop = now - backoff.last < k_max_backoff;
+    backoff.delay =
+        crash_loop ? std::min(backoff.delay * 2, k_max_backoff) : std::chrono::milliseconds(500);
+    backoff.last = now;
+    return true;
+}
+
 void Engine::supervise_loop() {
     while (sleep_unless_stopping(k_supervise_interval)) {
         if (auto proxy = m_proxy.ensure_running(); !proxy)
@@ -283,17 +296,8 @@ void Engine::supervise_app(const std::string& app) {
     if (!reason->empty()) // the runtime knows better: "app exceeded memory limit 64m"
         if (auto noted = m_store->set_last_exit(app, production->id, *reason); !noted)
             common::log_error(noted.error().message);
-    auto now = std::chrono::steady_clock::now();
-    {
-        std::lock_guard lock(m_mutex);
-        auto& backoff = m_backoff[app];
-        if (now < backoff.last + backoff.delay)
-            return;
-        bool crash_loop = now - backoff.last < k_max_backoff;
-        backoff.delay = crash_loop ? std::min(backoff.delay * 2, k_max_backoff)
-                                   : std::chrono::milliseconds(500);
-        backoff.last = now;
-    }
+    if (!restart_due(app))
+        return;
     const std::string note =
         reason->empty() ? "app exited; restarted" : *reason + "; started again";
     if (auto restarted = restart_production(*production, note); !restarted)
