@@ -331,3 +331,73 @@ TEST_CASE("store claims each cron due minute once per app and job, across releas
     CHECK(store->cron_jobs("world").size() == 2);
     CHECK(claim("hello", "tick", "2026-01-01T10:00:00Z"));
 }
+
+TEST_CASE("store keeps a release's processes other than web, and its web's start and restarts") {
+    test::TempDir dir;
+    auto store = open_store(dir);
+    const auto v1 = create(*store, "web");
+    const auto v2 = create(*store, "web");
+
+    agent::ProcessRow worker;
+    worker.app = "web";
+    worker.release = v1;
+    worker.process = "worker";
+    worker.instance = 1;
+    worker.pid = 4242;
+    worker.pid_start = 77;
+    worker.started_at = "2026-12-03T10:00:00.000Z";
+    REQUIRE(store->put_process(worker).ok());
+    agent::ProcessRow clock = worker;
+    clock.process = "clock";
+    clock.pid = 4343;
+    REQUIRE(store->put_process(clock).ok());
+    agent::ProcessRow other = worker;
+    other.release = v2;
+    REQUIRE(store->put_process(other).ok());
+
+    auto rows = store->processes("web", v1);
+    REQUIRE(rows.size() == 2);
+    CHECK(rows[0].process == "clock"); // by name
+    CHECK(rows[1].pid == 4242);
+    CHECK(rows[1].pid_start == 77);
+    CHECK(rows[1].started_at == "2026-12-03T10:00:00.000Z");
+    CHECK(store->all_processes().size() == 3);
+
+    // Put again: replaced, not added.
+    worker.pid = 5000;
+    worker.restarts = 2;
+    worker.last_exit = "exited with signal 9";
+    REQUIRE(store->put_process(worker).ok());
+    rows = store->processes("web", v1);
+    REQUIRE(rows.size() == 2);
+    CHECK(rows[1].pid == 5000);
+    CHECK(rows[1].restarts == 2);
+    CHECK(rows[1].last_exit == "exited with signal 9");
+
+    REQUIRE(store->remove_process("web", v1, "clock", 1).ok());
+    CHECK(store->processes("web", v1).size() == 1);
+    // Removing the release removes its processes.
+    REQUIRE(store->remove("web", v1, "test").ok());
+    CHECK(store->processes("web", v1).empty());
+    CHECK(store->all_processes().size() == 1);
+
+    // The web process: started_at follows a new process, restarts and last_exit add up.
+    REQUIRE(store->set_process("web", v2, 4000, 100, 1).ok());
+    auto first = store->get("web", v2);
+    REQUIRE(first.ok());
+    CHECK_FALSE(first->started_at.empty());
+    REQUIRE(store->set_process("web", v2, 4000, 100, 1).ok()); // the same one again
+    CHECK(store->get("web", v2)->started_at == first->started_at);
+    REQUIRE(store->clear_process("web", v2).ok());
+    REQUIRE(store->set_process("web", v2, 4000, 0, 0).ok());
+    CHECK(store->get("web", v2)->started_at.empty());
+    REQUIRE(store->count_restart("web", v2).ok());
+    REQUIRE(store->count_restart("web", v2).ok());
+    REQUIRE(store->set_last_exit("web", v2, "exited with status 3").ok());
+    CHECK(store->get("web", v2)->restarts == 2);
+    CHECK(store->get("web", v2)->last_exit == "exited with status 3");
+
+    // destroy forgets every row of the app.
+    REQUIRE(store->destroy_app("web", "test").ok());
+    CHECK(store->all_processes().empty());
+}
