@@ -134,6 +134,22 @@ Response events(ApiContext& context, const Request& request) {
     });
 }
 
+// The app's PRODUCTION release; not_found for an unknown app or one without
+// (`hint` ends that message).
+common::Result<std::string> production_release(ApiContext& context, const std::string& app,
+                                               std::string_view hint) {
+    auto status = context.service.status(app);
+    if (!status && status.error().kind == ErrorKind::not_found)
+        return make_error(ErrorKind::not_found,
+                          fmt::format("no app named '{}' on this agent", app));
+    if (!status)
+        return status.error();
+    if (!status->production)
+        return make_error(ErrorKind::not_found,
+                          fmt::format("app '{}' has no PRODUCTION release{}", app, hint));
+    return *status->production;
+}
+
 // ?release=ID, else the PRODUCTION release.
 common::Result<std::string> logs_release(ApiContext& context, const std::string& app,
                                          const Request& request) {
@@ -147,16 +163,7 @@ common::Result<std::string> logs_release(ApiContext& context, const std::string&
             return release.error();
         return it->second;
     }
-    auto status = context.service.status(app);
-    if (!status && status.error().kind == ErrorKind::not_found)
-        return make_error(ErrorKind::not_found,
-                          fmt::format("no app named '{}' on this agent", app));
-    if (!status)
-        return status.error();
-    if (!status->production)
-        return make_error(ErrorKind::not_found,
-                          fmt::format("app '{}' has no PRODUCTION release; name a release", app));
-    return *status->production;
+    return production_release(context, app, "; name a release");
 }
 
 // ?process=NAME: the log of one process of the app instead of the release's
@@ -171,13 +178,10 @@ common::Result<ProcessLog> process_log(ApiContext& context, const std::string& a
     constexpr std::string_view k_cron = "cron.";
     if (process.rfind(k_cron, 0) != 0) {
         // A process of the PRODUCTION release ([processes]): web is its app log.
-        auto status = context.service.status(app);
-        if (!status)
-            return status.error();
-        if (!status->production)
-            return make_error(ErrorKind::not_found,
-                              fmt::format("app '{}' has no PRODUCTION release", app));
-        const auto& id = *status->production;
+        auto production = production_release(context, app, "");
+        if (!production)
+            return production.error();
+        const auto& id = *production;
         auto file = process == "web" ? context.data_dir.app_log(app, id)
                                      : context.data_dir.process_log(app, id, process);
         std::error_code ec;

@@ -4,18 +4,14 @@
 #include <agent/deploy/engine.hpp>
 #include <agent/runtime/process.hpp>
 #include <common/duration.hpp>
-#include <common/fs.hpp>
 #include <common/log.hpp>
 
 #include <dirent.h>
 #include <unistd.h>
 
-#include <fstream>
-#include <sstream>
 
 namespace agent {
 
-namespace fs = std::filesystem;
 using common::ErrorKind;
 using common::make_error;
 using common::State;
@@ -44,6 +40,15 @@ ProcessRow new_row(const std::string& app, const std::string& id, const std::str
     return row;
 }
 
+// The release's recorded processes by "NAME.INSTANCE".
+std::map<std::string, ProcessRow> recorded_processes(Store& store, const std::string& app,
+                                                     const std::string& id) {
+    std::map<std::string, ProcessRow> recorded;
+    for (auto& row : store.processes(app, id))
+        recorded[instance_name(row.process, row.instance)] = std::move(row);
+    return recorded;
+}
+
 // What /proc says of every process: parent, CPU ticks, resident pages.
 struct ProcStat {
     pid_t ppid = 0;
@@ -61,17 +66,10 @@ std::map<pid_t, ProcStat> read_proc() {
         const long pid = std::strtol(entry->d_name, &end, 10);
         if (pid <= 0 || *end != '\0')
             continue;
-        std::ifstream file(std::string("/proc/") + entry->d_name + "/stat");
-        std::string text((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
-        const auto paren = text.rfind(')');
-        if (paren == std::string::npos)
+        auto fields = runtime::live_stat_fields(entry->d_name);
+        if (!fields || fields->size() < 22)
             continue;
-        std::istringstream fields(text.substr(paren + 2));
-        std::vector<std::string> f;
-        for (std::string word; fields >> word && f.size() < 22;)
-            f.push_back(word);
-        if (f.size() < 22)
-            continue;
+        const auto& f = *fields;
         ProcStat stat;
         stat.ppid = static_cast<pid_t>(std::stol(f[1]));
         stat.ticks = std::stoull(f[11]) + std::stoull(f[12]);
@@ -115,9 +113,7 @@ common::Status Engine::start_processes(const std::string& app, const std::string
     if (config.processes.empty())
         return {};
     auto& runtime = runtime_for(app, id, config);
-    std::map<std::string, ProcessRow> recorded;
-    for (auto& row : m_store->processes(app, id))
-        recorded[instance_name(row.process, row.instance)] = std::move(row);
+    auto recorded = recorded_processes(*m_store, app, id);
     common::Status first;
     for (const auto& [name, command] : config.processes) {
         const int instance = 1;
@@ -215,9 +211,7 @@ void Engine::supervise_processes(const ReleaseRow& production) {
         return;
     auto& runtime = runtime_for(production.app, production.id, *config);
     const auto& app = production.app;
-    std::map<std::string, ProcessRow> recorded;
-    for (auto& row : m_store->processes(app, production.id))
-        recorded[instance_name(row.process, row.instance)] = std::move(row);
+    auto recorded = recorded_processes(*m_store, app, production.id);
     EventLog events(m_options.data_dir.event_log(app, production.id), production.id);
     for (const auto& [name, command] : config->processes) {
         const int instance = 1;
@@ -277,15 +271,6 @@ void Engine::supervise_processes(const ReleaseRow& production) {
         events.log("system", note);
         common::log_warn(app + " " + production.id + ": " + note);
     }
-    // Processes the config no longer has (none today: a release's config does not change).
-    for (const auto& [key, row] : recorded)
-        if (!config->processes.count(row.process) || row.instance > 1) {
-            runtime.stop(process_ref(row), {row.pid, row.pid_start}, config->deploy.stop_timeout);
-            if (auto removed =
-                    m_store->remove_process(row.app, row.release, row.process, row.instance);
-                !removed)
-                common::log_error(removed.error().message);
-        }
 }
 
 void Engine::reconcile_processes() {

@@ -94,34 +94,6 @@ void setup_attributes(SpawnAttributes& sa, const SpawnSpec& spec) {
                                              first + static_cast<int>(spec.inherit_fds.size()));
 }
 
-// The fields of /proc/PID/stat from field 3 (state) on, for a live, non-zombie
-// process. Field 2 (comm) may contain spaces and parentheses: split after the last ')'.
-std::optional<std::vector<std::string>> live_stat_fields(const std::string& pid) {
-    // A file that cannot be opened while the process exists (a descriptor
-    // limit, memory) says nothing about the process: tried again, so that a
-    // live app is not taken for dead (and failed, or started twice).
-    std::ifstream in;
-    for (int attempt = 0; attempt < 5; ++attempt) {
-        in.open("/proc/" + pid + "/stat");
-        if (in || (::kill(static_cast<pid_t>(std::atol(pid.c_str())), 0) != 0 && errno == ESRCH))
-            break;
-        in.clear();
-    }
-    std::string stat;
-    if (!in || !std::getline(in, stat))
-        return std::nullopt;
-    auto close = stat.rfind(')');
-    if (close == std::string::npos)
-        return std::nullopt;
-    std::istringstream stream(stat.substr(close + 1));
-    std::vector<std::string> fields;
-    for (std::string field; stream >> field;)
-        fields.push_back(std::move(field));
-    if (fields.empty() || fields[0] == "Z" || fields[0] == "X")
-        return std::nullopt;
-    return fields;
-}
-
 // Process group (field 5) of a live, non-zombie process.
 std::optional<pid_t> live_process_group(const std::string& pid) {
     auto fields = live_stat_fields(pid);
@@ -148,6 +120,32 @@ bool group_exists(pid_t pgid) {
 }
 
 } // namespace
+
+std::optional<std::vector<std::string>> live_stat_fields(const std::string& pid) {
+    // A file that cannot be opened while the process exists (a descriptor
+    // limit, memory) says nothing about the process: tried again, so that a
+    // live app is not taken for dead (and failed, or started twice).
+    std::ifstream in;
+    for (int attempt = 0; attempt < 5; ++attempt) {
+        in.open("/proc/" + pid + "/stat");
+        if (in || (::kill(static_cast<pid_t>(std::atol(pid.c_str())), 0) != 0 && errno == ESRCH))
+            break;
+        in.clear();
+    }
+    std::string stat;
+    if (!in || !std::getline(in, stat))
+        return std::nullopt;
+    auto close = stat.rfind(')');
+    if (close == std::string::npos)
+        return std::nullopt;
+    std::istringstream stream(stat.substr(close + 1));
+    std::vector<std::string> fields;
+    for (std::string field; stream >> field;)
+        fields.push_back(std::move(field));
+    if (fields.empty() || fields[0] == "Z" || fields[0] == "X")
+        return std::nullopt;
+    return fields;
+}
 
 common::Result<pid_t> spawn(const SpawnSpec& original) {
     if (original.argv.empty())

@@ -45,6 +45,12 @@ common::Result<pid_t> spawn(const SpawnSpec& spec);
 std::vector<std::string> clean_environment(const std::filesystem::path& home,
                                            const std::map<std::string, std::string>& extra);
 
+// The fields of /proc/PID/stat from field 3 (state) on ([0] state, [1] ppid,
+// [11] utime, [12] stime, [19] starttime, [21] rss), for a live, non-zombie
+// process; nullopt otherwise. Field 2 (comm) may hold spaces and parentheses:
+// split after the last ')'.
+std::optional<std::vector<std::string>> live_stat_fields(const std::string& pid);
+
 // Field 22 of /proc/PID/stat (start time in clock ticks since boot); nullopt if
 // the process does not exist or is a zombie.
 std::optional<std::int64_t> process_start_time(pid_t pid);
