@@ -7,7 +7,7 @@
 _deployctl() {
     # Subcommands, options and the options that take a value, per command.
     local -A _subs=(
-        ['deployctl']='deploy status releases ps logs run rollback rm apps stop start restart destroy agent env cron token login audit init completion version'
+        ['deployctl']='deploy status releases ps scale logs run rollback rm apps stop start restart destroy agent env cron token login audit init completion version'
         ['deployctl agent']='ping info version'
         ['deployctl env']='ls set unset'
         ['deployctl cron']='ls run'
@@ -19,6 +19,7 @@ _deployctl() {
         ['deployctl status']='-h --help --version -C -t --target --host -a --app --json -q --quiet --no-color --accept-new-host-key --ca-file --fingerprint'
         ['deployctl releases']='-h --help --version -C -t --target --host -a --app --json -q --quiet --no-color --accept-new-host-key --ca-file --fingerprint'
         ['deployctl ps']='-h --help --version -C -t --target --host -a --app --json -q --quiet --no-color --accept-new-host-key --ca-file --fingerprint'
+        ['deployctl scale']='-h --help --version -C -t --target --host -a --app --json -q --quiet --no-color --accept-new-host-key --ca-file --fingerprint'
         ['deployctl logs']='-h --help -f --follow --process --version -C -t --target --host -a --app --json -q --quiet --no-color --accept-new-host-key --ca-file --fingerprint'
         ['deployctl run']='-h --help --release -i --interactive -t --tty --version -C --host -a --app --json -q --quiet --no-color --accept-new-host-key --ca-file --fingerprint'
         ['deployctl rollback']='-h --help --version -C -t --target --host -a --app --json -q --quiet --no-color --accept-new-host-key --ca-file --fingerprint'
@@ -55,6 +56,7 @@ _deployctl() {
         ['deployctl status']='-C -t --target --host -a --app --ca-file --fingerprint'
         ['deployctl releases']='-C -t --target --host -a --app --ca-file --fingerprint'
         ['deployctl ps']='-C -t --target --host -a --app --ca-file --fingerprint'
+        ['deployctl scale']='-C -t --target --host -a --app --ca-file --fingerprint'
         ['deployctl logs']='--process -C -t --target --host -a --app --ca-file --fingerprint'
         ['deployctl run']='--release -C --host -a --app --ca-file --fingerprint'
         ['deployctl rollback']='-C -t --target --host -a --app --ca-file --fingerprint'
@@ -109,6 +111,10 @@ _deployctl() {
         ['deployctl ps -t']='@targets'
         ['deployctl ps --target']='@targets'
         ['deployctl ps --ca-file']='@files'
+        ['deployctl scale -C']='@dirs'
+        ['deployctl scale -t']='@targets'
+        ['deployctl scale --target']='@targets'
+        ['deployctl scale --ca-file']='@files'
         ['deployctl logs -C']='@dirs'
         ['deployctl logs -t']='@targets'
         ['deployctl logs --target']='@targets'

@@ -41,19 +41,15 @@ Response show_app(ApiContext& context, const Request& request) {
     return json_response(200, status_to_json(*status));
 }
 
-// GET /v1/apps/{app}/ps: each process and instance of the PRODUCTION release.
-Response list_processes(ApiContext& context, const Request& request) {
-    auto app = app_param(request);
-    if (!app)
-        return error_response(app.error());
-    auto list = context.service.processes(*app);
-    if (!list)
-        return error_response(list.error());
+nlohmann::json process_list_json(const ProcessList& list) {
     nlohmann::json processes = nlohmann::json::array();
-    for (const auto& p : list->processes) {
-        nlohmann::json entry{{"process", p.process},     {"instance", p.instance},
-                             {"state", p.state},         {"pid", p.pid},
-                             {"restarts", p.restarts},   {"rss_bytes", p.rss_bytes},
+    for (const auto& p : list.processes) {
+        nlohmann::json entry{{"process", p.process},
+                             {"instance", p.instance},
+                             {"state", p.state},
+                             {"pid", p.pid},
+                             {"restarts", p.restarts},
+                             {"rss_bytes", p.rss_bytes},
                              {"cpu_percent", p.cpu_percent}};
         entry["container"] = p.container.empty() ? nlohmann::json() : nlohmann::json(p.container);
         entry["started_at"] =
@@ -62,11 +58,48 @@ Response list_processes(ApiContext& context, const Request& request) {
         entry["last_exit"] = p.last_exit.empty() ? nlohmann::json() : nlohmann::json(p.last_exit);
         processes.push_back(std::move(entry));
     }
-    return json_response(200, {{"app", list->app},
-                               {"release", list->release},
-                               {"engine", list->engine},
-                               {"stopped", list->stopped},
-                               {"processes", processes}});
+    nlohmann::json scale = nlohmann::json::object();
+    for (const auto& [name, count] : list.scale)
+        scale[name] = count;
+    return {{"app", list.app},         {"release", list.release}, {"engine", list.engine},
+            {"stopped", list.stopped}, {"scale", scale},          {"processes", processes}};
+}
+
+// GET /v1/apps/{app}/ps: each process and instance of the PRODUCTION release.
+Response list_processes(ApiContext& context, const Request& request) {
+    auto app = app_param(request);
+    if (!app)
+        return error_response(app.error());
+    auto list = context.service.processes(*app);
+    if (!list)
+        return error_response(list.error());
+    return json_response(200, process_list_json(*list));
+}
+
+// POST /v1/apps/{app}/scale {"web": 2, "worker": 1}: instance counts, then what ps lists.
+Response scale(ApiContext& context, const Request& request) {
+    auto app = app_param(request);
+    if (!app)
+        return error_response(app.error());
+    auto body = parse_json_body(request, false);
+    if (!body)
+        return error_response(body.error());
+    if (!body->is_object() || body->empty())
+        return error_response(make_error(ErrorKind::bad_request,
+                                         R"(expected {"PROCESS": COUNT, ...}, e.g. {"web": 2})"));
+    std::map<std::string, int> counts;
+    for (const auto& [name, count] : body->items()) {
+        if (!count.is_number_integer() || count.get<std::int64_t>() < 0 ||
+            count.get<std::int64_t>() > k_max_instances)
+            return error_response(make_error(
+                ErrorKind::bad_request, fmt::format("\"{}\" must be a count from 0 to {}, not {}",
+                                                    name, k_max_instances, describe_value(count))));
+        counts[name] = static_cast<int>(count.get<std::int64_t>());
+    }
+    auto list = context.service.scale(*app, counts);
+    if (!list)
+        return error_response(list.error());
+    return json_response(200, process_list_json(*list));
 }
 
 Response list_releases(ApiContext& context, const Request& request) {
@@ -236,6 +269,7 @@ void add_app_routes(Router& router, ApiContext& context) {
     router.add("GET", "/v1/apps/{app}", bind(show_app));
     router.add("GET", "/v1/apps/{app}/releases", bind(list_releases));
     router.add("GET", "/v1/apps/{app}/ps", bind(list_processes));
+    router.add("POST", "/v1/apps/{app}/scale", bind(scale), BodyKind::small_json);
     router.add("GET", "/v1/apps/{app}/cron", bind(list_cron));
     router.add("POST", "/v1/apps/{app}/cron/{name}/runs", bind(run_cron), BodyKind::small_json);
     router.add("GET", "/v1/apps/{app}/releases/{id}", bind(show_release));

@@ -93,6 +93,10 @@ common::Status Engine::prove_live(const std::string& app, const std::string& id,
         events.log("system", "no web process: nothing is routed to " + app);
         return published;
     }
+    if (!config->static_site && instances_of(app, "web") == 0) {
+        events.log("system", "web is scaled to 0: deploy-proxy answers 503 for " + app);
+        return published;
+    }
     const std::string host = app + ".localhost";
     const std::string path = config->static_site ? "/" : config->run.health.path;
     const std::string expected = app + " " + id;
@@ -170,16 +174,40 @@ std::vector<Route> Engine::routing_table_locked() {
         const bool is_static = config && config->static_site;
         // A candidate is being proven live: it is routed even if the app was stopped.
         const bool stopped = !m_candidates.count(app) && m_store->stopped(app);
-        if (!is_static && !stopped && production->port <= 0)
-            continue;
+        // deployctl scale web=0: deploy-proxy answers 503 "APP is scaled to zero".
+        const bool scaled_to_zero =
+            !stopped && !is_static && config && config->has_web() && instances_of(app, "web") == 0;
+        // Its web instances, but those out of the table (failing their check,
+        // or leaving); all but the leaving ones when every one fails.
+        std::vector<std::string> upstreams;
+        if (!is_static && !stopped && !scaled_to_zero) {
+            const auto ports = web_ports(*production);
+            for (int pass = 0; pass < 2 && upstreams.empty(); ++pass)
+                for (int port : ports) {
+                    const std::string key = web_key(app, production->id, port);
+                    if (m_leaving.count(key))
+                        continue;
+                    auto failing = m_failing.find(key);
+                    if (pass == 0 && failing != m_failing.end() &&
+                        failing->second >= k_failed_checks)
+                        continue;
+                    upstreams.push_back("127.0.0.1:" + std::to_string(port));
+                }
+            if (upstreams.empty())
+                continue;
+        }
         Route route{"", app, production->id, ""};
         if (stopped) {
             route.stopped = true; // deploy-proxy answers 503 "APP is stopped"
+        } else if (scaled_to_zero) {
+            route.scaled_to_zero = true;
         } else if (is_static) {
             route.static_root = static_root(app, production->id, *config).string();
             route.spa = config->static_site->spa;
         } else {
-            route.upstream = "127.0.0.1:" + std::to_string(production->port);
+            route.upstream = upstreams.front();
+            if (upstreams.size() > 1)
+                route.upstreams = std::move(upstreams);
         }
         auto hosts =
             config ? route_hosts(app, *config) : std::vector<std::string>{app + ".localhost"};
@@ -216,8 +244,8 @@ void Engine::publish_routes_or_log(std::string_view why) {
 // The proxy routes no new request to the replaced release any more (the switch
 // waited for it to apply the table). Its requests in flight finish: wait until
 // nothing has talked to its port for k_drain_quiet, at most deploy.drain.
-void Engine::wait_drained(int port, std::chrono::milliseconds drain) {
-    if (port <= 0) {
+void Engine::wait_drained(const std::vector<int>& ports, std::chrono::milliseconds drain) {
+    if (ports.empty()) {
         sleep_unless_stopping(drain);
         return;
     }
@@ -230,9 +258,10 @@ void Engine::wait_drained(int port, std::chrono::milliseconds drain) {
             return;
         auto step = std::min(k_drain_poll, left);
         sleep_unless_stopping(step);
-        quiet = runtime::port_activity(static_cast<std::uint16_t>(port)).idle()
-                    ? quiet + step
-                    : std::chrono::milliseconds(0);
+        const bool idle = std::all_of(ports.begin(), ports.end(), [](int port) {
+            return runtime::port_activity(static_cast<std::uint16_t>(port)).idle();
+        });
+        quiet = idle ? quiet + step : std::chrono::milliseconds(0);
     }
 }
 
@@ -241,13 +270,14 @@ void Engine::drain(const std::string& app, const Job& job) {
         return;
     common::log_info("draining " + app + " " + job.previous);
     auto replaced = m_store->get(app, job.previous);
-    if (replaced && replaced->state != State::production) {
+    const auto old_config = replaced ? common::parse_config(replaced->config, "deploy.toml")
+                                     : common::Result<common::AppConfig>(common::AppConfig{});
+    const auto stop_timeout = old_config ? old_config->deploy.stop_timeout : k_stop_grace;
+    if (replaced && replaced->state != State::production)
         // Its other processes take no requests: they stop now, given their stop_timeout.
-        auto old_config = common::parse_config(replaced->config, "deploy.toml");
-        stop_processes(app, job.previous,
-                       old_config ? old_config->deploy.stop_timeout : k_stop_grace);
-    }
-    wait_drained(replaced ? replaced->port : 0, job.config.deploy.drain);
+        stop_processes(app, job.previous, stop_timeout, Which::others);
+    // No port known: the whole drain.
+    wait_drained(replaced ? web_ports(*replaced) : std::vector<int>{}, job.config.deploy.drain);
     if (stopping())
         return; // the next start stops it (INACTIVE with a live pid)
     const auto& process = job.previous_process;
@@ -257,6 +287,7 @@ void Engine::drain(const std::string& app, const Job& job) {
     if (!old || old->state == State::production)
         return; // removed, or promoted again since: nothing to stop
     runtime_for(*old).stop({app, job.previous}, process, k_stop_grace);
+    stop_processes(app, job.previous, stop_timeout, Which::web); // web.2 and on
     if (old->pid == process.pid)
         if (auto cleared = m_store->clear_process(app, job.previous); !cleared)
             common::log_error(cleared.error().message);
@@ -369,8 +400,8 @@ common::Result<Promotion> Engine::rollback(const std::string& app,
     EventLog events(m_options.data_dir.event_log(app, target->id), target->id);
     events.log("system", "rolling back to " + target->id);
     if (!config->release.command.empty())
-        events.log("system", "release command not run again on rollback: " +
-                                 config->release.command);
+        events.log("system",
+                   "release command not run again on rollback: " + config->release.command);
     auto process = provision(app, target->id, *config, events);
     if (!process) {
         events.log("system", "rollback failed: " + process.error().message);

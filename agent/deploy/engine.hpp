@@ -45,6 +45,9 @@ class Engine final : public Service {
     // A drain ends early once the old release's port was idle this long.
     static constexpr std::chrono::milliseconds k_drain_quiet{1500};
     static constexpr std::chrono::milliseconds k_drain_poll{50};
+    // Failed checks in a row that take a running web instance out of the
+    // routing table (one that is down is taken out at once).
+    static constexpr int k_failed_checks = 2;
     // A state.db write that failed on I/O (SQLite rolled it back) is tried
     // again, k_db_attempts in all, k_db_retry apart (docs/reliability.md).
     static constexpr int k_db_attempts = 5;
@@ -75,6 +78,8 @@ class Engine final : public Service {
                              const std::vector<std::string>& names) override;
     common::Result<OneOff> one_off(const OneOffRequest& request) override;
     common::Result<ProcessList> processes(const std::string& app) override;
+    common::Result<ProcessList> scale(const std::string& app,
+                                      const std::map<std::string, int>& counts) override;
     common::Result<std::vector<CronJobInfo>> cron_jobs(const std::string& app) override;
     common::Result<CronRunStarted> run_cron(const std::string& app,
                                             const std::string& job) override;
@@ -161,8 +166,8 @@ class Engine final : public Service {
                          const secrets::ReleaseEnv& env);
     // Starts the release's app on `port` with the app's variables (deployctl env).
     // `process` (with its instance and command) starts a process other than web.
-    common::Result<runtime::AppProcess> start_app(runtime::Runtime& runtime,
-                                                  const std::string& app, const std::string& id,
+    common::Result<runtime::AppProcess> start_app(runtime::Runtime& runtime, const std::string& app,
+                                                  const std::string& id,
                                                   const common::AppConfig& config, int port,
                                                   const std::string& process = {},
                                                   int instance = 0);
@@ -216,7 +221,8 @@ class Engine final : public Service {
     void publish_routes_or_log(std::string_view why);
     std::vector<Route> routing_table_locked();
     void drain(const std::string& app, const Job& job);
-    void wait_drained(int port, std::chrono::milliseconds drain);
+    // Until nothing talked to these ports for k_drain_quiet, `drain` at most.
+    void wait_drained(const std::vector<int>& ports, std::chrono::milliseconds drain);
     void prune(const std::string& app, int keep);
     // Stops it, removes its files, then its row; an error (the row kept) when
     // a file could not be removed or the row could not be deleted.
@@ -254,9 +260,44 @@ class Engine final : public Service {
     // Returns the first failure (the others are started all the same).
     common::Status start_processes(const std::string& app, const std::string& id,
                                    const common::AppConfig& config, const EventLog& events);
-    // Stops them all at once (SIGTERM, SIGKILL after `grace`) and forgets them.
+    // Stops them all at once (SIGTERM, SIGKILL after `grace`) and forgets them:
+    // all the rows, those other than web, or the web instances past the first.
+    enum class Which { all, others, web };
     void stop_processes(const std::string& app, const std::string& id,
-                        std::chrono::milliseconds grace);
+                        std::chrono::milliseconds grace, Which which = Which::all);
+    // deployctl scale: how many instances of `process` ("web" or a [processes]
+    // name) run on this agent: the count set, else 1.
+    int instances_of(const std::string& app, const std::string& process);
+    // web.2 to web.N (deployctl scale web=N), each on its own port: starts those not
+    // running and records them. With `check` each must pass its health check (a
+    // deploy, a scale); without, the supervisor's probe routes each once it passes.
+    // On failure those this call started are stopped again; the first error.
+    common::Status start_web_instances(const std::string& app, const std::string& id,
+                                       const common::AppConfig& config, const EventLog& events,
+                                       bool check);
+    // Takes these web instances out of the routing table, lets their requests
+    // finish (deploy.drain), then stops and forgets them.
+    void retire_web_instances(const std::string& app, const std::string& id,
+                              const std::vector<ProcessRow>& rows, const common::AppConfig& config);
+    // deployctl restart: each web instance past the first in turn, the others serving.
+    void restart_web_instances(const std::string& app, const std::string& id,
+                               const common::AppConfig& config, const EventLog& events);
+    // The ports of the release's web instances, web.1 (the release's own) first.
+    std::vector<int> web_ports(const ReleaseRow& row);
+    // PRODUCTION with several web instances: probes each (every health.interval);
+    // one that is down, or fails twice in a row, leaves the routing table until
+    // it passes again.
+    void check_web_instances(const ReleaseRow& production, const common::AppConfig& config);
+    // Makes the PRODUCTION release run the scaled counts (starts and stops
+    // instances; web ones healthy before routed, drained before stopped).
+    common::Status apply_scale(const ReleaseRow& row, const common::AppConfig& config,
+                               const EventLog& events);
+    // Where a process row's output goes: a web instance's is the release's app log.
+    std::filesystem::path log_of(const ProcessRow& row) const {
+        return row.process == "web"
+                   ? m_options.data_dir.app_log(row.app, row.release)
+                   : m_options.data_dir.process_log(row.app, row.release, row.process);
+    }
     // A release with no web process: started, and each one stayed up for
     // run.health.grace.
     common::Status check_processes(const std::string& app, const std::string& id,
@@ -324,7 +365,7 @@ class Engine final : public Service {
         std::map<std::string, int> running;
     };
     std::shared_ptr<RunCounts> m_runs = std::make_shared<RunCounts>();
-    std::mutex m_mutex; // guards m_slots, m_busy, m_backoff
+    std::mutex m_mutex; // guards m_slots, m_busy, m_backoff, m_probed
     std::condition_variable m_cv;
     std::map<std::string, std::unique_ptr<AppSlot>> m_slots;
     std::set<std::string> m_busy; // "app/id" of releases being rolled back to
@@ -340,6 +381,16 @@ class Engine final : public Service {
     RoutePublisher m_publisher;
     std::map<std::string, std::string> m_candidates; // app → release being proven live
     std::atomic<bool> m_routes_stale{false};         // the last publish did not go through
+    // Web instances out of the routing table, by "APP/ID/PORT": failing their
+    // check (consecutive failures; routed again once one passes), or leaving
+    // (scaled down, being restarted). An app whose every instance fails its
+    // check keeps them all routed (deploy-proxy tries each in turn).
+    std::map<std::string, int> m_failing;
+    static std::string web_key(const std::string& app, const std::string& id, int port) {
+        return app + "/" + id + "/" + std::to_string(port);
+    }
+    std::set<std::string> m_leaving;
+    std::map<std::string, std::chrono::steady_clock::time_point> m_probed; // app → last probe
 
     std::mutex m_delete_mutex;
     std::thread m_supervisor;

@@ -53,6 +53,8 @@ std::string Engine::app_state(const std::string& app,
     auto* runtime = running_runtime(*production);
     if (!runtime) // [static]: deploy-proxy serves its files
         return "running";
+    if (const auto scale = m_store->scale(app); scale.count("web") && scale.at("web") == 0)
+        return "running"; // deployctl scale web=0: its other processes run
     return runtime->alive({production->pid, production->pid_start}) ? "running" : "failed";
 }
 
@@ -208,6 +210,8 @@ common::Result<AppAction> Engine::start_app(const std::string& app) {
         return row.error();
     const bool stopped = m_store->stopped(app);
     auto* runtime = running_runtime(*row);
+    if (runtime && instances_of(app, "web") == 0)
+        runtime = nullptr; // deployctl scale web=0: no web process to start
     const runtime::AppProcess old{row->pid, row->pid_start};
     const bool alive = runtime && row->pid > 0 && runtime->alive(old);
     if (!stopped && (!runtime || alive))
@@ -273,13 +277,15 @@ common::Result<AppAction> Engine::restart_app(const std::string& app) {
     if (!row)
         return row.error();
     auto* runtime = running_runtime(*row);
+    if (runtime && instances_of(app, "web") == 0)
+        runtime = nullptr; // deployctl scale web=0: no web process to start
     auto config = common::parse_config(row->config, "deploy.toml");
     if (!config)
         return config.error();
     // Its processes other than web: stopped (stop_timeout), then started again.
     auto restart_others = [&] {
         EventLog events(m_options.data_dir.event_log(app, row->id), row->id);
-        stop_processes(app, row->id, config->deploy.stop_timeout);
+        stop_processes(app, row->id, config->deploy.stop_timeout, Which::others);
         if (auto others = start_processes(app, row->id, *config, events); !others)
             common::log_warn(app + " " + row->id + ": " + others.error().message);
     };
@@ -354,9 +360,12 @@ common::Result<AppAction> Engine::restart_app(const std::string& app) {
         return undo(published.error());
     restart_others();
     if (alive && !in_place) {
-        wait_drained(row->port, config->deploy.drain);
+        wait_drained({row->port}, config->deploy.drain);
         runtime->stop({app, row->id}, old, k_stop_grace);
     }
+    // web.2 and on (deployctl scale), one at a time while the others serve.
+    restart_web_instances(app, row->id, *config,
+                          EventLog(m_options.data_dir.event_log(app, row->id), row->id));
     common::log_info("restarted " + app + " " + row->id + " (pid " + std::to_string(process->pid) +
                      ")");
     return AppAction{app, row->id, "running", true, process->pid};

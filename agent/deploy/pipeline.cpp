@@ -9,7 +9,6 @@
 #include <common/log.hpp>
 
 #include <thread>
-
 #include <unistd.h>
 
 namespace agent {
@@ -122,9 +121,8 @@ void Engine::run_deployment(const std::string& app, Job& job) {
     prune(app, job.config.deploy.keep);
 }
 
-common::Result<secrets::ReleaseEnv> Engine::release_env(const std::string& app,
-                                                         const common::AppConfig& config,
-                                                         EventLog& events) {
+common::Result<secrets::ReleaseEnv>
+Engine::release_env(const std::string& app, const common::AppConfig& config, EventLog& events) {
     auto env = m_env->for_release(app, config.build.secrets);
     if (env && !env->secret_values.empty())
         events.redact_with(env->redactor());
@@ -132,8 +130,7 @@ common::Result<secrets::ReleaseEnv> Engine::release_env(const std::string& app,
 }
 
 common::Result<runtime::AppProcess> Engine::start_app(runtime::Runtime& runtime,
-                                                      const std::string& app,
-                                                      const std::string& id,
+                                                      const std::string& app, const std::string& id,
                                                       const common::AppConfig& config, int port,
                                                       const std::string& process_name,
                                                       int instance) {
@@ -146,15 +143,16 @@ common::Result<runtime::AppProcess> Engine::start_app(runtime::Runtime& runtime,
     launch.app = app;
     launch.id = id;
     launch.release_dir = m_options.data_dir.release_dir(app, id);
-    launch.log_file = process_name.empty()
-                          ? m_options.data_dir.app_log(app, id)
+    const bool web = process_name.empty() || process_name == "web";
+    launch.log_file = web ? m_options.data_dir.app_log(app, id)
                           : m_options.data_dir.process_log(app, id, process_name);
     launch.config = &config;
     launch.port = port;
     if (!process_name.empty()) {
         launch.process = process_name;
         launch.instance = instance;
-        launch.command = config.processes.at(process_name);
+        if (!web)
+            launch.command = config.processes.at(process_name);
     }
     launch.env = env->run;
     launch.secret_names = env->secret_names;
@@ -230,9 +228,9 @@ common::Status Engine::release_phase(const std::string& app, const Job& job,
         return make_error(ErrorKind::failed,
                           "release command could not start: " + plan.error().message);
     events.log("system", "running release command: " + release.command +
-                             (runtime.name() == "process" ? ""
-                                                          : " (in a one-off " + runtime.name() +
-                                                                " container)"));
+                             (runtime.name() == "process"
+                                  ? ""
+                                  : " (in a one-off " + runtime.name() + " container)"));
     std::string last_line;
     runtime::StreamingCommand command;
     command.spawn = std::move(plan->spawn); // one copy of the secrets, wiped below
@@ -273,16 +271,14 @@ common::Status Engine::release_phase(const std::string& app, const Job& job,
         return make_error(ErrorKind::failed,
                           "interrupted: the agent stopped during the release command");
     case runtime::Outcome::signaled:
-        return make_error(ErrorKind::failed,
-                          with_last("release command killed by signal " +
-                                    std::to_string(result->status)));
+        return make_error(ErrorKind::failed, with_last("release command killed by signal " +
+                                                       std::to_string(result->status)));
     case runtime::Outcome::exited:
         break;
     }
     if (result->status != 0)
-        return make_error(ErrorKind::failed,
-                          with_last("release command exited with status " +
-                                    std::to_string(result->status)));
+        return make_error(ErrorKind::failed, with_last("release command exited with status " +
+                                                       std::to_string(result->status)));
     events.log("system", "release command succeeded");
     return {};
 }
@@ -295,6 +291,15 @@ common::Result<runtime::AppProcess> Engine::provision(const std::string& app, co
     if (!config.has_web()) { // worker-only: its processes start now, nothing is routed
         if (auto up = check_processes(app, id, config, events); !up)
             return up.error();
+        return runtime::AppProcess{};
+    }
+    if (instances_of(app, "web") == 0) { // deployctl scale web=0: its other processes only
+        events.log("system", "web is scaled to 0 on this agent (deployctl scale): it is not "
+                             "started and deploy-proxy answers 503 for " +
+                                 app);
+        if (!config.processes.empty())
+            if (auto up = check_processes(app, id, config, events); !up)
+                return up.error();
         return runtime::AppProcess{};
     }
     return launch_and_check(app, id, config, events);
@@ -359,6 +364,12 @@ common::Result<runtime::AppProcess> Engine::launch_and_check(const std::string& 
         stop_process(app, id, config, *process);
         show_startup_output(app, id, ec ? 0 : log_start, events);
         return healthy.error();
+    }
+    // deployctl scale web=N: the other instances, each healthy before it is routed.
+    if (auto more = start_web_instances(app, id, config, events, true); !more) {
+        stop_process(app, id, config, *process);
+        show_startup_output(app, id, ec ? 0 : log_start, events);
+        return more.error();
     }
     return process;
 }

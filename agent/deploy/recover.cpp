@@ -128,7 +128,7 @@ void Engine::reconcile_release(const ReleaseRow& row) {
                     "interrupted: the agent restarted while the release was starting", events);
     case State::production: {
         if (!running)
-            return; // served by deploy-proxy from its files: nothing runs
+            return;                      // served by deploy-proxy from its files: nothing runs
         if (m_store->stopped(row.app)) { // deployctl stop: it stays stopped
             if (alive) {                 // an agent killed while stopping it
                 runtime.stop(release, process, k_stop_grace);
@@ -143,13 +143,13 @@ void Engine::reconcile_release(const ReleaseRow& row) {
             common::log_info("adopted running " + name + " (pid " + std::to_string(row.pid) + ")");
             return;
         }
+        if (instances_of(row.app, "web") == 0)
+            return; // deployctl scale web=0: its web does not run
         auto reason = recover_production(row);
         if (!reason)
             return;
-        if (auto noted = m_store->set_last_exit(row.app, row.id,
-                                                reason->empty()
-                                                    ? "not running after an agent restart"
-                                                    : *reason);
+        if (auto noted = m_store->set_last_exit(
+                row.app, row.id, reason->empty() ? "not running after an agent restart" : *reason);
             !noted)
             common::log_error(noted.error().message);
         if (auto restarted = restart_production(
@@ -179,8 +179,8 @@ void Engine::remove_leftover_containers() {
     for (const auto& release : m_container_runtime->instances()) {
         auto row = m_store->get(release.app, release.id);
         if (!release.process.empty()) { // a process other than web: reconcile_processes ran
-            auto processes = row ? m_store->processes(release.app, release.id)
-                                 : std::vector<ProcessRow>{};
+            auto processes =
+                row ? m_store->processes(release.app, release.id) : std::vector<ProcessRow>{};
             if (std::any_of(processes.begin(), processes.end(), [&](const ProcessRow& p) {
                     return p.process == release.process && p.instance == release.instance;
                 }))
@@ -278,11 +278,14 @@ void Engine::supervise_app(const std::string& app) {
     auto production = m_store->production(app);
     if (production && m_store->stopped(app))
         return; // deployctl stop: nothing is to run
+    auto* runtime = production ? running_runtime(*production) : nullptr;
+    if (runtime) // several web instances: one failing its check is unrouted first
+        if (auto config = common::parse_config(production->config, "deploy.toml"))
+            check_web_instances(*production, *config);
     if (production)
         supervise_processes(*production);
-    auto* runtime = production ? running_runtime(*production) : nullptr;
-    if (!runtime)
-        return; // nothing in production, or a [static] release: nothing runs
+    if (!runtime || instances_of(app, "web") == 0)
+        return; // nothing in production, a [static] release, or web scaled to 0
     if (production->pid > 0)
         if (auto status = runtime::reap_if_exited(production->pid))
             if (auto noted = m_store->set_last_exit(app, production->id, "exited with " + *status);

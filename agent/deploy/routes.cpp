@@ -22,8 +22,12 @@ std::string routing_table_json(std::uint64_t generation, const std::vector<Route
     nlohmann::json table{{"generation", generation}, {"routes", nlohmann::json::array()}};
     for (const auto& route : routes) {
         nlohmann::json item{{"host", route.host}, {"app", route.app}, {"release", route.release}};
-        if (route.stopped)
+        if (route.scaled_to_zero)
+            item["stopped"] = "scaled";
+        else if (route.stopped)
             item["stopped"] = true;
+        else if (route.upstreams.size() > 1)
+            item["upstreams"] = route.upstreams;
         else if (route.static_root.empty())
             item["upstream"] = route.upstream;
         else

@@ -25,6 +25,11 @@ struct Route {
     bool spa = false;
     // deployctl stop: the proxy answers 503 "APP is stopped" (no upstream, no root).
     bool stopped = false;
+    // Several web instances (deployctl scale web=N): every address, `upstream`
+    // being the first; empty for one.
+    std::vector<std::string> upstreams{};
+    // deployctl scale web=0: the proxy answers 503 "APP is scaled to zero".
+    bool scaled_to_zero = false;
 };
 
 // "APP.localhost" plus every domain of every target, without duplicates.

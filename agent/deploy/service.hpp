@@ -12,6 +12,7 @@
 #include <common/result.hpp>
 #include <common/state.hpp>
 
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -127,11 +128,15 @@ struct AppAction {
 };
 
 // One instance of a process of an app's PRODUCTION release (deployctl ps).
+// The most instances of one process on one agent (deploy-proxy balances over
+// at most 64 upstreams per route).
+inline constexpr int k_max_instances = 64;
+
 struct ProcessInfo {
     std::string process; // "web", "worker", ...
     int instance = 1;
-    std::string state;   // "running", "starting" (restarting), "stopped", "crashed"
-    int pid = 0;         // the process (a container's init); 0 when none runs
+    std::string state;     // "running", "starting" (restarting), "stopped", "crashed"
+    int pid = 0;           // the process (a container's init); 0 when none runs
     std::string container; // docker/podman: its name
     std::string started_at;
     std::int64_t uptime_s = 0;
@@ -146,6 +151,9 @@ struct ProcessList {
     std::string release; // the PRODUCTION release
     std::string engine;  // "process", "docker", "podman"
     bool stopped = false;
+    // Instances per process on this agent (deployctl scale; 1 unless set),
+    // for web and each process of the release.
+    std::map<std::string, int> scale{};
     std::vector<ProcessInfo> processes;
 };
 
@@ -273,6 +281,17 @@ class Service {
     virtual common::Result<ProcessList> processes(const std::string& app) {
         (void)app;
         return common::make_error(common::ErrorKind::internal, "ps is not supported");
+    }
+
+    // deployctl scale: sets the instance counts of some processes ("web" or a
+    // [processes] name of the PRODUCTION release, 0..k_max_instances), kept
+    // for later releases, and applies them to the PRODUCTION release unless
+    // the app is stopped; then what processes() lists. bad_request for an
+    // unknown process, refused for a [static] site.
+    virtual common::Result<ProcessList> scale(const std::string& app,
+                                              const std::map<std::string, int>& counts) {
+        (void)counts;
+        return common::make_error(common::ErrorKind::internal, "scale is not supported: " + app);
     }
 
     // Prepares a one-off command of a PRODUCTION or INACTIVE release.

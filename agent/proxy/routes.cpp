@@ -60,7 +60,7 @@ common::Status parse_static(const json& item, const std::string& where, std::str
 }
 
 common::Result<Upstream> parse_address(const json& item, const std::string& where,
-                                        std::string_view source) {
+                                       std::string_view source) {
     const std::string* value = item.is_string() ? item.get_ptr<const std::string*>() : nullptr;
     if (value == nullptr || value->empty()) {
         return malformed(source, where + " must be a non-empty string");
@@ -84,8 +84,8 @@ common::Status parse_upstream(const json& item, const std::string& where, std::s
 }
 
 // "upstreams": ["127.0.0.1:41234", "127.0.0.1:41235"]
-common::Status parse_upstreams(const json& item, const std::string& where,
-                               std::string_view source, Route& route) {
+common::Status parse_upstreams(const json& item, const std::string& where, std::string_view source,
+                               Route& route) {
     if (!item.is_array() || item.empty() || item.size() > k_max_upstreams) {
         return malformed(source, where + " must be an array of 1 to " +
                                      std::to_string(k_max_upstreams) + " \"IP:PORT\" strings");
@@ -128,12 +128,14 @@ common::Result<Route> parse_route(const json& item, std::size_t index, std::stri
     auto site = item.find("static");
     auto stopped = item.find("stopped");
     if (stopped != item.end()) {
-        if (!stopped->is_boolean() || !stopped->get<bool>() || upstream != item.end() ||
-            upstreams != item.end() || site != item.end()) {
-            return malformed(source, where + ".stopped must be true, without \"upstream\", "
-                                             "\"upstreams\" and \"static\"");
+        const bool scaled = stopped->is_string() && stopped->get<std::string>() == "scaled";
+        if (!(scaled || (stopped->is_boolean() && stopped->get<bool>())) ||
+            upstream != item.end() || upstreams != item.end() || site != item.end()) {
+            return malformed(source, where + ".stopped must be true or \"scaled\", without "
+                                             "\"upstream\", \"upstreams\" and \"static\"");
         }
         route.stopped = true;
+        route.scaled_to_zero = scaled;
         return route;
     }
     if ((upstream != item.end()) + (upstreams != item.end()) + (site != item.end()) != 1) {

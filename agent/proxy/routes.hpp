@@ -65,6 +65,8 @@ struct Route {
     bool spa = false;        // unknown extension-less paths answer with /index.html
     // deployctl stop: neither upstream nor static_root; the proxy answers 503.
     bool stopped = false;
+    // deployctl scale web=0 ("stopped": "scaled"): the same, with its own page.
+    bool scaled_to_zero = false;
 
     bool is_static() const { return !static_root.empty(); }
 

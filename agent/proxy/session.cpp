@@ -217,6 +217,24 @@ void Session<ClientStream>::dispatch() {
 template <class ClientStream> void Session<ClientStream>::respond_stopped() {
     const std::string& app = m_route->app; // [a-z0-9-]: nothing to escape in HTML
     const auto accept = m_request->get()[http::field::accept];
+    if (m_route->scaled_to_zero) {
+        if (accept.find("text/html") != std::string_view::npos) {
+            return respond_plain(
+                http::status::service_unavailable,
+                fmt::format("<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>{0} is "
+                            "scaled to zero</title></head>\n<body><h1>{0} has no web "
+                            "instances</h1>\n<p>Its web process was scaled to zero with "
+                            "<code>deployctl scale web=0</code>. Serve it again with "
+                            "<code>deployctl scale web=1</code>.</p></body></html>\n",
+                            app),
+                After::keep_alive, {}, "text/html; charset=utf-8");
+        }
+        return respond_plain(http::status::service_unavailable,
+                             fmt::format("{} is scaled to zero (no web instances); serve it "
+                                         "again with: deployctl scale web=1\n",
+                                         app),
+                             After::keep_alive);
+    }
     if (accept.find("text/html") != std::string_view::npos) {
         return respond_plain(
             http::status::service_unavailable,

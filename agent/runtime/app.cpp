@@ -15,10 +15,10 @@ using common::make_error;
 
 common::Result<AppProcess> start_app(const AppLaunch& launch) {
     const common::AppConfig& config = *launch.config;
-    const std::string& command = launch.process.empty() ? config.run.command : launch.command;
+    const std::string& command = launch.is_web() ? config.run.command : launch.command;
     if (command.empty())
         return make_error(ErrorKind::failed,
-                          launch.process.empty()
+                          launch.is_web()
                               ? "deploy.toml has no run.command: the process engine needs one to "
                                 "start the app (add [run] command = \"...\", or web = \"...\" "
                                 "in [processes])"
@@ -32,9 +32,9 @@ common::Result<AppProcess> start_app(const AppLaunch& launch) {
     auto env = config.env;
     for (const auto& [key, value] : launch.env)
         env[key] = value;
-    if (launch.process.empty())
+    if (launch.is_web())
         env["PORT"] = std::to_string(launch.port);
-    else { // which one it is, e.g. to name a queue consumer
+    if (!launch.process.empty()) { // which one it is, e.g. to name a queue consumer
         env["PROCESS"] = launch.process + "." + std::to_string(launch.instance);
         env["RELEASE"] = launch.id;
     }

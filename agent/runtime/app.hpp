@@ -12,8 +12,8 @@
 #include <map>
 #include <set>
 #include <string>
-#include <vector>
 #include <sys/types.h>
+#include <vector>
 
 namespace agent::runtime {
 
@@ -37,10 +37,13 @@ struct AppLaunch {
     // before it execs (cgroup.hpp), empty for none.
     std::vector<std::filesystem::path> cgroup_procs{};
     // A process other than web ([processes]): its name, instance and
-    // command; empty for the web process (run.command).
+    // command; empty for the web process (run.command). "web" with an
+    // instance past 1 (deployctl scale) is a web instance: run.command on `port`.
     std::string process{};
     int instance = 0;
     std::string command{};
+
+    bool is_web() const { return process.empty() || process == "web"; }
 };
 
 struct AppProcess {

@@ -302,29 +302,30 @@ class ContainerRuntime final : public Runtime {
         m_pumps.stop(name);
         std::vector<std::string> argv = {m_options.binary, "run", "--detach", "--name", name};
         add_labels(argv, release, Labels::container);
-        const std::string process_name =
-            release.process + "." + std::to_string(release.instance);
+        const std::string process_name = release.process + "." + std::to_string(release.instance);
         if (!release.process.empty())
             argv.insert(argv.end(), {"--label", std::string(k_label_process) + "=" + process_name});
         argv.insert(argv.end(), {"--network", m_options.network, "--restart", "no"});
         if (init_available())
             argv.push_back("--init");
         CliCall run;
-        if (release.process.empty()) {
+        if (launch.is_web()) {
             int container_port = launch.port;
             if (m_options.network != "host") {
                 if (config.run.port > 0)
                     container_port = config.run.port;
-                argv.insert(argv.end(),
-                            {"--publish", "127.0.0.1:" + std::to_string(launch.port) + ":" +
-                                              std::to_string(container_port)});
+                argv.insert(argv.end(), {"--publish", "127.0.0.1:" + std::to_string(launch.port) +
+                                                          ":" + std::to_string(container_port)});
             }
             run.env = add_app_env(argv, config, launch.env, launch.secret_names, "PORT");
             argv.insert(argv.end(), {"--env", "PORT=" + std::to_string(container_port)});
+            if (!release.process.empty()) // web.2 and on (deployctl scale)
+                argv.insert(argv.end(),
+                            {"--env", "PROCESS=" + process_name, "--env", "RELEASE=" + release.id});
         } else {
             run.env = add_app_env(argv, config, launch.env, launch.secret_names, "PROCESS");
-            argv.insert(argv.end(), {"--env", "PROCESS=" + process_name, "--env",
-                                     "RELEASE=" + release.id});
+            argv.insert(argv.end(),
+                        {"--env", "PROCESS=" + process_name, "--env", "RELEASE=" + release.id});
         }
         add_memory_limit(argv, config);
         add_cpu_and_pids_limits(argv, config);
@@ -332,7 +333,7 @@ class ContainerRuntime final : public Runtime {
         if (m_options.engine == "podman")
             add_podman_limits(argv);
         argv.push_back(image_name(release));
-        const std::string& command = release.process.empty() ? config.run.command : launch.command;
+        const std::string& command = launch.is_web() ? config.run.command : launch.command;
         if (!command.empty())
             argv.insert(argv.end(), {"/bin/sh", "-c", command});
         run.argv = std::move(argv);

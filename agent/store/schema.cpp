@@ -213,6 +213,18 @@ CREATE TABLE IF NOT EXISTS cron_jobs (
 );
 )sql";
 
+// 9: instance counts per app and process (deployctl scale), kept across deploys;
+// and the port of each web instance past the first (the first is the release's).
+constexpr std::string_view k_scale = R"sql(
+CREATE TABLE IF NOT EXISTS scale (
+  app      TEXT NOT NULL,
+  process  TEXT NOT NULL,
+  count    INTEGER NOT NULL,
+  PRIMARY KEY (app, process)
+);
+ALTER TABLE processes ADD COLUMN port INTEGER NOT NULL DEFAULT 0;
+)sql";
+
 // Migration N is k_migrations[N - 1]. One that has shipped is never edited:
 // a change to the schema is a new migration at the end.
 constexpr std::array k_migrations{
@@ -224,6 +236,7 @@ constexpr std::array k_migrations{
     Migration{"", &add_audit_command},
     Migration{k_processes},
     Migration{k_cron},
+    Migration{k_scale},
 };
 static_assert(k_migrations.size() == k_latest_version);
 

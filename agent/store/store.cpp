@@ -214,7 +214,7 @@ common::Status Store::put_process(const ProcessRow& row) {
     std::lock_guard lock(m_mutex);
     TRY_ASSIGN(auto put, m_db->prepare("INSERT OR REPLACE INTO processes (app, release, process,"
                                        " instance, pid, pid_start, started_at, restarts,"
-                                       " last_exit) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"));
+                                       " last_exit, port) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
     return put.bind(row.app)
         .bind(row.release)
         .bind(row.process)
@@ -224,6 +224,7 @@ common::Status Store::put_process(const ProcessRow& row) {
         .bind(row.started_at)
         .bind(row.restarts)
         .bind(row.last_exit)
+        .bind(row.port)
         .run();
 }
 
@@ -288,7 +289,7 @@ std::vector<T> select_rows(sqlite::Database& db, std::string_view sql,
 
 namespace {
 constexpr std::string_view k_process_columns =
-    "app, release, process, instance, pid, pid_start, started_at, restarts, last_exit";
+    "app, release, process, instance, pid, pid_start, started_at, restarts, last_exit, port";
 ProcessRow read_process(const sqlite::Statement& s) {
     return ProcessRow{s.text(0),
                       s.text(1),
@@ -298,7 +299,8 @@ ProcessRow read_process(const sqlite::Statement& s) {
                       s.integer(5),
                       s.text(6),
                       static_cast<int>(s.integer(7)),
-                      s.text(8)};
+                      s.text(8),
+                      static_cast<int>(s.integer(9))};
 }
 } // namespace
 
@@ -550,6 +552,34 @@ bool Store::stopped(const std::string& app) {
     return !rows.empty() && rows.front();
 }
 
+std::map<std::string, int> Store::scale(const std::string& app) {
+    std::lock_guard lock(m_mutex);
+    std::map<std::string, int> counts;
+    for (auto& [process, count] : select_rows<std::pair<std::string, int>>(
+             *m_db, "SELECT process, count FROM scale WHERE app = ?", {app},
+             [](const sqlite::Statement& row) {
+                 return std::pair{row.text(0), static_cast<int>(row.integer(1))};
+             }))
+        counts[process] = count;
+    return counts;
+}
+
+common::Status Store::set_scale(const std::string& app, const std::map<std::string, int>& counts,
+                                std::string_view detail) {
+    std::lock_guard lock(m_mutex);
+    sqlite::Transaction tx(*m_db);
+    TRY(tx.begun());
+    for (const auto& [process, count] : counts) {
+        TRY_ASSIGN(auto put, m_db->prepare("INSERT OR REPLACE INTO scale (app, process, count)"
+                                           " VALUES (?, ?, ?)"));
+        TRY(put.bind(app).bind(process).bind(count).run());
+    }
+    auto production = query_releases("app = ? AND state = 'PRODUCTION'", {app});
+    TRY(write_audit(app, production.empty() ? std::string() : production.front().id, "", "",
+                    detail));
+    return tx.commit();
+}
+
 common::Status Store::set_stopped(const std::string& app, bool stopped, std::string_view detail) {
     std::lock_guard lock(m_mutex);
     sqlite::Transaction tx(*m_db);
@@ -572,7 +602,7 @@ common::Status Store::destroy_app(const std::string& app, std::string_view detai
          {"DELETE FROM releases WHERE app = ?", "DELETE FROM release_secrets WHERE app = ?",
           "DELETE FROM env WHERE app = ?", "DELETE FROM app_keys WHERE app = ?",
           "DELETE FROM switches WHERE app = ?", "DELETE FROM processes WHERE app = ?",
-          "DELETE FROM cron_jobs WHERE app = ?",
+          "DELETE FROM cron_jobs WHERE app = ?", "DELETE FROM scale WHERE app = ?",
           "DELETE FROM apps WHERE name = ?"}) {
         TRY_ASSIGN(auto erase, m_db->prepare(sql));
         TRY(erase.bind(app).run());

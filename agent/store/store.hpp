@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -47,7 +48,8 @@ struct ReleaseRow {
     std::string last_exit;     // why the web process last stopped running
 };
 
-// One instance of a process of a release other than web ([processes]).
+// One instance of a process of a release other than web ([processes]), or of
+// web past its first instance (deployctl scale web=N; the first is the release's).
 struct ProcessRow {
     std::string app;
     std::string release;
@@ -58,6 +60,7 @@ struct ProcessRow {
     std::string started_at;
     int restarts = 0;
     std::string last_exit; // why it last stopped running ("exited with status 1")
+    int port = 0;          // a web instance's $PORT; 0 for any other process
 };
 
 struct NewRelease {
@@ -200,6 +203,11 @@ class Store {
     // stopped (apps.stopped), across agent restarts. set_stopped writes a
     // transitions row (`detail`) for the app's PRODUCTION release.
     bool stopped(const std::string& app);
+    // deployctl scale: the instance counts set per process (absent: 1).
+    std::map<std::string, int> scale(const std::string& app);
+    // Sets these counts (others stay), audited with `detail`.
+    common::Status set_scale(const std::string& app, const std::map<std::string, int>& counts,
+                             std::string_view detail);
     common::Status set_stopped(const std::string& app, bool stopped, std::string_view detail);
     // deployctl destroy: one transaction removes every row of the app (releases,
     // their secrets, its variables and data key, its switches, its apps row: a

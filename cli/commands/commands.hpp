@@ -21,6 +21,7 @@ void add_deploy(CLI::App& app, Context& ctx);
 void add_status(CLI::App& app, Context& ctx);
 void add_releases(CLI::App& app, Context& ctx);
 void add_ps(CLI::App& app, Context& ctx);
+void add_scale(CLI::App& app, Context& ctx);
 void add_logs(CLI::App& app, Context& ctx);
 void add_run(CLI::App& app, Context& ctx);
 void add_rollback(CLI::App& app, Context& ctx);
@@ -47,6 +48,7 @@ inline constexpr AddCommand k_commands[] = {
     add_status,
     add_releases,
     add_ps,
+    add_scale,
     add_logs,
     add_run,
     add_rollback,

@@ -496,15 +496,26 @@ std::string uptime_text(std::int64_t s) {
 void HumanPrinter::render(const Processes& e) {
     const json& answer = *e.list;
     const json empty = json::array();
-    const json& list = answer.is_object() && answer.contains("processes") &&
-                               answer["processes"].is_array()
-                           ? answer["processes"]
-                           : empty;
+    const json& list =
+        answer.is_object() && answer.contains("processes") && answer["processes"].is_array()
+            ? answer["processes"]
+            : empty;
     line(m_out, host_prefix(e.host),
          fmt::format("{} {}{}", json_str(answer, "app"), json_str(answer, "release"),
                      json_true(answer, "stopped") ? " (stopped: deployctl start starts it)" : ""));
+    if (answer.is_object() && answer.contains("scale") && answer["scale"].is_object() &&
+        !answer["scale"].empty()) {
+        std::string counts;
+        for (const auto& [name, count] : answer["scale"].items())
+            counts += fmt::format("{}{}={}", counts.empty() ? "" : " ", name,
+                                  count.is_number_integer() ? count.get<int>() : 0);
+        line(m_out, host_prefix(e.host), "scale: " + counts);
+    }
     if (list.empty()) {
-        line(m_out, host_prefix(e.host), "no processes: a [static] site is served by deploy-proxy");
+        line(m_out, host_prefix(e.host),
+             json_str(answer, "engine") == "static"
+                 ? "no processes: a [static] site is served by deploy-proxy"
+                 : "no processes run (scaled to 0: deployctl scale web=1 starts web again)");
         return;
     }
     line(m_out, host_prefix(e.host),
@@ -512,7 +523,7 @@ void HumanPrinter::render(const Processes& e) {
                                         "STATE", "PID", "UPTIME", "RESTARTS", "RSS", "CPU")));
     for (const auto& p : list) {
         const std::string state = json_str(p, "state");
-        const Color c = state == "running" ? Color::green
+        const Color c = state == "running"   ? Color::green
                         : state == "crashed" ? Color::red
                                              : Color::yellow;
         const auto pid = p.value("pid", 0);

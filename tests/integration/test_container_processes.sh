@@ -3,7 +3,8 @@
 # from the release's image (web = "" keeps the image's CMD), named after the release and the
 # process, with $PROCESS and $RELEASE; its output goes to vN.NAME.log; a deploy replaces the
 # old worker container (SIGTERM first) once the new web is live; a worker killed under the
-# engine is restarted; ps names its container; destroy removes them all.
+# engine is restarted; ps names its container; scale runs web and worker instances as
+# containers of their own (each web published on its own port); destroy removes them all.
 source "$(dirname "$0")/lib.sh"
 require_binaries
 require_docker
@@ -44,6 +45,22 @@ kill -9 "$pid"
 restarted() { [[ $(ps_field worker state) == running && $(ps_field worker pid) != "$pid" && -n $(ps_field worker pid) ]]; }
 assert_true "a worker killed -9 runs again (restarted by the engine or the agent)" wait_until 30 restarted
 assert_ne 0 "$(ps_field worker restarts)" "ps: the restart is counted"
+
+# --- scale web=2 worker=2: containers of their own, each web on its own port, both routed ----
+assert_exit 0 dctl scale web=2 worker=2
+running_as() { [[ $(cinspect "$(container_name $APP v2)-$1" '{{.State.Running}}') == true ]]; }
+assert_true "web.2 is a container of its own" running_as web-2
+assert_true "worker.2 is a container of its own" running_as worker-2
+upstreams() { jq -r ".routes[] | select(.app == \"$APP\") | .upstreams // [] | .[]" "$DATA/proxy/routes.json"; }
+assert_eq 2 "$(upstreams | count_lines)" "routes.json: the app's two web instances are its upstreams"
+for upstream in $(upstreams); do
+    assert_eq "$APP site 2" "$(curl -s --max-time 5 "http://$upstream/")" "the web instance on $upstream serves v2"
+done
+assert_exit 0 dctl scale web=1 worker=1
+gone() { [[ -z $(cinspect "$(container_name $APP v2)-$1" '{{.State.Status}}') ]]; }
+assert_true "scale web=1: web.2's container is removed" wait_until 20 gone web-2
+assert_true "scale worker=1: worker.2's container is removed" wait_until 20 gone worker-2
+expect_serving $APP "$APP site 2" "one instance: v2 still serves"
 
 # --- destroy removes every container ----------------------------------------------------------
 assert_exit 0 dctl destroy $APP --yes

@@ -52,6 +52,25 @@ TEST_CASE("a static route is written with its root and no upstream") {
     CHECK(written["static"]["spa"] == true);
 }
 
+TEST_CASE("several web instances are written as upstreams, web=0 as a scaled route") {
+    agent::Route one{"web.localhost", "web", "v3", "127.0.0.1:41234"};
+    agent::Route two = one;
+    two.host = "two.localhost";
+    two.upstreams = {"127.0.0.1:41234", "127.0.0.1:41235"};
+    agent::Route zero{"zero.localhost", "zero", "v1", ""};
+    zero.stopped = true;
+    zero.scaled_to_zero = true;
+    auto json = nlohmann::json::parse(agent::routing_table_json(4, {one, two, zero}));
+    REQUIRE(json["routes"].size() == 3);
+    CHECK(json["routes"][0]["upstream"] == "127.0.0.1:41234");
+    CHECK_FALSE(json["routes"][0].contains("upstreams"));
+    CHECK(json["routes"][1]["upstreams"] ==
+          nlohmann::json::array({"127.0.0.1:41234", "127.0.0.1:41235"}));
+    CHECK_FALSE(json["routes"][1].contains("upstream"));
+    CHECK(json["routes"][2]["stopped"] == "scaled");
+    CHECK_FALSE(json["routes"][2].contains("upstream"));
+}
+
 namespace {
 
 // A publisher over real files whose write step and proxy are scripted.

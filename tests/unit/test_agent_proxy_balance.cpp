@@ -92,8 +92,8 @@ TEST_CASE("parse_routes refuses bad \"upstreams\"") {
               std::string::npos);
     }
     SUBCASE("not a list") {
-        CHECK(refused(R"("upstreams": "127.0.0.1:80")").find("routes[0].upstreams must be an array") !=
-              std::string::npos);
+        CHECK(refused(R"("upstreams": "127.0.0.1:80")")
+                  .find("routes[0].upstreams must be an array") != std::string::npos);
     }
     SUBCASE("more than 64") {
         CHECK(refused("\"upstreams\": " + upstream_list(65))
@@ -125,8 +125,7 @@ TEST_CASE("parse_routes refuses bad \"upstreams\"") {
               std::string::npos);
     }
     SUBCASE("both upstream and upstreams") {
-        auto message =
-            refused(R"("upstream": "127.0.0.1:80", "upstreams": ["127.0.0.1:81"])");
+        auto message = refused(R"("upstream": "127.0.0.1:80", "upstreams": ["127.0.0.1:81"])");
         CHECK(message.find("routes[0] must have exactly one of \"upstream\"") != std::string::npos);
         CHECK(message.find("\"upstreams\"") != std::string::npos);
     }
@@ -136,7 +135,8 @@ TEST_CASE("parse_routes refuses bad \"upstreams\"") {
     }
     SUBCASE("stopped with upstreams") {
         CHECK(refused(R"("stopped": true, "upstreams": ["127.0.0.1:81"])")
-                  .find("routes[0].stopped must be true, without") != std::string::npos);
+                  .find("routes[0].stopped must be true or \"scaled\", without") !=
+              std::string::npos);
     }
     SUBCASE("one bad route refuses the whole table") {
         auto table = parse_routes(R"({"generation": 5, "routes": [

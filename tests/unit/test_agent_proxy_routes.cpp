@@ -143,10 +143,14 @@ TEST_CASE("parse_routes refuses bad static routes") {
     };
     SUBCASE("stopped with an upstream") {
         auto message = refused(R"("stopped": true, "upstream": "127.0.0.1:80")");
-        CHECK(message.find("routes[0].stopped must be true, without") != std::string::npos);
+        CHECK(message.find("routes[0].stopped must be true or \"scaled\", without") !=
+              std::string::npos);
     }
     SUBCASE("stopped false") {
         CHECK(refused(R"("stopped": false)").find("stopped must be true") != std::string::npos);
+    }
+    SUBCASE("stopped with another reason") {
+        CHECK(refused(R"("stopped": "paused")").find("stopped must be true") != std::string::npos);
     }
     SUBCASE("neither upstream nor static") {
         auto message = refused(R"("spa": true)");
@@ -256,7 +260,20 @@ TEST_CASE("parse_routes reads the route of a stopped app") {
     const Route* hello = table->find("hello.localhost");
     REQUIRE(hello != nullptr);
     CHECK(hello->stopped);
+    CHECK_FALSE(hello->scaled_to_zero);
     CHECK_FALSE(hello->is_static());
     CHECK(hello->upstream.empty());
     CHECK(hello->release == "v2");
+}
+
+TEST_CASE("parse_routes reads the route of an app scaled to zero") {
+    auto table = parse_routes(R"({"generation": 3, "routes": [{"host": "hello.localhost",
+        "app": "hello", "release": "v2", "stopped": "scaled"}]})",
+                              "routes.json");
+    REQUIRE(table.ok());
+    const Route* hello = table->find("hello.localhost");
+    REQUIRE(hello != nullptr);
+    CHECK(hello->stopped);
+    CHECK(hello->scaled_to_zero);
+    CHECK(hello->upstream.empty());
 }

@@ -3,6 +3,8 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
+
 #include "temp_dir.hpp"
 
 using agent::Store;
@@ -397,7 +399,41 @@ TEST_CASE("store keeps a release's processes other than web, and its web's start
     CHECK(store->get("web", v2)->restarts == 2);
     CHECK(store->get("web", v2)->last_exit == "exited with status 3");
 
+    // A web instance past the first keeps its port.
+    agent::ProcessRow web2 = other;
+    web2.process = "web";
+    web2.instance = 2;
+    web2.port = 41234;
+    REQUIRE(store->put_process(web2).ok());
+    rows = store->processes("web", v2);
+    REQUIRE(rows.size() == 2);
+    CHECK(rows[0].process == "web");
+    CHECK(rows[0].port == 41234);
+    CHECK(rows[1].port == 0);
+
     // destroy forgets every row of the app.
     REQUIRE(store->destroy_app("web", "test").ok());
     CHECK(store->all_processes().empty());
+}
+
+TEST_CASE("store keeps an app's instance counts, audited, until the app is destroyed") {
+    test::TempDir dir;
+    auto store = open_store(dir);
+    const auto v1 = create(*store, "web");
+    create(*store, "other");
+    CHECK(store->scale("web").empty()); // nothing set: one of each
+    REQUIRE(store->set_scale("web", {{"web", 3}, {"worker", 2}}, "scaled: web=3 worker=2").ok());
+    REQUIRE(store->set_scale("web", {{"web", 0}}, "scaled: web=0").ok()); // worker keeps 2
+    const std::map<std::string, int> expected{{"web", 0}, {"worker", 2}};
+    CHECK(store->scale("web") == expected);
+    CHECK(store->scale("other").empty());
+    auto audit = store->audit("web");
+    auto scaled = std::find_if(audit.begin(), audit.end(), [](const agent::AuditRow& row) {
+        return row.detail == "scaled: web=0";
+    });
+    REQUIRE(scaled != audit.end());
+    CHECK(scaled->release.empty()); // no PRODUCTION release yet
+    (void)v1;
+    REQUIRE(store->destroy_app("web", "test").ok());
+    CHECK(store->scale("web").empty());
 }

@@ -24,9 +24,10 @@ using nlohmann::json;
 namespace {
 
 // deployctl's commands as `deployctl --help` has always listed them; __complete is hidden.
-const std::string k_help_order =
-    "deploy status releases ps logs run rollback rm apps stop start restart destroy agent env cron "
-    "token login audit init completion version";
+const std::string k_help_order = "deploy status releases ps scale logs run rollback rm apps stop "
+                                 "start restart destroy agent env "
+                                 "cron "
+                                 "token login audit init completion version";
 
 std::string join(const std::vector<std::string>& words, const char* separator) {
     std::string text;
@@ -155,7 +156,9 @@ TEST_CASE("the command table adds every command, in the order of deployctl --hel
     auto visible = app.get_subcommands([](CLI::App* sub) { return !sub->get_group().empty(); });
     CHECK(names_of(visible) == k_help_order);
     CHECK(names_of(all) == // with the hidden __complete, added by completion
-          "deploy status releases ps logs run rollback rm apps stop start restart destroy agent env "
+          "deploy status releases ps scale logs run rollback rm apps stop start restart destroy "
+          "agent "
+          "env "
           "cron token "
           "login audit init completion __complete version");
 
@@ -194,7 +197,8 @@ TEST_CASE("the parse runs the handler of the command it chose") {
             {{"env", "set", "A=1"}, "POST /v1/apps/hello/env"},
             {{"cron", "ls"}, "GET /v1/apps/hello/cron"},
             {{"cron", "run", "cleanup"}, "POST /v1/apps/hello/cron/cleanup/runs"},
-            {{"logs", "--process", "cron.cleanup"}, "STREAM /v1/apps/hello/logs?process=cron.cleanup"},
+            {{"logs", "--process", "cron.cleanup"},
+             "STREAM /v1/apps/hello/logs?process=cron.cleanup"},
             {{"token", "create", "--scope", "read"}, "POST /v1/tokens"},
             {{"token", "ls"}, "GET /v1/tokens"},
             {{"token", "revoke", "3f2a"}, "DELETE /v1/tokens/3f2a"},
