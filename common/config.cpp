@@ -189,6 +189,24 @@ Status read_static(const Reader& r, const toml::table& t, StaticConfig& out) {
     return {};
 }
 
+Status read_proxy(const Reader& r, const toml::table& t, AppProxySettings& out) {
+    TRY(r.check_keys(t, "[proxy]",
+                     {"max_body", "connect_timeout", "read_timeout", "websocket_idle"}));
+    if (const auto* n = t.get("max_body")) {
+        TRY_ASSIGN(out.max_body, r.size_at(*n, "proxy.max_body"));
+    }
+    for (auto [key, field] : {std::pair{"connect_timeout", &out.connect_timeout},
+                              std::pair{"read_timeout", &out.read_timeout},
+                              std::pair{"websocket_idle", &out.websocket_idle}}) {
+        if (const auto* n = t.get(key)) {
+            TRY_ASSIGN(*field, r.duration_at(*n, fmt::format("proxy.{}", key)));
+            if (field->count() <= 0)
+                return r.error_at(n->source(), fmt::format("proxy.{} must be above 0", key));
+        }
+    }
+    return {};
+}
+
 Status read_deploy(const Reader& r, const toml::table& t, DeploySettings& out) {
     TRY(r.check_keys(t, "[deploy]",
                      {"keep", "drain", "idle_stop", "strategy", "max_parallel", "stop_timeout"}));
@@ -312,8 +330,8 @@ Status read_targets(const Reader& r, const toml::table& t,
 
 // Names a process may not take: the streams and one-offs a release's log
 // already uses.
-constexpr std::string_view k_reserved_processes[] = {"build", "release", "run", "cron", "app",
-                                                     "system", "health"};
+constexpr std::string_view k_reserved_processes[] = {"build", "release", "run",   "cron",
+                                                     "app",   "system",  "health"};
 
 Status read_processes(const Reader& r, const toml::table& t, AppConfig& config) {
     if (t.empty())
@@ -368,10 +386,9 @@ Status read_section(const Reader& r, const toml::table& root, const char* key, T
 }
 
 Result<AppConfig> read_config(const Reader& r, const toml::table& root) {
-    TRY(r.check_keys(
-        root, "the top level",
-        {"app", "build", "run", "release", "cron", "static", "deploy", "env", "targets",
-         "processes"}));
+    TRY(r.check_keys(root, "the top level",
+                     {"app", "build", "run", "release", "cron", "static", "deploy", "proxy", "env",
+                      "targets", "processes"}));
     AppConfig config;
     const auto* app = root.get("app");
     if (!app)
@@ -392,6 +409,7 @@ Result<AppConfig> read_config(const Reader& r, const toml::table& root) {
         TRY(read_section(r, root, "static", *config.static_site, read_static));
     }
     TRY(read_section(r, root, "deploy", config.deploy, read_deploy));
+    TRY(read_section(r, root, "proxy", config.proxy, read_proxy));
     TRY(read_section(r, root, "env", config.env, read_env));
     TRY(read_section(r, root, "targets", config.targets, read_targets));
     TRY(read_section(r, root, "processes", config, read_processes));

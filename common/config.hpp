@@ -78,6 +78,14 @@ struct DeploySettings {
     std::chrono::milliseconds stop_timeout{30000};
 };
 
+// [proxy]: how deploy-proxy carries the app's traffic (docs/deploy-toml.md).
+struct AppProxySettings {
+    std::uint64_t max_body = 100ull * 1024 * 1024; // request body bytes; 0 = unlimited
+    std::chrono::milliseconds connect_timeout{5000}; // to an instance, then 502
+    std::chrono::milliseconds read_timeout{60000};   // waiting on the app, then 504
+    std::chrono::milliseconds websocket_idle{3600000}; // an upgraded connection with no bytes
+};
+
 // "parallel" / "rolling"; nullopt for anything else.
 std::optional<DeployStrategy> parse_strategy(std::string_view text);
 
@@ -108,6 +116,7 @@ struct AppConfig {
     std::vector<CronJob> cron;
     std::optional<StaticConfig> static_site;
     DeploySettings deploy;
+    AppProxySettings proxy;
     std::map<std::string, std::string> env;
     std::map<std::string, TargetConfig> targets;
     // [processes] other than web, by name: each a shell command run from the

@@ -208,6 +208,8 @@ std::vector<Route> Engine::routing_table_locked() {
             route.upstream = upstreams.front();
             if (upstreams.size() > 1)
                 route.upstreams = std::move(upstreams);
+            if (config)
+                route.limits = config->proxy;
         }
         auto hosts =
             config ? route_hosts(app, *config) : std::vector<std::string>{app + ".localhost"};

@@ -26,12 +26,18 @@ std::string routing_table_json(std::uint64_t generation, const std::vector<Route
             item["stopped"] = "scaled";
         else if (route.stopped)
             item["stopped"] = true;
-        else if (route.upstreams.size() > 1)
-            item["upstreams"] = route.upstreams;
-        else if (route.static_root.empty())
-            item["upstream"] = route.upstream;
-        else
+        else if (!route.static_root.empty())
             item["static"] = {{"root", route.static_root}, {"spa", route.spa}};
+        else {
+            if (route.upstreams.size() > 1)
+                item["upstreams"] = route.upstreams;
+            else
+                item["upstream"] = route.upstream;
+            item["limits"] = {{"max_body", route.limits.max_body},
+                              {"connect_timeout_ms", route.limits.connect_timeout.count()},
+                              {"read_timeout_ms", route.limits.read_timeout.count()},
+                              {"websocket_idle_ms", route.limits.websocket_idle.count()}};
+        }
         table["routes"].push_back(std::move(item));
     }
     return table.dump(2) + "\n";

@@ -30,6 +30,8 @@ struct Route {
     std::vector<std::string> upstreams{};
     // deployctl scale web=0: the proxy answers 503 "APP is scaled to zero".
     bool scaled_to_zero = false;
+    // deploy.toml [proxy] of an app route: body limit and timeouts ("limits").
+    common::AppProxySettings limits{};
 };
 
 // "APP.localhost" plus every domain of every target, without duplicates.

@@ -9,14 +9,17 @@ namespace agent::proxy {
 
 constexpr std::size_t k_header_limit = 64 * 1024;
 constexpr std::uint64_t k_request_body_limit = 64ull * 1024 * 1024;
+// deploy.toml [proxy] defaults, for a route whose "limits" leave one out.
+constexpr std::uint64_t k_default_max_body = 100ull * 1024 * 1024;
+constexpr auto k_websocket_idle = std::chrono::milliseconds(3600 * 1000);
 constexpr std::size_t k_relay_chunk = 32 * 1024;
 constexpr std::size_t k_max_idle_per_upstream = 64;
 
 constexpr auto k_keep_alive_timeout = std::chrono::seconds(75); // client idle between requests
 constexpr auto k_client_timeout = std::chrono::seconds(60);     // client read/write in a request
 constexpr auto k_handshake_timeout = std::chrono::seconds(10); // TLS, from accept
-constexpr auto k_connect_timeout = std::chrono::seconds(5);
-constexpr auto k_upstream_timeout = std::chrono::seconds(60); // 504 after this
+constexpr auto k_connect_timeout = std::chrono::milliseconds(5000);
+constexpr auto k_upstream_timeout = std::chrono::milliseconds(60000); // 504 after this
 constexpr auto k_drain_timeout = std::chrono::seconds(10);    // graceful SIGTERM
 constexpr auto k_idle_grace = std::chrono::seconds(1); // SIGTERM: idle keep-alive still served
 constexpr auto k_poll_interval = std::chrono::milliseconds(250);

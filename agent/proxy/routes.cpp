@@ -72,6 +72,37 @@ common::Result<Upstream> parse_address(const json& item, const std::string& wher
     return Upstream{*value, std::move(parsed->host), parsed->port};
 }
 
+// "limits": {"max_body": 104857600, "connect_timeout_ms": 5000, "read_timeout_ms": 60000,
+// "websocket_idle_ms": 3600000}; each optional.
+common::Status parse_limits(const json& item, const std::string& where, std::string_view source,
+                            Route& route) {
+    if (!item.is_object()) {
+        return malformed(source, where + " must be an object");
+    }
+    for (const auto& [key, value] : item.items()) {
+        if (!value.is_number_unsigned()) {
+            return malformed(source, where + "." + key + " must be a whole number, at least 0");
+        }
+        const auto number = value.get<std::uint64_t>();
+        if (key == "max_body") {
+            route.max_body = number;
+            continue;
+        }
+        std::chrono::milliseconds* field = key == "connect_timeout_ms" ? &route.connect_timeout
+                                           : key == "read_timeout_ms"  ? &route.read_timeout
+                                           : key == "websocket_idle_ms" ? &route.websocket_idle
+                                                                        : nullptr;
+        if (field == nullptr) {
+            return malformed(source, where + " has an unknown key \"" + key + "\"");
+        }
+        if (number == 0 || number > 1000ull * 1000 * 1000 * 1000) {
+            return malformed(source, where + "." + key + " must be 1 to 10^12 milliseconds");
+        }
+        *field = std::chrono::milliseconds(static_cast<std::int64_t>(number));
+    }
+    return {};
+}
+
 // "upstream": "127.0.0.1:41234"
 common::Status parse_upstream(const json& item, const std::string& where, std::string_view source,
                               Route& route) {
@@ -149,6 +180,14 @@ common::Result<Route> parse_route(const json& item, std::size_t index, std::stri
                       : parse_upstreams(*upstreams, where + ".upstreams", source, route);
     if (!parsed) {
         return parsed.error();
+    }
+    if (auto limits = item.find("limits"); limits != item.end()) {
+        if (site != item.end()) {
+            return malformed(source, where + ".limits is for an app route, not \"static\"");
+        }
+        if (auto read = parse_limits(*limits, where + ".limits", source, route); !read) {
+            return read.error();
+        }
     }
     if (!route.upstreams.empty()) {
         const Upstream& first = route.upstreams.front();

@@ -2,6 +2,7 @@
 // The proxy's routing table (docs/api.md, "Proxy routing table"): which app
 // release answers for which Host header. Pure logic: no sockets here.
 
+#include <agent/proxy/limits.hpp>
 #include <common/result.hpp>
 
 #include <atomic>
@@ -67,6 +68,13 @@ struct Route {
     bool stopped = false;
     // deployctl scale web=0 ("stopped": "scaled"): the same, with its own page.
     bool scaled_to_zero = false;
+    // An app route's "limits" (deploy.toml [proxy]): the largest request body
+    // (0 = unlimited), and how long to connect to an instance, wait on it, and
+    // keep an upgraded connection that moves no byte.
+    std::uint64_t max_body = k_default_max_body;
+    std::chrono::milliseconds connect_timeout = k_connect_timeout;
+    std::chrono::milliseconds read_timeout = k_upstream_timeout;
+    std::chrono::milliseconds websocket_idle = k_websocket_idle;
 
     bool is_static() const { return !static_root.empty(); }
 

@@ -61,7 +61,7 @@ void Session<ClientStream>::connect_upstream() {
     error_code ec;
     const Upstream& target = upstream();
     auto address = asio::ip::make_address(target.address, ec); // checked at load
-    m_upstream->stream.expires_after(k_connect_timeout);
+    m_upstream->stream.expires_after(m_route->connect_timeout);
     m_upstream->stream.async_connect(
         asio::ip::tcp::endpoint(address, target.port),
         beast::bind_front_handler(&Session::on_upstream_connected, shared_from_this()));
@@ -124,7 +124,7 @@ void Session<ClientStream>::write_upstream() {
     serialize_header(request, m_head);
     const std::array<asio::const_buffer, 2> buffers{asio::buffer(m_head),
                                                     asio::buffer(request.body())};
-    m_upstream->stream.expires_after(k_upstream_timeout);
+    m_upstream->stream.expires_after(m_route->read_timeout);
     m_sent = true;
     asio::async_write(m_upstream->stream, buffers,
                       beast::bind_front_handler(&Session::on_upstream_written, shared_from_this()));
@@ -271,7 +271,7 @@ void Session<ClientStream>::relay_body() {
     auto& body = m_response->get().body();
     body.data = m_chunk.data();
     body.size = m_chunk.size();
-    m_upstream->stream.expires_after(k_upstream_timeout);
+    m_upstream->stream.expires_after(m_route->read_timeout);
     http::async_read(m_upstream->stream, m_upstream->buffer, *m_response,
                      beast::bind_front_handler(&Session::on_relay_read, shared_from_this()));
 }

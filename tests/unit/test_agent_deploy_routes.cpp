@@ -69,6 +69,12 @@ TEST_CASE("several web instances are written as upstreams, web=0 as a scaled rou
     CHECK_FALSE(json["routes"][1].contains("upstream"));
     CHECK(json["routes"][2]["stopped"] == "scaled");
     CHECK_FALSE(json["routes"][2].contains("upstream"));
+    CHECK_FALSE(json["routes"][2].contains("limits"));
+    // An app route carries deploy.toml [proxy] as its limits.
+    CHECK(json["routes"][0]["limits"] == nlohmann::json{{"max_body", 100ull * 1024 * 1024},
+                                                        {"connect_timeout_ms", 5000},
+                                                        {"read_timeout_ms", 60000},
+                                                        {"websocket_idle_ms", 3600000}});
 }
 
 namespace {

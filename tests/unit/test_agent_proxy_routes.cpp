@@ -277,3 +277,33 @@ TEST_CASE("parse_routes reads the route of an app scaled to zero") {
     CHECK(hello->scaled_to_zero);
     CHECK(hello->upstream.empty());
 }
+
+TEST_CASE("parse_routes reads an app route's limits, with defaults for those left out") {
+    auto table = parse_routes(R"({"generation": 3, "routes": [
+        {"host": "a.localhost", "app": "a", "release": "v1", "upstream": "127.0.0.1:80",
+         "limits": {"max_body": 0, "read_timeout_ms": 1500}},
+        {"host": "b.localhost", "app": "b", "release": "v1", "upstream": "127.0.0.1:81"}]})",
+                              "routes.json");
+    REQUIRE(table.ok());
+    const Route* a = table->find("a.localhost");
+    REQUIRE(a != nullptr);
+    CHECK(a->max_body == 0);
+    CHECK(a->read_timeout == std::chrono::milliseconds(1500));
+    CHECK(a->connect_timeout == agent::proxy::k_connect_timeout);
+    const Route* b = table->find("b.localhost");
+    REQUIRE(b != nullptr);
+    CHECK(b->max_body == agent::proxy::k_default_max_body);
+    CHECK(b->websocket_idle == agent::proxy::k_websocket_idle);
+    auto refused = [](std::string_view limits) {
+        auto bad = parse_routes(std::string(R"({"generation": 1, "routes": [{"host": "a.localhost",
+            "app": "a", "release": "v1", "upstream": "127.0.0.1:80", "limits": )") +
+                                    std::string(limits) + "}]}",
+                                "routes.json");
+        REQUIRE_FALSE(bad.ok());
+        return bad.error().message;
+    };
+    CHECK(refused(R"({"read_timeout_ms": 0})").find("must be 1 to") != std::string::npos);
+    CHECK(refused(R"({"max_body": -1})").find("whole number") != std::string::npos);
+    CHECK(refused(R"({"idle": 5})").find("unknown key \"idle\"") != std::string::npos);
+    CHECK(refused("[]").find("must be an object") != std::string::npos);
+}

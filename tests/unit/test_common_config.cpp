@@ -519,3 +519,34 @@ TEST_CASE("[processes]: web is run.command, the others are kept by name") {
               std::string::npos);
     }
 }
+
+TEST_CASE("[proxy]: body limit and timeouts, with their defaults") {
+    auto plain = common::parse_config("app = \"hello\"\n", "deploy.toml");
+    REQUIRE(plain.ok());
+    CHECK(plain->proxy.max_body == 100ull * 1024 * 1024);
+    CHECK(plain->proxy.connect_timeout == 5s);
+    CHECK(plain->proxy.read_timeout == 60s);
+    CHECK(plain->proxy.websocket_idle == 3600s);
+    auto set = common::parse_config("app = \"hello\"\n[proxy]\nmax_body = \"1g\"\n"
+                                    "connect_timeout = \"2s\"\nread_timeout = \"5m\"\n"
+                                    "websocket_idle = \"30s\"\n",
+                                    "deploy.toml");
+    REQUIRE(set.ok());
+    CHECK(set->proxy.max_body == 1024ull * 1024 * 1024);
+    CHECK(set->proxy.connect_timeout == 2s);
+    CHECK(set->proxy.read_timeout == 300s);
+    CHECK(set->proxy.websocket_idle == 30s);
+    auto unlimited = common::parse_config("app = \"a\"\n[proxy]\nmax_body = \"0\"\n", "d.toml");
+    REQUIRE(unlimited.ok());
+    CHECK(unlimited->proxy.max_body == 0);
+    auto error_of = [](const std::string& text) {
+        auto config = common::parse_config("app = \"a\"\n[proxy]\n" + text, "d.toml");
+        REQUIRE_FALSE(config.ok());
+        return config.error().message;
+    };
+    CHECK(error_of("read_timeout = \"0s\"\n").find("proxy.read_timeout must be above 0") !=
+          std::string::npos);
+    CHECK(error_of("max_body = \"lots\"\n").find("proxy.max_body: invalid size") !=
+          std::string::npos);
+    CHECK(error_of("max_bdoy = \"1m\"\n").find("max_body") != std::string::npos);
+}
