@@ -646,6 +646,19 @@ expect_all_ok() {
     assert_eq "$n" "$ok" "$n requests over ~$((n / 10)) s $when: all 200 (failures:${bad:- none})"
 }
 
+# expect_wrk_clean WRK_PID OUTPUT_FILE WHILE: waits for a wrk run in the background, then
+# asserts it made requests and that not one failed (non-2xx/3xx or a socket error).
+expect_wrk_clean() {
+    wait "$1" || fail "wrk ran" "$(cat "$2")"
+    local out requests
+    out=$(cat "$2")
+    requests=$(sed -n 's/^ *\([0-9]*\) requests in.*/\1/p' <<<"$out")
+    [[ ${requests:-0} -gt 100 ]] || fail "wrk made requests through the proxy" "$out"
+    pass "wrk made $requests requests through the proxy $3"
+    assert_not_contains "$out" "Non-2xx or 3xx responses" "... not one answered other than 2xx/3xx"
+    assert_not_contains "$out" "Socket errors" "... and no socket error (connect, read, write, timeout)"
+}
+
 # expect_serving APP TEXT DESCRIPTION [PROXY_PORT]
 expect_serving() {
     local body
