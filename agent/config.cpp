@@ -102,14 +102,15 @@ common::Result<AgentConfig> parse_agent_config(std::string_view text, std::strin
     TRY(r.check_keys(root, "agent.toml",
                      {"data_dir", "listen", "socket", "engine", "engine_bin", "container_network", "cgroup_root",
                       "proxy_bin", "tls_cert", "tls_key", "failed_logins_per_minute", "max_runs_per_app",
-                      "proxy"}));
+                      "metrics_listen", "proxy"}));
     for (auto [key, target] :
          {std::pair{"data_dir", &out.data_dir}, std::pair{"listen", &out.listen},
           std::pair{"socket", &out.socket}, std::pair{"engine", &out.engine},
           std::pair{"engine_bin", &out.engine_bin},
           std::pair{"container_network", &out.container_network},
           std::pair{"cgroup_root", &out.cgroup_root},
-          std::pair{"proxy_bin", &out.proxy_bin}}) {
+          std::pair{"proxy_bin", &out.proxy_bin},
+          std::pair{"metrics_listen", &out.metrics_listen}}) {
         TRY(read_string(r, root, key, key, *target));
     }
     if (out.engine && *out.engine != "auto" && *out.engine != "docker" && *out.engine != "podman" &&

@@ -23,6 +23,7 @@ struct AgentConfig {
     std::optional<std::string> container_network;
     std::optional<std::string> cgroup_root;
     std::optional<std::string> proxy_bin;
+    std::optional<std::string> metrics_listen;
     std::optional<int> failed_logins_per_minute;
     std::optional<int> max_runs_per_app;
     // The API's TLS certificate and key, both or neither (resolved like the

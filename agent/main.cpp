@@ -49,6 +49,7 @@ int apply_config_file(const CLI::App& serve, const std::string& flag_path,
     fill("--cgroup-root", config->cgroup_root, options.cgroup_root);
     fill("--proxy-bin", config->proxy_bin, options.proxy_bin);
     fill("--proxy-listen", config->proxy_listen, options.proxy.listen);
+    fill("--metrics-listen", config->metrics_listen, options.metrics_listen);
     if (config->failed_logins_per_minute && serve.count("--failed-logins-per-minute") == 0)
         options.failed_logins_per_minute = *config->failed_logins_per_minute;
     if (config->max_runs_per_app && serve.count("--max-runs-per-app") == 0)
@@ -157,6 +158,10 @@ int main(int argc, char** argv) {
                      "one-off); without a writable controller, deployments asking for its limit "
                      "are refused")
         ->capture_default_str();
+    serve->add_option("--metrics-listen", options.metrics_listen,
+                      "Serve GET /metrics (Prometheus text format, no token: keep it on "
+                      "127.0.0.1 or a private address) on this HOST:PORT: deployments, "
+                      "releases by state, build slots (docs/metrics.md); off by default");
     serve->add_option("--proxy-bin", options.proxy_bin,
                       "Path of the deploy-proxy binary (default: beside deploy-agent)");
     serve

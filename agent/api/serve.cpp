@@ -249,6 +249,31 @@ int serve(const ServeOptions& options) {
             socket.clear();
         }
     }
+    // GET /metrics, no token (docs/metrics.md), on an address of its own.
+    Router metrics_router;
+    metrics_router.add(
+        "GET", "/metrics",
+        [&service](const Request&) {
+            Response response;
+            response.content_type = "text/plain; version=0.0.4; charset=utf-8";
+            response.body = service->metrics();
+            return response;
+        },
+        BodyKind::json, Access::open);
+    ConnectionOptions metrics_options{[&blobs] { return blobs.temp_path(); }, 0};
+    ServerLimits metrics_limits;
+    metrics_limits.max_pending = 64;
+    metrics_limits.max_pending_per_address = 16;
+    metrics_limits.max_anonymous_workers = 4;
+    Server metrics(metrics_router, metrics_options, metrics_limits);
+    if (!options.metrics_listen.empty()) {
+        auto metrics_address = parse_listen_address(options.metrics_listen);
+        if (!metrics_address)
+            return fail(metrics_address.error());
+        if (auto ok = metrics.listen(*metrics_address); !ok)
+            return fail(common::make_error(ok.error().kind,
+                                           "metrics: " + ok.error().message));
+    }
     if (auto ok = service->start(); !ok)
         return fail(ok.error());
     // For `deploy-agent down`: this process and its start time.
@@ -264,6 +289,15 @@ int serve(const ServeOptions& options) {
         if (!socket.empty())
             local.run();
     });
+    std::thread metrics_acceptor([&metrics, &options] {
+        if (!options.metrics_listen.empty())
+            metrics.run();
+    });
+    if (!options.metrics_listen.empty())
+        common::log_info(fmt::format("metrics: GET http://{}:{}/metrics (Prometheus text)",
+                                     options.metrics_listen.substr(
+                                         0, options.metrics_listen.rfind(':')),
+                                     metrics.port()));
     const std::string https = service->proxy_https_listen();
     std::fprintf(stderr,
                  "deploy-agent ready: api %s://%s:%u%s%s, proxy http://%s%s%s, engine %s, "
@@ -283,8 +317,10 @@ int serve(const ServeOptions& options) {
         fmt::format("received {}, stopping", signal == SIGTERM ? "SIGTERM" : "SIGINT"));
     server.stop();
     local.stop();
+    metrics.stop();
     acceptor.join();
     local_acceptor.join();
+    metrics_acceptor.join();
     service->stop();
     std::error_code removed;
     fs::remove(data_dir.agent_pid(), removed);
@@ -293,7 +329,8 @@ int serve(const ServeOptions& options) {
         return std::chrono::duration_cast<std::chrono::milliseconds>(
             deadline - std::chrono::steady_clock::now());
     };
-    const bool idle = server.wait_idle(left()) && local.wait_idle(left());
+    const bool idle =
+        server.wait_idle(left()) && local.wait_idle(left()) && metrics.wait_idle(left());
     gate.report_all(); // the minute under way, not lost with the process
     if (!idle) {
         // A handler still runs (e.g. a rollback waiting for a health check):

@@ -28,6 +28,8 @@ struct ServeOptions {
     // Failed token checks a minute from one TCP address before it gets 429
     // (docs/security.md, "Failed logins"); 0: counted and logged, never refused.
     int failed_logins_per_minute = 20;
+    // GET /metrics (Prometheus text, no token) on this address; empty: off.
+    std::string metrics_listen;
     int max_runs_per_app = 4; // deployctl run
 };
 

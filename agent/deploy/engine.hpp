@@ -25,6 +25,7 @@
 #include <agent/store/store.hpp>
 #include <common/cron.hpp>
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -83,6 +84,7 @@ class Engine final : public Service {
     common::Result<std::vector<CronJobInfo>> cron_jobs(const std::string& app) override;
     common::Result<CronRunStarted> run_cron(const std::string& app,
                                             const std::string& job) override;
+    std::string metrics() override;
     std::string engine() const override { return m_engine; }
     std::string engine_version() const override;
     std::string proxy_listen() const override { return m_options.proxy.listen; }
@@ -328,6 +330,10 @@ class Engine final : public Service {
                   const common::CronJob& job, const std::string& due);
     void wait_cron_runs();
 
+    // metrics.cpp: a deployment ended (PRODUCTION, else FAILED) after `took`.
+    void count_deployment(const std::string& app, bool production,
+                          std::chrono::steady_clock::duration took);
+
     // recover.cpp
     // Returns the replaced releases still running, to drain once routes are out.
     std::vector<ReleaseRow> reconcile();
@@ -391,6 +397,17 @@ class Engine final : public Service {
     }
     std::set<std::string> m_leaving;
     std::map<std::string, std::chrono::steady_clock::time_point> m_probed; // app → last probe
+
+    // GET /metrics: deployments ended since the agent started, per app.
+    struct DeployFigures {
+        struct App {
+            std::uint64_t production = 0, failed = 0;
+            std::array<std::uint64_t, 9> buckets{}; // metrics.cpp's k_duration_buckets
+            double seconds = 0;
+        };
+        std::mutex mutex;
+        std::map<std::string, App> apps;
+    } m_figures;
 
     std::mutex m_delete_mutex;
     std::thread m_supervisor;

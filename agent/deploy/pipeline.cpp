@@ -68,8 +68,10 @@ void Engine::stop_process(const std::string& app, const std::string& id,
 void Engine::run_deployment(const std::string& app, Job& job) {
     EventLog events(m_options.data_dir.event_log(app, job.id), job.id);
     acquire_build_slot();
+    const auto began = std::chrono::steady_clock::now();
     if (stopping()) {
         release_build_slot();
+        count_deployment(app, false, std::chrono::steady_clock::now() - began);
         return fail(app, job.id, State::queued, "cancelled: the agent stopped", events);
     }
     bool moved = advance(app, job.id, State::queued, State::building, events);
@@ -88,6 +90,7 @@ void Engine::run_deployment(const std::string& app, Job& job) {
     // A failed release counts against deploy.keep like any other, so failed
     // deploys cannot pile up releases and images either.
     auto failed = [&](State from, const std::string& message) {
+        count_deployment(app, false, std::chrono::steady_clock::now() - began);
         fail(app, job.id, from, message, events);
         prune(app, job.config.deploy.keep);
     };
@@ -110,6 +113,7 @@ void Engine::run_deployment(const std::string& app, Job& job) {
         common::log_warn(app + " " + job.id + ": " + started.error().message +
                          "; the supervisor tries again");
     common::log_info("deployment " + app + " " + job.id + " is PRODUCTION");
+    count_deployment(app, true, std::chrono::steady_clock::now() - began);
     if (!*previous)
         return prune(app, job.config.deploy.keep);
     auto old = m_store->get(app, **previous);

@@ -315,6 +315,9 @@ class Service {
         return common::make_error(common::ErrorKind::internal,
                                   "cron is not supported: " + app + " " + job);
     }
+    // GET /metrics: the engine's figures in the Prometheus text format
+    // (docs/metrics.md); empty when it has none.
+    virtual std::string metrics() { return {}; }
     virtual std::string engine() const = 0;
     virtual std::string engine_version() const = 0;
     virtual std::string proxy_listen() const = 0;

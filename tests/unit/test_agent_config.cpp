@@ -41,6 +41,7 @@ cgroup_root = "/srv/cgroup"
 proxy_bin = "/usr/libexec/deploy-proxy"
 failed_logins_per_minute = 50
 max_runs_per_app = 2
+metrics_listen = "127.0.0.1:9470"
 
 [proxy]
 listen = "0.0.0.0:80"
@@ -70,6 +71,7 @@ TEST_CASE("agent.toml: a full file sets every key") {
     CHECK(config->proxy_bin == "/usr/libexec/deploy-proxy");
     CHECK(config->failed_logins_per_minute == 50);
     CHECK(config->max_runs_per_app == 2);
+    CHECK(config->metrics_listen == "127.0.0.1:9470");
     CHECK(config->proxy_listen == "0.0.0.0:80");
     CHECK(config->proxy_https_listen == "0.0.0.0:443");
     CHECK(config->redirect_https == true);
