@@ -17,6 +17,7 @@
 #include <agent/deploy/proxy_supervisor.hpp>
 #include <agent/deploy/routes.hpp>
 #include <agent/deploy/service.hpp>
+#include <agent/proxy/stats.hpp>
 #include <agent/runtime/app.hpp>
 #include <agent/runtime/cgroup.hpp>
 #include <agent/runtime/runtime.hpp>
@@ -330,6 +331,8 @@ class Engine final : public Service {
                   const common::CronJob& job, const std::string& due);
     void wait_cron_runs();
 
+    // metrics.cpp: deploy-proxy's figures (its stats.json) as Prometheus text.
+    std::string proxy_metrics();
     // metrics.cpp: a deployment ended (PRODUCTION, else FAILED) after `took`.
     void count_deployment(const std::string& app, bool production,
                           std::chrono::steady_clock::duration took);
@@ -408,6 +411,15 @@ class Engine final : public Service {
         std::mutex mutex;
         std::map<std::string, App> apps;
     } m_figures;
+
+    // GET /metrics: deploy-proxy's counters, the current run's and the sum of
+    // the runs before (kept in DATA_DIR/proxy/stats.base.json).
+    struct ProxyFigures {
+        std::mutex mutex;
+        bool loaded = false;
+        std::string instance;
+        std::map<std::string, proxy::AppStats> last, base;
+    } m_proxy_figures;
 
     std::mutex m_delete_mutex;
     std::thread m_supervisor;

@@ -9,8 +9,11 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include <atomic>
+#include <filesystem>
+#include <map>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -75,6 +78,8 @@ class Server {
     void on_applied(std::uint64_t sequence, std::uint64_t generation);
     void confirm_applied(std::uint64_t generation);
     void poll();
+    // DATA_DIR/proxy/stats.json: what every worker counted (docs/metrics.md).
+    void write_stats();
     void wait_signal();
     void begin_shutdown();
     void on_worker_drained();
@@ -94,6 +99,8 @@ class Server {
     std::uint64_t m_published = 0;
     std::uint64_t m_applied = 0;
     bool m_confirm_pending = false; // the applied file could not be written
+    std::string m_instance;         // this process's run, for the agent's counter resets
+    unsigned m_polls = 0;
     bool m_stopping = false;
     bool m_forced = false;
     std::size_t m_drained = 0;
@@ -157,6 +164,8 @@ common::Status Server::start() {
             worker->redirect_https(tls_endpoint.port());
         }
     }
+    m_instance = fmt::format("{}-{}", ::getpid(),
+                             std::chrono::system_clock::now().time_since_epoch().count());
     load("startup");
     for (auto& worker : m_workers) {
         worker->start();
@@ -288,8 +297,23 @@ void Server::poll() {
         if (m_tls && file_stamps(m_options.certificates) != m_cert_stamps) {
             load_certificates("file changed");
         }
+        if (++m_polls % 4 == 0) { // each second
+            write_stats();
+        }
         poll();
     });
+}
+
+void Server::write_stats() {
+    std::map<std::string, AppStats> apps;
+    std::int64_t connections = 0;
+    for (auto& worker : m_workers) {
+        worker->stats().add_to(apps, connections);
+    }
+    const auto file = std::filesystem::path(m_options.routes).parent_path() / "stats.json";
+    if (!write_snapshot(file, stats_json(m_instance, apps, connections).dump())) {
+        common::log_debug("cannot write " + file.string());
+    }
 }
 
 void Server::wait_signal() {
@@ -327,6 +351,7 @@ void Server::wait_signal() {
 
 void Server::begin_shutdown() {
     m_stopping = true;
+    write_stats();
     m_poll_timer.cancel();
     m_drain_timer.expires_after(k_drain_timeout);
     m_drain_timer.async_wait([this](boost::system::error_code ec) {

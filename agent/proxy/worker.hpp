@@ -5,6 +5,7 @@
 // thread only, so the hot path takes no locks.
 
 #include <agent/proxy/routes.hpp>
+#include <agent/proxy/stats.hpp>
 #include <agent/proxy/upstream_pool.hpp>
 #include <common/result.hpp>
 
@@ -66,6 +67,9 @@ class Worker {
     // Stopping, and the moment for idle connections to send one more request is over.
     bool idle_grace_over() const { return m_grace_over; }
 
+    // What this worker counted (docs/metrics.md); read by the server's timer.
+    Stats& stats() { return m_stats; }
+
     void add(SessionBase* session) { m_sessions.insert(session); }
     void remove(SessionBase* session);
 
@@ -88,6 +92,7 @@ class Worker {
     std::string m_probe_key;
     UpstreamPool m_pool;
     std::unordered_set<SessionBase*> m_sessions;
+    Stats m_stats;
     bool m_stopping = false;
     bool m_grace_over = false;
     std::function<void()> m_on_drained;

@@ -1,0 +1,74 @@
+#pragma once
+// What deploy-proxy counts, per app: requests by method and status class, their
+// durations, bytes in and out, requests in flight, open WebSockets, upstream
+// connect errors and retries; and the client connections. One Stats per
+// worker (its thread records; the server's timer reads under the same
+// uncontended lock), merged into DATA_DIR/proxy/stats.json each second for
+// the agent's GET /metrics (docs/metrics.md).
+
+#include <nlohmann/json_fwd.hpp>
+
+#include <array>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace agent::proxy {
+
+// Methods counted by name; any other is "other".
+inline constexpr std::array<std::string_view, 8> k_stat_methods{
+    "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "other"};
+// Upper bounds of the request duration histogram, in seconds.
+inline constexpr std::array<double, 11> k_stat_buckets{0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                                                       0.5,   1,    2.5,   5,    10};
+
+struct AppStats {
+    // [method][status class 1xx..5xx]
+    std::array<std::array<std::uint64_t, 5>, k_stat_methods.size()> requests{};
+    std::array<std::uint64_t, k_stat_buckets.size()> buckets{}; // cumulative counts
+    std::uint64_t count = 0;
+    double seconds = 0;
+    std::uint64_t bytes_in = 0;  // request bodies received from clients
+    std::uint64_t bytes_out = 0; // response bodies sent to clients
+    std::uint64_t connect_errors = 0;
+    std::uint64_t retries = 0;
+    std::int64_t in_flight = 0;  // gauge
+    std::int64_t websockets = 0; // gauge
+
+    void add(const AppStats& other);
+};
+
+class Stats {
+  public:
+    void request_started(const std::string& app);
+    // A request routed to `app` ended: its answer's status (0: none was sent).
+    void request_ended(const std::string& app, std::string_view method, int status,
+                       double seconds, std::uint64_t bytes_in, std::uint64_t bytes_out);
+    void connect_error(const std::string& app);
+    void retry(const std::string& app);
+    void websocket(const std::string& app, int change); // +1 opened, -1 closed
+    void connection(int change);                         // client connections
+
+    // The figures so far, added to `into`.
+    void add_to(std::map<std::string, AppStats>& into, std::int64_t& connections) const;
+
+  private:
+    mutable std::mutex m_mutex;
+    std::map<std::string, AppStats, std::less<>> m_apps;
+    std::int64_t m_connections = 0;
+};
+
+// The JSON the agent reads: {"instance": "...", "connections": N, "apps": {APP: {...}}}.
+nlohmann::json stats_json(const std::string& instance, const std::map<std::string, AppStats>& apps,
+                          std::int64_t connections);
+// Its inverse, for the agent; unknown or malformed fields read as 0.
+std::map<std::string, AppStats> apps_from_json(const nlohmann::json& apps);
+// Writes `text` to `path` through a temporary file and a rename (no fsync: a
+// snapshot rewritten each second).
+bool write_snapshot(const std::filesystem::path& path, const std::string& text);
+
+} // namespace agent::proxy
