@@ -61,8 +61,13 @@ void Session<ClientStream>::forward() {
     m_retried = false;
     m_sent = false;
     choose_upstream();
-    while ((m_upstream = m_worker.pool().take(upstream().key)) &&
-           detail::closed_by_peer(m_upstream->stream.socket())) {
+    // A non-idempotent request (POST, PATCH) goes on a fresh connection: on a
+    // pooled one the app may close while it is on its way, and it could then
+    // be neither retried (it may have been read) nor answered but with a 502.
+    if (detail::idempotent(m_request->get().method())) {
+        while ((m_upstream = m_worker.pool().take(upstream().key)) &&
+               detail::closed_by_peer(m_upstream->stream.socket())) {
+        }
     }
     if (m_upstream) {
         return write_upstream();
