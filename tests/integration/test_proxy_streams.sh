@@ -288,8 +288,12 @@ assert_contains "$(cat "$W/proxy.log")" "more 502/504 lines suppressed" "... the
 
 # ------------------------------------------------ connect refused: 502
 DEAD=$(free_port)
-sed "s/127.0.0.1:$UP\", *\"limits\": {\"read_timeout_ms\"/127.0.0.1:$DEAD\", \"limits\": {\"read_timeout_ms\"/; s/\"generation\": 1/\"generation\": 2/" \
-    "$W/routes.json" >"$W/routes.json.tmp"
+cat >"$W/routes.json.tmp" <<EOF
+{"generation": 2, "routes": [
+ {"host": "slow.localhost", "app": "slow", "release": "v1", "upstream": "127.0.0.1:$DEAD",
+  "limits": {"read_timeout_ms": 1000, "connect_timeout_ms": 1000}}
+]}
+EOF
 mv "$W/routes.json.tmp" "$W/routes.json"
 kill -HUP "$PROXY"
 wait_until 10 grep -qx 2 "$W/applied" || fail "generation 2 applied" "$(excerpt "$W/proxy.log")"
