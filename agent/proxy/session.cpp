@@ -134,6 +134,7 @@ void Session<ClientStream>::on_request_header(error_code ec, std::size_t) {
     m_continue = !m_request->is_done() &&
                  beast::iequals(request[http::field::expect], "100-continue");
     m_body_read = 0;
+    m_body_held = 0;
     m_body_consumed = false;
     dispatch();
 }

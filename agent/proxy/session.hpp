@@ -116,6 +116,7 @@ class Session final : public SessionBase,
     void read_request_body();
     void on_request_body(error_code ec, std::size_t bytes);
     void on_request_body_written(error_code ec, std::size_t bytes);
+    void write_body(std::size_t n, bool done); // m_chunk[0, n) upstream; `done`: the last piece
     // What is known of the attempt that just failed (retry.hpp).
     Attempt current_attempt(bool got_response_bytes, bool timed_out) const;
     // One 502/504 log line, rate-limited per app (retry.hpp: LogLimiter).
@@ -158,6 +159,7 @@ class Session final : public SessionBase,
     bool m_chunked_upstream = false;  // the body goes upstream re-chunked
     bool m_body_consumed = false;     // body bytes were read from the client (no replay)
     std::uint64_t m_body_read = 0;    // body bytes read from the client so far
+    std::size_t m_body_held = 0;      // a whole body read in one piece, still in m_chunk
     bool m_continue = false;          // the client waits for 100 Continue before its body
     std::string m_chunk_head;         // "HEX\r\n" of a re-chunked piece
     std::optional<ResponseParser> m_response;

@@ -184,6 +184,9 @@ void Session<ClientStream>::on_upstream_written(error_code ec, std::size_t bytes
         return upstream_failed(ec, false);
     }
     if (m_request->is_done()) {
+        if (m_body_held > 0 || m_chunked_upstream) {
+            return write_body(m_body_held, true); // sent again: the body held in m_chunk
+        }
         return read_upstream_header();
     }
     if (m_continue) {
@@ -230,7 +233,11 @@ void Session<ClientStream>::on_request_body(error_code ec, std::size_t) {
     auto& body = m_request->get().body();
     const std::size_t n = m_chunk.size() - body.size;
     m_body_read += n;
-    if (n > 0) {
+    // A body read whole in one piece stays in m_chunk until the response
+    // is relayed: it can be sent again. Any larger one cannot.
+    const bool whole = m_request->is_done() && m_body_read == n;
+    m_body_held = whole ? n : 0;
+    if (n > 0 && !whole) {
         m_body_consumed = true;
     }
     if (m_route->max_body != 0 && m_body_read > m_route->max_body) {
@@ -250,6 +257,11 @@ void Session<ClientStream>::on_request_body(error_code ec, std::size_t) {
     if (n == 0 && !done) {
         return read_request_body();
     }
+    write_body(n, done);
+}
+
+template <class ClientStream>
+void Session<ClientStream>::write_body(std::size_t n, bool done) {
     m_upstream->stream.expires_after(m_route->read_timeout);
     if (!m_chunked_upstream) {
         asio::async_write(
