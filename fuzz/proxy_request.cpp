@@ -30,11 +30,14 @@ namespace {
 namespace http = boost::beast::http;
 
 constexpr std::string_view k_client_ip = "203.0.113.7";
+// The proxy streams bodies; this harness holds one whole, as a Content-Length one.
+constexpr std::uint64_t k_body_limit = 64ull * 1024 * 1024;
+using Request = http::request<http::string_body>;
 
 // Parses one request from `bytes`; how many bytes it used, 0 when incomplete or refused.
 std::size_t parse(std::string_view bytes, http::request_parser<http::string_body>& parser) {
     parser.header_limit(agent::proxy::k_header_limit);
-    parser.body_limit(agent::proxy::k_request_body_limit);
+    parser.body_limit(k_body_limit);
     parser.eager(true);
     boost::beast::error_code ec;
     std::size_t used = 0;
@@ -57,7 +60,7 @@ std::size_t parse(std::string_view bytes, http::request_parser<http::string_body
     return used;
 }
 
-void check_upstream(const agent::proxy::Request& sent, const std::string& wire) {
+void check_upstream(const Request& sent, const std::string& wire) {
     http::request_parser<http::string_body> parser;
     const auto used = parse(wire, parser);
     FUZZ_CHECK(used == wire.size());
@@ -88,14 +91,15 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     http::request_parser<http::string_body> parser;
     if (parse(bytes, parser) == 0)
         return 0;
-    agent::proxy::Request request = parser.release();
+    Request request = parser.release();
     const auto host = request[http::field::host];
     if (host.empty())
         return 0; // answered 400 by the proxy itself
     std::string key;
     agent::proxy::normalize_host(host, key);
     std::string scratch;
-    agent::proxy::prepare_upstream_request(request, k_client_ip, "http", scratch);
+    agent::proxy::prepare_upstream_request(request, false, request.body().size(), k_client_ip,
+                                          "http", scratch);
     std::string wire;
     agent::proxy::serialize_header(request, wire);
     wire += request.body();

@@ -81,15 +81,18 @@ void serialize_header(const http::response_header<>& response, std::string& out)
     append_fields(response, out);
 }
 
-void prepare_upstream_request(Request& request, std::string_view client_ip, std::string_view proto,
-                              std::string& scratch) {
+void prepare_upstream_request(http::request_header<>& request, bool chunked,
+                              std::uint64_t content_length, std::string_view client_ip,
+                              std::string_view proto, std::string& scratch) {
     erase_hop_by_hop(request);
     request.erase(http::field::expect); // answered by the proxy itself
     request.erase(http::field::transfer_encoding);
     request.erase(http::field::content_length);
-    if (!request.body().empty() || request.method() == http::verb::post ||
-        request.method() == http::verb::put || request.method() == http::verb::patch) {
-        request.content_length(request.body().size());
+    if (chunked) {
+        request.set(http::field::transfer_encoding, "chunked");
+    } else if (content_length > 0 || request.method() == http::verb::post ||
+               request.method() == http::verb::put || request.method() == http::verb::patch) {
+        request.set(http::field::content_length, std::to_string(content_length));
     }
 
     auto forwarded_for = request.find(k_forwarded_for);
@@ -104,7 +107,7 @@ void prepare_upstream_request(Request& request, std::string_view client_ip, std:
     request.set("X-Forwarded-Proto", proto);
     request.set("X-Forwarded-Host", request[http::field::host]);
     request.version(11);
-    request.keep_alive(true);
+    // HTTP/1.1 without a Connection field (erased above): keep-alive.
 }
 
 bool prepare_client_response(ResponseParser& parser, ClientFraming client) {

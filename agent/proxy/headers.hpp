@@ -6,20 +6,25 @@
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/string_body.hpp>
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 
 namespace agent::proxy {
 
-using Request = boost::beast::http::request<boost::beast::http::string_body>;
+// Request bodies are streamed (a fixed buffer at a time), never held whole.
+using RequestParser = boost::beast::http::request_parser<boost::beast::http::buffer_body>;
 using ResponseParser = boost::beast::http::response_parser<boost::beast::http::buffer_body>;
 
 // Turns the client's request into the one sent upstream, in place: HTTP/1.1,
-// keep-alive, no hop-by-hop fields, a Content-Length for the buffered body,
-// X-Forwarded-For/-Proto/-Host (`proto`: "http" or "https", how the client
-// reached us). `scratch` is reused to avoid allocations.
-void prepare_upstream_request(Request& request, std::string_view client_ip, std::string_view proto,
-                              std::string& scratch);
+// keep-alive, no hop-by-hop fields, the body framed as the client framed it
+// (`chunked`: Transfer-Encoding: chunked, the proxy re-chunks it; else the
+// client's Content-Length, `content_length`), X-Forwarded-For/-Proto/-Host
+// (`proto`: "http" or "https", how the client reached us). `scratch` is
+// reused to avoid allocations.
+void prepare_upstream_request(boost::beast::http::request_header<>& request, bool chunked,
+                              std::uint64_t content_length, std::string_view client_ip,
+                              std::string_view proto, std::string& scratch);
 
 // The agent's proof that a release is live (docs/design.md §8): a request
 // whose X-Deploy-Probe is the agent's probe key is a probe; the field is

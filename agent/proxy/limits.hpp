@@ -8,11 +8,14 @@
 namespace agent::proxy {
 
 constexpr std::size_t k_header_limit = 64 * 1024;
-constexpr std::uint64_t k_request_body_limit = 64ull * 1024 * 1024;
 // deploy.toml [proxy] defaults, for a route whose "limits" leave one out.
 constexpr std::uint64_t k_default_max_body = 100ull * 1024 * 1024;
 constexpr auto k_websocket_idle = std::chrono::milliseconds(3600 * 1000);
-constexpr std::size_t k_relay_chunk = 32 * 1024;
+constexpr std::size_t k_relay_chunk = 32 * 1024; // request and response bodies, per connection
+// A request answered before its body was read (413 ...): what is still read
+// and discarded before the connection closes, so the client sees the answer.
+constexpr std::size_t k_linger_bytes = 1024 * 1024;
+constexpr auto k_linger_timeout = std::chrono::seconds(2);
 constexpr std::size_t k_max_idle_per_upstream = 64;
 
 constexpr auto k_keep_alive_timeout = std::chrono::seconds(75); // client idle between requests

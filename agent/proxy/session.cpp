@@ -15,6 +15,8 @@
 #include <common/log.hpp>
 #include <fmt/format.h>
 
+#include <limits>
+
 namespace agent::proxy {
 
 namespace asio = boost::asio;
@@ -110,7 +112,8 @@ void Session<ClientStream>::read_request() {
     }
     m_request.emplace();
     m_request->header_limit(k_header_limit);
-    m_request->body_limit(k_request_body_limit);
+    // The body is streamed, its size checked against the route's max_body.
+    m_request->body_limit(std::numeric_limits<std::uint64_t>::max());
     m_idle = m_client_buffer.size() == 0;
     client_tcp().expires_after(m_idle ? k_keep_alive_timeout : k_client_timeout);
     http::async_read_header(
@@ -126,35 +129,25 @@ void Session<ClientStream>::on_request_header(error_code ec, std::size_t) {
     }
     auto& request = m_request->get();
     m_framing = {request.version(), request.keep_alive() && !m_worker.stopping()};
-    if (m_request->is_done()) {
-        return dispatch();
-    }
-    client_tcp().expires_after(k_client_timeout);
-    if (beast::iequals(request[http::field::expect], "100-continue")) {
-        asio::async_write(
-            m_client, asio::buffer(k_continue.data(), k_continue.size()),
-            beast::bind_front_handler(&Session::on_continue_sent, shared_from_this()));
-        return;
-    }
-    http::async_read(m_client, m_client_buffer, *m_request,
-                     beast::bind_front_handler(&Session::on_request_body, shared_from_this()));
+    // The body (if any) is not read here: dispatch() checks it against the
+    // route's max_body, then forward() streams it to the app.
+    m_continue = !m_request->is_done() &&
+                 beast::iequals(request[http::field::expect], "100-continue");
+    m_body_read = 0;
+    m_body_held = 0;
+    m_body_consumed = false;
+    dispatch();
 }
 
+// 100 Continue is sent once the request is routed and its Content-Length
+// accepted, right before its body is streamed upstream.
 template <class ClientStream>
 void Session<ClientStream>::on_continue_sent(error_code ec, std::size_t) {
     if (ec) {
+        m_upstream.reset();
         return close();
     }
-    http::async_read(m_client, m_client_buffer, *m_request,
-                     beast::bind_front_handler(&Session::on_request_body, shared_from_this()));
-}
-
-template <class ClientStream>
-void Session<ClientStream>::on_request_body(error_code ec, std::size_t) {
-    if (ec) {
-        return on_read_error(ec);
-    }
-    dispatch();
+    read_request_body();
 }
 
 template <class ClientStream>
@@ -210,7 +203,23 @@ void Session<ClientStream>::dispatch() {
     if (m_route->is_static()) {
         return serve_static();
     }
-    prepare_upstream_request(request, m_client_ip, k_tls ? "https" : "http", m_scratch);
+    if (!m_request->is_done() && m_route->max_body != 0 && m_request->content_length() &&
+        *m_request->content_length() > m_route->max_body) {
+        // Answered before a byte of the body is read (and before 100
+        // Continue, so a client that waits for it sends none).
+        common::log_info(fmt::format("{} ({}): 413 for a {}-byte body over max_body {} from {}",
+                                     m_route->app, m_route->release,
+                                     *m_request->content_length(), m_route->max_body,
+                                     m_client_ip));
+        return respond_plain(http::status::payload_too_large,
+                             fmt::format("request body too large (max_body is {} bytes)\n",
+                                         m_route->max_body),
+                             After::close);
+    }
+    m_chunked_upstream = !m_request->is_done() && m_request->chunked();
+    prepare_upstream_request(request, m_chunked_upstream,
+                             m_request->content_length().value_or(0), m_client_ip,
+                             k_tls ? "https" : "http", m_scratch);
     forward();
 }
 
@@ -288,10 +297,42 @@ void Session<ClientStream>::end_exchange(bool keep_alive) {
     m_table.reset();
     m_route = nullptr;
     m_probe = false;
+    // Answered before its body was read to the end (413, 404, a static file,
+    // a failed upstream): the rest of the body is not a request.
+    const bool body_left =
+        m_request && m_request->is_header_done() && !m_request->is_done();
+    if (body_left) {
+        return linger_close();
+    }
     if (!keep_alive) {
         return close();
     }
     read_request();
+}
+
+template <class ClientStream>
+void Session<ClientStream>::linger_close() {
+    error_code ignored;
+    client_tcp().socket().shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
+    m_client_buffer.clear();
+    on_linger_read(0, {}, 0);
+}
+
+template <class ClientStream>
+void Session<ClientStream>::on_linger_read(std::size_t total, error_code ec, std::size_t bytes) {
+    total += bytes;
+    if (ec || total > k_linger_bytes) {
+        return close();
+    }
+    if (m_chunk.size() < k_relay_chunk) {
+        m_chunk.resize(k_relay_chunk);
+    }
+    if (total == 0 && bytes == 0) {
+        client_tcp().expires_after(k_linger_timeout);
+    }
+    m_client.async_read_some(
+        asio::buffer(m_chunk),
+        beast::bind_front_handler(&Session::on_linger_read, shared_from_this(), total));
 }
 
 template <class ClientStream> std::string Session<ClientStream>::routed_to() const {

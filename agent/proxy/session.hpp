@@ -10,6 +10,7 @@
 #include <agent/proxy/headers.hpp>
 #include <agent/proxy/routes.hpp>
 #include <agent/proxy/tls_certificates.hpp>
+#include <agent/proxy/retry.hpp>
 #include <agent/proxy/upstream_pool.hpp>
 
 #include <boost/asio/ip/tcp.hpp>
@@ -81,8 +82,13 @@ class Session final : public SessionBase,
     void read_request();
     void on_request_header(error_code ec, std::size_t bytes);
     void on_continue_sent(error_code ec, std::size_t bytes);
-    void on_request_body(error_code ec, std::size_t bytes);
     void on_read_error(error_code ec);
+    // The request body was not read to its end: the connection cannot carry
+    // another request. Sends FIN, then reads and discards what the client
+    // still sends (bounded: k_linger_bytes, k_linger_timeout) so that it
+    // reads the answer instead of a reset, then closes.
+    void linger_close();
+    void on_linger_read(std::size_t total, error_code ec, std::size_t bytes);
     void dispatch();
     enum class After { keep_alive, close };
     // A short text/plain answer (and a Location header when `location` is set).
@@ -105,6 +111,16 @@ class Session final : public SessionBase,
     void on_upstream_connected(error_code ec);
     void write_upstream();
     void on_upstream_written(error_code ec, std::size_t bytes);
+    // The request body, streamed: a buffer (m_chunk) read from the client,
+    // then written upstream (re-chunked if the client sent it chunked).
+    void read_request_body();
+    void on_request_body(error_code ec, std::size_t bytes);
+    void on_request_body_written(error_code ec, std::size_t bytes);
+    void write_body(std::size_t n, bool done); // m_chunk[0, n) upstream; `done`: the last piece
+    // What is known of the attempt that just failed (retry.hpp).
+    Attempt current_attempt(bool got_response_bytes, bool timed_out) const;
+    // One 502/504 log line, rate-limited per app (retry.hpp: LogLimiter).
+    void log_gateway_error(std::string line);
     void read_upstream_header();
     void on_upstream_header(error_code ec, std::size_t bytes);
     void upstream_failed(error_code ec, bool got_response_bytes);
@@ -127,7 +143,7 @@ class Session final : public SessionBase,
     ClientStream m_client;
     boost::beast::flat_buffer m_client_buffer;
     std::string m_client_ip;
-    std::optional<boost::beast::http::request_parser<boost::beast::http::string_body>> m_request;
+    std::optional<RequestParser> m_request;
     ClientFraming m_framing;
     bool m_idle = false; // waiting for the first byte of a request
 
@@ -139,7 +155,13 @@ class Session final : public SessionBase,
     bool m_retried = false;
     std::size_t m_index = 0;   // of m_route->upstreams: where the request goes now
     std::uint64_t m_tried = 0; // bit i: upstream i was tried for this request
-    bool m_sent = false;       // the request was written to (maybe reached) an upstream
+    bool m_sent = false;       // a byte of the request was written to (maybe reached) an upstream
+    bool m_chunked_upstream = false;  // the body goes upstream re-chunked
+    bool m_body_consumed = false;     // body bytes were read from the client (no replay)
+    std::uint64_t m_body_read = 0;    // body bytes read from the client so far
+    std::size_t m_body_held = 0;      // a whole body read in one piece, still in m_chunk
+    bool m_continue = false;          // the client waits for 100 Continue before its body
+    std::string m_chunk_head;         // "HEX\r\n" of a re-chunked piece
     std::optional<ResponseParser> m_response;
     std::optional<boost::beast::http::serializer<false, boost::beast::http::buffer_body>>
         m_serializer;

@@ -16,6 +16,8 @@
 #include <fmt/format.h>
 
 #include <array>
+#include <cerrno>
+#include <sys/socket.h>
 #include <limits>
 
 namespace agent::proxy {
@@ -37,22 +39,66 @@ inline bool idempotent(http::verb method) {
 }
 } // namespace detail
 
+namespace detail {
+// A pooled connection the upstream closed while it was idle (its FIN or RST
+// already arrived): not worth a request, which could then not be retried.
+template <class S>
+inline bool closed_by_peer(S& socket) {
+    char byte;
+    const auto n = ::recv(socket.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
+}
+} // namespace detail
+
 template <class ClientStream>
 void Session<ClientStream>::choose_upstream() {
     m_index = m_route->pick();
     m_tried = std::uint64_t{1} << m_index;
-    m_sent = false;
 }
 
 template <class ClientStream>
 void Session<ClientStream>::forward() {
     m_retried = false;
+    m_sent = false;
     choose_upstream();
-    m_upstream = m_worker.pool().take(upstream().key);
+    // A non-idempotent request (POST, PATCH) goes on a fresh connection: on a
+    // pooled one the app may close while it is on its way, and it could then
+    // be neither retried (it may have been read) nor answered but with a 502.
+    if (detail::idempotent(m_request->get().method())) {
+        while ((m_upstream = m_worker.pool().take(upstream().key)) &&
+               detail::closed_by_peer(m_upstream->stream.socket())) {
+        }
+    }
     if (m_upstream) {
         return write_upstream();
     }
     connect_upstream();
+}
+
+template <class ClientStream>
+Attempt Session<ClientStream>::current_attempt(bool got_response_bytes, bool timed_out) const {
+    Attempt a;
+    a.idempotent = detail::idempotent(m_request->get().method());
+    a.reused = m_upstream && m_upstream->reused;
+    a.stale_retried = m_retried;
+    a.request_written = m_sent;
+    a.body_consumed = m_body_consumed;
+    a.got_response_bytes = got_response_bytes;
+    a.timed_out = timed_out;
+    return a;
+}
+
+template <class ClientStream>
+void Session<ClientStream>::log_gateway_error(std::string line) {
+    const auto verdict = gateway_log_limiter().admit(m_route->app);
+    if (!verdict.log) {
+        return;
+    }
+    if (verdict.suppressed > 0) {
+        common::log_warn(fmt::format("{} ({}): ... {} more 502/504 lines suppressed",
+                                     m_route->app, m_route->release, verdict.suppressed));
+    }
+    common::log_warn(line);
 }
 
 template <class ClientStream>
@@ -72,7 +118,7 @@ void Session<ClientStream>::connect_upstream() {
 // and is not idempotent (a POST is never sent twice).
 template <class ClientStream>
 bool Session<ClientStream>::fail_over(error_code ec, std::string_view what) {
-    if (m_sent && !detail::idempotent(m_request->get().method())) {
+    if (!may_replay(current_attempt(false, false))) {
         return false;
     }
     auto next = m_route->next_untried(m_index, m_tried);
@@ -106,8 +152,12 @@ void Session<ClientStream>::on_upstream_connected(error_code ec) {
         if (fail_over(ec, "cannot connect to")) {
             return;
         }
-        common::log_warn(fmt::format("{} ({}): cannot connect to {}: {}", m_route->app,
-                                     m_route->release, upstream().key, ec.message()));
+        log_gateway_error(fmt::format(
+            "{} ({}): 502: cannot connect to {}: {}{}", m_route->app, m_route->release,
+            upstream().key, ec.message(),
+            ec == beast::error::timeout
+                ? fmt::format(" (connect_timeout {}ms)", m_route->connect_timeout.count())
+                : std::string()));
         return respond_plain(http::status::bad_gateway,
                              fmt::format("upstream for {} is not answering\n", m_route->app),
                              After::keep_alive);
@@ -118,24 +168,129 @@ void Session<ClientStream>::on_upstream_connected(error_code ec) {
 
 template <class ClientStream>
 void Session<ClientStream>::write_upstream() {
-    // The body is buffered and Content-Length framed (prepare_upstream_request):
-    // header and body go out in one write.
-    const auto& request = m_request->get();
-    serialize_header(request, m_head);
-    const std::array<asio::const_buffer, 2> buffers{asio::buffer(m_head),
-                                                    asio::buffer(request.body())};
+    // The header alone; the body follows as it arrives from the client.
+    serialize_header(m_request->get(), m_head);
     m_upstream->stream.expires_after(m_route->read_timeout);
-    m_sent = true;
-    asio::async_write(m_upstream->stream, buffers,
+    asio::async_write(m_upstream->stream, asio::buffer(m_head),
                       beast::bind_front_handler(&Session::on_upstream_written, shared_from_this()));
 }
 
 template <class ClientStream>
-void Session<ClientStream>::on_upstream_written(error_code ec, std::size_t) {
+void Session<ClientStream>::on_upstream_written(error_code ec, std::size_t bytes) {
+    if (bytes > 0) {
+        m_sent = true;
+    }
     if (ec) {
         return upstream_failed(ec, false);
     }
-    read_upstream_header();
+    if (m_request->is_done()) {
+        if (m_body_held > 0 || m_chunked_upstream) {
+            return write_body(m_body_held, true); // sent again: the body held in m_chunk
+        }
+        return read_upstream_header();
+    }
+    if (m_continue) {
+        m_continue = false;
+        client_tcp().expires_after(k_client_timeout);
+        asio::async_write(
+            m_client, asio::buffer(k_continue.data(), k_continue.size()),
+            beast::bind_front_handler(&Session::on_continue_sent, shared_from_this()));
+        return;
+    }
+    read_request_body();
+}
+
+template <class ClientStream>
+void Session<ClientStream>::read_request_body() {
+    if (m_chunk.size() < k_relay_chunk) {
+        m_chunk.resize(k_relay_chunk);
+    }
+    auto& body = m_request->get().body();
+    body.data = m_chunk.data();
+    body.size = m_chunk.size();
+    client_tcp().expires_after(k_client_timeout);
+    http::async_read_some(m_client, m_client_buffer, *m_request,
+                          beast::bind_front_handler(&Session::on_request_body, shared_from_this()));
+}
+
+template <class ClientStream>
+void Session<ClientStream>::on_request_body(error_code ec, std::size_t) {
+    if (ec == http::error::need_buffer) {
+        ec = {};
+    }
+    if (ec) {
+        // The client went away (or sent a malformed body) in the middle: the
+        // upstream has part of a request, its connection goes.
+        m_upstream.reset();
+        const bool malformed = ec.category() == error_code(http::error::end_of_stream).category() &&
+                               ec != http::error::end_of_stream &&
+                               ec != http::error::partial_message;
+        if (!malformed) {
+            return close();
+        }
+        return respond_plain(http::status::bad_request, "malformed request body\n", After::close);
+    }
+    auto& body = m_request->get().body();
+    const std::size_t n = m_chunk.size() - body.size;
+    m_body_read += n;
+    // A body read whole in one piece stays in m_chunk until the response
+    // is relayed: it can be sent again. Any larger one cannot.
+    const bool whole = m_request->is_done() && m_body_read == n;
+    m_body_held = whole ? n : 0;
+    if (n > 0 && !whole) {
+        m_body_consumed = true;
+    }
+    if (m_route->max_body != 0 && m_body_read > m_route->max_body) {
+        // A chunked body past the limit: no response was started (the
+        // upstream's is read once the body is sent), so the client gets 413;
+        // the upstream, which has part of it, loses its connection.
+        m_upstream.reset();
+        common::log_info(fmt::format("{} ({}): 413 for a chunked body over max_body {} from {}",
+                                     m_route->app, m_route->release, m_route->max_body,
+                                     m_client_ip));
+        return respond_plain(http::status::payload_too_large,
+                             fmt::format("request body too large (max_body is {} bytes)\n",
+                                         m_route->max_body),
+                             After::close);
+    }
+    const bool done = m_request->is_done();
+    if (n == 0 && !done) {
+        return read_request_body();
+    }
+    write_body(n, done);
+}
+
+template <class ClientStream>
+void Session<ClientStream>::write_body(std::size_t n, bool done) {
+    m_upstream->stream.expires_after(m_route->read_timeout);
+    if (!m_chunked_upstream) {
+        asio::async_write(
+            m_upstream->stream, asio::buffer(m_chunk.data(), n),
+            beast::bind_front_handler(&Session::on_request_body_written, shared_from_this()));
+        return;
+    }
+    static constexpr std::string_view crlf = "\r\n";
+    static constexpr std::string_view last = "0\r\n\r\n";
+    m_chunk_head = n > 0 ? fmt::format("{:x}\r\n", n) : std::string();
+    const std::array<asio::const_buffer, 4> buffers{
+        asio::buffer(m_chunk_head), asio::buffer(m_chunk.data(), n),
+        n > 0 ? asio::buffer(crlf.data(), crlf.size()) : asio::const_buffer(),
+        done ? asio::buffer(last.data(), last.size()) : asio::const_buffer()};
+    asio::async_write(
+        m_upstream->stream, buffers,
+        beast::bind_front_handler(&Session::on_request_body_written, shared_from_this()));
+}
+
+template <class ClientStream>
+void Session<ClientStream>::on_request_body_written(error_code ec, std::size_t) {
+    if (ec) {
+        // Part of the body reached the upstream: never retried (retry.hpp).
+        return upstream_failed(ec, false);
+    }
+    if (m_request->is_done()) {
+        return read_upstream_header();
+    }
+    read_request_body();
 }
 
 template <class ClientStream>
@@ -223,10 +378,11 @@ bool Session<ClientStream>::reroute() {
 // route's next upstream (each at most once), unless the upstream timed out.
 template <class ClientStream>
 void Session<ClientStream>::upstream_failed(error_code ec, bool got_response_bytes) {
-    const bool reused = m_upstream && m_upstream->reused;
+    const Retry retry = retry_after_failure(
+        current_attempt(got_response_bytes, ec == beast::error::timeout));
     m_upstream.reset();
     m_response.reset();
-    if (reused && !got_response_bytes && !m_retried) {
+    if (retry == Retry::fresh) {
         const auto* table = m_table.get();
         if (!reroute()) {
             return;
@@ -238,17 +394,20 @@ void Session<ClientStream>::upstream_failed(error_code ec, bool got_response_byt
                                       upstream().key, ec.message()));
         return connect_upstream();
     }
-    if (!got_response_bytes && ec != beast::error::timeout &&
-        fail_over(ec, "no response from")) {
+    if (retry == Retry::next_upstream && fail_over(ec, "no response from")) {
         return;
     }
-    common::log_warn(fmt::format("{} ({}): upstream {} failed: {}", m_route->app, m_route->release,
-                                 upstream().key, ec.message()));
     if (ec == beast::error::timeout) {
+        log_gateway_error(fmt::format("{} ({}): 504: upstream {} did not answer within read_timeout "
+                                      "{}ms",
+                                      m_route->app, m_route->release, upstream().key,
+                                      m_route->read_timeout.count()));
         return respond_plain(http::status::gateway_timeout,
                              fmt::format("upstream for {} did not answer in time\n", m_route->app),
                              After::keep_alive);
     }
+    log_gateway_error(fmt::format("{} ({}): 502: upstream {} failed: {}", m_route->app,
+                                  m_route->release, upstream().key, ec.message()));
     respond_plain(http::status::bad_gateway,
                   fmt::format("upstream for {} is not answering\n", m_route->app),
                   After::keep_alive);
@@ -272,8 +431,10 @@ void Session<ClientStream>::relay_body() {
     body.data = m_chunk.data();
     body.size = m_chunk.size();
     m_upstream->stream.expires_after(m_route->read_timeout);
-    http::async_read(m_upstream->stream, m_upstream->buffer, *m_response,
-                     beast::bind_front_handler(&Session::on_relay_read, shared_from_this()));
+    // One read at a time (not async_read, which fills the buffer first): a
+    // server-sent event reaches the client as soon as the upstream sends it.
+    http::async_read_some(m_upstream->stream, m_upstream->buffer, *m_response,
+                          beast::bind_front_handler(&Session::on_relay_read, shared_from_this()));
 }
 
 template <class ClientStream>
@@ -296,6 +457,9 @@ void Session<ClientStream>::on_relay_read(error_code ec, std::size_t) {
     body.size = m_chunk.size() - body.size;
     body.data = m_chunk.data();
     body.more = !m_response->is_done();
+    if (body.size == 0 && body.more) {
+        return relay_body(); // a chunk header or extension, no data yet
+    }
     client_tcp().expires_after(k_client_timeout);
     if (!m_serializer) {
         // The header (until it is out) and this piece of the body, in one write.
