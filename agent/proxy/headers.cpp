@@ -1,5 +1,6 @@
 #include <agent/proxy/headers.hpp>
 
+#include <boost/beast/core/string.hpp>
 #include <boost/beast/http/rfc7230.hpp>
 
 #include <array>
@@ -105,6 +106,41 @@ void prepare_upstream_request(Request& request, std::string_view client_ip, std:
     request.set("X-Forwarded-Host", request[http::field::host]);
     request.version(11);
     request.keep_alive(true);
+}
+
+std::string upgrade_protocol(const Request& request) {
+    if (request.version() < 11) {
+        return {};
+    }
+    auto upgrade = request.find(http::field::upgrade);
+    if (upgrade == request.end()) {
+        return {};
+    }
+    bool named = false;
+    for (auto token : http::token_list(request[http::field::connection])) {
+        named = named || boost::beast::iequals(token, "upgrade");
+    }
+    if (!named) {
+        return {};
+    }
+    std::string protocol(upgrade->value());
+    while (!protocol.empty() && (protocol.back() == ' ' || protocol.back() == '\t')) {
+        protocol.pop_back();
+    }
+    while (!protocol.empty() && (protocol.front() == ' ' || protocol.front() == '\t')) {
+        protocol.erase(0, 1);
+    }
+    for (auto offered : http::token_list(protocol)) {
+        if (boost::beast::iequals(offered, "h2c")) {
+            return {};
+        }
+    }
+    return protocol;
+}
+
+void keep_upgrade(Request& request, std::string_view protocol) {
+    request.set(http::field::connection, "upgrade");
+    request.set(http::field::upgrade, protocol);
 }
 
 bool prepare_client_response(ResponseParser& parser, ClientFraming client) {

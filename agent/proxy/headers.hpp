@@ -28,6 +28,16 @@ void prepare_upstream_request(Request& request, std::string_view client_ip, std:
 inline constexpr std::string_view k_probe_field = "X-Deploy-Probe";
 inline constexpr std::string_view k_routed_field = "X-Deploy-Routed";
 
+// The protocol `request` asks to switch to (RFC 9110 §7.8), e.g. "websocket":
+// its Upgrade value when it is HTTP/1.1 and its Connection names "upgrade";
+// empty otherwise. h2c is not offered: such a request gets an empty answer and
+// is forwarded as plain HTTP, its Upgrade stripped like any hop-by-hop field.
+std::string upgrade_protocol(const Request& request);
+
+// After prepare_upstream_request: puts back the hop-by-hop fields an upgrade
+// needs (Connection: upgrade, Upgrade: `protocol`).
+void keep_upgrade(Request& request, std::string_view protocol);
+
 struct ClientFraming {
     unsigned version = 11;
     bool keep_alive = true;

@@ -13,6 +13,7 @@ constexpr std::uint64_t k_request_body_limit = 64ull * 1024 * 1024;
 constexpr std::uint64_t k_default_max_body = 100ull * 1024 * 1024;
 constexpr auto k_websocket_idle = std::chrono::milliseconds(3600 * 1000);
 constexpr std::size_t k_relay_chunk = 32 * 1024;
+constexpr std::size_t k_tunnel_chunk = 16 * 1024; // upgraded connections: per direction
 constexpr std::size_t k_max_idle_per_upstream = 64;
 
 constexpr auto k_keep_alive_timeout = std::chrono::seconds(75); // client idle between requests

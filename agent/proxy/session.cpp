@@ -90,6 +90,8 @@ template <class ClientStream>
 void Session<ClientStream>::close_if_idle() {
     if (m_idle) {
         close();
+    } else if (m_tunnel) {
+        close_tunnel(); // an upgraded connection never goes idle between requests
     }
 }
 
@@ -210,7 +212,11 @@ void Session<ClientStream>::dispatch() {
     if (m_route->is_static()) {
         return serve_static();
     }
+    m_upgrade = upgrade_protocol(request);
     prepare_upstream_request(request, m_client_ip, k_tls ? "https" : "http", m_scratch);
+    if (!m_upgrade.empty()) {
+        keep_upgrade(request, m_upgrade);
+    }
     forward();
 }
 
@@ -319,6 +325,7 @@ bool Session<ClientStream>::redirect_to_https() {
 
 #include <agent/proxy/session_forward.ipp>
 #include <agent/proxy/session_static.ipp>
+#include <agent/proxy/session_upgrade.ipp>
 
 namespace agent::proxy {
 template class Session<Stream>;

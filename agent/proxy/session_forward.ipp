@@ -48,6 +48,9 @@ template <class ClientStream>
 void Session<ClientStream>::forward() {
     m_retried = false;
     choose_upstream();
+    if (!m_upgrade.empty()) {
+        return connect_upstream(); // its own connection: it never goes back to the pool
+    }
     m_upstream = m_worker.pool().take(upstream().key);
     if (m_upstream) {
         return write_upstream();
@@ -159,6 +162,13 @@ void Session<ClientStream>::on_upstream_header(error_code ec, std::size_t) {
     const unsigned status = m_response->get().result_int();
     if (status >= 100 && status < 200 && status != 101) {
         return read_upstream_header(); // interim response (103 Early Hints): skip it
+    }
+    if (status == 101) {
+        if (!m_upgrade.empty()) {
+            return open_tunnel();
+        }
+        // Switching without having been asked: nothing the client can use.
+        return upstream_failed(boost::asio::error::invalid_argument, true);
     }
     m_framing.keep_alive = prepare_client_response(*m_response, m_framing);
     auto& response = m_response->get();
@@ -330,7 +340,8 @@ void Session<ClientStream>::on_relay_written(error_code ec, std::size_t) {
 
 template <class ClientStream>
 void Session<ClientStream>::complete_exchange() {
-    const bool reusable = m_response->keep_alive() && m_upstream->buffer.size() == 0;
+    const bool reusable =
+        m_response->keep_alive() && m_upstream->buffer.size() == 0 && m_upgrade.empty();
     if (reusable && !m_worker.stopping()) {
         m_worker.pool().give_back(upstream().key, std::move(m_upstream));
     }
