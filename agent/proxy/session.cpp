@@ -91,7 +91,7 @@ void Session<ClientStream>::close_if_idle() {
     if (m_idle) {
         close();
     } else if (m_tunnel) {
-        close_tunnel(); // an upgraded connection never goes idle between requests
+        close_tunnel(true); // an upgraded connection never waits for a request
     }
 }
 

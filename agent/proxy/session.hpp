@@ -136,7 +136,10 @@ class Session final : public SessionBase,
     void on_tunnel_client_written(error_code ec, std::size_t bytes);
     void tunnel_side_done(bool client_side);
     void arm_tunnel_timer();
-    void close_tunnel();
+    // `going_away`: the proxy ends the connection itself (idle, shutdown): a
+    // WebSocket client gets a close frame 1001 first when the app's frames
+    // are at a boundary and nothing is being written to it.
+    void close_tunnel(bool going_away = false);
 
     Worker& m_worker;
     std::shared_ptr<TlsSetup> m_tls; // TLS sessions only
@@ -177,6 +180,9 @@ class Session final : public SessionBase,
         bool client_done = false;   // the client closed its side
         bool upstream_done = false; // the upstream closed its side
         bool closed = false;
+        bool writing_client = false; // a write to the client is under way
+        WebSocketFrames frames;      // the app's frames, when the protocol is websocket
+        bool websocket = false;
     };
     std::unique_ptr<Tunnel> m_tunnel;
 

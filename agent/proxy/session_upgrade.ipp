@@ -40,6 +40,8 @@ void Session<ClientStream>::open_tunnel() {
     m_upstream->buffer.consume(extra.size());
     m_tunnel = std::make_unique<Tunnel>(m_client.get_executor());
     m_tunnel->idle = m_route->websocket_idle;
+    m_tunnel->websocket = beast::iequals(m_upgrade, "websocket");
+    m_tunnel->frames.feed(m_head.data() + (m_head.size() - extra.size()), extra.size());
     common::log_debug(fmt::format("{} ({}): {} connection from {} upgraded to {}", m_route->app,
                                   m_route->release, upstream().key, m_client_ip, m_upgrade));
     // The upstream connection is this session's now: no route or table needed.
@@ -132,6 +134,10 @@ void Session<ClientStream>::on_tunnel_upstream_read(error_code ec, std::size_t b
         return close_tunnel();
     }
     m_tunnel->last_activity = std::chrono::steady_clock::now();
+    if (m_tunnel->websocket) {
+        m_tunnel->frames.feed(m_tunnel->down.data(), bytes);
+    }
+    m_tunnel->writing_client = true;
     asio::async_write(
         m_client, asio::buffer(m_tunnel->down.data(), bytes),
         beast::bind_front_handler(&Session::on_tunnel_client_written, shared_from_this()));
@@ -139,6 +145,7 @@ void Session<ClientStream>::on_tunnel_upstream_read(error_code ec, std::size_t b
 
 template <class ClientStream>
 void Session<ClientStream>::on_tunnel_client_written(error_code ec, std::size_t) {
+    m_tunnel->writing_client = false;
     if (m_tunnel->closed) {
         return;
     }
@@ -177,29 +184,40 @@ void Session<ClientStream>::arm_tunnel_timer() {
         if (std::chrono::steady_clock::now() >= tunnel.last_activity + tunnel.idle) {
             common::log_debug(fmt::format("upgraded connection from {} idle for {} ms: closed",
                                           self->m_client_ip, tunnel.idle.count()));
-            return self->close_tunnel();
+            return self->close_tunnel(true);
         }
         self->arm_tunnel_timer(); // bytes moved meanwhile
     });
 }
 
-// Closes both sides (TCP FIN to the client; no WebSocket close frame, as the
-// proxy does not track frame boundaries). Pending operations end aborted.
+// Closes both sides; pending operations end aborted. When the proxy itself
+// ends a WebSocket connection (`going_away`) and can put a frame between the
+// app's, the client first gets a close frame 1001 "going away"; otherwise it
+// sees the TCP connection end.
 template <class ClientStream>
-void Session<ClientStream>::close_tunnel() {
+void Session<ClientStream>::close_tunnel(bool going_away) {
+    bool close_frame = false;
     if (m_tunnel) {
         if (m_tunnel->closed) {
             return;
         }
         m_tunnel->closed = true;
         m_tunnel->timer.cancel();
+        close_frame = going_away && m_tunnel->websocket && !m_tunnel->upstream_done &&
+                      !m_tunnel->writing_client && m_tunnel->frames.at_boundary();
     }
     if (m_upstream) {
         error_code ignored;
         m_upstream->stream.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
         m_upstream->stream.close();
     }
-    close();
+    if (!close_frame) {
+        return close();
+    }
+    client_tcp().expires_after(std::chrono::seconds(1));
+    asio::async_write(m_client,
+                      asio::buffer(k_websocket_going_away.data(), k_websocket_going_away.size()),
+                      [self = shared_from_this()](error_code, std::size_t) { self->close(); });
 }
 
 } // namespace agent::proxy

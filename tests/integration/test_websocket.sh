@@ -94,6 +94,30 @@ printf '\n[proxy]\nwebsocket_idle = "2s"\n' >>"$REPO/deploy.toml"
 commit_change "$REPO" "websocket_idle 2s" VERSION 5
 assert_exit 0 dctl deploy
 IDLE=$(client idle "$WS_URI" "$PROXY_PORT" 2>&1)
-log "idle connection closed after $IDLE s"
+log "idle connection closed after ${IDLE% *} s, close code ${IDLE#* }"
 assert_true "websocket_idle = 2s: kept open while bytes move every 1.5 s, closed ~2 s after the last ($IDLE)" \
-    awk -v t="$IDLE" 'BEGIN { exit !(t >= 1.9 && t < 3.5) }'
+    awk -v t="${IDLE% *}" 'BEGIN { exit !(t >= 1.9 && t < 3.5) }'
+assert_eq "1001" "${IDLE#* }" "the idle connection ends with the proxy's close frame 1001 (going away)"
+
+# --- the proxy's own shutdown closes upgraded connections with 1001 ----------------------------
+GONE=$TEST_TMP/gone
+"$PY" - "$WS_URI" "$PROXY_PORT" >"$GONE" 2>&1 <<'PY' &
+import asyncio, sys, websockets
+async def main():
+    async with websockets.connect(sys.argv[1], host="127.0.0.1", port=int(sys.argv[2]), ping_interval=None) as ws:
+        await ws.send("x"); await ws.recv(); print("open", flush=True)
+        try:
+            await asyncio.wait_for(ws.recv(), 20)
+        except websockets.ConnectionClosed:
+            pass
+        print(ws.close_code, flush=True)
+asyncio.run(main())
+PY
+GONE_PID=$!
+is_open() { grep -q open "$GONE"; }
+assert_true "a connection is open" wait_until 5 is_open
+OLD_PROXY=$(proxy_pid)
+kill -TERM "$OLD_PROXY"
+assert_true "SIGTERM: the proxy exits within its 1 s grace, not the 10 s drain timeout" wait_until 4 dead "$OLD_PROXY"
+wait "$GONE_PID" || true
+assert_eq "1001" "$(tail -1 "$GONE")" "SIGTERM: the open WebSocket gets the close frame 1001"

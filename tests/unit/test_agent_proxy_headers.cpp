@@ -1,8 +1,13 @@
 // deploy-proxy: which requests are upgrades (WebSocket), forwarded with their
 // Connection/Upgrade kept, and which are plain HTTP.
-#include <agent/proxy/headers.hpp>
+// headers.cpp belongs to the deploy-proxy executable (Beast), not to
+// deploy_proxy_core: this test compiles it in.
+#include <agent/proxy/headers.cpp>
 
 #include <doctest/doctest.h>
+
+#include <algorithm>
+#include <vector>
 
 using namespace agent::proxy;
 namespace http = boost::beast::http;
@@ -50,4 +55,32 @@ TEST_CASE("keep_upgrade puts back what prepare_upstream_request strips") {
     CHECK(request["Sec-WebSocket-Key"] == "dGhlIHNhbXBsZSBub25jZQ==");
     CHECK(request["X-Forwarded-Proto"] == "https");
     CHECK(upgrade_protocol(request) == "websocket");
+}
+
+TEST_CASE("WebSocketFrames follows frame boundaries, whatever the reads' sizes") {
+    // A text frame "hi" (2 bytes), a 300-byte binary frame (16-bit length), a
+    // masked 1-byte frame, a 70000-byte frame (64-bit length).
+    std::string stream = std::string("\x81\x02hi", 4);
+    stream += std::string("\x82\x7e\x01\x2c", 4) + std::string(300, 'x');
+    stream += std::string("\x81\x81\x01\x02\x03\x04z", 7);
+    stream += std::string("\x82\x7f\x00\x00\x00\x00\x00\x01\x11\x70", 10) + std::string(70000, 'y');
+    const std::vector<std::size_t> ends = {4, 4 + 304, 4 + 304 + 7, stream.size()};
+    for (std::size_t step : {std::size_t{1}, std::size_t{3}, std::size_t{1000}, stream.size()}) {
+        WebSocketFrames frames;
+        CHECK(frames.at_boundary());
+        std::size_t at = 0;
+        while (at < stream.size()) {
+            const std::size_t n = std::min(step, stream.size() - at);
+            frames.feed(stream.data() + at, n);
+            at += n;
+            const bool boundary = std::find(ends.begin(), ends.end(), at) != ends.end();
+            if (step == 1 || boundary) {
+                CHECK_MESSAGE(frames.at_boundary() == boundary, "step ", step, " at ", at);
+            }
+        }
+        CHECK(frames.at_boundary());
+    }
+    WebSocketFrames half;
+    half.feed("\x81", 1); // half a header
+    CHECK_FALSE(half.at_boundary());
 }

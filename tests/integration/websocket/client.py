@@ -4,7 +4,8 @@
 #   echo URI PORT [CAFILE]   one round trip: prints the answer
 #   status URI PORT          prints the HTTP status of a refused handshake
 #   idle URI PORT            a round trip, 1.5 s quiet, another, then quiet: prints
-#                            the seconds from the last message to the close
+#                            the seconds from the last message to the close, and
+#                            the close code (1001: the proxy's going away; 1006: none)
 #   hold URI PORT N DIR      N connections; each one that closes notes when, and
 #                            reconnects once; DIR/stop ends it: prints a JSON report
 import asyncio
@@ -13,16 +14,18 @@ import os
 import ssl
 import sys
 import time
+import urllib.parse
 
 import websockets
 
 
 def connect(uri, port, cafile=None):
-    context = None
-    if uri.startswith("wss:"):
-        context = ssl.create_default_context(cafile=cafile)
-    return websockets.connect(uri, host="127.0.0.1", port=int(port), ssl=context,
-                              ping_interval=None, open_timeout=10, close_timeout=2)
+    tls = {}
+    if uri.startswith("wss:"):  # verified for the URI's host name (SNI too), not 127.0.0.1
+        tls = {"ssl": ssl.create_default_context(cafile=cafile),
+               "server_hostname": urllib.parse.urlsplit(uri).hostname}
+    return websockets.connect(uri, host="127.0.0.1", port=int(port), ping_interval=None,
+                              open_timeout=10, close_timeout=2, **tls)
 
 
 async def echo(uri, port, cafile=None):
@@ -54,7 +57,7 @@ async def idle(uri, port):
             await asyncio.wait_for(ws.recv(), 15)
         except websockets.ConnectionClosed:
             pass
-        print(f"{time.monotonic() - last:.2f}")
+        print(f"{time.monotonic() - last:.2f} {ws.close_code}")
 
 
 async def hold(uri, port, n, folder):

@@ -1,5 +1,5 @@
 # The app of test_websocket.sh: a WebSocket echo server that prefixes each
-# answer with its $RELEASE, on 127.0.0.1:$PORT, also serving plain HTTP
+# answer with its release, on 127.0.0.1:$PORT, also serving plain HTTP
 # (/healthz for the agent's health check, / for curl, /nows: 404 to an upgrade).
 # On SIGTERM it notes when it was stopped (MARKS/stop.RELEASE) and exits.
 import asyncio
@@ -10,7 +10,9 @@ import time
 
 import websockets
 
-RELEASE = os.environ.get("RELEASE", "?")
+# The release id: each deploy of the test commits VERSION N, deployed as release vN.
+with open("VERSION") as version:
+    RELEASE = "v" + version.read().strip()
 MARKS = os.environ.get("MARKS", "")
 
 
