@@ -12,7 +12,10 @@ PY=/usr/bin/python3 # Debian's, where python3-websockets is (scripts/deps)
 command -v openssl >/dev/null || fail "openssl is needed (scripts/deps installs it)"
 HERE=$(cd "$(dirname "$0")" && pwd)
 client() { "$PY" "$HERE/websocket/client.py" "$@"; }
-N=${WS_CONNECTIONS:-200}
+# 1,000 connections: the proxy holds 2 descriptors each; 200 where the limit is low.
+N=${WS_CONNECTIONS:-1000}
+fd_limit=$(ulimit -n)
+[[ $fd_limit == unlimited ]] || ((fd_limit >= 4096)) || N=${WS_CONNECTIONS:-200}
 
 make_test_ca "$TEST_TMP/pki"
 issue_cert ws "DNS:ws.tls.test" 3001

@@ -1,7 +1,10 @@
 // deploy-proxy: which requests are upgrades (WebSocket), forwarded with their
 // Connection/Upgrade kept, and which are plain HTTP.
 // headers.cpp belongs to the deploy-proxy executable (Beast), not to
-// deploy_proxy_core: this test compiles it in.
+// deploy_proxy_core: this test compiles it in, with the executable's setting.
+#ifndef BOOST_BEAST_USE_STD_STRING_VIEW
+#define BOOST_BEAST_USE_STD_STRING_VIEW
+#endif
 #include <agent/proxy/headers.cpp>
 
 #include <doctest/doctest.h>
