@@ -110,70 +110,13 @@ void prepare_upstream_request(Request& request, std::string_view client_ip, std:
 }
 
 std::string upgrade_protocol(const Request& request) {
-    if (request.version() < 11) {
-        return {};
-    }
-    auto upgrade = request.find(http::field::upgrade);
-    if (upgrade == request.end()) {
-        return {};
-    }
-    bool named = false;
-    for (auto token : http::token_list(request[http::field::connection])) {
-        named = named || boost::beast::iequals(token, "upgrade");
-    }
-    if (!named) {
-        return {};
-    }
-    std::string protocol(upgrade->value());
-    while (!protocol.empty() && (protocol.back() == ' ' || protocol.back() == '\t')) {
-        protocol.pop_back();
-    }
-    while (!protocol.empty() && (protocol.front() == ' ' || protocol.front() == '\t')) {
-        protocol.erase(0, 1);
-    }
-    for (auto offered : http::token_list(protocol)) {
-        if (boost::beast::iequals(offered, "h2c")) {
-            return {};
-        }
-    }
-    return protocol;
+    return upgrade_protocol(request.version(), request[http::field::connection],
+                            request[http::field::upgrade]);
 }
 
 void keep_upgrade(Request& request, std::string_view protocol) {
     request.set(http::field::connection, "upgrade");
     request.set(http::field::upgrade, protocol);
-}
-
-void WebSocketFrames::feed(const char* data, std::size_t size) {
-    while (size > 0) {
-        if (m_remaining > 0) {
-            const auto skip = static_cast<std::size_t>(std::min<std::uint64_t>(m_remaining, size));
-            m_remaining -= skip;
-            data += skip;
-            size -= skip;
-            continue;
-        }
-        m_header[m_header_size++] = static_cast<unsigned char>(*data++);
-        --size;
-        if (m_header_size < 2) {
-            continue;
-        }
-        const unsigned length7 = m_header[1] & 0x7f;
-        const std::size_t extended = length7 == 126 ? 2 : length7 == 127 ? 8 : 0;
-        const std::size_t mask = (m_header[1] & 0x80) != 0 ? 4 : 0;
-        if (m_header_size < 2 + extended + mask) {
-            continue;
-        }
-        std::uint64_t length = length7;
-        if (extended > 0) {
-            length = 0;
-            for (std::size_t i = 0; i < extended; ++i) {
-                length = (length << 8) | m_header[2 + i];
-            }
-        }
-        m_remaining = length;
-        m_header_size = 0;
-    }
 }
 
 bool prepare_client_response(ResponseParser& parser, ClientFraming client) {

@@ -2,6 +2,8 @@
 // Header rewriting between client and upstream (RFC 9110 §7.6: hop-by-hop
 // fields are not forwarded; X-Forwarded-* tell the app who asked).
 
+#include <agent/proxy/upgrade.hpp>
+
 #include <boost/beast/http/buffer_body.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/string_body.hpp>
@@ -29,33 +31,12 @@ void prepare_upstream_request(Request& request, std::string_view client_ip, std:
 inline constexpr std::string_view k_probe_field = "X-Deploy-Probe";
 inline constexpr std::string_view k_routed_field = "X-Deploy-Routed";
 
-// The protocol `request` asks to switch to (RFC 9110 §7.8), e.g. "websocket":
-// its Upgrade value when it is HTTP/1.1 and its Connection names "upgrade";
-// empty otherwise. h2c is not offered: such a request gets an empty answer and
-// is forwarded as plain HTTP, its Upgrade stripped like any hop-by-hop field.
+// upgrade_protocol (upgrade.hpp) of `request`.
 std::string upgrade_protocol(const Request& request);
 
 // After prepare_upstream_request: puts back the hop-by-hop fields an upgrade
 // needs (Connection: upgrade, Upgrade: `protocol`).
 void keep_upgrade(Request& request, std::string_view protocol);
-
-// Follows the frame boundaries of one direction of a WebSocket connection
-// (RFC 6455 §5.2) from the bytes passing through, without keeping them: so
-// that the proxy can put a frame of its own (a close) between two frames.
-class WebSocketFrames {
-  public:
-    void feed(const char* data, std::size_t size);
-    // Between two frames (or before the first).
-    bool at_boundary() const { return m_remaining == 0 && m_header_size == 0; }
-
-  private:
-    std::uint64_t m_remaining = 0; // payload bytes of the current frame still to come
-    unsigned char m_header[14]{};
-    std::size_t m_header_size = 0;
-};
-
-// A server's close frame, code 1001 "going away", no reason (unmasked).
-inline constexpr std::string_view k_websocket_going_away{"\x88\x02\x03\xe9", 4};
 
 struct ClientFraming {
     unsigned version = 11;
