@@ -1,7 +1,9 @@
 #include <agent/proxy/headers.hpp>
 
+#include <boost/beast/core/string.hpp>
 #include <boost/beast/http/rfc7230.hpp>
 
+#include <algorithm>
 #include <array>
 
 namespace agent::proxy {
@@ -108,6 +110,16 @@ void prepare_upstream_request(http::request_header<>& request, bool chunked,
     request.set("X-Forwarded-Host", request[http::field::host]);
     request.version(11);
     // HTTP/1.1 without a Connection field (erased above): keep-alive.
+}
+
+std::string upgrade_protocol(const http::request_header<>& request) {
+    return upgrade_protocol(request.version(), request[http::field::connection],
+                            request[http::field::upgrade]);
+}
+
+void keep_upgrade(http::request_header<>& request, std::string_view protocol) {
+    request.set(http::field::connection, "upgrade");
+    request.set(http::field::upgrade, protocol);
 }
 
 bool prepare_client_response(ResponseParser& parser, ClientFraming client) {

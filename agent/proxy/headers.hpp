@@ -2,6 +2,8 @@
 // Header rewriting between client and upstream (RFC 9110 §7.6: hop-by-hop
 // fields are not forwarded; X-Forwarded-* tell the app who asked).
 
+#include <agent/proxy/upgrade.hpp>
+
 #include <boost/beast/http/buffer_body.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/string_body.hpp>
@@ -32,6 +34,13 @@ void prepare_upstream_request(boost::beast::http::request_header<>& request, boo
 // X-Deploy-Routed ("APP RELEASE", or "none").
 inline constexpr std::string_view k_probe_field = "X-Deploy-Probe";
 inline constexpr std::string_view k_routed_field = "X-Deploy-Routed";
+
+// upgrade_protocol (upgrade.hpp) of `request`.
+std::string upgrade_protocol(const boost::beast::http::request_header<>& request);
+
+// After prepare_upstream_request: puts back the hop-by-hop fields an upgrade
+// needs (Connection: upgrade, Upgrade: `protocol`).
+void keep_upgrade(boost::beast::http::request_header<>& request, std::string_view protocol);
 
 struct ClientFraming {
     unsigned version = 11;

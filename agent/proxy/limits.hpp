@@ -16,6 +16,7 @@ constexpr std::size_t k_relay_chunk = 32 * 1024; // request and response bodies,
 // and discarded before the connection closes, so the client sees the answer.
 constexpr std::size_t k_linger_bytes = 1024 * 1024;
 constexpr auto k_linger_timeout = std::chrono::seconds(2);
+constexpr std::size_t k_tunnel_chunk = 16 * 1024; // upgraded connections: per direction
 constexpr std::size_t k_max_idle_per_upstream = 64;
 
 constexpr auto k_keep_alive_timeout = std::chrono::seconds(75); // client idle between requests

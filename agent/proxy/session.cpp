@@ -92,6 +92,8 @@ template <class ClientStream>
 void Session<ClientStream>::close_if_idle() {
     if (m_idle) {
         close();
+    } else if (m_tunnel) {
+        close_tunnel(true); // an upgraded connection never waits for a request
     }
 }
 
@@ -216,10 +218,14 @@ void Session<ClientStream>::dispatch() {
                                          m_route->max_body),
                              After::close);
     }
+    m_upgrade = upgrade_protocol(request); // before the hop-by-hop fields go
     m_chunked_upstream = !m_request->is_done() && m_request->chunked();
     prepare_upstream_request(request, m_chunked_upstream,
                              m_request->content_length().value_or(0), m_client_ip,
                              k_tls ? "https" : "http", m_scratch);
+    if (!m_upgrade.empty()) {
+        keep_upgrade(request, m_upgrade);
+    }
     forward();
 }
 
@@ -360,6 +366,7 @@ bool Session<ClientStream>::redirect_to_https() {
 
 #include <agent/proxy/session_forward.ipp>
 #include <agent/proxy/session_static.ipp>
+#include <agent/proxy/session_upgrade.ipp>
 
 namespace agent::proxy {
 template class Session<Stream>;

@@ -14,6 +14,7 @@
 #include <agent/proxy/upstream_pool.hpp>
 
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/ssl/context.hpp>
 #include <boost/beast/core/error.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
@@ -138,6 +139,24 @@ class Session final : public SessionBase,
     void on_relay_written(error_code ec, std::size_t bytes);
     void complete_exchange();
 
+    // An upgraded connection (session_upgrade.ipp): after the app's 101, raw
+    // bytes both ways until both sides closed, or nothing moved for the
+    // route's websocket_idle.
+    void open_tunnel();
+    void on_tunnel_opened(error_code ec, std::size_t bytes);
+    void tunnel_read_client();
+    void on_tunnel_client_read(error_code ec, std::size_t bytes);
+    void on_tunnel_upstream_written(error_code ec, std::size_t bytes);
+    void tunnel_read_upstream();
+    void on_tunnel_upstream_read(error_code ec, std::size_t bytes);
+    void on_tunnel_client_written(error_code ec, std::size_t bytes);
+    void tunnel_side_done(bool client_side);
+    void arm_tunnel_timer();
+    // `going_away`: the proxy ends the connection itself (idle, shutdown): a
+    // WebSocket client gets a close frame 1001 first when the app's frames
+    // are at a boundary and nothing is being written to it.
+    void close_tunnel(bool going_away = false);
+
     Worker& m_worker;
     std::shared_ptr<TlsSetup> m_tls; // TLS sessions only
     ClientStream m_client;
@@ -169,6 +188,25 @@ class Session final : public SessionBase,
     // Serialized header of the message being written (see serialize_header);
     // for a response, emptied once it is out. Unused when m_serializer is.
     std::string m_head;
+
+    // The protocol the current request asks to switch to ("websocket"), empty
+    // for a plain request: forwarded with its Upgrade on a fresh connection.
+    std::string m_upgrade;
+    struct Tunnel {
+        explicit Tunnel(const Executor& executor) : timer(executor) {}
+        boost::asio::steady_timer timer; // websocket_idle
+        std::chrono::milliseconds idle{0};
+        std::chrono::steady_clock::time_point last_activity;
+        std::vector<char> up;   // client to upstream, fixed size
+        std::vector<char> down; // upstream to client, fixed size
+        bool client_done = false;   // the client closed its side
+        bool upstream_done = false; // the upstream closed its side
+        bool closed = false;
+        bool writing_client = false; // a write to the client is under way
+        WebSocketFrames frames;      // the app's frames, when the protocol is websocket
+        bool websocket = false;
+    };
+    std::unique_ptr<Tunnel> m_tunnel;
 
     // The current request carries the agent's probe key: it is not redirected
     // and its answer names the route in X-Deploy-Routed (docs/design.md §8).

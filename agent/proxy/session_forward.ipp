@@ -61,6 +61,9 @@ void Session<ClientStream>::forward() {
     m_retried = false;
     m_sent = false;
     choose_upstream();
+    if (!m_upgrade.empty()) {
+        return connect_upstream(); // its own connection: it never goes back to the pool
+    }
     // A non-idempotent request (POST, PATCH) goes on a fresh connection: on a
     // pooled one the app may close while it is on its way, and it could then
     // be neither retried (it may have been read) nor answered but with a 502.
@@ -315,6 +318,13 @@ void Session<ClientStream>::on_upstream_header(error_code ec, std::size_t) {
     if (status >= 100 && status < 200 && status != 101) {
         return read_upstream_header(); // interim response (103 Early Hints): skip it
     }
+    if (status == 101) {
+        if (!m_upgrade.empty()) {
+            return open_tunnel();
+        }
+        // Switching without having been asked: nothing the client can use.
+        return upstream_failed(boost::asio::error::invalid_argument, true);
+    }
     m_framing.keep_alive = prepare_client_response(*m_response, m_framing);
     auto& response = m_response->get();
     if (m_probe) {
@@ -494,7 +504,8 @@ void Session<ClientStream>::on_relay_written(error_code ec, std::size_t) {
 
 template <class ClientStream>
 void Session<ClientStream>::complete_exchange() {
-    const bool reusable = m_response->keep_alive() && m_upstream->buffer.size() == 0;
+    const bool reusable =
+        m_response->keep_alive() && m_upstream->buffer.size() == 0 && m_upgrade.empty();
     if (reusable && !m_worker.stopping()) {
         m_worker.pool().give_back(upstream().key, std::move(m_upstream));
     }
