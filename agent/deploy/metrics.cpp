@@ -103,7 +103,7 @@ std::string Engine::proxy_metrics() {
             "Request body bytes received from clients.",
             [](const px::AppStats& s) { return s.bytes_in; });
     per_app("deploy_proxy_response_bytes_total", "counter",
-            "Response body bytes sent to clients.",
+            "Answer bytes (header and body) written to clients.",
             [](const px::AppStats& s) { return s.bytes_out; });
     per_app("deploy_proxy_upstream_connect_errors_total", "counter",
             "Connections to an instance of the app that failed (refused, reset, timed out).",

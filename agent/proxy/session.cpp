@@ -57,10 +57,16 @@ Session<ClientStream>::Session(Socket socket, Worker& worker, std::shared_ptr<Tl
     auto peer = client_tcp().socket().remote_endpoint(ec);
     m_client_ip = ec ? "unknown" : peer.address().to_string();
     m_worker.add(this);
+    m_worker.stats().connection(+1);
 }
 
 template <class ClientStream>
 Session<ClientStream>::~Session() {
+    stat_end();
+    if (m_tunnel && !m_tunnel->closed) {
+        m_worker.stats().websocket(m_tunnel->app, -1);
+    }
+    m_worker.stats().connection(-1);
     m_worker.remove(this);
 }
 
@@ -199,6 +205,7 @@ void Session<ClientStream>::dispatch() {
                         m_host.empty() ? std::string_view("this host") : std::string_view(m_host)),
             After::keep_alive);
     }
+    stat_begin();
     if (m_route->stopped) {
         return respond_stopped();
     }
@@ -274,6 +281,7 @@ void Session<ClientStream>::respond_plain(http::status status, std::string body,
         m_request && m_request->is_header_done() && m_request->get().method() == http::verb::head;
     m_plain = {};
     m_plain.result(status);
+    m_stat_status = static_cast<unsigned>(status);
     m_plain.version(m_framing.version);
     if (!location.empty()) {
         m_plain.set(http::field::location, location);
@@ -294,12 +302,14 @@ void Session<ClientStream>::respond_plain(http::status status, std::string body,
 }
 
 template <class ClientStream>
-void Session<ClientStream>::on_plain_written(bool keep_alive, error_code ec, std::size_t) {
+void Session<ClientStream>::on_plain_written(bool keep_alive, error_code ec, std::size_t bytes) {
+    m_stat_out += bytes;
     end_exchange(keep_alive && !ec);
 }
 
 template <class ClientStream>
 void Session<ClientStream>::end_exchange(bool keep_alive) {
+    stat_end();
     m_table.reset();
     m_route = nullptr;
     m_probe = false;
@@ -339,6 +349,29 @@ void Session<ClientStream>::on_linger_read(std::size_t total, error_code ec, std
     m_client.async_read_some(
         asio::buffer(m_chunk),
         beast::bind_front_handler(&Session::on_linger_read, shared_from_this(), total));
+}
+
+template <class ClientStream>
+void Session<ClientStream>::stat_begin() {
+    stat_end(); // a request that never ended (cannot happen; no gauge leaks if it does)
+    m_stat_app = m_route->app;
+    m_stat_started = std::chrono::steady_clock::now();
+    m_stat_status = 0;
+    m_stat_out = 0;
+    m_worker.stats().request_started(m_stat_app);
+}
+
+template <class ClientStream>
+void Session<ClientStream>::stat_end() {
+    if (m_stat_app.empty()) {
+        return;
+    }
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - m_stat_started).count();
+    const auto method = m_request ? m_request->get().method_string() : std::string_view();
+    m_worker.stats().request_ended(m_stat_app, method, static_cast<int>(m_stat_status), seconds,
+                                   m_body_read, m_stat_out);
+    m_stat_app.clear();
 }
 
 template <class ClientStream> std::string Session<ClientStream>::routed_to() const {

@@ -205,12 +205,22 @@ class Session final : public SessionBase,
         bool writing_client = false; // a write to the client is under way
         WebSocketFrames frames;      // the app's frames, when the protocol is websocket
         bool websocket = false;
+        std::string app; // counted in deploy_proxy_websockets until closed
     };
     std::unique_ptr<Tunnel> m_tunnel;
 
     // The current request carries the agent's probe key: it is not redirected
     // and its answer names the route in X-Deploy-Routed (docs/design.md §8).
     bool m_probe = false;
+    // The request under way as deploy-proxy's figures count it (stats.hpp):
+    // its app ("": none routed), when its head was read, the status answered
+    // (0: none yet) and the bytes written to the client.
+    std::string m_stat_app;
+    std::chrono::steady_clock::time_point m_stat_started{};
+    unsigned m_stat_status = 0;
+    std::uint64_t m_stat_out = 0;
+    void stat_begin();
+    void stat_end();
     std::string m_host;    // scratch: normalized Host of the current request
     std::string m_scratch; // scratch for header rewriting
     boost::beast::http::response<boost::beast::http::string_body> m_plain;

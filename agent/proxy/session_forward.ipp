@@ -133,6 +133,7 @@ bool Session<ClientStream>::fail_over(error_code ec, std::string_view what) {
                                  m_route->upstreams[*next].key));
     m_index = *next;
     m_tried |= std::uint64_t{1} << m_index;
+    m_worker.stats().retry(m_route->app);
     connect_upstream();
     return true;
 }
@@ -152,6 +153,7 @@ void Session<ClientStream>::on_upstream_connected(error_code ec) {
     if (ec) {
         m_upstream.reset();
         m_route->mark_failed(m_index); // round robin skips it for a while
+        m_worker.stats().connect_error(m_route->app);
         if (fail_over(ec, "cannot connect to")) {
             return;
         }
@@ -318,6 +320,7 @@ void Session<ClientStream>::on_upstream_header(error_code ec, std::size_t) {
     if (status >= 100 && status < 200 && status != 101) {
         return read_upstream_header(); // interim response (103 Early Hints): skip it
     }
+    m_stat_status = status;
     if (status == 101) {
         if (!m_upgrade.empty()) {
             return open_tunnel();
@@ -402,6 +405,7 @@ void Session<ClientStream>::upstream_failed(error_code ec, bool got_response_byt
         }
         common::log_debug(fmt::format("retrying on a fresh connection to {} after: {}",
                                       upstream().key, ec.message()));
+        m_worker.stats().retry(m_route->app);
         return connect_upstream();
     }
     if (retry == Retry::next_upstream && fail_over(ec, "no response from")) {
@@ -485,7 +489,8 @@ void Session<ClientStream>::on_relay_read(error_code ec, std::size_t) {
 }
 
 template <class ClientStream>
-void Session<ClientStream>::on_relay_written(error_code ec, std::size_t) {
+void Session<ClientStream>::on_relay_written(error_code ec, std::size_t bytes) {
+    m_stat_out += bytes;
     if (ec == http::error::need_buffer) {
         ec = {};
     }

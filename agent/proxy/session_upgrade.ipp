@@ -41,6 +41,9 @@ void Session<ClientStream>::open_tunnel() {
     m_tunnel = std::make_unique<Tunnel>(m_client.get_executor());
     m_tunnel->idle = m_route->websocket_idle;
     m_tunnel->websocket = beast::iequals(m_upgrade, "websocket");
+    m_tunnel->app = m_route->app;
+    m_worker.stats().websocket(m_tunnel->app, +1);
+    stat_end(); // the request ends with the 101; the connection is counted apart
     m_tunnel->frames.feed(m_head.data() + (m_head.size() - extra.size()), extra.size());
     common::log_debug(fmt::format("{} ({}): {} connection from {} upgraded to {}", m_route->app,
                                   m_route->release, upstream().key, m_client_ip, m_upgrade));
@@ -203,6 +206,7 @@ void Session<ClientStream>::close_tunnel(bool going_away) {
         }
         m_tunnel->closed = true;
         m_tunnel->timer.cancel();
+        m_worker.stats().websocket(m_tunnel->app, -1);
         close_frame = going_away && m_tunnel->websocket && !m_tunnel->upstream_done &&
                       !m_tunnel->writing_client && m_tunnel->frames.at_boundary();
     }

@@ -35,6 +35,25 @@ assert_eq 404 "$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "http://127
 assert_eq 401 "$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$AGENT_URL/v1/apps")" \
     "the API still wants a token"
 
+# --- deploy-proxy's figures ---------------------------------------------------------------
+for _ in 1 2 3 4 5; do fetch hello / >/dev/null; done
+fetch hello /no-such-page >/dev/null
+# figure NAME{LABELS}: its value in the agent's /metrics (empty when absent).
+figure() { curl -s --max-time 5 "$METRICS" | awk -v m="$1" '$1 == m { print $2 }'; }
+GET_2XX='deploy_proxy_requests_total{app="hello",method="GET",code="2xx"}'
+counted() { [[ $(figure "$GET_2XX") -ge 5 ]] 2>/dev/null; }
+assert_true "deploy-proxy's requests reach /metrics within its 1 s snapshot" wait_until 5 counted
+assert_eq 1 "$(figure 'deploy_proxy_requests_total{app="hello",method="GET",code="4xx"}')" "the 404 is counted as 4xx"
+assert_match "$(figure 'deploy_proxy_response_bytes_total{app="hello"}')" '^[1-9][0-9]*$' "answer bytes are counted"
+assert_match "$(figure 'deploy_proxy_request_duration_seconds_count{app="hello"}')" '^[1-9][0-9]*$' "durations are counted"
+BEFORE=$(figure "$GET_2XX")
+PROXY_PID=$(cut -d' ' -f1 "$DATA/proxy/proxy.pid")
+kill -9 "$PROXY_PID"
+back() { [[ $(fetch hello /) == "hello from 1" ]]; }
+assert_true "deploy-proxy killed -9 is started again by the agent" wait_until 15 back
+after_restart() { [[ $(figure "$GET_2XX") -gt $BEFORE ]] 2>/dev/null; }
+assert_true "after the proxy's restart its counter goes on from $BEFORE, never back" wait_until 5 after_restart
+
 # --- the real Prometheus scrapes it ---------------------------------------------------------
 PROM_PORT=$(free_port)
 mkdir -p "$TEST_TMP/prometheus"
