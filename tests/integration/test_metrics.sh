@@ -69,7 +69,6 @@ prometheus --config.file="$TEST_TMP/prometheus/prometheus.yml" \
     --storage.tsdb.path="$TEST_TMP/prometheus/data" --web.listen-address="127.0.0.1:$PROM_PORT" \
     >"$TEST_TMP/prometheus/log" 2>&1 &
 PROM_PID=$!
-trap 'kill $PROM_PID 2>/dev/null || true' EXIT
 query() {
     curl -s --max-time 5 "http://127.0.0.1:$PROM_PORT/api/v1/query" --data-urlencode "query=$1" 2>/dev/null || true
 }
