@@ -270,14 +270,12 @@ class Engine final : public Service {
                         std::chrono::milliseconds grace, Which which = Which::all);
     // deployctl scale: how many instances of `process` ("web" or a [processes]
     // name) run on this agent: the count set, else 1.
-    int instances_of(const std::string& app, const std::string& process);
+    int instances_of(const std::string& app, const std::string& process) const;
     // web.2 to web.N (deployctl scale web=N), each on its own port: starts those not
-    // running and records them. With `check` each must pass its health check (a
-    // deploy, a scale); without, the supervisor's probe routes each once it passes.
-    // On failure those this call started are stopped again; the first error.
+    // running, records them, and waits until each passes its health check. On
+    // failure those this call started are stopped again; the first error.
     common::Status start_web_instances(const std::string& app, const std::string& id,
-                                       const common::AppConfig& config, const EventLog& events,
-                                       bool check);
+                                       const common::AppConfig& config, const EventLog& events);
     // Takes these web instances out of the routing table, lets their requests
     // finish (deploy.drain), then stops and forgets them.
     void retire_web_instances(const std::string& app, const std::string& id,

@@ -53,7 +53,7 @@ std::string Engine::app_state(const std::string& app,
     auto* runtime = running_runtime(*production);
     if (!runtime) // [static]: deploy-proxy serves its files
         return "running";
-    if (const auto scale = m_store->scale(app); scale.count("web") && scale.at("web") == 0)
+    if (instances_of(app, "web") == 0)
         return "running"; // deployctl scale web=0: its other processes run
     return runtime->alive({production->pid, production->pid_start}) ? "running" : "failed";
 }

@@ -370,7 +370,7 @@ common::Result<runtime::AppProcess> Engine::launch_and_check(const std::string& 
         return healthy.error();
     }
     // deployctl scale web=N: the other instances, each healthy before it is routed.
-    if (auto more = start_web_instances(app, id, config, events, true); !more) {
+    if (auto more = start_web_instances(app, id, config, events); !more) {
         stop_process(app, id, config, *process);
         show_startup_output(app, id, ec ? 0 : log_start, events);
         return more.error();

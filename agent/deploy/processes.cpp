@@ -358,7 +358,7 @@ void Engine::reconcile_processes() {
     }
 }
 
-int Engine::instances_of(const std::string& app, const std::string& process) {
+int Engine::instances_of(const std::string& app, const std::string& process) const {
     auto counts = m_store->scale(app);
     auto found = counts.find(process);
     return found == counts.end() ? 1 : found->second;
@@ -375,8 +375,8 @@ std::vector<int> Engine::web_ports(const ReleaseRow& row) {
 }
 
 common::Status Engine::start_web_instances(const std::string& app, const std::string& id,
-                                           const common::AppConfig& config, const EventLog& events,
-                                           bool check) {
+                                           const common::AppConfig& config,
+                                           const EventLog& events) {
     const int count = instances_of(app, "web");
     if (count <= 1)
         return {};
@@ -419,11 +419,6 @@ common::Status Engine::start_web_instances(const std::string& app, const std::st
         started.push_back(row);
         events.log("system", "started " + key + " on port " + std::to_string(row.port) + " (pid " +
                                  std::to_string(process->pid) + ")");
-        if (!check) {
-            std::lock_guard lock(m_routes_mutex);
-            m_failing[web_key(app, id, row.port)] = k_failed_checks;
-            continue;
-        }
         if (auto healthy = wait_healthy(runtime, process_ref(row), *process, row.port,
                                         config.run.health, events);
             !healthy)
@@ -477,7 +472,7 @@ void Engine::restart_web_instances(const std::string& app, const std::string& id
         if (row.process != "web")
             continue;
         retire_web_instances(app, id, {row}, config);
-        if (auto started = start_web_instances(app, id, config, events, true); !started)
+        if (auto started = start_web_instances(app, id, config, events); !started)
             common::log_warn(app + " " + id + ": " + started.error().message +
                              "; the supervisor tries again");
         publish_routes_or_log("for the restarted " + app + " " + id + " " +
@@ -586,7 +581,7 @@ common::Status Engine::apply_scale(const ReleaseRow& row, const common::AppConfi
                 keep(started.error());
         } else if (web > 0) {
             retire_web_instances(app, row.id, leaving, config);
-            keep(start_web_instances(app, row.id, config, events, true));
+            keep(start_web_instances(app, row.id, config, events));
             keep(publish_routes());
         }
     }
