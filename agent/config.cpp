@@ -67,11 +67,18 @@ Status read_api_tls(const Reader& r, const toml::table& root, const std::filesys
 
 Status read_proxy(const Reader& r, const toml::table& t, const std::filesystem::path& base_dir,
                   AgentConfig& out) {
-    TRY(r.check_keys(t, "[proxy]", {"listen", "https_listen", "redirect_https", "certificates"}));
+    TRY(r.check_keys(t, "[proxy]", {"listen", "https_listen", "redirect_https", "certificates",
+                                       "access_log", "access_log_max_size"}));
     TRY(read_string(r, t, "listen", "proxy.listen", out.proxy_listen));
     TRY(read_string(r, t, "https_listen", "proxy.https_listen", out.proxy_https_listen));
     if (const auto* n = t.get("redirect_https")) {
         TRY_ASSIGN(out.redirect_https, r.boolean_at(*n, "proxy.redirect_https"));
+    }
+    if (const auto* n = t.get("access_log")) {
+        TRY_ASSIGN(out.access_log, r.boolean_at(*n, "proxy.access_log"));
+    }
+    if (const auto* n = t.get("access_log_max_size")) {
+        TRY_ASSIGN(out.access_log_max_size, r.size_at(*n, "proxy.access_log_max_size"));
     }
     if (const auto* n = t.get("certificates")) {
         const auto* array = n->as_array();

@@ -6,6 +6,7 @@
 #include <agent/proxy/tls_certificates.hpp>
 #include <common/result.hpp>
 
+#include <cstdint>
 #include <filesystem>
 #include <optional>
 #include <string>
@@ -33,6 +34,8 @@ struct AgentConfig {
     std::optional<std::string> proxy_listen;
     std::optional<std::string> proxy_https_listen;
     std::optional<bool> redirect_https;
+    std::optional<bool> access_log;                   // each app's access log (default on)
+    std::optional<std::uint64_t> access_log_max_size; // rotated past it
     // [[proxy.certificates]], relative paths resolved against the file's directory
     std::vector<proxy::CertificateFiles> certificates;
 };

@@ -59,6 +59,9 @@ int apply_config_file(const CLI::App& serve, const std::string& flag_path,
     if (config->proxy_https_listen)
         options.proxy.https_listen = *config->proxy_https_listen;
     options.proxy.redirect_https = config->redirect_https.value_or(false);
+    options.proxy.access_log = config->access_log.value_or(true);
+    if (config->access_log_max_size)
+        options.proxy.access_log_max_size = *config->access_log_max_size;
     options.proxy.certificates = config->certificates;
     return -1;
 }

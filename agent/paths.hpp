@@ -37,6 +37,10 @@ class DataDir {
                                       const std::string& process) const {
         return app_dir(app) / "logs" / (id + "." + process + ".log");
     }
+    // The app's access log, written by deploy-proxy (rotated to access.ndjson.1).
+    std::filesystem::path access_log(const std::string& app) const {
+        return app_dir(app) / "logs" / "access.ndjson";
+    }
     // The output of a [[cron]] job's runs, each after a header line (docs/cron.md).
     std::filesystem::path cron_log(const std::string& app, const std::string& job) const {
         return app_dir(app) / "logs" / ("cron." + job + ".log");

@@ -223,10 +223,74 @@ void stream_process_log(ApiContext& context, const ProcessLog& log, bool follow,
         std::this_thread::sleep_for(context.poll_interval);
 }
 
+// An access log line as the event sent for it: {"event": "access",
+// "request": RECORD} (a line that is not a JSON object is passed on as a
+// log line of stream "access").
+nlohmann::json access_event(const std::string& line) {
+    auto record = nlohmann::json::parse(line, nullptr, false);
+    if (!record.is_object())
+        return {{"event", "log"}, {"release", ""}, {"stream", "access"}, {"line", line}};
+    return {{"event", "access"}, {"request", std::move(record)}};
+}
+
+// ?access=1: the app's access log (docs/metrics.md): with ?lines=N its last
+// N requests, else all that is kept (access.ndjson.1, then access.ndjson);
+// with ?follow=1 then each new one. Rotation while following is seen as the
+// file shrinking (LineReader starts the new file over).
+void stream_access_log(const std::filesystem::path& file, std::optional<std::size_t> lines,
+                       bool follow, std::chrono::milliseconds poll, StreamSink& sink) {
+    auto rotated = file;
+    rotated += ".1";
+    auto send = [&sink](logs::LineReader& reader) {
+        for (const auto& line : reader.read_new_lines())
+            if (!sink.write(to_line(access_event(line))))
+                return false;
+        return true;
+    };
+    const auto current = lines ? logs::tail_offset(file, *lines) : logs::Tail{};
+    if (!lines || current.lines < *lines) {
+        const auto older = lines ? logs::tail_offset(rotated, *lines - current.lines) : logs::Tail{};
+        logs::LineReader before(rotated, older.offset);
+        if (!send(before))
+            return;
+    }
+    logs::LineReader reader(file, current.offset);
+    while (send(reader) && follow && sink.alive())
+        std::this_thread::sleep_for(poll);
+}
+
 Response app_logs(ApiContext& context, const Request& request) {
     auto app = app_param(request);
     if (!app)
         return error_response(app.error());
+    if (flag_set(request.query, "access")) {
+        if (request.query.count("process") || request.query.count("release"))
+            return error_response(make_error(
+                ErrorKind::bad_request, "access takes neither process nor release: an app has "
+                                        "one access log"));
+        std::optional<std::size_t> lines;
+        if (auto it = request.query.find("lines"); it != request.query.end()) {
+            const auto& text = it->second;
+            if (text.empty() || text.size() > 7 ||
+                text.find_first_not_of("0123456789") != std::string::npos)
+                return error_response(make_error(
+                    ErrorKind::bad_request,
+                    fmt::format("lines must be a number of lines from 0 to 9999999, not '{}'",
+                                text.substr(0, 80))));
+            lines = static_cast<std::size_t>(std::stoul(text));
+        }
+        if (auto status = context.service.status(*app); !status) {
+            if (status.error().kind == ErrorKind::not_found)
+                return error_response(make_error(
+                    ErrorKind::not_found, fmt::format("no app named '{}' on this agent", *app)));
+            return error_response(status.error());
+        }
+        const bool follow = flag_set(request.query, "follow");
+        return ndjson([file = context.data_dir.access_log(*app), lines, follow,
+                       poll = context.poll_interval](StreamSink& sink) {
+            stream_access_log(file, lines, follow, poll, sink);
+        });
+    }
     if (auto it = request.query.find("process"); it != request.query.end()) {
         auto log = process_log(context, *app, it->second);
         if (!log)

@@ -180,10 +180,11 @@ std::vector<Route> Engine::routing_table_locked() {
         // Its web instances, but those out of the table (failing their check,
         // or leaving); all but the leaving ones when every one fails.
         std::vector<std::string> upstreams;
+        std::vector<std::string> instances; // their names, for the access log
         if (!is_static && !stopped && !scaled_to_zero) {
-            const auto ports = web_ports(*production);
+            const auto web = web_instances(*production);
             for (int pass = 0; pass < 2 && upstreams.empty(); ++pass)
-                for (int port : ports) {
+                for (const auto& [port, name] : web) {
                     const std::string key = web_key(app, production->id, port);
                     if (m_leaving.count(key))
                         continue;
@@ -192,6 +193,7 @@ std::vector<Route> Engine::routing_table_locked() {
                         failing->second >= k_failed_checks)
                         continue;
                     upstreams.push_back("127.0.0.1:" + std::to_string(port));
+                    instances.push_back(name);
                 }
             if (upstreams.empty())
                 continue;
@@ -208,6 +210,7 @@ std::vector<Route> Engine::routing_table_locked() {
             route.upstream = upstreams.front();
             if (upstreams.size() > 1)
                 route.upstreams = std::move(upstreams);
+            route.instances = std::move(instances);
             if (config)
                 route.limits = config->proxy;
         }

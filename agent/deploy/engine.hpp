@@ -285,6 +285,8 @@ class Engine final : public Service {
                                const common::AppConfig& config, const EventLog& events);
     // The ports of the release's web instances, web.1 (the release's own) first.
     std::vector<int> web_ports(const ReleaseRow& row);
+    // The same with each instance's name ("web.1", "web.2", ...).
+    std::vector<std::pair<int, std::string>> web_instances(const ReleaseRow& row);
     // PRODUCTION with several web instances: probes each (every health.interval);
     // one that is down, or fails twice in a row, leaves the routing table until
     // it passes again.

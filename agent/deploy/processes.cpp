@@ -364,13 +364,20 @@ int Engine::instances_of(const std::string& app, const std::string& process) con
     return found == counts.end() ? 1 : found->second;
 }
 
-std::vector<int> Engine::web_ports(const ReleaseRow& row) {
-    std::vector<int> ports;
+std::vector<std::pair<int, std::string>> Engine::web_instances(const ReleaseRow& row) {
+    std::vector<std::pair<int, std::string>> instances;
     if (row.port > 0)
-        ports.push_back(row.port);
+        instances.emplace_back(row.port, instance_name("web", 1));
     for (const auto& process : m_store->processes(row.app, row.id))
         if (process.process == "web" && process.port > 0)
-            ports.push_back(process.port);
+            instances.emplace_back(process.port, instance_name("web", process.instance));
+    return instances;
+}
+
+std::vector<int> Engine::web_ports(const ReleaseRow& row) {
+    std::vector<int> ports;
+    for (const auto& [port, name] : web_instances(row))
+        ports.push_back(port);
     return ports;
 }
 

@@ -33,6 +33,8 @@ std::string routing_table_json(std::uint64_t generation, const std::vector<Route
                 item["upstreams"] = route.upstreams;
             else
                 item["upstream"] = route.upstream;
+            if (route.instances.size() == std::max<std::size_t>(route.upstreams.size(), 1))
+                item["instances"] = route.instances;
             item["limits"] = {{"max_body", route.limits.max_body},
                               {"connect_timeout_ms", route.limits.connect_timeout.count()},
                               {"read_timeout_ms", route.limits.read_timeout.count()},

@@ -28,6 +28,9 @@ struct Route {
     // Several web instances (deployctl scale web=N): every address, `upstream`
     // being the first; empty for one.
     std::vector<std::string> upstreams{};
+    // The name of each address ("web.1", ...), in the same order: one for
+    // `upstream` alone, one per `upstreams`; empty: unnamed.
+    std::vector<std::string> instances{};
     // deployctl scale web=0: the proxy answers 503 "APP is scaled to zero".
     bool scaled_to_zero = false;
     // deploy.toml [proxy] of an app route: body limit and timeouts ("limits").

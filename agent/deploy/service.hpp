@@ -192,6 +192,10 @@ struct ProxySettings {
     std::string https_listen = "127.0.0.1:8443";
     std::vector<proxy::CertificateFiles> certificates;
     bool redirect_https = false; // plain HTTP to a covered host: 308 to https
+    // Each app's access log (DATA_DIR/apps/APP/logs/access.ndjson), rotated
+    // to access.ndjson.1 past access_log_max_size bytes (0: never).
+    bool access_log = true;
+    std::uint64_t access_log_max_size = 64ull * 1024 * 1024;
 };
 
 struct ServiceOptions {

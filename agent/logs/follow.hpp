@@ -16,6 +16,8 @@ inline constexpr std::size_t k_max_line_length = 1024 * 1024;
 class LineReader {
   public:
     explicit LineReader(std::filesystem::path path);
+    // Starts at `offset` instead of the beginning (see tail_offset).
+    LineReader(std::filesystem::path path, std::uint64_t offset);
 
     // Complete new lines, without their '\n'; empty lines are skipped.
     // A line longer than k_max_line_length is cut into pieces of that size.
@@ -29,5 +31,15 @@ class LineReader {
     std::uint64_t m_offset = 0;
     std::string m_partial;
 };
+
+// Where the last `lines` non-empty complete lines of `path` start, and how
+// many of them there are (fewer when the file has fewer; 0 lines: the end of
+// the last complete line). A missing file is {0, 0}; a trailing partial
+// line is not counted and is read from the offset too.
+struct Tail {
+    std::uint64_t offset = 0;
+    std::size_t lines = 0;
+};
+Tail tail_offset(const std::filesystem::path& path, std::size_t lines);
 
 } // namespace agent::logs

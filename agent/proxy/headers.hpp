@@ -34,6 +34,8 @@ void prepare_upstream_request(boost::beast::http::request_header<>& request, boo
 // X-Deploy-Routed ("APP RELEASE", or "none").
 inline constexpr std::string_view k_probe_field = "X-Deploy-Probe";
 inline constexpr std::string_view k_routed_field = "X-Deploy-Routed";
+// Every request an app gets carries one (the client's, or one the proxy made).
+inline constexpr std::string_view k_request_id_field = "X-Request-Id";
 
 // upgrade_protocol (upgrade.hpp) of `request`.
 std::string upgrade_protocol(const boost::beast::http::request_header<>& request);

@@ -1,6 +1,7 @@
 // deploy-proxy: routes HTTP requests to the running releases by Host header.
 #include <CLI/CLI.hpp>
 #include <agent/proxy/server.hpp>
+#include <common/duration.hpp>
 #include <common/fs.hpp>
 #include <common/log.hpp>
 #include <common/version.hpp>
@@ -28,6 +29,8 @@ int main(int argc, char** argv) {
     std::vector<std::string> keys;
     bool redirect_https = false;
     std::string probe_key_file;
+    std::string access_log_dir;
+    std::string access_log_max_size = "64M";
     app.add_option("--listen", listen, "Address to serve on, IP:PORT ([::1]:PORT, :PORT for all)")
         ->capture_default_str();
     app.add_option("--routes", routes,
@@ -57,6 +60,15 @@ int main(int argc, char** argv) {
                    "is never redirected and its answer names the release that served it in "
                    "X-Deploy-Routed (the agent's proof that a release is live)")
         ->type_name("PATH");
+    app.add_option("--access-log-dir", access_log_dir,
+                   "Write each app's access log, one JSON object per request, to "
+                   "DIR/APP/logs/access.ndjson (when DIR/APP/logs exists; the agent passes "
+                   "DATA_DIR/apps)")
+        ->type_name("DIR");
+    app.add_option("--access-log-max-size", access_log_max_size,
+                   "Past this size an access log becomes access.ndjson.1 and a new one starts "
+                   "(e.g. 64M, 1G; 0: never)")
+        ->capture_default_str();
     app.add_option("--threads", threads, "Worker threads, each with its own event loop")
         ->check(CLI::Range(1u, 64u))
         ->capture_default_str();
@@ -92,7 +104,15 @@ int main(int argc, char** argv) {
                      certs.size(), keys.size());
         return 2;
     }
+    auto max_size = common::parse_size(access_log_max_size);
+    if (!max_size) {
+        std::fprintf(stderr, "deploy-proxy: --access-log-max-size: %s\n",
+                     max_size.error().message.c_str());
+        return 2;
+    }
     agent::proxy::ServerOptions options;
+    options.access_log_dir = access_log_dir;
+    options.access_log_max_size = *max_size;
     options.listen = *address;
     options.routes = routes;
     options.applied = applied;

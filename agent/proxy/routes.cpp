@@ -135,6 +135,26 @@ common::Status parse_upstreams(const json& item, const std::string& where, std::
     return {};
 }
 
+// "instances": ["web.1", "web.2"]: the name of each upstream, in the same
+// order (what the access log says answered a request).
+common::Status parse_instances(const json& item, const std::string& where, std::string_view source,
+                               Route& route) {
+    if (!item.is_array() || item.size() != route.upstreams.size()) {
+        return malformed(source, where + " must be an array with one name per upstream");
+    }
+    for (std::size_t i = 0; i < item.size(); ++i) {
+        const auto* name = item[i].get_ptr<const std::string*>();
+        if (name == nullptr || name->empty() || name->size() > 64 ||
+            name->find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789.-_") !=
+                std::string::npos) {
+            return malformed(source, where + "[" + std::to_string(i) +
+                                         "] must be an instance name such as \"web.2\"");
+        }
+        route.upstreams[i].name = *name;
+    }
+    return {};
+}
+
 common::Result<Route> parse_route(const json& item, std::size_t index, std::string_view source) {
     const std::string where = "routes[" + std::to_string(index) + "]";
     if (!item.is_object()) {
@@ -180,6 +200,11 @@ common::Result<Route> parse_route(const json& item, std::size_t index, std::stri
                       : parse_upstreams(*upstreams, where + ".upstreams", source, route);
     if (!parsed) {
         return parsed.error();
+    }
+    if (auto instances = item.find("instances"); instances != item.end()) {
+        if (auto read = parse_instances(*instances, where + ".instances", source, route); !read) {
+            return read.error();
+        }
     }
     if (auto limits = item.find("limits"); limits != item.end()) {
         if (site != item.end()) {

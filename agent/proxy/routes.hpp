@@ -24,6 +24,7 @@ struct Upstream {
     std::string key;     // "127.0.0.1:41234", as written; also the keep-alive pool key
     std::string address; // "127.0.0.1" (IP literal, no brackets)
     std::uint16_t port = 0;
+    std::string name; // "web.2" ("instances" in routes.json); empty when not given
 };
 
 // At most this many upstreams per route ("upstreams" in routes.json).

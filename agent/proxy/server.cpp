@@ -14,6 +14,7 @@
 #include <atomic>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -61,7 +62,7 @@ class Server {
   public:
     explicit Server(const ServerOptions& options)
         : m_options(options), m_signals(m_context, SIGHUP, SIGTERM, SIGINT),
-          m_poll_timer(m_context), m_drain_timer(m_context),
+          m_poll_timer(m_context), m_drain_timer(m_context), m_access_timer(m_context),
           m_loader(options.routes, options.applied) {}
 
     common::Status start();
@@ -80,6 +81,10 @@ class Server {
     void poll();
     // DATA_DIR/proxy/stats.json: what every worker counted (docs/metrics.md).
     void write_stats();
+    // Every worker's access log lines to the files, every k_poll_interval
+    // until the last worker drained, and once more when the workers stopped.
+    void flush_access();
+    void schedule_access_flush();
     void wait_signal();
     void begin_shutdown();
     void on_worker_drained();
@@ -90,6 +95,8 @@ class Server {
     asio::signal_set m_signals;
     asio::steady_timer m_poll_timer;
     asio::steady_timer m_drain_timer;
+    asio::steady_timer m_access_timer;
+    std::optional<AccessLogFiles> m_access_files; // --access-log-dir given
     RouteLoader m_loader;
     // Worker 0 runs on m_context (the main thread); the others on their own.
     std::vector<std::unique_ptr<asio::io_context>> m_extra_contexts;
@@ -145,6 +152,7 @@ common::Status Server::start() {
         }
         auto& worker = *m_workers.emplace_back(std::make_unique<Worker>(*context));
         worker.set_probe_key(m_options.probe_key);
+        worker.log_access(!m_options.access_log_dir.empty());
         if (auto ok = open_listener(worker, i, Worker::Listener::http, endpoint,
                                     m_options.listen_fd);
             !ok) {
@@ -183,6 +191,10 @@ common::Status Server::start() {
             common::log_info("certificate " + describe(info));
         }
     }
+    if (!m_options.access_log_dir.empty()) {
+        m_access_files.emplace(m_options.access_log_dir, m_options.access_log_max_size);
+        schedule_access_flush();
+    }
     wait_signal();
     poll();
     return {};
@@ -197,6 +209,7 @@ bool Server::run() {
     for (auto& thread : threads) {
         thread.join();
     }
+    flush_access(); // what the last requests wrote
     return !m_forced;
 }
 
@@ -316,6 +329,34 @@ void Server::write_stats() {
     }
 }
 
+void Server::flush_access() {
+    if (!m_access_files) {
+        return;
+    }
+    std::map<std::string, std::string> lines;
+    std::uint64_t dropped = 0;
+    for (auto& worker : m_workers) {
+        dropped += worker->access().take(lines);
+    }
+    m_access_files->write(lines);
+    if (dropped > 0) {
+        common::log_warn(fmt::format("{} access log line{} dropped: the files were not written "
+                                     "fast enough",
+                                     dropped, dropped == 1 ? "" : "s"));
+    }
+}
+
+void Server::schedule_access_flush() {
+    m_access_timer.expires_after(k_poll_interval);
+    m_access_timer.async_wait([this](boost::system::error_code ec) {
+        if (ec) {
+            return;
+        }
+        flush_access();
+        schedule_access_flush();
+    });
+}
+
 void Server::wait_signal() {
     m_signals.async_wait([this](boost::system::error_code ec, int signal) {
         if (ec) {
@@ -374,6 +415,7 @@ void Server::on_worker_drained() {
     }
     common::log_info("all connections drained; exiting");
     m_drain_timer.cancel();
+    m_access_timer.cancel();
     m_signals.cancel();
 }
 

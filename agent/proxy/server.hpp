@@ -5,6 +5,7 @@
 #include <agent/proxy/tls_certificates.hpp>
 #include <common/address.hpp>
 
+#include <cstdint>
 #include <filesystem>
 #include <optional>
 #include <vector>
@@ -34,6 +35,10 @@ struct ServerOptions {
     // X-Deploy-Probe is never redirected, and its answer names the release
     // that served it in X-Deploy-Routed. Empty: no request is a probe.
     std::string probe_key;
+    // Each app's access log goes to access_log_dir/APP/logs/access.ndjson
+    // (empty: none), rotated past access_log_max_size bytes (0: never).
+    std::filesystem::path access_log_dir;
+    std::uint64_t access_log_max_size = 0;
 };
 
 // Serves until SIGTERM or SIGINT, then drains. Returns the exit code.

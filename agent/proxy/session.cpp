@@ -358,7 +358,19 @@ void Session<ClientStream>::stat_begin() {
     m_stat_started = std::chrono::steady_clock::now();
     m_stat_status = 0;
     m_stat_out = 0;
+    m_stat_release = m_route->release;
+    m_tried = 0; // no upstream chosen yet
     m_worker.stats().request_started(m_stat_app);
+    // Every routed request has an id; the app sees it in X-Request-Id.
+    auto& request = m_request->get();
+    const auto given = request.find(k_request_id_field);
+    if (given != request.end() && acceptable_request_id(given->value()) &&
+        request.count(k_request_id_field) == 1) {
+        m_request_id.assign(given->value());
+    } else {
+        m_worker.request_ids().next(m_request_id);
+        request.set(k_request_id_field, m_request_id);
+    }
 }
 
 template <class ClientStream>
@@ -371,7 +383,41 @@ void Session<ClientStream>::stat_end() {
     const auto method = m_request ? m_request->get().method_string() : std::string_view();
     m_worker.stats().request_ended(m_stat_app, method, static_cast<int>(m_stat_status), seconds,
                                    m_body_read, m_stat_out);
+    if (m_worker.logs_access()) {
+        log_access(seconds, method);
+    }
     m_stat_app.clear();
+}
+
+template <class ClientStream>
+void Session<ClientStream>::log_access(double seconds, std::string_view method) {
+    AccessRecord record;
+    record.time = m_worker.access_clock().now();
+    record.release = m_stat_release;
+    // m_route is the request's until end_exchange (a session that ends
+    // otherwise has none, and says no instance).
+    if (m_route != nullptr && m_route->app == m_stat_app) {
+        if (m_route->is_static()) {
+            record.instance = "static";
+        } else if (m_tried != 0 && m_index < m_route->upstreams.size()) {
+            const auto& upstream = m_route->upstreams[m_index];
+            record.instance = upstream.name;
+            record.upstream = upstream.key;
+        }
+    }
+    record.client = m_client_ip;
+    record.method = method;
+    if (m_request) {
+        const auto& request = m_request->get();
+        record.host = request[http::field::host];
+        record.path = request.target();
+    }
+    record.status = static_cast<int>(m_stat_status);
+    record.duration_ms = seconds * 1000;
+    record.bytes_in = m_body_read;
+    record.bytes_out = m_stat_out;
+    record.request_id = m_request_id;
+    m_worker.access().append(m_stat_app, record);
 }
 
 template <class ClientStream> std::string Session<ClientStream>::routed_to() const {

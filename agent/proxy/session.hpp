@@ -219,8 +219,14 @@ class Session final : public SessionBase,
     std::chrono::steady_clock::time_point m_stat_started{};
     unsigned m_stat_status = 0;
     std::uint64_t m_stat_out = 0;
+    // For its access log line: the release that routed it (the upstream is
+    // m_index of the route when m_tried says one was chosen).
+    std::string m_stat_release;
+    // Its X-Request-Id: the client's when acceptable (access_log.hpp), else a new one.
+    std::string m_request_id;
     void stat_begin();
     void stat_end();
+    void log_access(double seconds, std::string_view method);
     std::string m_host;    // scratch: normalized Host of the current request
     std::string m_scratch; // scratch for header rewriting
     boost::beast::http::response<boost::beast::http::string_body> m_plain;

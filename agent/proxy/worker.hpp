@@ -4,6 +4,7 @@
 // table and certificates. Everything a worker owns is touched from its own
 // thread only, so the hot path takes no locks.
 
+#include <agent/proxy/access_log.hpp>
 #include <agent/proxy/routes.hpp>
 #include <agent/proxy/stats.hpp>
 #include <agent/proxy/upstream_pool.hpp>
@@ -70,6 +71,15 @@ class Worker {
     // What this worker counted (docs/metrics.md); read by the server's timer.
     Stats& stats() { return m_stats; }
 
+    // Access logs (access_log.hpp): on when the server writes them. The
+    // buffer is read by the server's timer; the ids and the clock belong to
+    // the worker's thread.
+    void log_access(bool on) { m_log_access = on; }
+    bool logs_access() const { return m_log_access; }
+    AccessBuffer& access() { return m_access; }
+    RequestIds& request_ids() { return m_request_ids; }
+    AccessClock& access_clock() { return m_access_clock; }
+
     void add(SessionBase* session) { m_sessions.insert(session); }
     void remove(SessionBase* session);
 
@@ -93,6 +103,10 @@ class Worker {
     UpstreamPool m_pool;
     std::unordered_set<SessionBase*> m_sessions;
     Stats m_stats;
+    bool m_log_access = false;
+    AccessBuffer m_access;
+    RequestIds m_request_ids;
+    AccessClock m_access_clock;
     bool m_stopping = false;
     bool m_grace_over = false;
     std::function<void()> m_on_drained;

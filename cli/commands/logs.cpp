@@ -1,5 +1,6 @@
-// deployctl logs [RELEASE] [-f] [--process NAME]: build and app output of a release, or the
-// output of one process of the PRODUCTION release (worker) or of a [[cron]] job (cron.NAME).
+// deployctl logs [RELEASE] [-f] [--process NAME] [--access [-n N]]: build and app output of a
+// release, the output of one process of the PRODUCTION release (worker) or of a [[cron]] job
+// (cron.NAME), or the app's access log (one line per request deploy-proxy answered).
 
 #include <CLI/CLI.hpp>
 #include <cli/commands/commands.hpp>
@@ -10,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include <memory>
+#include <optional>
 #include <vector>
 
 namespace cli::commands {
@@ -19,6 +21,8 @@ namespace {
 struct LogsOptions {
     std::string release; // empty: the PRODUCTION release
     std::string process; // --process cron.NAME: that process's log instead
+    bool access = false; // the access log instead
+    std::optional<std::size_t> lines; // --access: the last N requests
     bool follow = false;
 };
 
@@ -38,6 +42,12 @@ common::Status logs(Context& ctx, const LogsOptions& options) {
     if (!options.process.empty() && !options.release.empty())
         return common::make_error(common::ErrorKind::usage,
                                   "logs takes a RELEASE or --process, not both");
+    if (options.access && (!options.process.empty() || !options.release.empty()))
+        return common::make_error(common::ErrorKind::usage,
+                                  "--access shows the app's one access log: it takes no RELEASE "
+                                  "or --process");
+    if (options.lines && !options.access)
+        return common::make_error(common::ErrorKind::usage, "-n/--lines goes with --access");
     if (!options.process.empty() &&
         options.process.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-.") !=
             std::string::npos)
@@ -54,6 +64,14 @@ common::Status logs(Context& ctx, const LogsOptions& options) {
         query.push_back(fmt::format("release={}", options.release));
     if (!options.process.empty())
         query.push_back(fmt::format("process={}", options.process));
+    if (options.access) {
+        query.emplace_back("access=1");
+        // Following starts with the last 10 requests, as tail -f does.
+        if (auto lines = options.lines ? options.lines
+                                       : options.follow ? std::optional<std::size_t>(10)
+                                                        : std::nullopt)
+            query.push_back(fmt::format("lines={}", *lines));
+    }
     if (options.follow)
         query.emplace_back("follow=1");
     std::string path = fmt::format("{}/logs{}{}", app_path(target->app), query.empty() ? "" : "?",
@@ -85,8 +103,17 @@ void add_logs(CLI::App& app, Context& ctx) {
     cmd->add_option("--process", options->process,
                     "Show one process's log instead: a process of [processes] (web, worker) of "
                     "the PRODUCTION release, or cron.NAME for a [[cron]] job's runs");
+    cmd->add_flag("--access", options->access,
+                  "Show the app's access log instead: one line per request deploy-proxy "
+                  "answered (time, client, method, host, path, status, duration, bytes, "
+                  "instance, request id)");
+    cmd->add_option("-n,--lines", options->lines,
+                    "With --access: only the last N requests (default: all that is kept; 10 "
+                    "with -f)")
+        ->check(CLI::Range(0, 9999999));
     cmd->footer("Examples:\n  deployctl logs\n  deployctl logs v4\n  deployctl logs -f\n"
-                "  deployctl logs --process worker -f\n  deployctl logs --process cron.cleanup\n");
+                "  deployctl logs --process worker -f\n  deployctl logs --process cron.cleanup\n"
+                "  deployctl logs --access -n 100\n  deployctl logs --access -f\n");
     cmd->callback(
         [&ctx, options] { ctx.command = [&ctx, options] { return logs(ctx, *options); }; });
 }

@@ -309,6 +309,28 @@ void HumanPrinter::render(const AgentEvent& e) {
         std::string stream = json_str(event, "stream");
         line(m_out, host_prefix(host),
              paint(Color::dim, fmt::format("{:>6} |", stream)) + " " + json_str(event, "line"));
+    } else if (kind == "access") {
+        // One request: "TIME CLIENT METHOD HOST+PATH STATUS DURATION BYTES INSTANCE ID".
+        const json& r = event.contains("request") ? event["request"] : event;
+        auto number = [&r](const char* key) {
+            auto it = r.is_object() ? r.find(key) : r.end();
+            return it != r.end() && it->is_number() ? it->get<double>() : 0.0;
+        };
+        const int status = static_cast<int>(number("status"));
+        const Color c = status >= 500 || status == 0 ? Color::red
+                        : status >= 400              ? Color::yellow
+                                                     : Color::none;
+        const double ms = number("duration_ms");
+        const auto bytes = static_cast<std::uint64_t>(number("bytes_out"));
+        std::string instance = json_str(r, "instance");
+        line(m_out, host_prefix(host),
+             fmt::format("{} {} {} {}{} {} {} {} {} {}", paint(Color::dim, json_str(r, "time")),
+                         json_str(r, "client"), json_str(r, "method"), json_str(r, "host"),
+                         json_str(r, "path"),
+                         paint(c, status ? std::to_string(status) : std::string("-")),
+                         ms < 1000 ? fmt::format("{:.1f}ms", ms) : fmt::format("{:.2f}s", ms / 1000),
+                         format_bytes(bytes), instance.empty() ? "-" : instance,
+                         paint(Color::dim, json_str(r, "request_id"))));
     } else if (kind == "health") {
         bool ok = event.value("ok", false);
         int status = event.value("status", 0);
