@@ -64,7 +64,10 @@ class Sink(socketserver.BaseRequestHandler):
                 # pending may hold the start of the body: feed it first.
                 stream = Chained(pending, reader)
                 while True:
-                    size = int(stream.readline().split(b";")[0], 16)
+                    line = stream.readline()
+                    if not line:
+                        return  # the proxy gave up on the request
+                    size = int(line.split(b";")[0], 16)
                     if size == 0:
                         while stream.readline() not in (b"\r\n", b"\n", b""):
                             pass
