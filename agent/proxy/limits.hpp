@@ -12,6 +12,10 @@ constexpr std::size_t k_header_limit = 64 * 1024;
 constexpr std::uint64_t k_default_max_body = 100ull * 1024 * 1024;
 constexpr auto k_websocket_idle = std::chrono::milliseconds(3600 * 1000);
 constexpr std::size_t k_relay_chunk = 32 * 1024; // request and response bodies, per connection
+// A body that does not come in one read: each of the two buffers it streams through (one is
+// written upstream while the next piece is read into the other), and the most read from the
+// socket at once (the read buffer grows to it). Only while such a body streams.
+constexpr std::size_t k_body_chunk = 64 * 1024;
 // A request answered before its body was read (413 ...): what is still read
 // and discarded before the connection closes, so the client sees the answer.
 constexpr std::size_t k_linger_bytes = 1024 * 1024;

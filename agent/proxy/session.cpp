@@ -144,6 +144,8 @@ void Session<ClientStream>::on_request_header(error_code ec, std::size_t) {
     m_body_read = 0;
     m_body_held = 0;
     m_body_consumed = false;
+    release_body_buffers();
+    m_pipe = {};
     dispatch();
 }
 
@@ -313,6 +315,7 @@ void Session<ClientStream>::end_exchange(bool keep_alive) {
     m_table.reset();
     m_route = nullptr;
     m_probe = false;
+    release_body_buffers();
     // Answered before its body was read to the end (413, 404, a static file,
     // a failed upstream): the rest of the body is not a request.
     const bool body_left =

@@ -112,12 +112,20 @@ class Session final : public SessionBase,
     void on_upstream_connected(error_code ec);
     void write_upstream();
     void on_upstream_written(error_code ec, std::size_t bytes);
-    // The request body, streamed: a buffer (m_chunk) read from the client,
-    // then written upstream (re-chunked if the client sent it chunked).
+    // The request body, streamed: pieces read from the client, each written
+    // upstream (re-chunked if the client sent it chunked). The first piece is
+    // read into m_chunk; a body that does not end there goes on through the
+    // two buffers of m_pipe, the next piece read while the previous is written.
     void read_request_body();
     void on_request_body(error_code ec, std::size_t bytes);
     void on_request_body_written(error_code ec, std::size_t bytes);
-    void write_body(std::size_t n, bool done); // m_chunk[0, n) upstream; `done`: the last piece
+    void write_body(const char* data, std::size_t n, bool done); // `done`: the last piece
+    // A failure of either side while the body streams, acted on once neither
+    // side has an operation under way.
+    void body_failed();
+    // Gives back what a body that streamed took (m_pipe's buffers, the read
+    // buffer's growth).
+    void release_body_buffers();
     // What is known of the attempt that just failed (retry.hpp).
     Attempt current_attempt(bool got_response_bytes, bool timed_out) const;
     // One 502/504 log line, rate-limited per app (retry.hpp: LogLimiter).
@@ -185,6 +193,24 @@ class Session final : public SessionBase,
     std::optional<boost::beast::http::serializer<false, boost::beast::http::buffer_body>>
         m_serializer;
     std::vector<char> m_chunk; // body relay buffer, allocated once per connection
+    struct BodyPipe {
+        enum class Fail { none, client_gone, malformed, too_large, upstream };
+        std::unique_ptr<char[]> buffers; // 2 x k_body_chunk, while a body streams
+        bool reading = false;            // a read from the client is under way
+        bool writing = false;            // a write upstream is under way
+        char* read_into = nullptr;       // where the read under way puts its piece
+        std::size_t read_size = 0;
+        const char* written = nullptr; // the buffer of the write under way
+        // A piece read while the previous one was still being written.
+        bool has_ready = false;
+        const char* ready = nullptr;
+        std::size_t ready_n = 0;
+        bool ready_done = false;
+        Fail fail = Fail::none;
+        error_code upstream_error; // Fail::upstream
+    };
+    BodyPipe m_pipe;
+    bool m_relay_grown = false; // the upstream's read buffer grew for this response
     // Serialized header of the message being written (see serialize_header);
     // for a response, emptied once it is out. Unused when m_serializer is.
     std::string m_head;

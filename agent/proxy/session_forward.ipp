@@ -190,7 +190,8 @@ void Session<ClientStream>::on_upstream_written(error_code ec, std::size_t bytes
     }
     if (m_request->is_done()) {
         if (m_body_held > 0 || m_chunked_upstream) {
-            return write_body(m_body_held, true); // sent again: the body held in m_chunk
+            // Sent again: the body held in m_chunk.
+            return write_body(m_chunk.data(), m_body_held, true);
         }
         return read_upstream_header();
     }
@@ -207,12 +208,29 @@ void Session<ClientStream>::on_upstream_written(error_code ec, std::size_t bytes
 
 template <class ClientStream>
 void Session<ClientStream>::read_request_body() {
-    if (m_chunk.size() < k_relay_chunk) {
-        m_chunk.resize(k_relay_chunk);
+    if (m_body_read == 0 && !m_pipe.buffers) {
+        // The first piece: a small body ends in it, and stays there to be
+        // sent again on a retry (m_body_held).
+        if (m_chunk.size() < k_relay_chunk) {
+            m_chunk.resize(k_relay_chunk);
+        }
+        m_pipe.read_into = m_chunk.data();
+        m_pipe.read_size = m_chunk.size();
+    } else {
+        if (!m_pipe.buffers) {
+            // A body longer than one read: two buffers, and reads of
+            // k_body_chunk (Beast reads at most what the buffer has room for).
+            m_pipe.buffers = std::make_unique_for_overwrite<char[]>(2 * k_body_chunk);
+            m_client_buffer.reserve(k_body_chunk);
+        }
+        char* first = m_pipe.buffers.get();
+        m_pipe.read_into = m_pipe.written == first ? first + k_body_chunk : first;
+        m_pipe.read_size = k_body_chunk;
     }
     auto& body = m_request->get().body();
-    body.data = m_chunk.data();
-    body.size = m_chunk.size();
+    body.data = m_pipe.read_into;
+    body.size = m_pipe.read_size;
+    m_pipe.reading = true;
     client_tcp().expires_after(k_client_timeout);
     http::async_read_some(m_client, m_client_buffer, *m_request,
                           beast::bind_front_handler(&Session::on_request_body, shared_from_this()));
@@ -220,23 +238,23 @@ void Session<ClientStream>::read_request_body() {
 
 template <class ClientStream>
 void Session<ClientStream>::on_request_body(error_code ec, std::size_t) {
+    using Fail = BodyPipe::Fail;
+    m_pipe.reading = false;
     if (ec == http::error::need_buffer) {
         ec = {};
     }
     if (ec) {
         // The client went away (or sent a malformed body) in the middle: the
         // upstream has part of a request, its connection goes.
-        m_upstream.reset();
         const bool malformed = ec.category() == error_code(http::error::end_of_stream).category() &&
                                ec != http::error::end_of_stream &&
                                ec != http::error::partial_message;
-        if (!malformed) {
-            return close();
-        }
-        return respond_plain(http::status::bad_request, "malformed request body\n", After::close);
+        m_pipe.fail = malformed ? Fail::malformed : Fail::client_gone;
+        return body_failed();
     }
     auto& body = m_request->get().body();
-    const std::size_t n = m_chunk.size() - body.size;
+    const std::size_t n = m_pipe.read_size - body.size;
+    const char* data = m_pipe.read_into;
     m_body_read += n;
     // A body read whole in one piece stays in m_chunk until the response
     // is relayed: it can be sent again. Any larger one cannot.
@@ -246,6 +264,107 @@ void Session<ClientStream>::on_request_body(error_code ec, std::size_t) {
         m_body_consumed = true;
     }
     if (m_route->max_body != 0 && m_body_read > m_route->max_body) {
+        m_pipe.fail = Fail::too_large;
+    }
+    if (m_pipe.fail != Fail::none) {
+        return body_failed(); // too large, or the upstream failed meanwhile
+    }
+    const bool done = m_request->is_done();
+    if (n == 0 && !done) {
+        return read_request_body();
+    }
+    if (done && m_pipe.buffers) {
+        m_client_buffer.shrink_to_fit(); // no more body to read
+    }
+    if (m_pipe.writing) {
+        m_pipe.has_ready = true;
+        m_pipe.ready = data;
+        m_pipe.ready_n = n;
+        m_pipe.ready_done = done;
+        return;
+    }
+    write_body(data, n, done);
+    if (!done) {
+        read_request_body(); // into the other buffer, while this one is written
+    }
+}
+
+template <class ClientStream>
+void Session<ClientStream>::write_body(const char* data, std::size_t n, bool done) {
+    m_pipe.writing = true;
+    m_pipe.written = data;
+    m_upstream->stream.expires_after(m_route->read_timeout);
+    if (!m_chunked_upstream) {
+        asio::async_write(
+            m_upstream->stream, asio::buffer(data, n),
+            beast::bind_front_handler(&Session::on_request_body_written, shared_from_this()));
+        return;
+    }
+    static constexpr std::string_view crlf = "\r\n";
+    static constexpr std::string_view last = "0\r\n\r\n";
+    m_chunk_head = n > 0 ? fmt::format("{:x}\r\n", n) : std::string();
+    const std::array<asio::const_buffer, 4> buffers{
+        asio::buffer(m_chunk_head), asio::buffer(data, n),
+        n > 0 ? asio::buffer(crlf.data(), crlf.size()) : asio::const_buffer(),
+        done ? asio::buffer(last.data(), last.size()) : asio::const_buffer()};
+    asio::async_write(
+        m_upstream->stream, buffers,
+        beast::bind_front_handler(&Session::on_request_body_written, shared_from_this()));
+}
+
+template <class ClientStream>
+void Session<ClientStream>::on_request_body_written(error_code ec, std::size_t) {
+    using Fail = BodyPipe::Fail;
+    m_pipe.writing = false;
+    m_pipe.written = nullptr;
+    if (ec && m_pipe.fail == Fail::none) {
+        // Part of the body reached the upstream: never retried (retry.hpp).
+        m_pipe.fail = Fail::upstream;
+        m_pipe.upstream_error = ec;
+    }
+    if (m_pipe.fail != Fail::none) {
+        return body_failed();
+    }
+    if (m_pipe.has_ready) {
+        m_pipe.has_ready = false;
+        write_body(m_pipe.ready, m_pipe.ready_n, m_pipe.ready_done);
+        if (!m_pipe.ready_done) {
+            read_request_body(); // into the buffer just written
+        }
+        return;
+    }
+    if (m_pipe.reading) {
+        return; // the next piece is on its way
+    }
+    if (m_request->is_done()) {
+        release_body_buffers();
+        return read_upstream_header();
+    }
+    read_request_body();
+}
+
+template <class ClientStream>
+void Session<ClientStream>::body_failed() {
+    using Fail = BodyPipe::Fail;
+    if (m_pipe.reading || m_pipe.writing) {
+        return; // the other side's operation ends first (a read gets its piece,
+                // a write its bytes out, or either fails or times out)
+    }
+    const Fail fail = std::exchange(m_pipe.fail, Fail::none);
+    m_pipe.has_ready = false;
+    release_body_buffers();
+    switch (fail) {
+    case Fail::none:
+        return;
+    case Fail::upstream:
+        return upstream_failed(m_pipe.upstream_error, false);
+    case Fail::client_gone:
+        m_upstream.reset();
+        return close();
+    case Fail::malformed:
+        m_upstream.reset();
+        return respond_plain(http::status::bad_request, "malformed request body\n", After::close);
+    case Fail::too_large:
         // A chunked body past the limit: no response was started (the
         // upstream's is read once the body is sent), so the client gets 413;
         // the upstream, which has part of it, loses its connection.
@@ -258,48 +377,22 @@ void Session<ClientStream>::on_request_body(error_code ec, std::size_t) {
                                          m_route->max_body),
                              After::close);
     }
-    const bool done = m_request->is_done();
-    if (n == 0 && !done) {
-        return read_request_body();
-    }
-    write_body(n, done);
 }
 
 template <class ClientStream>
-void Session<ClientStream>::write_body(std::size_t n, bool done) {
-    m_upstream->stream.expires_after(m_route->read_timeout);
-    if (!m_chunked_upstream) {
-        asio::async_write(
-            m_upstream->stream, asio::buffer(m_chunk.data(), n),
-            beast::bind_front_handler(&Session::on_request_body_written, shared_from_this()));
+void Session<ClientStream>::release_body_buffers() {
+    if (!m_pipe.buffers) {
         return;
     }
-    static constexpr std::string_view crlf = "\r\n";
-    static constexpr std::string_view last = "0\r\n\r\n";
-    m_chunk_head = n > 0 ? fmt::format("{:x}\r\n", n) : std::string();
-    const std::array<asio::const_buffer, 4> buffers{
-        asio::buffer(m_chunk_head), asio::buffer(m_chunk.data(), n),
-        n > 0 ? asio::buffer(crlf.data(), crlf.size()) : asio::const_buffer(),
-        done ? asio::buffer(last.data(), last.size()) : asio::const_buffer()};
-    asio::async_write(
-        m_upstream->stream, buffers,
-        beast::bind_front_handler(&Session::on_request_body_written, shared_from_this()));
-}
-
-template <class ClientStream>
-void Session<ClientStream>::on_request_body_written(error_code ec, std::size_t) {
-    if (ec) {
-        // Part of the body reached the upstream: never retried (retry.hpp).
-        return upstream_failed(ec, false);
-    }
-    if (m_request->is_done()) {
-        return read_upstream_header();
-    }
-    read_request_body();
+    m_pipe.buffers.reset();
+    m_pipe.written = nullptr;
+    m_pipe.has_ready = false;
+    m_client_buffer.shrink_to_fit();
 }
 
 template <class ClientStream>
 void Session<ClientStream>::read_upstream_header() {
+    m_relay_grown = false;
     m_response.emplace();
     m_response->header_limit(k_header_limit);
     m_response->body_limit(std::numeric_limits<std::uint64_t>::max());
@@ -441,6 +534,14 @@ void Session<ClientStream>::relay_body() {
     if (m_chunk.empty()) {
         m_chunk.resize(k_relay_chunk);
     }
+    const bool header_sent = m_serializer ? m_serializer->is_header_done() : m_head.empty();
+    if (header_sent && !m_relay_grown) {
+        // A body that did not come in one read: reads of k_body_chunk from
+        // now on (Beast reads at most what the buffer has room for), until
+        // the response is done.
+        m_upstream->buffer.reserve(k_body_chunk);
+        m_relay_grown = true;
+    }
     auto& body = m_response->get().body();
     body.data = m_chunk.data();
     body.size = m_chunk.size();
@@ -511,6 +612,10 @@ template <class ClientStream>
 void Session<ClientStream>::complete_exchange() {
     const bool reusable =
         m_response->keep_alive() && m_upstream->buffer.size() == 0 && m_upgrade.empty();
+    if (m_relay_grown) {
+        m_upstream->buffer.shrink_to_fit();
+        m_relay_grown = false;
+    }
     if (reusable && !m_worker.stopping()) {
         m_worker.pool().give_back(upstream().key, std::move(m_upstream));
     }
