@@ -136,12 +136,18 @@ Response events(ApiContext& context, const Request& request) {
 
 // The app's PRODUCTION release; not_found for an unknown app or one without
 // (`hint` ends that message).
-common::Result<std::string> production_release(ApiContext& context, const std::string& app,
-                                               std::string_view hint) {
+// The app's status; not_found for an unknown app says so in those words.
+common::Result<AppStatus> known_app(ApiContext& context, const std::string& app) {
     auto status = context.service.status(app);
     if (!status && status.error().kind == ErrorKind::not_found)
         return make_error(ErrorKind::not_found,
                           fmt::format("no app named '{}' on this agent", app));
+    return status;
+}
+
+common::Result<std::string> production_release(ApiContext& context, const std::string& app,
+                                               std::string_view hint) {
+    auto status = known_app(context, app);
     if (!status)
         return status.error();
     if (!status->production)
@@ -279,12 +285,8 @@ Response app_logs(ApiContext& context, const Request& request) {
                                 text.substr(0, 80))));
             lines = static_cast<std::size_t>(std::stoul(text));
         }
-        if (auto status = context.service.status(*app); !status) {
-            if (status.error().kind == ErrorKind::not_found)
-                return error_response(make_error(
-                    ErrorKind::not_found, fmt::format("no app named '{}' on this agent", *app)));
+        if (auto status = known_app(context, *app); !status)
             return error_response(status.error());
-        }
         const bool follow = flag_set(request.query, "follow");
         return ndjson([file = context.data_dir.access_log(*app), lines, follow,
                        poll = context.poll_interval](StreamSink& sink) {
