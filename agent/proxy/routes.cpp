@@ -69,7 +69,7 @@ common::Result<Upstream> parse_address(const json& item, const std::string& wher
     if (!parsed || parsed->port == 0) {
         return malformed(source, where + " must be IP:PORT, got \"" + *value + "\"");
     }
-    return Upstream{*value, std::move(parsed->host), parsed->port};
+    return Upstream{*value, std::move(parsed->host), parsed->port, {}};
 }
 
 // "limits": {"max_body": 104857600, "connect_timeout_ms": 5000, "read_timeout_ms": 60000,
