@@ -7,6 +7,9 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+#include <initializer_list>
+
 namespace agent::api {
 
 namespace {
@@ -100,6 +103,115 @@ Response scale(ApiContext& context, const Request& request) {
     if (!list)
         return error_response(list.error());
     return json_response(200, process_list_json(*list));
+}
+
+nlohmann::json traffic_json(const std::string& app, const Traffic& traffic) {
+    nlohmann::json out{{"app", app}, {"maintenance", nullptr}, {"paused", nullptr}};
+    if (traffic.maintenance)
+        out["maintenance"] = {{"message", traffic.message},
+                              {"retry_after", traffic.retry_after},
+                              {"since", traffic.maintenance_since}};
+    if (traffic.paused)
+        out["paused"] = {{"timeout_ms", traffic.pause_timeout_ms},
+                         {"since", traffic.paused_since}};
+    return out;
+}
+
+Response traffic_response(const std::string& app, const common::Result<Traffic>& traffic) {
+    if (!traffic)
+        return error_response(traffic.error());
+    return json_response(200, traffic_json(app, *traffic));
+}
+
+// GET /v1/apps/{app}/traffic: maintenance mode and pause.
+Response show_traffic(ApiContext& context, const Request& request) {
+    auto app = app_param(request);
+    if (!app)
+        return error_response(app.error());
+    return traffic_response(*app, context.service.traffic(*app));
+}
+
+// An optional whole-number field of a JSON object, from 0 to `max`.
+common::Result<std::int64_t> count_field(const nlohmann::json& body, const char* key,
+                                         std::int64_t fallback, std::int64_t min,
+                                         std::int64_t max) {
+    auto it = body.find(key);
+    if (it == body.end())
+        return fallback;
+    if (!it->is_number_integer() || it->get<std::int64_t>() < min ||
+        it->get<std::int64_t>() > max)
+        return make_error(ErrorKind::bad_request,
+                          fmt::format("\"{}\" must be a whole number from {} to {}, not {}", key,
+                                      min, max, describe_value(*it)));
+    return it->get<std::int64_t>();
+}
+
+// Object bodies with only these keys.
+common::Status check_keys(const nlohmann::json& body, std::initializer_list<std::string_view> keys,
+                          std::string_view example) {
+    if (!body.is_object())
+        return make_error(ErrorKind::bad_request, fmt::format("expected {}", example));
+    for (const auto& [key, value] : body.items())
+        if (std::find(keys.begin(), keys.end(), key) == keys.end())
+            return make_error(ErrorKind::bad_request,
+                              fmt::format("unknown field \"{}\"; expected {}", key, example));
+    return {};
+}
+
+// POST /v1/apps/{app}/maintenance {"message": "...", "retry_after": 300}: on.
+Response maintenance_on(ApiContext& context, const Request& request) {
+    auto app = app_param(request);
+    if (!app)
+        return error_response(app.error());
+    auto body = parse_json_body(request, true);
+    if (!body)
+        return error_response(body.error());
+    constexpr std::string_view example = R"({"message": "Back at 10:00", "retry_after": 300})";
+    if (auto checked = check_keys(*body, {"message", "retry_after"}, example); !checked)
+        return error_response(checked.error());
+    std::string message;
+    if (auto it = body->find("message"); it != body->end()) {
+        if (!it->is_string() || it->get_ref<const std::string&>().size() > 4096)
+            return error_response(make_error(ErrorKind::bad_request,
+                                             "\"message\" must be a string of at most 4096 bytes"));
+        message = it->get<std::string>();
+    }
+    auto retry_after = count_field(*body, "retry_after", 0, 0, 366LL * 24 * 3600);
+    if (!retry_after)
+        return error_response(retry_after.error());
+    return traffic_response(*app,
+                            context.service.set_maintenance(*app, true, message, *retry_after));
+}
+
+Response maintenance_off(ApiContext& context, const Request& request) {
+    auto app = app_param(request);
+    if (!app)
+        return error_response(app.error());
+    return traffic_response(*app, context.service.set_maintenance(*app, false, "", 0));
+}
+
+// POST /v1/apps/{app}/pause {"timeout_ms": 30000}
+Response pause_app(ApiContext& context, const Request& request) {
+    auto app = app_param(request);
+    if (!app)
+        return error_response(app.error());
+    auto body = parse_json_body(request, true);
+    if (!body)
+        return error_response(body.error());
+    if (auto checked = check_keys(*body, {"timeout_ms"}, R"({"timeout_ms": 30000})"); !checked)
+        return error_response(checked.error());
+    auto timeout = count_field(*body, "timeout_ms", k_default_pause_timeout_ms, 1,
+                               24LL * 3600 * 1000);
+    if (!timeout)
+        return error_response(timeout.error());
+    return traffic_response(*app, context.service.set_paused(*app, true, *timeout));
+}
+
+Response resume_app(ApiContext& context, const Request& request) {
+    auto app = app_param(request);
+    if (!app)
+        return error_response(app.error());
+    return traffic_response(*app, context.service.set_paused(*app, false, 0));
 }
 
 Response list_releases(ApiContext& context, const Request& request) {
@@ -278,6 +390,12 @@ void add_app_routes(Router& router, ApiContext& context) {
     router.add("POST", "/v1/apps/{app}/stop", bind(stop_app), BodyKind::small_json);
     router.add("POST", "/v1/apps/{app}/start", bind(start_app), BodyKind::small_json);
     router.add("POST", "/v1/apps/{app}/restart", bind(restart_app), BodyKind::small_json);
+    router.add("GET", "/v1/apps/{app}/traffic", bind(show_traffic));
+    router.add("POST", "/v1/apps/{app}/maintenance", bind(maintenance_on), BodyKind::small_json);
+    router.add("DELETE", "/v1/apps/{app}/maintenance", bind(maintenance_off),
+               BodyKind::small_json);
+    router.add("POST", "/v1/apps/{app}/pause", bind(pause_app), BodyKind::small_json);
+    router.add("POST", "/v1/apps/{app}/resume", bind(resume_app), BodyKind::small_json);
     // Everything of the app, its secrets and history too: the admin scope.
     router.add("DELETE", "/v1/apps/{app}", bind(destroy_app), BodyKind::small_json, Access::admin);
 }

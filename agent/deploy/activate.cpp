@@ -199,6 +199,14 @@ std::vector<Route> Engine::routing_table_locked() {
                 continue;
         }
         Route route{"", app, production->id, ""};
+        if (const auto traffic = m_store->traffic(app); traffic.maintenance || traffic.paused) {
+            route.maintenance = traffic.maintenance;
+            route.maintenance_message = traffic.message;
+            route.retry_after = traffic.retry_after;
+            if (traffic.maintenance)
+                route.maintenance_page = maintenance_page(app, production->id, config);
+            route.pause_timeout_ms = traffic.paused ? traffic.pause_timeout_ms : 0;
+        }
         if (stopped) {
             route.stopped = true; // deploy-proxy answers 503 "APP is stopped"
         } else if (scaled_to_zero) {

@@ -73,6 +73,12 @@ class Engine final : public Service {
     common::Result<AppAction> stop_app(const std::string& app) override;
     common::Result<AppAction> start_app(const std::string& app) override;
     common::Result<AppAction> restart_app(const std::string& app) override;
+    common::Result<Traffic> traffic(const std::string& app) override;
+    common::Result<Traffic> set_maintenance(const std::string& app, bool on,
+                                            const std::string& message,
+                                            std::int64_t retry_after) override;
+    common::Result<Traffic> set_paused(const std::string& app, bool on,
+                                       std::int64_t timeout_ms) override;
     common::Result<Destroyed> destroy_app(const std::string& app) override;
     std::vector<secrets::VarInfo> env(const std::string& app) override;
     common::Status set_env(const std::string& app, std::vector<secrets::NewVar> vars) override;
@@ -186,6 +192,15 @@ class Engine final : public Service {
     // RELEASE_DIR/static.dir, the directory deploy-proxy serves.
     std::filesystem::path static_root(const std::string& app, const std::string& id,
                                       const common::AppConfig& config) const;
+    // The release's maintenance.html (at its root, else in its [static] dir):
+    // a regular file, not a link; "" when it has none.
+    std::string maintenance_page(const std::string& app, const std::string& id,
+                                 const common::Result<common::AppConfig>& config) const;
+    // Applies a change of the app's traffic row (`change` writes it) to
+    // deploy-proxy; if the proxy cannot be told, the row is put back and the
+    // error says nothing changed.
+    common::Result<Traffic> change_traffic(const std::string& app, std::string_view what,
+                                           const std::function<common::Status()>& change);
     common::Result<runtime::AppProcess> launch_and_check(const std::string& app,
                                                          const std::string& id,
                                                          const common::AppConfig& config,

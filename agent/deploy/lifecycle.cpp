@@ -441,3 +441,60 @@ common::Result<Destroyed> Engine::destroy_app(const std::string& app) {
 }
 
 } // namespace agent
+
+namespace agent {
+
+common::Result<Traffic> Engine::traffic(const std::string& app) {
+    TRY(known_app(app));
+    return m_store->traffic(app);
+}
+
+common::Result<Traffic> Engine::change_traffic(const std::string& app, std::string_view what,
+                                               const std::function<common::Status()>& change) {
+    TRY(known_app(app));
+    const Traffic before = m_store->traffic(app);
+    TRY(db_write(change));
+    if (auto published = publish_routes(); !published) {
+        if (auto undone = db_write([&]() -> common::Status {
+                TRY(m_store->set_maintenance(app, before.maintenance, before.message,
+                                             before.retry_after,
+                                             std::string(what) + " undone: " +
+                                                 published.error().message));
+                return m_store->set_paused(app, before.paused, before.pause_timeout_ms,
+                                           std::string(what) + " undone");
+            });
+            !undone)
+            common::log_error(undone.error().message);
+        publish_routes_or_log("after a failed traffic change");
+        return make_error(ErrorKind::io, "cannot " + std::string(what) + " " + app + ": " +
+                                             published.error().message +
+                                             "; nothing changed");
+    }
+    if (auto production = m_store->production(app))
+        EventLog(m_options.data_dir.event_log(app, production->id), production->id)
+            .log("system", std::string(what) + " (deploy-proxy applied it)");
+    common::log_info(std::string(what) + ": " + app);
+    return m_store->traffic(app);
+}
+
+common::Result<Traffic> Engine::set_maintenance(const std::string& app, bool on,
+                                                const std::string& message,
+                                                std::int64_t retry_after) {
+    const std::string what =
+        on ? "maintenance on" + (retry_after ? " (Retry-After " + std::to_string(retry_after) + "s)"
+                                             : std::string())
+           : std::string("maintenance off");
+    return change_traffic(app, what, [&] {
+        return m_store->set_maintenance(app, on, message, retry_after, what);
+    });
+}
+
+common::Result<Traffic> Engine::set_paused(const std::string& app, bool on,
+                                           std::int64_t timeout_ms) {
+    const std::string what =
+        on ? "paused (requests held up to " + std::to_string(timeout_ms) + "ms)" : "resumed";
+    return change_traffic(app, what,
+                          [&] { return m_store->set_paused(app, on, timeout_ms, what); });
+}
+
+} // namespace agent

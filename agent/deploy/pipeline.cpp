@@ -316,6 +316,28 @@ fs::path Engine::static_root(const std::string& app, const std::string& id,
     return root.has_filename() ? root : root.parent_path(); // "dir/." → "dir"
 }
 
+std::string Engine::maintenance_page(const std::string& app, const std::string& id,
+                                     const common::Result<common::AppConfig>& config) const {
+    std::error_code ec;
+    const auto release = fs::canonical(m_options.data_dir.release_dir(app, id), ec);
+    if (ec)
+        return {};
+    std::vector<fs::path> candidates{release / "maintenance.html"};
+    if (config && config->static_site)
+        candidates.push_back(static_root(app, id, *config) / "maintenance.html");
+    for (const auto& page : candidates) {
+        // A link is followed only within the release; deploy-proxy opens the
+        // file it leads to without following links.
+        const auto real = fs::canonical(page, ec);
+        if (ec || fs::status(real, ec).type() != fs::file_type::regular)
+            continue;
+        const auto inside = real.lexically_relative(release);
+        if (!inside.empty() && *inside.begin() != "..")
+            return real.string();
+    }
+    return {};
+}
+
 common::Result<runtime::AppProcess> Engine::check_static_site(const std::string& app,
                                                               const std::string& id,
                                                               const common::AppConfig& config,

@@ -22,6 +22,15 @@ std::string routing_table_json(std::uint64_t generation, const std::vector<Route
     nlohmann::json table{{"generation", generation}, {"routes", nlohmann::json::array()}};
     for (const auto& route : routes) {
         nlohmann::json item{{"host", route.host}, {"app", route.app}, {"release", route.release}};
+        if (route.maintenance) {
+            nlohmann::json maintenance{{"message", route.maintenance_message},
+                                       {"retry_after", route.retry_after}};
+            if (!route.maintenance_page.empty())
+                maintenance["page"] = route.maintenance_page;
+            item["maintenance"] = std::move(maintenance);
+        }
+        if (route.pause_timeout_ms > 0)
+            item["pause"] = {{"timeout_ms", route.pause_timeout_ms}};
         if (route.scaled_to_zero)
             item["stopped"] = "scaled";
         else if (route.stopped)

@@ -35,6 +35,14 @@ struct Route {
     bool scaled_to_zero = false;
     // deploy.toml [proxy] of an app route: body limit and timeouts ("limits").
     common::AppProxySettings limits{};
+    // deployctl maintenance on: 503 with this message, Retry-After (seconds,
+    // 0: none) and the release's maintenance.html when `maintenance_page` is set.
+    bool maintenance = false;
+    std::string maintenance_message{};
+    std::int64_t retry_after = 0;
+    std::string maintenance_page{};
+    // deployctl pause: requests wait at the proxy, at most this long (0: not paused).
+    std::int64_t pause_timeout_ms = 0;
 };
 
 // "APP.localhost" plus every domain of every target, without duplicates.

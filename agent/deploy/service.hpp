@@ -7,6 +7,7 @@
 #include <agent/proxy/tls_certificates.hpp>
 #include <agent/runtime/runtime.hpp>
 #include <agent/secrets/vars.hpp>
+#include <agent/store/store.hpp>
 #include <common/config.hpp>
 #include <common/manifest.hpp>
 #include <common/result.hpp>
@@ -119,6 +120,9 @@ struct Promotion {
 // What stop, start or restart did to an app: `release` is its PRODUCTION
 // release; `changed` is false when it already was as asked (stop of a stopped
 // app, start of a running one).
+// deployctl pause without --timeout: how long a request is held at most.
+inline constexpr std::int64_t k_default_pause_timeout_ms = 30000;
+
 struct AppAction {
     std::string app;
     std::string release;
@@ -253,6 +257,25 @@ class Service {
     virtual common::Result<AppAction> restart_app(const std::string& app) {
         (void)app;
         return common::make_error(common::ErrorKind::internal, "restart is not supported");
+    }
+    // deployctl maintenance / pause / resume (docs/api.md): how deploy-proxy
+    // treats the app's requests (agent/store: Traffic), kept across deploys,
+    // rollbacks and restarts until turned off. The setters return once the
+    // proxy applied it; ErrorKind::not_found for an unknown app.
+    virtual common::Result<Traffic> traffic(const std::string& app) {
+        return common::make_error(common::ErrorKind::internal, "traffic is not supported: " + app);
+    }
+    virtual common::Result<Traffic> set_maintenance(const std::string& app, bool on,
+                                                    const std::string& message,
+                                                    std::int64_t retry_after) {
+        (void)on, (void)message, (void)retry_after;
+        return common::make_error(common::ErrorKind::internal,
+                                  "maintenance is not supported: " + app);
+    }
+    virtual common::Result<Traffic> set_paused(const std::string& app, bool on,
+                                               std::int64_t timeout_ms) {
+        (void)on, (void)timeout_ms;
+        return common::make_error(common::ErrorKind::internal, "pause is not supported: " + app);
     }
     // deployctl destroy: removes everything of the app (processes, containers,
     // images, releases, logs, variables, routes, its switch history, the blobs

@@ -1,9 +1,17 @@
 #include <agent/proxy/routes.hpp>
 #include <common/address.hpp>
+#include <common/log.hpp>
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include <cerrno>
+#include <cstring>
 #include <unordered_set>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 namespace agent::proxy {
 namespace {
@@ -155,6 +163,103 @@ common::Status parse_instances(const json& item, const std::string& where, std::
     return {};
 }
 
+// A maintenance page: a regular file of at most k_max_maintenance_page bytes,
+// not reached through a symbolic link (the release's tree is the app's: a link
+// to a secret of this machine is not served).
+common::Result<std::string> read_page(const std::string& path) {
+    auto fail = [&](int error) {
+        return common::make_error(ErrorKind::io,
+                                  "cannot read " + path + ": " + std::strerror(error));
+    };
+    const int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
+        return fail(errno);
+    }
+    struct stat info {};
+    std::string text;
+    int error = 0;
+    if (::fstat(fd, &info) != 0) {
+        error = errno;
+    } else if (!S_ISREG(info.st_mode)) {
+        error = EINVAL;
+    } else if (static_cast<std::uint64_t>(info.st_size) > k_max_maintenance_page) {
+        ::close(fd);
+        return common::make_error(ErrorKind::io, path + " is larger than 1 MiB");
+    } else {
+        text.resize(static_cast<std::size_t>(info.st_size));
+        std::size_t got = 0;
+        while (got < text.size()) {
+            const ssize_t n = ::read(fd, text.data() + got, text.size() - got);
+            if (n < 0 && errno == EINTR) {
+                continue;
+            }
+            if (n <= 0) {
+                error = n < 0 ? errno : 0;
+                break;
+            }
+            got += static_cast<std::size_t>(n);
+        }
+        text.resize(got);
+    }
+    ::close(fd);
+    if (error != 0) {
+        return fail(error);
+    }
+    return text;
+}
+
+// "maintenance": {"message": "...", "retry_after": 300, "page": "/abs/maintenance.html"},
+// each optional. A page that cannot be read leaves the built-in one (logged).
+common::Status parse_maintenance(const json& item, const std::string& where,
+                                 std::string_view source, Route& route) {
+    if (!item.is_object()) {
+        return malformed(source, where + " must be an object");
+    }
+    auto maintenance = std::make_shared<Maintenance>();
+    for (const auto& [key, value] : item.items()) {
+        if (key == "message" && value.is_string() && value.get_ref<const std::string&>().size() <= 4096) {
+            maintenance->message = value.get<std::string>();
+        } else if (key == "retry_after" && value.is_number_unsigned() &&
+                   value.get<std::uint64_t>() <= 366ull * 24 * 3600) {
+            maintenance->retry_after = value.get<std::uint64_t>();
+        } else if (key == "page" && value.is_string() &&
+                   std::filesystem::path(value.get<std::string>()).is_absolute()) {
+            auto page = read_page(value.get<std::string>());
+            if (page) {
+                maintenance->page = std::move(*page);
+            } else {
+                common::log_warn(fmt::format("{}: {}; answering with the built-in maintenance "
+                                             "page",
+                                             route.app, page.error().message));
+            }
+        } else if (key == "message" || key == "retry_after" || key == "page") {
+            return malformed(source, where + "." + key +
+                                         (key == "message" ? " must be a string of at most 4096 bytes"
+                                          : key == "page"  ? " must be an absolute path"
+                                                           : " must be 0 to 31622400 seconds"));
+        } else {
+            return malformed(source, where + " has an unknown key \"" + key + "\"");
+        }
+    }
+    route.maintenance = std::move(maintenance);
+    return {};
+}
+
+// "pause": {"timeout_ms": 30000}
+common::Status parse_pause(const json& item, const std::string& where, std::string_view source,
+                           Route& route) {
+    const json* timeout = item.is_object() && item.size() == 1 && item.contains("timeout_ms")
+                              ? &item["timeout_ms"]
+                              : nullptr;
+    if (timeout == nullptr || !timeout->is_number_unsigned() || timeout->get<std::uint64_t>() == 0 ||
+        timeout->get<std::uint64_t>() > 24ull * 3600 * 1000) {
+        return malformed(source, where + " must be {\"timeout_ms\": N} with N from 1 to "
+                                         "86400000");
+    }
+    route.pause = std::chrono::milliseconds(timeout->get<std::int64_t>());
+    return {};
+}
+
 common::Result<Route> parse_route(const json& item, std::size_t index, std::string_view source) {
     const std::string where = "routes[" + std::to_string(index) + "]";
     if (!item.is_object()) {
@@ -174,6 +279,12 @@ common::Result<Route> parse_route(const json& item, std::size_t index, std::stri
         return malformed(source, where + ".host \"" + route.host + "\" is not a host name");
     }
     route.host = std::move(host);
+    if (auto maintenance = item.find("maintenance"); maintenance != item.end()) {
+        TRY(parse_maintenance(*maintenance, where + ".maintenance", source, route));
+    }
+    if (auto pause = item.find("pause"); pause != item.end()) {
+        TRY(parse_pause(*pause, where + ".pause", source, route));
+    }
     auto upstream = item.find("upstream");
     auto upstreams = item.find("upstreams");
     auto site = item.find("static");

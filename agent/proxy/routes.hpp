@@ -45,6 +45,17 @@ struct Balance {
 // (like nginx's max_fails=1 fail_timeout=1s).
 constexpr auto k_fail_timeout = std::chrono::seconds(1);
 
+// deployctl maintenance on: what the proxy answers every request of the app
+// with (but the agent's probes). Shared by the copies of a route.
+struct Maintenance {
+    std::string message;           // the operator's text; may be empty
+    std::uint64_t retry_after = 0; // seconds, sent as Retry-After; 0: none
+    // The release's maintenance.html, read when the table is loaded (at most
+    // k_max_maintenance_page bytes); empty: the built-in page.
+    std::string page;
+};
+constexpr std::size_t k_max_maintenance_page = 1024 * 1024;
+
 struct Route {
     using Clock = std::chrono::steady_clock;
 
@@ -69,6 +80,12 @@ struct Route {
     bool stopped = false;
     // deployctl scale web=0 ("stopped": "scaled"): the same, with its own page.
     bool scaled_to_zero = false;
+    // Set: deployctl maintenance on ("maintenance" in routes.json); any kind of route.
+    std::shared_ptr<const Maintenance> maintenance;
+    // deployctl pause ("pause": {"timeout_ms": N}): a request waits at the
+    // proxy until a table without the pause routes it, at most this long
+    // (then 503). Zero: not paused.
+    std::chrono::milliseconds pause{0};
     // An app route's "limits" (deploy.toml [proxy]): the largest request body
     // (0 = unlimited), and how long to connect to an instance, wait on it, and
     // keep an upgraded connection that moves no byte.
@@ -78,6 +95,7 @@ struct Route {
     std::chrono::milliseconds websocket_idle = k_websocket_idle;
 
     bool is_static() const { return !static_root.empty(); }
+    bool paused() const { return pause.count() > 0; }
 
     // Balancing (thread-safe: any worker may call these on a shared table).
     // The upstream for a new request: round robin over those not failing,

@@ -190,14 +190,18 @@ void Session<ClientStream>::dispatch() {
         m_probe = m_worker.is_probe(probe->value());
         request.erase(k_probe_field); // never reaches an app, whoever sent it
     }
-    m_table = m_worker.table();
     m_route = nullptr;
     if constexpr (!k_tls) {
         if (!m_probe && m_worker.redirects_https() && redirect_to_https()) {
-            m_table.reset();
             return;
         }
     }
+    route_request(true);
+}
+
+template <class ClientStream>
+void Session<ClientStream>::route_request(bool first) {
+    m_table = m_worker.table();
     m_route = m_host.empty() ? nullptr : m_table->find(m_host);
     if (m_route == nullptr) {
         m_table.reset();
@@ -207,7 +211,20 @@ void Session<ClientStream>::dispatch() {
                         m_host.empty() ? std::string_view("this host") : std::string_view(m_host)),
             After::keep_alive);
     }
-    stat_begin();
+    if (first) {
+        stat_begin();
+    } else if (m_stat_app.empty() || m_stat_app != m_route->app) {
+        stat_begin(); // held, and the host now routes another app (or none before)
+    } else {
+        m_stat_release = m_route->release;
+    }
+    // The agent's probes pass: a release is health-checked through the proxy.
+    if (!m_probe && m_route->maintenance) {
+        return respond_maintenance();
+    }
+    if (!m_probe && m_route->paused()) {
+        return hold();
+    }
     if (m_route->stopped) {
         return respond_stopped();
     }
@@ -227,6 +244,7 @@ void Session<ClientStream>::dispatch() {
                                          m_route->max_body),
                              After::close);
     }
+    auto& request = m_request->get();
     m_upgrade = upgrade_protocol(request); // before the hop-by-hop fields go
     m_chunked_upstream = !m_request->is_done() && m_request->chunked();
     prepare_upstream_request(request, m_chunked_upstream,
@@ -236,6 +254,127 @@ void Session<ClientStream>::dispatch() {
         keep_upgrade(request, m_upgrade);
     }
     forward();
+}
+
+namespace {
+
+// Whether a client asked for JSON and not for HTML (an API client).
+bool wants_json_only(std::string_view accept) {
+    return accept.find("json") != std::string_view::npos &&
+           accept.find("text/html") == std::string_view::npos;
+}
+
+// The text of a JSON string (quotes included).
+std::string json_string(std::string_view text) {
+    std::string out = "\"";
+    for (const char c : text) {
+        const auto u = static_cast<unsigned char>(c);
+        if (c == '"' || c == '\\') {
+            out += '\\';
+            out += c;
+        } else if (u < 0x20) {
+            out += fmt::format("\\u{:04x}", u);
+        } else {
+            out += c;
+        }
+    }
+    return out + "\"";
+}
+
+// HTML-escapes the operator's message.
+std::string html_escape(std::string_view text) {
+    std::string out;
+    for (const char c : text) {
+        switch (c) {
+        case '<': out += "&lt;"; break;
+        case '>': out += "&gt;"; break;
+        case '&': out += "&amp;"; break;
+        case '"': out += "&quot;"; break;
+        default: out += c;
+        }
+    }
+    return out;
+}
+
+} // namespace
+
+template <class ClientStream> void Session<ClientStream>::respond_maintenance() {
+    const Maintenance& maintenance = *m_route->maintenance;
+    const std::string& app = m_route->app;
+    const std::string retry_after =
+        maintenance.retry_after ? std::to_string(maintenance.retry_after) : std::string();
+    const auto accept = m_request->get()[http::field::accept];
+    const std::string message = maintenance.message.empty()
+                                    ? app + " is down for maintenance"
+                                    : maintenance.message;
+    if (wants_json_only(accept)) {
+        return respond_plain(
+            http::status::service_unavailable,
+            fmt::format("{{\"error\": {}, \"maintenance\": true{}}}\n", json_string(message),
+                        retry_after.empty() ? "" : ", \"retry_after\": " + retry_after),
+            After::keep_alive, {}, "application/json", retry_after);
+    }
+    if (!maintenance.page.empty()) {
+        return respond_plain(http::status::service_unavailable, maintenance.page,
+                             After::keep_alive, {}, "text/html; charset=utf-8", retry_after);
+    }
+    respond_plain(http::status::service_unavailable,
+                  fmt::format("<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>{0} "
+                              "is down for maintenance</title></head>\n<body><h1>Down for "
+                              "maintenance</h1>\n<p>{1}</p></body></html>\n",
+                              app, html_escape(message)),
+                  After::keep_alive, {}, "text/html; charset=utf-8", retry_after);
+}
+
+template <class ClientStream> void Session<ClientStream>::hold() {
+    const auto timeout = m_route->pause;
+    const bool worker_stopping = m_worker.stopping();
+    m_table.reset();
+    m_route = nullptr;
+    if (worker_stopping) { // this proxy is being replaced: nothing will release it
+        return respond_paused();
+    }
+    if (!m_hold_armed) {
+        if (!m_hold_timer) {
+            m_hold_timer = std::make_unique<asio::steady_timer>(client_tcp().get_executor());
+        }
+        m_hold_armed = true;
+        m_hold_timer->expires_after(timeout);
+        m_hold_timer->async_wait(beast::bind_front_handler(&Session::on_hold_timeout,
+                                                           shared_from_this(), ++m_hold_seq));
+    }
+    m_held = true;
+    m_worker.hold(shared_from_this());
+}
+
+template <class ClientStream> void Session<ClientStream>::resume() {
+    if (!m_held) {
+        return;
+    }
+    m_held = false;
+    route_request(false);
+}
+
+template <class ClientStream>
+void Session<ClientStream>::on_hold_timeout(std::uint64_t seq, error_code ec) {
+    if (ec || seq != m_hold_seq || !m_held) {
+        return; // released (or this connection's next request holds again)
+    }
+    m_held = false;
+    m_worker.unhold(this);
+    respond_paused();
+}
+
+template <class ClientStream> void Session<ClientStream>::respond_paused() {
+    const auto accept = m_request->get()[http::field::accept];
+    const std::string message = m_stat_app + " is paused; try again shortly";
+    if (wants_json_only(accept)) {
+        return respond_plain(http::status::service_unavailable,
+                             fmt::format("{{\"error\": {}}}\n", json_string(message)),
+                             After::keep_alive, {}, "application/json", "5");
+    }
+    respond_plain(http::status::service_unavailable, message + "\n", After::keep_alive, {},
+                  "text/plain; charset=utf-8", "5");
 }
 
 template <class ClientStream> void Session<ClientStream>::respond_stopped() {
@@ -277,7 +416,8 @@ template <class ClientStream> void Session<ClientStream>::respond_stopped() {
 template <class ClientStream>
 void Session<ClientStream>::respond_plain(http::status status, std::string body, After after,
                                           std::string_view location,
-                                          std::string_view content_type) {
+                                          std::string_view content_type,
+                                          std::string_view retry_after) {
     const bool keep_alive = after == After::keep_alive && m_framing.keep_alive;
     const bool head =
         m_request && m_request->is_header_done() && m_request->get().method() == http::verb::head;
@@ -289,6 +429,9 @@ void Session<ClientStream>::respond_plain(http::status status, std::string body,
         m_plain.set(http::field::location, location);
     }
     m_plain.set(http::field::content_type, content_type);
+    if (!retry_after.empty()) {
+        m_plain.set(http::field::retry_after, retry_after);
+    }
     if (m_probe) {
         m_plain.set(k_routed_field, routed_to());
     }
@@ -312,6 +455,11 @@ void Session<ClientStream>::on_plain_written(bool keep_alive, error_code ec, std
 template <class ClientStream>
 void Session<ClientStream>::end_exchange(bool keep_alive) {
     stat_end();
+    if (m_hold_armed) { // the request was held, then released: its timer goes
+        m_hold_armed = false;
+        ++m_hold_seq;
+        m_hold_timer->cancel();
+    }
     m_table.reset();
     m_route = nullptr;
     m_probe = false;

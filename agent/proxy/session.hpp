@@ -49,6 +49,9 @@ class SessionBase {
     virtual ~SessionBase() = default;
     // Graceful shutdown: closes the connection if it waits for a request.
     virtual void close_if_idle() = 0;
+    // A request held at a paused route (Worker::hold) is routed again with
+    // the worker's current table.
+    virtual void resume() = 0;
 };
 
 template <class ClientStream>
@@ -65,6 +68,7 @@ class Session final : public SessionBase,
 
     void start();
     void close_if_idle() override;
+    void resume() override;
 
   private:
     using error_code = boost::beast::error_code;
@@ -91,11 +95,24 @@ class Session final : public SessionBase,
     void linger_close();
     void on_linger_read(std::size_t total, error_code ec, std::size_t bytes);
     void dispatch();
+    // Routes the request with the worker's current table: first when its
+    // header was read, again when a held request is released.
+    void route_request(bool first);
     enum class After { keep_alive, close };
-    // A short text/plain answer (and a Location header when `location` is set).
+    // A short text/plain answer (and a Location header when `location` is
+    // set, Retry-After when `retry_after` is).
     void respond_plain(boost::beast::http::status status, std::string body, After after,
                        std::string_view location = {},
-                       std::string_view content_type = "text/plain; charset=utf-8");
+                       std::string_view content_type = "text/plain; charset=utf-8",
+                       std::string_view retry_after = {});
+    // deployctl maintenance on: 503, Retry-After, the release's page or the
+    // built-in one (JSON for a client that accepts only JSON).
+    void respond_maintenance();
+    // deployctl pause: the request waits (Worker::hold) until a table routes
+    // it without the pause, or 503 after the route's timeout.
+    void hold();
+    void on_hold_timeout(std::uint64_t seq, error_code ec);
+    void respond_paused();
     // A route of a stopped app (deployctl stop): 503, an HTML page for a
     // browser (Accept: text/html), else one line of text.
     void respond_stopped();
@@ -253,6 +270,12 @@ class Session final : public SessionBase,
     void stat_begin();
     void stat_end();
     void log_access(double seconds, std::string_view method);
+    // Pause: the request waits for a new table (m_held); its timer, made on
+    // the first hold of the connection, is armed once per request.
+    std::unique_ptr<boost::asio::steady_timer> m_hold_timer;
+    std::uint64_t m_hold_seq = 0; // a wait whose number is not this one is stale
+    bool m_hold_armed = false;
+    bool m_held = false;
     std::string m_host;    // scratch: normalized Host of the current request
     std::string m_scratch; // scratch for header rewriting
     boost::beast::http::response<boost::beast::http::string_body> m_plain;

@@ -79,6 +79,19 @@ void Worker::start() {
 void Worker::set_table(std::shared_ptr<const RouteTable> table) {
     m_table = std::move(table);
     m_pool.retain_only(*m_table);
+    release_held();
+}
+
+void Worker::release_held() {
+    // In arrival order; one still paused is held again (appended anew).
+    auto held = std::exchange(m_held, {});
+    for (auto& session : held) {
+        session->resume();
+    }
+}
+
+void Worker::unhold(SessionBase* session) {
+    std::erase_if(m_held, [session](const auto& held) { return held.get() == session; });
 }
 
 void Worker::accept(Listener which) {
@@ -116,6 +129,7 @@ void Worker::on_accept(Listener which, boost::system::error_code ec, Socket sock
 void Worker::stop(std::function<void()> on_drained) {
     m_stopping = true;
     m_on_drained = std::move(on_drained);
+    release_held(); // answered 503: no later table reaches a stopping worker
     boost::system::error_code ignored;
     m_http.close(ignored);
     m_https.close(ignored);

@@ -19,6 +19,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_set>
+#include <vector>
 
 namespace agent::proxy {
 
@@ -83,6 +84,12 @@ class Worker {
     void add(SessionBase* session) { m_sessions.insert(session); }
     void remove(SessionBase* session);
 
+    // Requests held at a paused route wait here, in arrival order; every new
+    // table (set_table) and stop() release them all to be routed again.
+    void hold(std::shared_ptr<SessionBase> session) { m_held.push_back(std::move(session)); }
+    void unhold(SessionBase* session);
+    std::size_t held() const { return m_held.size(); }
+
   private:
     using Acceptor = boost::asio::basic_socket_acceptor<boost::asio::ip::tcp, Executor>;
     Acceptor& acceptor(Listener which) { return which == Listener::http ? m_http : m_https; }
@@ -102,6 +109,8 @@ class Worker {
     std::string m_probe_key;
     UpstreamPool m_pool;
     std::unordered_set<SessionBase*> m_sessions;
+    std::vector<std::shared_ptr<SessionBase>> m_held;
+    void release_held();
     Stats m_stats;
     bool m_log_access = false;
     AccessBuffer m_access;

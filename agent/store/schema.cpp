@@ -225,6 +225,23 @@ CREATE TABLE IF NOT EXISTS scale (
 ALTER TABLE processes ADD COLUMN port INTEGER NOT NULL DEFAULT 0;
 )sql";
 
+// 10: how deploy-proxy treats an app's requests (deployctl maintenance, pause;
+// and whether an app with [deploy] idle_stop sleeps), kept across deploys,
+// rollbacks and restarts. No row: served normally.
+constexpr std::string_view k_traffic = R"sql(
+CREATE TABLE IF NOT EXISTS traffic (
+  app               TEXT PRIMARY KEY,
+  maintenance       INTEGER NOT NULL DEFAULT 0,
+  message           TEXT NOT NULL DEFAULT '',
+  retry_after       INTEGER NOT NULL DEFAULT 0,
+  maintenance_since TEXT NOT NULL DEFAULT '',
+  paused            INTEGER NOT NULL DEFAULT 0,
+  pause_timeout_ms  INTEGER NOT NULL DEFAULT 0,
+  paused_since      TEXT NOT NULL DEFAULT '',
+  sleeping          INTEGER NOT NULL DEFAULT 0
+);
+)sql";
+
 // Migration N is k_migrations[N - 1]. One that has shipped is never edited:
 // a change to the schema is a new migration at the end.
 constexpr std::array k_migrations{
@@ -237,6 +254,7 @@ constexpr std::array k_migrations{
     Migration{k_processes},
     Migration{k_cron},
     Migration{k_scale},
+    Migration{k_traffic},
 };
 static_assert(k_migrations.size() == k_latest_version);
 

@@ -594,6 +594,68 @@ common::Status Store::set_stopped(const std::string& app, bool stopped, std::str
     return tx.commit();
 }
 
+Traffic Store::traffic(const std::string& app) {
+    std::lock_guard lock(m_mutex);
+    auto rows = select_rows<Traffic>(
+        *m_db,
+        "SELECT maintenance, message, retry_after, maintenance_since, paused, pause_timeout_ms,"
+        " paused_since FROM traffic WHERE app = ?",
+        {app}, [](const sqlite::Statement& row) {
+            return Traffic{row.integer(0) != 0, row.text(1), row.integer(2), row.text(3),
+                           row.integer(4) != 0, row.integer(5), row.text(6)};
+        });
+    return rows.empty() ? Traffic{} : rows.front();
+}
+
+common::Status Store::set_traffic(const std::string& app, std::string_view sql,
+                                  const std::function<void(sqlite::Statement&)>& bind,
+                                  std::string_view detail) {
+    std::lock_guard lock(m_mutex);
+    sqlite::Transaction tx(*m_db);
+    TRY(tx.begun());
+    TRY_ASSIGN(auto known, m_db->prepare("SELECT 1 FROM apps WHERE name = ?"));
+    known.bind(app);
+    TRY_ASSIGN(const bool found, known.step());
+    if (!found)
+        return make_error(ErrorKind::not_found, "no app named " + app);
+    TRY_ASSIGN(auto ensure, m_db->prepare("INSERT OR IGNORE INTO traffic (app) VALUES (?)"));
+    TRY(ensure.bind(app).run());
+    TRY_ASSIGN(auto update, m_db->prepare(sql));
+    bind(update);
+    TRY(update.bind(app).run());
+    auto production = query_releases("app = ? AND state = 'PRODUCTION'", {app});
+    TRY(write_audit(app, production.empty() ? std::string() : production.front().id, "", "",
+                    detail));
+    return tx.commit();
+}
+
+common::Status Store::set_maintenance(const std::string& app, bool on, const std::string& message,
+                                      std::int64_t retry_after, std::string_view detail) {
+    const std::string since = on ? now() : std::string();
+    return set_traffic(
+        app,
+        "UPDATE traffic SET maintenance = ?, message = ?, retry_after = ?, maintenance_since ="
+        " CASE WHEN maintenance = 1 AND ? = 1 THEN maintenance_since ELSE ? END WHERE app = ?",
+        [&](sqlite::Statement& update) {
+            update.bind(on ? 1 : 0).bind(on ? message : std::string()).bind(on ? retry_after : 0)
+                .bind(on ? 1 : 0).bind(since);
+        },
+        detail);
+}
+
+common::Status Store::set_paused(const std::string& app, bool on, std::int64_t timeout_ms,
+                                 std::string_view detail) {
+    const std::string since = on ? now() : std::string();
+    return set_traffic(
+        app,
+        "UPDATE traffic SET paused = ?, pause_timeout_ms = ?, paused_since ="
+        " CASE WHEN paused = 1 AND ? = 1 THEN paused_since ELSE ? END WHERE app = ?",
+        [&](sqlite::Statement& update) {
+            update.bind(on ? 1 : 0).bind(on ? timeout_ms : 0).bind(on ? 1 : 0).bind(since);
+        },
+        detail);
+}
+
 common::Status Store::destroy_app(const std::string& app, std::string_view detail) {
     std::lock_guard lock(m_mutex);
     sqlite::Transaction tx(*m_db);
@@ -603,7 +665,7 @@ common::Status Store::destroy_app(const std::string& app, std::string_view detai
           "DELETE FROM env WHERE app = ?", "DELETE FROM app_keys WHERE app = ?",
           "DELETE FROM switches WHERE app = ?", "DELETE FROM processes WHERE app = ?",
           "DELETE FROM cron_jobs WHERE app = ?", "DELETE FROM scale WHERE app = ?",
-          "DELETE FROM apps WHERE name = ?"}) {
+          "DELETE FROM traffic WHERE app = ?", "DELETE FROM apps WHERE name = ?"}) {
         TRY_ASSIGN(auto erase, m_db->prepare(sql));
         TRY(erase.bind(app).run());
     }

@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -23,6 +24,7 @@ namespace agent {
 
 namespace sqlite {
 class Database;
+class Statement;
 }
 
 struct ReleaseRow {
@@ -125,6 +127,17 @@ struct CronProcess {
     std::int64_t pid_start = 0;
 };
 
+// How deploy-proxy treats an app's requests (table traffic).
+struct Traffic {
+    bool maintenance = false; // deployctl maintenance on
+    std::string message;      // its --message ("" : the built-in text)
+    std::int64_t retry_after = 0; // seconds; 0: no Retry-After
+    std::string maintenance_since;
+    bool paused = false; // deployctl pause
+    std::int64_t pause_timeout_ms = 0;
+    std::string paused_since;
+};
+
 class Store {
   public:
     static common::Result<std::unique_ptr<Store>> open(const std::filesystem::path& path);
@@ -209,6 +222,15 @@ class Store {
     common::Status set_scale(const std::string& app, const std::map<std::string, int>& counts,
                              std::string_view detail);
     common::Status set_stopped(const std::string& app, bool stopped, std::string_view detail);
+    // deployctl maintenance / pause: the app's row of table traffic (the
+    // defaults when it has none). The setters keep the other fields, stamp the
+    // time a mode was turned on, and write a transitions row (`detail`) for
+    // the app's PRODUCTION release; ErrorKind::not_found for an unknown app.
+    Traffic traffic(const std::string& app);
+    common::Status set_maintenance(const std::string& app, bool on, const std::string& message,
+                                   std::int64_t retry_after, std::string_view detail);
+    common::Status set_paused(const std::string& app, bool on, std::int64_t timeout_ms,
+                              std::string_view detail);
     // deployctl destroy: one transaction removes every row of the app (releases,
     // their secrets, its variables and data key, its switches, its apps row: a
     // next deploy is v1 again) and writes one transitions row (release "",
@@ -242,6 +264,11 @@ class Store {
                              common::State to, std::string_view error, std::string_view detail);
     std::vector<ReleaseRow> query_releases(std::string_view where,
                                            const std::vector<std::string>& params);
+    // Runs `sql` (an UPDATE of table traffic ending in "WHERE app = ?") on the
+    // app's row, made first if missing; `bind` binds all but the app.
+    common::Status set_traffic(const std::string& app, std::string_view sql,
+                               const std::function<void(sqlite::Statement&)>& bind,
+                               std::string_view detail);
 
     std::unique_ptr<sqlite::Database> m_db;
     std::mutex m_mutex;

@@ -28,6 +28,7 @@ void add_rollback(CLI::App& app, Context& ctx);
 void add_rm(CLI::App& app, Context& ctx);
 void add_apps(CLI::App& app, Context& ctx);
 void add_lifecycle(CLI::App& app, Context& ctx); // stop, start, restart
+void add_traffic(CLI::App& app, Context& ctx);   // maintenance, pause, resume
 void add_destroy(CLI::App& app, Context& ctx);
 void add_agent(CLI::App& app, Context& ctx);
 void add_env(CLI::App& app, Context& ctx);
@@ -55,6 +56,7 @@ inline constexpr AddCommand k_commands[] = {
     add_rm,
     add_apps,
     add_lifecycle,
+    add_traffic,
     add_destroy,
     add_agent,
     add_env,

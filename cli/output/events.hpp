@@ -171,6 +171,14 @@ struct AppChanged {
     JsonValue answer;
 };
 
+// maintenance, pause, resume: the app's traffic modes after `action` ("show",
+// "on", "off", "pause", "resume"): {app, maintenance, paused}.
+struct TrafficChanged {
+    std::string host;
+    std::string action;
+    JsonValue answer;
+};
+
 // destroy: the agent's answer (destroyed, releases, blobs_removed, blobs_kept).
 struct AppDestroyed {
     std::string host;
@@ -326,7 +334,7 @@ struct InitSummary {
 
 using Event = std::variant<Version, Completion, Warning, PackageSummary, Uploading, UploadProgress,
                            Uploaded, Created, Unchanged, AgentEvent, Done, RolledBack, Removed,
-                           Releases, Processes, Status, Apps, AppChanged, AppDestroyed, EnvList, EnvChanged,
+                           Releases, Processes, Status, Apps, AppChanged, TrafficChanged, AppDestroyed, EnvList, EnvChanged,
                            CronJobs, CronStarted, Agent, TokenCreated, Tokens, TokenRevoked, Audit,
                            LoggedIn, RunOutput, RunExit, Error, Summary, Templates, InitSummary>;
 

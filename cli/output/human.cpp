@@ -4,6 +4,7 @@
 #include <cli/output/printer.hpp>
 #include <cli/output/progress.hpp>
 #include <common/command_line.hpp>
+#include <common/duration.hpp>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -159,6 +160,7 @@ class HumanPrinter final : public Printer {
     void render(const Apps& e);
     void render(const Processes& e);
     void render(const AppChanged& e);
+    void render(const TrafficChanged& e);
     void render(const AppDestroyed& e);
     void render(const EnvList& e);
     void render(const EnvChanged& e);
@@ -617,6 +619,51 @@ void HumanPrinter::render(const AppChanged& e) {
                              : fmt::format("{} {} is already running", app, release));
     else
         step(e.host, paint(Color::green, fmt::format("Restarted {} {}", app, release)) + pid);
+}
+
+void HumanPrinter::render(const TrafficChanged& e) {
+    const json& a = *e.answer;
+    const std::string app = json_str(a, "app");
+    const json maintenance = a.value("maintenance", json());
+    const json paused = a.value("paused", json());
+    auto retry = [&] {
+        const long long seconds = maintenance.is_object() ? maintenance.value("retry_after", 0LL) : 0;
+        return seconds ? ", Retry-After " + common::format_duration(std::chrono::seconds(seconds))
+                       : std::string();
+    };
+    auto held = [&] {
+        return common::format_duration(
+            std::chrono::milliseconds(paused.is_object() ? paused.value("timeout_ms", 0LL) : 0));
+    };
+    if (e.action == "on")
+        step(e.host, paint(Color::yellow, fmt::format("Maintenance mode on for {}", app)) +
+                         fmt::format(": deploy-proxy answers 503{} until deployctl maintenance off",
+                                     retry()));
+    else if (e.action == "off")
+        step(e.host, paint(Color::green, fmt::format("Maintenance mode off for {}", app)) +
+                         ": its requests are served again");
+    else if (e.action == "pause")
+        step(e.host, paint(Color::yellow, fmt::format("Paused {}", app)) +
+                         fmt::format(": deploy-proxy holds its new requests (503 after {}) until "
+                                     "deployctl resume",
+                                     held()));
+    else if (e.action == "resume")
+        step(e.host, paint(Color::green, fmt::format("Resumed {}", app)) +
+                         ": held requests go on in the order they came");
+    else {
+        step(e.host,
+             maintenance.is_object()
+                 ? paint(Color::yellow, fmt::format("{}: maintenance on", app)) +
+                       fmt::format(" since {}{}{}", json_str(maintenance, "since"), retry(),
+                                   json_str(maintenance, "message").empty()
+                                       ? std::string()
+                                       : " (\"" + json_str(maintenance, "message") + "\")")
+                 : fmt::format("{}: maintenance off", app));
+        if (paused.is_object())
+            step(e.host, paint(Color::yellow, fmt::format("{}: paused", app)) +
+                             fmt::format(" since {} (requests held up to {})",
+                                         json_str(paused, "since"), held()));
+    }
 }
 
 void HumanPrinter::render(const AppDestroyed& e) {

@@ -115,6 +115,15 @@ class JsonPrinter final : public Printer {
                {"pid", string_or_null(*e.answer, "pid")},
                {"host", e.host}});
     }
+    void render(const TrafficChanged& e) {
+        const json& a = *e.answer;
+        write({{"event", "traffic"},
+               {"action", e.action},
+               {"app", string_or_null(a, "app")},
+               {"maintenance", a.contains("maintenance") ? a["maintenance"] : json()},
+               {"paused", a.contains("paused") ? a["paused"] : json()},
+               {"host", e.host}});
+    }
     void render(const AppDestroyed& e) {
         write({{"event", "destroyed"},
                {"app", string_or_null(*e.answer, "destroyed")},

@@ -307,3 +307,74 @@ TEST_CASE("parse_routes reads an app route's limits, with defaults for those lef
     CHECK(refused(R"({"idle": 5})").find("unknown key \"idle\"") != std::string::npos);
     CHECK(refused("[]").find("must be an object") != std::string::npos);
 }
+
+TEST_CASE("parse_routes reads maintenance and pause, on any kind of route") {
+    test::TempDir dir;
+    const auto page = dir.path() / "maintenance.html";
+    REQUIRE(common::atomic_write_file(page, "<h1>upgrading</h1>\n").ok());
+    const std::string text =
+        R"({"generation": 1, "routes": [
+        {"host": "a.localhost", "app": "a", "release": "v1", "upstream": "127.0.0.1:4000",
+         "maintenance": {"message": "Back soon", "retry_after": 300, "page": ")" +
+        page.string() + R"("}},
+        {"host": "b.localhost", "app": "b", "release": "v1", "stopped": true,
+         "maintenance": {}},
+        {"host": "c.localhost", "app": "c", "release": "v1", "upstream": "127.0.0.1:4001",
+         "pause": {"timeout_ms": 1500}},
+        {"host": "d.localhost", "app": "d", "release": "v1", "upstream": "127.0.0.1:4002",
+         "maintenance": {"page": "/nonexistent/maintenance.html"}}]})";
+    auto table = parse_routes(text, "routes.json");
+    REQUIRE(table.ok());
+    const Route* a = table->find("a.localhost");
+    REQUIRE(a->maintenance);
+    CHECK(a->maintenance->message == "Back soon");
+    CHECK(a->maintenance->retry_after == 300);
+    CHECK(a->maintenance->page == "<h1>upgrading</h1>\n");
+    CHECK_FALSE(a->paused());
+    const Route* b = table->find("b.localhost");
+    REQUIRE(b->maintenance);
+    CHECK(b->stopped);
+    CHECK(b->maintenance->message.empty());
+    const Route* c = table->find("c.localhost");
+    CHECK_FALSE(c->maintenance);
+    CHECK(c->paused());
+    CHECK(c->pause == std::chrono::milliseconds(1500));
+    // A page that cannot be read: the built-in one (the table still loads).
+    const Route* d = table->find("d.localhost");
+    REQUIRE(d->maintenance);
+    CHECK(d->maintenance->page.empty());
+}
+
+TEST_CASE("parse_routes does not follow a link to a maintenance page") {
+    test::TempDir dir;
+    const auto secret = dir.path() / "secret";
+    REQUIRE(common::atomic_write_file(secret, "secret\n").ok());
+    const auto link = dir.path() / "maintenance.html";
+    std::filesystem::create_symlink(secret, link);
+    auto table = parse_routes(R"({"generation": 1, "routes": [{"host": "a.localhost", "app": "a",
+        "release": "v1", "upstream": "127.0.0.1:4000", "maintenance": {"page": ")" +
+                                  link.string() + R"("}}]})",
+                              "routes.json");
+    REQUIRE(table.ok());
+    REQUIRE(table->find("a.localhost")->maintenance);
+    CHECK(table->find("a.localhost")->maintenance->page.empty());
+}
+
+TEST_CASE("parse_routes refuses malformed maintenance and pause") {
+    auto with = [](std::string_view field) {
+        return std::string(R"({"generation": 1, "routes": [{"host": "a.localhost", "app": "a",
+            "release": "v1", "upstream": "127.0.0.1:4000", )") +
+               std::string(field) + "}]}";
+    };
+    for (std::string_view field :
+         {R"("maintenance": true)", R"("maintenance": {"message": 5})",
+          R"("maintenance": {"retry_after": -1})", R"("maintenance": {"page": "relative.html"})",
+          R"("maintenance": {"colour": "red"})", R"("pause": {})", R"("pause": {"timeout_ms": 0})",
+          R"("pause": {"timeout_ms": 86400001})", R"("pause": {"timeout_ms": 5, "x": 1})",
+          R"("pause": 30000)"}) {
+        CAPTURE(field);
+        auto table = parse_routes(with(field), "routes.json");
+        REQUIRE_FALSE(table.ok());
+        CHECK(table.error().message.find("routes.json: routes[0].") == 0);
+    }
+}

@@ -437,3 +437,47 @@ TEST_CASE("store keeps an app's instance counts, audited, until the app is destr
     REQUIRE(store->destroy_app("web", "test").ok());
     CHECK(store->scale("web").empty());
 }
+
+TEST_CASE("store traffic: maintenance and pause are kept per app, audited, removed with it") {
+    test::TempDir dir;
+    auto store = open_store(dir);
+    auto id = provisioning(*store, "web");
+    REQUIRE(store->switch_production("web", id, State::provisioning).ok());
+    auto none = store->traffic("web");
+    CHECK_FALSE(none.maintenance);
+    CHECK_FALSE(none.paused);
+
+    REQUIRE(store->set_maintenance("web", true, "Back soon", 300, "maintenance on").ok());
+    auto on = store->traffic("web");
+    CHECK(on.maintenance);
+    CHECK(on.message == "Back soon");
+    CHECK(on.retry_after == 300);
+    CHECK_FALSE(on.maintenance_since.empty());
+    CHECK_FALSE(on.paused);
+    // Turned on again (a new message): the time it started stays.
+    REQUIRE(store->set_maintenance("web", true, "Later", 0, "maintenance on").ok());
+    CHECK(store->traffic("web").maintenance_since == on.maintenance_since);
+    CHECK(store->traffic("web").message == "Later");
+
+    REQUIRE(store->set_paused("web", true, 5000, "paused").ok());
+    auto both = store->traffic("web");
+    CHECK(both.paused);
+    CHECK(both.pause_timeout_ms == 5000);
+    CHECK(both.maintenance); // the other mode is kept
+    REQUIRE(store->set_maintenance("web", false, "", 0, "maintenance off").ok());
+    auto paused_only = store->traffic("web");
+    CHECK_FALSE(paused_only.maintenance);
+    CHECK(paused_only.message.empty());
+    CHECK(paused_only.maintenance_since.empty());
+    CHECK(paused_only.paused);
+
+    auto audit = store->audit("web");
+    REQUIRE(audit.size() >= 4);
+    CHECK(audit.back().detail == "maintenance off");
+    CHECK(audit.back().release == id);
+    CHECK(store->set_paused("nope", true, 1, "x").error().kind == ErrorKind::not_found);
+    CHECK(store->set_maintenance("nope", true, "", 0, "x").error().kind == ErrorKind::not_found);
+
+    REQUIRE(store->destroy_app("web", "destroyed").ok());
+    CHECK_FALSE(store->traffic("web").paused);
+}
