@@ -159,6 +159,19 @@ void Engine::reconcile_release(const ReleaseRow& row) {
             common::log_error("cannot restart " + name + ": " + restarted.error().message);
         return;
     }
+    case State::canary: // deploy --canary: it keeps its share across the restart
+        if (alive) {
+            runtime.adopt(release, process, m_options.data_dir.app_log(row.app, row.id));
+            common::log_info("adopted running canary " + name + " (pid " +
+                             std::to_string(row.pid) + ")");
+            return;
+        }
+        if (auto removed = m_store->remove_canary(row.app); !removed)
+            common::log_error(removed.error().message);
+        if (auto cleared = m_store->clear_process(row.app, row.id); !cleared)
+            common::log_error(cleared.error().message);
+        return fail(row.app, row.id, row.state,
+                    "canary aborted: not running after an agent restart", events);
     case State::inactive:
     case State::failed:
         return; // reconcile() drains and stops a leftover one once routes are published

@@ -35,6 +35,12 @@ struct Route {
     bool scaled_to_zero = false;
     // deploy.toml [proxy] of an app route: body limit and timeouts ("limits").
     common::AppProxySettings limits{};
+    // deployctl deploy --canary: the CANARY release that takes `canary_percent`
+    // of the traffic (routes.json "canary"), its web addresses and their names.
+    std::string canary_release{};
+    int canary_percent = 0;
+    std::vector<std::string> canary_upstreams{};
+    std::vector<std::string> canary_instances{};
 };
 
 // "APP.localhost" plus every domain of every target, without duplicates.

@@ -207,6 +207,10 @@ void Session<ClientStream>::dispatch() {
                         m_host.empty() ? std::string_view("this host") : std::string_view(m_host)),
             After::keep_alive);
     }
+    m_canary_cookie.clear();
+    if (m_route->canary) [[unlikely]] {
+        pick_canary_side();
+    }
     stat_begin();
     if (m_route->stopped) {
         return respond_stopped();
@@ -236,6 +240,27 @@ void Session<ClientStream>::dispatch() {
         keep_upgrade(request, m_upgrade);
     }
     forward();
+}
+
+template <class ClientStream> void Session<ClientStream>::pick_canary_side() {
+    const auto& request = m_request->get();
+    const Route& canary = *m_route->canary;
+    std::optional<bool> side;
+    if (auto cookie = request.find(http::field::cookie); cookie != request.end()) {
+        side = canary_cookie_side(cookie->value(), canary.release);
+    }
+    if (!side) {
+        auto client = request.find(k_canary_client_field);
+        side = canary_hash_side(client != request.end() && !client->value().empty()
+                                    ? std::string_view(client->value())
+                                    : std::string_view(m_client_ip),
+                                m_route->canary_percent);
+        m_canary_cookie = fmt::format("{}={}:{}; Path=/; Max-Age=86400; HttpOnly; SameSite=Lax",
+                                      k_canary_cookie, canary.release, *side ? 'c' : 'p');
+    }
+    if (*side) {
+        m_route = &canary;
+    }
 }
 
 template <class ClientStream> void Session<ClientStream>::respond_stopped() {

@@ -91,6 +91,9 @@ class Session final : public SessionBase,
     void linger_close();
     void on_linger_read(std::size_t total, error_code ec, std::size_t bytes);
     void dispatch();
+    // A route with a canary: m_route becomes the side this request goes to
+    // (its cookie, else a hash of its client), m_canary_cookie what sets it.
+    void pick_canary_side();
     enum class After { keep_alive, close };
     // A short text/plain answer (and a Location header when `location` is set).
     void respond_plain(boost::beast::http::status status, std::string body, After after,
@@ -170,6 +173,7 @@ class Session final : public SessionBase,
     ClientStream m_client;
     boost::beast::flat_buffer m_client_buffer;
     std::string m_client_ip;
+    std::string m_canary_cookie; // Set-Cookie for the side chosen (empty: none to set)
     std::optional<RequestParser> m_request;
     ClientFraming m_framing;
     bool m_idle = false; // waiting for the first byte of a request
