@@ -72,6 +72,16 @@ struct NewDeployment {
     int canary_max_error_bp = 100;
 };
 
+// One side of a canary split, from deploy-proxy's figures since it started
+// counting the release: requests answered, those answered 5xx, and the 95th
+// percentile of their durations (milliseconds, from the histogram).
+struct CanarySide {
+    std::string release;
+    std::uint64_t requests = 0;
+    std::uint64_t errors = 0;
+    double p95_ms = 0;
+};
+
 // GET /v1/apps/{app}/canary: the app's CANARY release and its share.
 struct CanaryInfo {
     std::string app;
@@ -80,6 +90,8 @@ struct CanaryInfo {
     int percent = 0;
     std::int64_t auto_at = 0; // unix seconds; 0: no --auto
     int max_error_bp = 100;
+    CanarySide canary_side{};
+    CanarySide production_side{};
 };
 
 // GET /v1/apps/{app}/cron: one [[cron]] job of the PRODUCTION release.
