@@ -100,6 +100,7 @@ void add_canary_routes(Router& router, ApiContext& context) {
     };
     router.add("GET", "/v1/apps/{app}/canary", bind(show_canary));
     router.add("PUT", "/v1/apps/{app}/canary", bind(set_canary), BodyKind::small_json);
+    router.add("POST", "/v1/apps/{app}/canary", bind(set_canary), BodyKind::small_json);
     router.add("POST", "/v1/apps/{app}/canary/promote", bind(promote_canary),
                BodyKind::small_json);
     router.add("POST", "/v1/apps/{app}/canary/abort", bind(abort_canary), BodyKind::small_json);

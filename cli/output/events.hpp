@@ -171,6 +171,14 @@ struct AppChanged {
     JsonValue answer;
 };
 
+// canary: GET /v1/apps/APP/canary (action "show"; "set" after a new share), or the
+// answer of POST .../canary/promote ("promote") or .../canary/abort ("abort").
+struct Canary {
+    std::string host;
+    std::string action;
+    JsonValue answer;
+};
+
 // destroy: the agent's answer (destroyed, releases, blobs_removed, blobs_kept).
 struct AppDestroyed {
     std::string host;
@@ -326,7 +334,7 @@ struct InitSummary {
 
 using Event = std::variant<Version, Completion, Warning, PackageSummary, Uploading, UploadProgress,
                            Uploaded, Created, Unchanged, AgentEvent, Done, RolledBack, Removed,
-                           Releases, Processes, Status, Apps, AppChanged, AppDestroyed, EnvList, EnvChanged,
+                           Releases, Processes, Status, Apps, AppChanged, Canary, AppDestroyed, EnvList, EnvChanged,
                            CronJobs, CronStarted, Agent, TokenCreated, Tokens, TokenRevoked, Audit,
                            LoggedIn, RunOutput, RunExit, Error, Summary, Templates, InitSummary>;
 
