@@ -5,7 +5,11 @@
 // "canary aborted"). docs/design.md §3.
 #include <agent/deploy/engine.hpp>
 #include <agent/deploy/events.hpp>
+#include <agent/proxy/stats.hpp>
+#include <common/fs.hpp>
 #include <common/log.hpp>
+
+#include <nlohmann/json.hpp>
 
 #include <fmt/format.h>
 
@@ -22,6 +26,32 @@ std::int64_t unix_now() {
     return std::chrono::duration_cast<std::chrono::seconds>(
                std::chrono::system_clock::now().time_since_epoch())
         .count();
+}
+// Each side's figures from deploy-proxy's stats.json ("releases": {"APP RELEASE": ...}).
+void read_sides(const std::filesystem::path& stats_file, CanaryInfo& info) {
+    info.canary_side.release = info.release;
+    info.production_side.release = info.production;
+    auto text = common::read_file(stats_file);
+    if (!text)
+        return;
+    auto json = nlohmann::json::parse(*text, nullptr, false);
+    if (!json.is_object() || !json.contains("releases"))
+        return;
+    auto releases = proxy::apps_from_json(json["releases"]);
+    for (CanarySide* side : {&info.canary_side, &info.production_side}) {
+        auto it = releases.find(info.app + " " + side->release);
+        if (it == releases.end())
+            continue;
+        side->requests = it->second.count;
+        side->errors = proxy::stat_5xx(it->second);
+        side->p95_ms = proxy::stat_quantile(it->second, 0.95) * 1000;
+    }
+}
+
+double error_rate(const CanarySide& side) {
+    return side.requests ? 100.0 * static_cast<double>(side.errors) /
+                               static_cast<double>(side.requests)
+                         : 0.0;
 }
 } // namespace
 
@@ -65,8 +95,46 @@ common::Result<CanaryInfo> Engine::canary(const std::string& app) {
                           app + " has no canary release (deployctl deploy --canary PCT)");
     }
     auto production = m_store->production(app);
-    return CanaryInfo{app, row->release, production ? production->id : std::string(),
-                      row->percent, row->auto_at, row->max_error_bp};
+    CanaryInfo info{app,         row->release,      production ? production->id : std::string(),
+                    row->percent, row->auto_at,     row->max_error_bp};
+    read_sides(m_options.data_dir.proxy_dir() / "stats.json", info);
+    return info;
+}
+
+// --auto: once due, promoted unless the canary's 5xx rate is above PRODUCTION's by
+// more than max_error_rate points; the decision and its figures in the release's events.
+void Engine::judge_canary(const std::string& app) {
+    auto row = m_store->canary(app);
+    if (!row || row->auto_at == 0 || unix_now() < row->auto_at)
+        return;
+    auto info = canary(app);
+    if (!info)
+        return;
+    const double canary_rate = error_rate(info->canary_side);
+    const double production_rate = error_rate(info->production_side);
+    const double allowed = info->max_error_bp / 100.0;
+    const std::string figures = fmt::format(
+        "canary {} {} requests, 5xx {:.2f}%, p95 {:.1f}ms; PRODUCTION {} {} requests, 5xx "
+        "{:.2f}%, p95 {:.1f}ms; max error rate +{:.2f} points",
+        info->release, info->canary_side.requests, canary_rate, info->canary_side.p95_ms,
+        info->production, info->production_side.requests, production_rate,
+        info->production_side.p95_ms, allowed);
+    if (canary_rate > production_rate + allowed) {
+        auto aborted = abort_canary_locked(app, "--auto: aborted: " + figures);
+        if (!aborted)
+            common::log_error("cannot abort the canary of " + app + ": " +
+                              aborted.error().message);
+        return;
+    }
+    auto promoted = promote_canary_locked(app, "--auto: promoted: " + figures);
+    if (!promoted) {
+        common::log_error("cannot promote the canary of " + app + ": " + promoted.error().message +
+                          "; aborting it");
+        if (auto aborted = abort_canary_locked(app, "--auto: the promotion failed: " +
+                                                        promoted.error().message);
+            !aborted)
+            common::log_error(aborted.error().message);
+    }
 }
 
 common::Result<CanaryInfo> Engine::set_canary(const std::string& app, int percent) {

@@ -288,6 +288,7 @@ void Engine::supervise_app(const std::string& app) {
     std::unique_lock deploy(slot(app).deploy_lock, std::try_to_lock);
     if (!deploy.owns_lock())
         return; // a deployment or rollback is changing it
+    judge_canary(app); // deploy --canary --auto, once due
     auto production = m_store->production(app);
     if (production && m_store->stopped(app))
         return; // deployctl stop: nothing is to run

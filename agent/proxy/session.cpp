@@ -208,6 +208,7 @@ void Session<ClientStream>::dispatch() {
             After::keep_alive);
     }
     m_canary_cookie.clear();
+    m_split = false;
     if (m_route->canary) [[unlikely]] {
         pick_canary_side();
     }
@@ -245,6 +246,7 @@ void Session<ClientStream>::dispatch() {
 template <class ClientStream> void Session<ClientStream>::pick_canary_side() {
     const auto& request = m_request->get();
     const Route& canary = *m_route->canary;
+    m_split = true;
     std::optional<bool> side;
     if (auto cookie = request.find(http::field::cookie); cookie != request.end()) {
         side = canary_cookie_side(cookie->value(), canary.release);
@@ -411,6 +413,10 @@ void Session<ClientStream>::stat_end() {
     const auto method = m_request ? m_request->get().method_string() : std::string_view();
     m_worker.stats().request_ended(m_stat_app, method, static_cast<int>(m_stat_status), seconds,
                                    m_body_read, m_stat_out);
+    if (m_split) [[unlikely]] {
+        m_worker.stats().release_ended(m_stat_app + " " + m_stat_release, method,
+                                       static_cast<int>(m_stat_status), seconds);
+    }
     if (m_worker.logs_access()) {
         log_access(seconds, method);
     }

@@ -174,6 +174,7 @@ class Session final : public SessionBase,
     boost::beast::flat_buffer m_client_buffer;
     std::string m_client_ip;
     std::string m_canary_cookie; // Set-Cookie for the side chosen (empty: none to set)
+    bool m_split = false;        // the route has a canary: counted per release too
     std::optional<RequestParser> m_request;
     ClientFraming m_framing;
     bool m_idle = false; // waiting for the first byte of a request

@@ -83,6 +83,16 @@ assert_exit 0 dctl canary
 assert_contains "$OUT" "canary v2 takes 20% of the traffic, PRODUCTION v1 80%" "canary shows the split"
 assert_exit 0 dctl --json canary
 assert_jq "$OUT" 'select(.event == "canary") | .release == "v2" and .production == "v1" and .percent == 20' "canary --json"
+# Each side's figures from deploy-proxy (stats.json is rewritten each second).
+figures() {
+    run dctl --json canary
+    jq -e 'select(.event == "canary") | .sides.canary.release == "v2" and .sides.canary.requests >= 1000 and .sides.production.release == "v1" and .sides.production.requests >= 1000 and .sides.canary.errors == 0 and .sides.canary.p95_ms > 0' <<<"$OUT" >/dev/null
+}
+assert_true "canary --json: each side's requests, 5xx and p95" wait_until 5 figures
+log "figures: $(jq -c 'select(.event == "canary") | .sides' <<<"$OUT")"
+assert_exit 0 dctl canary
+assert_match "$OUT" 'canary +v2 +[0-9]+ +0\.00% +[0-9.]+ms' "canary shows the canary side's requests, 5xx rate and p95"
+assert_match "$OUT" 'production +v1 +[0-9]+ +0\.00% +[0-9.]+ms' "... and production's"
 assert_exit 0 dctl canary set 50
 assert_contains "$OUT" "canary v2 takes 50%" "canary set 50"
 assert_jq "$(cat "$DATA/proxy/routes.json")" '[.routes[] | select(.app == "canary")][0].canary.percent == 50' "routes.json: 50%"
@@ -118,5 +128,34 @@ read -r B2 _ _ _ < <(split 200 aborted)
 assert_eq 200 "$B2" "after abort every client gets v2"
 assert_exit 0 dctl deploy
 assert_eq PRODUCTION "$(release_state $APP v4)" "a plain deploy works again once the canary is gone"
+
+# --auto with a canary that answers 500: aborted once due, the figures in its events.
+cat >"$REPO/server500.py" <<'PY'
+import http.server, os
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        code = 200 if self.path == "/healthz" else 500
+        self.send_response(code)
+        self.send_header("Content-Length", "4")
+        self.end_headers()
+        self.wfile.write(b"bad\n")
+    def log_message(self, *args):
+        pass
+http.server.HTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
+PY
+sed -i 's|^command = "exec busybox httpd.*|command = "exec python3 server500.py"|' "$REPO/deploy.toml"
+commit_change "$REPO" "v5 answers 500"
+assert_exit 0 dctl deploy --canary 50 --auto 6s --max-error-rate 5
+assert_eq CANARY "$(release_state $APP v5)" "v5 is CANARY (healthy: /healthz answers 200)"
+read -r _ _ TOTAL5 _ < <(split 200 auto)
+assert_eq 200 "$TOTAL5" "200 requests answered while v5 is a canary"
+auto_aborted() { [[ $(release_state $APP v5) == FAILED ]]; }
+assert_true "--auto aborts the canary that answers 500" wait_until 20 auto_aborted
+assert_eq "canary aborted" "$(release_field $APP v5 error)" "--auto: the reason is \"canary aborted\""
+assert_eq PRODUCTION "$(release_state $APP v4)" "--auto abort: v4 stays PRODUCTION"
+assert_exit 0 dctl logs v5
+assert_match "$OUT" 'auto: aborted: canary v5 [0-9]+ requests, 5xx 100\.00%.*PRODUCTION v4 [0-9]+ requests, 5xx 0\.00%' \
+    "the decision and its figures are in v5's events"
+log "auto decision: $(grep -o 'auto: aborted.*' <<<"$OUT" | head -1)"
 
 pass "canary: split, sticky cookies, set, promote and abort"
