@@ -86,7 +86,7 @@ assert_jq "$OUT" 'select(.event == "canary") | .release == "v2" and .production 
 # Each side's figures from deploy-proxy (stats.json is rewritten each second).
 figures() {
     run dctl --json canary
-    jq -e 'select(.event == "canary") | .sides.canary.release == "v2" and .sides.canary.requests >= 1000 and .sides.production.release == "v1" and .sides.production.requests >= 1000 and .sides.canary.errors == 0 and .sides.canary.p95_ms > 0' <<<"$OUT" >/dev/null
+    jq -e 'select(.event == "canary") | .sides.canary.release == "v2" and .sides.canary.requests >= '"$TO_V2"' and .sides.production.release == "v1" and .sides.production.requests >= '"$TO_V1"' and .sides.canary.errors == 0 and .sides.canary.p95_ms > 0' <<<"$OUT" >/dev/null
 }
 assert_true "canary --json: each side's requests, 5xx and p95" wait_until 5 figures
 log "figures: $(jq -c 'select(.event == "canary") | .sides' <<<"$OUT")"
