@@ -80,7 +80,7 @@ struct Route {
     // deployctl deploy --canary (routes.json "canary"): the CANARY release's
     // side of this route (the same host, app and limits; its own release and
     // upstreams) and the percentage of clients it takes; nullptr: no canary.
-    std::shared_ptr<const Route> canary;
+    std::shared_ptr<const Route> canary{};
     unsigned canary_percent = 0;
 
     bool is_static() const { return !static_root.empty(); }
