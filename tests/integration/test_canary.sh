@@ -45,7 +45,8 @@ for i in range(n):
     c = r.getheader("Set-Cookie")
     if c:
         cookies.add(c.split(";")[0])
-print(counts.get("hello from 2", 0), counts.get("hello from 1", 0), sum(counts.values()), " ".join(sorted(cookies)))
+import os
+print(counts.get(os.environ.get("CANARY_BODY", "hello from 2"), 0), counts.get(os.environ.get("PROD_BODY", "hello from 1"), 0), sum(counts.values()), " ".join(sorted(cookies)))
 PY
 }
 read -r TO_V2 TO_V1 TOTAL COOKIES < <(split 1000 client)
@@ -118,6 +119,17 @@ assert_exit 0 dctl deploy --canary 30
 assert_eq CANARY "$(release_state $APP v3)" "v3 is CANARY"
 V3_PID=$(app_pid $APP v3)
 assert_true "v3 runs" alive "$V3_PID"
+# An agent restart keeps the canary: adopted, still routed with its share.
+kill_agent -9
+restart_agent
+assert_eq CANARY "$(release_state $APP v3)" "after an agent restart v3 is still CANARY"
+assert_eq "$V3_PID" "$(app_pid $APP v3)" "... the same process, adopted"
+canary_routed() { jq -e '[.routes[] | select(.app == "canary")][0] | .canary.release == "v3" and .canary.percent == 30' "$DATA/proxy/routes.json" >/dev/null 2>&1; }
+assert_true "... and routed with its 30%" wait_until 10 canary_routed
+read -r R3 R2 R3TOTAL _ < <(CANARY_BODY="hello from 3" PROD_BODY="hello from 2" split 1000 restarted)
+assert_eq 1000 "$((R3 + R2))" "after the restart every request is answered by v3 or v2"
+log "after the restart at 30%: $R3 of $R3TOTAL clients on the canary"
+assert_true "after the restart, 25-35% of 1000 clients reach v3 ($R3)" test "$R3" -ge 250 -a "$R3" -le 350
 assert_exit 0 dctl canary abort
 assert_contains "$OUT$ERR" "aborted" "canary abort reports it"
 assert_eq FAILED "$(release_state $APP v3)" "abort: v3 is FAILED"
