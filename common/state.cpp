@@ -6,13 +6,14 @@
 namespace common {
 
 namespace {
-constexpr std::array<std::pair<State, std::string_view>, 6> k_names{{
+constexpr std::array<std::pair<State, std::string_view>, 7> k_names{{
     {State::queued, "QUEUED"},
     {State::building, "BUILDING"},
     {State::provisioning, "PROVISIONING"},
     {State::production, "PRODUCTION"},
     {State::inactive, "INACTIVE"},
     {State::failed, "FAILED"},
+    {State::canary, "CANARY"},
 }};
 } // namespace
 
@@ -37,6 +38,8 @@ bool can_transition(State from, State to) {
     case State::building:
         return to == State::provisioning || to == State::failed;
     case State::provisioning:
+        return to == State::production || to == State::canary || to == State::failed;
+    case State::canary: // deployctl canary promote | abort
         return to == State::production || to == State::failed;
     case State::production:
         return to == State::inactive;
@@ -49,7 +52,8 @@ bool can_transition(State from, State to) {
 }
 
 bool is_settled(State state) {
-    return state == State::production || state == State::inactive || state == State::failed;
+    return state == State::production || state == State::inactive || state == State::failed ||
+           state == State::canary;
 }
 
 bool can_delete(State state) {

@@ -3,6 +3,7 @@
 //
 //   QUEUED -> BUILDING -> PROVISIONING -> PRODUCTION -> INACTIVE -> PRODUCTION (rollback)
 //   QUEUED | BUILDING | PROVISIONING -> FAILED
+//   PROVISIONING -> CANARY -> PRODUCTION (canary promote) | FAILED (canary abort)
 //
 // The agent's store applies transitions with a compare-and-set on the current
 // state and a partial unique index that allows one PRODUCTION per app.
@@ -13,7 +14,7 @@
 
 namespace common {
 
-enum class State { queued, building, provisioning, production, inactive, failed };
+enum class State { queued, building, provisioning, production, inactive, failed, canary };
 
 std::string_view to_string(State state);
 std::optional<State> parse_state(std::string_view text);

@@ -39,5 +39,6 @@ void add_stream_routes(Router& router, ApiContext& context);     // events, logs
 void add_env_routes(Router& router, ApiContext& context);    // variables and secrets
 void add_auth_routes(Router& router, ApiContext& context);       // tokens, audit
 void add_run_routes(Router& router, ApiContext& context);        // deployctl run
+void add_canary_routes(Router& router, ApiContext& context);     // deployctl canary
 
 } // namespace agent::api

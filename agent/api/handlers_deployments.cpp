@@ -61,6 +61,28 @@ common::Status read_meta(const json& body, NewDeployment& deployment) {
     deployment.release_command =
         !(body.contains("release_command") && body["release_command"].is_boolean() &&
           !body["release_command"].get<bool>());
+    // deploy --canary PCT [--auto D] [--max-error-rate P] (absent or 0: a plain deploy).
+    for (const char* key : {"canary", "canary_auto_seconds"})
+        if (body.contains(key) && !body[key].is_null() &&
+            (!body[key].is_number_integer() || body[key].get<std::int64_t>() < 0 ||
+             (key == std::string_view("canary") && body[key].get<std::int64_t>() > 100)))
+            return make_error(ErrorKind::bad_request,
+                              fmt::format("\"{}\" must be {}, not {}", key,
+                                          key == std::string_view("canary")
+                                              ? "a percentage from 0 to 100"
+                                              : "a number of seconds",
+                                          describe_value(body[key])));
+    if (body.contains("canary") && body["canary"].is_number_integer())
+        deployment.canary = body["canary"].get<int>();
+    if (body.contains("canary_auto_seconds") && body["canary_auto_seconds"].is_number_integer())
+        deployment.canary_auto = body["canary_auto_seconds"].get<std::int64_t>();
+    if (body.contains("canary_max_error_rate") && !body["canary_max_error_rate"].is_null()) {
+        const auto& rate = body["canary_max_error_rate"];
+        if (!rate.is_number() || rate.get<double>() < 0 || rate.get<double>() > 100)
+            return make_error(ErrorKind::bad_request,
+                              "\"canary_max_error_rate\" must be percentage points, 0 to 100");
+        deployment.canary_max_error_bp = static_cast<int>(rate.get<double>() * 100 + 0.5);
+    }
     // Absent or null: true (this host runs the [[cron]] jobs).
     deployment.cron =
         !(body.contains("cron") && body["cron"].is_boolean() && !body["cron"].get<bool>());

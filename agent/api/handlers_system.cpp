@@ -43,6 +43,7 @@ Router make_router(ApiContext& context) {
     add_blob_routes(router, context);
     add_deployment_routes(router, context);
     add_app_routes(router, context);
+    add_canary_routes(router, context);
     add_env_routes(router, context);
     add_run_routes(router, context);
     add_stream_routes(router, context);

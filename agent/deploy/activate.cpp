@@ -152,6 +152,25 @@ common::Status Engine::prove_live(const std::string& app, const std::string& id,
     return make_error(ErrorKind::failed, id + " is not live: " + where + ": " + reason);
 }
 
+// deployctl deploy --canary: the CANARY release's web instances take
+// `percent` of the route's clients (routes.json "canary").
+void Engine::add_canary_side(const std::string& app, const std::string& serving, Route& route) {
+    auto canary = m_store->canary(app);
+    if (!canary || canary->release == serving)
+        return;
+    auto row = m_store->get(app, canary->release);
+    if (!row || row->state != State::canary)
+        return;
+    for (const auto& [port, name] : web_instances(*row)) {
+        route.canary_upstreams.push_back("127.0.0.1:" + std::to_string(port));
+        route.canary_instances.push_back(name);
+    }
+    if (route.canary_upstreams.empty())
+        return;
+    route.canary_release = row->id;
+    route.canary_percent = canary->percent;
+}
+
 std::vector<Route> Engine::routing_table_locked() {
     std::vector<Route> routes;
     auto apps = m_store->apps();
@@ -221,6 +240,7 @@ std::vector<Route> Engine::routing_table_locked() {
             route.instances = std::move(instances);
             if (config)
                 route.limits = config->proxy;
+            add_canary_side(app, production->id, route);
         }
         auto hosts =
             config ? route_hosts(app, *config) : std::vector<std::string>{app + ".localhost"};

@@ -143,6 +143,19 @@ common::Result<ReleaseInfo> Engine::create_deployment(NewDeployment deployment) 
                           "server (" +
                               why + "; no writable cgroup controller under " +
                               m_options.cgroup_root + ", see deploy-agent serve's log)");
+    // One release at a time takes a share of the traffic: it is finished first.
+    if (auto canary = m_store->canary(deployment.app))
+        return make_error(ErrorKind::refused,
+                          deployment.app + " has a canary release, " + canary->release +
+                              " (" + std::to_string(canary->percent) +
+                              "% of the traffic); finish it first with deployctl canary promote "
+                              "or deployctl canary abort");
+    if (deployment.canary < 0 || deployment.canary > 100)
+        return make_error(ErrorKind::bad_request, "\"canary\" is a percentage, 1 to 100");
+    if (deployment.canary > 0 && !m_store->production(deployment.app))
+        return make_error(ErrorKind::refused,
+                          deployment.app + " has no PRODUCTION release for a canary to share the "
+                                           "traffic with; deploy it without --canary first");
     auto row = m_store->create({deployment.app, deployment.config_text, deployment.commit,
                                 deployment.message, deployment.dirty, deployment.manifest.digest(),
                                 common::sha256_hex(deployment.config_text), seq,
@@ -157,6 +170,9 @@ common::Result<ReleaseInfo> Engine::create_deployment(NewDeployment deployment) 
     job.config = std::move(deployment.config);
     job.manifest = std::move(deployment.manifest);
     job.release_command = deployment.release_command;
+    job.canary = deployment.canary;
+    job.canary_auto = deployment.canary_auto;
+    job.canary_max_error_bp = deployment.canary_max_error_bp;
     enqueue(row->app, std::move(job));
     return to_info(*row);
 }

@@ -92,6 +92,10 @@ class Engine final : public Service {
     common::Result<CronRunStarted> run_cron(const std::string& app,
                                             const std::string& job) override;
     std::string metrics() override;
+    common::Result<CanaryInfo> canary(const std::string& app) override;
+    common::Result<CanaryInfo> set_canary(const std::string& app, int percent) override;
+    common::Result<Promotion> promote_canary(const std::string& app) override;
+    common::Result<ReleaseInfo> abort_canary(const std::string& app) override;
     std::string engine() const override { return m_engine; }
     std::string engine_version() const override;
     std::string proxy_listen() const override { return m_options.proxy.listen; }
@@ -107,6 +111,9 @@ class Engine final : public Service {
         common::AppConfig config;
         common::Manifest manifest;
         bool release_command = true; // run [release] command (deploy jobs)
+        int canary = 0;              // deploy --canary PCT (0: switch)
+        std::int64_t canary_auto = 0;
+        int canary_max_error_bp = 100;
         // drain jobs: the replaced release and its process
         std::string previous;
         runtime::AppProcess previous_process;
@@ -351,6 +358,19 @@ class Engine final : public Service {
     // metrics.cpp: a deployment ended (PRODUCTION, else FAILED) after `took`.
     void count_deployment(const std::string& app, bool production,
                           std::chrono::steady_clock::duration took);
+
+    // canary.cpp: a healthy release becomes CANARY (instead of the switch);
+    // promote and abort with the app's deploy lock held; --auto's judgement
+    // (the supervisor, deploy lock held).
+    void enter_canary(const std::string& app, Job& job, const runtime::AppProcess& process,
+                      const EventLog& events);
+    common::Result<Promotion> promote_canary_locked(const std::string& app,
+                                                    const std::string& why);
+    common::Result<ReleaseInfo> abort_canary_locked(const std::string& app,
+                                                    const std::string& why);
+    void judge_canary(const std::string& app);
+    // activate.cpp: routes.json "canary" of the app's route (serving `serving`).
+    void add_canary_side(const std::string& app, const std::string& serving, Route& route);
 
     // recover.cpp
     // Returns the replaced releases still running, to drain once routes are out.

@@ -101,6 +101,11 @@ void Engine::run_deployment(const std::string& app, Job& job) {
     auto process = provision(app, job.id, job.config, events);
     if (!process)
         return failed(State::provisioning, process.error().message);
+    if (job.canary > 0) { // deploy --canary: a share of the traffic instead of the switch
+        enter_canary(app, job, *process, events);
+        count_deployment(app, true, std::chrono::steady_clock::now() - began);
+        return;
+    }
     auto previous = activate(app, job.id, State::provisioning, events);
     if (!previous) {
         stop_process(app, job.id, job.config, *process);

@@ -159,6 +159,19 @@ void Engine::reconcile_release(const ReleaseRow& row) {
             common::log_error("cannot restart " + name + ": " + restarted.error().message);
         return;
     }
+    case State::canary: // deploy --canary: it keeps its share across the restart
+        if (alive) {
+            runtime.adopt(release, process, m_options.data_dir.app_log(row.app, row.id));
+            common::log_info("adopted running canary " + name + " (pid " +
+                             std::to_string(row.pid) + ")");
+            return;
+        }
+        if (auto removed = m_store->remove_canary(row.app); !removed)
+            common::log_error(removed.error().message);
+        if (auto cleared = m_store->clear_process(row.app, row.id); !cleared)
+            common::log_error(cleared.error().message);
+        return fail(row.app, row.id, row.state,
+                    "canary aborted: not running after an agent restart", events);
     case State::inactive:
     case State::failed:
         return; // reconcile() drains and stops a leftover one once routes are published
@@ -275,6 +288,7 @@ void Engine::supervise_app(const std::string& app) {
     std::unique_lock deploy(slot(app).deploy_lock, std::try_to_lock);
     if (!deploy.owns_lock())
         return; // a deployment or rollback is changing it
+    judge_canary(app); // deploy --canary --auto, once due
     auto production = m_store->production(app);
     if (production && m_store->stopped(app))
         return; // deployctl stop: nothing is to run

@@ -48,6 +48,14 @@ std::string routing_table_json(std::uint64_t generation, const std::vector<Route
                               {"connect_timeout_ms", route.limits.connect_timeout.count()},
                               {"read_timeout_ms", route.limits.read_timeout.count()},
                               {"websocket_idle_ms", route.limits.websocket_idle.count()}};
+            if (!route.canary_release.empty() && !route.canary_upstreams.empty()) {
+                nlohmann::json canary{{"release", route.canary_release},
+                                      {"percent", route.canary_percent},
+                                      {"upstreams", route.canary_upstreams}};
+                if (route.canary_instances.size() == route.canary_upstreams.size())
+                    canary["instances"] = route.canary_instances;
+                item["canary"] = std::move(canary);
+            }
         }
         table["routes"].push_back(std::move(item));
     }

@@ -43,6 +43,12 @@ struct Route {
     std::string maintenance_page{};
     // deployctl pause: requests wait at the proxy, at most this long (0: not paused).
     std::int64_t pause_timeout_ms = 0;
+    // deployctl deploy --canary: the CANARY release that takes `canary_percent`
+    // of the traffic (routes.json "canary"), its web addresses and their names.
+    std::string canary_release{};
+    int canary_percent = 0;
+    std::vector<std::string> canary_upstreams{};
+    std::vector<std::string> canary_instances{};
 };
 
 // "APP.localhost" plus every domain of every target, without duplicates.

@@ -64,6 +64,35 @@ struct NewDeployment {
     // Run deploy.toml's [[cron]] jobs on this host while the release is PRODUCTION. A
     // fleet deploy sends false to every host but the target's first (docs/cron.md).
     bool cron = true;
+    // deployctl deploy --canary PCT: once healthy the release becomes CANARY and
+    // takes PCT% of the traffic (0: a plain deploy, the switch). With
+    // --auto, promoted after `canary_auto` seconds unless its 5xx rate is above
+    // PRODUCTION's by more than `canary_max_error_bp` hundredths of a point.
+    int canary = 0;
+    std::int64_t canary_auto = 0;
+    int canary_max_error_bp = 100;
+};
+
+// One side of a canary split, from deploy-proxy's figures since it started
+// counting the release: requests answered, those answered 5xx, and the 95th
+// percentile of their durations (milliseconds, from the histogram).
+struct CanarySide {
+    std::string release;
+    std::uint64_t requests = 0;
+    std::uint64_t errors = 0;
+    double p95_ms = 0;
+};
+
+// GET /v1/apps/{app}/canary: the app's CANARY release and its share.
+struct CanaryInfo {
+    std::string app;
+    std::string release;    // the CANARY release
+    std::string production; // the PRODUCTION one ("" if none)
+    int percent = 0;
+    std::int64_t auto_at = 0; // unix seconds; 0: no --auto
+    int max_error_bp = 100;
+    CanarySide canary_side{};
+    CanarySide production_side{};
 };
 
 // GET /v1/apps/{app}/cron: one [[cron]] job of the PRODUCTION release.
@@ -284,6 +313,23 @@ class Service {
     virtual common::Result<Destroyed> destroy_app(const std::string& app) {
         (void)app;
         return common::make_error(common::ErrorKind::internal, "destroy is not supported");
+    }
+
+    // Canary releases (deployctl canary): the app's canary (not_found when it
+    // has none), its share set (1..100), promoted to PRODUCTION through the
+    // switch and drain, or aborted (stopped, FAILED "canary aborted").
+    virtual common::Result<CanaryInfo> canary(const std::string& app) {
+        return common::make_error(common::ErrorKind::internal, "canary is not supported: " + app);
+    }
+    virtual common::Result<CanaryInfo> set_canary(const std::string& app, int percent) {
+        (void)percent;
+        return common::make_error(common::ErrorKind::internal, "canary is not supported: " + app);
+    }
+    virtual common::Result<Promotion> promote_canary(const std::string& app) {
+        return common::make_error(common::ErrorKind::internal, "canary is not supported: " + app);
+    }
+    virtual common::Result<ReleaseInfo> abort_canary(const std::string& app) {
+        return common::make_error(common::ErrorKind::internal, "canary is not supported: " + app);
     }
 
     // The app's variables (deployctl env): listed without secret values; set

@@ -260,6 +260,60 @@ common::Status parse_pause(const json& item, const std::string& where, std::stri
     return {};
 }
 
+void finish_upstreams(Route& route) {
+    if (!route.upstreams.empty()) {
+        const Upstream& first = route.upstreams.front();
+        route.upstream = first.key;
+        route.upstream_address = first.address;
+        route.upstream_port = first.port;
+        if (route.upstreams.size() > 1) {
+            route.balance = std::make_shared<Balance>(route.upstreams.size());
+        }
+    }
+}
+
+// "canary": {"release": "v5", "percent": 10, "upstreams": [...], "instances": [...]}
+common::Status parse_canary(const json& item, const std::string& where, std::string_view source,
+                            Route& route) {
+    if (!item.is_object()) {
+        return malformed(source, where + " must be an object");
+    }
+    Route side;
+    side.host = route.host;
+    side.app = route.app;
+    side.max_body = route.max_body;
+    side.connect_timeout = route.connect_timeout;
+    side.read_timeout = route.read_timeout;
+    side.websocket_idle = route.websocket_idle;
+    const std::string* release = string_field(item, "release");
+    if (release == nullptr || release->empty() ||
+        release->find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789") != std::string::npos) {
+        return malformed(source, where + ".release must be a release id such as \"v5\"");
+    }
+    side.release = *release;
+    auto percent = item.find("percent");
+    if (percent == item.end() || !percent->is_number_integer() || percent->get<std::int64_t>() < 0 ||
+        percent->get<std::int64_t>() > 100) {
+        return malformed(source, where + ".percent must be an integer from 0 to 100");
+    }
+    auto upstreams = item.find("upstreams");
+    if (upstreams == item.end()) {
+        return malformed(source, where + ".upstreams is missing");
+    }
+    if (auto read = parse_upstreams(*upstreams, where + ".upstreams", source, side); !read) {
+        return read.error();
+    }
+    if (auto instances = item.find("instances"); instances != item.end()) {
+        if (auto read = parse_instances(*instances, where + ".instances", source, side); !read) {
+            return read.error();
+        }
+    }
+    finish_upstreams(side);
+    route.canary_percent = static_cast<unsigned>(percent->get<std::int64_t>());
+    route.canary = std::make_shared<const Route>(std::move(side));
+    return {};
+}
+
 common::Result<Route> parse_route(const json& item, std::size_t index, std::string_view source) {
     const std::string where = "routes[" + std::to_string(index) + "]";
     if (!item.is_object()) {
@@ -325,13 +379,14 @@ common::Result<Route> parse_route(const json& item, std::size_t index, std::stri
             return read.error();
         }
     }
-    if (!route.upstreams.empty()) {
-        const Upstream& first = route.upstreams.front();
-        route.upstream = first.key;
-        route.upstream_address = first.address;
-        route.upstream_port = first.port;
-        if (route.upstreams.size() > 1) {
-            route.balance = std::make_shared<Balance>(route.upstreams.size());
+    finish_upstreams(route);
+    if (auto canary = item.find("canary"); canary != item.end()) {
+        if (route.upstreams.empty()) {
+            return malformed(source, where + ".canary is for an app route");
+        }
+        auto read = parse_canary(*canary, where + ".canary", source, route);
+        if (!read) {
+            return read.error();
         }
     }
     return route;
@@ -409,6 +464,46 @@ std::optional<std::size_t> Route::next_untried(std::size_t current, std::uint64_
         }
     }
     return failing_one;
+}
+
+std::optional<bool> canary_cookie_side(std::string_view cookies, std::string_view release) {
+    // "a=1; deploy_canary=v5:c; b=2"
+    while (!cookies.empty()) {
+        const auto end = cookies.find(';');
+        std::string_view pair = cookies.substr(0, end);
+        cookies = end == std::string_view::npos ? std::string_view() : cookies.substr(end + 1);
+        while (!pair.empty() && pair.front() == ' ') {
+            pair.remove_prefix(1);
+        }
+        while (!pair.empty() && pair.back() == ' ') {
+            pair.remove_suffix(1);
+        }
+        if (pair.size() != k_canary_cookie.size() + 1 + release.size() + 2 ||
+            !pair.starts_with(k_canary_cookie) || pair[k_canary_cookie.size()] != '=') {
+            continue;
+        }
+        const auto value = pair.substr(k_canary_cookie.size() + 1);
+        if (!value.starts_with(release) || value[release.size()] != ':') {
+            continue;
+        }
+        const char side = value.back();
+        if (side == 'c' || side == 'p') {
+            return side == 'c';
+        }
+    }
+    return std::nullopt;
+}
+
+bool canary_hash_side(std::string_view client, unsigned percent) {
+    // FNV-1a, then a multiplicative mix: neighbouring ids and addresses spread.
+    std::uint64_t hash = 1469598103934665603ull;
+    for (unsigned char c : client) {
+        hash = (hash ^ c) * 1099511628211ull;
+    }
+    hash ^= hash >> 33;
+    hash *= 0xff51afd7ed558ccdull;
+    hash ^= hash >> 33;
+    return hash % 100 < percent;
 }
 
 const Route* RouteTable::find(std::string_view host) const {

@@ -94,6 +94,12 @@ struct Route {
     std::chrono::milliseconds read_timeout = k_upstream_timeout;
     std::chrono::milliseconds websocket_idle = k_websocket_idle;
 
+    // deployctl deploy --canary (routes.json "canary"): the CANARY release's
+    // side of this route (the same host, app and limits; its own release and
+    // upstreams) and the percentage of clients it takes; nullptr: no canary.
+    std::shared_ptr<const Route> canary{};
+    unsigned canary_percent = 0;
+
     bool is_static() const { return !static_root.empty(); }
     bool paused() const { return pause.count() > 0; }
 
@@ -140,6 +146,20 @@ class RouteTable {
 // when the value cannot be a host name. Reuses `out`'s capacity (hot path).
 void normalize_host(std::string_view host, std::string& out);
 std::string normalize_host(std::string_view host);
+
+// Canary releases: which side a request goes to (docs/api.md, "Proxy routing
+// table"). The cookie's name and its value for a side: "v5:c" (canary) or
+// "v5:p" (production).
+inline constexpr std::string_view k_canary_cookie = "deploy_canary";
+// The header that names a client for the split when several share an address.
+inline constexpr std::string_view k_canary_client_field = "X-Deploy-Client";
+// The side a Cookie header (every cookie of it) keeps the client on: true for
+// the canary, false for production; nullopt when it has no deploy_canary
+// cookie for `release` (another release's cookie does not count).
+std::optional<bool> canary_cookie_side(std::string_view cookies, std::string_view release);
+// The side of a client without a cookie: a hash of `client` (its X-Deploy-Client
+// value, else its address) placed in 0..99, below `percent` for the canary.
+bool canary_hash_side(std::string_view client, unsigned percent);
 
 // Parses a routes.json document. `source` names it in error messages.
 common::Result<RouteTable> parse_routes(std::string_view json, std::string_view source);

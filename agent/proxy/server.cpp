@@ -320,11 +320,17 @@ void Server::poll() {
 void Server::write_stats() {
     std::map<std::string, AppStats> apps;
     std::int64_t connections = 0;
+    std::map<std::string, AppStats> releases; // of apps with a canary
     for (auto& worker : m_workers) {
         worker->stats().add_to(apps, connections);
+        worker->stats().add_releases_to(releases);
     }
     const auto file = std::filesystem::path(m_options.routes).parent_path() / "stats.json";
-    if (!write_snapshot(file, stats_json(m_instance, apps, connections).dump())) {
+    auto snapshot = stats_json(m_instance, apps, connections);
+    if (!releases.empty()) {
+        snapshot["releases"] = std::move(stats_json({}, releases, 0)["apps"]);
+    }
+    if (!write_snapshot(file, snapshot.dump())) {
         common::log_debug("cannot write " + file.string());
     }
 }

@@ -211,18 +211,24 @@ void Session<ClientStream>::route_request(bool first) {
                         m_host.empty() ? std::string_view("this host") : std::string_view(m_host)),
             After::keep_alive);
     }
-    if (first) {
-        stat_begin();
-    } else if (m_stat_app.empty() || m_stat_app != m_route->app) {
-        stat_begin(); // held, and the host now routes another app (or none before)
+    // Maintenance and pause act on the route, whichever side a canary would take.
+    // The agent's probes pass: a release is health-checked through the proxy.
+    const bool maintenance = !m_probe && m_route->maintenance != nullptr;
+    const bool pause = !m_probe && !maintenance && m_route->paused();
+    m_canary_cookie.clear();
+    m_split = false;
+    if (m_route->canary && !maintenance && !pause) [[unlikely]] {
+        pick_canary_side();
+    }
+    if (first || m_stat_app.empty() || m_stat_app != m_route->app) {
+        stat_begin(); // (again when held and the host now routes another app)
     } else {
         m_stat_release = m_route->release;
     }
-    // The agent's probes pass: a release is health-checked through the proxy.
-    if (!m_probe && m_route->maintenance) {
+    if (maintenance) {
         return respond_maintenance();
     }
-    if (!m_probe && m_route->paused()) {
+    if (pause) {
         return hold();
     }
     if (m_route->stopped) {
@@ -375,6 +381,28 @@ template <class ClientStream> void Session<ClientStream>::respond_paused() {
     }
     respond_plain(http::status::service_unavailable, message + "\n", After::keep_alive, {},
                   "text/plain; charset=utf-8", "5");
+}
+
+template <class ClientStream> void Session<ClientStream>::pick_canary_side() {
+    const auto& request = m_request->get();
+    const Route& canary = *m_route->canary;
+    m_split = true;
+    std::optional<bool> side;
+    if (auto cookie = request.find(http::field::cookie); cookie != request.end()) {
+        side = canary_cookie_side(cookie->value(), canary.release);
+    }
+    if (!side) {
+        auto client = request.find(k_canary_client_field);
+        side = canary_hash_side(client != request.end() && !client->value().empty()
+                                    ? std::string_view(client->value())
+                                    : std::string_view(m_client_ip),
+                                m_route->canary_percent);
+        m_canary_cookie = fmt::format("{}={}:{}; Path=/; Max-Age=86400; HttpOnly; SameSite=Lax",
+                                      k_canary_cookie, canary.release, *side ? 'c' : 'p');
+    }
+    if (*side) {
+        m_route = &canary;
+    }
 }
 
 template <class ClientStream> void Session<ClientStream>::respond_stopped() {
@@ -534,6 +562,10 @@ void Session<ClientStream>::stat_end() {
     const auto method = m_request ? m_request->get().method_string() : std::string_view();
     m_worker.stats().request_ended(m_stat_app, method, static_cast<int>(m_stat_status), seconds,
                                    m_body_read, m_stat_out);
+    if (m_split) [[unlikely]] {
+        m_worker.stats().release_ended(m_stat_app + " " + m_stat_release, method,
+                                       static_cast<int>(m_stat_status), seconds);
+    }
     if (m_worker.logs_access()) {
         log_access(seconds, method);
     }

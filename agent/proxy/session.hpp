@@ -98,6 +98,9 @@ class Session final : public SessionBase,
     // Routes the request with the worker's current table: first when its
     // header was read, again when a held request is released.
     void route_request(bool first);
+    // A route with a canary: m_route becomes the side this request goes to
+    // (its cookie, else a hash of its client), m_canary_cookie what sets it.
+    void pick_canary_side();
     enum class After { keep_alive, close };
     // A short text/plain answer (and a Location header when `location` is
     // set, Retry-After when `retry_after` is).
@@ -187,6 +190,8 @@ class Session final : public SessionBase,
     ClientStream m_client;
     boost::beast::flat_buffer m_client_buffer;
     std::string m_client_ip;
+    std::string m_canary_cookie; // Set-Cookie for the side chosen (empty: none to set)
+    bool m_split = false;        // the route has a canary: counted per release too
     std::optional<RequestParser> m_request;
     ClientFraming m_framing;
     bool m_idle = false; // waiting for the first byte of a request

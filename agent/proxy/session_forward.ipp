@@ -426,6 +426,9 @@ void Session<ClientStream>::on_upstream_header(error_code ec, std::size_t) {
     if (m_probe) {
         response.set(k_routed_field, routed_to());
     }
+    if (!m_canary_cookie.empty()) [[unlikely]] {
+        response.insert(http::field::set_cookie, m_canary_cookie);
+    }
     if (response.chunked()) {
         m_serializer.emplace(response); // chunk framing: Beast writes it
     } else {
@@ -463,6 +466,9 @@ bool Session<ClientStream>::reroute() {
         respond_plain(http::status::not_found, fmt::format("no app is deployed at {}\n", m_host),
                       After::keep_alive);
         return false;
+    }
+    if (m_route->canary) {
+        pick_canary_side();
     }
     if (m_route->stopped) {
         m_upstream.reset();

@@ -66,6 +66,49 @@ void Stats::request_ended(const std::string& app, std::string_view method, int s
     stats.bytes_out += bytes_out;
 }
 
+void Stats::release_ended(const std::string& key, std::string_view method, int status,
+                          double seconds) {
+    std::lock_guard lock(m_mutex);
+    auto& stats = m_releases[key];
+    if (status >= 100 && status < 600)
+        ++stats.requests[method_index(method)][static_cast<std::size_t>(status / 100 - 1)];
+    for (std::size_t b = 0; b < k_stat_buckets.size(); ++b)
+        if (seconds <= k_stat_buckets[b])
+            ++stats.buckets[b];
+    ++stats.count;
+    stats.seconds += seconds;
+}
+
+double stat_quantile(const AppStats& stats, double q) {
+    if (stats.count == 0)
+        return 0;
+    const double rank = q * static_cast<double>(stats.count);
+    double lower = 0;
+    std::uint64_t below = 0;
+    for (std::size_t b = 0; b < k_stat_buckets.size(); ++b) {
+        const std::uint64_t upto = stats.buckets[b];
+        if (static_cast<double>(upto) >= rank && upto > below)
+            return lower + (k_stat_buckets[b] - lower) * (rank - static_cast<double>(below)) /
+                               static_cast<double>(upto - below);
+        lower = k_stat_buckets[b];
+        below = upto;
+    }
+    return k_stat_buckets.back();
+}
+
+std::uint64_t stat_5xx(const AppStats& stats) {
+    std::uint64_t n = 0;
+    for (const auto& by_class : stats.requests)
+        n += by_class[4];
+    return n;
+}
+
+void Stats::add_releases_to(std::map<std::string, AppStats>& into) const {
+    std::lock_guard lock(m_mutex);
+    for (const auto& [key, stats] : m_releases)
+        into[key].add(stats);
+}
+
 void Stats::connect_error(const std::string& app) {
     std::lock_guard lock(m_mutex);
     ++m_apps[app].connect_errors;

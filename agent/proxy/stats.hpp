@@ -42,12 +42,23 @@ struct AppStats {
     void add(const AppStats& other);
 };
 
+// The q-quantile (0.95: p95) of the durations counted, in seconds, estimated
+// from the histogram by linear interpolation inside the bucket it falls in
+// (as Prometheus' histogram_quantile); the last bound past it; 0 when empty.
+double stat_quantile(const AppStats& stats, double q);
+// The requests answered 5xx, whatever their method.
+std::uint64_t stat_5xx(const AppStats& stats);
+
 class Stats {
   public:
     void request_started(const std::string& app);
     // A request routed to `app` ended: its answer's status (0: none was sent).
     void request_ended(const std::string& app, std::string_view method, int status,
                        double seconds, std::uint64_t bytes_in, std::uint64_t bytes_out);
+    // The same request counted for its release too ("APP RELEASE"), when the
+    // app has a canary (its two sides compared by deployctl canary).
+    void release_ended(const std::string& key, std::string_view method, int status,
+                       double seconds);
     void connect_error(const std::string& app);
     void retry(const std::string& app);
     void websocket(const std::string& app, int change); // +1 opened, -1 closed
@@ -55,14 +66,17 @@ class Stats {
 
     // The figures so far, added to `into`.
     void add_to(std::map<std::string, AppStats>& into, std::int64_t& connections) const;
+    void add_releases_to(std::map<std::string, AppStats>& into) const;
 
   private:
     mutable std::mutex m_mutex;
     std::map<std::string, AppStats, std::less<>> m_apps;
+    std::map<std::string, AppStats, std::less<>> m_releases; // "APP RELEASE"
     std::int64_t m_connections = 0;
 };
 
-// The JSON the agent reads: {"instance": "...", "connections": N, "apps": {APP: {...}}}.
+// The JSON the agent reads: {"instance": "...", "connections": N, "apps": {APP: {...}}},
+// and "releases": {"APP RELEASE": {...}} for the apps with a canary.
 nlohmann::json stats_json(const std::string& instance, const std::map<std::string, AppStats>& apps,
                           std::int64_t connections);
 // Its inverse, for the agent; unknown or malformed fields read as 0.

@@ -242,6 +242,46 @@ CREATE TABLE IF NOT EXISTS traffic (
 );
 )sql";
 
+// 11: canary releases.
+// The releases table's CHECK gains 'CANARY': SQLite cannot alter a CHECK, so
+// the table is made again from its own text (every column added since kept),
+// its rows copied, and its index made again. And one row per app with a canary:
+// its share of the traffic and, with --auto, when it is judged (unix
+// seconds, 0: never) and the 5xx rate over PRODUCTION's it may have (in
+// hundredths of a percentage point).
+common::Status add_canary_state(sqlite::Database& db) {
+    std::string sql;
+    {
+        TRY_ASSIGN(auto read, db.prepare("SELECT sql FROM sqlite_master WHERE type = 'table' AND"
+                                         " name = 'releases'"));
+        TRY(read.each([&](const sqlite::Statement& row) { sql = row.text(0); }));
+    }
+    const auto open = sql.find('(');
+    const std::string states = "'PROVISIONING',";
+    const auto at = sql.find(states);
+    if (open == std::string::npos || at == std::string::npos)
+        return make_error(ErrorKind::internal, "state.db: unexpected releases table: " + sql);
+    if (sql.find("'CANARY'") == std::string::npos)
+        sql.insert(at + states.size(), "'CANARY',");
+    TRY(db.exec("CREATE TABLE releases_new " + sql.substr(open)));
+    TRY(db.exec("INSERT INTO releases_new SELECT * FROM releases; DROP TABLE releases;"
+                " ALTER TABLE releases_new RENAME TO releases;"
+                " CREATE UNIQUE INDEX IF NOT EXISTS one_production ON releases(app)"
+                " WHERE state = 'PRODUCTION';"));
+    return {};
+}
+
+constexpr std::string_view k_canaries = R"sql(
+CREATE TABLE IF NOT EXISTS canaries (
+  app            TEXT PRIMARY KEY,
+  release        TEXT NOT NULL,
+  percent        INTEGER NOT NULL,
+  auto_at        INTEGER NOT NULL DEFAULT 0,
+  max_error_bp   INTEGER NOT NULL DEFAULT 100,
+  created_at     TEXT NOT NULL
+);
+)sql";
+
 // Migration N is k_migrations[N - 1]. One that has shipped is never edited:
 // a change to the schema is a new migration at the end.
 constexpr std::array k_migrations{
@@ -255,6 +295,7 @@ constexpr std::array k_migrations{
     Migration{k_cron},
     Migration{k_scale},
     Migration{k_traffic},
+    Migration{k_canaries, &add_canary_state},
 };
 static_assert(k_migrations.size() == k_latest_version);
 

@@ -656,6 +656,50 @@ common::Status Store::set_paused(const std::string& app, bool on, std::int64_t t
         detail);
 }
 
+common::Status Store::put_canary(const CanaryRow& row) {
+    std::lock_guard lock(m_mutex);
+    TRY_ASSIGN(auto insert,
+               m_db->prepare("INSERT OR REPLACE INTO canaries (app, release, percent, auto_at,"
+                             " max_error_bp, created_at) VALUES (?, ?, ?, ?, ?, ?)"));
+    return insert.bind(row.app)
+        .bind(row.release)
+        .bind(row.percent)
+        .bind(row.auto_at)
+        .bind(row.max_error_bp)
+        .bind(now())
+        .run();
+}
+
+namespace {
+CanaryRow canary_row(const sqlite::Statement& row) {
+    return CanaryRow{row.text(0), row.text(1), static_cast<int>(row.integer(2)), row.integer(3),
+                     static_cast<int>(row.integer(4))};
+}
+} // namespace
+
+std::optional<CanaryRow> Store::canary(const std::string& app) {
+    std::lock_guard lock(m_mutex);
+    auto rows = select_rows<CanaryRow>(
+        *m_db, "SELECT app, release, percent, auto_at, max_error_bp FROM canaries WHERE app = ?",
+        {app}, canary_row);
+    if (rows.empty())
+        return std::nullopt;
+    return rows.front();
+}
+
+std::vector<CanaryRow> Store::canaries() {
+    std::lock_guard lock(m_mutex);
+    return select_rows<CanaryRow>(
+        *m_db, "SELECT app, release, percent, auto_at, max_error_bp FROM canaries ORDER BY app", {},
+        canary_row);
+}
+
+common::Status Store::remove_canary(const std::string& app) {
+    std::lock_guard lock(m_mutex);
+    TRY_ASSIGN(auto erase, m_db->prepare("DELETE FROM canaries WHERE app = ?"));
+    return erase.bind(app).run();
+}
+
 common::Status Store::destroy_app(const std::string& app, std::string_view detail) {
     std::lock_guard lock(m_mutex);
     sqlite::Transaction tx(*m_db);
@@ -665,7 +709,8 @@ common::Status Store::destroy_app(const std::string& app, std::string_view detai
           "DELETE FROM env WHERE app = ?", "DELETE FROM app_keys WHERE app = ?",
           "DELETE FROM switches WHERE app = ?", "DELETE FROM processes WHERE app = ?",
           "DELETE FROM cron_jobs WHERE app = ?", "DELETE FROM scale WHERE app = ?",
-          "DELETE FROM traffic WHERE app = ?", "DELETE FROM apps WHERE name = ?"}) {
+          "DELETE FROM traffic WHERE app = ?", "DELETE FROM canaries WHERE app = ?",
+          "DELETE FROM apps WHERE name = ?"}) {
         TRY_ASSIGN(auto erase, m_db->prepare(sql));
         TRY(erase.bind(app).run());
     }

@@ -89,6 +89,17 @@ struct SwitchRow {
     std::string reason;
 };
 
+// A release in CANARY (deployctl deploy --canary): its share of the app's
+// traffic, and with --auto when it is judged (unix seconds; 0: never) and the
+// 5xx rate above PRODUCTION's that aborts it (hundredths of a point).
+struct CanaryRow {
+    std::string app;
+    std::string release;
+    int percent = 0;
+    std::int64_t auto_at = 0;
+    int max_error_bp = 100;
+};
+
 struct AuditRow {
     std::string ts;
     std::string app;
@@ -250,6 +261,12 @@ class Store {
     common::Status set_cron_process(const std::string& app, const std::string& job, int pid,
                                     std::int64_t pid_start);
     std::vector<CronProcess> cron_processes();
+
+    // Canary releases: at most one per app (inserted or replaced).
+    common::Status put_canary(const CanaryRow& row);
+    std::optional<CanaryRow> canary(const std::string& app);
+    std::vector<CanaryRow> canaries();
+    common::Status remove_canary(const std::string& app);
 
     // Raw SQL, for maintenance and tests.
     common::Status exec(std::string_view sql);

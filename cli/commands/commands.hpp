@@ -25,6 +25,7 @@ void add_scale(CLI::App& app, Context& ctx);
 void add_logs(CLI::App& app, Context& ctx);
 void add_run(CLI::App& app, Context& ctx);
 void add_rollback(CLI::App& app, Context& ctx);
+void add_canary(CLI::App& app, Context& ctx); // canary [set N | promote | abort]
 void add_rm(CLI::App& app, Context& ctx);
 void add_apps(CLI::App& app, Context& ctx);
 void add_lifecycle(CLI::App& app, Context& ctx); // stop, start, restart
@@ -53,6 +54,7 @@ inline constexpr AddCommand k_commands[] = {
     add_logs,
     add_run,
     add_rollback,
+    add_canary,
     add_rm,
     add_apps,
     add_lifecycle,

@@ -11,6 +11,7 @@
 #include <cli/release/steps.hpp>
 #include <cli/target.hpp>
 #include <common/config.hpp>
+#include <common/duration.hpp>
 #include <common/hash.hpp>
 #include <common/manifest.hpp>
 
@@ -42,6 +43,10 @@ struct DeployOptions {
     int max_parallel = 0; // 0 = deploy.toml's (default: all hosts)
     bool no_rollback = false;
     bool force = false; // a new release even when PRODUCTION already serves this tree and config
+    // --canary PCT [--auto D] [--max-error-rate P]: CANARY with PCT% of the traffic.
+    int canary = 0;
+    std::string canary_auto;
+    double max_error_rate = 1;
 };
 
 void report_package(Context& ctx, const Target& target, const package::SourceTree& tree,
@@ -218,6 +223,20 @@ common::Status deploy(Context& ctx, const DeployOptions& options) {
         ctx.out->emit(output::Warning{*deployed->warning});
     report_package(ctx, *target, *tree, options);
     auto request = deployment_request(*target, *tree, options.force);
+    if (options.canary > 0) {
+        request["canary"] = options.canary;
+        request["canary_max_error_rate"] = options.max_error_rate;
+    } else if (!options.canary_auto.empty()) {
+        return common::make_error(common::ErrorKind::usage, "--auto needs --canary PCT");
+    }
+    if (!options.canary_auto.empty()) {
+        auto after = common::parse_duration(options.canary_auto);
+        if (!after)
+            return common::make_error(common::ErrorKind::usage,
+                                      "--auto: " + after.error().message);
+        request["canary_auto_seconds"] =
+            std::max<std::int64_t>(1, std::chrono::duration_cast<std::chrono::seconds>(*after).count());
+    }
     ctx.out->set_several_hosts(fleet->several);
 
     OpenHost connect = [&](const HostUrl& url) {
@@ -283,13 +302,29 @@ void add_deploy(CLI::App& app, Context& ctx) {
     cmd->add_flag("--force", options->force,
                   "Make a new release even when PRODUCTION already serves this tree and "
                   "deploy.toml (default: nothing to do); e.g. to apply changed env variables");
+    cmd->add_option("--canary", options->canary,
+                    "Once healthy, send PCT% of the app's clients to the new release (CANARY, "
+                    "sticky per client) instead of switching; then deployctl canary "
+                    "promote|abort")
+        ->type_name("PCT")
+        ->check(CLI::Range(1, 100));
+    cmd->add_option("--auto", options->canary_auto,
+                    "With --canary: after DURATION (e.g. 5m) promote the canary, or abort it "
+                    "if its 5xx rate is above PRODUCTION's by more than --max-error-rate")
+        ->type_name("DURATION");
+    cmd->add_option("--max-error-rate", options->max_error_rate,
+                    "With --auto: the percentage points of 5xx the canary may have above "
+                    "PRODUCTION (default 1)")
+        ->type_name("P")
+        ->check(CLI::Range(0.0, 100.0));
     cmd->add_flag("--no-rollback", options->no_rollback,
                   "Several hosts: when one fails, leave the hosts that switched on the new "
                   "release (default: roll them back)");
     cmd->footer("Examples:\n  deployctl deploy\n  deployctl deploy apps/web -t staging\n"
                 "  deployctl deploy --host http://127.0.0.1:7070 --dirty\n"
                 "  deployctl deploy --json --no-follow   # in CI\n"
-                "  deployctl deploy -t production --strategy rolling\n\n"
+                "  deployctl deploy -t production --strategy rolling\n"
+                "  deployctl deploy --canary 10 --auto 5m\n\n"
                 "deploy.toml is read from the tree deployed: HEAD's, or the working tree's with\n"
                 "--dirty. A host whose PRODUCTION release was made from the same tree and\n"
                 "deploy.toml gets no new release (\"nothing to do\") unless --force.\n"

@@ -179,6 +179,14 @@ struct TrafficChanged {
     JsonValue answer;
 };
 
+// canary: GET /v1/apps/APP/canary (action "show"; "set" after a new share), or the
+// answer of POST .../canary/promote ("promote") or .../canary/abort ("abort").
+struct Canary {
+    std::string host;
+    std::string action;
+    JsonValue answer;
+};
+
 // destroy: the agent's answer (destroyed, releases, blobs_removed, blobs_kept).
 struct AppDestroyed {
     std::string host;
@@ -334,7 +342,7 @@ struct InitSummary {
 
 using Event = std::variant<Version, Completion, Warning, PackageSummary, Uploading, UploadProgress,
                            Uploaded, Created, Unchanged, AgentEvent, Done, RolledBack, Removed,
-                           Releases, Processes, Status, Apps, AppChanged, TrafficChanged, AppDestroyed, EnvList, EnvChanged,
+                           Releases, Processes, Status, Apps, AppChanged, TrafficChanged, Canary, AppDestroyed, EnvList, EnvChanged,
                            CronJobs, CronStarted, Agent, TokenCreated, Tokens, TokenRevoked, Audit,
                            LoggedIn, RunOutput, RunExit, Error, Summary, Templates, InitSummary>;
 

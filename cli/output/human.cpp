@@ -161,6 +161,7 @@ class HumanPrinter final : public Printer {
     void render(const Processes& e);
     void render(const AppChanged& e);
     void render(const TrafficChanged& e);
+    void render(const Canary& e);
     void render(const AppDestroyed& e);
     void render(const EnvList& e);
     void render(const EnvChanged& e);
@@ -598,6 +599,50 @@ void HumanPrinter::render(const Apps& e) {
                          production.empty() ? "-" : production,
                          paint(c, fmt::format("{:<10}", app_state_text(state))),
                          json_str(app, "url")));
+    }
+}
+
+void HumanPrinter::render(const Canary& e) {
+    const json& a = *e.answer;
+    const std::string app = json_str(a, "app");
+    const std::string release = json_str(a, "release");
+    if (e.action == "promote") {
+        const std::string previous = json_str(a, "previous");
+        step(e.host, previous.empty()
+                         ? fmt::format("Canary {} of {} promoted: it is PRODUCTION", release, app)
+                         : fmt::format("Canary {} of {} promoted: it is PRODUCTION; {} drains "
+                                       "and becomes INACTIVE",
+                                       release, app, previous));
+        return;
+    }
+    if (e.action == "abort") {
+        step(e.host, fmt::format("Canary {} of {} aborted: it is stopped and FAILED ({})", release,
+                                 app, json_str(a, "error")));
+        return;
+    }
+    const int percent = a.value("percent", 0);
+    std::string head = fmt::format("{}: canary {} takes {}% of the traffic, PRODUCTION {} {}%",
+                                   app, release, percent, json_str(a, "production"),
+                                   100 - percent);
+    if (auto at = a.find("auto_at"); at != a.end() && at->is_number_integer())
+        head += fmt::format(" (judged at {} unix time, max error rate +{} points)",
+                            at->get<long long>(), a.value("max_error_rate", 1.0));
+    line(m_out, host_prefix(e.host), head);
+    line(m_out, host_prefix(e.host),
+         fmt::format("{:<11} {:<8} {:>9} {:>8} {:>9}", "SIDE", "RELEASE", "REQUESTS", "5XX",
+                     "P95"));
+    const auto sides = a.find("sides");
+    for (const char* side : {"production", "canary"}) {
+        if (sides == a.end() || !sides->contains(side))
+            continue;
+        const json& s = (*sides)[side];
+        const auto p95 = s.find("p95_ms");
+        line(m_out, host_prefix(e.host),
+             fmt::format("{:<11} {:<8} {:>9} {:>7.2f}% {:>9}", side, json_str(s, "release"),
+                         s.value("requests", 0ull), s.value("error_rate", 0.0),
+                         p95 != s.end() && p95->is_number()
+                             ? fmt::format("{:.1f}ms", p95->get<double>())
+                             : std::string("-")));
     }
 }
 

@@ -103,6 +103,16 @@ class JsonPrinter final : public Printer {
                        {"url", string_or_null(app, "url")},
                        {"host", e.host}});
     }
+    void render(const Canary& e) {
+        const char* event = e.action == "promote" ? "canary_promoted"
+                            : e.action == "abort" ? "canary_aborted"
+                                                  : "canary";
+        json out = *e.answer;
+        out["event"] = event;
+        if (!e.host.empty())
+            out["host"] = e.host;
+        write(out);
+    }
     void render(const AppChanged& e) {
         const char* event = e.action == "stop"    ? "stopped"
                             : e.action == "start" ? "started"

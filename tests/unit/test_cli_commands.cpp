@@ -24,7 +24,7 @@ using nlohmann::json;
 namespace {
 
 // deployctl's commands as `deployctl --help` has always listed them; __complete is hidden.
-const std::string k_help_order = "deploy status releases ps scale logs run rollback rm apps stop "
+const std::string k_help_order = "deploy status releases ps scale logs run rollback canary rm apps stop "
                                  "start restart maintenance pause resume destroy agent env "
                                  "cron "
                                  "token login audit init completion version";
@@ -156,7 +156,7 @@ TEST_CASE("the command table adds every command, in the order of deployctl --hel
     auto visible = app.get_subcommands([](CLI::App* sub) { return !sub->get_group().empty(); });
     CHECK(names_of(visible) == k_help_order);
     CHECK(names_of(all) == // with the hidden __complete, added by completion
-          "deploy status releases ps scale logs run rollback rm apps stop start restart maintenance pause resume destroy "
+          "deploy status releases ps scale logs run rollback canary rm apps stop start restart maintenance pause resume destroy "
           "agent "
           "env "
           "cron token "

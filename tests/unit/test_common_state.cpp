@@ -11,14 +11,16 @@ using common::State;
 
 namespace {
 
-const State k_all[] = {State::queued,     State::building, State::provisioning,
-                       State::production, State::inactive, State::failed};
+const State k_all[] = {State::queued,   State::building, State::provisioning, State::production,
+                       State::inactive, State::failed,   State::canary};
 
 const std::set<std::pair<State, State>> k_allowed = {
     {State::queued, State::building},         {State::queued, State::failed},
     {State::building, State::provisioning},   {State::building, State::failed},
     {State::provisioning, State::production}, {State::provisioning, State::failed},
     {State::production, State::inactive},     {State::inactive, State::production},
+    {State::provisioning, State::canary},     {State::canary, State::production},
+    {State::canary, State::failed},
 };
 
 std::string name(State s) {
@@ -46,7 +48,7 @@ TEST_CASE("every other transition is forbidden") {
             CHECK_FALSE(common::can_transition(from, to));
             ++forbidden;
         }
-    CHECK(forbidden == 36 - 8);
+    CHECK(forbidden == 49 - 11);
 }
 
 TEST_CASE("FAILED is terminal and PRODUCTION only leaves for INACTIVE") {
@@ -73,7 +75,8 @@ TEST_CASE("only INACTIVE releases can be promoted") {
 TEST_CASE("settled states end a deployment") {
     for (State s : k_all) {
         CAPTURE(name(s));
-        bool settled = s == State::production || s == State::inactive || s == State::failed;
+        bool settled = s == State::production || s == State::inactive || s == State::failed ||
+                       s == State::canary;
         CHECK(common::is_settled(s) == settled);
     }
 }
@@ -86,4 +89,19 @@ TEST_CASE("state names round trip") {
     CHECK_FALSE(common::parse_state("production").has_value());
     CHECK_FALSE(common::parse_state("").has_value());
     CHECK_FALSE(common::parse_state("DELETED").has_value());
+}
+
+TEST_CASE("canary: PROVISIONING -> CANARY -> PRODUCTION | FAILED, nothing else") {
+    CHECK(common::can_transition(State::provisioning, State::canary));
+    CHECK(common::can_transition(State::canary, State::production));
+    CHECK(common::can_transition(State::canary, State::failed));
+    CHECK_FALSE(common::can_transition(State::canary, State::inactive));
+    CHECK_FALSE(common::can_transition(State::production, State::canary));
+    CHECK_FALSE(common::can_transition(State::inactive, State::canary));
+    CHECK_FALSE(common::can_transition(State::building, State::canary));
+    CHECK(common::is_settled(State::canary)); // deployctl deploy --canary returns there
+    CHECK_FALSE(common::can_delete(State::canary));
+    CHECK_FALSE(common::can_promote(State::canary)); // promoted by canary promote, not rollback
+    CHECK(common::parse_state("CANARY") == State::canary);
+    CHECK(common::to_string(State::canary) == "CANARY");
 }
