@@ -208,6 +208,21 @@ common::Result<std::string> read_page(const std::string& path) {
     return text;
 }
 
+// HTML-escapes the operator's message for the built-in page.
+std::string html_escape(std::string_view text) {
+    std::string out;
+    for (const char c : text) {
+        switch (c) {
+        case '<': out += "&lt;"; break;
+        case '>': out += "&gt;"; break;
+        case '&': out += "&amp;"; break;
+        case '"': out += "&quot;"; break;
+        default: out += c;
+        }
+    }
+    return out;
+}
+
 // "maintenance": {"message": "...", "retry_after": 300, "page": "/abs/maintenance.html"},
 // each optional. A page that cannot be read leaves the built-in one (logged).
 common::Status parse_maintenance(const json& item, const std::string& where,
@@ -241,6 +256,21 @@ common::Status parse_maintenance(const json& item, const std::string& where,
             return malformed(source, where + " has an unknown key \"" + key + "\"");
         }
     }
+    const std::string message = maintenance->message.empty()
+                                    ? route.app + " is down for maintenance"
+                                    : maintenance->message;
+    if (maintenance->page.empty()) {
+        maintenance->page = fmt::format(
+            "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>{0} is down for "
+            "maintenance</title></head>\n<body><h1>Down for maintenance</h1>\n<p>{1}</p>"
+            "</body></html>\n",
+            route.app, html_escape(message));
+    }
+    json answer{{"error", message}, {"maintenance", true}};
+    if (maintenance->retry_after != 0) {
+        answer["retry_after"] = maintenance->retry_after;
+    }
+    maintenance->json = answer.dump() + "\n";
     route.maintenance = std::move(maintenance);
     return {};
 }

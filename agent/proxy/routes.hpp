@@ -47,12 +47,16 @@ constexpr auto k_fail_timeout = std::chrono::seconds(1);
 
 // deployctl maintenance on: what the proxy answers every request of the app
 // with (but the agent's probes). Shared by the copies of a route.
+// The answers are made when the table is loaded, not per request.
 struct Maintenance {
     std::string message;           // the operator's text; may be empty
     std::uint64_t retry_after = 0; // seconds, sent as Retry-After; 0: none
-    // The release's maintenance.html, read when the table is loaded (at most
-    // k_max_maintenance_page bytes); empty: the built-in page.
+    // What a browser gets: the release's maintenance.html (at most
+    // k_max_maintenance_page bytes), else the built-in page with the message.
     std::string page;
+    // What a client that accepts only JSON gets:
+    // {"error": MESSAGE, "maintenance": true[, "retry_after": N]}.
+    std::string json;
 };
 constexpr std::size_t k_max_maintenance_page = 1024 * 1024;
 

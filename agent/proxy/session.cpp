@@ -270,66 +270,16 @@ bool wants_json_only(std::string_view accept) {
            accept.find("text/html") == std::string_view::npos;
 }
 
-// The text of a JSON string (quotes included).
-std::string json_string(std::string_view text) {
-    std::string out = "\"";
-    for (const char c : text) {
-        const auto u = static_cast<unsigned char>(c);
-        if (c == '"' || c == '\\') {
-            out += '\\';
-            out += c;
-        } else if (u < 0x20) {
-            out += fmt::format("\\u{:04x}", u);
-        } else {
-            out += c;
-        }
-    }
-    return out + "\"";
-}
-
-// HTML-escapes the operator's message.
-std::string html_escape(std::string_view text) {
-    std::string out;
-    for (const char c : text) {
-        switch (c) {
-        case '<': out += "&lt;"; break;
-        case '>': out += "&gt;"; break;
-        case '&': out += "&amp;"; break;
-        case '"': out += "&quot;"; break;
-        default: out += c;
-        }
-    }
-    return out;
-}
-
 } // namespace
 
 template <class ClientStream> void Session<ClientStream>::respond_maintenance() {
     const Maintenance& maintenance = *m_route->maintenance;
-    const std::string& app = m_route->app;
     const std::string retry_after =
         maintenance.retry_after ? std::to_string(maintenance.retry_after) : std::string();
-    const auto accept = m_request->get()[http::field::accept];
-    const std::string message = maintenance.message.empty()
-                                    ? app + " is down for maintenance"
-                                    : maintenance.message;
-    if (wants_json_only(accept)) {
-        return respond_plain(
-            http::status::service_unavailable,
-            fmt::format("{{\"error\": {}, \"maintenance\": true{}}}\n", json_string(message),
-                        retry_after.empty() ? "" : ", \"retry_after\": " + retry_after),
-            After::keep_alive, {}, "application/json", retry_after);
-    }
-    if (!maintenance.page.empty()) {
-        return respond_plain(http::status::service_unavailable, maintenance.page,
-                             After::keep_alive, {}, "text/html; charset=utf-8", retry_after);
-    }
-    respond_plain(http::status::service_unavailable,
-                  fmt::format("<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>{0} "
-                              "is down for maintenance</title></head>\n<body><h1>Down for "
-                              "maintenance</h1>\n<p>{1}</p></body></html>\n",
-                              app, html_escape(message)),
-                  After::keep_alive, {}, "text/html; charset=utf-8", retry_after);
+    const bool json = wants_json_only(m_request->get()[http::field::accept]);
+    respond_plain(http::status::service_unavailable, json ? maintenance.json : maintenance.page,
+                  After::keep_alive, {}, json ? "application/json" : "text/html; charset=utf-8",
+                  retry_after);
 }
 
 template <class ClientStream> void Session<ClientStream>::hold() {
@@ -373,10 +323,11 @@ void Session<ClientStream>::on_hold_timeout(std::uint64_t seq, error_code ec) {
 
 template <class ClientStream> void Session<ClientStream>::respond_paused() {
     const auto accept = m_request->get()[http::field::accept];
+    // App names are [a-z0-9-]: nothing to escape in JSON.
     const std::string message = m_stat_app + " is paused; try again shortly";
     if (wants_json_only(accept)) {
         return respond_plain(http::status::service_unavailable,
-                             fmt::format("{{\"error\": {}}}\n", json_string(message)),
+                             fmt::format("{{\"error\": \"{}\"}}\n", message),
                              After::keep_alive, {}, "application/json", "5");
     }
     respond_plain(http::status::service_unavailable, message + "\n", After::keep_alive, {},

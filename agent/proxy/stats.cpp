@@ -17,6 +17,17 @@ std::size_t method_index(std::string_view method) {
     return k_stat_methods.size() - 1;
 }
 
+// One request that ended: its method and status class, its duration.
+void count_request(AppStats& stats, std::string_view method, int status, double seconds) {
+    if (status >= 100 && status < 600)
+        ++stats.requests[method_index(method)][static_cast<std::size_t>(status / 100 - 1)];
+    for (std::size_t b = 0; b < k_stat_buckets.size(); ++b)
+        if (seconds <= k_stat_buckets[b])
+            ++stats.buckets[b];
+    ++stats.count;
+    stats.seconds += seconds;
+}
+
 std::uint64_t number(const nlohmann::json& object, const char* key) {
     auto it = object.find(key);
     return it != object.end() && it->is_number_unsigned() ? it->get<std::uint64_t>() : 0;
@@ -55,13 +66,7 @@ void Stats::request_ended(const std::string& app, std::string_view method, int s
     std::lock_guard lock(m_mutex);
     auto& stats = m_apps[app];
     --stats.in_flight;
-    if (status >= 100 && status < 600)
-        ++stats.requests[method_index(method)][static_cast<std::size_t>(status / 100 - 1)];
-    for (std::size_t b = 0; b < k_stat_buckets.size(); ++b)
-        if (seconds <= k_stat_buckets[b])
-            ++stats.buckets[b];
-    ++stats.count;
-    stats.seconds += seconds;
+    count_request(stats, method, status, seconds);
     stats.bytes_in += bytes_in;
     stats.bytes_out += bytes_out;
 }
@@ -69,14 +74,7 @@ void Stats::request_ended(const std::string& app, std::string_view method, int s
 void Stats::release_ended(const std::string& key, std::string_view method, int status,
                           double seconds) {
     std::lock_guard lock(m_mutex);
-    auto& stats = m_releases[key];
-    if (status >= 100 && status < 600)
-        ++stats.requests[method_index(method)][static_cast<std::size_t>(status / 100 - 1)];
-    for (std::size_t b = 0; b < k_stat_buckets.size(); ++b)
-        if (seconds <= k_stat_buckets[b])
-            ++stats.buckets[b];
-    ++stats.count;
-    stats.seconds += seconds;
+    count_request(m_releases[key], method, status, seconds);
 }
 
 double stat_quantile(const AppStats& stats, double q) {

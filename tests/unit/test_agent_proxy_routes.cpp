@@ -330,11 +330,14 @@ TEST_CASE("parse_routes reads maintenance and pause, on any kind of route") {
     CHECK(a->maintenance->message == "Back soon");
     CHECK(a->maintenance->retry_after == 300);
     CHECK(a->maintenance->page == "<h1>upgrading</h1>\n");
+    CHECK(a->maintenance->json ==
+          "{\"error\":\"Back soon\",\"maintenance\":true,\"retry_after\":300}\n");
     CHECK_FALSE(a->paused());
     const Route* b = table->find("b.localhost");
     REQUIRE(b->maintenance);
     CHECK(b->stopped);
     CHECK(b->maintenance->message.empty());
+    CHECK(b->maintenance->json == "{\"error\":\"b is down for maintenance\",\"maintenance\":true}\n");
     const Route* c = table->find("c.localhost");
     CHECK_FALSE(c->maintenance);
     CHECK(c->paused());
@@ -342,7 +345,8 @@ TEST_CASE("parse_routes reads maintenance and pause, on any kind of route") {
     // A page that cannot be read: the built-in one (the table still loads).
     const Route* d = table->find("d.localhost");
     REQUIRE(d->maintenance);
-    CHECK(d->maintenance->page.empty());
+    CHECK(d->maintenance->page.find("<h1>Down for maintenance</h1>\n<p>d is down for "
+                                    "maintenance</p>") != std::string::npos);
 }
 
 TEST_CASE("parse_routes does not follow a link to a maintenance page") {
@@ -357,7 +361,9 @@ TEST_CASE("parse_routes does not follow a link to a maintenance page") {
                               "routes.json");
     REQUIRE(table.ok());
     REQUIRE(table->find("a.localhost")->maintenance);
-    CHECK(table->find("a.localhost")->maintenance->page.empty());
+    const std::string& page = table->find("a.localhost")->maintenance->page;
+    CHECK(page.find("secret") == std::string::npos);
+    CHECK(page.find("<h1>Down for maintenance</h1>") != std::string::npos);
 }
 
 TEST_CASE("parse_routes refuses malformed maintenance and pause") {
