@@ -1,4 +1,5 @@
 #include <agent/config.hpp>
+#include <agent/store/disk.hpp>
 #include <common/fs.hpp>
 #include <common/toml_reader.hpp>
 
@@ -109,7 +110,7 @@ common::Result<AgentConfig> parse_agent_config(std::string_view text, std::strin
     TRY(r.check_keys(root, "agent.toml",
                      {"data_dir", "listen", "socket", "engine", "engine_bin", "container_network", "cgroup_root",
                       "proxy_bin", "tls_cert", "tls_key", "failed_logins_per_minute", "max_runs_per_app",
-                      "metrics_listen", "proxy"}));
+                      "metrics_listen", "min_free", "proxy"}));
     for (auto [key, target] :
          {std::pair{"data_dir", &out.data_dir}, std::pair{"listen", &out.listen},
           std::pair{"socket", &out.socket}, std::pair{"engine", &out.engine},
@@ -117,9 +118,13 @@ common::Result<AgentConfig> parse_agent_config(std::string_view text, std::strin
           std::pair{"container_network", &out.container_network},
           std::pair{"cgroup_root", &out.cgroup_root},
           std::pair{"proxy_bin", &out.proxy_bin},
-          std::pair{"metrics_listen", &out.metrics_listen}}) {
+          std::pair{"metrics_listen", &out.metrics_listen},
+          std::pair{"min_free", &out.min_free}}) {
         TRY(read_string(r, root, key, key, *target));
     }
+    if (out.min_free)
+        if (auto min_free = parse_min_free(*out.min_free); !min_free)
+            return r.error_at(root.get("min_free")->source(), min_free.error().message);
     if (out.engine && *out.engine != "auto" && *out.engine != "docker" && *out.engine != "podman" &&
         *out.engine != "process")
         return r.error_at(root.get("engine")->source(),

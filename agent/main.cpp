@@ -52,6 +52,7 @@ int apply_config_file(const CLI::App& serve, const std::string& flag_path,
     fill("--metrics-listen", config->metrics_listen, options.metrics_listen);
     if (config->failed_logins_per_minute && serve.count("--failed-logins-per-minute") == 0)
         options.failed_logins_per_minute = *config->failed_logins_per_minute;
+    fill("--min-free", config->min_free, options.min_free);
     if (config->max_runs_per_app && serve.count("--max-runs-per-app") == 0)
         options.max_runs_per_app = *config->max_runs_per_app;
     if (config->tls && serve.count("--tls-cert") == 0)
@@ -182,6 +183,10 @@ int main(int argc, char** argv) {
                      "either way")
         ->check(CLI::Range(0, 1000000))
         ->capture_default_str();
+    serve->add_option("--min-free", options.min_free,
+                      "Space kept free on the data dir's disk: a size (1g, 512m), a share (5%) "
+                      "or 0. An upload or a build that would eat into it is refused up front "
+                      "(deployctl exits 6). Default: the smaller of 1g and 5%");
     serve
         ->add_option("--max-runs-per-app", options.max_runs_per_app,
                      "Commands of one app that deployctl run may run at once; the next is "
@@ -214,6 +219,10 @@ int main(int argc, char** argv) {
                       "[redacted]; the agent starts it with the output on fd 3 and the secret "
                       "values on fd 4");
     redact->group(""); // not for users: hidden from --help
+    agent::runtime::LogWriterOptions writer_options;
+    redact->add_option("--file", writer_options.file, "The log to append to (default: stdout)");
+    redact->add_option("--max-size", writer_options.max_size, "Rotate the log past this many bytes");
+    redact->add_option("--keep", writer_options.keep, "Compressed rotated logs to keep");
     agent::auth::TokenCommand token_options;
     auto* token = add_token_commands(app, token_options);
 
@@ -240,7 +249,7 @@ int main(int argc, char** argv) {
     if (*down)
         return agent::down(down_options);
     if (*redact)
-        return agent::runtime::log_redact_main();
+        return agent::runtime::log_redact_main(writer_options);
     if (*token) {
         ::umask(077); // state.db, when it creates it, is the agent's alone
         if (token->got_subcommand("create"))

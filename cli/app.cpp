@@ -29,6 +29,7 @@ const char* k_exit_codes = R"(Exit codes:
   3  cannot reach or authenticate to an agent
   4  waited too long
   5  refused by a rule (e.g. removing the PRODUCTION release)
+  6  the agent's disk is full (free space on it: deployctl agent df, agent prune)
 
 Agents: --host URL, else $DEPLOYCTL_HOST, else the hosts of the target in deploy.toml
 (-t NAME, the only target, or "production"). URLs: https://HOST:PORT (the certificate is

@@ -216,7 +216,7 @@ output::SummaryRow summary_row(const HostRun& run) {
         row.state = "QUEUED";
         break;
     case HostOutcome::live:
-        row.state = "PRODUCTION";
+        row.state = run.canary ? "CANARY" : "PRODUCTION";
         if (run.unchanged)
             row.note = "already served it: nothing to do";
         break;
@@ -226,7 +226,9 @@ output::SummaryRow summary_row(const HostRun& run) {
         row.note = run.rollback_error->message;
     } else if (run.rolled_back) {
         row.state = "ROLLED_BACK";
-        row.note = fmt::format("rolled back: {} is live again", run.previous);
+        row.note = run.canary ? fmt::format("rolled back: canary {} aborted, {} still live",
+                                            run.release, run.previous)
+                              : fmt::format("rolled back: {} is live again", run.previous);
     } else if (run.rollback == RollbackDecision::keep_first_deploy) {
         row.note = "kept: a first deploy, no earlier release to go back to";
     } else if (run.rollback == RollbackDecision::keep_no_rollback) {

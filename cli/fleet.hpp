@@ -54,6 +54,7 @@ struct HostRun {
     std::string previous;   // PRODUCTION before the deploy ("" = none: a first deploy)
     std::string release;    // the release created ("" = none yet), or the one serving (unchanged)
     bool unchanged = false; // PRODUCTION already served this tree and config: nothing created
+    bool canary = false;    // deploy --canary: the release becomes CANARY, `previous` stays live
     bool release_command = true; // false: the agent skips [release] command (not the first host)
     bool cron = true;            // false: the agent does not run [[cron]] jobs (not the first host)
     std::optional<common::Error> error;
@@ -74,7 +75,7 @@ struct HostSteps {
     // Sets run.previous before it creates the release and run.release after. Ok when the
     // release is PRODUCTION (or, not following, created). ErrorKind::failed: it failed.
     std::function<common::Status(transport::Client&, HostRun&, output::Printer&)> deploy;
-    // Puts run.previous back in production.
+    // Puts run.previous back in production (a canary: aborts it, `previous` never left).
     std::function<common::Status(transport::Client&, const HostRun&, output::Printer&)> roll_back;
 };
 

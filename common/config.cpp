@@ -207,9 +207,25 @@ Status read_proxy(const Reader& r, const toml::table& t, AppProxySettings& out) 
     return {};
 }
 
+Status read_logs(const Reader& r, const toml::table& t, LogSettings& out) {
+    TRY(r.check_keys(t, "[logs]", {"max_size", "keep"}));
+    if (const auto* n = t.get("max_size")) {
+        TRY_ASSIGN(out.max_size, r.size_at(*n, "logs.max_size"));
+        if (out.max_size > 0 && out.max_size < 64 * 1024)
+            return r.error_at(n->source(), "logs.max_size must be at least 64k (or 0: never "
+                                           "rotated)");
+    }
+    if (const auto* n = t.get("keep")) {
+        TRY_ASSIGN(std::int64_t keep, r.integer_at(*n, "logs.keep", 0, 100));
+        out.keep = static_cast<int>(keep);
+    }
+    return {};
+}
+
 Status read_deploy(const Reader& r, const toml::table& t, DeploySettings& out) {
     TRY(r.check_keys(t, "[deploy]",
-                     {"keep", "drain", "idle_stop", "strategy", "max_parallel", "stop_timeout"}));
+                     {"keep", "drain", "idle_stop", "idle_stop_workers", "strategy", "max_parallel",
+                      "stop_timeout"}));
     if (const auto* n = t.get("stop_timeout")) {
         TRY_ASSIGN(out.stop_timeout, r.duration_at(*n, "deploy.stop_timeout"));
     }
@@ -222,6 +238,11 @@ Status read_deploy(const Reader& r, const toml::table& t, DeploySettings& out) {
     }
     if (const auto* n = t.get("idle_stop")) {
         TRY_ASSIGN(out.idle_stop, r.duration_at(*n, "deploy.idle_stop"));
+        if (out.idle_stop.count() > 0 && out.idle_stop < std::chrono::seconds(1))
+            return r.error_at(n->source(), "deploy.idle_stop must be at least 1s (or 0: never)");
+    }
+    if (const auto* n = t.get("idle_stop_workers")) {
+        TRY_ASSIGN(out.idle_stop_workers, r.boolean_at(*n, "deploy.idle_stop_workers"));
     }
     if (const auto* n = t.get("strategy")) {
         TRY_ASSIGN(std::string text, r.string_at(*n, "deploy.strategy"));
@@ -387,8 +408,8 @@ Status read_section(const Reader& r, const toml::table& root, const char* key, T
 
 Result<AppConfig> read_config(const Reader& r, const toml::table& root) {
     TRY(r.check_keys(root, "the top level",
-                     {"app", "build", "run", "release", "cron", "static", "deploy", "proxy", "env",
-                      "targets", "processes"}));
+                     {"app", "build", "run", "release", "cron", "static", "deploy", "logs", "proxy",
+                      "env", "targets", "processes"}));
     AppConfig config;
     const auto* app = root.get("app");
     if (!app)
@@ -409,6 +430,7 @@ Result<AppConfig> read_config(const Reader& r, const toml::table& root) {
         TRY(read_section(r, root, "static", *config.static_site, read_static));
     }
     TRY(read_section(r, root, "deploy", config.deploy, read_deploy));
+    TRY(read_section(r, root, "logs", config.logs, read_logs));
     TRY(read_section(r, root, "proxy", config.proxy, read_proxy));
     TRY(read_section(r, root, "env", config.env, read_env));
     TRY(read_section(r, root, "targets", config.targets, read_targets));

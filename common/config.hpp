@@ -70,7 +70,11 @@ enum class DeployStrategy { parallel, rolling };
 struct DeploySettings {
     int keep = 5;
     std::chrono::milliseconds drain{10000};
-    std::chrono::milliseconds idle_stop{0}; // 0 = never scale to zero
+    // Scale to zero: after no request for this long the agent stops the web
+    // process and deploy-proxy holds the next request while it starts again
+    // (docs/traffic.md). 0 = never.
+    std::chrono::milliseconds idle_stop{0};
+    bool idle_stop_workers = false; // the [processes] stop and wake with web
     DeployStrategy strategy = DeployStrategy::parallel;
     int max_parallel = 0; // hosts deployed at once in parallel mode; 0 = all of them
     // How long a replaced release's processes other than web have, after
@@ -108,6 +112,13 @@ struct TargetConfig {
     std::string fingerprint;
 };
 
+// [logs]: the output log of each process (web, [processes], one per release) rotates
+// past max_size into `keep` zstd-compressed files (agent/logs/rotating_file.hpp).
+struct LogSettings {
+    std::uint64_t max_size = 10ull * 1024 * 1024; // 0: never rotated
+    int keep = 5;
+};
+
 struct AppConfig {
     std::string app;
     BuildConfig build;
@@ -116,6 +127,7 @@ struct AppConfig {
     std::vector<CronJob> cron;
     std::optional<StaticConfig> static_site;
     DeploySettings deploy;
+    LogSettings logs;
     AppProxySettings proxy;
     std::map<std::string, std::string> env;
     std::map<std::string, TargetConfig> targets;

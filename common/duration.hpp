@@ -16,5 +16,7 @@ Result<std::uint64_t> parse_size(std::string_view text);
 std::string format_duration(std::chrono::milliseconds d);
 // "512m", "1g": the shortest exact unit, as deploy.toml writes sizes.
 std::string format_size(std::uint64_t bytes);
+// "512 B", "3.4 KiB", "1.2 MiB": for people.
+std::string format_bytes(std::uint64_t bytes);
 
 } // namespace common

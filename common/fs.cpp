@@ -15,8 +15,9 @@ namespace common {
 namespace {
 
 Error errno_error(std::string_view what, const std::filesystem::path& path) {
-    return make_error(ErrorKind::io,
-                      fmt::format("{} {}: {}", what, path.string(), os_error_text(errno)));
+    const int error = errno;
+    return make_error(io_error_kind(error),
+                      fmt::format("{} {}: {}", what, path.string(), os_error_text(error)));
 }
 
 std::string temp_suffix() {
@@ -38,6 +39,10 @@ Status write_all(int fd, std::string_view content, const std::filesystem::path& 
 }
 
 } // namespace
+
+ErrorKind io_error_kind(int error) {
+    return error == ENOSPC || error == EDQUOT ? ErrorKind::disk_full : ErrorKind::io;
+}
 
 std::string os_error_text(int error) {
     std::string text = std::strerror(error);

@@ -17,6 +17,8 @@ Result<std::string> read_file(const std::filesystem::path& path);
 // The system's text for an error number; for ENOSPC and EDQUOT it also says
 // plainly that the disk is full ("No space left on device: the disk is full ...").
 std::string os_error_text(int error);
+// ErrorKind::disk_full for ENOSPC and EDQUOT (deployctl exits 6), else io.
+ErrorKind io_error_kind(int error);
 // Removes the temporary files atomic_write_file left in `dir` (not below it)
 // when it failed and could not remove them ("NAME.tmp-PID-HEX"), except those
 // of a running process (it may be writing them). Returns how many went.

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <optional>
+#include <set>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -151,6 +152,14 @@ std::uint64_t Manifest::total_bytes() const {
     for (const auto& e : entries)
         total += e.size;
     return total;
+}
+
+std::vector<std::string> Manifest::blob_digests() const {
+    std::set<std::string> digests;
+    for (const auto& entry : entries)
+        if (entry.kind != EntryKind::symlink && !entry.digest.empty())
+            digests.insert(entry.digest);
+    return {digests.begin(), digests.end()};
 }
 
 std::string Manifest::digest() const {

@@ -32,6 +32,8 @@ struct Manifest {
     std::vector<ManifestEntry> entries;
 
     std::uint64_t total_bytes() const;
+    // The distinct digests of its files' contents.
+    std::vector<std::string> blob_digests() const;
     // Digest of the manifest itself: equal trees give equal digests.
     std::string digest() const;
 };

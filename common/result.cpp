@@ -18,6 +18,8 @@ int exit_code(ErrorKind kind) {
         return 4;
     case ErrorKind::refused:
         return 5;
+    case ErrorKind::disk_full:
+        return 6;
     case ErrorKind::io:
     case ErrorKind::internal:
         return 1;
@@ -47,6 +49,8 @@ const char* error_code(ErrorKind kind) {
         return "bad_request";
     case ErrorKind::io:
         return "io";
+    case ErrorKind::disk_full:
+        return "disk_full";
     case ErrorKind::internal:
         return "internal";
     }

@@ -22,6 +22,7 @@ enum class ErrorKind {
     not_found,   // no such app / release / blob
     bad_request, // malformed input sent to the agent
     io,          // local file system or process error
+    disk_full,   // no space left (ENOSPC, EDQUOT, or the agent's --min-free reserve)
     internal,    // a bug or unexpected condition
 };
 

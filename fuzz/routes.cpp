@@ -3,7 +3,8 @@
 //   routes.json): JSON text -> table or error, never a crash. An accepted table
 //   has distinct, normalized, non-empty hosts that find() returns; each route is
 //   either an app (1 to 64 distinct IP:PORT with a port, the first also in
-//   `upstream`) or a static site (an absolute root) or stopped;
+//   `upstream`) or a static site (an absolute root) or stopped or sleeping
+//   (scaled to zero by idle_stop: no upstream until a request wakes it);
 // - agent::proxy::normalize_host on the raw input as a Host header: the key has
 //   only host name characters, at most 253 bytes, and is stable when normalized
 //   again (IPv6 literals aside: their brackets are gone).
@@ -49,8 +50,10 @@ void check_table(const RouteTable& table) {
             FUZZ_CHECK(route.upstream.empty() && route.static_root.front() == '/');
             FUZZ_CHECK(route.static_root.find('\0') == std::string::npos);
             FUZZ_CHECK(route.upstreams.empty());
-        } else if (route.stopped) {
+        } else if (route.stopped || route.sleeping()) {
             FUZZ_CHECK(route.upstreams.empty() && route.upstream.empty());
+            FUZZ_CHECK(!(route.stopped && route.sleeping()));
+            FUZZ_CHECK(route.wake_error.empty() || route.sleeping());
         } else {
             FUZZ_CHECK(!route.upstream.empty() && route.upstream_port != 0 &&
                        !route.upstream_address.empty());

@@ -308,12 +308,12 @@ bool Connection<Stream>::read_file_body(http::request_parser<http::empty_body>& 
     // The error that stops a read is the client's (the stream) or the disk's
     // (the file): only the disk's gets an answer, one that says so.
     const auto cannot_store = [&](const beast::error_code& error) {
-        const auto why = error.category() == boost::system::system_category()
-                             ? common::os_error_text(error.value())
-                             : error.message();
-        return error_response(500, "io",
-                              fmt::format("cannot store the uploaded body in {}: {}",
-                                          request.body_file.string(), why));
+        const bool system = error.category() == boost::system::system_category();
+        const auto why = system ? common::os_error_text(error.value()) : error.message();
+        return error_response(common::make_error(
+            system ? common::io_error_kind(error.value()) : common::ErrorKind::io,
+            fmt::format("cannot store the uploaded body in {}: {}", request.body_file.string(),
+                        why)));
     };
     beast::error_code ec;
     parser.get().body().open(request.body_file.c_str(), beast::file_mode::write, ec);
@@ -351,6 +351,11 @@ bool Connection<Stream>::read_body(http::request_parser<http::empty_body>& heade
     const auto limit = body_limit(route, m_options.max_file_body);
     if ((m_body_error = check_length(header, limit)))
         return true; // before "100 Continue"
+    if (route.body == BodyKind::file && m_options.disk_check && header.content_length())
+        if (auto room = m_options.disk_check(*header.content_length()); !room) {
+            m_body_error = error_response(room.error());
+            return true; // before "100 Continue" too
+        }
     send_continue_if_expected(header);
     auto& layer = layer_of(m_stream);
     layer.require_rate(m_options.min_body_rate, m_options.body_grace);

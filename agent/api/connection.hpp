@@ -4,6 +4,7 @@
 
 #include <agent/api/gate.hpp>
 #include <agent/api/router.hpp>
+#include <common/result.hpp>
 
 #include <chrono>
 #include <cstdint>
@@ -16,6 +17,10 @@ struct ConnectionOptions {
     // Where a BodyKind::file request body is written (same file system as the blobs).
     std::function<std::filesystem::path()> temp_path;
     std::uint64_t max_file_body = 0;
+    // A BodyKind::file body whose Content-Length would not fit on the disk
+    // (with its reserve kept free): the reason, answered 507 disk_full before
+    // any of it is read. None: not checked.
+    std::function<common::Status(std::uint64_t bytes)> disk_check{};
     // A client that sends nothing for this long (mid-request or between
     // keep-alive requests) is disconnected, freeing its thread.
     std::chrono::milliseconds idle_timeout{60000};

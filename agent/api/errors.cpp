@@ -23,6 +23,8 @@ int http_status(ErrorKind kind) {
         return 502;
     case ErrorKind::timeout:
         return 504;
+    case ErrorKind::disk_full:
+        return 507; // Insufficient Storage
     case ErrorKind::failed:
     case ErrorKind::io:
     case ErrorKind::internal:

@@ -27,6 +27,8 @@ struct ApiContext {
     std::function<std::string()> tls_fingerprint{};
     // Tokens and the audit log; without it the token and audit routes answer 503.
     auth::AuthStore* auth = nullptr;
+    // --min-free: an upload that would not fit is refused up front (507).
+    DiskGuard disk{};
 };
 
 Router make_router(ApiContext& context);

@@ -229,6 +229,10 @@ Response create(ApiContext& context, const Request& request) {
     auto deployment = read_deployment(request, *app, code);
     if (!deployment)
         return refusal_response({deployment.error(), code});
+    // Pinned from here until the release that uses them is recorded (or an
+    // hour): no collection removes them between this check and then.
+    const auto digests = deployment->manifest.blob_digests();
+    context.blobs.pin(digests);
     if (auto missing = missing_blobs(context.blobs, deployment->manifest); !missing.empty())
         return missing_blobs_response(missing);
     if (auto sized = take_stored_sizes(context.blobs, deployment->manifest); !sized)
@@ -236,9 +240,13 @@ Response create(ApiContext& context, const Request& request) {
             {sized.error(), sized.error().kind == ErrorKind::bad_request ? "size_mismatch" : ""});
     const std::string requested = deployment->release;
     if (!deployment->force)
-        if (auto unchanged = serving_same(context.service, *deployment))
+        if (auto unchanged = serving_same(context.service, *deployment)) {
+            context.blobs.unpin(digests); // PRODUCTION uses them
             return json_response(200, *unchanged);
+        }
     auto release = context.service.create_deployment(std::move(*deployment));
+    if (!release) // this deploy is over: a collection may take what it uploaded
+        context.blobs.unpin(digests);
     if (!release && !requested.empty() && release.error().kind == ErrorKind::refused)
         return release_taken_response(context, *app, release.error());
     if (!release)

@@ -1,4 +1,5 @@
 #include <agent/api/errors.hpp>
+#include <agent/api/handler_util.hpp>
 #include <agent/api/handlers.hpp>
 #include <common/version.hpp>
 
@@ -28,6 +29,51 @@ Response info(ApiContext& context) {
     return json_response(200, body);
 }
 
+// GET /v1/disk: deployctl agent df.
+Response disk(ApiContext& context) {
+    auto usage = context.service.disk_usage();
+    if (!usage)
+        return error_response(usage.error());
+    nlohmann::json apps = nlohmann::json::array();
+    for (const auto& app : usage->apps)
+        apps.push_back({{"app", app.app},
+                        {"releases", app.releases},
+                        {"blobs", app.blobs},
+                        {"logs", app.logs}});
+    return json_response(200, {{"data_dir", usage->data_dir},
+                               {"free", usage->filesystem.free},
+                               {"size", usage->filesystem.size},
+                               {"reserve", usage->reserve},
+                               {"total", usage->total},
+                               {"blobs", {{"bytes", usage->blobs},
+                                          {"count", usage->blob_count},
+                                          {"unused", usage->unused_blobs}}},
+                               {"apps", std::move(apps)}});
+}
+
+// POST /v1/prune {"dry_run": bool}: deployctl agent prune.
+Response prune(ApiContext& context, const Request& request) {
+    auto body = parse_json_body(request, true);
+    if (!body)
+        return error_response(body.error());
+    bool dry_run = false;
+    if (auto it = body->find("dry_run"); it != body->end()) {
+        if (!it->is_boolean())
+            return error_response(common::make_error(common::ErrorKind::bad_request,
+                                                     R"("dry_run" must be true or false)"));
+        dry_run = it->get<bool>();
+    }
+    auto collected = context.service.collect_garbage(dry_run);
+    if (!collected)
+        return error_response(collected.error());
+    nlohmann::json blobs = nlohmann::json::array();
+    for (const auto& blob : collected->blobs)
+        blobs.push_back({{"digest", blob.digest}, {"bytes", blob.bytes}});
+    return json_response(200, {{"dry_run", dry_run},
+                               {"blobs", std::move(blobs)},
+                               {"bytes", collected->bytes}});
+}
+
 } // namespace
 
 void add_system_routes(Router& router, ApiContext& context) {
@@ -35,6 +81,10 @@ void add_system_routes(Router& router, ApiContext& context) {
         "GET", "/v1/health", [](const Request&) { return health(); }, BodyKind::json,
         Access::open);
     router.add("GET", "/v1/info", [&context](const Request&) { return info(context); });
+    router.add("GET", "/v1/disk", [&context](const Request&) { return disk(context); });
+    router.add(
+        "POST", "/v1/prune", [&context](const Request& r) { return prune(context, r); },
+        BodyKind::small_json, Access::admin);
 }
 
 Router make_router(ApiContext& context) {

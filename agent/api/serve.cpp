@@ -209,15 +209,25 @@ int serve(const ServeOptions& options) {
                                      "DEPLOYCTL_TOKEN or its credentials file",
                                      data_dir.admin_token().string()));
 
-    BlobStore blobs(data_dir.blobs());
+    MinFree min_free;
+    if (!options.min_free.empty()) {
+        auto parsed = parse_min_free(options.min_free);
+        if (!parsed)
+            return fail(parsed.error());
+        min_free = *parsed;
+    }
+    const DiskGuard disk(data_dir.root(), min_free);
+    auto blob_store = std::make_shared<BlobStore>(data_dir.blobs());
+    BlobStore& blobs = *blob_store;
     if (auto stale = blobs.remove_stale_uploads())
         common::log_info(fmt::format("removed {} interrupted upload(s)", stale));
     auto service = make_service(
         ServiceOptions{data_dir, options.engine, options.proxy,
                        options.proxy_bin.empty() ? default_proxy_bin() : options.proxy_bin,
                        options.engine_bin, options.container_network, options.max_runs_per_app,
-                       options.cgroup_root});
+                       options.cgroup_root, blob_store, disk});
     ApiContext context{*service, blobs, data_dir};
+    context.disk = disk;
     if (api_certificate)
         context.tls_fingerprint = [api_certificate] { return api_certificate->fingerprint(); };
     context.auth = tokens->get();
@@ -228,6 +238,9 @@ int serve(const ServeOptions& options) {
     AuthGate gate(**tokens, &throttle);
     ConnectionOptions connection_options{[&blobs] { return blobs.temp_path(); },
                                          k_max_blob_size};
+    connection_options.disk_check = [&disk](std::uint64_t bytes) {
+        return disk.check(bytes, "this upload");
+    };
     connection_options.gate = &gate;
     Server server(router, connection_options);
     if (auto ok = server.listen(*address); !ok)

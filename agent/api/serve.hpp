@@ -31,6 +31,10 @@ struct ServeOptions {
     // GET /metrics (Prometheus text, no token) on this address; empty: off.
     std::string metrics_listen;
     int max_runs_per_app = 4; // deployctl run
+    // Kept free on the data dir's disk: uploads and builds that would eat
+    // into it are refused up front (agent/store/disk.hpp). Empty: the default,
+    // the smaller of 1 GiB and 5%.
+    std::string min_free;
 };
 
 // Runs until SIGTERM or SIGINT; returns the process exit code.

@@ -49,6 +49,7 @@ common::Result<std::optional<std::string>> Engine::activate(const std::string& a
     // A deploy or rollback starts a stopped app again; the flag goes before
     // the candidate, so no table in between routes the app as stopped.
     clear_stopped(app, id, events);
+    clear_sleeping(app); // [deploy] idle_stop: the new release runs
     {
         std::lock_guard lock(m_routes_mutex);
         m_candidates.erase(app);
@@ -196,11 +197,14 @@ std::vector<Route> Engine::routing_table_locked() {
         // deployctl scale web=0: deploy-proxy answers 503 "APP is scaled to zero".
         const bool scaled_to_zero =
             !stopped && !is_static && config && config->has_web() && instances_of(app, "web") == 0;
+        // [deploy] idle_stop: deploy-proxy holds its requests and wakes the agent.
+        const bool asleep = !stopped && !scaled_to_zero && !m_candidates.count(app) && config &&
+                            sleeping(app, *config);
         // Its web instances, but those out of the table (failing their check,
         // or leaving); all but the leaving ones when every one fails.
         std::vector<std::string> upstreams;
         std::vector<std::string> instances; // their names, for the access log
-        if (!is_static && !stopped && !scaled_to_zero) {
+        if (!is_static && !stopped && !scaled_to_zero && !asleep) {
             const auto web = web_instances(*production);
             for (int pass = 0; pass < 2 && upstreams.empty(); ++pass)
                 for (const auto& [port, name] : web) {
@@ -230,6 +234,10 @@ std::vector<Route> Engine::routing_table_locked() {
             route.stopped = true; // deploy-proxy answers 503 "APP is stopped"
         } else if (scaled_to_zero) {
             route.scaled_to_zero = true;
+        } else if (asleep) {
+            route.wake_timeout_ms = wake_timeout(*config).count();
+            if (auto error = m_wake_errors.find(app); error != m_wake_errors.end())
+                route.wake_error = error->second;
         } else if (is_static) {
             route.static_root = static_root(app, production->id, *config).string();
             route.spa = config->static_site->spa;
@@ -367,6 +375,7 @@ common::Status Engine::delete_release(const ReleaseRow& row, const std::string& 
 void Engine::prune(const std::string& app, int keep) {
     int inactive = 0;
     int failed = 0;
+    bool deleted_any = false;
     for (const auto& row : m_store->releases(app)) {
         if (!common::can_delete(row.state))
             continue;
@@ -380,7 +389,11 @@ void Engine::prune(const std::string& app, int keep) {
             continue;
         if (auto deleted = delete_release(row, "pruned: keep = " + std::to_string(keep)); !deleted)
             common::log_warn(deleted.error().message);
+        else
+            deleted_any = true;
     }
+    if (deleted_any) // the blobs only they used go too
+        collect_after_prune();
 }
 
 common::Result<ReleaseRow> Engine::rollback_target(const std::string& app,

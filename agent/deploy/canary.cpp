@@ -6,6 +6,7 @@
 #include <agent/deploy/engine.hpp>
 #include <agent/deploy/events.hpp>
 #include <agent/proxy/stats.hpp>
+#include <agent/runtime/process.hpp>
 #include <common/fs.hpp>
 #include <common/log.hpp>
 
@@ -135,6 +136,24 @@ void Engine::judge_canary(const std::string& app) {
             !aborted)
             common::log_error(aborted.error().message);
     }
+}
+
+// Not restarted: a canary that dies is the verdict a canary is there to give, and
+// its clients would get 502s until it came back. Aborted as after an agent restart.
+void Engine::supervise_canary(const std::string& app) {
+    auto canary_row = m_store->canary(app);
+    if (!canary_row)
+        return;
+    auto row = m_store->get(app, canary_row->release);
+    if (!row || row->state != State::canary || row->pid <= 0)
+        return;
+    std::string how = "exited";
+    if (auto status = runtime::reap_if_exited(row->pid))
+        how = "exited with " + *status;
+    else if (runtime_for(*row).alive({row->pid, row->pid_start}))
+        return;
+    if (auto aborted = abort_canary_locked(app, "aborted: its process " + how); !aborted)
+        common::log_error("cannot abort the canary of " + app + ": " + aborted.error().message);
 }
 
 common::Result<CanaryInfo> Engine::set_canary(const std::string& app, int percent) {

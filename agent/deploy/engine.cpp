@@ -7,6 +7,7 @@
 #include <common/log.hpp>
 
 #include <algorithm>
+#include <unistd.h>
 
 namespace agent {
 
@@ -19,8 +20,10 @@ std::unique_ptr<Service> make_service(ServiceOptions options) {
 }
 
 Engine::Engine(ServiceOptions options)
-    : m_options(std::move(options)), m_blobs(m_options.data_dir.blobs()),
-      m_proxy(m_options.data_dir, m_options.proxy_bin, m_options.proxy),
+    : m_options(std::move(options)),
+      m_blob_store(m_options.blobs ? m_options.blobs
+                                   : std::make_shared<BlobStore>(m_options.data_dir.blobs())),
+      m_blobs(*m_blob_store), m_proxy(m_options.data_dir, m_options.proxy_bin, m_options.proxy),
       m_publisher(
           m_options.data_dir.proxy_routes(), m_options.data_dir.proxy_applied(),
           {[](const std::filesystem::path& file, std::string_view text) -> common::Status {
@@ -52,6 +55,11 @@ void Engine::stop() {
         m_supervisor.join();
     if (m_cron.joinable())
         m_cron.join();
+    if (m_waker.joinable())
+        m_waker.join();
+    if (m_wake_fd >= 0)
+        ::close(m_wake_fd);
+    m_wake_fd = -1;
     wait_cron_runs(); // m_stopping kills them
     if (m_container_runtime)
         m_container_runtime->shutdown(); // containers keep running
@@ -146,8 +154,8 @@ common::Result<ReleaseInfo> Engine::create_deployment(NewDeployment deployment) 
     // One release at a time takes a share of the traffic: it is finished first.
     if (auto canary = m_store->canary(deployment.app))
         return make_error(ErrorKind::refused,
-                          deployment.app + " has a canary release, " + canary->release +
-                              " (" + std::to_string(canary->percent) +
+                          deployment.app + " has a canary release, " + canary->release + " (" +
+                              std::to_string(canary->percent) +
                               "% of the traffic); finish it first with deployctl canary promote "
                               "or deployctl canary abort");
     if (deployment.canary < 0 || deployment.canary > 100)
@@ -156,13 +164,19 @@ common::Result<ReleaseInfo> Engine::create_deployment(NewDeployment deployment) 
         return make_error(ErrorKind::refused,
                           deployment.app + " has no PRODUCTION release for a canary to share the "
                                            "traffic with; deploy it without --canary first");
+    TRY(m_options.disk.check(deployment.manifest.total_bytes(), "the release's files"));
+    // The API pinned the manifest's blobs; once the release and its blob list
+    // are recorded they are in use, so a collection that runs meanwhile sees
+    // one or the other (m_collect_mutex).
+    std::unique_lock collecting(m_collect_mutex);
     auto row = m_store->create({deployment.app, deployment.config_text, deployment.commit,
                                 deployment.message, deployment.dirty, deployment.manifest.digest(),
-                                common::sha256_hex(deployment.config_text), seq,
-                                deployment.cron});
+                                common::sha256_hex(deployment.config_text), seq, deployment.cron});
     if (!row)
         return row.error();
     record_blobs(row->app, row->id, deployment.manifest);
+    m_blobs.unpin(deployment.manifest.blob_digests());
+    collecting.unlock();
     EventLog(m_options.data_dir.event_log(row->app, row->id), row->id).state(State::queued);
     common::log_info("deployment " + deployment.app + " " + row->id + " queued");
     Job job;

@@ -12,6 +12,8 @@
 // one_off.cpp   deployctl run: a command in a release's environment
 // processes.cpp [processes] other than web: start, stop, supervise; deployctl ps
 // cron.cpp      [[cron]] jobs: the scheduler thread and each run
+// idle.cpp      [deploy] idle_stop: an unused app sleeps, a request wakes it
+// disk.cpp      blob collection and disk usage (deployctl agent df | prune)
 
 #include <agent/deploy/events.hpp>
 #include <agent/deploy/proxy_supervisor.hpp>
@@ -92,6 +94,8 @@ class Engine final : public Service {
     common::Result<CronRunStarted> run_cron(const std::string& app,
                                             const std::string& job) override;
     std::string metrics() override;
+    common::Result<DiskUsage> disk_usage() override;
+    common::Result<Collected> collect_garbage(bool dry_run) override;
     common::Result<CanaryInfo> canary(const std::string& app) override;
     common::Result<CanaryInfo> set_canary(const std::string& app, int percent) override;
     common::Result<Promotion> promote_canary(const std::string& app) override;
@@ -256,7 +260,7 @@ class Engine final : public Service {
                                                const std::optional<std::string>& id);
 
     // lifecycle.cpp
-    // "running", "stopped", "failed" or "no_release".
+    // "running", "sleeping", "stopped", "failed" or "no_release".
     std::string app_state(const std::string& app,
                           const std::optional<ReleaseRow>& production) const;
     // The app's PRODUCTION release, or not_found / refused with the fix.
@@ -266,9 +270,12 @@ class Engine final : public Service {
     // Starts the PRODUCTION release's app on a new port, waits until it is
     // healthy, records it and routes the proxy to it; returns the process it
     // replaced (pid 0 when none ran), for the caller to drain and stop.
+    // `mark_serving` false: the caller tells the runtime (Runtime::serving, an
+    // engine call for a container) once it has routed the app.
     common::Result<runtime::AppProcess> start_production(const ReleaseRow& row,
                                                          const common::AppConfig& config,
-                                                         const std::string& note);
+                                                         const std::string& note,
+                                                         bool mark_serving = true);
     // After a switch to `id`: a stopped app serves again (deploy and rollback
     // start it); says so in the release's events.
     void clear_stopped(const std::string& app, const std::string& id, const EventLog& events);
@@ -278,6 +285,23 @@ class Engine final : public Service {
     // Deletes `app`'s blobs that no release of another app uses.
     std::pair<int, int> remove_unshared_blobs(const std::string& app,
                                               const std::vector<ReleaseRow>& rows);
+    // Adds the digests of the blobs `row` was made of; false when they cannot
+    // be told (no blob list and no tree).
+    bool release_digests(const ReleaseRow& row, std::set<std::string>& out) const;
+
+    // disk.cpp: blob collection and disk usage (deployctl agent df | prune).
+    // The blobs every release uses; refused while one that has not finished
+    // has no blob list (its materialize still needs its blobs).
+    common::Result<std::set<std::string>> blobs_in_use();
+    // After a prune that deleted releases: collects, and logs what went.
+    void collect_after_prune(); // also every 10 minutes (the supervisor)
+    // pipeline.cpp: after a failed build, removes its tree when the disk is
+    // short; returns `message` with a note saying so.
+    std::string free_failed_build(const std::string& app, const std::string& id,
+                                  std::string message);
+    // Held by a collection from reading the releases to removing the blobs,
+    // and by create_deployment from recording a release to unpinning its blobs.
+    std::mutex m_collect_mutex;
 
     // processes.cpp: the processes of a release other than web ([processes])
     // Starts each instance of the release's processes that does not run, and
@@ -369,8 +393,31 @@ class Engine final : public Service {
     common::Result<ReleaseInfo> abort_canary_locked(const std::string& app,
                                                     const std::string& why);
     void judge_canary(const std::string& app);
+    // A canary whose process is gone is aborted: its share goes back to PRODUCTION.
+    void supervise_canary(const std::string& app);
     // activate.cpp: routes.json "canary" of the app's route (serving `serving`).
     void add_canary_side(const std::string& app, const std::string& serving, Route& route);
+
+    // idle.cpp: [deploy] idle_stop (scale to zero, docs/traffic.md)
+    // How long deploy-proxy holds a sleeping app's requests.
+    static std::chrono::milliseconds wake_timeout(const common::AppConfig& config);
+    // Whether the app sleeps (its web process stopped for want of requests).
+    bool sleeping(const std::string& app, const common::AppConfig& config);
+    // Its web process runs again (a wake-up, start, restart, deploy, rollback).
+    void clear_sleeping(const std::string& app);
+    // The supervisor, deploy lock held, PRODUCTION running: puts the app to
+    // sleep once deploy-proxy's stats.json shows no request for idle_stop
+    // (none in flight, no WebSocket open), unless it has a canary or a
+    // deployctl run goes on.
+    void sleep_if_idle(const ReleaseRow& production, const common::AppConfig& config);
+    // DATA_DIR/proxy/wake.sock, bound before deploy-proxy starts (no wake-up
+    // is lost); wake_loop reads the apps' names the proxy sends to it.
+    common::Status open_wake_socket();
+    void wake_loop();
+    // Starts the sleeping app and routes it; a failure is routed as such (503
+    // until the next request, after a backoff, tries again). False, doing
+    // nothing, while a deploy, rollback or sleep holds the app's lock.
+    bool wake_app(const std::string& app);
 
     // recover.cpp
     // Returns the replaced releases still running, to drain once routes are out.
@@ -399,7 +446,8 @@ class Engine final : public Service {
     std::unique_ptr<runtime::Runtime> m_container_runtime; // null on --engine process
     std::unique_ptr<Store> m_store;
     std::unique_ptr<secrets::EnvVars> m_env; // opened with m_store
-    BlobStore m_blobs;
+    std::shared_ptr<BlobStore> m_blob_store; // shared with the API (its pins)
+    BlobStore& m_blobs;
     ProxySupervisor m_proxy;
 
     // deployctl run: the runs going on per app. Shared with each run's slot,
@@ -458,6 +506,23 @@ class Engine final : public Service {
 
     std::mutex m_delete_mutex;
     std::thread m_supervisor;
+
+    // idle.cpp. When each app's traffic was last seen changing (m_mutex).
+    struct Activity {
+        std::string seen; // deploy-proxy's run and the app's request count
+        std::chrono::steady_clock::time_point since;
+    };
+    std::map<std::string, Activity> m_activity;
+    // stats.json as the supervisor last read it (its thread only).
+    struct SeenStats {
+        std::chrono::steady_clock::time_point read{};
+        std::string instance;
+        std::map<std::string, proxy::AppStats> apps;
+    } m_seen_stats;
+    // Why the app's last wake-up failed, routed to deploy-proxy (m_routes_mutex).
+    std::map<std::string, std::string> m_wake_errors;
+    int m_wake_fd = -1;
+    std::thread m_waker;
 
     std::thread m_cron;
     std::mutex m_cron_mutex; // guards m_cron_running

@@ -51,6 +51,8 @@ std::string Engine::app_state(const std::string& app,
     if (m_store->stopped(app))
         return "stopped";
     auto* runtime = running_runtime(*production);
+    if (runtime && m_store->traffic(app).sleeping)
+        return "sleeping"; // [deploy] idle_stop: the next request starts it
     if (!runtime) // [static]: deploy-proxy serves its files
         return "running";
     if (instances_of(app, "web") == 0)
@@ -79,12 +81,8 @@ common::Result<ReleaseRow> Engine::production_of(const std::string& app, const c
 
 void Engine::record_blobs(const std::string& app, const std::string& id,
                           const common::Manifest& manifest) {
-    std::set<std::string> digests;
-    for (const auto& entry : manifest.entries)
-        if (entry.kind != common::EntryKind::symlink && !entry.digest.empty())
-            digests.insert(entry.digest);
     std::string text;
-    for (const auto& digest : digests)
+    for (const auto& digest : manifest.blob_digests())
         text += digest + "\n";
     const auto file = m_options.data_dir.release_blobs(app, id);
     std::error_code ec;
@@ -94,22 +92,28 @@ void Engine::record_blobs(const std::string& app, const std::string& id,
                          written.error().message);
 }
 
+bool Engine::release_digests(const ReleaseRow& row, std::set<std::string>& out) const {
+    const auto& data = m_options.data_dir;
+    if (auto text = common::read_file(data.release_blobs(row.app, row.id))) {
+        add_lines(*text, out);
+        return true;
+    }
+    std::error_code ec;
+    if (!fs::is_directory(data.release_dir(row.app, row.id), ec))
+        return false;
+    add_tree_digests(data.release_dir(row.app, row.id), out);
+    return true;
+}
+
 std::pair<int, int> Engine::remove_unshared_blobs(const std::string& app,
                                                   const std::vector<ReleaseRow>& rows) {
-    const auto& data = m_options.data_dir;
-    auto digests_of = [&](const ReleaseRow& row, std::set<std::string>& out) {
-        if (auto text = common::read_file(data.release_blobs(row.app, row.id)))
-            add_lines(*text, out);
-        else
-            add_tree_digests(data.release_dir(row.app, row.id), out);
-    };
     std::set<std::string> mine;
     for (const auto& row : rows)
-        digests_of(row, mine);
+        release_digests(row, mine);
     std::set<std::string> others;
     for (const auto& row : m_store->all_releases())
         if (row.app != app)
-            digests_of(row, others);
+            release_digests(row, others);
     int removed = 0;
     int kept = 0;
     for (const auto& digest : mine) {
@@ -143,7 +147,8 @@ void Engine::clear_stopped(const std::string& app, const std::string& id, const 
 
 common::Result<runtime::AppProcess> Engine::start_production(const ReleaseRow& row,
                                                              const common::AppConfig& config,
-                                                             const std::string& note) {
+                                                             const std::string& note,
+                                                             bool mark_serving) {
     EventLog events(m_options.data_dir.event_log(row.app, row.id), row.id);
     events.log("system", note);
     auto process = launch_and_check(row.app, row.id, config, events);
@@ -157,11 +162,13 @@ common::Result<runtime::AppProcess> Engine::start_production(const ReleaseRow& r
                                                  process.error().message + " (deployctl logs " +
                                                  row.id + " shows its output)");
     }
-    runtime_for(row.app, row.id, config).serving({row.app, row.id});
+    if (mark_serving)
+        runtime_for(row.app, row.id, config).serving({row.app, row.id});
     {
         std::lock_guard lock(m_mutex);
         m_backoff.erase(row.app);
     }
+    clear_sleeping(row.app); // the next table routes it
     return process;
 }
 

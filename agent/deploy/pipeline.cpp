@@ -95,7 +95,7 @@ void Engine::run_deployment(const std::string& app, Job& job) {
         prune(app, job.config.deploy.keep);
     };
     if (!built)
-        return failed(State::building, built.error().message);
+        return failed(State::building, free_failed_build(app, job.id, built.error().message));
     if (!advance(app, job.id, State::building, State::provisioning, events))
         return;
     auto process = provision(app, job.id, job.config, events);
@@ -128,6 +128,24 @@ void Engine::run_deployment(const std::string& app, Job& job) {
         job.previous_process = {old->pid, old->pid_start};
     drain(app, job);
     prune(app, job.config.deploy.keep);
+}
+
+// A build that failed on a full disk (its output, or another app's, ate the
+// reserve): the tree goes at once, not with the next prune, so the failure can
+// be recorded and the next deploy finds room. Its logs stay.
+std::string Engine::free_failed_build(const std::string& app, const std::string& id,
+                                      std::string message) {
+    if (m_options.disk.check(0, "a build"))
+        return message;
+    std::error_code ec;
+    fs::remove_all(m_options.data_dir.release_dir(app, id), ec);
+    if (ec) {
+        common::log_warn("cannot remove the failed build " + app + " " + id + ": " +
+                         ec.message());
+        return message;
+    }
+    common::log_info("removed the files of " + app + " " + id + ": its build failed on a full disk");
+    return message + "; the disk is full, so its files were removed to free the disk";
 }
 
 common::Result<secrets::ReleaseEnv>
@@ -177,9 +195,16 @@ common::Result<runtime::AppProcess> Engine::start_app(runtime::Runtime& runtime,
 common::Status Engine::build(const std::string& app, const Job& job, const EventLog& events,
                              const secrets::ReleaseEnv& env) {
     auto dir = m_options.data_dir.release_dir(app, job.id);
+    // The disk guard again: other deploys may have used the space since this
+    // one was accepted.
+    if (auto room = m_options.disk.check(job.manifest.total_bytes(), "the release's files");
+        !room)
+        return make_error(ErrorKind::failed, room.error().message);
     if (auto written = materialize(job.manifest, m_blobs, dir); !written)
         return make_error(ErrorKind::failed,
                           "cannot write the release tree: " + written.error().message);
+    if (auto room = m_options.disk.check(0, "a build"); !room)
+        return make_error(ErrorKind::failed, room.error().message);
     runtime::BuildSpec spec;
     spec.release = {app, job.id};
     spec.release_dir = dir;
@@ -501,6 +526,10 @@ common::Status Engine::wait_healthy(runtime::Runtime& runtime, const runtime::Re
     auto probe_timeout = std::clamp(health.interval, std::chrono::milliseconds(500),
                                     std::chrono::milliseconds(5000));
     runtime::ProbeResult last{0, "no answer yet"};
+    // Probed every 10 ms for the first 3 s, then every health.interval: an app
+    // that starts fast is routed fast (a wake-up after [deploy] idle_stop, a
+    // deploy); a probe that finds nothing listening costs next to nothing.
+    const auto fast_until = Clock::now() + std::chrono::seconds(3);
     for (bool first = true;; first = false) {
         if (auto exited = runtime.exited(release, process))
             return make_error(ErrorKind::failed, *exited);
@@ -510,12 +539,15 @@ common::Status Engine::wait_healthy(runtime::Runtime& runtime, const runtime::Re
         last = probe;
         if (probe.healthy())
             return {};
-        if (Clock::now() + health.interval > deadline)
+        const auto pause = Clock::now() < fast_until
+                               ? std::min(std::chrono::milliseconds(10), health.interval)
+                               : health.interval;
+        if (Clock::now() + pause > deadline)
             return make_error(ErrorKind::failed, "health check failed: no healthy answer from " +
                                                      health.path + " within " +
                                                      seconds_text(health.timeout) +
                                                      " (last: " + last.message + ")");
-        if (!sleep_unless_stopping(health.interval))
+        if (!sleep_unless_stopping(pause))
             return make_error(ErrorKind::failed, "interrupted: the agent stopped while the "
                                                  "release was starting");
     }

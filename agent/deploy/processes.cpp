@@ -224,7 +224,14 @@ void Engine::supervise_processes(const ReleaseRow& production) {
     auto config = common::parse_config(production.config, "deploy.toml");
     if (!config)
         return;
-    const int web_count = config->has_web() ? instances_of(production.app, "web") : 0;
+    // Asleep ([deploy] idle_stop): no web instance runs, nor any other
+    // process with idle_stop_workers.
+    const bool asleep = sleeping(production.app, *config);
+    const bool workers_asleep = asleep && config->deploy.idle_stop_workers;
+    const int web_count = config->has_web() && !asleep ? instances_of(production.app, "web") : 0;
+    auto count_of = [&](const std::string& process) {
+        return workers_asleep ? 0 : instances_of(production.app, process);
+    };
     if (config->processes.empty() && web_count <= 1 &&
         m_store->processes(production.app, production.id).empty())
         return;
@@ -238,7 +245,7 @@ void Engine::supervise_processes(const ReleaseRow& production) {
         const bool web = row.process == "web";
         const bool wanted = web ? row.instance <= web_count
                                 : config->processes.count(row.process) &&
-                                      row.instance <= instances_of(app, row.process);
+                                      row.instance <= count_of(row.process);
         if (wanted)
             continue;
         common::log_info("stopping " + app + " " + production.id + " " + key +
@@ -257,7 +264,7 @@ void Engine::supervise_processes(const ReleaseRow& production) {
     for (int instance = 2; instance <= web_count; ++instance)
         wanted.emplace_back("web", instance);
     for (const auto& [name, command] : config->processes)
-        for (int instance = 1, count = instances_of(app, name); instance <= count; ++instance)
+        for (int instance = 1, count = count_of(name); instance <= count; ++instance)
             wanted.emplace_back(name, instance);
     for (const auto& [name, instance] : wanted) {
         const std::string key = instance_name(name, instance);

@@ -12,6 +12,7 @@ using common::State;
 
 namespace {
 constexpr std::chrono::milliseconds k_supervise_interval{500};
+constexpr std::chrono::minutes k_collect_interval{10}; // unused blobs are collected
 constexpr std::chrono::milliseconds k_max_backoff{30000};
 
 } // namespace
@@ -31,6 +32,8 @@ common::Status Engine::start() {
     if (auto runtimes = open_runtimes(); !runtimes)
         return runtimes;
     auto leftovers = reconcile();
+    if (auto wake = open_wake_socket(); !wake) // sleeping apps then wait out their hold
+        common::log_error("scale to zero: " + wake.error().message);
     if (auto proxy = m_proxy.ensure_running(); !proxy)
         return proxy;
     publish_routes_or_log("at start");
@@ -50,6 +53,8 @@ common::Status Engine::start() {
     m_started = true;
     m_supervisor = std::thread(&Engine::supervise_loop, this);
     m_cron = std::thread(&Engine::cron_loop, this);
+    if (m_wake_fd >= 0)
+        m_waker = std::thread(&Engine::wake_loop, this);
     return {};
 }
 
@@ -136,6 +141,15 @@ void Engine::reconcile_release(const ReleaseRow& row) {
                     common::log_error(cleared.error().message);
             }
             common::log_info(name + " is stopped (deployctl start starts it)");
+            return;
+        }
+        if (m_store->traffic(row.app).sleeping) { // [deploy] idle_stop: a request wakes it
+            if (alive) {                           // an agent killed while it fell asleep
+                runtime.stop(release, process, k_stop_grace);
+                if (auto cleared = m_store->clear_process(row.app, row.id); !cleared)
+                    common::log_error(cleared.error().message);
+            }
+            common::log_info(name + " is asleep (the next request starts it)");
             return;
         }
         if (alive) {
@@ -274,7 +288,12 @@ bool Engine::restart_due(const std::string& key) {
 }
 
 void Engine::supervise_loop() {
+    auto next_collection = std::chrono::steady_clock::now() + k_collect_interval;
     while (sleep_unless_stopping(k_supervise_interval)) {
+        if (const auto now = std::chrono::steady_clock::now(); now >= next_collection) {
+            next_collection = now + k_collect_interval;
+            collect_after_prune(); // what a failed or interrupted prune left, pins that expired
+        }
         if (auto proxy = m_proxy.ensure_running(); !proxy)
             common::log_error("cannot start deploy-proxy: " + proxy.error().message);
         if (m_routes_stale) // a publish failed: the proxy may route what the state does not say
@@ -288,25 +307,33 @@ void Engine::supervise_app(const std::string& app) {
     std::unique_lock deploy(slot(app).deploy_lock, std::try_to_lock);
     if (!deploy.owns_lock())
         return; // a deployment or rollback is changing it
-    judge_canary(app); // deploy --canary --auto, once due
+    judge_canary(app);     // deploy --canary --auto, once due
+    supervise_canary(app); // its process died: aborted
     auto production = m_store->production(app);
     if (production && m_store->stopped(app))
         return; // deployctl stop: nothing is to run
     auto* runtime = production ? running_runtime(*production) : nullptr;
-    if (runtime) // several web instances: one failing its check is unrouted first
-        if (auto config = common::parse_config(production->config, "deploy.toml"))
-            check_web_instances(*production, *config);
+    std::optional<common::AppConfig> config;
+    if (runtime)
+        if (auto parsed = common::parse_config(production->config, "deploy.toml"))
+            config = std::move(*parsed);
+    const bool asleep = config && sleeping(app, *config);
+    if (config && !asleep) // several web instances: one failing its check is unrouted first
+        check_web_instances(*production, *config);
     if (production)
         supervise_processes(*production);
-    if (!runtime || instances_of(app, "web") == 0)
-        return; // nothing in production, a [static] release, or web scaled to 0
+    if (!runtime || asleep || instances_of(app, "web") == 0)
+        return; // nothing in production, a [static] release, web scaled to 0 or asleep
     if (production->pid > 0)
         if (auto status = runtime::reap_if_exited(production->pid))
             if (auto noted = m_store->set_last_exit(app, production->id, "exited with " + *status);
                 !noted)
                 common::log_error(noted.error().message);
-    if (runtime->alive({production->pid, production->pid_start}))
+    if (runtime->alive({production->pid, production->pid_start})) {
+        if (config)
+            sleep_if_idle(*production, *config);
         return;
+    }
     auto reason = recover_production(*production);
     if (!reason)
         return;

@@ -43,6 +43,11 @@ struct Route {
     std::string maintenance_page{};
     // deployctl pause: requests wait at the proxy, at most this long (0: not paused).
     std::int64_t pause_timeout_ms = 0;
+    // [deploy] idle_stop: the app sleeps; deploy-proxy holds a request at most
+    // this long while the agent starts it (0: awake), or answers 503 with
+    // `wake_error` after a failed start.
+    std::int64_t wake_timeout_ms = 0;
+    std::string wake_error{};
     // deployctl deploy --canary: the CANARY release that takes `canary_percent`
     // of the traffic (routes.json "canary"), its web addresses and their names.
     std::string canary_release{};
@@ -66,7 +71,7 @@ struct PublishLimits {
     std::chrono::milliseconds write_retry{100};  // pause after a failed write
     std::chrono::milliseconds ack_timeout{3000}; // for the proxy's acknowledgement
     std::chrono::milliseconds resignal{500};     // signal again while waiting
-    std::chrono::milliseconds poll{20};          // reading the applied file
+    std::chrono::milliseconds poll{5};           // reading the applied file
 };
 
 // Publishes routing tables to deploy-proxy and knows when the proxy serves one

@@ -7,6 +7,8 @@
 #include <agent/proxy/tls_certificates.hpp>
 #include <agent/runtime/runtime.hpp>
 #include <agent/secrets/vars.hpp>
+#include <agent/store/blobs.hpp>
+#include <agent/store/disk.hpp>
 #include <agent/store/store.hpp>
 #include <common/config.hpp>
 #include <common/manifest.hpp>
@@ -124,7 +126,7 @@ struct CronRunStarted {
 struct AppStatus {
     std::string app;
     std::optional<std::string> production; // release id
-    // "running", "stopped" (deployctl stop), "failed" (the PRODUCTION app is
+    // "running", "sleeping" ([deploy] idle_stop), "stopped" (deployctl stop), "failed" (the PRODUCTION app is
     // not running: the agent is starting it again) or "no_release".
     std::string state = "no_release";
     std::string commit; // of the PRODUCTION release
@@ -242,6 +244,35 @@ struct ServiceOptions {
     // Where the cgroup hierarchies are mounted (cgroup v2, or v1's memory/,
     // cpu/ and pids/ folders): the process engine's limits (docs/design.md §2).
     std::string cgroup_root = "/sys/fs/cgroup";
+    // The blob store the API uploads into (its pins are shared with the
+    // collection); null: the engine opens DATA_DIR/blobs itself.
+    std::shared_ptr<BlobStore> blobs{};
+    // --min-free: builds are refused up front when the data dir's disk is short.
+    DiskGuard disk{};
+};
+
+// deployctl agent df: what the agent's data takes, per app and in all.
+struct AppDiskUsage {
+    std::string app;
+    std::uint64_t releases = 0; // release trees (builds included)
+    std::uint64_t blobs = 0;    // blobs its kept releases use (shared ones count for each app)
+    std::uint64_t logs = 0;     // event, app, process, cron and access logs
+};
+struct DiskUsage {
+    std::string data_dir;
+    DiskSpace filesystem;
+    std::uint64_t reserve = 0; // kept free (--min-free)
+    std::uint64_t blobs = 0;   // all stored blobs
+    std::uint64_t blob_count = 0;
+    std::uint64_t unused_blobs = 0; // what `agent prune` would remove of them
+    std::uint64_t total = 0;        // the whole data dir
+    std::vector<AppDiskUsage> apps;
+};
+// deployctl agent prune: what a collection removed (or would remove).
+struct Collected {
+    bool dry_run = false;
+    std::vector<BlobStore::Stored> blobs;
+    std::uint64_t bytes = 0;
 };
 
 class Service {
@@ -391,6 +422,13 @@ class Service {
     // GET /metrics: the engine's figures in the Prometheus text format
     // (docs/metrics.md); empty when it has none.
     virtual std::string metrics() { return {}; }
+    virtual common::Result<DiskUsage> disk_usage() {
+        return common::make_error(common::ErrorKind::internal, "not supported");
+    }
+    // Removes the blobs no kept release uses and no deploy in progress pinned.
+    virtual common::Result<Collected> collect_garbage(bool /*dry_run*/) {
+        return common::make_error(common::ErrorKind::internal, "not supported");
+    }
     virtual std::string engine() const = 0;
     virtual std::string engine_version() const = 0;
     virtual std::string proxy_listen() const = 0;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <fstream>
 #include <optional>
+#include <sys/stat.h>
 #include <system_error>
 
 namespace agent::logs {
@@ -54,11 +55,13 @@ Tail tail_offset(const std::filesystem::path& path, std::size_t lines) {
 
 std::vector<std::string> LineReader::read_new_lines() {
     std::vector<std::string> lines;
-    std::error_code ec;
-    const auto size = std::filesystem::file_size(m_path, ec);
-    if (ec)
-        return lines;      // not written yet
-    if (size < m_offset) { // truncated or replaced: start over
+    struct stat st {};
+    if (::stat(m_path.c_str(), &st) != 0)
+        return lines; // not written yet
+    const auto size = static_cast<std::uint64_t>(st.st_size);
+    const bool replaced = m_inode != 0 && m_inode != st.st_ino;
+    m_inode = st.st_ino;
+    if (size < m_offset || replaced) { // truncated, or rotated: start over
         m_offset = 0;
         m_partial.clear();
     }

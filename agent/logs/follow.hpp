@@ -2,7 +2,8 @@
 // Reading a log file that another process is still appending to: each call
 // returns the complete lines added since the last call (a trailing partial
 // line waits until its '\n' arrives). A file that does not exist yet reads as
-// empty; a file that shrank (truncated or replaced) is read again from the start.
+// empty; a file that shrank (truncated) or was replaced (another file now has its
+// name: the log rotated, logs/rotating_file.hpp) is read again from the start.
 
 #include <cstdint>
 #include <filesystem>
@@ -29,6 +30,7 @@ class LineReader {
 
     std::filesystem::path m_path;
     std::uint64_t m_offset = 0;
+    std::uint64_t m_inode = 0; // of the file read so far (0: none yet)
     std::string m_partial;
 };
 

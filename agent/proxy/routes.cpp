@@ -290,6 +290,32 @@ common::Status parse_pause(const json& item, const std::string& where, std::stri
     return {};
 }
 
+// "sleeping": {"timeout_ms": 60000[, "error": "cannot start ..."]}
+common::Status parse_sleeping(const json& item, const std::string& where, std::string_view source,
+                              Route& route) {
+    bool ok = item.is_object() && item.contains("timeout_ms") &&
+              item.size() == (item.contains("error") ? 2u : 1u);
+    const json* timeout = ok ? &item["timeout_ms"] : nullptr;
+    ok = ok && timeout->is_number_unsigned() && timeout->get<std::uint64_t>() > 0 &&
+         timeout->get<std::uint64_t>() <= 24ull * 3600 * 1000;
+    if (ok && item.contains("error")) {
+        ok = item["error"].is_string() && !item["error"].get<std::string>().empty();
+    }
+    if (!ok) {
+        return malformed(source, where + " must be {\"timeout_ms\": N} with N from 1 to "
+                                         "86400000, and an \"error\" text after a failed start");
+    }
+    route.wake = std::chrono::milliseconds(timeout->get<std::int64_t>());
+    if (item.contains("error")) {
+        const std::string message = route.app + " could not be started: " +
+                                    item["error"].get<std::string>() +
+                                    "; the next request tries again";
+        route.wake_error = message + "\n";
+        route.wake_error_json = json{{"error", message}}.dump() + "\n";
+    }
+    return {};
+}
+
 void finish_upstreams(Route& route) {
     if (!route.upstreams.empty()) {
         const Upstream& first = route.upstreams.front();
@@ -373,6 +399,16 @@ common::Result<Route> parse_route(const json& item, std::size_t index, std::stri
     auto upstreams = item.find("upstreams");
     auto site = item.find("static");
     auto stopped = item.find("stopped");
+    if (auto sleeping = item.find("sleeping"); sleeping != item.end()) {
+        if (upstream != item.end() || upstreams != item.end() || site != item.end() ||
+            stopped != item.end()) {
+            return malformed(source, where + ".sleeping is for an app route without "
+                                             "\"upstream\", \"upstreams\", \"static\" and "
+                                             "\"stopped\"");
+        }
+        TRY(parse_sleeping(*sleeping, where + ".sleeping", source, route));
+        return route;
+    }
     if (stopped != item.end()) {
         const bool scaled = stopped->is_string() && stopped->get<std::string>() == "scaled";
         if (!(scaled || (stopped->is_boolean() && stopped->get<bool>())) ||
@@ -387,7 +423,8 @@ common::Result<Route> parse_route(const json& item, std::size_t index, std::stri
     if ((upstream != item.end()) + (upstreams != item.end()) + (site != item.end()) != 1) {
         return malformed(source, where + " must have exactly one of \"upstream\" (an app), "
                                          "\"upstreams\" (an app on several addresses), "
-                                         "\"static\" (a static site) and \"stopped\"");
+                                         "\"static\" (a static site), \"stopped\" and "
+                                         "\"sleeping\"");
     }
     auto parsed = site != item.end() ? parse_static(*site, where + ".static", source, route)
                   : upstream != item.end()

@@ -90,6 +90,16 @@ struct Route {
     // proxy until a table without the pause routes it, at most this long
     // (then 503). Zero: not paused.
     std::chrono::milliseconds pause{0};
+    // [deploy] idle_stop ("sleeping": {"timeout_ms": N[, "error": TEXT]}): the
+    // app's web process was stopped for want of requests; a request asks the
+    // agent to start it (Worker::wake) and waits until a table routes it, at most
+    // `wake` (then 503). After a start failed (`wake_error`), requests are
+    // answered 503 at once and still ask for another start. Zero: awake.
+    std::chrono::milliseconds wake{0};
+    // After a failed start: the answers, made when the table loads (text, and
+    // {"error": ...} for a client that accepts only JSON); empty: none failed.
+    std::string wake_error;
+    std::string wake_error_json;
     // An app route's "limits" (deploy.toml [proxy]): the largest request body
     // (0 = unlimited), and how long to connect to an instance, wait on it, and
     // keep an upgraded connection that moves no byte.
@@ -106,6 +116,7 @@ struct Route {
 
     bool is_static() const { return !static_root.empty(); }
     bool paused() const { return pause.count() > 0; }
+    bool sleeping() const { return wake.count() > 0; }
 
     // Balancing (thread-safe: any worker may call these on a shared table).
     // The upstream for a new request: round robin over those not failing,

@@ -2,6 +2,7 @@
 #include <agent/proxy/route_loader.hpp>
 #include <agent/proxy/server.hpp>
 #include <agent/proxy/session.hpp>
+#include <agent/proxy/waker.hpp>
 #include <agent/proxy/worker.hpp>
 #include <common/log.hpp>
 
@@ -98,6 +99,8 @@ class Server {
     asio::steady_timer m_access_timer;
     std::optional<AccessLogFiles> m_access_files; // --access-log-dir given
     RouteLoader m_loader;
+    // Scale to zero: asks the agent to start a sleeping app (waker.hpp).
+    Waker m_waker{std::filesystem::path(m_options.routes).parent_path() / "wake.sock"};
     // Worker 0 runs on m_context (the main thread); the others on their own.
     std::vector<std::unique_ptr<asio::io_context>> m_extra_contexts;
     std::vector<std::unique_ptr<Worker>> m_workers;
@@ -152,6 +155,7 @@ common::Status Server::start() {
         }
         auto& worker = *m_workers.emplace_back(std::make_unique<Worker>(*context));
         worker.set_probe_key(m_options.probe_key);
+        worker.set_waker(&m_waker);
         worker.log_access(!m_options.access_log_dir.empty());
         if (auto ok = open_listener(worker, i, Worker::Listener::http, endpoint,
                                     m_options.listen_fd);

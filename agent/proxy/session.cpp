@@ -229,10 +229,13 @@ void Session<ClientStream>::route_request(bool first) {
         return respond_maintenance();
     }
     if (pause) {
-        return hold();
+        return hold(m_route->pause, false);
     }
     if (m_route->stopped) {
         return respond_stopped();
+    }
+    if (m_route->sleeping()) {
+        return wake();
     }
     if (m_route->is_static()) {
         return serve_static();
@@ -282,8 +285,29 @@ template <class ClientStream> void Session<ClientStream>::respond_maintenance() 
                   retry_after);
 }
 
-template <class ClientStream> void Session<ClientStream>::hold() {
-    const auto timeout = m_route->pause;
+template <class ClientStream> void Session<ClientStream>::wake() {
+    // A probe is the agent's own request: it starts the app itself.
+    const bool failed = !m_route->wake_error.empty();
+    if (!m_probe) {
+        m_worker.wake(m_route->app);
+    }
+    if (m_probe || failed) {
+        // App names are [a-z0-9-]: nothing to escape in JSON. The failure's
+        // answers were made when the table loaded.
+        std::string text = m_probe ? m_route->app + " is asleep ([deploy] idle_stop)\n"
+                                   : m_route->wake_error;
+        std::string json = m_probe ? fmt::format("{{\"error\": \"{} is asleep\"}}\n", m_route->app)
+                                   : m_route->wake_error_json;
+        m_table.reset();
+        m_route = nullptr;
+        return respond_error_text(std::move(text), std::move(json), "5");
+    }
+    hold(m_route->wake, true);
+}
+
+template <class ClientStream>
+void Session<ClientStream>::hold(std::chrono::milliseconds timeout, bool waking) {
+    m_hold_waking = waking;
     const bool worker_stopping = m_worker.stopping();
     m_table.reset();
     m_route = nullptr;
@@ -322,16 +346,21 @@ void Session<ClientStream>::on_hold_timeout(std::uint64_t seq, error_code ec) {
 }
 
 template <class ClientStream> void Session<ClientStream>::respond_paused() {
-    const auto accept = m_request->get()[http::field::accept];
     // App names are [a-z0-9-]: nothing to escape in JSON.
-    const std::string message = m_stat_app + " is paused; try again shortly";
-    if (wants_json_only(accept)) {
-        return respond_plain(http::status::service_unavailable,
-                             fmt::format("{{\"error\": \"{}\"}}\n", message),
-                             After::keep_alive, {}, "application/json", "5");
+    const std::string message =
+        m_stat_app + (m_hold_waking ? " is starting" : " is paused") + "; try again shortly";
+    respond_error_text(message + "\n", fmt::format("{{\"error\": \"{}\"}}\n", message), "5");
+}
+
+template <class ClientStream>
+void Session<ClientStream>::respond_error_text(std::string text, std::string json,
+                                               std::string_view retry_after) {
+    if (wants_json_only(m_request->get()[http::field::accept])) {
+        return respond_plain(http::status::service_unavailable, std::move(json),
+                             After::keep_alive, {}, "application/json", retry_after);
     }
-    respond_plain(http::status::service_unavailable, message + "\n", After::keep_alive, {},
-                  "text/plain; charset=utf-8", "5");
+    respond_plain(http::status::service_unavailable, std::move(text), After::keep_alive, {},
+                  "text/plain; charset=utf-8", retry_after);
 }
 
 template <class ClientStream> void Session<ClientStream>::pick_canary_side() {

@@ -113,7 +113,12 @@ class Session final : public SessionBase,
     void respond_maintenance();
     // deployctl pause: the request waits (Worker::hold) until a table routes
     // it without the pause, or 503 after the route's timeout.
-    void hold();
+    void hold(std::chrono::milliseconds timeout, bool waking);
+    // [deploy] idle_stop: a sleeping app's request asks the agent to start it
+    // and is held (503 at once after a failed start, or for a probe).
+    void wake();
+    // 503 with `text`, or `json` for a client that accepts only JSON.
+    void respond_error_text(std::string text, std::string json, std::string_view retry_after);
     void on_hold_timeout(std::uint64_t seq, error_code ec);
     void respond_paused();
     // A route of a stopped app (deployctl stop): 503, an HTML page for a
@@ -281,6 +286,7 @@ class Session final : public SessionBase,
     std::uint64_t m_hold_seq = 0; // a wait whose number is not this one is stale
     bool m_hold_armed = false;
     bool m_held = false;
+    bool m_hold_waking = false; // held for a sleeping app (not a pause)
     std::string m_host;    // scratch: normalized Host of the current request
     std::string m_scratch; // scratch for header rewriting
     boost::beast::http::response<boost::beast::http::string_body> m_plain;

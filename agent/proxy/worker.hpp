@@ -8,6 +8,7 @@
 #include <agent/proxy/routes.hpp>
 #include <agent/proxy/stats.hpp>
 #include <agent/proxy/upstream_pool.hpp>
+#include <agent/proxy/waker.hpp>
 #include <common/result.hpp>
 
 #include <boost/asio/io_context.hpp>
@@ -53,6 +54,12 @@ class Worker {
     // Before start(): the agent's probe key (empty: none). is_probe() tells
     // whether the X-Deploy-Probe value of a request is that key.
     void set_probe_key(std::string key) { m_probe_key = std::move(key); }
+    // Scale to zero: asks the agent to start a sleeping app (waker.hpp).
+    void set_waker(Waker* waker) { m_waker = waker; }
+    void wake(const std::string& app) {
+        if (m_waker != nullptr)
+            m_waker->wake(app);
+    }
     bool is_probe(std::string_view value) const;
 
     // Call on the worker's thread. New requests use `table` from now on;
@@ -107,6 +114,7 @@ class Worker {
     std::shared_ptr<TlsSetup> m_tls;
     unsigned m_https_port = 0;
     std::string m_probe_key;
+    Waker* m_waker = nullptr;
     UpstreamPool m_pool;
     std::unordered_set<SessionBase*> m_sessions;
     std::vector<std::shared_ptr<SessionBase>> m_held;

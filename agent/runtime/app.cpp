@@ -38,8 +38,10 @@ common::Result<AppProcess> start_app(const AppLaunch& launch) {
         env["PROCESS"] = launch.process + "." + std::to_string(launch.instance);
         env["RELEASE"] = launch.id;
     }
-    if (!launch.redact.empty()) { // the app writes into a redacting writer
-        auto writer = start_log_redactor(log, launch.log_file.parent_path(), launch.redact);
+    // The app writes into the writer that redacts its secrets and rotates the log.
+    const logs::Rotation rotation{config.logs.max_size, config.logs.keep};
+    if (!launch.redact.empty() || rotation.max_size > 0) {
+        auto writer = start_log_redactor(launch.log_file, launch.redact, rotation);
         ::close(log);
         if (!writer)
             return writer.error();

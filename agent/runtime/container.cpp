@@ -1,6 +1,8 @@
 // The `docker` and `podman` runtimes: images built from the release's
 // Dockerfile, apps run as containers, all through the engine's CLI.
+#include <agent/logs/rotating_file.hpp>
 #include <agent/runtime/engine_cli.hpp>
+#include <agent/runtime/http_probe.hpp>
 #include <agent/runtime/process.hpp>
 #include <agent/runtime/runtime.hpp>
 #include <agent/secrets/redact.hpp>
@@ -8,6 +10,7 @@
 #include <common/log.hpp>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include <cerrno>
 #include <cstring>
@@ -15,6 +18,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <set>
 #include <sstream>
@@ -59,12 +63,20 @@ std::string random_suffix() {
 // agent: its pipe breaks), and is started again on restart or re-adoption.
 class LogPumps {
   public:
+    static logs::Rotation default_rotation() {
+        const common::LogSettings settings;
+        return {settings.max_size, settings.keep};
+    }
+
     explicit LogPumps(std::string binary) : m_binary(std::move(binary)) {}
     ~LogPumps() { stop_all(); }
 
     // `redactor`: the app's secret values, replaced in each line (nullptr: none).
+    // The log rotates as `rotation` says (deploy.toml [logs]; its defaults for a
+    // container adopted after an agent restart).
     void attach(const std::string& container, const fs::path& file, const std::string& since,
-                std::shared_ptr<const secrets::Redactor> redactor) {
+                std::shared_ptr<const secrets::Redactor> redactor,
+                logs::Rotation rotation = default_rotation()) {
         stop(container);
         auto pump = std::make_unique<Pump>();
         CliCall call;
@@ -77,22 +89,16 @@ class LogPumps {
         call.cancel = &pump->cancel;
         std::error_code ec;
         fs::create_directories(file.parent_path(), ec);
-        int fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-        if (fd < 0) {
-            common::log_error("cannot open " + file.string() + ": " + std::strerror(errno));
-            return;
-        }
-        call.on_line = [fd, redactor = std::move(redactor)](std::string_view line) {
+        auto log = std::make_shared<logs::RotatingFile>(file, rotation);
+        call.on_line = [log, redactor = std::move(redactor)](std::string_view line) {
             std::string text = redactor ? redactor->apply(line) : std::string(line);
             text += '\n';
-            if (::write(fd, text.data(), text.size()) < 0)
-                common::log_warn(std::string("cannot write an app log line: ") +
-                                 std::strerror(errno));
+            if (auto written = log->write(text); !written)
+                common::log_warn("cannot write an app log line: " + written.error().message);
         };
-        pump->thread = std::thread([call = std::move(call), fd, done = &pump->done] {
+        pump->thread = std::thread([call = std::move(call), done = &pump->done] {
             if (auto ran = run_cli(call); !ran)
                 common::log_warn("cannot follow container output: " + ran.error().message);
-            ::close(fd);
             *done = true;
         });
         std::lock_guard lock(m_mutex);
@@ -185,8 +191,10 @@ std::string layer_id(std::string_view line) {
 
 class ContainerRuntime final : public Runtime {
   public:
-    ContainerRuntime(ContainerOptions options, std::string version)
-        : m_options(std::move(options)), m_version(std::move(version)), m_pumps(m_options.binary) {}
+    // `socket`: the unix socket of the CLI's own daemon, for inspect ("": the CLI only).
+    ContainerRuntime(ContainerOptions options, std::string version, std::string socket)
+        : m_options(std::move(options)), m_version(std::move(version)), m_socket(std::move(socket)),
+          m_pumps(m_options.binary) {}
     ~ContainerRuntime() override { m_pumps.stop_all(); }
 
     std::string name() const override { return m_options.engine; }
@@ -365,7 +373,8 @@ class ContainerRuntime final : public Runtime {
         m_pumps.attach(name, launch.log_file, "",
                        launch.redact.empty()
                            ? nullptr
-                           : std::make_shared<const secrets::Redactor>(launch.redact));
+                           : std::make_shared<const secrets::Redactor>(launch.redact),
+                       {config.logs.max_size, config.logs.keep});
         return process;
     }
 
@@ -666,6 +675,15 @@ class ContainerRuntime final : public Runtime {
     }
 
     common::Result<ContainerState> inspect(const std::string& name) {
+        if (!m_socket.empty()) {
+            auto answer = unix_http_get(m_socket, "/containers/" + name + "/json", k_answer);
+            if (answer && answer->status == 404)
+                return make_error(ErrorKind::not_found, "No such container: " + name);
+            if (answer && answer->status == 200)
+                if (auto state = state_from_json(answer->body))
+                    return *state;
+            // Anything else: the CLI says what is wrong, as it did without the socket.
+        }
         auto result = call({"inspect", "--type", "container", "--format",
                             "{{.State.Status}}|{{.State.Running}}|{{.State.Restarting}}|"
                             "{{.State.OOMKilled}}|{{.State.ExitCode}}|{{.State.Pid}}|"
@@ -707,8 +725,34 @@ class ContainerRuntime final : public Runtime {
         return state;
     }
 
+    // The engine API's answer to GET /containers/NAME/json: the fields inspect's
+    // --format reads. nullopt when it is not of that shape.
+    static std::optional<ContainerState> state_from_json(const std::string& body) {
+        auto json = nlohmann::json::parse(body, nullptr, false);
+        if (!json.is_object() || !json.contains("State") || !json["State"].is_object())
+            return std::nullopt;
+        try {
+            const auto& s = json["State"];
+            ContainerState state;
+            state.status = s.value("Status", "");
+            state.running = s.value("Running", false);
+            state.restarting = s.value("Restarting", false);
+            state.oom_killed = s.value("OOMKilled", false);
+            state.exit_code = s.value("ExitCode", 0);
+            state.pid = static_cast<pid_t>(s.value("Pid", 0L));
+            state.started_at = s.value("StartedAt", "");
+            state.restarts = json.value("RestartCount", 0);
+            if (json.contains("HostConfig") && json["HostConfig"].is_object())
+                state.memory = json["HostConfig"].value("Memory", std::uint64_t{0});
+            return state;
+        } catch (const nlohmann::json::exception&) {
+            return std::nullopt;
+        }
+    }
+
     ContainerOptions m_options;
     std::string m_version;
+    std::string m_socket;
     LogPumps m_pumps;
 };
 
@@ -732,6 +776,31 @@ common::Result<std::string> engine_version(const std::string& engine, const std:
     return version;
 }
 
+// The unix socket of the daemon the docker CLI talks to, when the agent can reach
+// it and it is that daemon (the same ID through both): "" otherwise, and the
+// CLI does all.
+std::string shared_daemon_socket(const std::string& binary) {
+    const std::string path = docker_socket_path();
+    if (path.empty())
+        return {};
+    auto info = unix_http_get(path, "/info", k_answer);
+    if (!info || info->status != 200)
+        return {};
+    auto json = nlohmann::json::parse(info->body, nullptr, false);
+    const std::string id = json.is_object() && json.contains("ID") && json["ID"].is_string()
+                               ? json["ID"].get<std::string>()
+                               : "";
+    if (id.empty())
+        return {};
+    CliCall c;
+    c.argv = {binary, "info", "--format", "{{.ID}}"};
+    c.timeout = k_answer;
+    auto cli = run_cli(c);
+    if (!cli || !cli->ok() || cli->last_line() != id)
+        return {};
+    return path;
+}
+
 } // namespace
 
 bool engine_answers(const std::string& binary, std::chrono::milliseconds timeout) {
@@ -749,8 +818,12 @@ common::Result<std::unique_ptr<Runtime>> make_container_runtime(ContainerOptions
     if (!version)
         return make_error(version.error().kind,
                           "--engine " + options.engine + ": " + version.error().message);
-    std::unique_ptr<Runtime> runtime =
-        std::make_unique<ContainerRuntime>(std::move(options), std::move(*version));
+    std::string socket = options.engine == "docker" ? shared_daemon_socket(options.binary) : "";
+    if (!socket.empty())
+        common::log_info("docker: container states are read through " + socket +
+                         ", the socket of the CLI's daemon");
+    std::unique_ptr<Runtime> runtime = std::make_unique<ContainerRuntime>(
+        std::move(options), std::move(*version), std::move(socket));
     return runtime;
 }
 

@@ -16,6 +16,7 @@
 #include <fcntl.h>
 #include <linux/close_range.h>
 #include <mutex>
+#include <poll.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <thread>
@@ -31,10 +32,29 @@ using common::make_error;
 namespace {
 
 constexpr std::size_t k_keep_output = 64 * 1024;
-// Quick calls are noticed quickly; long ones (a build, `logs -f`) are polled
-// less and less often.
+// Without a pidfd: quick calls are noticed quickly; long ones (a build, `logs
+// -f`) are polled less and less often. With one, the exit wakes the wait at
+// once, and k_max_poll is how often a cancellation is looked at.
 constexpr std::chrono::milliseconds k_first_poll{5};
 constexpr std::chrono::milliseconds k_max_poll{200};
+
+// A descriptor that becomes readable when the child `pid` exits (Linux 5.3 and
+// later), or -1: an engine call of ~200 ms is then seen to end when it ends, not
+// at the next step of a backing-off poll (up to 160 ms later).
+int open_pidfd(pid_t pid) {
+#ifdef SYS_pidfd_open
+    return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+#else
+    (void)pid;
+    return -1;
+#endif
+}
+
+// Waits until the child behind `pidfd` exits or `limit` passes.
+void wait_exit(int pidfd, std::chrono::milliseconds limit) {
+    pollfd entry{pidfd, POLLIN, 0};
+    ::poll(&entry, 1, static_cast<int>(std::max<std::int64_t>(1, limit.count())));
+}
 
 // The engine CLI gets a small, fixed environment: what it needs to find its
 // daemon and its configuration, nothing of the agent's own.
@@ -80,6 +100,19 @@ std::string CliResult::last_line() const {
     auto begin = output.rfind('\n', end);
     begin = begin == std::string::npos ? 0 : begin + 1;
     return output.substr(begin, end - begin + 1);
+}
+
+std::string docker_socket_path() {
+    if (const char* context = std::getenv("DOCKER_CONTEXT"); context && *context)
+        return {};
+    const char* host = std::getenv("DOCKER_HOST");
+    if (!host || !*host)
+        return "/var/run/docker.sock";
+    const std::string value = host;
+    const std::string scheme = "unix://";
+    if (value.compare(0, scheme.size(), scheme) != 0)
+        return {};
+    return value.substr(scheme.size());
 }
 
 std::string describe_call(const std::vector<std::string>& argv) {
@@ -151,6 +184,7 @@ common::Result<CliResult> run_cli(const CliCall& call) {
     });
 
     const auto deadline = Clock::now() + call.timeout;
+    const int pidfd = open_pidfd(pid);
     auto poll = k_first_poll;
     while (child.running(ec)) {
         bool cancelled = call.cancel && call.cancel->load();
@@ -165,9 +199,19 @@ common::Result<CliResult> run_cli(const CliCall& call) {
             ::kill(-pid, SIGKILL);
             break;
         }
+        if (pidfd >= 0) {
+            auto limit = k_max_poll;
+            if (call.timeout.count() > 0)
+                limit = std::min(
+                    limit, std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now()));
+            wait_exit(pidfd, limit);
+            continue;
+        }
         std::this_thread::sleep_for(poll);
         poll = std::min(poll * 2, k_max_poll);
     }
+    if (pidfd >= 0)
+        ::close(pidfd);
     child.wait(ec);
     reader.join(); // the end of the stream: the CLI has exited and closed its output
 

@@ -50,4 +50,10 @@ std::string resolve_engine_binary(const std::string& binary);
 // "docker ps -a" style text for messages: the argv joined by spaces.
 std::string describe_call(const std::vector<std::string>& argv);
 
+// Where the docker CLI's daemon listens, when it is a local unix socket: the path
+// of DOCKER_HOST=unix://PATH, else /var/run/docker.sock. "" when DOCKER_HOST names
+// another transport (tcp://, ssh://) or DOCKER_CONTEXT chooses a context (both
+// passed on to the CLI, see engine_environment).
+std::string docker_socket_path();
+
 } // namespace agent::runtime

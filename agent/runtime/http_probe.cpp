@@ -8,6 +8,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 namespace agent::runtime {
@@ -32,8 +33,10 @@ class Socket {
     int m_fd;
 };
 
+// Rounded up: a wait that times out ends at the deadline, not just before it, so a
+// caller that asks `Clock::now() >= deadline` afterwards learns it was the time.
 int remaining_ms(Clock::time_point deadline) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
     return left.count() > 0 ? static_cast<int>(left.count()) : 0;
 }
 
@@ -72,19 +75,25 @@ bool send_all(int fd, const std::string& data, Clock::time_point deadline) {
     return true;
 }
 
-// Reads until `done(data)`, `limit` bytes, the peer closes or the deadline.
+// Reads until `done(data)`, `limit` bytes, the peer closes (`*closed` set) or the deadline.
 template <typename Done>
-std::string read_until(int fd, Clock::time_point deadline, std::size_t limit, Done done) {
+std::string read_until(int fd, Clock::time_point deadline, std::size_t limit, Done done,
+                       bool* closed = nullptr) {
     std::string data;
     char buffer[1024];
     while (!done(data) && data.size() < limit) {
         if (!wait_for(fd, POLLIN, deadline))
             break;
         ssize_t n = recv(fd, buffer, sizeof buffer, 0);
-        if (n > 0)
+        if (n > 0) {
             data.append(buffer, static_cast<std::size_t>(n));
-        else if (n == 0 || (errno != EAGAIN && errno != EINTR))
+        } else if (n == 0) {
+            if (closed)
+                *closed = true;
             break;
+        } else if (errno != EAGAIN && errno != EINTR) {
+            break;
+        }
     }
     return data;
 }
@@ -130,6 +139,25 @@ bool same_name(std::string_view a, std::string_view b) {
                       std::tolower(static_cast<unsigned char>(y));
            });
 }
+
+// The status line and the fields of `header` (ending "\r\n\r\n" or not) into `answer`.
+void parse_header(const std::string& header, HttpAnswer& answer) {
+    auto line_end = header.find("\r\n");
+    static_cast<ProbeResult&>(answer) = parse_status(header.substr(0, line_end));
+    if (answer.status == 0 || line_end == std::string::npos)
+        return;
+    for (std::size_t at = line_end + 2; at < header.size();) {
+        auto end = header.find("\r\n", at);
+        if (end == std::string::npos || end == at)
+            break;
+        std::string_view line(header.data() + at, end - at);
+        if (auto colon = line.find(':'); colon != std::string_view::npos)
+            answer.fields.emplace_back(trim(line.substr(0, colon)), trim(line.substr(colon + 1)));
+        at = end + 2;
+    }
+}
+
+constexpr std::size_t k_max_socket_answer = 4 * 1024 * 1024; // an inspect answer is a few KiB
 
 } // namespace
 
@@ -180,20 +208,52 @@ HttpAnswer http_get(const HttpGet& request, std::chrono::milliseconds timeout) {
     const std::string header = read_header(sock.fd(), deadline);
     if (header.empty() && Clock::now() >= deadline)
         return {{0, "no answer within " + std::to_string(timeout.count()) + "ms"}, {}};
-    auto line_end = header.find("\r\n");
-    static_cast<ProbeResult&>(answer) = parse_status(header.substr(0, line_end));
-    if (answer.status == 0 || line_end == std::string::npos)
-        return answer;
-    for (std::size_t at = line_end + 2; at < header.size();) {
-        auto end = header.find("\r\n", at);
-        if (end == std::string::npos || end == at)
-            break;
-        std::string_view line(header.data() + at, end - at);
-        if (auto colon = line.find(':'); colon != std::string_view::npos)
-            answer.fields.emplace_back(trim(line.substr(0, colon)), trim(line.substr(colon + 1)));
-        at = end + 2;
-    }
+    parse_header(header, answer);
     return answer;
+}
+
+common::Result<SocketAnswer> unix_http_get(const std::string& path, const std::string& target,
+                                           std::chrono::milliseconds timeout) {
+    using common::ErrorKind;
+    using common::make_error;
+    const auto deadline = Clock::now() + timeout;
+    sockaddr_un address{};
+    if (path.empty() || path.size() >= sizeof address.sun_path)
+        return make_error(ErrorKind::io, "not a unix socket path: \"" + path + "\"");
+    address.sun_family = AF_UNIX;
+    std::memcpy(address.sun_path, path.c_str(), path.size() + 1);
+    Socket sock(AF_UNIX);
+    if (sock.fd() < 0)
+        return make_error(ErrorKind::io, std::string("socket: ") + std::strerror(errno));
+    if (auto error = connect_error(sock.fd(), deadline, reinterpret_cast<const sockaddr*>(&address),
+                                   sizeof address);
+        !error.empty())
+        return make_error(ErrorKind::io, "cannot connect to " + path + ": " + error);
+    if (!send_all(sock.fd(),
+                  "GET " + target + " HTTP/1.0\r\nHost: docker\r\nUser-Agent: deploy-agent\r\n\r\n",
+                  deadline))
+        return make_error(ErrorKind::io, path + " took no request within the time allowed");
+    bool closed = false; // HTTP/1.0: the end of the answer
+    const std::string text = read_until(
+        sock.fd(), deadline, k_max_socket_answer + 1, [](const std::string&) { return false; },
+        &closed);
+    if (text.size() > k_max_socket_answer)
+        return make_error(ErrorKind::io, path + " answered more than 4 MiB");
+    if (!closed)
+        return make_error(ErrorKind::io,
+                          Clock::now() >= deadline
+                              ? path + " did not answer within the time allowed"
+                              : "cannot read from " + path + ": " + std::strerror(errno));
+    const auto head_end = text.find("\r\n\r\n");
+    HttpAnswer head;
+    if (head_end != std::string::npos)
+        parse_header(text.substr(0, head_end + 2), head);
+    if (head.status == 0)
+        return make_error(ErrorKind::io, path + " did not answer HTTP");
+    if (auto encoding = head.field("Transfer-Encoding");
+        encoding && encoding->find("chunked") != std::string::npos)
+        return make_error(ErrorKind::io, path + " answered in chunks to an HTTP/1.0 request");
+    return SocketAnswer{head.status, text.substr(head_end + 4)};
 }
 
 ProbeResult http_probe(int port, const std::string& path, std::chrono::milliseconds timeout) {

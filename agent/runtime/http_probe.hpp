@@ -1,5 +1,8 @@
 #pragma once
-// One HTTP health probe: GET http://127.0.0.1:PORT/PATH over a plain socket.
+// One HTTP health probe: GET http://127.0.0.1:PORT/PATH over a plain socket; and
+// the GET the agent sends the Docker Engine API over its unix socket.
+
+#include <common/result.hpp>
 
 #include <chrono>
 #include <optional>
@@ -34,5 +37,19 @@ struct HttpAnswer : ProbeResult {
 };
 
 HttpAnswer http_get(const HttpGet& request, std::chrono::milliseconds timeout);
+
+// The Docker Engine API over its unix socket, for what the agent asks often and
+// must know fast: a container's state (`docker inspect` through the CLI costs a
+// process and ~45 ms; the socket ~1 ms, which is most of a woken app's wait).
+struct SocketAnswer {
+    int status = 0;   // the HTTP status
+    std::string body; // the whole body
+};
+
+// GET `target` (an origin-form path) over HTTP/1.0 on the unix socket at `path`:
+// the daemon answers and closes. ErrorKind::io when it cannot be reached, answers
+// something that is not HTTP (or in chunks), more than 4 MiB, or not within `timeout`.
+common::Result<SocketAnswer> unix_http_get(const std::string& path, const std::string& target,
+                                           std::chrono::milliseconds timeout);
 
 } // namespace agent::runtime

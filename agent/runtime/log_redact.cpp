@@ -7,6 +7,7 @@
 #include <csignal>
 #include <cstring>
 #include <fcntl.h>
+#include <optional>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -75,8 +76,9 @@ void close_pair(int fds[2]) {
 
 } // namespace
 
-common::Result<int> start_log_redactor(int log_fd, const std::filesystem::path& cwd,
-                                       const std::vector<std::string>& values) {
+common::Result<int> start_log_redactor(const std::filesystem::path& log,
+                                       const std::vector<std::string>& values,
+                                       logs::Rotation rotation) {
     int output[2], secret[2];
     if (::pipe2(output, O_CLOEXEC) != 0)
         return make_error(ErrorKind::io,
@@ -87,10 +89,16 @@ common::Result<int> start_log_redactor(int log_fd, const std::filesystem::path& 
                           std::string("cannot make a pipe: ") + std::strerror(errno));
     }
     SpawnSpec spec;
-    spec.argv = {agent_binary(), "log-redact"};
+    spec.argv = {agent_binary(),
+                 "log-redact",
+                 "--file",
+                 log.string(),
+                 "--max-size",
+                 std::to_string(rotation.max_size),
+                 "--keep",
+                 std::to_string(rotation.keep)};
     spec.env = {"LANG=C.UTF-8"};
-    spec.cwd = cwd;
-    spec.stdout_fd = log_fd;
+    spec.cwd = log.parent_path();
     spec.session = Session::new_session;
     spec.inherit_fds = {output[0], secret[0]};
     auto pid = spawn(spec);
@@ -122,7 +130,7 @@ common::Result<int> start_log_redactor(int log_fd, const std::filesystem::path& 
     return output[1];
 }
 
-int log_redact_main() {
+int log_redact_main(const LogWriterOptions& options) {
     for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGPIPE})
         std::signal(sig, SIG_IGN); // ends at the end of the app's output, not before
     std::string payload;
@@ -136,8 +144,18 @@ int log_redact_main() {
         return 1;
     if (child > 0)
         return 0;
-    secrets::StreamRedactor stream(secrets::Redactor(values),
-                                   [](std::string_view text) { write_all(STDOUT_FILENO, text); });
+    // The log, rotated; without --file (a writer an older agent started), stdout.
+    std::optional<logs::RotatingFile> file;
+    if (!options.file.empty())
+        file.emplace(options.file, logs::Rotation{options.max_size, options.keep});
+    secrets::StreamRedactor stream(secrets::Redactor(values), [&file](std::string_view text) {
+        if (!file) {
+            write_all(STDOUT_FILENO, text);
+        } else if (auto written = file->write(text); !written) {
+            // Nobody reads its stderr: the failure goes where the output went.
+            (void)file->write("deploy-agent log-redact: " + written.error().message + "\n");
+        }
+    });
     for (auto& value : values)
         secrets::wipe(value);
     read_until_end(k_output_fd, [&](std::string_view data) { stream.feed(data); });

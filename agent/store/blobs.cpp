@@ -1,6 +1,7 @@
 #include <agent/store/blobs.hpp>
 #include <common/fs.hpp>
 #include <common/hash.hpp>
+#include <common/log.hpp>
 
 #include <fmt/format.h>
 
@@ -44,8 +45,9 @@ Status fsync_file(const fs::path& path) {
         const int saved = errno;
         if (fd >= 0)
             ::close(fd);
-        return make_error(ErrorKind::io, fmt::format("cannot fsync {}: {}", path.string(),
-                                                     common::os_error_text(saved)));
+        return make_error(common::io_error_kind(saved),
+                          fmt::format("cannot fsync {}: {}", path.string(),
+                                      common::os_error_text(saved)));
     }
     ::close(fd);
     return {};
@@ -116,10 +118,12 @@ Status BlobStore::adopt(const std::string& digest, const fs::path& temp_file) {
         return fail(ok.error());
     if (auto ok = fsync_file(temp_file); !ok)
         return fail(ok.error());
-    if (::rename(temp_file.c_str(), target.c_str()) != 0)
-        return fail(
-            make_error(ErrorKind::io, fmt::format("cannot rename onto {}: {}", target.string(),
-                                                  common::os_error_text(errno))));
+    if (::rename(temp_file.c_str(), target.c_str()) != 0) {
+        const int error = errno;
+        return fail(make_error(common::io_error_kind(error),
+                               fmt::format("cannot rename onto {}: {}", target.string(),
+                                           common::os_error_text(error))));
+    }
     return common::fsync_dir(target.parent_path());
 }
 
@@ -138,6 +142,68 @@ std::size_t BlobStore::remove_stale_uploads() const {
     for (fs::directory_iterator it(m_root / "tmp", ec), end; !ec && it != end; it.increment(ec))
         if (fs::remove(it->path(), ec))
             ++removed;
+    return removed;
+}
+
+void BlobStore::pin(const std::vector<std::string>& digests) {
+    const auto until = std::chrono::steady_clock::now() + k_pin_time;
+    std::lock_guard lock(m_pin_mutex);
+    for (const auto& digest : digests)
+        m_pins[digest] = until;
+}
+
+void BlobStore::unpin(const std::vector<std::string>& digests) {
+    std::lock_guard lock(m_pin_mutex);
+    for (const auto& digest : digests)
+        m_pins.erase(digest);
+}
+
+bool BlobStore::pinned(const std::string& digest,
+                       std::chrono::steady_clock::time_point now) const {
+    auto it = m_pins.find(digest);
+    return it != m_pins.end() && now < it->second;
+}
+
+std::vector<BlobStore::Stored> BlobStore::list() const {
+    std::vector<Stored> out;
+    std::error_code ec;
+    for (fs::directory_iterator dir(m_root, ec), end; !ec && dir != end; dir.increment(ec)) {
+        const auto name = dir->path().filename().string();
+        if (name.size() != 2 || !dir->is_directory(ec))
+            continue; // tmp/: uploads in progress
+        std::error_code inner;
+        for (fs::directory_iterator it(dir->path(), inner), last; !inner && it != last;
+             it.increment(inner)) {
+            const auto digest = it->path().filename().string();
+            if (!common::is_sha256_hex(digest) || digest.compare(0, 2, name) != 0)
+                continue;
+            std::error_code size_error;
+            const auto bytes = it->file_size(size_error);
+            out.push_back({digest, size_error ? 0 : static_cast<std::uint64_t>(bytes)});
+        }
+    }
+    return out;
+}
+
+std::vector<BlobStore::Stored> BlobStore::collect(const std::set<std::string>& used,
+                                                  bool dry_run) {
+    std::vector<Stored> removed;
+    std::lock_guard lock(m_pin_mutex);
+    const auto now = std::chrono::steady_clock::now();
+    for (auto it = m_pins.begin(); it != m_pins.end();)
+        it = now < it->second ? std::next(it) : m_pins.erase(it);
+    for (auto& blob : list()) {
+        if (used.count(blob.digest) || pinned(blob.digest, now))
+            continue;
+        std::error_code ec;
+        if (!dry_run && !fs::remove(path(blob.digest), ec)) {
+            if (ec)
+                common::log_warn("cannot remove blob " + blob.digest + ": " +
+                                 common::os_error_text(ec.value()));
+            continue;
+        }
+        removed.push_back(std::move(blob));
+    }
     return removed;
 }
 

@@ -4,9 +4,14 @@
 
 #include <common/result.hpp>
 
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <map>
+#include <mutex>
+#include <set>
 #include <string>
+#include <vector>
 
 namespace agent {
 
@@ -31,8 +36,30 @@ class BlobStore {
     // startup, before any upload can begin. Returns how many were removed.
     std::size_t remove_stale_uploads() const;
 
+    // --- collection (docs/design.md §4, "Disk") ---
+    // Blobs a deploy in progress is about to use (asked about by
+    // POST /v1/blobs/missing, uploaded, or named by a deployment being
+    // recorded): a collection leaves them alone until unpin() or for
+    // k_pin_time, whichever comes first (a client that went away).
+    static constexpr std::chrono::minutes k_pin_time{60};
+    void pin(const std::vector<std::string>& digests);
+    void unpin(const std::vector<std::string>& digests);
+    struct Stored {
+        std::string digest;
+        std::uint64_t bytes = 0;
+    };
+    std::vector<Stored> list() const;
+    // Removes (or with dry_run only lists) every stored blob that is not in
+    // `used` and not pinned; the pins are checked and the files removed under
+    // one lock, so a blob pinned meanwhile stays. Returns what went.
+    std::vector<Stored> collect(const std::set<std::string>& used, bool dry_run);
+
   private:
+    bool pinned(const std::string& digest, std::chrono::steady_clock::time_point now) const;
+
     std::filesystem::path m_root;
+    mutable std::mutex m_pin_mutex;
+    std::map<std::string, std::chrono::steady_clock::time_point> m_pins; // digest -> until
 };
 
 } // namespace agent

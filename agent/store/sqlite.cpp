@@ -22,8 +22,15 @@ std::string message_of(sqlite3* db) {
     return message;
 }
 
+// disk_full when the database could not grow (deployctl exits 6), else io.
+ErrorKind kind_of(sqlite3* db) {
+    const int code = sqlite3_errcode(db) & 0xff;
+    return code == SQLITE_FULL ? ErrorKind::disk_full
+                               : common::io_error_kind(sqlite3_system_errno(db));
+}
+
 common::Error db_error(sqlite3* db, std::string_view what) {
-    return make_error(ErrorKind::io, std::string(what) + ": " + message_of(db));
+    return make_error(kind_of(db), std::string(what) + ": " + message_of(db));
 }
 } // namespace
 
@@ -56,7 +63,7 @@ common::Status Database::exec(std::string_view sql) {
         if (const int os_error = sqlite3_system_errno(m_db);
             os_error != 0 && (code == SQLITE_IOERR || code == SQLITE_FULL))
             error += " (" + common::os_error_text(os_error) + ")";
-        return make_error(ErrorKind::io, "database: " + error);
+        return make_error(kind_of(m_db), "database: " + error);
     }
     return {};
 }

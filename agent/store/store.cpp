@@ -599,10 +599,11 @@ Traffic Store::traffic(const std::string& app) {
     auto rows = select_rows<Traffic>(
         *m_db,
         "SELECT maintenance, message, retry_after, maintenance_since, paused, pause_timeout_ms,"
-        " paused_since FROM traffic WHERE app = ?",
+        " paused_since, sleeping FROM traffic WHERE app = ?",
         {app}, [](const sqlite::Statement& row) {
             return Traffic{row.integer(0) != 0, row.text(1), row.integer(2), row.text(3),
-                           row.integer(4) != 0, row.integer(5), row.text(6)};
+                           row.integer(4) != 0, row.integer(5), row.text(6),
+                           row.integer(7) != 0};
         });
     return rows.empty() ? Traffic{} : rows.front();
 }
@@ -654,6 +655,18 @@ common::Status Store::set_paused(const std::string& app, bool on, std::int64_t t
             update.bind(on ? 1 : 0).bind(on ? timeout_ms : 0).bind(on ? 1 : 0).bind(since);
         },
         detail);
+}
+
+common::Status Store::set_sleeping(const std::string& app, bool on) {
+    std::lock_guard lock(m_mutex);
+    sqlite::Transaction tx(*m_db);
+    TRY(tx.begun());
+    TRY_ASSIGN(auto ensure, m_db->prepare("INSERT OR IGNORE INTO traffic (app)"
+                                          " SELECT name FROM apps WHERE name = ?"));
+    TRY(ensure.bind(app).run());
+    TRY_ASSIGN(auto update, m_db->prepare("UPDATE traffic SET sleeping = ? WHERE app = ?"));
+    TRY(update.bind(on ? 1 : 0).bind(app).run());
+    return tx.commit();
 }
 
 common::Status Store::put_canary(const CanaryRow& row) {

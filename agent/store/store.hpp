@@ -147,6 +147,9 @@ struct Traffic {
     bool paused = false; // deployctl pause
     std::int64_t pause_timeout_ms = 0;
     std::string paused_since;
+    // [deploy] idle_stop: the web process was stopped after no request came for
+    // that long; deploy-proxy holds the next request and the agent starts it.
+    bool sleeping = false;
 };
 
 class Store {
@@ -242,6 +245,9 @@ class Store {
                                    std::int64_t retry_after, std::string_view detail);
     common::Status set_paused(const std::string& app, bool on, std::int64_t timeout_ms,
                               std::string_view detail);
+    // [deploy] idle_stop put the app to sleep, or a request woke it. Not audited:
+    // the agent does it by itself, and says so in the release's events.
+    common::Status set_sleeping(const std::string& app, bool on);
     // deployctl destroy: one transaction removes every row of the app (releases,
     // their secrets, its variables and data key, its switches, its apps row: a
     // next deploy is v1 again) and writes one transitions row (release "",

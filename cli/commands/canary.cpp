@@ -5,6 +5,7 @@
 #include <CLI/CLI.hpp>
 #include <cli/commands/commands.hpp>
 #include <cli/context.hpp>
+#include <cli/release/steps.hpp>
 #include <cli/target.hpp>
 
 #include <fmt/format.h>
@@ -38,9 +39,7 @@ common::Status canary(Context& ctx, const CanaryOptions& options) {
                            client.post_json(path, nlohmann::json{{"percent", options.percent}}));
                 ctx.out->emit(output::Canary{host, "set", answer});
             } else {
-                TRY_ASSIGN(auto answer, client.post_json(path + "/" + options.action,
-                                                         nlohmann::json::object()));
-                ctx.out->emit(output::Canary{host, options.action, answer});
+                return release::end_canary(client, *ctx.out, host, target->app, options.action);
             }
             return {};
         });

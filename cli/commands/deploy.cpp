@@ -30,6 +30,7 @@ namespace cli::commands {
 
 namespace {
 
+using release::end_canary;
 using release::follow_release;
 using release::promote;
 using release::upload_blobs;
@@ -179,12 +180,15 @@ HostSteps deploy_steps(Context& ctx, const Target& target, const package::Source
             return common::make_error(common::ErrorKind::internal,
                                       "the agent created a deployment but did not say its id");
         out.emit(output::Created{run.host, run.release, created->value("state", "QUEUED")});
+        run.canary = options.canary > 0;
         if (options.no_follow)
             return {};
         return follow_release(host_ctx, client, run.host, target.app, run.release, started);
     };
     steps.roll_back = [&](transport::Client& client, const HostRun& run,
                           output::Printer& out) -> common::Status {
+        if (run.canary) // PRODUCTION never changed: the canary goes
+            return end_canary(client, out, run.host, target.app, "abort");
         return promote(client, out, run.host, target.app, {{"release", run.previous}});
     };
     return steps;

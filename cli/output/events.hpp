@@ -218,9 +218,11 @@ struct EnvChanged {
 };
 
 // agent ping | info: GET /v1/health (info = false) or /v1/info (info = true).
+// deployctl agent ping | info | df | prune: one agent's answer.
+enum class AgentQuery { ping, info, disk, prune };
 struct Agent {
     std::string host;
-    bool info = false;
+    AgentQuery query = AgentQuery::ping;
     JsonValue answer;
 };
 
@@ -282,7 +284,7 @@ struct SummaryRow {
     std::string host;
     std::string release;  // deploy: the release created; rollback: the one gone back to;
                           // status/releases: the PRODUCTION one
-    std::string state;    // deploy: PRODUCTION, QUEUED, FAILED, ROLLED_BACK, ROLLBACK_FAILED,
+    std::string state;    // deploy: PRODUCTION, CANARY, QUEUED, FAILED, ROLLED_BACK, ROLLBACK_FAILED,
                           // KEPT, NOT_STARTED, UNREACHABLE, ERROR; rollback: PRODUCTION,
                           // FAILED, ROLLED_BACK, NOT_STARTED; status: PRODUCTION, NONE, ...
     std::string previous; // deploy, rollback: PRODUCTION before (live again when ROLLED_BACK)

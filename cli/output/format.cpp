@@ -7,19 +7,6 @@
 
 namespace cli::output {
 
-std::string format_bytes(std::uint64_t bytes) {
-    if (bytes < 1024)
-        return fmt::format("{} B", bytes);
-    const char* units[] = {"KiB", "MiB", "GiB", "TiB"};
-    double value = static_cast<double>(bytes) / 1024.0;
-    int unit = 0;
-    while (value >= 1024.0 && unit < 3) {
-        value /= 1024.0;
-        ++unit;
-    }
-    return fmt::format("{:.1f} {}", value, units[unit]);
-}
-
 std::string short_commit(std::string_view sha) {
     return std::string(sha.substr(0, 7));
 }

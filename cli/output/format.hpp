@@ -1,6 +1,8 @@
 #pragma once
 // Small formatting helpers for human output.
 
+#include <common/duration.hpp>
+
 #include <nlohmann/json_fwd.hpp>
 
 #include <cstdint>
@@ -10,7 +12,7 @@
 namespace cli::output {
 
 // "512 B", "3.4 KiB", "1.2 MiB".
-std::string format_bytes(std::uint64_t bytes);
+using common::format_bytes;
 // "3f2c1a0" from a full sha.
 std::string short_commit(std::string_view sha);
 // "2026-11-23 09:00:00" from "2026-11-23T09:00:00.000Z".

@@ -174,6 +174,8 @@ class HumanPrinter final : public Printer {
                                  json_str(answer, "release"), json_str(answer, "job")));
     }
     void render(const Agent& e);
+    void render_disk(const Agent& e);
+    void render_prune(const Agent& e);
     void render(const TokenCreated& e);
     void render(const Tokens& e);
     void render(const TokenRevoked& e) {
@@ -428,8 +430,12 @@ void HumanPrinter::render(const Summary& s) {
         return;
     }
     std::size_t live = 0;
-    for (const auto& row : s.rows)
-        live += row.state == "PRODUCTION" || row.state == "QUEUED" || row.state == "KEPT";
+    std::size_t canaries = 0; // deploy --canary: live next to PRODUCTION
+    for (const auto& row : s.rows) {
+        canaries += row.state == "CANARY";
+        live += row.state == "PRODUCTION" || row.state == "QUEUED" || row.state == "KEPT" ||
+                row.state == "CANARY";
+    }
     if (s.command == "rollback") {
         // The same release everywhere: under one id, or the same content under several.
         const bool one_id = std::all_of(s.rows.begin(), s.rows.end(), [&](const SummaryRow& r) {
@@ -442,8 +448,10 @@ void HumanPrinter::render(const Summary& s) {
         step("", s.ok ? paint(Color::green, verdict) : paint(Color::red, verdict));
         return;
     }
-    std::string verdict = fmt::format("{} of {} hosts live ({}, took {})", live, s.rows.size(),
-                                      s.strategy, format_elapsed(s.elapsed_ms));
+    std::string verdict =
+        fmt::format("{} of {} hosts live{} ({}, took {})", live, s.rows.size(),
+                    canaries > 0 && canaries == live ? " with the canary" : "", s.strategy,
+                    format_elapsed(s.elapsed_ms));
     step("", s.ok ? paint(Color::green, verdict) : paint(Color::red, verdict));
 }
 
@@ -571,7 +579,7 @@ void HumanPrinter::render(const Processes& e) {
     }
 }
 
-// "running", "stopped", "failed", "no_release" as people read them.
+// "running", "sleeping", "stopped", "failed", "no_release" as people read them.
 std::string app_state_text(const std::string& state) {
     return state == "no_release" ? "no release" : state;
 }
@@ -820,6 +828,9 @@ void HumanPrinter::render(const Status& e) {
     else if (json_str(status, "state") == "stopped")
         head += fmt::format(": {} is {} (deployctl start serves it again)", production,
                             paint(Color::yellow, "stopped"));
+    else if (json_str(status, "state") == "sleeping")
+        head += fmt::format(": {} is {} ([deploy] idle_stop; the next request starts it) at {}",
+                            production, paint(Color::dim, "sleeping"), json_str(status, "url"));
     else
         head += fmt::format(": {} is live at {}", paint(Color::green, production),
                             json_str(status, "url"));
@@ -834,7 +845,11 @@ void HumanPrinter::render(const Status& e) {
 void HumanPrinter::render(const Agent& e) {
     const json& answer = *e.answer;
     const std::string prefix = host_prefix(e.host);
-    if (!e.info) {
+    if (e.query == AgentQuery::disk)
+        return render_disk(e);
+    if (e.query == AgentQuery::prune)
+        return render_prune(e);
+    if (e.query == AgentQuery::ping) {
         line(m_out, prefix,
              fmt::format("{} deploy-agent {}", paint(Color::green, "ok"),
                          json_str(answer, "version")));
@@ -858,6 +873,68 @@ void HumanPrinter::render(const Agent& e) {
     if (auto fingerprint = json_str(answer, "tls_fingerprint"); !fingerprint.empty())
         line(m_out, prefix, "  api cert  " + fingerprint);
     line(m_out, prefix, "  apps      " + (apps.empty() ? std::string("(none)") : apps));
+}
+
+std::uint64_t json_bytes(const json& object, const char* key) {
+    auto it = object.find(key);
+    return it != object.end() && it->is_number_unsigned() ? it->get<std::uint64_t>() : 0;
+}
+
+// deployctl agent df: the disk, the blobs, then a table of the apps.
+void HumanPrinter::render_disk(const Agent& e) {
+    const json& answer = *e.answer;
+    const std::string prefix = host_prefix(e.host);
+    const auto free = json_bytes(answer, "free");
+    const auto reserve = json_bytes(answer, "reserve");
+    line(m_out, prefix,
+         fmt::format("data dir  {} ({} in all)", json_str(answer, "data_dir"),
+                     format_bytes(json_bytes(answer, "total"))));
+    std::string disk = fmt::format("{} free of {}", format_bytes(free),
+                                   format_bytes(json_bytes(answer, "size")));
+    if (reserve > 0)
+        disk += fmt::format(", {} kept free (--min-free)", format_bytes(reserve));
+    if (free < reserve)
+        disk = paint(Color::red, disk + ": deploys are refused");
+    line(m_out, prefix, "disk      " + disk);
+    const json blobs = answer.value("blobs", json::object());
+    line(m_out, prefix,
+         fmt::format("blobs     {} stored, {} ({} used by no release: deployctl agent prune)",
+                     json_bytes(blobs, "count"), format_bytes(json_bytes(blobs, "bytes")),
+                     format_bytes(json_bytes(blobs, "unused"))));
+    auto apps = answer.find("apps");
+    if (apps == answer.end() || !apps->is_array() || apps->empty())
+        return;
+    std::size_t width = 3;
+    for (const auto& app : *apps)
+        width = std::max(width, json_str(app, "app").size());
+    line(m_out, prefix,
+         paint(Color::bold, fmt::format("{:<{}}  {:>10}  {:>10}  {:>10}", "APP", width, "RELEASES",
+                                        "BLOBS", "LOGS")));
+    for (const auto& app : *apps)
+        line(m_out, prefix,
+             fmt::format("{:<{}}  {:>10}  {:>10}  {:>10}", json_str(app, "app"), width,
+                         format_bytes(json_bytes(app, "releases")),
+                         format_bytes(json_bytes(app, "blobs")),
+                         format_bytes(json_bytes(app, "logs"))));
+}
+
+// deployctl agent prune [--dry-run]: what went (or would go).
+void HumanPrinter::render_prune(const Agent& e) {
+    const json& answer = *e.answer;
+    const std::string prefix = host_prefix(e.host);
+    const bool dry_run = answer.value("dry_run", false);
+    std::size_t count = 0;
+    if (auto blobs = answer.find("blobs"); blobs != answer.end() && blobs->is_array()) {
+        count = blobs->size();
+        if (dry_run)
+            for (const auto& blob : *blobs)
+                line(m_out, prefix,
+                     fmt::format("would remove blob {} ({})", json_str(blob, "digest"),
+                                 format_bytes(json_bytes(blob, "bytes"))));
+    }
+    line(m_out, prefix,
+         fmt::format("{} {} unused blob{}, {}", dry_run ? "would remove" : "removed", count,
+                     count == 1 ? "" : "s", format_bytes(json_bytes(answer, "bytes"))));
 }
 
 std::string app_or_all(const json& object) {

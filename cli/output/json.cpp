@@ -163,7 +163,10 @@ class JsonPrinter final : public Printer {
     }
     void render(const Agent& e) {
         json object = *e.answer;
-        object["event"] = e.info ? "agent" : "ping";
+        object["event"] = e.query == AgentQuery::info    ? "agent"
+                          : e.query == AgentQuery::disk  ? "disk"
+                          : e.query == AgentQuery::prune ? "prune"
+                                                         : "ping";
         object["host"] = e.host;
         write(object);
     }

@@ -1,5 +1,5 @@
 // Promote: put a release back in PRODUCTION (deployctl rollback, and the rollback of the
-// hosts that switched when a multi-host deploy fails).
+// hosts that switched when a multi-host deploy fails); end a canary either way.
 
 #include <cli/release/steps.hpp>
 #include <cli/target.hpp>
@@ -21,8 +21,7 @@ common::Status promote(transport::Client& client, output::Printer& out, const st
     info.release = answer->value("release", "");
     info.state = answer->value("state", "PRODUCTION");
     info.previous = answer->value("previous", "");
-    if (auto it = answer->find("release_command_skipped");
-        it != answer->end() && it->is_boolean())
+    if (auto it = answer->find("release_command_skipped"); it != answer->end() && it->is_boolean())
         info.release_command_skipped = it->get<bool>();
     // The rollback answer has no URL; the status does.
     if (auto status = client.get_json(app_path(app)))
@@ -32,6 +31,15 @@ common::Status promote(transport::Client& client, output::Printer& out, const st
                           std::chrono::steady_clock::now() - started)
                           .count();
     out.emit(output::RolledBack{info});
+    return {};
+}
+
+common::Status end_canary(transport::Client& client, output::Printer& out, const std::string& host,
+                          const std::string& app, const std::string& action) {
+    auto answer = client.post_json(app_path(app) + "/canary/" + action, nlohmann::json::object());
+    if (!answer)
+        return answer.error();
+    out.emit(output::Canary{host, action, *answer});
     return {};
 }
 

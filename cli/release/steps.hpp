@@ -28,4 +28,9 @@ common::Status follow_release(Context& ctx, transport::Client& client, const std
 common::Status promote(transport::Client& client, output::Printer& out, const std::string& host,
                        const std::string& app, const nlohmann::json& body);
 
+// POST /v1/apps/APP/canary/ACTION ("promote" or "abort") and reports what became of the
+// canary (deployctl canary promote|abort, and a multi-host canary deploy that failed).
+common::Status end_canary(transport::Client& client, output::Printer& out, const std::string& host,
+                          const std::string& app, const std::string& action);
+
 } // namespace cli::release

@@ -21,12 +21,17 @@ common::Result<output::UploadStats> upload_blobs(transport::Client& client,
             sizes.emplace(e.digest, e.size);
     }
     nlohmann::json digests = nlohmann::json::array();
+    nlohmann::json byte_counts = nlohmann::json::array();
     for (const auto& [digest, size] : sizes) {
         digests.push_back(digest);
+        byte_counts.push_back(size);
         stats.bytes_total += size;
     }
     stats.blobs_total = sizes.size();
-    auto answer = client.post_json("/v1/blobs/missing", {{"digests", std::move(digests)}});
+    // With the sizes, an agent whose disk cannot hold the upload refuses it
+    // before anything is sent (507 disk_full, exit 6).
+    auto answer = client.post_json("/v1/blobs/missing", {{"digests", std::move(digests)},
+                                                         {"sizes", std::move(byte_counts)}});
     if (!answer)
         return answer.error();
     std::map<std::string, std::uint64_t> missing;

@@ -156,6 +156,8 @@ ErrorKind kind_of_code(std::string_view code, long status) {
         return ErrorKind::auth;
     if (code == "timeout")
         return ErrorKind::timeout;
+    if (code == "disk_full" || status == 507)
+        return ErrorKind::disk_full;
     if (code == "busy" || code == "too_slow") // the agent's connection limits: try again
         return ErrorKind::connection;
     if (status == 404)

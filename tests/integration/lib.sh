@@ -429,6 +429,9 @@ stop_all() {
     done
     cleanup_containers "$rc"
     wait 2>/dev/null
+    # File systems a test mounted under its folder (test_disk.sh's small tmpfs).
+    awk -v dir="$TEST_TMP/" 'index($2, dir) == 1 { print $2 }' /proc/mounts | sort -r |
+        while read -r mount; do umount -l "$mount"; done
     pids=$(pids_under "$TEST_TMP")
     if [[ -n $pids ]]; then
         printf '[%s] WARNING: processes survived cleanup: %s\n' "$TEST_NAME" "$pids" >&2

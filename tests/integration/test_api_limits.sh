@@ -47,10 +47,14 @@ bodies_pid=$!
 sleep 3 # the attack ramps up (500 connections at 250/s)
 
 TOKEN=$(token_for "$API")
+# Each answer within 2 s; an AddressSanitizer build (its TLS handshakes several times
+# slower, next to other suites in CI) within 6 s: served, not starved, is what is tested.
+answer_time=2
+grep -q __asan_init "$AGENT_BIN" && answer_time=6
 answered=0 asked=0 max_threads=0 max_rss=0 marker_seen=0
 for i in $(seq 1 40); do
     asked=$((asked + 1))
-    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 --cacert "$PKI/ca.pem" \
+    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time "$answer_time" --cacert "$PKI/ca.pem" \
         --interface 127.0.0.2 -H "Authorization: Bearer $TOKEN" "$API/v1/apps") || true
     [[ $code == 200 ]] && answered=$((answered + 1))
     t=$(threads) r=$(rss_kb)

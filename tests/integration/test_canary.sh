@@ -4,7 +4,9 @@
 # them; the deploy_canary cookie keeps a client on its side (either way); a plain deploy is
 # refused while the canary exists; canary set 50 changes the share; canary promote makes v2
 # PRODUCTION (v1 drains to INACTIVE); canary abort of the next one (v3) stops it and makes it
-# FAILED "canary aborted".
+# FAILED "canary aborted"; --auto aborts a canary that answers 500 (v5) and promotes one that
+# answers 200 (v6), each decision with its figures in the release's events; a canary whose
+# process dies (v7) is aborted and every client goes back to PRODUCTION.
 source "$(dirname "$0")/lib.sh"
 require_binaries
 command -v python3 >/dev/null || {
@@ -169,5 +171,38 @@ assert_exit 0 dctl logs v5
 assert_match "$OUT" 'auto: aborted: canary v5 [0-9]+ requests, 5xx 100\.00%.*PRODUCTION v4 [0-9]+ requests, 5xx 0\.00%' \
     "the decision and its figures are in v5's events"
 log "auto decision: $(grep -o 'auto: aborted.*' <<<"$OUT" | head -1)"
+
+# --auto with a healthy canary: promoted once due, v4 drains to INACTIVE.
+sed -i 's|^command = "exec python3 server500.py"|command = "exec busybox httpd -f -p 127.0.0.1:$PORT -h public"|' "$REPO/deploy.toml"
+commit_change "$REPO" "v6 answers 200" VERSION 6
+V4_BODY=$(fetch $APP /)
+assert_exit 0 dctl deploy --canary 50 --auto 4s
+assert_eq CANARY "$(release_state $APP v6)" "v6 is CANARY"
+read -r TO_V6 TO_V4 TOTAL6 _ < <(CANARY_BODY="hello from 6" PROD_BODY="$V4_BODY" split 200 healthy)
+assert_eq 200 "$((TO_V6 + TO_V4))" "200 requests answered by v6 or v4 while v6 is a canary"
+auto_promoted() { [[ $(release_state $APP v6) == PRODUCTION ]]; }
+assert_true "--auto promotes the canary that answers 200" wait_until 20 auto_promoted
+drained() { [[ $(release_state $APP v4) == INACTIVE ]]; }
+assert_true "--auto promote: v4 drains to INACTIVE" wait_until 20 drained
+assert_eq "hello from 6" "$(fetch $APP /)" "--auto promote: v6 serves every client"
+assert_exit 0 dctl logs v6
+assert_match "$OUT" 'auto: promoted: canary v6 [0-9]+ requests, 5xx 0\.00%.*PRODUCTION v4 [0-9]+ requests, 5xx 0\.00%' \
+    "the promotion and its figures are in v6's events"
+log "auto decision: $(grep -o 'auto: promoted.*' <<<"$OUT" | head -1)"
+
+# A canary whose process dies is aborted (not restarted): its clients go back to PRODUCTION.
+commit_change "$REPO" "v7" VERSION 7
+assert_exit 0 dctl deploy --canary 50
+V7_PID=$(app_pid $APP v7)
+assert_true "v7 runs as a canary" alive "$V7_PID"
+kill -9 "$V7_PID"
+died_aborted() { [[ $(release_state $APP v7) == FAILED ]]; }
+assert_true "a canary whose process died is aborted" wait_until 10 died_aborted
+assert_eq "canary aborted" "$(release_field $APP v7 error)" "... its reason is \"canary aborted\""
+assert_eq PRODUCTION "$(release_state $APP v6)" "... v6 stays PRODUCTION"
+assert_exit 0 dctl logs v7
+assert_match "$OUT" 'canary: aborted: its process exited' "... v7's events say its process exited"
+read -r _ ON_V6 TOTAL7 _ < <(CANARY_BODY="hello from 7" PROD_BODY="hello from 6" split 200 died)
+assert_eq "200 200" "$ON_V6 $TOTAL7" "after the canary died every client gets v6"
 
 pass "canary: split, sticky cookies, set, promote and abort"

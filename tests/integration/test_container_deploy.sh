@@ -8,6 +8,12 @@ require_binaries
 require_docker
 
 AGENT_ENGINE=docker start_agent
+# The CLI's daemon listens on its default unix socket here: the agent reads the states of
+# its containers there (GET /containers/NAME/json), not through a `docker inspect` each.
+if [[ -z ${DOCKER_HOST:-} && -z ${DOCKER_CONTEXT:-} ]]; then
+    assert_true "the agent reads container states through the daemon's socket" \
+        grep -q "container states are read through /var/run/docker.sock" "$AGENT_LOG"
+fi
 APP=cdeploy
 # A build step that prints, waits, prints: its lines must reach deployctl as they happen.
 make_container_repo $APP steps='RUN ["/bin/sh","-c","echo it-stream-early; sleep 2; echo it-stream-late"]'

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # A target with several hosts (docs/multi-host.md): parallel and rolling deploys to three
 # real agents, output grouped per host, the summary, a failing host (health check, or no
-# agent at all) rolling the switched hosts back, --no-rollback, and status/releases over
-# every host.
+# agent at all) rolling the switched hosts back, --no-rollback, status/releases over every
+# host, and a canary on every host (the same clients on its side everywhere; promote and
+# abort apply to all).
 source "$(dirname "$0")/lib.sh"
 require_binaries
 
@@ -165,6 +166,74 @@ assert_exit 0 dc --json deploy
 assert_jq "$(jq -c 'select(.event == "summary")' "$OUT_FILE")" '.strategy == "rolling" and .ok' \
     "deploy.toml strategy = \"rolling\" is used"
 serving_everywhere "hello from 8" "rolling from deploy.toml"
+
+# --- a canary on every host: each splits its own traffic the same way ----------------
+canary_on() { acurl -s "$1/v1/apps/hello/canary" | jq -r '.release // empty' 2>/dev/null || true; }
+state_on() { acurl -s "$1/v1/apps/hello/releases/$2" | jq -r '.state // empty' 2>/dev/null || true; }
+# sides PORT: for 200 client ids, which release answered each ("c" the canary, "p" production).
+sides() {
+    python3 - "$1" "$2" <<'PY'
+import http.client, sys
+conn = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]), timeout=10)
+out = []
+for i in range(200):
+    conn.request("GET", "/", headers={"Host": "hello.localhost", "X-Deploy-Client": f"client-{i}"})
+    body = conn.getresponse().read().decode().strip()
+    out.append("c" if body == sys.argv[2] else "p" if body == "hello from 8" else "?")
+print("".join(out))
+PY
+}
+commit_change "$REPO" "Version 10, a canary" VERSION 10
+assert_exit 0 dc deploy --canary 30
+assert_contains "$OUT" "3 of 3 hosts live with the canary (rolling" "canary: the verdict (deploy.toml says rolling)"
+for h in "$A_URL" "$B_URL" "$C_URL"; do
+    assert_match "$OUT" "^$h +v[0-9]+ +CANARY " "canary: the summary row of $h"
+    assert_eq v8 "$(prod_on "$h")" "canary: $h keeps v8 in production"
+    [[ -n $(canary_on "$h") ]] || fail "canary: $h has a CANARY release" "$(acurl -s "$h/v1/apps/hello/releases")"
+done
+CANARY_A=$(canary_on "$A_URL")
+SIDES_A=$(sides "$A_PROXY_PORT" "hello from 10")
+SIDES_B=$(sides "$B_PROXY_PORT" "hello from 10")
+SIDES_C=$(sides "$C_PROXY_PORT" "hello from 10")
+assert_not_contains "$SIDES_A$SIDES_B$SIDES_C" "?" "canary: every request answered by v8 or the canary"
+assert_eq "$SIDES_A" "$SIDES_B" "canary: a and b put each client on the same side"
+assert_eq "$SIDES_A" "$SIDES_C" "canary: a and c put each client on the same side"
+ON_CANARY=$(tr -cd c <<<"$SIDES_A" | wc -c)
+log "canary at 30% on three hosts: $ON_CANARY of 200 clients on the canary, the same ones everywhere"
+assert_true "canary: 20-40% of 200 clients on the canary ($ON_CANARY)" test "$ON_CANARY" -ge 40 -a "$ON_CANARY" -le 80
+assert_exit 0 dc canary
+for h in "$A_URL" "$B_URL" "$C_URL"; do
+    assert_contains "$OUT" "$h" "deployctl canary shows $h"
+done
+assert_exit 0 dc canary promote
+for h in "$A_URL" "$B_URL" "$C_URL"; do
+    assert_eq PRODUCTION "$(state_on "$h" "$(prod_on "$h")")" "promote: $h has a PRODUCTION release"
+    assert_eq "" "$(canary_on "$h")" "promote: $h has no canary left"
+done
+assert_eq "$CANARY_A" "$(prod_on "$A_URL")" "promote: a's canary is its PRODUCTION"
+serving_everywhere "hello from 10" "canary promoted"
+commit_change "$REPO" "Version 11, a canary aborted" VERSION 11
+assert_exit 0 dc deploy --canary 50
+declare -A ABORTED=()
+for h in "$A_URL" "$B_URL" "$C_URL"; do ABORTED[$h]=$(canary_on "$h"); done
+assert_exit 0 dc canary abort
+for h in "$A_URL" "$B_URL" "$C_URL"; do
+    assert_eq FAILED "$(state_on "$h" "${ABORTED[$h]}")" "abort: $h's canary ${ABORTED[$h]} is FAILED"
+    assert_eq "" "$(canary_on "$h")" "abort: $h has no canary left"
+done
+serving_everywhere "hello from 10" "canary aborted"
+# One host fails its canary's health check: the others' canaries are aborted.
+assert_exit 0 dc --host "$C_URL" env set BREAK_HEALTH=1
+commit_change "$REPO" "Version 12, a canary that fails on c" VERSION 12
+assert_exit 1 dc deploy --canary 50
+assert_match "$OUT" "^$A_URL +v[0-9]+ -> v[0-9]+ +ROLLED_BACK .*rolled back: canary v[0-9]+ aborted, v[0-9]+ still live" \
+    "a failed canary host: a's canary aborted (summary)"
+assert_match "$OUT" "^$C_URL +v[0-9]+ +FAILED " "a failed canary host: c FAILED (summary)"
+for h in "$A_URL" "$B_URL"; do
+    assert_eq "" "$(canary_on "$h")" "a failed canary host: $h has no canary left"
+done
+serving_everywhere "hello from 10" "a failed canary host"
+assert_exit 0 dc --host "$C_URL" env unset BREAK_HEALTH
 
 # --- tokens for several agents: a credentials line wins over DEPLOYCTL_TOKEN --------
 # Each agent made its own admin token. The variable holds a's; b has a line.

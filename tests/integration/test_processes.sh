@@ -34,7 +34,10 @@ serves_worker() { [[ $(fetch $APP /worker.txt) == "$1" ]]; }
 
 # --- v1: web and worker run; the web serves what the worker writes -------------------------
 assert_exit 0 dc deploy
-assert_contains "$OUT" "started worker.1 (pid" "deploy: the worker's start is in the deployment's log"
+# The worker starts once web is live, so its line may come after deployctl returned
+# (an AddressSanitizer build starts each app's log writer more slowly).
+wait_until 10 grep -q "started worker.1 (pid" "$DATA/apps/$APP/logs/v1.ndjson" || true
+assert_contains "$(<"$DATA/apps/$APP/logs/v1.ndjson")" "started worker.1 (pid" "deploy: the worker's start is in the deployment's log"
 expect_serving $APP "hello from 1" "v1: web serves"
 assert_true "v1: the web serves the file the v1 worker writes" wait_until 5 serves_worker "v1 worker.1"
 W1=$(worker_pid v1)

@@ -71,6 +71,8 @@ assert_true "worker.2 got \$PROCESS worker.2" test -s "$MARKS/v1.worker.2.pid"
 # --- kept across a deploy and an agent restart -----------------------------------------------
 commit_change "$REPO" "v2" VERSION 2
 assert_exit 0 dctl deploy
+# Its workers start once web is live, after deployctl returned.
+wait_until 10 eval '[[ $(ps_json | jq "[.processes[] | select(.state == \"running\")] | length") == 4 ]]' || true
 assert_jq "$(ps_json)" '.release == "v2" and .scale == {"web": 2, "worker": 2} and ([.processes[] | select(.state == "running")] | length == 4)' \
     "v2 starts at the scaled counts: two web, two workers"
 assert_true "v2: both web instances answer" wait_until 5 serves_pids

@@ -4,7 +4,9 @@
 # bytes both ways); a 404 to a handshake reaches the client as 404; N connections held
 # open through 3 redeploys ([deploy] drain = "3s") are closed only once the old release
 # was stopped, and a reconnect reaches the new release; [proxy] websocket_idle = "2s"
-# closes a quiet connection after ~2 s, and bytes moving keep it open.
+# closes a quiet connection after ~2 s, and bytes moving keep it open; with [deploy]
+# idle_stop = "2s" an open quiet WebSocket keeps the app awake, and a handshake to the
+# sleeping app is held while it starts, then upgraded.
 source "$(dirname "$0")/lib.sh"
 require_binaries
 PY=/usr/bin/python3 # Debian's, where python3-websockets is (scripts/deps)
@@ -124,3 +126,29 @@ kill -TERM "$OLD_PROXY"
 assert_true "SIGTERM: the proxy exits within its 1 s grace, not the 10 s drain timeout" wait_until 4 dead "$OLD_PROXY"
 wait "$GONE_PID" || true
 assert_eq "1001" "$(tail -1 "$GONE")" "SIGTERM: the open WebSocket gets the close frame 1001"
+
+# --- [deploy] idle_stop: an open WebSocket keeps the app awake; a handshake wakes it ----------
+proxy_back() { local p; p=$(proxy_pid); [[ -n $p && $p != "$OLD_PROXY" ]] && alive "$p"; }
+assert_true "the agent starts deploy-proxy again" wait_until 10 proxy_back
+sed -i -e '/^websocket_idle = "2s"$/d' -e 's/^\[deploy\]$/[deploy]\nidle_stop = "2s"/' "$REPO/deploy.toml"
+commit_change "$REPO" "idle_stop 2s" VERSION 6
+assert_exit 0 dctl deploy
+P6=$(app_pid $APP v6)
+QUIET=$TEST_TMP/quiet
+"$PY" - "$WS_URI" "$PROXY_PORT" >"$QUIET" 2>&1 <<'PY' &
+import asyncio, sys, websockets
+async def main():
+    async with websockets.connect(sys.argv[1], host="127.0.0.1", port=int(sys.argv[2]), ping_interval=None) as ws:
+        await ws.send("x"); print(await ws.recv(), flush=True)
+        await asyncio.sleep(6)  # no byte either way
+        await ws.send("y"); print(await ws.recv(), flush=True)
+asyncio.run(main())
+PY
+QUIET_PID=$!
+sleep 5
+assert_true "idle_stop = 2s: a quiet open WebSocket keeps the app (pid $P6) awake 5 s on" alive "$P6"
+wait "$QUIET_PID" || true
+assert_eq "v6 x,v6 y" "$(paste -sd, "$QUIET")" "the connection still carries messages after 6 s"
+assert_true "once it closed, the app falls asleep" wait_until 20 dead "$P6"
+assert_eq "v6 hello" "$(client echo "$WS_URI" "$PROXY_PORT" 2>&1)" \
+    "a WebSocket handshake to the sleeping app is held, the app started, then upgraded"

@@ -93,20 +93,28 @@ TEST_CASE("a request on a unix socket names the connecting user (SO_PEERCRED)") 
     CHECK(answer.find(fmt::format("unix {} {}", me->pw_name, ::getuid())) != std::string::npos);
 }
 
-TEST_CASE("an upload that cannot be written to disk is answered 500 io, saying the disk is full") {
-    test::TempDir dir;
-    // The upload's file is a link to /dev/full: every write fails with ENOSPC.
-    const auto upload = dir.path() / "upload-1";
-    std::filesystem::create_symlink("/dev/full", upload);
+namespace {
+// PUT /v1/blobs/{digest} with a file body; `called` says whether its handler ran.
+agent::api::Router upload_router(bool& called) {
     agent::api::Router router;
-    bool called = false;
     router.add(
         "PUT", "/v1/blobs/{digest}",
-        [&](const agent::api::Request&) {
+        [&called](const agent::api::Request&) {
             called = true;
             return agent::api::Response{};
         },
         agent::api::BodyKind::file);
+    return router;
+}
+} // namespace
+
+TEST_CASE("an upload that cannot be written to disk is answered 507 disk_full, saying so") {
+    test::TempDir dir;
+    // The upload's file is a link to /dev/full: every write fails with ENOSPC.
+    const auto upload = dir.path() / "upload-1";
+    std::filesystem::create_symlink("/dev/full", upload);
+    bool called = false;
+    const auto router = upload_router(called);
     agent::api::ConnectionOptions options;
     options.temp_path = [&] { return upload; };
     options.max_file_body = 1 << 20;
@@ -130,11 +138,52 @@ TEST_CASE("an upload that cannot be written to disk is answered 500 io, saying t
     for (ssize_t n; (n = ::recv(client, buffer, sizeof buffer, 0)) > 0;)
         answer.append(buffer, static_cast<std::size_t>(n));
     ::close(client);
-    CHECK(answer.rfind("HTTP/1.1 500", 0) == 0);
-    CHECK(answer.find(R"("code":"io")") != std::string::npos);
+    CHECK(answer.rfind("HTTP/1.1 507", 0) == 0);
+    CHECK(answer.find(R"("code":"disk_full")") != std::string::npos);
     CHECK(answer.find("cannot store the uploaded body") != std::string::npos);
     CHECK(answer.find("the disk is full") != std::string::npos);
     CHECK_FALSE(called);
     CHECK(std::filesystem::exists("/dev/full")); // only the link was removed
     CHECK_FALSE(std::filesystem::is_symlink(upload));
+}
+
+TEST_CASE("an upload the disk guard refuses is answered 507 from its Content-Length") {
+    test::TempDir dir;
+    bool called = false;
+    const auto router = upload_router(called);
+    agent::api::ConnectionOptions options;
+    options.temp_path = [&] { return dir.path() / "upload-1"; };
+    options.max_file_body = 1 << 20;
+    std::uint64_t asked = 0;
+    options.disk_check = [&](std::uint64_t bytes) -> common::Status {
+        asked = bytes;
+        return common::make_error(common::ErrorKind::disk_full,
+                                  "the agent's disk is full: 1.0 MiB free");
+    };
+    auto [client, server] = tcp_pair();
+    const std::string request =
+        "PUT /v1/blobs/abc HTTP/1.1\r\nHost: a\r\nContent-Length: 200000\r\n"
+        "Expect: 100-continue\r\n\r\n";
+    auto served = std::async(std::launch::async, [&, fd = server] {
+        agent::api::serve_connection(fd, router, options);
+    });
+    ::send(client, request.data(), request.size(), MSG_NOSIGNAL);
+    std::string answer;
+    char buffer[4096];
+    while (answer.find("free") == std::string::npos) {
+        const ssize_t n = ::recv(client, buffer, sizeof buffer, 0);
+        if (n <= 0)
+            break;
+        answer.append(buffer, static_cast<std::size_t>(n));
+    }
+    ::shutdown(client, SHUT_WR);
+    REQUIRE(served.wait_for(std::chrono::seconds(5)) == std::future_status::ready);
+    ::close(server);
+    ::close(client);
+    CHECK(asked == 200000);
+    // No "100 Continue": the client never sends the body.
+    CHECK(answer.rfind("HTTP/1.1 507", 0) == 0);
+    CHECK(answer.find(R"("code":"disk_full")") != std::string::npos);
+    CHECK_FALSE(called);
+    CHECK_FALSE(std::filesystem::exists(dir.path() / "upload-1"));
 }

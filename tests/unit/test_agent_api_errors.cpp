@@ -16,6 +16,7 @@ TEST_CASE("error kinds map to the statuses of docs/api.md") {
     CHECK(http_status(ErrorKind::refused) == 409);
     CHECK(http_status(ErrorKind::internal) == 500);
     CHECK(http_status(ErrorKind::io) == 500);
+    CHECK(http_status(ErrorKind::disk_full) == 507);
 }
 
 TEST_CASE("error_response has the {error:{code,message}} shape") {

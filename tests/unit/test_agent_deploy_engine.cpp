@@ -97,7 +97,11 @@ class Fixture {
         for (;;) {
             auto info = m_service->release("web", id);
             REQUIRE(info.ok());
-            if (common::is_settled(info->state))
+            // The engine commits the state, then appends its "state" event:
+            // settled means both, as the events stream waits for both too.
+            if (common::is_settled(info->state) &&
+                events(id).find(R"("state":")" + std::string(common::to_string(info->state)) +
+                                "\"") != std::string::npos)
                 return *info;
             REQUIRE(std::chrono::steady_clock::now() < deadline);
             std::this_thread::sleep_for(std::chrono::milliseconds(50));
@@ -276,12 +280,14 @@ TEST_CASE("engine adopts a running app after a restart and restarts a dead one")
     f.restart();
     CHECK((*store)->get("web", id)->pid == pid); // adopted, not started twice
     ::kill(-pid, SIGKILL);
+    // Restarted: the supervisor records the new process, then writes the event; both, in
+    // 10 s.
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    while ((*store)->get("web", id)->pid == pid) {
+    while ((*store)->get("web", id)->pid == pid ||
+           f.events(id).find("app exited; restarted") == std::string::npos) {
         REQUIRE(std::chrono::steady_clock::now() < deadline);
         std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
-    CHECK(f.events(id).find("app exited; restarted") != std::string::npos);
     CHECK(f.service().release("web", id)->port == first.port);
 }
 

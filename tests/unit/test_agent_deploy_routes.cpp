@@ -52,6 +52,19 @@ TEST_CASE("a static route is written with its root and no upstream") {
     CHECK(written["static"]["spa"] == true);
 }
 
+TEST_CASE("a sleeping app's route (idle_stop) has no upstream, and the last failure") {
+    agent::Route asleep{"a.localhost", "a", "v1", ""};
+    asleep.wake_timeout_ms = 40000;
+    agent::Route failed = asleep;
+    failed.host = "b.localhost";
+    failed.wake_error = "health check failed";
+    auto json = nlohmann::json::parse(agent::routing_table_json(4, {asleep, failed}));
+    REQUIRE(json["routes"].size() == 2);
+    CHECK(json["routes"][0]["sleeping"] == nlohmann::json{{"timeout_ms", 40000}});
+    CHECK_FALSE(json["routes"][0].contains("upstream"));
+    CHECK(json["routes"][1]["sleeping"]["error"] == "health check failed");
+}
+
 TEST_CASE("several web instances are written as upstreams, web=0 as a scaled route") {
     agent::Route one{"web.localhost", "web", "v3", "127.0.0.1:41234"};
     agent::Route two = one;

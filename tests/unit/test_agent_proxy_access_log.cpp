@@ -148,22 +148,23 @@ TEST_CASE("an access buffer keeps lines per app until taken, and drops past its 
 }
 
 TEST_CASE("access log files: written only where the app's logs directory exists") {
-    test::TempDir dir;
-    std::filesystem::create_directories(dir.path() / "hello" / "logs");
-    AccessLogFiles files(dir.path(), 0);
+    test::TempDir top; // apps/ inside it: "../x" would land in the test's own folder
+    const auto apps = top.path() / "apps";
+    std::filesystem::create_directories(apps / "hello" / "logs");
+    AccessLogFiles files(apps, 0);
     files.write({{"hello", "{\"a\":1}\n"}, {"gone", "{\"b\":2}\n"}, {"../x", "{\"c\":3}\n"}});
     files.write({{"hello", "{\"a\":2}\n"}});
-    CHECK(read(AccessLogFiles::file(dir.path(), "hello")) == "{\"a\":1}\n{\"a\":2}\n");
-    CHECK_FALSE(std::filesystem::exists(dir.path() / "gone"));
-    CHECK_FALSE(std::filesystem::exists(dir.path().parent_path() / "x"));
+    CHECK(read(AccessLogFiles::file(apps, "hello")) == "{\"a\":1}\n{\"a\":2}\n");
+    CHECK_FALSE(std::filesystem::exists(apps / "gone"));
+    CHECK_FALSE(std::filesystem::exists(top.path() / "x"));
 
     // The app destroyed, then deployed again: the new file is written.
-    std::filesystem::remove_all(dir.path() / "hello");
+    std::filesystem::remove_all(apps / "hello");
     files.write({{"hello", "{\"a\":3}\n"}});
-    CHECK_FALSE(std::filesystem::exists(dir.path() / "hello"));
-    std::filesystem::create_directories(dir.path() / "hello" / "logs");
+    CHECK_FALSE(std::filesystem::exists(apps / "hello"));
+    std::filesystem::create_directories(apps / "hello" / "logs");
     files.write({{"hello", "{\"a\":4}\n"}});
-    CHECK(read(AccessLogFiles::file(dir.path(), "hello")) == "{\"a\":4}\n");
+    CHECK(read(AccessLogFiles::file(apps, "hello")) == "{\"a\":4}\n");
 }
 
 TEST_CASE("access log files rotate by size to access.ndjson.1") {

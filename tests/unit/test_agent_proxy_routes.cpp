@@ -349,6 +349,45 @@ TEST_CASE("parse_routes reads maintenance and pause, on any kind of route") {
                                     "maintenance</p>") != std::string::npos);
 }
 
+TEST_CASE("parse_routes reads a sleeping app's route (idle_stop) and refuses a malformed one") {
+    auto table = parse_routes(R"({"generation": 1, "routes": [
+        {"host": "a.localhost", "app": "a", "release": "v1", "sleeping": {"timeout_ms": 40000}},
+        {"host": "b.localhost", "app": "b", "release": "v2",
+         "sleeping": {"timeout_ms": 5000, "error": "app exited with status 3 \"x\""}},
+        {"host": "c.localhost", "app": "c", "release": "v1", "upstream": "127.0.0.1:4000"}]})",
+                              "routes.json");
+    REQUIRE(table.ok());
+    const Route* a = table->find("a.localhost");
+    CHECK(a->sleeping());
+    CHECK(a->wake == std::chrono::milliseconds(40000));
+    CHECK(a->upstreams.empty());
+    CHECK(a->wake_error.empty());
+    const Route* b = table->find("b.localhost");
+    CHECK(b->sleeping());
+    CHECK(b->wake_error ==
+          "b could not be started: app exited with status 3 \"x\"; the next request tries again\n");
+    CHECK(b->wake_error_json == "{\"error\":\"b could not be started: app exited with status 3 "
+                                "\\\"x\\\"; the next request tries again\"}\n");
+    CHECK_FALSE(table->find("c.localhost")->sleeping());
+
+    auto with = [](std::string_view fields) {
+        return std::string(R"({"generation": 1, "routes": [{"host": "a.localhost", "app": "a",
+            "release": "v1", )") + std::string(fields) + "}]}";
+    };
+    for (std::string_view fields :
+         {R"("sleeping": {})", R"("sleeping": {"timeout_ms": 0})",
+          R"("sleeping": {"timeout_ms": 86400001})", R"("sleeping": {"timeout_ms": 5, "x": 1})",
+          R"("sleeping": {"timeout_ms": 5, "error": ""})", R"("sleeping": {"timeout_ms": 5, "error": 3})",
+          R"("sleeping": true)",
+          R"("sleeping": {"timeout_ms": 5}, "upstream": "127.0.0.1:4000")",
+          R"("sleeping": {"timeout_ms": 5}, "stopped": true)"}) {
+        CAPTURE(fields);
+        auto bad = parse_routes(with(fields), "routes.json");
+        REQUIRE_FALSE(bad.ok());
+        CHECK(bad.error().message.find("routes.json: routes[0].sleeping") == 0);
+    }
+}
+
 TEST_CASE("parse_routes does not follow a link to a maintenance page") {
     test::TempDir dir;
     const auto secret = dir.path() / "secret";

@@ -17,6 +17,7 @@
 #include <thread>
 #include <unistd.h>
 
+#include "scoped_env.hpp"
 #include "temp_dir.hpp"
 
 namespace fs = std::filesystem;
@@ -443,4 +444,27 @@ TEST_CASE("a release runs in a container when it names or has a Dockerfile") {
     auto named = config_of("app = \"web\"\n[build]\ndockerfile = \"ops/Containerfile\"\n");
     test::TempDir other;
     CHECK(agent::runtime::wants_container(named, other.path()));
+}
+
+TEST_CASE("docker_socket_path: the CLI's daemon when it is a local unix socket") {
+    test::ScopedEnv context("DOCKER_CONTEXT", nullptr);
+    {
+        test::ScopedEnv host("DOCKER_HOST", nullptr);
+        CHECK(agent::runtime::docker_socket_path() == "/var/run/docker.sock");
+    }
+    {
+        test::ScopedEnv host("DOCKER_HOST", "unix:///run/user/1000/docker.sock");
+        CHECK(agent::runtime::docker_socket_path() == "/run/user/1000/docker.sock");
+    }
+    {
+        test::ScopedEnv host("DOCKER_HOST", "tcp://10.0.0.2:2376");
+        CHECK(agent::runtime::docker_socket_path().empty());
+    }
+    {
+        test::ScopedEnv host("DOCKER_HOST", "ssh://deploy@web1");
+        CHECK(agent::runtime::docker_socket_path().empty());
+    }
+    test::ScopedEnv host("DOCKER_HOST", nullptr);
+    test::ScopedEnv chosen("DOCKER_CONTEXT", "remote");
+    CHECK(agent::runtime::docker_socket_path().empty());
 }

@@ -475,6 +475,17 @@ TEST_CASE("store traffic: maintenance and pause are kept per app, audited, remov
     REQUIRE(audit.size() >= 4);
     CHECK(audit.back().detail == "maintenance off");
     CHECK(audit.back().release == id);
+    // [deploy] idle_stop: asleep and awake again, not audited (the agent does it by itself).
+    const auto audited = store->audit("web").size();
+    CHECK_FALSE(store->traffic("web").sleeping);
+    REQUIRE(store->set_sleeping("web", true).ok());
+    CHECK(store->traffic("web").sleeping);
+    CHECK(store->traffic("web").paused); // the other fields are kept
+    REQUIRE(store->set_sleeping("web", false).ok());
+    CHECK_FALSE(store->traffic("web").sleeping);
+    CHECK(store->audit("web").size() == audited);
+    REQUIRE(store->set_sleeping("nope", true).ok()); // no such app: no row
+    CHECK_FALSE(store->traffic("nope").sleeping);
     CHECK(store->set_paused("nope", true, 1, "x").error().kind == ErrorKind::not_found);
     CHECK(store->set_maintenance("nope", true, "", 0, "x").error().kind == ErrorKind::not_found);
 

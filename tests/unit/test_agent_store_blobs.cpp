@@ -135,3 +135,45 @@ TEST_CASE("remove_stale_uploads clears half-written uploads and keeps blobs") {
     CHECK(store.has(common::sha256_hex(data)));
     CHECK(store.remove_stale_uploads() == 0);
 }
+
+TEST_CASE("BlobStore::collect removes what is neither used nor pinned") {
+    test::TempDir dir;
+    agent::BlobStore blobs(dir.path() / "blobs");
+    const std::string used = "used by a release\n";
+    const std::string pinned = "uploaded for a deploy in progress\n";
+    const std::string unused = "used by nothing\n";
+    for (const auto* content : {&used, &pinned, &unused})
+        REQUIRE(blobs.put(common::sha256_hex(*content), *content).ok());
+    // An upload in progress (tmp/) is not a blob.
+    write_file(blobs.temp_path(), "half an upload");
+    const auto d_used = common::sha256_hex(used);
+    const auto d_pinned = common::sha256_hex(pinned);
+    const auto d_unused = common::sha256_hex(unused);
+    REQUIRE(blobs.list().size() == 3);
+    blobs.pin({d_pinned});
+
+    SUBCASE("a dry run lists it and removes nothing") {
+        auto would = blobs.collect({d_used}, true);
+        REQUIRE(would.size() == 1);
+        CHECK(would[0].digest == d_unused);
+        CHECK(would[0].bytes == unused.size());
+        CHECK(blobs.has(d_unused));
+    }
+    SUBCASE("a collection removes it, keeps the used, the pinned and the upload") {
+        auto removed = blobs.collect({d_used}, false);
+        REQUIRE(removed.size() == 1);
+        CHECK(removed[0].digest == d_unused);
+        CHECK_FALSE(blobs.has(d_unused));
+        CHECK(blobs.has(d_used));
+        CHECK(blobs.has(d_pinned));
+        CHECK(count_files(dir.path() / "blobs" / "tmp") == 1);
+        CHECK(blobs.collect({d_used}, false).empty());
+    }
+    SUBCASE("unpinned, it goes too") {
+        blobs.unpin({d_pinned});
+        auto removed = blobs.collect({d_used}, false);
+        CHECK(removed.size() == 2);
+        CHECK_FALSE(blobs.has(d_pinned));
+        CHECK(blobs.has(d_used));
+    }
+}

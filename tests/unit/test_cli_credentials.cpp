@@ -12,6 +12,7 @@
 #include <string>
 #include <sys/stat.h>
 
+#include "scoped_env.hpp"
 #include "temp_dir.hpp"
 
 TEST_CASE("the credentials file gives the token of the agent's URL") {
@@ -49,30 +50,7 @@ TEST_CASE("the credentials file gives the token of the agent's URL") {
 
 namespace {
 
-// Sets an environment variable for one test, and puts back what was there.
-class ScopedEnv {
-  public:
-    ScopedEnv(const char* name, const char* value) : m_name(name) {
-        if (const char* old = std::getenv(name))
-            m_old = old;
-        if (value)
-            ::setenv(name, value, 1);
-        else
-            ::unsetenv(name);
-    }
-    ~ScopedEnv() {
-        if (m_old)
-            ::setenv(m_name, m_old->c_str(), 1);
-        else
-            ::unsetenv(m_name);
-    }
-    ScopedEnv(const ScopedEnv&) = delete;
-    ScopedEnv& operator=(const ScopedEnv&) = delete;
-
-  private:
-    const char* m_name;
-    std::optional<std::string> m_old;
-};
+using test::ScopedEnv;
 
 bool has(const std::string& text, const std::string& part) {
     return text.find(part) != std::string::npos;

@@ -6,6 +6,7 @@
 #include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <map>
@@ -63,6 +64,7 @@ struct FakeFleet {
     std::set<std::string> first_deploy; // no release before
     std::set<std::string> rollback_fails;
     std::set<std::string> serving; // already serves the tree: nothing created (v1 stays)
+    bool canary = false;           // deploy --canary: v2 becomes CANARY, v1 stays PRODUCTION
     int work_ms = 30;
 
     std::mutex mutex;
@@ -102,6 +104,7 @@ struct FakeFleet {
                 return {};
             }
             run.release = "v2";
+            run.canary = canary;
             p.emit(out::Created{run.host, "v2", "QUEUED"});
             std::this_thread::sleep_for(std::chrono::milliseconds(work_ms));
             --running;
@@ -117,7 +120,8 @@ struct FakeFleet {
         s.roll_back = [this](cli::transport::Client&, const cli::HostRun& run,
                              out::Printer&) -> common::Status {
             std::lock_guard lock(mutex);
-            rolled_back.push_back(run.host + "->" + run.previous);
+            rolled_back.push_back(run.host + (run.canary ? " abort " + run.release
+                                                         : "->" + run.previous));
             if (rollback_fails.count(run.host))
                 return common::make_error(ErrorKind::connection, "gone");
             return {};
@@ -299,6 +303,30 @@ TEST_CASE("run_fleet in parallel, one host unreachable: the others finish, then 
     auto summary = cli::summarize(runs, parallel(), 100);
     CHECK(summary.rows[2].state == "UNREACHABLE");
     CHECK(summary.rows[0].state == "ROLLED_BACK");
+}
+
+TEST_CASE("run_fleet --canary: the hosts are CANARY; when one fails the others' canaries go") {
+    FakeFleet fleet;
+    fleet.canary = true;
+    auto runs = fleet.run(3, parallel());
+    auto summary = cli::summarize(runs, parallel(), 100);
+    for (const auto& row : summary.rows)
+        CHECK(row.state == "CANARY");
+    CHECK(fleet.rolled_back.empty());
+    std::ostringstream o, e;
+    out::make_human_printer({}, o, e)->emit(summary);
+    CHECK(o.str().find("3 of 3 hosts live with the canary (parallel") != std::string::npos);
+
+    FakeFleet failing;
+    failing.canary = true;
+    failing.failing = {h3};
+    runs = failing.run(3, parallel());
+    std::sort(failing.rolled_back.begin(), failing.rolled_back.end());
+    CHECK(failing.rolled_back == std::vector<std::string>{h1 + " abort v2", h2 + " abort v2"});
+    summary = cli::summarize(runs, parallel(), 100);
+    CHECK(summary.rows[0].state == "ROLLED_BACK");
+    CHECK(summary.rows[0].note == "rolled back: canary v2 aborted, v1 still live");
+    CHECK(summary.rows[2].state == "FAILED");
 }
 
 TEST_CASE("run_fleet: a failed deployment outranks an unreachable host in the exit code") {

@@ -364,6 +364,27 @@ TEST_CASE("a missing app names the file, with no line to point at") {
     CHECK(config.error().message.rfind("deploy.toml: missing required key 'app'", 0) == 0);
     CHECK(config.error().message.find('^') == std::string::npos);
 }
+TEST_CASE("parse_config: [deploy] idle_stop and idle_stop_workers (scale to zero)") {
+    auto off = common::parse_config("app = \"a1\"\n", "deploy.toml");
+    REQUIRE(off.ok());
+    CHECK(off->deploy.idle_stop.count() == 0);
+    CHECK_FALSE(off->deploy.idle_stop_workers);
+    auto on = common::parse_config(
+        "app = \"a1\"\n[deploy]\nidle_stop = \"15m\"\nidle_stop_workers = true\n", "deploy.toml");
+    REQUIRE(on.ok());
+    CHECK(on->deploy.idle_stop == std::chrono::minutes(15));
+    CHECK(on->deploy.idle_stop_workers);
+    auto short_one =
+        common::parse_config("app = \"a1\"\n[deploy]\nidle_stop = \"500ms\"\n", "deploy.toml");
+    REQUIRE_FALSE(short_one.ok());
+    CHECK(short_one.error().message.find("deploy.toml:3:13: deploy.idle_stop must be at least 1s") ==
+          0);
+    auto not_bool =
+        common::parse_config("app = \"a1\"\n[deploy]\nidle_stop_workers = \"yes\"\n", "deploy.toml");
+    REQUIRE_FALSE(not_bool.ok());
+    CHECK(not_bool.error().message.find("deploy.idle_stop_workers") != std::string::npos);
+}
+
 TEST_CASE("parse_config: [deploy] strategy and max_parallel") {
     SUBCASE("defaults: parallel, every host at once") {
         auto config = common::parse_config("app = \"a1\"\n", "deploy.toml");
@@ -549,4 +570,26 @@ TEST_CASE("[proxy]: body limit and timeouts, with their defaults") {
     CHECK(error_of("max_body = \"lots\"\n").find("proxy.max_body: invalid size") !=
           std::string::npos);
     CHECK(error_of("max_bdoy = \"1m\"\n").find("max_body") != std::string::npos);
+}
+
+TEST_CASE("[logs] max_size and keep, with their defaults and bounds") {
+    auto defaults = common::parse_config("app = \"a1\"\n", "deploy.toml");
+    REQUIRE(defaults.ok());
+    CHECK(defaults->logs.max_size == 10ull * 1024 * 1024);
+    CHECK(defaults->logs.keep == 5);
+    auto set = common::parse_config("app = \"a1\"\n[logs]\nmax_size = \"1m\"\nkeep = 2\n",
+                                    "deploy.toml");
+    REQUIRE(set.ok());
+    CHECK(set->logs.max_size == 1024 * 1024);
+    CHECK(set->logs.keep == 2);
+    auto off = common::parse_config("app = \"a1\"\n[logs]\nmax_size = \"0\"\n", "deploy.toml");
+    REQUIRE(off.ok());
+    CHECK(off->logs.max_size == 0);
+    for (const char* bad : {"[logs]\nmax_size = \"1k\"\n", "[logs]\nkeep = 101\n",
+                            "[logs]\nmax_age = \"7d\"\n"}) {
+        INFO(bad);
+        auto parsed = common::parse_config(std::string("app = \"a1\"\n") + bad, "deploy.toml");
+        REQUIRE_FALSE(parsed.ok());
+        CHECK(parsed.error().message.find("deploy.toml:") == 0);
+    }
 }

@@ -39,6 +39,9 @@ TEST_CASE("a full disk says so plainly") {
     CHECK(common::os_error_text(ENOSPC).find("No space left on device: the disk is full") == 0);
     CHECK(common::os_error_text(EDQUOT).find("quota is used up") != std::string::npos);
     CHECK(common::os_error_text(EIO) == "Input/output error");
+    CHECK(common::io_error_kind(ENOSPC) == common::ErrorKind::disk_full);
+    CHECK(common::io_error_kind(EDQUOT) == common::ErrorKind::disk_full);
+    CHECK(common::io_error_kind(EIO) == common::ErrorKind::io);
 }
 
 TEST_CASE("temporary files of failed writes are removed, unless their writer runs") {

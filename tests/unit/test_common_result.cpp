@@ -125,4 +125,6 @@ TEST_CASE("exit codes follow docs/design.md §6") {
     CHECK(common::exit_code(ErrorKind::timeout) == 4);
     CHECK(common::exit_code(ErrorKind::refused) == 5);
     CHECK(std::string(common::error_code(ErrorKind::refused)) == "refused");
+    CHECK(common::exit_code(ErrorKind::disk_full) == 6);
+    CHECK(std::string(common::error_code(ErrorKind::disk_full)) == "disk_full");
 }

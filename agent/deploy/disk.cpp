@@ -1,0 +1,107 @@
+// Blob collection and disk usage: deployctl agent df | prune, and the
+// collection after each prune that deleted a release (docs/design.md §4).
+
+#include <agent/deploy/engine.hpp>
+#include <common/duration.hpp>
+#include <common/log.hpp>
+
+#include <fmt/format.h>
+
+#include <filesystem>
+#include <map>
+
+namespace agent {
+
+namespace fs = std::filesystem;
+using common::ErrorKind;
+using common::make_error;
+
+namespace {
+
+// The bytes of the regular files under `path` (or of `path` itself); symlinks
+// are not followed.
+std::uint64_t tree_bytes(const fs::path& path) {
+    std::error_code ec;
+    if (fs::is_regular_file(fs::symlink_status(path, ec)))
+        return fs::file_size(path, ec);
+    std::uint64_t total = 0;
+    for (auto it = fs::recursive_directory_iterator(path, ec);
+         !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+        std::error_code kind;
+        if (it->is_regular_file(kind) && !it->is_symlink(kind)) {
+            const auto bytes = it->file_size(kind);
+            if (!kind)
+                total += bytes;
+        }
+    }
+    return total;
+}
+
+} // namespace
+
+common::Result<std::set<std::string>> Engine::blobs_in_use() {
+    std::set<std::string> used;
+    for (const auto& row : m_store->all_releases())
+        if (!release_digests(row, used) && !common::is_settled(row.state))
+            return make_error(ErrorKind::refused,
+                              fmt::format("cannot tell which blobs {} {} ({}) uses: it has no "
+                                          "blob list yet; blobs are collected once it is done",
+                                          row.app, row.id, common::to_string(row.state)));
+    return used;
+}
+
+common::Result<Collected> Engine::collect_garbage(bool dry_run) {
+    std::lock_guard lock(m_collect_mutex);
+    TRY_ASSIGN(auto used, blobs_in_use());
+    Collected out;
+    out.dry_run = dry_run;
+    out.blobs = m_blobs.collect(used, dry_run);
+    for (const auto& blob : out.blobs)
+        out.bytes += blob.bytes;
+    if (!dry_run && !out.blobs.empty())
+        common::log_info(fmt::format("collected {} unused blob(s), {}", out.blobs.size(),
+                                     common::format_bytes(out.bytes)));
+    return out;
+}
+
+void Engine::collect_after_prune() {
+    if (auto collected = collect_garbage(false); !collected)
+        common::log_warn("blobs not collected: " + collected.error().message);
+}
+
+common::Result<DiskUsage> Engine::disk_usage() {
+    const auto& data = m_options.data_dir;
+    DiskUsage usage;
+    usage.data_dir = data.root().string();
+    TRY_ASSIGN(usage.filesystem, disk_space(data.root()));
+    usage.reserve = m_options.disk.min_free().reserve(usage.filesystem.size);
+    std::map<std::string, std::uint64_t> stored;
+    for (const auto& blob : m_blobs.list()) {
+        stored[blob.digest] = blob.bytes;
+        usage.blobs += blob.bytes;
+    }
+    usage.blob_count = stored.size();
+    std::map<std::string, std::set<std::string>> used_by; // app -> digests
+    for (const auto& row : m_store->all_releases())
+        release_digests(row, used_by[row.app]);
+    std::set<std::string> all_used;
+    for (const auto& [app, digests] : used_by)
+        all_used.insert(digests.begin(), digests.end());
+    for (const auto& [digest, bytes] : stored)
+        if (!all_used.count(digest))
+            usage.unused_blobs += bytes;
+    for (const auto& app : m_store->apps()) {
+        AppDiskUsage entry;
+        entry.app = app;
+        entry.releases = tree_bytes(data.app_dir(app) / "releases");
+        entry.logs = tree_bytes(data.app_dir(app) / "logs");
+        for (const auto& digest : used_by[app])
+            if (auto it = stored.find(digest); it != stored.end())
+                entry.blobs += it->second;
+        usage.apps.push_back(std::move(entry));
+    }
+    usage.total = tree_bytes(data.root());
+    return usage;
+}
+
+} // namespace agent
