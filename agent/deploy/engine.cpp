@@ -40,7 +40,12 @@ Engine::~Engine() {
 void Engine::stop() {
     if (m_stopping.exchange(true))
         return;
+    // The waiters test stopping() under their mutex, then block: taking each
+    // mutex once between the store and the notify means none of them is
+    // between the two (it would miss the notify, and wait for ever).
+    { std::lock_guard lock(m_mutex); }
     m_cv.notify_all();
+    { std::lock_guard lock(m_build_mutex); }
     m_build_cv.notify_all();
     std::vector<std::thread> threads;
     {
