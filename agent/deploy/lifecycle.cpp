@@ -8,6 +8,7 @@
 #include <common/log.hpp>
 
 #include <algorithm>
+#include <iterator>
 #include <set>
 #include <sstream>
 
@@ -107,6 +108,9 @@ bool Engine::release_digests(const ReleaseRow& row, std::set<std::string>& out) 
 
 std::pair<int, int> Engine::remove_unshared_blobs(const std::string& app,
                                                   const std::vector<ReleaseRow>& rows) {
+    // As a collection: a deployment of another app recorded meanwhile, or a
+    // blob pinned for one in progress, keeps what it uses.
+    std::lock_guard collecting(m_collect_mutex);
     std::set<std::string> mine;
     for (const auto& row : rows)
         release_digests(row, mine);
@@ -114,21 +118,18 @@ std::pair<int, int> Engine::remove_unshared_blobs(const std::string& app,
     for (const auto& row : m_store->all_releases())
         if (row.app != app)
             release_digests(row, others);
-    int removed = 0;
-    int kept = 0;
-    for (const auto& digest : mine) {
-        if (others.count(digest)) {
-            ++kept;
-            continue;
-        }
-        if (!m_blobs.has(digest))
-            continue;
-        std::error_code ec;
-        if (fs::remove(m_blobs.path(digest), ec))
-            ++removed;
-        else if (ec)
-            common::log_warn("cannot remove blob " + digest + ": " + ec.message());
-    }
+    std::set<std::string> unshared;
+    std::set_difference(mine.begin(), mine.end(), others.begin(), others.end(),
+                        std::inserter(unshared, unshared.end()));
+    // A collection that keeps every stored blob but those: a pinned one stays
+    // too (and one stored since the listing is pinned, as every upload is).
+    std::set<std::string> keep;
+    for (const auto& blob : m_blobs.list())
+        if (!unshared.count(blob.digest))
+            keep.insert(blob.digest);
+    const int removed = static_cast<int>(m_blobs.collect(keep, false).size());
+    const int kept = static_cast<int>(
+        std::count_if(mine.begin(), mine.end(), [&](const auto& d) { return m_blobs.has(d); }));
     return {removed, kept};
 }
 

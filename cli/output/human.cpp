@@ -731,7 +731,7 @@ void HumanPrinter::render(const AppDestroyed& e) {
                      json_str(a, "destroyed"), ids.empty() ? "no releases" : "releases " + ids,
                      ids.empty() ? "nothing ran" : "stopped and deleted",
                      a.value("blobs_removed", 0), a.value("blobs_removed", 0) == 1 ? "" : "s",
-                     kept ? fmt::format(", {} kept (other apps use them)", kept) : ""));
+                     kept ? fmt::format(", {} kept (another app or a deploy in progress uses them)", kept) : ""));
 }
 
 void HumanPrinter::render(const EnvList& e) {

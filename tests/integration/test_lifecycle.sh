@@ -133,6 +133,11 @@ only_hello=$(blob_of 3)   # hello v3's VERSION
 shared=$(blob_of 1)       # hello v1's and other v1's VERSION
 assert_true "hello's VERSION 3 blob is stored" test -f "$(blob_path "$only_hello")"
 assert_true "the shared VERSION 1 blob is stored" test -f "$(blob_path "$shared")"
+# Another deploy in progress asks about hello v2's VERSION blob: pinned, destroy leaves it.
+pinned=$(blob_of 2)
+assert_true "hello's VERSION 2 blob is stored" test -f "$(blob_path "$pinned")"
+api POST /v1/blobs/missing -H 'Content-Type: application/json' --data-binary "{\"digests\":[\"$pinned\"]}"
+assert_eq 200 "$API_STATUS" "blobs/missing pins what it is asked about"
 
 assert_exit 0 dctl destroy hello --yes
 assert_contains "$OUT" "Destroyed hello" "destroy says what it removed"
@@ -150,6 +155,8 @@ assert_eq 1 "$(sqlite3 "$DATA/state.db" "SELECT count(*) FROM transitions WHERE 
 assert_eq 1 "$(sqlite3 "$DATA/state.db" "SELECT count(*) FROM api_audit WHERE method = 'DELETE' AND path = '/v1/apps/hello' AND status = 200")" \
     "the API audit log records the DELETE"
 assert_false "hello's own blob is removed" test -e "$(blob_path "$only_hello")"
+assert_true "hello's blob pinned by a deploy in progress stays" test -f "$(blob_path "$pinned")"
+assert_contains "$OUT" "kept (another app or a deploy in progress uses them)" "destroy says what it kept"
 assert_true "the blob other's release uses survives" test -f "$(blob_path "$shared")"
 while read -r digest; do
     [[ -f $(blob_path "$digest") ]] || fail "every blob of other survives" "missing $digest"
