@@ -5,6 +5,7 @@
 #include <agent/api/handler_util.hpp>
 #include <agent/api/handlers.hpp>
 #include <agent/api/json.hpp>
+#include <agent/logs/filter.hpp>
 #include <agent/logs/follow.hpp>
 #include <common/config.hpp>
 #include <common/log.hpp>
@@ -13,8 +14,10 @@
 #include <nlohmann/json.hpp>
 
 #include <chrono>
+#include <memory>
 #include <optional>
 #include <thread>
+#include <vector>
 
 namespace agent::api {
 
@@ -89,29 +92,163 @@ void stream_events(ApiContext& context, const std::string& app, const std::strin
     }
 }
 
-bool is_log_event(const std::string& line) {
-    const auto event = nlohmann::json::parse(line, nullptr, false);
-    return event.is_object() && event.value("event", "") == "log";
+// ?grep=RE, ?lines=N and ?follow=1 of a logs request (docs/api.md).
+struct LogQuery {
+    logs::LineFilter filter;
+    std::optional<std::size_t> lines; // the last N (matching) lines only
+    bool follow = false;
+};
+
+common::Result<std::shared_ptr<const LogQuery>> log_query(const Request& request) {
+    auto query = std::make_shared<LogQuery>();
+    if (auto it = request.query.find("grep"); it != request.query.end()) {
+        auto filter = logs::LineFilter::compile(it->second);
+        if (!filter)
+            return filter.error();
+        query->filter = std::move(*filter);
+    }
+    if (auto it = request.query.find("lines"); it != request.query.end()) {
+        const auto& text = it->second;
+        if (text.empty() || text.size() > 7 ||
+            text.find_first_not_of("0123456789") != std::string::npos)
+            return make_error(ErrorKind::bad_request,
+                              fmt::format("lines must be a number of lines from 0 to 9999999, "
+                                          "not '{}'",
+                                          text.substr(0, 80)));
+        query->lines = static_cast<std::size_t>(std::stoul(text));
+    }
+    query->follow = flag_set(request.query, "follow");
+    return std::shared_ptr<const LogQuery>(std::move(query));
+}
+
+// A log file read as events: gives `each` the NDJSON line sent for each of its
+// lines that match, up to `to` (default: the end); returns where its lines
+// ended (logs::scan_lines).
+using EachEvent = std::function<bool(const std::string&)>;
+using LogSource = std::function<std::uint64_t(const EachEvent&, std::optional<std::uint64_t> to)>;
+
+// A file of plain lines (an app's or a process's output, the access log):
+// `event` makes what is sent for a line.
+LogSource plain_source(std::filesystem::path file, const logs::LineFilter& filter,
+                       std::function<std::string(std::string_view)> event) {
+    return [file = std::move(file), &filter,
+            event = std::move(event)](const EachEvent& each, std::optional<std::uint64_t> to) {
+        return logs::scan_lines(
+            file, filter, [&](std::string_view line) { return each(event(line)); }, 0, to);
+    };
+}
+
+// The "log" event of a release's event log whose line matches, as it is.
+std::optional<std::string> matching_log_event(std::string_view text,
+                                              const logs::LineFilter& filter) {
+    const auto event = nlohmann::json::parse(text, nullptr, false);
+    if (!event.is_object() || event.value("event", "") != "log")
+        return std::nullopt;
+    if (!filter.all() && !filter.matches(event.value("line", "")))
+        return std::nullopt;
+    return std::string(text);
+}
+
+// A release's event log: its log events (build output, the agent's lines).
+LogSource event_log_source(std::filesystem::path file, const logs::LineFilter& filter) {
+    return
+        [file = std::move(file), &filter](const EachEvent& each, std::optional<std::uint64_t> to) {
+            static const logs::LineFilter every;
+            return logs::scan_lines(
+                file, every,
+                [&](std::string_view text) {
+                    auto event = matching_log_event(text, filter);
+                    return !event || each(*event);
+                },
+                0, to);
+        };
+}
+
+// Lines written together, up to k_batch bytes at a time: a search that finds
+// many lines costs a write per batch, not one per line.
+class Batch {
+  public:
+    static constexpr std::size_t k_batch = 64 * 1024;
+    explicit Batch(StreamSink& sink) : m_sink(sink) {}
+    bool add(std::string_view line) {
+        if (!m_text.empty())
+            m_text += '\n';
+        m_text += line;
+        return m_text.size() < k_batch || flush();
+    }
+    bool flush() {
+        if (m_text.empty())
+            return true;
+        const bool sent = m_sink.write(m_text); // which ends it with '\n'
+        m_text.clear();
+        return sent;
+    }
+
+  private:
+    StreamSink& m_sink;
+    std::string m_text;
+};
+
+// Sends the sources' events in order; with `lines`, only the last that many of
+// them all (counted first, then sent up to where each source had ended).
+// Returns where each source's lines ended, for a follower; nullopt once the
+// client has gone.
+std::optional<std::vector<std::uint64_t>> send_sources(const std::vector<LogSource>& sources,
+                                                       std::optional<std::size_t> lines,
+                                                       StreamSink& sink) {
+    std::vector<std::optional<std::uint64_t>> limits(sources.size());
+    std::size_t skip = 0;
+    if (lines) {
+        std::size_t total = 0;
+        for (std::size_t i = 0; i < sources.size(); ++i)
+            limits[i] =
+                sources[i]([&total](const std::string&) { return ++total, true; }, std::nullopt);
+        skip = total > *lines ? total - *lines : 0;
+    }
+    bool alive = true;
+    Batch batch(sink);
+    std::vector<std::uint64_t> ends;
+    for (std::size_t i = 0; i < sources.size() && alive; ++i)
+        ends.push_back(sources[i](
+            [&](const std::string& event) {
+                if (skip > 0)
+                    return --skip, true;
+                return alive = batch.add(event);
+            },
+            limits[i]));
+    if (!alive || !batch.flush())
+        return std::nullopt;
+    return ends;
 }
 
 bool send_new_logs(logs::LineReader& events, logs::LineReader& app_output, const std::string& id,
-                   StreamSink& sink) {
+                   const logs::LineFilter& filter, StreamSink& sink) {
     for (const auto& line : events.read_new_lines())
-        if (is_log_event(line) && !sink.write(line))
+        if (auto event = matching_log_event(line, filter); event && !sink.write(*event))
             return false;
     for (const auto& line : app_output.read_new_lines())
-        if (!sink.write(to_line(app_log_event(id, line))))
+        if (filter.matches(line) && !sink.write(to_line(app_log_event(id, line))))
             return false;
     return true;
 }
 
 // Build and system log events, then the app's own output; when following,
 // keeps tailing both until the client goes away.
-void stream_logs(ApiContext& context, const std::string& app, const std::string& id, bool follow,
-                 StreamSink& sink) {
-    logs::LineReader events(context.data_dir.event_log(app, id));
-    logs::LineReader app_output(context.data_dir.app_log(app, id));
-    while (send_new_logs(events, app_output, id, sink) && follow && sink.alive())
+void stream_logs(ApiContext& context, const std::string& app, const std::string& id,
+                 const LogQuery& query, StreamSink& sink) {
+    const auto events_file = context.data_dir.event_log(app, id);
+    const auto app_file = context.data_dir.app_log(app, id);
+    auto ends = send_sources({event_log_source(events_file, query.filter),
+                              plain_source(app_file, query.filter,
+                                           [&id](std::string_view line) {
+                                               return to_line(app_log_event(id, std::string(line)));
+                                           })},
+                             query.lines, sink);
+    if (!ends || !query.follow)
+        return;
+    logs::LineReader events(events_file, (*ends)[0]);
+    logs::LineReader app_output(app_file, (*ends)[1]);
+    while (sink.alive() && send_new_logs(events, app_output, id, query.filter, sink))
         std::this_thread::sleep_for(context.poll_interval);
 }
 
@@ -214,18 +351,23 @@ common::Result<ProcessLog> process_log(ApiContext& context, const std::string& a
                     names.empty() ? "it has no [[cron]] jobs" : "its processes: " + names));
 }
 
-void stream_process_log(ApiContext& context, const ProcessLog& log, bool follow, StreamSink& sink) {
-    logs::LineReader lines(log.file);
+void stream_process_log(ApiContext& context, const ProcessLog& log, const LogQuery& query,
+                        StreamSink& sink) {
+    auto event = [&log](std::string_view line) {
+        return to_line(nlohmann::json{
+            {"event", "log"}, {"release", ""}, {"stream", log.stream}, {"line", line}});
+    };
+    auto ends = send_sources({plain_source(log.file, query.filter, event)}, query.lines, sink);
+    if (!ends || !query.follow)
+        return;
+    logs::LineReader lines(log.file, (*ends)[0]);
     auto send = [&] {
-        for (const auto& line : lines.read_new_lines()) {
-            nlohmann::json event = {
-                {"event", "log"}, {"release", ""}, {"stream", log.stream}, {"line", line}};
-            if (!sink.write(to_line(event)))
+        for (const auto& line : lines.read_new_lines())
+            if (query.filter.matches(line) && !sink.write(event(line)))
                 return false;
-        }
         return true;
     };
-    while (send() && follow && sink.alive())
+    while (sink.alive() && send())
         std::this_thread::sleep_for(context.poll_interval);
 }
 
@@ -240,28 +382,27 @@ nlohmann::json access_event(const std::string& line) {
 }
 
 // ?access=1: the app's access log (docs/metrics.md): with ?lines=N its last
-// N requests, else all that is kept (access.ndjson.1, then access.ndjson);
-// with ?follow=1 then each new one. Rotation while following is seen as the
-// file shrinking (LineReader starts the new file over).
-void stream_access_log(const std::filesystem::path& file, std::optional<std::size_t> lines,
-                       bool follow, std::chrono::milliseconds poll, StreamSink& sink) {
+// N requests (that match), else all that is kept (access.ndjson.1, then
+// access.ndjson); with ?follow=1 then each new one. Rotation while following is
+// seen as the file being replaced (LineReader starts the new file over).
+void stream_access_log(const std::filesystem::path& file, const LogQuery& query,
+                       std::chrono::milliseconds poll, StreamSink& sink) {
     auto rotated = file;
     rotated += ".1";
-    auto send = [&sink](logs::LineReader& reader) {
+    auto event = [](std::string_view line) { return to_line(access_event(std::string(line))); };
+    auto ends = send_sources(
+        {plain_source(rotated, query.filter, event), plain_source(file, query.filter, event)},
+        query.lines, sink);
+    if (!ends || !query.follow)
+        return;
+    logs::LineReader reader(file, (*ends)[1]);
+    auto send = [&] {
         for (const auto& line : reader.read_new_lines())
-            if (!sink.write(to_line(access_event(line))))
+            if (query.filter.matches(line) && !sink.write(event(line)))
                 return false;
         return true;
     };
-    const auto current = lines ? logs::tail_offset(file, *lines) : logs::Tail{};
-    if (!lines || current.lines < *lines) {
-        const auto older = lines ? logs::tail_offset(rotated, *lines - current.lines) : logs::Tail{};
-        logs::LineReader before(rotated, older.offset);
-        if (!send(before))
-            return;
-    }
-    logs::LineReader reader(file, current.offset);
-    while (send(reader) && follow && sink.alive())
+    while (sink.alive() && send())
         std::this_thread::sleep_for(poll);
 }
 
@@ -269,45 +410,34 @@ Response app_logs(ApiContext& context, const Request& request) {
     auto app = app_param(request);
     if (!app)
         return error_response(app.error());
+    auto query = log_query(request);
+    if (!query)
+        return error_response(query.error());
     if (flag_set(request.query, "access")) {
         if (request.query.count("process") || request.query.count("release"))
-            return error_response(make_error(
-                ErrorKind::bad_request, "access takes neither process nor release: an app has "
-                                        "one access log"));
-        std::optional<std::size_t> lines;
-        if (auto it = request.query.find("lines"); it != request.query.end()) {
-            const auto& text = it->second;
-            if (text.empty() || text.size() > 7 ||
-                text.find_first_not_of("0123456789") != std::string::npos)
-                return error_response(make_error(
-                    ErrorKind::bad_request,
-                    fmt::format("lines must be a number of lines from 0 to 9999999, not '{}'",
-                                text.substr(0, 80))));
-            lines = static_cast<std::size_t>(std::stoul(text));
-        }
+            return error_response(make_error(ErrorKind::bad_request,
+                                             "access takes neither process nor release: an app has "
+                                             "one access log"));
         if (auto status = known_app(context, *app); !status)
             return error_response(status.error());
-        const bool follow = flag_set(request.query, "follow");
-        return ndjson([file = context.data_dir.access_log(*app), lines, follow,
+        return ndjson([file = context.data_dir.access_log(*app), query = *query,
                        poll = context.poll_interval](StreamSink& sink) {
-            stream_access_log(file, lines, follow, poll, sink);
+            stream_access_log(file, *query, poll, sink);
         });
     }
     if (auto it = request.query.find("process"); it != request.query.end()) {
         auto log = process_log(context, *app, it->second);
         if (!log)
             return error_response(log.error());
-        const bool follow = flag_set(request.query, "follow");
-        return ndjson([&context, log = *log, follow](StreamSink& sink) {
-            stream_process_log(context, log, follow, sink);
+        return ndjson([&context, log = *log, query = *query](StreamSink& sink) {
+            stream_process_log(context, log, *query, sink);
         });
     }
     auto id = logs_release(context, *app, request);
     if (!id)
         return error_response(id.error());
-    const bool follow = flag_set(request.query, "follow");
-    return ndjson([&context, app = *app, id = *id, follow](StreamSink& sink) {
-        stream_logs(context, app, id, follow, sink);
+    return ndjson([&context, app = *app, id = *id, query = *query](StreamSink& sink) {
+        stream_logs(context, app, id, *query, sink);
     });
 }
 

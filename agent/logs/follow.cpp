@@ -90,8 +90,9 @@ void LineReader::split_lines(std::vector<std::string>& lines) {
         const auto newline = m_partial.find('\n', start);
         if (newline == std::string::npos)
             break;
-        if (newline > start)
-            lines.emplace_back(m_partial, start, newline - start);
+        // A long line in pieces of k_max_line_length, wherever the reads ended.
+        for (auto at = start; at < newline; at += k_max_line_length)
+            lines.emplace_back(m_partial, at, std::min(k_max_line_length, newline - at));
         start = newline + 1;
     }
     m_partial.erase(0, start);

@@ -3,6 +3,7 @@
 #include <CLI/CLI.hpp>
 #include <cli/commands/commands.hpp>
 #include <cli/context.hpp>
+#include <cli/query.hpp>
 #include <cli/target.hpp>
 
 #include <fmt/format.h>
@@ -22,21 +23,11 @@ struct AuditOptions {
 
 // "?limit=50&app=hello&since=1h", values percent-encoded.
 std::string audit_query(const Context& ctx, const AuditOptions& o) {
-    auto encode = [](const std::string& text) {
-        std::string out;
-        for (unsigned char c : text) {
-            if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~')
-                out += static_cast<char>(c);
-            else
-                out += fmt::format("%{:02X}", c);
-        }
-        return out;
-    };
     std::string query = fmt::format("?limit={}", o.limit);
     if (!ctx.global.app.empty())
-        query += "&app=" + encode(ctx.global.app);
+        query += "&app=" + percent_encode(ctx.global.app);
     if (!o.since.empty())
-        query += "&since=" + encode(o.since);
+        query += "&since=" + percent_encode(o.since);
     return query;
 }
 

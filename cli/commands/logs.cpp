@@ -1,10 +1,12 @@
-// deployctl logs [RELEASE] [-f] [--process NAME] [--access [-n N]]: build and app output of a
-// release, the output of one process of the PRODUCTION release (worker) or of a [[cron]] job
-// (cron.NAME), or the app's access log (one line per request deploy-proxy answered).
+// deployctl logs [RELEASE] [-f] [--process NAME] [--access] [--grep RE] [-n N]: build and app
+// output of a release, the output of one process of the PRODUCTION release (worker) or of a
+// [[cron]] job (cron.NAME), or the app's access log (one line per request deploy-proxy
+// answered); --grep and -n are applied by the agent, so only the lines shown travel.
 
 #include <CLI/CLI.hpp>
 #include <cli/commands/commands.hpp>
 #include <cli/context.hpp>
+#include <cli/query.hpp>
 #include <cli/target.hpp>
 
 #include <fmt/format.h>
@@ -19,10 +21,11 @@ namespace cli::commands {
 namespace {
 
 struct LogsOptions {
-    std::string release; // empty: the PRODUCTION release
-    std::string process; // --process cron.NAME: that process's log instead
-    bool access = false; // the access log instead
-    std::optional<std::size_t> lines; // --access: the last N requests
+    std::string release;              // empty: the PRODUCTION release
+    std::string process;              // --process cron.NAME: that process's log instead
+    bool access = false;              // the access log instead
+    std::string grep;                 // only the lines this pattern matches
+    std::optional<std::size_t> lines; // only the last N (matching) lines
     bool follow = false;
 };
 
@@ -46,8 +49,6 @@ common::Status logs(Context& ctx, const LogsOptions& options) {
         return common::make_error(common::ErrorKind::usage,
                                   "--access shows the app's one access log: it takes no RELEASE "
                                   "or --process");
-    if (options.lines && !options.access)
-        return common::make_error(common::ErrorKind::usage, "-n/--lines goes with --access");
     if (!options.process.empty() &&
         options.process.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-.") !=
             std::string::npos)
@@ -64,14 +65,15 @@ common::Status logs(Context& ctx, const LogsOptions& options) {
         query.push_back(fmt::format("release={}", options.release));
     if (!options.process.empty())
         query.push_back(fmt::format("process={}", options.process));
-    if (options.access) {
+    if (options.access)
         query.emplace_back("access=1");
-        // Following starts with the last 10 requests, as tail -f does.
-        if (auto lines = options.lines ? options.lines
-                                       : options.follow ? std::optional<std::size_t>(10)
+    if (!options.grep.empty())
+        query.push_back("grep=" + percent_encode(options.grep));
+    // Following the access log starts with the last 10 requests, as tail -f does.
+    if (auto lines = options.lines                      ? options.lines
+                     : options.follow && options.access ? std::optional<std::size_t>(10)
                                                         : std::nullopt)
-            query.push_back(fmt::format("lines={}", *lines));
-    }
+        query.push_back(fmt::format("lines={}", *lines));
     if (options.follow)
         query.emplace_back("follow=1");
     std::string path = fmt::format("{}/logs{}{}", app_path(target->app), query.empty() ? "" : "?",
@@ -107,13 +109,22 @@ void add_logs(CLI::App& app, Context& ctx) {
                   "Show the app's access log instead: one line per request deploy-proxy "
                   "answered (time, client, method, host, path, status, duration, bytes, "
                   "instance, request id)");
+    cmd->add_option("--grep", options->grep,
+                    "Only the lines this pattern matches (Perl syntax, searched by the agent: "
+                    "only matching lines travel; (?i) ignores case)")
+        ->check([](const std::string& pattern) {
+            return pattern.size() > 1000 ? std::string("the pattern is longer than 1000 bytes")
+                                         : std::string();
+        });
     cmd->add_option("-n,--lines", options->lines,
-                    "With --access: only the last N requests (default: all that is kept; 10 "
-                    "with -f)")
+                    "Only the last N lines (of those --grep matches); with --access the last N "
+                    "requests (default: all that is kept; 10 with --access -f)")
         ->check(CLI::Range(0, 9999999));
     cmd->footer("Examples:\n  deployctl logs\n  deployctl logs v4\n  deployctl logs -f\n"
                 "  deployctl logs --process worker -f\n  deployctl logs --process cron.cleanup\n"
-                "  deployctl logs --access -n 100\n  deployctl logs --access -f\n");
+                "  deployctl logs --access -n 100\n  deployctl logs --access -f\n"
+                "  deployctl logs --grep 'timeout|refused' -n 50\n"
+                "  deployctl logs --access --grep '\"status\":5\\d\\d'\n");
     cmd->callback(
         [&ctx, options] { ctx.command = [&ctx, options] { return logs(ctx, *options); }; });
 }

@@ -123,8 +123,11 @@ assert_eq '"/fill/40"' "$(jq -c 'select(.event == "access") | .request.path' "$O
 # --- refusals -----------------------------------------------------------------------------
 assert_exit 2 dctl logs --access --process web
 assert_contains "$(cat "$ERR_FILE")" "--access" "--access with --process is refused"
-assert_exit 2 dctl logs -n 5
-assert_contains "$(cat "$ERR_FILE")" "-n/--lines goes with --access" "-n without --access is refused"
+# Without --access, -n is the release's last lines (build, agent and app output).
+assert_exit 0 dctl --json logs
+tail -n 5 "$OUT_FILE" >"$TEST_TMP/last5.expected"
+assert_exit 0 dctl --json logs -n 5
+assert_eq "$(cat "$TEST_TMP/last5.expected")" "$(cat "$OUT_FILE")" "logs -n 5: the release's last 5 log lines"
 code=$(acurl -s -o "$TEST_TMP/nosuch" -w '%{http_code}' "$AGENT_URL/v1/apps/nosuch/logs?access=1")
 assert_eq 404 "$code" "the access log of an unknown app: 404"
 assert_contains "$(cat "$TEST_TMP/nosuch")" "no app named 'nosuch'" "... saying so"

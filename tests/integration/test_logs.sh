@@ -31,6 +31,25 @@ assert_eq app "$(jq -r --arg port "$port" 'select(.line == "started-on-\($port)"
 assert_eq v1 "$(jq -r --arg port "$port" 'select(.line == "started-on-\($port)") | .release' "$OUT_FILE" | head -n1)" \
     "logs --json: lines name their release"
 
+# --- --grep and -n: the agent filters, only matching lines travel ----------------
+assert_exit 0 dctl logs --grep 'build-step-\w+ \d'
+assert_contains "$OUT" "build-step-one 1" "logs --grep: the matching build line"
+assert_not_contains "$OUT" "started-on-$port" "logs --grep: not the app's line that does not match"
+assert_exit 0 dctl logs --grep '(?i)^STARTED-ON-\d+$'
+assert_contains "$OUT" "started-on-$port" "logs --grep '(?i)...': case-insensitive, ^ and $ at the line's ends"
+assert_not_contains "$OUT" "build-step-one" "logs --grep '(?i)...': not the build line"
+sent=$(acurl -s "$AGENT_URL/v1/apps/$APP/logs?grep=step-one%201" | wc -l)
+assert_eq 1 "$sent" "GET .../logs?grep=: the agent sends the matching line only"
+assert_exit 0 dctl --json logs -n 3
+assert_eq "app app app" "$(jq -r .stream "$OUT_FILE" | xargs)" "logs -n 3: the last 3 lines (the app's)"
+assert_exit 0 dctl --json logs --grep 'build|started' -n 1
+assert_eq "started-on-$port" "$(jq -r .line "$OUT_FILE")" "logs --grep -n 1: the last matching line"
+assert_exit 0 dctl logs --grep 'no-line-has-this'
+assert_eq "" "$OUT" "logs --grep that matches nothing prints nothing"
+assert_exit 2 dctl logs --grep '(unclosed'
+assert_contains "$ERR" "grep: missing closing parenthesis at offset 9 of the pattern" \
+    "logs --grep with a bad pattern: the agent says why"
+
 # --- logs -f picks up a line produced after it started -----------------------------
 FOLLOW=$TEST_TMP/follow.out
 "$DEPLOYCTL_BIN" -C "$REPO" --host "$AGENT_URL" --no-color logs -f >"$FOLLOW" 2>"$TEST_TMP/follow.err" &
@@ -51,6 +70,21 @@ fi
 kill "$follow_pid" 2>/dev/null || true
 wait "$follow_pid" 2>/dev/null || true
 pass "logs -f stopped"
+
+# logs -f --grep: only the new lines that match.
+GREPPED=$TEST_TMP/follow-grep.out
+"$DEPLOYCTL_BIN" -C "$REPO" --host "$AGENT_URL" --no-color logs -f --grep "keep-$marker" \
+    >"$GREPPED" 2>"$TEST_TMP/follow-grep.err" &
+follow_pid=$!
+sleep 0.5
+assert_eq 404 "$(fetch_code $APP "/skip-$marker")" "a request the grep does not match"
+assert_eq 404 "$(fetch_code $APP "/keep-$marker")" "a request the grep matches"
+has_wanted() { grep -q "keep-$marker" "$GREPPED"; }
+assert_true "logs -f --grep: the matching new line shows" wait_until 3 has_wanted
+assert_not_contains "$(cat "$GREPPED")" "skip-$marker" "logs -f --grep: not the new line that does not match"
+assert_not_contains "$(cat "$GREPPED")" "started-on-$port" "logs -f --grep: not the earlier lines that do not match"
+kill "$follow_pid" 2>/dev/null || true
+wait "$follow_pid" 2>/dev/null || true
 
 # The line is in the plain `logs` output as well, and in the app's log file.
 assert_exit 0 dctl logs

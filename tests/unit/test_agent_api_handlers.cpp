@@ -138,8 +138,13 @@ class FakeService : public agent::Service {
 
 class CollectSink : public StreamSink {
   public:
-    bool write(std::string_view line) override {
-        lines.emplace_back(line);
+    // One write may carry several lines (handlers_streams.cpp's Batch): kept one by one.
+    bool write(std::string_view text) override {
+        for (std::size_t at = 0; at <= text.size();) {
+            auto end = std::min(text.find('\n', at), text.size());
+            lines.emplace_back(text.substr(at, end - at));
+            at = end + 1;
+        }
         return true;
     }
     bool alive() override { return true; }
@@ -537,6 +542,27 @@ TEST_CASE_FIXTURE(Fixture, "logs stream: build log events, then the app's output
         call("GET", "/v1/apps/hello/logs?release=v2").stream(sink);
         CHECK(sink.lines.size() == 2);
         CHECK(call("GET", "/v1/apps/hello/logs?release=v7").status == 404);
+    }
+    SUBCASE("grep and lines pick the lines on the agent") {
+        auto lines_of = [&](const std::string& query) {
+            CollectSink sink;
+            call("GET", "/v1/apps/hello/logs?release=v2&" + query).stream(sink);
+            std::vector<std::string> out;
+            for (const auto& line : sink.lines)
+                out.push_back(json::parse(line)["line"]);
+            return out;
+        };
+        CHECK(lines_of("grep=list") == std::vector<std::string>{"listening"});
+        CHECK(lines_of("grep=%5Ecomp") == std::vector<std::string>{"compiling"});
+        CHECK(lines_of("grep=nothing").empty());
+        CHECK(lines_of("lines=1") == std::vector<std::string>{"listening"});
+        CHECK(lines_of("lines=5") == std::vector<std::string>{"compiling", "listening"});
+        CHECK(lines_of("grep=i&lines=1") == std::vector<std::string>{"listening"});
+        CHECK(lines_of("lines=0").empty());
+        auto bad = call("GET", "/v1/apps/hello/logs?release=v2&grep=(");
+        CHECK(bad.status == 400);
+        CHECK(bad.body.find("grep: missing closing parenthesis") != std::string::npos);
+        CHECK(call("GET", "/v1/apps/hello/logs?release=v2&lines=x").status == 400);
     }
 }
 

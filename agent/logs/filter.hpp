@@ -1,0 +1,58 @@
+#pragma once
+// deployctl logs --grep: a PCRE2 pattern, compiled once (JIT), matched against
+// log lines; and reading a log file's lines through it. A file is searched as
+// grep searches it: the pattern runs over large blocks, and only a line it
+// lands in is then looked at on its own, so the cost is the pattern's search,
+// not a call per line.
+
+#include <common/result.hpp>
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace agent::logs {
+
+class LineFilter {
+  public:
+    // The longest pattern taken, in bytes.
+    static constexpr std::size_t k_max_pattern = 1000;
+
+    LineFilter(); // every line
+    // bad_request (with PCRE2's reason and where in the pattern) for a pattern
+    // that does not compile or is too long. "" is every line. Perl syntax, UTF-8
+    // (an invalid byte in a line never matches a character), ^ and $ at each
+    // line's ends; (?i) makes it case-insensitive.
+    static common::Result<LineFilter> compile(const std::string& pattern);
+    LineFilter(LineFilter&&) noexcept;
+    LineFilter& operator=(LineFilter&&) noexcept;
+    ~LineFilter();
+
+    bool all() const { return !m_impl; }
+    bool matches(std::string_view line) const;
+
+  private:
+    struct Impl;
+    friend std::uint64_t scan_lines(const std::filesystem::path&, const LineFilter&,
+                                    const std::function<bool(std::string_view)>&, std::uint64_t,
+                                    std::optional<std::uint64_t>);
+    // The first match at or after `from` in `text`: where it starts and ends.
+    std::optional<std::pair<std::size_t, std::size_t>> search(std::string_view text,
+                                                              std::size_t from) const;
+    std::unique_ptr<Impl> m_impl;
+};
+
+// Gives `each` the non-empty complete lines of `path` between `from` and `to`
+// (default: its end) that `filter` matches, in order, until `each` returns
+// false; lines are cut as LineReader cuts them (k_max_line_length). Returns the
+// offset after the last complete line read: where a LineReader that follows
+// the file goes on. A missing file has no lines.
+std::uint64_t scan_lines(const std::filesystem::path& path, const LineFilter& filter,
+                         const std::function<bool(std::string_view)>& each, std::uint64_t from = 0,
+                         std::optional<std::uint64_t> to = std::nullopt);
+
+} // namespace agent::logs
