@@ -163,7 +163,7 @@ complete -c deployctl -n '__deployctl_is \'deployctl scale\'' -l accept-new-host
 complete -c deployctl -n '__deployctl_is \'deployctl scale\'' -l ca-file -r -F -d 'https:// hosts: verify the agent\'s certificate against this PEM CA bundle instead of the system\'s (replaces the target\'s ca_file/fingerprint)'
 complete -c deployctl -n '__deployctl_is \'deployctl scale\'' -l fingerprint -x -d 'https:// hosts: accept only the agent certificate with this SHA-256 fingerprint (sha256:AB:CD:..., as openssl prints it; no CA or host name check, so a self-signed certificate works)'
 complete -c deployctl -n '__deployctl_is \'deployctl logs\'' -s h -l help -d 'Print this help message and exit'
-complete -c deployctl -n '__deployctl_is \'deployctl logs\'' -s f -l follow -d 'Keep streaming new lines'
+complete -c deployctl -n '__deployctl_is \'deployctl logs\'' -s f -l follow -d 'Keep streaming new lines (from every host of the target at once)'
 complete -c deployctl -n '__deployctl_is \'deployctl logs\'' -l process -x -d 'Show one process\'s log instead: a process of [processes] (web, worker) of the PRODUCTION release, or cron.NAME for a [[cron]] job\'s runs'
 complete -c deployctl -n '__deployctl_is \'deployctl logs\'' -l access -d 'Show the app\'s access log instead: one line per request deploy-proxy answered (time, client, method, host, path, status, duration, bytes, instance, request id)'
 complete -c deployctl -n '__deployctl_is \'deployctl logs\'' -l grep -x -d 'Only the lines this pattern matches (Perl syntax, searched by the agent: only matching lines travel; (?i) ignores case)'

@@ -13,7 +13,9 @@
 #include <nlohmann/json.hpp>
 
 #include <memory>
+#include <mutex>
 #include <optional>
+#include <thread>
 #include <vector>
 
 namespace cli::commands {
@@ -57,9 +59,6 @@ common::Status logs(Context& ctx, const LogsOptions& options) {
     auto target = resolve_target(ctx, ".", ConfigNeed::optional);
     if (!target)
         return target.error();
-    if (options.follow && target->hosts.size() > 1)
-        return common::make_error(common::ErrorKind::usage,
-                                  "logs -f follows one agent at a time: choose it with --host URL");
     std::vector<std::string> query;
     if (!options.release.empty())
         query.push_back(fmt::format("release={}", options.release));
@@ -78,21 +77,44 @@ common::Status logs(Context& ctx, const LogsOptions& options) {
         query.emplace_back("follow=1");
     std::string path = fmt::format("{}/logs{}{}", app_path(target->app), query.empty() ? "" : "?",
                                    fmt::join(query, "&"));
-    return for_each_host(ctx, *target, OnError::keep_going,
-                         [&](transport::Client& client, const std::string& host) -> common::Status {
-                             auto st = client.stream_ndjson(path, [&](const nlohmann::json& event) {
-                                 if (event.value("event", "") != "done")
-                                     ctx.out->emit(output::AgentEvent{host, event});
-                                 return true;
-                             });
-                             if (!st)
-                                 return with_release_hint(st.error(), options);
-                             if (options.follow)
-                                 return common::make_error(
-                                     common::ErrorKind::connection,
-                                     fmt::format("the agent at {} ended the log stream", host));
-                             return {};
-                         });
+    std::mutex out_mutex; // -f on several hosts: one thread each
+    auto stream = [&](transport::Client& client, const std::string& host) -> common::Status {
+        auto st = client.stream_ndjson(path, [&](const nlohmann::json& event) {
+            if (event.value("event", "") != "done") {
+                std::lock_guard lock(out_mutex);
+                ctx.out->emit(output::AgentEvent{host, event});
+            }
+            return true;
+        });
+        if (!st)
+            return with_release_hint(st.error(), options);
+        if (options.follow)
+            return common::make_error(common::ErrorKind::connection,
+                                      fmt::format("the agent at {} ended the log stream", host));
+        return {};
+    };
+    if (!options.follow || target->hosts.size() < 2)
+        return for_each_host(ctx, *target, OnError::keep_going, stream);
+    // Following several hosts: every one at once, each line as it comes, with its host.
+    auto urls = host_urls(*target);
+    if (!urls)
+        return urls.error();
+    ctx.out->set_several_hosts(true);
+    common::Status first;
+    std::vector<std::thread> threads;
+    for (const auto& url : *urls)
+        threads.emplace_back([&, url] {
+            auto client = ctx.connect(url, target->ssh, target->tls);
+            auto st = client ? stream(**client, url.base_url) : common::Status(client.error());
+            std::lock_guard lock(out_mutex);
+            ctx.out->emit(output::Error{st.error(), url.base_url}); // -f ends with an error
+            ctx.error_reported = true;
+            if (first)
+                first = st;
+        });
+    for (auto& thread : threads)
+        thread.join();
+    return first;
 }
 
 } // namespace
@@ -101,7 +123,8 @@ void add_logs(CLI::App& app, Context& ctx) {
     auto options = std::make_shared<LogsOptions>();
     auto* cmd = app.add_subcommand("logs", "Show build and app output of a release");
     cmd->add_option("RELEASE", options->release, "Release id (default: the PRODUCTION release)");
-    cmd->add_flag("-f,--follow", options->follow, "Keep streaming new lines");
+    cmd->add_flag("-f,--follow", options->follow,
+                  "Keep streaming new lines (from every host of the target at once)");
     cmd->add_option("--process", options->process,
                     "Show one process's log instead: a process of [processes] (web, worker) of "
                     "the PRODUCTION release, or cron.NAME for a [[cron]] job's runs");

@@ -54,6 +54,33 @@ for h in "$A_URL" "$B_URL" "$C_URL"; do
 done
 assert_contains "$OUT" "3 of 3 hosts live (parallel" "parallel: the verdict"
 
+# --- logs -f follows every host at once, each line with its host --------------------
+# An unreachable host is reported and the others go on; the markers are appended to each
+# agent's app log as the app would write them.
+FOLLOW=$TEST_TMP/follow-all.out
+nobody=$(free_port)
+dc --host "$A_URL" --host "$B_URL" --host "$C_URL" --host "http://127.0.0.1:$nobody" \
+    logs -f >"$FOLLOW" 2>"$TEST_TMP/follow-all.err" &
+follow_pid=$!
+marker=marker-$RANDOM$RANDOM
+for n in A B C; do
+    data=${n}_DATA
+    echo "$marker-$n" >>"${!data}/apps/hello/logs/v1.app.log"
+done
+for n in A B C; do
+    url=${n}_URL
+    has_line() { grep -qE "^\[${!url}\] +app \| $marker-$n\$" "$FOLLOW"; }
+    assert_true "logs -f on several hosts: $n's new line, with its host" wait_until 10 has_line
+done
+has_error() { grep -qF "127.0.0.1:$nobody" "$TEST_TMP/follow-all.err"; }
+assert_true "logs -f on several hosts: the unreachable one is reported" wait_until 10 has_error
+assert_true "logs -f on several hosts: still following the others" alive "$follow_pid"
+echo "$marker-A-again" >>"$A_DATA/apps/hello/logs/v1.app.log"
+has_again() { grep -qE "^\[$A_URL\] +app \| $marker-A-again\$" "$FOLLOW"; }
+assert_true "logs -f on several hosts: a later line comes too" wait_until 10 has_again
+kill "$follow_pid" 2>/dev/null || true
+wait "$follow_pid" 2>/dev/null || true
+
 # --- rolling: host 2 starts only once host 1 is PRODUCTION ---------------------------
 commit_change "$REPO" "Version 2" VERSION 2
 assert_exit 0 dc --json deploy --strategy rolling
