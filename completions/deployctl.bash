@@ -22,7 +22,7 @@ _deployctl() {
         ['deployctl releases']='-h --help --version -C -t --target --host -a --app --json -q --quiet --no-color --accept-new-host-key --ca-file --fingerprint'
         ['deployctl ps']='-h --help --version -C -t --target --host -a --app --json -q --quiet --no-color --accept-new-host-key --ca-file --fingerprint'
         ['deployctl scale']='-h --help --version -C -t --target --host -a --app --json -q --quiet --no-color --accept-new-host-key --ca-file --fingerprint'
-        ['deployctl logs']='-h --help -f --follow --process --access --grep -n --lines --version -C -t --target --host -a --app --json -q --quiet --no-color --accept-new-host-key --ca-file --fingerprint'
+        ['deployctl logs']='-h --help -f --follow --process --access --all-releases --grep -n --lines --version -C -t --target --host -a --app --json -q --quiet --no-color --accept-new-host-key --ca-file --fingerprint'
         ['deployctl run']='-h --help --release -i --interactive -t --tty --version -C --host -a --app --json -q --quiet --no-color --accept-new-host-key --ca-file --fingerprint'
         ['deployctl rollback']='-h --help --version -C -t --target --host -a --app --json -q --quiet --no-color --accept-new-host-key --ca-file --fingerprint'
         ['deployctl canary']='-h --help --version -C -t --target --host -a --app --json -q --quiet --no-color --accept-new-host-key --ca-file --fingerprint'

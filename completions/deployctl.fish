@@ -166,6 +166,7 @@ complete -c deployctl -n '__deployctl_is \'deployctl logs\'' -s h -l help -d 'Pr
 complete -c deployctl -n '__deployctl_is \'deployctl logs\'' -s f -l follow -d 'Keep streaming new lines (from every host of the target at once)'
 complete -c deployctl -n '__deployctl_is \'deployctl logs\'' -l process -x -d 'Show one process\'s log instead: a process of [processes] (web, worker) of the PRODUCTION release, or cron.NAME for a [[cron]] job\'s runs'
 complete -c deployctl -n '__deployctl_is \'deployctl logs\'' -l access -d 'Show the app\'s access log instead: one line per request deploy-proxy answered (time, client, method, host, path, status, duration, bytes, instance, request id)'
+complete -c deployctl -n '__deployctl_is \'deployctl logs\'' -l all-releases -d 'Show every kept release\'s build and app output, oldest first (with --grep: search them all)'
 complete -c deployctl -n '__deployctl_is \'deployctl logs\'' -l grep -x -d 'Only the lines this pattern matches (Perl syntax, searched by the agent: only matching lines travel; (?i) ignores case)'
 complete -c deployctl -n '__deployctl_is \'deployctl logs\'' -s n -l lines -x -d 'Only the last N lines (of those --grep matches); with --access the last N requests (default: all that is kept; 10 with --access -f)'
 complete -c deployctl -n '__deployctl_is \'deployctl logs\'' -l version -d 'Display program version information and exit'

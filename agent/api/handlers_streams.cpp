@@ -7,6 +7,7 @@
 #include <agent/api/json.hpp>
 #include <agent/logs/filter.hpp>
 #include <agent/logs/follow.hpp>
+#include <agent/logs/rotating_file.hpp>
 #include <common/config.hpp>
 #include <common/log.hpp>
 
@@ -138,6 +139,22 @@ LogSource plain_source(std::filesystem::path file, const logs::LineFilter& filte
     };
 }
 
+// A log's rotated generations (PATH.N.zst, logs/rotating_file.hpp), oldest
+// first, decompressed: lines kept but no longer followed.
+LogSource rotated_source(std::filesystem::path file, const logs::LineFilter& filter,
+                         std::function<std::string(std::string_view)> event) {
+    return [file = std::move(file), &filter,
+            event = std::move(event)](const EachEvent& each, std::optional<std::uint64_t>) {
+        for (const auto& generation : logs::rotated_files(file)) {
+            auto text = logs::read_log_file(generation); // gone: rotated away meanwhile
+            if (text && !logs::scan_text(*text, filter,
+                                         [&](std::string_view line) { return each(event(line)); }))
+                break;
+        }
+        return std::uint64_t{0};
+    };
+}
+
 // The "log" event of a release's event log whose line matches, as it is.
 std::optional<std::string> matching_log_event(std::string_view text,
                                               const logs::LineFilter& filter) {
@@ -232,22 +249,30 @@ bool send_new_logs(logs::LineReader& events, logs::LineReader& app_output, const
     return true;
 }
 
-// Build and system log events, then the app's own output; when following,
-// keeps tailing both until the client goes away.
+// A release's logs: its build and system log events, then the app's own
+// output (the rotated generations, then the current file, which comes last).
+void add_release_sources(std::vector<LogSource>& sources, const DataDir& data,
+                         const std::string& app, const std::string& id,
+                         const logs::LineFilter& filter) {
+    auto event = [id](std::string_view line) {
+        return to_line(app_log_event(id, std::string(line)));
+    };
+    sources.push_back(event_log_source(data.event_log(app, id), filter));
+    sources.push_back(rotated_source(data.app_log(app, id), filter, event));
+    sources.push_back(plain_source(data.app_log(app, id), filter, event));
+}
+
+// A release's logs (add_release_sources); when following, keeps tailing its
+// event log and app log until the client goes away.
 void stream_logs(ApiContext& context, const std::string& app, const std::string& id,
                  const LogQuery& query, StreamSink& sink) {
-    const auto events_file = context.data_dir.event_log(app, id);
-    const auto app_file = context.data_dir.app_log(app, id);
-    auto ends = send_sources({event_log_source(events_file, query.filter),
-                              plain_source(app_file, query.filter,
-                                           [&id](std::string_view line) {
-                                               return to_line(app_log_event(id, std::string(line)));
-                                           })},
-                             query.lines, sink);
+    std::vector<LogSource> sources;
+    add_release_sources(sources, context.data_dir, app, id, query.filter);
+    auto ends = send_sources(sources, query.lines, sink);
     if (!ends || !query.follow)
         return;
-    logs::LineReader events(events_file, (*ends)[0]);
-    logs::LineReader app_output(app_file, (*ends)[1]);
+    logs::LineReader events(context.data_dir.event_log(app, id), ends->front());
+    logs::LineReader app_output(context.data_dir.app_log(app, id), ends->back());
     while (sink.alive() && send_new_logs(events, app_output, id, query.filter, sink))
         std::this_thread::sleep_for(context.poll_interval);
 }
@@ -357,10 +382,12 @@ void stream_process_log(ApiContext& context, const ProcessLog& log, const LogQue
         return to_line(nlohmann::json{
             {"event", "log"}, {"release", ""}, {"stream", log.stream}, {"line", line}});
     };
-    auto ends = send_sources({plain_source(log.file, query.filter, event)}, query.lines, sink);
+    auto ends = send_sources({rotated_source(log.file, query.filter, event),
+                              plain_source(log.file, query.filter, event)},
+                             query.lines, sink);
     if (!ends || !query.follow)
         return;
-    logs::LineReader lines(log.file, (*ends)[0]);
+    logs::LineReader lines(log.file, ends->back());
     auto send = [&] {
         for (const auto& line : lines.read_new_lines())
             if (query.filter.matches(line) && !sink.write(event(line)))
@@ -413,6 +440,29 @@ Response app_logs(ApiContext& context, const Request& request) {
     auto query = log_query(request);
     if (!query)
         return error_response(query.error());
+    if (flag_set(request.query, "all")) {
+        if (request.query.count("process") || request.query.count("release") ||
+            request.query.count("access"))
+            return error_response(make_error(ErrorKind::bad_request,
+                                             "all (every kept release) takes no release, "
+                                             "process or access"));
+        if (query->get()->follow)
+            return error_response(make_error(
+                ErrorKind::bad_request,
+                "all and follow: only one release is followed (leave out all for PRODUCTION's)"));
+        auto status = known_app(context, *app);
+        if (!status)
+            return error_response(status.error());
+        std::vector<std::string> ids; // oldest first
+        for (auto it = status->releases.rbegin(); it != status->releases.rend(); ++it)
+            ids.push_back(it->id);
+        return ndjson([&context, app = *app, ids, query = *query](StreamSink& sink) {
+            std::vector<LogSource> sources;
+            for (const auto& id : ids)
+                add_release_sources(sources, context.data_dir, app, id, query->filter);
+            send_sources(sources, query->lines, sink);
+        });
+    }
     if (flag_set(request.query, "access")) {
         if (request.query.count("process") || request.query.count("release"))
             return error_response(make_error(ErrorKind::bad_request,

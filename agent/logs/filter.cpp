@@ -110,15 +110,8 @@ bool LineFilter::matches(std::string_view line) const {
     return all() || search(line, 0).has_value();
 }
 
-std::uint64_t scan_lines(const std::filesystem::path& path, const LineFilter& filter,
-                         const std::function<bool(std::string_view)>& each, std::uint64_t from,
-                         std::optional<std::uint64_t> to) {
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return from;
-    struct stat st {};
-    const std::uint64_t size = ::fstat(fd, &st) == 0 ? static_cast<std::uint64_t>(st.st_size) : 0;
-    const std::uint64_t end = to ? std::min(*to, size) : size;
+bool scan_text(std::string_view text, const LineFilter& filter,
+               const std::function<bool(std::string_view)>& each) {
     bool going = true;
     // A line as LineReader gives it: one longer than k_max_line_length in pieces.
     auto deliver = [&](std::string_view line, bool matched) {
@@ -131,45 +124,58 @@ std::uint64_t scan_lines(const std::filesystem::path& path, const LineFilter& fi
         if (going && !line.empty() && (matched || filter.matches(line)))
             going = each(line);
     };
-    // Whole lines, each ending in '\n' (which `region` leaves out).
-    auto search = [&](std::string_view region) {
-        if (filter.all()) {
-            for (std::size_t at = 0; going && at <= region.size();) {
-                auto stop = region.find('\n', at);
-                if (stop == std::string_view::npos)
-                    stop = region.size();
-                deliver(region.substr(at, stop - at), true);
-                at = stop + 1;
-            }
-            return;
-        }
-        const std::string& literal = filter.m_impl->literal;
+    // The lines, without the last one's '\n'.
+    const std::string_view region =
+        !text.empty() && text.back() == '\n' ? text.substr(0, text.size() - 1) : text;
+    if (filter.all()) {
         for (std::size_t at = 0; going && at <= region.size();) {
-            std::optional<std::pair<std::size_t, std::size_t>> found;
-            if (!literal.empty()) { // a line that has it; the pattern decides below
-                const void* hit = ::memmem(region.data() + at, region.size() - at, literal.data(),
-                                           literal.size());
-                if (hit)
-                    found.emplace(static_cast<const char*>(hit) - region.data(), region.size());
-            } else {
-                found = filter.search(region, at);
-            }
-            if (!found)
-                return;
-            const auto [start, stop] = *found;
-            const void* newline =
-                start > at ? ::memrchr(region.data() + at, '\n', start - at) : nullptr;
-            const std::size_t line_start =
-                newline ? static_cast<const char*>(newline) - region.data() + 1 : at;
-            auto line_end = region.find('\n', start);
-            if (line_end == std::string_view::npos)
-                line_end = region.size();
-            // A match that runs into the next line is looked at again on the line alone.
-            const bool within = stop <= line_end && line_end - line_start <= k_max_line_length;
-            deliver(region.substr(line_start, line_end - line_start), within);
-            at = line_end + 1;
+            auto stop = region.find('\n', at);
+            if (stop == std::string_view::npos)
+                stop = region.size();
+            deliver(region.substr(at, stop - at), true);
+            at = stop + 1;
         }
-    };
+        return going;
+    }
+    const std::string& literal = filter.m_impl->literal;
+    for (std::size_t at = 0; going && at <= region.size();) {
+        std::optional<std::pair<std::size_t, std::size_t>> found;
+        if (!literal.empty()) { // a line that has it; the pattern decides below
+            const void* hit =
+                ::memmem(region.data() + at, region.size() - at, literal.data(), literal.size());
+            if (hit)
+                found.emplace(static_cast<const char*>(hit) - region.data(), region.size());
+        } else {
+            found = filter.search(region, at);
+        }
+        if (!found)
+            break;
+        const auto [start, stop] = *found;
+        const void* newline =
+            start > at ? ::memrchr(region.data() + at, '\n', start - at) : nullptr;
+        const std::size_t line_start =
+            newline ? static_cast<const char*>(newline) - region.data() + 1 : at;
+        auto line_end = region.find('\n', start);
+        if (line_end == std::string_view::npos)
+            line_end = region.size();
+        // A match that runs into the next line is looked at again on the line alone.
+        const bool within = stop <= line_end && line_end - line_start <= k_max_line_length;
+        deliver(region.substr(line_start, line_end - line_start), within);
+        at = line_end + 1;
+    }
+    return going;
+}
+
+std::uint64_t scan_lines(const std::filesystem::path& path, const LineFilter& filter,
+                         const std::function<bool(std::string_view)>& each, std::uint64_t from,
+                         std::optional<std::uint64_t> to) {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return from;
+    struct stat st {};
+    const std::uint64_t size = ::fstat(fd, &st) == 0 ? static_cast<std::uint64_t>(st.st_size) : 0;
+    const std::uint64_t end = to ? std::min(*to, size) : size;
+    bool going = true;
     std::string buffer(k_block, '\0');
     std::uint64_t pos = from; // the file offset of buffer[0]
     std::size_t have = 0;
@@ -188,11 +194,11 @@ std::uint64_t scan_lines(const std::filesystem::path& path, const LineFilter& fi
         if (const void* last = ::memrchr(buffer.data(), '\n', have)) {
             const auto complete =
                 static_cast<std::size_t>(static_cast<const char*>(last) - buffer.data()) + 1;
-            search(std::string_view(buffer.data(), complete - 1));
+            going = scan_text(std::string_view(buffer.data(), complete), filter, each);
             consume(complete);
         }
         while (going && have >= k_max_line_length) { // a long line's pieces so far
-            deliver(std::string_view(buffer.data(), k_max_line_length), false);
+            going = scan_text(std::string_view(buffer.data(), k_max_line_length), filter, each);
             consume(k_max_line_length);
         }
     }

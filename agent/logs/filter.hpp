@@ -37,14 +37,19 @@ class LineFilter {
 
   private:
     struct Impl;
-    friend std::uint64_t scan_lines(const std::filesystem::path&, const LineFilter&,
-                                    const std::function<bool(std::string_view)>&, std::uint64_t,
-                                    std::optional<std::uint64_t>);
+    friend bool scan_text(std::string_view, const LineFilter&,
+                          const std::function<bool(std::string_view)>&);
     // The first match at or after `from` in `text`: where it starts and ends.
     std::optional<std::pair<std::size_t, std::size_t>> search(std::string_view text,
                                                               std::size_t from) const;
     std::unique_ptr<Impl> m_impl;
 };
+
+// Gives `each` the non-empty lines of `text` (the last one need not end in
+// '\n') that `filter` matches, in order, until `each` returns false; lines are
+// cut as LineReader cuts them (k_max_line_length). False when `each` stopped it.
+bool scan_text(std::string_view text, const LineFilter& filter,
+               const std::function<bool(std::string_view)>& each);
 
 // Gives `each` the non-empty complete lines of `path` between `from` and `to`
 // (default: its end) that `filter` matches, in order, until `each` returns

@@ -1,7 +1,8 @@
-// deployctl logs [RELEASE] [-f] [--process NAME] [--access] [--grep RE] [-n N]: build and app
-// output of a release, the output of one process of the PRODUCTION release (worker) or of a
-// [[cron]] job (cron.NAME), or the app's access log (one line per request deploy-proxy
-// answered); --grep and -n are applied by the agent, so only the lines shown travel.
+// deployctl logs [RELEASE|--all-releases] [-f] [--process NAME] [--access] [--grep RE] [-n N]:
+// build and app output of a release (or of every kept one), the output of one process of the
+// PRODUCTION release (worker) or of a [[cron]] job (cron.NAME), or the app's access log (one
+// line per request deploy-proxy answered); --grep and -n are applied by the agent, so only the
+// lines shown travel.
 
 #include <CLI/CLI.hpp>
 #include <cli/commands/commands.hpp>
@@ -26,6 +27,7 @@ struct LogsOptions {
     std::string release;              // empty: the PRODUCTION release
     std::string process;              // --process cron.NAME: that process's log instead
     bool access = false;              // the access log instead
+    bool all_releases = false;        // every kept release's logs, oldest first
     std::string grep;                 // only the lines this pattern matches
     std::optional<std::size_t> lines; // only the last N (matching) lines
     bool follow = false;
@@ -47,6 +49,11 @@ common::Status logs(Context& ctx, const LogsOptions& options) {
     if (!options.process.empty() && !options.release.empty())
         return common::make_error(common::ErrorKind::usage,
                                   "logs takes a RELEASE or --process, not both");
+    if (options.all_releases &&
+        (options.access || !options.process.empty() || !options.release.empty() || options.follow))
+        return common::make_error(common::ErrorKind::usage,
+                                  "--all-releases shows every kept release's logs: it takes no "
+                                  "RELEASE, --process, --access or -f");
     if (options.access && (!options.process.empty() || !options.release.empty()))
         return common::make_error(common::ErrorKind::usage,
                                   "--access shows the app's one access log: it takes no RELEASE "
@@ -66,6 +73,8 @@ common::Status logs(Context& ctx, const LogsOptions& options) {
         query.push_back(fmt::format("process={}", options.process));
     if (options.access)
         query.emplace_back("access=1");
+    if (options.all_releases)
+        query.emplace_back("all=1");
     if (!options.grep.empty())
         query.push_back("grep=" + percent_encode(options.grep));
     // Following the access log starts with the last 10 requests, as tail -f does.
@@ -132,6 +141,9 @@ void add_logs(CLI::App& app, Context& ctx) {
                   "Show the app's access log instead: one line per request deploy-proxy "
                   "answered (time, client, method, host, path, status, duration, bytes, "
                   "instance, request id)");
+    cmd->add_flag("--all-releases", options->all_releases,
+                  "Show every kept release's build and app output, oldest first (with --grep: "
+                  "search them all)");
     cmd->add_option("--grep", options->grep,
                     "Only the lines this pattern matches (Perl syntax, searched by the agent: "
                     "only matching lines travel; (?i) ignores case)")
@@ -147,6 +159,7 @@ void add_logs(CLI::App& app, Context& ctx) {
                 "  deployctl logs --process worker -f\n  deployctl logs --process cron.cleanup\n"
                 "  deployctl logs --access -n 100\n  deployctl logs --access -f\n"
                 "  deployctl logs --grep 'timeout|refused' -n 50\n"
+                "  deployctl logs --all-releases --grep 'OutOfMemory'\n"
                 "  deployctl logs --access --grep '\"status\":5\\d\\d'\n");
     cmd->callback(
         [&ctx, options] { ctx.command = [&ctx, options] { return logs(ctx, *options); }; });

@@ -116,7 +116,8 @@ pass "7 deploys succeed while agent prune runs in a loop"
 expect_serving $APP "hello from 37" "the last of them serves"
 
 # --- app logs rotate: 50 MB of output, [logs] max_size = 1m, keep = 2 ---------------------
-make_app_repo chatty run='head -c 50000000 /dev/zero | tr "\\0" a | fold -w 99; exec busybox httpd -f -p 127.0.0.1:$PORT -h public' health_timeout=60s
+# A marker 1.5 MB before the end: in a rotated generation once the output is done.
+make_app_repo chatty run='head -c 50000000 /dev/zero | tr "\\0" a | fold -w 99; printf "\\nrotated-marker\\n"; head -c 1500000 /dev/zero | tr "\\0" b | fold -w 99; exec busybox httpd -f -p 127.0.0.1:$PORT -h public' health_timeout=60s
 printf '\n[logs]\nmax_size = "1m"\nkeep = 2\n' >>"$REPO/deploy.toml"
 git -C "$REPO" commit -qam "rotate at 1m, keep 2"
 APP=chatty
@@ -131,10 +132,16 @@ assert_eq "$log.1.zst $log.2.zst" "$(ls "$log".*.zst | paste -sd' ')" "two compr
 generation=$(zstdcat "$log.1.zst" | wc -c)
 ((generation >= 1024 * 1024)) && pass "a rotated generation decompresses (zstdcat) to $generation bytes of the app's output" ||
     fail "a rotated generation decompresses to at least 1 MiB" "came: $generation"
-assert_match "$(zstdcat "$log.1.zst" | head -n 1)" "^a{99}$" "it holds the app's lines"
+assert_match "$(zstdcat "$log.1.zst" | head -n 1)" "^[ab]{99}$" "it holds the app's lines"
+marker_rotated() { ! grep -q rotated-marker "$log" && (($(zstdcat "$log".*.zst 2>/dev/null | grep -c '^rotated-marker$') == 1)); }
+assert_true "the marker line is in a rotated generation once the output is written" wait_until 30 marker_rotated
 run dctl logs
-assert_eq 0 "$RC" "deployctl logs still reads the current log"
-assert_match "$(tail -n 1 <<<"$OUT")" "a{99}" "and shows the app's newest lines"
+assert_eq 0 "$RC" "deployctl logs reads the current log and the rotated ones"
+assert_match "$(tail -n 1 <<<"$OUT")" "b{99}" "and shows the app's newest lines last"
+assert_exit 0 dctl --json logs --grep '^rotated-marker$'
+assert_eq "rotated-marker" "$(jq -r .line "$OUT_FILE")" "logs --grep finds a line in a rotated, compressed generation"
+assert_exit 0 dctl --json logs -n 3
+assert_eq "app app app" "$(jq -r .stream "$OUT_FILE" | xargs)" "logs -n 3 over rotated generations: the newest 3 lines"
 APP=hello
 
 # --- a small disk: a 64 MiB tmpfs -------------------------------------------------------

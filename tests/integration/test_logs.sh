@@ -100,3 +100,17 @@ assert_not_contains "$OUT" "build-step-one 1" "logs (default = PRODUCTION = v2):
 assert_exit 0 dctl logs v1
 assert_contains "$OUT" "build-step-one 1" "logs v1 still available after v2"
 assert_exit 2 dctl logs v99
+
+# --- --all-releases: every kept release, oldest first, searched together ------------
+assert_exit 0 dctl --json logs --all-releases --grep 'step-one \d'
+assert_eq "v1 build-step-one 1
+v2 build-step-one 2" "$(jq -r '.release + " " + .line' "$OUT_FILE")" \
+    "logs --all-releases --grep: each release's match, oldest first, with its release"
+assert_exit 0 dctl --json logs --all-releases --grep 'step-one \d' -n 1
+assert_eq "v2 build-step-one 2" "$(jq -r '.release + " " + .line' "$OUT_FILE")" \
+    "logs --all-releases -n 1: the newest match"
+assert_exit 2 dctl logs --all-releases v1
+assert_contains "$ERR" "--all-releases shows every kept release's logs" "--all-releases with a RELEASE is refused"
+assert_exit 2 dctl logs --all-releases -f
+code=$(acurl -s -o /dev/null -w '%{http_code}' "$AGENT_URL/v1/apps/$APP/logs?all=1&follow=1")
+assert_eq 400 "$code" "GET .../logs?all=1&follow=1: 400"

@@ -125,3 +125,21 @@ TEST_CASE("scan_lines finds the lines a pattern matches, as a line-by-line searc
         CHECK(scan(dir.path() / "missing.log", filter("")).empty());
     }
 }
+
+TEST_CASE("scan_text: lines in memory, the last one without its newline too") {
+    std::vector<std::string> found;
+    auto collect = [&](std::string_view line) {
+        found.emplace_back(line);
+        return true;
+    };
+    CHECK(agent::logs::scan_text("one\n\ntwo error\nthree error", filter("error"), collect));
+    CHECK(found == std::vector<std::string>{"two error", "three error"});
+    found.clear();
+    CHECK(agent::logs::scan_text("a\nb\n", filter(""), collect));
+    CHECK(found == std::vector<std::string>{"a", "b"});
+    int calls = 0;
+    CHECK_FALSE(agent::logs::scan_text("x\nx\nx\n", filter("x"),
+                                       [&](std::string_view) { return ++calls < 2; }));
+    CHECK(calls == 2);
+    CHECK(agent::logs::scan_text("", filter("x"), collect));
+}
