@@ -146,9 +146,12 @@ LogSource rotated_source(std::filesystem::path file, const logs::LineFilter& fil
     return [file = std::move(file), &filter,
             event = std::move(event)](const EachEvent& each, std::optional<std::uint64_t>) {
         for (const auto& generation : logs::rotated_files(file)) {
-            auto text = logs::read_log_file(generation); // gone: rotated away meanwhile
-            if (text && !logs::scan_text(*text, filter,
-                                         [&](std::string_view line) { return each(event(line)); }))
+            // Decompressed piece by piece: a generation is never held whole.
+            logs::PieceScanner scanner(filter,
+                                       [&](std::string_view line) { return each(event(line)); });
+            auto read = logs::read_log_pieces(
+                generation, [&](std::string_view piece) { return scanner.feed(piece); });
+            if (read && !scanner.finish()) // else gone: rotated away meanwhile
                 break;
         }
         return std::uint64_t{0};

@@ -166,6 +166,31 @@ bool scan_text(std::string_view text, const LineFilter& filter,
     return going;
 }
 
+bool PieceScanner::feed(std::string_view piece) {
+    if (!m_going)
+        return false;
+    m_partial.append(piece);
+    std::size_t done = 0;
+    if (const auto last = m_partial.rfind('\n'); last != std::string::npos) {
+        done = last + 1;
+        m_going = scan_text(std::string_view(m_partial).substr(0, done), m_filter, m_each);
+    }
+    while (m_going && m_partial.size() - done >= k_max_line_length) { // a long line's pieces
+        m_going = scan_text(std::string_view(m_partial).substr(done, k_max_line_length), m_filter,
+                            m_each);
+        done += k_max_line_length;
+    }
+    m_partial.erase(0, done);
+    return m_going;
+}
+
+bool PieceScanner::finish() {
+    if (m_going && !m_partial.empty())
+        m_going = scan_text(m_partial, m_filter, m_each);
+    m_partial.clear();
+    return m_going;
+}
+
 std::uint64_t scan_lines(const std::filesystem::path& path, const LineFilter& filter,
                          const std::function<bool(std::string_view)>& each, std::uint64_t from,
                          std::optional<std::uint64_t> to) {

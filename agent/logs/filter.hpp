@@ -51,6 +51,25 @@ class LineFilter {
 bool scan_text(std::string_view text, const LineFilter& filter,
                const std::function<bool(std::string_view)>& each);
 
+// scan_text over text that comes in pieces (a decompressed stream,
+// rotating_file.hpp's read_log_pieces): the same lines as for the whole text,
+// holding only a partial line between pieces.
+class PieceScanner {
+  public:
+    PieceScanner(const LineFilter& filter, std::function<bool(std::string_view)> each)
+        : m_filter(filter), m_each(std::move(each)) {}
+    // False once `each` stopped the scan.
+    bool feed(std::string_view piece);
+    // The last line, when the text does not end in '\n'.
+    bool finish();
+
+  private:
+    const LineFilter& m_filter;
+    std::function<bool(std::string_view)> m_each;
+    std::string m_partial;
+    bool m_going = true;
+};
+
 // Gives `each` the non-empty complete lines of `path` between `from` and `to`
 // (default: its end) that `filter` matches, in order, until `each` returns
 // false; lines are cut as LineReader cuts them (k_max_line_length). Returns the

@@ -5,6 +5,7 @@
 
 #include <cerrno>
 #include <fcntl.h>
+#include <memory>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zstd.h>
@@ -123,20 +124,62 @@ std::vector<fs::path> rotated_files(const fs::path& path) {
     return out;
 }
 
+common::Status read_log_pieces(const fs::path& path,
+                               const std::function<bool(std::string_view)>& each) {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return os_error("cannot read", path, errno);
+    std::unique_ptr<int, void (*)(int*)> closer(new int(fd), [](int* f) {
+        ::close(*f);
+        delete f;
+    });
+    const bool compressed = path.extension() == ".zst";
+    std::unique_ptr<ZSTD_DCtx, std::size_t (*)(ZSTD_DCtx*)> context(
+        compressed ? ZSTD_createDCtx() : nullptr, ZSTD_freeDCtx);
+    if (compressed && !context)
+        return make_error(ErrorKind::internal,
+                          "cannot decompress " + path.string() + ": out of memory");
+    std::string in(compressed ? ZSTD_DStreamInSize() : 1024 * 1024, '\0');
+    std::string out(compressed ? ZSTD_DStreamOutSize() : 0, '\0');
+    std::size_t pending = 0; // zstd: nonzero while a frame is not complete
+    for (;;) {
+        const ssize_t got = ::read(fd, in.data(), in.size());
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0)
+            return os_error("cannot read", path, errno);
+        if (got == 0)
+            break;
+        if (!compressed) {
+            if (!each(std::string_view(in.data(), static_cast<std::size_t>(got))))
+                return {};
+            continue;
+        }
+        ZSTD_inBuffer input{in.data(), static_cast<std::size_t>(got), 0};
+        while (input.pos < input.size) {
+            ZSTD_outBuffer output{out.data(), out.size(), 0};
+            pending = ZSTD_decompressStream(context.get(), &output, &input);
+            if (ZSTD_isError(pending))
+                return make_error(ErrorKind::io,
+                                  fmt::format("cannot decompress {}: {}", path.string(),
+                                              ZSTD_getErrorName(pending)));
+            if (output.pos > 0 && !each(std::string_view(out.data(), output.pos)))
+                return {};
+        }
+    }
+    if (pending != 0)
+        return make_error(ErrorKind::io, "cannot decompress " + path.string() +
+                                             ": the file ends within a zstd frame");
+    return {};
+}
+
 common::Result<std::string> read_log_file(const fs::path& path) {
-    auto text = common::read_file(path);
-    if (!text || path.extension() != ".zst")
-        return text;
-    const auto size = ZSTD_getFrameContentSize(text->data(), text->size());
-    if (size == ZSTD_CONTENTSIZE_ERROR || size == ZSTD_CONTENTSIZE_UNKNOWN || size > 1ull << 32)
-        return make_error(ErrorKind::io, "cannot read " + path.string() + ": not a zstd frame");
-    std::string out(size, '\0');
-    const std::size_t got = ZSTD_decompress(out.data(), out.size(), text->data(), text->size());
-    if (ZSTD_isError(got))
-        return make_error(ErrorKind::io, fmt::format("cannot decompress {}: {}", path.string(),
-                                                     ZSTD_getErrorName(got)));
-    out.resize(got);
-    return out;
+    std::string text;
+    TRY(read_log_pieces(path, [&text](std::string_view piece) {
+        text.append(piece);
+        return true;
+    }));
+    return text;
 }
 
 } // namespace agent::logs

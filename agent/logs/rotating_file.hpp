@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -51,5 +52,9 @@ std::filesystem::path rotated_path(const std::filesystem::path& path, int genera
 std::vector<std::filesystem::path> rotated_files(const std::filesystem::path& path);
 // The content of a log file, decompressed when its name ends in ".zst".
 common::Result<std::string> read_log_file(const std::filesystem::path& path);
+// The same in pieces (at most 1 MiB each), never held whole: `each` gets them
+// in order until it returns false.
+common::Status read_log_pieces(const std::filesystem::path& path,
+                               const std::function<bool(std::string_view)>& each);
 
 } // namespace agent::logs

@@ -143,3 +143,33 @@ TEST_CASE("scan_text: lines in memory, the last one without its newline too") {
     CHECK(calls == 2);
     CHECK(agent::logs::scan_text("", filter("x"), collect));
 }
+
+TEST_CASE("PieceScanner: text in pieces gives the lines the whole text gives") {
+    std::mt19937 random(11);
+    std::string text;
+    for (int i = 0; i < 3000; ++i)
+        text += (random() % 3 ? "line error " : "line ") + std::to_string(i) + "\n";
+    text += std::string(agent::logs::k_max_line_length + 5, 'y') + " error\n";
+    text += "last error"; // no '\n'
+    for (const std::string pattern : {"", "error", "^line \\d+$"}) {
+        CAPTURE(pattern);
+        auto f = filter(pattern);
+        std::vector<std::string> whole, pieces;
+        agent::logs::scan_text(text, f, [&](std::string_view line) {
+            whole.emplace_back(line);
+            return true;
+        });
+        agent::logs::PieceScanner scanner(f, [&](std::string_view line) {
+            pieces.emplace_back(line);
+            return true;
+        });
+        for (std::size_t at = 0; at < text.size();) {
+            const std::size_t size = 1 + random() % 40000; // from 1 byte to many lines
+            CHECK(scanner.feed(std::string_view(text).substr(at, size)));
+            at += size;
+        }
+        CHECK(scanner.finish());
+        CHECK(pieces == whole);
+        CHECK(whole.back() == (pattern == "^line \\d+$" ? "line 2999" : "last error"));
+    }
+}

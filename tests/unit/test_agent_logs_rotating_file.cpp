@@ -55,6 +55,34 @@ TEST_CASE("a rotating log keeps max_size x (keep + 1) at most, compressed, nothi
     kept += *common::read_file(log);
     REQUIRE(kept.size() < all.size());
     CHECK(all.compare(all.size() - kept.size(), kept.size(), kept) == 0);
+
+    SUBCASE("read_log_pieces: the same content, in pieces; a cut frame is an error") {
+        const auto oldest = rotated.front();
+        std::string joined;
+        int pieces = 0;
+        REQUIRE(agent::logs::read_log_pieces(oldest, [&](std::string_view piece) {
+                    CHECK(piece.size() <= 1024 * 1024);
+                    joined.append(piece);
+                    return ++pieces > 0;
+                }).ok());
+        CHECK(joined == *agent::logs::read_log_file(oldest));
+        CHECK(pieces >= 1);
+        int calls = 0; // each stops it
+        REQUIRE(agent::logs::read_log_pieces(oldest, [&](std::string_view) {
+                    return ++calls < 1;
+                }).ok());
+        CHECK(calls == 1);
+        auto compressed = common::read_file(oldest).value();
+        const auto cut = dir.path() / "cut.log.1.zst";
+        REQUIRE(common::atomic_write_file(cut, compressed.substr(0, compressed.size() / 2)).ok());
+        auto broken = agent::logs::read_log_pieces(cut, [](std::string_view) { return true; });
+        REQUIRE_FALSE(broken.ok());
+        CHECK(broken.error().message.find("ends within a zstd frame") != std::string::npos);
+        CHECK_FALSE(
+            agent::logs::read_log_pieces(dir.path() / "missing.log.1.zst", [](std::string_view) {
+                return true;
+            }).ok());
+    }
 }
 
 TEST_CASE("a log with max_size 0 never rotates; keep 0 starts the log over") {
