@@ -241,15 +241,25 @@ std::optional<std::vector<std::uint64_t>> send_sources(const std::vector<LogSour
     return ends;
 }
 
+// A followed file of plain lines: the new ones that match, each as `event`
+// makes it; false once the client has gone.
+bool send_new_lines(logs::LineReader& reader, const logs::LineFilter& filter,
+                    const std::function<std::string(std::string_view)>& event, StreamSink& sink) {
+    for (const auto& line : reader.read_new_lines())
+        if (filter.matches(line) && !sink.write(event(line)))
+            return false;
+    return true;
+}
+
 bool send_new_logs(logs::LineReader& events, logs::LineReader& app_output, const std::string& id,
                    const logs::LineFilter& filter, StreamSink& sink) {
     for (const auto& line : events.read_new_lines())
         if (auto event = matching_log_event(line, filter); event && !sink.write(*event))
             return false;
-    for (const auto& line : app_output.read_new_lines())
-        if (filter.matches(line) && !sink.write(to_line(app_log_event(id, line))))
-            return false;
-    return true;
+    return send_new_lines(
+        app_output, filter,
+        [&id](std::string_view line) { return to_line(app_log_event(id, std::string(line))); },
+        sink);
 }
 
 // A release's logs: its build and system log events, then the app's own
@@ -391,13 +401,7 @@ void stream_process_log(ApiContext& context, const ProcessLog& log, const LogQue
     if (!ends || !query.follow)
         return;
     logs::LineReader lines(log.file, ends->back());
-    auto send = [&] {
-        for (const auto& line : lines.read_new_lines())
-            if (query.filter.matches(line) && !sink.write(event(line)))
-                return false;
-        return true;
-    };
-    while (sink.alive() && send())
+    while (sink.alive() && send_new_lines(lines, query.filter, event, sink))
         std::this_thread::sleep_for(context.poll_interval);
 }
 
@@ -425,14 +429,8 @@ void stream_access_log(const std::filesystem::path& file, const LogQuery& query,
         query.lines, sink);
     if (!ends || !query.follow)
         return;
-    logs::LineReader reader(file, (*ends)[1]);
-    auto send = [&] {
-        for (const auto& line : reader.read_new_lines())
-            if (query.filter.matches(line) && !sink.write(event(line)))
-                return false;
-        return true;
-    };
-    while (sink.alive() && send())
+    logs::LineReader reader(file, ends->back());
+    while (sink.alive() && send_new_lines(reader, query.filter, event, sink))
         std::this_thread::sleep_for(poll);
 }
 
