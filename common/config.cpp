@@ -208,7 +208,22 @@ Status read_proxy(const Reader& r, const toml::table& t, AppProxySettings& out) 
 }
 
 Status read_logs(const Reader& r, const toml::table& t, LogSettings& out) {
-    TRY(r.check_keys(t, "[logs]", {"max_size", "keep"}));
+    TRY(r.check_keys(t, "[logs]", {"max_size", "keep", "max_age", "drain", "drain_queue"}));
+    if (const auto* n = t.get("max_age")) {
+        TRY_ASSIGN(out.max_age, r.duration_at(*n, "logs.max_age"));
+        if (out.max_age.count() > 0 && out.max_age < std::chrono::minutes(1))
+            return r.error_at(n->source(), "logs.max_age must be at least 1m (or 0: no limit)");
+    }
+    if (const auto* n = t.get("drain")) {
+        TRY_ASSIGN(out.drain, r.string_at(*n, "logs.drain"));
+        if (auto target = parse_drain_url(out.drain); !out.drain.empty() && !target)
+            return r.error_at(n->source(), "logs.drain: " + target.error().message);
+    }
+    if (const auto* n = t.get("drain_queue")) {
+        TRY_ASSIGN(out.drain_queue, r.size_at(*n, "logs.drain_queue"));
+        if (out.drain_queue < 64 * 1024)
+            return r.error_at(n->source(), "logs.drain_queue must be at least 64k");
+    }
     if (const auto* n = t.get("max_size")) {
         TRY_ASSIGN(out.max_size, r.size_at(*n, "logs.max_size"));
         if (out.max_size > 0 && out.max_size < 64 * 1024)
@@ -485,6 +500,64 @@ std::optional<DeployStrategy> parse_strategy(std::string_view text) {
     if (text == "rolling")
         return DeployStrategy::rolling;
     return std::nullopt;
+}
+
+Result<DrainTarget> parse_drain_url(std::string_view url) {
+    auto bad = [&](std::string_view why) {
+        return make_error(ErrorKind::usage,
+                          fmt::format("'{}' {}: expected syslog+tcp://HOST[:PORT] or "
+                                      "syslog+tls://HOST[:PORT][?ca=PATH]",
+                                      url.substr(0, 200), why));
+    };
+    DrainTarget target;
+    std::string_view rest;
+    if (url.rfind("syslog+tcp://", 0) == 0) {
+        rest = url.substr(13);
+        target.port = 514;
+    } else if (url.rfind("syslog+tls://", 0) == 0) {
+        rest = url.substr(13);
+        target.tls = true;
+        target.port = 6514;
+    } else {
+        return bad("is not a drain URL");
+    }
+    if (auto q = rest.find('?'); q != std::string_view::npos) {
+        const auto query = rest.substr(q + 1);
+        rest = rest.substr(0, q);
+        if (!target.tls || query.rfind("ca=", 0) != 0 || query.size() == 3 ||
+            query.find('&') != std::string_view::npos)
+            return bad("has a query other than ?ca=PATH (syslog+tls:// only)");
+        target.ca_file = std::string(query.substr(3));
+        if (target.ca_file[0] != '/')
+            return bad("has a ca= path that is not absolute (a path on the agent's host)");
+    }
+    std::string_view host = rest;
+    if (!rest.empty() && rest.front() == '[') { // [IPv6]:port
+        const auto close = rest.find(']');
+        if (close == std::string_view::npos)
+            return bad("has an unclosed [");
+        host = rest.substr(1, close - 1);
+        rest = rest.substr(close + 1);
+        if (!rest.empty() && rest.front() != ':')
+            return bad("has something after ] other than :PORT");
+    } else if (auto colon = rest.rfind(':'); colon != std::string_view::npos) {
+        host = rest.substr(0, colon);
+        rest = rest.substr(colon);
+    } else {
+        rest = {};
+    }
+    if (!rest.empty()) { // ":PORT"
+        const auto port = rest.substr(1);
+        if (port.empty() || port.size() > 5 ||
+            port.find_first_not_of("0123456789") != std::string_view::npos ||
+            std::stoi(std::string(port)) < 1 || std::stoi(std::string(port)) > 65535)
+            return bad("has a port that is not a number from 1 to 65535");
+        target.port = static_cast<std::uint16_t>(std::stoi(std::string(port)));
+    }
+    if (host.empty() || host.find_first_of("/@ ") != std::string_view::npos)
+        return bad("has no host name");
+    target.host = std::string(host);
+    return target;
 }
 
 bool is_valid_process_name(std::string_view name) {

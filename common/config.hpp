@@ -34,8 +34,8 @@ struct BuildConfig {
 };
 
 struct RunConfig {
-    std::string command; // process runtime: shell command; containers: image CMD if empty
-    int port = 0;        // container port; the process runtime assigns $PORT itself
+    std::string command;      // process runtime: shell command; containers: image CMD if empty
+    int port = 0;             // container port; the process runtime assigns $PORT itself
     std::uint64_t memory = 0; // bytes, 0 = unlimited
     double cpus = 0;          // fraction of cores (0.5 = half of one), 0 = unlimited
     std::int64_t pids = 0;    // most processes (and threads) at once, 0 = unlimited
@@ -84,9 +84,9 @@ struct DeploySettings {
 
 // [proxy]: how deploy-proxy carries the app's traffic (docs/deploy-toml.md).
 struct AppProxySettings {
-    std::uint64_t max_body = 100ull * 1024 * 1024; // request body bytes; 0 = unlimited
-    std::chrono::milliseconds connect_timeout{5000}; // to an instance, then 502
-    std::chrono::milliseconds read_timeout{60000};   // waiting on the app, then 504
+    std::uint64_t max_body = 100ull * 1024 * 1024;     // request body bytes; 0 = unlimited
+    std::chrono::milliseconds connect_timeout{5000};   // to an instance, then 502
+    std::chrono::milliseconds read_timeout{60000};     // waiting on the app, then 504
     std::chrono::milliseconds websocket_idle{3600000}; // an upgraded connection with no bytes
 };
 
@@ -112,11 +112,28 @@ struct TargetConfig {
     std::string fingerprint;
 };
 
+// Where [logs] drain ships an app's lines: a syslog receiver (RFC 5424 messages,
+// RFC 6587 octet-counted framing) over TCP, or TLS ("syslog+tls://").
+struct DrainTarget {
+    bool tls = false;
+    std::string host;
+    std::uint16_t port = 0; // default 514 (tcp), 6514 (tls)
+    std::string ca_file;    // ?ca=PATH on the agent's host: verify with it instead of the system's
+};
+// "syslog+tcp://HOST[:PORT]" or "syslog+tls://HOST[:PORT][?ca=PATH]"; a usage
+// error that says what is wrong otherwise.
+Result<DrainTarget> parse_drain_url(std::string_view url);
+
 // [logs]: the output log of each process (web, [processes], one per release) rotates
-// past max_size into `keep` zstd-compressed files (agent/logs/rotating_file.hpp).
+// past max_size into `keep` zstd-compressed files (agent/logs/rotating_file.hpp); log
+// files last written more than max_age ago go; a drain ships every line to a syslog
+// receiver (agent/logs/drain.hpp), holding up to drain_queue bytes while it is away.
 struct LogSettings {
     std::uint64_t max_size = 10ull * 1024 * 1024; // 0: never rotated
     int keep = 5;
+    std::chrono::milliseconds max_age{0}; // 0: no age limit
+    std::string drain;                    // "" : none
+    std::uint64_t drain_queue = 64ull * 1024 * 1024;
 };
 
 struct AppConfig {

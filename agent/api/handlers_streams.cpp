@@ -8,6 +8,7 @@
 #include <agent/logs/filter.hpp>
 #include <agent/logs/follow.hpp>
 #include <agent/logs/rotating_file.hpp>
+#include <agent/logs/stamp.hpp>
 #include <common/config.hpp>
 #include <common/log.hpp>
 
@@ -17,6 +18,7 @@
 #include <chrono>
 #include <memory>
 #include <optional>
+#include <sys/stat.h>
 #include <thread>
 #include <vector>
 
@@ -93,11 +95,22 @@ void stream_events(ApiContext& context, const std::string& app, const std::strin
     }
 }
 
-// ?grep=RE, ?lines=N and ?follow=1 of a logs request (docs/api.md).
+// ?grep=RE, ?since=T, ?until=T, ?lines=N and ?follow=1 of a logs request
+// (docs/api.md).
 struct LogQuery {
     logs::LineFilter filter;
-    std::optional<std::size_t> lines; // the last N (matching) lines only
+    std::optional<logs::Micros> since, until; // the lines of this time range only
+    std::optional<std::size_t> lines;         // the last N (matching) lines only
     bool follow = false;
+
+    bool timed() const { return since || until; }
+    // Whether a line of this time is in the range (a line without a time is
+    // not, once there is a range).
+    bool in_range(std::optional<logs::Micros> at) const {
+        if (!timed())
+            return true;
+        return at && (!since || *at >= *since) && (!until || *at < *until);
+    }
 };
 
 common::Result<std::shared_ptr<const LogQuery>> log_query(const Request& request) {
@@ -118,7 +131,19 @@ common::Result<std::shared_ptr<const LogQuery>> log_query(const Request& request
                                           text.substr(0, 80)));
         query->lines = static_cast<std::size_t>(std::stoul(text));
     }
+    const auto now = logs::now_micros();
+    for (auto [key, bound] : {std::pair{"since", &query->since}, {"until", &query->until}})
+        if (auto it = request.query.find(key); it != request.query.end()) {
+            auto at = common::parse_time_bound(it->second, now);
+            if (!at)
+                return make_error(ErrorKind::bad_request,
+                                  fmt::format("{}: {}", key, at.error().message));
+            *bound = *at;
+        }
     query->follow = flag_set(request.query, "follow");
+    if (query->follow && query->until)
+        return make_error(ErrorKind::bad_request,
+                          "until and follow: a followed log has no end (leave out one of them)");
     return std::shared_ptr<const LogQuery>(std::move(query));
 }
 
@@ -127,28 +152,77 @@ common::Result<std::shared_ptr<const LogQuery>> log_query(const Request& request
 // ended (logs::scan_lines).
 using EachEvent = std::function<bool(const std::string&)>;
 using LogSource = std::function<std::uint64_t(const EachEvent&, std::optional<std::uint64_t> to)>;
+// What is sent for a line of a file the pattern matched; nullopt: nothing (a
+// line outside the query's time range).
+using MakeEvent = std::function<std::optional<std::string>(std::string_view)>;
+
+// A file's last write, as a time.
+logs::Micros last_written(const std::filesystem::path& file) {
+    struct stat st {};
+    if (::stat(file.c_str(), &st) != 0)
+        return 0;
+    return static_cast<logs::Micros>(st.st_mtim.tv_sec) * 1000000 + st.st_mtim.tv_nsec / 1000;
+}
+
+// A time of an event or request record ("ts", "time": RFC 3339).
+std::optional<logs::Micros> record_time(const nlohmann::json& record, const char* key) {
+    auto it = record.find(key);
+    if (it == record.end() || !it->is_string())
+        return std::nullopt;
+    return common::parse_rfc3339(it->get_ref<const std::string&>());
+}
+
+// A stamped line of an app's output (logs/stamp.hpp) as the event sent for it:
+// {"event": "log", "ts", "release", "process", "stream", "line"}; nullopt when
+// its time is outside the query's range.
+std::optional<std::string> output_event(const LogQuery& query, std::string_view line,
+                                        const std::string& release, const std::string& process,
+                                        const std::string& stream) {
+    const auto [stamp, text] = logs::split_stamp(line);
+    if (query.timed() &&
+        !query.in_range(stamp.empty() ? std::nullopt
+                                      : std::optional<logs::Micros>(logs::stamp_time(stamp))))
+        return std::nullopt;
+    nlohmann::json event{{"event", "log"}};
+    if (!stamp.empty())
+        event["ts"] = stamp;
+    event["release"] = release;
+    event["process"] = process;
+    event["stream"] = stream;
+    event["line"] = text;
+    return to_line(event);
+}
 
 // A file of plain lines (an app's or a process's output, the access log):
 // `event` makes what is sent for a line.
 LogSource plain_source(std::filesystem::path file, const logs::LineFilter& filter,
-                       std::function<std::string(std::string_view)> event) {
+                       MakeEvent event) {
     return [file = std::move(file), &filter,
             event = std::move(event)](const EachEvent& each, std::optional<std::uint64_t> to) {
         return logs::scan_lines(
-            file, filter, [&](std::string_view line) { return each(event(line)); }, 0, to);
+            file, filter,
+            [&](std::string_view line) {
+                auto sent = event(line);
+                return !sent || each(*sent);
+            },
+            0, to);
     };
 }
 
 // A log's rotated generations (PATH.N.zst, logs/rotating_file.hpp), oldest
 // first, decompressed: lines kept but no longer followed.
-LogSource rotated_source(std::filesystem::path file, const logs::LineFilter& filter,
-                         std::function<std::string(std::string_view)> event) {
-    return [file = std::move(file), &filter,
+// With ?since, a generation last written before it is not read at all.
+LogSource rotated_source(std::filesystem::path file, const LogQuery& query, MakeEvent event) {
+    return [file = std::move(file), &query,
             event = std::move(event)](const EachEvent& each, std::optional<std::uint64_t>) {
         for (const auto& generation : logs::rotated_files(file)) {
+            if (query.since && last_written(generation) < *query.since)
+                continue;
             // Decompressed piece by piece: a generation is never held whole.
-            logs::PieceScanner scanner(filter,
-                                       [&](std::string_view line) { return each(event(line)); });
+            logs::PieceScanner scanner(query.filter, [&](std::string_view line) {
+                auto sent = event(line);
+                return !sent || each(*sent);
+            });
             auto read = logs::read_log_pieces(
                 generation, [&](std::string_view piece) { return scanner.feed(piece); });
             if (read && !scanner.finish()) // else gone: rotated away meanwhile
@@ -158,26 +232,30 @@ LogSource rotated_source(std::filesystem::path file, const logs::LineFilter& fil
     };
 }
 
-// The "log" event of a release's event log whose line matches, as it is.
-std::optional<std::string> matching_log_event(std::string_view text,
-                                              const logs::LineFilter& filter) {
-    const auto event = nlohmann::json::parse(text, nullptr, false);
+// The "log" event of a release's event log whose line matches, with "process"
+// "" (build output and the agent's own lines come from no process).
+std::optional<std::string> matching_log_event(std::string_view text, const LogQuery& query) {
+    auto event = nlohmann::json::parse(text, nullptr, false);
     if (!event.is_object() || event.value("event", "") != "log")
         return std::nullopt;
-    if (!filter.all() && !filter.matches(event.value("line", "")))
+    if (!query.filter.all() && !query.filter.matches(event.value("line", "")))
         return std::nullopt;
-    return std::string(text);
+    if (query.timed() && !query.in_range(record_time(event, "ts")))
+        return std::nullopt;
+    if (!event.contains("process"))
+        event["process"] = "";
+    return to_line(event);
 }
 
 // A release's event log: its log events (build output, the agent's lines).
-LogSource event_log_source(std::filesystem::path file, const logs::LineFilter& filter) {
+LogSource event_log_source(std::filesystem::path file, const LogQuery& query) {
     return
-        [file = std::move(file), &filter](const EachEvent& each, std::optional<std::uint64_t> to) {
+        [file = std::move(file), &query](const EachEvent& each, std::optional<std::uint64_t> to) {
             static const logs::LineFilter every;
             return logs::scan_lines(
                 file, every,
                 [&](std::string_view text) {
-                    auto event = matching_log_event(text, filter);
+                    auto event = matching_log_event(text, query);
                     return !event || each(*event);
                 },
                 0, to);
@@ -244,35 +322,37 @@ std::optional<std::vector<std::uint64_t>> send_sources(const std::vector<LogSour
 // A followed file of plain lines: the new ones that match, each as `event`
 // makes it; false once the client has gone.
 bool send_new_lines(logs::LineReader& reader, const logs::LineFilter& filter,
-                    const std::function<std::string(std::string_view)>& event, StreamSink& sink) {
-    for (const auto& line : reader.read_new_lines())
-        if (filter.matches(line) && !sink.write(event(line)))
+                    const MakeEvent& event, StreamSink& sink) {
+    for (const auto& line : reader.read_new_lines()) {
+        if (!filter.matches(line))
+            continue;
+        if (auto sent = event(line); sent && !sink.write(*sent))
             return false;
+    }
     return true;
 }
 
+// The web process's output of release `id` (its app log).
+MakeEvent web_output(const LogQuery& query, const std::string& id) {
+    return
+        [&query, id](std::string_view line) { return output_event(query, line, id, "web", "app"); };
+}
+
 bool send_new_logs(logs::LineReader& events, logs::LineReader& app_output, const std::string& id,
-                   const logs::LineFilter& filter, StreamSink& sink) {
+                   const LogQuery& query, StreamSink& sink) {
     for (const auto& line : events.read_new_lines())
-        if (auto event = matching_log_event(line, filter); event && !sink.write(*event))
+        if (auto event = matching_log_event(line, query); event && !sink.write(*event))
             return false;
-    return send_new_lines(
-        app_output, filter,
-        [&id](std::string_view line) { return to_line(app_log_event(id, std::string(line))); },
-        sink);
+    return send_new_lines(app_output, query.filter, web_output(query, id), sink);
 }
 
 // A release's logs: its build and system log events, then the app's own
 // output (the rotated generations, then the current file, which comes last).
 void add_release_sources(std::vector<LogSource>& sources, const DataDir& data,
-                         const std::string& app, const std::string& id,
-                         const logs::LineFilter& filter) {
-    auto event = [id](std::string_view line) {
-        return to_line(app_log_event(id, std::string(line)));
-    };
-    sources.push_back(event_log_source(data.event_log(app, id), filter));
-    sources.push_back(rotated_source(data.app_log(app, id), filter, event));
-    sources.push_back(plain_source(data.app_log(app, id), filter, event));
+                         const std::string& app, const std::string& id, const LogQuery& query) {
+    sources.push_back(event_log_source(data.event_log(app, id), query));
+    sources.push_back(rotated_source(data.app_log(app, id), query, web_output(query, id)));
+    sources.push_back(plain_source(data.app_log(app, id), query.filter, web_output(query, id)));
 }
 
 // A release's logs (add_release_sources); when following, keeps tailing its
@@ -280,13 +360,13 @@ void add_release_sources(std::vector<LogSource>& sources, const DataDir& data,
 void stream_logs(ApiContext& context, const std::string& app, const std::string& id,
                  const LogQuery& query, StreamSink& sink) {
     std::vector<LogSource> sources;
-    add_release_sources(sources, context.data_dir, app, id, query.filter);
+    add_release_sources(sources, context.data_dir, app, id, query);
     auto ends = send_sources(sources, query.lines, sink);
     if (!ends || !query.follow)
         return;
     logs::LineReader events(context.data_dir.event_log(app, id), ends->front());
     logs::LineReader app_output(context.data_dir.app_log(app, id), ends->back());
-    while (sink.alive() && send_new_logs(events, app_output, id, query.filter, sink))
+    while (sink.alive() && send_new_logs(events, app_output, id, query, sink))
         std::this_thread::sleep_for(context.poll_interval);
 }
 
@@ -352,7 +432,8 @@ common::Result<std::string> logs_release(ApiContext& context, const std::string&
 // or a [[cron]] job's runs (cron.JOB); an unknown name is not_found.
 struct ProcessLog {
     std::filesystem::path file;
-    std::string stream; // the events' "stream"
+    std::string stream;  // the events' "stream" and "process"
+    std::string release; // the PRODUCTION release whose process it is ("" for cron)
 };
 common::Result<ProcessLog> process_log(ApiContext& context, const std::string& app,
                                        const std::string& process) {
@@ -367,7 +448,7 @@ common::Result<ProcessLog> process_log(ApiContext& context, const std::string& a
                                      : context.data_dir.process_log(app, id, process);
         std::error_code ec;
         if (common::is_valid_process_name(process) && std::filesystem::exists(file, ec))
-            return ProcessLog{file, process};
+            return ProcessLog{file, process, id};
         return make_error(ErrorKind::not_found,
                           fmt::format("app '{}' has no process '{}' in its PRODUCTION release {} "
                                       "(deployctl ps lists them)",
@@ -380,7 +461,7 @@ common::Result<ProcessLog> process_log(ApiContext& context, const std::string& a
     for (const auto& job : *jobs) {
         if (process.size() > k_cron.size() && process.compare(0, k_cron.size(), k_cron) == 0 &&
             process.substr(k_cron.size()) == job.name)
-            return ProcessLog{context.data_dir.cron_log(app, job.name), process};
+            return ProcessLog{context.data_dir.cron_log(app, job.name), process, ""};
         names += (names.empty() ? "" : ", ") + std::string(k_cron) + job.name;
     }
     return make_error(
@@ -391,13 +472,12 @@ common::Result<ProcessLog> process_log(ApiContext& context, const std::string& a
 
 void stream_process_log(ApiContext& context, const ProcessLog& log, const LogQuery& query,
                         StreamSink& sink) {
-    auto event = [&log](std::string_view line) {
-        return to_line(nlohmann::json{
-            {"event", "log"}, {"release", ""}, {"stream", log.stream}, {"line", line}});
+    MakeEvent event = [&log, &query](std::string_view line) {
+        return output_event(query, line, log.release, log.stream, log.stream);
     };
-    auto ends = send_sources({rotated_source(log.file, query.filter, event),
-                              plain_source(log.file, query.filter, event)},
-                             query.lines, sink);
+    auto ends = send_sources(
+        {rotated_source(log.file, query, event), plain_source(log.file, query.filter, event)},
+        query.lines, sink);
     if (!ends || !query.follow)
         return;
     logs::LineReader lines(log.file, ends->back());
@@ -405,14 +485,28 @@ void stream_process_log(ApiContext& context, const ProcessLog& log, const LogQue
         std::this_thread::sleep_for(context.poll_interval);
 }
 
-// An access log line as the event sent for it: {"event": "access",
+// An access log line as the event sent for it: {"event": "access", "ts",
 // "request": RECORD} (a line that is not a JSON object is passed on as a
-// log line of stream "access").
-nlohmann::json access_event(const std::string& line) {
+// log line of stream "access"); nullopt outside the query's time range.
+std::optional<std::string> access_event(const LogQuery& query, std::string_view line) {
     auto record = nlohmann::json::parse(line, nullptr, false);
-    if (!record.is_object())
-        return {{"event", "log"}, {"release", ""}, {"stream", "access"}, {"line", line}};
-    return {{"event", "access"}, {"request", std::move(record)}};
+    if (!record.is_object()) {
+        if (query.timed())
+            return std::nullopt;
+        return to_line(nlohmann::json{{"event", "log"},
+                                      {"release", ""},
+                                      {"process", ""},
+                                      {"stream", "access"},
+                                      {"line", line}});
+    }
+    const auto at = record_time(record, "time");
+    if (!query.in_range(at))
+        return std::nullopt;
+    nlohmann::json event{{"event", "access"}};
+    if (at)
+        event["ts"] = common::format_micros(*at);
+    event["request"] = std::move(record);
+    return to_line(event);
 }
 
 // ?access=1: the app's access log (docs/metrics.md): with ?lines=N its last
@@ -423,7 +517,7 @@ void stream_access_log(const std::filesystem::path& file, const LogQuery& query,
                        std::chrono::milliseconds poll, StreamSink& sink) {
     auto rotated = file;
     rotated += ".1";
-    auto event = [](std::string_view line) { return to_line(access_event(std::string(line))); };
+    MakeEvent event = [&query](std::string_view line) { return access_event(query, line); };
     auto ends = send_sources(
         {plain_source(rotated, query.filter, event), plain_source(file, query.filter, event)},
         query.lines, sink);
@@ -460,7 +554,7 @@ Response app_logs(ApiContext& context, const Request& request) {
         return ndjson([&context, app = *app, ids, query = *query](StreamSink& sink) {
             std::vector<LogSource> sources;
             for (const auto& id : ids)
-                add_release_sources(sources, context.data_dir, app, id, query->filter);
+                add_release_sources(sources, context.data_dir, app, id, *query);
             send_sources(sources, query->lines, sink);
         });
     }

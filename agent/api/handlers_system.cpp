@@ -40,15 +40,16 @@ Response disk(ApiContext& context) {
                         {"releases", app.releases},
                         {"blobs", app.blobs},
                         {"logs", app.logs}});
-    return json_response(200, {{"data_dir", usage->data_dir},
-                               {"free", usage->filesystem.free},
-                               {"size", usage->filesystem.size},
-                               {"reserve", usage->reserve},
-                               {"total", usage->total},
-                               {"blobs", {{"bytes", usage->blobs},
-                                          {"count", usage->blob_count},
-                                          {"unused", usage->unused_blobs}}},
-                               {"apps", std::move(apps)}});
+    return json_response(
+        200,
+        {{"data_dir", usage->data_dir},
+         {"free", usage->filesystem.free},
+         {"size", usage->filesystem.size},
+         {"reserve", usage->reserve},
+         {"total", usage->total},
+         {"blobs",
+          {{"bytes", usage->blobs}, {"count", usage->blob_count}, {"unused", usage->unused_blobs}}},
+         {"apps", std::move(apps)}});
 }
 
 // POST /v1/prune {"dry_run": bool}: deployctl agent prune.
@@ -69,17 +70,20 @@ Response prune(ApiContext& context, const Request& request) {
     nlohmann::json blobs = nlohmann::json::array();
     for (const auto& blob : collected->blobs)
         blobs.push_back({{"digest", blob.digest}, {"bytes", blob.bytes}});
+    nlohmann::json logs = nlohmann::json::array();
+    for (const auto& log : collected->logs)
+        logs.push_back({{"app", log.app}, {"file", log.file}, {"bytes", log.bytes}});
     return json_response(200, {{"dry_run", dry_run},
                                {"blobs", std::move(blobs)},
-                               {"bytes", collected->bytes}});
+                               {"bytes", collected->bytes},
+                               {"logs", std::move(logs)}});
 }
 
 } // namespace
 
 void add_system_routes(Router& router, ApiContext& context) {
     router.add(
-        "GET", "/v1/health", [](const Request&) { return health(); }, BodyKind::json,
-        Access::open);
+        "GET", "/v1/health", [](const Request&) { return health(); }, BodyKind::json, Access::open);
     router.add("GET", "/v1/info", [&context](const Request&) { return info(context); });
     router.add("GET", "/v1/disk", [&context](const Request&) { return disk(context); });
     router.add(

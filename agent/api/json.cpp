@@ -41,6 +41,19 @@ json release_to_json(const ReleaseInfo& release) {
             {"served", served_to_json(release.served)}};
 }
 
+namespace {
+json drain_to_json(const std::optional<DrainStatus>& drain) {
+    if (!drain)
+        return nullptr;
+    return {{"url", drain->url},
+            {"connected", drain->connected},
+            {"queued_bytes", drain->queued_bytes},
+            {"delivered", drain->delivered},
+            {"dropped", drain->dropped},
+            {"last_error", string_or_null(drain->last_error)}};
+}
+} // namespace
+
 json status_to_json(const AppStatus& status) {
     json releases = json::array();
     for (const auto& release : status.releases)
@@ -52,7 +65,8 @@ json status_to_json(const AppStatus& status) {
             {"next_release", string_or_null(status.next_release)},
             {"url", status.url},
             {"domains", status.domains},
-            {"releases", std::move(releases)}};
+            {"releases", std::move(releases)},
+            {"drain", drain_to_json(status.drain)}};
 }
 
 json app_summary_to_json(const AppStatus& status) {
@@ -70,10 +84,6 @@ json done_event(const ReleaseInfo& release, const std::string& url) {
             {"state", std::string(common::to_string(release.state))},
             {"url", failed ? json(nullptr) : string_or_null(url)},
             {"error", failed ? json(release.error) : json(nullptr)}};
-}
-
-json app_log_event(const std::string& release, const std::string& line) {
-    return {{"event", "log"}, {"release", release}, {"stream", "app"}, {"line", line}};
 }
 
 std::string to_line(const json& value) {

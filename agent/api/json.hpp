@@ -15,8 +15,6 @@ nlohmann::json status_to_json(const AppStatus& status);
 nlohmann::json app_summary_to_json(const AppStatus& status);
 // The last event of a deployment stream: {"event":"done","release","state","url","error"}.
 nlohmann::json done_event(const ReleaseInfo& release, const std::string& url);
-// One line of the app's own output as a log event.
-nlohmann::json app_log_event(const std::string& release, const std::string& line);
 // dump() that never throws on invalid UTF-8 (it is replaced).
 std::string to_line(const nlohmann::json& json);
 

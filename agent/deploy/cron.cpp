@@ -5,6 +5,7 @@
 // thread of its own, one run of a job at a time, its output in
 // apps/APP/logs/cron.JOB.log.
 #include <agent/deploy/engine.hpp>
+#include <agent/logs/stamp.hpp>
 #include <agent/runtime/command.hpp>
 #include <agent/runtime/process.hpp>
 #include <agent/secrets/redact.hpp>
@@ -65,7 +66,8 @@ void Engine::end_orphaned_cron_runs() {
         }
         const auto now = rfc3339(system_clock::now());
         std::ofstream log(m_options.data_dir.cron_log(orphan.app, orphan.job), std::ios::app);
-        log << fmt::format("--- cron {}: interrupted: the agent restarted during the run "
+        log << logs::stamp_now()
+            << fmt::format("--- cron {}: interrupted: the agent restarted during the run "
                            "(ended {}) ---\n",
                            orphan.job, now);
         auto runs = m_store->cron_jobs(orphan.app);
@@ -144,7 +146,8 @@ void Engine::cron_tick(common::SysMinutes minute) {
             // The previous run still runs: this due time is skipped, and recorded so.
             const auto now = rfc3339(system_clock::now());
             std::ofstream log(m_options.data_dir.cron_log(app, job.name), std::ios::app);
-            log << fmt::format("--- cron {}: due {} skipped at {}: the previous run is still "
+            log << logs::stamp_now()
+                << fmt::format("--- cron {}: due {} skipped at {}: the previous run is still "
                                "running ---\n",
                                job.name, due_text, now);
             CronRunRow skipped;
@@ -192,7 +195,8 @@ void Engine::cron_run(const std::string& app, const ReleaseRow& row,
     CronRunRow record;
     record.started = rfc3339(started);
     record.release = row.id;
-    log << fmt::format("--- cron {}: started {} ({}, release {}) ---\n", job.name, record.started,
+    log << logs::stamp_now()
+        << fmt::format("--- cron {}: started {} ({}, release {}) ---\n", job.name, record.started,
                        due.empty() ? std::string("run now") : "due " + due, row.id)
         << std::flush;
     auto finish = [&](std::string outcome, std::int64_t status, const std::string& line) {
@@ -201,7 +205,8 @@ void Engine::cron_run(const std::string& app, const ReleaseRow& row,
         record.duration_ms = duration_cast<milliseconds>(finished - started).count();
         record.exit_status = status;
         record.outcome = std::move(outcome);
-        log << fmt::format("--- cron {}: {} after {} ---\n", job.name, line,
+        log << logs::stamp_now()
+            << fmt::format("--- cron {}: {} after {} ---\n", job.name, line,
                            common::format_duration(milliseconds(record.duration_ms)))
             << std::flush;
         if (auto recorded = m_store->record_cron_run(app, job.name, record); !recorded)
@@ -234,7 +239,7 @@ void Engine::cron_run(const std::string& app, const ReleaseRow& row,
     command.kill_grace = k_build_kill_grace;
     command.cancel = &m_stopping;
     command.on_line = [&](std::string_view line) {
-        log << redactor.apply(line) << '\n' << std::flush;
+        log << logs::stamp_now() << redactor.apply(line) << '\n' << std::flush;
     };
     command.on_started = [&](pid_t pid) {
         const auto start = runtime::process_start_time(pid).value_or(0);

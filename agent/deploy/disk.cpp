@@ -61,6 +61,7 @@ common::Result<Collected> Engine::collect_garbage(bool dry_run) {
     if (!dry_run && !out.blobs.empty())
         common::log_info(fmt::format("collected {} unused blob(s), {}", out.blobs.size(),
                                      common::format_bytes(out.bytes)));
+    out.logs = expire_logs(dry_run);
     return out;
 }
 

@@ -1,5 +1,6 @@
 #include <agent/deploy/engine.hpp>
 #include <agent/deploy/history.hpp>
+#include <agent/logs/drain.hpp>
 #include <common/address.hpp>
 #include <common/config.hpp>
 #include <common/fs.hpp>
@@ -66,6 +67,7 @@ void Engine::stop() {
         ::close(m_wake_fd);
     m_wake_fd = -1;
     wait_cron_runs(); // m_stopping kills them
+    stop_drains();
     if (m_container_runtime)
         m_container_runtime->shutdown(); // containers keep running
     std::lock_guard lock(m_mutex);
@@ -258,6 +260,8 @@ AppStatus Engine::make_status(const std::string& app, const std::vector<ReleaseR
                         status.domains.end())
                         status.domains.push_back(domain);
     }
+    if (detail == Detail::full)
+        status.drain = drain_status(app);
     return status;
 }
 

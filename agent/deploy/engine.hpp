@@ -14,6 +14,7 @@
 // cron.cpp      [[cron]] jobs: the scheduler thread and each run
 // idle.cpp      [deploy] idle_stop: an unused app sleeps, a request wakes it
 // disk.cpp      blob collection and disk usage (deployctl agent df | prune)
+// drains.cpp    [logs] drain: each app's lines shipped to its syslog receiver; [logs] max_age
 
 #include <agent/deploy/events.hpp>
 #include <agent/deploy/proxy_supervisor.hpp>
@@ -38,6 +39,10 @@
 #include <mutex>
 #include <set>
 #include <thread>
+
+namespace agent::logs {
+class Drain;
+}
 
 namespace agent {
 
@@ -303,6 +308,18 @@ class Engine final : public Service {
     // and by create_deployment from recording a release to unpinning its blobs.
     std::mutex m_collect_mutex;
 
+    // drains.cpp: each app whose PRODUCTION release's deploy.toml has [logs]
+    // drain has its Drain (a thread); one whose drain went has it stopped
+    // and its queue removed. The supervisor calls this every round.
+    void reconcile_drains();
+    void stop_drains();
+    std::optional<DrainStatus> drain_status(const std::string& app);
+    // [logs] max_age: the log files of each app last written longer ago
+    // than that (a release's event log, app log, rotated generations) go.
+    std::vector<ExpiredLog> expire_logs(bool dry_run);
+    std::mutex m_drains_mutex;
+    std::map<std::string, std::unique_ptr<logs::Drain>> m_drains;
+
     // processes.cpp: the processes of a release other than web ([processes])
     // Starts each instance of the release's processes that does not run, and
     // records it; `why` goes in the release's log ("started worker.1 ...").
@@ -388,10 +405,8 @@ class Engine final : public Service {
     // (the supervisor, deploy lock held).
     void enter_canary(const std::string& app, Job& job, const runtime::AppProcess& process,
                       const EventLog& events);
-    common::Result<Promotion> promote_canary_locked(const std::string& app,
-                                                    const std::string& why);
-    common::Result<ReleaseInfo> abort_canary_locked(const std::string& app,
-                                                    const std::string& why);
+    common::Result<Promotion> promote_canary_locked(const std::string& app, const std::string& why);
+    common::Result<ReleaseInfo> abort_canary_locked(const std::string& app, const std::string& why);
     void judge_canary(const std::string& app);
     // A canary whose process is gone is aborted: its share goes back to PRODUCTION.
     void supervise_canary(const std::string& app);

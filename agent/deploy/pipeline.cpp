@@ -1,6 +1,7 @@
 // QUEUED -> BUILDING -> PROVISIONING: materialize, build, start, health check.
 #include <agent/deploy/engine.hpp>
 #include <agent/deploy/materialize.hpp>
+#include <agent/logs/stamp.hpp>
 #include <agent/runtime/command.hpp>
 #include <agent/runtime/http_probe.hpp>
 #include <agent/runtime/process.hpp>
@@ -140,11 +141,11 @@ std::string Engine::free_failed_build(const std::string& app, const std::string&
     std::error_code ec;
     fs::remove_all(m_options.data_dir.release_dir(app, id), ec);
     if (ec) {
-        common::log_warn("cannot remove the failed build " + app + " " + id + ": " +
-                         ec.message());
+        common::log_warn("cannot remove the failed build " + app + " " + id + ": " + ec.message());
         return message;
     }
-    common::log_info("removed the files of " + app + " " + id + ": its build failed on a full disk");
+    common::log_info("removed the files of " + app + " " + id +
+                     ": its build failed on a full disk");
     return message + "; the disk is full, so its files were removed to free the disk";
 }
 
@@ -197,8 +198,7 @@ common::Status Engine::build(const std::string& app, const Job& job, const Event
     auto dir = m_options.data_dir.release_dir(app, job.id);
     // The disk guard again: other deploys may have used the space since this
     // one was accepted.
-    if (auto room = m_options.disk.check(job.manifest.total_bytes(), "the release's files");
-        !room)
+    if (auto room = m_options.disk.check(job.manifest.total_bytes(), "the release's files"); !room)
         return make_error(ErrorKind::failed, room.error().message);
     if (auto written = materialize(job.manifest, m_blobs, dir); !written)
         return make_error(ErrorKind::failed,
@@ -515,7 +515,7 @@ void Engine::show_startup_output(const std::string& app, const std::string& id, 
                                    " lines of output (of " + std::to_string(total) + "):"
                              : "the app's output:");
     for (auto line : lines)
-        events.log("app", redactor.apply(line));
+        events.log("app", redactor.apply(logs::split_stamp(line).text));
     events.log("system", more);
 }
 

@@ -144,7 +144,7 @@ void Engine::reconcile_release(const ReleaseRow& row) {
             return;
         }
         if (m_store->traffic(row.app).sleeping) { // [deploy] idle_stop: a request wakes it
-            if (alive) {                           // an agent killed while it fell asleep
+            if (alive) {                          // an agent killed while it fell asleep
                 runtime.stop(release, process, k_stop_grace);
                 if (auto cleared = m_store->clear_process(row.app, row.id); !cleared)
                     common::log_error(cleared.error().message);
@@ -176,8 +176,8 @@ void Engine::reconcile_release(const ReleaseRow& row) {
     case State::canary: // deploy --canary: it keeps its share across the restart
         if (alive) {
             runtime.adopt(release, process, m_options.data_dir.app_log(row.app, row.id));
-            common::log_info("adopted running canary " + name + " (pid " +
-                             std::to_string(row.pid) + ")");
+            common::log_info("adopted running canary " + name + " (pid " + std::to_string(row.pid) +
+                             ")");
             return;
         }
         if (auto removed = m_store->remove_canary(row.app); !removed)
@@ -300,13 +300,14 @@ void Engine::supervise_loop() {
             publish_routes_or_log("again");
         for (const auto& app : m_store->apps())
             supervise_app(app);
+        reconcile_drains();
     }
 }
 
 void Engine::supervise_app(const std::string& app) {
     std::unique_lock deploy(slot(app).deploy_lock, std::try_to_lock);
     if (!deploy.owns_lock())
-        return; // a deployment or rollback is changing it
+        return;            // a deployment or rollback is changing it
     judge_canary(app);     // deploy --canary --auto, once due
     supervise_canary(app); // its process died: aborted
     auto production = m_store->production(app);

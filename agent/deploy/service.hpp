@@ -123,11 +123,21 @@ struct CronRunStarted {
     std::string log; // the file its output goes to
 };
 
+// [logs] drain of an app (agent/logs/drain.hpp): where, and how it goes.
+struct DrainStatus {
+    std::string url;
+    bool connected = false;
+    std::uint64_t queued_bytes = 0; // waiting to be delivered
+    std::uint64_t delivered = 0;    // messages
+    std::uint64_t dropped = 0;      // lines that came while the queue was full
+    std::string last_error;
+};
+
 struct AppStatus {
     std::string app;
     std::optional<std::string> production; // release id
-    // "running", "sleeping" ([deploy] idle_stop), "stopped" (deployctl stop), "failed" (the PRODUCTION app is
-    // not running: the agent is starting it again) or "no_release".
+    // "running", "sleeping" ([deploy] idle_stop), "stopped" (deployctl stop), "failed" (the
+    // PRODUCTION app is not running: the agent is starting it again) or "no_release".
     std::string state = "no_release";
     std::string commit; // of the PRODUCTION release
     // What `rollback` with no id goes back to: the release that served before the
@@ -137,6 +147,7 @@ struct AppStatus {
     std::string url;          // http://APP.localhost:PROXYPORT/
     std::vector<std::string> domains;
     std::vector<ReleaseInfo> releases; // newest first
+    std::optional<DrainStatus> drain;  // with [logs] drain
 };
 
 // What a rollback did: the release now PRODUCTION and the one it replaced.
@@ -269,10 +280,17 @@ struct DiskUsage {
     std::vector<AppDiskUsage> apps;
 };
 // deployctl agent prune: what a collection removed (or would remove).
+// A log file [logs] max_age removed (or would remove).
+struct ExpiredLog {
+    std::string app;
+    std::string file; // its name in apps/APP/logs
+    std::uint64_t bytes = 0;
+};
 struct Collected {
     bool dry_run = false;
     std::vector<BlobStore::Stored> blobs;
-    std::uint64_t bytes = 0;
+    std::uint64_t bytes = 0; // of the blobs
+    std::vector<ExpiredLog> logs;
 };
 
 class Service {

@@ -1,5 +1,6 @@
 #include <agent/logs/filter.hpp>
 #include <agent/logs/follow.hpp>
+#include <agent/logs/stamp.hpp>
 
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <fmt/format.h>
@@ -42,10 +43,31 @@ std::string required_prefix(const std::string& pattern) {
     return prefix.size() >= 3 ? prefix : std::string();
 }
 
+// Whether what comes before a match in its line can decide it: ^, \A, \G,
+// \z, \Z or a lookbehind. Such a pattern is matched line by line, on the text
+// after each line's stamp (stamp.hpp); any other finds the same lines when it
+// runs over a whole block of stamped lines, each found line then checked alone.
+bool context_sensitive(const std::string& pattern) {
+    for (std::size_t i = 0; i < pattern.size(); ++i) {
+        if (pattern[i] == '\\') {
+            if (i + 1 < pattern.size() &&
+                std::string_view("AGzZ").find(pattern[i + 1]) != std::string_view::npos)
+                return true;
+            ++i;
+        } else if (pattern[i] == '^' && (i == 0 || pattern[i - 1] != '[')) {
+            return true;
+        } else if (pattern.compare(i, 4, "(?<=") == 0 || pattern.compare(i, 4, "(?<!") == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
 } // namespace
 
 struct LineFilter::Impl {
-    std::string literal; // required_prefix
+    std::string literal;   // required_prefix
+    bool per_line = false; // context_sensitive
     pcre2_code* code = nullptr;
     pcre2_match_data* data = nullptr;
     pcre2_match_context* context = nullptr;
@@ -92,6 +114,7 @@ common::Result<LineFilter> LineFilter::compile(const std::string& pattern) {
     pcre2_set_match_limit(impl->context, k_match_limit);
     pcre2_set_heap_limit(impl->context, k_heap_limit_kib);
     impl->literal = required_prefix(pattern);
+    impl->per_line = context_sensitive(pattern);
     filter.m_impl = std::move(impl);
     return filter;
 }
@@ -107,7 +130,7 @@ std::optional<std::pair<std::size_t, std::size_t>> LineFilter::search(std::strin
 }
 
 bool LineFilter::matches(std::string_view line) const {
-    return all() || search(line, 0).has_value();
+    return all() || search(split_stamp(line).text, 0).has_value();
 }
 
 bool scan_text(std::string_view text, const LineFilter& filter,
@@ -127,12 +150,12 @@ bool scan_text(std::string_view text, const LineFilter& filter,
     // The lines, without the last one's '\n'.
     const std::string_view region =
         !text.empty() && text.back() == '\n' ? text.substr(0, text.size() - 1) : text;
-    if (filter.all()) {
+    if (filter.all() || filter.m_impl->per_line) {
         for (std::size_t at = 0; going && at <= region.size();) {
             auto stop = region.find('\n', at);
             if (stop == std::string_view::npos)
                 stop = region.size();
-            deliver(region.substr(at, stop - at), true);
+            deliver(region.substr(at, stop - at), filter.all());
             at = stop + 1;
         }
         return going;
@@ -158,9 +181,12 @@ bool scan_text(std::string_view text, const LineFilter& filter,
         auto line_end = region.find('\n', start);
         if (line_end == std::string_view::npos)
             line_end = region.size();
-        // A match that runs into the next line is looked at again on the line alone.
-        const bool within = stop <= line_end && line_end - line_start <= k_max_line_length;
-        deliver(region.substr(line_start, line_end - line_start), within);
+        // A match that runs into the next line, or a stamped line (where it may
+        // have matched the stamp), is looked at again on the line's text alone.
+        const auto line = region.substr(line_start, line_end - line_start);
+        const bool within =
+            stop <= line_end && line.size() <= k_max_line_length && split_stamp(line).stamp.empty();
+        deliver(line, within);
         at = line_end + 1;
     }
     return going;

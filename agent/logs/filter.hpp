@@ -26,7 +26,8 @@ class LineFilter {
     // bad_request (with PCRE2's reason and where in the pattern) for a pattern
     // that does not compile or is too long. "" is every line. Perl syntax, UTF-8
     // (an invalid byte in a line never matches a character), ^ and $ at each
-    // line's ends; (?i) makes it case-insensitive.
+    // line's ends; (?i) makes it case-insensitive. A line's time stamp
+    // (stamp.hpp) is not part of what it matches.
     static common::Result<LineFilter> compile(const std::string& pattern);
     LineFilter(LineFilter&&) noexcept;
     LineFilter& operator=(LineFilter&&) noexcept;

@@ -1,6 +1,7 @@
 // The `docker` and `podman` runtimes: images built from the release's
 // Dockerfile, apps run as containers, all through the engine's CLI.
 #include <agent/logs/rotating_file.hpp>
+#include <agent/logs/stamp.hpp>
 #include <agent/runtime/engine_cli.hpp>
 #include <agent/runtime/http_probe.hpp>
 #include <agent/runtime/process.hpp>
@@ -80,7 +81,8 @@ class LogPumps {
         stop(container);
         auto pump = std::make_unique<Pump>();
         CliCall call;
-        call.argv = {m_binary, "logs", "--follow"};
+        // With the time each line was written: the log's stamps (logs/stamp.hpp).
+        call.argv = {m_binary, "logs", "--follow", "--timestamps"};
         if (!since.empty())
             call.argv.insert(call.argv.end(), {"--since", since});
         call.argv.push_back(container);
@@ -91,7 +93,9 @@ class LogPumps {
         fs::create_directories(file.parent_path(), ec);
         auto log = std::make_shared<logs::RotatingFile>(file, rotation);
         call.on_line = [log, redactor = std::move(redactor)](std::string_view line) {
-            std::string text = redactor ? redactor->apply(line) : std::string(line);
+            std::string text = logs::restamp(line, logs::now_micros());
+            if (redactor)
+                text = redactor->apply(text);
             text += '\n';
             if (auto written = log->write(text); !written)
                 common::log_warn("cannot write an app log line: " + written.error().message);

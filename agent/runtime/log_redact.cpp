@@ -1,3 +1,4 @@
+#include <agent/logs/stamp.hpp>
 #include <agent/runtime/log_redact.hpp>
 #include <agent/runtime/process.hpp>
 #include <agent/secrets/envelope.hpp>
@@ -89,14 +90,10 @@ common::Result<int> start_log_redactor(const std::filesystem::path& log,
                           std::string("cannot make a pipe: ") + std::strerror(errno));
     }
     SpawnSpec spec;
-    spec.argv = {agent_binary(),
-                 "log-redact",
-                 "--file",
-                 log.string(),
-                 "--max-size",
-                 std::to_string(rotation.max_size),
-                 "--keep",
-                 std::to_string(rotation.keep)};
+    spec.argv = {agent_binary(), "log-redact",
+                 "--file",       log.string(),
+                 "--max-size",   std::to_string(rotation.max_size),
+                 "--keep",       std::to_string(rotation.keep)};
     spec.env = {"LANG=C.UTF-8"};
     spec.cwd = log.parent_path();
     spec.session = Session::new_session;
@@ -148,7 +145,13 @@ int log_redact_main(const LogWriterOptions& options) {
     std::optional<logs::RotatingFile> file;
     if (!options.file.empty())
         file.emplace(options.file, logs::Rotation{options.max_size, options.keep});
-    secrets::StreamRedactor stream(secrets::Redactor(values), [&file](std::string_view text) {
+    // Every line starts with the time it came (logs/stamp.hpp).
+    logs::LineStamper stamper;
+    std::string stamped;
+    secrets::StreamRedactor stream(secrets::Redactor(values), [&](std::string_view redacted) {
+        stamped.clear();
+        stamper.stamp(redacted, stamped, logs::now_micros());
+        const std::string_view text = stamped;
         if (!file) {
             write_all(STDOUT_FILENO, text);
         } else if (auto written = file->write(text); !written) {

@@ -1,14 +1,17 @@
-// deployctl logs [RELEASE|--all-releases] [-f] [--process NAME] [--access] [--grep RE] [-n N]:
-// build and app output of a release (or of every kept one), the output of one process of the
-// PRODUCTION release (worker) or of a [[cron]] job (cron.NAME), or the app's access log (one
-// line per request deploy-proxy answered); --grep and -n are applied by the agent, so only the
-// lines shown travel.
+// deployctl logs [RELEASE|--all-releases] [-f] [--process NAME] [--access] [--grep RE]
+// [--since T] [--until T] [-n N] [-t]: build and app output of a release (or of every kept
+// one), the output of one process of the PRODUCTION release (worker) or of a [[cron]] job
+// (cron.NAME), or the app's access log (one line per request deploy-proxy answered); --grep,
+// --since, --until and -n are applied by the agent, so only the lines shown travel. Several
+// hosts are read at once and their lines merged by time (cli/log_merge.hpp).
 
 #include <CLI/CLI.hpp>
 #include <cli/commands/commands.hpp>
 #include <cli/context.hpp>
+#include <cli/log_merge.hpp>
 #include <cli/query.hpp>
 #include <cli/target.hpp>
+#include <common/timestamp.hpp>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -23,12 +26,18 @@ namespace cli::commands {
 
 namespace {
 
+// -f on several hosts: how long a line waits for the other hosts' lines of
+// the same moment before it is shown.
+constexpr std::chrono::milliseconds k_follow_hold{300};
+
 struct LogsOptions {
     std::string release;              // empty: the PRODUCTION release
     std::string process;              // --process cron.NAME: that process's log instead
     bool access = false;              // the access log instead
     bool all_releases = false;        // every kept release's logs, oldest first
     std::string grep;                 // only the lines this pattern matches
+    std::string since, until;         // only the lines of this time range (as given)
+    bool timestamps = false;          // people see each line's time
     std::optional<std::size_t> lines; // only the last N (matching) lines
     bool follow = false;
 };
@@ -63,6 +72,16 @@ common::Status logs(Context& ctx, const LogsOptions& options) {
             std::string::npos)
         return common::make_error(common::ErrorKind::usage,
                                   "--process takes a process name such as worker or cron.NAME");
+    for (const auto& [flag, text] :
+         {std::pair{"--since", &options.since}, {"--until", &options.until}})
+        if (!text->empty())
+            if (auto at = common::parse_time_bound(*text, common::now_micros()); !at)
+                return common::make_error(common::ErrorKind::usage,
+                                          fmt::format("{}: {}", flag, at.error().message));
+    if (options.follow && !options.until.empty())
+        return common::make_error(common::ErrorKind::usage,
+                                  "--until and -f: a followed log has no end (leave out one of "
+                                  "them)");
     auto target = resolve_target(ctx, ".", ConfigNeed::optional);
     if (!target)
         return target.error();
@@ -77,6 +96,11 @@ common::Status logs(Context& ctx, const LogsOptions& options) {
         query.emplace_back("all=1");
     if (!options.grep.empty())
         query.push_back("grep=" + percent_encode(options.grep));
+    // Durations are the agent's to resolve: its clock stamped the lines.
+    if (!options.since.empty())
+        query.push_back("since=" + percent_encode(options.since));
+    if (!options.until.empty())
+        query.push_back("until=" + percent_encode(options.until));
     // Following the access log starts with the last 10 requests, as tail -f does.
     if (auto lines = options.lines                      ? options.lines
                      : options.follow && options.access ? std::optional<std::size_t>(10)
@@ -86,14 +110,10 @@ common::Status logs(Context& ctx, const LogsOptions& options) {
         query.emplace_back("follow=1");
     std::string path = fmt::format("{}/logs{}{}", app_path(target->app), query.empty() ? "" : "?",
                                    fmt::join(query, "&"));
-    std::mutex out_mutex; // -f on several hosts: one thread each
-    auto stream = [&](transport::Client& client, const std::string& host) -> common::Status {
+    auto read = [&](transport::Client& client, const std::string& host,
+                    const std::function<bool(const nlohmann::json&)>& each) -> common::Status {
         auto st = client.stream_ndjson(path, [&](const nlohmann::json& event) {
-            if (event.value("event", "") != "done") {
-                std::lock_guard lock(out_mutex);
-                ctx.out->emit(output::AgentEvent{host, event});
-            }
-            return true;
+            return event.value("event", "") == "done" || each(event);
         });
         if (!st)
             return with_release_hint(st.error(), options);
@@ -102,27 +122,47 @@ common::Status logs(Context& ctx, const LogsOptions& options) {
                                       fmt::format("the agent at {} ended the log stream", host));
         return {};
     };
-    if (!options.follow || target->hosts.size() < 2)
-        return for_each_host(ctx, *target, OnError::keep_going, stream);
-    // Following several hosts: every one at once, each line as it comes, with its host.
+    auto emit = [&](const std::string& host, const nlohmann::json& event) {
+        ctx.out->emit(output::AgentEvent{host, event, options.timestamps});
+        return true;
+    };
+    if (target->hosts.size() < 2)
+        return for_each_host(ctx, *target, OnError::keep_going,
+                             [&](transport::Client& client, const std::string& host) {
+                                 return read(client, host, [&](const nlohmann::json& event) {
+                                     return emit(host, event);
+                                 });
+                             });
+    // Several hosts: every one read at once, their lines merged by time, each with its host.
     auto urls = host_urls(*target);
     if (!urls)
         return urls.error();
     ctx.out->set_several_hosts(true);
-    common::Status first;
-    std::vector<std::thread> threads;
-    for (const auto& url : *urls)
-        threads.emplace_back([&, url] {
+    LogMerge merge(urls->size(), options.follow ? k_follow_hold : std::chrono::milliseconds(0));
+    std::vector<std::thread> readers;
+    for (std::size_t i = 0; i < urls->size(); ++i)
+        readers.emplace_back([&, i] {
+            const auto& url = (*urls)[i];
             auto client = ctx.connect(url, target->ssh, target->tls);
-            auto st = client ? stream(**client, url.base_url) : common::Status(client.error());
-            std::lock_guard lock(out_mutex);
-            ctx.out->emit(output::Error{st.error(), url.base_url}); // -f ends with an error
-            ctx.error_reported = true;
-            if (first)
-                first = st;
+            auto st = client
+                          ? read(**client, url.base_url,
+                                 [&](const nlohmann::json& event) { return merge.push(i, event); })
+                          : common::Status(client.error());
+            merge.end(i, st);
         });
-    for (auto& thread : threads)
-        thread.join();
+    common::Status first;
+    merge.run([&](std::size_t i,
+                  const nlohmann::json& event) { return emit((*urls)[i].base_url, event); },
+              [&](std::size_t i, const common::Status& st) {
+                  if (st)
+                      return;
+                  ctx.out->emit(output::Error{st.error(), (*urls)[i].base_url});
+                  ctx.error_reported = true;
+                  if (first)
+                      first = st;
+              });
+    for (auto& reader : readers)
+        reader.join();
     return first;
 }
 
@@ -151,6 +191,14 @@ void add_logs(CLI::App& app, Context& ctx) {
             return pattern.size() > 1000 ? std::string("the pattern is longer than 1000 bytes")
                                          : std::string();
         });
+    cmd->add_option("--since", options->since,
+                    "Only the lines written since this time: a duration before now (30m, 2h, "
+                    "1d) or a time (2026-12-04T10:00:00Z, '2026-12-04 10:00', 2026-12-04; UTC "
+                    "unless it says its zone)");
+    cmd->add_option("--until", options->until,
+                    "Only the lines written before this time (as --since takes it)");
+    cmd->add_flag("--timestamps", options->timestamps,
+                  "Show the time each line was written (UTC; --json always has it as \"ts\")");
     cmd->add_option("-n,--lines", options->lines,
                     "Only the last N lines (of those --grep matches); with --access the last N "
                     "requests (default: all that is kept; 10 with --access -f)")
@@ -159,6 +207,8 @@ void add_logs(CLI::App& app, Context& ctx) {
                 "  deployctl logs --process worker -f\n  deployctl logs --process cron.cleanup\n"
                 "  deployctl logs --access -n 100\n  deployctl logs --access -f\n"
                 "  deployctl logs --grep 'timeout|refused' -n 50\n"
+                "  deployctl logs --since 1h --grep '(?i)error' --timestamps\n"
+                "  deployctl logs --since '2026-12-04 09:00' --until '2026-12-04 09:30'\n"
                 "  deployctl logs --all-releases --grep 'OutOfMemory'\n"
                 "  deployctl logs --access --grep '\"status\":5\\d\\d'\n");
     cmd->callback(

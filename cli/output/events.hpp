@@ -113,6 +113,7 @@ struct Unchanged {
 struct AgentEvent {
     std::string host;
     JsonValue event;
+    bool timestamps = false; // logs -t: people see each line's "ts" too
 };
 
 struct DoneInfo {
@@ -282,11 +283,11 @@ struct Error {
 // One host's line of the table that ends a command run over several hosts.
 struct SummaryRow {
     std::string host;
-    std::string release;  // deploy: the release created; rollback: the one gone back to;
-                          // status/releases: the PRODUCTION one
-    std::string state;    // deploy: PRODUCTION, CANARY, QUEUED, FAILED, ROLLED_BACK, ROLLBACK_FAILED,
-                          // KEPT, NOT_STARTED, UNREACHABLE, ERROR; rollback: PRODUCTION,
-                          // FAILED, ROLLED_BACK, NOT_STARTED; status: PRODUCTION, NONE, ...
+    std::string release; // deploy: the release created; rollback: the one gone back to;
+                         // status/releases: the PRODUCTION one
+    std::string state; // deploy: PRODUCTION, CANARY, QUEUED, FAILED, ROLLED_BACK, ROLLBACK_FAILED,
+                       // KEPT, NOT_STARTED, UNREACHABLE, ERROR; rollback: PRODUCTION,
+                       // FAILED, ROLLED_BACK, NOT_STARTED; status: PRODUCTION, NONE, ...
     std::string previous; // deploy, rollback: PRODUCTION before (live again when ROLLED_BACK)
     std::optional<std::int64_t> elapsed_ms;
     std::string note; // why (the error), or what happened
@@ -342,10 +343,11 @@ struct InitSummary {
     std::vector<std::string> next;  // the commands to run next
 };
 
-using Event = std::variant<Version, Completion, Warning, PackageSummary, Uploading, UploadProgress,
-                           Uploaded, Created, Unchanged, AgentEvent, Done, RolledBack, Removed,
-                           Releases, Processes, Status, Apps, AppChanged, TrafficChanged, Canary, AppDestroyed, EnvList, EnvChanged,
-                           CronJobs, CronStarted, Agent, TokenCreated, Tokens, TokenRevoked, Audit,
-                           LoggedIn, RunOutput, RunExit, Error, Summary, Templates, InitSummary>;
+using Event =
+    std::variant<Version, Completion, Warning, PackageSummary, Uploading, UploadProgress, Uploaded,
+                 Created, Unchanged, AgentEvent, Done, RolledBack, Removed, Releases, Processes,
+                 Status, Apps, AppChanged, TrafficChanged, Canary, AppDestroyed, EnvList,
+                 EnvChanged, CronJobs, CronStarted, Agent, TokenCreated, Tokens, TokenRevoked,
+                 Audit, LoggedIn, RunOutput, RunExit, Error, Summary, Templates, InitSummary>;
 
 } // namespace cli::output

@@ -312,8 +312,10 @@ void HumanPrinter::render(const AgentEvent& e) {
                                msg.empty() ? "" : " (" + msg + ")"));
     } else if (kind == "log") {
         std::string stream = json_str(event, "stream");
+        std::string ts = e.timestamps ? json_str(event, "ts") : std::string();
         line(m_out, host_prefix(host),
-             paint(Color::dim, fmt::format("{:>6} |", stream)) + " " + json_str(event, "line"));
+             paint(Color::dim, fmt::format("{}{:>6} |", ts.empty() ? "" : ts + " ", stream)) + " " +
+                 json_str(event, "line"));
     } else if (kind == "access") {
         // One request: "TIME CLIENT METHOD HOST+PATH STATUS DURATION BYTES INSTANCE ID".
         const json& r = event.contains("request") ? event["request"] : event;
@@ -329,13 +331,13 @@ void HumanPrinter::render(const AgentEvent& e) {
         const auto bytes = static_cast<std::uint64_t>(number("bytes_out"));
         std::string instance = json_str(r, "instance");
         line(m_out, host_prefix(host),
-             fmt::format("{} {} {} {}{} {} {} {} {} {}", paint(Color::dim, json_str(r, "time")),
-                         json_str(r, "client"), json_str(r, "method"), json_str(r, "host"),
-                         json_str(r, "path"),
-                         paint(c, status ? std::to_string(status) : std::string("-")),
-                         ms < 1000 ? fmt::format("{:.1f}ms", ms) : fmt::format("{:.2f}s", ms / 1000),
-                         format_bytes(bytes), instance.empty() ? "-" : instance,
-                         paint(Color::dim, json_str(r, "request_id"))));
+             fmt::format(
+                 "{} {} {} {}{} {} {} {} {} {}", paint(Color::dim, json_str(r, "time")),
+                 json_str(r, "client"), json_str(r, "method"), json_str(r, "host"),
+                 json_str(r, "path"), paint(c, status ? std::to_string(status) : std::string("-")),
+                 ms < 1000 ? fmt::format("{:.1f}ms", ms) : fmt::format("{:.2f}s", ms / 1000),
+                 format_bytes(bytes), instance.empty() ? "-" : instance,
+                 paint(Color::dim, json_str(r, "request_id"))));
     } else if (kind == "health") {
         bool ok = event.value("ok", false);
         int status = event.value("status", 0);
@@ -448,10 +450,9 @@ void HumanPrinter::render(const Summary& s) {
         step("", s.ok ? paint(Color::green, verdict) : paint(Color::red, verdict));
         return;
     }
-    std::string verdict =
-        fmt::format("{} of {} hosts live{} ({}, took {})", live, s.rows.size(),
-                    canaries > 0 && canaries == live ? " with the canary" : "", s.strategy,
-                    format_elapsed(s.elapsed_ms));
+    std::string verdict = fmt::format("{} of {} hosts live{} ({}, took {})", live, s.rows.size(),
+                                      canaries > 0 && canaries == live ? " with the canary" : "",
+                                      s.strategy, format_elapsed(s.elapsed_ms));
     step("", s.ok ? paint(Color::green, verdict) : paint(Color::red, verdict));
 }
 
@@ -629,16 +630,15 @@ void HumanPrinter::render(const Canary& e) {
         return;
     }
     const int percent = a.value("percent", 0);
-    std::string head = fmt::format("{}: canary {} takes {}% of the traffic, PRODUCTION {} {}%",
-                                   app, release, percent, json_str(a, "production"),
-                                   100 - percent);
+    std::string head = fmt::format("{}: canary {} takes {}% of the traffic, PRODUCTION {} {}%", app,
+                                   release, percent, json_str(a, "production"), 100 - percent);
     if (auto at = a.find("auto_at"); at != a.end() && at->is_number_integer())
         head += fmt::format(" (judged at {} unix time, max error rate +{} points)",
                             at->get<long long>(), a.value("max_error_rate", 1.0));
     line(m_out, host_prefix(e.host), head);
-    line(m_out, host_prefix(e.host),
-         fmt::format("{:<11} {:<8} {:>9} {:>8} {:>9}", "SIDE", "RELEASE", "REQUESTS", "5XX",
-                     "P95"));
+    line(
+        m_out, host_prefix(e.host),
+        fmt::format("{:<11} {:<8} {:>9} {:>8} {:>9}", "SIDE", "RELEASE", "REQUESTS", "5XX", "P95"));
     const auto sides = a.find("sides");
     for (const char* side : {"production", "canary"}) {
         if (sides == a.end() || !sides->contains(side))
@@ -680,7 +680,8 @@ void HumanPrinter::render(const TrafficChanged& e) {
     const json maintenance = a.value("maintenance", json());
     const json paused = a.value("paused", json());
     auto retry = [&] {
-        const long long seconds = maintenance.is_object() ? maintenance.value("retry_after", 0LL) : 0;
+        const long long seconds =
+            maintenance.is_object() ? maintenance.value("retry_after", 0LL) : 0;
         return seconds ? ", Retry-After " + common::format_duration(std::chrono::seconds(seconds))
                        : std::string();
     };
@@ -704,14 +705,13 @@ void HumanPrinter::render(const TrafficChanged& e) {
         step(e.host, paint(Color::green, fmt::format("Resumed {}", app)) +
                          ": held requests go on in the order they came");
     else {
-        step(e.host,
-             maintenance.is_object()
-                 ? paint(Color::yellow, fmt::format("{}: maintenance on", app)) +
-                       fmt::format(" since {}{}{}", json_str(maintenance, "since"), retry(),
-                                   json_str(maintenance, "message").empty()
-                                       ? std::string()
-                                       : " (\"" + json_str(maintenance, "message") + "\")")
-                 : fmt::format("{}: maintenance off", app));
+        step(e.host, maintenance.is_object()
+                         ? paint(Color::yellow, fmt::format("{}: maintenance on", app)) +
+                               fmt::format(" since {}{}{}", json_str(maintenance, "since"), retry(),
+                                           json_str(maintenance, "message").empty()
+                                               ? std::string()
+                                               : " (\"" + json_str(maintenance, "message") + "\")")
+                         : fmt::format("{}: maintenance off", app));
         if (paused.is_object())
             step(e.host, paint(Color::yellow, fmt::format("{}: paused", app)) +
                              fmt::format(" since {} (requests held up to {})",
@@ -727,11 +727,13 @@ void HumanPrinter::render(const AppDestroyed& e) {
             ids += (ids.empty() ? "" : " ") + id.get<std::string>();
     const int kept = a.value("blobs_kept", 0);
     step(e.host,
-         fmt::format("Destroyed {}: {} ({}), its logs, variables and routes; {} blob{} removed{}",
-                     json_str(a, "destroyed"), ids.empty() ? "no releases" : "releases " + ids,
-                     ids.empty() ? "nothing ran" : "stopped and deleted",
-                     a.value("blobs_removed", 0), a.value("blobs_removed", 0) == 1 ? "" : "s",
-                     kept ? fmt::format(", {} kept (another app or a deploy in progress uses them)", kept) : ""));
+         fmt::format(
+             "Destroyed {}: {} ({}), its logs, variables and routes; {} blob{} removed{}",
+             json_str(a, "destroyed"), ids.empty() ? "no releases" : "releases " + ids,
+             ids.empty() ? "nothing ran" : "stopped and deleted", a.value("blobs_removed", 0),
+             a.value("blobs_removed", 0) == 1 ? "" : "s",
+             kept ? fmt::format(", {} kept (another app or a deploy in progress uses them)", kept)
+                  : ""));
 }
 
 void HumanPrinter::render(const EnvList& e) {
@@ -818,6 +820,11 @@ void HumanPrinter::render(const EnvChanged& e) {
                  "when the app next starts (deployctl restart, deploy --force or rollback)")));
 }
 
+std::uint64_t json_bytes(const json& object, const char* key) {
+    auto it = object.find(key);
+    return it != object.end() && it->is_number_unsigned() ? it->get<std::uint64_t>() : 0;
+}
+
 void HumanPrinter::render(const Status& e) {
     const std::string& host = e.host;
     const json& status = *e.status;
@@ -840,6 +847,22 @@ void HumanPrinter::render(const Status& e) {
     if (auto it = status.find("releases"); it != status.end() && it->is_array())
         for (const auto& r : *it)
             release_line(host, r, commit_width(*it));
+    // [logs] drain: where the lines go, and whether any were lost.
+    if (auto it = status.find("drain"); it != status.end() && it->is_object()) {
+        const json& d = *it;
+        const auto dropped = json_bytes(d, "dropped");
+        std::string state = d.value("connected", false) ? paint(Color::green, "connected")
+                                                        : paint(Color::yellow, "not connected");
+        if (auto error = json_str(d, "last_error"); !error.empty() && !d.value("connected", false))
+            state += " (" + error + ")";
+        line(m_out, host_prefix(host),
+             fmt::format("drain {}: {}, {} delivered, {} queued{}", json_str(d, "url"), state,
+                         json_bytes(d, "delivered"), format_bytes(json_bytes(d, "queued_bytes")),
+                         dropped ? paint(Color::red, fmt::format(", {} dropped (the queue was "
+                                                                 "full)",
+                                                                 dropped))
+                                 : std::string()));
+    }
 }
 
 void HumanPrinter::render(const Agent& e) {
@@ -875,11 +898,6 @@ void HumanPrinter::render(const Agent& e) {
     line(m_out, prefix, "  apps      " + (apps.empty() ? std::string("(none)") : apps));
 }
 
-std::uint64_t json_bytes(const json& object, const char* key) {
-    auto it = object.find(key);
-    return it != object.end() && it->is_number_unsigned() ? it->get<std::uint64_t>() : 0;
-}
-
 // deployctl agent df: the disk, the blobs, then a table of the apps.
 void HumanPrinter::render_disk(const Agent& e) {
     const json& answer = *e.answer;
@@ -889,8 +907,8 @@ void HumanPrinter::render_disk(const Agent& e) {
     line(m_out, prefix,
          fmt::format("data dir  {} ({} in all)", json_str(answer, "data_dir"),
                      format_bytes(json_bytes(answer, "total"))));
-    std::string disk = fmt::format("{} free of {}", format_bytes(free),
-                                   format_bytes(json_bytes(answer, "size")));
+    std::string disk =
+        fmt::format("{} free of {}", format_bytes(free), format_bytes(json_bytes(answer, "size")));
     if (reserve > 0)
         disk += fmt::format(", {} kept free (--min-free)", format_bytes(reserve));
     if (free < reserve)
@@ -935,6 +953,22 @@ void HumanPrinter::render_prune(const Agent& e) {
     line(m_out, prefix,
          fmt::format("{} {} unused blob{}, {}", dry_run ? "would remove" : "removed", count,
                      count == 1 ? "" : "s", format_bytes(json_bytes(answer, "bytes"))));
+    // [logs] max_age: the log files past it.
+    if (auto logs = answer.find("logs");
+        logs != answer.end() && logs->is_array() && !logs->empty()) {
+        std::uint64_t bytes = 0;
+        for (const auto& log : *logs) {
+            bytes += json_bytes(log, "bytes");
+            if (dry_run)
+                line(m_out, prefix,
+                     fmt::format("would remove log {}/{} ({})", json_str(log, "app"),
+                                 json_str(log, "file"), format_bytes(json_bytes(log, "bytes"))));
+        }
+        line(m_out, prefix,
+             fmt::format("{} {} log file{} past [logs] max_age, {}",
+                         dry_run ? "would remove" : "removed", logs->size(),
+                         logs->size() == 1 ? "" : "s", format_bytes(bytes)));
+    }
 }
 
 std::string app_or_all(const json& object) {

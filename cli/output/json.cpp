@@ -342,6 +342,8 @@ json status_object(const json& status, const std::string& host) {
             {"url", string_or_null(status, "url")},
             {"domains", status.value("domains", json::array())},
             {"releases", releases},
+            {"drain", status.contains("drain") && status["drain"].is_object() ? status["drain"]
+                                                                              : json(nullptr)},
             {"host", host}};
 }
 

@@ -100,6 +100,13 @@ fi
 assert_exit 0 dctl --json logs
 assert_eq app "$(jq -r --arg l "it-app-start port $port1" 'select(.line == $l) | .stream' "$OUT_FILE" | head -n1)" \
     "logs --json: the container's line has stream app"
+# The engine's own time of the line (docker logs --timestamps), to the microsecond, in UTC.
+line_ts=$(jq -r --arg l "it-app-start port $port1" 'select(.line == $l) | .ts' "$OUT_FILE" | head -n1)
+assert_match "$line_ts" '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:]{8}\.[0-9]{6}Z$' "logs --json: the container's line has its time (ts)"
+started=$(date -u -d "$(cinspect "$name1" '{{.State.StartedAt}}')" +%s)
+ts_s=$(date -u -d "$line_ts" +%s)
+((ts_s >= started - 1 && ts_s <= $(date +%s))) && pass "... the time the container wrote it" ||
+    fail "... the time the container wrote it" "container started $started, line at $ts_s"
 
 # --- redeploy with only site/ changed: cached layers, new content -------------------------
 commit_change "$REPO" "Site 2" site/index.html "$APP site 2"

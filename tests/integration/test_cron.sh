@@ -113,7 +113,7 @@ assert_eq "true" "$(job_field "$A_URL" slow .running)" "slow: still running"
 assert_eq 1 "$(pgrep -xf 'sleep 601' | grep -c . || true)" "slow: one run at a time"
 slow_log=$A_DATA/apps/hello/logs/cron.slow.log
 assert_true "slow: a due time was skipped and logged" wait_until 65 grep -q "skipped at .*the previous run is still running" "$slow_log"
-assert_eq 1 "$(grep -c '^slow-start' "$slow_log")" "slow: started once"
+assert_eq 1 "$(grep -c 'Z slow-start' "$slow_log")" "slow: started once (each line of the log after its time stamp)"
 
 # --- an agent crash during a run: the agent kills the run it left when it is back ---------------
 DATA=$A_DATA AGENT_PORT=$A_PORT PROXY_PORT=$A_PROXY_PORT AGENT_PID=$A_PID

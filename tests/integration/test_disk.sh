@@ -132,8 +132,9 @@ assert_eq "$log.1.zst $log.2.zst" "$(ls "$log".*.zst | paste -sd' ')" "two compr
 generation=$(zstdcat "$log.1.zst" | wc -c)
 ((generation >= 1024 * 1024)) && pass "a rotated generation decompresses (zstdcat) to $generation bytes of the app's output" ||
     fail "a rotated generation decompresses to at least 1 MiB" "came: $generation"
-assert_match "$(zstdcat "$log.1.zst" | head -n 1)" "^[ab]{99}$" "it holds the app's lines"
-marker_rotated() { ! grep -q rotated-marker "$log" && (($(zstdcat "$log".*.zst 2>/dev/null | grep -c '^rotated-marker$') == 1)); }
+# Each line as the writer stamps it: its time (UTC, microseconds), a space, the app's line.
+assert_match "$(zstdcat "$log.1.zst" | head -n 1)" "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:]{8}\.[0-9]{6}Z [ab]{99}$" "it holds the app's lines, each with its time"
+marker_rotated() { ! grep -q rotated-marker "$log" && (($(zstdcat "$log".*.zst 2>/dev/null | grep -c 'Z rotated-marker$') == 1)); }
 assert_true "the marker line is in a rotated generation once the output is written" wait_until 30 marker_rotated
 run dctl logs
 assert_eq 0 "$RC" "deployctl logs reads the current log and the rotated ones"

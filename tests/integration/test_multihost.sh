@@ -81,6 +81,48 @@ assert_true "logs -f on several hosts: a later line comes too" wait_until 10 has
 kill "$follow_pid" 2>/dev/null || true
 wait "$follow_pid" 2>/dev/null || true
 
+# --- several hosts' lines merged by time: written stamped, as the app's writer stamps --
+# Each agent's app log gets lines of its own at interleaved times; deployctl reads the three
+# at once and prints them in time order, each with its host.
+stamp() { date -u -d "@$(($(date +%s) - 600 + $1))" +%Y-%m-%dT%H:%M:%S.000000Z; }
+since=$(date -u -d "@$(($(date +%s) - 650))" +%Y-%m-%dT%H:%M:%SZ)
+order=(A:1 B:2 A:3 C:4 B:5 C:6 A:7)
+for entry in "${order[@]}"; do
+    n=${entry%%:*} t=${entry#*:} data=${entry%%:*}_DATA
+    echo "$(stamp "$t") merged-$marker-$t" >>"${!data}/apps/hello/logs/v1.app.log"
+done
+assert_exit 0 dc --json logs --since "$since" --grep "merged-$marker"
+merged=$(jq -r 'select(.event == "log") | "\(.host) \(.line)"' "$OUT_FILE" | paste -sd' ')
+expected=""
+for entry in "${order[@]}"; do
+    url=${entry%%:*}_URL
+    expected+="${expected:+ }${!url} merged-$marker-${entry#*:}"
+done
+assert_eq "$expected" "$merged" "logs on several hosts: the lines of all hosts in time order"
+assert_eq 7 "$(jq -r 'select(.event == "log") | .ts' "$OUT_FILE" | grep -cE '^[0-9-]{10}T[0-9:]{8}\.[0-9]{6}Z$')" \
+    "logs --json: every line has its ts"
+assert_eq "web" "$(jq -r 'select(.event == "log") | .process' "$OUT_FILE" | sort -u)" \
+    "logs --json: the process of every app line"
+assert_exit 0 dc logs --timestamps --since "$since" --grep "merged-$marker-1\$"
+assert_match "$OUT" "^\[$A_URL\] $(stamp 1) +app \| merged-$marker-1$" "logs --timestamps: the time of each line"
+assert_exit 0 dc logs --since "$since" --until "$(stamp 4 | cut -c1-19)" --grep "merged-$marker"
+assert_eq 3 "$(grep -c "merged-$marker" <<<"$OUT")" "logs --since/--until: the lines of the range only"
+assert_exit 2 dc logs --since yesterday
+assert_contains "$ERR" "--since: 'yesterday' is neither a time" "logs --since: a bad time is a usage error"
+
+# -f: lines the hosts write at about the same moment come in time order, not arrival order.
+dc --host "$A_URL" --host "$B_URL" logs -f --grep "late-$marker" >"$TEST_TMP/follow-merge.out" 2>&1 &
+follow_pid=$!
+sleep 1
+echo "$(date -u -d @$(($(date +%s) + 2)) +%Y-%m-%dT%H:%M:%S.000000Z) late-$marker-second" >>"$B_DATA/apps/hello/logs/v1.app.log"
+echo "$(date -u -d @$(($(date +%s) + 1)) +%Y-%m-%dT%H:%M:%S.000000Z) late-$marker-first" >>"$A_DATA/apps/hello/logs/v1.app.log"
+has_both() { [ "$(grep -c "late-$marker" "$TEST_TMP/follow-merge.out")" = 2 ]; }
+assert_true "logs -f on several hosts: both lines come" wait_until 10 has_both
+assert_eq "first second" "$(grep -o "late-$marker-[a-z]*" "$TEST_TMP/follow-merge.out" | sed "s/late-$marker-//" | paste -sd' ')" \
+    "logs -f on several hosts: lines of the same moment in time order"
+kill "$follow_pid" 2>/dev/null || true
+wait "$follow_pid" 2>/dev/null || true
+
 # --- rolling: host 2 starts only once host 1 is PRODUCTION ---------------------------
 commit_change "$REPO" "Version 2" VERSION 2
 assert_exit 0 dc --json deploy --strategy rolling

@@ -2,6 +2,7 @@
 // written, error mapping, and the NDJSON streams read from log files.
 
 #include <agent/api/handlers.hpp>
+#include <agent/logs/stamp.hpp>
 #include <common/hash.hpp>
 
 #include <doctest/doctest.h>
@@ -523,7 +524,16 @@ TEST_CASE_FIXTURE(Fixture, "logs stream: build log events, then the app's output
            "\n"
            R"({"event":"log","release":"v2","stream":"build","line":"compiling"})"
            "\n");
-    append(data.app_log("hello", "v2"), "listening\npartial");
+    append(data.app_log("hello", "v2"), "2026-12-04T10:00:00.000001Z listening\npartial");
+    // The "line" of each event ?release=v2&QUERY sends.
+    auto lines_of = [&](const std::string& query) {
+        CollectSink sink;
+        call("GET", "/v1/apps/hello/logs?release=v2&" + query).stream(sink);
+        std::vector<std::string> out;
+        for (const auto& line : sink.lines)
+            out.push_back(json::parse(line)["line"]);
+        return out;
+    };
 
     SUBCASE("no production release and none named") {
         CHECK(call("GET", "/v1/apps/hello/logs").status == 404);
@@ -534,8 +544,12 @@ TEST_CASE_FIXTURE(Fixture, "logs stream: build log events, then the app's output
         call("GET", "/v1/apps/hello/logs").stream(sink);
         REQUIRE(sink.lines.size() == 2);
         CHECK(json::parse(sink.lines[0])["line"] == "compiling");
-        CHECK(json::parse(sink.lines[1]) ==
-              json{{"event", "log"}, {"release", "v2"}, {"stream", "app"}, {"line", "listening"}});
+        CHECK(json::parse(sink.lines[1]) == json{{"event", "log"},
+                                                 {"ts", "2026-12-04T10:00:00.000001Z"},
+                                                 {"release", "v2"},
+                                                 {"process", "web"},
+                                                 {"stream", "app"},
+                                                 {"line", "listening"}});
     }
     SUBCASE("named release") {
         CollectSink sink;
@@ -544,14 +558,6 @@ TEST_CASE_FIXTURE(Fixture, "logs stream: build log events, then the app's output
         CHECK(call("GET", "/v1/apps/hello/logs?release=v7").status == 404);
     }
     SUBCASE("grep and lines pick the lines on the agent") {
-        auto lines_of = [&](const std::string& query) {
-            CollectSink sink;
-            call("GET", "/v1/apps/hello/logs?release=v2&" + query).stream(sink);
-            std::vector<std::string> out;
-            for (const auto& line : sink.lines)
-                out.push_back(json::parse(line)["line"]);
-            return out;
-        };
         CHECK(lines_of("grep=list") == std::vector<std::string>{"listening"});
         CHECK(lines_of("grep=%5Ecomp") == std::vector<std::string>{"compiling"});
         CHECK(lines_of("grep=nothing").empty());
@@ -563,6 +569,34 @@ TEST_CASE_FIXTURE(Fixture, "logs stream: build log events, then the app's output
         CHECK(bad.status == 400);
         CHECK(bad.body.find("grep: missing closing parenthesis") != std::string::npos);
         CHECK(call("GET", "/v1/apps/hello/logs?release=v2&lines=x").status == 400);
+    }
+    SUBCASE("since and until keep the lines of a time range") {
+        // Build events at 09:59, app lines at 10:00, 10:05 (unstamped: no time), 10:10, now.
+        append(
+            data.event_log("hello", "v2"),
+            R"({"event":"log","release":"v2","stream":"build","line":"linking","ts":"2026-12-04T09:59:00.000Z"})"
+            "\n");
+        append(data.app_log("hello", "v2"), "\n2026-12-04T10:05:00.000000Z five\nno stamp\n"
+                                            "2026-12-04T10:10:00.000000Z ten\n" +
+                                                agent::logs::stamp_now() + "just now\n");
+        using lines = std::vector<std::string>;
+        // "compiling" (an event without "ts") and "partial", "no stamp" have no time.
+        CHECK(lines_of("since=2026-12-04T09:58:00Z&until=2026-12-04T10:06:00Z") ==
+              lines{"linking", "listening", "five"});
+        CHECK(lines_of("") == lines{"compiling", "linking", "listening", "partial", "five",
+                                    "no stamp", "ten", "just now"});
+        CHECK(lines_of("since=2026-12-04T10:04:00Z&until=2026-12-04T10:06:00Z") == lines{"five"});
+        CHECK(lines_of("since=2026-12-04T10:04:00Z&until=2026-12-04T10:30:00Z") ==
+              lines{"five", "ten"});
+        CHECK(lines_of("since=2026-12-04%2010:04") == lines{"five", "ten", "just now"});
+        CHECK(lines_of("since=10m") == lines{"just now"});
+        CHECK(lines_of("until=2026-12-04T09:59:30Z") == lines{"linking"});
+        CHECK(lines_of("since=2026-12-04T10:04:00Z&grep=%5Et") == lines{"ten"});
+        CHECK(lines_of("since=2026-12-04T10:04:00Z&lines=1") == lines{"just now"});
+        auto bad = call("GET", "/v1/apps/hello/logs?release=v2&since=yesterday");
+        CHECK(bad.status == 400);
+        CHECK(bad.body.find("since: 'yesterday' is neither a time") != std::string::npos);
+        CHECK(call("GET", "/v1/apps/hello/logs?release=v2&until=1h&follow=1").status == 400);
     }
 }
 
@@ -704,8 +738,11 @@ TEST_CASE_FIXTURE(Fixture, "logs ?process=cron.NAME streams that job's log; unkn
     REQUIRE(response.status == 200);
     response.stream(sink);
     REQUIRE(sink.lines.size() == 2);
-    CHECK(json::parse(sink.lines[1]) ==
-          json{{"event", "log"}, {"release", ""}, {"stream", "cron.tick"}, {"line", "ticked"}});
+    CHECK(json::parse(sink.lines[1]) == json{{"event", "log"},
+                                             {"release", ""},
+                                             {"process", "cron.tick"},
+                                             {"stream", "cron.tick"},
+                                             {"line", "ticked"}});
     response = call("GET", "/v1/apps/hello/logs?process=cron.nope");
     CHECK(response.status == 404);
     CHECK(json::parse(response.body)["error"]["message"].get<std::string>().find(

@@ -1,5 +1,6 @@
 #include <agent/logs/filter.hpp>
 #include <agent/logs/follow.hpp>
+#include <agent/logs/stamp.hpp>
 #include <common/fs.hpp>
 
 #include <doctest/doctest.h>
@@ -124,6 +125,36 @@ TEST_CASE("scan_lines finds the lines a pattern matches, as a line-by-line searc
     SUBCASE("a missing file has no lines") {
         CHECK(scan(dir.path() / "missing.log", filter("")).empty());
     }
+}
+
+TEST_CASE("scan_lines on stamped lines: the pattern sees each line's text, never its stamp") {
+    test::TempDir dir;
+    const auto file = dir.path() / "v1.app.log";
+    std::mt19937 random(11);
+    const std::vector<std::string> words = {"GET", "POST", "timeout", "00Z", "503",
+                                            "Z",   "",     "2026",    "-12", "error"};
+    std::string text;
+    for (int i = 0; i < 30000; ++i) {
+        if (random() % 10 != 0) // most lines stamped, some (an older agent's) not
+            text += agent::logs::stamp_now();
+        const auto count = random() % 5;
+        for (unsigned w = 0; w < count; ++w)
+            text += words[random() % words.size()] + (w + 1 < count ? " " : "");
+        text += "\n";
+    }
+    REQUIRE(common::atomic_write_file(file, text).ok());
+    for (const std::string pattern :
+         {"", "error", "^GET", "^2026", "\\d{4}-", "Z ", "00Z", "2026", "^$", "\\AGET",
+          "(?<=Z )GET", "(?<!\\d)503", "POST$", "T\\d\\d:", "\\s", "[^ ]+ error", "timeout\\z"}) {
+        CAPTURE(pattern);
+        auto f = filter(pattern);
+        CHECK(scan(file, f) == line_by_line(file, f));
+    }
+    const auto stamp = agent::logs::stamp_now();
+    CHECK(filter("^GET").matches(stamp + "GET /"));
+    CHECK_FALSE(filter("^2026").matches(stamp + "GET /"));
+    CHECK_FALSE(filter("\\d").matches(stamp + "GET /"));
+    CHECK(filter("^2026").matches("2026 was a year")); // no stamp: all text
 }
 
 TEST_CASE("scan_text: lines in memory, the last one without its newline too") {

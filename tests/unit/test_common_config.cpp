@@ -377,10 +377,10 @@ TEST_CASE("parse_config: [deploy] idle_stop and idle_stop_workers (scale to zero
     auto short_one =
         common::parse_config("app = \"a1\"\n[deploy]\nidle_stop = \"500ms\"\n", "deploy.toml");
     REQUIRE_FALSE(short_one.ok());
-    CHECK(short_one.error().message.find("deploy.toml:3:13: deploy.idle_stop must be at least 1s") ==
-          0);
-    auto not_bool =
-        common::parse_config("app = \"a1\"\n[deploy]\nidle_stop_workers = \"yes\"\n", "deploy.toml");
+    CHECK(short_one.error().message.find(
+              "deploy.toml:3:13: deploy.idle_stop must be at least 1s") == 0);
+    auto not_bool = common::parse_config("app = \"a1\"\n[deploy]\nidle_stop_workers = \"yes\"\n",
+                                         "deploy.toml");
     REQUIRE_FALSE(not_bool.ok());
     CHECK(not_bool.error().message.find("deploy.idle_stop_workers") != std::string::npos);
 }
@@ -486,10 +486,11 @@ TEST_CASE("run.cpus and run.pids: fractions or whole cores, a process count") {
 }
 
 TEST_CASE("[processes]: web is run.command, the others are kept by name") {
-    auto config = common::parse_config("app = \"hello\"\n[processes]\nweb = \"./server\"\nworker = "
-                                       "\"bin/jobs\"\nclock = \"bin/clock\"\n[deploy]\n"
-                                       "stop_timeout = \"3s\"\n[run]\nhealth = { grace = \"2s\" }\n",
-                                       "deploy.toml");
+    auto config =
+        common::parse_config("app = \"hello\"\n[processes]\nweb = \"./server\"\nworker = "
+                             "\"bin/jobs\"\nclock = \"bin/clock\"\n[deploy]\n"
+                             "stop_timeout = \"3s\"\n[run]\nhealth = { grace = \"2s\" }\n",
+                             "deploy.toml");
     REQUIRE(config.ok());
     CHECK(config->run.command == "./server");
     CHECK(config->has_web());
@@ -507,7 +508,8 @@ TEST_CASE("[processes]: web is run.command, the others are kept by name") {
         CHECK(plain->run.health.grace == 5s);
     }
     SUBCASE("without web: a worker-only app") {
-        auto only = common::parse_config("app = \"hello\"\n[processes]\nworker = \"w\"\n", "d.toml");
+        auto only =
+            common::parse_config("app = \"hello\"\n[processes]\nworker = \"w\"\n", "d.toml");
         REQUIRE(only.ok());
         CHECK_FALSE(only->has_web());
         CHECK(only->processes.size() == 1);
@@ -528,16 +530,17 @@ TEST_CASE("[processes]: web is run.command, the others are kept by name") {
               std::string::npos);
         CHECK(error_of("[processes]\nrelease = \"b\"\n").find("\"release\" is reserved") !=
               std::string::npos);
-        CHECK(error_of("[processes]\nworker = \"  \"\n").find("processes.worker must not be empty") !=
-              std::string::npos);
+        CHECK(
+            error_of("[processes]\nworker = \"  \"\n").find("processes.worker must not be empty") !=
+            std::string::npos);
         CHECK(error_of("[processes]\nworker = 3\n").find("processes.worker must be a string") !=
               std::string::npos);
         CHECK(error_of("[processes]\n").find("[processes] is empty") != std::string::npos);
         CHECK(error_of("[static]\ndir = \"public\"\n[processes]\nw = \"x\"\n")
                   .find("[processes] and [static] exclude each other") != std::string::npos);
-        CHECK(error_of("[run]\nhealth = { grace = \"0s\" }\n").find("run.health.grace must be "
-                                                                    "longer than 0s") !=
-              std::string::npos);
+        CHECK(error_of("[run]\nhealth = { grace = \"0s\" }\n")
+                  .find("run.health.grace must be "
+                        "longer than 0s") != std::string::npos);
     }
 }
 
@@ -577,19 +580,60 @@ TEST_CASE("[logs] max_size and keep, with their defaults and bounds") {
     REQUIRE(defaults.ok());
     CHECK(defaults->logs.max_size == 10ull * 1024 * 1024);
     CHECK(defaults->logs.keep == 5);
-    auto set = common::parse_config("app = \"a1\"\n[logs]\nmax_size = \"1m\"\nkeep = 2\n",
-                                    "deploy.toml");
+    auto set =
+        common::parse_config("app = \"a1\"\n[logs]\nmax_size = \"1m\"\nkeep = 2\n", "deploy.toml");
     REQUIRE(set.ok());
     CHECK(set->logs.max_size == 1024 * 1024);
     CHECK(set->logs.keep == 2);
     auto off = common::parse_config("app = \"a1\"\n[logs]\nmax_size = \"0\"\n", "deploy.toml");
     REQUIRE(off.ok());
     CHECK(off->logs.max_size == 0);
+    CHECK(defaults->logs.max_age.count() == 0);
+    CHECK(defaults->logs.drain.empty());
+    CHECK(defaults->logs.drain_queue == 64ull * 1024 * 1024);
+    auto aged = common::parse_config(
+        "app = \"a1\"\n[logs]\nmax_age = \"7d\"\ndrain = \"syslog+tcp://logs.internal:1514\"\n"
+        "drain_queue = \"1m\"\n",
+        "deploy.toml");
+    REQUIRE(aged.ok());
+    CHECK(aged->logs.max_age == std::chrono::hours(24 * 7));
+    CHECK(aged->logs.drain == "syslog+tcp://logs.internal:1514");
+    CHECK(aged->logs.drain_queue == 1024 * 1024);
     for (const char* bad : {"[logs]\nmax_size = \"1k\"\n", "[logs]\nkeep = 101\n",
-                            "[logs]\nmax_age = \"7d\"\n"}) {
-        INFO(bad);
+                            "[logs]\nmax_age = \"30s\"\n", "[logs]\ndrain = \"http://logs:514\"\n",
+                            "[logs]\ndrain_queue = \"1k\"\n", "[logs]\nmax_agee = \"1d\"\n"}) {
+        INFO(std::string(bad));
         auto parsed = common::parse_config(std::string("app = \"a1\"\n") + bad, "deploy.toml");
         REQUIRE_FALSE(parsed.ok());
         CHECK(parsed.error().message.find("deploy.toml:") == 0);
+    }
+}
+
+TEST_CASE("[logs] drain URLs: syslog over TCP or TLS, a host, a port, a CA for TLS") {
+    auto tcp = common::parse_drain_url("syslog+tcp://logs.internal");
+    REQUIRE(tcp.ok());
+    CHECK_FALSE(tcp->tls);
+    CHECK(tcp->host == "logs.internal");
+    CHECK(tcp->port == 514);
+    auto tls = common::parse_drain_url("syslog+tls://10.0.0.5:7514?ca=/etc/ssl/logs-ca.pem");
+    REQUIRE(tls.ok());
+    CHECK(tls->tls);
+    CHECK(tls->host == "10.0.0.5");
+    CHECK(tls->port == 7514);
+    CHECK(tls->ca_file == "/etc/ssl/logs-ca.pem");
+    auto v6 = common::parse_drain_url("syslog+tls://[::1]");
+    REQUIRE(v6.ok());
+    CHECK(v6->host == "::1");
+    CHECK(v6->port == 6514);
+    for (const char* bad :
+         {"", "syslog://logs:514", "syslog+udp://logs:514", "syslog+tcp://", "syslog+tcp://:514",
+          "syslog+tcp://logs:0", "syslog+tcp://logs:65536", "syslog+tcp://logs:http",
+          "syslog+tcp://logs?ca=/x.pem", "syslog+tls://logs?ca=relative.pem",
+          "syslog+tls://logs?insecure=1", "syslog+tcp://user@logs", "syslog+tls://[::1"}) {
+        INFO(bad);
+        auto parsed = common::parse_drain_url(bad);
+        REQUIRE_FALSE(parsed.ok());
+        CHECK(parsed.error().message.find("expected syslog+tcp://HOST[:PORT]") !=
+              std::string::npos);
     }
 }
