@@ -39,7 +39,8 @@ Response disk(ApiContext& context) {
         apps.push_back({{"app", app.app},
                         {"releases", app.releases},
                         {"blobs", app.blobs},
-                        {"logs", app.logs}});
+                        {"logs", app.logs},
+                        {"images", app.images}});
     return json_response(
         200,
         {{"data_dir", usage->data_dir},
@@ -49,6 +50,7 @@ Response disk(ApiContext& context) {
          {"total", usage->total},
          {"blobs",
           {{"bytes", usage->blobs}, {"count", usage->blob_count}, {"unused", usage->unused_blobs}}},
+         {"images", {{"bytes", usage->images}, {"unused", usage->unused_images}}},
          {"apps", std::move(apps)}});
 }
 
@@ -73,10 +75,18 @@ Response prune(ApiContext& context, const Request& request) {
     nlohmann::json logs = nlohmann::json::array();
     for (const auto& log : collected->logs)
         logs.push_back({{"app", log.app}, {"file", log.file}, {"bytes", log.bytes}});
+    nlohmann::json images = nlohmann::json::array();
+    for (const auto& image : collected->images)
+        images.push_back({{"id", image.id},
+                          {"app", image.app},
+                          {"release", image.release.empty() ? nlohmann::json(nullptr)
+                                                            : nlohmann::json(image.release)},
+                          {"bytes", image.bytes}});
     return json_response(200, {{"dry_run", dry_run},
                                {"blobs", std::move(blobs)},
                                {"bytes", collected->bytes},
-                               {"logs", std::move(logs)}});
+                               {"logs", std::move(logs)},
+                               {"images", std::move(images)}});
 }
 
 } // namespace

@@ -37,7 +37,32 @@ std::uint64_t tree_bytes(const fs::path& path) {
     return total;
 }
 
+// An untagged image younger than this may be a layer of a build in progress.
+constexpr std::int64_t k_layer_grace_s = 3600;
+
 } // namespace
+
+std::vector<runtime::StoredImage> Engine::unused_images() {
+    std::vector<runtime::StoredImage> out;
+    if (!m_container_runtime)
+        return out;
+    auto images = m_container_runtime->images();
+    if (!images)
+        return out;
+    std::set<std::pair<std::string, std::string>> kept; // app, release
+    for (const auto& row : m_store->all_releases())
+        kept.emplace(row.app, row.id);
+    const auto now = std::chrono::duration_cast<std::chrono::seconds>(
+                         std::chrono::system_clock::now().time_since_epoch())
+                         .count();
+    for (auto& image : *images) {
+        const bool unused = image.release.empty() ? image.created < now - k_layer_grace_s
+                                                  : !kept.count({image.app, image.release});
+        if (unused)
+            out.push_back(std::move(image));
+    }
+    return out;
+}
 
 common::Result<std::set<std::string>> Engine::blobs_in_use() {
     std::set<std::string> used;
@@ -62,6 +87,13 @@ common::Result<Collected> Engine::collect_garbage(bool dry_run) {
         common::log_info(fmt::format("collected {} unused blob(s), {}", out.blobs.size(),
                                      common::format_bytes(out.bytes)));
     out.logs = expire_logs(dry_run);
+    // The agent's images no kept release has (their release went while the
+    // engine refused to remove them, or the agent was down), and old layers.
+    for (auto& image : unused_images())
+        if (dry_run || m_container_runtime->remove_image(image))
+            out.images.push_back(std::move(image));
+    if (!dry_run && !out.images.empty())
+        common::log_info(fmt::format("removed {} unused image(s)", out.images.size()));
     return out;
 }
 
@@ -91,8 +123,18 @@ common::Result<DiskUsage> Engine::disk_usage() {
     for (const auto& [digest, bytes] : stored)
         if (!all_used.count(digest))
             usage.unused_blobs += bytes;
+    std::map<std::string, std::uint64_t> image_bytes; // by app
+    if (m_container_runtime)
+        if (auto images = m_container_runtime->images())
+            for (const auto& image : *images) {
+                image_bytes[image.app] += image.bytes;
+                usage.images += image.bytes;
+            }
+    for (const auto& image : unused_images())
+        usage.unused_images += image.bytes;
     for (const auto& app : m_store->apps()) {
         AppDiskUsage entry;
+        entry.images = image_bytes[app];
         entry.app = app;
         entry.releases = tree_bytes(data.app_dir(app) / "releases");
         entry.logs = tree_bytes(data.app_dir(app) / "logs");

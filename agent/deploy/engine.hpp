@@ -298,6 +298,9 @@ class Engine final : public Service {
     // The blobs every release uses; refused while one that has not finished
     // has no blob list (its materialize still needs its blobs).
     common::Result<std::set<std::string>> blobs_in_use();
+    // The agent's images that no release in the store has, and untagged
+    // layers older than an hour (none on the process engine).
+    std::vector<runtime::StoredImage> unused_images();
     // After a prune that deleted releases: collects, and logs what went.
     void collect_after_prune(); // also every 10 minutes (the supervisor)
     // pipeline.cpp: after a failed build, removes its tree when the disk is

@@ -268,6 +268,7 @@ struct AppDiskUsage {
     std::uint64_t releases = 0; // release trees (builds included)
     std::uint64_t blobs = 0;    // blobs its kept releases use (shared ones count for each app)
     std::uint64_t logs = 0;     // event, app, process, cron and access logs
+    std::uint64_t images = 0;   // its images in the container engine (its own disk)
 };
 struct DiskUsage {
     std::string data_dir;
@@ -275,8 +276,10 @@ struct DiskUsage {
     std::uint64_t reserve = 0; // kept free (--min-free)
     std::uint64_t blobs = 0;   // all stored blobs
     std::uint64_t blob_count = 0;
-    std::uint64_t unused_blobs = 0; // what `agent prune` would remove of them
-    std::uint64_t total = 0;        // the whole data dir
+    std::uint64_t unused_blobs = 0;  // what `agent prune` would remove of them
+    std::uint64_t total = 0;         // the whole data dir
+    std::uint64_t images = 0;        // the agent's images in the container engine
+    std::uint64_t unused_images = 0; // what `agent prune` would remove of them
     std::vector<AppDiskUsage> apps;
 };
 // deployctl agent prune: what a collection removed (or would remove).
@@ -291,6 +294,7 @@ struct Collected {
     std::vector<BlobStore::Stored> blobs;
     std::uint64_t bytes = 0; // of the blobs
     std::vector<ExpiredLog> logs;
+    std::vector<runtime::StoredImage> images; // no kept release's, or layers of old builds
 };
 
 class Service {

@@ -540,6 +540,80 @@ class ContainerRuntime final : public Runtime {
 
     void shutdown() override { m_pumps.stop_all(); }
 
+    std::optional<std::vector<StoredImage>> images() override {
+        // Tagged and untagged ones (not -a: the layers under a tagged image are its).
+        auto listed = call({"images", "--quiet", "--no-trunc", "--filter",
+                            "label=" + std::string(k_label_agent) + "=" + m_options.agent_id},
+                           k_quick);
+        if (!listed || !listed->ok())
+            return std::nullopt;
+        std::vector<std::string> args = {
+            "image", "inspect", "--format",
+            std::string("{{.Id}}|{{index .Config.Labels \"") + k_label_app +
+                "\"}}|{{range .RepoTags}}{{.}} {{end}}|{{.Created}}|{{.Size}}"};
+        std::set<std::string> ids;
+        std::istringstream lines(listed->output);
+        for (std::string id; lines >> id;)
+            if (id.rfind("sha256:", 0) == 0 ||
+                id.find_first_not_of("0123456789abcdef") == std::string::npos)
+                ids.insert(id);
+        if (ids.empty())
+            return std::vector<StoredImage>{};
+        args.insert(args.end(), ids.begin(), ids.end());
+        auto inspected = call(args, k_quick);
+        if (!inspected || !inspected->ok())
+            return std::nullopt;
+        std::vector<StoredImage> out;
+        std::istringstream rows(inspected->output);
+        for (std::string row; std::getline(rows, row);) {
+            std::istringstream fields(row);
+            std::string id, app, tags, created, size;
+            std::getline(fields, id, '|');
+            std::getline(fields, app, '|');
+            std::getline(fields, tags, '|');
+            std::getline(fields, created, '|');
+            std::getline(fields, size);
+            if (id.empty() || app.empty() ||
+                size.find_first_not_of("0123456789") != std::string::npos || size.empty())
+                continue;
+            StoredImage image;
+            image.id = id;
+            image.app = app;
+            image.bytes = std::stoull(size);
+            // "2026-12-04T10:00:00.123456789Z" (podman: "... +0000 UTC" too)
+            // "2026-12-04T10:00:00.123456789Z"; podman: "2026-12-04 10:00:00.12 +0000 UTC".
+            if (created.size() >= 19) {
+                created = created.substr(0, 19) + "Z";
+                created[10] = 'T';
+            }
+            image.created = common::parse_rfc3339(created).value_or(0) / 1000000;
+            // Our tag, deployctl/APP:vN-AGENT8 (podman prefixes localhost/).
+            const std::string ours = "deployctl/" + app + ":";
+            std::istringstream tag_list(tags);
+            for (std::string tag; tag_list >> tag;) {
+                const auto at = tag.find(ours);
+                const auto suffix = "-" + agent8();
+                if (at == std::string::npos || tag.size() <= suffix.size() ||
+                    tag.compare(tag.size() - suffix.size(), suffix.size(), suffix) != 0)
+                    continue;
+                image.release =
+                    tag.substr(at + ours.size(), tag.size() - suffix.size() - at - ours.size());
+            }
+            out.push_back(std::move(image));
+        }
+        return out;
+    }
+
+    bool remove_image(const StoredImage& image) override {
+        auto removed = call({"rmi", image.id}, k_quick);
+        if (removed && removed->ok())
+            return true;
+        if (removed && !removed->timed_out)
+            common::log_warn("cannot remove image " + image.id.substr(0, 19) + " of " + image.app +
+                             ": " + removed->last_line());
+        return false;
+    }
+
   private:
     // For output followed again after a restart: the secrets it started with
     // and the app's current ones.

@@ -84,6 +84,16 @@ struct OneOffPlan {
     std::function<void()> cleanup;
 };
 
+// An image the agent built (by its labels: this agent's, an app's), as
+// `deployctl agent df` and `agent prune` see it.
+struct StoredImage {
+    std::string id; // the engine's image id
+    std::string app;
+    std::string release; // the release its tag names (deployctl/APP:vN-AGENT); "" untagged
+    std::uint64_t bytes = 0;
+    std::int64_t created = 0; // Unix time
+};
+
 class Runtime {
   public:
     virtual ~Runtime() = default;
@@ -148,6 +158,15 @@ class Runtime {
     }
     // "20.10.24" for an engine, empty for plain processes.
     virtual std::string version() const { return {}; }
+    // The images this agent built that the engine holds (tagged ones, and
+    // untagged layers of builds that failed or were replaced); none for
+    // plain processes. nullopt when the engine cannot say.
+    virtual std::optional<std::vector<StoredImage>> images() { return std::vector<StoredImage>{}; }
+    // Removes one of them; false (logged) when the engine refuses (in use).
+    virtual bool remove_image(const StoredImage& image) {
+        (void)image;
+        return false;
+    }
 };
 
 namespace cgroup {

@@ -919,21 +919,32 @@ void HumanPrinter::render_disk(const Agent& e) {
          fmt::format("blobs     {} stored, {} ({} used by no release: deployctl agent prune)",
                      json_bytes(blobs, "count"), format_bytes(json_bytes(blobs, "bytes")),
                      format_bytes(json_bytes(blobs, "unused"))));
+    const json images = answer.value("images", json::object());
+    const bool containers = json_bytes(images, "bytes") > 0;
+    if (containers)
+        line(m_out, prefix,
+             fmt::format("images    {} in the container engine ({} used by no release: deployctl "
+                         "agent prune)",
+                         format_bytes(json_bytes(images, "bytes")),
+                         format_bytes(json_bytes(images, "unused"))));
     auto apps = answer.find("apps");
     if (apps == answer.end() || !apps->is_array() || apps->empty())
         return;
     std::size_t width = 3;
     for (const auto& app : *apps)
         width = std::max(width, json_str(app, "app").size());
-    line(m_out, prefix,
-         paint(Color::bold, fmt::format("{:<{}}  {:>10}  {:>10}  {:>10}", "APP", width, "RELEASES",
-                                        "BLOBS", "LOGS")));
+    // IMAGES only where a container engine holds some.
+    auto row = [&](std::string app, std::string releases, std::string blobs, std::string logs,
+                   std::string images) {
+        return fmt::format("{:<{}}  {:>10}  {:>10}  {:>10}", app, width, releases, blobs, logs) +
+               (containers ? fmt::format("  {:>10}", images) : std::string());
+    };
+    line(m_out, prefix, paint(Color::bold, row("APP", "RELEASES", "BLOBS", "LOGS", "IMAGES")));
     for (const auto& app : *apps)
         line(m_out, prefix,
-             fmt::format("{:<{}}  {:>10}  {:>10}  {:>10}", json_str(app, "app"), width,
-                         format_bytes(json_bytes(app, "releases")),
-                         format_bytes(json_bytes(app, "blobs")),
-                         format_bytes(json_bytes(app, "logs"))));
+             row(json_str(app, "app"), format_bytes(json_bytes(app, "releases")),
+                 format_bytes(json_bytes(app, "blobs")), format_bytes(json_bytes(app, "logs")),
+                 format_bytes(json_bytes(app, "images"))));
 }
 
 // deployctl agent prune [--dry-run]: what went (or would go).
@@ -953,22 +964,42 @@ void HumanPrinter::render_prune(const Agent& e) {
     line(m_out, prefix,
          fmt::format("{} {} unused blob{}, {}", dry_run ? "would remove" : "removed", count,
                      count == 1 ? "" : "s", format_bytes(json_bytes(answer, "bytes"))));
-    // [logs] max_age: the log files past it.
-    if (auto logs = answer.find("logs");
-        logs != answer.end() && logs->is_array() && !logs->empty()) {
+    // What else went: each named with --dry-run, then how many and their bytes.
+    auto removed = [&](const char* key, const std::function<std::string(const json&)>& name,
+                       const std::function<std::string(std::size_t)>& what) {
+        auto items = answer.find(key);
+        if (items == answer.end() || !items->is_array() || items->empty())
+            return;
         std::uint64_t bytes = 0;
-        for (const auto& log : *logs) {
-            bytes += json_bytes(log, "bytes");
+        for (const auto& item : *items) {
+            bytes += json_bytes(item, "bytes");
             if (dry_run)
                 line(m_out, prefix,
-                     fmt::format("would remove log {}/{} ({})", json_str(log, "app"),
-                                 json_str(log, "file"), format_bytes(json_bytes(log, "bytes"))));
+                     fmt::format("would remove {} ({})", name(item),
+                                 format_bytes(json_bytes(item, "bytes"))));
         }
         line(m_out, prefix,
-             fmt::format("{} {} log file{} past [logs] max_age, {}",
-                         dry_run ? "would remove" : "removed", logs->size(),
-                         logs->size() == 1 ? "" : "s", format_bytes(bytes)));
-    }
+             fmt::format("{} {}, {}", dry_run ? "would remove" : "removed", what(items->size()),
+                         format_bytes(bytes)));
+    };
+    // The agent's images no kept release has (container engines).
+    removed(
+        "images",
+        [](const json& image) {
+            const auto release = json_str(image, "release");
+            return fmt::format("image {} of {} ({})", json_str(image, "id").substr(0, 19),
+                               json_str(image, "app"), release.empty() ? "untagged" : release);
+        },
+        [](std::size_t n) { return fmt::format("{} unused image{}", n, n == 1 ? "" : "s"); });
+    // [logs] max_age: the log files past it.
+    removed(
+        "logs",
+        [](const json& log) {
+            return fmt::format("log {}/{}", json_str(log, "app"), json_str(log, "file"));
+        },
+        [](std::size_t n) {
+            return fmt::format("{} log file{} past [logs] max_age", n, n == 1 ? "" : "s");
+        });
 }
 
 std::string app_or_all(const json& object) {

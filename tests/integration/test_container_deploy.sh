@@ -185,6 +185,30 @@ if wait_until 5 one_running; then pass "after rollback to v4: exactly one runnin
     fail "after rollback to v4: exactly one running container" "containers: $(containers_summary $APP)"
 fi
 
+# --- agent df and agent prune: the agent's images no release has go; no other program's ---
+orphan=$TEST_TMP/orphan
+mkdir -p "$orphan"
+cp "$BUSYBOX_BIN" "$orphan/busybox"
+printf 'FROM scratch\nLABEL it.deployctl.run="%s" it.orphan="1"\nCOPY busybox /bin/busybox\n' "$IT_RUN_ID" >"$orphan/Dockerfile"
+# As if a release's image outlived it (removed while the engine refused, the agent down).
+ecli build -q --label "dev.deployctl.agent=$(agent_id)" --label "dev.deployctl.app=$APP" \
+    -t "$(image_ref $APP v99)" "$orphan" >/dev/null
+# Another program's image with the app's name on it, but not this agent's label.
+ecli build -q --label "dev.deployctl.app=$APP" -t "not-ours/$APP:keep" "$orphan" >/dev/null
+assert_exit 0 dctl agent df
+assert_match "$OUT" "^images +[0-9.]+ [KMG]?i?B in the container engine \([0-9.]+ [KMG]?i?B used by no release" "agent df: the agent's images, and those no release has"
+assert_match "$OUT" "APP +RELEASES +BLOBS +LOGS +IMAGES" "agent df: an IMAGES column"
+assert_exit 0 dctl --json agent prune --dry-run
+assert_eq "v99" "$(jq -r '.images[].release' "$OUT_FILE" | paste -sd' ')" "agent prune --dry-run: the image of v99, which no release has, and only it"
+assert_true "... and removes nothing" image_exists "$(image_ref $APP v99)"
+assert_exit 0 dctl agent prune
+assert_match "$OUT" "removed 1 unused image, " "agent prune: says it removed it"
+assert_false "agent prune: the image of v99 is gone" image_exists "$(image_ref $APP v99)"
+assert_true "agent prune: another program's image stays" image_exists "not-ours/$APP:keep"
+for id in v4 v5; do
+    assert_true "agent prune: kept $id's image stays" image_exists "$(image_ref $APP $id)"
+done
+
 # --- --engine auto picks docker; a root Dockerfile without build.dockerfile is a container app
 AGENT_ENGINE=auto start_agent auto
 assert_exit 0 "$DEPLOYCTL_BIN" --host "$AGENT_URL" --no-color --json agent info

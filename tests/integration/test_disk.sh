@@ -145,6 +145,29 @@ assert_exit 0 dctl --json logs -n 3
 assert_eq "app app app" "$(jq -r .stream "$OUT_FILE" | xargs)" "logs -n 3 over rotated generations: the newest 3 lines"
 APP=hello
 
+# --- [logs] max_age: an app's log files last written longer ago go -----------------------
+make_app_repo aged
+printf '\n[logs]\nmax_age = "1h"\n' >>"$REPO/deploy.toml"
+git -C "$REPO" commit -qam "logs older than an hour go"
+APP=aged
+assert_exit 0 dctl deploy -q
+logs_dir=$DATA/apps/aged/logs
+printf 'old\n' | zstd -q >"$logs_dir/v1.app.log.3.zst"
+printf 'an old run\n' >"$logs_dir/cron.nightly.log"
+touch -d '2 hours ago' "$logs_dir/v1.app.log.3.zst" "$logs_dir/cron.nightly.log"
+touch -d '30 minutes ago' "$logs_dir/v1.ndjson"
+assert_exit 0 dctl --json agent prune --dry-run
+assert_eq "aged/cron.nightly.log aged/v1.app.log.3.zst" \
+    "$(jq -r '.logs[] | "\(.app)/\(.file)"' "$OUT_FILE" | sort | paste -sd' ')" \
+    "agent prune --dry-run: the app's log files written more than max_age (1h) ago, and only them"
+assert_true "... and removes nothing" test -e "$logs_dir/cron.nightly.log"
+assert_exit 0 dctl agent prune
+assert_contains "$OUT" "removed 2 log files past [logs] max_age" "agent prune: removes them, and says so"
+assert_false "the old rotated generation is gone" test -e "$logs_dir/v1.app.log.3.zst"
+assert_false "the old cron log is gone" test -e "$logs_dir/cron.nightly.log"
+assert_true "the release's event log (30 minutes old) stays" test -e "$logs_dir/v1.ndjson"
+assert_true "the app's current log stays" test -e "$logs_dir/v1.app.log"
+
 # --- a small disk: a 64 MiB tmpfs -------------------------------------------------------
 SMALL=$TEST_TMP/small/data
 mkdir -p "$SMALL"
