@@ -315,6 +315,7 @@ class Engine final : public Service {
     // drain has its Drain (a thread); one whose drain went has it stopped
     // and its queue removed. The supervisor calls this every round.
     void reconcile_drains();
+    std::string drain_metrics(); // metrics.cpp
     void stop_drains();
     std::optional<DrainStatus> drain_status(const std::string& app);
     // [logs] max_age: the log files of each app last written longer ago

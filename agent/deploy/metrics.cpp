@@ -1,6 +1,7 @@
 // GET /metrics: the deployment engine's figures in the Prometheus text format
 // (docs/metrics.md).
 #include <agent/deploy/engine.hpp>
+#include <agent/logs/drain.hpp>
 #include <agent/proxy/stats.hpp>
 #include <common/fs.hpp>
 #include <common/log.hpp>
@@ -18,7 +19,9 @@ namespace {
 // Upper bounds of deploy_agent_deployment_duration_seconds, in seconds.
 constexpr std::array<double, 9> k_duration_buckets{1, 2.5, 5, 10, 30, 60, 120, 300, 600};
 
-std::string bucket_bound(double bound) { return fmt::format("{}", bound); }
+std::string bucket_bound(double bound) {
+    return fmt::format("{}", bound);
+}
 
 } // namespace
 
@@ -76,9 +79,9 @@ std::string Engine::proxy_metrics() {
         for (std::size_t m = 0; m < px::k_stat_methods.size(); ++m)
             for (std::size_t c = 0; c < 5; ++c)
                 if (stats.requests[m][c] > 0)
-                    out += fmt::format(
-                        "deploy_proxy_requests_total{{app=\"{}\",method=\"{}\",code=\"{}xx\"}} {}\n",
-                        app, px::k_stat_methods[m], c + 1, stats.requests[m][c]);
+                    out += fmt::format("deploy_proxy_requests_total{{app=\"{}\",method=\"{}\",code="
+                                       "\"{}xx\"}} {}\n",
+                                       app, px::k_stat_methods[m], c + 1, stats.requests[m][c]);
     out += "# HELP deploy_proxy_request_duration_seconds From a request's head read to its "
            "answer's last byte written.\n# TYPE deploy_proxy_request_duration_seconds histogram\n";
     for (const auto& [app, stats] : total) {
@@ -121,6 +124,41 @@ std::string Engine::proxy_metrics() {
     return out;
 }
 
+// [logs] drain of each app that has one (logs/drain.hpp).
+std::string Engine::drain_metrics() {
+    std::map<std::string, logs::DrainStats> drains;
+    {
+        std::lock_guard lock(m_drains_mutex);
+        for (const auto& [app, drain] : m_drains)
+            drains[app] = drain->stats();
+    }
+    std::string out =
+        "# HELP deploy_agent_drain_delivered_total Log lines an app's [logs] drain delivered to "
+        "its syslog receiver.\n"
+        "# TYPE deploy_agent_drain_delivered_total counter\n";
+    for (const auto& [app, stats] : drains)
+        out += fmt::format("deploy_agent_drain_delivered_total{{app=\"{}\"}} {}\n", app,
+                           stats.delivered);
+    out += "# HELP deploy_agent_drain_dropped_total Log lines a drain dropped: they came while "
+           "its queue was full and the receiver could not be reached.\n"
+           "# TYPE deploy_agent_drain_dropped_total counter\n";
+    for (const auto& [app, stats] : drains)
+        out +=
+            fmt::format("deploy_agent_drain_dropped_total{{app=\"{}\"}} {}\n", app, stats.dropped);
+    out += "# HELP deploy_agent_drain_queued_bytes Bytes a drain holds that the receiver has not "
+           "confirmed yet.\n"
+           "# TYPE deploy_agent_drain_queued_bytes gauge\n";
+    for (const auto& [app, stats] : drains)
+        out += fmt::format("deploy_agent_drain_queued_bytes{{app=\"{}\"}} {}\n", app,
+                           stats.queued_bytes);
+    out += "# HELP deploy_agent_drain_connected 1 while a drain is connected to its receiver.\n"
+           "# TYPE deploy_agent_drain_connected gauge\n";
+    for (const auto& [app, stats] : drains)
+        out += fmt::format("deploy_agent_drain_connected{{app=\"{}\"}} {}\n", app,
+                           stats.connected ? 1 : 0);
+    return out;
+}
+
 void Engine::count_deployment(const std::string& app, bool production,
                               std::chrono::steady_clock::duration took) {
     const double seconds = std::chrono::duration<double>(took).count();
@@ -144,8 +182,9 @@ std::string Engine::metrics() {
         apps = m_figures.apps;
     }
     for (const auto& [app, figures] : apps) {
-        out += fmt::format("deploy_agent_deployments_total{{app=\"{}\",outcome=\"production\"}} {}\n",
-                           app, figures.production);
+        out +=
+            fmt::format("deploy_agent_deployments_total{{app=\"{}\",outcome=\"production\"}} {}\n",
+                        app, figures.production);
         out += fmt::format("deploy_agent_deployments_total{{app=\"{}\",outcome=\"failed\"}} {}\n",
                            app, figures.failed);
     }
@@ -189,7 +228,7 @@ std::string Engine::metrics() {
                        "# TYPE deploy_agent_build_slots_in_use gauge\n"
                        "deploy_agent_build_slots_in_use {}\n",
                        k_build_slots, k_build_slots - free_builds);
-    return out + proxy_metrics();
+    return out + drain_metrics() + proxy_metrics();
 }
 
 } // namespace agent

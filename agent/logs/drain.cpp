@@ -501,7 +501,10 @@ struct Drain::Impl {
         std::map<std::string, Cursor> seen;
         std::string frames;
         std::uint64_t messages = 0, dropped = 0;
-        for (const auto& entry : fs::directory_iterator(logs_dir, ec)) {
+        fs::directory_iterator entries(logs_dir, ec);
+        if (ec)
+            return; // no logs yet, or unreadable for now: the cursors stay as they are
+        for (const auto& entry : entries) {
             const auto name = entry.path().filename().string();
             const auto kind = classify_log_file(name);
             struct stat st {};

@@ -19,40 +19,6 @@ LineReader::LineReader(std::filesystem::path path) : m_path(std::move(path)) {}
 LineReader::LineReader(std::filesystem::path path, std::uint64_t offset)
     : m_path(std::move(path)), m_offset(offset) {}
 
-Tail tail_offset(const std::filesystem::path& path, std::size_t lines) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in)
-        return {};
-    in.seekg(0, std::ios::end);
-    std::uint64_t pos = static_cast<std::uint64_t>(in.tellg());
-    // Scanning back: `next` is the '\n' seen last (the end of the line that
-    // starts after the one found now); none yet while in a partial last line.
-    std::optional<std::uint64_t> next;
-    std::size_t counted = 0;
-    char buffer[k_read_chunk];
-    while (pos > 0) {
-        const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(pos, sizeof buffer));
-        pos -= n;
-        in.seekg(static_cast<std::streamoff>(pos));
-        if (!in.read(buffer, static_cast<std::streamsize>(n)))
-            return {};
-        for (std::size_t i = n; i-- > 0;) {
-            if (buffer[i] != '\n')
-                continue;
-            const std::uint64_t at = pos + i;
-            if (!next && lines == 0)
-                return {at + 1, 0}; // none: after the last complete line
-            // The line (at, next) counts when it is not empty (read_new_lines skips those).
-            if (next && *next > at + 1 && ++counted == lines)
-                return {at + 1, counted};
-            next = at;
-        }
-    }
-    if (next && *next > 0 && lines > 0)
-        ++counted; // the first line of the file
-    return {0, counted};
-}
-
 std::vector<std::string> LineReader::read_new_lines() {
     std::vector<std::string> lines;
     struct stat st {};

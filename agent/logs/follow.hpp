@@ -17,7 +17,7 @@ inline constexpr std::size_t k_max_line_length = 1024 * 1024;
 class LineReader {
   public:
     explicit LineReader(std::filesystem::path path);
-    // Starts at `offset` instead of the beginning (see tail_offset).
+    // Starts at `offset` instead of the beginning (where a search ended: scan_lines).
     LineReader(std::filesystem::path path, std::uint64_t offset);
 
     // Complete new lines, without their '\n'; empty lines are skipped.
@@ -33,15 +33,5 @@ class LineReader {
     std::uint64_t m_inode = 0; // of the file read so far (0: none yet)
     std::string m_partial;
 };
-
-// Where the last `lines` non-empty complete lines of `path` start, and how
-// many of them there are (fewer when the file has fewer; 0 lines: the end of
-// the last complete line). A missing file is {0, 0}; a trailing partial
-// line is not counted and is read from the offset too.
-struct Tail {
-    std::uint64_t offset = 0;
-    std::size_t lines = 0;
-};
-Tail tail_offset(const std::filesystem::path& path, std::size_t lines);
 
 } // namespace agent::logs

@@ -50,6 +50,8 @@ stop_rsyslog() {
 }
 # (The EXIT trap kills it with the test's other background jobs.)
 
+METRICS_PORT=$(free_port)
+AGENT_EXTRA_ARGS=(--metrics-listen "127.0.0.1:$METRICS_PORT")
 start_agent
 start_rsyslog
 # A web app that writes a numbered line every 20 ms, and says what it built.
@@ -131,6 +133,9 @@ assert_exit 0 dctl status
 assert_match "$OUT" "drain syslog\+tcp://127\.0\.0\.1:$SYSLOG_PORT: not connected \(.*\), [0-9]+ delivered, .* queued, [0-9]+ dropped \(the queue was full\)" \
     "status: not connected, and how many lines were dropped"
 queued=$(queued_bytes)
+metrics=$(curl -s --max-time 5 "http://127.0.0.1:$METRICS_PORT/metrics")
+assert_match "$metrics" "deploy_agent_drain_dropped_total\{app=\"hello\"\} $(dropped)" "GET /metrics: deploy_agent_drain_dropped_total, as status says"
+assert_match "$metrics" "deploy_agent_drain_connected\{app=\"hello\"\} 0" "GET /metrics: the drain is not connected"
 ((queued <= 65536)) && pass "the queue holds at most drain_queue ($queued bytes)" || fail "the queue holds at most 64k" "queued: $queued"
 start_rsyslog
 second_burst() { bursts | awk -v p="$first_pid" '$1 != p && $2 > 0' | grep -q .; }

@@ -216,46 +216,10 @@ TEST_CASE("routes.json names each upstream with \"instances\"") {
         auto bad = parse_routes(
             std::string(R"({"generation": 1, "routes": [{"host": "web.localhost", "app": "web",
                 "release": "v1", "upstreams": ["127.0.0.1:41234", "127.0.0.1:41235"],
-                "instances": )") + instances + "}]}",
+                "instances": )") +
+                instances + "}]}",
             "routes.json");
         REQUIRE_FALSE(bad.ok());
         CHECK(bad.error().message.find("instances") != std::string::npos);
     }
-}
-
-TEST_CASE("tail_offset finds where the last N lines start") {
-    test::TempDir dir;
-    const auto file = dir.path() / "log";
-    CHECK(agent::logs::tail_offset(file, 3).offset == 0); // missing
-    {
-        std::ofstream out(file, std::ios::binary);
-        out << "one\ntwo\n\nthree\nfour\npart";
-    }
-    auto lines_from = [&](std::size_t n) {
-        const auto tail = agent::logs::tail_offset(file, n);
-        agent::logs::LineReader reader(file, tail.offset);
-        auto lines = reader.read_new_lines();
-        return std::make_pair(tail.lines, lines);
-    };
-    auto [n2, two] = lines_from(2);
-    CHECK(n2 == 2);
-    CHECK(two == std::vector<std::string>{"three", "four"});
-    auto [n3, three] = lines_from(3);
-    CHECK(n3 == 3);
-    CHECK(three == std::vector<std::string>{"two", "three", "four"}); // the empty line is no line
-    auto [n9, all] = lines_from(9);
-    CHECK(n9 == 4);
-    CHECK(all == std::vector<std::string>{"one", "two", "three", "four"});
-    auto [n0, none] = lines_from(0);
-    CHECK(n0 == 0);
-    CHECK(none.empty());
-    // The partial line is read once it ends.
-    {
-        std::ofstream out(file, std::ios::binary | std::ios::app);
-        out << "ial\n";
-    }
-    const auto tail = agent::logs::tail_offset(file, 0);
-    agent::logs::LineReader reader(file, agent::logs::tail_offset(file, 1).offset);
-    CHECK(reader.read_new_lines() == std::vector<std::string>{"partial"});
-    CHECK(tail.offset == std::filesystem::file_size(file));
 }
