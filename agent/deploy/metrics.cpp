@@ -132,30 +132,33 @@ std::string Engine::drain_metrics() {
         for (const auto& [app, drain] : m_drains)
             drains[app] = drain->stats();
     }
-    std::string out =
-        "# HELP deploy_agent_drain_delivered_total Log lines an app's [logs] drain delivered to "
-        "its syslog receiver.\n"
-        "# TYPE deploy_agent_drain_delivered_total counter\n";
-    for (const auto& [app, stats] : drains)
-        out += fmt::format("deploy_agent_drain_delivered_total{{app=\"{}\"}} {}\n", app,
-                           stats.delivered);
-    out += "# HELP deploy_agent_drain_dropped_total Log lines a drain dropped: they came while "
-           "its queue was full and the receiver could not be reached.\n"
-           "# TYPE deploy_agent_drain_dropped_total counter\n";
-    for (const auto& [app, stats] : drains)
-        out +=
-            fmt::format("deploy_agent_drain_dropped_total{{app=\"{}\"}} {}\n", app, stats.dropped);
-    out += "# HELP deploy_agent_drain_queued_bytes Bytes a drain holds that the receiver has not "
-           "confirmed yet.\n"
-           "# TYPE deploy_agent_drain_queued_bytes gauge\n";
-    for (const auto& [app, stats] : drains)
-        out += fmt::format("deploy_agent_drain_queued_bytes{{app=\"{}\"}} {}\n", app,
-                           stats.queued_bytes);
-    out += "# HELP deploy_agent_drain_connected 1 while a drain is connected to its receiver.\n"
-           "# TYPE deploy_agent_drain_connected gauge\n";
-    for (const auto& [app, stats] : drains)
-        out += fmt::format("deploy_agent_drain_connected{{app=\"{}\"}} {}\n", app,
-                           stats.connected ? 1 : 0);
+    struct Metric {
+        const char* name;
+        const char* type;
+        const char* help;
+        std::uint64_t (*value)(const logs::DrainStats&);
+    };
+    static constexpr Metric k_metrics[] = {
+        {"deploy_agent_drain_delivered_total", "counter",
+         "Log lines an app's [logs] drain delivered to its syslog receiver.",
+         [](const logs::DrainStats& s) { return s.delivered; }},
+        {"deploy_agent_drain_dropped_total", "counter",
+         "Log lines a drain dropped: they came while its queue was full and the receiver could "
+         "not be reached.",
+         [](const logs::DrainStats& s) { return s.dropped; }},
+        {"deploy_agent_drain_queued_bytes", "gauge",
+         "Bytes a drain holds that the receiver has not confirmed yet.",
+         [](const logs::DrainStats& s) { return s.queued_bytes; }},
+        {"deploy_agent_drain_connected", "gauge", "1 while a drain is connected to its receiver.",
+         [](const logs::DrainStats& s) { return std::uint64_t{s.connected}; }},
+    };
+    std::string out;
+    for (const auto& metric : k_metrics) {
+        out += fmt::format("# HELP {} {}\n# TYPE {} {}\n", metric.name, metric.help, metric.name,
+                           metric.type);
+        for (const auto& [app, stats] : drains)
+            out += fmt::format("{}{{app=\"{}\"}} {}\n", metric.name, app, metric.value(stats));
+    }
     return out;
 }
 
