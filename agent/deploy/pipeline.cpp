@@ -225,6 +225,12 @@ common::Status Engine::build(const std::string& app, const Job& job, const Event
                           "a [static] site is served by deploy-proxy from the release's files and "
                           "cannot be built from a Dockerfile; remove the Dockerfile (and use "
                           "build.command) or remove [static]");
+    // An image build writes to the engine's storage, often another file system.
+    if (const auto storage = runtime.storage_dir(); !storage.empty()) {
+        const DiskGuard engine_disk(storage, m_options.disk.min_free());
+        if (auto room = engine_disk.check(job.manifest.total_bytes(), "an image build"); !room)
+            return make_error(ErrorKind::failed, room.error().message);
+    }
     auto built = runtime.build(spec);
     if (auto cleared = m_store->clear_process(app, job.id); !cleared)
         common::log_error(cleared.error().message);

@@ -540,6 +540,20 @@ class ContainerRuntime final : public Runtime {
 
     void shutdown() override { m_pumps.stop_all(); }
 
+    std::filesystem::path storage_dir() override {
+        std::lock_guard lock(m_storage_mutex);
+        if (!m_storage_asked) {
+            m_storage_asked = true;
+            auto info =
+                call({"info", "--format",
+                      m_options.engine == "podman" ? "{{.Store.GraphRoot}}" : "{{.DockerRootDir}}"},
+                     k_quick);
+            if (info && info->ok() && !info->last_line().empty() && info->last_line()[0] == '/')
+                m_storage = info->last_line();
+        }
+        return m_storage;
+    }
+
     std::optional<std::vector<StoredImage>> images() override {
         // Tagged and untagged ones (not -a: the layers under a tagged image are its).
         auto listed = call({"images", "--quiet", "--no-trunc", "--filter",
@@ -830,6 +844,9 @@ class ContainerRuntime final : public Runtime {
 
     ContainerOptions m_options;
     std::string m_version;
+    std::mutex m_storage_mutex;
+    bool m_storage_asked = false;
+    std::filesystem::path m_storage; // storage_dir(), asked once
     std::string m_socket;
     LogPumps m_pumps;
 };

@@ -162,7 +162,11 @@ class Runtime {
     // untagged layers of builds that failed or were replaced); none for
     // plain processes. nullopt when the engine cannot say.
     virtual std::optional<std::vector<StoredImage>> images() { return std::vector<StoredImage>{}; }
-    // Removes one of them; false (logged) when the engine refuses (in use).
+    // Where the engine keeps its images (DockerRootDir, podman's graph root):
+    // the disk an image build fills. Empty for plain processes, or when the
+    // engine does not say.
+    virtual std::filesystem::path storage_dir() { return {}; }
+    // Removes one of the images; false (logged) when the engine refuses (in use).
     virtual bool remove_image(const StoredImage& image) {
         (void)image;
         return false;

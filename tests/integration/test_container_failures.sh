@@ -174,10 +174,39 @@ assert_eq 1 "$(running_count $APP)" "after the removal: exactly one running cont
 assert_eq PRODUCTION "$(release_state $APP "$good")" "after the removal: $good still PRODUCTION"
 
 # --- an agent without a container engine refuses build.dockerfile --------------------------
+# first_deploy_fails WHAT ERROR_REGEX: the first deploy exits 1, v1 FAILED with that error.
+first_deploy_fails() {
+    assert_exit 1 dctl deploy
+    local r
+    r=$(newest)
+    assert_eq "v1 FAILED" "$(jq -r '"\(.id) \(.state)"' <<<"$r")" "$1: v1 FAILED"
+    assert_match "$(jq -r .error <<<"$r")" "$2" "$1: the error says why"
+}
 AGENT_ENGINE=process start_agent noengine
 make_container_repo cnoengine
-assert_exit 1 dctl deploy
-r=$(newest)
-assert_eq "v1 FAILED" "$(jq -r '"\(.id) \(.state)"' <<<"$r")" "--engine process + build.dockerfile: v1 FAILED"
-assert_contains "$(jq -r .error <<<"$r")" "build.dockerfile is set but this agent has no container engine" \
-    "--engine process + build.dockerfile: error says there is no container engine"
+first_deploy_fails "--engine process + build.dockerfile" "build\.dockerfile is set but this agent has no container engine"
+
+# --- the engine's disk: an image build is refused when the engine's storage is short ------
+# A docker CLI that says its storage is a 16 MiB tmpfs nearly full (the real one otherwise).
+ENGINE_DISK=$TEST_TMP/engine-disk
+mkdir -p "$ENGINE_DISK"
+if ! mount -t tmpfs -o size=16m tmpfs "$ENGINE_DISK" 2>/dev/null; then
+    [[ ${CI:-} == true ]] && fail "a 16 MiB tmpfs is mounted as the engine's disk" "mount -t tmpfs failed (CI runs as root)"
+    log "SKIP: the engine-disk case needs to mount a tmpfs (root); the checks above passed"
+    exit 77
+fi
+head -c $((15 * 1024 * 1024)) /dev/zero >"$ENGINE_DISK/filler"
+cat >"$TEST_TMP/docker-small-disk" <<SCRIPT
+#!/bin/sh
+if [ "\$1" = info ] && [ "\$3" = '{{.DockerRootDir}}' ]; then echo "$ENGINE_DISK"; exit 0; fi
+exec "$(command -v "$ENGINE_CLI")" "\$@"
+SCRIPT
+chmod 755 "$TEST_TMP/docker-small-disk"
+AGENT_EXTRA_ARGS=(--engine-bin "$TEST_TMP/docker-small-disk" --min-free 4m)
+AGENT_ENGINE=docker start_agent enginedisk
+make_container_repo cdisk
+first_deploy_fails "the engine's disk short" "the agent's disk is full: .* free in $ENGINE_DISK, an image build needs"
+assert_eq "" "$(app_images cdisk)" "... and no image was built"
+rm -f "$ENGINE_DISK/filler"
+assert_exit 0 dctl deploy
+expect_serving cdisk "cdisk site 1" "once the engine's disk has room, the deploy works"
