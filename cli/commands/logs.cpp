@@ -11,6 +11,7 @@
 #include <cli/log_merge.hpp>
 #include <cli/query.hpp>
 #include <cli/target.hpp>
+#include <common/duration.hpp>
 #include <common/timestamp.hpp>
 
 #include <fmt/format.h>
@@ -27,7 +28,7 @@ namespace cli::commands {
 namespace {
 
 // -f on several hosts: how long a line waits for the other hosts' lines of
-// the same moment before it is shown.
+// the same moment before it is shown (--hold).
 constexpr std::chrono::milliseconds k_follow_hold{300};
 
 struct LogsOptions {
@@ -38,6 +39,7 @@ struct LogsOptions {
     std::string grep;                 // only the lines this pattern matches
     std::string since, until;         // only the lines of this time range (as given)
     bool timestamps = false;          // people see each line's time
+    std::string hold;                 // -f on several hosts: the merge window ("" : k_follow_hold)
     std::optional<std::size_t> lines; // only the last N (matching) lines
     bool follow = false;
 };
@@ -78,6 +80,16 @@ common::Status logs(Context& ctx, const LogsOptions& options) {
             if (auto at = common::parse_time_bound(*text, common::now_micros()); !at)
                 return common::make_error(common::ErrorKind::usage,
                                           fmt::format("{}: {}", flag, at.error().message));
+    auto hold = k_follow_hold;
+    if (!options.hold.empty()) {
+        auto parsed = common::parse_duration(options.hold);
+        if (!parsed || *parsed > std::chrono::seconds(60))
+            return common::make_error(common::ErrorKind::usage,
+                                      fmt::format("--hold takes a duration up to 60s (300ms, 2s), "
+                                                  "not '{}'",
+                                                  options.hold));
+        hold = *parsed;
+    }
     if (options.follow && !options.until.empty())
         return common::make_error(common::ErrorKind::usage,
                                   "--until and -f: a followed log has no end (leave out one of "
@@ -138,7 +150,7 @@ common::Status logs(Context& ctx, const LogsOptions& options) {
     if (!urls)
         return urls.error();
     ctx.out->set_several_hosts(true);
-    LogMerge merge(urls->size(), options.follow ? k_follow_hold : std::chrono::milliseconds(0));
+    LogMerge merge(urls->size(), options.follow ? hold : std::chrono::milliseconds(0));
     std::vector<std::thread> readers;
     for (std::size_t i = 0; i < urls->size(); ++i)
         readers.emplace_back([&, i] {
@@ -199,6 +211,10 @@ void add_logs(CLI::App& app, Context& ctx) {
                     "Only the lines written before this time (as --since takes it)");
     cmd->add_flag("--timestamps", options->timestamps,
                   "Show the time each line was written (UTC; --json always has it as \"ts\")");
+    cmd->add_option("--hold", options->hold,
+                    "With -f on several hosts: how long a line waits for the other hosts' lines "
+                    "of the same moment, to show them in time order (default 300ms; more on slow "
+                    "links)");
     cmd->add_option("-n,--lines", options->lines,
                     "Only the last N lines (of those --grep matches); with --access the last N "
                     "requests (default: all that is kept; 10 with --access -f)")

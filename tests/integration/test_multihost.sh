@@ -109,9 +109,12 @@ assert_exit 0 dc logs --since "$since" --until "$(stamp 4 | cut -c1-19)" --grep 
 assert_eq 3 "$(grep -c "merged-$marker" <<<"$OUT")" "logs --since/--until: the lines of the range only"
 assert_exit 2 dc logs --since yesterday
 assert_contains "$ERR" "--since: 'yesterday' is neither a time" "logs --since: a bad time is a usage error"
+assert_exit 2 dc logs -f --hold 2m
+assert_contains "$ERR" "--hold takes a duration up to 60s" "logs --hold: more than a minute is a usage error"
 
 # -f: lines the hosts write at about the same moment come in time order, not arrival order.
-dc --host "$A_URL" --host "$B_URL" logs -f --grep "late-$marker" >"$TEST_TMP/follow-merge.out" 2>&1 &
+# (--hold 3s: a line waits that long for the other host's, so a loaded machine cannot reorder them.)
+dc --host "$A_URL" --host "$B_URL" logs -f --hold 3s --grep "late-$marker" >"$TEST_TMP/follow-merge.out" 2>&1 &
 follow_pid=$!
 sleep 1
 echo "$(date -u -d @$(($(date +%s) + 2)) +%Y-%m-%dT%H:%M:%S.000000Z) late-$marker-second" >>"$B_DATA/apps/hello/logs/v1.app.log"
