@@ -351,19 +351,29 @@ struct Drain::Impl {
         if (ec)
             queue_size = 0;
         auto text = common::read_file(state_file());
-        const auto state = text ? nlohmann::json::parse(*text, nullptr, false) : nlohmann::json();
-        if (!state.is_object()) {
-            // A new drain starts at the end of what the logs hold now.
-            for (const auto& entry : fs::directory_iterator(logs_dir, ec)) {
-                const auto name = entry.path().filename().string();
-                struct stat st {};
-                if (classify_log_file(name) && ::stat(entry.path().c_str(), &st) == 0)
-                    cursors[name] = {static_cast<std::uint64_t>(st.st_ino),
-                                     static_cast<std::uint64_t>(st.st_size)};
+        auto state = text ? nlohmann::json::parse(*text, nullptr, false) : nlohmann::json();
+        if (state.is_object()) {
+            try {
+                read_state(state);
+                return;
+            } catch (const nlohmann::json::exception&) {
+                // Not what save_state writes: start afresh, as a new drain.
+                cursors.clear();
+                committed = 0;
             }
-            state_dirty = true;
-            return;
         }
+        // A new drain starts at the end of what the logs hold now.
+        for (const auto& entry : fs::directory_iterator(logs_dir, ec)) {
+            const auto name = entry.path().filename().string();
+            struct stat st {};
+            if (classify_log_file(name) && ::stat(entry.path().c_str(), &st) == 0)
+                cursors[name] = {static_cast<std::uint64_t>(st.st_ino),
+                                 static_cast<std::uint64_t>(st.st_size)};
+        }
+        state_dirty = true;
+    }
+
+    void read_state(const nlohmann::json& state) {
         committed = std::min<std::uint64_t>(state.value("committed", 0ull), queue_size);
         std::lock_guard lock(mutex);
         stats.delivered = state.value("delivered", 0ull);
@@ -462,7 +472,18 @@ struct Drain::Impl {
         return used;
     }
 
+    // A line as the message shipped for it; nullopt for one that is not
+    // shipped (an event other than "log") or that cannot be read.
     std::optional<SyslogMessage> to_message(std::string_view line, const LogFileKind& kind) const {
+        try {
+            return to_message_or_throw(line, kind);
+        } catch (const nlohmann::json::exception&) {
+            return std::nullopt; // a field of an unexpected type
+        }
+    }
+
+    std::optional<SyslogMessage> to_message_or_throw(std::string_view line,
+                                                     const LogFileKind& kind) const {
         SyslogMessage m{"", host, app, kind.process, kind.release, "", 6};
         switch (kind.form) {
         case LogFileKind::Form::output: {

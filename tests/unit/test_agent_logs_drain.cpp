@@ -253,3 +253,23 @@ TEST_CASE("Drain: lines that keep coming are delivered and confirmed as they go"
     CHECK(stats.queued_bytes == 0);
     CHECK(stats.last_error.empty());
 }
+
+TEST_CASE("Drain: a state file it cannot read starts it afresh, at the end of the logs") {
+    test::TempDir dir;
+    const auto logs = dir.path() / "logs";
+    std::filesystem::create_directories(logs);
+    std::filesystem::create_directories(dir.path() / "drain");
+    append(dir.path() / "drain" / "state.json",
+           R"({"committed":"x","cursors":{"v1.app.log":[1]}})");
+    append(logs / "v1.app.log", agent::logs::stamp_now() + "before\n");
+    Receiver receiver;
+    common::DrainTarget target{false, "127.0.0.1", receiver.port, ""};
+    agent::logs::Drain drain("hello", logs, dir.path() / "drain", "syslog+tcp://127.0.0.1", target,
+                             64 * 1024);
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    append(logs / "v1.app.log", agent::logs::stamp_now() + "after\n");
+    REQUIRE(receiver.accept());
+    auto messages = receiver.read(1);
+    REQUIRE(messages.size() == 1);
+    CHECK(text_of(messages[0]) == "after");
+}
