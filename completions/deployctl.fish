@@ -172,7 +172,7 @@ complete -c deployctl -n '__deployctl_is \'deployctl logs\'' -l since -x -d 'Onl
 complete -c deployctl -n '__deployctl_is \'deployctl logs\'' -l until -x -d 'Only the lines written before this time (as --since takes it)'
 complete -c deployctl -n '__deployctl_is \'deployctl logs\'' -l timestamps -d 'Show the time each line was written (UTC; --json always has it as "ts")'
 complete -c deployctl -n '__deployctl_is \'deployctl logs\'' -l hold -x -d 'With -f on several hosts: how long a line waits for the other hosts\' lines of the same moment, to show them in time order (default 300ms; more on slow links)'
-complete -c deployctl -n '__deployctl_is \'deployctl logs\'' -s n -l lines -x -d 'Only the last N lines (of those --grep matches); with --access the last N requests (default: all that is kept; 10 with --access -f)'
+complete -c deployctl -n '__deployctl_is \'deployctl logs\'' -s n -l lines -x -d 'Only the last N lines (of those --grep, --since and --until pick; of each host); with --access the last N requests (default: all that is kept; 10 with --access -f)'
 complete -c deployctl -n '__deployctl_is \'deployctl logs\'' -l version -d 'Display program version information and exit'
 complete -c deployctl -n '__deployctl_is \'deployctl logs\'' -s C -x -a '(__fish_complete_directories)' -d 'Run as if deployctl was started in DIR'
 complete -c deployctl -n '__deployctl_is \'deployctl logs\'' -s t -l target -x -a '(__deployctl_complete targets)' -d 'Deploy target from deploy.toml [targets.NAME]'

@@ -188,7 +188,8 @@ void add_logs(CLI::App& app, Context& ctx) {
                   "Keep streaming new lines (from every host of the target at once)");
     cmd->add_option("--process", options->process,
                     "Show one process's log instead: a process of [processes] (web, worker) of "
-                    "the PRODUCTION release, or cron.NAME for a [[cron]] job's runs");
+                    "the PRODUCTION release, or cron.NAME for a [[cron]] job's runs")
+        ->type_name("NAME");
     cmd->add_flag("--access", options->access,
                   "Show the app's access log instead: one line per request deploy-proxy "
                   "answered (time, client, method, host, path, status, duration, bytes, "
@@ -199,6 +200,7 @@ void add_logs(CLI::App& app, Context& ctx) {
     cmd->add_option("--grep", options->grep,
                     "Only the lines this pattern matches (Perl syntax, searched by the agent: "
                     "only matching lines travel; (?i) ignores case)")
+        ->type_name("RE")
         ->check([](const std::string& pattern) {
             return pattern.size() > 1000 ? std::string("the pattern is longer than 1000 bytes")
                                          : std::string();
@@ -206,18 +208,23 @@ void add_logs(CLI::App& app, Context& ctx) {
     cmd->add_option("--since", options->since,
                     "Only the lines written since this time: a duration before now (30m, 2h, "
                     "1d) or a time (2026-12-04T10:00:00Z, '2026-12-04 10:00', 2026-12-04; UTC "
-                    "unless it says its zone)");
+                    "unless it says its zone)")
+        ->type_name("TIME");
     cmd->add_option("--until", options->until,
-                    "Only the lines written before this time (as --since takes it)");
+                    "Only the lines written before this time (as --since takes it)")
+        ->type_name("TIME");
     cmd->add_flag("--timestamps", options->timestamps,
                   "Show the time each line was written (UTC; --json always has it as \"ts\")");
     cmd->add_option("--hold", options->hold,
                     "With -f on several hosts: how long a line waits for the other hosts' lines "
                     "of the same moment, to show them in time order (default 300ms; more on slow "
-                    "links)");
+                    "links)")
+        ->type_name("DURATION");
     cmd->add_option("-n,--lines", options->lines,
-                    "Only the last N lines (of those --grep matches); with --access the last N "
-                    "requests (default: all that is kept; 10 with --access -f)")
+                    "Only the last N lines (of those --grep, --since and --until pick; of each "
+                    "host); with --access the last N requests (default: all that is kept; 10 "
+                    "with --access -f)")
+        ->type_name("N")
         ->check(CLI::Range(0, 9999999));
     cmd->footer("Examples:\n  deployctl logs\n  deployctl logs v4\n  deployctl logs -f\n"
                 "  deployctl logs --process worker -f\n  deployctl logs --process cron.cleanup\n"
