@@ -20,10 +20,12 @@
 #include <agent/api/json.hpp>
 #include <agent/api/router.hpp>
 #include <agent/auth/token.hpp>
+#include <agent/logs/stamp.hpp>
 #include <agent/store/blobs.hpp>
 #include <common/config.hpp>
 #include <common/hash.hpp>
 #include <common/manifest.hpp>
+#include <common/timestamp.hpp>
 
 #include <nlohmann/json.hpp>
 
@@ -162,7 +164,18 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             FUZZ_CHECK(!"parse_json_body or a body reader threw");
         }
     }
-    check_line(app_log_event("v1", request.body));
+    // The body as a line of an app's log (agent/logs/stamp.hpp): its stamp and text, and
+    // the event the logs routes send for it, one NDJSON line whatever its bytes.
+    const auto [stamp, text] = agent::logs::split_stamp(request.body);
+    FUZZ_CHECK(stamp.size() + text.size() + (stamp.empty() ? 0 : 1) == request.body.size());
+    (void)agent::logs::stamp_time(stamp);
+    (void)common::parse_time_bound(request.body, 0);
+    check_line({{"event", "log"},
+                {"ts", stamp},
+                {"release", "v1"},
+                {"process", "web"},
+                {"stream", "app"},
+                {"line", text}});
     if (auto token = agent::auth::parse_token(request.body)) {
         FUZZ_CHECK(agent::auth::format_token(*token) == request.body);
         FUZZ_CHECK(token->id.size() == agent::auth::k_id_hex);
