@@ -206,19 +206,29 @@ require_binaries() {
 
 port_in_use() { [[ -n $(ss -Hltn "sport = :$1" 2>/dev/null) ]]; }
 
-# free_port: prints a random TCP port in 20000-60000 nobody listens on and
-# this test has not handed out before.
+# free_port: prints a random TCP port in 20000-32000 nobody listens on and no
+# test of this run has handed out before. The suites run in parallel (ctest -j)
+# and a test may hold a port unbound for a while (a receiver it restarts, an
+# agent it starts again on the same port): the ports handed out are kept in a
+# file all the tests launched by the same ctest (the same parent) share, under
+# flock, so two tests never get the same one.
+IT_PORTS=${TMPDIR:-/tmp}/deployctl-it-ports.$PPID
 free_port() {
     local p i
     for i in $(seq 1 200); do
         p=$((20000 + RANDOM % 12000)) # below the ephemeral range (32768-60999): no client socket holds it
-        # Called as $(free_port): the list of ports handed out lives in a file.
-        grep -qx "$p" "$TEST_TMP/ports" 2>/dev/null && continue
         port_in_use "$p" && continue
         if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then continue; fi
-        echo "$p" >>"$TEST_TMP/ports"
-        echo "$p"
-        return 0
+        # Called as $(free_port): the list of ports handed out lives in files.
+        if (
+            flock 9
+            grep -qx "$p" "$IT_PORTS" 2>/dev/null && exit 1
+            echo "$p" >>"$IT_PORTS"
+        ) 9>>"$IT_PORTS.lock"; then
+            echo "$p" >>"$TEST_TMP/ports"
+            echo "$p"
+            return 0
+        fi
     done
     fail "free_port" "no free port found"
 }
