@@ -84,8 +84,9 @@ wait "$follow_pid" 2>/dev/null || true
 # --- several hosts' lines merged by time: written stamped, as the app's writer stamps --
 # Each agent's app log gets lines of its own at interleaved times; deployctl reads the three
 # at once and prints them in time order, each with its host.
-stamp() { date -u -d "@$(($(date +%s) - 600 + $1))" +%Y-%m-%dT%H:%M:%S.000000Z; }
-since=$(date -u -d "@$(($(date +%s) - 650))" +%Y-%m-%dT%H:%M:%SZ)
+t0=$(date +%s) # every stamp from one clock reading: a second may pass meanwhile
+stamp() { date -u -d "@$((t0 - 600 + $1))" +%Y-%m-%dT%H:%M:%S.000000Z; }
+since=$(date -u -d "@$((t0 - 650))" +%Y-%m-%dT%H:%M:%SZ)
 order=(A:1 B:2 A:3 C:4 B:5 C:6 A:7)
 for entry in "${order[@]}"; do
     n=${entry%%:*} t=${entry#*:} data=${entry%%:*}_DATA
@@ -117,8 +118,9 @@ assert_contains "$ERR" "--hold takes a duration up to 60s" "logs --hold: more th
 dc --host "$A_URL" --host "$B_URL" logs -f --hold 3s --grep "late-$marker" >"$TEST_TMP/follow-merge.out" 2>&1 &
 follow_pid=$!
 sleep 1
-echo "$(date -u -d @$(($(date +%s) + 2)) +%Y-%m-%dT%H:%M:%S.000000Z) late-$marker-second" >>"$B_DATA/apps/hello/logs/v1.app.log"
-echo "$(date -u -d @$(($(date +%s) + 1)) +%Y-%m-%dT%H:%M:%S.000000Z) late-$marker-first" >>"$A_DATA/apps/hello/logs/v1.app.log"
+t1=$(date +%s)
+echo "$(date -u -d @$((t1 + 2)) +%Y-%m-%dT%H:%M:%S.000000Z) late-$marker-second" >>"$B_DATA/apps/hello/logs/v1.app.log"
+echo "$(date -u -d @$((t1 + 1)) +%Y-%m-%dT%H:%M:%S.000000Z) late-$marker-first" >>"$A_DATA/apps/hello/logs/v1.app.log"
 has_both() { [ "$(grep -c "late-$marker" "$TEST_TMP/follow-merge.out")" = 2 ]; }
 assert_true "logs -f on several hosts: both lines come" wait_until 10 has_both
 assert_eq "first second" "$(grep -o "late-$marker-[a-z]*" "$TEST_TMP/follow-merge.out" | sed "s/late-$marker-//" | paste -sd' ')" \
