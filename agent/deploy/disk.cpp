@@ -40,28 +40,35 @@ std::uint64_t tree_bytes(const fs::path& path) {
 // An untagged image younger than this may be a layer of a build in progress.
 constexpr std::int64_t k_layer_grace_s = 3600;
 
-} // namespace
-
-std::vector<runtime::StoredImage> Engine::unused_images() {
-    std::vector<runtime::StoredImage> out;
-    if (!m_container_runtime)
-        return out;
-    auto images = m_container_runtime->images();
-    if (!images)
-        return out;
+// Of `images`, those no release in the store has, and untagged ones older
+// than k_layer_grace_s.
+std::vector<runtime::StoredImage> unused_of(std::vector<runtime::StoredImage> images,
+                                            Store& store) {
     std::set<std::pair<std::string, std::string>> kept; // app, release
-    for (const auto& row : m_store->all_releases())
+    for (const auto& row : store.all_releases())
         kept.emplace(row.app, row.id);
     const auto now = std::chrono::duration_cast<std::chrono::seconds>(
                          std::chrono::system_clock::now().time_since_epoch())
                          .count();
-    for (auto& image : *images) {
+    std::vector<runtime::StoredImage> out;
+    for (auto& image : images) {
         const bool unused = image.release.empty() ? image.created < now - k_layer_grace_s
                                                   : !kept.count({image.app, image.release});
         if (unused)
             out.push_back(std::move(image));
     }
     return out;
+}
+
+} // namespace
+
+std::vector<runtime::StoredImage> Engine::unused_images() {
+    if (!m_container_runtime)
+        return {};
+    auto images = m_container_runtime->images();
+    if (!images)
+        return {};
+    return unused_of(std::move(*images), *m_store);
 }
 
 common::Result<std::set<std::string>> Engine::blobs_in_use() {
@@ -125,13 +132,14 @@ common::Result<DiskUsage> Engine::disk_usage() {
             usage.unused_blobs += bytes;
     std::map<std::string, std::uint64_t> image_bytes; // by app
     if (m_container_runtime)
-        if (auto images = m_container_runtime->images())
+        if (auto images = m_container_runtime->images()) { // asked once: two engine calls
             for (const auto& image : *images) {
                 image_bytes[image.app] += image.bytes;
                 usage.images += image.bytes;
             }
-    for (const auto& image : unused_images())
-        usage.unused_images += image.bytes;
+            for (const auto& image : unused_of(std::move(*images), *m_store))
+                usage.unused_images += image.bytes;
+        }
     for (const auto& app : m_store->apps()) {
         AppDiskUsage entry;
         entry.images = image_bytes[app];

@@ -6,6 +6,7 @@
 #include <agent/runtime/process.hpp>
 #include <common/duration.hpp>
 #include <common/log.hpp>
+#include <common/timestamp.hpp>
 
 #include <algorithm>
 #include <dirent.h>
@@ -100,12 +101,11 @@ std::vector<pid_t> tree_of(pid_t root, const std::map<pid_t, ProcStat>& procs) {
 }
 
 std::int64_t seconds_since(const std::string& rfc3339) {
-    std::tm tm{};
-    if (rfc3339.size() < 19 || !::strptime(rfc3339.c_str(), "%Y-%m-%dT%H:%M:%S", &tm))
+    const auto then = common::parse_rfc3339(rfc3339);
+    if (!then)
         return 0;
-    const auto then = ::timegm(&tm);
-    const auto now = std::time(nullptr);
-    return now > then ? static_cast<std::int64_t>(now - then) : 0;
+    const auto elapsed = common::now_micros() - *then;
+    return elapsed > 0 ? elapsed / 1000000 : 0;
 }
 
 } // namespace
@@ -243,9 +243,9 @@ void Engine::supervise_processes(const ReleaseRow& production) {
     // process no longer in the release): stopped.
     for (const auto& [key, row] : recorded) {
         const bool web = row.process == "web";
-        const bool wanted = web ? row.instance <= web_count
-                                : config->processes.count(row.process) &&
-                                      row.instance <= count_of(row.process);
+        const bool wanted =
+            web ? row.instance <= web_count
+                : config->processes.count(row.process) && row.instance <= count_of(row.process);
         if (wanted)
             continue;
         common::log_info("stopping " + app + " " + production.id + " " + key +

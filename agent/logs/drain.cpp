@@ -2,6 +2,7 @@
 #include <agent/logs/follow.hpp>
 #include <agent/logs/rotating_file.hpp>
 #include <agent/logs/stamp.hpp>
+#include <agent/runtime/socket_io.hpp>
 #include <common/fs.hpp>
 #include <common/log.hpp>
 #include <common/timestamp.hpp>
@@ -75,21 +76,6 @@ std::string ssl_error() {
     return text;
 }
 
-bool wait_for(int fd, short events, std::chrono::steady_clock::time_point deadline) {
-    for (;;) {
-        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-            deadline - std::chrono::steady_clock::now());
-        if (left.count() <= 0)
-            return false;
-        pollfd p{fd, events, 0};
-        const int ready = ::poll(&p, 1, static_cast<int>(left.count()));
-        if (ready > 0)
-            return true;
-        if (ready < 0 && errno != EINTR)
-            return false;
-    }
-}
-
 // One connection to the receiver: a non-blocking TCP socket, TLS over it for syslog+tls.
 class Connection {
   public:
@@ -111,18 +97,9 @@ class Connection {
             if (fd < 0)
                 continue;
             auto connection = std::unique_ptr<Connection>(new Connection(fd));
-            int rc = ::connect(fd, a->ai_addr, a->ai_addrlen);
-            if (rc != 0 && errno == EINPROGRESS && wait_for(fd, POLLOUT, deadline)) {
-                int error = 0;
-                socklen_t size = sizeof error;
-                ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &size);
-                rc = error == 0 ? 0 : -1;
-                errno = error ? error : ETIMEDOUT;
-            } else if (rc != 0 && errno == EINPROGRESS) {
-                errno = ETIMEDOUT;
-            }
-            if (rc != 0) {
-                why = std::strerror(errno);
+            if (auto error = runtime::connect_error(fd, deadline, a->ai_addr, a->ai_addrlen);
+                !error.empty()) {
+                why = std::move(error);
                 continue;
             }
             if (tls)
@@ -141,34 +118,29 @@ class Connection {
     }
 
     common::Status send(std::string_view data) {
-        const auto deadline = std::chrono::steady_clock::now() + k_io_timeout;
+        const auto deadline = runtime::SocketClock::now() + k_io_timeout;
+        const auto stalled = [] {
+            return make_error(ErrorKind::connection, "the receiver took nothing for 5 s");
+        };
+        if (!m_ssl) {
+            if (runtime::send_all(m_fd, data, deadline))
+                return {};
+            if (runtime::SocketClock::now() >= deadline)
+                return stalled();
+            return make_error(ErrorKind::connection,
+                              fmt::format("sending: {}", std::strerror(errno)));
+        }
         while (!data.empty()) {
-            short wait = POLLOUT;
-            if (m_ssl) {
-                const int n = SSL_write(m_ssl, data.data(), static_cast<int>(data.size()));
-                if (n > 0) {
-                    data.remove_prefix(static_cast<std::size_t>(n));
-                    continue;
-                }
-                const int error = SSL_get_error(m_ssl, n);
-                if (error == SSL_ERROR_WANT_READ)
-                    wait = POLLIN;
-                else if (error != SSL_ERROR_WANT_WRITE)
-                    return make_error(ErrorKind::connection, "sending: " + ssl_error());
-            } else {
-                const ssize_t n = ::send(m_fd, data.data(), data.size(), MSG_NOSIGNAL);
-                if (n > 0) {
-                    data.remove_prefix(static_cast<std::size_t>(n));
-                    continue;
-                }
-                if (n < 0 && errno == EINTR)
-                    continue;
-                if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
-                    return make_error(ErrorKind::connection,
-                                      fmt::format("sending: {}", std::strerror(errno)));
+            const int n = SSL_write(m_ssl, data.data(), static_cast<int>(data.size()));
+            if (n > 0) {
+                data.remove_prefix(static_cast<std::size_t>(n));
+                continue;
             }
-            if (!wait_for(m_fd, wait, deadline))
-                return make_error(ErrorKind::connection, "the receiver took nothing for 5 s");
+            const int error = SSL_get_error(m_ssl, n);
+            if (error != SSL_ERROR_WANT_READ && error != SSL_ERROR_WANT_WRITE)
+                return make_error(ErrorKind::connection, "sending: " + ssl_error());
+            if (!runtime::wait_for(m_fd, error == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT, deadline))
+                return stalled();
         }
         return {};
     }
@@ -235,7 +207,7 @@ class Connection {
                 return make_error(ErrorKind::connection,
                                   fmt::format("TLS with {}:{}: {}", target.host, target.port, why));
             }
-            if (!wait_for(m_fd, wait, deadline))
+            if (!runtime::wait_for(m_fd, wait, deadline))
                 return make_error(
                     ErrorKind::connection,
                     fmt::format("TLS with {}:{}: no answer within 5 s", target.host, target.port));

@@ -1,4 +1,5 @@
 #include <agent/runtime/http_probe.hpp>
+#include <agent/runtime/socket_io.hpp>
 
 #include <algorithm>
 #include <arpa/inet.h>
@@ -15,7 +16,7 @@ namespace agent::runtime {
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using Clock = SocketClock;
 
 class Socket {
   public:
@@ -32,48 +33,6 @@ class Socket {
   private:
     int m_fd;
 };
-
-// Rounded up: a wait that times out ends at the deadline, not just before it, so a
-// caller that asks `Clock::now() >= deadline` afterwards learns it was the time.
-int remaining_ms(Clock::time_point deadline) {
-    auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
-    return left.count() > 0 ? static_cast<int>(left.count()) : 0;
-}
-
-// Waits for `events` on fd; false on timeout.
-bool wait_for(int fd, short events, Clock::time_point deadline) {
-    pollfd p{fd, events, 0};
-    return poll(&p, 1, remaining_ms(deadline)) > 0;
-}
-
-std::string connect_error(int fd, Clock::time_point deadline, const sockaddr* addr,
-                          socklen_t length) {
-    if (connect(fd, addr, length) == 0)
-        return {};
-    if (errno != EINPROGRESS)
-        return std::strerror(errno);
-    if (!wait_for(fd, POLLOUT, deadline))
-        return "connect timed out";
-    int err = 0;
-    socklen_t len = sizeof err;
-    getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
-    return err == 0 ? std::string() : std::strerror(err);
-}
-
-bool send_all(int fd, const std::string& data, Clock::time_point deadline) {
-    std::size_t sent = 0;
-    while (sent < data.size()) {
-        ssize_t n = send(fd, data.data() + sent, data.size() - sent, MSG_NOSIGNAL);
-        if (n > 0) {
-            sent += static_cast<std::size_t>(n);
-        } else if (n < 0 && errno != EAGAIN && errno != EINTR) {
-            return false;
-        } else if (!wait_for(fd, POLLOUT, deadline)) {
-            return false;
-        }
-    }
-    return true;
-}
 
 // Reads until `done(data)`, `limit` bytes, the peer closes (`*closed` set) or the deadline.
 template <typename Done>

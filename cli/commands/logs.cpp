@@ -1,7 +1,7 @@
 // deployctl logs [RELEASE|--all-releases] [-f] [--process NAME] [--access] [--grep RE]
-// [--since T] [--until T] [-n N] [-t]: build and app output of a release (or of every kept
-// one), the output of one process of the PRODUCTION release (worker) or of a [[cron]] job
-// (cron.NAME), or the app's access log (one line per request deploy-proxy answered); --grep,
+// [--since T] [--until T] [-n N] [--timestamps] [--hold D]: build and app output of a release (or
+// of every kept one), the output of one process of the PRODUCTION release (worker) or of a [[cron]]
+// job (cron.NAME), or the app's access log (one line per request deploy-proxy answered); --grep,
 // --since, --until and -n are applied by the agent, so only the lines shown travel. Several
 // hosts are read at once and their lines merged by time (cli/log_merge.hpp).
 
