@@ -318,7 +318,12 @@ kill_agent() {
     local sig=${1:--9}
     kill "$sig" "$AGENT_PID" 2>/dev/null || true
     wait_until 10 dead "$AGENT_PID" || fail "agent (pid $AGENT_PID) stops on kill $sig" "still running after 10 s"
+    # The leader of a killed process shows as a zombie while its other threads
+    # still exit; its sockets close with the last one (slow on a sanitized
+    # build): a restart on the same port waits for the listener to go.
+    wait_until 10 port_free "$AGENT_PORT" || fail "agent (pid $AGENT_PID) releases its port $AGENT_PORT on kill $sig" "still listening after 10 s"
 }
+port_free() { ! port_in_use "$1"; }
 
 proxy_pid() { cat "${1:-$DATA}/proxy/proxy.pid" 2>/dev/null || true; }
 
