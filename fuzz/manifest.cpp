@@ -9,11 +9,15 @@
 //   leads out of the tree;
 // - it survives manifest_to_json -> text -> manifest_from_json unchanged, with
 //   the same digest.
+// - built into Merkle nodes, it flattens back to the same entries.
+// An input that is a JSON array of tree node entries is parsed as a node: an accepted one
+// has only safe single-component names.
 // An input that is a JSON array of two manifests also checks that two accepted
 // manifests with different entries have different digests.
 
 #include <common/manifest.hpp>
 #include <common/storable_path.hpp>
+#include <common/tree.hpp>
 
 #include <nlohmann/json.hpp>
 
@@ -72,6 +76,22 @@ void check_accepted(const common::Manifest& manifest) {
     FUZZ_CHECK(same_entries(manifest.entries, again->entries));
     FUZZ_CHECK(again->digest() == manifest.digest());
     FUZZ_CHECK(again->total_bytes() == manifest.total_bytes());
+
+    // As Merkle nodes (common/tree.hpp): each parses back to its digest, and the tree
+    // flattens back to the same entries.
+    const auto merkle = common::build_tree(manifest);
+    for (const auto& [digest, node] : merkle.nodes) {
+        auto parsed = common::parse_node(node.bytes);
+        FUZZ_CHECK(parsed.ok());
+        FUZZ_CHECK(parsed->digest == digest);
+    }
+    auto flat = common::flatten_tree(merkle.root, [&](const std::string& digest) {
+        auto it = merkle.nodes.find(digest);
+        FUZZ_CHECK(it != merkle.nodes.end());
+        return common::parse_node(it->second.bytes);
+    });
+    FUZZ_CHECK(flat.ok());
+    FUZZ_CHECK(same_entries(manifest.entries, flat->entries));
 }
 
 // What the agent does with the "manifest" member of a request body.
@@ -91,6 +111,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     auto json = nlohmann::json::parse(data, data + size, nullptr, /*allow_exceptions=*/false);
     if (json.is_discarded())
         return 0;
+    if (json.is_array()) // as a tree node
+        if (auto node = common::parse_node(std::string(reinterpret_cast<const char*>(data), size)))
+            for (const auto& e : node->entries)
+                FUZZ_CHECK(common::is_safe_relative_path(e.name) &&
+                           e.name.find('/') == std::string::npos &&
+                           common::is_storable_path(e.name));
     if (json.is_array() && json.size() == 2) {
         auto a = accept(json[0]);
         auto b = accept(json[1]);

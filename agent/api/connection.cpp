@@ -17,10 +17,12 @@
 #include <algorithm>
 #include <cerrno>
 #include <limits>
+#include <memory>
 #include <optional>
 #include <poll.h>
 #include <sys/socket.h>
 #include <type_traits>
+#include <zstd.h>
 
 namespace agent::api {
 
@@ -41,8 +43,12 @@ tcp protocol_of(int fd) {
     return tcp::v4();
 }
 
-DeadlineSocket& layer_of(DeadlineSocket& stream) { return stream; }
-DeadlineSocket& layer_of(TlsStream& stream) { return stream.next_layer(); }
+DeadlineSocket& layer_of(DeadlineSocket& stream) {
+    return stream;
+}
+DeadlineSocket& layer_of(TlsStream& stream) {
+    return stream.next_layer();
+}
 
 // Writes NDJSON lines as HTTP chunks.
 template <class Stream> class ChunkSink : public StreamSink {
@@ -264,6 +270,41 @@ std::optional<Response> check_length(const http::request_parser<http::empty_body
         fmt::format("body of {} bytes is larger than the limit of {} bytes", *length, limit));
 }
 
+// A zstd-compressed body, inflated up to `limit` bytes (the error: "too large", or
+// what zstd said).
+struct Inflated {
+    std::optional<std::string> text;
+    std::string why;
+    explicit operator bool() const { return text.has_value(); }
+    std::string& operator*() { return *text; }
+    const std::string& error() const { return why; }
+};
+Inflated zstd_inflate(std::string_view compressed, std::uint64_t limit) {
+    std::unique_ptr<ZSTD_DStream, decltype(&ZSTD_freeDStream)> stream(ZSTD_createDStream(),
+                                                                      ZSTD_freeDStream);
+    if (!stream)
+        return {std::nullopt, "cannot decompress the body: out of memory"};
+    std::string out;
+    ZSTD_inBuffer in{compressed.data(), compressed.size(), 0};
+    char chunk[65536];
+    std::size_t last = 1;
+    while (in.pos < in.size || last != 0) {
+        ZSTD_outBuffer piece{chunk, sizeof chunk, 0};
+        last = ZSTD_decompressStream(stream.get(), &piece, &in);
+        if (ZSTD_isError(last))
+            return {std::nullopt,
+                    std::string("the zstd body does not decompress: ") + ZSTD_getErrorName(last)};
+        out.append(chunk, piece.pos);
+        if (out.size() > limit)
+            return {std::nullopt, "too large"};
+        if (piece.pos == 0 && in.pos == in.size)
+            break;
+    }
+    if (last != 0)
+        return {std::nullopt, "the zstd body is cut short"};
+    return {std::move(out), ""};
+}
+
 Response too_large(std::uint64_t limit) {
     return error_response(413, "too_large", fmt::format("body is larger than {} bytes", limit));
 }
@@ -271,9 +312,9 @@ Response too_large(std::uint64_t limit) {
 // A body that keeps less than the minimum rate (or stalls) is cut off: a
 // client sending a byte now and then would otherwise hold its thread.
 Response too_slow(const ConnectionOptions& options) {
-    return error_response(408, "too_slow",
-                          fmt::format("the request body arrived slower than {} bytes/s",
-                                      options.min_body_rate));
+    return error_response(
+        408, "too_slow",
+        fmt::format("the request body arrived slower than {} bytes/s", options.min_body_rate));
 }
 
 template <class Stream>
@@ -295,6 +336,24 @@ bool Connection<Stream>::read_json_body(http::request_parser<http::empty_body>& 
     if (ec)
         return false;
     request.body = std::move(parser.get().body());
+    // A client may compress a large JSON body (deployctl: the tree nodes of an upload).
+    const auto encoding = parser.get()[http::field::content_encoding];
+    if (encoding.empty() || beast::iequals(encoding, "identity"))
+        return true;
+    if (!beast::iequals(encoding, "zstd")) {
+        m_body_error =
+            error_response(415, "unsupported_encoding",
+                           fmt::format("Content-Encoding {} is not supported (zstd or none)",
+                                       std::string_view(encoding.data(), encoding.size())));
+        return true;
+    }
+    auto plain = zstd_inflate(request.body, limit);
+    if (!plain)
+        m_body_error = plain.error() == "too large"
+                           ? too_large(limit)
+                           : error_response(400, "bad_request", plain.error());
+    else
+        request.body = std::move(*plain);
     return true;
 }
 
@@ -383,8 +442,7 @@ void remove_file(const std::filesystem::path& path) {
 }
 
 template <class Stream>
-bool Connection<Stream>::answer(const Request& request, const Response& response,
-                                bool keep_alive) {
+bool Connection<Stream>::answer(const Request& request, const Response& response, bool keep_alive) {
     if (m_options.gate)
         m_options.gate->record(request, response);
     return send(response, keep_alive);
@@ -470,8 +528,7 @@ template <class Stream> bool Connection<Stream>::serve(HeadParser& header) {
 
 template <class Stream>
 RequestOutcome serve_one(Stream& stream, beast::flat_buffer& buffer, HeadParser& header,
-                         const Router& router, const ConnectionOptions& options,
-                         const Peer& peer) {
+                         const Router& router, const ConnectionOptions& options, const Peer& peer) {
     Connection connection(stream, buffer, router, options, peer);
     RequestOutcome outcome;
     outcome.keep_open = connection.serve(header);
@@ -499,9 +556,9 @@ void prepare_head_parser(HeadParser& parser) {
     parser.body_limit(std::numeric_limits<std::uint64_t>::max());
 }
 
-RequestOutcome serve_request(DeadlineSocket& stream, beast::flat_buffer& buffer,
-                             HeadParser& header, const Router& router,
-                             const ConnectionOptions& options, const Peer& peer) {
+RequestOutcome serve_request(DeadlineSocket& stream, beast::flat_buffer& buffer, HeadParser& header,
+                             const Router& router, const ConnectionOptions& options,
+                             const Peer& peer) {
     return serve_one(stream, buffer, header, router, options, peer);
 }
 

@@ -2,12 +2,16 @@
 #include <agent/api/handler_util.hpp>
 #include <agent/api/handlers.hpp>
 #include <common/hash.hpp>
+#include <common/storable_path.hpp>
+#include <common/tree.hpp>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include <fstream>
 #include <set>
 #include <system_error>
+#include <zstd.h>
 
 namespace agent::api {
 
@@ -15,6 +19,9 @@ namespace {
 
 using common::ErrorKind;
 using common::make_error;
+
+// The largest blob a frame of POST /v1/blobs carries (bigger ones go one per PUT).
+constexpr std::uint64_t k_max_frame_blob = 64ull * 1024 * 1024;
 
 common::Result<std::vector<std::string>> digest_list(const nlohmann::json& body) {
     if (!body.is_object() || !body.contains("digests") || !body["digests"].is_array())
@@ -98,9 +105,234 @@ Response put(ApiContext& context, const Request& request) {
     return json_response(201, {{"digest", digest}, {"size", size}});
 }
 
+// --- POST /v1/blobs: many blobs in one streamed body (docs/api.md, "Uploading") ---------
+
+// Reads the body file's frames in order.
+class FrameReader {
+  public:
+    explicit FrameReader(const std::filesystem::path& file) : m_in(file, std::ios::binary) {}
+    bool open() const { return static_cast<bool>(m_in); }
+    bool at_end() { return m_in.peek() == std::char_traits<char>::eof(); }
+    // The next frame's header line, without its '\n' (false: none, or longer than 200 bytes).
+    bool header(std::string& line) {
+        line.clear();
+        for (char c; m_in.get(c);) {
+            if (c == '\n')
+                return true;
+            if (line.size() >= 200)
+                return false;
+            line += c;
+        }
+        return false;
+    }
+    bool payload(std::string& out, std::size_t length) {
+        out.resize(length);
+        return static_cast<bool>(m_in.read(out.data(), static_cast<std::streamsize>(length)));
+    }
+
+  private:
+    std::ifstream m_in;
+};
+
+struct FrameHeader {
+    std::string digest;
+    std::uint64_t size = 0;
+    bool zstd = false;
+    std::uint64_t length = 0;
+};
+
+common::Result<FrameHeader> parse_frame_header(std::string_view line) {
+    auto bad = [&] {
+        return make_error(ErrorKind::bad_request,
+                          fmt::format("malformed blob frame header \"{}\" (expected \"DIGEST SIZE "
+                                      "raw|zstd LENGTH\")",
+                                      common::escape_path(line.substr(0, 120))));
+    };
+    std::vector<std::string_view> fields;
+    while (!line.empty()) {
+        const auto space = line.find(' ');
+        fields.push_back(line.substr(0, space));
+        line.remove_prefix(space == std::string_view::npos ? line.size() : space + 1);
+    }
+    if (fields.size() != 4 || !common::is_sha256_hex(fields[0]) ||
+        (fields[2] != "raw" && fields[2] != "zstd"))
+        return bad();
+    FrameHeader h;
+    h.digest = std::string(fields[0]);
+    h.zstd = fields[2] == "zstd";
+    for (auto [text, value] : {std::pair{fields[1], &h.size}, std::pair{fields[3], &h.length}}) {
+        if (text.empty() || text.size() > 19 ||
+            text.find_first_not_of("0123456789") != std::string_view::npos)
+            return bad();
+        *value = std::stoull(std::string(text));
+    }
+    if (h.size > k_max_frame_blob)
+        return make_error(ErrorKind::bad_request,
+                          fmt::format("blob {} of {} bytes is larger than a frame may carry ({} "
+                                      "bytes): upload it with PUT /v1/blobs/{}",
+                                      h.digest, h.size, k_max_frame_blob, h.digest));
+    if ((!h.zstd && h.length != h.size) || (h.zstd && h.length > ZSTD_compressBound(h.size)))
+        return make_error(ErrorKind::bad_request,
+                          fmt::format("blob frame {} carries {} bytes for a content of {} bytes",
+                                      h.digest, h.length, h.size));
+    return h;
+}
+
+Response put_many(ApiContext& context, const Request& request) {
+    FrameReader reader(request.body_file);
+    if (!reader.open())
+        return error_response(make_error(ErrorKind::io, "cannot read the uploaded body"));
+    std::vector<BlobStore::Written> written;
+    auto discard = [&](common::Error error) {
+        for (const auto& w : written) {
+            std::error_code ec;
+            std::filesystem::remove(w.temp_file, ec);
+        }
+        if (error.kind == ErrorKind::io || error.kind == ErrorKind::disk_full)
+            error.message = "cannot store the uploaded blobs: " + error.message;
+        return error_response(error);
+    };
+    std::string line, payload, content;
+    std::uint64_t blobs = 0, bytes = 0, present = 0;
+    std::vector<std::string> digests;
+    while (!reader.at_end()) {
+        if (!reader.header(line))
+            return discard(make_error(ErrorKind::bad_request,
+                                      fmt::format("blob frame {}: the header line is cut short "
+                                                  "or longer than 200 bytes",
+                                                  blobs + present + 1)));
+        auto frame = parse_frame_header(line);
+        if (!frame)
+            return discard(frame.error());
+        if (!reader.payload(payload, frame->length))
+            return discard(make_error(ErrorKind::bad_request,
+                                      fmt::format("blob frame {} is cut short: the body ended "
+                                                  "before its {} bytes",
+                                                  frame->digest, frame->length)));
+        const std::string* data = &payload;
+        if (frame->zstd) {
+            content.resize(frame->size);
+            const auto n =
+                ZSTD_decompress(content.data(), content.size(), payload.data(), payload.size());
+            if (ZSTD_isError(n) || n != frame->size)
+                return discard(make_error(
+                    ErrorKind::bad_request,
+                    fmt::format("blob frame {} does not decompress to its {} bytes{}",
+                                frame->digest, frame->size,
+                                ZSTD_isError(n) ? std::string(": ") + ZSTD_getErrorName(n) : "")));
+            data = &content;
+        }
+        const auto actual = common::sha256_hex(*data);
+        if (actual != frame->digest)
+            return discard(make_error(
+                ErrorKind::bad_request,
+                fmt::format("blob frame {}: the content hashes to {}", frame->digest, actual)));
+        digests.push_back(frame->digest);
+        context.blobs.pin({frame->digest}); // a deployment will name it
+        if (context.blobs.has(frame->digest)) {
+            ++present;
+            continue;
+        }
+        auto temp = context.blobs.write_temp(frame->digest, *data);
+        if (!temp)
+            return discard(temp.error());
+        written.push_back(std::move(*temp));
+        ++blobs;
+        bytes += data->size();
+    }
+    if (auto stored = context.blobs.adopt_verified(written); !stored) {
+        auto error = stored.error();
+        error.message = "cannot store the uploaded blobs: " + error.message;
+        return error_response(error);
+    }
+    return json_response(201, {{"stored", blobs}, {"bytes", bytes}, {"present", present}});
+}
+
+// --- POST /v1/trees/missing: which parts of a tree the agent lacks -----------------------
+
+// Whether the agent has the whole tree below a stored node; pins all of it when it does
+// (a deploy is about to name it).
+bool have_tree(ApiContext& context, const std::string& digest) {
+    if (!context.blobs.has(digest))
+        return false;
+    auto tree = read_tree(*context.pending_nodes, context.blobs, digest);
+    if (!tree)
+        return false;
+    auto blobs = tree->manifest.blob_digests();
+    for (const auto& blob : blobs)
+        if (!context.blobs.has(blob))
+            return false;
+    context.blobs.pin(tree->nodes);
+    context.blobs.pin(blobs);
+    return true;
+}
+
+Response trees_missing(ApiContext& context, const Request& request) {
+    auto body = parse_json_body(request, false);
+    if (!body)
+        return error_response(body.error());
+    if (!body->is_object())
+        return error_response(make_error(ErrorKind::bad_request, "expected a JSON object"));
+    std::vector<std::string> missing_nodes, missing_blobs;
+    std::set<std::string> seen;
+    std::uint64_t upload = 0;
+    if (auto roots = body->find("roots"); roots != body->end()) {
+        if (!roots->is_array())
+            return error_response(
+                make_error(ErrorKind::bad_request, R"("roots" must be an array of node digests)"));
+        for (const auto& root : *roots) {
+            if (!root.is_string() || !common::is_sha256_hex(root.get_ref<const std::string&>()))
+                return error_response(
+                    make_error(ErrorKind::bad_request,
+                               fmt::format("not a sha256 digest: {}", describe_value(root))));
+            const auto& digest = root.get_ref<const std::string&>();
+            if (seen.insert(digest).second && !have_tree(context, digest))
+                missing_nodes.push_back(digest);
+        }
+    }
+    if (auto nodes = body->find("nodes"); nodes != body->end()) {
+        if (!nodes->is_array())
+            return error_response(
+                make_error(ErrorKind::bad_request, R"("nodes" must be an array of tree nodes)"));
+        for (const auto& item : *nodes) {
+            if (!item.is_string())
+                return error_response(
+                    make_error(ErrorKind::bad_request, "a tree node is sent as a JSON string"));
+            auto node = common::parse_node(item.get<std::string>());
+            if (!node)
+                return error_response(node.error());
+            context.pending_nodes->add(*node);
+            for (const auto& entry : node->entries) {
+                if (entry.kind == common::TreeEntry::Kind::symlink ||
+                    !seen.insert(entry.digest).second)
+                    continue;
+                if (entry.kind == common::TreeEntry::Kind::tree) {
+                    if (!have_tree(context, entry.digest))
+                        missing_nodes.push_back(entry.digest);
+                    continue;
+                }
+                context.blobs.pin({entry.digest});
+                if (!context.blobs.has(entry.digest)) {
+                    missing_blobs.push_back(entry.digest);
+                    upload += entry.size;
+                }
+            }
+        }
+    }
+    if (upload > 0)
+        if (auto room = context.disk.check(upload, "this upload"); !room)
+            return error_response(room.error());
+    return json_response(200, {{"missing_nodes", missing_nodes}, {"missing_blobs", missing_blobs}});
+}
+
 } // namespace
 
 void add_blob_routes(Router& router, ApiContext& context) {
+    router.add(
+        "POST", "/v1/blobs", [&context](const Request& r) { return put_many(context, r); },
+        BodyKind::file);
+    router.add("POST", "/v1/trees/missing",
+               [&context](const Request& r) { return trees_missing(context, r); });
     router.add("POST", "/v1/blobs/missing",
                [&context](const Request& r) { return missing(context, r); });
     router.add(

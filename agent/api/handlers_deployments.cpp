@@ -66,12 +66,11 @@ common::Status read_meta(const json& body, NewDeployment& deployment) {
         if (body.contains(key) && !body[key].is_null() &&
             (!body[key].is_number_integer() || body[key].get<std::int64_t>() < 0 ||
              (key == std::string_view("canary") && body[key].get<std::int64_t>() > 100)))
-            return make_error(ErrorKind::bad_request,
-                              fmt::format("\"{}\" must be {}, not {}", key,
-                                          key == std::string_view("canary")
-                                              ? "a percentage from 0 to 100"
-                                              : "a number of seconds",
-                                          describe_value(body[key])));
+            return make_error(ErrorKind::bad_request, fmt::format("\"{}\" must be {}, not {}", key,
+                                                                  key == std::string_view("canary")
+                                                                      ? "a percentage from 0 to 100"
+                                                                      : "a number of seconds",
+                                                                  describe_value(body[key])));
     if (body.contains("canary") && body["canary"].is_number_integer())
         deployment.canary = body["canary"].get<int>();
     if (body.contains("canary_auto_seconds") && body["canary_auto_seconds"].is_number_integer())
@@ -119,10 +118,29 @@ Response refusal_response(const Refusal& refusal) {
     return error_response(http_status(refusal.error.kind), refusal.code, refusal.error.message);
 }
 
-common::Status read_manifest(const json& body, NewDeployment& deployment, std::string& code) {
+// The tree: "manifest" (its files listed) or "tree" (the digest of its root node, whose
+// nodes the agent has or was sent with POST /v1/trees/missing).
+common::Result<common::Manifest> manifest_of(ApiContext& context, const json& body,
+                                             std::vector<std::string>& nodes) {
+    if (auto tree = body.find("tree"); tree != body.end()) {
+        if (!tree->is_string())
+            return make_error(ErrorKind::bad_request,
+                              R"("tree" must be the sha256 digest of the tree's root node)");
+        TRY_ASSIGN(auto contents,
+                   read_tree(*context.pending_nodes, context.blobs, tree->get<std::string>()));
+        context.blobs.pin(contents.nodes);
+        nodes = std::move(contents.nodes);
+        return std::move(contents.manifest);
+    }
     if (!body.contains("manifest") || !body["manifest"].is_object())
-        return make_error(ErrorKind::bad_request, R"(missing "manifest": {"files": [...]})");
-    auto manifest = common::manifest_from_json(body["manifest"]);
+        return make_error(ErrorKind::bad_request,
+                          R"(missing "manifest": {"files": [...]} (or "tree": "<root digest>"))");
+    return common::manifest_from_json(body["manifest"]);
+}
+
+common::Status read_manifest(ApiContext& context, const json& body, NewDeployment& deployment,
+                             std::string& code, std::vector<std::string>& nodes) {
+    auto manifest = manifest_of(context, body, nodes);
     if (!manifest)
         return manifest.error();
     auto fault = common::ManifestFault::malformed;
@@ -155,8 +173,10 @@ common::Status take_stored_sizes(const BlobStore& blobs, common::Manifest& manif
     return {};
 }
 
-common::Result<NewDeployment> read_deployment(const Request& request, const std::string& app,
-                                              std::string& code) {
+// `nodes`: the digests of the tree's nodes, when the deployment named its root.
+common::Result<NewDeployment> read_deployment(ApiContext& context, const Request& request,
+                                              const std::string& app, std::string& code,
+                                              std::vector<std::string>& nodes) {
     auto body = parse_json_body(request, false);
     if (!body)
         return body.error();
@@ -166,7 +186,7 @@ common::Result<NewDeployment> read_deployment(const Request& request, const std:
     deployment.app = app;
     if (auto ok = read_config(*body, app, deployment); !ok)
         return ok.error();
-    if (auto ok = read_manifest(*body, deployment, code); !ok)
+    if (auto ok = read_manifest(context, *body, deployment, code, nodes); !ok)
         return ok.error();
     if (auto ok = read_meta(*body, deployment); !ok)
         return ok.error();
@@ -226,7 +246,15 @@ Response create(ApiContext& context, const Request& request) {
     if (!app)
         return error_response(app.error());
     std::string code;
-    auto deployment = read_deployment(request, *app, code);
+    std::vector<std::string> nodes;
+    auto deployment = read_deployment(context, request, *app, code, nodes);
+    // The tree's nodes were pinned while it was read; the release's blob list names them
+    // once it is recorded (or nothing needs them).
+    struct Unpin {
+        BlobStore& blobs;
+        const std::vector<std::string>& nodes;
+        ~Unpin() { blobs.unpin(nodes); }
+    } unpin_nodes{context.blobs, nodes};
     if (!deployment)
         return refusal_response({deployment.error(), code});
     // Pinned from here until the release that uses them is recorded (or an

@@ -6,6 +6,7 @@
 #include <common/fs.hpp>
 #include <common/hash.hpp>
 #include <common/log.hpp>
+#include <common/tree.hpp>
 
 #include <algorithm>
 #include <iterator>
@@ -54,7 +55,7 @@ std::string Engine::app_state(const std::string& app,
     auto* runtime = running_runtime(*production);
     if (runtime && m_store->traffic(app).sleeping)
         return "sleeping"; // [deploy] idle_stop: the next request starts it
-    if (!runtime) // [static]: deploy-proxy serves its files
+    if (!runtime)          // [static]: deploy-proxy serves its files
         return "running";
     if (instances_of(app, "web") == 0)
         return "running"; // deployctl scale web=0: its other processes run
@@ -85,6 +86,21 @@ void Engine::record_blobs(const std::string& app, const std::string& id,
     std::string text;
     for (const auto& digest : manifest.blob_digests())
         text += digest + "\n";
+    // The tree's nodes (common/tree.hpp) are kept with its blobs, listed with them so
+    // that a collection keeps or takes them together: a stored node's whole tree is
+    // stored, which lets the next deploy of a tree that shares it skip all of it.
+    const auto tree = common::build_tree(manifest);
+    std::vector<BlobStore::Written> nodes;
+    for (const auto& [digest, node] : tree.nodes) {
+        text += digest + "\n";
+        if (m_blobs.has(digest))
+            continue;
+        if (auto written = m_blobs.write_temp(digest, node.bytes))
+            nodes.push_back(std::move(*written));
+    }
+    if (auto stored = m_blobs.adopt_verified(nodes); !stored) // a later upload sends them again
+        common::log_warn("cannot store the tree of " + app + " " + id + ": " +
+                         stored.error().message);
     const auto file = m_options.data_dir.release_blobs(app, id);
     std::error_code ec;
     fs::create_directories(file.parent_path(), ec);
@@ -464,10 +480,9 @@ common::Result<Traffic> Engine::change_traffic(const std::string& app, std::stri
     TRY(db_write(change));
     if (auto published = publish_routes(); !published) {
         if (auto undone = db_write([&]() -> common::Status {
-                TRY(m_store->set_maintenance(app, before.maintenance, before.message,
-                                             before.retry_after,
-                                             std::string(what) + " undone: " +
-                                                 published.error().message));
+                TRY(m_store->set_maintenance(
+                    app, before.maintenance, before.message, before.retry_after,
+                    std::string(what) + " undone: " + published.error().message));
                 return m_store->set_paused(app, before.paused, before.pause_timeout_ms,
                                            std::string(what) + " undone");
             });
@@ -475,8 +490,7 @@ common::Result<Traffic> Engine::change_traffic(const std::string& app, std::stri
             common::log_error(undone.error().message);
         publish_routes_or_log("after a failed traffic change");
         return make_error(ErrorKind::io, "cannot " + std::string(what) + " " + app + ": " +
-                                             published.error().message +
-                                             "; nothing changed");
+                                             published.error().message + "; nothing changed");
     }
     if (auto production = m_store->production(app))
         EventLog(m_options.data_dir.event_log(app, production->id), production->id)
@@ -492,9 +506,8 @@ common::Result<Traffic> Engine::set_maintenance(const std::string& app, bool on,
         on ? "maintenance on" + (retry_after ? " (Retry-After " + std::to_string(retry_after) + "s)"
                                              : std::string())
            : std::string("maintenance off");
-    return change_traffic(app, what, [&] {
-        return m_store->set_maintenance(app, on, message, retry_after, what);
-    });
+    return change_traffic(
+        app, what, [&] { return m_store->set_maintenance(app, on, message, retry_after, what); });
 }
 
 common::Result<Traffic> Engine::set_paused(const std::string& app, bool on,

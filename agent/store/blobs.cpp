@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
+#include <optional>
 #include <random>
 #include <system_error>
 #include <unistd.h>
@@ -45,9 +46,9 @@ Status fsync_file(const fs::path& path) {
         const int saved = errno;
         if (fd >= 0)
             ::close(fd);
-        return make_error(common::io_error_kind(saved),
-                          fmt::format("cannot fsync {}: {}", path.string(),
-                                      common::os_error_text(saved)));
+        return make_error(
+            common::io_error_kind(saved),
+            fmt::format("cannot fsync {}: {}", path.string(), common::os_error_text(saved)));
     }
     ::close(fd);
     return {};
@@ -127,6 +128,90 @@ Status BlobStore::adopt(const std::string& digest, const fs::path& temp_file) {
     return common::fsync_dir(target.parent_path());
 }
 
+common::Result<BlobStore::Written> BlobStore::write_temp(const std::string& digest,
+                                                         std::string_view data) const {
+    TRY(check_digest(digest));
+    Written out{digest, temp_path()};
+    const int fd = ::open(out.temp_file.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return make_error(common::io_error_kind(errno),
+                          fmt::format("cannot create {}: {}", out.temp_file.string(),
+                                      common::os_error_text(errno)));
+    while (!data.empty()) {
+        const auto n = ::write(fd, data.data(), data.size());
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            const int saved = n < 0 ? errno : EIO;
+            ::close(fd);
+            remove_quietly(out.temp_file);
+            return make_error(common::io_error_kind(saved),
+                              fmt::format("cannot write {}: {}", out.temp_file.string(),
+                                          common::os_error_text(saved)));
+        }
+        data.remove_prefix(static_cast<std::size_t>(n));
+    }
+    if (::close(fd) != 0) {
+        const int saved = errno;
+        remove_quietly(out.temp_file);
+        return make_error(common::io_error_kind(saved),
+                          fmt::format("cannot write {}: {}", out.temp_file.string(),
+                                      common::os_error_text(saved)));
+    }
+    return out;
+}
+
+Status BlobStore::adopt_verified(const std::vector<Written>& written) {
+    auto remove_all_temps = [&] {
+        for (const auto& w : written)
+            remove_quietly(w.temp_file);
+    };
+    if (written.empty())
+        return {};
+    // One flush of the file system for all of them, instead of an fsync each.
+    const int store_fd = ::open((m_root / "tmp").c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (store_fd < 0 || ::syncfs(store_fd) != 0) {
+        const int saved = errno;
+        if (store_fd >= 0)
+            ::close(store_fd);
+        remove_all_temps();
+        return make_error(common::io_error_kind(saved),
+                          fmt::format("cannot sync the blob store {}: {}", m_root.string(),
+                                      common::os_error_text(saved)));
+    }
+    ::close(store_fd);
+    std::set<fs::path> folders;
+    std::optional<common::Error> failure;
+    for (const auto& w : written) {
+        if (failure || has(w.digest)) {
+            remove_quietly(w.temp_file);
+            continue;
+        }
+        const auto target = path(w.digest);
+        if (!folders.count(target.parent_path()))
+            if (auto made = create_dir(target.parent_path()); !made) {
+                failure = made.error();
+                remove_quietly(w.temp_file);
+                continue;
+            }
+        if (::rename(w.temp_file.c_str(), target.c_str()) != 0) {
+            const int error = errno;
+            failure = make_error(common::io_error_kind(error),
+                                 fmt::format("cannot rename onto {}: {}", target.string(),
+                                             common::os_error_text(error)));
+            remove_quietly(w.temp_file);
+            continue;
+        }
+        folders.insert(target.parent_path());
+    }
+    for (const auto& folder : folders) // what was renamed stays renamed
+        if (auto synced = common::fsync_dir(folder); !synced && !failure)
+            failure = synced.error();
+    if (failure)
+        return *failure;
+    return {};
+}
+
 fs::path BlobStore::temp_path() const {
     static std::atomic<unsigned long> counter{0};
     static thread_local std::mt19937_64 rng{std::random_device{}()};
@@ -158,8 +243,7 @@ void BlobStore::unpin(const std::vector<std::string>& digests) {
         m_pins.erase(digest);
 }
 
-bool BlobStore::pinned(const std::string& digest,
-                       std::chrono::steady_clock::time_point now) const {
+bool BlobStore::pinned(const std::string& digest, std::chrono::steady_clock::time_point now) const {
     auto it = m_pins.find(digest);
     return it != m_pins.end() && now < it->second;
 }
@@ -185,8 +269,7 @@ std::vector<BlobStore::Stored> BlobStore::list() const {
     return out;
 }
 
-std::vector<BlobStore::Stored> BlobStore::collect(const std::set<std::string>& used,
-                                                  bool dry_run) {
+std::vector<BlobStore::Stored> BlobStore::collect(const std::set<std::string>& used, bool dry_run) {
     std::vector<Stored> removed;
     std::lock_guard lock(m_pin_mutex);
     const auto now = std::chrono::steady_clock::now();

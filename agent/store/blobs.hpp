@@ -30,6 +30,18 @@ class BlobStore {
     common::Status put(const std::string& digest, std::string_view data);
     // Moves an already written temporary file into place after checking its digest.
     common::Status adopt(const std::string& digest, const std::filesystem::path& temp_file);
+    // Stores many blobs at once (a streamed upload, a release's tree nodes): each
+    // temporary file already holds content that hashes to its digest. Their data is
+    // made durable with one syncfs() of the store's file system, then each is renamed
+    // into place and the folders are synced: a crash leaves each blob whole or absent.
+    // The temporary files are gone afterwards, stored or not.
+    struct Written {
+        std::string digest;
+        std::filesystem::path temp_file;
+    };
+    common::Status adopt_verified(const std::vector<Written>& written);
+    // Writes `data` (already hashed to `digest` by the caller) to a fresh temporary file.
+    common::Result<Written> write_temp(const std::string& digest, std::string_view data) const;
     // A fresh temporary path inside the store's directory (same file system).
     std::filesystem::path temp_path() const;
     // Removes uploads left half-written by an agent that was killed; call it at

@@ -71,9 +71,12 @@ void report_package(Context& ctx, const Target& target, const package::SourceTre
 
 nlohmann::json deployment_request(const Target& target, const package::SourceTree& tree,
                                   bool force) {
-    return {{"config", target.config_text}, {"manifest", common::manifest_to_json(tree.manifest())},
-            {"commit", tree.commit()},      {"message", tree.message()},
-            {"dirty", tree.dirty()},        {"force", force}};
+    // The tree goes in per host: its root digest, or for an older agent its manifest.
+    return {{"config", target.config_text},
+            {"commit", tree.commit()},
+            {"message", tree.message()},
+            {"dirty", tree.dirty()},
+            {"force", force}};
 }
 
 // How to go over the hosts: deploy.toml's [deploy], then the command line.
@@ -153,6 +156,10 @@ HostSteps deploy_steps(Context& ctx, const Target& target, const package::Source
             return uploaded.error();
         const auto path = app_path(target.app) + "/deployments";
         auto host_request = request;
+        if (!uploaded->tree.empty())
+            host_request["tree"] = uploaded->tree;
+        else
+            host_request["manifest"] = common::manifest_to_json(tree.manifest());
         if (!run.release_command) // the fleet's first host runs it
             host_request["release_command"] = false;
         if (!run.cron) // the fleet's first host runs [[cron]] jobs
@@ -236,10 +243,9 @@ common::Status deploy(Context& ctx, const DeployOptions& options) {
     if (!options.canary_auto.empty()) {
         auto after = common::parse_duration(options.canary_auto);
         if (!after)
-            return common::make_error(common::ErrorKind::usage,
-                                      "--auto: " + after.error().message);
-        request["canary_auto_seconds"] =
-            std::max<std::int64_t>(1, std::chrono::duration_cast<std::chrono::seconds>(*after).count());
+            return common::make_error(common::ErrorKind::usage, "--auto: " + after.error().message);
+        request["canary_auto_seconds"] = std::max<std::int64_t>(
+            1, std::chrono::duration_cast<std::chrono::seconds>(*after).count());
     }
     ctx.out->set_several_hosts(fleet->several);
 

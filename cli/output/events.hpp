@@ -68,7 +68,10 @@ struct UploadStats {
     std::size_t blobs_missing = 0; // the agent lacked these
     std::uint64_t bytes_total = 0; // all distinct contents
     std::uint64_t bytes_missing = 0;
-    std::uint64_t bytes_sent = 0;
+    std::uint64_t bytes_sent = 0; // of the missing contents (before compression)
+    std::uint64_t wire_bytes = 0; // what the upload sent: requests, tree nodes, compressed blobs
+    std::string tree;             // the root node's digest (common/tree.hpp); "" for an older
+                                  // agent, which is sent the manifest
 };
 
 // deploy: the agent said which blobs it lacks; they upload next.

@@ -272,6 +272,7 @@ json upload_event(const std::string& host, const UploadStats& s) {
             {"blobs_missing", s.blobs_missing},
             {"bytes_total", s.bytes_total},
             {"bytes_sent", s.bytes_sent},
+            {"wire_bytes", s.wire_bytes},
             {"host", host}};
 }
 

@@ -2,6 +2,7 @@
 // Internal to cli/package: the pieces git_tree.cpp puts together. Only the
 // libgit2 types are named here (opaque); git2.h stays in the .cpp files.
 
+#include <cli/package/digest_cache.hpp>
 #include <common/manifest.hpp>
 #include <common/result.hpp>
 
@@ -25,6 +26,7 @@ struct Collected {
     std::map<std::string, common::ManifestEntry> entries; // by path, relative to DIR
     std::map<std::string, BlobSource> sources;            // by digest
     std::vector<std::string> warnings;
+    DigestCache* cache = nullptr; // digests known from earlier deploys (none: hash everything)
 };
 
 // Adds every blob, executable and symlink of `tree` (skipping submodules).

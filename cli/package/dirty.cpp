@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 #include <git2.h>
 
+#include <ctime>
 #include <sys/stat.h>
 
 namespace cli::package::detail {
@@ -47,11 +48,21 @@ common::Status take_from_disk(const fs::path& file, const std::string& rel, Coll
         m.kind = common::EntryKind::symlink;
         m.target = target.string();
     } else if (S_ISREG(st.st_mode)) {
-        auto digest = common::sha256_file(file);
-        if (!digest)
-            return digest.error();
         m.kind = (st.st_mode & S_IXUSR) ? common::EntryKind::executable : common::EntryKind::file;
-        m.digest = *digest;
+        const auto key = DigestCache::file_key(st);
+        if (auto known = out.cache ? out.cache->find(key) : std::nullopt) {
+            m.digest = known->digest;
+        } else {
+            auto digest = common::sha256_file(file);
+            if (!digest)
+                return digest.error();
+            m.digest = *digest;
+            // A file changed in the last seconds may change again within the clock's
+            // tick, keeping its key: it is not trusted to the cache (git's "racy" rule).
+            if (out.cache && std::time(nullptr) - st.st_mtim.tv_sec > 2 &&
+                std::time(nullptr) - st.st_ctim.tv_sec > 2)
+                out.cache->add(key, m.digest, static_cast<std::uint64_t>(st.st_size));
+        }
         m.size = static_cast<std::uint64_t>(st.st_size);
         out.sources[m.digest] = BlobSource{{}, file};
     } else {

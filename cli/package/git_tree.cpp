@@ -206,6 +206,9 @@ common::Result<SourceTree> package_source(const fs::path& dir, Mode mode) {
             fmt::format("{}/ is not in the last commit: commit it, or pass --dirty", prefix));
 
     detail::Collected collected;
+    // .git/deployctl/digests (a worktree's own git folder holds its own).
+    DigestCache cache(fs::path(git_repository_path(impl->repo)) / "deployctl" / "digests");
+    collected.cache = &cache;
     if (*tree)
         if (auto st = detail::walk_tree(impl->repo, *tree, collected); !st)
             return st.error();
@@ -218,6 +221,7 @@ common::Result<SourceTree> package_source(const fs::path& dir, Mode mode) {
             return st.error();
         impl->dirty = !changed->empty();
     }
+    cache.save();
     for (auto& [path, entry] : collected.entries)
         impl->manifest.entries.push_back(std::move(entry));
     // The agent refuses such a tree too; refusing it here sends nothing at all.

@@ -16,12 +16,31 @@ namespace {
 struct Walk {
     git_repository* repo = nullptr;
     Collected* out = nullptr;
-    std::unordered_map<std::string, std::string> digest_of_oid; // hash each blob once
+    std::unordered_map<std::string, DigestCache::Known> digest_of_oid; // hash each blob once
     std::optional<common::Error> error;
 };
 
 common::Status add_blob(Walk& walk, const std::string& path, const git_tree_entry* entry,
                         git_filemode_t mode) {
+    common::ManifestEntry m;
+    m.path = path;
+    const std::string oid = git_oid_tostr_s(git_tree_entry_id(entry));
+    if (mode != GIT_FILEMODE_LINK) {
+        m.kind = mode == GIT_FILEMODE_BLOB_EXECUTABLE ? common::EntryKind::executable
+                                                      : common::EntryKind::file;
+        // A blob hashed before (this walk, or an earlier deploy's) is not read again.
+        auto known = walk.digest_of_oid.find(oid);
+        if (known == walk.digest_of_oid.end() && walk.out->cache)
+            if (auto cached = walk.out->cache->find(DigestCache::git_key(oid)))
+                known = walk.digest_of_oid.emplace(oid, *cached).first;
+        if (known != walk.digest_of_oid.end()) {
+            m.digest = known->second.digest;
+            m.size = known->second.size;
+            walk.out->sources.try_emplace(m.digest, BlobSource{oid, {}});
+            walk.out->entries[path] = std::move(m);
+            return {};
+        }
+    }
     git_blob* blob = nullptr;
     if (git_blob_lookup(&blob, walk.repo, git_tree_entry_id(entry)) != 0) {
         const git_error* e = git_error_last();
@@ -32,20 +51,15 @@ common::Status add_blob(Walk& walk, const std::string& path, const git_tree_entr
     }
     std::string_view content(static_cast<const char*>(git_blob_rawcontent(blob)),
                              static_cast<std::size_t>(git_blob_rawsize(blob)));
-    common::ManifestEntry m;
-    m.path = path;
     if (mode == GIT_FILEMODE_LINK) {
         m.kind = common::EntryKind::symlink;
         m.target = std::string(content);
     } else {
-        m.kind = mode == GIT_FILEMODE_BLOB_EXECUTABLE ? common::EntryKind::executable
-                                                      : common::EntryKind::file;
-        std::string oid = git_oid_tostr_s(git_tree_entry_id(entry));
-        auto [it, fresh] = walk.digest_of_oid.try_emplace(oid);
-        if (fresh)
-            it->second = common::sha256_hex(content);
-        m.digest = it->second;
+        m.digest = common::sha256_hex(content);
         m.size = content.size();
+        walk.digest_of_oid.emplace(oid, DigestCache::Known{m.digest, m.size});
+        if (walk.out->cache)
+            walk.out->cache->add(DigestCache::git_key(oid), m.digest, m.size);
         walk.out->sources.try_emplace(m.digest, BlobSource{oid, {}});
     }
     git_blob_free(blob);

@@ -16,6 +16,9 @@
 
 namespace cli::transport {
 
+// The body of POST /v1/blobs: framed blobs (docs/api.md, "Uploading").
+inline constexpr std::string_view k_blobs_type = "application/x-deployctl-blobs";
+
 // Called with each line of an NDJSON stream; return false to stop reading.
 using LineHandler = std::function<bool(const nlohmann::json& event)>;
 // Called while put_blob sends, with the bytes of that request sent so far.
@@ -54,6 +57,13 @@ class Client {
                                                      const nlohmann::json& body) = 0;
     virtual common::Result<nlohmann::json> put_blob(std::string_view path,
                                                     std::string_view bytes) = 0;
+    // POSTs raw bytes (the framed blobs of POST /v1/blobs, a zstd-compressed JSON body
+    // with `content_encoding` "zstd"); progress is reported as for put_blob.
+    virtual common::Result<nlohmann::json> post_bytes(std::string_view path, std::string_view bytes,
+                                                      std::string_view content_type,
+                                                      std::string_view content_encoding = {});
+    // What this client has sent so far, request heads and bodies (the figures of an upload).
+    virtual std::uint64_t bytes_sent() const { return 0; }
     virtual common::Result<nlohmann::json> remove(std::string_view path) = 0;
     // Reads an NDJSON stream until the agent ends it or `on_event` returns false.
     virtual common::Status stream_ndjson(std::string_view path, const LineHandler& on_event) = 0;

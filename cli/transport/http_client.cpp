@@ -199,6 +199,14 @@ class HttpClient final : public Client {
         std::string text(bytes);
         return request_json("PUT", path, &text, "application/octet-stream");
     }
+    common::Result<json> post_bytes(std::string_view path, std::string_view bytes,
+                                    std::string_view content_type,
+                                    std::string_view content_encoding) override {
+        std::string text(bytes);
+        const std::string type(content_type), encoding(content_encoding);
+        return request_json("POST", path, &text, type.c_str(), encoding.c_str());
+    }
+    std::uint64_t bytes_sent() const override { return m_sent; }
     common::Result<json> remove(std::string_view path) override {
         return request_json("DELETE", path, nullptr, "application/json");
     }
@@ -221,9 +229,11 @@ class HttpClient final : public Client {
     // What a failed transfer says to the user (TLS failures with how to fix them).
     common::Error failure(CURLcode rc);
     common::Result<Response> perform(const char* method, std::string_view path,
-                                     const std::string* body, const char* content_type);
+                                     const std::string* body, const char* content_type,
+                                     const char* content_encoding = "");
     common::Result<json> request_json(const char* method, std::string_view path,
-                                      const std::string* body, const char* content_type);
+                                      const std::string* body, const char* content_type,
+                                      const char* content_encoding = "");
 
     std::string m_base_url;
     HttpOptions m_options;
@@ -232,6 +242,7 @@ class HttpClient final : public Client {
     PinState m_pin;
     bool m_tls_unusable = false; // setup_tls() failed: nothing is sent
     UploadProgress m_upload_progress;
+    std::uint64_t m_sent = 0; // request heads and bodies, every request
 };
 
 void HttpClient::setup(const char* method, std::string_view path, Headers& headers,
@@ -314,12 +325,15 @@ common::Error HttpClient::failure(CURLcode rc) {
 }
 
 common::Result<Response> HttpClient::perform(const char* method, std::string_view path,
-                                             const std::string* body, const char* content_type) {
+                                             const std::string* body, const char* content_type,
+                                             const char* content_encoding) {
     Headers headers;
     setup(method, path, headers, "application/json");
     Response response;
     if (body) {
         headers.add(fmt::format("Content-Type: {}", content_type));
+        if (*content_encoding)
+            headers.add(fmt::format("Content-Encoding: {}", content_encoding));
         curl_easy_setopt(m_handle, CURLOPT_POSTFIELDS, body->data());
         curl_easy_setopt(m_handle, CURLOPT_POSTFIELDSIZE_LARGE,
                          static_cast<curl_off_t>(body->size()));
@@ -330,7 +344,8 @@ common::Result<Response> HttpClient::perform(const char* method, std::string_vie
     // Give up on a stalled transfer, not on a long one (big blobs).
     curl_easy_setopt(m_handle, CURLOPT_LOW_SPEED_LIMIT, 1L);
     curl_easy_setopt(m_handle, CURLOPT_LOW_SPEED_TIME, m_options.request_timeout_s);
-    if (body && m_upload_progress && std::string_view(method) == "PUT") {
+    if (body && m_upload_progress &&
+        (std::string_view(method) == "PUT" || std::string_view(content_type) == k_blobs_type)) {
         curl_easy_setopt(m_handle, CURLOPT_XFERINFOFUNCTION, report_upload);
         curl_easy_setopt(m_handle, CURLOPT_XFERINFODATA, &m_upload_progress);
         curl_easy_setopt(m_handle, CURLOPT_NOPROGRESS, 0L);
@@ -338,6 +353,11 @@ common::Result<Response> HttpClient::perform(const char* method, std::string_vie
     if (m_tls_unusable)
         return tls_unusable();
     CURLcode rc = curl_easy_perform(m_handle);
+    long head = 0;
+    curl_off_t uploaded = 0;
+    curl_easy_getinfo(m_handle, CURLINFO_REQUEST_SIZE, &head);
+    curl_easy_getinfo(m_handle, CURLINFO_SIZE_UPLOAD_T, &uploaded);
+    m_sent += static_cast<std::uint64_t>(head) + static_cast<std::uint64_t>(uploaded);
     if (rc != CURLE_OK)
         return failure(rc);
     curl_easy_getinfo(m_handle, CURLINFO_RESPONSE_CODE, &response.status);
@@ -345,8 +365,9 @@ common::Result<Response> HttpClient::perform(const char* method, std::string_vie
 }
 
 common::Result<json> HttpClient::request_json(const char* method, std::string_view path,
-                                              const std::string* body, const char* content_type) {
-    auto response = perform(method, path, body, content_type);
+                                              const std::string* body, const char* content_type,
+                                              const char* content_encoding) {
+    auto response = perform(method, path, body, content_type, content_encoding);
     if (!response)
         return response.error();
     if (response->status >= 400)
@@ -499,9 +520,9 @@ common::Result<std::unique_ptr<Duplex>> HttpClient::open_run(std::string_view pa
     curl_easy_setopt(handle, CURLOPT_ERRORBUFFER, nullptr);
     auto connection = std::make_unique<CurlDuplex>(handle);
     const auto lost = [&](std::string_view why) {
-        return common::make_error(ErrorKind::connection,
-                                  fmt::format("the connection to the agent at {} failed: {}",
-                                              m_base_url, why));
+        return common::make_error(
+            ErrorKind::connection,
+            fmt::format("the connection to the agent at {} failed: {}", m_base_url, why));
     };
 
     const std::string text = body.dump();
@@ -518,8 +539,7 @@ common::Result<std::unique_ptr<Duplex>> HttpClient::open_run(std::string_view pa
     const auto deadline = Clock::now() + std::chrono::seconds(m_options.request_timeout_s);
     const auto timed_out = [&] {
         return common::make_error(
-            ErrorKind::timeout,
-            fmt::format("the agent at {} did not answer in time", m_base_url));
+            ErrorKind::timeout, fmt::format("the agent at {} did not answer in time", m_base_url));
     };
     for (std::string_view rest = request; !rest.empty();) {
         auto sent = connection->send(rest);
@@ -553,12 +573,13 @@ common::Result<std::unique_ptr<Duplex>> HttpClient::open_run(std::string_view pa
         std::sscanf(head.c_str() + 9, "%3ld", &status) != 1)
         return common::make_error(
             ErrorKind::internal,
-            fmt::format("the agent at {} sent an answer that is not HTTP: {:.100}", m_base_url, head));
+            fmt::format("the agent at {} sent an answer that is not HTTP: {:.100}", m_base_url,
+                        head));
     std::optional<std::size_t> length;
     for (std::size_t at = head.find("\r\n"); at != std::string::npos;) {
         const std::size_t next = head.find("\r\n", at + 2);
-        const std::string line =
-            lower(head.substr(at + 2, next == std::string::npos ? std::string::npos : next - at - 2));
+        const std::string line = lower(
+            head.substr(at + 2, next == std::string::npos ? std::string::npos : next - at - 2));
         if (line.starts_with("content-length:"))
             length = std::strtoull(line.c_str() + 15, nullptr, 10);
         at = next;
@@ -588,6 +609,11 @@ common::Result<std::unique_ptr<Duplex>> HttpClient::open_run(std::string_view pa
 }
 
 } // namespace
+
+common::Result<json> Client::post_bytes(std::string_view, std::string_view, std::string_view,
+                                        std::string_view) {
+    return common::make_error(ErrorKind::internal, "this client cannot post bytes");
+}
 
 common::Result<std::unique_ptr<Duplex>> Client::open_run(std::string_view, const nlohmann::json&) {
     return common::make_error(ErrorKind::internal, "this connection cannot run commands");

@@ -37,6 +37,12 @@ class SshClient final : public Client {
     common::Result<json> put_blob(std::string_view path, std::string_view bytes) override {
         return checked(m_http->put_blob(path, bytes));
     }
+    common::Result<json> post_bytes(std::string_view path, std::string_view bytes,
+                                    std::string_view content_type,
+                                    std::string_view content_encoding) override {
+        return checked(m_http->post_bytes(path, bytes, content_type, content_encoding));
+    }
+    std::uint64_t bytes_sent() const override { return m_http->bytes_sent(); }
     common::Result<json> remove(std::string_view path) override {
         return checked(m_http->remove(path));
     }

@@ -14,7 +14,7 @@ using nlohmann::json;
 namespace out = cli::output;
 
 TEST_CASE("upload_event has the documented fields") {
-    out::UploadStats s{12, 10, 2, 3481, 1100, 1100};
+    out::UploadStats s{12, 10, 2, 3481, 1100, 1100, 0, ""};
     auto e = out::upload_event("http://127.0.0.1:7070", s);
     CHECK(e["event"] == "upload");
     CHECK(e["files"] == 12);
@@ -214,7 +214,7 @@ TEST_CASE("the human printer's deploy lines") {
     std::ostringstream o, e;
     auto p = out::make_human_printer({}, o, e);
     p->emit(out::PackageSummary{"hello", "3f2c1a0ffff", "Fix header", 12, 3481, false});
-    p->emit(out::Uploading{"h", out::UploadStats{12, 10, 2, 3481, 1126, 0}});
+    p->emit(out::Uploading{"h", out::UploadStats{12, 10, 2, 3481, 1126, 0, 0, ""}});
     p->emit(out::AgentEvent{"h", json{{"event", "log"}, {"stream", "build"}, {"line", "npm ci"}}});
     p->emit(out::Done{
         {"h", "v4", "PRODUCTION", "http://hello.localhost:8080/", std::nullopt, 3200, ""}});
@@ -354,10 +354,10 @@ namespace {
 
 // What a deployment tells the printer: upload, phases, a build line, the end.
 void play_deploy(out::Printer& p) {
-    p.emit(out::Uploading{"h", out::UploadStats{3, 3, 2, 3000, 2048, 0}});
+    p.emit(out::Uploading{"h", out::UploadStats{3, 3, 2, 3000, 2048, 0, 0, ""}});
     p.emit(out::UploadProgress{"h", 1024, 2048});
     p.emit(out::UploadProgress{"h", 2048, 2048});
-    p.emit(out::Uploaded{"h", out::UploadStats{3, 3, 2, 3000, 2048, 2048}});
+    p.emit(out::Uploaded{"h", out::UploadStats{3, 3, 2, 3000, 2048, 2048, 0, ""}});
     p.emit(out::Created{"h", "v4", "QUEUED"});
     p.emit(
         out::AgentEvent{"h", json{{"event", "state"}, {"release", "v4"}, {"state", "BUILDING"}}});

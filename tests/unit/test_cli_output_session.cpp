@@ -11,8 +11,6 @@
 #include <cli/output/progress.hpp>
 
 #include <doctest/doctest.h>
-
-#include "fixtures.hpp"
 #include <nlohmann/json.hpp>
 
 #include <cstdlib>
@@ -23,6 +21,8 @@
 #include <string>
 #include <unistd.h>
 #include <vector>
+
+#include "fixtures.hpp"
 
 namespace {
 
@@ -97,7 +97,8 @@ Events opening() {
     return {
         out::Version{"0.1.0"},
         out::Version{"0.1.0", "http://web1:7070"},
-        out::Completion{"bash", "# bash completion for deployctl\ncomplete -F _deployctl deployctl\n"},
+        out::Completion{"bash",
+                        "# bash completion for deployctl\ncomplete -F _deployctl deployctl\n"},
         out::LoggedIn{"https://web1:7443", "/home/me/.config/deployctl/credentials", true},
         out::Warning{"skipping tmp/sock: not a regular file or symlink"},
         out::PackageSummary{"hello", "3f2c1a0b9d8e7f60", "Fix header", 12, 3481, true},
@@ -106,7 +107,7 @@ Events opening() {
 
 // A deployment that goes live; nothing to upload.
 Events deploy_live(const std::string& host) {
-    const out::UploadStats nothing{3, 3, 0, 3000, 0, 0};
+    const out::UploadStats nothing{3, 3, 0, 3000, 0, 0, 0, ""};
     return {
         out::Uploading{host, nothing},
         out::Uploaded{host, nothing},
@@ -126,7 +127,7 @@ Events deploy_live(const std::string& host) {
 
 // A deploy of what PRODUCTION already serves: nothing created (then the same, --dirty).
 Events deploy_unchanged(const std::string& host) {
-    const out::UploadStats nothing{3, 3, 0, 3000, 0, 0};
+    const out::UploadStats nothing{3, 3, 0, 3000, 0, 0, 0, ""};
     return {
         out::Uploading{host, nothing},
         out::Uploaded{host, nothing},
@@ -145,7 +146,7 @@ Events odd_agent_event(const std::string& host) {
 // A deployment that uploads and fails its health check.
 Events deploy_failed(const std::string& host) {
     return {
-        out::Uploading{host, out::UploadStats{3, 3, 2, 3000, 2048, 0}},
+        out::Uploading{host, out::UploadStats{3, 3, 2, 3000, 2048, 0, 0, ""}},
         out::UploadProgress{host, 1024, 2048},
         out::UploadProgress{host, 2048, 2048},
         out::Created{host, "v5", "QUEUED"},
@@ -160,7 +161,7 @@ Events deploy_failed(const std::string& host) {
 // elapsed time is then 0ms, the same on every run.
 Events upload_only(const std::string& host) {
     return {
-        out::Uploaded{host, out::UploadStats{2, 2, 1, 2048, 1024, 1024}},
+        out::Uploaded{host, out::UploadStats{2, 2, 1, 2048, 1024, 1024, 0, ""}},
     };
 }
 
@@ -247,40 +248,39 @@ Events queries(const std::string& host) {
                             {"engine", "process"},
                             {"stopped", false},
                             {"scale", {{"web", 2}, {"worker", 1}}},
-                            {"processes",
-                             json::array({{{"process", "web"},
-                                           {"instance", 1},
-                                           {"state", "running"},
-                                           {"pid", 4242},
-                                           {"container", nullptr},
-                                           {"started_at", "2026-11-23T09:00:05.000Z"},
-                                           {"uptime_s", 3725},
-                                           {"restarts", 0},
-                                           {"last_exit", nullptr},
-                                           {"rss_bytes", 2154496},
-                                           {"cpu_percent", 0.4}},
-                                          {{"process", "web"},
-                                           {"instance", 2},
-                                           {"state", "starting"},
-                                           {"pid", 0},
-                                           {"container", nullptr},
-                                           {"started_at", nullptr},
-                                           {"uptime_s", nullptr},
-                                           {"restarts", 0},
-                                           {"last_exit", nullptr},
-                                           {"rss_bytes", 0},
-                                           {"cpu_percent", 0.0}},
-                                          {{"process", "worker"},
-                                           {"instance", 1},
-                                           {"state", "crashed"},
-                                           {"pid", 0},
-                                           {"container", nullptr},
-                                           {"started_at", nullptr},
-                                           {"uptime_s", nullptr},
-                                           {"restarts", 3},
-                                           {"last_exit", "exited with status 1"},
-                                           {"rss_bytes", 0},
-                                           {"cpu_percent", 0.0}}})}}},
+                            {"processes", json::array({{{"process", "web"},
+                                                        {"instance", 1},
+                                                        {"state", "running"},
+                                                        {"pid", 4242},
+                                                        {"container", nullptr},
+                                                        {"started_at", "2026-11-23T09:00:05.000Z"},
+                                                        {"uptime_s", 3725},
+                                                        {"restarts", 0},
+                                                        {"last_exit", nullptr},
+                                                        {"rss_bytes", 2154496},
+                                                        {"cpu_percent", 0.4}},
+                                                       {{"process", "web"},
+                                                        {"instance", 2},
+                                                        {"state", "starting"},
+                                                        {"pid", 0},
+                                                        {"container", nullptr},
+                                                        {"started_at", nullptr},
+                                                        {"uptime_s", nullptr},
+                                                        {"restarts", 0},
+                                                        {"last_exit", nullptr},
+                                                        {"rss_bytes", 0},
+                                                        {"cpu_percent", 0.0}},
+                                                       {{"process", "worker"},
+                                                        {"instance", 1},
+                                                        {"state", "crashed"},
+                                                        {"pid", 0},
+                                                        {"container", nullptr},
+                                                        {"started_at", nullptr},
+                                                        {"uptime_s", nullptr},
+                                                        {"restarts", 3},
+                                                        {"last_exit", "exited with status 1"},
+                                                        {"rss_bytes", 0},
+                                                        {"cpu_percent", 0.0}}})}}},
         out::Processes{host, json{{"app", "site"},
                                   {"release", "v2"},
                                   {"engine", "static"},
@@ -349,15 +349,25 @@ Events queries(const std::string& host) {
                          {"auto_at", nullptr},
                          {"max_error_rate", 1.0},
                          {"sides",
-                          {{"canary", {{"release", "v5"}, {"requests", 198}, {"errors", 2},
-                                       {"error_rate", 1.0101}, {"p95_ms", 8.6}}},
-                           {"production", {{"release", "v4"}, {"requests", 802}, {"errors", 0},
-                                           {"error_rate", 0.0}, {"p95_ms", 8.25}}}}}}},
-        out::Canary{host, "promote",
-                    json{{"app", "hello"}, {"release", "v5"}, {"state", "PRODUCTION"},
-                         {"previous", "v4"}}},
+                          {{"canary",
+                            {{"release", "v5"},
+                             {"requests", 198},
+                             {"errors", 2},
+                             {"error_rate", 1.0101},
+                             {"p95_ms", 8.6}}},
+                           {"production",
+                            {{"release", "v4"},
+                             {"requests", 802},
+                             {"errors", 0},
+                             {"error_rate", 0.0},
+                             {"p95_ms", 8.25}}}}}}},
+        out::Canary{
+            host, "promote",
+            json{{"app", "hello"}, {"release", "v5"}, {"state", "PRODUCTION"}, {"previous", "v4"}}},
         out::Canary{host, "abort",
-                    json{{"app", "hello"}, {"release", "v6"}, {"state", "FAILED"},
+                    json{{"app", "hello"},
+                         {"release", "v6"},
+                         {"state", "FAILED"},
                          {"error", "canary aborted"}}},
         out::AppDestroyed{host, json{{"destroyed", "hello"},
                                      {"releases", {"v4", "v3"}},
@@ -365,40 +375,43 @@ Events queries(const std::string& host) {
                                      {"blobs_kept", 2}}},
         out::EnvList{host, vars},
         out::EnvList{host, json{{"app", "hello"}, {"vars", json::array()}}},
-        out::EnvChanged{host, json{{"app", "hello"},
-                                   {"set", {"API_KEY", "LOG_LEVEL"}},
-                                   {"takes_effect", "when the app next starts (deployctl restart, deploy --force or rollback)"}}},
+        out::EnvChanged{
+            host,
+            json{{"app", "hello"},
+                 {"set", {"API_KEY", "LOG_LEVEL"}},
+                 {"takes_effect",
+                  "when the app next starts (deployctl restart, deploy --force or rollback)"}}},
         out::EnvChanged{host, json{{"app", "hello"}, {"unset", {"LOG_LEVEL"}}}},
-        out::CronJobs{host,
-                      json{{"app", "hello"},
-                           {"jobs",
-                            {json{{"name", "cleanup"},
-                                  {"schedule", "*/15 * * * *"},
-                                  {"timezone", "UTC"},
-                                  {"command", "./manage.py clearsessions"},
-                                  {"next_run", "2026-03-01T04:30:00Z"},
-                                  {"inactive", nullptr},
-                                  {"running", false},
-                                  {"last_run",
-                                   {{"started", "2026-03-01T04:15:00Z"},
-                                    {"finished", "2026-03-01T04:15:01Z"},
-                                    {"exit", 0},
-                                    {"duration_ms", 1300},
-                                    {"outcome", "ok"},
-                                    {"release", "v7"}}}},
-                             json{{"name", "report"},
-                                  {"schedule", "0 6 * * mon"},
-                                  {"timezone", "Europe/Paris"},
-                                  {"command", "./report"},
-                                  {"next_run", nullptr},
-                                  {"inactive", "another host of the target runs it"},
-                                  {"running", true},
-                                  {"last_run", nullptr}}}}}},
+        out::CronJobs{host, json{{"app", "hello"},
+                                 {"jobs",
+                                  {json{{"name", "cleanup"},
+                                        {"schedule", "*/15 * * * *"},
+                                        {"timezone", "UTC"},
+                                        {"command", "./manage.py clearsessions"},
+                                        {"next_run", "2026-03-01T04:30:00Z"},
+                                        {"inactive", nullptr},
+                                        {"running", false},
+                                        {"last_run",
+                                         {{"started", "2026-03-01T04:15:00Z"},
+                                          {"finished", "2026-03-01T04:15:01Z"},
+                                          {"exit", 0},
+                                          {"duration_ms", 1300},
+                                          {"outcome", "ok"},
+                                          {"release", "v7"}}}},
+                                   json{{"name", "report"},
+                                        {"schedule", "0 6 * * mon"},
+                                        {"timezone", "Europe/Paris"},
+                                        {"command", "./report"},
+                                        {"next_run", nullptr},
+                                        {"inactive", "another host of the target runs it"},
+                                        {"running", true},
+                                        {"last_run", nullptr}}}}}},
         out::CronJobs{host, json{{"app", "hello"}, {"jobs", json::array()}}},
-        out::CronStarted{host, json{{"app", "hello"},
-                                    {"job", "cleanup"},
-                                    {"release", "v7"},
-                                    {"log", "/var/lib/deploy-agent/apps/hello/logs/cron.cleanup.log"}}},
+        out::CronStarted{host,
+                         json{{"app", "hello"},
+                              {"job", "cleanup"},
+                              {"release", "v7"},
+                              {"log", "/var/lib/deploy-agent/apps/hello/logs/cron.cleanup.log"}}},
         out::Agent{host, out::AgentQuery::ping, json{{"version", "0.1.0"}}},
         out::Agent{host, out::AgentQuery::info, info},
         out::Agent{host, out::AgentQuery::info, json{{"version", "0.1.0"}, {"engine", "process"}}},

@@ -1,0 +1,55 @@
+#pragma once
+// The tree nodes (common/tree.hpp) a deploy in progress sent with POST /v1/trees/missing:
+// held in memory until its deployment names the tree's root (or for an hour), since a node
+// is stored only with a release whose whole tree is present (Engine::record_blobs). And
+// the reading of a tree, from those and from the blob store where kept nodes are.
+
+#include <agent/store/blobs.hpp>
+#include <common/tree.hpp>
+
+#include <chrono>
+#include <cstddef>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace agent::api {
+
+class PendingNodes {
+  public:
+    static constexpr std::chrono::minutes k_hold_time{60};
+    static constexpr std::size_t k_max_bytes = 256ull * 1024 * 1024; // the oldest go first
+
+    void add(const common::TreeNode& node);
+    std::optional<common::TreeNode> find(const std::string& digest);
+
+  private:
+    struct Held {
+        common::TreeNode node;
+        std::chrono::steady_clock::time_point until;
+        std::uint64_t order = 0;
+    };
+    void expire(std::chrono::steady_clock::time_point now);
+
+    std::mutex m_mutex;
+    std::map<std::string, Held> m_nodes;
+    std::size_t m_bytes = 0;
+    std::uint64_t m_next = 0;
+};
+
+// A node by digest: one a client sent, else a stored one (checked against its digest).
+// ErrorKind::not_found when neither has it.
+common::Result<common::TreeNode> load_node(PendingNodes& pending, const BlobStore& blobs,
+                                           const std::string& digest);
+
+// The manifest a tree stands for, and the digests of its nodes.
+struct TreeContents {
+    common::Manifest manifest;
+    std::vector<std::string> nodes;
+};
+common::Result<TreeContents> read_tree(PendingNodes& pending, const BlobStore& blobs,
+                                       const std::string& root);
+
+} // namespace agent::api

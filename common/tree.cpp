@@ -1,0 +1,208 @@
+#include <common/hash.hpp>
+#include <common/storable_path.hpp>
+#include <common/tree.hpp>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+namespace common {
+
+namespace {
+
+Error bad(std::string message) {
+    return make_error(ErrorKind::bad_request, std::move(message));
+}
+
+struct Dir {
+    std::map<std::string, Dir> dirs;
+    std::map<std::string, const ManifestEntry*> files;
+};
+
+std::string_view kind_code(TreeEntry::Kind kind) {
+    switch (kind) {
+    case TreeEntry::Kind::tree:
+        return "d";
+    case TreeEntry::Kind::file:
+        return "f";
+    case TreeEntry::Kind::executable:
+        return "x";
+    case TreeEntry::Kind::symlink:
+        return "l";
+    }
+    return "f";
+}
+
+nlohmann::json entry_json(const TreeEntry& e) {
+    auto j = nlohmann::json::array({e.name, kind_code(e.kind)});
+    if (e.kind == TreeEntry::Kind::symlink) {
+        j.push_back(e.target);
+    } else {
+        j.push_back(e.digest);
+        if (e.kind != TreeEntry::Kind::tree)
+            j.push_back(e.size);
+    }
+    return j;
+}
+
+// Serializes `dir` after its subfolders, adding every node to `tree`; returns its digest.
+std::string add_nodes(const Dir& dir, Tree& tree) {
+    TreeNode node;
+    auto subdir = dir.dirs.begin();
+    auto file = dir.files.begin();
+    while (subdir != dir.dirs.end() || file != dir.files.end()) {
+        TreeEntry e;
+        if (file == dir.files.end() || (subdir != dir.dirs.end() && subdir->first < file->first)) {
+            e.name = subdir->first;
+            e.kind = TreeEntry::Kind::tree;
+            e.digest = add_nodes(subdir->second, tree);
+            ++subdir;
+        } else {
+            const auto& m = *file->second;
+            e.name = file->first;
+            e.kind = m.kind == EntryKind::symlink      ? TreeEntry::Kind::symlink
+                     : m.kind == EntryKind::executable ? TreeEntry::Kind::executable
+                                                       : TreeEntry::Kind::file;
+            e.digest = m.digest;
+            e.size = m.size;
+            e.target = m.target;
+            ++file;
+        }
+        node.entries.push_back(std::move(e));
+    }
+    auto array = nlohmann::json::array();
+    for (const auto& e : node.entries)
+        array.push_back(entry_json(e));
+    node.bytes = array.dump();
+    node.digest = sha256_hex(node.bytes);
+    auto digest = node.digest;
+    tree.nodes.try_emplace(digest, std::move(node));
+    return digest;
+}
+
+bool safe_name(std::string_view name) {
+    return !name.empty() && name != "." && name != ".." &&
+           name.find_first_of(std::string_view("/\\\0", 3)) == std::string_view::npos &&
+           !find_path_flaw(name);
+}
+
+Result<TreeEntry> parse_entry(const nlohmann::json& j) {
+    if (!j.is_array() || j.size() < 3 || !j[0].is_string() || !j[1].is_string() ||
+        !j[2].is_string())
+        return bad("a tree node entry must be [\"name\", kind, digest or target, ...]");
+    TreeEntry e;
+    e.name = j[0].get<std::string>();
+    if (!safe_name(e.name))
+        return bad(
+            fmt::format("tree node entry \"{}\" is not a safe file name", escape_path(e.name)));
+    const auto& kind = j[1].get_ref<const std::string&>();
+    const auto& third = j[2].get_ref<const std::string&>();
+    const bool file = kind == "f" || kind == "x";
+    if (kind == "d" && j.size() == 3) {
+        e.kind = TreeEntry::Kind::tree;
+        e.digest = third;
+    } else if (file && j.size() == 4 && j[3].is_number_unsigned()) {
+        e.kind = kind == "f" ? TreeEntry::Kind::file : TreeEntry::Kind::executable;
+        e.digest = third;
+        e.size = j[3].get<std::uint64_t>();
+    } else if (kind == "l" && j.size() == 3) {
+        e.kind = TreeEntry::Kind::symlink;
+        e.target = third;
+    } else {
+        return bad(fmt::format("tree node entry \"{}\" has an unknown kind or shape",
+                               escape_path(e.name)));
+    }
+    if (e.kind != TreeEntry::Kind::symlink && !is_sha256_hex(e.digest))
+        return bad(
+            fmt::format("tree node entry \"{}\" has an invalid digest", escape_path(e.name)));
+    return e;
+}
+
+} // namespace
+
+Tree build_tree(const Manifest& manifest) {
+    Dir root;
+    for (const auto& entry : manifest.entries) {
+        Dir* dir = &root;
+        std::string_view path = entry.path;
+        for (auto slash = path.find('/'); slash != std::string_view::npos; slash = path.find('/')) {
+            dir = &dir->dirs[std::string(path.substr(0, slash))];
+            path.remove_prefix(slash + 1);
+        }
+        dir->files[std::string(path)] = &entry;
+    }
+    Tree tree;
+    tree.root = add_nodes(root, tree);
+    return tree;
+}
+
+Result<TreeNode> parse_node(std::string bytes) {
+    if (bytes.size() > k_max_node_bytes)
+        return bad(fmt::format("a tree node of {} bytes is larger than the limit of {}",
+                               bytes.size(), k_max_node_bytes));
+    auto json = nlohmann::json::parse(bytes, nullptr, false);
+    if (json.is_discarded() || !json.is_array())
+        return bad("a tree node must be a JSON array of entries");
+    TreeNode node;
+    node.entries.reserve(json.size());
+    for (const auto& item : json) {
+        auto entry = parse_entry(item);
+        if (!entry)
+            return entry.error();
+        if (!node.entries.empty() && !(node.entries.back().name < entry->name))
+            return bad(fmt::format("tree node entries must be sorted by name and distinct (\"{}\" "
+                                   "after \"{}\")",
+                                   escape_path(entry->name),
+                                   escape_path(node.entries.back().name)));
+        node.entries.push_back(std::move(*entry));
+    }
+    node.digest = sha256_hex(bytes);
+    node.bytes = std::move(bytes);
+    return node;
+}
+
+Result<Manifest> flatten_tree(const std::string& root,
+                              const std::function<Result<TreeNode>(const std::string&)>& node) {
+    if (!is_sha256_hex(root))
+        return bad("the tree's root is not a sha256 digest");
+    Manifest manifest;
+    // Depth-first with an explicit stack: (digest, path prefix, depth).
+    struct Pending {
+        std::string digest;
+        std::string prefix;
+        int depth;
+    };
+    std::vector<Pending> stack{{root, "", 0}};
+    std::size_t entries = 0;
+    while (!stack.empty()) {
+        auto current = std::move(stack.back());
+        stack.pop_back();
+        if (current.depth > 256)
+            return bad("the tree is deeper than 256 folders");
+        auto parsed = node(current.digest);
+        if (!parsed)
+            return parsed.error();
+        for (auto& e : parsed->entries) {
+            // Folders count too: a node named by many folders is walked once for each.
+            if (++entries > k_max_manifest_entries)
+                return bad(fmt::format("the tree has more than {} entries (files and folders)",
+                                       k_max_manifest_entries));
+            auto path = current.prefix + e.name;
+            if (e.kind == TreeEntry::Kind::tree) {
+                stack.push_back({e.digest, path + "/", current.depth + 1});
+                continue;
+            }
+            ManifestEntry m;
+            m.path = std::move(path);
+            m.kind = e.kind == TreeEntry::Kind::symlink      ? EntryKind::symlink
+                     : e.kind == TreeEntry::Kind::executable ? EntryKind::executable
+                                                             : EntryKind::file;
+            m.digest = std::move(e.digest);
+            m.size = e.size;
+            m.target = std::move(e.target);
+            manifest.entries.push_back(std::move(m));
+        }
+    }
+    return manifest;
+}
+
+} // namespace common

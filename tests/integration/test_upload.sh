@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# Uploads as a Merkle tree and streamed blobs (docs/api.md, "Uploading a tree"): a first
+# deploy of a nested tree; an unchanged redeploy that sends almost nothing; a one-file change
+# deep in the tree that sends that file and the nodes on its path; the digest cache in .git/;
+# a build that writes to a file of its release cannot corrupt a blob; hostile frames and
+# nodes are refused and store nothing; an agent killed in the middle of a streamed upload
+# leaves no partial blob and the next deploy completes.
+source "$(dirname "$0")/lib.sh"
+require_binaries
+
+start_agent
+APP=hello
+# The build appends to a file the tree has: the release's copy changes, never the blob.
+make_app_repo hello build="echo built >> lib/a/b/c/deep.txt && $DEFAULT_BUILD"
+for d in 1 2 3 4 5; do
+    for f in 1 2 3 4 5 6 7 8; do
+        mkdir -p "$REPO/lib/m$d/s$f"
+        head -c 3000 /dev/urandom | base64 >"$REPO/lib/m$d/s$f/file$f.txt"
+    done
+done
+mkdir -p "$REPO/lib/a/b/c"
+echo "deep v1" >"$REPO/lib/a/b/c/deep.txt"
+ln -s a/b/c/deep.txt "$REPO/lib/link.txt"
+git -C "$REPO" add -A && git -C "$REPO" commit -qm "a nested tree"
+
+# all_blobs_whole: every stored blob hashes to its name.
+all_blobs_whole() {
+    local f bad=0
+    while IFS= read -r f; do
+        [[ $(sha256sum "$f" | cut -d' ' -f1) == "$(basename "$f")" ]] || { echo "corrupt: $f" >&2; bad=1; }
+    done < <(find "$DATA/blobs" -mindepth 2 -maxdepth 2 -type f -path '*/[0-9a-f][0-9a-f]/*')
+    return $bad
+}
+upload_of() { jq -c 'select(.event == "upload")' <<<"$1"; }
+
+run dctl --json deploy
+assert_eq 0 "$RC" "first deploy of a nested tree succeeds"
+first=$(upload_of "$OUT")
+assert_jq "$first" '.blobs_missing == .blobs_total and .bytes_sent == .bytes_total and .wire_bytes > 0' "first deploy: every blob sent, and what went on the wire"
+assert_jq "$first" '.wire_bytes < .bytes_total' "first deploy: base64 text goes compressed (wire bytes below the contents')"
+expect_serving $APP "hello from 1" "the first release serves"
+release_dir=$DATA/apps/hello/releases/v1
+assert_eq "deep v1
+built" "$(cat "$release_dir/lib/a/b/c/deep.txt")" "the build wrote to its release's copy"
+assert_eq "deep v1" "$(cat "$release_dir/lib/link.txt" 2>/dev/null | head -1)" "a symlink of the tree is materialized"
+deep_digest=$(printf 'deep v1\n' | sha256sum | cut -d' ' -f1)
+assert_eq "deep v1" "$(cat "$DATA/blobs/${deep_digest:0:2}/$deep_digest")" "the blob the build's file came from is unchanged"
+all_blobs_whole && pass "every stored blob hashes to its name" || fail "every stored blob hashes to its name" "see above"
+[[ -s $REPO/.git/deployctl/digests ]] && pass "the digests are cached in .git/deployctl/digests" ||
+    fail "the digests are cached in .git/deployctl/digests" "no such file"
+assert_eq "$(git -C "$REPO" ls-files | grep -vc link.txt)" "$(sort -u "$REPO/.git/deployctl/digests" | wc -l)" "one cached digest per file of the tree"
+
+# --- unchanged: one small request --------------------------------------------------------
+run dctl --json deploy
+assert_eq 0 "$RC" "an unchanged redeploy succeeds"
+same=$(upload_of "$OUT")
+assert_jq "$same" '.blobs_missing == 0 and .bytes_sent == 0 and .wire_bytes < 1024' "unchanged: nothing to send, under 1 KiB on the wire"
+assert_contains "$OUT" '"event":"unchanged"' "unchanged: no new release"
+
+# --- one file deep in the tree -----------------------------------------------------------
+commit_change "$REPO" "one file" lib/m3/s5/file5.txt "changed in v2" VERSION 2
+run dctl --json deploy
+assert_eq 0 "$RC" "a one-file change deploys"
+change=$(upload_of "$OUT")
+assert_jq "$change" '.blobs_missing == 2 and .wire_bytes < 8192' "one-file change: the two changed files and the nodes on their path, under 8 KiB"
+expect_serving $APP "hello from 2" "the change serves"
+assert_eq "changed in v2" "$(cat "$DATA/apps/hello/releases/v2/lib/m3/s5/file5.txt")" "the changed file is in the release"
+assert_eq "$(cat "$REPO/lib/m1/s1/file1.txt")" "$(cat "$DATA/apps/hello/releases/v2/lib/m1/s1/file1.txt")" "an unchanged file is in the release"
+
+# --- the digest cache: a damaged line is skipped; a wrong digest fails loudly -----------
+printf 'garbage line\ng:abc not-a-digest 12\n' >>"$REPO/.git/deployctl/digests"
+commit_change "$REPO" "v3" VERSION 3
+run dctl deploy
+assert_eq 0 "$RC" "a damaged line in the digest cache is skipped"
+expect_serving $APP "hello from 3" "v3 serves"
+
+# --- hostile frames and nodes store nothing ----------------------------------------------
+before=$(find "$DATA/blobs" -mindepth 2 -type f | wc -l)
+post_frames() { acurl -s -o "$TEST_TMP/frames.out" -w '%{http_code}' -H 'Content-Type: application/x-deployctl-blobs' --data-binary @"$1" "$AGENT_URL/v1/blobs"; }
+good=$(printf 'good content\n' | sha256sum | cut -d' ' -f1)
+{ printf '%s 13 raw 13\ngood content\n' "$good"; printf '%s 4 raw 4\nevil' "$good"; } >"$TEST_TMP/wrong.bin"
+assert_eq 400 "$(post_frames "$TEST_TMP/wrong.bin")" "a frame whose content does not hash to its digest: 400"
+assert_contains "$(cat "$TEST_TMP/frames.out")" "hashes to" "the answer names the mismatch"
+printf '%s 13 raw 13\ngood' "$good" >"$TEST_TMP/short.bin"
+assert_eq 400 "$(post_frames "$TEST_TMP/short.bin")" "a frame cut short: 400"
+printf '%s 13 zstd 5\nabcde' "$good" >"$TEST_TMP/badz.bin"
+assert_eq 400 "$(post_frames "$TEST_TMP/badz.bin")" "a zstd frame that does not decompress: 400"
+printf '%s 999999999999 raw 999999999999\n' "$good" >"$TEST_TMP/huge.bin"
+assert_eq 400 "$(post_frames "$TEST_TMP/huge.bin")" "a frame claiming a huge blob: 400"
+assert_eq "$before" "$(find "$DATA/blobs" -mindepth 2 -type f | wc -l)" "refused frames store nothing (the good frame before a bad one neither)"
+[[ ! -e $DATA/blobs/${good:0:2}/$good ]] && pass "the good frame of a refused body is not kept" || fail "the good frame of a refused body is not kept" "stored"
+code=$(acurl -s -o "$TEST_TMP/t.out" -w '%{http_code}' -X POST -d '{"nodes":["[[\"../x\",\"f\",\"'"$good"'\",13]]"]}' "$AGENT_URL/v1/trees/missing")
+assert_eq 400 "$code" "a tree node with an unsafe name: 400"
+code=$(acurl -s -o "$TEST_TMP/t.out" -w '%{http_code}' -X POST -d '{"nodes":["[[\"b\",\"f\",\"'"$good"'\",13],[\"a\",\"f\",\"'"$good"'\",13]]"]}' "$AGENT_URL/v1/trees/missing")
+assert_eq 400 "$code" "a tree node whose entries are not sorted: 400"
+toml=$(jq -Rs . <"$REPO/deploy.toml")
+code=$(acurl -s -o "$TEST_TMP/t.out" -w '%{http_code}' -X POST -d "{\"config\":$toml,\"tree\":\"$(printf x | sha256sum | cut -d' ' -f1)\"}" "$AGENT_URL/v1/apps/hello/deployments")
+assert_eq 404 "$code" "a deployment naming a tree the agent never saw: 404"
+assert_contains "$(cat "$TEST_TMP/t.out")" "trees/missing" "the answer says how to send the tree"
+
+# --- kill -9 in the middle of a streamed upload -----------------------------------------
+head -c $((24 * 1024 * 1024)) /dev/urandom >"$TEST_TMP/big.raw"
+big=$(sha256sum "$TEST_TMP/big.raw" | cut -d' ' -f1)
+{ printf '%s %s raw %s\n' "$big" 25165824 25165824; cat "$TEST_TMP/big.raw"; } >"$TEST_TMP/big.frames"
+acurl -s -o /dev/null --limit-rate 4M -H 'Content-Type: application/x-deployctl-blobs' --data-binary @"$TEST_TMP/big.frames" "$AGENT_URL/v1/blobs" &
+uploader=$!
+upload_seen() { [[ -n $(find "$DATA/blobs/tmp" -type f -size +1M 2>/dev/null) ]]; }
+wait_until 10 upload_seen ||
+    fail "the streamed upload is on its way" "no upload file in blobs/tmp"
+kill_agent -9
+wait "$uploader" 2>/dev/null || true
+[[ ! -e $DATA/blobs/${big:0:2}/$big ]] && pass "killed mid-upload: the blob is not stored" || fail "killed mid-upload: the blob is not stored" "it is"
+restart_agent
+assert_eq 0 "$(find "$DATA/blobs/tmp" -type f 2>/dev/null | wc -l)" "the restarted agent removed the half-sent upload"
+all_blobs_whole && pass "after the kill every stored blob is whole" || fail "after the kill every stored blob is whole" "see above"
+cp "$TEST_TMP/big.raw" "$REPO/big.bin"
+commit_change "$REPO" "v4 with a big file" VERSION 4
+run dctl --json deploy
+assert_eq 0 "$RC" "the next deploy completes"
+expect_serving $APP "hello from 4" "and serves"
+assert_eq "$big" "$(sha256sum "$DATA/apps/hello/releases/v4/big.bin" | cut -d' ' -f1)" "the big file (one PUT) arrived whole"
+all_blobs_whole && pass "every stored blob is whole at the end" || fail "every stored blob is whole at the end" "see above"
