@@ -240,7 +240,10 @@ Status read_logs(const Reader& r, const toml::table& t, LogSettings& out) {
 Status read_deploy(const Reader& r, const toml::table& t, DeploySettings& out) {
     TRY(r.check_keys(t, "[deploy]",
                      {"keep", "drain", "idle_stop", "idle_stop_workers", "strategy", "max_parallel",
-                      "stop_timeout"}));
+                      "stop_timeout", "standby"}));
+    if (const auto* n = t.get("standby")) {
+        TRY_ASSIGN(out.standby, r.duration_at(*n, "deploy.standby"));
+    }
     if (const auto* n = t.get("stop_timeout")) {
         TRY_ASSIGN(out.stop_timeout, r.duration_at(*n, "deploy.stop_timeout"));
     }

@@ -80,6 +80,9 @@ struct DeploySettings {
     // How long a replaced release's processes other than web have, after
     // SIGTERM, before SIGKILL.
     std::chrono::milliseconds stop_timeout{30000};
+    // How long a replaced release's web keeps running, unrouted, after its drain: a
+    // rollback within it is a routing switch (a warm rollback). 0 = stop after the drain.
+    std::chrono::milliseconds standby{600000};
 };
 
 // [proxy]: how deploy-proxy carries the app's traffic (docs/deploy-toml.md).

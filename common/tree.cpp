@@ -91,6 +91,9 @@ Result<TreeEntry> parse_entry(const nlohmann::json& j) {
         return bad("a tree node entry must be [\"name\", kind, digest or target, ...]");
     TreeEntry e;
     e.name = j[0].get<std::string>();
+    if (e.name.size() > k_max_name_length)
+        return bad(
+            fmt::format("a tree node entry's name is longer than {} bytes", k_max_name_length));
     if (!safe_name(e.name))
         return bad(
             fmt::format("tree node entry \"{}\" is not a safe file name", escape_path(e.name)));
@@ -107,6 +110,9 @@ Result<TreeEntry> parse_entry(const nlohmann::json& j) {
     } else if (kind == "l" && j.size() == 3) {
         e.kind = TreeEntry::Kind::symlink;
         e.target = third;
+        if (e.target.size() > k_max_path_length)
+            return bad(fmt::format("symlink \"{}\" has a target longer than {} bytes",
+                                   escape_path(e.name), k_max_path_length));
     } else {
         return bad(fmt::format("tree node entry \"{}\" has an unknown kind or shape",
                                escape_path(e.name)));
@@ -172,33 +178,51 @@ Result<Manifest> flatten_tree(const std::string& root,
         int depth;
     };
     std::vector<Pending> stack{{root, "", 0}};
-    std::size_t entries = 0;
+    std::size_t files = 0, folders = 0, path_bytes = 0;
+    // Each distinct node is read once, however many folders name it.
+    std::map<std::string, TreeNode> read;
     while (!stack.empty()) {
         auto current = std::move(stack.back());
         stack.pop_back();
         if (current.depth > 256)
             return bad("the tree is deeper than 256 folders");
-        auto parsed = node(current.digest);
-        if (!parsed)
-            return parsed.error();
-        for (auto& e : parsed->entries) {
-            // Folders count too: a node named by many folders is walked once for each.
-            if (++entries > k_max_manifest_entries)
-                return bad(fmt::format("the tree has more than {} entries (files and folders)",
-                                       k_max_manifest_entries));
+        auto cached = read.find(current.digest);
+        if (cached == read.end()) {
+            auto parsed = node(current.digest);
+            if (!parsed)
+                return parsed.error();
+            cached = read.emplace(current.digest, std::move(*parsed)).first;
+        }
+        for (const auto& e : cached->second.entries) {
             auto path = current.prefix + e.name;
+            if (path.size() > k_max_path_length)
+                return bad(
+                    fmt::format("a path of the tree is longer than {} bytes", k_max_path_length));
             if (e.kind == TreeEntry::Kind::tree) {
+                // A node named by many folders is walked once for each: they count.
+                if (++folders > k_max_manifest_entries)
+                    return bad(
+                        fmt::format("the tree has more than {} folders", k_max_manifest_entries));
                 stack.push_back({e.digest, path + "/", current.depth + 1});
                 continue;
             }
+            if (++files > k_max_manifest_entries)
+                return bad(fmt::format("the tree has more than {} files; the limit is {}",
+                                       k_max_manifest_entries, k_max_manifest_entries));
+            // As much as a manifest sent whole may hold (its body's limit).
+            path_bytes += path.size() + e.target.size();
+            if (path_bytes > k_max_tree_path_bytes)
+                return bad(fmt::format("the tree's paths and symlink targets add up to more "
+                                       "than {} bytes",
+                                       k_max_tree_path_bytes));
             ManifestEntry m;
             m.path = std::move(path);
             m.kind = e.kind == TreeEntry::Kind::symlink      ? EntryKind::symlink
                      : e.kind == TreeEntry::Kind::executable ? EntryKind::executable
                                                              : EntryKind::file;
-            m.digest = std::move(e.digest);
+            m.digest = e.digest;
             m.size = e.size;
-            m.target = std::move(e.target);
+            m.target = e.target;
             manifest.entries.push_back(std::move(m));
         }
     }

@@ -46,6 +46,8 @@ struct Tree {
 Tree build_tree(const Manifest& manifest);
 
 inline constexpr std::size_t k_max_node_bytes = 16ull * 1024 * 1024;
+inline constexpr std::size_t k_max_name_length = 255; // one path component
+inline constexpr std::size_t k_max_tree_path_bytes = 64ull * 1024 * 1024;
 
 // Parses and checks one node: a JSON array as above, names that are single safe path
 // components, sorted and distinct, digests of 64 lower-case hex characters. Its digest is
@@ -53,7 +55,8 @@ inline constexpr std::size_t k_max_node_bytes = 16ull * 1024 * 1024;
 Result<TreeNode> parse_node(std::string bytes);
 
 // The manifest a tree stands for, reading nodes through `node` (by digest; an error
-// stops the walk). At most k_max_manifest_entries entries and a depth of 256.
+// stops the walk; each distinct node is read once). At most k_max_manifest_entries files
+// and as many folders, paths of k_max_path_length bytes and a depth of 256.
 Result<Manifest> flatten_tree(const std::string& root,
                               const std::function<Result<TreeNode>(const std::string&)>& node);
 

@@ -233,6 +233,9 @@ Response put_many(ApiContext& context, const Request& request) {
             ++present;
             continue;
         }
+        // The room is checked per blob as it comes: compressed, a body is no measure.
+        if (auto room = context.disk.check(data->size(), "this upload"); !room)
+            return discard(room.error());
         auto temp = context.blobs.write_temp(frame->digest, *data);
         if (!temp)
             return discard(temp.error());

@@ -35,6 +35,8 @@ json release_to_json(const ReleaseInfo& release) {
             {"message", release.message},
             {"error", string_or_null(release.error)},
             {"port", release.port == 0 ? json(nullptr) : json(release.port)},
+            // Replaced but still running, unrouted ([deploy] standby): a warm rollback target.
+            {"standby", release.state == common::State::inactive && release.port != 0},
             {"dirty", release.dirty},
             {"tree_digest", string_or_null(release.tree_digest)},
             {"config_digest", string_or_null(release.config_digest)},

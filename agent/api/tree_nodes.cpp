@@ -8,21 +8,26 @@ namespace agent::api {
 using common::ErrorKind;
 using common::make_error;
 
+namespace {
+
+// What a held node costs in memory: its bytes, and its entries parsed.
+std::size_t weight(const common::TreeNode& node) {
+    std::size_t bytes = node.bytes.size() + node.digest.size();
+    for (const auto& e : node.entries)
+        bytes += sizeof e + e.name.size() + e.digest.size() + e.target.size();
+    return bytes;
+}
+
+} // namespace
+
 void PendingNodes::expire(std::chrono::steady_clock::time_point now) {
-    for (auto it = m_nodes.begin(); it != m_nodes.end();) {
-        if (now < it->second.until) {
-            ++it;
-            continue;
-        }
-        m_bytes -= it->second.node.bytes.size();
-        it = m_nodes.erase(it);
-    }
-    while (m_bytes > k_max_bytes && !m_nodes.empty()) {
-        auto oldest = m_nodes.begin();
-        for (auto it = m_nodes.begin(); it != m_nodes.end(); ++it)
-            if (it->second.order < oldest->second.order)
-                oldest = it;
-        m_bytes -= oldest->second.node.bytes.size();
+    // Oldest first: expired ones, then as many as the cap needs.
+    while (!m_by_order.empty()) {
+        auto oldest = m_nodes.find(m_by_order.begin()->second);
+        if (now < oldest->second.until && m_bytes <= k_max_bytes)
+            break;
+        m_bytes -= weight(oldest->second.node);
+        m_by_order.erase(m_by_order.begin());
         m_nodes.erase(oldest);
     }
 }
@@ -33,10 +38,13 @@ void PendingNodes::add(const common::TreeNode& node) {
     auto [it, fresh] = m_nodes.try_emplace(node.digest);
     if (fresh) {
         it->second.node = node;
-        m_bytes += node.bytes.size();
+        m_bytes += weight(node);
+    } else {
+        m_by_order.erase(it->second.order);
     }
     it->second.until = now + k_hold_time;
     it->second.order = m_next++;
+    m_by_order.emplace(it->second.order, node.digest);
     expire(now);
 }
 

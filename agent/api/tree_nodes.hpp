@@ -35,7 +35,8 @@ class PendingNodes {
 
     std::mutex m_mutex;
     std::map<std::string, Held> m_nodes;
-    std::size_t m_bytes = 0;
+    std::map<std::uint64_t, std::string> m_by_order; // oldest first, for eviction
+    std::size_t m_bytes = 0;                         // the bytes and parsed entries held, roughly
     std::uint64_t m_next = 0;
 };
 

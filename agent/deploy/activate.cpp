@@ -4,8 +4,11 @@
 #include <agent/deploy/routes.hpp>
 #include <agent/runtime/connections.hpp>
 #include <agent/runtime/process.hpp>
+#include <common/duration.hpp>
 #include <common/fs.hpp>
 #include <common/log.hpp>
+
+#include <fmt/format.h>
 
 #include <algorithm>
 
@@ -334,6 +337,100 @@ void Engine::drain(const std::string& app, const Job& job) {
             common::log_error(cleared.error().message);
 }
 
+void Engine::start_drain(const std::string& app, Job job) {
+    if (job.previous.empty())
+        return;
+    join_drainers(false);
+    auto done = std::make_shared<std::atomic<bool>>(false);
+    std::lock_guard lock(m_drainers_mutex);
+    if (stopping())
+        return; // the next start stops it (INACTIVE with a live pid)
+    const auto generation = ++m_drain_count;
+    m_drain_generation[app + "/" + job.previous] = generation;
+    std::thread thread([this, app, job = std::move(job), done, generation] {
+        drain_off_lock(app, job, generation);
+        done->store(true);
+    });
+    m_drainers.push_back({std::move(thread), std::move(done)});
+}
+
+void Engine::join_drainers(bool all) {
+    std::list<Drainer> finished;
+    {
+        std::lock_guard lock(m_drainers_mutex);
+        for (auto it = m_drainers.begin(); it != m_drainers.end();) {
+            if (all || it->done->load()) {
+                finished.push_back(std::move(*it));
+                it = m_drainers.erase(it);
+            } else {
+                ++it;
+            }
+        }
+    }
+    for (auto& drainer : finished)
+        if (drainer.thread.joinable())
+            drainer.thread.join();
+}
+
+void Engine::drain_off_lock(const std::string& app, const Job& job, std::uint64_t generation) {
+    const auto key = app + "/" + job.previous;
+    // Whether this drainer still owns the release: not promoted again, the same process,
+    // and no later drainer took it over.
+    const auto& process = job.previous_process;
+    auto still_mine = [&](const std::optional<ReleaseRow>& row) {
+        if (!row || row->state == State::production || row->state == State::canary ||
+            row->pid != process.pid)
+            return false;
+        std::lock_guard lock(m_drainers_mutex);
+        return m_drain_generation[key] == generation;
+    };
+    auto current = [&]() -> std::optional<ReleaseRow> {
+        auto row = m_store->get(app, job.previous);
+        return row ? std::optional<ReleaseRow>(std::move(*row)) : std::nullopt;
+    };
+    common::log_info("draining " + app + " " + job.previous);
+    auto replaced = current();
+    const auto old_config = replaced ? common::parse_config(replaced->config, "deploy.toml")
+                                     : common::Result<common::AppConfig>(common::AppConfig{});
+    const auto stop_timeout = old_config ? old_config->deploy.stop_timeout : k_stop_grace;
+    {
+        // Its other processes take no requests: they stop now. Under the lock, so
+        // that a rollback to it (which starts them again) comes before or after.
+        std::lock_guard deploy(slot(app).deploy_lock);
+        if (stopping() || !still_mine(current()))
+            return;
+        stop_processes(app, job.previous, stop_timeout, Which::others);
+    }
+    // Off the lock: its requests in flight finish while the next deploy goes on.
+    wait_drained(replaced ? web_ports(*replaced) : std::vector<int>{}, job.config.deploy.drain);
+    if (job.standby.count() > 0 && still_mine(current())) {
+        common::log_info(fmt::format("{} {} stays in standby for {} (deployctl rollback to it is "
+                                     "a routing switch)",
+                                     app, job.previous, common::format_duration(job.standby)));
+        const auto until = std::chrono::steady_clock::now() + job.standby;
+        while (std::chrono::steady_clock::now() < until) {
+            if (!sleep_unless_stopping(std::min<std::chrono::milliseconds>(
+                    k_standby_poll, std::chrono::duration_cast<std::chrono::milliseconds>(
+                                        until - std::chrono::steady_clock::now()))))
+                return; // the agent stops: the next start stops it
+            if (!still_mine(current()))
+                return; // promoted again (a warm rollback), or stopped by someone else
+        }
+    }
+    if (stopping())
+        return; // the next start stops it (INACTIVE with a live pid)
+    std::lock_guard deploy(slot(app).deploy_lock);
+    // Read again under the lock: a rollback may have promoted it meanwhile.
+    auto old = current();
+    if (stopping() || !still_mine(old))
+        return;
+    runtime_for(*old).stop({app, job.previous}, process, k_stop_grace);
+    stop_processes(app, job.previous, stop_timeout, Which::web); // web.2 and on
+    if (auto cleared = m_store->clear_process(app, job.previous); !cleared)
+        common::log_error(cleared.error().message);
+    prune(app, job.config.deploy.keep);
+}
+
 common::Status Engine::delete_release(const ReleaseRow& row, const std::string& reason) {
     std::lock_guard lock(m_delete_mutex);
     auto& runtime = runtime_for(row);
@@ -448,11 +545,31 @@ common::Result<Promotion> Engine::rollback(const std::string& app,
     if (!config->release.command.empty())
         events.log("system",
                    "release command not run again on rollback: " + config->release.command);
-    auto process = provision(app, target->id, *config, events);
-    if (!process) {
-        events.log("system", "rollback failed: " + process.error().message);
-        return make_error(ErrorKind::failed,
-                          "rollback to " + target->id + " failed: " + process.error().message);
+    // Warm: still running ([deploy] standby), it is routed again as it is.
+    common::Result<runtime::AppProcess> process =
+        runtime::AppProcess{target->pid, target->pid_start};
+    bool same_env = false; // the running process has the app's variables as they are now
+    {
+        std::lock_guard lock(m_mutex);
+        auto started = m_env_at_start.find(app + "/" + target->id);
+        same_env = started != m_env_at_start.end() && started->second == m_env_changes[app];
+    }
+    const bool running = target->pid > 0 && runtime_for(*target).alive(*process);
+    if (running && same_env) {
+        events.log("system", "warm rollback: " + target->id + " is still running (standby)");
+    } else {
+        if (running) { // its environment changed since it started: a fresh start
+            events.log("system", "the app's variables changed since " + target->id +
+                                     " started: starting it again");
+            runtime_for(*target).stop({app, target->id}, *process, k_stop_grace);
+            stop_processes(app, target->id, config->deploy.stop_timeout, Which::web);
+        }
+        process = provision(app, target->id, *config, events);
+        if (!process) {
+            events.log("system", "rollback failed: " + process.error().message);
+            return make_error(ErrorKind::failed,
+                              "rollback to " + target->id + " failed: " + process.error().message);
+        }
     }
     auto previous = activate(app, target->id, State::inactive, events);
     if (!previous) {
@@ -468,13 +585,14 @@ common::Result<Promotion> Engine::rollback(const std::string& app,
     Job job;
     job.kind = JobKind::drain;
     job.config = *config;
+    job.standby = config->deploy.standby;
     if (*previous) {
         auto old = m_store->get(app, **previous);
         job.previous = **previous;
         if (old)
             job.previous_process = {old->pid, old->pid_start};
     }
-    enqueue(app, std::move(job)); // drain + prune run on the app's worker
+    start_drain(app, std::move(job)); // off the deploy lock: the next rollback never waits
     auto promoted = release(app, target->id);
     if (!promoted)
         return promoted.error();

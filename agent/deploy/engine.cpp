@@ -57,6 +57,7 @@ void Engine::stop() {
     }
     for (auto& thread : threads)
         thread.join();
+    join_drainers(true);
     if (m_supervisor.joinable())
         m_supervisor.join();
     if (m_cron.joinable())
@@ -270,11 +271,17 @@ std::vector<secrets::VarInfo> Engine::env(const std::string& app) {
 }
 
 common::Status Engine::set_env(const std::string& app, std::vector<secrets::NewVar> vars) {
-    return m_env->set(app, std::move(vars));
+    TRY(m_env->set(app, std::move(vars)));
+    std::lock_guard lock(m_mutex);
+    ++m_env_changes[app]; // a process started before has it no more
+    return {};
 }
 
 common::Status Engine::unset_env(const std::string& app, const std::vector<std::string>& names) {
-    return m_env->unset(app, names);
+    TRY(m_env->unset(app, names));
+    std::lock_guard lock(m_mutex);
+    ++m_env_changes[app];
+    return {};
 }
 
 common::Result<ReleaseInfo> Engine::release(const std::string& app, const std::string& id) {

@@ -34,6 +34,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <list>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -54,6 +55,7 @@ class Engine final : public Service {
     // A drain ends early once the old release's port was idle this long.
     static constexpr std::chrono::milliseconds k_drain_quiet{1500};
     static constexpr std::chrono::milliseconds k_drain_poll{50};
+    static constexpr std::chrono::milliseconds k_standby_poll{500};
     // Failed checks in a row that take a running web instance out of the
     // routing table (one that is down is taken out at once).
     static constexpr int k_failed_checks = 2;
@@ -126,6 +128,9 @@ class Engine final : public Service {
         // drain jobs: the replaced release and its process
         std::string previous;
         runtime::AppProcess previous_process;
+        // After its drain the replaced web keeps running this long, unrouted
+        // ([deploy] standby): a rollback to it within it is a routing switch.
+        std::chrono::milliseconds standby{0};
     };
     struct AppSlot {
         std::deque<Job> queue;
@@ -255,6 +260,15 @@ class Engine final : public Service {
     void publish_routes_or_log(std::string_view why);
     std::vector<Route> routing_table_locked();
     void drain(const std::string& app, const Job& job);
+    // The drain (and standby) of a replaced release on a thread of its own, off
+    // the app's deploy lock: the next deploy or rollback never waits for it. It
+    // takes the lock only to stop what it must, after checking again that the
+    // release was not promoted meanwhile.
+    void start_drain(const std::string& app, Job job);
+    // The drainer thread: drain, standby, stop; `generation` is its number in
+    // m_drain_generation, given when it was started.
+    void drain_off_lock(const std::string& app, const Job& job, std::uint64_t generation);
+    void join_drainers(bool all);
     // Until nothing talked to these ports for k_drain_quiet, `drain` at most.
     void wait_drained(const std::vector<int>& ports, std::chrono::milliseconds drain);
     void prune(const std::string& app, int keep);
@@ -525,6 +539,25 @@ class Engine final : public Service {
 
     std::mutex m_delete_mutex;
     std::thread m_supervisor;
+
+    // activate.cpp: the drainers of replaced releases (start_drain), joined
+    // once done (at the next start_drain) or at stop().
+    struct Drainer {
+        std::thread thread;
+        std::shared_ptr<std::atomic<bool>> done;
+    };
+    // engine.cpp and pipeline.cpp: how many times each app's variables changed
+    // (deployctl env set/unset) since the agent started, and that count when
+    // each release's web last started ("app/id"): a warm rollback only to a
+    // process that has the app's environment as it is now (m_mutex).
+    std::map<std::string, std::uint64_t> m_env_changes;
+    std::map<std::string, std::uint64_t> m_env_at_start;
+
+    std::mutex m_drainers_mutex;
+    std::list<Drainer> m_drainers;
+    // "app/id" -> the number of its latest drainer: an older one gives up.
+    std::map<std::string, std::uint64_t> m_drain_generation;
+    std::uint64_t m_drain_count = 0;
 
     // idle.cpp. When each app's traffic was last seen changing (m_mutex).
     struct Activity {

@@ -219,6 +219,16 @@ common::Result<AppAction> Engine::stop_app(const std::string& app) {
     }
     if (auto config = common::parse_config(row->config, "deploy.toml"))
         stop_processes(app, row->id, config->deploy.stop_timeout);
+    // Replaced releases still running in standby ([deploy] standby) stop too: nothing of a
+    // stopped app runs (their drainers see the process gone and leave them be).
+    for (const auto& other : m_store->releases(app)) {
+        if (other.state != State::inactive || other.pid <= 0)
+            continue;
+        runtime_for(other).stop({app, other.id}, {other.pid, other.pid_start}, k_stop_grace);
+        stop_processes(app, other.id, k_stop_grace);
+        if (auto cleared = m_store->clear_process(app, other.id); !cleared)
+            common::log_error(cleared.error().message);
+    }
     EventLog(m_options.data_dir.event_log(app, row->id), row->id)
         .log("system", "stopped (deployctl stop)");
     common::log_info("stopped " + app + " " + row->id);

@@ -125,10 +125,11 @@ void Engine::run_deployment(const std::string& app, Job& job) {
     auto old = m_store->get(app, **previous);
     job.kind = JobKind::drain;
     job.previous = **previous;
+    job.standby = job.config.deploy.standby;
     if (old)
         job.previous_process = {old->pid, old->pid_start};
-    drain(app, job);
     prune(app, job.config.deploy.keep);
+    start_drain(app, std::move(job)); // off the deploy lock: the next deploy never waits
 }
 
 // A build that failed on a full disk (its output, or another app's, ate the
@@ -408,6 +409,11 @@ common::Result<runtime::AppProcess> Engine::launch_and_check(const std::string& 
     std::error_code ec;
     const auto log_file = m_options.data_dir.app_log(app, id);
     const std::uintmax_t log_start = fs::exists(log_file, ec) ? fs::file_size(log_file, ec) : 0;
+    std::uint64_t env_at_start = 0;
+    {
+        std::lock_guard lock(m_mutex);
+        env_at_start = m_env_changes[app];
+    }
     auto process = start_app(runtime, app, id, config, *port);
     if (!process)
         return process.error();
@@ -432,6 +438,10 @@ common::Result<runtime::AppProcess> Engine::launch_and_check(const std::string& 
         stop_process(app, id, config, *process);
         show_startup_output(app, id, ec ? 0 : log_start, events);
         return more.error();
+    }
+    {
+        std::lock_guard lock(m_mutex);
+        m_env_at_start[app + "/" + id] = env_at_start;
     }
     return process;
 }

@@ -181,6 +181,7 @@ Status BlobStore::adopt_verified(const std::vector<Written>& written) {
     }
     ::close(store_fd);
     std::set<fs::path> folders;
+    bool new_folder = false;
     std::optional<common::Error> failure;
     for (const auto& w : written) {
         if (failure || has(w.digest)) {
@@ -188,12 +189,15 @@ Status BlobStore::adopt_verified(const std::vector<Written>& written) {
             continue;
         }
         const auto target = path(w.digest);
-        if (!folders.count(target.parent_path()))
+        if (!folders.count(target.parent_path())) {
+            std::error_code ec;
+            new_folder = new_folder || !fs::is_directory(target.parent_path(), ec);
             if (auto made = create_dir(target.parent_path()); !made) {
                 failure = made.error();
                 remove_quietly(w.temp_file);
                 continue;
             }
+        }
         if (::rename(w.temp_file.c_str(), target.c_str()) != 0) {
             const int error = errno;
             failure = make_error(common::io_error_kind(error),
@@ -206,6 +210,9 @@ Status BlobStore::adopt_verified(const std::vector<Written>& written) {
     }
     for (const auto& folder : folders) // what was renamed stays renamed
         if (auto synced = common::fsync_dir(folder); !synced && !failure)
+            failure = synced.error();
+    if (new_folder) // and a new ab/ folder stays
+        if (auto synced = common::fsync_dir(m_root); !synced && !failure)
             failure = synced.error();
     if (failure)
         return *failure;

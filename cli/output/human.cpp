@@ -497,6 +497,9 @@ void HumanPrinter::release_line(const std::string& host, const json& r, std::siz
                      paint(c, fmt::format("{:<12}", state)), short_time(json_str(r, "created_at")),
                      commit_cell(r), commit_width, json_str(r, "message"),
                      err.empty() ? "" : "  (" + err + ")"));
+    if (json_true(r, "standby")) // [deploy] standby: still running, unrouted
+        line(m_out, host_prefix(host),
+             paint(Color::dim, "       standby: still running; a rollback to it is a switch"));
 }
 
 void HumanPrinter::render(const Releases& e) {

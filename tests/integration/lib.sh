@@ -315,13 +315,19 @@ restart_agent() { REUSE=1 start_agent "$@"; }
 
 # kill_agent [-9|-TERM]: stops the current agent (by its pid only) and reaps it.
 kill_agent() {
-    local sig=${1:--9}
+    local sig=${1:--9} ports port
+    # The ports only it listens on (with several agents, AGENT_PORT may be another one's;
+    # the proxy's port is held by deploy-proxy too, and stays).
+    ports=$(ss -Hltnp 2>/dev/null | grep "pid=$AGENT_PID," | grep -v "pid=[0-9]*,.*pid=" |
+        awk '{ sub(/.*:/, "", $4); print $4 }' | sort -u)
     kill "$sig" "$AGENT_PID" 2>/dev/null || true
     wait_until 10 dead "$AGENT_PID" || fail "agent (pid $AGENT_PID) stops on kill $sig" "still running after 10 s"
     # The leader of a killed process shows as a zombie while its other threads
     # still exit; its sockets close with the last one (slow on a sanitized
     # build): a restart on the same port waits for the listener to go.
-    wait_until 10 port_free "$AGENT_PORT" || fail "agent (pid $AGENT_PID) releases its port $AGENT_PORT on kill $sig" "still listening after 10 s"
+    for port in $ports; do
+        wait_until 10 port_free "$port" || fail "agent (pid $AGENT_PID) releases its port $port on kill $sig" "still listening after 10 s"
+    done
 }
 port_free() { ! port_in_use "$1"; }
 
@@ -499,21 +505,23 @@ DEFAULT_BUILD='echo "building $(cat VERSION)" && mkdir -p public && echo "hello 
 DEFAULT_RUN='exec busybox httpd -f -p 127.0.0.1:$PORT -h public'
 
 # write_toml REPO APP [key=value...]
-# keys: build, run, build_timeout, health_path, health_timeout, keep, drain, hosts, domains
+# keys: build, run, build_timeout, health_path, health_timeout, keep, drain, standby, hosts, domains
+# (standby defaults to "0s" here: a suite checks that a replaced release stops after its
+# drain unless it asks for [deploy] standby, whose default is 10m)
 # (hosts is a TOML array body, e.g. '"http://127.0.0.1:1"'; hosts= with an
 # empty value writes no [targets] table; domains likewise, e.g. '"a.test"').
 write_toml() {
     local repo=$1 app=$2
     shift 2
     local build=$DEFAULT_BUILD run=$DEFAULT_RUN build_timeout=30s health_path=/healthz
-    local health_timeout=10s keep=5 drain=200ms hosts="\"${AGENT_URL:-http://127.0.0.1:7070}\"" domains=""
+    local health_timeout=10s keep=5 drain=200ms standby=0s hosts="\"${AGENT_URL:-http://127.0.0.1:7070}\"" domains=""
     local kv
     for kv in "$@"; do
         local k=${kv%%=*} v=${kv#*=}
         case $k in
         build) build=$v ;; run) run=$v ;; build_timeout) build_timeout=$v ;;
         health_path) health_path=$v ;; health_timeout) health_timeout=$v ;;
-        keep) keep=$v ;; drain) drain=$v ;; hosts) hosts=$v ;; domains) domains=$v ;;
+        keep) keep=$v ;; drain) drain=$v ;; standby) standby=$v ;; hosts) hosts=$v ;; domains) domains=$v ;;
         *) fail "write_toml" "unknown key $k" ;;
         esac
     done
@@ -522,7 +530,7 @@ write_toml() {
         printf '[build]\ncommand = %s\ntimeout = "%s"\n\n' "$(toml_string "$build")" "$build_timeout"
         printf '[run]\ncommand = %s\n' "$(toml_string "$run")"
         printf 'health = { path = "%s", interval = "100ms", timeout = "%s" }\n\n' "$health_path" "$health_timeout"
-        printf '[deploy]\nkeep = %s\ndrain = "%s"\n' "$keep" "$drain"
+        printf '[deploy]\nkeep = %s\ndrain = "%s"\nstandby = "%s"\n' "$keep" "$drain" "$standby"
         if [[ -n $hosts ]]; then printf '\n[targets.local]\nhosts = [%s]\n' "$hosts"; fi
         if [[ -n $hosts && -n $domains ]]; then printf 'domains = [%s]\n' "$domains"; fi
     } >"$repo/deploy.toml"
@@ -860,12 +868,13 @@ write_dockerfile() {
 # keys: dockerfile (build.dockerfile, default "Dockerfile"; empty: not written,
 # the agent finds ./Dockerfile itself), build_timeout (60s), build_memory,
 # run (run.command), run_memory, health_path (/healthz), health_timeout (20s),
-# keep (5), drain (200ms), hosts (as write_toml), extra (raw TOML appended last).
+# keep (5), drain (200ms), standby (0s, as write_toml), hosts (as write_toml), extra (raw
+# TOML appended last).
 write_container_toml() {
     local repo=$1 app=$2
     shift 2
     local dockerfile=Dockerfile build_timeout=60s build_memory="" run="" run_memory=""
-    local health_path=/healthz health_timeout=20s keep=5 drain=200ms extra=""
+    local health_path=/healthz health_timeout=20s keep=5 drain=200ms standby=0s extra=""
     local hosts="\"${AGENT_URL:-http://127.0.0.1:7070}\"" kv
     for kv in "$@"; do
         local k=${kv%%=*} v=${kv#*=}
@@ -873,7 +882,7 @@ write_container_toml() {
         dockerfile) dockerfile=$v ;; build_timeout) build_timeout=$v ;; build_memory) build_memory=$v ;;
         run) run=$v ;; run_memory) run_memory=$v ;; health_path) health_path=$v ;;
         health_timeout) health_timeout=$v ;; keep) keep=$v ;; drain) drain=$v ;;
-        hosts) hosts=$v ;; extra) extra=$v ;;
+        standby) standby=$v ;; hosts) hosts=$v ;; extra) extra=$v ;;
         *) fail "write_container_toml" "unknown key $k" ;;
         esac
     done
@@ -886,7 +895,7 @@ write_container_toml() {
         [[ -n $run ]] && printf 'command = %s\n' "$(toml_string "$run")"
         [[ -n $run_memory ]] && printf 'memory = "%s"\n' "$run_memory"
         printf 'health = { path = "%s", interval = "200ms", timeout = "%s" }\n\n' "$health_path" "$health_timeout"
-        printf '[deploy]\nkeep = %s\ndrain = "%s"\n' "$keep" "$drain"
+        printf '[deploy]\nkeep = %s\ndrain = "%s"\nstandby = "%s"\n' "$keep" "$drain" "$standby"
         if [[ -n $hosts ]]; then printf '\n[targets.local]\nhosts = [%s]\n' "$hosts"; fi
         if [[ -n $extra ]]; then printf '\n%s\n' "$extra"; fi
     } >"$repo/deploy.toml"

@@ -128,6 +128,7 @@ command = "exec busybox httpd -f -p 127.0.0.1:$PORT -h ."
 health = { path = "/healthz", interval = "100ms", timeout = "5s" }
 [deploy]
 drain = "0s"
+standby = "0s"
 keep = 1
 [targets.production]
 domains = ["web.example.com"]

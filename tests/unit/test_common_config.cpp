@@ -485,6 +485,21 @@ TEST_CASE("run.cpus and run.pids: fractions or whole cores, a process count") {
     CHECK(none->run.pids == 0);
 }
 
+TEST_CASE("[deploy] standby: 10 minutes by default, a duration, 0s turns it off") {
+    using namespace std::chrono_literals;
+    auto plain = common::parse_config("app = \"hello\"\n[run]\ncommand = \"x\"\n", "d.toml");
+    REQUIRE(plain.ok());
+    CHECK(plain->deploy.standby == 10min);
+    auto off = common::parse_config(
+        "app = \"hello\"\n[run]\ncommand = \"x\"\n[deploy]\nstandby = \"0s\"\n", "d.toml");
+    REQUIRE(off.ok());
+    CHECK(off->deploy.standby == 0s);
+    auto bad = common::parse_config(
+        "app = \"hello\"\n[run]\ncommand = \"x\"\n[deploy]\nstandby = \"soon\"\n", "d.toml");
+    REQUIRE_FALSE(bad.ok());
+    CHECK(bad.error().message.find("deploy.standby") != std::string::npos);
+}
+
 TEST_CASE("[processes]: web is run.command, the others are kept by name") {
     auto config =
         common::parse_config("app = \"hello\"\n[processes]\nweb = \"./server\"\nworker = "

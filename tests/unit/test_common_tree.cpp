@@ -105,8 +105,8 @@ TEST_CASE("tree: nodes that are not canonical or safe are refused") {
 
 TEST_CASE("tree: a node named by many folders cannot blow up the flattening") {
     // 1000 folders naming one node of 1000 folders naming one empty node: a million
-    // folders from three small nodes. The walk stops at the entry limit (folders count):
-    // at most one read per entry.
+    // folders from three small nodes. The walk reads each node once and stops at the
+    // folder limit.
     common::Tree tree;
     auto add = [&](std::string bytes) {
         auto node = common::parse_node(std::move(bytes));
@@ -127,7 +127,25 @@ TEST_CASE("tree: a node named by many folders cannot blow up the flattening") {
     auto flat = common::flatten_tree(tree.root, reader(tree, &reads));
     REQUIRE_FALSE(flat);
     CHECK(flat.error().message.find("more than") != std::string::npos);
-    CHECK(reads <= static_cast<int>(common::k_max_manifest_entries) + 1);
+    CHECK(reads == 3);
+}
+
+TEST_CASE("tree: long names, targets and paths are refused") {
+    const auto d = common::sha256_hex("x");
+    CHECK_FALSE(
+        common::parse_node(fmt::format(R"([["{}","f","{}",1]])", std::string(256, 'a'), d)));
+    CHECK(common::parse_node(fmt::format(R"([["{}","f","{}",1]])", std::string(255, 'a'), d)));
+    CHECK_FALSE(common::parse_node(fmt::format(R"([["l","l","{}"]])", std::string(4097, 'a'))));
+    // 20 folders of 250 bytes: a path of 5,000 bytes.
+    common::Manifest deep;
+    std::string path;
+    for (int i = 0; i < 20; ++i)
+        path += std::string(250, static_cast<char>('a' + i)) + "/";
+    deep.entries = {file(path + "f", "x")};
+    const auto tree = common::build_tree(deep);
+    auto flat = common::flatten_tree(tree.root, reader(tree));
+    REQUIRE_FALSE(flat);
+    CHECK(flat.error().message.find("longer than 4096") != std::string::npos);
 }
 
 TEST_CASE("tree: a missing node stops the walk with its error") {

@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# [deploy] standby and drains off the deploy lock (docs/deploy-toml.md): the replaced
+# release's web keeps running, unrouted, so that a rollback within the window is a routing
+# switch of the same process; a deploy right after a deploy does not wait for the previous
+# release's drain; standby = "0s" stops it after the drain, and a rollback then starts it
+# again (cold); the window ends by itself.
+source "$(dirname "$0")/lib.sh"
+require_binaries
+
+start_agent
+APP=hello
+make_app_repo hello standby=10m drain=200ms
+assert_exit 0 dctl deploy
+commit_change "$REPO" "v2" VERSION 2
+assert_exit 0 dctl deploy
+expect_serving $APP "hello from 2" "v2 serves"
+
+release_json() { acurl -s "$AGENT_URL/v1/apps/hello/releases" | jq -c ".[] | select(.id == \"$1\")"; }
+standby_of() { release_json "$1" | jq -r '.standby'; }
+port_of() { release_json "$1" | jq -r '.port // empty'; }
+v1_port=$(port_of v1)
+[[ -n $v1_port ]] && pass "v1 keeps running after its drain (port $v1_port)" || fail "v1 keeps running after its drain" "no port"
+assert_eq true "$(standby_of v1)" "releases --json: v1 is in standby"
+v1_pid=$(listener_pid "$v1_port")
+assert_match "$(curl -s "http://127.0.0.1:$v1_port/")" "hello from 1" "v1 still answers on its own port"
+assert_exit 0 dctl releases
+assert_contains "$OUT" "standby: still running" "releases marks the standby release"
+assert_exit 0 dctl status
+assert_contains "$OUT" "standby" "status marks it too"
+
+# --- a warm rollback: a routing switch of the same process -------------------------------
+start=$(date +%s%N)
+assert_exit 0 dctl rollback
+took=$((($(date +%s%N) - start) / 1000000))
+expect_serving $APP "hello from 1" "the rollback serves v1 at once"
+assert_contains "$(cat "$DATA/apps/hello/logs/v1.ndjson")" "warm rollback" "the rollback says it was warm"
+assert_eq "$v1_pid" "$(listener_pid "$v1_port")" "v1 is the same process, on the same port"
+((took < 3000)) && pass "warm rollback took ${took} ms" || fail "a warm rollback is quick" "took ${took} ms"
+assert_eq true "$(standby_of v2)" "v2, replaced by the rollback, is in standby in turn"
+assert_exit 0 dctl rollback v2
+expect_serving $APP "hello from 2" "and back to v2, warm too"
+assert_contains "$(cat "$DATA/apps/hello/logs/v2.ndjson")" "warm rollback" "the second rollback was warm"
+# Variables changed since v1 started: a rollback starts it again, with them.
+assert_exit 0 dctl env set STANDBY_CHECK=1
+assert_exit 0 dctl rollback
+expect_serving $APP "hello from 1" "after env set, the rollback serves v1"
+assert_contains "$(cat "$DATA/apps/hello/logs/v1.ndjson")" "variables changed since v1 started" "after env set, the rollback to v1 was cold"
+[[ $(listener_pid "$(port_of v1)") != "$v1_pid" ]] && pass "v1 runs as a new process" || fail "v1 runs as a new process" "the same pid"
+assert_exit 0 dctl rollback v2
+
+# --- a deploy right after a deploy does not wait for the drain --------------------------
+# drain = 30s, and a client holding a connection to the replaced release: its drain lasts
+# the whole 30 s.
+make_app_repo hello standby=10m drain=30s
+commit_change "$REPO" "v3" VERSION 3
+assert_exit 0 dctl deploy
+v3_port=$(port_of v3)
+exec 7<>"/dev/tcp/127.0.0.1/$v3_port"
+commit_change "$REPO" "v4" VERSION 4
+assert_exit 0 dctl deploy
+expect_serving $APP "hello from 4" "v4 serves"
+commit_change "$REPO" "v5" VERSION 5
+start=$(date +%s%N)
+assert_exit 0 dctl deploy
+took=$((($(date +%s%N) - start) / 1000000))
+expect_serving $APP "hello from 5" "v5 serves"
+((took < 15000)) && pass "a deploy right after a deploy took ${took} ms (v3's drain lasts 30 s)" ||
+    fail "a deploy right after a deploy does not wait for the drain" "took ${took} ms"
+[[ -n $(listener_pid "$v3_port") ]] && pass "v3 still drains (its client's connection is open)" ||
+    fail "v3 still drains" "it stopped"
+exec 7>&-
+
+# --- standby = "0s": stopped after the drain; a rollback starts it again ----------------
+make_app_repo hello standby=0s drain=200ms
+commit_change "$REPO" "v6" VERSION 6
+assert_exit 0 dctl deploy
+v6_port=$(port_of v6)
+commit_change "$REPO" "v7" VERSION 7
+assert_exit 0 dctl deploy
+v6_gone() { [[ -z $(port_of v6) ]]; }
+wait_until 10 v6_gone && pass "standby = 0s: v6 stops after its drain" ||
+    fail "standby = 0s: v6 stops after its drain" "port $(port_of v6)"
+[[ -z $(listener_pid "$v6_port") ]] && pass "nothing listens on v6's port" || fail "nothing listens on v6's port" "a process does"
+assert_eq false "$(standby_of v6)" "v6 is not in standby"
+assert_exit 0 dctl rollback
+expect_serving $APP "hello from 6" "a cold rollback serves v6"
+assert_not_contains "$(cat "$DATA/apps/hello/logs/v6.ndjson")" "warm rollback" "and was cold (started again)"
+
+# --- the window ends by itself -----------------------------------------------------------
+make_app_repo hello standby=2s drain=200ms
+commit_change "$REPO" "v8" VERSION 8
+assert_exit 0 dctl deploy
+commit_change "$REPO" "v9" VERSION 9
+assert_exit 0 dctl deploy
+assert_eq true "$(standby_of v8)" "standby = 2s: v8 is in standby at first"
+v8_gone() { [[ -z $(port_of v8) ]]; }
+wait_until 15 v8_gone && pass "v8 stops once its 2 s of standby are over" || fail "v8 stops once its standby is over" "still running"
+assert_contains "$(<"$AGENT_LOG")" "stays in standby for 2s" "the agent logs the standby"
+
+# --- deployctl stop stops the standby release too ------------------------------------------
+make_app_repo hello standby=10m drain=200ms
+commit_change "$REPO" "v10" VERSION 10
+assert_exit 0 dctl deploy
+commit_change "$REPO" "v11" VERSION 11
+assert_exit 0 dctl deploy
+assert_eq true "$(standby_of v10)" "v10 is in standby"
+v10_port=$(port_of v10)
+assert_exit 0 dctl stop
+assert_eq false "$(standby_of v10)" "deployctl stop: v10 no longer in standby"
+[[ -z $(listener_pid "$v10_port") ]] && pass "deployctl stop: v10's process is gone" || fail "deployctl stop: v10's process is gone" "it still listens"
