@@ -7,6 +7,11 @@
 #include <fmt/format.h>
 #include <git2.h>
 
+#include <algorithm>
+#include <atomic>
+#include <mutex>
+#include <optional>
+#include <thread>
 #include <unordered_map>
 
 namespace cli::package::detail {
@@ -18,7 +23,91 @@ struct Walk {
     Collected* out = nullptr;
     std::unordered_map<std::string, DigestCache::Known> digest_of_oid; // hash each blob once
     std::optional<common::Error> error;
+    // Files whose blob nobody hashed yet: read and hashed after the walk, in parallel.
+    struct Unhashed {
+        std::string path;
+        std::string oid;
+    };
+    std::vector<Unhashed> unhashed;
 };
+
+std::string git_error_text() {
+    const git_error* e = git_error_last();
+    return e && e->message ? e->message : "unknown error";
+}
+
+common::Result<DigestCache::Known> hash_blob(git_repository* repo, const std::string& oid,
+                                             const std::string& path) {
+    git_oid id;
+    git_blob* blob = nullptr;
+    if (git_oid_fromstr(&id, oid.c_str()) != 0 || git_blob_lookup(&blob, repo, &id) != 0)
+        return common::make_error(common::ErrorKind::io,
+                                  fmt::format("cannot read {} from git: {}",
+                                              common::escape_path(path), git_error_text()));
+    std::string_view content(static_cast<const char*>(git_blob_rawcontent(blob)),
+                             static_cast<std::size_t>(git_blob_rawsize(blob)));
+    DigestCache::Known known{common::sha256_hex(content), content.size()};
+    git_blob_free(blob);
+    return known;
+}
+
+// Hashes the distinct blobs the walk left: on a thread per core (up to 4), each with its
+// own handle on the repository (libgit2 objects are not shared between threads).
+common::Status hash_unhashed(Walk& walk) {
+    std::vector<const Walk::Unhashed*> todo;
+    std::unordered_map<std::string, DigestCache::Known> hashed;
+    for (const auto& u : walk.unhashed)
+        if (hashed.emplace(u.oid, DigestCache::Known{}).second)
+            todo.push_back(&u);
+    const std::size_t threads =
+        todo.size() < 64 ? 1 : std::clamp<std::size_t>(std::thread::hardware_concurrency(), 1, 4);
+    std::atomic<std::size_t> next{0};
+    std::mutex mutex;
+    std::optional<common::Error> failure;
+    const std::string path = git_repository_path(walk.repo);
+    auto work = [&](git_repository* repo) {
+        for (std::size_t i = next++; i < todo.size(); i = next++) {
+            auto known = hash_blob(repo, todo[i]->oid, todo[i]->path);
+            std::lock_guard lock(mutex);
+            if (!known) {
+                failure = known.error();
+                next = todo.size();
+                return;
+            }
+            hashed[todo[i]->oid] = std::move(*known);
+        }
+    };
+    std::vector<std::thread> pool;
+    for (std::size_t t = 1; t < threads; ++t)
+        pool.emplace_back([&] {
+            git_repository* own = nullptr;
+            if (git_repository_open(&own, path.c_str()) != 0) {
+                std::lock_guard lock(mutex);
+                if (!failure)
+                    failure =
+                        common::make_error(common::ErrorKind::io,
+                                           "cannot open the git repository: " + git_error_text());
+                return;
+            }
+            work(own);
+            git_repository_free(own);
+        });
+    work(walk.repo);
+    for (auto& thread : pool)
+        thread.join();
+    if (failure)
+        return *failure;
+    for (const auto& u : walk.unhashed) {
+        const auto& known = hashed.at(u.oid);
+        auto& m = walk.out->entries.at(u.path);
+        m.digest = known.digest;
+        m.size = known.size;
+        walk.out->sources.try_emplace(m.digest, BlobSource{u.oid, {}});
+        if (walk.out->cache)
+            walk.out->cache->add(DigestCache::git_key(u.oid), m.digest, m.size);
+    }
+    return {};
+}
 
 common::Status add_blob(Walk& walk, const std::string& path, const git_tree_entry* entry,
                         git_filemode_t mode) {
@@ -37,9 +126,11 @@ common::Status add_blob(Walk& walk, const std::string& path, const git_tree_entr
             m.digest = known->second.digest;
             m.size = known->second.size;
             walk.out->sources.try_emplace(m.digest, BlobSource{oid, {}});
-            walk.out->entries[path] = std::move(m);
-            return {};
+        } else {
+            walk.unhashed.push_back({path, oid}); // hashed after the walk
         }
+        walk.out->entries[path] = std::move(m);
+        return {};
     }
     git_blob* blob = nullptr;
     if (git_blob_lookup(&blob, walk.repo, git_tree_entry_id(entry)) != 0) {
@@ -51,17 +142,8 @@ common::Status add_blob(Walk& walk, const std::string& path, const git_tree_entr
     }
     std::string_view content(static_cast<const char*>(git_blob_rawcontent(blob)),
                              static_cast<std::size_t>(git_blob_rawsize(blob)));
-    if (mode == GIT_FILEMODE_LINK) {
-        m.kind = common::EntryKind::symlink;
-        m.target = std::string(content);
-    } else {
-        m.digest = common::sha256_hex(content);
-        m.size = content.size();
-        walk.digest_of_oid.emplace(oid, DigestCache::Known{m.digest, m.size});
-        if (walk.out->cache)
-            walk.out->cache->add(DigestCache::git_key(oid), m.digest, m.size);
-        walk.out->sources.try_emplace(m.digest, BlobSource{oid, {}});
-    }
+    m.kind = common::EntryKind::symlink; // files returned above
+    m.target = std::string(content);
     git_blob_free(blob);
     walk.out->entries[path] = std::move(m);
     return {};
@@ -97,17 +179,14 @@ int visit(const char* root, const git_tree_entry* entry, void* payload) {
 } // namespace
 
 common::Status walk_tree(git_repository* repo, git_tree* tree, Collected& out) {
-    Walk walk{repo, &out, {}, {}};
+    Walk walk{repo, &out, {}, {}, {}};
     int rc = git_tree_walk(tree, GIT_TREEWALK_PRE, visit, &walk);
     if (walk.error)
         return *walk.error;
-    if (rc != 0) {
-        const git_error* e = git_error_last();
+    if (rc != 0)
         return common::make_error(common::ErrorKind::io,
-                                  fmt::format("cannot walk the git tree: {}",
-                                              e && e->message ? e->message : "unknown error"));
-    }
-    return {};
+                                  fmt::format("cannot walk the git tree: {}", git_error_text()));
+    return hash_unhashed(walk);
 }
 
 } // namespace cli::package::detail

@@ -13,8 +13,13 @@
 
 #include <algorithm>
 #include <array>
+#include <condition_variable>
+#include <deque>
 #include <map>
+#include <mutex>
+#include <optional>
 #include <set>
+#include <thread>
 #include <zstd.h>
 
 namespace cli::release {
@@ -26,7 +31,7 @@ using common::ErrorKind;
 // Blobs bigger than this go one per PUT (streamed to disk on the agent); the others in
 // frames of requests of at most k_batch_bytes.
 constexpr std::uint64_t k_frame_max = 16ull * 1024 * 1024;
-constexpr std::uint64_t k_batch_bytes = 32ull * 1024 * 1024;
+constexpr std::uint64_t k_batch_bytes = 8ull * 1024 * 1024;
 // Compressed bodies and blobs from this size up; a blob is sent compressed when that
 // saves a tenth or more.
 constexpr std::size_t k_compress_from = 512;
@@ -132,6 +137,100 @@ missing_from_list(transport::Client& client, const std::map<std::string, std::ui
     return std::set<std::string>(missing.begin(), missing.end());
 }
 
+// What the packer hands the sender: a body of frames (POST /v1/blobs), one big blob
+// (PUT, `digest` set), or the error that stopped it.
+struct Parcel {
+    std::string body;
+    std::uint64_t raw = 0; // the contents' bytes before compression
+    std::string digest;
+    common::Error error;
+};
+
+// A queue of at most two parcels between the packer and the sender.
+class Parcels {
+  public:
+    void put(Parcel parcel) {
+        std::unique_lock lock(m_mutex);
+        m_cv.wait(lock, [&] { return m_queue.size() < 2 || m_cancelled; });
+        if (m_cancelled)
+            return;
+        m_queue.push_back(std::move(parcel));
+        m_cv.notify_all();
+    }
+    void finish() {
+        std::lock_guard lock(m_mutex);
+        m_finished = true;
+        m_cv.notify_all();
+    }
+    void cancel() {
+        std::lock_guard lock(m_mutex);
+        m_cancelled = true;
+        m_cv.notify_all();
+    }
+    bool cancelled() {
+        std::lock_guard lock(m_mutex);
+        return m_cancelled;
+    }
+    // The next parcel; nullopt once the packer finished and all were taken.
+    std::optional<Parcel> take() {
+        std::unique_lock lock(m_mutex);
+        m_cv.wait(lock, [&] { return !m_queue.empty() || m_finished; });
+        if (m_queue.empty())
+            return std::nullopt;
+        auto parcel = std::move(m_queue.front());
+        m_queue.pop_front();
+        m_cv.notify_all();
+        return parcel;
+    }
+
+  private:
+    std::mutex m_mutex;
+    std::condition_variable m_cv;
+    std::deque<Parcel> m_queue;
+    bool m_finished = false;
+    bool m_cancelled = false;
+};
+
+// Reads each missing blob again (contents are not kept in memory), compresses it where it
+// pays, and packs the frames into bodies of about k_batch_bytes.
+void pack(Parcels& parcels, const package::SourceTree& tree,
+          const std::map<std::string, std::uint64_t>& missing,
+          const std::map<std::string, std::string_view>& path_of, bool framed) {
+    Parcel batch;
+    for (const auto& [digest, size] : missing) {
+        if (parcels.cancelled())
+            break;
+        auto bytes = tree.read(digest);
+        if (!bytes) {
+            parcels.put(Parcel{{}, 0, {}, bytes.error()});
+            break;
+        }
+        if (!framed || bytes->size() > k_frame_max) {
+            const auto raw = bytes->size();
+            parcels.put(Parcel{std::move(*bytes), raw, digest, {}});
+            continue;
+        }
+        std::string packed;
+        auto path = path_of.find(digest);
+        if (bytes->size() >= k_compress_from &&
+            (path == path_of.end() || !precompressed(path->second)))
+            packed = zstd_compress(*bytes, 1);
+        const bool zstd = !packed.empty() && packed.size() * 10 < bytes->size() * 9;
+        const std::string_view payload = zstd ? std::string_view(packed) : *bytes;
+        batch.body += fmt::format("{} {} {} {}\n", digest, bytes->size(), zstd ? "zstd" : "raw",
+                                  payload.size());
+        batch.body += payload;
+        batch.raw += bytes->size();
+        if (batch.body.size() >= k_batch_bytes) {
+            parcels.put(std::move(batch));
+            batch = Parcel{};
+        }
+    }
+    if (!batch.body.empty())
+        parcels.put(std::move(batch));
+    parcels.finish();
+}
+
 } // namespace
 
 common::Result<output::UploadStats> upload_blobs(transport::Client& client,
@@ -182,48 +281,31 @@ common::Result<output::UploadStats> upload_blobs(transport::Client& client,
         transport::Client& client;
         ~StopReporting() { client.set_upload_progress({}); }
     } stop_reporting{client};
-    std::string body;
-    std::uint64_t body_raw = 0;
-    auto send_batch = [&]() -> common::Status {
-        if (body.empty())
-            return {};
-        batch_raw = body_raw;
-        batch_wire = std::max<std::uint64_t>(1, body.size());
-        auto posted = client.post_bytes("/v1/blobs", body, transport::k_blobs_type);
-        if (!posted)
-            return posted.error();
-        stats.bytes_sent += body_raw;
-        out.emit(output::UploadProgress{host, stats.bytes_sent, stats.bytes_missing});
-        body.clear();
-        body_raw = 0;
-        return {};
-    };
-    for (const auto& [digest, size] : missing) {
-        auto bytes = tree.read(digest); // read again: contents are not kept in memory
-        if (!bytes)
-            return bytes.error();
-        if (!framed || bytes->size() > k_frame_max) {
-            batch_raw = batch_wire = 1;
-            auto put = client.put_blob("/v1/blobs/" + digest, *bytes);
-            if (!put)
-                return put.error();
-            stats.bytes_sent += bytes->size();
-            out.emit(output::UploadProgress{host, stats.bytes_sent, stats.bytes_missing});
-            continue;
+    // A thread reads and compresses the next request while this one sends the last: the
+    // agent stores one batch while the next is made.
+    Parcels parcels;
+    std::thread packer([&] { pack(parcels, tree, missing, path_of, framed); });
+    struct JoinPacker {
+        Parcels& parcels;
+        std::thread& packer;
+        ~JoinPacker() {
+            parcels.cancel();
+            packer.join();
         }
-        std::string packed;
-        if (bytes->size() >= k_compress_from && !precompressed(path_of[digest]))
-            packed = zstd_compress(*bytes, 1);
-        const bool zstd = !packed.empty() && packed.size() * 10 < bytes->size() * 9;
-        const std::string_view payload = zstd ? std::string_view(packed) : *bytes;
-        body += fmt::format("{} {} {} {}\n", digest, bytes->size(), zstd ? "zstd" : "raw",
-                            payload.size());
-        body += payload;
-        body_raw += bytes->size();
-        if (body.size() >= k_batch_bytes)
-            TRY(send_batch());
+    } join_packer{parcels, packer};
+    while (auto parcel = parcels.take()) {
+        if (!parcel->error.message.empty())
+            return parcel->error;
+        batch_raw = parcel->raw;
+        batch_wire = std::max<std::uint64_t>(1, parcel->body.size());
+        auto sent = parcel->digest.empty()
+                        ? client.post_bytes("/v1/blobs", parcel->body, transport::k_blobs_type)
+                        : client.put_blob("/v1/blobs/" + parcel->digest, parcel->body);
+        if (!sent)
+            return sent.error();
+        stats.bytes_sent += parcel->raw;
+        out.emit(output::UploadProgress{host, stats.bytes_sent, stats.bytes_missing});
     }
-    TRY(send_batch());
     stats.wire_bytes = client.bytes_sent() - sent_before;
     out.emit(output::Uploaded{host, stats});
     return stats;
