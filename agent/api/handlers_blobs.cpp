@@ -112,6 +112,7 @@ class FrameReader {
   public:
     explicit FrameReader(const std::filesystem::path& file) : m_in(file, std::ios::binary) {}
     bool open() const { return static_cast<bool>(m_in); }
+    void close() { m_in.close(); }
     bool at_end() { return m_in.peek() == std::char_traits<char>::eof(); }
     // The next frame's header line, without its '\n' (false: none, or longer than 200 bytes).
     bool header(std::string& line) {
@@ -242,6 +243,12 @@ Response put_many(ApiContext& context, const Request& request) {
         written.push_back(std::move(*temp));
         ++blobs;
         bytes += data->size();
+    }
+    // The body is read: gone before the flush, so that syncfs does not write it out too.
+    reader.close();
+    {
+        std::error_code ec;
+        std::filesystem::remove(request.body_file, ec);
     }
     if (auto stored = context.blobs.adopt_verified(written); !stored) {
         auto error = stored.error();
