@@ -130,6 +130,7 @@ common::Result<common::Manifest> manifest_of(ApiContext& context, const json& bo
                    read_tree(*context.pending_nodes, context.blobs, tree->get<std::string>()));
         context.blobs.pin(contents.nodes);
         nodes = std::move(contents.nodes);
+        context.pending_nodes->remember_tree(tree->get<std::string>(), contents.manifest.digest());
         return std::move(contents.manifest);
     }
     if (!body.contains("manifest") || !body["manifest"].is_object())
@@ -222,13 +223,13 @@ Response release_taken_response(ApiContext& context, const std::string& app,
 // release was made from (equal digests, computed as create_deployment records them):
 // that release, "unchanged", and the app's URL; deploying them again would change
 // nothing. Environment variables set since are not compared.
-std::optional<json> serving_same(Service& service, const NewDeployment& deployment) {
-    auto status = service.status(deployment.app);
+std::optional<json> serving_same(Service& service, const std::string& app,
+                                 const std::string& tree_digest, const std::string& config_text) {
+    auto status = service.status(app);
     // A stopped app is started again by a deploy, so that one is never a no-op.
     if (!status || !status->production || status->state == "stopped")
         return std::nullopt;
-    const auto tree_digest = deployment.manifest.digest();
-    const auto config_digest = common::sha256_hex(deployment.config_text);
+    const auto config_digest = common::sha256_hex(config_text);
     for (const auto& release : status->releases)
         if (release.id == *status->production && !release.tree_digest.empty() &&
             release.tree_digest == tree_digest && release.config_digest == config_digest) {
@@ -241,10 +242,31 @@ std::optional<json> serving_same(Service& service, const NewDeployment& deployme
     return std::nullopt;
 }
 
+// A deployment that names, by its root, a tree read before whose manifest digest and
+// deploy.toml are PRODUCTION's: "unchanged" at once, without reading the tree again.
+std::optional<json> unchanged_tree(ApiContext& context, const Request& request,
+                                   const std::string& app) {
+    auto body = parse_json_body(request, false);
+    if (!body || !body->is_object())
+        return std::nullopt;
+    auto force = body->find("force");
+    auto tree = body->find("tree");
+    auto config = body->find("config");
+    if ((force != body->end() && (!force->is_boolean() || force->get<bool>())) ||
+        tree == body->end() || !tree->is_string() || config == body->end() || !config->is_string())
+        return std::nullopt;
+    auto digest = context.pending_nodes->manifest_digest(tree->get<std::string>());
+    if (!digest)
+        return std::nullopt;
+    return serving_same(context.service, app, *digest, config->get<std::string>());
+}
+
 Response create(ApiContext& context, const Request& request) {
     auto app = app_param(request);
     if (!app)
         return error_response(app.error());
+    if (auto unchanged = unchanged_tree(context, request, *app))
+        return json_response(200, *unchanged);
     std::string code;
     std::vector<std::string> nodes;
     auto deployment = read_deployment(context, request, *app, code, nodes);
@@ -268,7 +290,8 @@ Response create(ApiContext& context, const Request& request) {
             {sized.error(), sized.error().kind == ErrorKind::bad_request ? "size_mismatch" : ""});
     const std::string requested = deployment->release;
     if (!deployment->force)
-        if (auto unchanged = serving_same(context.service, *deployment)) {
+        if (auto unchanged = serving_same(context.service, *app, deployment->manifest.digest(),
+                                          deployment->config_text)) {
             context.blobs.unpin(digests); // PRODUCTION uses them
             return json_response(200, *unchanged);
         }

@@ -56,6 +56,21 @@ std::optional<common::TreeNode> PendingNodes::find(const std::string& digest) {
     return it->second.node;
 }
 
+void PendingNodes::remember_tree(const std::string& root, const std::string& manifest_digest) {
+    std::lock_guard lock(m_mutex);
+    if (m_trees.size() >= 4096)
+        m_trees.clear(); // the next deploy of each reads its tree again
+    m_trees[root] = manifest_digest;
+}
+
+std::optional<std::string> PendingNodes::manifest_digest(const std::string& root) {
+    std::lock_guard lock(m_mutex);
+    auto it = m_trees.find(root);
+    if (it == m_trees.end())
+        return std::nullopt;
+    return it->second;
+}
+
 common::Result<common::TreeNode> load_node(PendingNodes& pending, const BlobStore& blobs,
                                            const std::string& digest) {
     if (auto held = pending.find(digest))

@@ -25,6 +25,12 @@ class PendingNodes {
     void add(const common::TreeNode& node);
     std::optional<common::TreeNode> find(const std::string& digest);
 
+    // The manifest digest (common::Manifest::digest) of a tree read before, by its root:
+    // a deployment of the tree PRODUCTION was made from is answered "unchanged" without
+    // reading the tree again. A pure function of the root, kept for the last 4,096 roots.
+    void remember_tree(const std::string& root, const std::string& manifest_digest);
+    std::optional<std::string> manifest_digest(const std::string& root);
+
   private:
     struct Held {
         common::TreeNode node;
@@ -38,6 +44,7 @@ class PendingNodes {
     std::map<std::uint64_t, std::string> m_by_order; // oldest first, for eviction
     std::size_t m_bytes = 0;                         // the bytes and parsed entries held, roughly
     std::uint64_t m_next = 0;
+    std::map<std::string, std::string> m_trees; // root -> manifest digest
 };
 
 // A node by digest: one a client sent, else a stored one (checked against its digest).
