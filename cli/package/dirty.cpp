@@ -81,11 +81,8 @@ common::Result<std::vector<std::string>> changed_paths(git_repository* repo,
                                                        const std::string& prefix) {
     git_status_options opts = GIT_STATUS_OPTIONS_INIT;
     opts.show = GIT_STATUS_SHOW_INDEX_AND_WORKDIR;
-    // UPDATE_INDEX: like `git status`, the index keeps the file times it checked, so that
-    // the next run compares times instead of reading again every file written in the same
-    // second as the index ("racy" entries: a fresh clone or checkout has thousands).
     opts.flags = GIT_STATUS_OPT_INCLUDE_UNTRACKED | GIT_STATUS_OPT_RECURSE_UNTRACKED_DIRS |
-                 GIT_STATUS_OPT_EXCLUDE_SUBMODULES | GIT_STATUS_OPT_UPDATE_INDEX;
+                 GIT_STATUS_OPT_EXCLUDE_SUBMODULES;
     std::string spec = prefix;
     char* specs[] = {spec.data()};
     if (!prefix.empty())
