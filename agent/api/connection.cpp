@@ -491,6 +491,7 @@ template <class Stream> bool Connection<Stream>::serve(HeadParser& header) {
     request.method = std::string(header.get().method_string());
     request.path = target.substr(0, question);
     request.upgrade = std::string(header.get()[http::field::upgrade]);
+    request.content_encoding = std::string(header.get()[http::field::content_encoding]);
     if (question != std::string::npos)
         request.query = parse_query(target.substr(question + 1));
 

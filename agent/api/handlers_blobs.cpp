@@ -107,17 +107,25 @@ Response put(ApiContext& context, const Request& request) {
 
 // --- POST /v1/blobs: many blobs in one streamed body (docs/api.md, "Uploading") ---------
 
-// Reads the body file's frames in order.
+// Reads the body file's frames in order, decompressing a body sent Content-Encoding zstd.
 class FrameReader {
   public:
-    explicit FrameReader(const std::filesystem::path& file) : m_in(file, std::ios::binary) {}
-    bool open() const { return static_cast<bool>(m_in); }
+    FrameReader(const std::filesystem::path& file, bool zstd)
+        : m_in(file, std::ios::binary), m_stream(zstd ? ZSTD_createDStream() : nullptr),
+          m_zstd(zstd) {}
+    ~FrameReader() { ZSTD_freeDStream(m_stream); }
+    FrameReader(const FrameReader&) = delete;
+    FrameReader& operator=(const FrameReader&) = delete;
+    bool open() const { return static_cast<bool>(m_in) && (!m_zstd || m_stream); }
     void close() { m_in.close(); }
-    bool at_end() { return m_in.peek() == std::char_traits<char>::eof(); }
+    // What went wrong with a compressed body ("" if nothing).
+    const std::string& error() const { return m_error; }
+    bool at_end() { return m_pos == m_out.size() && !fill(); }
     // The next frame's header line, without its '\n' (false: none, or longer than 200 bytes).
     bool header(std::string& line) {
         line.clear();
-        for (char c; m_in.get(c);) {
+        while (m_pos < m_out.size() || fill()) {
+            const char c = m_out[m_pos++];
             if (c == '\n')
                 return true;
             if (line.size() >= 200)
@@ -127,12 +135,58 @@ class FrameReader {
         return false;
     }
     bool payload(std::string& out, std::size_t length) {
-        out.resize(length);
-        return static_cast<bool>(m_in.read(out.data(), static_cast<std::streamsize>(length)));
+        out.clear();
+        out.reserve(length);
+        while (out.size() < length) {
+            if (m_pos == m_out.size() && !fill())
+                return false;
+            const auto n = std::min(length - out.size(), m_out.size() - m_pos);
+            out.append(m_out, m_pos, n);
+            m_pos += n;
+        }
+        return true;
     }
 
   private:
+    // More bytes in m_out; false at the end of the body (or on an error).
+    bool fill() {
+        m_out.clear();
+        m_pos = 0;
+        while (m_out.empty()) {
+            if (m_input.pos == m_input.size) {
+                m_in.read(m_raw.data(), static_cast<std::streamsize>(m_raw.size()));
+                const auto got = static_cast<std::size_t>(m_in.gcount());
+                if (got == 0)
+                    return false;
+                m_input = {m_raw.data(), got, 0};
+            }
+            if (!m_zstd) {
+                m_out.assign(m_raw.data(), m_input.size);
+                m_input.pos = m_input.size;
+                break;
+            }
+            m_out.resize(ZSTD_DStreamOutSize());
+            ZSTD_outBuffer output{m_out.data(), m_out.size(), 0};
+            const auto rc = ZSTD_decompressStream(m_stream, &output, &m_input);
+            if (ZSTD_isError(rc)) {
+                m_error =
+                    std::string("the zstd body does not decompress: ") + ZSTD_getErrorName(rc);
+                m_out.clear();
+                return false;
+            }
+            m_out.resize(output.pos);
+        }
+        return true;
+    }
+
     std::ifstream m_in;
+    ZSTD_DStream* m_stream;
+    bool m_zstd;
+    std::vector<char> m_raw = std::vector<char>(1 << 17);
+    ZSTD_inBuffer m_input{nullptr, 0, 0};
+    std::string m_out;
+    std::size_t m_pos = 0;
+    std::string m_error;
 };
 
 struct FrameHeader {
@@ -180,7 +234,12 @@ common::Result<FrameHeader> parse_frame_header(std::string_view line) {
 }
 
 Response put_many(ApiContext& context, const Request& request) {
-    FrameReader reader(request.body_file);
+    const bool zstd = request.content_encoding == "zstd";
+    if (!zstd && !request.content_encoding.empty() && request.content_encoding != "identity")
+        return error_response(415, "unsupported_encoding",
+                              "Content-Encoding " + request.content_encoding.substr(0, 40) +
+                                  " is not supported (zstd or none)");
+    FrameReader reader(request.body_file, zstd);
     if (!reader.open())
         return error_response(make_error(ErrorKind::io, "cannot read the uploaded body"));
     std::vector<BlobStore::Written> written;
@@ -196,8 +255,12 @@ Response put_many(ApiContext& context, const Request& request) {
     std::string line, payload, content;
     std::uint64_t blobs = 0, bytes = 0, present = 0;
     std::vector<std::string> digests;
+    auto body_error = [&] { return discard(make_error(ErrorKind::bad_request, reader.error())); };
     while (!reader.at_end()) {
-        if (!reader.header(line))
+        const bool whole_line = reader.header(line);
+        if (!reader.error().empty())
+            return body_error();
+        if (!whole_line)
             return discard(make_error(ErrorKind::bad_request,
                                       fmt::format("blob frame {}: the header line is cut short "
                                                   "or longer than 200 bytes",
@@ -205,7 +268,10 @@ Response put_many(ApiContext& context, const Request& request) {
         auto frame = parse_frame_header(line);
         if (!frame)
             return discard(frame.error());
-        if (!reader.payload(payload, frame->length))
+        const bool whole_payload = reader.payload(payload, frame->length);
+        if (!reader.error().empty())
+            return body_error();
+        if (!whole_payload)
             return discard(make_error(ErrorKind::bad_request,
                                       fmt::format("blob frame {} is cut short: the body ended "
                                                   "before its {} bytes",
@@ -244,6 +310,8 @@ Response put_many(ApiContext& context, const Request& request) {
         ++blobs;
         bytes += data->size();
     }
+    if (!reader.error().empty()) // the end of a compressed body that does not decompress
+        return body_error();
     // The body is read: gone before the flush, so that syncfs does not write it out too.
     reader.close();
     {

@@ -42,6 +42,9 @@ struct Request {
     std::string body;                // JSON routes
     std::filesystem::path body_file; // upload routes: the body, streamed to disk
     std::string upgrade;             // the Upgrade header ("deployctl-run/1"), if any
+    // The Content-Encoding of a body_file ("zstd": POST /v1/blobs), as sent: the
+    // handler decodes it (JSON bodies arrive decoded).
+    std::string content_encoding;
 };
 
 // Receives the lines of an NDJSON stream. write() sends one line (a '\n' is

@@ -32,8 +32,8 @@ using common::ErrorKind;
 // frames of requests of at most k_batch_bytes.
 constexpr std::uint64_t k_frame_max = 16ull * 1024 * 1024;
 constexpr std::uint64_t k_batch_bytes = 8ull * 1024 * 1024;
-// Compressed bodies and blobs from this size up; a blob is sent compressed when that
-// saves a tenth or more.
+// Compressed bodies from this size up (JSON of tree nodes, batches of frames); a batch is
+// sent compressed when that saves a tenth or more.
 constexpr std::size_t k_compress_from = 512;
 
 // Contents that are compressed already: not worth a try.
@@ -144,7 +144,20 @@ struct Parcel {
     std::uint64_t raw = 0; // the contents' bytes before compression
     std::string digest;
     common::Error error;
+    std::string encoding; // "zstd": the body is compressed as a whole
 };
+
+// Compresses a body of frames as a whole where that saves a tenth or more: small files
+// compress together (one by one they would not), and the agent decodes it as a stream.
+void compress_batch(Parcel& batch) {
+    if (batch.body.size() < k_compress_from)
+        return;
+    auto packed = zstd_compress(batch.body, 1);
+    if (packed.empty() || packed.size() * 10 >= batch.body.size() * 9)
+        return;
+    batch.body = std::move(packed);
+    batch.encoding = "zstd";
+}
 
 // A queue of at most two parcels between the packer and the sender.
 class Parcels {
@@ -191,43 +204,46 @@ class Parcels {
     bool m_cancelled = false;
 };
 
-// Reads each missing blob again (contents are not kept in memory), compresses it where it
-// pays, and packs the frames into bodies of about k_batch_bytes.
+// Reads each missing blob again (contents are not kept in memory) and packs the frames into
+// bodies of about k_batch_bytes, compressed where it pays.
 void pack(Parcels& parcels, const package::SourceTree& tree,
           const std::map<std::string, std::uint64_t>& missing,
           const std::map<std::string, std::string_view>& path_of, bool framed) {
-    Parcel batch;
+    Parcel batch, stored;
     for (const auto& [digest, size] : missing) {
         if (parcels.cancelled())
             break;
         auto bytes = tree.read(digest);
         if (!bytes) {
-            parcels.put(Parcel{{}, 0, {}, bytes.error()});
+            parcels.put(Parcel{{}, 0, {}, bytes.error(), {}});
             break;
         }
         if (!framed || bytes->size() > k_frame_max) {
             const auto raw = bytes->size();
-            parcels.put(Parcel{std::move(*bytes), raw, digest, {}});
+            parcels.put(Parcel{std::move(*bytes), raw, digest, {}, {}});
             continue;
         }
-        std::string packed;
+        // Compressed already (an image, an archive): in a batch sent as it is; the rest
+        // in one compressed as a whole.
         auto path = path_of.find(digest);
-        if (bytes->size() >= k_compress_from &&
-            (path == path_of.end() || !precompressed(path->second)))
-            packed = zstd_compress(*bytes, 1);
-        const bool zstd = !packed.empty() && packed.size() * 10 < bytes->size() * 9;
-        const std::string_view payload = zstd ? std::string_view(packed) : *bytes;
-        batch.body += fmt::format("{} {} {} {}\n", digest, bytes->size(), zstd ? "zstd" : "raw",
-                                  payload.size());
-        batch.body += payload;
-        batch.raw += bytes->size();
-        if (batch.body.size() >= k_batch_bytes) {
-            parcels.put(std::move(batch));
-            batch = Parcel{};
+        const bool as_is = path != path_of.end() && precompressed(path->second);
+        Parcel& into = as_is ? stored : batch;
+        into.body += fmt::format("{} {} raw {}\n", digest, bytes->size(), bytes->size());
+        into.body += *bytes;
+        into.raw += bytes->size();
+        if (into.body.size() >= k_batch_bytes) {
+            if (!as_is)
+                compress_batch(into);
+            parcels.put(std::move(into));
+            into = Parcel{};
         }
     }
-    if (!batch.body.empty())
+    if (!batch.body.empty()) {
+        compress_batch(batch);
         parcels.put(std::move(batch));
+    }
+    if (!stored.body.empty())
+        parcels.put(std::move(stored));
     parcels.finish();
 }
 
@@ -299,7 +315,8 @@ common::Result<output::UploadStats> upload_blobs(transport::Client& client,
         batch_raw = parcel->raw;
         batch_wire = std::max<std::uint64_t>(1, parcel->body.size());
         auto sent = parcel->digest.empty()
-                        ? client.post_bytes("/v1/blobs", parcel->body, transport::k_blobs_type)
+                        ? client.post_bytes("/v1/blobs", parcel->body, transport::k_blobs_type,
+                                            parcel->encoding)
                         : client.put_blob("/v1/blobs/" + parcel->digest, parcel->body);
         if (!sent)
             return sent.error();

@@ -91,6 +91,17 @@ printf '%s 999999999999 raw 999999999999\n' "$good" >"$TEST_TMP/huge.bin"
 assert_eq 400 "$(post_frames "$TEST_TMP/huge.bin")" "a frame claiming a huge blob: 400"
 assert_eq "$before" "$(find "$DATA/blobs" -mindepth 2 -type f | wc -l)" "refused frames store nothing (the good frame before a bad one neither)"
 [[ ! -e $DATA/blobs/${good:0:2}/$good ]] && pass "the good frame of a refused body is not kept" || fail "the good frame of a refused body is not kept" "stored"
+printf 'not zstd at all' >"$TEST_TMP/notz.bin"
+code=$(acurl -s -o "$TEST_TMP/frames.out" -w '%{http_code}' -H 'Content-Type: application/x-deployctl-blobs' -H 'Content-Encoding: zstd' --data-binary @"$TEST_TMP/notz.bin" "$AGENT_URL/v1/blobs")
+assert_eq 400 "$code" "a body sent as zstd that is not: 400"
+assert_contains "$(cat "$TEST_TMP/frames.out")" "does not decompress" "the answer says it does not decompress"
+code=$(acurl -s -o /dev/null -w '%{http_code}' -H 'Content-Type: application/x-deployctl-blobs' -H 'Content-Encoding: gzip' --data-binary @"$TEST_TMP/short.bin" "$AGENT_URL/v1/blobs")
+assert_eq 415 "$code" "a body in another encoding (gzip): 415"
+printf '%s 13 raw 13\ngood content\n' "$good" | zstd -q -c >"$TEST_TMP/good.zst"
+code=$(acurl -s -o "$TEST_TMP/frames.out" -w '%{http_code}' -H 'Content-Type: application/x-deployctl-blobs' -H 'Content-Encoding: zstd' --data-binary @"$TEST_TMP/good.zst" "$AGENT_URL/v1/blobs")
+assert_eq 201 "$code" "a good body compressed as a whole is stored"
+[[ -f $DATA/blobs/${good:0:2}/$good ]] && pass "its blob is stored" || fail "its blob is stored" "missing"
+rm -f "$DATA/blobs/${good:0:2}/$good"
 code=$(acurl -s -o "$TEST_TMP/t.out" -w '%{http_code}' -X POST -d '{"nodes":["[[\"../x\",\"f\",\"'"$good"'\",13]]"]}' "$AGENT_URL/v1/trees/missing")
 assert_eq 400 "$code" "a tree node with an unsafe name: 400"
 code=$(acurl -s -o "$TEST_TMP/t.out" -w '%{http_code}' -X POST -d '{"nodes":["[[\"b\",\"f\",\"'"$good"'\",13],[\"a\",\"f\",\"'"$good"'\",13]]"]}' "$AGENT_URL/v1/trees/missing")
