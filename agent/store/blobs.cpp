@@ -54,6 +54,9 @@ Status fsync_file(const fs::path& path) {
     return {};
 }
 
+// Up to this many blobs stored at once are synced one by one; more, with one syncfs.
+constexpr std::size_t k_fsync_each = 64;
+
 void remove_quietly(const fs::path& path) {
     std::error_code ec;
     fs::remove(path, ec); // best effort: a leftover temp file is harmless
@@ -168,18 +171,27 @@ Status BlobStore::adopt_verified(const std::vector<Written>& written) {
     };
     if (written.empty())
         return {};
-    // One flush of the file system for all of them, instead of an fsync each.
-    const int store_fd = ::open((m_root / "tmp").c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (store_fd < 0 || ::syncfs(store_fd) != 0) {
-        const int saved = errno;
-        if (store_fd >= 0)
-            ::close(store_fd);
-        remove_all_temps();
-        return make_error(common::io_error_kind(saved),
-                          fmt::format("cannot sync the blob store {}: {}", m_root.string(),
-                                      common::os_error_text(saved)));
+    // A few: an fsync each (a syncfs would also wait for every other dirty page of the file
+    // system, a release tree just copied). Many: one flush of the file system for all.
+    if (written.size() <= k_fsync_each) {
+        for (const auto& w : written)
+            if (auto synced = fsync_file(w.temp_file); !synced) {
+                remove_all_temps();
+                return synced.error();
+            }
+    } else {
+        const int store_fd = ::open((m_root / "tmp").c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (store_fd < 0 || ::syncfs(store_fd) != 0) {
+            const int saved = errno;
+            if (store_fd >= 0)
+                ::close(store_fd);
+            remove_all_temps();
+            return make_error(common::io_error_kind(saved),
+                              fmt::format("cannot sync the blob store {}: {}", m_root.string(),
+                                          common::os_error_text(saved)));
+        }
+        ::close(store_fd);
     }
-    ::close(store_fd);
     std::set<fs::path> folders;
     bool new_folder = false;
     std::optional<common::Error> failure;

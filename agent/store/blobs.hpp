@@ -32,7 +32,8 @@ class BlobStore {
     common::Status adopt(const std::string& digest, const std::filesystem::path& temp_file);
     // Stores many blobs at once (a streamed upload, a release's tree nodes): each
     // temporary file already holds content that hashes to its digest. Their data is
-    // made durable with one syncfs() of the store's file system, then each is renamed
+    // made durable (up to 64 an fsync each, more with one syncfs() of the store's file
+    // system), then each is renamed
     // into place and the folders are synced: a crash leaves each blob whole or absent.
     // The temporary files are gone afterwards, stored or not.
     struct Written {
