@@ -74,6 +74,9 @@ std::vector<ReleaseRow> Engine::reconcile() {
             leftovers.push_back(row);
         else if (!replaced)
             reconcile_release(row);
+        // An interrupted start is FAILED now, and drained like a replaced release.
+        if (row.state == State::provisioning && row.pid > 0)
+            leftovers.push_back(row);
     }
     reconcile_processes();
     remove_leftover_containers();
@@ -126,9 +129,9 @@ void Engine::reconcile_release(const ReleaseRow& row) {
                                              : "interrupted: the agent restarted during the build",
                     events);
     case State::provisioning:
-        runtime.stop(release, process, k_stop_grace);
-        if (auto cleared = m_store->clear_process(row.app, row.id); !cleared)
-            common::log_error(cleared.error().message);
+        // FAILED now, stopped later: the agent may have died after deploy-proxy took a
+        // table routing to it and before the switch was recorded. Its process goes once
+        // the table of this start (PRODUCTION only) is applied, drained as a leftover.
         return fail(row.app, row.id, row.state,
                     "interrupted: the agent restarted while the release was starting", events);
     case State::production: {
