@@ -254,7 +254,6 @@ Response put_many(ApiContext& context, const Request& request) {
     };
     std::string line, payload, content;
     std::uint64_t blobs = 0, bytes = 0, present = 0;
-    std::vector<std::string> digests;
     auto body_error = [&] { return discard(make_error(ErrorKind::bad_request, reader.error())); };
     while (!reader.at_end()) {
         const bool whole_line = reader.header(line);
@@ -294,7 +293,6 @@ Response put_many(ApiContext& context, const Request& request) {
             return discard(make_error(
                 ErrorKind::bad_request,
                 fmt::format("blob frame {}: the content hashes to {}", frame->digest, actual)));
-        digests.push_back(frame->digest);
         context.blobs.pin({frame->digest}); // a deployment will name it
         if (context.blobs.has(frame->digest)) {
             ++present;
