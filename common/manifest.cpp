@@ -85,11 +85,10 @@ std::optional<std::string> symlink_on_the_way(const std::string& link_path, std:
 // A path (or a symlink's target) the store cannot keep faithfully, refused before any
 // other check prints it.
 std::optional<Error> unstorable(const ManifestEntry& entry) {
-    constexpr std::string_view k_rule = "paths must be valid UTF-8 without control characters "
-                                        "(U+0000-U+001F, U+007F-U+009F): rename the file";
     if (auto flaw = find_path_flaw(entry.path))
         return bad(fmt::format("manifest path \"{}\" contains {} at byte {}: {}",
-                               escape_path(entry.path), flaw->what, flaw->offset, k_rule));
+                               escape_path(entry.path), flaw->what, flaw->offset,
+                               k_storable_path_rule));
     if (entry.kind != EntryKind::symlink)
         return std::nullopt;
     if (auto flaw = find_path_flaw(entry.target))

@@ -17,6 +17,11 @@ struct PathFlaw {
     std::string what;       // "a newline (U+000A)", "bytes that are not valid UTF-8"
 };
 
+// What an error about such a path tells the user (after "contains X at byte N: ").
+inline constexpr std::string_view k_storable_path_rule =
+    "paths must be valid UTF-8 without control characters (U+0000-U+001F, U+007F-U+009F): "
+    "rename the file";
+
 // The first flaw of `path`, or nothing when the store can keep it.
 std::optional<PathFlaw> find_path_flaw(std::string_view path);
 inline bool is_storable_path(std::string_view path) {

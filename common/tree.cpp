@@ -81,11 +81,10 @@ std::string add_nodes(const Dir& dir, Tree& tree) {
 
 bool safe_name(std::string_view name) {
     return !name.empty() && name != "." && name != ".." &&
-           name.find_first_of(std::string_view("/\\\0", 3)) == std::string_view::npos &&
-           !find_path_flaw(name);
+           name.find_first_of(std::string_view("/\\\0", 3)) == std::string_view::npos;
 }
 
-Result<TreeEntry> parse_entry(const nlohmann::json& j) {
+Result<TreeEntry> parse_entry(const nlohmann::json& j, ManifestFault& fault) {
     if (!j.is_array() || j.size() < 3 || !j[0].is_string() || !j[1].is_string() ||
         !j[2].is_string())
         return bad("a tree node entry must be [\"name\", kind, digest or target, ...]");
@@ -94,6 +93,13 @@ Result<TreeEntry> parse_entry(const nlohmann::json& j) {
     if (e.name.size() > k_max_name_length)
         return bad(
             fmt::format("a tree node entry's name is longer than {} bytes", k_max_name_length));
+    // The store's rule for names, in the words validate_manifest() uses for paths.
+    if (auto flaw = find_path_flaw(e.name)) {
+        fault = ManifestFault::unstorable_path;
+        return bad(fmt::format("tree node entry \"{}\" contains {} at byte {}: {}",
+                               escape_path(e.name), flaw->what, flaw->offset,
+                               k_storable_path_rule));
+    }
     if (!safe_name(e.name))
         return bad(
             fmt::format("tree node entry \"{}\" is not a safe file name", escape_path(e.name)));
@@ -113,6 +119,13 @@ Result<TreeEntry> parse_entry(const nlohmann::json& j) {
         if (e.target.size() > k_max_path_length)
             return bad(fmt::format("symlink \"{}\" has a target longer than {} bytes",
                                    escape_path(e.name), k_max_path_length));
+        if (auto flaw = find_path_flaw(e.target)) {
+            fault = ManifestFault::unstorable_path;
+            return bad(fmt::format("symlink \"{}\" has a target \"{}\" that contains {} at byte "
+                                   "{}: {}",
+                                   escape_path(e.name), escape_path(e.target), flaw->what,
+                                   flaw->offset, k_storable_path_rule));
+        }
     } else {
         return bad(fmt::format("tree node entry \"{}\" has an unknown kind or shape",
                                escape_path(e.name)));
@@ -141,7 +154,10 @@ Tree build_tree(const Manifest& manifest) {
     return tree;
 }
 
-Result<TreeNode> parse_node(std::string bytes) {
+Result<TreeNode> parse_node(std::string bytes, ManifestFault* fault) {
+    ManifestFault ignored = ManifestFault::malformed;
+    if (!fault)
+        fault = &ignored;
     if (bytes.size() > k_max_node_bytes)
         return bad(fmt::format("a tree node of {} bytes is larger than the limit of {}",
                                bytes.size(), k_max_node_bytes));
@@ -151,7 +167,7 @@ Result<TreeNode> parse_node(std::string bytes) {
     TreeNode node;
     node.entries.reserve(json.size());
     for (const auto& item : json) {
-        auto entry = parse_entry(item);
+        auto entry = parse_entry(item, *fault);
         if (!entry)
             return entry.error();
         if (!node.entries.empty() && !(node.entries.back().name < entry->name))

@@ -51,8 +51,9 @@ inline constexpr std::size_t k_max_tree_path_bytes = 64ull * 1024 * 1024;
 
 // Parses and checks one node: a JSON array as above, names that are single safe path
 // components, sorted and distinct, digests of 64 lower-case hex characters. Its digest is
-// computed from the bytes (ErrorKind::bad_request for anything else).
-Result<TreeNode> parse_node(std::string bytes);
+// computed from the bytes (ErrorKind::bad_request for anything else; `fault`, when given,
+// is set to unstorable_path for a name the store cannot keep, as validate_manifest() does).
+Result<TreeNode> parse_node(std::string bytes, ManifestFault* fault = nullptr);
 
 // The manifest a tree stands for, reading nodes through `node` (by digest; an error
 // stops the walk; each distinct node is read once). At most k_max_manifest_entries files

@@ -374,9 +374,13 @@ Response trees_missing(ApiContext& context, const Request& request) {
             if (!item.is_string())
                 return error_response(
                     make_error(ErrorKind::bad_request, "a tree node is sent as a JSON string"));
-            auto node = common::parse_node(item.get<std::string>());
-            if (!node)
+            auto fault = common::ManifestFault::malformed;
+            auto node = common::parse_node(item.get<std::string>(), &fault);
+            if (!node) {
+                if (fault == common::ManifestFault::unstorable_path)
+                    return error_response(400, "bad_path", node.error().message);
                 return error_response(node.error());
+            }
             context.pending_nodes->add(*node);
             for (const auto& entry : node->entries) {
                 if (entry.kind == common::TreeEntry::Kind::symlink ||
@@ -390,7 +394,9 @@ Response trees_missing(ApiContext& context, const Request& request) {
                 context.blobs.pin({entry.digest});
                 if (!context.blobs.has(entry.digest)) {
                     missing_blobs.push_back(entry.digest);
-                    upload += entry.size;
+                    // The client's sizes only estimate the upload for the early disk check
+                    // (each blob is checked again as it is written); they must not wrap.
+                    upload = entry.size > UINT64_MAX - upload ? UINT64_MAX : upload + entry.size;
                 }
             }
         }

@@ -99,6 +99,42 @@ refused_by_api '1 TB declared for a 13-byte blob' 400 size_mismatch \
 refused_by_api '12 bytes declared for a 13-byte blob' 400 size_mismatch 'declares 12 bytes' \
     "$(body "[$(f small.bin 12)]")"
 
+# --- the same through the Merkle tree: nodes sent to POST /v1/trees/missing ----------
+# A node is a JSON array of [name, kind, digest, size] (docs/api.md); jq -c writes the
+# same compact bytes the CLI does.
+node_entry() { jq -n -c --arg n "$1" --arg d "$DIGEST" --argjson s "${2:-13}" '[$n, "f", $d, $s]'; }
+
+# refused_node WHAT TEXT NODE: sending NODE is refused with 400 bad_path naming TEXT.
+refused_node() {
+    local what=$1 text=$2
+    api POST /v1/trees/missing -H 'Content-Type: application/json' \
+        --data-binary "$(jq -n -c --arg node "$3" '{nodes: [$node]}')"
+    local answer=$API_BODY
+    assert_eq 400 "$API_STATUS" "tree, $what: 400"
+    assert_jq "$answer" '.error.code == "bad_path"' "tree, $what: error code bad_path"
+    assert_contains "$(jq -r '.error.message' <<<"$answer")" "$text" "tree, $what: the message says what"
+    unchanged "tree, $what"
+}
+
+refused_node 'a newline in a name' '"a\nb" contains a newline (U+000A)' "[$(node_entry "a${NL}b")]"
+refused_node 'a C1 character in a name' '"nel\u0085" contains a control character (U+0085)' \
+    "[$(node_entry "nel${C1}")]"
+refused_node 'an escape sequence in a symlink target' 'contains an escape character (U+001B)' \
+    "$(jq -n -c --arg t "${ESC}[2J" '[["l", "l", $t]]')"
+
+# A tree whose file entry declares 1 TB for the 13-byte blob: the nodes are taken (sizes
+# are checked against the store when a deployment names the tree), the deployment is not.
+big_node="[$(node_entry big.bin 1000000000000),$(node_entry index.html)]"
+big_root=$(printf '%s' "$big_node" | sha256sum | cut -d' ' -f1)
+api POST /v1/trees/missing -H 'Content-Type: application/json' \
+    --data-binary "$(jq -n -c --arg node "$big_node" --arg root "$big_root" '{roots: [$root], nodes: [$node]}')"
+assert_eq 200 "$API_STATUS" "tree, 1 TB declared: its node is taken"
+assert_jq "$API_BODY" '.missing_blobs == []' "tree, 1 TB declared: the blob is already stored"
+refused_by_api 'a tree declaring 1 TB for a 13-byte blob' 400 size_mismatch \
+    '"big.bin" declares 1000000000000 bytes but its blob '"$DIGEST"' holds 13 bytes' \
+    "$(jq -n -c --argjson config "$CONFIG_JSON" --arg tree "$big_root" \
+        '{config: $config, tree: $tree, commit: "", message: "hostile", dirty: false}')"
+
 # --- the fix the error names: rename the file ---------------------------------------
 name="bad${NL}name.txt"
 printf 'renamed\n' >"$REPO/$name"

@@ -103,6 +103,29 @@ TEST_CASE("tree: nodes that are not canonical or safe are refused") {
     CHECK(ok->entries[1].size == 7);
 }
 
+TEST_CASE("tree: a name or symlink target the store cannot keep is told apart") {
+    const auto d = common::sha256_hex("x");
+    auto fault_of = [](std::string bytes) {
+        auto fault = common::ManifestFault::malformed;
+        auto node = common::parse_node(std::move(bytes), &fault);
+        REQUIRE_FALSE(node);
+        return std::pair{fault, node.error().message};
+    };
+    auto [newline, said] = fault_of(fmt::format(R"([["a\nb","f","{}",1]])", d));
+    CHECK(newline == common::ManifestFault::unstorable_path);
+    CHECK(said.find(R"("a\nb" contains a newline (U+000A) at byte 1)") != std::string::npos);
+    CHECK(fault_of(fmt::format(R"([["x\u0085","f","{}",1]])", d)).first ==
+          common::ManifestFault::unstorable_path);
+    auto [target, target_said] = fault_of(R"([["l","l","a\u001b[31m"]])");
+    CHECK(target == common::ManifestFault::unstorable_path);
+    CHECK(target_said.find(R"(target "a\x1b[31m")") != std::string::npos);
+    // Names that are no single component are malformed, not unstorable.
+    CHECK(fault_of(fmt::format(R"([["a/b","f","{}",1]])", d)).first ==
+          common::ManifestFault::malformed);
+    CHECK(fault_of(fmt::format(R"([["..","d","{}"]])", d)).first ==
+          common::ManifestFault::malformed);
+}
+
 TEST_CASE("tree: a node named by many folders cannot blow up the flattening") {
     // 1000 folders naming one node of 1000 folders naming one empty node: a million
     // folders from three small nodes. The walk reads each node once and stops at the
