@@ -326,20 +326,32 @@ Response put_many(ApiContext& context, const Request& request) {
 
 // --- POST /v1/trees/missing: which parts of a tree the agent lacks -----------------------
 
-// Whether the agent has the whole tree below a stored node; pins all of it when it does
-// (a deploy is about to name it).
-bool have_tree(ApiContext& context, const std::string& digest) {
+// Whether the agent has the whole tree below a stored node; pins all of it (a deploy is
+// about to name it). A `root` is kept read, and known whole until a collection removes
+// a blob: asked again, it is answered without reading the tree or looking at each blob.
+bool have_tree(ApiContext& context, const std::string& digest, bool root) {
+    auto& pending = *context.pending_nodes;
     if (!context.blobs.has(digest))
         return false;
-    auto tree = read_tree(*context.pending_nodes, context.blobs, digest);
+    auto tree = read_tree(pending, context.blobs, digest, root);
     if (!tree)
         return false;
-    auto blobs = tree->manifest.blob_digests();
-    for (const auto& blob : blobs)
+    const auto& contents = **tree;
+    // Pinned first, then the store's removal count read: a blob removed before the pins
+    // changed the count, none can go after them.
+    context.blobs.pin(contents.nodes);
+    context.blobs.pin(contents.blobs);
+    const auto removals = context.blobs.removals();
+    if (pending.whole_at(digest) == removals)
+        return true; // every node and blob was there, and nothing was removed since
+    for (const auto& node : contents.nodes)
+        if (!context.blobs.has(node))
+            return false;
+    for (const auto& blob : contents.blobs)
         if (!context.blobs.has(blob))
             return false;
-    context.blobs.pin(tree->nodes);
-    context.blobs.pin(blobs);
+    if (root)
+        pending.mark_whole(digest, removals);
     return true;
 }
 
@@ -362,7 +374,7 @@ Response trees_missing(ApiContext& context, const Request& request) {
                     make_error(ErrorKind::bad_request,
                                fmt::format("not a sha256 digest: {}", describe_value(root))));
             const auto& digest = root.get_ref<const std::string&>();
-            if (seen.insert(digest).second && !have_tree(context, digest))
+            if (seen.insert(digest).second && !have_tree(context, digest, true))
                 missing_nodes.push_back(digest);
         }
     }
@@ -387,7 +399,7 @@ Response trees_missing(ApiContext& context, const Request& request) {
                     !seen.insert(entry.digest).second)
                     continue;
                 if (entry.kind == common::TreeEntry::Kind::tree) {
-                    if (!have_tree(context, entry.digest))
+                    if (!have_tree(context, entry.digest, false))
                         missing_nodes.push_back(entry.digest);
                     continue;
                 }

@@ -128,10 +128,10 @@ common::Result<common::Manifest> manifest_of(ApiContext& context, const json& bo
                               R"("tree" must be the sha256 digest of the tree's root node)");
         TRY_ASSIGN(auto contents,
                    read_tree(*context.pending_nodes, context.blobs, tree->get<std::string>()));
-        context.blobs.pin(contents.nodes);
-        nodes = std::move(contents.nodes);
-        context.pending_nodes->remember_tree(tree->get<std::string>(), contents.manifest.digest());
-        return std::move(contents.manifest);
+        context.blobs.pin(contents->nodes);
+        nodes = contents->nodes;
+        context.pending_nodes->remember_tree(tree->get<std::string>(), contents->manifest.digest());
+        return contents->manifest;
     }
     if (!body.contains("manifest") || !body["manifest"].is_object())
         return make_error(ErrorKind::bad_request,

@@ -71,6 +71,46 @@ std::optional<std::string> PendingNodes::manifest_digest(const std::string& root
     return it->second;
 }
 
+std::shared_ptr<const TreeContents> PendingNodes::known_tree(const std::string& root) {
+    std::lock_guard lock(m_mutex);
+    for (auto it = m_known.begin(); it != m_known.end(); ++it)
+        if (it->root == root) {
+            auto known = std::move(*it);
+            m_known.erase(it);
+            m_known.push_front(std::move(known));
+            return m_known.front().contents;
+        }
+    return nullptr;
+}
+
+void PendingNodes::keep_tree(const std::string& root,
+                             std::shared_ptr<const TreeContents> contents) {
+    std::lock_guard lock(m_mutex);
+    for (auto it = m_known.begin(); it != m_known.end(); ++it)
+        if (it->root == root) {
+            m_known.erase(it);
+            break;
+        }
+    m_known.push_front({root, std::move(contents), std::nullopt});
+    if (m_known.size() > k_known_trees)
+        m_known.pop_back();
+}
+
+void PendingNodes::mark_whole(const std::string& root, std::uint64_t removals) {
+    std::lock_guard lock(m_mutex);
+    for (auto& known : m_known)
+        if (known.root == root)
+            known.whole_at = removals;
+}
+
+std::optional<std::uint64_t> PendingNodes::whole_at(const std::string& root) {
+    std::lock_guard lock(m_mutex);
+    for (const auto& known : m_known)
+        if (known.root == root)
+            return known.whole_at;
+    return std::nullopt;
+}
+
 common::Result<common::TreeNode> load_node(PendingNodes& pending, const BlobStore& blobs,
                                            const std::string& digest) {
     if (auto held = pending.find(digest))
@@ -90,17 +130,22 @@ common::Result<common::TreeNode> load_node(PendingNodes& pending, const BlobStor
     return node;
 }
 
-common::Result<TreeContents> read_tree(PendingNodes& pending, const BlobStore& blobs,
-                                       const std::string& root) {
-    TreeContents out;
+common::Result<std::shared_ptr<const TreeContents>>
+read_tree(PendingNodes& pending, const BlobStore& blobs, const std::string& root, bool keep) {
+    if (auto known = pending.known_tree(root))
+        return known;
+    auto out = std::make_shared<TreeContents>();
     auto manifest = common::flatten_tree(root, [&](const std::string& digest) {
-        out.nodes.push_back(digest);
+        out->nodes.push_back(digest);
         return load_node(pending, blobs, digest);
     });
     if (!manifest)
         return manifest.error();
-    out.manifest = std::move(*manifest);
-    return out;
+    out->manifest = std::move(*manifest);
+    out->blobs = out->manifest.blob_digests();
+    if (keep)
+        pending.keep_tree(root, out);
+    return std::shared_ptr<const TreeContents>(std::move(out));
 }
 
 } // namespace agent::api

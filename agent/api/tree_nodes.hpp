@@ -9,13 +9,22 @@
 
 #include <chrono>
 #include <cstddef>
+#include <deque>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
 
 namespace agent::api {
+
+// The manifest a tree stands for, the digests of its nodes and of its blobs.
+struct TreeContents {
+    common::Manifest manifest;
+    std::vector<std::string> nodes;
+    std::vector<std::string> blobs; // manifest.blob_digests()
+};
 
 class PendingNodes {
   public:
@@ -31,6 +40,16 @@ class PendingNodes {
     void remember_tree(const std::string& root, const std::string& manifest_digest);
     std::optional<std::string> manifest_digest(const std::string& root);
 
+    // Trees read before, by root. What a root stands for never changes, so the last
+    // k_known_trees are kept read: a deploy asks about its root, then names it.
+    static constexpr std::size_t k_known_trees = 4;
+    std::shared_ptr<const TreeContents> known_tree(const std::string& root);
+    void keep_tree(const std::string& root, std::shared_ptr<const TreeContents> contents);
+    // Every node and blob of a kept tree was found stored when BlobStore::removals() said
+    // `removals`: while it still says so, the tree is whole without looking at each.
+    void mark_whole(const std::string& root, std::uint64_t removals);
+    std::optional<std::uint64_t> whole_at(const std::string& root);
+
   private:
     struct Held {
         common::TreeNode node;
@@ -45,6 +64,12 @@ class PendingNodes {
     std::size_t m_bytes = 0;                         // the bytes and parsed entries held, roughly
     std::uint64_t m_next = 0;
     std::map<std::string, std::string> m_trees; // root -> manifest digest
+    struct Known {
+        std::string root;
+        std::shared_ptr<const TreeContents> contents;
+        std::optional<std::uint64_t> whole_at;
+    };
+    std::deque<Known> m_known; // the most recently used first
 };
 
 // A node by digest: one a client sent, else a stored one (checked against its digest).
@@ -52,12 +77,9 @@ class PendingNodes {
 common::Result<common::TreeNode> load_node(PendingNodes& pending, const BlobStore& blobs,
                                            const std::string& digest);
 
-// The manifest a tree stands for, and the digests of its nodes.
-struct TreeContents {
-    common::Manifest manifest;
-    std::vector<std::string> nodes;
-};
-common::Result<TreeContents> read_tree(PendingNodes& pending, const BlobStore& blobs,
-                                       const std::string& root);
+// The manifest a tree stands for: a tree kept is not read again; one read node by node is
+// kept when `keep` (a deployment's root, not each of its folders).
+common::Result<std::shared_ptr<const TreeContents>>
+read_tree(PendingNodes& pending, const BlobStore& blobs, const std::string& root, bool keep = true);
 
 } // namespace agent::api

@@ -306,7 +306,14 @@ std::vector<BlobStore::Stored> BlobStore::collect(const std::set<std::string>& u
         }
         removed.push_back(std::move(blob));
     }
+    if (!dry_run && !removed.empty())
+        ++m_removals;
     return removed;
+}
+
+std::uint64_t BlobStore::removals() const {
+    std::lock_guard lock(m_pin_mutex);
+    return m_removals;
 }
 
 } // namespace agent

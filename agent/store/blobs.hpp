@@ -66,6 +66,10 @@ class BlobStore {
     // `used` and not pinned; the pins are checked and the files removed under
     // one lock, so a blob pinned meanwhile stays. Returns what went.
     std::vector<Stored> collect(const std::set<std::string>& used, bool dry_run);
+    // How many collections have removed a blob so far. A set of blobs all present when
+    // it was N is still all present while it stays N (a collection is the only thing that
+    // removes blobs); read it after pinning them, so that none can go unnoticed.
+    std::uint64_t removals() const;
 
   private:
     bool pinned(const std::string& digest, std::chrono::steady_clock::time_point now) const;
@@ -73,6 +77,7 @@ class BlobStore {
     std::filesystem::path m_root;
     mutable std::mutex m_pin_mutex;
     std::map<std::string, std::chrono::steady_clock::time_point> m_pins; // digest -> until
+    std::uint64_t m_removals = 0;                                        // under m_pin_mutex
 };
 
 } // namespace agent

@@ -266,14 +266,17 @@ json with_schema_version(const json& line) {
 }
 
 json upload_event(const std::string& host, const UploadStats& s) {
-    return {{"event", "upload"},
-            {"files", s.files},
-            {"blobs_total", s.blobs_total},
-            {"blobs_missing", s.blobs_missing},
-            {"bytes_total", s.bytes_total},
-            {"bytes_sent", s.bytes_sent},
-            {"wire_bytes", s.wire_bytes},
-            {"host", host}};
+    json out = {{"event", "upload"},
+                {"files", s.files},
+                {"blobs_total", s.blobs_total},
+                {"blobs_missing", s.blobs_missing},
+                {"bytes_total", s.bytes_total},
+                {"bytes_sent", s.bytes_sent},
+                {"wire_bytes", s.wire_bytes}};
+    if (!s.tree.empty()) // sent as a Merkle tree (an older agent gets the flat manifest)
+        out["tree"] = s.tree;
+    out["host"] = host;
+    return out;
 }
 
 json created_event(const std::string& host, const std::string& release, const std::string& state) {

@@ -1,12 +1,15 @@
 #include <cli/package/collect.hpp>
 #include <cli/package/git_tree.hpp>
 #include <common/fs.hpp>
+#include <common/hash.hpp>
 #include <common/storable_path.hpp>
 
 #include <fmt/format.h>
 #include <git2.h>
 
+#include <algorithm>
 #include <mutex>
+#include <thread>
 
 namespace cli::package {
 
@@ -96,6 +99,26 @@ common::Result<git_tree*> head_subtree(git_repository* repo, git_commit* commit,
     return sub;
 }
 
+// .git/deployctl/roots: "1 GIT-TREE-ID MERKLE-ROOT" per line, the newest last; "1" is the
+// node format of common/tree.hpp (another format would make other roots).
+constexpr std::size_t k_roots_kept = 64;
+
+std::vector<std::string> read_root_lines(const fs::path& file) {
+    std::vector<std::string> lines;
+    auto text = common::read_file(file);
+    if (!text)
+        return lines;
+    std::size_t start = 0;
+    while (start < text->size()) {
+        auto end = text->find('\n', start);
+        if (end == std::string::npos)
+            end = text->size();
+        lines.push_back(text->substr(start, end - start));
+        start = end + 1;
+    }
+    return lines;
+}
+
 std::string first_line(const char* message) {
     std::string text = message ? message : "";
     auto nl = text.find('\n');
@@ -117,6 +140,8 @@ struct SourceTree::Impl {
     std::string prefix;
     std::size_t uncommitted = 0;
     std::vector<std::string> warnings;
+    std::string tree_oid;  // of the tree the manifest is, when it is a committed one
+    fs::path roots_file;   // .git/deployctl/roots
     std::mutex read_mutex; // read() is called from one thread per host (cli/fleet.hpp)
 
     ~Impl() { git_repository_free(repo); }
@@ -150,6 +175,33 @@ std::size_t SourceTree::uncommitted() const {
 }
 const std::vector<std::string>& SourceTree::warnings() const {
     return m_impl->warnings;
+}
+
+std::string SourceTree::known_root() const {
+    if (m_impl->tree_oid.empty())
+        return "";
+    const auto key = "1 " + m_impl->tree_oid + " ";
+    auto lines = read_root_lines(m_impl->roots_file);
+    for (auto it = lines.rbegin(); it != lines.rend(); ++it)
+        if (it->size() == key.size() + 64 && it->compare(0, key.size(), key) == 0 &&
+            common::is_sha256_hex(it->substr(key.size())))
+            return it->substr(key.size());
+    return "";
+}
+
+void SourceTree::remember_root(const std::string& root) const {
+    if (m_impl->tree_oid.empty() || !common::is_sha256_hex(root) || known_root() == root)
+        return;
+    auto lines = read_root_lines(m_impl->roots_file);
+    const auto line = "1 " + m_impl->tree_oid + " " + root + "\n";
+    std::error_code ec;
+    fs::create_directories(m_impl->roots_file.parent_path(), ec);
+    if (lines.size() < 2 * k_roots_kept)
+        return write_cache_lines(m_impl->roots_file, line, false);
+    std::string text; // the newest lines and this one
+    for (auto it = lines.end() - k_roots_kept; it != lines.end(); ++it)
+        text += *it + "\n";
+    write_cache_lines(m_impl->roots_file, text + line, true);
 }
 
 common::Result<std::string> SourceTree::read(const std::string& digest) const {
@@ -205,6 +257,29 @@ common::Result<SourceTree> package_source(const fs::path& dir, Mode mode) {
         return usage(
             fmt::format("{}/ is not in the last commit: commit it, or pass --dirty", prefix));
 
+    // git's status (a stat of every file of the working tree) on a thread of its own, with
+    // a repository handle of its own, while this one walks HEAD's tree.
+    common::Result<std::vector<std::string>> changed = std::vector<std::string>{};
+    std::thread status([&] {
+        git_repository* repo = nullptr;
+        if (git_repository_open_ext(&repo, dir.c_str(), 0, nullptr) != 0) {
+            changed = common::make_error(ErrorKind::io,
+                                         "cannot open the git repository: " + last_git_error());
+            return;
+        }
+        Owned<git_repository, git_repository_free> owned_repo{repo};
+        // --dirty overlays every untracked file; otherwise they are only counted, an
+        // untracked folder as one change, as git status counts it.
+        changed = detail::changed_paths(repo, prefix, mode == Mode::dirty);
+    });
+    struct Join {
+        std::thread& thread;
+        ~Join() {
+            if (thread.joinable())
+                thread.join();
+        }
+    } join_status{status};
+
     detail::Collected collected;
     // .git/deployctl/digests (a worktree's own git folder holds its own).
     DigestCache cache(fs::path(git_repository_path(impl->repo)) / "deployctl" / "digests");
@@ -212,7 +287,7 @@ common::Result<SourceTree> package_source(const fs::path& dir, Mode mode) {
     if (*tree)
         if (auto st = detail::walk_tree(impl->repo, *tree, collected); !st)
             return st.error();
-    auto changed = detail::changed_paths(impl->repo, prefix);
+    status.join();
     if (!changed)
         return changed.error();
     impl->uncommitted = changed->size();
@@ -222,6 +297,9 @@ common::Result<SourceTree> package_source(const fs::path& dir, Mode mode) {
         impl->dirty = !changed->empty();
     }
     cache.save();
+    impl->roots_file = fs::path(git_repository_path(impl->repo)) / "deployctl" / "roots";
+    if (*tree && !impl->dirty)
+        impl->tree_oid = git_oid_tostr_s(git_tree_id(*tree));
     for (auto& [path, entry] : collected.entries)
         impl->manifest.entries.push_back(std::move(entry));
     // The agent refuses such a tree too; refusing it here sends nothing at all.

@@ -41,6 +41,13 @@ class SourceTree {
     std::size_t uncommitted() const;
     const std::vector<std::string>& warnings() const;
 
+    // The Merkle root (common/tree.hpp) of this manifest when an earlier deploy of the same
+    // git tree computed it (.git/deployctl/roots), else "": an unchanged tree is asked
+    // about without building its nodes. remember_root() records it (committed trees only:
+    // a git tree id names its files and contents exactly).
+    std::string known_root() const;
+    void remember_root(const std::string& root) const;
+
     // The content of a file of the manifest, by digest.
     common::Result<std::string> read(const std::string& digest) const;
 

@@ -76,11 +76,20 @@ void add_strings(const nlohmann::json& answer, const char* key, std::vector<std:
                 out.push_back(d.get<std::string>());
 }
 
-// What the agent lacks of `tree`: walks the nodes it reports missing down from the root.
-// Nullopt when the agent has no /v1/trees (an older agent).
-common::Result<std::optional<std::set<std::string>>> missing_from_tree(transport::Client& client,
-                                                                       const common::Tree& tree) {
-    auto answer = ask_trees(client, {{"roots", {tree.root}}});
+// What the agent lacks of the tree: walks the nodes it reports missing down from the root,
+// building them (`merkle`) only when it lacks any. Nullopt when the agent has no
+// /v1/trees (an older agent). `root` is the tree's root when known (from an earlier
+// deploy of the same git tree), else empty; it is the root asked about once this returns.
+common::Result<std::optional<std::set<std::string>>>
+missing_from_tree(transport::Client& client, const package::SourceTree& source, std::string& root,
+                  std::optional<common::Tree>& merkle) {
+    auto build = [&] {
+        merkle = common::build_tree(source.manifest());
+        root = merkle->root;
+    };
+    if (root.empty())
+        build();
+    auto answer = ask_trees(client, {{"roots", {root}}});
     if (!answer && answer.error().kind == ErrorKind::not_found)
         return std::optional<std::set<std::string>>();
     if (!answer)
@@ -88,8 +97,20 @@ common::Result<std::optional<std::set<std::string>>> missing_from_tree(transport
     std::set<std::string> blobs;
     std::vector<std::string> nodes, found;
     add_strings(*answer, "missing_nodes", nodes);
+    if (!nodes.empty() && !merkle) { // the agent lacks some: the nodes are needed
+        const auto known = root;
+        build();
+        if (root != known) { // a stale cache line: ask about the tree's own root
+            answer = ask_trees(client, {{"roots", {root}}});
+            if (!answer)
+                return answer.error();
+            nodes.clear();
+            add_strings(*answer, "missing_nodes", nodes);
+        }
+    }
     std::set<std::string> asked;
     while (!nodes.empty()) {
+        const auto& tree = *merkle; // built above: the agent lacked a node
         auto bodies = nlohmann::json::array();
         for (const auto& digest : nodes) {
             auto it = tree.nodes.find(digest);
@@ -267,12 +288,14 @@ common::Result<output::UploadStats> upload_blobs(transport::Client& client,
     stats.blobs_total = sizes.size();
     const auto sent_before = client.bytes_sent();
 
-    const auto merkle = common::build_tree(tree.manifest());
-    TRY_ASSIGN(auto from_tree, missing_from_tree(client, merkle));
+    auto root = tree.known_root();
+    std::optional<common::Tree> merkle;
+    TRY_ASSIGN(auto from_tree, missing_from_tree(client, tree, root, merkle));
     std::set<std::string> wanted;
     bool framed = from_tree.has_value();
     if (framed) {
-        stats.tree = merkle.root;
+        stats.tree = root;
+        tree.remember_root(root);
         wanted = std::move(*from_tree);
     } else {
         TRY_ASSIGN(wanted, missing_from_list(client, sizes));

@@ -111,6 +111,23 @@ code=$(acurl -s -o "$TEST_TMP/t.out" -w '%{http_code}' -X POST -d "{\"config\":$
 assert_eq 404 "$code" "a deployment naming a tree the agent never saw: 404"
 assert_contains "$(cat "$TEST_TMP/t.out")" "trees/missing" "the answer says how to send the tree"
 
+# --- the Merkle root of a git tree is kept; a wrong one costs only time ------------------
+roots=$REPO/.git/deployctl/roots
+head_tree=$(git -C "$REPO" rev-parse 'HEAD^{tree}')
+assert_match "$(tail -1 "$roots" 2>/dev/null)" "^1 $head_tree [0-9a-f]{64}$" "the root of HEAD's tree is kept in .git/deployctl/roots"
+good_root=$(tail -1 "$roots" | cut -d' ' -f3)
+run dctl --json deploy
+assert_contains "$OUT" '"event":"unchanged"' "the kept root: an unchanged redeploy"
+assert_jq "$(upload_of "$OUT")" ".tree == \"$good_root\" and .wire_bytes < 1024" "the kept root: asked about as it is, under 1 KiB on the wire"
+# A root the agent does not have (a line damaged into another digest): the tree's nodes are
+# built and its own root asked about.
+printf '1 %s %s\n' "$head_tree" "$(printf x | sha256sum | cut -d' ' -f1)" >>"$roots"
+run dctl --json deploy
+assert_eq 0 "$RC" "a wrong root in the cache: the deploy works"
+assert_contains "$OUT" '"event":"unchanged"' "a wrong root in the cache: still unchanged"
+assert_jq "$(upload_of "$OUT")" ".tree == \"$good_root\"" "a wrong root in the cache: the tree's own root is deployed"
+assert_eq "1 $head_tree $good_root" "$(tail -1 "$roots")" "a wrong root in the cache: the right one is kept again"
+
 # --- kill -9 in the middle of a streamed upload -----------------------------------------
 head -c $((24 * 1024 * 1024)) /dev/urandom >"$TEST_TMP/big.raw"
 big=$(sha256sum "$TEST_TMP/big.raw" | cut -d' ' -f1)

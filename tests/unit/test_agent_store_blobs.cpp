@@ -152,12 +152,15 @@ TEST_CASE("BlobStore::collect removes what is neither used nor pinned") {
     REQUIRE(blobs.list().size() == 3);
     blobs.pin({d_pinned});
 
+    const auto removals = blobs.removals();
+
     SUBCASE("a dry run lists it and removes nothing") {
         auto would = blobs.collect({d_used}, true);
         REQUIRE(would.size() == 1);
         CHECK(would[0].digest == d_unused);
         CHECK(would[0].bytes == unused.size());
         CHECK(blobs.has(d_unused));
+        CHECK(blobs.removals() == removals); // what was whole stays whole
     }
     SUBCASE("a collection removes it, keeps the used, the pinned and the upload") {
         auto removed = blobs.collect({d_used}, false);
@@ -167,7 +170,10 @@ TEST_CASE("BlobStore::collect removes what is neither used nor pinned") {
         CHECK(blobs.has(d_used));
         CHECK(blobs.has(d_pinned));
         CHECK(count_files(dir.path() / "blobs" / "tmp") == 1);
+        // Counted: a tree known whole before must be looked at again.
+        CHECK(blobs.removals() == removals + 1);
         CHECK(blobs.collect({d_used}, false).empty());
+        CHECK(blobs.removals() == removals + 1); // nothing removed, nothing counted
     }
     SUBCASE("unpinned, it goes too") {
         blobs.unpin({d_pinned});
