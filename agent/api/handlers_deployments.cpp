@@ -118,10 +118,16 @@ Response refusal_response(const Refusal& refusal) {
     return error_response(http_status(refusal.error.kind), refusal.code, refusal.error.message);
 }
 
+// A tree a deployment names by its root: the root, and the digests of its nodes.
+struct NamedTree {
+    std::string root;
+    std::vector<std::string> nodes;
+};
+
 // The tree: "manifest" (its files listed) or "tree" (the digest of its root node, whose
 // nodes the agent has or was sent with POST /v1/trees/missing).
 common::Result<common::Manifest> manifest_of(ApiContext& context, const json& body,
-                                             std::vector<std::string>& nodes) {
+                                             NamedTree& named) {
     if (auto tree = body.find("tree"); tree != body.end()) {
         if (!tree->is_string())
             return make_error(ErrorKind::bad_request,
@@ -129,7 +135,8 @@ common::Result<common::Manifest> manifest_of(ApiContext& context, const json& bo
         TRY_ASSIGN(auto contents,
                    read_tree(*context.pending_nodes, context.blobs, tree->get<std::string>()));
         context.blobs.pin(contents->nodes);
-        nodes = contents->nodes;
+        named.root = tree->get<std::string>();
+        named.nodes = contents->nodes;
         context.pending_nodes->remember_tree(tree->get<std::string>(), contents->manifest.digest());
         return contents->manifest;
     }
@@ -140,8 +147,8 @@ common::Result<common::Manifest> manifest_of(ApiContext& context, const json& bo
 }
 
 common::Status read_manifest(ApiContext& context, const json& body, NewDeployment& deployment,
-                             std::string& code, std::vector<std::string>& nodes) {
-    auto manifest = manifest_of(context, body, nodes);
+                             std::string& code, NamedTree& named) {
+    auto manifest = manifest_of(context, body, named);
     if (!manifest)
         return manifest.error();
     auto fault = common::ManifestFault::malformed;
@@ -174,10 +181,10 @@ common::Status take_stored_sizes(const BlobStore& blobs, common::Manifest& manif
     return {};
 }
 
-// `nodes`: the digests of the tree's nodes, when the deployment named its root.
+// `named`: the tree's root and the digests of its nodes, when the deployment named one.
 common::Result<NewDeployment> read_deployment(ApiContext& context, const Request& request,
                                               const std::string& app, std::string& code,
-                                              std::vector<std::string>& nodes) {
+                                              NamedTree& named) {
     auto body = parse_json_body(request, false);
     if (!body)
         return body.error();
@@ -187,7 +194,7 @@ common::Result<NewDeployment> read_deployment(ApiContext& context, const Request
     deployment.app = app;
     if (auto ok = read_config(*body, app, deployment); !ok)
         return ok.error();
-    if (auto ok = read_manifest(context, *body, deployment, code, nodes); !ok)
+    if (auto ok = read_manifest(context, *body, deployment, code, named); !ok)
         return ok.error();
     if (auto ok = read_meta(*body, deployment); !ok)
         return ok.error();
@@ -268,23 +275,35 @@ Response create(ApiContext& context, const Request& request) {
     if (auto unchanged = unchanged_tree(context, request, *app))
         return json_response(200, *unchanged);
     std::string code;
-    std::vector<std::string> nodes;
-    auto deployment = read_deployment(context, request, *app, code, nodes);
+    NamedTree named;
+    auto deployment = read_deployment(context, request, *app, code, named);
     // The tree's nodes were pinned while it was read; the release's blob list names them
     // once it is recorded (or nothing needs them).
     struct Unpin {
         BlobStore& blobs;
         const std::vector<std::string>& nodes;
         ~Unpin() { blobs.unpin(nodes); }
-    } unpin_nodes{context.blobs, nodes};
+    } unpin_nodes{context.blobs, named.nodes};
     if (!deployment)
         return refusal_response({deployment.error(), code});
     // Pinned from here until the release that uses them is recorded (or an
     // hour): no collection removes them between this check and then.
     const auto digests = deployment->manifest.blob_digests();
     context.blobs.pin(digests);
+    const auto removals = context.blobs.removals(); // read after the pins
     if (auto missing = missing_blobs(context.blobs, deployment->manifest); !missing.empty())
         return missing_blobs_response(missing);
+    // Every blob is here; once the nodes are stored too (with the release, or with the
+    // PRODUCTION release of the same tree) the tree is whole: asking about it again
+    // (the next deploy) reads nothing while no collection removes a blob.
+    auto know_whole = [&] {
+        if (named.root.empty())
+            return;
+        for (const auto& node : named.nodes)
+            if (!context.blobs.has(node))
+                return;
+        context.pending_nodes->mark_whole(named.root, removals);
+    };
     if (auto sized = take_stored_sizes(context.blobs, deployment->manifest); !sized)
         return refusal_response(
             {sized.error(), sized.error().kind == ErrorKind::bad_request ? "size_mismatch" : ""});
@@ -293,6 +312,7 @@ Response create(ApiContext& context, const Request& request) {
         if (auto unchanged = serving_same(context.service, *app, deployment->manifest.digest(),
                                           deployment->config_text)) {
             context.blobs.unpin(digests); // PRODUCTION uses them
+            know_whole();
             return json_response(200, *unchanged);
         }
     auto release = context.service.create_deployment(std::move(*deployment));
@@ -302,6 +322,7 @@ Response create(ApiContext& context, const Request& request) {
         return release_taken_response(context, *app, release.error());
     if (!release)
         return error_response(release.error());
+    know_whole();
     return json_response(201, {{"app", release->app},
                                {"release", release->id},
                                {"state", std::string(common::to_string(release->state))}});

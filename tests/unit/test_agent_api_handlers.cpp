@@ -750,3 +750,26 @@ TEST_CASE_FIXTURE(Fixture, "logs ?process=cron.NAME streams that job's log; unkn
     CHECK(call("GET", "/v1/apps/hello/logs?process=web").status == 404);
     CHECK(call("GET", "/v1/apps/nope/logs?process=cron.tick").status == 404);
 }
+
+TEST_CASE_FIXTURE(Fixture, "trees/missing: a tree known whole is looked at again after a "
+                           "collection removed a blob") {
+    const auto digest = common::sha256_hex("hello");
+    REQUIRE(blobs.put(digest, "hello"));
+    // A release's stored tree: its one node kept as a blob, as Engine::record_blobs does.
+    const std::string node = json::array({json::array({"a.txt", "f", digest, 5})}).dump();
+    const auto root = common::sha256_hex(node);
+    REQUIRE(blobs.put(root, node));
+    const auto ask = [&] {
+        auto answer = call("POST", "/v1/trees/missing", json{{"roots", {root}}}.dump());
+        REQUIRE(answer.status == 200);
+        return json::parse(answer.body)["missing_nodes"];
+    };
+    CHECK(ask().empty()); // whole: read, every blob looked at
+    CHECK(ask().empty()); // whole: known
+    // A collection takes the file's blob (the deploy that pinned it went away).
+    blobs.unpin({root, digest});
+    REQUIRE(blobs.collect({root}, false).size() == 1);
+    CHECK_FALSE(blobs.has(digest));
+    // Not whole any more: the root is reported missing, so the client sends the tree.
+    CHECK(ask() == json::array({root}));
+}
