@@ -91,6 +91,46 @@ template <class Stream> class ChunkSink : public StreamSink {
 };
 
 // Stream: DeadlineSocket (plain) or TlsStream over it; all I/O goes through it.
+// A BodyKind::stream body, read through a buffer_body parser into the handler's buffer.
+template <class Stream> class StreamBody final : public BodySource {
+  public:
+    StreamBody(Stream& stream, beast::flat_buffer& buffer,
+               http::request_parser<http::empty_body>& header, std::uint64_t limit)
+        : m_stream(stream), m_buffer(buffer), m_parser(std::move(header)) {
+        m_parser.body_limit(limit);
+    }
+
+    long read(char* data, std::size_t size) override {
+        if (m_error)
+            return -1;
+        while (!m_parser.is_done()) {
+            auto& body = m_parser.get().body();
+            body.data = data;
+            body.size = size;
+            body.more = true;
+            beast::error_code ec;
+            http::read_some(m_stream, m_buffer, m_parser, ec);
+            if (ec == http::error::need_buffer)
+                ec = {};
+            if (ec) {
+                m_error = ec;
+                return -1;
+            }
+            if (const auto got = size - m_parser.get().body().size; got > 0)
+                return static_cast<long>(got);
+        }
+        return 0;
+    }
+    bool done() const { return m_parser.is_done(); }
+    const beast::error_code& error() const { return m_error; }
+
+  private:
+    Stream& m_stream;
+    beast::flat_buffer& m_buffer;
+    http::request_parser<http::buffer_body> m_parser;
+    beast::error_code m_error;
+};
+
 template <class Stream> class Connection {
   public:
     Connection(Stream& stream, beast::flat_buffer& buffer, const Router& router,
@@ -118,6 +158,9 @@ template <class Stream> class Connection {
     bool read_json_body(http::request_parser<http::empty_body>& header, Request& request,
                         std::uint64_t limit);
     bool read_file_body(http::request_parser<http::empty_body>& header, Request& request);
+    // Calls a BodyKind::stream route's handler with the body to read as it arrives.
+    bool serve_stream(http::request_parser<http::empty_body>& header, const Route& route,
+                      Request& request, bool keep_alive);
     Response call(const Route& route, const Request& request);
     bool send(const Response& response, bool keep_alive);
     bool send_stream(const Response& response, bool keep_alive);
@@ -397,7 +440,7 @@ bool Connection<Stream>::read_file_body(http::request_parser<http::empty_body>& 
 // The most a route's body may hold: requests that need no body (GET, DELETE)
 // and small_json routes get k_max_small_body, manifests k_max_json_body.
 std::uint64_t body_limit(const Route& route, std::uint64_t max_file_body) {
-    if (route.body == BodyKind::file)
+    if (route.body == BodyKind::file || route.body == BodyKind::stream)
         return max_file_body;
     if (route.body == BodyKind::small_json || route.method == "GET" || route.method == "DELETE")
         return k_max_small_body;
@@ -422,6 +465,33 @@ bool Connection<Stream>::read_body(http::request_parser<http::empty_body>& heade
                                                    : read_json_body(header, request, limit);
     layer.clear_rate();
     return read;
+}
+
+template <class Stream>
+bool Connection<Stream>::serve_stream(http::request_parser<http::empty_body>& header,
+                                      const Route& route, Request& request, bool keep_alive) {
+    const auto limit = body_limit(route, m_options.max_file_body);
+    if (auto refused = check_length(header, limit)) // before "100 Continue"
+        return answer(request, *refused, false);
+    send_continue_if_expected(header);
+    auto& layer = layer_of(m_stream);
+    layer.clear_read_error();
+    layer.require_rate(m_options.min_body_rate, m_options.body_grace);
+    StreamBody<Stream> body(m_stream, m_buffer, header, limit);
+    request.body_source = &body;
+    auto response = call(route, request);
+    request.body_source = nullptr;
+    layer.clear_rate();
+    if (body.error() == http::error::body_limit)
+        return answer(request, too_large(limit), false);
+    if (body.error() == net::error::timed_out)
+        return answer(request, too_slow(m_options), false);
+    if (body.error())
+        return false; // the client went away: nobody to answer
+    // A handler that answered before the end of the body (a bad frame): what is left is
+    // drained for a moment, and the connection closes.
+    m_unread_body = !body.done();
+    return answer(request, response, keep_alive && !m_unread_body);
 }
 
 template <class Stream>
@@ -513,6 +583,8 @@ template <class Stream> bool Connection<Stream>::serve(HeadParser& header) {
         return answer(request, routing_error(match.result, request.method, request.path),
                       keep_alive && !m_unread_body);
     m_body_error.reset();
+    if (route->body == BodyKind::stream)
+        return serve_stream(header, *route, request, keep_alive);
     if (!read_body(header, *route, request)) {
         remove_file(request.body_file);
         return false;

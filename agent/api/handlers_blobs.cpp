@@ -110,14 +110,12 @@ Response put(ApiContext& context, const Request& request) {
 // Reads the body file's frames in order, decompressing a body sent Content-Encoding zstd.
 class FrameReader {
   public:
-    FrameReader(const std::filesystem::path& file, bool zstd)
-        : m_in(file, std::ios::binary), m_stream(zstd ? ZSTD_createDStream() : nullptr),
-          m_zstd(zstd) {}
+    FrameReader(BodySource& body, bool zstd)
+        : m_in(body), m_stream(zstd ? ZSTD_createDStream() : nullptr), m_zstd(zstd) {}
     ~FrameReader() { ZSTD_freeDStream(m_stream); }
     FrameReader(const FrameReader&) = delete;
     FrameReader& operator=(const FrameReader&) = delete;
-    bool open() const { return static_cast<bool>(m_in) && (!m_zstd || m_stream); }
-    void close() { m_in.close(); }
+    bool open() const { return !m_zstd || m_stream; }
     // What went wrong with a compressed body ("" if nothing).
     const std::string& error() const { return m_error; }
     bool at_end() { return m_pos == m_out.size() && !fill(); }
@@ -154,11 +152,12 @@ class FrameReader {
         m_pos = 0;
         while (m_out.empty()) {
             if (m_input.pos == m_input.size) {
-                m_in.read(m_raw.data(), static_cast<std::streamsize>(m_raw.size()));
-                const auto got = static_cast<std::size_t>(m_in.gcount());
-                if (got == 0)
+                const auto got = m_in.read(m_raw.data(), m_raw.size());
+                if (got < 0)
+                    m_error = "the body could not be read"; // the connection answers
+                if (got <= 0)
                     return false;
-                m_input = {m_raw.data(), got, 0};
+                m_input = {m_raw.data(), static_cast<std::size_t>(got), 0};
             }
             if (!m_zstd) {
                 m_out.assign(m_raw.data(), m_input.size);
@@ -179,7 +178,7 @@ class FrameReader {
         return true;
     }
 
-    std::ifstream m_in;
+    BodySource& m_in;
     ZSTD_DStream* m_stream;
     bool m_zstd;
     std::vector<char> m_raw = std::vector<char>(1 << 17);
@@ -239,9 +238,11 @@ Response put_many(ApiContext& context, const Request& request) {
         return error_response(415, "unsupported_encoding",
                               "Content-Encoding " + request.content_encoding.substr(0, 40) +
                                   " is not supported (zstd or none)");
-    FrameReader reader(request.body_file, zstd);
+    if (!request.body_source)
+        return error_response(make_error(ErrorKind::internal, "the upload's body is not readable"));
+    FrameReader reader(*request.body_source, zstd);
     if (!reader.open())
-        return error_response(make_error(ErrorKind::io, "cannot read the uploaded body"));
+        return error_response(make_error(ErrorKind::internal, "cannot decompress the body"));
     std::vector<BlobStore::Written> written;
     auto discard = [&](common::Error error) {
         for (const auto& w : written) {
@@ -310,12 +311,6 @@ Response put_many(ApiContext& context, const Request& request) {
     }
     if (!reader.error().empty()) // the end of a compressed body that does not decompress
         return body_error();
-    // The body is read: gone before the flush, so that syncfs does not write it out too.
-    reader.close();
-    {
-        std::error_code ec;
-        std::filesystem::remove(request.body_file, ec);
-    }
     if (auto stored = context.blobs.adopt_verified(written); !stored) {
         auto error = stored.error();
         error.message = "cannot store the uploaded blobs: " + error.message;
@@ -424,7 +419,7 @@ Response trees_missing(ApiContext& context, const Request& request) {
 void add_blob_routes(Router& router, ApiContext& context) {
     router.add(
         "POST", "/v1/blobs", [&context](const Request& r) { return put_many(context, r); },
-        BodyKind::file);
+        BodyKind::stream);
     router.add("POST", "/v1/trees/missing",
                [&context](const Request& r) { return trees_missing(context, r); });
     router.add("POST", "/v1/blobs/missing",

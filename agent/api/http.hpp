@@ -33,17 +33,28 @@ struct Peer {
     bool login_refused = false;
 };
 
+// A request body the handler reads as it arrives (BodyKind::stream). read() returns the
+// bytes it put in `data` (at most `size`), 0 at the end of the body, -1 when the body cannot
+// be read (the client went away or is too slow, or it is too large): the connection then
+// answers for itself, whatever the handler returns.
+class BodySource {
+  public:
+    virtual ~BodySource() = default;
+    virtual long read(char* data, std::size_t size) = 0;
+};
+
 struct Request {
     Peer peer;
-    std::string method;              // "GET", "POST", ...
-    std::string path;                // raw path, without the query string
-    Params query;                    // decoded query parameters
-    Params params;                   // path parameters filled in by the router ({app}, {id}, ...)
-    std::string body;                // JSON routes
-    std::filesystem::path body_file; // upload routes: the body, streamed to disk
-    std::string upgrade;             // the Upgrade header ("deployctl-run/1"), if any
-    // The Content-Encoding of a body_file ("zstd": POST /v1/blobs), as sent: the
-    // handler decodes it (JSON bodies arrive decoded).
+    std::string method;                // "GET", "POST", ...
+    std::string path;                  // raw path, without the query string
+    Params query;                      // decoded query parameters
+    Params params;                     // path parameters filled in by the router ({app}, {id}, ...)
+    std::string body;                  // JSON routes
+    std::filesystem::path body_file;   // upload routes: the body, streamed to disk
+    BodySource* body_source = nullptr; // BodyKind::stream routes, while the handler runs
+    std::string upgrade;               // the Upgrade header ("deployctl-run/1"), if any
+    // The Content-Encoding of a body_file or body_source ("zstd": POST /v1/blobs), as
+    // sent: the handler decodes it (JSON bodies arrive decoded).
     std::string content_encoding;
 };
 

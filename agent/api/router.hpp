@@ -17,7 +17,10 @@ using Handler = std::function<Response(const Request&)>;
 enum class BodyKind {
     json,       // into Request::body, up to k_max_json_body (k_max_small_body for GET, DELETE)
     small_json, // likewise, up to k_max_small_body: bodies of a few fields
-    file, // streamed to a temporary file (Request::body_file), up to k_max_blob_size
+    file,       // streamed to a temporary file (Request::body_file), up to k_max_blob_size
+    // read by the handler as it arrives (Request::body_source), up to k_max_blob_size:
+    // nothing of it is written as it came
+    stream,
 };
 
 // Who may call a route over TCP (docs/security.md): by_method asks the read

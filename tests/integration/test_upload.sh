@@ -131,15 +131,32 @@ assert_eq "1 $head_tree $good_root" "$(tail -1 "$roots")" "a wrong root in the c
 # --- kill -9 in the middle of a streamed upload -----------------------------------------
 head -c $((24 * 1024 * 1024)) /dev/urandom >"$TEST_TMP/big.raw"
 big=$(sha256sum "$TEST_TMP/big.raw" | cut -d' ' -f1)
-{ printf '%s %s raw %s\n' "$big" 25165824 25165824; cat "$TEST_TMP/big.raw"; } >"$TEST_TMP/big.frames"
+# A small frame first: written to blobs/tmp, it is stored only with the whole body.
+printf 'small frame before a killed upload %s\n' "$RANDOM" >"$TEST_TMP/small.raw"
+small=$(sha256sum "$TEST_TMP/small.raw" | cut -d' ' -f1)
+small_size=$(stat -c %s "$TEST_TMP/small.raw")
+{
+    printf '%s %s raw %s\n' "$small" "$small_size" "$small_size"
+    cat "$TEST_TMP/small.raw"
+    printf '%s %s raw %s\n' "$big" 25165824 25165824
+    cat "$TEST_TMP/big.raw"
+} >"$TEST_TMP/big.frames"
 acurl -s -o /dev/null --limit-rate 4M -H 'Content-Type: application/x-deployctl-blobs' --data-binary @"$TEST_TMP/big.frames" "$AGENT_URL/v1/blobs" &
 uploader=$!
-upload_seen() { [[ -n $(find "$DATA/blobs/tmp" -type f -size +1M 2>/dev/null) ]]; }
+# Mid-way: the agent has read 4 MB of the 24 MiB (the body is read as it arrives and the
+# frame is stored once whole).
+upload_seen() {
+    local got
+    got=$(ss -tinH state established "( sport = :$AGENT_PORT )" | grep -o 'bytes_received:[0-9]*' | cut -d: -f2 | sort -n | tail -1)
+    [[ -n $got ]] && ((got > 4000000))
+}
 wait_until 10 upload_seen ||
-    fail "the streamed upload is on its way" "no upload file in blobs/tmp"
+    fail "the streamed upload is on its way" "the agent has not received 4 MB of it"
 kill_agent -9
 wait "$uploader" 2>/dev/null || true
 [[ ! -e $DATA/blobs/${big:0:2}/$big ]] && pass "killed mid-upload: the blob is not stored" || fail "killed mid-upload: the blob is not stored" "it is"
+[[ ! -e $DATA/blobs/${small:0:2}/$small ]] && pass "killed mid-upload: the whole frame before it is not stored either" || fail "killed mid-upload: the whole frame before it is not stored either" "it is"
+assert_eq 1 "$(find "$DATA/blobs/tmp" -type f 2>/dev/null | wc -l)" "killed mid-upload: the whole frame waited in blobs/tmp"
 restart_agent
 assert_eq 0 "$(find "$DATA/blobs/tmp" -type f 2>/dev/null | wc -l)" "the restarted agent removed the half-sent upload"
 all_blobs_whole && pass "after the kill every stored blob is whole" || fail "after the kill every stored blob is whole" "see above"

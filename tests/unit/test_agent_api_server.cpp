@@ -98,11 +98,30 @@ struct FrontDoor {
         router.add("POST", "/v1/echo", [](const agent::api::Request& request) {
             return text("got " + std::to_string(request.body.size()));
         });
+        // A body read as it arrives: counts its bytes, or stops after `stop_at` of them.
+        router.add(
+            "POST", "/v1/stream",
+            [](const agent::api::Request& request) {
+                const auto stop_at = request.query.count("stop_at")
+                                         ? std::stoul(request.query.at("stop_at"))
+                                         : std::string::npos;
+                std::size_t total = 0;
+                char buffer[4096];
+                while (total < stop_at) {
+                    const long n = request.body_source->read(buffer, sizeof buffer);
+                    if (n <= 0)
+                        break;
+                    total += static_cast<std::size_t>(n);
+                }
+                return text("streamed " + std::to_string(total));
+            },
+            agent::api::BodyKind::stream);
         agent::api::ConnectionOptions options;
         options.head_timeout = 400ms;
         options.idle_timeout = 3s;
         options.min_body_rate = 1000;
         options.body_grace = 300ms;
+        options.max_file_body = 1 << 20;
         options.gate = &gate;
         server = std::make_unique<agent::api::Server>(router, options, limits);
         REQUIRE(server->listen({"127.0.0.1", 0}).ok());
@@ -329,4 +348,43 @@ TEST_CASE("front door: a refused request's unread body is drained without holdin
     CHECK(n == 0);
     CHECK(Clock::now() - started < 1500ms);
     ::close(fd);
+}
+
+TEST_CASE("front door: a streamed body is read as it arrives, with the same limits") {
+    FrontDoor door({});
+    const std::string body(300000, 'x');
+    const auto head = [&](const std::string& path, std::size_t length) {
+        return request("POST", path,
+                       "Authorization: Bearer good\r\nConnection: close\r\n"
+                       "Content-Type: application/octet-stream\r\nContent-Length: " +
+                           std::to_string(length) + "\r\n");
+    };
+    // Read whole, in pieces, the bytes the head did not bring included.
+    const int whole = door.connect();
+    send_all(whole, head("/v1/stream", body.size()) + body);
+    const auto read_whole = read_until_closed(whole);
+    CHECK_MESSAGE(read_whole.find("streamed 300000") != std::string::npos, read_whole);
+    ::close(whole);
+
+    // A handler that answers before the end: the answer still reaches the client.
+    const int early = door.connect();
+    send_all(early, head("/v1/stream?stop_at=1000", body.size()) + body.substr(0, 100000));
+    const auto answered = read_until_closed(early, 3s);
+    CHECK(answered.rfind("HTTP/1.1 200", 0) == 0);
+    const auto said = answered.find("streamed ");
+    REQUIRE(said != std::string::npos);
+    const auto streamed = std::stoul(answered.substr(said + 9));
+    CHECK(streamed >= 1000); // it stopped once it had read that much
+    CHECK(streamed < 100000);
+    ::close(early);
+
+    // Slower than the minimum rate: 408, whatever the handler would have said.
+    const int slow = door.connect();
+    send_all(slow, head("/v1/stream", body.size()) + "abc");
+    const auto started = Clock::now();
+    const auto refused = read_until_closed(slow, 3s);
+    CHECK(refused.rfind("HTTP/1.1 408", 0) == 0);
+    CHECK(refused.find("too_slow") != std::string::npos);
+    CHECK(Clock::now() - started < 2s);
+    ::close(slow);
 }
