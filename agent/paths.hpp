@@ -50,6 +50,16 @@ class DataDir {
     std::filesystem::path release_blobs(const std::string& app, const std::string& id) const {
         return app_dir(app) / "manifests" / (id + ".blobs");
     }
+    // The fingerprint of the app's variables when the release's web process started, and,
+    // while it is in standby ([deploy] standby), until when: an agent that restarts keeps
+    // it in standby for the rest of its window, warm only if the variables are the same.
+    std::filesystem::path release_env_at_start(const std::string& app,
+                                               const std::string& id) const {
+        return app_dir(app) / "manifests" / (id + ".env");
+    }
+    std::filesystem::path release_standby(const std::string& app, const std::string& id) const {
+        return app_dir(app) / "manifests" / (id + ".standby");
+    }
     // The running agent's pid and process start time ("PID START"), for
     // `deploy-agent down`.
     std::filesystem::path agent_pid() const { return m_root / "agent.pid"; }

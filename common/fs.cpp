@@ -86,6 +86,22 @@ Status atomic_write_file(const std::filesystem::path& path, std::string_view con
     return fsync_dir(parent.empty() ? std::filesystem::path(".") : parent);
 }
 
+Status write_unsynced(const std::filesystem::path& path, std::string_view content, bool append) {
+    const auto target = append ? path : std::filesystem::path(path.string() + temp_suffix());
+    const int fd =
+        ::open(target.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | (append ? O_APPEND : O_EXCL), 0644);
+    if (fd < 0)
+        return errno_error("cannot create", target);
+    auto written = write_all(fd, content, target);
+    if (::close(fd) != 0 && written)
+        written = errno_error("cannot close", target);
+    if (!append && written && ::rename(target.c_str(), path.c_str()) != 0)
+        written = errno_error("cannot rename onto", path);
+    if (!append && !written)
+        ::unlink(target.c_str()); // else remove_temp_files() at the next start
+    return written;
+}
+
 std::size_t remove_temp_files(const std::filesystem::path& dir) {
     std::size_t removed = 0;
     std::error_code ec;

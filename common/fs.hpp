@@ -13,6 +13,11 @@ namespace common {
 // over `path` and fsyncs the directory: readers see the old or the new file.
 Status atomic_write_file(const std::filesystem::path& path, std::string_view content,
                          unsigned mode = 0644);
+// Writes `content` to `path` without syncing it: for caches and hints, whose loss only
+// costs time. `append`: one write(2) with O_APPEND (two writers never interleave their
+// lines); otherwise through a temporary file renamed over `path` (readers see the old or
+// the new file).
+Status write_unsynced(const std::filesystem::path& path, std::string_view content, bool append);
 Result<std::string> read_file(const std::filesystem::path& path);
 // The system's text for an error number; for ENOSPC and EDQUOT it also says
 // plainly that the disk is full ("No space left on device: the disk is full ...").

@@ -388,7 +388,11 @@ void Engine::drain_off_lock(const std::string& app, const Job& job, std::uint64_
         auto row = m_store->get(app, job.previous);
         return row ? std::optional<ReleaseRow>(std::move(*row)) : std::nullopt;
     };
-    common::log_info("draining " + app + " " + job.previous);
+    const auto standby_file = m_options.data_dir.release_standby(app, job.previous);
+    std::error_code no_file;
+    fs::remove(standby_file, no_file); // a window of an earlier drain is over
+    if (!job.standby_rearmed)
+        common::log_info("draining " + app + " " + job.previous);
     auto replaced = current();
     const auto old_config = replaced ? common::parse_config(replaced->config, "deploy.toml")
                                      : common::Result<common::AppConfig>(common::AppConfig{});
@@ -408,17 +412,24 @@ void Engine::drain_off_lock(const std::string& app, const Job& job, std::uint64_
                                      "a routing switch)",
                                      app, job.previous, common::format_duration(job.standby)));
         const auto until = std::chrono::steady_clock::now() + job.standby;
+        // Until when, for an agent that restarts meanwhile (Engine::rearm_standby).
+        const auto until_ms =
+            std::chrono::duration_cast<std::chrono::milliseconds>(
+                (std::chrono::system_clock::now() + job.standby).time_since_epoch())
+                .count();
+        (void)common::write_unsynced(standby_file, std::to_string(until_ms), false);
         while (std::chrono::steady_clock::now() < until) {
             if (!sleep_unless_stopping(std::min<std::chrono::milliseconds>(
                     k_standby_poll, std::chrono::duration_cast<std::chrono::milliseconds>(
                                         until - std::chrono::steady_clock::now()))))
-                return; // the agent stops: the next start stops it
+                return; // the agent stops: the next start keeps it for the rest
             if (!still_mine(current()))
                 return; // promoted again (a warm rollback), or stopped by someone else
         }
     }
     if (stopping())
-        return; // the next start stops it (INACTIVE with a live pid)
+        return; // the next start keeps it for the rest of its window, or stops it
+    fs::remove(standby_file, no_file);
     std::lock_guard deploy(slot(app).deploy_lock);
     // Read again under the lock: a rollback may have promoted it meanwhile.
     auto old = current();
@@ -443,8 +454,12 @@ common::Status Engine::delete_release(const ReleaseRow& row, const std::string& 
     // removed stays in the state (the next prune, or rm, tries again), so no
     // file outlives the release that owns it.
     const auto& data = m_options.data_dir;
-    std::vector<fs::path> paths{data.release_dir(row.app, row.id), data.event_log(row.app, row.id),
-                                data.app_log(row.app, row.id), data.release_blobs(row.app, row.id)};
+    std::vector<fs::path> paths{data.release_dir(row.app, row.id),
+                                data.event_log(row.app, row.id),
+                                data.app_log(row.app, row.id),
+                                data.release_blobs(row.app, row.id),
+                                data.release_env_at_start(row.app, row.id),
+                                data.release_standby(row.app, row.id)};
     if (auto config = common::parse_config(row.config, "deploy.toml"))
         for (const auto& [name, command] : config->processes)
             paths.push_back(data.process_log(row.app, row.id, name));

@@ -10,9 +10,8 @@
 #include <common/fs.hpp>
 #include <common/log.hpp>
 
-#include <nlohmann/json.hpp>
-
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include <chrono>
 
@@ -50,9 +49,9 @@ void read_sides(const std::filesystem::path& stats_file, CanaryInfo& info) {
 }
 
 double error_rate(const CanarySide& side) {
-    return side.requests ? 100.0 * static_cast<double>(side.errors) /
-                               static_cast<double>(side.requests)
-                         : 0.0;
+    return side.requests
+               ? 100.0 * static_cast<double>(side.errors) / static_cast<double>(side.requests)
+               : 0.0;
 }
 } // namespace
 
@@ -64,8 +63,8 @@ void Engine::enter_canary(const std::string& app, Job& job, const runtime::AppPr
     });
     CanaryRow row{app, job.id, job.canary, job.canary_auto > 0 ? unix_now() + job.canary_auto : 0,
                   job.canary_max_error_bp};
-    common::Status put = moved ? db_write([&] { return m_store->put_canary(row); })
-                               : common::Status(moved.error());
+    common::Status put =
+        moved ? db_write([&] { return m_store->put_canary(row); }) : common::Status(moved.error());
     if (!put) {
         stop_process(app, job.id, job.config, process);
         stop_processes(app, job.id, job.config.deploy.stop_timeout);
@@ -96,8 +95,8 @@ common::Result<CanaryInfo> Engine::canary(const std::string& app) {
                           app + " has no canary release (deployctl deploy --canary PCT)");
     }
     auto production = m_store->production(app);
-    CanaryInfo info{app,         row->release,      production ? production->id : std::string(),
-                    row->percent, row->auto_at,     row->max_error_bp};
+    CanaryInfo info{app,          row->release, production ? production->id : std::string(),
+                    row->percent, row->auto_at, row->max_error_bp};
     read_sides(m_options.data_dir.proxy_dir() / "stats.json", info);
     return info;
 }
@@ -123,8 +122,7 @@ void Engine::judge_canary(const std::string& app) {
     if (canary_rate > production_rate + allowed) {
         auto aborted = abort_canary_locked(app, "--auto: aborted: " + figures);
         if (!aborted)
-            common::log_error("cannot abort the canary of " + app + ": " +
-                              aborted.error().message);
+            common::log_error("cannot abort the canary of " + app + ": " + aborted.error().message);
         return;
     }
     auto promoted = promote_canary_locked(app, "--auto: promoted: " + figures);
@@ -158,8 +156,8 @@ void Engine::supervise_canary(const std::string& app) {
 
 common::Result<CanaryInfo> Engine::set_canary(const std::string& app, int percent) {
     if (percent < 0 || percent > 100)
-        return make_error(ErrorKind::usage, "a canary's share is 0 to 100 (percent), not " +
-                                                std::to_string(percent));
+        return make_error(ErrorKind::usage,
+                          "a canary's share is 0 to 100 (percent), not " + std::to_string(percent));
     {
         std::lock_guard deploy(slot(app).deploy_lock);
         auto row = m_store->canary(app);

@@ -171,8 +171,8 @@ int down(const DownOptions& options) {
                 continue;
             runtime::terminate_group(row.pid, k_grace);
             done.insert(row.pid);
-            say(fmt::format("{} {} {}.{} (pid {})", row.app, row.release, row.process,
-                            row.instance, row.pid));
+            say(fmt::format("{} {} {}.{} (pid {})", row.app, row.release, row.process, row.instance,
+                            row.pid));
         }
     } else {
         std::fprintf(stderr, "deploy-agent down: %s\n", store.error().message.c_str());

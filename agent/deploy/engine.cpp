@@ -270,6 +270,16 @@ std::vector<secrets::VarInfo> Engine::env(const std::string& app) {
     return m_env->list(app);
 }
 
+std::string Engine::env_fingerprint(const std::string& app) {
+    auto vars = m_env->list(app);
+    std::sort(vars.begin(), vars.end(),
+              [](const secrets::VarInfo& a, const secrets::VarInfo& b) { return a.name < b.name; });
+    std::string text;
+    for (const auto& var : vars)
+        text += var.name + '\t' + var.updated_at + '\n';
+    return common::sha256_hex(text);
+}
+
 common::Status Engine::set_env(const std::string& app, std::vector<secrets::NewVar> vars) {
     TRY(m_env->set(app, std::move(vars)));
     std::lock_guard lock(m_mutex);

@@ -131,6 +131,8 @@ class Engine final : public Service {
         // After its drain the replaced web keeps running this long, unrouted
         // ([deploy] standby): a rollback to it within it is a routing switch.
         std::chrono::milliseconds standby{0};
+        // The rest of a standby window kept after an agent restart (no drain to log).
+        bool standby_rearmed = false;
     };
     struct AppSlot {
         std::deque<Job> queue;
@@ -552,6 +554,13 @@ class Engine final : public Service {
     // process that has the app's environment as it is now (m_mutex).
     std::map<std::string, std::uint64_t> m_env_changes;
     std::map<std::string, std::uint64_t> m_env_at_start;
+    // What the app's variables are (their names and when each was last set): kept with a
+    // release when its web starts (DataDir::release_env_at_start), so that after an agent
+    // restart a standby release is warm only if they are the same.
+    std::string env_fingerprint(const std::string& app);
+    // A replaced release still running after an agent restart, whose standby window
+    // (DataDir::release_standby) is not over: kept for the rest of it. False otherwise.
+    bool rearm_standby(const ReleaseRow& row, Job& job);
 
     std::mutex m_drainers_mutex;
     std::list<Drainer> m_drainers;

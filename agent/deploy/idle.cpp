@@ -35,8 +35,7 @@ constexpr std::chrono::milliseconds k_wake_backoff_max{30000};
 constexpr std::chrono::milliseconds k_stats_fresh{400};
 
 std::string ms_text(Clock::duration d) {
-    return std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(d).count()) +
-           " ms";
+    return std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(d).count()) + " ms";
 }
 } // namespace
 
@@ -154,7 +153,7 @@ common::Status Engine::open_wake_socket() {
     const int fd = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return make_error(ErrorKind::io, std::string("socket: ") + std::strerror(errno));
-    ::unlink(text.c_str()); // the one a previous run left
+    ::unlink(text.c_str());            // the one a previous run left
     const mode_t mask = ::umask(0077); // only this user (the proxy's) may write to it
     const int bound = ::bind(fd, reinterpret_cast<const sockaddr*>(&address), sizeof(address));
     const int error = errno;
@@ -186,7 +185,8 @@ void Engine::wake_loop() {
                     pending.push_back(std::move(app));
             }
         }
-        std::erase_if(pending, [this](const std::string& app) { return stopping() || wake_app(app); });
+        std::erase_if(pending,
+                      [this](const std::string& app) { return stopping() || wake_app(app); });
     }
 }
 
@@ -245,8 +245,7 @@ bool Engine::wake_app(const std::string& app) {
     publish_routes_or_log("for " + app + ", awake");
     const auto routed = Clock::now();
     runtime_for(*production).serving({app, production->id});
-    const std::string note =
-        "awake: started and routed again in " + ms_text(routed - asked);
+    const std::string note = "awake: started and routed again in " + ms_text(routed - asked);
     events.log("system", note);
     common::log_info(app + " " + production->id + ": " + note);
     return true;

@@ -41,9 +41,9 @@ common::Result<OneOff> Engine::one_off(const OneOffRequest& request) {
     const auto dir = m_options.data_dir.release_dir(app, row.id);
     std::error_code ec;
     if (!std::filesystem::is_directory(dir, ec))
-        return make_error(ErrorKind::bad_request,
-                          fmt::format("release {} of {} has no files on this agent any more",
-                                      row.id, app));
+        return make_error(
+            ErrorKind::bad_request,
+            fmt::format("release {} of {} has no files on this agent any more", row.id, app));
 
     auto runs = m_runs;
     {

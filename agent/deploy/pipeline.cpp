@@ -414,6 +414,7 @@ common::Result<runtime::AppProcess> Engine::launch_and_check(const std::string& 
         std::lock_guard lock(m_mutex);
         env_at_start = m_env_changes[app];
     }
+    const auto env_fingerprint_at_start = env_fingerprint(app);
     auto process = start_app(runtime, app, id, config, *port);
     if (!process)
         return process.error();
@@ -443,6 +444,9 @@ common::Result<runtime::AppProcess> Engine::launch_and_check(const std::string& 
         std::lock_guard lock(m_mutex);
         m_env_at_start[app + "/" + id] = env_at_start;
     }
+    // Not synced: lost, a standby release is only cold after an agent restart.
+    (void)common::write_unsynced(m_options.data_dir.release_env_at_start(app, id),
+                                 env_fingerprint_at_start, false);
     return process;
 }
 

@@ -143,9 +143,9 @@ std::vector<std::string> ProxySupervisor::settings_argv() const {
                                      "--probe-key",
                                      m_data_dir.proxy_probe_key().string()};
     if (m_settings.access_log)
-        argv.insert(argv.end(), {"--access-log-dir", (m_data_dir.root() / "apps").string(),
-                                 "--access-log-max-size",
-                                 std::to_string(m_settings.access_log_max_size)});
+        argv.insert(argv.end(),
+                    {"--access-log-dir", (m_data_dir.root() / "apps").string(),
+                     "--access-log-max-size", std::to_string(m_settings.access_log_max_size)});
     if (!m_settings.certificates.empty()) {
         argv.insert(argv.end(), {"--tls-listen", m_settings.https_listen});
         for (const auto& files : m_settings.certificates)

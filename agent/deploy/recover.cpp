@@ -5,6 +5,8 @@
 #include <common/fs.hpp>
 #include <common/log.hpp>
 
+#include <fmt/format.h>
+
 namespace agent {
 
 namespace fs = std::filesystem;
@@ -47,6 +49,10 @@ common::Status Engine::start() {
         job.config = config ? *config : common::AppConfig{};
         job.previous = row.id;
         job.previous_process = {row.pid, row.pid_start};
+        if (rearm_standby(row, job)) { // on a drainer thread, as after a switch
+            start_drain(row.app, std::move(job));
+            continue;
+        }
         common::log_info("draining leftover " + row.app + " " + row.id);
         enqueue(row.app, std::move(job));
     }
@@ -56,6 +62,42 @@ common::Status Engine::start() {
     if (m_wake_fd >= 0)
         m_waker = std::thread(&Engine::wake_loop, this);
     return {};
+}
+
+bool Engine::rearm_standby(const ReleaseRow& row, Job& job) {
+    const auto& data = m_options.data_dir;
+    if (row.state != State::inactive)
+        return false;
+    auto until_text = common::read_file(data.release_standby(row.app, row.id));
+    if (!until_text)
+        return false;
+    long long until_ms = 0;
+    try {
+        until_ms = std::stoll(*until_text);
+    } catch (const std::exception&) {
+        return false;
+    }
+    const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                            std::chrono::system_clock::now().time_since_epoch())
+                            .count();
+    auto& runtime = runtime_for(row);
+    const runtime::AppProcess process{row.pid, row.pid_start};
+    if (until_ms <= now_ms || !runtime.alive(process))
+        return false;
+    runtime.adopt({row.app, row.id}, process, data.app_log(row.app, row.id));
+    // Warm only with the variables it started with: the count of changes starts again
+    // with this process, so the fingerprint kept at its start stands for it.
+    const auto at_start = common::read_file(data.release_env_at_start(row.app, row.id));
+    if (at_start && *at_start == env_fingerprint(row.app)) {
+        std::lock_guard lock(m_mutex);
+        m_env_at_start[row.app + "/" + row.id] = m_env_changes[row.app];
+    }
+    job.standby = std::chrono::milliseconds(until_ms - now_ms);
+    job.standby_rearmed = true;
+    common::log_info(fmt::format("{} {} is still running: kept in standby for the rest of its "
+                                 "window",
+                                 row.app, row.id));
+    return true;
 }
 
 namespace {

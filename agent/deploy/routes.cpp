@@ -39,8 +39,7 @@ std::string routing_table_json(std::uint64_t generation, const std::vector<Route
             item["sleeping"] = {{"timeout_ms", route.wake_timeout_ms}};
             if (!route.wake_error.empty())
                 item["sleeping"]["error"] = route.wake_error;
-        }
-        else if (!route.static_root.empty())
+        } else if (!route.static_root.empty())
             item["static"] = {{"root", route.static_root}, {"spa", route.spa}};
         else {
             if (route.upstreams.size() > 1)

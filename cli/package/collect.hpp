@@ -35,9 +35,8 @@ common::Status walk_tree(git_repository* repo, git_tree* tree, Collected& out);
 // Paths (relative to the repository) under `prefix` that differ from HEAD:
 // modified, staged, deleted or untracked and not ignored. An untracked folder is one
 // path ("dir/", as git status shows it) unless `each_untracked_file`.
-common::Result<std::vector<std::string>> changed_paths(git_repository* repo,
-                                                       const std::string& prefix,
-                                                       bool each_untracked_file);
+common::Result<std::vector<std::string>>
+changed_paths(git_repository* repo, const std::string& prefix, bool each_untracked_file);
 
 // Replaces the changed paths with what is on disk (removing deleted ones).
 common::Status overlay_worktree(const std::filesystem::path& workdir, const std::string& prefix,

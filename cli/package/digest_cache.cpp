@@ -1,4 +1,5 @@
 #include <cli/package/digest_cache.hpp>
+#include <common/fs.hpp>
 #include <common/hash.hpp>
 
 #include <fmt/format.h>
@@ -76,21 +77,7 @@ void DigestCache::save() {
             add_line(key, m_known.at(key));
     for (const auto& [key, known] : m_added)
         add_line(key, known);
-    write_cache_lines(m_file, text, rewrite);
-}
-
-void write_cache_lines(const fs::path& file, const std::string& text, bool rewrite) {
-    // One write(2) with O_APPEND: two deploys at once never interleave their lines.
-    const auto path = rewrite ? file.string() + ".tmp" : file.string();
-    const int fd =
-        ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | (rewrite ? O_TRUNC : O_APPEND), 0644);
-    if (fd < 0)
-        return;
-    const bool written = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
-    ::close(fd);
-    std::error_code ec;
-    if (rewrite && written)
-        fs::rename(path, file, ec);
+    (void)common::write_unsynced(m_file, text, !rewrite); // a cache: only costs time
 }
 
 } // namespace cli::package

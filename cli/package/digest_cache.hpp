@@ -42,8 +42,4 @@ class DigestCache {
     std::unordered_set<std::string> m_used; // of those, the keys this run found
 };
 
-// A cache file's lines: `text` appended with one write(2), or, to `rewrite` it, written
-// whole to a temporary file renamed over it. Not synced: a cache only costs time.
-void write_cache_lines(const std::filesystem::path& file, const std::string& text, bool rewrite);
-
 } // namespace cli::package

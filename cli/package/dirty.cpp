@@ -77,9 +77,8 @@ common::Status take_from_disk(const fs::path& file, const std::string& rel, Coll
 
 } // namespace
 
-common::Result<std::vector<std::string>> changed_paths(git_repository* repo,
-                                                       const std::string& prefix,
-                                                       bool each_untracked_file) {
+common::Result<std::vector<std::string>>
+changed_paths(git_repository* repo, const std::string& prefix, bool each_untracked_file) {
     git_status_options opts = GIT_STATUS_OPTIONS_INIT;
     opts.show = GIT_STATUS_SHOW_INDEX_AND_WORKDIR;
     opts.flags = GIT_STATUS_OPT_INCLUDE_UNTRACKED | GIT_STATUS_OPT_EXCLUDE_SUBMODULES;

@@ -197,11 +197,11 @@ void SourceTree::remember_root(const std::string& root) const {
     std::error_code ec;
     fs::create_directories(m_impl->roots_file.parent_path(), ec);
     if (lines.size() < 2 * k_roots_kept)
-        return write_cache_lines(m_impl->roots_file, line, false);
+        return (void)common::write_unsynced(m_impl->roots_file, line, true);
     std::string text; // the newest lines and this one
     for (auto it = lines.end() - k_roots_kept; it != lines.end(); ++it)
         text += *it + "\n";
-    write_cache_lines(m_impl->roots_file, text + line, true);
+    (void)common::write_unsynced(m_impl->roots_file, text + line, false);
 }
 
 common::Result<std::string> SourceTree::read(const std::string& digest) const {

@@ -108,3 +108,48 @@ v10_port=$(port_of v10)
 assert_exit 0 dctl stop
 assert_eq false "$(standby_of v10)" "deployctl stop: v10 no longer in standby"
 [[ -z $(listener_pid "$v10_port") ]] && pass "deployctl stop: v10's process is gone" || fail "deployctl stop: v10's process is gone" "it still listens"
+
+# --- an agent restart keeps a standby release for the rest of its window ----------------
+assert_exit 0 dctl start
+make_app_repo hello standby=10m drain=200ms
+commit_change "$REPO" "v12" VERSION 12
+assert_exit 0 dctl deploy
+commit_change "$REPO" "v13" VERSION 13
+assert_exit 0 dctl deploy
+assert_eq true "$(standby_of v12)" "v12 is in standby"
+v12_port=$(port_of v12)
+v12_pid=$(listener_pid "$v12_port")
+in_standby() { grep -q "hello $1 stays in standby" "$AGENT_LOG"; }
+wait_until 10 in_standby v12 || fail "v12's drain ends" "no standby line in the agent log"
+kill_agent -9
+restart_agent
+assert_eq true "$(standby_of v12)" "after kill -9 and a restart: v12 is still in standby"
+assert_contains "$(<"$AGENT_LOG")" "hello v12 is still running: kept in standby for the rest of its window" "the restarted agent says it keeps v12"
+assert_exit 0 dctl rollback
+expect_serving $APP "hello from 12" "the rollback after the restart serves v12"
+assert_contains "$(cat "$DATA/apps/hello/logs/v12.ndjson")" "warm rollback" "and was warm"
+assert_eq "$v12_pid" "$(listener_pid "$v12_port")" "v12 is the process that ran before the restart"
+# Variables changed, then the agent restarted: v13 (now in standby) started before the
+# change, so a rollback to it is cold.
+assert_eq true "$(standby_of v13)" "v13, replaced by the rollback, is in standby"
+wait_until 10 in_standby v13 || fail "v13's drain ends" "no standby line in the agent log"
+assert_exit 0 dctl env set STANDBY_RESTART=1
+kill_agent -TERM
+restart_agent
+assert_eq true "$(standby_of v13)" "after a restart: v13 is still in standby"
+assert_exit 0 dctl rollback v13
+expect_serving $APP "hello from 13" "the rollback serves v13"
+assert_contains "$(cat "$DATA/apps/hello/logs/v13.ndjson")" "variables changed since v13 started" "variables changed before the restart: the rollback was cold"
+
+# A window that ends after the restart still ends.
+make_app_repo hello standby=3s drain=200ms
+commit_change "$REPO" "v14" VERSION 14
+assert_exit 0 dctl deploy
+commit_change "$REPO" "v15" VERSION 15
+assert_exit 0 dctl deploy
+assert_eq true "$(standby_of v14)" "standby = 3s: v14 is in standby"
+wait_until 10 in_standby v14 || fail "v14's drain ends" "no standby line in the agent log"
+kill_agent -9
+restart_agent
+v14_gone() { [[ -z $(port_of v14) ]]; }
+wait_until 15 v14_gone && pass "v14 stops when its window ends, after the restart" || fail "v14 stops when its window ends" "still running"
