@@ -1,16 +1,12 @@
 #include <agent/deploy/materialize.hpp>
 #include <common/fs.hpp>
 #include <common/log.hpp>
+#include <common/parallel.hpp>
 
-#include <algorithm>
-#include <atomic>
 #include <fcntl.h>
 #include <linux/fs.h>
-#include <mutex>
-#include <optional>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
-#include <thread>
 #include <unistd.h>
 #include <unordered_set>
 #include <vector>
@@ -130,28 +126,9 @@ common::Status write_tree(const common::Manifest& manifest, const BlobStore& blo
         if (entry.kind != common::EntryKind::symlink)
             files.push_back(&entry);
     }
-    const std::size_t threads =
-        files.size() < 256 ? 1 : std::clamp<std::size_t>(std::thread::hardware_concurrency(), 1, 4);
-    std::atomic<std::size_t> next{0};
-    std::mutex mutex;
-    std::optional<common::Error> failure;
-    auto work = [&] {
-        for (std::size_t i = next++; i < files.size(); i = next++)
-            if (auto written = write_entry(*files[i], blobs, root); !written) {
-                std::lock_guard lock(mutex);
-                if (!failure)
-                    failure = written.error();
-                next = files.size();
-            }
-    };
-    std::vector<std::thread> pool;
-    for (std::size_t t = 1; t < threads; ++t)
-        pool.emplace_back(work);
-    work();
-    for (auto& thread : pool)
-        thread.join();
-    if (failure)
-        return *failure;
+    TRY(common::parallel_for(
+        files.size(), common::worker_count(files.size(), 128, 4),
+        [&](std::size_t, std::size_t i) { return write_entry(*files[i], blobs, root); }));
     for (const auto& entry : manifest.entries)
         if (entry.kind == common::EntryKind::symlink)
             if (auto written = write_symlink(entry, root); !written)

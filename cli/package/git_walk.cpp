@@ -2,16 +2,14 @@
 
 #include <cli/package/collect.hpp>
 #include <common/hash.hpp>
+#include <common/parallel.hpp>
 #include <common/storable_path.hpp>
 
 #include <fmt/format.h>
 #include <git2.h>
 
-#include <algorithm>
-#include <atomic>
 #include <mutex>
 #include <optional>
-#include <thread>
 #include <unordered_map>
 
 namespace cli::package::detail {
@@ -59,44 +57,30 @@ common::Status hash_unhashed(Walk& walk) {
     for (const auto& u : walk.unhashed)
         if (hashed.emplace(u.oid, DigestCache::Known{}).second)
             todo.push_back(&u);
-    const std::size_t threads =
-        todo.size() < 64 ? 1 : std::clamp<std::size_t>(std::thread::hardware_concurrency(), 1, 4);
-    std::atomic<std::size_t> next{0};
-    std::mutex mutex;
-    std::optional<common::Error> failure;
-    const std::string path = git_repository_path(walk.repo);
-    auto work = [&](git_repository* repo) {
-        for (std::size_t i = next++; i < todo.size(); i = next++) {
-            auto known = hash_blob(repo, todo[i]->oid, todo[i]->path);
-            std::lock_guard lock(mutex);
-            if (!known) {
-                failure = known.error();
-                next = todo.size();
-                return;
-            }
-            hashed[todo[i]->oid] = std::move(*known);
+    // A repository handle per thread: this walk's for the first, one opened for each other.
+    std::vector<git_repository*> repos{walk.repo};
+    struct FreeRepos {
+        std::vector<git_repository*>& repos;
+        ~FreeRepos() {
+            for (std::size_t i = 1; i < repos.size(); ++i)
+                git_repository_free(repos[i]);
         }
-    };
-    std::vector<std::thread> pool;
-    for (std::size_t t = 1; t < threads; ++t)
-        pool.emplace_back([&] {
-            git_repository* own = nullptr;
-            if (git_repository_open(&own, path.c_str()) != 0) {
-                std::lock_guard lock(mutex);
-                if (!failure)
-                    failure =
-                        common::make_error(common::ErrorKind::io,
-                                           "cannot open the git repository: " + git_error_text());
-                return;
-            }
-            work(own);
-            git_repository_free(own);
-        });
-    work(walk.repo);
-    for (auto& thread : pool)
-        thread.join();
-    if (failure)
-        return *failure;
+    } free_repos{repos};
+    const std::string path = git_repository_path(walk.repo);
+    for (std::size_t w = 1; w < common::worker_count(todo.size(), 32, 4); ++w) {
+        git_repository* own = nullptr;
+        if (git_repository_open(&own, path.c_str()) != 0)
+            break; // fewer threads
+        repos.push_back(own);
+    }
+    std::mutex mutex;
+    TRY(common::parallel_for(
+        todo.size(), repos.size(), [&](std::size_t worker, std::size_t i) -> common::Status {
+            TRY_ASSIGN(auto known, hash_blob(repos[worker], todo[i]->oid, todo[i]->path));
+            std::lock_guard lock(mutex);
+            hashed[todo[i]->oid] = std::move(known);
+            return {};
+        }));
     for (const auto& u : walk.unhashed) {
         const auto& known = hashed.at(u.oid);
         auto& m = walk.out->entries.at(u.path);

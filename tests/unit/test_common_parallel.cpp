@@ -1,0 +1,60 @@
+// common/parallel.cpp: every index once, on the workers asked for, stopping at an error.
+
+#include <common/parallel.hpp>
+
+#include <doctest/doctest.h>
+
+#include <atomic>
+#include <mutex>
+#include <set>
+#include <vector>
+
+TEST_CASE("parallel_for: every index once, each worker number in range") {
+    constexpr std::size_t count = 10000;
+    std::vector<std::atomic<int>> seen(count);
+    std::mutex mutex;
+    std::set<std::size_t> workers;
+    auto done = common::parallel_for(count, 3, [&](std::size_t worker, std::size_t i) {
+        ++seen[i];
+        std::lock_guard lock(mutex);
+        workers.insert(worker);
+        return common::Status{};
+    });
+    REQUIRE(done);
+    for (std::size_t i = 0; i < count; ++i)
+        CHECK_MESSAGE(seen[i] == 1, "index ", i);
+    for (auto worker : workers)
+        CHECK(worker < 3);
+    CHECK(workers.count(0) == 1); // the calling thread works too
+}
+
+TEST_CASE("parallel_for: the first error stops it and is returned") {
+    std::atomic<std::size_t> calls{0};
+    auto done = common::parallel_for(100000, 4, [&](std::size_t, std::size_t i) -> common::Status {
+        ++calls;
+        if (i == 10)
+            return common::make_error(common::ErrorKind::io, "cannot write file 10");
+        return {};
+    });
+    REQUIRE_FALSE(done);
+    CHECK(done.error().message == "cannot write file 10");
+    CHECK(calls < 100000); // what was left was not handed out
+}
+
+TEST_CASE("parallel_for: nothing to do, and one worker") {
+    int calls = 0;
+    CHECK(common::parallel_for(0, 4, [&](std::size_t, std::size_t) {
+        ++calls;
+        return common::Status{};
+    }));
+    CHECK(calls == 0);
+    CHECK(common::parallel_for(5, 1, [&](std::size_t worker, std::size_t) {
+        CHECK(worker == 0);
+        ++calls;
+        return common::Status{};
+    }));
+    CHECK(calls == 5);
+    CHECK(common::worker_count(10, 32, 4) == 1);
+    CHECK(common::worker_count(1000, 32, 4) >= 1);
+    CHECK(common::worker_count(1000, 32, 4) <= 4);
+}
