@@ -3,6 +3,7 @@
 #include <common/fs.hpp>
 #include <common/hash.hpp>
 #include <common/storable_path.hpp>
+#include <common/version.hpp>
 
 #include <fmt/format.h>
 #include <git2.h>
@@ -99,8 +100,12 @@ common::Result<git_tree*> head_subtree(git_repository* repo, git_commit* commit,
     return sub;
 }
 
-// .git/deployctl/roots: "1 GIT-TREE-ID MERKLE-ROOT" per line, the newest last; "1" is the
-// node format of common/tree.hpp (another format would make other roots).
+// .git/deployctl/roots: "TAG GIT-TREE-ID MERKLE-ROOT" per line, the newest last. The tag
+// names the node format of common/tree.hpp and this deployctl's version: another version
+// may package a git tree otherwise (which files, which modes), so it does not trust these.
+std::string roots_tag() {
+    return std::string("1/") + common::version();
+}
 constexpr std::size_t k_roots_kept = 64;
 
 std::vector<std::string> read_root_lines(const fs::path& file) {
@@ -180,7 +185,7 @@ const std::vector<std::string>& SourceTree::warnings() const {
 std::string SourceTree::known_root() const {
     if (m_impl->tree_oid.empty())
         return "";
-    const auto key = "1 " + m_impl->tree_oid + " ";
+    const auto key = roots_tag() + " " + m_impl->tree_oid + " ";
     auto lines = read_root_lines(m_impl->roots_file);
     for (auto it = lines.rbegin(); it != lines.rend(); ++it)
         if (it->size() == key.size() + 64 && it->compare(0, key.size(), key) == 0 &&
@@ -193,7 +198,7 @@ void SourceTree::remember_root(const std::string& root) const {
     if (m_impl->tree_oid.empty() || !common::is_sha256_hex(root) || known_root() == root)
         return;
     auto lines = read_root_lines(m_impl->roots_file);
-    const auto line = "1 " + m_impl->tree_oid + " " + root + "\n";
+    const auto line = roots_tag() + " " + m_impl->tree_oid + " " + root + "\n";
     std::error_code ec;
     fs::create_directories(m_impl->roots_file.parent_path(), ec);
     if (lines.size() < 2 * k_roots_kept)

@@ -114,19 +114,26 @@ assert_contains "$(cat "$TEST_TMP/t.out")" "trees/missing" "the answer says how 
 # --- the Merkle root of a git tree is kept; a wrong one costs only time ------------------
 roots=$REPO/.git/deployctl/roots
 head_tree=$(git -C "$REPO" rev-parse 'HEAD^{tree}')
-assert_match "$(tail -1 "$roots" 2>/dev/null)" "^1 $head_tree [0-9a-f]{64}$" "the root of HEAD's tree is kept in .git/deployctl/roots"
+assert_match "$(tail -1 "$roots" 2>/dev/null)" "^1/[^ ]+ $head_tree [0-9a-f]{64}$" "the root of HEAD's tree is kept in .git/deployctl/roots, tagged with this deployctl's version"
+tag=$(tail -1 "$roots" | cut -d' ' -f1)
 good_root=$(tail -1 "$roots" | cut -d' ' -f3)
 run dctl --json deploy
 assert_contains "$OUT" '"event":"unchanged"' "the kept root: an unchanged redeploy"
 assert_jq "$(upload_of "$OUT")" ".tree == \"$good_root\" and .wire_bytes < 1024" "the kept root: asked about as it is, under 1 KiB on the wire"
 # A root the agent does not have (a line damaged into another digest): the tree's nodes are
 # built and its own root asked about.
-printf '1 %s %s\n' "$head_tree" "$(printf x | sha256sum | cut -d' ' -f1)" >>"$roots"
+printf '%s %s %s\n' "$tag" "$head_tree" "$(printf x | sha256sum | cut -d' ' -f1)" >>"$roots"
 run dctl --json deploy
 assert_eq 0 "$RC" "a wrong root in the cache: the deploy works"
 assert_contains "$OUT" '"event":"unchanged"' "a wrong root in the cache: still unchanged"
 assert_jq "$(upload_of "$OUT")" ".tree == \"$good_root\"" "a wrong root in the cache: the tree's own root is deployed"
-assert_eq "1 $head_tree $good_root" "$(tail -1 "$roots")" "a wrong root in the cache: the right one is kept again"
+assert_eq "$tag $head_tree $good_root" "$(tail -1 "$roots")" "a wrong root in the cache: the right one is kept again"
+# Another version's line is not trusted, even naming a tree the agent has whole (v1's).
+first_root=$(jq -r '.tree' <<<"$first")
+printf '1/0.0.0-other %s %s\n' "$head_tree" "$first_root" >>"$roots"
+run dctl --json deploy
+assert_jq "$(upload_of "$OUT")" ".tree == \"$good_root\"" "another version's root for the same git tree is not used"
+assert_contains "$OUT" '"event":"unchanged"' "another version's line: still unchanged"
 
 # --- kill -9 in the middle of a streamed upload -----------------------------------------
 head -c $((24 * 1024 * 1024)) /dev/urandom >"$TEST_TMP/big.raw"
