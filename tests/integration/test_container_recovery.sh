@@ -104,3 +104,27 @@ assert_eq FAILED "$(release_state $APP v3)" "v3 stays FAILED"
 if wait_until 5 one_running; then pass "after v4's drain: exactly one running container"; else
     fail "after v4's drain: exactly one running container" "containers: $(containers_summary $APP)"
 fi
+
+# --- a container in standby across an agent restart ---------------------------------------
+# [deploy] standby: v4's container keeps running, unrouted, after v5 replaces it; a restarted
+# agent keeps it for the rest of its window, a rollback to it is warm, its logs are followed.
+write_container_toml "$REPO" $APP standby=10m
+commit_change "$REPO" "Site 5" site/index.html "$APP site 5"
+assert_exit 0 dctl deploy
+expect_serving $APP "$APP site 5" "v5 serves"
+v4_standby() { grep -q "$APP v4 stays in standby" "$AGENT_LOG"; }
+wait_until 15 v4_standby || fail "v4's drain ends in standby" "no standby line in the agent log"
+name4=$(container_name $APP v4)
+cid4=$(cinspect "$name4" '{{.Id}}')
+kill_agent -9
+restart_agent
+assert_contains "$(<"$AGENT_LOG")" "$APP v4 is still running: kept in standby for the rest of its window" "after restart: v4's container is kept in standby"
+assert_exit 0 dctl rollback
+expect_serving $APP "$APP site 4" "the rollback after the restart serves v4"
+assert_contains "$(cat "$DATA/apps/$APP/logs/v4.ndjson")" "warm rollback" "and was warm"
+assert_eq "$cid4 true" "$(cinspect "$name4" '{{.Id}} {{.State.Running}}')" "v4 is the container that ran before the restart"
+marker=it-standby-$RANDOM$RANDOM
+assert_eq 404 "$(fetch_code $APP "/$marker")" "a request for /$marker reaches v4's container (404)"
+if wait_until 5 logs_have "url:/$marker"; then pass "v4's output after the warm rollback reaches \`deployctl logs\`"; else
+    fail "v4's output after the warm rollback reaches \`deployctl logs\`" "$(dctl logs 2>&1 | tail -n 20)"
+fi
