@@ -93,7 +93,15 @@ async def hold(uri, port, n, folder):
     open(os.path.join(folder, "ready"), "w").close()
     while not os.path.exists(os.path.join(folder, "stop")):
         await asyncio.sleep(0.1)
-    await asyncio.sleep(0.5)  # reconnects under way finish
+    # Reconnects under way finish: each closed connection has reconnected or failed to
+    # (a loaded machine takes a while for a thousand of them), for at most 20 s.
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        retried = len(report["reconnects"]) + sum(
+            f.startswith("reconnect") for f in report["failures"])
+        if retried >= len(report["closed"]):
+            break
+        await asyncio.sleep(0.05)
     report["still_open"] = report["opened"] - len(report["closed"])
     print(json.dumps(report))
     os._exit(0)
