@@ -90,7 +90,6 @@ template <class Stream> class ChunkSink : public StreamSink {
     bool m_broken = false;
 };
 
-// Stream: DeadlineSocket (plain) or TlsStream over it; all I/O goes through it.
 // A BodyKind::stream body, read through a buffer_body parser into the handler's buffer.
 template <class Stream> class StreamBody final : public BodySource {
   public:
@@ -131,6 +130,7 @@ template <class Stream> class StreamBody final : public BodySource {
     beast::error_code m_error;
 };
 
+// Stream: DeadlineSocket (plain) or TlsStream over it; all I/O goes through it.
 template <class Stream> class Connection {
   public:
     Connection(Stream& stream, beast::flat_buffer& buffer, const Router& router,

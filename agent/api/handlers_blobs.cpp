@@ -107,7 +107,8 @@ Response put(ApiContext& context, const Request& request) {
 
 // --- POST /v1/blobs: many blobs in one streamed body (docs/api.md, "Uploading") ---------
 
-// Reads the body file's frames in order, decompressing a body sent Content-Encoding zstd.
+// Reads the body's frames in order as it arrives, decompressing a body sent
+// Content-Encoding zstd.
 class FrameReader {
   public:
     FrameReader(BodySource& body, bool zstd)
@@ -339,12 +340,8 @@ bool have_tree(ApiContext& context, const std::string& digest, bool root) {
     const auto removals = context.blobs.removals();
     if (pending.whole_at(digest) == removals)
         return true; // every node and blob was there, and nothing was removed since
-    for (const auto& node : contents.nodes)
-        if (!context.blobs.has(node))
-            return false;
-    for (const auto& blob : contents.blobs)
-        if (!context.blobs.has(blob))
-            return false;
+    if (!context.blobs.has_all(contents.nodes) || !context.blobs.has_all(contents.blobs))
+        return false;
     if (root)
         pending.mark_whole(digest, removals);
     return true;

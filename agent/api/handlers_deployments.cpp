@@ -297,12 +297,8 @@ Response create(ApiContext& context, const Request& request) {
     // PRODUCTION release of the same tree) the tree is whole: asking about it again
     // (the next deploy) reads nothing while no collection removes a blob.
     auto know_whole = [&] {
-        if (named.root.empty())
-            return;
-        for (const auto& node : named.nodes)
-            if (!context.blobs.has(node))
-                return;
-        context.pending_nodes->mark_whole(named.root, removals);
+        if (!named.root.empty() && context.blobs.has_all(named.nodes))
+            context.pending_nodes->mark_whole(named.root, removals);
     };
     if (auto sized = take_stored_sizes(context.blobs, deployment->manifest); !sized)
         return refusal_response(

@@ -3,6 +3,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 namespace agent::api {
 
 using common::ErrorKind;
@@ -71,26 +73,27 @@ std::optional<std::string> PendingNodes::manifest_digest(const std::string& root
     return it->second;
 }
 
+std::deque<PendingNodes::Known>::iterator PendingNodes::find_known(const std::string& root) {
+    return std::find_if(m_known.begin(), m_known.end(),
+                        [&](const Known& known) { return known.root == root; });
+}
+
 std::shared_ptr<const TreeContents> PendingNodes::known_tree(const std::string& root) {
     std::lock_guard lock(m_mutex);
-    for (auto it = m_known.begin(); it != m_known.end(); ++it)
-        if (it->root == root) {
-            auto known = std::move(*it);
-            m_known.erase(it);
-            m_known.push_front(std::move(known));
-            return m_known.front().contents;
-        }
-    return nullptr;
+    auto it = find_known(root);
+    if (it == m_known.end())
+        return nullptr;
+    auto known = std::move(*it);
+    m_known.erase(it);
+    m_known.push_front(std::move(known));
+    return m_known.front().contents;
 }
 
 void PendingNodes::keep_tree(const std::string& root,
                              std::shared_ptr<const TreeContents> contents) {
     std::lock_guard lock(m_mutex);
-    for (auto it = m_known.begin(); it != m_known.end(); ++it)
-        if (it->root == root) {
-            m_known.erase(it);
-            break;
-        }
+    if (auto it = find_known(root); it != m_known.end())
+        m_known.erase(it);
     m_known.push_front({root, std::move(contents), std::nullopt});
     if (m_known.size() > k_known_trees)
         m_known.pop_back();
@@ -98,17 +101,14 @@ void PendingNodes::keep_tree(const std::string& root,
 
 void PendingNodes::mark_whole(const std::string& root, std::uint64_t removals) {
     std::lock_guard lock(m_mutex);
-    for (auto& known : m_known)
-        if (known.root == root)
-            known.whole_at = removals;
+    if (auto it = find_known(root); it != m_known.end())
+        it->whole_at = removals;
 }
 
 std::optional<std::uint64_t> PendingNodes::whole_at(const std::string& root) {
     std::lock_guard lock(m_mutex);
-    for (const auto& known : m_known)
-        if (known.root == root)
-            return known.whole_at;
-    return std::nullopt;
+    auto it = find_known(root);
+    return it == m_known.end() ? std::nullopt : it->whole_at;
 }
 
 common::Result<common::TreeNode> load_node(PendingNodes& pending, const BlobStore& blobs,

@@ -69,7 +69,8 @@ class PendingNodes {
         std::shared_ptr<const TreeContents> contents;
         std::optional<std::uint64_t> whole_at;
     };
-    std::deque<Known> m_known; // the most recently used first
+    std::deque<Known> m_known;                                       // the most recently used first
+    std::deque<Known>::iterator find_known(const std::string& root); // under m_mutex
 };
 
 // A node by digest: one a client sent, else a stored one (checked against its digest).

@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstring>
@@ -82,6 +83,11 @@ common::Result<std::uint64_t> BlobStore::size(const std::string& digest) const {
                                                                      : ErrorKind::io,
                           fmt::format("cannot read the size of blob {}: {}", digest, ec.message()));
     return static_cast<std::uint64_t>(bytes);
+}
+
+bool BlobStore::has_all(const std::vector<std::string>& digests) const {
+    return std::all_of(digests.begin(), digests.end(),
+                       [this](const std::string& digest) { return has(digest); });
 }
 
 fs::path BlobStore::path(const std::string& digest) const {

@@ -22,6 +22,7 @@ class BlobStore {
     explicit BlobStore(std::filesystem::path root);
 
     bool has(const std::string& digest) const;
+    bool has_all(const std::vector<std::string>& digests) const;
     std::filesystem::path path(const std::string& digest) const;
     // The size of a stored blob: what counts disk space uses it, never a manifest's
     // declared size (ErrorKind::not_found when the blob is not stored).

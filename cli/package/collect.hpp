@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <map>
 #include <string>
+#include <string_view>
 #include <vector>
 
 struct git_repository;
@@ -28,6 +29,9 @@ struct Collected {
     std::vector<std::string> warnings;
     DigestCache* cache = nullptr; // digests known from earlier deploys (none: hash everything)
 };
+
+// The lines of `text`, without their '\n' (a last line without one included).
+std::vector<std::string_view> split_lines(std::string_view text);
 
 // Adds every blob, executable and symlink of `tree` (skipping submodules).
 common::Status walk_tree(git_repository* repo, git_tree* tree, Collected& out);

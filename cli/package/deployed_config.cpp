@@ -1,3 +1,4 @@
+#include <cli/package/collect.hpp>
 #include <cli/package/deployed_config.hpp>
 #include <common/fs.hpp>
 
@@ -16,18 +17,6 @@ using common::ErrorKind;
 constexpr std::string_view k_file = "deploy.toml";
 constexpr std::size_t k_max_shown = 60;             // characters of a line quoted in a message
 constexpr std::size_t k_max_diff_cells = 4'000'000; // lines × lines compared, at most
-
-std::vector<std::string_view> split_lines(std::string_view text) {
-    std::vector<std::string_view> lines;
-    while (!text.empty()) {
-        auto nl = text.find('\n');
-        lines.push_back(text.substr(0, nl));
-        if (nl == std::string_view::npos)
-            break;
-        text.remove_prefix(nl + 1);
-    }
-    return lines;
-}
 
 std::string shown(std::string_view line) {
     while (!line.empty() && (line.front() == ' ' || line.front() == '\t'))
@@ -66,6 +55,22 @@ std::string display_path(const fs::path& dir) {
 
 } // namespace
 
+namespace detail {
+
+std::vector<std::string_view> split_lines(std::string_view text) {
+    std::vector<std::string_view> lines;
+    while (!text.empty()) {
+        auto nl = text.find('\n');
+        lines.push_back(text.substr(0, nl));
+        if (nl == std::string_view::npos)
+            break;
+        text.remove_prefix(nl + 1);
+    }
+    return lines;
+}
+
+} // namespace detail
+
 common::Error no_deploy_toml(const fs::path& dir) {
     return common::make_error(
         ErrorKind::config,
@@ -77,8 +82,8 @@ common::Error no_deploy_toml(const fs::path& dir) {
 
 std::string describe_changes(std::string_view committed, std::string_view working,
                              std::size_t max) {
-    auto a = split_lines(committed);
-    auto b = split_lines(working);
+    auto a = detail::split_lines(committed);
+    auto b = detail::split_lines(working);
     if (a == b)
         return {};
     const std::size_t n = a.size(), m = b.size();

@@ -4,11 +4,9 @@
 
 #include <fmt/format.h>
 
-#include <fcntl.h>
 #include <fstream>
 #include <sys/stat.h>
 #include <system_error>
-#include <unistd.h>
 
 namespace cli::package {
 

@@ -108,20 +108,13 @@ std::string roots_tag() {
 }
 constexpr std::size_t k_roots_kept = 64;
 
-std::vector<std::string> read_root_lines(const fs::path& file) {
-    std::vector<std::string> lines;
-    auto text = common::read_file(file);
-    if (!text)
-        return lines;
-    std::size_t start = 0;
-    while (start < text->size()) {
-        auto end = text->find('\n', start);
-        if (end == std::string::npos)
-            end = text->size();
-        lines.push_back(text->substr(start, end - start));
-        start = end + 1;
-    }
-    return lines;
+// The newest root recorded for `key` ("TAG GIT-TREE-ID "), or "".
+std::string newest_root(const std::vector<std::string_view>& lines, const std::string& key) {
+    for (auto it = lines.rbegin(); it != lines.rend(); ++it)
+        if (it->size() == key.size() + 64 && it->substr(0, key.size()) == key &&
+            common::is_sha256_hex(it->substr(key.size())))
+            return std::string(it->substr(key.size()));
+    return "";
 }
 
 std::string first_line(const char* message) {
@@ -185,28 +178,30 @@ const std::vector<std::string>& SourceTree::warnings() const {
 std::string SourceTree::known_root() const {
     if (m_impl->tree_oid.empty())
         return "";
-    const auto key = roots_tag() + " " + m_impl->tree_oid + " ";
-    auto lines = read_root_lines(m_impl->roots_file);
-    for (auto it = lines.rbegin(); it != lines.rend(); ++it)
-        if (it->size() == key.size() + 64 && it->compare(0, key.size(), key) == 0 &&
-            common::is_sha256_hex(it->substr(key.size())))
-            return it->substr(key.size());
-    return "";
+    const auto text = common::read_file(m_impl->roots_file);
+    if (!text)
+        return "";
+    return newest_root(detail::split_lines(*text), roots_tag() + " " + m_impl->tree_oid + " ");
 }
 
 void SourceTree::remember_root(const std::string& root) const {
-    if (m_impl->tree_oid.empty() || !common::is_sha256_hex(root) || known_root() == root)
+    if (m_impl->tree_oid.empty() || !common::is_sha256_hex(root))
         return;
-    auto lines = read_root_lines(m_impl->roots_file);
-    const auto line = roots_tag() + " " + m_impl->tree_oid + " " + root + "\n";
+    const auto read = common::read_file(m_impl->roots_file);
+    const std::string text = read ? *read : ""; // none yet
+    const auto lines = detail::split_lines(text);
+    const auto key = roots_tag() + " " + m_impl->tree_oid + " ";
+    if (newest_root(lines, key) == root)
+        return;
+    const auto line = key + root + "\n";
     std::error_code ec;
     fs::create_directories(m_impl->roots_file.parent_path(), ec);
     if (lines.size() < 2 * k_roots_kept)
         return (void)common::write_unsynced(m_impl->roots_file, line, true);
-    std::string text; // the newest lines and this one
+    std::string kept; // the newest lines and this one
     for (auto it = lines.end() - k_roots_kept; it != lines.end(); ++it)
-        text += *it + "\n";
-    (void)common::write_unsynced(m_impl->roots_file, text + line, false);
+        kept.append(*it).append("\n");
+    (void)common::write_unsynced(m_impl->roots_file, kept + line, false);
 }
 
 common::Result<std::string> SourceTree::read(const std::string& digest) const {

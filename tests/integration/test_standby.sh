@@ -17,6 +17,14 @@ expect_serving $APP "hello from 2" "v2 serves"
 
 release_json() { acurl -s "$AGENT_URL/v1/apps/hello/releases" | jq -c ".[] | select(.id == \"$1\")"; }
 standby_of() { release_json "$1" | jq -r '.standby'; }
+# replaced_in_standby A B WHAT: deploys vA, then vB; vA is in standby (WHAT says so).
+replaced_in_standby() {
+    commit_change "$REPO" "v$1" VERSION "$1"
+    assert_exit 0 dctl deploy
+    commit_change "$REPO" "v$2" VERSION "$2"
+    assert_exit 0 dctl deploy
+    assert_eq true "$(standby_of "v$1")" "$3"
+}
 port_of() { release_json "$1" | jq -r '.port // empty'; }
 v1_port=$(port_of v1)
 [[ -n $v1_port ]] && pass "v1 keeps running after its drain (port $v1_port)" || fail "v1 keeps running after its drain" "no port"
@@ -88,22 +96,14 @@ assert_not_contains "$(cat "$DATA/apps/hello/logs/v6.ndjson")" "warm rollback" "
 
 # --- the window ends by itself -----------------------------------------------------------
 make_app_repo hello standby=2s drain=200ms
-commit_change "$REPO" "v8" VERSION 8
-assert_exit 0 dctl deploy
-commit_change "$REPO" "v9" VERSION 9
-assert_exit 0 dctl deploy
-assert_eq true "$(standby_of v8)" "standby = 2s: v8 is in standby at first"
+replaced_in_standby 8 9 "standby = 2s: v8 is in standby at first"
 v8_gone() { [[ -z $(port_of v8) ]]; }
 wait_until 15 v8_gone && pass "v8 stops once its 2 s of standby are over" || fail "v8 stops once its standby is over" "still running"
 assert_contains "$(<"$AGENT_LOG")" "stays in standby for 2s" "the agent logs the standby"
 
 # --- deployctl stop stops the standby release too ------------------------------------------
 make_app_repo hello standby=10m drain=200ms
-commit_change "$REPO" "v10" VERSION 10
-assert_exit 0 dctl deploy
-commit_change "$REPO" "v11" VERSION 11
-assert_exit 0 dctl deploy
-assert_eq true "$(standby_of v10)" "v10 is in standby"
+replaced_in_standby 10 11 "v10 is in standby"
 v10_port=$(port_of v10)
 assert_exit 0 dctl stop
 assert_eq false "$(standby_of v10)" "deployctl stop: v10 no longer in standby"
@@ -112,11 +112,7 @@ assert_eq false "$(standby_of v10)" "deployctl stop: v10 no longer in standby"
 # --- an agent restart keeps a standby release for the rest of its window ----------------
 assert_exit 0 dctl start
 make_app_repo hello standby=10m drain=200ms
-commit_change "$REPO" "v12" VERSION 12
-assert_exit 0 dctl deploy
-commit_change "$REPO" "v13" VERSION 13
-assert_exit 0 dctl deploy
-assert_eq true "$(standby_of v12)" "v12 is in standby"
+replaced_in_standby 12 13 "v12 is in standby"
 v12_port=$(port_of v12)
 v12_pid=$(listener_pid "$v12_port")
 in_standby() { grep -q "hello $1 stays in standby" "$AGENT_LOG"; }
@@ -143,11 +139,7 @@ assert_contains "$(cat "$DATA/apps/hello/logs/v13.ndjson")" "variables changed s
 
 # A window that ends after the restart still ends.
 make_app_repo hello standby=3s drain=200ms
-commit_change "$REPO" "v14" VERSION 14
-assert_exit 0 dctl deploy
-commit_change "$REPO" "v15" VERSION 15
-assert_exit 0 dctl deploy
-assert_eq true "$(standby_of v14)" "standby = 3s: v14 is in standby"
+replaced_in_standby 14 15 "standby = 3s: v14 is in standby"
 wait_until 10 in_standby v14 || fail "v14's drain ends" "no standby line in the agent log"
 kill_agent -9
 restart_agent
