@@ -8,6 +8,8 @@
 #include <agent/auth/bootstrap.hpp>
 #include <agent/config.hpp>
 #include <agent/deploy/down.hpp>
+#include <agent/git/keys.hpp>
+#include <agent/git/push_client.hpp>
 #include <agent/runtime/log_redact.hpp>
 #include <common/version.hpp>
 
@@ -65,6 +67,42 @@ int apply_config_file(const CLI::App& serve, const std::string& flag_path,
         options.proxy.access_log_max_size = *config->access_log_max_size;
     options.proxy.certificates = config->certificates;
     return -1;
+}
+
+// deploy-agent keys add|ls|rm: the push user's authorized_keys (docs/git.md).
+CLI::App* add_keys_commands(CLI::App& app, agent::git::KeysCommand& o) {
+    auto* keys = app.add_subcommand(
+        "keys", "Manage the SSH keys that may git push to this agent: lines of the push user's "
+                "authorized_keys whose forced command is deploy-agent git-receive (docs/git.md)");
+    keys->require_subcommand(1);
+    const auto where = [&o](CLI::App* command) {
+        command->add_option("--user", o.user, "The push user: its ~/.ssh/authorized_keys")
+            ->capture_default_str();
+        command->add_option("--file", o.file, "This authorized_keys file instead of the user's");
+    };
+    auto* add = keys->add_subcommand(
+        "add", "Let a public key git push, to some apps or to all (the key is read from "
+               "--key-file, else stdin)");
+    add->add_option("NAME", o.name, "The key's name: in keys ls, in the audit log and in the "
+                                    "pusher's messages")
+        ->required();
+    auto* app_flag = add->add_option("--app", o.apps, "An app the key may push to (repeat it)");
+    auto* all_flag = add->add_flag("--all-apps", o.all_apps, "The key may push to every app");
+    app_flag->excludes(all_flag);
+    add->add_option("--key-file", o.key_file, "The public key (a .pub file); - or none: stdin");
+    add->add_option("--socket", o.socket,
+                    "The agent's socket, when serve uses another than the default");
+    where(add);
+    add->footer("Examples:\n  deploy-agent keys add alice --app hello < alice.pub\n  "
+                "deploy-agent keys add ci --all-apps --key-file ci.pub\n\nThen: git push "
+                "ssh://deploy@SERVER/hello main");
+    auto* ls = keys->add_subcommand("ls", "List the push keys: name, fingerprint, apps");
+    ls->add_flag("--json", o.json, "One JSON object per key and line");
+    where(ls);
+    auto* rm = keys->add_subcommand("rm", "Remove a push key: it can no longer push");
+    rm->add_option("NAME", o.name, "The key's name (keys ls)")->required();
+    where(rm);
+    return keys;
 }
 
 // deploy-agent token create|ls|revoke: straight on DATA_DIR/state.db.
@@ -201,6 +239,24 @@ int main(int argc, char** argv) {
     dial->add_option("--socket", dial_socket, "The socket of deploy-agent serve")
         ->capture_default_str();
 
+    agent::git::ReceiveOptions receive_options;
+    receive_options.socket = agent::api::k_default_socket;
+    auto* receive = app.add_subcommand(
+        "git-receive", "Serve git push over SSH: the forced command of a push key (deploy-agent "
+                       "keys add writes it); relays git to the agent, which deploys the pushed "
+                       "branch (docs/git.md)");
+    receive->add_option("--key", receive_options.key, "The key's name");
+    receive->add_option("--app", receive_options.apps, "An app the key may push to (repeat it; "
+                                                       "none: every app)");
+    receive->add_option("--socket", receive_options.socket, "The socket of deploy-agent serve")
+        ->capture_default_str();
+    auto* hook = app.add_subcommand(
+        "git-hook", "(internal) The pre-receive hook of a push: asks the agent to deploy it");
+    hook->group("");
+    std::string hook_name;
+    hook->add_option("HOOK", hook_name, "pre-receive")->required()->check(
+        CLI::IsMember({"pre-receive"}));
+
     agent::DownOptions down_options;
     auto* down = app.add_subcommand(
         "down", "Stop the agent running on a data dir and everything it started: its "
@@ -225,6 +281,8 @@ int main(int argc, char** argv) {
     redact->add_option("--keep", writer_options.keep, "Compressed rotated logs to keep");
     agent::auth::TokenCommand token_options;
     auto* token = add_token_commands(app, token_options);
+    agent::git::KeysCommand keys_options;
+    auto* keys = add_keys_commands(app, keys_options);
 
     auto* version = app.add_subcommand("version", "Print the version");
     version->callback([] { std::printf("deploy-agent %s\n", common::version()); });
@@ -246,6 +304,17 @@ int main(int argc, char** argv) {
     }
     if (*dial)
         return agent::api::dial_stdio(dial_socket);
+    if (*receive)
+        return agent::git::git_receive(receive_options);
+    if (*hook)
+        return agent::git::git_hook_pre_receive();
+    if (*keys) {
+        if (keys->got_subcommand("add"))
+            return agent::git::keys_add(keys_options);
+        if (keys->got_subcommand("ls"))
+            return agent::git::keys_list(keys_options);
+        return agent::git::keys_remove(keys_options);
+    }
     if (*down)
         return agent::down(down_options);
     if (*redact)

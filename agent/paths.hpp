@@ -63,6 +63,12 @@ class DataDir {
     // The running agent's pid and process start time ("PID START"), for
     // `deploy-agent down`.
     std::filesystem::path agent_pid() const { return m_root / "agent.pid"; }
+    // A bare repository per app that `git push` to the agent receives into (docs/git.md),
+    // and the hooks git receive-pack runs there (pre-receive: the deploy).
+    std::filesystem::path git_repo(const std::string& app) const {
+        return m_root / "git" / (app + ".git");
+    }
+    std::filesystem::path git_hooks() const { return m_root / "git" / "hooks"; }
     std::filesystem::path proxy_dir() const { return m_root / "proxy"; }
     std::filesystem::path proxy_routes() const { return proxy_dir() / "routes.json"; }
     std::filesystem::path proxy_applied() const { return proxy_dir() / "applied"; }

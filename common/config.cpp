@@ -115,6 +115,23 @@ Status read_release(const Reader& r, const toml::table& t, ReleaseConfig& out) {
     return {};
 }
 
+Status read_git(const Reader& r, const toml::table& t, GitConfig& out) {
+    TRY(r.check_keys(t, "[git]", {"branch"}));
+    if (const auto* n = t.get("branch")) {
+        TRY_ASSIGN(out.branch, r.string_at(*n, "git.branch"));
+        if (out.branch.rfind("refs/heads/", 0) == 0)
+            return r.error_at(n->source(), fmt::format("git.branch is a branch's name: write "
+                                                       "\"{}\", without refs/heads/",
+                                                       out.branch.substr(11)));
+        if (!is_valid_branch_name(out.branch))
+            return r.error_at(n->source(),
+                              fmt::format("git.branch \"{}\" is not a name git allows for a "
+                                          "branch (git check-ref-format --branch)",
+                                          out.branch));
+    }
+    return {};
+}
+
 Status read_cron_job(const Reader& r, const toml::table& t, CronJob& out) {
     TRY(r.check_keys(t, "[[cron]]", {"name", "schedule", "command", "timeout", "timezone"}));
     const auto* name = t.get("name");
@@ -426,8 +443,8 @@ Status read_section(const Reader& r, const toml::table& root, const char* key, T
 
 Result<AppConfig> read_config(const Reader& r, const toml::table& root) {
     TRY(r.check_keys(root, "the top level",
-                     {"app", "build", "run", "release", "cron", "static", "deploy", "logs", "proxy",
-                      "env", "targets", "processes"}));
+                     {"app", "build", "run", "release", "git", "cron", "static", "deploy", "logs",
+                      "proxy", "env", "targets", "processes"}));
     AppConfig config;
     const auto* app = root.get("app");
     if (!app)
@@ -440,6 +457,7 @@ Result<AppConfig> read_config(const Reader& r, const toml::table& root) {
     TRY(read_section(r, root, "build", config.build, read_build));
     TRY(read_section(r, root, "run", config.run, read_run));
     TRY(read_section(r, root, "release", config.release, read_release));
+    TRY(read_section(r, root, "git", config.git, read_git));
     if (const auto* cron = root.get("cron")) {
         TRY(read_cron(r, *cron, config.cron));
     }
@@ -565,6 +583,31 @@ Result<DrainTarget> parse_drain_url(std::string_view url) {
 
 bool is_valid_process_name(std::string_view name) {
     return name.size() <= 30 && is_valid_app_name(name);
+}
+
+bool is_valid_branch_name(std::string_view name) {
+    // git check-ref-format's rules, for refs/heads/NAME.
+    if (name.empty() || name.size() > 255 || name == "@" || name.front() == '-' ||
+        name.front() == '/' || name.back() == '/' || name.back() == '.' ||
+        name.find("..") != std::string_view::npos || name.find("//") != std::string_view::npos ||
+        name.find("@{") != std::string_view::npos)
+        return false;
+    for (unsigned char c : name)
+        if (c < 0x20 || c == 0x7f || std::string_view(" ~^:?*[\\").find(static_cast<char>(c)) !=
+                                             std::string_view::npos)
+            return false;
+    std::size_t start = 0;
+    while (start <= name.size()) {
+        auto end = name.find('/', start);
+        if (end == std::string_view::npos)
+            end = name.size();
+        const auto component = name.substr(start, end - start);
+        if (component.empty() || component.front() == '.' ||
+            (component.size() >= 5 && component.substr(component.size() - 5) == ".lock"))
+            return false;
+        start = end + 1;
+    }
+    return true;
 }
 
 bool is_valid_app_name(std::string_view name) {

@@ -49,6 +49,12 @@ struct ReleaseConfig {
     std::chrono::milliseconds timeout{10 * 60 * 1000};
 };
 
+// [git]: deploys that start from git itself (docs/git.md): a `git push` to the agent
+// deploys the pushed commit when it is on this branch.
+struct GitConfig {
+    std::string branch = "main";
+};
+
 // [[cron]]: a command the agent runs on a schedule in the PRODUCTION
 // release's environment, on the target's first host (docs/cron.md).
 struct CronJob {
@@ -144,6 +150,7 @@ struct AppConfig {
     BuildConfig build;
     RunConfig run;
     ReleaseConfig release;
+    GitConfig git;
     std::vector<CronJob> cron;
     std::optional<StaticConfig> static_site;
     DeploySettings deploy;
@@ -171,6 +178,9 @@ bool is_valid_process_name(std::string_view name);
 // "SOURCE:LINE:COL: message" and, for unknown keys, the closest valid key.
 Result<AppConfig> parse_config(std::string_view text, std::string_view source_name);
 Result<AppConfig> load_config(const std::filesystem::path& path);
+
+// A branch name git accepts (git check-ref-format --branch), without "refs/heads/".
+bool is_valid_branch_name(std::string_view name);
 
 // Lower-case letters, digits and dashes, starting with a letter, 1..63 characters.
 bool is_valid_app_name(std::string_view name);

@@ -178,7 +178,7 @@ void AuthGate::record(const Request& request, const Response& response) {
     if (is_read_only(request.method) || request.peer.login_refused)
         return; // failed logins: one row per address and minute (report)
     nlohmann::json body;
-    if (!response.stream && !response.body.empty())
+    if (!response.body.empty()) // a stream's body is not sent: it names the release
         body = nlohmann::json::parse(response.body, nullptr, false);
     auth::AuditEntry entry;
     entry.who = who(request.peer);

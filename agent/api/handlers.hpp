@@ -5,8 +5,11 @@
 #include <agent/api/router.hpp>
 #include <agent/api/tree_nodes.hpp>
 #include <agent/deploy/service.hpp>
+#include <agent/git/repository.hpp>
 #include <agent/paths.hpp>
 #include <agent/store/blobs.hpp>
+
+#include <nlohmann/json_fwd.hpp>
 
 #include <chrono>
 #include <functional>
@@ -33,9 +36,22 @@ struct ApiContext {
     DiskGuard disk{};
     // Tree nodes sent for deploys in progress (POST /v1/trees/missing).
     std::shared_ptr<PendingNodes> pending_nodes = std::make_shared<PendingNodes>();
+    // git push to the agent (handlers_git.cpp): the pushes in progress, and the unix socket
+    // their hook calls back on (none: git push is not served).
+    std::shared_ptr<git::Pushes> pushes = std::make_shared<git::Pushes>();
+    std::filesystem::path socket{};
 };
 
 Router make_router(ApiContext& context);
+
+// POST /v1/apps/{app}/deployments with this JSON body (docs/api.md): a push to the agent
+// deploys through it too (handlers_git.cpp), the same checks and the same answers.
+Response create_deployment(ApiContext& context, const std::string& app,
+                           const nlohmann::json& body);
+// The events of a release (GET .../events): from the start, and with `follow` until it is
+// settled, then a "done" event.
+void stream_events(ApiContext& context, const std::string& app, const std::string& id,
+                   bool follow, StreamSink& sink);
 
 void add_system_routes(Router& router, ApiContext& context);     // health, info
 void add_blob_routes(Router& router, ApiContext& context);       // blobs
@@ -46,5 +62,6 @@ void add_env_routes(Router& router, ApiContext& context);        // variables an
 void add_auth_routes(Router& router, ApiContext& context);       // tokens, audit
 void add_run_routes(Router& router, ApiContext& context);        // deployctl run
 void add_canary_routes(Router& router, ApiContext& context);     // deployctl canary
+void add_git_routes(Router& router, ApiContext& context);        // git push to the agent
 
 } // namespace agent::api

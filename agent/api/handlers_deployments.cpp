@@ -182,21 +182,16 @@ common::Status take_stored_sizes(const BlobStore& blobs, common::Manifest& manif
 }
 
 // `named`: the tree's root and the digests of its nodes, when the deployment named one.
-common::Result<NewDeployment> read_deployment(ApiContext& context, const Request& request,
+common::Result<NewDeployment> read_deployment(ApiContext& context, const json& body,
                                               const std::string& app, std::string& code,
                                               NamedTree& named) {
-    auto body = parse_json_body(request, false);
-    if (!body)
-        return body.error();
-    if (!body->is_object())
-        return make_error(ErrorKind::bad_request, "expected a JSON object");
     NewDeployment deployment;
     deployment.app = app;
-    if (auto ok = read_config(*body, app, deployment); !ok)
+    if (auto ok = read_config(body, app, deployment); !ok)
         return ok.error();
-    if (auto ok = read_manifest(context, *body, deployment, code, named); !ok)
+    if (auto ok = read_manifest(context, body, deployment, code, named); !ok)
         return ok.error();
-    if (auto ok = read_meta(*body, deployment); !ok)
+    if (auto ok = read_meta(body, deployment); !ok)
         return ok.error();
     return deployment;
 }
@@ -251,16 +246,13 @@ std::optional<json> serving_same(Service& service, const std::string& app,
 
 // A deployment that names, by its root, a tree read before whose manifest digest and
 // deploy.toml are PRODUCTION's: "unchanged" at once, without reading the tree again.
-std::optional<json> unchanged_tree(ApiContext& context, const Request& request,
+std::optional<json> unchanged_tree(ApiContext& context, const json& body,
                                    const std::string& app) {
-    auto body = parse_json_body(request, false);
-    if (!body || !body->is_object())
-        return std::nullopt;
-    auto force = body->find("force");
-    auto tree = body->find("tree");
-    auto config = body->find("config");
-    if ((force != body->end() && (!force->is_boolean() || force->get<bool>())) ||
-        tree == body->end() || !tree->is_string() || config == body->end() || !config->is_string())
+    auto force = body.find("force");
+    auto tree = body.find("tree");
+    auto config = body.find("config");
+    if ((force != body.end() && (!force->is_boolean() || force->get<bool>())) ||
+        tree == body.end() || !tree->is_string() || config == body.end() || !config->is_string())
         return std::nullopt;
     auto digest = context.pending_nodes->manifest_digest(tree->get<std::string>());
     if (!digest)
@@ -272,11 +264,22 @@ Response create(ApiContext& context, const Request& request) {
     auto app = app_param(request);
     if (!app)
         return error_response(app.error());
-    if (auto unchanged = unchanged_tree(context, request, *app))
+    auto body = parse_json_body(request, false);
+    if (!body)
+        return error_response(body.error());
+    if (!body->is_object())
+        return error_response(make_error(ErrorKind::bad_request, "expected a JSON object"));
+    return create_deployment(context, *app, *body);
+}
+
+} // namespace
+
+Response create_deployment(ApiContext& context, const std::string& app, const json& body) {
+    if (auto unchanged = unchanged_tree(context, body, app))
         return json_response(200, *unchanged);
     std::string code;
     NamedTree named;
-    auto deployment = read_deployment(context, request, *app, code, named);
+    auto deployment = read_deployment(context, body, app, code, named);
     // The tree's nodes were pinned while it was read; the release's blob list names them
     // once it is recorded (or nothing needs them).
     struct Unpin {
@@ -305,7 +308,7 @@ Response create(ApiContext& context, const Request& request) {
             {sized.error(), sized.error().kind == ErrorKind::bad_request ? "size_mismatch" : ""});
     const std::string requested = deployment->release;
     if (!deployment->force)
-        if (auto unchanged = serving_same(context.service, *app, deployment->manifest.digest(),
+        if (auto unchanged = serving_same(context.service, app, deployment->manifest.digest(),
                                           deployment->config_text)) {
             context.blobs.unpin(digests); // PRODUCTION uses them
             know_whole();
@@ -315,7 +318,7 @@ Response create(ApiContext& context, const Request& request) {
     if (!release) // this deploy is over: a collection may take what it uploaded
         context.blobs.unpin(digests);
     if (!release && !requested.empty() && release.error().kind == ErrorKind::refused)
-        return release_taken_response(context, *app, release.error());
+        return release_taken_response(context, app, release.error());
     if (!release)
         return error_response(release.error());
     know_whole();
@@ -323,8 +326,6 @@ Response create(ApiContext& context, const Request& request) {
                                {"release", release->id},
                                {"state", std::string(common::to_string(release->state))}});
 }
-
-} // namespace
 
 void add_deployment_routes(Router& router, ApiContext& context) {
     router.add("POST", "/v1/apps/{app}/deployments",

@@ -68,32 +68,6 @@ bool send_final_events(ApiContext& context, logs::LineReader& events, StreamSink
     return true;
 }
 
-// Sends the event log from the start; when following, tails it until the
-// release is settled and the file has been read to its end, then says done.
-void stream_events(ApiContext& context, const std::string& app, const std::string& id, bool follow,
-                   StreamSink& sink) {
-    logs::LineReader events(context.data_dir.event_log(app, id));
-    std::optional<common::State> last;
-    while (true) {
-        auto release = context.service.release(app, id);
-        if (!release) {
-            common::log_info(fmt::format("events of {}/{}: {}", app, id, release.error().message));
-            return;
-        }
-        const bool settled = common::is_settled(release->state); // checked before reading
-        if (!send_events(events, sink, last))
-            return;
-        if (settled) {
-            if (!send_final_events(context, events, sink, last))
-                return;
-            write_done(context, sink, *release);
-            return;
-        }
-        if (!follow || !sink.alive())
-            return;
-        std::this_thread::sleep_for(context.poll_interval);
-    }
-}
 
 // ?grep=RE, ?since=T, ?until=T, ?lines=N and ?follow=1 of a logs request
 // (docs/api.md).
@@ -587,6 +561,33 @@ Response app_logs(ApiContext& context, const Request& request) {
 }
 
 } // namespace
+
+// Sends the event log from the start; when following, tails it until the
+// release is settled and the file has been read to its end, then says done.
+void stream_events(ApiContext& context, const std::string& app, const std::string& id, bool follow,
+                   StreamSink& sink) {
+    logs::LineReader events(context.data_dir.event_log(app, id));
+    std::optional<common::State> last;
+    while (true) {
+        auto release = context.service.release(app, id);
+        if (!release) {
+            common::log_info(fmt::format("events of {}/{}: {}", app, id, release.error().message));
+            return;
+        }
+        const bool settled = common::is_settled(release->state); // checked before reading
+        if (!send_events(events, sink, last))
+            return;
+        if (settled) {
+            if (!send_final_events(context, events, sink, last))
+                return;
+            write_done(context, sink, *release);
+            return;
+        }
+        if (!follow || !sink.alive())
+            return;
+        std::this_thread::sleep_for(context.poll_interval);
+    }
+}
 
 void add_stream_routes(Router& router, ApiContext& context) {
     router.add("GET", "/v1/apps/{app}/releases/{id}/events",

@@ -262,6 +262,15 @@ int serve(const ServeOptions& options) {
             socket.clear();
         }
     }
+    // git push to the agent (docs/git.md): its hook calls back on the socket.
+    if (!socket.empty()) {
+        std::error_code ec;
+        const auto program = std::filesystem::read_symlink("/proc/self/exe", ec);
+        if (auto hooks = git::write_hooks(data_dir, ec ? std::filesystem::path() : program); !hooks)
+            common::log_warn("git push is not served: " + hooks.error().message);
+        else
+            context.socket = std::filesystem::absolute(socket);
+    }
     // GET /metrics, no token (docs/metrics.md), on an address of its own.
     Router metrics_router;
     metrics_router.add(

@@ -459,11 +459,13 @@ common::Result<Destroyed> Engine::destroy_app(const std::string& app) {
     }));
     publish_routes_or_log("for " + app +
                           "'s destroy"); // the proxy's unknown-app answer from now on
-    std::error_code ec;
-    fs::remove_all(m_options.data_dir.app_dir(app), ec);
-    if (ec)
-        common::log_warn("cannot remove " + m_options.data_dir.app_dir(app).string() + ": " +
-                         ec.message());
+    // The app's folder, and the repository git push received into (docs/git.md).
+    for (const auto& dir : {m_options.data_dir.app_dir(app), m_options.data_dir.git_repo(app)}) {
+        std::error_code ec;
+        fs::remove_all(dir, ec);
+        if (ec)
+            common::log_warn("cannot remove " + dir.string() + ": " + ec.message());
+    }
     {
         std::lock_guard lock(m_mutex);
         m_backoff.erase(app);

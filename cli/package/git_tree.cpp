@@ -19,19 +19,8 @@ namespace {
 using common::ErrorKind;
 namespace fs = std::filesystem;
 
-struct LibGit {
-    LibGit() { git_libgit2_init(); }
-    ~LibGit() { git_libgit2_shutdown(); }
-};
+using common::git::DigestCache;
 
-void init_libgit2_once() {
-    static LibGit lib;
-}
-
-std::string last_git_error() {
-    const git_error* e = git_error_last();
-    return e && e->message ? e->message : "unknown libgit2 error";
-}
 
 common::Error usage(std::string message) {
     return common::make_error(ErrorKind::usage, std::move(message));
@@ -84,7 +73,7 @@ common::Result<git_tree*> head_subtree(git_repository* repo, git_commit* commit,
                                        const std::string& prefix) {
     git_tree* root = nullptr;
     if (git_commit_tree(&root, commit) != 0)
-        return common::make_error(ErrorKind::io, "cannot read HEAD's tree: " + last_git_error());
+        return common::make_error(ErrorKind::io, "cannot read HEAD's tree: " + common::git::last_error());
     if (prefix.empty())
         return root;
     Owned<git_tree, git_tree_free> owned_root{root};
@@ -96,7 +85,7 @@ common::Result<git_tree*> head_subtree(git_repository* repo, git_commit* commit,
         return nullptr;
     git_tree* sub = nullptr;
     if (git_tree_lookup(&sub, repo, git_tree_entry_id(entry)) != 0)
-        return common::make_error(ErrorKind::io, "cannot read " + prefix + ": " + last_git_error());
+        return common::make_error(ErrorKind::io, "cannot read " + prefix + ": " + common::git::last_error());
     return sub;
 }
 
@@ -211,19 +200,11 @@ common::Result<std::string> SourceTree::read(const std::string& digest) const {
     if (!it->second.disk_path.empty())
         return common::read_file(it->second.disk_path);
     std::lock_guard lock(m_impl->read_mutex);
-    git_oid oid;
-    git_blob* blob = nullptr;
-    if (git_oid_fromstr(&oid, it->second.git_oid.c_str()) != 0 ||
-        git_blob_lookup(&blob, m_impl->repo, &oid) != 0)
-        return common::make_error(ErrorKind::io, "cannot read blob " + it->second.git_oid + ": " +
-                                                     last_git_error());
-    Owned<git_blob, git_blob_free> owned{blob};
-    return std::string(static_cast<const char*>(git_blob_rawcontent(blob)),
-                       static_cast<std::size_t>(git_blob_rawsize(blob)));
+    return common::git::read_blob(m_impl->repo, it->second.git_oid);
 }
 
 common::Result<SourceTree> package_source(const fs::path& dir, Mode mode) {
-    init_libgit2_once();
+    common::git::init_libgit2();
     std::error_code ec;
     if (!fs::is_directory(dir, ec))
         return usage(fmt::format("{} is not a directory", dir.string()));
@@ -240,7 +221,7 @@ common::Result<SourceTree> package_source(const fs::path& dir, Mode mode) {
                      "(git add -A && git commit -m \"First deploy\")");
     git_object* head = nullptr;
     if (git_revparse_single(&head, impl->repo, "HEAD^{commit}") != 0)
-        return usage("cannot resolve HEAD: " + last_git_error());
+        return usage("cannot resolve HEAD: " + common::git::last_error());
     Owned<git_object, git_object_free> owned_head{head};
     auto* commit = reinterpret_cast<git_commit*>(head);
     impl->commit = git_oid_tostr_s(git_commit_id(commit));
@@ -264,7 +245,7 @@ common::Result<SourceTree> package_source(const fs::path& dir, Mode mode) {
         git_repository* repo = nullptr;
         if (git_repository_open_ext(&repo, dir.c_str(), 0, nullptr) != 0) {
             changed = common::make_error(ErrorKind::io,
-                                         "cannot open the git repository: " + last_git_error());
+                                         "cannot open the git repository: " + common::git::last_error());
             return;
         }
         Owned<git_repository, git_repository_free> owned_repo{repo};
@@ -285,7 +266,7 @@ common::Result<SourceTree> package_source(const fs::path& dir, Mode mode) {
     DigestCache cache(fs::path(git_repository_path(impl->repo)) / "deployctl" / "digests");
     collected.cache = &cache;
     if (*tree)
-        if (auto st = detail::walk_tree(impl->repo, *tree, collected); !st)
+        if (auto st = common::git::walk_tree(impl->repo, *tree, collected); !st)
             return st.error();
     status.join();
     if (!changed)

@@ -1,10 +1,9 @@
 #include <cli/transport/known_hosts.hpp>
 #include <common/fs.hpp>
+#include <common/ssh_key.hpp>
 
 #include <fmt/format.h>
 #include <libssh2.h>
-#include <openssl/evp.h>
-#include <openssl/sha.h>
 
 #include <cerrno>
 #include <cstring>
@@ -16,33 +15,15 @@
 
 namespace cli::transport {
 
+using common::base64;
+using common::fingerprint_sha256;
+using common::key_type_of;
+using common::unbase64;
+
 namespace {
 
 using common::ErrorKind;
 namespace fs = std::filesystem;
-
-std::string base64(std::string_view bytes) {
-    std::string out(4 * ((bytes.size() + 2) / 3) + 1, '\0');
-    const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                                  reinterpret_cast<const unsigned char*>(bytes.data()),
-                                  static_cast<int>(bytes.size()));
-    out.resize(static_cast<std::size_t>(n));
-    return out;
-}
-
-std::string unbase64(std::string_view text) {
-    std::string out(3 * (text.size() / 4) + 3, '\0');
-    const int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                                  reinterpret_cast<const unsigned char*>(text.data()),
-                                  static_cast<int>(text.size()));
-    if (n < 0)
-        return {};
-    out.resize(static_cast<std::size_t>(n));
-    // EVP_DecodeBlock counts the padding as zero bytes.
-    for (auto it = text.rbegin(); it != text.rend() && *it == '=' && !out.empty(); ++it)
-        out.pop_back();
-    return out;
-}
 
 int knownhost_key_mask(std::string_view type) {
     if (type == "ssh-ed25519")
@@ -93,25 +74,6 @@ common::Status read_lines(const fs::path& file, LIBSSH2_KNOWNHOSTS* hosts) {
 
 } // namespace
 
-std::string key_type_of(std::string_view blob) {
-    if (blob.size() < 4)
-        return {};
-    const auto* p = reinterpret_cast<const unsigned char*>(blob.data());
-    const std::size_t length = (std::size_t{p[0]} << 24) | (std::size_t{p[1]} << 16) |
-                               (std::size_t{p[2]} << 8) | std::size_t{p[3]};
-    if (length == 0 || length > 64 || blob.size() < 4 + length)
-        return {};
-    return std::string(blob.substr(4, length));
-}
-
-std::string fingerprint_sha256(std::string_view blob) {
-    unsigned char digest[SHA256_DIGEST_LENGTH];
-    SHA256(reinterpret_cast<const unsigned char*>(blob.data()), blob.size(), digest);
-    std::string text = base64({reinterpret_cast<const char*>(digest), sizeof digest});
-    while (!text.empty() && text.back() == '=')
-        text.pop_back();
-    return "SHA256:" + text;
-}
 
 std::string known_hosts_name(const std::string& host, int port) {
     if (port == 22 || port == 0)

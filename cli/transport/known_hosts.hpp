@@ -21,13 +21,6 @@ struct HostKeyCheck {
     std::string known_fingerprint; // changed: the fingerprint of the key on file
 };
 
-// The key's algorithm name, read from the key blob ("ssh-ed25519"); empty when
-// the blob is malformed.
-std::string key_type_of(std::string_view blob);
-
-// OpenSSH's fingerprint of a public key blob: "SHA256:" + unpadded base64.
-std::string fingerprint_sha256(std::string_view blob);
-
 // How known_hosts names a server: "host" on port 22, "[host]:port" otherwise.
 std::string known_hosts_name(const std::string& host, int port);
 

@@ -1,5 +1,6 @@
 #include <cli/transport/known_hosts.hpp>
 #include <cli/transport/ssh_session.hpp>
+#include <common/ssh_key.hpp>
 
 #include <fmt/format.h>
 
@@ -116,7 +117,7 @@ std::string key_type_name(LIBSSH2_SESSION* session) {
     std::size_t length = 0;
     int type = 0;
     const char* blob = libssh2_session_hostkey(session, &length, &type);
-    return blob ? key_type_of({blob, length}) : std::string("unknown");
+    return blob ? common::key_type_of({blob, length}) : std::string("unknown");
 }
 
 // ssh-ed25519 -> "ed25519", as in /etc/ssh/ssh_host_ed25519_key.pub.
@@ -173,7 +174,7 @@ common::Status verify_host_key(LIBSSH2_SESSION* session, const SshOptions& optio
     auto check = check_known_host(file, options.host, options.port, blob);
     if (!check)
         return check.error();
-    const auto fingerprint = fingerprint_sha256(blob);
+    const auto fingerprint = common::fingerprint_sha256(blob);
     const auto type_name = key_type_name(session);
     switch (check->status) {
     case HostKeyStatus::known:

@@ -4,16 +4,16 @@
 
 #include <doctest/doctest.h>
 
-#include <cstdio>
 #include <fstream>
 #include <map>
-#include <sys/wait.h>
-#include <unistd.h>
 #include <vector>
 
+#include "git_repo.hpp"
 #include "temp_dir.hpp"
 
 namespace fs = std::filesystem;
+using test::git;
+using test::write;
 using cli::package::deployed_config;
 using cli::package::describe_changes;
 using cli::package::Mode;
@@ -21,42 +21,6 @@ using cli::package::package_source;
 using common::EntryKind;
 
 namespace {
-
-// Runs git with argv (no shell) in `dir`; true when it exits 0.
-bool git(const fs::path& dir, std::vector<std::string> args) {
-    std::vector<std::string> argv = {"git",
-                                     "-C",
-                                     dir.string(),
-                                     "-c",
-                                     "user.name=Test",
-                                     "-c",
-                                     "user.email=test@example.com",
-                                     "-c",
-                                     "init.defaultBranch=main",
-                                     "-c",
-                                     "commit.gpgsign=false"};
-    argv.insert(argv.end(), args.begin(), args.end());
-    std::vector<char*> c_argv;
-    for (auto& a : argv)
-        c_argv.push_back(a.data());
-    c_argv.push_back(nullptr);
-    std::fflush(nullptr); // or the child flushes our buffered output again
-    pid_t pid = fork();
-    if (pid == 0) {
-        if (std::freopen("/dev/null", "w", stdout) == nullptr)
-            _exit(126);
-        execvp("git", c_argv.data());
-        _exit(127);
-    }
-    int status = 0;
-    waitpid(pid, &status, 0);
-    return WIFEXITED(status) && WEXITSTATUS(status) == 0;
-}
-
-void write(const fs::path& path, const std::string& content) {
-    fs::create_directories(path.parent_path());
-    std::ofstream(path, std::ios::binary) << content;
-}
 
 std::map<std::string, common::ManifestEntry> by_path(const cli::package::SourceTree& tree) {
     std::map<std::string, common::ManifestEntry> out;

@@ -1,6 +1,7 @@
 // cli/transport/known_hosts: OpenSSH known_hosts lookups (plain, [host]:port,
 // hashed) and recording a first-seen key, against files the test writes.
 #include <cli/transport/known_hosts.hpp>
+#include <common/ssh_key.hpp>
 
 #include <doctest/doctest.h>
 #include <openssl/evp.h>
@@ -14,6 +15,8 @@
 
 namespace fs = std::filesystem;
 using namespace cli::transport;
+using common::fingerprint_sha256;
+using common::key_type_of;
 
 namespace {
 

@@ -652,3 +652,26 @@ TEST_CASE("[logs] drain URLs: syslog over TCP or TLS, a host, a port, a CA for T
               std::string::npos);
     }
 }
+
+TEST_CASE("[git] branch: the deploy branch of git push, checked as git checks it") {
+    auto config = common::parse_config("app = \"hello\"\n", "deploy.toml");
+    REQUIRE(config);
+    CHECK(config->git.branch == "main");
+    config = common::parse_config("app = \"hello\"\n[git]\nbranch = \"release/2\"\n", "deploy.toml");
+    REQUIRE(config);
+    CHECK(config->git.branch == "release/2");
+    for (const char* bad : {"refs/heads/main", "a..b", "-x", "a b", "x.lock", "a/.b", "a//b", "",
+                            "@", "x@{1}", "a~1", "a:b"}) {
+        auto refused =
+            common::parse_config(fmt::format("app = \"hello\"\n[git]\nbranch = \"{}\"\n", bad),
+                                 "deploy.toml");
+        CHECK_MESSAGE(!refused, bad);
+        if (!refused)
+            CHECK(refused.error().message.find("git.branch") != std::string::npos);
+    }
+    auto typo = common::parse_config("app = \"hello\"\n[git]\nbrnch = \"main\"\n", "deploy.toml");
+    REQUIRE_FALSE(typo);
+    CHECK(typo.error().message.find("branch") != std::string::npos);
+    CHECK(common::is_valid_branch_name("feature/x-1"));
+    CHECK_FALSE(common::is_valid_branch_name("feature/"));
+}

@@ -1,6 +1,6 @@
 // Walks a committed tree into manifest entries.
 
-#include <cli/package/collect.hpp>
+#include <common/git/walk.hpp>
 #include <common/hash.hpp>
 #include <common/parallel.hpp>
 #include <common/storable_path.hpp>
@@ -12,7 +12,7 @@
 #include <optional>
 #include <unordered_map>
 
-namespace cli::package::detail {
+namespace common::git {
 
 namespace {
 
@@ -29,19 +29,14 @@ struct Walk {
     std::vector<Unhashed> unhashed;
 };
 
-std::string git_error_text() {
-    const git_error* e = git_error_last();
-    return e && e->message ? e->message : "unknown error";
-}
-
 common::Result<DigestCache::Known> hash_blob(git_repository* repo, const std::string& oid,
                                              const std::string& path) {
     git_oid id;
     git_blob* blob = nullptr;
     if (git_oid_fromstr(&id, oid.c_str()) != 0 || git_blob_lookup(&blob, repo, &id) != 0)
-        return common::make_error(common::ErrorKind::io,
-                                  fmt::format("cannot read {} from git: {}",
-                                              common::escape_path(path), git_error_text()));
+        return common::make_error(
+            common::ErrorKind::io,
+            fmt::format("cannot read {} from git: {}", common::escape_path(path), last_error()));
     std::string_view content(static_cast<const char*>(git_blob_rawcontent(blob)),
                              static_cast<std::size_t>(git_blob_rawsize(blob)));
     DigestCache::Known known{common::sha256_hex(content), content.size()};
@@ -72,6 +67,8 @@ common::Status hash_unhashed(Walk& walk) {
         if (git_repository_open(&own, path.c_str()) != 0)
             break; // fewer threads
         repos.push_back(own);
+        if (!walk.out->alternate_objects.empty())
+            TRY(add_alternate(own, walk.out->alternate_objects));
     }
     std::mutex mutex;
     TRY(common::parallel_for(
@@ -116,19 +113,13 @@ common::Status add_blob(Walk& walk, const std::string& path, const git_tree_entr
         walk.out->entries[path] = std::move(m);
         return {};
     }
-    git_blob* blob = nullptr;
-    if (git_blob_lookup(&blob, walk.repo, git_tree_entry_id(entry)) != 0) {
-        const git_error* e = git_error_last();
+    auto target = read_blob(walk.repo, oid);
+    if (!target)
         return common::make_error(common::ErrorKind::io,
                                   fmt::format("cannot read {} from git: {}",
-                                              common::escape_path(path),
-                                              e && e->message ? e->message : "unknown error"));
-    }
-    std::string_view content(static_cast<const char*>(git_blob_rawcontent(blob)),
-                             static_cast<std::size_t>(git_blob_rawsize(blob)));
+                                              common::escape_path(path), target.error().message));
     m.kind = common::EntryKind::symlink; // files returned above
-    m.target = std::string(content);
-    git_blob_free(blob);
+    m.target = std::move(*target);
     walk.out->entries[path] = std::move(m);
     return {};
 }
@@ -162,6 +153,48 @@ int visit(const char* root, const git_tree_entry* entry, void* payload) {
 
 } // namespace
 
+namespace {
+struct LibGit {
+    LibGit() { git_libgit2_init(); }
+    ~LibGit() { git_libgit2_shutdown(); }
+};
+} // namespace
+
+void init_libgit2() {
+    static LibGit lib;
+}
+
+std::string last_error() {
+    const git_error* e = git_error_last();
+    return e && e->message ? e->message : "unknown libgit2 error";
+}
+
+common::Result<std::string> read_blob(git_repository* repo, const std::string& oid) {
+    git_oid id;
+    git_blob* blob = nullptr;
+    if (git_oid_fromstr(&id, oid.c_str()) != 0 || git_blob_lookup(&blob, repo, &id) != 0)
+        return common::make_error(common::ErrorKind::io,
+                                  fmt::format("cannot read blob {}: {}", oid, last_error()));
+    std::string content(static_cast<const char*>(git_blob_rawcontent(blob)),
+                        static_cast<std::size_t>(git_blob_rawsize(blob)));
+    git_blob_free(blob);
+    return content;
+}
+
+common::Status add_alternate(git_repository* repo, const std::filesystem::path& objects) {
+    git_odb* odb = nullptr;
+    if (git_repository_odb(&odb, repo) != 0)
+        return common::make_error(common::ErrorKind::io,
+                                  "cannot open the object database: " + last_error());
+    const int rc = git_odb_add_disk_alternate(odb, objects.c_str());
+    git_odb_free(odb);
+    if (rc != 0)
+        return common::make_error(
+            common::ErrorKind::io,
+            fmt::format("cannot read objects from {}: {}", objects.string(), last_error()));
+    return {};
+}
+
 common::Status walk_tree(git_repository* repo, git_tree* tree, Collected& out) {
     Walk walk{repo, &out, {}, {}, {}};
     int rc = git_tree_walk(tree, GIT_TREEWALK_PRE, visit, &walk);
@@ -169,8 +202,8 @@ common::Status walk_tree(git_repository* repo, git_tree* tree, Collected& out) {
         return *walk.error;
     if (rc != 0)
         return common::make_error(common::ErrorKind::io,
-                                  fmt::format("cannot walk the git tree: {}", git_error_text()));
+                                  fmt::format("cannot walk the git tree: {}", last_error()));
     return hash_unhashed(walk);
 }
 
-} // namespace cli::package::detail
+} // namespace common::git

@@ -1,6 +1,7 @@
 #pragma once
-// The SHA-256 of each file deployctl has packaged before, kept in the repository's git
-// folder (.git/deployctl/digests), so that a deploy reads and hashes only what changed:
+// The SHA-256 of each file packaged before, kept in the repository's git folder
+// (.git/deployctl/digests for deployctl, the app's bare repository for a push to the
+// agent), so that a deploy reads and hashes only what changed:
 // a committed file by its git blob id (equal ids, equal contents), a working-tree file
 // (--dirty) by device, inode, size and change times. A line per file, "KEY DIGEST SIZE";
 // a line that does not parse is ignored, and a file that cannot be read or written only
@@ -15,7 +16,7 @@
 
 struct stat;
 
-namespace cli::package {
+namespace common::git {
 
 class DigestCache {
   public:
@@ -42,4 +43,4 @@ class DigestCache {
     std::unordered_set<std::string> m_used; // of those, the keys this run found
 };
 
-} // namespace cli::package
+} // namespace common::git

@@ -1,5 +1,5 @@
-#include <cli/package/digest_cache.hpp>
 #include <common/fs.hpp>
+#include <common/git/digest_cache.hpp>
 #include <common/hash.hpp>
 
 #include <fmt/format.h>
@@ -8,7 +8,7 @@
 #include <sys/stat.h>
 #include <system_error>
 
-namespace cli::package {
+namespace common::git {
 
 namespace fs = std::filesystem;
 
@@ -78,4 +78,4 @@ void DigestCache::save() {
     (void)common::write_unsynced(m_file, text, !rewrite); // a cache: only costs time
 }
 
-} // namespace cli::package
+} // namespace common::git
