@@ -116,7 +116,25 @@ Status read_release(const Reader& r, const toml::table& t, ReleaseConfig& out) {
 }
 
 Status read_git(const Reader& r, const toml::table& t, GitConfig& out) {
-    TRY(r.check_keys(t, "[git]", {"branch"}));
+    TRY(r.check_keys(t, "[git]", {"branch", "url"}));
+    if (const auto* n = t.get("url")) {
+        TRY_ASSIGN(out.url, r.string_at(*n, "git.url"));
+        const bool known = out.url.rfind("https://", 0) == 0 || out.url.rfind("http://", 0) == 0 ||
+                           out.url.rfind("git://", 0) == 0 || out.url.rfind("file:///", 0) == 0;
+        if (!known)
+            return r.error_at(n->source(),
+                              fmt::format("git.url \"{}\" is not a repository URL the agent can "
+                                          "fetch: https://, http://, git:// or file:///PATH",
+                                          out.url));
+        if (out.url.find_first_of(" \t\r\n") != std::string::npos)
+            return r.error_at(n->source(), "git.url must not contain spaces or line breaks");
+        const auto authority = out.url.substr(out.url.find("//") + 2);
+        const auto at = authority.find('@');
+        if (at != std::string::npos && authority.substr(0, at).find(':') != std::string::npos &&
+            at < authority.find('/'))
+            return r.error_at(n->source(), "git.url holds a password: deploy.toml is in every "
+                                           "release and its events; give a URL without one");
+    }
     if (const auto* n = t.get("branch")) {
         TRY_ASSIGN(out.branch, r.string_at(*n, "git.branch"));
         if (out.branch.rfind("refs/heads/", 0) == 0)

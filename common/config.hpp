@@ -50,9 +50,11 @@ struct ReleaseConfig {
 };
 
 // [git]: deploys that start from git itself (docs/git.md): a `git push` to the agent
-// deploys the pushed commit when it is on this branch.
+// deploys the pushed commit when it is on this branch; a webhook's push event on it makes
+// the agent fetch the commit from `url` and deploy it.
 struct GitConfig {
     std::string branch = "main";
+    std::string url; // https://, http://, git:// or file:// ("" = webhooks cannot fetch)
 };
 
 // [[cron]]: a command the agent runs on a schedule in the PRODUCTION

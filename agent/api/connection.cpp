@@ -15,6 +15,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <limits>
 #include <memory>
@@ -444,6 +445,8 @@ std::uint64_t body_limit(const Route& route, std::uint64_t max_file_body) {
         return max_file_body;
     if (route.body == BodyKind::small_json || route.method == "GET" || route.method == "DELETE")
         return k_max_small_body;
+    if (route.body == BodyKind::hook)
+        return k_max_hook_body;
     return k_max_json_body;
 }
 
@@ -569,6 +572,13 @@ template <class Stream> bool Connection<Stream>::serve(HeadParser& header) {
     const Route* route = match.result == MatchResult::found ? match.route : nullptr;
     if (route)
         request.params = std::move(match.params);
+    if (route && route->body == BodyKind::hook)
+        for (const auto& field : header.get()) {
+            std::string name(field.name_string());
+            for (auto& c : name)
+                c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+            request.headers[name] = std::string(field.value());
+        }
     m_unread_body = !header.is_done();
     m_authenticated = false;
     if (m_options.gate) {

@@ -48,6 +48,10 @@ Router make_router(ApiContext& context);
 // deploys through it too (handlers_git.cpp), the same checks and the same answers.
 Response create_deployment(ApiContext& context, const std::string& app,
                            const nlohmann::json& body);
+// A commit of the app's repository deployed through create_deployment: its files the blob
+// store lacks stored first (handlers_git.cpp). For a push and a webhook.
+Response deploy_commit(ApiContext& context, const std::string& app,
+                       const git::PackagedCommit& packaged, const std::string& audit_detail);
 // The events of a release (GET .../events): from the start, and with `follow` until it is
 // settled, then a "done" event.
 void stream_events(ApiContext& context, const std::string& app, const std::string& id,
@@ -63,5 +67,6 @@ void add_auth_routes(Router& router, ApiContext& context);       // tokens, audi
 void add_run_routes(Router& router, ApiContext& context);        // deployctl run
 void add_canary_routes(Router& router, ApiContext& context);     // deployctl canary
 void add_git_routes(Router& router, ApiContext& context);        // git push to the agent
+void add_hook_routes(Router& router, ApiContext& context);       // webhooks, deliveries
 
 } // namespace agent::api

@@ -180,8 +180,8 @@ std::optional<std::string> serving_branch(ApiContext& context, const std::string
 // Stores the files of the commit the blob store lacks: written to temporary files, then
 // made durable and renamed in batches (BlobStore::adopt_verified). They are pinned, and
 // stay so until `pinned` is unpinned.
-common::Status store_files(ApiContext& context, const git::PackagedCommit& packaged,
-                           const std::vector<std::string>& pinned) {
+common::Result<std::size_t> store_files(ApiContext& context, const git::PackagedCommit& packaged,
+                                        const std::vector<std::string>& pinned) {
     context.blobs.pin(pinned);
     std::vector<std::string> missing;
     std::uint64_t bytes = 0;
@@ -205,8 +205,39 @@ common::Status store_files(ApiContext& context, const git::PackagedCommit& packa
             written.clear();
         }
     }
-    return {};
+    return missing.size();
 }
+
+} // namespace
+
+Response deploy_commit(ApiContext& context, const std::string& app,
+                       const git::PackagedCommit& packaged, const std::string& audit_detail) {
+    const auto digests = packaged.manifest.blob_digests();
+    struct Unpin {
+        BlobStore& blobs;
+        const std::vector<std::string>& digests;
+        ~Unpin() { blobs.unpin(digests); }
+    } unpin{context.blobs, digests};
+    const auto storing = std::chrono::steady_clock::now();
+    auto stored = store_files(context, packaged, digests);
+    if (!stored)
+        return error_response(stored.error());
+    common::log_info(fmt::format(
+        "{}: {}: {} new files of {} stored in {} ms", app, audit_detail, *stored,
+        packaged.manifest.entries.size(),
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
+                                                              storing)
+            .count()));
+    const json deployment = {{"config", packaged.config_text},
+                             {"manifest", common::manifest_to_json(packaged.manifest)},
+                             {"commit", packaged.commit},
+                             {"message", packaged.message}};
+    auto created = create_deployment(context, app, deployment);
+    created.audit_detail = audit_detail;
+    return created;
+}
+
+namespace {
 
 // What the hook prints before the deploy's events (refs kept and not deployed).
 json notes_line(const std::vector<std::string>& notes) {
@@ -311,30 +342,13 @@ Response pre_receive(ApiContext& context, const Request& request) {
     for (const auto& warning : packaged->warnings)
         notes.push_back(warning);
 
-    const auto packaged_in = ms_since(started);
-    const auto digests = packaged->manifest.blob_digests();
-    struct Unpin {
-        BlobStore& blobs;
-        const std::vector<std::string>& digests;
-        ~Unpin() { blobs.unpin(digests); }
-    } unpin{context.blobs, digests};
-    const auto storing = std::chrono::steady_clock::now();
-    if (auto stored = store_files(context, *packaged, digests); !stored)
-        return with_notes(error_response(stored.error()), notes);
-    common::log_info(fmt::format("git push to {}: {} {} packaged ({} files) in {} ms, its files "
-                                 "stored in {} ms",
-                                 *app, deploy->ref.substr(11), packaged->commit.substr(0, 12),
-                                 packaged->manifest.entries.size(), packaged_in,
-                                 ms_since(storing)));
-    const json deployment = {{"config", packaged->config_text},
-                             {"manifest", common::manifest_to_json(packaged->manifest)},
-                             {"commit", packaged->commit},
-                             {"message", packaged->message}};
-    auto created = create_deployment(context, *app, deployment);
+    common::log_info(fmt::format("git push to {}: {} {} packaged ({} files) in {} ms", *app,
+                                 deploy->ref.substr(11), packaged->commit.substr(0, 12),
+                                 packaged->manifest.entries.size(), ms_since(started)));
     const std::string detail =
         fmt::format("git push{}: {} {}", push->key.empty() ? "" : " with key " + push->key,
                     deploy->ref.substr(11), packaged->commit.substr(0, 12));
-    created.audit_detail = detail;
+    auto created = deploy_commit(context, *app, *packaged, detail);
     if (created.status != 201)
         return with_notes(std::move(created), notes);
     const auto answer = json::parse(created.body, nullptr, false);

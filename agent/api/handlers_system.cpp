@@ -111,6 +111,7 @@ Router make_router(ApiContext& context) {
     add_env_routes(router, context);
     add_run_routes(router, context);
     add_git_routes(router, context);
+    add_hook_routes(router, context);
     add_stream_routes(router, context);
     add_auth_routes(router, context);
     return router;

@@ -53,6 +53,7 @@ struct Request {
     std::filesystem::path body_file;   // upload routes: the body, streamed to disk
     BodySource* body_source = nullptr; // BodyKind::stream routes, while the handler runs
     std::string upgrade;               // the Upgrade header ("deployctl-run/1"), if any
+    Params headers;                    // BodyKind::hook routes: every header, names lower-case
     // The Content-Encoding of a body_file or body_source ("zstd": POST /v1/blobs), as
     // sent: the handler decodes it (JSON bodies arrive decoded).
     std::string content_encoding;

@@ -21,6 +21,9 @@ enum class BodyKind {
     // read by the handler as it arrives (Request::body_source), up to k_max_blob_size:
     // nothing of it is written as it came
     stream,
+    // a webhook's delivery: into Request::body as sent, up to k_max_hook_body, with the
+    // request's headers in Request::headers (its signature is one)
+    hook,
 };
 
 // Who may call a route over TCP (docs/security.md): by_method asks the read
@@ -31,6 +34,7 @@ enum class Access { by_method, admin, open };
 
 inline constexpr std::size_t k_max_json_body = 64ull * 1024 * 1024;
 inline constexpr std::size_t k_max_small_body = 64ull * 1024;
+inline constexpr std::size_t k_max_hook_body = 1024ull * 1024;
 
 struct Route {
     std::string method;

@@ -270,6 +270,33 @@ std::vector<secrets::VarInfo> Engine::env(const std::string& app) {
     return m_env->list(app);
 }
 
+common::Result<std::string> Engine::hook_secret(const std::string& app, bool rotate) {
+    if (!common::is_valid_app_name(app))
+        return make_error(ErrorKind::usage, "invalid app name: " + app);
+    return m_env->make_hook_secret(app, rotate);
+}
+
+common::Result<std::optional<std::string>> Engine::existing_hook_secret(const std::string& app) {
+    return m_env->hook_secret(app);
+}
+
+common::Result<bool> Engine::begin_delivery(const DeliveryRow& row) {
+    return m_store->add_delivery(row);
+}
+
+common::Status Engine::finish_delivery(const DeliveryRow& row) {
+    return m_store->finish_delivery(row);
+}
+
+std::optional<DeliveryRow> Engine::delivery(const std::string& app, const std::string& provider,
+                                            const std::string& id) {
+    return m_store->delivery(app, provider, id);
+}
+
+std::vector<DeliveryRow> Engine::deliveries(const std::string& app) {
+    return m_store->deliveries(app, 50);
+}
+
 std::string Engine::env_fingerprint(const std::string& app) {
     auto vars = m_env->list(app);
     std::sort(vars.begin(), vars.end(),

@@ -90,6 +90,14 @@ class Engine final : public Service {
                                        std::int64_t timeout_ms) override;
     common::Result<Destroyed> destroy_app(const std::string& app) override;
     std::vector<secrets::VarInfo> env(const std::string& app) override;
+    common::Result<std::string> hook_secret(const std::string& app, bool rotate) override;
+    common::Result<std::optional<std::string>>
+    existing_hook_secret(const std::string& app) override;
+    common::Result<bool> begin_delivery(const DeliveryRow& row) override;
+    common::Status finish_delivery(const DeliveryRow& row) override;
+    std::optional<DeliveryRow> delivery(const std::string& app, const std::string& provider,
+                                        const std::string& id) override;
+    std::vector<DeliveryRow> deliveries(const std::string& app) override;
     common::Status set_env(const std::string& app, std::vector<secrets::NewVar> vars) override;
     common::Status unset_env(const std::string& app,
                              const std::vector<std::string>& names) override;

@@ -402,6 +402,36 @@ class Service {
         return common::make_error(common::ErrorKind::internal, "variables are not supported");
     }
 
+    // Webhooks (docs/git.md): the app's secret, made on first use (or anew with `rotate`);
+    // read without making one (nullopt: none); the deliveries received, newest first.
+    // begin_delivery records a delivery and returns true, or false for an id seen before
+    // (nothing changes); finish_delivery records its commit, release and result.
+    virtual common::Result<std::string> hook_secret(const std::string& app, bool rotate) {
+        (void)app, (void)rotate;
+        return common::make_error(common::ErrorKind::internal, "webhooks are not supported");
+    }
+    virtual common::Result<std::optional<std::string>> existing_hook_secret(const std::string& app) {
+        (void)app;
+        return common::make_error(common::ErrorKind::internal, "webhooks are not supported");
+    }
+    virtual common::Result<bool> begin_delivery(const DeliveryRow& row) {
+        (void)row;
+        return common::make_error(common::ErrorKind::internal, "webhooks are not supported");
+    }
+    virtual common::Status finish_delivery(const DeliveryRow& row) {
+        (void)row;
+        return common::make_error(common::ErrorKind::internal, "webhooks are not supported");
+    }
+    virtual std::optional<DeliveryRow> delivery(const std::string& app, const std::string& provider,
+                                                const std::string& id) {
+        (void)app, (void)provider, (void)id;
+        return std::nullopt;
+    }
+    virtual std::vector<DeliveryRow> deliveries(const std::string& app) {
+        (void)app;
+        return {};
+    }
+
     // deployctl ps: each process and instance of the app's PRODUCTION release.
     // ErrorKind::not_found for an unknown app or one with no PRODUCTION release.
     virtual common::Result<ProcessList> processes(const std::string& app) {

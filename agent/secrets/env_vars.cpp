@@ -1,6 +1,8 @@
 #include <agent/secrets/env_vars.hpp>
 #include <common/env_name.hpp>
 
+#include <fmt/format.h>
+
 #include <algorithm>
 
 namespace agent::secrets {
@@ -109,6 +111,47 @@ common::Status EnvVars::unset(const std::string& app, const std::vector<std::str
     for (const auto& name : names)
         TRY(common::check_env_name(name));
     return m_store.remove_env(app, names);
+}
+
+namespace {
+std::string hook_aad(const std::string& app) {
+    return "deployctl-hook-secret:" + app;
+}
+} // namespace
+
+common::Result<std::string> EnvVars::make_hook_secret(const std::string& app, bool rotate) {
+    std::lock_guard lock(m_mutex);
+    if (!rotate)
+        if (auto sealed = m_store.hook_secret(app)) {
+            std::optional<std::string> none;
+            TRY_ASSIGN(const Key key, data_key(app, none));
+            return open(key, *sealed, hook_aad(app));
+        }
+    std::optional<std::string> new_wrapped;
+    TRY_ASSIGN(const Key key, data_key(app, new_wrapped));
+    std::string secret;
+    const Key random = Key::random();
+    for (unsigned char byte : random.bytes())
+        secret += fmt::format("{:02x}", byte);
+    TRY_ASSIGN(auto sealed, seal(key, secret, hook_aad(app)));
+    TRY(m_store.put_hook_secret(app, sealed, new_wrapped));
+    return secret;
+}
+
+common::Result<std::optional<std::string>> EnvVars::hook_secret(const std::string& app) {
+    std::lock_guard lock(m_mutex);
+    auto sealed = m_store.hook_secret(app);
+    if (!sealed)
+        return std::optional<std::string>();
+    std::optional<std::string> none;
+    TRY_ASSIGN(const Key key, data_key(app, none));
+    if (none)
+        return make_error(ErrorKind::failed, "app " + app + " has a webhook secret but no data key");
+    auto secret = open(key, *sealed, hook_aad(app));
+    if (!secret)
+        return make_error(ErrorKind::failed, "cannot decrypt the webhook secret of " + app + ": " +
+                                                 secret.error().message);
+    return std::optional<std::string>(std::move(*secret));
 }
 
 common::Result<std::string> EnvVars::decrypt(const std::string& app, const EnvRow& row,

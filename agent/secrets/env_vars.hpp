@@ -69,6 +69,11 @@ class EnvVars {
     common::Result<std::vector<std::string>> secret_values(const std::string& app,
                                                            const std::string& id);
 
+    // The app's webhook secret (docs/git.md), sealed with its data key like a secret:
+    // made (32 random bytes, hex) when it has none or `rotate`; nullopt from read when none.
+    common::Result<std::string> make_hook_secret(const std::string& app, bool rotate);
+    common::Result<std::optional<std::string>> hook_secret(const std::string& app);
+
   private:
     common::Result<Key> data_key(const std::string& app, std::optional<std::string>& new_wrapped);
     // A sealed row's value; loads the app's data key into `key` on first use.

@@ -282,6 +282,31 @@ CREATE TABLE IF NOT EXISTS canaries (
 );
 )sql";
 
+// 12: webhooks (docs/git.md): each app's webhook secret, sealed with its data key, and the
+// deliveries received (one row per provider's delivery id: a delivery seen before is not
+// deployed again).
+constexpr std::string_view k_hooks = R"sql(
+CREATE TABLE IF NOT EXISTS hook_secrets (
+  app        TEXT PRIMARY KEY,
+  sealed     TEXT NOT NULL,
+  created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS hook_deliveries (
+  app         TEXT NOT NULL,
+  provider    TEXT NOT NULL,
+  delivery    TEXT NOT NULL,
+  received_at TEXT NOT NULL,
+  event       TEXT NOT NULL,
+  ref         TEXT NOT NULL DEFAULT '',
+  commit_id   TEXT NOT NULL DEFAULT '',
+  release     TEXT NOT NULL DEFAULT '',
+  result      TEXT NOT NULL,
+  detail      TEXT NOT NULL DEFAULT '',
+  PRIMARY KEY (app, provider, delivery)
+);
+CREATE INDEX IF NOT EXISTS hook_deliveries_time ON hook_deliveries(app, received_at);
+)sql";
+
 // Migration N is k_migrations[N - 1]. One that has shipped is never edited:
 // a change to the schema is a new migration at the end.
 constexpr std::array k_migrations{
@@ -296,6 +321,7 @@ constexpr std::array k_migrations{
     Migration{k_scale},
     Migration{k_traffic},
     Migration{k_canaries, &add_canary_state},
+    Migration{k_hooks},
 };
 static_assert(k_migrations.size() == k_latest_version);
 

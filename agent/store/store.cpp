@@ -3,6 +3,8 @@
 #include <agent/store/store.hpp>
 #include <common/log.hpp>
 
+#include <fmt/format.h>
+
 namespace agent {
 
 using common::ErrorKind;
@@ -669,6 +671,113 @@ common::Status Store::set_sleeping(const std::string& app, bool on) {
     return tx.commit();
 }
 
+common::Status Store::put_hook_secret(const std::string& app, const std::string& sealed,
+                                      const std::optional<std::string>& wrapped_key) {
+    std::lock_guard lock(m_mutex);
+    sqlite::Transaction tx(*m_db);
+    TRY(tx.begun());
+    if (wrapped_key) {
+        TRY_ASSIGN(auto key, m_db->prepare("INSERT INTO app_keys (app, wrapped, created_at) "
+                                           "VALUES (?, ?, ?)"));
+        TRY(key.bind(app).bind(*wrapped_key).bind(now()).run());
+    }
+    TRY_ASSIGN(auto insert, m_db->prepare("INSERT OR REPLACE INTO hook_secrets (app, sealed, "
+                                          "created_at) VALUES (?, ?, ?)"));
+    TRY(insert.bind(app).bind(sealed).bind(now()).run());
+    return tx.commit();
+}
+
+std::optional<std::string> Store::hook_secret(const std::string& app) {
+    std::lock_guard lock(m_mutex);
+    auto rows = select_rows<std::string>(*m_db, "SELECT sealed FROM hook_secrets WHERE app = ?",
+                                         {app},
+                                         [](const sqlite::Statement& row) { return row.text(0); });
+    if (rows.empty())
+        return std::nullopt;
+    return rows.front();
+}
+
+namespace {
+constexpr int k_deliveries_kept = 200;
+constexpr const char* k_delivery_columns =
+    "app, provider, delivery, received_at, event, ref, commit_id, release, result, detail";
+DeliveryRow delivery_row(const sqlite::Statement& row) {
+    return DeliveryRow{row.text(0), row.text(1), row.text(2), row.text(3), row.text(4),
+                       row.text(5), row.text(6), row.text(7), row.text(8), row.text(9)};
+}
+} // namespace
+
+common::Result<bool> Store::add_delivery(const DeliveryRow& row) {
+    std::lock_guard lock(m_mutex);
+    sqlite::Transaction tx(*m_db);
+    TRY(tx.begun());
+    TRY_ASSIGN(auto insert,
+               m_db->prepare(fmt::format("INSERT OR IGNORE INTO hook_deliveries ({}) VALUES "
+                                         "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                                         k_delivery_columns)));
+    TRY(insert.bind(row.app)
+            .bind(row.provider)
+            .bind(row.delivery)
+            .bind(now())
+            .bind(row.event)
+            .bind(row.ref)
+            .bind(row.commit)
+            .bind(row.release)
+            .bind(row.result)
+            .bind(row.detail)
+            .run());
+    if (m_db->changes() == 0)
+        return false;
+    TRY_ASSIGN(auto trim,
+               m_db->prepare("DELETE FROM hook_deliveries WHERE app = ? AND rowid NOT IN (SELECT "
+                             "rowid FROM hook_deliveries WHERE app = ? ORDER BY received_at "
+                             "DESC, rowid DESC LIMIT ?)"));
+    TRY(trim.bind(row.app).bind(row.app).bind(k_deliveries_kept).run());
+    TRY(tx.commit());
+    return true;
+}
+
+common::Status Store::finish_delivery(const DeliveryRow& row) {
+    std::lock_guard lock(m_mutex);
+    TRY_ASSIGN(auto update,
+               m_db->prepare("UPDATE hook_deliveries SET ref = ?, commit_id = ?, release = ?, "
+                             "result = ?, detail = ? WHERE app = ? AND provider = ? AND "
+                             "delivery = ?"));
+    return update.bind(row.ref)
+        .bind(row.commit)
+        .bind(row.release)
+        .bind(row.result)
+        .bind(row.detail)
+        .bind(row.app)
+        .bind(row.provider)
+        .bind(row.delivery)
+        .run();
+}
+
+std::optional<DeliveryRow> Store::delivery(const std::string& app, const std::string& provider,
+                                           const std::string& delivery) {
+    std::lock_guard lock(m_mutex);
+    auto rows = select_rows<DeliveryRow>(
+        *m_db,
+        fmt::format("SELECT {} FROM hook_deliveries WHERE app = ? AND provider = ? AND "
+                    "delivery = ?",
+                    k_delivery_columns),
+        {app, provider, delivery}, delivery_row);
+    if (rows.empty())
+        return std::nullopt;
+    return rows.front();
+}
+
+std::vector<DeliveryRow> Store::deliveries(const std::string& app, int limit) {
+    std::lock_guard lock(m_mutex);
+    return select_rows<DeliveryRow>(
+        *m_db,
+        fmt::format("SELECT {} FROM hook_deliveries WHERE app = ? ORDER BY received_at DESC, "
+                    "rowid DESC LIMIT {}",
+                    k_delivery_columns, std::max(1, limit)),
+        {app}, delivery_row);
+}
+
 common::Status Store::put_canary(const CanaryRow& row) {
     std::lock_guard lock(m_mutex);
     TRY_ASSIGN(auto insert,
@@ -723,6 +832,7 @@ common::Status Store::destroy_app(const std::string& app, std::string_view detai
           "DELETE FROM switches WHERE app = ?", "DELETE FROM processes WHERE app = ?",
           "DELETE FROM cron_jobs WHERE app = ?", "DELETE FROM scale WHERE app = ?",
           "DELETE FROM traffic WHERE app = ?", "DELETE FROM canaries WHERE app = ?",
+          "DELETE FROM hook_secrets WHERE app = ?", "DELETE FROM hook_deliveries WHERE app = ?",
           "DELETE FROM apps WHERE name = ?"}) {
         TRY_ASSIGN(auto erase, m_db->prepare(sql));
         TRY(erase.bind(app).run());

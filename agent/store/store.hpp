@@ -100,6 +100,22 @@ struct CanaryRow {
     int max_error_bp = 100;
 };
 
+// A webhook delivery (docs/git.md): what came, and what the agent did with it. `result`:
+// "deploying" (then the release's state tells the rest), "ignored", "duplicate" (never
+// stored: the first row stays), "refused" or "failed", with the reason in `detail`.
+struct DeliveryRow {
+    std::string app;
+    std::string provider; // github, gitlab, gitea
+    std::string delivery; // the provider's delivery id
+    std::string received_at;
+    std::string event; // push, pull_request, ping, ...
+    std::string ref;
+    std::string commit;
+    std::string release;
+    std::string result;
+    std::string detail;
+};
+
 struct AuditRow {
     std::string ts;
     std::string app;
@@ -269,6 +285,19 @@ class Store {
     std::vector<CronProcess> cron_processes();
 
     // Canary releases: at most one per app (inserted or replaced).
+    // Webhooks: the app's sealed secret, and its deliveries. add_delivery records a new
+    // one and returns true, or returns false (and changes nothing) for a delivery id seen
+    // before; the oldest rows past the newest 200 of the app go.
+    // (with `wrapped_key` as the app's new data key when given, in one transaction)
+    common::Status put_hook_secret(const std::string& app, const std::string& sealed,
+                                   const std::optional<std::string>& wrapped_key);
+    std::optional<std::string> hook_secret(const std::string& app);
+    common::Result<bool> add_delivery(const DeliveryRow& row);
+    common::Status finish_delivery(const DeliveryRow& row); // its commit, release, result
+    std::optional<DeliveryRow> delivery(const std::string& app, const std::string& provider,
+                                        const std::string& delivery);
+    std::vector<DeliveryRow> deliveries(const std::string& app, int limit);
+
     common::Status put_canary(const CanaryRow& row);
     std::optional<CanaryRow> canary(const std::string& app);
     std::vector<CanaryRow> canaries();

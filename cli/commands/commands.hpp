@@ -34,6 +34,7 @@ void add_destroy(CLI::App& app, Context& ctx);
 void add_agent(CLI::App& app, Context& ctx);
 void add_env(CLI::App& app, Context& ctx);
 void add_cron(CLI::App& app, Context& ctx);
+void add_hooks(CLI::App& app, Context& ctx); // hooks secret | ls
 void add_token(CLI::App& app, Context& ctx);
 void add_login(CLI::App& app, Context& ctx);
 void add_audit(CLI::App& app, Context& ctx);
@@ -63,6 +64,7 @@ inline constexpr AddCommand k_commands[] = {
     add_agent,
     add_env,
     add_cron,
+    add_hooks,
     add_token,
     add_login,
     add_audit,

@@ -215,6 +215,19 @@ struct CronStarted {
     JsonValue answer;
 };
 
+// hooks secret: the agent's answer to POST /v1/apps/{app}/hooks/secret ({"app", "secret",
+// "rotated", "paths": {"github": "/v1/hooks/github/APP", ...}}).
+struct HookSecret {
+    std::string host;
+    JsonValue answer;
+};
+
+// hooks ls: GET /v1/apps/{app}/hooks/deliveries ({"app", "deliveries": [...]}).
+struct HookDeliveries {
+    std::string host;
+    JsonValue answer;
+};
+
 // env set | unset: the agent's answer (`set` or `unset`: the names).
 struct EnvChanged {
     std::string host;
@@ -350,7 +363,7 @@ using Event =
     std::variant<Version, Completion, Warning, PackageSummary, Uploading, UploadProgress, Uploaded,
                  Created, Unchanged, AgentEvent, Done, RolledBack, Removed, Releases, Processes,
                  Status, Apps, AppChanged, TrafficChanged, Canary, AppDestroyed, EnvList,
-                 EnvChanged, CronJobs, CronStarted, Agent, TokenCreated, Tokens, TokenRevoked,
+                 EnvChanged, CronJobs, CronStarted, HookSecret, HookDeliveries, Agent, TokenCreated, Tokens, TokenRevoked,
                  Audit, LoggedIn, RunOutput, RunExit, Error, Summary, Templates, InitSummary>;
 
 } // namespace cli::output

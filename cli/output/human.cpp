@@ -173,6 +173,8 @@ class HumanPrinter final : public Printer {
                                  json_str(answer, "job"), json_str(answer, "app"),
                                  json_str(answer, "release"), json_str(answer, "job")));
     }
+    void render(const HookSecret& e);
+    void render(const HookDeliveries& e);
     void render(const Agent& e);
     void render_disk(const Agent& e);
     void render_prune(const Agent& e);
@@ -758,6 +760,47 @@ void HumanPrinter::render(const EnvList& e) {
         line(m_out, host_prefix(host),
              fmt::format("{:<{}}  {}", json_str(var, "name"), width,
                          secret ? paint(Color::yellow, "(secret)") : json_str(var, "value")));
+    }
+}
+
+void HumanPrinter::render(const HookSecret& e) {
+    const json& answer = *e.answer;
+    const std::string app = json_str(answer, "app");
+    line(m_err, host_prefix(e.host),
+         fmt::format("webhook secret of {}{} (give it to the provider with the URL of its "
+                     "provider below, on this agent's API address):",
+                     app, answer.value("rotated", false) ? ", new" : ""));
+    line(m_out, "", json_str(answer, "secret"));
+    const auto paths = answer.value("paths", json::object());
+    for (const auto& [provider, path] : paths.items())
+        line(m_err, host_prefix(e.host),
+             fmt::format("  {:<7} POST {}{}", provider, e.host,
+                         path.is_string() ? path.get<std::string>() : ""));
+}
+
+void HumanPrinter::render(const HookDeliveries& e) {
+    const json& answer = *e.answer;
+    auto rows = answer.value("deliveries", json::array());
+    if (!rows.is_array() || rows.empty()) {
+        line(m_out, host_prefix(e.host), "no webhook deliveries for " + json_str(answer, "app"));
+        return;
+    }
+    line(m_out, host_prefix(e.host),
+         paint(Color::bold, fmt::format("{:<24}  {:<14}  {:<12}  {:<8}  {}", "TIME", "EVENT",
+                                        "COMMIT", "RELEASE", "RESULT")));
+    for (const auto& row : rows) {
+        std::string result = json_str(row, "result");
+        if (const auto state = json_str(row, "release_state"); !state.empty())
+            result += " (" + state + ")";
+        if (const auto detail = json_str(row, "detail"); !detail.empty())
+            result += ": " + detail;
+        const auto commit = json_str(row, "commit");
+        line(m_out, host_prefix(e.host),
+             fmt::format("{:<24}  {:<14}  {:<12}  {:<8}  {}", json_str(row, "time"),
+                         json_str(row, "provider") + " " + json_str(row, "event"),
+                         commit.empty() ? "-" : commit.substr(0, 12),
+                         json_str(row, "release").empty() ? "-" : json_str(row, "release"),
+                         result));
     }
 }
 

@@ -155,6 +155,13 @@ class JsonPrinter final : public Printer {
                {"host", e.host}});
     }
     void render(const CronStarted& e) { write(with_event(*e.answer, "cron_run", e.host)); }
+    void render(const HookSecret& e) { write(with_event(*e.answer, "hook_secret", e.host)); }
+    void render(const HookDeliveries& e) {
+        write({{"event", "hook_deliveries"},
+               {"app", e.answer->value("app", "")},
+               {"deliveries", e.answer->value("deliveries", json::array())},
+               {"host", e.host}});
+    }
     void render(const EnvChanged& e) {
         json object = *e.answer;
         object["event"] = e.answer->contains("set") ? "env_set" : "env_unset";

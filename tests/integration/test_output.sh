@@ -140,6 +140,12 @@ assert_jq "$OUT" '.event == "cron" and .app == "hello" and .jobs == []' "cron ls
 assert_exit 2 jdctl cron run nightly
 json_ok "cron run of an unknown job"
 json_error "cron run of an unknown job" not_found 2
+assert_exit 0 jdctl hooks secret
+json_ok "hooks secret"
+assert_jq "$OUT" '.event == "hook_secret" and (.secret | length) == 64 and .paths.github == "/v1/hooks/github/hello"' "hooks secret --json: event hook_secret, the secret, the paths"
+assert_exit 0 jdctl hooks ls
+json_ok "hooks ls"
+assert_jq "$OUT" '.event == "hook_deliveries" and .app == "hello" and .deliveries == []' "hooks ls --json: event hook_deliveries, none yet"
 assert_exit 0 jdctl agent ping
 json_ok "agent ping"
 assert_exit 0 jdctl agent info

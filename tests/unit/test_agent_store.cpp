@@ -492,3 +492,43 @@ TEST_CASE("store traffic: maintenance and pause are kept per app, audited, remov
     REQUIRE(store->destroy_app("web", "destroyed").ok());
     CHECK_FALSE(store->traffic("web").paused);
 }
+
+TEST_CASE("store records a webhook delivery once, and keeps the newest 200 of an app") {
+    test::TempDir dir;
+    auto store = open_store(dir);
+    agent::DeliveryRow row{"hello", "github", "d-1", "", "push", "", "", "", "received", ""};
+    auto first = store->add_delivery(row);
+    REQUIRE(first);
+    CHECK(*first);
+    row.result = "other";
+    auto again = store->add_delivery(row);
+    REQUIRE(again);
+    CHECK_FALSE(*again); // seen before: nothing changed
+    REQUIRE(store->delivery("hello", "github", "d-1"));
+    CHECK(store->delivery("hello", "github", "d-1")->result == "received");
+    CHECK_FALSE(store->delivery("hello", "gitlab", "d-1")); // another provider's id space
+    row.ref = "refs/heads/main";
+    row.commit = std::string(40, 'a');
+    row.release = "v3";
+    row.result = "deploying";
+    REQUIRE(store->finish_delivery(row));
+    auto finished = store->delivery("hello", "github", "d-1");
+    REQUIRE(finished);
+    CHECK(finished->release == "v3");
+    CHECK(finished->result == "deploying");
+    CHECK(finished->commit == std::string(40, 'a'));
+    for (int i = 2; i <= 205; ++i) {
+        row.delivery = "d-" + std::to_string(i);
+        REQUIRE(store->add_delivery(row));
+    }
+    auto kept = store->deliveries("hello", 1000);
+    CHECK(kept.size() == 200);
+    CHECK(kept.front().delivery == "d-205"); // newest first
+    CHECK_FALSE(store->delivery("hello", "github", "d-1")); // the oldest went
+    CHECK(store->deliveries("other", 10).empty());
+    REQUIRE(store->put_hook_secret("hello", "sealed", std::nullopt));
+    CHECK(store->hook_secret("hello") == std::optional<std::string>("sealed"));
+    REQUIRE(store->destroy_app("hello", "test"));
+    CHECK_FALSE(store->hook_secret("hello"));
+    CHECK(store->deliveries("hello", 10).empty());
+}

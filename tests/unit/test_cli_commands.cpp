@@ -26,7 +26,7 @@ namespace {
 // deployctl's commands as `deployctl --help` has always listed them; __complete is hidden.
 const std::string k_help_order = "deploy status releases ps scale logs run rollback canary rm apps stop "
                                  "start restart maintenance pause resume destroy agent env "
-                                 "cron "
+                                 "cron hooks "
                                  "token login audit init completion version";
 
 std::string join(const std::vector<std::string>& words, const char* separator) {
@@ -159,7 +159,7 @@ TEST_CASE("the command table adds every command, in the order of deployctl --hel
           "deploy status releases ps scale logs run rollback canary rm apps stop start restart maintenance pause resume destroy "
           "agent "
           "env "
-          "cron token "
+          "cron hooks token "
           "login audit init completion __complete version");
 
     SUBCASE("deployctl --help lists them in that order") {
@@ -197,6 +197,9 @@ TEST_CASE("the parse runs the handler of the command it chose") {
             {{"env", "set", "A=1"}, "POST /v1/apps/hello/env"},
             {{"cron", "ls"}, "GET /v1/apps/hello/cron"},
             {{"cron", "run", "cleanup"}, "POST /v1/apps/hello/cron/cleanup/runs"},
+            {{"hooks", "secret"}, "POST /v1/apps/hello/hooks/secret"},
+            {{"hooks", "secret", "--rotate"}, "POST /v1/apps/hello/hooks/secret"},
+            {{"hooks", "ls"}, "GET /v1/apps/hello/hooks/deliveries"},
             {{"logs", "--process", "cron.cleanup"},
              "STREAM /v1/apps/hello/logs?process=cron.cleanup"},
             {{"token", "create", "--scope", "read"}, "POST /v1/tokens"},

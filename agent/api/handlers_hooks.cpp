@@ -1,0 +1,362 @@
+// Webhooks (docs/git.md): POST /v1/hooks/{provider}/{app} from GitHub, GitLab or Gitea,
+// authenticated by the app's webhook secret (no bearer token): GitHub's and Gitea's
+// HMAC-SHA256 of the raw body, GitLab's token, each compared in constant time. A push event
+// on the deploy branch makes the agent fetch the pushed commit from [git] url and deploy it
+// through the same handler as POST .../deployments; the answer (202) names the release at
+// once and the deploy runs on. Every delivery is recorded (deployctl hooks ls) once: one
+// seen before is acknowledged and not deployed again.
+//
+// POST /v1/apps/{app}/hooks/secret (deployctl hooks secret) and GET
+// /v1/apps/{app}/hooks/deliveries (deployctl hooks ls).
+#include <agent/api/errors.hpp>
+#include <agent/api/handler_util.hpp>
+#include <agent/api/handlers.hpp>
+#include <agent/git/fetch.hpp>
+#include <agent/git/repository.hpp>
+#include <common/config.hpp>
+#include <common/hash.hpp>
+#include <common/log.hpp>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include <algorithm>
+#include <cctype>
+#include <mutex>
+
+namespace agent::api {
+
+namespace {
+
+using common::ErrorKind;
+using common::make_error;
+using nlohmann::json;
+
+constexpr std::string_view k_zero_oid = "0000000000000000000000000000000000000000";
+
+bool equal_in_constant_time(std::string_view a, std::string_view b) {
+    return a.size() == b.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
+}
+
+std::string hmac_sha256_hex(std::string_view key, std::string_view data) {
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned int length = 0;
+    HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
+         reinterpret_cast<const unsigned char*>(data.data()), data.size(), digest, &length);
+    std::string hex;
+    for (unsigned int i = 0; i < length; ++i)
+        hex += fmt::format("{:02x}", digest[i]);
+    return hex;
+}
+
+std::string header(const Request& request, const std::string& name) {
+    auto it = request.headers.find(name);
+    return it == request.headers.end() ? std::string() : it->second;
+}
+
+std::string lower(std::string text) {
+    for (auto& c : text)
+        c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return text;
+}
+
+// What each provider sends: its signature, its event and its delivery id.
+struct Provider {
+    const char* name;
+    const char* signature_header; // what a missing signature names
+};
+constexpr Provider k_providers[] = {
+    {"github", "X-Hub-Signature-256"},
+    {"gitlab", "X-Gitlab-Token"},
+    {"gitea", "X-Gitea-Signature"},
+};
+
+const Provider* provider_named(const std::string& name) {
+    for (const auto& provider : k_providers)
+        if (name == provider.name)
+            return &provider;
+    return nullptr;
+}
+
+// Empty when the delivery is signed with `secret`, else why not.
+std::string signature_problem(const Provider& provider, const Request& request,
+                              const std::string& secret) {
+    const std::string name = provider.name;
+    if (name == "gitlab") {
+        const auto token = header(request, "x-gitlab-token");
+        if (token.empty())
+            return "missing X-Gitlab-Token";
+        return equal_in_constant_time(token, secret) ? "" : "X-Gitlab-Token does not match";
+    }
+    std::string given;
+    std::string header_name;
+    if (name == "gitea" && !header(request, "x-gitea-signature").empty()) {
+        given = lower(header(request, "x-gitea-signature"));
+        header_name = "X-Gitea-Signature";
+    } else {
+        given = header(request, "x-hub-signature-256");
+        header_name = "X-Hub-Signature-256";
+        if (!given.empty() && lower(given.substr(0, 7)) != "sha256=")
+            return "X-Hub-Signature-256 is not \"sha256=HEX\"";
+        if (!given.empty())
+            given = lower(given.substr(7));
+    }
+    if (given.empty())
+        return fmt::format("missing {}", provider.signature_header);
+    return equal_in_constant_time(given, hmac_sha256_hex(secret, request.body))
+               ? ""
+               : header_name + " does not match the body signed with the app's webhook secret";
+}
+
+// The event, in the words GitHub uses: push, pull_request, ping, ...
+std::string event_of(const Provider& provider, const Request& request) {
+    const std::string name = provider.name;
+    if (name == "github")
+        return header(request, "x-github-event");
+    if (name == "gitea")
+        return header(request, "x-gitea-event");
+    const auto event = header(request, "x-gitlab-event");
+    if (event == "Push Hook")
+        return "push";
+    if (event == "Merge Request Hook")
+        return "pull_request";
+    if (event == "Tag Push Hook")
+        return "tag_push";
+    return lower(event);
+}
+
+// The provider's id of the delivery; without one, the body's digest (a replay of the same
+// body is the same delivery).
+std::string delivery_of(const Provider& provider, const Request& request) {
+    const std::string name = provider.name;
+    std::string id = header(request, name == "github"  ? "x-github-delivery"
+                                     : name == "gitea" ? "x-gitea-delivery"
+                                                       : "x-gitlab-event-uuid");
+    if (id.empty() && name == "gitlab")
+        id = header(request, "idempotency-key");
+    const bool usable =
+        !id.empty() && id.size() <= 128 && std::all_of(id.begin(), id.end(), [](unsigned char c) {
+            return std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == ':';
+        });
+    if (!usable)
+        id = "sha256:" + common::sha256_hex(request.body);
+    return id;
+}
+
+// The serving release's deploy.toml: the branch that deploys and where to fetch it from.
+common::Result<common::AppConfig> serving_config(ApiContext& context, const std::string& app) {
+    auto status = context.service.status(app);
+    if (!status || !status->production)
+        return make_error(ErrorKind::refused,
+                          fmt::format("{} serves no release: deploy it once by hand first "
+                                      "(deployctl deploy), with [git] url in its deploy.toml",
+                                      app));
+    return common::load_config(context.data_dir.release_dir(app, *status->production) /
+                               "deploy.toml");
+}
+
+// Fetches of one app's repository one at a time (two would race for its refs).
+std::mutex& fetch_mutex(const std::string& app) {
+    static std::mutex guard;
+    static std::map<std::string, std::unique_ptr<std::mutex>> by_app;
+    std::lock_guard lock(guard);
+    auto& mutex = by_app[app];
+    if (!mutex)
+        mutex = std::make_unique<std::mutex>();
+    return *mutex;
+}
+
+json delivery_json(const DeliveryRow& row, ApiContext& context) {
+    json out = {{"provider", row.provider}, {"delivery", row.delivery}, {"time", row.received_at},
+                {"event", row.event},       {"ref", row.ref},           {"commit", row.commit},
+                {"release", row.release},   {"result", row.result},     {"detail", row.detail},
+                {"release_state", nullptr}};
+    if (!row.release.empty())
+        if (auto release = context.service.release(row.app, row.release))
+            out["release_state"] = std::string(common::to_string(release->state));
+    return out;
+}
+
+Response receive_hook(ApiContext& context, const Request& request) {
+    const auto* provider = provider_named(request.params.at("provider"));
+    if (!provider)
+        return error_response(404, "not_found",
+                              fmt::format("no webhook for \"{}\": the agent takes github, gitlab "
+                                          "and gitea deliveries",
+                                          request.params.at("provider")));
+    auto app = app_param(request);
+    if (!app)
+        return error_response(app.error());
+    auto secret = context.service.existing_hook_secret(*app);
+    if (!secret)
+        return error_response(secret.error());
+    if (!*secret)
+        return error_response(401, "unauthorized",
+                              fmt::format("{} has no webhook secret (deployctl hooks secret makes "
+                                          "one)",
+                                          *app));
+    if (auto problem = signature_problem(*provider, request, **secret); !problem.empty()) {
+        auto refused = error_response(401, "unauthorized", "bad webhook signature: " + problem);
+        refused.audit_detail = fmt::format("webhook {}: {}", provider->name, problem);
+        return refused;
+    }
+    DeliveryRow row;
+    row.app = *app;
+    row.provider = provider->name;
+    row.delivery = delivery_of(*provider, request);
+    row.event = event_of(*provider, request);
+    if (row.event.empty() || row.event.size() > 64)
+        row.event = "unknown";
+    row.result = "received";
+    auto fresh = context.service.begin_delivery(row);
+    if (!fresh)
+        return error_response(fresh.error());
+    const auto audit = fmt::format("webhook {} {} {}", provider->name, row.event, row.delivery);
+    if (!*fresh) {
+        const auto seen = context.service.delivery(*app, provider->name, row.delivery);
+        json answer = {{"delivery", row.delivery}, {"duplicate", true}};
+        if (seen) {
+            answer["release"] = seen->release;
+            answer["result"] = seen->result;
+        }
+        auto response = json_response(200, answer);
+        response.audit_detail = audit + " (seen before: not deployed again)";
+        return response;
+    }
+    // From here every answer is recorded on the delivery's row.
+    const auto settle = [&](int status, const std::string& result, const std::string& detail,
+                            json answer) {
+        row.result = result;
+        row.detail = detail;
+        if (auto ok = context.service.finish_delivery(row); !ok)
+            common::log_error("cannot record webhook delivery: " + ok.error().message);
+        answer["delivery"] = row.delivery;
+        answer["result"] = result;
+        if (!detail.empty())
+            answer["detail"] = detail;
+        Response response =
+            status >= 400 ? error_response(status, result, detail) : json_response(status, answer);
+        response.audit_detail = audit;
+        return response;
+    };
+    if (row.event == "ping")
+        return settle(200, "ok", "", {{"pong", true}});
+    if (row.event != "push")
+        return settle(200, "ignored", fmt::format("{} events are not deployed", row.event),
+                      {{"deployed", false}});
+    const auto body = json::parse(request.body, nullptr, false);
+    if (!body.is_object() || !body.value("ref", json()).is_string() ||
+        !body.value("after", json()).is_string())
+        return settle(400, "refused", "a push event must have \"ref\" and \"after\"", {});
+    row.ref = body["ref"].get<std::string>();
+    row.commit = body["after"].get<std::string>();
+    if (row.commit.size() != 40 ||
+        row.commit.find_first_not_of("0123456789abcdef") != std::string::npos)
+        return settle(400, "refused", "\"after\" is not a commit id", {});
+    auto config = serving_config(context, *app);
+    if (!config)
+        return settle(409, "refused", config.error().message, {});
+    const std::string branch_ref = "refs/heads/" + config->git.branch;
+    if (row.ref != branch_ref)
+        return settle(200, "ignored",
+                      fmt::format("{} is not the deploy branch ({})", row.ref, config->git.branch),
+                      {{"deployed", false}});
+    if (row.commit == k_zero_oid)
+        return settle(200, "ignored", "the branch was deleted", {{"deployed", false}});
+    if (config->git.url.empty())
+        return settle(409, "refused",
+                      "the serving release's deploy.toml has no [git] url to fetch the commit "
+                      "from",
+                      {});
+    const auto repo = context.data_dir.git_repo(*app);
+    {
+        std::lock_guard lock(fetch_mutex(*app));
+        if (auto fetched = git::fetch_branch(repo, config->git.url, config->git.branch); !fetched)
+            return settle(502, "failed", fetched.error().message, {});
+    }
+    if (!git::has_commit(repo, row.commit))
+        return settle(409, "failed",
+                      fmt::format("commit {} is not on branch {} of {}", row.commit,
+                                  config->git.branch, config->git.url),
+                      {});
+    auto packaged = git::package_commit(repo, {}, row.commit);
+    if (!packaged)
+        return settle(500, "failed", packaged.error().message, {});
+    const auto detail = fmt::format("webhook {} {}: {} {}", provider->name, row.delivery,
+                                    config->git.branch, row.commit.substr(0, 12));
+    auto created = deploy_commit(context, *app, **packaged, detail);
+    const auto answer = json::parse(created.body, nullptr, false);
+    if (created.status == 201 || (created.status == 200 && answer.value("unchanged", false))) {
+        row.release = answer.value("release", "");
+        const bool unchanged = created.status == 200;
+        auto response = settle(unchanged ? 200 : 202, unchanged ? "unchanged" : "deploying", "",
+                               {{"app", *app},
+                                {"release", row.release},
+                                {"commit", row.commit},
+                                {"unchanged", unchanged}});
+        response.audit_detail = detail;
+        return response;
+    }
+    const std::string why = answer.is_object() && answer.contains("error")
+                                ? answer["error"].value("message", created.body)
+                                : created.body;
+    auto refused = settle(created.status, "failed", why, {});
+    refused.audit_detail = detail;
+    return refused;
+}
+
+Response make_secret(ApiContext& context, const Request& request) {
+    auto app = app_param(request);
+    if (!app)
+        return error_response(app.error());
+    auto body = parse_json_body(request, true);
+    if (!body)
+        return error_response(body.error());
+    bool rotate = false;
+    if (body->is_object())
+        if (auto it = body->find("rotate"); it != body->end() && !it->is_null()) {
+            if (!it->is_boolean())
+                return error_response(400, "bad_request", "\"rotate\" must be true or false");
+            rotate = it->get<bool>();
+        }
+    auto secret = context.service.hook_secret(*app, rotate);
+    if (!secret)
+        return error_response(secret.error());
+    json paths = json::object();
+    for (const auto& provider : k_providers)
+        paths[provider.name] = fmt::format("/v1/hooks/{}/{}", provider.name, *app);
+    auto response = json_response(
+        200, {{"app", *app}, {"secret", *secret}, {"rotated", rotate}, {"paths", paths}});
+    response.audit_detail = rotate ? "webhook secret rotated" : "webhook secret read";
+    return response;
+}
+
+Response list_deliveries(ApiContext& context, const Request& request) {
+    auto app = app_param(request);
+    if (!app)
+        return error_response(app.error());
+    json rows = json::array();
+    for (const auto& row : context.service.deliveries(*app))
+        rows.push_back(delivery_json(row, context));
+    return json_response(200, {{"app", *app}, {"deliveries", rows}});
+}
+
+} // namespace
+
+void add_hook_routes(Router& router, ApiContext& context) {
+    router.add(
+        "POST", "/v1/hooks/{provider}/{app}",
+        [&context](const Request& request) { return receive_hook(context, request); },
+        BodyKind::hook, Access::open);
+    router.add(
+        "POST", "/v1/apps/{app}/hooks/secret",
+        [&context](const Request& request) { return make_secret(context, request); },
+        BodyKind::small_json);
+    router.add("GET", "/v1/apps/{app}/hooks/deliveries",
+               [&context](const Request& request) { return list_deliveries(context, request); });
+}
+
+} // namespace agent::api

@@ -1,0 +1,205 @@
+#!/usr/bin/env bash
+# Webhooks (docs/git.md) with real parts: a real git server (git daemon) serving a
+# repository the test made, GitHub-, GitLab- and Gitea-shaped deliveries signed by the test
+# (openssl), curl posting them. A push on the deploy branch makes the agent fetch the commit
+# and deploy it (202 names the release at once); a bad or missing signature is 401 and
+# audited; a delivery seen before is not deployed twice; a body over 1 MiB is 413; other
+# branches and events are recorded and not deployed; a rotated secret refuses the old one;
+# deployctl hooks ls shows every delivery with its release's state.
+source "$(dirname "$0")/lib.sh"
+require_binaries
+for tool in git openssl curl jq; do
+    command -v "$tool" >/dev/null || { log "SKIP: needs $tool"; exit 77; }
+done
+
+start_agent
+ORIGIN=$TEST_TMP/origin
+mkdir -p "$ORIGIN"
+GIT_PORT=$(free_port)
+git daemon --verbose --reuseaddr --export-all --base-path="$ORIGIN" --listen=127.0.0.1 --port="$GIT_PORT" \
+    "$ORIGIN" >"$TEST_TMP/git-daemon.log" 2>&1 &
+GIT_DAEMON=$!
+daemon_cleanup() {
+    local rc=$?
+    kill "$GIT_DAEMON" 2>/dev/null
+    return "$rc"
+}
+trap 'daemon_cleanup; stop_all' EXIT
+wait_until 10 port_in_use "$GIT_PORT" || fail "git daemon listens on 127.0.0.1:$GIT_PORT"
+
+# The app's repository, pushed to the served bare one; deployed once by hand with a
+# deploy.toml that names where to fetch from (file:// first, git:// later).
+make_app_repo hello
+APP=hello
+git clone -q --bare "$REPO" "$ORIGIN/hello.git"
+git -C "$REPO" remote add origin "$ORIGIN/hello.git"
+printf '\n[git]\nbranch = "main"\nurl = "file://%s"\n' "$ORIGIN/hello.git" >>"$REPO/deploy.toml"
+commit_change "$REPO" "Fetch from file://"
+git -C "$REPO" push -q origin main
+assert_exit 0 dctl deploy
+expect_serving hello "hello from 1" "v1 deployed by hand"
+
+assert_exit 0 dctl hooks secret
+SECRET=$OUT
+assert_match "$SECRET" '^[0-9a-f]{64}$' "hooks secret: 32 random bytes in hex, alone on stdout"
+assert_contains "$ERR" "/v1/hooks/github/hello" "hooks secret: names the GitHub path"
+assert_exit 0 dctl hooks secret
+assert_eq "$SECRET" "$OUT" "hooks secret: the same secret on the next call"
+assert_true "the secret is not stored in clear in state.db" \
+    bash -c "! sqlite3 '$DATA/state.db' .dump | grep -q '$SECRET'"
+
+# deliver PROVIDER EVENT DELIVERY-ID BODY-FILE [SECRET] [SIGNATURE]: posts a delivery signed
+# as the provider signs it (GitLab: the token itself); sets CODE and ANSWER.
+hmac() { openssl dgst -sha256 -hmac "$1" <"$2" | awk '{print $NF}'; }
+deliver() {
+    local provider=$1 event=$2 id=$3 body=$4 secret=${5:-$SECRET} sig=${6-}
+    local -a headers=(-H "Content-Type: application/json")
+    case $provider in
+    github)
+        [[ -z $sig ]] && sig=sha256=$(hmac "$secret" "$body")
+        headers+=(-H "X-GitHub-Event: $event" -H "X-GitHub-Delivery: $id")
+        [[ $sig != none ]] && headers+=(-H "X-Hub-Signature-256: $sig") ;;
+    gitlab)
+        headers+=(-H "X-Gitlab-Event: $event" -H "X-Gitlab-Event-UUID: $id")
+        [[ $sig != none ]] && headers+=(-H "X-Gitlab-Token: ${sig:-$secret}") ;;
+    gitea)
+        [[ -z $sig ]] && sig=$(hmac "$secret" "$body")
+        headers+=(-H "X-Gitea-Event: $event" -H "X-Gitea-Delivery: $id")
+        [[ $sig != none ]] && headers+=(-H "X-Gitea-Signature: $sig") ;;
+    esac
+    CODE=$(curl -s -o "$TEST_TMP/answer" -w '%{http_code}' -X POST "${headers[@]}" \
+        --data-binary @"$body" "$AGENT_URL/v1/hooks/$provider/hello")
+    ANSWER=$(cat "$TEST_TMP/answer")
+}
+# push_event FILE REF COMMIT: a push event's body, as the providers shape it.
+push_event() {
+    jq -n --arg ref "$2" --arg after "$3" \
+        '{ref: $ref, before: "0000000000000000000000000000000000000000", after: $after,
+          repository: {full_name: "it/hello"}, object_kind: "push"}' >"$1"
+}
+release_count() { sqlite3 "$DATA/state.db" "select count(*) from releases where app='hello'"; }
+serving_body() { fetch hello / "$PROXY_PORT"; }
+is_serving() { [[ $(serving_body) == "$1" ]]; }
+
+# --- GitHub: a push on main deploys; 202 names the release at once --------------------
+commit_change "$REPO" "Version 2" VERSION 2
+git -C "$REPO" push -q origin main
+push_event "$TEST_TMP/push2.json" refs/heads/main "$(git -C "$REPO" rev-parse HEAD)"
+deliver github push d-0001 "$TEST_TMP/push2.json"
+assert_eq 202 "$CODE" "github push: 202 Accepted ($ANSWER)"
+assert_eq v2 "$(jq -r .release <<<"$ANSWER")" "github push: the answer names the release"
+assert_eq deploying "$(jq -r .result <<<"$ANSWER")" "github push: deploying"
+wait_until 20 is_serving "hello from 2" || fail "github push: v2 serves" "$(serving_body)"
+pass "github push: v2 serves"
+
+# --- the same delivery again is acknowledged, not deployed twice -----------------------
+COUNT=$(release_count)
+deliver github push d-0001 "$TEST_TMP/push2.json"
+assert_eq 200 "$CODE" "replayed delivery: 200"
+assert_eq true "$(jq -r .duplicate <<<"$ANSWER")" "replayed delivery: says it was seen"
+assert_eq v2 "$(jq -r .release <<<"$ANSWER")" "replayed delivery: names the release it made"
+assert_eq "$COUNT" "$(release_count)" "replayed delivery: no new release"
+
+# --- bad and missing signatures: 401, audited, nothing recorded as a delivery ----------
+commit_change "$REPO" "Version 3" VERSION 3
+git -C "$REPO" push -q origin main
+push_event "$TEST_TMP/push3.json" refs/heads/main "$(git -C "$REPO" rev-parse HEAD)"
+deliver github push d-0002 "$TEST_TMP/push3.json" "not-the-secret"
+assert_eq 401 "$CODE" "bad signature: 401"
+assert_contains "$ANSWER" "does not match" "bad signature: says so"
+deliver github push d-0003 "$TEST_TMP/push3.json" "$SECRET" none
+assert_eq 401 "$CODE" "missing signature: 401"
+assert_contains "$ANSWER" "missing X-Hub-Signature-256" "missing signature: names the header"
+deliver gitlab "Push Hook" d-0004 "$TEST_TMP/push3.json" "$SECRET" wrong-token
+assert_eq 401 "$CODE" "gitlab: a wrong token is 401"
+assert_eq "$COUNT" "$(release_count)" "refused deliveries deployed nothing"
+AUDIT=$(sqlite3 "$DATA/state.db" "select status || ' ' || command from api_audit where path = '/v1/hooks/github/hello' and status = 401")
+assert_contains "$AUDIT" "401 webhook github: X-Hub-Signature-256 does not match" "audit: the bad signature"
+assert_contains "$AUDIT" "401 webhook github: missing X-Hub-Signature-256" "audit: the missing one"
+assert_eq 0 "$(sqlite3 "$DATA/state.db" "select count(*) from hook_deliveries where delivery in ('d-0002','d-0003','d-0004')")" \
+    "refused deliveries are not recorded as deliveries (a forger cannot use up an id)"
+
+# --- a body over 1 MiB: 413 ----------------------------------------------------------
+head -c 1100000 /dev/zero | tr '\0' 'a' >"$TEST_TMP/big.json"
+deliver github push d-0005 "$TEST_TMP/big.json"
+assert_eq 413 "$CODE" "a body over 1 MiB: 413"
+
+# --- GitLab: its token and Push Hook event deploy v3 ------------------------------------
+deliver gitlab "Push Hook" g-0001 "$TEST_TMP/push3.json"
+assert_eq 202 "$CODE" "gitlab push: 202 ($ANSWER)"
+wait_until 20 is_serving "hello from 3" || fail "gitlab push: v3 serves" "$(serving_body)"
+pass "gitlab push: v3 serves"
+
+# --- Gitea, fetching over git:// from git daemon ----------------------------------------
+sed -i "s|^url = .*|url = \"git://127.0.0.1:$GIT_PORT/hello.git\"|" "$REPO/deploy.toml"
+commit_change "$REPO" "Version 4, fetched from git daemon" VERSION 4
+git -C "$REPO" push -q origin main
+push_event "$TEST_TMP/push4.json" refs/heads/main "$(git -C "$REPO" rev-parse HEAD)"
+deliver gitea push t-0001 "$TEST_TMP/push4.json"
+assert_eq 202 "$CODE" "gitea push (file://, the serving release's url): 202"
+wait_until 20 is_serving "hello from 4" || fail "gitea push: v4 serves" "$(serving_body)"
+commit_change "$REPO" "Version 5" VERSION 5
+git -C "$REPO" push -q origin main
+push_event "$TEST_TMP/push5.json" refs/heads/main "$(git -C "$REPO" rev-parse HEAD)"
+deliver gitea push t-0002 "$TEST_TMP/push5.json"
+assert_eq 202 "$CODE" "gitea push fetched over git:// from git daemon: 202 ($ANSWER)"
+assert_eq t-0002 "$(jq -r .delivery <<<"$ANSWER")" "gitea: the delivery is known by its X-Gitea-Delivery"
+wait_until 20 is_serving "hello from 5" || fail "git:// fetch: v5 serves" "$(serving_body)"
+pass "git:// fetch: v5 serves"
+assert_eq "$(git -C "$REPO" rev-parse HEAD)" "$(git --git-dir "$DATA/git/hello.git" rev-parse main)" \
+    "the agent's repository has the fetched commit"
+assert_contains "$(cat "$TEST_TMP/git-daemon.log")" "upload-pack for '/hello.git'" "the agent fetched it from git daemon"
+
+# --- what is recorded and not deployed ---------------------------------------------------
+COUNT=$(release_count)
+push_event "$TEST_TMP/feature.json" refs/heads/feature "$(git -C "$REPO" rev-parse HEAD)"
+deliver github push d-0010 "$TEST_TMP/feature.json"
+assert_eq 200 "$CODE" "another branch: 200"
+assert_eq ignored "$(jq -r .result <<<"$ANSWER")" "another branch: ignored"
+assert_contains "$(jq -r .detail <<<"$ANSWER")" "not the deploy branch (main)" "another branch: says why"
+echo '{"zen":"Keep it logically awesome."}' >"$TEST_TMP/ping.json"
+deliver github ping d-0011 "$TEST_TMP/ping.json"
+assert_eq 200 "$CODE" "ping: 200"
+assert_eq true "$(jq -r .pong <<<"$ANSWER")" "ping: pong"
+echo '{"action":"opened","number":7}' >"$TEST_TMP/pr.json"
+deliver github pull_request d-0012 "$TEST_TMP/pr.json"
+assert_eq ignored "$(jq -r .result <<<"$ANSWER")" "pull_request: recorded, not deployed"
+push_event "$TEST_TMP/stray.json" refs/heads/main "$(printf 'f%.0s' {1..40})"
+deliver github push d-0013 "$TEST_TMP/stray.json"
+assert_eq 409 "$CODE" "a commit that is not on the branch: 409"
+assert_contains "$ANSWER" "is not on branch main" "a commit not on the branch: says so"
+assert_eq "$COUNT" "$(release_count)" "none of these deployed anything"
+
+# --- a failing build: 202 with its release, which fails; v5 keeps serving ---------------
+write_toml "$REPO" hello build='echo "error: broken" >&2; exit 4'
+printf '\n[git]\nbranch = "main"\nurl = "git://127.0.0.1:%s/hello.git"\n' "$GIT_PORT" >>"$REPO/deploy.toml"
+commit_change "$REPO" "Broken" VERSION 6
+git -C "$REPO" push -q origin main
+push_event "$TEST_TMP/push6.json" refs/heads/main "$(git -C "$REPO" rev-parse HEAD)"
+deliver github push d-0020 "$TEST_TMP/push6.json"
+assert_eq 202 "$CODE" "a broken build still answers 202 with its release"
+BROKEN=$(jq -r .release <<<"$ANSWER")
+failed() { [[ $(release_state hello "$BROKEN") == FAILED ]]; }
+wait_until 20 failed || fail "the broken release fails" "$(release_state hello "$BROKEN")"
+expect_serving hello "hello from 5" "a broken build via webhook: v5 keeps serving"
+
+# --- hooks ls: every delivery, its release and that release's state --------------------
+assert_exit 0 dctl hooks ls
+assert_match "$OUT" "github push +[0-9a-f]{12} +$BROKEN +deploying \(FAILED\)" "hooks ls: the broken deploy and its state"
+assert_match "$OUT" "gitlab push +[0-9a-f]{12} +v3 +deploying \(INACTIVE\)" "hooks ls: the gitlab one"
+assert_contains "$OUT" "ignored: refs/heads/feature is not the deploy branch (main)" "hooks ls: the ignored branch"
+assert_contains "$OUT" "github ping" "hooks ls: the ping"
+assert_exit 0 dctl --json hooks ls
+assert_eq v2 "$(jq -r '.deliveries[] | select(.delivery=="d-0001") | .release' <<<"$OUT")" "hooks ls --json: a delivery's release"
+assert_eq "INACTIVE" "$(jq -r '.deliveries[] | select(.delivery=="d-0001") | .release_state' <<<"$OUT")" \
+    "hooks ls --json: its state now"
+
+# --- a rotated secret refuses the old one ----------------------------------------------
+assert_exit 0 dctl hooks secret --rotate
+NEW_SECRET=$OUT
+assert_ne "$SECRET" "$NEW_SECRET" "hooks secret --rotate: a new secret"
+deliver github push d-0030 "$TEST_TMP/push5.json" "$SECRET"
+assert_eq 401 "$CODE" "after rotation: the old secret is refused"
+deliver github push d-0031 "$TEST_TMP/push5.json" "$NEW_SECRET"
+assert_eq 200 "$CODE" "after rotation: the new one is taken ($ANSWER)"
+assert_eq unchanged "$(jq -r .result <<<"$ANSWER")" "v5's commit again: nothing to deploy"
