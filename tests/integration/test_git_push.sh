@@ -176,3 +176,35 @@ assert_exit 0 as_key carol git -C "$REPO" push agent main:production
 expect_serving hello "hello from 7" "a push after destroy deploys the app again, as v1"
 assert_eq v1 "$(sqlite3 "$DATA/state.db" "select id from releases where app='hello' and state='PRODUCTION'")" \
     "after destroy, the first push is v1"
+
+# --- a deploy.toml naming another app is refused: a key cannot deploy outside its apps --
+sed -i 's/^app = .*/app = "other"/' "$REPO/deploy.toml"
+commit_change "$REPO" "Another app's deploy.toml" VERSION 8
+BEFORE=$(agent_ref hello production)
+assert_exit 1 as_key carol git -C "$REPO" push agent main:production
+assert_contains "$ERR" 'app = "other" but this deployment is for app "hello"' "another app's deploy.toml: refused, saying why"
+assert_eq "$BEFORE" "$(agent_ref hello production)" "another app's deploy.toml: the branch did not move"
+assert_eq 0 "$(sqlite3 "$DATA/state.db" "select count(*) from releases where app='other'")" "another app's deploy.toml: nothing of app other"
+git -C "$REPO" reset -q --hard HEAD~1
+
+# --- the agent killed in the middle of a push's build -----------------------------------
+write_toml "$REPO" hello build='sleep 4; mkdir -p public; echo "hello from $(cat VERSION)" > public/index.html; echo ok > public/healthz'
+printf '\n[git]\nbranch = "production"\n' >>"$REPO/deploy.toml"
+commit_change "$REPO" "Slow build" VERSION 9
+BEFORE=$(agent_ref hello production)
+as_key carol git -C "$REPO" push agent main:production >"$TEST_TMP/slow-push.log" 2>&1 &
+PUSH_PID=$!
+building() { [[ $(sqlite3 "$DATA/state.db" "select count(*) from releases where app='hello' and state='BUILDING'") == 1 ]]; }
+wait_until 20 building || fail "the slow push's release builds" "$(cat "$TEST_TMP/slow-push.log")"
+kill -9 "$AGENT_PID"
+PUSH_RC=0
+wait "$PUSH_PID" || PUSH_RC=$?
+assert_ne 0 "$PUSH_RC" "agent killed mid-push: the push fails ($(tail -3 "$TEST_TMP/slow-push.log" | tr '\n' ' '))"
+assert_eq "$BEFORE" "$(agent_ref hello production)" "agent killed mid-push: the branch did not move"
+expect_serving hello "hello from 7" "agent killed mid-push: the serving release keeps serving"
+restart_agent
+expect_serving hello "hello from 7" "after the restart: still the same release"
+assert_eq FAILED "$(sqlite3 "$DATA/state.db" "select state from releases where app='hello' order by seq desc limit 1")" \
+    "after the restart: the interrupted release is FAILED"
+assert_exit 0 as_key carol git -C "$REPO" push agent main:production
+expect_serving hello "hello from 9" "pushed again: it deploys"
