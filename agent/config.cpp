@@ -1,5 +1,6 @@
 #include <agent/config.hpp>
 #include <agent/store/disk.hpp>
+#include <common/duration.hpp>
 #include <common/fs.hpp>
 #include <common/toml_reader.hpp>
 
@@ -110,7 +111,7 @@ common::Result<AgentConfig> parse_agent_config(std::string_view text, std::strin
     TRY(r.check_keys(root, "agent.toml",
                      {"data_dir", "listen", "socket", "engine", "engine_bin", "container_network", "cgroup_root",
                       "proxy_bin", "tls_cert", "tls_key", "failed_logins_per_minute", "max_runs_per_app",
-                      "metrics_listen", "min_free", "proxy"}));
+                      "metrics_listen", "min_free", "git_fetch_timeout", "proxy"}));
     for (auto [key, target] :
          {std::pair{"data_dir", &out.data_dir}, std::pair{"listen", &out.listen},
           std::pair{"socket", &out.socket}, std::pair{"engine", &out.engine},
@@ -119,12 +120,18 @@ common::Result<AgentConfig> parse_agent_config(std::string_view text, std::strin
           std::pair{"cgroup_root", &out.cgroup_root},
           std::pair{"proxy_bin", &out.proxy_bin},
           std::pair{"metrics_listen", &out.metrics_listen},
-          std::pair{"min_free", &out.min_free}}) {
+          std::pair{"min_free", &out.min_free},
+          std::pair{"git_fetch_timeout", &out.git_fetch_timeout}}) {
         TRY(read_string(r, root, key, key, *target));
     }
     if (out.min_free)
         if (auto min_free = parse_min_free(*out.min_free); !min_free)
             return r.error_at(root.get("min_free")->source(), min_free.error().message);
+    if (out.git_fetch_timeout)
+        if (auto timeout = common::parse_duration(*out.git_fetch_timeout);
+            !timeout || timeout->count() <= 0)
+            return r.error_at(root.get("git_fetch_timeout")->source(),
+                              "git_fetch_timeout must be a duration longer than 0s, e.g. \"2m\"");
     if (out.engine && *out.engine != "auto" && *out.engine != "docker" && *out.engine != "podman" &&
         *out.engine != "process")
         return r.error_at(root.get("engine")->source(),

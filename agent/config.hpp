@@ -28,6 +28,7 @@ struct AgentConfig {
     std::optional<int> failed_logins_per_minute;
     std::optional<int> max_runs_per_app;
     std::optional<std::string> min_free; // checked by parse_min_free
+    std::optional<std::string> git_fetch_timeout; // a duration
     // The API's TLS certificate and key, both or neither (resolved like the
     // proxy's certificates).
     std::optional<proxy::CertificateFiles> tls;

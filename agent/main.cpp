@@ -55,6 +55,7 @@ int apply_config_file(const CLI::App& serve, const std::string& flag_path,
     if (config->failed_logins_per_minute && serve.count("--failed-logins-per-minute") == 0)
         options.failed_logins_per_minute = *config->failed_logins_per_minute;
     fill("--min-free", config->min_free, options.min_free);
+    fill("--git-fetch-timeout", config->git_fetch_timeout, options.git_fetch_timeout);
     if (config->max_runs_per_app && serve.count("--max-runs-per-app") == 0)
         options.max_runs_per_app = *config->max_runs_per_app;
     if (config->tls && serve.count("--tls-cert") == 0)
@@ -225,6 +226,12 @@ int main(int argc, char** argv) {
                       "Space kept free on the data dir's disk: a size (1g, 512m), a share (5%) "
                       "or 0. An upload or a build that would eat into it is refused up front "
                       "(deployctl exits 6). Default: the smaller of 1g and 5%");
+    serve
+        ->add_option("--git-fetch-timeout", options.git_fetch_timeout,
+                     "How long a webhook's fetch of the pushed branch may take (a duration); "
+                     "past it the delivery is answered 504 and the app's next ones 503 until "
+                     "the fetch ends (docs/git.md)")
+        ->capture_default_str();
     serve
         ->add_option("--max-runs-per-app", options.max_runs_per_app,
                      "Commands of one app that deployctl run may run at once; the next is "

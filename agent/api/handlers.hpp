@@ -40,6 +40,8 @@ struct ApiContext {
     // their hook calls back on (none: git push is not served).
     std::shared_ptr<git::Pushes> pushes = std::make_shared<git::Pushes>();
     std::filesystem::path socket{};
+    // How long a webhook's fetch may take before the delivery is answered 504 (--git-fetch-timeout).
+    std::chrono::milliseconds fetch_timeout{std::chrono::minutes(2)};
 };
 
 Router make_router(ApiContext& context);

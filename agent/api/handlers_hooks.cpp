@@ -14,6 +14,7 @@
 #include <agent/git/fetch.hpp>
 #include <agent/git/repository.hpp>
 #include <common/config.hpp>
+#include <common/duration.hpp>
 #include <common/hash.hpp>
 #include <common/log.hpp>
 
@@ -25,7 +26,9 @@
 
 #include <algorithm>
 #include <cctype>
+#include <future>
 #include <mutex>
+#include <thread>
 
 namespace agent::api {
 
@@ -158,15 +161,55 @@ common::Result<common::AppConfig> serving_config(ApiContext& context, const std:
                                "deploy.toml");
 }
 
-// Fetches of one app's repository one at a time (two would race for its refs).
-std::mutex& fetch_mutex(const std::string& app) {
+// Fetches of one app's repository run one at a time (two would race for its refs), each on
+// a thread of its own: a remote that stops answering costs that thread, never the delivery's
+// answer (ApiContext::fetch_timeout) nor the next deliveries of the app (refused while it
+// lasts).
+
+struct FetchSlot {
+    std::mutex mutex;
+    bool busy = false;
+};
+
+FetchSlot& fetch_slot(const std::string& app) {
     static std::mutex guard;
-    static std::map<std::string, std::unique_ptr<std::mutex>> by_app;
+    static std::map<std::string, std::shared_ptr<FetchSlot>> by_app;
     std::lock_guard lock(guard);
-    auto& mutex = by_app[app];
-    if (!mutex)
-        mutex = std::make_unique<std::mutex>();
-    return *mutex;
+    auto& slot = by_app[app];
+    if (!slot)
+        slot = std::make_shared<FetchSlot>();
+    return *slot;
+}
+
+common::Status fetch_in_time(const std::string& app, const std::filesystem::path& repo,
+                             const std::string& url, const std::string& branch,
+                             std::chrono::milliseconds timeout) {
+    auto& slot = fetch_slot(app);
+    {
+        std::lock_guard lock(slot.mutex);
+        if (slot.busy)
+            return make_error(ErrorKind::refused,
+                              fmt::format("a fetch of {} is still running (a remote that does "
+                                          "not answer?); try the delivery again later",
+                                          app));
+        slot.busy = true;
+    }
+    auto result = std::make_shared<std::promise<common::Status>>();
+    auto done = result->get_future();
+    std::thread([&slot, result, repo, url, branch] {
+        auto fetched = git::fetch_branch(repo, url, branch);
+        {
+            std::lock_guard lock(slot.mutex);
+            slot.busy = false;
+        }
+        result->set_value(std::move(fetched));
+    }).detach();
+    if (done.wait_for(timeout) != std::future_status::ready)
+        return make_error(ErrorKind::timeout,
+                          fmt::format("fetching branch {} from {} took more than {} "
+                                      "(--git-fetch-timeout)",
+                                      branch, url, common::format_duration(timeout)));
+    return done.get();
 }
 
 json delivery_json(const DeliveryRow& row, ApiContext& context) {
@@ -272,11 +315,13 @@ Response receive_hook(ApiContext& context, const Request& request) {
                       "from",
                       {});
     const auto repo = context.data_dir.git_repo(*app);
-    {
-        std::lock_guard lock(fetch_mutex(*app));
-        if (auto fetched = git::fetch_branch(repo, config->git.url, config->git.branch); !fetched)
-            return settle(502, "failed", fetched.error().message, {});
-    }
+    if (auto fetched =
+            fetch_in_time(*app, repo, config->git.url, config->git.branch, context.fetch_timeout);
+        !fetched)
+        return settle(fetched.error().kind == ErrorKind::refused   ? 503
+                      : fetched.error().kind == ErrorKind::timeout ? 504
+                                                                   : 502,
+                      "failed", fetched.error().message, {});
     if (!git::has_commit(repo, row.commit))
         return settle(409, "failed",
                       fmt::format("commit {} is not on branch {} of {}", row.commit,

@@ -8,6 +8,7 @@
 #include <agent/proxy/tls_certificates.hpp>
 #include <agent/runtime/process.hpp>
 #include <common/address.hpp>
+#include <common/duration.hpp>
 #include <common/fs.hpp>
 #include <common/log.hpp>
 
@@ -217,6 +218,11 @@ int serve(const ServeOptions& options) {
         min_free = *parsed;
     }
     const DiskGuard disk(data_dir.root(), min_free);
+    const auto fetch_timeout = common::parse_duration(options.git_fetch_timeout);
+    if (!fetch_timeout || fetch_timeout->count() <= 0)
+        return fail(common::make_error(common::ErrorKind::usage,
+                                       "--git-fetch-timeout must be a duration longer than 0s, "
+                                       "e.g. 2m"));
     auto blob_store = std::make_shared<BlobStore>(data_dir.blobs());
     BlobStore& blobs = *blob_store;
     if (auto stale = blobs.remove_stale_uploads())
@@ -228,6 +234,7 @@ int serve(const ServeOptions& options) {
                        options.cgroup_root, blob_store, disk});
     ApiContext context{*service, blobs, data_dir};
     context.disk = disk;
+    context.fetch_timeout = *fetch_timeout;
     if (api_certificate)
         context.tls_fingerprint = [api_certificate] { return api_certificate->fingerprint(); };
     context.auth = tokens->get();

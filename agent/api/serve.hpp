@@ -35,6 +35,7 @@ struct ServeOptions {
     // into it are refused up front (agent/store/disk.hpp). Empty: the default,
     // the smaller of 1 GiB and 5%.
     std::string min_free;
+    std::string git_fetch_timeout = "2m"; // a webhook's fetch (docs/git.md)
 };
 
 // Runs until SIGTERM or SIGINT; returns the process exit code.

@@ -12,6 +12,7 @@ for tool in git openssl curl jq; do
     command -v "$tool" >/dev/null || { log "SKIP: needs $tool"; exit 77; }
 done
 
+AGENT_EXTRA_ARGS=(--git-fetch-timeout 2s) # the silent remote below
 start_agent
 ORIGIN=$TEST_TMP/origin
 mkdir -p "$ORIGIN"
@@ -203,3 +204,39 @@ assert_eq 401 "$CODE" "after rotation: the old secret is refused"
 deliver github push d-0031 "$TEST_TMP/push5.json" "$NEW_SECRET"
 assert_eq 200 "$CODE" "after rotation: the new one is taken ($ANSWER)"
 assert_eq unchanged "$(jq -r .result <<<"$ANSWER")" "v5's commit again: nothing to deploy"
+
+# --- a remote that never answers: 504 after --git-fetch-timeout, 503 while it hangs ------
+HANG_PORT=$(free_port)
+python3 -c '
+import socket, sys, time
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(8)
+held = []
+while True:
+    c, _ = s.accept(); held.append(c)  # accepted, never answered
+' "$HANG_PORT" >/dev/null 2>&1 &
+HANG_PID=$!
+wait_until 10 port_in_use "$HANG_PORT" || fail "the silent server listens"
+write_toml "$REPO" hello
+printf '\n[git]\nbranch = "main"\nurl = "git://127.0.0.1:%s/hello.git"\n' "$HANG_PORT" >>"$REPO/deploy.toml"
+commit_change "$REPO" "Fetch from a remote that hangs" VERSION 7
+assert_exit 0 dctl deploy
+git -C "$REPO" push -q origin main
+push_event "$TEST_TMP/push7.json" refs/heads/main "$(git -C "$REPO" rev-parse HEAD)"
+START=$(date +%s%N)
+deliver github push d-0040 "$TEST_TMP/push7.json" "$NEW_SECRET"
+ELAPSED_MS=$(( ($(date +%s%N) - START) / 1000000 ))
+assert_eq 504 "$CODE" "a remote that never answers: 504 ($ANSWER)"
+assert_contains "$ANSWER" "took more than 2s (--git-fetch-timeout)" "504: says why"
+assert_true "504 came after the timeout, not much later (${ELAPSED_MS} ms)" test "$ELAPSED_MS" -ge 1900 -a "$ELAPSED_MS" -lt 6000
+deliver github push d-0041 "$TEST_TMP/push7.json" "$NEW_SECRET"
+assert_eq 503 "$CODE" "while that fetch hangs: the app's next delivery is 503"
+assert_contains "$ANSWER" "still running" "503: says why"
+assert_exit 0 dctl status
+assert_contains "$OUT" "v7" "the agent answers the rest meanwhile"
+kill "$HANG_PID"
+wait "$HANG_PID" 2>/dev/null || true
+slot_free() { deliver github push "d-005$((++TRIES))" "$TEST_TMP/push7.json" "$NEW_SECRET"; [[ $CODE != 503 ]]; }
+TRIES=0
+wait_until 10 slot_free || fail "once the remote goes away, the fetch ends and the slot is free" "$ANSWER"
+assert_eq 502 "$CODE" "the remote gone: 502 with the fetch's error ($ANSWER)"
