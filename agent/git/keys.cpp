@@ -185,6 +185,9 @@ int keys_add(const KeysCommand& command) {
             return fail(fmt::format("\"{}\" is not an app's name", app));
     std::string text;
     if (command.key_file.empty() || command.key_file == "-") {
+        if (command.key_file.empty() && ::isatty(STDIN_FILENO))
+            return fail("give the public key: --key-file KEY.pub, or on stdin "
+                        "(deploy-agent keys add NAME --app APP < KEY.pub)");
         text.assign(std::istreambuf_iterator<char>(std::cin), {});
     } else {
         auto read = common::read_file(command.key_file);
