@@ -2,6 +2,7 @@
 #include <common/config.hpp>
 #include <common/cron.hpp>
 #include <common/duration.hpp>
+#include <common/env_name.hpp>
 #include <common/fingerprint.hpp>
 #include <common/fs.hpp>
 #include <common/manifest.hpp>
@@ -116,7 +117,7 @@ Status read_release(const Reader& r, const toml::table& t, ReleaseConfig& out) {
 }
 
 Status read_git(const Reader& r, const toml::table& t, GitConfig& out) {
-    TRY(r.check_keys(t, "[git]", {"branch", "url"}));
+    TRY(r.check_keys(t, "[git]", {"branch", "url", "token"}));
     if (const auto* n = t.get("url")) {
         TRY_ASSIGN(out.url, r.string_at(*n, "git.url"));
         const bool known = out.url.rfind("https://", 0) == 0 || out.url.rfind("http://", 0) == 0 ||
@@ -134,6 +135,21 @@ Status read_git(const Reader& r, const toml::table& t, GitConfig& out) {
             at < authority.find('/'))
             return r.error_at(n->source(), "git.url holds a password: deploy.toml is in every "
                                            "release and its events; give a URL without one");
+    }
+    if (const auto* n = t.get("token")) {
+        TRY_ASSIGN(out.token, r.string_at(*n, "git.token"));
+        if (auto bad = common::check_env_name(out.token); !bad)
+            return r.error_at(n->source(),
+                              fmt::format("git.token names a secret of the app (deployctl env "
+                                          "set --secret NAME): {}",
+                                          bad.error().message));
+        const bool tls = out.url.rfind("https://", 0) == 0;
+        const bool loopback = out.url.rfind("http://127.0.0.1", 0) == 0 ||
+                              out.url.rfind("http://localhost", 0) == 0 ||
+                              out.url.rfind("http://[::1]", 0) == 0;
+        if (!tls && !loopback)
+            return r.error_at(n->source(), "git.token is sent only over https:// (or plain http "
+                                           "to this machine): give an https:// git.url");
     }
     if (const auto* n = t.get("branch")) {
         TRY_ASSIGN(out.branch, r.string_at(*n, "git.branch"));

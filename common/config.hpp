@@ -55,6 +55,9 @@ struct ReleaseConfig {
 struct GitConfig {
     std::string branch = "main";
     std::string url; // https://, http://, git:// or file:// ("" = webhooks cannot fetch)
+    // The name of a secret of the app (deployctl env set --secret) sent as the password of
+    // an https:// url (plain http only to a loopback host); "" = none.
+    std::string token;
 };
 
 // [[cron]]: a command the agent runs on a schedule in the PRODUCTION

@@ -183,7 +183,7 @@ FetchSlot& fetch_slot(const std::string& app) {
 
 common::Status fetch_in_time(const std::string& app, const std::filesystem::path& repo,
                              const std::string& url, const std::string& branch,
-                             std::chrono::milliseconds timeout) {
+                             const std::string& token, std::chrono::milliseconds timeout) {
     auto& slot = fetch_slot(app);
     {
         std::lock_guard lock(slot.mutex);
@@ -196,8 +196,8 @@ common::Status fetch_in_time(const std::string& app, const std::filesystem::path
     }
     auto result = std::make_shared<std::promise<common::Status>>();
     auto done = result->get_future();
-    std::thread([&slot, result, repo, url, branch] {
-        auto fetched = git::fetch_branch(repo, url, branch);
+    std::thread([&slot, result, repo, url, branch, token] {
+        auto fetched = git::fetch_branch(repo, url, branch, token);
         {
             std::lock_guard lock(slot.mutex);
             slot.busy = false;
@@ -314,9 +314,22 @@ Response receive_hook(ApiContext& context, const Request& request) {
                       "the serving release's deploy.toml has no [git] url to fetch the commit "
                       "from",
                       {});
+    std::string token;
+    if (!config->git.token.empty()) {
+        auto value = context.service.secret_value(*app, config->git.token);
+        if (!value)
+            return settle(500, "failed", value.error().message, {});
+        if (!*value)
+            return settle(409, "refused",
+                          fmt::format("[git] token names {}, which is not a secret of {} "
+                                      "(deployctl env set --secret {}=...)",
+                                      config->git.token, *app, config->git.token),
+                          {});
+        token = **value;
+    }
     const auto repo = context.data_dir.git_repo(*app);
-    if (auto fetched =
-            fetch_in_time(*app, repo, config->git.url, config->git.branch, context.fetch_timeout);
+    if (auto fetched = fetch_in_time(*app, repo, config->git.url, config->git.branch, token,
+                                     context.fetch_timeout);
         !fetched)
         return settle(fetched.error().kind == ErrorKind::refused   ? 503
                       : fetched.error().kind == ErrorKind::timeout ? 504

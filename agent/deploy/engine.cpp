@@ -280,6 +280,11 @@ common::Result<std::optional<std::string>> Engine::existing_hook_secret(const st
     return m_env->hook_secret(app);
 }
 
+common::Result<std::optional<std::string>> Engine::secret_value(const std::string& app,
+                                                                const std::string& name) {
+    return m_env->secret_value(app, name);
+}
+
 common::Result<bool> Engine::begin_delivery(const DeliveryRow& row) {
     return m_store->add_delivery(row);
 }

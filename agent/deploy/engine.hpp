@@ -93,6 +93,8 @@ class Engine final : public Service {
     common::Result<std::string> hook_secret(const std::string& app, bool rotate) override;
     common::Result<std::optional<std::string>>
     existing_hook_secret(const std::string& app) override;
+    common::Result<std::optional<std::string>> secret_value(const std::string& app,
+                                                            const std::string& name) override;
     common::Result<bool> begin_delivery(const DeliveryRow& row) override;
     common::Status finish_delivery(const DeliveryRow& row) override;
     std::optional<DeliveryRow> delivery(const std::string& app, const std::string& provider,

@@ -414,6 +414,12 @@ class Service {
         (void)app;
         return common::make_error(common::ErrorKind::internal, "webhooks are not supported");
     }
+    // The value of the app's secret `name`, for a webhook's fetch ([git] token).
+    virtual common::Result<std::optional<std::string>> secret_value(const std::string& app,
+                                                                    const std::string& name) {
+        (void)app, (void)name;
+        return common::make_error(common::ErrorKind::internal, "secrets are not supported");
+    }
     virtual common::Result<bool> begin_delivery(const DeliveryRow& row) {
         (void)row;
         return common::make_error(common::ErrorKind::internal, "webhooks are not supported");

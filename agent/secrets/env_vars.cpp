@@ -154,6 +154,18 @@ common::Result<std::optional<std::string>> EnvVars::hook_secret(const std::strin
     return std::optional<std::string>(std::move(*secret));
 }
 
+common::Result<std::optional<std::string>> EnvVars::secret_value(const std::string& app,
+                                                                 const std::string& name) {
+    std::lock_guard lock(m_mutex);
+    std::optional<Key> key;
+    for (const auto& row : m_store.env(app))
+        if (row.secret && row.name == name) {
+            TRY_ASSIGN(auto value, decrypt(app, row, key));
+            return std::optional<std::string>(std::move(value));
+        }
+    return std::optional<std::string>();
+}
+
 common::Result<std::string> EnvVars::decrypt(const std::string& app, const EnvRow& row,
                                              std::optional<Key>& key) {
     if (!key) {

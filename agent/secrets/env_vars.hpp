@@ -73,6 +73,10 @@ class EnvVars {
     // made (32 random bytes, hex) when it has none or `rotate`; nullopt from read when none.
     common::Result<std::string> make_hook_secret(const std::string& app, bool rotate);
     common::Result<std::optional<std::string>> hook_secret(const std::string& app);
+    // The value of the app's secret `name` (deploy.toml [git] token names one); nullopt when
+    // the app has no secret of that name.
+    common::Result<std::optional<std::string>> secret_value(const std::string& app,
+                                                            const std::string& name);
 
   private:
     common::Result<Key> data_key(const std::string& app, std::optional<std::string>& new_wrapped);

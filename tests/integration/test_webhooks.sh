@@ -240,3 +240,33 @@ slot_free() { deliver github push "d-005$((++TRIES))" "$TEST_TMP/push7.json" "$N
 TRIES=0
 wait_until 10 slot_free || fail "once the remote goes away, the fetch ends and the slot is free" "$ANSWER"
 assert_eq 502 "$CODE" "the remote gone: 502 with the fetch's error ($ANSWER)"
+
+# --- a repository that asks for a token: [git] token names a secret of the app ----------
+HTTP_PORT=$(free_port)
+python3 "$(dirname "$0")/git_http_auth.py" "$HTTP_PORT" "$ORIGIN" x-access-token token-for-the-repo \
+    >"$TEST_TMP/git-http.log" 2>&1 &
+HTTP_PID=$!
+wait_until 10 port_in_use "$HTTP_PORT" || fail "the git server with a token listens" "$(cat "$TEST_TMP/git-http.log")"
+write_toml "$REPO" hello
+printf '\n[git]\nbranch = "main"\nurl = "http://127.0.0.1:%s/hello.git"\ntoken = "REPO_TOKEN"\n' "$HTTP_PORT" >>"$REPO/deploy.toml"
+commit_change "$REPO" "Fetch over http with a token" VERSION 8
+assert_exit 0 dctl deploy
+git -C "$REPO" push -q origin main
+commit_change "$REPO" "Version 9" VERSION 9
+git -C "$REPO" push -q origin main
+push_event "$TEST_TMP/push9.json" refs/heads/main "$(git -C "$REPO" rev-parse HEAD)"
+deliver github push d-0060 "$TEST_TMP/push9.json" "$NEW_SECRET"
+assert_eq 409 "$CODE" "[git] token naming no secret: 409"
+assert_contains "$ANSWER" "REPO_TOKEN, which is not a secret of hello" "no such secret: says so"
+assert_exit 0 dctl env set --secret REPO_TOKEN=not-the-token
+deliver github push d-0061 "$TEST_TMP/push9.json" "$NEW_SECRET"
+assert_eq 502 "$CODE" "a token the repository refuses: 502"
+assert_contains "$ANSWER" "refused the token of [git] token" "a refused token: says so"
+assert_not_contains "$ANSWER" "not-the-token" "the token's value is never in an answer"
+assert_exit 0 dctl env set --secret REPO_TOKEN=token-for-the-repo
+deliver github push d-0062 "$TEST_TMP/push9.json" "$NEW_SECRET"
+assert_eq 202 "$CODE" "the repository's token: the fetch goes through ($ANSWER)"
+wait_until 20 is_serving "hello from 9" || fail "fetched with a token: v9 serves" "$(serving_body)"
+pass "fetched with a token: v9 serves"
+assert_contains "$(cat "$TEST_TMP/git-http.log")" "Basic" "the token went as HTTP Basic credentials"
+kill "$HTTP_PID" 2>/dev/null || true

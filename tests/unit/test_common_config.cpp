@@ -675,3 +675,29 @@ TEST_CASE("[git] branch: the deploy branch of git push, checked as git checks it
     CHECK(common::is_valid_branch_name("feature/x-1"));
     CHECK_FALSE(common::is_valid_branch_name("feature/"));
 }
+
+TEST_CASE("[git] url and token: where a webhook fetches from, and the secret it sends") {
+    const auto parse = [](const std::string& git) {
+        return common::parse_config("app = \"hello\"\n[git]\n" + git, "deploy.toml");
+    };
+    auto ok = parse("url = \"https://github.com/acme/hello.git\"\ntoken = \"REPO_TOKEN\"\n");
+    REQUIRE(ok);
+    CHECK(ok->git.url == "https://github.com/acme/hello.git");
+    CHECK(ok->git.token == "REPO_TOKEN");
+    CHECK(parse("url = \"git://127.0.0.1:9418/hello.git\"\n"));
+    CHECK(parse("url = \"file:///srv/git/hello.git\"\n"));
+    CHECK(parse("url = \"http://127.0.0.1:8080/hello.git\"\ntoken = \"T\"\n"));
+    const auto refused = [&](const std::string& git) {
+        auto config = parse(git);
+        return config ? std::string() : config.error().message;
+    };
+    CHECK(refused("url = \"ssh://git@github.com/acme/hello.git\"\n").find("https://") !=
+          std::string::npos);
+    CHECK(refused("url = \"https://me:secret@github.com/acme/hello.git\"\n").find("password") !=
+          std::string::npos);
+    CHECK(refused("url = \"http://example.com/hello.git\"\ntoken = \"T\"\n")
+              .find("only over https://") != std::string::npos);
+    CHECK(refused("url = \"https://example.com/h.git\"\ntoken = \"not a name\"\n")
+              .find("git.token names a secret") != std::string::npos);
+    CHECK(parse("url = \"https://git@github.com/acme/hello.git\"\n")); // a user, no password
+}
