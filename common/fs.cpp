@@ -26,19 +26,26 @@ std::string temp_suffix() {
 }
 
 Status write_all(int fd, std::string_view content, const std::filesystem::path& path) {
-    while (!content.empty()) {
-        const ssize_t n = ::write(fd, content.data(), content.size());
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return errno_error("cannot write", path);
-        }
-        content.remove_prefix(static_cast<std::size_t>(n));
-    }
+    if (!common::write_all(fd, content))
+        return errno_error("cannot write", path);
     return {};
 }
 
 } // namespace
+
+bool write_all(int fd, std::string_view bytes) {
+    while (!bytes.empty()) {
+        const ssize_t n = ::write(fd, bytes.data(), bytes.size());
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n == 0)
+            errno = EIO;
+        if (n <= 0)
+            return false;
+        bytes.remove_prefix(static_cast<std::size_t>(n));
+    }
+    return true;
+}
 
 ErrorKind io_error_kind(int error) {
     return error == ENOSPC || error == EDQUOT ? ErrorKind::disk_full : ErrorKind::io;

@@ -19,6 +19,9 @@ Status atomic_write_file(const std::filesystem::path& path, std::string_view con
 // the new file).
 Status write_unsynced(const std::filesystem::path& path, std::string_view content, bool append);
 Result<std::string> read_file(const std::filesystem::path& path);
+// Writes all of `bytes` to a blocking descriptor, again after EINTR; false on an error
+// (errno says which) or when nothing more can be written.
+bool write_all(int fd, std::string_view bytes);
 // The system's text for an error number; for ENOSPC and EDQUOT it also says
 // plainly that the disk is full ("No space left on device: the disk is full ...").
 std::string os_error_text(int error);

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 #include <openssl/evp.h>
+#include <openssl/rand.h>
 
 #include <cerrno>
 #include <cstring>
@@ -36,6 +37,26 @@ std::string Sha256::final_hex() {
         out += k_hex[digest[i] & 0xf];
     }
     return out;
+}
+
+std::string to_hex(std::string_view bytes) {
+    static constexpr char k_digits[] = "0123456789abcdef";
+    std::string hex;
+    hex.reserve(bytes.size() * 2);
+    for (unsigned char byte : bytes) {
+        hex += k_digits[byte >> 4];
+        hex += k_digits[byte & 0xf];
+    }
+    return hex;
+}
+
+Result<std::string> random_hex(std::size_t bytes) {
+    std::string random(bytes, '\0');
+    if (RAND_bytes(reinterpret_cast<unsigned char*>(random.data()), static_cast<int>(bytes)) != 1)
+        return make_error(ErrorKind::internal, "OpenSSL has no random bytes to give");
+    auto hex = to_hex(random);
+    OPENSSL_cleanse(random.data(), random.size());
+    return hex;
 }
 
 std::string sha256_hex(std::string_view data) {

@@ -31,4 +31,10 @@ Result<std::string> sha256_file(const std::filesystem::path& path);
 // 64 lower-case hex characters.
 bool is_sha256_hex(std::string_view text);
 
+// Lower-case hex, two digits per byte.
+std::string to_hex(std::string_view bytes);
+// `bytes` random bytes (OpenSSL's RAND_bytes) in hex; ErrorKind::internal when OpenSSL has
+// no randomness to give.
+Result<std::string> random_hex(std::size_t bytes);
+
 } // namespace common

@@ -3,6 +3,7 @@
 // "Running a command"): 1 byte type, 4 bytes big-endian length, the payload.
 // Both sides encode with encode_frame() and decode with FrameReader.
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -13,6 +14,10 @@ namespace common::run {
 
 inline constexpr std::string_view k_upgrade = "deployctl-run/1";
 inline constexpr std::size_t k_max_payload = 1u << 20;
+// A client sends a frame (a ping when it has nothing else) at least this often; the agent
+// takes one that sent nothing for k_silence as gone.
+inline constexpr auto k_ping_every = std::chrono::seconds(5);
+inline constexpr auto k_silence = std::chrono::seconds(20);
 
 enum class Frame : std::uint8_t {
     // client → agent

@@ -50,6 +50,9 @@ Router make_router(ApiContext& context);
 // deploys through it too (handlers_git.cpp), the same checks and the same answers.
 Response create_deployment(ApiContext& context, const std::string& app,
                            const nlohmann::json& body);
+// The deploy.toml of the app's PRODUCTION release (its [git] branch, url and token: a push's
+// deploy branch, a webhook's fetch); ErrorKind::refused when the app serves none.
+common::Result<common::AppConfig> serving_config(ApiContext& context, const std::string& app);
 // A commit of the app's repository deployed through create_deployment: its files the blob
 // store lacks stored first (handlers_git.cpp). For a push and a webhook.
 Response deploy_commit(ApiContext& context, const std::string& app,

@@ -25,6 +25,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <set>
 #include <unistd.h>
 
 namespace agent::api {
@@ -36,13 +37,8 @@ using common::make_error;
 using nlohmann::json;
 namespace fs = std::filesystem;
 
-constexpr std::string_view k_zero_oid = "0000000000000000000000000000000000000000";
 // Blobs written to temporary files before they are made durable and renamed at once.
 constexpr std::size_t k_blob_batch = 1024;
-
-Response refused(int status, const std::string& code, const std::string& message) {
-    return error_response(status, code, message);
-}
 
 // The git program: git receive-pack does the protocol.
 std::optional<fs::path> find_git() {
@@ -69,34 +65,39 @@ Response receive(ApiContext& context, const Request& request) {
     if (!app)
         return error_response(app.error());
     if (!request.peer.unix_socket)
-        return refused(403, "forbidden",
-                       "git push goes over SSH (deploy-agent git-receive, docs/git.md), not "
-                       "over the TCP API");
+        return error_response(403, "forbidden",
+                              "git push goes over SSH (deploy-agent git-receive, docs/git.md), not "
+                              "over the TCP API");
     if (request.upgrade != git::k_receive_upgrade)
-        return refused(400, "bad_request",
-                       fmt::format("POST /v1/apps/{}/git/receive needs the header \"Upgrade: "
-                                   "{}\" (deploy-agent git-receive sends it)",
-                                   *app, git::k_receive_upgrade));
+        return error_response(
+            400, "bad_request",
+            fmt::format("POST /v1/apps/{}/git/receive needs the header \"Upgrade: "
+                        "{}\" (deploy-agent git-receive sends it)",
+                        *app, git::k_receive_upgrade));
     auto body = parse_json_body(request, true);
     if (!body)
         return error_response(body.error());
     std::string key;
     if (auto it = body->find("key"); it != body->end() && !it->is_null()) {
         if (!it->is_string() || it->get<std::string>().size() > 64)
-            return refused(400, "bad_request", "\"key\" must be the name of an SSH key");
+            return error_response(400, "bad_request", "\"key\" must be the name of an SSH key");
         key = it->get<std::string>();
     }
     if (!context.pushes || context.socket.empty())
-        return refused(503, "unavailable", "this agent serves no unix socket for git hooks");
+        return error_response(503, "unavailable", "this agent serves no unix socket for git hooks");
     const auto git = find_git();
     if (!git)
-        return refused(503, "git_missing",
-                       "git is not installed on this server: git push needs its receive-pack "
-                       "(apt-get install git)");
+        return error_response(
+            503, "git_missing",
+            "git is not installed on this server: git push needs its receive-pack "
+            "(apt-get install git)");
     const auto repo = context.data_dir.git_repo(*app);
     if (auto made = git::ensure_repository(repo); !made)
         return error_response(made.error());
-    const std::string push = context.pushes->begin({*app, key, request.peer.user});
+    auto begun = context.pushes->begin({*app, key, request.peer.user});
+    if (!begun)
+        return error_response(begun.error());
+    const std::string push = std::move(*begun);
     runtime::OneOffPlan plan;
     plan.spawn.argv = {git->string(), "-c",
                        "core.hooksPath=" + context.data_dir.git_hooks().string()};
@@ -164,17 +165,10 @@ common::Result<std::vector<RefUpdate>> read_refs(const json& body) {
     return out;
 }
 
-// The branch the serving release's deploy.toml names ([git] branch), if the app serves one
-// whose deploy.toml is still in its release directory.
-std::optional<std::string> serving_branch(ApiContext& context, const std::string& app) {
-    auto status = context.service.status(app);
-    if (!status || !status->production)
-        return std::nullopt;
-    auto config =
-        common::load_config(context.data_dir.release_dir(app, *status->production) / "deploy.toml");
-    if (!config)
-        return std::nullopt;
-    return config->git.branch;
+std::int64_t ms_since(std::chrono::steady_clock::time_point start) {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
+                                                                 start)
+        .count();
 }
 
 // Stores the files of the commit the blob store lacks: written to temporary files, then
@@ -184,15 +178,13 @@ common::Result<std::size_t> store_files(ApiContext& context, const git::Packaged
                                         const std::vector<std::string>& pinned) {
     context.blobs.pin(pinned);
     std::vector<std::string> missing;
+    std::set<std::string_view> seen;
     std::uint64_t bytes = 0;
-    for (const auto& digest : pinned)
-        if (!context.blobs.has(digest)) {
-            missing.push_back(digest);
-            for (const auto& entry : packaged.manifest.entries)
-                if (entry.digest == digest) {
-                    bytes += entry.size;
-                    break;
-                }
+    for (const auto& entry : packaged.manifest.entries)
+        if (entry.kind != common::EntryKind::symlink && seen.insert(entry.digest).second &&
+            !context.blobs.has(entry.digest)) {
+            missing.push_back(entry.digest);
+            bytes += entry.size;
         }
     TRY(context.disk.check(bytes, "this push"));
     std::vector<BlobStore::Written> written;
@@ -210,6 +202,17 @@ common::Result<std::size_t> store_files(ApiContext& context, const git::Packaged
 
 } // namespace
 
+common::Result<common::AppConfig> serving_config(ApiContext& context, const std::string& app) {
+    auto status = context.service.status(app);
+    if (!status || !status->production)
+        return make_error(ErrorKind::refused,
+                          fmt::format("{} serves no release: deploy it once by hand first "
+                                      "(deployctl deploy), with [git] url in its deploy.toml",
+                                      app));
+    return common::load_config(context.data_dir.release_dir(app, *status->production) /
+                               "deploy.toml");
+}
+
 Response deploy_commit(ApiContext& context, const std::string& app,
                        const git::PackagedCommit& packaged, const std::string& audit_detail) {
     const auto digests = packaged.manifest.blob_digests();
@@ -222,12 +225,8 @@ Response deploy_commit(ApiContext& context, const std::string& app,
     auto stored = store_files(context, packaged, digests);
     if (!stored)
         return error_response(stored.error());
-    common::log_info(fmt::format(
-        "{}: {}: {} new files of {} stored in {} ms", app, audit_detail, *stored,
-        packaged.manifest.entries.size(),
-        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
-                                                              storing)
-            .count()));
+    common::log_info(fmt::format("{}: {}: {} new files of {} stored in {} ms", app, audit_detail,
+                                 *stored, packaged.manifest.entries.size(), ms_since(storing)));
     const json deployment = {{"config", packaged.config_text},
                              {"manifest", common::manifest_to_json(packaged.manifest)},
                              {"commit", packaged.commit},
@@ -259,25 +258,22 @@ Response pre_receive(ApiContext& context, const Request& request) {
     if (!app)
         return error_response(app.error());
     if (!request.peer.unix_socket || request.peer.uid != static_cast<long>(::geteuid()))
-        return refused(403, "forbidden",
-                       "only the agent's own pre-receive hook asks for the deploy of a push");
+        return error_response(
+            403, "forbidden",
+            "only the agent's own pre-receive hook asks for the deploy of a push");
     auto body = parse_json_body(request, false);
     if (!body)
         return error_response(body.error());
     if (!body->is_object() || !body->value("push", json()).is_string())
-        return refused(400, "bad_request", R"(expected {"push": ID, "refs": [...]})");
+        return error_response(400, "bad_request", R"(expected {"push": ID, "refs": [...]})");
     const auto push = context.pushes ? context.pushes->find((*body)["push"]) : std::nullopt;
     if (!push || push->app != *app)
-        return refused(404, "not_found", "no push to " + *app + " is in progress with that id");
+        return error_response(404, "not_found",
+                              "no push to " + *app + " is in progress with that id");
     auto refs = read_refs(*body);
     if (!refs)
         return error_response(refs.error());
     const auto started = std::chrono::steady_clock::now();
-    const auto ms_since = [](std::chrono::steady_clock::time_point from) {
-        return std::chrono::duration_cast<std::chrono::milliseconds>(
-                   std::chrono::steady_clock::now() - from)
-            .count();
-    };
     const auto repo = context.data_dir.git_repo(*app);
     fs::path quarantine;
     if (auto q = body->find("quarantine");
@@ -286,12 +282,15 @@ Response pre_receive(ApiContext& context, const Request& request) {
         const auto objects = fs::weakly_canonical(repo / "objects");
         const auto rel = quarantine.lexically_relative(objects);
         if (rel.empty() || rel.native().rfind("..", 0) == 0)
-            return refused(400, "bad_request", "the quarantine is not inside the app's repository");
+            return error_response(400, "bad_request",
+                                  "the quarantine is not inside the app's repository");
     }
 
     // Which ref deploys: a branch named by the serving release's [git] branch (main while
     // none serves), or by the pushed commit's own deploy.toml.
-    const auto serving = serving_branch(context, *app);
+    std::optional<std::string> serving;
+    if (auto config = serving_config(context, *app))
+        serving = config->git.branch;
     std::vector<std::string> notes;
     const RefUpdate* deploy = nullptr;
     std::shared_ptr<git::PackagedCommit> packaged;
@@ -301,7 +300,7 @@ Response pre_receive(ApiContext& context, const Request& request) {
             continue;
         }
         const std::string branch = ref.ref.substr(11);
-        if (ref.new_id == k_zero_oid) {
+        if (ref.new_id == git::k_zero_oid) {
             notes.push_back(fmt::format("branch {} deleted here; nothing deployed", branch));
             continue;
         }
@@ -336,7 +335,7 @@ Response pre_receive(ApiContext& context, const Request& request) {
     }
     if (!deploy) {
         Response nothing = json_response(200, {{"deployed", false}, {"notes", notes}});
-        nothing.audit_detail = fmt::format("git push: nothing to deploy");
+        nothing.audit_detail = "git push: nothing to deploy";
         return nothing;
     }
     for (const auto& warning : packaged->warnings)

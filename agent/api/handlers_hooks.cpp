@@ -38,8 +38,6 @@ using common::ErrorKind;
 using common::make_error;
 using nlohmann::json;
 
-constexpr std::string_view k_zero_oid = "0000000000000000000000000000000000000000";
-
 bool equal_in_constant_time(std::string_view a, std::string_view b) {
     return a.size() == b.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
 }
@@ -49,10 +47,7 @@ std::string hmac_sha256_hex(std::string_view key, std::string_view data) {
     unsigned int length = 0;
     HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
          reinterpret_cast<const unsigned char*>(data.data()), data.size(), digest, &length);
-    std::string hex;
-    for (unsigned int i = 0; i < length; ++i)
-        hex += fmt::format("{:02x}", digest[i]);
-    return hex;
+    return common::to_hex({reinterpret_cast<const char*>(digest), length});
 }
 
 std::string header(const Request& request, const std::string& name) {
@@ -147,18 +142,6 @@ std::string delivery_of(const Provider& provider, const Request& request) {
     if (!usable)
         id = "sha256:" + common::sha256_hex(request.body);
     return id;
-}
-
-// The serving release's deploy.toml: the branch that deploys and where to fetch it from.
-common::Result<common::AppConfig> serving_config(ApiContext& context, const std::string& app) {
-    auto status = context.service.status(app);
-    if (!status || !status->production)
-        return make_error(ErrorKind::refused,
-                          fmt::format("{} serves no release: deploy it once by hand first "
-                                      "(deployctl deploy), with [git] url in its deploy.toml",
-                                      app));
-    return common::load_config(context.data_dir.release_dir(app, *status->production) /
-                               "deploy.toml");
 }
 
 // Fetches of one app's repository run one at a time (two would race for its refs), each on
@@ -307,7 +290,7 @@ Response receive_hook(ApiContext& context, const Request& request) {
         return settle(200, "ignored",
                       fmt::format("{} is not the deploy branch ({})", row.ref, config->git.branch),
                       {{"deployed", false}});
-    if (row.commit == k_zero_oid)
+    if (row.commit == git::k_zero_oid)
         return settle(200, "ignored", "the branch was deleted", {{"deployed", false}});
     if (config->git.url.empty())
         return settle(409, "refused",

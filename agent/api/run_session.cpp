@@ -20,8 +20,6 @@ using nlohmann::json;
 using Clock = std::chrono::steady_clock;
 namespace run = common::run;
 
-// A client that sends no frame (it pings every 5 s) for this long is gone.
-constexpr auto k_silence = std::chrono::seconds(20);
 // Input held for a command that does not read it, before the client's
 // frames wait.
 constexpr std::size_t k_max_held_input = 1u << 20;
@@ -59,7 +57,7 @@ class RunSession {
     void run() {
         char buffer[65536];
         while (true) {
-            if (Clock::now() - m_heard > k_silence)
+            if (Clock::now() - m_heard > run::k_silence)
                 return gone("sent nothing for 20s");
             pollfd fds[5];
             nfds_t n = 0;

@@ -95,8 +95,7 @@ common::Result<TokenParts> generate_token() {
         return common::make_error(common::ErrorKind::internal,
                                   "OpenSSL could not produce random bytes for a token");
     TokenParts parts;
-    for (unsigned char byte : id)
-        parts.id += fmt::format("{:02x}", byte);
+    parts.id = common::to_hex({reinterpret_cast<const char*>(id.data()), id.size()});
     parts.secret = base64url(secret.data(), secret.size());
     OPENSSL_cleanse(secret.data(), secret.size());
     return parts;

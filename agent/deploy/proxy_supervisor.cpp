@@ -3,13 +3,10 @@
 #include <agent/runtime/process.hpp>
 #include <common/address.hpp>
 #include <common/fs.hpp>
+#include <common/hash.hpp>
 #include <common/log.hpp>
 
-#include <fmt/format.h>
-#include <openssl/rand.h>
-
 #include <arpa/inet.h>
-#include <array>
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
@@ -290,12 +287,11 @@ common::Status ProxySupervisor::load_probe_key_locked() {
         m_probe_key = text->substr(0, 64);
         return {};
     }
-    std::array<unsigned char, 32> bytes{};
-    if (RAND_bytes(bytes.data(), static_cast<int>(bytes.size())) != 1)
-        return make_error(ErrorKind::internal, "cannot make the proxy's probe key: no randomness");
-    std::string key;
-    for (unsigned char byte : bytes)
-        key += fmt::format("{:02x}", byte);
+    auto random = common::random_hex(32);
+    if (!random)
+        return make_error(ErrorKind::internal,
+                          "cannot make the proxy's probe key: " + random.error().message);
+    std::string key = std::move(*random);
     TRY(common::ensure_directory(m_data_dir.proxy_dir(), fs::perms::owner_all));
     TRY(common::atomic_write_file(file, key + "\n", 0600));
     m_probe_key = std::move(key);

@@ -208,7 +208,8 @@ int keys_add(const KeysCommand& command) {
     const auto* existing = &loaded->text;
     const auto fingerprint = common::fingerprint_sha256(key->blob);
     for (const auto& line : lines_of(*existing)) {
-        if (auto known = parse_line(line); known && known->name == command.name)
+        const auto known = parse_line(line);
+        if (known && known->name == command.name)
             return fail(fmt::format("{} already has a key named \"{}\" ({}): deploy-agent keys "
                                     "rm {} first to replace it",
                                     target->file.string(), command.name, known->fingerprint,
@@ -216,11 +217,10 @@ int keys_add(const KeysCommand& command) {
         // sshd uses the first line of a key: a second one would never be used.
         const auto at = line.find(key->base64);
         if (at != std::string::npos && at > 0 && line[at - 1] == ' ')
-            return fail(
-                fmt::format("this key ({}) is already in {}{}: sshd would never use a "
-                            "second line for it",
-                            fingerprint, target->file.string(),
-                            parse_line(line) ? " as \"" + parse_line(line)->name + "\"" : ""));
+            return fail(fmt::format("this key ({}) is already in {}{}: sshd would never use a "
+                                    "second line for it",
+                                    fingerprint, target->file.string(),
+                                    known ? " as \"" + known->name + "\"" : ""));
     }
     std::error_code ec;
     const auto program = fs::read_symlink("/proc/self/exe", ec);

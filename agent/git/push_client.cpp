@@ -3,6 +3,7 @@
 #include <agent/git/repository.hpp>
 #include <common/command_line.hpp>
 #include <common/config.hpp>
+#include <common/fs.hpp>
 #include <common/run_frames.hpp>
 
 #include <fmt/format.h>
@@ -30,24 +31,11 @@ using nlohmann::json;
 using Clock = std::chrono::steady_clock;
 namespace run = common::run;
 
-constexpr auto k_ping_every = std::chrono::seconds(5);
 constexpr std::size_t k_max_pending = 1u << 20;
 
 void say(const std::string& text) {
     std::fprintf(stderr, "%s\n", text.c_str());
     std::fflush(stderr);
-}
-
-bool write_all(int fd, std::string_view bytes) {
-    while (!bytes.empty()) {
-        const auto n = ::write(fd, bytes.data(), bytes.size());
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return false;
-        bytes.remove_prefix(static_cast<std::size_t>(n));
-    }
-    return true;
 }
 
 std::string lower(std::string text) {
@@ -74,7 +62,7 @@ std::optional<Answer> post(int fd, const std::string& path, const json& body,
     if (!upgrade.empty())
         request += fmt::format("Connection: Upgrade\r\nUpgrade: {}\r\n", upgrade);
     request += "\r\n" + text;
-    if (!write_all(fd, request)) {
+    if (!common::write_all(fd, request)) {
         error = std::string("cannot send to the agent: ") + std::strerror(errno);
         return std::nullopt;
     }
@@ -205,11 +193,11 @@ int relay(int sock, std::string first_bytes) {
         while (auto frame = frames.next()) {
             switch (frame->type) {
             case run::Frame::stdout_data:
-                if (!write_all(STDOUT_FILENO, frame->payload))
+                if (!common::write_all(STDOUT_FILENO, frame->payload))
                     return 1; // the pusher went away
                 break;
             case run::Frame::stderr_data:
-                write_all(STDERR_FILENO, frame->payload);
+                common::write_all(STDERR_FILENO, frame->payload);
                 break;
             case run::Frame::exit: {
                 const auto status = json::parse(frame->payload, nullptr, false);
@@ -225,13 +213,13 @@ int relay(int sock, std::string first_bytes) {
             say("deploy-agent: " + frames.error());
             return 1;
         }
-        if (pending.empty() && Clock::now() - last_sent >= k_ping_every)
+        if (pending.empty() && Clock::now() - last_sent >= run::k_ping_every)
             pending = run::encode_frame(run::Frame::ping);
         pollfd fds[2] = {
             {sock, static_cast<short>(POLLIN | (pending.empty() ? 0 : POLLOUT)), 0},
             {input_done || pending.size() > k_max_pending ? -1 : STDIN_FILENO, POLLIN, 0}};
         const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(
-                              last_sent + k_ping_every - Clock::now())
+                              last_sent + run::k_ping_every - Clock::now())
                               .count();
         if (::poll(fds, 2, static_cast<int>(std::clamp<long long>(wait + 1, 0, 5000))) < 0 &&
             errno != EINTR) {

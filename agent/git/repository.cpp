@@ -2,12 +2,10 @@
 #include <common/command_line.hpp>
 #include <common/fs.hpp>
 #include <common/git/walk.hpp>
+#include <common/hash.hpp>
 
 #include <fmt/format.h>
 #include <git2.h>
-#include <openssl/rand.h>
-
-#include <array>
 
 namespace agent::git {
 
@@ -70,12 +68,8 @@ common::Status write_hooks(const DataDir& data, const fs::path& agent_program) {
     return common::atomic_write_file(data.git_hooks() / "pre-receive", script, 0700);
 }
 
-std::string Pushes::begin(Push push) {
-    std::array<unsigned char, 16> bytes{};
-    RAND_bytes(bytes.data(), static_cast<int>(bytes.size()));
-    std::string id;
-    for (unsigned char b : bytes)
-        id += fmt::format("{:02x}", b);
+common::Result<std::string> Pushes::begin(Push push) {
+    TRY_ASSIGN(auto id, common::random_hex(16));
     std::lock_guard lock(m_mutex);
     m_pushes[id] = std::move(push);
     return id;

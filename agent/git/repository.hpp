@@ -28,6 +28,9 @@ inline constexpr const char* k_push_env = "DEPLOY_AGENT_PUSH";     // the push's
 inline constexpr const char* k_socket_env = "DEPLOY_AGENT_SOCKET"; // the agent's socket
 inline constexpr const char* k_app_env = "DEPLOY_AGENT_APP";       // the app pushed to
 
+// The object id git names "no commit" with (a branch created or deleted).
+inline constexpr std::string_view k_zero_oid = "0000000000000000000000000000000000000000";
+
 // Creates the app's bare repository when it does not exist yet.
 common::Status ensure_repository(const std::filesystem::path& path);
 
@@ -44,7 +47,7 @@ struct Push {
 };
 class Pushes {
   public:
-    std::string begin(Push push); // its id
+    common::Result<std::string> begin(Push push); // its id
     std::optional<Push> find(const std::string& id) const;
     void end(const std::string& id);
 

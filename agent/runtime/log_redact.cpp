@@ -3,6 +3,7 @@
 #include <agent/runtime/process.hpp>
 #include <agent/secrets/envelope.hpp>
 #include <agent/secrets/redact.hpp>
+#include <common/fs.hpp>
 
 #include <cerrno>
 #include <csignal>
@@ -29,18 +30,6 @@ std::string agent_binary() {
     if (binary.empty() || binary.ends_with(" (deleted)")) // replaced by an upgrade
         return "/proc/self/exe";
     return std::string(binary);
-}
-
-bool write_all(int fd, std::string_view data) {
-    while (!data.empty()) {
-        ssize_t n = ::write(fd, data.data(), data.size());
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return false;
-        data.remove_prefix(static_cast<std::size_t>(n));
-    }
-    return true;
 }
 
 // Calls `on_data` with what `fd` gives until its end (or an error).
@@ -111,7 +100,7 @@ common::Result<int> start_log_redactor(const std::filesystem::path& log,
         payload += value;
         payload += '\0';
     }
-    bool sent = write_all(secret[1], payload);
+    bool sent = common::write_all(secret[1], payload);
     secrets::wipe(payload);
     ::close(secret[1]);
     // It forks once it has the values and its first process exits, so the
@@ -153,7 +142,7 @@ int log_redact_main(const LogWriterOptions& options) {
         stamper.stamp(redacted, stamped, logs::now_micros());
         const std::string_view text = stamped;
         if (!file) {
-            write_all(STDOUT_FILENO, text);
+            common::write_all(STDOUT_FILENO, text);
         } else if (auto written = file->write(text); !written) {
             // Nobody reads its stderr: the failure goes where the output went.
             (void)file->write("deploy-agent log-redact: " + written.error().message + "\n");

@@ -1,7 +1,6 @@
 #include <agent/secrets/env_vars.hpp>
 #include <common/env_name.hpp>
-
-#include <fmt/format.h>
+#include <common/hash.hpp>
 
 #include <algorithm>
 
@@ -129,10 +128,7 @@ common::Result<std::string> EnvVars::make_hook_secret(const std::string& app, bo
         }
     std::optional<std::string> new_wrapped;
     TRY_ASSIGN(const Key key, data_key(app, new_wrapped));
-    std::string secret;
-    const Key random = Key::random();
-    for (unsigned char byte : random.bytes())
-        secret += fmt::format("{:02x}", byte);
+    TRY_ASSIGN(std::string secret, common::random_hex(32));
     TRY_ASSIGN(auto sealed, seal(key, secret, hook_aad(app)));
     TRY(m_store.put_hook_secret(app, sealed, new_wrapped));
     return secret;

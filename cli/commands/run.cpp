@@ -34,7 +34,6 @@ using nlohmann::json;
 using Clock = std::chrono::steady_clock;
 namespace run = common::run;
 
-constexpr auto k_ping_every = std::chrono::seconds(5);
 constexpr std::size_t k_chunk = 64 * 1024;
 constexpr std::size_t k_max_queued = 1u << 20; // stop reading stdin while this much waits
 
@@ -195,7 +194,7 @@ class Session {
             if (m_exit)
                 return finish();
             const auto now = Clock::now();
-            if (now - m_last_sent >= k_ping_every)
+            if (now - m_last_sent >= run::k_ping_every)
                 queue(run::encode_frame(run::Frame::ping));
             flush();
 
@@ -210,7 +209,7 @@ class Session {
             if (stdin_at >= 0)
                 fds[n++] = {m_ctx.fds.in, POLLIN, 0};
             const auto until_ping = std::chrono::duration_cast<std::chrono::milliseconds>(
-                                        m_last_sent + k_ping_every - Clock::now())
+                                        m_last_sent + run::k_ping_every - Clock::now())
                                         .count();
             const int timeout = m_conn.has_buffered() || m_more ? 0
                                                                 : static_cast<int>(std::max<long long>(

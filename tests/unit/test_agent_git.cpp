@@ -106,8 +106,11 @@ TEST_CASE("package_commit: a pushed commit is the tree deployctl deploy sends") 
 
 TEST_CASE("Pushes: an id names one push until it ends") {
     agent::git::Pushes pushes;
-    const auto a = pushes.begin({"hello", "alice", "deploy"});
-    const auto b = pushes.begin({"web", "", "deploy"});
+    const auto began_a = pushes.begin({"hello", "alice", "deploy"});
+    const auto began_b = pushes.begin({"web", "", "deploy"});
+    REQUIRE(began_a);
+    REQUIRE(began_b);
+    const std::string a = *began_a, b = *began_b;
     CHECK(a != b);
     CHECK(a.size() == 32);
     REQUIRE(pushes.find(a));

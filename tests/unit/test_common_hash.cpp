@@ -17,3 +17,15 @@ TEST_CASE("sha256 matches known vectors") {
     CHECK_FALSE(common::is_sha256_hex("ABC"));
     CHECK_FALSE(common::is_sha256_hex(std::string(64, 'g')));
 }
+
+TEST_CASE("to_hex and random_hex") {
+    CHECK(common::to_hex(std::string("\x00\x0f\xa5\xff", 4)) == "000fa5ff");
+    CHECK(common::to_hex("") == "");
+    auto a = common::random_hex(16);
+    auto b = common::random_hex(16);
+    REQUIRE(a);
+    REQUIRE(b);
+    CHECK(a->size() == 32);
+    CHECK(a->find_first_not_of("0123456789abcdef") == std::string::npos);
+    CHECK(*a != *b);
+}
