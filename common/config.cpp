@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <numeric>
+#include <sstream>
 
 namespace common {
 
@@ -162,6 +163,32 @@ Status read_git(const Reader& r, const toml::table& t, GitConfig& out) {
                               fmt::format("git.branch \"{}\" is not a name git allows for a "
                                           "branch (git check-ref-format --branch)",
                                           out.branch));
+    }
+    return {};
+}
+
+Status read_env(const Reader& r, const toml::table& t, std::map<std::string, std::string>& out);
+
+Status read_preview(const Reader& r, const toml::table& t, PreviewConfig& out) {
+    TRY(r.check_keys(t, "[preview]", {"max", "forks", "secrets", "env"}));
+    if (const auto* n = t.get("max")) {
+        TRY_ASSIGN(std::int64_t max, r.integer_at(*n, "preview.max", 0, 1000));
+        out.max = static_cast<int>(max);
+    }
+    if (const auto* n = t.get("forks")) {
+        TRY_ASSIGN(out.forks, r.boolean_at(*n, "preview.forks"));
+    }
+    if (const auto* n = t.get("secrets")) {
+        TRY_ASSIGN(out.secrets, r.strings_at(*n, "preview.secrets"));
+        for (const auto& name : out.secrets)
+            if (auto bad = common::check_env_name(name); !bad)
+                return r.error_at(n->source(),
+                                  fmt::format("preview.secrets names secrets of the app: {}",
+                                              bad.error().message));
+    }
+    if (const auto* n = t.get("env")) {
+        TRY_ASSIGN(const toml::table* env, r.table_at(*n, "preview.env"));
+        TRY(read_env(r, *env, out.env));
     }
     return {};
 }
@@ -477,8 +504,8 @@ Status read_section(const Reader& r, const toml::table& root, const char* key, T
 
 Result<AppConfig> read_config(const Reader& r, const toml::table& root) {
     TRY(r.check_keys(root, "the top level",
-                     {"app", "build", "run", "release", "git", "cron", "static", "deploy", "logs",
-                      "proxy", "env", "targets", "processes"}));
+                     {"app", "build", "run", "release", "git", "preview", "cron", "static",
+                      "deploy", "logs", "proxy", "env", "targets", "processes"}));
     AppConfig config;
     const auto* app = root.get("app");
     if (!app)
@@ -492,6 +519,10 @@ Result<AppConfig> read_config(const Reader& r, const toml::table& root) {
     TRY(read_section(r, root, "run", config.run, read_run));
     TRY(read_section(r, root, "release", config.release, read_release));
     TRY(read_section(r, root, "git", config.git, read_git));
+    if (root.get("preview")) {
+        config.preview.emplace();
+        TRY(read_section(r, root, "preview", *config.preview, read_preview));
+    }
     if (const auto* cron = root.get("cron")) {
         TRY(read_cron(r, *cron, config.cron));
     }
@@ -534,6 +565,58 @@ Result<AppConfig> parse_config(std::string_view text, std::string_view source_na
     } catch (const toml::parse_error& e) {
         return reader.error_at(e.source(), std::string(e.description()));
     }
+}
+
+Result<std::string> preview_app_name(const std::string& app, int number) {
+    auto name = fmt::format("{}-pr-{}", app, number);
+    if (!is_valid_app_name(name))
+        return make_error(ErrorKind::usage,
+                          fmt::format("the preview of pull request {} would be app \"{}\", "
+                                      "longer than the 63 characters an app name may have",
+                                      number, name));
+    return name;
+}
+
+Result<std::string> preview_config_text(std::string_view text, const std::string& app, int number) {
+    TRY_ASSIGN(auto config, parse_config(text, "deploy.toml"));
+    if (config.app != app)
+        return make_error(ErrorKind::config,
+                          fmt::format("deploy.toml: app = \"{}\" but the pull request is one of "
+                                      "app \"{}\"",
+                                      config.app, app));
+    TRY_ASSIGN(auto name, preview_app_name(app, number));
+    toml::table root;
+    try {
+        root = toml::parse(text, std::string_view("deploy.toml"));
+    } catch (const toml::parse_error& e) {
+        return make_error(ErrorKind::config, std::string(e.description()));
+    }
+    root.insert_or_assign("app", name);
+    if (auto* targets = root.get_as<toml::table>("targets"))
+        for (auto&& [target_name, target] : *targets)
+            if (auto* table = target.as_table())
+                if (auto* domains = table->get_as<toml::array>("domains")) {
+                    toml::array renamed;
+                    for (auto&& domain : *domains)
+                        renamed.push_back(fmt::format("pr-{}.{}.{}", number, app,
+                                                      domain.value_or(std::string())));
+                    table->insert_or_assign("domains", std::move(renamed));
+                }
+    if (config.preview && !config.preview->env.empty()) {
+        if (!root.get_as<toml::table>("env"))
+            root.insert_or_assign("env", toml::table{});
+        auto* env = root.get_as<toml::table>("env");
+        for (const auto& [key, value] : config.preview->env)
+            env->insert_or_assign(key, value);
+    }
+    root.erase("preview");
+    std::ostringstream out;
+    out << fmt::format("# The deploy.toml of {} as the preview of pull request {} "
+                       "(docs/git.md)\n",
+                       app, number)
+        << root << '\n';
+    TRY(parse_config(out.str(), "the preview's deploy.toml"));
+    return out.str();
 }
 
 Result<AppConfig> load_config(const std::filesystem::path& path) {
@@ -627,8 +710,8 @@ bool is_valid_branch_name(std::string_view name) {
         name.find("@{") != std::string_view::npos)
         return false;
     for (unsigned char c : name)
-        if (c < 0x20 || c == 0x7f || std::string_view(" ~^:?*[\\").find(static_cast<char>(c)) !=
-                                             std::string_view::npos)
+        if (c < 0x20 || c == 0x7f ||
+            std::string_view(" ~^:?*[\\").find(static_cast<char>(c)) != std::string_view::npos)
             return false;
     std::size_t start = 0;
     while (start <= name.size()) {

@@ -60,6 +60,16 @@ struct GitConfig {
     std::string token;
 };
 
+// [preview]: preview environments per pull request (docs/git.md). Read from the serving
+// release's deploy.toml (what a pull request cannot change) but for `env`, which the pull
+// request's own deploy.toml gives ([preview.env]). Absent: pull requests deploy nothing.
+struct PreviewConfig {
+    int max = 10;       // previews of the app at once (the oldest goes past it); 0 = none
+    bool forks = false; // pull requests from another repository deploy too
+    std::vector<std::string> secrets;       // the app's secrets a preview gets
+    std::map<std::string, std::string> env; // [preview.env]: set in previews only
+};
+
 // [[cron]]: a command the agent runs on a schedule in the PRODUCTION
 // release's environment, on the target's first host (docs/cron.md).
 struct CronJob {
@@ -156,6 +166,7 @@ struct AppConfig {
     RunConfig run;
     ReleaseConfig release;
     GitConfig git;
+    std::optional<PreviewConfig> preview;
     std::vector<CronJob> cron;
     std::optional<StaticConfig> static_site;
     DeploySettings deploy;
@@ -183,6 +194,14 @@ bool is_valid_process_name(std::string_view name);
 // "SOURCE:LINE:COL: message" and, for unknown keys, the closest valid key.
 Result<AppConfig> parse_config(std::string_view text, std::string_view source_name);
 Result<AppConfig> load_config(const std::filesystem::path& path);
+
+// The deploy.toml of pull request `number`'s preview of `app`, from the pull request's own
+// deploy.toml `text` (whose app must be `app`): app = "APP-pr-N", every domain D of its
+// targets as "pr-N.APP.D", [preview.env] laid over [env], [preview] left out. ErrorKind::config
+// when the text is not a deploy.toml of `app` or the names it makes are not valid.
+Result<std::string> preview_config_text(std::string_view text, const std::string& app, int number);
+// "APP-pr-N", or ErrorKind::usage when that is not a valid app name (too long).
+Result<std::string> preview_app_name(const std::string& app, int number);
 
 // A branch name git accepts (git check-ref-format --branch), without "refs/heads/".
 bool is_valid_branch_name(std::string_view name);

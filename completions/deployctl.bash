@@ -7,7 +7,7 @@
 _deployctl() {
     # Subcommands, options and the options that take a value, per command.
     local -A _subs=(
-        ['deployctl']='deploy status releases ps scale logs run rollback canary rm apps stop start restart maintenance pause resume destroy agent env cron hooks token login audit init completion version'
+        ['deployctl']='deploy status releases ps scale logs run rollback canary rm apps stop start restart maintenance pause resume destroy agent env cron hooks previews token login audit init completion version'
         ['deployctl canary']='set promote abort'
         ['deployctl maintenance']='on off'
         ['deployctl agent']='ping info version df prune'
@@ -57,6 +57,7 @@ _deployctl() {
         ['deployctl hooks']='-h --help --version -C -t --target --host -a --app --json -q --quiet --no-color --accept-new-host-key --ca-file --fingerprint'
         ['deployctl hooks secret']='-h --help --rotate --version -C -t --target --host -a --app --json -q --quiet --no-color --accept-new-host-key --ca-file --fingerprint'
         ['deployctl hooks ls']='-h --help --version -C -t --target --host -a --app --json -q --quiet --no-color --accept-new-host-key --ca-file --fingerprint'
+        ['deployctl previews']='-h --help --version -C -t --target --host -a --app --json -q --quiet --no-color --accept-new-host-key --ca-file --fingerprint'
         ['deployctl token']='-h --help --version -C -t --target --host -a --app --json -q --quiet --no-color --accept-new-host-key --ca-file --fingerprint'
         ['deployctl token create']='-h --help --all-apps --scope --expires --name --version -C -t --target --host -a --app --json -q --quiet --no-color --accept-new-host-key --ca-file --fingerprint'
         ['deployctl token ls']='-h --help --version -C -t --target --host -a --app --json -q --quiet --no-color --accept-new-host-key --ca-file --fingerprint'
@@ -108,6 +109,7 @@ _deployctl() {
         ['deployctl hooks']='-C -t --target --host -a --app --ca-file --fingerprint'
         ['deployctl hooks secret']='-C -t --target --host -a --app --ca-file --fingerprint'
         ['deployctl hooks ls']='-C -t --target --host -a --app --ca-file --fingerprint'
+        ['deployctl previews']='-C -t --target --host -a --app --ca-file --fingerprint'
         ['deployctl token']='-C -t --target --host -a --app --ca-file --fingerprint'
         ['deployctl token create']='--scope --expires --name -C -t --target --host -a --app --ca-file --fingerprint'
         ['deployctl token ls']='-C -t --target --host -a --app --ca-file --fingerprint'
@@ -284,6 +286,10 @@ _deployctl() {
         ['deployctl hooks ls -t']='@targets'
         ['deployctl hooks ls --target']='@targets'
         ['deployctl hooks ls --ca-file']='@files'
+        ['deployctl previews -C']='@dirs'
+        ['deployctl previews -t']='@targets'
+        ['deployctl previews --target']='@targets'
+        ['deployctl previews --ca-file']='@files'
         ['deployctl token -C']='@dirs'
         ['deployctl token -t']='@targets'
         ['deployctl token --target']='@targets'

@@ -40,7 +40,8 @@ struct ApiContext {
     // their hook calls back on (none: git push is not served).
     std::shared_ptr<git::Pushes> pushes = std::make_shared<git::Pushes>();
     std::filesystem::path socket{};
-    // How long a webhook's fetch may take before the delivery is answered 504 (--git-fetch-timeout).
+    // How long a webhook's fetch may take before the delivery is answered 504
+    // (--git-fetch-timeout).
     std::chrono::milliseconds fetch_timeout{std::chrono::minutes(2)};
 };
 
@@ -48,8 +49,7 @@ Router make_router(ApiContext& context);
 
 // POST /v1/apps/{app}/deployments with this JSON body (docs/api.md): a push to the agent
 // deploys through it too (handlers_git.cpp), the same checks and the same answers.
-Response create_deployment(ApiContext& context, const std::string& app,
-                           const nlohmann::json& body);
+Response create_deployment(ApiContext& context, const std::string& app, const nlohmann::json& body);
 // The deploy.toml of the app's PRODUCTION release (its [git] branch, url and token: a push's
 // deploy branch, a webhook's fetch); ErrorKind::refused when the app serves none.
 common::Result<common::AppConfig> serving_config(ApiContext& context, const std::string& app);
@@ -59,8 +59,8 @@ Response deploy_commit(ApiContext& context, const std::string& app,
                        const git::PackagedCommit& packaged, const std::string& audit_detail);
 // The events of a release (GET .../events): from the start, and with `follow` until it is
 // settled, then a "done" event.
-void stream_events(ApiContext& context, const std::string& app, const std::string& id,
-                   bool follow, StreamSink& sink);
+void stream_events(ApiContext& context, const std::string& app, const std::string& id, bool follow,
+                   StreamSink& sink);
 
 void add_system_routes(Router& router, ApiContext& context);     // health, info
 void add_blob_routes(Router& router, ApiContext& context);       // blobs
@@ -73,5 +73,6 @@ void add_run_routes(Router& router, ApiContext& context);        // deployctl ru
 void add_canary_routes(Router& router, ApiContext& context);     // deployctl canary
 void add_git_routes(Router& router, ApiContext& context);        // git push to the agent
 void add_hook_routes(Router& router, ApiContext& context);       // webhooks, deliveries
+void add_preview_routes(Router& router, ApiContext& context);    // preview environments
 
 } // namespace agent::api

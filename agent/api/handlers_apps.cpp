@@ -3,6 +3,7 @@
 #include <agent/api/handlers.hpp>
 #include <agent/api/json.hpp>
 #include <common/config.hpp>
+#include <common/log.hpp>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -112,8 +113,7 @@ nlohmann::json traffic_json(const std::string& app, const Traffic& traffic) {
                               {"retry_after", traffic.retry_after},
                               {"since", traffic.maintenance_since}};
     if (traffic.paused)
-        out["paused"] = {{"timeout_ms", traffic.pause_timeout_ms},
-                         {"since", traffic.paused_since}};
+        out["paused"] = {{"timeout_ms", traffic.pause_timeout_ms}, {"since", traffic.paused_since}};
     return out;
 }
 
@@ -138,8 +138,7 @@ common::Result<std::int64_t> count_field(const nlohmann::json& body, const char*
     auto it = body.find(key);
     if (it == body.end())
         return fallback;
-    if (!it->is_number_integer() || it->get<std::int64_t>() < min ||
-        it->get<std::int64_t>() > max)
+    if (!it->is_number_integer() || it->get<std::int64_t>() < min || it->get<std::int64_t>() > max)
         return make_error(ErrorKind::bad_request,
                           fmt::format("\"{}\" must be a whole number from {} to {}, not {}", key,
                                       min, max, describe_value(*it)));
@@ -200,8 +199,8 @@ Response pause_app(ApiContext& context, const Request& request) {
         return error_response(body.error());
     if (auto checked = check_keys(*body, {"timeout_ms"}, R"({"timeout_ms": 30000})"); !checked)
         return error_response(checked.error());
-    auto timeout = count_field(*body, "timeout_ms", k_default_pause_timeout_ms, 1,
-                               24LL * 3600 * 1000);
+    auto timeout =
+        count_field(*body, "timeout_ms", k_default_pause_timeout_ms, 1, 24LL * 3600 * 1000);
     if (!timeout)
         return error_response(timeout.error());
     return traffic_response(*app, context.service.set_paused(*app, true, *timeout));
@@ -304,13 +303,25 @@ Response destroy_app(ApiContext& context, const Request& request) {
     auto app = app_param(request);
     if (!app)
         return error_response(app.error());
+    const auto previews = context.service.previews(*app); // forgotten with the app
     auto destroyed = context.service.destroy_app(*app);
     if (!destroyed)
         return error_response(destroyed.error());
-    return json_response(200, {{"destroyed", destroyed->app},
-                               {"releases", destroyed->releases},
-                               {"blobs_removed", destroyed->blobs_removed},
-                               {"blobs_kept", destroyed->blobs_kept}});
+    nlohmann::json answer = {{"destroyed", destroyed->app},
+                             {"releases", destroyed->releases},
+                             {"blobs_removed", destroyed->blobs_removed},
+                             {"blobs_kept", destroyed->blobs_kept},
+                             {"previews", nlohmann::json::array()}};
+    // Its preview environments go with it (docs/git.md).
+    for (const auto& preview : previews) {
+        auto gone = context.service.destroy_app(preview.preview_app);
+        if (gone || gone.error().kind == ErrorKind::not_found)
+            answer["previews"].push_back(preview.preview_app);
+        else
+            common::log_error(fmt::format("{} is destroyed but its preview {} is not: {}", *app,
+                                          preview.preview_app, gone.error().message));
+    }
+    return json_response(200, answer);
 }
 
 Response remove_release(ApiContext& context, const Request& request) {
@@ -392,8 +403,7 @@ void add_app_routes(Router& router, ApiContext& context) {
     router.add("POST", "/v1/apps/{app}/restart", bind(restart_app), BodyKind::small_json);
     router.add("GET", "/v1/apps/{app}/traffic", bind(show_traffic));
     router.add("POST", "/v1/apps/{app}/maintenance", bind(maintenance_on), BodyKind::small_json);
-    router.add("DELETE", "/v1/apps/{app}/maintenance", bind(maintenance_off),
-               BodyKind::small_json);
+    router.add("DELETE", "/v1/apps/{app}/maintenance", bind(maintenance_off), BodyKind::small_json);
     router.add("POST", "/v1/apps/{app}/pause", bind(pause_app), BodyKind::small_json);
     router.add("POST", "/v1/apps/{app}/resume", bind(resume_app), BodyKind::small_json);
     // Everything of the app, its secrets and history too: the admin scope.

@@ -11,6 +11,7 @@
 #include <agent/api/errors.hpp>
 #include <agent/api/handler_util.hpp>
 #include <agent/api/handlers.hpp>
+#include <agent/api/hooks.hpp>
 #include <agent/git/fetch.hpp>
 #include <agent/git/repository.hpp>
 #include <common/config.hpp>
@@ -26,9 +27,6 @@
 
 #include <algorithm>
 #include <cctype>
-#include <future>
-#include <mutex>
-#include <thread>
 
 namespace agent::api {
 
@@ -144,57 +142,6 @@ std::string delivery_of(const Provider& provider, const Request& request) {
     return id;
 }
 
-// Fetches of one app's repository run one at a time (two would race for its refs), each on
-// a thread of its own: a remote that stops answering costs that thread, never the delivery's
-// answer (ApiContext::fetch_timeout) nor the next deliveries of the app (refused while it
-// lasts).
-
-struct FetchSlot {
-    std::mutex mutex;
-    bool busy = false;
-};
-
-FetchSlot& fetch_slot(const std::string& app) {
-    static std::mutex guard;
-    static std::map<std::string, std::shared_ptr<FetchSlot>> by_app;
-    std::lock_guard lock(guard);
-    auto& slot = by_app[app];
-    if (!slot)
-        slot = std::make_shared<FetchSlot>();
-    return *slot;
-}
-
-common::Status fetch_in_time(const std::string& app, const std::filesystem::path& repo,
-                             const std::string& url, const std::string& branch,
-                             const std::string& token, std::chrono::milliseconds timeout) {
-    auto& slot = fetch_slot(app);
-    {
-        std::lock_guard lock(slot.mutex);
-        if (slot.busy)
-            return make_error(ErrorKind::refused,
-                              fmt::format("a fetch of {} is still running (a remote that does "
-                                          "not answer?); try the delivery again later",
-                                          app));
-        slot.busy = true;
-    }
-    auto result = std::make_shared<std::promise<common::Status>>();
-    auto done = result->get_future();
-    std::thread([&slot, result, repo, url, branch, token] {
-        auto fetched = git::fetch_branch(repo, url, branch, token);
-        {
-            std::lock_guard lock(slot.mutex);
-            slot.busy = false;
-        }
-        result->set_value(std::move(fetched));
-    }).detach();
-    if (done.wait_for(timeout) != std::future_status::ready)
-        return make_error(ErrorKind::timeout,
-                          fmt::format("fetching branch {} from {} took more than {} "
-                                      "(--git-fetch-timeout)",
-                                      branch, url, common::format_duration(timeout)));
-    return done.get();
-}
-
 json delivery_json(const DeliveryRow& row, ApiContext& context) {
     json out = {{"provider", row.provider}, {"delivery", row.delivery}, {"time", row.received_at},
                 {"event", row.event},       {"ref", row.ref},           {"commit", row.commit},
@@ -204,6 +151,43 @@ json delivery_json(const DeliveryRow& row, ApiContext& context) {
         if (auto release = context.service.release(row.app, row.release))
             out["release_state"] = std::string(common::to_string(release->state));
     return out;
+}
+
+// A push event: the pushed commit of the deploy branch fetched and deployed.
+HookOutcome push_delivery(ApiContext& context, const std::string& app, const std::string& provider,
+                          const json& body, DeliveryRow& row) {
+    if (!body.is_object() || !body.value("ref", json()).is_string() ||
+        !body.value("after", json()).is_string())
+        return {400, "refused", "a push event must have \"ref\" and \"after\""};
+    row.ref = body["ref"].get<std::string>();
+    row.commit = body["after"].get<std::string>();
+    if (row.commit.size() != 40 ||
+        row.commit.find_first_not_of("0123456789abcdef") != std::string::npos)
+        return {400, "refused", "\"after\" is not a commit id"};
+    auto config = serving_config(context, app);
+    if (!config)
+        return {409, "refused", config.error().message};
+    const std::string branch_ref = "refs/heads/" + config->git.branch;
+    if (row.ref != branch_ref)
+        return {200,
+                "ignored",
+                fmt::format("{} is not the deploy branch ({})", row.ref, config->git.branch),
+                {{"deployed", false}}};
+    if (row.commit == git::k_zero_oid)
+        return {200, "ignored", "the branch was deleted", {{"deployed", false}}};
+    if (auto failed = fetch_for_hook(context, app, *config, branch_ref, branch_ref))
+        return *failed;
+    const auto repo = context.data_dir.git_repo(app);
+    if (!git::has_commit(repo, row.commit))
+        return {409, "failed",
+                fmt::format("commit {} is not on branch {} of {}", row.commit, config->git.branch,
+                            config->git.url)};
+    auto packaged = git::package_commit(repo, {}, row.commit);
+    if (!packaged)
+        return {500, "failed", packaged.error().message};
+    const auto audit = fmt::format("webhook {} {}: {} {}", provider, row.delivery,
+                                   config->git.branch, row.commit.substr(0, 12));
+    return deploy_for_hook(context, app, **packaged, audit, row);
 }
 
 Response receive_hook(ApiContext& context, const Request& request) {
@@ -270,83 +254,17 @@ Response receive_hook(ApiContext& context, const Request& request) {
     };
     if (row.event == "ping")
         return settle(200, "ok", "", {{"pong", true}});
-    if (row.event != "push")
+    if (row.event != "push" && row.event != "pull_request")
         return settle(200, "ignored", fmt::format("{} events are not deployed", row.event),
                       {{"deployed", false}});
     const auto body = json::parse(request.body, nullptr, false);
-    if (!body.is_object() || !body.value("ref", json()).is_string() ||
-        !body.value("after", json()).is_string())
-        return settle(400, "refused", "a push event must have \"ref\" and \"after\"", {});
-    row.ref = body["ref"].get<std::string>();
-    row.commit = body["after"].get<std::string>();
-    if (row.commit.size() != 40 ||
-        row.commit.find_first_not_of("0123456789abcdef") != std::string::npos)
-        return settle(400, "refused", "\"after\" is not a commit id", {});
-    auto config = serving_config(context, *app);
-    if (!config)
-        return settle(409, "refused", config.error().message, {});
-    const std::string branch_ref = "refs/heads/" + config->git.branch;
-    if (row.ref != branch_ref)
-        return settle(200, "ignored",
-                      fmt::format("{} is not the deploy branch ({})", row.ref, config->git.branch),
-                      {{"deployed", false}});
-    if (row.commit == git::k_zero_oid)
-        return settle(200, "ignored", "the branch was deleted", {{"deployed", false}});
-    if (config->git.url.empty())
-        return settle(409, "refused",
-                      "the serving release's deploy.toml has no [git] url to fetch the commit "
-                      "from",
-                      {});
-    std::string token;
-    if (!config->git.token.empty()) {
-        auto value = context.service.secret_value(*app, config->git.token);
-        if (!value)
-            return settle(500, "failed", value.error().message, {});
-        if (!*value)
-            return settle(409, "refused",
-                          fmt::format("[git] token names {}, which is not a secret of {} "
-                                      "(deployctl env set --secret {}=...)",
-                                      config->git.token, *app, config->git.token),
-                          {});
-        token = **value;
-    }
-    const auto repo = context.data_dir.git_repo(*app);
-    if (auto fetched = fetch_in_time(*app, repo, config->git.url, config->git.branch, token,
-                                     context.fetch_timeout);
-        !fetched)
-        return settle(fetched.error().kind == ErrorKind::refused   ? 503
-                      : fetched.error().kind == ErrorKind::timeout ? 504
-                                                                   : 502,
-                      "failed", fetched.error().message, {});
-    if (!git::has_commit(repo, row.commit))
-        return settle(409, "failed",
-                      fmt::format("commit {} is not on branch {} of {}", row.commit,
-                                  config->git.branch, config->git.url),
-                      {});
-    auto packaged = git::package_commit(repo, {}, row.commit);
-    if (!packaged)
-        return settle(500, "failed", packaged.error().message, {});
-    const auto detail = fmt::format("webhook {} {}: {} {}", provider->name, row.delivery,
-                                    config->git.branch, row.commit.substr(0, 12));
-    auto created = deploy_commit(context, *app, **packaged, detail);
-    const auto answer = json::parse(created.body, nullptr, false);
-    if (created.status == 201 || (created.status == 200 && answer.value("unchanged", false))) {
-        row.release = answer.value("release", "");
-        const bool unchanged = created.status == 200;
-        auto response = settle(unchanged ? 200 : 202, unchanged ? "unchanged" : "deploying", "",
-                               {{"app", *app},
-                                {"release", row.release},
-                                {"commit", row.commit},
-                                {"unchanged", unchanged}});
-        response.audit_detail = detail;
-        return response;
-    }
-    const std::string why = answer.is_object() && answer.contains("error")
-                                ? answer["error"].value("message", created.body)
-                                : created.body;
-    auto refused = settle(created.status, "failed", why, {});
-    refused.audit_detail = detail;
-    return refused;
+    auto outcome = row.event == "push"
+                       ? push_delivery(context, *app, provider->name, body, row)
+                       : pull_request_delivery(context, *app, provider->name, body, row);
+    auto response = settle(outcome.status, outcome.result, outcome.detail, outcome.answer);
+    if (!outcome.audit.empty())
+        response.audit_detail = outcome.audit;
+    return response;
 }
 
 Response make_secret(ApiContext& context, const Request& request) {
@@ -386,6 +304,59 @@ Response list_deliveries(ApiContext& context, const Request& request) {
 }
 
 } // namespace
+
+std::optional<HookOutcome> fetch_for_hook(ApiContext& context, const std::string& app,
+                                          const common::AppConfig& config,
+                                          const std::string& source,
+                                          const std::string& destination) {
+    if (config.git.url.empty())
+        return HookOutcome{409, "refused",
+                           "the serving release's deploy.toml has no [git] url to fetch the "
+                           "commit from"};
+    std::string token;
+    if (!config.git.token.empty()) {
+        auto value = context.service.secret_value(app, config.git.token);
+        if (!value)
+            return HookOutcome{500, "failed", value.error().message};
+        if (!*value)
+            return HookOutcome{409, "refused",
+                               fmt::format("[git] token names {}, which is not a secret of {} "
+                                           "(deployctl env set --secret {}=...)",
+                                           config.git.token, app, config.git.token)};
+        token = **value;
+    }
+    if (auto fetched = git::fetch_within(app, context.data_dir.git_repo(app), config.git.url,
+                                         source, destination, token, context.fetch_timeout);
+        !fetched)
+        return HookOutcome{fetched.error().kind == ErrorKind::refused   ? 503
+                           : fetched.error().kind == ErrorKind::timeout ? 504
+                                                                        : 502,
+                           "failed", fetched.error().message};
+    return std::nullopt;
+}
+
+HookOutcome deploy_for_hook(ApiContext& context, const std::string& deploy_as,
+                            const git::PackagedCommit& packaged, const std::string& audit,
+                            DeliveryRow& row) {
+    auto created = deploy_commit(context, deploy_as, packaged, audit);
+    const auto answer = json::parse(created.body, nullptr, false);
+    if (created.status == 201 || (created.status == 200 && answer.value("unchanged", false))) {
+        row.release = answer.value("release", "");
+        const bool unchanged = created.status == 200;
+        return {unchanged ? 200 : 202,
+                unchanged ? "unchanged" : "deploying",
+                "",
+                {{"app", deploy_as},
+                 {"release", row.release},
+                 {"commit", row.commit},
+                 {"unchanged", unchanged}},
+                audit};
+    }
+    const std::string why = answer.is_object() && answer.contains("error")
+                                ? answer["error"].value("message", created.body)
+                                : created.body;
+    return {created.status, "failed", why, json::object(), audit};
+}
 
 void add_hook_routes(Router& router, ApiContext& context) {
     router.add(

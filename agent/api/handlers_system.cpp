@@ -112,6 +112,7 @@ Router make_router(ApiContext& context) {
     add_run_routes(router, context);
     add_git_routes(router, context);
     add_hook_routes(router, context);
+    add_preview_routes(router, context);
     add_stream_routes(router, context);
     add_auth_routes(router, context);
     return router;

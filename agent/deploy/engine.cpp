@@ -302,6 +302,18 @@ std::vector<DeliveryRow> Engine::deliveries(const std::string& app) {
     return m_store->deliveries(app, 50);
 }
 
+std::vector<PreviewRow> Engine::previews(const std::string& app) {
+    return m_store->previews(app);
+}
+
+common::Status Engine::put_preview(const PreviewRow& row) {
+    return m_store->put_preview(row);
+}
+
+common::Status Engine::remove_preview(const std::string& app, int number) {
+    return m_store->remove_preview(app, number);
+}
+
 std::string Engine::env_fingerprint(const std::string& app) {
     auto vars = m_env->list(app);
     std::sort(vars.begin(), vars.end(),

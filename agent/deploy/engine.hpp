@@ -100,6 +100,9 @@ class Engine final : public Service {
     std::optional<DeliveryRow> delivery(const std::string& app, const std::string& provider,
                                         const std::string& id) override;
     std::vector<DeliveryRow> deliveries(const std::string& app) override;
+    std::vector<PreviewRow> previews(const std::string& app) override;
+    common::Status put_preview(const PreviewRow& row) override;
+    common::Status remove_preview(const std::string& app, int number) override;
     common::Status set_env(const std::string& app, std::vector<secrets::NewVar> vars) override;
     common::Status unset_env(const std::string& app,
                              const std::vector<std::string>& names) override;

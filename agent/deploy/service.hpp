@@ -410,7 +410,8 @@ class Service {
         (void)app, (void)rotate;
         return common::make_error(common::ErrorKind::internal, "webhooks are not supported");
     }
-    virtual common::Result<std::optional<std::string>> existing_hook_secret(const std::string& app) {
+    virtual common::Result<std::optional<std::string>>
+    existing_hook_secret(const std::string& app) {
         (void)app;
         return common::make_error(common::ErrorKind::internal, "webhooks are not supported");
     }
@@ -436,6 +437,20 @@ class Service {
     virtual std::vector<DeliveryRow> deliveries(const std::string& app) {
         (void)app;
         return {};
+    }
+    // Preview environments of the app (oldest first), recorded or updated, forgotten (a
+    // destroy of either app forgets them too).
+    virtual std::vector<PreviewRow> previews(const std::string& app) {
+        (void)app;
+        return {};
+    }
+    virtual common::Status put_preview(const PreviewRow& row) {
+        (void)row;
+        return common::make_error(common::ErrorKind::internal, "previews are not supported");
+    }
+    virtual common::Status remove_preview(const std::string& app, int number) {
+        (void)app, (void)number;
+        return common::make_error(common::ErrorKind::internal, "previews are not supported");
     }
 
     // deployctl ps: each process and instance of the app's PRODUCTION release.

@@ -1,9 +1,16 @@
 #include <agent/git/fetch.hpp>
 #include <agent/git/repository.hpp>
+#include <common/duration.hpp>
 #include <common/git/walk.hpp>
 
 #include <fmt/format.h>
 #include <git2.h>
+
+#include <future>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <thread>
 
 namespace agent::git {
 
@@ -33,8 +40,9 @@ struct Repository {
 
 } // namespace
 
-common::Status fetch_branch(const std::filesystem::path& repository, const std::string& url,
-                            const std::string& branch, const std::string& token) {
+common::Status fetch_ref(const std::filesystem::path& repository, const std::string& url,
+                         const std::string& source, const std::string& destination,
+                         const std::string& token) {
     TRY(ensure_repository(repository));
     Repository open;
     if (git_repository_open_bare(&open.repo, repository.c_str()) != 0)
@@ -45,7 +53,7 @@ common::Status fetch_branch(const std::filesystem::path& repository, const std::
     if (git_remote_create_anonymous(&remote, open.repo, url.c_str()) != 0)
         return make_error(ErrorKind::usage,
                           fmt::format("cannot use {}: {}", url, common::git::last_error()));
-    std::string refspec = fmt::format("+refs/heads/{0}:refs/heads/{0}", branch);
+    std::string refspec = fmt::format("+{}:{}", source, destination);
     char* specs[] = {refspec.data()};
     const git_strarray refspecs{specs, 1};
     git_fetch_options options = GIT_FETCH_OPTIONS_INIT;
@@ -62,7 +70,80 @@ common::Status fetch_branch(const std::filesystem::path& repository, const std::
     git_remote_free(remote);
     if (rc != 0)
         return make_error(ErrorKind::connection,
-                          fmt::format("cannot fetch branch {} from {}: {}", branch, url, reason));
+                          fmt::format("cannot fetch {} from {}: {}", source, url, reason));
+    return {};
+}
+
+common::Status fetch_branch(const std::filesystem::path& repository, const std::string& url,
+                            const std::string& branch, const std::string& token) {
+    const auto ref = "refs/heads/" + branch;
+    return fetch_ref(repository, url, ref, ref, token);
+}
+
+namespace {
+
+// Fetches of one app's repository run one at a time (two would race for its refs), each on
+// a thread of its own: a remote that stops answering costs that thread, never the caller's
+// answer (fetch_within's timeout) nor the next fetches of the app (refused while it lasts).
+struct FetchSlot {
+    std::mutex mutex;
+    bool busy = false;
+};
+
+FetchSlot& fetch_slot(const std::string& app) {
+    static std::mutex guard;
+    static std::map<std::string, std::shared_ptr<FetchSlot>> by_app;
+    std::lock_guard lock(guard);
+    auto& slot = by_app[app];
+    if (!slot)
+        slot = std::make_shared<FetchSlot>();
+    return *slot;
+}
+
+} // namespace
+
+common::Status fetch_within(const std::string& app, const std::filesystem::path& repository,
+                            const std::string& url, const std::string& source,
+                            const std::string& destination, const std::string& token,
+                            std::chrono::milliseconds timeout) {
+    auto& slot = fetch_slot(app);
+    {
+        std::lock_guard lock(slot.mutex);
+        if (slot.busy)
+            return make_error(ErrorKind::refused,
+                              fmt::format("a fetch of {} is still running (a remote that does "
+                                          "not answer?); try the delivery again later",
+                                          app));
+        slot.busy = true;
+    }
+    auto result = std::make_shared<std::promise<common::Status>>();
+    auto done = result->get_future();
+    std::thread([&slot, result, repository, url, source, destination, token] {
+        auto fetched = fetch_ref(repository, url, source, destination, token);
+        {
+            std::lock_guard lock(slot.mutex);
+            slot.busy = false;
+        }
+        result->set_value(std::move(fetched));
+    }).detach();
+    if (done.wait_for(timeout) != std::future_status::ready)
+        return make_error(ErrorKind::timeout,
+                          fmt::format("fetching {} from {} took more than {} "
+                                      "(--git-fetch-timeout)",
+                                      source, url, common::format_duration(timeout)));
+    return done.get();
+}
+
+common::Status remove_ref(const std::filesystem::path& repository, const std::string& ref) {
+    common::git::init_libgit2();
+    Repository open;
+    if (git_repository_open_bare(&open.repo, repository.c_str()) != 0)
+        return {}; // no repository: nothing to remove
+    const int rc = git_reference_remove(open.repo, ref.c_str());
+    if (rc != 0 && rc != GIT_ENOTFOUND)
+        return make_error(ErrorKind::io,
+                          fmt::format("cannot remove {} from {}: {}", ref, repository.string(),
+                                      common::git::last_error()));
     return {};
 }
 

@@ -307,6 +307,27 @@ CREATE TABLE IF NOT EXISTS hook_deliveries (
 CREATE INDEX IF NOT EXISTS hook_deliveries_time ON hook_deliveries(app, received_at);
 )sql";
 
+// 13: preview environments (docs/git.md): one row per open pull request of an app that
+// has a preview (app APP-pr-N), what it serves and whether it is closing (a close whose
+// destroy was refused while the preview was being deployed, retried on the next delivery
+// or listing).
+constexpr std::string_view k_previews = R"sql(
+CREATE TABLE IF NOT EXISTS previews (
+  app         TEXT NOT NULL,
+  number      INTEGER NOT NULL,
+  preview_app TEXT NOT NULL UNIQUE,
+  provider    TEXT NOT NULL,
+  ref         TEXT NOT NULL,
+  commit_id   TEXT NOT NULL DEFAULT '',
+  release     TEXT NOT NULL DEFAULT '',
+  closing     INTEGER NOT NULL DEFAULT 0,
+  detail      TEXT NOT NULL DEFAULT '',
+  created_at  TEXT NOT NULL,
+  updated_at  TEXT NOT NULL,
+  PRIMARY KEY (app, number)
+);
+)sql";
+
 // Migration N is k_migrations[N - 1]. One that has shipped is never edited:
 // a change to the schema is a new migration at the end.
 constexpr std::array k_migrations{
@@ -322,6 +343,7 @@ constexpr std::array k_migrations{
     Migration{k_traffic},
     Migration{k_canaries, &add_canary_state},
     Migration{k_hooks},
+    Migration{k_previews},
 };
 static_assert(k_migrations.size() == k_latest_version);
 

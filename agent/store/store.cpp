@@ -603,9 +603,9 @@ Traffic Store::traffic(const std::string& app) {
         "SELECT maintenance, message, retry_after, maintenance_since, paused, pause_timeout_ms,"
         " paused_since, sleeping FROM traffic WHERE app = ?",
         {app}, [](const sqlite::Statement& row) {
-            return Traffic{row.integer(0) != 0, row.text(1), row.integer(2), row.text(3),
-                           row.integer(4) != 0, row.integer(5), row.text(6),
-                           row.integer(7) != 0};
+            return Traffic{row.integer(0) != 0, row.text(1),         row.integer(2),
+                           row.text(3),         row.integer(4) != 0, row.integer(5),
+                           row.text(6),         row.integer(7) != 0};
         });
     return rows.empty() ? Traffic{} : rows.front();
 }
@@ -640,8 +640,11 @@ common::Status Store::set_maintenance(const std::string& app, bool on, const std
         "UPDATE traffic SET maintenance = ?, message = ?, retry_after = ?, maintenance_since ="
         " CASE WHEN maintenance = 1 AND ? = 1 THEN maintenance_since ELSE ? END WHERE app = ?",
         [&](sqlite::Statement& update) {
-            update.bind(on ? 1 : 0).bind(on ? message : std::string()).bind(on ? retry_after : 0)
-                .bind(on ? 1 : 0).bind(since);
+            update.bind(on ? 1 : 0)
+                .bind(on ? message : std::string())
+                .bind(on ? retry_after : 0)
+                .bind(on ? 1 : 0)
+                .bind(since);
         },
         detail);
 }
@@ -689,9 +692,9 @@ common::Status Store::put_hook_secret(const std::string& app, const std::string&
 
 std::optional<std::string> Store::hook_secret(const std::string& app) {
     std::lock_guard lock(m_mutex);
-    auto rows = select_rows<std::string>(*m_db, "SELECT sealed FROM hook_secrets WHERE app = ?",
-                                         {app},
-                                         [](const sqlite::Statement& row) { return row.text(0); });
+    auto rows =
+        select_rows<std::string>(*m_db, "SELECT sealed FROM hook_secrets WHERE app = ?", {app},
+                                 [](const sqlite::Statement& row) { return row.text(0); });
     if (rows.empty())
         return std::nullopt;
     return rows.front();
@@ -778,6 +781,59 @@ std::vector<DeliveryRow> Store::deliveries(const std::string& app, int limit) {
         {app}, delivery_row);
 }
 
+namespace {
+constexpr const char* k_preview_columns = "app, number, preview_app, provider, ref, commit_id, "
+                                          "release, closing, detail, created_at, updated_at";
+PreviewRow preview_row(const sqlite::Statement& row) {
+    return PreviewRow{row.text(0), static_cast<int>(row.integer(1)),
+                      row.text(2), row.text(3),
+                      row.text(4), row.text(5),
+                      row.text(6), row.integer(7) != 0,
+                      row.text(8), row.text(9),
+                      row.text(10)};
+}
+} // namespace
+
+common::Status Store::put_preview(const PreviewRow& row) {
+    std::lock_guard lock(m_mutex);
+    const auto time = now();
+    TRY_ASSIGN(auto upsert,
+               m_db->prepare(fmt::format(
+                   "INSERT INTO previews ({}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON "
+                   "CONFLICT(app, number) DO UPDATE SET provider = excluded.provider, ref = "
+                   "excluded.ref, commit_id = excluded.commit_id, release = excluded.release, "
+                   "closing = excluded.closing, detail = excluded.detail, updated_at = "
+                   "excluded.updated_at",
+                   k_preview_columns)));
+    return upsert.bind(row.app)
+        .bind(row.number)
+        .bind(row.preview_app)
+        .bind(row.provider)
+        .bind(row.ref)
+        .bind(row.commit)
+        .bind(row.release)
+        .bind(row.closing ? 1 : 0)
+        .bind(row.detail)
+        .bind(time)
+        .bind(time)
+        .run();
+}
+
+std::vector<PreviewRow> Store::previews(const std::string& app) {
+    std::lock_guard lock(m_mutex);
+    return select_rows<PreviewRow>(
+        *m_db,
+        fmt::format("SELECT {} FROM previews WHERE app = ? ORDER BY created_at, rowid",
+                    k_preview_columns),
+        {app}, preview_row);
+}
+
+common::Status Store::remove_preview(const std::string& app, int number) {
+    std::lock_guard lock(m_mutex);
+    TRY_ASSIGN(auto erase, m_db->prepare("DELETE FROM previews WHERE app = ? AND number = ?"));
+    return erase.bind(app).bind(number).run();
+}
+
 common::Status Store::put_canary(const CanaryRow& row) {
     std::lock_guard lock(m_mutex);
     TRY_ASSIGN(auto insert,
@@ -833,6 +889,7 @@ common::Status Store::destroy_app(const std::string& app, std::string_view detai
           "DELETE FROM cron_jobs WHERE app = ?", "DELETE FROM scale WHERE app = ?",
           "DELETE FROM traffic WHERE app = ?", "DELETE FROM canaries WHERE app = ?",
           "DELETE FROM hook_secrets WHERE app = ?", "DELETE FROM hook_deliveries WHERE app = ?",
+          "DELETE FROM previews WHERE app = ?", "DELETE FROM previews WHERE preview_app = ?",
           "DELETE FROM apps WHERE name = ?"}) {
         TRY_ASSIGN(auto erase, m_db->prepare(sql));
         TRY(erase.bind(app).run());

@@ -25,7 +25,7 @@ namespace agent {
 namespace sqlite {
 class Database;
 class Statement;
-}
+} // namespace sqlite
 
 struct ReleaseRow {
     std::string app;
@@ -116,6 +116,22 @@ struct DeliveryRow {
     std::string detail;
 };
 
+// A preview environment (docs/git.md): pull request `number` of `app`, deployed as app
+// `preview_app` from `ref` (refs/pull/N/head, refs/merge-requests/N/head) at `commit`.
+struct PreviewRow {
+    std::string app;
+    int number = 0;
+    std::string preview_app;
+    std::string provider;
+    std::string ref;
+    std::string commit;
+    std::string release;
+    bool closing = false; // closed, its app not yet destroyed
+    std::string detail;
+    std::string created_at;
+    std::string updated_at;
+};
+
 struct AuditRow {
     std::string ts;
     std::string app;
@@ -156,8 +172,8 @@ struct CronProcess {
 
 // How deploy-proxy treats an app's requests (table traffic).
 struct Traffic {
-    bool maintenance = false; // deployctl maintenance on
-    std::string message;      // its --message ("" : the built-in text)
+    bool maintenance = false;     // deployctl maintenance on
+    std::string message;          // its --message ("" : the built-in text)
     std::int64_t retry_after = 0; // seconds; 0: no Retry-After
     std::string maintenance_since;
     bool paused = false; // deployctl pause
@@ -297,6 +313,11 @@ class Store {
     std::optional<DeliveryRow> delivery(const std::string& app, const std::string& provider,
                                         const std::string& delivery);
     std::vector<DeliveryRow> deliveries(const std::string& app, int limit);
+    // Preview environments: put_preview inserts or updates (keeping created_at); previews
+    // lists the app's, oldest first.
+    common::Status put_preview(const PreviewRow& row);
+    std::vector<PreviewRow> previews(const std::string& app);
+    common::Status remove_preview(const std::string& app, int number);
 
     common::Status put_canary(const CanaryRow& row);
     std::optional<CanaryRow> canary(const std::string& app);

@@ -34,7 +34,8 @@ void add_destroy(CLI::App& app, Context& ctx);
 void add_agent(CLI::App& app, Context& ctx);
 void add_env(CLI::App& app, Context& ctx);
 void add_cron(CLI::App& app, Context& ctx);
-void add_hooks(CLI::App& app, Context& ctx); // hooks secret | ls
+void add_hooks(CLI::App& app, Context& ctx);    // hooks secret | ls
+void add_previews(CLI::App& app, Context& ctx); // previews
 void add_token(CLI::App& app, Context& ctx);
 void add_login(CLI::App& app, Context& ctx);
 void add_audit(CLI::App& app, Context& ctx);
@@ -65,6 +66,7 @@ inline constexpr AddCommand k_commands[] = {
     add_env,
     add_cron,
     add_hooks,
+    add_previews,
     add_token,
     add_login,
     add_audit,

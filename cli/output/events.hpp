@@ -228,6 +228,12 @@ struct HookDeliveries {
     JsonValue answer;
 };
 
+// previews: GET /v1/apps/{app}/previews ({"app", "previews": [...]}).
+struct Previews {
+    std::string host;
+    JsonValue answer;
+};
+
 // env set | unset: the agent's answer (`set` or `unset`: the names).
 struct EnvChanged {
     std::string host;
@@ -363,7 +369,8 @@ using Event =
     std::variant<Version, Completion, Warning, PackageSummary, Uploading, UploadProgress, Uploaded,
                  Created, Unchanged, AgentEvent, Done, RolledBack, Removed, Releases, Processes,
                  Status, Apps, AppChanged, TrafficChanged, Canary, AppDestroyed, EnvList,
-                 EnvChanged, CronJobs, CronStarted, HookSecret, HookDeliveries, Agent, TokenCreated, Tokens, TokenRevoked,
-                 Audit, LoggedIn, RunOutput, RunExit, Error, Summary, Templates, InitSummary>;
+                 EnvChanged, CronJobs, CronStarted, HookSecret, HookDeliveries, Previews, Agent,
+                 TokenCreated, Tokens, TokenRevoked, Audit, LoggedIn, RunOutput, RunExit, Error,
+                 Summary, Templates, InitSummary>;
 
 } // namespace cli::output

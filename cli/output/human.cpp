@@ -175,6 +175,7 @@ class HumanPrinter final : public Printer {
     }
     void render(const HookSecret& e);
     void render(const HookDeliveries& e);
+    void render(const Previews& e);
     void render(const Agent& e);
     void render_disk(const Agent& e);
     void render_prune(const Agent& e);
@@ -739,6 +740,12 @@ void HumanPrinter::render(const AppDestroyed& e) {
              a.value("blobs_removed", 0) == 1 ? "" : "s",
              kept ? fmt::format(", {} kept (another app or a deploy in progress uses them)", kept)
                   : ""));
+    std::string previews;
+    for (const auto& name : a.value("previews", json::array()))
+        if (name.is_string())
+            previews += (previews.empty() ? "" : " ") + name.get<std::string>();
+    if (!previews.empty())
+        step(e.host, "Destroyed its preview environments too: " + previews);
 }
 
 void HumanPrinter::render(const EnvList& e) {
@@ -801,6 +808,39 @@ void HumanPrinter::render(const HookDeliveries& e) {
                          commit.empty() ? "-" : commit.substr(0, 12),
                          json_str(row, "release").empty() ? "-" : json_str(row, "release"),
                          result));
+    }
+}
+
+void HumanPrinter::render(const Previews& e) {
+    const json& answer = *e.answer;
+    auto rows = answer.value("previews", json::array());
+    if (!rows.is_array() || rows.empty()) {
+        line(m_out, host_prefix(e.host),
+             "no preview environments for " + json_str(answer, "app") +
+                 " (a pull request makes one when the serving deploy.toml has [preview])");
+        return;
+    }
+    line(m_out, host_prefix(e.host),
+         paint(Color::bold, fmt::format("{:<5}  {:<20}  {:<12}  {:<8}  {:<10}  {}", "PR", "APP",
+                                        "COMMIT", "RELEASE", "STATE", "URL")));
+    for (const auto& row : rows) {
+        std::string where;
+        if (const auto url = json_str(row, "url"); !url.empty())
+            where = url;
+        for (const auto& domain : row.value("domains", json::array()))
+            if (domain.is_string())
+                where += (where.empty() ? "" : " ") + domain.get<std::string>();
+        if (const auto detail = json_str(row, "detail"); !detail.empty())
+            where += (where.empty() ? "" : "  ") + detail;
+        const auto commit = json_str(row, "commit");
+        line(m_out, host_prefix(e.host),
+             fmt::format("{:<5}  {:<20}  {:<12}  {:<8}  {:<10}  {}",
+                         "#" + (row.contains("number") && row["number"].is_number_integer()
+                                    ? std::to_string(row["number"].get<int>())
+                                    : std::string("?")),
+                         json_str(row, "app"), commit.empty() ? "-" : commit.substr(0, 12),
+                         json_str(row, "release").empty() ? "-" : json_str(row, "release"),
+                         json_str(row, "state"), where.empty() ? "-" : where));
     }
 }
 

@@ -140,6 +140,7 @@ class JsonPrinter final : public Printer {
                {"releases", e.answer->value("releases", json::array())},
                {"blobs_removed", e.answer->value("blobs_removed", 0)},
                {"blobs_kept", e.answer->value("blobs_kept", 0)},
+               {"previews", e.answer->value("previews", json::array())},
                {"host", e.host}});
     }
     void render(const EnvList& e) {
@@ -160,6 +161,12 @@ class JsonPrinter final : public Printer {
         write({{"event", "hook_deliveries"},
                {"app", e.answer->value("app", "")},
                {"deliveries", e.answer->value("deliveries", json::array())},
+               {"host", e.host}});
+    }
+    void render(const Previews& e) {
+        write({{"event", "previews"},
+               {"app", e.answer->value("app", "")},
+               {"previews", e.answer->value("previews", json::array())},
                {"host", e.host}});
     }
     void render(const EnvChanged& e) {

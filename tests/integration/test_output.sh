@@ -146,6 +146,9 @@ assert_jq "$OUT" '.event == "hook_secret" and (.secret | length) == 64 and .path
 assert_exit 0 jdctl hooks ls
 json_ok "hooks ls"
 assert_jq "$OUT" '.event == "hook_deliveries" and .app == "hello" and .deliveries == []' "hooks ls --json: event hook_deliveries, none yet"
+assert_exit 0 jdctl previews
+json_ok "previews"
+assert_jq "$OUT" '.event == "previews" and .app == "hello" and .previews == []' "previews --json: event previews, none yet"
 assert_exit 0 jdctl agent ping
 json_ok "agent ping"
 assert_exit 0 jdctl agent info

@@ -523,7 +523,7 @@ TEST_CASE("store records a webhook delivery once, and keeps the newest 200 of an
     }
     auto kept = store->deliveries("hello", 1000);
     CHECK(kept.size() == 200);
-    CHECK(kept.front().delivery == "d-205"); // newest first
+    CHECK(kept.front().delivery == "d-205");                // newest first
     CHECK_FALSE(store->delivery("hello", "github", "d-1")); // the oldest went
     CHECK(store->deliveries("other", 10).empty());
     REQUIRE(store->put_hook_secret("hello", "sealed", std::nullopt));
@@ -531,4 +531,39 @@ TEST_CASE("store records a webhook delivery once, and keeps the newest 200 of an
     REQUIRE(store->destroy_app("hello", "test"));
     CHECK_FALSE(store->hook_secret("hello"));
     CHECK(store->deliveries("hello", 10).empty());
+}
+
+TEST_CASE("store keeps an app's previews: updated in place, listed oldest first, gone with "
+          "either app") {
+    test::TempDir dir;
+    auto store = open_store(dir);
+    agent::PreviewRow row{
+        "hello", 3,  "hello-pr-3", "github", "refs/pull/3/head", std::string(40, 'a'), "v1",
+        false,   "", "",           ""};
+    REQUIRE(store->put_preview(row));
+    REQUIRE(store->put_preview({"hello", 4, "hello-pr-4", "gitlab", "refs/merge-requests/4/head",
+                                std::string(40, 'b'), "v1", false, "", "", ""}));
+    REQUIRE(store->put_preview({"other", 1, "other-pr-1", "gitea", "refs/pull/1/head",
+                                std::string(40, 'c'), "v1", false, "", "", ""}));
+    const auto created = store->previews("hello").front().created_at;
+    row.commit = std::string(40, 'd');
+    row.release = "v2";
+    row.closing = true;
+    row.detail = "closing";
+    REQUIRE(store->put_preview(row)); // the same pull request: updated, not added
+    auto rows = store->previews("hello");
+    REQUIRE(rows.size() == 2);
+    CHECK(rows[0].number == 3); // still the oldest
+    CHECK(rows[0].created_at == created);
+    CHECK(rows[0].commit == std::string(40, 'd'));
+    CHECK(rows[0].release == "v2");
+    CHECK(rows[0].closing);
+    CHECK(rows[0].detail == "closing");
+    CHECK(rows[1].ref == "refs/merge-requests/4/head");
+    REQUIRE(store->remove_preview("hello", 3));
+    CHECK(store->previews("hello").size() == 1);
+    REQUIRE(store->destroy_app("hello-pr-4", "test")); // destroying a preview forgets it
+    CHECK(store->previews("hello").empty());
+    REQUIRE(store->destroy_app("other", "test")); // and destroying its app
+    CHECK(store->previews("other").empty());
 }

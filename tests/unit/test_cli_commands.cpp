@@ -24,10 +24,11 @@ using nlohmann::json;
 namespace {
 
 // deployctl's commands as `deployctl --help` has always listed them; __complete is hidden.
-const std::string k_help_order = "deploy status releases ps scale logs run rollback canary rm apps stop "
-                                 "start restart maintenance pause resume destroy agent env "
-                                 "cron hooks "
-                                 "token login audit init completion version";
+const std::string k_help_order =
+    "deploy status releases ps scale logs run rollback canary rm apps stop "
+    "start restart maintenance pause resume destroy agent env "
+    "cron hooks previews "
+    "token login audit init completion version";
 
 std::string join(const std::vector<std::string>& words, const char* separator) {
     std::string text;
@@ -156,10 +157,11 @@ TEST_CASE("the command table adds every command, in the order of deployctl --hel
     auto visible = app.get_subcommands([](CLI::App* sub) { return !sub->get_group().empty(); });
     CHECK(names_of(visible) == k_help_order);
     CHECK(names_of(all) == // with the hidden __complete, added by completion
-          "deploy status releases ps scale logs run rollback canary rm apps stop start restart maintenance pause resume destroy "
+          "deploy status releases ps scale logs run rollback canary rm apps stop start restart "
+          "maintenance pause resume destroy "
           "agent "
           "env "
-          "cron hooks token "
+          "cron hooks previews token "
           "login audit init completion __complete version");
 
     SUBCASE("deployctl --help lists them in that order") {
@@ -200,6 +202,7 @@ TEST_CASE("the parse runs the handler of the command it chose") {
             {{"hooks", "secret"}, "POST /v1/apps/hello/hooks/secret"},
             {{"hooks", "secret", "--rotate"}, "POST /v1/apps/hello/hooks/secret"},
             {{"hooks", "ls"}, "GET /v1/apps/hello/hooks/deliveries"},
+            {{"previews"}, "GET /v1/apps/hello/previews"},
             {{"logs", "--process", "cron.cleanup"},
              "STREAM /v1/apps/hello/logs?process=cron.cleanup"},
             {{"token", "create", "--scope", "read"}, "POST /v1/tokens"},

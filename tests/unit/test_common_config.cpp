@@ -657,14 +657,14 @@ TEST_CASE("[git] branch: the deploy branch of git push, checked as git checks it
     auto config = common::parse_config("app = \"hello\"\n", "deploy.toml");
     REQUIRE(config);
     CHECK(config->git.branch == "main");
-    config = common::parse_config("app = \"hello\"\n[git]\nbranch = \"release/2\"\n", "deploy.toml");
+    config =
+        common::parse_config("app = \"hello\"\n[git]\nbranch = \"release/2\"\n", "deploy.toml");
     REQUIRE(config);
     CHECK(config->git.branch == "release/2");
     for (const char* bad : {"refs/heads/main", "a..b", "-x", "a b", "x.lock", "a/.b", "a//b", "",
                             "@", "x@{1}", "a~1", "a:b"}) {
-        auto refused =
-            common::parse_config(fmt::format("app = \"hello\"\n[git]\nbranch = \"{}\"\n", bad),
-                                 "deploy.toml");
+        auto refused = common::parse_config(
+            fmt::format("app = \"hello\"\n[git]\nbranch = \"{}\"\n", bad), "deploy.toml");
         CHECK_MESSAGE(!refused, bad);
         if (!refused)
             CHECK(refused.error().message.find("git.branch") != std::string::npos);
@@ -700,4 +700,70 @@ TEST_CASE("[git] url and token: where a webhook fetches from, and the secret it 
     CHECK(refused("url = \"https://example.com/h.git\"\ntoken = \"not a name\"\n")
               .find("git.token names a secret") != std::string::npos);
     CHECK(parse("url = \"https://git@github.com/acme/hello.git\"\n")); // a user, no password
+}
+
+TEST_CASE("[preview]: previews per pull request, off unless the table is there") {
+    auto none = common::parse_config("app = \"hello\"\n", "deploy.toml");
+    REQUIRE(none);
+    CHECK_FALSE(none->preview);
+    auto empty = common::parse_config("app = \"hello\"\n[preview]\n", "deploy.toml");
+    REQUIRE(empty);
+    REQUIRE(empty->preview);
+    CHECK(empty->preview->max == 10);
+    CHECK_FALSE(empty->preview->forks);
+    CHECK(empty->preview->secrets.empty());
+    auto full = common::parse_config("app = \"hello\"\n[preview]\nmax = 3\nforks = true\n"
+                                     "secrets = [\"API_KEY\"]\n[preview.env]\nMODE = \"test\"\n"
+                                     "DEBUG = true\n",
+                                     "deploy.toml");
+    REQUIRE(full);
+    CHECK(full->preview->max == 3);
+    CHECK(full->preview->forks);
+    CHECK(full->preview->secrets == std::vector<std::string>{"API_KEY"});
+    CHECK(full->preview->env.at("MODE") == "test");
+    CHECK(full->preview->env.at("DEBUG") == "true");
+    const auto refused = [](const std::string& preview) {
+        auto config = common::parse_config("app = \"hello\"\n[preview]\n" + preview, "deploy.toml");
+        return config ? std::string() : config.error().message;
+    };
+    CHECK(refused("max = -1\n").find("preview.max") != std::string::npos);
+    CHECK(refused("secrets = [\"not a name\"]\n").find("preview.secrets") != std::string::npos);
+    CHECK(refused("maxx = 2\n").find("max") != std::string::npos);
+    CHECK(refused("env = { A = [1] }\n").find("env.A") != std::string::npos);
+}
+
+TEST_CASE("preview_config_text: the pull request's deploy.toml made the preview's") {
+    const std::string text = "app = \"shop\"\n"
+                             "[run]\ncommand = \"./serve\"\n"
+                             "[env]\nMODE = \"live\"\nKEEP = \"yes\"\n"
+                             "[preview]\nmax = 2\n[preview.env]\nMODE = \"test\"\n"
+                             "[targets.web]\nhosts = [\"ssh://web1\"]\n"
+                             "domains = [\"example.com\", \"shop.example.org\"]\n";
+    auto made = common::preview_config_text(text, "shop", 12);
+    REQUIRE(made);
+    auto config = common::parse_config(*made, "deploy.toml");
+    REQUIRE(config);
+    CHECK(config->app == "shop-pr-12");
+    CHECK(config->run.command == "./serve");
+    CHECK(config->env.at("MODE") == "test"); // [preview.env] over [env]
+    CHECK(config->env.at("KEEP") == "yes");
+    CHECK_FALSE(config->preview); // a preview makes no previews
+    CHECK(config->targets.at("web").domains ==
+          std::vector<std::string>{"pr-12.shop.example.com", "pr-12.shop.shop.example.org"});
+    CHECK(config->targets.at("web").hosts == std::vector<std::string>{"ssh://web1"});
+    // Without [env] in the text, [preview.env] makes one.
+    auto bare =
+        common::preview_config_text("app = \"shop\"\n[preview.env]\nMODE = \"test\"\n", "shop", 1);
+    REQUIRE(bare);
+    CHECK(common::parse_config(*bare, "deploy.toml")->env.at("MODE") == "test");
+    // Another app's deploy.toml, a broken one, a name too long: errors that say so.
+    auto other = common::preview_config_text("app = \"other\"\n", "shop", 1);
+    REQUIRE_FALSE(other);
+    CHECK(other.error().message.find("app = \"other\"") != std::string::npos);
+    CHECK_FALSE(common::preview_config_text("app = \"shop\"\n[run\n", "shop", 1));
+    const std::string long_name(60, 'a');
+    auto too_long = common::preview_config_text("app = \"" + long_name + "\"\n", long_name, 1234);
+    REQUIRE_FALSE(too_long);
+    CHECK(too_long.error().message.find("63 characters") != std::string::npos);
+    CHECK(*common::preview_app_name("shop", 7) == "shop-pr-7");
 }
