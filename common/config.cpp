@@ -122,15 +122,18 @@ Status read_git(const Reader& r, const toml::table& t, GitConfig& out) {
     if (const auto* n = t.get("url")) {
         TRY_ASSIGN(out.url, r.string_at(*n, "git.url"));
         const bool known = out.url.rfind("https://", 0) == 0 || out.url.rfind("http://", 0) == 0 ||
-                           out.url.rfind("git://", 0) == 0 || out.url.rfind("file:///", 0) == 0;
+                           out.url.rfind("git://", 0) == 0 || out.url.rfind("file:///", 0) == 0 ||
+                           is_ssh_git_url(out.url);
         if (!known)
             return r.error_at(n->source(),
                               fmt::format("git.url \"{}\" is not a repository URL the agent can "
-                                          "fetch: https://, http://, git:// or file:///PATH",
+                                          "fetch: https://, http://, git://, ssh://, "
+                                          "USER@HOST:PATH or file:///PATH",
                                           out.url));
         if (out.url.find_first_of(" \t\r\n") != std::string::npos)
             return r.error_at(n->source(), "git.url must not contain spaces or line breaks");
-        const auto authority = out.url.substr(out.url.find("//") + 2);
+        const auto slashes = out.url.find("//");
+        const auto authority = slashes == std::string::npos ? out.url : out.url.substr(slashes + 2);
         const auto at = authority.find('@');
         if (at != std::string::npos && authority.substr(0, at).find(':') != std::string::npos &&
             at < authority.find('/'))
@@ -148,6 +151,10 @@ Status read_git(const Reader& r, const toml::table& t, GitConfig& out) {
         const bool loopback = out.url.rfind("http://127.0.0.1", 0) == 0 ||
                               out.url.rfind("http://localhost", 0) == 0 ||
                               out.url.rfind("http://[::1]", 0) == 0;
+        if (is_ssh_git_url(out.url))
+            return r.error_at(n->source(), "git.token is for https:// URLs: an ssh git.url is "
+                                           "fetched with the app's deploy key (deployctl hooks "
+                                           "key)");
         if (!tls && !loopback)
             return r.error_at(n->source(), "git.token is sent only over https:// (or plain http "
                                            "to this machine): give an https:// git.url");
@@ -565,6 +572,17 @@ Result<AppConfig> parse_config(std::string_view text, std::string_view source_na
     } catch (const toml::parse_error& e) {
         return reader.error_at(e.source(), std::string(e.description()));
     }
+}
+
+bool is_ssh_git_url(std::string_view url) {
+    if (url.rfind("ssh://", 0) == 0)
+        return url.size() > 6;
+    // git's scp-like syntax: [USER@]HOST:PATH, with no "://" and no '/' before the ':'.
+    if (url.find("://") != std::string_view::npos)
+        return false;
+    const auto colon = url.find(':');
+    return colon != std::string_view::npos && colon > 0 && colon + 1 < url.size() &&
+           url.substr(0, colon).find('/') == std::string_view::npos;
 }
 
 Result<std::string> preview_app_name(const std::string& app, int number) {

@@ -54,7 +54,9 @@ struct ReleaseConfig {
 // the agent fetch the commit from `url` and deploy it.
 struct GitConfig {
     std::string branch = "main";
-    std::string url; // https://, http://, git:// or file:// ("" = webhooks cannot fetch)
+    // https://, http://, git://, ssh:// (or USER@HOST:PATH, with the app's deploy key) or
+    // file:// ("" = webhooks cannot fetch)
+    std::string url;
     // The name of a secret of the app (deployctl env set --secret) sent as the password of
     // an https:// url (plain http only to a loopback host); "" = none.
     std::string token;
@@ -200,6 +202,10 @@ Result<AppConfig> load_config(const std::filesystem::path& path);
 // targets as "pr-N.APP.D", [preview.env] laid over [env], [preview] left out. ErrorKind::config
 // when the text is not a deploy.toml of `app` or the names it makes are not valid.
 Result<std::string> preview_config_text(std::string_view text, const std::string& app, int number);
+// Whether a [git] url is fetched over ssh: "ssh://[USER@]HOST[:PORT]/PATH" or git's
+// scp-like "[USER@]HOST:PATH".
+bool is_ssh_git_url(std::string_view url);
+
 // "APP-pr-N", or ErrorKind::usage when that is not a valid app name (too long).
 Result<std::string> preview_app_name(const std::string& app, int number);
 

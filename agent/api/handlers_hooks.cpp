@@ -18,6 +18,7 @@
 #include <common/duration.hpp>
 #include <common/hash.hpp>
 #include <common/log.hpp>
+#include <common/ssh_key.hpp>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -140,6 +141,34 @@ std::string delivery_of(const Provider& provider, const Request& request) {
     if (!usable)
         id = "sha256:" + common::sha256_hex(request.body);
     return id;
+}
+
+// "SHA256:..." of a key line ("ssh-ed25519 AAAA..."), as ssh-keygen -l prints it.
+std::string fingerprint_of(const std::string& key_line) {
+    auto key = common::parse_public_key(key_line);
+    return key ? common::fingerprint_sha256(key->blob) : "?";
+}
+
+// A server's host key, trusted on first use as ssh's StrictHostKeyChecking=accept-new
+// trusts it: a host's first key is kept, another one later is refused.
+common::Status check_host_key(Service& service, const std::string& app, const std::string& host,
+                              const std::string& key) {
+    for (const auto& known : service.git_hosts(app))
+        if (known.host == host) {
+            if (known.key == key)
+                return {};
+            return make_error(ErrorKind::refused,
+                              fmt::format("the host key of {} changed: it was {} (trusted since "
+                                          "{}), it is now {}. If the server's key was changed on "
+                                          "purpose, deployctl hooks key --forget-hosts trusts "
+                                          "the next one",
+                                          host, fingerprint_of(known.key), known.added_at,
+                                          fingerprint_of(key)));
+        }
+    TRY(service.add_git_host(app, host, key));
+    common::log_info(fmt::format("{}: trusting the host key {} of {} (its first fetch)", app,
+                                 fingerprint_of(key), host));
+    return {};
 }
 
 json delivery_json(const DeliveryRow& row, ApiContext& context) {
@@ -267,6 +296,19 @@ Response receive_hook(ApiContext& context, const Request& request) {
     return response;
 }
 
+// Reads `name` of a JSON body that may leave it out (false) or set it (true or false).
+common::Result<bool> flag_of(const json& body, const char* name) {
+    if (!body.is_object())
+        return false;
+    auto it = body.find(name);
+    if (it == body.end() || it->is_null())
+        return false;
+    if (!it->is_boolean())
+        return make_error(ErrorKind::bad_request,
+                          fmt::format("\"{}\" must be true or false", name));
+    return it->get<bool>();
+}
+
 Response make_secret(ApiContext& context, const Request& request) {
     auto app = app_param(request);
     if (!app)
@@ -274,22 +316,55 @@ Response make_secret(ApiContext& context, const Request& request) {
     auto body = parse_json_body(request, true);
     if (!body)
         return error_response(body.error());
-    bool rotate = false;
-    if (body->is_object())
-        if (auto it = body->find("rotate"); it != body->end() && !it->is_null()) {
-            if (!it->is_boolean())
-                return error_response(400, "bad_request", "\"rotate\" must be true or false");
-            rotate = it->get<bool>();
-        }
-    auto secret = context.service.hook_secret(*app, rotate);
+    auto rotate = flag_of(*body, "rotate");
+    if (!rotate)
+        return error_response(rotate.error());
+    auto secret = context.service.hook_secret(*app, *rotate);
     if (!secret)
         return error_response(secret.error());
     json paths = json::object();
     for (const auto& provider : k_providers)
         paths[provider.name] = fmt::format("/v1/hooks/{}/{}", provider.name, *app);
     auto response = json_response(
-        200, {{"app", *app}, {"secret", *secret}, {"rotated", rotate}, {"paths", paths}});
-    response.audit_detail = rotate ? "webhook secret rotated" : "webhook secret read";
+        200, {{"app", *app}, {"secret", *secret}, {"rotated", *rotate}, {"paths", paths}});
+    response.audit_detail = *rotate ? "webhook secret rotated" : "webhook secret read";
+    return response;
+}
+
+Response make_key(ApiContext& context, const Request& request) {
+    auto app = app_param(request);
+    if (!app)
+        return error_response(app.error());
+    auto body = parse_json_body(request, true);
+    if (!body)
+        return error_response(body.error());
+    auto rotate = flag_of(*body, "rotate");
+    auto forget = flag_of(*body, "forget_hosts");
+    if (!rotate || !forget)
+        return error_response(!rotate ? rotate.error() : forget.error());
+    if (*forget)
+        if (auto forgotten = context.service.forget_git_hosts(*app); !forgotten)
+            return error_response(forgotten.error());
+    auto key = context.service.git_key(*app, true, *rotate);
+    if (!key)
+        return error_response(key.error());
+    if (!*key)
+        return error_response(500, "internal", "the deploy key was not made");
+    json hosts = json::array();
+    for (const auto& host : context.service.git_hosts(*app))
+        hosts.push_back({{"host", host.host},
+                         {"key_type", host.key.substr(0, host.key.find(' '))},
+                         {"fingerprint", fingerprint_of(host.key)},
+                         {"added", host.added_at}});
+    auto response = json_response(200, {{"app", *app},
+                                        {"public_key", (*key)->public_key},
+                                        {"fingerprint", fingerprint_of((*key)->public_key)},
+                                        {"created", (*key)->created_at},
+                                        {"rotated", *rotate},
+                                        {"hosts_forgotten", *forget},
+                                        {"hosts", hosts}});
+    response.audit_detail = fmt::format("deploy key {}{}", *rotate ? "rotated" : "read",
+                                        *forget ? ", host keys forgotten" : "");
     return response;
 }
 
@@ -313,7 +388,24 @@ std::optional<HookOutcome> fetch_for_hook(ApiContext& context, const std::string
         return HookOutcome{409, "refused",
                            "the serving release's deploy.toml has no [git] url to fetch the "
                            "commit from"};
-    std::string token;
+    git::FetchAuth auth;
+    if (common::is_ssh_git_url(config.git.url)) {
+        auto key = context.service.git_private_key(app);
+        if (!key)
+            return HookOutcome{500, "failed", key.error().message};
+        if (!*key)
+            return HookOutcome{409, "refused",
+                               fmt::format("[git] url is an ssh URL and {} has no deploy key: "
+                                           "make it with deployctl hooks key and add it to the "
+                                           "repository's deploy keys",
+                                           app)};
+        auth.ssh_key_pem = std::move(**key);
+        auth.key_dir = context.data_dir.root();
+        auth.check_host = [&service = context.service, app](const std::string& host,
+                                                            const std::string& key_line) {
+            return check_host_key(service, app, host, key_line);
+        };
+    }
     if (!config.git.token.empty()) {
         auto value = context.service.secret_value(app, config.git.token);
         if (!value)
@@ -323,10 +415,10 @@ std::optional<HookOutcome> fetch_for_hook(ApiContext& context, const std::string
                                fmt::format("[git] token names {}, which is not a secret of {} "
                                            "(deployctl env set --secret {}=...)",
                                            config.git.token, app, config.git.token)};
-        token = **value;
+        auth.token = **value;
     }
     if (auto fetched = git::fetch_within(app, context.data_dir.git_repo(app), config.git.url,
-                                         source, destination, token, context.fetch_timeout);
+                                         source, destination, auth, context.fetch_timeout);
         !fetched)
         return HookOutcome{fetched.error().kind == ErrorKind::refused   ? 503
                            : fetched.error().kind == ErrorKind::timeout ? 504
@@ -366,6 +458,10 @@ void add_hook_routes(Router& router, ApiContext& context) {
     router.add(
         "POST", "/v1/apps/{app}/hooks/secret",
         [&context](const Request& request) { return make_secret(context, request); },
+        BodyKind::small_json);
+    router.add(
+        "POST", "/v1/apps/{app}/hooks/key",
+        [&context](const Request& request) { return make_key(context, request); },
         BodyKind::small_json);
     router.add("GET", "/v1/apps/{app}/hooks/deliveries",
                [&context](const Request& request) { return list_deliveries(context, request); });

@@ -249,6 +249,11 @@ HookOutcome pull_request_delivery(ApiContext& context, const std::string& app,
     auto name = common::preview_app_name(app, pr->number);
     if (!name)
         return {409, "refused", name.error().message};
+    if (!find_preview(context, app, pr->number) && context.service.status(*name))
+        return {409, "refused",
+                fmt::format("app {} exists and is not a preview of {}: its pull request {} is "
+                            "not deployed over it",
+                            *name, app, pr->number)};
     if (auto failed = fetch_for_hook(context, app, *config, pr->ref, preview_ref(pr->number)))
         return *failed;
     const auto repo = context.data_dir.git_repo(app);

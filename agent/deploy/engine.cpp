@@ -302,6 +302,30 @@ std::vector<DeliveryRow> Engine::deliveries(const std::string& app) {
     return m_store->deliveries(app, 50);
 }
 
+common::Result<std::optional<GitKeyRow>> Engine::git_key(const std::string& app, bool make,
+                                                         bool rotate) {
+    if (!common::is_valid_app_name(app))
+        return make_error(ErrorKind::usage, "invalid app name: " + app);
+    return m_env->git_key(app, make, rotate);
+}
+
+common::Result<std::optional<std::string>> Engine::git_private_key(const std::string& app) {
+    return m_env->git_private_key(app);
+}
+
+std::vector<GitHostRow> Engine::git_hosts(const std::string& app) {
+    return m_store->git_hosts(app);
+}
+
+common::Status Engine::add_git_host(const std::string& app, const std::string& host,
+                                    const std::string& key) {
+    return m_store->add_git_host(app, host, key);
+}
+
+common::Status Engine::forget_git_hosts(const std::string& app) {
+    return m_store->forget_git_hosts(app);
+}
+
 std::vector<PreviewRow> Engine::previews(const std::string& app) {
     return m_store->previews(app);
 }

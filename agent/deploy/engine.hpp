@@ -100,6 +100,13 @@ class Engine final : public Service {
     std::optional<DeliveryRow> delivery(const std::string& app, const std::string& provider,
                                         const std::string& id) override;
     std::vector<DeliveryRow> deliveries(const std::string& app) override;
+    common::Result<std::optional<GitKeyRow>> git_key(const std::string& app, bool make,
+                                                     bool rotate) override;
+    common::Result<std::optional<std::string>> git_private_key(const std::string& app) override;
+    std::vector<GitHostRow> git_hosts(const std::string& app) override;
+    common::Status add_git_host(const std::string& app, const std::string& host,
+                                const std::string& key) override;
+    common::Status forget_git_hosts(const std::string& app) override;
     std::vector<PreviewRow> previews(const std::string& app) override;
     common::Status put_preview(const PreviewRow& row) override;
     common::Status remove_preview(const std::string& app, int number) override;

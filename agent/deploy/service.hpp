@@ -438,6 +438,31 @@ class Service {
         (void)app;
         return {};
     }
+    // Fetching over ssh (docs/git.md): the app's deploy key (made when `make` and it has
+    // none, or anew with `rotate`), its private half for a fetch, the host keys its fetches
+    // met (the first key of a host is kept), forgotten.
+    virtual common::Result<std::optional<GitKeyRow>> git_key(const std::string& app, bool make,
+                                                             bool rotate) {
+        (void)app, (void)make, (void)rotate;
+        return common::make_error(common::ErrorKind::internal, "deploy keys are not supported");
+    }
+    virtual common::Result<std::optional<std::string>> git_private_key(const std::string& app) {
+        (void)app;
+        return common::make_error(common::ErrorKind::internal, "deploy keys are not supported");
+    }
+    virtual std::vector<GitHostRow> git_hosts(const std::string& app) {
+        (void)app;
+        return {};
+    }
+    virtual common::Status add_git_host(const std::string& app, const std::string& host,
+                                        const std::string& key) {
+        (void)app, (void)host, (void)key;
+        return common::make_error(common::ErrorKind::internal, "deploy keys are not supported");
+    }
+    virtual common::Status forget_git_hosts(const std::string& app) {
+        (void)app;
+        return common::make_error(common::ErrorKind::internal, "deploy keys are not supported");
+    }
     // Preview environments of the app (oldest first), recorded or updated, forgotten (a
     // destroy of either app forgets them too).
     virtual std::vector<PreviewRow> previews(const std::string& app) {

@@ -1,16 +1,23 @@
 #include <agent/git/fetch.hpp>
 #include <agent/git/repository.hpp>
+#include <common/config.hpp>
 #include <common/duration.hpp>
+#include <common/fs.hpp>
 #include <common/git/walk.hpp>
+#include <common/hash.hpp>
+#include <common/ssh_key.hpp>
 
 #include <fmt/format.h>
 #include <git2.h>
 
+#include <cerrno>
+#include <fcntl.h>
 #include <future>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <thread>
+#include <unistd.h>
 
 namespace agent::git {
 
@@ -19,18 +26,55 @@ namespace {
 using common::ErrorKind;
 using common::make_error;
 
-// libgit2 asks again after a refused password: the token is given once.
+// What the callbacks of one fetch share. libgit2 asks again after refused credentials: each
+// is given once.
 struct Credentials {
-    const std::string* token = nullptr;
+    const FetchAuth* auth = nullptr;
+    std::string key_file; // the deploy key, written for the fetch (ssh)
+    std::string host;     // what the host key is checked for (ssh)
     int asked = 0;
+    std::string host_error; // why the host key was refused
 };
 
-int credentials(git_credential** out, const char* /*url*/, const char* /*username*/,
+int credentials(git_credential** out, const char* /*url*/, const char* username,
                 unsigned int allowed, void* payload) {
     auto& given = *static_cast<Credentials*>(payload);
-    if (given.token->empty() || given.asked++ > 0 || !(allowed & GIT_CREDENTIAL_USERPASS_PLAINTEXT))
+    const char* user = username && *username ? username : "git";
+    if (allowed & GIT_CREDENTIAL_USERNAME)
+        return git_credential_username_new(out, user);
+    if (given.asked++ > 0)
         return GIT_EAUTH;
-    return git_credential_userpass_plaintext_new(out, "x-access-token", given.token->c_str());
+    if ((allowed & GIT_CREDENTIAL_SSH_KEY) && !given.key_file.empty())
+        return git_credential_ssh_key_new(out, user, nullptr, given.key_file.c_str(), "");
+    if ((allowed & GIT_CREDENTIAL_USERPASS_PLAINTEXT) && !given.auth->token.empty())
+        return git_credential_userpass_plaintext_new(out, "x-access-token",
+                                                     given.auth->token.c_str());
+    return GIT_EAUTH;
+}
+
+// An ssh server's host key: trusted as FetchAuth::check_host says (https certificates are
+// libgit2's to check).
+int check_certificate(git_cert* cert, int /*valid*/, const char* /*host*/, void* payload) {
+    if (cert->cert_type != GIT_CERT_HOSTKEY_LIBSSH2)
+        return GIT_PASSTHROUGH;
+    auto& given = *static_cast<Credentials*>(payload);
+    const auto* hostkey = reinterpret_cast<const git_cert_hostkey*>(cert);
+    if (!(hostkey->type & GIT_CERT_SSH_RAW) || !given.auth->check_host) {
+        given.host_error = "the agent cannot check the server's host key";
+        return GIT_ECERTIFICATE;
+    }
+    const std::string blob(hostkey->hostkey, hostkey->hostkey_len);
+    const auto type = common::key_type_of(blob);
+    if (type.empty()) {
+        given.host_error = "the server's host key is malformed";
+        return GIT_ECERTIFICATE;
+    }
+    if (auto trusted = given.auth->check_host(given.host, type + " " + common::base64(blob));
+        !trusted) {
+        given.host_error = trusted.error().message;
+        return GIT_ECERTIFICATE;
+    }
+    return 0;
 }
 
 struct Repository {
@@ -38,12 +82,75 @@ struct Repository {
     ~Repository() { git_repository_free(repo); }
 };
 
+// The deploy key in a file of its own (0600) for the fetch's time.
+struct KeyFile {
+    std::filesystem::path path;
+    ~KeyFile() {
+        if (!path.empty()) {
+            std::error_code ignored;
+            std::filesystem::remove(path, ignored);
+        }
+    }
+};
+
+common::Status write_key_file(const FetchAuth& auth, KeyFile& file) {
+    TRY_ASSIGN(auto tag, common::random_hex(8));
+    file.path = auth.key_dir / fmt::format("deploy-key.tmp-{}-{}", ::getpid(), tag);
+    const int fd = ::open(file.path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        const int error = errno;
+        file.path.clear();
+        return make_error(common::io_error_kind(error),
+                          fmt::format("cannot write the deploy key for the fetch in {}: {}",
+                                      auth.key_dir.string(), common::os_error_text(error)));
+    }
+    const bool written = common::write_all(fd, auth.ssh_key_pem);
+    const int error = errno;
+    ::close(fd);
+    if (!written)
+        return make_error(common::io_error_kind(error),
+                          fmt::format("cannot write the deploy key for the fetch: {}",
+                                      common::os_error_text(error)));
+    return {};
+}
+
 } // namespace
+
+std::string ssh_host_of(const std::string& url) {
+    if (url.rfind("ssh://", 0) == 0) {
+        auto authority = url.substr(
+            6, url.find('/', 6) == std::string::npos ? std::string::npos : url.find('/', 6) - 6);
+        if (const auto at = authority.rfind('@'); at != std::string::npos)
+            authority = authority.substr(at + 1);
+        if (authority.size() > 3 && authority.compare(authority.size() - 3, 3, ":22") == 0)
+            authority.resize(authority.size() - 3);
+        return authority;
+    }
+    auto host = url.substr(0, url.find(':'));
+    if (const auto at = host.rfind('@'); at != std::string::npos)
+        host = host.substr(at + 1);
+    return host;
+}
 
 common::Status fetch_ref(const std::filesystem::path& repository, const std::string& url,
                          const std::string& source, const std::string& destination,
-                         const std::string& token) {
+                         const FetchAuth& auth) {
     TRY(ensure_repository(repository));
+    const bool ssh = common::is_ssh_git_url(url);
+    if (ssh && !(git_libgit2_features() & GIT_FEATURE_SSH))
+        return make_error(ErrorKind::usage, "this agent's libgit2 has no ssh support: give "
+                                            "[git] url an https:// URL");
+    Credentials given;
+    given.auth = &auth;
+    KeyFile key_file;
+    if (ssh) {
+        if (auth.ssh_key_pem.empty())
+            return make_error(ErrorKind::usage, "an ssh [git] url needs the app's deploy key "
+                                                "(deployctl hooks key)");
+        TRY(write_key_file(auth, key_file));
+        given.key_file = key_file.path.string();
+        given.host = ssh_host_of(url);
+    }
     Repository open;
     if (git_repository_open_bare(&open.repo, repository.c_str()) != 0)
         return make_error(ErrorKind::io,
@@ -58,26 +165,29 @@ common::Status fetch_ref(const std::filesystem::path& repository, const std::str
     const git_strarray refspecs{specs, 1};
     git_fetch_options options = GIT_FETCH_OPTIONS_INIT;
     options.download_tags = GIT_REMOTE_DOWNLOAD_TAGS_NONE;
-    Credentials given{&token};
     options.callbacks.credentials = credentials;
+    options.callbacks.certificate_check = check_certificate;
     options.callbacks.payload = &given;
     const int rc = git_remote_fetch(remote, &refspecs, &options, "deploy-agent webhook fetch");
     std::string reason = rc != 0 ? common::git::last_error() : "";
-    if (rc == GIT_EAUTH || (rc != 0 && given.asked > 0))
-        reason = token.empty() ? "the repository asks for credentials: name a secret of the app "
-                                 "holding a token in deploy.toml's [git] token"
-                               : "the repository refused the token of [git] token (" + reason + ")";
+    const std::string detail =
+        reason.empty() || reason == "unknown libgit2 error" ? std::string() : " (" + reason + ")";
+    if (!given.host_error.empty())
+        reason = given.host_error;
+    else if (ssh && (rc == GIT_EAUTH || (rc != 0 && given.asked > 0)))
+        reason = "the server refused the app's deploy key: add it to the repository's deploy "
+                 "keys (deployctl hooks key prints it)" +
+                 detail;
+    else if (rc == GIT_EAUTH || (rc != 0 && given.asked > 0))
+        reason = auth.token.empty()
+                     ? "the repository asks for credentials: name a secret of the app holding a "
+                       "token in deploy.toml's [git] token"
+                     : "the repository refused the token of [git] token" + detail;
     git_remote_free(remote);
     if (rc != 0)
         return make_error(ErrorKind::connection,
                           fmt::format("cannot fetch {} from {}: {}", source, url, reason));
     return {};
-}
-
-common::Status fetch_branch(const std::filesystem::path& repository, const std::string& url,
-                            const std::string& branch, const std::string& token) {
-    const auto ref = "refs/heads/" + branch;
-    return fetch_ref(repository, url, ref, ref, token);
 }
 
 namespace {
@@ -104,7 +214,7 @@ FetchSlot& fetch_slot(const std::string& app) {
 
 common::Status fetch_within(const std::string& app, const std::filesystem::path& repository,
                             const std::string& url, const std::string& source,
-                            const std::string& destination, const std::string& token,
+                            const std::string& destination, const FetchAuth& auth,
                             std::chrono::milliseconds timeout) {
     auto& slot = fetch_slot(app);
     {
@@ -118,8 +228,8 @@ common::Status fetch_within(const std::string& app, const std::filesystem::path&
     }
     auto result = std::make_shared<std::promise<common::Status>>();
     auto done = result->get_future();
-    std::thread([&slot, result, repository, url, source, destination, token] {
-        auto fetched = fetch_ref(repository, url, source, destination, token);
+    std::thread([&slot, result, repository, url, source, destination, auth] {
+        auto fetched = fetch_ref(repository, url, source, destination, auth);
         {
             std::lock_guard lock(slot.mutex);
             slot.busy = false;

@@ -1,6 +1,9 @@
+#include <agent/git/deploy_key.hpp>
 #include <agent/secrets/env_vars.hpp>
 #include <common/env_name.hpp>
 #include <common/hash.hpp>
+
+#include <fmt/format.h>
 
 #include <algorithm>
 
@@ -134,20 +137,57 @@ common::Result<std::string> EnvVars::make_hook_secret(const std::string& app, bo
     return secret;
 }
 
-common::Result<std::optional<std::string>> EnvVars::hook_secret(const std::string& app) {
+namespace {
+std::string git_key_aad(const std::string& app) {
+    return "deployctl-git-key:" + app;
+}
+} // namespace
+
+common::Result<std::optional<GitKeyRow>> EnvVars::git_key(const std::string& app, bool make,
+                                                          bool rotate) {
     std::lock_guard lock(m_mutex);
-    auto sealed = m_store.hook_secret(app);
+    if (auto row = m_store.git_key(app); row && !rotate)
+        return std::optional<GitKeyRow>(std::move(*row));
+    if (!make && !rotate)
+        return std::optional<GitKeyRow>();
+    std::optional<std::string> new_wrapped;
+    TRY_ASSIGN(const Key key, data_key(app, new_wrapped));
+    TRY_ASSIGN(auto made, git::make_deploy_key(app));
+    GitKeyRow row;
+    TRY_ASSIGN(row.sealed, seal(key, made.private_pem, git_key_aad(app)));
+    wipe(made.private_pem);
+    row.public_key = made.public_line;
+    TRY(m_store.put_git_key(app, row, new_wrapped));
+    return m_store.git_key(app);
+}
+
+common::Result<std::optional<std::string>>
+EnvVars::open_sealed(const std::string& app, const std::optional<std::string>& sealed,
+                     const std::string& aad, const char* what) {
     if (!sealed)
         return std::optional<std::string>();
     std::optional<std::string> none;
     TRY_ASSIGN(const Key key, data_key(app, none));
     if (none)
-        return make_error(ErrorKind::failed, "app " + app + " has a webhook secret but no data key");
-    auto secret = open(key, *sealed, hook_aad(app));
-    if (!secret)
-        return make_error(ErrorKind::failed, "cannot decrypt the webhook secret of " + app + ": " +
-                                                 secret.error().message);
-    return std::optional<std::string>(std::move(*secret));
+        return make_error(ErrorKind::failed,
+                          fmt::format("app {} has {} but no data key", app, what));
+    auto value = open(key, *sealed, aad);
+    if (!value)
+        return make_error(ErrorKind::failed, fmt::format("cannot decrypt {} of {}: {}", what, app,
+                                                         value.error().message));
+    return std::optional<std::string>(std::move(*value));
+}
+
+common::Result<std::optional<std::string>> EnvVars::git_private_key(const std::string& app) {
+    std::lock_guard lock(m_mutex);
+    auto row = m_store.git_key(app);
+    return open_sealed(app, row ? std::optional<std::string>(row->sealed) : std::nullopt,
+                       git_key_aad(app), "a deploy key");
+}
+
+common::Result<std::optional<std::string>> EnvVars::hook_secret(const std::string& app) {
+    std::lock_guard lock(m_mutex);
+    return open_sealed(app, m_store.hook_secret(app), hook_aad(app), "a webhook secret");
 }
 
 common::Result<std::optional<std::string>> EnvVars::secret_value(const std::string& app,

@@ -73,6 +73,12 @@ class EnvVars {
     // made (32 random bytes, hex) when it has none or `rotate`; nullopt from read when none.
     common::Result<std::string> make_hook_secret(const std::string& app, bool rotate);
     common::Result<std::optional<std::string>> hook_secret(const std::string& app);
+    // The app's deploy key (docs/git.md), its private half sealed with its data key: made
+    // (agent/git/deploy_key.hpp) when it has none and `make`, or anew with `rotate`; nullopt
+    // when it has none and not `make`. git_private_key: the private half (PEM), for a fetch.
+    common::Result<std::optional<GitKeyRow>> git_key(const std::string& app, bool make,
+                                                     bool rotate);
+    common::Result<std::optional<std::string>> git_private_key(const std::string& app);
     // The value of the app's secret `name` (deploy.toml [git] token names one); nullopt when
     // the app has no secret of that name.
     common::Result<std::optional<std::string>> secret_value(const std::string& app,
@@ -80,6 +86,12 @@ class EnvVars {
 
   private:
     common::Result<Key> data_key(const std::string& app, std::optional<std::string>& new_wrapped);
+    // A value sealed with the app's data key under `aad` (nullopt: none); `what` names it in
+    // errors ("a webhook secret"). Called with m_mutex held.
+    common::Result<std::optional<std::string>> open_sealed(const std::string& app,
+                                                           const std::optional<std::string>& sealed,
+                                                           const std::string& aad,
+                                                           const char* what);
     // A sealed row's value; loads the app's data key into `key` on first use.
     common::Result<std::string> decrypt(const std::string& app, const EnvRow& row,
                                         std::optional<Key>& key);

@@ -328,6 +328,25 @@ CREATE TABLE IF NOT EXISTS previews (
 );
 )sql";
 
+// 14: fetching over ssh (docs/git.md): each app's deploy key, its private half sealed with
+// the app's data key, and the host keys its fetches have met (trusted on first use, a
+// changed one refused).
+constexpr std::string_view k_git_keys = R"sql(
+CREATE TABLE IF NOT EXISTS git_keys (
+  app        TEXT PRIMARY KEY,
+  sealed     TEXT NOT NULL,
+  public_key TEXT NOT NULL,
+  created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS git_hosts (
+  app      TEXT NOT NULL,
+  host     TEXT NOT NULL,
+  key      TEXT NOT NULL,
+  added_at TEXT NOT NULL,
+  PRIMARY KEY (app, host)
+);
+)sql";
+
 // Migration N is k_migrations[N - 1]. One that has shipped is never edited:
 // a change to the schema is a new migration at the end.
 constexpr std::array k_migrations{
@@ -344,6 +363,7 @@ constexpr std::array k_migrations{
     Migration{k_canaries, &add_canary_state},
     Migration{k_hooks},
     Migration{k_previews},
+    Migration{k_git_keys},
 };
 static_assert(k_migrations.size() == k_latest_version);
 

@@ -22,6 +22,17 @@ std::string now() {
     return std::string(common::now_rfc3339(buffer));
 }
 
+// The app's data key, wrapped, recorded with the first sealed value that needs it (in the
+// caller's transaction); nothing when it has one already (`wrapped_key` empty).
+common::Status insert_app_key(sqlite::Database& db, const std::string& app,
+                              const std::optional<std::string>& wrapped_key) {
+    if (!wrapped_key)
+        return {};
+    TRY_ASSIGN(auto insert,
+               db.prepare("INSERT INTO app_keys (app, wrapped, created_at) VALUES (?, ?, ?)"));
+    return insert.bind(app).bind(*wrapped_key).bind(now()).run();
+}
+
 ReleaseRow read_row(const sqlite::Statement& s) {
     ReleaseRow row;
     row.app = s.text(0);
@@ -494,12 +505,7 @@ common::Status Store::put_env(const std::string& app, const std::vector<EnvRow>&
     std::lock_guard lock(m_mutex);
     sqlite::Transaction tx(*m_db);
     TRY(tx.begun());
-    if (wrapped_key) {
-        TRY_ASSIGN(
-            auto insert,
-            m_db->prepare("INSERT INTO app_keys (app, wrapped, created_at) VALUES (?, ?, ?)"));
-        TRY(insert.bind(app).bind(*wrapped_key).bind(now()).run());
-    }
+    TRY(insert_app_key(*m_db, app, wrapped_key));
     for (const auto& row : rows) {
         TRY_ASSIGN(auto upsert,
                    m_db->prepare("INSERT OR REPLACE INTO env (app, name, secret, value,"
@@ -679,11 +685,7 @@ common::Status Store::put_hook_secret(const std::string& app, const std::string&
     std::lock_guard lock(m_mutex);
     sqlite::Transaction tx(*m_db);
     TRY(tx.begun());
-    if (wrapped_key) {
-        TRY_ASSIGN(auto key, m_db->prepare("INSERT INTO app_keys (app, wrapped, created_at) "
-                                           "VALUES (?, ?, ?)"));
-        TRY(key.bind(app).bind(*wrapped_key).bind(now()).run());
-    }
+    TRY(insert_app_key(*m_db, app, wrapped_key));
     TRY_ASSIGN(auto insert, m_db->prepare("INSERT OR REPLACE INTO hook_secrets (app, sealed, "
                                           "created_at) VALUES (?, ?, ?)"));
     TRY(insert.bind(app).bind(sealed).bind(now()).run());
@@ -834,6 +836,53 @@ common::Status Store::remove_preview(const std::string& app, int number) {
     return erase.bind(app).bind(number).run();
 }
 
+common::Status Store::put_git_key(const std::string& app, const GitKeyRow& row,
+                                  const std::optional<std::string>& wrapped_key) {
+    std::lock_guard lock(m_mutex);
+    sqlite::Transaction tx(*m_db);
+    TRY(tx.begun());
+    TRY(insert_app_key(*m_db, app, wrapped_key));
+    TRY_ASSIGN(auto insert, m_db->prepare("INSERT OR REPLACE INTO git_keys (app, sealed, "
+                                          "public_key, created_at) VALUES (?, ?, ?, ?)"));
+    TRY(insert.bind(app).bind(row.sealed).bind(row.public_key).bind(now()).run());
+    return tx.commit();
+}
+
+std::optional<GitKeyRow> Store::git_key(const std::string& app) {
+    std::lock_guard lock(m_mutex);
+    auto rows = select_rows<GitKeyRow>(
+        *m_db, "SELECT sealed, public_key, created_at FROM git_keys WHERE app = ?", {app},
+        [](const sqlite::Statement& row) {
+            return GitKeyRow{row.text(0), row.text(1), row.text(2)};
+        });
+    if (rows.empty())
+        return std::nullopt;
+    return rows.front();
+}
+
+std::vector<GitHostRow> Store::git_hosts(const std::string& app) {
+    std::lock_guard lock(m_mutex);
+    return select_rows<GitHostRow>(
+        *m_db, "SELECT host, key, added_at FROM git_hosts WHERE app = ? ORDER BY host", {app},
+        [](const sqlite::Statement& row) {
+            return GitHostRow{row.text(0), row.text(1), row.text(2)};
+        });
+}
+
+common::Status Store::add_git_host(const std::string& app, const std::string& host,
+                                   const std::string& key) {
+    std::lock_guard lock(m_mutex);
+    TRY_ASSIGN(auto insert, m_db->prepare("INSERT OR IGNORE INTO git_hosts (app, host, key, "
+                                          "added_at) VALUES (?, ?, ?, ?)"));
+    return insert.bind(app).bind(host).bind(key).bind(now()).run();
+}
+
+common::Status Store::forget_git_hosts(const std::string& app) {
+    std::lock_guard lock(m_mutex);
+    TRY_ASSIGN(auto erase, m_db->prepare("DELETE FROM git_hosts WHERE app = ?"));
+    return erase.bind(app).run();
+}
+
 common::Status Store::put_canary(const CanaryRow& row) {
     std::lock_guard lock(m_mutex);
     TRY_ASSIGN(auto insert,
@@ -890,6 +939,7 @@ common::Status Store::destroy_app(const std::string& app, std::string_view detai
           "DELETE FROM traffic WHERE app = ?", "DELETE FROM canaries WHERE app = ?",
           "DELETE FROM hook_secrets WHERE app = ?", "DELETE FROM hook_deliveries WHERE app = ?",
           "DELETE FROM previews WHERE app = ?", "DELETE FROM previews WHERE preview_app = ?",
+          "DELETE FROM git_keys WHERE app = ?", "DELETE FROM git_hosts WHERE app = ?",
           "DELETE FROM apps WHERE name = ?"}) {
         TRY_ASSIGN(auto erase, m_db->prepare(sql));
         TRY(erase.bind(app).run());

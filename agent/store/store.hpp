@@ -132,6 +132,20 @@ struct PreviewRow {
     std::string updated_at;
 };
 
+// An app's deploy key (docs/git.md): its private half sealed, its public line.
+struct GitKeyRow {
+    std::string sealed;
+    std::string public_key; // "ecdsa-sha2-nistp256 AAAA... deploy-agent@APP"
+    std::string created_at;
+};
+
+// A host key an app's ssh fetch met first (trusted from then on).
+struct GitHostRow {
+    std::string host; // "github.com", "git.example.com:2222"
+    std::string key;  // "ssh-ed25519 AAAA..."
+    std::string added_at;
+};
+
 struct AuditRow {
     std::string ts;
     std::string app;
@@ -318,6 +332,16 @@ class Store {
     common::Status put_preview(const PreviewRow& row);
     std::vector<PreviewRow> previews(const std::string& app);
     common::Status remove_preview(const std::string& app, int number);
+    // Fetching over ssh: the app's deploy key (put replaces it, with `wrapped_key` as the
+    // app's new data key when given), the host keys met (add_git_host keeps the first key of
+    // a host), forgotten all at once.
+    common::Status put_git_key(const std::string& app, const GitKeyRow& row,
+                               const std::optional<std::string>& wrapped_key);
+    std::optional<GitKeyRow> git_key(const std::string& app);
+    std::vector<GitHostRow> git_hosts(const std::string& app);
+    common::Status add_git_host(const std::string& app, const std::string& host,
+                                const std::string& key);
+    common::Status forget_git_hosts(const std::string& app);
 
     common::Status put_canary(const CanaryRow& row);
     std::optional<CanaryRow> canary(const std::string& app);

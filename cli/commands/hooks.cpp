@@ -1,4 +1,5 @@
-// deployctl hooks secret [--rotate] | ls: the app's webhooks (docs/git.md).
+// deployctl hooks secret [--rotate] | key [--rotate] [--forget-hosts] | ls: the app's
+// webhooks and its deploy key (docs/git.md).
 
 #include <CLI/CLI.hpp>
 #include <cli/commands/commands.hpp>
@@ -13,11 +14,12 @@ namespace cli::commands {
 
 namespace {
 
-enum class HooksAction { secret, ls };
+enum class HooksAction { secret, key, ls };
 
 struct HooksOptions {
     HooksAction action = HooksAction::ls;
     bool rotate = false;
+    bool forget_hosts = false;
 };
 
 common::Status hooks(Context& ctx, const HooksOptions& options) {
@@ -32,6 +34,16 @@ common::Status hooks(Context& ctx, const HooksOptions& options) {
                 if (!answer)
                     return answer.error();
                 ctx.out->emit(output::HookDeliveries{host, *answer});
+                return {};
+            }
+            if (options.action == HooksAction::key) {
+                auto answer =
+                    client.post_json(app_path(target->app) + "/hooks/key",
+                                     nlohmann::json{{"rotate", options.rotate},
+                                                    {"forget_hosts", options.forget_hosts}});
+                if (!answer)
+                    return answer.error();
+                ctx.out->emit(output::HookKey{host, *answer});
                 return {};
             }
             auto answer = client.post_json(app_path(target->app) + "/hooks/secret",
@@ -62,10 +74,19 @@ void add_hooks(CLI::App& app, Context& ctx) {
     secret->add_flag("--rotate", options->rotate,
                      "Make a new secret: deliveries signed with the old one are refused");
     secret->callback(select(HooksAction::secret));
+    auto* key = cmd->add_subcommand(
+        "key", "Print the app's deploy key, the SSH key the agent fetches an ssh [git] url with "
+               "(made on first use): add it to the repository's deploy keys, read-only");
+    key->add_flag("--rotate", options->rotate,
+                  "Make a new key: the old one no longer fetches (remove it from the provider)");
+    key->add_flag("--forget-hosts", options->forget_hosts,
+                  "Forget the servers' host keys the agent trusted on its first fetch from "
+                  "them (after a server's key was changed on purpose)");
+    key->callback(select(HooksAction::key));
     cmd->add_subcommand("ls", "Recent deliveries: time, event, commit, release, result")
         ->callback(select(HooksAction::ls));
     cmd->footer("Examples:\n  deployctl hooks secret\n  deployctl hooks secret --rotate\n"
-                "  deployctl hooks ls\n\n"
+                "  deployctl hooks key > deploy_key.pub\n  deployctl hooks ls\n\n"
                 "A push event on the branch of [git] branch makes the agent fetch it from\n"
                 "[git] url (deploy.toml of the serving release) and deploy it.\n");
 }

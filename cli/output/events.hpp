@@ -222,6 +222,13 @@ struct HookSecret {
     JsonValue answer;
 };
 
+// hooks key: POST /v1/apps/{app}/hooks/key ({"app", "public_key", "fingerprint", "created",
+// "rotated", "hosts_forgotten", "hosts": [{"host", "key_type", "fingerprint", "added"}]}).
+struct HookKey {
+    std::string host;
+    JsonValue answer;
+};
+
 // hooks ls: GET /v1/apps/{app}/hooks/deliveries ({"app", "deliveries": [...]}).
 struct HookDeliveries {
     std::string host;
@@ -369,8 +376,8 @@ using Event =
     std::variant<Version, Completion, Warning, PackageSummary, Uploading, UploadProgress, Uploaded,
                  Created, Unchanged, AgentEvent, Done, RolledBack, Removed, Releases, Processes,
                  Status, Apps, AppChanged, TrafficChanged, Canary, AppDestroyed, EnvList,
-                 EnvChanged, CronJobs, CronStarted, HookSecret, HookDeliveries, Previews, Agent,
-                 TokenCreated, Tokens, TokenRevoked, Audit, LoggedIn, RunOutput, RunExit, Error,
-                 Summary, Templates, InitSummary>;
+                 EnvChanged, CronJobs, CronStarted, HookSecret, HookKey, HookDeliveries, Previews,
+                 Agent, TokenCreated, Tokens, TokenRevoked, Audit, LoggedIn, RunOutput, RunExit,
+                 Error, Summary, Templates, InitSummary>;
 
 } // namespace cli::output

@@ -174,6 +174,7 @@ class HumanPrinter final : public Printer {
                                  json_str(answer, "release"), json_str(answer, "job")));
     }
     void render(const HookSecret& e);
+    void render(const HookKey& e);
     void render(const HookDeliveries& e);
     void render(const Previews& e);
     void render(const Agent& e);
@@ -783,6 +784,25 @@ void HumanPrinter::render(const HookSecret& e) {
         line(m_err, host_prefix(e.host),
              fmt::format("  {:<7} POST {}{}", provider, e.host,
                          path.is_string() ? path.get<std::string>() : ""));
+}
+
+void HumanPrinter::render(const HookKey& e) {
+    const json& answer = *e.answer;
+    line(m_err, host_prefix(e.host),
+         fmt::format("deploy key of {}{} ({}): add it to the repository's deploy keys, read "
+                     "access (GitHub and Gitea: Settings > Deploy keys; GitLab: Settings > "
+                     "Repository > Deploy keys):",
+                     json_str(answer, "app"), answer.value("rotated", false) ? ", new" : "",
+                     json_str(answer, "fingerprint")));
+    line(m_out, "", json_str(answer, "public_key"));
+    if (answer.value("hosts_forgotten", false))
+        line(m_err, host_prefix(e.host),
+             "  host keys forgotten: the next fetch from each server trusts its key");
+    for (const auto& host : answer.value("hosts", json::array()))
+        line(m_err, host_prefix(e.host),
+             fmt::format("  trusts {} {} {} (since {})", json_str(host, "host"),
+                         json_str(host, "key_type"), json_str(host, "fingerprint"),
+                         json_str(host, "added")));
 }
 
 void HumanPrinter::render(const HookDeliveries& e) {

@@ -157,6 +157,7 @@ class JsonPrinter final : public Printer {
     }
     void render(const CronStarted& e) { write(with_event(*e.answer, "cron_run", e.host)); }
     void render(const HookSecret& e) { write(with_event(*e.answer, "hook_secret", e.host)); }
+    void render(const HookKey& e) { write(with_event(*e.answer, "hook_key", e.host)); }
     void render(const HookDeliveries& e) {
         write({{"event", "hook_deliveries"},
                {"app", e.answer->value("app", "")},

@@ -143,6 +143,9 @@ json_error "cron run of an unknown job" not_found 2
 assert_exit 0 jdctl hooks secret
 json_ok "hooks secret"
 assert_jq "$OUT" '.event == "hook_secret" and (.secret | length) == 64 and .paths.github == "/v1/hooks/github/hello"' "hooks secret --json: event hook_secret, the secret, the paths"
+assert_exit 0 jdctl hooks key
+json_ok "hooks key"
+assert_jq "$OUT" '.event == "hook_key" and (.public_key | startswith("ecdsa-sha2-nistp256 ")) and (.fingerprint | startswith("SHA256:")) and .hosts == []' "hooks key --json: event hook_key, the public key, no host trusted yet"
 assert_exit 0 jdctl hooks ls
 json_ok "hooks ls"
 assert_jq "$OUT" '.event == "hook_deliveries" and .app == "hello" and .deliveries == []' "hooks ls --json: event hook_deliveries, none yet"

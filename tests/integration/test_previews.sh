@@ -165,6 +165,20 @@ assert_eq 422 "$CODE" "a deploy.toml of another app: 422 ($ANSWER)"
 assert_contains "$ANSWER" 'app = \"other\" but the pull request is one of app \"hello\"' "says why"
 assert_eq 0 "$(release_count hello-pr-9)" "no preview app for it"
 
+# --- an app of the preview's name that is not a preview is never deployed over ------------
+git -C "$REPO" checkout -q -B squatter main
+sed -i 's/^app = "hello"/app = "hello-pr-8"/' "$REPO/deploy.toml"
+commit_change "$REPO" "An app of its own" VERSION squatter
+assert_exit 0 dctl deploy
+git -C "$REPO" checkout -q main
+open_pr refs/pull/8/head pr8
+pr_event "$TEST_TMP/pr8.json" opened 8 "$HEAD_SHA"
+deliver github pull_request p-0013 "$TEST_TMP/pr8.json"
+assert_eq 409 "$CODE" "an app named hello-pr-8 that is not a preview: 409 ($ANSWER)"
+assert_contains "$ANSWER" "exists and is not a preview of hello" "says why"
+expect_serving hello-pr-8 "hello from squatter" "that app keeps serving"
+assert_exit 0 dctl destroy hello-pr-8 --yes
+
 # --- a preview whose build fails: its release fails, production and the others serve ------
 git -C "$REPO" checkout -q -B broken main
 sed -i 's/^command = "echo \\"building.*/command = "echo broken >\&2; exit 3"/' "$REPO/deploy.toml"

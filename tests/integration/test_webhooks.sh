@@ -5,11 +5,18 @@
 # and deploy it (202 names the release at once); a bad or missing signature is 401 and
 # audited; a delivery seen before is not deployed twice; a body over 1 MiB is 413; other
 # branches and events are recorded and not deployed; a rotated secret refuses the old one;
-# deployctl hooks ls shows every delivery with its release's state.
+# deployctl hooks ls shows every delivery with its release's state. Over ssh (a real sshd),
+# the app's deploy key fetches once the server takes it, the server's host key is trusted on
+# the first fetch and a changed one refused, and a rotated key no longer fetches.
 source "$(dirname "$0")/lib.sh"
 require_binaries
-for tool in git openssl curl jq; do
-    command -v "$tool" >/dev/null || { log "SKIP: needs $tool"; exit 77; }
+SSHD_BIN=${SSHD_BIN:-/usr/sbin/sshd}
+for tool in git openssl curl jq sqlite3 ssh-keygen "$SSHD_BIN"; do
+    if ! command -v "$tool" >/dev/null; then
+        [[ ${CI:-} == true ]] && fail "$tool present" "CI must run the webhook tests (scripts/deps installs it)"
+        log "SKIP: needs $tool"
+        exit 77
+    fi
 done
 
 AGENT_EXTRA_ARGS=(--git-fetch-timeout 2s) # the silent remote below
@@ -23,6 +30,7 @@ GIT_DAEMON=$!
 daemon_cleanup() {
     local rc=$?
     kill "$GIT_DAEMON" 2>/dev/null
+    stop_sshds
     return "$rc"
 }
 trap 'daemon_cleanup; stop_all' EXIT
@@ -270,3 +278,67 @@ wait_until 20 is_serving "hello from 9" || fail "fetched with a token: v9 serves
 pass "fetched with a token: v9 serves"
 assert_contains "$(cat "$TEST_TMP/git-http.log")" "Basic" "the token went as HTTP Basic credentials"
 kill "$HTTP_PID" 2>/dev/null || true
+
+# --- over ssh with the app's deploy key: a real sshd; its host key trusted on first use -----
+SSHD_DIR=$TEST_TMP/sshd
+mkdir -p "$SSHD_DIR"
+ssh-keygen -q -t ed25519 -N '' -C it-host -f "$SSHD_DIR/host_key"
+ssh-keygen -q -t ed25519 -N '' -C other-host -f "$SSHD_DIR/other_host_key"
+: >"$SSHD_DIR/authorized_keys"
+start_sshd git "$SSHD_DIR/host_key"
+assert_exit 0 dctl hooks key
+DEPLOY_KEY=$OUT
+assert_match "$DEPLOY_KEY" '^ecdsa-sha2-nistp256 [A-Za-z0-9+/=]+ deploy-agent@hello$' "hooks key: the public key alone on stdout"
+assert_contains "$ERR" "add it to the repository's deploy keys" "hooks key: says where it goes"
+assert_exit 0 dctl hooks key
+assert_eq "$DEPLOY_KEY" "$OUT" "hooks key: the same key on the next call"
+assert_true "the deploy key's private half is not stored in clear" \
+    bash -c "! sqlite3 '$DATA/state.db' .dump | grep -q 'PRIVATE KEY'"
+SSH_URL="ssh://$(id -un)@127.0.0.1:$SSH_PORT$ORIGIN/hello.git"
+write_toml "$REPO" hello
+printf '\n[git]\nbranch = "main"\nurl = "%s"\n' "$SSH_URL" >>"$REPO/deploy.toml"
+commit_change "$REPO" "Fetch over ssh" VERSION 10
+assert_exit 0 dctl deploy
+git -C "$REPO" push -q origin main
+commit_change "$REPO" "Version 11" VERSION 11
+git -C "$REPO" push -q origin main
+push_event "$TEST_TMP/push11.json" refs/heads/main "$(git -C "$REPO" rev-parse HEAD)"
+deliver github push d-0070 "$TEST_TMP/push11.json" "$NEW_SECRET"
+assert_eq 502 "$CODE" "a deploy key the server does not take: 502 ($ANSWER)"
+assert_contains "$ANSWER" "refused the app's deploy key" "a refused deploy key: says to add it"
+echo "$DEPLOY_KEY" >"$SSHD_DIR/authorized_keys"
+deliver github push d-0071 "$TEST_TMP/push11.json" "$NEW_SECRET"
+assert_eq 202 "$CODE" "the deploy key added: the fetch over ssh goes through ($ANSWER)"
+wait_until 20 is_serving "hello from 11" || fail "fetched over ssh: v11 serves" "$(serving_body)"
+pass "fetched over ssh with the deploy key: v11 serves"
+assert_contains "$(cat "$SSHD_DIR/git.log")" "Accepted publickey for $(id -un)" "sshd took the deploy key"
+HOST_FP=$(ssh-keygen -lf "$SSHD_DIR/host_key.pub" | awk '{print $2}')
+assert_exit 0 dctl hooks key
+assert_contains "$ERR" "trusts 127.0.0.1:$SSH_PORT ssh-ed25519 $HOST_FP" "hooks key: the host key trusted at the first fetch"
+assert_eq 0 "$(find "$DATA" -maxdepth 1 -name 'deploy-key.tmp-*' | wc -l)" "the deploy key's file for the fetch is gone"
+
+# A server whose host key is not the one trusted: refused, v11 keeps serving.
+sqlite3 "$DATA/state.db" "update git_hosts set key = '$(cut -d' ' -f1,2 "$SSHD_DIR/other_host_key.pub")' where app = 'hello'"
+commit_change "$REPO" "Version 12" VERSION 12
+git -C "$REPO" push -q origin main
+push_event "$TEST_TMP/push12.json" refs/heads/main "$(git -C "$REPO" rev-parse HEAD)"
+deliver github push d-0072 "$TEST_TMP/push12.json" "$NEW_SECRET"
+assert_eq 502 "$CODE" "a changed host key: 502 ($ANSWER)"
+assert_contains "$ANSWER" "the host key of 127.0.0.1:$SSH_PORT changed" "a changed host key: says so"
+assert_contains "$ANSWER" "it is now $HOST_FP" "a changed host key: names the new fingerprint"
+expect_serving hello "hello from 11" "a changed host key deployed nothing"
+assert_exit 0 dctl hooks key --forget-hosts
+assert_contains "$ERR" "host keys forgotten" "hooks key --forget-hosts: says so"
+deliver github push d-0073 "$TEST_TMP/push12.json" "$NEW_SECRET"
+assert_eq 202 "$CODE" "host keys forgotten: the next fetch trusts the server's key ($ANSWER)"
+wait_until 20 is_serving "hello from 12" || fail "v12 serves" "$(serving_body)"
+
+# A rotated deploy key: the old one no longer fetches.
+assert_exit 0 dctl hooks key --rotate
+assert_ne "$DEPLOY_KEY" "$OUT" "hooks key --rotate: a new key"
+commit_change "$REPO" "Version 13" VERSION 13
+git -C "$REPO" push -q origin main
+push_event "$TEST_TMP/push13.json" refs/heads/main "$(git -C "$REPO" rev-parse HEAD)"
+deliver github push d-0074 "$TEST_TMP/push13.json" "$NEW_SECRET"
+assert_eq 502 "$CODE" "after rotation the server (with the old key only) refuses: 502"
+expect_serving hello "hello from 12" "v12 keeps serving"

@@ -1,11 +1,14 @@
 // agent/git/: the app a push names (SSH_ORIGINAL_COMMAND), the push keys of an
 // authorized_keys file, and a pushed commit packaged exactly as deployctl deploy packages
 // the same tree (against real git repositories).
+#include <agent/git/deploy_key.hpp>
+#include <agent/git/fetch.hpp>
 #include <agent/git/keys.hpp>
 #include <agent/git/push_client.hpp>
 #include <agent/git/repository.hpp>
 #include <cli/package/git_tree.hpp>
 #include <common/hash.hpp>
+#include <common/ssh_key.hpp>
 
 #include <doctest/doctest.h>
 
@@ -120,4 +123,28 @@ TEST_CASE("Pushes: an id names one push until it ends") {
     CHECK_FALSE(pushes.find(a));
     CHECK(pushes.find(b));
     CHECK_FALSE(pushes.find("nope"));
+}
+
+TEST_CASE("deploy keys: an ECDSA P-256 key, PEM for libssh2, an OpenSSH public line") {
+    auto key = agent::git::make_deploy_key("hello");
+    REQUIRE(key);
+    CHECK(key->private_pem.rfind("-----BEGIN EC PRIVATE KEY-----", 0) == 0);
+    auto parsed = common::parse_public_key(key->public_line);
+    REQUIRE(parsed);
+    CHECK(parsed->type == "ecdsa-sha2-nistp256");
+    CHECK(parsed->comment == "deploy-agent@hello");
+    CHECK(parsed->blob.size() == 4 + 19 + 4 + 8 + 4 + 65); // name, curve, uncompressed point
+    auto other = agent::git::make_deploy_key("hello");
+    REQUIRE(other);
+    CHECK(other->public_line != key->public_line);
+}
+
+TEST_CASE("ssh_host_of: what a host key is trusted for") {
+    using agent::git::ssh_host_of;
+    CHECK(ssh_host_of("ssh://git@github.com/acme/hello.git") == "github.com");
+    CHECK(ssh_host_of("ssh://git@github.com:22/acme/hello.git") == "github.com");
+    CHECK(ssh_host_of("ssh://git@127.0.0.1:2222/srv/hello.git") == "127.0.0.1:2222");
+    CHECK(ssh_host_of("ssh://example.com/x.git") == "example.com");
+    CHECK(ssh_host_of("git@github.com:acme/hello.git") == "github.com");
+    CHECK(ssh_host_of("gitlab.example.com:acme/hello.git") == "gitlab.example.com");
 }

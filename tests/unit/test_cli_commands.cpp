@@ -202,6 +202,7 @@ TEST_CASE("the parse runs the handler of the command it chose") {
             {{"hooks", "secret"}, "POST /v1/apps/hello/hooks/secret"},
             {{"hooks", "secret", "--rotate"}, "POST /v1/apps/hello/hooks/secret"},
             {{"hooks", "ls"}, "GET /v1/apps/hello/hooks/deliveries"},
+            {{"hooks", "key", "--rotate", "--forget-hosts"}, "POST /v1/apps/hello/hooks/key"},
             {{"previews"}, "GET /v1/apps/hello/previews"},
             {{"logs", "--process", "cron.cleanup"},
              "STREAM /v1/apps/hello/logs?process=cron.cleanup"},

@@ -691,7 +691,7 @@ TEST_CASE("[git] url and token: where a webhook fetches from, and the secret it 
         auto config = parse(git);
         return config ? std::string() : config.error().message;
     };
-    CHECK(refused("url = \"ssh://git@github.com/acme/hello.git\"\n").find("https://") !=
+    CHECK(refused("url = \"ftp://example.com/acme/hello.git\"\n").find("https://") !=
           std::string::npos);
     CHECK(refused("url = \"https://me:secret@github.com/acme/hello.git\"\n").find("password") !=
           std::string::npos);
@@ -766,4 +766,24 @@ TEST_CASE("preview_config_text: the pull request's deploy.toml made the preview'
     REQUIRE_FALSE(too_long);
     CHECK(too_long.error().message.find("63 characters") != std::string::npos);
     CHECK(*common::preview_app_name("shop", 7) == "shop-pr-7");
+}
+
+TEST_CASE("[git] url over ssh: ssh:// and USER@HOST:PATH, fetched with the deploy key") {
+    CHECK(common::is_ssh_git_url("ssh://git@github.com/acme/hello.git"));
+    CHECK(common::is_ssh_git_url("ssh://git@git.example.com:2222/acme/hello.git"));
+    CHECK(common::is_ssh_git_url("git@github.com:acme/hello.git"));
+    CHECK(common::is_ssh_git_url("github.com:acme/hello.git"));
+    CHECK_FALSE(common::is_ssh_git_url("https://github.com/acme/hello.git"));
+    CHECK_FALSE(common::is_ssh_git_url("file:///srv/git/hello.git"));
+    CHECK_FALSE(common::is_ssh_git_url("/srv/git/hello.git"));
+    CHECK_FALSE(common::is_ssh_git_url("./a:b"));
+    CHECK_FALSE(common::is_ssh_git_url("ssh://"));
+    const auto parse = [](const std::string& git) {
+        return common::parse_config("app = \"hello\"\n[git]\n" + git, "deploy.toml");
+    };
+    CHECK(parse("url = \"git@github.com:acme/hello.git\"\n"));
+    CHECK(parse("url = \"ssh://git@github.com/acme/hello.git\"\n"));
+    auto token = parse("url = \"git@github.com:acme/hello.git\"\ntoken = \"T\"\n");
+    REQUIRE_FALSE(token);
+    CHECK(token.error().message.find("deploy key") != std::string::npos);
 }
