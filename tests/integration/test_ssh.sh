@@ -33,12 +33,12 @@ HOST_FP=$(fingerprint "$SSHD_DIR/host_key.pub")
 OTHER_FP=$(fingerprint "$SSHD_DIR/other_host_key.pub")
 
 ssh_cleanup() {
-    local rc=$? pid
     stop_sshds
     [[ -n ${IT_SSH_AGENT_PID:-} ]] && kill "$IT_SSH_AGENT_PID" 2>/dev/null
-    return "$rc"
 }
-trap 'ssh_cleanup; stop_all' EXIT
+# (errexit is off in the trap: a failed test's status still reaches stop_all, which prints the
+# agent's log and ends everything the test started)
+trap 'rc=$?; set +e; ssh_cleanup; (exit $rc); stop_all' EXIT
 
 start_agent
 start_sshd main "$SSHD_DIR/host_key"

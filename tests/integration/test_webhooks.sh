@@ -28,12 +28,12 @@ git daemon --verbose --reuseaddr --export-all --base-path="$ORIGIN" --listen=127
     "$ORIGIN" >"$TEST_TMP/git-daemon.log" 2>&1 &
 GIT_DAEMON=$!
 daemon_cleanup() {
-    local rc=$?
     kill "$GIT_DAEMON" 2>/dev/null
     stop_sshds
-    return "$rc"
 }
-trap 'daemon_cleanup; stop_all' EXIT
+# (errexit is off in the trap: a failed test's status still reaches stop_all, which prints the
+# agent's log and ends everything the test started)
+trap 'rc=$?; set +e; daemon_cleanup; (exit $rc); stop_all' EXIT
 wait_until 10 port_in_use "$GIT_PORT" || fail "git daemon listens on 127.0.0.1:$GIT_PORT"
 
 # The app's repository, pushed to the served bare one; deployed once by hand with a
