@@ -47,6 +47,18 @@ std::string describe_value(const nlohmann::json& value) {
     return std::string("a JSON ") + value.type_name();
 }
 
+common::Result<bool> bool_member(const nlohmann::json& body, const char* name) {
+    if (!body.is_object())
+        return false;
+    auto it = body.find(name);
+    if (it == body.end() || it->is_null())
+        return false;
+    if (!it->is_boolean())
+        return common::make_error(common::ErrorKind::bad_request,
+                                  fmt::format("\"{}\" must be true or false", name));
+    return it->get<bool>();
+}
+
 common::Result<nlohmann::json> parse_json_body(const Request& request, bool empty_is_object) {
     if (request.body.find_first_not_of(" \t\r\n") == std::string::npos && empty_is_object)
         return nlohmann::json::object();

@@ -15,6 +15,10 @@ namespace agent::api {
 // ErrorKind::bad_request with the reason.
 inline constexpr int k_max_json_depth = 64;
 common::Result<nlohmann::json> parse_json_body(const Request& request, bool empty_is_object);
+// Member `name` of a JSON body, a flag: false when the body is not an object or leaves it out
+// (or null), else its boolean; ErrorKind::bad_request "\"NAME\" must be true or false"
+// for anything else.
+common::Result<bool> bool_member(const nlohmann::json& body, const char* name);
 // A short description of a request value for an error message: strings (cut
 // to 80 bytes) as themselves, anything else by its type, never serialized.
 std::string describe_value(const nlohmann::json& value);

@@ -296,19 +296,6 @@ Response receive_hook(ApiContext& context, const Request& request) {
     return response;
 }
 
-// Reads `name` of a JSON body that may leave it out (false) or set it (true or false).
-common::Result<bool> flag_of(const json& body, const char* name) {
-    if (!body.is_object())
-        return false;
-    auto it = body.find(name);
-    if (it == body.end() || it->is_null())
-        return false;
-    if (!it->is_boolean())
-        return make_error(ErrorKind::bad_request,
-                          fmt::format("\"{}\" must be true or false", name));
-    return it->get<bool>();
-}
-
 Response make_secret(ApiContext& context, const Request& request) {
     auto app = app_param(request);
     if (!app)
@@ -316,7 +303,7 @@ Response make_secret(ApiContext& context, const Request& request) {
     auto body = parse_json_body(request, true);
     if (!body)
         return error_response(body.error());
-    auto rotate = flag_of(*body, "rotate");
+    auto rotate = bool_member(*body, "rotate");
     if (!rotate)
         return error_response(rotate.error());
     auto secret = context.service.hook_secret(*app, *rotate);
@@ -338,8 +325,8 @@ Response make_key(ApiContext& context, const Request& request) {
     auto body = parse_json_body(request, true);
     if (!body)
         return error_response(body.error());
-    auto rotate = flag_of(*body, "rotate");
-    auto forget = flag_of(*body, "forget_hosts");
+    auto rotate = bool_member(*body, "rotate");
+    auto forget = bool_member(*body, "forget_hosts");
     if (!rotate || !forget)
         return error_response(!rotate ? rotate.error() : forget.error());
     if (*forget)

@@ -51,8 +51,9 @@ common::Result<Parsed> parse_run(const Request& request, const std::string& app)
     std::size_t bytes = 0;
     for (const auto& arg : *argv) {
         if (!arg.is_string())
-            return make_error(ErrorKind::bad_request,
-                              fmt::format("\"argv\" must hold strings, not {}", describe_value(arg)));
+            return make_error(
+                ErrorKind::bad_request,
+                fmt::format("\"argv\" must hold strings, not {}", describe_value(arg)));
         auto text = arg.get<std::string>();
         if (text.find('\0') != std::string::npos)
             return make_error(ErrorKind::bad_request, "an argument holds a NUL byte");
@@ -71,19 +72,10 @@ common::Result<Parsed> parse_run(const Request& request, const std::string& app)
                                           describe_value(*release)));
         parsed.request.release = release->get<std::string>();
     }
-    const auto flag = [&](const char* name) -> common::Result<bool> {
-        auto it = body->find(name);
-        if (it == body->end() || it->is_null())
-            return false;
-        if (!it->is_boolean())
-            return make_error(ErrorKind::bad_request,
-                              fmt::format("\"{}\" must be true or false", name));
-        return it->get<bool>();
-    };
-    auto tty = flag("tty");
+    auto tty = bool_member(*body, "tty");
     if (!tty)
         return tty.error();
-    auto stdin_open = flag("stdin");
+    auto stdin_open = bool_member(*body, "stdin");
     if (!stdin_open)
         return stdin_open.error();
     parsed.request.tty = parsed.io.tty = *tty;

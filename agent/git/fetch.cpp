@@ -118,8 +118,8 @@ common::Status write_key_file(const FetchAuth& auth, KeyFile& file) {
 
 std::string ssh_host_of(const std::string& url) {
     if (url.rfind("ssh://", 0) == 0) {
-        auto authority = url.substr(
-            6, url.find('/', 6) == std::string::npos ? std::string::npos : url.find('/', 6) - 6);
+        const auto path = url.find('/', 6);
+        auto authority = url.substr(6, path == std::string::npos ? path : path - 6);
         if (const auto at = authority.rfind('@'); at != std::string::npos)
             authority = authority.substr(at + 1);
         if (authority.size() > 3 && authority.compare(authority.size() - 3, 3, ":22") == 0)
