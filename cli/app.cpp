@@ -9,6 +9,7 @@
 #include <cli/credentials.hpp>
 #include <cli/transport/http_client.hpp>
 #include <cli/transport/ssh_client.hpp>
+#include <cli/transport/ssh_config.hpp>
 #include <common/version.hpp>
 
 #include <fmt/format.h>
@@ -35,9 +36,11 @@ Agents: --host URL, else $DEPLOYCTL_HOST, else the hosts of the target in deploy
 (-t NAME, the only target, or "production"). URLs: https://HOST:PORT (the certificate is
 checked against the system's CA store, the target's ca_file, or its pinned fingerprint;
 --ca-file / --fingerprint override them), or http://127.0.0.1:PORT for an agent on this
-machine (plain HTTP only to loopback), or ssh://USER@HOST[:PORT]: deployctl logs in with ssh-agent or
-~/.ssh/id_* (or the target's identity_file), checks the host key against ~/.ssh/known_hosts
-and runs `deploy-agent dial-stdio` (or the target's agent_command) on the server.
+machine (plain HTTP only to loopback), or ssh://USER@HOST[:PORT]: deployctl reads ~/.ssh/config
+(Host aliases, HostName, User, Port, IdentityFile, ProxyJump, ...; -F FILE or
+$DEPLOYCTL_SSH_CONFIG for another), logs in with ssh-agent or ~/.ssh/id_* (or the target's
+identity_file), checks the host key against ~/.ssh/known_hosts and runs
+`deploy-agent dial-stdio` (or the target's agent_command) on the server.
 Tokens: the line "URL TOKEN" for the agent in ~/.config/deployctl/credentials (mode 0600),
 else $DEPLOYCTL_TOKEN, is sent as a bearer token to https:// and http:// agents (an agent's
 first admin token is in its DATA_DIR/admin.token).)";
@@ -59,6 +62,10 @@ void add_global_options(CLI::App& app, GlobalOptions& g, std::string& dir) {
     app.add_flag("--accept-new-host-key", g.accept_new_host_key,
                  "ssh:// hosts: trust and record a server's host key the first time it is seen "
                  "(a changed key is still refused)");
+    app.add_option("-F,--ssh-config", g.ssh_config,
+                   "ssh:// hosts: read this ssh config instead of ~/.ssh/config and "
+                   "/etc/ssh/ssh_config (\"none\": none; also $DEPLOYCTL_SSH_CONFIG)")
+        ->type_name("FILE");
     app.add_option("--ca-file", g.ca_file,
                    "https:// hosts: verify the agent's certificate against this PEM CA bundle "
                    "instead of the system's (replaces the target's ca_file/fingerprint)")
@@ -93,8 +100,9 @@ Connect default_connect(const GlobalOptions& g) {
     transport::HttpOptions options;
     if (const char* token = std::getenv("DEPLOYCTL_TOKEN"))
         options.token = token;
-    return [options, accept_new = g.accept_new_host_key](const HostUrl& url, const SshSettings& ssh,
-                                                         const transport::TlsOptions& tls)
+    return [options, accept_new = g.accept_new_host_key,
+            ssh_config = transport::ssh_config_source(g.ssh_config)](
+               const HostUrl& url, const SshSettings& ssh, const transport::TlsOptions& tls)
                -> common::Result<std::unique_ptr<transport::Client>> {
         if (url.scheme != Scheme::ssh) {
             auto token = token_for(url.base_url); // over SSH the socket needs none
@@ -110,10 +118,12 @@ Connect default_connect(const GlobalOptions& g) {
         transport::SshOptions ssh_options;
         ssh_options.user = url.user;
         ssh_options.host = url.host;
-        ssh_options.port = url.port ? url.port : 22;
+        ssh_options.port = url.port; // 0: the ssh config's Port, else 22
         ssh_options.agent_command = ssh.agent_command;
         ssh_options.identity_file = ssh.identity_file;
         ssh_options.accept_new_host_key = accept_new;
+        if (auto ok = transport::apply_ssh_config(ssh_options, ssh_config); !ok)
+            return ok.error();
         return transport::make_ssh_client(std::move(ssh_options), url.base_url, options);
     };
 }

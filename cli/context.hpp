@@ -22,6 +22,7 @@ struct GlobalOptions {
     bool quiet = false;
     bool no_color = false;
     bool accept_new_host_key = false; // record an ssh:// server's first-seen host key
+    std::string ssh_config;           // -F FILE: the ssh config for ssh:// hosts ("none": none)
     std::string ca_file;              // --ca-file: https:// hosts, replaces deploy.toml's
     std::string fingerprint;          // --fingerprint (as typed), likewise
 };

@@ -1,12 +1,17 @@
-// Public-key login: ssh-agent first, then ~/.ssh/id_ed25519, id_ecdsa, id_rsa;
+// Public-key login: ssh-agent first, then ~/.ssh/id_ed25519, id_ecdsa, id_rsa (or the ssh
+// config's IdentityFile keys; with IdentitiesOnly, only the ssh-agent keys of those files);
 // or only the target's identity_file.
 
 #include <cli/transport/ssh_session.hpp>
+#include <common/ssh_key.hpp>
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
+#include <optional>
 #include <vector>
 
 namespace cli::transport {
@@ -34,8 +39,11 @@ std::string shown(const fs::path& path, const fs::path& home) {
     return path.string();
 }
 
-// Tries every identity of a running ssh-agent; adds what was tried to `tried`.
-bool try_agent(LIBSSH2_SESSION* session, const std::string& user, std::vector<std::string>& tried) {
+// Tries every identity of a running ssh-agent (only those whose key blob is in `only`,
+// when given); adds what was tried to `tried`.
+bool try_agent(LIBSSH2_SESSION* session, const std::string& user,
+               const std::optional<std::vector<std::string>>& only,
+               std::vector<std::string>& tried) {
     const char* socket = std::getenv("SSH_AUTH_SOCK");
     if (!socket || !*socket)
         return false;
@@ -51,9 +59,13 @@ bool try_agent(LIBSSH2_SESSION* session, const std::string& user, std::vector<st
             libssh2_agent_publickey* identity = nullptr;
             libssh2_agent_publickey* previous = nullptr;
             while (!ok && libssh2_agent_get_identity(agent, &identity, previous) == 0) {
+                previous = identity;
+                const std::string blob(reinterpret_cast<const char*>(identity->blob),
+                                       identity->blob_len);
+                if (only && std::find(only->begin(), only->end(), blob) == only->end())
+                    continue;
                 ++keys;
                 ok = libssh2_agent_userauth(agent, user.c_str(), identity) == 0;
-                previous = identity;
             }
         }
         tried.push_back(fmt::format("ssh-agent with {} key{}", keys, keys == 1 ? "" : "s"));
@@ -87,12 +99,31 @@ std::vector<fs::path> key_files(const SshOptions& options) {
         return {expand_home(options.identity_file, options.home)};
     std::vector<fs::path> keys;
     std::error_code ec;
+    if (!options.identity_files.empty()) {
+        for (const auto& file : options.identity_files)
+            if (fs::exists(file, ec)) // a missing IdentityFile is skipped, as by ssh
+                keys.emplace_back(file);
+        return keys;
+    }
     for (const char* name : {"id_ed25519", "id_ecdsa", "id_rsa"}) {
         const auto path = options.home / ".ssh" / name;
         if (fs::exists(path, ec))
             keys.push_back(path);
     }
     return keys;
+}
+
+// IdentitiesOnly: the key blobs of the .pub files beside `keys`.
+std::vector<std::string> public_blobs(const std::vector<fs::path>& keys) {
+    std::vector<std::string> blobs;
+    for (const auto& key : keys) {
+        std::ifstream in(key.string() + ".pub");
+        std::string line;
+        if (std::getline(in, line))
+            if (auto parsed = common::parse_public_key(line))
+                blobs.push_back(parsed->blob);
+    }
+    return blobs;
 }
 
 } // namespace
@@ -116,14 +147,22 @@ common::Status authenticate(LIBSSH2_SESSION* session, const SshOptions& options)
             fmt::format("identity_file {} does not exist (set in deploy.toml for this target)",
                         keys.front().string()));
     std::vector<std::string> tried;
-    if (options.identity_file.empty() && try_agent(session, user, tried))
+    std::optional<std::vector<std::string>> only;
+    if (options.identities_only)
+        only = public_blobs(keys);
+    if (options.identity_file.empty() && !(only && only->empty()) &&
+        try_agent(session, user, only, tried))
         return {};
     for (const auto& key : keys)
         if (try_key_file(session, user, key, options.home, tried))
             return {};
     if (tried.empty())
-        tried.push_back("no keys: SSH_AUTH_SOCK is not set and there is no ~/.ssh/id_ed25519, "
-                        "id_ecdsa or id_rsa");
+        tried.push_back(options.identity_files.empty()
+                            ? "no keys: SSH_AUTH_SOCK is not set and there is no "
+                              "~/.ssh/id_ed25519, id_ecdsa or id_rsa"
+                            : fmt::format("no keys: SSH_AUTH_SOCK is not set and none of the "
+                                          "ssh config's IdentityFile exists ({})",
+                                          fmt::join(options.identity_files, ", ")));
     return common::make_error(
         ErrorKind::auth,
         fmt::format("ssh: permission denied for {} (tried: {})", where, fmt::join(tried, ", ")));

@@ -98,8 +98,8 @@ common::Result<std::unique_ptr<Client>> make_ssh_client(SshOptions options, std:
         return session.error();
     const auto& words =
         options.agent_command.empty() ? default_agent_command() : options.agent_command;
-    auto tunnel =
-        SshTunnel::start(std::move(*session), common::shell_join(words), ssh_address(options));
+    auto tunnel = SshTunnel::start(std::move(*session), common::shell_join(words),
+                                   ssh_address(options), options.keepalive_s);
     if (!tunnel)
         return tunnel.error();
     http.unix_socket = (*tunnel)->socket_path();

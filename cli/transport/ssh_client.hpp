@@ -16,12 +16,22 @@ namespace cli::transport {
 
 struct SshOptions {
     std::string user; // empty: the local user's name
-    std::string host;
+    std::string host; // the address connected to (an ssh config HostName replaces the alias)
     int port = 22;
     std::vector<std::string> agent_command; // empty: deploy-agent dial-stdio
-    std::string identity_file;              // empty: ssh-agent, then ~/.ssh/id_*
+    std::string identity_file;              // deploy.toml's: the only key tried
     bool accept_new_host_key = false;
     std::filesystem::path home; // empty: $HOME
+
+    // From the ssh config (cli/transport/ssh_config.hpp); the defaults are deployctl's own.
+    std::string alias;                       // the name in the URL, when HostName replaced it
+    std::vector<std::string> identity_files; // IdentityFile: instead of ~/.ssh/id_*
+    bool identities_only = false;            // IdentitiesOnly: ssh-agent keys of those files only
+    std::vector<std::filesystem::path>
+        known_hosts;               // UserKnownHostsFile: empty = ~/.ssh/known_hosts
+    int connect_timeout_s = 10;    // ConnectTimeout: TCP connect and SSH handshake
+    int keepalive_s = 15;          // ServerAliveInterval: 0 = none
+    std::vector<SshOptions> jumps; // ProxyJump: the hops, first to last
 };
 
 // The agent command when a target sets none.

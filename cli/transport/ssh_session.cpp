@@ -1,5 +1,6 @@
 #include <cli/transport/known_hosts.hpp>
 #include <cli/transport/ssh_session.hpp>
+#include <cli/transport/ssh_tunnel.hpp>
 #include <common/ssh_key.hpp>
 
 #include <fmt/format.h>
@@ -21,32 +22,13 @@ namespace {
 using common::ErrorKind;
 namespace fs = std::filesystem;
 
-constexpr int k_connect_timeout_ms = 10000;
-constexpr long k_handshake_timeout_ms = 20000;
-
 void init_libssh2_once() {
     static const int rc = libssh2_init(0);
     (void)rc;
 }
 
-std::string local_user() {
-    if (const char* user = std::getenv("USER"); user && *user)
-        return user;
-    if (const passwd* entry = ::getpwuid(::getuid()))
-        return entry->pw_name;
-    return "root";
-}
-
-fs::path home_dir() {
-    if (const char* home = std::getenv("HOME"); home && *home)
-        return home;
-    if (const passwd* entry = ::getpwuid(::getuid()))
-        return entry->pw_dir;
-    return "/";
-}
-
-// A non-blocking connect bounded by k_connect_timeout_ms; the error says why.
-int connect_address(const addrinfo& ai, std::string& why) {
+// A non-blocking connect bounded by `timeout_ms`; the error says why.
+int connect_address(const addrinfo& ai, int timeout_ms, std::string& why) {
     const int fd =
         ::socket(ai.ai_family, ai.ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, ai.ai_protocol);
     if (fd < 0) {
@@ -58,7 +40,7 @@ int connect_address(const addrinfo& ai, std::string& why) {
         error = errno;
         if (error == EINPROGRESS) {
             pollfd p{fd, POLLOUT, 0};
-            const int ready = ::poll(&p, 1, k_connect_timeout_ms);
+            const int ready = ::poll(&p, 1, timeout_ms);
             socklen_t length = sizeof error;
             if (ready == 0)
                 error = ETIMEDOUT;
@@ -67,7 +49,7 @@ int connect_address(const addrinfo& ai, std::string& why) {
         }
     }
     if (error != 0) {
-        why = error == ETIMEDOUT ? fmt::format("no answer within {} s", k_connect_timeout_ms / 1000)
+        why = error == ETIMEDOUT ? fmt::format("no answer within {} s", timeout_ms / 1000)
                                  : std::strerror(error);
         ::close(fd);
         return -1;
@@ -100,7 +82,7 @@ common::Result<int> connect_tcp(const SshOptions& options) {
     std::string why;
     int fd = -1;
     for (const addrinfo* ai = list; ai && fd < 0; ai = ai->ai_next)
-        fd = connect_address(*ai, why);
+        fd = connect_address(*ai, options.connect_timeout_s * 1000, why);
     ::freeaddrinfo(list);
     if (fd < 0)
         return common::make_error(
@@ -162,6 +144,14 @@ common::Error changed_key(const SshOptions& options, const std::string& type,
                     file.string()));
 }
 
+// The known_hosts files to look in (UserKnownHostsFile, else ~/.ssh/known_hosts); a new
+// key is recorded in the first.
+std::vector<fs::path> known_hosts_files(const SshOptions& options) {
+    if (!options.known_hosts.empty())
+        return options.known_hosts;
+    return {options.home / ".ssh" / "known_hosts"};
+}
+
 common::Status verify_host_key(LIBSSH2_SESSION* session, const SshOptions& options) {
     std::size_t length = 0;
     int type = 0;
@@ -170,28 +160,99 @@ common::Status verify_host_key(LIBSSH2_SESSION* session, const SshOptions& optio
         return common::make_error(ErrorKind::connection,
                                   fmt::format("ssh://{} sent no host key", ssh_address(options)));
     const std::string_view blob(key, length);
-    const fs::path file = options.home / ".ssh" / "known_hosts";
-    auto check = check_known_host(file, options.host, options.port, blob);
-    if (!check)
-        return check.error();
+    const auto files = known_hosts_files(options);
+    std::optional<std::pair<HostKeyCheck, fs::path>> changed;
+    for (const auto& file : files) {
+        auto check = check_known_host(file, options.host, options.port, blob);
+        if (!check)
+            return check.error();
+        if (check->status == HostKeyStatus::known)
+            return {};
+        if (check->status == HostKeyStatus::changed && !changed)
+            changed.emplace(*check, file);
+    }
     const auto fingerprint = common::fingerprint_sha256(blob);
     const auto type_name = key_type_name(session);
-    switch (check->status) {
-    case HostKeyStatus::known:
-        return {};
-    case HostKeyStatus::changed:
-        return changed_key(options, type_name, fingerprint, *check, file);
-    case HostKeyStatus::unknown:
-        if (!options.accept_new_host_key)
-            return unknown_key(options, type_name, fingerprint, file);
-        if (auto ok = add_known_host(file, options.host, options.port, blob); !ok)
-            return ok;
-        std::fprintf(stderr, "Recorded the host key of %s in %s: %s %s\n",
-                     known_hosts_name(options.host, options.port).c_str(), file.c_str(),
-                     type_name.c_str(), fingerprint.c_str());
-        return {};
-    }
+    if (changed)
+        return changed_key(options, type_name, fingerprint, changed->first, changed->second);
+    if (!options.accept_new_host_key)
+        return unknown_key(options, type_name, fingerprint, files.front());
+    if (auto ok = add_known_host(files.front(), options.host, options.port, blob); !ok)
+        return ok;
+    std::fprintf(stderr, "Recorded the host key of %s in %s: %s %s\n",
+                 known_hosts_name(options.host, options.port).c_str(), files.front().c_str(),
+                 type_name.c_str(), fingerprint.c_str());
     return {};
+}
+
+void fill_defaults(SshOptions& options) {
+    if (options.user.empty())
+        options.user = detail::local_user();
+    if (options.home.empty())
+        options.home = detail::home_dir();
+    if (options.port == 0)
+        options.port = 22;
+}
+
+} // namespace
+
+// Handshake, host key check and login on `fd` (a TCP socket, or the local end of a forward
+// through a bastion), which the session owns from now on.
+common::Result<SshSession> ssh_log_in(SshOptions& options, int fd) {
+    SshSession ssh;
+    ssh.m_fd = fd;
+    ssh.m_session = libssh2_session_init();
+    if (!ssh.m_session)
+        return common::make_error(ErrorKind::internal, "libssh2: cannot create a session");
+    libssh2_session_set_blocking(ssh.m_session, 1);
+    // ConnectTimeout bounds the handshake too, as for ssh; at least 20 s by default.
+    libssh2_session_set_timeout(ssh.m_session, std::max(options.connect_timeout_s * 1000L, 20000L));
+    if (libssh2_session_handshake(ssh.m_session, ssh.m_fd) != 0)
+        return common::make_error(ErrorKind::connection,
+                                  fmt::format("cannot reach ssh://{}: the SSH handshake failed: {}",
+                                              ssh_address(options),
+                                              ssh_error_message(ssh.m_session)));
+    if (auto ok = verify_host_key(ssh.m_session, options); !ok)
+        return ok.error();
+    if (auto ok = detail::authenticate(ssh.m_session, options); !ok)
+        return ok.error();
+    libssh2_session_set_timeout(ssh.m_session, 0);
+    return ssh;
+}
+
+namespace {
+
+// Opens a direct-tcpip channel from `bastion` (logged in to `hop`) to `next`, hands the
+// session and the channel to a relay thread, and returns the local socket that reaches
+// `next`.
+common::Result<int> forward(SshSession bastion, const SshOptions& hop, const SshOptions& next,
+                            std::vector<std::unique_ptr<SshTunnel>>& hops) {
+    libssh2_session_set_timeout(bastion.get(), std::max(hop.connect_timeout_s * 1000L, 20000L));
+    LIBSSH2_CHANNEL* channel = libssh2_channel_direct_tcpip_ex(bastion.get(), next.host.c_str(),
+                                                               next.port, "127.0.0.1", 22);
+    if (!channel)
+        return common::make_error(
+            ErrorKind::connection,
+            fmt::format("cannot reach ssh://{} through the bastion {} (ProxyJump): it did not "
+                        "open a connection to {}:{}: {}. Its sshd must allow forwarding there "
+                        "(AllowTcpForwarding, PermitOpen), and the address must be right as the "
+                        "bastion sees it",
+                        ssh_address(next), ssh_address(hop), next.host, next.port,
+                        ssh_error_message(bastion.get())));
+    libssh2_session_set_timeout(bastion.get(), 0);
+    int pair[2];
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0)
+        return common::make_error(
+            ErrorKind::io, fmt::format("cannot make a socket pair: {}", std::strerror(errno)));
+    ::fcntl(pair[1], F_SETFL, ::fcntl(pair[1], F_GETFL) | O_NONBLOCK);
+    auto relay =
+        SshTunnel::relay(std::move(bastion), channel, pair[1], ssh_address(hop), hop.keepalive_s);
+    if (!relay) {
+        ::close(pair[0]);
+        return relay.error();
+    }
+    hops.push_back(std::move(*relay));
+    return pair[0];
 }
 
 } // namespace
@@ -210,12 +271,25 @@ std::string ssh_error_message(LIBSSH2_SESSION* session) {
                                  : std::string("unknown error");
 }
 
+SshSession::SshSession() = default;
+
 SshSession::~SshSession() {
     close(false);
 }
 
 SshSession::SshSession(SshSession&& other) noexcept
-    : m_fd(std::exchange(other.m_fd, -1)), m_session(std::exchange(other.m_session, nullptr)) {}
+    : m_fd(std::exchange(other.m_fd, -1)), m_session(std::exchange(other.m_session, nullptr)),
+      m_hops(std::move(other.m_hops)) {}
+
+SshSession& SshSession::operator=(SshSession&& other) noexcept {
+    if (this != &other) {
+        close(false);
+        m_fd = std::exchange(other.m_fd, -1);
+        m_session = std::exchange(other.m_session, nullptr);
+        m_hops = std::move(other.m_hops);
+    }
+    return *this;
+}
 
 void SshSession::close(bool server_alive) {
     if (m_session) {
@@ -230,37 +304,47 @@ void SshSession::close(bool server_alive) {
     if (m_fd >= 0)
         ::close(m_fd);
     m_fd = -1;
+    while (!m_hops.empty()) // the last hop (nearest the server) first
+        m_hops.pop_back();
 }
 
 common::Result<SshSession> open_ssh_session(SshOptions& options) {
     init_libssh2_once();
-    if (options.user.empty())
-        options.user = local_user();
-    if (options.home.empty())
-        options.home = home_dir();
-    if (options.port == 0)
-        options.port = 22;
-    auto fd = connect_tcp(options);
-    if (!fd)
-        return fd.error();
-    SshSession ssh;
-    ssh.m_fd = *fd;
-    ssh.m_session = libssh2_session_init();
-    if (!ssh.m_session)
-        return common::make_error(ErrorKind::internal, "libssh2: cannot create a session");
-    libssh2_session_set_blocking(ssh.m_session, 1);
-    libssh2_session_set_timeout(ssh.m_session, k_handshake_timeout_ms);
-    if (libssh2_session_handshake(ssh.m_session, ssh.m_fd) != 0)
-        return common::make_error(ErrorKind::connection,
-                                  fmt::format("cannot reach ssh://{}: the SSH handshake failed: {}",
-                                              ssh_address(options),
-                                              ssh_error_message(ssh.m_session)));
-    if (auto ok = verify_host_key(ssh.m_session, options); !ok)
-        return ok.error();
-    if (auto ok = detail::authenticate(ssh.m_session, options); !ok)
-        return ok.error();
-    libssh2_session_set_timeout(ssh.m_session, 0);
+    fill_defaults(options);
+    for (auto& hop : options.jumps)
+        fill_defaults(hop);
+    SshOptions& first = options.jumps.empty() ? options : options.jumps.front();
+    TRY_ASSIGN(auto fd, connect_tcp(first));
+    TRY_ASSIGN(auto ssh, ssh_log_in(first, fd));
+    std::vector<std::unique_ptr<SshTunnel>> hops;
+    for (std::size_t i = 0; i < options.jumps.size(); ++i) {
+        const auto& hop = options.jumps[i];
+        SshOptions& next = i + 1 < options.jumps.size() ? options.jumps[i + 1] : options;
+        TRY_ASSIGN(auto local, forward(std::move(ssh), hop, next, hops));
+        TRY_ASSIGN(ssh, ssh_log_in(next, local));
+    }
+    ssh.m_hops = std::move(hops);
     return ssh;
 }
+
+namespace detail {
+
+std::string local_user() {
+    if (const char* user = std::getenv("USER"); user && *user)
+        return user;
+    if (const passwd* entry = ::getpwuid(::getuid()))
+        return entry->pw_name;
+    return "root";
+}
+
+fs::path home_dir() {
+    if (const char* home = std::getenv("HOME"); home && *home)
+        return home;
+    if (const passwd* entry = ::getpwuid(::getuid()))
+        return entry->pw_dir;
+    return "/";
+}
+
+} // namespace detail
 
 } // namespace cli::transport

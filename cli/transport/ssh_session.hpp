@@ -9,20 +9,26 @@
 #include <libssh2.h>
 
 #include <filesystem>
+#include <memory>
 #include <string>
+#include <vector>
 
 namespace cli::transport {
+
+class SshTunnel;
 
 // "deploy@web1:22", for messages.
 std::string ssh_address(const SshOptions& options);
 
-// Owns the socket and the session; one thread at a time may use it.
+// Owns the socket and the session; one thread at a time may use it. Through bastions
+// (ProxyJump), the socket is the local end of a forward, and the session also owns the
+// relays of the hops (each a thread with its own session), closed after it.
 class SshSession {
   public:
-    SshSession() = default;
+    SshSession();
     ~SshSession();
     SshSession(SshSession&& other) noexcept;
-    SshSession& operator=(SshSession&&) = delete;
+    SshSession& operator=(SshSession&& other) noexcept;
     SshSession(const SshSession&) = delete;
 
     LIBSSH2_SESSION* get() const { return m_session; }
@@ -32,15 +38,22 @@ class SshSession {
 
   private:
     friend common::Result<SshSession> open_ssh_session(SshOptions& options);
+    friend common::Result<SshSession> ssh_log_in(SshOptions& options, int fd);
     int m_fd = -1;
     LIBSSH2_SESSION* m_session = nullptr;
+    std::vector<std::unique_ptr<SshTunnel>> m_hops; // first hop first
 };
 
-// Connects and logs in, in blocking mode. Errors: connection (cannot reach,
-// handshake), auth (host key unknown or changed, login refused), config (a
-// missing identity_file), all exit 3 but config (2). Fills in options.user
-// and options.home when they were empty.
+// Connects (through options.jumps, each hop's host key checked and logged in to) and logs
+// in, in blocking mode. Errors: connection (cannot reach, handshake, a bastion refusing to
+// forward), auth (host key unknown or changed, login refused), config (a missing
+// identity_file), all exit 3 but config (2). Fills in options.user and options.home when
+// they were empty.
 common::Result<SshSession> open_ssh_session(SshOptions& options);
+
+// The handshake, host key check and login of open_ssh_session on an open socket `fd`
+// (owned by the session from now on).
+common::Result<SshSession> ssh_log_in(SshOptions& options, int fd);
 
 // libssh2's last error message for the session.
 std::string ssh_error_message(LIBSSH2_SESSION* session);
@@ -54,5 +67,9 @@ common::Status authenticate(LIBSSH2_SESSION* session, const SshOptions& options)
 
 // "~/x" -> HOME/x.
 std::filesystem::path expand_home(const std::string& path, const std::filesystem::path& home);
+
+// $USER (or the password database's name), and $HOME (or the password database's).
+std::string local_user();
+std::filesystem::path home_dir();
 
 } // namespace cli::transport::detail

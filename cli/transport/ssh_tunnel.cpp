@@ -24,7 +24,6 @@ namespace {
 using common::ErrorKind;
 
 constexpr std::size_t k_buffer_size = 64 * 1024;
-constexpr int k_keepalive_interval_s = 15;
 constexpr std::size_t k_stderr_kept = 4096;
 
 // One direction of one connection: a fixed buffer, filled only when it has room.
@@ -90,8 +89,9 @@ struct SshTunnel::Impl {
     explicit Impl(SshSession session) : ssh(std::move(session)) {}
 
     SshSession ssh;
-    std::string command;
+    std::string command; // empty: a bastion's relay (one forward, no command to run)
     std::string where;
+    int keepalive_s = 15;
     std::filesystem::path dir; // the private 0700 folder
     std::string socket;
     int listen_fd = -1;
@@ -315,7 +315,7 @@ bool SshTunnel::Impl::finish(Pipe& p) {
         lose(ssh_error_message(ssh.get()));
         return true;
     }
-    if (p.closing_step == 0) {
+    if (p.closing_step == 0 && !command.empty()) {
         const int status = libssh2_channel_get_exit_status(p.channel);
         if (status != 0)
             record(common::make_error(
@@ -362,7 +362,7 @@ std::vector<pollfd> SshTunnel::Impl::poll_set() const {
 void SshTunnel::Impl::run() {
     auto* session = ssh.get();
     libssh2_session_set_blocking(session, 0);
-    libssh2_keepalive_config(session, 0, k_keepalive_interval_s);
+    libssh2_keepalive_config(session, 0, static_cast<unsigned>(keepalive_s));
     int quiet_passes = 0;
     while (!lost_connection) {
         bool progress = accept_new();
@@ -375,10 +375,11 @@ void SshTunnel::Impl::run() {
             ::close(p.fd);
             return true;
         });
-        int next_keepalive = k_keepalive_interval_s;
-        if (const int rc = libssh2_keepalive_send(session, &next_keepalive);
-            rc < 0 && rc != LIBSSH2_ERROR_EAGAIN)
-            lose(ssh_error_message(session));
+        int next_keepalive = keepalive_s;
+        if (keepalive_s > 0)
+            if (const int rc = libssh2_keepalive_send(session, &next_keepalive);
+                rc < 0 && rc != LIBSSH2_ERROR_EAGAIN)
+                lose(ssh_error_message(session));
         // A libssh2 call may have queued data for a channel handled before it
         // in this pass: go round once more before waiting.
         if (lost_connection || progress || ++quiet_passes < 2) {
@@ -388,7 +389,7 @@ void SshTunnel::Impl::run() {
         }
         quiet_passes = 0;
         auto fds = poll_set();
-        const int timeout_ms = std::max(next_keepalive, 1) * 1000;
+        const int timeout_ms = keepalive_s > 0 ? std::max(next_keepalive, 1) * 1000 : -1;
         if (::poll(fds.data(), fds.size(), timeout_ms) < 0 && errno != EINTR) {
             lose(std::strerror(errno));
             break;
@@ -407,7 +408,8 @@ void SshTunnel::Impl::close_all() {
     for (auto& p : pipes)
         ::close(p.fd); // the session frees the channels
     pipes.clear();
-    ::close(listen_fd);
+    if (listen_fd >= 0)
+        ::close(listen_fd);
     listen_fd = -1;
     ssh.close(!lost_connection);
 }
@@ -422,12 +424,34 @@ SshTunnel::~SshTunnel() {
 }
 
 common::Result<std::unique_ptr<SshTunnel>>
-SshTunnel::start(SshSession session, std::string command_line, std::string where) {
+SshTunnel::start(SshSession session, std::string command_line, std::string where, int keepalive_s) {
     auto impl = std::make_unique<Impl>(std::move(session));
     impl->command = std::move(command_line);
     impl->where = std::move(where);
+    impl->keepalive_s = keepalive_s;
     if (auto ok = impl->listen(); !ok)
         return ok.error();
+    auto* raw = impl.get();
+    impl->thread = std::thread([raw] { raw->run(); });
+    return std::unique_ptr<SshTunnel>(new SshTunnel(std::move(impl)));
+}
+
+common::Result<std::unique_ptr<SshTunnel>> SshTunnel::relay(SshSession session,
+                                                            LIBSSH2_CHANNEL* channel, int fd,
+                                                            std::string where, int keepalive_s) {
+    auto impl = std::make_unique<Impl>(std::move(session));
+    impl->where = std::move(where);
+    impl->keepalive_s = keepalive_s;
+    if (::pipe2(impl->wake.data(), O_CLOEXEC | O_NONBLOCK) != 0) {
+        ::close(fd);
+        return common::make_error(ErrorKind::io,
+                                  fmt::format("cannot make a pipe: {}", std::strerror(errno)));
+    }
+    Pipe pipe;
+    pipe.fd = fd;
+    pipe.channel = channel;
+    pipe.stage = Stage::relaying;
+    impl->pipes.push_back(std::move(pipe));
     auto* raw = impl.get();
     impl->thread = std::thread([raw] { raw->run(); });
     return std::unique_ptr<SshTunnel>(new SshTunnel(std::move(impl)));

@@ -20,7 +20,11 @@ class SshTunnel {
     // `command_line` is sent as the exec request; `where` ("deploy@web1:22")
     // names the server in errors. Starts the tunnel thread.
     static common::Result<std::unique_ptr<SshTunnel>>
-    start(SshSession session, std::string command_line, std::string where);
+    start(SshSession session, std::string command_line, std::string where, int keepalive_s);
+    // A bastion's relay (ProxyJump): relays `channel` (a direct-tcpip channel of `session`)
+    // and the local socket `fd` (non-blocking, owned from now on) until destroyed.
+    static common::Result<std::unique_ptr<SshTunnel>>
+    relay(SshSession session, LIBSSH2_CHANNEL* channel, int fd, std::string where, int keepalive_s);
     // Closes every channel, says goodbye to the server, removes the socket.
     ~SshTunnel();
     SshTunnel(const SshTunnel&) = delete;

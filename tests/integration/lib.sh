@@ -202,6 +202,19 @@ require_binaries() {
     }
 }
 
+# require_tools PACKAGES TOOL...: skips the test (77) when a tool is missing, saying which
+# Debian packages have it; in CI (which installs them all: scripts/deps) fails instead.
+require_tools() {
+    local packages=$1 tool
+    shift
+    for tool in "$@"; do
+        command -v "$tool" >/dev/null && continue
+        [[ ${CI:-} == true ]] && fail "$tool present" "CI installs it (scripts/deps: $packages)"
+        log "SKIP: needs $tool (Debian: apt-get install $packages)"
+        exit 77
+    done
+}
+
 # ---------------------------------------------------------------- ports
 
 port_in_use() { [[ -n $(ss -Hltn "sport = :$1" 2>/dev/null) ]]; }
@@ -378,14 +391,17 @@ dead() { ! alive "$1"; }
 
 # ---------------------------------------------------------------- sshd
 
-# start_sshd NAME HOST_KEY: an sshd of the test's own on a free 127.0.0.1 port, taking
-# the keys in $SSHD_DIR/authorized_keys (the test makes SSHD_DIR and the keys, and
-# checks that SSHD_BIN exists); sets SSH_PORT and SSHD_PID. stop_sshds ends them all.
+# start_sshd NAME HOST_KEY [EXTRA]: an sshd of the test's own on a free 127.0.0.1 port,
+# taking the keys in $SSHD_DIR/authorized_keys (the test makes SSHD_DIR and the keys, and
+# checks that SSHD_BIN exists), with the sshd_config lines EXTRA (they win); sets SSH_PORT and
+# SSHD_PID. stop_sshds ends them all.
 declare -a SSHD_PIDS=()
 start_sshd() {
-    local name=$1 key=$2 config=$SSHD_DIR/$1.config
+    local name=$1 key=$2 extra=${3:-} config=$SSHD_DIR/$1.config
     SSH_PORT=$(free_port)
+    # EXTRA first: sshd takes the first value of a keyword.
     cat >"$config" <<EOF
+$extra
 ListenAddress 127.0.0.1
 Port $SSH_PORT
 HostKey $key

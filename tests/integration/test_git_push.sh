@@ -9,13 +9,7 @@ source "$(dirname "$0")/lib.sh"
 require_binaries
 
 SSHD_BIN=${SSHD_BIN:-/usr/sbin/sshd}
-for tool in "$SSHD_BIN" ssh ssh-keygen git; do
-    if ! command -v "$tool" >/dev/null; then
-        [[ ${CI:-} == true ]] && fail "$tool present" "CI must run the git push tests (scripts/deps installs openssh-server and git)"
-        log "SKIP: needs $tool (Debian: apt-get install openssh-server openssh-client git)"
-        exit 77
-    fi
-done
+require_tools "openssh-server openssh-client git" "$SSHD_BIN" ssh ssh-keygen git
 
 SSH_USER=$(id -un)
 SSHD_DIR=$TEST_TMP/sshd

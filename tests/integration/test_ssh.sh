@@ -7,14 +7,7 @@ source "$(dirname "$0")/lib.sh"
 require_binaries
 
 SSHD_BIN=${SSHD_BIN:-/usr/sbin/sshd}
-for tool in "$SSHD_BIN" ssh-keygen ssh-agent ssh-add; do
-    if ! command -v "$tool" >/dev/null; then
-        # CI installs openssh-server (scripts/deps): a missing sshd there is a failure.
-        [[ ${CI:-} == true ]] && fail "$tool present" "CI must run the SSH tests (scripts/deps installs openssh-server)"
-        log "SKIP: needs $tool (Debian: apt-get install openssh-server openssh-client)"
-        exit 77
-    fi
-done
+require_tools "openssh-server openssh-client" "$SSHD_BIN" ssh-keygen ssh-agent ssh-add
 
 SSH_USER=$(id -un)
 SSHD_DIR=$TEST_TMP/sshd

@@ -11,13 +11,7 @@
 source "$(dirname "$0")/lib.sh"
 require_binaries
 SSHD_BIN=${SSHD_BIN:-/usr/sbin/sshd}
-for tool in git openssl curl jq sqlite3 ssh-keygen "$SSHD_BIN"; do
-    if ! command -v "$tool" >/dev/null; then
-        [[ ${CI:-} == true ]] && fail "$tool present" "CI must run the webhook tests (scripts/deps installs it)"
-        log "SKIP: needs $tool"
-        exit 77
-    fi
-done
+require_tools "git openssl curl jq sqlite3 openssh-server" git openssl curl jq sqlite3 ssh-keygen "$SSHD_BIN"
 
 AGENT_EXTRA_ARGS=(--git-fetch-timeout 2s) # the silent remote below
 start_agent
