@@ -27,9 +27,9 @@ common::Status versions(Context& ctx, const Target& target) {
                              auto theirs = answer.value("version", "");
                              ctx.out->emit(output::Version{theirs, host});
                              if (theirs != mine)
-                                 ctx.out->emit(output::Warning{
-                                     host + " runs deploy-agent " + theirs + ", deployctl is " +
-                                     mine + ": upgrade one of them to match"});
+                                 ctx.out->emit(output::Warning{host + " runs deploy-agent " +
+                                                               theirs + ", deployctl is " + mine +
+                                                               ": upgrade one of them to match"});
                              return {};
                          });
 }
@@ -82,7 +82,8 @@ void add_agent(CLI::App& app, Context& ctx) {
     };
     auto* cmd = app.add_subcommand("agent", "Ask the agents: ping, info (version, engine, "
                                             "apps), version, df (disk use) or prune (unused "
-                                            "blobs)");
+                                            "blobs); install or upgrade one on a server over "
+                                            "SSH");
     cmd->require_subcommand(1);
     cmd->add_subcommand("ping", "Check that every agent answers (exit 3 if one does not)")
         ->callback(select(AgentQuery::ping));
@@ -102,10 +103,13 @@ void add_agent(CLI::App& app, Context& ctx) {
                  "use (the agent also does it after each deploy and every 10 minutes)");
     prune->add_flag("--dry-run", options->dry_run, "List what would go; remove nothing");
     prune->callback(select(AgentQuery::prune));
+    add_agent_install(*cmd, ctx);
     cmd->footer("Examples:\n  deployctl agent ping --host http://127.0.0.1:7070\n"
                 "  deployctl agent info\n  deployctl agent info --json | jq -r .engine\n"
                 "  deployctl agent version -t production\n  deployctl agent df\n"
-                "  deployctl agent prune --dry-run\n");
+                "  deployctl agent prune --dry-run\n"
+                "  deployctl agent install ssh://root@web1 --package deploy-agent_0.9.0_amd64.deb\n"
+                "  deployctl agent upgrade ssh://web1 --package deploy-agent_0.9.1_amd64.deb\n");
 }
 
 } // namespace cli::commands

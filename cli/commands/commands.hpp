@@ -32,6 +32,7 @@ void add_lifecycle(CLI::App& app, Context& ctx); // stop, start, restart
 void add_traffic(CLI::App& app, Context& ctx);   // maintenance, pause, resume
 void add_destroy(CLI::App& app, Context& ctx);
 void add_agent(CLI::App& app, Context& ctx);
+void add_agent_install(CLI::App& agent, Context& ctx); // agent install | upgrade (of add_agent)
 void add_env(CLI::App& app, Context& ctx);
 void add_cron(CLI::App& app, Context& ctx);
 void add_hooks(CLI::App& app, Context& ctx);    // hooks secret | ls

@@ -281,6 +281,26 @@ struct LoggedIn {
     bool replaced = false; // the file had a line for the host before
 };
 
+// agent install | upgrade: one step on one server. `state`: "done" (it changed something),
+// "unchanged" (nothing to do), "would" (--dry-run: `commands` are what it would run).
+struct InstallStep {
+    std::string host;
+    std::string step; // connect, package, upload, install, engine, config, group, service, answer
+    std::string state;
+    std::string detail;
+    std::vector<std::string> commands = {};
+};
+
+// agent install | upgrade: the end, the agent answering (or what --dry-run would do).
+struct Installed {
+    std::string host;
+    std::string version;
+    bool changed = false;
+    bool dry_run = false;
+    double seconds = 0;
+    std::vector<std::string> next = {}; // the commands to run next
+};
+
 // audit: GET /v1/audit, newest first.
 struct Audit {
     std::string host;
@@ -377,7 +397,7 @@ using Event =
                  Created, Unchanged, AgentEvent, Done, RolledBack, Removed, Releases, Processes,
                  Status, Apps, AppChanged, TrafficChanged, Canary, AppDestroyed, EnvList,
                  EnvChanged, CronJobs, CronStarted, HookSecret, HookKey, HookDeliveries, Previews,
-                 Agent, TokenCreated, Tokens, TokenRevoked, Audit, LoggedIn, RunOutput, RunExit,
-                 Error, Summary, Templates, InitSummary>;
+                 Agent, TokenCreated, Tokens, TokenRevoked, Audit, LoggedIn, InstallStep, Installed,
+                 RunOutput, RunExit, Error, Summary, Templates, InitSummary>;
 
 } // namespace cli::output

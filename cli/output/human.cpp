@@ -193,6 +193,31 @@ class HumanPrinter final : public Printer {
              fmt::format("{} accepted the token; {} its line in {}", e.host,
                          e.replaced ? "replaced" : "added", e.file));
     }
+    void render(const InstallStep& e) {
+        if (m_style.quiet)
+            return;
+        const auto mark = e.state == "done"        ? paint(Color::green, "✓")
+                          : e.state == "unchanged" ? paint(Color::dim, "=")
+                                                   : paint(Color::blue, "…");
+        line(m_out, host_prefix(e.host), fmt::format("{} {:<8} {}", mark, e.step, e.detail));
+        for (const auto& command : e.commands)
+            line(m_out, host_prefix(e.host), "    would run: " + command);
+    }
+    void render(const Installed& e) {
+        std::string text;
+        if (e.dry_run)
+            text = fmt::format("{}: --dry-run, nothing was changed", e.host);
+        else if (e.changed)
+            text = fmt::format("deploy-agent {} is installed on {} and answers ({:.1f} s)",
+                               e.version, e.host, e.seconds);
+        else
+            text = fmt::format("deploy-agent {} on {}: nothing changed, it answers ({:.1f} s)",
+                               e.version, e.host, e.seconds);
+        line(m_out, "", text);
+        if (!m_style.quiet)
+            for (const auto& command : e.next)
+                line(m_out, "", "  next: " + command);
+    }
     // The bytes as they came (deployctl run writes them to its file descriptors itself).
     void render(const RunOutput& e) {
         std::lock_guard lock(m_write);

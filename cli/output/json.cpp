@@ -196,6 +196,25 @@ class JsonPrinter final : public Printer {
     void render(const LoggedIn& e) {
         write({{"event", "login"}, {"host", e.host}, {"file", e.file}, {"replaced", e.replaced}});
     }
+    void render(const InstallStep& e) {
+        json line{{"event", "install_step"},
+                  {"host", e.host},
+                  {"step", e.step},
+                  {"state", e.state},
+                  {"detail", e.detail}};
+        if (!e.commands.empty())
+            line["commands"] = e.commands;
+        write(line);
+    }
+    void render(const Installed& e) {
+        write({{"event", "installed"},
+               {"host", e.host},
+               {"version", e.version},
+               {"changed", e.changed},
+               {"dry_run", e.dry_run},
+               {"seconds", e.seconds},
+               {"next", e.next}});
+    }
     void render(const TokenRevoked& e) { write(with_event(*e.token, "token_revoked", e.host)); }
     void render(const Audit& e) {
         if (e.list->is_array())

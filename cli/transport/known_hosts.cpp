@@ -74,7 +74,6 @@ common::Status read_lines(const fs::path& file, LIBSSH2_KNOWNHOSTS* hosts) {
 
 } // namespace
 
-
 std::string known_hosts_name(const std::string& host, int port) {
     if (port == 22 || port == 0)
         return host;

@@ -8,6 +8,7 @@
 #include <cli/transport/http_client.hpp>
 
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -21,6 +22,11 @@ struct SshOptions {
     std::vector<std::string> agent_command; // empty: deploy-agent dial-stdio
     std::string identity_file;              // deploy.toml's: the only key tried
     bool accept_new_host_key = false;
+    // Asked about an unknown host key when accept_new_host_key is off ("[web1]:2222",
+    // "ssh-ed25519", "SHA256:..."): true records it (deployctl agent install asks the user).
+    std::function<bool(const std::string& name, const std::string& type,
+                       const std::string& fingerprint)>
+        confirm_new_host_key;
     std::filesystem::path home; // empty: $HOME
 
     // From the ssh config (cli/transport/ssh_config.hpp); the defaults are deployctl's own.

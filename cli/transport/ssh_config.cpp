@@ -383,6 +383,7 @@ common::Status apply(SshOptions& options, const SshConfigSource& source, bool cl
         hop.port = hops[i].port;
         hop.home = options.home;
         hop.accept_new_host_key = cli_accept_new;
+        hop.confirm_new_host_key = options.confirm_new_host_key;
         // As ssh -J: the first hop is reached as the config says (its own ProxyJump too),
         // each later one through the hop before it.
         if (auto ok = apply(hop, source, cli_accept_new, depth + 1, i == 0); !ok)

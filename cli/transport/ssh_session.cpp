@@ -175,7 +175,10 @@ common::Status verify_host_key(LIBSSH2_SESSION* session, const SshOptions& optio
     const auto type_name = key_type_name(session);
     if (changed)
         return changed_key(options, type_name, fingerprint, changed->first, changed->second);
-    if (!options.accept_new_host_key)
+    if (!options.accept_new_host_key &&
+        !(options.confirm_new_host_key &&
+          options.confirm_new_host_key(known_hosts_name(options.host, options.port), type_name,
+                                       fingerprint)))
         return unknown_key(options, type_name, fingerprint, files.front());
     if (auto ok = add_known_host(files.front(), options.host, options.port, blob); !ok)
         return ok;

@@ -1012,3 +1012,66 @@ cleanup_containers() {
         printf '[%s] cleanup: removed %d containers, %d images\n' "$TEST_NAME" "$n_c" "$n_i"
     fi
 }
+
+# ---------------------------------------------------------------- a clean Debian 12
+
+# debian_rootfs DIR: a clean Debian 12 (debootstrap --variant=minbase, plus systemd and man-db:
+# what a server running the unit has; nothing runs) unpacked into DIR. The first test of the
+# day makes it from deb.debian.org (DEBIAN_MIRROR) and caches it as a tar under
+# BUILD_DIR/test-cache; tests running at once wait for that one (flock). Needs root.
+debian_rootfs() {
+    local root=$1 mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+    local cache=${BUILD_DIR:-$REPO_ROOT/build}/test-cache
+    local tar=$cache/bookworm-minbase-$(date -u +%Y%m%d).tar start=$SECONDS
+    mkdir -p "$cache" "$root"
+    (
+        flock 9
+        [[ -s $tar ]] && exit 0
+        local work=$cache/bootstrap.$$
+        rm -rf "$work"
+        debootstrap --variant=minbase bookworm "$work" "$mirror" >"$TEST_TMP/debootstrap.log" 2>&1 ||
+            { tail -n 20 "$TEST_TMP/debootstrap.log" >&2; exit 1; }
+        # dpkg without an fsync per file: every copy is thrown away after its test.
+        echo force-unsafe-io >"$work/etc/dpkg/dpkg.cfg.d/unsafe-io"
+        cp /etc/resolv.conf "$work/etc/resolv.conf"
+        printf '#!/bin/sh\nexit 101\n' >"$work/usr/sbin/policy-rc.d" && chmod 755 "$work/usr/sbin/policy-rc.d"
+        mount -t proc proc "$work/proc" || exit 1
+        chroot "$work" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive \
+            apt-get install -y -q --no-install-recommends systemd man-db >>"$TEST_TMP/debootstrap.log" 2>&1
+        local rc=$?
+        chroot "$work" apt-get clean
+        umount "$work/proc" || umount -l "$work/proc"
+        rm -f "$work/usr/sbin/policy-rc.d"
+        [[ $rc == 0 ]] || { tail -n 20 "$TEST_TMP/debootstrap.log" >&2; exit 1; }
+        rm -f "$cache"/bookworm-minbase-*.tar
+        tar -C "$work" --numeric-owner -cf "$tar.$$" . && mv "$tar.$$" "$tar"
+        rm -rf --one-file-system "$work"
+    ) 9>"$cache/bootstrap.lock" || fail "a Debian 12 base system (debootstrap from $mirror)" "$(excerpt "$TEST_TMP/debootstrap.log")"
+    tar -C "$root" --numeric-owner -xpf "$tar" || fail "unpack the base system $tar into $root"
+    cp /etc/resolv.conf "$root/etc/resolv.conf"
+    pass "a clean Debian 12 in $root ($((SECONDS - start)) s)"
+}
+
+# chroot_pids DIR: every process whose root is DIR.
+chroot_pids() {
+    local p
+    for p in /proc/[0-9]*; do
+        [[ $(readlink "$p/root" 2>/dev/null) == "$1" ]] && echo "${p#/proc/}"
+    done
+    return 0
+}
+
+# release_chroot DIR: kills what runs in DIR, unmounts what is mounted under it.
+release_chroot() {
+    local round pids m
+    for round in 1 2 3 4 5; do
+        pids=$(chroot_pids "$1")
+        [[ -z $pids ]] && break
+        kill -9 $pids 2>/dev/null
+        sleep 0.2
+    done
+    for m in $(awk -v root="$1" 'index($2, root "/") == 1 { print $2 }' /proc/mounts | sort -r); do
+        umount "$m" 2>/dev/null || umount -l "$m"
+    done
+    return 0
+}
