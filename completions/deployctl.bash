@@ -65,7 +65,7 @@ _deployctl() {
         ['deployctl token revoke']='-h --help --version -C -t --target --host -a --app --json -q --quiet --no-color --accept-new-host-key --ca-file --fingerprint'
         ['deployctl login']='-h --help --version -C -t --target --host -a --app --json -q --quiet --no-color --accept-new-host-key --ca-file --fingerprint'
         ['deployctl audit']='-h --help --limit --since --version -C -t --target --host -a --app --json -q --quiet --no-color --accept-new-host-key --ca-file --fingerprint'
-        ['deployctl init']='-h --help --template --force --list --version -C -t --target --host -a --app --json -q --quiet --no-color --accept-new-host-key --ca-file --fingerprint'
+        ['deployctl init']='-h --help --template --engine --force --list --version -C -t --target --host -a --app --json -q --quiet --no-color --accept-new-host-key --ca-file --fingerprint'
         ['deployctl completion']='-h --help --version -C -t --target --host -a --app --json -q --quiet --no-color --accept-new-host-key --ca-file --fingerprint'
         ['deployctl version']='-h --help --version -C -t --target --host -a --app --json -q --quiet --no-color --accept-new-host-key --ca-file --fingerprint'
     )
@@ -118,7 +118,7 @@ _deployctl() {
         ['deployctl token revoke']='-C -t --target --host -a --app --ca-file --fingerprint'
         ['deployctl login']='-C -t --target --host -a --app --ca-file --fingerprint'
         ['deployctl audit']='--limit --since -C -t --target --host -a --app --ca-file --fingerprint'
-        ['deployctl init']='--template -C -t --target --host -a --app --ca-file --fingerprint'
+        ['deployctl init']='--template --engine -C -t --target --host -a --app --ca-file --fingerprint'
         ['deployctl completion']='-C -t --target --host -a --app --ca-file --fingerprint'
         ['deployctl version']='-C -t --target --host -a --app --ca-file --fingerprint'
     )
@@ -321,6 +321,7 @@ _deployctl() {
         ['deployctl audit -t']='@targets'
         ['deployctl audit --target']='@targets'
         ['deployctl audit --ca-file']='@files'
+        ['deployctl init --engine']='auto docker podman process'
         ['deployctl init -C']='@dirs'
         ['deployctl init -t']='@targets'
         ['deployctl init --target']='@targets'
