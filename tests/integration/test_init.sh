@@ -53,6 +53,7 @@ node-tooling-static static deploy.toml
 node-plain node-server deploy.toml,Dockerfile
 python-plain python deploy.toml,Dockerfile
 go-stdlib go deploy.toml,Dockerfile
+php-plain php deploy.toml,Dockerfile
 LIST
 
 # --- human output: what, why, the files, the next step ----------------------------------

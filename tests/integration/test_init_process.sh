@@ -1,19 +1,19 @@
 #!/usr/bin/env bash
 # deployctl init for an agent without a container engine: `init --engine process` on a Node
-# (npm, a build script), a Python (a venv in the release) and a Go app writes a deploy.toml
-# with build and run commands and no Dockerfile, and each deploys to a process-engine agent
-# and answers through its proxy; `init --host` asks the agent its engine (GET /v1/info), and
+# (npm, a build script), a Python (a venv in the release), a Go and a PHP app (composer, php -S)
+# writes a deploy.toml with build and run commands and no Dockerfile, and each deploys to a
+# process-engine agent and answers through its proxy; `init --host` asks the agent its engine (GET /v1/info), and
 # an agent that cannot be reached gives the Dockerfile with a note.
-# Needs node and npm, python3 with venv, and go on the agent's PATH (scripts/deps).
+# Needs node and npm, python3 with venv, go, php and composer on the agent's PATH (scripts/deps).
 source "$(dirname "$0")/lib.sh"
 require_binaries
 
 AGENT_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin # the agent's builds get this PATH
 missing=()
-for tool in node npm go; do PATH=$AGENT_PATH command -v "$tool" >/dev/null || missing+=("$tool"); done
+for tool in node npm go php composer; do PATH=$AGENT_PATH command -v "$tool" >/dev/null || missing+=("$tool"); done
 PATH=$AGENT_PATH python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=("python3-venv")
 if ((${#missing[@]})); then
-    log "SKIP: needs ${missing[*]} (Debian: apt-get install nodejs npm python3-venv golang-go)"
+    log "SKIP: needs ${missing[*]} (Debian: apt-get install nodejs npm python3-venv golang-go php-cli composer)"
     exit 77
 fi
 
@@ -52,11 +52,13 @@ done <<'LIST'
 node-plain node-server greeter Node.js hello from node, built by npm run build
 python-plain python python-plain Python hello from python, in .venv
 go-stdlib go clock Go hello from go, built by gc
+php-plain php notes PHP hello from php at /
 LIST
 
 # The venv is in the release, and the build ran in it.
 assert_true "python: the venv is inside the release" test -x "$(release_dir python-plain v1)/.venv/bin/python"
 assert_true "go: the binary was built in the release" test -x "$(release_dir clock v1)/app"
+assert_eq "hello from php at /notes/7" "$(fetch notes /notes/7)" "php: a path without a file goes to public/index.php"
 
 # --- --engine auto asks the agents it knows ----------------------------------------------
 app_repo node-plain

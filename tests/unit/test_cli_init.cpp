@@ -87,6 +87,7 @@ TEST_CASE("init detects the template of each fixture folder, with its evidence")
         {"node-plain", "node-server", "package.json: scripts.start \"node server.js\""},
         {"python-plain", "python", "main.py: present (python main.py starts the app)"},
         {"go-stdlib", "go", "go.mod: module example.com/clock, go 1.19"},
+        {"php-plain", "php", "public/index.php: present"},
     };
     for (const auto& c : cases) {
         CAPTURE(c.fixture);
