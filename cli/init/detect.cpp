@@ -133,8 +133,10 @@ void note_shadowed(const fs::path& dir, Detection& d) {
 
 } // namespace
 
-common::Result<std::optional<Detection>> detect(const fs::path& dir) {
-    auto found = dockerfile(dir);
+common::Result<std::optional<Detection>> detect(const fs::path& dir, Engine engine) {
+    Found found = std::optional<Detection>();
+    if (engine == Engine::container)
+        found = dockerfile(dir);
     if (!found)
         return found;
     if (*found) {
@@ -158,6 +160,7 @@ Vars default_vars(std::string_view template_name) {
         {"stack", std::string(template_name)},
         // Node.js
         {"node_version", "22"},
+        {"node_min", "18"}, // Debian 12's
         {"package_files", "package.json"},
         {"install_command", "npm install"},
         {"build_step", "npm run build --if-present && npm prune --omit=dev"},
@@ -192,8 +195,8 @@ Vars default_vars(std::string_view template_name) {
         set({{"stack", "Go"}});
     else if (template_name == "php")
         set({{"stack", "PHP"}});
-    else if (template_name.starts_with("python-"))
-        for (auto& [key, value] : stacks::python_defaults(template_name))
+    for (auto* defaults : {stacks::node_defaults, stacks::python_defaults, stacks::go_php_defaults})
+        for (auto& [key, value] : defaults(template_name))
             v[key] = value;
     return v;
 }

@@ -26,8 +26,10 @@ struct Detection {
 
 // The template that fits `dir`, or nullopt when nothing is recognised. A file
 // that is there but cannot be read or parsed (package.json that is not JSON) is
-// an ErrorKind::config error naming it.
-common::Result<std::optional<Detection>> detect(const std::filesystem::path& dir);
+// an ErrorKind::config error naming it. For Engine::process a Dockerfile is not
+// a candidate (that engine builds no images): the stack beside it is.
+common::Result<std::optional<Detection>> detect(const std::filesystem::path& dir,
+                                                Engine engine = Engine::container);
 
 // Every placeholder's value for `template_name` when nothing was detected
 // (init --template NAME in an empty folder); detection overrides some of them.

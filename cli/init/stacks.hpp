@@ -16,8 +16,11 @@ Found python(const fs::path& dir); // requirements.txt, pyproject.toml, manage.p
 Found go(const fs::path& dir);     // go.mod
 Found php(const fs::path& dir);    // composer.json
 
-// The placeholders of python-flask, python-django and python-fastapi.
+// The placeholders of the templates of one language, with nothing detected (init --template
+// NAME in an empty folder): node-server and node-next; python and python-*; go and php.
+Vars node_defaults(std::string_view template_name);
 Vars python_defaults(std::string_view template_name);
+Vars go_php_defaults(std::string_view template_name);
 
 // The text of dir/name, nullopt when it does not exist; an unreadable file is an error.
 common::Result<std::optional<std::string>> read_if_present(const fs::path& dir,

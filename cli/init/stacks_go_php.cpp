@@ -49,7 +49,31 @@ std::string go_main(const fs::path& dir, Detection& d) {
     return "./cmd/" + commands[0];
 }
 
+// The process engine's commands for the package main `package`, and for PHP served from
+// `docroot` ("public" or ".").
+void go_commands(const std::string& package, Vars& vars) {
+    vars["go_package"] = package;
+    vars["process_build"] = toml_string(fmt::format("go build -o app {}", package));
+    vars["process_run"] = toml_string("exec ./app");
+}
+
+void php_commands(const std::string& docroot, Vars& vars) {
+    vars["process_build"] = toml_string(
+        "composer install --no-dev --no-interaction --prefer-dist --optimize-autoloader");
+    vars["process_run"] = toml_string(
+        fmt::format(R"(PHP_CLI_SERVER_WORKERS=4 exec php -S "$HOST:$PORT" -t {})", docroot));
+}
+
 } // namespace
+
+Vars go_php_defaults(std::string_view template_name) {
+    Vars vars;
+    if (template_name == "go")
+        go_commands(".", vars);
+    else if (template_name == "php")
+        php_commands(".", vars);
+    return vars;
+}
 
 Found go(const fs::path& dir) {
     auto text = read_if_present(dir, "go.mod");
@@ -76,7 +100,7 @@ Found go(const fs::path& dir) {
             fmt::format(", go {} (golang:{} image)", d.vars["go_version"], d.vars["go_version"]);
     }
     d.evidence.push_back("go.mod: " + what);
-    d.vars["go_package"] = go_main(dir, d);
+    go_commands(go_main(dir, d), d.vars);
     d.vars["stack"] = d.stack;
     d.notes.push_back("the program must listen on os.Getenv(\"HOST\") + \":\" + "
                       "os.Getenv(\"PORT\")");
@@ -108,6 +132,7 @@ Found php(const fs::path& dir) {
         d.vars["php_docroot_note"] = "public/";
         d.evidence.push_back("public/index.php: present (Apache serves public/)");
     }
+    php_commands(exists(dir, "public/index.php") ? "public" : ".", d.vars);
     if (auto name = composer.find("name"); name != composer.end() && name->is_string()) {
         auto n = name->get<std::string>();
         d.app = n.substr(n.find('/') == std::string::npos ? 0 : n.find('/') + 1);

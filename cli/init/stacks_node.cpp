@@ -59,6 +59,7 @@ std::string script(const json& pkg, const char* name) {
 }
 
 struct PackageManager {
+    std::string name;     // "npm", "yarn", "pnpm"
     std::string lockfile; // empty: none
     std::string install;  // on the agent (node-static's build.command)
     std::string run;      // "npm run", "yarn run", "pnpm run"
@@ -71,57 +72,95 @@ struct PackageManager {
 
 PackageManager package_manager(const fs::path& dir) {
     if (exists(dir, "pnpm-lock.yaml"))
-        return {"pnpm-lock.yaml", "pnpm install --frozen-lockfile", "pnpm run",
+        return {"pnpm", "pnpm-lock.yaml", "pnpm install --frozen-lockfile", "pnpm run",
                 "pnpm prune --prod"};
     if (exists(dir, "yarn.lock"))
-        return {"yarn.lock", "yarn install --frozen-lockfile", "yarn run", ""};
+        return {"yarn", "yarn.lock", "yarn install --frozen-lockfile", "yarn run", ""};
     if (exists(dir, "package-lock.json"))
-        return {"package-lock.json", "npm ci", "npm run", "npm prune --omit=dev"};
-    return {"", "npm install", "npm run", "npm prune --omit=dev"};
+        return {"npm", "package-lock.json", "npm ci", "npm run", "npm prune --omit=dev"};
+    return {"npm", "", "npm install", "npm run", "npm prune --omit=dev"};
 }
 
-// The Dockerfile's build step: the build script if there is one, then the prune.
-std::string build_step(const json& pkg, const PackageManager& pm) {
+const PackageManager k_default_pm{"npm", "", "npm install", "npm run", "npm prune --omit=dev"};
+
+// After the install: the build script if there is one (`build`: its command, "--if-present"
+// when not known), then the prune of the development dependencies.
+std::vector<std::string> build_steps(const std::string& build, const PackageManager& pm) {
     std::vector<std::string> steps;
-    if (!script(pkg, "build").empty())
-        steps.push_back(pm.run + " build");
+    if (!build.empty())
+        steps.push_back(pm.run + " build" + (build == "--if-present" ? " --if-present" : ""));
     if (!pm.prune.empty())
         steps.push_back(pm.prune);
+    return steps;
+}
+
+// The Dockerfile's build step (the install is a layer of its own).
+std::string build_step(const std::string& build, const PackageManager& pm) {
+    auto steps = build_steps(build, pm);
     if (steps.empty())
         return "echo 'no build script'";
     return fmt::format("{}", fmt::join(steps, " && "));
 }
 
-// The CMD: `node FILE` when the start script is just that (signals reach node
+// An argv as the Dockerfile's CMD: ["node", "app.js"].
+std::string json_argv(const std::vector<std::string>& argv) {
+    std::vector<std::string> quoted;
+    for (const auto& word : argv)
+        quoted.push_back(json(word).dump());
+    return fmt::format("[{}]", fmt::join(quoted, ", "));
+}
+
+// What starts the server: `node FILE` when the start script is just that (signals reach node
 // directly), else the package manager's start, else main.
-std::string node_cmd(const fs::path& dir, const json& pkg, const PackageManager& pm, Detection& d) {
+std::vector<std::string> node_start(const fs::path& dir, const json& pkg, const PackageManager& pm,
+                                    Detection& d) {
     auto start = script(pkg, "start");
     if (start.starts_with("node ") && start.find_first_of("&|;$<>'\"", 5) == std::string::npos &&
         start.find(' ', 5) == std::string::npos)
-        return fmt::format(R"(["node", "{}"])", start.substr(5));
+        return {"node", start.substr(5)};
     if (!start.empty())
-        return pm.run.starts_with("npm")
-                   ? R"(["npm", "start"])"
-                   : fmt::format(R"(["{}", "start"])", pm.run.substr(0, pm.run.find(' ')));
+        return {pm.name, "start"};
     std::string main = pkg.value("main", "");
     for (const char* file : {"server.js", "index.js", "app.js"})
         if (main.empty() && exists(dir, file))
             main = file;
     if (!main.empty()) {
         d.evidence.push_back(fmt::format("package.json: no start script; the server is {}", main));
-        return fmt::format(R"(["node", "{}"])", main);
+        return {"node", main};
     }
     d.notes.push_back("package.json has no \"start\" script: add one that starts the server");
-    return R"(["npm", "start"])";
+    return {"npm", "start"};
+}
+
+// The process engine's build and run commands (templates/*/process.toml): the install, the
+// build steps, and the server started as the container's CMD would be.
+void process_vars(std::string_view template_name, const PackageManager& pm,
+                  const std::string& build, const std::vector<std::string>& start, Vars& vars) {
+    std::vector<std::string> steps{pm.install};
+    if (template_name == "node-next" && build.empty())
+        steps.push_back("node_modules/.bin/next build"); // no build script
+    for (auto& step : build_steps(build, pm))
+        steps.push_back(std::move(step));
+    vars["process_build"] = toml_string(fmt::format("{}", fmt::join(steps, " && ")));
+    vars["process_run"] =
+        toml_string(template_name == "node-next"
+                        ? R"(exec node_modules/.bin/next start --hostname "$HOST" --port "$PORT")"
+                        : fmt::format("NODE_ENV=production exec {}", fmt::join(start, " ")));
+    vars["package_manager"] = pm.name;
 }
 
 void common_vars(const fs::path& dir, const json& pkg, Detection& d) {
     auto pm = package_manager(dir);
     d.vars["package_files"] = pm.lockfile.empty() ? "package.json" : "package.json " + pm.lockfile;
     d.vars["install_command"] = pm.image_install();
-    d.vars["build_step"] = build_step(pkg, pm);
-    if (d.template_name == "node-server")
-        d.vars["node_cmd"] = node_cmd(dir, pkg, pm, d);
+    const auto build = script(pkg, "build");
+    d.vars["build_step"] = build_step(build, pm);
+    std::vector<std::string> start;
+    if (d.template_name == "node-server") {
+        start = node_start(dir, pkg, pm, d);
+        d.vars["node_cmd"] = json_argv(start);
+    }
+    process_vars(d.template_name, pm, build, start, d.vars);
     d.vars["build_command"] = fmt::format("{} && {} build", pm.install, pm.run);
     if (!pm.lockfile.empty())
         d.evidence.push_back(
@@ -133,6 +172,7 @@ void common_vars(const fs::path& dir, const json& pkg, Detection& d) {
             if (digit != std::string::npos) {
                 auto major = v.substr(digit, v.find_first_not_of("0123456789", digit) - digit);
                 d.vars["node_version"] = major;
+                d.vars["node_min"] = major;
                 d.evidence.push_back(
                     fmt::format("package.json: engines.node \"{}\" (node:{} image)", v, major));
             }
@@ -193,6 +233,16 @@ bool choose(const json& pkg, Detection& d) {
 }
 
 } // namespace
+
+Vars node_defaults(std::string_view template_name) {
+    Vars vars;
+    if (template_name != "node-server" && template_name != "node-next")
+        return vars;
+    process_vars(template_name, k_default_pm,
+                 template_name == "node-next" ? "next build" : "--if-present", {"npm", "start"},
+                 vars);
+    return vars;
+}
 
 Found node(const fs::path& dir) {
     auto read = read_json_object(dir, "package.json");

@@ -124,43 +124,70 @@ std::string django_project(const fs::path& dir, Detection& d) {
     return "mysite";
 }
 
-std::string serve_command(std::string_view template_name, const std::string& entry) {
+// How the server starts; `bin` is where its program is: "" in the image (on its PATH), ".venv/bin/"
+// on the process engine. `entry` is the app object, or the file the generic template runs.
+std::string serve_command(std::string_view template_name, const std::string& entry,
+                          std::string_view bin) {
+    if (template_name == "python")
+        return fmt::format("exec {}python {}", bin, entry);
     if (template_name == "python-fastapi")
-        return fmt::format(R"(exec uvicorn {} --host "$HOST" --port "$PORT" --proxy-headers)",
-                           entry);
-    return fmt::format(R"(exec gunicorn {} --bind "$HOST:$PORT" --workers 2 --access-logfile -)",
-                       entry);
+        return fmt::format(R"(exec {}uvicorn {} --host "$HOST" --port "$PORT" --proxy-headers)",
+                           bin, entry);
+    return fmt::format(R"(exec {}gunicorn {} --bind "$HOST:$PORT" --workers 2 --access-logfile -)",
+                       bin, entry);
 }
 
-void set_install(Detection& d, bool requirements, const char* server) {
-    d.vars["python_install"] =
-        requirements
-            ? fmt::format("COPY requirements.txt ./\nRUN pip install -r requirements.txt {}",
-                          server)
-            : fmt::format("COPY . .\nRUN pip install . {}", server);
+void set_commands(Detection& d, const std::string& entry) {
+    d.vars["python_cmd"] = serve_command(d.template_name, entry, "");
+    d.vars["process_run"] = toml_string(serve_command(d.template_name, entry, ".venv/bin/"));
 }
+
+// The dependencies and the server (`server`: "" for the generic template): in the image, and
+// into a virtual environment in the release on the process engine.
+void set_install(Detection& d, bool requirements, std::string_view server) {
+    auto what = requirements ? std::string("-r requirements.txt") : std::string(".");
+    if (!server.empty())
+        what += fmt::format(" {}", server);
+    d.vars["python_install"] = fmt::format(
+        "{}\nRUN pip install {}", requirements ? "COPY requirements.txt ./" : "COPY . .", what);
+    auto build = fmt::format("python3 -m venv .venv && .venv/bin/pip install {}", what);
+    if (d.template_name == "python-django")
+        build += " && { .venv/bin/python manage.py collectstatic --noinput || echo 'collectstatic "
+                 "skipped: set STATIC_ROOT in settings.py'; }";
+    d.vars["process_build"] = toml_string(build);
+}
+
+const Framework* framework(std::string_view template_name) {
+    for (const auto& f : k_frameworks)
+        if (template_name == f.template_name)
+            return &f;
+    return nullptr;
+}
+
+// The generic template's program: the first of these files there is.
+constexpr const char* k_programs[] = {"main.py", "app.py", "server.py"};
 
 } // namespace
 
 Vars python_defaults(std::string_view template_name) {
-    for (const auto& f : k_frameworks) {
-        if (template_name != f.template_name)
-            continue;
-        std::string entry = template_name == "python-django"    ? "mysite.wsgi"
-                            : template_name == "python-fastapi" ? "main:app"
-                                                                : "app:app";
-        Detection d;
-        set_install(d, true, f.server);
-        d.vars["python_cmd"] = serve_command(template_name, entry);
-        d.vars["stack"] = f.name;
-        d.vars["port"] = "8000";
-        if (template_name == "python-django")
-            d.vars["python_extra"] =
-                "RUN python manage.py collectstatic --noinput || echo 'collectstatic skipped: "
-                "set STATIC_ROOT in settings.py'\n";
-        return d.vars;
-    }
-    return {};
+    const auto* f = framework(template_name);
+    if (!f && template_name != "python")
+        return {};
+    Detection d;
+    d.template_name = template_name;
+    set_install(d, true, f ? f->server : "");
+    std::string entry = template_name == "python-django"    ? "mysite.wsgi"
+                        : template_name == "python-fastapi" ? "main:app"
+                        : template_name == "python"         ? k_programs[0]
+                                                            : "app:app";
+    set_commands(d, entry);
+    d.vars["stack"] = f ? f->name : "Python";
+    d.vars["port"] = "8000";
+    if (template_name == "python-django")
+        d.vars["python_extra"] =
+            "RUN python manage.py collectstatic --noinput || echo 'collectstatic skipped: "
+            "set STATIC_ROOT in settings.py'\n";
+    return d.vars;
 }
 
 Found python(const fs::path& dir) {
@@ -180,6 +207,14 @@ Found python(const fs::path& dir) {
     bool manage_py = exists(dir, "manage.py");
     if (!*requirements && !*pyproject && !manage_py)
         return std::optional<Detection>();
+    // The app's name from pyproject.toml, when it has one.
+    auto found = [&project_name](Detection d) {
+        if (!project_name.empty()) {
+            d.app = project_name;
+            d.app_from = "pyproject.toml";
+        }
+        return std::optional<Detection>(std::move(d));
+    };
     for (const auto& f : k_frameworks) {
         auto it = packages.find(f.package);
         bool django_by_manage = std::string_view(f.package) == "django" && manage_py;
@@ -205,14 +240,29 @@ Found python(const fs::path& dir) {
                                           "{}; change it if yours is elsewhere",
                                           f.name, entry));
         }
-        d.vars["python_cmd"] = serve_command(d.template_name, entry);
-        if (!project_name.empty()) {
-            d.app = project_name;
-            d.app_from = "pyproject.toml";
-        }
-        return std::optional<Detection>(std::move(d));
+        set_commands(d, entry);
+        return found(std::move(d));
     }
-    return std::optional<Detection>(); // Python, but no framework we know
+    // Python, but no framework we know: a program that starts its own server, if there is one.
+    for (const char* program : k_programs) {
+        if (!exists(dir, program))
+            continue;
+        Detection d;
+        d.template_name = "python";
+        d.stack = "Python";
+        d.evidence.push_back(fmt::format("{}: present, and no Django, FastAPI or Flask in it",
+                                         *requirements ? "requirements.txt" : "pyproject.toml"));
+        d.evidence.push_back(
+            fmt::format("{}: present (python {} starts the app)", program, program));
+        d.vars = python_defaults("python");
+        d.vars["stack"] = d.stack;
+        set_install(d, requirements->has_value(), "");
+        set_commands(d, program);
+        d.notes.push_back("the program must listen on os.environ[\"HOST\"] and "
+                          "os.environ[\"PORT\"]");
+        return found(std::move(d));
+    }
+    return std::optional<Detection>();
 }
 
 } // namespace cli::init::stacks

@@ -73,6 +73,7 @@ std::vector<TemplateInfo> list_templates() {
         info.name = std::string(dir);
         info.description = first_line(file.content);
         info.has_dockerfile = file_text(fmt::format("{}/Dockerfile", dir)).has_value();
+        info.has_process = file_text(fmt::format("{}/process.toml", dir)).has_value();
         if (auto needs = file_text(fmt::format("{}/needs", dir)))
             info.needs = first_line(*needs);
         list.push_back(std::move(info));
@@ -100,19 +101,56 @@ common::Result<std::string> render(std::string_view text, const Vars& vars) {
 }
 
 common::Result<std::vector<RenderedFile>> render_template(const TemplateInfo& info,
-                                                          const Vars& vars) {
+                                                          const Vars& vars, Engine engine) {
+    // The file written, and the template file it comes from.
+    std::vector<std::pair<const char*, const char*>> sources{{"deploy.toml", "deploy.toml"}};
+    if (engine == Engine::container)
+        sources.emplace_back("Dockerfile", "Dockerfile");
+    else if (info.has_process)
+        sources.front().second = "process.toml";
     std::vector<RenderedFile> files;
-    for (const char* name : {"deploy.toml", "Dockerfile"}) {
-        auto text = file_text(fmt::format("{}/{}", info.name, name));
+    for (const auto& [name, source] : sources) {
+        auto text = file_text(fmt::format("{}/{}", info.name, source));
         if (!text)
             continue;
         auto filled = render(*text, vars);
         if (!filled)
-            return common::make_error(filled.error().kind, fmt::format("{}/{}: {}", info.name, name,
-                                                                       filled.error().message));
+            return common::make_error(
+                filled.error().kind,
+                fmt::format("{}/{}: {}", info.name, source, filled.error().message));
         files.push_back({name, std::move(*filled)});
     }
     return files;
+}
+
+std::string toml_string(std::string_view text) {
+    if (text.find_first_of("\"\\\n\r\t") == std::string_view::npos)
+        return fmt::format("\"{}\"", text);
+    if (text.find_first_of("'\n\r\t") == std::string_view::npos)
+        return fmt::format("'{}'", text); // quotes for the shell, as written
+    std::string out = "\"";
+    for (char c : text) {
+        switch (c) {
+        case '"':
+            out += "\\\"";
+            break;
+        case '\\':
+            out += "\\\\";
+            break;
+        case '\n':
+            out += "\\n";
+            break;
+        case '\r':
+            out += "\\r";
+            break;
+        case '\t':
+            out += "\\t";
+            break;
+        default:
+            out += c;
+        }
+    }
+    return out + "\"";
 }
 
 } // namespace cli::init

@@ -1,6 +1,7 @@
 #pragma once
-// deployctl init's templates: templates/NAME/{deploy.toml, Dockerfile, description, needs},
-// embedded in the binary, and the {{placeholder}} filling that turns them into files.
+// deployctl init's templates: templates/NAME/{deploy.toml, Dockerfile, process.toml,
+// description, needs}, embedded in the binary, and the {{placeholder}} filling that turns them
+// into files.
 
 #include <common/result.hpp>
 
@@ -15,13 +16,21 @@ namespace cli::init {
 // Values for {{NAME}} placeholders ("app", "port", ...).
 using Vars = std::map<std::string, std::string, std::less<>>;
 
+// Which agents the files are for: one with a container engine (a Dockerfile where the stack
+// has one), or one that runs plain processes only (build and run commands, no Dockerfile).
+enum class Engine { container, process };
+
 struct TemplateInfo {
     std::string name;
     std::string description;
     bool has_dockerfile = false; // the template writes a Dockerfile too
-    // What the agent must have to run an app without a Dockerfile ("" = not said): the
-    // first line of templates/NAME/needs.
+    bool has_process = false;    // process.toml: its deploy.toml for the process engine
+    // What the agent must have to run the app without a container ("" = it cannot: the
+    // template needs a container engine): the first line of templates/NAME/needs, with
+    // {{placeholders}}.
     std::string needs;
+    // The template can be written for `engine`.
+    bool supports(Engine engine) const { return engine == Engine::container || !needs.empty(); }
 };
 
 // Every template, sorted by name (templates/_shared holds pieces, not a template).
@@ -37,8 +46,14 @@ struct RenderedFile {
     std::string content;
 };
 
-// deploy.toml, then the Dockerfile when the template has one.
-common::Result<std::vector<RenderedFile>> render_template(const TemplateInfo& info,
-                                                          const Vars& vars);
+// For Engine::container: deploy.toml, then the Dockerfile when the template has one. For
+// Engine::process: deploy.toml only, from process.toml when the template has one.
+common::Result<std::vector<RenderedFile>>
+render_template(const TemplateInfo& info, const Vars& vars, Engine engine = Engine::container);
+
+// `text` as a TOML string: "..." when it has no quote or backslash, else a literal string
+// ('...') when it can be one, else "..." with them escaped. For the placeholders that hold
+// shell commands.
+std::string toml_string(std::string_view text);
 
 } // namespace cli::init

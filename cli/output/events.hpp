@@ -386,8 +386,10 @@ struct InitSummary {
         bool replaced = false;
     };
     std::vector<File> files;
-    std::string engine; // "container" (a Dockerfile), or "any" (a process, or static files)
-    std::string needs;  // what the agent needs to run it: the engine, or a runtime on its PATH
+    std::string variant;        // written for: "container" (--engine docker) or "process"
+    std::string variant_reason; // why ("--engine process", what the agents said; "" default)
+    std::string engine;         // "container" (a Dockerfile), or "any" (a process, or static files)
+    std::string needs; // what the agent needs to run it: the engine, or a runtime on its PATH
     std::vector<std::string> notes; // what to check before deploying
     std::vector<std::string> next;  // the commands to run next
 };

@@ -1233,6 +1233,10 @@ void HumanPrinter::render(const InitSummary& s) {
     for (const auto& why : s.evidence)
         line(m_out, "", paint(Color::dim, "    because ") + why);
     step("", fmt::format("App name {} (from {})", s.app, s.app_source));
+    if (!s.variant_reason.empty())
+        step("", fmt::format("For {}: {}",
+                             s.variant == "process" ? "the process engine" : "a container engine",
+                             s.variant_reason));
     for (const auto& f : s.files)
         step("", paint(Color::green, f.replaced ? "Replaced " : "Wrote ") +
                      (s.dir == "." ? f.path : (std::filesystem::path(s.dir) / f.path).string()));

@@ -259,6 +259,8 @@ class JsonPrinter final : public Printer {
                {"detected", s.detected},
                {"evidence", s.evidence},
                {"files", files},
+               {"variant", s.variant},
+               {"variant_reason", s.variant_reason},
                {"engine", s.engine},
                {"needs", s.needs},
                {"notes", s.notes},

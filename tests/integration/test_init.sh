@@ -50,6 +50,10 @@ go-cmd go deploy.toml,Dockerfile
 php-laravel php deploy.toml,Dockerfile
 static static deploy.toml
 node-tooling-static static deploy.toml
+node-plain node-server deploy.toml,Dockerfile
+python-plain python deploy.toml,Dockerfile
+go-stdlib go deploy.toml,Dockerfile
+php-plain php deploy.toml,Dockerfile
 LIST
 
 # --- human output: what, why, the files, the next step ----------------------------------
@@ -65,6 +69,16 @@ assert_contains "$OUT" "git init" "not a git repository yet: says to commit"
 assert_contains "$(cat "$DIR/Dockerfile")" 'CMD ["npm", "start"]' "Dockerfile starts the server"
 assert_contains "$OUT" "==> Agent: this app builds with its Dockerfile: the agent needs a container engine (deploy-agent serve --engine auto|docker|podman)" \
     "a Dockerfile: says the agent needs a container engine, and how to start it"
+assert_contains "$OUT" "note: deployctl init --engine process writes build and run commands instead, for an agent without a container engine" \
+    "a Dockerfile, no agent asked: says how to write it for the process engine"
+fixture node-vite-express
+assert_exit 0 init_cmd "$DIR" --engine process
+assert_contains "$OUT" "==> For the process engine: --engine process" "--engine process: says what it is written for"
+assert_contains "$OUT" "==> Agent: the agent runs the build and the app as plain processes (any engine, --engine process too): the server needs Node.js 18+ and npm on the agent's PATH" \
+    "--engine process: says which runtime the server needs"
+assert_contains "$(cat "$DIR/deploy.toml")" 'command = "npm install && npm run build && npm prune --omit=dev"' \
+    "--engine process: the build command installs, builds and prunes"
+assert_false "--engine process: no Dockerfile" test -e "$DIR/Dockerfile"
 fixture static
 assert_exit 0 init_cmd "$DIR"
 assert_contains "$OUT" "==> Agent: the agent's proxy serves the files itself: any engine will do (--engine process too), nothing to install on the agent" \
@@ -76,13 +90,13 @@ assert_contains "$OUT" "==> Agent: the build runs on the agent as a plain proces
 
 # --- --list -----------------------------------------------------------------------------
 assert_exit 0 init_cmd --list
-for t in dockerfile go node-next node-server node-static php python-django python-fastapi \
+for t in dockerfile go node-next node-server node-static php python python-django python-fastapi \
     python-flask static; do
     assert_match "$OUT" "^$t +[A-Z]" "--list: $t with its description"
 done
 assert_exit 0 init_cmd --list --json
-assert_eq 10 "$(jq -s 'map(select(.event == "template" and (.description | length > 0))) | length' <<<"$OUT")" \
-    "--list --json: 10 template events"
+assert_eq 11 "$(jq -s 'map(select(.event == "template" and (.description | length > 0))) | length' <<<"$OUT")" \
+    "--list --json: 11 template events"
 
 # --- refusal without --force, by hash; --force replaces ---------------------------------
 fixture node-express

@@ -16,6 +16,8 @@
 #include <sstream>
 #include <string>
 #include <tests/unit/cli_run.hpp>
+#include <tests/unit/fixtures.hpp>
+#include <tests/unit/temp_dir.hpp>
 #include <unistd.h>
 #include <vector>
 
@@ -317,5 +319,63 @@ TEST_CASE("destroy asks for the app's name; without a terminal it needs --yes") 
         CHECK(st.error().kind == common::ErrorKind::usage);
         CHECK(st.error().message.find("--yes") != std::string::npos);
         CHECK(requests.empty());
+    }
+}
+
+TEST_CASE("init --engine auto asks the agents of --host which engine they run") {
+    test::TempDir dir;
+    std::filesystem::copy(test::fixtures_dir() / "init" / "go-stdlib", dir.path(),
+                          std::filesystem::copy_options::recursive);
+    const auto folder = dir.path().string();
+    std::map<std::string, std::string> engines; // host -> GET /v1/info's engine ("" fails)
+    std::vector<std::string> asked;
+    auto run = [&](std::vector<std::string> hosts, std::vector<std::string> options = {}) {
+        test::CliRun cli;
+        cli.ctx.global.hosts = std::move(hosts);
+        cli.ctx.connect = [&](const cli::HostUrl& url, const cli::SshSettings&,
+                              const cli::transport::TlsOptions&) {
+            auto engine = engines[url.base_url];
+            return connect_to(
+                [&, engine, host = url.base_url](const std::string& method,
+                                                 std::string_view path) -> common::Result<json> {
+                    asked.push_back(method + " " + std::string(path));
+                    if (engine.empty())
+                        return common::make_error(common::ErrorKind::connection,
+                                                  "cannot connect to " + host);
+                    return json{{"engine", engine}, {"version", "0.1.0"}};
+                })(url, {}, {});
+        };
+        std::vector<std::string> args{"init", folder, "--force"};
+        args.insert(args.end(), options.begin(), options.end());
+        REQUIRE(cli.run(args).ok());
+        return json::parse(cli.out.str());
+    };
+    engines = {{"http://127.0.0.1:7070", "docker"}, {"http://127.0.0.1:7071", "process"}};
+
+    SUBCASE("one agent without a container engine: the process engine's files") {
+        auto event = run({"http://127.0.0.1:7070", "http://127.0.0.1:7071"});
+        CHECK(asked == std::vector<std::string>{"GET /v1/info", "GET /v1/info"});
+        CHECK(event["variant"] == "process");
+        CHECK(event["variant_reason"] ==
+              "http://127.0.0.1:7071 has no container engine (--engine process)");
+        CHECK(event["files"].size() == 1);
+    }
+    SUBCASE("every agent with a container engine: the Dockerfile") {
+        auto event = run({"http://127.0.0.1:7070"});
+        CHECK(event["variant"] == "container");
+        CHECK(event["variant_reason"] == "http://127.0.0.1:7070 (docker) runs a container engine");
+        CHECK(event["files"].size() == 2);
+    }
+    SUBCASE("an agent that does not answer: the Dockerfile, with a note saying so") {
+        auto event = run({"http://127.0.0.1:7079"});
+        CHECK(event["variant"] == "container");
+        CHECK(event["notes"].dump().find("could not ask the agents which engine they run "
+                                         "(cannot connect to http://127.0.0.1:7079)") !=
+              std::string::npos);
+    }
+    SUBCASE("--engine docker or process: nothing asked") {
+        CHECK(run({"http://127.0.0.1:7071"}, {"--engine", "docker"})["variant"] == "container");
+        CHECK(run({"http://127.0.0.1:7070"}, {"--engine", "process"})["variant"] == "process");
+        CHECK(asked.empty());
     }
 }

@@ -7,14 +7,14 @@
 #include <common/fs.hpp>
 
 #include <doctest/doctest.h>
-
-#include "fixtures.hpp"
 #include <nlohmann/json.hpp>
 
 #include <filesystem>
 #include <sstream>
 #include <tests/unit/cli_run.hpp>
 #include <tests/unit/temp_dir.hpp>
+
+#include "fixtures.hpp"
 
 namespace {
 
@@ -38,14 +38,16 @@ bool mentions(const std::vector<std::string>& lines, const std::string& text) {
 }
 
 // The files init would write for `d`, with the default values under it.
-std::vector<cli::init::RenderedFile> render(const Detection& d, const std::string& app) {
+std::vector<cli::init::RenderedFile>
+render(const Detection& d, const std::string& app,
+       cli::init::Engine engine = cli::init::Engine::container) {
     auto vars = cli::init::default_vars(d.template_name);
     for (const auto& [key, value] : d.vars)
         vars[key] = value;
     vars["app"] = app;
     auto info = cli::init::find_template(d.template_name);
     REQUIRE(info);
-    auto files = cli::init::render_template(*info, vars);
+    auto files = cli::init::render_template(*info, vars, engine);
     REQUIRE_MESSAGE(files.ok(), (files.ok() ? "" : files.error().message));
     return std::move(*files);
 }
@@ -82,6 +84,10 @@ TEST_CASE("init detects the template of each fixture folder, with its evidence")
         {"php-laravel", "php", "composer.json: \"laravel/framework\" in require"},
         {"static", "static", "index.html: present"},
         {"node-tooling-static", "static", "index.html: present"},
+        {"node-plain", "node-server", "package.json: scripts.start \"node server.js\""},
+        {"python-plain", "python", "main.py: present (python main.py starts the app)"},
+        {"go-stdlib", "go", "go.mod: module example.com/clock, go 1.19"},
+        {"php-plain", "php", "public/index.php: present"},
     };
     for (const auto& c : cases) {
         CAPTURE(c.fixture);
@@ -165,7 +171,7 @@ TEST_CASE("init detects nothing in a folder without an app, and names a broken f
 
 TEST_CASE("every template renders a deploy.toml that parses, and a real Dockerfile") {
     auto list = cli::init::list_templates();
-    REQUIRE(list.size() == 10);
+    REQUIRE(list.size() == 11);
     for (const auto& info : list) {
         CAPTURE(info.name);
         CHECK_FALSE(info.description.empty());
@@ -208,6 +214,117 @@ TEST_CASE("every fixture renders files that parse") {
     auto flask = render(detect_fixture("python-flask"), "x");
     CHECK(dockerfile_of(flask).find("CMD exec gunicorn app:application --bind \"$HOST:$PORT\"") !=
           std::string::npos);
+}
+
+TEST_CASE("the process engine's deploy.toml of each stack: build and run commands, no Dockerfile") {
+    using cli::init::Engine;
+    struct Case {
+        const char* fixture;
+        const char* build; // build.command
+        const char* run;   // run.command
+        const char* needs; // in the template's needs line
+    };
+    const Case cases[] = {
+        // A lockfile: npm ci; a build script: npm run build; the start script is `node FILE`.
+        {"node-plain", "npm ci && npm run build && npm prune --omit=dev",
+         "NODE_ENV=production exec node server.js",
+         "Node.js {{node_min}}+ and {{package_manager}}"},
+        // No lockfile: npm install; no build script: no build step.
+        {"node-vite-express", "npm install && npm run build && npm prune --omit=dev",
+         "NODE_ENV=production exec npm start", "Node.js"},
+        {"node-express", "npm ci && npm prune --omit=dev",
+         "NODE_ENV=production exec node src/index.js", "Node.js"},
+        {"node-fastify", "pnpm install --frozen-lockfile && pnpm prune --prod",
+         "NODE_ENV=production exec node app.js", "Node.js"},
+        {"node-next", "npm ci && npm run build && npm prune --omit=dev",
+         R"(exec node_modules/.bin/next start --hostname "$HOST" --port "$PORT")", "Node.js"},
+        {"python-flask",
+         "python3 -m venv .venv && .venv/bin/pip install -r requirements.txt gunicorn",
+         R"(exec .venv/bin/gunicorn app:application --bind "$HOST:$PORT" --workers 2 --access-logfile -)",
+         "Python 3 with venv"},
+        {"python-django",
+         "python3 -m venv .venv && .venv/bin/pip install -r requirements.txt gunicorn && { "
+         ".venv/bin/python manage.py collectstatic --noinput || echo 'collectstatic skipped: set "
+         "STATIC_ROOT in settings.py'; }",
+         R"(exec .venv/bin/gunicorn blog.wsgi --bind "$HOST:$PORT" --workers 2 --access-logfile -)",
+         "Python 3 with venv"},
+        {"python-fastapi-pyproject", "python3 -m venv .venv && .venv/bin/pip install . uvicorn",
+         R"(exec .venv/bin/uvicorn app.main:api --host "$HOST" --port "$PORT" --proxy-headers)",
+         "Python 3 with venv"},
+        {"python-plain", "python3 -m venv .venv && .venv/bin/pip install -r requirements.txt",
+         "exec .venv/bin/python main.py", "Python 3 with venv"},
+        {"go-stdlib", "go build -o app .", "exec ./app", "Go on the agent's PATH"},
+        {"go-cmd", "go build -o app ./cmd/api", "exec ./app", "Go"},
+        {"php-laravel",
+         "composer install --no-dev --no-interaction --prefer-dist --optimize-autoloader",
+         R"(PHP_CLI_SERVER_WORKERS=4 exec php -S "$HOST:$PORT" -t public)", "PHP and Composer"},
+    };
+    for (const auto& c : cases) {
+        CAPTURE(c.fixture);
+        auto found = cli::init::detect(k_fixtures / c.fixture, Engine::process);
+        REQUIRE(found.ok());
+        REQUIRE(found->has_value());
+        auto files = render(**found, "my-app", Engine::process);
+        REQUIRE(files.size() == 1); // no Dockerfile
+        CHECK(files[0].name == "deploy.toml");
+        auto config = common::parse_config(files[0].content, "deploy.toml");
+        REQUIRE_MESSAGE(config.ok(), (config.ok() ? "" : config.error().message));
+        CHECK(config->build.dockerfile.empty());
+        CHECK(config->build.command == c.build);
+        CHECK(config->run.command == c.run);
+        CHECK(config->env.at("HOST") == "127.0.0.1"); // where the proxy reaches the app
+        CHECK(files[0].content.find("--engine process") != std::string::npos);
+        auto info = cli::init::find_template((*found)->template_name);
+        REQUIRE(info);
+        CHECK(info->has_process);
+        CHECK(info->needs.find(c.needs) != std::string::npos);
+    }
+}
+
+TEST_CASE("every template renders for the process engine, or says it needs a container engine") {
+    using cli::init::Engine;
+    for (const auto& info : cli::init::list_templates()) {
+        CAPTURE(info.name);
+        // Only the user's own Dockerfile needs a container engine.
+        CHECK(info.supports(Engine::process) == (info.name != "dockerfile"));
+        if (!info.supports(Engine::process))
+            continue;
+        Detection d;
+        d.template_name = info.name;
+        auto files = render(d, "my-app", Engine::process);
+        REQUIRE(files.size() == 1);
+        auto config = common::parse_config(files[0].content, "deploy.toml");
+        REQUIRE_MESSAGE(config.ok(), (config.ok() ? "" : config.error().message));
+        CHECK(config->build.dockerfile.empty());
+        CHECK((config->static_site.has_value() || !config->run.command.empty()));
+        CHECK(files[0].content.find("{{") == std::string::npos);
+        auto needs = cli::init::render(info.needs, cli::init::default_vars(info.name));
+        REQUIRE(needs.ok());
+        CHECK(needs->find("{{") == std::string::npos);
+    }
+}
+
+TEST_CASE("the process engine looks past a Dockerfile to the stack beside it") {
+    using cli::init::Engine;
+    auto container = cli::init::detect(k_fixtures / "dockerfile-node", Engine::container);
+    REQUIRE((container.ok() && container->has_value()));
+    CHECK((*container)->template_name == "dockerfile");
+    auto process = cli::init::detect(k_fixtures / "dockerfile-node", Engine::process);
+    REQUIRE((process.ok() && process->has_value()));
+    CHECK((*process)->template_name == "node-server");
+}
+
+TEST_CASE("commands become TOML strings that read back as written") {
+    for (const std::string command : {"npm ci", R"(exec x --bind "$HOST:$PORT")",
+                                      R"(echo 'it''s' "quoted" \ back)", "a	b"}) {
+        CAPTURE(command);
+        auto text = "app = \"a\"\n[run]\ncommand = " + cli::init::toml_string(command) + "\n";
+        auto config = common::parse_config(text, "deploy.toml");
+        REQUIRE_MESSAGE(config.ok(), (config.ok() ? "" : config.error().message));
+        CHECK(config->run.command == command);
+    }
+    CHECK(cli::init::toml_string("npm ci") == "\"npm ci\"");
+    CHECK(cli::init::toml_string(R"(a "b")") == R"('a "b"')");
 }
 
 TEST_CASE("app names are made valid") {
@@ -282,6 +399,36 @@ TEST_CASE("init writes the files, refuses to replace them without --force") {
         auto forced = nlohmann::json::parse(chosen.out.str());
         CHECK(forced["detected"] == false);
         CHECK(common::load_config(dir.path() / "deploy.toml")->static_site.has_value());
+    }
+}
+
+TEST_CASE("init --engine process writes deploy.toml only; auto without agents, a Dockerfile") {
+    test::TempDir dir;
+    fs::copy(k_fixtures / "go-stdlib", dir.path(), fs::copy_options::recursive);
+    const auto folder = dir.path().string();
+
+    SUBCASE("--engine process") {
+        InitRun run;
+        REQUIRE(run.run(folder, {"--engine", "process"}).ok());
+        auto event = nlohmann::json::parse(run.out.str());
+        CHECK(event["variant"] == "process");
+        CHECK(event["variant_reason"] == "--engine process");
+        CHECK(event["engine"] == "any");
+        CHECK(event["files"].size() == 1);
+        CHECK(event["needs"].get<std::string>().find("go.mod says go 1.19") != std::string::npos);
+        CHECK_FALSE(fs::exists(dir.path() / "Dockerfile"));
+    }
+    SUBCASE("auto, no agent known: the container template, and how to pick the process one") {
+        // A deploy.toml without targets names no agent: nothing to ask, nothing to say.
+        REQUIRE(common::atomic_write_file(dir.path() / "deploy.toml", "app = \"clock\"\n").ok());
+        InitRun run;
+        REQUIRE(run.run(folder, {"--force"}).ok());
+        auto event = nlohmann::json::parse(run.out.str());
+        CHECK(event["variant"] == "container");
+        CHECK(event["variant_reason"] == "");
+        CHECK(fs::exists(dir.path() / "Dockerfile"));
+        CHECK(event["notes"].dump().find("deployctl init --engine process") != std::string::npos);
+        CHECK(event["notes"].dump().find("could not ask") == std::string::npos);
     }
 }
 

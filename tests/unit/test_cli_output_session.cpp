@@ -468,6 +468,7 @@ Events init_steps() {
     detected.detected = true;
     detected.evidence = {"package.json: \"express\" in dependencies"};
     detected.files = {{"deploy.toml", false}, {"Dockerfile", true}};
+    detected.variant = "container";
     detected.engine = "container";
     detected.needs = "this app builds with its Dockerfile: the agent needs a container engine "
                      "(deploy-agent serve --engine auto|docker|podman)";
@@ -482,6 +483,8 @@ Events init_steps() {
     chosen.stack = "static files";
     chosen.evidence = {"--template static"};
     chosen.files = {{"deploy.toml", false}};
+    chosen.variant = "process";
+    chosen.variant_reason = "--engine process";
     chosen.engine = "any";
     chosen.needs = "the agent's proxy serves the files itself: any engine will do";
     chosen.next = {"deployctl deploy"};
