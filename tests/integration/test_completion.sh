@@ -129,7 +129,7 @@ for shell in bash zsh fish; do
     if grep -qx __complete <<<"$LAST"; then fail "$shell: __complete is not offered"; fi
     expect_only "$shell" "deployctl env " ls set unset
     expect_only "$shell" "deployctl token " create ls revoke
-    expect_only "$shell" "deployctl agent " ping info version df prune
+    expect_only "$shell" "deployctl agent " ping info version df prune install upgrade
     expect_only "$shell" "deployctl token create --sc" --scope
     expect_only "$shell" "deployctl token create --scope " read deploy admin
     expect "$shell" "deployctl deploy --" --no-follow --dirty --json --host --target --help

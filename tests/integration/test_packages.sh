@@ -40,26 +40,10 @@ in_root() {
     chroot "$ROOT" env -i PATH="$CHROOT_PATH" HOME=/root LC_ALL=C.UTF-8 DEBIAN_FRONTEND=noninteractive "$@"
 }
 
-# Every process whose root is the chroot (the agent, the proxy, the app), then the mount.
-root_pids() {
-    local p
-    for p in /proc/[0-9]*; do
-        [[ $(readlink "$p/root" 2>/dev/null) == "$ROOT" ]] && echo "${p#/proc/}"
-    done
-    return 0
-}
+root_pids() { chroot_pids "$ROOT"; }
 pkg_cleanup() {
     touch "$TEST_TMP/traffic.stop" 2>/dev/null
-    local round pids
-    for round in 1 2 3 4 5; do
-        pids=$(root_pids)
-        [[ -z $pids ]] && break
-        kill -9 $pids 2>/dev/null
-        sleep 0.2
-    done
-    if mountpoint -q "$ROOT/proc"; then
-        umount "$ROOT/proc" 2>/dev/null || umount -l "$ROOT/proc"
-    fi
+    release_chroot "$ROOT"
 }
 trap 'rc=$?; set +e; pkg_cleanup; (exit $rc); stop_all' EXIT
 
@@ -113,37 +97,8 @@ assert_eq "" "$unexpected" "lintian: no warning but initial-upload-closes-no-bug
 
 # ---------------------------------------------------------------- a clean Debian 12
 
-CACHE_DIR=$BUILD_DIR/test-cache
-BASE_TAR=$CACHE_DIR/bookworm-minbase-$(date -u +%Y%m%d).tar
-mkdir -p "$CACHE_DIR" "$ROOT"
-start=$SECONDS
-if [[ -s $BASE_TAR ]]; then
-    tar -C "$ROOT" --numeric-owner -xpf "$BASE_TAR" || fail "unpack the cached base system $BASE_TAR"
-    pass "Debian 12 base system from today's cache ($((SECONDS - start)) s)"
-else
-    run debootstrap --variant=minbase bookworm "$ROOT" "$MIRROR"
-    [[ $RC == 0 ]] || fail "debootstrap bookworm" "$(excerpt "$OUT_FILE")" "$(excerpt "$ERR_FILE")"
-    pass "debootstrap --variant=minbase bookworm ($((SECONDS - start)) s)"
-    # Plus systemd (its units and systemd-analyze; it does not run) and man-db: what a server
-    # that runs the unit has. (apt-get is quicker at it than debootstrap's --include.) Our
-    # packages' own dependencies come with their apt-get install below.
-    start=$SECONDS
-    # dpkg without an fsync per file: the chroot is thrown away, and the test is of what the
-    # packages install and their scripts do.
-    echo force-unsafe-io >"$ROOT/etc/dpkg/dpkg.cfg.d/unsafe-io"
-    mount -t proc proc "$ROOT/proc" || fail "mount /proc in the chroot"
-    cp /etc/resolv.conf "$ROOT/etc/resolv.conf"
-    printf '#!/bin/sh\nexit 101\n' >"$ROOT/usr/sbin/policy-rc.d" && chmod 755 "$ROOT/usr/sbin/policy-rc.d"
-    run in_root apt-get install -y -q --no-install-recommends systemd man-db
-    [[ $RC == 0 ]] || fail "apt-get install systemd man-db in the base system" "$(excerpt "$OUT_FILE")" "$(excerpt "$ERR_FILE")"
-    in_root apt-get clean
-    umount "$ROOT/proc" || fail "unmount /proc of the chroot"
-    pass "systemd and man-db in the base system ($((SECONDS - start)) s)"
-    rm -f "$CACHE_DIR"/bookworm-minbase-*.tar
-    tar -C "$ROOT" --numeric-owner -cf "$BASE_TAR.$$" . && mv "$BASE_TAR.$$" "$BASE_TAR"
-fi
+debian_rootfs "$ROOT"
 mount -t proc proc "$ROOT/proc" || fail "mount /proc in the chroot"
-cp /etc/resolv.conf "$ROOT/etc/resolv.conf"
 # No service starts in the chroot; the postinst and prerm's requests are logged. systemd
 # counts as running (/run/systemd/system), so the scripts take the paths they take on a
 # server: deb-systemd-invoke asks policy-rc.d, which refuses.
