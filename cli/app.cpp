@@ -111,8 +111,14 @@ Connect default_connect(const GlobalOptions& g) {
             auto http = options;
             http.token = token->value;
             http.token_source = token->source;
-            if (url.scheme == Scheme::https)
+            if (url.scheme == Scheme::https) {
                 http.tls = tls;
+                // Nothing says how to check it: the credentials file's pin, when it has one.
+                if (tls.fingerprint.empty() && tls.ca_file.empty() && !token->fingerprint.empty()) {
+                    http.tls.fingerprint = token->fingerprint;
+                    http.tls.pinned_by = credentials_path().string();
+                }
+            }
             return transport::make_http_client(url.base_url, std::move(http));
         }
         transport::SshOptions ssh_options;

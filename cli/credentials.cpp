@@ -1,4 +1,5 @@
 #include <cli/credentials.hpp>
+#include <common/fingerprint.hpp>
 #include <common/fs.hpp>
 
 #include <fmt/format.h>
@@ -35,10 +36,16 @@ std::filesystem::path credentials_path() {
 
 common::Result<std::string> read_credentials(const std::filesystem::path& path,
                                              const std::string& base_url) {
+    TRY_ASSIGN(auto line, read_credential(path, base_url));
+    return line.token;
+}
+
+common::Result<Credential> read_credential(const std::filesystem::path& path,
+                                           const std::string& base_url) {
     struct stat st {};
     if (::stat(path.c_str(), &st) != 0) {
         if (errno == ENOENT)
-            return std::string();
+            return Credential{};
         return make_error(ErrorKind::auth,
                           fmt::format("cannot read {}: {}", path.string(), std::strerror(errno)));
     }
@@ -54,20 +61,30 @@ common::Result<std::string> read_credentials(const std::filesystem::path& path,
     std::string line;
     for (int number = 1; std::getline(in, line); ++number) {
         std::istringstream words(line);
-        std::string url, token, extra;
+        std::string url, token, pin, extra;
         if (!(words >> url) || url.front() == '#')
             continue;
-        if (!(words >> token) || (words >> extra))
-            return make_error(ErrorKind::config,
-                              fmt::format("{}:{}: expected \"URL TOKEN\"", path.string(), number));
+        if (!(words >> token) || (words >> pin && words >> extra))
+            return make_error(
+                ErrorKind::config,
+                fmt::format("{}:{}: expected \"URL TOKEN [FINGERPRINT]\"", path.string(), number));
+        Credential found{token, {}};
+        if (!pin.empty()) {
+            auto canonical = common::parse_fingerprint(pin);
+            if (!canonical)
+                return make_error(ErrorKind::config, fmt::format("{}:{}: {}", path.string(), number,
+                                                                 canonical.error().message));
+            found.fingerprint = *canonical;
+        }
         if (without_slash(url) == wanted)
-            return token;
+            return found;
     }
-    return std::string();
+    return Credential{};
 }
 
 common::Result<bool> store_credentials(const std::filesystem::path& path,
-                                       const std::string& base_url, const std::string& token) {
+                                       const std::string& base_url, const std::string& token,
+                                       const std::string& fingerprint) {
     if (auto check = read_credentials(path, base_url); !check)
         return check.error();
     if (auto dir = common::ensure_directory(path.parent_path(), std::filesystem::perms::owner_all);
@@ -93,20 +110,18 @@ common::Result<bool> store_credentials(const std::filesystem::path& path,
         }
         kept += line + '\n';
     }
-    kept += wanted + ' ' + token + '\n';
+    kept += wanted + ' ' + token + (fingerprint.empty() ? "" : " " + fingerprint) + '\n';
     if (auto ok = common::atomic_write_file(path, kept, 0600); !ok)
         return ok.error();
     return replaced;
 }
 
 common::Result<AgentToken> token_for(const std::string& base_url) {
-    auto line = read_credentials(credentials_path(), base_url);
-    if (!line)
-        return line.error();
-    if (!line->empty())
-        return AgentToken{*line, TokenSource::file};
+    TRY_ASSIGN(auto line, read_credential(credentials_path(), base_url));
+    if (!line.token.empty())
+        return AgentToken{line.token, TokenSource::file, line.fingerprint};
     if (const char* token = std::getenv("DEPLOYCTL_TOKEN"); token && *token)
-        return AgentToken{token, TokenSource::environment};
+        return AgentToken{token, TokenSource::environment, line.fingerprint};
     return AgentToken{};
 }
 

@@ -7,8 +7,11 @@
 #include <CLI/CLI.hpp>
 #include <cli/commands/commands.hpp>
 #include <cli/context.hpp>
+#include <cli/credentials.hpp>
 #include <cli/hosts.hpp>
 #include <cli/secret_input.hpp>
+#include <cli/self_signed.hpp>
+#include <cli/transport/http_client.hpp>
 #include <cli/transport/ssh_config.hpp>
 #include <cli/transport/ssh_remote.hpp>
 #include <common/command_line.hpp>
@@ -43,6 +46,8 @@ using transport::RemoteShell;
 
 constexpr const char* k_agent_toml = "/etc/deploy-agent/agent.toml";
 constexpr const char* k_pid_file = "/run/deploy-agent/agent.pid";
+constexpr const char* k_tls_cert = "/etc/deploy-agent/tls/agent.pem";
+constexpr const char* k_tls_key = "/etc/deploy-agent/tls/agent.key";
 
 struct InstallOptions {
     std::string url;
@@ -52,6 +57,8 @@ struct InstallOptions {
     bool yes = false;
     bool dry_run = false;
     bool upgrade = false;
+    bool https = false;
+    std::string https_listen = "0.0.0.0:7443";
     int timeout_s = 60;
 };
 
@@ -236,8 +243,19 @@ class Installer {
     }
     // Runs a command that changes the server, as root (sudo for another user); --dry-run
     // lists it instead. An exit status other than 0 is an error saying `what`.
+    // A command run as root, and what it reads on stdin.
+    struct Command {
+        Command(std::string l, std::string i = {}) : line(std::move(l)), input(std::move(i)) {}
+        Command(const char* l) : line(l) {}
+        std::string line;
+        std::string input;
+    };
     common::Status change(const std::string& step, const std::string& detail,
-                          const std::vector<std::string>& commands, std::string_view input = {});
+                          const std::vector<Command>& commands);
+    // Runs a command as root (through sudo for another user); a failure is a result.
+    common::Result<RemoteResult> as_root(const std::string& command, std::string_view input = {});
+    common::Status certificate();
+    common::Status token();
     common::Status detect_sudo();
     common::Status upload(Package& package);
     common::Status check_arch(const Package& package);
@@ -263,6 +281,9 @@ class Installer {
     std::string m_password;
     std::string m_remote_package;
     bool m_changed = false;
+    std::string m_https_host;  // the server as this machine names it over HTTPS
+    std::string m_https_url;   // https://HOST:PORT
+    std::string m_fingerprint; // of the API's certificate (--https)
 };
 
 common::Status Installer::detect_sudo() {
@@ -303,34 +324,42 @@ common::Status Installer::detect_sudo() {
     return {};
 }
 
+common::Result<RemoteResult> Installer::as_root(const std::string& command,
+                                                std::string_view input) {
+    switch (m_sudo) {
+    case Sudo::none:
+        return m_shell.run(command, input);
+    case Sudo::nopasswd:
+        return m_shell.run("sudo -n sh -c " + common::shell_quote(command), input, m_sudo_pty);
+    case Sudo::password:
+        if (m_password.empty()) // --dry-run asks for no password: nothing is read as root
+            return RemoteResult{1, {}, "no sudo password"};
+        break;
+    }
+    auto result = m_shell.run("sudo -S -k -p '' sh -c " + common::shell_quote(command),
+                              m_password + "\n" + std::string(input), m_sudo_pty);
+    if (result && m_sudo_pty) // a terminal echoes what sudo reads
+        for (std::size_t at; (at = result->out.find(m_password)) != std::string::npos;)
+            result->out.replace(at, m_password.size(), "***");
+    return result;
+}
+
 common::Status Installer::change(const std::string& step, const std::string& detail,
-                                 const std::vector<std::string>& commands, std::string_view input) {
+                                 const std::vector<Command>& commands) {
     if (m_options.dry_run) {
-        emit(step, "would", detail, commands);
+        std::vector<std::string> lines;
+        for (const auto& command : commands)
+            lines.push_back(command.line);
+        emit(step, "would", detail, std::move(lines));
         return {};
     }
     for (const auto& command : commands) {
-        std::string line = command;
-        std::string stdin_bytes(input);
-        bool pty = false;
-        if (m_sudo == Sudo::nopasswd) {
-            line = "sudo -n sh -c " + common::shell_quote(command);
-            pty = m_sudo_pty;
-        } else if (m_sudo == Sudo::password) {
-            line = "sudo -S -k -p '' sh -c " + common::shell_quote(command);
-            stdin_bytes = m_password + "\n" + stdin_bytes;
-            pty = m_sudo_pty;
-        }
-        TRY_ASSIGN(auto result, m_shell.run(line, stdin_bytes, pty));
-        if (result.status != 0) {
-            auto said = tail_of(result);
-            if (!m_password.empty()) // a terminal echoes what sudo reads
-                for (std::size_t at; (at = said.find(m_password)) != std::string::npos;)
-                    said.replace(at, m_password.size(), "***");
+        TRY_ASSIGN(auto result, as_root(command.line, command.input));
+        if (result.status != 0)
             return common::make_error(ErrorKind::internal,
                                       fmt::format("{}: {} failed on {} (exit status {}):\n{}", step,
-                                                  command, m_shell.where(), result.status, said));
-        }
+                                                  command.line, m_shell.where(), result.status,
+                                                  tail_of(result)));
     }
     m_changed = true;
     emit(step, "done", detail);
@@ -424,78 +453,171 @@ common::Status Installer::install(const Package& package) {
                        path});
 }
 
-// The agent.toml `text` with `engine = "ENGINE"`: its top-level engine line replaced, or one
-// added first.
-std::string with_engine(const std::string& text, const std::string& engine) {
-    static const std::regex engine_key(R"(^\s*engine\s*=)");
+// The agent.toml `text` with each of `settings` ("KEY = VALUE" lines) as its top-level
+// key: the line of that key before the first table replaced, or the setting added first.
+std::string with_settings(const std::string& text,
+                          const std::vector<std::pair<std::string, std::string>>& settings) {
     static const std::regex table(R"(^\s*\[)");
-    const auto line = fmt::format("engine = \"{}\"", engine);
+    std::vector<bool> done(settings.size(), false);
     std::istringstream in(text);
     std::string out;
-    bool done = false, in_table = false;
+    bool in_table = false;
     for (std::string row; std::getline(in, row);) {
         in_table = in_table || std::regex_search(row, table);
-        if (!done && !in_table && std::regex_search(row, engine_key)) {
-            row = line;
-            done = true;
-        }
+        for (std::size_t i = 0; i < settings.size() && !in_table; ++i)
+            if (!done[i] &&
+                std::regex_search(row, std::regex("^\\s*" + settings[i].first + "\\s*="))) {
+                row = settings[i].first + " = " + settings[i].second;
+                done[i] = true;
+            }
         out += row + "\n";
     }
-    return done ? out : line + "\n" + out;
+    std::string head;
+    for (std::size_t i = 0; i < settings.size(); ++i)
+        if (!done[i])
+            head += settings[i].first + " = " + settings[i].second + "\n";
+    return head + out;
 }
 
+// /etc/deploy-agent/agent.toml: --config's text (else the server's), with the engine and
+// the HTTPS listener of the options.
 common::Status Installer::configure() {
-    if (m_options.config.empty())
-        return {};
-    auto text = read_file(m_options.config);
+    std::vector<std::pair<std::string, std::string>> settings;
     if (m_options.engine != "auto")
-        text = with_engine(text, m_options.engine);
-    if (m_probe["config"] == common::sha256_hex(text)) {
-        emit("config", "unchanged", fmt::format("{} is {}", k_agent_toml, m_options.config));
+        settings.emplace_back("engine", fmt::format("\"{}\"", m_options.engine));
+    if (m_options.https) {
+        settings.emplace_back("listen", fmt::format("\"{}\"", m_options.https_listen));
+        settings.emplace_back("tls_cert", fmt::format("\"{}\"", k_tls_cert));
+        settings.emplace_back("tls_key", fmt::format("\"{}\"", k_tls_key));
+    }
+    if (m_options.config.empty() && settings.empty())
+        return {};
+    std::string current;
+    if (m_probe["config"] != "") {
+        TRY_ASSIGN(auto read, as_root(fmt::format("cat {}", k_agent_toml)));
+        current = read.out;
+    }
+    auto text = m_options.config.empty() ? current : read_file(m_options.config);
+    text = with_settings(text, settings);
+    std::vector<std::string> what;
+    if (!m_options.config.empty())
+        what.push_back("from " + m_options.config);
+    for (const auto& [key, value] : settings)
+        what.push_back(key + " = " + value);
+    const auto detail = fmt::format("{}: {}", k_agent_toml, fmt::join(what, ", "));
+    if (text == current) {
+        emit("config", "unchanged", detail);
         return {};
     }
-    return change("config", fmt::format("{} from {}", k_agent_toml, m_options.config),
-                  {fmt::format("umask 027 && mkdir -p /etc/deploy-agent && cat > {0}.new && "
-                               "chgrp deploy {0}.new && mv -f {0}.new {0}",
-                               k_agent_toml)},
-                  text);
+    return change("config", detail,
+                  {{fmt::format("umask 027 && mkdir -p /etc/deploy-agent && cat > {0}.new && "
+                                "chgrp deploy {0}.new && mv -f {0}.new {0}",
+                                k_agent_toml),
+                    text}});
 }
 
+// --engine docker: the Docker engine, and the agent in its group.
 common::Status Installer::engine() {
-    const auto& engine = m_options.engine;
-    if (engine == "auto")
+    if (m_options.engine != "docker")
         return {};
-    std::vector<std::string> commands;
+    std::vector<Command> commands;
     std::vector<std::string> what;
-    if (engine == "docker") {
-        if (m_probe["docker"] != "yes") {
-            commands.push_back("DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "
-                               "--no-install-recommends docker.io");
-            if (m_probe["systemd"] == "yes")
-                commands.push_back("systemctl enable --now docker");
-            what.push_back("Docker engine installed");
-        }
-        if (m_probe["agent_groups"].find("docker") == std::string::npos) {
-            commands.push_back("usermod -aG docker deploy-agent");
-            what.push_back("deploy-agent in group docker");
-        }
+    if (m_probe["docker"] != "yes") {
+        commands.push_back("DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "
+                           "--no-install-recommends docker.io");
+        if (m_probe["systemd"] == "yes")
+            commands.push_back("systemctl enable --now docker");
+        what.push_back("Docker engine installed");
     }
-    const auto line = fmt::format("engine = \"{}\"", engine);
-    auto current = m_probe["engine_line"];
-    if (current != line && m_options.config.empty()) { // else configure() wrote it
-        commands.push_back(fmt::format(
-            "mkdir -p /etc/deploy-agent && touch {0} && "
-            "if grep -qE '^[[:space:]]*engine[[:space:]]*=' {0}; then sed -i -E "
-            "'s/^[[:space:]]*engine[[:space:]]*=.*/{1}/' {0}; "
-            "elif [ -s {0} ]; then sed -i '1i {1}' {0}; else printf '%s\\n' '{1}' > {0}; fi",
-            k_agent_toml, line));
-        what.push_back(fmt::format("{} in {}", line, k_agent_toml));
+    if ((" " + m_probe["agent_groups"] + " ").find(" docker ") == std::string::npos) {
+        commands.push_back("usermod -aG docker deploy-agent");
+        what.push_back("deploy-agent in group docker");
     }
     if (commands.empty()) {
-        emit("engine", "unchanged", line);
+        emit("engine", "unchanged", "the Docker engine is there, deploy-agent in group docker");
         return {};
     }
     return change("engine", fmt::format("{}", fmt::join(what, ", ")), commands);
+}
+
+// --https: the API's certificate, made here (self-signed, naming the server) unless the
+// server has one; its fingerprint is what this machine pins.
+common::Status Installer::certificate() {
+    if (!m_options.https)
+        return {};
+    TRY_ASSIGN(auto present, look(fmt::format("cat {} 2>/dev/null", k_tls_cert)));
+    if (present.status == 0 && !present.out.empty()) {
+        TRY_ASSIGN(m_fingerprint, pem_fingerprint(present.out));
+        emit("tls", "unchanged", fmt::format("{} is there: {}", k_tls_cert, m_fingerprint));
+        return {};
+    }
+    TRY_ASSIGN(auto made, make_self_signed(m_https_host));
+    m_fingerprint = made.fingerprint;
+    const auto dir = fs::path(k_tls_cert).parent_path().string();
+    return change(
+        "tls",
+        fmt::format("a self-signed certificate for {} in {}: {}", m_https_host, dir, m_fingerprint),
+        {{fmt::format("install -d -m 0750 -o root -g deploy {0} && umask 077 && cat > {1}.new && "
+                      "chown deploy-agent:deploy {1}.new && mv -f {1}.new {1}",
+                      dir, k_tls_key),
+          made.key_pem},
+         {fmt::format("cat > {0}.new && chmod 644 {0}.new && mv -f {0}.new {0}", k_tls_cert),
+          made.cert_pem}});
+}
+
+// --https: a token of this machine for the agent, with the certificate's fingerprint, in the
+// credentials file; one that still works is kept.
+common::Status Installer::token() {
+    if (!m_options.https)
+        return {};
+    const auto file = credentials_path();
+    TRY_ASSIGN(auto line, read_credential(file, m_https_url));
+    auto works = [&](const std::string& token) -> bool {
+        transport::HttpOptions http;
+        http.token = token;
+        http.token_source = TokenSource::given;
+        http.tls.fingerprint = m_fingerprint;
+        http.tls.pinned_by = "the certificate deployctl agent install read";
+        auto client = transport::make_http_client(m_https_url, std::move(http));
+        return static_cast<bool>(client->get_json("/v1/info"));
+    };
+    if (!line.token.empty() && line.fingerprint == m_fingerprint && works(line.token)) {
+        emit("token", "unchanged",
+             fmt::format("{} has a working token for {}", file.string(), m_https_url));
+        return {};
+    }
+    char here[256] = {};
+    ::gethostname(here, sizeof here - 1);
+    const auto name = fmt::format("deployctl agent install from {}", here);
+    const auto command = fmt::format("runuser -u deploy-agent -- deploy-agent token create "
+                                     "--all-apps --scope admin --name {} --data-dir "
+                                     "/var/lib/deploy-agent",
+                                     common::shell_quote(name));
+    if (m_options.dry_run) {
+        emit("token", "would", fmt::format("an admin token, stored in {}", file.string()),
+             {command});
+        return {};
+    }
+    TRY_ASSIGN(auto made, as_root(command));
+    auto token = made.out;
+    while (!token.empty() && (token.back() == '\n' || token.back() == '\r'))
+        token.pop_back();
+    if (made.status != 0 || token.empty() || token.find('\n') != std::string::npos)
+        return common::make_error(ErrorKind::internal,
+                                  fmt::format("token: deploy-agent token create failed on {}: {}",
+                                              m_shell.where(), tail_of(made, 4)));
+    TRY(store_credentials(file, m_https_url, token, m_fingerprint));
+    if (!works(token))
+        return common::make_error(
+            ErrorKind::connection,
+            fmt::format("{} does not answer over HTTPS with the new token (is {} reachable from "
+                        "here? a firewall?); the token is in {}",
+                        m_https_url, m_options.https_listen, file.string()));
+    m_changed = true;
+    emit("token", "done",
+         fmt::format("an admin token for {} in {}, pinned to {}", m_https_url, file.string(),
+                     m_fingerprint));
+    return {};
 }
 
 // A login user who is not root deploys through the agent's socket: group deploy.
@@ -519,7 +641,7 @@ common::Status Installer::service() {
         emit("service", "unchanged", "deploy-agent is running");
         return {};
     }
-    std::vector<std::string> commands;
+    std::vector<Command> commands;
     if (systemd) {
         if (m_probe["enabled"] != "enabled")
             commands.push_back("systemctl enable deploy-agent");
@@ -590,6 +712,13 @@ common::Status Installer::run(Package& package, const transport::SshOptions& ssh
                      m_probe["systemd"] == "yes" ? ", systemd" : ", no systemd",
                      m_probe["uid"] == "0" ? "" : ", sudo"));
     TRY(detect_sudo());
+    if (m_options.https) {
+        m_https_host = ssh.host;
+        const auto port = m_options.https_listen.substr(m_options.https_listen.rfind(':') + 1);
+        m_https_url = fmt::format(
+            "https://{}:{}",
+            ssh.host.find(':') != std::string::npos ? "[" + ssh.host + "]" : ssh.host, port);
+    }
     TRY(upload(package));
     if (package.version.empty()) { // --dry-run, no dpkg-deb here, the package not there
         emit("install", "would", "the package's version is known once it is on the server");
@@ -599,11 +728,13 @@ common::Status Installer::run(Package& package, const transport::SshOptions& ssh
     TRY(install(package));
     if (!m_options.dry_run)
         TRY(reprobe()); // the package made the group, the user, the config
+    TRY(certificate());
     TRY(configure());
     TRY(engine());
     TRY(group());
     TRY(service());
     if (m_options.dry_run) {
+        TRY(token());
         m_ctx.out->emit(output::Installed{m_host, package.version, m_changed, true, 0, {}});
         return {};
     }
@@ -614,6 +745,8 @@ common::Status Installer::run(Package& package, const transport::SshOptions& ssh
             fmt::format("{} answers with deploy-agent {}, not the package's {}: is another "
                         "agent running there (systemctl status deploy-agent)?",
                         m_shell.where(), version, package.version));
+    TRY(token());
+    const auto& url = m_options.https ? m_https_url : m_options.url;
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     m_ctx.out->emit(output::Installed{
@@ -622,9 +755,9 @@ common::Status Installer::run(Package& package, const transport::SshOptions& ssh
         m_changed,
         false,
         seconds,
-        {fmt::format("deployctl agent info --host {}", m_options.url),
-         fmt::format("deployctl deploy --host {}  (or hosts = [\"{}\"] in deploy.toml)",
-                     m_options.url, m_options.url)}});
+        {fmt::format("deployctl agent info --host {}", url),
+         fmt::format("deployctl deploy --host {}  (or hosts = [\"{}\"] in deploy.toml)", url,
+                     url)}});
     return {};
 }
 
@@ -671,6 +804,13 @@ void add_install_command(CLI::App& agent, Context& ctx, bool upgrade) {
         cmd->add_option("--config", options->config,
                         "An agent.toml to put in /etc/deploy-agent (kept by later upgrades)")
             ->type_name("FILE");
+        cmd->add_flag("--https", options->https,
+                      "Serve the API over HTTPS too: a self-signed certificate for the server, "
+                      "an admin token of this machine and the certificate's fingerprint in the "
+                      "credentials file");
+        cmd->add_option("--https-listen", options->https_listen,
+                        "With --https: the API's address (default 0.0.0.0:7443)")
+            ->type_name("ADDRESS:PORT");
     }
     cmd->add_flag("--yes,-y", options->yes,
                   "Do not ask: trust the server's host key the first time it is seen");

@@ -156,6 +156,44 @@ assert_jq "$AGAIN" 'all(.[]; .event != "install_step" or .state == "unchanged" o
 assert_jq "$AGAIN" '.[-1].event == "installed" and .[-1].changed == false' "second run: says nothing changed"
 assert_eq "$agent_pid" "$(cat "$ROOT/run/deploy-agent/agent.pid")" "second run: the agent was not restarted"
 
+# --- --https: a certificate for the server, an admin token and its pin here ---------------
+HTTPS_PORT=$(free_port)
+HTTPS_URL=https://127.0.0.1:$HTTPS_PORT
+CREDENTIALS=$HOME/.config/deployctl/credentials
+unset DEPLOYCTL_TOKEN
+https_install() {
+    "$DEPLOYCTL_BIN" --json agent install "$SERVER" --package "$AGENT_DEB" --config "$TEST_TMP/agent.toml" \
+        --engine process --https --https-listen "127.0.0.1:$HTTPS_PORT"
+}
+assert_exit 0 https_install
+HTTPS=$(jq -s . "$OUT_FILE")
+for step in tls config service token; do
+    assert_jq "$HTTPS" "any(.[]; .step == \"$step\" and .state == \"done\")" "--https: step $step done"
+done
+cert_fp=$(openssl x509 -in "$ROOT/etc/deploy-agent/tls/agent.pem" -noout -fingerprint -sha256 | sed 's/.*=/sha256:/')
+assert_match "$(grep "^$HTTPS_URL " "$CREDENTIALS")" "^$HTTPS_URL [^ ]+ $cert_fp\$" \
+    "the credentials file has a token for $HTTPS_URL, pinned to the certificate's fingerprint"
+assert_contains "$(openssl x509 -in "$ROOT/etc/deploy-agent/tls/agent.pem" -noout -ext subjectAltName)" \
+    "IP Address:127.0.0.1" "the certificate names the server"
+assert_eq "600 $(in_root id -u deploy-agent)" "$(stat -c '%a %u' "$ROOT/etc/deploy-agent/tls/agent.key")" \
+    "the key is the agent's alone (0600)"
+assert_exit 0 "$DEPLOYCTL_BIN" -C "$APPDIR" --no-color status --host "$HTTPS_URL"
+assert_contains "$OUT" "v1" "status over HTTPS with the stored token and pin, nothing else given"
+assert_exit 0 https_install
+assert_jq "$(jq -s . "$OUT_FILE")" 'all(.[]; .event != "install_step" or .state == "unchanged" or .step == "connect")' \
+    "--https second run: every step unchanged (the certificate, the config, the token kept)"
+assert_eq "$cert_fp" "$(grep "^$HTTPS_URL " "$CREDENTIALS" | cut -d' ' -f3)" "--https second run: the same pin"
+agent_pid=$(cat "$ROOT/run/deploy-agent/agent.pid")
+
+# --- --engine docker, dry: the engine installed and the agent put in its group -------------
+assert_exit 0 "$DEPLOYCTL_BIN" --json agent install "$SERVER" --package "$AGENT_DEB" --engine docker --dry-run
+DOCKER=$(jq -s . "$OUT_FILE")
+assert_jq "$DOCKER" 'any(.[]; .step == "engine" and .state == "would" and (.commands | any(test("apt-get install .*docker.io"))) and (.commands | any(. == "usermod -aG docker deploy-agent")))' \
+    "--engine docker --dry-run: would install docker.io and put deploy-agent in group docker"
+assert_jq "$DOCKER" 'any(.[]; .step == "config" and .state == "would" and (.detail | test("engine = \"docker\"")))' \
+    "--engine docker --dry-run: would set engine = \"docker\" in agent.toml"
+assert_eq 'engine = "process"' "$(head -n1 "$ROOT/etc/deploy-agent/agent.toml")" "--dry-run left agent.toml alone"
+
 # --- refusals -----------------------------------------------------------------------------
 assert_exit 2 "$DEPLOYCTL_BIN" agent install "$SERVER" --package "$REPO_ROOT/README.md"
 assert_contains "$ERR" "not" "a file that is not the package: refused"

@@ -151,3 +151,42 @@ TEST_CASE("store_credentials adds or replaces the agent's line, mode 0600, folde
         CHECK(*cli::read_credentials(path, "https://h2:7443") == "dpa_two");
     }
 }
+
+TEST_CASE("a credentials line may pin an https:// agent's certificate") {
+    test::TempDir dir;
+    const auto path = dir.path() / "credentials";
+    const std::string pin =
+        "sha256:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:"
+        "EF:01:23:45:67:89";
+    REQUIRE(cli::store_credentials(path, "https://web1:7443", "dpa_one", pin));
+    REQUIRE(cli::store_credentials(path, "http://127.0.0.1:7070", "dpa_two"));
+    auto line = cli::read_credential(path, "https://web1:7443");
+    REQUIRE(line);
+    CHECK(line->token == "dpa_one");
+    CHECK(line->fingerprint == pin);
+    CHECK(*cli::read_credentials(path, "https://web1:7443") == "dpa_one");
+    CHECK(cli::read_credential(path, "http://127.0.0.1:7070")->fingerprint.empty());
+
+    SUBCASE("written as openssl prints it, read back canonical") {
+        REQUIRE(common::atomic_write_file(path,
+                                          "https://web1:7443 dpa_one sha256 "
+                                          "Fingerprint=ab:cd:ef:01:23:45:67:89:ab:cd:ef:01:23:45:"
+                                          "67:89:ab:cd:ef:01:23:45:67:89:ab:cd:ef:01:23:45:67:89\n",
+                                          0600));
+        // "sha256 Fingerprint=..." is two words: a line of four fields is malformed.
+        CHECK_FALSE(cli::read_credential(path, "https://web1:7443"));
+        REQUIRE(common::atomic_write_file(
+            path,
+            "https://web1:7443 dpa_one "
+            "abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789\n",
+            0600));
+        CHECK(cli::read_credential(path, "https://web1:7443")->fingerprint == pin);
+    }
+    SUBCASE("a third field that is not a fingerprint is a config error naming the line") {
+        REQUIRE(common::atomic_write_file(path, "https://web1:7443 dpa_one not-a-pin\n", 0600));
+        auto bad = cli::read_credential(path, "https://web1:7443");
+        REQUIRE_FALSE(bad);
+        CHECK(bad.error().kind == common::ErrorKind::config);
+        CHECK(bad.error().message.find(":1:") != std::string::npos);
+    }
+}
