@@ -301,6 +301,11 @@ void SshSession::close(bool server_alive) {
             libssh2_session_set_timeout(m_session, 2000);
             libssh2_session_disconnect(m_session, "deployctl is done");
         }
+        // Freeing closes the channels left, each waiting for the server's answer: a server
+        // told goodbye answers no more, and through a bastion its end of the connection
+        // closes only when the relay does. The socket shut first, those waits end at once.
+        if (m_fd >= 0)
+            ::shutdown(m_fd, SHUT_RDWR);
         libssh2_session_free(m_session);
         m_session = nullptr;
     }
