@@ -73,21 +73,12 @@ command -v sudo >/dev/null && echo sudo=yes
 [ -d /run/systemd/system ] && echo systemd=yes
 command -v docker >/dev/null && echo docker=yes
 echo "installed=$(dpkg-query -W -f='${db:Status-Abbrev}${Version}' deploy-agent 2>/dev/null)"
-[ -f /etc/deploy-agent/agent.toml ] && echo "config=$(sha256sum /etc/deploy-agent/agent.toml | cut -d' ' -f1)"
-echo "engine_line=$(grep -m1 -E '^[[:space:]]*engine[[:space:]]*=' /etc/deploy-agent/agent.toml 2>/dev/null)"
+[ -f /etc/deploy-agent/agent.toml ] && echo config=yes
 echo "groups=$(id -nG "$(id -un)" 2>/dev/null)"
 echo "agent_groups=$(id -nG deploy-agent 2>/dev/null)"
 if [ -d /run/systemd/system ]; then
   echo "enabled=$(systemctl is-enabled deploy-agent 2>/dev/null)"
   echo "active=$(systemctl is-active deploy-agent 2>/dev/null)"
-else
-  # Without systemd: an agent started as below (its pid file may not be readable by USER).
-  for f in /proc/[0-9]*/cmdline; do
-    if tr '\0' ' ' < "$f" 2>/dev/null | grep -q '^/usr/bin/deploy-agent serve '; then
-      echo active=active
-      break
-    fi
-  done
 fi
 )sh";
 
@@ -316,8 +307,7 @@ common::Status Installer::detect_sudo() {
     TRY_ASSIGN(m_password,
                read_secret(fmt::format("[sudo] password for {}: ", user_host), "sudo password"));
     m_sudo = Sudo::password;
-    std::string check_input = m_password + "\n";
-    TRY_ASSIGN(auto check, m_shell.run("sudo -S -k -p '' true", check_input, m_sudo_pty));
+    TRY_ASSIGN(auto check, as_root("true"));
     if (check.status != 0)
         return common::make_error(ErrorKind::auth,
                                   fmt::format("sudo on {} refused the password", user_host));
@@ -326,19 +316,39 @@ common::Status Installer::detect_sudo() {
 
 common::Result<RemoteResult> Installer::as_root(const std::string& command,
                                                 std::string_view input) {
+    const auto quoted = common::shell_quote(command);
     switch (m_sudo) {
     case Sudo::none:
         return m_shell.run(command, input);
     case Sudo::nopasswd:
-        return m_shell.run("sudo -n sh -c " + common::shell_quote(command), input, m_sudo_pty);
+        if (!m_sudo_pty)
+            return m_shell.run("sudo -n sh -c " + quoted, input);
+        break;
     case Sudo::password:
         if (m_password.empty()) // --dry-run asks for no password: nothing is read as root
             return RemoteResult{1, {}, "no sudo password"};
+        if (!m_sudo_pty)
+            return m_shell.run("sudo -S -k -p '' sh -c " + quoted,
+                               m_password + "\n" + std::string(input));
         break;
     }
-    auto result = m_shell.run("sudo -S -k -p '' sh -c " + common::shell_quote(command),
-                              m_password + "\n" + std::string(input), m_sudo_pty);
-    if (result && m_sudo_pty) // a terminal echoes what sudo reads
+    // On a terminal (sudoers' requiretty). A program reading a terminal never sees the
+    // channel's end of file: the input ends with ^D at the start of a line. sudo flushes
+    // what waits on the terminal when it turns echo off for its prompt, so the shell reads
+    // the password first and gives it to sudo through a pipe, the input after it.
+    std::string bytes(input);
+    if (!bytes.empty() && bytes.back() != '\n')
+        bytes += '\x04';
+    bytes += '\x04';
+    std::string line = "stty -echo 2>/dev/null; cat | sudo -n sh -c " + quoted;
+    if (m_sudo == Sudo::password) {
+        line = "stty -echo 2>/dev/null; IFS= read -r p; { printf '%s\\n' \"$p\"; cat; } | "
+               "sudo -S -k -p '' sh -c " +
+               quoted;
+        bytes = m_password + "\n" + bytes;
+    }
+    auto result = m_shell.run(line, bytes, true);
+    if (result && !m_password.empty()) // echoed before stty turned echo off
         for (std::size_t at; (at = result->out.find(m_password)) != std::string::npos;)
             result->out.replace(at, m_password.size(), "***");
     return result;
@@ -636,7 +646,14 @@ common::Status Installer::group() {
 
 common::Status Installer::service() {
     const bool systemd = m_probe["systemd"] == "yes";
-    const bool active = m_probe["active"] == "active";
+    bool active = m_probe["active"] == "active";
+    if (!systemd) { // the pid file start-stop-daemon wrote, readable by root only
+        TRY_ASSIGN(auto running,
+                   as_root(fmt::format("p=$(cat {} 2>/dev/null) && [ -n \"$p\" ] && "
+                                       "grep -q deploy-agent \"/proc/$p/cmdline\" 2>/dev/null",
+                                       k_pid_file)));
+        active = running.status == 0;
+    }
     if (active && !m_changed) {
         emit("service", "unchanged", "deploy-agent is running");
         return {};

@@ -103,6 +103,26 @@ listen = "127.0.0.1:$API_PORT"
 listen = "127.0.0.1:$PROXY_PORT"
 EOF
 
+# --- the server's host key: refused when unknown, asked about on a terminal ---------------
+assert_exit 3 "$DEPLOYCTL_BIN" agent install "$SERVER" --package "$AGENT_DEB" --dry-run
+assert_contains "$ERR" "not known" "an unknown host key without a terminal or --yes: refused"
+assert_false "refused: known_hosts not written" test -e "$HOME/.ssh/known_hosts"
+on_terminal() { # on_terminal ANSWER CMD...: CMD on a terminal (script(1)), ANSWER typed
+    local command
+    command=$(printf '%q ' "$@")
+    printf '%s\n' "$1" | script -qec "${command#* }" /dev/null
+}
+run on_terminal n "$DEPLOYCTL_BIN" agent install "$SERVER" --package "$AGENT_DEB" --dry-run
+assert_eq 3 "$RC" "host key question answered n: exit 3"
+assert_contains "$OUT" "Trust it and record it in known_hosts?" "the host key is asked about on a terminal"
+assert_contains "$OUT" "$(ssh-keygen -l -E sha256 -f "$SSHD_DIR/host_key.pub" | awk '{print $2}')" \
+    "the question shows the key's fingerprint"
+assert_false "answered n: known_hosts not written" test -e "$HOME/.ssh/known_hosts"
+run on_terminal y "$DEPLOYCTL_BIN" agent install "$SERVER" --package "$AGENT_DEB" --dry-run
+assert_eq 0 "$RC" "host key question answered y: the dry run goes on"
+assert_contains "$(cat "$HOME/.ssh/known_hosts")" "[127.0.0.1]:$SSH_PORT" "answered y: the key is recorded"
+rm "$HOME/.ssh/known_hosts"
+
 # --- --dry-run: looks, lists, changes nothing ---------------------------------------------
 assert_exit 0 "$DEPLOYCTL_BIN" --json agent install "$SERVER" --package "$AGENT_DEB" \
     --config "$TEST_TMP/agent.toml" --engine process --dry-run --yes
@@ -204,6 +224,10 @@ assert_contains "$ERR" "ssh://" "an http:// URL: agent install works over SSH"
 # sshd sets a user's groups from this machine's /etc/group, before it changes root: the
 # server's group deploy gets a twin here, which the installer's usermod on the server
 # (checked below) stands for.
+# sudoers wants a terminal for this user: deployctl asks for one (ssh -t).
+echo "Defaults:$SUDOER requiretty" >>"$ROOT/etc/sudoers.d/it"
+run in_root su -s /bin/sh -c 'echo s3cret-pw | sudo -S true' "$SUDOER"
+assert_contains "$OUT$ERR" "must have a tty" "sudo there refuses to run without a terminal"
 DEPLOY_GID=$(in_root getent group deploy | cut -d: -f3)
 groupadd -o -g "$DEPLOY_GID" "${SUDOER}d" && usermod -aG "${SUDOER}d" "$SUDOER" ||
     fail "a twin of the server's group deploy on this machine"
