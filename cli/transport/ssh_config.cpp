@@ -210,14 +210,16 @@ common::Status Reader::line(const std::vector<std::string>& words, const std::st
             auto pattern = detail::expand_home(words[i], home);
             if (pattern.is_relative())
                 pattern = include_base / pattern;
-            glob_t found{};
+            struct Found : glob_t {
+                Found() : glob_t{} {}
+                ~Found() { ::globfree(this); }
+            } found;
             if (::glob(pattern.c_str(), 0, nullptr, &found) == 0) {
                 for (std::size_t n = 0; n < found.gl_pathc; ++n)
                     if (auto ok = read_file(found.gl_pathv[n], include_base, active, depth + 1);
                         !ok)
-                        return ok;
+                        return ok; // (the paths are freed on the way out)
             }
-            ::globfree(&found);
         }
     } else if (keyword == "hostname") {
         first(config.host_name, value);
