@@ -1,5 +1,6 @@
 #include <cli/self_signed.hpp>
 #include <common/fingerprint.hpp>
+#include <common/openssl.hpp>
 
 #include <fmt/format.h>
 #include <openssl/bn.h>
@@ -17,23 +18,10 @@ namespace {
 
 using common::ErrorKind;
 
-struct Free {
-    void operator()(EVP_PKEY* p) const { EVP_PKEY_free(p); }
-    void operator()(X509* p) const { X509_free(p); }
-    void operator()(BIO* p) const { BIO_free(p); }
-    void operator()(X509_EXTENSION* p) const { X509_EXTENSION_free(p); }
-};
-template <class T> using Owned = std::unique_ptr<T, Free>;
-
-std::string drain(BIO* bio) {
-    char* data = nullptr;
-    const long size = BIO_get_mem_data(bio, &data);
-    return size > 0 ? std::string(data, static_cast<std::size_t>(size)) : std::string();
-}
+using common::OpenSslPtr;
 
 common::Error failed(const char* what) {
-    return common::make_error(ErrorKind::internal,
-                              fmt::format("cannot make a certificate: {} failed", what));
+    return common::openssl_error(fmt::format("cannot make a certificate: {} failed", what));
 }
 
 bool is_ip(const std::string& host) {
@@ -45,10 +33,10 @@ bool is_ip(const std::string& host) {
 } // namespace
 
 common::Result<SelfSigned> make_self_signed(const std::string& host, int days) {
-    Owned<EVP_PKEY> key(EVP_EC_gen("P-256"));
+    OpenSslPtr<EVP_PKEY> key(EVP_EC_gen("P-256"));
     if (!key)
         return failed("EC key generation");
-    Owned<X509> cert(X509_new());
+    OpenSslPtr<X509> cert(X509_new());
     if (!cert || X509_set_version(cert.get(), 2) != 1)
         return failed("X509_new");
     unsigned char serial[16];
@@ -70,25 +58,27 @@ common::Result<SelfSigned> make_self_signed(const std::string& host, int days) {
         X509_set_issuer_name(cert.get(), name) != 1)
         return failed("naming the certificate");
     const auto san = fmt::format("{}:{}", is_ip(host) ? "IP" : "DNS", host);
-    Owned<X509_EXTENSION> ext(
-        X509V3_EXT_conf_nid(nullptr, nullptr, NID_subject_alt_name, san.c_str()));
-    if (!ext || X509_add_ext(cert.get(), ext.get(), -1) != 1)
+    X509_EXTENSION* ext = X509V3_EXT_conf_nid(nullptr, nullptr, NID_subject_alt_name, san.c_str());
+    const bool added = ext && X509_add_ext(cert.get(), ext, -1) == 1;
+    X509_EXTENSION_free(ext);
+    if (!added)
         return failed("subjectAltName");
     if (X509_sign(cert.get(), key.get(), EVP_sha256()) <= 0)
         return failed("signing");
-    Owned<BIO> cert_bio(BIO_new(BIO_s_mem()));
-    Owned<BIO> key_bio(BIO_new(BIO_s_mem()));
+    OpenSslPtr<BIO> cert_bio(BIO_new(BIO_s_mem()));
+    OpenSslPtr<BIO> key_bio(BIO_new(BIO_s_mem()));
     if (!cert_bio || !key_bio || PEM_write_bio_X509(cert_bio.get(), cert.get()) != 1 ||
         PEM_write_bio_PrivateKey(key_bio.get(), key.get(), nullptr, nullptr, 0, nullptr, nullptr) !=
             1)
         return failed("PEM encoding");
-    return SelfSigned{drain(cert_bio.get()), drain(key_bio.get()),
+    return SelfSigned{common::memory_bio_bytes(cert_bio.get()),
+                      common::memory_bio_bytes(key_bio.get()),
                       common::x509_fingerprint(cert.get())};
 }
 
 common::Result<std::string> pem_fingerprint(const std::string& pem) {
-    Owned<BIO> bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
-    Owned<X509> cert(bio ? PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr) : nullptr);
+    OpenSslPtr<BIO> bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
+    OpenSslPtr<X509> cert(bio ? PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr) : nullptr);
     if (!cert)
         return common::make_error(ErrorKind::config, "not a PEM certificate");
     return common::x509_fingerprint(cert.get());

@@ -313,6 +313,7 @@ _deployctl() {
         ['deployctl agent prune --ssh-config']='@files'
         ['deployctl agent prune --ca-file']='@files'
         ['deployctl agent install --package']='@files'
+        ['deployctl agent install --engine']='auto docker process'
         ['deployctl agent install --config']='@files'
         ['deployctl agent install -C']='@dirs'
         ['deployctl agent install -t']='@targets'

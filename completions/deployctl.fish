@@ -516,7 +516,7 @@ complete -c deployctl -n '__deployctl_is \'deployctl agent prune\'' -l ca-file -
 complete -c deployctl -n '__deployctl_is \'deployctl agent prune\'' -l fingerprint -x -d 'https:// hosts: accept only the agent certificate with this SHA-256 fingerprint (sha256:AB:CD:..., as openssl prints it; no CA or host name check, so a self-signed certificate works)'
 complete -c deployctl -n '__deployctl_is \'deployctl agent install\'' -s h -l help -d 'Print this help message and exit'
 complete -c deployctl -n '__deployctl_is \'deployctl agent install\'' -l package -r -F -d 'The deploy-agent .deb (default: deploy-agent_VERSION_*.deb of this deployctl\'s version in the current folder)'
-complete -c deployctl -n '__deployctl_is \'deployctl agent install\'' -l engine -x -d 'auto (the agent picks), docker (installs the Docker engine when missing) or process'
+complete -c deployctl -n '__deployctl_is \'deployctl agent install\'' -l engine -x -a 'auto docker process' -d 'auto (the agent picks), docker (installs the Docker engine when missing) or process'
 complete -c deployctl -n '__deployctl_is \'deployctl agent install\'' -l config -r -F -d 'An agent.toml to put in /etc/deploy-agent (kept by later upgrades)'
 complete -c deployctl -n '__deployctl_is \'deployctl agent install\'' -l https -d 'Serve the API over HTTPS too: a self-signed certificate for the server, an admin token of this machine and the certificate\'s fingerprint in the credentials file'
 complete -c deployctl -n '__deployctl_is \'deployctl agent install\'' -l https-listen -x -d 'With --https: the API\'s address (default 0.0.0.0:7443)'

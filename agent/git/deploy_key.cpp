@@ -1,10 +1,10 @@
 #include <agent/git/deploy_key.hpp>
+#include <common/openssl.hpp>
 #include <common/ssh_key.hpp>
 
 #include <fmt/format.h>
 #include <openssl/bio.h>
 #include <openssl/core_names.h>
-#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 
@@ -14,26 +14,7 @@ namespace agent::git {
 
 namespace {
 
-using common::ErrorKind;
-using common::make_error;
-
-struct FreeKey {
-    void operator()(EVP_PKEY* key) const { EVP_PKEY_free(key); }
-};
-struct FreeBio {
-    void operator()(BIO* bio) const { BIO_free(bio); }
-};
-using KeyPtr = std::unique_ptr<EVP_PKEY, FreeKey>;
-using BioPtr = std::unique_ptr<BIO, FreeBio>;
-
-common::Error openssl_error(const std::string& what) {
-    const unsigned long code = ERR_get_error();
-    char reason[256] = "unknown error";
-    if (code != 0)
-        ERR_error_string_n(code, reason, sizeof reason);
-    ERR_clear_error();
-    return make_error(ErrorKind::internal, fmt::format("{}: {}", what, reason));
-}
+using common::openssl_error;
 
 // An SSH wire string: its length (4 bytes, big-endian), then its bytes.
 std::string wire_string(std::string_view bytes) {
@@ -64,21 +45,19 @@ common::Result<std::string> public_line(EVP_PKEY* key, const std::string& app) {
 } // namespace
 
 common::Result<DeployKey> make_deploy_key(const std::string& app) {
-    KeyPtr key(EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-256"));
+    common::OpenSslPtr<EVP_PKEY> key(EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-256"));
     if (!key)
         return openssl_error("cannot make a deploy key");
     // Uncompressed points: what the SSH wire format carries.
     if (EVP_PKEY_set_utf8_string_param(key.get(), OSSL_PKEY_PARAM_EC_POINT_CONVERSION_FORMAT,
                                        "uncompressed") != 1)
         return openssl_error("cannot make a deploy key");
-    BioPtr bio(BIO_new(BIO_s_mem()));
+    common::OpenSslPtr<BIO> bio(BIO_new(BIO_s_mem()));
     if (!bio || PEM_write_bio_PrivateKey_traditional(bio.get(), key.get(), nullptr, nullptr, 0,
                                                      nullptr, nullptr) != 1)
         return openssl_error("cannot write the deploy key");
-    char* data = nullptr;
-    const long size = BIO_get_mem_data(bio.get(), &data);
     DeployKey made;
-    made.private_pem.assign(data, static_cast<std::size_t>(size));
+    made.private_pem = common::memory_bio_bytes(bio.get());
     TRY_ASSIGN(made.public_line, public_line(key.get(), app));
     return made;
 }

@@ -65,6 +65,7 @@ struct InstallOptions {
 // What the server has, read before changing anything (one shell script, read-only).
 const char* k_probe = R"sh(set +e
 echo "uid=$(id -u)"
+echo "user=$(id -un)"
 echo "home=$HOME"
 [ -r /etc/os-release ] && . /etc/os-release && echo "os=$PRETTY_NAME"
 command -v dpkg >/dev/null && echo "arch=$(dpkg --print-architecture)"
@@ -74,7 +75,7 @@ command -v sudo >/dev/null && echo sudo=yes
 command -v docker >/dev/null && echo docker=yes
 echo "installed=$(dpkg-query -W -f='${db:Status-Abbrev}${Version}' deploy-agent 2>/dev/null)"
 [ -f /etc/deploy-agent/agent.toml ] && echo config=yes
-echo "groups=$(id -nG "$(id -un)" 2>/dev/null)"
+echo "groups=$(id -nG "$(id -un)" 2>/dev/null)" # the account's, not this session's
 echo "agent_groups=$(id -nG deploy-agent 2>/dev/null)"
 if [ -d /run/systemd/system ]; then
   echo "enabled=$(systemctl is-enabled deploy-agent 2>/dev/null)"
@@ -468,6 +469,9 @@ common::Status Installer::install(const Package& package) {
 std::string with_settings(const std::string& text,
                           const std::vector<std::pair<std::string, std::string>>& settings) {
     static const std::regex table(R"(^\s*\[)");
+    std::vector<std::regex> keys;
+    for (const auto& setting : settings)
+        keys.emplace_back("^\\s*" + setting.first + "\\s*=");
     std::vector<bool> done(settings.size(), false);
     std::istringstream in(text);
     std::string out;
@@ -475,8 +479,7 @@ std::string with_settings(const std::string& text,
     for (std::string row; std::getline(in, row);) {
         in_table = in_table || std::regex_search(row, table);
         for (std::size_t i = 0; i < settings.size() && !in_table; ++i)
-            if (!done[i] &&
-                std::regex_search(row, std::regex("^\\s*" + settings[i].first + "\\s*="))) {
+            if (!done[i] && std::regex_search(row, keys[i])) {
                 row = settings[i].first + " = " + settings[i].second;
                 done[i] = true;
             }
@@ -632,9 +635,9 @@ common::Status Installer::token() {
 
 // A login user who is not root deploys through the agent's socket: group deploy.
 common::Status Installer::group() {
-    std::string user = m_shell.where().substr(0, m_shell.where().find('@'));
     if (m_probe["uid"] == "0")
         return {};
+    const auto& user = m_probe["user"];
     const auto& groups = m_probe["groups"];
     if ((" " + groups + " ").find(" deploy ") != std::string::npos) {
         emit("group", "unchanged", fmt::format("{} is in group deploy", user));
@@ -779,9 +782,6 @@ common::Status Installer::run(Package& package, const transport::SshOptions& ssh
 }
 
 common::Status install_agent(Context& ctx, const InstallOptions& options) {
-    if (options.engine != "auto" && options.engine != "docker" && options.engine != "process")
-        return common::make_error(
-            ErrorKind::usage, fmt::format("--engine {}: auto, docker or process", options.engine));
     if (!options.config.empty() && !fs::is_regular_file(options.config))
         return common::make_error(ErrorKind::usage,
                                   fmt::format("--config {}: no such file", options.config));
@@ -817,6 +817,7 @@ void add_install_command(CLI::App& agent, Context& ctx, bool upgrade) {
         cmd->add_option("--engine", options->engine,
                         "auto (the agent picks), docker (installs the Docker engine when "
                         "missing) or process")
+            ->check(CLI::IsMember({"auto", "docker", "process"}))
             ->type_name("ENGINE");
         cmd->add_option("--config", options->config,
                         "An agent.toml to put in /etc/deploy-agent (kept by later upgrades)")

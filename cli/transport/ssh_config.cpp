@@ -201,10 +201,6 @@ common::Status Reader::line(const std::vector<std::string>& words, const std::st
     if (!active || words.size() < 2)
         return {};
     const auto& value = words[1];
-    const auto note = [&] {
-        if (config.origin.empty())
-            config.origin = where;
-    };
     if (keyword == "include") {
         for (std::size_t i = 1; i < words.size(); ++i) {
             auto pattern = detail::expand_home(words[i], home);
@@ -236,19 +232,15 @@ common::Status Reader::line(const std::vector<std::string>& words, const std::st
         if (config.known_hosts_files.empty())
             config.known_hosts_files.assign(words.begin() + 1, words.end());
     } else if (keyword == "stricthostkeychecking") {
-        if (!config.strict_host_key_checking)
-            note();
-        first(config.strict_host_key_checking, lower(value));
-    } else if (keyword == "proxyjump") {
-        if (!config.proxy_jump && !config.proxy_command)
-            note();
-        if (!config.proxy_command)
-            first(config.proxy_jump, value);
-    } else if (keyword == "proxycommand") {
-        if (!config.proxy_jump && !config.proxy_command)
-            note();
-        if (!config.proxy_jump)
-            first(config.proxy_command, value);
+        if (!config.strict_host_key_checking) {
+            config.strict_host_key_checking = lower(value);
+            config.strict_origin = where;
+        }
+    } else if (keyword == "proxyjump" || keyword == "proxycommand") {
+        if (!config.proxy_jump && !config.proxy_command) { // the first of the two wins
+            (keyword == "proxyjump" ? config.proxy_jump : config.proxy_command) = value;
+            config.proxy_origin = where;
+        }
     } else if (keyword == "connecttimeout") {
         TRY_ASSIGN(auto seconds, number(words, where, 1, 86400));
         first(config.connect_timeout_s, seconds);
@@ -338,13 +330,12 @@ common::Status apply(SshOptions& options, const SshConfigSource& source, bool cl
                         options.host, k_max_jump_depth));
     const std::string original = options.host;
     TRY_ASSIGN(auto config, read_ssh_config(source, original, options.user, options.home));
-    const auto origin = config.origin.empty() ? std::string("ssh config") : config.origin;
     if (config.proxy_command && lower(*config.proxy_command) != "none")
         return common::make_error(
             ErrorKind::config,
             fmt::format("{}: ProxyCommand (for {}) is not supported by deployctl: reach the "
                         "server through ProxyJump instead (docs/ssh.md)",
-                        origin, original));
+                        config.proxy_origin, original));
     if (const auto& strict = config.strict_host_key_checking) {
         if (*strict == "no" || *strict == "off" || *strict == "false")
             return common::make_error(
@@ -353,7 +344,7 @@ common::Status apply(SshOptions& options, const SshConfigSource& source, bool cl
                             "sends a token or a release to a server whose host key it has not "
                             "checked. Use StrictHostKeyChecking accept-new (trust a key the first "
                             "time, refuse a changed one) or --accept-new-host-key",
-                            origin, *strict, original));
+                            config.strict_origin, *strict, original));
         if (*strict == "accept-new")
             options.accept_new_host_key = true;
     }

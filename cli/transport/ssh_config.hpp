@@ -40,7 +40,10 @@ struct SshHostConfig {
     std::optional<std::string> proxy_command;
     std::optional<int> connect_timeout_s;
     std::optional<int> server_alive_interval_s;
-    std::string origin; // "~/.ssh/config:12", where the first value came from, for messages
+    // "~/.ssh/config:12": where StrictHostKeyChecking's value, and ProxyJump's or
+    // ProxyCommand's, came from, for messages.
+    std::string strict_origin;
+    std::string proxy_origin;
 };
 
 // The configuration for `host` (the name in the URL) logging in as `user` (empty: not
