@@ -69,8 +69,9 @@ Status read_api_tls(const Reader& r, const toml::table& root, const std::filesys
 
 Status read_proxy(const Reader& r, const toml::table& t, const std::filesystem::path& base_dir,
                   AgentConfig& out) {
-    TRY(r.check_keys(t, "[proxy]", {"listen", "https_listen", "redirect_https", "certificates",
-                                       "access_log", "access_log_max_size"}));
+    TRY(r.check_keys(t, "[proxy]",
+                     {"listen", "https_listen", "redirect_https", "certificates", "access_log",
+                      "access_log_max_size"}));
     TRY(read_string(r, t, "listen", "proxy.listen", out.proxy_listen));
     TRY(read_string(r, t, "https_listen", "proxy.https_listen", out.proxy_https_listen));
     if (const auto* n = t.get("redirect_https")) {
@@ -90,9 +91,58 @@ Status read_proxy(const Reader& r, const toml::table& t, const std::filesystem::
         for (const auto& item : *array)
             TRY(read_certificate(r, item, base_dir, out));
     }
-    if (out.redirect_https.value_or(false) && out.certificates.empty())
-        return r.error_at(t.get("redirect_https")->source(),
-                          "proxy.redirect_https needs at least one [[proxy.certificates]] entry");
+    return {};
+}
+
+Status read_acme(const Reader& r, const toml::table& t, const std::filesystem::path& base_dir,
+                 AgentConfig& out) {
+    TRY(r.check_keys(t, "[acme]",
+                     {"directory", "ca_file", "email", "eab_kid", "eab_hmac_key", "challenges",
+                      "dns_hook", "on_demand", "ask", "retry"}));
+    AgentConfig::Acme acme;
+    for (auto [key, target] :
+         {std::pair{"directory", &acme.directory}, std::pair{"email", &acme.email},
+          std::pair{"eab_kid", &acme.eab_kid}, std::pair{"eab_hmac_key", &acme.eab_hmac_key},
+          std::pair{"dns_hook", &acme.dns_hook}, std::pair{"ask", &acme.ask}}) {
+        TRY(read_string(r, t, key, fmt::format("acme.{}", key), *target));
+    }
+    if (acme.directory && acme.directory->rfind("https://", 0) != 0)
+        return r.error_at(t.get("directory")->source(),
+                          "acme.directory must be an https:// URL (the CA's directory)");
+    if (acme.ask && acme.ask->rfind("http://", 0) != 0 && acme.ask->rfind("https://", 0) != 0)
+        return r.error_at(t.get("ask")->source(), "acme.ask must be an http:// or https:// URL");
+    if (acme.eab_kid.has_value() != acme.eab_hmac_key.has_value())
+        return r.error_at((acme.eab_kid ? t.get("eab_kid") : t.get("eab_hmac_key"))->source(),
+                          "acme.eab_kid and acme.eab_hmac_key go together");
+    if (const auto* n = t.get("ca_file")) {
+        TRY_ASSIGN(std::string path, read_pem_path(r, t, "ca_file", "acme.ca_file", base_dir));
+        (void)n;
+        acme.ca_file = path;
+    }
+    if (const auto* n = t.get("challenges")) {
+        TRY_ASSIGN(auto list, r.strings_at(*n, "acme.challenges"));
+        if (list.empty())
+            return r.error_at(n->source(), "acme.challenges needs at least one challenge");
+        for (const auto& item : list)
+            if (item != "http-01" && item != "tls-alpn-01" && item != "dns-01")
+                return r.error_at(n->source(), "acme.challenges: unknown challenge '" + item +
+                                                   "' (expected http-01, tls-alpn-01, dns-01)");
+        acme.challenges = std::move(list);
+    }
+    if (const auto* n = t.get("on_demand")) {
+        TRY_ASSIGN(acme.on_demand, r.boolean_at(*n, "acme.on_demand"));
+    }
+    if (acme.on_demand.value_or(false) && !acme.ask)
+        return r.error_at(t.get("on_demand")->source(),
+                          "acme.on_demand = true needs acme.ask, the URL that allows a name "
+                          "(GET ASK?domain=NAME answering 200): without it anyone could make "
+                          "this server ask for certificates for any name");
+    if (const auto* n = t.get("retry")) {
+        TRY_ASSIGN(acme.retry, r.duration_at(*n, "acme.retry"));
+        if (acme.retry->count() < 1000)
+            return r.error_at(n->source(), "acme.retry must be at least 1s");
+    }
+    out.acme = std::move(acme);
     return {};
 }
 
@@ -109,18 +159,17 @@ common::Result<AgentConfig> parse_agent_config(std::string_view text, std::strin
     }
     AgentConfig out;
     TRY(r.check_keys(root, "agent.toml",
-                     {"data_dir", "listen", "socket", "engine", "engine_bin", "container_network", "cgroup_root",
-                      "proxy_bin", "tls_cert", "tls_key", "failed_logins_per_minute", "max_runs_per_app",
-                      "metrics_listen", "min_free", "git_fetch_timeout", "proxy"}));
+                     {"data_dir", "listen", "socket", "engine", "engine_bin", "container_network",
+                      "cgroup_root", "proxy_bin", "tls_cert", "tls_key", "failed_logins_per_minute",
+                      "max_runs_per_app", "metrics_listen", "min_free", "git_fetch_timeout",
+                      "proxy", "acme"}));
     for (auto [key, target] :
          {std::pair{"data_dir", &out.data_dir}, std::pair{"listen", &out.listen},
           std::pair{"socket", &out.socket}, std::pair{"engine", &out.engine},
           std::pair{"engine_bin", &out.engine_bin},
           std::pair{"container_network", &out.container_network},
-          std::pair{"cgroup_root", &out.cgroup_root},
-          std::pair{"proxy_bin", &out.proxy_bin},
-          std::pair{"metrics_listen", &out.metrics_listen},
-          std::pair{"min_free", &out.min_free},
+          std::pair{"cgroup_root", &out.cgroup_root}, std::pair{"proxy_bin", &out.proxy_bin},
+          std::pair{"metrics_listen", &out.metrics_listen}, std::pair{"min_free", &out.min_free},
           std::pair{"git_fetch_timeout", &out.git_fetch_timeout}}) {
         TRY(read_string(r, root, key, key, *target));
     }
@@ -149,6 +198,14 @@ common::Result<AgentConfig> parse_agent_config(std::string_view text, std::strin
         TRY_ASSIGN(const toml::table* proxy, r.table_at(*n, "[proxy]"));
         TRY(read_proxy(r, *proxy, base_dir, out));
     }
+    if (const auto* n = root.get("acme")) {
+        TRY_ASSIGN(const toml::table* acme, r.table_at(*n, "[acme]"));
+        TRY(read_acme(r, *acme, base_dir, out));
+    }
+    if (out.redirect_https.value_or(false) && out.certificates.empty() && !out.acme)
+        return r.error_at(root["proxy"]["redirect_https"].node()->source(),
+                          "proxy.redirect_https needs at least one [[proxy.certificates]] entry "
+                          "or [acme]");
     return out;
 }
 

@@ -6,6 +6,7 @@
 #include <agent/proxy/tls_certificates.hpp>
 #include <common/result.hpp>
 
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <optional>
@@ -27,7 +28,7 @@ struct AgentConfig {
     std::optional<std::string> metrics_listen;
     std::optional<int> failed_logins_per_minute;
     std::optional<int> max_runs_per_app;
-    std::optional<std::string> min_free; // checked by parse_min_free
+    std::optional<std::string> min_free;          // checked by parse_min_free
     std::optional<std::string> git_fetch_timeout; // a duration
     // The API's TLS certificate and key, both or neither (resolved like the
     // proxy's certificates).
@@ -40,6 +41,20 @@ struct AgentConfig {
     std::optional<std::uint64_t> access_log_max_size; // rotated past it
     // [[proxy.certificates]], relative paths resolved against the file's directory
     std::vector<proxy::CertificateFiles> certificates;
+    // [acme]: certificates from an ACME server (docs/tls.md); present = on.
+    struct Acme {
+        std::optional<std::string> directory;
+        std::optional<std::string> ca_file; // resolved against the file's directory
+        std::optional<std::string> email;
+        std::optional<std::string> eab_kid;
+        std::optional<std::string> eab_hmac_key;
+        std::optional<std::vector<std::string>> challenges;
+        std::optional<std::string> dns_hook;
+        std::optional<bool> on_demand;
+        std::optional<std::string> ask;
+        std::optional<std::chrono::milliseconds> retry;
+    };
+    std::optional<Acme> acme;
 };
 
 // Errors are ErrorKind::config: "SOURCE:LINE:COL: message", the line and a

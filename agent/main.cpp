@@ -67,6 +67,22 @@ int apply_config_file(const CLI::App& serve, const std::string& flag_path,
     if (config->access_log_max_size)
         options.proxy.access_log_max_size = *config->access_log_max_size;
     options.proxy.certificates = config->certificates;
+    if (config->acme) {
+        auto& acme = options.proxy.acme;
+        const auto& from = *config->acme;
+        acme.enabled = true;
+        acme.directory = from.directory.value_or(acme.directory);
+        acme.ca_file = from.ca_file.value_or("");
+        acme.email = from.email.value_or("");
+        acme.eab_kid = from.eab_kid.value_or("");
+        acme.eab_hmac_key = from.eab_hmac_key.value_or("");
+        acme.challenges = from.challenges.value_or(acme.challenges);
+        acme.dns_hook = from.dns_hook.value_or("");
+        acme.on_demand = from.on_demand.value_or(false);
+        acme.ask = from.ask.value_or("");
+        if (from.retry)
+            acme.retry = std::chrono::duration_cast<std::chrono::seconds>(*from.retry);
+    }
     return -1;
 }
 
@@ -84,8 +100,9 @@ CLI::App* add_keys_commands(CLI::App& app, agent::git::KeysCommand& o) {
     auto* add = keys->add_subcommand(
         "add", "Let a public key git push, to some apps or to all (the key is read from "
                "--key-file, else stdin)");
-    add->add_option("NAME", o.name, "The key's name: in keys ls, in the audit log and in the "
-                                    "pusher's messages")
+    add->add_option("NAME", o.name,
+                    "The key's name: in keys ls, in the audit log and in the "
+                    "pusher's messages")
         ->required();
     auto* app_flag = add->add_option("--app", o.apps, "An app the key may push to (repeat it)");
     auto* all_flag = add->add_flag("--all-apps", o.all_apps, "The key may push to every app");
@@ -253,16 +270,18 @@ int main(int argc, char** argv) {
                        "keys add writes it); relays git to the agent, which deploys the pushed "
                        "branch (docs/git.md)");
     receive->add_option("--key", receive_options.key, "The key's name");
-    receive->add_option("--app", receive_options.apps, "An app the key may push to (repeat it; "
-                                                       "none: every app)");
+    receive->add_option("--app", receive_options.apps,
+                        "An app the key may push to (repeat it; "
+                        "none: every app)");
     receive->add_option("--socket", receive_options.socket, "The socket of deploy-agent serve")
         ->capture_default_str();
     auto* hook = app.add_subcommand(
         "git-hook", "(internal) The pre-receive hook of a push: asks the agent to deploy it");
     hook->group("");
     std::string hook_name;
-    hook->add_option("HOOK", hook_name, "pre-receive")->required()->check(
-        CLI::IsMember({"pre-receive"}));
+    hook->add_option("HOOK", hook_name, "pre-receive")
+        ->required()
+        ->check(CLI::IsMember({"pre-receive"}));
 
     agent::DownOptions down_options;
     auto* down = app.add_subcommand(
@@ -284,7 +303,8 @@ int main(int argc, char** argv) {
     redact->group(""); // not for users: hidden from --help
     agent::runtime::LogWriterOptions writer_options;
     redact->add_option("--file", writer_options.file, "The log to append to (default: stdout)");
-    redact->add_option("--max-size", writer_options.max_size, "Rotate the log past this many bytes");
+    redact->add_option("--max-size", writer_options.max_size,
+                       "Rotate the log past this many bytes");
     redact->add_option("--keep", writer_options.keep, "Compressed rotated logs to keep");
     agent::auth::TokenCommand token_options;
     auto* token = add_token_commands(app, token_options);

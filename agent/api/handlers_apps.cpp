@@ -4,6 +4,7 @@
 #include <agent/api/json.hpp>
 #include <common/config.hpp>
 #include <common/log.hpp>
+#include <common/timestamp.hpp>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -42,7 +43,28 @@ Response show_app(ApiContext& context, const Request& request) {
     auto status = app_status(context, request);
     if (!status)
         return error_response(status.error());
-    return json_response(200, status_to_json(*status));
+    auto body = status_to_json(*status);
+    // [acme]: each domain's certificate, so that `status` warns about one that is missing.
+    if (context.service.acme_enabled()) {
+        nlohmann::json certificates = nlohmann::json::array();
+        const auto all = context.service.certificates();
+        for (const auto& domain : status->domains)
+            for (const auto& c : all)
+                if (c.name == domain)
+                    certificates.push_back(
+                        {{"name", c.name},
+                         {"state", c.state},
+                         {"not_after",
+                          c.not_after == 0
+                              ? nlohmann::json(nullptr)
+                              : nlohmann::json(
+                                    common::format_micros(c.not_after * 1'000'000).substr(0, 19) +
+                                    "Z")},
+                         {"last_error", c.last_error.empty() ? nlohmann::json(nullptr)
+                                                             : nlohmann::json(c.last_error)}});
+        body["certificates"] = std::move(certificates);
+    }
+    return json_response(200, body);
 }
 
 nlohmann::json process_list_json(const ProcessList& list) {

@@ -178,9 +178,11 @@ int serve(const ServeOptions& options) {
     }
     if (auto proxy = parse_listen_address(options.proxy.listen); !proxy)
         return fail(proxy.error());
-    if (!options.proxy.certificates.empty()) {
+    if (options.proxy.https()) {
         if (auto https = parse_listen_address(options.proxy.https_listen); !https)
             return fail(https.error());
+    }
+    if (!options.proxy.certificates.empty()) {
         // A bad certificate stops the agent here, with the reason, rather than
         // leaving a proxy that cannot start.
         auto certificates = proxy::TlsCertificates::load(options.proxy.certificates);
@@ -243,8 +245,7 @@ int serve(const ServeOptions& options) {
     throttle_settings.limit = options.failed_logins_per_minute;
     auth::LoginThrottle throttle(throttle_settings);
     AuthGate gate(**tokens, &throttle);
-    ConnectionOptions connection_options{[&blobs] { return blobs.temp_path(); },
-                                         k_max_blob_size};
+    ConnectionOptions connection_options{[&blobs] { return blobs.temp_path(); }, k_max_blob_size};
     connection_options.disk_check = [&disk](std::uint64_t bytes) {
         return disk.check(bytes, "this upload");
     };
@@ -300,8 +301,7 @@ int serve(const ServeOptions& options) {
         if (!metrics_address)
             return fail(metrics_address.error());
         if (auto ok = metrics.listen(*metrics_address); !ok)
-            return fail(common::make_error(ok.error().kind,
-                                           "metrics: " + ok.error().message));
+            return fail(common::make_error(ok.error().kind, "metrics: " + ok.error().message));
     }
     if (auto ok = service->start(); !ok)
         return fail(ok.error());
@@ -323,10 +323,9 @@ int serve(const ServeOptions& options) {
             metrics.run();
     });
     if (!options.metrics_listen.empty())
-        common::log_info(fmt::format("metrics: GET http://{}:{}/metrics (Prometheus text)",
-                                     options.metrics_listen.substr(
-                                         0, options.metrics_listen.rfind(':')),
-                                     metrics.port()));
+        common::log_info(fmt::format(
+            "metrics: GET http://{}:{}/metrics (Prometheus text)",
+            options.metrics_listen.substr(0, options.metrics_listen.rfind(':')), metrics.port()));
     const std::string https = service->proxy_https_listen();
     std::fprintf(stderr,
                  "deploy-agent ready: api %s://%s:%u%s%s, proxy http://%s%s%s, engine %s, "

@@ -1,4 +1,5 @@
 // The switch to PRODUCTION, routing, drain, prune, rollback and remove.
+#include <agent/acme/manager.hpp>
 #include <agent/deploy/engine.hpp>
 #include <agent/deploy/history.hpp>
 #include <agent/deploy/routes.hpp>
@@ -29,6 +30,9 @@ constexpr std::chrono::milliseconds k_live_retry{100};
 common::Result<std::optional<std::string>> Engine::activate(const std::string& app,
                                                             const std::string& id, State from,
                                                             const EventLog& events) {
+    // [acme]: the release's domains get their certificates before it is routed
+    // (HTTP-01 and TLS-ALPN-01 are answered by the proxy whatever it routes).
+    settle_certificates(app, id, events);
     // The proof first: the proxy routes the app to `id` while the database
     // still names the previous PRODUCTION, so a release that cannot be shown
     // live never becomes PRODUCTION and the previous one is routed again.
@@ -63,6 +67,26 @@ common::Result<std::optional<std::string>> Engine::activate(const std::string& a
     publish_routes_or_log("after the switch to " + app + " " + id);
     events.state(State::production);
     return previous;
+}
+
+void Engine::settle_certificates(const std::string& app, const std::string& id,
+                                 const EventLog& events) {
+    if (!m_certificates)
+        return;
+    auto row = m_store->get(app, id);
+    if (!row)
+        return;
+    auto config = common::parse_config(row->config, "deploy.toml");
+    if (!config)
+        return;
+    // A name whose certificate cannot be had now is a warning, never a failure:
+    // the app is live over plain HTTP and the agent keeps trying.
+    for (const auto& line : m_certificates->settle(route_hosts(app, *config), k_certificate_wait))
+        events.log("system", line);
+}
+
+std::vector<acme::CertificateStatus> Engine::certificates() const {
+    return m_certificates ? m_certificates->list() : std::vector<acme::CertificateStatus>{};
 }
 
 common::Status Engine::prove_live(const std::string& app, const std::string& id,
@@ -274,8 +298,15 @@ common::Status Engine::publish_routes() {
     // Held throughout: the table is made from one view of the database and
     // the candidates, and two publishes never interleave.
     std::lock_guard lock(m_routes_mutex);
-    auto published = m_publisher.publish(routing_table_locked());
+    auto table = routing_table_locked();
+    auto published = m_publisher.publish(table);
     m_routes_stale = !published;
+    if (m_certificates) {
+        std::vector<std::string> hosts;
+        for (const auto& route : table)
+            hosts.push_back(route.host);
+        m_certificates->set_hosts(hosts);
+    }
     return published;
 }
 

@@ -1,3 +1,4 @@
+#include <agent/acme/manager.hpp>
 #include <agent/deploy/engine.hpp>
 #include <agent/deploy/history.hpp>
 #include <agent/logs/drain.hpp>
@@ -41,6 +42,9 @@ Engine::~Engine() {
 void Engine::stop() {
     if (m_stopping.exchange(true))
         return;
+    if (m_certificates)
+        m_certificates->stop(); // an issuance under way is abandoned; its challenge files go at the
+                                // next start
     // The waiters test stopping() under their mutex, then block: taking each
     // mutex once between the store and the notify means none of them is
     // between the two (it would miss the notify, and wait for ever).

@@ -46,11 +46,16 @@ class Drain;
 }
 
 namespace agent {
+namespace acme {
+class Manager;
+}
 
 class Engine final : public Service {
   public:
     static constexpr int k_build_slots = 2;
     static constexpr std::chrono::milliseconds k_stop_grace{10000};
+    // A deploy waits at most this long for its domains' certificates ([acme]).
+    static constexpr std::chrono::milliseconds k_certificate_wait{60000};
     static constexpr std::chrono::milliseconds k_build_kill_grace{2000};
     // A drain ends early once the old release's port was idle this long.
     static constexpr std::chrono::milliseconds k_drain_quiet{1500};
@@ -131,8 +136,10 @@ class Engine final : public Service {
     std::string engine_version() const override;
     std::string proxy_listen() const override { return m_options.proxy.listen; }
     std::string proxy_https_listen() const override {
-        return m_options.proxy.certificates.empty() ? std::string() : m_options.proxy.https_listen;
+        return m_options.proxy.https() ? m_options.proxy.https_listen : std::string();
     }
+    std::vector<acme::CertificateStatus> certificates() const override;
+    bool acme_enabled() const override { return m_options.proxy.acme.enabled; }
 
   private:
     enum class JobKind { deploy, drain };
@@ -278,6 +285,9 @@ class Engine final : public Service {
     // On failure the error names the step; the table is marked stale and the
     // supervisor publishes again until one goes through.
     common::Status publish_routes();
+    // [acme]: the deploy of `id` routes its domains; each one without a
+    // certificate is issued now, its outcome a line of the deploy's events.
+    void settle_certificates(const std::string& app, const std::string& id, const EventLog& events);
     // After a failure a caller cannot undo: logged, the supervisor retries.
     void publish_routes_or_log(std::string_view why);
     std::vector<Route> routing_table_locked();
@@ -504,6 +514,8 @@ class Engine final : public Service {
     std::shared_ptr<BlobStore> m_blob_store; // shared with the API (its pins)
     BlobStore& m_blobs;
     ProxySupervisor m_proxy;
+    // [acme]: the certificates of the routed domains (null when it is off).
+    std::unique_ptr<acme::Manager> m_certificates;
 
     // deployctl run: the runs going on per app. Shared with each run's slot,
     // which may outlive the engine.

@@ -5,6 +5,7 @@
 // wake.sock; the agent starts the release, health-checks it and publishes a
 // table that routes it, which releases the held requests.
 #include <agent/deploy/engine.hpp>
+#include <agent/runtime/socket_io.hpp>
 #include <common/duration.hpp>
 #include <common/fs.hpp>
 #include <common/log.hpp>
@@ -140,29 +141,10 @@ void Engine::sleep_if_idle(const ReleaseRow& production, const common::AppConfig
 }
 
 common::Status Engine::open_wake_socket() {
-    const fs::path path = m_options.data_dir.proxy_dir() / "wake.sock";
-    std::error_code ec;
-    fs::create_directories(path.parent_path(), ec);
-    sockaddr_un address{};
-    address.sun_family = AF_UNIX;
-    const std::string text = path.string();
-    if (text.size() >= sizeof(address.sun_path))
-        return make_error(ErrorKind::config,
-                          "the wake-up socket path " + text + " is too long for a unix socket");
-    std::memcpy(address.sun_path, text.c_str(), text.size() + 1);
-    const int fd = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return make_error(ErrorKind::io, std::string("socket: ") + std::strerror(errno));
-    ::unlink(text.c_str());            // the one a previous run left
-    const mode_t mask = ::umask(0077); // only this user (the proxy's) may write to it
-    const int bound = ::bind(fd, reinterpret_cast<const sockaddr*>(&address), sizeof(address));
-    const int error = errno;
-    ::umask(mask);
-    if (bound != 0) {
-        ::close(fd);
-        return make_error(ErrorKind::io, "cannot listen on " + text + ": " + std::strerror(error));
-    }
-    m_wake_fd = fd;
+    auto fd = runtime::bind_unix_datagram(m_options.data_dir.proxy_dir() / "wake.sock");
+    if (!fd)
+        return fd.error();
+    m_wake_fd = *fd;
     return {};
 }
 

@@ -1,5 +1,6 @@
 // GET /metrics: the deployment engine's figures in the Prometheus text format
 // (docs/metrics.md).
+#include <agent/acme/manager.hpp>
 #include <agent/deploy/engine.hpp>
 #include <agent/logs/drain.hpp>
 #include <agent/proxy/stats.hpp>
@@ -175,7 +176,7 @@ void Engine::count_deployment(const std::string& app, bool production,
 }
 
 std::string Engine::metrics() {
-    std::string out;
+    std::string out = m_certificates ? m_certificates->metrics() : std::string();
     out += "# HELP deploy_agent_deployments_total Deployments that ended, by app and outcome "
            "(production: switched to; failed).\n"
            "# TYPE deploy_agent_deployments_total counter\n";

@@ -26,7 +26,7 @@ ProxySupervisor::ProxySupervisor(DataDir data_dir, std::string proxy_bin, ProxyS
     : m_data_dir(std::move(data_dir)), m_bin(std::move(proxy_bin)),
       m_settings(std::move(settings)), m_http{m_settings.listen, 3,
                                               "--proxy-listen or [proxy] listen in agent.toml"},
-      m_https{m_settings.certificates.empty() ? std::string() : m_settings.https_listen, 4,
+      m_https{m_settings.https() ? m_settings.https_listen : std::string(), 4,
               "[proxy] https_listen in agent.toml"} {}
 
 ProxySupervisor::~ProxySupervisor() {
@@ -143,10 +143,14 @@ std::vector<std::string> ProxySupervisor::settings_argv() const {
         argv.insert(argv.end(),
                     {"--access-log-dir", (m_data_dir.root() / "apps").string(),
                      "--access-log-max-size", std::to_string(m_settings.access_log_max_size)});
-    if (!m_settings.certificates.empty()) {
+    if (m_settings.https()) {
         argv.insert(argv.end(), {"--tls-listen", m_settings.https_listen});
         for (const auto& files : m_settings.certificates)
             argv.insert(argv.end(), {"--tls-cert", files.cert, "--tls-key", files.key});
+        if (m_settings.acme.enabled)
+            argv.insert(argv.end(), {"--acme-dir", (m_data_dir.root() / "acme").string()});
+        if (m_settings.acme.enabled && m_settings.acme.on_demand)
+            argv.emplace_back("--on-demand-tls");
         if (m_settings.redirect_https)
             argv.emplace_back("--redirect-https");
     }
@@ -274,8 +278,8 @@ common::Status ProxySupervisor::spawn_locked(BindFailure bind_failure) {
     m_pid = *pid;
     m_start = runtime::process_start_time(*pid).value_or(0);
     common::log_info("started deploy-proxy on " + m_settings.listen +
-                     (m_settings.certificates.empty() ? "" : " and " + m_settings.https_listen) +
-                     " (pid " + std::to_string(*pid) + ")");
+                     (m_settings.https() ? " and " + m_settings.https_listen : "") + " (pid " +
+                     std::to_string(*pid) + ")");
     return common::atomic_write_file(m_data_dir.proxy_pid(), std::to_string(*pid) + "\n");
 }
 

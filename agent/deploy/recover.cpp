@@ -1,4 +1,5 @@
 // Start-up reconciliation after a restart or crash, and the supervisor thread.
+#include <agent/acme/manager.hpp>
 #include <agent/deploy/engine.hpp>
 #include <agent/deploy/materialize.hpp>
 #include <agent/runtime/process.hpp>
@@ -36,9 +37,18 @@ common::Status Engine::start() {
     auto leftovers = reconcile();
     if (auto wake = open_wake_socket(); !wake) // sleeping apps then wait out their hold
         common::log_error("scale to zero: " + wake.error().message);
+    if (m_options.proxy.acme.enabled) { // before the proxy: its folders and on-demand socket
+        m_certificates = std::make_unique<acme::Manager>(m_options.proxy.acme, m_options.data_dir,
+                                                         m_options.proxy.https_listen,
+                                                         [this] { m_proxy.reload(); });
+        if (auto opened = m_certificates->open(); !opened)
+            return opened;
+    }
     if (auto proxy = m_proxy.ensure_running(); !proxy)
         return proxy;
     publish_routes_or_log("at start");
+    if (m_certificates)
+        m_certificates->start(); // the table just published named the hosts
     // Only now that the proxy routes to PRODUCTION: a release replaced just
     // before the agent died may still have requests in flight. It is drained
     // like any replaced release, then stopped.

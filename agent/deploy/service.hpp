@@ -3,6 +3,7 @@
 // (agent/deploy, agent/store, agent/runtime). The API validates and parses
 // requests, then calls a Service; it never touches the database or processes.
 
+#include <agent/acme/settings.hpp>
 #include <agent/paths.hpp>
 #include <agent/proxy/tls_certificates.hpp>
 #include <agent/runtime/runtime.hpp>
@@ -242,6 +243,10 @@ struct ProxySettings {
     // to access.ndjson.1 past access_log_max_size bytes (0: never).
     bool access_log = true;
     std::uint64_t access_log_max_size = 64ull * 1024 * 1024;
+    // [acme]: certificates from an ACME server, served from DATA_DIR/acme.
+    acme::Settings acme{};
+    // Whether deploy-proxy serves HTTPS (certificates given, or ACME on).
+    bool https() const { return !certificates.empty() || acme.enabled; }
 };
 
 struct ServiceOptions {
@@ -532,6 +537,9 @@ class Service {
     virtual std::string proxy_listen() const = 0;
     // Where deploy-proxy serves HTTPS; empty when it has no certificates.
     virtual std::string proxy_https_listen() const = 0;
+    // GET /v1/certificates: every name [acme] manages (empty when it is off).
+    virtual std::vector<acme::CertificateStatus> certificates() const { return {}; }
+    virtual bool acme_enabled() const { return false; }
 };
 
 std::unique_ptr<Service> make_service(ServiceOptions options);

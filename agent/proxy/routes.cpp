@@ -7,11 +7,10 @@
 
 #include <cerrno>
 #include <cstring>
-#include <unordered_set>
-
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <unordered_set>
 
 namespace agent::proxy {
 namespace {
@@ -96,8 +95,8 @@ common::Status parse_limits(const json& item, const std::string& where, std::str
             route.max_body = number;
             continue;
         }
-        std::chrono::milliseconds* field = key == "connect_timeout_ms" ? &route.connect_timeout
-                                           : key == "read_timeout_ms"  ? &route.read_timeout
+        std::chrono::milliseconds* field = key == "connect_timeout_ms"  ? &route.connect_timeout
+                                           : key == "read_timeout_ms"   ? &route.read_timeout
                                            : key == "websocket_idle_ms" ? &route.websocket_idle
                                                                         : nullptr;
         if (field == nullptr) {
@@ -213,11 +212,20 @@ std::string html_escape(std::string_view text) {
     std::string out;
     for (const char c : text) {
         switch (c) {
-        case '<': out += "&lt;"; break;
-        case '>': out += "&gt;"; break;
-        case '&': out += "&amp;"; break;
-        case '"': out += "&quot;"; break;
-        default: out += c;
+        case '<':
+            out += "&lt;";
+            break;
+        case '>':
+            out += "&gt;";
+            break;
+        case '&':
+            out += "&amp;";
+            break;
+        case '"':
+            out += "&quot;";
+            break;
+        default:
+            out += c;
         }
     }
     return out;
@@ -232,7 +240,8 @@ common::Status parse_maintenance(const json& item, const std::string& where,
     }
     auto maintenance = std::make_shared<Maintenance>();
     for (const auto& [key, value] : item.items()) {
-        if (key == "message" && value.is_string() && value.get_ref<const std::string&>().size() <= 4096) {
+        if (key == "message" && value.is_string() &&
+            value.get_ref<const std::string&>().size() <= 4096) {
             maintenance->message = value.get<std::string>();
         } else if (key == "retry_after" && value.is_number_unsigned() &&
                    value.get<std::uint64_t>() <= 366ull * 24 * 3600) {
@@ -248,10 +257,11 @@ common::Status parse_maintenance(const json& item, const std::string& where,
                                              route.app, page.error().message));
             }
         } else if (key == "message" || key == "retry_after" || key == "page") {
-            return malformed(source, where + "." + key +
-                                         (key == "message" ? " must be a string of at most 4096 bytes"
-                                          : key == "page"  ? " must be an absolute path"
-                                                           : " must be 0 to 31622400 seconds"));
+            return malformed(source,
+                             where + "." + key +
+                                 (key == "message" ? " must be a string of at most 4096 bytes"
+                                  : key == "page"  ? " must be an absolute path"
+                                                   : " must be 0 to 31622400 seconds"));
         } else {
             return malformed(source, where + " has an unknown key \"" + key + "\"");
         }
@@ -281,8 +291,8 @@ common::Status parse_pause(const json& item, const std::string& where, std::stri
     const json* timeout = item.is_object() && item.size() == 1 && item.contains("timeout_ms")
                               ? &item["timeout_ms"]
                               : nullptr;
-    if (timeout == nullptr || !timeout->is_number_unsigned() || timeout->get<std::uint64_t>() == 0 ||
-        timeout->get<std::uint64_t>() > 24ull * 3600 * 1000) {
+    if (timeout == nullptr || !timeout->is_number_unsigned() ||
+        timeout->get<std::uint64_t>() == 0 || timeout->get<std::uint64_t>() > 24ull * 3600 * 1000) {
         return malformed(source, where + " must be {\"timeout_ms\": N} with N from 1 to "
                                          "86400000");
     }
@@ -307,8 +317,8 @@ common::Status parse_sleeping(const json& item, const std::string& where, std::s
     }
     route.wake = std::chrono::milliseconds(timeout->get<std::int64_t>());
     if (item.contains("error")) {
-        const std::string message = route.app + " could not be started: " +
-                                    item["error"].get<std::string>() +
+        const std::string message = route.app +
+                                    " could not be started: " + item["error"].get<std::string>() +
                                     "; the next request tries again";
         route.wake_error = message + "\n";
         route.wake_error_json = json{{"error", message}}.dump() + "\n";
@@ -348,8 +358,8 @@ common::Status parse_canary(const json& item, const std::string& where, std::str
     }
     side.release = *release;
     auto percent = item.find("percent");
-    if (percent == item.end() || !percent->is_number_integer() || percent->get<std::int64_t>() < 0 ||
-        percent->get<std::int64_t>() > 100) {
+    if (percent == item.end() || !percent->is_number_integer() ||
+        percent->get<std::int64_t>() < 0 || percent->get<std::int64_t>() > 100) {
         return malformed(source, where + ".percent must be an integer from 0 to 100");
     }
     auto upstreams = item.find("upstreams");
@@ -384,11 +394,16 @@ common::Result<Route> parse_route(const json& item, std::size_t index, std::stri
         }
         *out = *value;
     }
-    std::string host = normalize_host(route.host);
-    if (host.empty() || host.size() != route.host.size() - (route.host.back() == '.')) {
+    // "*.example.com" routes every name one label below example.com that no
+    // route names exactly (what a wildcard certificate covers).
+    const bool wildcard = route.host.rfind("*.", 0) == 0;
+    const std::string_view named = std::string_view(route.host).substr(wildcard ? 2 : 0);
+    std::string host = normalize_host(named);
+    if (host.empty() || host.size() != named.size() - (named.back() == '.') ||
+        (wildcard && host.find(':') != std::string::npos)) {
         return malformed(source, where + ".host \"" + route.host + "\" is not a host name");
     }
-    route.host = std::move(host);
+    route.host = wildcard ? "*." + host : std::move(host);
     if (auto maintenance = item.find("maintenance"); maintenance != item.end()) {
         TRY(parse_maintenance(*maintenance, where + ".maintenance", source, route));
     }
@@ -466,6 +481,7 @@ RouteTable::RouteTable(std::uint64_t generation, std::vector<Route> routes)
     m_index.reserve(m_routes.size());
     for (std::size_t i = 0; i < m_routes.size(); ++i) {
         m_index.emplace(m_routes[i].host, i);
+        m_wildcards = m_wildcards || m_routes[i].host.rfind("*.", 0) == 0;
     }
 }
 
@@ -574,7 +590,19 @@ bool canary_hash_side(std::string_view client, unsigned percent) {
 }
 
 const Route* RouteTable::find(std::string_view host) const {
-    auto it = m_index.find(host);
+    if (auto it = m_index.find(host); it != m_index.end()) {
+        return &m_routes[it->second];
+    }
+    if (!m_wildcards) {
+        return nullptr;
+    }
+    const auto dot = host.find('.');
+    if (dot == std::string_view::npos || dot == 0) {
+        return nullptr;
+    }
+    std::string wildcard = "*";
+    wildcard += host.substr(dot);
+    auto it = m_index.find(wildcard);
     return it == m_index.end() ? nullptr : &m_routes[it->second];
 }
 

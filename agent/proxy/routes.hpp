@@ -154,6 +154,7 @@ class RouteTable {
     std::uint64_t m_generation = 0;
     std::vector<Route> m_routes;
     std::unordered_map<std::string, std::size_t, Hash, std::equal_to<>> m_index;
+    bool m_wildcards = false; // some route's host is "*.DOMAIN"
 };
 
 // Host header value → lookup key: lower case, ":port" and one trailing dot

@@ -4,6 +4,9 @@
 #include <cerrno>
 #include <cstring>
 #include <poll.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 namespace agent::runtime {
 
@@ -55,6 +58,37 @@ bool send_all(int fd, std::string_view data, SocketClock::time_point deadline) {
         }
     }
     return true;
+}
+
+} // namespace agent::runtime
+
+namespace agent::runtime {
+
+common::Result<int> bind_unix_datagram(const std::filesystem::path& path) {
+    using common::ErrorKind;
+    using common::make_error;
+    std::error_code ec;
+    std::filesystem::create_directories(path.parent_path(), ec);
+    sockaddr_un address{};
+    address.sun_family = AF_UNIX;
+    const std::string text = path.string();
+    if (text.size() >= sizeof(address.sun_path))
+        return make_error(ErrorKind::config,
+                          "the socket path " + text + " is too long for a unix socket");
+    std::memcpy(address.sun_path, text.c_str(), text.size() + 1);
+    const int fd = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return make_error(ErrorKind::io, std::string("socket: ") + std::strerror(errno));
+    ::unlink(text.c_str());            // the one a previous run left
+    const mode_t mask = ::umask(0077); // only this user (the proxy's) may write to it
+    const int bound = ::bind(fd, reinterpret_cast<const sockaddr*>(&address), sizeof(address));
+    const int error = errno;
+    ::umask(mask);
+    if (bound != 0) {
+        ::close(fd);
+        return make_error(ErrorKind::io, "cannot listen on " + text + ": " + std::strerror(error));
+    }
+    return fd;
 }
 
 } // namespace agent::runtime

@@ -37,6 +37,7 @@ void add_env(CLI::App& app, Context& ctx);
 void add_cron(CLI::App& app, Context& ctx);
 void add_hooks(CLI::App& app, Context& ctx);    // hooks secret | ls
 void add_previews(CLI::App& app, Context& ctx); // previews
+void add_certs(CLI::App& app, Context& ctx);    // certs
 void add_token(CLI::App& app, Context& ctx);
 void add_login(CLI::App& app, Context& ctx);
 void add_audit(CLI::App& app, Context& ctx);
@@ -68,6 +69,7 @@ inline constexpr AddCommand k_commands[] = {
     add_cron,
     add_hooks,
     add_previews,
+    add_certs,
     add_token,
     add_login,
     add_audit,

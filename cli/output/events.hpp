@@ -241,6 +241,12 @@ struct Previews {
     JsonValue answer;
 };
 
+// certs: one agent's GET /v1/certificates.
+struct Certificates {
+    std::string host;
+    JsonValue answer;
+};
+
 // env set | unset: the agent's answer (`set` or `unset`: the names).
 struct EnvChanged {
     std::string host;
@@ -394,12 +400,12 @@ struct InitSummary {
     std::vector<std::string> next;  // the commands to run next
 };
 
-using Event =
-    std::variant<Version, Completion, Warning, PackageSummary, Uploading, UploadProgress, Uploaded,
-                 Created, Unchanged, AgentEvent, Done, RolledBack, Removed, Releases, Processes,
-                 Status, Apps, AppChanged, TrafficChanged, Canary, AppDestroyed, EnvList,
-                 EnvChanged, CronJobs, CronStarted, HookSecret, HookKey, HookDeliveries, Previews,
-                 Agent, TokenCreated, Tokens, TokenRevoked, Audit, LoggedIn, InstallStep, Installed,
-                 RunOutput, RunExit, Error, Summary, Templates, InitSummary>;
+using Event = std::variant<Version, Completion, Warning, PackageSummary, Uploading, UploadProgress,
+                           Uploaded, Created, Unchanged, AgentEvent, Done, RolledBack, Removed,
+                           Releases, Processes, Status, Apps, AppChanged, TrafficChanged, Canary,
+                           AppDestroyed, EnvList, EnvChanged, CronJobs, CronStarted, HookSecret,
+                           HookKey, HookDeliveries, Previews, Certificates, Agent, TokenCreated,
+                           Tokens, TokenRevoked, Audit, LoggedIn, InstallStep, Installed, RunOutput,
+                           RunExit, Error, Summary, Templates, InitSummary>;
 
 } // namespace cli::output

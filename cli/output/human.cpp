@@ -177,6 +177,7 @@ class HumanPrinter final : public Printer {
     void render(const HookKey& e);
     void render(const HookDeliveries& e);
     void render(const Previews& e);
+    void render(const Certificates& e);
     void render(const Agent& e);
     void render_disk(const Agent& e);
     void render_prune(const Agent& e);
@@ -889,6 +890,47 @@ void HumanPrinter::render(const Previews& e) {
     }
 }
 
+void HumanPrinter::render(const Certificates& e) {
+    const json& answer = *e.answer;
+    auto rows = answer.value("certificates", json::array());
+    if (!answer.value("acme", false) && (!rows.is_array() || rows.empty())) {
+        line(m_out, host_prefix(e.host),
+             "ACME is off on this agent: it serves only the certificates in agent.toml "
+             "([[proxy.certificates]]); add [acme] to get them by themselves (docs/tls.md)");
+        return;
+    }
+    if (!rows.is_array() || rows.empty()) {
+        line(m_out, host_prefix(e.host),
+             "no certificates yet: no routed domain can have one (a deploy.toml target's "
+             "domains, not *.localhost nor IP addresses)");
+        return;
+    }
+    auto text = [](const json& row, const char* key) {
+        const auto value = json_str(row, key);
+        return value.empty() ? std::string("-") : value;
+    };
+    line(m_out, host_prefix(e.host),
+         paint(Color::bold,
+               fmt::format("{:<30}  {:<15}  {:<22}  {:<20}  {:<20}  {}", "NAME", "STATE", "ISSUER",
+                           "EXPIRES", "NEXT ATTEMPT", "LAST RENEWAL")));
+    for (const auto& row : rows) {
+        const auto state = json_str(row, "state");
+        const auto color = state == "valid"                          ? Color::green
+                           : state == "pending" || state == "unused" ? Color::dim
+                                                                     : Color::red;
+        std::string name = json_str(row, "name");
+        if (row.value("on_demand", false))
+            name += " (on-demand)";
+        line(m_out, host_prefix(e.host),
+             fmt::format("{:<30}  {}  {:<22}  {:<20}  {:<20}  {}", name,
+                         paint(color, fmt::format("{:<15}", state)), text(row, "issuer"),
+                         text(row, "not_after"), text(row, "next_attempt"),
+                         text(row, "last_renewal")));
+        if (const auto error = json_str(row, "last_error"); !error.empty())
+            line(m_out, host_prefix(e.host), "    last error: " + error);
+    }
+}
+
 void HumanPrinter::render(const CronJobs& e) {
     const std::string& host = e.host;
     const json& answer = *e.answer;
@@ -978,6 +1020,26 @@ void HumanPrinter::render(const Status& e) {
     if (auto it = status.find("releases"); it != status.end() && it->is_array())
         for (const auto& r : *it)
             release_line(host, r, commit_width(*it));
+    // [acme]: a domain without a valid certificate is served over plain HTTP.
+    if (auto it = status.find("certificates"); it != status.end() && it->is_array())
+        for (const auto& c : *it) {
+            const auto state = json_str(c, "state");
+            if (state == "valid")
+                line(m_out, host_prefix(host),
+                     fmt::format("https://{}: certificate valid until {}", json_str(c, "name"),
+                                 json_str(c, "not_after")));
+            else
+                line(m_out, host_prefix(host),
+                     paint(Color::yellow,
+                           fmt::format("warning: certificate for {} {}{}{} (deployctl certs)",
+                                       json_str(c, "name"), state,
+                                       json_str(c, "last_error").empty()
+                                           ? ""
+                                           : ": " + json_str(c, "last_error"),
+                                       state == "failed" || state == "pending"
+                                           ? "; served over plain HTTP meanwhile"
+                                           : "")));
+        }
     // [logs] drain: where the lines go, and whether any were lost.
     if (auto it = status.find("drain"); it != status.end() && it->is_object()) {
         const json& d = *it;

@@ -170,6 +170,12 @@ class JsonPrinter final : public Printer {
                {"previews", e.answer->value("previews", json::array())},
                {"host", e.host}});
     }
+    void render(const Certificates& e) {
+        write({{"event", "certificates"},
+               {"acme", e.answer->value("acme", false)},
+               {"certificates", e.answer->value("certificates", json::array())},
+               {"host", e.host}});
+    }
     void render(const EnvChanged& e) {
         json object = *e.answer;
         object["event"] = e.answer->contains("set") ? "env_set" : "env_unset";

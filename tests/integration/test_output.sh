@@ -152,6 +152,11 @@ assert_jq "$OUT" '.event == "hook_deliveries" and .app == "hello" and .deliverie
 assert_exit 0 jdctl previews
 json_ok "previews"
 assert_jq "$OUT" '.event == "previews" and .app == "hello" and .previews == []' "previews --json: event previews, none yet"
+assert_exit 0 jdctl certs
+json_ok "certs"
+assert_jq "$OUT" '.event == "certificates" and .acme == false and .certificates == []' "certs --json: event certificates, ACME off, none"
+assert_exit 0 dctl certs
+assert_contains "$OUT" "ACME is off on this agent" "certs: says ACME is off and how to turn it on"
 assert_exit 0 jdctl agent ping
 json_ok "agent ping"
 assert_exit 0 jdctl agent info

@@ -393,3 +393,37 @@ TEST_CASE("agent.toml: tls_cert and tls_key, both or neither") {
                    "tls_cert must name a file"));
     CHECK(contains(parse_error("tls_certs = \"a.crt\"\n"), "did you mean 'tls_cert'?"));
 }
+
+TEST_CASE("agent.toml: [acme] is read, its paths resolved, its mistakes refused") {
+    auto config = parse("[acme]\n"
+                        "directory = \"https://127.0.0.1:14000/dir\"\n"
+                        "ca_file = \"pebble.pem\"\n"
+                        "email = \"ops@example.com\"\n"
+                        "challenges = [\"tls-alpn-01\", \"dns-01\"]\n"
+                        "dns_hook = \"/usr/local/bin/dns-update --zone x\"\n"
+                        "on_demand = true\n"
+                        "ask = \"http://127.0.0.1:9000/allowed\"\n"
+                        "retry = \"5s\"\n"
+                        "[proxy]\nredirect_https = true\n");
+    REQUIRE(config.ok());
+    REQUIRE(config->acme.has_value());
+    CHECK(*config->acme->directory == "https://127.0.0.1:14000/dir");
+    CHECK(*config->acme->ca_file == "/etc/deployctl/pebble.pem");
+    CHECK(*config->acme->challenges == std::vector<std::string>{"tls-alpn-01", "dns-01"});
+    CHECK(*config->acme->on_demand);
+    CHECK(config->acme->retry->count() == 5000);
+    CHECK(config->redirect_https.value_or(false)); // [acme] alone allows redirects
+
+    CHECK_FALSE(parse("").value().acme.has_value());
+    CHECK(parse("[acme]\n").value().acme.has_value()); // an empty table turns it on
+
+    CHECK(parse_error("[acme]\non_demand = true\n").find("needs acme.ask") != std::string::npos);
+    CHECK(parse_error("[acme]\ndirectory = \"http://ca.test/dir\"\n").find("https://") !=
+          std::string::npos);
+    CHECK(parse_error("[acme]\nchallenges = [\"http-02\"]\n").find("unknown challenge 'http-02'") !=
+          std::string::npos);
+    CHECK(parse_error("[acme]\neab_kid = \"k\"\n").find("go together") != std::string::npos);
+    CHECK(parse_error("[acme]\nretry = \"10ms\"\n").find("at least 1s") != std::string::npos);
+    CHECK(parse_error("[acme]\nemal = \"x\"\n").find("did you mean 'email'") != std::string::npos);
+    CHECK(parse_error("[proxy]\nredirect_https = true\n").find("or [acme]") != std::string::npos);
+}

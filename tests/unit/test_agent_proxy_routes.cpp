@@ -42,6 +42,28 @@ TEST_CASE("parse_routes reads a valid table") {
     CHECK(shop->upstream_port == 5000);
 }
 
+TEST_CASE("a *.DOMAIN route takes the names one label below it that no route names") {
+    auto table = parse_routes(R"({"generation": 1, "routes": [
+        {"host": "*.Wild.Example.com", "app": "wild", "release": "v1", "upstream": "127.0.0.1:1"},
+        {"host": "www.wild.example.com", "app": "www", "release": "v1", "upstream": "127.0.0.1:2"}]})",
+                              "routes.json");
+    REQUIRE(table.ok());
+    const Route* a = table->find("a.wild.example.com");
+    REQUIRE(a != nullptr);
+    CHECK(a->app == "wild");
+    CHECK(table->find("www.wild.example.com")->app == "www"); // an exact route wins
+    CHECK(table->find("wild.example.com") == nullptr);        // not the domain itself
+    CHECK(table->find("a.b.wild.example.com") == nullptr);    // one label only
+    CHECK(table->find("a.example.com") == nullptr);
+    for (const char* bad : {"*", "*.", "**.example.com", "*.exa mple.com", "*.[::1]"}) {
+        auto refused =
+            parse_routes(std::string(R"({"generation": 1, "routes": [{"host": ")") + bad +
+                             R"(", "app": "w", "release": "v1", "upstream": "127.0.0.1:1"}]})",
+                         "routes.json");
+        CHECK_MESSAGE(!refused.ok(), bad);
+    }
+}
+
 TEST_CASE("parse_routes accepts an empty table") {
     auto table = parse_routes(R"({"generation": 0, "routes": []})", "routes.json");
     REQUIRE(table.ok());
@@ -337,7 +359,8 @@ TEST_CASE("parse_routes reads maintenance and pause, on any kind of route") {
     REQUIRE(b->maintenance);
     CHECK(b->stopped);
     CHECK(b->maintenance->message.empty());
-    CHECK(b->maintenance->json == "{\"error\":\"b is down for maintenance\",\"maintenance\":true}\n");
+    CHECK(b->maintenance->json ==
+          "{\"error\":\"b is down for maintenance\",\"maintenance\":true}\n");
     const Route* c = table->find("c.localhost");
     CHECK_FALSE(c->maintenance);
     CHECK(c->paused());
@@ -372,13 +395,14 @@ TEST_CASE("parse_routes reads a sleeping app's route (idle_stop) and refuses a m
 
     auto with = [](std::string_view fields) {
         return std::string(R"({"generation": 1, "routes": [{"host": "a.localhost", "app": "a",
-            "release": "v1", )") + std::string(fields) + "}]}";
+            "release": "v1", )") +
+               std::string(fields) + "}]}";
     };
     for (std::string_view fields :
          {R"("sleeping": {})", R"("sleeping": {"timeout_ms": 0})",
           R"("sleeping": {"timeout_ms": 86400001})", R"("sleeping": {"timeout_ms": 5, "x": 1})",
-          R"("sleeping": {"timeout_ms": 5, "error": ""})", R"("sleeping": {"timeout_ms": 5, "error": 3})",
-          R"("sleeping": true)",
+          R"("sleeping": {"timeout_ms": 5, "error": ""})",
+          R"("sleeping": {"timeout_ms": 5, "error": 3})", R"("sleeping": true)",
           R"("sleeping": {"timeout_ms": 5}, "upstream": "127.0.0.1:4000")",
           R"("sleeping": {"timeout_ms": 5}, "stopped": true)"}) {
         CAPTURE(fields);

@@ -29,7 +29,7 @@ namespace {
 const std::string k_help_order =
     "deploy status releases ps scale logs run rollback canary rm apps stop "
     "start restart maintenance pause resume destroy agent env "
-    "cron hooks previews "
+    "cron hooks previews certs "
     "token login audit init completion version";
 
 std::string join(const std::vector<std::string>& words, const char* separator) {
@@ -163,7 +163,7 @@ TEST_CASE("the command table adds every command, in the order of deployctl --hel
           "maintenance pause resume destroy "
           "agent "
           "env "
-          "cron hooks previews token "
+          "cron hooks previews certs token "
           "login audit init completion __complete version");
 
     SUBCASE("deployctl --help lists them in that order") {
@@ -206,6 +206,7 @@ TEST_CASE("the parse runs the handler of the command it chose") {
             {{"hooks", "ls"}, "GET /v1/apps/hello/hooks/deliveries"},
             {{"hooks", "key", "--rotate", "--forget-hosts"}, "POST /v1/apps/hello/hooks/key"},
             {{"previews"}, "GET /v1/apps/hello/previews"},
+            {{"certs"}, "GET /v1/certificates"},
             {{"logs", "--process", "cron.cleanup"},
              "STREAM /v1/apps/hello/logs?process=cron.cleanup"},
             {{"token", "create", "--scope", "read"}, "POST /v1/tokens"},
