@@ -7,7 +7,7 @@
 _deployctl() {
     # Subcommands, options and the options that take a value, per command.
     local -A _subs=(
-        ['deployctl']='deploy status releases ps scale logs run rollback canary rm apps stop start restart maintenance pause resume destroy agent env cron hooks previews token login audit init completion version'
+        ['deployctl']='deploy status releases ps scale logs run rollback canary rm apps stop start restart maintenance pause resume destroy agent env cron hooks previews certs token login audit init completion version'
         ['deployctl canary']='set promote abort'
         ['deployctl maintenance']='on off'
         ['deployctl agent']='ping info version df prune install upgrade'
@@ -61,6 +61,7 @@ _deployctl() {
         ['deployctl hooks key']='-h --help --rotate --forget-hosts --version -C -t --target --host -a --app --json -q --quiet --no-color --accept-new-host-key -F --ssh-config --ca-file --fingerprint'
         ['deployctl hooks ls']='-h --help --version -C -t --target --host -a --app --json -q --quiet --no-color --accept-new-host-key -F --ssh-config --ca-file --fingerprint'
         ['deployctl previews']='-h --help --version -C -t --target --host -a --app --json -q --quiet --no-color --accept-new-host-key -F --ssh-config --ca-file --fingerprint'
+        ['deployctl certs']='-h --help --version -C -t --target --host -a --app --json -q --quiet --no-color --accept-new-host-key -F --ssh-config --ca-file --fingerprint'
         ['deployctl token']='-h --help --version -C -t --target --host -a --app --json -q --quiet --no-color --accept-new-host-key -F --ssh-config --ca-file --fingerprint'
         ['deployctl token create']='-h --help --all-apps --scope --expires --name --version -C -t --target --host -a --app --json -q --quiet --no-color --accept-new-host-key -F --ssh-config --ca-file --fingerprint'
         ['deployctl token ls']='-h --help --version -C -t --target --host -a --app --json -q --quiet --no-color --accept-new-host-key -F --ssh-config --ca-file --fingerprint'
@@ -116,6 +117,7 @@ _deployctl() {
         ['deployctl hooks key']='-C -t --target --host -a --app -F --ssh-config --ca-file --fingerprint'
         ['deployctl hooks ls']='-C -t --target --host -a --app -F --ssh-config --ca-file --fingerprint'
         ['deployctl previews']='-C -t --target --host -a --app -F --ssh-config --ca-file --fingerprint'
+        ['deployctl certs']='-C -t --target --host -a --app -F --ssh-config --ca-file --fingerprint'
         ['deployctl token']='-C -t --target --host -a --app -F --ssh-config --ca-file --fingerprint'
         ['deployctl token create']='--scope --expires --name -C -t --target --host -a --app -F --ssh-config --ca-file --fingerprint'
         ['deployctl token ls']='-C -t --target --host -a --app -F --ssh-config --ca-file --fingerprint'
@@ -400,6 +402,12 @@ _deployctl() {
         ['deployctl previews -F']='@files'
         ['deployctl previews --ssh-config']='@files'
         ['deployctl previews --ca-file']='@files'
+        ['deployctl certs -C']='@dirs'
+        ['deployctl certs -t']='@targets'
+        ['deployctl certs --target']='@targets'
+        ['deployctl certs -F']='@files'
+        ['deployctl certs --ssh-config']='@files'
+        ['deployctl certs --ca-file']='@files'
         ['deployctl token -C']='@dirs'
         ['deployctl token -t']='@targets'
         ['deployctl token --target']='@targets'
