@@ -32,4 +32,12 @@ constexpr auto k_drain_timeout = std::chrono::seconds(10);    // graceful SIGTER
 constexpr auto k_idle_grace = std::chrono::seconds(1); // SIGTERM: idle keep-alive still served
 constexpr auto k_poll_interval = std::chrono::milliseconds(250);
 
+// On-demand TLS (--on-demand-tls): a handshake for a name no certificate
+// covers waits this long at most for the agent's certificate, looking for it
+// this often; past k_on_demand_max_held waiting connections on a worker, a
+// new one handshakes at once (with the default certificate).
+constexpr auto k_on_demand_hold = std::chrono::seconds(25);
+constexpr auto k_on_demand_recheck = std::chrono::milliseconds(100);
+constexpr std::size_t k_on_demand_max_held = 1024;
+
 } // namespace agent::proxy

@@ -28,6 +28,8 @@ int main(int argc, char** argv) {
     std::vector<std::string> certs;
     std::vector<std::string> keys;
     bool redirect_https = false;
+    std::string acme_dir;
+    bool on_demand_tls = false;
     std::string probe_key_file;
     std::string access_log_dir;
     std::string access_log_max_size = "64M";
@@ -52,6 +54,18 @@ int main(int argc, char** argv) {
     app.add_option("--tls-listen-fd", tls_listen_fd,
                    "Serve HTTPS on this inherited listening socket instead of binding --tls-listen")
         ->check(CLI::Range(3, 1 << 20));
+    app.add_option("--acme-dir", acme_dir,
+                   "The agent's ACME files (DATA_DIR/acme); turns HTTPS on. certs/NAME.crt and "
+                   "NAME.key: a certificate for NAME (_.DOMAIN for *.DOMAIN), after the "
+                   "--tls-cert ones (one that does not load is logged and left out); "
+                   "tls-alpn-01/NAME.crt and NAME.key: the certificate a client offering ALPN "
+                   "acme-tls/1 for NAME gets; http-01/TOKEN: the answer to GET "
+                   "/.well-known/acme-challenge/TOKEN, for any host, on both listeners")
+        ->type_name("DIR");
+    app.add_flag("--on-demand-tls", on_demand_tls,
+                 "With --acme-dir: a TLS handshake for a name no certificate covers sends the "
+                 "name to the agent (certificate.sock beside --routes) and waits up to 25s for "
+                 "its certificate");
     app.add_flag("--redirect-https", redirect_https,
                  "Answer plain HTTP requests for a host a certificate covers with a 308 redirect "
                  "to https (ACME http-01 challenges excepted)");
@@ -76,9 +90,11 @@ int main(int argc, char** argv) {
         ->check(CLI::IsMember({"debug", "info", "warn", "error"}))
         ->capture_default_str();
     auto* version = app.add_subcommand("version", "Print the version and exit");
-    app.footer("Signals: SIGHUP reloads the routing table and certificate files that changed (both\n"
-               "are also checked every 250 ms); SIGTERM/SIGINT stop accepting, finish requests\n"
-               "under way (up to 10s) and exit 0.");
+    app.footer(
+        "Signals: SIGHUP reloads the routing table and certificate files that changed (both\n"
+        "are also checked every 250 ms; under --acme-dir, a certificate added or removed\n"
+        "counts too); SIGTERM/SIGINT stop accepting, finish requests under way (up to\n"
+        "10s) and exit 0.");
     CLI11_PARSE(app, argc, argv);
 
     if (version->parsed()) {
@@ -104,6 +120,11 @@ int main(int argc, char** argv) {
                      certs.size(), keys.size());
         return 2;
     }
+    if (on_demand_tls && acme_dir.empty()) {
+        std::fprintf(stderr, "deploy-proxy: --on-demand-tls needs --acme-dir (where the agent "
+                             "writes the certificates it gets)\n");
+        return 2;
+    }
     auto max_size = common::parse_size(access_log_max_size);
     if (!max_size) {
         std::fprintf(stderr, "deploy-proxy: --access-log-max-size: %s\n",
@@ -118,7 +139,7 @@ int main(int argc, char** argv) {
     options.applied = applied;
     options.threads = threads;
     options.listen_fd = listen_fd;
-    if (!certs.empty()) {
+    if (!certs.empty() || !acme_dir.empty()) {
         auto tls_address = common::parse_host_port(tls_listen, common::EmptyHost::allowed);
         if (!tls_address) {
             std::fprintf(stderr, "deploy-proxy: --tls-listen: %s\n",
@@ -131,6 +152,8 @@ int main(int argc, char** argv) {
             options.certificates.push_back({certs[i], keys[i]});
         }
         options.redirect_https = redirect_https;
+        options.acme_dir = acme_dir;
+        options.on_demand_tls = on_demand_tls;
     }
     if (!probe_key_file.empty()) {
         auto key = common::read_file(probe_key_file);

@@ -1,3 +1,4 @@
+#include <agent/proxy/acme.hpp>
 #include <agent/proxy/limits.hpp>
 #include <agent/proxy/route_loader.hpp>
 #include <agent/proxy/server.hpp>
@@ -13,12 +14,12 @@
 #include <nlohmann/json.hpp>
 
 #include <atomic>
-#include <filesystem>
-#include <map>
-#include <optional>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
+#include <map>
+#include <optional>
 #include <pthread.h>
 #include <thread>
 #include <unistd.h>
@@ -74,6 +75,11 @@ class Server {
     void load(std::string_view why);
     // Reads the certificate files and notes their stamps (also when they fail).
     common::Result<std::shared_ptr<TlsSetup>> read_certificates();
+    // Whether the certificate files changed since read_certificates().
+    bool certificates_changed() const;
+    // One line per certificate loaded, after `prefix` ("certificate ",
+    // "certificate reloaded (WHY): "), one per managed file left out.
+    void log_certificates(const std::string& prefix) const;
     // Reloads them for every worker; false (logged) when they are not usable.
     bool load_certificates(std::string_view why);
     void publish(std::shared_ptr<const RouteTable> table);
@@ -101,11 +107,17 @@ class Server {
     RouteLoader m_loader;
     // Scale to zero: asks the agent to start a sleeping app (waker.hpp).
     Waker m_waker{std::filesystem::path(m_options.routes).parent_path() / "wake.sock"};
+    // On-demand TLS: asks the agent for a certificate (on_demand.hpp).
+    Waker m_certificate_waker{std::filesystem::path(m_options.routes).parent_path() /
+                                  "certificate.sock",
+                              "get a certificate for",
+                              "handshakes for names without a certificate go on without waiting"};
     // Worker 0 runs on m_context (the main thread); the others on their own.
     std::vector<std::unique_ptr<asio::io_context>> m_extra_contexts;
     std::vector<std::unique_ptr<Worker>> m_workers;
     std::shared_ptr<TlsSetup> m_tls;
     std::vector<std::int64_t> m_cert_stamps; // of the files last tried
+    std::string m_acme_stamps;               // of the managed files last tried
     std::uint64_t m_published = 0;
     std::uint64_t m_applied = 0;
     bool m_confirm_pending = false; // the applied file could not be written
@@ -117,7 +129,7 @@ class Server {
 };
 
 common::Status Server::start() {
-    const bool tls = !m_options.certificates.empty();
+    const bool tls = !m_options.certificates.empty() || !m_options.acme_dir.empty();
     if (tls) {
         auto setup = read_certificates();
         if (!setup) {
@@ -156,6 +168,12 @@ common::Status Server::start() {
         auto& worker = *m_workers.emplace_back(std::make_unique<Worker>(*context));
         worker.set_probe_key(m_options.probe_key);
         worker.set_waker(&m_waker);
+        if (!m_options.acme_dir.empty()) {
+            worker.set_acme_dir(m_options.acme_dir);
+            if (m_options.on_demand_tls) {
+                worker.set_on_demand(&m_certificate_waker);
+            }
+        }
         worker.log_access(!m_options.access_log_dir.empty());
         if (auto ok = open_listener(worker, i, Worker::Listener::http, endpoint,
                                     m_options.listen_fd);
@@ -191,9 +209,15 @@ common::Status Server::start() {
                                      m_options.redirect_https
                                          ? "; plain HTTP to these names is redirected to it"
                                          : ""));
-        for (const auto& info : m_tls->certificates->certificates()) {
-            common::log_info("certificate " + describe(info));
+        if (!m_options.acme_dir.empty()) {
+            common::log_info(
+                fmt::format("ACME files from {}{}", m_options.acme_dir.string(),
+                            m_options.on_demand_tls
+                                ? "; on-demand TLS: a name no certificate covers is asked of " +
+                                      (m_options.routes.parent_path() / "certificate.sock").string()
+                                : std::string()));
         }
+        log_certificates("certificate ");
     }
     if (!m_options.access_log_dir.empty()) {
         m_access_files.emplace(m_options.access_log_dir, m_options.access_log_max_size);
@@ -239,11 +263,38 @@ void Server::load(std::string_view why) {
 
 common::Result<std::shared_ptr<TlsSetup>> Server::read_certificates() {
     m_cert_stamps = file_stamps(m_options.certificates); // what this attempt read
-    auto loaded = TlsCertificates::load(m_options.certificates);
+    if (!m_options.acme_dir.empty()) {
+        m_acme_stamps = acme::stamps(m_options.acme_dir);
+    }
+    auto loaded = m_options.acme_dir.empty()
+                      ? TlsCertificates::load(m_options.certificates)
+                      : TlsCertificates::load(m_options.certificates, m_options.acme_dir);
     if (!loaded) {
         return loaded.error();
     }
     return std::make_shared<TlsSetup>(*loaded);
+}
+
+bool Server::certificates_changed() const {
+    return file_stamps(m_options.certificates) != m_cert_stamps ||
+           (!m_options.acme_dir.empty() && acme::stamps(m_options.acme_dir) != m_acme_stamps);
+}
+
+void Server::log_certificates(const std::string& prefix) const {
+    const TlsCertificates& loaded = *m_tls->certificates;
+    for (const auto& info : loaded.certificates()) {
+        common::log_info(prefix + describe(info));
+    }
+    for (const auto& info : loaded.challenges()) {
+        common::log_info(fmt::format("{}{} (ACME TLS-ALPN-01 challenge for {})", prefix,
+                                     info.cert_path, info.names.front()));
+    }
+    for (const auto& skipped : loaded.skipped()) {
+        common::log_error("managed certificate left out: " + skipped);
+    }
+    if (loaded.certificates().empty()) {
+        common::log_warn("no certificate yet: HTTPS handshakes fail until the agent writes one");
+    }
 }
 
 bool Server::load_certificates(std::string_view why) {
@@ -259,9 +310,7 @@ bool Server::load_certificates(std::string_view why) {
         asio::post(worker->context(), [worker = worker.get(), setup] { worker->set_tls(setup); });
     }
     m_tls = std::move(setup);
-    for (const auto& info : m_tls->certificates->certificates()) {
-        common::log_info(fmt::format("certificate reloaded ({}): {}", why, describe(info)));
-    }
+    log_certificates(fmt::format("certificate reloaded ({}): ", why));
     return true;
 }
 
@@ -311,7 +360,7 @@ void Server::poll() {
         } else if (m_confirm_pending && m_applied == m_published) {
             confirm_applied(m_loader.table()->generation());
         }
-        if (m_tls && file_stamps(m_options.certificates) != m_cert_stamps) {
+        if (m_tls && certificates_changed()) {
             load_certificates("file changed");
         }
         if (++m_polls % 4 == 0) { // each second
@@ -375,7 +424,7 @@ void Server::wait_signal() {
         if (signal == SIGHUP) {
             // The agent signals on every route change: only changed files
             // are loaded again (a new context also drops session tickets).
-            if (m_tls && !m_stopping && file_stamps(m_options.certificates) != m_cert_stamps) {
+            if (m_tls && !m_stopping && certificates_changed()) {
                 load_certificates("SIGHUP");
             }
             if (m_stopping) {

@@ -22,13 +22,21 @@ struct ServerOptions {
     // a crashed proxy is restarted instead of being refused.
     int listen_fd = -1;
 
-    // HTTPS, on when `certificates` is not empty: served on `tls_listen` (or
-    // the inherited `tls_listen_fd`), each client getting the certificate
-    // that covers the name it asks for. The files are read again on SIGHUP
-    // and when they change; a bad set keeps the previous one.
+    // HTTPS, on when `certificates` or `acme_dir` is given: served on
+    // `tls_listen` (or the inherited `tls_listen_fd`), each client getting the
+    // certificate that covers the name it asks for. The files are read again
+    // on SIGHUP and when they change; a bad set keeps the previous one.
     std::optional<common::HostPort> tls_listen;
     int tls_listen_fd = -1;
     std::vector<CertificateFiles> certificates;
+    // The agent's ACME files (acme.hpp): its certificates (after
+    // `certificates`; one that does not load is left out), its TLS-ALPN-01
+    // and http-01 challenges. Empty: none.
+    std::filesystem::path acme_dir;
+    // With acme_dir: a handshake for a name no certificate covers asks the
+    // agent for one on certificate.sock beside `routes`, and waits for it
+    // (on_demand.hpp).
+    bool on_demand_tls = false;
     // Plain HTTP requests for a host a certificate covers get 308 to https.
     bool redirect_https = false;
     // The agent's probe key (docs/design.md §8): a request carrying it in

@@ -1,9 +1,12 @@
 // Client side of a session: handshake, read a request, route it, answer errors.
 // The upstream and static sides are included at the end: one translation unit
 // instantiates Session for both client streams.
+#include <agent/proxy/acme.hpp>
+#include <agent/proxy/client_hello.hpp>
 #include <agent/proxy/limits.hpp>
 #include <agent/proxy/session.hpp>
 #include <agent/proxy/worker.hpp>
+#include <common/log.hpp>
 
 #include <boost/asio/ssl/error.hpp>
 #include <boost/asio/write.hpp>
@@ -12,7 +15,6 @@
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
-#include <common/log.hpp>
 #include <fmt/format.h>
 
 #include <limits>
@@ -90,6 +92,17 @@ void Session<ClientStream>::on_handshake(error_code ec) {
         common::log_debug(fmt::format("TLS handshake with {} failed: {}", m_client_ip,
                                       ec.message()));
         return close();
+    }
+    if constexpr (k_tls) {
+        const unsigned char* protocol = nullptr;
+        unsigned int length = 0;
+        SSL_get0_alpn_selected(m_client.native_handle(), &protocol, &length);
+        if (std::string_view(reinterpret_cast<const char*>(protocol), length) ==
+            k_acme_tls_protocol) {
+            // A TLS-ALPN-01 validation (RFC 8737): the handshake was all of it.
+            common::log_debug(fmt::format("ACME TLS-ALPN-01 validation from {}", m_client_ip));
+            return close();
+        }
     }
     read_request();
 }
@@ -180,6 +193,9 @@ void Session<ClientStream>::on_read_error(error_code ec) {
 template <class ClientStream>
 void Session<ClientStream>::dispatch() {
     auto& request = m_request->get();
+    if (!m_worker.acme_http_dir().empty() && serve_acme_challenge()) [[unlikely]] {
+        return;
+    }
     auto host = request[http::field::host];
     if (host.empty()) {
         return respond_plain(http::status::bad_request, "missing Host header\n", After::close);
@@ -587,8 +603,26 @@ template <class ClientStream> std::string Session<ClientStream>::routed_to() con
     return m_route ? m_route->app + " " + m_route->release : std::string("none");
 }
 
-template <class ClientStream>
-bool Session<ClientStream>::redirect_to_https() {
+template <class ClientStream> bool Session<ClientStream>::serve_acme_challenge() {
+    const auto& request = m_request->get();
+    if (request.method() != http::verb::get && request.method() != http::verb::head) {
+        return false;
+    }
+    const auto token = acme::http_token(request.target());
+    if (token.empty()) {
+        return false;
+    }
+    auto answer = acme::read_http_answer(m_worker.acme_http_dir(), token);
+    if (!answer) {
+        return false; // not the agent's: routed (an app may answer its own challenges)
+    }
+    m_probe = false;
+    common::log_debug(fmt::format("ACME http-01 challenge {} answered to {}", token, m_client_ip));
+    respond_plain(http::status::ok, std::move(*answer), After::keep_alive, {}, "text/plain");
+    return true;
+}
+
+template <class ClientStream> bool Session<ClientStream>::redirect_to_https() {
     const auto& request = m_request->get();
     const auto target = request.target();
     // ACME http-01 challenges must be answered over plain HTTP.

@@ -79,6 +79,9 @@ class Session final : public SessionBase,
     void on_handshake(error_code ec);
     // Plain HTTP to a host a certificate covers, with redirects on: 308 to https.
     bool redirect_to_https();
+    // --acme-dir: GET /.well-known/acme-challenge/TOKEN answered from the
+    // agent's file for TOKEN, whatever the host (false: no such file).
+    bool serve_acme_challenge();
     // "APP RELEASE" of the current route, "none" without one: what a probe's
     // answer carries in X-Deploy-Routed.
     std::string routed_to() const;

@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <filesystem>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -47,6 +48,16 @@ class TlsCertificates {
     static common::Result<std::shared_ptr<const TlsCertificates>>
     load(const std::vector<CertificateFiles>& files, HostNames names = HostNames::required);
 
+    // deploy-proxy --acme-dir (acme.hpp): `files` as above (maybe none; any
+    // that fails fails the load), then the certificates the agent manages
+    // under acme_dir/certs (a name both cover keeps the one of `files`), then
+    // the TLS-ALPN-01 challenge certificates of acme_dir/tls-alpn-01. A managed
+    // or challenge pair that does not load is left out and described in
+    // skipped(). With no certificate at all the default context has none:
+    // every handshake fails (the listener still listens).
+    static common::Result<std::shared_ptr<const TlsCertificates>>
+    load(const std::vector<CertificateFiles>& files, const std::filesystem::path& acme_dir);
+
     ~TlsCertificates();
     TlsCertificates(const TlsCertificates&) = delete;
     TlsCertificates& operator=(const TlsCertificates&) = delete;
@@ -54,7 +65,9 @@ class TlsCertificates {
     // The context a handshake starts with; its SNI callback switches to
     // context_for(name). The callback refers to this object: keep it alive
     // as long as a connection made with the context is.
-    SSL_CTX* default_context() const { return m_contexts.front(); }
+    // A ClientHello offering ALPN acme-tls/1 switches to challenge_for(its
+    // name), and fails without one; acme-tls/1 is then the protocol chosen.
+    SSL_CTX* default_context() const { return m_default; }
     // The context whose certificate covers `host` (exact name first, then a
     // wildcard one label up), or nullptr.
     SSL_CTX* context_for(std::string_view host) const;
@@ -62,8 +75,21 @@ class TlsCertificates {
     bool covers(std::string_view host) const { return context_for(host) != nullptr; }
     const std::vector<CertificateInfo>& certificates() const { return m_info; }
 
+    // The TLS-ALPN-01 challenge certificate for `host` (lower-case), or nullptr.
+    SSL_CTX* challenge_for(std::string_view host) const;
+    // The challenge certificates loaded, in the order of their names.
+    const std::vector<CertificateInfo>& challenges() const { return m_challenge_info; }
+    // The managed files left out, one line each: the file and the reason.
+    const std::vector<std::string>& skipped() const { return m_skipped; }
+
   private:
     TlsCertificates() = default;
+    // Loads `files` into a new context, owned by this object.
+    common::Result<SSL_CTX*> add_context(const CertificateFiles& files);
+    // Makes a context with the settings every one has, owned by this object.
+    common::Result<SSL_CTX*> new_context();
+    // The certificate of `context` covers its names, unless an earlier one does.
+    common::Status index(SSL_CTX* context, const std::string& cert_path, HostNames names);
 
     struct Hash {
         using is_transparent = void;
@@ -74,9 +100,13 @@ class TlsCertificates {
     using NameMap = std::unordered_map<std::string, SSL_CTX*, Hash, std::equal_to<>>;
 
     std::vector<SSL_CTX*> m_contexts; // owned
+    SSL_CTX* m_default = nullptr;     // the first certificate's, else one without any
     std::vector<CertificateInfo> m_info;
     NameMap m_exact;    // "www.example.com"
     NameMap m_wildcard; // "example.com" for "*.example.com"
+    NameMap m_challenges; // "www.example.com": its TLS-ALPN-01 certificate
+    std::vector<CertificateInfo> m_challenge_info;
+    std::vector<std::string> m_skipped;
 };
 
 } // namespace agent::proxy

@@ -10,7 +10,8 @@
 
 namespace agent::proxy {
 
-Waker::Waker(std::filesystem::path socket) : m_socket(std::move(socket)) {
+Waker::Waker(std::filesystem::path socket, std::string ask, std::string meanwhile)
+    : m_socket(std::move(socket)), m_ask(std::move(ask)), m_meanwhile(std::move(meanwhile)) {
     m_fd = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 }
 
@@ -19,13 +20,18 @@ Waker::~Waker() {
         ::close(m_fd);
 }
 
-void Waker::wake(const std::string& app) {
+bool Waker::wake(const std::string& app) {
     const auto now = std::chrono::steady_clock::now();
     std::lock_guard lock(m_mutex);
+    if (now - m_pruned > k_again) {
+        m_pruned = now;
+        std::erase_if(m_sent,
+                      [&](const auto& entry) { return now - entry.second.when >= k_again; });
+    }
     auto& sent = m_sent[app];
-    if (sent.time_since_epoch().count() != 0 && now - sent < k_again)
-        return;
-    sent = now;
+    if (sent.when.time_since_epoch().count() != 0 && now - sent.when < k_again)
+        return sent.ok;
+    sent.when = now;
     sockaddr_un address{};
     address.sun_family = AF_UNIX;
     const std::string path = m_socket.string();
@@ -42,10 +48,11 @@ void Waker::wake(const std::string& app) {
     }
     if (error != 0 && now - m_logged > std::chrono::minutes(1)) {
         m_logged = now;
-        common::log_warn("cannot ask the agent to start " + app + " (" + path +
-                         "): " + std::strerror(error) +
-                         "; its requests wait and are answered 503 when the wait ends");
+        common::log_warn("cannot ask the agent to " + m_ask + " " + app + " (" + path +
+                         "): " + std::strerror(error) + "; " + m_meanwhile);
     }
+    sent.ok = error == 0;
+    return sent.ok;
 }
 
 } // namespace agent::proxy

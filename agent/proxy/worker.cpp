@@ -1,4 +1,5 @@
 #include <agent/proxy/limits.hpp>
+#include <agent/proxy/on_demand.hpp>
 #include <agent/proxy/session.hpp>
 #include <agent/proxy/worker.hpp>
 #include <common/log.hpp>
@@ -118,7 +119,9 @@ void Worker::on_accept(Listener which, boost::system::error_code ec, Socket sock
         });
         return;
     }
-    if (which == Listener::https) {
+    if (which == Listener::https && m_certificate_waker != nullptr) {
+        std::make_shared<HandshakeGate>(std::move(socket), *this)->start();
+    } else if (which == Listener::https) {
         std::make_shared<Session<TlsStream>>(std::move(socket), *this, m_tls)->start();
     } else {
         std::make_shared<Session<Stream>>(std::move(socket), *this, nullptr)->start();
@@ -161,6 +164,14 @@ void Worker::remove(SessionBase* session) {
         m_grace_timer.cancel();
         std::exchange(m_on_drained, nullptr)();
     }
+}
+
+bool Worker::hold_handshake() {
+    if (m_held_handshakes >= k_on_demand_max_held) {
+        return false;
+    }
+    ++m_held_handshakes;
+    return true;
 }
 
 bool Worker::is_probe(std::string_view value) const {

@@ -5,6 +5,7 @@
 // thread only, so the hot path takes no locks.
 
 #include <agent/proxy/access_log.hpp>
+#include <agent/proxy/acme.hpp>
 #include <agent/proxy/routes.hpp>
 #include <agent/proxy/stats.hpp>
 #include <agent/proxy/upstream_pool.hpp>
@@ -15,6 +16,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include <filesystem>
 #include <functional>
 #include <memory>
 #include <string>
@@ -61,6 +63,27 @@ class Worker {
             m_waker->wake(app);
     }
     bool is_probe(std::string_view value) const;
+
+    // Before start(): --acme-dir (acme.hpp). A GET for
+    // /.well-known/acme-challenge/TOKEN whose file DIR/http-01/TOKEN exists is
+    // answered with it, on either listener, before any routing.
+    void set_acme_dir(const std::filesystem::path& dir) {
+        m_acme_http_dir = dir / acme::k_http_dir;
+    }
+    const std::filesystem::path& acme_http_dir() const { return m_acme_http_dir; }
+
+    // Before start(): --on-demand-tls. Each HTTPS connection's ClientHello is
+    // read first (on_demand.hpp); a name no certificate covers is sent to the
+    // agent with `certificates` and its handshake waits for the certificate.
+    void set_on_demand(Waker* certificates) { m_certificate_waker = certificates; }
+    // False when the agent could not be told.
+    bool ask_certificate(const std::string& name) {
+        return m_certificate_waker != nullptr && m_certificate_waker->wake(name);
+    }
+    // Counts the handshakes waiting for a certificate: false (and not
+    // counted) when k_on_demand_max_held already wait.
+    bool hold_handshake();
+    void release_handshake() { --m_held_handshakes; }
 
     // Call on the worker's thread. New requests use `table` from now on;
     // requests under way finish with the table that routed them.
@@ -115,6 +138,9 @@ class Worker {
     unsigned m_https_port = 0;
     std::string m_probe_key;
     Waker* m_waker = nullptr;
+    Waker* m_certificate_waker = nullptr; // on-demand TLS on
+    std::size_t m_held_handshakes = 0;
+    std::filesystem::path m_acme_http_dir; // empty: no --acme-dir
     UpstreamPool m_pool;
     std::unordered_set<SessionBase*> m_sessions;
     std::vector<std::shared_ptr<SessionBase>> m_held;

@@ -1,6 +1,7 @@
 #include <agent/api/connection.hpp>
 #include <agent/api/router.hpp>
 #include <agent/api/tls.hpp>
+#include <agent/proxy/acme.hpp>
 #include <agent/proxy/tls_certificates.hpp>
 #include <common/fingerprint.hpp>
 
@@ -20,7 +21,9 @@
 #include <fstream>
 #include <future>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <sys/socket.h>
 #include <tuple>
 #include <unistd.h>
@@ -277,6 +280,87 @@ TEST_CASE("TlsCertificates: the common name stands in for a certificate with no 
     }
 }
 
+namespace {
+
+// A pair written as the agent writes the ACME files: DIR/SUB/NAME.key, then NAME.crt.
+CertificateFiles write_managed(const std::filesystem::path& acme, const std::string& sub,
+                               const std::string& name, const std::string& cn,
+                               const std::string& san) {
+    std::filesystem::create_directories(acme / sub);
+    return write_pair(acme / sub, name, cn, san);
+}
+
+struct Handshake {
+    bool ok = false;
+    SSL_CTX* context = nullptr; // the server's, at the end
+    std::string cn;             // of the certificate the client was shown
+    std::string protocol;       // ALPN chosen
+};
+
+// One in-memory handshake (SSL over a BIO pair) with a server context;
+// `alpn` in wire format, empty for none.
+Handshake handshake_with(SSL_CTX* server_context, const char* sni, std::string_view alpn,
+                         int max_version = TLS1_3_VERSION) {
+    SSL_CTX* client_context = SSL_CTX_new(TLS_client_method());
+    REQUIRE(client_context != nullptr);
+    SSL_CTX_set_verify(client_context, SSL_VERIFY_NONE, nullptr);
+    SSL_CTX_set_max_proto_version(client_context, max_version);
+    if (!alpn.empty())
+        REQUIRE(SSL_CTX_set_alpn_protos(client_context,
+                                        reinterpret_cast<const unsigned char*>(alpn.data()),
+                                        static_cast<unsigned>(alpn.size())) == 0);
+    SSL* client = SSL_new(client_context);
+    SSL* server = SSL_new(server_context);
+    REQUIRE(client != nullptr);
+    REQUIRE(server != nullptr);
+    if (sni != nullptr)
+        REQUIRE(SSL_set_tlsext_host_name(client, sni) == 1);
+    BIO* client_bio = nullptr;
+    BIO* server_bio = nullptr;
+    REQUIRE(BIO_new_bio_pair(&client_bio, 0, &server_bio, 0) == 1);
+    SSL_set_bio(client, client_bio, client_bio);
+    SSL_set_bio(server, server_bio, server_bio);
+    SSL_set_connect_state(client);
+    SSL_set_accept_state(server);
+    bool client_done = false, server_done = false, failed = false;
+    for (int round = 0; round < 100 && !failed && !(client_done && server_done); ++round) {
+        for (auto [ssl, done] :
+             {std::pair{client, &client_done}, std::pair{server, &server_done}}) {
+            if (*done || failed)
+                continue;
+            const int rc = SSL_do_handshake(ssl);
+            if (rc == 1)
+                *done = true;
+            else if (SSL_get_error(ssl, rc) != SSL_ERROR_WANT_READ)
+                failed = true;
+        }
+    }
+    ERR_clear_error();
+    Handshake out;
+    out.ok = client_done && server_done && !failed;
+    if (out.ok) {
+        X509* shown = SSL_get1_peer_certificate(client);
+        out.cn = cn_of(shown);
+        X509_free(shown);
+        const unsigned char* chosen = nullptr;
+        unsigned int length = 0;
+        SSL_get0_alpn_selected(client, &chosen, &length);
+        out.protocol.assign(reinterpret_cast<const char*>(chosen), length);
+        out.context = SSL_get_SSL_CTX(server);
+    }
+    SSL_free(client);
+    SSL_free(server);
+    SSL_CTX_free(client_context);
+    return out;
+}
+
+const std::string k_http = std::string("\x02h2\x08http/1.1", 12);
+const std::string k_acme = std::string("\x0a"
+                                       "acme-tls/1",
+                                       11);
+
+} // namespace
+
 TEST_CASE(
     "TlsCertificates: the SNI callback switches a handshake to the certificate for the name") {
     test::TempDir dir;
@@ -286,59 +370,12 @@ TEST_CASE(
     REQUIRE(loaded.ok());
     const TlsCertificates& certificates = **loaded;
 
-    // One in-memory handshake; returns the CN the client was shown and the
-    // context the server ended with.
+    // One in-memory handshake: the CN the client was shown, the context the
+    // server ended with and the protocol chosen.
     auto handshake = [&](const char* sni) {
-        SSL_CTX* client_context = SSL_CTX_new(TLS_client_method());
-        REQUIRE(client_context != nullptr);
-        SSL_CTX_set_verify(client_context, SSL_VERIFY_NONE, nullptr);
-        static constexpr unsigned char k_protocols[] = {2,   'h', '2', 8,   'h', 't',
-                                                        't', 'p', '/', '1', '.', '1'};
-        REQUIRE(SSL_CTX_set_alpn_protos(client_context, k_protocols, sizeof k_protocols) == 0);
-        SSL* client = SSL_new(client_context);
-        SSL* server = SSL_new(certificates.default_context());
-        REQUIRE(client != nullptr);
-        REQUIRE(server != nullptr);
-        if (sni != nullptr)
-            REQUIRE(SSL_set_tlsext_host_name(client, sni) == 1);
-        BIO* client_bio = nullptr;
-        BIO* server_bio = nullptr;
-        REQUIRE(BIO_new_bio_pair(&client_bio, 0, &server_bio, 0) == 1);
-        SSL_set_bio(client, client_bio, client_bio);
-        SSL_set_bio(server, server_bio, server_bio);
-        SSL_set_connect_state(client);
-        SSL_set_accept_state(server);
-        bool client_done = false, server_done = false;
-        for (int round = 0; round < 100 && !(client_done && server_done); ++round) {
-            if (!client_done) {
-                const int rc = SSL_do_handshake(client);
-                if (rc == 1)
-                    client_done = true;
-                else
-                    REQUIRE(SSL_get_error(client, rc) == SSL_ERROR_WANT_READ);
-            }
-            if (!server_done) {
-                const int rc = SSL_do_handshake(server);
-                if (rc == 1)
-                    server_done = true;
-                else
-                    REQUIRE(SSL_get_error(server, rc) == SSL_ERROR_WANT_READ);
-            }
-        }
-        REQUIRE(client_done);
-        REQUIRE(server_done);
-        X509* shown = SSL_get1_peer_certificate(client);
-        const std::string shown_cn = cn_of(shown);
-        X509_free(shown);
-        const unsigned char* alpn = nullptr;
-        unsigned int alpn_length = 0;
-        SSL_get0_alpn_selected(client, &alpn, &alpn_length);
-        const std::string protocol(reinterpret_cast<const char*>(alpn), alpn_length);
-        SSL_CTX* final_context = SSL_get_SSL_CTX(server);
-        SSL_free(client);
-        SSL_free(server);
-        SSL_CTX_free(client_context);
-        return std::tuple{shown_cn, final_context, protocol};
+        const auto shown = handshake_with(certificates.default_context(), sni, k_http);
+        REQUIRE(shown.ok);
+        return std::tuple{shown.cn, shown.context, shown.protocol};
     };
 
     SUBCASE("a name of the second certificate") {
@@ -360,6 +397,237 @@ TEST_CASE(
         auto [cn, context, protocol] = handshake("nobody.example.test");
         CHECK(cn == "cert-a");
     }
+}
+
+TEST_CASE("TlsCertificates with an ACME dir: managed certificates after the static ones") {
+    test::TempDir dir;
+    const auto acme = dir.path() / "acme";
+    const auto a =
+        write_managed(acme, "certs", "a.example.test", "managed-a", "DNS:a.example.test");
+    write_managed(acme, "certs", "_.wild.example.test", "managed-wild", "DNS:*.wild.example.test");
+
+    SUBCASE("each pair of certs/ is loaded; a wildcard's file is _.DOMAIN") {
+        auto loaded = TlsCertificates::load({}, acme);
+        REQUIRE(loaded.ok());
+        const auto& certificates = **loaded;
+        // In the byte order of the file names ('_' before the letters).
+        REQUIRE(certificates.certificates().size() == 2);
+        CHECK(certificates.certificates()[0].names ==
+              std::vector<std::string>{"*.wild.example.test"});
+        CHECK(certificates.certificates()[1].cert_path == a.cert);
+        CHECK(cn_of(certificates.context_for("a.example.test")) == "managed-a");
+        CHECK(cn_of(certificates.context_for("www.wild.example.test")) == "managed-wild");
+        CHECK(certificates.covers("a.example.test"));
+        CHECK_FALSE(certificates.covers("b.example.test"));
+        CHECK(certificates.skipped().empty());
+        // The first managed one is the default, for no name and names not covered.
+        CHECK(cn_of(certificates.default_context()) == "managed-wild");
+        CHECK(handshake_with(certificates.default_context(), "a.example.test", k_http).cn ==
+              "managed-a");
+        CHECK(handshake_with(certificates.default_context(), "nobody.example.test", k_http).cn ==
+              "managed-wild");
+    }
+    SUBCASE("a pair that does not load is left out, said in skipped(); the others load") {
+        const auto bad =
+            write_managed(acme, "certs", "bad.example.test", "managed-bad", "DNS:bad.example.test");
+        const auto other = write_pair(dir.path(), "other", "other", "DNS:other.example.test");
+        std::filesystem::copy_file(other.key, bad.key,
+                                   std::filesystem::copy_options::overwrite_existing);
+        std::ofstream(acme / "certs" / "junk.example.test.crt") << "half a certif";
+        std::ofstream(acme / "certs" / "junk.example.test.key") << "-----BEGIN PRIVATE KEY-----\n";
+        std::ofstream(acme / "certs" / "nokey.example.test.crt") << "whatever";
+        std::ofstream(acme / "certs" / "Not A Name.crt") << "whatever";
+        // A key waiting for its certificate (the agent writes it first), a temporary file.
+        std::filesystem::copy_file(a.key, acme / "certs" / "next.example.test.key");
+        std::filesystem::copy_file(a.cert, acme / "certs" / "next.example.test.crt.tmp");
+
+        auto loaded = TlsCertificates::load({}, acme);
+        REQUIRE(loaded.ok());
+        const auto& certificates = **loaded;
+        CHECK(certificates.certificates().size() == 2);
+        CHECK(certificates.covers("a.example.test"));
+        CHECK(certificates.covers("x.wild.example.test"));
+        CHECK_FALSE(certificates.covers("bad.example.test"));
+        const auto& skipped = certificates.skipped();
+        std::string all;
+        for (const auto& line : skipped)
+            all += line + "\n";
+        INFO(all);
+        CHECK(skipped.size() == 4);
+        CHECK(contains(all, "the TLS key " + bad.key + " does not belong to the certificate " +
+                                bad.cert));
+        CHECK(contains(all, "junk.example.test.crt is not a PEM file"));
+        CHECK(contains(all, "nokey.example.test.crt: no key beside it"));
+        CHECK(contains(all, "Not A Name.crt: not a domain's certificate file"));
+        CHECK_FALSE(contains(all, "next.example.test"));
+    }
+    SUBCASE("a name a static certificate covers keeps the static one") {
+        const auto stat = write_pair(dir.path(), "static", "static-a",
+                                     "DNS:a.example.test,DNS:static.example.test");
+        auto loaded = TlsCertificates::load({stat}, acme);
+        REQUIRE(loaded.ok());
+        CHECK(cn_of((*loaded)->context_for("a.example.test")) == "static-a");
+        CHECK(cn_of((*loaded)->context_for("www.wild.example.test")) == "managed-wild");
+        CHECK(cn_of((*loaded)->default_context()) == "static-a");
+        CHECK((*loaded)->certificates().size() == 3);
+    }
+    SUBCASE("a static pair that fails still fails the whole load") {
+        const auto missing = (dir.path() / "missing.crt").string();
+        auto loaded = TlsCertificates::load({{missing, a.key}}, acme);
+        REQUIRE_FALSE(loaded.ok());
+        CHECK(contains(loaded.error().message, "cannot read the TLS certificate " + missing));
+    }
+}
+
+TEST_CASE("TlsCertificates with an ACME dir and no certificate: loads, and handshakes fail") {
+    test::TempDir dir;
+    for (const auto& acme : {dir.path() / "missing", dir.path() / "empty"}) {
+        std::filesystem::create_directories(dir.path() / "empty" / "certs");
+        auto loaded = TlsCertificates::load({}, acme);
+        REQUIRE(loaded.ok());
+        CHECK((*loaded)->certificates().empty());
+        CHECK((*loaded)->skipped().empty());
+        REQUIRE((*loaded)->default_context() != nullptr);
+        CHECK(SSL_CTX_get0_certificate((*loaded)->default_context()) == nullptr);
+        CHECK_FALSE((*loaded)->covers("a.example.test"));
+        CHECK_FALSE(handshake_with((*loaded)->default_context(), "a.example.test", k_http).ok);
+        CHECK_FALSE(handshake_with((*loaded)->default_context(), nullptr, {}).ok);
+    }
+    // The strict load of the static files alone still wants one.
+    CHECK(contains(load_error({}), "no TLS certificate given"));
+}
+
+TEST_CASE("TlsCertificates: TLS-ALPN-01, acme-tls/1 gets the challenge certificate") {
+    test::TempDir dir;
+    const auto acme = dir.path() / "acme";
+    write_managed(acme, "certs", "a.example.test", "managed-a", "DNS:a.example.test");
+    write_managed(acme, "tls-alpn-01", "a.example.test", "challenge-a", "DNS:a.example.test");
+    write_managed(acme, "tls-alpn-01", "new.example.test", "challenge-new", "DNS:new.example.test");
+    auto loaded = TlsCertificates::load({}, acme);
+    REQUIRE(loaded.ok());
+    const auto& certificates = **loaded;
+    REQUIRE(certificates.challenges().size() == 2);
+    CHECK(certificates.challenges()[0].names == std::vector<std::string>{"a.example.test"});
+    CHECK(certificates.challenge_for("new.example.test") != nullptr);
+    // A challenge certificate covers no name for the clients of the apps.
+    CHECK_FALSE(certificates.covers("new.example.test"));
+    SSL_CTX* server = certificates.default_context();
+
+    for (int version : {TLS1_2_VERSION, TLS1_3_VERSION}) {
+        CAPTURE(version);
+        // acme-tls/1 for a name with a challenge: its certificate, acme-tls/1 chosen.
+        auto shown = handshake_with(server, "a.example.test", k_acme, version);
+        CHECK(shown.ok);
+        CHECK(shown.cn == "challenge-a");
+        CHECK(shown.protocol == "acme-tls/1");
+        shown = handshake_with(server, "New.Example.Test", k_acme, version);
+        CHECK(shown.ok);
+        CHECK(shown.cn == "challenge-new");
+        CHECK(shown.protocol == "acme-tls/1");
+        // http/1.1 or no ALPN for the same name: the managed certificate.
+        shown = handshake_with(server, "a.example.test", k_http, version);
+        CHECK(shown.ok);
+        CHECK(shown.cn == "managed-a");
+        CHECK(shown.protocol == "http/1.1");
+        shown = handshake_with(server, "a.example.test", {}, version);
+        CHECK(shown.ok);
+        CHECK(shown.cn == "managed-a");
+        CHECK(shown.protocol.empty());
+        // acme-tls/1 for a name without a challenge, or without a name: refused.
+        CHECK_FALSE(handshake_with(server, "other.example.test", k_acme, version).ok);
+        CHECK_FALSE(handshake_with(server, nullptr, k_acme, version).ok);
+    }
+    SUBCASE("a challenge pair that does not load is left out") {
+        const auto bad = write_managed(acme, "tls-alpn-01", "bad.example.test", "challenge-bad",
+                                       "DNS:bad.example.test");
+        std::filesystem::copy_file(acme / "certs" / "a.example.test.key", bad.key,
+                                   std::filesystem::copy_options::overwrite_existing);
+        auto again = TlsCertificates::load({}, acme);
+        REQUIRE(again.ok());
+        CHECK((*again)->challenge_for("bad.example.test") == nullptr);
+        REQUIRE((*again)->skipped().size() == 1);
+        CHECK(contains((*again)->skipped()[0], "does not belong to the certificate " + bad.cert));
+        CHECK(handshake_with((*again)->default_context(), "a.example.test", k_acme).cn ==
+              "challenge-a");
+    }
+    SUBCASE("the static TLS loader of the agent's API refuses acme-tls/1 too") {
+        const auto api = write_pair(dir.path(), "api", "api", "IP:127.0.0.1");
+        auto only = TlsCertificates::load({api}, agent::proxy::HostNames::optional);
+        REQUIRE(only.ok());
+        CHECK_FALSE(handshake_with((*only)->default_context(), "a.example.test", k_acme).ok);
+        CHECK(handshake_with((*only)->default_context(), "a.example.test", k_http).cn == "api");
+    }
+}
+
+TEST_CASE("acme::stamps: a certificate added, renamed over or removed changes them") {
+    test::TempDir dir;
+    const auto acme = dir.path();
+    CHECK(agent::proxy::acme::stamps(acme).empty()); // no certs/ yet
+    const auto a = write_managed(acme, "certs", "a.example.test", "a", "DNS:a.example.test");
+    const auto first = agent::proxy::acme::stamps(acme);
+    CHECK(contains(first, "certs/a.example.test.crt "));
+    CHECK(contains(first, "certs/a.example.test.key "));
+    CHECK(agent::proxy::acme::stamps(acme) == first);
+
+    // Files that are no certificate or key do not count: the agent's temporary files.
+    std::ofstream(acme / "certs" / "b.example.test.crt.tmp") << "x";
+    std::filesystem::create_directories(acme / "http-01");
+    std::ofstream(acme / "http-01" / "token") << "x";
+    CHECK(agent::proxy::acme::stamps(acme) == first);
+
+    write_managed(acme, "tls-alpn-01", "b.example.test", "b", "DNS:b.example.test");
+    const auto second = agent::proxy::acme::stamps(acme);
+    CHECK(second != first);
+    CHECK(contains(second, "tls-alpn-01/b.example.test.crt "));
+
+    // Renewed: a new file renamed over the old one (kept alive under another
+    // name, so that its inode is not reused at once).
+    std::filesystem::create_hard_link(a.cert, a.cert + ".old");
+    std::filesystem::copy_file(a.cert + ".old", a.cert + ".new");
+    std::filesystem::rename(a.cert + ".new", a.cert);
+    const auto third = agent::proxy::acme::stamps(acme);
+    CHECK(third != second);
+
+    std::filesystem::remove(acme / "tls-alpn-01" / "b.example.test.crt");
+    CHECK(agent::proxy::acme::stamps(acme) != third);
+}
+
+TEST_CASE("acme http-01: the token of a challenge path, and its answer read from the file") {
+    using agent::proxy::acme::http_token;
+    using agent::proxy::acme::read_http_answer;
+    CHECK(http_token("/.well-known/acme-challenge/LoqXcYV8q5ONbJQxbmR7SCTNo3tiAXDfowyjxAjEuX0") ==
+          "LoqXcYV8q5ONbJQxbmR7SCTNo3tiAXDfowyjxAjEuX0");
+    CHECK(http_token("/.well-known/acme-challenge/a_b-C9") == "a_b-C9");
+    CHECK(http_token("/.well-known/acme-challenge/" + std::string(128, 'x')).size() == 128);
+    for (const std::string& target : std::vector<std::string>{
+             "/.well-known/acme-challenge/", "/.well-known/acme-challenge/" + std::string(129, 'x'),
+             "/.well-known/acme-challenge/..%2f..%2fetc%2fpasswd", "/.well-known/acme-challenge/..",
+             "/.well-known/acme-challenge/a/b", "/.well-known/acme-challenge/a.b",
+             "/.well-known/acme-challenge/tok?x=1", "/.well-known/acme-challenge/tok%41",
+             "//.well-known/acme-challenge/tok", "/.well-known/acme-challenge//tok",
+             "http://x/.well-known/acme-challenge/tok", "/"}) {
+        CAPTURE(target);
+        CHECK(http_token(target).empty());
+    }
+
+    test::TempDir dir;
+    const auto http = dir.path() / "http-01";
+    std::filesystem::create_directories(http / "dir");
+    std::ofstream(http / "tok1") << "tok1.thumbprint";
+    std::ofstream(dir.path() / "secret") << "secret";
+    std::filesystem::create_symlink(dir.path() / "secret", http / "link");
+    std::ofstream(http / "big") << std::string(agent::proxy::acme::k_max_http_answer + 1, 'x');
+    std::ofstream(http / "limit") << std::string(agent::proxy::acme::k_max_http_answer, 'y');
+
+    CHECK(read_http_answer(http, "tok1") == std::optional<std::string>("tok1.thumbprint"));
+    CHECK(read_http_answer(http, "limit")->size() == agent::proxy::acme::k_max_http_answer);
+    CHECK_FALSE(read_http_answer(http, "missing").has_value());
+    CHECK_FALSE(read_http_answer(http, "link").has_value()); // a link is not followed
+    CHECK_FALSE(read_http_answer(http, "dir").has_value());
+    CHECK_FALSE(read_http_answer(http, "big").has_value());
+    CHECK_FALSE(read_http_answer(http, "../secret").has_value());
+    CHECK_FALSE(read_http_answer(http, "").has_value());
+    CHECK_FALSE(read_http_answer(dir.path() / "nowhere", "tok1").has_value());
 }
 
 TEST_CASE("TlsCertificates: certificate loading errors name the file and the reason") {
