@@ -228,25 +228,28 @@ void Manager::stop() {
 }
 
 void Manager::set_hosts(const std::vector<std::string>& hosts) {
-    bool added = false;
+    bool newly_wanted = false; // the issuing thread may be asleep for up to a minute
     {
         std::lock_guard lock(m_mutex);
         std::set<std::string> wanted;
         for (const auto& host : hosts)
             if (eligible(host))
                 wanted.insert(host);
-        for (auto& [name, entry] : m_entries)
-            entry.wanted = wanted.count(name) > 0;
+        for (auto& [name, entry] : m_entries) {
+            const bool now = wanted.count(name) > 0;
+            newly_wanted = newly_wanted || (now && !entry.wanted);
+            entry.wanted = now;
+        }
         for (const auto& name : wanted) {
             auto [it, inserted] = m_entries.try_emplace(name);
+            if (!inserted)
+                continue;
+            read_certificate_locked(name, it->second);
             it->second.wanted = true;
-            if (inserted) {
-                read_certificate_locked(name, it->second);
-                added = true;
-            }
+            newly_wanted = true;
         }
     }
-    if (added)
+    if (newly_wanted)
         m_wake.notify_all();
 }
 
@@ -417,7 +420,7 @@ common::Status Manager::issue(const std::string& name) {
         } else { // dns-01
             const std::string record = "_acme-challenge." + host;
             const std::string value = dns01_value(key_auth);
-            auto run_hook = [this, &record, &value](const std::string& action) -> common::Status {
+            auto run_hook = [this, record, value](const std::string& action) -> common::Status {
                 runtime::StreamingCommand command;
                 auto words = common::split_words(m_settings.dns_hook);
                 if (!words || words->empty())
@@ -455,6 +458,8 @@ common::Status Manager::issue(const std::string& name) {
                     common::log_warn("acme: " + removed.error().message);
             };
         }
+        common::log_info(fmt::format("acme: {}: {} challenge ready, the CA validates it now", host,
+                                     challenge.type));
         auto responded = client.respond(challenge);
         auto result = responded ? client.wait_authorization(url, k_validation_timeout)
                                 : common::Result<Authorization>(responded.error());
@@ -754,8 +759,10 @@ void Manager::on_demand(const std::string& name) {
     {
         std::lock_guard lock(m_mutex);
         if (auto it = m_entries.find(name);
-            it != m_entries.end() && (it->second.wanted || it->second.on_demand))
-            return; // known: issued, or its attempts and backoff run already
+            it != m_entries.end() &&
+            (it->second.wanted || it->second.on_demand || it->second.settling > 0 ||
+             it->second.running || it->second.not_after > unix_now()))
+            return; // known: issued, being issued, or its attempts and backoff run already
         if (auto it = m_refused.find(name); it != m_refused.end() && now < it->second)
             return;
         std::erase_if(m_on_demand_issued,

@@ -79,6 +79,10 @@ std::string stamps(const fs::path& acme_dir) {
     for (const auto sub : {k_certs_dir, k_tls_alpn_dir}) {
         const fs::path dir = acme_dir / sub;
         for (const auto& file : certificate_files(dir)) {
+            // The agent writes a key before its certificate: a new key alone is a
+            // renewal half done, which must not be loaded (it would not match).
+            if (!file.ends_with(".crt"))
+                continue;
             struct stat info {};
             if (::stat((dir / file).c_str(), &info) != 0)
                 continue; // gone meanwhile: the next look sees the change

@@ -46,8 +46,10 @@ struct Pair {
 std::vector<Pair> pairs(const std::filesystem::path& dir, std::vector<std::string>* problems);
 
 // What identifies a version of the certificate files under `acme_dir`: each
-// .crt and .key of certs/ and tls-alpn-01/ with its inode, mtime and size. A
-// file added, removed, renamed over or rewritten changes it.
+// .crt of certs/ and tls-alpn-01/ with its inode, mtime and size. A certificate
+// added, removed, renamed over or rewritten changes it; its key alone does not:
+// the agent writes the key first, and the pair is read once the certificate
+// that matches it is there.
 std::string stamps(const std::filesystem::path& acme_dir);
 
 // The TOKEN of a request target "/.well-known/acme-challenge/TOKEN" when TOKEN

@@ -14,7 +14,7 @@ namespace cli::commands {
 namespace {
 
 common::Status certs(Context& ctx) {
-    auto target = resolve_target(ctx, ".", ConfigNeed::optional);
+    auto target = resolve_target(ctx, ".", ConfigNeed::hosts_only);
     if (!target)
         return target.error();
     return for_each_host(ctx, *target, OnError::keep_going,

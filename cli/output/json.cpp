@@ -390,6 +390,10 @@ json status_object(const json& status, const std::string& host) {
             {"releases", releases},
             {"drain", status.contains("drain") && status["drain"].is_object() ? status["drain"]
                                                                               : json(nullptr)},
+            // [acme] on the agent: each domain's certificate (absent otherwise).
+            {"certificates", status.contains("certificates") && status["certificates"].is_array()
+                                 ? status["certificates"]
+                                 : json(nullptr)},
             {"host", host}};
 }
 

@@ -23,6 +23,12 @@ HTTPS_PORT=$(free_port)
 ASK_PORT=$(free_port)
 PEBBLE_PID=""
 CHALL_PID=""
+# await SECONDS DESCRIPTION CMD...: a check that passes once CMD succeeds within SECONDS.
+await() {
+    local seconds=$1 what=$2
+    shift 2
+    if wait_until "$seconds" "$@"; then pass "$what"; else fail "$what (within $seconds s)"; fi
+}
 ASK_PID=""
 
 # start_pebble HTTP_PORT [VALIDITY_SECONDS]: Pebble validating HTTP-01 on HTTP_PORT and
@@ -38,14 +44,17 @@ EOF
     PEBBLE_VA_NOSLEEP=1 pebble -config "$TEST_TMP/pebble.json" -dnsserver "127.0.0.1:$DNS_PORT" \
         >>"$TEST_TMP/pebble.log" 2>&1 &
     PEBBLE_PID=$!
-    wait_until 10 "Pebble answers its directory" \
-        curl -fsS --cacert "$PKI/ca.pem" -o /dev/null "https://127.0.0.1:$PEBBLE_PORT/dir"
+    await 10 "Pebble answers its directory" \
+        curl -fs --cacert "$PKI/ca.pem" -o /dev/null "https://127.0.0.1:$PEBBLE_PORT/dir"
     # The root Pebble made for this run (it changes at each start).
     curl -fsS --cacert "$PKI/ca.pem" "https://127.0.0.1:$PEBBLE_MGMT/roots/0" >"$TEST_TMP/root.pem"
     assert_contains "$(cat "$TEST_TMP/root.pem")" "BEGIN CERTIFICATE" "Pebble's management API gives its root"
 }
 stop_pebble() {
-    [[ -n $PEBBLE_PID ]] && kill "$PEBBLE_PID" 2>/dev/null && wait "$PEBBLE_PID" 2>/dev/null
+    if [[ -n $PEBBLE_PID ]]; then
+        kill "$PEBBLE_PID" 2>/dev/null || true
+        wait "$PEBBLE_PID" 2>/dev/null || true # 143: it ended on the TERM
+    fi
     PEBBLE_PID=""
     return 0
 }
@@ -60,7 +69,7 @@ pebble-challtestsrv -management "127.0.0.1:$CHALL_MGMT" -dns01 "127.0.0.1:$DNS_P
     -http01 "" -https01 "" -tlsalpn01 "" -defaultIPv4 127.0.0.1 -defaultIPv6 "" \
     >"$TEST_TMP/challtestsrv.log" 2>&1 &
 CHALL_PID=$!
-wait_until 10 "pebble-challtestsrv listens" \
+await 10 "pebble-challtestsrv listens" \
     curl -fsS -o /dev/null -X POST -d '{"ip":"127.0.0.1"}' "http://127.0.0.1:$CHALL_MGMT/set-default-ipv4"
 
 # The DNS-01 hook: publishes and removes the TXT record through challtestsrv's API.
@@ -120,7 +129,7 @@ start_agent
 # certificate verified against Pebble's root; 000 when the handshake or verification fails.
 https_code() {
     curl -s -o /dev/null -w '%{http_code}' --max-time 30 --cacert "${2:-$TEST_TMP/root.pem}" \
-        --resolve "$1:$HTTPS_PORT:127.0.0.1" "https://$1/" || true
+        --resolve "$1:$HTTPS_PORT:127.0.0.1" "https://$1:$HTTPS_PORT/" || true
 }
 serial_of() {
     openssl s_client -connect "127.0.0.1:$HTTPS_PORT" -servername "$1" </dev/null 2>/dev/null |
@@ -155,11 +164,11 @@ assert_not_contains "$(cat "$TEST_TMP/agent.toml")" "on_demand = false" "(on-dem
 
 # --- 2. Pebble comes up: the next attempt (retry = 2s, doubling) issues it. ------------------
 start_pebble "$PROXY_PORT"
-wait_until 40 "the next attempt issues shop.acme.test once Pebble is up" \
+await 40 "the next attempt issues shop.acme.test once Pebble is up" \
     bash -c "[[ \$('$DEPLOYCTL_BIN' --host '$AGENT_URL' certs --json | jq -r '.certificates[] | select(.name == \"shop.acme.test\") | .state') == valid ]]"
-wait_until 5 "https://shop.acme.test answers with a certificate chaining to Pebble's root" \
-    bash -c "[[ \$(curl -s -o /dev/null -w '%{http_code}' --cacert '$TEST_TMP/root.pem' --resolve 'shop.acme.test:$HTTPS_PORT:127.0.0.1' https://shop.acme.test/) == 200 ]]"
-assert_eq "hello from 1" "$(curl -fsS --cacert "$TEST_TMP/root.pem" --resolve "shop.acme.test:$HTTPS_PORT:127.0.0.1" https://shop.acme.test/)" \
+await 5 "https://shop.acme.test answers with a certificate chaining to Pebble's root" \
+    bash -c "[[ \$(curl -s -o /dev/null -w '%{http_code}' --cacert '$TEST_TMP/root.pem' --resolve 'shop.acme.test:$HTTPS_PORT:127.0.0.1' https://shop.acme.test:$HTTPS_PORT/) == 200 ]]"
+assert_eq "hello from 1" "$(curl -fsS --cacert "$TEST_TMP/root.pem" --resolve "shop.acme.test:$HTTPS_PORT:127.0.0.1" https://shop.acme.test:$HTTPS_PORT/)" \
     "the app's page over HTTPS"
 assert_eq "000" "$(https_code shop.acme.test "$PKI/ca.pem")" "the same request trusting only another CA fails (the check can fail)"
 assert_match "$(cert_field shop.acme.test issuer)" "Pebble" "the issuer is Pebble's intermediate"
@@ -178,6 +187,8 @@ assert_eq "200" "$(https_code blog.acme.test)" "blog.acme.test answers over HTTP
 DEPLOY_TO_HTTPS_MS=$((($(date +%s%N) - started) / 1000000))
 pass "from deploy to a valid certificate served: ${DEPLOY_TO_HTTPS_MS} ms (deploy included)"
 assert_eq "" "$(ls "$DATA/acme/http-01")" "the HTTP-01 answers are removed once validated"
+assert_contains "$(cat "$TEST_TMP/pebble.log")" "validate w/ HTTP: http://blog.acme.test:$PROXY_PORT/.well-known/acme-challenge/" \
+    "Pebble fetched the HTTP-01 answer from deploy-proxy"
 
 # --- 4. A restart issues nothing again; TLS-ALPN-01 answered by deploy-proxy. ----------------
 shop_serial=$(serial_of shop.acme.test)
@@ -190,7 +201,9 @@ make_app_repo alpn domains='"alpn.acme.test"'
 assert_exit 0 dctl deploy
 assert_contains "$OUT" "https://alpn.acme.test: certificate issued by Pebble" "TLS-ALPN-01: alpn.acme.test issued during its deploy"
 assert_eq "200" "$(https_code alpn.acme.test)" "... and served over HTTPS"
-assert_contains "$(cat "$TEST_TMP/pebble.log")" "tls-alpn-01" "Pebble validated a tls-alpn-01 challenge"
+assert_contains "$(cat "$AGENT_LOG")" "acme: alpn.acme.test: tls-alpn-01 challenge ready" "the agent answered tls-alpn-01"
+assert_not_contains "$(cat "$TEST_TMP/pebble.log")" "validate w/ HTTP: http://alpn.acme.test" "... and Pebble did not use HTTP-01 for it"
+assert_contains "$(cat "$DATA/proxy/proxy.log")" "TLS-ALPN-01 challenge for alpn.acme.test" "deploy-proxy loaded the challenge certificate"
 assert_eq "" "$(ls "$DATA/acme/tls-alpn-01")" "the challenge certificate is removed once validated"
 
 # --- 5. A wildcard through DNS-01 and the hook. ------------------------------------------------
@@ -200,7 +213,7 @@ assert_contains "$OUT" "https://*.wild.acme.test: certificate issued by Pebble" 
 assert_eq "add _acme-challenge.wild.acme.test
 remove _acme-challenge.wild.acme.test" "$(cat "$TEST_TMP/hook.calls")" "the hook added the TXT record, then removed it"
 assert_eq "200" "$(https_code a.wild.acme.test)" "a.wild.acme.test answers over HTTPS with the wildcard"
-assert_eq "hello from 1" "$(curl -fsS --cacert "$TEST_TMP/root.pem" --resolve "b.wild.acme.test:$HTTPS_PORT:127.0.0.1" https://b.wild.acme.test/)" \
+assert_eq "hello from 1" "$(curl -fsS --cacert "$TEST_TMP/root.pem" --resolve "b.wild.acme.test:$HTTPS_PORT:127.0.0.1" https://b.wild.acme.test:$HTTPS_PORT/)" \
     "b.wild.acme.test is routed to the app by its wildcard domain"
 
 # --- 6. On-demand: allowed by the ask URL, refused when it answers 403. ------------------------
@@ -239,7 +252,7 @@ printf '127.0.0.1 renew.acme.test\n' >"$TEST_TMP/hosts"
 unshare -m bash -c "mount --bind '$TEST_TMP/hosts' /etc/hosts && exec wrk -t1 -c4 -d11s -s '$TEST_TMP/close.lua' https://renew.acme.test:$HTTPS_PORT/" \
     >"$TEST_TMP/wrk.out" 2>&1 &
 WRK_PID=$!
-wait_until 15 "the certificate is renewed at two thirds of its lifetime, under load" \
+await 15 "the certificate is renewed at two thirds of its lifetime, under load" \
     bash -c "[[ -n \$(openssl s_client -connect 127.0.0.1:$HTTPS_PORT -servername renew.acme.test </dev/null 2>/dev/null | openssl x509 -noout -serial) && \$(openssl s_client -connect 127.0.0.1:$HTTPS_PORT -servername renew.acme.test </dev/null 2>/dev/null | openssl x509 -noout -serial) != '$first_serial' ]]"
 expect_wrk_clean "$WRK_PID" "$TEST_TMP/wrk.out" "with a new TLS handshake each, through the renewal"
 assert_eq "200" "$(https_code renew.acme.test)" "the renewed certificate verifies against Pebble's root"
