@@ -7,7 +7,7 @@
 # nothing; a wildcard through DNS-01 and a hook talking to challtestsrv; renewal of a
 # short-lived certificate under wrk load (a new TLS handshake per request) with 0 failed
 # requests; on-demand issuance allowed by the ask URL and refused when it answers 403;
-# deployctl certs and the metrics.
+# deployctl certs, status and the metrics; a CA requiring external account binding.
 source "$(dirname "$0")/lib.sh"
 require_binaries
 require_tools pebble pebble pebble-challtestsrv
@@ -31,15 +31,18 @@ await() {
 }
 ASK_PID=""
 
-# start_pebble HTTP_PORT [VALIDITY_SECONDS]: Pebble validating HTTP-01 on HTTP_PORT and
-# TLS-ALPN-01 on HTTPS_PORT (deploy-proxy's), names resolved by challtestsrv.
+# start_pebble HTTP_PORT [VALIDITY_SECONDS] [EAB]: Pebble validating HTTP-01 on HTTP_PORT and
+# TLS-ALPN-01 on HTTPS_PORT (deploy-proxy's), names resolved by challtestsrv; with EAB set,
+# external account binding is required (key id "kid-1", MAC key $EAB_KEY).
+EAB_KEY=zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W
 start_pebble() {
-    local validity=${2:-}
+    local validity=${2:-} eab=""
+    [[ -n ${3:-} ]] && eab=", \"externalAccountBindingRequired\": true, \"externalAccountMACKeys\": {\"kid-1\": \"$EAB_KEY\"}"
     cat >"$TEST_TMP/pebble.json" <<EOF
 {"pebble": {"listenAddress": "127.0.0.1:$PEBBLE_PORT", "managementListenAddress": "127.0.0.1:$PEBBLE_MGMT",
   "certificate": "$PKI/pebble.crt", "privateKey": "$PKI/pebble.key",
   "httpPort": $1, "tlsPort": $HTTPS_PORT, "ocspResponderURL": "",
-  "externalAccountBindingRequired": false${validity:+, \"certificateValidityPeriod\": $validity}}}
+  "externalAccountBindingRequired": false${validity:+, \"certificateValidityPeriod\": $validity}$eab}}
 EOF
     PEBBLE_VA_NOSLEEP=1 pebble -config "$TEST_TMP/pebble.json" -dnsserver "127.0.0.1:$DNS_PORT" \
         >>"$TEST_TMP/pebble.log" 2>&1 &
@@ -160,7 +163,6 @@ assert_exit 0 dctl status
 assert_contains "$OUT" "warning: certificate for shop.acme.test failed: cannot reach the ACME server" \
     "deployctl status warns about the missing certificate"
 assert_contains "$OUT" "served over plain HTTP meanwhile" "... and says how the name is served"
-assert_not_contains "$(cat "$TEST_TMP/agent.toml")" "on_demand = false" "(on-demand is on throughout)"
 
 # --- 2. Pebble comes up: the next attempt (retry = 2s, doubling) issues it. ------------------
 start_pebble "$PROXY_PORT"
@@ -259,3 +261,24 @@ assert_eq "200" "$(https_code renew.acme.test)" "the renewed certificate verifie
 assert_jq "$("$DEPLOYCTL_BIN" --host "$AGENT_URL" certs --json)" \
     '.certificates[] | select(.name == "renew.acme.test") | .last_renewal != null and .renew_at != null' \
     "deployctl certs shows the last renewal and the next one"
+
+# --- 9. A CA that requires external account binding: refused without it, issued with it. -------
+kill_agent
+stop_pebble
+HTTPS_PORT=$(free_port)
+CONF=$TEST_TMP/agent-eab.toml
+write_agent_toml '"http-01"'
+AGENT_EXTRA_ARGS=(--config "$CONF")
+start_agent eab
+start_pebble "$PROXY_PORT" "" eab
+make_app_repo noeab domains='"noeab.acme.test"'
+assert_exit 0 dctl deploy
+assert_contains "$OUT" "warning: no certificate for noeab.acme.test" "without EAB the deploy warns..."
+assert_contains "$OUT" "requires external account binding: set [acme] eab_kid and eab_hmac_key" "... that the CA wants external account binding"
+kill_agent
+printf 'eab_kid = "kid-1"\neab_hmac_key = "%s"\n' "$EAB_KEY" >>"$CONF"
+restart_agent eab
+make_app_repo eab domains='"eab.acme.test"'
+assert_exit 0 dctl deploy
+assert_contains "$OUT" "https://eab.acme.test: certificate issued by Pebble" "with eab_kid and eab_hmac_key the account is bound and the name issued"
+assert_eq "200" "$(https_code eab.acme.test)" "... and served over HTTPS"
