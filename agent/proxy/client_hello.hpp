@@ -45,7 +45,8 @@ bool alpn_offers(std::string_view extension, std::string_view protocol);
 // Whether `name` is a host name a certificate may be asked for: labels of
 // lower-case letters, digits and '-', not starting or ending with '-', 1 to
 // 63 bytes each, at least two of them, the last not all digits (an IPv4
-// address is not a host name), 253 bytes at most in all.
+// address is not a host name) nor a special-use one the agent never asks a
+// certificate for (localhost, local, internal, invalid), 253 bytes at most in all.
 bool valid_sni_host(std::string_view name);
 
 } // namespace agent::proxy

@@ -137,7 +137,9 @@ TEST_CASE("client_hello: no SNI, or a name that is not a host, is no name") {
     CHECK(hello.acme_tls); // still said: the challenge needs a name, and fails without
     for (const char* name :
          {"localhost", "127.0.0.1", "a..example.test", "-a.example.test", "a-.example.test",
-          "a_b.example.test", "*.example.test", "example.test."}) {
+          "a_b.example.test", "*.example.test", "example.test.",
+          // special-use names: the agent never asks a certificate for them
+          "hello.localhost", "printer.local", "db.internal", "x.invalid"}) {
         CAPTURE(name);
         hello = parse_client_hello(openssl_hello(name));
         CHECK(hello.status == Status::no_name);
@@ -146,6 +148,7 @@ TEST_CASE("client_hello: no SNI, or a name that is not a host, is no name") {
     CHECK(parse_client_hello(openssl_hello("xn--bcher-kva.example")).name ==
           "xn--bcher-kva.example");
     CHECK(parse_client_hello(openssl_hello("10.0.0.example")).name == "10.0.0.example");
+    CHECK(parse_client_hello(openssl_hello("localhost.example")).name == "localhost.example");
 }
 
 TEST_CASE("client_hello: a record not all there yet is incomplete, never a wrong answer") {
