@@ -136,10 +136,21 @@ common::Result<Client::Response> Client::request(const std::string& url, const s
     } else if (url == m_new_nonce) {
         curl_easy_setopt(curl, CURLOPT_NOBODY, 1L); // HEAD newNonce
     }
+    if (m_options.cancel != nullptr) {
+        curl_easy_setopt(curl, CURLOPT_NOPROGRESS, 0L);
+        curl_easy_setopt(curl, CURLOPT_XFERINFODATA, m_options.cancel);
+        curl_easy_setopt(
+            curl, CURLOPT_XFERINFOFUNCTION,
+            +[](void* cancel, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
+                return static_cast<const std::atomic<bool>*>(cancel)->load() ? 1 : 0;
+            });
+    }
     char error_text[CURL_ERROR_SIZE] = {};
     curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, error_text);
     const CURLcode code = curl_easy_perform(curl);
     curl_slist_free_all(list);
+    if (code == CURLE_ABORTED_BY_CALLBACK)
+        return make_error(ErrorKind::failed, "stopped: the agent is shutting down");
     if (code != CURLE_OK)
         return make_error(ErrorKind::connection,
                           fmt::format("cannot reach the ACME server at {}: {}", url,
@@ -308,7 +319,8 @@ common::Result<Authorization> Client::wait_authorization(const std::string& url,
     const auto deadline = std::chrono::steady_clock::now() + timeout;
     for (;;) {
         auto authz = authorization(url);
-        if (!authz || authz->status != "pending" || std::chrono::steady_clock::now() >= deadline)
+        if (!authz || authz->status != "pending" || std::chrono::steady_clock::now() >= deadline ||
+            cancelled())
             return authz;
         std::this_thread::sleep_for(std::chrono::milliseconds(250));
     }
@@ -324,6 +336,8 @@ common::Result<std::string> Client::finalize(const Order& order, const std::stri
         return current.error();
     const auto deadline = std::chrono::steady_clock::now() + timeout;
     while (current->status == "processing" || current->status == "ready") {
+        if (cancelled())
+            return make_error(ErrorKind::failed, "stopped: the agent is shutting down");
         if (std::chrono::steady_clock::now() >= deadline)
             return make_error(ErrorKind::timeout, "the ACME server did not issue the "
                                                   "certificate in time (order still " +

@@ -8,6 +8,7 @@
 #include <agent/acme/crypto.hpp>
 #include <common/result.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <string>
 #include <vector>
@@ -21,6 +22,8 @@ struct ClientOptions {
     std::string eab_kid;      // external account binding, both or neither
     std::string eab_hmac_key; // base64url
     std::chrono::seconds timeout{30}; // each HTTP request
+    // Set by the agent's stop: a request under way and the polls end at once.
+    const std::atomic<bool>* cancel = nullptr;
 };
 
 struct Challenge {
@@ -71,6 +74,7 @@ class Client {
                                          std::chrono::seconds timeout);
 
   private:
+    bool cancelled() const { return m_options.cancel != nullptr && m_options.cancel->load(); }
     struct Response {
         long status = 0;
         std::string body;

@@ -216,6 +216,7 @@ void Manager::stop() {
         std::lock_guard lock(m_mutex);
         m_stopping = true;
     }
+    m_cancel = true;
     m_wake.notify_all();
     if (m_thread.joinable())
         m_thread.join();
@@ -351,9 +352,10 @@ common::Status Manager::issue(const std::string& name) {
     auto account = EcKey::load_or_create(dir() / "account.key");
     if (!account)
         return account.error();
-    Client client({m_settings.directory, m_settings.ca_file, m_settings.email, m_settings.eab_kid,
-                   m_settings.eab_hmac_key},
-                  *account);
+    ClientOptions options{m_settings.directory, m_settings.ca_file, m_settings.email,
+                          m_settings.eab_kid, m_settings.eab_hmac_key};
+    options.cancel = &m_cancel;
+    Client client(options, *account);
     TRY(client.open());
     auto order = client.new_order({name});
     if (!order)

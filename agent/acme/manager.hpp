@@ -15,6 +15,7 @@
 #include <agent/paths.hpp>
 #include <common/result.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -125,6 +126,7 @@ class Manager {
     std::vector<std::chrono::steady_clock::time_point> m_on_demand_issued;
     std::set<std::string> m_on_demand_queue;
     bool m_stopping = false;
+    std::atomic<bool> m_cancel{false}; // m_stopping for the ACME client's requests
     int m_socket = -1;
     std::thread m_thread;
     std::thread m_socket_thread;

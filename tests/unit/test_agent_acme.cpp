@@ -12,8 +12,14 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include <arpa/inet.h>
+#include <atomic>
 #include <fstream>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <thread>
+#include <unistd.h>
 
 #include "temp_dir.hpp"
 
@@ -228,4 +234,37 @@ TEST_CASE("acme: on_demand without ask is refused when the manager opens") {
     auto opened = manager.open();
     REQUIRE_FALSE(opened.ok());
     CHECK(opened.error().message.find("needs ask") != std::string::npos);
+}
+
+TEST_CASE("acme: a request to a CA that never answers ends at once when the agent stops") {
+    // A listening socket that never accepts: the TLS handshake would wait for the timeout.
+    const int listener = ::socket(AF_INET, SOCK_STREAM, 0);
+    REQUIRE(listener >= 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::bind(listener, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0);
+    REQUIRE(::listen(listener, 4) == 0);
+    socklen_t length = sizeof address;
+    ::getsockname(listener, reinterpret_cast<sockaddr*>(&address), &length);
+    auto key = EcKey::generate();
+    REQUIRE(key.ok());
+    std::atomic<bool> cancel{false};
+    ClientOptions options;
+    options.directory = "https://127.0.0.1:" + std::to_string(ntohs(address.sin_port)) + "/dir";
+    options.timeout = std::chrono::seconds(20);
+    options.cancel = &cancel;
+    Client client(options, *key);
+    std::thread stopper([&cancel] {
+        std::this_thread::sleep_for(std::chrono::milliseconds(300));
+        cancel = true;
+    });
+    const auto started = std::chrono::steady_clock::now();
+    auto opened = client.open();
+    const auto took = std::chrono::steady_clock::now() - started;
+    stopper.join();
+    ::close(listener);
+    REQUIRE_FALSE(opened.ok());
+    CHECK(opened.error().message.find("shutting down") != std::string::npos);
+    CHECK(took < std::chrono::seconds(5)); // not the 20 s timeout
 }
