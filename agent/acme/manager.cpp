@@ -1,6 +1,7 @@
 #include <agent/acme/client.hpp>
 #include <agent/acme/crypto.hpp>
 #include <agent/acme/manager.hpp>
+#include <agent/proxy/client_hello.hpp>
 #include <agent/runtime/command.hpp>
 #include <agent/runtime/socket_io.hpp>
 #include <common/address.hpp>
@@ -57,13 +58,6 @@ std::string when(std::int64_t unix) {
     return text.substr(0, 19) + "Z"; // whole seconds
 }
 
-bool is_ip_literal(const std::string& host) {
-    in6_addr v6{};
-    in_addr v4{};
-    return ::inet_pton(AF_INET, host.c_str(), &v4) == 1 ||
-           ::inet_pton(AF_INET6, host.c_str(), &v6) == 1;
-}
-
 // Removes a file and says nothing when it is already gone.
 void remove_quietly(const fs::path& path) {
     std::error_code ec;
@@ -73,20 +67,13 @@ void remove_quietly(const fs::path& path) {
 } // namespace
 
 bool Manager::eligible(const std::string& host) {
+    // The rule deploy-proxy applies to the names it reports for on-demand TLS, one
+    // label of "*." allowed in front: lower-case host names of two labels or more, no IP
+    // address, no special-use name (localhost, local, internal, invalid).
     std::string_view name = host;
     if (name.rfind("*.", 0) == 0)
         name.remove_prefix(2);
-    if (name.empty() || name.size() > 253 || name.find('.') == std::string_view::npos ||
-        name.front() == '.' || name.back() == '.' || is_ip_literal(std::string(name)))
-        return false;
-    if (name == "localhost" || name.ends_with(".localhost") || name.ends_with(".local") ||
-        name.ends_with(".internal") || name.ends_with(".invalid"))
-        return false;
-    for (char c : name)
-        if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.') ||
-            std::isupper(static_cast<unsigned char>(c)))
-            return false;
-    return name.find("..") == std::string_view::npos;
+    return proxy::valid_sni_host(name);
 }
 
 std::string Manager::file_stem(const std::string& name) {
@@ -127,6 +114,7 @@ common::Status Manager::open() {
     auto key = EcKey::load_or_create(dir() / "account.key");
     if (!key)
         return key.error();
+    m_account.emplace(std::move(*key));
     load_state();
     if (m_settings.on_demand)
         TRY(open_socket());
@@ -334,9 +322,7 @@ void Manager::attempt(const std::string& name) {
         // the next handshake gets it.
         if (m_reload_proxy)
             m_reload_proxy();
-        auto chain = common::read_file(dir() / "certs" / (file_stem(name) + ".crt"));
-        if (auto served = chain ? wait_served(name, *chain, false) : common::Status(chain.error());
-            !served)
+        if (auto served = wait_served(name, *issued, false); !served)
             common::log_warn("acme: " + served.error().message);
     }
     {
@@ -348,14 +334,12 @@ void Manager::attempt(const std::string& name) {
     m_wake.notify_all();
 }
 
-common::Status Manager::issue(const std::string& name) {
-    auto account = EcKey::load_or_create(dir() / "account.key");
-    if (!account)
-        return account.error();
+common::Result<std::string> Manager::issue(const std::string& name) {
+    const EcKey& account = *m_account;
     ClientOptions options{m_settings.directory, m_settings.ca_file, m_settings.email,
                           m_settings.eab_kid, m_settings.eab_hmac_key};
     options.cancel = &m_cancel;
-    Client client(options, *account);
+    Client client(options, account);
     TRY(client.open());
     auto order = client.new_order({name});
     if (!order)
@@ -389,7 +373,7 @@ common::Status Manager::issue(const std::string& name) {
                                   : "the ACME server offers none of the challenges [acme] "
                                     "challenges allows");
         const Challenge challenge = *chosen;
-        const std::string key_auth = key_authorization(challenge.token, *account);
+        const std::string key_auth = key_authorization(challenge.token, account);
         const std::string host = authz->identifier;
         std::function<void()> cleanup;
         if (challenge.type == "http-01") {
@@ -417,7 +401,7 @@ common::Status Manager::issue(const std::string& name) {
                 m_reload_proxy();
             if (auto served = wait_served(host, pair->cert, true); !served) {
                 cleanup();
-                return served;
+                return served.error();
             }
         } else { // dns-01
             const std::string record = "_acme-challenge." + host;
@@ -491,7 +475,7 @@ common::Status Manager::issue(const std::string& name) {
     const fs::path base = dir() / "certs" / file_stem(name);
     TRY(common::atomic_write_file(base.string() + ".key", key->pem(), 0600));
     TRY(common::atomic_write_file(base.string() + ".crt", *chain, 0644));
-    return {};
+    return chain;
 }
 
 common::Status Manager::wait_served(const std::string& name, const std::string& cert_pem,
@@ -589,13 +573,12 @@ std::vector<std::string> Manager::settle(const std::vector<std::string>& hosts,
         for (const auto& host : hosts) {
             if (!eligible(host))
                 continue;
-            Entry& entry = m_entries[host];
+            auto [it, inserted] = m_entries.try_emplace(host);
+            Entry& entry = it->second;
+            if (inserted) // a file from before this agent knew the name
+                read_certificate_locked(host, entry);
             if (entry.not_after > now && renew_at(entry) > now)
-                continue; // valid: nothing to say
-            if (entry.not_after == 0)
-                read_certificate_locked(host, entry); // a file from before this agent knew the name
-            if (entry.not_after > now && renew_at(entry) > now)
-                continue;
+                continue;           // valid: nothing to say
             entry.next_attempt = 0; // a deploy tries now, whatever the backoff
             ++entry.settling;
             if (entry.running)

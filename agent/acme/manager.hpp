@@ -11,6 +11,7 @@
 //   http-01/TOKEN           HTTP-01 key authorizations while a challenge is open
 //   tls-alpn-01/NAME.{key,crt}  TLS-ALPN-01 challenge certificates, likewise
 
+#include <agent/acme/crypto.hpp>
 #include <agent/acme/settings.hpp>
 #include <agent/paths.hpp>
 #include <common/result.hpp>
@@ -22,6 +23,7 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -66,8 +68,8 @@ class Manager {
     // Prometheus text: expiry and issuance counters per name (docs/metrics.md).
     std::string metrics() const;
 
-    // Whether a host can get a certificate: a DNS name with a dot, not an IP
-    // address nor *.localhost; "*.example.com" is a wildcard.
+    // Whether a host can get a certificate: what deploy-proxy's valid_sni_host
+    // accepts, "*." allowed in front (a wildcard).
     static bool eligible(const std::string& host);
     // The file stem of a name under certs/ ("_.example.com" for "*.example.com").
     static std::string file_stem(const std::string& name);
@@ -99,8 +101,8 @@ class Manager {
     // The name whose attempt is due, or "" and when to look again.
     std::string due_locked(std::int64_t now, std::int64_t& wake_at) const;
     void attempt(const std::string& name);
-    // The whole issuance of one name; the chain's PEM is written under certs/.
-    common::Status issue(const std::string& name);
+    // The whole issuance of one name: the chain's PEM, written under certs/ with its key.
+    common::Result<std::string> issue(const std::string& name);
     void read_certificate_locked(const std::string& name, Entry& entry) const;
     static std::int64_t renew_at(const Entry& entry);
     void save_locked() const;
@@ -119,6 +121,7 @@ class Manager {
     DataDir m_data_dir;
     std::string m_https_address;
     std::function<void()> m_reload_proxy;
+    std::optional<EcKey> m_account; // read or made by open()
     mutable std::mutex m_mutex;
     std::condition_variable m_wake;
     std::map<std::string, Entry> m_entries;

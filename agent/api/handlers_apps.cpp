@@ -4,7 +4,6 @@
 #include <agent/api/json.hpp>
 #include <common/config.hpp>
 #include <common/log.hpp>
-#include <common/timestamp.hpp>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -50,18 +49,13 @@ Response show_app(ApiContext& context, const Request& request) {
         const auto all = context.service.certificates();
         for (const auto& domain : status->domains)
             for (const auto& c : all)
-                if (c.name == domain)
-                    certificates.push_back(
-                        {{"name", c.name},
-                         {"state", c.state},
-                         {"not_after",
-                          c.not_after == 0
-                              ? nlohmann::json(nullptr)
-                              : nlohmann::json(
-                                    common::format_micros(c.not_after * 1'000'000).substr(0, 19) +
-                                    "Z")},
-                         {"last_error", c.last_error.empty() ? nlohmann::json(nullptr)
-                                                             : nlohmann::json(c.last_error)}});
+                if (c.name == domain) {
+                    auto full = certificate_to_json(c);
+                    certificates.push_back({{"name", full["name"]},
+                                            {"state", full["state"]},
+                                            {"not_after", full["not_after"]},
+                                            {"last_error", full["last_error"]}});
+                }
         body["certificates"] = std::move(certificates);
     }
     return json_response(200, body);

@@ -1,7 +1,7 @@
 #include <agent/api/errors.hpp>
 #include <agent/api/handler_util.hpp>
 #include <agent/api/handlers.hpp>
-#include <common/timestamp.hpp>
+#include <agent/api/json.hpp>
 #include <common/version.hpp>
 
 #include <nlohmann/json.hpp>
@@ -92,26 +92,9 @@ Response prune(ApiContext& context, const Request& request) {
 
 // GET /v1/certificates: deployctl certs ([acme], docs/tls.md).
 Response certificates(ApiContext& context) {
-    auto time = [](std::int64_t unix) {
-        return unix == 0
-                   ? nlohmann::json(nullptr)
-                   : nlohmann::json(common::format_micros(unix * 1'000'000).substr(0, 19) + "Z");
-    };
     nlohmann::json names = nlohmann::json::array();
     for (const auto& c : context.service.certificates())
-        names.push_back(
-            {{"name", c.name},
-             {"state", c.state},
-             {"on_demand", c.on_demand},
-             {"issuer", c.issuer.empty() ? nlohmann::json(nullptr) : nlohmann::json(c.issuer)},
-             {"not_before", time(c.not_before)},
-             {"not_after", time(c.not_after)},
-             {"renew_at", time(c.renew_at)},
-             {"last_renewal", time(c.last_renewal)},
-             {"next_attempt", time(c.next_attempt)},
-             {"last_error",
-              c.last_error.empty() ? nlohmann::json(nullptr) : nlohmann::json(c.last_error)},
-             {"failures", c.failures}});
+        names.push_back(certificate_to_json(c));
     return json_response(
         200, {{"acme", context.service.acme_enabled()}, {"certificates", std::move(names)}});
 }

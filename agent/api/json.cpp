@@ -1,4 +1,5 @@
 #include <agent/api/json.hpp>
+#include <common/timestamp.hpp>
 
 #include <nlohmann/json.hpp>
 
@@ -69,6 +70,24 @@ json status_to_json(const AppStatus& status) {
             {"domains", status.domains},
             {"releases", std::move(releases)},
             {"drain", drain_to_json(status.drain)}};
+}
+
+json certificate_to_json(const acme::CertificateStatus& c) {
+    auto time = [](std::int64_t unix) {
+        return unix == 0 ? json(nullptr)
+                         : json(common::format_micros(unix * 1'000'000).substr(0, 19) + "Z");
+    };
+    return {{"name", c.name},
+            {"state", c.state},
+            {"on_demand", c.on_demand},
+            {"issuer", string_or_null(c.issuer)},
+            {"not_before", time(c.not_before)},
+            {"not_after", time(c.not_after)},
+            {"renew_at", time(c.renew_at)},
+            {"last_renewal", time(c.last_renewal)},
+            {"next_attempt", time(c.next_attempt)},
+            {"last_error", string_or_null(c.last_error)},
+            {"failures", c.failures}};
 }
 
 json app_summary_to_json(const AppStatus& status) {
