@@ -162,7 +162,7 @@ common::Result<AgentConfig> parse_agent_config(std::string_view text, std::strin
                      {"data_dir", "listen", "socket", "engine", "engine_bin", "container_network",
                       "cgroup_root", "proxy_bin", "tls_cert", "tls_key", "failed_logins_per_minute",
                       "max_runs_per_app", "metrics_listen", "min_free", "git_fetch_timeout",
-                      "proxy", "acme"}));
+                      "proxy_threads", "proxy", "acme"}));
     for (auto [key, target] :
          {std::pair{"data_dir", &out.data_dir}, std::pair{"listen", &out.listen},
           std::pair{"socket", &out.socket}, std::pair{"engine", &out.engine},
@@ -192,6 +192,10 @@ common::Result<AgentConfig> parse_agent_config(std::string_view text, std::strin
     if (const auto* n = root.get("max_runs_per_app")) {
         TRY_ASSIGN(const auto limit, r.integer_at(*n, "max_runs_per_app", 0, 10000));
         out.max_runs_per_app = static_cast<int>(limit);
+    }
+    if (const auto* n = root.get("proxy_threads")) {
+        TRY_ASSIGN(const auto threads, r.integer_at(*n, "proxy_threads", 0, 1024));
+        out.proxy_threads = static_cast<int>(threads);
     }
     TRY(read_api_tls(r, root, base_dir, out));
     if (const auto* n = root.get("proxy")) {

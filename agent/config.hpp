@@ -28,6 +28,7 @@ struct AgentConfig {
     std::optional<std::string> metrics_listen;
     std::optional<int> failed_logins_per_minute;
     std::optional<int> max_runs_per_app;
+    std::optional<int> proxy_threads;             // 0: one per usable CPU
     std::optional<std::string> min_free;          // checked by parse_min_free
     std::optional<std::string> git_fetch_timeout; // a duration
     // The API's TLS certificate and key, both or neither (resolved like the

@@ -58,6 +58,8 @@ int apply_config_file(const CLI::App& serve, const std::string& flag_path,
     fill("--git-fetch-timeout", config->git_fetch_timeout, options.git_fetch_timeout);
     if (config->max_runs_per_app && serve.count("--max-runs-per-app") == 0)
         options.max_runs_per_app = *config->max_runs_per_app;
+    if (config->proxy_threads && serve.count("--proxy-threads") == 0)
+        options.proxy.threads = static_cast<unsigned>(*config->proxy_threads);
     if (config->tls && serve.count("--tls-cert") == 0)
         options.tls = config->tls; // the flags replace the pair as a whole
     if (config->proxy_https_listen)
@@ -222,6 +224,13 @@ int main(int argc, char** argv) {
                       "Serve GET /metrics (Prometheus text format, no token: keep it on "
                       "127.0.0.1 or a private address) on this HOST:PORT: deployments, "
                       "releases by state, build slots (docs/metrics.md); off by default");
+    serve
+        ->add_option("--proxy-threads", options.proxy.threads,
+                     "deploy-proxy's workers, each an event loop on a thread of its own; 0: one "
+                     "per CPU this agent may use (its affinity mask, lowered by its cgroup's CPU "
+                     "quota: cpu.max on cgroup v2, cpu.cfs_quota_us on v1)")
+        ->check(CLI::Range(0, 1024))
+        ->capture_default_str();
     serve->add_option("--proxy-bin", options.proxy_bin,
                       "Path of the deploy-proxy binary (default: beside deploy-agent)");
     serve

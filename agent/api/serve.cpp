@@ -6,6 +6,7 @@
 #include <agent/auth/bootstrap.hpp>
 #include <agent/auth/login_throttle.hpp>
 #include <agent/proxy/tls_certificates.hpp>
+#include <agent/runtime/cpus.hpp>
 #include <agent/runtime/process.hpp>
 #include <common/address.hpp>
 #include <common/duration.hpp>
@@ -229,8 +230,11 @@ int serve(const ServeOptions& options) {
     BlobStore& blobs = *blob_store;
     if (auto stale = blobs.remove_stale_uploads())
         common::log_info(fmt::format("removed {} interrupted upload(s)", stale));
+    ProxySettings proxy = options.proxy;
+    if (proxy.threads == 0) // one deploy-proxy worker per CPU this agent may use
+        proxy.threads = runtime::usable_cpus(options.cgroup_root);
     auto service = make_service(
-        ServiceOptions{data_dir, options.engine, options.proxy,
+        ServiceOptions{data_dir, options.engine, proxy,
                        options.proxy_bin.empty() ? default_proxy_bin() : options.proxy_bin,
                        options.engine_bin, options.container_network, options.max_runs_per_app,
                        options.cgroup_root, blob_store, disk});

@@ -12,6 +12,7 @@
 
 #include <array>
 #include <map>
+#include <vector>
 
 namespace agent {
 
@@ -47,6 +48,7 @@ std::string Engine::proxy_metrics() {
         }
     }
     std::int64_t connections = 0;
+    std::vector<std::uint64_t> workers; // requests of each worker of this run of the proxy
     if (auto text = common::read_file(dir / "stats.json")) {
         auto json = nlohmann::json::parse(*text, nullptr, false);
         if (json.is_object() && json.contains("instance") && json["instance"].is_string()) {
@@ -63,6 +65,10 @@ std::string Engine::proxy_metrics() {
             }
             figures.last = std::move(apps);
             connections = json.value("connections", std::int64_t{0});
+            if (const auto found = json.find("workers"); found != json.end() && found->is_array())
+                for (const auto& worker : *found)
+                    workers.push_back(
+                        worker.is_object() ? worker.value("requests", std::uint64_t{0}) : 0);
             nlohmann::json saved{{"instance", figures.instance},
                                  {"last", px::stats_json("", figures.last, 0)["apps"]},
                                  {"base", px::stats_json("", figures.base, 0)["apps"]}};
@@ -122,6 +128,16 @@ std::string Engine::proxy_metrics() {
     out += fmt::format("# HELP deploy_proxy_connections Client connections open now.\n"
                        "# TYPE deploy_proxy_connections gauge\ndeploy_proxy_connections {}\n",
                        connections);
+    out += fmt::format("# HELP deploy_proxy_workers deploy-proxy's workers (event loops, one "
+                       "thread each).\n# TYPE deploy_proxy_workers gauge\ndeploy_proxy_workers "
+                       "{}\n",
+                       workers.size());
+    out += "# HELP deploy_proxy_worker_requests_total Requests each deploy-proxy worker answered "
+           "since deploy-proxy started (from 0 again after a restart).\n"
+           "# TYPE deploy_proxy_worker_requests_total counter\n";
+    for (std::size_t i = 0; i < workers.size(); ++i)
+        out +=
+            fmt::format("deploy_proxy_worker_requests_total{{worker=\"{}\"}} {}\n", i, workers[i]);
     return out;
 }
 

@@ -330,7 +330,8 @@ void Engine::supervise_processes(const ReleaseRow& production) {
         runtime.serving(process_ref(row));
         const std::string note =
             was_recorded
-                ? key + " " + reason + "; restarted (pid " + std::to_string(process->pid) + ")"
+                ? key + " " + reason + "; restarted (pid " + std::to_string(process->pid) + ")" +
+                      (name == "web" ? ": not routed until it passes its health check" : "")
                 : "started " + key + " (pid " + std::to_string(process->pid) + ")";
         events.log("system", note);
         common::log_warn(app + " " + production.id + ": " + note);

@@ -6,6 +6,7 @@
 #include <common/hash.hpp>
 #include <common/log.hpp>
 
+#include <algorithm>
 #include <arpa/inet.h>
 #include <cerrno>
 #include <cstring>
@@ -138,7 +139,9 @@ std::vector<std::string> ProxySupervisor::settings_argv() const {
                                      "--applied",
                                      m_data_dir.proxy_applied().string(),
                                      "--probe-key",
-                                     m_data_dir.proxy_probe_key().string()};
+                                     m_data_dir.proxy_probe_key().string(),
+                                     "--threads",
+                                     std::to_string(std::max(m_settings.threads, 1u))};
     if (m_settings.access_log)
         argv.insert(argv.end(),
                     {"--access-log-dir", (m_data_dir.root() / "apps").string(),
@@ -277,9 +280,11 @@ common::Status ProxySupervisor::spawn_locked(BindFailure bind_failure) {
         return pid.error();
     m_pid = *pid;
     m_start = runtime::process_start_time(*pid).value_or(0);
+    const unsigned workers = std::max(m_settings.threads, 1u);
     common::log_info("started deploy-proxy on " + m_settings.listen +
                      (m_settings.https() ? " and " + m_settings.https_listen : "") + " (pid " +
-                     std::to_string(*pid) + ")");
+                     std::to_string(*pid) + ", " + std::to_string(workers) +
+                     (workers == 1 ? " worker)" : " workers)"));
     return common::atomic_write_file(m_data_dir.proxy_pid(), std::to_string(*pid) + "\n");
 }
 

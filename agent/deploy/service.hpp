@@ -243,6 +243,9 @@ struct ProxySettings {
     // to access.ndjson.1 past access_log_max_size bytes (0: never).
     bool access_log = true;
     std::uint64_t access_log_max_size = 64ull * 1024 * 1024;
+    // deploy-proxy's workers (--threads), each with its own event loop; 0: one
+    // per CPU the agent may use (runtime/cpus.hpp), resolved by serve.
+    unsigned threads = 0;
     // [acme]: certificates from an ACME server, served from DATA_DIR/acme.
     acme::Settings acme{};
     // Whether deploy-proxy serves HTTPS (certificates given, or ACME on).

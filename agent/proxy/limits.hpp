@@ -21,14 +21,21 @@ constexpr std::size_t k_body_chunk = 64 * 1024;
 constexpr std::size_t k_linger_bytes = 1024 * 1024;
 constexpr auto k_linger_timeout = std::chrono::seconds(2);
 constexpr std::size_t k_tunnel_chunk = 16 * 1024; // upgraded connections: per direction
-constexpr std::size_t k_max_idle_per_upstream = 64;
+// Idle keep-alive connections kept per upstream: as many as requests run at once to
+// it (a pool smaller than the concurrency closes and reopens connections under load).
+constexpr std::size_t k_max_idle_per_upstream = 1024;
+// A pooled connection idle for this long is checked for a close from the upstream before
+// it carries a request (session_forward.ipp); a younger one is not.
+constexpr auto k_peek_idle = std::chrono::milliseconds(250);
+// How often each worker closes the pooled connections idle past their age (upstream_pool.cpp).
+constexpr auto k_pool_sweep_interval = std::chrono::seconds(1);
 
 constexpr auto k_keep_alive_timeout = std::chrono::seconds(75); // client idle between requests
 constexpr auto k_client_timeout = std::chrono::seconds(60);     // client read/write in a request
-constexpr auto k_handshake_timeout = std::chrono::seconds(10); // TLS, from accept
+constexpr auto k_handshake_timeout = std::chrono::seconds(10);  // TLS, from accept
 constexpr auto k_connect_timeout = std::chrono::milliseconds(5000);
 constexpr auto k_upstream_timeout = std::chrono::milliseconds(60000); // 504 after this
-constexpr auto k_drain_timeout = std::chrono::seconds(10);    // graceful SIGTERM
+constexpr auto k_drain_timeout = std::chrono::seconds(10);            // graceful SIGTERM
 constexpr auto k_idle_grace = std::chrono::seconds(1); // SIGTERM: idle keep-alive still served
 constexpr auto k_poll_interval = std::chrono::milliseconds(250);
 

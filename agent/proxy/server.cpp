@@ -175,8 +175,8 @@ common::Status Server::start() {
             }
         }
         worker.log_access(!m_options.access_log_dir.empty());
-        if (auto ok = open_listener(worker, i, Worker::Listener::http, endpoint,
-                                    m_options.listen_fd);
+        if (auto ok =
+                open_listener(worker, i, Worker::Listener::http, endpoint, m_options.listen_fd);
             !ok) {
             return ok;
         }
@@ -204,11 +204,9 @@ common::Status Server::start() {
                                  endpoint.address().to_string(), endpoint.port(), m_options.threads,
                                  m_options.threads == 1 ? "" : "s"));
     if (tls) {
-        common::log_info(fmt::format("HTTPS on {}:{}{}", tls_endpoint.address().to_string(),
-                                     tls_endpoint.port(),
-                                     m_options.redirect_https
-                                         ? "; plain HTTP to these names is redirected to it"
-                                         : ""));
+        common::log_info(fmt::format(
+            "HTTPS on {}:{}{}", tls_endpoint.address().to_string(), tls_endpoint.port(),
+            m_options.redirect_https ? "; plain HTTP to these names is redirected to it" : ""));
         if (!m_options.acme_dir.empty()) {
             common::log_info(
                 fmt::format("ACME files from {}{}", m_options.acme_dir.string(),
@@ -374,15 +372,19 @@ void Server::write_stats() {
     std::map<std::string, AppStats> apps;
     std::int64_t connections = 0;
     std::map<std::string, AppStats> releases; // of apps with a canary
+    auto workers = nlohmann::json::array();
     for (auto& worker : m_workers) {
         worker->stats().add_to(apps, connections);
         worker->stats().add_releases_to(releases);
+        const auto own = worker->stats().worker();
+        workers.push_back({{"requests", own.requests}, {"connections", own.connections}});
     }
     const auto file = std::filesystem::path(m_options.routes).parent_path() / "stats.json";
     auto snapshot = stats_json(m_instance, apps, connections);
     if (!releases.empty()) {
         snapshot["releases"] = std::move(stats_json({}, releases, 0)["apps"]);
     }
+    snapshot["workers"] = std::move(workers);
     if (!write_snapshot(file, snapshot.dump())) {
         common::log_debug("cannot write " + file.string());
     }

@@ -67,8 +67,13 @@ void Session<ClientStream>::forward() {
     // A non-idempotent request (POST, PATCH) goes on a fresh connection: on a
     // pooled one the app may close while it is on its way, and it could then
     // be neither retried (it may have been read) nor answered but with a 502.
+    // One idle for a while is checked first (a recv that peeks); one back in the pool
+    // for less than k_peek_idle is used as it is: the check would cost a system call per
+    // request under load, and a request that finds it closed is retried all the same.
     if (detail::idempotent(m_request->get().method())) {
+        const auto now = std::chrono::steady_clock::now();
         while ((m_upstream = m_worker.pool().take(upstream().key)) &&
+               now - m_upstream->idle_since >= k_peek_idle &&
                detail::closed_by_peer(m_upstream->stream.socket())) {
         }
     }

@@ -66,6 +66,7 @@ void Stats::request_ended(const std::string& app, std::string_view method, int s
     std::lock_guard lock(m_mutex);
     auto& stats = m_apps[app];
     --stats.in_flight;
+    ++m_requests;
     count_request(stats, method, status, seconds);
     stats.bytes_in += bytes_in;
     stats.bytes_out += bytes_out;
@@ -122,6 +123,11 @@ void Stats::websocket(const std::string& app, int change) {
     m_apps[app].websockets += change;
 }
 
+Stats::Worker Stats::worker() const {
+    std::lock_guard lock(m_mutex);
+    return {m_requests, m_connections};
+}
+
 void Stats::connection(int change) {
     std::lock_guard lock(m_mutex);
     m_connections += change;
@@ -136,9 +142,8 @@ void Stats::add_to(std::map<std::string, AppStats>& into, std::int64_t& connecti
 
 nlohmann::json stats_json(const std::string& instance, const std::map<std::string, AppStats>& apps,
                           std::int64_t connections) {
-    nlohmann::json out{{"instance", instance},
-                       {"connections", connections},
-                       {"apps", nlohmann::json::object()}};
+    nlohmann::json out{
+        {"instance", instance}, {"connections", connections}, {"apps", nlohmann::json::object()}};
     for (const auto& [app, stats] : apps) {
         nlohmann::json requests = nlohmann::json::object();
         for (std::size_t m = 0; m < k_stat_methods.size(); ++m)
@@ -176,15 +181,14 @@ std::map<std::string, AppStats> apps_from_json(const nlohmann::json& apps) {
                 const int klass = key[space + 1] - '0';
                 if (klass < 1 || klass > 5)
                     continue;
-                stats.requests[method_index(key.substr(0, space))][static_cast<std::size_t>(
-                    klass - 1)] = value.get<std::uint64_t>();
+                stats.requests[method_index(key.substr(0, space))]
+                              [static_cast<std::size_t>(klass - 1)] = value.get<std::uint64_t>();
             }
-        if (auto buckets = item.find("buckets");
-            buckets != item.end() && buckets->is_array() && buckets->size() == k_stat_buckets.size())
+        if (auto buckets = item.find("buckets"); buckets != item.end() && buckets->is_array() &&
+                                                 buckets->size() == k_stat_buckets.size())
             for (std::size_t b = 0; b < k_stat_buckets.size(); ++b)
-                stats.buckets[b] = (*buckets)[b].is_number_unsigned()
-                                       ? (*buckets)[b].get<std::uint64_t>()
-                                       : 0;
+                stats.buckets[b] =
+                    (*buckets)[b].is_number_unsigned() ? (*buckets)[b].get<std::uint64_t>() : 0;
         stats.count = number(item, "count");
         if (auto seconds = item.find("seconds"); seconds != item.end() && seconds->is_number())
             stats.seconds = seconds->get<double>();

@@ -53,26 +53,32 @@ class Stats {
   public:
     void request_started(const std::string& app);
     // A request routed to `app` ended: its answer's status (0: none was sent).
-    void request_ended(const std::string& app, std::string_view method, int status,
-                       double seconds, std::uint64_t bytes_in, std::uint64_t bytes_out);
+    void request_ended(const std::string& app, std::string_view method, int status, double seconds,
+                       std::uint64_t bytes_in, std::uint64_t bytes_out);
     // The same request counted for its release too ("APP RELEASE"), when the
     // app has a canary (its two sides compared by deployctl canary).
-    void release_ended(const std::string& key, std::string_view method, int status,
-                       double seconds);
+    void release_ended(const std::string& key, std::string_view method, int status, double seconds);
     void connect_error(const std::string& app);
     void retry(const std::string& app);
     void websocket(const std::string& app, int change); // +1 opened, -1 closed
-    void connection(int change);                         // client connections
+    void connection(int change);                        // client connections
 
     // The figures so far, added to `into`.
     void add_to(std::map<std::string, AppStats>& into, std::int64_t& connections) const;
     void add_releases_to(std::map<std::string, AppStats>& into) const;
+    // This worker's own figures: requests answered, client connections open.
+    struct Worker {
+        std::uint64_t requests = 0;
+        std::int64_t connections = 0;
+    };
+    Worker worker() const;
 
   private:
     mutable std::mutex m_mutex;
     std::map<std::string, AppStats, std::less<>> m_apps;
     std::map<std::string, AppStats, std::less<>> m_releases; // "APP RELEASE"
     std::int64_t m_connections = 0;
+    std::uint64_t m_requests = 0;
 };
 
 // The JSON the agent reads: {"instance": "...", "connections": N, "apps": {APP: {...}}},

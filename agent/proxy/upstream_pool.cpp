@@ -4,9 +4,11 @@
 
 namespace agent::proxy {
 namespace {
-// Upstreams (Node, Python, Go servers) commonly close idle connections after
-// 5 s or more; older ones are likely dead and would cost a retry.
-constexpr auto k_max_idle_age = std::chrono::seconds(4);
+// Kept idle as long as nginx keeps its upstream connections by default (60 s): an
+// upstream that closes one sooner (Node after 5 s) is seen by the check made before a
+// connection idle for a while is used (session_forward.ipp), and a request that finds
+// one closed anyway is retried on a new connection.
+constexpr auto k_max_idle_age = std::chrono::seconds(60);
 } // namespace
 
 UpstreamPtr UpstreamPool::take(std::string_view upstream) {
@@ -15,22 +17,23 @@ UpstreamPtr UpstreamPool::take(std::string_view upstream) {
         return nullptr;
     }
     auto& idle = it->second;
-    const auto now = std::chrono::steady_clock::now();
-    while (!idle.empty()) {
-        UpstreamPtr connection = std::move(idle.back());
-        idle.pop_back();
-        if (now - connection->idle_since < k_max_idle_age) {
-            return connection;
-        }
+    if (idle.empty()) {
+        return nullptr;
     }
-    return nullptr;
+    UpstreamPtr connection = std::move(idle.back());
+    idle.pop_back();
+    // The newest is too old: so are the others.
+    if (std::chrono::steady_clock::now() - connection->idle_since >= k_max_idle_age) {
+        idle.clear();
+        return nullptr;
+    }
+    return connection;
 }
 
 void UpstreamPool::give_back(std::string_view upstream, UpstreamPtr connection) {
     auto it = m_idle.find(upstream);
     if (it == m_idle.end()) {
-        it = m_idle.emplace(std::string(upstream), std::vector<UpstreamPtr>{}).first;
-        it->second.reserve(m_max_idle);
+        it = m_idle.emplace(std::string(upstream), std::deque<UpstreamPtr>{}).first;
     }
     if (it->second.size() >= m_max_idle) {
         return; // dropping the connection closes it
@@ -38,6 +41,22 @@ void UpstreamPool::give_back(std::string_view upstream, UpstreamPtr connection) 
     connection->reused = true;
     connection->idle_since = std::chrono::steady_clock::now();
     it->second.push_back(std::move(connection));
+}
+
+void UpstreamPool::sweep(std::chrono::steady_clock::time_point now) {
+    for (auto& [upstream, idle] : m_idle) {
+        while (!idle.empty() && now - idle.front()->idle_since >= k_max_idle_age) {
+            idle.pop_front();
+        }
+    }
+}
+
+std::size_t UpstreamPool::idle() const {
+    std::size_t count = 0;
+    for (const auto& [upstream, idle] : m_idle) {
+        count += idle.size();
+    }
+    return count;
 }
 
 void UpstreamPool::retain_only(const RouteTable& table) {

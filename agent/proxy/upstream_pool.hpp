@@ -9,10 +9,10 @@
 #include <boost/beast/core/tcp_stream.hpp>
 
 #include <chrono>
+#include <deque>
 #include <memory>
 #include <string_view>
 #include <unordered_map>
-#include <vector>
 
 namespace agent::proxy {
 
@@ -42,6 +42,10 @@ class UpstreamPool {
     void give_back(std::string_view upstream, UpstreamPtr connection);
     // Drops idle connections to upstreams `table` no longer routes to.
     void retain_only(const RouteTable& table);
+    // Closes the connections idle for longer than an upstream commonly keeps them
+    // (k_max_idle_age, 60 s) at `now`.
+    void sweep(std::chrono::steady_clock::time_point now = std::chrono::steady_clock::now());
+    std::size_t idle() const;
     void clear() { m_idle.clear(); }
 
   private:
@@ -52,7 +56,9 @@ class UpstreamPool {
         }
     };
     std::size_t m_max_idle;
-    std::unordered_map<std::string, std::vector<UpstreamPtr>, Hash, std::equal_to<>> m_idle;
+    // Per upstream, oldest first: taken from the back (the most recently used, warm, and
+    // least likely closed by the upstream), aged out from the front.
+    std::unordered_map<std::string, std::deque<UpstreamPtr>, Hash, std::equal_to<>> m_idle;
 };
 
 } // namespace agent::proxy

@@ -16,7 +16,8 @@ using tcp = asio::ip::tcp;
 
 Worker::Worker(asio::io_context& context)
     : m_context(context), m_http(context.get_executor()), m_https(context.get_executor()),
-      m_grace_timer(context), m_table(std::make_shared<const RouteTable>()), m_pool(k_max_idle_per_upstream) {}
+      m_grace_timer(context), m_sweep_timer(context), m_table(std::make_shared<const RouteTable>()),
+      m_pool(k_max_idle_per_upstream) {}
 
 common::Status Worker::listen(Listener which, const tcp::endpoint& endpoint, ReusePort reuse) {
     auto& listener = acceptor(which);
@@ -75,6 +76,18 @@ void Worker::start() {
     if (m_https.is_open()) {
         accept(Listener::https);
     }
+    sweep_pool();
+}
+
+void Worker::sweep_pool() {
+    m_sweep_timer.expires_after(k_pool_sweep_interval);
+    m_sweep_timer.async_wait([this](boost::system::error_code ec) {
+        if (ec || m_stopping) {
+            return;
+        }
+        m_pool.sweep();
+        sweep_pool();
+    });
 }
 
 void Worker::set_table(std::shared_ptr<const RouteTable> table) {
@@ -137,6 +150,7 @@ void Worker::stop(std::function<void()> on_drained) {
     m_http.close(ignored);
     m_https.close(ignored);
     m_pool.clear();
+    m_sweep_timer.cancel();
     // A connection waiting for its next request may have one on the way:
     // closing it now would reset that request. For a moment its next request
     // is still served, with Connection: close; then idle ones are closed.

@@ -131,8 +131,10 @@ class Worker {
 
     boost::asio::io_context& m_context;
     Acceptor m_http;
-    Acceptor m_https; // open only when TLS is on
+    Acceptor m_https;                        // open only when TLS is on
     boost::asio::steady_timer m_grace_timer; // stop(): idle connections closed after it
+    boost::asio::steady_timer m_sweep_timer; // the pool's aged connections closed at each tick
+    void sweep_pool();
     std::shared_ptr<const RouteTable> m_table;
     std::shared_ptr<TlsSetup> m_tls;
     unsigned m_https_port = 0;

@@ -54,6 +54,7 @@ timed_fetch() {
 assert_exit 0 dctl deploy
 expect_serving $APP "hello from 1" "v1 serves"
 P1=$(web_pid v1)
+assert_true "v1: its worker wrote its pid" wait_until 10 test -s "$MARKS/worker.pid"
 W1=$(worker_pid)
 assert_true "v1: its web runs (pid $P1)" alive "$P1"
 
@@ -129,6 +130,8 @@ expect_serving $APP "hello from 2" "a deploy of a sleeping app serves the new re
 assert_true "running after the deploy" is_state running
 
 # --------------------------------------------------- idle_stop_workers = true
+new_worker() { local w; w=$(worker_pid); [[ -n $w && $w != "$W1" ]] && alive "$w"; }
+assert_true "v2's worker wrote its pid" wait_until 10 new_worker
 W2=$(worker_pid)
 P6=$(web_pid v2)
 assert_true "v2's worker runs (pid $W2)" alive "$W2"

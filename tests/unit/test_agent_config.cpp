@@ -41,6 +41,7 @@ cgroup_root = "/srv/cgroup"
 proxy_bin = "/usr/libexec/deploy-proxy"
 failed_logins_per_minute = 50
 max_runs_per_app = 2
+proxy_threads = 4
 metrics_listen = "127.0.0.1:9470"
 
 [proxy]
@@ -71,6 +72,7 @@ TEST_CASE("agent.toml: a full file sets every key") {
     CHECK(config->proxy_bin == "/usr/libexec/deploy-proxy");
     CHECK(config->failed_logins_per_minute == 50);
     CHECK(config->max_runs_per_app == 2);
+    CHECK(config->proxy_threads == 4);
     CHECK(config->metrics_listen == "127.0.0.1:9470");
     CHECK(config->proxy_listen == "0.0.0.0:80");
     CHECK(config->proxy_https_listen == "0.0.0.0:443");
@@ -90,6 +92,14 @@ TEST_CASE("agent.toml: failed_logins_per_minute is an integer from 0") {
                    "failed_logins_per_minute must be an integer from 0 to 1000000"));
     CHECK(contains(parse_error("failed_logins_per_minute = \"20\""),
                    "failed_logins_per_minute must be an integer"));
+}
+
+TEST_CASE("agent.toml: proxy_threads is an integer from 0 (one per usable CPU) to 1024") {
+    CHECK_FALSE(parse("")->proxy_threads.has_value());
+    CHECK(parse("proxy_threads = 0")->proxy_threads == 0);
+    CHECK(contains(parse_error("proxy_threads = 1025"),
+                   "proxy_threads must be an integer from 0 to 1024"));
+    CHECK(contains(parse_error("proxy_threads = \"auto\""), "proxy_threads must be an integer"));
 }
 
 TEST_CASE("agent.toml: certificate paths are resolved against the file's directory") {

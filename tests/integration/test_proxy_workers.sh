@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# deploy-proxy's workers (docs/agent-config.md, proxy_threads): by default one per CPU
+# the agent may use, its affinity mask (taskset) lowered by its cgroup's CPU quota (a v1
+# cgroup made here with a quota of one CPU); --proxy-threads sets the count. Each new
+# count replaces the running proxy on the same socket while wrk runs, no request failing,
+# and GET /metrics reports the workers and the requests each one answered.
+source "$(dirname "$0")/lib.sh"
+require_binaries
+require_tools "wrk util-linux" wrk taskset
+
+METRICS_PORT=$(free_port)
+AGENT_EXTRA_ARGS=(--metrics-listen "127.0.0.1:$METRICS_PORT")
+CGROUP=""
+release_cgroup() { # the processes left in the test's cgroup back to the root one, then it goes
+    [[ -n $CGROUP && -d $CGROUP ]] || return 0
+    local pid
+    for pid in $(cat "$CGROUP/cgroup.procs" 2>/dev/null); do
+        echo "$pid" >"$(dirname "$CGROUP")/cgroup.procs" 2>/dev/null || true
+    done
+    rmdir "$CGROUP" 2>/dev/null || true
+}
+trap 'rc=$?; release_cgroup; (exit $rc); stop_all' EXIT
+
+workers_of_proxy() { tr '\0' ' ' <"/proc/$(proxy_pid)/cmdline" | sed -n 's/.*--threads \([0-9]*\).*/\1/p'; }
+metric() { curl -fsS "http://127.0.0.1:$METRICS_PORT/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
+
+# restart_under_load LABEL: wrk for 5 s while the agent is killed -9 and started again
+# with the settings in force (AGENT_WRAPPER, AGENT_EXTRA_ARGS).
+restart_under_load() {
+    local label=$1 out=$TEST_TMP/wrk.$RANDOM.out
+    wrk -t1 -c16 -d5s --timeout 5s -H "Host: $APP.localhost" "http://127.0.0.1:$PROXY_PORT/" >"$out" 2>&1 &
+    local wrk_pid=$!
+    sleep 1
+    kill_agent -9
+    restart_agent
+    expect_wrk_clean "$wrk_pid" "$out" "while the agent restarted ($label)"
+}
+
+# --- the affinity mask: one CPU -------------------------------------------------------------
+AGENT_WRAPPER=(taskset -c 0)
+start_agent
+assert_eq 1 "$(workers_of_proxy)" "under taskset -c 0: deploy-proxy runs one worker"
+assert_contains "$(cat "$AGENT_LOG")" ", 1 worker)" "the agent's log says so"
+make_app_repo hello
+APP=hello
+assert_exit 0 dctl deploy
+expect_serving $APP "hello from 1" "v1 serves"
+
+# --- every CPU by default -------------------------------------------------------------------
+AGENT_WRAPPER=()
+CPUS=$(nproc)
+restart_under_load "one worker to $CPUS"
+assert_eq "$CPUS" "$(workers_of_proxy)" "without a mask: one worker per CPU ($CPUS)"
+assert_contains "$(cat "$AGENT_LOG")" "with other settings; replacing it" \
+    "the proxy of one worker was replaced on the same socket"
+
+# --- --proxy-threads 2: both workers serve ---------------------------------------------------
+AGENT_EXTRA_ARGS+=(--proxy-threads 2)
+restart_under_load "--proxy-threads 2"
+assert_eq 2 "$(workers_of_proxy)" "--proxy-threads 2: two workers"
+wrk -t2 -c32 -d2s -H "Host: $APP.localhost" "http://127.0.0.1:$PROXY_PORT/" >/dev/null 2>&1
+both_counted() { [[ $(metric 'deploy_proxy_worker_requests_total{worker="0"}') -gt 0 &&
+    $(metric 'deploy_proxy_worker_requests_total{worker="1"}') -gt 0 ]]; }
+assert_true "each worker answered requests (deploy_proxy_worker_requests_total)" wait_until 5 both_counted
+assert_eq 2 "$(metric deploy_proxy_workers)" "deploy_proxy_workers is 2"
+log "requests per worker: $(metric 'deploy_proxy_worker_requests_total{worker="0"}') and $(metric 'deploy_proxy_worker_requests_total{worker="1"}')"
+AGENT_EXTRA_ARGS=(--metrics-listen "127.0.0.1:$METRICS_PORT")
+
+# --- a cgroup with a quota of one CPU (v1 cpu.cfs_quota_us; v2's cpu.max: unit tests) ---------
+V1=/sys/fs/cgroup/cpu
+if [[ -w $V1/cgroup.procs && -f $V1/cpu.cfs_quota_us ]] && (($(nproc) > 1)); then
+    CGROUP=$V1/deployctl-it-$$
+    mkdir "$CGROUP"
+    echo 100000 >"$CGROUP/cpu.cfs_period_us"
+    echo 100000 >"$CGROUP/cpu.cfs_quota_us"
+    AGENT_WRAPPER=(sh -c 'echo $$ >"$0/cgroup.procs" && exec "$@"' "$CGROUP")
+    restart_under_load "in a cgroup of one CPU"
+    assert_eq 1 "$(workers_of_proxy)" "in a cgroup whose quota is one CPU: one worker"
+    assert_contains "$(cat "$CGROUP/cgroup.procs")" "$AGENT_PID" "the agent ran in that cgroup"
+    AGENT_WRAPPER=()
+    restart_under_load "out of the cgroup again"
+    assert_eq "$CPUS" "$(workers_of_proxy)" "out of it: $CPUS workers again"
+else
+    log "no writable cgroup v1 cpu hierarchy with two CPUs or more: the cgroup quota case is left to the unit tests"
+fi
+expect_serving $APP "hello from 1" "still served after every replacement"
+pass "deploy-proxy: a worker per usable CPU, --proxy-threads, replaced under load, each worker counted"
