@@ -23,6 +23,11 @@ class DataDir {
     std::filesystem::path release_dir(const std::string& app, const std::string& id) const {
         return app_dir(app) / "releases" / id;
     }
+    // The app's build cache (docs/build-cache.md): what builds keep between them, and
+    // the outputs of successful builds, reused by a build of the same inputs.
+    std::filesystem::path build_cache(const std::string& app) const {
+        return app_dir(app) / "build-cache";
+    }
     // NDJSON events of one deployment (state, build log, health).
     std::filesystem::path event_log(const std::string& app, const std::string& id) const {
         return app_dir(app) / "logs" / (id + ".ndjson");

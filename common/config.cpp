@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <numeric>
+#include <set>
 #include <sstream>
 
 namespace common {
@@ -41,8 +42,9 @@ Status read_health(const Reader& r, const toml::table& t, HealthConfig& out) {
 }
 
 Status read_build(const Reader& r, const toml::table& t, BuildConfig& out) {
-    TRY(r.check_keys(t, "[build]",
-                     {"command", "dockerfile", "timeout", "memory", "args", "secrets"}));
+    TRY(r.check_keys(
+        t, "[build]",
+        {"command", "dockerfile", "timeout", "memory", "args", "secrets", "cache", "cache_max"}));
     if (const auto* n = t.get("command")) {
         TRY_ASSIGN(out.command, r.string_at(*n, "build.command"));
     }
@@ -57,6 +59,28 @@ Status read_build(const Reader& r, const toml::table& t, BuildConfig& out) {
     }
     if (const auto* n = t.get("secrets")) {
         TRY_ASSIGN(out.secrets, r.strings_at(*n, "build.secrets"));
+    }
+    if (const auto* n = t.get("cache")) {
+        TRY_ASSIGN(out.cache, r.strings_at(*n, "build.cache"));
+        std::set<std::string> seen;
+        for (auto& path : out.cache) {
+            while (path.size() > 1 && path.back() == '/')
+                path.pop_back();
+            if (!is_safe_relative_path(path) || path == ".")
+                return r.error_at(n->source(), "build.cache: \"" + path +
+                                                   "\" is not a relative path inside the app "
+                                                   "(e.g. \"node_modules\")");
+            if (!seen.insert(path).second)
+                return r.error_at(n->source(), "build.cache lists \"" + path + "\" twice");
+        }
+        for (const auto& path : out.cache)
+            for (const auto& other : out.cache)
+                if (other.size() > path.size() && other.rfind(path + "/", 0) == 0)
+                    return r.error_at(n->source(), "build.cache lists \"" + other + "\" inside \"" +
+                                                       path + "\": list one of them");
+    }
+    if (const auto* n = t.get("cache_max")) {
+        TRY_ASSIGN(out.cache_max, r.size_at(*n, "build.cache_max"));
     }
     if (const auto* n = t.get("args")) {
         TRY_ASSIGN(const toml::table* args, r.table_at(*n, "build.args"));

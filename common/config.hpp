@@ -31,6 +31,10 @@ struct BuildConfig {
     std::uint64_t memory = 0; // bytes, 0 = unlimited
     std::map<std::string, std::string> args;
     std::vector<std::string> secrets; // secrets the build may see
+    // Paths of the release directory kept between builds of the process engine
+    // ("node_modules"): restored before the build, saved after a successful one.
+    std::vector<std::string> cache;
+    std::uint64_t cache_max = 2ULL << 30; // the app's build cache, least recently used dropped
 };
 
 struct RunConfig {

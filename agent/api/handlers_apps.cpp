@@ -4,6 +4,7 @@
 #include <agent/api/json.hpp>
 #include <common/config.hpp>
 #include <common/log.hpp>
+#include <common/timestamp.hpp>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -352,6 +353,44 @@ Response remove_release(ApiContext& context, const Request& request) {
 } // namespace
 
 // GET /v1/apps/{app}/cron: the [[cron]] jobs of the PRODUCTION release.
+// deployctl build-cache ls (docs/build-cache.md).
+Response show_build_cache(ApiContext& context, const Request& request) {
+    auto app = app_param(request);
+    if (!app)
+        return error_response(app.error());
+    auto info = context.service.build_cache(*app);
+    if (!info)
+        return error_response(info.error());
+    nlohmann::json entries = nlohmann::json::array();
+    std::uint64_t cached = 0, builds = 0;
+    for (const auto& entry : info->entries) {
+        nlohmann::json item = {{"name", entry.name},
+                               {"kind", entry.kind},
+                               {"bytes", entry.bytes},
+                               {"last_used", common::format_micros(entry.last_used / 1000)}};
+        if (entry.kind == "build")
+            item["release"] = entry.release;
+        (entry.kind == "build" ? builds : cached) += entry.bytes;
+        entries.push_back(std::move(item));
+    }
+    return json_response(200, {{"app", info->app},
+                               {"max", info->max},
+                               {"bytes", cached},
+                               {"builds_bytes", builds},
+                               {"entries", std::move(entries)}});
+}
+
+// deployctl build-cache clear: refused (409) while a build of the app uses it.
+Response clear_build_cache(ApiContext& context, const Request& request) {
+    auto app = app_param(request);
+    if (!app)
+        return error_response(app.error());
+    auto cleared = context.service.clear_build_cache(*app);
+    if (!cleared)
+        return error_response(cleared.error());
+    return json_response(200, {{"app", *app}, {"removed_bytes", *cleared}});
+}
+
 Response list_cron(ApiContext& context, const Request& request) {
     auto app = app_param(request);
     if (!app)
@@ -410,6 +449,9 @@ void add_app_routes(Router& router, ApiContext& context) {
     router.add("GET", "/v1/apps/{app}/ps", bind(list_processes));
     router.add("POST", "/v1/apps/{app}/scale", bind(scale), BodyKind::small_json);
     router.add("GET", "/v1/apps/{app}/cron", bind(list_cron));
+    router.add("GET", "/v1/apps/{app}/build-cache", bind(show_build_cache));
+    router.add("DELETE", "/v1/apps/{app}/build-cache", bind(clear_build_cache),
+               BodyKind::small_json);
     router.add("POST", "/v1/apps/{app}/cron/{name}/runs", bind(run_cron), BodyKind::small_json);
     router.add("GET", "/v1/apps/{app}/releases/{id}", bind(show_release));
     router.add("DELETE", "/v1/apps/{app}/releases/{id}", bind(remove_release));

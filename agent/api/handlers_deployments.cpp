@@ -38,7 +38,7 @@ common::Status read_meta(const json& body, NewDeployment& deployment) {
     auto message = string_member(body, "message", false);
     if (!message)
         return message.error();
-    for (const char* flag : {"dirty", "force", "release_command", "cron"})
+    for (const char* flag : {"dirty", "force", "release_command", "cron", "rebuild", "no_cache"})
         if (body.contains(flag) && !body[flag].is_boolean() && !body[flag].is_null())
             return make_error(ErrorKind::bad_request,
                               fmt::format("\"{}\" must be true or false", flag));
@@ -57,6 +57,8 @@ common::Status read_meta(const json& body, NewDeployment& deployment) {
     deployment.release = std::move(*release);
     deployment.dirty = flag("dirty");
     deployment.force = flag("force");
+    deployment.rebuild = flag("rebuild");
+    deployment.no_cache = flag("no_cache");
     // Absent or null: true (run deploy.toml's [release] command).
     deployment.release_command =
         !(body.contains("release_command") && body["release_command"].is_boolean() &&
@@ -246,8 +248,7 @@ std::optional<json> serving_same(Service& service, const std::string& app,
 
 // A deployment that names, by its root, a tree read before whose manifest digest and
 // deploy.toml are PRODUCTION's: "unchanged" at once, without reading the tree again.
-std::optional<json> unchanged_tree(ApiContext& context, const json& body,
-                                   const std::string& app) {
+std::optional<json> unchanged_tree(ApiContext& context, const json& body, const std::string& app) {
     auto force = body.find("force");
     auto tree = body.find("tree");
     auto config = body.find("config");

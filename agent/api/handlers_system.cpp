@@ -41,7 +41,8 @@ Response disk(ApiContext& context) {
                         {"releases", app.releases},
                         {"blobs", app.blobs},
                         {"logs", app.logs},
-                        {"images", app.images}});
+                        {"images", app.images},
+                        {"build_cache", app.build_cache}});
     return json_response(
         200,
         {{"data_dir", usage->data_dir},

@@ -535,8 +535,10 @@ void Engine::prune(const std::string& app, int keep) {
         else
             deleted_any = true;
     }
-    if (deleted_any) // the blobs only they used go too
+    if (deleted_any) { // the blobs only they used go too, and builds no release has
+        drop_unused_builds(app);
         collect_after_prune();
+    }
 }
 
 common::Result<ReleaseRow> Engine::rollback_target(const std::string& app,

@@ -1,6 +1,7 @@
 // Blob collection and disk usage: deployctl agent df | prune, and the
 // collection after each prune that deleted a release (docs/design.md §4).
 
+#include <agent/deploy/build_cache.hpp>
 #include <agent/deploy/engine.hpp>
 #include <common/duration.hpp>
 #include <common/log.hpp>
@@ -146,6 +147,8 @@ common::Result<DiskUsage> Engine::disk_usage() {
         entry.app = app;
         entry.releases = tree_bytes(data.app_dir(app) / "releases");
         entry.logs = tree_bytes(data.app_dir(app) / "logs");
+        for (const auto& cached : BuildCache(data.build_cache(app)).entries())
+            entry.build_cache += cached.bytes;
         for (const auto& digest : used_by[app])
             if (auto it = stored.find(digest); it != stored.end())
                 entry.blobs += it->second;
@@ -153,6 +156,30 @@ common::Result<DiskUsage> Engine::disk_usage() {
     }
     usage.total = tree_bytes(data.root());
     return usage;
+}
+
+common::Result<BuildCacheInfo> Engine::build_cache(const std::string& app) {
+    auto rows = m_store->releases(app);
+    if (rows.empty())
+        return make_error(ErrorKind::not_found, "no app named " + app);
+    BuildCacheInfo info;
+    info.app = app;
+    info.max = common::AppConfig().build.cache_max;
+    if (auto production = m_store->production(app))
+        if (auto config = common::parse_config(production->config, "deploy.toml"))
+            info.max = config->build.cache_max;
+    info.entries = BuildCache(m_options.data_dir.build_cache(app)).entries();
+    return info;
+}
+
+common::Result<std::uint64_t> Engine::clear_build_cache(const std::string& app) {
+    if (m_store->releases(app).empty())
+        return make_error(ErrorKind::not_found, "no app named " + app);
+    BuildCache cache(m_options.data_dir.build_cache(app));
+    TRY_ASSIGN(auto held, cache.lock(false));
+    const auto bytes = cache.clear();
+    common::log_info(fmt::format("{}: build cache cleared, {}", app, common::format_bytes(bytes)));
+    return bytes;
 }
 
 } // namespace agent

@@ -196,6 +196,8 @@ common::Result<ReleaseInfo> Engine::create_deployment(NewDeployment deployment) 
     job.config = std::move(deployment.config);
     job.manifest = std::move(deployment.manifest);
     job.release_command = deployment.release_command;
+    job.rebuild = deployment.rebuild;
+    job.no_cache = deployment.no_cache;
     job.canary = deployment.canary;
     job.canary_auto = deployment.canary_auto;
     job.canary_max_error_bp = deployment.canary_max_error_bp;

@@ -127,6 +127,8 @@ class Engine final : public Service {
                                             const std::string& job) override;
     std::string metrics() override;
     common::Result<DiskUsage> disk_usage() override;
+    common::Result<BuildCacheInfo> build_cache(const std::string& app) override;
+    common::Result<std::uint64_t> clear_build_cache(const std::string& app) override;
     common::Result<Collected> collect_garbage(bool dry_run) override;
     common::Result<CanaryInfo> canary(const std::string& app) override;
     common::Result<CanaryInfo> set_canary(const std::string& app, int percent) override;
@@ -149,6 +151,8 @@ class Engine final : public Service {
         common::AppConfig config;
         common::Manifest manifest;
         bool release_command = true; // run [release] command (deploy jobs)
+        bool rebuild = false;        // deploy --rebuild: never reuse an earlier build
+        bool no_cache = false;       // deploy --no-cache: the build cache is not restored
         int canary = 0;              // deploy --canary PCT (0: switch)
         std::int64_t canary_auto = 0;
         int canary_max_error_bp = 100;
@@ -353,6 +357,11 @@ class Engine final : public Service {
     // short; returns `message` with a note saying so.
     std::string free_failed_build(const std::string& app, const std::string& id,
                                   std::string message);
+    // pipeline.cpp, build reuse (docs/build-cache.md): the newest other release whose
+    // build had inputs `key`; the kept builds no release has any more go.
+    std::optional<std::string> built_before(const std::string& app, const std::string& id,
+                                            const std::string& key);
+    void drop_unused_builds(const std::string& app);
     // Held by a collection from reading the releases to removing the blobs,
     // and by create_deployment from recording a release to unpinning its blobs.
     std::mutex m_collect_mutex;

@@ -1,4 +1,5 @@
 // QUEUED -> BUILDING -> PROVISIONING: materialize, build, start, health check.
+#include <agent/deploy/build_cache.hpp>
 #include <agent/deploy/engine.hpp>
 #include <agent/deploy/materialize.hpp>
 #include <agent/logs/stamp.hpp>
@@ -7,8 +8,13 @@
 #include <agent/runtime/process.hpp>
 #include <common/duration.hpp>
 #include <common/fs.hpp>
+#include <common/hash.hpp>
 #include <common/log.hpp>
 
+#include <nlohmann/json.hpp>
+
+#include <optional>
+#include <set>
 #include <thread>
 #include <unistd.h>
 
@@ -194,6 +200,52 @@ common::Result<runtime::AppProcess> Engine::start_app(runtime::Runtime& runtime,
     return process;
 }
 
+namespace {
+// The digest of what a build depends on (docs/build-cache.md): the engine, the tree, the
+// build settings, the build's environment (values as digests: secrets are never stored)
+// and what the engine adds (a Dockerfile's base images).
+std::string build_key(const std::string& engine, const common::Manifest& manifest,
+                      const common::AppConfig& config,
+                      const std::map<std::string, std::string>& build_env,
+                      const std::string& engine_inputs) {
+    nlohmann::json inputs;
+    inputs["engine"] = engine;
+    inputs["tree"] = manifest.digest();
+    inputs["command"] = config.build.command;
+    inputs["dockerfile"] = config.build.dockerfile;
+    inputs["args"] = config.build.args;
+    auto env = config.env;
+    for (const auto& [key, value] : build_env)
+        env[key] = value;
+    auto& digests = inputs["env"] = nlohmann::json::object();
+    for (const auto& [key, value] : env)
+        digests[key] = common::sha256_hex(value);
+    inputs["engine_inputs"] = engine_inputs;
+    return common::sha256_hex(inputs.dump());
+}
+} // namespace
+
+// The newest other release of `app` whose build had inputs `key`.
+std::optional<std::string> Engine::built_before(const std::string& app, const std::string& id,
+                                                const std::string& key) {
+    for (const auto& row : m_store->releases(app))
+        if (row.id != id && !row.build_key.empty() && row.build_key == key)
+            return row.id;
+    return std::nullopt;
+}
+
+void Engine::drop_unused_builds(const std::string& app) {
+    BuildCache cache(m_options.data_dir.build_cache(app));
+    auto held = cache.lock(false);
+    if (!held)
+        return; // a build uses the cache: the next prune drops them
+    std::set<std::string> keys;
+    for (const auto& row : m_store->releases(app))
+        if (!row.build_key.empty())
+            keys.insert(row.build_key);
+    cache.drop_builds_except(keys);
+}
+
 common::Status Engine::build(const std::string& app, const Job& job, const EventLog& events,
                              const secrets::ReleaseEnv& env) {
     auto dir = m_options.data_dir.release_dir(app, job.id);
@@ -201,11 +253,13 @@ common::Status Engine::build(const std::string& app, const Job& job, const Event
     // one was accepted.
     if (auto room = m_options.disk.check(job.manifest.total_bytes(), "the release's files"); !room)
         return make_error(ErrorKind::failed, room.error().message);
-    if (auto written = materialize(job.manifest, m_blobs, dir); !written)
+    auto& runtime = runtime_for(app, job.id, job.config);
+    const bool image = &runtime == m_container_runtime.get();
+    if (job.config.static_site && image)
         return make_error(ErrorKind::failed,
-                          "cannot write the release tree: " + written.error().message);
-    if (auto room = m_options.disk.check(0, "a build"); !room)
-        return make_error(ErrorKind::failed, room.error().message);
+                          "a [static] site is served by deploy-proxy from the release's files and "
+                          "cannot be built from a Dockerfile; remove the Dockerfile (and use "
+                          "build.command) or remove [static]");
     runtime::BuildSpec spec;
     spec.release = {app, job.id};
     spec.release_dir = dir;
@@ -220,21 +274,82 @@ common::Status Engine::build(const std::string& app, const Job& job, const Event
         if (auto recorded = m_store->set_process(app, job.id, 0, pid, start); !recorded)
             common::log_error(recorded.error().message);
     };
-    auto& runtime = runtime_for(app, job.id, job.config);
-    if (job.config.static_site && &runtime == m_container_runtime.get())
+    auto record_key = [&](const std::string& key) {
+        if (auto recorded = m_store->set_build_key(app, job.id, key); !recorded)
+            common::log_error(recorded.error().message);
+    };
+    auto reused = [&](const std::string& from, const std::string& key) {
+        spec.on_note("build reused from " + from + " (same inputs; deploy --rebuild builds)");
+        record_key(key);
+        return common::Status();
+    };
+    BuildCache cache(m_options.data_dir.build_cache(app));
+    std::string key;
+    std::optional<BuildCacheLock> held;
+    if (!image) { // an earlier build of the same inputs: its output copied, no tree written
+        key = build_key(runtime.name(), job.manifest, job.config, spec.env, "");
+        auto locked = cache.lock(true);
+        if (!locked)
+            return make_error(ErrorKind::failed, "build failed: " + locked.error().message);
+        held.emplace(std::move(*locked));
+        if (auto from = built_before(app, job.id, key);
+            from && !(job.rebuild || job.no_cache) && cache.has_build(key)) {
+            if (auto copied = cache.reuse_build(key, dir); copied)
+                return reused(*from, key);
+            else
+                spec.on_note("cannot reuse the build of " + *from + " (" + copied.error().message +
+                             "); building");
+        }
+    }
+    if (auto written = materialize(job.manifest, m_blobs, dir); !written)
         return make_error(ErrorKind::failed,
-                          "a [static] site is served by deploy-proxy from the release's files and "
-                          "cannot be built from a Dockerfile; remove the Dockerfile (and use "
-                          "build.command) or remove [static]");
-    // An image build writes to the engine's storage, often another file system.
-    if (const auto storage = runtime.storage_dir(); !storage.empty()) {
-        const DiskGuard engine_disk(storage, m_options.disk.min_free());
-        if (auto room = engine_disk.check(job.manifest.total_bytes(), "an image build"); !room)
-            return make_error(ErrorKind::failed, room.error().message);
+                          "cannot write the release tree: " + written.error().message);
+    if (auto room = m_options.disk.check(0, "a build"); !room)
+        return make_error(ErrorKind::failed, room.error().message);
+    if (image) {
+        // An image build writes to the engine's storage, often another file system.
+        if (const auto storage = runtime.storage_dir(); !storage.empty()) {
+            const DiskGuard engine_disk(storage, m_options.disk.min_free());
+            if (auto room = engine_disk.check(job.manifest.total_bytes(), "an image build"); !room)
+                return make_error(ErrorKind::failed, room.error().message);
+        }
+        if (auto inputs = runtime.build_inputs(spec); inputs) {
+            key = build_key(runtime.name(), job.manifest, job.config, spec.env, *inputs);
+            if (auto from = built_before(app, job.id, key);
+                from && !(job.rebuild || job.no_cache)) {
+                if (auto tagged = runtime.reuse_build({app, *from}, spec.release);
+                    tagged && *tagged)
+                    return reused(*from, key);
+            }
+        }
+    } else {
+        if (auto restored = cache.restore(dir, job.config.build.cache, job.no_cache, spec.on_note);
+            !restored) {
+            spec.on_note("build cache not restored: " + restored.error().message);
+            cache.discard();
+        }
+        spec.cache_dir = cache.build_dir();
     }
     auto built = runtime.build(spec);
     if (auto cleared = m_store->clear_process(app, job.id); !cleared)
         common::log_error(cleared.error().message);
+    if (!image && !built) {
+        cache.discard(); // a failed build never writes the cache
+        if (!job.config.build.cache.empty() || !job.config.build.command.empty())
+            spec.on_note("build cache left as it was: the build failed");
+    }
+    if (!built)
+        return built;
+    if (!image) {
+        if (auto saved =
+                cache.save(dir, job.config.build.cache, job.config.build.cache_max, spec.on_note);
+            !saved)
+            spec.on_note("build cache not saved: " + saved.error().message);
+        if (auto kept = cache.keep_build(dir, key, job.id); !kept)
+            spec.on_note("this build is not kept for reuse: " + kept.error().message);
+    }
+    if (!key.empty())
+        record_key(key);
     return built;
 }
 

@@ -4,6 +4,7 @@
 // requests, then calls a Service; it never touches the database or processes.
 
 #include <agent/acme/settings.hpp>
+#include <agent/deploy/build_cache.hpp>
 #include <agent/paths.hpp>
 #include <agent/proxy/tls_certificates.hpp>
 #include <agent/runtime/runtime.hpp>
@@ -64,6 +65,11 @@ struct NewDeployment {
     // Run deploy.toml's [release] command. A fleet deploy runs it on the target's
     // first host only and sends false to the others (docs/multi-host.md).
     bool release_command = true;
+    // deploy --rebuild: build even when an earlier build on this agent had the same
+    // inputs (otherwise its output is reused). deploy --no-cache: build without
+    // restoring the app's build cache (a successful build still saves it).
+    bool rebuild = false;
+    bool no_cache = false;
     // Run deploy.toml's [[cron]] jobs on this host while the release is PRODUCTION. A
     // fleet deploy sends false to every host but the target's first (docs/cron.md).
     bool cron = true;
@@ -273,10 +279,17 @@ struct ServiceOptions {
 // deployctl agent df: what the agent's data takes, per app and in all.
 struct AppDiskUsage {
     std::string app;
-    std::uint64_t releases = 0; // release trees (builds included)
-    std::uint64_t blobs = 0;    // blobs its kept releases use (shared ones count for each app)
-    std::uint64_t logs = 0;     // event, app, process, cron and access logs
-    std::uint64_t images = 0;   // its images in the container engine (its own disk)
+    std::uint64_t releases = 0;    // release trees (builds included)
+    std::uint64_t blobs = 0;       // blobs its kept releases use (shared ones count for each app)
+    std::uint64_t logs = 0;        // event, app, process, cron and access logs
+    std::uint64_t images = 0;      // its images in the container engine (its own disk)
+    std::uint64_t build_cache = 0; // its build cache (docs/build-cache.md)
+};
+// An app's build cache: its entries and [build] cache_max of its PRODUCTION release.
+struct BuildCacheInfo {
+    std::string app;
+    std::uint64_t max = 0;
+    std::vector<BuildCacheEntry> entries;
 };
 struct DiskUsage {
     std::string data_dir;
@@ -528,6 +541,14 @@ class Service {
     // GET /metrics: the engine's figures in the Prometheus text format
     // (docs/metrics.md); empty when it has none.
     virtual std::string metrics() { return {}; }
+    // deployctl build-cache ls | clear (docs/build-cache.md). Clearing is refused
+    // (ErrorKind::refused) while a build of the app uses the cache.
+    virtual common::Result<BuildCacheInfo> build_cache(const std::string& app) {
+        return common::make_error(common::ErrorKind::not_found, "no build cache for " + app);
+    }
+    virtual common::Result<std::uint64_t> clear_build_cache(const std::string& app) {
+        return common::make_error(common::ErrorKind::not_found, "no build cache for " + app);
+    }
     virtual common::Result<DiskUsage> disk_usage() {
         return common::make_error(common::ErrorKind::internal, "not supported");
     }

@@ -8,11 +8,13 @@
 #include <agent/runtime/runtime.hpp>
 #include <agent/secrets/redact.hpp>
 #include <common/duration.hpp>
+#include <common/fs.hpp>
 #include <common/log.hpp>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
@@ -179,6 +181,12 @@ common::Result<fs::path> dockerfile_path(const fs::path& release_dir, const std:
     return file;
 }
 
+// The Dockerfile a release is built from: [build] dockerfile, or the tree's Dockerfile.
+common::Result<fs::path> release_dockerfile(const BuildSpec& spec) {
+    const auto& name = spec.config->build.dockerfile;
+    return dockerfile_path(spec.release_dir, name.empty() ? "Dockerfile" : name);
+}
+
 // The image a build step produced: docker's " ---> 3f2a1b0c9d8e" and
 // podman's "--> 3f2a1b0c9d8". Empty for any other line.
 std::string layer_id(std::string_view line) {
@@ -191,6 +199,39 @@ std::string layer_id(std::string_view line) {
             return std::string(id);
     }
     return {};
+}
+
+// The images a Dockerfile's FROM lines name, other than scratch and its own stages
+// ("FROM --platform=linux/amd64 node:20 AS deps" names node:20).
+std::vector<std::string> base_images(std::string_view dockerfile) {
+    std::vector<std::string> images;
+    std::set<std::string> stages;
+    std::istringstream lines{std::string(dockerfile)};
+    for (std::string line; std::getline(lines, line);) {
+        std::istringstream words(line);
+        std::string word;
+        if (!(words >> word))
+            continue;
+        std::transform(word.begin(), word.end(), word.begin(),
+                       [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+        if (word != "from")
+            continue;
+        std::string image;
+        while (words >> image && image.rfind("--", 0) == 0) {
+        }
+        std::string as, stage;
+        if (words >> as >> stage) {
+            std::transform(stage.begin(), stage.end(), stage.begin(),
+                           [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+            stages.insert(stage);
+        }
+        std::string lower = image;
+        std::transform(lower.begin(), lower.end(), lower.begin(),
+                       [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+        if (!image.empty() && lower != "scratch" && !stages.count(lower))
+            images.push_back(image);
+    }
+    return images;
 }
 
 class ContainerRuntime final : public Runtime {
@@ -206,9 +247,7 @@ class ContainerRuntime final : public Runtime {
 
     common::Status build(const BuildSpec& spec) override {
         const auto& config = *spec.config;
-        auto dockerfile = dockerfile_path(spec.release_dir, config.build.dockerfile.empty()
-                                                                ? "Dockerfile"
-                                                                : config.build.dockerfile);
+        auto dockerfile = release_dockerfile(spec);
         if (!dockerfile)
             return dockerfile.error();
         if (!config.build.command.empty())
@@ -236,9 +275,14 @@ class ContainerRuntime final : public Runtime {
         call.argv = std::move(argv);
         call.timeout = config.build.timeout;
         std::vector<std::string> layers; // images the build made, to remove if it fails
+        int steps = 0, cached = 0;       // docker's "Step 2/5 :", podman's "STEP 2/5:"
         call.on_line = [&](std::string_view line) {
             if (auto id = layer_id(line); !id.empty())
                 layers.push_back(std::move(id));
+            if (line.rfind("Step ", 0) == 0 || line.rfind("STEP ", 0) == 0)
+                ++steps;
+            else if (line.find("Using cache") != std::string_view::npos)
+                ++cached;
             spec.on_line(line);
         };
         call.on_started = spec.on_started;
@@ -260,7 +304,35 @@ class ContainerRuntime final : public Runtime {
                 message += ": " + last;
             return make_error(ErrorKind::failed, message);
         }
+        if (steps > 0)
+            spec.on_note(
+                fmt::format("image built: {} of {} steps from the build cache", cached, steps));
         return {};
+    }
+
+    common::Result<std::string> build_inputs(const BuildSpec& spec) override {
+        auto dockerfile = release_dockerfile(spec);
+        if (!dockerfile)
+            return dockerfile.error();
+        auto text = common::read_file(*dockerfile);
+        if (!text)
+            return text.error();
+        std::string inputs;
+        for (const auto& image : base_images(*text)) {
+            auto id = call({"image", "inspect", "--format", "{{.Id}}", image}, k_quick);
+            if (!id || !id->ok())
+                return make_error(ErrorKind::failed,
+                                  "base image " + image + " is not on the engine");
+            inputs += image + "=" + id->last_line() + "\n";
+        }
+        return inputs;
+    }
+
+    common::Result<bool> reuse_build(const ReleaseRef& from, const ReleaseRef& to) override {
+        auto tagged = call({"tag", image_name(from), image_name(to)}, k_quick);
+        if (!tagged)
+            return tagged.error();
+        return tagged->ok();
     }
 
     // `docker run --rm` of the release's image under a name of its own, with

@@ -75,6 +75,8 @@ class ProcessRuntime final : public Runtime {
         auto env = spec.config->env;
         for (const auto& [key, value] : spec.env)
             env[key] = value;
+        if (!spec.cache_dir.empty())
+            env["CACHE_DIR"] = spec.cache_dir.string();
         command.spawn.env = clean_environment(spec.release_dir, env);
         command.spawn.cwd = spec.release_dir;
         command.timeout = build.timeout;

@@ -47,6 +47,8 @@ struct BuildSpec {
     // deploy.toml lists in build.secrets (their names in `secrets`).
     std::map<std::string, std::string> env;
     std::vector<std::string> secrets;
+    // The process engine: the app's $CACHE_DIR for this build (docs/build-cache.md).
+    std::filesystem::path cache_dir;
     std::function<void(std::string_view line)> on_line; // the build's own output
     std::function<void(std::string_view note)>
         on_note;                               // what the agent does ("building image ...")
@@ -102,6 +104,20 @@ class Runtime {
     // Builds the release in place (process) or into an image (containers).
     // An error is the final, user-facing reason ("build timed out after 2s").
     virtual common::Status build(const BuildSpec& spec) = 0;
+    // What a build depends on besides the tree, its settings and its environment, for
+    // the digest of its inputs (docs/build-cache.md): a container engine's base images
+    // of the Dockerfile (their ids). An error: the build cannot be told equal to another.
+    virtual common::Result<std::string> build_inputs(const BuildSpec& spec) {
+        (void)spec;
+        return std::string();
+    }
+    // The output of release `from`'s build made release `to`'s without building: a
+    // container engine tags `from`'s image for `to`. The process engine's outputs are
+    // directories the deployment engine copies itself (false: not done here).
+    virtual common::Result<bool> reuse_build(const ReleaseRef& from, const ReleaseRef& to) {
+        (void)from, (void)to;
+        return false;
+    }
     // Starts the app listening on launch.port and returns its identity.
     virtual common::Result<AppProcess> start(const AppLaunch& launch) = 0;
     // While a release starts: why it is no longer running ("container exceeded

@@ -347,6 +347,13 @@ CREATE TABLE IF NOT EXISTS git_hosts (
 );
 )sql";
 
+// 15: build reuse (docs/build-cache.md): the digest of a release's build inputs (tree,
+// build command, build environment, engine), set once its build succeeded; a later build
+// of the same inputs reuses that build's output.
+constexpr std::string_view k_build_keys = R"sql(
+ALTER TABLE releases ADD COLUMN build_key TEXT NOT NULL DEFAULT '';
+)sql";
+
 // Migration N is k_migrations[N - 1]. One that has shipped is never edited:
 // a change to the schema is a new migration at the end.
 constexpr std::array k_migrations{
@@ -364,6 +371,7 @@ constexpr std::array k_migrations{
     Migration{k_hooks},
     Migration{k_previews},
     Migration{k_git_keys},
+    Migration{k_build_keys},
 };
 static_assert(k_migrations.size() == k_latest_version);
 

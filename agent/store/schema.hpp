@@ -19,7 +19,7 @@ class Database;
 namespace agent::schema {
 
 // The number of the last migration: the user_version of an up-to-date state.db.
-inline constexpr int k_latest_version = 14;
+inline constexpr int k_latest_version = 15;
 
 // Applies the migrations above the database's user_version. Each one runs
 // under BEGIN IMMEDIATE and reads the version again inside, so of two

@@ -15,7 +15,8 @@ namespace {
 
 constexpr std::string_view k_columns =
     R"(app, id, seq, state, created_at, updated_at, "commit", message, error, port, pid,)"
-    R"( pid_start, config, dirty, tree_digest, config_digest, started_at, restarts, last_exit, cron)";
+    R"( pid_start, config, dirty, tree_digest, config_digest, started_at, restarts, last_exit, cron,)"
+    R"( build_key)";
 
 std::string now() {
     char buffer[32];
@@ -55,6 +56,7 @@ ReleaseRow read_row(const sqlite::Statement& s) {
     row.restarts = static_cast<int>(s.integer(17));
     row.last_exit = s.text(18);
     row.cron = s.integer(19) != 0;
+    row.build_key = s.text(20);
     return row;
 }
 
@@ -255,6 +257,14 @@ common::Status Store::clear_process(const std::string& app, const std::string& i
                m_db->prepare("UPDATE releases SET pid = 0, pid_start = 0, updated_at = ?"
                              " WHERE app = ? AND id = ?"));
     return update.bind(now()).bind(app).bind(id).run();
+}
+
+common::Status Store::set_build_key(const std::string& app, const std::string& id,
+                                    const std::string& key) {
+    std::lock_guard lock(m_mutex);
+    TRY_ASSIGN(auto update,
+               m_db->prepare("UPDATE releases SET build_key = ? WHERE app = ? AND id = ?"));
+    return update.bind(key).bind(app).bind(id).run();
 }
 
 common::Status Store::remove(const std::string& app, const std::string& id,

@@ -48,6 +48,7 @@ struct ReleaseRow {
     std::string started_at;    // when the web process (pid) started
     int restarts = 0;          // times the agent restarted the web process
     std::string last_exit;     // why the web process last stopped running
+    std::string build_key;     // digest of its build's inputs, once the build succeeded
 };
 
 // One instance of a process of a release other than web ([processes]), or of
@@ -227,6 +228,10 @@ class Store {
     common::Status set_process(const std::string& app, const std::string& id, int port, int pid,
                                std::int64_t pid_start);
     common::Status clear_process(const std::string& app, const std::string& id);
+    // The digest of the release's build inputs, recorded once its build succeeded (or
+    // reused an earlier one): a later build of the same inputs reuses its output.
+    common::Status set_build_key(const std::string& app, const std::string& id,
+                                 const std::string& key);
     // The web process was started again by the agent: counts it.
     common::Status count_restart(const std::string& app, const std::string& id);
     // Why the web process stopped running ("exited with signal 9").

@@ -35,9 +35,10 @@ void add_agent(CLI::App& app, Context& ctx);
 void add_agent_install(CLI::App& agent, Context& ctx); // agent install | upgrade (of add_agent)
 void add_env(CLI::App& app, Context& ctx);
 void add_cron(CLI::App& app, Context& ctx);
-void add_hooks(CLI::App& app, Context& ctx);    // hooks secret | ls
-void add_previews(CLI::App& app, Context& ctx); // previews
-void add_certs(CLI::App& app, Context& ctx);    // certs
+void add_build_cache(CLI::App& app, Context& ctx); // build-cache ls | clear
+void add_hooks(CLI::App& app, Context& ctx);       // hooks secret | ls
+void add_previews(CLI::App& app, Context& ctx);    // previews
+void add_certs(CLI::App& app, Context& ctx);       // certs
 void add_token(CLI::App& app, Context& ctx);
 void add_login(CLI::App& app, Context& ctx);
 void add_audit(CLI::App& app, Context& ctx);
@@ -67,6 +68,7 @@ inline constexpr AddCommand k_commands[] = {
     add_agent,
     add_env,
     add_cron,
+    add_build_cache,
     add_hooks,
     add_previews,
     add_certs,

@@ -43,7 +43,9 @@ struct DeployOptions {
     std::string strategy; // "" = deploy.toml's (default parallel)
     int max_parallel = 0; // 0 = deploy.toml's (default: all hosts)
     bool no_rollback = false;
-    bool force = false; // a new release even when PRODUCTION already serves this tree and config
+    bool force = false;    // a new release even when PRODUCTION already serves this tree and config
+    bool rebuild = false;  // build even when an earlier build had the same inputs
+    bool no_cache = false; // build without restoring the app's build cache
     // --canary PCT [--auto D] [--max-error-rate P]: CANARY with PCT% of the traffic.
     int canary = 0;
     std::string canary_auto;
@@ -233,7 +235,13 @@ common::Status deploy(Context& ctx, const DeployOptions& options) {
     if (deployed->warning)
         ctx.out->emit(output::Warning{*deployed->warning});
     report_package(ctx, *target, *tree, options);
-    auto request = deployment_request(*target, *tree, options.force);
+    // Both ask for a build, so they make a release even of the tree PRODUCTION serves.
+    auto request =
+        deployment_request(*target, *tree, options.force || options.rebuild || options.no_cache);
+    if (options.rebuild)
+        request["rebuild"] = true;
+    if (options.no_cache)
+        request["no_cache"] = true;
     if (options.canary > 0) {
         request["canary"] = options.canary;
         request["canary_max_error_rate"] = options.max_error_rate;
@@ -312,6 +320,13 @@ void add_deploy(CLI::App& app, Context& ctx) {
     cmd->add_flag("--force", options->force,
                   "Make a new release even when PRODUCTION already serves this tree and "
                   "deploy.toml (default: nothing to do); e.g. to apply changed env variables");
+    cmd->add_flag("--rebuild", options->rebuild,
+                  "Build even when an earlier build on the host had the same inputs (default: "
+                  "its output is reused, \"build reused from vN\"); implies --force");
+    cmd->add_flag("--no-cache", options->no_cache,
+                  "Build without restoring the app's build cache ([build] cache and "
+                  "$CACHE_DIR start empty; a successful build saves them again); implies "
+                  "--force. See deployctl build-cache");
     cmd->add_option("--canary", options->canary,
                     "Once healthy, send PCT% of the app's clients to the new release (CANARY, "
                     "sticky per client) instead of switching; then deployctl canary "
@@ -338,6 +353,9 @@ void add_deploy(CLI::App& app, Context& ctx) {
                 "deploy.toml is read from the tree deployed: HEAD's, or the working tree's with\n"
                 "--dirty. A host whose PRODUCTION release was made from the same tree and\n"
                 "deploy.toml gets no new release (\"nothing to do\") unless --force.\n"
+                "A build whose inputs (tree, build command and environment, engine) equal an\n"
+                "earlier successful build's on that host reuses its output unless --rebuild\n"
+                "(docs/build-cache.md).\n"
                 "A file name with a control character (newline, tab, escape) or that is not\n"
                 "valid UTF-8 is refused (exit 2): rename it, or leave it out of git.\n\n"
                 "With several hosts: see docs/multi-host.md (strategies, rollback, exit "

@@ -50,18 +50,30 @@ std::string go_main(const fs::path& dir, Detection& d) {
 }
 
 // The process engine's commands for the package main `package`, and for PHP served from
-// `docroot` ("public" or ".").
+// `docroot` ("public" or "."), with the compilers' and package managers' caches in $CACHE_DIR
+// (docs/build-cache.md); no [build] cache paths (templates/_shared/build-cache.toml).
 void go_commands(const std::string& package, Vars& vars) {
     vars["go_package"] = package;
-    vars["process_build"] = toml_string(fmt::format("go build -o app {}", package));
+    vars["process_build"] = toml_string(
+        fmt::format(R"(GOCACHE="$CACHE_DIR/go-build" GOMODCACHE="$CACHE_DIR/gomod" go build )"
+                    "-modcacherw -o app {}",
+                    package));
     vars["process_run"] = toml_string("exec ./app");
+    vars["process_cache"] =
+        R"(# No cache paths: Go keeps its build and module caches in $CACHE_DIR (GOCACHE, GOMODCACHE;
+# -modcacherw leaves the module cache writable, so that the agent can replace and trim it).
+)";
 }
 
 void php_commands(const std::string& docroot, Vars& vars) {
-    vars["process_build"] = toml_string(
-        "composer install --no-dev --no-interaction --prefer-dist --optimize-autoloader");
+    vars["process_build"] =
+        toml_string(R"(COMPOSER_CACHE_DIR="$CACHE_DIR/composer" composer install --no-dev )"
+                    "--no-interaction --prefer-dist --optimize-autoloader");
     vars["process_run"] = toml_string(
         fmt::format(R"(PHP_CLI_SERVER_WORKERS=4 exec php -S "$HOST:$PORT" -t {})", docroot));
+    vars["process_cache"] =
+        R"(# No cache paths: Composer installs vendor/ from its cache in $CACHE_DIR/composer.
+)";
 }
 
 } // namespace

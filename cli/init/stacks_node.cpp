@@ -61,27 +61,91 @@ std::string script(const json& pkg, const char* name) {
 struct PackageManager {
     std::string name;     // "npm", "yarn", "pnpm"
     std::string lockfile; // empty: none
-    std::string install;  // on the agent (node-static's build.command)
+    std::string install;  // in the Dockerfile
     std::string run;      // "npm run", "yarn run", "pnpm run"
     std::string prune;    // drop the development dependencies ("" none)
+    // On the agent (process.toml, node-static): the install with the package manager's own
+    // cache in $CACHE_DIR (docs/build-cache.md), which keeps a node_modules restored from the
+    // build cache (npm install, not npm ci: that deletes node_modules first).
+    std::string agent_install;
+    // [build] cache = ["node_modules"] (not with pnpm: see process_cache), and why.
+    bool cache_node_modules = true;
     // In the Dockerfile: yarn and pnpm come with Node.js through corepack.
     std::string image_install() const {
         return install.starts_with("npm") ? install : "corepack enable && " + install;
     }
 };
 
+// npm's and yarn's caches and pnpm's store in $CACHE_DIR. pnpm's is exported: its prune needs
+// the store its install used, and pnpm 11 reads pnpm_config_* where older ones read npm_config_*.
+constexpr const char* k_npm_agent_install =
+    R"(npm_config_cache="$CACHE_DIR/npm" npm install --no-audit --no-fund)";
+
 PackageManager package_manager(const fs::path& dir) {
     if (exists(dir, "pnpm-lock.yaml"))
-        return {"pnpm", "pnpm-lock.yaml", "pnpm install --frozen-lockfile", "pnpm run",
-                "pnpm prune --prod"};
+        return {"pnpm",
+                "pnpm-lock.yaml",
+                "pnpm install --frozen-lockfile",
+                "pnpm run",
+                "pnpm prune --prod",
+                R"(export npm_config_store_dir="$CACHE_DIR/pnpm" )"
+                R"(pnpm_config_store_dir="$CACHE_DIR/pnpm" && pnpm install --frozen-lockfile)",
+                false};
     if (exists(dir, "yarn.lock"))
-        return {"yarn", "yarn.lock", "yarn install --frozen-lockfile", "yarn run", ""};
+        return {"yarn",
+                "yarn.lock",
+                "yarn install --frozen-lockfile",
+                "yarn run",
+                "",
+                R"(YARN_CACHE_FOLDER="$CACHE_DIR/yarn" yarn install --frozen-lockfile)"};
     if (exists(dir, "package-lock.json"))
-        return {"npm", "package-lock.json", "npm ci", "npm run", "npm prune --omit=dev"};
-    return {"npm", "", "npm install", "npm run", "npm prune --omit=dev"};
+        return {"npm",     "package-lock.json",    "npm ci",
+                "npm run", "npm prune --omit=dev", k_npm_agent_install};
+    return {"npm", "", "npm install", "npm run", "npm prune --omit=dev", k_npm_agent_install};
 }
 
-const PackageManager k_default_pm{"npm", "", "npm install", "npm run", "npm prune --omit=dev"};
+const PackageManager k_default_pm{
+    "npm", "", "npm install", "npm run", "npm prune --omit=dev", k_npm_agent_install};
+
+// [build] cache and why (templates/_shared/build-cache.toml says what the cache is):
+// node_modules, which the install then only updates, and next build's own cache.
+constexpr std::string_view k_node_modules =
+    R"(# node_modules: the install only adds and removes what changed (after an upgrade of Node.js
+# on the agent, `deployctl deploy --no-cache` once: addons built for the old one may stay).
+)";
+constexpr std::string_view k_npm_not_ci =
+    R"(# It is `npm install`, not `npm ci`, which deletes node_modules first: npm install installs
+# the versions package-lock.json pins all the same, but where package.json no longer matches
+# the lockfile it updates the lockfile instead of failing.
+)";
+constexpr std::string_view k_pnpm_no_node_modules =
+    R"(# No node_modules: pnpm links it from its store in $CACHE_DIR/pnpm in seconds, and one made
+# in another release folder can make pnpm stop to ask before reinstalling, which a build
+# without a terminal cannot answer.
+)";
+
+std::string process_cache(std::string_view template_name, const PackageManager& pm) {
+    std::vector<std::string> paths;
+    std::string why;
+    if (pm.cache_node_modules) {
+        paths.emplace_back("node_modules");
+        why = k_node_modules;
+        if (pm.name == "npm" && !pm.lockfile.empty())
+            why += k_npm_not_ci;
+    } else {
+        why = k_pnpm_no_node_modules;
+    }
+    if (template_name == "node-next") {
+        paths.emplace_back(".next/cache");
+        why += "# .next/cache: what next build compiled before, which it reuses.\n";
+    }
+    if (paths.empty())
+        return why;
+    std::vector<std::string> quoted;
+    for (const auto& path : paths)
+        quoted.push_back(json(path).dump());
+    return fmt::format("{}cache = [{}]\n", why, fmt::join(quoted, ", "));
+}
 
 // After the install: the build script if there is one (`build`: its command, "--if-present"
 // when not known), then the prune of the development dependencies.
@@ -132,20 +196,27 @@ std::vector<std::string> node_start(const fs::path& dir, const json& pkg, const 
     return {"npm", "start"};
 }
 
-// The process engine's build and run commands (templates/*/process.toml): the install, the
-// build steps, and the server started as the container's CMD would be.
+// The build and run commands run on the agent (templates/*/process.toml, and node-static's
+// build): the install, the build steps (no prune for a static build: the next build needs the
+// development dependencies, and the site no node_modules), and the server started as the
+// container's CMD would be.
 void process_vars(std::string_view template_name, const PackageManager& pm,
                   const std::string& build, const std::vector<std::string>& start, Vars& vars) {
-    std::vector<std::string> steps{pm.install};
-    if (template_name == "node-next" && build.empty())
-        steps.push_back("node_modules/.bin/next build"); // no build script
-    for (auto& step : build_steps(build, pm))
-        steps.push_back(std::move(step));
+    std::vector<std::string> steps{pm.agent_install};
+    if (template_name == "node-static")
+        steps.push_back(pm.run + " build");
+    else {
+        if (template_name == "node-next" && build.empty())
+            steps.push_back("node_modules/.bin/next build"); // no build script
+        for (auto& step : build_steps(build, pm))
+            steps.push_back(std::move(step));
+        vars["process_run"] = toml_string(
+            template_name == "node-next"
+                ? R"(exec node_modules/.bin/next start --hostname "$HOST" --port "$PORT")"
+                : fmt::format("NODE_ENV=production exec {}", fmt::join(start, " ")));
+    }
     vars["process_build"] = toml_string(fmt::format("{}", fmt::join(steps, " && ")));
-    vars["process_run"] =
-        toml_string(template_name == "node-next"
-                        ? R"(exec node_modules/.bin/next start --hostname "$HOST" --port "$PORT")"
-                        : fmt::format("NODE_ENV=production exec {}", fmt::join(start, " ")));
+    vars["process_cache"] = process_cache(template_name, pm);
     vars["package_manager"] = pm.name;
 }
 
@@ -161,7 +232,6 @@ void common_vars(const fs::path& dir, const json& pkg, Detection& d) {
         d.vars["node_cmd"] = json_argv(start);
     }
     process_vars(d.template_name, pm, build, start, d.vars);
-    d.vars["build_command"] = fmt::format("{} && {} build", pm.install, pm.run);
     if (!pm.lockfile.empty())
         d.evidence.push_back(
             fmt::format("{}: present (its package manager installs)", pm.lockfile));
@@ -236,7 +306,8 @@ bool choose(const json& pkg, Detection& d) {
 
 Vars node_defaults(std::string_view template_name) {
     Vars vars;
-    if (template_name != "node-server" && template_name != "node-next")
+    if (template_name != "node-server" && template_name != "node-next" &&
+        template_name != "node-static")
         return vars;
     process_vars(template_name, k_default_pm,
                  template_name == "node-next" ? "next build" : "--if-present", {"npm", "start"},

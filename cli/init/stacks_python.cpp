@@ -142,19 +142,29 @@ void set_commands(Detection& d, const std::string& entry) {
     d.vars["process_run"] = toml_string(serve_command(d.template_name, entry, ".venv/bin/"));
 }
 
+// [build] cache on the process engine (templates/_shared/build-cache.toml): no paths.
+constexpr std::string_view k_process_cache =
+    R"(# No cache paths: a virtual environment cannot move to another release folder (its scripts
+# name the one it was made in); pip reinstalls it from its cache in $CACHE_DIR/pip instead.
+)";
+
 // The dependencies and the server (`server`: "" for the generic template): in the image, and
-// into a virtual environment in the release on the process engine.
+// into a virtual environment in the release on the process engine, with pip's cache in
+// $CACHE_DIR (docs/build-cache.md).
 void set_install(Detection& d, bool requirements, std::string_view server) {
     auto what = requirements ? std::string("-r requirements.txt") : std::string(".");
     if (!server.empty())
         what += fmt::format(" {}", server);
     d.vars["python_install"] = fmt::format(
         "{}\nRUN pip install {}", requirements ? "COPY requirements.txt ./" : "COPY . .", what);
-    auto build = fmt::format("python3 -m venv .venv && .venv/bin/pip install {}", what);
+    auto build = fmt::format(
+        R"(python3 -m venv .venv && PIP_CACHE_DIR="$CACHE_DIR/pip" .venv/bin/pip install {})",
+        what);
     if (d.template_name == "python-django")
         build += " && { .venv/bin/python manage.py collectstatic --noinput || echo 'collectstatic "
                  "skipped: set STATIC_ROOT in settings.py'; }";
     d.vars["process_build"] = toml_string(build);
+    d.vars["process_cache"] = k_process_cache;
 }
 
 const Framework* framework(std::string_view template_name) {

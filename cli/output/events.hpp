@@ -209,6 +209,19 @@ struct CronJobs {
     JsonValue answer;
 };
 
+// build-cache ls: the agent's answer to GET /v1/apps/{app}/build-cache ({"app", "max",
+// "bytes", "builds_bytes", "entries": [{"name", "kind", "bytes", "last_used", "release"}]}).
+struct BuildCache {
+    std::string host;
+    JsonValue answer;
+};
+
+// build-cache clear: the agent's answer to DELETE …/build-cache ({"app", "removed_bytes"}).
+struct BuildCacheCleared {
+    std::string host;
+    JsonValue answer;
+};
+
 // cron run NAME: the agent's answer ({"app", "job", "release", "log"}).
 struct CronStarted {
     std::string host;
@@ -400,12 +413,13 @@ struct InitSummary {
     std::vector<std::string> next;  // the commands to run next
 };
 
-using Event = std::variant<Version, Completion, Warning, PackageSummary, Uploading, UploadProgress,
-                           Uploaded, Created, Unchanged, AgentEvent, Done, RolledBack, Removed,
-                           Releases, Processes, Status, Apps, AppChanged, TrafficChanged, Canary,
-                           AppDestroyed, EnvList, EnvChanged, CronJobs, CronStarted, HookSecret,
-                           HookKey, HookDeliveries, Previews, Certificates, Agent, TokenCreated,
-                           Tokens, TokenRevoked, Audit, LoggedIn, InstallStep, Installed, RunOutput,
-                           RunExit, Error, Summary, Templates, InitSummary>;
+using Event =
+    std::variant<Version, Completion, Warning, PackageSummary, Uploading, UploadProgress, Uploaded,
+                 Created, Unchanged, AgentEvent, Done, RolledBack, Removed, Releases, Processes,
+                 Status, Apps, AppChanged, TrafficChanged, Canary, AppDestroyed, EnvList,
+                 EnvChanged, CronJobs, CronStarted, BuildCache, BuildCacheCleared, HookSecret,
+                 HookKey, HookDeliveries, Previews, Certificates, Agent, TokenCreated, Tokens,
+                 TokenRevoked, Audit, LoggedIn, InstallStep, Installed, RunOutput, RunExit, Error,
+                 Summary, Templates, InitSummary>;
 
 } // namespace cli::output

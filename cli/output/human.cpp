@@ -166,6 +166,12 @@ class HumanPrinter final : public Printer {
     void render(const EnvList& e);
     void render(const EnvChanged& e);
     void render(const CronJobs& e);
+    void render(const BuildCache& e);
+    void render(const BuildCacheCleared& e) {
+        const json& answer = *e.answer;
+        step(e.host, fmt::format("Cleared the build cache of {} ({})", json_str(answer, "app"),
+                                 format_bytes(answer.value("removed_bytes", std::uint64_t{0}))));
+    }
     void render(const CronStarted& e) {
         const json& answer = *e.answer;
         step(e.host, fmt::format("Started cron job {} of {} (release {}); its output: "
@@ -931,6 +937,39 @@ void HumanPrinter::render(const Certificates& e) {
     }
 }
 
+void HumanPrinter::render(const BuildCache& e) {
+    const json& answer = *e.answer;
+    auto entries = answer.value("entries", json::array());
+    const auto app = json_str(answer, "app");
+    if (!entries.is_array() || entries.empty()) {
+        line(m_out, host_prefix(e.host), "the build cache of " + app + " is empty");
+        return;
+    }
+    std::size_t width = 4;
+    auto name_of = [](const json& entry) {
+        std::string name = json_str(entry, "name");
+        if (json_str(entry, "kind") == "build")
+            name = name.substr(0, 12) + " (" + json_str(entry, "release") + ")";
+        return name;
+    };
+    for (const auto& entry : entries)
+        width = std::max(width, name_of(entry).size());
+    line(m_out, host_prefix(e.host),
+         paint(Color::bold, fmt::format("{:<{}}  {:<5}  {:>10}  {}", "NAME", width, "KIND", "SIZE",
+                                        "LAST USED")));
+    for (const auto& entry : entries)
+        line(m_out, host_prefix(e.host),
+             fmt::format("{:<{}}  {:<5}  {:>10}  {}", name_of(entry), width,
+                         json_str(entry, "kind"),
+                         format_bytes(entry.value("bytes", std::uint64_t{0})),
+                         json_str(entry, "last_used").substr(0, 19)));
+    line(m_out, host_prefix(e.host),
+         fmt::format("{}: cache {} of at most {} ([build] cache_max); builds kept for reuse {}",
+                     app, format_bytes(answer.value("bytes", std::uint64_t{0})),
+                     format_bytes(answer.value("max", std::uint64_t{0})),
+                     format_bytes(answer.value("builds_bytes", std::uint64_t{0}))));
+}
+
 void HumanPrinter::render(const CronJobs& e) {
     const std::string& host = e.host;
     const json& answer = *e.answer;
@@ -1128,15 +1167,18 @@ void HumanPrinter::render_disk(const Agent& e) {
         width = std::max(width, json_str(app, "app").size());
     // IMAGES only where a container engine holds some.
     auto row = [&](std::string app, std::string releases, std::string blobs, std::string logs,
-                   std::string images) {
-        return fmt::format("{:<{}}  {:>10}  {:>10}  {:>10}", app, width, releases, blobs, logs) +
+                   std::string cache, std::string images) {
+        return fmt::format("{:<{}}  {:>10}  {:>10}  {:>10}  {:>11}", app, width, releases, blobs,
+                           logs, cache) +
                (containers ? fmt::format("  {:>10}", images) : std::string());
     };
-    line(m_out, prefix, paint(Color::bold, row("APP", "RELEASES", "BLOBS", "LOGS", "IMAGES")));
+    line(m_out, prefix,
+         paint(Color::bold, row("APP", "RELEASES", "BLOBS", "LOGS", "BUILD CACHE", "IMAGES")));
     for (const auto& app : *apps)
         line(m_out, prefix,
              row(json_str(app, "app"), format_bytes(json_bytes(app, "releases")),
                  format_bytes(json_bytes(app, "blobs")), format_bytes(json_bytes(app, "logs")),
+                 format_bytes(json_bytes(app, "build_cache")),
                  format_bytes(json_bytes(app, "images"))));
 }
 

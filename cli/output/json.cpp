@@ -156,6 +156,10 @@ class JsonPrinter final : public Printer {
                {"host", e.host}});
     }
     void render(const CronStarted& e) { write(with_event(*e.answer, "cron_run", e.host)); }
+    void render(const BuildCache& e) { write(with_event(*e.answer, "build_cache", e.host)); }
+    void render(const BuildCacheCleared& e) {
+        write(with_event(*e.answer, "build_cache_cleared", e.host));
+    }
     void render(const HookSecret& e) { write(with_event(*e.answer, "hook_secret", e.host)); }
     void render(const HookKey& e) { write(with_event(*e.answer, "hook_key", e.host)); }
     void render(const HookDeliveries& e) {

@@ -76,8 +76,12 @@ assert_exit 0 init_cmd "$DIR" --engine process
 assert_contains "$OUT" "==> For the process engine: --engine process" "--engine process: says what it is written for"
 assert_contains "$OUT" "==> Agent: the agent runs the build and the app as plain processes (any engine, --engine process too): the server needs Node.js 18+ and npm on the agent's PATH" \
     "--engine process: says which runtime the server needs"
-assert_contains "$(cat "$DIR/deploy.toml")" 'command = "npm install && npm run build && npm prune --omit=dev"' \
-    "--engine process: the build command installs, builds and prunes"
+assert_contains "$(cat "$DIR/deploy.toml")" 'command = '"'"'npm_config_cache="$CACHE_DIR/npm" npm install --no-audit --no-fund && npm run build && npm prune --omit=dev'"'" \
+    "--engine process: the build command installs (npm's cache in \$CACHE_DIR), builds and prunes"
+assert_contains "$(cat "$DIR/deploy.toml")" 'cache = ["node_modules"]' \
+    "--engine process: node_modules is kept in the build cache"
+assert_contains "$(cat "$DIR/deploy.toml")" '# cache_max = "2G"' \
+    "--engine process: the build cache's size, commented out"
 assert_false "--engine process: no Dockerfile" test -e "$DIR/Dockerfile"
 fixture static
 assert_exit 0 init_cmd "$DIR"
@@ -87,6 +91,10 @@ fixture node-vite
 assert_exit 0 init_cmd "$DIR"
 assert_contains "$OUT" "==> Agent: the build runs on the agent as a plain process (any engine, --engine process too): the agent needs Node.js and npm" \
     "a static build with Node.js: names the runtime the agent needs"
+assert_contains "$(cat "$DIR/deploy.toml")" 'command = '"'"'YARN_CACHE_FOLDER="$CACHE_DIR/yarn" yarn install --frozen-lockfile && yarn run build'"'" \
+    "a static build with yarn: yarn's cache in \$CACHE_DIR, no prune"
+assert_contains "$(cat "$DIR/deploy.toml")" 'cache = ["node_modules"]' \
+    "a static build: node_modules is kept in the build cache"
 
 # --- --list -----------------------------------------------------------------------------
 assert_exit 0 init_cmd --list

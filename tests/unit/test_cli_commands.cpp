@@ -29,7 +29,7 @@ namespace {
 const std::string k_help_order =
     "deploy status releases ps scale logs run rollback canary rm apps stop "
     "start restart maintenance pause resume destroy agent env "
-    "cron hooks previews certs "
+    "cron build-cache hooks previews certs "
     "token login audit init completion version";
 
 std::string join(const std::vector<std::string>& words, const char* separator) {
@@ -163,7 +163,7 @@ TEST_CASE("the command table adds every command, in the order of deployctl --hel
           "maintenance pause resume destroy "
           "agent "
           "env "
-          "cron hooks previews certs token "
+          "cron build-cache hooks previews certs token "
           "login audit init completion __complete version");
 
     SUBCASE("deployctl --help lists them in that order") {

@@ -132,7 +132,9 @@ TEST_CASE("init learns the placeholders from the files") {
         auto vite = detect_fixture("node-vite");
         CHECK(vite.vars.at("static_dir") == "dist");
         CHECK(vite.vars.at("spa") == "true");
-        CHECK(vite.vars.at("build_command") == "yarn install --frozen-lockfile && yarn run build");
+        CHECK(
+            vite.vars.at("process_build") ==
+            R"('YARN_CACHE_FOLDER="$CACHE_DIR/yarn" yarn install --frozen-lockfile && yarn run build')");
         CHECK(detect_fixture("node-cra").vars.at("static_dir") == "build");
         CHECK(detect_fixture("node-next").app == "Storefront");
     }
@@ -192,6 +194,10 @@ TEST_CASE("every template renders a deploy.toml that parses, and a real Dockerfi
         }
         CHECK(config->build.dockerfile == "Dockerfile");
         CHECK(config->run.port > 0);
+        // The build cache is the process engine's: an image build caches its layers.
+        CHECK(config->build.cache.empty());
+        for (const auto& f : files)
+            CHECK(f.content.find("$CACHE_DIR") == std::string::npos);
         if (!info.has_dockerfile)
             continue;
         auto dockerfile = files[1].content;
@@ -220,44 +226,94 @@ TEST_CASE("the process engine's deploy.toml of each stack: build and run command
     using cli::init::Engine;
     struct Case {
         const char* fixture;
-        const char* build; // build.command
-        const char* run;   // run.command
-        const char* needs; // in the template's needs line
+        const char* build;              // build.command
+        const char* run;                // run.command
+        const char* needs;              // in the template's needs line
+        std::vector<std::string> cache; // build.cache
+        const char* why;                // in the comment on build.cache
     };
     const Case cases[] = {
-        // A lockfile: npm ci; a build script: npm run build; the start script is `node FILE`.
-        {"node-plain", "npm ci && npm run build && npm prune --omit=dev",
+        // A lockfile: npm install, which keeps the node_modules restored from the build cache
+        // (npm ci deletes it), and says why; a build script: npm run build; the start script
+        // is `node FILE`.
+        {"node-plain",
+         R"(npm_config_cache="$CACHE_DIR/npm" npm install --no-audit --no-fund && npm run build && npm prune --omit=dev)",
          "NODE_ENV=production exec node server.js",
-         "Node.js {{node_min}}+ and {{package_manager}}"},
+         "Node.js {{node_min}}+ and {{package_manager}}",
+         {"node_modules"},
+         "It is `npm install`, not `npm ci`, which deletes node_modules first"},
         // No lockfile: npm install; no build script: no build step.
-        {"node-vite-express", "npm install && npm run build && npm prune --omit=dev",
-         "NODE_ENV=production exec npm start", "Node.js"},
-        {"node-express", "npm ci && npm prune --omit=dev",
-         "NODE_ENV=production exec node src/index.js", "Node.js"},
-        {"node-fastify", "pnpm install --frozen-lockfile && pnpm prune --prod",
-         "NODE_ENV=production exec node app.js", "Node.js"},
-        {"node-next", "npm ci && npm run build && npm prune --omit=dev",
-         R"(exec node_modules/.bin/next start --hostname "$HOST" --port "$PORT")", "Node.js"},
+        {"node-vite-express",
+         R"(npm_config_cache="$CACHE_DIR/npm" npm install --no-audit --no-fund && npm run build && npm prune --omit=dev)",
+         "NODE_ENV=production exec npm start",
+         "Node.js",
+         {"node_modules"},
+         "node_modules: the install only adds and removes what changed"},
+        {"node-express",
+         R"(npm_config_cache="$CACHE_DIR/npm" npm install --no-audit --no-fund && npm prune --omit=dev)",
+         "NODE_ENV=production exec node src/index.js",
+         "Node.js",
+         {"node_modules"},
+         "package-lock.json pins"},
+        // pnpm: its store in $CACHE_DIR for the install and the prune, no node_modules kept.
+        {"node-fastify",
+         R"(export npm_config_store_dir="$CACHE_DIR/pnpm" pnpm_config_store_dir="$CACHE_DIR/pnpm" && pnpm install --frozen-lockfile && pnpm prune --prod)",
+         "NODE_ENV=production exec node app.js",
+         "Node.js",
+         {},
+         "No node_modules: pnpm links it from its store in $CACHE_DIR/pnpm"},
+        {"node-next",
+         R"(npm_config_cache="$CACHE_DIR/npm" npm install --no-audit --no-fund && npm run build && npm prune --omit=dev)",
+         R"(exec node_modules/.bin/next start --hostname "$HOST" --port "$PORT")",
+         "Node.js",
+         {"node_modules", ".next/cache"},
+         ".next/cache: what next build compiled before"},
+        // A virtual environment does not move between release folders: pip's cache only.
         {"python-flask",
-         "python3 -m venv .venv && .venv/bin/pip install -r requirements.txt gunicorn",
+         R"(python3 -m venv .venv && PIP_CACHE_DIR="$CACHE_DIR/pip" .venv/bin/pip install -r requirements.txt gunicorn)",
          R"(exec .venv/bin/gunicorn app:application --bind "$HOST:$PORT" --workers 2 --access-logfile -)",
-         "Python 3 with venv"},
+         "Python 3 with venv",
+         {},
+         "a virtual environment cannot move to another release folder"},
         {"python-django",
-         "python3 -m venv .venv && .venv/bin/pip install -r requirements.txt gunicorn && { "
+         R"(python3 -m venv .venv && PIP_CACHE_DIR="$CACHE_DIR/pip" .venv/bin/pip install -r requirements.txt gunicorn && { )"
          ".venv/bin/python manage.py collectstatic --noinput || echo 'collectstatic skipped: set "
          "STATIC_ROOT in settings.py'; }",
          R"(exec .venv/bin/gunicorn blog.wsgi --bind "$HOST:$PORT" --workers 2 --access-logfile -)",
-         "Python 3 with venv"},
-        {"python-fastapi-pyproject", "python3 -m venv .venv && .venv/bin/pip install . uvicorn",
+         "Python 3 with venv",
+         {},
+         "$CACHE_DIR/pip"},
+        {"python-fastapi-pyproject",
+         R"(python3 -m venv .venv && PIP_CACHE_DIR="$CACHE_DIR/pip" .venv/bin/pip install . uvicorn)",
          R"(exec .venv/bin/uvicorn app.main:api --host "$HOST" --port "$PORT" --proxy-headers)",
-         "Python 3 with venv"},
-        {"python-plain", "python3 -m venv .venv && .venv/bin/pip install -r requirements.txt",
-         "exec .venv/bin/python main.py", "Python 3 with venv"},
-        {"go-stdlib", "go build -o app .", "exec ./app", "Go on the agent's PATH"},
-        {"go-cmd", "go build -o app ./cmd/api", "exec ./app", "Go"},
+         "Python 3 with venv",
+         {},
+         "$CACHE_DIR/pip"},
+        {"python-plain",
+         R"(python3 -m venv .venv && PIP_CACHE_DIR="$CACHE_DIR/pip" .venv/bin/pip install -r requirements.txt)",
+         "exec .venv/bin/python main.py",
+         "Python 3 with venv",
+         {},
+         "$CACHE_DIR/pip"},
+        // Go's build and module caches; -modcacherw: a module cache the agent can delete.
+        {"go-stdlib",
+         R"(GOCACHE="$CACHE_DIR/go-build" GOMODCACHE="$CACHE_DIR/gomod" go build -modcacherw -o app .)",
+         "exec ./app",
+         "Go on the agent's PATH",
+         {},
+         "-modcacherw leaves the module cache writable"},
+        {"go-cmd",
+         R"(GOCACHE="$CACHE_DIR/go-build" GOMODCACHE="$CACHE_DIR/gomod" go build -modcacherw -o app ./cmd/api)",
+         "exec ./app",
+         "Go",
+         {},
+         "Go keeps its build and module caches in $CACHE_DIR"},
         {"php-laravel",
-         "composer install --no-dev --no-interaction --prefer-dist --optimize-autoloader",
-         R"(PHP_CLI_SERVER_WORKERS=4 exec php -S "$HOST:$PORT" -t public)", "PHP and Composer"},
+         R"(COMPOSER_CACHE_DIR="$CACHE_DIR/composer" composer install --no-dev --no-interaction --prefer-dist --optimize-autoloader)",
+         R"(PHP_CLI_SERVER_WORKERS=4 exec php -S "$HOST:$PORT" -t public)",
+         "PHP and Composer",
+         {},
+         "Composer installs vendor/ from its cache in $CACHE_DIR/composer"},
     };
     for (const auto& c : cases) {
         CAPTURE(c.fixture);
@@ -274,11 +330,43 @@ TEST_CASE("the process engine's deploy.toml of each stack: build and run command
         CHECK(config->run.command == c.run);
         CHECK(config->env.at("HOST") == "127.0.0.1"); // where the proxy reaches the app
         CHECK(files[0].content.find("--engine process") != std::string::npos);
+        // The build cache: its paths, the default size (commented out), and why.
+        CHECK(config->build.cache == c.cache);
+        CHECK(config->build.cache_max == (2ULL << 30));
+        CHECK(files[0].content.find("# cache_max = \"2G\"") != std::string::npos);
+        CHECK(files[0].content.find("docs/build-cache.md") != std::string::npos);
+        CHECK_MESSAGE(files[0].content.find(c.why) != std::string::npos, files[0].content);
         auto info = cli::init::find_template((*found)->template_name);
         REQUIRE(info);
         CHECK(info->has_process);
         CHECK(info->needs.find(c.needs) != std::string::npos);
     }
+}
+
+TEST_CASE("init: a static build with Node.js keeps its build cache on every engine, no prune") {
+    using cli::init::Engine;
+    for (auto engine : {Engine::container, Engine::process}) {
+        auto vite = cli::init::detect(k_fixtures / "node-vite", engine); // yarn.lock
+        REQUIRE((vite.ok() && vite->has_value()));
+        CHECK((*vite)->template_name == "node-static");
+        auto files = render(**vite, "site", engine);
+        REQUIRE(files.size() == 1);
+        auto config = common::parse_config(files[0].content, "deploy.toml");
+        REQUIRE_MESSAGE(config.ok(), (config.ok() ? "" : config.error().message));
+        CHECK(
+            config->build.command ==
+            R"(YARN_CACHE_FOLDER="$CACHE_DIR/yarn" yarn install --frozen-lockfile && yarn run build)");
+        CHECK(config->build.cache == std::vector<std::string>{"node_modules"});
+        CHECK(files[0].content.find("node_modules: the install only adds") != std::string::npos);
+        CHECK(files[0].content.find("docs/build-cache.md") != std::string::npos);
+    }
+    auto cra = cli::init::detect(k_fixtures / "node-cra"); // no lockfile: npm
+    REQUIRE((cra.ok() && cra->has_value()));
+    auto config = common::parse_config(render(**cra, "site")[0].content, "deploy.toml");
+    REQUIRE(config.ok());
+    CHECK(config->build.command ==
+          R"(npm_config_cache="$CACHE_DIR/npm" npm install --no-audit --no-fund && npm run build)");
+    CHECK(config->build.cache == std::vector<std::string>{"node_modules"});
 }
 
 TEST_CASE("every template renders for the process engine, or says it needs a container engine") {
@@ -298,6 +386,9 @@ TEST_CASE("every template renders for the process engine, or says it needs a con
         CHECK(config->build.dockerfile.empty());
         CHECK((config->static_site.has_value() || !config->run.command.empty()));
         CHECK(files[0].content.find("{{") == std::string::npos);
+        // Every build keeps its package manager's or compiler's cache in $CACHE_DIR.
+        if (!config->build.command.empty())
+            CHECK(config->build.command.find("\"$CACHE_DIR/") != std::string::npos);
         auto needs = cli::init::render(info.needs, cli::init::default_vars(info.name));
         REQUIRE(needs.ok());
         CHECK(needs->find("{{") == std::string::npos);

@@ -787,3 +787,45 @@ TEST_CASE("[git] url over ssh: ssh:// and USER@HOST:PATH, fetched with the deplo
     REQUIRE_FALSE(token);
     CHECK(token.error().message.find("deploy key") != std::string::npos);
 }
+
+TEST_CASE("parse_config reads [build] cache and cache_max") {
+    SUBCASE("defaults: no paths, 2G") {
+        auto config = common::parse_config("app = \"a1\"\n", "deploy.toml");
+        REQUIRE(config.ok());
+        CHECK(config->build.cache.empty());
+        CHECK(config->build.cache_max == 2ULL << 30);
+    }
+    SUBCASE("paths, a trailing slash dropped, and a size") {
+        auto config = common::parse_config("app = \"a1\"\n[build]\ncache = [\"node_modules/\", "
+                                           "\"vendor/bundle\", \".venv\"]\ncache_max = \"512m\"\n",
+                                           "deploy.toml");
+        REQUIRE(config.ok());
+        CHECK(config->build.cache ==
+              std::vector<std::string>{"node_modules", "vendor/bundle", ".venv"});
+        CHECK(config->build.cache_max == 512ULL << 20);
+    }
+    SUBCASE("a path outside the app, absolute, twice or inside another is refused") {
+        for (const auto& [paths, says] : std::vector<std::pair<std::string, std::string>>{
+                 {"[\"../up\"]", "build.cache: \"../up\" is not a relative path inside the app"},
+                 {"[\"/var/cache\"]", "\"/var/cache\" is not a relative path inside the app"},
+                 {"[\".\"]", "\".\" is not a relative path inside the app"},
+                 {"[\"a/../../b\"]", "is not a relative path inside the app"},
+                 {"[\"node_modules\", \"node_modules/\"]", "lists \"node_modules\" twice"},
+                 {"[\"target\", \"target/debug\"]",
+                  "lists \"target/debug\" inside \"target\": list one of them"}}) {
+            CAPTURE(paths);
+            auto config = common::parse_config("app = \"a1\"\n[build]\ncache = " + paths + "\n",
+                                               "deploy.toml");
+            REQUIRE_FALSE(config.ok());
+            CHECK(config.error().kind == common::ErrorKind::config);
+            CHECK(config.error().message.rfind("deploy.toml:3:9: ", 0) == 0);
+            CHECK(config.error().message.find(says) != std::string::npos);
+        }
+    }
+    SUBCASE("cache_max must be a size") {
+        auto config =
+            common::parse_config("app = \"a1\"\n[build]\ncache_max = \"lots\"\n", "deploy.toml");
+        REQUIRE_FALSE(config.ok());
+        CHECK(config.error().message.find("build.cache_max") != std::string::npos);
+    }
+}

@@ -1,0 +1,419 @@
+#include <agent/deploy/build_cache.hpp>
+#include <agent/runtime/command.hpp>
+#include <common/duration.hpp>
+#include <common/fs.hpp>
+#include <common/log.hpp>
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <fcntl.h>
+#include <map>
+#include <stdio.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <unordered_set>
+
+namespace agent {
+
+namespace fs = std::filesystem;
+using common::ErrorKind;
+using common::make_error;
+
+namespace {
+
+constexpr std::chrono::minutes k_copy_timeout{30};
+
+// The bytes of the regular files under `path`, each inode once, and the newest
+// modification time of anything under it (itself included).
+struct Measure {
+    std::uint64_t bytes = 0;
+    std::int64_t newest = 0; // nanoseconds
+};
+
+std::int64_t to_nanos(const struct timespec& t) {
+    return static_cast<std::int64_t>(t.tv_sec) * 1000000000 + t.tv_nsec;
+}
+
+Measure measure(const fs::path& path) {
+    Measure out;
+    std::unordered_set<std::uint64_t> seen; // inodes (hard links count once)
+    auto visit = [&](const fs::path& p) {
+        struct stat st {};
+        if (::lstat(p.c_str(), &st) != 0)
+            return;
+        out.newest = std::max(out.newest, to_nanos(st.st_mtim));
+        if (S_ISREG(st.st_mode) && seen.insert(static_cast<std::uint64_t>(st.st_ino)).second)
+            out.bytes += static_cast<std::uint64_t>(st.st_size);
+    };
+    visit(path);
+    std::error_code ec;
+    for (auto it = fs::recursive_directory_iterator(path, ec);
+         !ec && it != fs::recursive_directory_iterator(); it.increment(ec))
+        visit(it->path());
+    return out;
+}
+
+void remove_quietly(const fs::path& path) {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+    if (ec)
+        common::log_warn("cannot remove " + path.string() + ": " + ec.message());
+}
+
+// Replaces `target` with `fresh` in one step: renameat2's exchange where the file
+// system has it, else two renames (a crash between them leaves no `target`: the next
+// build starts without that entry, never with a half of one).
+common::Status swap_in(const fs::path& fresh, const fs::path& target) {
+    std::error_code ec;
+    if (fs::exists(fs::symlink_status(target, ec))) {
+        if (::renameat2(AT_FDCWD, fresh.c_str(), AT_FDCWD, target.c_str(), RENAME_EXCHANGE) == 0) {
+            remove_quietly(fresh); // now the old one
+            return {};
+        }
+        const auto old = target.parent_path() / (".old-" + target.filename().string());
+        remove_quietly(old);
+        if (::rename(target.c_str(), old.c_str()) != 0)
+            return make_error(common::io_error_kind(errno), "cannot replace " + target.string() +
+                                                                ": " +
+                                                                common::os_error_text(errno));
+        remove_quietly(old);
+    }
+    if (::rename(fresh.c_str(), target.c_str()) != 0)
+        return make_error(common::io_error_kind(errno),
+                          "cannot save " + target.string() + ": " + common::os_error_text(errno));
+    return {};
+}
+
+std::string size_text(std::uint64_t bytes) {
+    return common::format_bytes(bytes);
+}
+
+// When a saved path was last restored or saved: the time of PATH.used beside it (never
+// the path's own times, which tools compare: npm trusts node_modules/.package-lock.json
+// only when no folder under node_modules is newer).
+fs::path used_marker(const fs::path& saved) {
+    return saved.parent_path() / (saved.filename().string() + ".used");
+}
+
+void mark_used(const fs::path& saved) {
+    const auto marker = used_marker(saved);
+    const int fd = ::open(marker.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    if (fd >= 0) {
+        ::futimens(fd, nullptr);
+        ::close(fd);
+    }
+}
+
+} // namespace
+
+BuildCacheLock& BuildCacheLock::operator=(BuildCacheLock&& other) noexcept {
+    if (this != &other) {
+        if (m_fd >= 0)
+            ::close(m_fd);
+        m_fd = other.m_fd;
+        other.m_fd = -1;
+    }
+    return *this;
+}
+
+BuildCacheLock::~BuildCacheLock() {
+    if (m_fd >= 0)
+        ::close(m_fd); // releases the flock
+}
+
+std::string cache_path_name(std::string_view path) {
+    std::string out;
+    for (char c : path) {
+        if (c == '/')
+            out += "%2F";
+        else if (c == '%')
+            out += "%25";
+        else
+            out += c;
+    }
+    return out;
+}
+
+common::Status copy_tree(const fs::path& from, const fs::path& to, bool links) {
+    runtime::StreamingCommand command;
+    command.spawn.argv = {"/bin/cp", "-a",          links ? "-l" : "--reflink=auto",
+                          "--",      from.string(), to.string()};
+    command.spawn.env = runtime::clean_environment("/", {});
+    command.spawn.cwd = "/";
+    command.timeout = k_copy_timeout;
+    std::string output;
+    command.on_line = [&](std::string_view line) {
+        if (output.size() < 2000)
+            output.append(output.empty() ? "" : "; ").append(line);
+    };
+    auto result = runtime::run_streaming(command);
+    if (!result)
+        return make_error(ErrorKind::io,
+                          "cannot copy " + from.string() + ": " + result.error().message);
+    if (result->outcome != runtime::Outcome::exited || result->status != 0) {
+        std::error_code ec;
+        fs::remove_all(to, ec);
+        return make_error(ErrorKind::io, "cannot copy " + from.string() + " to " + to.string() +
+                                             ": " + (output.empty() ? "cp failed" : output));
+    }
+    return {};
+}
+
+common::Result<BuildCacheLock> BuildCache::lock(bool wait) const {
+    std::error_code ec;
+    fs::create_directories(m_root, ec);
+    if (ec)
+        return make_error(ErrorKind::io, "cannot create " + m_root.string() + ": " + ec.message());
+    const auto path = m_root / "lock";
+    const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return make_error(common::io_error_kind(errno),
+                          "cannot open " + path.string() + ": " + common::os_error_text(errno));
+    for (;;) {
+        if (::flock(fd, wait ? LOCK_EX : LOCK_EX | LOCK_NB) == 0)
+            return BuildCacheLock(fd);
+        if (errno == EINTR)
+            continue;
+        const int error = errno;
+        ::close(fd);
+        if (error == EWOULDBLOCK)
+            return make_error(ErrorKind::refused,
+                              "a build of the app is using its build cache; try again once it "
+                              "is done");
+        return make_error(common::io_error_kind(error),
+                          "cannot lock " + path.string() + ": " + common::os_error_text(error));
+    }
+}
+
+common::Status BuildCache::restore(const fs::path& release_dir,
+                                   const std::vector<std::string>& paths, bool fresh,
+                                   const Note& note) const {
+    remove_quietly(build_dir()); // what an interrupted build left
+    std::error_code ec;
+    const auto dir = m_root / "dir";
+    if (!fresh && fs::is_directory(dir, ec)) {
+        TRY(copy_tree(dir, build_dir(), false));
+    } else {
+        fs::create_directories(build_dir(), ec);
+        if (ec)
+            return make_error(ErrorKind::io,
+                              "cannot create " + build_dir().string() + ": " + ec.message());
+    }
+    if (fresh) {
+        note("build cache not used (--no-cache): the build starts from an empty $CACHE_DIR");
+        return {};
+    }
+    std::vector<std::string> restored;
+    for (const auto& path : paths) {
+        const auto saved = m_root / "paths" / cache_path_name(path);
+        const auto target = release_dir / path;
+        if (!fs::exists(fs::symlink_status(saved, ec)))
+            continue;
+        if (fs::exists(fs::symlink_status(target, ec))) {
+            note("build cache: " + path +
+                 " is in the uploaded tree, so the cached one is not "
+                 "restored");
+            continue;
+        }
+        fs::create_directories(target.parent_path(), ec);
+        TRY(copy_tree(saved, target, false));
+        mark_used(saved);
+        restored.push_back(path + " (" + size_text(measure(target).bytes) + ")");
+    }
+    if (!restored.empty()) {
+        std::string list;
+        for (const auto& item : restored)
+            list += (list.empty() ? "" : ", ") + item;
+        note("build cache: restored " + list);
+    }
+    return {};
+}
+
+common::Status BuildCache::save(const fs::path& release_dir, const std::vector<std::string>& paths,
+                                std::uint64_t max, const Note& note) const {
+    std::error_code ec;
+    fs::create_directories(m_root / "paths", ec);
+    std::vector<std::string> saved;
+    for (const auto& path : paths) {
+        const auto source = release_dir / path;
+        const auto target = m_root / "paths" / cache_path_name(path);
+        if (!fs::exists(fs::symlink_status(source, ec))) {
+            note("build cache: the build left no " + path + " to keep");
+            continue;
+        }
+        const auto fresh = m_root / "paths" / (".new-" + cache_path_name(path));
+        remove_quietly(fresh);
+        TRY(copy_tree(source, fresh, true));
+        TRY(swap_in(fresh, target));
+        mark_used(target);
+        saved.push_back(path);
+    }
+    if (fs::is_directory(build_dir(), ec)) {
+        TRY(swap_in(build_dir(), m_root / "dir"));
+        saved.push_back("$CACHE_DIR");
+    }
+    // Paths no longer listed in [build] cache go: nothing restores them.
+    std::set<std::string> listed;
+    for (const auto& path : paths) {
+        listed.insert(cache_path_name(path));
+        listed.insert(cache_path_name(path) + ".used");
+    }
+    for (auto it = fs::directory_iterator(m_root / "paths", ec);
+         !ec && it != fs::directory_iterator(); it.increment(ec))
+        if (!listed.count(it->path().filename().string()))
+            remove_quietly(it->path());
+    auto dropped = bound(max);
+    std::uint64_t total = 0;
+    for (const auto& entry : entries())
+        if (entry.kind != "build")
+            total += entry.bytes;
+    std::string list;
+    for (const auto& item : saved)
+        list += (list.empty() ? "" : ", ") + item;
+    note("build cache saved: " + list + " (" + size_text(total) + " in all, at most " +
+         common::format_size(max) + ")");
+    for (const auto& entry : dropped)
+        note("build cache: dropped " + entry.name + " (" + size_text(entry.bytes) +
+             "), the least recently used, to stay within [build] cache_max");
+    return {};
+}
+
+void BuildCache::discard() const {
+    remove_quietly(build_dir());
+}
+
+std::vector<BuildCacheEntry> BuildCache::bound(std::uint64_t max) const {
+    auto all = entries();
+    std::vector<BuildCacheEntry> cached;
+    std::uint64_t total = 0;
+    for (auto& entry : all)
+        if (entry.kind != "build") {
+            total += entry.bytes;
+            cached.push_back(std::move(entry));
+        }
+    std::sort(cached.begin(), cached.end(), [](const auto& a, const auto& b) {
+        return a.last_used != b.last_used ? a.last_used < b.last_used : a.bytes > b.bytes;
+    });
+    std::vector<BuildCacheEntry> dropped;
+    for (auto& entry : cached) {
+        if (total <= max)
+            break;
+        if (entry.kind == "path") {
+            remove_quietly(m_root / "paths" / cache_path_name(entry.name));
+            remove_quietly(used_marker(m_root / "paths" / cache_path_name(entry.name)));
+        } else {
+            remove_quietly(m_root / "dir" / entry.name);
+        }
+        total -= std::min(total, entry.bytes);
+        dropped.push_back(std::move(entry));
+    }
+    return dropped;
+}
+
+common::Status BuildCache::keep_build(const fs::path& release_dir, const std::string& key,
+                                      const std::string& release) const {
+    std::error_code ec;
+    const auto builds = m_root / "builds";
+    fs::create_directories(builds, ec);
+    const auto target = builds / key;
+    if (fs::exists(target, ec))
+        return {};
+    const auto fresh = builds / (".new-" + key);
+    remove_quietly(fresh);
+    TRY(copy_tree(release_dir, fresh, true));
+    TRY(common::atomic_write_file(builds / (key + ".release"), release + "\n"));
+    return swap_in(fresh, target);
+}
+
+bool BuildCache::has_build(const std::string& key) const {
+    std::error_code ec;
+    return !key.empty() && fs::is_directory(m_root / "builds" / key, ec);
+}
+
+common::Status BuildCache::reuse_build(const std::string& key, const fs::path& release_dir) const {
+    std::error_code ec;
+    fs::remove_all(release_dir, ec);
+    fs::create_directories(release_dir.parent_path(), ec);
+    return copy_tree(m_root / "builds" / key, release_dir, false);
+}
+
+void BuildCache::drop_builds_except(const std::set<std::string>& keys) const {
+    std::error_code ec;
+    for (auto it = fs::directory_iterator(m_root / "builds", ec);
+         !ec && it != fs::directory_iterator(); it.increment(ec)) {
+        auto name = it->path().filename().string();
+        if (name.size() > 8 && name.compare(name.size() - 8, 8, ".release") == 0)
+            name.resize(name.size() - 8);
+        if (name.rfind(".new-", 0) == 0 || !keys.count(name))
+            remove_quietly(it->path());
+    }
+}
+
+std::vector<BuildCacheEntry> BuildCache::entries() const {
+    std::vector<BuildCacheEntry> out;
+    std::error_code ec;
+    auto add = [&](const fs::path& dir, const std::string& kind, auto&& name_of) {
+        for (auto it = fs::directory_iterator(dir, ec); !ec && it != fs::directory_iterator();
+             it.increment(ec)) {
+            const auto file = it->path().filename().string();
+            if (file.rfind(".new-", 0) == 0 || file.rfind(".old-", 0) == 0 ||
+                (file.size() > 5 && file.compare(file.size() - 5, 5, ".used") == 0))
+                continue;
+            if (kind == "build" && !it->is_directory())
+                continue;
+            BuildCacheEntry entry;
+            entry.name = name_of(file);
+            entry.kind = kind;
+            const auto m = measure(it->path());
+            entry.bytes = m.bytes;
+            entry.last_used = m.newest;
+            if (kind == "path") {
+                struct stat st {};
+                if (::stat(used_marker(it->path()).c_str(), &st) == 0)
+                    entry.last_used = std::max(entry.last_used, to_nanos(st.st_mtim));
+            }
+            if (kind == "build") {
+                std::string release;
+                if (auto text = common::read_file(dir / (file + ".release")))
+                    release = *text;
+                while (!release.empty() && (release.back() == '\n' || release.back() == '\r'))
+                    release.pop_back();
+                entry.release = release;
+            }
+            out.push_back(std::move(entry));
+        }
+        ec.clear();
+    };
+    add(m_root / "paths", "path", [](const std::string& file) {
+        std::string name;
+        for (std::size_t i = 0; i < file.size(); ++i) {
+            if (file[i] == '%' && file.compare(i, 3, "%2F") == 0) {
+                name += '/';
+                i += 2;
+            } else if (file[i] == '%' && file.compare(i, 3, "%25") == 0) {
+                name += '%';
+                i += 2;
+            } else {
+                name += file[i];
+            }
+        }
+        return name;
+    });
+    add(m_root / "dir", "dir", [](const std::string& file) { return file; });
+    add(m_root / "builds", "build", [](const std::string& file) { return file; });
+    return out;
+}
+
+std::uint64_t BuildCache::clear() const {
+    std::uint64_t bytes = 0;
+    for (const auto& entry : entries())
+        bytes += entry.bytes;
+    for (const char* part : {"dir", "paths", "builds", "build"})
+        remove_quietly(m_root / part);
+    return bytes;
+}
+
+} // namespace agent

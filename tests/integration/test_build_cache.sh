@@ -1,0 +1,173 @@
+#!/usr/bin/env bash
+# The build cache of the process engine (docs/build-cache.md), with real npm: a Node app
+# of 50 packages the test packs itself (file: tarballs, so no registry is asked). The first
+# build installs them all; the next restores node_modules and npm finds it up to date; a
+# change to package.json adds only the new package; a failing or timed-out build leaves
+# the cache as it was; a tree built before is not built again ("build reused from vN"),
+# unless --rebuild; --no-cache starts from nothing; [build] cache_max bounds the cache,
+# least recently used first; build-cache ls | clear; agent df counts it; destroy removes it.
+source "$(dirname "$0")/lib.sh"
+require_binaries
+require_tools "nodejs npm jq busybox" node npm jq busybox
+
+start_agent
+APP=hello
+
+# --- 50 packages, packed as npm packs them (a "package/" folder in a gzipped tar) -------
+PKGS=$TEST_TMP/pkgs
+make_package() { # NAME
+    local dir=$TEST_TMP/pkgsrc/$1/package
+    mkdir -p "$dir" "$PKGS"
+    printf '{"name":"%s","version":"1.0.0","main":"index.js"}\n' "$1" >"$dir/package.json"
+    printf 'module.exports = "%s";\n' "$1" >"$dir/index.js"
+    tar -czf "$PKGS/$1-1.0.0.tgz" -C "$TEST_TMP/pkgsrc/$1" package
+}
+package_json() { # COUNT: package.json depending on p01..pCOUNT
+    local deps="" i name
+    for ((i = 1; i <= $1; i++)); do
+        printf -v name 'p%02d' "$i"
+        deps+="${deps:+,}\"$name\":\"file:$PKGS/$name-1.0.0.tgz\""
+    done
+    printf '{"name":"hello","version":"1.0.0","private":true,"dependencies":{%s}}\n' "$deps"
+}
+for ((i = 1; i <= 51; i++)); do
+    printf -v name 'p%02d' "$i"
+    make_package "$name"
+done
+
+NPM_BUILD='echo "BUILD RAN"; npm_config_cache="$CACHE_DIR/npm" npm install --no-audit --no-fund --no-update-notifier --offline 2>&1 && mkdir -p public && echo "hello from $(cat VERSION)" > public/index.html && echo ok > public/healthz && ls node_modules | grep -c "^p" > public/modules'
+# write_app [write_toml keys...]: deploy.toml with [build] cache = ["node_modules"]
+write_app() {
+    write_toml "$REPO" $APP build="$NPM_BUILD" "$@"
+    sed -i 's/^\[build\]$/[build]\ncache = ["node_modules"]/' "$REPO/deploy.toml"
+}
+make_app_repo $APP
+write_app
+package_json 50 >"$REPO/package.json"
+git -C "$REPO" add -A
+git -C "$REPO" commit -q -m "An app of 50 packages"
+CACHE=$DATA/apps/$APP/build-cache
+
+# --- the first build installs everything and saves the cache ------------------------------
+assert_exit 0 dctl deploy
+FIRST=$OUT
+assert_contains "$FIRST" "added 50 packages" "first build: npm installs the 50 packages"
+assert_contains "$FIRST" 'build cache saved: node_modules, $CACHE_DIR' "first build: the cache is saved"
+expect_serving $APP "hello from 1" "v1 serves"
+assert_eq 50 "$(fetch $APP /modules)" "v1 has its 50 modules"
+assert_true "node_modules is kept in the cache" test -f "$CACHE/paths/node_modules/p01/index.js"
+assert_true "npm's own cache is kept under \$CACHE_DIR" test -d "$CACHE/dir/npm"
+assert_false "no \$CACHE_DIR of a build in progress is left" test -e "$CACHE/build"
+
+# --- a one-line change: node_modules restored, npm has nothing to add ------------------
+commit_change "$REPO" "A one-line change" VERSION 2
+assert_exit 0 dctl deploy
+assert_contains "$OUT" "build cache: restored node_modules" "second build: node_modules restored"
+assert_match "$OUT" "up to date" "second build: npm finds node_modules up to date"
+assert_not_contains "$OUT" "added 50 packages" "second build: nothing installed again"
+expect_serving $APP "hello from 2" "v2 serves"
+# The restored tree is a copy: the serving release and the cache share no file with it.
+V1_INODE=$(stat -c %i "$(release_dir $APP v1)/node_modules/p01/index.js")
+V2_INODE=$(stat -c %i "$(release_dir $APP v2)/node_modules/p01/index.js")
+assert_ne "$V1_INODE" "$V2_INODE" "v2's node_modules is its own copy, not v1's files"
+
+# --- package.json changes: only the new package is added --------------------------------
+package_json 51 >"$REPO/package.json"
+commit_change "$REPO" "One more package"
+assert_exit 0 dctl deploy
+assert_contains "$OUT" "added 1 package" "a new dependency: npm adds that one only"
+assert_eq 51 "$(fetch $APP /modules)" "v3 has 51 modules"
+assert_true "the cache has the new package" test -f "$CACHE/paths/node_modules/p51/index.js"
+V3_TREE=$(git -C "$REPO" rev-parse HEAD^{tree})
+commit_change "$REPO" "Another one-line change" VERSION 4
+assert_exit 0 dctl deploy
+expect_serving $APP "hello from 4" "v4 serves"
+
+# --- a failing build, and one that times out, leave the cache as it was ---------------------
+cache_listing() { (cd "$CACHE" && find paths dir -path dir/npm/_logs -prune -o -print | sort); }
+BEFORE=$(cache_listing)
+POISON='echo "BUILD RAN"; touch node_modules/poison "$CACHE_DIR/poison"; rm -rf node_modules/p01'
+write_app build="$POISON; exit 3"
+commit_change "$REPO" "A build that fails after changing its cache"
+assert_exit 1 dctl deploy
+assert_contains "$OUT" "build cache left as it was: the build failed" "a failed build: says the cache is kept"
+assert_eq "$BEFORE" "$(cache_listing)" "a failed build: the cache is as it was"
+write_app build="$POISON; sleep 30" build_timeout=2s
+commit_change "$REPO" "A build that times out after changing its cache"
+assert_exit 1 dctl deploy
+assert_contains "$OUT" "build timed out" "a build past its timeout fails"
+assert_eq "$BEFORE" "$(cache_listing)" "a timed-out build: the cache is as it was"
+expect_serving $APP "hello from 4" "v4 still serves after the failed builds"
+
+# --- the tree of v3 again: its build is reused, no build command runs -----------------------
+git -C "$REPO" read-tree -u --reset "$V3_TREE"
+git -C "$REPO" commit -q -m "Back to v3's tree"
+assert_eq "$V3_TREE" "$(git -C "$REPO" rev-parse HEAD^{tree})" "the commit has v3's tree"
+START=$(date +%s%N)
+assert_exit 0 dctl deploy
+REUSED_MS=$(( ($(date +%s%N) - START) / 1000000 ))
+assert_contains "$OUT" "build reused from v3 (same inputs" "an identical tree: v3's build reused"
+assert_not_contains "$OUT" "BUILD RAN" "an identical tree: no build command runs"
+REUSED=$(release_ids | awk '{print $1}')
+assert_eq 51 "$(fetch $APP /modules)" "the reused build serves ($REUSED, ${REUSED_MS} ms)"
+assert_true "the reused release has its own copy of the build" \
+    test "$(stat -c %i "$(release_dir $APP v3)/public/modules")" != "$(stat -c %i "$(release_dir $APP "$REUSED")/public/modules")"
+assert_exit 0 dctl deploy --force
+assert_contains "$OUT" "build reused from" "deploy --force of the same tree: reused too"
+
+# --- --rebuild builds (with the cache); --no-cache builds from nothing ----------------------
+assert_exit 0 dctl deploy --rebuild
+assert_contains "$OUT" "BUILD RAN" "--rebuild: the build command runs"
+assert_match "$OUT" "up to date" "--rebuild: with the cache restored"
+assert_exit 0 dctl deploy --no-cache
+assert_contains "$OUT" "BUILD RAN" "--no-cache: the build command runs"
+assert_contains "$OUT" "build cache not used (--no-cache)" "--no-cache: says so"
+assert_contains "$OUT" "added 51 packages" "--no-cache: npm installs everything"
+
+# --- build-cache ls, agent df ---------------------------------------------------------------
+assert_exit 0 dctl build-cache ls --json
+LS=$OUT
+assert_eq "build_cache" "$(jq -r .event <<<"$LS")" "build-cache ls --json: one build_cache event"
+assert_jq "$LS" '[.entries[] | select(.kind == "path" and .name == "node_modules" and .bytes > 0)] | length == 1' "ls: node_modules, with its size"
+assert_jq "$LS" '[.entries[] | select(.kind == "dir" and .name == "npm")] | length == 1' "ls: \$CACHE_DIR/npm"
+assert_jq "$LS" '[.entries[] | select(.kind == "build" and (.release | test("^v[0-9]+$")))] | length >= 1' "ls: the builds kept for reuse"
+assert_jq "$LS" '.max == 2147483648 and .bytes > 0' "ls: its size and cache_max (2G by default)"
+assert_exit 0 dctl build-cache ls
+assert_match "$OUT" "node_modules +path" "build-cache ls: a row for node_modules"
+assert_exit 0 dctl agent df --json
+assert_jq "$OUT" "[.apps[] | select(.app == \"$APP\" and .build_cache > 0)] | length == 1" "agent df counts the build cache"
+
+# --- clear: the next build starts from nothing and reuses nothing ---------------------------
+assert_exit 0 dctl build-cache clear --json
+assert_jq "$OUT" '.event == "build_cache_cleared" and .removed_bytes > 0' "build-cache clear: what it removed"
+assert_exit 0 dctl build-cache ls --json
+assert_jq "$OUT" '.entries == []' "after clear: the cache is empty"
+assert_exit 0 dctl deploy --force
+assert_contains "$OUT" "BUILD RAN" "after clear: the same tree is built again"
+assert_contains "$OUT" "added 51 packages" "after clear: npm installs everything"
+
+# --- [build] cache_max: least recently used dropped first -----------------------------------
+BIG_BUILD='echo "BUILD RAN"; d="$CACHE_DIR/run-$(date +%s%N)" && mkdir -p "$d" && head -c 102400 /dev/urandom > "$d/blob" && basename "$d" > last-run && mkdir -p public && echo "hello from $(cat VERSION)" > public/index.html && echo ok > public/healthz'
+write_toml "$REPO" $APP build="$BIG_BUILD"
+sed -i 's/^\[build\]$/[build]\ncache_max = "250k"/' "$REPO/deploy.toml"
+for n in 1 2 3 4; do
+    commit_change "$REPO" "A build that adds 100 KiB to its cache ($n)" VERSION "big-$n"
+    assert_exit 0 dctl deploy
+done
+assert_contains "$OUT" "the least recently used, to stay within [build] cache_max" "cache_max: the build says what it dropped"
+LAST_RUN=$(cat "$(release_dir $APP "$(release_ids | awk '{print $1}')")/last-run")
+assert_exit 0 dctl build-cache ls --json
+assert_jq "$OUT" '.bytes <= 256000 and .max == 256000' "cache_max: the cache stays within 250k ($(jq -c '[.bytes, [.entries[] | .name]]' <<<"$OUT"))"
+assert_jq "$OUT" "[.entries[] | select(.name == \"$LAST_RUN\")] | length == 1" "cache_max: the newest entry is kept"
+assert_jq "$OUT" '[.entries[] | select(.name | startswith("run-"))] | length == 2' "cache_max: the two newest runs are kept"
+
+# --- a malformed [build] cache is refused before anything changes ---------------------------
+sed -i 's/^\[build\]$/[build]\ncache = ["..\/outside"]/' "$REPO/deploy.toml"
+git -C "$REPO" commit -qam "A cache path outside the app"
+assert_exit 2 dctl deploy
+assert_contains "$OUT$ERR" "is not a relative path inside the app" "a cache path outside the app: refused"
+
+# --- destroy removes the cache with the app ---------------------------------------------------
+git -C "$REPO" reset -q --hard HEAD~1
+assert_exit 0 dctl destroy $APP --yes
+assert_false "destroy removes the build cache" test -e "$CACHE"

@@ -1,0 +1,237 @@
+#include <agent/deploy/build_cache.hpp>
+
+#include <doctest/doctest.h>
+
+#include <fstream>
+#include <sstream>
+#include <sys/stat.h>
+#include <thread>
+
+#include "temp_dir.hpp"
+
+namespace fs = std::filesystem;
+using agent::BuildCache;
+using agent::BuildCacheEntry;
+
+namespace {
+
+void write(const fs::path& path, const std::string& text) {
+    fs::create_directories(path.parent_path());
+    std::ofstream(path, std::ios::binary) << text;
+}
+
+std::string read(const fs::path& path) {
+    std::ifstream in(path, std::ios::binary);
+    std::ostringstream out;
+    out << in.rdbuf();
+    return out.str();
+}
+
+ino_t inode(const fs::path& path) {
+    struct stat st {};
+    REQUIRE(::stat(path.c_str(), &st) == 0);
+    return st.st_ino;
+}
+
+std::vector<std::string> notes_of(const std::function<void(BuildCache::Note)>& step) {
+    std::vector<std::string> notes;
+    step([&](std::string_view note) { notes.emplace_back(note); });
+    return notes;
+}
+
+bool has_note(const std::vector<std::string>& notes, const std::string& part) {
+    for (const auto& note : notes)
+        if (note.find(part) != std::string::npos)
+            return true;
+    return false;
+}
+
+const BuildCacheEntry* find(const std::vector<BuildCacheEntry>& entries, const std::string& name) {
+    for (const auto& entry : entries)
+        if (entry.name == name)
+            return &entry;
+    return nullptr;
+}
+
+// A build in `release`: restore, what `build` does there and in $CACHE_DIR, then save.
+void build(const BuildCache& cache, const fs::path& release, const std::vector<std::string>& paths,
+           const std::function<void()>& step, std::uint64_t max = 1ULL << 30) {
+    fs::create_directories(release);
+    auto held = cache.lock(true);
+    REQUIRE(held.ok());
+    REQUIRE(cache.restore(release, paths, false, [](std::string_view) {}).ok());
+    step();
+    REQUIRE(cache.save(release, paths, max, [](std::string_view) {}).ok());
+}
+
+} // namespace
+
+TEST_CASE("build cache: a saved path is restored into the next build as a copy of its own") {
+    test::TempDir tmp;
+    BuildCache cache(tmp.path() / "cache");
+    const std::vector<std::string> paths{"node_modules", "vendor/bundle"};
+    build(cache, tmp.path() / "v1", paths, [&] {
+        write(tmp.path() / "v1/node_modules/left-pad/index.js", "pad");
+        write(tmp.path() / "v1/vendor/bundle/gem.rb", "gem");
+        write(cache.build_dir() / "npm/index", "npm's own cache");
+    });
+    CHECK(read(tmp.path() / "cache/paths/node_modules/left-pad/index.js") == "pad");
+    CHECK(read(tmp.path() / "cache/paths/vendor%2Fbundle/gem.rb") == "gem");
+    CHECK(read(tmp.path() / "cache/dir/npm/index") == "npm's own cache");
+    CHECK_FALSE(fs::exists(cache.build_dir())); // it became dir/
+
+    fs::create_directories(tmp.path() / "v2");
+    auto held = cache.lock(true);
+    REQUIRE(held.ok());
+    auto notes = notes_of([&](BuildCache::Note note) {
+        REQUIRE(cache.restore(tmp.path() / "v2", paths, false, note).ok());
+    });
+    CHECK(has_note(notes, "build cache: restored node_modules ("));
+    CHECK(has_note(notes, "vendor/bundle ("));
+    CHECK(read(tmp.path() / "v2/node_modules/left-pad/index.js") == "pad");
+    CHECK(read(cache.build_dir() / "npm/index") == "npm's own cache");
+    // Copies: a write in the new build reaches neither the old release nor the cache.
+    CHECK(inode(tmp.path() / "v2/node_modules/left-pad/index.js") !=
+          inode(tmp.path() / "v1/node_modules/left-pad/index.js"));
+    CHECK(inode(tmp.path() / "v2/node_modules/left-pad/index.js") !=
+          inode(tmp.path() / "cache/paths/node_modules/left-pad/index.js"));
+    CHECK(inode(cache.build_dir() / "npm/index") != inode(tmp.path() / "cache/dir/npm/index"));
+}
+
+TEST_CASE("build cache: a failed build leaves the cache as it was") {
+    test::TempDir tmp;
+    BuildCache cache(tmp.path() / "cache");
+    build(cache, tmp.path() / "v1", {"node_modules"}, [&] {
+        write(tmp.path() / "v1/node_modules/a.js", "good");
+        write(cache.build_dir() / "kept", "good");
+    });
+    fs::create_directories(tmp.path() / "v2");
+    {
+        auto held = cache.lock(true);
+        REQUIRE(held.ok());
+        REQUIRE(cache.restore(tmp.path() / "v2", {"node_modules"}, false, [](std::string_view) {})
+                    .ok());
+        write(tmp.path() / "v2/node_modules/a.js", "half-written");
+        write(cache.build_dir() / "kept", "half-written");
+        write(cache.build_dir() / "poison", "x");
+        cache.discard(); // the build failed
+    }
+    CHECK(read(tmp.path() / "cache/paths/node_modules/a.js") == "good");
+    CHECK(read(tmp.path() / "cache/dir/kept") == "good");
+    CHECK_FALSE(fs::exists(tmp.path() / "cache/dir/poison"));
+    CHECK_FALSE(fs::exists(cache.build_dir()));
+}
+
+TEST_CASE("build cache: --no-cache restores nothing; a path in the tree is not replaced") {
+    test::TempDir tmp;
+    BuildCache cache(tmp.path() / "cache");
+    build(cache, tmp.path() / "v1", {"node_modules"}, [&] {
+        write(tmp.path() / "v1/node_modules/a.js", "cached");
+        write(cache.build_dir() / "x", "cached");
+    });
+    auto held = cache.lock(true);
+    REQUIRE(held.ok());
+    fs::create_directories(tmp.path() / "v2");
+    auto notes = notes_of([&](BuildCache::Note note) {
+        REQUIRE(cache.restore(tmp.path() / "v2", {"node_modules"}, true, note).ok());
+    });
+    CHECK(has_note(notes, "--no-cache"));
+    CHECK_FALSE(fs::exists(tmp.path() / "v2/node_modules"));
+    CHECK(fs::is_empty(cache.build_dir()));
+
+    write(tmp.path() / "v3/node_modules/a.js", "committed");
+    notes = notes_of([&](BuildCache::Note note) {
+        REQUIRE(cache.restore(tmp.path() / "v3", {"node_modules"}, false, note).ok());
+    });
+    CHECK(has_note(notes, "node_modules is in the uploaded tree"));
+    CHECK(read(tmp.path() / "v3/node_modules/a.js") == "committed");
+}
+
+TEST_CASE("build cache: one build at a time") {
+    test::TempDir tmp;
+    BuildCache cache(tmp.path() / "cache");
+    auto first = cache.lock(false);
+    REQUIRE(first.ok());
+    auto second = cache.lock(false);
+    REQUIRE_FALSE(second.ok());
+    CHECK(second.error().kind == common::ErrorKind::refused);
+    CHECK(second.error().message.find("a build of the app is using its build cache") !=
+          std::string::npos);
+    first = agent::BuildCacheLock(); // released
+    CHECK(cache.lock(false).ok());
+}
+
+TEST_CASE("build cache: bounded by cache_max, least recently used dropped first") {
+    test::TempDir tmp;
+    BuildCache cache(tmp.path() / "cache");
+    const std::string kib100(100 * 1024, 'x');
+    for (int run = 1; run <= 4; ++run) {
+        std::vector<std::string> notes;
+        fs::create_directories(tmp.path() / ("v" + std::to_string(run)));
+        auto held = cache.lock(true);
+        REQUIRE(held.ok());
+        REQUIRE(cache
+                    .restore(tmp.path() / ("v" + std::to_string(run)), {}, false,
+                             [](std::string_view) {})
+                    .ok());
+        write(cache.build_dir() / ("run-" + std::to_string(run)) / "blob", kib100);
+        REQUIRE(cache
+                    .save(tmp.path() / ("v" + std::to_string(run)), {}, 250 * 1024,
+                          [&](std::string_view note) { notes.emplace_back(note); })
+                    .ok());
+        if (run == 3)
+            CHECK(has_note(notes, "build cache: dropped run-1 (100.0 KiB), the least recently "
+                                  "used, to stay within [build] cache_max"));
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    auto entries = cache.entries();
+    CHECK(find(entries, "run-1") == nullptr);
+    CHECK(find(entries, "run-2") == nullptr);
+    REQUIRE(find(entries, "run-3") != nullptr);
+    REQUIRE(find(entries, "run-4") != nullptr);
+    CHECK(find(entries, "run-4")->kind == "dir");
+    CHECK(find(entries, "run-4")->bytes == kib100.size());
+    // An entry larger than the whole bound is not kept either.
+    CHECK(cache.bound(50 * 1024).size() == 2);
+    CHECK(cache.entries().empty());
+}
+
+TEST_CASE("build cache: a kept build is reused as a copy, and dropped with its releases") {
+    test::TempDir tmp;
+    BuildCache cache(tmp.path() / "cache");
+    write(tmp.path() / "v1/public/index.html", "built");
+    const std::string key(64, 'a');
+    REQUIRE(cache.keep_build(tmp.path() / "v1", key, "v1").ok());
+    CHECK(cache.has_build(key));
+    CHECK_FALSE(cache.has_build(std::string(64, 'b')));
+    CHECK_FALSE(cache.has_build(""));
+    REQUIRE(cache.reuse_build(key, tmp.path() / "v2").ok());
+    CHECK(read(tmp.path() / "v2/public/index.html") == "built");
+    CHECK(inode(tmp.path() / "v2/public/index.html") != inode(tmp.path() / "v1/public/index.html"));
+    auto entries = cache.entries();
+    REQUIRE(entries.size() == 1);
+    CHECK(entries[0].kind == "build");
+    CHECK(entries[0].release == "v1");
+    CHECK(entries[0].bytes == 5);
+    cache.drop_builds_except({std::string(64, 'b')});
+    CHECK_FALSE(cache.has_build(key));
+    CHECK(cache.entries().empty());
+}
+
+TEST_CASE("build cache: clear removes everything and says how much") {
+    test::TempDir tmp;
+    BuildCache cache(tmp.path() / "cache");
+    build(cache, tmp.path() / "v1", {"node_modules"}, [&] {
+        write(tmp.path() / "v1/node_modules/a.js", "12345");
+        write(cache.build_dir() / "x", "123");
+    });
+    REQUIRE(cache.keep_build(tmp.path() / "v1", std::string(64, 'c'), "v1").ok());
+    CHECK(cache.clear() == 5 + 3 + 5); // node_modules, $CACHE_DIR, the kept build of the tree
+    CHECK(cache.entries().empty());
+}
+
+TEST_CASE("build cache: path names escape '/' and '%'") {
+    CHECK(agent::cache_path_name("node_modules") == "node_modules");
+    CHECK(agent::cache_path_name("vendor/bundle") == "vendor%2Fbundle");
+    CHECK(agent::cache_path_name("a%2Fb") == "a%252Fb");
+}
