@@ -9,7 +9,9 @@
 #include <algorithm>
 #include <cerrno>
 #include <fcntl.h>
+#include <iterator>
 #include <map>
+#include <optional>
 #include <stdio.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -89,6 +91,30 @@ common::Status swap_in(const fs::path& fresh, const fs::path& target) {
 
 std::string size_text(std::uint64_t bytes) {
     return common::format_bytes(bytes);
+}
+
+// The first component of `path` under `root` that is a symbolic link (with `whole`, the
+// last one too): a cache path is never followed out of the release directory.
+std::optional<std::string> symlink_on_the_way(const fs::path& root, const std::string& path,
+                                              bool whole = false) {
+    fs::path at = root;
+    std::string prefix;
+    const fs::path relative(path);
+    std::size_t count = std::distance(relative.begin(), relative.end());
+    std::size_t index = 0;
+    for (const auto& part : relative) {
+        ++index;
+        at /= part;
+        prefix += (prefix.empty() ? "" : "/") + part.string();
+        if (index == count && !whole)
+            break;
+        struct stat st {};
+        if (::lstat(at.c_str(), &st) != 0)
+            break; // the rest does not exist yet: made as folders
+        if (S_ISLNK(st.st_mode))
+            return prefix;
+    }
+    return std::nullopt;
 }
 
 // When a saved path was last restored or saved: the time of PATH.used beside it (never
@@ -218,6 +244,11 @@ common::Status BuildCache::restore(const fs::path& release_dir,
                  "restored");
             continue;
         }
+        if (auto link = symlink_on_the_way(release_dir, path)) {
+            note("build cache: " + path + " not restored: " + *link +
+                 " is a symbolic link, and the cache is only copied inside the release");
+            continue;
+        }
         fs::create_directories(target.parent_path(), ec);
         TRY(copy_tree(saved, target, false));
         mark_used(saved);
@@ -242,6 +273,11 @@ common::Status BuildCache::save(const fs::path& release_dir, const std::vector<s
         const auto target = m_root / "paths" / cache_path_name(path);
         if (!fs::exists(fs::symlink_status(source, ec))) {
             note("build cache: the build left no " + path + " to keep");
+            continue;
+        }
+        if (auto link = symlink_on_the_way(release_dir, path, true)) {
+            note("build cache: " + path + " not saved: " + *link +
+                 " is a symbolic link, and the cache only keeps what is inside the release");
             continue;
         }
         const auto fresh = m_root / "paths" / (".new-" + cache_path_name(path));

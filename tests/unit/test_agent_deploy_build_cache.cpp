@@ -235,3 +235,30 @@ TEST_CASE("build cache: path names escape '/' and '%'") {
     CHECK(agent::cache_path_name("vendor/bundle") == "vendor%2Fbundle");
     CHECK(agent::cache_path_name("a%2Fb") == "a%252Fb");
 }
+
+TEST_CASE("build cache: never followed out of the release through a symbolic link") {
+    test::TempDir tmp;
+    BuildCache cache(tmp.path() / "cache");
+    const auto outside = tmp.path() / "outside";
+    fs::create_directories(outside);
+    build(cache, tmp.path() / "v1", {"vendor/bundle"},
+          [&] { write(tmp.path() / "v1/vendor/bundle/gem.rb", "gem"); });
+    // A tree whose vendor/ points elsewhere: nothing is written there.
+    fs::create_directories(tmp.path() / "v2");
+    fs::create_directory_symlink(outside, tmp.path() / "v2/vendor");
+    auto held = cache.lock(true);
+    REQUIRE(held.ok());
+    auto notes = notes_of([&](BuildCache::Note note) {
+        REQUIRE(cache.restore(tmp.path() / "v2", {"vendor/bundle"}, false, note).ok());
+    });
+    CHECK(has_note(notes, "vendor/bundle not restored: vendor is a symbolic link"));
+    CHECK(fs::is_empty(outside));
+    // And a build that leaves such a link: what it points to is not saved.
+    write(outside / "bundle/secret", "not the app's");
+    notes = notes_of([&](BuildCache::Note note) {
+        REQUIRE(cache.save(tmp.path() / "v2", {"vendor/bundle"}, 1ULL << 30, note).ok());
+    });
+    CHECK(has_note(notes, "vendor/bundle not saved: vendor is a symbolic link"));
+    CHECK(read(tmp.path() / "cache/paths/vendor%2Fbundle/gem.rb") == "gem");
+    CHECK_FALSE(fs::exists(tmp.path() / "cache/paths/vendor%2Fbundle/secret"));
+}
