@@ -352,7 +352,6 @@ Response remove_release(ApiContext& context, const Request& request) {
 
 } // namespace
 
-// GET /v1/apps/{app}/cron: the [[cron]] jobs of the PRODUCTION release.
 // deployctl build-cache ls (docs/build-cache.md).
 Response show_build_cache(ApiContext& context, const Request& request) {
     auto app = app_param(request);
@@ -391,6 +390,7 @@ Response clear_build_cache(ApiContext& context, const Request& request) {
     return json_response(200, {{"app", *app}, {"removed_bytes", *cleared}});
 }
 
+// GET /v1/apps/{app}/cron: the [[cron]] jobs of the PRODUCTION release.
 Response list_cron(ApiContext& context, const Request& request) {
     auto app = app_param(request);
     if (!app)

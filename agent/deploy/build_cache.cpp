@@ -7,7 +7,9 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <fcntl.h>
 #include <iterator>
 #include <map>
@@ -15,6 +17,7 @@
 #include <stdio.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <thread>
 #include <unistd.h>
 #include <unordered_set>
 
@@ -65,14 +68,35 @@ void remove_quietly(const fs::path& path) {
         common::log_warn("cannot remove " + path.string() + ": " + ec.message());
 }
 
+// Removes `path` off the build's way: renamed into the cache's .trash/ at once, deleted by a
+// thread of its own (what it had not deleted when the agent stopped goes with the next build).
+void remove_later(const fs::path& path, const fs::path& root) {
+    static std::atomic<unsigned> serial{0};
+    std::error_code ec;
+    fs::create_directories(root / ".trash", ec);
+    const auto trash = root / ".trash" / fmt::format("{}-{}", ::getpid(), serial.fetch_add(1) + 1);
+    if (::rename(path.c_str(), trash.c_str()) != 0) {
+        remove_quietly(path);
+        return;
+    }
+    std::thread([trash] { remove_quietly(trash); }).detach();
+}
+
+// Milliseconds since `since`, for the notes.
+long long ms_since(std::chrono::steady_clock::time_point since) {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
+                                                                 since)
+        .count();
+}
+
 // Replaces `target` with `fresh` in one step: renameat2's exchange where the file
 // system has it, else two renames (a crash between them leaves no `target`: the next
 // build starts without that entry, never with a half of one).
-common::Status swap_in(const fs::path& fresh, const fs::path& target) {
+common::Status swap_in(const fs::path& fresh, const fs::path& target, const fs::path& root) {
     std::error_code ec;
     if (fs::exists(fs::symlink_status(target, ec))) {
         if (::renameat2(AT_FDCWD, fresh.c_str(), AT_FDCWD, target.c_str(), RENAME_EXCHANGE) == 0) {
-            remove_quietly(fresh); // now the old one
+            remove_later(fresh, root); // now the old one
             return {};
         }
         const auto old = target.parent_path() / (".old-" + target.filename().string());
@@ -188,6 +212,22 @@ common::Status copy_tree(const fs::path& from, const fs::path& to, bool links) {
     return {};
 }
 
+common::Status copy_trees(const std::vector<std::pair<fs::path, fs::path>>& copies, bool links) {
+    std::vector<common::Status> results(copies.size());
+    std::vector<std::thread> threads;
+    for (std::size_t i = 1; i < copies.size(); ++i)
+        threads.emplace_back(
+            [&, i] { results[i] = copy_tree(copies[i].first, copies[i].second, links); });
+    if (!copies.empty())
+        results[0] = copy_tree(copies[0].first, copies[0].second, links);
+    for (auto& thread : threads)
+        thread.join();
+    for (auto& result : results)
+        if (!result)
+            return result;
+    return {};
+}
+
 common::Result<BuildCacheLock> BuildCache::lock(bool wait) const {
     std::error_code ec;
     fs::create_directories(m_root, ec);
@@ -217,11 +257,22 @@ common::Result<BuildCacheLock> BuildCache::lock(bool wait) const {
 common::Status BuildCache::restore(const fs::path& release_dir,
                                    const std::vector<std::string>& paths, bool fresh,
                                    const Note& note) const {
+    const auto began = std::chrono::steady_clock::now();
     remove_quietly(build_dir()); // what an interrupted build left
+    // and what an agent that stopped had not deleted yet (this one's threads delete its own)
+    const auto mine = std::to_string(::getpid()) + "-";
     std::error_code ec;
+    for (auto it = fs::directory_iterator(m_root / ".trash", ec);
+         !ec && it != fs::directory_iterator(); it.increment(ec))
+        if (it->path().filename().string().rfind(mine, 0) != 0)
+            remove_quietly(it->path());
+    ec.clear();
     const auto dir = m_root / "dir";
+    // The copies run at once, a cp each: on a file system without reflinks each one is a
+    // walk of many small files, bound by system calls more than by the disk.
+    std::vector<std::pair<fs::path, fs::path>> copies;
     if (!fresh && fs::is_directory(dir, ec)) {
-        TRY(copy_tree(dir, build_dir(), false));
+        copies.emplace_back(dir, build_dir());
     } else {
         fs::create_directories(build_dir(), ec);
         if (ec)
@@ -233,6 +284,7 @@ common::Status BuildCache::restore(const fs::path& release_dir,
         return {};
     }
     std::vector<std::string> restored;
+    std::vector<fs::path> used;
     for (const auto& path : paths) {
         const auto saved = m_root / "paths" / cache_path_name(path);
         const auto target = release_dir / path;
@@ -250,21 +302,25 @@ common::Status BuildCache::restore(const fs::path& release_dir,
             continue;
         }
         fs::create_directories(target.parent_path(), ec);
-        TRY(copy_tree(saved, target, false));
-        mark_used(saved);
-        restored.push_back(path + " (" + size_text(measure(target).bytes) + ")");
+        copies.emplace_back(saved, target);
+        used.push_back(saved);
+        restored.push_back(path + " (" + size_text(measure(saved).bytes) + ")");
     }
+    TRY(copy_trees(copies, false));
+    for (const auto& saved : used)
+        mark_used(saved);
     if (!restored.empty()) {
         std::string list;
         for (const auto& item : restored)
             list += (list.empty() ? "" : ", ") + item;
-        note("build cache: restored " + list);
+        note(fmt::format("build cache: restored {} in {} ms", list, ms_since(began)));
     }
     return {};
 }
 
 common::Status BuildCache::save(const fs::path& release_dir, const std::vector<std::string>& paths,
                                 std::uint64_t max, const Note& note) const {
+    const auto began = std::chrono::steady_clock::now();
     std::error_code ec;
     fs::create_directories(m_root / "paths", ec);
     std::vector<std::string> saved;
@@ -283,12 +339,12 @@ common::Status BuildCache::save(const fs::path& release_dir, const std::vector<s
         const auto fresh = m_root / "paths" / (".new-" + cache_path_name(path));
         remove_quietly(fresh);
         TRY(copy_tree(source, fresh, true));
-        TRY(swap_in(fresh, target));
+        TRY(swap_in(fresh, target, m_root));
         mark_used(target);
         saved.push_back(path);
     }
     if (fs::is_directory(build_dir(), ec)) {
-        TRY(swap_in(build_dir(), m_root / "dir"));
+        TRY(swap_in(build_dir(), m_root / "dir", m_root));
         saved.push_back("$CACHE_DIR");
     }
     // Paths no longer listed in [build] cache go: nothing restores them.
@@ -309,8 +365,8 @@ common::Status BuildCache::save(const fs::path& release_dir, const std::vector<s
     std::string list;
     for (const auto& item : saved)
         list += (list.empty() ? "" : ", ") + item;
-    note("build cache saved: " + list + " (" + size_text(total) + " in all, at most " +
-         common::format_size(max) + ")");
+    note(fmt::format("build cache saved: {} ({} in all, at most {}) in {} ms", list,
+                     size_text(total), common::format_size(max), ms_since(began)));
     for (const auto& entry : dropped)
         note("build cache: dropped " + entry.name + " (" + size_text(entry.bytes) +
              "), the least recently used, to stay within [build] cache_max");
@@ -361,7 +417,7 @@ common::Status BuildCache::keep_build(const fs::path& release_dir, const std::st
     remove_quietly(fresh);
     TRY(copy_tree(release_dir, fresh, true));
     TRY(common::atomic_write_file(builds / (key + ".release"), release + "\n"));
-    return swap_in(fresh, target);
+    return swap_in(fresh, target, m_root);
 }
 
 bool BuildCache::has_build(const std::string& key) const {
@@ -447,7 +503,7 @@ std::uint64_t BuildCache::clear() const {
     std::uint64_t bytes = 0;
     for (const auto& entry : entries())
         bytes += entry.bytes;
-    for (const char* part : {"dir", "paths", "builds", "build"})
+    for (const char* part : {"dir", "paths", "builds", "build", ".trash"})
         remove_quietly(m_root / part);
     return bytes;
 }

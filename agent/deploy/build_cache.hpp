@@ -25,6 +25,7 @@
 #include <set>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace agent {
@@ -104,6 +105,11 @@ class BuildCache {
 // symlinks as they are; a reflink where the file system has them (`links`: hard links).
 common::Status copy_tree(const std::filesystem::path& from, const std::filesystem::path& to,
                          bool links);
+
+// Each (from, to) of `copies` at once, as copy_tree; the first error.
+common::Status
+copy_trees(const std::vector<std::pair<std::filesystem::path, std::filesystem::path>>& copies,
+           bool links);
 
 // The name of [build] cache path `path` under paths/ ('/' and '%' escaped).
 std::string cache_path_name(std::string_view path);

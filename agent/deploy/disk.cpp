@@ -177,6 +177,7 @@ common::Result<std::uint64_t> Engine::clear_build_cache(const std::string& app) 
         return make_error(ErrorKind::not_found, "no app named " + app);
     BuildCache cache(m_options.data_dir.build_cache(app));
     TRY_ASSIGN(auto held, cache.lock(false));
+    TRY(m_store->clear_build_keys(app)); // an image is not reused either
     const auto bytes = cache.clear();
     common::log_info(fmt::format("{}: build cache cleared, {}", app, common::format_bytes(bytes)));
     return bytes;

@@ -253,13 +253,11 @@ common::Status Engine::build(const std::string& app, const Job& job, const Event
     // one was accepted.
     if (auto room = m_options.disk.check(job.manifest.total_bytes(), "the release's files"); !room)
         return make_error(ErrorKind::failed, room.error().message);
-    auto& runtime = runtime_for(app, job.id, job.config);
-    const bool image = &runtime == m_container_runtime.get();
-    if (job.config.static_site && image)
-        return make_error(ErrorKind::failed,
-                          "a [static] site is served by deploy-proxy from the release's files and "
-                          "cannot be built from a Dockerfile; remove the Dockerfile (and use "
-                          "build.command) or remove [static]");
+    // Which engine builds it is known once the tree is written (a Dockerfile at its root);
+    // a tree that cannot have one is the process engine's, and may not even be written.
+    bool maybe_image = m_container_runtime && !job.config.build.dockerfile.empty();
+    for (const auto& entry : job.manifest.entries)
+        maybe_image = maybe_image || (m_container_runtime && entry.path == "Dockerfile");
     runtime::BuildSpec spec;
     spec.release = {app, job.id};
     spec.release_dir = dir;
@@ -267,6 +265,7 @@ common::Status Engine::build(const std::string& app, const Job& job, const Event
     spec.env = env.build;
     spec.secrets = env.build_secrets;
     spec.cancel = &m_stopping;
+    spec.no_cache = job.no_cache;
     spec.on_line = [&](std::string_view line) { events.log("build", line); };
     spec.on_note = [&](std::string_view note) { events.log("system", note); };
     spec.on_started = [&](pid_t pid) {
@@ -286,12 +285,16 @@ common::Status Engine::build(const std::string& app, const Job& job, const Event
     BuildCache cache(m_options.data_dir.build_cache(app));
     std::string key;
     std::optional<BuildCacheLock> held;
-    if (!image) { // an earlier build of the same inputs: its output copied, no tree written
-        key = build_key(runtime.name(), job.manifest, job.config, spec.env, "");
+    auto hold_cache = [&]() -> common::Status {
+        key = build_key(m_process_runtime->name(), job.manifest, job.config, spec.env, "");
         auto locked = cache.lock(true);
         if (!locked)
             return make_error(ErrorKind::failed, "build failed: " + locked.error().message);
         held.emplace(std::move(*locked));
+        return {};
+    };
+    if (!maybe_image) { // an earlier build of the same inputs: its output copied, no tree written
+        TRY(hold_cache());
         if (auto from = built_before(app, job.id, key);
             from && !(job.rebuild || job.no_cache) && cache.has_build(key)) {
             if (auto copied = cache.reuse_build(key, dir); copied)
@@ -306,6 +309,15 @@ common::Status Engine::build(const std::string& app, const Job& job, const Event
                           "cannot write the release tree: " + written.error().message);
     if (auto room = m_options.disk.check(0, "a build"); !room)
         return make_error(ErrorKind::failed, room.error().message);
+    auto& runtime = runtime_for(app, job.id, job.config);
+    const bool image = &runtime == m_container_runtime.get();
+    if (job.config.static_site && image)
+        return make_error(ErrorKind::failed,
+                          "a [static] site is served by deploy-proxy from the release's files and "
+                          "cannot be built from a Dockerfile; remove the Dockerfile (and use "
+                          "build.command) or remove [static]");
+    if (!image && !held)
+        TRY(hold_cache());
     if (image) {
         // An image build writes to the engine's storage, often another file system.
         if (const auto storage = runtime.storage_dir(); !storage.empty()) {
@@ -340,12 +352,15 @@ common::Status Engine::build(const std::string& app, const Job& job, const Event
     }
     if (!built)
         return built;
-    if (!image) {
+    if (!image) { // the build kept for reuse while the cache is saved: two walks at once
+        common::Status kept;
+        std::thread keeping([&] { kept = cache.keep_build(dir, key, job.id); });
         if (auto saved =
                 cache.save(dir, job.config.build.cache, job.config.build.cache_max, spec.on_note);
             !saved)
             spec.on_note("build cache not saved: " + saved.error().message);
-        if (auto kept = cache.keep_build(dir, key, job.id); !kept)
+        keeping.join();
+        if (!kept)
             spec.on_note("this build is not kept for reuse: " + kept.error().message);
     }
     if (!key.empty())

@@ -260,6 +260,8 @@ class ContainerRuntime final : public Runtime {
         add_labels(argv, spec.release, Labels::image);
         if (config.build.memory)
             argv.insert(argv.end(), {"--memory", std::to_string(config.build.memory)});
+        if (spec.no_cache)
+            argv.push_back("--no-cache");
         if (!spec.secrets.empty())
             return make_error(
                 ErrorKind::failed,

@@ -49,6 +49,7 @@ struct BuildSpec {
     std::vector<std::string> secrets;
     // The process engine: the app's $CACHE_DIR for this build (docs/build-cache.md).
     std::filesystem::path cache_dir;
+    bool no_cache = false; // deploy --no-cache: an image build uses no layer of the cache
     std::function<void(std::string_view line)> on_line; // the build's own output
     std::function<void(std::string_view note)>
         on_note;                               // what the agent does ("building image ...")

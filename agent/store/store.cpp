@@ -267,6 +267,12 @@ common::Status Store::set_build_key(const std::string& app, const std::string& i
     return update.bind(key).bind(app).bind(id).run();
 }
 
+common::Status Store::clear_build_keys(const std::string& app) {
+    std::lock_guard lock(m_mutex);
+    TRY_ASSIGN(auto update, m_db->prepare("UPDATE releases SET build_key = '' WHERE app = ?"));
+    return update.bind(app).run();
+}
+
 common::Status Store::remove(const std::string& app, const std::string& id,
                              std::string_view detail) {
     std::lock_guard lock(m_mutex);

@@ -232,6 +232,8 @@ class Store {
     // reused an earlier one): a later build of the same inputs reuses its output.
     common::Status set_build_key(const std::string& app, const std::string& id,
                                  const std::string& key);
+    // deployctl build-cache clear: no release's build is reused any more.
+    common::Status clear_build_keys(const std::string& app);
     // The web process was started again by the agent: counts it.
     common::Status count_restart(const std::string& app, const std::string& id);
     // Why the web process stopped running ("exited with signal 9").

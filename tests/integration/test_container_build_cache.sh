@@ -9,7 +9,8 @@ require_docker
 
 AGENT_ENGINE=docker start_agent
 APP=cbuild
-make_container_repo $APP
+# No [build] dockerfile: the agent finds ./Dockerfile once the tree is written.
+make_container_repo $APP dockerfile=
 image_id() { ecli image inspect -f '{{.Id}}' "$(image_ref $APP "$1")" 2>/dev/null || true; }
 # The lines of the deploy output after "Step N/M : TEXT", up to the next step.
 step_output() { awk -v step="$1" 'index($0, step) { on = 1; next } /Step [0-9]+\/[0-9]+ :/ { on = 0 } on' <<<"$2"; }
@@ -59,4 +60,12 @@ ecli tag "$(image_ref $APP v2)" "$BASE:latest" >/dev/null
 assert_exit 0 dctl deploy
 assert_not_contains "$OUT" "build reused" "a base image that changed: built again, not reused"
 assert_contains "$OUT" "Step 1/" "a base image that changed: the image is built"
+
+# --- --no-cache: no layer of the cache; build-cache clear: no image reused --------------------
+assert_exit 0 dctl deploy --no-cache
+assert_not_contains "$OUT" "Using cache" "--no-cache: every step is built (docker build --no-cache)"
+assert_exit 0 dctl build-cache clear
+assert_exit 0 dctl deploy --force # the tree PRODUCTION serves, built before
+assert_not_contains "$OUT" "build reused" "after build-cache clear: no earlier image is reused"
+assert_contains "$OUT" "Step 1/" "after build-cache clear: the image is built"
 ecli rmi "$BASE:latest" >/dev/null 2>&1 || true
