@@ -79,7 +79,11 @@ void remove_later(const fs::path& path, const fs::path& root) {
         remove_quietly(path);
         return;
     }
-    std::thread([trash] { remove_quietly(trash); }).detach();
+    std::thread([trash] { // nothing logged: it may outlive the agent's logger at exit
+        std::error_code ignored;
+        fs::remove_all(trash, ignored);
+    })
+        .detach();
 }
 
 // Milliseconds since `since`, for the notes.
