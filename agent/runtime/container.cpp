@@ -250,6 +250,9 @@ class ContainerRuntime final : public Runtime {
         auto dockerfile = release_dockerfile(spec);
         if (!dockerfile)
             return dockerfile.error();
+        if (!config.build.cache.empty())
+            spec.on_note("build.cache is not used for container builds: the engine's layer "
+                         "cache keeps the steps that did not change");
         if (!config.build.command.empty())
             spec.on_note("build.command is not run for container builds: the Dockerfile's "
                          "steps build the image");
