@@ -237,6 +237,9 @@ common::Result<BuildCacheLock> BuildCache::lock(bool wait) const {
     fs::create_directories(m_root, ec);
     if (ec)
         return make_error(ErrorKind::io, "cannot create " + m_root.string() + ": " + ec.message());
+    // Its trees keep the modes their builds gave them (as release trees do), so the folder
+    // that holds them is the agent's alone.
+    fs::permissions(m_root, fs::perms::owner_all, fs::perm_options::replace, ec);
     const auto path = m_root / "lock";
     const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0)

@@ -197,7 +197,7 @@ ecli build -q --label "dev.deployctl.agent=$(agent_id)" --label "dev.deployctl.a
 ecli build -q --label "dev.deployctl.app=$APP" -t "not-ours/$APP:keep" "$orphan" >/dev/null
 assert_exit 0 dctl agent df
 assert_match "$OUT" "^images +[0-9.]+ [KMG]?i?B in the container engine \([0-9.]+ [KMG]?i?B used by no release" "agent df: the agent's images, and those no release has"
-assert_match "$OUT" "APP +RELEASES +BLOBS +LOGS +IMAGES" "agent df: an IMAGES column"
+assert_match "$OUT" "APP +RELEASES +BLOBS +LOGS +BUILD CACHE +IMAGES" "agent df: an IMAGES column"
 assert_exit 0 dctl --json agent prune --dry-run
 assert_eq "v99" "$(jq -r '.images[].release' "$OUT_FILE" | paste -sd' ')" "agent prune --dry-run: the image of v99, which no release has, and only it"
 assert_true "... and removes nothing" image_exists "$(image_ref $APP v99)"

@@ -121,10 +121,12 @@ assert_exit 0 dctl deploy
 expect_serving hello "hello from 1" "v1 served"
 
 # Release trees keep their repository's modes (an image built from one keeps
-# them); they lie in apps/APP/releases/, which is 0700.
+# them); they lie in apps/APP/releases/, which is 0700. So do the build cache's
+# (its kept builds, node_modules as npm left it) in apps/APP/build-cache/, 0700 too.
 open_files() { # FIND-PERM
-    find "$DATA" -path "$DATA/apps/*/releases/*" -prune -o -perm "$1" -print
+    find "$DATA" \( -path "$DATA/apps/*/releases/*" -o -path "$DATA/apps/*/build-cache/*" \) -prune -o -perm "$1" -print
 }
+assert_eq 700 "$(stat -c %a "$DATA/apps/hello/build-cache")" "the build cache is the agent's alone (0700)"
 assert_eq "" "$(open_files /o+rwx)" "nothing in the data dir is open to others"
 assert_eq "" "$(open_files /g+rwx)" "nothing in the data dir is open to the group"
 assert_eq 700 "$(stat -c %a "$DATA/apps/hello/releases")" "releases/ is 0700"
