@@ -161,6 +161,89 @@ void mark_used(const fs::path& saved) {
     }
 }
 
+// The cache's entries: each saved path, each top-level folder of $CACHE_DIR and, `builds`,
+// each kept build (a whole release tree to walk, so only when asked for).
+std::vector<BuildCacheEntry> list_entries(const fs::path& root, bool builds) {
+    std::vector<BuildCacheEntry> out;
+    std::error_code ec;
+    auto add = [&](const fs::path& dir, const std::string& kind, auto&& name_of) {
+        for (auto it = fs::directory_iterator(dir, ec); !ec && it != fs::directory_iterator();
+             it.increment(ec)) {
+            const auto file = it->path().filename().string();
+            if (file.starts_with(".new-") || file.starts_with(".old-") || file.ends_with(".used"))
+                continue;
+            if (kind == "build" && !it->is_directory())
+                continue;
+            BuildCacheEntry entry;
+            entry.name = name_of(file);
+            entry.kind = kind;
+            const auto m = measure(it->path());
+            entry.bytes = m.bytes;
+            entry.last_used = m.newest;
+            if (kind == "path") {
+                struct stat st {};
+                if (::stat(used_marker(it->path()).c_str(), &st) == 0)
+                    entry.last_used = std::max(entry.last_used, to_nanos(st.st_mtim));
+            }
+            if (kind == "build") {
+                std::string release;
+                if (auto text = common::read_file(dir / (file + ".release")))
+                    release = *text;
+                while (!release.empty() && (release.back() == '\n' || release.back() == '\r'))
+                    release.pop_back();
+                entry.release = release;
+            }
+            out.push_back(std::move(entry));
+        }
+        ec.clear();
+    };
+    add(root / "paths", "path", [](const std::string& file) {
+        std::string name;
+        for (std::size_t i = 0; i < file.size(); ++i) {
+            if (file[i] == '%' && file.compare(i, 3, "%2F") == 0) {
+                name += '/';
+                i += 2;
+            } else if (file[i] == '%' && file.compare(i, 3, "%25") == 0) {
+                name += '%';
+                i += 2;
+            } else {
+                name += file[i];
+            }
+        }
+        return name;
+    });
+    add(root / "dir", "dir", [](const std::string& file) { return file; });
+    if (builds)
+        add(root / "builds", "build", [](const std::string& file) { return file; });
+    return out;
+}
+
+// Drops the least recently used of `cached` (paths and $CACHE_DIR folders) until the rest
+// is at most `max` bytes; `cached` keeps the rest, the dropped ones are returned.
+std::vector<BuildCacheEntry> drop_lru(const fs::path& root, std::vector<BuildCacheEntry>& cached,
+                                      std::uint64_t max) {
+    std::uint64_t total = 0;
+    for (const auto& entry : cached)
+        total += entry.bytes;
+    std::sort(cached.begin(), cached.end(), [](const auto& a, const auto& b) {
+        return a.last_used != b.last_used ? a.last_used < b.last_used : a.bytes > b.bytes;
+    });
+    std::vector<BuildCacheEntry> dropped;
+    auto it = cached.begin();
+    for (; it != cached.end() && total > max; ++it) {
+        if (it->kind == "path") {
+            remove_quietly(root / "paths" / cache_path_name(it->name));
+            remove_quietly(used_marker(root / "paths" / cache_path_name(it->name)));
+        } else {
+            remove_quietly(root / "dir" / it->name);
+        }
+        total -= std::min(total, it->bytes);
+        dropped.push_back(std::move(*it));
+    }
+    cached.erase(cached.begin(), it);
+    return dropped;
+}
+
 } // namespace
 
 BuildCacheLock& BuildCacheLock::operator=(BuildCacheLock&& other) noexcept {
@@ -271,7 +354,7 @@ common::Status BuildCache::restore(const fs::path& release_dir,
     std::error_code ec;
     for (auto it = fs::directory_iterator(m_root / ".trash", ec);
          !ec && it != fs::directory_iterator(); it.increment(ec))
-        if (it->path().filename().string().rfind(mine, 0) != 0)
+        if (!it->path().filename().string().starts_with(mine))
             remove_quietly(it->path());
     ec.clear();
     const auto dir = m_root / "dir";
@@ -364,11 +447,11 @@ common::Status BuildCache::save(const fs::path& release_dir, const std::vector<s
          !ec && it != fs::directory_iterator(); it.increment(ec))
         if (!listed.count(it->path().filename().string()))
             remove_quietly(it->path());
-    auto dropped = bound(max);
+    auto cached = list_entries(m_root, false);
+    const auto dropped = drop_lru(m_root, cached, max);
     std::uint64_t total = 0;
-    for (const auto& entry : entries())
-        if (entry.kind != "build")
-            total += entry.bytes;
+    for (const auto& entry : cached)
+        total += entry.bytes;
     std::string list;
     for (const auto& item : saved)
         list += (list.empty() ? "" : ", ") + item;
@@ -385,31 +468,8 @@ void BuildCache::discard() const {
 }
 
 std::vector<BuildCacheEntry> BuildCache::bound(std::uint64_t max) const {
-    auto all = entries();
-    std::vector<BuildCacheEntry> cached;
-    std::uint64_t total = 0;
-    for (auto& entry : all)
-        if (entry.kind != "build") {
-            total += entry.bytes;
-            cached.push_back(std::move(entry));
-        }
-    std::sort(cached.begin(), cached.end(), [](const auto& a, const auto& b) {
-        return a.last_used != b.last_used ? a.last_used < b.last_used : a.bytes > b.bytes;
-    });
-    std::vector<BuildCacheEntry> dropped;
-    for (auto& entry : cached) {
-        if (total <= max)
-            break;
-        if (entry.kind == "path") {
-            remove_quietly(m_root / "paths" / cache_path_name(entry.name));
-            remove_quietly(used_marker(m_root / "paths" / cache_path_name(entry.name)));
-        } else {
-            remove_quietly(m_root / "dir" / entry.name);
-        }
-        total -= std::min(total, entry.bytes);
-        dropped.push_back(std::move(entry));
-    }
-    return dropped;
+    auto cached = list_entries(m_root, false);
+    return drop_lru(m_root, cached, max);
 }
 
 common::Status BuildCache::keep_build(const fs::path& release_dir, const std::string& key,
@@ -444,66 +504,15 @@ void BuildCache::drop_builds_except(const std::set<std::string>& keys) const {
     for (auto it = fs::directory_iterator(m_root / "builds", ec);
          !ec && it != fs::directory_iterator(); it.increment(ec)) {
         auto name = it->path().filename().string();
-        if (name.size() > 8 && name.compare(name.size() - 8, 8, ".release") == 0)
+        if (name.ends_with(".release"))
             name.resize(name.size() - 8);
-        if (name.rfind(".new-", 0) == 0 || !keys.count(name))
+        if (name.starts_with(".new-") || !keys.count(name))
             remove_quietly(it->path());
     }
 }
 
 std::vector<BuildCacheEntry> BuildCache::entries() const {
-    std::vector<BuildCacheEntry> out;
-    std::error_code ec;
-    auto add = [&](const fs::path& dir, const std::string& kind, auto&& name_of) {
-        for (auto it = fs::directory_iterator(dir, ec); !ec && it != fs::directory_iterator();
-             it.increment(ec)) {
-            const auto file = it->path().filename().string();
-            if (file.rfind(".new-", 0) == 0 || file.rfind(".old-", 0) == 0 ||
-                (file.size() > 5 && file.compare(file.size() - 5, 5, ".used") == 0))
-                continue;
-            if (kind == "build" && !it->is_directory())
-                continue;
-            BuildCacheEntry entry;
-            entry.name = name_of(file);
-            entry.kind = kind;
-            const auto m = measure(it->path());
-            entry.bytes = m.bytes;
-            entry.last_used = m.newest;
-            if (kind == "path") {
-                struct stat st {};
-                if (::stat(used_marker(it->path()).c_str(), &st) == 0)
-                    entry.last_used = std::max(entry.last_used, to_nanos(st.st_mtim));
-            }
-            if (kind == "build") {
-                std::string release;
-                if (auto text = common::read_file(dir / (file + ".release")))
-                    release = *text;
-                while (!release.empty() && (release.back() == '\n' || release.back() == '\r'))
-                    release.pop_back();
-                entry.release = release;
-            }
-            out.push_back(std::move(entry));
-        }
-        ec.clear();
-    };
-    add(m_root / "paths", "path", [](const std::string& file) {
-        std::string name;
-        for (std::size_t i = 0; i < file.size(); ++i) {
-            if (file[i] == '%' && file.compare(i, 3, "%2F") == 0) {
-                name += '/';
-                i += 2;
-            } else if (file[i] == '%' && file.compare(i, 3, "%25") == 0) {
-                name += '%';
-                i += 2;
-            } else {
-                name += file[i];
-            }
-        }
-        return name;
-    });
-    add(m_root / "dir", "dir", [](const std::string& file) { return file; });
-    add(m_root / "builds", "build", [](const std::string& file) { return file; });
-    return out;
+    return list_entries(m_root, true);
 }
 
 std::uint64_t BuildCache::clear() const {

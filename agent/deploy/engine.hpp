@@ -498,6 +498,10 @@ class Engine final : public Service {
     std::vector<ReleaseRow> reconcile();
     void reconcile_release(const ReleaseRow& row);
     void remove_leftover_containers();
+    // Whether a release of `config` and `manifest` may be built from a Dockerfile: a container
+    // engine, and [build] dockerfile or a Dockerfile at the tree's root (runtime_for tells
+    // for sure once the tree is written).
+    bool may_build_image(const common::AppConfig& config, const common::Manifest& manifest) const;
     // Why `config` (with `manifest`) asks for limits that the process engine
     // cannot apply here; empty when it does not.
     std::string unsupported_limits(const common::AppConfig& config,

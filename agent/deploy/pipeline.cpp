@@ -255,9 +255,7 @@ common::Status Engine::build(const std::string& app, const Job& job, const Event
         return make_error(ErrorKind::failed, room.error().message);
     // Which engine builds it is known once the tree is written (a Dockerfile at its root);
     // a tree that cannot have one is the process engine's, and may not even be written.
-    bool maybe_image = m_container_runtime && !job.config.build.dockerfile.empty();
-    for (const auto& entry : job.manifest.entries)
-        maybe_image = maybe_image || (m_container_runtime && entry.path == "Dockerfile");
+    const bool maybe_image = may_build_image(job.config, job.manifest);
     runtime::BuildSpec spec;
     spec.release = {app, job.id};
     spec.release_dir = dir;

@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <random>
 
 namespace agent {
@@ -97,17 +98,22 @@ runtime::Runtime& Engine::runtime_for(const std::string& app, const std::string&
     return *m_process_runtime;
 }
 
+bool Engine::may_build_image(const common::AppConfig& config,
+                             const common::Manifest& manifest) const {
+    if (!m_container_runtime)
+        return false;
+    if (!config.build.dockerfile.empty())
+        return true;
+    return std::any_of(manifest.entries.begin(), manifest.entries.end(),
+                       [](const auto& entry) { return entry.path == "Dockerfile"; });
+}
+
 std::string Engine::unsupported_limits(const common::AppConfig& config,
                                        const common::Manifest& manifest) const {
     if (config.static_site)
         return {}; // nothing runs
-    if (m_container_runtime) {
-        if (!config.build.dockerfile.empty())
-            return {};
-        for (const auto& entry : manifest.entries)
-            if (entry.path == "Dockerfile")
-                return {}; // a container: the engine applies them
-    }
+    if (may_build_image(config, manifest))
+        return {}; // a container: the engine applies them
     std::string why = m_cgroups->unsupported(runtime::cgroup::run_limits(config), "run");
     auto build = m_cgroups->unsupported(runtime::cgroup::build_limits(config), "build");
     if (!build.empty())

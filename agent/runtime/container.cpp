@@ -201,6 +201,12 @@ std::string layer_id(std::string_view line) {
     return {};
 }
 
+std::string lowercase(std::string text) {
+    std::transform(text.begin(), text.end(), text.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    return text;
+}
+
 // The images a Dockerfile's FROM lines name, other than scratch and its own stages
 // ("FROM --platform=linux/amd64 node:20 AS deps" names node:20).
 std::vector<std::string> base_images(std::string_view dockerfile) {
@@ -210,25 +216,14 @@ std::vector<std::string> base_images(std::string_view dockerfile) {
     for (std::string line; std::getline(lines, line);) {
         std::istringstream words(line);
         std::string word;
-        if (!(words >> word))
-            continue;
-        std::transform(word.begin(), word.end(), word.begin(),
-                       [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-        if (word != "from")
+        if (!(words >> word) || lowercase(word) != "from")
             continue;
         std::string image;
-        while (words >> image && image.rfind("--", 0) == 0) {
+        while (words >> image && image.starts_with("--")) {
         }
-        std::string as, stage;
-        if (words >> as >> stage) {
-            std::transform(stage.begin(), stage.end(), stage.begin(),
-                           [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-            stages.insert(stage);
-        }
-        std::string lower = image;
-        std::transform(lower.begin(), lower.end(), lower.begin(),
-                       [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-        if (!image.empty() && lower != "scratch" && !stages.count(lower))
+        if (std::string as, stage; words >> as >> stage)
+            stages.insert(lowercase(stage));
+        if (!image.empty() && lowercase(image) != "scratch" && !stages.count(lowercase(image)))
             images.push_back(image);
     }
     return images;
