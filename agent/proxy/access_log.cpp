@@ -72,8 +72,8 @@ bool acceptable_request_id(std::string_view value) {
         return false;
     }
     for (const char c : value) {
-        const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                        std::strchr("._~+/=:-", c) != nullptr;
+        const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                        (c >= '0' && c <= '9') || std::strchr("._~+/=:-", c) != nullptr;
         if (!ok || c == '\0') {
             return false;
         }
@@ -144,13 +144,54 @@ std::uint64_t AccessBuffer::take(std::map<std::string, std::string>& into) {
     return std::exchange(m_dropped, 0);
 }
 
+std::map<std::string, std::string>
+merge_access_lines(std::vector<std::map<std::string, std::string>>& parts) {
+    std::map<std::string, std::string> merged;
+    std::map<std::string, std::vector<std::string_view>> texts;
+    for (auto& part : parts) {
+        for (auto& [app, text] : part) {
+            if (!text.empty()) {
+                texts[app].push_back(text);
+            }
+        }
+    }
+    // Every line starts {"time":"2026-12-06T04:42:07.125Z": its first 33
+    // bytes compare as its time.
+    constexpr std::size_t k_time_end = 33;
+    for (auto& [app, views] : texts) {
+        auto& out = merged[app];
+        if (views.size() == 1) {
+            out.assign(views.front());
+            continue;
+        }
+        while (!views.empty()) {
+            std::size_t oldest = 0;
+            for (std::size_t i = 1; i < views.size(); ++i) {
+                if (views[i].substr(0, k_time_end) < views[oldest].substr(0, k_time_end)) {
+                    oldest = i;
+                }
+            }
+            auto& view = views[oldest];
+            const auto end = view.find('\n');
+            const auto length = end == std::string_view::npos ? view.size() : end + 1;
+            out.append(view.substr(0, length));
+            view.remove_prefix(length);
+            if (view.empty()) {
+                views.erase(views.begin() + static_cast<std::ptrdiff_t>(oldest));
+            }
+        }
+    }
+    return merged;
+}
+
 AccessLogFiles::AccessLogFiles(std::filesystem::path dir, std::uint64_t max_size)
     : m_dir(std::move(dir)), m_max_size(max_size) {}
 
-AccessLogFiles::~AccessLogFiles() { close_all(); }
+AccessLogFiles::~AccessLogFiles() {
+    close_all();
+}
 
-std::filesystem::path AccessLogFiles::file(const std::filesystem::path& dir,
-                                           std::string_view app) {
+std::filesystem::path AccessLogFiles::file(const std::filesystem::path& dir, std::string_view app) {
     return dir / std::string(app) / "logs" / "access.ndjson";
 }
 
@@ -237,7 +278,8 @@ void AccessLogFiles::write(const std::map<std::string, std::string>& lines) {
             }
             done += static_cast<std::size_t>(n);
         }
-        if (done != text.size() && done > 0 && ::ftruncate(file.fd, static_cast<off_t>(file.size)) == 0) {
+        if (done != text.size() && done > 0 &&
+            ::ftruncate(file.fd, static_cast<off_t>(file.size)) == 0) {
             done = 0; // no piece of a line is left for the next one to run into
         }
         file.size += done;

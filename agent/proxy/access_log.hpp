@@ -13,6 +13,7 @@
 #include <random>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace agent::proxy {
 
@@ -83,6 +84,13 @@ class AccessBuffer {
     std::uint64_t m_dropped = 0;
     std::string m_line; // scratch
 };
+
+// Each worker's lines (as AccessBuffer::take gave them, per app, each worker's
+// in the order its requests ended) merged per app into one time order, so
+// a file reads oldest first whichever worker answered. Lines of one
+// millisecond keep the order of `parts`.
+std::map<std::string, std::string>
+merge_access_lines(std::vector<std::map<std::string, std::string>>& parts);
 
 // The files: DIR/APP/logs/access.ndjson for each app whose DIR/APP/logs
 // exists (the proxy never creates an app's directory: a destroyed app's

@@ -394,12 +394,12 @@ void Server::flush_access() {
     if (!m_access_files) {
         return;
     }
-    std::map<std::string, std::string> lines;
+    std::vector<std::map<std::string, std::string>> parts(m_workers.size());
     std::uint64_t dropped = 0;
-    for (auto& worker : m_workers) {
-        dropped += worker->access().take(lines);
+    for (std::size_t i = 0; i < m_workers.size(); ++i) {
+        dropped += m_workers[i]->access().take(parts[i]);
     }
-    m_access_files->write(lines);
+    m_access_files->write(parts.size() == 1 ? parts.front() : merge_access_lines(parts));
     if (dropped > 0) {
         common::log_warn(fmt::format("{} access log line{} dropped: the files were not written "
                                      "fast enough",

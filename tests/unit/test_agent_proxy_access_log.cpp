@@ -147,6 +147,31 @@ TEST_CASE("an access buffer keeps lines per app until taken, and drops past its 
     CHECK(full["hello"].size() <= AccessBuffer::k_max_pending);
 }
 
+TEST_CASE("the lines of several workers are merged per app into time order") {
+    // Worker 0 answered /1 and /4, worker 1 /2 and /3 (and worker 1 alone
+    // served "shop"): the file reads /1 /2 /3 /4 whichever flushed first.
+    const auto line = [](std::string_view time, std::string_view path) {
+        auto record = sample();
+        record.time = time;
+        record.path = path;
+        std::string out;
+        append_access_line(out, record);
+        return out;
+    };
+    std::vector<std::map<std::string, std::string>> parts(2);
+    parts[0]["hello"] =
+        line("2026-11-23T09:00:01.100Z", "/1") + line("2026-11-23T09:00:02.000Z", "/4");
+    parts[1]["hello"] =
+        line("2026-11-23T09:00:01.200Z", "/2") + line("2026-11-23T09:00:01.999Z", "/3");
+    parts[1]["shop"] = line("2026-11-23T09:00:00.500Z", "/s");
+    const auto merged = merge_access_lines(parts);
+    REQUIRE(merged.size() == 2);
+    CHECK(merged.at("hello") ==
+          line("2026-11-23T09:00:01.100Z", "/1") + line("2026-11-23T09:00:01.200Z", "/2") +
+              line("2026-11-23T09:00:01.999Z", "/3") + line("2026-11-23T09:00:02.000Z", "/4"));
+    CHECK(merged.at("shop") == line("2026-11-23T09:00:00.500Z", "/s"));
+}
+
 TEST_CASE("access log files: written only where the app's logs directory exists") {
     test::TempDir top; // apps/ inside it: "../x" would land in the test's own folder
     const auto apps = top.path() / "apps";
