@@ -36,7 +36,12 @@ constexpr auto k_handshake_timeout = std::chrono::seconds(10);  // TLS, from acc
 constexpr auto k_connect_timeout = std::chrono::milliseconds(5000);
 constexpr auto k_upstream_timeout = std::chrono::milliseconds(60000); // 504 after this
 constexpr auto k_drain_timeout = std::chrono::seconds(10);            // graceful SIGTERM
-constexpr auto k_idle_grace = std::chrono::seconds(1); // SIGTERM: idle keep-alive still served
+// SIGTERM: a keep-alive connection's next request is still served (with
+// Connection: close) for this long; then idle ones are closed. Closing one
+// can race a request the client is sending, which a client that does not
+// retry (wrk, many scripts) counts as failed: long enough for a client
+// starved of CPU for a second or two, as Envoy's default drain (5 s).
+constexpr auto k_idle_grace = std::chrono::seconds(5);
 constexpr auto k_poll_interval = std::chrono::milliseconds(250);
 
 // On-demand TLS (--on-demand-tls): a handshake for a name no certificate

@@ -30,8 +30,7 @@ constexpr std::string_view k_continue = "HTTP/1.1 100 Continue\r\n\r\n";
 } // namespace
 
 TlsSetup::TlsSetup(std::shared_ptr<const TlsCertificates> loaded)
-    : certificates(std::move(loaded)),
-      context([this] {
+    : certificates(std::move(loaded)), context([this] {
           SSL_CTX* shared = certificates->default_context();
           SSL_CTX_up_ref(shared); // the Asio context frees its own reference
           return shared;
@@ -39,8 +38,7 @@ TlsSetup::TlsSetup(std::shared_ptr<const TlsCertificates> loaded)
 
 namespace {
 
-template <class ClientStream>
-ClientStream make_client_stream(Socket socket, TlsSetup* tls) {
+template <class ClientStream> ClientStream make_client_stream(Socket socket, TlsSetup* tls) {
     if constexpr (std::is_same_v<ClientStream, TlsStream>) {
         return ClientStream(std::move(socket), tls->context);
     } else {
@@ -62,8 +60,7 @@ Session<ClientStream>::Session(Socket socket, Worker& worker, std::shared_ptr<Tl
     m_worker.stats().connection(+1);
 }
 
-template <class ClientStream>
-Session<ClientStream>::~Session() {
+template <class ClientStream> Session<ClientStream>::~Session() {
     stat_end();
     if (m_tunnel && !m_tunnel->closed) {
         m_worker.stats().websocket(m_tunnel->app, -1);
@@ -72,8 +69,7 @@ Session<ClientStream>::~Session() {
     m_worker.remove(this);
 }
 
-template <class ClientStream>
-void Session<ClientStream>::start() {
+template <class ClientStream> void Session<ClientStream>::start() {
     if constexpr (k_tls) {
         client_tcp().expires_after(k_handshake_timeout);
         m_client.async_handshake(
@@ -84,13 +80,12 @@ void Session<ClientStream>::start() {
     }
 }
 
-template <class ClientStream>
-void Session<ClientStream>::on_handshake(error_code ec) {
+template <class ClientStream> void Session<ClientStream>::on_handshake(error_code ec) {
     if (ec) {
         // Scanners, clients that distrust the certificate, plain HTTP sent to
         // the HTTPS port: nothing the operator has to act on.
-        common::log_debug(fmt::format("TLS handshake with {} failed: {}", m_client_ip,
-                                      ec.message()));
+        common::log_debug(
+            fmt::format("TLS handshake with {} failed: {}", m_client_ip, ec.message()));
         return close();
     }
     if constexpr (k_tls) {
@@ -107,28 +102,32 @@ void Session<ClientStream>::on_handshake(error_code ec) {
     read_request();
 }
 
-template <class ClientStream>
-void Session<ClientStream>::close_if_idle() {
-    if (m_idle) {
+template <class ClientStream> void Session<ClientStream>::close_if_idle() {
+    // Bytes already here are a request on its way (a busy worker may not
+    // have read them yet): it is read and answered with Connection: close.
+    if (m_idle && !request_waiting()) {
         close();
     } else if (m_tunnel) {
         close_tunnel(true); // an upgraded connection never waits for a request
     }
 }
 
-template <class ClientStream>
-void Session<ClientStream>::close() {
+template <class ClientStream> bool Session<ClientStream>::request_waiting() {
+    error_code ec;
+    return client_tcp().socket().available(ec) > 0 && !ec;
+}
+
+template <class ClientStream> void Session<ClientStream>::close() {
     error_code ignored;
     client_tcp().socket().shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
     client_tcp().close();
 }
 
-template <class ClientStream>
-void Session<ClientStream>::read_request() {
+template <class ClientStream> void Session<ClientStream>::read_request() {
     // Stopping: a client told keep-alive may already be sending its next
     // request; it is still read (and answered with Connection: close) until
     // the worker's idle grace is over.
-    if (m_worker.idle_grace_over() && m_client_buffer.size() == 0) {
+    if (m_worker.idle_grace_over() && m_client_buffer.size() == 0 && !request_waiting()) {
         return close();
     }
     m_request.emplace();
@@ -152,8 +151,8 @@ void Session<ClientStream>::on_request_header(error_code ec, std::size_t) {
     m_framing = {request.version(), request.keep_alive() && !m_worker.stopping()};
     // The body (if any) is not read here: dispatch() checks it against the
     // route's max_body, then forward() streams it to the app.
-    m_continue = !m_request->is_done() &&
-                 beast::iequals(request[http::field::expect], "100-continue");
+    m_continue =
+        !m_request->is_done() && beast::iequals(request[http::field::expect], "100-continue");
     m_body_read = 0;
     m_body_held = 0;
     m_body_consumed = false;
@@ -173,8 +172,7 @@ void Session<ClientStream>::on_continue_sent(error_code ec, std::size_t) {
     read_request_body();
 }
 
-template <class ClientStream>
-void Session<ClientStream>::on_read_error(error_code ec) {
+template <class ClientStream> void Session<ClientStream>::on_read_error(error_code ec) {
     if (ec == http::error::body_limit) {
         return respond_plain(http::status::payload_too_large, "request body too large\n",
                              After::close);
@@ -190,8 +188,7 @@ void Session<ClientStream>::on_read_error(error_code ec) {
     close(); // the client went away, timed out or we are shutting down
 }
 
-template <class ClientStream>
-void Session<ClientStream>::dispatch() {
+template <class ClientStream> void Session<ClientStream>::dispatch() {
     auto& request = m_request->get();
     if (!m_worker.acme_http_dir().empty() && serve_acme_challenge()) [[unlikely]] {
         return;
@@ -215,8 +212,7 @@ void Session<ClientStream>::dispatch() {
     route_request(true);
 }
 
-template <class ClientStream>
-void Session<ClientStream>::route_request(bool first) {
+template <class ClientStream> void Session<ClientStream>::route_request(bool first) {
     m_table = m_worker.table();
     m_route = m_host.empty() ? nullptr : m_table->find(m_host);
     if (m_route == nullptr) {
@@ -261,20 +257,18 @@ void Session<ClientStream>::route_request(bool first) {
         // Answered before a byte of the body is read (and before 100
         // Continue, so a client that waits for it sends none).
         common::log_info(fmt::format("{} ({}): 413 for a {}-byte body over max_body {} from {}",
-                                     m_route->app, m_route->release,
-                                     *m_request->content_length(), m_route->max_body,
-                                     m_client_ip));
-        return respond_plain(http::status::payload_too_large,
-                             fmt::format("request body too large (max_body is {} bytes)\n",
-                                         m_route->max_body),
-                             After::close);
+                                     m_route->app, m_route->release, *m_request->content_length(),
+                                     m_route->max_body, m_client_ip));
+        return respond_plain(
+            http::status::payload_too_large,
+            fmt::format("request body too large (max_body is {} bytes)\n", m_route->max_body),
+            After::close);
     }
     auto& request = m_request->get();
     m_upgrade = upgrade_protocol(request); // before the hop-by-hop fields go
     m_chunked_upstream = !m_request->is_done() && m_request->chunked();
-    prepare_upstream_request(request, m_chunked_upstream,
-                             m_request->content_length().value_or(0), m_client_ip,
-                             k_tls ? "https" : "http", m_scratch);
+    prepare_upstream_request(request, m_chunked_upstream, m_request->content_length().value_or(0),
+                             m_client_ip, k_tls ? "https" : "http", m_scratch);
     if (!m_upgrade.empty()) {
         keep_upgrade(request, m_upgrade);
     }
@@ -310,8 +304,8 @@ template <class ClientStream> void Session<ClientStream>::wake() {
     if (m_probe || failed) {
         // App names are [a-z0-9-]: nothing to escape in JSON. The failure's
         // answers were made when the table loaded.
-        std::string text = m_probe ? m_route->app + " is asleep ([deploy] idle_stop)\n"
-                                   : m_route->wake_error;
+        std::string text =
+            m_probe ? m_route->app + " is asleep ([deploy] idle_stop)\n" : m_route->wake_error;
         std::string json = m_probe ? fmt::format("{{\"error\": \"{} is asleep\"}}\n", m_route->app)
                                    : m_route->wake_error_json;
         m_table.reset();
@@ -336,8 +330,8 @@ void Session<ClientStream>::hold(std::chrono::milliseconds timeout, bool waking)
         }
         m_hold_armed = true;
         m_hold_timer->expires_after(timeout);
-        m_hold_timer->async_wait(beast::bind_front_handler(&Session::on_hold_timeout,
-                                                           shared_from_this(), ++m_hold_seq));
+        m_hold_timer->async_wait(
+            beast::bind_front_handler(&Session::on_hold_timeout, shared_from_this(), ++m_hold_seq));
     }
     m_held = true;
     m_worker.hold(shared_from_this());
@@ -372,8 +366,8 @@ template <class ClientStream>
 void Session<ClientStream>::respond_error_text(std::string text, std::string json,
                                                std::string_view retry_after) {
     if (wants_json_only(m_request->get()[http::field::accept])) {
-        return respond_plain(http::status::service_unavailable, std::move(json),
-                             After::keep_alive, {}, "application/json", retry_after);
+        return respond_plain(http::status::service_unavailable, std::move(json), After::keep_alive,
+                             {}, "application/json", retry_after);
     }
     respond_plain(http::status::service_unavailable, std::move(text), After::keep_alive, {},
                   "text/plain; charset=utf-8", retry_after);
@@ -439,8 +433,7 @@ template <class ClientStream> void Session<ClientStream>::respond_stopped() {
 
 template <class ClientStream>
 void Session<ClientStream>::respond_plain(http::status status, std::string body, After after,
-                                          std::string_view location,
-                                          std::string_view content_type,
+                                          std::string_view location, std::string_view content_type,
                                           std::string_view retry_after) {
     const bool keep_alive = after == After::keep_alive && m_framing.keep_alive;
     const bool head =
@@ -476,8 +469,7 @@ void Session<ClientStream>::on_plain_written(bool keep_alive, error_code ec, std
     end_exchange(keep_alive && !ec);
 }
 
-template <class ClientStream>
-void Session<ClientStream>::end_exchange(bool keep_alive) {
+template <class ClientStream> void Session<ClientStream>::end_exchange(bool keep_alive) {
     stat_end();
     if (m_hold_armed) { // the request was held, then released: its timer goes
         m_hold_armed = false;
@@ -490,8 +482,7 @@ void Session<ClientStream>::end_exchange(bool keep_alive) {
     release_body_buffers();
     // Answered before its body was read to the end (413, 404, a static file,
     // a failed upstream): the rest of the body is not a request.
-    const bool body_left =
-        m_request && m_request->is_header_done() && !m_request->is_done();
+    const bool body_left = m_request && m_request->is_header_done() && !m_request->is_done();
     if (body_left) {
         return linger_close();
     }
@@ -501,8 +492,7 @@ void Session<ClientStream>::end_exchange(bool keep_alive) {
     read_request();
 }
 
-template <class ClientStream>
-void Session<ClientStream>::linger_close() {
+template <class ClientStream> void Session<ClientStream>::linger_close() {
     error_code ignored;
     client_tcp().socket().shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
     m_client_buffer.clear();
@@ -526,8 +516,7 @@ void Session<ClientStream>::on_linger_read(std::size_t total, error_code ec, std
         beast::bind_front_handler(&Session::on_linger_read, shared_from_this(), total));
 }
 
-template <class ClientStream>
-void Session<ClientStream>::stat_begin() {
+template <class ClientStream> void Session<ClientStream>::stat_begin() {
     stat_end(); // a request that never ended (cannot happen; no gauge leaks if it does)
     m_stat_app = m_route->app;
     m_stat_started = std::chrono::steady_clock::now();
@@ -548,8 +537,7 @@ void Session<ClientStream>::stat_begin() {
     }
 }
 
-template <class ClientStream>
-void Session<ClientStream>::stat_end() {
+template <class ClientStream> void Session<ClientStream>::stat_end() {
     if (m_stat_app.empty()) {
         return;
     }

@@ -8,14 +8,14 @@
 // session_static.ipp, one translation unit that instantiates both kinds.
 
 #include <agent/proxy/headers.hpp>
+#include <agent/proxy/retry.hpp>
 #include <agent/proxy/routes.hpp>
 #include <agent/proxy/tls_certificates.hpp>
-#include <agent/proxy/retry.hpp>
 #include <agent/proxy/upstream_pool.hpp>
 
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/ssl/context.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core/error.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
@@ -130,6 +130,8 @@ class Session final : public SessionBase,
     void on_plain_written(bool keep_alive, error_code ec, std::size_t bytes);
     void end_exchange(bool keep_alive);
     void close();
+    // Whether the client's next request has (partly) arrived, unread.
+    bool request_waiting();
 
     // A route to a [static] release (session_static.ipp).
     void serve_static();
@@ -213,12 +215,12 @@ class Session final : public SessionBase,
     std::size_t m_index = 0;   // of m_route->upstreams: where the request goes now
     std::uint64_t m_tried = 0; // bit i: upstream i was tried for this request
     bool m_sent = false;       // a byte of the request was written to (maybe reached) an upstream
-    bool m_chunked_upstream = false;  // the body goes upstream re-chunked
-    bool m_body_consumed = false;     // body bytes were read from the client (no replay)
-    std::uint64_t m_body_read = 0;    // body bytes read from the client so far
-    std::size_t m_body_held = 0;      // a whole body read in one piece, still in m_chunk
-    bool m_continue = false;          // the client waits for 100 Continue before its body
-    std::string m_chunk_head;         // "HEX\r\n" of a re-chunked piece
+    bool m_chunked_upstream = false; // the body goes upstream re-chunked
+    bool m_body_consumed = false;    // body bytes were read from the client (no replay)
+    std::uint64_t m_body_read = 0;   // body bytes read from the client so far
+    std::size_t m_body_held = 0;     // a whole body read in one piece, still in m_chunk
+    bool m_continue = false;         // the client waits for 100 Continue before its body
+    std::string m_chunk_head;        // "HEX\r\n" of a re-chunked piece
     std::optional<ResponseParser> m_response;
     std::optional<boost::beast::http::serializer<false, boost::beast::http::buffer_body>>
         m_serializer;
@@ -253,8 +255,8 @@ class Session final : public SessionBase,
         boost::asio::steady_timer timer; // websocket_idle
         std::chrono::milliseconds idle{0};
         std::chrono::steady_clock::time_point last_activity;
-        std::vector<char> up;   // client to upstream, fixed size
-        std::vector<char> down; // upstream to client, fixed size
+        std::vector<char> up;       // client to upstream, fixed size
+        std::vector<char> down;     // upstream to client, fixed size
         bool client_done = false;   // the client closed its side
         bool upstream_done = false; // the upstream closed its side
         bool closed = false;
@@ -290,8 +292,8 @@ class Session final : public SessionBase,
     bool m_hold_armed = false;
     bool m_held = false;
     bool m_hold_waking = false; // held for a sleeping app (not a pause)
-    std::string m_host;    // scratch: normalized Host of the current request
-    std::string m_scratch; // scratch for header rewriting
+    std::string m_host;         // scratch: normalized Host of the current request
+    std::string m_scratch;      // scratch for header rewriting
     boost::beast::http::response<boost::beast::http::string_body> m_plain;
 };
 
