@@ -348,32 +348,43 @@ proxy_pid() { cat "${1:-$DATA}/proxy/proxy.pid" 2>/dev/null || true; }
 
 # ---------------------------------------------------------------- processes
 
-# Pids whose working directory or command line lies under PREFIX.
-pids_under() {
-    local prefix=$1 p pid cwd
-    for p in /proc/[0-9]*; do
-        pid=${p#/proc/}
-        [[ $pid == "$$" || $pid == "$BASHPID" ]] && continue
-        cwd=$(readlink "$p/cwd" 2>/dev/null) || continue
-        if [[ $cwd == "$prefix" || $cwd == "$prefix"/* ]]; then
-            echo "$pid"
-            continue
-        fi
-        if grep -qF -- "$prefix" <<<"$(tr '\0' ' ' <"$p/cmdline" 2>/dev/null)"; then echo "$pid"; fi
-    done
+# The lookups below fork a few processes in all, never one per process: a loop of readlink,
+# tr and grep over /proc took seconds on a loaded machine, at the end of every test. They
+# run from / and never put what they look for on a command line, so that their own
+# processes never match; the test's shell and the subshell that called are left out.
+
+# Pids (one per line) whose working directory is DIR or below it.
+pids_in_cwd() {
+    find /proc/[0-9]*/cwd -maxdepth 0 -printf '%p %l\n' 2>/dev/null |
+        DIR=$1 awk '{ split($1, p, "/"); cwd = substr($0, length($1) + 2) }
+            cwd == ENVIRON["DIR"] || index(cwd, ENVIRON["DIR"] "/") == 1 { print p[3] }' | sort -u
+}
+# Pids (one per line) whose command line contains WORD (read from a file, not an argument).
+pids_with_word() {
+    grep -alFf <(printf '%s\n' "$1") /proc/[0-9]*/cmdline 2>/dev/null | cut -d/ -f3 | sort -u
+}
+# What the pipeline reads (pids, one per line) but the pids given.
+without() {
+    local args=() pid
+    for pid in "$@"; do args+=(-e "$pid"); done
+    grep -vxF "${args[@]}" || true
 }
 
+# Pids whose working directory or command line lies under PREFIX.
+pids_under() (
+    local self=$BASHPID caller
+    read -r _ _ _ caller _ <"/proc/$self/stat"
+    cd / || exit
+    sort -un <(pids_in_cwd "$1") <(pids_with_word "$1") | without "$$" "$self" "$caller"
+)
+
 # Pids of processes whose cwd is DIR (or below) and whose command line contains WORD.
-pids_in_dir_matching() {
-    local dir=$1 word=$2 p pid cwd
-    for p in /proc/[0-9]*; do
-        pid=${p#/proc/}
-        cwd=$(readlink "$p/cwd" 2>/dev/null) || continue
-        [[ $cwd == "$dir" || $cwd == "$dir"/* ]] || continue
-        [[ $pid == "$$" || $pid == "$BASHPID" ]] && continue
-        if grep -qF -- "$word" <<<"$(tr '\0' ' ' <"$p/cmdline" 2>/dev/null)"; then echo "$pid"; fi
-    done
-}
+pids_in_dir_matching() (
+    local self=$BASHPID caller
+    read -r _ _ _ caller _ <"/proc/$self/stat"
+    cd / || exit
+    comm -12 <(pids_in_cwd "$1") <(pids_with_word "$2") | without "$$" "$self" "$caller"
+)
 
 # The pid listening on 127.0.0.1:PORT (empty if none).
 listener_pid() {
