@@ -1065,10 +1065,8 @@ debian_rootfs() {
 
 # chroot_pids DIR: every process whose root is DIR.
 chroot_pids() {
-    local p
-    for p in /proc/[0-9]*; do
-        [[ $(readlink "$p/root" 2>/dev/null) == "$1" ]] && echo "${p#/proc/}"
-    done
+    find /proc/[0-9]*/root -maxdepth 0 -printf '%p %l\n' 2>/dev/null |
+        ROOT=$1 awk '{ split($1, p, "/") } substr($0, length($1) + 2) == ENVIRON["ROOT"] { print p[3] }'
     return 0
 }
 
