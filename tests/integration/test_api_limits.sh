@@ -48,15 +48,16 @@ sleep 3 # the attack ramps up (500 connections at 250/s)
 
 TOKEN=$(token_for "$API")
 # Each answer within 2 s; an AddressSanitizer build (its TLS handshakes several times
-# slower, next to other suites in CI) within 6 s: served, not starved, is what is tested.
+# slower, next to other suites in CI) within 10 s: served, not starved, is what is tested
+# (a starved request waits for the attack's 14 s to end).
 answer_time=2
-grep -q __asan_init "$AGENT_BIN" && answer_time=6
-answered=0 asked=0 max_threads=0 max_rss=0 marker_seen=0
+grep -q __asan_init "$AGENT_BIN" && answer_time=10
+answered=0 asked=0 max_threads=0 max_rss=0 marker_seen=0 missed=()
 for i in $(seq 1 40); do
     asked=$((asked + 1))
     code=$(curl -s -o /dev/null -w '%{http_code}' --max-time "$answer_time" --cacert "$PKI/ca.pem" \
         --interface 127.0.0.2 -H "Authorization: Bearer $TOKEN" "$API/v1/apps") || true
-    [[ $code == 200 ]] && answered=$((answered + 1))
+    if [[ $code == 200 ]]; then answered=$((answered + 1)); else missed+=("request $i: HTTP ${code:-none}"); fi
     t=$(threads) r=$(rss_kb)
     ((t > max_threads)) && max_threads=$t
     ((r > max_rss)) && max_rss=$r
@@ -80,7 +81,9 @@ log "attack: $opened_headers slow-header connections opened ($held_headers open 
 assert_true "the slow-header attack opened more than 256 connections" test "$opened_headers" -gt 400
 assert_true "the slow-header attack held its share open at once" test "$held_headers" -ge 200
 assert_true "the slow-body attack opened its connections" test "$opened_bodies" -ge 100
-assert_eq "$asked" "$answered" "a token holder is answered every time during the attack"
+[[ $answered == "$asked" ]] && pass "a token holder is answered every time during the attack" ||
+    fail "a token holder is answered every time during the attack" \
+        "answered $answered of $asked within ${answer_time}s each (000: no answer in time)" "${missed[@]}"
 assert_true "the agent's threads stay bounded during the attack (≤ 40, saw $max_threads)" test "$max_threads" -le 40
 # AddressSanitizer's shadow memory and quarantine multiply the resident size.
 rss_limit=150
