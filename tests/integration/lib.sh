@@ -450,10 +450,18 @@ stop_sshds() {
     return 0
 }
 
+# at_exit FUNCTION: a cleanup of the test's own (its sshds, groups, chroot), run when the
+# test ends, before stop_all's, whatever the way out. A test never sets its own EXIT trap:
+# one that ran a command before stop_all lost the test's exit code (a failure passed).
+IT_AT_EXIT=()
+at_exit() { IT_AT_EXIT+=("$1"); }
+
 stop_all() {
     local rc=$?
     trap - EXIT
     set +e
+    local cleanup
+    for cleanup in "${IT_AT_EXIT[@]-}"; do [[ -n $cleanup ]] && "$cleanup"; done
     if [[ $rc != 0 && $rc != 77 ]]; then
         local f
         for f in "${IT_AGENT_LOGS[@]-}"; do

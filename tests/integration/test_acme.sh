@@ -66,7 +66,7 @@ cleanup() {
     for pid in "$CHALL_PID" "$ASK_PID"; do [[ -n $pid ]] && kill "$pid" 2>/dev/null; done
     return 0
 }
-trap 'rc=$?; set +e; cleanup; (exit $rc); stop_all' EXIT
+at_exit cleanup
 
 pebble-challtestsrv -management "127.0.0.1:$CHALL_MGMT" -dns01 "127.0.0.1:$DNS_PORT" \
     -http01 "" -https01 "" -tlsalpn01 "" -defaultIPv4 127.0.0.1 -defaultIPv6 "" \

@@ -45,7 +45,7 @@ install_cleanup() {
     userdel "$SUDOER" 2>/dev/null
     groupdel -f "${SUDOER}d" 2>/dev/null
 }
-trap 'rc=$?; set +e; install_cleanup; (exit $rc); stop_all' EXIT
+at_exit install_cleanup
 
 in_root() {
     chroot "$ROOT" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LC_ALL=C.UTF-8 \

@@ -18,9 +18,7 @@ mkdir -p "$SSHD_DIR"
 ssh-keygen -q -t ed25519 -N '' -C it-host -f "$SSHD_DIR/host_key"
 for who in alice bob carol; do ssh-keygen -q -t ed25519 -N '' -C "it-$who" -f "$SSHD_DIR/$who"; done
 : >"$KEYS"
-# (errexit is off in the trap: a failed test's status still reaches stop_all, which prints the
-# agent's log and ends everything the test started)
-trap 'rc=$?; set +e; stop_sshds; (exit $rc); stop_all' EXIT
+at_exit stop_sshds
 
 start_agent
 start_sshd main "$SSHD_DIR/host_key"

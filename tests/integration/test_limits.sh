@@ -32,7 +32,7 @@ remove_groups() {
         done
     done
 }
-trap 'rc=$?; set +e; remove_groups; (exit $rc); stop_all' EXIT
+at_exit remove_groups
 
 start_agent
 APP=limits-web

@@ -45,7 +45,7 @@ pkg_cleanup() {
     touch "$TEST_TMP/traffic.stop" 2>/dev/null
     release_chroot "$ROOT"
 }
-trap 'rc=$?; set +e; pkg_cleanup; (exit $rc); stop_all' EXIT
+at_exit pkg_cleanup
 
 # ---------------------------------------------------------------- the packages
 

@@ -19,7 +19,7 @@ release_cgroup() { # the processes left in the test's cgroup back to the root on
     done
     rmdir "$CGROUP" 2>/dev/null || true
 }
-trap 'rc=$?; release_cgroup; (exit $rc); stop_all' EXIT
+at_exit release_cgroup
 
 workers_of_proxy() { tr '\0' ' ' <"/proc/$(proxy_pid)/cmdline" | sed -n 's/.*--threads \([0-9]*\).*/\1/p'; }
 metric() { curl -fsS "http://127.0.0.1:$METRICS_PORT/metrics" | awk -v m="$1" '$1 == m {print $2}'; }

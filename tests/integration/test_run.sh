@@ -190,7 +190,7 @@ if command -v "$SSHD_BIN" >/dev/null && command -v ssh-keygen >/dev/null; then
     ssh-keygen -q -t ed25519 -N '' -C it-host -f "$SSHD_DIR/host_key"
     ssh-keygen -q -t ed25519 -N '' -C it-user -f "$HOME/.ssh/id_ed25519"
     cp "$HOME/.ssh/id_ed25519.pub" "$SSHD_DIR/authorized_keys"
-    trap 'stop_sshds; stop_all' EXIT
+    at_exit stop_sshds
     start_sshd main "$SSHD_DIR/host_key"
     # The https agent, reached through its unix socket over SSH.
     SSH_URL=ssh://$(id -un)@127.0.0.1:$SSH_PORT

@@ -31,7 +31,7 @@ ssh_cleanup() {
 }
 # (errexit is off in the trap: a failed test's status still reaches stop_all, which prints the
 # agent's log and ends everything the test started)
-trap 'rc=$?; set +e; ssh_cleanup; (exit $rc); stop_all' EXIT
+at_exit ssh_cleanup
 
 start_agent
 start_sshd main "$SSHD_DIR/host_key"

@@ -26,7 +26,7 @@ ssh-keygen -q -t ed25519 -N '' -C it-user -f "$HOME/.ssh/team_key"
 cp "$HOME/.ssh/team_key.pub" "$SSHD_DIR/authorized_keys"
 fingerprint() { ssh-keygen -l -E sha256 -f "$1" | awk '{print $2}'; }
 
-trap 'rc=$?; set +e; stop_sshds; (exit $rc); stop_all' EXIT
+at_exit stop_sshds
 
 start_agent
 # The bastions forward only to the next hop and run nothing; they log each forward.

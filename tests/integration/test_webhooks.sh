@@ -26,7 +26,7 @@ daemon_cleanup() {
 }
 # (errexit is off in the trap: a failed test's status still reaches stop_all, which prints the
 # agent's log and ends everything the test started)
-trap 'rc=$?; set +e; daemon_cleanup; (exit $rc); stop_all' EXIT
+at_exit daemon_cleanup
 wait_until 10 port_in_use "$GIT_PORT" || fail "git daemon listens on 127.0.0.1:$GIT_PORT"
 
 # The app's repository, pushed to the served bare one; deployed once by hand with a
