@@ -145,24 +145,28 @@ std::uint64_t AccessBuffer::take(std::map<std::string, std::string>& into) {
 }
 
 std::map<std::string, std::string>
-merge_access_lines(std::vector<std::map<std::string, std::string>>& parts) {
+merge_access_lines(std::vector<std::map<std::string, std::string>> parts) {
     std::map<std::string, std::string> merged;
-    std::map<std::string, std::vector<std::string_view>> texts;
+    std::map<std::string, std::vector<std::string*>> texts;
     for (auto& part : parts) {
         for (auto& [app, text] : part) {
             if (!text.empty()) {
-                texts[app].push_back(text);
+                texts[app].push_back(&text);
             }
         }
     }
     // Every line starts {"time":"2026-12-06T04:42:07.125Z": its first 33
     // bytes compare as its time.
     constexpr std::size_t k_time_end = 33;
-    for (auto& [app, views] : texts) {
+    for (auto& [app, sources] : texts) {
         auto& out = merged[app];
-        if (views.size() == 1) {
-            out.assign(views.front());
+        if (sources.size() == 1) {
+            out = std::move(*sources.front());
             continue;
+        }
+        std::vector<std::string_view> views;
+        for (const auto* source : sources) {
+            views.emplace_back(*source);
         }
         while (!views.empty()) {
             std::size_t oldest = 0;

@@ -88,9 +88,10 @@ class AccessBuffer {
 // Each worker's lines (as AccessBuffer::take gave them, per app, each worker's
 // in the order its requests ended) merged per app into one time order, so
 // a file reads oldest first whichever worker answered. Lines of one
-// millisecond keep the order of `parts`.
+// millisecond keep the order of `parts`. An app only one worker served
+// keeps its text as it is (moved, not copied).
 std::map<std::string, std::string>
-merge_access_lines(std::vector<std::map<std::string, std::string>>& parts);
+merge_access_lines(std::vector<std::map<std::string, std::string>> parts);
 
 // The files: DIR/APP/logs/access.ndjson for each app whose DIR/APP/logs
 // exists (the proxy never creates an app's directory: a destroyed app's

@@ -399,7 +399,7 @@ void Server::flush_access() {
     for (std::size_t i = 0; i < m_workers.size(); ++i) {
         dropped += m_workers[i]->access().take(parts[i]);
     }
-    m_access_files->write(parts.size() == 1 ? parts.front() : merge_access_lines(parts));
+    m_access_files->write(merge_access_lines(std::move(parts)));
     if (dropped > 0) {
         common::log_warn(fmt::format("{} access log line{} dropped: the files were not written "
                                      "fast enough",
