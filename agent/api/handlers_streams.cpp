@@ -5,6 +5,7 @@
 #include <agent/api/handler_util.hpp>
 #include <agent/api/handlers.hpp>
 #include <agent/api/json.hpp>
+#include <agent/deploy/event_signal.hpp>
 #include <agent/logs/filter.hpp>
 #include <agent/logs/follow.hpp>
 #include <agent/logs/rotating_file.hpp>
@@ -56,18 +57,20 @@ bool send_events(logs::LineReader& events, StreamSink& sink, std::optional<commo
 
 // The engine appends the settling "state" event just after it commits the
 // state: once the release is settled, wait briefly until the log's last state
-// line is a settled one too, so that no follower misses it.
-bool send_final_events(ApiContext& context, logs::LineReader& events, StreamSink& sink,
-                       std::optional<common::State>& last) {
+// line is a settled one too, so that no follower misses it. Woken by each
+// event written (event_signal), the poll interval is only a fallback.
+bool send_final_events(ApiContext& context, const std::filesystem::path& file,
+                       logs::LineReader& events, StreamSink& sink,
+                       std::optional<common::State>& last, std::uint64_t seen) {
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
     while ((!last || !common::is_settled(*last)) && std::chrono::steady_clock::now() < deadline) {
-        std::this_thread::sleep_for(context.poll_interval);
+        event_signal::wait_after(file, seen, context.poll_interval);
+        seen = event_signal::count(file);
         if (!send_events(events, sink, last))
             return false;
     }
     return true;
 }
-
 
 // ?grep=RE, ?since=T, ?until=T, ?lines=N and ?follow=1 of a logs request
 // (docs/api.md).
@@ -566,9 +569,13 @@ Response app_logs(ApiContext& context, const Request& request) {
 // release is settled and the file has been read to its end, then says done.
 void stream_events(ApiContext& context, const std::string& app, const std::string& id, bool follow,
                    StreamSink& sink) {
-    logs::LineReader events(context.data_dir.event_log(app, id));
+    const auto file = context.data_dir.event_log(app, id);
+    logs::LineReader events(file);
     std::optional<common::State> last;
     while (true) {
+        // Counted before the state and the file are read: an event written
+        // after this point ends the wait below at once.
+        const auto seen = event_signal::count(file);
         auto release = context.service.release(app, id);
         if (!release) {
             common::log_info(fmt::format("events of {}/{}: {}", app, id, release.error().message));
@@ -578,14 +585,14 @@ void stream_events(ApiContext& context, const std::string& app, const std::strin
         if (!send_events(events, sink, last))
             return;
         if (settled) {
-            if (!send_final_events(context, events, sink, last))
+            if (!send_final_events(context, file, events, sink, last, seen))
                 return;
             write_done(context, sink, *release);
             return;
         }
         if (!follow || !sink.alive())
             return;
-        std::this_thread::sleep_for(context.poll_interval);
+        event_signal::wait_after(file, seen, context.poll_interval);
     }
 }
 

@@ -1,15 +1,54 @@
+#include <agent/deploy/event_signal.hpp>
 #include <agent/deploy/events.hpp>
 #include <common/fs.hpp>
 #include <common/log.hpp>
 
 #include <nlohmann/json.hpp>
 
+#include <array>
 #include <cerrno>
+#include <condition_variable>
 #include <cstring>
 #include <fcntl.h>
+#include <functional>
+#include <mutex>
 #include <unistd.h>
 
 namespace agent {
+
+namespace event_signal {
+namespace {
+std::mutex g_mutex;
+std::condition_variable g_written;
+// Counts per group of files (a hash of the path): a follower is woken by its
+// own release's events, not by every line of every build on the agent.
+std::array<std::uint64_t, 64> g_counts{};
+
+std::uint64_t& slot(const std::filesystem::path& event_log) {
+    return g_counts[std::hash<std::string>{}(event_log.native()) % g_counts.size()];
+}
+} // namespace
+
+std::uint64_t count(const std::filesystem::path& event_log) {
+    std::lock_guard lock(g_mutex);
+    return slot(event_log);
+}
+
+void announce(const std::filesystem::path& event_log) {
+    {
+        std::lock_guard lock(g_mutex);
+        ++slot(event_log);
+    }
+    g_written.notify_all();
+}
+
+void wait_after(const std::filesystem::path& event_log, std::uint64_t seen,
+                std::chrono::milliseconds timeout) {
+    std::unique_lock lock(g_mutex);
+    auto& counted = slot(event_log);
+    g_written.wait_for(lock, timeout, [&] { return counted != seen; });
+}
+} // namespace event_signal
 
 namespace {
 std::string timestamp() {
@@ -84,6 +123,7 @@ void EventLog::append(const std::string& line) const {
         break;
     }
     ::close(fd);
+    event_signal::announce(m_file);
 }
 
 } // namespace agent

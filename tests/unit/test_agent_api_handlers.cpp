@@ -2,12 +2,14 @@
 // written, error mapping, and the NDJSON streams read from log files.
 
 #include <agent/api/handlers.hpp>
+#include <agent/deploy/events.hpp>
 #include <agent/logs/stamp.hpp>
 #include <common/hash.hpp>
 
 #include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
 
+#include <atomic>
 #include <fstream>
 #include <thread>
 
@@ -513,6 +515,35 @@ TEST_CASE_FIXTURE(Fixture, "events stream: the event log, then done once settled
         CHECK(json::parse(sink.lines[3])["state"] == "PRODUCTION");
         CHECK(json::parse(sink.lines[4])["event"] == "done");
         CHECK(json::parse(sink.lines[4])["url"] == "http://hello.localhost:8080/");
+    }
+    SUBCASE("follow: a written event wakes the follower at once, not at its next poll") {
+        // A 10 s poll: only the engine's signal of a written event (EventLog) can end the
+        // stream within the 3 s allowed here.
+        context.poll_interval = std::chrono::seconds(10);
+        add_release("v1", common::State::building);
+        std::atomic<bool> committed{false}; // the state, as the store would give it
+        service.on_release = [&](int) {
+            if (committed)
+                service.releases[0].state = common::State::production;
+        };
+        const agent::EventLog events(data.event_log("hello", "v1"), "v1");
+        std::thread engine([&] {
+            std::this_thread::sleep_for(std::chrono::milliseconds(100));
+            events.log("build", "more");
+            std::this_thread::sleep_for(std::chrono::milliseconds(100));
+            committed = true; // committed, then written
+            events.state(common::State::production);
+        });
+        const auto began = std::chrono::steady_clock::now();
+        CollectSink sink;
+        call("GET", "/v1/apps/hello/releases/v1/events?follow=1").stream(sink);
+        const auto took = std::chrono::steady_clock::now() - began;
+        engine.join();
+        CHECK(took < std::chrono::seconds(3));
+        REQUIRE(sink.lines.size() == 5);
+        CHECK(json::parse(sink.lines[2])["line"] == "more");
+        CHECK(json::parse(sink.lines[3])["state"] == "PRODUCTION");
+        CHECK(json::parse(sink.lines[4])["event"] == "done");
     }
 }
 
