@@ -1,3 +1,4 @@
+#include <common/ascii.hpp>
 #include <common/cron.hpp>
 
 #include <fmt/format.h>
@@ -47,9 +48,7 @@ Result<int> read_value(const Field& field, std::string_view text) {
         return value;
     }
     if (field.names) {
-        std::string lower;
-        for (char c : text)
-            lower += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        const std::string lower = ascii_lower(text);
         for (std::size_t i = 0; i < field.names->size(); ++i)
             if ((*field.names)[i] && lower == (*field.names)[i])
                 return field.min + static_cast<int>(i);

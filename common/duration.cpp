@@ -1,3 +1,4 @@
+#include <common/ascii.hpp>
 #include <common/duration.hpp>
 
 #include <fmt/format.h>
@@ -47,9 +48,7 @@ std::optional<double> duration_unit_ms(std::string_view unit) {
 }
 
 std::optional<double> size_unit_bytes(std::string_view unit) {
-    std::string lower;
-    for (char c : unit)
-        lower += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    const std::string lower = ascii_lower(unit);
     if (lower.empty() || lower == "b")
         return 1.0;
     if (lower == "k" || lower == "kb" || lower == "kib")

@@ -1,3 +1,4 @@
+#include <common/ascii.hpp>
 #include <common/fingerprint.hpp>
 #include <common/hash.hpp>
 
@@ -17,7 +18,7 @@ bool starts_with_nocase(std::string_view text, std::string_view prefix) {
     if (text.size() < prefix.size())
         return false;
     for (std::size_t i = 0; i < prefix.size(); ++i)
-        if (std::tolower(static_cast<unsigned char>(text[i])) != prefix[i])
+        if (ascii_lower(text[i]) != prefix[i])
             return false;
     return true;
 }

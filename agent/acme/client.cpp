@@ -1,4 +1,5 @@
 #include <agent/acme/client.hpp>
+#include <common/ascii.hpp>
 #include <common/version.hpp>
 
 #include <curl/curl.h>
@@ -36,9 +37,7 @@ std::size_t on_header(char* data, std::size_t size, std::size_t count, void* out
     std::string_view line(data, size * count);
     const auto colon = line.find(':');
     if (colon != std::string_view::npos) {
-        std::string name(line.substr(0, colon));
-        std::transform(name.begin(), name.end(), name.begin(),
-                       [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+        const std::string name = common::ascii_lower(line.substr(0, colon));
         std::string_view value = line.substr(colon + 1);
         while (!value.empty() && (value.front() == ' ' || value.front() == '\t'))
             value.remove_prefix(1);

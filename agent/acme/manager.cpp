@@ -5,6 +5,7 @@
 #include <agent/runtime/command.hpp>
 #include <agent/runtime/socket_io.hpp>
 #include <common/address.hpp>
+#include <common/ascii.hpp>
 #include <common/command_line.hpp>
 #include <common/fs.hpp>
 #include <common/log.hpp>
@@ -702,10 +703,7 @@ void Manager::socket_loop() {
         const auto n = ::recv(m_socket, buffer, sizeof buffer, MSG_DONTWAIT);
         if (n <= 0)
             continue;
-        std::string name(buffer, static_cast<std::size_t>(n));
-        std::transform(name.begin(), name.end(), name.begin(),
-                       [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-        on_demand(name);
+        on_demand(common::ascii_lower(std::string_view(buffer, static_cast<std::size_t>(n))));
     }
 }
 

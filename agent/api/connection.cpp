@@ -2,6 +2,7 @@
 #include <agent/api/connection_impl.hpp>
 #include <agent/api/errors.hpp>
 #include <agent/api/tls.hpp>
+#include <common/ascii.hpp>
 #include <common/fs.hpp>
 #include <common/log.hpp>
 #include <common/version.hpp>
@@ -574,10 +575,9 @@ template <class Stream> bool Connection<Stream>::serve(HeadParser& header) {
         request.params = std::move(match.params);
     if (route && route->body == BodyKind::hook)
         for (const auto& field : header.get()) {
-            std::string name(field.name_string());
-            for (auto& c : name)
-                c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-            request.headers[name] = std::string(field.value());
+            const auto name = field.name_string();
+            request.headers[common::ascii_lower(std::string_view(name.data(), name.size()))] =
+                std::string(field.value());
         }
     m_unread_body = !header.is_done();
     m_authenticated = false;

@@ -14,6 +14,7 @@
 #include <agent/api/hooks.hpp>
 #include <agent/git/fetch.hpp>
 #include <agent/git/repository.hpp>
+#include <common/ascii.hpp>
 #include <common/config.hpp>
 #include <common/duration.hpp>
 #include <common/hash.hpp>
@@ -54,12 +55,6 @@ std::string header(const Request& request, const std::string& name) {
     return it == request.headers.end() ? std::string() : it->second;
 }
 
-std::string lower(std::string text) {
-    for (auto& c : text)
-        c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    return text;
-}
-
 // What each provider sends: its signature, its event and its delivery id.
 struct Provider {
     const char* name;
@@ -91,15 +86,15 @@ std::string signature_problem(const Provider& provider, const Request& request,
     std::string given;
     std::string header_name;
     if (name == "gitea" && !header(request, "x-gitea-signature").empty()) {
-        given = lower(header(request, "x-gitea-signature"));
+        given = common::ascii_lower(header(request, "x-gitea-signature"));
         header_name = "X-Gitea-Signature";
     } else {
         given = header(request, "x-hub-signature-256");
         header_name = "X-Hub-Signature-256";
-        if (!given.empty() && lower(given.substr(0, 7)) != "sha256=")
+        if (!given.empty() && common::ascii_lower(given.substr(0, 7)) != "sha256=")
             return "X-Hub-Signature-256 is not \"sha256=HEX\"";
         if (!given.empty())
-            given = lower(given.substr(7));
+            given = common::ascii_lower(given.substr(7));
     }
     if (given.empty())
         return fmt::format("missing {}", provider.signature_header);
@@ -122,7 +117,7 @@ std::string event_of(const Provider& provider, const Request& request) {
         return "pull_request";
     if (event == "Tag Push Hook")
         return "tag_push";
-    return lower(event);
+    return common::ascii_lower(event);
 }
 
 // The provider's id of the delivery; without one, the body's digest (a replay of the same

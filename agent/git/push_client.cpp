@@ -1,6 +1,7 @@
 #include <agent/api/unix_socket.hpp>
 #include <agent/git/push_client.hpp>
 #include <agent/git/repository.hpp>
+#include <common/ascii.hpp>
 #include <common/command_line.hpp>
 #include <common/config.hpp>
 #include <common/fs.hpp>
@@ -36,12 +37,6 @@ constexpr std::size_t k_max_pending = 1u << 20;
 void say(const std::string& text) {
     std::fprintf(stderr, "%s\n", text.c_str());
     std::fflush(stderr);
-}
-
-std::string lower(std::string text) {
-    std::transform(text.begin(), text.end(), text.begin(),
-                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-    return text;
 }
 
 // An answer's status line and headers, and the bytes that came after them.
@@ -93,7 +88,7 @@ std::optional<Answer> post(int fd, const std::string& path, const json& body,
     }
     for (std::size_t at = head.find("\r\n"); at != std::string::npos;) {
         const std::size_t next = head.find("\r\n", at + 2);
-        const std::string line = lower(
+        const std::string line = common::ascii_lower(
             head.substr(at + 2, next == std::string::npos ? std::string::npos : next - at - 2));
         if (line.rfind("content-length:", 0) == 0)
             answer.length = std::strtoull(line.c_str() + 15, nullptr, 10);

@@ -1,6 +1,7 @@
 #include <agent/proxy/acme.hpp>
 #include <agent/proxy/client_hello.hpp>
 #include <agent/proxy/tls_certificates.hpp>
+#include <common/ascii.hpp>
 #include <common/fingerprint.hpp>
 
 #include <fmt/format.h>
@@ -22,13 +23,6 @@ namespace {
 
 using common::ErrorKind;
 using common::make_error;
-
-std::string lower(std::string_view text) {
-    std::string out(text);
-    std::transform(out.begin(), out.end(), out.begin(),
-                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-    return out;
-}
 
 // OpenSSL's queued errors as one line (and the queue emptied).
 std::string openssl_reason() {
@@ -112,7 +106,7 @@ int on_server_name(SSL* ssl, int*, void* arg) {
     if (name == nullptr)
         return SSL_TLSEXT_ERR_OK; // no SNI: the default certificate
     const auto* certificates = static_cast<const TlsCertificates*>(arg);
-    SSL_CTX* context = certificates->context_for(lower(name));
+    SSL_CTX* context = certificates->context_for(common::ascii_lower(name));
     if (context != nullptr && context != SSL_get_SSL_CTX(ssl))
         SSL_set_SSL_CTX(ssl, context);
     return SSL_TLSEXT_ERR_OK;
@@ -172,16 +166,17 @@ common::Status use_pair(SSL_CTX* context, const CertificateFiles& file) {
 
 std::vector<std::string> dns_names(X509* cert) {
     std::vector<std::string> names;
-    auto* sans = static_cast<GENERAL_NAMES*>(
-        X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr));
+    auto* sans =
+        static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr));
     if (sans != nullptr) {
         for (int i = 0; i < sk_GENERAL_NAME_num(sans); ++i) {
             const GENERAL_NAME* name = sk_GENERAL_NAME_value(sans, i);
             if (name->type != GEN_DNS)
                 continue;
             const ASN1_STRING* text = name->d.dNSName;
-            names.push_back(lower({reinterpret_cast<const char*>(ASN1_STRING_get0_data(text)),
-                                   static_cast<std::size_t>(ASN1_STRING_length(text))}));
+            names.push_back(
+                common::ascii_lower({reinterpret_cast<const char*>(ASN1_STRING_get0_data(text)),
+                                     static_cast<std::size_t>(ASN1_STRING_length(text))}));
         }
         GENERAL_NAMES_free(sans);
     }
@@ -192,8 +187,9 @@ std::vector<std::string> dns_names(X509* cert) {
     const int at = X509_NAME_get_index_by_NID(subject, NID_commonName, -1);
     if (at >= 0) {
         const ASN1_STRING* text = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subject, at));
-        names.push_back(lower({reinterpret_cast<const char*>(ASN1_STRING_get0_data(text)),
-                               static_cast<std::size_t>(ASN1_STRING_length(text))}));
+        names.push_back(
+            common::ascii_lower({reinterpret_cast<const char*>(ASN1_STRING_get0_data(text)),
+                                 static_cast<std::size_t>(ASN1_STRING_length(text))}));
     }
     return names;
 }

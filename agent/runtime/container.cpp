@@ -7,6 +7,7 @@
 #include <agent/runtime/process.hpp>
 #include <agent/runtime/runtime.hpp>
 #include <agent/secrets/redact.hpp>
+#include <common/ascii.hpp>
 #include <common/duration.hpp>
 #include <common/fs.hpp>
 #include <common/log.hpp>
@@ -201,12 +202,6 @@ std::string layer_id(std::string_view line) {
     return {};
 }
 
-std::string lowercase(std::string text) {
-    std::transform(text.begin(), text.end(), text.begin(),
-                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-    return text;
-}
-
 // The images a Dockerfile's FROM lines name, other than scratch and its own stages
 // ("FROM --platform=linux/amd64 node:20 AS deps" names node:20).
 std::vector<std::string> base_images(std::string_view dockerfile) {
@@ -216,14 +211,15 @@ std::vector<std::string> base_images(std::string_view dockerfile) {
     for (std::string line; std::getline(lines, line);) {
         std::istringstream words(line);
         std::string word;
-        if (!(words >> word) || lowercase(word) != "from")
+        if (!(words >> word) || common::ascii_lower(word) != "from")
             continue;
         std::string image;
         while (words >> image && image.starts_with("--")) {
         }
         if (std::string as, stage; words >> as >> stage)
-            stages.insert(lowercase(stage));
-        if (!image.empty() && lowercase(image) != "scratch" && !stages.count(lowercase(image)))
+            stages.insert(common::ascii_lower(stage));
+        if (!image.empty() && common::ascii_lower(image) != "scratch" &&
+            !stages.count(common::ascii_lower(image)))
             images.push_back(image);
     }
     return images;

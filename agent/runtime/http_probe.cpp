@@ -1,5 +1,6 @@
 #include <agent/runtime/http_probe.hpp>
 #include <agent/runtime/socket_io.hpp>
+#include <common/ascii.hpp>
 
 #include <algorithm>
 #include <arpa/inet.h>
@@ -92,13 +93,6 @@ std::string trim(std::string_view text) {
                                            : std::string(text.substr(begin, end - begin + 1));
 }
 
-bool same_name(std::string_view a, std::string_view b) {
-    return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-               return std::tolower(static_cast<unsigned char>(x)) ==
-                      std::tolower(static_cast<unsigned char>(y));
-           });
-}
-
 // The status line and the fields of `header` (ending "\r\n\r\n" or not) into `answer`.
 void parse_header(const std::string& header, HttpAnswer& answer) {
     auto line_end = header.find("\r\n");
@@ -122,7 +116,7 @@ constexpr std::size_t k_max_socket_answer = 4 * 1024 * 1024; // an inspect answe
 
 std::optional<std::string> HttpAnswer::field(std::string_view name) const {
     for (const auto& [key, value] : fields)
-        if (same_name(key, name))
+        if (common::ascii_iequals(key, name))
             return value;
     return std::nullopt;
 }

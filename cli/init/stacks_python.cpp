@@ -2,6 +2,7 @@
 // Django, FastAPI or Flask; the entry point is read from the code.
 
 #include <cli/init/stacks.hpp>
+#include <common/ascii.hpp>
 
 #include <fmt/format.h>
 #include <toml++/toml.h>
@@ -32,7 +33,7 @@ std::string requirement_name(std::string_view line) {
     auto end = line.find_first_of("<>=!~;[ @\t");
     std::string name(line.substr(0, end));
     for (auto& c : name)
-        c = c == '_' ? '-' : static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        c = c == '_' ? '-' : common::ascii_lower(c);
     return name;
 }
 

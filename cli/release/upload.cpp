@@ -6,6 +6,7 @@
 // and one PUT per blob, as before.
 
 #include <cli/release/steps.hpp>
+#include <common/ascii.hpp>
 #include <common/tree.hpp>
 
 #include <fmt/format.h>
@@ -45,9 +46,7 @@ bool precompressed(std::string_view path) {
     const auto dot = path.rfind('.');
     if (dot == std::string_view::npos || path.size() - dot > 6)
         return false;
-    std::string ext(path.substr(dot));
-    std::transform(ext.begin(), ext.end(), ext.begin(),
-                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    const std::string ext = common::ascii_lower(path.substr(dot));
     return std::find(k_types.begin(), k_types.end(), ext) != k_types.end();
 }
 

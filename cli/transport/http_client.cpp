@@ -1,5 +1,6 @@
 #include <cli/credentials.hpp>
 #include <cli/transport/http_client.hpp>
+#include <common/ascii.hpp>
 #include <common/fingerprint.hpp>
 #include <common/run_frames.hpp>
 #include <common/version.hpp>
@@ -496,13 +497,6 @@ std::string host_of(std::string_view base_url) {
     return std::string(base_url.substr(0, base_url.find('/')));
 }
 
-std::string lower(std::string_view text) {
-    std::string out(text);
-    for (auto& c : out)
-        c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    return out;
-}
-
 common::Result<std::unique_ptr<Duplex>> HttpClient::open_run(std::string_view path,
                                                              const json& body) {
     using Clock = std::chrono::steady_clock;
@@ -578,7 +572,7 @@ common::Result<std::unique_ptr<Duplex>> HttpClient::open_run(std::string_view pa
     std::optional<std::size_t> length;
     for (std::size_t at = head.find("\r\n"); at != std::string::npos;) {
         const std::size_t next = head.find("\r\n", at + 2);
-        const std::string line = lower(
+        const std::string line = common::ascii_lower(
             head.substr(at + 2, next == std::string::npos ? std::string::npos : next - at - 2));
         if (line.starts_with("content-length:"))
             length = std::strtoull(line.c_str() + 15, nullptr, 10);

@@ -1,5 +1,6 @@
 #include <cli/transport/ssh_config.hpp>
 #include <cli/transport/ssh_session.hpp>
+#include <common/ascii.hpp>
 
 #include <fmt/format.h>
 
@@ -20,12 +21,6 @@ using common::ErrorKind;
 
 constexpr int k_max_include_depth = 16;
 constexpr int k_max_jump_depth = 8;
-
-std::string lower(std::string text) {
-    std::transform(text.begin(), text.end(), text.begin(),
-                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-    return text;
-}
 
 // A line's words as ssh(1) splits them: "Keyword value" or "Keyword=value", then blanks
 // separate, double quotes group, and a word beginning with '#' ends the line.
@@ -69,9 +64,8 @@ std::vector<std::string> split_words(std::string_view line) {
 bool glob_match(std::string_view pattern, std::string_view text) {
     std::size_t p = 0, t = 0, star = std::string_view::npos, mark = 0;
     while (t < text.size()) {
-        if (p < pattern.size() &&
-            (pattern[p] == '?' || std::tolower(static_cast<unsigned char>(pattern[p])) ==
-                                      std::tolower(static_cast<unsigned char>(text[t])))) {
+        if (p < pattern.size() && (pattern[p] == '?' || common::ascii_lower(pattern[p]) ==
+                                                            common::ascii_lower(text[t]))) {
             ++p;
             ++t;
         } else if (p < pattern.size() && pattern[p] == '*') {
@@ -140,7 +134,7 @@ struct Reader {
 bool Reader::match(const std::vector<std::string>& words) const {
     bool all = true;
     for (std::size_t i = 1; i < words.size(); ++i) {
-        auto criterion = lower(words[i]);
+        auto criterion = common::ascii_lower(words[i]);
         const bool negate = criterion.starts_with('!');
         if (negate)
             criterion.erase(0, 1);
@@ -189,7 +183,7 @@ template <class T> void first(std::optional<T>& slot, T value) {
 
 common::Status Reader::line(const std::vector<std::string>& words, const std::string& where,
                             const fs::path& include_base, bool& active, int depth) {
-    const auto keyword = lower(words[0]);
+    const auto keyword = common::ascii_lower(words[0]);
     if (keyword == "host") {
         active = match_list({words.begin() + 1, words.end()}, original_host);
         return {};
@@ -227,13 +221,13 @@ common::Status Reader::line(const std::vector<std::string>& words, const std::st
     } else if (keyword == "identityfile") {
         config.identity_files.push_back(value);
     } else if (keyword == "identitiesonly") {
-        first(config.identities_only, lower(value) == "yes");
+        first(config.identities_only, common::ascii_lower(value) == "yes");
     } else if (keyword == "userknownhostsfile") {
         if (config.known_hosts_files.empty())
             config.known_hosts_files.assign(words.begin() + 1, words.end());
     } else if (keyword == "stricthostkeychecking") {
         if (!config.strict_host_key_checking) {
-            config.strict_host_key_checking = lower(value);
+            config.strict_host_key_checking = common::ascii_lower(value);
             config.strict_origin = where;
         }
     } else if (keyword == "proxyjump" || keyword == "proxycommand") {
@@ -330,7 +324,7 @@ common::Status apply(SshOptions& options, const SshConfigSource& source, bool cl
                         options.host, k_max_jump_depth));
     const std::string original = options.host;
     TRY_ASSIGN(auto config, read_ssh_config(source, original, options.user, options.home));
-    if (config.proxy_command && lower(*config.proxy_command) != "none")
+    if (config.proxy_command && common::ascii_lower(*config.proxy_command) != "none")
         return common::make_error(
             ErrorKind::config,
             fmt::format("{}: ProxyCommand (for {}) is not supported by deployctl: reach the "
@@ -360,13 +354,13 @@ common::Status apply(SshOptions& options, const SshConfigSource& source, bool cl
         options.identity_files.push_back(expand_tokens(file, options, original));
     options.identities_only = config.identities_only.value_or(false);
     for (const auto& file : config.known_hosts_files)
-        if (lower(file) != "none")
+        if (common::ascii_lower(file) != "none")
             options.known_hosts.emplace_back(expand_tokens(file, options, original));
     if (config.connect_timeout_s)
         options.connect_timeout_s = *config.connect_timeout_s;
     if (config.server_alive_interval_s)
         options.keepalive_s = *config.server_alive_interval_s;
-    if (!with_jumps || !config.proxy_jump || lower(*config.proxy_jump) == "none")
+    if (!with_jumps || !config.proxy_jump || common::ascii_lower(*config.proxy_jump) == "none")
         return {};
     TRY_ASSIGN(auto hops, parse_proxy_jump(*config.proxy_jump));
     for (std::size_t i = 0; i < hops.size(); ++i) {
