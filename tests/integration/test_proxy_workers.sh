@@ -3,7 +3,8 @@
 # the agent may use, its affinity mask (taskset) lowered by its cgroup's CPU quota (a v1
 # cgroup made here with a quota of one CPU); --proxy-threads sets the count. Each new
 # count replaces the running proxy on the same socket while wrk runs, no request failing,
-# and GET /metrics reports the workers and the requests each one answered.
+# a connection kept alive across a replacement is answered and closed, not reset, and GET
+# /metrics reports the workers and the requests each one answered.
 source "$(dirname "$0")/lib.sh"
 require_binaries
 require_tools "wrk util-linux" wrk taskset
@@ -64,6 +65,49 @@ both_counted() { [[ $(metric 'deploy_proxy_worker_requests_total{worker="0"}') -
 assert_true "each worker answered requests (deploy_proxy_worker_requests_total)" wait_until 5 both_counted
 assert_eq 2 "$(metric deploy_proxy_workers)" "deploy_proxy_workers is 2"
 log "requests per worker: $(metric 'deploy_proxy_worker_requests_total{worker="0"}') and $(metric 'deploy_proxy_worker_requests_total{worker="1"}')"
+AGENT_EXTRA_ARGS=(--metrics-listen "127.0.0.1:$METRICS_PORT")
+
+# --- an idle keep-alive connection across a replacement ------------------------------------
+# The replaced proxy answers the next request of each kept-alive connection with
+# "Connection: close" for 5 s before it closes the idle ones (a client that does not retry
+# must never write into a connection closed under it): the request comes 2 s into its drain.
+IDLE_OUT=$TEST_TMP/idle-client.out GO=$TEST_TMP/idle-client.go
+python3 - "$PROXY_PORT" "$APP.localhost" "$GO" >"$IDLE_OUT" 2>&1 <<'PY' &
+import os, socket, sys, time
+port, host, go = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+conn = socket.create_connection(("127.0.0.1", port), timeout=20)
+def exchange():
+    conn.sendall(f"GET / HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return "closed before an answer: " + repr(data[:200])
+        data += chunk
+    return data.split(b"\r\n\r\n")[0].decode("latin-1").lower()
+print("first:", exchange().splitlines()[0], flush=True)
+while not os.path.exists(go):
+    time.sleep(0.05)
+time.sleep(2)
+try:
+    print("second:", " | ".join(exchange().splitlines()), flush=True)
+except OSError as e:
+    print("second: failed:", e, flush=True)
+PY
+IDLE_PID=$!
+assert_true "the idle client made its first request" wait_until 10 grep -q "^first: http/1.1 200" "$IDLE_OUT"
+DRAINS=$(grep -c "draining connections" "$DATA/proxy/proxy.log" || true)
+AGENT_EXTRA_ARGS+=(--proxy-threads 1)
+kill_agent -9
+restart_agent
+draining() { [[ $(grep -c "draining connections" "$DATA/proxy/proxy.log" || true) -gt $DRAINS ]]; }
+assert_true "the proxy of 2 workers is replaced by one of 1 worker and drains" wait_until 10 draining
+touch "$GO"
+wait "$IDLE_PID" || true
+IDLE=$(cat "$IDLE_OUT")
+assert_contains "$IDLE" "second: http/1.1 200" "a request on a kept-alive connection 2 s into the old proxy's drain is answered"
+assert_contains "$IDLE" "connection: close" "... with Connection: close, so the client reconnects"
+expect_serving $APP "hello from 1" "served by the new proxy of one worker"
 AGENT_EXTRA_ARGS=(--metrics-listen "127.0.0.1:$METRICS_PORT")
 
 # --- a cgroup with a quota of one CPU (v1 cpu.cfs_quota_us; v2's cpu.max: unit tests) ---------
