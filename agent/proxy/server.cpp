@@ -1,5 +1,6 @@
 #include <agent/proxy/acme.hpp>
 #include <agent/proxy/limits.hpp>
+#include <agent/proxy/memory.hpp>
 #include <agent/proxy/route_loader.hpp>
 #include <agent/proxy/server.hpp>
 #include <agent/proxy/session.hpp>
@@ -363,6 +364,14 @@ void Server::poll() {
         }
         if (++m_polls % 4 == 0) { // each second
             write_stats();
+        }
+        if (m_polls % 20 == 0) { // every 5 s
+            const auto trimmed = trim_free_memory(k_trim_min_free);
+            if (trimmed.rss_before >= trimmed.rss_after + (1u << 20)) {
+                common::log_info(fmt::format(
+                    "gave the heap's free memory back to the system: resident {} -> {} KiB",
+                    trimmed.rss_before >> 10, trimmed.rss_after >> 10));
+            }
         }
         poll();
     });

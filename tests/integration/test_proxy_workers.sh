@@ -3,8 +3,9 @@
 # the agent may use, its affinity mask (taskset) lowered by its cgroup's CPU quota (a v1
 # cgroup made here with a quota of one CPU); --proxy-threads sets the count. Each new
 # count replaces the running proxy on the same socket while wrk runs, no request failing,
-# a connection kept alive across a replacement is answered and closed, not reset, and GET
-# /metrics reports the workers and the requests each one answered.
+# a connection kept alive across a replacement is answered and closed, not reset, the memory
+# a load of connections left free is given back, and GET /metrics reports the workers and
+# the requests each one answered.
 source "$(dirname "$0")/lib.sh"
 require_binaries
 require_tools "wrk util-linux" wrk taskset
@@ -66,6 +67,27 @@ assert_true "each worker answered requests (deploy_proxy_worker_requests_total)"
 assert_eq 2 "$(metric deploy_proxy_workers)" "deploy_proxy_workers is 2"
 log "requests per worker: $(metric 'deploy_proxy_worker_requests_total{worker="0"}') and $(metric 'deploy_proxy_worker_requests_total{worker="1"}')"
 AGENT_EXTRA_ARGS=(--metrics-listen "127.0.0.1:$METRICS_PORT")
+
+# --- memory given back after a load -------------------------------------------------------------
+# 1,000 connections' buffers are freed when they close; within about 5 s deploy-proxy gives the
+# heap's free memory back to the system (malloc_trim) and says so. Not on a sanitized build:
+# its allocator is not glibc's.
+if ldd "$PROXY_BIN" 2>/dev/null | grep -q libasan; then
+    log "sanitized deploy-proxy: its allocator keeps freed memory; the trim is checked on the default build"
+else
+    proxy_rss() { awk '/^VmRSS:/ { print $2 }' "/proc/$(proxy_pid)/status"; }
+    trims() { grep -c "gave the heap's free memory back" "$DATA/proxy/proxy.log" || true; }
+    RSS_BEFORE=$(proxy_rss) TRIMS=$(trims)
+    (ulimit -n 4096 && wrk -t1 -c1000 -d3s -H "Host: $APP.localhost" "http://127.0.0.1:$PROXY_PORT/") >/dev/null 2>&1
+    RSS_LOADED=$(proxy_rss)
+    log "deploy-proxy RSS: $RSS_BEFORE KiB before 1,000 connections, $RSS_LOADED KiB once they closed"
+    trimmed() { (($(trims) > TRIMS)); }
+    assert_true "within 12 s deploy-proxy gives the freed memory back" wait_until 12 trimmed
+    RSS_TRIMMED=$(proxy_rss)
+    log "$(grep "gave the heap's free memory back" "$DATA/proxy/proxy.log" | tail -1)"
+    assert_true "... and its RSS is at least 1 MiB lower ($RSS_LOADED -> $RSS_TRIMMED KiB)" \
+        test "$RSS_TRIMMED" -le $((RSS_LOADED - 1024))
+fi
 
 # --- an idle keep-alive connection across a replacement ------------------------------------
 # The replaced proxy answers the next request of each kept-alive connection with

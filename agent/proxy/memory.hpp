@@ -1,0 +1,25 @@
+#pragma once
+// Gives the memory that connections left free in the heap back to the system.
+// Each connection holds read and write buffers (and TLS's); once a load of
+// many connections ends, glibc keeps their free chunks (a proxy of one worker
+// stayed at 39 MB after 256 TLS connections closed, 14 MB once trimmed). The
+// server calls it every 5 s.
+
+#include <cstddef>
+
+namespace agent::proxy {
+
+struct Trimmed {
+    std::size_t rss_before = 0; // bytes resident before and after the trim
+    std::size_t rss_after = 0;
+};
+
+// Trims the heap (malloc_trim) when it holds at least `min_free` free bytes;
+// what the process had resident before and after, or nothing when it did not
+// trim (or has no glibc malloc: musl, sanitizers). Pages already given back
+// cost little to trim again.
+Trimmed trim_free_memory(std::size_t min_free);
+
+constexpr std::size_t k_trim_min_free = 2u << 20;
+
+} // namespace agent::proxy
