@@ -1,5 +1,5 @@
 #include <agent/deploy/build_cache.hpp>
-#include <agent/runtime/command.hpp>
+#include <agent/deploy/file_copy.hpp>
 #include <common/duration.hpp>
 #include <common/fs.hpp>
 #include <common/log.hpp>
@@ -28,8 +28,6 @@ using common::ErrorKind;
 using common::make_error;
 
 namespace {
-
-constexpr std::chrono::minutes k_copy_timeout{30};
 
 // The bytes of the regular files under `path`, each inode once, and the newest
 // modification time of anything under it (itself included).
@@ -272,31 +270,6 @@ std::string cache_path_name(std::string_view path) {
             out += c;
     }
     return out;
-}
-
-common::Status copy_tree(const fs::path& from, const fs::path& to, bool links) {
-    runtime::StreamingCommand command;
-    command.spawn.argv = {"/bin/cp", "-a",          links ? "-l" : "--reflink=auto",
-                          "--",      from.string(), to.string()};
-    command.spawn.env = runtime::clean_environment("/", {});
-    command.spawn.cwd = "/";
-    command.timeout = k_copy_timeout;
-    std::string output;
-    command.on_line = [&](std::string_view line) {
-        if (output.size() < 2000)
-            output.append(output.empty() ? "" : "; ").append(line);
-    };
-    auto result = runtime::run_streaming(command);
-    if (!result)
-        return make_error(ErrorKind::io,
-                          "cannot copy " + from.string() + ": " + result.error().message);
-    if (result->outcome != runtime::Outcome::exited || result->status != 0) {
-        std::error_code ec;
-        fs::remove_all(to, ec);
-        return make_error(ErrorKind::io, "cannot copy " + from.string() + " to " + to.string() +
-                                             ": " + (output.empty() ? "cp failed" : output));
-    }
-    return {};
 }
 
 common::Status copy_trees(const std::vector<std::pair<fs::path, fs::path>>& copies, bool links) {

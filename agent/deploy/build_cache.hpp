@@ -101,12 +101,7 @@ class BuildCache {
     std::filesystem::path m_root;
 };
 
-// Copies the tree `from` to `to` (which must not exist) with `cp -a`: modes, times and
-// symlinks as they are; a reflink where the file system has them (`links`: hard links).
-common::Status copy_tree(const std::filesystem::path& from, const std::filesystem::path& to,
-                         bool links);
-
-// Each (from, to) of `copies` at once, as copy_tree; the first error.
+// Each (from, to) of `copies` at once, as copy_tree (file_copy.hpp); the first error.
 common::Status
 copy_trees(const std::vector<std::pair<std::filesystem::path, std::filesystem::path>>& copies,
            bool links);

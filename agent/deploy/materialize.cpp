@@ -1,3 +1,4 @@
+#include <agent/deploy/file_copy.hpp>
 #include <agent/deploy/materialize.hpp>
 #include <common/fs.hpp>
 #include <common/log.hpp>
@@ -20,61 +21,6 @@ using common::make_error;
 namespace {
 
 constexpr std::string_view k_temp_prefix = ".tmp-";
-
-// Copies the blob at `from` to a new file `to` with `mode`: a reflink where the file system
-// has them (btrfs, XFS: no data is copied, and a write to either copy leaves the other as
-// it was), else copy_file_range (in the kernel), else read and write. Never a hard link:
-// a build may write to the files of its release directory, and must not reach the store.
-common::Status copy_blob(const fs::path& from, const fs::path& to, mode_t mode) {
-    const int in = ::open(from.c_str(), O_RDONLY | O_CLOEXEC);
-    if (in < 0)
-        return make_error(common::io_error_kind(errno), common::os_error_text(errno));
-    const int out = ::open(to.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (out < 0) {
-        const int saved = errno;
-        ::close(in);
-        return make_error(common::io_error_kind(saved), common::os_error_text(saved));
-    }
-    int error = 0;
-    if (::ioctl(out, FICLONE, in) != 0) {
-        bool kernel_copy = true;
-        char buffer[65536];
-        while (true) {
-            ssize_t n = kernel_copy ? ::copy_file_range(in, nullptr, out, nullptr, 1 << 30, 0) : 0;
-            if (kernel_copy && n < 0 &&
-                (errno == EXDEV || errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP)) {
-                kernel_copy = false;
-                continue;
-            }
-            if (!kernel_copy) {
-                n = ::read(in, buffer, sizeof buffer);
-                for (ssize_t done = 0; n > 0 && done < n;) {
-                    const auto w = ::write(out, buffer + done, static_cast<std::size_t>(n - done));
-                    if (w < 0 && errno != EINTR) {
-                        n = -1;
-                        break;
-                    }
-                    done += w < 0 ? 0 : w;
-                }
-            }
-            if (n < 0 && errno == EINTR)
-                continue;
-            if (n < 0)
-                error = errno;
-            if (n <= 0)
-                break;
-        }
-    }
-    // The exact mode, whatever the agent's umask.
-    if (!error && ::fchmod(out, mode) != 0)
-        error = errno;
-    ::close(in);
-    if (::close(out) != 0 && !error)
-        error = errno;
-    if (error)
-        return make_error(common::io_error_kind(error), common::os_error_text(error));
-    return {};
-}
 
 // Creates the folder of each entry once (a tree of 20,000 files has a few hundred).
 class Folders {
@@ -99,7 +45,7 @@ common::Status write_entry(const common::ManifestEntry& entry, const BlobStore& 
                            const fs::path& root) {
     const fs::path target = root / fs::path(entry.path);
     const mode_t mode = entry.kind == common::EntryKind::executable ? 0755 : 0644;
-    if (auto copied = copy_blob(blobs.path(entry.digest), target, mode); !copied)
+    if (auto copied = copy_file(blobs.path(entry.digest), target, mode); !copied)
         return make_error(copied.error().kind, "cannot write " + entry.path + " from blob " +
                                                    entry.digest + ": " + copied.error().message);
     return {};

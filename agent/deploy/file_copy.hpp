@@ -1,0 +1,30 @@
+#pragma once
+// Copies of files and trees on the agent's disk that share no data with their source: a
+// reflink where the file system has them (btrfs, XFS: no data is copied, and a write to
+// either copy leaves the other as it was), else copy_file_range (in the kernel), else read
+// and write. Never a hard link unless asked: a build may write to the files of its release
+// directory, and must not reach the store or the build cache.
+
+#include <common/result.hpp>
+
+#include <filesystem>
+#include <sys/stat.h>
+
+namespace agent {
+
+// Copies the regular file `from` to the new file `to` with `mode`, whatever the umask;
+// with `times` (access, modification), those times too.
+common::Status copy_file(const std::filesystem::path& from, const std::filesystem::path& to,
+                         mode_t mode, const struct timespec* times = nullptr);
+
+// Copies the tree `from` to `to` (which must not exist) as `cp -a` does: folders, regular
+// files (copy_file; `links`: hard links to them instead), symlinks as they are and FIFOs,
+// with their modes and times, and owners where the agent may set them; files hard-linked
+// to each other inside the tree stay so. Sockets are left out, extended attributes are not
+// copied, a device file is an error. The files are copied on a few threads (file creation
+// is most of the time, and the file system does it in parallel across folders). On
+// failure nothing of `to` is left.
+common::Status copy_tree(const std::filesystem::path& from, const std::filesystem::path& to,
+                         bool links);
+
+} // namespace agent

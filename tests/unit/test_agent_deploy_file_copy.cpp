@@ -1,0 +1,136 @@
+#include <agent/deploy/file_copy.hpp>
+
+#include <doctest/doctest.h>
+
+#include <fcntl.h>
+#include <fstream>
+#include <sstream>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include "temp_dir.hpp"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+void write(const fs::path& path, const std::string& text, mode_t mode) {
+    fs::create_directories(path.parent_path());
+    std::ofstream(path, std::ios::binary) << text;
+    REQUIRE(::chmod(path.c_str(), mode) == 0);
+}
+
+std::string read(const fs::path& path) {
+    std::ifstream in(path, std::ios::binary);
+    std::ostringstream out;
+    out << in.rdbuf();
+    return out.str();
+}
+
+struct stat lstat_of(const fs::path& path) {
+    struct stat st {};
+    REQUIRE(::lstat(path.c_str(), &st) == 0);
+    return st;
+}
+
+// Sets a time of its own on `path` (a symlink itself, not its target).
+void set_time(const fs::path& path, long seconds) {
+    const struct timespec times[2] = {{seconds, 0}, {seconds, 500}};
+    REQUIRE(::utimensat(AT_FDCWD, path.c_str(), times, AT_SYMLINK_NOFOLLOW) == 0);
+}
+
+// A tree of every kind copy_tree handles, each with a mode and a time of its own.
+fs::path make_tree(const fs::path& root) {
+    const auto src = root / "src";
+    write(src / "app.js", "console.log(1)\n", 0640);
+    write(src / "bin" / "run", "#!/bin/sh\n", 0755);
+    write(src / "lib" / "deep" / "one.js", std::string(100000, 'x'), 0600);
+    write(src / "lib" / "pair-a", "linked\n", 0644);
+    REQUIRE(::link((src / "lib" / "pair-a").c_str(), (src / "lib" / "pair-b").c_str()) == 0);
+    fs::create_symlink("../app.js", src / "lib" / "to-app");
+    fs::create_symlink("nowhere", src / "dangling");
+    REQUIRE(::mkfifo((src / "pipe").c_str(), 0620) == 0);
+    fs::create_directories(src / "empty");
+    REQUIRE(::chmod((src / "empty").c_str(), 0750) == 0);
+    REQUIRE(::chmod((src / "lib").c_str(), 0711) == 0);
+    long t = 1700000000;
+    for (const char* path : {"app.js", "bin/run", "lib/deep/one.js", "lib/pair-a", "lib/to-app",
+                             "dangling", "pipe", "empty", "lib/deep", "lib", "bin"})
+        set_time(src / path, t += 100);
+    set_time(src, t + 100);
+    return src;
+}
+
+void check_same_entry(const fs::path& from, const fs::path& to, bool same_inode) {
+    const auto a = lstat_of(from);
+    const auto b = lstat_of(to);
+    INFO(to.string());
+    CHECK((a.st_mode & S_IFMT) == (b.st_mode & S_IFMT));
+    CHECK((a.st_mode & 07777) == (b.st_mode & 07777));
+    if (!S_ISLNK(a.st_mode) || same_inode) { // a symlink's own time: where lutimes works
+        CHECK(a.st_mtim.tv_sec == b.st_mtim.tv_sec);
+        CHECK(a.st_mtim.tv_nsec == b.st_mtim.tv_nsec);
+    }
+    if (S_ISREG(a.st_mode)) {
+        CHECK(read(from) == read(to));
+        CHECK((a.st_ino == b.st_ino) == same_inode);
+    }
+    if (S_ISLNK(a.st_mode))
+        CHECK(fs::read_symlink(from) == fs::read_symlink(to));
+}
+
+} // namespace
+
+TEST_CASE("copy_tree copies every kind of entry with its mode and time, sharing no file") {
+    test::TempDir dir;
+    const auto src = make_tree(dir.path());
+    const auto dst = dir.path() / "dst";
+    REQUIRE(agent::copy_tree(src, dst, false));
+    for (const char* path : {"app.js", "bin/run", "lib/deep/one.js", "lib/pair-a", "lib/pair-b",
+                             "lib/to-app", "dangling", "pipe", "empty", "lib/deep", "lib", "bin"})
+        check_same_entry(src / path, dst / path, false);
+    check_same_entry(src, dst, false);
+    // Two links of one file in the tree stay one file in the copy.
+    CHECK(lstat_of(dst / "lib" / "pair-a").st_ino == lstat_of(dst / "lib" / "pair-b").st_ino);
+    // A write to the copy leaves the source as it was.
+    std::ofstream(dst / "app.js", std::ios::app) << "changed";
+    CHECK(read(src / "app.js") == "console.log(1)\n");
+}
+
+TEST_CASE("copy_tree with links: the files are the source's, the folders new") {
+    test::TempDir dir;
+    const auto src = make_tree(dir.path());
+    const auto dst = dir.path() / "links";
+    REQUIRE(agent::copy_tree(src, dst, true));
+    for (const char* path : {"app.js", "bin/run", "lib/deep/one.js", "lib/pair-a", "lib/pair-b"})
+        check_same_entry(src / path, dst / path, true);
+    for (const char* path : {"lib", "lib/deep", "empty"})
+        check_same_entry(src / path, dst / path, false);
+    CHECK(fs::read_symlink(dst / "dangling") == "nowhere");
+}
+
+TEST_CASE("copy_tree: one file, a target that exists, and a failure leaves nothing") {
+    test::TempDir dir;
+    write(dir.path() / "one", "1", 0604);
+    REQUIRE(agent::copy_tree(dir.path() / "one", dir.path() / "copy", false));
+    CHECK(read(dir.path() / "copy") == "1");
+    CHECK((lstat_of(dir.path() / "copy").st_mode & 07777) == 0604);
+
+    fs::create_directories(dir.path() / "taken");
+    write(dir.path() / "taken" / "keep", "k", 0644);
+    auto refused = agent::copy_tree(dir.path() / "one", dir.path() / "taken", false);
+    REQUIRE_FALSE(refused);
+    CHECK(refused.error().message.find("it exists") != std::string::npos);
+    CHECK(read(dir.path() / "taken" / "keep") == "k");
+
+    if (::geteuid() == 0) { // a device file is refused, and the half-made copy removed
+        write(dir.path() / "tree" / "a" / "file", "a", 0644);
+        REQUIRE(::mknod((dir.path() / "tree" / "a" / "null").c_str(), S_IFCHR | 0600,
+                        makedev(1, 3)) == 0);
+        auto failed = agent::copy_tree(dir.path() / "tree", dir.path() / "out", false);
+        REQUIRE_FALSE(failed);
+        CHECK(failed.error().message.find("device file") != std::string::npos);
+        CHECK_FALSE(fs::exists(dir.path() / "out"));
+    }
+}
