@@ -10,6 +10,9 @@
 
 #include <filesystem>
 #include <map>
+#include <set>
+#include <sys/stat.h>
+#include <utility>
 
 namespace agent {
 
@@ -19,21 +22,31 @@ using common::make_error;
 
 namespace {
 
-// The bytes of the regular files under `path` (or of `path` itself); symlinks
-// are not followed.
-std::uint64_t tree_bytes(const fs::path& path) {
+// Files already counted, by device and inode: a file hard-linked in several
+// places (a kept build and its release) counts once.
+using Counted = std::set<std::pair<dev_t, ino_t>>;
+
+// The bytes of the regular files under `path` (or of `path` itself) not in
+// `counted` yet, which gets those of them with several links; symlinks are not
+// followed.
+std::uint64_t tree_bytes(const fs::path& path, Counted& counted) {
+    auto bytes_of = [&counted](const fs::path& file) -> std::uint64_t {
+        struct stat st {};
+        if (::lstat(file.c_str(), &st) != 0 || !S_ISREG(st.st_mode))
+            return 0;
+        if (st.st_nlink > 1 && !counted.emplace(st.st_dev, st.st_ino).second)
+            return 0;
+        return static_cast<std::uint64_t>(st.st_size);
+    };
     std::error_code ec;
     if (fs::is_regular_file(fs::symlink_status(path, ec)))
-        return fs::file_size(path, ec);
+        return bytes_of(path);
     std::uint64_t total = 0;
     for (auto it = fs::recursive_directory_iterator(path, ec);
          !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
         std::error_code kind;
-        if (it->is_regular_file(kind) && !it->is_symlink(kind)) {
-            const auto bytes = it->file_size(kind);
-            if (!kind)
-                total += bytes;
-        }
+        if (it->is_regular_file(kind) && !it->is_symlink(kind))
+            total += bytes_of(it->path());
     }
     return total;
 }
@@ -145,16 +158,19 @@ common::Result<DiskUsage> Engine::disk_usage() {
         AppDiskUsage entry;
         entry.images = image_bytes[app];
         entry.app = app;
-        entry.releases = tree_bytes(data.app_dir(app) / "releases");
-        entry.logs = tree_bytes(data.app_dir(app) / "logs");
-        for (const auto& cached : BuildCache(data.build_cache(app)).entries())
-            entry.build_cache += cached.bytes;
+        // Releases first: the build cache's links to their files (kept builds, saved
+        // paths) count there, so BUILD CACHE is what clearing it would free.
+        Counted counted;
+        entry.releases = tree_bytes(data.app_dir(app) / "releases", counted);
+        entry.logs = tree_bytes(data.app_dir(app) / "logs", counted);
+        entry.build_cache = tree_bytes(data.build_cache(app), counted);
         for (const auto& digest : used_by[app])
             if (auto it = stored.find(digest); it != stored.end())
                 entry.blobs += it->second;
         usage.apps.push_back(std::move(entry));
     }
-    usage.total = tree_bytes(data.root());
+    Counted counted;
+    usage.total = tree_bytes(data.root(), counted);
     return usage;
 }
 

@@ -136,6 +136,11 @@ assert_exit 0 dctl build-cache ls
 assert_match "$OUT" "node_modules +path" "build-cache ls: a row for node_modules"
 assert_exit 0 dctl agent df --json
 assert_jq "$OUT" "[.apps[] | select(.app == \"$APP\" and .build_cache > 0)] | length == 1" "agent df counts the build cache"
+# The saved node_modules and the kept builds are hard links to release files: agent df counts
+# them once, in RELEASES, so its BUILD CACHE is less than the entries' sizes that ls adds up.
+CACHE_LISTED=$(jq '.bytes + .builds_bytes' <<<"$LS")
+assert_jq "$OUT" "[.apps[] | select(.app == \"$APP\" and .build_cache < $CACHE_LISTED)] | length == 1" \
+    "agent df: files the cache shares with releases count once, in releases (< $CACHE_LISTED bytes)"
 
 # --- clear: the next build starts from nothing and reuses nothing ---------------------------
 assert_exit 0 dctl build-cache clear --json
