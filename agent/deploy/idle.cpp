@@ -64,6 +64,33 @@ void Engine::clear_sleeping(const std::string& app) {
     m_backoff.erase("wake " + app);
 }
 
+std::uint64_t Engine::read_proxy_stats() {
+    m_seen_stats.instance.clear();
+    m_seen_stats.apps.clear();
+    auto text = common::read_file(m_options.data_dir.proxy_dir() / "stats.json");
+    if (!text)
+        return 0;
+    auto json = nlohmann::json::parse(*text, nullptr, false);
+    if (!json.is_object() || !json.contains("instance") || !json["instance"].is_string())
+        return 0;
+    m_seen_stats.instance = json["instance"];
+    m_seen_stats.apps = proxy::apps_from_json(json.value("apps", nlohmann::json::object()));
+    const auto routes = json.find("routes");
+    return routes != json.end() && routes->is_number_unsigned() ? routes->get<std::uint64_t>() : 0;
+}
+
+std::string Engine::activity_seen(const std::string& app) const {
+    // What changes with any request: the proxy's run and the app's count.
+    const auto it = m_seen_stats.apps.find(app);
+    return m_seen_stats.instance + " " +
+           std::to_string(it == m_seen_stats.apps.end() ? 0 : it->second.count);
+}
+
+bool Engine::app_busy(const std::string& app) const {
+    const auto it = m_seen_stats.apps.find(app);
+    return it != m_seen_stats.apps.end() && (it->second.in_flight > 0 || it->second.websockets > 0);
+}
+
 void Engine::sleep_if_idle(const ReleaseRow& production, const common::AppConfig& config) {
     const auto& app = production.app;
     if (config.deploy.idle_stop.count() <= 0 || !config.has_web() || config.static_site ||
@@ -72,23 +99,10 @@ void Engine::sleep_if_idle(const ReleaseRow& production, const common::AppConfig
     const auto now = Clock::now();
     if (now - m_seen_stats.read > k_stats_fresh) { // the supervisor's own: no lock
         m_seen_stats.read = now;
-        m_seen_stats.instance.clear();
-        m_seen_stats.apps.clear();
-        if (auto text = common::read_file(m_options.data_dir.proxy_dir() / "stats.json")) {
-            auto json = nlohmann::json::parse(*text, nullptr, false);
-            if (json.is_object() && json.contains("instance") && json["instance"].is_string()) {
-                m_seen_stats.instance = json["instance"];
-                m_seen_stats.apps =
-                    proxy::apps_from_json(json.value("apps", nlohmann::json::object()));
-            }
-        }
+        read_proxy_stats();
     }
-    proxy::AppStats figures;
-    if (auto it = m_seen_stats.apps.find(app); it != m_seen_stats.apps.end())
-        figures = it->second;
-    // What changes with any request: the proxy's run and the app's count.
-    const std::string seen = m_seen_stats.instance + " " + std::to_string(figures.count);
-    const bool busy = figures.in_flight > 0 || figures.websockets > 0;
+    const std::string seen = activity_seen(app);
+    const bool busy = app_busy(app);
     {
         std::lock_guard lock(m_mutex);
         auto [activity, fresh] = m_activity.try_emplace(app, Activity{seen, now});
@@ -118,6 +132,31 @@ void Engine::sleep_if_idle(const ReleaseRow& production, const common::AppConfig
             common::log_error(awake.error().message);
         publish_routes_or_log("after a failed sleep");
         common::log_warn("cannot put " + app + " to sleep: " + published.error().message);
+        return;
+    }
+    // deploy-proxy wrote its figures as it confirmed that table: a request it
+    // routed before (the stats.json read above may be up to a second old: a
+    // WebSocket opened since) keeps the app awake. Figures that predate the
+    // table (they could not be written) tell nothing: awake too.
+    std::uint64_t published = 0;
+    {
+        std::lock_guard lock(m_routes_mutex);
+        published = m_publisher.generation(); // or a later table's: awake, to be safe
+    }
+    m_seen_stats.read = Clock::now();
+    const auto cut = read_proxy_stats();
+    std::string why;
+    if (cut < published)
+        why = "deploy-proxy's figures as it applied the table are missing";
+    else if (activity_seen(app) != seen || app_busy(app))
+        why = "a request came as it was put to sleep";
+    if (!why.empty()) {
+        if (auto awake = db_write([&] { return m_store->set_sleeping(app, false); }); !awake)
+            common::log_error(awake.error().message);
+        publish_routes_or_log("after a sleep called off"); // the held requests go on
+        std::lock_guard lock(m_mutex);
+        m_activity[app] = Activity{activity_seen(app), Clock::now()}; // a full idle_stop again
+        common::log_info(app + " stays awake: " + why);
         return;
     }
     // A request that came just before the table is let finish.

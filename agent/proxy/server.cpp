@@ -122,7 +122,11 @@ class Server {
     std::uint64_t m_published = 0;
     std::uint64_t m_applied = 0;
     bool m_confirm_pending = false; // the applied file could not be written
-    std::string m_instance;         // this process's run, for the agent's counter resets
+    // The table generation every worker routes with, as last confirmed: in
+    // stats.json, so the agent knows its figures count every request routed
+    // before that table (its idle_stop check).
+    std::uint64_t m_confirmed = 0;
+    std::string m_instance; // this process's run, for the agent's counter resets
     unsigned m_polls = 0;
     bool m_stopping = false;
     bool m_forced = false;
@@ -339,6 +343,10 @@ void Server::on_applied(std::uint64_t sequence, std::uint64_t generation) {
 }
 
 void Server::confirm_applied(std::uint64_t generation) {
+    // The figures first: read after the applied file, they count every
+    // request a worker routed with an earlier table.
+    m_confirmed = generation;
+    write_stats();
     if (auto written = m_loader.write_applied(generation); !written) {
         common::log_error(fmt::format("cannot confirm routes generation {}: {}; trying again",
                                       generation, written.error().message));
@@ -394,6 +402,7 @@ void Server::write_stats() {
         snapshot["releases"] = std::move(stats_json({}, releases, 0)["apps"]);
     }
     snapshot["workers"] = std::move(workers);
+    snapshot["routes"] = m_confirmed;
     if (!write_snapshot(file, snapshot.dump())) {
         common::log_debug("cannot write " + file.string());
     }

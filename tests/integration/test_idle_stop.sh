@@ -6,7 +6,8 @@
 # answered 200; requests arriving together are all answered; a request in flight
 # keeps it awake; it stays asleep across a kill -9 of the agent and wakes after;
 # a start that fails answers 503 at once and the next request tries again; a
-# deploy wakes it; idle_stop_workers stops and wakes the worker too.
+# deploy wakes it; idle_stop_workers stops and wakes the worker too; figures
+# deploy-proxy cannot write call a sleep off.
 source "$(dirname "$0")/lib.sh"
 require_binaries
 
@@ -75,6 +76,22 @@ assert_true "it is running again" is_state running
 P2=$(web_pid v1)
 assert_true "a new web process serves (pid $P2)" alive "$P2"
 assert_eq "$W1" "$(worker_pid)" "the worker was not restarted"
+
+# stats.json frozen (chattr +i: deploy-proxy cannot replace it): the agent's figures stop
+# moving while requests come every 0.5 s. The check made as the app is put to sleep finds no
+# figures written for that table, so the app stays awake and the requests are answered.
+sleep 1.2 # a stats.json written after the wake-up's request ended (none in flight)
+chattr +i "$DATA/proxy/stats.json"
+for i in 1 2 3 4 5 6 7 8 9 10; do
+    echo "$(fetch_code $APP)" >>"$TEST_TMP/frozen"
+    sleep 0.5
+done
+chattr -i "$DATA/proxy/stats.json"
+assert_eq "200 200 200 200 200 200 200 200 200 200" "$(paste -sd' ' "$TEST_TMP/frozen")" \
+    "with stats.json frozen, requests every 0.5 s are all answered"
+assert_eq "$P2" "$(web_pid v1)" "by the same web process: it never slept"
+assert_contains "$(cat "$AGENT_LOG")" "$APP stays awake: deploy-proxy's figures as it applied the table are missing" \
+    "the agent's log says why it did not sleep"
 
 # Several requests arriving together while asleep: every one answered.
 assert_true "asleep again" wait_until 20 dead "$P2"

@@ -133,7 +133,6 @@ assert_true "the agent starts deploy-proxy again" wait_until 10 proxy_back
 sed -i -e '/^websocket_idle = "2s"$/d' -e 's/^\[deploy\]$/[deploy]\nidle_stop = "2s"/' "$REPO/deploy.toml"
 commit_change "$REPO" "idle_stop 2s" VERSION 6
 assert_exit 0 dctl deploy
-P6=$(app_pid $APP v6)
 QUIET=$TEST_TMP/quiet
 "$PY" - "$WS_URI" "$PROXY_PORT" >"$QUIET" 2>&1 <<'PY' &
 import asyncio, sys, websockets
@@ -145,8 +144,13 @@ async def main():
 asyncio.run(main())
 PY
 QUIET_PID=$!
-sleep 5
-assert_true "idle_stop = 2s: a quiet open WebSocket keeps the app (pid $P6) awake 5 s on" alive "$P6"
+# Its first message answered (the handshake wakes the app if it fell asleep before Python got
+# there): the app that answered it must stay up while the connection is quiet.
+quiet_open() { [[ -s $QUIET ]]; }
+assert_true "the quiet client's connection is open" wait_until 10 quiet_open
+P6=$(app_pid $APP v6)
+sleep 4.5
+assert_true "idle_stop = 2s: a quiet open WebSocket keeps the app (pid $P6) awake 4.5 s on" alive "$P6"
 wait "$QUIET_PID" || true
 assert_eq "v6 x,v6 y" "$(paste -sd, "$QUIET")" "the connection still carries messages after 6 s"
 assert_true "once it closed, the app falls asleep" wait_until 20 dead "$P6"
