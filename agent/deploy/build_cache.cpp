@@ -272,20 +272,32 @@ std::string cache_path_name(std::string_view path) {
     return out;
 }
 
-common::Status copy_trees(const std::vector<std::pair<fs::path, fs::path>>& copies, bool links) {
+namespace {
+// copy_trees, with the bytes of each copy (copy_tree's `bytes`).
+common::Status copy_trees_sized(const std::vector<std::pair<fs::path, fs::path>>& copies,
+                                bool links, std::vector<std::uint64_t>& bytes) {
     std::vector<common::Status> results(copies.size());
+    bytes.assign(copies.size(), 0);
+    auto copy = [&](std::size_t i) {
+        results[i] = copy_tree(copies[i].first, copies[i].second, links, &bytes[i]);
+    };
     std::vector<std::thread> threads;
     for (std::size_t i = 1; i < copies.size(); ++i)
-        threads.emplace_back(
-            [&, i] { results[i] = copy_tree(copies[i].first, copies[i].second, links); });
+        threads.emplace_back(copy, i);
     if (!copies.empty())
-        results[0] = copy_tree(copies[0].first, copies[0].second, links);
+        copy(0);
     for (auto& thread : threads)
         thread.join();
     for (auto& result : results)
         if (!result)
             return result;
     return {};
+}
+} // namespace
+
+common::Status copy_trees(const std::vector<std::pair<fs::path, fs::path>>& copies, bool links) {
+    std::vector<std::uint64_t> bytes;
+    return copy_trees_sized(copies, links, bytes);
 }
 
 common::Result<BuildCacheLock> BuildCache::lock(bool wait) const {
@@ -346,7 +358,8 @@ common::Status BuildCache::restore(const fs::path& release_dir,
         note("build cache not used (--no-cache): the build starts from an empty $CACHE_DIR");
         return {};
     }
-    std::vector<std::string> restored;
+    std::vector<std::string> restored; // [build] cache paths, copies[first_path] on
+    const auto first_path = copies.size();
     std::vector<fs::path> used;
     for (const auto& path : paths) {
         const auto saved = m_root / "paths" / cache_path_name(path);
@@ -367,15 +380,17 @@ common::Status BuildCache::restore(const fs::path& release_dir,
         fs::create_directories(target.parent_path(), ec);
         copies.emplace_back(saved, target);
         used.push_back(saved);
-        restored.push_back(path + " (" + size_text(measure(saved).bytes) + ")");
+        restored.push_back(path);
     }
-    TRY(copy_trees(copies, false));
+    std::vector<std::uint64_t> bytes;
+    TRY(copy_trees_sized(copies, false, bytes));
     for (const auto& saved : used)
         mark_used(saved);
     if (!restored.empty()) {
         std::string list;
-        for (const auto& item : restored)
-            list += (list.empty() ? "" : ", ") + item;
+        for (std::size_t i = 0; i < restored.size(); ++i)
+            list += (list.empty() ? "" : ", ") + restored[i] + " (" +
+                    size_text(bytes[first_path + i]) + ")";
         note(fmt::format("build cache: restored {} in {} ms", list, ms_since(began)));
     }
     return {};

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <linux/fs.h>
 #include <map>
+#include <set>
 #include <string>
 #include <sys/ioctl.h>
 #include <unistd.h>
@@ -44,6 +45,36 @@ common::Status keep_owner(const fs::path& to, const struct stat& st) {
     return {};
 }
 
+// A regular file: hard-linked to its source (`links`), else copied with its mode, times
+// and owner.
+common::Status copy_regular(const fs::path& source, const fs::path& target, const struct stat& st,
+                            bool links) {
+    if (links) {
+        if (::link(source.c_str(), target.c_str()) != 0)
+            return os_error(errno, "cannot link " + source.string() + " to " + target.string());
+        return {};
+    }
+    const struct timespec times[2] = {st.st_atim, st.st_mtim};
+    if (auto copied = copy_file(source, target, st.st_mode & 07777, times); !copied)
+        return make_error(copied.error().kind,
+                          "cannot copy " + source.string() + ": " + copied.error().message);
+    return keep_owner(target, st);
+}
+
+// A symlink or a FIFO made again at `target`, with its times and owner.
+common::Status make_special(const fs::path& target, const Entry& entry) {
+    if (S_ISLNK(entry.st.st_mode)) {
+        if (::symlink(entry.target.c_str(), target.c_str()) != 0)
+            return os_error(errno, "cannot create the symlink " + target.string());
+    } else if (::mkfifo(target.c_str(), entry.st.st_mode & 07777) != 0 ||
+               ::chmod(target.c_str(), entry.st.st_mode & 07777) != 0) {
+        return os_error(errno, "cannot create the FIFO " + target.string());
+    }
+    const struct timespec times[2] = {entry.st.st_atim, entry.st.st_mtim};
+    ::utimensat(AT_FDCWD, target.c_str(), times, AT_SYMLINK_NOFOLLOW);
+    return keep_owner(target, entry.st);
+}
+
 common::Status copy_entries(const fs::path& from, const fs::path& to, const struct stat& root,
                             const std::vector<Entry>& entries, bool links) {
     if (::mkdir(to.c_str(), 0700) != 0)
@@ -71,45 +102,20 @@ common::Status copy_entries(const fs::path& from, const fs::path& to, const stru
                               "cannot copy the device file " + (from / entry.relative).string());
         }
     }
-    TRY(common::parallel_for(
-        files.size(), common::worker_count(files.size(), 64, 4),
-        [&](std::size_t, std::size_t i) -> common::Status {
-            const auto& entry = entries[files[i]];
-            const auto source = from / entry.relative;
-            const auto target = to / entry.relative;
-            if (links) {
-                if (::link(source.c_str(), target.c_str()) != 0)
-                    return os_error(errno,
-                                    "cannot link " + source.string() + " to " + target.string());
-                return {};
-            }
-            const struct timespec times[2] = {entry.st.st_atim, entry.st.st_mtim};
-            if (auto copied = copy_file(source, target, entry.st.st_mode & 07777, times); !copied)
-                return make_error(copied.error().kind,
-                                  "cannot copy " + source.string() + ": " + copied.error().message);
-            return keep_owner(target, entry.st);
-        }));
+    TRY(common::parallel_for(files.size(), common::worker_count(files.size(), 64, 4),
+                             [&](std::size_t, std::size_t i) -> common::Status {
+                                 const auto& entry = entries[files[i]];
+                                 return copy_regular(from / entry.relative, to / entry.relative,
+                                                     entry.st, links);
+                             }));
     for (const auto& [index, earlier] : same) {
         const auto target = to / entries[index].relative;
         if (::link((to / entries[earlier].relative).c_str(), target.c_str()) != 0)
             return os_error(errno, "cannot link " + target.string());
     }
-    for (const auto& entry : entries) {
-        const auto target = to / entry.relative;
-        if (S_ISLNK(entry.st.st_mode)) {
-            if (::symlink(entry.target.c_str(), target.c_str()) != 0)
-                return os_error(errno, "cannot create the symlink " + target.string());
-        } else if (S_ISFIFO(entry.st.st_mode)) {
-            if (::mkfifo(target.c_str(), entry.st.st_mode & 07777) != 0 ||
-                ::chmod(target.c_str(), entry.st.st_mode & 07777) != 0)
-                return os_error(errno, "cannot create the FIFO " + target.string());
-        } else {
-            continue;
-        }
-        const struct timespec times[2] = {entry.st.st_atim, entry.st.st_mtim};
-        ::utimensat(AT_FDCWD, target.c_str(), times, AT_SYMLINK_NOFOLLOW);
-        TRY(keep_owner(target, entry.st));
-    }
+    for (const auto& entry : entries)
+        if (S_ISLNK(entry.st.st_mode) || S_ISFIFO(entry.st.st_mode))
+            TRY(make_special(to / entry.relative, entry));
     // The folders last, deepest first: each entry made in a folder changed its time.
     auto finish_folder = [](const fs::path& target, const struct stat& st) -> common::Status {
         if (::chmod(target.c_str(), st.st_mode & 07777) != 0)
@@ -181,7 +187,8 @@ common::Status copy_file(const fs::path& from, const fs::path& to, mode_t mode,
     return {};
 }
 
-common::Status copy_tree(const fs::path& from, const fs::path& to, bool links) {
+common::Status copy_tree(const fs::path& from, const fs::path& to, bool links,
+                         std::uint64_t* bytes) {
     struct stat root {};
     if (::lstat(from.c_str(), &root) != 0)
         return os_error(errno, "cannot copy " + from.string());
@@ -197,22 +204,17 @@ common::Status copy_tree(const fs::path& from, const fs::path& to, bool links) {
             entry.target = fs::read_symlink(from, link_ec).string();
         if (link_ec)
             return os_error(link_ec.value(), "cannot read the symlink " + from.string());
-        if (S_ISREG(root.st_mode)) {
-            const struct timespec times[2] = {root.st_atim, root.st_mtim};
-            copied = links ? (::link(from.c_str(), to.c_str()) == 0
-                                  ? common::Status()
-                                  : os_error(errno, "cannot link " + to.string()))
-                           : copy_file(from, to, root.st_mode & 07777, times);
-        } else if (S_ISLNK(root.st_mode)) {
-            copied = ::symlink(entry.target.c_str(), to.c_str()) == 0
-                         ? common::Status()
-                         : os_error(errno, "cannot create the symlink " + to.string());
-        } else {
-            copied = make_error(ErrorKind::io,
-                                "cannot copy " + from.string() + ": not a folder, file or symlink");
-        }
+        if (S_ISREG(root.st_mode))
+            copied = copy_regular(from, to, root, links);
+        else if (S_ISLNK(root.st_mode) || S_ISFIFO(root.st_mode))
+            copied = make_special(to, entry);
+        else
+            copied = make_error(ErrorKind::io, "cannot copy " + from.string() +
+                                                   ": not a folder, file, symlink or FIFO");
         if (!copied)
             fs::remove(to, ec);
+        else if (bytes != nullptr && S_ISREG(root.st_mode))
+            *bytes = static_cast<std::uint64_t>(root.st_size);
         return copied;
     }
     std::vector<Entry> entries; // parents before their entries
@@ -239,6 +241,14 @@ common::Status copy_tree(const fs::path& from, const fs::path& to, bool links) {
         fs::remove_all(to, ec);
         return make_error(copied.error().kind, "cannot copy " + from.string() + " to " +
                                                    to.string() + ": " + copied.error().message);
+    }
+    if (bytes != nullptr) {
+        *bytes = 0;
+        std::set<std::pair<dev_t, ino_t>> seen; // of files with several links
+        for (const auto& entry : entries)
+            if (S_ISREG(entry.st.st_mode) &&
+                (entry.st.st_nlink == 1 || seen.emplace(entry.st.st_dev, entry.st.st_ino).second))
+                *bytes += static_cast<std::uint64_t>(entry.st.st_size);
     }
     return {};
 }

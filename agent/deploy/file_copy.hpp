@@ -7,6 +7,7 @@
 
 #include <common/result.hpp>
 
+#include <cstdint>
 #include <filesystem>
 #include <sys/stat.h>
 
@@ -23,8 +24,9 @@ common::Status copy_file(const std::filesystem::path& from, const std::filesyste
 // to each other inside the tree stay so. Sockets are left out, extended attributes are not
 // copied, a device file is an error. The files are copied on a few threads (file creation
 // is most of the time, and the file system does it in parallel across folders). On
-// failure nothing of `to` is left.
+// failure nothing of `to` is left. `bytes`, when given: the size of the regular files
+// copied, a file with several links inside the tree counted once.
 common::Status copy_tree(const std::filesystem::path& from, const std::filesystem::path& to,
-                         bool links);
+                         bool links, std::uint64_t* bytes = nullptr);
 
 } // namespace agent

@@ -86,7 +86,11 @@ TEST_CASE("copy_tree copies every kind of entry with its mode and time, sharing 
     test::TempDir dir;
     const auto src = make_tree(dir.path());
     const auto dst = dir.path() / "dst";
-    REQUIRE(agent::copy_tree(src, dst, false));
+    std::uint64_t bytes = 1;
+    REQUIRE(agent::copy_tree(src, dst, false, &bytes));
+    // The regular files' sizes, the two links of pair-a once.
+    CHECK(bytes == std::string("console.log(1)\n").size() + std::string("#!/bin/sh\n").size() +
+                       100000 + std::string("linked\n").size());
     for (const char* path : {"app.js", "bin/run", "lib/deep/one.js", "lib/pair-a", "lib/pair-b",
                              "lib/to-app", "dangling", "pipe", "empty", "lib/deep", "lib", "bin"})
         check_same_entry(src / path, dst / path, false);
@@ -113,9 +117,19 @@ TEST_CASE("copy_tree with links: the files are the source's, the folders new") {
 TEST_CASE("copy_tree: one file, a target that exists, and a failure leaves nothing") {
     test::TempDir dir;
     write(dir.path() / "one", "1", 0604);
-    REQUIRE(agent::copy_tree(dir.path() / "one", dir.path() / "copy", false));
+    std::uint64_t bytes = 0;
+    REQUIRE(agent::copy_tree(dir.path() / "one", dir.path() / "copy", false, &bytes));
     CHECK(read(dir.path() / "copy") == "1");
     CHECK((lstat_of(dir.path() / "copy").st_mode & 07777) == 0604);
+    CHECK(bytes == 1);
+    // A lone symlink or FIFO is made again with its mode and time, as inside a tree.
+    fs::create_symlink("one", dir.path() / "lone-link");
+    REQUIRE(::mkfifo((dir.path() / "lone-pipe").c_str(), 0620) == 0);
+    set_time(dir.path() / "lone-pipe", 1700000000);
+    REQUIRE(agent::copy_tree(dir.path() / "lone-link", dir.path() / "link-copy", false));
+    REQUIRE(agent::copy_tree(dir.path() / "lone-pipe", dir.path() / "pipe-copy", false));
+    check_same_entry(dir.path() / "lone-link", dir.path() / "link-copy", false);
+    check_same_entry(dir.path() / "lone-pipe", dir.path() / "pipe-copy", false);
 
     fs::create_directories(dir.path() / "taken");
     write(dir.path() / "taken" / "keep", "k", 0644);
