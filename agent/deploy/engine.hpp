@@ -485,8 +485,9 @@ class Engine final : public Service {
     // deployctl run goes on.
     void sleep_if_idle(const ReleaseRow& production, const common::AppConfig& config);
     // Reads DATA_DIR/proxy/stats.json into m_seen_stats; the routing table
-    // generation the proxy had confirmed when it wrote it (0: unknown).
-    std::uint64_t read_proxy_stats();
+    // generation the proxy had confirmed when it wrote it (0: unreadable;
+    // none from a deploy-proxy older than that field).
+    std::optional<std::uint64_t> read_proxy_stats();
     std::string activity_seen(const std::string& app) const; // changes with any request
     bool app_busy(const std::string& app) const;             // in flight or a WebSocket open
     // DATA_DIR/proxy/wake.sock, bound before deploy-proxy starts (no wake-up

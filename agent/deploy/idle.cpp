@@ -64,7 +64,7 @@ void Engine::clear_sleeping(const std::string& app) {
     m_backoff.erase("wake " + app);
 }
 
-std::uint64_t Engine::read_proxy_stats() {
+std::optional<std::uint64_t> Engine::read_proxy_stats() {
     m_seen_stats.instance.clear();
     m_seen_stats.apps.clear();
     auto text = common::read_file(m_options.data_dir.proxy_dir() / "stats.json");
@@ -76,7 +76,9 @@ std::uint64_t Engine::read_proxy_stats() {
     m_seen_stats.instance = json["instance"];
     m_seen_stats.apps = proxy::apps_from_json(json.value("apps", nlohmann::json::object()));
     const auto routes = json.find("routes");
-    return routes != json.end() && routes->is_number_unsigned() ? routes->get<std::uint64_t>() : 0;
+    if (routes == json.end())
+        return std::nullopt; // a deploy-proxy from before it was written (adopted)
+    return routes->is_number_unsigned() ? routes->get<std::uint64_t>() : 0;
 }
 
 std::string Engine::activity_seen(const std::string& app) const {
@@ -146,7 +148,7 @@ void Engine::sleep_if_idle(const ReleaseRow& production, const common::AppConfig
     m_seen_stats.read = Clock::now();
     const auto cut = read_proxy_stats();
     std::string why;
-    if (cut < published)
+    if (cut && *cut < published)
         why = "deploy-proxy's figures as it applied the table are missing";
     else if (activity_seen(app) != seen || app_busy(app))
         why = "a request came as it was put to sleep";
