@@ -80,21 +80,31 @@ assert_eq "$W1" "$(worker_pid)" "the worker was not restarted"
 # stats.json frozen (chattr +i: deploy-proxy cannot replace it): the agent's figures stop
 # moving while requests come every 0.5 s. The check made as the app is put to sleep finds no
 # figures written for that table, so the app stays awake and the requests are answered.
-sleep 1.2 # a stats.json written after the wake-up's request ended (none in flight)
-chattr +i "$DATA/proxy/stats.json"
-for i in 1 2 3 4 5 6 7 8 9 10; do
-    echo "$(fetch_code $APP)" >>"$TEST_TMP/frozen"
+fetch_code $APP >/dev/null # awake (it may have fallen asleep during the checks above)
+for i in $(seq 1 16); do
+    echo "$(fetch_code $APP)"
     sleep 0.5
-done
+done >"$TEST_TMP/frozen" &
+STEADY=$!
+P_F=$(web_pid v1)
+# Frozen on figures with no request in flight (a request takes milliseconds), which the
+# agent's idle check reads as quiet.
+quiet_figures() {
+    jq -e --arg app "$APP" '.apps[$app].in_flight == 0 and .apps[$app].websockets == 0' \
+        "$DATA/proxy/stats.json" >/dev/null 2>&1
+}
+assert_true "stats.json shows no request in flight between the requests" wait_until 5 quiet_figures
+chattr +i "$DATA/proxy/stats.json"
+wait "$STEADY"
 chattr -i "$DATA/proxy/stats.json"
-assert_eq "200 200 200 200 200 200 200 200 200 200" "$(paste -sd' ' "$TEST_TMP/frozen")" \
+assert_eq "$(printf '200 %.0s' $(seq 1 16))" "$(paste -sd' ' "$TEST_TMP/frozen") " \
     "with stats.json frozen, requests every 0.5 s are all answered"
-assert_eq "$P2" "$(web_pid v1)" "by the same web process: it never slept"
+assert_eq "$P_F" "$(web_pid v1)" "by the same web process: it never slept"
 assert_contains "$(cat "$AGENT_LOG")" "$APP stays awake: deploy-proxy's figures as it applied the table are missing" \
     "the agent's log says why it did not sleep"
 
 # Several requests arriving together while asleep: every one answered.
-assert_true "asleep again" wait_until 20 dead "$P2"
+assert_true "asleep again" wait_until 20 dead "$P_F"
 for i in 1 2 3 4 5 6; do
     curl -s --max-time 60 -o /dev/null -w '%{http_code}\n' -H "Host: $APP.localhost" \
         "http://127.0.0.1:$PROXY_PORT/" >"$TEST_TMP/burst.$i" &
