@@ -11,6 +11,7 @@
 #include <common/hash.hpp>
 #include <common/log.hpp>
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include <optional>
@@ -302,9 +303,11 @@ common::Status Engine::build(const std::string& app, const Job& job, const Event
                              "); building");
         }
     }
+    const auto writing = Clock::now();
     if (auto written = materialize(job.manifest, m_blobs, dir); !written)
         return make_error(ErrorKind::failed,
                           "cannot write the release tree: " + written.error().message);
+    const auto wrote = Clock::now() - writing;
     if (auto room = m_options.disk.check(0, "a build"); !room)
         return make_error(ErrorKind::failed, room.error().message);
     auto& runtime = runtime_for(app, job.id, job.config);
@@ -340,7 +343,9 @@ common::Status Engine::build(const std::string& app, const Job& job, const Event
         }
         spec.cache_dir = cache.build_dir();
     }
+    const auto building = Clock::now();
     auto built = runtime.build(spec);
+    const auto build_took = Clock::now() - building;
     if (auto cleared = m_store->clear_process(app, job.id); !cleared)
         common::log_error(cleared.error().message);
     if (!image && !built) {
@@ -351,14 +356,28 @@ common::Status Engine::build(const std::string& app, const Job& job, const Event
     if (!built)
         return built;
     if (!image) { // the build kept for reuse while the cache is saved: two walks at once
+        // A reuse copies the kept tree, about what writing the release's tree cost: a
+        // build quicker than that gains nothing from it, and keeping it would cost a walk
+        // of every file (an 18,000-file tree built in 30 ms: 0.4 s on each deploy).
+        const bool keep = build_took >= wrote;
         common::Status kept;
-        std::thread keeping([&] { kept = cache.keep_build(dir, key, job.id); });
+        std::thread keeping;
+        if (keep)
+            keeping = std::thread([&] { kept = cache.keep_build(dir, key, job.id); });
         if (auto saved =
                 cache.save(dir, job.config.build.cache, job.config.build.cache_max, spec.on_note);
             !saved)
             spec.on_note("build cache not saved: " + saved.error().message);
-        keeping.join();
-        if (!kept)
+        if (keeping.joinable())
+            keeping.join();
+        if (!keep && !job.config.build.command.empty())
+            spec.on_note(fmt::format(
+                "this build is not kept for reuse: it took {} ms, less than "
+                "writing the release's files ({} ms); the same tree is built "
+                "again",
+                std::chrono::duration_cast<std::chrono::milliseconds>(build_took).count(),
+                std::chrono::duration_cast<std::chrono::milliseconds>(wrote).count()));
+        else if (!kept)
             spec.on_note("this build is not kept for reuse: " + kept.error().message);
     }
     if (!key.empty())

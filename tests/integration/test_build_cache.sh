@@ -5,7 +5,8 @@
 # change to package.json adds only the new package; a failing or timed-out build leaves
 # the cache as it was; a tree built before is not built again ("build reused from vN"),
 # unless --rebuild; --no-cache starts from nothing; [build] cache_max bounds the cache,
-# least recently used first; build-cache ls | clear; agent df counts it; destroy removes it.
+# least recently used first; build-cache ls | clear; agent df counts it; destroy removes it;
+# a build quicker than writing its tree is not kept for reuse.
 source "$(dirname "$0")/lib.sh"
 require_binaries
 require_tools "nodejs npm jq busybox" node npm jq busybox
@@ -165,6 +166,26 @@ assert_exit 0 dctl build-cache ls --json
 assert_jq "$OUT" '.bytes <= 256000 and .max == 256000' "cache_max: the cache stays within 250k ($(jq -c '[.bytes, [.entries[] | .name]]' <<<"$OUT"))"
 assert_jq "$OUT" "[.entries[] | select(.name == \"$LAST_RUN\")] | length == 1" "cache_max: the newest entry is kept"
 assert_jq "$OUT" '[.entries[] | select(.name | startswith("run-"))] | length == 2' "cache_max: the two newest runs are kept"
+
+# --- a quick build of a big tree is not kept: a reuse would copy as much as building writes --
+QUICK_REPO=$REPO
+make_app_repo bigtree build='echo "QUICK BUILD"; mkdir -p public && echo "hello from $(cat VERSION)" > public/index.html && echo ok > public/healthz'
+for d in $(seq 1 40); do
+    mkdir -p "$REPO/lib/d$d"
+    for f in $(seq 1 50); do echo "module $d $f" >"$REPO/lib/d$d/f$f.js"; done
+done
+git -C "$REPO" add -A
+git -C "$REPO" commit -q -m "2,000 files"
+assert_exit 0 dctl deploy
+assert_contains "$OUT" "QUICK BUILD" "bigtree: built"
+assert_match "$OUT" "this build is not kept for reuse: it took [0-9]+ ms, less than writing the release's files" \
+    "a build quicker than writing its 2,000 files is not kept, and the deploy says so"
+assert_eq "" "$(ls "$DATA/apps/bigtree/build-cache/builds" 2>/dev/null)" "nothing kept under builds/"
+assert_exit 0 dctl deploy --force
+assert_contains "$OUT" "QUICK BUILD" "the same tree again: built again"
+assert_not_contains "$OUT" "build reused" "the same tree again: nothing reused"
+expect_serving bigtree "hello from 1" "bigtree serves"
+REPO=$QUICK_REPO
 
 # --- a malformed [build] cache is refused before anything changes ---------------------------
 sed -i 's/^\[build\]$/[build]\ncache = ["..\/outside"]/' "$REPO/deploy.toml"
