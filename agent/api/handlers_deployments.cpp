@@ -163,24 +163,33 @@ common::Status read_manifest(ApiContext& context, const json& body, NewDeploymen
     return {};
 }
 
-// Each file's size is the stored blob's: a declared size that differs refuses the
-// manifest, an absent one is filled in. Nothing the agent records or counts (the tree
-// digest, disk space) takes a client's number. Call it once every blob is present.
-common::Status take_stored_sizes(const BlobStore& blobs, common::Manifest& manifest) {
+// Each file's size is the stored blob's (one stat per blob): a declared size that differs
+// refuses the manifest, an absent one is filled in. Nothing the agent records or counts
+// (the tree digest, disk space) takes a client's number. The blobs the store lacks go to
+// `missing` (each once), which the answer names before any size mismatch.
+common::Status take_stored_sizes(const BlobStore& blobs, common::Manifest& manifest,
+                                 std::vector<std::string>& missing) {
+    std::set<std::string> absent;
+    common::Status mismatch;
     for (auto& entry : manifest.entries) {
         if (entry.kind == common::EntryKind::symlink)
             continue;
-        TRY_ASSIGN(const auto stored, blobs.size(entry.digest));
-        if (entry.size_declared && entry.size != stored)
-            return make_error(ErrorKind::bad_request,
-                              fmt::format("manifest entry \"{}\" declares {} bytes but its blob {} "
-                                          "holds {} bytes: a file's size must be the size of "
-                                          "the content its digest names",
-                                          entry.path, entry.size, entry.digest, stored));
-        entry.size = stored;
+        const auto stored = blobs.size(entry.digest);
+        if (!stored) { // not there, or not a blob the store can read: sent again
+            if (absent.insert(entry.digest).second)
+                missing.push_back(entry.digest);
+            continue;
+        }
+        if (entry.size_declared && entry.size != *stored && mismatch)
+            mismatch = make_error(ErrorKind::bad_request,
+                                  fmt::format("manifest entry \"{}\" declares {} bytes but its "
+                                              "blob {} holds {} bytes: a file's size must be the "
+                                              "size of the content its digest names",
+                                              entry.path, entry.size, entry.digest, *stored));
+        entry.size = *stored;
         entry.size_declared = true;
     }
-    return {};
+    return mismatch;
 }
 
 // `named`: the tree's root and the digests of its nodes, when the deployment named one.
@@ -196,18 +205,6 @@ common::Result<NewDeployment> read_deployment(ApiContext& context, const json& b
     if (auto ok = read_meta(body, deployment); !ok)
         return ok.error();
     return deployment;
-}
-
-std::vector<std::string> missing_blobs(const BlobStore& blobs, const common::Manifest& manifest) {
-    std::set<std::string> seen;
-    std::vector<std::string> missing;
-    for (const auto& entry : manifest.entries) {
-        if (entry.kind == common::EntryKind::symlink)
-            continue;
-        if (seen.insert(entry.digest).second && !blobs.has(entry.digest))
-            missing.push_back(entry.digest);
-    }
-    return missing;
 }
 
 // 409 release_taken: the id asked for is below the app's next one; the answer says which
@@ -295,7 +292,9 @@ Response create_deployment(ApiContext& context, const std::string& app, const js
     const auto digests = deployment->manifest.blob_digests();
     context.blobs.pin(digests);
     const auto removals = context.blobs.removals(); // read after the pins
-    if (auto missing = missing_blobs(context.blobs, deployment->manifest); !missing.empty())
+    std::vector<std::string> missing;
+    auto sized = take_stored_sizes(context.blobs, deployment->manifest, missing);
+    if (!missing.empty())
         return missing_blobs_response(missing);
     // Every blob is here; once the nodes are stored too (with the release, or with the
     // PRODUCTION release of the same tree) the tree is whole: asking about it again
@@ -304,7 +303,7 @@ Response create_deployment(ApiContext& context, const std::string& app, const js
         if (!named.root.empty() && context.blobs.has_all(named.nodes))
             context.pending_nodes->mark_whole(named.root, removals);
     };
-    if (auto sized = take_stored_sizes(context.blobs, deployment->manifest); !sized)
+    if (!sized)
         return refusal_response(
             {sized.error(), sized.error().kind == ErrorKind::bad_request ? "size_mismatch" : ""});
     const std::string requested = deployment->release;
