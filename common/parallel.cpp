@@ -40,4 +40,16 @@ Status parallel_for(std::size_t count, std::size_t workers,
     return {};
 }
 
+std::vector<std::pair<std::size_t, std::size_t>>
+runs(std::size_t count, std::size_t max_run,
+     const std::function<bool(std::size_t previous, std::size_t index)>& together) {
+    std::vector<std::pair<std::size_t, std::size_t>> out;
+    for (std::size_t begin = 0, i = 1; begin < count; ++i)
+        if (i == count || i - begin >= max_run || !together(i - 1, i)) {
+            out.emplace_back(begin, i);
+            begin = i;
+        }
+    return out;
+}
+
 } // namespace common

@@ -102,11 +102,18 @@ common::Status copy_entries(const fs::path& from, const fs::path& to, const stru
                               "cannot copy the device file " + (from / entry.relative).string());
         }
     }
-    TRY(common::parallel_for(files.size(), common::worker_count(files.size(), 64, 4),
-                             [&](std::size_t, std::size_t i) -> common::Status {
-                                 const auto& entry = entries[files[i]];
-                                 return copy_regular(from / entry.relative, to / entry.relative,
-                                                     entry.st, links);
+    // A folder's files (up to 256) to one thread at a time.
+    const auto folders = common::runs(files.size(), 256, [&](std::size_t a, std::size_t b) {
+        return entries[files[a]].relative.parent_path() == entries[files[b]].relative.parent_path();
+    });
+    TRY(common::parallel_for(folders.size(), common::worker_count(files.size(), 64, 4),
+                             [&](std::size_t, std::size_t run) -> common::Status {
+                                 for (auto i = folders[run].first; i < folders[run].second; ++i) {
+                                     const auto& entry = entries[files[i]];
+                                     TRY(copy_regular(from / entry.relative, to / entry.relative,
+                                                      entry.st, links));
+                                 }
+                                 return {};
                              }));
     for (const auto& [index, earlier] : same) {
         const auto target = to / entries[index].relative;

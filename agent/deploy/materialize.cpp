@@ -62,7 +62,8 @@ common::Status write_symlink(const common::ManifestEntry& entry, const fs::path&
 }
 
 // The folders first, then the files on a thread per core (up to 4: creating files is most
-// of the time, and the file system does it in parallel across folders), then the symlinks.
+// of the time, and the file system does it in parallel across folders), a folder's files
+// to one thread, then the symlinks.
 common::Status write_tree(const common::Manifest& manifest, const BlobStore& blobs,
                           const fs::path& root) {
     Folders folders;
@@ -72,9 +73,17 @@ common::Status write_tree(const common::Manifest& manifest, const BlobStore& blo
         if (entry.kind != common::EntryKind::symlink)
             files.push_back(&entry);
     }
-    TRY(common::parallel_for(
-        files.size(), common::worker_count(files.size(), 128, 4),
-        [&](std::size_t, std::size_t i) { return write_entry(*files[i], blobs, root); }));
+    // A folder's files (up to 256) to one thread at a time: two threads creating files in
+    // one folder wait on its lock.
+    const auto runs = common::runs(files.size(), 256, [&](std::size_t a, std::size_t b) {
+        return fs::path(files[a]->path).parent_path() == fs::path(files[b]->path).parent_path();
+    });
+    TRY(common::parallel_for(runs.size(), common::worker_count(files.size(), 128, 4),
+                             [&](std::size_t, std::size_t run) -> common::Status {
+                                 for (auto i = runs[run].first; i < runs[run].second; ++i)
+                                     TRY(write_entry(*files[i], blobs, root));
+                                 return {};
+                             }));
     for (const auto& entry : manifest.entries)
         if (entry.kind == common::EntryKind::symlink)
             if (auto written = write_symlink(entry, root); !written)

@@ -57,3 +57,17 @@ TEST_CASE("parallel_for: nothing to do, and one worker") {
     CHECK(common::worker_count(1000, 32, 4) >= 1);
     CHECK(common::worker_count(1000, 32, 4) <= 4);
 }
+
+TEST_CASE("runs: consecutive indexes kept together, each run at most max_run long") {
+    using Runs = std::vector<std::pair<std::size_t, std::size_t>>;
+    const std::vector<std::string> folders{"a", "a", "a", "b", "a", "c", "c", "c", "c", "c"};
+    auto same = [&](std::size_t previous, std::size_t index) {
+        return folders[previous] == folders[index];
+    };
+    CHECK(common::runs(folders.size(), 100, same) == Runs{{0, 3}, {3, 4}, {4, 5}, {5, 10}});
+    // A long run is cut: c's five files as 2 + 2 + 1.
+    CHECK(common::runs(folders.size(), 2, same) ==
+          Runs{{0, 2}, {2, 3}, {3, 4}, {4, 5}, {5, 7}, {7, 9}, {9, 10}});
+    CHECK(common::runs(0, 4, same).empty());
+    CHECK(common::runs(1, 4, same) == Runs{{0, 1}});
+}
