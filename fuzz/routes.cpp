@@ -1,7 +1,8 @@
 // deploy-proxy's routing table and Host header handling:
 // - agent::proxy::parse_routes (what RouteLoader::reload() does with the text of
 //   routes.json): JSON text -> table or error, never a crash. An accepted table
-//   has distinct, normalized, non-empty hosts that find() returns; each route is
+//   has distinct, normalized, non-empty hosts that find() returns (a wildcard
+//   "*.DOMAIN" also for a name one label under DOMAIN); each route is
 //   either an app (1 to 64 distinct IP:PORT with a port, the first also in
 //   `upstream`) or a static site (an absolute root) or stopped or sleeping
 //   (scaled to zero by idle_stop: no upstream until a request wakes it);
@@ -40,11 +41,21 @@ void check_host_header(std::string_view header) {
 void check_table(const RouteTable& table) {
     std::set<std::string> hosts;
     for (const auto& route : table.routes()) {
-        FUZZ_CHECK(!route.host.empty() &&
-                   route.host.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-._") ==
-                       std::string::npos);
+        // A host name, or "*." and one (a wildcard route, *.DOMAIN): a name one
+        // label under it that no route names exactly finds the wildcard.
+        const bool wildcard = route.host.rfind("*.", 0) == 0;
+        const std::string_view named = std::string_view(route.host).substr(wildcard ? 2 : 0);
+        FUZZ_CHECK(!named.empty() &&
+                   named.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-._") ==
+                       std::string_view::npos);
         FUZZ_CHECK(hosts.insert(route.host).second);
         FUZZ_CHECK(table.find(route.host) == &route);
+        if (wildcard) {
+            // (unless a route names it exactly: that one wins)
+            const std::string below = "fuzz-label." + std::string(named);
+            const Route* found = table.find(below);
+            FUZZ_CHECK(found == &route || (found != nullptr && found->host == below));
+        }
         FUZZ_CHECK(!route.app.empty() && !route.release.empty());
         if (route.is_static()) {
             FUZZ_CHECK(route.upstream.empty() && route.static_root.front() == '/');
