@@ -19,7 +19,6 @@
 #include <sys/stat.h>
 #include <thread>
 #include <unistd.h>
-#include <unordered_set>
 
 namespace agent {
 
@@ -42,13 +41,13 @@ std::int64_t to_nanos(const struct timespec& t) {
 
 Measure measure(const fs::path& path) {
     Measure out;
-    std::unordered_set<std::uint64_t> seen; // inodes (hard links count once)
+    LinkedOnce once;
     auto visit = [&](const fs::path& p) {
         struct stat st {};
         if (::lstat(p.c_str(), &st) != 0)
             return;
         out.newest = std::max(out.newest, to_nanos(st.st_mtim));
-        if (S_ISREG(st.st_mode) && seen.insert(static_cast<std::uint64_t>(st.st_ino)).second)
+        if (S_ISREG(st.st_mode) && once.first(st))
             out.bytes += static_cast<std::uint64_t>(st.st_size);
     };
     visit(path);
@@ -273,9 +272,10 @@ std::string cache_path_name(std::string_view path) {
 }
 
 namespace {
-// copy_trees, with the bytes of each copy (copy_tree's `bytes`).
-common::Status copy_trees_sized(const std::vector<std::pair<fs::path, fs::path>>& copies,
-                                bool links, std::vector<std::uint64_t>& bytes) {
+// Each (from, to) of `copies` at once, as copy_tree, with the bytes of each copy (copy_tree's
+// `bytes`); the first error.
+common::Status copy_trees(const std::vector<std::pair<fs::path, fs::path>>& copies, bool links,
+                          std::vector<std::uint64_t>& bytes) {
     std::vector<common::Status> results(copies.size());
     bytes.assign(copies.size(), 0);
     auto copy = [&](std::size_t i) {
@@ -294,11 +294,6 @@ common::Status copy_trees_sized(const std::vector<std::pair<fs::path, fs::path>>
     return {};
 }
 } // namespace
-
-common::Status copy_trees(const std::vector<std::pair<fs::path, fs::path>>& copies, bool links) {
-    std::vector<std::uint64_t> bytes;
-    return copy_trees_sized(copies, links, bytes);
-}
 
 common::Result<BuildCacheLock> BuildCache::lock(bool wait) const {
     std::error_code ec;
@@ -383,7 +378,7 @@ common::Status BuildCache::restore(const fs::path& release_dir,
         restored.push_back(path);
     }
     std::vector<std::uint64_t> bytes;
-    TRY(copy_trees_sized(copies, false, bytes));
+    TRY(copy_trees(copies, false, bytes));
     for (const auto& saved : used)
         mark_used(saved);
     if (!restored.empty()) {

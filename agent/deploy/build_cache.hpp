@@ -101,11 +101,6 @@ class BuildCache {
     std::filesystem::path m_root;
 };
 
-// Each (from, to) of `copies` at once, as copy_tree (file_copy.hpp); the first error.
-common::Status
-copy_trees(const std::vector<std::pair<std::filesystem::path, std::filesystem::path>>& copies,
-           bool links);
-
 // The name of [build] cache path `path` under paths/ ('/' and '%' escaped).
 std::string cache_path_name(std::string_view path);
 

@@ -3,6 +3,7 @@
 
 #include <agent/deploy/build_cache.hpp>
 #include <agent/deploy/engine.hpp>
+#include <agent/deploy/file_copy.hpp>
 #include <common/duration.hpp>
 #include <common/log.hpp>
 
@@ -22,19 +23,16 @@ using common::make_error;
 
 namespace {
 
-// Files already counted, by device and inode: a file hard-linked in several
-// places (a kept build and its release) counts once.
-using Counted = std::set<std::pair<dev_t, ino_t>>;
+// Files already counted: a file hard-linked in several places (a kept build and
+// its release) counts once.
+using Counted = LinkedOnce;
 
 // The bytes of the regular files under `path` (or of `path` itself) not in
-// `counted` yet, which gets those of them with several links; symlinks are not
-// followed.
+// `counted` yet; symlinks are not followed.
 std::uint64_t tree_bytes(const fs::path& path, Counted& counted) {
     auto bytes_of = [&counted](const fs::path& file) -> std::uint64_t {
         struct stat st {};
-        if (::lstat(file.c_str(), &st) != 0 || !S_ISREG(st.st_mode))
-            return 0;
-        if (st.st_nlink > 1 && !counted.emplace(st.st_dev, st.st_ino).second)
+        if (::lstat(file.c_str(), &st) != 0 || !S_ISREG(st.st_mode) || !counted.first(st))
             return 0;
         return static_cast<std::uint64_t>(st.st_size);
     };

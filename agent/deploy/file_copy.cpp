@@ -251,10 +251,9 @@ common::Status copy_tree(const fs::path& from, const fs::path& to, bool links,
     }
     if (bytes != nullptr) {
         *bytes = 0;
-        std::set<std::pair<dev_t, ino_t>> seen; // of files with several links
+        LinkedOnce once;
         for (const auto& entry : entries)
-            if (S_ISREG(entry.st.st_mode) &&
-                (entry.st.st_nlink == 1 || seen.emplace(entry.st.st_dev, entry.st.st_ino).second))
+            if (S_ISREG(entry.st.st_mode) && once.first(entry.st))
                 *bytes += static_cast<std::uint64_t>(entry.st.st_size);
     }
     return {};

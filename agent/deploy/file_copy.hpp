@@ -9,9 +9,24 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <set>
 #include <sys/stat.h>
+#include <utility>
 
 namespace agent {
+
+// Sizes summed over a walk with each file once, however many names it has (a kept build
+// and its release, a tree's own hard links): first() is true for a file with one link, and
+// for the first name met of a file with several (by device and inode).
+class LinkedOnce {
+  public:
+    bool first(const struct stat& st) {
+        return st.st_nlink <= 1 || m_seen.emplace(st.st_dev, st.st_ino).second;
+    }
+
+  private:
+    std::set<std::pair<dev_t, ino_t>> m_seen; // of files with several links
+};
 
 // Copies the regular file `from` to the new file `to` with `mode`, whatever the umask;
 // with `times` (access, modification), those times too.

@@ -148,3 +148,17 @@ TEST_CASE("copy_tree: one file, a target that exists, and a failure leaves nothi
         CHECK_FALSE(fs::exists(dir.path() / "out"));
     }
 }
+
+TEST_CASE("LinkedOnce: a file with several names counts at its first, one with one name always") {
+    test::TempDir dir;
+    write(dir.path() / "a", "a", 0644);
+    write(dir.path() / "single", "s", 0644);
+    fs::create_hard_link(dir.path() / "a", dir.path() / "b");
+    agent::LinkedOnce once;
+    CHECK(once.first(lstat_of(dir.path() / "a")));
+    CHECK_FALSE(once.first(lstat_of(dir.path() / "b")));
+    CHECK_FALSE(once.first(lstat_of(dir.path() / "a")));
+    // One link: its inode is not kept, so every sighting counts (a walk meets it once).
+    CHECK(once.first(lstat_of(dir.path() / "single")));
+    CHECK(once.first(lstat_of(dir.path() / "single")));
+}
