@@ -325,8 +325,23 @@ Response put_many(ApiContext& context, const Request& request) {
 // Whether the agent has the whole tree below a stored node; pins all of it (a deploy is
 // about to name it). A `root` is kept read, and known whole until a collection removes
 // a blob: asked again, it is answered without reading the tree or looking at each blob.
-bool have_tree(ApiContext& context, const std::string& digest, bool root) {
+//
+// A folder of a tree found whole before (the unchanged folders of the next deploy's tree) is
+// answered without reading it while no blob was removed since: the whole tree it is part of
+// is pinned instead (once per request, in `pinned`; more than the folder needs, and pins
+// expire).
+bool have_tree(ApiContext& context, const std::string& digest, bool root,
+               std::set<const TreeContents*>& pinned) {
     auto& pending = *context.pending_nodes;
+    if (!root)
+        if (auto whole = pending.whole_within(digest)) {
+            if (pinned.insert(whole->tree.get()).second) {
+                context.blobs.pin(whole->tree->nodes);
+                context.blobs.pin(whole->tree->blobs);
+            }
+            if (context.blobs.removals() == whole->removals)
+                return true;
+        }
     if (!context.blobs.has(digest))
         return false;
     auto tree = read_tree(pending, context.blobs, digest, root);
@@ -355,6 +370,7 @@ Response trees_missing(ApiContext& context, const Request& request) {
         return error_response(make_error(ErrorKind::bad_request, "expected a JSON object"));
     std::vector<std::string> missing_nodes, missing_blobs;
     std::set<std::string> seen;
+    std::set<const TreeContents*> pinned; // whole trees pinned by have_tree()
     std::uint64_t upload = 0;
     if (auto roots = body->find("roots"); roots != body->end()) {
         if (!roots->is_array())
@@ -366,7 +382,7 @@ Response trees_missing(ApiContext& context, const Request& request) {
                     make_error(ErrorKind::bad_request,
                                fmt::format("not a sha256 digest: {}", describe_value(root))));
             const auto& digest = root.get_ref<const std::string&>();
-            if (seen.insert(digest).second && !have_tree(context, digest, true))
+            if (seen.insert(digest).second && !have_tree(context, digest, true, pinned))
                 missing_nodes.push_back(digest);
         }
     }
@@ -391,7 +407,7 @@ Response trees_missing(ApiContext& context, const Request& request) {
                     !seen.insert(entry.digest).second)
                     continue;
                 if (entry.kind == common::TreeEntry::Kind::tree) {
-                    if (!have_tree(context, entry.digest, false))
+                    if (!have_tree(context, entry.digest, false, pinned))
                         missing_nodes.push_back(entry.digest);
                     continue;
                 }

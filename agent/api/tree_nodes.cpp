@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <set>
 
 namespace agent::api {
 
@@ -101,8 +102,26 @@ void PendingNodes::keep_tree(const std::string& root,
 
 void PendingNodes::mark_whole(const std::string& root, std::uint64_t removals) {
     std::lock_guard lock(m_mutex);
-    if (auto it = find_known(root); it != m_known.end())
-        it->whole_at = removals;
+    auto it = find_known(root);
+    if (it == m_known.end())
+        return;
+    it->whole_at = removals;
+    // Only the kept trees' nodes: one no longer kept is let go (and its memory with it).
+    std::set<const TreeContents*> kept;
+    for (const auto& known : m_known)
+        kept.insert(known.contents.get());
+    std::erase_if(m_whole_nodes,
+                  [&](const auto& entry) { return !kept.count(entry.second.tree.get()); });
+    for (const auto& node : it->contents->nodes)
+        m_whole_nodes[node] = WholeWithin{it->contents, removals};
+}
+
+std::optional<PendingNodes::WholeWithin> PendingNodes::whole_within(const std::string& node) {
+    std::lock_guard lock(m_mutex);
+    auto it = m_whole_nodes.find(node);
+    if (it == m_whole_nodes.end())
+        return std::nullopt;
+    return it->second;
 }
 
 std::optional<std::uint64_t> PendingNodes::whole_at(const std::string& root) {

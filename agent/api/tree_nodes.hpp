@@ -47,8 +47,17 @@ class PendingNodes {
     void keep_tree(const std::string& root, std::shared_ptr<const TreeContents> contents);
     // Every node and blob of a kept tree was found stored when BlobStore::removals() said
     // `removals`: while it still says so, the tree is whole without looking at each.
+    // Its folders' nodes are marked too (each subtree of a whole tree is whole).
     void mark_whole(const std::string& root, std::uint64_t removals);
     std::optional<std::uint64_t> whole_at(const std::string& root);
+    // A node of a tree marked whole (the next deploy's unchanged folders): that tree's
+    // contents and when it was found whole, else nullopt. Kept for the nodes of the kept
+    // trees (k_known_trees).
+    struct WholeWithin {
+        std::shared_ptr<const TreeContents> tree;
+        std::uint64_t removals = 0;
+    };
+    std::optional<WholeWithin> whole_within(const std::string& node);
 
   private:
     struct Held {
@@ -69,6 +78,7 @@ class PendingNodes {
         std::shared_ptr<const TreeContents> contents;
         std::optional<std::uint64_t> whole_at;
     };
+    std::map<std::string, WholeWithin> m_whole_nodes;
     std::deque<Known> m_known;                                       // the most recently used first
     std::deque<Known>::iterator find_known(const std::string& root); // under m_mutex
 };

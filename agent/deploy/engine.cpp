@@ -119,6 +119,7 @@ void Engine::worker_loop(std::string app) {
         std::lock_guard deploy(my.deploy_lock);
         if (job.kind == JobKind::deploy) {
             run_deployment(app, job);
+            keep_spare(app, my);
         } else {
             drain(app, job);
             prune(app, job.config.deploy.keep);

@@ -17,6 +17,7 @@
 // drains.cpp    [logs] drain: each app's lines shipped to its syslog receiver; [logs] max_age
 
 #include <agent/deploy/events.hpp>
+#include <agent/deploy/materialize.hpp>
 #include <agent/deploy/proxy_supervisor.hpp>
 #include <agent/deploy/routes.hpp>
 #include <agent/deploy/service.hpp>
@@ -169,6 +170,12 @@ class Engine final : public Service {
         std::deque<Job> queue;
         std::mutex deploy_lock; // one deployment (or rollback) at a time per app
         std::thread thread;
+        // Under deploy_lock: the app's spare tree (materialize.hpp), the tree it should be
+        // of (the last one written for a release), and how long the last tree written
+        // file by file from the store took (what a reuse of a kept build costs).
+        std::optional<SpareTree> spare;
+        std::optional<common::Manifest> spare_wanted;
+        std::chrono::milliseconds full_write{0};
     };
     struct Backoff {
         std::chrono::steady_clock::time_point last{};
@@ -220,6 +227,9 @@ class Engine final : public Service {
 
     // pipeline.cpp
     void run_deployment(const std::string& app, Job& job);
+    // pipeline.cpp: writes the spare tree of the app's last written tree while its worker
+    // has nothing queued (under deploy_lock).
+    void keep_spare(const std::string& app, AppSlot& slot);
     // The app's variables for this release, and its events redacted from now on.
     common::Result<secrets::ReleaseEnv>
     release_env(const std::string& app, const common::AppConfig& config, EventLog& events);

@@ -432,6 +432,9 @@ common::Result<Destroyed> Engine::destroy_app(const std::string& app) {
     TRY(busy());
     std::unique_lock deploy(my.deploy_lock);
     TRY(busy()); // one may have begun while this waited
+    // The spare tree's folder goes with the app's.
+    my.spare.reset();
+    my.spare_wanted.reset();
     auto rows = m_store->releases(app);
     if (rows.empty() && m_store->env(app).empty() && !m_store->data_key(app))
         return make_error(ErrorKind::not_found,

@@ -4,11 +4,13 @@
 #include <common/log.hpp>
 #include <common/parallel.hpp>
 
+#include <algorithm>
 #include <fcntl.h>
 #include <linux/fs.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
@@ -61,33 +63,128 @@ common::Status write_symlink(const common::ManifestEntry& entry, const fs::path&
     return {};
 }
 
-// The folders first, then the files on a thread per core (up to 4: creating files is most
-// of the time, and the file system does it in parallel across folders), a folder's files
-// to one thread, then the symlinks.
-common::Status write_tree(const common::Manifest& manifest, const BlobStore& blobs,
-                          const fs::path& root) {
-    Folders folders;
-    std::vector<const common::ManifestEntry*> files;
-    for (const auto& entry : manifest.entries) {
-        TRY(folders.make((root / fs::path(entry.path)).parent_path()));
-        if (entry.kind != common::EntryKind::symlink)
-            files.push_back(&entry);
-    }
-    // A folder's files (up to 256) to one thread at a time: two threads creating files in
-    // one folder wait on its lock.
+// `files` (no symlinks) on a thread per core (up to 4: creating files is most of the time,
+// and the file system does it in parallel across folders), a folder's files (up to 256) to
+// one thread at a time: two threads creating files in one folder wait on its lock.
+common::Status write_files(const std::vector<const common::ManifestEntry*>& files,
+                           const BlobStore& blobs, const fs::path& root) {
     const auto runs = common::runs(files.size(), 256, [&](std::size_t a, std::size_t b) {
         return fs::path(files[a]->path).parent_path() == fs::path(files[b]->path).parent_path();
     });
-    TRY(common::parallel_for(runs.size(), common::worker_count(files.size(), 128, 4),
-                             [&](std::size_t, std::size_t run) -> common::Status {
-                                 for (auto i = runs[run].first; i < runs[run].second; ++i)
-                                     TRY(write_entry(*files[i], blobs, root));
-                                 return {};
-                             }));
+    return common::parallel_for(runs.size(), common::worker_count(files.size(), 128, 4),
+                                [&](std::size_t, std::size_t run) -> common::Status {
+                                    for (auto i = runs[run].first; i < runs[run].second; ++i)
+                                        TRY(write_entry(*files[i], blobs, root));
+                                    return {};
+                                });
+}
+
+// The folders of `entries`, then their files, then their symlinks.
+common::Status write_entries(const std::vector<const common::ManifestEntry*>& entries,
+                             const BlobStore& blobs, const fs::path& root) {
+    Folders folders;
+    std::vector<const common::ManifestEntry*> files;
+    for (const auto* entry : entries) {
+        TRY(folders.make((root / fs::path(entry->path)).parent_path()));
+        if (entry->kind != common::EntryKind::symlink)
+            files.push_back(entry);
+    }
+    TRY(write_files(files, blobs, root));
+    for (const auto* entry : entries)
+        if (entry->kind == common::EntryKind::symlink)
+            TRY(write_symlink(*entry, root));
+    return {};
+}
+
+// Every entry of `manifest`, from the store; folders 0755 whatever the agent's umask (0077):
+// an image built from the tree keeps its modes, and its app may run as another user than
+// root. Others reach none of it: apps/ is the agent's alone.
+common::Status write_tree(const common::Manifest& manifest, const BlobStore& blobs,
+                          const fs::path& root) {
+    std::vector<const common::ManifestEntry*> entries;
+    entries.reserve(manifest.entries.size());
     for (const auto& entry : manifest.entries)
-        if (entry.kind == common::EntryKind::symlink)
-            if (auto written = write_symlink(entry, root); !written)
-                return written;
+        entries.push_back(&entry);
+    TRY(write_entries(entries, blobs, root));
+    std::error_code ec;
+    for (auto it = fs::recursive_directory_iterator(root, ec);
+         !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+        std::error_code kind; // a dangling symlink is no folder, and no error
+        if (!it->is_symlink(kind) && it->is_directory(kind))
+            fs::permissions(it->path(), fs::perms(0755), ec);
+    }
+    if (ec)
+        return make_error(ErrorKind::io, "cannot chmod in " + root.string() + ": " +
+                                             common::os_error_text(ec.value()));
+    return {};
+}
+
+bool same_entry(const common::ManifestEntry& a, const common::ManifestEntry& b) {
+    return a.kind == b.kind && a.digest == b.digest && a.target == b.target;
+}
+
+// The folders the entries of `manifest` are in, below the root ("a", "a/b" for "a/b/c").
+std::unordered_set<std::string> folders_of(const common::Manifest& manifest) {
+    std::unordered_set<std::string> folders;
+    for (const auto& entry : manifest.entries)
+        for (auto slash = entry.path.find('/'); slash != std::string::npos;
+             slash = entry.path.find('/', slash + 1))
+            folders.insert(entry.path.substr(0, slash));
+    return folders;
+}
+
+// Turns `root`, the tree of `from` as write_tree() wrote it, into the tree of `to`: the
+// entries `to` has not, or has otherwise, removed, then the folders it has not (deepest
+// first), then its new and changed entries written (new folders 0755).
+common::Status apply_difference(const common::Manifest& from, const common::Manifest& to,
+                                const BlobStore& blobs, const fs::path& root, Materialized& done) {
+    std::unordered_map<std::string_view, const common::ManifestEntry*> before;
+    for (const auto& entry : from.entries)
+        before.emplace(entry.path, &entry);
+    std::unordered_set<std::string_view> kept;
+    std::vector<const common::ManifestEntry*> fresh;
+    std::size_t changed = 0; // paths both trees have, otherwise
+    for (const auto& entry : to.entries) {
+        auto it = before.find(entry.path);
+        if (it != before.end() && same_entry(*it->second, entry))
+            kept.insert(entry.path);
+        else
+            fresh.push_back(&entry);
+        changed += it != before.end() && !kept.count(entry.path);
+    }
+    for (const auto& entry : from.entries)
+        if (!kept.count(entry.path)) {
+            const auto path = root / fs::path(entry.path);
+            if (::unlink(path.c_str()) != 0)
+                return make_error(ErrorKind::io, "cannot remove " + path.string() + ": " +
+                                                     common::os_error_text(errno));
+        }
+    const auto had = folders_of(from), has = folders_of(to);
+    std::vector<std::string> gone;
+    for (const auto& folder : had)
+        if (!has.count(folder))
+            gone.push_back(folder);
+    std::sort(gone.begin(), gone.end(), [](const std::string& a, const std::string& b) {
+        return a.size() > b.size(); // a folder's path is longer than its parent's
+    });
+    for (const auto& folder : gone) {
+        const auto path = root / fs::path(folder);
+        if (::rmdir(path.c_str()) != 0)
+            return make_error(ErrorKind::io, "cannot remove " + path.string() + ": " +
+                                                 common::os_error_text(errno));
+    }
+    TRY(write_entries(fresh, blobs, root));
+    for (const auto& folder : has)
+        if (!had.count(folder)) {
+            const auto path = root / fs::path(folder);
+            if (::chmod(path.c_str(), 0755) != 0)
+                return make_error(ErrorKind::io, "cannot chmod " + path.string() + ": " +
+                                                     common::os_error_text(errno));
+        }
+    done.from_spare = true;
+    done.written = fresh.size();
+    done.kept = kept.size();
+    done.removed = from.entries.size() - kept.size() - changed;
     return {};
 }
 
@@ -98,34 +195,48 @@ fs::path materialize_temp_dir(const fs::path& release_dir) {
            (std::string(k_temp_prefix) + release_dir.filename().string());
 }
 
+fs::path spare_tree_dir(const fs::path& releases_dir) {
+    return releases_dir / (std::string(k_temp_prefix) + "spare");
+}
+
 common::Status materialize(const common::Manifest& manifest, const BlobStore& blobs,
-                           const fs::path& release_dir) {
+                           const fs::path& release_dir, std::optional<SpareTree>* spare,
+                           Materialized* done) {
     fs::path temp = materialize_temp_dir(release_dir);
     std::error_code ec;
     fs::remove_all(temp, ec);
-    fs::create_directories(temp, ec);
-    if (ec)
-        return make_error(ErrorKind::io, "cannot create " + temp.string() + ": " +
-                                             common::os_error_text(ec.value()));
-    fs::permissions(temp, fs::perms(0755), ec);
-    if (auto written = write_tree(manifest, blobs, temp); !written) {
+    Materialized wrote;
+    common::Status written;
+    if (spare != nullptr && spare->has_value()) {
+        // The spare becomes the new tree: renamed (it is nobody's), then changed.
+        const auto from = std::move(**spare);
+        spare->reset();
+        fs::rename(from.dir, temp, ec);
+        if (!ec)
+            written = apply_difference(from.manifest, manifest, blobs, temp, wrote);
+        if (ec || !written) {
+            common::log_warn("cannot make " + release_dir.string() + " from the spare tree (" +
+                             (ec ? common::os_error_text(ec.value()) : written.error().message) +
+                             "): writing it from the store");
+            fs::remove_all(from.dir, ec);
+            fs::remove_all(temp, ec);
+            ec.clear();
+            wrote = {};
+            written = {};
+        }
+    }
+    if (!wrote.from_spare) {
+        fs::create_directories(temp, ec);
+        if (ec)
+            return make_error(ErrorKind::io, "cannot create " + temp.string() + ": " +
+                                                 common::os_error_text(ec.value()));
+        fs::permissions(temp, fs::perms(0755), ec);
+        written = write_tree(manifest, blobs, temp);
+        wrote.written = manifest.entries.size();
+    }
+    if (!written) {
         fs::remove_all(temp, ec);
         return written;
-    }
-    // Folders 0755 whatever the agent's umask (0077): an image built from the
-    // tree keeps its modes, and its app may run as another user than root.
-    // Others reach none of it: apps/ is the agent's alone.
-    for (auto it = fs::recursive_directory_iterator(temp, ec);
-         !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
-        std::error_code kind; // a dangling symlink is no folder, and no error
-        if (!it->is_symlink(kind) && it->is_directory(kind))
-            fs::permissions(it->path(), fs::perms(0755), ec);
-    }
-    if (ec) {
-        auto error = make_error(ErrorKind::io, "cannot chmod in " + temp.string() + ": " +
-                                                   common::os_error_text(ec.value()));
-        fs::remove_all(temp, ec);
-        return error;
     }
     fs::remove_all(release_dir, ec);
     if (!ec)
@@ -138,6 +249,8 @@ common::Status materialize(const common::Manifest& manifest, const BlobStore& bl
     }
     if (auto synced = common::fsync_dir(release_dir.parent_path()); !synced)
         common::log_warn(synced.error().message);
+    if (done != nullptr)
+        *done = wrote;
     return {};
 }
 

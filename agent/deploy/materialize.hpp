@@ -8,12 +8,43 @@
 #include <common/manifest.hpp>
 #include <common/result.hpp>
 
+#include <cstddef>
 #include <filesystem>
+#include <optional>
 
 namespace agent {
 
+// A tree materialize() wrote that nothing has used since (a release's files are its build's
+// and its app's to change; this copy is nobody's): the agent keeps one per app, of the last
+// tree it wrote, made while the app's worker is idle. The next tree is made from it by the
+// difference of the two manifests (files that changed removed and written, the rest kept)
+// instead of file by file from the store: a one-file change writes one file, not 20,000.
+struct SpareTree {
+    std::filesystem::path dir;
+    common::Manifest manifest;
+};
+
+// What materialize() wrote: from a spare tree (written: new or changed entries; removed:
+// entries of the spare the new tree has not, or has otherwise; kept: the rest), or every
+// entry from the store.
+struct Materialized {
+    bool from_spare = false;
+    std::size_t written = 0;
+    std::size_t removed = 0;
+    std::size_t kept = 0;
+};
+
+// Writes `manifest`'s tree at `release_dir` (replacing what is there): from `*spare` when
+// given one (which is used up either way: its folder becomes the new tree, or is removed
+// when that fails, and then the tree is written from the store as without one).
 common::Status materialize(const common::Manifest& manifest, const BlobStore& blobs,
-                           const std::filesystem::path& release_dir);
+                           const std::filesystem::path& release_dir,
+                           std::optional<SpareTree>* spare = nullptr, Materialized* done = nullptr);
+
+// Where an app's spare tree is kept, beside its releases (a name that
+// remove_materialize_leftovers() removes: the agent knows a spare's manifest only while
+// it runs).
+std::filesystem::path spare_tree_dir(const std::filesystem::path& releases_dir);
 
 // The temporary directory materialize() uses for `release_dir`.
 std::filesystem::path materialize_temp_dir(const std::filesystem::path& release_dir);

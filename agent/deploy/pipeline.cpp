@@ -15,7 +15,10 @@
 #include <nlohmann/json.hpp>
 
 #include <optional>
+#include <pthread.h>
+#include <sched.h>
 #include <set>
+#include <sys/syscall.h>
 #include <thread>
 #include <unistd.h>
 
@@ -247,6 +250,50 @@ void Engine::drop_unused_builds(const std::string& app) {
     cache.drop_builds_except(keys);
 }
 
+void Engine::keep_spare(const std::string& app, AppSlot& my) {
+    if (!my.spare_wanted)
+        return;
+    {
+        std::lock_guard lock(m_mutex);
+        if (!my.queue.empty() || stopping())
+            return; // the next deployment first
+    }
+    const auto dir = spare_tree_dir(m_options.data_dir.app_dir(app) / "releases");
+    auto wanted = std::move(*my.spare_wanted);
+    my.spare_wanted.reset();
+    // The disk guard as for a release's files: a spare is a convenience, never the cause of
+    // a full disk (what is there is given up first).
+    if (auto room = m_options.disk.check(my.spare ? 0 : wanted.total_bytes(), "a spare tree");
+        !room) {
+        std::error_code ec;
+        fs::remove_all(dir, ec);
+        my.spare.reset();
+        common::log_info(app + ": no spare tree kept: " + room.error().message);
+        return;
+    }
+    const bool from_store = !my.spare;
+    const auto began = Clock::now();
+    // On a thread of its own (its copy threads with it) at idle CPU and I/O priority: the
+    // spare waits for the deploys, requests and apps that run meanwhile, not they for it.
+    common::Status written;
+    std::thread writer([&] {
+        struct sched_param idle {};
+        (void)::pthread_setschedparam(::pthread_self(), SCHED_IDLE, &idle);
+        constexpr int k_ioprio_who_process = 1, k_ioprio_class_idle = 3, k_ioprio_class_shift = 13;
+        (void)::syscall(SYS_ioprio_set, k_ioprio_who_process, static_cast<int>(::gettid()),
+                        k_ioprio_class_idle << k_ioprio_class_shift);
+        written = materialize(wanted, m_blobs, dir, &my.spare);
+    });
+    writer.join();
+    if (!written) {
+        common::log_warn(app + ": no spare tree kept: " + written.error().message);
+        return;
+    }
+    if (from_store)
+        my.full_write = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - began);
+    my.spare = SpareTree{dir, std::move(wanted)};
+}
+
 common::Status Engine::build(const std::string& app, const Job& job, const EventLog& events,
                              const secrets::ReleaseEnv& env) {
     auto dir = m_options.data_dir.release_dir(app, job.id);
@@ -304,10 +351,23 @@ common::Status Engine::build(const std::string& app, const Job& job, const Event
         }
     }
     const auto writing = Clock::now();
-    if (auto written = materialize(job.manifest, m_blobs, dir); !written)
+    AppSlot& my = slot(app);
+    Materialized tree;
+    if (auto written = materialize(job.manifest, m_blobs, dir, &my.spare, &tree); !written)
         return make_error(ErrorKind::failed,
                           "cannot write the release tree: " + written.error().message);
-    const auto wrote = Clock::now() - writing;
+    const auto wrote_now =
+        std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - writing);
+    my.spare_wanted = job.manifest;
+    if (tree.from_spare)
+        spec.on_note(
+            fmt::format("release files made from the spare copy of the last tree in {} ms: "
+                        "{} written, {} removed, {} kept",
+                        wrote_now.count(), tree.written, tree.removed, tree.kept));
+    else
+        my.full_write = wrote_now;
+    // What writing the whole tree costs (a spare saves most of it; a reuse does not).
+    const auto wrote = tree.from_spare ? std::max(my.full_write, wrote_now) : wrote_now;
     if (auto room = m_options.disk.check(0, "a build"); !room)
         return make_error(ErrorKind::failed, room.error().message);
     auto& runtime = runtime_for(app, job.id, job.config);
@@ -376,7 +436,7 @@ common::Status Engine::build(const std::string& app, const Job& job, const Event
                 "writing the release's files ({} ms); the same tree is built "
                 "again",
                 std::chrono::duration_cast<std::chrono::milliseconds>(build_took).count(),
-                std::chrono::duration_cast<std::chrono::milliseconds>(wrote).count()));
+                wrote.count()));
         else if (!kept)
             spec.on_note("this build is not kept for reuse: " + kept.error().message);
     }

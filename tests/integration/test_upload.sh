@@ -68,6 +68,15 @@ assert_jq "$change" '.blobs_missing == 2 and .wire_bytes < 8192' "one-file chang
 expect_serving $APP "hello from 2" "the change serves"
 assert_eq "changed in v2" "$(cat "$DATA/apps/hello/releases/v2/lib/m3/s5/file5.txt")" "the changed file is in the release"
 assert_eq "$(cat "$REPO/lib/m1/s1/file1.txt")" "$(cat "$DATA/apps/hello/releases/v2/lib/m1/s1/file1.txt")" "an unchanged file is in the release"
+# v2's files were made from the spare copy of v1's tree: the two changed files written, and
+# every file of the commit in the release as it is in git, but the one the build appends to
+# (through the symlink too), which has v1's build's line once: v2's, not v1's as well.
+assert_contains "$OUT" "release files made from the spare copy of the last tree" "v2's files: from the spare copy of v1's tree"
+assert_contains "$OUT" "2 written, 0 removed" "v2's files: the two changed files written, none removed"
+differs=$(git -C "$REPO" ls-files | while IFS= read -r f; do cmp -s "$REPO/$f" "$DATA/apps/hello/releases/v2/$f" || echo "$f"; done)
+assert_eq "lib/a/b/c/deep.txt lib/link.txt" "$(echo $differs)" "v2's files: each file of the commit as it is in git, but the one its build wrote to"
+assert_eq "deep v1
+built" "$(cat "$DATA/apps/hello/releases/v2/lib/a/b/c/deep.txt")" "v2's files: v1's build's write is not in the spare it came from"
 
 # --- the digest cache: a damaged line is skipped; a wrong digest fails loudly -----------
 printf 'garbage line\ng:abc not-a-digest 12\n' >>"$REPO/.git/deployctl/digests"
@@ -135,6 +144,9 @@ run dctl --json deploy
 assert_jq "$(upload_of "$OUT")" ".tree == \"$good_root\"" "another version's root for the same git tree is not used"
 assert_contains "$OUT" '"event":"unchanged"' "another version's line: still unchanged"
 
+# The spare of the last tree written, kept beside the releases while the agent runs.
+wait_until 10 test -d "$DATA/apps/hello/releases/.tmp-spare" && pass "a spare tree is kept" || fail "a spare tree is kept" "no releases/.tmp-spare"
+
 # --- kill -9 in the middle of a streamed upload -----------------------------------------
 head -c $((24 * 1024 * 1024)) /dev/urandom >"$TEST_TMP/big.raw"
 big=$(sha256sum "$TEST_TMP/big.raw" | cut -d' ' -f1)
@@ -166,11 +178,13 @@ wait "$uploader" 2>/dev/null || true
 assert_eq 1 "$(find "$DATA/blobs/tmp" -type f 2>/dev/null | wc -l)" "killed mid-upload: the whole frame waited in blobs/tmp"
 restart_agent
 assert_eq 0 "$(find "$DATA/blobs/tmp" -type f 2>/dev/null | wc -l)" "the restarted agent removed the half-sent upload"
+[[ ! -e $DATA/apps/hello/releases/.tmp-spare ]] && pass "the restarted agent removed the spare tree it no longer knows" || fail "the restarted agent removed the spare tree it no longer knows" "releases/.tmp-spare is there"
 all_blobs_whole && pass "after the kill every stored blob is whole" || fail "after the kill every stored blob is whole" "see above"
 cp "$TEST_TMP/big.raw" "$REPO/big.bin"
 commit_change "$REPO" "v4 with a big file" VERSION 4
 run dctl --json deploy
 assert_eq 0 "$RC" "the next deploy completes"
+assert_not_contains "$OUT" "spare copy" "after a restart the tree is written from the store"
 expect_serving $APP "hello from 4" "and serves"
 assert_eq "$big" "$(sha256sum "$DATA/apps/hello/releases/v4/big.bin" | cut -d' ' -f1)" "the big file (one PUT) arrived whole"
 all_blobs_whole && pass "every stored blob is whole at the end" || fail "every stored blob is whole at the end" "see above"
