@@ -32,16 +32,59 @@ std::string_view kind_code(TreeEntry::Kind kind) {
     return "f";
 }
 
-nlohmann::json entry_json(const TreeEntry& e) {
-    auto j = nlohmann::json::array({e.name, kind_code(e.kind)});
-    if (e.kind == TreeEntry::Kind::symlink) {
-        j.push_back(e.target);
-    } else {
-        j.push_back(e.digest);
-        if (e.kind != TreeEntry::Kind::tree)
-            j.push_back(e.size);
+// `text` as a JSON string, escaped as nlohmann::json's dump() escapes it ('"', '\\', and
+// control characters; UTF-8 as it is): a node's bytes are dump()'s, written without building
+// a JSON value per entry (a tree of 20,000 files has as many).
+void append_json_string(std::string& out, std::string_view text) {
+    out += '"';
+    for (const char c : text) {
+        switch (c) {
+        case '"':
+            out += "\\\"";
+            break;
+        case '\\':
+            out += "\\\\";
+            break;
+        case '\b':
+            out += "\\b";
+            break;
+        case '\f':
+            out += "\\f";
+            break;
+        case '\n':
+            out += "\\n";
+            break;
+        case '\r':
+            out += "\\r";
+            break;
+        case '\t':
+            out += "\\t";
+            break;
+        default:
+            if (static_cast<unsigned char>(c) < 0x20)
+                out += fmt::format("\\u{:04x}", static_cast<unsigned>(c));
+            else
+                out += c;
+        }
     }
-    return j;
+    out += '"';
+}
+
+// One entry as dump() writes [name, kind, digest, size] or [name, "l", target].
+void append_entry(std::string& out, const TreeEntry& e) {
+    out += '[';
+    append_json_string(out, e.name);
+    out += ",\"";
+    out += kind_code(e.kind);
+    out += "\",";
+    if (e.kind == TreeEntry::Kind::symlink) {
+        append_json_string(out, e.target);
+    } else {
+        append_json_string(out, e.digest);
+        if (e.kind != TreeEntry::Kind::tree)
+            fmt::format_to(std::back_inserter(out), ",{}", e.size);
+    }
+    out += ']';
 }
 
 // Serializes `dir` after its subfolders, adding every node to `tree`; returns its digest.
@@ -69,10 +112,13 @@ std::string add_nodes(const Dir& dir, Tree& tree) {
         }
         node.entries.push_back(std::move(e));
     }
-    auto array = nlohmann::json::array();
-    for (const auto& e : node.entries)
-        array.push_back(entry_json(e));
-    node.bytes = array.dump();
+    node.bytes.push_back('[');
+    for (std::size_t i = 0; i < node.entries.size(); ++i) {
+        if (i > 0)
+            node.bytes.push_back(',');
+        append_entry(node.bytes, node.entries[i]);
+    }
+    node.bytes.push_back(']');
     node.digest = sha256_hex(node.bytes);
     auto digest = node.digest;
     tree.nodes.try_emplace(digest, std::move(node));

@@ -124,6 +124,8 @@ Response refusal_response(const Refusal& refusal) {
 struct NamedTree {
     std::string root;
     std::vector<std::string> nodes;
+    std::map<std::string, std::string> unstored; // digest -> bytes
+    bool complete = true;                        // `unstored` has each node not stored
 };
 
 // The tree: "manifest" (its files listed) or "tree" (the digest of its root node, whose
@@ -139,6 +141,18 @@ common::Result<common::Manifest> manifest_of(ApiContext& context, const json& bo
         context.blobs.pin(contents->nodes);
         named.root = tree->get<std::string>();
         named.nodes = contents->nodes;
+        // The nodes not stored yet were sent (POST /v1/trees/missing) and are held until
+        // stored; one let go since it was read: the agent builds the nodes again instead.
+        for (const auto& digest : contents->nodes)
+            if (!named.unstored.count(digest) && !context.blobs.has(digest)) {
+                auto node = context.pending_nodes->find(digest);
+                if (!node) {
+                    named.unstored.clear();
+                    named.complete = false;
+                    break;
+                }
+                named.unstored.emplace(digest, std::move(node->bytes));
+            }
         context.pending_nodes->remember_tree(tree->get<std::string>(), contents->manifest.digest());
         return contents->manifest;
     }
@@ -160,6 +174,10 @@ common::Status read_manifest(ApiContext& context, const json& body, NewDeploymen
         return valid;
     }
     deployment.manifest = std::move(*manifest);
+    if (named.complete) {
+        deployment.tree_nodes = named.nodes;
+        deployment.unstored_nodes = std::move(named.unstored);
+    }
     return {};
 }
 

@@ -146,6 +146,8 @@ common::Result<common::TreeNode> load_node(PendingNodes& pending, const BlobStor
     if (!node || node->digest != digest)
         return make_error(ErrorKind::not_found,
                           fmt::format("the stored blob {} is not a tree node", digest));
+    // Held like a sent one: the next deploy's tree reads its unchanged folders from memory.
+    pending.add(*node);
     return node;
 }
 

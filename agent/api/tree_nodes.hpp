@@ -1,8 +1,9 @@
 #pragma once
 // The tree nodes (common/tree.hpp) a deploy in progress sent with POST /v1/trees/missing:
 // held in memory until its deployment names the tree's root (or for an hour), since a node
-// is stored only with a release whose whole tree is present (Engine::record_blobs). And
-// the reading of a tree, from those and from the blob store where kept nodes are.
+// is stored only with a release whose whole tree is present (Engine::record_blobs); stored
+// nodes read from the blob store are held the same way (a node's digest is its content).
+// And the reading of a tree, from those and from the blob store where kept nodes are.
 
 #include <agent/store/blobs.hpp>
 #include <common/tree.hpp>

@@ -187,7 +187,7 @@ common::Result<ReleaseInfo> Engine::create_deployment(NewDeployment deployment) 
                                 common::sha256_hex(deployment.config_text), seq, deployment.cron});
     if (!row)
         return row.error();
-    record_blobs(row->app, row->id, deployment.manifest);
+    record_blobs(row->app, row->id, deployment);
     m_blobs.unpin(deployment.manifest.blob_digests());
     collecting.unlock();
     EventLog(m_options.data_dir.event_log(row->app, row->id), row->id).state(State::queued);

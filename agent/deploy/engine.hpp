@@ -344,9 +344,10 @@ class Engine final : public Service {
     // After a switch to `id`: a stopped app serves again (deploy and rollback
     // start it); says so in the release's events.
     void clear_stopped(const std::string& app, const std::string& id, const EventLog& events);
-    // Writes the blob digests of a new release's manifest (DataDir::release_blobs).
+    // Writes the blob digests of a new release's manifest and of its tree's nodes
+    // (DataDir::release_blobs), and stores the nodes.
     void record_blobs(const std::string& app, const std::string& id,
-                      const common::Manifest& manifest);
+                      const NewDeployment& deployment);
     // Deletes `app`'s blobs that no release of another app uses.
     std::pair<int, int> remove_unshared_blobs(const std::string& app,
                                               const std::vector<ReleaseRow>& rows);

@@ -82,21 +82,33 @@ common::Result<ReleaseRow> Engine::production_of(const std::string& app, const c
 }
 
 void Engine::record_blobs(const std::string& app, const std::string& id,
-                          const common::Manifest& manifest) {
+                          const NewDeployment& deployment) {
     std::string text;
-    for (const auto& digest : manifest.blob_digests())
+    for (const auto& digest : deployment.manifest.blob_digests())
         text += digest + "\n";
     // The tree's nodes (common/tree.hpp) are kept with its blobs, listed with them so
     // that a collection keeps or takes them together: a stored node's whole tree is
-    // stored, which lets the next deploy of a tree that shares it skip all of it.
-    const auto tree = common::build_tree(manifest);
+    // stored, which lets the next deploy of a tree that shares it skip all of it. Those
+    // of a tree the deployment named are the client's (checked as they were read), else
+    // built here.
     std::vector<BlobStore::Written> nodes;
-    for (const auto& [digest, node] : tree.nodes) {
-        text += digest + "\n";
-        if (m_blobs.has(digest))
-            continue;
-        if (auto written = m_blobs.write_temp(digest, node.bytes))
+    auto keep = [&](const std::string& digest, const std::string& bytes) {
+        if (auto written = m_blobs.write_temp(digest, bytes))
             nodes.push_back(std::move(*written));
+    };
+    if (!deployment.tree_nodes.empty()) {
+        for (const auto& digest : deployment.tree_nodes) {
+            text += digest + "\n";
+            if (auto it = deployment.unstored_nodes.find(digest);
+                it != deployment.unstored_nodes.end() && !m_blobs.has(digest))
+                keep(digest, it->second);
+        }
+    } else {
+        for (const auto& [digest, node] : common::build_tree(deployment.manifest).nodes) {
+            text += digest + "\n";
+            if (!m_blobs.has(digest))
+                keep(digest, node.bytes);
+        }
     }
     if (auto stored = m_blobs.adopt_verified(nodes); !stored) // a later upload sends them again
         common::log_warn("cannot store the tree of " + app + " " + id + ": " +

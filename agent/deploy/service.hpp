@@ -53,6 +53,11 @@ struct NewDeployment {
     std::string config_text; // deploy.toml as sent, kept with the release
     common::AppConfig config;
     common::Manifest manifest; // already passed validate_manifest()
+    // When the deployment named a tree (POST /v1/trees/missing sent its nodes): the digest of
+    // each of its nodes, and the bytes of those the store has not yet. They are stored with
+    // the release as they are; without them the agent builds the nodes from the manifest.
+    std::vector<std::string> tree_nodes;
+    std::map<std::string, std::string> unstored_nodes;
     std::string commit;
     std::string message;
     bool dirty = false;

@@ -3,6 +3,7 @@
 
 #include <doctest/doctest.h>
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 
@@ -183,4 +184,36 @@ TEST_CASE("tree: a missing node stops the walk with its error") {
     REQUIRE_FALSE(flat);
     CHECK(flat.error().kind == common::ErrorKind::not_found);
     CHECK_FALSE(common::flatten_tree("nope", reader(tree)));
+}
+
+TEST_CASE("tree: a node's bytes are nlohmann::json's dump() of its entries, byte for byte") {
+    // The node format is dump()'s (common/tree.hpp): every deployctl and agent must write
+    // the same bytes for the same folder, or trees that are equal would not share nodes.
+    common::Manifest m;
+    m.entries = {file("plain.txt", "p"),
+                 file("quote\"back\\slash", "q"),
+                 file("tab\tnew\nline\rcr\bbs\fff\x01\x1f\x7f", "c"),
+                 file("ünïcödé-名前-🙂", "u", common::EntryKind::executable),
+                 file("big", std::string(3, 'b')),
+                 {"dir/link \"x\"", common::EntryKind::symlink, {}, 0, "../t\\a\"r\x02get"}};
+    m.entries[4].size = 18446744073709551615ull; // the largest size, as digits
+    const auto tree = common::build_tree(m);
+    REQUIRE(tree.nodes.size() == 2);
+    for (const auto& [digest, node] : tree.nodes) {
+        auto expected = nlohmann::json::array();
+        for (const auto& e : node.entries) {
+            static const char* codes[] = {"d", "f", "x", "l"};
+            auto j = nlohmann::json::array({e.name, codes[static_cast<int>(e.kind)]});
+            if (e.kind == common::TreeEntry::Kind::symlink) {
+                j.push_back(e.target);
+            } else {
+                j.push_back(e.digest);
+                if (e.kind != common::TreeEntry::Kind::tree)
+                    j.push_back(e.size);
+            }
+            expected.push_back(j);
+        }
+        CHECK(node.bytes == expected.dump());
+        CHECK(digest == common::sha256_hex(node.bytes));
+    }
 }
