@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include <set>
+#include <unordered_map>
 
 namespace agent::api {
 
@@ -181,18 +182,22 @@ common::Status read_manifest(ApiContext& context, const json& body, NewDeploymen
     return {};
 }
 
-// Each file's size is the stored blob's (one stat per blob): a declared size that differs
-// refuses the manifest, an absent one is filled in. Nothing the agent records or counts
-// (the tree digest, disk space) takes a client's number. The blobs the store lacks go to
-// `missing` (each once), which the answer names before any size mismatch.
+// Each file's size is the stored blob's (one stat per blob, but for the blobs of `known`:
+// sizes found stored since, with no blob removed): a declared size that differs refuses the
+// manifest, an absent one is filled in. Nothing the agent records or counts (the tree
+// digest, disk space) takes a client's number. The blobs the store lacks go to `missing`
+// (each once), which the answer names before any size mismatch.
 common::Status take_stored_sizes(const BlobStore& blobs, common::Manifest& manifest,
-                                 std::vector<std::string>& missing) {
+                                 std::vector<std::string>& missing,
+                                 const std::unordered_map<std::string, std::uint64_t>& known) {
     std::set<std::string> absent;
     common::Status mismatch;
     for (auto& entry : manifest.entries) {
         if (entry.kind == common::EntryKind::symlink)
             continue;
-        const auto stored = blobs.size(entry.digest);
+        const auto seen = known.find(entry.digest);
+        const auto stored = seen != known.end() ? common::Result<std::uint64_t>(seen->second)
+                                                : blobs.size(entry.digest);
         if (!stored) { // not there, or not a blob the store can read: sent again
             if (absent.insert(entry.digest).second)
                 missing.push_back(entry.digest);
@@ -311,7 +316,10 @@ Response create_deployment(ApiContext& context, const std::string& app, const js
     context.blobs.pin(digests);
     const auto removals = context.blobs.removals(); // read after the pins
     std::vector<std::string> missing;
-    auto sized = take_stored_sizes(context.blobs, deployment->manifest, missing);
+    // The blobs of the trees found whole with their sizes (the last deployments') are
+    // not looked at one by one.
+    auto sized = take_stored_sizes(context.blobs, deployment->manifest, missing,
+                                   context.pending_nodes->whole_blob_sizes(removals));
     if (!missing.empty())
         return missing_blobs_response(missing);
     // Every blob is here; once the nodes are stored too (with the release, or with the
@@ -319,7 +327,7 @@ Response create_deployment(ApiContext& context, const std::string& app, const js
     // (the next deploy) reads nothing while no collection removes a blob.
     auto know_whole = [&] {
         if (!named.root.empty() && context.blobs.has_all(named.nodes))
-            context.pending_nodes->mark_whole(named.root, removals);
+            context.pending_nodes->mark_whole(named.root, removals, true);
     };
     if (!sized)
         return refusal_response(

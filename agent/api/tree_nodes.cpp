@@ -95,16 +95,17 @@ void PendingNodes::keep_tree(const std::string& root,
     std::lock_guard lock(m_mutex);
     if (auto it = find_known(root); it != m_known.end())
         m_known.erase(it);
-    m_known.push_front({root, std::move(contents), std::nullopt});
+    m_known.push_front({root, std::move(contents), std::nullopt, false});
     if (m_known.size() > k_known_trees)
         m_known.pop_back();
 }
 
-void PendingNodes::mark_whole(const std::string& root, std::uint64_t removals) {
+void PendingNodes::mark_whole(const std::string& root, std::uint64_t removals, bool sizes_checked) {
     std::lock_guard lock(m_mutex);
     auto it = find_known(root);
     if (it == m_known.end())
         return;
+    it->sizes_checked = it->sizes_checked || sizes_checked; // a blob's size never changes
     it->whole_at = removals;
     // Only the kept trees' nodes: one no longer kept is let go (and its memory with it).
     std::set<const TreeContents*> kept;
@@ -114,6 +115,23 @@ void PendingNodes::mark_whole(const std::string& root, std::uint64_t removals) {
                   [&](const auto& entry) { return !kept.count(entry.second.tree.get()); });
     for (const auto& node : it->contents->nodes)
         m_whole_nodes[node] = WholeWithin{it->contents, removals};
+}
+
+std::unordered_map<std::string, std::uint64_t>
+PendingNodes::whole_blob_sizes(std::uint64_t removals) {
+    std::vector<std::shared_ptr<const TreeContents>> whole;
+    {
+        std::lock_guard lock(m_mutex);
+        for (const auto& known : m_known)
+            if (known.whole_at == removals && known.sizes_checked)
+                whole.push_back(known.contents);
+    }
+    std::unordered_map<std::string, std::uint64_t> sizes;
+    for (const auto& tree : whole)
+        for (const auto& entry : tree->manifest.entries)
+            if (entry.kind != common::EntryKind::symlink)
+                sizes.emplace(entry.digest, entry.size);
+    return sizes;
 }
 
 std::optional<PendingNodes::WholeWithin> PendingNodes::whole_within(const std::string& node) {

@@ -16,6 +16,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 namespace agent::api {
@@ -49,7 +50,9 @@ class PendingNodes {
     // Every node and blob of a kept tree was found stored when BlobStore::removals() said
     // `removals`: while it still says so, the tree is whole without looking at each.
     // Its folders' nodes are marked too (each subtree of a whole tree is whole).
-    void mark_whole(const std::string& root, std::uint64_t removals);
+    // `sizes_checked`: each file's size in the tree was found to be its stored blob's (a
+    // deployment was created from it).
+    void mark_whole(const std::string& root, std::uint64_t removals, bool sizes_checked = false);
     std::optional<std::uint64_t> whole_at(const std::string& root);
     // A node of a tree marked whole (the next deploy's unchanged folders): that tree's
     // contents and when it was found whole, else nullopt. Kept for the nodes of the kept
@@ -59,6 +62,10 @@ class PendingNodes {
         std::uint64_t removals = 0;
     };
     std::optional<WholeWithin> whole_within(const std::string& node);
+    // The size of each blob of the kept trees found whole, with their sizes checked, at
+    // `removals` (with nothing removed since, each of them is stored, and of that size: a
+    // blob never changes).
+    std::unordered_map<std::string, std::uint64_t> whole_blob_sizes(std::uint64_t removals);
 
   private:
     struct Held {
@@ -78,6 +85,7 @@ class PendingNodes {
         std::string root;
         std::shared_ptr<const TreeContents> contents;
         std::optional<std::uint64_t> whole_at;
+        bool sizes_checked = false;
     };
     std::map<std::string, WholeWithin> m_whole_nodes;
     std::deque<Known> m_known;                                       // the most recently used first

@@ -46,3 +46,27 @@ TEST_CASE(
     CHECK_FALSE(pending.whole_within("only1"));
     CHECK_FALSE(pending.whole_within("root1"));
 }
+
+TEST_CASE("PendingNodes: blob sizes come only from trees found whole with their sizes checked") {
+    agent::api::PendingNodes pending;
+    auto sized = std::make_shared<agent::api::TreeContents>();
+    sized->nodes = {"rootA"};
+    sized->manifest.entries = {{"a.txt", common::EntryKind::file, "blobA", 11, {}},
+                               {"link", common::EntryKind::symlink, {}, 0, "a.txt"}};
+    auto unchecked = std::make_shared<agent::api::TreeContents>();
+    unchecked->nodes = {"rootB"};
+    unchecked->manifest.entries = {{"b.txt", common::EntryKind::file, "blobB", 22, {}}};
+    pending.keep_tree("rootA", sized);
+    pending.keep_tree("rootB", unchecked);
+    CHECK(pending.whole_blob_sizes(3).empty()); // neither found whole yet
+    pending.mark_whole("rootA", 3, true);       // a deployment checked its sizes
+    pending.mark_whole("rootB", 3);             // present, sizes as the client said
+    const auto sizes = pending.whole_blob_sizes(3);
+    CHECK(sizes.size() == 1); // no symlink, nothing of rootB
+    CHECK(sizes.at("blobA") == 11);
+    // A blob removed since (the store's count moved on): nothing is taken on trust.
+    CHECK(pending.whole_blob_sizes(4).empty());
+    // Found whole again later, by presence alone: its sizes stay checked.
+    pending.mark_whole("rootA", 4);
+    CHECK(pending.whole_blob_sizes(4).at("blobA") == 11);
+}
