@@ -32,42 +32,11 @@ std::string_view kind_code(TreeEntry::Kind kind) {
     return "f";
 }
 
-// `text` as a JSON string, escaped as nlohmann::json's dump() escapes it ('"', '\\', and
-// control characters; UTF-8 as it is): a node's bytes are dump()'s, written without building
-// a JSON value per entry (a tree of 20,000 files has as many).
-void append_json_string(std::string& out, std::string_view text) {
-    out += '"';
-    for (const char c : text) {
-        switch (c) {
-        case '"':
-            out += "\\\"";
-            break;
-        case '\\':
-            out += "\\\\";
-            break;
-        case '\b':
-            out += "\\b";
-            break;
-        case '\f':
-            out += "\\f";
-            break;
-        case '\n':
-            out += "\\n";
-            break;
-        case '\r':
-            out += "\\r";
-            break;
-        case '\t':
-            out += "\\t";
-            break;
-        default:
-            if (static_cast<unsigned char>(c) < 0x20)
-                out += fmt::format("\\u{:04x}", static_cast<unsigned>(c));
-            else
-                out += c;
-        }
-    }
-    out += '"';
+// `text` as nlohmann::json's dump() writes a string (escapes, and invalid UTF-8 refused, as
+// its own); a node's bytes are dump()'s, written without a JSON array per entry (a tree of
+// 20,000 files has as many).
+void append_json_string(std::string& out, const std::string& text) {
+    out += nlohmann::json(text).dump();
 }
 
 // One entry as dump() writes [name, kind, digest, size] or [name, "l", target].

@@ -144,8 +144,9 @@ common::Result<common::Manifest> manifest_of(ApiContext& context, const json& bo
         named.nodes = contents->nodes;
         // The nodes not stored yet were sent (POST /v1/trees/missing) and are held until
         // stored; one let go since it was read: the agent builds the nodes again instead.
+        // (`nodes` names each distinct node once.)
         for (const auto& digest : contents->nodes)
-            if (!named.unstored.count(digest) && !context.blobs.has(digest)) {
+            if (!context.blobs.has(digest)) {
                 auto node = context.pending_nodes->find(digest);
                 if (!node) {
                     named.unstored.clear();

@@ -366,8 +366,9 @@ common::Status Engine::build(const std::string& app, const Job& job, const Event
                         wrote_now.count(), tree.written, tree.removed, tree.kept));
     else
         my.full_write = wrote_now;
-    // What writing the whole tree costs (a spare saves most of it; a reuse does not).
-    const auto wrote = tree.from_spare ? std::max(my.full_write, wrote_now) : wrote_now;
+    // What writing the whole tree costs (a spare saves most of it; a reuse does not): this
+    // write's time, or the last full write's when this one came from the spare.
+    const auto wrote = std::max(my.full_write, wrote_now);
     if (auto room = m_options.disk.check(0, "a build"); !room)
         return make_error(ErrorKind::failed, room.error().message);
     auto& runtime = runtime_for(app, job.id, job.config);
