@@ -116,6 +116,7 @@ class Server {
     // Worker 0 runs on m_context (the main thread); the others on their own.
     std::vector<std::unique_ptr<asio::io_context>> m_extra_contexts;
     std::vector<std::unique_ptr<Worker>> m_workers;
+    AcceptShare m_accept_share{m_options.threads}; // the workers share an inherited socket
     std::shared_ptr<TlsSetup> m_tls;
     std::vector<std::int64_t> m_cert_stamps; // of the files last tried
     std::string m_acme_stamps;               // of the managed files last tried
@@ -173,6 +174,9 @@ common::Status Server::start() {
         auto& worker = *m_workers.emplace_back(std::make_unique<Worker>(*context));
         worker.set_probe_key(m_options.probe_key);
         worker.set_waker(&m_waker);
+        if (m_options.threads > 1) {
+            worker.share_accepts(&m_accept_share, i); // used on inherited sockets only
+        }
         if (!m_options.acme_dir.empty()) {
             worker.set_acme_dir(m_options.acme_dir);
             if (m_options.on_demand_tls) {

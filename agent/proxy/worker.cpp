@@ -63,6 +63,7 @@ common::Status Worker::adopt(Listener which, int fd) {
         return common::make_error(common::ErrorKind::io,
                                   fmt::format("cannot use {} {}: {}", flag, fd, ec.message()));
     }
+    m_adopted[static_cast<int>(which)] = true;
     return {};
 }
 
@@ -109,6 +110,21 @@ void Worker::unhold(SessionBase* session) {
 }
 
 void Worker::accept(Listener which) {
+    accept_or_yield(which, 0);
+}
+
+void Worker::accept_or_yield(Listener which, unsigned yielded) {
+    if (m_accept_share != nullptr && m_adopted[static_cast<int>(which)] &&
+        yielded < k_accept_yield_steps && m_accept_share->should_yield(m_accept_index)) {
+        auto timer = std::make_shared<boost::asio::steady_timer>(m_context);
+        timer->expires_after(k_accept_yield_step);
+        timer->async_wait([this, which, yielded, timer](boost::system::error_code ec) {
+            if (!ec && !m_stopping) {
+                accept_or_yield(which, yielded + 1);
+            }
+        });
+        return;
+    }
     acceptor(which).async_accept([this, which](boost::system::error_code ec, Socket socket) {
         on_accept(which, ec, std::move(socket));
     });
@@ -174,6 +190,7 @@ void Worker::stop(std::function<void()> on_drained) {
 
 void Worker::remove(SessionBase* session) {
     m_sessions.erase(session);
+    publish_load();
     if (m_stopping && m_sessions.empty() && m_on_drained) {
         m_grace_timer.cancel();
         std::exchange(m_on_drained, nullptr)();

@@ -4,6 +4,7 @@
 // table and certificates. Everything a worker owns is touched from its own
 // thread only, so the hot path takes no locks.
 
+#include <agent/proxy/accept_share.hpp>
 #include <agent/proxy/access_log.hpp>
 #include <agent/proxy/acme.hpp>
 #include <agent/proxy/routes.hpp>
@@ -63,6 +64,12 @@ class Worker {
             m_waker->wake(app);
     }
     bool is_probe(std::string_view value) const;
+    // Before start(): the workers accept on one shared socket (accept_share.hpp);
+    // this one is `index` among them.
+    void share_accepts(AcceptShare* share, std::size_t index) {
+        m_accept_share = share;
+        m_accept_index = index;
+    }
 
     // Before start(): --acme-dir (acme.hpp). A GET for
     // /.well-known/acme-challenge/TOKEN whose file DIR/http-01/TOKEN exists is
@@ -111,7 +118,10 @@ class Worker {
     RequestIds& request_ids() { return m_request_ids; }
     AccessClock& access_clock() { return m_access_clock; }
 
-    void add(SessionBase* session) { m_sessions.insert(session); }
+    void add(SessionBase* session) {
+        m_sessions.insert(session);
+        publish_load();
+    }
     void remove(SessionBase* session);
 
     // Requests held at a paused route wait here, in arrival order; every new
@@ -127,6 +137,11 @@ class Worker {
         return which == Listener::http ? m_http : m_https;
     }
     void accept(Listener which);
+    void accept_or_yield(Listener which, unsigned yielded);
+    void publish_load() {
+        if (m_accept_share != nullptr)
+            m_accept_share->set(m_accept_index, m_sessions.size());
+    }
     void on_accept(Listener which, boost::system::error_code ec, Socket socket);
 
     boost::asio::io_context& m_context;
@@ -145,6 +160,9 @@ class Worker {
     std::filesystem::path m_acme_http_dir; // empty: no --acme-dir
     UpstreamPool m_pool;
     std::unordered_set<SessionBase*> m_sessions;
+    AcceptShare* m_accept_share = nullptr; // null: one worker, or sockets of its own
+    bool m_adopted[2] = {false, false};    // per Listener: an inherited socket (adopt())
+    std::size_t m_accept_index = 0;
     std::vector<std::shared_ptr<SessionBase>> m_held;
     void release_held();
     Stats m_stats;
