@@ -61,6 +61,11 @@ void Engine::stop() {
     }
     for (auto& thread : threads)
         thread.join();
+    {
+        std::lock_guard lock(m_mutex);
+        for (auto& [app, slot] : m_slots)
+            slot->spare_writer.reset(); // cancelled: the spare is not kept across a restart
+    }
     join_drainers(true);
     if (m_supervisor.joinable())
         m_supervisor.join();

@@ -175,6 +175,8 @@ class Engine final : public Service {
         // file by file from the store took (what a reuse of a kept build costs).
         std::optional<SpareTree> spare;
         std::optional<common::Manifest> spare_wanted;
+        std::unique_ptr<SpareWriter> spare_writer; // writing the next spare
+
         std::chrono::milliseconds full_write{0};
     };
     struct Backoff {
@@ -227,9 +229,13 @@ class Engine final : public Service {
 
     // pipeline.cpp
     void run_deployment(const std::string& app, Job& job);
-    // pipeline.cpp: writes the spare tree of the app's last written tree while its worker
-    // has nothing queued (under deploy_lock).
+    // pipeline.cpp: starts writing the spare tree of the app's last written tree when its
+    // worker has nothing queued (under deploy_lock, as settle_spare).
     void keep_spare(const std::string& app, AppSlot& slot);
+    // Takes the spare a writer made into the slot once it is done; one not done is waited
+    // for, or cancelled when `cancel` (its half-written folder left for the next write):
+    // true when it was.
+    bool settle_spare(const std::string& app, AppSlot& slot, bool cancel);
     // The app's variables for this release, and its events redacted from now on.
     common::Result<secrets::ReleaseEnv>
     release_env(const std::string& app, const common::AppConfig& config, EventLog& events);

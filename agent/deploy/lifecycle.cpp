@@ -445,6 +445,7 @@ common::Result<Destroyed> Engine::destroy_app(const std::string& app) {
     std::unique_lock deploy(my.deploy_lock);
     TRY(busy()); // one may have begun while this waited
     // The spare tree's folder goes with the app's.
+    settle_spare(app, my, true);
     my.spare.reset();
     my.spare_wanted.reset();
     auto rows = m_store->releases(app);

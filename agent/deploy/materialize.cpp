@@ -5,10 +5,14 @@
 #include <common/parallel.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <fcntl.h>
 #include <linux/fs.h>
+#include <pthread.h>
+#include <sched.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 #include <unordered_map>
 #include <unordered_set>
@@ -23,6 +27,9 @@ using common::make_error;
 namespace {
 
 constexpr std::string_view k_temp_prefix = ".tmp-";
+// ioprio_set(2): no wrapper in glibc.
+constexpr int k_ioprio_who_process = 1, k_ioprio_class_best_effort = 2, k_ioprio_class_idle = 3,
+              k_ioprio_class_shift = 13, k_ioprio_normal_level = 4;
 
 // Creates the folder of each entry once (a tree of 20,000 files has a few hundred).
 class Folders {
@@ -63,25 +70,40 @@ common::Status write_symlink(const common::ManifestEntry& entry, const fs::path&
     return {};
 }
 
-// `files` (no symlinks) on a thread per core (up to 4: creating files is most of the time,
-// and the file system does it in parallel across folders), a folder's files (up to 256) to
-// one thread at a time: two threads creating files in one folder wait on its lock.
+// How a tree is written: by up to 4 threads (creating files is most of the time, and the
+// file system does it in parallel across folders), or, when it can be cancelled (a spare
+// tree), on the calling thread alone, `*cancel` checked before each file.
+struct Writing {
+    const std::atomic<bool>* cancel = nullptr;
+    bool cancelled() const { return cancel != nullptr && cancel->load(); }
+};
+
+common::Error cancelled_error() {
+    return make_error(ErrorKind::failed, "cancelled");
+}
+
+// `files` (no symlinks), a folder's files (up to 256) to one thread at a time: two threads
+// creating files in one folder wait on its lock.
 common::Status write_files(const std::vector<const common::ManifestEntry*>& files,
-                           const BlobStore& blobs, const fs::path& root) {
+                           const BlobStore& blobs, const fs::path& root, const Writing& how) {
     const auto runs = common::runs(files.size(), 256, [&](std::size_t a, std::size_t b) {
         return fs::path(files[a]->path).parent_path() == fs::path(files[b]->path).parent_path();
     });
-    return common::parallel_for(runs.size(), common::worker_count(files.size(), 128, 4),
+    const auto threads = how.cancel ? 1 : common::worker_count(files.size(), 128, 4);
+    return common::parallel_for(runs.size(), threads,
                                 [&](std::size_t, std::size_t run) -> common::Status {
-                                    for (auto i = runs[run].first; i < runs[run].second; ++i)
+                                    for (auto i = runs[run].first; i < runs[run].second; ++i) {
+                                        if (how.cancelled())
+                                            return cancelled_error();
                                         TRY(write_entry(*files[i], blobs, root));
+                                    }
                                     return {};
                                 });
 }
 
 // The folders of `entries`, then their files, then their symlinks.
 common::Status write_entries(const std::vector<const common::ManifestEntry*>& entries,
-                             const BlobStore& blobs, const fs::path& root) {
+                             const BlobStore& blobs, const fs::path& root, const Writing& how) {
     Folders folders;
     std::vector<const common::ManifestEntry*> files;
     for (const auto* entry : entries) {
@@ -89,7 +111,7 @@ common::Status write_entries(const std::vector<const common::ManifestEntry*>& en
         if (entry->kind != common::EntryKind::symlink)
             files.push_back(entry);
     }
-    TRY(write_files(files, blobs, root));
+    TRY(write_files(files, blobs, root, how));
     for (const auto* entry : entries)
         if (entry->kind == common::EntryKind::symlink)
             TRY(write_symlink(*entry, root));
@@ -100,12 +122,12 @@ common::Status write_entries(const std::vector<const common::ManifestEntry*>& en
 // an image built from the tree keeps its modes, and its app may run as another user than
 // root. Others reach none of it: apps/ is the agent's alone.
 common::Status write_tree(const common::Manifest& manifest, const BlobStore& blobs,
-                          const fs::path& root) {
+                          const fs::path& root, const Writing& how) {
     std::vector<const common::ManifestEntry*> entries;
     entries.reserve(manifest.entries.size());
     for (const auto& entry : manifest.entries)
         entries.push_back(&entry);
-    TRY(write_entries(entries, blobs, root));
+    TRY(write_entries(entries, blobs, root, how));
     std::error_code ec;
     for (auto it = fs::recursive_directory_iterator(root, ec);
          !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
@@ -137,7 +159,8 @@ std::unordered_set<std::string> folders_of(const common::Manifest& manifest) {
 // entries `to` has not, or has otherwise, removed, then the folders it has not (deepest
 // first), then its new and changed entries written (new folders 0755).
 common::Status apply_difference(const common::Manifest& from, const common::Manifest& to,
-                                const BlobStore& blobs, const fs::path& root, Materialized& done) {
+                                const BlobStore& blobs, const fs::path& root, Materialized& done,
+                                const Writing& how) {
     std::unordered_map<std::string_view, const common::ManifestEntry*> before;
     for (const auto& entry : from.entries)
         before.emplace(entry.path, &entry);
@@ -173,7 +196,7 @@ common::Status apply_difference(const common::Manifest& from, const common::Mani
             return make_error(ErrorKind::io, "cannot remove " + path.string() + ": " +
                                                  common::os_error_text(errno));
     }
-    TRY(write_entries(fresh, blobs, root));
+    TRY(write_entries(fresh, blobs, root, how));
     for (const auto& folder : has)
         if (!had.count(folder)) {
             const auto path = root / fs::path(folder);
@@ -199,9 +222,14 @@ fs::path spare_tree_dir(const fs::path& releases_dir) {
     return releases_dir / (std::string(k_temp_prefix) + "spare");
 }
 
-common::Status materialize(const common::Manifest& manifest, const BlobStore& blobs,
-                           const fs::path& release_dir, std::optional<SpareTree>* spare,
-                           Materialized* done) {
+namespace {
+
+// materialize(), cancellable when `how` says so: then what it wrote stays (removing 20,000
+// files takes as long as writing them) under its temporary name, for the next write there
+// or the agent's next start to remove.
+common::Status write_release(const common::Manifest& manifest, const BlobStore& blobs,
+                             const fs::path& release_dir, std::optional<SpareTree>* spare,
+                             Materialized* done, const Writing& how) {
     fs::path temp = materialize_temp_dir(release_dir);
     std::error_code ec;
     fs::remove_all(temp, ec);
@@ -213,7 +241,9 @@ common::Status materialize(const common::Manifest& manifest, const BlobStore& bl
         spare->reset();
         fs::rename(from.dir, temp, ec);
         if (!ec)
-            written = apply_difference(from.manifest, manifest, blobs, temp, wrote);
+            written = apply_difference(from.manifest, manifest, blobs, temp, wrote, how);
+        if (how.cancelled())
+            return cancelled_error();
         if (ec || !written) {
             common::log_warn("cannot make " + release_dir.string() + " from the spare tree (" +
                              (ec ? common::os_error_text(ec.value()) : written.error().message) +
@@ -231,9 +261,11 @@ common::Status materialize(const common::Manifest& manifest, const BlobStore& bl
             return make_error(ErrorKind::io, "cannot create " + temp.string() + ": " +
                                                  common::os_error_text(ec.value()));
         fs::permissions(temp, fs::perms(0755), ec);
-        written = write_tree(manifest, blobs, temp);
+        written = write_tree(manifest, blobs, temp, how);
         wrote.written = manifest.entries.size();
     }
+    if (how.cancelled())
+        return cancelled_error();
     if (!written) {
         fs::remove_all(temp, ec);
         return written;
@@ -252,6 +284,57 @@ common::Status materialize(const common::Manifest& manifest, const BlobStore& bl
     if (done != nullptr)
         *done = wrote;
     return {};
+}
+
+} // namespace
+
+common::Status materialize(const common::Manifest& manifest, const BlobStore& blobs,
+                           const fs::path& release_dir, std::optional<SpareTree>* spare,
+                           Materialized* done) {
+    return write_release(manifest, blobs, release_dir, spare, done, Writing{});
+}
+
+SpareWriter::SpareWriter(common::Manifest wanted, const BlobStore& blobs, fs::path dir,
+                         std::optional<SpareTree> last) {
+    m_thread = std::thread([this, wanted = std::move(wanted), &blobs, dir = std::move(dir),
+                            last = std::move(last)]() mutable {
+        m_tid.store(static_cast<int>(::gettid()));
+        struct sched_param idle {};
+        (void)::pthread_setschedparam(::pthread_self(), SCHED_IDLE, &idle);
+        (void)::syscall(SYS_ioprio_set, k_ioprio_who_process, static_cast<int>(::gettid()),
+                        k_ioprio_class_idle << k_ioprio_class_shift);
+        const Writing how{&m_cancel};
+        m_status = write_release(wanted, blobs, dir, &last, nullptr, how);
+        if (m_status)
+            m_spare = SpareTree{dir, std::move(wanted)};
+    });
+}
+
+SpareWriter::~SpareWriter() {
+    (void)finish(true);
+}
+
+SpareWriter::Outcome SpareWriter::finish(bool cancel) {
+    if (!m_thread.joinable())
+        return {};
+    if (cancel) {
+        m_cancel.store(true);
+        // Back to normal priority: at idle priority on a busy machine the thread would
+        // notice the cancel only when the CPU and the disk have nothing else to do.
+        struct sched_param normal {};
+        (void)::pthread_setschedparam(m_thread.native_handle(), SCHED_OTHER, &normal);
+        if (const int tid = m_tid.load(); tid > 0)
+            (void)::syscall(SYS_ioprio_set, k_ioprio_who_process, tid,
+                            k_ioprio_class_best_effort << k_ioprio_class_shift |
+                                k_ioprio_normal_level);
+    }
+    m_thread.join();
+    Outcome outcome;
+    outcome.cancelled = m_cancel.load() && !m_status;
+    if (!m_status && !outcome.cancelled)
+        outcome.error = m_status.error().message;
+    outcome.spare = std::move(m_spare);
+    return outcome;
 }
 
 void remove_materialize_leftovers(const fs::path& releases_dir) {

@@ -8,9 +8,12 @@
 #include <common/manifest.hpp>
 #include <common/result.hpp>
 
+#include <atomic>
 #include <cstddef>
 #include <filesystem>
 #include <optional>
+#include <string>
+#include <thread>
 
 namespace agent {
 
@@ -40,6 +43,36 @@ struct Materialized {
 common::Status materialize(const common::Manifest& manifest, const BlobStore& blobs,
                            const std::filesystem::path& release_dir,
                            std::optional<SpareTree>* spare = nullptr, Materialized* done = nullptr);
+
+// Writes a spare tree (`wanted`'s, at `dir`, from `last` when there is one) on a thread of
+// its own at idle CPU and I/O priority, one file at a time: it waits for the deploys,
+// requests and apps that run meanwhile, and a deploy that needs the spare before it is
+// whole cancels it instead of waiting for it (finish(true)).
+class SpareWriter {
+  public:
+    SpareWriter(common::Manifest wanted, const BlobStore& blobs, std::filesystem::path dir,
+                std::optional<SpareTree> last);
+    ~SpareWriter(); // cancels, and waits for the thread
+    SpareWriter(const SpareWriter&) = delete;
+    SpareWriter& operator=(const SpareWriter&) = delete;
+
+    struct Outcome {
+        std::optional<SpareTree> spare; // whole: written before it was cancelled
+        bool cancelled = false;         // the half-written folder stays, for the next write
+                                        // there (or the agent's next start) to remove
+        std::string error;              // it failed otherwise
+    };
+    // Waits for the thread, after telling it to stop at its next file when `cancel` (the
+    // thread's priority raised back to normal, so that it notices at once). Once only.
+    Outcome finish(bool cancel);
+
+  private:
+    std::atomic<bool> m_cancel{false};
+    std::atomic<int> m_tid{0}; // the thread's, for its I/O priority
+    common::Status m_status;
+    std::optional<SpareTree> m_spare;
+    std::thread m_thread;
+};
 
 // Where an app's spare tree is kept, beside its releases (a name that
 // remove_materialize_leftovers() removes: the agent knows a spare's manifest only while

@@ -15,10 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include <optional>
-#include <pthread.h>
-#include <sched.h>
 #include <set>
-#include <sys/syscall.h>
 #include <thread>
 #include <unistd.h>
 
@@ -258,6 +255,7 @@ void Engine::keep_spare(const std::string& app, AppSlot& my) {
         if (!my.queue.empty() || stopping())
             return; // the next deployment first
     }
+    settle_spare(app, my, true); // one of an older tree
     const auto dir = spare_tree_dir(m_options.data_dir.app_dir(app) / "releases");
     auto wanted = std::move(*my.spare_wanted);
     my.spare_wanted.reset();
@@ -271,27 +269,22 @@ void Engine::keep_spare(const std::string& app, AppSlot& my) {
         common::log_info(app + ": no spare tree kept: " + room.error().message);
         return;
     }
-    const bool from_store = !my.spare;
-    const auto began = Clock::now();
-    // On a thread of its own (its copy threads with it) at idle CPU and I/O priority: the
-    // spare waits for the deploys, requests and apps that run meanwhile, not they for it.
-    common::Status written;
-    std::thread writer([&] {
-        struct sched_param idle {};
-        (void)::pthread_setschedparam(::pthread_self(), SCHED_IDLE, &idle);
-        constexpr int k_ioprio_who_process = 1, k_ioprio_class_idle = 3, k_ioprio_class_shift = 13;
-        (void)::syscall(SYS_ioprio_set, k_ioprio_who_process, static_cast<int>(::gettid()),
-                        k_ioprio_class_idle << k_ioprio_class_shift);
-        written = materialize(wanted, m_blobs, dir, &my.spare);
-    });
-    writer.join();
-    if (!written) {
-        common::log_warn(app + ": no spare tree kept: " + written.error().message);
-        return;
-    }
-    if (from_store)
-        my.full_write = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - began);
-    my.spare = SpareTree{dir, std::move(wanted)};
+    // Written while the worker waits for the next deployment, which cancels it if it is
+    // not whole by then.
+    my.spare_writer = std::make_unique<SpareWriter>(std::move(wanted), m_blobs, dir,
+                                                    std::exchange(my.spare, std::nullopt));
+}
+
+bool Engine::settle_spare(const std::string& app, AppSlot& my, bool cancel) {
+    if (!my.spare_writer)
+        return false;
+    auto outcome = my.spare_writer->finish(cancel);
+    my.spare_writer.reset();
+    if (outcome.spare)
+        my.spare = std::move(outcome.spare);
+    else if (!outcome.error.empty())
+        common::log_warn(app + ": no spare tree kept: " + outcome.error);
+    return outcome.cancelled;
 }
 
 common::Status Engine::build(const std::string& app, const Job& job, const EventLog& events,
@@ -352,6 +345,9 @@ common::Status Engine::build(const std::string& app, const Job& job, const Event
     }
     const auto writing = Clock::now();
     AppSlot& my = slot(app);
+    if (settle_spare(app, my, true)) // not whole yet: cancelled, not waited for
+        spec.on_note("the spare copy of the last tree was not written yet (this deployment came "
+                     "right after the last): release files written from the store");
     Materialized tree;
     if (auto written = materialize(job.manifest, m_blobs, dir, &my.spare, &tree); !written)
         return make_error(ErrorKind::failed,

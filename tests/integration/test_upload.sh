@@ -60,6 +60,9 @@ assert_jq "$same" '.blobs_missing == 0 and .bytes_sent == 0 and .wire_bytes < 10
 assert_contains "$OUT" '"event":"unchanged"' "unchanged: no new release"
 
 # --- one file deep in the tree -----------------------------------------------------------
+# The spare copy of v1's tree is written while the agent has nothing else to do: a deploy
+# that comes before it is whole writes its files from the store (see below).
+wait_until 20 test -d "$DATA/apps/hello/releases/.tmp-spare" || fail "the spare copy of v1's tree is written" "no releases/.tmp-spare"
 commit_change "$REPO" "one file" lib/m3/s5/file5.txt "changed in v2" VERSION 2
 run dctl --json deploy
 assert_eq 0 "$RC" "a one-file change deploys"

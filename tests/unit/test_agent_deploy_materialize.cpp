@@ -127,3 +127,70 @@ TEST_CASE("materialize from a spare tree gives the tree written from the store")
         CHECK(listing(releases / "v3") == listing(releases / "fresh"));
     }
 }
+
+TEST_CASE("SpareWriter: writes the spare on its own thread; a cancel leaves no spare") {
+    test::TempDir dir;
+    agent::BlobStore blobs(dir.path() / "blobs");
+    const auto releases = dir.path() / "releases";
+    fs::create_directories(releases);
+    std::map<std::string, std::string> files;
+    for (int i = 0; i < 3000; ++i)
+        files["pkg" + std::to_string(i / 30) + "/f" + std::to_string(i) + ".js"] =
+            "module " + std::to_string(i) + "\n";
+    const auto tree = tree_of(files, blobs);
+    const auto spare_dir = agent::spare_tree_dir(releases);
+    REQUIRE(agent::materialize(tree, blobs, releases / "fresh"));
+
+    SUBCASE("waited for: the spare is whole, and the next release is made from it") {
+        agent::SpareWriter writer(tree, blobs, spare_dir, std::nullopt);
+        auto outcome = writer.finish(false);
+        REQUIRE(outcome.spare.has_value());
+        CHECK_FALSE(outcome.cancelled);
+        CHECK(outcome.error.empty());
+        CHECK(outcome.spare->dir == spare_dir);
+        CHECK(listing(spare_dir) == listing(releases / "fresh"));
+        agent::Materialized done;
+        REQUIRE(agent::materialize(tree, blobs, releases / "v2", &outcome.spare, &done));
+        CHECK(done.from_spare);
+        CHECK(done.written == 0);
+        CHECK(listing(releases / "v2") == listing(releases / "fresh"));
+    }
+    SUBCASE("from the last spare: changed by the difference") {
+        REQUIRE(agent::materialize(tree_of({{"old.txt", "old\n"}}, blobs), blobs, spare_dir));
+        agent::SpareWriter writer(
+            tree, blobs, spare_dir,
+            agent::SpareTree{spare_dir, tree_of({{"old.txt", "old\n"}}, blobs)});
+        auto outcome = writer.finish(false);
+        REQUIRE(outcome.spare.has_value());
+        CHECK(listing(spare_dir) == listing(releases / "fresh"));
+    }
+    SUBCASE("cancelled before it is whole: no spare, no error, and the next write succeeds") {
+        std::optional<agent::SpareWriter> writer;
+        writer.emplace(tree, blobs, spare_dir, std::nullopt);
+        auto outcome = writer->finish(true); // 3,000 files at idle priority: not done yet
+        CHECK(outcome.cancelled);
+        CHECK_FALSE(outcome.spare.has_value());
+        CHECK(outcome.error.empty());
+        CHECK_FALSE(fs::exists(spare_dir)); // the half-written tree is under its temporary name
+        CHECK(fs::exists(agent::materialize_temp_dir(spare_dir)));
+        writer.reset();
+        agent::SpareWriter again(tree, blobs, spare_dir, std::nullopt);
+        auto second = again.finish(false);
+        REQUIRE(second.spare.has_value());
+        CHECK(listing(spare_dir) == listing(releases / "fresh"));
+        CHECK_FALSE(fs::exists(agent::materialize_temp_dir(spare_dir)));
+    }
+    SUBCASE("a blob missing from the store: an error, no spare") {
+        auto broken = tree;
+        broken.entries[10].digest = common::sha256_hex("not stored");
+        agent::SpareWriter writer(broken, blobs, spare_dir, std::nullopt);
+        auto outcome = writer.finish(false);
+        CHECK_FALSE(outcome.spare.has_value());
+        CHECK_FALSE(outcome.cancelled);
+        CHECK_FALSE(outcome.error.empty());
+    }
+    SUBCASE("destroyed while writing: cancelled and joined") {
+        { agent::SpareWriter writer(tree, blobs, spare_dir, std::nullopt); }
+        CHECK_FALSE(fs::exists(spare_dir));
+    }
+}
