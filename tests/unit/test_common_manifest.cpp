@@ -34,6 +34,17 @@ TEST_CASE("is_safe_relative_path") {
     CHECK_FALSE(common::is_safe_relative_path(std::string("a\0b", 3)));
 }
 
+TEST_CASE("Manifest::blob_digests: each content once, sorted, symlinks left out") {
+    const auto x = common::sha256_hex("x"), y = common::sha256_hex("y");
+    common::Manifest m{{{"b", common::EntryKind::file, y, 1, {}},
+                        {"a", common::EntryKind::file, x, 1, {}},
+                        {"c", common::EntryKind::executable, y, 1, {}},
+                        symlink_entry("l", "a")}};
+    CHECK(m.blob_digests() ==
+          std::vector<std::string>(x < y ? std::vector{x, y} : std::vector{y, x}));
+    CHECK(common::Manifest{}.blob_digests().empty());
+}
+
 TEST_CASE("validate_manifest accepts a symlink to a symlink as its last step") {
     CHECK(validate({file_entry("a"), symlink_entry("l1", "a"), symlink_entry("l2", "l1")}).ok());
 }
@@ -101,6 +112,12 @@ TEST_CASE("manifest JSON round trip and digest") {
     CHECK(back->digest() == m.digest());
     CHECK(m.total_bytes() == 2);
 
+    // The digest's bytes, which releases recorded by earlier agents were compared by: each
+    // entry by path, its fields NUL-separated and its size on a line.
+    using namespace std::string_literals;
+    CHECK(m.digest() == common::sha256_hex("a\0file\0"s + k_digest +
+                                           "\0" "1\n" "bin/run\0exec\0"s + k_digest +
+                                           "\0" "1\n" "l\0symlink\0a\0" "0\n"s));
     common::Manifest reordered{{m.entries[2], m.entries[0], m.entries[1]}};
     CHECK(reordered.digest() == m.digest());
     reordered.entries[1].digest = common::sha256_hex("y");
