@@ -177,8 +177,9 @@ std::string Manifest::digest() const {
     sorted.reserve(entries.size());
     for (const auto& e : entries)
         sorted.push_back(&e);
-    std::sort(sorted.begin(), sorted.end(),
-              [](const auto* a, const auto* b) { return a->path < b->path; });
+    const auto by_path = [](const auto* a, const auto* b) { return a->path < b->path; };
+    if (!std::is_sorted(sorted.begin(), sorted.end(), by_path)) // mostly they are
+        std::sort(sorted.begin(), sorted.end(), by_path);
     // Hashed in chunks of many entries: one update per field cost more than the hashing.
     constexpr std::size_t k_chunk = 64 * 1024;
     Sha256 hash;

@@ -124,6 +124,7 @@ Response refusal_response(const Refusal& refusal) {
 // A tree a deployment names by its root: the root, and the digests of its nodes.
 struct NamedTree {
     std::string root;
+    std::shared_ptr<const TreeContents> contents;
     std::vector<std::string> nodes;
     std::map<std::string, std::string> unstored; // digest -> bytes
     bool complete = true;                        // `unstored` has each node not stored
@@ -141,6 +142,7 @@ common::Result<common::Manifest> manifest_of(ApiContext& context, const json& bo
                    read_tree(*context.pending_nodes, context.blobs, tree->get<std::string>()));
         context.blobs.pin(contents->nodes);
         named.root = tree->get<std::string>();
+        named.contents = contents;
         named.nodes = contents->nodes;
         // The nodes not stored yet were sent (POST /v1/trees/missing) and are held until
         // stored; one let go since it was read: the agent builds the nodes again instead.
@@ -155,7 +157,7 @@ common::Result<common::Manifest> manifest_of(ApiContext& context, const json& bo
                 }
                 named.unstored.emplace(digest, std::move(node->bytes));
             }
-        context.pending_nodes->remember_tree(tree->get<std::string>(), contents->manifest.digest());
+        context.pending_nodes->remember_tree(tree->get<std::string>(), contents->digest);
         return contents->manifest;
     }
     if (!body.contains("manifest") || !body["manifest"].is_object())
@@ -313,7 +315,14 @@ Response create_deployment(ApiContext& context, const std::string& app, const js
         return refusal_response({deployment.error(), code});
     // Pinned from here until the release that uses them is recorded (or an
     // hour): no collection removes them between this check and then.
-    const auto digests = deployment->manifest.blob_digests();
+    // A named tree's, as read (the contents stay alive with `named`).
+    const auto digests_of =
+        named.contents
+            ? std::shared_ptr<const std::vector<std::string>>(named.contents,
+                                                              &named.contents->blobs)
+            : std::make_shared<const std::vector<std::string>>(deployment->manifest.blob_digests());
+    const auto& digests = *digests_of;
+    deployment->blob_digests = digests_of;
     context.blobs.pin(digests);
     const auto removals = context.blobs.removals(); // read after the pins
     std::vector<std::string> missing;
@@ -334,8 +343,13 @@ Response create_deployment(ApiContext& context, const std::string& app, const js
         return refusal_response(
             {sized.error(), sized.error().kind == ErrorKind::bad_request ? "size_mismatch" : ""});
     const std::string requested = deployment->release;
+    // A named tree's sizes were its nodes' and are the stored ones (else refused above):
+    // its digest is the one computed as it was read. A listed manifest's sizes may have
+    // been filled in just now.
+    deployment->tree_digest =
+        named.contents ? named.contents->digest : deployment->manifest.digest();
     if (!deployment->force)
-        if (auto unchanged = serving_same(context.service, app, deployment->manifest.digest(),
+        if (auto unchanged = serving_same(context.service, app, deployment->tree_digest,
                                           deployment->config_text)) {
             context.blobs.unpin(digests); // PRODUCTION uses them
             know_whole();

@@ -182,8 +182,10 @@ read_tree(PendingNodes& pending, const BlobStore& blobs, const std::string& root
         return manifest.error();
     out->manifest = std::move(*manifest);
     out->blobs = out->manifest.blob_digests();
-    if (keep)
+    if (keep) { // a root (the digest of a folder's manifest is not asked for)
+        out->digest = out->manifest.digest();
         pending.keep_tree(root, out);
+    }
     return std::shared_ptr<const TreeContents>(std::move(out));
 }
 

@@ -26,6 +26,7 @@ struct TreeContents {
     common::Manifest manifest;
     std::vector<std::string> nodes;
     std::vector<std::string> blobs; // manifest.blob_digests()
+    std::string digest;             // manifest.digest(), of a tree read_tree() keeps
 };
 
 class PendingNodes {

@@ -187,13 +187,18 @@ common::Result<ReleaseInfo> Engine::create_deployment(NewDeployment deployment) 
     // are recorded they are in use, so a collection that runs meanwhile sees
     // one or the other (m_collect_mutex).
     std::unique_lock collecting(m_collect_mutex);
-    auto row = m_store->create({deployment.app, deployment.config_text, deployment.commit,
-                                deployment.message, deployment.dirty, deployment.manifest.digest(),
-                                common::sha256_hex(deployment.config_text), seq, deployment.cron});
+    auto row = m_store->create(
+        {deployment.app, deployment.config_text, deployment.commit, deployment.message,
+         deployment.dirty,
+         deployment.tree_digest.empty() ? deployment.manifest.digest() : deployment.tree_digest,
+         common::sha256_hex(deployment.config_text), seq, deployment.cron});
     if (!row)
         return row.error();
+    if (!deployment.blob_digests)
+        deployment.blob_digests =
+            std::make_shared<const std::vector<std::string>>(deployment.manifest.blob_digests());
     record_blobs(row->app, row->id, deployment);
-    m_blobs.unpin(deployment.manifest.blob_digests());
+    m_blobs.unpin(*deployment.blob_digests);
     collecting.unlock();
     EventLog(m_options.data_dir.event_log(row->app, row->id), row->id).state(State::queued);
     common::log_info("deployment " + deployment.app + " " + row->id + " queued");

@@ -84,7 +84,7 @@ common::Result<ReleaseRow> Engine::production_of(const std::string& app, const c
 void Engine::record_blobs(const std::string& app, const std::string& id,
                           const NewDeployment& deployment) {
     std::string text;
-    for (const auto& digest : deployment.manifest.blob_digests())
+    for (const auto& digest : *deployment.blob_digests) // set by create_deployment
         text += digest + "\n";
     // The tree's nodes (common/tree.hpp) are kept with its blobs, listed with them so
     // that a collection keeps or takes them together: a stored node's whole tree is

@@ -53,6 +53,10 @@ struct NewDeployment {
     std::string config_text; // deploy.toml as sent, kept with the release
     common::AppConfig config;
     common::Manifest manifest; // already passed validate_manifest()
+    // manifest.digest() and manifest.blob_digests() when the API has them already (a tree
+    // of 20,000 files costs some milliseconds each); empty and null: computed here.
+    std::string tree_digest;
+    std::shared_ptr<const std::vector<std::string>> blob_digests;
     // When the deployment named a tree (POST /v1/trees/missing sent its nodes): the digest of
     // each of its nodes, and the bytes of those the store has not yet. They are stored with
     // the release as they are; without them the agent builds the nodes from the manifest.

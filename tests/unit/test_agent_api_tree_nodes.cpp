@@ -1,9 +1,13 @@
 #include <agent/api/tree_nodes.hpp>
+#include <common/hash.hpp>
+#include <common/tree.hpp>
 
 #include <doctest/doctest.h>
 
 #include <memory>
 #include <string>
+
+#include "temp_dir.hpp"
 
 namespace {
 
@@ -69,4 +73,39 @@ TEST_CASE("PendingNodes: blob sizes come only from trees found whole with their 
     // Found whole again later, by presence alone: its sizes stay checked.
     pending.mark_whole("rootA", 4);
     CHECK(pending.whole_blob_sizes(4).at("blobA") == 11);
+}
+
+TEST_CASE("read_tree: a deployment's root is read once, with its blob list and manifest digest") {
+    test::TempDir dir;
+    agent::BlobStore blobs(dir.path() / "blobs");
+    common::Manifest manifest;
+    for (const char* path : {"b/two.txt", "a.txt", "b/c/three.txt", "same.txt"}) {
+        common::ManifestEntry entry;
+        entry.path = path;
+        const std::string content = std::string(path).find("same") != std::string::npos
+                                        ? std::string("a.txt")
+                                        : std::string(path);
+        entry.digest = common::sha256_hex(content);
+        entry.size = content.size();
+        REQUIRE(blobs.put(entry.digest, content));
+        manifest.entries.push_back(entry);
+    }
+    const auto tree = common::build_tree(manifest);
+    agent::api::PendingNodes pending;
+    for (const auto& [digest, node] : tree.nodes)
+        pending.add(node);
+    auto read = agent::api::read_tree(pending, blobs, tree.root);
+    REQUIRE(read);
+    CHECK((*read)->digest == manifest.digest());
+    CHECK((*read)->blobs == manifest.blob_digests());
+    CHECK((*read)->blobs.size() == 3);             // same.txt holds a.txt's content
+    CHECK(pending.known_tree(tree.root) == *read); // kept: the create request reads it again
+    // A folder of it (trees/missing) is not kept, and its digest not computed.
+    for (const auto& [digest, node] : tree.nodes)
+        if (digest != tree.root) {
+            auto folder = agent::api::read_tree(pending, blobs, digest, false);
+            REQUIRE(folder);
+            CHECK((*folder)->digest.empty());
+            CHECK(pending.known_tree(digest) == nullptr);
+        }
 }
