@@ -50,7 +50,7 @@ common::Status take_from_disk(const fs::path& file, const std::string& rel, Coll
     } else if (S_ISREG(st.st_mode)) {
         m.kind = (st.st_mode & S_IXUSR) ? common::EntryKind::executable : common::EntryKind::file;
         const auto key = DigestCache::file_key(st);
-        if (auto known = out.cache ? out.cache->find(key) : std::nullopt) {
+        if (const auto* known = out.cache ? out.cache->find(key) : nullptr) {
             m.digest = known->digest;
         } else {
             auto digest = common::sha256_file(file);

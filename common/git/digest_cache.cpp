@@ -4,7 +4,6 @@
 
 #include <fmt/format.h>
 
-#include <fstream>
 #include <sys/stat.h>
 #include <system_error>
 
@@ -21,37 +20,48 @@ constexpr std::size_t k_stale_lines = 200000;
 } // namespace
 
 DigestCache::DigestCache(fs::path file) : m_file(std::move(file)) {
-    std::ifstream in(m_file);
-    std::string line;
-    while (std::getline(in, line)) {
+    const auto text = common::read_file(m_file);
+    if (!text)
+        return;                          // none yet
+    m_known.reserve(text->size() / 100); // a line is about 110 bytes
+    std::string_view rest = *text;
+    while (!rest.empty()) {
+        const auto end = rest.find('\n');
+        const std::string_view line = rest.substr(0, end);
+        rest = end == std::string_view::npos ? std::string_view() : rest.substr(end + 1);
         ++m_lines;
         // "KEY DIGEST SIZE": anything else (a line cut short by a crash) is skipped.
         const auto first = line.find(' ');
-        const auto second = first == std::string::npos ? first : line.find(' ', first + 1);
-        if (second == std::string::npos || first < 3 || line[1] != ':')
+        const auto second = first == std::string_view::npos ? first : line.find(' ', first + 1);
+        if (second == std::string_view::npos || first < 3 || line[1] != ':')
             continue;
         const auto digest = line.substr(first + 1, second - first - 1);
         const auto size = line.substr(second + 1);
         if (!common::is_sha256_hex(digest) || size.empty() || size.size() > 19 ||
-            size.find_first_not_of("0123456789") != std::string::npos)
+            size.find_first_not_of("0123456789") != std::string_view::npos)
             continue;
-        m_known[line.substr(0, first)] = Known{digest, std::stoull(size)};
+        std::uint64_t bytes = 0;
+        for (const char c : size)
+            bytes = bytes * 10 + static_cast<std::uint64_t>(c - '0');
+        m_known.insert_or_assign(std::string(line.substr(0, first)),
+                                 Loaded{Known{std::string(digest), bytes}, false});
     }
 }
 
-std::optional<DigestCache::Known> DigestCache::find(const std::string& key) {
+const DigestCache::Known* DigestCache::find(std::string_view key) {
     if (auto it = m_known.find(key); it != m_known.end()) {
-        m_used.insert(key);
-        return it->second;
+        m_used += !it->second.used;
+        it->second.used = true;
+        return &it->second.known;
     }
     if (auto it = m_added.find(key); it != m_added.end())
-        return it->second;
-    return std::nullopt;
+        return &it->second;
+    return nullptr;
 }
 
 void DigestCache::add(const std::string& key, const std::string& digest, std::uint64_t size) {
-    if (!m_file.empty() && !m_known.count(key))
-        m_added[key] = Known{digest, size};
+    if (!m_file.empty() && m_known.find(std::string_view(key)) == m_known.end())
+        m_added.insert_or_assign(key, Known{digest, size});
 }
 
 std::string DigestCache::file_key(const struct stat& st) {
@@ -61,7 +71,7 @@ std::string DigestCache::file_key(const struct stat& st) {
 }
 
 void DigestCache::save() {
-    const bool rewrite = m_lines - m_used.size() >= k_stale_lines;
+    const bool rewrite = m_lines - m_used >= k_stale_lines;
     if (m_file.empty() || (m_added.empty() && !rewrite))
         return;
     std::error_code ec;
@@ -71,8 +81,9 @@ void DigestCache::save() {
         text += fmt::format("{} {} {}\n", key, known.digest, known.size);
     };
     if (rewrite) // what this run used, and what it added
-        for (const auto& key : m_used)
-            add_line(key, m_known.at(key));
+        for (const auto& [key, loaded] : m_known)
+            if (loaded.used)
+                add_line(key, loaded.known);
     for (const auto& [key, known] : m_added)
         add_line(key, known);
     (void)common::write_unsynced(m_file, text, !rewrite); // a cache: only costs time

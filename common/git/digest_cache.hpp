@@ -9,10 +9,10 @@
 
 #include <cstdint>
 #include <filesystem>
-#include <optional>
+#include <functional>
 #include <string>
+#include <string_view>
 #include <unordered_map>
-#include <unordered_set>
 
 struct stat;
 
@@ -27,20 +27,32 @@ class DigestCache {
     DigestCache() = default; // keeps nothing
     explicit DigestCache(std::filesystem::path file);
 
-    std::optional<Known> find(const std::string& key);
+    // Null when the key is not known; the pointer stays valid while the cache lives.
+    const Known* find(std::string_view key);
     void add(const std::string& key, const std::string& digest, std::uint64_t size);
     // Appends what was added (rewrites the file when it has grown past what is used).
     void save();
 
-    static std::string git_key(const std::string& oid) { return "g:" + oid; }
+    static std::string git_key(std::string_view oid) { return "g:" + std::string(oid); }
     static std::string file_key(const struct stat& st);
 
   private:
+    // Looked up by string_view without a string made for each lookup.
+    struct Hash {
+        using is_transparent = void;
+        std::size_t operator()(std::string_view key) const {
+            return std::hash<std::string_view>{}(key);
+        }
+    };
+    struct Loaded {
+        Known known;
+        bool used = false; // found by this run
+    };
     std::filesystem::path m_file;
-    std::unordered_map<std::string, Known> m_known;
-    std::unordered_map<std::string, Known> m_added;
-    std::size_t m_lines = 0;                // in the file as loaded
-    std::unordered_set<std::string> m_used; // of those, the keys this run found
+    std::unordered_map<std::string, Loaded, Hash, std::equal_to<>> m_known;
+    std::unordered_map<std::string, Known, Hash, std::equal_to<>> m_added;
+    std::size_t m_lines = 0; // in the file as loaded
+    std::size_t m_used = 0;  // of those, the keys this run found
 };
 
 } // namespace common::git
