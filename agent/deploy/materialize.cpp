@@ -294,15 +294,28 @@ common::Status materialize(const common::Manifest& manifest, const BlobStore& bl
     return write_release(manifest, blobs, release_dir, spare, done, Writing{});
 }
 
+namespace {
+
+// A thread's CPU and I/O priority: idle, or back to normal.
+void set_priority(int tid, pthread_t thread, bool normal) {
+    struct sched_param param {};
+    (void)::pthread_setschedparam(thread, normal ? SCHED_OTHER : SCHED_IDLE, &param);
+    const int io = normal
+                       ? k_ioprio_class_best_effort << k_ioprio_class_shift | k_ioprio_normal_level
+                       : k_ioprio_class_idle << k_ioprio_class_shift;
+    (void)::syscall(SYS_ioprio_set, k_ioprio_who_process, tid, io);
+}
+
+} // namespace
+
 SpareWriter::SpareWriter(common::Manifest wanted, const BlobStore& blobs, fs::path dir,
                          std::optional<SpareTree> last) {
     m_thread = std::thread([this, wanted = std::move(wanted), &blobs, dir = std::move(dir),
                             last = std::move(last)]() mutable {
         m_tid.store(static_cast<int>(::gettid()));
-        struct sched_param idle {};
-        (void)::pthread_setschedparam(::pthread_self(), SCHED_IDLE, &idle);
-        (void)::syscall(SYS_ioprio_set, k_ioprio_who_process, static_cast<int>(::gettid()),
-                        k_ioprio_class_idle << k_ioprio_class_shift);
+        set_priority(static_cast<int>(::gettid()), ::pthread_self(), false);
+        if (m_cancel.load()) // cancelled before it lowered its priority: finish() raised none
+            set_priority(static_cast<int>(::gettid()), ::pthread_self(), true);
         const Writing how{&m_cancel};
         m_status = write_release(wanted, blobs, dir, &last, nullptr, how);
         if (m_status)
@@ -320,13 +333,10 @@ SpareWriter::Outcome SpareWriter::finish(bool cancel) {
     if (cancel) {
         m_cancel.store(true);
         // Back to normal priority: at idle priority on a busy machine the thread would
-        // notice the cancel only when the CPU and the disk have nothing else to do.
-        struct sched_param normal {};
-        (void)::pthread_setschedparam(m_thread.native_handle(), SCHED_OTHER, &normal);
+        // notice the cancel only when the CPU and the disk have nothing else to do. (A
+        // thread that has not lowered its own yet sees the flag once it has.)
         if (const int tid = m_tid.load(); tid > 0)
-            (void)::syscall(SYS_ioprio_set, k_ioprio_who_process, tid,
-                            k_ioprio_class_best_effort << k_ioprio_class_shift |
-                                k_ioprio_normal_level);
+            set_priority(tid, m_thread.native_handle(), true);
     }
     m_thread.join();
     Outcome outcome;
