@@ -199,7 +199,7 @@ common::Status add_alternate(git_repository* repo, const std::filesystem::path& 
 }
 
 common::Status walk_tree(git_repository* repo, git_tree* tree, Collected& out) {
-    Walk walk{repo, &out, {}, {}, {}};
+    Walk walk{repo, &out, {}, {}, {}, {}};
     int rc = git_tree_walk(tree, GIT_TREEWALK_PRE, visit, &walk);
     if (walk.error)
         return *walk.error;
