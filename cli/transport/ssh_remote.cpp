@@ -106,15 +106,15 @@ common::Result<RemoteResult> Shell::run(const std::string& command, std::string_
             if (n == LIBSSH2_ERROR_EAGAIN)
                 break;
             if (n < 0)
-                return lost(
-                    fmt::format("cannot send to `{}`: {}", command, ssh_error_message(session)));
+                return lost(fmt::format("cannot send to `{}`: {}", command,
+                                        ssh_failure(session, static_cast<int>(n))));
             sent += static_cast<std::size_t>(n);
             progress = true;
         }
         if (sent == input.size() && !eof_sent) {
             const int rc = libssh2_channel_send_eof(channel);
             if (rc < 0 && rc != LIBSSH2_ERROR_EAGAIN)
-                return lost(ssh_error_message(session));
+                return lost(ssh_failure(session, rc));
             eof_sent = rc == 0;
             progress |= eof_sent;
         }
@@ -124,7 +124,7 @@ common::Result<RemoteResult> Shell::run(const std::string& command, std::string_
                 if (n == LIBSSH2_ERROR_EAGAIN || n == 0)
                     break;
                 if (n < 0)
-                    return lost(ssh_error_message(session));
+                    return lost(ssh_failure(session, static_cast<int>(n)));
                 (stream == 0 ? result.out : result.err).append(buffer, static_cast<std::size_t>(n));
                 progress = true;
             }

@@ -274,6 +274,21 @@ std::string ssh_error_message(LIBSSH2_SESSION* session) {
                                  : std::string("unknown error");
 }
 
+std::string ssh_failure(LIBSSH2_SESSION* session, int rc) {
+    switch (rc) {
+    case LIBSSH2_ERROR_SOCKET_SEND:
+    case LIBSSH2_ERROR_SOCKET_RECV:
+    case LIBSSH2_ERROR_SOCKET_DISCONNECT:
+    case LIBSSH2_ERROR_SOCKET_TIMEOUT:
+        return k_ssh_server_gone;
+    default:
+        break;
+    }
+    if (libssh2_session_last_errno(session) == rc)
+        return ssh_error_message(session);
+    return fmt::format("libssh2 error {}", rc);
+}
+
 SshSession::SshSession() = default;
 
 SshSession::~SshSession() {

@@ -58,6 +58,13 @@ common::Result<SshSession> ssh_log_in(SshOptions& options, int fd);
 // libssh2's last error message for the session.
 std::string ssh_error_message(LIBSSH2_SESSION* session);
 
+// Why a libssh2 call that returned `rc` failed: its socket errors say the server or the
+// network went away (the session's last error text can still be an earlier call's "would
+// block" then); otherwise the session's last error when it is this call's, else the code.
+std::string ssh_failure(LIBSSH2_SESSION* session, int rc);
+inline constexpr const char* k_ssh_server_gone =
+    "the server closed the connection (sshd stopped, or the network dropped it)";
+
 } // namespace cli::transport
 
 namespace cli::transport::detail {

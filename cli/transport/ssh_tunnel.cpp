@@ -165,12 +165,11 @@ void SshTunnel::Impl::lose(const std::string& why) {
 
 bool SshTunnel::Impl::fail(Pipe& p, int rc, const char* what) {
     auto* session = ssh.get();
-    if (rc == LIBSSH2_ERROR_SOCKET_RECV || rc == LIBSSH2_ERROR_SOCKET_DISCONNECT) {
-        lose("the server closed the connection (sshd stopped, or the network dropped it)");
+    if (const auto why = ssh_failure(session, rc); why == k_ssh_server_gone) {
+        lose(why);
         return true;
-    }
-    if (!is_channel_error(rc)) {
-        lose(fmt::format("{}: {}", what, ssh_error_message(session)));
+    } else if (!is_channel_error(rc)) {
+        lose(fmt::format("{}: {}", what, why));
         return true;
     }
     record(common::make_error(ErrorKind::connection, fmt::format("{} on {}: {}", what, where,
@@ -312,7 +311,7 @@ bool SshTunnel::Impl::finish(Pipe& p) {
     if (rc == LIBSSH2_ERROR_EAGAIN)
         return false;
     if (rc < 0 && !is_channel_error(rc)) {
-        lose(ssh_error_message(ssh.get()));
+        lose(ssh_failure(ssh.get(), rc));
         return true;
     }
     if (p.closing_step == 0 && !command.empty()) {
@@ -379,7 +378,7 @@ void SshTunnel::Impl::run() {
         if (keepalive_s > 0)
             if (const int rc = libssh2_keepalive_send(session, &next_keepalive);
                 rc < 0 && rc != LIBSSH2_ERROR_EAGAIN)
-                lose(ssh_error_message(session));
+                lose(ssh_failure(session, rc));
         // A libssh2 call may have queued data for a channel handled before it
         // in this pass: go round once more before waiting.
         if (lost_connection || progress || ++quiet_passes < 2) {
