@@ -59,6 +59,11 @@ const DigestCache::Known* DigestCache::find(std::string_view key) {
     return nullptr;
 }
 
+const DigestCache::Known* DigestCache::find_git(std::string_view oid) {
+    m_key.assign(k_git_prefix).append(oid); // git_key(oid)
+    return find(m_key);
+}
+
 void DigestCache::add(const std::string& key, const std::string& digest, std::uint64_t size) {
     if (!m_file.empty() && m_known.find(std::string_view(key)) == m_known.end())
         m_added.insert_or_assign(key, Known{digest, size});

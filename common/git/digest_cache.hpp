@@ -29,11 +29,16 @@ class DigestCache {
 
     // Null when the key is not known; the pointer stays valid while the cache lives.
     const Known* find(std::string_view key);
+    // find(git_key(oid)), the key made in a buffer the cache keeps (one lookup per file).
+    const Known* find_git(std::string_view oid);
     void add(const std::string& key, const std::string& digest, std::uint64_t size);
     // Appends what was added (rewrites the file when it has grown past what is used).
     void save();
 
-    static std::string git_key(std::string_view oid) { return "g:" + std::string(oid); }
+    static constexpr std::string_view k_git_prefix = "g:";
+    static std::string git_key(std::string_view oid) {
+        return std::string(k_git_prefix).append(oid);
+    }
     static std::string file_key(const struct stat& st);
 
   private:
@@ -53,6 +58,7 @@ class DigestCache {
     std::unordered_map<std::string, Known, Hash, std::equal_to<>> m_added;
     std::size_t m_lines = 0; // in the file as loaded
     std::size_t m_used = 0;  // of those, the keys this run found
+    std::string m_key;       // find_git()'s
 };
 
 } // namespace common::git

@@ -20,7 +20,6 @@ struct Walk {
     git_repository* repo = nullptr;
     Collected* out = nullptr;
     std::unordered_map<std::string, DigestCache::Known> digest_of_oid; // hash each blob once
-    std::string key; // a digest cache key, made again for each blob
     std::optional<common::Error> error;
     // Files whose blob nobody hashed yet: read and hashed after the walk, in parallel.
     struct Unhashed {
@@ -101,11 +100,9 @@ common::Status add_blob(Walk& walk, const std::string& path, const git_tree_entr
                                                       : common::EntryKind::file;
         // A blob hashed before (this walk, or an earlier deploy's) is not read again.
         auto known = walk.digest_of_oid.find(oid);
-        if (known == walk.digest_of_oid.end() && walk.out->cache) {
-            walk.key.assign("g:").append(oid); // DigestCache::git_key, without a new string
-            if (const auto* cached = walk.out->cache->find(walk.key))
+        if (known == walk.digest_of_oid.end() && walk.out->cache)
+            if (const auto* cached = walk.out->cache->find_git(oid))
                 known = walk.digest_of_oid.emplace(oid, *cached).first;
-        }
         if (known != walk.digest_of_oid.end()) {
             m.digest = known->second.digest;
             m.size = known->second.size;
@@ -199,7 +196,7 @@ common::Status add_alternate(git_repository* repo, const std::filesystem::path& 
 }
 
 common::Status walk_tree(git_repository* repo, git_tree* tree, Collected& out) {
-    Walk walk{repo, &out, {}, {}, {}, {}};
+    Walk walk{repo, &out, {}, {}, {}};
     int rc = git_tree_walk(tree, GIT_TREEWALK_PRE, visit, &walk);
     if (walk.error)
         return *walk.error;

@@ -31,7 +31,7 @@ TEST_CASE("DigestCache: what one run adds the next finds; damaged lines are skip
     REQUIRE(one != nullptr);
     CHECK(one->digest == a);
     CHECK(one->size == 1);
-    const auto* two = cache.find(DigestCache::git_key("2222"));
+    const auto* two = cache.find_git("2222");
     REQUIRE(two != nullptr);
     CHECK(two->digest == b);
     CHECK(two->size == 22);
