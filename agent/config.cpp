@@ -1,4 +1,5 @@
 #include <agent/config.hpp>
+#include <agent/runtime/ports.hpp>
 #include <agent/store/disk.hpp>
 #include <common/duration.hpp>
 #include <common/fs.hpp>
@@ -162,7 +163,7 @@ common::Result<AgentConfig> parse_agent_config(std::string_view text, std::strin
                      {"data_dir", "listen", "socket", "engine", "engine_bin", "container_network",
                       "cgroup_root", "proxy_bin", "tls_cert", "tls_key", "failed_logins_per_minute",
                       "max_runs_per_app", "metrics_listen", "min_free", "git_fetch_timeout",
-                      "proxy_threads", "proxy", "acme"}));
+                      "proxy_threads", "app_ports", "proxy", "acme"}));
     for (auto [key, target] :
          {std::pair{"data_dir", &out.data_dir}, std::pair{"listen", &out.listen},
           std::pair{"socket", &out.socket}, std::pair{"engine", &out.engine},
@@ -170,12 +171,16 @@ common::Result<AgentConfig> parse_agent_config(std::string_view text, std::strin
           std::pair{"container_network", &out.container_network},
           std::pair{"cgroup_root", &out.cgroup_root}, std::pair{"proxy_bin", &out.proxy_bin},
           std::pair{"metrics_listen", &out.metrics_listen}, std::pair{"min_free", &out.min_free},
-          std::pair{"git_fetch_timeout", &out.git_fetch_timeout}}) {
+          std::pair{"git_fetch_timeout", &out.git_fetch_timeout},
+          std::pair{"app_ports", &out.app_ports}}) {
         TRY(read_string(r, root, key, key, *target));
     }
     if (out.min_free)
         if (auto min_free = parse_min_free(*out.min_free); !min_free)
             return r.error_at(root.get("min_free")->source(), min_free.error().message);
+    if (out.app_ports)
+        if (auto range = runtime::parse_port_range(*out.app_ports); !range)
+            return r.error_at(root.get("app_ports")->source(), range.error().message);
     if (out.git_fetch_timeout)
         if (auto timeout = common::parse_duration(*out.git_fetch_timeout);
             !timeout || timeout->count() <= 0)

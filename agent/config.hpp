@@ -31,6 +31,7 @@ struct AgentConfig {
     std::optional<int> proxy_threads;             // 0: one per usable CPU
     std::optional<std::string> min_free;          // checked by parse_min_free
     std::optional<std::string> git_fetch_timeout; // a duration
+    std::optional<std::string> app_ports;         // "LOW-HIGH"
     // The API's TLS certificate and key, both or neither (resolved like the
     // proxy's certificates).
     std::optional<proxy::CertificateFiles> tls;

@@ -56,6 +56,7 @@ int apply_config_file(const CLI::App& serve, const std::string& flag_path,
         options.failed_logins_per_minute = *config->failed_logins_per_minute;
     fill("--min-free", config->min_free, options.min_free);
     fill("--git-fetch-timeout", config->git_fetch_timeout, options.git_fetch_timeout);
+    fill("--app-ports", config->app_ports, options.app_ports);
     if (config->max_runs_per_app && serve.count("--max-runs-per-app") == 0)
         options.max_runs_per_app = *config->max_runs_per_app;
     if (config->proxy_threads && serve.count("--proxy-threads") == 0)
@@ -252,6 +253,11 @@ int main(int argc, char** argv) {
                       "Space kept free on the data dir's disk: a size (1g, 512m), a share (5%) "
                       "or 0. An upload or a build that would eat into it is refused up front "
                       "(deployctl exits 6). Default: the smaller of 1g and 5%");
+    serve
+        ->add_option("--app-ports", options.app_ports,
+                     "The ports apps are given ($PORT), LOW-HIGH: keep it outside the kernel's "
+                     "range for outgoing connections (net.ipv4.ip_local_port_range)")
+        ->capture_default_str();
     serve
         ->add_option("--git-fetch-timeout", options.git_fetch_timeout,
                      "How long a webhook's fetch of the pushed branch may take (a duration); "

@@ -7,6 +7,7 @@
 #include <agent/auth/login_throttle.hpp>
 #include <agent/proxy/tls_certificates.hpp>
 #include <agent/runtime/cpus.hpp>
+#include <agent/runtime/ports.hpp>
 #include <agent/runtime/process.hpp>
 #include <common/address.hpp>
 #include <common/duration.hpp>
@@ -221,6 +222,16 @@ int serve(const ServeOptions& options) {
         min_free = *parsed;
     }
     const DiskGuard disk(data_dir.root(), min_free);
+    const auto app_ports = runtime::parse_port_range(options.app_ports);
+    if (!app_ports)
+        return fail(app_ports.error());
+    if (const auto ephemeral = runtime::ephemeral_port_range();
+        ephemeral && app_ports->overlaps(*ephemeral))
+        common::log_warn(fmt::format(
+            "app_ports {} overlaps the kernel's range for outgoing connections' ports, {} "
+            "(net.ipv4.ip_local_port_range): a connection can take an app's port before the app "
+            "listens on it; choose a range outside it",
+            app_ports->text(), ephemeral->text()));
     const auto fetch_timeout = common::parse_duration(options.git_fetch_timeout);
     if (!fetch_timeout || fetch_timeout->count() <= 0)
         return fail(common::make_error(common::ErrorKind::usage,
@@ -233,11 +244,19 @@ int serve(const ServeOptions& options) {
     ProxySettings proxy = options.proxy;
     if (proxy.threads == 0) // one deploy-proxy worker per CPU this agent may use
         proxy.threads = runtime::usable_cpus(options.cgroup_root);
-    auto service = make_service(
-        ServiceOptions{data_dir, options.engine, proxy,
-                       options.proxy_bin.empty() ? default_proxy_bin() : options.proxy_bin,
-                       options.engine_bin, options.container_network, options.max_runs_per_app,
-                       options.cgroup_root, blob_store, disk});
+    ServiceOptions service_options{data_dir,
+                                   options.engine,
+                                   proxy,
+                                   options.proxy_bin.empty() ? default_proxy_bin()
+                                                             : options.proxy_bin,
+                                   options.engine_bin,
+                                   options.container_network,
+                                   options.max_runs_per_app,
+                                   options.cgroup_root,
+                                   blob_store,
+                                   disk,
+                                   *app_ports};
+    auto service = make_service(std::move(service_options));
     ApiContext context{*service, blobs, data_dir};
     context.disk = disk;
     context.fetch_timeout = *fetch_timeout;

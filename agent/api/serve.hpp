@@ -24,7 +24,7 @@ struct ServeOptions {
     std::string engine_bin; // docker/podman CLI, default: on PATH
     std::string container_network = "host";
     std::string cgroup_root = "/sys/fs/cgroup"; // the process engine's limits
-    std::string proxy_bin; // empty: deploy-proxy beside this executable
+    std::string proxy_bin;                      // empty: deploy-proxy beside this executable
     // Failed token checks a minute from one TCP address before it gets 429
     // (docs/security.md, "Failed logins"); 0: counted and logged, never refused.
     int failed_logins_per_minute = 20;
@@ -36,6 +36,8 @@ struct ServeOptions {
     // the smaller of 1 GiB and 5%.
     std::string min_free;
     std::string git_fetch_timeout = "2m"; // a webhook's fetch (docs/git.md)
+    // The ports apps are given ($PORT), "LOW-HIGH" (agent/runtime/ports.hpp).
+    std::string app_ports = "10000-19999";
 };
 
 // Runs until SIGTERM or SIGINT; returns the process exit code.

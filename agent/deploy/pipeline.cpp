@@ -604,37 +604,52 @@ common::Result<runtime::AppProcess> Engine::launch_and_check(const std::string& 
                                                              const std::string& id,
                                                              const common::AppConfig& config,
                                                              const EventLog& events) {
-    auto port = runtime::pick_free_port();
-    if (!port)
-        return port.error();
     auto& runtime = runtime_for(app, id, config);
     // Where this start's output begins in the app log (a rollback target's
     // log holds its earlier runs too).
     std::error_code ec;
     const auto log_file = m_options.data_dir.app_log(app, id);
-    const std::uintmax_t log_start = fs::exists(log_file, ec) ? fs::file_size(log_file, ec) : 0;
+    std::uintmax_t log_start = fs::exists(log_file, ec) ? fs::file_size(log_file, ec) : 0;
     std::uint64_t env_at_start = 0;
     {
         std::lock_guard lock(m_mutex);
         env_at_start = m_env_changes[app];
     }
     const auto env_fingerprint_at_start = env_fingerprint(app);
-    auto process = start_app(runtime, app, id, config, *port);
-    if (!process)
-        return process.error();
     const std::string what =
         runtime.name() == "process" ? config.run.command : runtime.name() + " container";
-    events.log("system", "started " + what + " on port " + std::to_string(*port) + " (pid " +
-                             std::to_string(process->pid) + ")");
-    auto recorded = db_write(
-        [&] { return m_store->set_process(app, id, *port, process->pid, process->start); });
-    if (!recorded) {
+    // Another program can bind the port between its pick and the app's
+    // listen(): the app then fails with "Address already in use". Seen as the
+    // port held once the app is stopped, the start is tried again on another.
+    constexpr int k_attempts = 3;
+    common::Result<runtime::AppProcess> process = make_error(ErrorKind::internal, "not started");
+    for (int attempt = 1;; ++attempt) {
+        auto port = runtime::pick_free_port(m_options.app_ports);
+        if (!port)
+            return port.error();
+        process = start_app(runtime, app, id, config, *port);
+        if (!process)
+            return process.error();
+        events.log("system", "started " + what + " on port " + std::to_string(*port) + " (pid " +
+                                 std::to_string(process->pid) + ")");
+        auto recorded = db_write(
+            [&] { return m_store->set_process(app, id, *port, process->pid, process->start); });
+        if (!recorded) {
+            stop_process(app, id, config, *process);
+            return recorded.error();
+        }
+        auto healthy = wait_healthy(runtime, {app, id}, *process, *port, config.run.health, events);
+        if (healthy)
+            break;
         stop_process(app, id, config, *process);
-        return recorded.error();
-    }
-    if (auto healthy = wait_healthy(runtime, {app, id}, *process, *port, config.run.health, events);
-        !healthy) {
-        stop_process(app, id, config, *process);
+        if (attempt < k_attempts && runtime::port_taken(*port)) {
+            show_startup_output(app, id, ec ? 0 : log_start, events);
+            log_start = fs::exists(log_file, ec) ? fs::file_size(log_file, ec) : 0;
+            events.log("system", "port " + std::to_string(*port) +
+                                     " was taken by another program before the app listened on "
+                                     "it: starting the app again on another port");
+            continue;
+        }
         show_startup_output(app, id, ec ? 0 : log_start, events);
         return healthy.error();
     }

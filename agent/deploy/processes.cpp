@@ -299,7 +299,7 @@ void Engine::supervise_processes(const ReleaseRow& production) {
         if (!restart_due(app + "/" + key))
             continue;
         if (name == "web" && row.port <= 0) {
-            auto port = runtime::pick_free_port();
+            auto port = runtime::pick_free_port(m_options.app_ports);
             if (!port) {
                 common::log_error("cannot start " + app + " " + production.id + " " + key + ": " +
                                   port.error().message);
@@ -415,7 +415,7 @@ common::Status Engine::start_web_instances(const std::string& app, const std::st
                 continue; // already running
         }
         if (row.port <= 0) {
-            auto port = runtime::pick_free_port();
+            auto port = runtime::pick_free_port(m_options.app_ports);
             if (!port)
                 return undo(port.error());
             row.port = *port;

@@ -306,7 +306,7 @@ common::Status Engine::restart_production(const ReleaseRow& row, const std::stri
         return config.error();
     int port = row.port;
     if (port <= 0) {
-        auto picked = runtime::pick_free_port();
+        auto picked = runtime::pick_free_port(m_options.app_ports);
         if (!picked)
             return picked.error();
         port = *picked;

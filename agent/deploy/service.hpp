@@ -7,6 +7,7 @@
 #include <agent/deploy/build_cache.hpp>
 #include <agent/paths.hpp>
 #include <agent/proxy/tls_certificates.hpp>
+#include <agent/runtime/ports.hpp>
 #include <agent/runtime/runtime.hpp>
 #include <agent/secrets/vars.hpp>
 #include <agent/store/blobs.hpp>
@@ -283,6 +284,8 @@ struct ServiceOptions {
     std::shared_ptr<BlobStore> blobs{};
     // --min-free: builds are refused up front when the data dir's disk is short.
     DiskGuard disk{};
+    // The ports apps are given ($PORT), apart from the kernel's ephemeral range.
+    runtime::PortRange app_ports{};
 };
 
 // deployctl agent df: what the agent's data takes, per app and in all.

@@ -257,23 +257,4 @@ void terminate_group(pid_t pgid, std::chrono::milliseconds grace) {
     }
 }
 
-common::Result<int> pick_free_port() {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return make_error(ErrorKind::io, "socket: " + errno_text(errno));
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    addr.sin_port = 0;
-    socklen_t len = sizeof addr;
-    if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
-        getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-        int err = errno;
-        close(fd);
-        return make_error(ErrorKind::io, "cannot find a free port: " + errno_text(err));
-    }
-    close(fd);
-    return static_cast<int>(ntohs(addr.sin_port));
-}
-
 } // namespace agent::runtime

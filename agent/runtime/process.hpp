@@ -67,7 +67,4 @@ std::optional<std::string> reap_if_exited(pid_t pid);
 // our child. Returns once the group is gone (or after the SIGKILL).
 void terminate_group(pid_t pgid, std::chrono::milliseconds grace);
 
-// A free TCP port on 127.0.0.1 (bind to port 0, read it, close).
-common::Result<int> pick_free_port();
-
 } // namespace agent::runtime

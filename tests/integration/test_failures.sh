@@ -87,3 +87,32 @@ write_toml "$REPO" $APP
 commit_change "$REPO" "Fixed" VERSION 3
 assert_exit 0 dctl deploy
 expect_serving $APP "hello from 3" "a good deploy after the failures serves the new text"
+
+# --- another program takes the app's port before the app listens on it ------------
+# The first start has a program outside the app's process group listen on $PORT,
+# then fails to listen there itself, as an app does ("Address already in use").
+# The agent finds the port held once the app is stopped and starts it again on
+# another port; the second start serves.
+cat >"$REPO/start.sh" <<EOF
+if [ ! -e "$TEST_TMP/port-taken" ]; then
+    touch "$TEST_TMP/port-taken"
+    setsid python3 -c 'import socket, sys, time
+s = socket.socket(); s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen()
+open(sys.argv[2], "w").write(sys.argv[1]); time.sleep(60)' "\$PORT" "$TEST_TMP/holder.port" </dev/null >/dev/null 2>&1 &
+    echo \$! >"$TEST_TMP/holder.pid"
+    while [ ! -s "$TEST_TMP/holder.port" ]; do sleep 0.05; done
+fi
+exec busybox httpd -f -p 127.0.0.1:\$PORT -h public
+EOF
+write_toml "$REPO" $APP run='sh start.sh'
+commit_change "$REPO" "Port taken" VERSION 4
+assert_exit 0 dctl deploy
+assert_contains "$OUT" "was taken by another program before the app listened on it: starting the app again on another port" \
+    "port taken: the deploy says the app's port was taken and it starts again"
+holder_port=$(cat "$TEST_TMP/holder.port" 2>/dev/null)
+mapfile -t started < <(grep -o 'on port [0-9]*' <<<"$OUT" | awk '{print $3}')
+assert_eq "2 $holder_port" "${#started[@]} ${started[0]:-}" "port taken: the first start was on the port the other program took"
+assert_ne "$holder_port" "${started[1]:-}" "port taken: the second start is on another port"
+assert_contains "$OUT" "bind: Address already in use" "port taken: the first start's failure is shown"
+expect_serving $APP "hello from 4" "port taken: the app serves after its second start"
+kill "$(cat "$TEST_TMP/holder.pid")" 2>/dev/null || true

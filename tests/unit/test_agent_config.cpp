@@ -102,6 +102,15 @@ TEST_CASE("agent.toml: proxy_threads is an integer from 0 (one per usable CPU) t
     CHECK(contains(parse_error("proxy_threads = \"auto\""), "proxy_threads must be an integer"));
 }
 
+TEST_CASE("agent.toml: app_ports is a range LOW-HIGH of ports from 1024") {
+    CHECK_FALSE(parse("")->app_ports.has_value());
+    CHECK(parse("app_ports = \"20000-20999\"")->app_ports == "20000-20999");
+    for (const char* bad :
+         {"\"20000\"", "\"80-90\"", "\"2000-1000\"", "\"1024-70000\"", "\"a-b\"", "\"1024-2048 \""})
+        CHECK(contains(parse_error(std::string("app_ports = ") + bad),
+                       "app_ports must be \"LOW-HIGH\" with 1024 <= LOW <= HIGH <= 65535"));
+}
+
 TEST_CASE("agent.toml: certificate paths are resolved against the file's directory") {
     SUBCASE("relative paths, normalised") {
         auto config = parse("[[proxy.certificates]]\n"

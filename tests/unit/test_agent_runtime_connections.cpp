@@ -2,6 +2,7 @@
 // knows the replaced release has no request left.
 
 #include <agent/runtime/connections.hpp>
+#include <agent/runtime/ports.hpp>
 #include <agent/runtime/process.hpp>
 
 #include <doctest/doctest.h>

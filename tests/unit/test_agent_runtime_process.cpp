@@ -1,6 +1,7 @@
 // agent/runtime: spawning, streaming build output, liveness checks, probes.
 #include <agent/runtime/command.hpp>
 #include <agent/runtime/http_probe.hpp>
+#include <agent/runtime/ports.hpp>
 #include <agent/runtime/process.hpp>
 
 #include <doctest/doctest.h>
