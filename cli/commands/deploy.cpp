@@ -65,8 +65,9 @@ void report_package(Context& ctx, const Target& target, const package::SourceTre
     summary.app = target.app;
     summary.commit = tree.commit();
     summary.message = tree.message();
-    summary.files = tree.manifest().entries.size();
-    summary.bytes = tree.manifest().total_bytes();
+    const auto figures = tree.figures();
+    summary.files = figures.files;
+    summary.bytes = figures.bytes;
     summary.dirty = tree.dirty();
     ctx.out->emit(summary);
 }
@@ -160,6 +161,8 @@ HostSteps deploy_steps(Context& ctx, const Target& target, const package::Source
         auto host_request = request;
         if (!uploaded->tree.empty())
             host_request["tree"] = uploaded->tree;
+        else if (auto loaded = tree.load(); !loaded) // uploaded without it: an older agent
+            return loaded.error();
         else
             host_request["manifest"] = common::manifest_to_json(tree.manifest());
         if (!run.release_command) // the fleet's first host runs it
@@ -214,7 +217,7 @@ common::Status deploy(Context& ctx, const DeployOptions& options) {
             return working.error();
         return tree.error();
     }
-    if (tree->manifest().entries.empty())
+    if (tree->figures().files == 0)
         return common::make_error(
             common::ErrorKind::usage,
             fmt::format("nothing to deploy: {} has no committed files", options.dir));

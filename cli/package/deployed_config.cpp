@@ -30,24 +30,6 @@ std::string shown(std::string_view line) {
     return fmt::format("`{}`", line);
 }
 
-// The manifest entry of deploy.toml, through one symlink inside the tree.
-const common::ManifestEntry* find_entry(const common::Manifest& manifest, std::string path,
-                                        int depth = 0) {
-    for (const auto& e : manifest.entries) {
-        if (e.path != path)
-            continue;
-        if (e.kind != common::EntryKind::symlink)
-            return &e;
-        if (depth > 0)
-            return nullptr;
-        auto target = (fs::path(path).parent_path() / e.target).lexically_normal().generic_string();
-        if (target.starts_with("../") || fs::path(e.target).is_absolute())
-            return nullptr;
-        return find_entry(manifest, target, depth + 1);
-    }
-    return nullptr;
-}
-
 // The path as the user would type it from where deployctl runs.
 std::string display_path(const fs::path& dir) {
     return (dir / k_file).lexically_normal().generic_string();
@@ -143,8 +125,8 @@ common::Result<DeployedConfig> deployed_config(const fs::path& dir, const Source
             return text.error();
         working = std::move(*text);
     }
-    const auto* entry = find_entry(tree.manifest(), std::string(k_file));
-    if (!entry || entry->digest.empty()) {
+    TRY_ASSIGN(auto committed, tree.read_path(std::string(k_file)));
+    if (!committed) {
         if (!on_disk)
             return no_deploy_toml(dir);
         if (tree.mode() == Mode::dirty)
@@ -161,9 +143,7 @@ common::Result<DeployedConfig> deployed_config(const fs::path& dir, const Source
                         "deploy.toml\"), or deploy the working tree with --dirty",
                         path, tree.commit().substr(0, 7), path));
     }
-    auto text = tree.read(entry->digest);
-    if (!text)
-        return text.error();
+    auto text = std::move(committed);
     DeployedConfig config;
     // --dirty: the tree's deploy.toml is the working copy.
     const bool same = tree.mode() == Mode::dirty || (working && *working == *text);

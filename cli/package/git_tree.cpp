@@ -9,8 +9,11 @@
 #include <git2.h>
 
 #include <algorithm>
+#include <charconv>
 #include <mutex>
+#include <optional>
 #include <thread>
+#include <unordered_set>
 
 namespace cli::package {
 
@@ -20,7 +23,6 @@ using common::ErrorKind;
 namespace fs = std::filesystem;
 
 using common::git::DigestCache;
-
 
 common::Error usage(std::string message) {
     return common::make_error(ErrorKind::usage, std::move(message));
@@ -73,7 +75,8 @@ common::Result<git_tree*> head_subtree(git_repository* repo, git_commit* commit,
                                        const std::string& prefix) {
     git_tree* root = nullptr;
     if (git_commit_tree(&root, commit) != 0)
-        return common::make_error(ErrorKind::io, "cannot read HEAD's tree: " + common::git::last_error());
+        return common::make_error(ErrorKind::io,
+                                  "cannot read HEAD's tree: " + common::git::last_error());
     if (prefix.empty())
         return root;
     Owned<git_tree, git_tree_free> owned_root{root};
@@ -85,25 +88,77 @@ common::Result<git_tree*> head_subtree(git_repository* repo, git_commit* commit,
         return nullptr;
     git_tree* sub = nullptr;
     if (git_tree_lookup(&sub, repo, git_tree_entry_id(entry)) != 0)
-        return common::make_error(ErrorKind::io, "cannot read " + prefix + ": " + common::git::last_error());
+        return common::make_error(ErrorKind::io,
+                                  "cannot read " + prefix + ": " + common::git::last_error());
     return sub;
 }
 
-// .git/deployctl/roots: "TAG GIT-TREE-ID MERKLE-ROOT" per line, the newest last. The tag
-// names the node format of common/tree.hpp and this deployctl's version: another version
-// may package a git tree otherwise (which files, which modes), so it does not trust these.
+// .git/deployctl/roots: "TAG GIT-TREE-ID MERKLE-ROOT FILES BYTES BLOBS BLOB-BYTES" per line,
+// the newest last. The tag names the node format of common/tree.hpp, the line's format and
+// this deployctl's version: another version may package a git tree otherwise (which files,
+// which modes), so it does not trust these.
 std::string roots_tag() {
-    return std::string("1/") + common::version();
+    return std::string("2/") + common::version();
 }
 constexpr std::size_t k_roots_kept = 64;
 
-// The newest root recorded for `key` ("TAG GIT-TREE-ID "), or "".
-std::string newest_root(const std::vector<std::string_view>& lines, const std::string& key) {
-    for (auto it = lines.rbegin(); it != lines.rend(); ++it)
-        if (it->size() == key.size() + 64 && it->substr(0, key.size()) == key &&
-            common::is_sha256_hex(it->substr(key.size())))
-            return std::string(it->substr(key.size()));
-    return "";
+struct KnownTree {
+    std::string root;
+    SourceTree::Figures figures;
+};
+
+std::string known_text(const KnownTree& known) {
+    return fmt::format("{} {} {} {} {}", known.root, known.figures.files, known.figures.bytes,
+                       known.figures.blobs, known.figures.blob_bytes);
+}
+
+template <class T> bool parse_number(std::string_view text, T& out) {
+    const auto* end = text.data() + text.size();
+    auto [ptr, ec] = std::from_chars(text.data(), end, out);
+    return ec == std::errc() && ptr == end && !text.empty();
+}
+
+// The newest record for `key` ("TAG GIT-TREE-ID "), if any.
+std::optional<KnownTree> newest_known(const std::vector<std::string_view>& lines,
+                                      const std::string& key) {
+    for (auto it = lines.rbegin(); it != lines.rend(); ++it) {
+        if (!it->starts_with(key))
+            continue;
+        std::vector<std::string_view> fields;
+        for (auto rest = it->substr(key.size()); !rest.empty();) {
+            const auto space = rest.find(' ');
+            fields.push_back(rest.substr(0, space));
+            rest = space == std::string_view::npos ? std::string_view() : rest.substr(space + 1);
+        }
+        KnownTree known;
+        if (fields.size() == 5 && common::is_sha256_hex(fields[0]) &&
+            parse_number(fields[1], known.figures.files) &&
+            parse_number(fields[2], known.figures.bytes) &&
+            parse_number(fields[3], known.figures.blobs) &&
+            parse_number(fields[4], known.figures.blob_bytes)) {
+            known.root = std::string(fields[0]);
+            return known;
+        }
+    }
+    return std::nullopt;
+}
+
+// The manifest entry at `path`, through one symlink inside the tree.
+const common::ManifestEntry* find_entry(const common::Manifest& manifest, const std::string& path,
+                                        int depth = 0) {
+    for (const auto& e : manifest.entries) {
+        if (e.path != path)
+            continue;
+        if (e.kind != common::EntryKind::symlink)
+            return &e;
+        if (depth > 0)
+            return nullptr;
+        auto target = (fs::path(path).parent_path() / e.target).lexically_normal().generic_string();
+        if (target.starts_with("../") || fs::path(e.target).is_absolute())
+            return nullptr;
+        return find_entry(manifest, target, depth + 1);
+    }
+    return nullptr;
 }
 
 std::string first_line(const char* message) {
@@ -128,19 +183,83 @@ struct SourceTree::Impl {
     std::size_t uncommitted = 0;
     std::vector<std::string> warnings;
     std::string tree_oid;  // of the tree the manifest is, when it is a committed one
+    git_oid tree_id{};     // of the tree deployed (walked by load())
     fs::path roots_file;   // .git/deployctl/roots
-    std::mutex read_mutex; // read() is called from one thread per host (cli/fleet.hpp)
+    fs::path digests_file; // .git/deployctl/digests
+    // The tree's record in roots when packaging found one: the manifest waits for load().
+    std::optional<KnownTree> known;
+    bool loaded = false;
+    // read(), load() and the rest are called from one thread per host (cli/fleet.hpp).
+    mutable std::mutex mutex;
 
     ~Impl() { git_repository_free(repo); }
 };
+
+namespace {
+
+// The manifest from what the walk (and --dirty's overlay) collected.
+common::Status take_collected(SourceTree::Impl& impl, detail::Collected& collected) {
+    for (auto& [path, entry] : collected.entries)
+        impl.manifest.entries.push_back(std::move(entry));
+    // The agent refuses such a tree too; refusing it here sends nothing at all.
+    TRY(check_storable(impl.manifest));
+    if (auto valid = common::validate_manifest(impl.manifest); !valid)
+        return usage("cannot deploy this tree: " + valid.error().message);
+    impl.sources = std::move(collected.sources);
+    impl.warnings = std::move(collected.warnings);
+    impl.loaded = true;
+    return {};
+}
+
+// load() of a tree packaged from its record: the walk packaging skipped. Holds impl.mutex.
+common::Status walk_recorded(SourceTree::Impl& impl) {
+    git_tree* tree = nullptr;
+    if (git_tree_lookup(&tree, impl.repo, &impl.tree_id) != 0)
+        return common::make_error(ErrorKind::io,
+                                  "cannot read the tree to deploy: " + common::git::last_error());
+    Owned<git_tree, git_tree_free> owned_tree{tree};
+    detail::Collected collected;
+    DigestCache cache(impl.digests_file);
+    collected.cache = &cache;
+    TRY(common::git::walk_tree(impl.repo, tree, collected));
+    cache.save();
+    return take_collected(impl, collected);
+}
+
+} // namespace
 
 SourceTree::SourceTree(std::unique_ptr<Impl> impl) : m_impl(std::move(impl)) {}
 SourceTree::~SourceTree() = default;
 SourceTree::SourceTree(SourceTree&&) noexcept = default;
 SourceTree& SourceTree::operator=(SourceTree&&) noexcept = default;
 
+common::Status SourceTree::load() const {
+    std::lock_guard lock(m_impl->mutex);
+    if (m_impl->loaded)
+        return {};
+    return walk_recorded(*m_impl);
+}
+bool SourceTree::loaded() const {
+    std::lock_guard lock(m_impl->mutex);
+    return m_impl->loaded;
+}
 const common::Manifest& SourceTree::manifest() const {
     return m_impl->manifest;
+}
+SourceTree::Figures SourceTree::figures() const {
+    std::lock_guard lock(m_impl->mutex);
+    if (!m_impl->loaded && m_impl->known)
+        return m_impl->known->figures;
+    Figures figures;
+    figures.files = m_impl->manifest.entries.size();
+    figures.bytes = m_impl->manifest.total_bytes();
+    std::unordered_set<std::string_view> seen;
+    for (const auto& e : m_impl->manifest.entries)
+        if (!e.digest.empty() && seen.insert(e.digest).second) {
+            ++figures.blobs;
+            figures.blob_bytes += e.size;
+        }
+    return figures;
 }
 const std::string& SourceTree::commit() const {
     return m_impl->commit;
@@ -165,24 +284,24 @@ const std::vector<std::string>& SourceTree::warnings() const {
 }
 
 std::string SourceTree::known_root() const {
-    if (m_impl->tree_oid.empty())
-        return "";
-    const auto text = common::read_file(m_impl->roots_file);
-    if (!text)
-        return "";
-    return newest_root(detail::split_lines(*text), roots_tag() + " " + m_impl->tree_oid + " ");
+    std::lock_guard lock(m_impl->mutex);
+    return m_impl->known ? m_impl->known->root : "";
 }
 
 void SourceTree::remember_root(const std::string& root) const {
-    if (m_impl->tree_oid.empty() || !common::is_sha256_hex(root))
+    if (m_impl->tree_oid.empty() || !common::is_sha256_hex(root) || !loaded() ||
+        !m_impl->warnings.empty())
         return;
+    const KnownTree known{root, figures()};
+    std::lock_guard lock(m_impl->mutex);
+    m_impl->known = known;
     const auto read = common::read_file(m_impl->roots_file);
     const std::string text = read ? *read : ""; // none yet
     const auto lines = detail::split_lines(text);
     const auto key = roots_tag() + " " + m_impl->tree_oid + " ";
-    if (newest_root(lines, key) == root)
+    if (auto newest = newest_known(lines, key); newest && known_text(*newest) == known_text(known))
         return;
-    const auto line = key + root + "\n";
+    const auto line = key + known_text(known) + "\n";
     std::error_code ec;
     fs::create_directories(m_impl->roots_file.parent_path(), ec);
     if (lines.size() < 2 * k_roots_kept)
@@ -194,13 +313,46 @@ void SourceTree::remember_root(const std::string& root) const {
 }
 
 common::Result<std::string> SourceTree::read(const std::string& digest) const {
+    std::lock_guard lock(m_impl->mutex);
     auto it = m_impl->sources.find(digest);
     if (it == m_impl->sources.end())
         return common::make_error(ErrorKind::internal, "no file with digest " + digest);
     if (!it->second.disk_path.empty())
         return common::read_file(it->second.disk_path);
-    std::lock_guard lock(m_impl->read_mutex);
     return common::git::read_blob(m_impl->repo, it->second.git_oid);
+}
+
+common::Result<std::optional<std::string>> SourceTree::read_path(const std::string& path) const {
+    {
+        std::lock_guard lock(m_impl->mutex);
+        if (!m_impl->loaded) { // a regular file straight from git; anything else by the manifest
+            git_tree* tree = nullptr;
+            if (git_tree_lookup(&tree, m_impl->repo, &m_impl->tree_id) != 0)
+                return common::make_error(ErrorKind::io, "cannot read the tree to deploy: " +
+                                                             common::git::last_error());
+            Owned<git_tree, git_tree_free> owned_tree{tree};
+            git_tree_entry* entry = nullptr;
+            const int rc = git_tree_entry_bypath(&entry, tree, path.c_str());
+            if (rc == GIT_ENOTFOUND)
+                return std::optional<std::string>();
+            if (rc != 0)
+                return common::make_error(ErrorKind::io,
+                                          "cannot read " + path + ": " + common::git::last_error());
+            Owned<git_tree_entry, git_tree_entry_free> owned_entry{entry};
+            const auto mode = git_tree_entry_filemode(entry);
+            if (mode == GIT_FILEMODE_BLOB || mode == GIT_FILEMODE_BLOB_EXECUTABLE) {
+                TRY_ASSIGN(auto text, common::git::read_blob(
+                                          m_impl->repo, git_oid_tostr_s(git_tree_entry_id(entry))));
+                return std::optional<std::string>(std::move(text));
+            }
+        }
+    }
+    TRY(load());
+    const auto* entry = find_entry(m_impl->manifest, path);
+    if (!entry || entry->digest.empty())
+        return std::optional<std::string>();
+    TRY_ASSIGN(auto text, read(entry->digest));
+    return std::optional<std::string>(std::move(text));
 }
 
 common::Result<SourceTree> package_source(const fs::path& dir, Mode mode) {
@@ -244,8 +396,8 @@ common::Result<SourceTree> package_source(const fs::path& dir, Mode mode) {
     std::thread status([&] {
         git_repository* repo = nullptr;
         if (git_repository_open_ext(&repo, dir.c_str(), 0, nullptr) != 0) {
-            changed = common::make_error(ErrorKind::io,
-                                         "cannot open the git repository: " + common::git::last_error());
+            changed = common::make_error(ErrorKind::io, "cannot open the git repository: " +
+                                                            common::git::last_error());
             return;
         }
         Owned<git_repository, git_repository_free> owned_repo{repo};
@@ -261,13 +413,27 @@ common::Result<SourceTree> package_source(const fs::path& dir, Mode mode) {
         }
     } join_status{status};
 
-    detail::Collected collected;
+    // A committed tree an earlier deploy recorded: its manifest waits until needed.
+    impl->roots_file = fs::path(git_repository_path(impl->repo)) / "deployctl" / "roots";
     // .git/deployctl/digests (a worktree's own git folder holds its own).
-    DigestCache cache(fs::path(git_repository_path(impl->repo)) / "deployctl" / "digests");
-    collected.cache = &cache;
-    if (*tree)
+    impl->digests_file = fs::path(git_repository_path(impl->repo)) / "deployctl" / "digests";
+    if (*tree) {
+        impl->tree_id = *git_tree_id(*tree);
+        if (mode == Mode::committed)
+            if (const auto text = common::read_file(impl->roots_file))
+                impl->known =
+                    newest_known(detail::split_lines(*text),
+                                 roots_tag() + " " + git_oid_tostr_s(&impl->tree_id) + " ");
+    }
+    const bool recorded = impl->known.has_value();
+    detail::Collected collected;
+    std::optional<DigestCache> cache;
+    if (*tree && !recorded) {
+        cache.emplace(impl->digests_file);
+        collected.cache = &*cache;
         if (auto st = common::git::walk_tree(impl->repo, *tree, collected); !st)
             return st.error();
+    }
     status.join();
     if (!changed)
         return changed.error();
@@ -277,18 +443,12 @@ common::Result<SourceTree> package_source(const fs::path& dir, Mode mode) {
             return st.error();
         impl->dirty = !changed->empty();
     }
-    cache.save();
-    impl->roots_file = fs::path(git_repository_path(impl->repo)) / "deployctl" / "roots";
+    if (cache)
+        cache->save();
     if (*tree && !impl->dirty)
         impl->tree_oid = git_oid_tostr_s(git_tree_id(*tree));
-    for (auto& [path, entry] : collected.entries)
-        impl->manifest.entries.push_back(std::move(entry));
-    // The agent refuses such a tree too; refusing it here sends nothing at all.
-    TRY(check_storable(impl->manifest));
-    if (auto valid = common::validate_manifest(impl->manifest); !valid)
-        return usage("cannot deploy this tree: " + valid.error().message);
-    impl->sources = std::move(collected.sources);
-    impl->warnings = std::move(collected.warnings);
+    if (!recorded)
+        TRY(take_collected(*impl, collected));
     return SourceTree(std::move(impl));
 }
 

@@ -13,8 +13,10 @@
 #include <common/result.hpp>
 
 #include <cstddef>
+#include <cstdint>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -30,6 +32,23 @@ class SourceTree {
     SourceTree(SourceTree&&) noexcept;
     SourceTree& operator=(SourceTree&&) noexcept;
 
+    // The files, their sizes and distinct contents: from the manifest, or for a tree whose
+    // figures an earlier deploy recorded (.git/deployctl/roots), from that record.
+    struct Figures {
+        std::size_t files = 0;
+        std::uint64_t bytes = 0;      // of every file
+        std::size_t blobs = 0;        // distinct contents
+        std::uint64_t blob_bytes = 0; // of the distinct contents
+    };
+    Figures figures() const;
+
+    // An unchanged tree is deployed without its manifest: packaging a committed tree whose
+    // Merkle root an earlier deploy recorded skips the walk of its git tree, and load()
+    // walks it when something needs the manifest (the agent lacks part of the tree, or an
+    // older agent takes the manifest itself). Safe from several threads.
+    common::Status load() const;
+    bool loaded() const;
+    // The manifest; only after load() succeeded (empty before).
     const common::Manifest& manifest() const;
     const std::string& commit() const;  // full sha of HEAD
     const std::string& message() const; // first line of its message
@@ -43,13 +62,17 @@ class SourceTree {
 
     // The Merkle root (common/tree.hpp) of this manifest when an earlier deploy of the same
     // git tree computed it (.git/deployctl/roots), else "": an unchanged tree is asked
-    // about without building its nodes. remember_root() records it (committed trees only:
-    // a git tree id names its files and contents exactly).
+    // about without building its nodes. remember_root() records it with the tree's
+    // figures (committed trees packaged without warnings only: a git tree id names its
+    // files and contents exactly).
     std::string known_root() const;
     void remember_root(const std::string& root) const;
 
     // The content of a file of the manifest, by digest.
     common::Result<std::string> read(const std::string& digest) const;
+    // The content of the file at `path` (through one symlink inside the tree), nullopt
+    // when the tree has no such file.
+    common::Result<std::optional<std::string>> read_path(const std::string& path) const;
 
   private:
     std::unique_ptr<Impl> m_impl;

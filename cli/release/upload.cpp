@@ -272,9 +272,34 @@ void pack(Parcels& parcels, const package::SourceTree& tree,
 common::Result<output::UploadStats> upload_blobs(transport::Client& client,
                                                  const package::SourceTree& tree,
                                                  output::Printer& out, const std::string& host) {
+    output::UploadStats stats;
+    const auto sent_before = client.bytes_sent();
+    auto root = tree.known_root();
+    if (!root.empty() && !tree.loaded()) {
+        // A tree deployed before, packaged from its record: one question, and when the
+        // agent has it whole, nothing more (not even the manifest).
+        auto answer = ask_trees(client, {{"roots", {root}}});
+        if (!answer && answer.error().kind != ErrorKind::not_found)
+            return answer.error();
+        std::vector<std::string> nodes;
+        if (answer)
+            add_strings(*answer, "missing_nodes", nodes);
+        if (answer && nodes.empty()) {
+            const auto figures = tree.figures();
+            stats.files = figures.files;
+            stats.blobs_total = figures.blobs;
+            stats.bytes_total = figures.blob_bytes;
+            stats.tree = root;
+            stats.wire_bytes = client.bytes_sent() - sent_before;
+            out.emit(output::Uploading{host, stats});
+            out.emit(output::Uploaded{host, stats});
+            return stats;
+        }
+    }
+    // The agent lacks part of the tree, or is older (the manifest itself, or the flat list).
+    TRY(tree.load());
     std::map<std::string, std::uint64_t> sizes; // distinct contents
     std::map<std::string, std::string_view> path_of;
-    output::UploadStats stats;
     for (const auto& e : tree.manifest().entries) {
         ++stats.files;
         if (!e.digest.empty()) {
@@ -285,9 +310,7 @@ common::Result<output::UploadStats> upload_blobs(transport::Client& client,
     for (const auto& [digest, size] : sizes)
         stats.bytes_total += size;
     stats.blobs_total = sizes.size();
-    const auto sent_before = client.bytes_sent();
 
-    auto root = tree.known_root();
     std::optional<common::Tree> merkle;
     TRY_ASSIGN(auto from_tree, missing_from_tree(client, tree, root, merkle));
     std::set<std::string> wanted;

@@ -126,23 +126,29 @@ assert_contains "$(cat "$TEST_TMP/t.out")" "trees/missing" "the answer says how 
 # --- the Merkle root of a git tree is kept; a wrong one costs only time ------------------
 roots=$REPO/.git/deployctl/roots
 head_tree=$(git -C "$REPO" rev-parse 'HEAD^{tree}')
-assert_match "$(tail -1 "$roots" 2>/dev/null)" "^1/[^ ]+ $head_tree [0-9a-f]{64}$" "the root of HEAD's tree is kept in .git/deployctl/roots, tagged with this deployctl's version"
+assert_match "$(tail -1 "$roots" 2>/dev/null)" "^2/[^ ]+ $head_tree [0-9a-f]{64}( [0-9]+){4}$" "the root of HEAD's tree is kept in .git/deployctl/roots with its figures, tagged with this deployctl's version"
 tag=$(tail -1 "$roots" | cut -d' ' -f1)
 good_root=$(tail -1 "$roots" | cut -d' ' -f3)
+figures=$(tail -1 "$roots" | cut -d' ' -f4-)
 run dctl --json deploy
 assert_contains "$OUT" '"event":"unchanged"' "the kept root: an unchanged redeploy"
 assert_jq "$(upload_of "$OUT")" ".tree == \"$good_root\" and .wire_bytes < 1024" "the kept root: asked about as it is, under 1 KiB on the wire"
+# Packaged from the record, without walking the tree: the same figures as a walk gives.
+package=$(jq -c 'select(.event == "package")' "$OUT_FILE")
+upload=$(upload_of "$OUT")
+assert_eq "$figures" "$(jq -r .files <<<"$package") $(jq -r .bytes <<<"$package") $(jq -r .blobs_total <<<"$upload") $(jq -r .bytes_total <<<"$upload")" \
+    "the kept record's figures (files, bytes, contents, their bytes) are what the deploy reports"
 # A root the agent does not have (a line damaged into another digest): the tree's nodes are
 # built and its own root asked about.
-printf '%s %s %s\n' "$tag" "$head_tree" "$(printf x | sha256sum | cut -d' ' -f1)" >>"$roots"
+printf '%s %s %s %s\n' "$tag" "$head_tree" "$(printf x | sha256sum | cut -d' ' -f1)" "$figures" >>"$roots"
 run dctl --json deploy
 assert_eq 0 "$RC" "a wrong root in the cache: the deploy works"
 assert_contains "$OUT" '"event":"unchanged"' "a wrong root in the cache: still unchanged"
 assert_jq "$(upload_of "$OUT")" ".tree == \"$good_root\"" "a wrong root in the cache: the tree's own root is deployed"
-assert_eq "$tag $head_tree $good_root" "$(tail -1 "$roots")" "a wrong root in the cache: the right one is kept again"
+assert_eq "$tag $head_tree $good_root $figures" "$(tail -1 "$roots")" "a wrong root in the cache: the right one is kept again"
 # Another version's line is not trusted, even naming a tree the agent has whole (v1's).
 first_root=$(jq -r '.tree' <<<"$first")
-printf '1/0.0.0-other %s %s\n' "$head_tree" "$first_root" >>"$roots"
+printf '2/0.0.0-other %s %s %s\n' "$head_tree" "$first_root" "$figures" >>"$roots"
 run dctl --json deploy
 assert_jq "$(upload_of "$OUT")" ".tree == \"$good_root\"" "another version's root for the same git tree is not used"
 assert_contains "$OUT" '"event":"unchanged"' "another version's line: still unchanged"
@@ -191,3 +197,18 @@ assert_not_contains "$OUT" "spare copy" "after a restart the tree is written fro
 expect_serving $APP "hello from 4" "and serves"
 assert_eq "$big" "$(sha256sum "$DATA/apps/hello/releases/v4/big.bin" | cut -d' ' -f1)" "the big file (one PUT) arrived whole"
 all_blobs_whole && pass "every stored blob is whole at the end" || fail "every stored blob is whole at the end" "see above"
+
+# --- a tree deployed before, to an agent that has none of it -----------------------------
+# Packaged from its record in .git/deployctl/roots (no walk); the new agent lacks the root, so
+# the tree is walked then and every file uploaded.
+head_tree=$(git -C "$REPO" rev-parse 'HEAD^{tree}')
+assert_match "$(grep " $head_tree " "$REPO/.git/deployctl/roots" | tail -1)" "^2/" "v4's tree is recorded"
+start_agent fresh
+run dctl --json deploy
+assert_eq 0 "$RC" "a recorded tree to a new agent: the deploy completes"
+upload=$(upload_of "$OUT")
+assert_jq "$upload" ".blobs_missing == .blobs_total and .blobs_total > 0 and .bytes_sent == .bytes_total" \
+    "a recorded tree to a new agent: every file is uploaded"
+expect_serving $APP "hello from 4" "a recorded tree to a new agent: it serves"
+assert_eq "$big" "$(sha256sum "$DATA/apps/hello/releases/$(jq -r 'select(.event == "done") | .release' "$OUT_FILE")/big.bin" | cut -d' ' -f1)" \
+    "a recorded tree to a new agent: the big file arrived whole"

@@ -305,3 +305,92 @@ TEST_CASE("package_source refuses a file name the agent cannot store, escaped, w
         CHECK(by_path(*tree).count("caf\xc3\xa9/\xe6\x97\xa5\xe6\x9c\xac.txt"));
     }
 }
+
+TEST_CASE("package_source: a committed tree recorded by an earlier deploy waits for load()") {
+    Repo repo;
+    auto first = package_source(repo.app, Mode::committed);
+    REQUIRE(first);
+    CHECK(first->loaded());
+    CHECK(first->known_root().empty()); // never deployed
+    const auto figures = first->figures();
+    CHECK(figures.files == 4);
+    CHECK(figures.blobs == 3); // the symlink has no content of its own
+    const std::string root(64, 'a');
+    first->remember_root(root);
+    CHECK(first->known_root() == root);
+
+    // The same git tree again: its record, no walk.
+    auto again = package_source(repo.app, Mode::committed);
+    REQUIRE(again);
+    CHECK_FALSE(again->loaded());
+    CHECK(again->known_root() == root);
+    CHECK(again->manifest().entries.empty());
+    const auto recorded = again->figures();
+    CHECK(recorded.files == figures.files);
+    CHECK(recorded.bytes == figures.bytes);
+    CHECK(recorded.blobs == figures.blobs);
+    CHECK(recorded.blob_bytes == figures.blob_bytes);
+    // A regular file is read from git without the manifest; none is nullopt.
+    auto toml = again->read_path("deploy.toml");
+    REQUIRE(toml);
+    CHECK(*toml == std::optional<std::string>("app = \"hello\"\n"));
+    auto none = again->read_path("nothing.toml");
+    REQUIRE(none);
+    CHECK_FALSE(none->has_value());
+    CHECK_FALSE(again->loaded());
+    // A symlink is followed through the manifest: it is loaded for that.
+    auto through_link = again->read_path("current");
+    REQUIRE(through_link);
+    CHECK(*through_link == std::optional<std::string>("#!/bin/sh\nexec echo hi\n"));
+    CHECK(again->loaded());
+    CHECK(again->manifest().digest() == first->manifest().digest());
+    CHECK(again->figures().blob_bytes == figures.blob_bytes);
+    REQUIRE(again->load());
+
+    // load() walks it on demand, as packaging would have.
+    auto lazy = package_source(repo.app, Mode::committed);
+    REQUIRE(lazy);
+    REQUIRE_FALSE(lazy->loaded());
+    REQUIRE(lazy->load());
+    CHECK(lazy->manifest().digest() == first->manifest().digest());
+    auto start = lazy->read(by_path(*lazy).at("bin/start").digest);
+    REQUIRE(start);
+    CHECK(*start == "#!/bin/sh\nexec echo hi\n");
+
+    // --dirty always walks; so does a changed tree (another git tree id).
+    auto dirty = package_source(repo.app, Mode::dirty);
+    REQUIRE(dirty);
+    CHECK(dirty->loaded());
+    write(repo.app / "index.html", "<h1>changed</h1>\n");
+    REQUIRE(git(repo.root, {"commit", "-q", "-am", "Change"}));
+    auto changed = package_source(repo.app, Mode::committed);
+    REQUIRE(changed);
+    CHECK(changed->loaded());
+    CHECK(changed->known_root().empty());
+}
+
+TEST_CASE("package_source: a record in another format or garbled is not trusted") {
+    Repo repo;
+    auto first = package_source(repo.app, Mode::committed);
+    REQUIRE(first);
+    first->remember_root(std::string(64, 'b'));
+    const auto roots = repo.root / ".git/deployctl/roots";
+    std::ifstream in(roots);
+    std::string line;
+    std::getline(in, line);
+    in.close();
+    REQUIRE(line.starts_with("2/"));
+    const auto key_end = line.find(' ', line.find(' ') + 1) + 1; // "TAG TREE "
+    const auto key = line.substr(0, key_end);
+    for (const std::string& bad :
+         {"1/" + line.substr(2, key_end - 2) + std::string(64, 'b'), // the old format
+          key + std::string(64, 'b') + " 4 x 3 9",                    // a figure not a number
+          key + std::string(63, 'b') + " 4 10 3 9",                   // a short root
+          key + std::string(64, 'b') + " 4 10 3"}) {                  // a figure missing
+        test::write(roots, bad + "\n");
+        auto tree = package_source(repo.app, Mode::committed);
+        REQUIRE(tree);
+        CHECK_MESSAGE(tree->loaded(), bad);
+        CHECK(tree->known_root().empty());
+    }
+}
