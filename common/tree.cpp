@@ -3,6 +3,8 @@
 #include <common/tree.hpp>
 
 #include <fmt/format.h>
+
+#include <algorithm>
 #include <nlohmann/json.hpp>
 
 namespace common {
@@ -36,7 +38,17 @@ std::string_view kind_code(TreeEntry::Kind kind) {
 // its own); a node's bytes are dump()'s, written without a JSON array per entry (a tree of
 // 20,000 files has as many).
 void append_json_string(std::string& out, const std::string& text) {
-    out += nlohmann::json(text).dump();
+    // Printable ASCII but '"' and '\\' (every digest, most names) is written as it is.
+    const bool plain = std::all_of(text.begin(), text.end(), [](char c) {
+        return c >= 0x20 && c <= 0x7e && c != '"' && c != '\\';
+    });
+    if (!plain) {
+        out += nlohmann::json(text).dump();
+        return;
+    }
+    out += '"';
+    out += text;
+    out += '"';
 }
 
 // One entry as dump() writes [name, kind, digest, size] or [name, "l", target].
