@@ -182,7 +182,8 @@ common::Result<ReleaseInfo> Engine::create_deployment(NewDeployment deployment) 
         return make_error(ErrorKind::refused,
                           deployment.app + " has no PRODUCTION release for a canary to share the "
                                            "traffic with; deploy it without --canary first");
-    TRY(m_options.disk.check(deployment.manifest.total_bytes(), "the release's files"));
+    TRY(m_options.disk.check(deployment.manifest.total_bytes(), "the release's files",
+                             deployment.manifest.entries.size()));
     // The API pinned the manifest's blobs; once the release and its blob list
     // are recorded they are in use, so a collection that runs meanwhile sees
     // one or the other (m_collect_mutex).

@@ -261,7 +261,8 @@ void Engine::keep_spare(const std::string& app, AppSlot& my) {
     my.spare_wanted.reset();
     // The disk guard as for a release's files: a spare is a convenience, never the cause of
     // a full disk (what is there is given up first).
-    if (auto room = m_options.disk.check(my.spare ? 0 : wanted.total_bytes(), "a spare tree");
+    if (auto room = m_options.disk.check(my.spare ? 0 : wanted.total_bytes(), "a spare tree",
+                                         wanted.entries.size());
         !room) {
         std::error_code ec;
         fs::remove_all(dir, ec);
@@ -292,7 +293,9 @@ common::Status Engine::build(const std::string& app, const Job& job, const Event
     auto dir = m_options.data_dir.release_dir(app, job.id);
     // The disk guard again: other deploys may have used the space since this
     // one was accepted.
-    if (auto room = m_options.disk.check(job.manifest.total_bytes(), "the release's files"); !room)
+    if (auto room = m_options.disk.check(job.manifest.total_bytes(), "the release's files",
+                                         job.manifest.entries.size());
+        !room)
         return make_error(ErrorKind::failed, room.error().message);
     // Which engine builds it is known once the tree is written (a Dockerfile at its root);
     // a tree that cannot have one is the process engine's, and may not even be written.

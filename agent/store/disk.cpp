@@ -21,7 +21,9 @@ common::Result<DiskSpace> disk_space(const std::filesystem::path& path) {
                                                      path.string(), common::os_error_text(errno)));
     const std::uint64_t unit = info.f_frsize ? info.f_frsize : info.f_bsize;
     return DiskSpace{static_cast<std::uint64_t>(info.f_bavail) * unit,
-                     static_cast<std::uint64_t>(info.f_blocks) * unit};
+                     static_cast<std::uint64_t>(info.f_blocks) * unit,
+                     static_cast<std::uint64_t>(info.f_favail),
+                     static_cast<std::uint64_t>(info.f_files)};
 }
 
 std::uint64_t MinFree::reserve(std::uint64_t filesystem_size) const {
@@ -69,24 +71,55 @@ common::Result<MinFree> parse_min_free(std::string_view text) {
     return out;
 }
 
-common::Status DiskGuard::check(std::uint64_t bytes, std::string_view what) const {
+common::Status DiskGuard::check(std::uint64_t bytes, std::string_view what,
+                                std::uint64_t files) const {
     if (m_dir.empty())
         return {};
     auto space = disk_space(m_dir);
     if (!space)
         return {}; // cannot tell: the write itself says so if it fails
-    const std::uint64_t reserve = m_min_free.reserve(space->size);
-    if (space->free >= reserve && space->free - reserve >= bytes)
+    return check_space(*space, m_min_free, m_dir, bytes, files, what);
+}
+
+common::Status check_space(const DiskSpace& space, const MinFree& min_free,
+                           const std::filesystem::path& dir, std::uint64_t bytes,
+                           std::uint64_t files, std::string_view what) {
+    const std::uint64_t reserve = min_free.reserve(space.size);
+    const bool bytes_fit = space.free >= reserve && space.free - reserve >= bytes;
+    // The inodes kept free: the reserve's share of the bytes, of the inodes.
+    const auto file_reserve =
+        space.size == 0 ? std::uint64_t{0}
+                        : static_cast<std::uint64_t>(std::ceil(static_cast<double>(space.files) *
+                                                               static_cast<double>(reserve) /
+                                                               static_cast<double>(space.size)));
+    const bool files_fit = space.files == 0 || (space.free_files >= file_reserve &&
+                                                space.free_files - file_reserve >= files);
+    if (bytes_fit && files_fit)
         return {};
-    std::string message = fmt::format("the agent's disk is full: {} free in {}",
-                                      common::format_bytes(space->free), m_dir.string());
-    if (bytes > 0)
-        message += fmt::format(", {} needs {}", what, common::format_bytes(bytes));
-    else
-        message += fmt::format(", too little for {}", what);
-    if (reserve > 0)
-        message += fmt::format(" (and {} is kept free: deploy-agent --min-free {})",
-                               common::format_bytes(reserve), m_min_free.describe());
+    std::string message;
+    if (!bytes_fit) {
+        message = fmt::format("the agent's disk is full: {} free in {}",
+                              common::format_bytes(space.free), dir.string());
+        if (bytes > 0)
+            message += fmt::format(", {} needs {}", what, common::format_bytes(bytes));
+        else
+            message += fmt::format(", too little for {}", what);
+        if (reserve > 0)
+            message += fmt::format(" (and {} is kept free: deploy-agent --min-free {})",
+                                   common::format_bytes(reserve), min_free.describe());
+    } else {
+        message = fmt::format("the agent's disk is full: {} more files fit in {} (its file "
+                              "system has {} inodes in all)",
+                              space.free_files, dir.string(), space.files);
+        if (files > 0)
+            message += fmt::format(", {} needs {}", what, files);
+        else
+            message += fmt::format(", too few for {}", what);
+        if (file_reserve > 0)
+            message += fmt::format(" (and {} are kept free, the share of deploy-agent "
+                                   "--min-free {})",
+                                   file_reserve, min_free.describe());
+    }
     message += "; free some space (deployctl agent df, deployctl agent prune) and deploy again";
     return make_error(ErrorKind::disk_full, std::move(message));
 }

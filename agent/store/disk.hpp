@@ -14,8 +14,10 @@
 namespace agent {
 
 struct DiskSpace {
-    std::uint64_t free = 0; // bytes an unprivileged writer may still use (f_bavail)
-    std::uint64_t size = 0; // the file system's size
+    std::uint64_t free = 0;       // bytes an unprivileged writer may still use (f_bavail)
+    std::uint64_t size = 0;       // the file system's size
+    std::uint64_t free_files = 0; // files (inodes) it may still create (f_favail)
+    std::uint64_t files = 0;      // the file system's inodes; 0 where it has no fixed count
 };
 
 common::Result<DiskSpace> disk_space(const std::filesystem::path& path);
@@ -45,7 +47,11 @@ class DiskGuard {
     // "the agent's disk is full: 12.0 MiB free in DIR, WHAT needs 95.0 MiB (and
     // 3.2 MiB is kept free: deploy-agent --min-free)". A file system whose
     // space cannot be read is not refused (the write itself will tell).
-    common::Status check(std::uint64_t bytes, std::string_view what) const;
+    // `files`: the files the step creates. A file system with a fixed count of inodes (ext4)
+    // can run out of them while bytes remain (a tree of many small files, kept a few times):
+    // they are checked the same way, the reserve keeping the same share of them as of the
+    // bytes.
+    common::Status check(std::uint64_t bytes, std::string_view what, std::uint64_t files = 0) const;
     const std::filesystem::path& dir() const { return m_dir; }
     const MinFree& min_free() const { return m_min_free; }
 
@@ -53,5 +59,10 @@ class DiskGuard {
     std::filesystem::path m_dir;
     MinFree m_min_free;
 };
+
+// DiskGuard::check's decision for a file system whose space is `space`.
+common::Status check_space(const DiskSpace& space, const MinFree& min_free,
+                           const std::filesystem::path& dir, std::uint64_t bytes,
+                           std::uint64_t files, std::string_view what);
 
 } // namespace agent

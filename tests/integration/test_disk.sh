@@ -259,3 +259,24 @@ pass "env set works once space is freed"
 run dctl deploy
 assert_eq 0 "$RC" "a deploy works again once space is freed"
 expect_serving $APP "hello from $(cat "$REPO/VERSION")" "and serves"
+
+# 6. Inodes: a tree of many small files on a file system with bytes to spare but few inodes
+#    left is refused up front, by its count of files, and the serving release keeps serving.
+FEW=$TEST_TMP/few/data
+mkdir -p "$FEW"
+mount -t tmpfs -o size=64m,nr_inodes=900 tmpfs "$FEW" ||
+    fail "a tmpfs of 900 inodes is mounted" "mount -t tmpfs failed"
+start_agent few
+make_app_repo few
+APP=few
+assert_exit 0 dctl deploy -q
+expect_serving $APP "hello from 1" "v1 of few serves from the tmpfs of 900 inodes"
+mkdir -p "$REPO/many"
+for i in $(seq 1 450); do echo "file $i" >"$REPO/many/f$i.txt"; done
+commit_change "$REPO" "450 small files" VERSION 2
+run dctl deploy
+assert_eq 6 "$RC" "450 more files where their blobs fit but the release's files do not: exit 6"
+assert_match "$OUT$ERR" "the agent's disk is full: [0-9]+ more files fit in $FEW \(its file system has 900 inodes in all\), the release's files needs 45[0-9]" \
+    "it says how many files fit and how many the release needs"
+expect_serving $APP "hello from 1" "v1 keeps serving"
+assert_eq "v1" "$(acurl -s "$AGENT_URL/v1/apps/few/releases" | jq -r '[.[].id] | join(" ")')" "no release was recorded"
