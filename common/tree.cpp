@@ -15,9 +15,11 @@ Error bad(std::string message) {
     return make_error(ErrorKind::bad_request, std::move(message));
 }
 
+// A folder of the manifest being built into nodes; names are views into its paths (the
+// manifest outlives the build), ordered as strings are.
 struct Dir {
-    std::map<std::string, Dir> dirs;
-    std::map<std::string, const ManifestEntry*> files;
+    std::map<std::string_view, Dir> dirs;
+    std::map<std::string_view, const ManifestEntry*> files;
 };
 
 std::string_view kind_code(TreeEntry::Kind kind) {
@@ -171,10 +173,10 @@ Tree build_tree(const Manifest& manifest) {
         Dir* dir = &root;
         std::string_view path = entry.path;
         for (auto slash = path.find('/'); slash != std::string_view::npos; slash = path.find('/')) {
-            dir = &dir->dirs[std::string(path.substr(0, slash))];
+            dir = &dir->dirs[path.substr(0, slash)];
             path.remove_prefix(slash + 1);
         }
-        dir->files[std::string(path)] = &entry;
+        dir->files[path] = &entry;
     }
     Tree tree;
     tree.root = add_nodes(root, tree);

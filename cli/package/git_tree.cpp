@@ -288,11 +288,11 @@ std::string SourceTree::known_root() const {
     return m_impl->known ? m_impl->known->root : "";
 }
 
-void SourceTree::remember_root(const std::string& root) const {
+void SourceTree::remember_root(const std::string& root, const Figures& figures) const {
     if (m_impl->tree_oid.empty() || !common::is_sha256_hex(root) || !loaded() ||
         !m_impl->warnings.empty())
         return;
-    const KnownTree known{root, figures()};
+    const KnownTree known{root, figures};
     std::lock_guard lock(m_impl->mutex);
     m_impl->known = known;
     const auto read = common::read_file(m_impl->roots_file);

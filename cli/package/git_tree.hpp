@@ -66,7 +66,7 @@ class SourceTree {
     // figures (committed trees packaged without warnings only: a git tree id names its
     // files and contents exactly).
     std::string known_root() const;
-    void remember_root(const std::string& root) const;
+    void remember_root(const std::string& root, const Figures& figures) const;
 
     // The content of a file of the manifest, by digest.
     common::Result<std::string> read(const std::string& digest) const;

@@ -12,13 +12,13 @@
 #include "temp_dir.hpp"
 
 namespace fs = std::filesystem;
-using test::git;
-using test::write;
 using cli::package::deployed_config;
 using cli::package::describe_changes;
 using cli::package::Mode;
 using cli::package::package_source;
 using common::EntryKind;
+using test::git;
+using test::write;
 
 namespace {
 
@@ -316,7 +316,7 @@ TEST_CASE("package_source: a committed tree recorded by an earlier deploy waits 
     CHECK(figures.files == 4);
     CHECK(figures.blobs == 3); // the symlink has no content of its own
     const std::string root(64, 'a');
-    first->remember_root(root);
+    first->remember_root(root, figures);
     CHECK(first->known_root() == root);
 
     // The same git tree again: its record, no walk.
@@ -373,7 +373,7 @@ TEST_CASE("package_source: a record in another format or garbled is not trusted"
     Repo repo;
     auto first = package_source(repo.app, Mode::committed);
     REQUIRE(first);
-    first->remember_root(std::string(64, 'b'));
+    first->remember_root(std::string(64, 'b'), first->figures());
     const auto roots = repo.root / ".git/deployctl/roots";
     std::ifstream in(roots);
     std::string line;
@@ -384,9 +384,9 @@ TEST_CASE("package_source: a record in another format or garbled is not trusted"
     const auto key = line.substr(0, key_end);
     for (const std::string& bad :
          {"1/" + line.substr(2, key_end - 2) + std::string(64, 'b'), // the old format
-          key + std::string(64, 'b') + " 4 x 3 9",                    // a figure not a number
-          key + std::string(63, 'b') + " 4 10 3 9",                   // a short root
-          key + std::string(64, 'b') + " 4 10 3"}) {                  // a figure missing
+          key + std::string(64, 'b') + " 4 x 3 9",                   // a figure not a number
+          key + std::string(63, 'b') + " 4 10 3 9",                  // a short root
+          key + std::string(64, 'b') + " 4 10 3"}) {                 // a figure missing
         test::write(roots, bad + "\n");
         auto tree = package_source(repo.app, Mode::committed);
         REQUIRE(tree);
