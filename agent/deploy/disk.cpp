@@ -127,6 +127,7 @@ common::Result<DiskUsage> Engine::disk_usage() {
     usage.data_dir = data.root().string();
     TRY_ASSIGN(usage.filesystem, disk_space(data.root()));
     usage.reserve = m_options.disk.min_free().reserve(usage.filesystem.size);
+    usage.file_reserve = inode_reserve(usage.filesystem, usage.reserve);
     std::map<std::string, std::uint64_t> stored;
     for (const auto& blob : m_blobs.list()) {
         stored[blob.digest] = blob.bytes;

@@ -306,8 +306,9 @@ struct BuildCacheInfo {
 struct DiskUsage {
     std::string data_dir;
     DiskSpace filesystem;
-    std::uint64_t reserve = 0; // kept free (--min-free)
-    std::uint64_t blobs = 0;   // all stored blobs
+    std::uint64_t reserve = 0;      // kept free (--min-free)
+    std::uint64_t file_reserve = 0; // inodes kept free (the same share)
+    std::uint64_t blobs = 0;        // all stored blobs
     std::uint64_t blob_count = 0;
     std::uint64_t unused_blobs = 0;  // what `agent prune` would remove of them
     std::uint64_t total = 0;         // the whole data dir

@@ -81,17 +81,20 @@ common::Status DiskGuard::check(std::uint64_t bytes, std::string_view what,
     return check_space(*space, m_min_free, m_dir, bytes, files, what);
 }
 
+std::uint64_t inode_reserve(const DiskSpace& space, std::uint64_t reserve) {
+    if (space.size == 0)
+        return 0;
+    return static_cast<std::uint64_t>(
+        std::ceil(static_cast<double>(space.files) * static_cast<double>(reserve) /
+                  static_cast<double>(space.size)));
+}
+
 common::Status check_space(const DiskSpace& space, const MinFree& min_free,
                            const std::filesystem::path& dir, std::uint64_t bytes,
                            std::uint64_t files, std::string_view what) {
     const std::uint64_t reserve = min_free.reserve(space.size);
     const bool bytes_fit = space.free >= reserve && space.free - reserve >= bytes;
-    // The inodes kept free: the reserve's share of the bytes, of the inodes.
-    const auto file_reserve =
-        space.size == 0 ? std::uint64_t{0}
-                        : static_cast<std::uint64_t>(std::ceil(static_cast<double>(space.files) *
-                                                               static_cast<double>(reserve) /
-                                                               static_cast<double>(space.size)));
+    const auto file_reserve = inode_reserve(space, reserve);
     const bool files_fit = space.files == 0 || (space.free_files >= file_reserve &&
                                                 space.free_files - file_reserve >= files);
     if (bytes_fit && files_fit)

@@ -60,6 +60,9 @@ class DiskGuard {
     MinFree m_min_free;
 };
 
+// The inodes kept free with `reserve` bytes: the same share of the inodes as of the bytes.
+std::uint64_t inode_reserve(const DiskSpace& space, std::uint64_t reserve);
+
 // DiskGuard::check's decision for a file system whose space is `space`.
 common::Status check_space(const DiskSpace& space, const MinFree& min_free,
                            const std::filesystem::path& dir, std::uint64_t bytes,

@@ -1146,6 +1146,17 @@ void HumanPrinter::render_disk(const Agent& e) {
     if (free < reserve)
         disk = paint(Color::red, disk + ": deploys are refused");
     line(m_out, prefix, "disk      " + disk);
+    // A file system with a fixed count of inodes (ext4): many small files can use them up.
+    if (const auto files = json_bytes(answer, "files"); files > 0) {
+        const auto free_files = json_bytes(answer, "free_files");
+        const auto file_reserve = json_bytes(answer, "file_reserve");
+        std::string inodes = fmt::format("{} free of {}", free_files, files);
+        if (file_reserve > 0)
+            inodes += fmt::format(", {} kept free", file_reserve);
+        if (free_files < file_reserve)
+            inodes = paint(Color::red, inodes + ": deploys are refused");
+        line(m_out, prefix, "inodes    " + inodes);
+    }
     const json blobs = answer.value("blobs", json::object());
     line(m_out, prefix,
          fmt::format("blobs     {} stored, {} ({} used by no release: deployctl agent prune)",

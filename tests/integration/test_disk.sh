@@ -280,3 +280,7 @@ assert_match "$OUT$ERR" "the agent's disk is full: [0-9]+ more files fit in $FEW
     "it says how many files fit and how many the release needs"
 expect_serving $APP "hello from 1" "v1 keeps serving"
 assert_eq "v1" "$(acurl -s "$AGENT_URL/v1/apps/few/releases" | jq -r '[.[].id] | join(" ")')" "no release was recorded"
+run dctl agent df --json
+assert_jq "$OUT" '.files == 900 and .free_files < 450 and .file_reserve >= 0' "agent df --json: the inodes in all, free and kept free"
+run dctl agent df
+assert_match "$OUT" "inodes +[0-9]+ free of 900" "agent df shows the inodes"
