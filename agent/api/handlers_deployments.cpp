@@ -192,13 +192,13 @@ common::Status read_manifest(ApiContext& context, const json& body, NewDeploymen
 // (each once), which the answer names before any size mismatch.
 common::Status take_stored_sizes(const BlobStore& blobs, common::Manifest& manifest,
                                  std::vector<std::string>& missing,
-                                 const std::unordered_map<std::string, std::uint64_t>& known) {
+                                 const std::unordered_map<std::string_view, std::uint64_t>& known) {
     std::set<std::string> absent;
     common::Status mismatch;
     for (auto& entry : manifest.entries) {
         if (entry.kind == common::EntryKind::symlink)
             continue;
-        const auto seen = known.find(entry.digest);
+        const auto seen = known.find(std::string_view(entry.digest));
         const auto stored = seen != known.end() ? common::Result<std::uint64_t>(seen->second)
                                                 : blobs.size(entry.digest);
         if (!stored) { // not there, or not a blob the store can read: sent again
@@ -328,8 +328,8 @@ Response create_deployment(ApiContext& context, const std::string& app, const js
     std::vector<std::string> missing;
     // The blobs of the trees found whole with their sizes (the last deployments') are
     // not looked at one by one.
-    auto sized = take_stored_sizes(context.blobs, deployment->manifest, missing,
-                                   context.pending_nodes->whole_blob_sizes(removals));
+    const auto whole = context.pending_nodes->whole_blob_sizes(removals);
+    auto sized = take_stored_sizes(context.blobs, deployment->manifest, missing, whole.sizes);
     if (!missing.empty())
         return missing_blobs_response(missing);
     // Every blob is here; once the nodes are stored too (with the release, or with the

@@ -117,21 +117,23 @@ void PendingNodes::mark_whole(const std::string& root, std::uint64_t removals, b
         m_whole_nodes[node] = WholeWithin{it->contents, removals};
 }
 
-std::unordered_map<std::string, std::uint64_t>
-PendingNodes::whole_blob_sizes(std::uint64_t removals) {
-    std::vector<std::shared_ptr<const TreeContents>> whole;
+PendingNodes::BlobSizes PendingNodes::whole_blob_sizes(std::uint64_t removals) {
+    BlobSizes out;
     {
         std::lock_guard lock(m_mutex);
         for (const auto& known : m_known)
             if (known.whole_at == removals && known.sizes_checked)
-                whole.push_back(known.contents);
+                out.trees.push_back(known.contents);
     }
-    std::unordered_map<std::string, std::uint64_t> sizes;
-    for (const auto& tree : whole)
+    std::size_t count = 0;
+    for (const auto& tree : out.trees)
+        count += tree->manifest.entries.size();
+    out.sizes.reserve(count);
+    for (const auto& tree : out.trees)
         for (const auto& entry : tree->manifest.entries)
             if (entry.kind != common::EntryKind::symlink)
-                sizes.emplace(entry.digest, entry.size);
-    return sizes;
+                out.sizes.emplace(entry.digest, entry.size);
+    return out;
 }
 
 std::optional<PendingNodes::WholeWithin> PendingNodes::whole_within(const std::string& node) {

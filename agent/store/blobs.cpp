@@ -255,21 +255,61 @@ std::size_t BlobStore::remove_stale_uploads() const {
     return removed;
 }
 
+namespace {
+
+// The 32 bytes of a digest's 64 lowercase hex digits; nullopt for anything else.
+std::optional<std::array<unsigned char, 32>> digest_bytes(std::string_view hex) {
+    static constexpr auto k_nibbles = [] {
+        std::array<signed char, 256> table{};
+        table.fill(-1);
+        for (int c = '0'; c <= '9'; ++c)
+            table[static_cast<std::size_t>(c)] = static_cast<signed char>(c - '0');
+        for (int c = 'a'; c <= 'f'; ++c)
+            table[static_cast<std::size_t>(c)] = static_cast<signed char>(c - 'a' + 10);
+        return table;
+    }();
+    if (hex.size() != 64)
+        return std::nullopt;
+    std::array<unsigned char, 32> out{};
+    int bad = 0;
+    for (std::size_t i = 0; i < 32; ++i) {
+        const int high = k_nibbles[static_cast<unsigned char>(hex[2 * i])];
+        const int low = k_nibbles[static_cast<unsigned char>(hex[2 * i + 1])];
+        bad |= high | low; // -1 sets the sign bit
+        out[i] = static_cast<unsigned char>(((high & 0xf) << 4) | (low & 0xf));
+    }
+    if (bad < 0)
+        return std::nullopt;
+    return out;
+}
+
+} // namespace
+
+std::size_t BlobStore::PinKeyHash::operator()(const PinKey& key) const {
+    return std::hash<std::string_view>{}(
+        std::string_view(reinterpret_cast<const char*>(key.data()), key.size()));
+}
+
 void BlobStore::pin(const std::vector<std::string>& digests) {
     const auto until = std::chrono::steady_clock::now() + k_pin_time;
     std::lock_guard lock(m_pin_mutex);
     for (const auto& digest : digests)
-        m_pins[digest] = until;
+        if (const auto key = digest_bytes(digest))
+            m_pins.insert_or_assign(*key, until);
 }
 
 void BlobStore::unpin(const std::vector<std::string>& digests) {
     std::lock_guard lock(m_pin_mutex);
     for (const auto& digest : digests)
-        m_pins.erase(digest);
+        if (const auto key = digest_bytes(digest))
+            m_pins.erase(*key);
 }
 
 bool BlobStore::pinned(const std::string& digest, std::chrono::steady_clock::time_point now) const {
-    auto it = m_pins.find(digest);
+    const auto key = digest_bytes(digest);
+    if (!key)
+        return false;
+    auto it = m_pins.find(*key);
     return it != m_pins.end() && now < it->second;
 }
 

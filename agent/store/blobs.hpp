@@ -4,6 +4,7 @@
 
 #include <common/result.hpp>
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
@@ -11,6 +12,7 @@
 #include <mutex>
 #include <set>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 namespace agent {
@@ -73,12 +75,19 @@ class BlobStore {
     std::uint64_t removals() const;
 
   private:
+    // A pinned digest as its 32 bytes: a tree of 18,000 files is pinned without a string
+    // each (a string that is not a digest names no blob and is not pinned).
+    using PinKey = std::array<unsigned char, 32>;
+    struct PinKeyHash {
+        std::size_t operator()(const PinKey& key) const;
+    };
     bool pinned(const std::string& digest, std::chrono::steady_clock::time_point now) const;
 
     std::filesystem::path m_root;
     mutable std::mutex m_pin_mutex;
-    std::map<std::string, std::chrono::steady_clock::time_point> m_pins; // digest -> until
-    std::uint64_t m_removals = 0;                                        // under m_pin_mutex
+    std::unordered_map<PinKey, std::chrono::steady_clock::time_point, PinKeyHash>
+        m_pins;                   // digest -> until
+    std::uint64_t m_removals = 0; // under m_pin_mutex
 };
 
 } // namespace agent

@@ -62,17 +62,19 @@ TEST_CASE("PendingNodes: blob sizes come only from trees found whole with their 
     unchecked->manifest.entries = {{"b.txt", common::EntryKind::file, "blobB", 22, {}}};
     pending.keep_tree("rootA", sized);
     pending.keep_tree("rootB", unchecked);
-    CHECK(pending.whole_blob_sizes(3).empty()); // neither found whole yet
-    pending.mark_whole("rootA", 3, true);       // a deployment checked its sizes
-    pending.mark_whole("rootB", 3);             // present, sizes as the client said
-    const auto sizes = pending.whole_blob_sizes(3);
+    CHECK(pending.whole_blob_sizes(3).sizes.empty()); // neither found whole yet
+    pending.mark_whole("rootA", 3, true);             // a deployment checked its sizes
+    pending.mark_whole("rootB", 3);                   // present, sizes as the client said
+    const auto whole = pending.whole_blob_sizes(3);
+    const auto& sizes = whole.sizes;
     CHECK(sizes.size() == 1); // no symlink, nothing of rootB
     CHECK(sizes.at("blobA") == 11);
     // A blob removed since (the store's count moved on): nothing is taken on trust.
-    CHECK(pending.whole_blob_sizes(4).empty());
+    CHECK(pending.whole_blob_sizes(4).sizes.empty());
     // Found whole again later, by presence alone: its sizes stay checked.
     pending.mark_whole("rootA", 4);
-    CHECK(pending.whole_blob_sizes(4).at("blobA") == 11);
+    const auto again = pending.whole_blob_sizes(4);
+    CHECK(again.sizes.at("blobA") == 11);
 }
 
 TEST_CASE("read_tree: a deployment's root is read once, with its blob list and manifest digest") {

@@ -182,4 +182,14 @@ TEST_CASE("BlobStore::collect removes what is neither used nor pinned") {
         CHECK_FALSE(blobs.has(d_pinned));
         CHECK(blobs.has(d_used));
     }
+    SUBCASE("pins are by digest: pinned again it stays; a string that is no digest pins nothing") {
+        blobs.pin({d_pinned, d_unused, "not a digest", std::string(64, 'G')});
+        blobs.unpin({"not a digest"});
+        CHECK(blobs.collect({d_used}, false).empty());
+        blobs.unpin({d_unused});
+        auto removed = blobs.collect({d_used}, false);
+        REQUIRE(removed.size() == 1);
+        CHECK(removed[0].digest == d_unused);
+        CHECK(blobs.has(d_pinned));
+    }
 }
