@@ -233,8 +233,8 @@ class Engine final : public Service {
     // worker has nothing queued (under deploy_lock, as settle_spare).
     void keep_spare(const std::string& app, AppSlot& slot);
     // Takes the spare a writer made into the slot once it is done; one not done is waited
-    // for, or cancelled when `cancel` (its half-written folder left for the next write):
-    // true when it was.
+    // for at normal priority, or cancelled when `cancel` (its half-written folder left for
+    // the next write): true when it was.
     bool settle_spare(const std::string& app, AppSlot& slot, bool cancel);
     // The app's variables for this release, and its events redacted from now on.
     common::Result<secrets::ReleaseEnv>

@@ -75,6 +75,7 @@ common::Status write_symlink(const common::ManifestEntry& entry, const fs::path&
 // tree), on the calling thread alone, `*cancel` checked before each file.
 struct Writing {
     const std::atomic<bool>* cancel = nullptr;
+    std::atomic<std::size_t>* written = nullptr; // files written so far, when counted
     bool cancelled() const { return cancel != nullptr && cancel->load(); }
 };
 
@@ -96,6 +97,8 @@ common::Status write_files(const std::vector<const common::ManifestEntry*>& file
                                         if (how.cancelled())
                                             return cancelled_error();
                                         TRY(write_entry(*files[i], blobs, root));
+                                        if (how.written != nullptr)
+                                            how.written->fetch_add(1, std::memory_order_relaxed);
                                     }
                                     return {};
                                 });
@@ -309,14 +312,15 @@ void set_priority(int tid, pthread_t thread, bool normal) {
 } // namespace
 
 SpareWriter::SpareWriter(common::Manifest wanted, const BlobStore& blobs, fs::path dir,
-                         std::optional<SpareTree> last) {
+                         std::optional<SpareTree> last)
+    : m_total(wanted.entries.size()) {
     m_thread = std::thread([this, wanted = std::move(wanted), &blobs, dir = std::move(dir),
                             last = std::move(last)]() mutable {
         m_tid.store(static_cast<int>(::gettid()));
         set_priority(static_cast<int>(::gettid()), ::pthread_self(), false);
         if (m_cancel.load()) // cancelled before it lowered its priority: finish() raised none
             set_priority(static_cast<int>(::gettid()), ::pthread_self(), true);
-        const Writing how{&m_cancel};
+        const Writing how{&m_cancel, &m_written};
         m_status = write_release(wanted, blobs, dir, &last, nullptr, how);
         if (m_status)
             m_spare = SpareTree{dir, std::move(wanted)};
@@ -327,17 +331,20 @@ SpareWriter::~SpareWriter() {
     (void)finish(true);
 }
 
+bool SpareWriter::mostly_written() const {
+    return m_written.load(std::memory_order_relaxed) * 2 >= m_total;
+}
+
 SpareWriter::Outcome SpareWriter::finish(bool cancel) {
     if (!m_thread.joinable())
         return {};
-    if (cancel) {
+    if (cancel)
         m_cancel.store(true);
-        // Back to normal priority: at idle priority on a busy machine the thread would
-        // notice the cancel only when the CPU and the disk have nothing else to do. (A
-        // thread that has not lowered its own yet sees the flag once it has.)
-        if (const int tid = m_tid.load(); tid > 0)
-            set_priority(tid, m_thread.native_handle(), true);
-    }
+    // Back to normal priority: at idle priority on a busy machine the thread would notice
+    // the cancel, or write its last files, only when the CPU and the disk have nothing
+    // else to do. (A thread that has not lowered its own yet sees the flag once it has.)
+    if (const int tid = m_tid.load(); tid > 0)
+        set_priority(tid, m_thread.native_handle(), true);
     m_thread.join();
     Outcome outcome;
     outcome.cancelled = m_cancel.load() && !m_status;

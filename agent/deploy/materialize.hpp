@@ -62,12 +62,17 @@ class SpareWriter {
                                         // there (or the agent's next start) to remove
         std::string error;              // it failed otherwise
     };
-    // Waits for the thread, after telling it to stop at its next file when `cancel` (the
-    // thread's priority raised back to normal, so that it notices at once). Once only.
+    // Raises the thread's priority back to normal and waits for it, after telling it to
+    // stop at its next file when `cancel` (else it writes the rest). Once only.
     Outcome finish(bool cancel);
+    // Half of its files or more are written: finishing it costs less than writing the
+    // next release from the store.
+    bool mostly_written() const;
 
   private:
     std::atomic<bool> m_cancel{false};
+    std::atomic<std::size_t> m_written{0};
+    std::size_t m_total = 0;
     std::atomic<int> m_tid{0}; // the thread's, for its I/O priority
     common::Status m_status;
     std::optional<SpareTree> m_spare;

@@ -348,7 +348,10 @@ common::Status Engine::build(const std::string& app, const Job& job, const Event
     }
     const auto writing = Clock::now();
     AppSlot& my = slot(app);
-    if (settle_spare(app, my, true)) // not whole yet: cancelled, not waited for
+    // A spare not whole yet: finished at normal priority when half or more of it is
+    // written (the rest costs less than the whole release), else cancelled.
+    const bool hurry = my.spare_writer && my.spare_writer->mostly_written();
+    if (settle_spare(app, my, !hurry))
         spec.on_note("the spare copy of the last tree was not written yet (this deployment came "
                      "right after the last): release files written from the store");
     Materialized tree;

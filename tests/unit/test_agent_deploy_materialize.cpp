@@ -3,10 +3,12 @@
 
 #include <doctest/doctest.h>
 
+#include <chrono>
 #include <fstream>
 #include <map>
 #include <sstream>
 #include <sys/stat.h>
+#include <thread>
 
 #include "temp_dir.hpp"
 
@@ -154,6 +156,17 @@ TEST_CASE("SpareWriter: writes the spare on its own thread; a cancel leaves no s
         CHECK(done.from_spare);
         CHECK(done.written == 0);
         CHECK(listing(releases / "v2") == listing(releases / "fresh"));
+    }
+    SUBCASE("half written or more, it says so, and finishing it writes the rest") {
+        agent::SpareWriter writer(tree, blobs, spare_dir, std::nullopt);
+        const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+        while (!writer.mostly_written() && std::chrono::steady_clock::now() < deadline)
+            std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        REQUIRE(writer.mostly_written());
+        auto outcome = writer.finish(false);
+        REQUIRE(outcome.spare.has_value());
+        CHECK_FALSE(outcome.cancelled);
+        CHECK(listing(spare_dir) == listing(releases / "fresh"));
     }
     SUBCASE("from the last spare: changed by the difference") {
         REQUIRE(agent::materialize(tree_of({{"old.txt", "old\n"}}, blobs), blobs, spare_dir));
