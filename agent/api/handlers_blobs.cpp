@@ -80,8 +80,9 @@ Response missing(ApiContext& context, const Request& request) {
             upload += sizes->empty() ? 0 : (*sizes)[i];
         }
     }
-    if (upload > 0)
-        if (auto room = context.disk.check(upload, "this upload"); !room)
+    // Each blob is a file: the bytes and the inodes they need.
+    if (upload > 0 || !lacking.empty())
+        if (auto room = context.disk.check(upload, "this upload", lacking.size()); !room)
             return error_response(room.error());
     return json_response(200, {{"missing", lacking}});
 }
@@ -421,8 +422,8 @@ Response trees_missing(ApiContext& context, const Request& request) {
             }
         }
     }
-    if (upload > 0)
-        if (auto room = context.disk.check(upload, "this upload"); !room)
+    if (upload > 0 || !missing_blobs.empty())
+        if (auto room = context.disk.check(upload, "this upload", missing_blobs.size()); !room)
             return error_response(room.error());
     return json_response(200, {{"missing_nodes", missing_nodes}, {"missing_blobs", missing_blobs}});
 }

@@ -284,3 +284,15 @@ run dctl agent df --json
 assert_jq "$OUT" '.files == 900 and .free_files < 450 and .file_reserve >= 0' "agent df --json: the inodes in all, free and kept free"
 run dctl agent df
 assert_match "$OUT" "inodes +[0-9]+ free of 900" "agent df shows the inodes"
+# More files than the inodes left: refused before anything is sent, by the count of blobs.
+git -C "$REPO" rm -rq many
+mkdir -p "$REPO/more"
+for i in $(seq 1 1000); do echo "other $i" >"$REPO/more/g$i.txt"; done
+commit_change "$REPO" "1000 small files" VERSION 3
+blobs_before=$(find "$DATA/blobs" -type f | wc -l)
+run dctl deploy
+assert_eq 6 "$RC" "1000 files to a disk with fewer inodes left: exit 6"
+assert_match "$OUT$ERR" "the agent's disk is full: [0-9]+ more files fit in $FEW .*, this upload needs 100[0-9]" \
+    "the upload is refused by its count of files"
+assert_eq "$blobs_before" "$(find "$DATA/blobs" -type f | wc -l)" "nothing of it was stored"
+expect_serving $APP "hello from 1" "v1 keeps serving"
