@@ -1,8 +1,8 @@
 #include <agent/runtime/cpus.hpp>
 #include <common/fs.hpp>
+#include <common/number.hpp>
 
 #include <algorithm>
-#include <charconv>
 #include <cmath>
 #include <optional>
 #include <sched.h>
@@ -19,11 +19,10 @@ namespace fs = std::filesystem;
 std::optional<double> parse_number(std::string_view text) {
     while (!text.empty() && (text.back() == '\n' || text.back() == ' '))
         text.remove_suffix(1);
-    long long value = 0;
-    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-    if (ec != std::errc() || end != text.data() + text.size())
+    const auto value = common::parse_whole_number<long long>(text);
+    if (!value)
         return std::nullopt;
-    return static_cast<double>(value);
+    return static_cast<double>(*value);
 }
 
 // The cores one cgroup directory's quota allows; nullopt: no quota (or none readable).

@@ -1,9 +1,9 @@
 #include <agent/runtime/ports.hpp>
 #include <common/fs.hpp>
+#include <common/number.hpp>
 
 #include <arpa/inet.h>
 #include <cerrno>
-#include <charconv>
 #include <chrono>
 #include <cstring>
 #include <map>
@@ -54,15 +54,6 @@ int try_bind(int port, bool reuse) {
     return rc;
 }
 
-std::optional<int> number(std::string_view text) {
-    int value = 0;
-    const auto* end = text.data() + text.size();
-    auto [ptr, ec] = std::from_chars(text.data(), end, value);
-    if (ec != std::errc() || ptr != end)
-        return std::nullopt;
-    return value;
-}
-
 } // namespace
 
 std::string PortRange::text() const {
@@ -79,8 +70,8 @@ common::Result<PortRange> parse_port_range(std::string_view text) {
     const auto dash = text.find('-');
     if (dash == std::string_view::npos)
         return bad();
-    const auto low = number(text.substr(0, dash));
-    const auto high = number(text.substr(dash + 1));
+    const auto low = common::parse_whole_number<int>(text.substr(0, dash));
+    const auto high = common::parse_whole_number<int>(text.substr(dash + 1));
     if (!low || !high || *low < 1024 || *low > *high || *high > 65535)
         return bad();
     return PortRange{*low, *high};
@@ -97,8 +88,8 @@ std::optional<PortRange> parse_ephemeral_range(std::string_view text) {
     const auto first_end = skip(first, false);
     const auto second = skip(first_end, true);
     const auto second_end = skip(second, false);
-    const auto low = number(text.substr(first, first_end - first));
-    const auto high = number(text.substr(second, second_end - second));
+    const auto low = common::parse_whole_number<int>(text.substr(first, first_end - first));
+    const auto high = common::parse_whole_number<int>(text.substr(second, second_end - second));
     if (!low || !high || *low > *high)
         return std::nullopt;
     return PortRange{*low, *high};

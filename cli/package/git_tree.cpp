@@ -2,6 +2,7 @@
 #include <cli/package/git_tree.hpp>
 #include <common/fs.hpp>
 #include <common/hash.hpp>
+#include <common/number.hpp>
 #include <common/storable_path.hpp>
 #include <common/version.hpp>
 
@@ -9,7 +10,6 @@
 #include <git2.h>
 
 #include <algorithm>
-#include <charconv>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -112,10 +112,12 @@ std::string known_text(const KnownTree& known) {
                        known.figures.blobs, known.figures.blob_bytes);
 }
 
+// Sets `out` to the whole number `text` is.
 template <class T> bool parse_number(std::string_view text, T& out) {
-    const auto* end = text.data() + text.size();
-    auto [ptr, ec] = std::from_chars(text.data(), end, out);
-    return ec == std::errc() && ptr == end && !text.empty();
+    const auto value = common::parse_whole_number<T>(text);
+    if (value)
+        out = *value;
+    return value.has_value();
 }
 
 // The newest record for `key` ("TAG GIT-TREE-ID "), if any.
