@@ -79,16 +79,18 @@ void add_strings(const nlohmann::json& answer, const char* key, std::vector<std:
 // building them (`merkle`) only when it lacks any. Nullopt when the agent has no
 // /v1/trees (an older agent). `root` is the tree's root when known (from an earlier
 // deploy of the same git tree), else empty; it is the root asked about once this returns.
+// `answered`: the agent's answer about that known root, when the caller asked already.
 common::Result<std::optional<std::set<std::string>>>
 missing_from_tree(transport::Client& client, const package::SourceTree& source, std::string& root,
-                  std::optional<common::Tree>& merkle) {
+                  std::optional<common::Tree>& merkle,
+                  std::optional<common::Result<nlohmann::json>> answered = std::nullopt) {
     auto build = [&] {
         merkle = common::build_tree(source.manifest());
         root = merkle->root;
     };
     if (root.empty())
         build();
-    auto answer = ask_trees(client, {{"roots", {root}}});
+    auto answer = answered ? std::move(*answered) : ask_trees(client, {{"roots", {root}}});
     if (!answer && answer.error().kind == ErrorKind::not_found)
         return std::optional<std::set<std::string>>();
     if (!answer)
@@ -282,6 +284,7 @@ common::Result<output::UploadStats> upload_blobs(transport::Client& client,
     output::UploadStats stats;
     const auto sent_before = client.bytes_sent();
     auto root = tree.known_root();
+    std::optional<common::Result<nlohmann::json>> asked; // about the recorded root
     if (!root.empty() && !tree.loaded()) {
         // A tree deployed before, packaged from its record: one question, and when the
         // agent has it whole, nothing more (not even the manifest).
@@ -302,6 +305,7 @@ common::Result<output::UploadStats> upload_blobs(transport::Client& client,
             out.emit(output::Uploaded{host, stats});
             return stats;
         }
+        asked = std::move(answer); // not asked again below
     }
     // The agent lacks part of the tree, or is older (the manifest itself, or the flat list).
     TRY(tree.load());
@@ -325,7 +329,7 @@ common::Result<output::UploadStats> upload_blobs(transport::Client& client,
     stats.blobs_total = contents.size();
 
     std::optional<common::Tree> merkle;
-    TRY_ASSIGN(auto from_tree, missing_from_tree(client, tree, root, merkle));
+    TRY_ASSIGN(auto from_tree, missing_from_tree(client, tree, root, merkle, std::move(asked)));
     std::set<std::string> wanted;
     bool framed = from_tree.has_value();
     if (framed) {
