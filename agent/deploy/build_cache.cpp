@@ -2,7 +2,9 @@
 #include <agent/deploy/file_copy.hpp>
 #include <common/duration.hpp>
 #include <common/fs.hpp>
+#include <common/hash.hpp>
 #include <common/log.hpp>
+#include <common/number.hpp>
 
 #include <fmt/format.h>
 
@@ -32,6 +34,7 @@ namespace {
 // modification time of anything under it (itself included).
 struct Measure {
     std::uint64_t bytes = 0;
+    std::uint64_t files = 0; // names of anything, itself included
     std::int64_t newest = 0; // nanoseconds
 };
 
@@ -46,6 +49,7 @@ Measure measure(const fs::path& path) {
         struct stat st {};
         if (::lstat(p.c_str(), &st) != 0)
             return;
+        ++out.files;
         out.newest = std::max(out.newest, to_nanos(st.st_mtim));
         if (S_ISREG(st.st_mode) && once.first(st))
             out.bytes += static_cast<std::uint64_t>(st.st_size);
@@ -158,6 +162,47 @@ void mark_used(const fs::path& saved) {
     }
 }
 
+// This agent process's mark on the ready copies (next/) it makes: one another process made
+// (an agent that stopped, or crashed with some of its unsynced writes lost) is never used.
+const std::string& process_mark() {
+    static const std::string mark = [] {
+        auto hex = common::random_hex(16);
+        return hex ? *hex
+                   : fmt::format("{}-{}", ::getpid(),
+                                 std::chrono::steady_clock::now().time_since_epoch().count());
+    }();
+    return mark;
+}
+
+// The cache's version: written anew by each change of paths/ or dir/.
+std::string read_version(const fs::path& root) {
+    auto text = common::read_file(root / "version");
+    return text ? *text : std::string("0");
+}
+
+// paths/ or dir/ are about to change (under the lock): a copy being made ahead is not to
+// be used.
+void new_version(const fs::path& root) {
+    static std::atomic<unsigned> serial{0};
+    const auto version = fmt::format("{}-{}", process_mark(), serial.fetch_add(1) + 1);
+    if (auto written = common::write_unsynced(root / "version", version, false); !written)
+        remove_quietly(root / "version"); // a missing one is "0": still not the copy's
+}
+
+// The same, and the copy made ahead is stale from now on.
+void changing(const fs::path& root) {
+    new_version(root);
+    std::error_code ec;
+    if (fs::exists(fs::symlink_status(root / "next", ec)))
+        remove_later(root / "next", root);
+}
+
+// next/ was made by this process from the cache as it is now.
+bool ready_copy_current(const fs::path& root) {
+    auto made = common::read_file(root / "next" / "made");
+    return made && *made == process_mark() + "\n" + read_version(root);
+}
+
 // The cache's entries: each saved path, each top-level folder of $CACHE_DIR and, `builds`,
 // each kept build (a whole release tree to walk, so only when asked for).
 std::vector<BuildCacheEntry> list_entries(const fs::path& root, bool builds) {
@@ -210,8 +255,13 @@ std::vector<BuildCacheEntry> list_entries(const fs::path& root, bool builds) {
         return name;
     });
     add(root / "dir", "dir", [](const std::string& file) { return file; });
-    if (builds)
+    if (builds) {
         add(root / "builds", "build", [](const std::string& file) { return file; });
+        if (fs::is_directory(root / "next", ec)) {
+            const auto m = measure(root / "next");
+            out.push_back({"next build", "ready", m.bytes, m.newest, ""});
+        }
+    }
     return out;
 }
 
@@ -227,6 +277,8 @@ std::vector<BuildCacheEntry> drop_lru(const fs::path& root, std::vector<BuildCac
     });
     std::vector<BuildCacheEntry> dropped;
     auto it = cached.begin();
+    if (total > max)
+        changing(root);
     for (; it != cached.end() && total > max; ++it) {
         if (it->kind == "path") {
             remove_quietly(root / "paths" / cache_path_name(it->name));
@@ -275,11 +327,12 @@ namespace {
 // Each (from, to) of `copies` at once, as copy_tree, with the bytes of each copy (copy_tree's
 // `bytes`); the first error.
 common::Status copy_trees(const std::vector<std::pair<fs::path, fs::path>>& copies, bool links,
-                          std::vector<std::uint64_t>& bytes) {
+                          std::vector<std::uint64_t>& bytes,
+                          const std::atomic<bool>* cancel = nullptr) {
     std::vector<common::Status> results(copies.size());
     bytes.assign(copies.size(), 0);
     auto copy = [&](std::size_t i) {
-        results[i] = copy_tree(copies[i].first, copies[i].second, links, &bytes[i]);
+        results[i] = copy_tree(copies[i].first, copies[i].second, links, &bytes[i], cancel);
     };
     std::vector<std::thread> threads;
     for (std::size_t i = 1; i < copies.size(); ++i)
@@ -338,11 +391,22 @@ common::Status BuildCache::restore(const fs::path& release_dir,
             remove_quietly(it->path());
     ec.clear();
     const auto dir = m_root / "dir";
+    const auto next = m_root / "next";
+    // A part of the copy made ahead (prepare) is renamed into place: no file copied.
+    const bool ready = !fresh && ready_copy_current(m_root);
+    std::vector<std::string> ahead; // the parts taken from it
+    auto take_ready = [&](const fs::path& part, const fs::path& target) {
+        return ready && fs::exists(fs::symlink_status(part, ec)) &&
+               ::rename(part.c_str(), target.c_str()) == 0;
+    };
     // The copies run at once, a cp each: on a file system without reflinks each one is a
     // walk of many small files, bound by system calls more than by the disk.
     std::vector<std::pair<fs::path, fs::path>> copies;
     if (!fresh && fs::is_directory(dir, ec)) {
-        copies.emplace_back(dir, build_dir());
+        if (take_ready(next / "dir", build_dir()))
+            ahead.push_back("$CACHE_DIR");
+        else
+            copies.emplace_back(dir, build_dir());
     } else {
         fs::create_directories(build_dir(), ec);
         if (ec)
@@ -353,7 +417,8 @@ common::Status BuildCache::restore(const fs::path& release_dir,
         note("build cache not used (--no-cache): the build starts from an empty $CACHE_DIR");
         return {};
     }
-    std::vector<std::string> restored; // [build] cache paths, copies[first_path] on
+    std::vector<std::string> restored; // [build] cache paths copied, copies[first_path] on
+    std::vector<std::pair<std::string, std::uint64_t>> moved; // those taken from next/
     const auto first_path = copies.size();
     std::vector<fs::path> used;
     for (const auto& path : paths) {
@@ -373,20 +438,37 @@ common::Status BuildCache::restore(const fs::path& release_dir,
             continue;
         }
         fs::create_directories(target.parent_path(), ec);
-        copies.emplace_back(saved, target);
         used.push_back(saved);
+        const auto part = next / "paths" / cache_path_name(path);
+        if (take_ready(part, target)) {
+            std::uint64_t size = 0;
+            if (auto text = common::read_file(part.string() + ".bytes"))
+                size = common::parse_whole_number<std::uint64_t>(*text).value_or(0);
+            moved.emplace_back(path, size);
+            ahead.push_back(path);
+            continue;
+        }
+        copies.emplace_back(saved, target);
         restored.push_back(path);
     }
+    if (!fresh) // what this build did not take of the copy made ahead, or a stale one
+        remove_later(next, m_root);
     std::vector<std::uint64_t> bytes;
     TRY(copy_trees(copies, false, bytes));
     for (const auto& saved : used)
         mark_used(saved);
-    if (!restored.empty()) {
+    if (!restored.empty() || !moved.empty()) {
         std::string list;
+        for (const auto& [path, size] : moved)
+            list += (list.empty() ? "" : ", ") + path + " (" + size_text(size) + ")";
         for (std::size_t i = 0; i < restored.size(); ++i)
             list += (list.empty() ? "" : ", ") + restored[i] + " (" +
                     size_text(bytes[first_path + i]) + ")";
-        note(fmt::format("build cache: restored {} in {} ms", list, ms_since(began)));
+        std::string from;
+        for (const auto& part : ahead)
+            from += (from.empty() ? "" : ", ") + part;
+        note(fmt::format("build cache: restored {} in {} ms{}", list, ms_since(began),
+                         from.empty() ? "" : " (" + from + ": the copy made ahead of this build)"));
     }
     return {};
 }
@@ -394,6 +476,7 @@ common::Status BuildCache::restore(const fs::path& release_dir,
 common::Status BuildCache::save(const fs::path& release_dir, const std::vector<std::string>& paths,
                                 std::uint64_t max, const Note& note) const {
     const auto began = std::chrono::steady_clock::now();
+    changing(m_root);
     std::error_code ec;
     fs::create_directories(m_root / "paths", ec);
     std::vector<std::string> saved;
@@ -450,6 +533,72 @@ void BuildCache::discard() const {
     remove_quietly(build_dir());
 }
 
+common::Result<std::uint64_t> BuildCache::prepare(std::uint64_t max, const Room& room,
+                                                  const std::atomic<bool>* cancel) const {
+    const auto version = read_version(m_root);
+    const auto temp = m_root / ".next-tmp";
+    const auto next = m_root / "next";
+    remove_quietly(temp);
+    std::error_code ec;
+    if (ready_copy_current(m_root))
+        return std::uint64_t{0}; // made already, and the cache has not changed since
+    std::vector<std::pair<fs::path, fs::path>> copies;
+    if (fs::is_directory(m_root / "dir", ec))
+        copies.emplace_back(m_root / "dir", temp / "dir");
+    const auto first_path = copies.size();
+    for (auto it = fs::directory_iterator(m_root / "paths", ec);
+         !ec && it != fs::directory_iterator(); it.increment(ec)) {
+        const auto file = it->path().filename().string();
+        if (!file.starts_with(".new-") && !file.starts_with(".old-") && !file.ends_with(".used"))
+            copies.emplace_back(it->path(), temp / "paths" / file);
+    }
+    if (copies.empty())
+        return std::uint64_t{0};
+    Measure all;
+    for (const auto& copy : copies) {
+        const auto m = measure(copy.first);
+        all.bytes += m.bytes;
+        all.files += m.files;
+    }
+    if (all.bytes > max / 2)
+        return make_error(ErrorKind::refused,
+                          fmt::format("the cache ({}) and a copy of it would take more than "
+                                      "[build] cache_max ({})",
+                                      size_text(all.bytes), size_text(max)));
+    TRY(room(all.bytes, all.files));
+    fs::create_directories(temp / "paths", ec);
+    if (ec)
+        return make_error(ErrorKind::io, "cannot create " + temp.string() + ": " + ec.message());
+    std::vector<std::uint64_t> bytes;
+    auto copied = copy_trees(copies, false, bytes, cancel);
+    for (std::size_t i = first_path; copied && i < copies.size(); ++i)
+        copied = common::write_unsynced(copies[i].second.string() + ".bytes",
+                                        std::to_string(bytes[i]), false);
+    if (copied)
+        copied = common::write_unsynced(temp / "made", process_mark() + "\n" + version, false);
+    if (!copied) {
+        remove_quietly(temp);
+        return copied.error();
+    }
+    // In place only if no build or clear changed the cache while it was copied.
+    TRY_ASSIGN(auto held, lock(true));
+    if (read_version(m_root) != version) {
+        remove_quietly(temp);
+        return make_error(ErrorKind::refused, "the cache changed while it was copied");
+    }
+    remove_quietly(next);
+    if (::rename(temp.c_str(), next.c_str()) != 0) {
+        const int error = errno;
+        remove_quietly(temp);
+        return make_error(common::io_error_kind(error),
+                          "cannot rename " + temp.string() + ": " + common::os_error_text(error));
+    }
+    std::uint64_t total = 0;
+    for (auto size : bytes)
+        total += size;
+    return total;
+}
+
 std::vector<BuildCacheEntry> BuildCache::bound(std::uint64_t max) const {
     auto cached = list_entries(m_root, false);
     return drop_lru(m_root, cached, max);
@@ -502,9 +651,39 @@ std::uint64_t BuildCache::clear() const {
     std::uint64_t bytes = 0;
     for (const auto& entry : entries())
         bytes += entry.bytes;
-    for (const char* part : {"dir", "paths", "builds", "build", ".trash"})
+    new_version(m_root); // a copy being made ahead is not used either
+    for (const char* part : {"dir", "paths", "builds", "build", "next", ".trash"})
         remove_quietly(m_root / part);
     return bytes;
+}
+
+BuildCacheCopier::BuildCacheCopier(std::string app, BuildCache cache, std::uint64_t max,
+                                   BuildCache::Room room) {
+    m_thread = std::thread(
+        [this, app = std::move(app), cache = std::move(cache), max, room = std::move(room)] {
+            const auto began = std::chrono::steady_clock::now();
+            auto made = cache.prepare(max, room, &m_cancel);
+            if (made && *made > 0)
+                common::log_info(fmt::format("{}: build cache copied ahead of the next build "
+                                             "({}) in {} ms",
+                                             app, size_text(*made), ms_since(began)));
+            else if (!made && !m_cancel.load())
+                common::log_info(app +
+                                 ": no copy of the build cache made ahead of the next "
+                                 "build: " +
+                                 made.error().message);
+        });
+}
+
+BuildCacheCopier::~BuildCacheCopier() {
+    finish(true);
+}
+
+void BuildCacheCopier::finish(bool cancel) {
+    if (cancel)
+        m_cancel.store(true);
+    if (m_thread.joinable())
+        m_thread.join();
 }
 
 } // namespace agent

@@ -11,6 +11,11 @@
 //   builds/KEY/     the output of a successful build whose inputs have the digest KEY (hard
 //                   links to the files its release directory had after the build), reused
 //                   by a build of the same inputs while a kept release has that key
+//   next/           a copy of paths/ and dir/ made ahead, after a deploy, by this agent
+//                   process (prepare): the next build's restore renames its parts into
+//                   place instead of copying while the deploy waits. Trusted only while
+//                   `version` is the one it was copied at (each change of paths/ or dir/
+//                   writes a new one) and by the process that made it
 //
 // Copies into a release directory are real copies (a reflink where the file system has
 // them): a build never writes to a file a serving release or the cache uses. Saving into
@@ -19,21 +24,23 @@
 
 #include <common/result.hpp>
 
+#include <atomic>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <set>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <utility>
 #include <vector>
 
 namespace agent {
 
 struct BuildCacheEntry {
-    std::string name;           // "node_modules"; a folder of $CACHE_DIR; a build's key
-    std::string kind;           // "path" ([build] cache), "dir" ($CACHE_DIR), "build"
-    std::uint64_t bytes = 0;    // regular files, each counted once
+    std::string name;        // "node_modules"; a folder of $CACHE_DIR; a build's key
+    std::string kind;        // "path" ([build] cache), "dir" ($CACHE_DIR), "build", "ready" (next/)
+    std::uint64_t bytes = 0; // regular files, each counted once
     std::int64_t last_used = 0; // unix nanoseconds: its newest change, or its last use
     std::string release;        // kind "build": the release whose build made it
 };
@@ -56,6 +63,8 @@ class BuildCacheLock {
 class BuildCache {
   public:
     using Note = std::function<void(std::string_view)>;
+    // The disk guard's answer for a copy of `bytes` in `files` files.
+    using Room = std::function<common::Status(std::uint64_t bytes, std::uint64_t files)>;
 
     explicit BuildCache(std::filesystem::path root) : m_root(std::move(root)) {}
     const std::filesystem::path& root() const { return m_root; }
@@ -79,6 +88,14 @@ class BuildCache {
     // After a failed build: its $CACHE_DIR goes, the cache stays as it was.
     void discard() const;
 
+    // Off the builds' way (no lock held while it copies): next/ made, a copy of the cache
+    // for the next build's restore, when the cache and the copy fit in `max` together and
+    // `room` allows it; `cancel` stops it at its next file. Returns what it copied (bytes),
+    // 0 when there was nothing to copy; an error when it made none (too large, no room, a
+    // build or clear changed the cache meanwhile, cancelled).
+    common::Result<std::uint64_t> prepare(std::uint64_t max, const Room& room,
+                                          const std::atomic<bool>* cancel) const;
+
     // Drops the least recently used path and $CACHE_DIR entries until the rest is at
     // most `max` bytes; returns those dropped.
     std::vector<BuildCacheEntry> bound(std::uint64_t max) const;
@@ -99,6 +116,22 @@ class BuildCache {
 
   private:
     std::filesystem::path m_root;
+};
+
+// BuildCache::prepare on a thread of its own, its outcome logged under `app`'s name.
+// Destroyed: cancelled, and waited for.
+class BuildCacheCopier {
+  public:
+    BuildCacheCopier(std::string app, BuildCache cache, std::uint64_t max, BuildCache::Room room);
+    ~BuildCacheCopier();
+    BuildCacheCopier(const BuildCacheCopier&) = delete;
+    BuildCacheCopier& operator=(const BuildCacheCopier&) = delete;
+    // Waits for the copy to end (`cancel`: tells it to stop at its next file first).
+    void finish(bool cancel);
+
+  private:
+    std::atomic<bool> m_cancel{false};
+    std::thread m_thread;
 };
 
 // The name of [build] cache path `path` under paths/ ('/' and '%' escaped).

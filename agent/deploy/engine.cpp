@@ -63,8 +63,10 @@ void Engine::stop() {
         thread.join();
     {
         std::lock_guard lock(m_mutex);
-        for (auto& [app, slot] : m_slots)
+        for (auto& [app, slot] : m_slots) {
             slot->spare_writer.reset(); // cancelled: the spare is not kept across a restart
+            slot->cache_copier.reset(); // cancelled: nor is a copy made ahead
+        }
     }
     join_drainers(true);
     if (m_supervisor.joinable())
@@ -125,6 +127,7 @@ void Engine::worker_loop(std::string app) {
         if (job.kind == JobKind::deploy) {
             run_deployment(app, job);
             keep_spare(app, my);
+            copy_cache_ahead(app, my);
         } else {
             drain(app, job);
             prune(app, job.config.deploy.keep);

@@ -176,6 +176,10 @@ class Engine final : public Service {
         std::optional<SpareTree> spare;
         std::optional<common::Manifest> spare_wanted;
         std::unique_ptr<SpareWriter> spare_writer; // writing the next spare
+        // The build cache's copy for the next build (BuildCache::prepare), made after a
+        // deployment whose build saved the cache (cache_saved: its [build] cache_max).
+        std::unique_ptr<BuildCacheCopier> cache_copier;
+        std::optional<std::uint64_t> cache_saved;
 
         std::chrono::milliseconds full_write{0};
     };
@@ -236,6 +240,9 @@ class Engine final : public Service {
     // for at normal priority, or cancelled when `cancel` (its half-written folder left for
     // the next write): true when it was.
     bool settle_spare(const std::string& app, AppSlot& slot, bool cancel);
+    // pipeline.cpp: after a deployment whose build saved the cache, with nothing queued:
+    // starts the copy of the cache for the next build (under deploy_lock).
+    void copy_cache_ahead(const std::string& app, AppSlot& slot);
     // The app's variables for this release, and its events redacted from now on.
     common::Result<secrets::ReleaseEnv>
     release_env(const std::string& app, const common::AppConfig& config, EventLog& events);

@@ -76,7 +76,8 @@ common::Status make_special(const fs::path& target, const Entry& entry) {
 }
 
 common::Status copy_entries(const fs::path& from, const fs::path& to, const struct stat& root,
-                            const std::vector<Entry>& entries, bool links) {
+                            const std::vector<Entry>& entries, bool links,
+                            const std::atomic<bool>* cancel) {
     if (::mkdir(to.c_str(), 0700) != 0)
         return os_error(errno, "cannot create " + to.string());
     std::vector<std::size_t> files;                        // copied (or linked to the source)
@@ -109,6 +110,8 @@ common::Status copy_entries(const fs::path& from, const fs::path& to, const stru
     TRY(common::parallel_for(folders.size(), common::worker_count(files.size(), 64, 4),
                              [&](std::size_t, std::size_t run) -> common::Status {
                                  for (auto i = folders[run].first; i < folders[run].second; ++i) {
+                                     if (cancel != nullptr && cancel->load())
+                                         return make_error(ErrorKind::io, "cancelled");
                                      const auto& entry = entries[files[i]];
                                      TRY(copy_regular(from / entry.relative, to / entry.relative,
                                                       entry.st, links));
@@ -194,8 +197,8 @@ common::Status copy_file(const fs::path& from, const fs::path& to, mode_t mode,
     return {};
 }
 
-common::Status copy_tree(const fs::path& from, const fs::path& to, bool links,
-                         std::uint64_t* bytes) {
+common::Status copy_tree(const fs::path& from, const fs::path& to, bool links, std::uint64_t* bytes,
+                         const std::atomic<bool>* cancel) {
     struct stat root {};
     if (::lstat(from.c_str(), &root) != 0)
         return os_error(errno, "cannot copy " + from.string());
@@ -243,7 +246,7 @@ common::Status copy_tree(const fs::path& from, const fs::path& to, bool links,
     }
     if (ec)
         return os_error(ec.value(), "cannot read " + from.string());
-    copied = copy_entries(from, to, root, entries, links);
+    copied = copy_entries(from, to, root, entries, links, cancel);
     if (!copied) {
         fs::remove_all(to, ec);
         return make_error(copied.error().kind, "cannot copy " + from.string() + " to " +

@@ -7,6 +7,7 @@
 
 #include <common/result.hpp>
 
+#include <atomic>
 #include <cstdint>
 #include <filesystem>
 #include <set>
@@ -40,8 +41,10 @@ common::Status copy_file(const std::filesystem::path& from, const std::filesyste
 // copied, a device file is an error. The files are copied on a few threads (file creation
 // is most of the time, and the file system does it in parallel across folders). On
 // failure nothing of `to` is left. `bytes`, when given: the size of the regular files
-// copied, a file with several links inside the tree counted once.
+// copied, a file with several links inside the tree counted once. `cancel`, when given and
+// set, stops the copy at its next file (an error, nothing of `to` left).
 common::Status copy_tree(const std::filesystem::path& from, const std::filesystem::path& to,
-                         bool links, std::uint64_t* bytes = nullptr);
+                         bool links, std::uint64_t* bytes = nullptr,
+                         const std::atomic<bool>* cancel = nullptr);
 
 } // namespace agent

@@ -276,6 +276,23 @@ void Engine::keep_spare(const std::string& app, AppSlot& my) {
                                                     std::exchange(my.spare, std::nullopt));
 }
 
+void Engine::copy_cache_ahead(const std::string& app, AppSlot& my) {
+    const auto max = std::exchange(my.cache_saved, std::nullopt);
+    if (!max)
+        return;
+    {
+        std::lock_guard lock(m_mutex);
+        if (!my.queue.empty() || stopping())
+            return; // the next build copies what it restores, as it would wait for this
+    }
+    my.cache_copier.reset();
+    my.cache_copier = std::make_unique<BuildCacheCopier>(
+        app, BuildCache(m_options.data_dir.build_cache(app)), *max,
+        [this](std::uint64_t bytes, std::uint64_t files) {
+            return m_options.disk.check(bytes, "a copy of the build cache made ahead", files);
+        });
+}
+
 bool Engine::settle_spare(const std::string& app, AppSlot& my, bool cancel) {
     if (!my.spare_writer)
         return false;
@@ -327,8 +344,13 @@ common::Status Engine::build(const std::string& app, const Job& job, const Event
     BuildCache cache(m_options.data_dir.build_cache(app));
     std::string key;
     std::optional<BuildCacheLock> held;
+    AppSlot& my = slot(app);
     auto hold_cache = [&]() -> common::Status {
         key = build_key(m_process_runtime->name(), job.manifest, job.config, spec.env, "");
+        if (my.cache_copier) { // the copy made ahead for this build: waited for, unless unused
+            my.cache_copier->finish(job.no_cache);
+            my.cache_copier.reset();
+        }
         auto locked = cache.lock(true);
         if (!locked)
             return make_error(ErrorKind::failed, "build failed: " + locked.error().message);
@@ -347,7 +369,6 @@ common::Status Engine::build(const std::string& app, const Job& job, const Event
         }
     }
     const auto writing = Clock::now();
-    AppSlot& my = slot(app);
     // A spare not whole yet: finished at normal priority when half or more of it is
     // written (the rest costs less than the whole release), else cancelled.
     const bool hurry = my.spare_writer && my.spare_writer->mostly_written();
@@ -431,6 +452,8 @@ common::Status Engine::build(const std::string& app, const Job& job, const Event
                 cache.save(dir, job.config.build.cache, job.config.build.cache_max, spec.on_note);
             !saved)
             spec.on_note("build cache not saved: " + saved.error().message);
+        else
+            my.cache_saved = job.config.build.cache_max;
         if (keeping.joinable())
             keeping.join();
         if (!keep && !job.config.build.command.empty())

@@ -59,11 +59,18 @@ assert_eq 50 "$(fetch $APP /modules)" "v1 has its 50 modules"
 assert_true "node_modules is kept in the cache" test -f "$CACHE/paths/node_modules/p01/index.js"
 assert_true "npm's own cache is kept under \$CACHE_DIR" test -d "$CACHE/dir/npm"
 assert_false "no \$CACHE_DIR of a build in progress is left" test -e "$CACHE/build"
+# Once the deploy has ended, a copy of the cache is made ahead for the next build.
+assert_true "a copy of the cache is made ahead for the next build" \
+    wait_until 10 test -f "$CACHE/next/paths/node_modules/p01/index.js"
+assert_ne "$(stat -c %i "$CACHE/paths/node_modules/p01/index.js")" \
+    "$(stat -c %i "$CACHE/next/paths/node_modules/p01/index.js")" "the copy made ahead has files of its own"
 
 # --- a one-line change: node_modules restored, npm has nothing to add ------------------
 commit_change "$REPO" "A one-line change" VERSION 2
 assert_exit 0 dctl deploy
 assert_contains "$OUT" "build cache: restored node_modules" "second build: node_modules restored"
+assert_contains "$OUT" '($CACHE_DIR, node_modules: the copy made ahead of this build)' \
+    "second build: the copy made ahead is taken, not copied again"
 assert_match "$OUT" "up to date" "second build: npm finds node_modules up to date"
 assert_not_contains "$OUT" "added 50 packages" "second build: nothing installed again"
 expect_serving $APP "hello from 2" "v2 serves"
@@ -133,6 +140,9 @@ assert_jq "$LS" '[.entries[] | select(.kind == "path" and .name == "node_modules
 assert_jq "$LS" '[.entries[] | select(.kind == "dir" and .name == "npm")] | length == 1' "ls: \$CACHE_DIR/npm"
 assert_jq "$LS" '[.entries[] | select(.kind == "build" and (.release | test("^v[0-9]+$")))] | length >= 1' "ls: the builds kept for reuse"
 assert_jq "$LS" '.max == 2147483648 and .bytes > 0' "ls: its size and cache_max (2G by default)"
+wait_until 10 test -d "$CACHE/next" && assert_exit 0 dctl build-cache ls --json && LS=$OUT
+assert_jq "$LS" '[.entries[] | select(.kind == "ready" and .name == "next build" and .bytes > 0)] | length == 1' \
+    "ls: the copy made ahead for the next build"
 assert_exit 0 dctl build-cache ls
 assert_match "$OUT" "node_modules +path" "build-cache ls: a row for node_modules"
 assert_exit 0 dctl agent df --json

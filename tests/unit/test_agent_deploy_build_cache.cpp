@@ -262,3 +262,136 @@ TEST_CASE("build cache: never followed out of the release through a symbolic lin
     CHECK(read(tmp.path() / "cache/paths/vendor%2Fbundle/gem.rb") == "gem");
     CHECK_FALSE(fs::exists(tmp.path() / "cache/paths/vendor%2Fbundle/secret"));
 }
+
+namespace {
+common::Status any_room(std::uint64_t, std::uint64_t) {
+    return {};
+}
+} // namespace
+
+TEST_CASE("build cache: a copy made ahead is renamed into the next build, not copied again") {
+    test::TempDir tmp;
+    BuildCache cache(tmp.path() / "cache");
+    const std::vector<std::string> paths{"node_modules"};
+    build(cache, tmp.path() / "v1", paths, [&] {
+        write(tmp.path() / "v1/node_modules/left-pad/index.js", "pad");
+        write(cache.build_dir() / "npm/index", "npm's own cache");
+    });
+    auto made = cache.prepare(1ULL << 30, any_room, nullptr);
+    REQUIRE(made.ok());
+    CHECK(*made == 3 + 15);
+    const auto ready = tmp.path() / "cache/next/paths/node_modules/left-pad/index.js";
+    REQUIRE(fs::exists(ready));
+    const auto ready_inode = inode(ready);
+    const auto ready_npm = inode(tmp.path() / "cache/next/dir/npm/index");
+    // Listed, and counted, as what it is.
+    const auto* entry = find(cache.entries(), "next build");
+    REQUIRE(entry != nullptr);
+    CHECK(entry->kind == "ready");
+    CHECK(entry->bytes >= 3 + 15);
+    // Made already: not made again.
+    CHECK(*cache.prepare(1ULL << 30, any_room, nullptr) == 0);
+    CHECK(inode(ready) == ready_inode);
+
+    fs::create_directories(tmp.path() / "v2");
+    auto held = cache.lock(true);
+    REQUIRE(held.ok());
+    auto notes = notes_of([&](BuildCache::Note note) {
+        REQUIRE(cache.restore(tmp.path() / "v2", paths, false, note).ok());
+    });
+    CHECK(has_note(notes, "build cache: restored node_modules (3 B)"));
+    CHECK(has_note(notes, "($CACHE_DIR, node_modules: the copy made ahead of this build)"));
+    // The copy's own files, moved: not the cache's, not the old release's.
+    CHECK(inode(tmp.path() / "v2/node_modules/left-pad/index.js") == ready_inode);
+    CHECK(inode(cache.build_dir() / "npm/index") == ready_npm);
+    CHECK(ready_inode != inode(tmp.path() / "cache/paths/node_modules/left-pad/index.js"));
+    CHECK(ready_inode != inode(tmp.path() / "v1/node_modules/left-pad/index.js"));
+    CHECK(ready_npm != inode(tmp.path() / "cache/dir/npm/index"));
+    CHECK(read(tmp.path() / "v2/node_modules/left-pad/index.js") == "pad");
+    CHECK_FALSE(fs::exists(tmp.path() / "cache/next")); // used once
+    CHECK(find(cache.entries(), "next build") == nullptr);
+}
+
+TEST_CASE("build cache: a copy made ahead is never used once the cache changed") {
+    test::TempDir tmp;
+    BuildCache cache(tmp.path() / "cache");
+    const std::vector<std::string> paths{"node_modules"};
+    build(cache, tmp.path() / "v1", paths,
+          [&] { write(tmp.path() / "v1/node_modules/a.js", "1"); });
+    REQUIRE(cache.prepare(1ULL << 30, any_room, nullptr).ok());
+    REQUIRE(fs::exists(tmp.path() / "cache/next"));
+
+    SUBCASE("a save makes it stale") {
+        build(cache, tmp.path() / "v2", paths,
+              [&] { write(tmp.path() / "v2/node_modules/a.js", "2"); });
+        CHECK_FALSE(fs::exists(tmp.path() / "cache/next/made"));
+        fs::create_directories(tmp.path() / "v3");
+        auto held = cache.lock(true);
+        auto notes = notes_of([&](BuildCache::Note note) {
+            REQUIRE(cache.restore(tmp.path() / "v3", paths, false, note).ok());
+        });
+        CHECK(read(tmp.path() / "v3/node_modules/a.js") == "2");
+        CHECK_FALSE(has_note(notes, "made ahead"));
+    }
+    SUBCASE("a save or a clear while it is being made: it is dropped") {
+        build(cache, tmp.path() / "v2", paths,
+              [&] { write(tmp.path() / "v2/node_modules/a.js", "2"); });
+        write(tmp.path() / "v3/node_modules/a.js", "3");
+        auto made = cache.prepare(
+            1ULL << 30,
+            [&](std::uint64_t, std::uint64_t) {
+                return cache.save(tmp.path() / "v3", paths, 1ULL << 30, [](std::string_view) {});
+            },
+            nullptr);
+        REQUIRE_FALSE(made.ok());
+        CHECK(made.error().message == "the cache changed while it was copied");
+        CHECK_FALSE(fs::exists(tmp.path() / "cache/next"));
+        CHECK_FALSE(fs::exists(tmp.path() / "cache/.next-tmp"));
+        made = cache.prepare(
+            1ULL << 30,
+            [&](std::uint64_t, std::uint64_t) {
+                cache.clear();
+                return common::Status();
+            },
+            nullptr);
+        CHECK_FALSE(made.ok());
+        CHECK_FALSE(fs::exists(tmp.path() / "cache/next"));
+        CHECK_FALSE(fs::exists(tmp.path() / "cache/.next-tmp"));
+        made = cache.prepare(1ULL << 30, any_room, nullptr);
+        CHECK((made.ok() && *made == 0)); // nothing left to copy
+    }
+    SUBCASE("made by another agent process (a restart): not trusted") {
+        write(tmp.path() / "cache/next/made",
+              "another process\n" + read(tmp.path() / "cache/version"));
+        write(tmp.path() / "cache/next/paths/node_modules/a.js", "stale");
+        fs::create_directories(tmp.path() / "v2");
+        auto held = cache.lock(true);
+        REQUIRE(cache.restore(tmp.path() / "v2", paths, false, [](std::string_view) {}).ok());
+        CHECK(read(tmp.path() / "v2/node_modules/a.js") == "1");
+    }
+}
+
+TEST_CASE("build cache: a copy made ahead fits in cache_max and the disk, or is not made") {
+    test::TempDir tmp;
+    BuildCache cache(tmp.path() / "cache");
+    build(cache, tmp.path() / "v1", {"node_modules"},
+          [&] { write(tmp.path() / "v1/node_modules/a.js", std::string(600, 'x')); });
+    auto made = cache.prepare(1000, any_room, nullptr); // 600 B and its copy: over 1,000
+    REQUIRE_FALSE(made.ok());
+    CHECK(made.error().message.find("would take more than [build] cache_max") != std::string::npos);
+    made = cache.prepare(
+        1ULL << 30,
+        [](std::uint64_t bytes, std::uint64_t files) -> common::Status {
+            CHECK(bytes == 600);
+            CHECK(files == 3); // node_modules, a.js and $CACHE_DIR
+            return common::make_error(common::ErrorKind::disk_full, "full");
+        },
+        nullptr);
+    REQUIRE_FALSE(made.ok());
+    CHECK(made.error().kind == common::ErrorKind::disk_full);
+    std::atomic<bool> cancel{true};
+    made = cache.prepare(1ULL << 30, any_room, &cancel);
+    CHECK_FALSE(made.ok());
+    CHECK_FALSE(fs::exists(tmp.path() / "cache/next"));
+    CHECK_FALSE(fs::exists(tmp.path() / "cache/.next-tmp"));
+}
