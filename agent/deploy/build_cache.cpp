@@ -122,10 +122,9 @@ std::string size_text(std::uint64_t bytes) {
     return common::format_bytes(bytes);
 }
 
-// The first component of `path` under `root` that is a symbolic link (with `whole`, the
-// last one too): a cache path is never followed out of the release directory.
-std::optional<std::string> symlink_on_the_way(const fs::path& root, const std::string& path,
-                                              bool whole = false) {
+// The first component of `path` under `root` but its last that is a symbolic link: a cache
+// path is never restored through one out of the release directory.
+std::optional<std::string> symlink_on_the_way(const fs::path& root, const std::string& path) {
     fs::path at = root;
     std::string prefix;
     const fs::path relative(path);
@@ -135,13 +134,28 @@ std::optional<std::string> symlink_on_the_way(const fs::path& root, const std::s
         ++index;
         at /= part;
         prefix += (prefix.empty() ? "" : "/") + part.string();
-        if (index == count && !whole)
+        if (index == count)
             break;
         struct stat st {};
         if (::lstat(at.c_str(), &st) != 0)
             break; // the rest does not exist yet: made as folders
         if (S_ISLNK(st.st_mode))
             return prefix;
+    }
+    return std::nullopt;
+}
+
+// The same in a snapshot of the release (`path` itself included).
+std::optional<std::string> symlink_on_the_way(const TreeSnapshot& release,
+                                              const std::string& path) {
+    fs::path at;
+    for (const auto& part : fs::path(path)) {
+        at /= part;
+        auto entry = subtree(release, at);
+        if (!entry)
+            break;
+        if (S_ISLNK(entry->st.st_mode))
+            return at.string();
     }
     return std::nullopt;
 }
@@ -475,26 +489,32 @@ common::Status BuildCache::restore(const fs::path& release_dir,
 
 common::Status BuildCache::save(const fs::path& release_dir, const std::vector<std::string>& paths,
                                 std::uint64_t max, const Note& note) const {
+    TRY_ASSIGN(auto release, snapshot_tree(release_dir));
+    return save(release, paths, max, note);
+}
+
+common::Status BuildCache::save(const TreeSnapshot& release, const std::vector<std::string>& paths,
+                                std::uint64_t max, const Note& note) const {
     const auto began = std::chrono::steady_clock::now();
     changing(m_root);
     std::error_code ec;
     fs::create_directories(m_root / "paths", ec);
     std::vector<std::string> saved;
     for (const auto& path : paths) {
-        const auto source = release_dir / path;
         const auto target = m_root / "paths" / cache_path_name(path);
-        if (!fs::exists(fs::symlink_status(source, ec))) {
-            note("build cache: the build left no " + path + " to keep");
-            continue;
-        }
-        if (auto link = symlink_on_the_way(release_dir, path, true)) {
+        if (auto link = symlink_on_the_way(release, path)) {
             note("build cache: " + path + " not saved: " + *link +
                  " is a symbolic link, and the cache only keeps what is inside the release");
             continue;
         }
+        auto source = subtree(release, path);
+        if (!source) {
+            note("build cache: the build left no " + path + " to keep");
+            continue;
+        }
         const auto fresh = m_root / "paths" / (".new-" + cache_path_name(path));
         remove_quietly(fresh);
-        TRY(copy_tree(source, fresh, true));
+        TRY(copy_snapshot(*source, fresh, true));
         TRY(swap_in(fresh, target, m_root));
         mark_used(target);
         saved.push_back(path);
@@ -606,6 +626,12 @@ std::vector<BuildCacheEntry> BuildCache::bound(std::uint64_t max) const {
 
 common::Status BuildCache::keep_build(const fs::path& release_dir, const std::string& key,
                                       const std::string& release) const {
+    TRY_ASSIGN(auto tree, snapshot_tree(release_dir));
+    return keep_build(tree, key, release);
+}
+
+common::Status BuildCache::keep_build(const TreeSnapshot& tree, const std::string& key,
+                                      const std::string& release) const {
     std::error_code ec;
     const auto builds = m_root / "builds";
     fs::create_directories(builds, ec);
@@ -614,7 +640,7 @@ common::Status BuildCache::keep_build(const fs::path& release_dir, const std::st
         return {};
     const auto fresh = builds / (".new-" + key);
     remove_quietly(fresh);
-    TRY(copy_tree(release_dir, fresh, true));
+    TRY(copy_snapshot(tree, fresh, true));
     TRY(common::atomic_write_file(builds / (key + ".release"), release + "\n"));
     return swap_in(fresh, target, m_root);
 }

@@ -22,6 +22,7 @@
 // the cache links the release's files (no data copied) and swaps the new copy in with one
 // rename.
 
+#include <agent/deploy/file_copy.hpp>
 #include <common/result.hpp>
 
 #include <atomic>
@@ -85,6 +86,10 @@ class BuildCache {
     common::Status save(const std::filesystem::path& release_dir,
                         const std::vector<std::string>& paths, std::uint64_t max,
                         const Note& note) const;
+    // The same, of the release directory as `release` saw it right after the build (the
+    // links made later, while the release starts: copy_snapshot).
+    common::Status save(const TreeSnapshot& release, const std::vector<std::string>& paths,
+                        std::uint64_t max, const Note& note) const;
     // After a failed build: its $CACHE_DIR goes, the cache stays as it was.
     void discard() const;
 
@@ -102,6 +107,8 @@ class BuildCache {
 
     // The output of a successful build, kept under its inputs' digest for reuse.
     common::Status keep_build(const std::filesystem::path& release_dir, const std::string& key,
+                              const std::string& release) const;
+    common::Status keep_build(const TreeSnapshot& tree, const std::string& key,
                               const std::string& release) const;
     bool has_build(const std::string& key) const;
     // The kept output of `key` copied into `release_dir` (which must not exist).

@@ -248,8 +248,30 @@ class Engine final : public Service {
     release_env(const std::string& app, const common::AppConfig& config, EventLog& events);
     // The [release] command, once the build is done (still BUILDING).
     common::Status release_phase(const std::string& app, const Job& job, const EventLog& events);
+    // The links a successful process-engine build makes in its app's build cache (its
+    // [build] cache paths saved, its output kept for reuse), of a snapshot of the release
+    // directory taken right after the build, made on a thread while the release starts
+    // (its release command, its start and health check). Destroyed: waited for.
+    class BuildLinks {
+      public:
+        BuildLinks() = default;
+        BuildLinks(const BuildLinks&) = delete;
+        BuildLinks& operator=(const BuildLinks&) = delete;
+        ~BuildLinks() { wait(); }
+        template <class Work> void start(Work&& work) {
+            m_thread = std::thread(std::forward<Work>(work));
+        }
+        // Done, their notes in the event log.
+        void wait() {
+            if (m_thread.joinable())
+                m_thread.join();
+        }
+
+      private:
+        std::thread m_thread;
+    };
     common::Status build(const std::string& app, const Job& job, const EventLog& events,
-                         const secrets::ReleaseEnv& env);
+                         const secrets::ReleaseEnv& env, BuildLinks& links);
     // Starts the release's app on `port` with the app's variables (deployctl env).
     // `process` (with its instance and command) starts a process other than web.
     common::Result<runtime::AppProcess> start_app(runtime::Runtime& runtime, const std::string& app,

@@ -2,6 +2,7 @@
 #include <common/fs.hpp>
 #include <common/parallel.hpp>
 
+#include <algorithm>
 #include <cerrno>
 #include <fcntl.h>
 #include <linux/fs.h>
@@ -21,16 +22,11 @@ using common::make_error;
 
 namespace {
 
-common::Status os_error(int error, const std::string& what) {
+common::Error os_error(int error, const std::string& what) {
     return make_error(common::io_error_kind(error), what + ": " + common::os_error_text(error));
 }
 
-// One entry below the copied folder, as lstat saw it.
-struct Entry {
-    fs::path relative;
-    struct stat st {};
-    std::string target; // a symlink's
-};
+using Entry = TreeEntry;
 
 // Gives `to` the owner of `st` when it has another one and the agent may set it (root);
 // the set-user/group-ID bits a change of owner clears are set again.
@@ -52,6 +48,12 @@ common::Status copy_regular(const fs::path& source, const fs::path& target, cons
     if (links) {
         if (::link(source.c_str(), target.c_str()) != 0)
             return os_error(errno, "cannot link " + source.string() + " to " + target.string());
+        // The file the snapshot saw, not one put in its place since.
+        struct stat linked {};
+        if (::lstat(target.c_str(), &linked) != 0)
+            return os_error(errno, "cannot link " + source.string() + " to " + target.string());
+        if (linked.st_ino != st.st_ino || linked.st_dev != st.st_dev)
+            return make_error(ErrorKind::io, source.string() + " was replaced since it was listed");
         return {};
     }
     const struct timespec times[2] = {st.st_atim, st.st_mtim};
@@ -197,37 +199,19 @@ common::Status copy_file(const fs::path& from, const fs::path& to, mode_t mode,
     return {};
 }
 
-common::Status copy_tree(const fs::path& from, const fs::path& to, bool links, std::uint64_t* bytes,
-                         const std::atomic<bool>* cancel) {
-    struct stat root {};
-    if (::lstat(from.c_str(), &root) != 0)
+common::Result<TreeSnapshot> snapshot_tree(const fs::path& from) {
+    TreeSnapshot tree;
+    tree.root = from;
+    if (::lstat(from.c_str(), &tree.st) != 0)
         return os_error(errno, "cannot copy " + from.string());
     std::error_code ec;
-    if (fs::symlink_status(to, ec).type() != fs::file_type::not_found)
-        return make_error(ErrorKind::io,
-                          "cannot copy " + from.string() + " to " + to.string() + ": it exists");
-    common::Status copied;
-    if (!S_ISDIR(root.st_mode)) { // one file (a [build] cache path may be one)
-        Entry entry{fs::path(), root, {}};
-        std::error_code link_ec;
-        if (S_ISLNK(root.st_mode))
-            entry.target = fs::read_symlink(from, link_ec).string();
-        if (link_ec)
-            return os_error(link_ec.value(), "cannot read the symlink " + from.string());
-        if (S_ISREG(root.st_mode))
-            copied = copy_regular(from, to, root, links);
-        else if (S_ISLNK(root.st_mode) || S_ISFIFO(root.st_mode))
-            copied = make_special(to, entry);
-        else
-            copied = make_error(ErrorKind::io, "cannot copy " + from.string() +
-                                                   ": not a folder, file, symlink or FIFO");
-        if (!copied)
-            fs::remove(to, ec);
-        else if (bytes != nullptr && S_ISREG(root.st_mode))
-            *bytes = static_cast<std::uint64_t>(root.st_size);
-        return copied;
+    if (S_ISLNK(tree.st.st_mode)) {
+        tree.target = fs::read_symlink(from, ec).string();
+        if (ec)
+            return os_error(ec.value(), "cannot read the symlink " + from.string());
     }
-    std::vector<Entry> entries; // parents before their entries
+    if (!S_ISDIR(tree.st.st_mode))
+        return tree;
     for (auto it = fs::recursive_directory_iterator(from, ec);
          !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
         Entry entry;
@@ -242,11 +226,61 @@ common::Status copy_tree(const fs::path& from, const fs::path& to, bool links, s
             if (link_ec)
                 return os_error(link_ec.value(), "cannot read the symlink " + it->path().string());
         }
-        entries.push_back(std::move(entry));
+        tree.entries.push_back(std::move(entry));
     }
     if (ec)
         return os_error(ec.value(), "cannot read " + from.string());
-    copied = copy_entries(from, to, root, entries, links, cancel);
+    return tree;
+}
+
+std::optional<TreeSnapshot> subtree(const TreeSnapshot& tree, const fs::path& relative) {
+    const auto wanted = relative.lexically_normal();
+    auto at = std::find_if(tree.entries.begin(), tree.entries.end(),
+                           [&](const Entry& entry) { return entry.relative == wanted; });
+    if (at == tree.entries.end())
+        return std::nullopt;
+    TreeSnapshot part;
+    part.root = tree.root / wanted;
+    part.st = at->st;
+    part.target = at->target;
+    if (!S_ISDIR(part.st.st_mode))
+        return part;
+    // Below a folder, in the walk's order: its entries follow it, up to the first that is
+    // not below it.
+    for (auto it = std::next(at); it != tree.entries.end(); ++it) {
+        auto below = it->relative.lexically_relative(wanted);
+        if (below.empty() || *below.begin() == "..")
+            break;
+        part.entries.push_back({std::move(below), it->st, it->target});
+    }
+    return part;
+}
+
+common::Status copy_snapshot(const TreeSnapshot& tree, const fs::path& to, bool links,
+                             std::uint64_t* bytes, const std::atomic<bool>* cancel) {
+    const auto& from = tree.root;
+    const auto& root = tree.st;
+    std::error_code ec;
+    if (fs::symlink_status(to, ec).type() != fs::file_type::not_found)
+        return make_error(ErrorKind::io,
+                          "cannot copy " + from.string() + " to " + to.string() + ": it exists");
+    common::Status copied;
+    if (!S_ISDIR(root.st_mode)) { // one file (a [build] cache path may be one)
+        Entry entry{fs::path(), root, tree.target};
+        if (S_ISREG(root.st_mode))
+            copied = copy_regular(from, to, root, links);
+        else if (S_ISLNK(root.st_mode) || S_ISFIFO(root.st_mode))
+            copied = make_special(to, entry);
+        else
+            copied = make_error(ErrorKind::io, "cannot copy " + from.string() +
+                                                   ": not a folder, file, symlink or FIFO");
+        if (!copied)
+            fs::remove(to, ec);
+        else if (bytes != nullptr && S_ISREG(root.st_mode))
+            *bytes = static_cast<std::uint64_t>(root.st_size);
+        return copied;
+    }
+    copied = copy_entries(from, to, root, tree.entries, links, cancel);
     if (!copied) {
         fs::remove_all(to, ec);
         return make_error(copied.error().kind, "cannot copy " + from.string() + " to " +
@@ -255,11 +289,17 @@ common::Status copy_tree(const fs::path& from, const fs::path& to, bool links, s
     if (bytes != nullptr) {
         *bytes = 0;
         LinkedOnce once;
-        for (const auto& entry : entries)
+        for (const auto& entry : tree.entries)
             if (S_ISREG(entry.st.st_mode) && once.first(entry.st))
                 *bytes += static_cast<std::uint64_t>(entry.st.st_size);
     }
     return {};
+}
+
+common::Status copy_tree(const fs::path& from, const fs::path& to, bool links, std::uint64_t* bytes,
+                         const std::atomic<bool>* cancel) {
+    TRY_ASSIGN(auto tree, snapshot_tree(from));
+    return copy_snapshot(tree, to, links, bytes, cancel);
 }
 
 } // namespace agent

@@ -10,9 +10,12 @@
 #include <atomic>
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <set>
+#include <string>
 #include <sys/stat.h>
 #include <utility>
+#include <vector>
 
 namespace agent {
 
@@ -34,6 +37,24 @@ class LinkedOnce {
 common::Status copy_file(const std::filesystem::path& from, const std::filesystem::path& to,
                          mode_t mode, const struct timespec* times = nullptr);
 
+// A tree as one walk saw it: what copy_snapshot copies (or links) later.
+struct TreeEntry {
+    std::filesystem::path relative; // below the root
+    struct stat st {};
+    std::string target; // a symlink's
+};
+struct TreeSnapshot {
+    std::filesystem::path root;     // the folder (or file) walked
+    struct stat st {};              // its own
+    std::string target;             // a symlink's
+    std::vector<TreeEntry> entries; // below it, each folder before its entries (sockets left out)
+};
+common::Result<TreeSnapshot> snapshot_tree(const std::filesystem::path& from);
+// The part of `tree` at `relative` (below its root) as a snapshot of its own; nullopt when
+// the walk did not see it.
+std::optional<TreeSnapshot> subtree(const TreeSnapshot& tree,
+                                    const std::filesystem::path& relative);
+
 // Copies the tree `from` to `to` (which must not exist) as `cp -a` does: folders, regular
 // files (copy_file; `links`: hard links to them instead), symlinks as they are and FIFOs,
 // with their modes and times, and owners where the agent may set them; files hard-linked
@@ -46,5 +67,12 @@ common::Status copy_file(const std::filesystem::path& from, const std::filesyste
 common::Status copy_tree(const std::filesystem::path& from, const std::filesystem::path& to,
                          bool links, std::uint64_t* bytes = nullptr,
                          const std::atomic<bool>* cancel = nullptr);
+// copy_tree of the tree a snapshot saw, made now: its folders and files at their paths. With
+// `links`, each file linked is the one the snapshot saw (its inode): one replaced since is an
+// error, one added since is left out, and one changed in place is linked as it is now (a
+// hard link shares its data anyway).
+common::Status copy_snapshot(const TreeSnapshot& tree, const std::filesystem::path& to, bool links,
+                             std::uint64_t* bytes = nullptr,
+                             const std::atomic<bool>* cancel = nullptr);
 
 } // namespace agent

@@ -75,6 +75,7 @@ void Engine::stop_process(const std::string& app, const std::string& id,
 
 void Engine::run_deployment(const std::string& app, Job& job) {
     EventLog events(m_options.data_dir.event_log(app, job.id), job.id);
+    BuildLinks links; // before the release is live (or failed), their notes before its state
     acquire_build_slot();
     const auto began = std::chrono::steady_clock::now();
     if (stopping()) {
@@ -86,7 +87,7 @@ void Engine::run_deployment(const std::string& app, Job& job) {
     common::Status built;
     if (moved) {
         auto env = release_env(app, job.config, events);
-        built = env ? build(app, job, events, *env) : common::Status(env.error());
+        built = env ? build(app, job, events, *env, links) : common::Status(env.error());
     }
     release_build_slot();
     if (!moved)
@@ -98,15 +99,19 @@ void Engine::run_deployment(const std::string& app, Job& job) {
     // A failed release counts against deploy.keep like any other, so failed
     // deploys cannot pile up releases and images either.
     auto failed = [&](State from, const std::string& message) {
+        links.wait();
         count_deployment(app, false, std::chrono::steady_clock::now() - began);
         fail(app, job.id, from, message, events);
         prune(app, job.config.deploy.keep);
     };
-    if (!built)
+    if (!built) {
+        links.wait(); // before its files may go
         return failed(State::building, free_failed_build(app, job.id, built.error().message));
+    }
     if (!advance(app, job.id, State::building, State::provisioning, events))
         return;
     auto process = provision(app, job.id, job.config, events);
+    links.wait();
     if (!process)
         return failed(State::provisioning, process.error().message);
     if (job.canary > 0) { // deploy --canary: a share of the traffic instead of the switch
@@ -306,7 +311,7 @@ bool Engine::settle_spare(const std::string& app, AppSlot& my, bool cancel) {
 }
 
 common::Status Engine::build(const std::string& app, const Job& job, const EventLog& events,
-                             const secrets::ReleaseEnv& env) {
+                             const secrets::ReleaseEnv& env, BuildLinks& links) {
     auto dir = m_options.data_dir.release_dir(app, job.id);
     // The disk guard again: other deploys may have used the space since this
     // one was accepted.
@@ -439,23 +444,11 @@ common::Status Engine::build(const std::string& app, const Job& job, const Event
     }
     if (!built)
         return built;
-    if (!image) { // the build kept for reuse while the cache is saved: two walks at once
+    if (!image) {
         // A reuse copies the kept tree, about what writing the release's tree cost: a
         // build quicker than that gains nothing from it, and keeping it would cost a walk
         // of every file (an 18,000-file tree built in 30 ms: 0.4 s on each deploy).
         const bool keep = build_took >= wrote;
-        common::Status kept;
-        std::thread keeping;
-        if (keep)
-            keeping = std::thread([&] { kept = cache.keep_build(dir, key, job.id); });
-        if (auto saved =
-                cache.save(dir, job.config.build.cache, job.config.build.cache_max, spec.on_note);
-            !saved)
-            spec.on_note("build cache not saved: " + saved.error().message);
-        else
-            my.cache_saved = job.config.build.cache_max;
-        if (keeping.joinable())
-            keeping.join();
         if (!keep && !job.config.build.command.empty())
             spec.on_note(fmt::format(
                 "this build is not kept for reuse: it took {} ms, less than "
@@ -463,8 +456,34 @@ common::Status Engine::build(const std::string& app, const Job& job, const Event
                 "again",
                 std::chrono::duration_cast<std::chrono::milliseconds>(build_took).count(),
                 wrote.count()));
-        else if (!kept)
-            spec.on_note("this build is not kept for reuse: " + kept.error().message);
+        // The release directory as the build left it, before anything runs there: the links
+        // are made of what this walk saw, while the release starts (a file the app adds
+        // is not in them, one it puts in the place of another fails them).
+        auto tree = snapshot_tree(dir);
+        if (!tree) {
+            spec.on_note("build cache not saved: " + tree.error().message);
+            cache.discard();
+        } else {
+            links.start([this, &my, &events, cache, held = std::move(held), tree = std::move(*tree),
+                         keep, key, id = job.id, paths = job.config.build.cache,
+                         max = job.config.build.cache_max]() mutable {
+                auto note = [&](std::string_view line) { events.log("system", line); };
+                // The build kept for reuse while the cache is saved: two sets of links at once.
+                common::Status kept;
+                std::thread keeping;
+                if (keep)
+                    keeping = std::thread([&] { kept = cache.keep_build(tree, key, id); });
+                if (auto saved = cache.save(tree, paths, max, note); !saved)
+                    note("build cache not saved: " + saved.error().message);
+                else
+                    my.cache_saved = max; // read by the worker once this is waited for
+                if (keeping.joinable())
+                    keeping.join();
+                if (!kept)
+                    note("this build is not kept for reuse: " + kept.error().message);
+                held.reset(); // the next build of the app may use the cache
+            });
+        }
     }
     if (!key.empty())
         record_key(key);

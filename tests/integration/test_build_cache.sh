@@ -37,9 +37,12 @@ for ((i = 1; i <= 51; i++)); do
 done
 
 NPM_BUILD='echo "BUILD RAN"; npm_config_cache="$CACHE_DIR/npm" npm install --no-audit --no-fund --no-update-notifier --offline 2>&1 && mkdir -p public && echo "hello from $(cat VERSION)" > public/index.html && echo ok > public/healthz && ls node_modules | grep -c "^p" > public/modules'
+# The app adds a line to a file of its release directory when it starts: what a build keeps
+# for reuse is the directory as the build left it, without what the app wrote there since.
+RUN_MARKING='echo started >> starts; exec busybox httpd -f -p 127.0.0.1:$PORT -h public'
 # write_app [write_toml keys...]: deploy.toml with [build] cache = ["node_modules"]
 write_app() {
-    write_toml "$REPO" $APP build="$NPM_BUILD" "$@"
+    write_toml "$REPO" $APP build="$NPM_BUILD" run="$RUN_MARKING" "$@"
     sed -i 's/^\[build\]$/[build]\ncache = ["node_modules"]/' "$REPO/deploy.toml"
 }
 make_app_repo $APP
@@ -118,6 +121,9 @@ assert_contains "$OUT" "build reused from v3 (same inputs" "an identical tree: v
 assert_not_contains "$OUT" "BUILD RAN" "an identical tree: no build command runs"
 REUSED=$(release_ids | awk '{print $1}')
 assert_eq 51 "$(fetch $APP /modules)" "the reused build serves ($REUSED, ${REUSED_MS} ms)"
+assert_true "v3 wrote to its release directory when it started" test -s "$(release_dir $APP v3)/starts"
+assert_eq 1 "$(wc -l <"$(release_dir $APP "$REUSED")/starts")" \
+    "the reused build is v3's directory as its build left it: its starts file has only $REUSED's own start"
 assert_true "the reused release has its own copy of the build" \
     test "$(stat -c %i "$(release_dir $APP v3)/public/modules")" != "$(stat -c %i "$(release_dir $APP "$REUSED")/public/modules")"
 assert_exit 0 dctl deploy --force

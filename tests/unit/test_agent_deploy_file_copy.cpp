@@ -162,3 +162,37 @@ TEST_CASE("LinkedOnce: a file with several names counts at its first, one with o
     CHECK(once.first(lstat_of(dir.path() / "single")));
     CHECK(once.first(lstat_of(dir.path() / "single")));
 }
+
+TEST_CASE(
+    "copy_snapshot with links: the files the walk saw, not those added or put in place since") {
+    test::TempDir tmp;
+    const auto from = tmp.path() / "release";
+    write(from / "node_modules/a/index.js", "a", 0644);
+    write(from / "node_modules/b/index.js", "b", 0644);
+    write(from / "server.js", "app", 0644);
+    auto tree = agent::snapshot_tree(from);
+    REQUIRE(tree.ok());
+    auto part = agent::subtree(*tree, "node_modules");
+    REQUIRE(part.has_value());
+    CHECK(part->root == from / "node_modules");
+    CHECK(part->entries.size() == 4); // a, a/index.js, b, b/index.js
+    CHECK_FALSE(agent::subtree(*tree, "vendor").has_value());
+    CHECK(agent::subtree(*tree, "server.js")->entries.empty());
+
+    // Added after the walk: left out. Changed in place: linked as it is (the same file).
+    write(from / "node_modules/c/index.js", "c", 0644);
+    std::ofstream(from / "node_modules/a/index.js", std::ios::app) << " changed";
+    REQUIRE(agent::copy_snapshot(*part, tmp.path() / "kept", true).ok());
+    CHECK(read(tmp.path() / "kept/a/index.js") == "a changed");
+    CHECK(lstat_of(tmp.path() / "kept/a/index.js").st_ino ==
+          lstat_of(from / "node_modules/a/index.js").st_ino);
+    CHECK_FALSE(fs::exists(tmp.path() / "kept/c"));
+
+    // Put in the place of a file the walk saw: the links fail, and nothing is left.
+    write(from / "node_modules/b/index.js.new", "b2", 0644);
+    fs::rename(from / "node_modules/b/index.js.new", from / "node_modules/b/index.js");
+    auto linked = agent::copy_snapshot(*part, tmp.path() / "kept2", true);
+    REQUIRE_FALSE(linked.ok());
+    CHECK(linked.error().message.find("was replaced since it was listed") != std::string::npos);
+    CHECK_FALSE(fs::exists(tmp.path() / "kept2"));
+}
