@@ -459,13 +459,16 @@ common::Status Engine::build(const std::string& app, const Job& job, const Event
         // The release directory as the build left it, before anything runs there: the links
         // are made of what this walk saw, while the release starts (a file the app adds
         // is not in them, one it puts in the place of another fails them).
-        auto tree = snapshot_tree(dir);
+        // (No walk when there is nothing to link: $CACHE_DIR is saved by a rename.)
+        common::Result<TreeSnapshot> tree = TreeSnapshot{dir, {}, {}, {}};
+        if (keep || !job.config.build.cache.empty())
+            tree = snapshot_tree(dir);
         if (!tree) {
             spec.on_note("build cache not saved: " + tree.error().message);
             cache.discard();
         } else {
-            links.start([this, &my, &events, cache, held = std::move(held), tree = std::move(*tree),
-                         keep, key, id = job.id, paths = job.config.build.cache,
+            links.start([&my, &events, cache, held = std::move(held), tree = std::move(*tree), keep,
+                         key, id = job.id, paths = job.config.build.cache,
                          max = job.config.build.cache_max]() mutable {
                 auto note = [&](std::string_view line) { events.log("system", line); };
                 // The build kept for reuse while the cache is saved: two sets of links at once.
