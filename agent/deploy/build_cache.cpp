@@ -18,7 +18,9 @@
 #include <optional>
 #include <stdio.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <thread>
 #include <unistd.h>
 
@@ -580,6 +582,8 @@ common::Result<std::uint64_t> BuildCache::prepare(std::uint64_t max, const Room&
         all.bytes += m.bytes;
         all.files += m.files;
     }
+    if (all.bytes == 0)
+        return std::uint64_t{0}; // empty folders: restored at once as they are
     if (all.bytes > max / 2)
         return make_error(ErrorKind::refused,
                           fmt::format("the cache ({}) and a copy of it would take more than "
@@ -597,7 +601,8 @@ common::Result<std::uint64_t> BuildCache::prepare(std::uint64_t max, const Room&
     if (copied)
         copied = common::write_unsynced(temp / "made", process_mark() + "\n" + version, false);
     if (!copied) {
-        remove_quietly(temp);
+        if (cancel == nullptr || !cancel->load()) // cancelled: the next prepare removes it
+            remove_quietly(temp);
         return copied.error();
     }
     // In place only if no build or clear changed the cache while it was copied.
@@ -683,10 +688,26 @@ std::uint64_t BuildCache::clear() const {
     return bytes;
 }
 
+namespace {
+// ioprio_set(2) (no wrapper in glibc): best effort, its default level 4 and its lowest 7.
+constexpr int k_ioprio_who_process = 1, k_ioprio_class_shift = 13, k_ioprio_best_effort = 2;
+constexpr int k_ioprio_normal = k_ioprio_best_effort << k_ioprio_class_shift | 4;
+constexpr int k_ioprio_lowest = k_ioprio_best_effort << k_ioprio_class_shift | 7;
+constexpr int k_copier_nice = 10;
+} // namespace
+
 BuildCacheCopier::BuildCacheCopier(std::string app, BuildCache cache, std::uint64_t max,
                                    BuildCache::Room room) {
     m_thread = std::thread(
         [this, app = std::move(app), cache = std::move(cache), max, room = std::move(room)] {
+            // Below the deploys and the apps, on the CPUs and the disk (the threads it starts
+            // too): it is done ahead of time. A nice value and the lowest best-effort I/O
+            // level, not the idle classes: a build that waits for it must not wait for ever
+            // on a busy server.
+            const int tid = static_cast<int>(::gettid());
+            m_tid.store(tid);
+            (void)::setpriority(PRIO_PROCESS, static_cast<id_t>(tid), k_copier_nice);
+            (void)::syscall(SYS_ioprio_set, k_ioprio_who_process, tid, k_ioprio_lowest);
             const auto began = std::chrono::steady_clock::now();
             auto made = cache.prepare(max, room, &m_cancel);
             if (made && *made > 0)
@@ -708,6 +729,10 @@ BuildCacheCopier::~BuildCacheCopier() {
 void BuildCacheCopier::finish(bool cancel) {
     if (cancel)
         m_cancel.store(true);
+    else if (const int tid = m_tid.load(); tid > 0) { // waited for: at the waiter's priority
+        (void)::setpriority(PRIO_PROCESS, static_cast<id_t>(tid), 0); // (root only)
+        (void)::syscall(SYS_ioprio_set, k_ioprio_who_process, tid, k_ioprio_normal);
+    }
     if (m_thread.joinable())
         m_thread.join();
 }

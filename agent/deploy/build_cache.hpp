@@ -133,11 +133,13 @@ class BuildCacheCopier {
     ~BuildCacheCopier();
     BuildCacheCopier(const BuildCacheCopier&) = delete;
     BuildCacheCopier& operator=(const BuildCacheCopier&) = delete;
-    // Waits for the copy to end (`cancel`: tells it to stop at its next file first).
+    // Runs at a lower CPU and I/O priority. Waits for the copy to end (`cancel`: tells it
+    // to stop at its next file first; else raises its priority back where it may).
     void finish(bool cancel);
 
   private:
     std::atomic<bool> m_cancel{false};
+    std::atomic<int> m_tid{0}; // the thread's, for its priority
     std::thread m_thread;
 };
 

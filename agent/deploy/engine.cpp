@@ -113,11 +113,23 @@ void Engine::enqueue(const std::string& app, Job job) {
 
 void Engine::worker_loop(std::string app) {
     AppSlot& my = slot(app);
+    bool copy_pending = false; // the build cache's copy for the next build, once idle
     for (;;) {
         Job job;
         {
             std::unique_lock lock(m_mutex);
-            m_cv.wait(lock, [&] { return stopping() || !my.queue.empty(); });
+            auto ready = [&] { return stopping() || !my.queue.empty(); };
+            // Deploys that come one right after another (a script, a pipeline) restore
+            // the cache by copying, as the copy would run beside them; a copy made ahead
+            // waits for the app to be left alone a moment.
+            if (std::exchange(copy_pending, false) &&
+                !m_cv.wait_for(lock, k_copy_ahead_after, ready)) {
+                lock.unlock();
+                std::lock_guard deploy(my.deploy_lock);
+                copy_cache_ahead(app, my);
+                continue;
+            }
+            m_cv.wait(lock, ready);
             if (stopping())
                 return;
             job = std::move(my.queue.front());
@@ -127,11 +139,11 @@ void Engine::worker_loop(std::string app) {
         if (job.kind == JobKind::deploy) {
             run_deployment(app, job);
             keep_spare(app, my);
-            copy_cache_ahead(app, my);
         } else {
             drain(app, job);
             prune(app, job.config.deploy.keep);
         }
+        copy_pending = my.cache_copy.has_value();
     }
 }
 

@@ -58,6 +58,9 @@ class Engine final : public Service {
     // A deploy waits at most this long for its domains' certificates ([acme]).
     static constexpr std::chrono::milliseconds k_certificate_wait{60000};
     static constexpr std::chrono::milliseconds k_build_kill_grace{2000};
+    // The build cache's copy for the next build is made once no deployment of the app
+    // came for this long after the last (docs/build-cache.md).
+    static constexpr std::chrono::milliseconds k_copy_ahead_after{1000};
     // A drain ends early once the old release's port was idle this long.
     static constexpr std::chrono::milliseconds k_drain_quiet{1500};
     static constexpr std::chrono::milliseconds k_drain_poll{50};
@@ -177,9 +180,9 @@ class Engine final : public Service {
         std::optional<common::Manifest> spare_wanted;
         std::unique_ptr<SpareWriter> spare_writer; // writing the next spare
         // The build cache's copy for the next build (BuildCache::prepare), made after a
-        // deployment whose build saved the cache (cache_saved: its [build] cache_max).
+        // deployment whose build used the cache (cache_copy: its [build] cache_max).
         std::unique_ptr<BuildCacheCopier> cache_copier;
-        std::optional<std::uint64_t> cache_saved;
+        std::optional<std::uint64_t> cache_copy;
 
         std::chrono::milliseconds full_write{0};
     };
@@ -240,8 +243,9 @@ class Engine final : public Service {
     // for at normal priority, or cancelled when `cancel` (its half-written folder left for
     // the next write): true when it was.
     bool settle_spare(const std::string& app, AppSlot& slot, bool cancel);
-    // pipeline.cpp: after a deployment whose build saved the cache, with nothing queued:
-    // starts the copy of the cache for the next build (under deploy_lock).
+    // pipeline.cpp: after a deployment whose build used the cache, with nothing queued:
+    // starts the copy of the cache for the next build unless it is there (under
+    // deploy_lock).
     void copy_cache_ahead(const std::string& app, AppSlot& slot);
     // The app's variables for this release, and its events redacted from now on.
     common::Result<secrets::ReleaseEnv>

@@ -282,7 +282,8 @@ common::Status copy_snapshot(const TreeSnapshot& tree, const fs::path& to, bool 
     }
     copied = copy_entries(from, to, root, tree.entries, links, cancel);
     if (!copied) {
-        fs::remove_all(to, ec);
+        if (cancel == nullptr || !cancel->load()) // cancelled: left to the caller, at leisure
+            fs::remove_all(to, ec);
         return make_error(copied.error().kind, "cannot copy " + from.string() + " to " +
                                                    to.string() + ": " + copied.error().message);
     }

@@ -63,7 +63,8 @@ std::optional<TreeSnapshot> subtree(const TreeSnapshot& tree,
 // is most of the time, and the file system does it in parallel across folders). On
 // failure nothing of `to` is left. `bytes`, when given: the size of the regular files
 // copied, a file with several links inside the tree counted once. `cancel`, when given and
-// set, stops the copy at its next file (an error, nothing of `to` left).
+// set, stops the copy at its next file (an error; what was copied of `to` is left for the
+// caller to remove, off the way of whatever cancelled it).
 common::Status copy_tree(const std::filesystem::path& from, const std::filesystem::path& to,
                          bool links, std::uint64_t* bytes = nullptr,
                          const std::atomic<bool>* cancel = nullptr);

@@ -449,7 +449,7 @@ common::Result<Destroyed> Engine::destroy_app(const std::string& app) {
     my.spare.reset();
     my.spare_wanted.reset();
     my.cache_copier.reset(); // cancelled: its folder goes with the app's
-    my.cache_saved.reset();
+    my.cache_copy.reset();
     auto rows = m_store->releases(app);
     if (rows.empty() && m_store->env(app).empty() && !m_store->data_key(app))
         return make_error(ErrorKind::not_found,

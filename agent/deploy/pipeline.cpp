@@ -282,7 +282,7 @@ void Engine::keep_spare(const std::string& app, AppSlot& my) {
 }
 
 void Engine::copy_cache_ahead(const std::string& app, AppSlot& my) {
-    const auto max = std::exchange(my.cache_saved, std::nullopt);
+    const auto max = std::exchange(my.cache_copy, std::nullopt);
     if (!max)
         return;
     {
@@ -352,10 +352,16 @@ common::Status Engine::build(const std::string& app, const Job& job, const Event
     AppSlot& my = slot(app);
     auto hold_cache = [&]() -> common::Status {
         key = build_key(m_process_runtime->name(), job.manifest, job.config, spec.env, "");
-        if (my.cache_copier) { // the copy made ahead for this build: waited for, unless unused
-            my.cache_copier->finish(job.no_cache);
+        // The copy made ahead for this build: waited for, before the lock its last step
+        // takes; cancelled when this build restores nothing (a reuse, --no-cache), not to
+        // slow its own copies down. Another is made once the app's worker is idle again.
+        const bool reusing = !maybe_image && !(job.rebuild || job.no_cache) &&
+                             built_before(app, job.id, key) && cache.has_build(key);
+        if (my.cache_copier) {
+            my.cache_copier->finish(job.no_cache || reusing);
             my.cache_copier.reset();
         }
+        my.cache_copy = job.config.build.cache_max;
         auto locked = cache.lock(true);
         if (!locked)
             return make_error(ErrorKind::failed, "build failed: " + locked.error().message);
@@ -478,8 +484,6 @@ common::Status Engine::build(const std::string& app, const Job& job, const Event
                     keeping = std::thread([&] { kept = cache.keep_build(tree, key, id); });
                 if (auto saved = cache.save(tree, paths, max, note); !saved)
                     note("build cache not saved: " + saved.error().message);
-                else
-                    my.cache_saved = max; // read by the worker once this is waited for
                 if (keeping.joinable())
                     keeping.join();
                 if (!kept)

@@ -389,9 +389,26 @@ TEST_CASE("build cache: a copy made ahead fits in cache_max and the disk, or is 
         nullptr);
     REQUIRE_FALSE(made.ok());
     CHECK(made.error().kind == common::ErrorKind::disk_full);
+    // Cancelled: no copy, and what it had copied is left to the next one to remove (not
+    // removed on the way of the build that cancelled it).
     std::atomic<bool> cancel{true};
     made = cache.prepare(1ULL << 30, any_room, &cancel);
     CHECK_FALSE(made.ok());
     CHECK_FALSE(fs::exists(tmp.path() / "cache/next"));
+    CHECK(fs::exists(tmp.path() / "cache/.next-tmp"));
+    made = cache.prepare(1ULL << 30, any_room, nullptr);
+    REQUIRE(made.ok());
+    CHECK(*made == 600);
+    CHECK(read(tmp.path() / "cache/next/paths/node_modules/a.js") == std::string(600, 'x'));
     CHECK_FALSE(fs::exists(tmp.path() / "cache/.next-tmp"));
+}
+
+TEST_CASE("build cache: nothing is copied ahead of a cache of empty folders") {
+    test::TempDir tmp;
+    BuildCache cache(tmp.path() / "cache");
+    build(cache, tmp.path() / "v1", {}, [&] { fs::create_directories(cache.build_dir() / "npm"); });
+    auto made = cache.prepare(1ULL << 30, any_room, nullptr);
+    REQUIRE(made.ok());
+    CHECK(*made == 0);
+    CHECK_FALSE(fs::exists(tmp.path() / "cache/next"));
 }
