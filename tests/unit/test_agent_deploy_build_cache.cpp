@@ -285,7 +285,8 @@ TEST_CASE("build cache: a copy made ahead is renamed into the next build, not co
     const auto ready_inode = inode(ready);
     const auto ready_npm = inode(tmp.path() / "cache/next/dir/npm/index");
     // Listed, and counted, as what it is.
-    const auto* entry = find(cache.entries(), "next build");
+    const auto listed = cache.entries();
+    const auto* entry = find(listed, "next build");
     REQUIRE(entry != nullptr);
     CHECK(entry->kind == "ready");
     CHECK(entry->bytes >= 3 + 15);
