@@ -284,6 +284,16 @@ class ContainerRuntime final : public Runtime {
         call.on_started = spec.on_started;
         call.cancel = spec.cancel;
         auto result = run_cli(call);
+        if (result && !result->ok() && !result->timed_out && !result->cancelled &&
+            image_vanished_during_build(result->last_line())) {
+            spec.on_note(m_options.engine + " build failed on an image removed while it looked "
+                                            "through its build cache (by another build or a "
+                                            "cleanup on this host): building again");
+            remove_layers(layers);
+            layers.clear();
+            steps = cached = 0;
+            result = run_cli(call);
+        }
         if (!result || !result->ok())
             remove_layers(layers);
         if (!result)

@@ -221,4 +221,8 @@ common::Result<CliResult> run_cli(const CliCall& call) {
     return result;
 }
 
+bool image_vanished_during_build(std::string_view last_line) {
+    return last_line.find("unable to find image \"sha256:") != std::string_view::npos;
+}
+
 } // namespace agent::runtime

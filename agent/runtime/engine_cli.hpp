@@ -42,6 +42,12 @@ struct CliResult {
 // ErrorKind::io when the binary cannot be started at all.
 common::Result<CliResult> run_cli(const CliCall& call);
 
+// The last line of a `docker build` that failed because an image vanished while the
+// classic builder looked through its cache for a step (it looks at every image of the
+// step's parent, for FROM scratch every parentless image on the host, and one that
+// another build or a cleanup removed meanwhile fails the whole build): worth one more try.
+bool image_vanished_during_build(std::string_view last_line);
+
 // For a CLI the caller spawns itself (a one-off run, agent/runtime/one_off):
 // the engine CLI's environment ("KEY=VALUE": the small fixed one run_cli
 // uses, plus `extra`) and the binary's path (searched on PATH; "" if absent).

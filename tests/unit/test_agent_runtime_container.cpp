@@ -52,7 +52,8 @@ class FakeEngine {
             "  run) if [ -e $dir/run_conflict ]; then rm $dir/run_conflict;\n"
             "         echo 'Conflict. The container name is already in use' >&2; exit 125; fi;\n"
             "       echo \"API_KEY=${API_KEY:-}\" >> $dir/run_env.log; echo 0123456789abcdef ;;\n"
-            "  ps) echo 'web|v1||'; echo 'api|v7||'; echo 'api|v7||worker.2'; echo 'web|v1|run|' ;;\n"
+            "  ps) echo 'web|v1||'; echo 'api|v7||'; echo 'api|v7||worker.2'; echo 'web|v1|run|' "
+            ";;\n"
             "esac\n";
         REQUIRE(common::atomic_write_file(m_bin, script).ok());
         ::chmod(m_bin.c_str(), 0755);
@@ -467,4 +468,14 @@ TEST_CASE("docker_socket_path: the CLI's daemon when it is a local unix socket")
     test::ScopedEnv host("DOCKER_HOST", nullptr);
     test::ScopedEnv chosen("DOCKER_CONTEXT", "remote");
     CHECK(agent::runtime::docker_socket_path().empty());
+}
+
+TEST_CASE("a docker build that met an image removed during its cache lookup is tried again") {
+    using agent::runtime::image_vanished_during_build;
+    CHECK(image_vanished_during_build(
+        "unable to find image \"sha256:8927da080b78dcb6c9d1caa5775402766f5903086c0a212bb486f"
+        "436f5d4a3fd\""));
+    CHECK_FALSE(image_vanished_during_build("The command '/bin/sh -c make' returned a non-zero "
+                                            "code: 2"));
+    CHECK_FALSE(image_vanished_during_build("unable to find image 'app:latest' locally"));
 }
