@@ -1,5 +1,6 @@
 #include <agent/deploy/build_cache.hpp>
 #include <agent/deploy/file_copy.hpp>
+#include <agent/deploy/io_priority.hpp>
 #include <common/duration.hpp>
 #include <common/fs.hpp>
 #include <common/hash.hpp>
@@ -20,7 +21,6 @@
 #include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <thread>
 #include <unistd.h>
 
@@ -153,8 +153,8 @@ std::optional<std::string> symlink_on_the_way(const TreeSnapshot& release,
     fs::path at;
     for (const auto& part : fs::path(path)) {
         at /= part;
-        auto entry = subtree(release, at);
-        if (!entry)
+        const auto* entry = entry_at(release, at);
+        if (entry == nullptr)
             break;
         if (S_ISLNK(entry->st.st_mode))
             return at.string();
@@ -689,11 +689,8 @@ std::uint64_t BuildCache::clear() const {
 }
 
 namespace {
-// ioprio_set(2) (no wrapper in glibc): best effort, its default level 4 and its lowest 7.
-constexpr int k_ioprio_who_process = 1, k_ioprio_class_shift = 13, k_ioprio_best_effort = 2;
-constexpr int k_ioprio_normal = k_ioprio_best_effort << k_ioprio_class_shift | 4;
-constexpr int k_ioprio_lowest = k_ioprio_best_effort << k_ioprio_class_shift | 7;
 constexpr int k_copier_nice = 10;
+constexpr int k_io_lowest = 7; // of the best-effort class
 } // namespace
 
 BuildCacheCopier::BuildCacheCopier(std::string app, BuildCache cache, std::uint64_t max,
@@ -707,7 +704,7 @@ BuildCacheCopier::BuildCacheCopier(std::string app, BuildCache cache, std::uint6
             const int tid = static_cast<int>(::gettid());
             m_tid.store(tid);
             (void)::setpriority(PRIO_PROCESS, static_cast<id_t>(tid), k_copier_nice);
-            (void)::syscall(SYS_ioprio_set, k_ioprio_who_process, tid, k_ioprio_lowest);
+            set_io_priority(tid, IoClass::best_effort, k_io_lowest);
             const auto began = std::chrono::steady_clock::now();
             auto made = cache.prepare(max, room, &m_cancel);
             if (made && *made > 0)
@@ -731,7 +728,7 @@ void BuildCacheCopier::finish(bool cancel) {
         m_cancel.store(true);
     else if (const int tid = m_tid.load(); tid > 0) { // waited for: at the waiter's priority
         (void)::setpriority(PRIO_PROCESS, static_cast<id_t>(tid), 0); // (root only)
-        (void)::syscall(SYS_ioprio_set, k_ioprio_who_process, tid, k_ioprio_normal);
+        set_io_priority(tid, IoClass::best_effort);
     }
     if (m_thread.joinable())
         m_thread.join();

@@ -258,12 +258,8 @@ class Engine final : public Service {
     // (its release command, its start and health check). Destroyed: waited for.
     class BuildLinks {
       public:
-        BuildLinks() = default;
-        BuildLinks(const BuildLinks&) = delete;
-        BuildLinks& operator=(const BuildLinks&) = delete;
-        ~BuildLinks() { wait(); }
         template <class Work> void start(Work&& work) {
-            m_thread = std::thread(std::forward<Work>(work));
+            m_thread = std::jthread(std::forward<Work>(work));
         }
         // Done, their notes in the event log.
         void wait() {
@@ -272,7 +268,7 @@ class Engine final : public Service {
         }
 
       private:
-        std::thread m_thread;
+        std::jthread m_thread; // joined when destroyed
     };
     common::Status build(const std::string& app, const Job& job, const EventLog& events,
                          const secrets::ReleaseEnv& env, BuildLinks& links);

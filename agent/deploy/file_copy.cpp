@@ -233,12 +233,19 @@ common::Result<TreeSnapshot> snapshot_tree(const fs::path& from) {
     return tree;
 }
 
-std::optional<TreeSnapshot> subtree(const TreeSnapshot& tree, const fs::path& relative) {
+const TreeEntry* entry_at(const TreeSnapshot& tree, const fs::path& relative) {
     const auto wanted = relative.lexically_normal();
     auto at = std::find_if(tree.entries.begin(), tree.entries.end(),
                            [&](const Entry& entry) { return entry.relative == wanted; });
-    if (at == tree.entries.end())
+    return at == tree.entries.end() ? nullptr : &*at;
+}
+
+std::optional<TreeSnapshot> subtree(const TreeSnapshot& tree, const fs::path& relative) {
+    const auto* found = entry_at(tree, relative);
+    if (found == nullptr)
         return std::nullopt;
+    const auto wanted = found->relative;
+    const auto at = tree.entries.begin() + (found - tree.entries.data());
     TreeSnapshot part;
     part.root = tree.root / wanted;
     part.st = at->st;

@@ -50,6 +50,8 @@ struct TreeSnapshot {
     std::vector<TreeEntry> entries; // below it, each folder before its entries (sockets left out)
 };
 common::Result<TreeSnapshot> snapshot_tree(const std::filesystem::path& from);
+// The entry of `tree` at `relative` (below its root); nullptr when the walk did not see it.
+const TreeEntry* entry_at(const TreeSnapshot& tree, const std::filesystem::path& relative);
 // The part of `tree` at `relative` (below its root) as a snapshot of its own; nullopt when
 // the walk did not see it.
 std::optional<TreeSnapshot> subtree(const TreeSnapshot& tree,

@@ -1,4 +1,5 @@
 #include <agent/deploy/file_copy.hpp>
+#include <agent/deploy/io_priority.hpp>
 #include <agent/deploy/materialize.hpp>
 #include <common/fs.hpp>
 #include <common/log.hpp>
@@ -27,9 +28,6 @@ using common::make_error;
 namespace {
 
 constexpr std::string_view k_temp_prefix = ".tmp-";
-// ioprio_set(2): no wrapper in glibc.
-constexpr int k_ioprio_who_process = 1, k_ioprio_class_best_effort = 2, k_ioprio_class_idle = 3,
-              k_ioprio_class_shift = 13, k_ioprio_normal_level = 4;
 
 // Creates the folder of each entry once (a tree of 20,000 files has a few hundred).
 class Folders {
@@ -303,10 +301,7 @@ namespace {
 void set_priority(int tid, pthread_t thread, bool normal) {
     struct sched_param param {};
     (void)::pthread_setschedparam(thread, normal ? SCHED_OTHER : SCHED_IDLE, &param);
-    const int io = normal
-                       ? k_ioprio_class_best_effort << k_ioprio_class_shift | k_ioprio_normal_level
-                       : k_ioprio_class_idle << k_ioprio_class_shift;
-    (void)::syscall(SYS_ioprio_set, k_ioprio_who_process, tid, io);
+    set_io_priority(tid, normal ? IoClass::best_effort : IoClass::idle);
 }
 
 } // namespace

@@ -349,16 +349,17 @@ common::Status Engine::build(const std::string& app, const Job& job, const Event
     BuildCache cache(m_options.data_dir.build_cache(app));
     std::string key;
     std::optional<BuildCacheLock> held;
+    std::optional<std::string> reuse_from; // an earlier build of the same inputs
     AppSlot& my = slot(app);
     auto hold_cache = [&]() -> common::Status {
         key = build_key(m_process_runtime->name(), job.manifest, job.config, spec.env, "");
+        if (!maybe_image && !(job.rebuild || job.no_cache))
+            reuse_from = built_before(app, job.id, key);
         // The copy made ahead for this build: waited for, before the lock its last step
         // takes; cancelled when this build restores nothing (a reuse, --no-cache), not to
         // slow its own copies down. Another is made once the app's worker is idle again.
-        const bool reusing = !maybe_image && !(job.rebuild || job.no_cache) &&
-                             built_before(app, job.id, key) && cache.has_build(key);
         if (my.cache_copier) {
-            my.cache_copier->finish(job.no_cache || reusing);
+            my.cache_copier->finish(job.no_cache || (reuse_from && cache.has_build(key)));
             my.cache_copier.reset();
         }
         my.cache_copy = job.config.build.cache_max;
@@ -370,13 +371,12 @@ common::Status Engine::build(const std::string& app, const Job& job, const Event
     };
     if (!maybe_image) { // an earlier build of the same inputs: its output copied, no tree written
         TRY(hold_cache());
-        if (auto from = built_before(app, job.id, key);
-            from && !(job.rebuild || job.no_cache) && cache.has_build(key)) {
+        if (reuse_from && cache.has_build(key)) { // again, now that no clear can remove it
             if (auto copied = cache.reuse_build(key, dir); copied)
-                return reused(*from, key);
+                return reused(*reuse_from, key);
             else
-                spec.on_note("cannot reuse the build of " + *from + " (" + copied.error().message +
-                             "); building");
+                spec.on_note("cannot reuse the build of " + *reuse_from + " (" +
+                             copied.error().message + "); building");
         }
     }
     const auto writing = Clock::now();
