@@ -5,9 +5,8 @@
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
-#include <fstream>
 #include <random>
-#include <sstream>
+#include <sys/stat.h>
 #include <unistd.h>
 
 namespace common {
@@ -136,14 +135,36 @@ std::size_t remove_temp_files(const std::filesystem::path& dir) {
 }
 
 Result<std::string> read_file(const std::filesystem::path& path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in)
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
         return errno_error("cannot read", path);
-    std::ostringstream out;
-    out << in.rdbuf();
-    if (in.bad())
-        return errno_error("error reading", path);
-    return out.str();
+    struct Close {
+        int fd;
+        ~Close() { ::close(fd); }
+    } close_fd{fd};
+    // Read to the end whatever the size said (a file may grow or be a /proc file of size 0),
+    // into a string sized from it first: one allocation and no copy for a regular file.
+    struct stat st {};
+    std::string out;
+    if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0)
+        out.resize(static_cast<std::size_t>(st.st_size) + 1);
+    else
+        out.resize(4096);
+    std::size_t used = 0;
+    for (;;) {
+        if (used == out.size())
+            out.resize(out.size() * 2);
+        const auto n = ::read(fd, out.data() + used, out.size() - used);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return errno_error("error reading", path);
+        if (n == 0)
+            break;
+        used += static_cast<std::size_t>(n);
+    }
+    out.resize(used);
+    return out;
 }
 
 Status ensure_directory(const std::filesystem::path& dir, std::filesystem::perms perms) {

@@ -10,9 +10,13 @@
 #include <git2.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <fcntl.h>
 #include <mutex>
 #include <optional>
+#include <sys/stat.h>
 #include <thread>
+#include <unistd.h>
 #include <unordered_set>
 
 namespace cli::package {
@@ -171,6 +175,37 @@ std::string first_line(const char* message) {
     return text;
 }
 
+// The bytes of `path` when it is a regular file of `size` bytes whose SHA-256 is `digest`
+// (the committed content, still checked out), else nullopt: it was changed, removed, is
+// another kind of file, or cannot be read (git has the content). Never blocks on a FIFO.
+std::optional<std::string> read_if_same(const fs::path& path, std::uint64_t size,
+                                        const std::string& digest) {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
+        return std::nullopt;
+    struct Close {
+        int fd;
+        ~Close() { ::close(fd); }
+    } close_fd{fd};
+    struct stat st {};
+    if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
+        static_cast<std::uint64_t>(st.st_size) != size)
+        return std::nullopt;
+    std::string bytes(size, '\0');
+    std::size_t used = 0;
+    while (used < bytes.size()) {
+        const auto n = ::read(fd, bytes.data() + used, bytes.size() - used);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return std::nullopt;
+        used += static_cast<std::size_t>(n);
+    }
+    if (common::sha256_hex(bytes) != digest)
+        return std::nullopt;
+    return bytes;
+}
+
 } // namespace
 
 struct SourceTree::Impl {
@@ -188,6 +223,7 @@ struct SourceTree::Impl {
     git_oid tree_id{};     // of the tree deployed (walked by load())
     fs::path roots_file;   // .git/deployctl/roots
     fs::path digests_file; // .git/deployctl/digests
+    fs::path worktree;     // the folder the manifest's paths are relative to, checked out
     // The tree's record in roots when packaging found one: the manifest waits for load().
     std::optional<KnownTree> known;
     bool loaded = false;
@@ -324,6 +360,24 @@ common::Result<std::string> SourceTree::read(const std::string& digest) const {
     return common::git::read_blob(m_impl->repo, it->second.git_oid);
 }
 
+common::Result<std::string> SourceTree::read(const std::string& digest, std::string_view path,
+                                             std::uint64_t size) const {
+    // A committed file whose working copy still holds its content: read there, which costs
+    // less than git's (a loose object is inflated), and used only when it hashes the same.
+    if (!m_impl->worktree.empty() && !path.empty()) {
+        bool in_git = false;
+        {
+            std::lock_guard lock(m_impl->mutex);
+            auto it = m_impl->sources.find(digest);
+            in_git = it != m_impl->sources.end() && it->second.disk_path.empty();
+        }
+        if (in_git)
+            if (auto same = read_if_same(m_impl->worktree / path, size, digest))
+                return std::move(*same);
+    }
+    return read(digest);
+}
+
 common::Result<std::optional<std::string>> SourceTree::read_path(const std::string& path) const {
     {
         std::lock_guard lock(m_impl->mutex);
@@ -384,6 +438,7 @@ common::Result<SourceTree> package_source(const fs::path& dir, Mode mode) {
     std::string prefix = prefix_in_repo(workdir, dir);
     impl->mode = mode;
     impl->prefix = prefix;
+    impl->worktree = fs::path(workdir) / prefix;
     auto tree = head_subtree(impl->repo, commit, prefix);
     if (!tree)
         return tree.error();

@@ -18,6 +18,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace cli::package {
@@ -70,6 +71,10 @@ class SourceTree {
 
     // The content of a file of the manifest, by digest.
     common::Result<std::string> read(const std::string& digest) const;
+    // The same, for the file at `path` of `size` bytes: read from the working tree when the
+    // file there still holds that content (its SHA-256 is checked), else as above.
+    common::Result<std::string> read(const std::string& digest, std::string_view path,
+                                     std::uint64_t size) const;
     // The content of the file at `path` (through one symlink inside the tree), nullopt
     // when the tree has no such file.
     common::Result<std::optional<std::string>> read_path(const std::string& path) const;

@@ -4,8 +4,10 @@
 
 #include <doctest/doctest.h>
 
+#include <cstdio>
 #include <fstream>
 #include <map>
+#include <sys/stat.h>
 #include <vector>
 
 #include "git_repo.hpp"
@@ -79,6 +81,49 @@ TEST_CASE("package_source: the committed tree of an app in a subdirectory") {
         auto bytes = tree->read(files["bin/start"].digest);
         REQUIRE(bytes);
         CHECK(*bytes == "#!/bin/sh\nexec echo hi\n");
+    }
+}
+
+TEST_CASE("package_source: a committed file is read from the working tree while it holds the "
+          "same bytes") {
+    Repo repo;
+    auto tree = package_source(repo.app, Mode::committed);
+    REQUIRE(tree);
+    auto files = by_path(*tree);
+    const auto index = files["index.html"];
+    // git's copy of index.html removed: what read() returns now comes from the working tree.
+    std::string oid(40, '\0');
+    FILE* rev =
+        ::popen(("git -C " + repo.root.string() + " rev-parse HEAD:app/index.html").c_str(), "r");
+    REQUIRE(rev != nullptr);
+    const auto got = std::fread(oid.data(), 1, oid.size(), rev);
+    ::pclose(rev);
+    REQUIRE(got == 40);
+    REQUIRE(fs::remove(repo.root / ".git/objects" / oid.substr(0, 2) / oid.substr(2)));
+    auto bytes = tree->read(index.digest, "index.html", index.size);
+    REQUIRE_MESSAGE(bytes, (bytes ? "" : bytes.error().message));
+    CHECK(*bytes == "<h1>hello</h1>\n");
+    CHECK_FALSE(tree->read(index.digest)); // git's copy is gone: the check above can fail
+
+    SUBCASE("a working copy changed since the commit is not sent: git's bytes are") {
+        const auto start = files["bin/start"];
+        write(repo.app / "bin/start", "#!/bin/sh\nexec echo bye\n"); // same size, other bytes
+        auto read = tree->read(start.digest, "bin/start", start.size);
+        REQUIRE(read);
+        CHECK(*read == "#!/bin/sh\nexec echo hi\n");
+        // Another size: not read at all. The bytes come from git, as before.
+        write(repo.app / "bin/start", "changed\n");
+        read = tree->read(start.digest, "bin/start", start.size);
+        REQUIRE(read);
+        CHECK(*read == "#!/bin/sh\nexec echo hi\n");
+    }
+    SUBCASE("a FIFO in the file's place is not waited on") {
+        const auto start = files["bin/start"];
+        fs::remove(repo.app / "bin/start");
+        REQUIRE(::mkfifo((repo.app / "bin/start").c_str(), 0600) == 0);
+        auto read = tree->read(start.digest, "bin/start", start.size);
+        REQUIRE(read);
+        CHECK(*read == "#!/bin/sh\nexec echo hi\n");
     }
 }
 
