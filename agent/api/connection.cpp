@@ -92,6 +92,15 @@ template <class Stream> class ChunkSink : public StreamSink {
     bool m_broken = false;
 };
 
+// Beast reads a body into the connection's buffer as much as the buffer holds (at least 512
+// bytes, at most 64 KiB): grown to that once, a body of megabytes takes one read per 64 KiB
+// instead of one per kilobyte of the head's buffer (and a poll before each).
+void reserve_for_body(beast::flat_buffer& buffer) {
+    constexpr std::size_t k_body_read = 64 * 1024;
+    if (buffer.capacity() < k_body_read)
+        buffer.reserve(k_body_read);
+}
+
 // A BodyKind::stream body, read through a buffer_body parser into the handler's buffer.
 template <class Stream> class StreamBody final : public BodySource {
   public:
@@ -99,6 +108,7 @@ template <class Stream> class StreamBody final : public BodySource {
                http::request_parser<http::empty_body>& header, std::uint64_t limit)
         : m_stream(stream), m_buffer(buffer), m_parser(std::move(header)) {
         m_parser.body_limit(limit);
+        reserve_for_body(m_buffer);
     }
 
     long read(char* data, std::size_t size) override {
@@ -427,6 +437,7 @@ bool Connection<Stream>::read_file_body(http::request_parser<http::empty_body>& 
     }
     auto& layer = layer_of(m_stream);
     layer.clear_read_error();
+    reserve_for_body(m_buffer);
     if (!parser.is_done())
         http::read(m_stream, m_buffer, parser, ec);
     parser.get().body().close();
