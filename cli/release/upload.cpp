@@ -16,7 +16,6 @@
 #include <array>
 #include <condition_variable>
 #include <deque>
-#include <map>
 #include <mutex>
 #include <optional>
 #include <set>
@@ -80,7 +79,7 @@ void add_strings(const nlohmann::json& answer, const char* key, std::vector<std:
 // /v1/trees (an older agent). `root` is the tree's root when known (from an earlier
 // deploy of the same git tree), else empty; it is the root asked about once this returns.
 // `answered`: the agent's answer about that known root, when the caller asked already.
-common::Result<std::optional<std::set<std::string>>>
+common::Result<std::optional<std::vector<std::string>>>
 missing_from_tree(transport::Client& client, const package::SourceTree& source, std::string& root,
                   std::optional<common::Tree>& merkle,
                   std::optional<common::Result<nlohmann::json>> answered = std::nullopt) {
@@ -92,11 +91,10 @@ missing_from_tree(transport::Client& client, const package::SourceTree& source, 
         build();
     auto answer = answered ? std::move(*answered) : ask_trees(client, {{"roots", {root}}});
     if (!answer && answer.error().kind == ErrorKind::not_found)
-        return std::optional<std::set<std::string>>();
+        return std::optional<std::vector<std::string>>();
     if (!answer)
         return answer.error();
-    std::set<std::string> blobs;
-    std::vector<std::string> nodes, found;
+    std::vector<std::string> blobs, nodes;
     add_strings(*answer, "missing_nodes", nodes);
     if (!nodes.empty() && !merkle) { // the agent lacks some: the nodes are needed
         const auto known = root;
@@ -132,11 +130,11 @@ missing_from_tree(transport::Client& client, const package::SourceTree& source, 
             return answer.error();
         nodes.clear();
         add_strings(*answer, "missing_nodes", nodes);
-        found.clear();
-        add_strings(*answer, "missing_blobs", found);
-        blobs.insert(found.begin(), found.end());
+        add_strings(*answer, "missing_blobs", blobs);
     }
-    return std::optional<std::set<std::string>>(std::move(blobs));
+    std::sort(blobs.begin(), blobs.end());
+    blobs.erase(std::unique(blobs.begin(), blobs.end()), blobs.end());
+    return std::optional<std::vector<std::string>>(std::move(blobs));
 }
 
 // A distinct content of the tree: its digest, size and the path of a file that has it.
@@ -147,8 +145,8 @@ struct Content {
 };
 
 // The flat way: POST /v1/blobs/missing with every digest.
-common::Result<std::set<std::string>> missing_from_list(transport::Client& client,
-                                                        const std::vector<Content>& contents) {
+common::Result<std::vector<std::string>> missing_from_list(transport::Client& client,
+                                                           const std::vector<Content>& contents) {
     nlohmann::json digests = nlohmann::json::array();
     nlohmann::json byte_counts = nlohmann::json::array();
     for (const auto& c : contents) {
@@ -163,7 +161,9 @@ common::Result<std::set<std::string>> missing_from_list(transport::Client& clien
         return answer.error();
     std::vector<std::string> missing;
     add_strings(*answer, "missing", missing);
-    return std::set<std::string>(missing.begin(), missing.end());
+    std::sort(missing.begin(), missing.end());
+    missing.erase(std::unique(missing.begin(), missing.end()), missing.end());
+    return missing;
 }
 
 // What the packer hands the sender: a body of frames (POST /v1/blobs), one big blob
@@ -188,7 +188,7 @@ void compress_batch(Parcel& batch) {
     batch.encoding = "zstd";
 }
 
-// A queue of at most two parcels between the packer and the sender.
+// A queue of at most two parcels between the packer and the senders.
 class Parcels {
   public:
     void put(Parcel parcel) {
@@ -213,11 +213,12 @@ class Parcels {
         std::lock_guard lock(m_mutex);
         return m_cancelled;
     }
-    // The next parcel; nullopt once the packer finished and all were taken.
+    // The next parcel; nullopt once the packer finished and all were taken, or once
+    // cancelled (a sender failed).
     std::optional<Parcel> take() {
         std::unique_lock lock(m_mutex);
-        m_cv.wait(lock, [&] { return !m_queue.empty() || m_finished; });
-        if (m_queue.empty())
+        m_cv.wait(lock, [&] { return !m_queue.empty() || m_finished || m_cancelled; });
+        if (m_queue.empty() || m_cancelled)
             return std::nullopt;
         auto parcel = std::move(m_queue.front());
         m_queue.pop_front();
@@ -235,14 +236,14 @@ class Parcels {
 
 // Reads each missing blob again (contents are not kept in memory) and packs the frames into
 // bodies of about k_batch_bytes, compressed where it pays.
-void pack(Parcels& parcels, const package::SourceTree& tree,
-          const std::map<std::string, std::uint64_t>& missing,
-          const std::map<std::string, std::string_view>& path_of, bool framed) {
+void pack(Parcels& parcels, const package::SourceTree& tree, const std::vector<Content>& missing,
+          bool framed) {
     Parcel batch, stored;
-    for (const auto& [digest, size] : missing) {
+    for (const auto& content : missing) {
         if (parcels.cancelled())
             break;
-        auto bytes = tree.read(digest);
+        const std::string digest(content.digest);
+        auto bytes = tree.read(digest, content.path, content.size);
         if (!bytes) {
             parcels.put(Parcel{{}, 0, {}, bytes.error(), {}});
             break;
@@ -254,8 +255,7 @@ void pack(Parcels& parcels, const package::SourceTree& tree,
         }
         // Compressed already (an image, an archive): in a batch sent as it is; the rest
         // in one compressed as a whole.
-        auto path = path_of.find(digest);
-        const bool as_is = path != path_of.end() && precompressed(path->second);
+        const bool as_is = precompressed(content.path);
         Parcel& into = as_is ? stored : batch;
         into.body += fmt::format("{} {} raw {}\n", digest, bytes->size(), bytes->size());
         into.body += *bytes;
@@ -330,7 +330,7 @@ common::Result<output::UploadStats> upload_blobs(transport::Client& client,
 
     std::optional<common::Tree> merkle;
     TRY_ASSIGN(auto from_tree, missing_from_tree(client, tree, root, merkle, std::move(asked)));
-    std::set<std::string> wanted;
+    std::vector<std::string> wanted; // sorted
     bool framed = from_tree.has_value();
     if (framed) {
         stats.tree = root;
@@ -340,37 +340,61 @@ common::Result<output::UploadStats> upload_blobs(transport::Client& client,
     } else {
         TRY_ASSIGN(wanted, missing_from_list(client, contents));
     }
-    std::map<std::string, std::uint64_t> missing;
-    std::map<std::string, std::string_view> path_of; // of the missing ones
+    // The contents the agent lacks, in digest order (both lists are sorted).
+    std::vector<Content> missing;
+    auto next = contents.begin();
     for (const auto& digest : wanted) {
-        auto c = std::lower_bound(
-            contents.begin(), contents.end(), digest,
+        next = std::lower_bound(
+            next, contents.end(), digest,
             [](const Content& a, const std::string& d) { return a.digest < std::string_view(d); });
-        if (c != contents.end() && c->digest == digest) {
-            missing.emplace(digest, c->size);
-            path_of.emplace(digest, c->path);
-        }
+        if (next != contents.end() && next->digest == digest)
+            missing.push_back(*next);
     }
     stats.blobs_missing = missing.size();
-    for (const auto& [digest, size] : missing)
-        stats.bytes_missing += size;
+    for (const auto& c : missing)
+        stats.bytes_missing += c.size;
     out.emit(output::Uploading{host, stats});
 
-    // Progress within a request where the transport can tell, and after each.
-    std::uint64_t batch_raw = 0, batch_wire = 1;
-    client.set_upload_progress([&](std::uint64_t sent_now) {
-        const auto raw = batch_wire ? sent_now * batch_raw / batch_wire : 0;
-        out.emit(output::UploadProgress{host, std::min(stats.bytes_sent + raw, stats.bytes_missing),
+    // Two connections when there is more than one request to send: the agent makes one
+    // batch durable (synced, then renamed into place) while it receives the next.
+    std::unique_ptr<transport::Client> second;
+    if (missing.size() > 1 && stats.bytes_missing > k_batch_bytes)
+        second = client.another();
+    std::vector<transport::Client*> senders{&client};
+    if (second)
+        senders.push_back(second.get());
+    const auto second_before = second ? second->bytes_sent() : 0;
+
+    // Progress within each request where the transport can tell, and after each.
+    struct InFlight {
+        std::uint64_t raw = 0, wire = 1, reported = 0;
+    };
+    std::vector<InFlight> in_flight(senders.size());
+    std::mutex progress_mutex;
+    auto report = [&] { // holds progress_mutex
+        std::uint64_t total = stats.bytes_sent;
+        for (const auto& f : in_flight)
+            total += f.reported;
+        out.emit(output::UploadProgress{host, std::min(total, stats.bytes_missing),
                                         stats.bytes_missing});
-    });
+    };
+    for (std::size_t i = 0; i < senders.size(); ++i)
+        senders[i]->set_upload_progress([&, i](std::uint64_t sent_now) {
+            std::lock_guard lock(progress_mutex);
+            auto& f = in_flight[i];
+            f.reported = sent_now * f.raw / f.wire;
+            report();
+        });
     struct StopReporting {
-        transport::Client& client;
-        ~StopReporting() { client.set_upload_progress({}); }
-    } stop_reporting{client};
-    // A thread reads and compresses the next request while this one sends the last: the
-    // agent stores one batch while the next is made.
+        const std::vector<transport::Client*>& senders;
+        ~StopReporting() {
+            for (auto* s : senders)
+                s->set_upload_progress({});
+        }
+    } stop_reporting{senders};
+    // A thread reads and compresses the next request while these send the last ones.
     Parcels parcels;
-    std::thread packer([&] { pack(parcels, tree, missing, path_of, framed); });
+    std::thread packer([&] { pack(parcels, tree, missing, framed); });
     struct JoinPacker {
         Parcels& parcels;
         std::thread& packer;
@@ -379,21 +403,49 @@ common::Result<output::UploadStats> upload_blobs(transport::Client& client,
             packer.join();
         }
     } join_packer{parcels, packer};
-    while (auto parcel = parcels.take()) {
-        if (!parcel->error.message.empty())
-            return parcel->error;
-        batch_raw = parcel->raw;
-        batch_wire = std::max<std::uint64_t>(1, parcel->body.size());
-        auto sent = parcel->digest.empty()
-                        ? client.post_bytes("/v1/blobs", parcel->body, transport::k_blobs_type,
-                                            parcel->encoding)
-                        : client.put_blob("/v1/blobs/" + parcel->digest, parcel->body);
-        if (!sent)
-            return sent.error();
-        stats.bytes_sent += parcel->raw;
-        out.emit(output::UploadProgress{host, stats.bytes_sent, stats.bytes_missing});
-    }
-    stats.wire_bytes = client.bytes_sent() - sent_before;
+    std::optional<common::Error> failure; // the first, under progress_mutex
+    auto send = [&](std::size_t i) {
+        auto& sender = *senders[i];
+        while (auto parcel = parcels.take()) {
+            common::Status sent;
+            if (!parcel->error.message.empty()) {
+                sent = parcel->error;
+            } else {
+                {
+                    std::lock_guard lock(progress_mutex);
+                    in_flight[i] = {parcel->raw, std::max<std::uint64_t>(1, parcel->body.size()),
+                                    0};
+                }
+                auto answer = parcel->digest.empty()
+                                  ? sender.post_bytes("/v1/blobs", parcel->body,
+                                                      transport::k_blobs_type, parcel->encoding)
+                                  : sender.put_blob("/v1/blobs/" + parcel->digest, parcel->body);
+                if (!answer)
+                    sent = answer.error();
+            }
+            std::lock_guard lock(progress_mutex);
+            in_flight[i] = {};
+            if (!sent) {
+                if (!failure)
+                    failure = sent.error();
+                parcels.cancel(); // the other sender stops after its request
+                return;
+            }
+            stats.bytes_sent += parcel->raw;
+            report();
+        }
+    };
+    std::optional<std::thread> side;
+    if (senders.size() > 1)
+        side.emplace(send, 1);
+    send(0);
+    if (side)
+        side->join();
+    if (failure)
+        return *failure;
+    if (second)
+        stats.wire_bytes = second->bytes_sent() - second_before;
+    stats.wire_bytes += client.bytes_sent() - sent_before;
     out.emit(output::Uploaded{host, stats});
     return stats;
 }

@@ -71,6 +71,9 @@ class Client {
     // gives the connection, any other answer its error, typed as for the other calls.
     virtual common::Result<std::unique_ptr<Duplex>> open_run(std::string_view path,
                                                              const nlohmann::json& body);
+    // A client of the same agent on a connection of its own, for requests sent side by side
+    // (an upload's batches); null when the transport has none to give.
+    virtual std::unique_ptr<Client> another() const { return nullptr; }
     // From now on put_blob reports its progress to `progress` (empty: stop).
     // Clients that cannot tell ignore it; callers report per blob anyway.
     virtual void set_upload_progress(UploadProgress progress) { (void)progress; }

@@ -217,6 +217,9 @@ class HttpClient final : public Client {
     void set_upload_progress(UploadProgress progress) override {
         m_upload_progress = std::move(progress);
     }
+    std::unique_ptr<Client> another() const override {
+        return std::make_unique<HttpClient>(m_base_url, m_options);
+    }
 
   private:
     long os_errno() {

@@ -18,7 +18,7 @@ using nlohmann::json;
 // error: libcurl only saw a closed socket.
 class SshClient final : public Client {
   public:
-    SshClient(std::unique_ptr<SshTunnel> tunnel, std::unique_ptr<Client> http)
+    SshClient(std::shared_ptr<SshTunnel> tunnel, std::unique_ptr<Client> http)
         : m_tunnel(std::move(tunnel)), m_http(std::move(http)) {}
     ~SshClient() override {
         m_http.reset(); // closes libcurl's connections first: their channels end cleanly
@@ -58,6 +58,13 @@ class SshClient final : public Client {
     void set_upload_progress(UploadProgress progress) override {
         m_http->set_upload_progress(std::move(progress));
     }
+    // One more channel of the same SSH session (the tunnel lives while either client does).
+    std::unique_ptr<Client> another() const override {
+        auto http = m_http->another();
+        if (!http)
+            return nullptr;
+        return std::make_unique<SshClient>(m_tunnel, std::move(http));
+    }
 
   private:
     template <class T> common::Result<T> checked(common::Result<T> result) {
@@ -81,7 +88,7 @@ class SshClient final : public Client {
         return result;
     }
 
-    std::unique_ptr<SshTunnel> m_tunnel;
+    std::shared_ptr<SshTunnel> m_tunnel;
     std::unique_ptr<Client> m_http;
 };
 
@@ -104,8 +111,8 @@ common::Result<std::unique_ptr<Client>> make_ssh_client(SshOptions options, std:
         return tunnel.error();
     http.unix_socket = (*tunnel)->socket_path();
     auto client = make_http_client(std::move(display_url), std::move(http));
-    return std::unique_ptr<Client>(
-        std::make_unique<SshClient>(std::move(*tunnel), std::move(client)));
+    return std::unique_ptr<Client>(std::make_unique<SshClient>(
+        std::shared_ptr<SshTunnel>(std::move(*tunnel)), std::move(client)));
 }
 
 } // namespace cli::transport
