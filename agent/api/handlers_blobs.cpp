@@ -11,6 +11,7 @@
 #include <fstream>
 #include <set>
 #include <system_error>
+#include <unordered_set>
 #include <zstd.h>
 
 namespace agent::api {
@@ -370,7 +371,7 @@ Response trees_missing(ApiContext& context, const Request& request) {
     if (!body->is_object())
         return error_response(make_error(ErrorKind::bad_request, "expected a JSON object"));
     std::vector<std::string> missing_nodes, missing_blobs;
-    std::set<std::string> seen;
+    std::unordered_set<std::string> seen;
     std::set<const TreeContents*> pinned; // whole trees pinned by have_tree()
     std::uint64_t upload = 0;
     if (auto roots = body->find("roots"); roots != body->end()) {
@@ -403,6 +404,13 @@ Response trees_missing(ApiContext& context, const Request& request) {
                 return error_response(node.error());
             }
             context.pending_nodes->add(*node);
+            // The node's files pinned at once (one lock), then looked for.
+            std::vector<std::string> files;
+            for (const auto& entry : node->entries)
+                if (entry.kind != common::TreeEntry::Kind::symlink &&
+                    entry.kind != common::TreeEntry::Kind::tree && !seen.count(entry.digest))
+                    files.push_back(entry.digest);
+            context.blobs.pin(files);
             for (const auto& entry : node->entries) {
                 if (entry.kind == common::TreeEntry::Kind::symlink ||
                     !seen.insert(entry.digest).second)
@@ -412,7 +420,6 @@ Response trees_missing(ApiContext& context, const Request& request) {
                         missing_nodes.push_back(entry.digest);
                     continue;
                 }
-                context.blobs.pin({entry.digest});
                 if (!context.blobs.has(entry.digest)) {
                     missing_blobs.push_back(entry.digest);
                     // The client's sizes only estimate the upload for the early disk check
