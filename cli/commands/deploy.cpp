@@ -208,8 +208,14 @@ HostSteps deploy_steps(Context& ctx, const Target& target, const package::Source
 
 common::Status deploy(Context& ctx, const DeployOptions& options) {
     auto t0 = std::chrono::steady_clock::now();
-    auto tree = package::package_source(options.dir, options.dirty ? package::Mode::dirty
-                                                                   : package::Mode::committed);
+    auto packaged = package::package_source(options.dir, options.dirty ? package::Mode::dirty
+                                                                       : package::Mode::committed);
+    // The packaged tree (a manifest of every file, the git repository's caches) lives until
+    // the process ends: freeing 20,000 files' worth of small objects took 30 ms after the
+    // deployment's last event, for memory the exit gives back anyway.
+    static std::optional<common::Result<package::SourceTree>>* kept =
+        new std::optional<common::Result<package::SourceTree>>();
+    auto& tree = kept->emplace(std::move(packaged));
     if (!tree) {
         // No tree to read deploy.toml from (not a git repository, no commit): what is wrong
         // with the working copy's comes first, as it did before anything was packaged.
