@@ -7,8 +7,11 @@
 
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
 #include <fcntl.h>
+#include <functional>
 #include <linux/fs.h>
+#include <mutex>
 #include <pthread.h>
 #include <sched.h>
 #include <sys/ioctl.h>
@@ -70,16 +73,111 @@ common::Status write_symlink(const common::ManifestEntry& entry, const fs::path&
 
 // How a tree is written: by up to 4 threads (creating files is most of the time, and the
 // file system does it in parallel across folders), or, when it can be cancelled (a spare
-// tree), on the calling thread alone, `*cancel` checked before each file.
+// tree), on the calling thread alone, `*cancel` checked before each file, and with the
+// threads that come to `board` to help.
 struct Writing {
     const std::atomic<bool>* cancel = nullptr;
     std::atomic<std::size_t>* written = nullptr; // files written so far, when counted
+    HelpBoard* board = nullptr;
     bool cancelled() const { return cancel != nullptr && cancel->load(); }
 };
 
 common::Error cancelled_error() {
     return make_error(ErrorKind::failed, "cancelled");
 }
+
+} // namespace
+
+// The writer of a spare (one thread, at idle priority) does its folders' runs one after the
+// other, taking the next each time; a thread that comes to help() while it writes takes the
+// next ones too.
+class HelpBoard {
+  public:
+    using Task = std::function<common::Status(std::size_t index)>;
+
+    // Runs task(0) ... task(count - 1) on this thread and the helpers'; the first error,
+    // once every helper has left.
+    common::Status write(std::size_t count, const Task& task) {
+        {
+            std::lock_guard lock(m_mutex);
+            m_count = count;
+            m_task = &task;
+            m_next.store(0);
+            m_failed.store(false);
+            m_status = {};
+            m_open = true;
+        }
+        m_changed.notify_all();
+        auto mine = take_all();
+        std::unique_lock lock(m_mutex);
+        m_open = false;
+        m_changed.wait(lock, [&] { return m_helpers == 0; });
+        m_task = nullptr;
+        if (!mine)
+            return mine;
+        return m_status;
+    }
+
+    // Waits for the writer to start on its files, then takes the runs left until there is
+    // none (or one failed); returns at once when the writer has ended.
+    void help() {
+        {
+            std::unique_lock lock(m_mutex);
+            m_changed.wait(lock, [&] { return m_open || m_ended; });
+            if (!m_open)
+                return;
+            ++m_helpers;
+        }
+        auto status = take_all(&m_helped);
+        std::lock_guard lock(m_mutex);
+        if (!status && m_status)
+            m_status = status;
+        --m_helpers;
+        m_changed.notify_all();
+    }
+
+    // The writer has written all it will: helpers waiting for it leave.
+    void ended() {
+        {
+            std::lock_guard lock(m_mutex);
+            m_ended = true;
+        }
+        m_changed.notify_all();
+    }
+
+    // How many runs helpers wrote.
+    std::size_t helped() const { return m_helped.load(); }
+
+  private:
+    common::Status take_all(std::atomic<std::size_t>* counted = nullptr) {
+        while (!m_failed.load()) {
+            const auto index = m_next.fetch_add(1);
+            if (index >= m_count)
+                break;
+            if (auto done = (*m_task)(index); !done) {
+                m_failed.store(true);
+                return done;
+            }
+            if (counted != nullptr)
+                counted->fetch_add(1);
+        }
+        return {};
+    }
+
+    std::mutex m_mutex;
+    std::condition_variable m_changed;
+    std::size_t m_count = 0;      // set under m_mutex before m_open
+    const Task* m_task = nullptr; // likewise
+    std::atomic<std::size_t> m_next{0};
+    std::atomic<bool> m_failed{false};
+    std::atomic<std::size_t> m_helped{0};
+    bool m_open = false;  // a tree is being written: helpers may join
+    bool m_ended = false; // the writer has returned
+    int m_helpers = 0;
+    common::Status m_status; // a helper's first error
+};
+
+namespace {
 
 // `files` (no symlinks), a folder's files (up to 256) to one thread at a time: two threads
 // creating files in one folder wait on its lock.
@@ -88,18 +186,21 @@ common::Status write_files(const std::vector<const common::ManifestEntry*>& file
     const auto runs = common::runs(files.size(), 256, [&](std::size_t a, std::size_t b) {
         return fs::path(files[a]->path).parent_path() == fs::path(files[b]->path).parent_path();
     });
+    const HelpBoard::Task write_run = [&](std::size_t run) -> common::Status {
+        for (auto i = runs[run].first; i < runs[run].second; ++i) {
+            if (how.cancelled())
+                return cancelled_error();
+            TRY(write_entry(*files[i], blobs, root));
+            if (how.written != nullptr)
+                how.written->fetch_add(1, std::memory_order_relaxed);
+        }
+        return {};
+    };
+    if (how.board != nullptr)
+        return how.board->write(runs.size(), write_run);
     const auto threads = how.cancel ? 1 : common::worker_count(files.size(), 128, 4);
     return common::parallel_for(runs.size(), threads,
-                                [&](std::size_t, std::size_t run) -> common::Status {
-                                    for (auto i = runs[run].first; i < runs[run].second; ++i) {
-                                        if (how.cancelled())
-                                            return cancelled_error();
-                                        TRY(write_entry(*files[i], blobs, root));
-                                        if (how.written != nullptr)
-                                            how.written->fetch_add(1, std::memory_order_relaxed);
-                                    }
-                                    return {};
-                                });
+                                [&](std::size_t, std::size_t run) { return write_run(run); });
 }
 
 // The folders of `entries`, then their files, then their symlinks.
@@ -308,15 +409,16 @@ void set_priority(int tid, pthread_t thread, bool normal) {
 
 SpareWriter::SpareWriter(common::Manifest wanted, const BlobStore& blobs, fs::path dir,
                          std::optional<SpareTree> last)
-    : m_total(wanted.entries.size()) {
+    : m_total(wanted.entries.size()), m_board(std::make_unique<HelpBoard>()) {
     m_thread = std::thread([this, wanted = std::move(wanted), &blobs, dir = std::move(dir),
                             last = std::move(last)]() mutable {
         m_tid.store(static_cast<int>(::gettid()));
         set_priority(static_cast<int>(::gettid()), ::pthread_self(), false);
         if (m_cancel.load()) // cancelled before it lowered its priority: finish() raised none
             set_priority(static_cast<int>(::gettid()), ::pthread_self(), true);
-        const Writing how{&m_cancel, &m_written};
+        const Writing how{&m_cancel, &m_written, m_board.get()};
         m_status = write_release(wanted, blobs, dir, &last, nullptr, how);
+        m_board->ended();
         if (m_status)
             m_spare = SpareTree{dir, std::move(wanted)};
     });
@@ -340,12 +442,20 @@ SpareWriter::Outcome SpareWriter::finish(bool cancel) {
     // else to do. (A thread that has not lowered its own yet sees the flag once it has.)
     if (const int tid = m_tid.load(); tid > 0)
         set_priority(tid, m_thread.native_handle(), true);
+    // A deployment waits for the rest: written by 4 threads, as materialize() would.
+    std::vector<std::thread> helpers;
+    if (!cancel)
+        for (int i = 0; i < 3; ++i)
+            helpers.emplace_back([this] { m_board->help(); });
     m_thread.join();
+    for (auto& helper : helpers)
+        helper.join();
     Outcome outcome;
     outcome.cancelled = m_cancel.load() && !m_status;
     if (!m_status && !outcome.cancelled)
         outcome.error = m_status.error().message;
     outcome.spare = std::move(m_spare);
+    outcome.runs_helped = m_board->helped();
     return outcome;
 }
 

@@ -11,6 +11,7 @@
 #include <atomic>
 #include <cstddef>
 #include <filesystem>
+#include <memory>
 #include <optional>
 #include <string>
 #include <thread>
@@ -48,6 +49,11 @@ common::Status materialize(const common::Manifest& manifest, const BlobStore& bl
 // its own at idle CPU and I/O priority, one file at a time: it waits for the deploys,
 // requests and apps that run meanwhile, and a deploy that needs the spare before it is
 // whole cancels it instead of waiting for it (finish(true)).
+// Where a spare tree's writer shows the files it has left to write, so that a deployment
+// waiting for it lends threads (SpareWriter::finish): each thread writes the next folder's
+// files. Internal to materialize.cpp.
+class HelpBoard;
+
 class SpareWriter {
   public:
     SpareWriter(common::Manifest wanted, const BlobStore& blobs, std::filesystem::path dir,
@@ -61,9 +67,11 @@ class SpareWriter {
         bool cancelled = false;         // the half-written folder stays, for the next write
                                         // there (or the agent's next start) to remove
         std::string error;              // it failed otherwise
+        std::size_t runs_helped = 0;    // folders' files written by the threads finish() added
     };
     // Raises the thread's priority back to normal and waits for it, after telling it to
-    // stop at its next file when `cancel` (else it writes the rest). Once only.
+    // stop at its next file when `cancel` (else it writes the rest, helped by up to three
+    // threads more: a deployment is waiting). Once only.
     Outcome finish(bool cancel);
     // Half of its files or more are written: finishing it costs less than writing the
     // next release from the store.
@@ -74,6 +82,7 @@ class SpareWriter {
     std::atomic<std::size_t> m_written{0};
     std::size_t m_total = 0;
     std::atomic<int> m_tid{0}; // the thread's, for its I/O priority
+    std::unique_ptr<HelpBoard> m_board;
     common::Status m_status;
     std::optional<SpareTree> m_spare;
     std::thread m_thread;
