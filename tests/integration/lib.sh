@@ -741,9 +741,13 @@ start_and_deploy_hello() {
 
 # store_snapshot: every path under DATA/apps and DATA/blobs, sorted; but the
 # apps' access logs, which deploy-proxy writes (up to 250 ms late) for every
-# request, not for a change to the store.
+# request, not for a change to the store, and the spare copy of an app's last
+# tree, which the agent writes at idle time after a deployment (docs/design.md):
+# a snapshot taken right after a deploy may see it half-written or not yet begun.
 store_snapshot() {
-    (cd "$DATA" && find apps blobs -path 'apps/*/logs/access.ndjson*' -prune -o -print | LC_ALL=C sort)
+    (cd "$DATA" && find apps blobs \( -path 'apps/*/logs/access.ndjson*' -o \
+        -path 'apps/*/releases/.tmp-spare' -o -path 'apps/*/releases/.tmp-.tmp-spare' \) -prune -o -print |
+        LC_ALL=C sort)
 }
 # release_ids [APP]: the app's release ids (default hello) on one line.
 release_ids() { acurl -s "$AGENT_URL/v1/apps/${1:-hello}/releases" | jq -r '.[].id' | paste -sd' '; }
