@@ -134,22 +134,10 @@ std::size_t remove_temp_files(const std::filesystem::path& dir) {
     return removed;
 }
 
-Result<std::string> read_file(const std::filesystem::path& path) {
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return errno_error("cannot read", path);
-    struct Close {
-        int fd;
-        ~Close() { ::close(fd); }
-    } close_fd{fd};
-    // Read to the end whatever the size said (a file may grow or be a /proc file of size 0),
+bool read_all(int fd, std::string& out, std::size_t size_hint) {
+    // Read to the end whatever the hint said (a file may grow or be a /proc file of size 0),
     // into a string sized from it first: one allocation and no copy for a regular file.
-    struct stat st {};
-    std::string out;
-    if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0)
-        out.resize(static_cast<std::size_t>(st.st_size) + 1);
-    else
-        out.resize(4096);
+    out.resize(size_hint > 0 ? size_hint + 1 : 4096);
     std::size_t used = 0;
     for (;;) {
         if (used == out.size())
@@ -158,12 +146,28 @@ Result<std::string> read_file(const std::filesystem::path& path) {
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0)
-            return errno_error("error reading", path);
+            return false;
         if (n == 0)
             break;
         used += static_cast<std::size_t>(n);
     }
     out.resize(used);
+    return true;
+}
+
+Result<std::string> read_file(const std::filesystem::path& path) {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno_error("cannot read", path);
+    struct Close {
+        int fd;
+        ~Close() { ::close(fd); }
+    } close_fd{fd};
+    struct stat st {};
+    const bool regular = ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0;
+    std::string out;
+    if (!read_all(fd, out, regular ? static_cast<std::size_t>(st.st_size) : 0))
+        return errno_error("error reading", path);
     return out;
 }
 

@@ -22,6 +22,9 @@ Result<std::string> read_file(const std::filesystem::path& path);
 // Writes all of `bytes` to a blocking descriptor, again after EINTR; false on an error
 // (errno says which) or when nothing more can be written.
 bool write_all(int fd, std::string_view bytes);
+// Reads `fd` to its end into `out` (sized for `size_hint` bytes first: a regular file's
+// size), again after EINTR; false on an error (errno says which).
+bool read_all(int fd, std::string& out, std::size_t size_hint);
 // The system's text for an error number; for ENOSPC and EDQUOT it also says
 // plainly that the disk is full ("No space left on device: the disk is full ...").
 std::string os_error_text(int error);

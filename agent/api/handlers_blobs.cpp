@@ -404,13 +404,8 @@ Response trees_missing(ApiContext& context, const Request& request) {
                 return error_response(node.error());
             }
             context.pending_nodes->add(*node);
-            // The node's files pinned at once (one lock), then looked for.
-            std::vector<std::string> files;
-            for (const auto& entry : node->entries)
-                if (entry.kind != common::TreeEntry::Kind::symlink &&
-                    entry.kind != common::TreeEntry::Kind::tree && !seen.count(entry.digest))
-                    files.push_back(entry.digest);
-            context.blobs.pin(files);
+            std::vector<const common::TreeEntry*> files;
+            std::vector<std::string> digests;
             for (const auto& entry : node->entries) {
                 if (entry.kind == common::TreeEntry::Kind::symlink ||
                     !seen.insert(entry.digest).second)
@@ -420,13 +415,18 @@ Response trees_missing(ApiContext& context, const Request& request) {
                         missing_nodes.push_back(entry.digest);
                     continue;
                 }
-                if (!context.blobs.has(entry.digest)) {
-                    missing_blobs.push_back(entry.digest);
+                files.push_back(&entry);
+                digests.push_back(entry.digest);
+            }
+            // The node's files pinned at once (one lock), then looked for.
+            context.blobs.pin(digests);
+            for (const auto* file : files)
+                if (!context.blobs.has(file->digest)) {
+                    missing_blobs.push_back(file->digest);
                     // The client's sizes only estimate the upload for the early disk check
                     // (each blob is checked again as it is written); they must not wrap.
-                    upload = entry.size > UINT64_MAX - upload ? UINT64_MAX : upload + entry.size;
+                    upload = file->size > UINT64_MAX - upload ? UINT64_MAX : upload + file->size;
                 }
-            }
         }
     }
     if (upload > 0 || !missing_blobs.empty())

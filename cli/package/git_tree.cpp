@@ -10,7 +10,6 @@
 #include <git2.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <fcntl.h>
 #include <mutex>
 #include <optional>
@@ -191,17 +190,9 @@ std::optional<std::string> read_if_same(const fs::path& path, std::uint64_t size
     if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
         static_cast<std::uint64_t>(st.st_size) != size)
         return std::nullopt;
-    std::string bytes(size, '\0');
-    std::size_t used = 0;
-    while (used < bytes.size()) {
-        const auto n = ::read(fd, bytes.data() + used, bytes.size() - used);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return std::nullopt;
-        used += static_cast<std::size_t>(n);
-    }
-    if (common::sha256_hex(bytes) != digest)
+    std::string bytes;
+    if (!common::read_all(fd, bytes, size) || bytes.size() != size ||
+        common::sha256_hex(bytes) != digest)
         return std::nullopt;
     return bytes;
 }

@@ -132,8 +132,6 @@ missing_from_tree(transport::Client& client, const package::SourceTree& source, 
         add_strings(*answer, "missing_nodes", nodes);
         add_strings(*answer, "missing_blobs", blobs);
     }
-    std::sort(blobs.begin(), blobs.end());
-    blobs.erase(std::unique(blobs.begin(), blobs.end()), blobs.end());
     return std::optional<std::vector<std::string>>(std::move(blobs));
 }
 
@@ -161,8 +159,6 @@ common::Result<std::vector<std::string>> missing_from_list(transport::Client& cl
         return answer.error();
     std::vector<std::string> missing;
     add_strings(*answer, "missing", missing);
-    std::sort(missing.begin(), missing.end());
-    missing.erase(std::unique(missing.begin(), missing.end()), missing.end());
     return missing;
 }
 
@@ -330,7 +326,7 @@ common::Result<output::UploadStats> upload_blobs(transport::Client& client,
 
     std::optional<common::Tree> merkle;
     TRY_ASSIGN(auto from_tree, missing_from_tree(client, tree, root, merkle, std::move(asked)));
-    std::vector<std::string> wanted; // sorted
+    std::vector<std::string> wanted;
     bool framed = from_tree.has_value();
     if (framed) {
         stats.tree = root;
@@ -340,7 +336,9 @@ common::Result<output::UploadStats> upload_blobs(transport::Client& client,
     } else {
         TRY_ASSIGN(wanted, missing_from_list(client, contents));
     }
-    // The contents the agent lacks, in digest order (both lists are sorted).
+    // The contents the agent lacks, in digest order (both lists sorted), each once.
+    std::sort(wanted.begin(), wanted.end());
+    wanted.erase(std::unique(wanted.begin(), wanted.end()), wanted.end());
     std::vector<Content> missing;
     auto next = contents.begin();
     for (const auto& digest : wanted) {
@@ -363,7 +361,6 @@ common::Result<output::UploadStats> upload_blobs(transport::Client& client,
     std::vector<transport::Client*> senders{&client};
     if (second)
         senders.push_back(second.get());
-    const auto second_before = second ? second->bytes_sent() : 0;
 
     // Progress within each request where the transport can tell, and after each.
     struct InFlight {
@@ -443,9 +440,7 @@ common::Result<output::UploadStats> upload_blobs(transport::Client& client,
         side->join();
     if (failure)
         return *failure;
-    if (second)
-        stats.wire_bytes = second->bytes_sent() - second_before;
-    stats.wire_bytes += client.bytes_sent() - sent_before;
+    stats.wire_bytes = client.bytes_sent() - sent_before + (second ? second->bytes_sent() : 0);
     out.emit(output::Uploaded{host, stats});
     return stats;
 }
