@@ -154,7 +154,8 @@ common::Result<init::Detection> choose(const fs::path& dir, const InitOptions& o
             return make_error(ErrorKind::usage,
                               fmt::format("no app found in {}: none of Dockerfile, package.json, "
                                           "requirements.txt, pyproject.toml, go.mod, "
-                                          "composer.json or index.html. Choose a template with "
+                                          "composer.json, Cargo.toml, a Makefile with C or C++ "
+                                          "sources or index.html. Choose a template with "
                                           "--template NAME:{}",
                                           options.dir, template_list()));
         return std::move(**detected);
@@ -367,7 +368,8 @@ void add_init(CLI::App& app, Context& ctx) {
                 "Detects, in this order: a Dockerfile (not with --engine process); package.json\n"
                 "(Next.js, a server such as Express or Fastify, a static build such as Vite);\n"
                 "requirements.txt or pyproject.toml (Django, FastAPI, Flask, else a main.py,\n"
-                "app.py or server.py); go.mod; composer.json; index.html. Nothing found, an\n"
+                "app.py or server.py); go.mod; composer.json; Cargo.toml; a Makefile with C or\n"
+                "C++ sources (the program it builds read from it); index.html. Nothing found, an\n"
                 "unknown template, or a file that exists without --force: exit 2, nothing "
                 "written.\n");
     cmd->callback(

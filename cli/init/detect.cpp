@@ -107,7 +107,7 @@ Found static_site(const fs::path& dir) {
         d.template_name = "static";
         d.stack = "static site";
         d.evidence.push_back(fmt::format("{}: present, and no app server files (package.json, "
-                                         "requirements.txt, go.mod, ...)",
+                                         "requirements.txt, go.mod, Cargo.toml, ...)",
                                          index));
         d.vars["static_dir"] = folder;
         return std::optional<Detection>(std::move(d));
@@ -117,7 +117,8 @@ Found static_site(const fs::path& dir) {
 
 // The stack behind a Dockerfile, said in the evidence: the Dockerfile wins.
 void note_shadowed(const fs::path& dir, Detection& d) {
-    for (auto* detector : {stacks::node, stacks::python, stacks::go, stacks::php}) {
+    for (auto* detector :
+         {stacks::node, stacks::python, stacks::go, stacks::php, stacks::rust, stacks::c_make}) {
         auto other = detector(dir);
         if (other && *other) {
             d.evidence.push_back(fmt::format(
@@ -143,7 +144,8 @@ common::Result<std::optional<Detection>> detect(const fs::path& dir, Engine engi
         note_shadowed(dir, **found);
         return found;
     }
-    for (auto* detector : {stacks::node, stacks::python, stacks::go, stacks::php, static_site}) {
+    for (auto* detector : {stacks::node, stacks::python, stacks::go, stacks::php, stacks::rust,
+                           stacks::c_make, static_site}) {
         found = detector(dir);
         if (!found || *found)
             return found;
@@ -178,6 +180,10 @@ Vars default_vars(std::string_view template_name) {
         {"php_version", "8.3"},
         {"php_docroot", ""},
         {"php_docroot_note", "the project's root"},
+        // Rust, C and C++ (the program's name and the commands: stacks_rust_c.cpp)
+        {"rust_needs", "Rust's cargo"},
+        {"cargo_locked", ""},
+        {"program_note", ""},
     };
     auto set = [&v](std::initializer_list<std::pair<const char*, std::string>> values) {
         for (const auto& [key, value] : values)
@@ -195,7 +201,12 @@ Vars default_vars(std::string_view template_name) {
         set({{"stack", "Go"}});
     else if (template_name == "php")
         set({{"stack", "PHP"}});
-    for (auto* defaults : {stacks::node_defaults, stacks::python_defaults, stacks::go_php_defaults})
+    else if (template_name == "rust")
+        set({{"stack", "Rust"}});
+    else if (template_name == "c-make")
+        set({{"stack", "C/C++ (make)"}});
+    for (auto* defaults : {stacks::node_defaults, stacks::python_defaults, stacks::go_php_defaults,
+                           stacks::rust_c_defaults})
         for (auto& [key, value] : defaults(template_name))
             v[key] = value;
     return v;

@@ -1,7 +1,8 @@
 #pragma once
 // deployctl init's detection: which template fits a folder, and why.
 // It reads the files (package.json as JSON, requirements.txt and pyproject.toml
-// lines and tables, go.mod, composer.json, a Dockerfile) and keeps the evidence.
+// lines and tables, go.mod, composer.json, Cargo.toml, a Makefile, a Dockerfile) and keeps the
+// evidence.
 
 #include <cli/init/templates.hpp>
 #include <common/result.hpp>

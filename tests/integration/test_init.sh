@@ -54,6 +54,13 @@ node-plain node-server deploy.toml,Dockerfile
 python-plain python deploy.toml,Dockerfile
 go-stdlib go deploy.toml,Dockerfile
 php-plain php deploy.toml,Dockerfile
+rust rust deploy.toml,Dockerfile
+rust-bin rust deploy.toml,Dockerfile
+rust-nolock rust deploy.toml,Dockerfile
+rust-workspace rust deploy.toml,Dockerfile
+c-make c-make deploy.toml,Dockerfile
+c-make-all c-make deploy.toml,Dockerfile
+c-make-unknown c-make deploy.toml,Dockerfile
 LIST
 
 # --- human output: what, why, the files, the next step ----------------------------------
@@ -95,16 +102,33 @@ assert_contains "$(cat "$DIR/deploy.toml")" 'command = '"'"'YARN_CACHE_FOLDER="$
     "a static build with yarn: yarn's cache in \$CACHE_DIR, no prune"
 assert_contains "$(cat "$DIR/deploy.toml")" 'cache = ["node_modules"]' \
     "a static build: node_modules is kept in the build cache"
+fixture c-make
+assert_exit 0 init_cmd "$DIR" --engine process
+assert_contains "$OUT" "because Makefile line 5: greeter, the default goal (the run command starts ./greeter)" \
+    "C with a Makefile: says where the program's name comes from"
+assert_contains "$OUT" "note: the run command starts ./greeter, the program init read from the Makefile: check that it is the one make builds" \
+    "C with a Makefile: asks to check the program's name"
+assert_contains "$(cat "$DIR/deploy.toml")" 'command = "exec ./greeter"' "C with a Makefile: the run command starts it"
+fixture c-make-unknown
+assert_exit 0 init_cmd "$DIR"
+assert_contains "$OUT" "note: no program found in the Makefile" "no program in the Makefile: says so"
+assert_contains "$(cat "$DIR/Dockerfile")" "# deployctl init found no program in the Makefile: replace PROGRAM" \
+    "no program in the Makefile: the Dockerfile says what to replace"
+fixture rust-workspace
+assert_exit 0 init_cmd "$DIR" --engine process
+assert_contains "$OUT" "note: the workspace builds several programs (shop-api in crates/api, shop-worker in crates/worker)" \
+    "a Cargo workspace: names its programs, and which one the build copies"
+assert_contains "$(cat "$DIR/deploy.toml")" 'cp "$CACHE_DIR/target/release/shop-api" app' "a Cargo workspace: the first member's program"
 
 # --- --list -----------------------------------------------------------------------------
 assert_exit 0 init_cmd --list
-for t in dockerfile go node-next node-server node-static php python python-django python-fastapi \
-    python-flask static; do
+for t in c-make dockerfile go node-next node-server node-static php python python-django \
+    python-fastapi python-flask rust static; do
     assert_match "$OUT" "^$t +[A-Z]" "--list: $t with its description"
 done
 assert_exit 0 init_cmd --list --json
-assert_eq 11 "$(jq -s 'map(select(.event == "template" and (.description | length > 0))) | length' <<<"$OUT")" \
-    "--list --json: 11 template events"
+assert_eq 13 "$(jq -s 'map(select(.event == "template" and (.description | length > 0))) | length' <<<"$OUT")" \
+    "--list --json: 13 template events"
 
 # --- refusal without --force, by hash; --force replaces ---------------------------------
 fixture node-express

@@ -88,6 +88,14 @@ TEST_CASE("init detects the template of each fixture folder, with its evidence")
         {"python-plain", "python", "main.py: present (python main.py starts the app)"},
         {"go-stdlib", "go", "go.mod: module example.com/clock, go 1.19"},
         {"php-plain", "php", "public/index.php: present"},
+        {"rust", "rust", "Cargo.toml: [package] name = \"rusty-clock\""},
+        {"rust-bin", "rust", "Cargo.toml: the binary billing-server ([[bin]] name;"},
+        {"rust-nolock", "rust", "src/main.rs, named after the package"},
+        {"rust-workspace", "rust", "Cargo.toml: a [workspace] of 3 members, no [package]"},
+        {"c-make", "c-make", "Makefile: present, with C or C++ sources (http.c, main.c)"},
+        {"c-make-all", "c-make",
+         "Makefile line 3: all: prog, the default goal's first prerequisite"},
+        {"c-make-unknown", "c-make", "Makefile: present, with C or C++ sources (src/main.c)"},
     };
     for (const auto& c : cases) {
         CAPTURE(c.fixture);
@@ -159,6 +167,153 @@ TEST_CASE("init learns the placeholders from the files") {
         CHECK(php.vars.at("php_docroot") == "/public");
         CHECK(php.stack == "PHP (Laravel)");
     }
+    SUBCASE("Rust: the package's name, its binary, Cargo.lock") {
+        auto rust = detect_fixture("rust");
+        CHECK(rust.app == "rusty-clock");
+        CHECK(rust.vars.at("rust_bin") == "rusty-clock");
+        CHECK(rust.vars.at("cargo_locked") == " --locked");
+        CHECK(mentions(rust.evidence, "Cargo.lock: present (cargo build --locked"));
+        // [[bin]] names the program, not the package; the others are said.
+        auto bin = detect_fixture("rust-bin");
+        CHECK(bin.app == "billing");
+        CHECK(bin.vars.at("rust_bin") == "billing-server");
+        CHECK(mentions(bin.notes, "builds other binaries too (billing-admin)"));
+        CHECK(bin.vars.at("rust_needs") ==
+              "Rust's cargo, rustc 1.70 or newer (Cargo.toml's rust-version)");
+        auto nolock = detect_fixture("rust-nolock");
+        CHECK(nolock.vars.at("cargo_locked") == "");
+        CHECK(mentions(nolock.notes, "no Cargo.lock"));
+        CHECK(nolock.vars.at("rust_needs") == "Rust's cargo, rustc 1.85 or newer (edition 2024)");
+        CHECK(cli::init::app_name_from(nolock.app) == "notes-api");
+    }
+    SUBCASE("Rust: a workspace without [package]: the first member with a program") {
+        auto workspace = detect_fixture("rust-workspace");
+        CHECK(workspace.app.empty()); // the folder's name
+        CHECK(workspace.vars.at("rust_bin") == "shop-api");
+        CHECK(mentions(workspace.evidence, "crates/api/Cargo.toml: the binary shop-api"));
+        CHECK(mentions(workspace.notes, "several programs (shop-api in crates/api, shop-worker "
+                                        "in crates/worker): the build copies the first"));
+    }
+    SUBCASE("C and C++: the program the Makefile builds") {
+        auto c = detect_fixture("c-make");
+        CHECK(c.stack == "C/C++ (make)");
+        CHECK(c.vars.at("c_program") == "greeter");
+        CHECK(mentions(c.evidence, "Makefile line 5: greeter, the default goal (the run command "
+                                   "starts ./greeter)"));
+        CHECK(mentions(c.notes, "the run command starts ./greeter, the program init read from the "
+                                "Makefile: check that it is the one make builds"));
+        CHECK(detect_fixture("c-make-all").vars.at("c_program") == "prog");
+        auto unknown = detect_fixture("c-make-unknown");
+        CHECK(unknown.vars.at("c_program") == "PROGRAM");
+        CHECK(mentions(unknown.notes, "no program found in the Makefile"));
+        CHECK_FALSE(mentions(unknown.notes, "the run command starts"));
+    }
+}
+
+namespace {
+
+// Detection in a folder holding `files` (name, content).
+Detection detect_files(const std::vector<std::pair<std::string, std::string>>& files) {
+    test::TempDir dir;
+    for (const auto& [name, content] : files) {
+        fs::create_directories((dir.path() / name).parent_path());
+        REQUIRE(common::atomic_write_file(dir.path() / name, content).ok());
+    }
+    auto found = cli::init::detect(dir.path());
+    REQUIRE_MESSAGE(found.ok(), (found.ok() ? "" : found.error().message));
+    REQUIRE(found->has_value());
+    return std::move(**found);
+}
+
+} // namespace
+
+TEST_CASE("init reads the program's name from a Makefile, or says it found none") {
+    struct Case {
+        const char* makefile;
+        const char* program; // "PROGRAM": none found
+    };
+    const Case cases[] = {
+        // The default goal when it is a file; the first prerequisite of `all` or a .PHONY one.
+        {"server: main.o http.o\n\t$(CC) -o $@ $^\nclean:\n\trm -f server\n", "server"},
+        {"all: server client\nserver: main.c\nclient: main.c\n", "server"},
+        {".PHONY: build\nbuild: bin/app\nbin/app: main.c\n", "bin/app"},
+        {"all: \\\n    prog\n", "prog"}, // a line continued
+        // Variables, expanded (also when set after their use); .DEFAULT_GOAL; patterns and
+        // special targets are not goals.
+        {"TARGET := $(NAME)\nall: $(TARGET)\nNAME = web\n", "web"},
+        {".DEFAULT_GOAL := api\nclean:\n\trm -f api\napi: main.c\n", "api"},
+        {"%.o: %.c\n\t$(CC) -c $<\n.SUFFIXES:\nsrv: main.o\n", "srv"},
+        {"FLAGS = -O2\nPROG = hello\nhello: FLAGS += -g\n.PHONY: all\nall:\n\t$(CC) -o $(PROG) "
+         "main.c\n",
+         "hello"},
+        {"BIN ::= out/tool\n.PHONY: all\nall:\n", "out/tool"},
+        // What init cannot know, or is not a program: nothing, rather than a guess.
+        {"TARGET = $(shell basename $(CURDIR))\nall: $(TARGET)\n", "PROGRAM"},
+        {"all: $(MISSING)\n", "PROGRAM"},
+        {"main.o: main.c\n", "PROGRAM"},
+        {"all: libshop.a\n", "PROGRAM"},
+        {"define HELP\nserver: x\nendef\n.PHONY: all\nall:\n", "PROGRAM"},
+    };
+    for (const auto& c : cases) {
+        CAPTURE(c.makefile);
+        auto d = detect_files({{"Makefile", c.makefile}, {"src/main.c", "int main(void) {}\n"}});
+        CHECK(d.template_name == "c-make");
+        CHECK(d.vars.at("c_program") == c.program);
+        auto files = render(d, "app", cli::init::Engine::process);
+        auto config = common::parse_config(files[0].content, "deploy.toml");
+        REQUIRE_MESSAGE(config.ok(), (config.ok() ? "" : config.error().message));
+        if (std::string(c.program) == "PROGRAM") {
+            CHECK(config->run.command.starts_with("echo 'deployctl init found no program in the "
+                                                  "Makefile: set [run] command in deploy.toml"));
+            CHECK(config->run.command.ends_with("' >&2; exit 1"));
+            CHECK(dockerfile_of(render(d, "app"))
+                      .find("# deployctl init found no program in the "
+                            "Makefile: replace PROGRAM") != std::string::npos);
+        } else {
+            CHECK(config->run.command == std::string("exec ./") + c.program);
+        }
+    }
+    SUBCASE("a Makefile without C or C++ sources is not a C app") {
+        test::TempDir dir;
+        REQUIRE(common::atomic_write_file(dir.path() / "Makefile", "all:\n\techo hi\n").ok());
+        auto found = cli::init::detect(dir.path());
+        REQUIRE(found.ok());
+        CHECK_FALSE(found->has_value());
+    }
+}
+
+TEST_CASE("init on a Cargo.toml it cannot use: a config error, or a note and no binary") {
+    SUBCASE("not TOML: the file and the place") {
+        test::TempDir dir;
+        REQUIRE(common::atomic_write_file(dir.path() / "Cargo.toml", "[package\n").ok());
+        auto found = cli::init::detect(dir.path());
+        REQUIRE_FALSE(found.ok());
+        CHECK(found.error().kind == common::ErrorKind::config);
+        CHECK(found.error().message.starts_with("Cargo.toml:1:"));
+    }
+    SUBCASE("a workspace of libraries only, or neither [package] nor [workspace]") {
+        for (const auto& files :
+             {std::vector<std::pair<std::string, std::string>>{
+                  {"Cargo.toml", "[workspace]\nmembers = [\"core\", \"missing\", \"x/[ab]\"]\n"},
+                  {"core/Cargo.toml", "[package]\nname = \"core\"\n"},
+                  {"core/src/lib.rs", ""}},
+              std::vector<std::pair<std::string, std::string>>{
+                  {"Cargo.toml", "[profile.release]\n"}}}) {
+            auto d = detect_files(files);
+            CHECK(d.template_name == "rust");
+            CHECK(mentions(d.notes, "no binary found in Cargo.toml"));
+            auto files_written = render(d, "app", cli::init::Engine::process);
+            auto config = common::parse_config(files_written[0].content, "deploy.toml");
+            REQUIRE(config.ok());
+            CHECK(
+                config->build.command ==
+                R"(CARGO_HOME="$CACHE_DIR/cargo" CARGO_TARGET_DIR="$CACHE_DIR/target" cargo build --release)");
+            CHECK(config->run.command.starts_with("echo 'deployctl init found no program in "
+                                                  "Cargo.toml"));
+            CHECK(dockerfile_of(render(d, "app")).find("cp target/release/PROGRAM /app") !=
+                  std::string::npos);
+        }
+    }
 }
 
 TEST_CASE("init detects nothing in a folder without an app, and names a broken file") {
@@ -173,7 +328,7 @@ TEST_CASE("init detects nothing in a folder without an app, and names a broken f
 
 TEST_CASE("every template renders a deploy.toml that parses, and a real Dockerfile") {
     auto list = cli::init::list_templates();
-    REQUIRE(list.size() == 11);
+    REQUIRE(list.size() == 13);
     for (const auto& info : list) {
         CAPTURE(info.name);
         CHECK_FALSE(info.description.empty());
@@ -224,6 +379,9 @@ TEST_CASE("every fixture renders files that parse") {
 
 TEST_CASE("the process engine's deploy.toml of each stack: build and run commands, no Dockerfile") {
     using cli::init::Engine;
+    // make, with ccache through CC and CXX in its environment when ccache is there.
+    const char* k_make =
+        R"sh(export CCACHE_DIR="$CACHE_DIR/ccache" CCACHE_BASEDIR="$PWD" CCACHE_NOHASHDIR=true; if command -v ccache >/dev/null; then export CC="ccache ${CC:-cc}" CXX="ccache ${CXX:-c++}"; fi; make -j"$(nproc)")sh";
     struct Case {
         const char* fixture;
         const char* build;              // build.command
@@ -314,6 +472,35 @@ TEST_CASE("the process engine's deploy.toml of each stack: build and run command
          "PHP and Composer",
          {},
          "Composer installs vendor/ from its cache in $CACHE_DIR/composer"},
+        // cargo's downloads and target directory in $CACHE_DIR, the binary copied out of it;
+        // --locked with a Cargo.lock only.
+        {"rust",
+         R"(CARGO_HOME="$CACHE_DIR/cargo" CARGO_TARGET_DIR="$CACHE_DIR/target" cargo build --release --locked && cp "$CACHE_DIR/target/release/rusty-clock" app)",
+         "exec ./app",
+         "{{rust_needs}} on the agent's PATH, not only in a user's ~/.cargo/bin (Debian: cargo)",
+         {},
+         "the dependencies\n# compile once"},
+        {"rust-bin",
+         R"(CARGO_HOME="$CACHE_DIR/cargo" CARGO_TARGET_DIR="$CACHE_DIR/target" cargo build --release --locked && cp "$CACHE_DIR/target/release/billing-server" app)",
+         "exec ./app",
+         "{{rust_needs}}",
+         {},
+         "(CARGO_TARGET_DIR) in $CACHE_DIR, whose path is the same for every build"},
+        {"rust-nolock",
+         R"(CARGO_HOME="$CACHE_DIR/cargo" CARGO_TARGET_DIR="$CACHE_DIR/target" cargo build --release && cp "$CACHE_DIR/target/release/notes_api" app)",
+         "exec ./app",
+         "{{rust_needs}}",
+         {},
+         "copied out of $CACHE_DIR/target into the release"},
+        // ccache through CC and CXX in the environment, its objects in $CACHE_DIR; the
+        // program the Makefile names.
+        {"c-make",
+         k_make,
+         "exec ./greeter",
+         "make and a C or C++ compiler on the agent's PATH (Debian: build-essential), and ccache",
+         {},
+         "ccache keeps the compiled objects in $CACHE_DIR/ccache"},
+        {"c-make-all", k_make, "exec ./prog", "make", {}, "unless the Makefile sets them itself"},
     };
     for (const auto& c : cases) {
         CAPTURE(c.fixture);
@@ -341,6 +528,22 @@ TEST_CASE("the process engine's deploy.toml of each stack: build and run command
         CHECK(info->has_process);
         CHECK(info->needs.find(c.needs) != std::string::npos);
     }
+}
+
+TEST_CASE("the Dockerfiles of Rust and C: the program the detection found, built, copied") {
+    auto rust = dockerfile_of(render(detect_fixture("rust-bin"), "billing"));
+    CHECK(rust.find("FROM rust:1-bookworm AS build") != std::string::npos);
+    CHECK(rust.find("RUN cargo build --release --locked && cp target/release/billing-server "
+                    "/app\n") != std::string::npos);
+    CHECK(rust.find("PROGRAM") == std::string::npos);
+    auto nolock = dockerfile_of(render(detect_fixture("rust-nolock"), "notes"));
+    CHECK(nolock.find("RUN cargo build --release && cp target/release/notes_api /app\n") !=
+          std::string::npos);
+    auto c = dockerfile_of(render(detect_fixture("c-make"), "greeter"));
+    CHECK(c.find("build-essential") != std::string::npos);
+    CHECK(c.find("RUN make -j\"$(nproc)\"") != std::string::npos);
+    CHECK(c.find("\nCOPY --from=build /src/greeter /app\n") != std::string::npos);
+    CHECK(c.find("FROM debian:bookworm-slim") != std::string::npos);
 }
 
 TEST_CASE("init: a static build with Node.js keeps its build cache on every engine, no prune") {
