@@ -230,10 +230,26 @@ Status validate_manifest(const Manifest& manifest, ManifestFault* fault) {
             return bad(fmt::format("symlink \"{}\" -> \"{}\" goes through the symlink \"{}\"",
                                    entry.path, entry.target, *through));
     }
-    // No entry may live below a file or a symlink ("link/x" through a symlink "link").
+    // No entry may live below a file or a symlink ("link/x" through a symlink "link"). The
+    // folders of the entry before, found to be neither, are not looked up again: in a
+    // sorted manifest most entries share them.
+    std::string_view checked; // the last entry's folder ("a/b" for "a/b/c"), every prefix checked
     for (const auto& entry : manifest.entries) {
-        for (auto slash = entry.path.find('/'); slash != std::string::npos;
-             slash = entry.path.find('/', slash + 1)) {
+        const std::string_view path = entry.path;
+        const auto common = static_cast<std::size_t>(
+            std::mismatch(path.begin(), path.begin() + std::min(path.size(), checked.size()),
+                          checked.begin())
+                .first -
+            path.begin());
+        // A slash before `common` ends a prefix of `checked`; one at `common` too when
+        // `checked` ends there.
+        auto slash = path.find('/', common);
+        if (slash != std::string_view::npos && slash == common && common == checked.size())
+            slash = path.find('/', slash + 1);
+        const auto last_slash = path.rfind('/');
+        checked =
+            last_slash == std::string_view::npos ? std::string_view() : path.substr(0, last_slash);
+        for (; slash != std::string::npos; slash = entry.path.find('/', slash + 1)) {
             auto it = kinds.find(std::string_view(entry.path).substr(0, slash));
             if (it != kinds.end())
                 return bad(

@@ -52,15 +52,9 @@ struct DeployOptions {
     double max_error_rate = 1;
 };
 
-void report_package(Context& ctx, const Target& target, const package::SourceTree& tree,
-                    const DeployOptions& options) {
+void report_package(Context& ctx, const Target& target, const package::SourceTree& tree) {
     for (const auto& w : tree.warnings())
         ctx.out->emit(output::Warning{w});
-    if (!options.dirty && tree.uncommitted() > 0)
-        ctx.out->emit(output::Warning{fmt::format("{} uncommitted change{} not included (commit "
-                                                  "them, or pass --dirty)",
-                                                  tree.uncommitted(),
-                                                  tree.uncommitted() == 1 ? " is" : "s are")});
     output::PackageSummary summary;
     summary.app = target.app;
     summary.commit = tree.commit();
@@ -70,6 +64,21 @@ void report_package(Context& ctx, const Target& target, const package::SourceTre
     summary.bytes = figures.bytes;
     summary.dirty = tree.dirty();
     ctx.out->emit(summary);
+}
+
+// What git's status of the working tree found that the deployment left out: said once the
+// deployment is done, as git reads the working tree meanwhile (a stat of every file) instead
+// of before the upload.
+void report_uncommitted(Context& ctx, const package::SourceTree& tree) {
+    const auto count = tree.uncommitted();
+    if (!count)
+        ctx.out->emit(output::Warning{"cannot tell whether there are uncommitted changes (git's "
+                                      "status of the working tree: " +
+                                      count.error().message + ")"});
+    else if (*count > 0)
+        ctx.out->emit(output::Warning{fmt::format("{} uncommitted change{} not included (commit "
+                                                  "them, or pass --dirty)",
+                                                  *count, *count == 1 ? " was" : "s were")});
 }
 
 nlohmann::json deployment_request(const Target& target, const package::SourceTree& tree,
@@ -216,6 +225,15 @@ common::Status deploy(Context& ctx, const DeployOptions& options) {
     static std::optional<common::Result<package::SourceTree>>* kept =
         new std::optional<common::Result<package::SourceTree>>();
     auto& tree = kept->emplace(std::move(packaged));
+    // git's status thread ends before the process does, whatever returns below (the tree is
+    // never destroyed, and libgit2 is shut down at exit).
+    struct WaitStatus {
+        const common::Result<package::SourceTree>& tree;
+        ~WaitStatus() {
+            if (tree)
+                (void)tree->uncommitted();
+        }
+    } wait_status{tree};
     if (!tree) {
         // No tree to read deploy.toml from (not a git repository, no commit): what is wrong
         // with the working copy's comes first, as it did before anything was packaged.
@@ -243,7 +261,7 @@ common::Status deploy(Context& ctx, const DeployOptions& options) {
         return fleet.error();
     if (deployed->warning)
         ctx.out->emit(output::Warning{*deployed->warning});
-    report_package(ctx, *target, *tree, options);
+    report_package(ctx, *target, *tree);
     // Both ask for a build, so they make a release even of the tree PRODUCTION serves.
     auto request =
         deployment_request(*target, *tree, options.force || options.rebuild || options.no_cache);
@@ -297,6 +315,8 @@ common::Status deploy(Context& ctx, const DeployOptions& options) {
         *ctx.out, ctx.global.json ? GroupedOutput::Mode::immediate : GroupedOutput::Mode::grouped,
         tty ? &std::cout : nullptr);
     auto runs = run_fleet(*urls, open, steps, *fleet, grouped);
+    if (!options.dirty)
+        report_uncommitted(ctx, *tree);
     auto result = fleet_result(runs);
     if (!fleet->several)
         return runs.front().error ? common::Status(*runs.front().error) : result;

@@ -57,8 +57,9 @@ class SourceTree {
     Mode mode() const;                  // as asked: committed, or dirty (--dirty)
     const std::string& prefix() const;  // DIR in the repository ("" at its root)
     // Changes under DIR that git sees but the manifest does not include
-    // (committed mode) or includes (dirty mode).
-    std::size_t uncommitted() const;
+    // (committed mode) or includes (dirty mode). Committed mode reads git's status while
+    // the tree is deployed: this waits for it (an error when git could not tell).
+    common::Result<std::size_t> uncommitted() const;
     const std::vector<std::string>& warnings() const;
 
     // The Merkle root (common/tree.hpp) of this manifest when an earlier deploy of the same

@@ -117,6 +117,9 @@ echo 9 >"$REPO/VERSION"
 echo "do not ship" >"$REPO/notes.tmp" # ignored by .gitignore
 assert_exit 0 dctl deploy
 expect_serving $APP "hello from 2" "uncommitted VERSION change: the committed text is deployed"
+# git's status of the working tree is read while the tree uploads: its count comes last.
+assert_eq "warning: 1 uncommitted change was not included (commit them, or pass --dirty)" \
+  "$(tail -n 1 <<<"$ERR")" "the uncommitted change is counted, once the deployment is done"
 id=$(dctl --json releases | jq -r '.[0].id')
 assert_false "ignored notes.tmp is not in the release ($id)" test -e "$(release_dir $APP "$id")/notes.tmp"
 assert_exit 0 dctl deploy --dirty

@@ -75,7 +75,7 @@ TEST_CASE("package_source: the committed tree of an app in a subdirectory") {
     CHECK(tree->commit().size() == 40);
     CHECK(tree->message() == "Fix header");
     CHECK_FALSE(tree->dirty());
-    CHECK(tree->uncommitted() == 0);
+    CHECK(tree->uncommitted().value() == 0);
 
     SUBCASE("read() returns a file's bytes by digest") {
         auto bytes = tree->read(files["bin/start"].digest);
@@ -151,7 +151,8 @@ TEST_CASE("package_source: uncommitted changes are counted, not deployed") {
     CHECK(files["index.html"].digest == common::sha256_hex("<h1>hello</h1>\n"));
     CHECK_FALSE(files.count("new.txt"));
     CHECK(files.count("current"));
-    CHECK(tree->uncommitted() == 3); // index.html, new.txt, current; not README, not more.log
+    CHECK(tree->uncommitted().value() ==
+          3); // index.html, new.txt, current; not README, not more.log
     CHECK_FALSE(tree->dirty());
 }
 

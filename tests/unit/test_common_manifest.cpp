@@ -90,6 +90,23 @@ TEST_CASE("validate_manifest refuses hostile entries") {
     SUBCASE("path through a file") {
         CHECK_FALSE(validate({file_entry("a"), file_entry("a/b")}).ok());
     }
+    SUBCASE("path through a file, after entries that share its folders") {
+        // The folders of the entry before are not looked up again: each case below has a
+        // neighbour whose folders are checked and a prefix of this one's, or almost.
+        CHECK_FALSE(
+            validate({file_entry("d/e/f"), file_entry("d/e/g"), file_entry("d/e/g/h")}).ok());
+        CHECK_FALSE(validate({file_entry("d/e/f"), file_entry("d/ex"), file_entry("d/ex/y")}).ok());
+        CHECK_FALSE(validate({file_entry("d/ex/f"), file_entry("d/e"), file_entry("d/e/y")}).ok());
+        CHECK_FALSE(
+            validate({file_entry("d/e/f/g"), symlink_entry("d/e/l", "f"), file_entry("d/e/l/x")})
+                .ok());
+        CHECK_FALSE(validate({file_entry("d/e/l/x"), symlink_entry("d/e/l", "f")}).ok());
+        CHECK_FALSE(validate({file_entry("x/y/z"), file_entry("x/y/z/w/v")}).ok());
+        CHECK_FALSE(validate({file_entry("d/e"), file_entry("d/ex/f"), file_entry("d/e/y")}).ok());
+        CHECK(validate({file_entry("d/e/f"), file_entry("d/e/g"), file_entry("d/ex/y"),
+                        file_entry("d/e.txt"), file_entry("d/e/h/i")})
+                  .ok());
+    }
     SUBCASE("duplicate path") {
         CHECK_FALSE(validate({file_entry("a"), file_entry("a")}).ok());
     }
@@ -116,8 +133,14 @@ TEST_CASE("manifest JSON round trip and digest") {
     // entry by path, its fields NUL-separated and its size on a line.
     using namespace std::string_literals;
     CHECK(m.digest() == common::sha256_hex("a\0file\0"s + k_digest +
-                                           "\0" "1\n" "bin/run\0exec\0"s + k_digest +
-                                           "\0" "1\n" "l\0symlink\0a\0" "0\n"s));
+                                           "\0"
+                                           "1\n"
+                                           "bin/run\0exec\0"s +
+                                           k_digest +
+                                           "\0"
+                                           "1\n"
+                                           "l\0symlink\0a\0"
+                                           "0\n"s));
     common::Manifest reordered{{m.entries[2], m.entries[0], m.entries[1]}};
     CHECK(reordered.digest() == m.digest());
     reordered.entries[1].digest = common::sha256_hex("y");
