@@ -197,7 +197,6 @@ struct Server::Impl {
     std::size_t draining = 0; // front door only
 };
 
-
 // --- the TCP front door ---------------------------------------------------
 
 void Server::Impl::accept() {
@@ -234,6 +233,11 @@ void Server::Impl::accept() {
 void Server::Impl::on_accept(tcp::socket socket) {
     auto s = std::make_shared<Session>(context, std::move(socket), options.idle_timeout);
     s->peer.address = peer_address(s->socket.native_handle());
+    // Each write goes out at once: an answer's head and its body, or an event stream's head
+    // and first events, are separate writes, and with Nagle's algorithm the second waited
+    // for the client's delayed acknowledgement of the first (40 ms on Linux).
+    boost::system::error_code nodelay;
+    s->socket.set_option(tcp::no_delay(true), nodelay);
     if (tls) {
         // The certificates in use now; a renewal applies to the next connection.
         s->certificates = tls->current();
@@ -290,16 +294,14 @@ void Server::Impl::read_head(const SessionPtr& s) {
     });
     const auto on_read = [this, s](beast::error_code ec, std::size_t) { on_head(s, ec); };
     if (s->tls && !s->handshaken) {
-        s->tls->async_handshake(ssl::stream_base::server,
-                                [this, s, on_read](beast::error_code ec) {
-                                    if (ec || s->waiting == Waiting::none) {
-                                        on_head(s, ec ? ec : net::error::operation_aborted);
-                                        return;
-                                    }
-                                    s->handshaken = true;
-                                    http::async_read_header(*s->tls, s->buffer, *s->header,
-                                                            on_read);
-                                });
+        s->tls->async_handshake(ssl::stream_base::server, [this, s, on_read](beast::error_code ec) {
+            if (ec || s->waiting == Waiting::none) {
+                on_head(s, ec ? ec : net::error::operation_aborted);
+                return;
+            }
+            s->handshaken = true;
+            http::async_read_header(*s->tls, s->buffer, *s->header, on_read);
+        });
         return;
     }
     s->with_stream(
@@ -317,8 +319,8 @@ void Server::Impl::on_head(const SessionPtr& s, beast::error_code ec) {
     bool trusted = s->trusted || !options.gate;
     if (!trusted) {
         const auto authorization = s->header->get()[http::field::authorization];
-        trusted =
-            options.gate->authenticates(std::string_view(authorization.data(), authorization.size()));
+        trusted = options.gate->authenticates(
+            std::string_view(authorization.data(), authorization.size()));
     }
     hand_over(s, trusted);
 }
@@ -342,8 +344,8 @@ void Server::Impl::hand_over(const SessionPtr& s, bool trusted) {
         std::thread([this, session = SessionPtr(s), trusted]() mutable {
             RequestOutcome outcome;
             session->with_stream([&](auto& stream) {
-                outcome = serve_request(stream, session->buffer, *session->header, router,
-                                        options, session->peer);
+                outcome = serve_request(stream, session->buffer, *session->header, router, options,
+                                        session->peer);
             });
             served(std::move(session), trusted, outcome); // keeps no reference behind
         }).detach();
