@@ -1,14 +1,15 @@
 // deploy-proxy forwarding a client's request to an app, as agent/proxy/session.cpp
 // does it: the bytes a client sent -> Beast's request parser (the proxy's header
-// and body limits) -> normalize_host(Host) -> prepare_upstream_request ->
-// serialize_header + body, the bytes written to the app.
+// and body limits) -> normalize_host(Host) -> upstream_request_head + body, the
+// bytes written to the app.
 // Properties of what the app receives:
 // - Beast parses it as exactly one complete request that uses every byte (no
 //   second request smuggled in, nothing left over), with the same method,
 //   target and body;
 // - it is framed by a Content-Length equal to the body (no Transfer-Encoding),
 //   keep-alive HTTP/1.1, and carries no hop-by-hop field;
-// - X-Forwarded-For ends with the client's address; X-Forwarded-Proto is ours.
+// - one X-Forwarded-For, ending with the client's address; X-Forwarded-Proto is
+//   ours; no X-Deploy-Probe.
 
 #include <agent/proxy/headers.hpp>
 #include <agent/proxy/limits.hpp>
@@ -78,6 +79,7 @@ void check_upstream(const Request& sent, const std::string& wire) {
          {http::field::keep_alive, http::field::proxy_authorization, http::field::proxy_connection,
           http::field::te, http::field::trailer, http::field::upgrade, http::field::expect})
         FUZZ_CHECK(got.count(field) == 0);
+    FUZZ_CHECK(got.count("X-Forwarded-For") == 1 && got.count("X-Deploy-Probe") == 0);
     const std::string_view forwarded = got["X-Forwarded-For"];
     FUZZ_CHECK(forwarded.size() >= k_client_ip.size() &&
                forwarded.substr(forwarded.size() - k_client_ip.size()) == k_client_ip);
@@ -97,11 +99,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         return 0; // answered 400 by the proxy itself
     std::string key;
     agent::proxy::normalize_host(host, key);
-    std::string scratch;
-    agent::proxy::prepare_upstream_request(request, false, request.body().size(), k_client_ip,
-                                          "http", scratch);
+    agent::proxy::UpstreamRequest how;
+    how.content_length = request.body().size();
+    how.client_ip = k_client_ip;
+    how.proto = "http";
     std::string wire;
-    agent::proxy::serialize_header(request, wire);
+    agent::proxy::upstream_request_head(request, how, wire);
     wire += request.body();
     check_upstream(request, wire);
     return 0;

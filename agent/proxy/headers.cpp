@@ -1,10 +1,13 @@
 #include <agent/proxy/headers.hpp>
+#include <common/ascii.hpp>
 
 #include <boost/beast/core/string.hpp>
 #include <boost/beast/http/rfc7230.hpp>
+#include <fmt/format.h>
 
 #include <algorithm>
 #include <array>
+#include <iterator>
 
 namespace agent::proxy {
 namespace {
@@ -57,17 +60,6 @@ void append_fields(const http::fields& fields, std::string& out) {
 
 } // namespace
 
-void serialize_header(const http::request_header<>& request, std::string& out) {
-    out.clear();
-    out.append(request.method_string());
-    out.push_back(' ');
-    out.append(request.target());
-    out.push_back(' ');
-    append_version(request.version(), out);
-    out.append("\r\n");
-    append_fields(request, out);
-}
-
 void serialize_header(const http::response_header<>& response, std::string& out) {
     const unsigned code = response.result_int();
     out.clear();
@@ -83,43 +75,117 @@ void serialize_header(const http::response_header<>& response, std::string& out)
     append_fields(response, out);
 }
 
-void prepare_upstream_request(http::request_header<>& request, bool chunked,
-                              std::uint64_t content_length, std::string_view client_ip,
-                              std::string_view proto, std::string& scratch) {
-    erase_hop_by_hop(request);
-    request.erase(http::field::expect); // answered by the proxy itself
-    request.erase(http::field::transfer_encoding);
-    request.erase(http::field::content_length);
-    if (chunked) {
-        request.set(http::field::transfer_encoding, "chunked");
-    } else if (content_length > 0 || request.method() == http::verb::post ||
-               request.method() == http::verb::put || request.method() == http::verb::patch) {
-        request.set(http::field::content_length, std::to_string(content_length));
-    }
+namespace {
 
-    auto forwarded_for = request.find(k_forwarded_for);
-    if (forwarded_for == request.end()) {
-        request.set(k_forwarded_for, client_ip);
-    } else {
-        scratch.assign(forwarded_for->value());
-        scratch.append(", ");
-        scratch.append(client_ip);
-        request.set(k_forwarded_for, scratch);
+// A field the client sent that does not go upstream as it is.
+bool replaced_upstream(const http::fields::value_type& field, bool own_request_id) {
+    if (std::find(k_hop_by_hop.begin(), k_hop_by_hop.end(), field.name()) != k_hop_by_hop.end())
+        return true;
+    switch (field.name()) {
+    case http::field::expect: // answered by the proxy itself
+    case http::field::transfer_encoding:
+    case http::field::content_length:
+        return true;
+    case http::field::unknown: {
+        const auto name = field.name_string();
+        return common::ascii_iequals(name, k_forwarded_for) ||
+               common::ascii_iequals(name, "X-Forwarded-Proto") ||
+               common::ascii_iequals(name, "X-Forwarded-Host") ||
+               common::ascii_iequals(name, k_probe_field) ||
+               (own_request_id && common::ascii_iequals(name, k_request_id_field));
     }
-    request.set("X-Forwarded-Proto", proto);
-    request.set("X-Forwarded-Host", request[http::field::host]);
-    request.version(11);
-    // HTTP/1.1 without a Connection field (erased above): keep-alive.
+    default:
+        return false;
+    }
+}
+
+void append_field(std::string_view name, std::string_view value, std::string& out) {
+    out.append(name);
+    out.append(": ");
+    out.append(value);
+    out.append("\r\n");
+}
+
+} // namespace
+
+void upstream_request_head(const http::request_header<>& request, const UpstreamRequest& how,
+                           std::string& out) {
+    out.clear();
+    out.append(request.method_string());
+    out.push_back(' ');
+    out.append(request.target());
+    out.append(" HTTP/1.1\r\n");
+    // The fields the Connection fields name (each is hop-by-hop; rarely any but "keep-alive"
+    // or "close", which name no field), and whether the client sent X-Forwarded-For: a
+    // first look at the fields, in the order they came.
+    constexpr std::size_t k_max_named = 16;
+    std::array<std::string_view, k_max_named> named{};
+    std::size_t named_count = 0;
+    bool more_named = false; // past the first 16: each field is checked against every token
+    bool forwarded_for = false;
+    for (const auto& field : request) {
+        if (field.name() == http::field::connection) {
+            for (auto token : http::token_list(field.value())) {
+                if (named_count < k_max_named)
+                    named[named_count++] = std::string_view(token.data(), token.size());
+                else
+                    more_named = true;
+            }
+        } else if (field.name() == http::field::unknown &&
+                   common::ascii_iequals(field.name_string(), k_forwarded_for)) {
+            forwarded_for = true;
+        }
+    }
+    auto is_named = [&](std::string_view name) {
+        for (std::size_t i = 0; i < named_count; ++i)
+            if (common::ascii_iequals(name, named[i]))
+                return true;
+        if (more_named)
+            for (const auto& field : request)
+                if (field.name() == http::field::connection)
+                    for (auto token : http::token_list(field.value()))
+                        if (common::ascii_iequals(name,
+                                                  std::string_view(token.data(), token.size())))
+                            return true;
+        return false;
+    };
+    const bool own_id = !how.request_id.empty();
+    for (const auto& field : request) {
+        if (replaced_upstream(field, own_id) || (named_count > 0 && is_named(field.name_string())))
+            continue;
+        append_field(field.name_string(), field.value(), out);
+    }
+    if (own_id)
+        append_field(k_request_id_field, how.request_id, out);
+    if (how.chunked) {
+        append_field("Transfer-Encoding", "chunked", out);
+    } else if (how.content_length > 0 || request.method() == http::verb::post ||
+               request.method() == http::verb::put || request.method() == http::verb::patch) {
+        out.append("Content-Length: ");
+        fmt::format_to(std::back_inserter(out), "{}", how.content_length);
+        out.append("\r\n");
+    }
+    // The client's X-Forwarded-For fields, as one list, and this client.
+    out.append(k_forwarded_for).append(": ");
+    if (forwarded_for)
+        for (const auto& field : request)
+            if (field.name() == http::field::unknown &&
+                common::ascii_iequals(field.name_string(), k_forwarded_for) &&
+                !field.value().empty())
+                out.append(field.value()).append(", ");
+    out.append(how.client_ip).append("\r\n");
+    append_field("X-Forwarded-Proto", how.proto, out);
+    append_field("X-Forwarded-Host", request[http::field::host], out);
+    if (!how.upgrade.empty()) {
+        append_field("Connection", "upgrade", out);
+        append_field("Upgrade", how.upgrade, out);
+    }
+    out.append("\r\n");
 }
 
 std::string upgrade_protocol(const http::request_header<>& request) {
     return upgrade_protocol(request.version(), request[http::field::connection],
                             request[http::field::upgrade]);
-}
-
-void keep_upgrade(http::request_header<>& request, std::string_view protocol) {
-    request.set(http::field::connection, "upgrade");
-    request.set(http::field::upgrade, protocol);
 }
 
 bool prepare_client_response(ResponseParser& parser, ClientFraming client) {

@@ -18,15 +18,29 @@ namespace agent::proxy {
 using RequestParser = boost::beast::http::request_parser<boost::beast::http::buffer_body>;
 using ResponseParser = boost::beast::http::response_parser<boost::beast::http::buffer_body>;
 
-// Turns the client's request into the one sent upstream, in place: HTTP/1.1,
-// keep-alive, no hop-by-hop fields, the body framed as the client framed it
-// (`chunked`: Transfer-Encoding: chunked, the proxy re-chunks it; else the
-// client's Content-Length, `content_length`), X-Forwarded-For/-Proto/-Host
-// (`proto`: "http" or "https", how the client reached us). `scratch` is
-// reused to avoid allocations.
-void prepare_upstream_request(boost::beast::http::request_header<>& request, bool chunked,
-                              std::uint64_t content_length, std::string_view client_ip,
-                              std::string_view proto, std::string& scratch);
+// What the request sent upstream has that the client's has not (upstream_request_head).
+struct UpstreamRequest {
+    // The body as the client framed it: Transfer-Encoding: chunked (the proxy re-chunks
+    // it), else the client's Content-Length (sent when not 0, and for POST, PUT and PATCH).
+    bool chunked = false;
+    std::uint64_t content_length = 0;
+    std::string_view client_ip; // appended to X-Forwarded-For
+    std::string_view proto;     // X-Forwarded-Proto: "http" or "https", how the client came
+    // X-Request-Id in place of the client's (empty: the client's goes as it is).
+    std::string_view request_id;
+    // An upgrade (upgrade.hpp): Connection: upgrade and Upgrade: this protocol go on.
+    std::string_view upgrade;
+};
+
+// The head of the request sent upstream for the client's `request`, into `out` (replaced;
+// its capacity is reused), in one pass and without touching `request`: HTTP/1.1 and
+// keep-alive, without the hop-by-hop fields (RFC 9110 §7.6.1: the fixed ones and those
+// the Connection field names), Expect (the proxy answers it), the client's framing and its
+// X-Forwarded-Proto/-Host and X-Deploy-Probe; then the framing, X-Request-Id when replaced,
+// X-Forwarded-For (the client's, all of them in order, then `client_ip`), -Proto and
+// -Host (the Host field's value), and an upgrade's Connection and Upgrade.
+void upstream_request_head(const boost::beast::http::request_header<>& request,
+                           const UpstreamRequest& how, std::string& out);
 
 // The agent's proof that a release is live (docs/design.md §8): a request
 // whose X-Deploy-Probe is the agent's probe key is a probe; the field is
@@ -39,10 +53,6 @@ inline constexpr std::string_view k_request_id_field = "X-Request-Id";
 
 // upgrade_protocol (upgrade.hpp) of `request`.
 std::string upgrade_protocol(const boost::beast::http::request_header<>& request);
-
-// After prepare_upstream_request: puts back the hop-by-hop fields an upgrade
-// needs (Connection: upgrade, Upgrade: `protocol`).
-void keep_upgrade(boost::beast::http::request_header<>& request, std::string_view protocol);
 
 struct ClientFraming {
     unsigned version = 11;
@@ -58,7 +68,6 @@ bool prepare_client_response(ResponseParser& parser, ClientFraming client);
 // `out` (replaced; its capacity is reused): byte for byte what Beast's
 // serializer writes, as one contiguous buffer, so that a message goes out in
 // one write of one or two buffers instead of an iovec per field.
-void serialize_header(const boost::beast::http::request_header<>& request, std::string& out);
 void serialize_header(const boost::beast::http::response_header<>& response, std::string& out);
 
 } // namespace agent::proxy

@@ -200,8 +200,8 @@ template <class ClientStream> void Session<ClientStream>::dispatch() {
     normalize_host(host, m_host);
     m_probe = false;
     if (auto probe = request.find(k_probe_field); probe != request.end()) {
+        // Never reaches an app, whoever sent it (upstream_request_head leaves it out).
         m_probe = m_worker.is_probe(probe->value());
-        request.erase(k_probe_field); // never reaches an app, whoever sent it
     }
     m_route = nullptr;
     if constexpr (!k_tls) {
@@ -264,14 +264,8 @@ template <class ClientStream> void Session<ClientStream>::route_request(bool fir
             fmt::format("request body too large (max_body is {} bytes)\n", m_route->max_body),
             After::close);
     }
-    auto& request = m_request->get();
-    m_upgrade = upgrade_protocol(request); // before the hop-by-hop fields go
+    m_upgrade = upgrade_protocol(m_request->get());
     m_chunked_upstream = !m_request->is_done() && m_request->chunked();
-    prepare_upstream_request(request, m_chunked_upstream, m_request->content_length().value_or(0),
-                             m_client_ip, k_tls ? "https" : "http", m_scratch);
-    if (!m_upgrade.empty()) {
-        keep_upgrade(request, m_upgrade);
-    }
     forward();
 }
 
@@ -528,12 +522,12 @@ template <class ClientStream> void Session<ClientStream>::stat_begin() {
     // Every routed request has an id; the app sees it in X-Request-Id.
     auto& request = m_request->get();
     const auto given = request.find(k_request_id_field);
-    if (given != request.end() && acceptable_request_id(given->value()) &&
-        request.count(k_request_id_field) == 1) {
-        m_request_id.assign(given->value());
+    m_own_request_id = given == request.end() || !acceptable_request_id(given->value()) ||
+                       request.count(k_request_id_field) != 1;
+    if (m_own_request_id) {
+        m_worker.request_ids().next(m_request_id); // sent in place of the client's
     } else {
-        m_worker.request_ids().next(m_request_id);
-        request.set(k_request_id_field, m_request_id);
+        m_request_id.assign(given->value());
     }
 }
 

@@ -282,6 +282,7 @@ class Session final : public SessionBase,
     std::string m_stat_release;
     // Its X-Request-Id: the client's when acceptable (access_log.hpp), else a new one.
     std::string m_request_id;
+    bool m_own_request_id = false; // m_request_id replaces the client's X-Request-Id
     void stat_begin();
     void stat_end();
     void log_access(double seconds, std::string_view method);
@@ -293,7 +294,6 @@ class Session final : public SessionBase,
     bool m_held = false;
     bool m_hold_waking = false; // held for a sleeping app (not a pause)
     std::string m_host;         // scratch: normalized Host of the current request
-    std::string m_scratch;      // scratch for header rewriting
     boost::beast::http::response<boost::beast::http::string_body> m_plain;
 };
 

@@ -17,8 +17,8 @@
 
 #include <array>
 #include <cerrno>
-#include <sys/socket.h>
 #include <limits>
+#include <sys/socket.h>
 
 namespace agent::proxy {
 
@@ -42,22 +42,19 @@ inline bool idempotent(http::verb method) {
 namespace detail {
 // A pooled connection the upstream closed while it was idle (its FIN or RST
 // already arrived): not worth a request, which could then not be retried.
-template <class S>
-inline bool closed_by_peer(S& socket) {
+template <class S> inline bool closed_by_peer(S& socket) {
     char byte;
     const auto n = ::recv(socket.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
     return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
 }
 } // namespace detail
 
-template <class ClientStream>
-void Session<ClientStream>::choose_upstream() {
+template <class ClientStream> void Session<ClientStream>::choose_upstream() {
     m_index = m_route->pick();
     m_tried = std::uint64_t{1} << m_index;
 }
 
-template <class ClientStream>
-void Session<ClientStream>::forward() {
+template <class ClientStream> void Session<ClientStream>::forward() {
     m_retried = false;
     m_sent = false;
     choose_upstream();
@@ -96,21 +93,19 @@ Attempt Session<ClientStream>::current_attempt(bool got_response_bytes, bool tim
     return a;
 }
 
-template <class ClientStream>
-void Session<ClientStream>::log_gateway_error(std::string line) {
+template <class ClientStream> void Session<ClientStream>::log_gateway_error(std::string line) {
     const auto verdict = gateway_log_limiter().admit(m_route->app);
     if (!verdict.log) {
         return;
     }
     if (verdict.suppressed > 0) {
-        common::log_warn(fmt::format("{} ({}): ... {} more 502/504 lines suppressed",
-                                     m_route->app, m_route->release, verdict.suppressed));
+        common::log_warn(fmt::format("{} ({}): ... {} more 502/504 lines suppressed", m_route->app,
+                                     m_route->release, verdict.suppressed));
     }
     common::log_warn(line);
 }
 
-template <class ClientStream>
-void Session<ClientStream>::connect_upstream() {
+template <class ClientStream> void Session<ClientStream>::connect_upstream() {
     m_upstream = std::make_unique<UpstreamConnection>(m_client.get_executor());
     error_code ec;
     const Upstream& target = upstream();
@@ -143,8 +138,7 @@ bool Session<ClientStream>::fail_over(error_code ec, std::string_view what) {
     return true;
 }
 
-template <class ClientStream>
-void Session<ClientStream>::on_upstream_connected(error_code ec) {
+template <class ClientStream> void Session<ClientStream>::on_upstream_connected(error_code ec) {
     if (ec && !m_retried && m_worker.table() != m_table) {
         // The old release is going away and the table has moved on: the
         // request has not been sent anywhere yet, so the new route takes it.
@@ -176,10 +170,16 @@ void Session<ClientStream>::on_upstream_connected(error_code ec) {
     write_upstream();
 }
 
-template <class ClientStream>
-void Session<ClientStream>::write_upstream() {
+template <class ClientStream> void Session<ClientStream>::write_upstream() {
     // The header alone; the body follows as it arrives from the client.
-    serialize_header(m_request->get(), m_head);
+    UpstreamRequest how;
+    how.chunked = m_chunked_upstream;
+    how.content_length = m_request->content_length().value_or(0);
+    how.client_ip = m_client_ip;
+    how.proto = k_tls ? "https" : "http";
+    how.request_id = m_own_request_id ? std::string_view(m_request_id) : std::string_view();
+    how.upgrade = m_upgrade;
+    upstream_request_head(m_request->get(), how, m_head);
     m_upstream->stream.expires_after(m_route->read_timeout);
     asio::async_write(m_upstream->stream, asio::buffer(m_head),
                       beast::bind_front_handler(&Session::on_upstream_written, shared_from_this()));
@@ -211,8 +211,7 @@ void Session<ClientStream>::on_upstream_written(error_code ec, std::size_t bytes
     read_request_body();
 }
 
-template <class ClientStream>
-void Session<ClientStream>::read_request_body() {
+template <class ClientStream> void Session<ClientStream>::read_request_body() {
     if (m_body_read == 0 && !m_pipe.buffers) {
         // The first piece: a small body ends in it, and stays there to be
         // sent again on a retry (m_body_held).
@@ -348,8 +347,7 @@ void Session<ClientStream>::on_request_body_written(error_code ec, std::size_t) 
     read_request_body();
 }
 
-template <class ClientStream>
-void Session<ClientStream>::body_failed() {
+template <class ClientStream> void Session<ClientStream>::body_failed() {
     using Fail = BodyPipe::Fail;
     if (m_pipe.reading || m_pipe.writing) {
         return; // the other side's operation ends first (a read gets its piece,
@@ -377,15 +375,14 @@ void Session<ClientStream>::body_failed() {
         common::log_info(fmt::format("{} ({}): 413 for a chunked body over max_body {} from {}",
                                      m_route->app, m_route->release, m_route->max_body,
                                      m_client_ip));
-        return respond_plain(http::status::payload_too_large,
-                             fmt::format("request body too large (max_body is {} bytes)\n",
-                                         m_route->max_body),
-                             After::close);
+        return respond_plain(
+            http::status::payload_too_large,
+            fmt::format("request body too large (max_body is {} bytes)\n", m_route->max_body),
+            After::close);
     }
 }
 
-template <class ClientStream>
-void Session<ClientStream>::release_body_buffers() {
+template <class ClientStream> void Session<ClientStream>::release_body_buffers() {
     if (!m_pipe.buffers) {
         return;
     }
@@ -395,8 +392,7 @@ void Session<ClientStream>::release_body_buffers() {
     m_client_buffer.shrink_to_fit();
 }
 
-template <class ClientStream>
-void Session<ClientStream>::read_upstream_header() {
+template <class ClientStream> void Session<ClientStream>::read_upstream_header() {
     m_relay_grown = false;
     m_response.emplace();
     m_response->header_limit(k_header_limit);
@@ -462,8 +458,7 @@ void Session<ClientStream>::on_upstream_header(error_code ec, std::size_t) {
 // Routes the current request again with the newest table, for its one
 // retry. Returns false when the answer is already on its way: a 404 when the
 // host is no longer routed, or the file when it now serves a static release.
-template <class ClientStream>
-bool Session<ClientStream>::reroute() {
+template <class ClientStream> bool Session<ClientStream>::reroute() {
     m_retried = true;
     m_table = m_worker.table();
     m_route = m_table->find(m_host);
@@ -495,8 +490,8 @@ bool Session<ClientStream>::reroute() {
 // route's next upstream (each at most once), unless the upstream timed out.
 template <class ClientStream>
 void Session<ClientStream>::upstream_failed(error_code ec, bool got_response_bytes) {
-    const Retry retry = retry_after_failure(
-        current_attempt(got_response_bytes, ec == beast::error::timeout));
+    const Retry retry =
+        retry_after_failure(current_attempt(got_response_bytes, ec == beast::error::timeout));
     m_upstream.reset();
     m_response.reset();
     if (retry == Retry::fresh) {
@@ -516,10 +511,10 @@ void Session<ClientStream>::upstream_failed(error_code ec, bool got_response_byt
         return;
     }
     if (ec == beast::error::timeout) {
-        log_gateway_error(fmt::format("{} ({}): 504: upstream {} did not answer within read_timeout "
-                                      "{}ms",
-                                      m_route->app, m_route->release, upstream().key,
-                                      m_route->read_timeout.count()));
+        log_gateway_error(fmt::format(
+            "{} ({}): 504: upstream {} did not answer within read_timeout "
+            "{}ms",
+            m_route->app, m_route->release, upstream().key, m_route->read_timeout.count()));
         return respond_plain(http::status::gateway_timeout,
                              fmt::format("upstream for {} did not answer in time\n", m_route->app),
                              After::keep_alive);
@@ -540,8 +535,7 @@ void Session<ClientStream>::on_client_header_written(error_code ec, std::size_t)
     complete_exchange();
 }
 
-template <class ClientStream>
-void Session<ClientStream>::relay_body() {
+template <class ClientStream> void Session<ClientStream>::relay_body() {
     if (m_chunk.empty()) {
         m_chunk.resize(k_relay_chunk);
     }
@@ -619,8 +613,7 @@ void Session<ClientStream>::on_relay_written(error_code ec, std::size_t bytes) {
     relay_body();
 }
 
-template <class ClientStream>
-void Session<ClientStream>::complete_exchange() {
+template <class ClientStream> void Session<ClientStream>::complete_exchange() {
     const bool reusable =
         m_response->keep_alive() && m_upstream->buffer.size() == 0 && m_upgrade.empty();
     if (m_relay_grown) {
