@@ -19,11 +19,13 @@
 #include <nlohmann/json.hpp>
 
 #include <chrono>
+#include <functional>
 #include <iostream>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <thread>
 #include <unistd.h>
 
 namespace cli::commands {
@@ -215,10 +217,52 @@ HostSteps deploy_steps(Context& ctx, const Target& target, const package::Source
     return steps;
 }
 
+// Clients opened ahead, one thread each, by base URL; the threads end before this does.
+class PreOpened {
+  public:
+    using Opened = common::Result<std::unique_ptr<transport::Client>>;
+    PreOpened() = default;
+    PreOpened(const PreOpened&) = delete;
+    PreOpened& operator=(const PreOpened&) = delete;
+    ~PreOpened() {
+        for (auto& [url, one] : m_opening)
+            if (one->thread.joinable())
+                one->thread.join();
+    }
+    void start(const HostUrl& url, std::function<Opened()> open) {
+        auto one = std::make_unique<Opening>();
+        one->thread = std::thread(
+            [&result = one->result, open = std::move(open)] { result.emplace(open()); });
+        m_opening.emplace(url.base_url, std::move(one));
+    }
+    // The client opened for `base_url` (once), or nullopt when none was.
+    std::optional<Opened> take(const std::string& base_url) {
+        std::lock_guard lock(m_mutex);
+        auto it = m_opening.find(base_url);
+        if (it == m_opening.end() || it->second->taken)
+            return std::nullopt;
+        it->second->thread.join();
+        it->second->taken = true;
+        return std::move(*it->second->result);
+    }
+
+  private:
+    struct Opening {
+        std::thread thread;
+        std::optional<Opened> result;
+        bool taken = false;
+    };
+    std::map<std::string, std::unique_ptr<Opening>> m_opening;
+    std::mutex m_mutex; // take() is called from a thread per host
+};
+
 common::Status deploy(Context& ctx, const DeployOptions& options) {
     auto t0 = std::chrono::steady_clock::now();
-    auto packaged = package::package_source(options.dir, options.dirty ? package::Mode::dirty
-                                                                       : package::Mode::committed);
+    // A committed tree's files are listed once deploy.toml is read and the ssh:// hosts are
+    // being logged in to (below).
+    auto packaged = package::package_source(
+        options.dir, options.dirty ? package::Mode::dirty : package::Mode::committed,
+        package::Walk::at_load);
     // The packaged tree (a manifest of every file, the git repository's caches) lives until
     // the process ends: freeing 20,000 files' worth of small objects took 30 ms after the
     // deployment's last event, for memory the exit gives back anyway.
@@ -241,10 +285,13 @@ common::Status deploy(Context& ctx, const DeployOptions& options) {
             return working.error();
         return tree.error();
     }
-    if (tree->figures().files == 0)
+    const auto nothing_to_deploy = [&] {
         return common::make_error(
             common::ErrorKind::usage,
             fmt::format("nothing to deploy: {} has no committed files", options.dir));
+    };
+    if (tree->empty() && !tree->dirty())
+        return nothing_to_deploy();
     // deploy.toml is read from the tree deployed, never from a file it does not have.
     auto deployed = package::deployed_config(options.dir, *tree);
     if (!deployed)
@@ -259,9 +306,6 @@ common::Status deploy(Context& ctx, const DeployOptions& options) {
     auto fleet = fleet_options(*target, options, urls->size());
     if (!fleet)
         return fleet.error();
-    if (deployed->warning)
-        ctx.out->emit(output::Warning{*deployed->warning});
-    report_package(ctx, *target, *tree);
     // Both ask for a build, so they make a release even of the tree PRODUCTION serves.
     auto request =
         deployment_request(*target, *tree, options.force || options.rebuild || options.no_cache);
@@ -282,9 +326,30 @@ common::Status deploy(Context& ctx, const DeployOptions& options) {
         request["canary_auto_seconds"] = std::max<std::int64_t>(
             1, std::chrono::duration_cast<std::chrono::seconds>(*after).count());
     }
+    // ssh:// hosts are logged in to (a few hundred milliseconds each) while the tree's files
+    // are listed: a thread per host, its client taken by the first connect() to the host. (A
+    // tree that cannot be deployed is refused once the logins ended.) A tree deployed before
+    // is not listed at all (its record; SourceTree::load()).
+    PreOpened pre_opened;
+    if (!tree->loaded() && tree->known_root().empty()) {
+        for (const auto& url : *urls)
+            if (url.scheme == Scheme::ssh)
+                pre_opened.start(url, [&ctx, &target, url] {
+                    return ctx.connect(url, target->ssh, target->tls);
+                });
+        if (auto loaded = tree->load(); !loaded)
+            return loaded.error();
+    }
+    if (tree->figures().files == 0)
+        return nothing_to_deploy();
+    if (deployed->warning)
+        ctx.out->emit(output::Warning{*deployed->warning});
+    report_package(ctx, *target, *tree);
     ctx.out->set_several_hosts(fleet->several);
 
     OpenHost connect = [&](const HostUrl& url) {
+        if (auto client = pre_opened.take(url.base_url))
+            return std::move(*client);
         return ctx.connect(url, target->ssh, target->tls);
     };
     // Several hosts: one release id on all of them, the highest next free one.

@@ -206,6 +206,7 @@ struct SourceTree::Impl {
     std::string commit;
     std::string message;
     bool dirty = false;
+    bool empty = true; // HEAD's tree (at DIR) has no entry, or there is none
     Mode mode = Mode::committed;
     std::string prefix;
     // git's status of the working tree (the changed paths), read on a thread of its own: a
@@ -256,8 +257,9 @@ common::Status take_collected(SourceTree::Impl& impl, detail::Collected& collect
     return {};
 }
 
-// load() of a tree packaged from its record: the walk packaging skipped. Holds impl.mutex.
-common::Status walk_recorded(SourceTree::Impl& impl) {
+// load() of a tree whose walk packaging left for later (a tree an earlier deploy recorded,
+// or Walk::at_load). Holds impl.mutex.
+common::Status walk_later(SourceTree::Impl& impl) {
     git_tree* tree = nullptr;
     if (git_tree_lookup(&tree, impl.repo, &impl.tree_id) != 0)
         return common::make_error(ErrorKind::io,
@@ -282,7 +284,7 @@ common::Status SourceTree::load() const {
     std::lock_guard lock(m_impl->mutex);
     if (m_impl->loaded)
         return {};
-    return walk_recorded(*m_impl);
+    return walk_later(*m_impl);
 }
 bool SourceTree::loaded() const {
     std::lock_guard lock(m_impl->mutex);
@@ -319,6 +321,9 @@ const std::string& SourceTree::message() const {
 }
 bool SourceTree::dirty() const {
     return m_impl->dirty;
+}
+bool SourceTree::empty() const {
+    return m_impl->empty;
 }
 Mode SourceTree::mode() const {
     return m_impl->mode;
@@ -426,7 +431,7 @@ common::Result<std::optional<std::string>> SourceTree::read_path(const std::stri
     return std::optional<std::string>(std::move(text));
 }
 
-common::Result<SourceTree> package_source(const fs::path& dir, Mode mode) {
+common::Result<SourceTree> package_source(const fs::path& dir, Mode mode, Walk walk) {
     common::git::init_libgit2();
     // The user's own repository: git does not check an object's id against its bytes each
     // time it reads it either (git fsck does). 1,200 trees hashed again cost a first walk
@@ -494,10 +499,13 @@ common::Result<SourceTree> package_source(const fs::path& dir, Mode mode) {
                     newest_known(detail::split_lines(*text),
                                  roots_tag() + " " + git_oid_tostr_s(&impl->tree_id) + " ");
     }
-    const bool recorded = impl->known.has_value();
+    impl->empty = !*tree || git_tree_entrycount(*tree) == 0;
+    // Its files listed now, or by load(): a tree recorded, or the caller's choice.
+    const bool later =
+        impl->known.has_value() || (mode == Mode::committed && walk == Walk::at_load);
     detail::Collected collected;
     std::optional<DigestCache> cache;
-    if (*tree && !recorded) {
+    if (*tree && !later) {
         cache.emplace(impl->digests_file);
         collected.cache = &*cache;
         if (auto st = common::git::walk_tree(impl->repo, *tree, collected); !st)
@@ -515,7 +523,7 @@ common::Result<SourceTree> package_source(const fs::path& dir, Mode mode) {
         cache->save();
     if (*tree && !impl->dirty)
         impl->tree_oid = git_oid_tostr_s(git_tree_id(*tree));
-    if (!recorded)
+    if (!later)
         TRY(take_collected(*impl, collected));
     return SourceTree(std::move(impl));
 }

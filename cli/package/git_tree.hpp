@@ -46,7 +46,8 @@ class SourceTree {
     // An unchanged tree is deployed without its manifest: packaging a committed tree whose
     // Merkle root an earlier deploy recorded skips the walk of its git tree, and load()
     // walks it when something needs the manifest (the agent lacks part of the tree, or an
-    // older agent takes the manifest itself). Safe from several threads.
+    // older agent takes the manifest itself); so does Walk::at_load. Safe from several
+    // threads.
     common::Status load() const;
     bool loaded() const;
     // The manifest; only after load() succeeded (empty before).
@@ -54,6 +55,7 @@ class SourceTree {
     const std::string& commit() const;  // full sha of HEAD
     const std::string& message() const; // first line of its message
     bool dirty() const;                 // uncommitted changes are included
+    bool empty() const;                 // the tree holds nothing at all (not even a folder)
     Mode mode() const;                  // as asked: committed, or dirty (--dirty)
     const std::string& prefix() const;  // DIR in the repository ("" at its root)
     // Changes under DIR that git sees but the manifest does not include
@@ -84,7 +86,12 @@ class SourceTree {
     std::unique_ptr<Impl> m_impl;
 };
 
+// When a committed tree's files are listed: at once, or at the first load() (the caller
+// reads deploy.toml and logs in to its hosts first; --dirty lists them at once).
+enum class Walk { now, at_load };
+
 // Errors: not a git repository, no commits yet, DIR missing (ErrorKind::usage).
-common::Result<SourceTree> package_source(const std::filesystem::path& dir, Mode mode);
+common::Result<SourceTree> package_source(const std::filesystem::path& dir, Mode mode,
+                                          Walk walk = Walk::now);
 
 } // namespace cli::package

@@ -84,6 +84,43 @@ TEST_CASE("package_source: the committed tree of an app in a subdirectory") {
     }
 }
 
+TEST_CASE("package_source, Walk::at_load: the files are listed by load(), deploy.toml read "
+          "before") {
+    Repo repo;
+    auto tree = package_source(repo.app, Mode::committed, cli::package::Walk::at_load);
+    REQUIRE_MESSAGE(tree, (tree ? "" : tree.error().message));
+    CHECK_FALSE(tree->loaded());
+    CHECK(tree->manifest().entries.empty());
+    CHECK_FALSE(tree->empty());
+    CHECK(tree->commit().size() == 40);
+    auto config = tree->read_path("deploy.toml");
+    REQUIRE(config);
+    REQUIRE(config->has_value());
+    CHECK(**config == "app = \"hello\"\n");
+    CHECK_FALSE(tree->loaded()); // read from git, not from a listing
+    REQUIRE(tree->load());
+    CHECK(tree->loaded());
+    CHECK(tree->figures().files == 4);
+    CHECK(by_path(*tree).count("bin/start"));
+}
+
+TEST_CASE("package_source: a tree with nothing in it is empty()") {
+    Repo repo;
+    REQUIRE(git(repo.root, {"rm", "-q", "-r", "app"}));
+    fs::create_directories(repo.app);
+    REQUIRE(git(repo.root, {"commit", "-q", "-m", "empty"}));
+    auto root = package_source(repo.root, Mode::committed, cli::package::Walk::at_load);
+    REQUIRE(root);
+    CHECK_FALSE(root->empty()); // README, .gitignore
+    REQUIRE(git(repo.root, {"rm", "-q", "README", ".gitignore"}));
+    REQUIRE(git(repo.root, {"commit", "-q", "--allow-empty", "-m", "nothing"}));
+    auto none = package_source(repo.root, Mode::committed, cli::package::Walk::at_load);
+    REQUIRE(none);
+    CHECK(none->empty());
+    REQUIRE(none->load());
+    CHECK(none->figures().files == 0);
+}
+
 TEST_CASE("package_source: a committed file is read from the working tree while it holds the "
           "same bytes") {
     Repo repo;
