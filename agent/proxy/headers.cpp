@@ -7,7 +7,6 @@
 
 #include <algorithm>
 #include <array>
-#include <iterator>
 
 namespace agent::proxy {
 namespace {
@@ -48,14 +47,22 @@ void append_version(unsigned version, std::string& out) {
     out.push_back(static_cast<char>('0' + version % 10));
 }
 
-void append_fields(const http::fields& fields, std::string& out) {
-    for (const auto& field : fields) {
-        out.append(field.name_string());
-        out.append(": ");
-        out.append(field.value());
-        out.append("\r\n");
-    }
+void append_field(std::string_view name, std::string_view value, std::string& out) {
+    out.append(name);
+    out.append(": ");
+    out.append(value);
     out.append("\r\n");
+}
+
+void append_fields(const http::fields& fields, std::string& out) {
+    for (const auto& field : fields)
+        append_field(field.name_string(), field.value(), out);
+    out.append("\r\n");
+}
+
+bool is_forwarded_for(const http::fields::value_type& field) {
+    return field.name() == http::field::unknown &&
+           common::ascii_iequals(field.name_string(), k_forwarded_for);
 }
 
 } // namespace
@@ -88,8 +95,7 @@ bool replaced_upstream(const http::fields::value_type& field, bool own_request_i
         return true;
     case http::field::unknown: {
         const auto name = field.name_string();
-        return common::ascii_iequals(name, k_forwarded_for) ||
-               common::ascii_iequals(name, "X-Forwarded-Proto") ||
+        return is_forwarded_for(field) || common::ascii_iequals(name, "X-Forwarded-Proto") ||
                common::ascii_iequals(name, "X-Forwarded-Host") ||
                common::ascii_iequals(name, k_probe_field) ||
                (own_request_id && common::ascii_iequals(name, k_request_id_field));
@@ -97,13 +103,6 @@ bool replaced_upstream(const http::fields::value_type& field, bool own_request_i
     default:
         return false;
     }
-}
-
-void append_field(std::string_view name, std::string_view value, std::string& out) {
-    out.append(name);
-    out.append(": ");
-    out.append(value);
-    out.append("\r\n");
 }
 
 } // namespace
@@ -116,26 +115,19 @@ void upstream_request_head(const http::request_header<>& request, const Upstream
     out.append(request.target());
     out.append(" HTTP/1.1\r\n");
     // The fields the Connection fields name (each is hop-by-hop; rarely any but "keep-alive"
-    // or "close", which name no field), and whether the client sent X-Forwarded-For: a
-    // first look at the fields, in the order they came.
+    // or "close", which name no field): a first look at the fields, in the order they came.
     constexpr std::size_t k_max_named = 16;
     std::array<std::string_view, k_max_named> named{};
     std::size_t named_count = 0;
     bool more_named = false; // past the first 16: each field is checked against every token
-    bool forwarded_for = false;
-    for (const auto& field : request) {
-        if (field.name() == http::field::connection) {
+    for (const auto& field : request)
+        if (field.name() == http::field::connection)
             for (auto token : http::token_list(field.value())) {
                 if (named_count < k_max_named)
                     named[named_count++] = std::string_view(token.data(), token.size());
                 else
                     more_named = true;
             }
-        } else if (field.name() == http::field::unknown &&
-                   common::ascii_iequals(field.name_string(), k_forwarded_for)) {
-            forwarded_for = true;
-        }
-    }
     auto is_named = [&](std::string_view name) {
         for (std::size_t i = 0; i < named_count; ++i)
             if (common::ascii_iequals(name, named[i]))
@@ -161,18 +153,14 @@ void upstream_request_head(const http::request_header<>& request, const Upstream
         append_field("Transfer-Encoding", "chunked", out);
     } else if (how.content_length > 0 || request.method() == http::verb::post ||
                request.method() == http::verb::put || request.method() == http::verb::patch) {
-        out.append("Content-Length: ");
-        fmt::format_to(std::back_inserter(out), "{}", how.content_length);
-        out.append("\r\n");
+        const fmt::format_int length(how.content_length);
+        append_field("Content-Length", std::string_view(length.data(), length.size()), out);
     }
     // The client's X-Forwarded-For fields, as one list, and this client.
     out.append(k_forwarded_for).append(": ");
-    if (forwarded_for)
-        for (const auto& field : request)
-            if (field.name() == http::field::unknown &&
-                common::ascii_iequals(field.name_string(), k_forwarded_for) &&
-                !field.value().empty())
-                out.append(field.value()).append(", ");
+    for (const auto& field : request)
+        if (is_forwarded_for(field) && !field.value().empty())
+            out.append(field.value()).append(", ");
     out.append(how.client_ip).append("\r\n");
     append_field("X-Forwarded-Proto", how.proto, out);
     append_field("X-Forwarded-Host", request[http::field::host], out);
