@@ -72,7 +72,9 @@ AGENT_EXTRA_ARGS=(--metrics-listen "127.0.0.1:$METRICS_PORT")
 # 1,000 connections' buffers are freed when they close; within about 5 s deploy-proxy gives the
 # heap's free memory back to the system (malloc_trim) and says so. Not on a sanitized build:
 # its allocator is not glibc's.
-if ldd "$PROXY_BIN" 2>/dev/null | grep -q libasan; then
+# (ldd's whole output first: `ldd | grep -q` under pipefail fails when grep quits before ldd
+# has written everything, and took a sanitized proxy for a default one.)
+if [[ $(ldd "$PROXY_BIN" 2>/dev/null) == *libasan* ]]; then
     log "sanitized deploy-proxy: its allocator keeps freed memory; the trim is checked on the default build"
 else
     proxy_rss() { awk '/^VmRSS:/ { print $2 }' "/proc/$(proxy_pid)/status"; }
