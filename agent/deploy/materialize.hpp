@@ -8,6 +8,7 @@
 #include <common/manifest.hpp>
 #include <common/result.hpp>
 
+#include <array>
 #include <atomic>
 #include <cstddef>
 #include <filesystem>
@@ -15,6 +16,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 namespace agent {
 
@@ -45,10 +47,11 @@ common::Status materialize(const common::Manifest& manifest, const BlobStore& bl
                            const std::filesystem::path& release_dir,
                            std::optional<SpareTree>* spare = nullptr, Materialized* done = nullptr);
 
-// Writes a spare tree (`wanted`'s, at `dir`, from `last` when there is one) on a thread of
-// its own at idle CPU and I/O priority, one file at a time: it waits for the deploys,
-// requests and apps that run meanwhile, and a deploy that needs the spare before it is
-// whole cancels it instead of waiting for it (finish(true)).
+// Writes a spare tree (`wanted`'s, at `dir`, from `last` when there is one) on threads of
+// its own at idle CPU and I/O priority (a folder's files at a time, up to 4 threads as
+// materialize() uses): it waits for the deploys, requests and apps that run meanwhile, and
+// a deploy that needs the spare before it is whole cancels it instead of waiting for it
+// (finish(true)).
 // Where a spare tree's writer shows the files it has left to write, so that a deployment
 // waiting for it lends threads (SpareWriter::finish): each thread writes the next folder's
 // files. Internal to materialize.cpp.
@@ -67,11 +70,11 @@ class SpareWriter {
         bool cancelled = false;         // the half-written folder stays, for the next write
                                         // there (or the agent's next start) to remove
         std::string error;              // it failed otherwise
-        std::size_t runs_helped = 0;    // folders' files written by the threads finish() added
+        std::size_t runs_helped = 0;    // folders' files written by threads other than the first
     };
-    // Raises the thread's priority back to normal and waits for it, after telling it to
-    // stop at its next file when `cancel` (else it writes the rest, helped by up to three
-    // threads more: a deployment is waiting). Once only.
+    // Raises the threads' priority back to normal and waits for them, after telling them to
+    // stop at their next file when `cancel` (else they write the rest: a deployment is
+    // waiting). Once only.
     Outcome finish(bool cancel);
     // Half of its files or more are written: finishing it costs less than writing the
     // next release from the store.
@@ -81,11 +84,14 @@ class SpareWriter {
     std::atomic<bool> m_cancel{false};
     std::atomic<std::size_t> m_written{0};
     std::size_t m_total = 0;
-    std::atomic<int> m_tid{0}; // the thread's, for its I/O priority
+    static constexpr std::size_t k_helpers = 3; // beside the writer's thread
+    std::atomic<int> m_tid{0};                  // the writer thread's, for its I/O priority
+    std::array<std::atomic<int>, k_helpers> m_helper_tids{};
     std::unique_ptr<HelpBoard> m_board;
     common::Status m_status;
     std::optional<SpareTree> m_spare;
     std::thread m_thread;
+    std::vector<std::thread> m_helpers; // take the writer's folders' files, as it does
 };
 
 // Where an app's spare tree is kept, beside its releases (a name that
