@@ -239,6 +239,13 @@ int serve(const ServeOptions& options) {
                                        "e.g. 2m"));
     auto blob_store = std::make_shared<BlobStore>(data_dir.blobs());
     BlobStore& blobs = *blob_store;
+    // What the API knows to be whole stays known through a collection that removed none of
+    // it (set before the engine can collect).
+    auto pending_nodes = std::make_shared<PendingNodes>();
+    blobs.on_removed(
+        [pending_nodes](const std::vector<BlobStore::Stored>& removed, std::uint64_t removals) {
+            pending_nodes->removed(removed, removals);
+        });
     if (auto stale = blobs.remove_stale_uploads())
         common::log_info(fmt::format("removed {} interrupted upload(s)", stale));
     ProxySettings proxy = options.proxy;
@@ -258,6 +265,7 @@ int serve(const ServeOptions& options) {
                                    *app_ports};
     auto service = make_service(std::move(service_options));
     ApiContext context{*service, blobs, data_dir};
+    context.pending_nodes = pending_nodes;
     context.disk = disk;
     context.fetch_timeout = *fetch_timeout;
     if (api_certificate)

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <set>
+#include <unordered_set>
 
 namespace agent::api {
 
@@ -115,6 +116,42 @@ void PendingNodes::mark_whole(const std::string& root, std::uint64_t removals, b
                   [&](const auto& entry) { return !kept.count(entry.second.tree.get()); });
     for (const auto& node : it->contents->nodes)
         m_whole_nodes[node] = WholeWithin{it->contents, removals};
+}
+
+void PendingNodes::removed(const std::vector<BlobStore::Stored>& removed, std::uint64_t removals) {
+    if (removals == 0)
+        return;
+    std::vector<std::shared_ptr<const TreeContents>> candidates;
+    {
+        std::lock_guard lock(m_mutex);
+        for (const auto& known : m_known)
+            if (known.whole_at == removals - 1)
+                candidates.push_back(known.contents);
+    }
+    if (candidates.empty())
+        return;
+    // Looked at outside the lock: a tree's contents never change.
+    std::unordered_set<std::string_view> gone;
+    gone.reserve(removed.size());
+    for (const auto& blob : removed)
+        gone.insert(blob.digest);
+    auto untouched = [&](const TreeContents& tree) {
+        auto any_gone = [&](const std::vector<std::string>& digests) {
+            return std::any_of(digests.begin(), digests.end(),
+                               [&](const std::string& d) { return gone.count(d) > 0; });
+        };
+        return !any_gone(tree.nodes) && !any_gone(tree.blobs);
+    };
+    std::erase_if(candidates, [&](const auto& tree) { return !untouched(*tree); });
+    std::lock_guard lock(m_mutex);
+    for (auto& known : m_known)
+        if (known.whole_at == removals - 1 &&
+            std::find(candidates.begin(), candidates.end(), known.contents) != candidates.end())
+            known.whole_at = removals;
+    for (auto& [node, within] : m_whole_nodes)
+        if (within.removals == removals - 1 &&
+            std::find(candidates.begin(), candidates.end(), within.tree) != candidates.end())
+            within.removals = removals;
 }
 
 PendingNodes::BlobSizes PendingNodes::whole_blob_sizes(std::uint64_t removals) {

@@ -56,6 +56,11 @@ class PendingNodes {
     // deployment was created from it).
     void mark_whole(const std::string& root, std::uint64_t removals, bool sizes_checked = false);
     std::optional<std::uint64_t> whole_at(const std::string& root);
+    // A collection removed `removed` and made BlobStore::removals() say `removals`: the kept
+    // trees whole at the count before that have none of those nodes or blobs (the unchanged
+    // trees of the releases kept, as the last prune dropped an older one) are whole at the
+    // new count, with their folders, instead of being looked at blob by blob again.
+    void removed(const std::vector<BlobStore::Stored>& removed, std::uint64_t removals);
     // A node of a tree marked whole (the next deploy's unchanged folders): that tree's
     // contents and when it was found whole, else nullopt. Kept for the nodes of the kept
     // trees (k_known_trees).

@@ -340,24 +340,32 @@ std::vector<BlobStore::Stored> BlobStore::list() const {
 
 std::vector<BlobStore::Stored> BlobStore::collect(const std::set<std::string>& used, bool dry_run) {
     std::vector<Stored> removed;
-    std::lock_guard lock(m_pin_mutex);
-    const auto now = std::chrono::steady_clock::now();
-    for (auto it = m_pins.begin(); it != m_pins.end();)
-        it = now < it->second ? std::next(it) : m_pins.erase(it);
-    for (auto& blob : list()) {
-        if (used.count(blob.digest) || pinned(blob.digest, now))
-            continue;
-        std::error_code ec;
-        if (!dry_run && !fs::remove(path(blob.digest), ec)) {
-            if (ec)
-                common::log_warn("cannot remove blob " + blob.digest + ": " +
-                                 common::os_error_text(ec.value()));
-            continue;
+    std::uint64_t removals = 0;
+    {
+        std::lock_guard lock(m_pin_mutex);
+        const auto now = std::chrono::steady_clock::now();
+        for (auto it = m_pins.begin(); it != m_pins.end();)
+            it = now < it->second ? std::next(it) : m_pins.erase(it);
+        for (auto& blob : list()) {
+            if (used.count(blob.digest) || pinned(blob.digest, now))
+                continue;
+            std::error_code ec;
+            if (!dry_run && !fs::remove(path(blob.digest), ec)) {
+                if (ec)
+                    common::log_warn("cannot remove blob " + blob.digest + ": " +
+                                     common::os_error_text(ec.value()));
+                continue;
+            }
+            removed.push_back(std::move(blob));
         }
-        removed.push_back(std::move(blob));
+        if (dry_run || removed.empty())
+            return removed;
+        removals = ++m_removals;
     }
-    if (!dry_run && !removed.empty())
-        ++m_removals;
+    // Outside the lock: the hook takes locks of its own, and may look at every digest of a
+    // few trees.
+    if (m_on_removed)
+        m_on_removed(removed, removals);
     return removed;
 }
 

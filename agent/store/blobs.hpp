@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <set>
@@ -73,6 +74,12 @@ class BlobStore {
     // it was N is still all present while it stays N (a collection is the only thing that
     // removes blobs); read it after pinning them, so that none can go unnoticed.
     std::uint64_t removals() const;
+    // Told what each collection removed and the removals() count it made, once the
+    // collection is over (so a set known to be whole at the count before, none of whose
+    // digests went, is whole at the new count too). Set before the store is shared.
+    using RemovedHook =
+        std::function<void(const std::vector<Stored>& removed, std::uint64_t removals)>;
+    void on_removed(RemovedHook hook) { m_on_removed = std::move(hook); }
 
   private:
     // A pinned digest as its 32 bytes: a tree of 18,000 files is pinned without a string
@@ -88,6 +95,7 @@ class BlobStore {
     std::unordered_map<PinKey, std::chrono::steady_clock::time_point, PinKeyHash>
         m_pins;                   // digest -> until
     std::uint64_t m_removals = 0; // under m_pin_mutex
+    RemovedHook m_on_removed;
 };
 
 } // namespace agent

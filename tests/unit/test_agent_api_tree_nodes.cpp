@@ -77,6 +77,44 @@ TEST_CASE("PendingNodes: blob sizes come only from trees found whole with their 
     CHECK(again.sizes.at("blobA") == 11);
 }
 
+TEST_CASE("PendingNodes: a collection that removed none of a whole tree leaves it whole") {
+    agent::api::PendingNodes pending;
+    auto tree = [](std::string root, std::string blob) {
+        auto out = std::make_shared<agent::api::TreeContents>();
+        out->nodes = {root, root + "/folder"};
+        out->blobs = {blob};
+        out->manifest.entries = {{"a.txt", common::EntryKind::file, blob, 5, {}}};
+        return out;
+    };
+    const auto kept = tree("rootK", "blobK");
+    const auto old = tree("rootO", "blobO");
+    const auto stale = tree("rootS", "blobS");
+    pending.keep_tree("rootK", kept);
+    pending.keep_tree("rootO", old);
+    pending.keep_tree("rootS", stale);
+    pending.mark_whole("rootK", 5, true);
+    pending.mark_whole("rootO", 5);
+    pending.mark_whole("rootS", 4); // found whole before an earlier collection
+    using Stored = agent::BlobStore::Stored;
+
+    // Collection 6 removed a blob of rootO (a pruned release's) and a node nobody keeps.
+    pending.removed({Stored{"blobO", 5}, Stored{"unknown-node", 9}}, 6);
+    CHECK(pending.whole_at("rootK") == 6);
+    CHECK(pending.whole_within("rootK/folder")->removals == 6);
+    CHECK(pending.whole_blob_sizes(6).sizes.at("blobK") == 5); // still checked
+    CHECK(pending.whole_at("rootO") == 5);                     // looked at again by the next deploy
+    CHECK(pending.whole_within("rootO/folder")->removals == 5);
+    CHECK(pending.whole_at("rootS") == 4); // whole at 4 says nothing about collection 5
+
+    // A node of the tree removed counts as much as a blob.
+    pending.removed({Stored{"rootK/folder", 1}}, 7);
+    CHECK(pending.whole_at("rootK") == 6);
+    // A count that skipped one (another collection's hook came first): nothing moves.
+    pending.mark_whole("rootK", 7);
+    pending.removed({Stored{"elsewhere", 1}}, 9);
+    CHECK(pending.whole_at("rootK") == 7);
+}
+
 TEST_CASE("read_tree: a deployment's root is read once, with its blob list and manifest digest") {
     test::TempDir dir;
     agent::BlobStore blobs(dir.path() / "blobs");

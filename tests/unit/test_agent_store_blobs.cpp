@@ -153,9 +153,18 @@ TEST_CASE("BlobStore::collect removes what is neither used nor pinned") {
     blobs.pin({d_pinned});
 
     const auto removals = blobs.removals();
+    // What each collection that removed something removed, as the hook was told.
+    std::vector<std::pair<std::vector<std::string>, std::uint64_t>> told;
+    blobs.on_removed([&](const std::vector<agent::BlobStore::Stored>& removed, std::uint64_t n) {
+        std::vector<std::string> digests;
+        for (const auto& blob : removed)
+            digests.push_back(blob.digest);
+        told.emplace_back(digests, n);
+    });
 
     SUBCASE("a dry run lists it and removes nothing") {
         auto would = blobs.collect({d_used}, true);
+        CHECK(told.empty());
         REQUIRE(would.size() == 1);
         CHECK(would[0].digest == d_unused);
         CHECK(would[0].bytes == unused.size());
@@ -174,6 +183,10 @@ TEST_CASE("BlobStore::collect removes what is neither used nor pinned") {
         CHECK(blobs.removals() == removals + 1);
         CHECK(blobs.collect({d_used}, false).empty());
         CHECK(blobs.removals() == removals + 1); // nothing removed, nothing counted
+        // The hook heard of the one collection that removed a blob, with its count.
+        REQUIRE(told.size() == 1);
+        CHECK(told[0].first == std::vector<std::string>{d_unused});
+        CHECK(told[0].second == removals + 1);
     }
     SUBCASE("unpinned, it goes too") {
         blobs.unpin({d_pinned});
