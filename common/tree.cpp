@@ -3,9 +3,9 @@
 #include <common/tree.hpp>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
-#include <nlohmann/json.hpp>
 
 namespace common {
 
@@ -211,8 +211,7 @@ Result<TreeNode> parse_node(std::string bytes, ManifestFault* fault) {
     return node;
 }
 
-Result<Manifest> flatten_tree(const std::string& root,
-                              const std::function<Result<TreeNode>(const std::string&)>& node) {
+Result<Manifest> flatten_tree(const std::string& root, const NodeReader& node) {
     if (!is_sha256_hex(root))
         return bad("the tree's root is not a sha256 digest");
     Manifest manifest;
@@ -225,7 +224,7 @@ Result<Manifest> flatten_tree(const std::string& root,
     std::vector<Pending> stack{{root, "", 0}};
     std::size_t files = 0, folders = 0, path_bytes = 0;
     // Each distinct node is read once, however many folders name it.
-    std::map<std::string, TreeNode> read;
+    std::map<std::string, std::shared_ptr<const TreeNode>> read;
     while (!stack.empty()) {
         auto current = std::move(stack.back());
         stack.pop_back();
@@ -236,9 +235,11 @@ Result<Manifest> flatten_tree(const std::string& root,
             auto parsed = node(current.digest);
             if (!parsed)
                 return parsed.error();
+            if (!*parsed)
+                return make_error(ErrorKind::internal, "no tree node " + current.digest);
             cached = read.emplace(current.digest, std::move(*parsed)).first;
         }
-        for (const auto& e : cached->second.entries) {
+        for (const auto& e : cached->second->entries) {
             auto path = current.prefix + e.name;
             if (path.size() > k_max_path_length)
                 return bad(

@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -55,10 +56,11 @@ inline constexpr std::size_t k_max_tree_path_bytes = 64ull * 1024 * 1024;
 // is set to unstorable_path for a name the store cannot keep, as validate_manifest() does).
 Result<TreeNode> parse_node(std::string bytes, ManifestFault* fault = nullptr);
 
-// The manifest a tree stands for, reading nodes through `node` (by digest; an error
-// stops the walk; each distinct node is read once). At most k_max_manifest_entries files
-// and as many folders, paths of k_max_path_length bytes and a depth of 256.
-Result<Manifest> flatten_tree(const std::string& root,
-                              const std::function<Result<TreeNode>(const std::string&)>& node);
+// The manifest a tree stands for, reading nodes through `node` (by digest, shared: a node
+// held in memory is not copied; an error stops the walk; each distinct node is read once).
+// At most k_max_manifest_entries files and as many folders, paths of k_max_path_length
+// bytes and a depth of 256.
+using NodeReader = std::function<Result<std::shared_ptr<const TreeNode>>(const std::string&)>;
+Result<Manifest> flatten_tree(const std::string& root, const NodeReader& node);
 
 } // namespace common

@@ -85,11 +85,14 @@ void check_accepted(const common::Manifest& manifest) {
         FUZZ_CHECK(parsed.ok());
         FUZZ_CHECK(parsed->digest == digest);
     }
-    auto flat = common::flatten_tree(merkle.root, [&](const std::string& digest) {
-        auto it = merkle.nodes.find(digest);
-        FUZZ_CHECK(it != merkle.nodes.end());
-        return common::parse_node(it->second.bytes);
-    });
+    auto flat = common::flatten_tree(
+        merkle.root,
+        [&](const std::string& digest) -> common::Result<std::shared_ptr<const common::TreeNode>> {
+            auto it = merkle.nodes.find(digest);
+            FUZZ_CHECK(it != merkle.nodes.end());
+            TRY_ASSIGN(auto node, common::parse_node(it->second.bytes));
+            return std::make_shared<const common::TreeNode>(std::move(node));
+        });
     FUZZ_CHECK(flat.ok());
     FUZZ_CHECK(same_entries(manifest.entries, flat->entries));
 }

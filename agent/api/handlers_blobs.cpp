@@ -403,10 +403,11 @@ Response trees_missing(ApiContext& context, const Request& request) {
                     return error_response(400, "bad_path", node.error().message);
                 return error_response(node.error());
             }
-            context.pending_nodes->add(*node);
+            const auto held = std::make_shared<const common::TreeNode>(std::move(*node));
+            context.pending_nodes->add(held);
             std::vector<const common::TreeEntry*> files;
             std::vector<std::string> digests;
-            for (const auto& entry : node->entries) {
+            for (const auto& entry : held->entries) {
                 if (entry.kind == common::TreeEntry::Kind::symlink ||
                     !seen.insert(entry.digest).second)
                     continue;

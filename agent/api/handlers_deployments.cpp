@@ -155,7 +155,7 @@ common::Result<common::Manifest> manifest_of(ApiContext& context, const json& bo
                     named.complete = false;
                     break;
                 }
-                named.unstored.emplace(digest, std::move(node->bytes));
+                named.unstored.emplace(digest, node->bytes);
             }
         context.pending_nodes->remember_tree(tree->get<std::string>(), contents->digest);
         return contents->manifest;

@@ -30,33 +30,33 @@ void PendingNodes::expire(std::chrono::steady_clock::time_point now) {
         auto oldest = m_nodes.find(m_by_order.begin()->second);
         if (now < oldest->second.until && m_bytes <= k_max_bytes)
             break;
-        m_bytes -= weight(oldest->second.node);
+        m_bytes -= weight(*oldest->second.node);
         m_by_order.erase(m_by_order.begin());
         m_nodes.erase(oldest);
     }
 }
 
-void PendingNodes::add(const common::TreeNode& node) {
+void PendingNodes::add(std::shared_ptr<const common::TreeNode> node) {
     const auto now = std::chrono::steady_clock::now();
     std::lock_guard lock(m_mutex);
-    auto [it, fresh] = m_nodes.try_emplace(node.digest);
+    auto [it, fresh] = m_nodes.try_emplace(node->digest);
     if (fresh) {
-        it->second.node = node;
-        m_bytes += weight(node);
+        m_bytes += weight(*node);
+        it->second.node = std::move(node);
     } else {
         m_by_order.erase(it->second.order);
     }
     it->second.until = now + k_hold_time;
     it->second.order = m_next++;
-    m_by_order.emplace(it->second.order, node.digest);
+    m_by_order.emplace(it->second.order, it->first);
     expire(now);
 }
 
-std::optional<common::TreeNode> PendingNodes::find(const std::string& digest) {
+std::shared_ptr<const common::TreeNode> PendingNodes::find(const std::string& digest) {
     std::lock_guard lock(m_mutex);
     auto it = m_nodes.find(digest);
     if (it == m_nodes.end())
-        return std::nullopt;
+        return nullptr;
     return it->second.node;
 }
 
@@ -187,10 +187,10 @@ std::optional<std::uint64_t> PendingNodes::whole_at(const std::string& root) {
     return it == m_known.end() ? std::nullopt : it->whole_at;
 }
 
-common::Result<common::TreeNode> load_node(PendingNodes& pending, const BlobStore& blobs,
-                                           const std::string& digest) {
+common::Result<std::shared_ptr<const common::TreeNode>>
+load_node(PendingNodes& pending, const BlobStore& blobs, const std::string& digest) {
     if (auto held = pending.find(digest))
-        return *held;
+        return held;
     if (!blobs.has(digest))
         return make_error(ErrorKind::not_found,
                           fmt::format("the tree node {} is not on this agent: send it with POST "
@@ -204,8 +204,9 @@ common::Result<common::TreeNode> load_node(PendingNodes& pending, const BlobStor
         return make_error(ErrorKind::not_found,
                           fmt::format("the stored blob {} is not a tree node", digest));
     // Held like a sent one: the next deploy's tree reads its unchanged folders from memory.
-    pending.add(*node);
-    return node;
+    auto shared = std::make_shared<const common::TreeNode>(std::move(*node));
+    pending.add(shared);
+    return shared;
 }
 
 common::Result<std::shared_ptr<const TreeContents>>

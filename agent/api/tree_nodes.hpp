@@ -35,8 +35,9 @@ class PendingNodes {
     static constexpr std::chrono::minutes k_hold_time{60};
     static constexpr std::size_t k_max_bytes = 256ull * 1024 * 1024; // the oldest go first
 
-    void add(const common::TreeNode& node);
-    std::optional<common::TreeNode> find(const std::string& digest);
+    void add(std::shared_ptr<const common::TreeNode> node);
+    // Null when not held.
+    std::shared_ptr<const common::TreeNode> find(const std::string& digest);
 
     // The manifest digest (common::Manifest::digest) of a tree read before, by its root:
     // a deployment of the tree PRODUCTION was made from is answered "unchanged" without
@@ -82,7 +83,7 @@ class PendingNodes {
 
   private:
     struct Held {
-        common::TreeNode node;
+        std::shared_ptr<const common::TreeNode> node;
         std::chrono::steady_clock::time_point until;
         std::uint64_t order = 0;
     };
@@ -107,8 +108,8 @@ class PendingNodes {
 
 // A node by digest: one a client sent, else a stored one (checked against its digest).
 // ErrorKind::not_found when neither has it.
-common::Result<common::TreeNode> load_node(PendingNodes& pending, const BlobStore& blobs,
-                                           const std::string& digest);
+common::Result<std::shared_ptr<const common::TreeNode>>
+load_node(PendingNodes& pending, const BlobStore& blobs, const std::string& digest);
 
 // The manifest a tree stands for: a tree kept is not read again; one read node by node is
 // kept when `keep` (a deployment's root, not each of its folders).

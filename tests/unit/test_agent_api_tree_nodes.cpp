@@ -133,7 +133,7 @@ TEST_CASE("read_tree: a deployment's root is read once, with its blob list and m
     const auto tree = common::build_tree(manifest);
     agent::api::PendingNodes pending;
     for (const auto& [digest, node] : tree.nodes)
-        pending.add(node);
+        pending.add(std::make_shared<const common::TreeNode>(node));
     auto read = agent::api::read_tree(pending, blobs, tree.root);
     REQUIRE(read);
     CHECK((*read)->digest == manifest.digest());

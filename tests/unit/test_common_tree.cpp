@@ -26,14 +26,17 @@ common::Manifest sample() {
 
 // Reads nodes from a built tree, counting the reads.
 auto reader(const common::Tree& tree, int* reads = nullptr) {
-    return [&tree, reads](const std::string& digest) -> common::Result<common::TreeNode> {
-        if (reads)
-            ++*reads;
-        auto it = tree.nodes.find(digest);
-        if (it == tree.nodes.end())
-            return common::make_error(common::ErrorKind::not_found, "no node " + digest);
-        return common::parse_node(it->second.bytes);
-    };
+    return
+        [&tree, reads](
+            const std::string& digest) -> common::Result<std::shared_ptr<const common::TreeNode>> {
+            if (reads)
+                ++*reads;
+            auto it = tree.nodes.find(digest);
+            if (it == tree.nodes.end())
+                return common::make_error(common::ErrorKind::not_found, "no node " + digest);
+            TRY_ASSIGN(auto node, common::parse_node(it->second.bytes));
+            return std::make_shared<const common::TreeNode>(std::move(node));
+        };
 }
 
 std::vector<std::string> paths(const common::Manifest& m) {
