@@ -20,11 +20,12 @@ constexpr std::size_t k_stale_lines = 200000;
 } // namespace
 
 DigestCache::DigestCache(fs::path file) : m_file(std::move(file)) {
-    const auto text = common::read_file(m_file);
+    auto text = common::read_file(m_file);
     if (!text)
-        return;                          // none yet
-    m_known.reserve(text->size() / 100); // a line is about 110 bytes
-    std::string_view rest = *text;
+        return; // none yet
+    m_text = std::move(*text);
+    m_known.reserve(m_text.size() / 100); // a line is about 110 bytes
+    std::string_view rest = m_text;
     while (!rest.empty()) {
         const auto end = rest.find('\n');
         const std::string_view line = rest.substr(0, end);
@@ -43,8 +44,7 @@ DigestCache::DigestCache(fs::path file) : m_file(std::move(file)) {
         std::uint64_t bytes = 0;
         for (const char c : size)
             bytes = bytes * 10 + static_cast<std::uint64_t>(c - '0');
-        m_known.insert_or_assign(std::string(line.substr(0, first)),
-                                 Loaded{Known{std::string(digest), bytes}, false});
+        m_known.insert_or_assign(line.substr(0, first), Loaded{Known{digest, bytes}, false});
     }
 }
 
@@ -55,7 +55,7 @@ const DigestCache::Known* DigestCache::find(std::string_view key) {
         return &it->second.known;
     }
     if (auto it = m_added.find(key); it != m_added.end())
-        return &it->second;
+        return &it->second.known;
     return nullptr;
 }
 
@@ -64,9 +64,12 @@ const DigestCache::Known* DigestCache::find_git(std::string_view oid) {
     return find(m_key);
 }
 
-void DigestCache::add(const std::string& key, const std::string& digest, std::uint64_t size) {
-    if (!m_file.empty() && m_known.find(std::string_view(key)) == m_known.end())
-        m_added.insert_or_assign(key, Known{digest, size});
+void DigestCache::add(const std::string& key, std::string_view digest, std::uint64_t size) {
+    if (m_file.empty() || m_known.find(std::string_view(key)) != m_known.end())
+        return;
+    auto& added = m_added[key];
+    added.digest = digest;
+    added.known = Known{added.digest, size};
 }
 
 std::string DigestCache::file_key(const struct stat& st) {
@@ -82,15 +85,15 @@ void DigestCache::save() {
     std::error_code ec;
     fs::create_directories(m_file.parent_path(), ec);
     std::string text;
-    auto add_line = [&](const std::string& key, const Known& known) {
+    auto add_line = [&](std::string_view key, const Known& known) {
         text += fmt::format("{} {} {}\n", key, known.digest, known.size);
     };
     if (rewrite) // what this run used, and what it added
         for (const auto& [key, loaded] : m_known)
             if (loaded.used)
                 add_line(key, loaded.known);
-    for (const auto& [key, known] : m_added)
-        add_line(key, known);
+    for (const auto& [key, added] : m_added)
+        add_line(key, added.known);
     (void)common::write_unsynced(m_file, text, !rewrite); // a cache: only costs time
 }
 

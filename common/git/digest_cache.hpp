@@ -20,8 +20,9 @@ namespace common::git {
 
 class DigestCache {
   public:
+    // A view into the cache: valid while the cache lives.
     struct Known {
-        std::string digest;
+        std::string_view digest;
         std::uint64_t size = 0;
     };
     DigestCache() = default; // keeps nothing
@@ -31,7 +32,7 @@ class DigestCache {
     const Known* find(std::string_view key);
     // find(git_key(oid)), the key made in a buffer the cache keeps (one lookup per file).
     const Known* find_git(std::string_view oid);
-    void add(const std::string& key, const std::string& digest, std::uint64_t size);
+    void add(const std::string& key, std::string_view digest, std::uint64_t size);
     // Appends what was added (rewrites the file when it has grown past what is used).
     void save();
 
@@ -53,9 +54,16 @@ class DigestCache {
         Known known;
         bool used = false; // found by this run
     };
+    struct Added {
+        std::string digest;
+        Known known; // views `digest` (a node's value does not move)
+    };
     std::filesystem::path m_file;
-    std::unordered_map<std::string, Loaded, Hash, std::equal_to<>> m_known;
-    std::unordered_map<std::string, Known, Hash, std::equal_to<>> m_added;
+    // The file as read: the loaded keys and digests are views into it (18,000 lines, no
+    // string each).
+    std::string m_text;
+    std::unordered_map<std::string_view, Loaded, Hash> m_known;
+    std::unordered_map<std::string, Added, Hash, std::equal_to<>> m_added;
     std::size_t m_lines = 0; // in the file as loaded
     std::size_t m_used = 0;  // of those, the keys this run found
     std::string m_key;       // find_git()'s

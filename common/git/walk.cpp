@@ -19,7 +19,6 @@ namespace {
 struct Walk {
     git_repository* repo = nullptr;
     Collected* out = nullptr;
-    std::unordered_map<std::string, DigestCache::Known> digest_of_oid; // hash each blob once
     std::optional<common::Error> error;
     // Files whose blob nobody hashed yet: read and hashed after the walk, in parallel.
     struct Unhashed {
@@ -29,8 +28,14 @@ struct Walk {
     std::vector<Unhashed> unhashed;
 };
 
-common::Result<DigestCache::Known> hash_blob(git_repository* repo, const std::string& oid,
-                                             const std::string& path) {
+// A blob's digest and size, as hashed here.
+struct Hashed {
+    std::string digest;
+    std::uint64_t size = 0;
+};
+
+common::Result<Hashed> hash_blob(git_repository* repo, const std::string& oid,
+                                 const std::string& path) {
     git_oid id;
     git_blob* blob = nullptr;
     if (git_oid_fromstr(&id, oid.c_str()) != 0 || git_blob_lookup(&blob, repo, &id) != 0)
@@ -39,7 +44,7 @@ common::Result<DigestCache::Known> hash_blob(git_repository* repo, const std::st
             fmt::format("cannot read {} from git: {}", common::escape_path(path), last_error()));
     std::string_view content(static_cast<const char*>(git_blob_rawcontent(blob)),
                              static_cast<std::size_t>(git_blob_rawsize(blob)));
-    DigestCache::Known known{common::sha256_hex(content), content.size()};
+    Hashed known{common::sha256_hex(content), content.size()};
     git_blob_free(blob);
     return known;
 }
@@ -48,9 +53,9 @@ common::Result<DigestCache::Known> hash_blob(git_repository* repo, const std::st
 // own handle on the repository (libgit2 objects are not shared between threads).
 common::Status hash_unhashed(Walk& walk) {
     std::vector<const Walk::Unhashed*> todo;
-    std::unordered_map<std::string, DigestCache::Known> hashed;
+    std::unordered_map<std::string, Hashed> hashed;
     for (const auto& u : walk.unhashed)
-        if (hashed.emplace(u.oid, DigestCache::Known{}).second)
+        if (hashed.emplace(u.oid, Hashed{}).second)
             todo.push_back(&u);
     // A repository handle per thread: this walk's for the first, one opened for each other.
     std::vector<git_repository*> repos{walk.repo};
@@ -90,43 +95,43 @@ common::Status hash_unhashed(Walk& walk) {
     return {};
 }
 
-common::Status add_blob(Walk& walk, const std::string& path, const git_tree_entry* entry,
+common::Status add_blob(Walk& walk, std::string path, const git_tree_entry* entry,
                         git_filemode_t mode) {
     common::ManifestEntry m;
-    m.path = path;
-    const std::string oid = git_oid_tostr_s(git_tree_entry_id(entry));
+    char oid[GIT_OID_HEXSZ + 1];
+    git_oid_tostr(oid, sizeof oid, git_tree_entry_id(entry));
     if (mode != GIT_FILEMODE_LINK) {
         m.kind = mode == GIT_FILEMODE_BLOB_EXECUTABLE ? common::EntryKind::executable
                                                       : common::EntryKind::file;
-        // A blob hashed before (this walk, or an earlier deploy's) is not read again.
-        auto known = walk.digest_of_oid.find(oid);
-        if (known == walk.digest_of_oid.end() && walk.out->cache)
-            if (const auto* cached = walk.out->cache->find_git(oid))
-                known = walk.digest_of_oid.emplace(oid, *cached).first;
-        if (known != walk.digest_of_oid.end()) {
-            m.digest = known->second.digest;
-            m.size = known->second.size;
+        // A blob hashed by an earlier deploy is not read again (this walk's are hashed
+        // once each, after it).
+        if (const auto* known = walk.out->cache ? walk.out->cache->find_git(oid) : nullptr) {
+            m.digest = known->digest;
+            m.size = known->size;
             walk.out->sources.try_emplace(m.digest, BlobSource{oid, {}});
         } else {
             walk.unhashed.push_back({path, oid}); // hashed after the walk
         }
-        walk.out->entries[path] = std::move(m);
-        return {};
+    } else {
+        auto target = read_blob(walk.repo, oid);
+        if (!target)
+            return common::make_error(common::ErrorKind::io,
+                                      fmt::format("cannot read {} from git: {}",
+                                                  common::escape_path(path),
+                                                  target.error().message));
+        m.kind = common::EntryKind::symlink;
+        m.target = std::move(*target);
     }
-    auto target = read_blob(walk.repo, oid);
-    if (!target)
-        return common::make_error(common::ErrorKind::io,
-                                  fmt::format("cannot read {} from git: {}",
-                                              common::escape_path(path), target.error().message));
-    m.kind = common::EntryKind::symlink; // files returned above
-    m.target = std::move(*target);
-    walk.out->entries[path] = std::move(m);
+    // A tree's walk comes in path order (git sorts a folder as its name and a slash): each
+    // path goes at the end.
+    m.path = path;
+    walk.out->entries.emplace_hint(walk.out->entries.end(), std::move(path), std::move(m));
     return {};
 }
 
 int visit(const char* root, const git_tree_entry* entry, void* payload) {
     auto& walk = *static_cast<Walk*>(payload);
-    std::string path = std::string(root) + git_tree_entry_name(entry);
+    std::string path = std::string(root).append(git_tree_entry_name(entry));
     git_filemode_t mode = git_tree_entry_filemode(entry);
     switch (mode) {
     case GIT_FILEMODE_TREE:
@@ -138,7 +143,7 @@ int visit(const char* root, const git_tree_entry* entry, void* payload) {
     case GIT_FILEMODE_BLOB:
     case GIT_FILEMODE_BLOB_EXECUTABLE:
     case GIT_FILEMODE_LINK:
-        if (auto st = add_blob(walk, path, entry, mode); !st) {
+        if (auto st = add_blob(walk, std::move(path), entry, mode); !st) {
             walk.error = st.error();
             return -1;
         }
@@ -196,7 +201,7 @@ common::Status add_alternate(git_repository* repo, const std::filesystem::path& 
 }
 
 common::Status walk_tree(git_repository* repo, git_tree* tree, Collected& out) {
-    Walk walk{repo, &out, {}, {}, {}};
+    Walk walk{repo, &out, {}, {}};
     int rc = git_tree_walk(tree, GIT_TREEWALK_PRE, visit, &walk);
     if (walk.error)
         return *walk.error;
