@@ -378,8 +378,10 @@ void Engine::start_drain(const std::string& app, Job job) {
         return; // the next start stops it (INACTIVE with a live pid)
     const auto generation = ++m_drain_count;
     m_drain_generation[app + "/" + job.previous] = generation;
-    std::thread thread([this, app, job = std::move(job), done, generation] {
-        drain_off_lock(app, job, generation);
+    // A standby kept across a restart replaces none of the others kept with it.
+    const auto replaced_count = job.standby_rearmed ? m_replaced[app] : ++m_replaced[app];
+    std::thread thread([this, app, job = std::move(job), done, generation, replaced_count] {
+        drain_off_lock(app, job, generation, replaced_count);
         done->store(true);
     });
     m_drainers.push_back({std::move(thread), std::move(done)});
@@ -403,7 +405,8 @@ void Engine::join_drainers(bool all) {
             drainer.thread.join();
 }
 
-void Engine::drain_off_lock(const std::string& app, const Job& job, std::uint64_t generation) {
+void Engine::drain_off_lock(const std::string& app, const Job& job, std::uint64_t generation,
+                            std::uint64_t replaced_count) {
     const auto key = app + "/" + job.previous;
     // Whether this drainer still owns the release: not promoted again, the same process,
     // and no later drainer took it over.
@@ -414,6 +417,13 @@ void Engine::drain_off_lock(const std::string& app, const Job& job, std::uint64_
             return false;
         std::lock_guard lock(m_drainers_mutex);
         return m_drain_generation[key] == generation;
+    };
+    // Whether no switch replaced another release of the app since this one: only the
+    // release the last switch replaced stays warm (one copy of the app, not one per deploy
+    // of the window, each with its release's files kept on disk until it stops).
+    auto last_replaced = [&] {
+        std::lock_guard lock(m_drainers_mutex);
+        return m_replaced[app] == replaced_count;
     };
     auto current = [&]() -> std::optional<ReleaseRow> {
         auto row = m_store->get(app, job.previous);
@@ -438,7 +448,7 @@ void Engine::drain_off_lock(const std::string& app, const Job& job, std::uint64_
     }
     // Off the lock: its requests in flight finish while the next deploy goes on.
     wait_drained(replaced ? web_ports(*replaced) : std::vector<int>{}, job.config.deploy.drain);
-    if (job.standby.count() > 0 && still_mine(current())) {
+    if (job.standby.count() > 0 && still_mine(current()) && last_replaced()) {
         common::log_info(fmt::format("{} {} stays in standby for {} (deployctl rollback to it is "
                                      "a routing switch)",
                                      app, job.previous, common::format_duration(job.standby)));
@@ -456,6 +466,12 @@ void Engine::drain_off_lock(const std::string& app, const Job& job, std::uint64_
                 return; // the agent stops: the next start keeps it for the rest
             if (!still_mine(current()))
                 return; // promoted again (a warm rollback), or stopped by someone else
+            if (!last_replaced()) {
+                common::log_info(fmt::format("{} {} leaves standby: a later switch replaced "
+                                             "another release, which stays warm instead",
+                                             app, job.previous));
+                break;
+            }
         }
     }
     if (stopping())

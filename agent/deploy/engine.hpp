@@ -350,8 +350,10 @@ class Engine final : public Service {
     // release was not promoted meanwhile.
     void start_drain(const std::string& app, Job job);
     // The drainer thread: drain, standby, stop; `generation` is its number in
-    // m_drain_generation, given when it was started.
-    void drain_off_lock(const std::string& app, const Job& job, std::uint64_t generation);
+    // m_drain_generation, given when it was started, `replaced_count` the app's count of
+    // replaced releases (m_replaced) once it was: only the last one replaced stays in standby.
+    void drain_off_lock(const std::string& app, const Job& job, std::uint64_t generation,
+                        std::uint64_t replaced_count);
     void join_drainers(bool all);
     // Until nothing talked to these ports for k_drain_quiet, `drain` at most.
     void wait_drained(const std::vector<int>& ports, std::chrono::milliseconds drain);
@@ -667,6 +669,9 @@ class Engine final : public Service {
     // "app/id" -> the number of its latest drainer: an older one gives up.
     std::map<std::string, std::uint64_t> m_drain_generation;
     std::uint64_t m_drain_count = 0;
+    // app -> how many releases a switch replaced since the agent started (a standby kept
+    // across a restart counts none): a release in standby leaves it once another is replaced.
+    std::map<std::string, std::uint64_t> m_replaced;
 
     // idle.cpp. When each app's traffic was last seen changing (m_mutex).
     struct Activity {

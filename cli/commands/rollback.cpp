@@ -171,9 +171,9 @@ void add_rollback(CLI::App& app, Context& ctx) {
                 "(INACTIVE, or PRODUCTION already) before any switches; with no RELEASE, the "
                 "one each served before must be the same on all of them. See "
                 "docs/multi-host.md.\n\n"
-                "A release replaced within [deploy] standby (10m by default) still runs, "
-                "unrouted: rolling back to it is a routing switch. An older one is started and "
-                "health-checked first.\n");
+                "The release the last switch replaced still runs, unrouted, for [deploy] "
+                "standby (10m by default): rolling back to it is a routing switch. Any other is "
+                "started and health-checked first.\n");
     cmd->callback(
         [&ctx, release] { ctx.command = [&ctx, release] { return rollback(ctx, *release); }; });
 }

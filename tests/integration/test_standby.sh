@@ -145,3 +145,23 @@ kill_agent -9
 restart_agent
 v14_gone() { [[ -z $(port_of v14) ]]; }
 wait_until 15 v14_gone && pass "v14 stops when its window ends, after the restart" || fail "v14 stops when its window ends" "still running"
+
+# --- only the release the last switch replaced stays warm ----------------------------------
+make_app_repo hello standby=10m drain=200ms
+replaced_in_standby 16 17 "v16 is in standby"
+wait_until 10 in_standby v16 || fail "v16's drain ends" "no standby line in the agent log"
+v16_port=$(port_of v16)
+commit_change "$REPO" "v18" VERSION 18
+assert_exit 0 dctl deploy
+left_standby() { grep -q "hello $1 leaves standby: a later switch replaced another release" "$AGENT_LOG"; }
+wait_until 10 left_standby v16 && pass "v16 leaves its standby once v17 is replaced" ||
+    fail "v16 leaves its standby once v17 is replaced" "no such line in the agent log"
+v16_gone() { [[ -z $(port_of v16) ]]; }
+wait_until 10 v16_gone && pass "v16 is stopped" || fail "v16 is stopped" "port $(port_of v16)"
+[[ -z $(listener_pid "$v16_port") ]] && pass "nothing listens on v16's port" || fail "nothing listens on v16's port" "a process does"
+assert_eq false "$(standby_of v16)" "v16 is no longer in standby"
+wait_until 10 in_standby v17 || fail "v17's drain ends" "no standby line in the agent log"
+assert_eq true "$(standby_of v17)" "v17, the release v18 replaced, is in standby"
+assert_exit 0 dctl rollback
+expect_serving $APP "hello from 17" "the rollback serves v17"
+assert_contains "$(cat "$DATA/apps/hello/logs/v17.ndjson")" "warm rollback" "and was warm"
