@@ -113,9 +113,9 @@ void PendingNodes::mark_whole(const std::string& root, std::uint64_t removals, b
     for (const auto& known : m_known)
         kept.insert(known.contents.get());
     std::erase_if(m_whole_nodes,
-                  [&](const auto& entry) { return !kept.count(entry.second.tree.get()); });
+                  [&](const auto& entry) { return !kept.count(entry.second.get()); });
     for (const auto& node : it->contents->nodes)
-        m_whole_nodes[node] = WholeWithin{it->contents, removals};
+        m_whole_nodes[node] = it->contents;
 }
 
 void PendingNodes::removed(const std::vector<BlobStore::Stored>& removed, std::uint64_t removals) {
@@ -143,15 +143,11 @@ void PendingNodes::removed(const std::vector<BlobStore::Stored>& removed, std::u
         return !any_gone(tree.nodes) && !any_gone(tree.blobs);
     };
     std::erase_if(candidates, [&](const auto& tree) { return !untouched(*tree); });
-    std::lock_guard lock(m_mutex);
+    std::lock_guard lock(m_mutex); // their folders follow (whole_within)
     for (auto& known : m_known)
         if (known.whole_at == removals - 1 &&
             std::find(candidates.begin(), candidates.end(), known.contents) != candidates.end())
             known.whole_at = removals;
-    for (auto& [node, within] : m_whole_nodes)
-        if (within.removals == removals - 1 &&
-            std::find(candidates.begin(), candidates.end(), within.tree) != candidates.end())
-            within.removals = removals;
 }
 
 PendingNodes::BlobSizes PendingNodes::whole_blob_sizes(std::uint64_t removals) {
@@ -178,7 +174,10 @@ std::optional<PendingNodes::WholeWithin> PendingNodes::whole_within(const std::s
     auto it = m_whole_nodes.find(node);
     if (it == m_whole_nodes.end())
         return std::nullopt;
-    return it->second;
+    for (const auto& known : m_known)
+        if (known.contents == it->second && known.whole_at)
+            return WholeWithin{known.contents, *known.whole_at};
+    return std::nullopt;
 }
 
 std::optional<std::uint64_t> PendingNodes::whole_at(const std::string& root) {

@@ -63,8 +63,8 @@ class PendingNodes {
     // new count, with their folders, instead of being looked at blob by blob again.
     void removed(const std::vector<BlobStore::Stored>& removed, std::uint64_t removals);
     // A node of a tree marked whole (the next deploy's unchanged folders): that tree's
-    // contents and when it was found whole, else nullopt. Kept for the nodes of the kept
-    // trees (k_known_trees).
+    // contents and when it was found whole (its whole_at), else nullopt. Only while that
+    // tree is kept (k_known_trees) and known whole.
     struct WholeWithin {
         std::shared_ptr<const TreeContents> tree;
         std::uint64_t removals = 0;
@@ -101,7 +101,8 @@ class PendingNodes {
         std::optional<std::uint64_t> whole_at;
         bool sizes_checked = false;
     };
-    std::map<std::string, WholeWithin> m_whole_nodes;
+    // Node -> the kept tree marked whole last that has it (its whole_at is the node's).
+    std::map<std::string, std::shared_ptr<const TreeContents>> m_whole_nodes;
     std::deque<Known> m_known;                                       // the most recently used first
     std::deque<Known>::iterator find_known(const std::string& root); // under m_mutex
 };
