@@ -26,8 +26,9 @@ constexpr std::array k_hop_by_hop = {
 
 constexpr std::string_view k_forwarded_for = "X-Forwarded-For";
 
-// Drops the fixed hop-by-hop fields and those the Connection header names.
-template <bool is_request> void erase_hop_by_hop(http::header<is_request>& message) {
+// Drops a response's fixed hop-by-hop fields and those its (first) Connection field names
+// (a request's go as its head is written: upstream_request_head).
+void erase_hop_by_hop(http::response_header<>& message) {
     auto connection = message.find(http::field::connection);
     if (connection != message.end()) {
         std::string names(connection->value()); // erase() below invalidates the view
