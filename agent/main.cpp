@@ -237,7 +237,8 @@ int main(int argc, char** argv) {
     serve
         ->add_option("--socket", options.socket,
                      "Also serve the API on this unix socket, for local users and for deployctl "
-                     "over SSH (dial-stdio); its directory is created 0750 if missing, the "
+                     "over SSH (sshd connects to it, or dial-stdio does); its directory is created "
+                     "0750 if missing, the "
                      "socket is 0660. \"\" disables it")
         ->capture_default_str();
     serve
@@ -274,7 +275,7 @@ int main(int argc, char** argv) {
     std::string dial_socket = agent::api::k_default_socket;
     auto* dial = app.add_subcommand(
         "dial-stdio", "Bridge stdin and stdout to the agent's unix socket (deployctl runs this "
-                      "over SSH for ssh:// hosts)");
+                      "over SSH for ssh:// hosts whose sshd refuses it a channel to the socket)");
     dial->add_option("--socket", dial_socket, "The socket of deploy-agent serve")
         ->capture_default_str();
 

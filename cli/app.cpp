@@ -126,6 +126,7 @@ Connect default_connect(const GlobalOptions& g) {
         ssh_options.host = url.host;
         ssh_options.port = url.port; // 0: the ssh config's Port, else 22
         ssh_options.agent_command = ssh.agent_command;
+        ssh_options.agent_socket = ssh.agent_socket;
         ssh_options.identity_file = ssh.identity_file;
         ssh_options.accept_new_host_key = accept_new;
         if (auto ok = transport::apply_ssh_config(ssh_options, ssh_config); !ok)

@@ -34,8 +34,9 @@ common::Status check_transport(const HostUrl& url);
 
 // What a deploy.toml target says about reaching its ssh:// hosts.
 struct SshSettings {
-    std::vector<std::string> agent_command; // empty: deploy-agent dial-stdio
-    std::string identity_file;              // empty: ssh-agent, then ~/.ssh/id_*
+    std::vector<std::string> agent_command;  // empty: deploy-agent dial-stdio
+    std::string identity_file;               // empty: ssh-agent, then ~/.ssh/id_*
+    std::optional<std::string> agent_socket; // as TargetConfig::agent_socket
 };
 
 struct HostSources {

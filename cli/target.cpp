@@ -141,7 +141,8 @@ common::Result<Target> resolve_target(const Context& ctx, const fs::path& dir, C
     target.hosts = std::move(*hosts);
     const auto* selected = selected_target(sources);
     if (selected)
-        target.ssh = SshSettings{selected->agent_command, selected->identity_file};
+        target.ssh =
+            SshSettings{selected->agent_command, selected->identity_file, selected->agent_socket};
     auto tls = tls_options(g, selected, dir);
     if (!tls)
         return tls.error();

@@ -444,9 +444,9 @@ Status read_tls_settings(const Reader& r, const toml::table& t, TargetConfig& ta
 }
 
 Status read_target(const Reader& r, const toml::table& t, TargetConfig& target) {
-    TRY(r.check_keys(
-        t, "[targets." + target.name + "]",
-        {"hosts", "domains", "agent_command", "identity_file", "ca_file", "fingerprint"}));
+    TRY(r.check_keys(t, "[targets." + target.name + "]",
+                     {"hosts", "domains", "agent_command", "agent_socket", "identity_file",
+                      "ca_file", "fingerprint"}));
     if (const auto* n = t.get("hosts")) {
         TRY_ASSIGN(target.hosts, r.strings_at(*n, "hosts"));
     }
@@ -455,6 +455,14 @@ Status read_target(const Reader& r, const toml::table& t, TargetConfig& target) 
     }
     if (const auto* n = t.get("agent_command"))
         TRY(read_agent_command(r, *n, target));
+    if (const auto* n = t.get("agent_socket")) {
+        TRY_ASSIGN(target.agent_socket, r.string_at(*n, "agent_socket"));
+        if (!target.agent_socket->empty() && target.agent_socket->front() != '/')
+            return r.error_at(n->source(),
+                              "agent_socket must be an absolute path on the server (e.g. "
+                              "\"/run/deploy-agent/agent.sock\"), or \"\" to always run "
+                              "agent_command");
+    }
     if (const auto* n = t.get("identity_file")) {
         TRY_ASSIGN(target.identity_file, r.string_at(*n, "identity_file"));
         if (target.identity_file.empty())

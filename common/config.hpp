@@ -133,6 +133,11 @@ struct TargetConfig {
     // leading ~/ is expanded by the CLI.
     std::vector<std::string> agent_command;
     std::string identity_file;
+    // ssh:// hosts: the agent's unix socket on the server, reached by a
+    // direct-streamlocal channel before agent_command is tried. nullopt: the
+    // default socket when agent_command is the default, none when it is set;
+    // "": none (agent_command only). Otherwise an absolute path.
+    std::optional<std::string> agent_socket;
     // https:// hosts: a PEM CA bundle to verify the agent's certificate with
     // instead of the system's (as written: the CLI resolves it against
     // deploy.toml's folder), or the pinned SHA-256 fingerprint of the agent's

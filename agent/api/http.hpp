@@ -23,7 +23,7 @@ struct Peer {
     bool unix_socket = false;
     long uid = -1;        // unix socket only
     std::string user;     // the uid's name, or the uid as digits when it has none
-    bool via_ssh = false; // the socket's client runs in an SSH session (dial-stdio)
+    bool via_ssh = false; // the socket's client is sshd, or runs in an SSH session (dial-stdio)
     std::string address;  // TCP: the client's IP address ("127.0.0.1", "::1"); unix: ""
     std::string token_id; // TCP: the id of the verified bearer token
     std::string token_name;

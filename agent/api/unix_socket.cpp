@@ -104,10 +104,14 @@ common::Result<int> listen_unix(const fs::path& path) {
     return fd;
 }
 
-// Whether process `pid` runs in an SSH session (dial-stdio started by sshd
-// has SSH_CONNECTION in its environment). Unreadable (another user's process
-// while the agent is not root) reads as no.
+// Whether process `pid` runs in an SSH session: sshd itself (deployctl's
+// direct-streamlocal channels, which sshd connects as the logged-in user), or
+// dial-stdio started by sshd (SSH_CONNECTION in its environment). Unreadable
+// (another user's process while the agent is not root) reads as no.
 static bool in_ssh_session(pid_t pid) {
+    std::ifstream comm("/proc/" + std::to_string(pid) + "/comm");
+    if (std::string name; std::getline(comm, name) && name == "sshd")
+        return true;
     std::ifstream environ("/proc/" + std::to_string(pid) + "/environ", std::ios::binary);
     std::string entry;
     while (std::getline(environ, entry, '\0'))

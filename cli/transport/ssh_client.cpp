@@ -98,6 +98,13 @@ std::vector<std::string> default_agent_command() {
     return {"deploy-agent", "dial-stdio"};
 }
 
+std::string agent_socket_of(const SshOptions& options) {
+    if (options.agent_socket)
+        return *options.agent_socket;
+    // A command of the user's own may reach another socket than the default one.
+    return options.agent_command.empty() ? k_default_agent_socket : "";
+}
+
 common::Result<std::unique_ptr<Client>> make_ssh_client(SshOptions options, std::string display_url,
                                                         HttpOptions http) {
     auto session = open_ssh_session(options);
@@ -105,8 +112,9 @@ common::Result<std::unique_ptr<Client>> make_ssh_client(SshOptions options, std:
         return session.error();
     const auto& words =
         options.agent_command.empty() ? default_agent_command() : options.agent_command;
-    auto tunnel = SshTunnel::start(std::move(*session), common::shell_join(words),
-                                   ssh_address(options), options.keepalive_s);
+    auto tunnel =
+        SshTunnel::start(std::move(*session), common::shell_join(words), agent_socket_of(options),
+                         ssh_address(options), options.keepalive_s);
     if (!tunnel)
         return tunnel.error();
     http.unix_socket = (*tunnel)->socket_path();

@@ -1,8 +1,10 @@
 #pragma once
-// The Client over SSH: libssh2 logs in to the server and runs the agent
-// command (`deploy-agent dial-stdio`) in an exec channel for each HTTP
-// connection; the HTTP client (libcurl) talks to a private unix socket that a
-// tunnel thread relays to those channels. libssh2 stays in the .cpp files.
+// The Client over SSH: libssh2 logs in to the server and, for each HTTP
+// connection, opens a direct-streamlocal channel to the agent's unix socket
+// (what `ssh -L` does; no process is started on the server) or, when the
+// server refuses those, runs the agent command (`deploy-agent dial-stdio`) in
+// an exec channel; the HTTP client (libcurl) talks to a private unix socket
+// that a tunnel thread relays to those channels. libssh2 stays in the .cpp files.
 
 #include <cli/transport/client.hpp>
 #include <cli/transport/http_client.hpp>
@@ -10,6 +12,7 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -20,7 +23,11 @@ struct SshOptions {
     std::string host; // the address connected to (an ssh config HostName replaces the alias)
     int port = 22;
     std::vector<std::string> agent_command; // empty: deploy-agent dial-stdio
-    std::string identity_file;              // deploy.toml's: the only key tried
+    // The agent's socket on the server, reached by a direct-streamlocal channel (no command
+    // run) before agent_command is tried; nullopt: k_default_agent_socket when agent_command
+    // is the default, none when it is not; "": none.
+    std::optional<std::string> agent_socket;
+    std::string identity_file; // deploy.toml's: the only key tried
     bool accept_new_host_key = false;
     // Asked about an unknown host key when accept_new_host_key is off ("[web1]:2222",
     // "ssh-ed25519", "SHA256:..."): true records it (deployctl agent install asks the user).
@@ -40,8 +47,12 @@ struct SshOptions {
     std::vector<SshOptions> jumps; // ProxyJump: the hops, first to last
 };
 
-// The agent command when a target sets none.
+// The agent command when a target sets none, and the socket it reaches.
 std::vector<std::string> default_agent_command();
+inline constexpr const char* k_default_agent_socket = "/run/deploy-agent/agent.sock";
+
+// The socket a direct-streamlocal channel is opened to ("": none), as `options` say.
+std::string agent_socket_of(const SshOptions& options);
 
 // Connects, checks the host key and logs in before returning, so that an
 // unreachable server, an unknown or changed host key and a refused login are

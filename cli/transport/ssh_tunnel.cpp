@@ -46,11 +46,13 @@ struct Buffer {
 
 enum class Stage { opening, starting, relaying, closing, done };
 
-// A local connection (from libcurl) and the exec channel serving it.
+// A local connection (from libcurl) and the channel serving it.
 struct Pipe {
     int fd = -1;
     LIBSSH2_CHANNEL* channel = nullptr;
     Stage stage = Stage::opening;
+    bool open_started = false; // its channel's opening is under way (Impl::opening)
+    bool direct = false;       // a direct-streamlocal channel: no command, no exit status
     int closing_step = 0;
     Buffer up;               // local -> channel
     Buffer down;             // channel -> local
@@ -77,6 +79,23 @@ bool is_channel_error(int rc) {
     }
 }
 
+// The type-specific part of a direct-streamlocal@openssh.com channel open
+// (OpenSSH's PROTOCOL, 2.4): the socket path, then a reserved string and uint32.
+std::string streamlocal_request(const std::string& socket) {
+    std::string message;
+    const auto put_u32 = [&](std::size_t value) {
+        for (int shift = 24; shift >= 0; shift -= 8)
+            message.push_back(static_cast<char>((value >> shift) & 0xff));
+    };
+    put_u32(socket.size());
+    message += socket;
+    put_u32(0); // reserved string: empty
+    put_u32(0); // reserved uint32
+    return message;
+}
+
+constexpr std::string_view k_streamlocal = "direct-streamlocal@openssh.com";
+
 std::string trimmed(std::string text) {
     while (!text.empty() && (text.back() == '\n' || text.back() == '\r' || text.back() == ' '))
         text.pop_back();
@@ -89,7 +108,11 @@ struct SshTunnel::Impl {
     explicit Impl(SshSession session) : ssh(std::move(session)) {}
 
     SshSession ssh;
-    std::string command; // empty: a bastion's relay (one forward, no command to run)
+    std::string command;        // empty: a bastion's relay (one forward, no command to run)
+    std::string agent_socket;   // the server's socket for direct-streamlocal ("": none)
+    std::string direct_request; // streamlocal_request(agent_socket)
+    std::string direct_refusal; // why the server refused one ("": it did not)
+    bool opening = false;       // a channel open is under way (Pipe::open_started)
     std::string where;
     int keepalive_s = 15;
     std::filesystem::path dir; // the private 0700 folder
@@ -108,6 +131,7 @@ struct SshTunnel::Impl {
     void run();
     bool accept_new();
     bool step(Pipe& p);
+    bool open_channel(Pipe& p);
     bool relay(Pipe& p);
     bool relay_down(Pipe& p);
     bool finish(Pipe& p);
@@ -193,17 +217,47 @@ bool SshTunnel::Impl::accept_new() {
     }
 }
 
-bool SshTunnel::Impl::step(Pipe& p) {
+// A direct-streamlocal channel to the agent's socket while the server grants them;
+// once it has refused one (AllowStreamLocalForwarding no, a `restrict`ed key, no such
+// socket, no access to it), a session channel for the agent command, which says
+// what is wrong if something is. libssh2 opens one channel at a time (an open
+// called while another is under way would finish that one): the others wait.
+bool SshTunnel::Impl::open_channel(Pipe& p) {
+    if (opening && !p.open_started)
+        return false;
     auto* session = ssh.get();
+    const bool direct = !agent_socket.empty() && direct_refusal.empty();
+    p.open_started = opening = true;
+    p.channel = direct
+                    ? libssh2_channel_open_ex(session, k_streamlocal.data(),
+                                              static_cast<unsigned>(k_streamlocal.size()),
+                                              LIBSSH2_CHANNEL_WINDOW_DEFAULT,
+                                              LIBSSH2_CHANNEL_PACKET_DEFAULT, direct_request.data(),
+                                              static_cast<unsigned>(direct_request.size()))
+                    : libssh2_channel_open_session(session);
+    const int rc = p.channel ? 0 : libssh2_session_last_errno(session);
+    if (rc == LIBSSH2_ERROR_EAGAIN)
+        return false;
+    p.open_started = opening = false;
+    if (direct && rc == LIBSSH2_ERROR_CHANNEL_FAILURE) {
+        direct_refusal = ssh_error_message(session);
+        if (direct_refusal.empty())
+            direct_refusal = "refused";
+        return true; // this pipe opens a session channel next
+    }
+    if (rc != 0)
+        return fail(p, rc,
+                    direct ? "cannot open an SSH channel to the agent's socket"
+                           : "cannot open an SSH channel");
+    p.direct = direct;
+    p.stage = direct ? Stage::relaying : Stage::starting;
+    return true;
+}
+
+bool SshTunnel::Impl::step(Pipe& p) {
     switch (p.stage) {
     case Stage::opening:
-        p.channel = libssh2_channel_open_session(session);
-        if (!p.channel) {
-            const int rc = libssh2_session_last_errno(session);
-            return rc == LIBSSH2_ERROR_EAGAIN ? false : fail(p, rc, "cannot open an SSH channel");
-        }
-        p.stage = Stage::starting;
-        return true;
+        return open_channel(p);
     case Stage::starting: {
         const int rc = libssh2_channel_exec(p.channel, command.c_str());
         if (rc == LIBSSH2_ERROR_EAGAIN)
@@ -240,14 +294,16 @@ bool SshTunnel::Impl::relay(Pipe& p) {
         if (rc == LIBSSH2_ERROR_EAGAIN)
             break;
         if (rc < 0)
-            return fail(p, static_cast<int>(rc), "cannot send to the agent command");
+            return fail(p, static_cast<int>(rc),
+                        p.direct ? "cannot send to the agent" : "cannot send to the agent command");
         p.up.consumed(static_cast<std::size_t>(rc));
         progress = true;
     }
     if (p.local_eof && p.up.empty() && !p.eof_sent) {
         const int rc = libssh2_channel_send_eof(p.channel);
         if (rc < 0 && rc != LIBSSH2_ERROR_EAGAIN)
-            return fail(p, rc, "cannot send to the agent command");
+            return fail(p, rc,
+                        p.direct ? "cannot send to the agent" : "cannot send to the agent command");
         p.eof_sent = rc == 0;
         progress |= p.eof_sent;
     }
@@ -264,7 +320,9 @@ bool SshTunnel::Impl::relay_down(Pipe& p) {
             continue;
         }
         if (rc < 0 && rc != LIBSSH2_ERROR_EAGAIN)
-            return fail(p, static_cast<int>(rc), "cannot read from the agent command");
+            return fail(p, static_cast<int>(rc),
+                        p.direct ? "cannot read from the agent"
+                                 : "cannot read from the agent command");
         if (libssh2_channel_eof(p.channel) == 1) {
             p.remote_eof = true;
             progress = true;
@@ -314,7 +372,7 @@ bool SshTunnel::Impl::finish(Pipe& p) {
         lose(ssh_failure(ssh.get(), rc));
         return true;
     }
-    if (p.closing_step == 0 && !command.empty()) {
+    if (p.closing_step == 0 && !command.empty() && !p.direct) {
         const int status = libssh2_channel_get_exit_status(p.channel);
         if (status != 0)
             record(common::make_error(
@@ -323,7 +381,12 @@ bool SshTunnel::Impl::finish(Pipe& p) {
                             command, status, p.errors.empty() ? "" : ": ", trimmed(p.errors)) +
                     (status == 127 ? " (set agent_command under [targets.NAME] in deploy.toml "
                                      "to where deploy-agent is on that server)"
-                                   : "")));
+                                   : "") +
+                    (direct_refusal.empty()
+                         ? ""
+                         : fmt::format("; the server had refused a channel to the agent's "
+                                       "socket {} ({})",
+                                       agent_socket, direct_refusal))));
     }
     if (++p.closing_step == 3) {
         p.channel = nullptr;
@@ -422,10 +485,14 @@ SshTunnel::~SshTunnel() {
     }
 }
 
-common::Result<std::unique_ptr<SshTunnel>>
-SshTunnel::start(SshSession session, std::string command_line, std::string where, int keepalive_s) {
+common::Result<std::unique_ptr<SshTunnel>> SshTunnel::start(SshSession session,
+                                                            std::string command_line,
+                                                            std::string agent_socket,
+                                                            std::string where, int keepalive_s) {
     auto impl = std::make_unique<Impl>(std::move(session));
     impl->command = std::move(command_line);
+    impl->direct_request = streamlocal_request(agent_socket);
+    impl->agent_socket = std::move(agent_socket);
     impl->where = std::move(where);
     impl->keepalive_s = keepalive_s;
     if (auto ok = impl->listen(); !ok)

@@ -179,9 +179,13 @@ mv "$TEST_TMP/id_ed25519.away" "$HOME/.ssh/id_ed25519"
 sed -i "s|^agent_command = .*|agent_command = $(toml_string "'$AGENT_BIN' dial-stdio --socket $TEST_TMP/nowhere.sock")|" \
     "$OTHER/deploy.toml"
 sed -i '/^identity_file/d' "$OTHER/deploy.toml"
+echo "agent_socket = \"$TEST_TMP/nowhere.sock\"" >>"$OTHER/deploy.toml"
 assert_exit 3 "$DEPLOYCTL_BIN" -C "$OTHER" --no-color status
 assert_contains "$ERR" "cannot connect to $TEST_TMP/nowhere.sock" "no agent socket: dial-stdio's reason is shown"
 assert_contains "$ERR" "is deploy-agent serve running?" "no agent socket: with the hint"
+assert_contains "$ERR" "refused a channel to the agent's socket $TEST_TMP/nowhere.sock" \
+    "no agent socket: the direct-streamlocal channel to it was refused first"
+sed -i '/^agent_socket/d' "$OTHER/deploy.toml"
 sed -i "s|^agent_command = .*|agent_command = \"/nonexistent/deploy-agent dial-stdio\"|" "$OTHER/deploy.toml"
 assert_exit 3 "$DEPLOYCTL_BIN" -C "$OTHER" --no-color status
 assert_contains "$ERR" "status 127" "a missing agent binary: exit status 127 is shown"
@@ -208,6 +212,46 @@ assert_contains "$(cat "$TEST_TMP/drop.err")" "the SSH connection to $SSH_USER@1
 assert_exit 0 dctl status
 assert_contains "$OUT" "v2" "status over HTTP after the drop: the agent is consistent"
 expect_serving $APP "hello from 2" "still serving v2 after the drop"
+
+# --- direct-streamlocal: the agent's socket reached without running a command -----------
+# agent_socket names it; the agent command is one that cannot run, so a deploy that works
+# went through a channel sshd connected to the socket itself.
+start_sshd direct "$SSHD_DIR/host_key"
+DIRECT_URL=ssh://$SSH_USER@127.0.0.1:$SSH_PORT
+start_sshd no-forwarding "$SSHD_DIR/host_key" "AllowStreamLocalForwarding no"
+REFUSING_URL=ssh://$SSH_USER@127.0.0.1:$SSH_PORT
+cat >>"$REPO/deploy.toml" <<EOF
+[targets.direct]
+hosts = ["$DIRECT_URL"]
+agent_command = "/nonexistent/deploy-agent dial-stdio"
+agent_socket = $(toml_string "$AGENT_SOCKET")
+[targets.refusing]
+hosts = ["$REFUSING_URL"]
+agent_command = "/nonexistent/deploy-agent dial-stdio"
+agent_socket = $(toml_string "$AGENT_SOCKET")
+[targets.fallback]
+hosts = ["$REFUSING_URL"]
+agent_command = $(toml_string "$AGENT_COMMAND")
+agent_socket = $(toml_string "$AGENT_SOCKET")
+EOF
+commit_change "$REPO" "Version 4" VERSION 4
+assert_exit 0 sctl -t direct deploy --accept-new-host-key
+assert_not_contains "$ERR" "nonexistent" "streamlocal: no agent command was run"
+expect_serving $APP "hello from 4" "deployed through a direct-streamlocal channel: v4 served"
+assert_exit 0 sctl -t direct audit --json
+assert_jq "$(jq -s . <"$OUT_FILE")" \
+    "any(.[]; .who == \"ssh:$SSH_USER\" and .path == \"/v1/apps/hello/deployments\" and .release == \"v4\")" \
+    "streamlocal: the audit names the deploy of v4 by ssh:$SSH_USER (the peer is sshd)"
+assert_not_contains "$(cat "$SSHD_DIR/direct.log")" "Starting session" \
+    "streamlocal: sshd started no session for the agent"
+# A server that refuses such channels gets the agent command: its error is shown, and
+# that the socket was refused first.
+assert_exit 3 sctl -t refusing status --accept-new-host-key
+assert_contains "$ERR" "status 127" "refused streamlocal: the agent command ran instead"
+assert_contains "$ERR" "refused a channel to the agent's socket $AGENT_SOCKET" \
+    "refused streamlocal: the error says the socket was refused first"
+assert_exit 0 sctl -t fallback status
+assert_contains "$OUT" "v4" "refused streamlocal: a working agent_command serves instead"
 
 # --- a non-root agent that cannot create the default socket ---------------------------
 # Nobody asked for a socket: it serves the API on TCP only, with a warning. (One asked

@@ -1,6 +1,9 @@
 // cli/transport/ssh_config: the OpenSSH client configuration as deployctl reads it for
 // ssh:// hosts: Host patterns and Match, first value wins, Include, tokens, ProxyJump
 // chains, and what is refused (StrictHostKeyChecking no, ProxyCommand, loops).
+// agent_socket_of: where direct-streamlocal channels go.
+#include <agent/api/unix_socket.hpp>
+#include <cli/transport/ssh_client.hpp>
 #include <cli/transport/ssh_config.hpp>
 
 #include <doctest/doctest.h>
@@ -302,4 +305,21 @@ TEST_CASE("ssh config: -F, DEPLOYCTL_SSH_CONFIG and none") {
     auto missing = read_ssh_config(ssh_config_source(dir.path() / "nope"), "web", "", dir.path());
     REQUIRE_FALSE(missing);
     CHECK(missing.error().message.find("does not exist") != std::string::npos);
+}
+
+TEST_CASE("agent_socket_of: the default socket only with the default agent command") {
+    // deployctl's idea of the default socket is the agent's.
+    CHECK(std::string(cli::transport::k_default_agent_socket) == agent::api::k_default_socket);
+    cli::transport::SshOptions options;
+    CHECK(cli::transport::agent_socket_of(options) == "/run/deploy-agent/agent.sock");
+    SUBCASE("a command of the user's own may reach another socket: none is guessed") {
+        options.agent_command = {"/opt/deploy-agent", "dial-stdio", "--socket", "/srv/a.sock"};
+        CHECK(cli::transport::agent_socket_of(options).empty());
+        options.agent_socket = "/srv/a.sock";
+        CHECK(cli::transport::agent_socket_of(options) == "/srv/a.sock");
+    }
+    SUBCASE("\"\" turns it off") {
+        options.agent_socket = "";
+        CHECK(cli::transport::agent_socket_of(options).empty());
+    }
 }

@@ -186,6 +186,22 @@ identity_file = "~/.ssh/deploy_key"
         REQUIRE_FALSE(key.ok());
         CHECK(key.error().message.find("identity_file is empty") != std::string::npos);
     }
+    SUBCASE("agent_socket: unset, a path, \"\" to turn it off; relative is an error") {
+        CHECK_FALSE(target.agent_socket.has_value());
+        auto set = common::parse_config(
+            "app = \"a\"\n[targets.x]\nagent_socket = \"/srv/deploy/agent.sock\"\n", "d.toml");
+        REQUIRE(set.ok());
+        CHECK(set->targets.at("x").agent_socket == "/srv/deploy/agent.sock");
+        auto off =
+            common::parse_config("app = \"a\"\n[targets.x]\nagent_socket = \"\"\n", "d.toml");
+        REQUIRE(off.ok());
+        CHECK(off->targets.at("x").agent_socket == "");
+        auto relative = common::parse_config(
+            "app = \"a\"\n[targets.x]\nagent_socket = \"agent.sock\"\n", "d.toml");
+        REQUIRE_FALSE(relative.ok());
+        CHECK(relative.error().message.rfind(
+                  "d.toml:3:16: agent_socket must be an absolute path on the server", 0) == 0);
+    }
     SUBCASE("wrong types and misspellings") {
         auto number =
             common::parse_config("app = \"a\"\n[targets.x]\nagent_command = 3\n", "d.toml");
