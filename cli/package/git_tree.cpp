@@ -268,6 +268,7 @@ common::Status walk_later(SourceTree::Impl& impl) {
     detail::Collected collected;
     DigestCache cache(impl.digests_file);
     collected.cache = &cache;
+    collected.worktree = impl.worktree;
     TRY(common::git::walk_tree(impl.repo, tree, collected));
     cache.save();
     return take_collected(impl, collected);
@@ -508,6 +509,7 @@ common::Result<SourceTree> package_source(const fs::path& dir, Mode mode, Walk w
     if (*tree && !later) {
         cache.emplace(impl->digests_file);
         collected.cache = &*cache;
+        collected.worktree = impl->worktree;
         if (auto st = common::git::walk_tree(impl->repo, *tree, collected); !st)
             return st.error();
     }

@@ -36,6 +36,9 @@ struct Collected {
     // An object directory beside the repository's own (a push's quarantine): the walk's
     // extra repository handles see it too.
     std::filesystem::path alternate_objects;
+    // The checked-out folder the entries' paths are relative to (none: a bare repository):
+    // a blob not in `cache` is read there when git's id of the file is the blob's.
+    std::filesystem::path worktree;
 };
 
 // Adds every blob, executable and symlink of `tree` (skipping submodules).

@@ -53,6 +53,17 @@ struct Repo {
     }
 };
 
+// Removes the loose object of HEAD's `path` (relative to the repository's root).
+void remove_git_copy(const Repo& repo, const std::string& path) {
+    std::string oid(40, '\0');
+    FILE* rev = ::popen(("git -C " + repo.root.string() + " rev-parse HEAD:" + path).c_str(), "r");
+    REQUIRE(rev != nullptr);
+    const auto got = std::fread(oid.data(), 1, oid.size(), rev);
+    ::pclose(rev);
+    REQUIRE(got == 40);
+    REQUIRE(fs::remove(repo.root / ".git/objects" / oid.substr(0, 2) / oid.substr(2)));
+}
+
 } // namespace
 
 TEST_CASE("package_source: the committed tree of an app in a subdirectory") {
@@ -129,14 +140,7 @@ TEST_CASE("package_source: a committed file is read from the working tree while 
     auto files = by_path(*tree);
     const auto index = files["index.html"];
     // git's copy of index.html removed: what read() returns now comes from the working tree.
-    std::string oid(40, '\0');
-    FILE* rev =
-        ::popen(("git -C " + repo.root.string() + " rev-parse HEAD:app/index.html").c_str(), "r");
-    REQUIRE(rev != nullptr);
-    const auto got = std::fread(oid.data(), 1, oid.size(), rev);
-    ::pclose(rev);
-    REQUIRE(got == 40);
-    REQUIRE(fs::remove(repo.root / ".git/objects" / oid.substr(0, 2) / oid.substr(2)));
+    remove_git_copy(repo, "app/index.html");
     auto bytes = tree->read(index.digest, "index.html", index.size);
     REQUIRE_MESSAGE(bytes, (bytes ? "" : bytes.error().message));
     CHECK(*bytes == "<h1>hello</h1>\n");
@@ -161,6 +165,39 @@ TEST_CASE("package_source: a committed file is read from the working tree while 
         auto read = tree->read(start.digest, "bin/start", start.size);
         REQUIRE(read);
         CHECK(*read == "#!/bin/sh\nexec echo hi\n");
+    }
+}
+
+TEST_CASE("package_source: a file no earlier deploy hashed is hashed from the working tree when "
+          "it holds the committed bytes") {
+    Repo repo;
+    // git's copy of index.html removed before the first walk (no digest cache yet): the
+    // walk can only have hashed it from the working tree.
+    remove_git_copy(repo, "app/index.html");
+    // bin/start changed since the commit, same size: git's bytes are what is hashed.
+    write(repo.app / "bin/start", "#!/bin/sh\nexec echo by\n");
+    const auto check = [](const cli::package::SourceTree& tree) {
+        auto files = by_path(tree);
+        CHECK(files["index.html"].digest == common::sha256_hex("<h1>hello</h1>\n"));
+        CHECK(files["index.html"].size == 15);
+        CHECK(files["bin/start"].digest == common::sha256_hex("#!/bin/sh\nexec echo hi\n"));
+    };
+    SUBCASE("walked at once") {
+        auto tree = package_source(repo.app, Mode::committed);
+        REQUIRE_MESSAGE(tree, (tree ? "" : tree.error().message));
+        check(*tree);
+    }
+    SUBCASE("walked by load()") {
+        auto tree = package_source(repo.app, Mode::committed, cli::package::Walk::at_load);
+        REQUIRE_MESSAGE(tree, (tree ? "" : tree.error().message));
+        REQUIRE(tree->load());
+        check(*tree);
+    }
+    SUBCASE("the working copy gone as well: git's read fails, and says so") {
+        fs::remove(repo.app / "index.html");
+        auto tree = package_source(repo.app, Mode::committed);
+        REQUIRE_FALSE(tree);
+        CHECK(tree.error().message.find("index.html") != std::string::npos);
     }
 }
 
