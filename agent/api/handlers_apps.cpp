@@ -367,9 +367,11 @@ Response show_build_cache(ApiContext& context, const Request& request) {
                                {"kind", entry.kind},
                                {"bytes", entry.bytes},
                                {"last_used", common::format_micros(entry.last_used / 1000)}};
-        if (entry.kind == "build")
+        // A kept build, and a copy of one made ahead for its reuse ("ready", with its release).
+        const bool of_build = entry.kind == "build" || !entry.release.empty();
+        if (of_build)
             item["release"] = entry.release;
-        (entry.kind == "build" ? builds : cached) += entry.bytes;
+        (of_build ? builds : cached) += entry.bytes;
         entries.push_back(std::move(item));
     }
     return json_response(200, {{"app", info->app},

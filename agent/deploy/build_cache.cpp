@@ -13,6 +13,7 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <fcntl.h>
 #include <iterator>
 #include <map>
@@ -219,6 +220,32 @@ bool ready_copy_current(const fs::path& root) {
     return made && *made == process_mark() + "\n" + read_version(root);
 }
 
+// builds/.ready-KEY: a copy of the kept build KEY made ahead (prepare_build), which a reuse
+// renames into its release directory; .ready-KEY.made names the process that made it (it
+// is written unsynced: one a crash interrupted is never used).
+fs::path ready_build(const fs::path& root, const std::string& key) {
+    return root / "builds" / (".ready-" + key);
+}
+fs::path ready_build_mark(const fs::path& root, const std::string& key) {
+    return root / "builds" / (".ready-" + key + ".made");
+}
+bool ready_build_current(const fs::path& root, const std::string& key) {
+    auto made = common::read_file(ready_build_mark(root, key));
+    std::error_code ec;
+    return made && *made == process_mark() + "\n" && fs::is_directory(ready_build(root, key), ec);
+}
+// The key a name under builds/ belongs to: KEY, KEY.release, .ready-KEY, .ready-KEY.made,
+// .ready-tmp-KEY ("" for another name, .new-KEY included).
+std::string build_key_of(std::string name) {
+    for (const char* suffix : {".release", ".made"})
+        if (name.ends_with(suffix))
+            name.resize(name.size() - std::strlen(suffix));
+    for (const char* prefix : {".ready-tmp-", ".ready-"})
+        if (name.starts_with(prefix))
+            return name.substr(std::strlen(prefix));
+    return name.starts_with(".") ? "" : name;
+}
+
 // The cache's entries: each saved path, each top-level folder of $CACHE_DIR and, `builds`,
 // each kept build (a whole release tree to walk, so only when asked for).
 std::vector<BuildCacheEntry> list_entries(const fs::path& root, bool builds) {
@@ -230,7 +257,7 @@ std::vector<BuildCacheEntry> list_entries(const fs::path& root, bool builds) {
             const auto file = it->path().filename().string();
             if (file.starts_with(".new-") || file.starts_with(".old-") || file.ends_with(".used"))
                 continue;
-            if (kind == "build" && !it->is_directory())
+            if (kind == "build" && (!it->is_directory() || file.starts_with(".ready-")))
                 continue;
             BuildCacheEntry entry;
             entry.name = name_of(file);
@@ -277,6 +304,13 @@ std::vector<BuildCacheEntry> list_entries(const fs::path& root, bool builds) {
             const auto m = measure(root / "next");
             out.push_back({"next build", "ready", m.bytes, m.newest, ""});
         }
+        ec.clear();
+        // The copies of kept builds made ahead for their reuse, under their build's key.
+        for (const auto& entry : std::vector<BuildCacheEntry>(out))
+            if (entry.kind == "build" && fs::is_directory(ready_build(root, entry.name), ec)) {
+                const auto m = measure(ready_build(root, entry.name));
+                out.push_back({entry.name, "ready", m.bytes, m.newest, entry.release});
+            }
     }
     return out;
 }
@@ -655,21 +689,69 @@ bool BuildCache::has_build(const std::string& key) const {
     return !key.empty() && fs::is_directory(m_root / "builds" / key, ec);
 }
 
-common::Status BuildCache::reuse_build(const std::string& key, const fs::path& release_dir) const {
+common::Status BuildCache::reuse_build(const std::string& key, const fs::path& release_dir,
+                                       bool* made_ahead) const {
     std::error_code ec;
     fs::remove_all(release_dir, ec);
     fs::create_directories(release_dir.parent_path(), ec);
+    if (made_ahead)
+        *made_ahead = false;
+    if (ready_build_current(m_root, key) &&
+        ::rename(ready_build(m_root, key).c_str(), release_dir.c_str()) == 0) {
+        remove_quietly(ready_build_mark(m_root, key));
+        if (made_ahead)
+            *made_ahead = true;
+        return {};
+    }
     return copy_tree(m_root / "builds" / key, release_dir, false);
+}
+
+common::Result<std::uint64_t> BuildCache::prepare_build(const std::string& key, const Room& room,
+                                                        const std::atomic<bool>* cancel) const {
+    if (!has_build(key) || ready_build_current(m_root, key))
+        return std::uint64_t{0};
+    // One copy made ahead per app: another build's goes (it is no longer the one serving).
+    std::error_code ec;
+    for (auto it = fs::directory_iterator(m_root / "builds", ec);
+         !ec && it != fs::directory_iterator(); it.increment(ec)) {
+        const auto name = it->path().filename().string();
+        if (name.starts_with(".ready-") && build_key_of(name) != key)
+            remove_quietly(it->path());
+    }
+    const auto kept = m_root / "builds" / key;
+    const auto temp = m_root / "builds" / (".ready-tmp-" + key);
+    for (const auto& stale : {temp, ready_build(m_root, key), ready_build_mark(m_root, key)})
+        remove_quietly(stale);
+    const auto m = measure(kept);
+    TRY(room(m.bytes, m.files));
+    std::uint64_t bytes = 0;
+    if (auto copied = copy_tree(kept, temp, false, &bytes, cancel); !copied) {
+        if (cancel == nullptr || !cancel->load()) // cancelled: the next prepare removes it
+            remove_quietly(temp);
+        return copied.error();
+    }
+    // In place only while the build is kept (a prune may have dropped it meanwhile).
+    TRY_ASSIGN(auto held, lock(true));
+    if (!has_build(key)) {
+        remove_quietly(temp);
+        return make_error(ErrorKind::refused, "the build was dropped while it was copied");
+    }
+    if (::rename(temp.c_str(), ready_build(m_root, key).c_str()) != 0) {
+        const int error = errno;
+        remove_quietly(temp);
+        return make_error(common::io_error_kind(error),
+                          "cannot rename " + temp.string() + ": " + common::os_error_text(error));
+    }
+    TRY(common::write_unsynced(ready_build_mark(m_root, key), process_mark() + "\n", false));
+    return bytes;
 }
 
 void BuildCache::drop_builds_except(const std::set<std::string>& keys) const {
     std::error_code ec;
     for (auto it = fs::directory_iterator(m_root / "builds", ec);
          !ec && it != fs::directory_iterator(); it.increment(ec)) {
-        auto name = it->path().filename().string();
-        if (name.ends_with(".release"))
-            name.resize(name.size() - 8);
-        if (name.starts_with(".new-") || !keys.count(name))
+        const auto key = build_key_of(it->path().filename().string());
+        if (key.empty() || !keys.count(key))
             remove_quietly(it->path());
     }
 }
@@ -694,29 +776,40 @@ constexpr int k_io_lowest = 7; // of the best-effort class
 } // namespace
 
 BuildCacheCopier::BuildCacheCopier(std::string app, BuildCache cache, std::uint64_t max,
-                                   BuildCache::Room room) {
-    m_thread = std::thread(
-        [this, app = std::move(app), cache = std::move(cache), max, room = std::move(room)] {
-            // Below the deploys and the apps, on the CPUs and the disk (the threads it starts
-            // too): it is done ahead of time. A nice value and the lowest best-effort I/O
-            // level, not the idle classes: a build that waits for it must not wait for ever
-            // on a busy server.
-            const int tid = static_cast<int>(::gettid());
-            m_tid.store(tid);
-            (void)::setpriority(PRIO_PROCESS, static_cast<id_t>(tid), k_copier_nice);
-            set_io_priority(tid, IoClass::best_effort, k_io_lowest);
-            const auto began = std::chrono::steady_clock::now();
-            auto made = cache.prepare(max, room, &m_cancel);
-            if (made && *made > 0)
-                common::log_info(fmt::format("{}: build cache copied ahead of the next build "
-                                             "({}) in {} ms",
-                                             app, size_text(*made), ms_since(began)));
-            else if (!made && !m_cancel.load())
-                common::log_info(app +
-                                 ": no copy of the build cache made ahead of the next "
-                                 "build: " +
-                                 made.error().message);
-        });
+                                   BuildCache::Room room, std::string ready_key) {
+    m_thread = std::thread([this, app = std::move(app), cache = std::move(cache), max,
+                            room = std::move(room), ready_key = std::move(ready_key)] {
+        // Below the deploys and the apps, on the CPUs and the disk (the threads it starts
+        // too): it is done ahead of time. A nice value and the lowest best-effort I/O
+        // level, not the idle classes: a build that waits for it must not wait for ever
+        // on a busy server.
+        const int tid = static_cast<int>(::gettid());
+        m_tid.store(tid);
+        (void)::setpriority(PRIO_PROCESS, static_cast<id_t>(tid), k_copier_nice);
+        set_io_priority(tid, IoClass::best_effort, k_io_lowest);
+        const auto began = std::chrono::steady_clock::now();
+        auto made = cache.prepare(max, room, &m_cancel);
+        if (made && *made > 0)
+            common::log_info(fmt::format("{}: build cache copied ahead of the next build "
+                                         "({}) in {} ms",
+                                         app, size_text(*made), ms_since(began)));
+        else if (!made && !m_cancel.load())
+            common::log_info(app +
+                             ": no copy of the build cache made ahead of the next "
+                             "build: " +
+                             made.error().message);
+        if (ready_key.empty() || m_cancel.load())
+            return;
+        const auto then = std::chrono::steady_clock::now();
+        auto ready = cache.prepare_build(ready_key, room, &m_cancel);
+        if (ready && *ready > 0)
+            common::log_info(fmt::format("{}: build {} copied ahead of its reuse ({}) in {} ms",
+                                         app, ready_key.substr(0, 12), size_text(*ready),
+                                         ms_since(then)));
+        else if (!ready && !m_cancel.load())
+            common::log_info(fmt::format("{}: no copy of build {} made ahead of its reuse: {}", app,
+                                         ready_key.substr(0, 12), ready.error().message));
+    });
 }
 
 BuildCacheCopier::~BuildCacheCopier() {

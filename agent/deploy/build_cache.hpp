@@ -11,6 +11,9 @@
 //   builds/KEY/     the output of a successful build whose inputs have the digest KEY (hard
 //                   links to the files its release directory had after the build), reused
 //                   by a build of the same inputs while a kept release has that key
+//   builds/.ready-KEY/  a copy of builds/KEY made ahead (prepare_build), which its reuse
+//                   renames into the release directory instead of copying while the deploy
+//                   waits; trusted only by the process that made it (.ready-KEY.made)
 //   next/           a copy of paths/ and dir/ made ahead, after a deploy, by this agent
 //                   process (prepare): the next build's restore renames its parts into
 //                   place instead of copying while the deploy waits. Trusted only while
@@ -111,9 +114,14 @@ class BuildCache {
     common::Status keep_build(const TreeSnapshot& tree, const std::string& key,
                               const std::string& release) const;
     bool has_build(const std::string& key) const;
-    // The kept output of `key` copied into `release_dir` (which must not exist).
-    common::Status reuse_build(const std::string& key,
-                               const std::filesystem::path& release_dir) const;
+    // The kept output of `key` copied into `release_dir` (which must not exist): its copy
+    // made ahead renamed there when there is one (`made_ahead` says), else copied now.
+    common::Status reuse_build(const std::string& key, const std::filesystem::path& release_dir,
+                               bool* made_ahead = nullptr) const;
+    // Off the builds' way, as prepare: a copy of the kept build `key` made ahead for its
+    // reuse, when `room` allows it; returns its bytes (0: there is one, or no such build).
+    common::Result<std::uint64_t> prepare_build(const std::string& key, const Room& room,
+                                                const std::atomic<bool>* cancel) const;
     // Drops the kept builds whose key no kept release has.
     void drop_builds_except(const std::set<std::string>& keys) const;
 
@@ -125,11 +133,13 @@ class BuildCache {
     std::filesystem::path m_root;
 };
 
-// BuildCache::prepare on a thread of its own, its outcome logged under `app`'s name.
+// BuildCache::prepare on a thread of its own, then prepare_build of `ready_key` (the
+// PRODUCTION release's build; "" none), their outcomes logged under `app`'s name.
 // Destroyed: cancelled, and waited for.
 class BuildCacheCopier {
   public:
-    BuildCacheCopier(std::string app, BuildCache cache, std::uint64_t max, BuildCache::Room room);
+    BuildCacheCopier(std::string app, BuildCache cache, std::uint64_t max, BuildCache::Room room,
+                     std::string ready_key = {});
     ~BuildCacheCopier();
     BuildCacheCopier(const BuildCacheCopier&) = delete;
     BuildCacheCopier& operator=(const BuildCacheCopier&) = delete;

@@ -294,11 +294,16 @@ void Engine::copy_cache_ahead(const std::string& app, AppSlot& my) {
             return; // the next build copies what it restores, as it would wait for this
     }
     my.cache_copier.reset();
+    // The build most likely reused next: the one serving (a redeploy of the same tree).
+    std::string ready_key;
+    if (auto production = m_store->production(app))
+        ready_key = production->build_key;
     my.cache_copier = std::make_unique<BuildCacheCopier>(
         app, BuildCache(m_options.data_dir.build_cache(app)), *max,
         [this](std::uint64_t bytes, std::uint64_t files) {
             return m_options.disk.check(bytes, "a copy of the build cache made ahead", files);
-        });
+        },
+        std::move(ready_key));
 }
 
 bool Engine::settle_spare(const std::string& app, AppSlot& my, bool cancel) {
@@ -344,8 +349,10 @@ common::Status Engine::build(const std::string& app, const Job& job, const Event
         if (auto recorded = m_store->set_build_key(app, job.id, key); !recorded)
             common::log_error(recorded.error().message);
     };
-    auto reused = [&](const std::string& from, const std::string& key) {
-        spec.on_note("build reused from " + from + " (same inputs; deploy --rebuild builds)");
+    auto reused = [&](const std::string& from, const std::string& key, bool made_ahead) {
+        spec.on_note("build reused from " + from +
+                     (made_ahead ? " (same inputs, its copy made ahead; deploy --rebuild builds)"
+                                 : " (same inputs; deploy --rebuild builds)"));
         record_key(key);
         return common::Status();
     };
@@ -375,8 +382,9 @@ common::Status Engine::build(const std::string& app, const Job& job, const Event
     if (!maybe_image) { // an earlier build of the same inputs: its output copied, no tree written
         TRY(hold_cache());
         if (reuse_from && cache.has_build(key)) { // again, now that no clear can remove it
-            if (auto copied = cache.reuse_build(key, dir); copied)
-                return reused(*reuse_from, key);
+            bool made_ahead = false;
+            if (auto copied = cache.reuse_build(key, dir, &made_ahead); copied)
+                return reused(*reuse_from, key, made_ahead);
             else
                 spec.on_note("cannot reuse the build of " + *reuse_from + " (" +
                              copied.error().message + "); building");
@@ -430,7 +438,7 @@ common::Status Engine::build(const std::string& app, const Job& job, const Event
                 from && !(job.rebuild || job.no_cache)) {
                 if (auto tagged = runtime.reuse_build({app, *from}, spec.release);
                     tagged && *tagged)
-                    return reused(*from, key);
+                    return reused(*from, key, false);
             }
         }
     } else {

@@ -948,7 +948,7 @@ void HumanPrinter::render(const BuildCache& e) {
     std::size_t width = 4;
     auto name_of = [](const json& entry) {
         std::string name = json_str(entry, "name");
-        if (json_str(entry, "kind") == "build")
+        if (json_str(entry, "kind") == "build" || !json_str(entry, "release").empty())
             name = name.substr(0, 12) + " (" + json_str(entry, "release") + ")";
         return name;
     };

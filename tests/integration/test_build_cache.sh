@@ -9,7 +9,7 @@
 # a build quicker than writing its tree is not kept for reuse.
 source "$(dirname "$0")/lib.sh"
 require_binaries
-require_tools "nodejs npm jq busybox" node npm jq busybox
+require_tools "nodejs npm jq busybox sqlite3" node npm jq busybox sqlite3
 
 start_agent
 APP=hello
@@ -114,6 +114,9 @@ expect_serving $APP "hello from 4" "v4 still serves after the failed builds"
 git -C "$REPO" read-tree -u --reset "$V3_TREE"
 git -C "$REPO" commit -q -m "Back to v3's tree"
 assert_eq "$V3_TREE" "$(git -C "$REPO" rev-parse HEAD^{tree})" "the commit has v3's tree"
+V3_KEY=$(sqlite3 "$DATA/state.db" "select substr(build_key, 1, 12) from releases where app='hello' and id='v3'")
+copies_ahead() { grep -c "build $V3_KEY copied ahead of its reuse" "$AGENT_LOG" || true; }
+COPIES_BEFORE=$(copies_ahead)
 START=$(date +%s%N)
 assert_exit 0 dctl deploy
 REUSED_MS=$(( ($(date +%s%N) - START) / 1000000 ))
@@ -126,8 +129,21 @@ assert_eq 1 "$(wc -l <"$(release_dir $APP "$REUSED")/starts")" \
     "the reused build is v3's directory as its build left it: its starts file has only $REUSED's own start"
 assert_true "the reused release has its own copy of the build" \
     test "$(stat -c %i "$(release_dir $APP v3)/public/modules")" != "$(stat -c %i "$(release_dir $APP "$REUSED")/public/modules")"
+# Once the agent is idle, it copies the serving release's kept build ahead of its reuse: a
+# redeploy of it then renames that copy into place instead of copying while it waits.
+copied_ahead() { [[ $(copies_ahead) -gt $COPIES_BEFORE ]]; }
+wait_until 30 copied_ahead || fail "the serving build is copied ahead of its reuse" "$(excerpt "$AGENT_LOG")"
+pass "the serving build is copied ahead of its reuse (the agent's log says so)"
+assert_exit 0 dctl build-cache ls --json
+assert_jq "$(cat "$OUT_FILE")" '[.entries[] | select(.kind == "ready" and .release != null)] | length == 1' \
+    "build-cache ls lists the copy made ahead, with the release whose build it is"
 assert_exit 0 dctl deploy --force
 assert_contains "$OUT" "build reused from" "deploy --force of the same tree: reused too"
+assert_contains "$OUT" "(same inputs, its copy made ahead" "deploy --force: the copy made ahead is used"
+FORCED=$(release_ids | awk '{print $1}')
+assert_eq 51 "$(fetch $APP /modules)" "the build reused from its copy made ahead serves ($FORCED)"
+assert_true "the copy made ahead is a release directory of its own" \
+    test "$(stat -c %i "$(release_dir $APP "$REUSED")/public/modules")" != "$(stat -c %i "$(release_dir $APP "$FORCED")/public/modules")"
 
 # --- --rebuild builds (with the cache); --no-cache builds from nothing ----------------------
 assert_exit 0 dctl deploy --rebuild

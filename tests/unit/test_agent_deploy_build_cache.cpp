@@ -313,6 +313,93 @@ TEST_CASE("build cache: a copy made ahead is renamed into the next build, not co
     CHECK(find(cache.entries(), "next build") == nullptr);
 }
 
+TEST_CASE("build cache: a kept build's copy made ahead is renamed into its reuse, once") {
+    test::TempDir tmp;
+    BuildCache cache(tmp.path() / "cache");
+    write(tmp.path() / "v1/public/index.html", "built");
+    const std::string key(64, 'a');
+    REQUIRE(cache.keep_build(tmp.path() / "v1", key, "v1").ok());
+    SUBCASE("none when the disk guard refuses it") {
+        auto refused = cache.prepare_build(
+            key,
+            [](std::uint64_t, std::uint64_t) {
+                return common::Status(common::make_error(common::ErrorKind::disk_full, "full"));
+            },
+            nullptr);
+        REQUIRE_FALSE(refused.ok());
+        CHECK(refused.error().message == "full");
+        bool ahead = true;
+        REQUIRE(cache.reuse_build(key, tmp.path() / "v2", &ahead).ok());
+        CHECK_FALSE(ahead);
+        CHECK(read(tmp.path() / "v2/public/index.html") == "built");
+    }
+    auto made = cache.prepare_build(key, any_room, nullptr);
+    REQUIRE_MESSAGE(made.ok(), (made ? "" : made.error().message));
+    CHECK(*made == 5);
+    CHECK(*cache.prepare_build(std::string(64, 'b'), any_room, nullptr) == 0); // not kept
+    const auto ready = tmp.path() / "cache/builds" / (".ready-" + key) / "public/index.html";
+    REQUIRE(fs::exists(ready));
+    const auto ready_inode = inode(ready);
+    CHECK(*cache.prepare_build(key, any_room, nullptr) == 0); // made already
+    CHECK(inode(ready) == ready_inode);
+    // Listed as a copy of that build, counted apart from it.
+    const auto listed = cache.entries();
+    REQUIRE(listed.size() == 2);
+    CHECK(listed[0].kind == "build");
+    CHECK(listed[1].kind == "ready");
+    CHECK(listed[1].name == key);
+    CHECK(listed[1].release == "v1");
+    CHECK(listed[1].bytes == 5);
+
+    SUBCASE("reused: the copy itself, moved; the next reuse copies") {
+        bool ahead = false;
+        REQUIRE(cache.reuse_build(key, tmp.path() / "v2", &ahead).ok());
+        CHECK(ahead);
+        CHECK(inode(tmp.path() / "v2/public/index.html") == ready_inode);
+        CHECK(ready_inode != inode(tmp.path() / "cache/builds" / key / "public/index.html"));
+        CHECK(ready_inode != inode(tmp.path() / "v1/public/index.html"));
+        CHECK(read(tmp.path() / "v2/public/index.html") == "built");
+        CHECK(cache.entries().size() == 1);
+        REQUIRE(cache.reuse_build(key, tmp.path() / "v3", &ahead).ok());
+        CHECK_FALSE(ahead);
+        CHECK(read(tmp.path() / "v3/public/index.html") == "built");
+        CHECK(inode(tmp.path() / "v3/public/index.html") != ready_inode);
+    }
+    SUBCASE("one another agent process made is not trusted: it is made again") {
+        write(tmp.path() / "cache/builds" / (".ready-" + key + ".made"), "another process\n");
+        bool ahead = true;
+        REQUIRE(cache.reuse_build(key, tmp.path() / "v2", &ahead).ok());
+        CHECK_FALSE(ahead);
+        CHECK(inode(tmp.path() / "v2/public/index.html") != ready_inode);
+        CHECK(*cache.prepare_build(key, any_room, nullptr) == 5);
+    }
+    SUBCASE("one per app: a copy of another build replaces it") {
+        write(tmp.path() / "v2/public/index.html", "built again");
+        const std::string other(64, 'c');
+        REQUIRE(cache.keep_build(tmp.path() / "v2", other, "v2").ok());
+        CHECK(*cache.prepare_build(other, any_room, nullptr) == 11);
+        CHECK_FALSE(fs::exists(tmp.path() / "cache/builds" / (".ready-" + key)));
+        CHECK_FALSE(fs::exists(tmp.path() / "cache/builds" / (".ready-" + key + ".made")));
+        const auto now = cache.entries();
+        REQUIRE(now.size() == 3);
+        CHECK(now[2].kind == "ready");
+        CHECK(now[2].release == "v2");
+    }
+    SUBCASE("dropped with its build") {
+        cache.drop_builds_except({std::string(64, 'b')});
+        CHECK(cache.entries().empty());
+        CHECK(fs::is_empty(tmp.path() / "cache/builds"));
+    }
+    SUBCASE("cancelled: none made") {
+        std::atomic<bool> cancel{true};
+        bool ahead = false;
+        REQUIRE(cache.reuse_build(key, tmp.path() / "v2", &ahead).ok()); // uses the one made
+        CHECK(ahead);
+        CHECK_FALSE(cache.prepare_build(key, any_room, &cancel).ok());
+        CHECK_FALSE(fs::exists(tmp.path() / "cache/builds" / (".ready-" + key)));
+    }
+}
+
 TEST_CASE("build cache: a copy made ahead is never used once the cache changed") {
     test::TempDir tmp;
     BuildCache cache(tmp.path() / "cache");
