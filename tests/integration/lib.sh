@@ -742,11 +742,13 @@ start_and_deploy_hello() {
 # store_snapshot: every path under DATA/apps and DATA/blobs, sorted; but the
 # apps' access logs, which deploy-proxy writes (up to 250 ms late) for every
 # request, not for a change to the store, and the spare copy of an app's last
-# tree, which the agent writes at idle time after a deployment (docs/design.md):
-# a snapshot taken right after a deploy may see it half-written or not yet begun.
+# tree and the copy of its serving build, which the agent writes at idle time
+# after a deployment (docs/design.md, docs/build-cache.md): a snapshot taken
+# right after a deploy may see them half-written or not yet begun.
 store_snapshot() {
     (cd "$DATA" && find apps blobs \( -path 'apps/*/logs/access.ndjson*' -o \
-        -path 'apps/*/releases/.tmp-spare' -o -path 'apps/*/releases/.tmp-.tmp-spare' \) -prune -o -print |
+        -path 'apps/*/releases/.tmp-spare' -o -path 'apps/*/releases/.tmp-.tmp-spare' -o \
+        -path 'apps/*/build-cache/builds/.ready-*' \) -prune -o -print |
         LC_ALL=C sort)
 }
 # release_ids [APP]: the app's release ids (default hello) on one line.
