@@ -59,15 +59,38 @@ bool is_blob(std::string_view content, const std::string& oid) {
            std::memcmp(expected.id, id, GIT_OID_RAWSZ) == 0;
 }
 
+// The size of blob `oid` from its header in git (no inflating of the whole), if it can tell.
+std::optional<std::uint64_t> blob_size(git_repository* repo, const std::string& oid) {
+    git_oid id;
+    git_odb* odb = nullptr;
+    if (git_oid_fromstr(&id, oid.c_str()) != 0 || git_repository_odb(&odb, repo) != 0)
+        return std::nullopt;
+    std::size_t size = 0;
+    git_object_t type{};
+    const int rc = git_odb_read_header(&size, &type, odb, &id);
+    git_odb_free(odb);
+    if (rc != 0)
+        return std::nullopt;
+    return size;
+}
+
+// From this size on, a working copy is read only when git says the blob has its size: a
+// large file git stores as something else (a git-lfs pointer, a filter's output) is not
+// read whole for nothing.
+constexpr off_t k_size_checked_from = 1 << 20;
+
 // The working copy's file, hashed, when it holds the blob's bytes: reading it costs less
 // than inflating the blob from git, and git's own id of it proves it the same.
-std::optional<Hashed> hash_if_same(const std::filesystem::path& file, const std::string& oid) {
+std::optional<Hashed> hash_if_same(git_repository* repo, const std::filesystem::path& file,
+                                   const std::string& oid) {
     const int fd = ::open(file.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0)
         return std::nullopt;
     struct stat st {};
     std::string bytes;
     const bool read = ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+                      (st.st_size < k_size_checked_from ||
+                       blob_size(repo, oid) == static_cast<std::uint64_t>(st.st_size)) &&
                       common::read_all(fd, bytes, static_cast<std::size_t>(st.st_size));
     ::close(fd);
     if (!read || !is_blob(bytes, oid))
@@ -78,7 +101,7 @@ std::optional<Hashed> hash_if_same(const std::filesystem::path& file, const std:
 common::Result<Hashed> hash_blob(git_repository* repo, const std::string& oid,
                                  const std::string& path, const std::filesystem::path& worktree) {
     if (!worktree.empty())
-        if (auto same = hash_if_same(worktree / path, oid))
+        if (auto same = hash_if_same(repo, worktree / path, oid))
             return std::move(*same);
     git_oid id;
     git_blob* blob = nullptr;

@@ -193,6 +193,20 @@ TEST_CASE("package_source: a file no earlier deploy hashed is hashed from the wo
         REQUIRE(tree->load());
         check(*tree);
     }
+    SUBCASE("a large file: read there only when git's header gives its size") {
+        const std::string big(2 << 20, 'x'), other(3 << 20, 'y');
+        write(repo.app / "big.bin", big);
+        write(repo.app / "same.bin", big + "!");
+        REQUIRE(git(repo.root, {"add", "-A"}));
+        REQUIRE(git(repo.root, {"commit", "-q", "-m", "Large files"}));
+        write(repo.app / "big.bin", other); // not read: git's blob is 2 MiB
+        auto tree = package_source(repo.app, Mode::committed);
+        REQUIRE_MESSAGE(tree, (tree ? "" : tree.error().message));
+        auto files = by_path(*tree);
+        CHECK(files["big.bin"].digest == common::sha256_hex(big));
+        CHECK(files["same.bin"].digest == common::sha256_hex(big + "!"));
+        CHECK(files["same.bin"].size == big.size() + 1);
+    }
     SUBCASE("the working copy gone as well: git's read fails, and says so") {
         fs::remove(repo.app / "index.html");
         auto tree = package_source(repo.app, Mode::committed);
