@@ -155,6 +155,22 @@ bool read_all(int fd, std::string& out, std::size_t size_hint) {
     return true;
 }
 
+std::optional<std::string> read_regular_file(const std::filesystem::path& path,
+                                             const std::function<bool(std::uint64_t)>& wanted) {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
+        return std::nullopt;
+    struct stat st {};
+    std::string bytes;
+    const bool read = ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+                      wanted(static_cast<std::uint64_t>(st.st_size)) &&
+                      read_all(fd, bytes, static_cast<std::size_t>(st.st_size));
+    ::close(fd);
+    if (!read)
+        return std::nullopt;
+    return bytes;
+}
+
 Result<std::string> read_file(const std::filesystem::path& path) {
     const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0)

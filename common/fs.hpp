@@ -3,7 +3,10 @@
 
 #include <common/result.hpp>
 
+#include <cstdint>
 #include <filesystem>
+#include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -25,6 +28,12 @@ bool write_all(int fd, std::string_view bytes);
 // Reads `fd` to its end into `out` (sized for `size_hint` bytes first: a regular file's
 // size), again after EINTR; false on an error (errno says which).
 bool read_all(int fd, std::string& out, std::size_t size_hint);
+// The bytes of `path` when it is a regular file itself (a symbolic link is not followed)
+// whose size `wanted` accepts, else nullopt: missing, another kind of file, unreadable, or
+// not wanted. Never blocks on a FIFO. For a working copy read only when it may hold bytes
+// known from elsewhere (the caller checks them).
+std::optional<std::string> read_regular_file(const std::filesystem::path& path,
+                                             const std::function<bool(std::uint64_t)>& wanted);
 // The system's text for an error number; for ENOSPC and EDQUOT it also says
 // plainly that the disk is full ("No space left on device: the disk is full ...").
 std::string os_error_text(int error);

@@ -10,12 +10,9 @@
 #include <git2.h>
 
 #include <algorithm>
-#include <fcntl.h>
 #include <mutex>
 #include <optional>
-#include <sys/stat.h>
 #include <thread>
-#include <unistd.h>
 #include <unordered_set>
 
 namespace cli::package {
@@ -179,20 +176,9 @@ std::string first_line(const char* message) {
 // another kind of file, or cannot be read (git has the content). Never blocks on a FIFO.
 std::optional<std::string> read_if_same(const fs::path& path, std::uint64_t size,
                                         const std::string& digest) {
-    const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-    if (fd < 0)
-        return std::nullopt;
-    struct Close {
-        int fd;
-        ~Close() { ::close(fd); }
-    } close_fd{fd};
-    struct stat st {};
-    if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
-        static_cast<std::uint64_t>(st.st_size) != size)
-        return std::nullopt;
-    std::string bytes;
-    if (!common::read_all(fd, bytes, size) || bytes.size() != size ||
-        common::sha256_hex(bytes) != digest)
+    auto bytes =
+        common::read_regular_file(path, [&](std::uint64_t found) { return found == size; });
+    if (!bytes || bytes->size() != size || common::sha256_hex(*bytes) != digest)
         return std::nullopt;
     return bytes;
 }

@@ -11,11 +11,8 @@
 #include <openssl/evp.h>
 
 #include <cstring>
-#include <fcntl.h>
 #include <mutex>
 #include <optional>
-#include <sys/stat.h>
-#include <unistd.h>
 #include <unordered_map>
 
 namespace common::git {
@@ -77,25 +74,18 @@ std::optional<std::uint64_t> blob_size(git_repository* repo, const std::string& 
 // From this size on, a working copy is read only when git says the blob has its size: a
 // large file git stores as something else (a git-lfs pointer, a filter's output) is not
 // read whole for nothing.
-constexpr off_t k_size_checked_from = 1 << 20;
+constexpr std::uint64_t k_size_checked_from = 1 << 20;
 
 // The working copy's file, hashed, when it holds the blob's bytes: reading it costs less
 // than inflating the blob from git, and git's own id of it proves it the same.
 std::optional<Hashed> hash_if_same(git_repository* repo, const std::filesystem::path& file,
                                    const std::string& oid) {
-    const int fd = ::open(file.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-    if (fd < 0)
+    const auto bytes = common::read_regular_file(file, [&](std::uint64_t size) {
+        return size < k_size_checked_from || blob_size(repo, oid) == size;
+    });
+    if (!bytes || !is_blob(*bytes, oid))
         return std::nullopt;
-    struct stat st {};
-    std::string bytes;
-    const bool read = ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
-                      (st.st_size < k_size_checked_from ||
-                       blob_size(repo, oid) == static_cast<std::uint64_t>(st.st_size)) &&
-                      common::read_all(fd, bytes, static_cast<std::size_t>(st.st_size));
-    ::close(fd);
-    if (!read || !is_blob(bytes, oid))
-        return std::nullopt;
-    return Hashed{common::sha256_hex(bytes), bytes.size()};
+    return Hashed{common::sha256_hex(*bytes), bytes->size()};
 }
 
 common::Result<Hashed> hash_blob(git_repository* repo, const std::string& oid,

@@ -62,3 +62,23 @@ TEST_CASE("temporary files of failed writes are removed, unless their writer run
         CHECK(std::filesystem::exists(file));
     CHECK(common::remove_temp_files(dir.path() / "missing") == 0);
 }
+
+TEST_CASE("read_regular_file: a regular file of a wanted size, nothing else") {
+    test::TempDir tmp;
+    const auto file = tmp.path() / "file";
+    REQUIRE(common::atomic_write_file(file, "twelve bytes"));
+    const auto any = [](std::uint64_t) { return true; };
+    CHECK(common::read_regular_file(file, any) == "twelve bytes");
+    std::uint64_t asked = 0;
+    CHECK_FALSE(common::read_regular_file(file, [&](std::uint64_t size) {
+        asked = size;
+        return false;
+    }));
+    CHECK(asked == 12);
+    CHECK_FALSE(common::read_regular_file(tmp.path() / "missing", any));
+    CHECK_FALSE(common::read_regular_file(tmp.path(), any)); // a folder
+    std::filesystem::create_symlink(file, tmp.path() / "link");
+    CHECK_FALSE(common::read_regular_file(tmp.path() / "link", any)); // not followed
+    REQUIRE(::mkfifo((tmp.path() / "fifo").c_str(), 0600) == 0);
+    CHECK_FALSE(common::read_regular_file(tmp.path() / "fifo", any)); // and not waited on
+}
