@@ -306,10 +306,10 @@ std::vector<BuildCacheEntry> list_entries(const fs::path& root, bool builds) {
         }
         ec.clear();
         // The copies of kept builds made ahead for their reuse, under their build's key.
-        for (const auto& entry : std::vector<BuildCacheEntry>(out))
-            if (entry.kind == "build" && fs::is_directory(ready_build(root, entry.name), ec)) {
-                const auto m = measure(ready_build(root, entry.name));
-                out.push_back({entry.name, "ready", m.bytes, m.newest, entry.release});
+        for (std::size_t i = 0, builds_end = out.size(); i < builds_end; ++i)
+            if (out[i].kind == "build" && fs::is_directory(ready_build(root, out[i].name), ec)) {
+                const auto m = measure(ready_build(root, out[i].name));
+                out.push_back({out[i].name, "ready", m.bytes, m.newest, out[i].release});
             }
     }
     return out;
@@ -710,18 +710,15 @@ common::Result<std::uint64_t> BuildCache::prepare_build(const std::string& key, 
                                                         const std::atomic<bool>* cancel) const {
     if (!has_build(key) || ready_build_current(m_root, key))
         return std::uint64_t{0};
-    // One copy made ahead per app: another build's goes (it is no longer the one serving).
+    // One copy made ahead per app: another build's goes (it is no longer the one serving),
+    // and so does any of this one's (half-made, or another process's).
     std::error_code ec;
     for (auto it = fs::directory_iterator(m_root / "builds", ec);
-         !ec && it != fs::directory_iterator(); it.increment(ec)) {
-        const auto name = it->path().filename().string();
-        if (name.starts_with(".ready-") && build_key_of(name) != key)
+         !ec && it != fs::directory_iterator(); it.increment(ec))
+        if (it->path().filename().string().starts_with(".ready-"))
             remove_quietly(it->path());
-    }
     const auto kept = m_root / "builds" / key;
     const auto temp = m_root / "builds" / (".ready-tmp-" + key);
-    for (const auto& stale : {temp, ready_build(m_root, key), ready_build_mark(m_root, key)})
-        remove_quietly(stale);
     const auto m = measure(kept);
     TRY(room(m.bytes, m.files));
     std::uint64_t bytes = 0;
