@@ -96,6 +96,11 @@ std::string streamlocal_request(const std::string& socket) {
 
 constexpr std::string_view k_streamlocal = "direct-streamlocal@openssh.com";
 
+// What a pipe's channel reaches, in errors.
+const char* far_end(const Pipe& p) {
+    return p.direct ? "the agent" : "the agent command";
+}
+
 std::string trimmed(std::string text) {
     while (!text.empty() && (text.back() == '\n' || text.back() == '\r' || text.back() == ' '))
         text.pop_back();
@@ -135,7 +140,7 @@ struct SshTunnel::Impl {
     bool relay(Pipe& p);
     bool relay_down(Pipe& p);
     bool finish(Pipe& p);
-    bool fail(Pipe& p, int rc, const char* what);
+    bool fail(Pipe& p, int rc, std::string_view what);
     void record(common::Error error);
     void lose(const std::string& why);
     std::vector<pollfd> poll_set() const;
@@ -187,7 +192,7 @@ void SshTunnel::Impl::lose(const std::string& why) {
     lost_connection = true;
 }
 
-bool SshTunnel::Impl::fail(Pipe& p, int rc, const char* what) {
+bool SshTunnel::Impl::fail(Pipe& p, int rc, std::string_view what) {
     auto* session = ssh.get();
     if (const auto why = ssh_failure(session, rc); why == k_ssh_server_gone) {
         lose(why);
@@ -294,16 +299,14 @@ bool SshTunnel::Impl::relay(Pipe& p) {
         if (rc == LIBSSH2_ERROR_EAGAIN)
             break;
         if (rc < 0)
-            return fail(p, static_cast<int>(rc),
-                        p.direct ? "cannot send to the agent" : "cannot send to the agent command");
+            return fail(p, static_cast<int>(rc), fmt::format("cannot send to {}", far_end(p)));
         p.up.consumed(static_cast<std::size_t>(rc));
         progress = true;
     }
     if (p.local_eof && p.up.empty() && !p.eof_sent) {
         const int rc = libssh2_channel_send_eof(p.channel);
         if (rc < 0 && rc != LIBSSH2_ERROR_EAGAIN)
-            return fail(p, rc,
-                        p.direct ? "cannot send to the agent" : "cannot send to the agent command");
+            return fail(p, rc, fmt::format("cannot send to {}", far_end(p)));
         p.eof_sent = rc == 0;
         progress |= p.eof_sent;
     }
@@ -320,9 +323,7 @@ bool SshTunnel::Impl::relay_down(Pipe& p) {
             continue;
         }
         if (rc < 0 && rc != LIBSSH2_ERROR_EAGAIN)
-            return fail(p, static_cast<int>(rc),
-                        p.direct ? "cannot read from the agent"
-                                 : "cannot read from the agent command");
+            return fail(p, static_cast<int>(rc), fmt::format("cannot read from {}", far_end(p)));
         if (libssh2_channel_eof(p.channel) == 1) {
             p.remote_eof = true;
             progress = true;
