@@ -408,6 +408,16 @@ void set_priority(int tid, pthread_t thread, bool normal) {
     set_io_priority(tid, normal ? IoClass::best_effort : IoClass::idle);
 }
 
+// The calling thread at idle priority, its id in `tid` for finish() to raise it again; back
+// at normal at once when it was cancelled before (finish() found no id to raise then).
+void lower_own_priority(std::atomic<int>& tid, const std::atomic<bool>& cancel) {
+    const int own = static_cast<int>(::gettid());
+    tid.store(own);
+    set_priority(own, ::pthread_self(), false);
+    if (cancel.load())
+        set_priority(own, ::pthread_self(), true);
+}
+
 } // namespace
 
 SpareWriter::SpareWriter(common::Manifest wanted, const BlobStore& blobs, fs::path dir,
@@ -420,11 +430,7 @@ SpareWriter::SpareWriter(common::Manifest wanted, const BlobStore& blobs, fs::pa
     const std::size_t helpers = m_total >= 256 ? k_helpers : 0;
     m_thread = std::thread([this, wanted = std::move(wanted), &blobs, dir = std::move(dir),
                             last = std::move(last)]() mutable {
-        const int tid = static_cast<int>(::gettid());
-        m_tid.store(tid);
-        set_priority(tid, ::pthread_self(), false);
-        if (m_cancel.load()) // cancelled before it lowered its priority: finish() raised none
-            set_priority(tid, ::pthread_self(), true);
+        lower_own_priority(m_tid, m_cancel);
         const auto began = std::chrono::steady_clock::now();
         const Writing how{&m_cancel, &m_written, m_board.get()};
         m_status = write_release(wanted, blobs, dir, &last, nullptr, how);
@@ -440,11 +446,7 @@ SpareWriter::SpareWriter(common::Manifest wanted, const BlobStore& blobs, fs::pa
     });
     for (std::size_t i = 0; i < helpers; ++i)
         m_helpers.emplace_back([this, i] {
-            const int tid = static_cast<int>(::gettid());
-            m_helper_tids[i].store(tid);
-            set_priority(tid, ::pthread_self(), false);
-            if (m_cancel.load())
-                set_priority(tid, ::pthread_self(), true);
+            lower_own_priority(m_helper_tids[i], m_cancel);
             m_board->help();
         });
 }
