@@ -371,9 +371,12 @@ Response trees_missing(ApiContext& context, const Request& request) {
     if (!body->is_object())
         return error_response(make_error(ErrorKind::bad_request, "expected a JSON object"));
     std::vector<std::string> missing_nodes, missing_blobs;
-    std::unordered_set<std::string> seen;
+    // Views into the body and into `held`, alive until the answer is made.
+    std::unordered_set<std::string_view> seen;
     std::set<const TreeContents*> pinned; // whole trees pinned by have_tree()
-    std::uint64_t upload = 0;
+    std::vector<std::shared_ptr<const common::TreeNode>> held;
+    std::vector<const common::TreeEntry*> files; // each content once
+    std::vector<std::string> file_digests;
     if (auto roots = body->find("roots"); roots != body->end()) {
         if (!roots->is_array())
             return error_response(
@@ -397,17 +400,15 @@ Response trees_missing(ApiContext& context, const Request& request) {
                 return error_response(
                     make_error(ErrorKind::bad_request, "a tree node is sent as a JSON string"));
             auto fault = common::ManifestFault::malformed;
-            auto node = common::parse_node(item.get<std::string>(), &fault);
+            auto node = common::parse_node(item.get_ref<const std::string&>(), &fault);
             if (!node) {
                 if (fault == common::ManifestFault::unstorable_path)
                     return error_response(400, "bad_path", node.error().message);
                 return error_response(node.error());
             }
-            const auto held = std::make_shared<const common::TreeNode>(std::move(*node));
-            context.pending_nodes->add(held);
-            std::vector<const common::TreeEntry*> files;
-            std::vector<std::string> digests;
-            for (const auto& entry : held->entries) {
+            held.push_back(std::make_shared<const common::TreeNode>(std::move(*node)));
+            context.pending_nodes->add(held.back());
+            for (const auto& entry : held.back()->entries) {
                 if (entry.kind == common::TreeEntry::Kind::symlink ||
                     !seen.insert(entry.digest).second)
                     continue;
@@ -417,19 +418,22 @@ Response trees_missing(ApiContext& context, const Request& request) {
                     continue;
                 }
                 files.push_back(&entry);
-                digests.push_back(entry.digest);
+                file_digests.push_back(entry.digest);
             }
-            // The node's files pinned at once (one lock), then looked for.
-            context.blobs.pin(digests);
-            for (const auto* file : files)
-                if (!context.blobs.has(file->digest)) {
-                    missing_blobs.push_back(file->digest);
-                    // The client's sizes only estimate the upload for the early disk check
-                    // (each blob is checked again as it is written); they must not wrap.
-                    upload = file->size > UINT64_MAX - upload ? UINT64_MAX : upload + file->size;
-                }
         }
     }
+    // The files pinned at once (one lock), then looked for together.
+    context.blobs.pin(file_digests);
+    const auto stored = context.blobs.stored_sizes({file_digests.begin(), file_digests.end()});
+    std::uint64_t upload = 0;
+    for (std::size_t i = 0; i < files.size(); ++i)
+        if (!stored[i]) {
+            missing_blobs.push_back(files[i]->digest);
+            // The client's sizes only estimate the upload for the early disk check
+            // (each blob is checked again as it is written); they must not wrap.
+            const auto size = files[i]->size;
+            upload = size > UINT64_MAX - upload ? UINT64_MAX : upload + size;
+        }
     if (upload > 0 || !missing_blobs.empty())
         if (auto room = context.disk.check(upload, "this upload", missing_blobs.size()); !room)
             return error_response(room.error());

@@ -193,14 +193,25 @@ common::Status read_manifest(ApiContext& context, const json& body, NewDeploymen
 common::Status take_stored_sizes(const BlobStore& blobs, common::Manifest& manifest,
                                  std::vector<std::string>& missing,
                                  const std::unordered_map<std::string_view, std::uint64_t>& known) {
+    // The sizes not known already, looked up together.
+    std::vector<std::string_view> unknown;
+    std::vector<std::size_t> asked(manifest.entries.size(), SIZE_MAX);
+    for (std::size_t i = 0; i < manifest.entries.size(); ++i) {
+        const auto& entry = manifest.entries[i];
+        if (entry.kind != common::EntryKind::symlink && !known.count(entry.digest)) {
+            asked[i] = unknown.size();
+            unknown.push_back(entry.digest);
+        }
+    }
+    const auto looked_up = blobs.stored_sizes(unknown);
     std::set<std::string> absent;
     common::Status mismatch;
-    for (auto& entry : manifest.entries) {
+    for (std::size_t i = 0; i < manifest.entries.size(); ++i) {
+        auto& entry = manifest.entries[i];
         if (entry.kind == common::EntryKind::symlink)
             continue;
-        const auto seen = known.find(std::string_view(entry.digest));
-        const auto stored = seen != known.end() ? common::Result<std::uint64_t>(seen->second)
-                                                : blobs.size(entry.digest);
+        const auto stored =
+            asked[i] == SIZE_MAX ? std::optional(known.at(entry.digest)) : looked_up[asked[i]];
         if (!stored) { // not there, or not a blob the store can read: sent again
             if (absent.insert(entry.digest).second)
                 missing.push_back(entry.digest);

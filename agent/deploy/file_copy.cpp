@@ -146,7 +146,8 @@ common::Status copy_entries(const fs::path& from, const fs::path& to, const stru
 } // namespace
 
 common::Status copy_file(const fs::path& from, const fs::path& to, mode_t mode,
-                         const struct timespec* times) {
+                         const struct timespec* times, std::optional<std::uint64_t> size,
+                         CopyMemo* memo) {
     const int in = ::open(from.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     if (in < 0)
         return make_error(common::io_error_kind(errno), common::os_error_text(errno));
@@ -157,13 +158,24 @@ common::Status copy_file(const fs::path& from, const fs::path& to, mode_t mode,
         return make_error(common::io_error_kind(saved), common::os_error_text(saved));
     }
     int error = 0;
-    if (::ioctl(out, FICLONE, in) != 0) {
+    auto refused = [](int e) {
+        return e == EOPNOTSUPP || e == ENOTTY || e == EXDEV || e == EINVAL || e == ENOSYS;
+    };
+    // Up to `size`, or to the end of the file (nothing to gain from a size of 0).
+    const std::uint64_t until = size && *size > 0 ? *size : UINT64_MAX;
+    bool cloned = false;
+    if (memo == nullptr || !memo->no_reflink.load(std::memory_order_relaxed)) {
+        cloned = ::ioctl(out, FICLONE, in) == 0;
+        if (!cloned && memo != nullptr && refused(errno))
+            memo->no_reflink.store(true, std::memory_order_relaxed);
+    }
+    if (!cloned) {
         bool kernel_copy = true;
         char buffer[65536];
-        while (true) {
+        std::uint64_t copied = 0;
+        while (copied < until) {
             ssize_t n = kernel_copy ? ::copy_file_range(in, nullptr, out, nullptr, 1 << 30, 0) : 0;
-            if (kernel_copy && n < 0 &&
-                (errno == EXDEV || errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP)) {
+            if (kernel_copy && n < 0 && refused(errno)) {
                 kernel_copy = false;
                 continue;
             }
@@ -184,6 +196,7 @@ common::Status copy_file(const fs::path& from, const fs::path& to, mode_t mode,
                 error = errno;
             if (n <= 0)
                 break;
+            copied += static_cast<std::uint64_t>(n);
         }
     }
     // The exact mode, whatever the agent's umask.

@@ -32,10 +32,20 @@ class LinkedOnce {
     std::set<std::pair<dev_t, ino_t>> m_seen; // of files with several links
 };
 
+// What the copies of one tree learn of the file system they write to: one that refused a
+// reflink (ext4) is not asked again for each file.
+struct CopyMemo {
+    std::atomic<bool> no_reflink{false};
+};
+
 // Copies the regular file `from` to the new file `to` with `mode`, whatever the umask;
-// with `times` (access, modification), those times too.
+// with `times` (access, modification), those times too. `size`: what `from` holds when
+// it cannot change (a blob whose size was checked): the copy ends there instead of
+// asking for more until the end of the file.
 common::Status copy_file(const std::filesystem::path& from, const std::filesystem::path& to,
-                         mode_t mode, const struct timespec* times = nullptr);
+                         mode_t mode, const struct timespec* times = nullptr,
+                         std::optional<std::uint64_t> size = std::nullopt,
+                         CopyMemo* memo = nullptr);
 
 // A tree as one walk saw it: what copy_snapshot copies (or links) later.
 struct TreeEntry {

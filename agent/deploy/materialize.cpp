@@ -55,10 +55,13 @@ class Folders {
 };
 
 common::Status write_entry(const common::ManifestEntry& entry, const BlobStore& blobs,
-                           const fs::path& root) {
+                           const fs::path& root, CopyMemo& memo) {
     const fs::path target = root / fs::path(entry.path);
     const mode_t mode = entry.kind == common::EntryKind::executable ? 0755 : 0644;
-    if (auto copied = copy_file(blobs.path(entry.digest), target, mode); !copied)
+    // A manifest's declared sizes are its blobs' (the agent checked them as it took it).
+    const auto size = entry.size_declared ? std::optional(entry.size) : std::nullopt;
+    if (auto copied = copy_file(blobs.path(entry.digest), target, mode, nullptr, size, &memo);
+        !copied)
         return make_error(copied.error().kind, "cannot write " + entry.path + " from blob " +
                                                    entry.digest + ": " + copied.error().message);
     return {};
@@ -87,6 +90,12 @@ struct Writing {
 
 common::Error cancelled_error() {
     return make_error(ErrorKind::failed, "cancelled");
+}
+
+// "a/b" of a manifest path "a/b/c", "" of "c".
+std::string_view folder_part(std::string_view path) {
+    const auto slash = path.rfind('/');
+    return slash == std::string_view::npos ? std::string_view() : path.substr(0, slash);
 }
 
 } // namespace
@@ -187,13 +196,14 @@ namespace {
 common::Status write_files(const std::vector<const common::ManifestEntry*>& files,
                            const BlobStore& blobs, const fs::path& root, const Writing& how) {
     const auto runs = common::runs(files.size(), 256, [&](std::size_t a, std::size_t b) {
-        return fs::path(files[a]->path).parent_path() == fs::path(files[b]->path).parent_path();
+        return folder_part(files[a]->path) == folder_part(files[b]->path);
     });
+    CopyMemo memo;
     const HelpBoard::Task write_run = [&](std::size_t run) -> common::Status {
         for (auto i = runs[run].first; i < runs[run].second; ++i) {
             if (how.cancelled())
                 return cancelled_error();
-            TRY(write_entry(*files[i], blobs, root));
+            TRY(write_entry(*files[i], blobs, root, memo));
             if (how.written != nullptr)
                 how.written->fetch_add(1, std::memory_order_relaxed);
         }
@@ -223,6 +233,16 @@ common::Status write_entries(const std::vector<const common::ManifestEntry*>& en
     return {};
 }
 
+// The folders the entries of `manifest` are in, below the root ("a", "a/b" for "a/b/c").
+std::unordered_set<std::string> folders_of(const common::Manifest& manifest) {
+    std::unordered_set<std::string> folders;
+    for (const auto& entry : manifest.entries)
+        for (auto slash = entry.path.find('/'); slash != std::string::npos;
+             slash = entry.path.find('/', slash + 1))
+            folders.insert(entry.path.substr(0, slash));
+    return folders;
+}
+
 // Every entry of `manifest`, from the store; folders 0755 whatever the agent's umask (0077):
 // an image built from the tree keeps its modes, and its app may run as another user than
 // root. Others reach none of it: apps/ is the agent's alone.
@@ -233,31 +253,19 @@ common::Status write_tree(const common::Manifest& manifest, const BlobStore& blo
     for (const auto& entry : manifest.entries)
         entries.push_back(&entry);
     TRY(write_entries(entries, blobs, root, how));
-    std::error_code ec;
-    for (auto it = fs::recursive_directory_iterator(root, ec);
-         !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
-        std::error_code kind; // a dangling symlink is no folder, and no error
-        if (!it->is_symlink(kind) && it->is_directory(kind))
-            fs::permissions(it->path(), fs::perms(0755), ec);
+    // The folders are the manifest's (a symlink to one is not followed: only a folder
+    // made above has its path).
+    for (const auto& folder : folders_of(manifest)) {
+        const auto path = root / folder;
+        if (::chmod(path.c_str(), 0755) != 0)
+            return make_error(ErrorKind::io, "cannot chmod " + path.string() + ": " +
+                                                 common::os_error_text(errno));
     }
-    if (ec)
-        return make_error(ErrorKind::io, "cannot chmod in " + root.string() + ": " +
-                                             common::os_error_text(ec.value()));
     return {};
 }
 
 bool same_entry(const common::ManifestEntry& a, const common::ManifestEntry& b) {
     return a.kind == b.kind && a.digest == b.digest && a.target == b.target;
-}
-
-// The folders the entries of `manifest` are in, below the root ("a", "a/b" for "a/b/c").
-std::unordered_set<std::string> folders_of(const common::Manifest& manifest) {
-    std::unordered_set<std::string> folders;
-    for (const auto& entry : manifest.entries)
-        for (auto slash = entry.path.find('/'); slash != std::string::npos;
-             slash = entry.path.find('/', slash + 1))
-            folders.insert(entry.path.substr(0, slash));
-    return folders;
 }
 
 // Turns `root`, the tree of `from` as write_tree() wrote it, into the tree of `to`: the

@@ -2,6 +2,7 @@
 #include <common/fs.hpp>
 #include <common/hash.hpp>
 #include <common/log.hpp>
+#include <common/parallel.hpp>
 
 #include <fmt/format.h>
 
@@ -68,14 +69,40 @@ void remove_quietly(const fs::path& path) {
 
 BlobStore::BlobStore(fs::path root) : m_root(std::move(root)) {}
 
-bool BlobStore::has(const std::string& digest) const {
+std::optional<std::uint64_t> BlobStore::stored_size(std::string_view digest) const {
     if (!common::is_sha256_hex(digest))
-        return false;
+        return std::nullopt;
     // path(digest) without its allocations: asked once per file of every tree and upload.
     thread_local std::string buffer;
-    buffer.assign(m_root.native()).append("/").append(digest, 0, 2).append("/").append(digest);
+    buffer.assign(m_root.native())
+        .append("/")
+        .append(digest.substr(0, 2))
+        .append("/")
+        .append(digest);
     struct stat st {};
-    return ::stat(buffer.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+    if (::stat(buffer.c_str(), &st) != 0 || !S_ISREG(st.st_mode))
+        return std::nullopt;
+    return static_cast<std::uint64_t>(st.st_size);
+}
+
+bool BlobStore::has(const std::string& digest) const {
+    return stored_size(digest).has_value();
+}
+
+std::vector<std::optional<std::uint64_t>>
+BlobStore::stored_sizes(const std::vector<std::string_view>& digests) const {
+    std::vector<std::optional<std::uint64_t>> out(digests.size());
+    // Runs of 512 to each thread: a stat is a few microseconds.
+    constexpr std::size_t k_run = 512;
+    const auto runs = (digests.size() + k_run - 1) / k_run;
+    (void)common::parallel_for(runs, common::worker_count(digests.size(), 4096, 4),
+                               [&](std::size_t, std::size_t run) -> Status {
+                                   const auto end = std::min(digests.size(), (run + 1) * k_run);
+                                   for (auto i = run * k_run; i < end; ++i)
+                                       out[i] = stored_size(digests[i]);
+                                   return {};
+                               });
+    return out;
 }
 
 common::Result<std::uint64_t> BlobStore::size(const std::string& digest) const {

@@ -11,6 +11,7 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <unordered_map>
@@ -30,6 +31,10 @@ class BlobStore {
     // The size of a stored blob: what counts disk space uses it, never a manifest's
     // declared size (ErrorKind::not_found when the blob is not stored).
     common::Result<std::uint64_t> size(const std::string& digest) const;
+    // The size of each digest's stored blob, nullopt where none is (or the digest is not
+    // one): a tree's 20,000 files are looked at by a few threads.
+    std::vector<std::optional<std::uint64_t>>
+    stored_sizes(const std::vector<std::string_view>& digests) const;
     // Stores `data` if it hashes to `digest` (else ErrorKind::bad_request).
     common::Status put(const std::string& digest, std::string_view data);
     // Moves an already written temporary file into place after checking its digest.
@@ -82,6 +87,7 @@ class BlobStore {
     void on_removed(RemovedHook hook) { m_on_removed = std::move(hook); }
 
   private:
+    std::optional<std::uint64_t> stored_size(std::string_view digest) const;
     // A pinned digest as its 32 bytes: a tree of 18,000 files is pinned without a string
     // each (a string that is not a digest names no blob and is not pinned).
     using PinKey = std::array<unsigned char, 32>;

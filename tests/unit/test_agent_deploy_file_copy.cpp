@@ -196,3 +196,31 @@ TEST_CASE(
     CHECK(linked.error().message.find("was replaced since it was listed") != std::string::npos);
     CHECK_FALSE(fs::exists(tmp.path() / "kept2"));
 }
+
+TEST_CASE("copy_file: a blob's size ends the copy; a file system without reflinks is asked once") {
+    test::TempDir tmp;
+    const std::string content(300000, 'x');
+    write(tmp.path() / "blob", content, 0444);
+    agent::CopyMemo memo;
+    // The size given: copied whole, with the mode asked for whatever the umask.
+    REQUIRE(agent::copy_file(tmp.path() / "blob", tmp.path() / "a", 0755, nullptr, content.size(),
+                             &memo)
+                .ok());
+    CHECK(read(tmp.path() / "a") == content);
+    CHECK((lstat_of(tmp.path() / "a").st_mode & 07777) == 0755);
+    CHECK(lstat_of(tmp.path() / "a").st_ino != lstat_of(tmp.path() / "blob").st_ino);
+    // Once a reflink was refused (or here, marked so), the next copies are made all the same.
+    memo.no_reflink = true;
+    REQUIRE(agent::copy_file(tmp.path() / "blob", tmp.path() / "b", 0644, nullptr, content.size(),
+                             &memo)
+                .ok());
+    CHECK(read(tmp.path() / "b") == content);
+    // A size of 0 or none: read to the end.
+    REQUIRE(agent::copy_file(tmp.path() / "blob", tmp.path() / "c", 0644, nullptr, 0, &memo).ok());
+    CHECK(read(tmp.path() / "c") == content);
+    REQUIRE(agent::copy_file(tmp.path() / "blob", tmp.path() / "d", 0644).ok());
+    CHECK(read(tmp.path() / "d") == content);
+    write(tmp.path() / "empty", "", 0444);
+    REQUIRE(agent::copy_file(tmp.path() / "empty", tmp.path() / "e", 0644, nullptr, 0, &memo).ok());
+    CHECK(fs::file_size(tmp.path() / "e") == 0);
+}

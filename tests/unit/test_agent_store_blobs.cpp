@@ -58,6 +58,37 @@ TEST_CASE("BlobStore::size is the stored blob's size on disk") {
     CHECK_FALSE(blobs.size("../../etc/passwd"));
 }
 
+TEST_CASE("BlobStore::stored_sizes: each digest's stored size, nothing where none is stored") {
+    test::TempDir dir;
+    agent::BlobStore blobs(dir.path() / "blobs");
+    const std::vector<std::string> contents{"a", "bb", std::string(70000, 'c')};
+    std::vector<std::string> digests;
+    for (const auto& content : contents) {
+        digests.push_back(common::sha256_hex(content));
+        REQUIRE(blobs.put(digests.back(), content).ok());
+    }
+    // Long enough to be looked at by several threads: the stored ones far apart, among
+    // absent digests, a name that is no digest and a folder where a blob would be.
+    std::vector<std::string> asked;
+    for (int i = 0; i < 9000; ++i)
+        asked.push_back(common::sha256_hex("absent " + std::to_string(i)));
+    asked[0] = digests[0];
+    asked[4500] = digests[1];
+    asked[8999] = digests[2];
+    asked[10] = "../../etc/passwd";
+    std::filesystem::create_directories(blobs.path(asked[20]));
+    const auto sizes = blobs.stored_sizes({asked.begin(), asked.end()});
+    REQUIRE(sizes.size() == asked.size());
+    CHECK(sizes[0] == 1);
+    CHECK(sizes[4500] == 2);
+    CHECK(sizes[8999] == 70000);
+    std::size_t found = 0;
+    for (const auto& size : sizes)
+        found += size.has_value();
+    CHECK(found == 3); // not the name, not the folder, none of the absent ones
+    CHECK(blobs.stored_sizes({}).empty());
+}
+
 TEST_CASE("BlobStore::put rejects content that does not hash to the digest") {
     test::TempDir dir;
     agent::BlobStore blobs(dir.path() / "blobs");
