@@ -2,6 +2,7 @@
 #include <agent/api/handler_util.hpp>
 #include <agent/api/handlers.hpp>
 #include <common/hash.hpp>
+#include <common/parallel.hpp>
 #include <common/storable_path.hpp>
 #include <common/tree.hpp>
 
@@ -395,14 +396,25 @@ Response trees_missing(ApiContext& context, const Request& request) {
         if (!nodes->is_array())
             return error_response(
                 make_error(ErrorKind::bad_request, R"("nodes" must be an array of tree nodes)"));
-        for (const auto& item : *nodes) {
+        for (const auto& item : *nodes)
             if (!item.is_string())
                 return error_response(
                     make_error(ErrorKind::bad_request, "a tree node is sent as a JSON string"));
-            auto fault = common::ManifestFault::malformed;
-            auto node = common::parse_node(item.get_ref<const std::string&>(), &fault);
+        // Parsed by a few threads (a first deploy's last level: 600 nodes, 18,000 entries),
+        // then taken in order.
+        std::vector<common::Result<common::TreeNode>> parsed(
+            nodes->size(), make_error(ErrorKind::internal, "not parsed"));
+        std::vector<common::ManifestFault> faults(nodes->size(), common::ManifestFault::malformed);
+        (void)common::parallel_for(nodes->size(), common::worker_count(nodes->size(), 64, 4),
+                                   [&](std::size_t, std::size_t i) -> common::Status {
+                                       parsed[i] = common::parse_node(
+                                           (*nodes)[i].get_ref<const std::string&>(), &faults[i]);
+                                       return {};
+                                   });
+        for (std::size_t i = 0; i < parsed.size(); ++i) {
+            auto& node = parsed[i];
             if (!node) {
-                if (fault == common::ManifestFault::unstorable_path)
+                if (faults[i] == common::ManifestFault::unstorable_path)
                     return error_response(400, "bad_path", node.error().message);
                 return error_response(node.error());
             }
@@ -437,7 +449,19 @@ Response trees_missing(ApiContext& context, const Request& request) {
     if (upload > 0 || !missing_blobs.empty())
         if (auto room = context.disk.check(upload, "this upload", missing_blobs.size()); !room)
             return error_response(room.error());
-    return json_response(200, {{"missing_nodes", missing_nodes}, {"missing_blobs", missing_blobs}});
+    // Written as it is (digests need no escaping): 18,000 of them made a JSON document only
+    // to be dumped again.
+    Response answer;
+    answer.body = R"({"missing_nodes":[)";
+    auto add = [&](const std::vector<std::string>& digests) {
+        for (std::size_t i = 0; i < digests.size(); ++i)
+            answer.body.append(i ? ",\"" : "\"").append(digests[i]).append("\"");
+    };
+    add(missing_nodes);
+    answer.body += R"(],"missing_blobs":[)";
+    add(missing_blobs);
+    answer.body += "]}";
+    return answer;
 }
 
 } // namespace

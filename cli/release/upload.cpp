@@ -63,7 +63,7 @@ common::Result<nlohmann::json> ask_trees(transport::Client& client, const nlohma
     const auto text = body.dump();
     if (text.size() < 4096)
         return client.post_json("/v1/trees/missing", body);
-    return client.post_bytes("/v1/trees/missing", zstd_compress(text, 3), "application/json",
+    return client.post_bytes("/v1/trees/missing", zstd_compress(text, 1), "application/json",
                              "zstd");
 }
 

@@ -804,3 +804,53 @@ TEST_CASE_FIXTURE(Fixture, "trees/missing: a tree known whole is looked at again
     // Not whole any more: the root is reported missing, so the client sends the tree.
     CHECK(ask() == json::array({root}));
 }
+
+TEST_CASE_FIXTURE(Fixture, "trees/missing: many nodes at once, their files looked for "
+                           "together, the first bad node in order refused") {
+    // 200 folders of 30 files each (parsed by several threads): the files of every tenth
+    // folder are stored, the others are not; one subfolder is stored whole.
+    std::vector<std::string> nodes;
+    std::set<std::string> expected_missing;
+    for (int n = 0; n < 200; ++n) {
+        auto entries = json::array();
+        for (int f = 0; f < 30; ++f) {
+            const auto content = "folder " + std::to_string(n) + " file " + std::to_string(f);
+            const auto digest = common::sha256_hex(content);
+            if (n % 10 == 0)
+                REQUIRE(blobs.put(digest, content));
+            else
+                expected_missing.insert(digest);
+            entries.push_back(
+                json::array({"f" + std::to_string(100 + f), "f", digest, content.size()}));
+        }
+        nodes.push_back(entries.dump());
+    }
+    const std::string inner =
+        json::array({json::array({"z.txt", "f", common::sha256_hex("hello"), 5})}).dump();
+    REQUIRE(blobs.put(common::sha256_hex("hello"), "hello"));
+    REQUIRE(blobs.put(common::sha256_hex(inner), inner));
+    const std::string outer = json::array({json::array({"inner", "d", common::sha256_hex(inner)}),
+                                           json::array({"lost", "d", common::sha256_hex("lost")})})
+                                  .dump();
+    nodes.push_back(outer);
+    auto answer = call("POST", "/v1/trees/missing", json{{"nodes", nodes}}.dump());
+    REQUIRE(answer.status == 200);
+    const auto body = json::parse(answer.body);
+    CHECK(body["missing_nodes"] == json::array({common::sha256_hex("lost")}));
+    const auto missing = body["missing_blobs"].get<std::vector<std::string>>();
+    CHECK(missing.size() == expected_missing.size()); // each once
+    CHECK(std::set<std::string>(missing.begin(), missing.end()) == expected_missing);
+
+    // A malformed node and, after it, one with a path the store refuses: the first is
+    // the answer, whichever thread parsed it.
+    auto bad = nodes;
+    bad[150] = "[[\"a\", \"f\"]]";
+    bad[170] = json::array({json::array({"a\x01", "f", common::sha256_hex("x"), 1})}).dump();
+    answer = call("POST", "/v1/trees/missing", json{{"nodes", bad}}.dump());
+    CHECK(answer.status == 400);
+    CHECK(json::parse(answer.body)["error"]["code"] == "bad_request");
+    bad[150] = nodes[150];
+    answer = call("POST", "/v1/trees/missing", json{{"nodes", bad}}.dump());
+    CHECK(answer.status == 400);
+    CHECK(json::parse(answer.body)["error"]["code"] == "bad_path");
+}
