@@ -253,8 +253,8 @@ common::Status write_tree(const common::Manifest& manifest, const BlobStore& blo
     for (const auto& entry : manifest.entries)
         entries.push_back(&entry);
     TRY(write_entries(entries, blobs, root, how));
-    // The folders are the manifest's (a symlink to one is not followed: only a folder
-    // made above has its path).
+    // The tree's folders are the manifest's, each made by write_entries (a symlink in the
+    // place of one fails there).
     for (const auto& folder : folders_of(manifest)) {
         const auto path = root / folder;
         if (::chmod(path.c_str(), 0755) != 0)
