@@ -105,17 +105,6 @@ BlobStore::stored_sizes(const std::vector<std::string_view>& digests) const {
     return out;
 }
 
-common::Result<std::uint64_t> BlobStore::size(const std::string& digest) const {
-    TRY(check_digest(digest));
-    std::error_code ec;
-    const auto bytes = fs::file_size(path(digest), ec);
-    if (ec)
-        return make_error(ec == std::errc::no_such_file_or_directory ? ErrorKind::not_found
-                                                                     : ErrorKind::io,
-                          fmt::format("cannot read the size of blob {}: {}", digest, ec.message()));
-    return static_cast<std::uint64_t>(bytes);
-}
-
 bool BlobStore::has_all(const std::vector<std::string>& digests) const {
     return std::all_of(digests.begin(), digests.end(),
                        [this](const std::string& digest) { return has(digest); });

@@ -28,11 +28,9 @@ class BlobStore {
     bool has(const std::string& digest) const;
     bool has_all(const std::vector<std::string>& digests) const;
     std::filesystem::path path(const std::string& digest) const;
-    // The size of a stored blob: what counts disk space uses it, never a manifest's
-    // declared size (ErrorKind::not_found when the blob is not stored).
-    common::Result<std::uint64_t> size(const std::string& digest) const;
     // The size of each digest's stored blob, nullopt where none is (or the digest is not
-    // one): a tree's 20,000 files are looked at by a few threads.
+    // one): what a deployment's sizes are checked against, never its declared ones. A tree's
+    // 20,000 files are looked at by a few threads.
     std::vector<std::optional<std::uint64_t>>
     stored_sizes(const std::vector<std::string_view>& digests) const;
     // Stores `data` if it hashes to `digest` (else ErrorKind::bad_request).
