@@ -193,25 +193,31 @@ common::Status read_manifest(ApiContext& context, const json& body, NewDeploymen
 common::Status take_stored_sizes(const BlobStore& blobs, common::Manifest& manifest,
                                  std::vector<std::string>& missing,
                                  const std::unordered_map<std::string_view, std::uint64_t>& known) {
-    // The sizes not known already, looked up together.
+    // Each file's stored size: known already, or looked up with the others not known.
+    std::vector<std::optional<std::uint64_t>> sizes(manifest.entries.size());
+    std::vector<std::size_t> unknown_at;
     std::vector<std::string_view> unknown;
-    std::vector<std::size_t> asked(manifest.entries.size(), SIZE_MAX);
     for (std::size_t i = 0; i < manifest.entries.size(); ++i) {
         const auto& entry = manifest.entries[i];
-        if (entry.kind != common::EntryKind::symlink && !known.count(entry.digest)) {
-            asked[i] = unknown.size();
+        if (entry.kind == common::EntryKind::symlink)
+            continue;
+        if (auto it = known.find(entry.digest); it != known.end()) {
+            sizes[i] = it->second;
+        } else {
+            unknown_at.push_back(i);
             unknown.push_back(entry.digest);
         }
     }
     const auto looked_up = blobs.stored_sizes(unknown);
+    for (std::size_t k = 0; k < unknown_at.size(); ++k)
+        sizes[unknown_at[k]] = looked_up[k];
     std::set<std::string> absent;
     common::Status mismatch;
     for (std::size_t i = 0; i < manifest.entries.size(); ++i) {
         auto& entry = manifest.entries[i];
         if (entry.kind == common::EntryKind::symlink)
             continue;
-        const auto stored =
-            asked[i] == SIZE_MAX ? std::optional(known.at(entry.digest)) : looked_up[asked[i]];
+        const auto& stored = sizes[i];
         if (!stored) { // not there, or not a blob the store can read: sent again
             if (absent.insert(entry.digest).second)
                 missing.push_back(entry.digest);

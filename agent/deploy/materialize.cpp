@@ -243,6 +243,19 @@ std::unordered_set<std::string> folders_of(const common::Manifest& manifest) {
     return folders;
 }
 
+// `folders` (below `root`) 0755 whatever the agent's umask (0077), but those in `except`.
+common::Status open_folders(const fs::path& root, const std::unordered_set<std::string>& folders,
+                            const std::unordered_set<std::string>& except = {}) {
+    for (const auto& folder : folders)
+        if (!except.count(folder)) {
+            const auto path = root / fs::path(folder);
+            if (::chmod(path.c_str(), 0755) != 0)
+                return make_error(ErrorKind::io, "cannot chmod " + path.string() + ": " +
+                                                     common::os_error_text(errno));
+        }
+    return {};
+}
+
 // Every entry of `manifest`, from the store; folders 0755 whatever the agent's umask (0077):
 // an image built from the tree keeps its modes, and its app may run as another user than
 // root. Others reach none of it: apps/ is the agent's alone.
@@ -255,13 +268,7 @@ common::Status write_tree(const common::Manifest& manifest, const BlobStore& blo
     TRY(write_entries(entries, blobs, root, how));
     // The tree's folders are the manifest's, each made by write_entries (a symlink in the
     // place of one fails there).
-    for (const auto& folder : folders_of(manifest)) {
-        const auto path = root / folder;
-        if (::chmod(path.c_str(), 0755) != 0)
-            return make_error(ErrorKind::io, "cannot chmod " + path.string() + ": " +
-                                                 common::os_error_text(errno));
-    }
-    return {};
+    return open_folders(root, folders_of(manifest));
 }
 
 bool same_entry(const common::ManifestEntry& a, const common::ManifestEntry& b) {
@@ -310,13 +317,7 @@ common::Status apply_difference(const common::Manifest& from, const common::Mani
                                                  common::os_error_text(errno));
     }
     TRY(write_entries(fresh, blobs, root, how));
-    for (const auto& folder : has)
-        if (!had.count(folder)) {
-            const auto path = root / fs::path(folder);
-            if (::chmod(path.c_str(), 0755) != 0)
-                return make_error(ErrorKind::io, "cannot chmod " + path.string() + ": " +
-                                                     common::os_error_text(errno));
-        }
+    TRY(open_folders(root, has, had));
     done.from_spare = true;
     done.written = fresh.size();
     done.kept = kept.size();
