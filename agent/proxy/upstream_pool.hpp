@@ -2,11 +2,10 @@
 // Idle keep-alive connections to the upstreams, per upstream address.
 // Owned by one Worker and used from its thread only: no locks.
 
+#include <agent/proxy/deadline_stream.hpp>
 #include <agent/proxy/routes.hpp>
 
-#include <boost/asio/io_context.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
 
 #include <chrono>
 #include <deque>
@@ -16,11 +15,7 @@
 
 namespace agent::proxy {
 
-// A worker's sockets name its io_context's executor type: no type-erased
-// executor copied and destroyed around every operation.
-using Executor = boost::asio::io_context::executor_type;
-using Socket = boost::asio::basic_stream_socket<boost::asio::ip::tcp, Executor>;
-using Stream = boost::beast::basic_stream<boost::asio::ip::tcp, Executor>;
+using Stream = DeadlineStream;
 
 struct UpstreamConnection {
     explicit UpstreamConnection(const Executor& executor) : stream(executor) {}
