@@ -107,8 +107,12 @@ managed_cert "$ACME/certs" shop.acme.test "DNS:shop.acme.test" 4097
 kill -HUP "$PROXY"
 assert_true "the new certificate is served after SIGHUP" wait_until 5 serves shop.acme.test 1001
 assert_eq "app shop.acme.test /" "$(https_get shop.acme.test)" "shop.acme.test over HTTPS, verified"
-assert_contains "$(cat "$W/proxy.log")" "certificate reloaded (SIGHUP): $ACME/certs/shop.acme.test.crt for shop.acme.test" \
-    "one line per certificate loaded"
+# The 250 ms check may find the new files before the SIGHUP does (then SIGHUP finds no change):
+# either way, one line for the certificate.
+loaded=$(grep -cF -e "certificate reloaded (SIGHUP): $ACME/certs/shop.acme.test.crt for shop.acme.test" \
+    -e "certificate reloaded (file changed): $ACME/certs/shop.acme.test.crt for shop.acme.test" \
+    "$W/proxy.log" || true)
+assert_eq 1 "$loaded" "one line per certificate loaded"
 
 managed_cert "$ACME/certs" blog.acme.test "DNS:blog.acme.test" 8193
 kill -HUP "$PROXY"
