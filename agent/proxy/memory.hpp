@@ -22,4 +22,15 @@ Trimmed trim_free_memory(std::size_t min_free);
 
 constexpr std::size_t k_trim_min_free = 2u << 20;
 
+// Drops this process's mappings of the read-only file pages it holds: the
+// code and constants of the binary and its libraries that start-up touched
+// (OpenSSL's provider set-up and certificate parsing, the option parser) and
+// the neighbours the kernel mapped around each of them. The page cache keeps
+// the pages; one used again is mapped back by a minor fault, so what stays
+// resident is what serving uses (a proxy of one worker with a certificate:
+// 10.8 MB resident after start-up, of which 8.9 MB such pages). A mapping
+// holding a page of its own (relocated data made read-only, a breakpoint)
+// is left alone. The number of bytes no longer resident.
+std::size_t release_startup_pages();
+
 } // namespace agent::proxy

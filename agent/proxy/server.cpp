@@ -123,6 +123,7 @@ class Server {
     std::uint64_t m_published = 0;
     std::uint64_t m_applied = 0;
     bool m_confirm_pending = false; // the applied file could not be written
+    bool m_startup_released = false;
     // The table generation every worker routes with, as last confirmed: in
     // stats.json, so the agent knows its figures count every request routed
     // before that table (its idle_stop check).
@@ -351,6 +352,13 @@ void Server::confirm_applied(std::uint64_t generation) {
     // request a worker routed with an earlier table.
     m_confirmed = generation;
     write_stats();
+    if (!m_startup_released) {
+        // Serving starts now: what start-up alone used need not stay mapped.
+        m_startup_released = true;
+        const std::size_t released = release_startup_pages();
+        common::log_debug(
+            fmt::format("start-up done: {} KiB of file pages unmapped", released >> 10));
+    }
     if (auto written = m_loader.write_applied(generation); !written) {
         common::log_error(fmt::format("cannot confirm routes generation {}: {}; trying again",
                                       generation, written.error().message));

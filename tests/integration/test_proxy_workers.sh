@@ -78,6 +78,12 @@ if [[ $(ldd "$PROXY_BIN" 2>/dev/null) == *libasan* ]]; then
     log "sanitized deploy-proxy: its allocator keeps freed memory; the trim is checked on the default build"
 else
     proxy_rss() { awk '/^VmRSS:/ { print $2 }' "/proc/$(proxy_pid)/status"; }
+    # Once serving, the pages of its binary and libraries that only start-up used are unmapped:
+    # what stays mapped of files is what serving uses.
+    RSS_FILE=$(awk '/^RssFile:/ { print $2 }' "/proc/$(proxy_pid)/status")
+    log "deploy-proxy RSS of files (its binary and libraries): $RSS_FILE KiB"
+    assert_true "deploy-proxy keeps at most 5 MiB of file pages mapped ($RSS_FILE KiB; 6.5 MiB when nothing is unmapped)" \
+        test "$RSS_FILE" -le 5120
     trims() { grep -c "gave the heap's free memory back" "$DATA/proxy/proxy.log" || true; }
     RSS_BEFORE=$(proxy_rss) TRIMS=$(trims)
     (ulimit -n 4096 && wrk -t1 -c1000 -d3s -H "Host: $APP.localhost" "http://127.0.0.1:$PROXY_PORT/") >/dev/null 2>&1
