@@ -481,9 +481,27 @@ template <class ClientStream> void Session<ClientStream>::end_exchange(bool keep
         return linger_close();
     }
     if (!keep_alive) {
-        return close();
+        return end_connection();
     }
     read_request();
+}
+
+template <class ClientStream> void Session<ClientStream>::end_connection() {
+    if constexpr (k_tls) {
+        // A party closing a TLS connection sends close_notify first (RFC 8446
+        // 6.1, RFC 5246 7.2.1): a client reading a response to the end of the
+        // connection can tell that end from a cut. The client's own is not
+        // waited for (SSL_shutdown then completes at once): it would only
+        // hold the connection. Nothing is read now (the request is read to
+        // its end), so the shutdown is the stream's only operation.
+        if (client_tcp().socket().is_open()) {
+            SSL_set_shutdown(m_client.native_handle(), SSL_RECEIVED_SHUTDOWN);
+            client_tcp().expires_after(k_linger_timeout);
+            return m_client.async_shutdown(
+                [self = this->shared_from_this()](error_code) { self->close(); });
+        }
+    }
+    close();
 }
 
 template <class ClientStream> void Session<ClientStream>::linger_close() {

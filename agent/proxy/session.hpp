@@ -129,6 +129,9 @@ class Session final : public SessionBase,
     void on_plain_written(bool keep_alive, error_code ec, std::size_t bytes);
     void end_exchange(bool keep_alive);
     void close();
+    // Ends a connection whose last exchange is over: over TLS, close_notify
+    // first (sent, not waited for), then close().
+    void end_connection();
     // Whether the client's next request has (partly) arrived, unread.
     bool request_waiting();
 

@@ -74,6 +74,30 @@ assert_eq "07D1" "$(served_serial blog.tls.test)" "SNI blog.tls.test gets the bl
 assert_eq "03E9" "$(served_serial other.test)" "an unknown name gets the first (default) certificate"
 assert_eq "proto=https" "$(https_get shop.tls.test /cgi-bin/fwd)" \
     "the app sees X-Forwarded-Proto https"
+# A connection the proxy ends (the client asked Connection: close) ends with close_notify:
+# a client reading to the end of the connection tells the end from a cut (Python's ssl with
+# ragged EOFs not suppressed raises SSLEOFError on a bare TCP close).
+close_notify() { # HTTP_VERSION [CONNECTION_HEADER]
+    python3 - "$HTTPS_PORT" "$PKI/ca.pem" "$1" "$2" <<'PY'
+import socket, ssl, sys
+port, ca, version, connection = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+extra = f"Connection: {connection}\r\n" if connection else ""
+context = ssl.create_default_context(cafile=ca)
+raw = socket.create_connection(("127.0.0.1", port), timeout=5)
+conn = context.wrap_socket(raw, server_hostname="shop.tls.test", suppress_ragged_eofs=False)
+conn.sendall(f"GET / {version}\r\nHost: shop.tls.test\r\n{extra}\r\n".encode())
+data = b""
+try:
+    while chunk := conn.recv(65536):
+        data += chunk
+    print("close_notify" if data.endswith(b"hello from 1\n") else "answer: " + repr(data[-80:]))
+except ssl.SSLEOFError as e:
+    print("no close_notify after " + repr(data[-40:]) + ": " + str(e))
+PY
+}
+assert_eq "close_notify" "$(close_notify HTTP/1.1 close)" \
+    "HTTP/1.1 with Connection: close: the answer, then close_notify"
+assert_eq "close_notify" "$(close_notify HTTP/1.0 "")" "HTTP/1.0: the answer, then close_notify"
 assert_eq "proto=http" "$(fetch shop /cgi-bin/fwd)" \
     "and http over plain HTTP (shop.localhost is not redirected: no certificate covers it)"
 
