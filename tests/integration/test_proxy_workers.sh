@@ -77,10 +77,11 @@ AGENT_EXTRA_ARGS=(--metrics-listen "127.0.0.1:$METRICS_PORT")
 if [[ $(ldd "$PROXY_BIN" 2>/dev/null) == *libasan* ]]; then
     log "sanitized deploy-proxy: its allocator keeps freed memory; the trim is checked on the default build"
 else
-    proxy_rss() { awk '/^VmRSS:/ { print $2 }' "/proc/$(proxy_pid)/status"; }
+    proxy_status() { awk -v f="$1:" '$1 == f { print $2 }' "/proc/$(proxy_pid)/status"; } # KiB
+    proxy_rss() { proxy_status VmRSS; }
     # Once serving, the pages of its binary and libraries that only start-up used are unmapped:
     # what stays mapped of files is what serving uses.
-    RSS_FILE=$(awk '/^RssFile:/ { print $2 }' "/proc/$(proxy_pid)/status")
+    RSS_FILE=$(proxy_status RssFile)
     log "deploy-proxy RSS of files (its binary and libraries): $RSS_FILE KiB"
     assert_true "deploy-proxy keeps at most 5 MiB of file pages mapped ($RSS_FILE KiB; 6.5 MiB when nothing is unmapped)" \
         test "$RSS_FILE" -le 5120

@@ -22,17 +22,20 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-// A connected pair over 127.0.0.1: `stream` (the one under test) and `peer`.
+// Connects `stream` to `peer` over 127.0.0.1.
+void connect(asio::io_context& context, DeadlineStream& stream, Socket& peer) {
+    asio::ip::tcp::acceptor acceptor(context, {asio::ip::make_address("127.0.0.1"), 0});
+    stream.socket().connect(acceptor.local_endpoint());
+    acceptor.accept(peer);
+}
+
+// A connected pair: `stream` (the one under test) and `peer`.
 struct Pair {
     asio::io_context context{1};
     DeadlineStream stream{context.get_executor()};
     Socket peer{context.get_executor()};
 
-    Pair() {
-        asio::ip::tcp::acceptor acceptor(context, {asio::ip::make_address("127.0.0.1"), 0});
-        stream.socket().connect(acceptor.local_endpoint());
-        acceptor.accept(peer);
-    }
+    Pair() { connect(context, stream, peer); }
 };
 
 // The outcome of one operation: its error and when it ended.
@@ -42,12 +45,16 @@ struct Done {
     Clock::time_point at;
 };
 
+// The handler of an operation: records its outcome in `done`.
+auto record(std::optional<Done>& done) {
+    return [&done](boost::system::error_code ec, std::size_t n) {
+        done = Done{ec, n, Clock::now()};
+    };
+}
+
 // Starts a read of one byte from `stream` into `done`.
 void read_one(DeadlineStream& stream, char& byte, std::optional<Done>& done) {
-    stream.async_read_some(asio::buffer(&byte, 1),
-                           [&done](boost::system::error_code ec, std::size_t n) {
-                               done = Done{ec, n, Clock::now()};
-                           });
+    stream.async_read_some(asio::buffer(&byte, 1), record(done));
 }
 
 // Writes one byte from the peer after `delay`, from the test's own io_context.
@@ -195,10 +202,7 @@ TEST_CASE("DeadlineStream: a write blocked by a peer that reads nothing times ou
     std::vector<char> big(64 * 1024 * 1024, 'x');
     std::optional<Done> done;
     pair.stream.expires_after(milliseconds(200));
-    asio::async_write(pair.stream, asio::buffer(big),
-                      [&done](boost::system::error_code ec, std::size_t n) {
-                          done = Done{ec, n, Clock::now()};
-                      });
+    asio::async_write(pair.stream, asio::buffer(big), record(done));
     run_until(pair.context, done);
     CHECK(done->ec == boost::beast::error::timeout);
     CHECK(done->bytes < big.size());
@@ -211,9 +215,7 @@ TEST_CASE("DeadlineStream: destroyed with a read under way and its timer armed")
     char byte = 0;
     {
         DeadlineStream stream(context.get_executor());
-        asio::ip::tcp::acceptor acceptor(context, {asio::ip::make_address("127.0.0.1"), 0});
-        stream.socket().connect(acceptor.local_endpoint());
-        acceptor.accept(peer);
+        connect(context, stream, peer);
         stream.expires_after(std::chrono::seconds(60));
         read_one(stream, byte, done);
     }
