@@ -162,7 +162,9 @@ assert_jq "$LS" '[.entries[] | select(.kind == "path" and .name == "node_modules
 assert_jq "$LS" '[.entries[] | select(.kind == "dir" and .name == "npm")] | length == 1' "ls: \$CACHE_DIR/npm"
 assert_jq "$LS" '[.entries[] | select(.kind == "build" and (.release | test("^v[0-9]+$")))] | length >= 1' "ls: the builds kept for reuse"
 assert_jq "$LS" '.max == 2147483648 and .bytes > 0' "ls: its size and cache_max (2G by default)"
-wait_until 10 test -d "$CACHE/next" && assert_exit 0 dctl build-cache ls --json && LS=$OUT
+assert_true "the copy for the next build is made ahead within 10 s" wait_until 10 test -d "$CACHE/next"
+assert_exit 0 dctl build-cache ls --json
+LS=$OUT
 assert_jq "$LS" '[.entries[] | select(.kind == "ready" and .name == "next build" and .bytes > 0)] | length == 1' \
     "ls: the copy made ahead for the next build"
 assert_exit 0 dctl build-cache ls

@@ -34,6 +34,7 @@ git -C "$REPO" commit -q -m "Back to v1's site"
 assert_exit 0 dctl deploy
 assert_contains "$OUT" "build reused from v1 (same inputs" "an identical tree: v1's image reused"
 assert_not_contains "$OUT" "Step 1/" "an identical tree: no image build"
+assert_ne "" "$(image_id v3)" "v3's image exists"
 assert_eq "$(image_id v1)" "$(image_id v3)" "v3's image is v1's"
 expect_serving $APP "$APP site 1" "v3 serves v1's site"
 

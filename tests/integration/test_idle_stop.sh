@@ -87,6 +87,7 @@ for i in $(seq 1 16); do
 done >"$TEST_TMP/frozen" &
 STEADY=$!
 P_F=$(web_pid v1)
+assert_ne "" "$P_F" "the web process serving the frozen-figures requests is known"
 # Frozen on figures with no request in flight (a request takes milliseconds), which the
 # agent's idle check reads as quiet.
 quiet_figures() {
@@ -128,12 +129,15 @@ assert_true "asleep before the agent is killed" wait_until 20 dead "$P3"
 kill_agent -9
 restart_agent
 assert_true "still asleep after a kill -9 of the agent" is_state sleeping
-assert_true "no web process after the restart" no_web v1
+assert_true "no web process after the restart (the agent's view)" no_web v1
+assert_eq 0 "$(pids_in_dir_matching "$(release_dir $APP v1)" httpd | wc -l)" \
+    "... and no httpd running in v1's folder"
 read -r code took body <<<"$(timed_fetch /)"
 assert_eq "200 hello from 1" "$code $body" "woken after the agent restart (in ${took}s)"
 
 # ------------------------------------------------------- a start that fails
 P4=$(web_pid v1)
+assert_ne "" "$P4" "woken: its web process is known"
 assert_true "asleep again" wait_until 20 dead "$P4"
 assert_exit 0 dctl env set BROKEN=1
 read -r code took body <<<"$(timed_fetch /)"
@@ -149,6 +153,7 @@ assert_eq "hello from 1" "$(fetch $APP)" "serving again"
 
 # --------------------------------------------- a deploy of a sleeping app
 P5=$(web_pid v1)
+assert_ne "" "$P5" "serving again: its web process is known"
 assert_true "asleep before the deploy" wait_until 20 dead "$P5"
 write_sleepy 'idle_stop_workers = true'
 commit_change "$REPO" "sleepy v2" VERSION 2
@@ -161,6 +166,7 @@ new_worker() { local w; w=$(worker_pid); [[ -n $w && $w != "$W1" ]] && alive "$w
 assert_true "v2's worker wrote its pid" wait_until 10 new_worker
 W2=$(worker_pid)
 P6=$(web_pid v2)
+assert_ne "" "$P6" "v2's web process is known"
 assert_true "v2's worker runs (pid $W2)" alive "$W2"
 assert_true "v2 falls asleep" wait_until 20 dead "$P6"
 assert_true "idle_stop_workers: the worker is stopped too" wait_until 10 dead "$W2"

@@ -69,7 +69,7 @@ if wait_until 3 has_marker; then pass "logs -f: the app's new line (url:/$marker
 fi
 kill "$follow_pid" 2>/dev/null || true
 wait "$follow_pid" 2>/dev/null || true
-pass "logs -f stopped"
+assert_true "logs -f stops when killed" dead "$follow_pid"
 
 # logs -f --grep: only the new lines that match.
 GREPPED=$TEST_TMP/follow-grep.out

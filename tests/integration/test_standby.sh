@@ -30,6 +30,7 @@ v1_port=$(port_of v1)
 [[ -n $v1_port ]] && pass "v1 keeps running after its drain (port $v1_port)" || fail "v1 keeps running after its drain" "no port"
 assert_eq true "$(standby_of v1)" "releases --json: v1 is in standby"
 v1_pid=$(listener_pid "$v1_port")
+assert_ne "" "$v1_pid" "v1's process listens on its port"
 assert_match "$(curl -s "http://127.0.0.1:$v1_port/")" "hello from 1" "v1 still answers on its own port"
 assert_exit 0 dctl releases
 assert_contains "$OUT" "standby: still running" "releases marks the standby release"
@@ -114,7 +115,9 @@ assert_exit 0 dctl start
 make_app_repo hello standby=10m drain=200ms
 replaced_in_standby 12 13 "v12 is in standby"
 v12_port=$(port_of v12)
+assert_ne "" "$v12_port" "v12 has a port"
 v12_pid=$(listener_pid "$v12_port")
+assert_ne "" "$v12_pid" "v12's process listens on its port"
 in_standby() { grep -q "hello $1 stays in standby" "$AGENT_LOG"; }
 wait_until 10 in_standby v12 || fail "v12's drain ends" "no standby line in the agent log"
 kill_agent -9

@@ -130,14 +130,24 @@ assert_match "$(tail -1 "$roots" 2>/dev/null)" "^2/[^ ]+ $head_tree [0-9a-f]{64}
 tag=$(tail -1 "$roots" | cut -d' ' -f1)
 good_root=$(tail -1 "$roots" | cut -d' ' -f3)
 figures=$(tail -1 "$roots" | cut -d' ' -f4-)
+# figures_of JSON: "files bytes contents their-bytes" as a deploy's package and upload events say.
+figures_of() {
+    local package upload
+    package=$(jq -c 'select(.event == "package")' <<<"$1")
+    upload=$(upload_of "$1")
+    echo "$(jq -r .files <<<"$package") $(jq -r .bytes <<<"$package") $(jq -r .blobs_total <<<"$upload") $(jq -r .bytes_total <<<"$upload")"
+}
+# What a deploy that walks the tree reports (the record moved away meanwhile).
+mv "$roots" "$roots.kept"
+run dctl --json deploy
+walked=$(figures_of "$OUT")
+mv "$roots.kept" "$roots"
+assert_eq "$walked" "$figures" "the kept record's figures (files, bytes, contents, their bytes) are what a walk of the tree reports"
 run dctl --json deploy
 assert_contains "$OUT" '"event":"unchanged"' "the kept root: an unchanged redeploy"
 assert_jq "$(upload_of "$OUT")" ".tree == \"$good_root\" and .wire_bytes < 1024" "the kept root: asked about as it is, under 1 KiB on the wire"
-# Packaged from the record, without walking the tree: the same figures as a walk gives.
-package=$(jq -c 'select(.event == "package")' "$OUT_FILE")
-upload=$(upload_of "$OUT")
-assert_eq "$figures" "$(jq -r .files <<<"$package") $(jq -r .bytes <<<"$package") $(jq -r .blobs_total <<<"$upload") $(jq -r .bytes_total <<<"$upload")" \
-    "the kept record's figures (files, bytes, contents, their bytes) are what the deploy reports"
+# Packaged from the record, without walking the tree: the same figures as the walk gave.
+assert_eq "$walked" "$(figures_of "$OUT")" "a deploy packaged from the record reports the walk's figures"
 # A root the agent does not have (a line damaged into another digest): the tree's nodes are
 # built and its own root asked about.
 printf '%s %s %s %s\n' "$tag" "$head_tree" "$(printf x | sha256sum | cut -d' ' -f1)" "$figures" >>"$roots"
