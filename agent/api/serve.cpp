@@ -16,6 +16,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
@@ -249,8 +250,9 @@ int serve(const ServeOptions& options) {
     if (auto stale = blobs.remove_stale_uploads())
         common::log_info(fmt::format("removed {} interrupted upload(s)", stale));
     ProxySettings proxy = options.proxy;
-    if (proxy.threads == 0) // one deploy-proxy worker per CPU this agent may use
-        proxy.threads = runtime::usable_cpus(options.cgroup_root);
+    if (proxy.threads == 0) // one deploy-proxy worker per CPU this agent may use (at most 1024)
+        proxy.threads =
+            std::min<unsigned>(runtime::usable_cpus(options.cgroup_root), k_max_proxy_threads);
     ServiceOptions service_options{data_dir,
                                    options.engine,
                                    proxy,

@@ -248,6 +248,8 @@ struct OneOff {
 };
 
 // How deploy-proxy serves the apps.
+inline constexpr unsigned k_max_proxy_threads = 1024;
+
 struct ProxySettings {
     std::string listen = "127.0.0.1:8080"; // plain HTTP
     // HTTPS, on when `certificates` is not empty (the first is the default
@@ -260,7 +262,8 @@ struct ProxySettings {
     bool access_log = true;
     std::uint64_t access_log_max_size = 64ull * 1024 * 1024;
     // deploy-proxy's workers (--threads), each with its own event loop; 0: one
-    // per CPU the agent may use (runtime/cpus.hpp), resolved by serve.
+    // per CPU the agent may use (runtime/cpus.hpp), resolved by serve, at most
+    // k_max_proxy_threads (deploy-proxy's own limit).
     unsigned threads = 0;
     // [acme]: certificates from an ACME server, served from DATA_DIR/acme.
     acme::Settings acme{};

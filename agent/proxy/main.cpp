@@ -84,7 +84,7 @@ int main(int argc, char** argv) {
                    "(e.g. 64M, 1G; 0: never)")
         ->capture_default_str();
     app.add_option("--threads", threads, "Worker threads, each with its own event loop")
-        ->check(CLI::Range(1u, 64u))
+        ->check(CLI::Range(1u, 1024u))
         ->capture_default_str();
     app.add_option("--log-level", log_level, "debug, info, warn or error")
         ->check(CLI::IsMember({"debug", "info", "warn", "error"}))
@@ -115,8 +115,9 @@ int main(int argc, char** argv) {
         return 2;
     }
     if (certs.size() != keys.size()) {
-        std::fprintf(stderr, "deploy-proxy: %zu --tls-cert but %zu --tls-key: give one key per "
-                             "certificate\n",
+        std::fprintf(stderr,
+                     "deploy-proxy: %zu --tls-cert but %zu --tls-key: give one key per "
+                     "certificate\n",
                      certs.size(), keys.size());
         return 2;
     }

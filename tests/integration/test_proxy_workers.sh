@@ -66,6 +66,19 @@ both_counted() { [[ $(metric 'deploy_proxy_worker_requests_total{worker="0"}') -
 assert_true "each worker answered requests (deploy_proxy_worker_requests_total)" wait_until 5 both_counted
 assert_eq 2 "$(metric deploy_proxy_workers)" "deploy_proxy_workers is 2"
 log "requests per worker: $(metric 'deploy_proxy_worker_requests_total{worker="0"}') and $(metric 'deploy_proxy_worker_requests_total{worker="1"}')"
+
+# --- more workers than CPUs, past 64: every count the agent accepts, deploy-proxy runs ----------
+AGENT_EXTRA_ARGS=(--metrics-listen "127.0.0.1:$METRICS_PORT" --proxy-threads 100)
+kill_agent -9
+restart_agent
+assert_eq 100 "$(workers_of_proxy)" "--proxy-threads 100: the proxy is started with 100 workers"
+workers_100() { [[ $(metric deploy_proxy_workers) == 100 ]]; }
+assert_true "... runs them (deploy_proxy_workers is 100)" wait_until 10 workers_100
+expect_serving $APP "hello from 1" "... and serves"
+AGENT_EXTRA_ARGS=(--metrics-listen "127.0.0.1:$METRICS_PORT" --proxy-threads 2)
+kill_agent -9
+restart_agent
+assert_eq 2 "$(workers_of_proxy)" "back to --proxy-threads 2"
 AGENT_EXTRA_ARGS=(--metrics-listen "127.0.0.1:$METRICS_PORT")
 
 # --- memory given back after a load -------------------------------------------------------------
