@@ -65,8 +65,7 @@ void set_header(Response& response, const StaticReply& reply, unsigned version, 
 
 } // namespace
 
-template <class ClientStream>
-void Session<ClientStream>::serve_static() {
+template <class ClientStream> void Session<ClientStream>::serve_static() {
     const auto& request = m_request->get();
     const bool head = request.method() == http::verb::head;
     StaticReply reply = agent::proxy::serve_static(
@@ -79,11 +78,13 @@ void Session<ClientStream>::serve_static() {
     }
     const bool keep_alive = m_framing.keep_alive;
     auto send = [this, keep_alive](auto response) {
+        m_stat_status = response.result_int(); // counted and logged as a proxied answer is
         auto held = std::make_shared<decltype(response)>(std::move(response));
         client_tcp().expires_after(k_client_timeout);
         http::async_write(
             m_client, *held,
-            [self = shared_from_this(), held, keep_alive](error_code ec, std::size_t) {
+            [self = shared_from_this(), held, keep_alive](error_code ec, std::size_t bytes) {
+                self->m_stat_out += bytes;
                 self->end_exchange(keep_alive && !ec);
             });
     };

@@ -159,6 +159,22 @@ assert_contains "$ERR$OUT" 'static dir "dist" does not exist after the build' \
     "the failure says the static dir is missing"
 expect_serving $APP "<h1>site 1</h1>" "the failed release did not disturb v1"
 
+# --- static answers are logged and counted as proxied ones ---------------------------
+req "/assets/data.txt?logged=1"
+assert_eq 200 "$CODE" "a static file for the access log"
+req "/assets/data.txt?logged=1" -I
+assert_eq 200 "$CODE" "... and a HEAD of it"
+ACCESS=$DATA/apps/$APP/logs/access.ndjson
+# The GET: status 200, its 20 bytes and a header; the HEAD: 200, a header and no body.
+logged() {
+    jq -e -s '[.[] | select(.path == "/assets/data.txt?logged=1" and .instance == "static")] as $l
+        | ($l | length) == 2 and $l[0].method == "GET" and $l[0].status == 200 and $l[0].bytes_out > 100
+        and $l[1].method == "HEAD" and $l[1].status == 200 and $l[1].bytes_out > 80
+        and $l[1].bytes_out == $l[0].bytes_out - 20' "$ACCESS" >/dev/null 2>&1
+}
+assert_true "the access log has each static answer's status and bytes (header and body)" wait_until 5 logged
+log "$(grep -F '"/assets/data.txt?logged=1"' "$ACCESS" | tail -2)"
+
 # --- an agent killed and restarted does not try to start a static release --------
 kill_agent -9
 expect_serving $APP "<h1>site 1</h1>" "agent down: the proxy still serves the site"
