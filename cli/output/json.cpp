@@ -369,7 +369,8 @@ json release_row(const json& release, const std::string& host) {
                 {"commit", string_or_null(release, "commit")},
                 {"message", string_or_null(release, "message")},
                 {"dirty", json_true(release, "dirty")},
-                {"error", string_or_null(release, "error")}};
+                {"error", string_or_null(release, "error")},
+                {"standby", json_true(release, "standby")}};
     // When each release served: [{"from", "until"}], until null while it still serves.
     auto served = release.find("served");
     row["served"] = served != release.end() && served->is_array() ? *served : json::array();

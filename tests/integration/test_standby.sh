@@ -28,7 +28,13 @@ replaced_in_standby() {
 port_of() { release_json "$1" | jq -r '.port // empty'; }
 v1_port=$(port_of v1)
 [[ -n $v1_port ]] && pass "v1 keeps running after its drain (port $v1_port)" || fail "v1 keeps running after its drain" "no port"
-assert_eq true "$(standby_of v1)" "releases --json: v1 is in standby"
+assert_eq true "$(standby_of v1)" "the API: v1 is in standby"
+assert_exit 0 dctl --json releases
+assert_eq "true false" "$(jq -r '[.[] | select(.id == "v1" or .id == "v2") | .standby] | reverse | join(" ")' <<<"$OUT")" \
+    "releases --json: v1 is in standby, v2 (serving) is not"
+assert_exit 0 dctl --json status
+assert_eq true "$(jq -r 'select(.event == "status") | .releases[] | select(.id == "v1") | .standby' <<<"$OUT")" \
+    "status --json: v1 is in standby"
 v1_pid=$(listener_pid "$v1_port")
 assert_ne "" "$v1_pid" "v1's process listens on its port"
 assert_match "$(curl -s "http://127.0.0.1:$v1_port/")" "hello from 1" "v1 still answers on its own port"

@@ -82,7 +82,11 @@ TEST_CASE("release_row and status_object keep the documented keys only") {
                       {"message", "Fix header"},
                       {"dirty", false},
                       {"error", nullptr},
+                      {"standby", false},
                       {"served", json::array({{{"from", "t1"}, {"until", nullptr}}})}});
+    release["standby"] = true; // INACTIVE and still running, unrouted
+    CHECK(out::release_row(release, "")["standby"] == true);
+    release.erase("standby");
     release["dirty"] = true;
     CHECK(out::release_row(release, "")["dirty"] == true);
     release["dirty"] = "yes"; // not a bool: not dirty
