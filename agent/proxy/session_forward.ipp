@@ -527,7 +527,8 @@ void Session<ClientStream>::upstream_failed(error_code ec, bool got_response_byt
 }
 
 template <class ClientStream>
-void Session<ClientStream>::on_client_header_written(error_code ec, std::size_t) {
+void Session<ClientStream>::on_client_header_written(error_code ec, std::size_t bytes) {
+    m_stat_out += bytes; // an answer without a body (HEAD, 204, 304): its header is all
     if (ec) {
         m_upstream.reset();
         return close();

@@ -65,7 +65,8 @@ void set_header(Response& response, const StaticReply& reply, unsigned version, 
 
 } // namespace
 
-template <class ClientStream> void Session<ClientStream>::serve_static() {
+template <class ClientStream>
+void Session<ClientStream>::serve_static() {
     const auto& request = m_request->get();
     const bool head = request.method() == http::verb::head;
     StaticReply reply = agent::proxy::serve_static(

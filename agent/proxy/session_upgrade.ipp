@@ -35,6 +35,7 @@ void Session<ClientStream>::open_tunnel() {
     // The app's 101 as it is (Connection, Upgrade, Sec-WebSocket-Accept...),
     // followed by whatever the app sent after it in the same read.
     serialize_header(response, m_head);
+    m_stat_out += m_head.size(); // the 101's header: the request's answer
     const auto extra = m_upstream->buffer.data();
     m_head.append(static_cast<const char*>(extra.data()), extra.size());
     m_upstream->buffer.consume(extra.size());

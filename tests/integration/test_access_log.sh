@@ -17,7 +17,8 @@ printf '[proxy]\naccess_log_max_size = "8k"\n' >"$CONFIG"
 AGENT_EXTRA_ARGS=(--config "$CONFIG")
 start_agent
 
-# The app answers "rid=<the X-Request-Id it got>", reads POST bodies, 404 for /missing.
+# The app answers "rid=<the X-Request-Id it got>", reads POST bodies, 404 for /missing,
+# 204 without a body for /empty.
 make_app_repo traffic build='true' run="exec $PY app.py"
 commit_change "$REPO" "an app that shows its request id" app.py '
 import http.server, os
@@ -29,6 +30,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         if length:
             self.rfile.read(length)
+        if self.path == "/empty":
+            self.send_response(204)
+            self.end_headers()
+            return
         ids = self.headers.get_all("X-Request-Id") or []
         body = ("rid=" + ",".join(ids) + "\n").encode()
         self.send_response(404 if self.path == "/missing" else 200)
@@ -58,6 +63,7 @@ assert_ne "$MADE" "${replaced#rid=}" "every new id differs"
 
 # --- the lines ----------------------------------------------------------------------------
 assert_eq 404 "$(get -o /dev/null -w '%{http_code}' -H "X-Request-Id: the-404" "$URL/missing")" "the app answers 404"
+assert_eq 204 "$(get -o /dev/null -w '%{http_code}' -H "X-Request-Id: the-204" "$URL/empty")" "the app answers 204, no body"
 head -c 1000 /dev/zero >"$TEST_TMP/body"
 assert_eq "rid=the-post" "$(get -H "X-Request-Id: the-post" --data-binary @"$TEST_TMP/body" "$URL/form?x=1")" "a POST"
 for i in $(seq 1 8); do get "$URL/spread/$i" >/dev/null; done
@@ -78,6 +84,7 @@ assert_jq "$kept" '.client == "127.0.0.1" and .bytes_out > 0 and .duration_ms >=
     "... the client, the bytes sent, the duration and the time"
 assert_jq "$(line_of "$MADE")" '.path == "/made"' "the proxy's own id is the one logged"
 assert_jq "$(line_of the-404)" '.status == 404' "a 404 is logged as 404"
+assert_jq "$(line_of the-204)" '.status == 204 and .bytes_out > 20' "a 204 without a body is logged with its header's bytes"
 assert_jq "$(line_of the-post)" '.method == "POST" and .path == "/form?x=1" and .bytes_in == 1000' \
     "a POST with its query and its 1000 body bytes"
 instances=$(jq -r 'select(.event == "access") | .request.instance' "$EVENTS" | sort -u | tr '\n' ' ')

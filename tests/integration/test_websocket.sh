@@ -59,6 +59,12 @@ RAW=$(curl -s -i --max-time 2 -H "Host: $APP.localhost" -H "Connection: Upgrade"
 assert_contains "$RAW" "HTTP/1.1 101" "a raw handshake: 101 Switching Protocols"
 assert_contains "$RAW" "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" "a raw handshake: the app's accept key"
 assert_match "$RAW" "[Uu]pgrade: websocket" "a raw handshake: Upgrade: websocket reaches the client"
+# The access log has each upgrade as a 101, with the bytes of the 101's header.
+upgrades_logged() {
+    jq -e -s '[.[] | select(.status == 101)] | length >= 3 and all(.bytes_out > 100)' \
+        "$DATA/apps/$APP/logs/access.ndjson" >/dev/null 2>&1
+}
+assert_true "the access log has the upgrades as 101s, with their header's bytes" wait_until 5 upgrades_logged
 
 # --- N connections held through 3 redeploys -------------------------------------------------
 HOLD=$TEST_TMP/hold
