@@ -1,7 +1,7 @@
 #pragma once
 // The manifest as a Merkle tree: one node per directory, addressed by the SHA-256 of its
 // bytes, so that two trees that share a folder share its node and an agent that has a node
-// has everything below it (docs/design.md, "Uploads"). The CLI builds the nodes of what it
+// has everything below it (docs/api.md, "Uploading a tree"). The CLI builds the nodes of what it
 // deploys and asks the agent which it lacks, level by level from the root; the agent stores
 // the nodes of every release it keeps and flattens a tree back into the manifest it validates.
 //
