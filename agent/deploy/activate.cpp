@@ -340,34 +340,6 @@ void Engine::wait_drained(const std::vector<int>& ports, std::chrono::millisecon
     }
 }
 
-void Engine::drain(const std::string& app, const Job& job) {
-    if (job.previous.empty())
-        return;
-    common::log_info("draining " + app + " " + job.previous);
-    auto replaced = m_store->get(app, job.previous);
-    const auto old_config = replaced ? common::parse_config(replaced->config, "deploy.toml")
-                                     : common::Result<common::AppConfig>(common::AppConfig{});
-    const auto stop_timeout = old_config ? old_config->deploy.stop_timeout : k_stop_grace;
-    if (replaced && replaced->state != State::production)
-        // Its other processes take no requests: they stop now, given their stop_timeout.
-        stop_processes(app, job.previous, stop_timeout, Which::others);
-    // No port known: the whole drain.
-    wait_drained(replaced ? web_ports(*replaced) : std::vector<int>{}, job.config.deploy.drain);
-    if (stopping())
-        return; // the next start stops it (INACTIVE with a live pid)
-    const auto& process = job.previous_process;
-    // Read again after the wait (the deploy lock is held: nothing can promote
-    // it meanwhile, but `rm` can delete it).
-    auto old = m_store->get(app, job.previous);
-    if (!old || old->state == State::production)
-        return; // removed, or promoted again since: nothing to stop
-    runtime_for(*old).stop({app, job.previous}, process, k_stop_grace);
-    stop_processes(app, job.previous, stop_timeout, Which::web); // web.2 and on
-    if (old->pid == process.pid)
-        if (auto cleared = m_store->clear_process(app, job.previous); !cleared)
-            common::log_error(cleared.error().message);
-}
-
 void Engine::start_drain(const std::string& app, Job job) {
     if (job.previous.empty())
         return;

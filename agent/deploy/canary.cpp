@@ -224,7 +224,7 @@ common::Result<Promotion> Engine::promote_canary_locked(const std::string& app,
         if (old)
             job.previous_process = {old->pid, old->pid_start};
     }
-    enqueue(app, std::move(job)); // drain + prune run on the app's worker
+    start_drain(app, std::move(job)); // off the deploy lock, as after a switch
     TRY_ASSIGN(auto info, release(app, id));
     return Promotion{std::move(info), *previous, {}};
 }

@@ -136,13 +136,8 @@ void Engine::worker_loop(std::string app) {
             my.queue.pop_front();
         }
         std::lock_guard deploy(my.deploy_lock);
-        if (job.kind == JobKind::deploy) {
-            run_deployment(app, job);
-            keep_spare(app, my);
-        } else {
-            drain(app, job);
-            prune(app, job.config.deploy.keep);
-        }
+        run_deployment(app, job); // drains run off this lock (start_drain)
+        keep_spare(app, my);
         copy_pending = my.cache_copy.has_value();
     }
 }

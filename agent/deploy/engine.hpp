@@ -343,7 +343,6 @@ class Engine final : public Service {
     // After a failure a caller cannot undo: logged, the supervisor retries.
     void publish_routes_or_log(std::string_view why);
     std::vector<Route> routing_table_locked();
-    void drain(const std::string& app, const Job& job);
     // The drain (and standby) of a replaced release on a thread of its own, off
     // the app's deploy lock: the next deploy or rollback never waits for it. It
     // takes the lock only to stop what it must, after checking again that the

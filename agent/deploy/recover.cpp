@@ -63,8 +63,9 @@ common::Status Engine::start() {
             start_drain(row.app, std::move(job));
             continue;
         }
+        // Off the app's deploy lock too: a deploy right after the restart does not wait.
         common::log_info("draining leftover " + row.app + " " + row.id);
-        enqueue(row.app, std::move(job));
+        start_drain(row.app, std::move(job));
     }
     m_started = true;
     m_supervisor = std::thread(&Engine::supervise_loop, this);

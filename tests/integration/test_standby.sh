@@ -174,3 +174,27 @@ assert_eq true "$(standby_of v17)" "v17, the release v18 replaced, is in standby
 assert_exit 0 dctl rollback
 expect_serving $APP "hello from 17" "the rollback serves v17"
 assert_contains "$(cat "$DATA/apps/hello/logs/v17.ndjson")" "warm rollback" "and was warm"
+
+# --- an agent killed -9 while a release drains: after its restart, the next deploy does not
+# wait for that drain either (the leftover drains off the app's deploy lock, as after a switch)
+make_app_repo hello standby=0s drain=30s
+commit_change "$REPO" "v19" VERSION 19
+assert_exit 0 dctl deploy
+v19_port=$(port_of v19)
+assert_ne "" "$v19_port" "v19 has a port"
+exec 8<>"/dev/tcp/127.0.0.1/$v19_port" # held open: v19's drain lasts the whole 30 s
+commit_change "$REPO" "v20" VERSION 20
+assert_exit 0 dctl deploy
+kill_agent -9
+restart_agent
+assert_contains "$(<"$AGENT_LOG")" "draining leftover hello v19" "the restarted agent drains v19, left draining"
+commit_change "$REPO" "v21" VERSION 21
+start=$(date +%s%N)
+assert_exit 0 dctl deploy
+took=$((($(date +%s%N) - start) / 1000000))
+expect_serving $APP "hello from 21" "v21 serves"
+((took < 15000)) && pass "a deploy right after the restart took ${took} ms (v19's drain lasts 30 s)" ||
+    fail "a deploy right after the restart does not wait for the leftover drain" "took ${took} ms"
+[[ -n $(listener_pid "$v19_port") ]] && pass "v19 still drains (its client's connection is open)" ||
+    fail "v19 still drains" "it stopped"
+exec 8>&-
