@@ -74,15 +74,21 @@ exec 7<>"/dev/tcp/127.0.0.1/$v3_port"
 commit_change "$REPO" "v4" VERSION 4
 assert_exit 0 dctl deploy
 expect_serving $APP "hello from 4" "v4 serves"
-commit_change "$REPO" "v5" VERSION 5
-start=$(date +%s%N)
-assert_exit 0 dctl deploy
-took=$((($(date +%s%N) - start) / 1000000))
-expect_serving $APP "hello from 5" "v5 serves"
-((took < 15000)) && pass "a deploy right after a deploy took ${took} ms (v3's drain lasts 30 s)" ||
-    fail "a deploy right after a deploy does not wait for the drain" "took ${took} ms"
-[[ -n $(listener_pid "$v3_port") ]] && pass "v3 still drains (its client's connection is open)" ||
-    fail "v3 still drains" "it stopped"
+# deploy_beside_drain N DRAINING PORT WHEN: deploys vN (its commit made here) in under 15 s,
+# while DRAINING, whose drain lasts 30 s, still drains on PORT.
+deploy_beside_drain() {
+    commit_change "$REPO" "v$1" VERSION "$1"
+    local start took
+    start=$(date +%s%N)
+    assert_exit 0 dctl deploy
+    took=$((($(date +%s%N) - start) / 1000000))
+    expect_serving $APP "hello from $1" "v$1 serves"
+    ((took < 15000)) && pass "a deploy $4 took ${took} ms ($2's drain lasts 30 s)" ||
+        fail "a deploy $4 does not wait for $2's drain" "took ${took} ms"
+    [[ -n $(listener_pid "$3") ]] && pass "$2 still drains (its client's connection is open)" ||
+        fail "$2 still drains" "it stopped"
+}
+deploy_beside_drain 5 v3 "$v3_port" "right after a deploy"
 exec 7>&-
 
 # --- standby = "0s": stopped after the drain; a rollback starts it again ----------------
@@ -188,13 +194,5 @@ assert_exit 0 dctl deploy
 kill_agent -9
 restart_agent
 assert_contains "$(<"$AGENT_LOG")" "draining leftover hello v19" "the restarted agent drains v19, left draining"
-commit_change "$REPO" "v21" VERSION 21
-start=$(date +%s%N)
-assert_exit 0 dctl deploy
-took=$((($(date +%s%N) - start) / 1000000))
-expect_serving $APP "hello from 21" "v21 serves"
-((took < 15000)) && pass "a deploy right after the restart took ${took} ms (v19's drain lasts 30 s)" ||
-    fail "a deploy right after the restart does not wait for the leftover drain" "took ${took} ms"
-[[ -n $(listener_pid "$v19_port") ]] && pass "v19 still drains (its client's connection is open)" ||
-    fail "v19 still drains" "it stopped"
+deploy_beside_drain 21 v19 "$v19_port" "right after the restart"
 exec 8>&-
