@@ -224,7 +224,9 @@ int main(int argc, char** argv) {
     serve->add_option("--metrics-listen", options.metrics_listen,
                       "Serve GET /metrics (Prometheus text format, no token: keep it on "
                       "127.0.0.1 or a private address) on this HOST:PORT: deployments, "
-                      "releases by state, build slots (docs/metrics.md); off by default");
+                      "releases by state, build slots, deploy-proxy's requests, connections "
+                      "and workers, log drains, ACME certificates (docs/metrics.md); off by "
+                      "default");
     serve
         ->add_option("--proxy-threads", options.proxy.threads,
                      "deploy-proxy's workers, each an event loop on a thread of its own; 0: one "
