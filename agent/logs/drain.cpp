@@ -711,10 +711,17 @@ struct Drain::Impl {
             written.end -= shift;
     }
 
-    void run() {
+    // Before the thread starts: a drain just made (its settings changed, the agent
+    // started) reports what its queue holds from the first status on, not 0.
+    void open_state() {
         std::error_code ec;
         fs::create_directories(dir, ec);
         load_state();
+        std::lock_guard lock(mutex);
+        stats.queued_bytes = queue_size - committed;
+    }
+
+    void run() {
         if (target.tls) {
             tls.reset(SSL_CTX_new(TLS_client_method()));
             if (tls) {
@@ -764,6 +771,7 @@ Drain::Drain(std::string app, fs::path logs_dir, fs::path dir, std::string url,
     m_impl->target = std::move(target);
     m_impl->queue_limit = queue_bytes;
     m_impl->stats.url = std::move(url);
+    m_impl->open_state();
     m_impl->thread = std::thread([impl = m_impl.get()] { impl->run(); });
 }
 

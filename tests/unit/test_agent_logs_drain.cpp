@@ -207,6 +207,19 @@ TEST_CASE("Drain: new lines reach the receiver; a broken connection sends them a
         CHECK(text_of(after[0]) == "three");
         CHECK(drain->stats().delivered == 3); // kept across the restart
     }
+    SUBCASE("a drain made again reports what is not confirmed yet as queued from the start") {
+        // Within the second a sent message takes to count as delivered: none is, and the
+        // drain that takes over (its settings changed, the agent restarted) sends them again.
+        drain.reset();
+        receiver.hang_up();
+        receiver.forget();
+        drain = std::make_unique<agent::logs::Drain>("hello", logs, dir.path() / "drain",
+                                                     "syslog+tcp://127.0.0.1", target, 64 * 1024);
+        CHECK(drain->stats().queued_bytes > 0); // not 0 until its thread first looked
+        REQUIRE(receiver.accept());
+        CHECK(receiver.read(3).size() == 3);
+        CHECK(eventually([&] { return drain->stats().queued_bytes == 0; }));
+    }
     SUBCASE("a burst larger than the queue, the receiver there: nothing is dropped") {
         std::string burst;
         for (int i = 0; i < 2000; ++i)
