@@ -619,7 +619,6 @@ common::Result<Promotion> Engine::rollback(const std::string& app,
                          "; the supervisor tries again");
     common::log_info("rolled " + app + " back to " + target->id);
     Job job;
-    job.kind = JobKind::drain;
     job.config = *config;
     job.standby = config->deploy.standby;
     if (*previous) {

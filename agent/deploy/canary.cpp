@@ -216,7 +216,6 @@ common::Result<Promotion> Engine::promote_canary_locked(const std::string& app,
                          "; the supervisor tries again");
     common::log_info("canary " + app + " " + id + " promoted (" + why + ")");
     Job job;
-    job.kind = JobKind::drain;
     job.config = config;
     if (*previous) {
         auto old = m_store->get(app, **previous);

@@ -84,9 +84,7 @@ void Engine::stop() {
         m_container_runtime->shutdown(); // containers keep running
     std::lock_guard lock(m_mutex);
     for (auto& [app, slot] : m_slots)
-        for (const auto& job : slot->queue) {
-            if (job.kind != JobKind::deploy)
-                continue;
+        for (const auto& job : slot->queue) { // deployments only (drains run off it)
             EventLog events(m_options.data_dir.event_log(app, job.id), job.id);
             fail(app, job.id, State::queued, "cancelled: the agent stopped", events);
         }

@@ -151,9 +151,9 @@ class Engine final : public Service {
     bool acme_enabled() const override { return m_options.proxy.acme.enabled; }
 
   private:
-    enum class JobKind { deploy, drain };
+    // A deployment on the app's queue, or (previous set) a replaced release
+    // handed to start_drain.
     struct Job {
-        JobKind kind = JobKind::deploy;
         std::string id;
         common::AppConfig config;
         common::Manifest manifest;
@@ -163,7 +163,7 @@ class Engine final : public Service {
         int canary = 0;              // deploy --canary PCT (0: switch)
         std::int64_t canary_auto = 0;
         int canary_max_error_bp = 100;
-        // drain jobs: the replaced release and its process
+        // a drain: the replaced release and its process
         std::string previous;
         runtime::AppProcess previous_process;
         // After its drain the replaced web keeps running this long, unrouted

@@ -427,8 +427,7 @@ common::Result<Destroyed> Engine::destroy_app(const std::string& app) {
         bool queued = false;
         {
             std::lock_guard lock(m_mutex);
-            queued = std::any_of(my.queue.begin(), my.queue.end(),
-                                 [](const Job& job) { return job.kind == JobKind::deploy; });
+            queued = !my.queue.empty(); // deployments only (drains run off it)
             for (const auto& key : m_busy)
                 queued = queued || key.rfind(app + "/", 0) == 0;
         }

@@ -135,7 +135,6 @@ void Engine::run_deployment(const std::string& app, Job& job) {
     if (!*previous)
         return prune(app, job.config.deploy.keep);
     auto old = m_store->get(app, **previous);
-    job.kind = JobKind::drain;
     // The drainer keeps its job through the drain and the standby window (minutes): not
     // the new release's manifest, 8 MB for a tree of 20,000 files, which it never reads.
     job.manifest = common::Manifest();

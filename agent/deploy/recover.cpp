@@ -55,7 +55,6 @@ common::Status Engine::start() {
     for (auto& row : leftovers) {
         auto config = common::parse_config(row.config, "deploy.toml");
         Job job;
-        job.kind = JobKind::drain;
         job.config = config ? *config : common::AppConfig{};
         job.previous = row.id;
         job.previous_process = {row.pid, row.pid_start};
