@@ -13,9 +13,11 @@
 #include <fcntl.h>
 #include <optional>
 #include <random>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <system_error>
 #include <unistd.h>
+#include <utility>
 
 namespace agent {
 
@@ -61,13 +63,49 @@ Status fsync_file(const fs::path& path) {
 constexpr std::size_t k_fsync_each = 64;
 
 void remove_quietly(const fs::path& path) {
+    if (path.empty()) // a file without a name: closing it removes it
+        return;
     std::error_code ec;
     fs::remove(path, ec); // best effort: a leftover temp file is harmless
 }
 
 } // namespace
 
-BlobStore::BlobStore(fs::path root) : m_root(std::move(root)) {}
+BlobStore::BlobStore(fs::path root) : m_root(std::move(root)) {
+    // A quarter of the descriptors the agent may open, up to 8192: two uploads of a few
+    // thousand files each at once, and room for everything else.
+    struct rlimit limit {};
+    if (::getrlimit(RLIMIT_NOFILE, &limit) == 0)
+        m_unnamed_max = static_cast<int>(std::min<rlim_t>(limit.rlim_cur / 4, 8192));
+}
+
+BlobStore::TempFd::TempFd(int fd, std::shared_ptr<std::atomic<int>> open)
+    : m_fd(fd), m_open(std::move(open)) {}
+
+BlobStore::TempFd::TempFd(TempFd&& other) noexcept
+    : m_fd(std::exchange(other.m_fd, -1)), m_open(std::move(other.m_open)) {}
+
+BlobStore::TempFd& BlobStore::TempFd::operator=(TempFd&& other) noexcept {
+    if (this != &other) {
+        reset();
+        m_fd = std::exchange(other.m_fd, -1);
+        m_open = std::move(other.m_open);
+    }
+    return *this;
+}
+
+BlobStore::TempFd::~TempFd() {
+    reset();
+}
+
+void BlobStore::TempFd::reset() {
+    if (m_fd < 0)
+        return;
+    ::close(m_fd);
+    m_fd = -1;
+    if (m_open)
+        m_open->fetch_sub(1, std::memory_order_relaxed);
+}
 
 std::optional<std::uint64_t> BlobStore::stored_size(std::string_view digest) const {
     if (!common::is_sha256_hex(digest))
@@ -157,37 +195,88 @@ Status BlobStore::adopt(const std::string& digest, const fs::path& temp_file) {
     return common::fsync_dir(target.parent_path());
 }
 
+namespace {
+
+// Writes all of `data` to `fd`: 0, or the errno of the failure.
+int write_all(int fd, std::string_view data) {
+    while (!data.empty()) {
+        const auto n = ::write(fd, data.data(), data.size());
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return n < 0 ? errno : EIO;
+        data.remove_prefix(static_cast<std::size_t>(n));
+    }
+    return 0;
+}
+
+} // namespace
+
 common::Result<BlobStore::Written> BlobStore::write_temp(const std::string& digest,
                                                          std::string_view data) const {
     TRY(check_digest(digest));
-    Written out{digest, temp_path()};
+    Written out{digest, {}, {}};
+    // A file without a name first: no entry made in blobs/tmp's folder and taken out again
+    // by a rename; it is linked into place once durable.
+    bool unnamed = false; // counted in m_unnamed_open
+    if (m_unnamed_ok.load(std::memory_order_relaxed)) {
+        unnamed = m_unnamed_open->fetch_add(1, std::memory_order_relaxed) < m_unnamed_max;
+        if (!unnamed) // as many are open as may be
+            m_unnamed_open->fetch_sub(1, std::memory_order_relaxed);
+    }
+    if (unnamed) {
+        const auto dir = m_root / "tmp";
+        int fd = ::open(dir.c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
+        if (fd < 0 && errno == ENOENT) {
+            std::error_code ec;
+            fs::create_directories(dir, ec);
+            fd = ::open(dir.c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
+        }
+        if (fd >= 0) {
+            out.fd = TempFd(fd, m_unnamed_open);
+            if (const int error = write_all(fd, data); error != 0)
+                return make_error(common::io_error_kind(error),
+                                  fmt::format("cannot write a new file in {}: {}", dir.string(),
+                                              common::os_error_text(error)));
+            return out;
+        }
+        const int error = errno;
+        m_unnamed_open->fetch_sub(1, std::memory_order_relaxed);
+        if (error == EOPNOTSUPP || error == EISDIR) // no O_TMPFILE: named files from now on
+            m_unnamed_ok.store(false, std::memory_order_relaxed);
+    }
+    out.temp_file = temp_path();
     const int fd = ::open(out.temp_file.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0)
         return make_error(common::io_error_kind(errno),
                           fmt::format("cannot create {}: {}", out.temp_file.string(),
                                       common::os_error_text(errno)));
-    while (!data.empty()) {
-        const auto n = ::write(fd, data.data(), data.size());
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            const int saved = n < 0 ? errno : EIO;
-            ::close(fd);
-            remove_quietly(out.temp_file);
-            return make_error(common::io_error_kind(saved),
-                              fmt::format("cannot write {}: {}", out.temp_file.string(),
-                                          common::os_error_text(saved)));
-        }
-        data.remove_prefix(static_cast<std::size_t>(n));
-    }
-    if (::close(fd) != 0) {
-        const int saved = errno;
+    int error = write_all(fd, data);
+    if (::close(fd) != 0 && error == 0)
+        error = errno;
+    if (error != 0) {
         remove_quietly(out.temp_file);
-        return make_error(common::io_error_kind(saved),
+        return make_error(common::io_error_kind(error),
                           fmt::format("cannot write {}: {}", out.temp_file.string(),
-                                      common::os_error_text(saved)));
+                                      common::os_error_text(error)));
     }
     return out;
+}
+
+int BlobStore::link_unnamed(int fd, const fs::path& target) const {
+    // linkat(AT_EMPTY_PATH) needs CAP_DAC_READ_SEARCH on older kernels; the file's
+    // /proc/self/fd link does not.
+    if (m_link_empty_path.load(std::memory_order_relaxed)) {
+        if (::linkat(fd, "", AT_FDCWD, target.c_str(), AT_EMPTY_PATH) == 0)
+            return 0;
+        if (errno != ENOENT && errno != EPERM && errno != EINVAL)
+            return errno;
+        m_link_empty_path.store(false, std::memory_order_relaxed);
+    }
+    const auto self = fmt::format("/proc/self/fd/{}", fd);
+    if (::linkat(AT_FDCWD, self.c_str(), AT_FDCWD, target.c_str(), AT_SYMLINK_FOLLOW) == 0)
+        return 0;
+    return errno;
 }
 
 Status BlobStore::adopt_verified(const std::vector<Written>& written) {
@@ -200,11 +289,20 @@ Status BlobStore::adopt_verified(const std::vector<Written>& written) {
     // A few: an fsync each (a syncfs would also wait for every other dirty page of the file
     // system, a release tree just copied). Many: one flush of the file system for all.
     if (written.size() <= k_fsync_each) {
-        for (const auto& w : written)
-            if (auto synced = fsync_file(w.temp_file); !synced) {
+        for (const auto& w : written) {
+            common::Status synced;
+            if (w.fd.get() < 0)
+                synced = fsync_file(w.temp_file);
+            else if (::fsync(w.fd.get()) != 0)
+                synced = make_error(common::io_error_kind(errno),
+                                    fmt::format("cannot fsync a new file in {}: {}",
+                                                (m_root / "tmp").string(),
+                                                common::os_error_text(errno)));
+            if (!synced) {
                 remove_all_temps();
                 return synced.error();
             }
+        }
     } else {
         const int store_fd = ::open((m_root / "tmp").c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (store_fd < 0 || ::syncfs(store_fd) != 0) {
@@ -222,7 +320,9 @@ Status BlobStore::adopt_verified(const std::vector<Written>& written) {
     bool new_folder = false;
     std::optional<common::Error> failure;
     for (const auto& w : written) {
-        if (failure || has(w.digest)) {
+        const bool named = w.fd.get() < 0;
+        // (A file without a name is not looked for first: its link finds a blob there.)
+        if (failure || (named && has(w.digest))) {
             remove_quietly(w.temp_file);
             continue;
         }
@@ -236,7 +336,15 @@ Status BlobStore::adopt_verified(const std::vector<Written>& written) {
                 continue;
             }
         }
-        if (::rename(w.temp_file.c_str(), target.c_str()) != 0) {
+        if (!named) {
+            const int error = link_unnamed(w.fd.get(), target);
+            if (error != 0 && !(error == EEXIST && has(w.digest))) {
+                failure = make_error(common::io_error_kind(error),
+                                     fmt::format("cannot link a new file onto {}: {}",
+                                                 target.string(), common::os_error_text(error)));
+                continue;
+            }
+        } else if (::rename(w.temp_file.c_str(), target.c_str()) != 0) {
             const int error = errno;
             failure = make_error(common::io_error_kind(error),
                                  fmt::format("cannot rename onto {}: {}", target.string(),

@@ -5,11 +5,13 @@
 #include <common/result.hpp>
 
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <set>
@@ -37,19 +39,44 @@ class BlobStore {
     common::Status put(const std::string& digest, std::string_view data);
     // Moves an already written temporary file into place after checking its digest.
     common::Status adopt(const std::string& digest, const std::filesystem::path& temp_file);
+    // The content of one blob written and not stored yet: in a file without a name
+    // (O_TMPFILE in blobs/tmp, held open by `fd`: a crash leaves nothing of it), or, where
+    // the file system has no such files or thousands are open already, in a named one,
+    // `temp_file` (remove_stale_uploads() clears those at the next start).
+    class TempFd {
+      public:
+        TempFd() = default;
+        TempFd(int fd, std::shared_ptr<std::atomic<int>> open);
+        TempFd(TempFd&& other) noexcept;
+        TempFd& operator=(TempFd&& other) noexcept;
+        TempFd(const TempFd&) = delete;
+        TempFd& operator=(const TempFd&) = delete;
+        ~TempFd();
+        int get() const { return m_fd; }
+
+      private:
+        void reset();
+        int m_fd = -1;
+        std::shared_ptr<std::atomic<int>> m_open; // the store's count of them
+    };
+    struct Written {
+        std::string digest;
+        std::filesystem::path temp_file; // empty when `fd` holds the content
+        TempFd fd;
+    };
     // Stores many blobs at once (a streamed upload, a release's tree nodes): each
     // temporary file already holds content that hashes to its digest. Their data is
     // made durable (up to 64 an fsync each, more with one syncfs() of the store's file
-    // system), then each is renamed
-    // into place and the folders are synced: a crash leaves each blob whole or absent.
-    // The temporary files are gone afterwards, stored or not.
-    struct Written {
-        std::string digest;
-        std::filesystem::path temp_file;
-    };
+    // system), then each is linked (a file without a name) or renamed (a named one) into
+    // place and the folders are synced: a crash leaves each blob whole or absent.
+    // The named temporary files are gone afterwards, stored or not; a file without a name
+    // goes when the Written holding it does.
     common::Status adopt_verified(const std::vector<Written>& written);
     // Writes `data` (already hashed to `digest` by the caller) to a fresh temporary file.
     common::Result<Written> write_temp(const std::string& digest, std::string_view data) const;
+    // At most `max` files without a name open at once (0: named temporary files only); by
+    // default a quarter of the descriptors the process may open, up to 8192.
+    void limit_unnamed(int max) { m_unnamed_max = max; }
     // A fresh temporary path inside the store's directory (same file system).
     std::filesystem::path temp_path() const;
     // Removes uploads left half-written by an agent that was killed; call it at
@@ -94,7 +121,16 @@ class BlobStore {
     };
     bool pinned(const std::string& digest, std::chrono::steady_clock::time_point now) const;
 
+    // Links a file without a name into place; EEXIST when a blob is there already.
+    int link_unnamed(int fd, const std::filesystem::path& target) const;
+
     std::filesystem::path m_root;
+    // Files without a name held open (write_temp), at most m_unnamed_max of them: each is a
+    // descriptor until its upload is stored.
+    std::shared_ptr<std::atomic<int>> m_unnamed_open = std::make_shared<std::atomic<int>>(0);
+    int m_unnamed_max = 0;
+    mutable std::atomic<bool> m_unnamed_ok{true};      // the file system makes them
+    mutable std::atomic<bool> m_link_empty_path{true}; // linkat(AT_EMPTY_PATH) is allowed
     mutable std::mutex m_pin_mutex;
     std::unordered_map<PinKey, std::chrono::steady_clock::time_point, PinKeyHash>
         m_pins;                   // digest -> until

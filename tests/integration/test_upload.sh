@@ -169,7 +169,8 @@ wait_until 10 test -d "$DATA/apps/hello/releases/.tmp-spare" && pass "a spare tr
 # --- kill -9 in the middle of a streamed upload -----------------------------------------
 head -c $((24 * 1024 * 1024)) /dev/urandom >"$TEST_TMP/big.raw"
 big=$(sha256sum "$TEST_TMP/big.raw" | cut -d' ' -f1)
-# A small frame first: written to blobs/tmp, it is stored only with the whole body.
+# A small frame first: written to a file without a name in blobs/tmp (O_TMPFILE), it is
+# stored only with the whole body; killed, the agent leaves nothing of it.
 printf 'small frame before a killed upload %s\n' "$RANDOM" >"$TEST_TMP/small.raw"
 small=$(sha256sum "$TEST_TMP/small.raw" | cut -d' ' -f1)
 small_size=$(stat -c %s "$TEST_TMP/small.raw")
@@ -190,13 +191,18 @@ upload_seen() {
 }
 wait_until 10 upload_seen ||
     fail "the streamed upload is on its way" "the agent has not received 4 MB of it"
+# (/proc/PID/fd names such a file "DATA/blobs/tmp/#INODE (deleted)".)
+unnamed=$(find "/proc/$AGENT_PID/fd" -lname "$DATA/blobs/tmp/#* (deleted)" 2>/dev/null | wc -l)
+assert_eq 1 "$unnamed" "mid-upload: the whole small frame waits in a file without a name in blobs/tmp"
 kill_agent -9
 wait "$uploader" 2>/dev/null || true
 [[ ! -e $DATA/blobs/${big:0:2}/$big ]] && pass "killed mid-upload: the blob is not stored" || fail "killed mid-upload: the blob is not stored" "it is"
 [[ ! -e $DATA/blobs/${small:0:2}/$small ]] && pass "killed mid-upload: the whole frame before it is not stored either" || fail "killed mid-upload: the whole frame before it is not stored either" "it is"
-assert_eq 1 "$(find "$DATA/blobs/tmp" -type f 2>/dev/null | wc -l)" "killed mid-upload: the whole frame waited in blobs/tmp"
+assert_eq 0 "$(find "$DATA/blobs/tmp" -type f 2>/dev/null | wc -l)" "killed mid-upload: nothing of the upload is left in blobs/tmp"
+# A named one (left by an agent that ran out of descriptors for unnamed ones) goes at the start.
+printf 'half an upload' >"$DATA/blobs/tmp/upload-1-2-3"
 restart_agent
-assert_eq 0 "$(find "$DATA/blobs/tmp" -type f 2>/dev/null | wc -l)" "the restarted agent removed the half-sent upload"
+assert_eq 0 "$(find "$DATA/blobs/tmp" -type f 2>/dev/null | wc -l)" "the restarted agent removed a named half-sent upload"
 [[ ! -e $DATA/apps/hello/releases/.tmp-spare ]] && pass "the restarted agent removed the spare tree it no longer knows" || fail "the restarted agent removed the spare tree it no longer knows" "releases/.tmp-spare is there"
 all_blobs_whole && pass "after the kill every stored blob is whole" || fail "after the kill every stored blob is whole" "see above"
 cp "$TEST_TMP/big.raw" "$REPO/big.bin"

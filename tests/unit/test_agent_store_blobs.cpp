@@ -4,6 +4,8 @@
 #include <doctest/doctest.h>
 
 #include <fstream>
+#include <iterator>
+#include <string>
 #include <vector>
 
 #include "temp_dir.hpp"
@@ -227,5 +229,85 @@ TEST_CASE("BlobStore::collect removes what is neither used nor pinned") {
         REQUIRE(removed.size() == 1);
         CHECK(removed[0].digest == d_unused);
         CHECK(blobs.has(d_pinned));
+    }
+}
+
+TEST_CASE("BlobStore: an upload's blobs wait in files without a name, linked into place once "
+          "durable") {
+    test::TempDir dir;
+    agent::BlobStore blobs(dir.path() / "blobs");
+    auto write = [&](const std::string& content) {
+        auto written = blobs.write_temp(common::sha256_hex(content), content);
+        REQUIRE(written.ok());
+        return std::move(*written);
+    };
+    const auto tmp = dir.path() / "blobs" / "tmp";
+
+    SUBCASE("a few (an fsync each) and many (one syncfs): each stored whole, nothing named") {
+        for (std::size_t n : {3u, 100u}) {
+            std::vector<agent::BlobStore::Written> written;
+            std::vector<std::string> contents;
+            for (std::size_t i = 0; i < n; ++i) {
+                contents.push_back("blob " + std::to_string(n) + "/" + std::to_string(i) + "\n");
+                written.push_back(write(contents.back()));
+                CHECK(written.back().temp_file.empty());
+                CHECK(written.back().fd.get() >= 0);
+            }
+            CHECK(count_files(tmp) == 0); // not one folder entry made for them
+            REQUIRE(blobs.adopt_verified(written).ok());
+            for (const auto& content : contents) {
+                const auto digest = common::sha256_hex(content);
+                REQUIRE(blobs.has(digest));
+                std::ifstream in(blobs.path(digest), std::ios::binary);
+                CHECK(std::string(std::istreambuf_iterator<char>(in), {}) == content);
+            }
+        }
+    }
+    SUBCASE("one dropped before it is stored leaves nothing") {
+        const std::string content = "an upload cut short\n";
+        { auto written = write(content); }
+        CHECK_FALSE(blobs.has(common::sha256_hex(content)));
+        CHECK(count_files(dir.path()) == 0);
+    }
+    SUBCASE("a blob stored meanwhile, or twice in one batch, is stored once, unharmed") {
+        const std::string content = "sent by two uploads at once\n";
+        const auto digest = common::sha256_hex(content);
+        std::vector<agent::BlobStore::Written> written;
+        written.push_back(write(content));
+        written.push_back(write(content));
+        REQUIRE(blobs.put(digest, content).ok());
+        REQUIRE(blobs.adopt_verified(written).ok());
+        CHECK(count_files(dir.path()) == 1);
+        std::ifstream in(blobs.path(digest), std::ios::binary);
+        CHECK(std::string(std::istreambuf_iterator<char>(in), {}) == content);
+    }
+    SUBCASE("past the limit of open ones, named files; a slot is free again once one closes") {
+        blobs.limit_unnamed(2);
+        std::vector<agent::BlobStore::Written> written;
+        for (int i = 0; i < 3; ++i)
+            written.push_back(write("limited " + std::to_string(i) + "\n"));
+        CHECK(written[0].fd.get() >= 0);
+        CHECK(written[1].fd.get() >= 0);
+        CHECK(written[2].fd.get() < 0);
+        REQUIRE_FALSE(written[2].temp_file.empty());
+        CHECK(std::filesystem::exists(written[2].temp_file));
+        REQUIRE(blobs.adopt_verified(written).ok());
+        CHECK(count_files(tmp) == 0); // the named one renamed into place
+        for (int i = 0; i < 3; ++i)
+            CHECK(blobs.has(common::sha256_hex("limited " + std::to_string(i) + "\n")));
+        written.pop_back();
+        written.pop_back(); // one of the two closes
+        CHECK(write("after a close\n").fd.get() >= 0);
+    }
+    SUBCASE("none at all: named temporary files, as before") {
+        blobs.limit_unnamed(0);
+        const std::string content = "named\n";
+        std::vector<agent::BlobStore::Written> written;
+        written.push_back(write(content));
+        CHECK(written[0].fd.get() < 0);
+        CHECK(count_files(tmp) == 1);
+        REQUIRE(blobs.adopt_verified(written).ok());
+        CHECK(count_files(tmp) == 0);
+        CHECK(blobs.has(common::sha256_hex(content)));
     }
 }
