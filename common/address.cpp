@@ -70,6 +70,25 @@ bool is_loopback_host(std::string_view host) {
     return std::equal(v6, v6 + 12, k_mapped) && v6[12] == 127; // ::ffff:127.0.0.1
 }
 
+std::string url_host(std::string_view url) {
+    const auto scheme = url.find("://");
+    if (scheme == std::string_view::npos)
+        return {};
+    auto authority = url.substr(scheme + 3);
+    authority = authority.substr(0, authority.find_first_of("/?#"));
+    if (const auto at = authority.rfind('@'); at != std::string_view::npos)
+        authority.remove_prefix(at + 1);
+    if (!authority.empty() && authority.front() == '[') {
+        const auto close = authority.find(']');
+        if (close == std::string_view::npos)
+            return {};
+        if (close + 1 < authority.size() && authority[close + 1] != ':') // "[::1].example"
+            return std::string(authority);
+        return std::string(authority.substr(1, close - 1));
+    }
+    return std::string(authority.substr(0, authority.find(':')));
+}
+
 std::string listen_failure(int error, std::string_view setting) {
     std::string out = std::strerror(error);
     const std::string elsewhere = "choose another address with " + std::string(setting);

@@ -26,6 +26,10 @@ common::Result<HostPort> parse_host_port(std::string_view text,
 // HTTP may be spoken to, by deployctl and by the agent's API.
 bool is_loopback_host(std::string_view host);
 
+// The host of a URL ("scheme://[user@]host[:port][/...]"), IPv6 brackets removed; "" when
+// the text has no "://". Nothing is resolved: "localhost.example.com" is that name.
+std::string url_host(std::string_view url);
+
 // Why an address cannot be listened on (`error` is the errno of bind or
 // listen) and what to do about it; `setting` names where the address comes
 // from ("--listen or listen in agent.toml").

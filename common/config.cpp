@@ -1,3 +1,4 @@
+#include <common/address.hpp>
 #include <common/command_line.hpp>
 #include <common/config.hpp>
 #include <common/cron.hpp>
@@ -172,9 +173,9 @@ Status read_git(const Reader& r, const toml::table& t, GitConfig& out) {
                                           "set --secret NAME): {}",
                                           bad.error().message));
         const bool tls = out.url.rfind("https://", 0) == 0;
-        const bool loopback = out.url.rfind("http://127.0.0.1", 0) == 0 ||
-                              out.url.rfind("http://localhost", 0) == 0 ||
-                              out.url.rfind("http://[::1]", 0) == 0;
+        // The URL's host itself, not a prefix of it: http://localhost.example.com is not.
+        const bool loopback =
+            out.url.rfind("http://", 0) == 0 && common::is_loopback_host(common::url_host(out.url));
         if (is_ssh_git_url(out.url))
             return r.error_at(n->source(), "git.token is for https:// URLs: an ssh git.url is "
                                            "fetched with the app's deploy key (deployctl hooks "

@@ -45,3 +45,16 @@ TEST_CASE("listen_failure: the reason and what to do about it") {
     CHECK(common::listen_failure(EADDRNOTAVAIL, "--listen").ends_with("with --listen"));
     CHECK(common::listen_failure(EMFILE, "--listen") == std::strerror(EMFILE));
 }
+
+TEST_CASE("url_host: a URL's host, whatever follows or precedes it") {
+    CHECK(common::url_host("http://127.0.0.1:8080/hello.git") == "127.0.0.1");
+    CHECK(common::url_host("http://localhost/x") == "localhost");
+    CHECK(common::url_host("http://localhost.evil.example/x") == "localhost.evil.example");
+    CHECK(common::url_host("http://127.0.0.1.evil.example:80/x") == "127.0.0.1.evil.example");
+    CHECK(common::url_host("http://127.0.0.1@evil.example/x") == "evil.example");
+    CHECK(common::url_host("https://user:pw@host:443?q#f") == "host");
+    CHECK(common::url_host("http://[::1]:8080/x") == "::1");
+    CHECK(common::url_host("http://[::1].evil.example/x") == "[::1].evil.example");
+    CHECK(common::url_host("http://[::1/x") == "");
+    CHECK(common::url_host("no scheme") == "");
+}

@@ -713,6 +713,16 @@ TEST_CASE("[git] url and token: where a webhook fetches from, and the secret it 
           std::string::npos);
     CHECK(refused("url = \"http://example.com/hello.git\"\ntoken = \"T\"\n")
               .find("only over https://") != std::string::npos);
+    // Loopback is the URL's host, not a prefix of it: these reach other machines.
+    for (const char* host : {"localhost.evil.example", "127.0.0.1.evil.example",
+                             "127.0.0.1@evil.example", "[::1].evil.example"})
+        CHECK_MESSAGE(refused(fmt::format("url = \"http://{}/hello.git\"\ntoken = \"T\"\n", host))
+                              .find("only over https://") != std::string::npos,
+                      std::string(host));
+    for (const char* host :
+         {"localhost", "localhost:3000", "127.0.0.2:8080", "[::1]:8080", "git@127.0.0.1"})
+        CHECK_MESSAGE(parse(fmt::format("url = \"http://{}/hello.git\"\ntoken = \"T\"\n", host)),
+                      std::string(host));
     CHECK(refused("url = \"https://example.com/h.git\"\ntoken = \"not a name\"\n")
               .find("git.token names a secret") != std::string::npos);
     CHECK(parse("url = \"https://git@github.com/acme/hello.git\"\n")); // a user, no password
