@@ -251,16 +251,18 @@ common::Result<NewDeployment> read_deployment(ApiContext& context, const json& b
 }
 
 // 409 release_taken: the id asked for is below the app's next one; the answer says which
-// id is free now, for the client to ask again (docs/api.md).
+// id is free now, for the client to ask again (docs/api.md). Another refusal of a
+// deployment that asked for an id (a canary in progress) is answered as it is.
 Response release_taken_response(ApiContext& context, const std::string& app,
-                                const common::Error& error) {
-    auto answer = error_response(409, "release_taken", error.message);
-    if (auto status = context.service.status(app); status && !status->next_release.empty()) {
-        auto body = json::parse(answer.body);
-        body["next_release"] = status->next_release;
-        answer = json_response(409, body);
-    }
-    return answer;
+                                const std::string& requested, const common::Error& error) {
+    auto status = context.service.status(app);
+    const auto asked = common::release_number(requested);
+    const auto next = status ? common::release_number(status->next_release) : std::nullopt;
+    if (!asked || !next || *asked >= *next)
+        return error_response(error);
+    auto body = json::parse(error_response(409, "release_taken", error.message).body);
+    body["next_release"] = status->next_release;
+    return json_response(409, body);
 }
 
 // The answer to a deployment of the very tree and deploy.toml the app's PRODUCTION
@@ -376,7 +378,7 @@ Response create_deployment(ApiContext& context, const std::string& app, const js
     if (!release) // this deploy is over: a collection may take what it uploaded
         context.blobs.unpin(digests);
     if (!release && !requested.empty() && release.error().kind == ErrorKind::refused)
-        return release_taken_response(context, app, release.error());
+        return release_taken_response(context, app, requested, release.error());
     if (!release)
         return error_response(release.error());
     know_whole();

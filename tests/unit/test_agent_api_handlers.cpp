@@ -24,7 +24,10 @@ class FakeService : public agent::Service {
   public:
     common::Status start() override { return {}; }
     void stop() override {}
+    std::string refusal; // every deployment refused with it (a canary in progress)
     common::Result<agent::ReleaseInfo> create_deployment(agent::NewDeployment d) override {
+        if (!refusal.empty())
+            return common::make_error(common::ErrorKind::refused, refusal);
         if (!d.release.empty() && d.release != "v7") // the app's next id is v7
             return common::make_error(common::ErrorKind::refused,
                                       "release id " + d.release + " is taken");
@@ -346,6 +349,15 @@ TEST_CASE_FIXTURE(Fixture, "POST deployments validates everything before creatin
         CHECK(taken.status == 409);
         CHECK(code_of(taken) == "release_taken");
         CHECK(json::parse(taken.body)["next_release"] == "v7");
+        // Refused for another reason, the free id asked for: that reason, not release_taken.
+        service.refusal = "hello has a canary release, v6 (20% of the traffic); finish it first";
+        body["release"] = "v7";
+        const auto canary = call("POST", "/v1/apps/hello/deployments", body.dump());
+        CHECK(canary.status == 409);
+        CHECK(code_of(canary) == "refused");
+        CHECK(json::parse(canary.body)["error"]["message"] == service.refusal);
+        CHECK_FALSE(json::parse(canary.body).contains("next_release"));
+        service.refusal.clear();
         for (const json& bad : {json("7"), json("v07"), json(7), json("v1x")}) {
             CAPTURE(bad.dump());
             body["release"] = bad;
