@@ -73,6 +73,17 @@ common::Status Engine::open_runtimes() {
                                   ": " + values.error().message);
             return values ? std::move(*values) : std::vector<std::string>();
         };
+        options.log_settings = [this](const runtime::ReleaseRef& release) {
+            auto row = m_store->get(release.app, release.id);
+            auto config = row ? common::parse_config(row->config, "deploy.toml")
+                              : common::Result<common::AppConfig>(row.error());
+            if (!config) {
+                common::log_warn("the app log of " + release.app + " " + release.id +
+                                 " rotates with [logs]' defaults: " + config.error().message);
+                return common::LogSettings{};
+            }
+            return config->logs;
+        };
         auto container = runtime::make_container_runtime(std::move(options));
         if (!container)
             return container.error();

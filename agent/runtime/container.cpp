@@ -76,8 +76,7 @@ class LogPumps {
     ~LogPumps() { stop_all(); }
 
     // `redactor`: the app's secret values, replaced in each line (nullptr: none).
-    // The log rotates as `rotation` says (deploy.toml [logs]; its defaults for a
-    // container adopted after an agent restart).
+    // The log rotates as `rotation` says (deploy.toml [logs]).
     void attach(const std::string& container, const fs::path& file, const std::string& since,
                 std::shared_ptr<const secrets::Redactor> redactor,
                 logs::Rotation rotation = default_rotation()) {
@@ -517,7 +516,7 @@ class ContainerRuntime final : public Runtime {
         if (!start) // the engine has not noticed the exit yet
             return {Recovery::pending, {}, {}};
         AppProcess process{state->pid, *start};
-        m_pumps.attach(name, log_file, state->started_at, redactor(release));
+        m_pumps.attach(name, log_file, state->started_at, redactor(release), rotation(release));
         std::string note = "container restarted by " + m_options.engine;
         if (state->restarts > 0)
             note += " (restart " + std::to_string(state->restarts) + ")";
@@ -531,7 +530,8 @@ class ContainerRuntime final : public Runtime {
         struct stat st {};
         if (::stat(log_file.c_str(), &st) == 0)
             since = std::to_string(st.st_mtim.tv_sec);
-        m_pumps.attach(container_name(release), log_file, since, redactor(release));
+        m_pumps.attach(container_name(release), log_file, since, redactor(release),
+                       rotation(release));
     }
 
     std::vector<ReleaseRef> instances() override {
@@ -714,6 +714,13 @@ class ContainerRuntime final : public Runtime {
             return nullptr;
         auto values = m_options.secret_values(release);
         return values.empty() ? nullptr : std::make_shared<const secrets::Redactor>(values);
+    }
+    // The release's [logs] rotation, as its container's start used it.
+    logs::Rotation rotation(const ReleaseRef& release) const {
+        if (!m_options.log_settings)
+            return LogPumps::default_rotation();
+        const auto settings = m_options.log_settings(release);
+        return {settings.max_size, settings.keep};
     }
     std::string agent8() const { return m_options.agent_id.substr(0, 8); }
     std::string image_name(const ReleaseRef& r) const {

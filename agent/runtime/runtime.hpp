@@ -204,6 +204,9 @@ struct ContainerOptions {
     // The secret values to redact in a release's output when its container's
     // logs are followed again (recover, adopt).
     std::function<std::vector<std::string>(const ReleaseRef& release)> secret_values;
+    // How a release's app log rotates (its deploy.toml's [logs]) when its container's logs
+    // are followed again (recover, adopt); unset: [logs]' defaults.
+    std::function<common::LogSettings(const ReleaseRef& release)> log_settings;
 };
 
 // Checks that the engine answers (`docker version`) and returns the runtime.

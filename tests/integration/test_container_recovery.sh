@@ -10,7 +10,8 @@ require_docker
 AGENT_ENGINE=docker
 start_agent
 APP=crecover
-make_container_repo $APP
+# [logs] max_size = "64k": the adopted container's log must still rotate at it.
+make_container_repo $APP extra=$'[logs]\nmax_size = "64k"'
 
 assert_exit 0 dctl deploy
 expect_serving $APP "$APP site 1" "v1 served"
@@ -49,6 +50,15 @@ assert_eq 404 "$(fetch_code $APP "/$marker")" "a request for /$marker reaches th
 logs_have() { dctl logs "${@:2}" 2>/dev/null | grep -F -- "$1" >/dev/null; }
 if wait_until 5 logs_have "url:/$marker"; then pass "after restart: new runtime output reaches \`deployctl logs\`"; else
     fail "after restart: new runtime output reaches \`deployctl logs\`" "$(dctl logs 2>&1 | tail -n 20)"
+fi
+# ...and rotates as deploy.toml's [logs] says (64k), not at the 10m default: 100 requests
+# whose 1,000-character paths the app logs, some 100 KB of output.
+long=$(head -c 1000 /dev/zero | tr '\0' r)
+for i in $(seq 100); do fetch_code $APP "/$long$i" >/dev/null; done
+v1_log=$DATA/apps/$APP/logs/v1.app.log
+rotated() { [[ -e $v1_log.1.zst ]]; }
+if wait_until 10 rotated; then pass "after restart: the adopted container's log rotates at [logs] max_size (64k)"; else
+    fail "after restart: the adopted container's log rotates at [logs] max_size (64k)" "$(ls -l "$v1_log"*)"
 fi
 
 commit_change "$REPO" "Site 2" site/index.html "$APP site 2"

@@ -91,7 +91,7 @@ std::unique_ptr<agent::runtime::Runtime> make_runtime(const FakeEngine& engine,
                                                       const std::string& kind = "docker",
                                                       const std::string& network = "host") {
     auto runtime = agent::runtime::make_container_runtime(
-        {kind, engine.bin().string(), network, "a1b2c3d4e5f60718", {}});
+        {kind, engine.bin().string(), network, "a1b2c3d4e5f60718", {}, {}});
     REQUIRE_MESSAGE(runtime.ok(), (runtime.ok() ? std::string() : runtime.error().message));
     return std::move(*runtime);
 }
@@ -187,7 +187,7 @@ TEST_CASE("run_cli refuses a missing binary and leaks no descriptor into the chi
 
 TEST_CASE("container runtime: a missing or silent engine is a clear error") {
     auto missing = agent::runtime::make_container_runtime(
-        {"docker", "/nonexistent/docker", "host", "a1b2c3d4e5f60718", {}});
+        {"docker", "/nonexistent/docker", "host", "a1b2c3d4e5f60718", {}, {}});
     REQUIRE_FALSE(missing.ok());
     CHECK(missing.error().message.find("--engine docker") != std::string::npos);
 
@@ -197,7 +197,7 @@ TEST_CASE("container runtime: a missing or silent engine is a clear error") {
     ::chmod(silent.c_str(), 0755);
     auto start = std::chrono::steady_clock::now();
     auto hung = agent::runtime::make_container_runtime(
-        {"docker", silent.string(), "host", "a1b2c3d4e5f60718", {}});
+        {"docker", silent.string(), "host", "a1b2c3d4e5f60718", {}, {}});
     REQUIRE_FALSE(hung.ok());
     CHECK(hung.error().message.find("did not answer") != std::string::npos);
     CHECK(std::chrono::steady_clock::now() - start < 10s);
