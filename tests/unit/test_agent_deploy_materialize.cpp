@@ -159,7 +159,9 @@ TEST_CASE("SpareWriter: writes the spare on its own thread; a cancel leaves no s
     }
     SUBCASE("half written or more, it says so, and finishing it writes the rest") {
         agent::SpareWriter writer(tree, blobs, spare_dir, std::nullopt);
-        const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+        // Its threads run at idle priority: on a machine whose cores are all busy (a build, the
+        // other test suites) they get a few thousandths of a core, and 1,500 files take a while.
+        const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
         while (!writer.mostly_written() && std::chrono::steady_clock::now() < deadline)
             std::this_thread::sleep_for(std::chrono::milliseconds(1));
         REQUIRE(writer.mostly_written());
