@@ -433,8 +433,14 @@ class Engine final : public Service {
     // Starts each instance of the release's processes that does not run, and
     // records it; `why` goes in the release's log ("started worker.1 ...").
     // Returns the first failure (the others are started all the same).
+    // `serving`: the release is PRODUCTION (or a canary's share), so each instance is told
+    // it serves (Runtime::serving: the engine restarts it from now on); `none` while a release
+    // without a web is checked, `all` once it is PRODUCTION (those started while it was
+    // checked too).
+    enum class Serving { none, started, all };
     common::Status start_processes(const std::string& app, const std::string& id,
-                                   const common::AppConfig& config, const EventLog& events);
+                                   const common::AppConfig& config, const EventLog& events,
+                                   Serving serving = Serving::started);
     // Stops them all at once (SIGTERM, SIGKILL after `grace`) and forgets them:
     // all the rows, those other than web, or the web instances past the first.
     enum class Which { all, others, web };

@@ -126,8 +126,9 @@ void Engine::run_deployment(const std::string& app, Job& job) {
         return failed(State::provisioning, previous.error().message);
     }
     runtime_for(app, job.id, job.config).serving({app, job.id});
-    // Its web is live: its other processes start, then drain() stops the old ones.
-    if (auto started = start_processes(app, job.id, job.config, events); !started)
+    // Its web is live: its other processes start (or, without a web, those started for its
+    // check now serve), then drain() stops the old ones.
+    if (auto started = start_processes(app, job.id, job.config, events, Serving::all); !started)
         common::log_warn(app + " " + job.id + ": " + started.error().message +
                          "; the supervisor tries again");
     common::log_info("deployment " + app + " " + job.id + " is PRODUCTION");

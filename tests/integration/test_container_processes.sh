@@ -4,7 +4,8 @@
 # process, with $PROCESS and $RELEASE; its output goes to vN.NAME.log; a deploy replaces the
 # old worker container (SIGTERM first) once the new web is live; a worker killed under the
 # engine is restarted; ps names its container; scale runs web and worker instances as
-# containers of their own (each web published on its own port); destroy removes them all.
+# containers of their own (each web published on its own port); a worker-only release's
+# containers restart under the engine only once it is PRODUCTION; destroy removes them all.
 source "$(dirname "$0")/lib.sh"
 require_binaries
 require_docker
@@ -61,6 +62,25 @@ gone() { [[ -z $(cinspect "$(container_name $APP v2)-$1" '{{.State.Status}}') ]]
 assert_true "scale web=1: web.2's container is removed" wait_until 20 gone web-2
 assert_true "scale worker=1: worker.2's container is removed" wait_until 20 gone worker-2
 expect_serving $APP "$APP site 2" "one instance: v2 still serves"
+
+# --- a worker-only release: the engine restarts its containers only once it is PRODUCTION ------
+# While its processes are checked (they must stay up for health.grace) a worker that exits
+# fails the release: docker must not restart it behind the check (--restart no until then).
+ONLY=cworkers PROCS_REPO=$REPO
+make_container_repo $ONLY extra="$(printf '[processes]\nworker = %s\n' "$(toml_string "$WORKER")")"
+sed -i 's/^health = { path = "[^"]*", /health = { grace = "4s", /' "$REPO/deploy.toml"
+git -C "$REPO" commit -qam "worker-only, grace 4s"
+assert_exit 0 dctl deploy --no-follow
+only_worker=$(container_name $ONLY v1)-worker-1
+checked() { [[ $(release_state $ONLY v1) == PROVISIONING && $(cinspect "$only_worker" '{{.State.Running}}') == true ]]; }
+assert_true "the worker-only v1 is PROVISIONING, its worker container running" wait_until 20 checked
+assert_eq no "$(cinspect "$only_worker" '{{.HostConfig.RestartPolicy.Name}}')" "while it is checked: restart policy no"
+live() { [[ $(release_state $ONLY v1) == PRODUCTION ]]; }
+assert_true "the worker-only v1 becomes PRODUCTION" wait_until 30 live
+policy_set() { [[ $(cinspect "$only_worker" '{{.HostConfig.RestartPolicy.Name}}') == unless-stopped ]]; }
+assert_true "once PRODUCTION: restart policy unless-stopped" wait_until 10 policy_set
+assert_exit 0 dctl destroy $ONLY --yes
+REPO=$PROCS_REPO
 
 # --- destroy removes every container ----------------------------------------------------------
 assert_exit 0 dctl destroy $APP --yes
