@@ -46,7 +46,11 @@ Response error_response(int status, const std::string& code, const std::string& 
 }
 
 Response error_response(const common::Error& error) {
-    return error_response(http_status(error.kind), common::error_code(error.kind), error.message);
+    // A usage error (a command line's) is a bad request over the API: the codes an answer
+    // may carry are docs/api.md's.
+    const auto code = error.kind == ErrorKind::usage ? std::string("bad_request")
+                                                     : common::error_code(error.kind);
+    return error_response(http_status(error.kind), code, error.message);
 }
 
 Response missing_blobs_response(const std::vector<std::string>& missing) {

@@ -33,6 +33,12 @@ TEST_CASE("error_response has the {error:{code,message}} shape") {
         CHECK(refused.status == 409);
         CHECK(json::parse(refused.body)["error"]["code"] == "refused");
     }
+    SUBCASE("a usage error (an invalid variable name) is a bad request, not a code of its own") {
+        const auto usage =
+            error_response(common::make_error(ErrorKind::usage, "the value of X contains NUL"));
+        CHECK(usage.status == 400);
+        CHECK(json::parse(usage.body)["error"]["code"] == "bad_request");
+    }
     SUBCASE("explicit code") {
         const auto too_large = error_response(413, "too_large", "big");
         CHECK(too_large.status == 413);
