@@ -105,7 +105,7 @@ common::Status fleet_result(const std::vector<HostRun>& runs);
 
 namespace cli {
 
-// One release id on every host of a fleet deploy (docs/design.md §8).
+// One release id on every host of a fleet deploy (docs/design.md §9).
 
 // The id a fleet deploy asks every host for: the highest of the hosts' next free ids
 // ("v16" of {"v3", "v16", "v1"}); "" when none is a release id.

@@ -149,7 +149,7 @@ common::Result<std::string> fleet_next_release(transport::Client& client, const 
 // With one host there is nothing to roll back across hosts: no lookup of the release it
 // serves (one request less, and a token refused for the app is refused by the deploy's
 // first POST, which the agent's audit records).
-// With several hosts, every host's release gets the id in `fleet_id` (docs/design.md §8).
+// With several hosts, every host's release gets the id in `fleet_id` (docs/design.md §9).
 HostSteps deploy_steps(Context& ctx, const Target& target, const package::SourceTree& tree,
                        const nlohmann::json& request, const DeployOptions& options, bool several,
                        FleetReleaseId* fleet_id) {
