@@ -53,7 +53,8 @@ EngineChoice ask_agents(Context& ctx, const fs::path& dir) {
     EngineChoice choice;
     const char* env_hosts = std::getenv("DEPLOYCTL_HOST");
     std::error_code ec;
-    // A deploy.toml that --force replaces: its targets, when it has any and parses.
+    // A deploy.toml that --force replaces (choose_engine: without it nothing is asked): its
+    // targets, when it has any and parses.
     auto has_targets = [&dir, &ec] {
         if (!fs::exists(dir / "deploy.toml", ec))
             return false;
@@ -107,6 +108,11 @@ EngineChoice choose_engine(Context& ctx, const fs::path& dir, const InitOptions&
         return {init::Engine::process, "--engine process", {}};
     if (options.engine != "auto")
         return {init::Engine::container, "--engine " + options.engine, {}};
+    // A deploy.toml there without --force: write_files() refuses, so no agent is asked first
+    // (a wait for each, and notes about the unreachable ones, before that error).
+    std::error_code ec;
+    if (!options.force && fs::exists(dir / "deploy.toml", ec))
+        return {};
     return ask_agents(ctx, dir);
 }
 

@@ -139,6 +139,24 @@ assert_exit 2 init_cmd "$DIR"
 assert_contains "$ERR" "deploy.toml and Dockerfile already exist in $DIR: nothing was written" \
     "refusal names the files"
 assert_eq "$before" "$(hashes "$DIR")" "refused: files unchanged"
+# Refused without asking any agent which engine it runs first: a listener as DEPLOYCTL_HOST
+# notes each connection it gets.
+ask_port=$(free_port)
+python3 -c 'import socket,sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(8); print("ready", flush=True)
+while True:
+    c, _ = s.accept(); open(sys.argv[2], "a").write("connected\n"); c.close()' "$ask_port" "$TEST_TMP/asked" >"$TEST_TMP/asker.out" &
+asker=$!
+wait_until 5 grep -q ready "$TEST_TMP/asker.out" || fail "the listener for DEPLOYCTL_HOST starts" "$(cat "$TEST_TMP/asker.out")"
+DEPLOYCTL_HOST=http://127.0.0.1:$ask_port assert_exit 2 init_cmd "$DIR"
+assert_contains "$ERR" "already exist" "with DEPLOYCTL_HOST set: refused the same way"
+assert_false "refused without --force: no agent was asked which engine it runs" test -s "$TEST_TMP/asked"
+# (with --force, on a copy, the same agent is asked: the listener does see it)
+cp -r "$DIR" "$TEST_TMP/forced"
+DEPLOYCTL_HOST=http://127.0.0.1:$ask_port init_cmd "$TEST_TMP/forced" --force
+assert_true "with --force the agent is asked (the listener saw it)" test -s "$TEST_TMP/asked"
+kill "$asker" 2>/dev/null || true
 rm "$DIR/Dockerfile"
 assert_exit 2 init_cmd "$DIR" --template node-static
 assert_contains "$ERR" "deploy.toml already exists" "refusal names deploy.toml"
