@@ -348,8 +348,10 @@ class ContainerRuntime final : public Runtime {
             container_name(spec.release) + "-" + spec.purpose + "-" + random_suffix();
         std::vector<std::string> argv = {m_options.binary, "run", "--rm", "--name", name};
         add_labels(argv, spec.release, Labels::container);
+        // --pull never: the image is the agent's own, built here; gone (pruned), the run
+        // fails instead of asking a registry for an image of that name.
         argv.insert(argv.end(), {"--label", std::string(k_label_one_off) + "=" + spec.purpose,
-                                 "--network", m_options.network});
+                                 "--pull", "never", "--network", m_options.network});
         if (init_available())
             argv.push_back("--init");
         if (spec.stdin_open)
@@ -394,7 +396,8 @@ class ContainerRuntime final : public Runtime {
         const std::string process_name = release.process + "." + std::to_string(release.instance);
         if (!release.process.empty())
             argv.insert(argv.end(), {"--label", std::string(k_label_process) + "=" + process_name});
-        argv.insert(argv.end(), {"--network", m_options.network, "--restart", "no"});
+        argv.insert(argv.end(),
+                    {"--pull", "never", "--network", m_options.network, "--restart", "no"});
         if (init_available())
             argv.push_back("--init");
         CliCall run;

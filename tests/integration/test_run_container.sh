@@ -73,3 +73,16 @@ else
     fail "deployctl killed: its container is removed within 15 s" "$(docker ps -a --filter label=dev.deployctl.one-off)" "agent log:" "$(excerpt "$AGENT_LOG")"
 fi
 expect_serving $APP "$APP site 1" "the app kept serving through the runs"
+
+# --- the release's image gone: the run fails at once, no registry asked for it --------------
+# (docker run --pull never: an image named deployctl/APP:vN-AGENT is the agent's own)
+image=$(image_ref $APP v1)
+docker rmi -f "$image" >/dev/null 2>&1 || fail "test setup: untag $image" "docker rmi -f failed"
+started=$(date +%s%N)
+run dctl run -- true
+elapsed_ms=$((($(date +%s%N) - started) / 1000000))
+assert_ne 0 "$RC" "run in a release whose image is gone fails"
+assert_match "$ERR$OUT" "[Nn]o such image" "it says the image is missing"
+assert_not_contains "$ERR$OUT" "pull" "it did not try to pull the image from a registry"
+log "the failed run took $elapsed_ms ms"
+expect_serving $APP "$APP site 1" "the app keeps serving (its container runs without the tag)"
