@@ -5,12 +5,12 @@
 
 namespace agent::api {
 
-common::Result<ListenAddress> parse_listen_address(std::string_view text) {
+common::Result<ListenAddress> parse_listen_address(std::string_view text, common::EmptyHost empty) {
     std::string spelled(text);
     if (const auto colon = text.rfind(':');
         colon != std::string_view::npos && text.substr(0, colon) == "localhost")
         spelled = "127.0.0.1" + spelled.substr(colon);
-    auto parsed = common::parse_host_port(spelled, common::EmptyHost::refused);
+    auto parsed = common::parse_host_port(spelled, empty);
     if (!parsed)
         return common::make_error(
             common::ErrorKind::usage,

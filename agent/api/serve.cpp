@@ -179,10 +179,14 @@ int serve(const ServeOptions& options) {
             return fail(loaded.error());
         api_certificate = std::move(*loaded);
     }
-    if (auto proxy = parse_listen_address(options.proxy.listen); !proxy)
+    // deploy-proxy may listen on every address (":80", docs/agent-config.md); the API and
+    // the metrics name theirs.
+    if (auto proxy = parse_listen_address(options.proxy.listen, common::EmptyHost::allowed); !proxy)
         return fail(proxy.error());
     if (options.proxy.https()) {
-        if (auto https = parse_listen_address(options.proxy.https_listen); !https)
+        if (auto https =
+                parse_listen_address(options.proxy.https_listen, common::EmptyHost::allowed);
+            !https)
             return fail(https.error());
     }
     if (!options.proxy.certificates.empty()) {
@@ -359,12 +363,17 @@ int serve(const ServeOptions& options) {
         common::log_info(fmt::format(
             "metrics: GET http://{}:{}/metrics (Prometheus text)",
             options.metrics_listen.substr(0, options.metrics_listen.rfind(':')), metrics.port()));
-    const std::string https = service->proxy_https_listen();
+    // ":80" listens on every address: said as 0.0.0.0:80.
+    const auto every = [](const std::string& listen) {
+        return !listen.empty() && listen.front() == ':' ? "0.0.0.0" + listen : listen;
+    };
+    const std::string https = every(service->proxy_https_listen());
+    const std::string proxy_listen = every(options.proxy.listen);
     std::fprintf(stderr,
                  "deploy-agent ready: api %s://%s:%u%s%s, proxy http://%s%s%s, engine %s, "
                  "data %s\n",
                  api_certificate ? "https" : "http", address->host.c_str(), server.port(),
-                 socket.empty() ? "" : " and unix:", socket.c_str(), options.proxy.listen.c_str(),
+                 socket.empty() ? "" : " and unix:", socket.c_str(), proxy_listen.c_str(),
                  https.empty() ? "" : " https://", https.c_str(), service->engine().c_str(),
                  data_dir.root().c_str());
     int signal = 0;

@@ -3,6 +3,7 @@
 # - an address another program holds (the proxy's, the proxy's HTTPS one, the
 #   API's) stops the agent at once, exit 1, with a message naming the address,
 #   the reason and the fix; no "ready" line, no deploy-proxy left running;
+# - the proxy on every address (--proxy-listen :PORT) starts and serves;
 # - the data dir is the agent's alone: a pre-made 0755 one is made 0700 with a
 #   warning, and after a deploy and an env set nothing in it is open to group
 #   or others but the release trees (docs/security.md).
@@ -91,6 +92,26 @@ expect_refused "HTTPS port held" deploy-proxy "[proxy] https_listen in agent.tom
 hold_port
 start_failing api-held --listen "127.0.0.1:$HELD" --proxy-listen "127.0.0.1:$(free_port)"
 expect_refused "API port held" "the API" "--listen or listen in agent.toml"
+
+# ---------------------------------------------------------------- the proxy on every address
+
+# --proxy-listen ":PORT" ([proxy] listen = ":80", as agent.toml and docs/agent-config.md
+# suggest for a server) was refused at start as "missing host".
+DATA=$TEST_TMP/every/data
+mkdir -p "$DATA"
+every_port=$(free_port)
+"$AGENT_BIN" serve --data-dir "$DATA" --engine process --proxy-bin "$PROXY_BIN" --socket "" \
+    --listen "127.0.0.1:$(free_port)" --proxy-listen ":$every_port" </dev/null >"$TEST_TMP/every.log" 2>&1 &
+every_pid=$!
+every_ready() { grep -q "deploy-agent ready" "$TEST_TMP/every.log"; }
+assert_true "--proxy-listen :PORT (every address): the agent starts" wait_until 10 every_ready
+assert_contains "$(cat "$TEST_TMP/every.log")" "proxy http://0.0.0.0:$every_port" "its ready line says every address"
+assert_eq 404 "$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 -H 'Host: none.localhost' "http://127.0.0.1:$every_port/")" \
+    "deploy-proxy answers on 127.0.0.1:$every_port (no app of that name: 404)"
+kill "$every_pid" 2>/dev/null || true
+wait "$every_pid" 2>/dev/null || true
+every_proxy=$(pids_in_dir_matching "$DATA" deploy-proxy) # it outlives the agent, by design
+[[ -z $every_proxy ]] || kill $every_proxy 2>/dev/null || true
 
 # ---------------------------------------------------------------- a second agent on the same proxy port
 
