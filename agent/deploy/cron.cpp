@@ -143,13 +143,15 @@ void Engine::cron_tick(common::SysMinutes minute) {
             auto started = start_cron_run(app, *row, *config, job, due_text);
             if (started)
                 continue;
-            // The previous run still runs: this due time is skipped, and recorded so.
+            // The previous run still runs (or the agent is stopping): this due time is
+            // skipped, and recorded so.
             const auto now = rfc3339(system_clock::now());
+            const char* why =
+                stopping() ? "the agent is stopping" : "the previous run is still running";
             std::ofstream log(m_options.data_dir.cron_log(app, job.name), std::ios::app);
             log << logs::stamp_now()
-                << fmt::format("--- cron {}: due {} skipped at {}: the previous run is still "
-                               "running ---\n",
-                               job.name, due_text, now);
+                << fmt::format("--- cron {}: due {} skipped at {}: {} ---\n", job.name, due_text,
+                               now, why);
             CronRunRow skipped;
             skipped.started = skipped.finished = now;
             skipped.outcome = "skipped";
