@@ -221,8 +221,10 @@ common::Result<AppAction> Engine::stop_app(const std::string& app) {
             !running)
             common::log_error(running.error().message);
         publish_routes_or_log("after a failed stop");
-        return make_error(ErrorKind::io, "cannot stop " + app + ": " + published.error().message +
-                                             "; " + row->id + " keeps running and serving");
+        // Its kind kept, as start's and restart's: a table not acknowledged is a timeout (4).
+        return make_error(published.error().kind, "cannot stop " + app + ": " +
+                                                      published.error().message + "; " + row->id +
+                                                      " keeps running and serving");
     }
     if (auto* runtime = running_runtime(*row)) {
         runtime->stop({app, row->id}, {row->pid, row->pid_start}, k_stop_grace);

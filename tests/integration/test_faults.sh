@@ -226,6 +226,17 @@ switch_failures() {
         fail "the proxy serves PRODUCTION $before again once it runs" "got: $(fetch $APP /)"
     pass "the proxy serves PRODUCTION $before again once it runs"
     check_invariants "a deploy deploy-proxy did not acknowledge"
+
+    # A stop whose table is not acknowledged: not stopped, exit 4 as start's and restart's.
+    kill -STOP "$(proxy_pid)"
+    run dctl stop
+    kill -CONT "$(proxy_pid)"
+    assert_eq 4 "$RC" "a stop whose table deploy-proxy does not acknowledge exits 4 (a timeout)"
+    assert_contains "$ERR" "cannot stop $APP" "... and says the app was not stopped"
+    assert_eq 0 "$(db "select count(*) from apps where name='$APP' and stopped=1")" "the app is not recorded stopped"
+    wait_until 10 serving_production ||
+        fail "the app keeps serving PRODUCTION after the failed stop" "got: $(fetch $APP /)"
+    pass "the app keeps serving PRODUCTION after the failed stop"
 }
 serving_production() {
     [[ $(fetch $APP /) == "$(body_of_commit "$(db "select \"commit\" from releases where app='$APP' and state='PRODUCTION'")")" ]]
