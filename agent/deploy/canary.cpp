@@ -211,7 +211,8 @@ common::Result<Promotion> Engine::promote_canary_locked(const std::string& app,
         return previous.error();
     }
     runtime_for(app, id, config).serving({app, id});
-    if (auto started = start_processes(app, id, config, events); !started)
+    // (A canary without a web started its processes for its check: they serve now too.)
+    if (auto started = start_processes(app, id, config, events, Serving::all); !started)
         common::log_warn(app + " " + id + ": " + started.error().message +
                          "; the supervisor tries again");
     common::log_info("canary " + app + " " + id + " promoted (" + why + ")");

@@ -11,10 +11,12 @@
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
+#include <mutex>
 #include <optional>
 #include <random>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <system_error>
 #include <unistd.h>
 #include <utility>
@@ -219,7 +221,7 @@ common::Result<BlobStore::Written> BlobStore::write_temp(const std::string& dige
     // A file without a name first: no entry made in blobs/tmp's folder and taken out again
     // by a rename; it is linked into place once durable.
     bool unnamed = false; // counted in m_unnamed_open
-    if (m_unnamed_ok.load(std::memory_order_relaxed)) {
+    if (makes_unnamed()) {
         unnamed = m_unnamed_open->fetch_add(1, std::memory_order_relaxed) < m_unnamed_max;
         if (!unnamed) // as many are open as may be
             m_unnamed_open->fetch_sub(1, std::memory_order_relaxed);
@@ -240,10 +242,7 @@ common::Result<BlobStore::Written> BlobStore::write_temp(const std::string& dige
                                               common::os_error_text(error)));
             return out;
         }
-        const int error = errno;
-        m_unnamed_open->fetch_sub(1, std::memory_order_relaxed);
-        if (error == EOPNOTSUPP || error == EISDIR) // no O_TMPFILE: named files from now on
-            m_unnamed_ok.store(false, std::memory_order_relaxed);
+        m_unnamed_open->fetch_sub(1, std::memory_order_relaxed); // a named file instead
     }
     out.temp_file = temp_path();
     const int fd = ::open(out.temp_file.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
@@ -261,6 +260,34 @@ common::Result<BlobStore::Written> BlobStore::write_temp(const std::string& dige
                                       common::os_error_text(error)));
     }
     return out;
+}
+
+bool BlobStore::makes_unnamed() const {
+    std::call_once(m_unnamed_probed, [this] {
+        const auto dir = m_root / "tmp";
+        std::error_code ec;
+        fs::create_directories(dir, ec);
+        struct statfs info {};
+        if (::statfs(dir.c_str(), &info) != 0)
+            return;
+        constexpr long k_ext4 = 0xEF53, k_xfs = 0x58465342, k_btrfs = 0x9123683E,
+                       k_tmpfs = 0x01021994;
+        const long type = static_cast<long>(info.f_type);
+        if (type != k_ext4 && type != k_xfs && type != k_btrfs && type != k_tmpfs)
+            return;
+        // One made, written, linked and unlinked: O_TMPFILE there, and a link that works for
+        // this process (AT_EMPTY_PATH, or /proc/self/fd).
+        const int fd = ::open(dir.c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
+        if (fd < 0)
+            return;
+        const auto probe = dir / fmt::format(".probe-{}-{:x}", ::getpid(), std::random_device{}());
+        const bool linked = write_all(fd, "probe") == 0 && link_unnamed(fd, probe) == 0;
+        ::close(fd);
+        if (linked)
+            ::unlink(probe.c_str());
+        m_unnamed_ok.store(linked, std::memory_order_relaxed);
+    });
+    return m_unnamed_ok.load(std::memory_order_relaxed);
 }
 
 int BlobStore::link_unnamed(int fd, const fs::path& target) const {
@@ -293,11 +320,13 @@ Status BlobStore::adopt_verified(const std::vector<Written>& written) {
             common::Status synced;
             if (w.fd.get() < 0)
                 synced = fsync_file(w.temp_file);
-            else if (::fsync(w.fd.get()) != 0)
-                synced = make_error(common::io_error_kind(errno),
+            else if (::fsync(w.fd.get()) != 0) {
+                const int error = errno;
+                synced = make_error(common::io_error_kind(error),
                                     fmt::format("cannot fsync a new file in {}: {}",
                                                 (m_root / "tmp").string(),
-                                                common::os_error_text(errno)));
+                                                common::os_error_text(error)));
+            }
             if (!synced) {
                 remove_all_temps();
                 return synced.error();
@@ -339,9 +368,21 @@ Status BlobStore::adopt_verified(const std::vector<Written>& written) {
         if (!named) {
             const int error = link_unnamed(w.fd.get(), target);
             if (error != 0 && !(error == EEXIST && has(w.digest))) {
+                // Named files from now on: this upload fails, the next one is stored.
+                if (error != ENOSPC && error != EDQUOT)
+                    m_unnamed_ok.store(false, std::memory_order_relaxed);
                 failure = make_error(common::io_error_kind(error),
                                      fmt::format("cannot link a new file onto {}: {}",
                                                  target.string(), common::os_error_text(error)));
+                continue;
+            }
+            // Synced one by one, a file is synced again once linked: btrfs, on some kernels,
+            // logs nothing for a file without a name, so its fsync above kept nothing.
+            if (error == 0 && written.size() <= k_fsync_each && ::fsync(w.fd.get()) != 0) {
+                const int saved = errno;
+                failure = make_error(common::io_error_kind(saved),
+                                     fmt::format("cannot fsync {}: {}", target.string(),
+                                                 common::os_error_text(saved)));
                 continue;
             }
         } else if (::rename(w.temp_file.c_str(), target.c_str()) != 0) {

@@ -77,6 +77,13 @@ class BlobStore {
     // At most `max` files without a name open at once (0: named temporary files only); by
     // default a quarter of the descriptors the process may open, up to 8192.
     void limit_unnamed(int max) { m_unnamed_max = max; }
+    // Whether uploads use files without a name here: the file system is one known to keep
+    // them whole through a link (ext4, xfs, btrfs, tmpfs; not ZFS, whose link of one waits
+    // for a whole pool sync, nor NFS or overlayfs), and a first one made and linked in
+    // blobs/tmp worked. Decided at the first write_temp().
+    bool makes_unnamed() const;
+    // For tests: link as a process without CAP_DAC_READ_SEARCH does (through /proc).
+    void link_through_proc() { m_link_empty_path = false; }
     // A fresh temporary path inside the store's directory (same file system).
     std::filesystem::path temp_path() const;
     // Removes uploads left half-written by an agent that was killed; call it at
@@ -129,7 +136,8 @@ class BlobStore {
     // descriptor until its upload is stored.
     std::shared_ptr<std::atomic<int>> m_unnamed_open = std::make_shared<std::atomic<int>>(0);
     int m_unnamed_max = 0;
-    mutable std::atomic<bool> m_unnamed_ok{true};      // the file system makes them
+    mutable std::once_flag m_unnamed_probed;
+    mutable std::atomic<bool> m_unnamed_ok{false};     // makes_unnamed(), once probed
     mutable std::atomic<bool> m_link_empty_path{true}; // linkat(AT_EMPTY_PATH) is allowed
     mutable std::mutex m_pin_mutex;
     std::unordered_map<PinKey, std::chrono::steady_clock::time_point, PinKeyHash>
