@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
+#include <linux/magic.h>
 #include <mutex>
 #include <optional>
 #include <random>
@@ -47,18 +48,26 @@ Status create_dir(const fs::path& dir) {
     return {};
 }
 
+// fsync of an open file; `what` names it in the error.
+Status fsync_fd(int fd, const std::string& what) {
+    if (::fsync(fd) == 0)
+        return {};
+    const int saved = errno;
+    return make_error(common::io_error_kind(saved),
+                      fmt::format("cannot fsync {}: {}", what, common::os_error_text(saved)));
+}
+
 Status fsync_file(const fs::path& path) {
     const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0 || ::fsync(fd) != 0) {
+    if (fd < 0) {
         const int saved = errno;
-        if (fd >= 0)
-            ::close(fd);
         return make_error(
             common::io_error_kind(saved),
             fmt::format("cannot fsync {}: {}", path.string(), common::os_error_text(saved)));
     }
+    auto synced = fsync_fd(fd, path.string());
     ::close(fd);
-    return {};
+    return synced;
 }
 
 // Up to this many blobs stored at once are synced one by one; more, with one syncfs.
@@ -227,13 +236,9 @@ common::Result<BlobStore::Written> BlobStore::write_temp(const std::string& dige
             m_unnamed_open->fetch_sub(1, std::memory_order_relaxed);
     }
     if (unnamed) {
+        // (makes_unnamed() made blobs/tmp; should it be gone, a named file makes it again.)
         const auto dir = m_root / "tmp";
-        int fd = ::open(dir.c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
-        if (fd < 0 && errno == ENOENT) {
-            std::error_code ec;
-            fs::create_directories(dir, ec);
-            fd = ::open(dir.c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
-        }
+        const int fd = ::open(dir.c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
         if (fd >= 0) {
             out.fd = TempFd(fd, m_unnamed_open);
             if (const int error = write_all(fd, data); error != 0)
@@ -270,11 +275,15 @@ bool BlobStore::makes_unnamed() const {
         struct statfs info {};
         if (::statfs(dir.c_str(), &info) != 0)
             return;
-        constexpr long k_ext4 = 0xEF53, k_xfs = 0x58465342, k_btrfs = 0x9123683E,
-                       k_tmpfs = 0x01021994;
-        const long type = static_cast<long>(info.f_type);
-        if (type != k_ext4 && type != k_xfs && type != k_btrfs && type != k_tmpfs)
+        switch (info.f_type) {
+        case EXT4_SUPER_MAGIC:
+        case XFS_SUPER_MAGIC:
+        case BTRFS_SUPER_MAGIC:
+        case TMPFS_MAGIC:
+            break;
+        default:
             return;
+        }
         // One made, written, linked and unlinked: O_TMPFILE there, and a link that works for
         // this process (AT_EMPTY_PATH, or /proc/self/fd).
         const int fd = ::open(dir.c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
@@ -317,16 +326,9 @@ Status BlobStore::adopt_verified(const std::vector<Written>& written) {
     // system, a release tree just copied). Many: one flush of the file system for all.
     if (written.size() <= k_fsync_each) {
         for (const auto& w : written) {
-            common::Status synced;
-            if (w.fd.get() < 0)
-                synced = fsync_file(w.temp_file);
-            else if (::fsync(w.fd.get()) != 0) {
-                const int error = errno;
-                synced = make_error(common::io_error_kind(error),
-                                    fmt::format("cannot fsync a new file in {}: {}",
-                                                (m_root / "tmp").string(),
-                                                common::os_error_text(error)));
-            }
+            auto synced = w.fd.get() < 0
+                              ? fsync_file(w.temp_file)
+                              : fsync_fd(w.fd.get(), "a new file in " + (m_root / "tmp").string());
             if (!synced) {
                 remove_all_temps();
                 return synced.error();
@@ -378,13 +380,11 @@ Status BlobStore::adopt_verified(const std::vector<Written>& written) {
             }
             // Synced one by one, a file is synced again once linked: btrfs, on some kernels,
             // logs nothing for a file without a name, so its fsync above kept nothing.
-            if (error == 0 && written.size() <= k_fsync_each && ::fsync(w.fd.get()) != 0) {
-                const int saved = errno;
-                failure = make_error(common::io_error_kind(saved),
-                                     fmt::format("cannot fsync {}: {}", target.string(),
-                                                 common::os_error_text(saved)));
-                continue;
-            }
+            if (error == 0 && written.size() <= k_fsync_each)
+                if (auto synced = fsync_fd(w.fd.get(), target.string()); !synced) {
+                    failure = synced.error();
+                    continue;
+                }
         } else if (::rename(w.temp_file.c_str(), target.c_str()) != 0) {
             const int error = errno;
             failure = make_error(common::io_error_kind(error),
